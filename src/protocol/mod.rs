@@ -1,0 +1,27 @@
+//! The wire vocabulary shared by `nex` and `aix`: import items, service-level requests and
+//! responses (IMPORT_SEMANTICS.md), stdio JSONL v1 frames (PROTOCOL.md) and the transport and
+//! pipeline error codes.
+//!
+//! Layout:
+//! - `items`: `ImportSessionItem` and its session, turns, messages, tool calls.
+//! - `requests`: import and chunk requests and responses, cursors.
+//! - `frames`: the envelope, typed frames of both directions, encode/decode.
+//! - `codes`: transport and pipeline error codes.
+//! - `alias`: folding of the baseline's snake_case aliases into the camelCase fields.
+
+mod alias;
+pub mod codes;
+pub mod frames;
+pub mod items;
+pub mod requests;
+
+pub use codes::Code;
+pub use frames::{
+    ControlFrame, Envelope, FrameError, HealthStatus, RunError, RunMode, RunProgress, RunStart,
+    RunStop, WorkerFrame, decode_control_frame, decode_worker_frame, encode_frame,
+};
+pub use items::{ImportSessionItem, Message, SessionInfo, ToolCall, Turn};
+pub use requests::{
+    ChunkRequest, ChunkResponse, ChunkStatus, Cursor, ENCODING_GZIP_BASE64, ImportRequest,
+    ImportResponse, ItemResult, ItemStatus, SOURCE_AIX,
+};
