@@ -7,5 +7,7 @@
 //!
 //! - [`protocol`]: the wire vocabulary shared by `nex` and the `aix` worker: import items,
 //!   service-level requests and responses, stdio JSONL v1 frames, error codes.
+//! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 
 pub mod protocol;
+pub mod aix;

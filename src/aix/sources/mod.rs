@@ -1,0 +1,106 @@
+//! Source parsers: one per agent, each a pure function of bytes (plus the in-memory parse state
+//! of the file) to import items. No I/O happens here: discovery and the tail watcher read files
+//! and feed complete lines in; tests feed fixtures.
+//!
+//! The contract every parser keeps (SOURCES.md "Tail", TARGETS R5):
+//! - Lines are fed in file order, each call ending at a line boundary; how the file was cut into
+//!   calls does not change any item, the fingerprint or the stats.
+//! - `take_items` returns the items for every turn touched since the last call (all turns of
+//!   the file on a full parse), each touched turn complete with all its messages and tool calls,
+//!   plus the session header as of the lines seen so far. Importing the sequence of partial items
+//!   gives the same ledger rows as importing one item of the final file.
+//! - Lines fed with `emit = false` only rebuild state (used when a worker resumes from a cursor
+//!   it has no state for: one scan of `[0, open_turn_offset)`, then the rest with `emit = true`).
+//! - Unknown record types and fields never fail; a malformed line is skipped and counted.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::protocol::ImportSessionItem;
+
+/// The agents we read. `as_str` is the item's `sourceProvider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Provider {
+    ClaudeCode,
+    Codex,
+}
+
+impl Provider {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Provider::ClaudeCode => "claude-code",
+            Provider::Codex => "codex",
+        }
+    }
+}
+
+/// A session file found by discovery, with what its path says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub provider: Provider,
+    pub path: PathBuf,
+    pub role: FileRole,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileRole {
+    /// A main session file.
+    Main,
+    /// A Claude Code subagent file (`agent-<id>.jsonl`, flat or under `<session>/subagents/`).
+    Subagent {
+        agent_id: String,
+        /// The parent session id when the layout tells it (`<session>/subagents/`).
+        parent_session_id: Option<String>,
+        /// `toolUseId` (and `description` when present) of the sibling `agent-<id>.meta.json`.
+        meta: Option<SubagentMeta>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubagentMeta {
+    pub tool_use_id: Option<String>,
+    pub description: Option<String>,
+}
+
+/// What a parent file knows about a subagent it spawned: filled in on a child item whose own
+/// file does not say it (lineage resolved by ids, whatever order the files are read in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpawnLink {
+    pub tool_use_id: String,
+    pub description: Option<String>,
+    pub status: Option<String>,
+}
+
+/// Counters of one file's parse, summed by `aix scan` and the run's progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParseStats {
+    pub lines: u64,
+    pub malformed_lines: u64,
+    /// Records that are not messages (progress, file-history-snapshot, unknown types, …), by
+    /// record type.
+    pub skipped_records: BTreeMap<String, u64>,
+}
+
+/// The incremental parse state of one file.
+pub trait SessionParser: Send {
+    /// Feeds complete lines. `bytes` starts at byte `offset` of the file and ends at a line
+    /// boundary. With `emit == false` the lines only rebuild state and their turns are not
+    /// returned by the next `take_items`.
+    fn push_lines(&mut self, bytes: &[u8], offset: u64, emit: bool);
+
+    /// Items for every turn touched by emitting lines since the last call; empty when none.
+    fn take_items(&mut self) -> Vec<ImportSessionItem>;
+
+    /// Byte offset where the open (last) turn began: a restart re-parses from here.
+    fn open_turn_offset(&self) -> u64;
+
+    /// Chained SHA-256 over complete lines: `fp_0 = H("")`, `fp_n = H(fp_{n-1} || line_n)`.
+    fn fingerprint(&self) -> String;
+
+    fn stats(&self) -> &ParseStats;
+
+    /// Subagents this file spawned, by agent id (Claude Code main files; empty elsewhere).
+    fn spawn_links(&self) -> BTreeMap<String, SpawnLink> {
+        BTreeMap::new()
+    }
+}
