@@ -96,6 +96,25 @@ pub struct SubagentMeta {
     pub description: Option<String>,
 }
 
+impl SubagentMeta {
+    /// Reads an `agent-<id>.meta.json` (`{agentType, description, toolUseId, …}`); `None` when
+    /// the bytes are not a JSON object. Unknown fields are ignored, blank values read as absent.
+    pub fn from_json(bytes: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        v.is_object().then(|| Self {
+            tool_use_id: field("toolUseId"),
+            description: field("description"),
+        })
+    }
+}
+
 /// What a parent file knows about a subagent it spawned: filled in on a child item whose own
 /// file does not say it (lineage resolved by ids, whatever order the files are read in).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

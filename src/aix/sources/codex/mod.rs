@@ -365,6 +365,7 @@ impl CodexParser {
         };
         if t.extra.take_pair(from_event, &text) {
             // The other half of a visible pair already gave this message.
+            count_skip(&mut self.stats, "visible_pair_duplicate");
             return;
         }
         t.extra.has_output = true;
