@@ -115,6 +115,9 @@ impl ClaudeCodeParser {
                 return;
             }
         };
+        // Every line moves the file's chain, which is the (own) item's fingerprint: the item is
+        // re-sent (header and open turn) so that the ledger's fingerprint follows the file.
+        self.own.asm.header_dirty = true;
         let kind = v
             .get("type")
             .and_then(Value::as_str)

@@ -92,6 +92,9 @@ impl CodexParser {
                 return;
             }
         };
+        // Every line moves the file's chain, which is the (own) item's fingerprint: the item is
+        // re-sent (header and open turn) so that the ledger's fingerprint follows the file.
+        self.asm.header_dirty = true;
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
         let empty = Value::Null;
         let payload = v.get("payload").unwrap_or(&empty);
