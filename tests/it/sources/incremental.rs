@@ -129,3 +129,25 @@ fn late_tool_result_updates_a_closed_turns_call() {
         )]
     );
 }
+
+#[test]
+fn fingerprint_is_the_documented_chain() {
+    let file = source(
+        Provider::Codex,
+        "codex/sub/rollout-2026-03-01T10-05-00-0199bbbb-0000-7000-8000-000000000002.jsonl",
+        FileRole::Main,
+    );
+    let bytes = std::fs::read(&file.path).unwrap();
+    let lines: Vec<&[u8]> = bytes
+        .strip_suffix(b"\n")
+        .unwrap()
+        .split(|b| *b == b'\n')
+        .collect();
+    let (items, p) = parse_all(&file);
+    assert_eq!(p.fingerprint(), chain(&lines));
+    assert_eq!(items[0].source_session_fingerprint, chain(&lines));
+    assert_eq!(
+        parser_for(&file).fingerprint(),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+}

@@ -21,15 +21,17 @@
 //! - Tokens: deltas of the cumulative `token_count.info.total_token_usage`; a re-emitted equal
 //!   total adds nothing; a total below the previous one (a reset) counts as a fresh start.
 
+mod content;
 mod turns;
 
 use serde_json::{Map, Value, json};
 
+use self::content::{content_texts, json_or_string, line_id, message, push_message};
 use self::turns::{CodexTurn, Totals};
 use super::assembler::{Assembler, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
 use super::common::{FingerprintChain, Line, LineCursor, count_skip, join_nonempty, str_at, ts_at};
 use super::{ParseStats, Provider, SessionParser, SourceFile};
-use crate::protocol::{ImportSessionItem, Message, SessionInfo, ToolCall};
+use crate::protocol::{ImportSessionItem, SessionInfo, ToolCall};
 
 /// `session.provider` of every Codex item.
 pub const MODEL_PROVIDER: &str = "openai";
@@ -524,64 +526,6 @@ impl CodexParser {
             metadata: (!h.metadata.is_empty()).then(|| Value::Object(h.metadata.clone())),
             ..SessionInfo::default()
         }
-    }
-}
-
-fn line_id(line: &Line<'_>) -> String {
-    format!("L{}", line.index + 1)
-}
-
-fn message(
-    line: &Line<'_>,
-    id: &str,
-    role: &str,
-    content: Option<String>,
-    thinking: Option<String>,
-    ts: Option<i64>,
-) -> Message {
-    Message {
-        source_message_id: id.to_owned(),
-        role: role.to_owned(),
-        content,
-        sequence: line.index as i64,
-        created_at_ms: ts.unwrap_or(0),
-        thinking,
-        ..Message::default()
-    }
-}
-
-fn push_message(t: &mut super::assembler::HeldTurn<CodexTurn>, mut msg: Message, ts: Option<i64>) {
-    msg.source_turn_id = Some(t.turn.source_turn_id.clone());
-    t.messages.push(msg);
-    if ts.is_some() {
-        t.turn.completed_at_ms = ts;
-    }
-}
-
-/// Text of `input_text`/`output_text`/`text` content blocks, or a plain string content.
-fn content_texts(p: &Value) -> Vec<String> {
-    match p.get("content") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(blocks)) => blocks
-            .iter()
-            .filter(|b| {
-                matches!(
-                    b.get("type").and_then(Value::as_str),
-                    Some("input_text" | "output_text" | "text")
-                )
-            })
-            .filter_map(|b| str_at(b, "text").map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Tool arguments may be a JSON string or already an object: a string that parses as JSON is
-/// replaced by its value, any other value is kept as is.
-fn json_or_string(v: &Value) -> Value {
-    match v {
-        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| v.clone()),
-        other => other.clone(),
     }
 }
 
