@@ -177,6 +177,19 @@ pub(crate) fn count_at(v: &Value, key: &str) -> Option<i64> {
     v.get(key).and_then(Value::as_i64).filter(|n| *n >= 0)
 }
 
+/// Moves `slot` forward to `ts` when `ts` is later (timestamps in these files are not always
+/// monotonic: copied and injected lines may carry earlier ones). Returns true when it moved.
+pub(crate) fn later(slot: &mut Option<i64>, ts: Option<i64>) -> bool {
+    match (ts, *slot) {
+        (Some(t), Some(cur)) if t <= cur => false,
+        (Some(t), _) => {
+            *slot = Some(t);
+            true
+        }
+        (None, _) => false,
+    }
+}
+
 /// Joins non-empty parts with `\n`; `None` when nothing is left.
 pub(crate) fn join_nonempty<I: IntoIterator<Item = String>>(parts: I) -> Option<String> {
     let parts: Vec<String> = parts.into_iter().filter(|s| !s.is_empty()).collect();

@@ -9,7 +9,9 @@ use serde_json::{Map, Value, json};
 use crate::aix::sources::assembler::{
     Assembler, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING, Taken,
 };
-use crate::aix::sources::common::{FingerprintChain, Line, count_at, join_nonempty, str_at, ts_at};
+use crate::aix::sources::common::{
+    FingerprintChain, Line, count_at, join_nonempty, later, str_at, ts_at,
+};
 use crate::protocol::{Message, ToolCall, Turn};
 
 /// Model name Claude Code writes on locally generated (non-API) assistant lines.
@@ -110,12 +112,14 @@ impl ItemState {
         }
     }
 
-    /// First timestamp of any record of the item.
+    /// `createdAtMs` is the first timestamp of any record of the item, `updatedAtMs` the latest.
     pub fn note_timestamp(&mut self, v: &Value) {
-        if self.header.created.is_none()
-            && let Some(ts) = ts_at(v, "timestamp")
-        {
-            self.header.created = Some(ts);
+        let ts = ts_at(v, "timestamp");
+        if self.header.created.is_none() && ts.is_some() {
+            self.header.created = ts;
+            self.asm.header_dirty = true;
+        }
+        if later(&mut self.header.updated, ts) {
             self.asm.header_dirty = true;
         }
     }
@@ -207,12 +211,6 @@ impl ItemState {
         {
             let h = &mut self.header;
             let dirty = &mut self.asm.header_dirty;
-            if let Some(ts) = ts
-                && h.updated != Some(ts)
-            {
-                h.updated = Some(ts);
-                *dirty = true;
-            }
             if h.cwd.is_none() {
                 set_if_changed(dirty, &mut h.cwd, str_at(v, "cwd"));
             }
@@ -291,9 +289,7 @@ impl ItemState {
             let mut msg = msg;
             msg.source_turn_id = Some(held.turn.source_turn_id.clone());
             held.messages.push(msg);
-            if ts.is_some() {
-                held.turn.completed_at_ms = ts;
-            }
+            later(&mut held.turn.completed_at_ms, ts);
             if let Some(model) = model {
                 held.turn.model = Some(model.to_owned());
             }

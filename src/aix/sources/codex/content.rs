@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::turns::CodexTurn;
 use crate::aix::sources::assembler::HeldTurn;
-use crate::aix::sources::common::{Line, str_at};
+use crate::aix::sources::common::{Line, later, str_at};
 use crate::protocol::Message;
 
 /// `L<n>`: the 1-based line number of a record, the id of records without a native one.
@@ -34,9 +34,7 @@ pub(super) fn message(
 pub(super) fn push_message(t: &mut HeldTurn<CodexTurn>, mut msg: Message, ts: Option<i64>) {
     msg.source_turn_id = Some(t.turn.source_turn_id.clone());
     t.messages.push(msg);
-    if ts.is_some() {
-        t.turn.completed_at_ms = ts;
-    }
+    later(&mut t.turn.completed_at_ms, ts);
 }
 
 /// Text of `input_text`/`output_text`/`text` content blocks, or a plain string content.

@@ -29,7 +29,9 @@ use serde_json::{Map, Value, json};
 use self::content::{content_texts, json_or_string, line_id, message, push_message};
 use self::turns::{CodexTurn, Totals};
 use super::assembler::{Assembler, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
-use super::common::{FingerprintChain, Line, LineCursor, count_skip, join_nonempty, str_at, ts_at};
+use super::common::{
+    FingerprintChain, Line, LineCursor, count_skip, join_nonempty, later, str_at, ts_at,
+};
 use super::{ParseStats, Provider, SessionParser, SourceFile};
 use crate::protocol::{ImportSessionItem, SessionInfo, ToolCall};
 
@@ -120,12 +122,10 @@ impl CodexParser {
                 _ => self.in_replayed_prefix = false,
             }
         }
-        if self.header.created.is_none()
-            && let Some(ts) = ts
-        {
-            self.header.created = Some(ts);
-            self.asm.header_dirty = true;
+        if self.header.created.is_none() && ts.is_some() {
+            self.header.created = ts;
         }
+        later(&mut self.header.updated, ts);
         let sub = str_at(payload, "type").unwrap_or("");
         match (kind, sub) {
             ("turn_context", _) => self.turn_context(&line, payload, ts),
@@ -141,7 +141,7 @@ impl CodexParser {
                 let text = str_at(payload, "message").map(str::to_owned);
                 self.assistant_text(&line, text, true, ts);
             }
-            ("event_msg", "token_count") => self.token_count(&line, payload, ts),
+            ("event_msg", "token_count") => self.token_count(payload, ts),
             ("event_msg", "task_complete" | "turn_complete") => {
                 self.touch_completion(ts);
             }
@@ -234,24 +234,10 @@ impl CodexParser {
         }
     }
 
-    fn touch_updated(&mut self, ts: Option<i64>) {
-        if let Some(ts) = ts
-            && self.header.updated != Some(ts)
-        {
-            self.header.updated = Some(ts);
-            self.asm.header_dirty = true;
-        }
-    }
-
     fn touch_completion(&mut self, ts: Option<i64>) {
         if let Some(t) = self.asm.open_mut() {
-            if ts.is_some() {
-                t.turn.completed_at_ms = ts;
-            }
-        } else {
-            return;
+            later(&mut t.turn.completed_at_ms, ts);
         }
-        self.touch_updated(ts);
     }
 
     fn open_turn(&mut self, line: &Line<'_>, id: String, native: Option<String>, ts: Option<i64>) {
@@ -342,7 +328,6 @@ impl CodexParser {
             t.turn.query_message_source_ids.push(id);
             push_message(t, msg, ts);
         }
-        self.touch_updated(ts);
     }
 
     fn assistant_text(
@@ -377,7 +362,6 @@ impl CodexParser {
         t.turn.response_message_source_id = Some(id.clone());
         let msg = message(line, &id, "assistant", Some(text), None, ts);
         push_message(t, msg, ts);
-        self.touch_updated(ts);
     }
 
     fn reasoning(&mut self, line: &Line<'_>, p: &Value, ts: Option<i64>) {
@@ -399,7 +383,6 @@ impl CodexParser {
             let msg = message(line, &id, "assistant", None, Some(thinking), ts);
             push_message(t, msg, ts);
         }
-        self.touch_updated(ts);
     }
 
     fn tool_call(&mut self, line: &Line<'_>, p: &Value, sub: &str, ts: Option<i64>) {
@@ -424,14 +407,11 @@ impl CodexParser {
             sequence: line.index as i64,
             ..ToolCall::default()
         };
-        if self.asm.add_tool(call) {
-            if let Some(t) = self.asm.open_mut() {
-                t.extra.has_output = true;
-                if ts.is_some() {
-                    t.turn.completed_at_ms = ts;
-                }
-            }
-            self.touch_updated(ts);
+        if self.asm.add_tool(call)
+            && let Some(t) = self.asm.open_mut()
+        {
+            t.extra.has_output = true;
+            later(&mut t.turn.completed_at_ms, ts);
         }
     }
 
@@ -473,7 +453,7 @@ impl CodexParser {
         }
     }
 
-    fn token_count(&mut self, _line: &Line<'_>, p: &Value, ts: Option<i64>) {
+    fn token_count(&mut self, p: &Value, ts: Option<i64>) {
         let Some(total) = Totals::from_token_count(p) else {
             return;
         };
@@ -485,13 +465,8 @@ impl CodexParser {
         if let Some(t) = self.asm.open_mut() {
             t.extra.tokens = t.extra.tokens.plus(delta);
             t.extra.tokens.write_to(&mut t.turn);
-            if ts.is_some() {
-                t.turn.completed_at_ms = ts;
-            }
-        } else {
-            return;
+            later(&mut t.turn.completed_at_ms, ts);
         }
-        self.touch_updated(ts);
     }
 
     fn compacted(&mut self, line: &Line<'_>, p: &Value, ts: Option<i64>) {
@@ -509,7 +484,6 @@ impl CodexParser {
             t.extra.compacted_since_context = true;
             push_message(t, msg, ts);
         }
-        self.touch_updated(ts);
     }
 
     fn session_info(&self) -> SessionInfo {
