@@ -9,9 +9,8 @@ proptest! {
     /// upserting them, gives the rows, fingerprint and stats of one full parse.
     #[test]
     fn incremental_equals_full(cuts in prop::collection::vec(any::<bool>(), 1..40)) {
-        for file in all_fixtures() {
-            let bytes = std::fs::read(&file.path).unwrap();
-            let (full, full_fp, full_stats) = full_ledger(&file);
+        for (file, bytes) in fixture_variants() {
+            let (full, full_fp, full_stats) = full_ledger(&file, &bytes);
             let mut p = parser_for(&file);
             let mut ledger = Ledger::new();
             let mut start = 0usize;
@@ -36,9 +35,8 @@ proptest! {
 /// `[0, open_turn_offset)` without emitting, then emits the rest: the rows equal a full parse.
 #[test]
 fn restart_from_open_turn_offset_equals_full() {
-    for file in all_fixtures() {
-        let bytes = std::fs::read(&file.path).unwrap();
-        let (full, full_fp, _) = full_ledger(&file);
+    for (file, bytes) in fixture_variants() {
+        let (full, full_fp, _) = full_ledger(&file, &bytes);
         let ends = line_ends(&bytes);
         for k in 0..=ends.len() {
             let cut = if k == 0 { 0 } else { ends[k - 1] };

@@ -299,8 +299,24 @@ fn line_ends(bytes: &[u8]) -> Vec<usize> {
         .collect()
 }
 
-fn full_ledger(file: &SourceFile) -> (Ledger, String, nex::aix::sources::ParseStats) {
-    let (items, p) = parse_all(file);
+/// Every fixture as written, and again followed by a malformed and a blank line (lines that
+/// touch no turn but move the fingerprint).
+fn fixture_variants() -> Vec<(SourceFile, Vec<u8>)> {
+    all_fixtures()
+        .into_iter()
+        .flat_map(|file| {
+            let bytes = std::fs::read(&file.path).unwrap();
+            let mut tail = bytes.clone();
+            tail.extend_from_slice(b"{\"type\":\"user\",\n\n");
+            [(file.clone(), bytes), (file, tail)]
+        })
+        .collect()
+}
+
+fn full_ledger(file: &SourceFile, bytes: &[u8]) -> (Ledger, String, nex::aix::sources::ParseStats) {
+    let mut p = parser_for(file);
+    p.push_lines(bytes, 0, true);
+    let items = p.take_items();
     let mut ledger = Ledger::new();
     upsert(&mut ledger, items);
     (ledger, p.fingerprint(), p.stats().clone())

@@ -174,7 +174,7 @@ fn real_samples_incremental_equals_full() {
     assert!(files.len() >= 10, "{}", files.len());
     for file in files {
         let bytes = std::fs::read(&file.path).unwrap();
-        let (full, full_fp, full_stats) = full_ledger(&file);
+        let (full, full_fp, full_stats) = full_ledger(&file, &bytes);
         assert!(!full.is_empty(), "{}", file.path.display());
         let mut p = parser_for(&file);
         let mut ledger = Ledger::new();

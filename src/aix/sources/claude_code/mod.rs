@@ -105,6 +105,10 @@ impl ClaudeCodeParser {
     fn line(&mut self, line: Line<'_>) {
         self.stats.lines += 1;
         self.chain.push(line.bytes);
+        // Every line, even a blank or malformed one, moves the file's chain, which is the item's
+        // fingerprint: the item is re-sent (header and open turn) so that the ledger's
+        // fingerprint follows the file.
+        self.own.asm.header_dirty = true;
         if line.bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
@@ -115,9 +119,6 @@ impl ClaudeCodeParser {
                 return;
             }
         };
-        // Every line moves the file's chain, which is the (own) item's fingerprint: the item is
-        // re-sent (header and open turn) so that the ledger's fingerprint follows the file.
-        self.own.asm.header_dirty = true;
         let kind = v
             .get("type")
             .and_then(Value::as_str)

@@ -86,6 +86,10 @@ impl CodexParser {
     fn line(&mut self, line: Line<'_>) {
         self.stats.lines += 1;
         self.chain.push(line.bytes);
+        // Every line, even a blank or malformed one, moves the file's chain, which is the item's
+        // fingerprint: the item is re-sent (header and open turn) so that the ledger's
+        // fingerprint follows the file.
+        self.asm.header_dirty = true;
         if line.bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
@@ -96,9 +100,6 @@ impl CodexParser {
                 return;
             }
         };
-        // Every line moves the file's chain, which is the (own) item's fingerprint: the item is
-        // re-sent (header and open turn) so that the ledger's fingerprint follows the file.
-        self.asm.header_dirty = true;
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
         let empty = Value::Null;
         let payload = v.get("payload").unwrap_or(&empty);
