@@ -12,6 +12,20 @@
 //! - Lines fed with `emit = false` only rebuild state (used when a worker resumes from a cursor
 //!   it has no state for: one scan of `[0, open_turn_offset)`, then the rest with `emit = true`).
 //! - Unknown record types and fields never fail; a malformed line is skipped and counted.
+//!
+//! What this implementation adds to the contract:
+//! - Every fed line (blank and malformed ones too) moves the file's fingerprint, so the next
+//!   `take_items` re-sends the file's own item (header plus its open turn) even when no turn
+//!   changed: the ledger's fingerprint always follows the file. An item is never sent without a
+//!   turn (the ledger would invent a root turn for it that no later item could remove).
+//! - A tool result that arrives after its call's turn closed re-sends that tool call alone.
+//! - Memory per file: the open turn of each item, turns touched since the last take, unresolved
+//!   tool calls, the uuid -> turn map (Claude Code DAG parents), the agent map.
+//! - `open_turn_offset` is the smallest start of any item's open turn (a main file's inline
+//!   sidechain agents have their own); with no turn yet, the bytes consumed so far.
+//!
+//! Layout: `claude_code` and `codex` (one parser each), `assembler` (held turns, touched sets,
+//! partial-item assembly), `common` (line cutting, fingerprint chain, timestamps).
 
 mod assembler;
 pub mod claude_code;
