@@ -345,3 +345,91 @@ fn codex_fork_without_turn_ids_and_compaction() {
         vec![(s("replayed"), 2), (s("response_item/message:user"), 2)]
     );
 }
+
+#[test]
+fn codex_edge_orders_adopt_steer_and_late_output() {
+    let did = "0199dddd-0000-7000-8000-000000000004";
+    let (items, p) = parse_all(&source(
+        Provider::Codex,
+        &format!("codex/edge/rollout-2026-03-03T12-00-00-{did}.jsonl"),
+        FileRole::Main,
+    ));
+    let item = &items[0];
+    let base = 1_772_539_200_000; // 2026-03-03T12:00:00Z
+    assert_eq!(item.source_session_id, did);
+    assert_eq!(
+        item.session.metadata,
+        Some(
+            serde_json::json!({"cliVersion": "0.120.0", "originator": "codex_exec",
+                                "title": "Count files"})
+        )
+    );
+    assert_eq!(item.session.updated_at_ms, Some(base + 604_000));
+    // The prompt came before task_started: its turn (L2) adopts the native id e-1 instead of
+    // splitting; the second prompt stays in e-1; the resumed part opens e-2.
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("L2"),
+                None,
+                base + 1000,
+                Some(base + 6000),
+                o("gpt-5-codex"),
+                [None, None, None, None, None, None],
+                o("L9"),
+                vec![s("L2"), s("L6")]
+            ),
+            (
+                s("e-2"),
+                o("L2"),
+                base + 601_000,
+                Some(base + 603_000),
+                o("gpt-5-codex"),
+                [None, None, None, None, None, None],
+                None,
+                vec![s("L13")]
+            ),
+        ]
+    );
+    assert_eq!(
+        messages(item),
+        vec![
+            (s("L2"), s("L2"), s("user"), o("Count the files."), None, 1),
+            (s("L6"), s("L2"), s("user"), o("Only .rs files."), None, 5),
+            (
+                s("L9"),
+                s("L2"),
+                s("assistant"),
+                o("Working on it."),
+                None,
+                8
+            ),
+            (s("L13"), s("e-2"), s("user"), o("Resume."), None, 12),
+        ]
+    );
+    // Arguments that are not JSON stay a string; the output of the next turn fails the call.
+    assert_eq!(
+        tools(item),
+        vec![(
+            s("k-1"),
+            s("L2"),
+            None,
+            s("exec_command"),
+            s("failed"),
+            Some(base + 602_000),
+            None
+        )]
+    );
+    assert_eq!(
+        item.tool_calls[0].params_json,
+        Some(serde_json::json!("not json {"))
+    );
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("response_item/web_search_call"), 1),
+            (s("session_meta"), 1)
+        ]
+    );
+}

@@ -6,10 +6,13 @@
 //!   earlier than their own `session_meta`: that prefix is skipped (counted as `replayed`), and
 //!   only its cumulative token totals are kept as the baseline of the first delta.
 //! - Turns (see [`turns`]): a native turn id (`turn_context.turn_id`, `task_started.turn_id`)
-//!   names its turn; without one, a turn holds at most one `turn_context` and one human prompt
-//!   (`event_msg user_message`), and the record that would be the second of its kind opens the
-//!   next turn, whichever order a version writes them in. Turns without a native id are named
-//!   `L<n>` (1-based line number of the opening record). Turns chain linearly.
+//!   names its turn, and every prompt inside it stays in it (steering). Without one, a turn
+//!   holds at most one `turn_context` and one human prompt (`event_msg user_message`), and the
+//!   record that would be the second of its kind opens the next turn, whichever order a version
+//!   writes them in. Turns without a native id are named `L<n>` (1-based line number of the
+//!   opening record); a native id that arrives after such a turn opened (prompt written first)
+//!   is adopted by it, which keeps its `L<n>` name (ids never change once emitted). Turns chain
+//!   linearly; a second `session_meta` (a resumed session) is skipped and counted.
 //! - Messages: the prompt is the `event_msg user_message` (the visible half); `response_item`
 //!   `user` items are its model-input copy or injected context (`<environment_context>`,
 //!   AGENTS.md, …) and are dropped, as are `developer`/`system` items. Assistant text comes from
