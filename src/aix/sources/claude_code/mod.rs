@@ -134,7 +134,10 @@ impl ClaudeCodeParser {
         // Which item the line belongs to.
         let inline_key = (matches!(self.role, FileRole::Main) && r.is_sidechain == Some(true))
             .then(|| self.inline_key(&r));
-        let spawned_prefix = self.root_session().map(|r| format!("{r}/agent-"));
+        // Only lines that can name a spawned session need the prefix.
+        let spawned_prefix = matches!(r.kind(), "user" | "progress")
+            .then(|| self.root_session().map(|r| format!("{r}/agent-")))
+            .flatten();
         let item = match &inline_key {
             Some(key) => {
                 let item = self
