@@ -157,16 +157,39 @@ impl<X: Default> Assembler<X> {
             tool_calls: Vec::new(),
         };
         let mut emitted_tools = BTreeSet::new();
+        // A turn that stays held (the open one) is copied; a closed one is moved out, with the
+        // tool calls that are resolved (pending ones stay, to be joined to a later result).
         for ordinal in &ordinals {
-            let Some(held) = self.turns.get(ordinal) else {
-                continue;
+            let stays = self.open == Some(*ordinal);
+            let held = if stays {
+                match self.turns.get(ordinal) {
+                    Some(h) => HeldTurn {
+                        turn: h.turn.clone(),
+                        messages: h.messages.clone(),
+                        tool_ids: h.tool_ids.clone(),
+                        offset: h.offset,
+                        extra: (),
+                    },
+                    None => continue,
+                }
+            } else {
+                match self.turns.remove(ordinal) {
+                    Some(h) => HeldTurn {
+                        turn: h.turn,
+                        messages: h.messages,
+                        tool_ids: h.tool_ids,
+                        offset: h.offset,
+                        extra: (),
+                    },
+                    None => continue,
+                }
             };
-            out.turns.push(held.turn.clone());
-            out.messages.extend(held.messages.iter().cloned());
-            for id in &held.tool_ids {
-                if let Some((_, call)) = self.tools.get(id) {
-                    out.tool_calls.push(call.clone());
-                    emitted_tools.insert(id.clone());
+            out.turns.push(held.turn);
+            out.messages.extend(held.messages);
+            for id in held.tool_ids {
+                if let Some(call) = self.take_tool(&id, stays) {
+                    out.tool_calls.push(call);
+                    emitted_tools.insert(id);
                 }
             }
         }
@@ -174,13 +197,27 @@ impl<X: Default> Assembler<X> {
             if emitted_tools.contains(&id) {
                 continue;
             }
-            if let Some((_, call)) = self.tools.get(&id) {
-                out.tool_calls.push(call.clone());
+            let stays = self
+                .tools
+                .get(&id)
+                .is_some_and(|(o, _)| self.open == Some(*o));
+            if let Some(call) = self.take_tool(&id, stays) {
+                out.tool_calls.push(call);
             }
         }
         self.header_dirty = false;
         self.gc();
         Some(out)
+    }
+
+    /// The call with `id` for an item: moved out when nothing needs it any more (its turn is
+    /// not held and it has its result), else copied.
+    fn take_tool(&mut self, id: &str, turn_stays: bool) -> Option<ToolCall> {
+        let (_, call) = self.tools.get(id)?;
+        if turn_stays || call.status.as_deref() == Some(STATUS_PENDING) {
+            return Some(call.clone());
+        }
+        self.tools.remove(id).map(|(_, call)| call)
     }
 
     /// Drops every turn that is neither open nor touched, with its resolved tool calls.

@@ -162,18 +162,25 @@ impl ItemState {
     pub fn content_line(
         &mut self,
         line: &Line<'_>,
-        r: Record<'_>,
+        mut r: Record<'_>,
         spawned_prefix: Option<&str>,
     ) -> Vec<SpawnSeen> {
-        let kind = match r.kind() {
-            k @ ("user" | "assistant") => k,
+        let kind: &'static str = match r.kind() {
+            "user" => "user",
+            "assistant" => "assistant",
             _ => "system",
         };
         let uuid = r.uuid.as_deref().map(str::to_owned);
         let ts = r.timestamp.as_deref().and_then(parse_rfc3339_ms);
         let line_id = || format!("L{}", line.index + 1);
-        let message = r.message.0.as_ref();
-        let blocks = r.blocks();
+        let mut message = r.message.0.take();
+        let (plain_text, blocks): (Option<String>, Vec<Block<'_>>) =
+            match message.as_mut().map(|m| std::mem::take(&mut m.content)) {
+                Some(TextOrList::Text(t)) => (Some(t), Vec::new()),
+                Some(TextOrList::List(b)) => (None, b),
+                _ => (None, Vec::new()),
+            };
+        let message = message.as_ref();
         let has_tool_result = blocks.iter().any(|b| b.kind() == "tool_result");
         let (role, human) = match kind {
             "user" if r.is_compact_summary == Some(true) => ("system", false),
@@ -218,9 +225,9 @@ impl ItemState {
         }
 
         // The message.
-        let content = match (kind, message.map(|m| &m.content)) {
+        let content = match (kind, plain_text) {
             ("system", _) => r.content.as_deref().map(str::to_owned),
-            (_, Some(TextOrList::Text(s))) => Some(s.clone()).filter(|s| !s.is_empty()),
+            (_, Some(text)) => Some(text).filter(|s| !s.is_empty()),
             _ => join_nonempty(blocks.iter().flat_map(block_texts)),
         };
         let thinking = join_nonempty(
@@ -318,7 +325,11 @@ impl ItemState {
 
         // Tool calls started by this line.
         let turn_id = self.asm.open_ref().map(|t| t.turn.source_turn_id.clone());
-        for block in blocks.iter().filter(|b| b.kind() == "tool_use") {
+        let (uses, results): (Vec<Block<'_>>, Vec<Block<'_>>) = blocks
+            .into_iter()
+            .filter(|b| matches!(b.kind(), "tool_use" | "tool_result"))
+            .partition(|b| b.kind() == "tool_use");
+        for mut block in uses {
             let Some(id) = block.id.as_deref() else {
                 continue;
             };
@@ -327,7 +338,7 @@ impl ItemState {
                 source_turn_id: turn_id.clone(),
                 source_message_id: Some(message_id.clone()),
                 tool_name: block.name.as_deref().unwrap_or("unknown").to_owned(),
-                params_json: block.input.clone(),
+                params_json: block.input.take(),
                 status: Some(STATUS_PENDING.to_owned()),
                 started_at_ms: ts.unwrap_or(0),
                 sequence: line.index as i64,
@@ -336,36 +347,39 @@ impl ItemState {
         }
 
         // Tool results carried by this line.
-        let results: Vec<&Block<'_>> = blocks
-            .iter()
-            .filter(|b| b.kind() == "tool_result")
-            .collect();
-        let tool_use_result = r.tool_use_result.as_ref().filter(|_| results.len() == 1);
+        let single_result = results.len() == 1;
+        let mut tool_use_result = r.tool_use_result.take().filter(|_| single_result);
         let mut spawns = Vec::new();
-        for block in &results {
-            let Some(id) = block.tool_use_id.as_deref() else {
+        for mut block in results {
+            let Some(id) = block.tool_use_id.as_deref().map(str::to_owned) else {
                 continue;
             };
             let failed = block.is_error == Some(true);
-            let mut result = Map::new();
-            result.insert(
-                "content".into(),
-                block.content.clone().unwrap_or(Value::Null),
-            );
-            if let Some(tur) = tool_use_result {
-                result.insert("toolUseResult".into(), tur.clone());
-            }
             // The agent a spawning call started: `toolUseResult.agentId`, or on old inline
             // layouts the result line's own `agentId`.
             let agent = tool_use_result
+                .as_ref()
                 .and_then(|t| str_at(t, "agentId"))
                 .or_else(|| {
-                    (results.len() == 1 && r.is_sidechain != Some(true))
+                    (single_result && r.is_sidechain != Some(true))
                         .then_some(r.agent_id.as_deref())
                         .flatten()
-                });
-            let status = tool_use_result.and_then(|t| str_at(t, "status"));
-            let Some(call) = self.asm.tool_mut(id) else {
+                })
+                .map(str::to_owned);
+            let status = tool_use_result
+                .as_ref()
+                .and_then(|t| str_at(t, "status"))
+                .map(str::to_owned);
+            let mut result = Map::new();
+            result.insert(
+                "content".into(),
+                block.content.take().unwrap_or(Value::Null),
+            );
+            // Only a line with a single result has one: it can be moved.
+            if let Some(tur) = tool_use_result.take() {
+                result.insert("toolUseResult".into(), tur);
+            }
+            let Some(call) = self.asm.tool_mut(&id) else {
                 continue;
             };
             call.result_json = Some(Value::Object(result));
@@ -383,9 +397,9 @@ impl ItemState {
                     call.spawned_source_session_id = Some(format!("{prefix}{agent}"));
                 }
                 spawns.push(SpawnSeen {
-                    tool_use_id: id.to_owned(),
-                    agent_id: agent.to_owned(),
-                    status: status.map(str::to_owned),
+                    tool_use_id: id,
+                    agent_id: agent,
+                    status,
                 });
             }
         }

@@ -126,13 +126,6 @@ impl Record<'_> {
     pub fn kind(&self) -> &str {
         self.kind.as_deref().unwrap_or("")
     }
-
-    pub fn blocks(&self) -> &[Block<'_>] {
-        match self.message.0.as_ref().map(|m| &m.content) {
-            Some(TextOrList::List(blocks)) => blocks,
-            _ => &[],
-        }
-    }
 }
 
 impl Block<'_> {
