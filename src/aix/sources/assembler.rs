@@ -236,3 +236,61 @@ impl<X: Default> Assembler<X> {
 pub(crate) const STATUS_PENDING: &str = "pending";
 pub(crate) const STATUS_COMPLETED: &str = "completed";
 pub(crate) const STATUS_FAILED: &str = "failed";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(id: &str) -> Turn {
+        Turn {
+            source_turn_id: id.to_owned(),
+            ..Turn::default()
+        }
+    }
+
+    fn call(id: &str, status: &str) -> ToolCall {
+        ToolCall {
+            source_tool_call_id: id.to_owned(),
+            status: Some(status.to_owned()),
+            ..ToolCall::default()
+        }
+    }
+
+    /// After a take only the open turn and unresolved calls stay in memory.
+    #[test]
+    fn take_keeps_the_open_turn_and_pending_calls_only() {
+        let mut a: Assembler<()> = Assembler::default();
+        a.open_turn(turn("t1"), 0);
+        assert!(a.add_tool(call("done", STATUS_COMPLETED)));
+        assert!(a.add_tool(call("waiting", STATUS_PENDING)));
+        assert!(
+            !a.add_tool(call("done", STATUS_PENDING)),
+            "first occurrence wins"
+        );
+        a.open_turn(turn("t2"), 10);
+        let taken = a.take().expect("something changed");
+        assert_eq!(taken.turns.len(), 2);
+        assert_eq!(taken.tool_calls.len(), 2);
+        assert_eq!(a.turns.len(), 1);
+        assert_eq!(a.open_offset(), Some(10));
+        assert!(a.tool_ref("done").is_none());
+        assert!(a.tool_ref("waiting").is_some());
+        assert!(a.take().is_none(), "nothing changed since");
+        // A late result re-sends the call alone, then frees it.
+        if let Some(c) = a.tool_mut("waiting") {
+            c.status = Some(STATUS_COMPLETED.to_owned());
+        }
+        let taken = a.take().expect("the call changed");
+        assert_eq!(taken.turns.len(), 1, "the open turn rides along");
+        assert_eq!(taken.tool_calls[0].source_tool_call_id, "waiting");
+        assert!(a.tool_ref("waiting").is_none());
+    }
+
+    #[test]
+    fn no_item_without_a_turn() {
+        let mut a: Assembler<()> = Assembler::default();
+        a.header_dirty = true;
+        assert!(a.take().is_none());
+        assert!(a.is_dirty(), "the change waits for the first turn");
+    }
+}

@@ -17,6 +17,18 @@
 //! Fingerprints: the file's own item carries the file's chain (every line of the file); an
 //! inline agent's item carries a chain over its own lines only, so it changes exactly when one
 //! of its lines is appended.
+//!
+//! Lineage: a spawning `Task`/`Agent` call learns its child's agent id from `agent_progress`
+//! (`data.agentId` + `parentToolUseID`), from its result's `toolUseResult.agentId`, or (old
+//! inline layout) from the result line's own `agentId`; the call then carries
+//! `spawnedSourceSessionId = <rootSessionId>/agent-<agentId>` and `spawn_links()` maps the agent
+//! id to the call, its `description` and the result's `status`. A subagent file's item takes
+//! `spawnToolCallId`/`taskDescription` from `FileRole::Subagent.meta`; what is still blank is
+//! filled by the runtime from the parent's links (`fill_spawn_link`). Inline agents get theirs
+//! from the same file.
+//!
+//! Reading: each line is read typed, with only the fields the mapping uses and every leaf
+//! lenient (`record`), so progress payloads are skipped without being built.
 
 mod item;
 mod record;
