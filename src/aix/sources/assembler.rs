@@ -288,8 +288,10 @@ mod tests {
 
     #[test]
     fn no_item_without_a_turn() {
-        let mut a: Assembler<()> = Assembler::default();
-        a.header_dirty = true;
+        let mut a: Assembler<()> = Assembler {
+            header_dirty: true,
+            ..Assembler::default()
+        };
         assert!(a.take().is_none());
         assert!(a.is_dirty(), "the change waits for the first turn");
     }
