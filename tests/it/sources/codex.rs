@@ -433,3 +433,47 @@ fn codex_edge_orders_adopt_steer_and_late_output() {
         ]
     );
 }
+
+/// Fields that changed type read as absent; the line still counts; pairs match across
+/// surrounding whitespace.
+#[test]
+fn codex_fields_of_unexpected_types_are_ignored_not_fatal() {
+    let lines = [
+        r#"{"timestamp":"2026-01-01T00:00:00Z","type":"session_meta","payload":{"id":"s","cwd":7,"source":["x"],"git":"main","base_instructions":{"text":"long"}}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:01Z","type":"turn_context","payload":{"turn_id":null,"model":{"name":"m"}}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:02Z","type":"event_msg","payload":{"type":"user_message","message":"go","images":{}}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:03Z","type":"event_msg","payload":{"type":"token_count","info":{"total_token_usage":{"input_tokens":"9","output_tokens":-1,"total_tokens":4}}}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:04Z","type":"response_item","payload":{"type":"message","role":"assistant","content":"done \n"}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:04Z","type":"event_msg","payload":{"type":"agent_message","message":"done"}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:05Z","type":"response_item","payload":{"type":"reasoning","summary":"not a list","content":[{"type":"reasoning_text","text":"why"}],"encrypted_content":"AAAA"}}"#,
+        r#"{"timestamp":5,"type":"response_item","payload":"not an object"}"#,
+    ];
+    let bytes = lines.join("\n") + "\n";
+    let file = source(Provider::Codex, "rollout-s.jsonl", FileRole::Main);
+    let mut p = parser_for(&file);
+    p.push_lines(bytes.as_bytes(), 0, true);
+    let items = p.take_items();
+    assert_eq!(p.stats().malformed_lines, 0);
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("response_item/unknown"), 1),
+            (s("visible_pair_duplicate"), 1)
+        ]
+    );
+    let item = &items[0];
+    assert_eq!(item.session.workspace_path, None);
+    assert_eq!(item.session.metadata, None);
+    assert_eq!(
+        messages(item),
+        vec![
+            (s("L3"), s("L2"), s("user"), o("go"), None, 2),
+            (s("L5"), s("L2"), s("assistant"), o("done \n"), None, 4),
+            (s("L7"), s("L2"), s("assistant"), None, o("why"), 6),
+        ]
+    );
+    assert_eq!(
+        turns(item)[0].5,
+        [Some(0), Some(0), Some(0), None, Some(0), Some(4)]
+    );
+}
