@@ -18,7 +18,7 @@ pub(super) struct Record<'a> {
     #[serde(rename = "type", borrow, deserialize_with = "lenient::str")]
     pub kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    pub payload: Obj<Payload<'a>>,
+    pub payload: Obj<Box<Payload<'a>>>,
 }
 
 /// The union of the payload fields of every record type the mapping reads.
