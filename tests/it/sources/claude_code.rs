@@ -644,3 +644,35 @@ fn claude_fields_of_unexpected_types_are_ignored_not_fatal() {
     );
     assert_eq!(item.session.created_at_ms, Some(1_767_225_601_000));
 }
+
+#[test]
+fn claude_roles_from_paths() {
+    let role = |p: &str| FileRole::claude_code_for(Path::new(p));
+    let sub = |agent: &str, parent: Option<&str>| {
+        Some(FileRole::Subagent {
+            agent_id: s(agent),
+            parent_session_id: parent.map(str::to_owned),
+            meta: None,
+        })
+    };
+    assert_eq!(role("/p/-x/5e1.jsonl"), Some(FileRole::Main));
+    assert_eq!(role("/p/-x/agent-f1a7001.jsonl"), sub("f1a7001", None));
+    assert_eq!(
+        role("/p/-x/5e1/subagents/agent-a5b.jsonl"),
+        sub("a5b", Some("5e1"))
+    );
+    assert_eq!(
+        role("/p/-x/5e1/subagents/workflows/run7/agent-w1.jsonl"),
+        sub("w1", Some("5e1"))
+    );
+    assert_eq!(
+        role("/p/-x/5e1/subagents/workflows/run7/journal.jsonl"),
+        None
+    );
+    assert_eq!(role("/p/-x/5e1/subagents/agent-a5b.meta.json"), None);
+    assert_eq!(role("/p/-x/agent-.jsonl"), Some(FileRole::Main));
+    assert_eq!(
+        SubagentMeta::path_for(Path::new("/p/-x/5e1/subagents/agent-a5b.jsonl")),
+        PathBuf::from("/p/-x/5e1/subagents/agent-a5b.meta.json")
+    );
+}
