@@ -207,8 +207,15 @@ pub trait SessionParser: Send {
 
     fn stats(&self) -> &ParseStats;
 
-    /// Subagents this file spawned, by agent id (Claude Code main files; empty elsewhere).
+    /// Subagents this file spawned, by agent id (Claude Code main and subagent files; empty
+    /// elsewhere).
     fn spawn_links(&self) -> BTreeMap<String, SpawnLink> {
         BTreeMap::new()
     }
+
+    /// Makes the next `take_items` re-send the file's own item (header and open turn) although
+    /// no line came: for a child whose lineage the runtime learnt later from its parent's
+    /// `spawn_links()` (apply `fill_spawn_link` to the re-sent item). No effect before the item
+    /// has a turn.
+    fn resend_header(&mut self) {}
 }

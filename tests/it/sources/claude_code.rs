@@ -435,7 +435,18 @@ fn claude_flat_subagent_file_gets_lineage_from_the_parent_links() {
     );
     assert_eq!(item.session.spawn_tool_call_id, None);
     assert!(child.spawn_links().is_empty());
-    // The runtime fills what the child's own file does not say.
+    // The runtime fills what the child's own file does not say; when it learns the link after
+    // the child's last line, it asks the child's parser to re-send its header.
+    let mut child = child;
+    assert!(child.take_items().is_empty());
+    child.resend_header();
+    let resent = child.take_items();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].turns.len(), 1, "the open turn rides along");
+    assert_eq!(
+        resent[0].source_session_fingerprint,
+        item.source_session_fingerprint
+    );
     let links = parent.spawn_links();
     fill_spawn_link(&mut item.session, &links["f1a7001"]);
     assert_eq!(
