@@ -1,0 +1,298 @@
+//! The in-memory half of a partial item: the turns a parser still holds, which of them changed
+//! since the last `take_items`, and the tool calls that may still be joined to a result.
+//!
+//! Memory stays O(open turn + unresolved tool calls): after a take, every turn but the open one
+//! is dropped, and so is every tool call of a dropped turn that already has its result.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::protocol::{Message, ToolCall, Turn};
+
+/// One held turn with its messages and the ids of the tool calls it started, plus the
+/// provider's own per-turn bookkeeping `X` (token accumulators, duplicate detection, …).
+#[derive(Debug, Default)]
+pub(crate) struct HeldTurn<X> {
+    pub turn: Turn,
+    pub messages: Vec<Message>,
+    pub tool_ids: Vec<String>,
+    /// Byte offset of the turn's first line.
+    pub offset: u64,
+    pub extra: X,
+}
+
+/// What one take produced for an item.
+pub(crate) struct Taken {
+    pub turns: Vec<Turn>,
+    pub messages: Vec<Message>,
+    pub tool_calls: Vec<ToolCall>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Assembler<X> {
+    turns: BTreeMap<u64, HeldTurn<X>>,
+    next_ordinal: u64,
+    open: Option<u64>,
+    touched: BTreeSet<u64>,
+    /// Tool calls by source id, with the ordinal of the turn that started them.
+    tools: HashMap<String, (u64, ToolCall)>,
+    touched_tools: BTreeSet<String>,
+    /// Set when a header field changed; cleared by a take.
+    pub header_dirty: bool,
+}
+
+impl<X> Default for Assembler<X> {
+    fn default() -> Self {
+        Self {
+            turns: BTreeMap::new(),
+            next_ordinal: 0,
+            open: None,
+            touched: BTreeSet::new(),
+            tools: HashMap::new(),
+            touched_tools: BTreeSet::new(),
+            header_dirty: false,
+        }
+    }
+}
+
+impl<X: Default> Assembler<X> {
+    /// Opens a new turn (the previous open turn is closed) and returns its ordinal.
+    pub fn open_turn(&mut self, turn: Turn, offset: u64) -> u64 {
+        let ordinal = self.next_ordinal;
+        self.next_ordinal += 1;
+        self.turns.insert(
+            ordinal,
+            HeldTurn {
+                turn,
+                messages: Vec::new(),
+                tool_ids: Vec::new(),
+                offset,
+                extra: X::default(),
+            },
+        );
+        self.open = Some(ordinal);
+        self.touched.insert(ordinal);
+        ordinal
+    }
+
+    /// The open turn, marked as touched.
+    pub fn open_mut(&mut self) -> Option<&mut HeldTurn<X>> {
+        let ordinal = self.open?;
+        self.touched.insert(ordinal);
+        self.turns.get_mut(&ordinal)
+    }
+
+    /// The open turn, read only.
+    pub fn open_ref(&self) -> Option<&HeldTurn<X>> {
+        self.turns.get(&self.open?)
+    }
+
+    pub fn open_ordinal(&self) -> Option<u64> {
+        self.open
+    }
+
+    /// Byte offset of the open turn's first line.
+    pub fn open_offset(&self) -> Option<u64> {
+        self.open_ref().map(|t| t.offset)
+    }
+
+    /// Adds a tool call to the open turn; a call id seen before keeps its first occurrence.
+    /// Returns false when there is no open turn or the id is known.
+    pub fn add_tool(&mut self, call: ToolCall) -> bool {
+        let Some(ordinal) = self.open else {
+            return false;
+        };
+        if call.source_tool_call_id.is_empty() || self.tools.contains_key(&call.source_tool_call_id)
+        {
+            return false;
+        }
+        let id = call.source_tool_call_id.clone();
+        if let Some(turn) = self.turns.get_mut(&ordinal) {
+            turn.tool_ids.push(id.clone());
+        }
+        self.touched.insert(ordinal);
+        self.tools.insert(id, (ordinal, call));
+        true
+    }
+
+    /// A known tool call, marked as touched.
+    pub fn tool_mut(&mut self, id: &str) -> Option<&mut ToolCall> {
+        let (_, call) = self.tools.get_mut(id)?;
+        self.touched_tools.insert(id.to_owned());
+        Some(call)
+    }
+
+    pub fn tool_ref(&self, id: &str) -> Option<&ToolCall> {
+        self.tools.get(id).map(|(_, c)| c)
+    }
+
+    pub fn has_turns(&self) -> bool {
+        self.next_ordinal > 0
+    }
+
+    /// Whether a take would produce anything new.
+    pub fn is_dirty(&self) -> bool {
+        self.header_dirty || !self.touched.is_empty() || !self.touched_tools.is_empty()
+    }
+
+    /// Forgets what changed (lines fed with `emit == false`) and drops closed turns.
+    pub fn discard_changes(&mut self) {
+        self.touched.clear();
+        self.touched_tools.clear();
+        self.header_dirty = false;
+        self.gc();
+    }
+
+    /// Every touched turn plus the open one, complete, and every touched tool call; then drops
+    /// closed turns. `None` while the item has no turn (an item without turns would make the
+    /// ledger invent a root turn that a later item could not remove).
+    pub fn take(&mut self) -> Option<Taken> {
+        if !self.is_dirty() || !self.has_turns() {
+            return None;
+        }
+        let mut ordinals = std::mem::take(&mut self.touched);
+        ordinals.extend(self.open);
+        let mut out = Taken {
+            turns: Vec::new(),
+            messages: Vec::new(),
+            tool_calls: Vec::new(),
+        };
+        let mut emitted_tools = BTreeSet::new();
+        // A turn that stays held (the open one) is copied; a closed one is moved out, with the
+        // tool calls that are resolved (pending ones stay, to be joined to a later result).
+        for ordinal in &ordinals {
+            let stays = self.open == Some(*ordinal);
+            let held = if stays {
+                match self.turns.get(ordinal) {
+                    Some(h) => HeldTurn {
+                        turn: h.turn.clone(),
+                        messages: h.messages.clone(),
+                        tool_ids: h.tool_ids.clone(),
+                        offset: h.offset,
+                        extra: (),
+                    },
+                    None => continue,
+                }
+            } else {
+                match self.turns.remove(ordinal) {
+                    Some(h) => HeldTurn {
+                        turn: h.turn,
+                        messages: h.messages,
+                        tool_ids: h.tool_ids,
+                        offset: h.offset,
+                        extra: (),
+                    },
+                    None => continue,
+                }
+            };
+            out.turns.push(held.turn);
+            out.messages.extend(held.messages);
+            for id in held.tool_ids {
+                if let Some(call) = self.take_tool(&id, stays) {
+                    out.tool_calls.push(call);
+                    emitted_tools.insert(id);
+                }
+            }
+        }
+        for id in std::mem::take(&mut self.touched_tools) {
+            if emitted_tools.contains(&id) {
+                continue;
+            }
+            let stays = self
+                .tools
+                .get(&id)
+                .is_some_and(|(o, _)| self.open == Some(*o));
+            if let Some(call) = self.take_tool(&id, stays) {
+                out.tool_calls.push(call);
+            }
+        }
+        self.header_dirty = false;
+        self.gc();
+        Some(out)
+    }
+
+    /// The call with `id` for an item: moved out when nothing needs it any more (its turn is
+    /// not held and it has its result), else copied.
+    fn take_tool(&mut self, id: &str, turn_stays: bool) -> Option<ToolCall> {
+        let (_, call) = self.tools.get(id)?;
+        if turn_stays || call.status.as_deref() == Some(STATUS_PENDING) {
+            return Some(call.clone());
+        }
+        self.tools.remove(id).map(|(_, call)| call)
+    }
+
+    /// Drops every turn that is neither open nor touched, with its resolved tool calls.
+    fn gc(&mut self) {
+        let keep: BTreeSet<u64> = self.touched.iter().copied().chain(self.open).collect();
+        self.turns.retain(|ordinal, _| keep.contains(ordinal));
+        let touched_tools = &self.touched_tools;
+        self.tools.retain(|id, (ordinal, call)| {
+            keep.contains(ordinal)
+                || touched_tools.contains(id)
+                || call.status.as_deref() == Some(STATUS_PENDING)
+        });
+    }
+}
+
+pub(crate) const STATUS_PENDING: &str = "pending";
+pub(crate) const STATUS_COMPLETED: &str = "completed";
+pub(crate) const STATUS_FAILED: &str = "failed";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(id: &str) -> Turn {
+        Turn {
+            source_turn_id: id.to_owned(),
+            ..Turn::default()
+        }
+    }
+
+    fn call(id: &str, status: &str) -> ToolCall {
+        ToolCall {
+            source_tool_call_id: id.to_owned(),
+            status: Some(status.to_owned()),
+            ..ToolCall::default()
+        }
+    }
+
+    /// After a take only the open turn and unresolved calls stay in memory.
+    #[test]
+    fn take_keeps_the_open_turn_and_pending_calls_only() {
+        let mut a: Assembler<()> = Assembler::default();
+        a.open_turn(turn("t1"), 0);
+        assert!(a.add_tool(call("done", STATUS_COMPLETED)));
+        assert!(a.add_tool(call("waiting", STATUS_PENDING)));
+        assert!(
+            !a.add_tool(call("done", STATUS_PENDING)),
+            "first occurrence wins"
+        );
+        a.open_turn(turn("t2"), 10);
+        let taken = a.take().expect("something changed");
+        assert_eq!(taken.turns.len(), 2);
+        assert_eq!(taken.tool_calls.len(), 2);
+        assert_eq!(a.turns.len(), 1);
+        assert_eq!(a.open_offset(), Some(10));
+        assert!(a.tool_ref("done").is_none());
+        assert!(a.tool_ref("waiting").is_some());
+        assert!(a.take().is_none(), "nothing changed since");
+        // A late result re-sends the call alone, then frees it.
+        if let Some(c) = a.tool_mut("waiting") {
+            c.status = Some(STATUS_COMPLETED.to_owned());
+        }
+        let taken = a.take().expect("the call changed");
+        assert_eq!(taken.turns.len(), 1, "the open turn rides along");
+        assert_eq!(taken.tool_calls[0].source_tool_call_id, "waiting");
+        assert!(a.tool_ref("waiting").is_none());
+    }
+
+    #[test]
+    fn no_item_without_a_turn() {
+        let mut a: Assembler<()> = Assembler {
+            header_dirty: true,
+            ..Assembler::default()
+        };
+        assert!(a.take().is_none());
+        assert!(a.is_dirty(), "the change waits for the first turn");
+    }
+}

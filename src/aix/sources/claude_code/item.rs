@@ -1,0 +1,454 @@
+//! One Claude Code item under construction (a main session, a subagent file, or one inline
+//! sidechain agent of a main file): turns by human user lines with DAG parents, messages, tool
+//! calls joined to their results, tokens deduplicated per API response.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value, json};
+
+use super::record::{Block, Record};
+use crate::aix::sources::assembler::{
+    Assembler, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING, Taken,
+};
+use crate::aix::sources::common::{
+    FingerprintChain, Line, join_nonempty, later, parse_rfc3339_ms, str_at,
+};
+use crate::aix::sources::lenient::TextOrList;
+use crate::protocol::{Message, ToolCall, Turn};
+
+/// Model name Claude Code writes on locally generated (non-API) assistant lines.
+const SYNTHETIC_MODEL: &str = "<synthetic>";
+
+/// Usage of one API response, as carried by its last line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Usage {
+    input: i64,
+    output: i64,
+    cache_read: i64,
+    cache_write: i64,
+}
+
+/// Per-turn usage by `(message.id, requestId)`: the last line of a response replaces the
+/// earlier ones, so the sum counts each response once with its final `output_tokens`.
+#[derive(Debug, Default)]
+pub(super) struct TurnUsage {
+    by_response: BTreeMap<(String, String), Usage>,
+}
+
+/// Session header facts, folded over the item's lines.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct Header {
+    pub created: Option<i64>,
+    pub updated: Option<i64>,
+    pub model: Option<String>,
+    pub cwd: Option<String>,
+    pub version: Option<String>,
+    pub git_branch: Option<String>,
+    pub slug: Option<String>,
+    pub ai_title: Option<String>,
+    pub custom_title: Option<String>,
+    pub summary_title: Option<String>,
+    /// Session id of copied lines at the start of a resumed session's file.
+    pub resumed_from: Option<String>,
+}
+
+impl Header {
+    pub fn title(&self) -> Option<&String> {
+        self.custom_title
+            .as_ref()
+            .or(self.ai_title.as_ref())
+            .or(self.summary_title.as_ref())
+    }
+
+    pub fn metadata(&self) -> Option<Value> {
+        let mut m = Map::new();
+        for (k, v) in [
+            ("version", &self.version),
+            ("gitBranch", &self.git_branch),
+            ("slug", &self.slug),
+            ("title", &self.title().cloned()),
+            ("resumedFromSessionId", &self.resumed_from),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.to_owned(), Value::String(v.clone()));
+            }
+        }
+        (!m.is_empty()).then_some(Value::Object(m))
+    }
+}
+
+/// A spawn reference found on a line: the tool call and the agent id it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SpawnSeen {
+    pub tool_use_id: String,
+    pub agent_id: String,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct ItemState {
+    pub asm: Assembler<TurnUsage>,
+    /// Line uuid -> ordinal of the turn that held it (for DAG parents of later turns).
+    uuid_turn: HashMap<Box<str>, u32>,
+    /// Turn ordinal -> source turn id.
+    turn_ids: Vec<Box<str>>,
+    pub header: Header,
+    /// Own chain for items that are a subset of a file's lines (inline sidechains).
+    pub chain: Option<FingerprintChain>,
+}
+
+fn set_if_changed(dirty: &mut bool, slot: &mut Option<String>, value: Option<&str>) {
+    if let Some(v) = value
+        && slot.as_deref() != Some(v)
+    {
+        *slot = Some(v.to_owned());
+        *dirty = true;
+    }
+}
+
+impl ItemState {
+    pub fn with_own_chain() -> Self {
+        Self {
+            chain: Some(FingerprintChain::default()),
+            ..Self::default()
+        }
+    }
+
+    /// `createdAtMs` is the first timestamp of any record of the item, `updatedAtMs` the latest.
+    pub fn note_timestamp(&mut self, r: &Record<'_>) {
+        let ts = r.timestamp.as_deref().and_then(parse_rfc3339_ms);
+        if self.header.created.is_none() && ts.is_some() {
+            self.header.created = ts;
+            self.asm.header_dirty = true;
+        }
+        if later(&mut self.header.updated, ts) {
+            self.asm.header_dirty = true;
+        }
+    }
+
+    /// Remembers which turn holds a non-message record that has a uuid (DAG parents may point
+    /// at progress, system or attachment lines).
+    pub fn note_uuid(&mut self, r: &Record<'_>) {
+        if let (Some(uuid), Some(ordinal)) = (r.uuid.as_deref(), self.asm.open_ordinal()) {
+            self.uuid_turn.insert(uuid.into(), ordinal as u32);
+        }
+    }
+
+    pub fn set_title(&mut self, r: &Record<'_>) {
+        let dirty = &mut self.asm.header_dirty;
+        let h = &mut self.header;
+        match r.kind() {
+            "ai-title" => set_if_changed(dirty, &mut h.ai_title, r.ai_title.as_deref()),
+            "custom-title" => set_if_changed(dirty, &mut h.custom_title, r.custom_title.as_deref()),
+            _ => set_if_changed(dirty, &mut h.summary_title, r.summary.as_deref()),
+        }
+    }
+
+    pub fn set_resumed_from(&mut self, sid: &str) {
+        if self.header.resumed_from.is_none() {
+            self.header.resumed_from = Some(sid.to_owned());
+            self.asm.header_dirty = true;
+        }
+    }
+
+    fn turn_id_of(&self, uuid: Option<&str>) -> Option<String> {
+        let ordinal = *self.uuid_turn.get(uuid?)?;
+        self.turn_ids.get(ordinal as usize).map(|s| s.to_string())
+    }
+
+    /// A `user`, `assistant` or `system/compact_boundary` line: one message, maybe a new turn,
+    /// tool calls and tool results. `spawned_prefix` is `<rootSessionId>/agent-` when known, to
+    /// name the session a spawning tool call started. Returns the spawns this line revealed.
+    pub fn content_line(
+        &mut self,
+        line: &Line<'_>,
+        mut r: Record<'_>,
+        spawned_prefix: Option<&str>,
+    ) -> Vec<SpawnSeen> {
+        let kind: &'static str = match r.kind() {
+            "user" => "user",
+            "assistant" => "assistant",
+            _ => "system",
+        };
+        let uuid = r.uuid.as_deref().map(str::to_owned);
+        let ts = r.timestamp.as_deref().and_then(parse_rfc3339_ms);
+        let line_id = || format!("L{}", line.index + 1);
+        let mut message = r.message.0.take();
+        let (plain_text, blocks): (Option<String>, Vec<Block<'_>>) =
+            match message.as_mut().map(|m| std::mem::take(&mut m.content)) {
+                Some(TextOrList::Text(t)) => (Some(t), Vec::new()),
+                Some(TextOrList::List(b)) => (None, b),
+                _ => (None, Vec::new()),
+            };
+        let message = message.as_ref();
+        let has_tool_result = blocks.iter().any(|b| b.kind() == "tool_result");
+        let (role, human) = match kind {
+            "user" if r.is_compact_summary == Some(true) => ("system", false),
+            "user" if has_tool_result => ("tool", false),
+            "user" => ("user", r.is_meta != Some(true)),
+            "assistant" => ("assistant", false),
+            _ => ("system", false),
+        };
+
+        // Turn boundary.
+        if human || self.asm.open_ordinal().is_none() {
+            let id = uuid.clone().unwrap_or_else(line_id);
+            let parent = self.turn_id_of(r.parent_uuid.as_deref());
+            let turn = Turn {
+                source_turn_id: id.clone(),
+                parent_source_turn_id: parent,
+                started_at_ms: ts.unwrap_or(0),
+                completed_at_ms: ts,
+                query_message_source_ids: if human { vec![id.clone()] } else { Vec::new() },
+                ..Turn::default()
+            };
+            self.asm.open_turn(turn, line.offset);
+            self.turn_ids.push(id.into());
+        }
+        let Some(ordinal) = self.asm.open_ordinal() else {
+            return Vec::new();
+        };
+        let message_id = uuid.clone().unwrap_or_else(line_id);
+        self.uuid_turn
+            .insert(message_id.as_str().into(), ordinal as u32);
+
+        // Header facts carried by content lines.
+        {
+            let h = &mut self.header;
+            let dirty = &mut self.asm.header_dirty;
+            if h.cwd.is_none() {
+                set_if_changed(dirty, &mut h.cwd, r.cwd.as_deref());
+            }
+            set_if_changed(dirty, &mut h.version, r.version.as_deref());
+            set_if_changed(dirty, &mut h.git_branch, r.git_branch.as_deref());
+            set_if_changed(dirty, &mut h.slug, r.slug.as_deref());
+        }
+
+        // The message.
+        let content = match (kind, plain_text) {
+            ("system", _) => r.content.as_deref().map(str::to_owned),
+            (_, Some(text)) => Some(text).filter(|s| !s.is_empty()),
+            _ => join_nonempty(blocks.iter().flat_map(block_texts)),
+        };
+        let thinking = join_nonempty(
+            blocks
+                .iter()
+                .filter(|b| b.kind() == "thinking")
+                .filter_map(|b| b.thinking.clone()),
+        );
+        let message_api_id = message.and_then(|m| m.id.as_deref());
+        let mut meta = Map::new();
+        if let Some(id) = message_api_id {
+            meta.insert("messageId".into(), json!(id));
+        }
+        if let Some(id) = r.request_id.as_deref() {
+            meta.insert("requestId".into(), json!(id));
+        }
+        if let Some(b) = r.is_sidechain {
+            meta.insert("isSidechain".into(), json!(b));
+        }
+        if let Some(id) = r.agent_id.as_deref() {
+            meta.insert("agentId".into(), json!(id));
+        }
+        let has_text = kind == "assistant" && content.is_some();
+        let msg = Message {
+            source_message_id: message_id.clone(),
+            source_turn_id: None,
+            role: role.to_owned(),
+            content,
+            sequence: line.index as i64,
+            created_at_ms: ts.unwrap_or(0),
+            thinking,
+            context_json: None,
+            metadata_json: (!meta.is_empty()).then_some(Value::Object(meta)),
+        };
+
+        let model = message
+            .and_then(|m| m.model.as_deref())
+            .filter(|m| *m != SYNTHETIC_MODEL);
+        if let Some(model) = model {
+            set_if_changed(
+                &mut self.asm.header_dirty,
+                &mut self.header.model,
+                Some(model),
+            );
+        }
+        let usage_key = message_api_id.filter(|_| kind == "assistant").map(|id| {
+            (
+                id.to_owned(),
+                r.request_id.as_deref().unwrap_or("").to_owned(),
+            )
+        });
+        let usage = message.and_then(|m| m.usage.0.as_ref()).map(|u| Usage {
+            input: u.input_tokens.unwrap_or(0),
+            output: u.output_tokens.unwrap_or(0),
+            cache_read: u.cache_read_input_tokens.unwrap_or(0),
+            cache_write: u.cache_creation_input_tokens.unwrap_or(0),
+        });
+
+        if let Some(held) = self.asm.open_mut() {
+            let mut msg = msg;
+            msg.source_turn_id = Some(held.turn.source_turn_id.clone());
+            held.messages.push(msg);
+            later(&mut held.turn.completed_at_ms, ts);
+            if let Some(model) = model {
+                held.turn.model = Some(model.to_owned());
+            }
+            if has_text {
+                held.turn.response_message_source_id = Some(message_id.clone());
+            }
+            if let (Some(key), Some(usage)) = (usage_key, usage) {
+                held.extra.by_response.insert(key, usage);
+                let sum = held
+                    .extra
+                    .by_response
+                    .values()
+                    .fold(Usage::default(), |a, u| Usage {
+                        input: a.input.saturating_add(u.input),
+                        output: a.output.saturating_add(u.output),
+                        cache_read: a.cache_read.saturating_add(u.cache_read),
+                        cache_write: a.cache_write.saturating_add(u.cache_write),
+                    });
+                let t = &mut held.turn;
+                t.input_tokens = Some(sum.input);
+                t.output_tokens = Some(sum.output);
+                t.cached_input_tokens = Some(sum.cache_read);
+                t.cache_write_tokens = Some(sum.cache_write);
+                t.total_tokens = Some(
+                    sum.input
+                        .saturating_add(sum.output)
+                        .saturating_add(sum.cache_read)
+                        .saturating_add(sum.cache_write),
+                );
+            }
+        }
+
+        // Tool calls started by this line.
+        let turn_id = self.asm.open_ref().map(|t| t.turn.source_turn_id.clone());
+        let (uses, results): (Vec<Block<'_>>, Vec<Block<'_>>) = blocks
+            .into_iter()
+            .filter(|b| matches!(b.kind(), "tool_use" | "tool_result"))
+            .partition(|b| b.kind() == "tool_use");
+        for mut block in uses {
+            let Some(id) = block.id.as_deref() else {
+                continue;
+            };
+            self.asm.add_tool(ToolCall {
+                source_tool_call_id: id.to_owned(),
+                source_turn_id: turn_id.clone(),
+                source_message_id: Some(message_id.clone()),
+                tool_name: block.name.as_deref().unwrap_or("unknown").to_owned(),
+                params_json: block.input.take(),
+                status: Some(STATUS_PENDING.to_owned()),
+                started_at_ms: ts.unwrap_or(0),
+                sequence: line.index as i64,
+                ..ToolCall::default()
+            });
+        }
+
+        // Tool results carried by this line.
+        let single_result = results.len() == 1;
+        let mut tool_use_result = r.tool_use_result.take().filter(|_| single_result);
+        let mut spawns = Vec::new();
+        for mut block in results {
+            let Some(id) = block.tool_use_id.as_deref().map(str::to_owned) else {
+                continue;
+            };
+            let failed = block.is_error == Some(true);
+            // The agent a spawning call started: `toolUseResult.agentId`, or on old inline
+            // layouts the result line's own `agentId`.
+            let agent = tool_use_result
+                .as_ref()
+                .and_then(|t| str_at(t, "agentId"))
+                .or_else(|| {
+                    (single_result && r.is_sidechain != Some(true))
+                        .then_some(r.agent_id.as_deref())
+                        .flatten()
+                })
+                .map(str::to_owned);
+            let status = tool_use_result
+                .as_ref()
+                .and_then(|t| str_at(t, "status"))
+                .map(str::to_owned);
+            let mut result = Map::new();
+            result.insert(
+                "content".into(),
+                block.content.take().unwrap_or(Value::Null),
+            );
+            // Only a line with a single result has one: it can be moved.
+            if let Some(tur) = tool_use_result.take() {
+                result.insert("toolUseResult".into(), tur);
+            }
+            let Some(call) = self.asm.tool_mut(&id) else {
+                continue;
+            };
+            call.result_json = Some(Value::Object(result));
+            call.status = Some(
+                if failed {
+                    STATUS_FAILED
+                } else {
+                    STATUS_COMPLETED
+                }
+                .to_owned(),
+            );
+            call.completed_at_ms = ts;
+            if let Some(agent) = agent {
+                if let Some(prefix) = spawned_prefix {
+                    call.spawned_source_session_id = Some(format!("{prefix}{agent}"));
+                }
+                spawns.push(SpawnSeen {
+                    tool_use_id: id,
+                    agent_id: agent,
+                    status,
+                });
+            }
+        }
+        spawns
+    }
+
+    /// A spawn seen outside the spawning call's result (`agent_progress`): names the child
+    /// session on the call. Returns false when the call is unknown here.
+    pub fn mark_spawn(&mut self, tool_use_id: &str, spawned: Option<String>) -> bool {
+        let Some(current) = self.asm.tool_ref(tool_use_id) else {
+            return false;
+        };
+        if spawned.is_some()
+            && current.spawned_source_session_id != spawned
+            && let Some(call) = self.asm.tool_mut(tool_use_id)
+        {
+            call.spawned_source_session_id = spawned;
+        }
+        true
+    }
+
+    /// The `description` input of a known tool call.
+    pub fn tool_description(&self, tool_use_id: &str) -> Option<String> {
+        self.asm
+            .tool_ref(tool_use_id)
+            .and_then(|c| c.params_json.as_ref())
+            .and_then(|p| str_at(p, "description"))
+            .map(str::to_owned)
+    }
+
+    pub fn take(&mut self) -> Option<Taken> {
+        self.asm.take()
+    }
+}
+
+/// Text a content block contributes to a message: `text` blocks, and the text of a
+/// `tool_result`'s content (a string or text blocks).
+fn block_texts(b: &Block<'_>) -> Vec<String> {
+    match b.kind() {
+        "text" => b.text.clone().into_iter().collect(),
+        "tool_result" => match &b.content {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|p| str_at(p, "text").map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
