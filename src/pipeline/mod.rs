@@ -12,16 +12,19 @@
 //! - `builder`: [`PipelineBuilder`] (`.stage`, `.option_stage`, `.stream_stage`, `.taps`) and
 //!   the per-stage instrumentation (span, in/out/reject counters).
 //! - `batch`: [`BatchPolicy`] and the size-or-time batching of the sink.
-//! - `writer`: the ledger writer thread and its handle.
+//! - `writer`: the ledger writer thread and its handle; `apply`: one batch in one transaction.
 //! - `events`: the [`ImportEvent`]s published on the bus.
 //! - `report`: run counters and the [`RunReport`].
 //! - `run`: [`PipelineConfig`] and [`run_pipeline`], the entry point of the daemon and the CLI.
 
+mod apply;
 pub mod batch;
 pub mod builder;
 pub mod events;
 pub mod report;
+pub mod run;
 pub mod stage;
+pub mod writer;
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -34,7 +37,9 @@ pub use batch::BatchPolicy;
 pub use builder::{PipelineBuilder, StageCounters, StageSnapshot};
 pub use events::{Bus, ImportEvent, TerminalKind};
 pub use report::{RunCounters, RunReport};
+pub use run::{OutcomeTaps, PipelineConfig, run_lines, run_pipeline};
 pub use stage::{Emit, Stage, StreamStage};
+pub use writer::{LedgerHandle, LedgerWriter};
 
 /// What flows between two stages: an item for the next stage, or a frame already rejected
 /// upstream, travelling in order so that its outcome is reported in input order.
@@ -159,7 +164,7 @@ pub enum PipelineError {
     Io(#[source] std::io::Error),
     /// The ledger writer could not apply a batch; nothing of that batch was reported.
     #[error("ledger write failed")]
-    Ledger(#[source] std::io::Error),
+    Ledger(#[source] writer::LedgerError),
     /// The ledger writer thread is gone (it panicked or was shut down).
     #[error("ledger writer stopped")]
     WriterGone,
@@ -181,10 +186,10 @@ impl PipelineError {
         match self {
             // The worker's stdout (or the replayed file) broke under us.
             PipelineError::Io(_) => Code::WorkerExited,
-            PipelineError::Ledger(_) => Code::LedgerWriteFailed,
-            PipelineError::WriterGone | PipelineError::Audit(_) | PipelineError::Stage { .. } => {
-                Code::LedgerWriteFailed
-            }
+            PipelineError::Ledger(e) => e.code(),
+            PipelineError::WriterGone
+            | PipelineError::Audit(_)
+            | PipelineError::Stage { .. } => Code::LedgerWriteFailed,
         }
     }
 }

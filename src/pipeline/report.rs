@@ -83,3 +83,28 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<TelemetrySnapshot>,
 }
+
+impl RunOutcome {
+    /// A worker's terminal frame wins over cancellation (it arrived before the drain).
+    pub fn from_parts(terminal: Option<TerminalKind>, cancelled: bool) -> Self {
+        match (terminal, cancelled) {
+            (Some(terminal), _) => RunOutcome::Terminal { terminal },
+            (None, true) => RunOutcome::Cancelled,
+            (None, false) => RunOutcome::InputEnded,
+        }
+    }
+
+    /// `(outcome, error_code)` as recorded in `import_runs`.
+    pub fn audit_fields(&self) -> (&'static str, Option<String>) {
+        match self {
+            RunOutcome::Terminal {
+                terminal: TerminalKind::Complete,
+            } => ("completed", None),
+            RunOutcome::Terminal {
+                terminal: TerminalKind::Error { code, .. },
+            } => ("failed", Some(code.clone())),
+            RunOutcome::Cancelled => ("cancelled", Some(crate::protocol::Code::RunCancelled.as_str().to_owned())),
+            RunOutcome::InputEnded => ("input_ended", None),
+        }
+    }
+}

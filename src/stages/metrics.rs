@@ -19,55 +19,16 @@ use super::{FrameOutcome, Outcome, Report, RunIdCell};
 /// Default minimum time between two progress events.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
-/// The run's counters, shared between the tap (writer) and whoever builds the report.
-///
-/// A `std::sync::Mutex` because the critical sections are a few integer additions and are
-/// never held across an `.await`.
+/// Folds frame outcomes into [`RunCounters`] and remembers the worker's terminal frame. Shared
+/// by the metrics tap and the audit stage so both count alike.
 #[derive(Debug, Clone, Default)]
-pub struct MetricsHandle(Arc<Mutex<RunCounters>>);
-
-impl MetricsHandle {
-    pub fn snapshot(&self) -> RunCounters {
-        self.lock().clone()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, RunCounters> {
-        // A panic while holding the lock can only come from an integer overflow bug; the
-        // counters are still meaningful, so recover them.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-pub struct MetricsTap {
-    counters: MetricsHandle,
-    bus: Option<Bus>,
-    run_id: RunIdCell,
-    interval: Duration,
-    last_progress: Option<Instant>,
+pub struct Tally {
+    pub counters: RunCounters,
+    pub terminal: Option<TerminalKind>,
     last_batch: Option<u64>,
 }
 
-impl MetricsTap {
-    pub fn new(run_id: RunIdCell, bus: Option<Bus>, interval: Duration) -> (Self, MetricsHandle) {
-        let counters = MetricsHandle::default();
-        let tap = Self {
-            counters: counters.clone(),
-            bus,
-            run_id,
-            interval,
-            last_progress: None,
-            last_batch: None,
-        };
-        (tap, counters)
-    }
-
-    fn publish(&self, event: impl FnOnce(Option<String>) -> ImportEvent) {
-        if let Some(bus) = &self.bus {
-            // No subscriber is not an error: events are advisory.
-            let _ = bus.send(event(self.run_id.get().map(str::to_owned)));
-        }
-    }
-
+impl Tally {
     fn add_import(c: &mut RunCounters, r: &ImportResponse) {
         c.imported += r.imported;
         c.upserted += r.upserted;
@@ -75,8 +36,8 @@ impl MetricsTap {
         c.failed += r.failed;
     }
 
-    fn count(&mut self, outcome: &FrameOutcome) {
-        let mut c = self.counters.lock();
+    pub fn add(&mut self, outcome: &FrameOutcome) {
+        let c = &mut self.counters;
         c.frames += 1;
         c.bytes += outcome.meta.bytes as u64;
         match outcome.meta.seq_note {
@@ -98,7 +59,7 @@ impl MetricsTap {
                 response,
                 cursors_stored,
             } => {
-                Self::add_import(&mut c, response);
+                Self::add_import(c, response);
                 c.cursors_stored += cursors_stored;
             }
             Outcome::Chunk {
@@ -110,18 +71,81 @@ impl MetricsTap {
                     c.uploads_completed += 1;
                 }
                 if let Some(import) = &response.import {
-                    Self::add_import(&mut c, import);
+                    Self::add_import(c, import);
                 }
                 c.cursors_stored += cursors_stored;
             }
-            Outcome::Reported(Report::Progress(p) | Report::Complete(p)) => {
+            Outcome::Reported(Report::Progress(p)) => {
                 c.total = p.total.or(c.total);
                 c.emitted = p.emitted.or(c.emitted);
             }
-            Outcome::Reported(Report::Error(_) | Report::Health(_)) => {}
+            Outcome::Reported(Report::Complete(p)) => {
+                c.total = p.total.or(c.total);
+                c.emitted = p.emitted.or(c.emitted);
+                self.terminal = Some(TerminalKind::Complete);
+            }
+            Outcome::Reported(Report::Error(e)) => {
+                self.terminal = Some(TerminalKind::Error {
+                    code: e.code.clone(),
+                    retryable: e.retryable,
+                });
+            }
+            Outcome::Reported(Report::Health(_)) => {}
             Outcome::Rejected(code) => {
                 *c.rejected.entry(code.as_str().to_owned()).or_insert(0) += 1;
             }
+        }
+    }
+}
+
+/// The run's tally, shared between the tap (writer) and whoever builds the report.
+///
+/// A `std::sync::Mutex` because the critical sections are a few integer additions and are
+/// never held across an `.await`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsHandle(Arc<Mutex<Tally>>);
+
+impl MetricsHandle {
+    pub fn snapshot(&self) -> RunCounters {
+        self.lock().counters.clone()
+    }
+
+    pub fn terminal(&self) -> Option<TerminalKind> {
+        self.lock().terminal.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tally> {
+        // A panic while holding the lock could only come from a bug in `Tally::add`; the
+        // counters are still meaningful, so recover them.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct MetricsTap {
+    tally: MetricsHandle,
+    bus: Option<Bus>,
+    run_id: RunIdCell,
+    interval: Duration,
+    last_progress: Option<Instant>,
+}
+
+impl MetricsTap {
+    pub fn new(run_id: RunIdCell, bus: Option<Bus>, interval: Duration) -> (Self, MetricsHandle) {
+        let tally = MetricsHandle::default();
+        let tap = Self {
+            tally: tally.clone(),
+            bus,
+            run_id,
+            interval,
+            last_progress: None,
+        };
+        (tap, tally)
+    }
+
+    fn publish(&self, event: impl FnOnce(Option<String>) -> ImportEvent) {
+        if let Some(bus) = &self.bus {
+            // No subscriber is not an error: events are advisory.
+            let _ = bus.send(event(self.run_id.get().map(str::to_owned)));
         }
     }
 }
@@ -136,7 +160,7 @@ impl Stage<FrameOutcome, FrameOutcome> for MetricsTap {
         outcome: FrameOutcome,
         out: &mut Emit<FrameOutcome>,
     ) -> Result<(), PipelineError> {
-        self.count(&outcome);
+        self.tally.lock().add(&outcome);
         let seq = outcome.meta.seq;
         match &outcome.result {
             Outcome::Rejected(code) => self.publish(|run_id| ImportEvent::FrameRejected {
@@ -169,7 +193,7 @@ impl Stage<FrameOutcome, FrameOutcome> for MetricsTap {
             .is_none_or(|last| now.duration_since(last) >= self.interval)
         {
             self.last_progress = Some(now);
-            let counters = self.counters.snapshot();
+            let counters = self.tally.snapshot();
             self.publish(|run_id| ImportEvent::RunProgress { run_id, counters });
         }
         out.push(outcome);

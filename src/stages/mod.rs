@@ -8,17 +8,22 @@
 //! Each stage is domain logic only; the builder ([`crate::pipeline::PipelineBuilder`]) adds
 //! spans, counters and reject routing.
 
+pub mod assemble;
+pub mod audit;
 pub mod decode;
 pub mod metrics;
+pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod validate;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::pipeline::{FrameMeta, RejectCode};
 use crate::protocol::{
-    ChunkRequest, ChunkResponse, HealthStatus, ImportRequest, ImportResponse, RunError, RunProgress,
+    ChunkRequest, ChunkResponse, HealthStatus, ImportRequest, ImportResponse, RunError,
+    RunProgress,
 };
 
 /// One line read by the source (without its newline).

@@ -99,6 +99,25 @@ where
         .boxed()
 }
 
+/// A source over lines already cut (tests, other transports): same empty-line rule, same
+/// cancellation point as [`frame_source`].
+pub fn lines_source<S>(lines: S, cancel: CancellationToken) -> Flow<Line>
+where
+    S: futures::Stream<Item = String> + Send + 'static,
+{
+    lines
+        .take_until(cancel.cancelled_owned())
+        .filter_map(|text| async move {
+            if text.trim().is_empty() {
+                return None;
+            }
+            let text = text.strip_suffix('\r').map(str::to_owned).unwrap_or(text);
+            let meta = FrameMeta::new(text.len() + 1);
+            Some(Ok(Flowing::Item(Line { text, meta })))
+        })
+        .boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
