@@ -4,3 +4,7 @@
 mod pipeline_support;
 // Every reject code of a mixed stream, commits, cursors and events.
 mod pipeline_rejects;
+// Chunked uploads cut mid-stream and completed by a later run.
+mod pipeline_chunks;
+// Commit visibility, backpressure, cancellation, read errors, busy ledger.
+mod pipeline_flow;
