@@ -109,13 +109,12 @@ async fn a_ledger_that_does_not_commit_stops_the_source() {
     let handle = writer.handle();
     let run = tokio::spawn(async move { run_lines(source, config, &handle, None, cancel, Vec::new()).await });
 
-    wait_held(&gate);
+    let held = wait_held(&gate);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let read = pulled.load(Ordering::SeqCst);
     // The documented bound: `in_flight × max_ops` frames past the validator, nothing more.
     assert!(read <= IN_FLIGHT * MAX_OPS, "read {read} frames with the ledger stalled");
-    assert!(read >= MAX_OPS);
-    eprintln!("BP read={read}");
+    assert!(read >= held.ops, "at least the held batch was read");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(pulled.load(Ordering::SeqCst), read, "the source stays stopped");
 
