@@ -3,8 +3,10 @@
 //!
 //! Layout:
 //! - `apply`: `nex import apply`: apply service-level requests from JSON Lines to a ledger.
+//! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
 
 pub mod apply;
+pub mod replay;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,9 @@ pub enum ImportCommand {
     /// Apply service-level import and chunk requests (JSON Lines) to the ledger, printing one
     /// JSON response line per request line.
     Apply(apply::ApplyArgs),
+    /// Run a recorded stream of worker frames through the import pipeline into the ledger,
+    /// printing one JSON run report.
+    Replay(replay::ReplayArgs),
 }
 
 /// Runs a parsed command line; the exit code reports I/O failures, not request errors (those
@@ -39,6 +44,7 @@ pub enum ImportCommand {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Import(ImportCommand::Apply(args)) => apply::run(&args),
+        Command::Import(ImportCommand::Replay(args)) => return replay::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,3 +8,5 @@ mod pipeline_rejects;
 mod pipeline_chunks;
 // Commit visibility, backpressure, cancellation, read errors, busy ledger.
 mod pipeline_flow;
+// `nex import replay` vs `nex import apply`: same ledger row for row; report and exit codes.
+mod pipeline_replay_cli;

@@ -271,6 +271,7 @@ const CLOCK_COLUMNS: &[(&str, &str)] = &[
     ("session_imports", "updated_at"),
     ("session_import_requests", "created_at"),
     ("session_import_chunk_parts", "created_at"),
+    ("session_import_chunk_parts", "completed_at"),
     ("session_import_cursors", "updated_at"),
 ];
 
