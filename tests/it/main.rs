@@ -10,3 +10,5 @@ mod pipeline_chunks;
 mod pipeline_flow;
 // `nex import replay` vs `nex import apply`: same ledger row for row; report and exit codes.
 mod pipeline_replay_cli;
+// Inserted stages: audit trail row in nexus.db, a custom outcome tap.
+mod pipeline_audit;
