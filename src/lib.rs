@@ -15,9 +15,12 @@
 //! - [`stages`]: one file per pipeline stage: frame source, decoder, chunk assembler, validator,
 //!   batched ledger sink, metrics tap, audit and telemetry stages.
 //! - [`cli`]: the `nex` command line (clap tree and command implementations).
+//! - [`bench`]: the `nex-bench` harness: deterministic corpus of worker frame streams, raw
+//!   SQLite baseline, scenarios reported as ratios.
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 
 pub mod aix;
+pub mod bench;
 pub mod cli;
 pub mod import;
 pub mod ledger;

@@ -124,7 +124,9 @@ pub fn main(args: &ReplayArgs) -> ExitCode {
 fn print(summary: &ReplaySummary) -> Result<(), ReplayError> {
     let mut out = io::stdout().lock();
     serde_json::to_writer(&mut out, summary).map_err(|e| ReplayError::Output(e.into()))?;
-    out.write_all(b"\n").and_then(|()| out.flush()).map_err(ReplayError::Output)
+    out.write_all(b"\n")
+        .and_then(|()| out.flush())
+        .map_err(ReplayError::Output)
 }
 
 /// Replays `args.input` into the ledger and returns the summary (nothing printed).
@@ -150,12 +152,13 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         let input: Box<dyn AsyncRead + Send + Unpin> = if args.input.as_os_str() == "-" {
             Box::new(tokio::io::stdin())
         } else {
-            let file = tokio::fs::File::open(&args.input)
-                .await
-                .map_err(|source| ReplayError::Input {
-                    path: args.input.display().to_string(),
-                    source,
-                })?;
+            let file =
+                tokio::fs::File::open(&args.input)
+                    .await
+                    .map_err(|source| ReplayError::Input {
+                        path: args.input.display().to_string(),
+                        source,
+                    })?;
             Box::new(file)
         };
         let writer =
