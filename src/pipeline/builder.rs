@@ -376,7 +376,7 @@ mod tests {
         }
 
         fn process(&mut self, item: u32, out: &mut Emit<u32>) -> Result<(), PipelineError> {
-            if item % 2 == 0 {
+            if item.is_multiple_of(2) {
                 out.push(item * 2);
             } else {
                 out.reject(Code::FrameSchemaInvalid, FrameMeta::new(0));

@@ -23,7 +23,11 @@ impl Stage<FrameOutcome, FrameOutcome> for ImportedCounter {
         "imported_counter"
     }
 
-    fn process(&mut self, o: FrameOutcome, out: &mut Emit<FrameOutcome>) -> Result<(), PipelineError> {
+    fn process(
+        &mut self,
+        o: FrameOutcome,
+        out: &mut Emit<FrameOutcome>,
+    ) -> Result<(), PipelineError> {
         if let Outcome::Imported { response, .. } = &o.result {
             self.0.fetch_add(response.imported, Ordering::Relaxed);
         }
@@ -33,7 +37,10 @@ impl Stage<FrameOutcome, FrameOutcome> for ImportedCounter {
 }
 
 fn lines(s: &Stream) -> Vec<String> {
-    s.lines.iter().map(|l| String::from_utf8(l.clone()).unwrap()).collect()
+    s.lines
+        .iter()
+        .map(|l| String::from_utf8(l.clone()).unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -51,9 +58,13 @@ async fn audit_row_and_inserted_tap() {
     }
     let writer = writer(&path);
     let mut s = Stream::new(RUN);
-    s.batch(request("k1", vec![item("anthropic", "s1", "fp"), item("anthropic", "s2", "fp")], vec![]))
-        .raw("garbage")
-        .complete();
+    s.batch(request(
+        "k1",
+        vec![item("anthropic", "s1", "fp"), item("anthropic", "s2", "fp")],
+        vec![],
+    ))
+    .raw("garbage")
+    .complete();
     let audit = AuditConfig {
         nexus_path: nexus.clone(),
         job_id: None,
@@ -77,11 +88,31 @@ async fn audit_row_and_inserted_tap() {
     )
     .await
     .unwrap();
-    assert_eq!(seen.load(Ordering::Relaxed), 2, "the inserted tap saw the committed outcomes");
+    assert_eq!(
+        seen.load(Ordering::Relaxed),
+        2,
+        "the inserted tap saw the committed outcomes"
+    );
     let names: Vec<_> = report.stages.iter().map(|s| s.stage).collect();
-    assert_eq!(names, ["source", "decode", "assemble", "validate", "sink", "imported_counter", "audit", "metrics"]);
+    assert_eq!(
+        names,
+        [
+            "source",
+            "decode",
+            "assemble",
+            "validate",
+            "sink",
+            "imported_counter",
+            "audit",
+            "metrics"
+        ]
+    );
     let tap = &report.stages[5];
-    assert_eq!((tap.items_in, tap.items_out), (3, 3), "instrumented like any stage");
+    assert_eq!(
+        (tap.items_in, tap.items_out),
+        (3, 3),
+        "instrumented like any stage"
+    );
 
     let conn = ledger::open_nexus(&nexus).unwrap();
     let (pid, outcome, code, stats, ended): (Option<i64>, String, Option<String>, String, Option<i64>) = conn
@@ -120,6 +151,9 @@ async fn audit_row_and_inserted_tap() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!(cancelled, ("cancelled".to_owned(), "run_cancelled".to_owned()));
+    assert_eq!(
+        cancelled,
+        ("cancelled".to_owned(), "run_cancelled".to_owned())
+    );
     writer.shutdown().await;
 }

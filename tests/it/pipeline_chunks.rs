@@ -20,20 +20,35 @@ async fn upload_cut_mid_stream_completes_in_the_next_run() {
 
     // Run 1: parts 0 and 1, then the worker dies in the middle of writing part 2's line.
     let mut s = Stream::new(RUN);
-    s.chunk(parts[0].clone()).chunk(parts[1].clone()).chunk(parts[2].clone());
+    s.chunk(parts[0].clone())
+        .chunk(parts[1].clone())
+        .chunk(parts[2].clone());
     let mut bytes = s.bytes();
     let cut = bytes.len() - 40;
     bytes.truncate(cut);
     let (head, tail) = bytes.split_at(bytes.len() / 2);
     let input = tokio_test::io::Builder::new().read(head).read(tail).build();
     let writer1 = writer(&path);
-    let report = run_pipeline(input, PipelineConfig::default(), &writer1.handle(), None, CancellationToken::new())
-        .await
-        .unwrap();
+    let report = run_pipeline(
+        input,
+        PipelineConfig::default(),
+        &writer1.handle(),
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     writer1.shutdown().await;
     let c = &report.counters;
-    assert_eq!((c.chunks_staged, c.uploads_completed, c.imported), (2, 0, 0));
-    assert_eq!(c.rejected_with("frame_json_invalid"), 1, "the truncated last line");
+    assert_eq!(
+        (c.chunks_staged, c.uploads_completed, c.imported),
+        (2, 0, 0)
+    );
+    assert_eq!(
+        c.rejected_with("frame_json_invalid"),
+        1,
+        "the truncated last line"
+    );
     assert_eq!(report.outcome, RunOutcome::InputEnded);
     let conn = read_only(&path);
     assert_eq!(count(&conn, "session_import_chunk_parts"), 2);
@@ -45,12 +60,26 @@ async fn upload_cut_mid_stream_completes_in_the_next_run() {
     let mut s = Stream::new(RUN2);
     s.chunk(parts[2].clone()).complete();
     let writer2 = writer(&path);
-    let report = run_pipeline(Bytes::new(s.bytes()), PipelineConfig::default(), &writer2.handle(), None, CancellationToken::new())
-        .await
-        .unwrap();
+    let report = run_pipeline(
+        Bytes::new(s.bytes()),
+        PipelineConfig::default(),
+        &writer2.handle(),
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     writer2.shutdown().await;
     let c = &report.counters;
-    assert_eq!((c.chunks_staged, c.uploads_completed, c.imported, c.cursors_stored), (1, 1, 1, 1));
+    assert_eq!(
+        (
+            c.chunks_staged,
+            c.uploads_completed,
+            c.imported,
+            c.cursors_stored
+        ),
+        (1, 1, 1, 1)
+    );
     assert_eq!(c.rejected_total(), 0);
     let conn = read_only(&path);
     let (label, run): (String, String) = conn
@@ -75,12 +104,20 @@ async fn parts_in_one_batch_complete_in_that_batch() {
         s.chunk(part);
     }
     // Re-sent last part after completion: answered from the stored import, not re-imported.
-    let last = chunk_requests(&item, "up-x", "k-x", 4, vec![]).pop().unwrap();
+    let last = chunk_requests(&item, "up-x", "k-x", 4, vec![])
+        .pop()
+        .unwrap();
     s.chunk(last);
     let writer = writer(&path);
-    let report = run_pipeline(Bytes::new(s.bytes()), PipelineConfig::default(), &writer.handle(), None, CancellationToken::new())
-        .await
-        .unwrap();
+    let report = run_pipeline(
+        Bytes::new(s.bytes()),
+        PipelineConfig::default(),
+        &writer.handle(),
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     writer.shutdown().await;
     let c = &report.counters;
     assert_eq!(c.batches, 1);

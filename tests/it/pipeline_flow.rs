@@ -44,7 +44,14 @@ async fn nothing_is_reported_or_visible_before_commit() {
     let handle = writer.handle();
     let input = std::io::Cursor::new(batches(RUN, 3).bytes());
     let run = tokio::spawn(async move {
-        run_pipeline(input, PipelineConfig::default(), &handle, Some(bus), CancellationToken::new()).await
+        run_pipeline(
+            input,
+            PipelineConfig::default(),
+            &handle,
+            Some(bus),
+            CancellationToken::new(),
+        )
+        .await
     });
 
     let held = wait_held(&gate);
@@ -53,19 +60,34 @@ async fn nothing_is_reported_or_visible_before_commit() {
     // Give a wrong pipeline every chance to report early.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let conn = read_only(&path);
-    assert_eq!(count(&conn, "session_imports"), 0, "no import visible before commit");
-    assert_eq!(count(&conn, "session_import_cursors"), 0, "no cursor visible before commit");
+    assert_eq!(
+        count(&conn, "session_imports"),
+        0,
+        "no import visible before commit"
+    );
+    assert_eq!(
+        count(&conn, "session_import_cursors"),
+        0,
+        "no cursor visible before commit"
+    );
     assert_eq!(count(&conn, "session_import_requests"), 0);
     let mut early = Vec::new();
     while let Ok(e) = events.try_recv() {
         early.push(e);
     }
-    assert_eq!(early, [ImportEvent::RunStarted { run_id: None }], "only the start is published");
+    assert_eq!(
+        early,
+        [ImportEvent::RunStarted { run_id: None }],
+        "only the start is published"
+    );
     assert!(!run.is_finished());
 
     gate.release_one();
     let report = run.await.unwrap().unwrap();
-    assert_eq!((report.counters.imported, report.counters.cursors_stored), (3, 3));
+    assert_eq!(
+        (report.counters.imported, report.counters.cursors_stored),
+        (3, 3)
+    );
     assert_eq!(count(&conn, "session_imports"), 3);
     assert_eq!(count(&conn, "session_import_cursors"), 3);
     let mut progress = None;
@@ -74,7 +96,10 @@ async fn nothing_is_reported_or_visible_before_commit() {
             progress = Some(counters.imported);
         }
     }
-    assert!(progress.is_some_and(|n| n > 0), "progress published after the commit");
+    assert!(
+        progress.is_some_and(|n| n > 0),
+        "progress published after the commit"
+    );
     gate.open();
     writer.shutdown().await;
 }
@@ -107,16 +132,26 @@ async fn a_ledger_that_does_not_commit_stops_the_source() {
         ..PipelineConfig::default()
     };
     let handle = writer.handle();
-    let run = tokio::spawn(async move { run_lines(source, config, &handle, None, cancel, Vec::new()).await });
+    let run =
+        tokio::spawn(
+            async move { run_lines(source, config, &handle, None, cancel, Vec::new()).await },
+        );
 
     let held = wait_held(&gate);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let read = pulled.load(Ordering::SeqCst);
     // The documented bound: `in_flight × max_ops` frames past the validator, nothing more.
-    assert!(read <= IN_FLIGHT * MAX_OPS, "read {read} frames with the ledger stalled");
+    assert!(
+        read <= IN_FLIGHT * MAX_OPS,
+        "read {read} frames with the ledger stalled"
+    );
     assert!(read >= held.ops, "at least the held batch was read");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(pulled.load(Ordering::SeqCst), read, "the source stays stopped");
+    assert_eq!(
+        pulled.load(Ordering::SeqCst),
+        read,
+        "the source stays stopped"
+    );
 
     gate.open();
     let report = run.await.unwrap().unwrap();
@@ -157,7 +192,10 @@ async fn cancellation_commits_everything_read_and_reads_nothing_more() {
 
     assert_eq!(report.outcome, RunOutcome::Cancelled);
     let read = report.stages[0].items_out;
-    assert_eq!(read, 6, "everything written before the cancellation was read");
+    assert_eq!(
+        read, 6,
+        "everything written before the cancellation was read"
+    );
     assert_eq!(report.counters.imported, read);
     assert_eq!(count(&read_only(&path), "session_imports"), 6);
     drop(tx);
@@ -173,9 +211,15 @@ async fn read_error_fails_the_run_after_committing_what_came_before() {
         .read(&batches(RUN, 3).bytes())
         .read_error(std::io::Error::other("pipe broke"))
         .build();
-    let err = run_pipeline(input, PipelineConfig::default(), &writer.handle(), Some(bus), CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = run_pipeline(
+        input,
+        PipelineConfig::default(),
+        &writer.handle(),
+        Some(bus),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
     writer.shutdown().await;
     assert_eq!(err.code().as_str(), "worker_exited");
     assert_eq!(count(&read_only(&path), "session_imports"), 3);
@@ -222,7 +266,10 @@ async fn a_busy_ledger_delays_but_loses_nothing() {
     )
     .await
     .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(300), "the lock delayed the commit");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the lock delayed the commit"
+    );
     assert_eq!(report.counters.imported, 5);
     locker.join().unwrap();
     writer.shutdown().await;

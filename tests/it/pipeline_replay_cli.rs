@@ -33,7 +33,11 @@ fn replay_and_apply_give_the_same_ledger_row_for_row() {
     let s4 = item("claude-code", "big-4", "fp4");
     let mut requests = vec![
         request("k1", vec![s1.clone(), s2.clone()], vec![cursor("c:1", 1)]),
-        request("k2", vec![item("anthropic", "s1", "fp2")], vec![cursor("c:1", 2)]),
+        request(
+            "k2",
+            vec![item("anthropic", "s1", "fp2")],
+            vec![cursor("c:1", 2)],
+        ),
         request("k3", vec![s3.clone(), failing(&s3)], vec![cursor("c:3", 3)]),
         // Replay of k1: the stored response, nothing written.
         request("k1", vec![s1.clone(), s2.clone()], vec![]),
@@ -70,18 +74,52 @@ fn replay_and_apply_give_the_same_ledger_row_for_row() {
     let apply_db = dir.path().join("apply.db");
     let replay_db = dir.path().join("replay.db");
 
-    let out = nex(&["import", "apply", "--ledger", path(&apply_db), path(&apply_in)]);
-    assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
-    let out = nex(&["import", "replay", "--ledger", path(&replay_db), path(&replay_in)]);
-    assert!(out.status.success(), "replay: {}", String::from_utf8_lossy(&out.stderr));
+    let out = nex(&[
+        "import",
+        "apply",
+        "--ledger",
+        path(&apply_db),
+        path(&apply_in),
+    ]);
+    assert!(
+        out.status.success(),
+        "apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = nex(&[
+        "import",
+        "replay",
+        "--ledger",
+        path(&replay_db),
+        path(&replay_in),
+    ]);
+    assert!(
+        out.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "one JSON report");
     let report: Value = serde_json::from_str(&stdout).unwrap();
-    let keys: Vec<&str> = report.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut want = [
-        "runId", "frames", "rejected", "imported", "upserted", "skipped", "failed",
-        "chunksStaged", "uploadsCompleted", "cursorsStored", "durationMs",
+        "runId",
+        "frames",
+        "rejected",
+        "imported",
+        "upserted",
+        "skipped",
+        "failed",
+        "chunksStaged",
+        "uploadsCompleted",
+        "cursorsStored",
+        "durationMs",
     ];
     want.sort();
     let mut keys_sorted = keys.clone();
@@ -89,7 +127,10 @@ fn replay_and_apply_give_the_same_ledger_row_for_row() {
     assert_eq!(keys_sorted, want);
     assert_eq!(report["runId"], RUN);
     assert_eq!(report["frames"], 10);
-    assert_eq!(report["rejected"], serde_json::json!({"idempotency_key_payload_mismatch": 1}));
+    assert_eq!(
+        report["rejected"],
+        serde_json::json!({"idempotency_key_payload_mismatch": 1})
+    );
     // k1: 2 imported; k2: 1 upserted; k3: 1 imported + 1 failed; k1 replayed: the stored
     // response again (2 imported); k4: 1 skipped; upload: 1 imported.
     assert_eq!(report["imported"], 2 + 1 + 2 + 1);
@@ -121,14 +162,29 @@ fn replay_exit_codes() {
     assert!(out.status.success());
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["frames"], 2);
-    assert_eq!(report["rejected"], serde_json::json!({"frame_json_invalid": 1, "frame_schema_invalid": 1}));
+    assert_eq!(
+        report["rejected"],
+        serde_json::json!({"frame_json_invalid": 1, "frame_schema_invalid": 1})
+    );
     assert_eq!(report["runId"], Value::Null);
     // A missing input: non-zero, nothing on stdout.
-    let out = nex(&["import", "replay", "--ledger", path(&db), path(&dir.path().join("missing"))]);
+    let out = nex(&[
+        "import",
+        "replay",
+        "--ledger",
+        path(&db),
+        path(&dir.path().join("missing")),
+    ]);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     // An unopenable ledger (its directory would be under a file): non-zero.
-    let out = nex(&["import", "replay", "--ledger", path(&garbage.join("x.db")), path(&garbage)]);
+    let out = nex(&[
+        "import",
+        "replay",
+        "--ledger",
+        path(&garbage.join("x.db")),
+        path(&garbage),
+    ]);
     assert!(!out.status.success());
 }
 
