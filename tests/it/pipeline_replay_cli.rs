@@ -191,3 +191,35 @@ fn replay_exit_codes() {
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// A recorded tail stream with snake_case aliases, a `\r\n` line and an empty line, replayed
+/// from stdin.
+#[test]
+fn recorded_fixture_from_stdin() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("agents.db");
+    let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pipeline/recorded_tail.jsonl")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nex"))
+        .args(["import", "replay", "--ledger", path(&db), "--persona", "ops", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&fixture).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["runId"], "fx-run-1");
+    assert_eq!(report["frames"], 5);
+    assert_eq!(report["rejected"], serde_json::json!({"items_required": 1}));
+    assert_eq!(report["imported"], 1);
+    assert_eq!(report["cursorsStored"], 1);
+    let conn = read_only(&db);
+    let persona: String = conn
+        .query_row("SELECT persona_id FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(persona, "ops");
+}
