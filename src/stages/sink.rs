@@ -54,7 +54,7 @@ impl LedgerSink {
     }
 }
 
-/// A frame of a batch: its outcome is known (reject, report) or awaits op number `usize`.
+/// A frame of a batch: its outcome is known (reject, report) or awaits the next write result.
 enum Entry {
     Ready(FrameMeta, Outcome),
     Awaiting(FrameMeta),
