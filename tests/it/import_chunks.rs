@@ -22,7 +22,16 @@ fn parts_of(item: &Value, n: usize) -> Vec<String> {
 }
 
 fn part(key: &str, upload: &str, index: i64, total: i64, data: &str) -> Value {
-    chunk_req(key, upload, index, total, data, "anthropic", "chunk-session-1", "chunk-fp-1")
+    chunk_req(
+        key,
+        upload,
+        index,
+        total,
+        data,
+        "anthropic",
+        "chunk-session-1",
+        "chunk-fp-1",
+    )
 }
 
 #[test]
@@ -54,7 +63,10 @@ fn scenario_4_two_parts_then_a_mismatching_resend() {
     assert_eq!(code(run_chunk(&mut conn, raw)), "chunk_encoding_mismatch");
 
     // (improvement) payloads are cleared, metadata rows stay as tombstones.
-    let payload_bytes: i64 = one(&conn, "SELECT SUM(LENGTH(payload)) FROM session_import_chunk_parts");
+    let payload_bytes: i64 = one(
+        &conn,
+        "SELECT SUM(LENGTH(payload)) FROM session_import_chunk_parts",
+    );
     assert_eq!(payload_bytes, 0);
     assert_eq!(count(&conn, "session_import_chunk_parts"), 2);
     // An identical re-send answers completed with the stored import.
@@ -73,9 +85,15 @@ fn scenario_5_chunked_upload_of_an_imported_session_is_skipped() {
     assert_eq!(run_import(&mut conn, req).unwrap().run_id, "run-1");
     let parts = parts_of(&chunk_item(), 2);
     let staged = run_chunk(&mut conn, part("chunk-idem", "up-5", 0, 2, &parts[0])).unwrap();
-    assert_eq!((staged.status, staged.received, staged.total), (ChunkStatus::Staged, 1, 2));
+    assert_eq!(
+        (staged.status, staged.received, staged.total),
+        (ChunkStatus::Staged, 1, 2)
+    );
     let done = run_chunk(&mut conn, part("chunk-idem", "up-5", 1, 2, &parts[1])).unwrap();
-    assert_eq!((done.status, done.received, done.total), (ChunkStatus::Completed, 2, 2));
+    assert_eq!(
+        (done.status, done.received, done.total),
+        (ChunkStatus::Completed, 2, 2)
+    );
     let imp = done.import.unwrap();
     assert_eq!(imp.failed, 0);
     assert_eq!(imp.results[0].status, ItemStatus::Skipped);
@@ -85,19 +103,28 @@ fn scenario_5_chunked_upload_of_an_imported_session_is_skipped() {
 fn scenario_6_mismatch_codes() {
     let mut conn = ledger();
     assert_eq!(
-        code(run_import(&mut conn, json!({"source":"foo","mode":"backfill","idempotencyKey":"k","items":[chunk_item()]}))),
+        code(run_import(
+            &mut conn,
+            json!({"source":"foo","mode":"backfill","idempotencyKey":"k","items":[chunk_item()]})
+        )),
         "source_unsupported"
     );
     run_import(&mut conn, import_req("k6", "backfill", vec![chunk_item()])).unwrap();
     assert_eq!(
-        code(run_import(&mut conn, import_req("k6", "tail", vec![chunk_item()]))),
+        code(run_import(
+            &mut conn,
+            import_req("k6", "tail", vec![chunk_item()])
+        )),
         "idempotency_key_mode_mismatch"
     );
 
     let parts = parts_of(&chunk_item(), 2);
     run_chunk(&mut conn, part("ck", "up-6", 0, 2, &parts[0])).unwrap();
     let mut total3 = part("ck", "up-6", 1, 3, &parts[1]);
-    assert_eq!(code(run_chunk(&mut conn, total3.clone())), "chunk_total_mismatch");
+    assert_eq!(
+        code(run_chunk(&mut conn, total3.clone())),
+        "chunk_total_mismatch"
+    );
     total3["chunkTotal"] = json!(2);
     let mut tail = total3.clone();
     tail["mode"] = json!("tail");
@@ -108,15 +135,24 @@ fn scenario_6_mismatch_codes() {
 
     let mut single = part("ck-new", "up-6b", 0, 1, &parts[0]);
     single["encoding"] = json!("utf-8");
-    assert_eq!(code(run_chunk(&mut conn, single)), "chunk_encoding_unsupported:utf-8");
-    assert_eq!(code(run_chunk(&mut conn, part("ck", "up-6", 2, 2, &parts[1]))), "chunk_index_out_of_range");
+    assert_eq!(
+        code(run_chunk(&mut conn, single)),
+        "chunk_encoding_unsupported:utf-8"
+    );
+    assert_eq!(
+        code(run_chunk(&mut conn, part("ck", "up-6", 2, 2, &parts[1]))),
+        "chunk_index_out_of_range"
+    );
 
     let mut openai = chunk_item();
     openai["sourceProvider"] = json!("openai");
     let parts = parts_of(&openai, 2);
     run_chunk(&mut conn, part("ck-oa", "up-6c", 0, 2, &parts[0])).unwrap();
     assert_eq!(
-        code(run_chunk(&mut conn, part("ck-oa", "up-6c", 1, 2, &parts[1]))),
+        code(run_chunk(
+            &mut conn,
+            part("ck-oa", "up-6c", 1, 2, &parts[1])
+        )),
         "chunk_item_source_provider_mismatch"
     );
 }
@@ -127,16 +163,28 @@ fn every_other_chunk_code() {
     let parts = parts_of(&chunk_item(), 2);
     // Request checks.
     let mut no_upload = part("k", " ", 0, 2, &parts[0]);
-    assert_eq!(code(run_chunk(&mut conn, no_upload.clone())), "chunk_upload_id_required");
+    assert_eq!(
+        code(run_chunk(&mut conn, no_upload.clone())),
+        "chunk_upload_id_required"
+    );
     no_upload["mode"] = json!("x");
-    assert_eq!(code(run_chunk(&mut conn, no_upload.clone())), "mode_unsupported");
+    assert_eq!(
+        code(run_chunk(&mut conn, no_upload.clone())),
+        "mode_unsupported"
+    );
     no_upload["source"] = json!("nope");
     assert_eq!(code(run_chunk(&mut conn, no_upload)), "source_unsupported");
     let mut no_key = part("", "u", 0, 2, &parts[0]);
-    assert_eq!(code(run_chunk(&mut conn, no_key.clone())), "idempotency_key_required");
+    assert_eq!(
+        code(run_chunk(&mut conn, no_key.clone())),
+        "idempotency_key_required"
+    );
     no_key["idempotencyKey"] = json!("k");
     no_key["chunkIndex"] = json!(5);
-    assert_eq!(code(run_chunk(&mut conn, no_key)), "chunk_index_out_of_range");
+    assert_eq!(
+        code(run_chunk(&mut conn, no_key)),
+        "chunk_index_out_of_range"
+    );
 
     // Checks against the upload's first part, in order.
     run_chunk(&mut conn, part("k", "u", 0, 2, &parts[0])).unwrap();
@@ -147,23 +195,41 @@ fn every_other_chunk_code() {
         v
     };
     let cases = [
-        (with("idempotencyKey", "other"), "chunk_idempotency_key_mismatch"),
-        (with("sourceProvider", "openai"), "chunk_source_provider_mismatch"),
-        (with("sourceSessionId", "other"), "chunk_source_session_id_mismatch"),
-        (with("sourceSessionFingerprint", "other"), "chunk_source_session_fingerprint_mismatch"),
+        (
+            with("idempotencyKey", "other"),
+            "chunk_idempotency_key_mismatch",
+        ),
+        (
+            with("sourceProvider", "openai"),
+            "chunk_source_provider_mismatch",
+        ),
+        (
+            with("sourceSessionId", "other"),
+            "chunk_source_session_id_mismatch",
+        ),
+        (
+            with("sourceSessionFingerprint", "other"),
+            "chunk_source_session_fingerprint_mismatch",
+        ),
     ];
     for (req, expected) in cases {
         assert_eq!(code(run_chunk(&mut conn, req)), expected);
     }
     // A failed part is not staged (the request wrote nothing).
-    let staged: i64 = one(&conn, "SELECT COUNT(*) FROM session_import_chunk_parts WHERE upload_id = 'u'");
+    let staged: i64 = one(
+        &conn,
+        "SELECT COUNT(*) FROM session_import_chunk_parts WHERE upload_id = 'u'",
+    );
     assert_eq!(staged, 1);
 
     // Item checks after decode.
     let mut item = chunk_item();
     item["sourceSessionId"] = json!("elsewhere");
     let data = gzip_base64(item.to_string().as_bytes());
-    assert_eq!(code(run_chunk(&mut conn, part("k2", "u2", 0, 1, &data))), "chunk_item_source_session_id_mismatch");
+    assert_eq!(
+        code(run_chunk(&mut conn, part("k2", "u2", 0, 1, &data))),
+        "chunk_item_source_session_id_mismatch"
+    );
     let mut item = chunk_item();
     item["sourceSessionFingerprint"] = json!("older");
     let data = gzip_base64(item.to_string().as_bytes());
@@ -173,13 +239,28 @@ fn every_other_chunk_code() {
     );
 
     // Decode failures.
-    assert_eq!(code(run_chunk(&mut conn, part("k4", "u4", 0, 1, "%%%not base64"))), "chunk_payload_decode_failed");
+    assert_eq!(
+        code(run_chunk(
+            &mut conn,
+            part("k4", "u4", 0, 1, "%%%not base64")
+        )),
+        "chunk_payload_decode_failed"
+    );
     let not_gzip = STANDARD.encode(b"plain text, no gzip header");
-    assert_eq!(code(run_chunk(&mut conn, part("k5", "u5", 0, 1, &not_gzip))), "chunk_payload_decode_failed");
+    assert_eq!(
+        code(run_chunk(&mut conn, part("k5", "u5", 0, 1, &not_gzip))),
+        "chunk_payload_decode_failed"
+    );
     let not_json = gzip_base64(b"{\"sourceProvider\": ");
-    assert_eq!(code(run_chunk(&mut conn, part("k6", "u6", 0, 1, &not_json))), "chunk_payload_json_invalid");
+    assert_eq!(
+        code(run_chunk(&mut conn, part("k6", "u6", 0, 1, &not_json))),
+        "chunk_payload_json_invalid"
+    );
     let wrong_shape = gzip_base64(b"[\"an array\"]");
-    assert_eq!(code(run_chunk(&mut conn, part("k7", "u7", 0, 1, &wrong_shape))), "chunk_payload_json_invalid");
+    assert_eq!(
+        code(run_chunk(&mut conn, part("k7", "u7", 0, 1, &wrong_shape))),
+        "chunk_payload_json_invalid"
+    );
 }
 
 #[test]
@@ -196,9 +277,21 @@ fn index_gap_and_empty_upload() {
         [NOW],
     )
     .unwrap();
-    assert_eq!(code(run_chunk(&mut conn, part("kg", "gap", 0, 2, &parts[0]))), "chunk_index_gap");
+    assert_eq!(
+        code(run_chunk(&mut conn, part("kg", "gap", 0, 2, &parts[0]))),
+        "chunk_index_gap"
+    );
     let tx = conn.transaction().unwrap();
-    assert_eq!(code(import::assemble_upload(&tx, "aix", "never-staged", 1, 1 << 20)), "chunk_upload_empty");
+    assert_eq!(
+        code(import::assemble_upload(
+            &tx,
+            "aix",
+            "never-staged",
+            1,
+            1 << 20
+        )),
+        "chunk_upload_empty"
+    );
 }
 
 #[test]
@@ -206,16 +299,32 @@ fn indexes_are_clamped_and_parts_arrive_in_any_order() {
     let mut conn = ledger();
     let data = gzip_base64(chunk_item().to_string().as_bytes());
     let done = run_chunk(&mut conn, part("clamp", "u-clamp", -1, 0, &data)).unwrap();
-    assert_eq!((done.status, done.received, done.total), (ChunkStatus::Completed, 1, 1));
+    assert_eq!(
+        (done.status, done.received, done.total),
+        (ChunkStatus::Completed, 1, 1)
+    );
 
     let mut item = chunk_item();
     item["sourceSessionId"] = json!("s-order");
     let parts = parts_of(&item, 3);
     let p = |i: usize| {
-        chunk_req("order", "u-order", i as i64, 3, &parts[i], "anthropic", "s-order", "chunk-fp-1")
+        chunk_req(
+            "order",
+            "u-order",
+            i as i64,
+            3,
+            &parts[i],
+            "anthropic",
+            "s-order",
+            "chunk-fp-1",
+        )
     };
     assert_eq!(run_chunk(&mut conn, p(2)).unwrap().received, 1);
-    assert_eq!(run_chunk(&mut conn, p(2)).unwrap().received, 1, "a repeated part replaces itself");
+    assert_eq!(
+        run_chunk(&mut conn, p(2)).unwrap().received,
+        1,
+        "a repeated part replaces itself"
+    );
     assert_eq!(run_chunk(&mut conn, p(0)).unwrap().received, 2);
     let done = run_chunk(&mut conn, p(1)).unwrap();
     assert_eq!(done.import.unwrap().imported, 1);
@@ -230,9 +339,16 @@ fn staged_parts_expire_after_the_ttl() {
     let mut conn = ledger();
     let parts = parts_of(&chunk_item(), 2);
     run_chunk(&mut conn, part("ttl", "u-ttl", 0, 2, &parts[0])).unwrap();
-    let later = ImportOptions { clock: eight_days_later, ..opts() };
+    let later = ImportOptions {
+        clock: eight_days_later,
+        ..opts()
+    };
     let resp = run_chunk_with(&mut conn, part("ttl", "u-ttl", 1, 2, &parts[1]), &later).unwrap();
-    assert_eq!((resp.status, resp.received), (ChunkStatus::Staged, 1), "part 0 was pruned");
+    assert_eq!(
+        (resp.status, resp.received),
+        (ChunkStatus::Staged, 1),
+        "part 0 was pruned"
+    );
 }
 
 #[test]
@@ -248,7 +364,10 @@ fn cursors_are_stored_only_by_the_completing_part() {
     run_chunk(&mut conn, last).unwrap();
     let cursors = nex::ledger::load_cursors(&conn, "aix").unwrap();
     assert_eq!(cursors.len(), 1);
-    assert_eq!((cursors[0].key.as_str(), &cursors[0].value), ("file", &json!({"offset": 42})));
+    assert_eq!(
+        (cursors[0].key.as_str(), &cursors[0].value),
+        ("file", &json!({"offset": 42}))
+    );
 }
 
 #[test]
@@ -257,7 +376,11 @@ fn chunk_and_import_paths_share_one_key_when_personas_agree() {
     let data = gzip_base64(chunk_item().to_string().as_bytes());
     let done = run_chunk(&mut conn, part("shared", "u-shared", 0, 1, &data)).unwrap();
     // (improvement) the chunk path hashed the request's own (absent) personaId, not "main".
-    let replay = run_import(&mut conn, import_req("shared", "backfill", vec![chunk_item()])).unwrap();
+    let replay = run_import(
+        &mut conn,
+        import_req("shared", "backfill", vec![chunk_item()]),
+    )
+    .unwrap();
     assert_eq!(Some(replay), done.import);
 }
 
@@ -280,9 +403,16 @@ fn bomb(members: usize) -> String {
 #[test]
 fn gzip_bomb_is_refused_with_payload_too_large() {
     let mut conn = ledger();
-    let small = ImportOptions { max_inflated_bytes: 1 << 20, ..opts() };
+    let small = ImportOptions {
+        max_inflated_bytes: 1 << 20,
+        ..opts()
+    };
     let data = bomb(100);
-    assert!(data.len() < 1 << 20, "the bomb is small: {} bytes", data.len());
+    assert!(
+        data.len() < 1 << 20,
+        "the bomb is small: {} bytes",
+        data.len()
+    );
     let parts = split(&data, 2);
     run_chunk_with(&mut conn, part("bomb", "u-bomb", 0, 2, &parts[0]), &small).unwrap();
     let err = run_chunk_with(&mut conn, part("bomb", "u-bomb", 1, 2, &parts[1]), &small);
@@ -290,9 +420,13 @@ fn gzip_bomb_is_refused_with_payload_too_large() {
     assert_eq!(count(&conn, "sessions"), 0);
 
     // The same payload within a large enough bound imports (whitespace is valid JSON).
-    let roomy = ImportOptions { max_inflated_bytes: 4 << 20, ..opts() };
+    let roomy = ImportOptions {
+        max_inflated_bytes: 4 << 20,
+        ..opts()
+    };
     let data = bomb(2);
-    let done = run_chunk_with(&mut conn, part("bomb-ok", "u-bomb-ok", 0, 1, &data), &roomy).unwrap();
+    let done =
+        run_chunk_with(&mut conn, part("bomb-ok", "u-bomb-ok", 0, 1, &data), &roomy).unwrap();
     assert_eq!(done.import.unwrap().imported, 1);
 }
 

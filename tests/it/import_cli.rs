@@ -8,11 +8,16 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/import-requests.jsonl");
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/import-requests.jsonl"
+);
 
 fn nex() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nex"));
-    cmd.env_remove("NEX_LEDGER").env_remove("NEX_HOME").env_remove("RUST_LOG");
+    cmd.env_remove("NEX_LEDGER")
+        .env_remove("NEX_HOME")
+        .env_remove("RUST_LOG");
     cmd
 }
 
@@ -30,7 +35,12 @@ fn apply(cmd: &mut Command, stdin: Option<&str>) -> Vec<Value> {
     }
     drop(input);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -39,16 +49,34 @@ fn apply(cmd: &mut Command, stdin: Option<&str>) -> Vec<Value> {
 }
 
 fn apply_file(ledger: &Path, file: &str) -> Vec<Value> {
-    apply(nex().args(["import", "apply", "--ledger"]).arg(ledger).arg(file), None)
+    apply(
+        nex()
+            .args(["import", "apply", "--ledger"])
+            .arg(ledger)
+            .arg(file),
+        None,
+    )
 }
 
 fn counts(ledger: &Path) -> Vec<i64> {
     let conn = rusqlite::Connection::open(ledger).unwrap();
-    ["sessions", "turns", "threads", "messages", "tool_calls", "session_history", "session_imports",
-     "session_import_requests", "session_import_cursors"]
-        .iter()
-        .map(|t| conn.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0)).unwrap())
-        .collect()
+    [
+        "sessions",
+        "turns",
+        "threads",
+        "messages",
+        "tool_calls",
+        "session_history",
+        "session_imports",
+        "session_import_requests",
+        "session_import_cursors",
+    ]
+    .iter()
+    .map(|t| {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
+            .unwrap()
+    })
+    .collect()
 }
 
 #[test]
@@ -61,7 +89,10 @@ fn example_file_applies_and_replays() {
     assert_eq!(first[0]["imported"], 1);
     assert_eq!(first[1], first[0], "the repeated line is a replay");
     assert_eq!(first[2]["status"], "staged");
-    assert_eq!((first[2]["received"].as_u64(), first[2]["total"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (first[2]["received"].as_u64(), first[2]["total"].as_u64()),
+        (Some(1), Some(2))
+    );
     assert_eq!(first[3]["status"], "completed");
     assert_eq!(first[3]["import"]["imported"], 1);
     assert_eq!(first[4]["ok"], false);
@@ -74,7 +105,10 @@ fn example_file_applies_and_replays() {
     let second = apply_file(&ledger, EXAMPLE);
     assert_eq!(second[0], first[0]);
     assert_eq!(second[1], first[0]);
-    assert_eq!(second[2]["status"], "completed", "a part of a completed upload answers completed");
+    assert_eq!(
+        second[2]["status"], "completed",
+        "a part of a completed upload answers completed"
+    );
     assert_eq!(second[2]["import"], first[3]["import"]);
     assert_eq!(second[3], first[3]);
     assert_eq!(second[4], first[4]);
@@ -104,7 +138,10 @@ fn stdin_schema_errors_and_persona_flag() {
         "\"chunkTotal\":2,\"encoding\":\"gzip+base64\",\"data\":\"abc\"}\n",
     );
     let out = apply(
-        nex().args(["import", "apply", "--persona", "flagged", "--ledger"]).arg(&ledger).arg("-"),
+        nex()
+            .args(["import", "apply", "--persona", "flagged", "--ledger"])
+            .arg(&ledger)
+            .arg("-"),
         Some(input),
     );
     assert_eq!(out.len(), 5, "blank lines are skipped: {out:?}");
@@ -112,10 +149,18 @@ fn stdin_schema_errors_and_persona_flag() {
     assert_eq!(out[1]["error"]["code"], "request_schema_invalid");
     assert_eq!(out[2]["error"]["code"], "request_schema_invalid");
     assert_eq!(out[3]["imported"], 1);
-    assert_eq!(out[4]["status"], "staged", "a line with upload_id is a chunk request");
+    assert_eq!(
+        out[4]["status"], "staged",
+        "a line with upload_id is a chunk request"
+    );
     let conn = rusqlite::Connection::open(&ledger).unwrap();
-    let persona: String = conn.query_row("SELECT persona_id FROM sessions", [], |r| r.get(0)).unwrap();
-    assert_eq!(persona, "flagged", "--persona overrides the request's personaId");
+    let persona: String = conn
+        .query_row("SELECT persona_id FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        persona, "flagged",
+        "--persona overrides the request's personaId"
+    );
 }
 
 #[test]
@@ -123,12 +168,18 @@ fn ledger_path_defaults_follow_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("nex-home");
     let line = "{\"source\":\"foo\"}\n";
-    let out = apply(nex().env("NEX_HOME", &home).args(["import", "apply"]), Some(line));
+    let out = apply(
+        nex().env("NEX_HOME", &home).args(["import", "apply"]),
+        Some(line),
+    );
     assert_eq!(out[0]["error"]["code"], "source_unsupported");
     assert!(home.join("agents.db").exists());
     let explicit = dir.path().join("elsewhere").join("ledger.db");
     apply(
-        nex().env("NEX_HOME", &home).env("NEX_LEDGER", &explicit).args(["import", "apply"]),
+        nex()
+            .env("NEX_HOME", &home)
+            .env("NEX_LEDGER", &explicit)
+            .args(["import", "apply"]),
         Some(line),
     );
     assert!(explicit.exists(), "NEX_LEDGER wins over NEX_HOME");

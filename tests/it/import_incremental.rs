@@ -29,10 +29,12 @@ fn turn(k: i64) -> (Value, Vec<Value>, Vec<Value>) {
                 "metadataJson": { "stop": "end_turn" } }),
     ];
     let tools = if k % 2 == 0 {
-        vec![json!({ "sourceToolCallId": format!("tool-{k}"), "sourceTurnId": format!("turn-{k}"),
+        vec![
+            json!({ "sourceToolCallId": format!("tool-{k}"), "sourceTurnId": format!("turn-{k}"),
                      "sourceMessageId": format!("a-{k}"), "toolName": "Bash",
                      "paramsJson": { "command": format!("ls {k}") }, "resultJson": "ok",
-                     "startedAtMs": start + 1_000, "completedAtMs": start + 2_000, "sequence": k })]
+                     "startedAtMs": start + 1_000, "completedAtMs": start + 2_000, "sequence": k }),
+        ]
     } else {
         vec![]
     };
@@ -65,8 +67,11 @@ fn import_sequence(batches: &[&[i64]]) -> String {
     let mut conn = ledger();
     for (i, turns) in batches.iter().enumerate() {
         let fp = format!("fp-{i}");
-        let resp = run_import(&mut conn, import_req(&format!("key-{i}"), "tail", vec![item_with(turns, &fp)]))
-            .unwrap();
+        let resp = run_import(
+            &mut conn,
+            import_req(&format!("key-{i}"), "tail", vec![item_with(turns, &fp)]),
+        )
+        .unwrap();
         assert_eq!(resp.failed, 0, "{resp:?}");
     }
     canonical_dump(&conn)
@@ -75,7 +80,10 @@ fn import_sequence(batches: &[&[i64]]) -> String {
 #[test]
 fn partial_items_converge_on_the_full_import() {
     let full = import_sequence(&[&[1, 2, 3, 4]]);
-    assert!(full.contains("has_children=1"), "the fixture has parent links");
+    assert!(
+        full.contains("has_children=1"),
+        "the fixture has parent links"
+    );
     let split = import_sequence(&[&[1], &[2, 3], &[4]]);
     assert_eq!(split, full);
     let overlapping = import_sequence(&[&[1, 2], &[2, 3], &[3, 4]]);
@@ -87,14 +95,32 @@ fn partial_items_converge_on_the_full_import() {
 #[test]
 fn a_parent_that_exists_nowhere_stays_null() {
     let mut conn = ledger();
-    run_import(&mut conn, import_req("k", "tail", vec![item_with(&[3], "fp")])).unwrap();
+    run_import(
+        &mut conn,
+        import_req("k", "tail", vec![item_with(&[3], "fp")]),
+    )
+    .unwrap();
     let parent: Option<String> = one(&conn, "SELECT parent_turn_id FROM turns");
     assert_eq!(parent, None);
     // Once turn 2 arrives, re-sending turn 3 links it.
-    run_import(&mut conn, import_req("k2", "tail", vec![item_with(&[2], "fp2")])).unwrap();
-    run_import(&mut conn, import_req("k3", "tail", vec![item_with(&[3], "fp3")])).unwrap();
-    let linked: i64 = one(&conn, "SELECT COUNT(*) FROM turns WHERE parent_turn_id IS NOT NULL");
+    run_import(
+        &mut conn,
+        import_req("k2", "tail", vec![item_with(&[2], "fp2")]),
+    )
+    .unwrap();
+    run_import(
+        &mut conn,
+        import_req("k3", "tail", vec![item_with(&[3], "fp3")]),
+    )
+    .unwrap();
+    let linked: i64 = one(
+        &conn,
+        "SELECT COUNT(*) FROM turns WHERE parent_turn_id IS NOT NULL",
+    );
     assert_eq!(linked, 1);
-    let has_children: i64 = one(&conn, "SELECT has_children FROM turns WHERE source_event_id = 'turn-2'");
+    let has_children: i64 = one(
+        &conn,
+        "SELECT has_children FROM turns WHERE source_event_id = 'turn-2'",
+    );
     assert_eq!(has_children, 1);
 }

@@ -1,7 +1,7 @@
 //! sessions.import: the baseline scenarios 1, 2, 3, 7 of IMPORT_SEMANTICS.md, every rule of
 //! the import and item algorithms, and the request-level and per-item error codes.
 
-use nex::import::{self, ImportOptions, scoped_id, session_label, IdKind};
+use nex::import::{self, IdKind, ImportOptions, scoped_id, session_label};
 use nex::protocol::{ImportRequest, ItemStatus};
 use serde_json::{Value, json};
 
@@ -21,15 +21,26 @@ fn item(provider: &str, session: &str, fp: &str) -> Value {
 }
 
 #[test]
+#[allow(clippy::type_complexity)] // row tuples read straight from SQL
 fn scenario_1_full_graph_and_idempotency() {
     let mut conn = ledger();
-    let first = run_import(&mut conn, import_req("idem-full-1", "backfill", vec![full_item()])).unwrap();
+    let first = run_import(
+        &mut conn,
+        import_req("idem-full-1", "backfill", vec![full_item()]),
+    )
+    .unwrap();
     assert!(first.ok);
-    assert_eq!((first.imported, first.upserted, first.skipped, first.failed), (1, 0, 0, 0));
+    assert_eq!(
+        (first.imported, first.upserted, first.skipped, first.failed),
+        (1, 0, 0, 0)
+    );
     assert_eq!(first.results[0].status, ItemStatus::Imported);
     assert_eq!(first.results[0].session_label.as_deref(), Some(FULL_LABEL));
     assert_eq!(first.results[0].source_provider, "anthropic");
-    assert!(uuid::Uuid::parse_str(&first.run_id).is_ok(), "run id is a UUID");
+    assert!(
+        uuid::Uuid::parse_str(&first.run_id).is_ok(),
+        "run id is a UUID"
+    );
 
     // Session row.
     let (persona, origin, thread, origin_sid, routing, status): (String, String, String, String, String, String) = conn
@@ -46,48 +57,98 @@ fn scenario_1_full_graph_and_idempotency() {
     assert_eq!(routing, "/work/repo");
     assert_eq!(status, "active");
     let (created, updated): (i64, i64) = conn
-        .query_row("SELECT created_at, updated_at FROM sessions", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT created_at, updated_at FROM sessions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!((created, updated), (1_700_000_000_000, 1_700_000_005_000));
 
     // Turn row.
-    let turn: (String, i64, i64, i64, i64, i64, String, String, String, i64, String, String, String) = conn
+    let turn: (
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        String,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        String,
+    ) = conn
         .query_row(
             "SELECT status, started_at, completed_at, input_tokens, output_tokens, total_tokens,
                     query_message_ids, response_message_id, effective_config_json, tool_call_count,
                     source_event_id, turn_type, role
              FROM turns WHERE id = ?1",
             [FULL_TURN],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?,
-                    r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                    r.get(12)?,
+                ))
+            },
         )
         .unwrap();
     assert_eq!(turn.0, "completed");
     assert_eq!((turn.1, turn.2), (1_700_000_001_000, 1_700_000_004_000));
     assert_eq!((turn.3, turn.4, turn.5), (12, 34, 46));
-    assert_eq!(turn.6, json!([msg_id("session-full-1", "msg-src-1")]).to_string());
+    assert_eq!(
+        turn.6,
+        json!([msg_id("session-full-1", "msg-src-1")]).to_string()
+    );
     assert_eq!(turn.7, msg_id("session-full-1", "msg-src-2"));
-    assert_eq!(serde_json::from_str::<Value>(&turn.8).unwrap(), json!({"phase": "import"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&turn.8).unwrap(),
+        json!({"phase": "import"})
+    );
     assert_eq!(turn.9, 1, "head turn's tool_call_count");
-    assert_eq!((turn.10.as_str(), turn.11.as_str(), turn.12.as_str()), ("turn-src-1", "normal", "unified"));
+    assert_eq!(
+        (turn.10.as_str(), turn.11.as_str(), turn.12.as_str()),
+        ("turn-src-1", "normal", "unified")
+    );
     let model: String = one(&conn, "SELECT model FROM turns");
-    assert_eq!(model, "claude-sonnet", "turn model falls back to the session's");
+    assert_eq!(
+        model, "claude-sonnet",
+        "turn model falls back to the session's"
+    );
 
     // Thread row.
     let (key, persona, total): (String, String, i64) = conn
-        .query_row("SELECT thread_key, persona_id, total_tokens FROM threads WHERE turn_id = ?1", [FULL_TURN], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT thread_key, persona_id, total_tokens FROM threads WHERE turn_id = ?1",
+            [FULL_TURN],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
-    assert_eq!((key.as_str(), persona.as_str(), total), (FULL_TURN, "main", 46));
+    assert_eq!(
+        (key.as_str(), persona.as_str(), total),
+        (FULL_TURN, "main", 46)
+    );
 
     // Messages and tool call.
     assert_eq!(count(&conn, "messages"), 2);
     assert_eq!(count(&conn, "tool_calls"), 1);
     let (role, source, meta): (String, String, String) = conn
-        .query_row("SELECT role, source, metadata_json FROM messages WHERE id = ?1", [msg_id("session-full-1", "msg-src-1")], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT role, source, metadata_json FROM messages WHERE id = ?1",
+            [msg_id("session-full-1", "msg-src-1")],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
     assert_eq!((role.as_str(), source.as_str()), ("user", "aix:anthropic"));
     assert_eq!(
@@ -105,33 +166,61 @@ fn scenario_1_full_graph_and_idempotency() {
     assert_eq!(tool.0, FULL_TURN);
     assert_eq!(tool.1, msg_id("session-full-1", "msg-src-2"));
     assert_eq!(tool.2, "read_file");
-    assert_eq!(serde_json::from_str::<Value>(&tool.3).unwrap(), json!({"path": "README.md"}));
-    assert_eq!(serde_json::from_str::<Value>(&tool.4).unwrap(), json!({"ok": true}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&tool.3).unwrap(),
+        json!({"path": "README.md"})
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&tool.4).unwrap(),
+        json!({"ok": true})
+    );
     assert_eq!(tool.5, "completed");
 
     // Mapping.
     let (fp, label, run): (String, String, String) = conn
-        .query_row("SELECT source_session_fingerprint, session_label, last_run_id FROM session_imports", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT source_session_fingerprint, session_label, last_run_id FROM session_imports",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
-    assert_eq!((fp.as_str(), label.as_str(), run.as_str()), ("fp-v1", FULL_LABEL, first.run_id.as_str()));
+    assert_eq!(
+        (fp.as_str(), label.as_str(), run.as_str()),
+        ("fp-v1", FULL_LABEL, first.run_id.as_str())
+    );
     assert_eq!(count(&conn, "session_history"), 1);
 
     // Replay: identical response, same run id.
-    let replay = run_import(&mut conn, import_req("idem-full-1", "backfill", vec![full_item()])).unwrap();
+    let replay = run_import(
+        &mut conn,
+        import_req("idem-full-1", "backfill", vec![full_item()]),
+    )
+    .unwrap();
     assert_eq!(replay, first);
 
     // Same key, other mode.
-    let err = run_import(&mut conn, import_req("idem-full-1", "tail", vec![full_item()]));
+    let err = run_import(
+        &mut conn,
+        import_req("idem-full-1", "tail", vec![full_item()]),
+    );
     assert_eq!(code(err), "idempotency_key_mode_mismatch");
 
     // New key, same fingerprint: skipped.
-    let skipped = run_import(&mut conn, import_req("idem-full-2", "backfill", vec![full_item()])).unwrap();
+    let skipped = run_import(
+        &mut conn,
+        import_req("idem-full-2", "backfill", vec![full_item()]),
+    )
+    .unwrap();
     assert_eq!((skipped.imported, skipped.skipped), (0, 1));
     assert_eq!(skipped.results[0].status, ItemStatus::Skipped);
-    assert_eq!(skipped.results[0].reason.as_deref(), Some("fingerprint_unchanged"));
-    assert_eq!(skipped.results[0].session_label.as_deref(), Some(FULL_LABEL));
+    assert_eq!(
+        skipped.results[0].reason.as_deref(),
+        Some("fingerprint_unchanged")
+    );
+    assert_eq!(
+        skipped.results[0].session_label.as_deref(),
+        Some(FULL_LABEL)
+    );
 
     // New fingerprint: upserted.
     let mut v2 = full_item();
@@ -139,7 +228,10 @@ fn scenario_1_full_graph_and_idempotency() {
     let upserted = run_import(&mut conn, import_req("idem-full-3", "backfill", vec![v2])).unwrap();
     assert_eq!((upserted.upserted, upserted.imported), (1, 0));
     assert_eq!(upserted.results[0].status, ItemStatus::Upserted);
-    let fp: String = one(&conn, "SELECT source_session_fingerprint FROM session_imports");
+    let fp: String = one(
+        &conn,
+        "SELECT source_session_fingerprint FROM session_imports",
+    );
     assert_eq!(fp, "fp-v2");
     assert_eq!(count(&conn, "sessions"), 1);
     assert_eq!(count(&conn, "turns"), 1);
@@ -157,13 +249,23 @@ fn scenario_2_label_hint_names_an_existing_session() {
     it["session"] = json!({ "labelHint": "dm:entity-import-target" });
     let resp = run_import(&mut conn, import_req("hint-1", "backfill", vec![it])).unwrap();
     assert_eq!(resp.imported, 1);
-    assert_eq!(resp.results[0].session_label.as_deref(), Some("dm:entity-import-target"));
+    assert_eq!(
+        resp.results[0].session_label.as_deref(),
+        Some("dm:entity-import-target")
+    );
     let mapped: String = one(&conn, "SELECT session_label FROM session_imports");
     assert_eq!(mapped, "dm:entity-import-target");
     let deterministic = session_label("aix", "cursor", "cursor-session-hinted");
-    assert_eq!(deterministic, "import:cursor:cursor-session-hinted:14c3b5583a");
+    assert_eq!(
+        deterministic,
+        "import:cursor:cursor-session-hinted:14c3b5583a"
+    );
     let n: i64 = conn
-        .query_row("SELECT COUNT(*) FROM sessions WHERE label = ?1", [&deterministic], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM sessions WHERE label = ?1",
+            [&deterministic],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(n, 0);
 }
@@ -179,7 +281,10 @@ fn label_hint_is_ignored_for_another_persona_or_when_the_deterministic_label_exi
     let mut it = item("cursor", "s-1", "fp-1");
     it["session"] = json!({ "labelHint": "dm:other" });
     let resp = run_import(&mut conn, import_req("hint-a", "backfill", vec![it])).unwrap();
-    assert_eq!(resp.results[0].session_label, Some(session_label("aix", "cursor", "s-1")));
+    assert_eq!(
+        resp.results[0].session_label,
+        Some(session_label("aix", "cursor", "s-1"))
+    );
 
     // The deterministic label exists (live) but no mapping: the hint is not used.
     let det = session_label("aix", "cursor", "s-2");
@@ -207,21 +312,42 @@ fn scenario_3_forward_parent_reference() {
     assert_eq!(resp.imported, 1, "{resp:?}");
     let id = |s: &str| scoped_id(IdKind::Turn, "aix", "anthropic", "fwd-1", s);
     let parent_of = |s: &str| -> Option<String> {
-        conn.query_row("SELECT parent_turn_id FROM turns WHERE id = ?1", [id(s)], |r| r.get(0)).unwrap()
+        conn.query_row(
+            "SELECT parent_turn_id FROM turns WHERE id = ?1",
+            [id(s)],
+            |r| r.get(0),
+        )
+        .unwrap()
     };
     assert_eq!(parent_of("child"), Some(id("parent")));
     assert_eq!(parent_of("parent"), None);
     assert_eq!(parent_of("orphan"), None, "unknown parent is NULL");
     let has_children = |s: &str| -> i64 {
-        conn.query_row("SELECT has_children FROM turns WHERE id = ?1", [id(s)], |r| r.get(0)).unwrap()
+        conn.query_row(
+            "SELECT has_children FROM turns WHERE id = ?1",
+            [id(s)],
+            |r| r.get(0),
+        )
+        .unwrap()
     };
-    assert_eq!((has_children("parent"), has_children("child"), has_children("orphan")), (1, 0, 0));
+    assert_eq!(
+        (
+            has_children("parent"),
+            has_children("child"),
+            has_children("orphan")
+        ),
+        (1, 0, 0)
+    );
     // Head turn: the latest completion-or-start time (orphan started at 30).
     let head: String = one(&conn, "SELECT thread_id FROM sessions");
     assert_eq!(head, id("orphan"));
     // Status: completed only with a completion time.
     let status: String = conn
-        .query_row("SELECT status FROM turns WHERE id = ?1", [id("child")], |r| r.get(0))
+        .query_row(
+            "SELECT status FROM turns WHERE id = ?1",
+            [id("child")],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(status, "pending");
 }
@@ -235,7 +361,10 @@ fn scenario_5_replay_keeps_the_given_run_id() {
     assert_eq!(first.run_id, "run-1");
     req["runId"] = json!("run-2");
     let again = run_import(&mut conn, req).unwrap();
-    assert_eq!(again.run_id, "run-1", "replay answers with the stored response");
+    assert_eq!(
+        again.run_id, "run-1",
+        "replay answers with the stored response"
+    );
     assert_eq!(again, first);
 }
 
@@ -255,7 +384,10 @@ fn scenario_7_raw_camel_and_snake_payloads() {
     tx.commit().unwrap();
     assert_eq!(resp.imported, 1);
     assert!(!resp.run_id.is_empty());
-    assert_eq!(resp.results[0].session_label, Some(session_label("aix", "anthropic", "raw-session")));
+    assert_eq!(
+        resp.results[0].session_label,
+        Some(session_label("aix", "anthropic", "raw-session"))
+    );
     let tx = conn.transaction().unwrap();
     let replay = import::import(&tx, &req, &opts()).unwrap();
     tx.commit().unwrap();
@@ -280,11 +412,26 @@ fn scenario_7_raw_camel_and_snake_payloads() {
 fn request_level_errors_write_nothing() {
     let mut conn = ledger();
     let cases = [
-        (json!({"source":"foo","mode":"backfill","idempotencyKey":"k","items":[full_item()]}), "source_unsupported"),
-        (json!({"source":"aix","mode":"sideways","idempotencyKey":"k","items":[full_item()]}), "mode_unsupported"),
-        (json!({"source":"aix","mode":"backfill","idempotencyKey":"  ","items":[full_item()]}), "idempotency_key_required"),
-        (json!({"source":"aix","mode":"backfill","idempotencyKey":"k","items":[]}), "items_required"),
-        (json!({"source":"aix","mode":"backfill","idempotencyKey":"k"}), "items_required"),
+        (
+            json!({"source":"foo","mode":"backfill","idempotencyKey":"k","items":[full_item()]}),
+            "source_unsupported",
+        ),
+        (
+            json!({"source":"aix","mode":"sideways","idempotencyKey":"k","items":[full_item()]}),
+            "mode_unsupported",
+        ),
+        (
+            json!({"source":"aix","mode":"backfill","idempotencyKey":"  ","items":[full_item()]}),
+            "idempotency_key_required",
+        ),
+        (
+            json!({"source":"aix","mode":"backfill","idempotencyKey":"k","items":[]}),
+            "items_required",
+        ),
+        (
+            json!({"source":"aix","mode":"backfill","idempotencyKey":"k"}),
+            "items_required",
+        ),
     ];
     for (req, expected) in cases {
         assert_eq!(code(run_import(&mut conn, req)), expected);
@@ -293,8 +440,16 @@ fn request_level_errors_write_nothing() {
     let all_bad = json!({"source":"foo","mode":"x","idempotencyKey":"","items":[]});
     assert_eq!(code(run_import(&mut conn, all_bad)), "source_unsupported");
     let mode_and_key = json!({"source":"aix","mode":"x","idempotencyKey":"","items":[]});
-    assert_eq!(code(run_import(&mut conn, mode_and_key)), "mode_unsupported");
-    for table in ["sessions", "turns", "session_imports", "session_import_requests"] {
+    assert_eq!(
+        code(run_import(&mut conn, mode_and_key)),
+        "mode_unsupported"
+    );
+    for table in [
+        "sessions",
+        "turns",
+        "session_imports",
+        "session_import_requests",
+    ] {
         assert_eq!(count(&conn, table), 0, "{table}");
     }
 }
@@ -306,12 +461,18 @@ fn idempotency_mismatch_codes() {
     let mut other = full_item();
     other["sourceSessionFingerprint"] = json!("fp-other");
     assert_eq!(
-        code(run_import(&mut conn, import_req("k-1", "backfill", vec![other]))),
+        code(run_import(
+            &mut conn,
+            import_req("k-1", "backfill", vec![other])
+        )),
         "idempotency_key_payload_mismatch"
     );
     let mut persona = import_req("k-1", "backfill", vec![full_item()]);
     persona["personaId"] = json!("work");
-    assert_eq!(code(run_import(&mut conn, persona)), "idempotency_key_payload_mismatch");
+    assert_eq!(
+        code(run_import(&mut conn, persona)),
+        "idempotency_key_payload_mismatch"
+    );
     conn.execute(
         "INSERT INTO session_import_requests (idempotency_key, source, mode, run_id, request_hash, response_json, created_at)
          VALUES ('k-legacy-source', 'other', 'backfill', 'r', NULL, '{}', 1)",
@@ -319,7 +480,10 @@ fn idempotency_mismatch_codes() {
     )
     .unwrap();
     assert_eq!(
-        code(run_import(&mut conn, import_req("k-legacy-source", "backfill", vec![full_item()]))),
+        code(run_import(
+            &mut conn,
+            import_req("k-legacy-source", "backfill", vec![full_item()])
+        )),
         "idempotency_key_source_mismatch"
     );
 }
@@ -333,7 +497,11 @@ fn legacy_request_row_without_hash_is_re_executed() {
         [],
     )
     .unwrap();
-    let resp = run_import(&mut conn, import_req("legacy", "backfill", vec![full_item()])).unwrap();
+    let resp = run_import(
+        &mut conn,
+        import_req("legacy", "backfill", vec![full_item()]),
+    )
+    .unwrap();
     assert_eq!(resp.imported, 1);
     assert_ne!(resp.run_id, "old-run");
     let hash: Option<String> = one(&conn, "SELECT request_hash FROM session_import_requests");
@@ -370,7 +538,11 @@ fn per_item_failures_are_isolated() {
             None
         ]
     );
-    assert!(resp.results[..4].iter().all(|r| r.status == ItemStatus::Failed && r.session_label.is_none()));
+    assert!(
+        resp.results[..4]
+            .iter()
+            .all(|r| r.status == ItemStatus::Failed && r.session_label.is_none())
+    );
     // The failed item's turn was rolled back with its savepoint; the good item's root is there.
     assert_eq!(count(&conn, "turns"), 1);
     assert_eq!(count(&conn, "sessions"), 1);
@@ -390,24 +562,41 @@ fn timestamps_fall_back_and_tokens_clamp() {
                         "completedAtMs": -1, "sequence": 3 }]
     });
     run_import(&mut conn, import_req("times", "tail", vec![it])).unwrap();
-    let (created, updated): (i64, i64) =
-        conn.query_row("SELECT created_at, updated_at FROM sessions", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    assert_eq!((created, updated), (NOW, NOW), "importedAt falls back to now, session times to importedAt");
-    let (start, done, input, total): (i64, i64, i64, i64) = conn
-        .query_row("SELECT started_at, completed_at, input_tokens, total_tokens FROM turns", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    let (created, updated): (i64, i64) = conn
+        .query_row("SELECT created_at, updated_at FROM sessions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
         })
+        .unwrap();
+    assert_eq!(
+        (created, updated),
+        (NOW, NOW),
+        "importedAt falls back to now, session times to importedAt"
+    );
+    let (start, done, input, total): (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT started_at, completed_at, input_tokens, total_tokens FROM turns",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
         .unwrap();
     assert_eq!((start, done, input, total), (NOW, NOW, 0, 7));
-    let (seq, created): (i64, i64) =
-        conn.query_row("SELECT sequence, created_at FROM messages", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    assert_eq!((seq, created), (0, NOW));
-    let (start, done, status, params): (i64, i64, String, String) = conn
-        .query_row("SELECT started_at, completed_at, status, params_json FROM tool_calls", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    let (seq, created): (i64, i64) = conn
+        .query_row("SELECT sequence, created_at FROM messages", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
-    assert_eq!((start, done, status.as_str(), params.as_str()), (NOW, NOW, "completed", "{}"));
+    assert_eq!((seq, created), (0, NOW));
+    let (start, done, status, params): (i64, i64, String, String) = conn
+        .query_row(
+            "SELECT started_at, completed_at, status, params_json FROM tool_calls",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (start, done, status.as_str(), params.as_str()),
+        (NOW, NOW, "completed", "{}")
+    );
     // History row: changed_at = max(importedAt, updated).
     let changed: i64 = one(&conn, "SELECT changed_at FROM session_history");
     assert_eq!(changed, NOW);
@@ -433,10 +622,23 @@ fn session_without_turns_gets_a_root_turn() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
         )
         .unwrap();
-    assert_eq!((status.as_str(), start, done, count_, event.as_str(), model.as_str()), ("completed", 50, 50, 2, "__root__", "m"));
+    assert_eq!(
+        (
+            status.as_str(),
+            start,
+            done,
+            count_,
+            event.as_str(),
+            model.as_str()
+        ),
+        ("completed", 50, 50, 2, "__root__", "m")
+    );
     assert_eq!(config, r#"{"a":1}"#);
     let turn_of_message: String = one(&conn, "SELECT turn_id FROM messages");
-    assert_eq!(turn_of_message, root, "unknown turn falls back to the root turn");
+    assert_eq!(
+        turn_of_message, root,
+        "unknown turn falls back to the root turn"
+    );
     let thread: String = one(&conn, "SELECT thread_id FROM sessions");
     assert_eq!(thread, root);
     // updated_at = max(updated, created).
@@ -470,7 +672,14 @@ fn normalisation_of_roles_statuses_metadata_and_blank_ids() {
     assert_eq!(count(&conn, "tool_calls"), 3, "blank tool id skipped");
     let m = |src: &str| msg_id("norm", src);
     let t = |src: &str| scoped_id(IdKind::Turn, "aix", "anthropic", "norm", src);
-    let row = |id: String| -> (String, String, Option<String>, Option<String>, Option<String>, String) {
+    let row = |id: String| -> (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+    ) {
         conn.query_row(
             "SELECT role, turn_id, content, thinking, context_json, metadata_json FROM messages WHERE id = ?1",
             [id],
@@ -490,7 +699,10 @@ fn normalisation_of_roles_statuses_metadata_and_blank_ids() {
     assert_eq!(m2.4.as_deref(), Some(r#"{"b":2}"#));
     let meta: Value = serde_json::from_str(&m2.5).unwrap();
     assert_eq!(meta["x"], "y");
-    assert_eq!(meta["import_source"], "aix", "provenance keys win over given ones");
+    assert_eq!(
+        meta["import_source"], "aix",
+        "provenance keys win over given ones"
+    );
     let status = |src: &str| -> (String, Option<String>) {
         conn.query_row(
             "SELECT status, error FROM tool_calls WHERE id = ?1",
@@ -524,7 +736,11 @@ fn lineage_links_child_to_parent_session_and_spawning_call() {
                      "taskDescription": "explore", "taskStatus": "done", "project": "proj" },
         "turns": [], "messages": []
     });
-    run_import(&mut conn, import_req("lineage", "backfill", vec![parent, child])).unwrap();
+    run_import(
+        &mut conn,
+        import_req("lineage", "backfill", vec![parent, child]),
+    )
+    .unwrap();
     let child_label = session_label("aix", "anthropic", "child-s");
     let (sub, parent_label, spawn, desc, status, routing): (i64, String, String, String, String, String) = conn
         .query_row(
@@ -536,8 +752,14 @@ fn lineage_links_child_to_parent_session_and_spawning_call() {
     assert_eq!(sub, 1);
     assert_eq!(parent_label, session_label("aix", "anthropic", "parent-s"));
     let parent_call: String = one(&conn, "SELECT id FROM tool_calls WHERE tool_name = 'Task'");
-    assert_eq!(spawn, parent_call, "(improvement) the spawn id is the parent's tool-call row");
-    assert_eq!((desc.as_str(), status.as_str(), routing.as_str()), ("explore", "done", "proj"));
+    assert_eq!(
+        spawn, parent_call,
+        "(improvement) the spawn id is the parent's tool-call row"
+    );
+    assert_eq!(
+        (desc.as_str(), status.as_str(), routing.as_str()),
+        ("explore", "done", "proj")
+    );
     let spawned: String = one(&conn, "SELECT spawned_session_label FROM tool_calls");
     assert_eq!(spawned, child_label);
 }
@@ -567,14 +789,25 @@ fn persona_resolution_and_skip_refresh() {
     let persona: String = one(&conn, "SELECT persona_id FROM sessions");
     assert_eq!(persona, "work");
     // Skip path: only the persona is refreshed (here by the service option).
-    let forced = ImportOptions { persona_id: Some("ops".into()), ..opts() };
-    let resp = run_import_with(&mut conn, import_req("p-2", "backfill", vec![full_item()]), &forced).unwrap();
+    let forced = ImportOptions {
+        persona_id: Some("ops".into()),
+        ..opts()
+    };
+    let resp = run_import_with(
+        &mut conn,
+        import_req("p-2", "backfill", vec![full_item()]),
+        &forced,
+    )
+    .unwrap();
     assert_eq!(resp.skipped, 1);
     let persona: String = one(&conn, "SELECT persona_id FROM sessions");
     assert_eq!(persona, "ops");
     assert_eq!(count(&conn, "session_history"), 1, "skip writes no history");
     let thread_persona: String = one(&conn, "SELECT persona_id FROM threads");
-    assert_eq!(thread_persona, "work", "skip touches nothing but the session persona");
+    assert_eq!(
+        thread_persona, "work",
+        "skip touches nothing but the session persona"
+    );
 }
 
 #[test]
@@ -594,7 +827,10 @@ fn unchanged_rows_are_not_rewritten_and_blanks_never_erase() {
 
     let mut v2 = v1.clone();
     v2["sourceSessionFingerprint"] = json!("fp-v2");
-    v2["session"].as_object_mut().unwrap().remove("taskDescription");
+    v2["session"]
+        .as_object_mut()
+        .unwrap()
+        .remove("taskDescription");
     v2["turns"][1]["completedAtMs"] = json!(25);
     let before = conn.total_changes();
     let resp = run_import(&mut conn, import_req("u-2", "backfill", vec![v2])).unwrap();
@@ -602,11 +838,19 @@ fn unchanged_rows_are_not_rewritten_and_blanks_never_erase() {
     // One turn row, the mapping row and the request row; the session, threads, other turns
     // and history are untouched.
     assert_eq!(conn.total_changes() - before, 3);
-    assert_eq!(count(&conn, "session_history"), history, "head unchanged: no history row");
+    assert_eq!(
+        count(&conn, "session_history"),
+        history,
+        "head unchanged: no history row"
+    );
     let desc: String = one(&conn, "SELECT task_description FROM sessions");
     assert_eq!(desc, "keep me");
     let done: i64 = conn
-        .query_row("SELECT completed_at FROM turns WHERE source_event_id = 'b'", [], |r| r.get(0))
+        .query_row(
+            "SELECT completed_at FROM turns WHERE source_event_id = 'b'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(done, 25);
 
@@ -636,11 +880,18 @@ fn replay_writes_nothing_and_cursors_follow_the_request() {
     // A failed request stores no cursor; a null value deletes one.
     let mut bad = import_req("cur-1", "backfill", vec![full_item()]);
     bad["cursors"] = json!([{ "key": "claude-code:/c.jsonl", "value": 1 }]);
-    assert_eq!(code(run_import(&mut conn, bad)), "idempotency_key_mode_mismatch");
+    assert_eq!(
+        code(run_import(&mut conn, bad)),
+        "idempotency_key_mode_mismatch"
+    );
     let mut delete = import_req("cur-2", "tail", vec![full_item()]);
     delete["cursors"] = json!([{ "key": "claude-code:/a.jsonl", "value": null }]);
     run_import(&mut conn, delete).unwrap();
-    let keys: Vec<String> = nex::ledger::load_cursors(&conn, "aix").unwrap().into_iter().map(|c| c.key).collect();
+    let keys: Vec<String> = nex::ledger::load_cursors(&conn, "aix")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.key)
+        .collect();
     assert_eq!(keys, vec!["claude-code:/b.jsonl".to_owned()]);
 }
 
@@ -649,7 +900,8 @@ fn busy_ledger_fails_the_request_with_ledger_busy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agents.db");
     let mut conn = nex::ledger::open_agents(&path).unwrap();
-    conn.busy_timeout(std::time::Duration::from_millis(20)).unwrap();
+    conn.busy_timeout(std::time::Duration::from_millis(20))
+        .unwrap();
     let holder = nex::ledger::open_agents(&path).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let err = run_import(&mut conn, import_req("busy", "backfill", vec![full_item()]));

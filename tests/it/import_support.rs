@@ -130,7 +130,12 @@ pub fn canonical_dump(conn: &Connection) -> String {
         (
             "session_imports",
             "source, source_provider, source_session_id",
-            &["imported_at", "updated_at", "last_run_id", "source_session_fingerprint"],
+            &[
+                "imported_at",
+                "updated_at",
+                "last_run_id",
+                "source_session_fingerprint",
+            ],
         ),
     ];
     let mut out = String::new();
