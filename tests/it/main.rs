@@ -1,14 +1,15 @@
-//! The integration test binary. One module per area.
+//! The one integration test binary of nex; each module tests one area.
 
-// Shared fixtures of the pipeline tests.
-mod pipeline_support;
-// Every reject code of a mixed stream, commits, cursors and events.
-mod pipeline_rejects;
-// Chunked uploads cut mid-stream and completed by a later run.
-mod pipeline_chunks;
-// Commit visibility, backpressure, cancellation, read errors, busy ledger.
-mod pipeline_flow;
-// `nex import replay` vs `nex import apply`: same ledger row for row; report and exit codes.
-mod pipeline_replay_cli;
-// Inserted stages: audit trail row in nexus.db, a custom outcome tap.
-mod pipeline_audit;
+mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
+mod import_cli; // `nex import apply` through the built binary
+mod import_incremental; // partial tail items converge on the full import's rows (R5)
+mod import_ledger; // migrations, pragmas, file modes, cursor store
+mod import_props; // property tests: hash invariance, chunk splits, random chunk data
+mod import_service; // sessions.import: baseline scenarios, rules, error codes
+mod import_support; // helpers shared by the import_* modules
+mod pipeline_audit; // inserted stages: audit row in nexus.db, a custom outcome tap
+mod pipeline_chunks; // chunked uploads cut mid-stream and completed by a later run
+mod pipeline_flow; // commit visibility, backpressure, cancellation, read errors, busy ledger
+mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, events
+mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
+mod pipeline_support; // fixtures shared by the pipeline_* modules
