@@ -53,6 +53,7 @@ impl Tally {
             c.batches += 1;
             c.commit_ms_total += ms;
             c.commit_ms_max = c.commit_ms_max.max(ms);
+            c.last_commit_at_ms = Some(stamp.committed_at_ms);
         }
         match &outcome.result {
             Outcome::Imported {

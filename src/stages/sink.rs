@@ -81,6 +81,7 @@ impl InFlight {
                     batch: self.number,
                     commit_latency: now.duration_since(self.submitted_at),
                     committed_at: now.into_std(),
+                    committed_at_ms: crate::import::system_now_ms(),
                 };
                 (results.into_iter(), Some(stamp))
             }
