@@ -79,7 +79,12 @@ pub fn frame_source<R>(input: R, max_frame_bytes: usize, cancel: CancellationTok
 where
     R: AsyncRead + Send + 'static,
 {
-    let framed = FramedRead::new(Box::pin(input), FrameCodec::new(max_frame_bytes));
+    // A 256 KiB read buffer: frames of tool results are tens of KB, so fewer reads and moves.
+    let framed = FramedRead::with_capacity(
+        Box::pin(input),
+        FrameCodec::new(max_frame_bytes),
+        256 * 1024,
+    );
     framed
         .take_until(cancel.cancelled_owned())
         .filter_map(|item| async move {
