@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::pipeline::{
-    Bus, Emit, ImportEvent, PipelineError, RunCounters, SeqNote, Stage, TerminalKind,
+    Bus, Emit, ImportEvent, PipelineError, RejectCode, RunCounters, SeqNote, Stage, TerminalKind,
 };
 use crate::protocol::{ChunkStatus, ImportResponse};
 
@@ -87,7 +87,8 @@ impl Tally {
             }
             Outcome::Reported(Report::Error(e)) => {
                 self.terminal = Some(TerminalKind::Error {
-                    code: e.code.clone(),
+                    // The worker's code is untrusted text: bounded and sanitised like ours.
+                    code: RejectCode::service(e.code.clone()).as_str().to_owned(),
                     retryable: e.retryable,
                 });
             }
@@ -181,7 +182,7 @@ impl Stage<FrameOutcome, FrameOutcome> for MetricsTap {
                     run_id,
                     seq,
                     terminal: TerminalKind::Error {
-                        code: e.code.clone(),
+                        code: RejectCode::service(e.code.clone()).as_str().to_owned(),
                         retryable: e.retryable,
                     },
                 })
