@@ -8,6 +8,7 @@ mod import_props; // property tests: hash invariance, chunk splits, random chunk
 mod import_service; // sessions.import: baseline scenarios, rules, error codes
 mod import_support; // helpers shared by the import_* modules
 mod pipeline_audit; // inserted stages: audit row in nexus.db, a custom outcome tap
+mod pipeline_bench; // nex-bench smoke: corpus replays completely, replay reports ratios
 mod pipeline_chunks; // chunked uploads cut mid-stream and completed by a later run
 mod pipeline_flow; // commit visibility, backpressure, cancellation, read errors, busy ledger
 mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, events
