@@ -187,6 +187,20 @@ impl Stage<FrameOutcome, FrameOutcome> for MetricsTap {
                     },
                 })
             }
+            Outcome::Reported(Report::Health(h)) => {
+                let lag_ms = h
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.get("lagMs"))
+                    .and_then(serde_json::Value::as_u64);
+                self.publish(|run_id| ImportEvent::WorkerHealth {
+                    run_id,
+                    seq,
+                    connected: h.connected,
+                    last_event_at_ms: h.last_event_at,
+                    lag_ms,
+                })
+            }
             _ => {}
         }
         let now = Instant::now();
