@@ -7,7 +7,23 @@
 //!
 //! - [`protocol`]: the wire vocabulary shared by `nex` and the `aix` worker: import items,
 //!   service-level requests and responses, stdio JSONL v1 frames, error codes.
+//! - [`import`]: the Session Import Service: `sessions.import` / `sessions.import.chunk` over a
+//!   SQLite transaction, with the baseline's idempotency, chunking and upsert semantics.
+//! - [`ledger`]: SQLite files (`agents.db`, `nexus.db`): open with pragmas, migrations, cursors.
+//! - [`pipeline`]: the per-run streaming import pipeline: stage traits, typed builder,
+//!   batching, the ledger writer thread, bus events, run report, `run_pipeline`.
+//! - [`stages`]: one file per pipeline stage: frame source, decoder, chunk assembler, validator,
+//!   batched ledger sink, metrics tap, audit and telemetry stages.
+//! - [`cli`]: the `nex` command line (clap tree and command implementations).
+//! - [`bench`](mod@bench): the `nex-bench` harness: deterministic corpus of worker frame streams, raw
+//!   SQLite baseline, scenarios reported as ratios.
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 
 pub mod aix;
+pub mod bench;
+pub mod cli;
+pub mod import;
+pub mod ledger;
+pub mod pipeline;
 pub mod protocol;
+pub mod stages;

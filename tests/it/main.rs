@@ -1,4 +1,17 @@
-//! The one integration test binary; each module tests one area through its public API.
+//! The one integration test binary of nex; each module tests one area.
 
-// Source parsers (Claude Code, Codex): exact items, incremental = full, bad input.
-mod sources;
+mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
+mod import_cli; // `nex import apply` through the built binary
+mod import_incremental; // partial tail items converge on the full import's rows (R5)
+mod import_ledger; // migrations, pragmas, file modes, cursor store
+mod import_props; // property tests: hash invariance, chunk splits, random chunk data
+mod import_service; // sessions.import: baseline scenarios, rules, error codes
+mod import_support; // helpers shared by the import_* modules
+mod pipeline_audit; // inserted stages: audit row in nexus.db, a custom outcome tap
+mod pipeline_bench; // nex-bench smoke: corpus replays completely, replay reports ratios
+mod pipeline_chunks; // chunked uploads cut mid-stream and completed by a later run
+mod pipeline_flow; // commit visibility, backpressure, cancellation, read errors, busy ledger
+mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, events
+mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
+mod pipeline_support; // fixtures shared by the pipeline_* modules
+mod sources; // source parsers (Claude Code, Codex): exact items, incremental = full, bad input
