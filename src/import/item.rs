@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, ToSql, params};
 use serde_json::{Map, Value};
 
 use super::ImportError;
@@ -218,17 +218,21 @@ pub(crate) fn import_item(
         Some(root) => root.clone(),
         None => head_turn_id(&turns, &refs).unwrap_or_else(|| fallback_turn.clone()),
     };
-    let written = write_turns(ctx, item, &refs, &turns, root_id.as_deref(), &times)?;
-    let mut refresh = conn.prepare_cached(sql::REFRESH_HAS_CHILDREN)?;
-    for id in &written {
-        refresh.execute([id])?;
+    // A session without a mapping has no rows yet: plain inserts (see `sql`).
+    let fresh = existing.is_none();
+    let refresh_ids = write_turns(ctx, item, &refs, &turns, root_id.as_deref(), &times, fresh)?;
+    if !refresh_ids.is_empty() {
+        let mut refresh = conn.prepare_cached(sql::REFRESH_HAS_CHILDREN)?;
+        for id in &refresh_ids {
+            refresh.execute([id])?;
+        }
     }
 
     // 7. Messages.
-    write_messages(ctx, item, &refs, &fallback_turn, &times)?;
+    write_messages(ctx, item, &refs, &fallback_turn, &times, fresh)?;
 
     // 8. Tool calls.
-    write_tool_calls(ctx, item, &refs, &tool_ids, &fallback_turn, &times)?;
+    write_tool_calls(ctx, item, &refs, &tool_ids, &fallback_turn, &times, fresh)?;
 
     // 9. Session.
     let parent_label = match session.parent_source_session_id.as_deref().map(str::trim) {
@@ -380,8 +384,75 @@ fn head_turn_id(turns: &[&Turn], refs: &Refs<'_>) -> Option<String> {
     best.and_then(|(turn, _)| refs.turns.get(turn.source_turn_id.trim()).cloned())
 }
 
-/// Upserts the turns (or the synthetic root) and their threads; returns the ids whose
-/// `has_children` must be re-derived (the written turns and the parents they name).
+/// Writes one kind of row: a plain INSERT for a fresh session, falling back to the upsert on a
+/// key conflict (a row that exists after all); the upsert otherwise. Statements are prepared
+/// once per item.
+struct RowWriter<'c> {
+    conn: &'c Connection,
+    fresh: bool,
+    insert_sql: &'static str,
+    upsert_sql: &'static str,
+    /// The upsert binds the first `upsert_arity` parameters of the insert.
+    upsert_arity: usize,
+    insert: Option<CachedStatement<'c>>,
+    upsert: Option<CachedStatement<'c>>,
+}
+
+impl<'c> RowWriter<'c> {
+    fn new(
+        conn: &'c Connection,
+        fresh: bool,
+        insert_sql: &'static str,
+        upsert_sql: &'static str,
+        upsert_arity: usize,
+    ) -> Self {
+        Self {
+            conn,
+            fresh,
+            insert_sql,
+            upsert_sql,
+            upsert_arity,
+            insert: None,
+            upsert: None,
+        }
+    }
+
+    /// Returns true when the row went through the upsert (it may have existed).
+    fn write(&mut self, params: &[&dyn ToSql]) -> Result<bool, ImportError> {
+        if self.fresh {
+            if self.insert.is_none() {
+                self.insert = Some(self.conn.prepare_cached(self.insert_sql)?);
+            }
+            if let Some(insert) = self.insert.as_mut() {
+                match insert.execute(params) {
+                    Ok(_) => return Ok(false),
+                    Err(err) if is_key_conflict(&err) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+        if self.upsert.is_none() {
+            self.upsert = Some(self.conn.prepare_cached(self.upsert_sql)?);
+        }
+        if let Some(upsert) = self.upsert.as_mut() {
+            upsert.execute(&params[..self.upsert_arity])?;
+        }
+        Ok(true)
+    }
+}
+
+fn is_key_conflict(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error(),
+        Some(e) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+/// Writes the turns (or the synthetic root) and their threads; returns the ids whose
+/// `has_children` must be re-derived from the ledger. For a fresh session `has_children` is
+/// known from the item (nothing else can name its turns) and written with the row.
+#[allow(clippy::too_many_arguments)]
 fn write_turns(
     ctx: &ItemContext<'_>,
     item: &ImportSessionItem,
@@ -389,16 +460,18 @@ fn write_turns(
     turns: &[&Turn],
     root_id: Option<&str>,
     times: &Times,
+    fresh: bool,
 ) -> Result<Vec<String>, ImportError> {
     let session = &item.session;
     let workspace = non_blank(session.workspace_path.as_deref());
-    let mut upsert_turn = ctx.conn.prepare_cached(sql::UPSERT_TURN)?;
-    let mut upsert_thread = ctx.conn.prepare_cached(sql::UPSERT_THREAD)?;
-    let mut written: Vec<String> = Vec::with_capacity(turns.len() * 2 + 1);
+    let mut turn_rows = RowWriter::new(ctx.conn, fresh, sql::INSERT_TURN, sql::UPSERT_TURN, 19);
+    let mut thread_rows =
+        RowWriter::new(ctx.conn, fresh, sql::INSERT_THREAD, sql::UPSERT_THREAD, 3);
+    let mut refresh: Vec<String> = Vec::new();
 
     if let Some(root) = root_id {
         let config = session.metadata.as_ref().map(Value::to_string);
-        upsert_turn.execute(params![
+        let upserted = turn_rows.write(params![
             root,
             None::<String>,
             "completed",
@@ -418,16 +491,28 @@ fn write_turns(
             item.tool_calls.len() as i64,
             ROOT_TURN_ENTITY,
             workspace,
+            0i64,
         ])?;
-        upsert_thread.execute(params![root, None::<i64>, ctx.persona])?;
-        written.push(root.to_owned());
-        return Ok(written);
+        thread_rows.write(params![root, None::<i64>, ctx.persona])?;
+        if upserted {
+            refresh.push(root.to_owned());
+        }
+        return Ok(refresh);
     }
 
     let mut tool_counts: HashMap<&str, i64> = HashMap::new();
     for call in &item.tool_calls {
         if let Some(turn) = call.source_turn_id.as_deref().map(str::trim) {
             *tool_counts.entry(turn).or_default() += 1;
+        }
+    }
+    // Parents named inside the item (fresh sessions derive has_children from this alone).
+    let mut parents_in_item: HashSet<&str> = HashSet::new();
+    for turn in turns {
+        if let Some(parent) = non_blank(turn.parent_source_turn_id.as_deref())
+            && refs.turns.contains_key(parent)
+        {
+            parents_in_item.insert(parent);
         }
     }
     for turn in turns {
@@ -451,7 +536,7 @@ fn write_turns(
         let response = refs.message(turn.response_message_source_id.as_deref())?;
         let clamp = |v: Option<i64>| v.map(|n| n.max(0));
         let total_tokens = clamp(turn.total_tokens);
-        upsert_turn.execute(params![
+        let upserted = turn_rows.write(params![
             id,
             parent,
             status,
@@ -471,16 +556,25 @@ fn write_turns(
             tool_counts.get(src).copied().unwrap_or(0),
             src,
             workspace,
+            i64::from(parents_in_item.contains(src)),
         ])?;
-        upsert_thread.execute(params![id, total_tokens, ctx.persona])?;
-        written.push(id.clone());
+        thread_rows.write(params![id, total_tokens, ctx.persona])?;
+        if upserted {
+            refresh.push(id.clone());
+        }
         if let Some(parent) = parent {
-            written.push(parent);
+            let named_in_item = non_blank(turn.parent_source_turn_id.as_deref())
+                .is_some_and(|p| refs.turns.contains_key(p));
+            // A parent in the item gets its value from the insert (fresh) or is refreshed as a
+            // written turn (upsert); a parent found in the ledger is always refreshed.
+            if !named_in_item || !fresh {
+                refresh.push(parent);
+            }
         }
     }
-    let mut seen = HashSet::with_capacity(written.len());
-    written.retain(|id| seen.insert(id.clone()));
-    Ok(written)
+    let mut seen = HashSet::with_capacity(refresh.len());
+    refresh.retain(|id| seen.insert(id.clone()));
+    Ok(refresh)
 }
 
 fn write_messages(
@@ -489,13 +583,20 @@ fn write_messages(
     refs: &Refs<'_>,
     fallback_turn: &str,
     times: &Times,
+    fresh: bool,
 ) -> Result<(), ImportError> {
     if item.messages.is_empty() {
         return Ok(());
     }
     let provider = refs.provider;
     let origin = format!("aix:{provider}");
-    let mut upsert = ctx.conn.prepare_cached(sql::UPSERT_MESSAGE)?;
+    let mut rows = RowWriter::new(
+        ctx.conn,
+        fresh,
+        sql::INSERT_MESSAGE,
+        sql::UPSERT_MESSAGE,
+        10,
+    );
     for message in &item.messages {
         let src = message.source_message_id.trim();
         if src.is_empty() {
@@ -504,7 +605,7 @@ fn write_messages(
         let turn = refs
             .turn(message.source_turn_id.as_deref())?
             .unwrap_or_else(|| fallback_turn.to_owned());
-        upsert.execute(params![
+        rows.write(params![
             refs.messages[src],
             turn,
             normalize_role(&message.role),
@@ -520,6 +621,7 @@ fn write_messages(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_tool_calls(
     ctx: &ItemContext<'_>,
     item: &ImportSessionItem,
@@ -527,11 +629,18 @@ fn write_tool_calls(
     tool_ids: &HashMap<&str, String>,
     fallback_turn: &str,
     times: &Times,
+    fresh: bool,
 ) -> Result<(), ImportError> {
     if item.tool_calls.is_empty() {
         return Ok(());
     }
-    let mut upsert = ctx.conn.prepare_cached(sql::UPSERT_TOOL_CALL)?;
+    let mut rows = RowWriter::new(
+        ctx.conn,
+        fresh,
+        sql::INSERT_TOOL_CALL,
+        sql::UPSERT_TOOL_CALL,
+        13,
+    );
     for call in &item.tool_calls {
         let src = call.source_tool_call_id.trim();
         if src.is_empty() {
@@ -547,7 +656,7 @@ fn write_tool_calls(
             Some(spawned) => Some(mapped_label(ctx, refs.provider, spawned)?),
             None => None,
         };
-        upsert.execute(params![
+        rows.write(params![
             tool_ids[src],
             turn,
             message,

@@ -7,7 +7,7 @@
 //! - `options`: [`ImportOptions`] (persona override, inflate bound, chunk TTL, clock).
 //! - `error`: [`ImportError`] and its stable codes.
 //! - `validation`: request-level checks.
-//! - `hash`: the canonical request hash.
+//! - `hash`: the request hash; `canonical`: the sorted-key JSON it is computed over.
 //! - `ids`: deterministic session labels and row ids.
 //! - `service`: the import algorithm (idempotency, per-item savepoints, stored response).
 //! - `item`: the item algorithm (turns, threads, messages, tool calls, session, mapping).
@@ -15,6 +15,7 @@
 //! - `decode`: the streaming, bounded base64 -> gzip -> JSON decoder of an upload.
 //! - `sql`: the statements, each an upsert that skips unchanged rows.
 
+mod canonical;
 mod chunk;
 mod decode;
 mod error;

@@ -514,7 +514,10 @@ fn per_item_failures_are_isolated() {
     let mut no_provider = item("", "s", "f");
     no_provider["sourceProvider"] = json!("   ");
     let mut bad_tool = item("anthropic", "bad-tool", "f");
-    bad_tool["turns"] = json!([{ "sourceTurnId": "t", "startedAtMs": 5 }]);
+    // A forward parent reference inside the failing item: its deferred foreign-key state must
+    // be rolled back with the item's savepoint (the commit below would fail otherwise).
+    bad_tool["turns"] = json!([{ "sourceTurnId": "c", "parentSourceTurnId": "t", "startedAtMs": 6 },
+                               { "sourceTurnId": "t", "startedAtMs": 5 }]);
     bad_tool["toolCalls"] = json!([{ "sourceToolCallId": "c", "sourceTurnId": "t", "toolName": " ",
                                       "startedAtMs": 5, "sequence": 0 }]);
     let items = vec![
