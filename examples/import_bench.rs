@@ -84,28 +84,32 @@ fn service(items: &[ImportSessionItem]) -> Duration {
 struct RawSession {
     label: String,
     head: String,
-    turns: Vec<(
-        String,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        String,
-        String,
-        String,
-    )>,
-    messages: Vec<(String, String, String, Option<String>, i64, i64, String)>,
-    tools: Vec<(
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        i64,
-        Option<i64>,
-        i64,
-    )>,
+    turns: Vec<TurnRow>,
+    messages: Vec<MessageRow>,
+    tools: Vec<ToolRow>,
 }
+
+type TurnRow = (
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+    String,
+);
+type MessageRow = (String, String, String, Option<String>, i64, i64, String);
+type ToolRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    i64,
+);
 
 fn raw_rows(items: &[ImportSessionItem]) -> Vec<RawSession> {
     use nex::import::{IdKind, scoped_id, session_label};
@@ -146,7 +150,7 @@ fn raw_rows(items: &[ImportSessionItem]) -> Vec<RawSession> {
                 .collect();
             RawSession {
                 label: session_label("aix", "claude-code", sid),
-                head: turns.last().map(|t: &(String, i64, Option<i64>, Option<i64>, String, String, String)| t.0.clone()).unwrap(),
+                head: turns.last().map(|t: &TurnRow| t.0.clone()).unwrap(),
                 turns,
                 messages,
                 tools,
