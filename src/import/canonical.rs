@@ -14,22 +14,36 @@ use serde::ser::{self, Impossible};
 use serde_json::Error;
 
 /// The canonical JSON bytes of `value`.
+#[cfg(test)]
 pub(crate) fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
-    let mut out = Canonical {
-        buf: Vec::with_capacity(4096),
-        scratch: Vec::new(),
-    };
-    value.serialize(&mut out)?;
+    let mut out = Canonical::new();
+    out.encode(value)?;
     Ok(out.buf)
 }
 
-struct Canonical {
+/// A reusable encoder: its buffers are kept between values, so encoding many items does not
+/// allocate (and fault in) fresh memory for each.
+pub(crate) struct Canonical {
     buf: Vec<u8>,
     /// Reused buffers for re-emitting objects in key order (one per nesting level in use).
     scratch: Vec<Vec<u8>>,
 }
 
 impl Canonical {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(64 * 1024),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The canonical JSON of `value`, valid until the next call.
+    pub(crate) fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<&[u8], Error> {
+        self.buf.clear();
+        value.serialize(&mut *self)?;
+        Ok(&self.buf)
+    }
+
     fn scalar<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
         serde_json::to_writer(&mut self.buf, v)
     }

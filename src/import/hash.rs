@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::canonical::to_canonical_vec;
+use super::canonical::Canonical;
 
 use crate::protocol::{ImportRequest, ImportSessionItem};
 
@@ -31,13 +31,16 @@ pub fn hash_parts(
     // sorted order), streamed into the hasher one item at a time so that memory follows the
     // largest item, not the request.
     let mut hasher = Sha256::new();
+    let mut encoder = Canonical::new();
     hasher.update(b"{\"items\":[");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             hasher.update(b",");
         }
         // Plain data always serialises (string keys only, no enum variants with data).
-        hasher.update(to_canonical_vec(item).unwrap_or_default());
+        if let Ok(bytes) = encoder.encode(item) {
+            hasher.update(bytes);
+        }
     }
     hasher.update(b"],\"mode\":");
     hasher.update(json_string(mode.trim()));
@@ -90,7 +93,7 @@ mod tests {
             {"sourceProvider":"q","sourceSessionId":"t","sourceSessionFingerprint":"g","session":{"metadata":{"b":1,"a":2}}}]}"#,
         );
         let doc = serde_json::json!({"source": "aix", "mode": "tail", "personaId": "pé", "items": a.items});
-        let canonical = super::to_canonical_vec(&doc).unwrap();
+        let canonical = crate::import::canonical::to_canonical_vec(&doc).unwrap();
         assert_eq!(
             request_hash(&a),
             format!("{:x}", Sha256::digest(&canonical))
