@@ -913,3 +913,24 @@ fn busy_ledger_fails_the_request_with_ledger_busy() {
     let resp = run_import(&mut conn, import_req("busy", "backfill", vec![full_item()])).unwrap();
     assert_eq!(resp.imported, 1, "retry after the lock is released");
 }
+
+#[test]
+fn rows_left_without_a_mapping_are_upserted_not_duplicated() {
+    let mut conn = ledger();
+    run_import(
+        &mut conn,
+        import_req("orphan-1", "backfill", vec![full_item()]),
+    )
+    .unwrap();
+    let before = canonical_dump(&conn);
+    // The mapping is gone (e.g. removed by hand) but the rows remain: the item is "new" again,
+    // its plain inserts hit existing keys and fall back to the upserts.
+    conn.execute("DELETE FROM session_imports", []).unwrap();
+    let resp = run_import(
+        &mut conn,
+        import_req("orphan-2", "backfill", vec![full_item()]),
+    )
+    .unwrap();
+    assert_eq!((resp.imported, resp.failed), (1, 0), "{resp:?}");
+    assert_eq!(canonical_dump(&conn), before);
+}
