@@ -10,7 +10,8 @@
 //! - `hash`: the request hash; `canonical`: the sorted-key JSON it is computed over.
 //! - `ids`: deterministic session labels and row ids.
 //! - `service`: the import algorithm (idempotency, per-item savepoints, stored response).
-//! - `item`: the item algorithm (turns, threads, messages, tool calls, session, mapping).
+//! - `item`: the item algorithm (labels, skip, times, ids, session, history, mapping).
+//! - `rows`: its row writers (turns, threads, messages, tool calls) and normalisations.
 //! - `chunk`: the chunk algorithm (staging, upload checks, assembly).
 //! - `decode`: the streaming, bounded base64 -> gzip -> JSON decoder of an upload.
 //! - `sql`: the statements, each an upsert that skips unchanged rows.
@@ -23,6 +24,7 @@ mod hash;
 mod ids;
 mod item;
 mod options;
+mod rows;
 mod service;
 mod sql;
 mod validation;
