@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 use serde_json::Error;
+use sha2::{Digest, Sha256};
 
 /// The canonical JSON bytes of `value`.
 #[cfg(test)]
@@ -27,6 +28,10 @@ pub(crate) struct Canonical {
     buf: Vec<u8>,
     /// Reused buffers for re-emitting objects in key order (one per nesting level in use).
     scratch: Vec<Vec<u8>>,
+    /// Objects being written (their entries wait in `buf` to be re-ordered).
+    open_objects: usize,
+    /// When set, finished array elements outside any object go straight into the hasher.
+    sink: Option<Sha256>,
 }
 
 impl Canonical {
@@ -34,6 +39,65 @@ impl Canonical {
         Self {
             buf: Vec::with_capacity(64 * 1024),
             scratch: Vec::new(),
+            open_objects: 0,
+            sink: None,
+        }
+    }
+
+    /// Feeds the canonical JSON of the struct `value` into `hasher` without ever holding all of
+    /// it: one pass per field, in key order, each field's value streamed element by element
+    /// when it is an array. Memory follows the largest array element (a message, a turn), not
+    /// the item. Values that are not structs are encoded whole.
+    pub(crate) fn hash_struct<T: Serialize + ?Sized>(
+        &mut self,
+        hasher: &mut Sha256,
+        value: &T,
+    ) -> Result<(), Error> {
+        let mut keys = Vec::new();
+        if value
+            .serialize(Pick {
+                want: None,
+                keys: &mut keys,
+                out: self,
+            })
+            .is_err()
+        {
+            hasher.update(self.encode(value)?);
+            return Ok(());
+        }
+        keys.sort_unstable();
+        hasher.update(b"{");
+        self.sink = Some(std::mem::take(hasher));
+        let result = (|| {
+            for (i, key) in keys.iter().enumerate() {
+                self.buf.clear();
+                if i > 0 {
+                    self.buf.push(b',');
+                }
+                serde_json::to_writer(&mut self.buf, key)?;
+                self.buf.push(b':');
+                value.serialize(Pick {
+                    want: Some(key),
+                    keys: &mut Vec::new(),
+                    out: self,
+                })?;
+                self.flush();
+            }
+            Ok(())
+        })();
+        if let Some(sink) = self.sink.take() {
+            *hasher = sink;
+        }
+        self.buf.clear();
+        result?;
+        hasher.update(b"}");
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if let Some(sink) = self.sink.as_mut() {
+            sink.update(&self.buf);
+            self.buf.clear();
         }
     }
 
@@ -70,6 +134,7 @@ impl Object<'_> {
     }
 
     fn finish(mut self) -> Result<(), Error> {
+        self.out.open_objects -= 1;
         self.entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut object = self.out.scratch.pop().unwrap_or_default();
         object.clear();
@@ -105,7 +170,11 @@ impl Array<'_> {
             self.out.buf.push(b',');
         }
         self.first = false;
-        value.serialize(&mut *self.out)
+        value.serialize(&mut *self.out)?;
+        if self.out.open_objects == 0 {
+            self.out.flush();
+        }
+        Ok(())
     }
 
     fn finish(self) -> Result<(), Error> {
@@ -206,6 +275,7 @@ impl<'a> ser::Serializer for &'a mut Canonical {
         variant: &'static str,
         value: &T,
     ) -> Result<(), Error> {
+        self.open_objects += 1;
         let start = self.buf.len();
         let mut object = Object {
             out: self,
@@ -239,6 +309,7 @@ impl<'a> ser::Serializer for &'a mut Canonical {
         Err(unsupported("tuple variants"))
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Object<'a>, Error> {
+        self.open_objects += 1;
         let start = self.buf.len();
         Ok(Object {
             out: self,
@@ -331,6 +402,129 @@ impl ser::SerializeStruct for Object<'_> {
     }
     fn end(self) -> Result<(), Error> {
         self.finish()
+    }
+}
+
+/// Serialises one struct either to list its field names (`want: None`) or to encode the value
+/// of one field (`want: Some(key)`) into the encoder. Anything but a struct is refused.
+struct Pick<'k, 'o> {
+    want: Option<&'static str>,
+    keys: &'k mut Vec<&'static str>,
+    out: &'o mut Canonical,
+}
+
+struct PickFields<'k, 'o> {
+    want: Option<&'static str>,
+    keys: &'k mut Vec<&'static str>,
+    out: &'o mut Canonical,
+}
+
+impl ser::SerializeStruct for PickFields<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        match self.want {
+            None => self.keys.push(key),
+            Some(want) if want == key => value.serialize(&mut *self.out)?,
+            Some(_) => {}
+        }
+        Ok(())
+    }
+    fn end(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+macro_rules! refuse {
+    ($($name:ident($($arg:ty),*);)*) => {
+        $(fn $name(self, $(_: $arg),*) -> Result<(), Error> {
+            Err(unsupported("a non-struct value here"))
+        })*
+    };
+}
+
+impl<'k, 'o> ser::Serializer for Pick<'k, 'o> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Impossible<(), Error>;
+    type SerializeTuple = Impossible<(), Error>;
+    type SerializeTupleStruct = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = Impossible<(), Error>;
+    type SerializeStruct = PickFields<'k, 'o>;
+    type SerializeStructVariant = Impossible<(), Error>;
+
+    refuse! {
+        serialize_bool(bool); serialize_i8(i8); serialize_i16(i16); serialize_i32(i32);
+        serialize_i64(i64); serialize_u8(u8); serialize_u16(u16); serialize_u32(u32);
+        serialize_u64(u64); serialize_f32(f32); serialize_f64(f64); serialize_char(char);
+        serialize_str(&str); serialize_bytes(&[u8]); serialize_none(); serialize_unit();
+        serialize_unit_struct(&'static str);
+        serialize_unit_variant(&'static str, u32, &'static str);
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), Error> {
+        Err(unsupported("a non-struct value here"))
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Error> {
+        Err(unsupported("a non-struct value here"))
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Error> {
+        Err(unsupported("a non-struct value here"))
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
+        Err(unsupported("a non-struct value here"))
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
+        Err(unsupported("a non-struct value here"))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Error> {
+        Err(unsupported("a non-struct value here"))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(unsupported("a non-struct value here"))
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
+        Err(unsupported("a non-struct value here"))
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
+        Ok(PickFields {
+            want: self.want,
+            keys: self.keys,
+            out: self.out,
+        })
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(unsupported("a non-struct value here"))
     }
 }
 

@@ -29,7 +29,7 @@ pub fn hash_parts(
     let persona_id = persona_id.map(str::trim).filter(|p| !p.is_empty());
     // The canonical object `{"items":[..],"mode":..,"personaId":..,"source":..}` (keys in
     // sorted order), streamed into the hasher one item at a time so that memory follows the
-    // largest item, not the request.
+    // largest message or turn, not the request.
     let mut hasher = Sha256::new();
     let mut encoder = Canonical::new();
     hasher.update(b"{\"items\":[");
@@ -38,9 +38,7 @@ pub fn hash_parts(
             hasher.update(b",");
         }
         // Plain data always serialises (string keys only, no enum variants with data).
-        if let Ok(bytes) = encoder.encode(item) {
-            hasher.update(bytes);
-        }
+        let _ = encoder.hash_struct(&mut hasher, item);
     }
     hasher.update(b"],\"mode\":");
     hasher.update(json_string(mode.trim()));
