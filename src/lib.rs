@@ -9,5 +9,5 @@
 //!   service-level requests and responses, stdio JSONL v1 frames, error codes.
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 
-pub mod protocol;
 pub mod aix;
+pub mod protocol;

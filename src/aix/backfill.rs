@@ -6,8 +6,8 @@
 //! corpus.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::config::WorkerOptions;
@@ -150,7 +150,9 @@ pub fn run_backfill(
                 }
                 in_flight.push_back(rx);
             }
-            let Some(rx) = in_flight.pop_front() else { break };
+            let Some(rx) = in_flight.pop_front() else {
+                break;
+            };
             // A worker thread that panicked drops its reply sender: count the file as failed.
             let Ok((state, update)) = rx.recv() else {
                 counters.failed_files += 1;

@@ -148,7 +148,10 @@ mod tests {
         assert_eq!(o.claude_dirs, vec![PathBuf::from("/f/c")]);
         assert_eq!(o.codex_dirs, vec![PathBuf::from("/o/x")]);
         assert!(o.full);
-        let o = WorkerOptions::resolve(&RootOverrides::default(), Some(&serde_json::json!({"codexDirs": "nope"})));
+        let o = WorkerOptions::resolve(
+            &RootOverrides::default(),
+            Some(&serde_json::json!({"codexDirs": "nope"})),
+        );
         assert_eq!(o.codex_dirs, default_codex_dirs());
         assert!(!o.full);
     }

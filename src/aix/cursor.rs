@@ -265,7 +265,14 @@ mod tests {
         f.set_len(10).unwrap();
         drop(f);
         assert_eq!(check_path(&c, &p), CursorCheck::Rewrite);
-        assert_eq!(check(None, &FileIdentity::stat(&p).unwrap(), &mut File::open(&p).unwrap()), CursorCheck::Rewrite);
+        assert_eq!(
+            check(
+                None,
+                &FileIdentity::stat(&p).unwrap(),
+                &mut File::open(&p).unwrap()
+            ),
+            CursorCheck::Rewrite
+        );
     }
 
     #[test]

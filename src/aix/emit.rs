@@ -27,8 +27,8 @@ use crate::protocol::frames::{
     HEALTH_STATUS, IMPORT_BATCH, IMPORT_CHUNK, RUN_COMPLETE, RUN_ERROR, RUN_PROGRESS,
 };
 use crate::protocol::{
-    ChunkRequest, Cursor, ENCODING_GZIP_BASE64, HealthStatus, ImportSessionItem, RunError,
-    RunMode, RunProgress, SOURCE_AIX, encode_frame,
+    ChunkRequest, Cursor, ENCODING_GZIP_BASE64, HealthStatus, ImportSessionItem, RunError, RunMode,
+    RunProgress, SOURCE_AIX, encode_frame,
 };
 
 /// Packing limits (SOURCES.md defaults).
@@ -86,7 +86,10 @@ impl FrameSink {
     pub fn send<P: Serialize>(&self, kind: &str, payload: &P) -> io::Result<u64> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.broken {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "frame output closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "frame output closed",
+            ));
         }
         inner.seq += 1;
         let seq = inner.seq;

@@ -39,7 +39,11 @@ impl SessionParser for NoParser {
             h.update(line);
             fp = format!("{:x}", h.finalize());
             self.stats.lines += 1;
-            *self.stats.skipped_records.entry("no_parser".into()).or_default() += 1;
+            *self
+                .stats
+                .skipped_records
+                .entry("no_parser".into())
+                .or_default() += 1;
         }
         self.fingerprint = Some(fp);
     }

@@ -89,7 +89,11 @@ impl FileState {
     ///
     /// Errors: the file could not be opened or read (the caller logs the path and moves on; the
     /// in-memory state is dropped so the next attempt starts clean).
-    pub fn update(&mut self, factory: &ParserFactory, full: bool) -> io::Result<Option<FileUpdate>> {
+    pub fn update(
+        &mut self,
+        factory: &ParserFactory,
+        full: bool,
+    ) -> io::Result<Option<FileUpdate>> {
         let result = self.update_inner(factory, full);
         if result.is_err() {
             self.parser = None;

@@ -23,7 +23,10 @@ pub fn stdout_writer() -> io::Result<Box<dyn Write + Send>> {
     }
     #[cfg(not(unix))]
     {
-        Ok(Box::new(BufWriter::with_capacity(STDOUT_BUFFER, io::stdout())))
+        Ok(Box::new(BufWriter::with_capacity(
+            STDOUT_BUFFER,
+            io::stdout(),
+        )))
     }
 }
 

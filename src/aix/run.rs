@@ -46,7 +46,12 @@ pub fn run_mode(
     stop: &StopSignal,
     status: &WorkerStatus,
 ) -> Result<RunCounters, WorkerError> {
-    let mut emitter = Emitter::new(sink, spec.mode, spec.persona_id.clone(), spec.options.limits);
+    let mut emitter = Emitter::new(
+        sink,
+        spec.mode,
+        spec.persona_id.clone(),
+        spec.options.limits,
+    );
     let counters = match spec.mode {
         RunMode::Backfill => run_backfill(
             &spec.options,
@@ -57,7 +62,14 @@ pub fn run_mode(
             status,
         )
         .map_err(WorkerError::Output)?,
-        RunMode::Tail => run_tail(&spec.options, &spec.cursors, factory, &mut emitter, stop, status)?,
+        RunMode::Tail => run_tail(
+            &spec.options,
+            &spec.cursors,
+            factory,
+            &mut emitter,
+            stop,
+            status,
+        )?,
     };
     if emitter.pending_cursors() > 0 {
         tracing::debug!(
@@ -167,8 +179,7 @@ pub fn run_worker<R: BufRead + Send + 'static>(
         cursors: cursor_map(&start.cursors),
         options,
     };
-    let _span =
-        tracing::info_span!("run", run_id = %run_id, mode = spec.mode.as_str()).entered();
+    let _span = tracing::info_span!("run", run_id = %run_id, mode = spec.mode.as_str()).entered();
     tracing::info!(
         cursors = spec.cursors.len(),
         claude_roots = spec.options.claude_dirs.len(),
@@ -230,7 +241,10 @@ pub fn run_worker<R: BufRead + Send + 'static>(
                     stop.stop();
                 }
                 ControlFrame::RunStart(_) => {
-                    tracing::warn!(error_code = "worker_protocol_violation", "second run.start ignored");
+                    tracing::warn!(
+                        error_code = "worker_protocol_violation",
+                        "second run.start ignored"
+                    );
                 }
             },
             Msg::Control(Err(e)) => {

@@ -52,7 +52,11 @@ impl WorkerStatus {
     /// The `details` object of `health.status`.
     pub fn details(&self, now_ms: i64) -> serde_json::Value {
         let oldest = self.oldest_pending_ms.load(Ordering::Relaxed);
-        let lag = if oldest > 0 { (now_ms - oldest).max(0) } else { 0 };
+        let lag = if oldest > 0 {
+            (now_ms - oldest).max(0)
+        } else {
+            0
+        };
         serde_json::json!({
             "watchedFiles": self.watched_files.load(Ordering::Relaxed),
             "pendingFiles": self.pending_files.load(Ordering::Relaxed),

@@ -72,15 +72,14 @@ pub fn run_tail(
 ) -> Result<RunCounters, WorkerError> {
     let (tx, rx) = mpsc::channel::<TailEvent>();
     let fs_tx = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        match res {
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(ev) => {
                 let _ = fs_tx.send(TailEvent::Fs(ev));
             }
             Err(e) => tracing::warn!(error = %e, "file watcher error"),
-        }
-    })
-    .map_err(WorkerError::Watch)?;
+        })
+        .map_err(WorkerError::Watch)?;
     let stop_tx = Mutex::new(tx);
     stop.on_stop(Box::new(move || {
         let _ = stop_tx
@@ -105,7 +104,11 @@ pub fn run_tail(
     tail.watch_roots(&mut watcher);
     tail.rediscover();
     let mut next_reconcile = Instant::now() + options.reconcile_interval;
-    tracing::info!(files = tail.files.len(), pending = tail.dirty.len(), "tail started");
+    tracing::info!(
+        files = tail.files.len(),
+        pending = tail.dirty.len(),
+        "tail started"
+    );
 
     while !stop.is_stopped() {
         let now = Instant::now();

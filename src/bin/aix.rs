@@ -1,9 +1,9 @@
 //! `aix`: the NEX session import worker. Thin: argument parsing and process setup; the logic
 //! lives in `nex::aix`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::io::Write;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,7 +11,11 @@ use nex::aix::{self, RootOverrides, StopSignal, WorkerOptions};
 use nex::protocol::RunMode;
 
 #[derive(Parser)]
-#[command(name = "aix", version, about = "Reads AI coding agent sessions and emits NEX import frames")]
+#[command(
+    name = "aix",
+    version,
+    about = "Reads AI coding agent sessions and emits NEX import frames"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -127,7 +131,11 @@ fn stdout() -> Result<Box<dyn std::io::Write + Send>, aix::WorkerError> {
     aix::pipe::stdout_writer().map_err(aix::WorkerError::Output)
 }
 
-fn scan(options: &WorkerOptions, factory: &aix::ParserFactory, json: bool) -> Result<(), aix::WorkerError> {
+fn scan(
+    options: &WorkerOptions,
+    factory: &aix::ParserFactory,
+    json: bool,
+) -> Result<(), aix::WorkerError> {
     let mut out = stdout()?;
     let summary = if json {
         aix::scan(options, factory, Some(&mut *out))
@@ -147,7 +155,10 @@ fn watch_signals(stop: Arc<StopSignal>) {
     let spawned = std::thread::Builder::new()
         .name("aix-signals".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 tracing::warn!("signal handling unavailable");
                 return;
             };

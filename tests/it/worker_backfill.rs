@@ -168,8 +168,16 @@ fn appended_file_resumes_from_its_open_turn() {
     let frames = backfill(&options(&c), &committed, &factory);
     let items = batch_items(&frames);
     assert_eq!(items.len(), 1);
-    let turns: Vec<&str> = items[0].turns.iter().map(|t| t.source_turn_id.as_str()).collect();
-    assert_eq!(turns, vec!["t2", "t3"], "the open turn, complete, and the new one");
+    let turns: Vec<&str> = items[0]
+        .turns
+        .iter()
+        .map(|t| t.source_turn_id.as_str())
+        .collect();
+    assert_eq!(
+        turns,
+        vec!["t2", "t3"],
+        "the open turn, complete, and the new one"
+    );
     assert_eq!(items[0].messages.len(), 4);
     assert_eq!(log.bytes(&path), std::fs::metadata(&path).unwrap().len());
     assert_eq!(progress_of(&frames), (Some(1), Some(1), 2));
@@ -186,7 +194,12 @@ fn crash_resume_emits_the_rest_and_reparses_nothing_covered() {
         .collect();
     assert_eq!(batches.len(), 5, "9 items in batches of 2");
     // NEX committed the first two frames, then everything died.
-    let committed: Vec<Cursor> = cursors(&batches[..2].iter().map(|f| (*f).clone()).collect::<Vec<_>>());
+    let committed: Vec<Cursor> = cursors(
+        &batches[..2]
+            .iter()
+            .map(|f| (*f).clone())
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(committed.len(), 4);
     let covered: Vec<PathBuf> = committed
         .iter()
@@ -215,10 +228,17 @@ fn subagent_gets_spawn_link_from_its_parent() {
     std::fs::create_dir_all(proj.join("P/subagents")).unwrap();
     std::fs::write(
         proj.join("P.jsonl"),
-        format!("{}{{\"m\":\"spawning\",\"spawn\":\"a7\"}}\n", turn("P", "t1", "go")),
+        format!(
+            "{}{{\"m\":\"spawning\",\"spawn\":\"a7\"}}\n",
+            turn("P", "t1", "go")
+        ),
     )
     .unwrap();
-    std::fs::write(proj.join("P/subagents/agent-a7.jsonl"), turn("P", "c1", "sub")).unwrap();
+    std::fs::write(
+        proj.join("P/subagents/agent-a7.jsonl"),
+        turn("P", "c1", "sub"),
+    )
+    .unwrap();
     let opts = WorkerOptions {
         claude_dirs: vec![dir.path().join("projects")],
         codex_dirs: vec![],
@@ -252,7 +272,11 @@ fn partial_last_line_waits_and_malformed_lines_do_not_stop_a_file() {
     let items = batch_items(&frames);
     assert_eq!(items[0].messages.len(), 2);
     let cur = FileCursor::from_value(&cursors(&frames)[0].value).unwrap();
-    assert_eq!(cur.offset, complete.len() as u64, "stops at the line boundary");
+    assert_eq!(
+        cur.offset,
+        complete.len() as u64,
+        "stops at the line boundary"
+    );
     assert!(cur.size > cur.offset);
 }
 

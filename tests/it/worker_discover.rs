@@ -28,13 +28,25 @@ fn claude_and_codex_layouts_are_classified_and_ordered() {
         r#"{"agentType":"x","toolUseId":"toolu_1","description":"find it"}"#,
         500,
     );
-    write(&proj.join("s1/subagents/workflows/r1/agent-w1.jsonl"), "{}\n", 50);
-    write(&proj.join("s1/subagents/workflows/r1/journal.jsonl"), "{}\n", 50);
+    write(
+        &proj.join("s1/subagents/workflows/r1/agent-w1.jsonl"),
+        "{}\n",
+        50,
+    );
+    write(
+        &proj.join("s1/subagents/workflows/r1/journal.jsonl"),
+        "{}\n",
+        50,
+    );
     write(&proj.join("agent-flat.jsonl"), "{}\n", 300);
     write(&proj.join("s0.jsonl"), "{}\n", 400);
     write(&proj.join("notes.txt"), "x", 10);
     let codex = dir.path().join("codex/sessions");
-    write(&codex.join("2025/01/02/rollout-2025-01-02-a.jsonl"), "{}\n", 200);
+    write(
+        &codex.join("2025/01/02/rollout-2025-01-02-a.jsonl"),
+        "{}\n",
+        200,
+    );
     write(&codex.join("2025/01/02/other.jsonl"), "{}\n", 200);
     write(
         &dir.path().join("codex/archived_sessions/rollout-old.jsonl"),

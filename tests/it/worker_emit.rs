@@ -53,8 +53,12 @@ fn batches_pack_by_count_and_carry_their_files_cursors() {
     let sink = FrameSink::new(Box::new(cap.clone()), "run-1".into());
     let mut e = Emitter::new(&sink, RunMode::Backfill, None, small_limits());
     for i in 0..7u64 {
-        e.push_file(vec![item(&format!("s{i}"), "fp", 10)], "0", Some(cursor(&format!("k{i}"), i)))
-            .unwrap();
+        e.push_file(
+            vec![item(&format!("s{i}"), "fp", 10)],
+            "0",
+            Some(cursor(&format!("k{i}"), i)),
+        )
+        .unwrap();
     }
     e.flush().unwrap();
     let frames = cap.frames();
@@ -75,7 +79,9 @@ fn batches_pack_by_count_and_carry_their_files_cursors() {
     assert_eq!(sizes[2], (1, vec!["k6".into()]));
     for f in &frames {
         assert_eq!(f.run_id, "run-1");
-        let WorkerFrame::ImportBatch(b) = &f.body else { unreachable!() };
+        let WorkerFrame::ImportBatch(b) = &f.body else {
+            unreachable!()
+        };
         assert_eq!(b.source, "aix");
         assert_eq!(b.mode, "backfill");
         assert!(b.idempotency_key.starts_with("aix:backfill:"));
@@ -96,7 +102,8 @@ fn batches_pack_by_bytes() {
     };
     let mut e = Emitter::new(&sink, RunMode::Tail, Some("p1".into()), limits);
     for i in 0..4 {
-        e.push_file(vec![item(&format!("s{i}"), "fp", 400)], "0", None).unwrap();
+        e.push_file(vec![item(&format!("s{i}"), "fp", 400)], "0", None)
+            .unwrap();
     }
     e.flush().unwrap();
     let counts: Vec<usize> = cap
@@ -140,14 +147,19 @@ fn large_item_is_chunked_and_decodes_back() {
     let cap = Capture::default();
     let sink = FrameSink::new(Box::new(cap.clone()), "r".into());
     let mut e = Emitter::new(&sink, RunMode::Backfill, None, small_limits());
-    e.push_file(vec![item("small", "f0", 10)], "0", Some(cursor("a", 1))).unwrap();
+    e.push_file(vec![item("small", "f0", 10)], "0", Some(cursor("a", 1)))
+        .unwrap();
     let big = item("big", "f1", 20_000);
-    e.push_file(vec![big.clone()], "0", Some(cursor("b", 2))).unwrap();
-    e.push_file(vec![item("after", "f2", 10)], "0", Some(cursor("c", 3))).unwrap();
+    e.push_file(vec![big.clone()], "0", Some(cursor("b", 2)))
+        .unwrap();
+    e.push_file(vec![item("after", "f2", 10)], "0", Some(cursor("c", 3)))
+        .unwrap();
     e.flush().unwrap();
     let frames = cap.frames();
     // The pending batch goes first, then every part, then the rest.
-    let WorkerFrame::ImportBatch(first) = &frames[0].body else { panic!() };
+    let WorkerFrame::ImportBatch(first) = &frames[0].body else {
+        panic!()
+    };
     assert_eq!(first.items[0].source_session_id, "small");
     assert_eq!(first.cursors, vec![cursor("a", 1)]);
     let parts: Vec<_> = frames
@@ -170,17 +182,27 @@ fn large_item_is_chunked_and_decodes_back() {
         assert_eq!(p.source_session_fingerprint, "f1");
         assert!(p.data.len() <= 500);
         // Only the completing part carries the cursor.
-        let expect: Vec<Cursor> = if i + 1 == parts.len() { vec![cursor("b", 2)] } else { vec![] };
+        let expect: Vec<Cursor> = if i + 1 == parts.len() {
+            vec![cursor("b", 2)]
+        } else {
+            vec![]
+        };
         assert_eq!(p.cursors, expect);
         data.push_str(&p.data);
     }
-    let gz = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
     let mut json = String::new();
-    flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut json).unwrap();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut json)
+        .unwrap();
     let mut expected = big.clone();
     expected.imported_at_ms = 0;
     assert_eq!(json, serde_json::to_string(&expected).unwrap());
-    let WorkerFrame::ImportBatch(last) = &frames.last().unwrap().body else { panic!() };
+    let WorkerFrame::ImportBatch(last) = &frames.last().unwrap().body else {
+        panic!()
+    };
     assert_eq!(last.items[0].source_session_id, "after");
     assert_eq!(last.cursors, vec![cursor("c", 3)]);
     let seqs: Vec<u64> = frames.iter().map(|f| f.seq.unwrap()).collect();
@@ -192,12 +214,18 @@ fn cursor_without_items_rides_on_the_next_committing_frame() {
     let cap = Capture::default();
     let sink = FrameSink::new(Box::new(cap.clone()), "r".into());
     let mut e = Emitter::new(&sink, RunMode::Tail, None, small_limits());
-    e.push_file(Vec::new(), "0", Some(cursor("idle", 1))).unwrap();
+    e.push_file(Vec::new(), "0", Some(cursor("idle", 1)))
+        .unwrap();
     e.flush().unwrap();
     assert!(cap.frames().is_empty(), "no frame without items");
-    e.push_file(Vec::new(), "0", Some(cursor("idle", 2))).unwrap();
-    e.push_file(vec![item("s", "f", 3)], "0", Some(cursor("k", 1))).unwrap();
+    e.push_file(Vec::new(), "0", Some(cursor("idle", 2)))
+        .unwrap();
+    e.push_file(vec![item("s", "f", 3)], "0", Some(cursor("k", 1)))
+        .unwrap();
     e.flush().unwrap();
-    assert_eq!(cursors(&cap.frames()), vec![cursor("idle", 2), cursor("k", 1)]);
+    assert_eq!(
+        cursors(&cap.frames()),
+        vec![cursor("idle", 2), cursor("k", 1)]
+    );
     assert_eq!(e.pending_cursors(), 0);
 }

@@ -118,7 +118,10 @@ impl FakeParser {
 
 impl SessionParser for FakeParser {
     fn push_lines(&mut self, bytes: &[u8], offset: u64, emit: bool) {
-        assert!(bytes.is_empty() || bytes.ends_with(b"\n"), "lines must be complete");
+        assert!(
+            bytes.is_empty() || bytes.ends_with(b"\n"),
+            "lines must be complete"
+        );
         *self
             .log
             .bytes
@@ -143,7 +146,11 @@ impl SessionParser for FakeParser {
                 continue;
             };
             if let Some(kind) = v.get("skip").and_then(|k| k.as_str()) {
-                *self.stats.skipped_records.entry(kind.to_owned()).or_default() += 1;
+                *self
+                    .stats
+                    .skipped_records
+                    .entry(kind.to_owned())
+                    .or_default() += 1;
                 continue;
             }
             if let Some(spawn) = v.get("spawn").and_then(|k| k.as_str()) {
@@ -177,7 +184,11 @@ impl SessionParser for FakeParser {
                 self.stats.malformed_lines += 1;
                 continue;
             };
-            let role = if turn.messages.is_empty() { "user" } else { "assistant" };
+            let role = if turn.messages.is_empty() {
+                "user"
+            } else {
+                "assistant"
+            };
             turn.messages.push(Message {
                 source_message_id: format!("{}:{}", turn.id, turn.messages.len()),
                 source_turn_id: Some(turn.id.clone()),
@@ -207,7 +218,9 @@ impl SessionParser for FakeParser {
         let session_id = if self.is_subagent {
             self.file_session.clone()
         } else {
-            self.session_id.clone().unwrap_or_else(|| self.file_session.clone())
+            self.session_id
+                .clone()
+                .unwrap_or_else(|| self.file_session.clone())
         };
         vec![ImportSessionItem {
             source_provider: self.provider.into(),
