@@ -24,6 +24,9 @@ pub const CURSOR_VERSION: u32 = 1;
 /// How many bytes of the first line the head checksum covers at most.
 pub const HEAD_MAX_BYTES: u64 = 4096;
 
+/// How many bytes before the consumed offset the edge checksum covers.
+pub const EDGE_BYTES: u64 = 256;
+
 /// The resume point of one file. Serialised camelCase as the opaque `value` of a [`Cursor`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,6 +47,9 @@ pub struct FileCursor {
     pub head: String,
     /// Bytes consumed, always at a line boundary; everything before it is in the ledger.
     pub offset: u64,
+    /// Truncated hex SHA-256 of the last [`EDGE_BYTES`] bytes before `offset` (fewer in a short
+    /// file): detects a file rewritten in place that kept its first line.
+    pub edge: String,
     /// Where the open (last) turn began: a restart re-emits from here.
     pub open_turn_offset: u64,
     /// The session fingerprint after `offset` bytes.
@@ -161,6 +167,19 @@ pub fn read_head(file: &mut File, consumed: u64) -> io::Result<(u64, String)> {
     Ok((len, head_hash(&buf[..len as usize])))
 }
 
+/// Checksum of the bytes just before `offset` (empty when `offset` is 0).
+pub fn read_edge(file: &mut File, offset: u64) -> io::Result<String> {
+    if offset == 0 {
+        return Ok(String::new());
+    }
+    let start = offset.saturating_sub(EDGE_BYTES);
+    let buf = read_at(file, start, offset - start)?;
+    if buf.len() as u64 != offset - start {
+        return Ok(String::new());
+    }
+    Ok(head_hash(&buf))
+}
+
 /// Whether the first `head_len` bytes of the file still hash to `head`.
 pub fn head_matches(file: &mut File, head_len: u64, head: &str) -> io::Result<bool> {
     if head_len == 0 {
@@ -205,6 +224,10 @@ pub fn check(cursor: Option<&FileCursor>, now: &FileIdentity, file: &mut File) -
         Ok(true) => {}
         Ok(false) | Err(_) => return CursorCheck::Rewrite,
     }
+    match read_edge(file, c.offset) {
+        Ok(edge) if edge == c.edge => {}
+        _ => return CursorCheck::Rewrite,
+    }
     if now.size == c.size && now.mtime_ms == c.mtime_ms {
         CursorCheck::Unchanged
     } else {
@@ -230,6 +253,7 @@ mod tests {
             head_len,
             head,
             offset,
+            edge: read_edge(&mut f, offset).unwrap(),
             open_turn_offset: 0,
             fingerprint: "fp".into(),
         }

@@ -150,6 +150,7 @@ impl FileState {
             head_len,
             head,
             offset: end.consumed,
+            edge: cursor::read_edge(&mut file, end.consumed)?,
             open_turn_offset: parser.open_turn_offset().min(end.consumed),
             fingerprint: parser.fingerprint(),
         };

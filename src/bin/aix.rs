@@ -150,40 +150,46 @@ fn scan(
     out.flush().map_err(aix::WorkerError::Output)
 }
 
-/// SIGINT / SIGTERM -> stop (a tail then flushes and ends with `run.complete`).
+/// SIGINT / SIGTERM -> stop (a tail then flushes and ends with `run.complete`). The handlers
+/// are installed before this returns, so a signal sent right after start is not lost.
 fn watch_signals(stop: Arc<StopSignal>) {
-    let spawned = std::thread::Builder::new()
-        .name("aix-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                tracing::warn!("signal handling unavailable");
-                return;
-            };
-            rt.block_on(async {
-                #[cfg(unix)]
-                {
-                    use tokio::signal::unix::{SignalKind, signal};
-                    let Ok(mut term) = signal(SignalKind::terminate()) else {
-                        let _ = tokio::signal::ctrl_c().await;
-                        return;
-                    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            tracing::warn!("signal handling unavailable");
+            return;
+        };
+        let handlers = {
+            let _guard = rt.enter();
+            signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)))
+        };
+        let Ok((mut term, mut int)) = handlers else {
+            tracing::warn!("signal handling unavailable");
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("aix-signals".into())
+            .spawn(move || {
+                rt.block_on(async {
                     tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
                         _ = term.recv() => {}
+                        _ = int.recv() => {}
                     }
-                }
-                #[cfg(not(unix))]
-                {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
+                });
+                tracing::info!("signal received; stopping");
+                stop.stop();
             });
-            tracing::info!("signal received; stopping");
-            stop.stop();
-        });
-    if spawned.is_err() {
-        tracing::warn!("signal handling unavailable");
+        if spawned.is_err() {
+            tracing::warn!("signal handling unavailable");
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = stop;
+        tracing::warn!("signal handling unavailable on this platform");
     }
 }

@@ -292,3 +292,53 @@ fn unusable_cursor_means_whole_reimport() {
     let items = batch_items(&backfill(&options(&c), &bad, &factory));
     assert_eq!(items[0].turns.len(), 2);
 }
+
+#[test]
+fn lines_longer_than_a_read_block_arrive_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("projects/-p");
+    std::fs::create_dir_all(&proj).unwrap();
+    let long = "x".repeat(3 << 20);
+    let path = proj.join("s.jsonl");
+    std::fs::write(
+        &path,
+        format!("{}{}{}", turn("s", "t1", "a"), reply(&long), reply("tail")),
+    )
+    .unwrap();
+    let opts = WorkerOptions {
+        claude_dirs: vec![dir.path().join("projects")],
+        codex_dirs: vec![],
+        ..Default::default()
+    };
+    let (factory, _) = fake_factory();
+    let frames = backfill(&opts, &[], &factory);
+    let msgs: Vec<usize> = batch_items(&frames)
+        .iter()
+        .flat_map(|i| {
+            i.messages
+                .iter()
+                .map(|m| m.content.as_deref().unwrap_or("").len())
+        })
+        .collect();
+    assert_eq!(msgs, vec![1, 3 << 20, 4]);
+}
+
+#[test]
+fn stopped_backfill_flushes_and_emits_nothing_new() {
+    let c = corpus(4);
+    let (factory, log) = fake_factory();
+    let cap = Capture::default();
+    let sink = FrameSink::new(Box::new(cap.clone()), "run".into());
+    let stop = StopSignal::default();
+    stop.stop();
+    let spec = RunSpec {
+        mode: RunMode::Backfill,
+        persona_id: None,
+        cursors: cursor_map(&[]),
+        options: options(&c),
+    };
+    let counters = run_mode(&spec, &factory, &sink, &stop, &WorkerStatus::default()).unwrap();
+    assert_eq!(counters.emitted_files, 0);
+    assert_eq!(log.total(), 0);
+    assert!(batch_items(&cap.frames()).is_empty());
+}

@@ -297,3 +297,42 @@ fn binary_emit_backfill_and_scan() {
         "{text}"
     );
 }
+
+#[test]
+fn binary_emit_tail_ends_with_run_complete_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let claude = dir.path().join("c");
+    std::fs::create_dir_all(claude.join("-p")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_aix"))
+        .args(["emit", "--mode", "tail", "--claude-dir"])
+        .arg(&claude)
+        .arg("--codex-dir")
+        .arg(dir.path().join("x"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the tail is running (it logs "tail started"), then signal it.
+    let mut child = child;
+    let stderr = child.stderr.take().unwrap();
+    let mut err_lines = BufReader::new(stderr).lines();
+    loop {
+        let line = err_lines.next().expect("tail started log").unwrap();
+        if line.contains("tail started") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in err_lines {});
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let frames = crate::worker_fake::decode_frames(&out.stdout);
+    assert!(matches!(
+        frames.last().unwrap().body,
+        WorkerFrame::RunComplete(_)
+    ));
+}
