@@ -26,6 +26,9 @@ pub struct WorkerOptions {
     pub reconcile_interval: Duration,
     /// Parse threads of a backfill (0: one per core, at most 4).
     pub parse_threads: usize,
+    /// Backfill: file bytes being parsed or waiting to be written at once (a larger file still
+    /// goes alone).
+    pub inflight_bytes: u64,
     /// Tail: drop a file's in-memory parse state after this long without changes.
     pub idle_evict: Duration,
 }
@@ -42,6 +45,7 @@ impl Default for WorkerOptions {
             reconcile_interval: Duration::from_secs(60),
             parse_threads: 0,
             idle_evict: Duration::from_secs(600),
+            inflight_bytes: 64 << 20,
         }
     }
 }

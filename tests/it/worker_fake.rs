@@ -309,8 +309,13 @@ impl Capture {
     }
 }
 
+/// Decodes the complete lines of `bytes` (a frame being written is not a line yet).
 pub fn decode_frames(bytes: &[u8]) -> Vec<Envelope<WorkerFrame>> {
-    std::str::from_utf8(bytes)
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&bytes[..0], |i| &bytes[..=i]);
+    std::str::from_utf8(complete)
         .unwrap()
         .lines()
         .map(|l| decode_worker_frame(l).expect("worker frame decodes"))
