@@ -4,7 +4,8 @@
 //! Fake format, one JSON object per line:
 //! - `{"s":"<session id>","t":"<turn id>","m":"<text>"}` opens turn `t` with a user message;
 //! - `{"m":"<text>"}` adds an assistant message to the open turn;
-//! - `{"skip":"<kind>"}` is a non-message record; anything unparsable is malformed.
+//! - `{"skip":"<kind>"}` is a non-message record; anything unparsable is malformed;
+//! - `{"panic":1}` makes the parser panic (a parser bug must not end the run).
 //!
 //! Items: one per file, the session header plus every turn touched by emitting lines, complete.
 
@@ -145,6 +146,7 @@ impl SessionParser for FakeParser {
                 self.stats.malformed_lines += 1;
                 continue;
             };
+            assert!(v.get("panic").is_none(), "fake parser told to panic");
             if let Some(kind) = v.get("skip").and_then(|k| k.as_str()) {
                 *self
                     .stats
