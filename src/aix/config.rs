@@ -18,9 +18,10 @@ pub struct WorkerOptions {
     /// Read every file whole, ignoring cursors.
     pub full: bool,
     pub limits: EmitLimits,
-    /// Quiet time after a file's last change before it is read.
+    /// Tail: least time between two reads of one file (a change to a file not read within it
+    /// is read at once; later changes are coalesced).
     pub debounce: Duration,
-    /// Longest a continuously written file waits before it is read anyway.
+    /// Tail: longest any change waits before its file is read.
     pub max_debounce: Duration,
     /// Period of the directory re-scan that backstops missed notifications.
     pub reconcile_interval: Duration,

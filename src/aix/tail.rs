@@ -1,8 +1,9 @@
 //! Tail: follow the session files as agents write them (SOURCES.md "Tail").
 //!
-//! OS notifications (`notify`, recursive on the roots) mark files dirty; a file is read once it
-//! has been quiet for `debounce`, or `max_debounce` after its first unread change under
-//! continuous writes. Each read takes only the new complete lines from the cursor and emits the
+//! OS notifications (`notify`, recursive on the roots) mark files dirty. A file is read at once
+//! when it was not read within the last `debounce` (so a lone append waits for nothing), else
+//! when `debounce` has passed since its last read: a burst of writes is coalesced into one read
+//! per period, and no change waits more than `max_debounce`. Each read takes only the new complete lines from the cursor and emits the
 //! touched turns as partial items with the new cursor. A directory re-scan every
 //! `reconcile_interval` (stat only, no reads of unchanged files) backstops missed events and
 //! picks up new roots. Between events the loop sleeps on its channel: an idle tail uses no CPU.
@@ -36,13 +37,14 @@ enum TailEvent {
 /// A file with unread changes.
 struct Dirty {
     first: Instant,
-    last: Instant,
     first_ms: i64,
 }
 
 struct Tracked {
     state: FileState,
     last_change: Instant,
+    /// When the file was last read (debounce throttles reads per file from here).
+    last_read: Option<Instant>,
 }
 
 struct Tail<'a, 'e> {
@@ -167,20 +169,24 @@ impl Tail<'_, '_> {
     }
 
     fn mark(&mut self, path: PathBuf, now: Instant) {
-        let entry = self.dirty.entry(path).or_insert_with(|| Dirty {
+        self.dirty.entry(path).or_insert_with(|| Dirty {
             first: now,
-            last: now,
             first_ms: now_ms(),
         });
-        entry.last = now;
     }
 
-    fn due_at(&self, d: &Dirty) -> Instant {
-        (d.last + self.options.debounce).min(d.first + self.options.max_debounce)
+    /// When a dirty file is read: at once if it was not read within the last `debounce`
+    /// (leading edge: a lone append costs no wait), else once `debounce` has passed since that
+    /// read, so a burst of writes is coalesced into one read per period; never later than
+    /// `max_debounce` after its first unread change.
+    fn due_at(&self, path: &PathBuf, d: &Dirty) -> Instant {
+        let last_read = self.files.get(path).and_then(|t| t.last_read);
+        let throttled = last_read.map_or(d.first, |r| d.first.max(r + self.options.debounce));
+        throttled.min(d.first + self.options.max_debounce)
     }
 
     fn next_due(&self) -> Option<Instant> {
-        self.dirty.values().map(|d| self.due_at(d)).min()
+        self.dirty.iter().map(|(p, d)| self.due_at(p, d)).min()
     }
 
     fn on_fs_event(&mut self, ev: notify::Event) {
@@ -205,7 +211,7 @@ impl Tail<'_, '_> {
         let mut due: Vec<(Instant, PathBuf)> = self
             .dirty
             .iter()
-            .filter(|(_, d)| self.due_at(d) <= now)
+            .filter(|(p, d)| self.due_at(p, d) <= now)
             .map(|(p, d)| (d.first, p.clone()))
             .collect();
         if due.is_empty() {
@@ -229,6 +235,7 @@ impl Tail<'_, '_> {
             return Ok(());
         };
         tracked.last_change = Instant::now();
+        tracked.last_read = Some(tracked.last_change);
         match tracked.state.update(self.factory, false) {
             Ok(Some(update)) => {
                 emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
@@ -266,6 +273,7 @@ impl Tail<'_, '_> {
                 Tracked {
                     state,
                     last_change: now,
+                    last_read: None,
                 },
             );
             if needs {

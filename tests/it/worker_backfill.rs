@@ -355,7 +355,9 @@ fn a_parser_panic_fails_one_file_not_the_run() {
     };
     assert_eq!((p.failed, p.emitted), (1, Some(3)));
     assert!(
-        cursors(&frames).iter().all(|c| !c.key.ends_with("s1.jsonl")),
+        cursors(&frames)
+            .iter()
+            .all(|c| !c.key.ends_with("s1.jsonl")),
         "no cursor for the failed file"
     );
 }
