@@ -58,6 +58,10 @@ struct Tail<'a, 'e> {
     lineage: Lineage,
     watched: HashSet<PathBuf>,
     rediscover_at: Option<Instant>,
+    /// Paths named by events that are not known files, for the next re-scan.
+    unknown: HashSet<PathBuf>,
+    /// Files under the roots that discovery does not take.
+    not_sessions: HashSet<PathBuf>,
     counters: RunCounters,
 }
 
@@ -101,6 +105,8 @@ pub fn run_tail(
         lineage: Lineage::default(),
         watched: HashSet::new(),
         rediscover_at: None,
+        unknown: HashSet::new(),
+        not_sessions: HashSet::new(),
         counters: RunCounters::default(),
     };
     tail.watch_roots(&mut watcher);
@@ -196,12 +202,20 @@ impl Tail<'_, '_> {
         }
         let now = Instant::now();
         self.status.last_event_ms.store(now_ms(), Ordering::Relaxed);
+        let removed = matches!(ev.kind, EventKind::Remove(_));
         for path in ev.paths {
+            if removed && self.watched.remove(&path) {
+                // A watched root went away: the next reconcile watches it again if it returns.
+                tracing::info!(root = %path.display(), "source root removed");
+            }
             if self.files.contains_key(&path) {
                 self.mark(path, now);
-            } else if path.extension().is_some_and(|e| e == "jsonl") || path.is_dir() {
+            } else if !self.not_sessions.contains(&path)
+                && (path.extension().is_some_and(|e| e == "jsonl") || path.is_dir())
+            {
                 self.rediscover_at
                     .get_or_insert(now + self.options.debounce);
+                self.unknown.insert(path);
             }
         }
     }
@@ -260,6 +274,7 @@ impl Tail<'_, '_> {
     fn rediscover(&mut self) {
         self.rediscover_at = None;
         let now = Instant::now();
+        let unknown = std::mem::take(&mut self.unknown);
         for d in discover(self.options) {
             if self.files.contains_key(&d.source.path) {
                 continue;
@@ -278,6 +293,13 @@ impl Tail<'_, '_> {
             );
             if needs {
                 self.mark(path, now);
+            }
+        }
+        // Paths that a change announced and discovery did not take are not sessions (by their
+        // name): later changes to them (e.g. a workflow journal) trigger no re-scan.
+        for path in unknown {
+            if !self.files.contains_key(&path) && path.is_file() {
+                self.not_sessions.insert(path);
             }
         }
         self.publish();
