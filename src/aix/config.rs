@@ -88,9 +88,15 @@ impl WorkerOptions {
             .and_then(|o| o.get("full"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        // Absolute, so that discovered paths, cursor keys and watcher events name files alike.
+        let absolute = |dirs: Vec<PathBuf>| -> Vec<PathBuf> {
+            dirs.into_iter()
+                .map(|d| std::path::absolute(&d).unwrap_or(d))
+                .collect()
+        };
         Self {
-            claude_dirs: pick(&flags.claude_dirs, "claudeDirs", default_claude_dirs),
-            codex_dirs: pick(&flags.codex_dirs, "codexDirs", default_codex_dirs),
+            claude_dirs: absolute(pick(&flags.claude_dirs, "claudeDirs", default_claude_dirs)),
+            codex_dirs: absolute(pick(&flags.codex_dirs, "codexDirs", default_codex_dirs)),
             full: flags.full || full_opt,
             ..Self::default()
         }
