@@ -232,6 +232,8 @@ impl Tail<'_, '_> {
             return Ok(false);
         }
         due.sort();
+        let oldest = due[0].0;
+        let files = due.len();
         for (_, path) in due {
             if stop.is_stopped() {
                 break;
@@ -241,6 +243,11 @@ impl Tail<'_, '_> {
         }
         self.emitter.flush().map_err(WorkerError::Output)?;
         self.publish();
+        tracing::debug!(
+            files,
+            lag_ms = oldest.elapsed().as_millis() as u64,
+            "changes emitted"
+        );
         Ok(true)
     }
 
