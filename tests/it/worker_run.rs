@@ -102,7 +102,9 @@ fn backfill_completes_by_itself_and_resumes_from_start_cursors() {
         f.iter()
             .any(|f| matches!(f.body, WorkerFrame::RunComplete(_)))
     });
-    assert!(matches!(frames[0].body, WorkerFrame::RunProgress(_)));
+    // The first frame answers run.start at once; then the backfill's progress.
+    assert!(matches!(frames[0].body, WorkerFrame::HealthStatus(_)));
+    assert!(matches!(frames[1].body, WorkerFrame::RunProgress(_)));
     assert_eq!(batch_items(&frames).len(), 3);
     let (r, frames) = s.end();
     r.unwrap();
@@ -130,16 +132,20 @@ fn tail_answers_probes_and_stops_on_run_stop() {
     let mut s = launch(&start_frame(RunMode::Tail, &claude, vec![]));
     s.cap.wait_for("3 items", |f| batch_items(f).len() >= 3);
     s.send(&ControlFrame::HealthProbe);
+    // One unsolicited at start, one answering the probe.
     let frames = s.cap.wait_for("health.status", |f| {
         f.iter()
-            .any(|f| matches!(f.body, WorkerFrame::HealthStatus(_)))
+            .filter(|f| matches!(f.body, WorkerFrame::HealthStatus(_)))
+            .count()
+            >= 2
     });
     let health = frames
         .iter()
-        .find_map(|f| match &f.body {
+        .filter_map(|f| match &f.body {
             WorkerFrame::HealthStatus(h) => Some(h.clone()),
             _ => None,
         })
+        .last()
         .unwrap();
     assert!(health.connected);
     assert!(health.last_event_at.is_some_and(|t| t > 0));
@@ -236,9 +242,13 @@ fn binary_speaks_the_protocol_over_stdio() {
         options: None,
     });
     writeln!(stdin, "{}", start.encode("bin-run")).unwrap();
-    writeln!(stdin, "{}", ControlFrame::HealthProbe.encode("bin-run")).unwrap();
+    // Up at once: the first frame comes before any probe (NEX's start_timeout).
     let f = read_frame(&mut lines);
     assert_eq!((f.run_id.as_str(), f.seq), ("bin-run", Some(1)));
+    assert!(matches!(f.body, WorkerFrame::HealthStatus(_)));
+    writeln!(stdin, "{}", ControlFrame::HealthProbe.encode("bin-run")).unwrap();
+    let f = read_frame(&mut lines);
+    assert_eq!(f.seq, Some(2));
     let WorkerFrame::HealthStatus(h) = f.body else {
         panic!("expected health.status")
     };
@@ -250,7 +260,7 @@ fn binary_speaks_the_protocol_over_stdio() {
     )
     .unwrap();
     let f = read_frame(&mut lines);
-    assert_eq!(f.seq, Some(2));
+    assert_eq!(f.seq, Some(3));
     assert!(matches!(f.body, WorkerFrame::RunComplete(_)));
     drop(stdin);
     assert!(child.wait().unwrap().success());
