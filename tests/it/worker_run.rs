@@ -141,11 +141,11 @@ fn tail_answers_probes_and_stops_on_run_stop() {
     });
     let health = frames
         .iter()
-        .filter_map(|f| match &f.body {
+        .rev()
+        .find_map(|f| match &f.body {
             WorkerFrame::HealthStatus(h) => Some(h.clone()),
             _ => None,
         })
-        .last()
         .unwrap();
     assert!(health.connected);
     assert!(health.last_event_at.is_some_and(|t| t > 0));
