@@ -153,6 +153,7 @@ enum Msg {
 }
 
 /// `aix worker --stdio`: reads control frames from `input`, writes worker frames to `output`.
+/// `stop` (e.g. raised by SIGINT/SIGTERM) acts like `run.stop`.
 ///
 /// Waits for `run.start`, answers it at once with an unsolicited `health.status` (NEX's
 /// `start_timeout` waits for a first frame), runs its mode with its cursors and options
@@ -168,6 +169,7 @@ pub fn run_worker<R: BufRead + Send + 'static>(
     output: Box<dyn Write + Send>,
     flags: &RootOverrides,
     factory: ParserFactory,
+    stop: Arc<StopSignal>,
 ) -> Result<(), WorkerError> {
     let (run_id, start) = loop {
         let mut line = String::new();
@@ -208,7 +210,6 @@ pub fn run_worker<R: BufRead + Send + 'static>(
         "run started"
     );
     let sink = Arc::new(FrameSink::new(output, run_id.clone()));
-    let stop = Arc::new(StopSignal::default());
     let status = Arc::new(WorkerStatus::default());
     let (tx, rx) = mpsc::channel::<Msg>();
     // The first frame tells NEX the worker is up (its `start_timeout`), even for a tail that

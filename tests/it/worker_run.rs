@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 
-use nex::aix::{RootOverrides, WorkerError, run_worker};
+use std::sync::Arc;
+
+use nex::aix::{RootOverrides, StopSignal, WorkerError, run_worker};
 use nex::protocol::{
     ControlFrame, Cursor, Envelope, RunMode, RunStart, RunStop, WorkerFrame, decode_worker_frame,
 };
@@ -44,6 +46,7 @@ fn launch(first: &str) -> Session {
             Box::new(out),
             &RootOverrides::default(),
             factory,
+            Arc::new(StopSignal::default()),
         )
     });
     Session {
@@ -345,4 +348,45 @@ fn binary_emit_tail_ends_with_run_complete_on_sigterm() {
         frames.last().unwrap().body,
         WorkerFrame::RunComplete(_)
     ));
+}
+
+#[test]
+fn binary_worker_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aix"))
+        .args(["worker", "--stdio", "--claude-dir"])
+        .arg(dir.path().join("c"))
+        .arg("--codex-dir")
+        .arg(dir.path().join("x"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let start = ControlFrame::RunStart(RunStart {
+        mode: RunMode::Tail,
+        source: "aix".into(),
+        persona_id: None,
+        cursors: vec![],
+        options: None,
+    });
+    writeln!(stdin, "{}", start.encode("sig-run")).unwrap();
+    // The first frame means the run (and the signal handlers) are up.
+    assert!(matches!(
+        read_frame(&mut lines).body,
+        WorkerFrame::HealthStatus(_)
+    ));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(matches!(
+        read_frame(&mut lines).body,
+        WorkerFrame::RunComplete(_)
+    ));
+    assert!(child.wait().unwrap().success());
+    drop(stdin);
 }
