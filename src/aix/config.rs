@@ -46,7 +46,7 @@ impl Default for WorkerOptions {
             reconcile_interval: Duration::from_secs(60),
             parse_threads: 0,
             idle_evict: Duration::from_secs(600),
-            inflight_bytes: 64 << 20,
+            inflight_bytes: 32 << 20,
         }
     }
 }

@@ -8,8 +8,10 @@
 //! `reconcile_interval` (stat only, no reads of unchanged files) backstops missed events and
 //! picks up new roots. Between events the loop sleeps on its channel: an idle tail uses no CPU.
 //!
-//! Per-file parse state lives in memory while the file is active and is dropped after
-//! `idle_evict` without changes; the next change rebuilds it from the cursor.
+//! Per-file parse state lives in memory only for files being written (announced by a
+//! notification) and is dropped after `idle_evict` without changes; files read at start-up or
+//! by a re-scan keep no state. The next change rebuilds it from the cursor (one scan), so
+//! memory follows the files being written, never the corpus.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -38,6 +40,8 @@ enum TailEvent {
 struct Dirty {
     first: Instant,
     first_ms: i64,
+    /// Announced by a notification (not by start-up or a re-scan).
+    live: bool,
 }
 
 struct Tracked {
@@ -174,11 +178,16 @@ impl Tail<'_, '_> {
         }
     }
 
-    fn mark(&mut self, path: PathBuf, now: Instant) {
-        self.dirty.entry(path).or_insert_with(|| Dirty {
+    /// Marks a file dirty. `live`: a notification said it is being written (its parse state is
+    /// then kept for the next append); otherwise (start-up, re-scan) the state is dropped after
+    /// the read, so files that are not being written cost no memory.
+    fn mark(&mut self, path: PathBuf, now: Instant, live: bool) {
+        let d = self.dirty.entry(path).or_insert_with(|| Dirty {
             first: now,
             first_ms: now_ms(),
+            live,
         });
+        d.live |= live;
     }
 
     /// When a dirty file is read: at once if it was not read within the last `debounce`
@@ -209,7 +218,7 @@ impl Tail<'_, '_> {
                 tracing::info!(root = %path.display(), "source root removed");
             }
             if self.files.contains_key(&path) {
-                self.mark(path, now);
+                self.mark(path, now, true);
             } else if !self.not_sessions.contains(&path)
                 && (path.extension().is_some_and(|e| e == "jsonl") || path.is_dir())
             {
@@ -222,11 +231,11 @@ impl Tail<'_, '_> {
 
     /// Reads every file whose debounce expired; `true` when any was read.
     fn process_due(&mut self, now: Instant, stop: &StopSignal) -> Result<bool, WorkerError> {
-        let mut due: Vec<(Instant, PathBuf)> = self
+        let mut due: Vec<(Instant, PathBuf, bool)> = self
             .dirty
             .iter()
             .filter(|(p, d)| self.due_at(p, d) <= now)
-            .map(|(p, d)| (d.first, p.clone()))
+            .map(|(p, d)| (d.first, p.clone(), d.live))
             .collect();
         if due.is_empty() {
             return Ok(false);
@@ -234,12 +243,12 @@ impl Tail<'_, '_> {
         due.sort();
         let oldest = due[0].0;
         let files = due.len();
-        for (_, path) in due {
+        for (_, path, live) in due {
             if stop.is_stopped() {
                 break;
             }
             self.dirty.remove(&path);
-            self.read_file(path)?;
+            self.read_file(path, live)?;
         }
         self.emitter.flush().map_err(WorkerError::Output)?;
         self.publish();
@@ -251,7 +260,7 @@ impl Tail<'_, '_> {
         Ok(true)
     }
 
-    fn read_file(&mut self, path: PathBuf) -> Result<(), WorkerError> {
+    fn read_file(&mut self, path: PathBuf, live: bool) -> Result<(), WorkerError> {
         let Some(tracked) = self.files.get_mut(&path) else {
             return Ok(());
         };
@@ -262,6 +271,9 @@ impl Tail<'_, '_> {
                 emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
                     .map_err(WorkerError::Output)?;
                 self.counters.emitted_files += 1;
+                if !live {
+                    tracked.state.evict();
+                }
             }
             Ok(None) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -299,7 +311,8 @@ impl Tail<'_, '_> {
                 },
             );
             if needs {
-                self.mark(path, now);
+                let live = unknown.contains(&path);
+                self.mark(path, now, live);
             }
         }
         // Paths that a change announced and discovery did not take are not sessions (by their
@@ -330,7 +343,7 @@ impl Tail<'_, '_> {
             }
         }
         for path in stale {
-            self.mark(path, now);
+            self.mark(path, now, false);
         }
         self.publish();
     }

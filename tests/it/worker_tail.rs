@@ -268,3 +268,24 @@ fn unchanged_files_with_cursors_are_not_read_at_start() {
     assert_eq!(log.bytes(&path), 0);
     assert!(frames.is_empty(), "a tail emits import frames only");
 }
+
+#[test]
+fn files_read_at_start_keep_no_state_until_written() {
+    let (_dir, claude, path) = setup();
+    let run = start(tail_options(&claude), vec![]);
+    run.items(1);
+    let len0 = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(run.log.bytes(&path), len0);
+    // First append: the state was dropped after the start-up read, so it is rebuilt by one
+    // scan of the file (every byte once more).
+    append(&path, &reply("one"));
+    run.items(2);
+    let len1 = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(run.log.bytes(&path), len0 + len1);
+    // The file is now live: the next append costs only its own bytes.
+    let line = reply("two");
+    append(&path, &line);
+    run.items(3);
+    assert_eq!(run.log.bytes(&path), len0 + len1 + line.len() as u64);
+    run.finish();
+}
