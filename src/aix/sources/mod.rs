@@ -12,11 +12,26 @@
 //! - Lines fed with `emit = false` only rebuild state (used when a worker resumes from a cursor
 //!   it has no state for: one scan of `[0, open_turn_offset)`, then the rest with `emit = true`).
 //! - Unknown record types and fields never fail; a malformed line is skipped and counted.
+//!
+//! What this implementation adds to the contract:
+//! - Every fed line (blank and malformed ones too) moves the file's fingerprint, so the next
+//!   `take_items` re-sends the file's own item (header plus its open turn) even when no turn
+//!   changed: the ledger's fingerprint always follows the file. An item is never sent without a
+//!   turn (the ledger would invent a root turn for it that no later item could remove).
+//! - A tool result that arrives after its call's turn closed re-sends that tool call alone.
+//! - Memory per file: the open turn of each item, turns touched since the last take, unresolved
+//!   tool calls, the uuid -> turn map (Claude Code DAG parents), the agent map.
+//! - `open_turn_offset` is the smallest start of any item's open turn (a main file's inline
+//!   sidechain agents have their own); with no turn yet, the bytes consumed so far.
+//!
+//! Layout: `claude_code` and `codex` (one parser each), `assembler` (held turns, touched sets,
+//! partial-item assembly), `common` (line cutting, fingerprint chain, timestamps).
 
 mod assembler;
 pub mod claude_code;
 pub mod codex;
 mod common;
+mod lenient;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -90,6 +105,37 @@ pub enum FileRole {
     },
 }
 
+impl FileRole {
+    /// The role a Claude Code file's path gives it, `None` for files that are not sessions:
+    /// `<sessionId>.jsonl` is a main file; `agent-<id>.jsonl` is a subagent file, whose parent is
+    /// named by the layout when it sits in `<sessionId>/subagents/` (or in a workflow run below
+    /// it, `<sessionId>/subagents/workflows/<runId>/`). `meta` is left empty: read the sibling
+    /// (`SubagentMeta::path_for`) with `SubagentMeta::from_json`.
+    pub fn claude_code_for(path: &std::path::Path) -> Option<FileRole> {
+        let name = path.file_name()?.to_str()?;
+        let stem = name.strip_suffix(".jsonl")?;
+        let Some(agent_id) = stem.strip_prefix("agent-").filter(|a| !a.is_empty()) else {
+            return (stem != "journal" && !stem.is_empty()).then_some(FileRole::Main);
+        };
+        let dirs: Vec<&str> = path
+            .ancestors()
+            .skip(1)
+            .take(4)
+            .filter_map(|d| d.file_name()?.to_str())
+            .collect();
+        let parent_session_id = match dirs.as_slice() {
+            ["subagents", session, ..] => Some(*session),
+            [_run, "workflows", "subagents", session] => Some(*session),
+            _ => None,
+        };
+        Some(FileRole::Subagent {
+            agent_id: agent_id.to_owned(),
+            parent_session_id: parent_session_id.map(str::to_owned),
+            meta: None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubagentMeta {
     pub tool_use_id: Option<String>,
@@ -97,6 +143,15 @@ pub struct SubagentMeta {
 }
 
 impl SubagentMeta {
+    /// `agent-<id>.meta.json` beside a subagent's `agent-<id>.jsonl`.
+    pub fn path_for(agent_file: &std::path::Path) -> PathBuf {
+        let stem = agent_file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        agent_file.with_file_name(format!("{stem}.meta.json"))
+    }
+
     /// Reads an `agent-<id>.meta.json` (`{agentType, description, toolUseId, …}`); `None` when
     /// the bytes are not a JSON object. Unknown fields are ignored, blank values read as absent.
     pub fn from_json(bytes: &[u8]) -> Option<Self> {
@@ -152,8 +207,15 @@ pub trait SessionParser: Send {
 
     fn stats(&self) -> &ParseStats;
 
-    /// Subagents this file spawned, by agent id (Claude Code main files; empty elsewhere).
+    /// Subagents this file spawned, by agent id (Claude Code main and subagent files; empty
+    /// elsewhere).
     fn spawn_links(&self) -> BTreeMap<String, SpawnLink> {
         BTreeMap::new()
     }
+
+    /// Makes the next `take_items` re-send the file's own item (header and open turn) although
+    /// no line came: for a child whose lineage the runtime learnt later from its parent's
+    /// `spawn_links()` (apply `fill_spawn_link` to the re-sent item). No effect before the item
+    /// has a turn.
+    fn resend_header(&mut self) {}
 }
