@@ -28,7 +28,7 @@ use super::discover::{discover, roots};
 use super::emit::{Emitter, now_ms};
 use super::error::WorkerError;
 use super::file_state::{FileState, ParserFactory};
-use super::lineage::Lineage;
+use super::lineage::{Lineage, Unlinked};
 use super::status::{StopSignal, WorkerStatus};
 
 enum TailEvent {
@@ -268,12 +268,13 @@ impl Tail<'_, '_> {
         tracked.last_read = Some(tracked.last_change);
         match tracked.state.update(self.factory, false) {
             Ok(Some(update)) => {
-                emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
+                let resend = emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
                     .map_err(WorkerError::Output)?;
                 self.counters.emitted_files += 1;
                 if !live {
                     tracked.state.evict();
                 }
+                self.resend_children(resend)?;
             }
             Ok(None) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -283,6 +284,32 @@ impl Tail<'_, '_> {
             Err(e) => {
                 tracing::warn!(path = %path.display(), error_kind = ?e.kind(), "file not readable");
                 self.counters.failed_files += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-sends the headers of children whose spawn link became known (and of their own
+    /// children in turn), from their in-memory state or one rebuilt from their cursor.
+    fn resend_children(&mut self, mut pending: Vec<Unlinked>) -> Result<(), WorkerError> {
+        while let Some((source, _)) = pending.pop() {
+            let Some(tracked) = self.files.get_mut(&source.path) else {
+                continue;
+            };
+            let had_state = tracked.state.parser().is_some();
+            match tracked.state.resend_header(self.factory) {
+                Ok(Some(update)) => {
+                    let more = emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
+                        .map_err(WorkerError::Output)?;
+                    pending.extend(more);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(path = %source.path.display(), error_kind = ?e.kind(), "child header not re-sent")
+                }
+            }
+            if !had_state {
+                tracked.state.evict();
             }
         }
         Ok(())

@@ -289,3 +289,42 @@ fn files_read_at_start_keep_no_state_until_written() {
     assert_eq!(run.log.bytes(&path), len0 + len1 + line.len() as u64);
     run.finish();
 }
+
+#[test]
+fn child_seen_before_its_parent_is_resent_with_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let claude = dir.path().join("projects");
+    let proj = claude.join("-p");
+    std::fs::create_dir_all(proj.join("P/subagents")).unwrap();
+    let run = start(tail_options(&claude), vec![]);
+    std::fs::write(
+        proj.join("P/subagents/agent-a7.jsonl"),
+        turn("P", "c1", "sub"),
+    )
+    .unwrap();
+    let items = run.items(1);
+    assert_eq!(items[0].session.spawn_tool_call_id, None);
+    std::fs::write(
+        proj.join("P.jsonl"),
+        format!(
+            "{}{{\"m\":\"spawning\",\"spawn\":\"a7\"}}\n",
+            turn("P", "t1", "go")
+        ),
+    )
+    .unwrap();
+    let frames = run.cap.wait_for("child re-sent", |f| {
+        batch_items(f)
+            .iter()
+            .any(|i| i.session.is_subagent && i.session.spawn_tool_call_id.is_some())
+    });
+    let resent = batch_items(&frames)
+        .into_iter()
+        .rfind(|i| i.session.is_subagent)
+        .unwrap();
+    assert_eq!(resent.source_session_id, "P/agent-a7");
+    assert_eq!(
+        resent.session.spawn_tool_call_id.as_deref(),
+        Some("tool-a7")
+    );
+    run.finish();
+}
