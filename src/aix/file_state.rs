@@ -76,10 +76,17 @@ impl FileState {
         self.parser = None;
     }
 
-    /// Whether the file needs reading, judged by stat and a read of its first line only.
+    /// Whether the file needs reading, judged by stat (and, when the stat differs from the
+    /// cursor, reads of the first line and of the bytes before the cursor's offset).
     pub fn needs_read(&self, full: bool) -> io::Result<bool> {
         if full {
             return Ok(true);
+        }
+        // Same device, inode, size and mtime as the cursor: unchanged on stat alone (a rewrite
+        // to the same size within the same millisecond is not a case worth an open and reads).
+        let stat = FileIdentity::stat(&self.source.path)?;
+        if self.cursor.as_ref().is_some_and(|c| c.identity() == stat) {
+            return Ok(false);
         }
         let mut file = File::open(&self.source.path)?;
         let now = FileIdentity::of(&file.metadata()?);
