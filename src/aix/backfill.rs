@@ -115,6 +115,7 @@ pub fn run_backfill(
     stop: &StopSignal,
     status: &WorkerStatus,
 ) -> std::io::Result<RunCounters> {
+    let started = Instant::now();
     let mut counters = RunCounters::default();
     let found = discover(options);
     status
@@ -226,6 +227,13 @@ pub fn run_backfill(
     emitter.flush()?;
     result?;
     status.pending_files.store(0, Ordering::Relaxed);
+    tracing::info!(
+        emitted = counters.emitted_files,
+        skipped = counters.skipped_files,
+        failed = counters.failed_files,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "backfill done"
+    );
     Ok(counters)
 }
 
