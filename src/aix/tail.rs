@@ -66,6 +66,8 @@ struct Tail<'a, 'e> {
     unknown: HashSet<PathBuf>,
     /// Files under the roots that discovery does not take.
     not_sessions: HashSet<PathBuf>,
+    /// Session files removed during the run.
+    removed: HashSet<PathBuf>,
     counters: RunCounters,
 }
 
@@ -111,6 +113,7 @@ pub fn run_tail(
         rediscover_at: None,
         unknown: HashSet::new(),
         not_sessions: HashSet::new(),
+        removed: HashSet::new(),
         counters: RunCounters::default(),
     };
     tail.watch_roots(&mut watcher);
@@ -280,6 +283,7 @@ impl Tail<'_, '_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::debug!(path = %path.display(), "session file removed");
                 self.files.remove(&path);
+                self.removed.insert(path);
             }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error_kind = ?e.kind(), "file not readable");
@@ -325,8 +329,16 @@ impl Tail<'_, '_> {
             if self.files.contains_key(&d.source.path) {
                 continue;
             }
-            let key = cursor_key(d.source.provider, &d.source.path);
-            let state = FileState::new(d.source, self.cursors.get(&key).cloned());
+            // A file removed during this run that comes back is new: the start cursor was for
+            // the old one.
+            let cursor = if self.removed.remove(&d.source.path) {
+                None
+            } else {
+                self.cursors
+                    .get(&cursor_key(d.source.provider, &d.source.path))
+                    .cloned()
+            };
+            let state = FileState::new(d.source, cursor);
             let path = state.source.path.clone();
             let needs = state.needs_read(false).unwrap_or(true);
             self.files.insert(

@@ -328,3 +328,20 @@ fn child_seen_before_its_parent_is_resent_with_the_link() {
     );
     run.finish();
 }
+
+#[test]
+fn removed_and_recreated_file_is_imported_whole() {
+    let (_dir, claude, path) = setup();
+    let run = start(tail_options(&claude), vec![]);
+    run.items(1);
+    std::fs::remove_file(&path).unwrap();
+    // Give the removal time to be seen on its own (a later create may reuse the inode).
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&path, format!("{}{}", turn("s", "r1", "again"), reply("x"))).unwrap();
+    let items = run.items(2);
+    assert_eq!(turn_ids(&items[1]), vec!["r1"]);
+    assert_eq!(items[1].messages.len(), 2);
+    let frames = run.finish();
+    let last = FileCursor::from_value(&cursors(&frames).last().unwrap().value).unwrap();
+    assert_eq!(last.offset, std::fs::metadata(&path).unwrap().len());
+}
