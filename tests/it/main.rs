@@ -1,4 +1,4 @@
-//! The one integration test binary of nex; each module tests one area.
+//! The one integration test binary of nex; each module tests one area through its public API.
 
 mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
 mod import_cli; // `nex import apply` through the built binary
@@ -16,3 +16,11 @@ mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, 
 mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
 mod pipeline_support; // fixtures shared by the pipeline_* modules
 mod sources; // source parsers (Claude Code, Codex): exact items, incremental = full, bad input
+mod worker_backfill; // aix backfill: cursor skip, --full, crash-resume, ordering, lineage
+mod worker_discover; // aix discovery layouts of Claude Code and Codex roots
+mod worker_emit; // aix emitter: batch packing, chunking, idempotency keys, cursor placement
+mod worker_fake; // aix test support: a line-per-turn fake parser and frame capture
+mod worker_run; // aix run loop: handshake, health, stop, EOF; the built binary
+mod worker_samples; // aix on the real samples (NEX_SAMPLES_DIR): tail in random cuts = backfill
+mod worker_scan; // aix scan: per-provider summary and JSON items
+mod worker_tail; // aix tail: appends, partial lines, rewrites, rotation, new files

@@ -1,0 +1,247 @@
+//! Backfill: discover every session file, skip those whose cursor says nothing changed, parse
+//! the rest on a small thread pool and emit them in discovery order (SOURCES.md "Backfill").
+//!
+//! Memory: at most `threads + 1` files are parsed or waiting to be written at once, and no more
+//! than `inflight_bytes` of file unless a single file is larger (the writer takes results in
+//! order), so memory follows the largest session, never the corpus.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::config::WorkerOptions;
+use super::cursor::FileCursor;
+use super::discover::discover;
+use super::emit::Emitter;
+use super::file_state::{FileState, FileUpdate, ParserFactory, ReadKind};
+use super::lineage::{Lineage, Unlinked};
+use super::status::{StopSignal, WorkerStatus};
+use crate::protocol::RunProgress;
+
+/// Least time between two `run.progress` frames.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Counters of a run, reported in `run.progress` / `run.complete`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunCounters {
+    /// Files the run reads (backfill: after the cursor check).
+    pub total: u64,
+    /// Files read and emitted so far.
+    pub emitted_files: u64,
+    /// Files skipped because their cursor says nothing changed.
+    pub skipped_files: u64,
+    /// Files that could not be read.
+    pub failed_files: u64,
+}
+
+impl RunCounters {
+    pub fn progress(&self, with_total: bool) -> RunProgress {
+        RunProgress {
+            imported: 0,
+            upserted: 0,
+            skipped: self.skipped_files,
+            failed: self.failed_files,
+            total: with_total.then_some(self.total),
+            emitted: Some(self.emitted_files),
+        }
+    }
+}
+
+/// Emits one file's update: lineage filled in, the items queued with their cursor. Returns the
+/// children emitted earlier without the spawn link this update revealed: re-send their headers
+/// ([`FileState::resend_header`]) and emit those too.
+pub(super) fn emit_update(
+    state: &FileState,
+    update: FileUpdate,
+    lineage: &mut Lineage,
+    emitter: &mut Emitter<'_>,
+) -> std::io::Result<Vec<Unlinked>> {
+    let FileUpdate {
+        mut items,
+        cursor,
+        part,
+        kind,
+    } = update;
+    let resend = match state.parser() {
+        Some(parser) => lineage.record(&state.source, &items, parser),
+        None => Vec::new(),
+    };
+    let tag = lineage.fill(&state.source, &mut items, &cursor);
+    let mut part = part.to_string();
+    if kind == ReadKind::Resent {
+        part.push('h');
+    }
+    if !tag.is_empty() {
+        part = format!("{part}+{tag}");
+    }
+    emitter.push_file(items, &part, Some(cursor.to_cursor(state.key())))?;
+    Ok(resend)
+}
+
+/// Re-sends the headers of children whose spawn link became known, and of their own children
+/// in turn, from fresh states rebuilt from their cursors (backfill keeps no state).
+fn resend_children(
+    mut pending: Vec<Unlinked>,
+    factory: &ParserFactory,
+    lineage: &mut Lineage,
+    emitter: &mut Emitter<'_>,
+) -> std::io::Result<()> {
+    while let Some((source, cursor)) = pending.pop() {
+        let mut child = FileState::new(source, Some(cursor));
+        match child.resend_header(factory) {
+            Ok(Some(update)) => pending.extend(emit_update(&child, update, lineage, emitter)?),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(path = %child.source.path.display(), error_kind = ?e.kind(), "child header not re-sent")
+            }
+        }
+    }
+    Ok(())
+}
+
+type Job = (FileState, mpsc::SyncSender<JobResult>);
+type JobResult = (FileState, std::io::Result<Option<FileUpdate>>);
+
+/// Runs a backfill to the end (or until `stop`), emitting `run.progress` along the way.
+/// Returns the counters for `run.complete`; the pending batch is flushed.
+///
+/// Errors: the frame output failed. Unreadable files are counted in `failed` and skipped.
+pub fn run_backfill(
+    options: &WorkerOptions,
+    cursors: &HashMap<String, FileCursor>,
+    factory: &ParserFactory,
+    emitter: &mut Emitter<'_>,
+    stop: &StopSignal,
+    status: &WorkerStatus,
+) -> std::io::Result<RunCounters> {
+    let started = Instant::now();
+    let mut counters = RunCounters::default();
+    let found = discover(options);
+    status
+        .watched_files
+        .store(found.len() as u64, Ordering::Relaxed);
+    // Each job with its file size, for the in-flight byte budget.
+    let mut jobs: VecDeque<(FileState, u64)> = VecDeque::new();
+    for d in found {
+        let key = super::cursor::cursor_key(d.source.provider, &d.source.path);
+        let state = FileState::new(d.source, cursors.get(&key).cloned());
+        match state.needs_read(options.full) {
+            Ok(true) => {
+                let size = std::fs::metadata(&state.source.path).map_or(0, |m| m.len());
+                jobs.push_back((state, size));
+            }
+            Ok(false) => counters.skipped_files += 1,
+            Err(e) => {
+                tracing::debug!(path = %state.source.path.display(), error_kind = ?e.kind(), "file vanished before reading");
+                counters.failed_files += 1;
+            }
+        }
+    }
+    counters.total = jobs.len() as u64;
+    status
+        .pending_files
+        .store(counters.total, Ordering::Relaxed);
+    emitter.sink().progress(&counters.progress(true))?;
+    tracing::info!(
+        files = counters.total,
+        skipped = counters.skipped_files,
+        "backfill discovered"
+    );
+
+    let threads = pool_size(options.parse_threads);
+    let window = threads + 1;
+    let mut lineage = Lineage::default();
+    let full = options.full;
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(window);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let result = std::thread::scope(|scope| -> std::io::Result<()> {
+        let job_tx = job_tx;
+        for _ in 0..threads {
+            let job_rx = &job_rx;
+            scope.spawn(move || {
+                loop {
+                    // Hold the lock only to take one job.
+                    let job = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((mut state, reply)) = job else { break };
+                    let update = state.update(factory, full);
+                    if reply.send((state, update)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut in_flight: VecDeque<(mpsc::Receiver<JobResult>, u64)> = VecDeque::new();
+        let mut in_flight_bytes = 0u64;
+        let mut last_progress = Instant::now();
+        loop {
+            while in_flight.len() < window && !stop.is_stopped() {
+                let Some(&(_, size)) = jobs.front() else {
+                    break;
+                };
+                // One file always goes, however large: memory follows the largest session.
+                if !in_flight.is_empty() && in_flight_bytes + size > options.inflight_bytes {
+                    break;
+                }
+                let Some((state, size)) = jobs.pop_front() else {
+                    break;
+                };
+                let (tx, rx) = mpsc::sync_channel(1);
+                if job_tx.send((state, tx)).is_err() {
+                    break;
+                }
+                in_flight_bytes += size;
+                in_flight.push_back((rx, size));
+            }
+            let Some((rx, size)) = in_flight.pop_front() else {
+                break;
+            };
+            in_flight_bytes -= size;
+            // A worker thread that panicked drops its reply sender: count the file as failed.
+            let Ok((state, update)) = rx.recv() else {
+                counters.failed_files += 1;
+                continue;
+            };
+            match update {
+                Ok(Some(update)) => {
+                    let resend = emit_update(&state, update, &mut lineage, emitter)?;
+                    drop(state);
+                    resend_children(resend, factory, &mut lineage, emitter)?;
+                    counters.emitted_files += 1;
+                }
+                Ok(None) => counters.skipped_files += 1,
+                Err(e) => {
+                    tracing::warn!(path = %state.source.path.display(), error_kind = ?e.kind(), "file not readable");
+                    counters.failed_files += 1;
+                }
+            }
+            status.pending_files.fetch_sub(1, Ordering::Relaxed);
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                emitter.sink().progress(&counters.progress(true))?;
+                last_progress = Instant::now();
+            }
+        }
+        drop(job_tx);
+        Ok(())
+    });
+    emitter.flush()?;
+    result?;
+    status.pending_files.store(0, Ordering::Relaxed);
+    tracing::info!(
+        emitted = counters.emitted_files,
+        skipped = counters.skipped_files,
+        failed = counters.failed_files,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "backfill done"
+    );
+    Ok(counters)
+}
+
+fn pool_size(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+}
