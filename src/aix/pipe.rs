@@ -35,11 +35,10 @@ pub fn stdout_writer() -> io::Result<Box<dyn Write + Send>> {
 pub fn enlarge_stdout_pipe() -> bool {
     #[cfg(target_os = "linux")]
     {
-        const PIPE_SIZE: libc::c_int = 1 << 20;
-        // SAFETY: fcntl on fd 1 with F_SETPIPE_SZ and an integer argument reads no memory of
-        // ours; on a non-pipe it fails with EBADF/EINVAL and changes nothing.
-        let r = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_SETPIPE_SZ, PIPE_SIZE) };
-        r >= PIPE_SIZE
+        use nix::fcntl::{FcntlArg, fcntl};
+        const PIPE_SIZE: i32 = 1 << 20;
+        // On a non-pipe the call fails with EBADF/EINVAL and changes nothing.
+        fcntl(io::stdout(), FcntlArg::F_SETPIPE_SZ(PIPE_SIZE)).is_ok_and(|size| size >= PIPE_SIZE)
     }
     #[cfg(not(target_os = "linux"))]
     {
