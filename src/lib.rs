@@ -8,6 +8,9 @@
 //! - [`protocol`]: the wire vocabulary shared by `nex` and the `aix` worker: import items,
 //!   service-level requests and responses, stdio JSONL v1 frames, error codes.
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
+//! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
+//!   the control socket.
 
 pub mod protocol;
 pub mod aix;
+pub mod control;
