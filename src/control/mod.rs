@@ -13,30 +13,36 @@
 //! - `bus`: in-process import events.
 //! - `store`: the `nexus.db` connection behind its own thread.
 //! - `api`, `server`, `client`: the control requests, the Unix socket, and its client.
+//! - `lock`: one control plane per `NEX_HOME` (the daemon or an in-process CLI run).
 //! - `config`: paths, settings, `config.toml`, environment.
 //! - `error`: [`ControlError`] and its codes.
 
 pub mod api;
 pub mod audit;
 pub mod bus;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod lock;
 pub mod policy;
 pub mod port;
 pub mod run;
+pub mod server;
 pub mod store;
 pub mod supervisor;
 pub mod worker;
 
 pub use api::{Request, Response};
 pub use bus::{Bus, ImportEvent};
+pub use client::{Control, ControlClient};
 pub use config::{ControlSettings, Overrides, Paths, Timings};
 pub use error::ControlError;
 pub use jobs::{JobRecord, JobStatus};
 pub use port::{PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline, RunSignal};
 pub use run::RunDeps;
+pub use server::ControlServer;
 pub use store::NexusStore;
 pub use supervisor::{ControlHandle, HostMode, Supervisor};
 pub use worker::WorkerCommand;

@@ -1,0 +1,132 @@
+//! The control socket: `$NEX_HOME/run/nex.sock`, mode 0600 in a 0700 directory, one JSON
+//! request per line and one JSON response per line (see `api`). Local user only; there is no
+//! TCP listener anywhere (seed: locality trust, no token).
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinSet;
+use tokio_util::codec::{Framed, LinesCodec};
+use tokio_util::sync::CancellationToken;
+
+use super::api::{Request, Response};
+use super::error::ControlError;
+use super::supervisor::ControlHandle;
+
+/// Longest request line accepted; requests are tiny.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Creates `dir` (and parents) and makes it 0700.
+///
+/// Errors: `io_failed`.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), ControlError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(ControlError::io(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(ControlError::io(dir))
+}
+
+/// A bound control socket.
+#[derive(Debug)]
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlServer {
+    /// Binds `socket` (its directory made 0700, the socket 0600). A stale socket file left by a
+    /// dead daemon is replaced.
+    ///
+    /// Errors: `daemon_already_running` when a daemon answers on it; `socket_failed`.
+    pub async fn bind(socket: &Path) -> Result<ControlServer, ControlError> {
+        let dir = socket
+            .parent()
+            .ok_or_else(|| ControlError::BadRequest("socket path has no directory".into()))?;
+        ensure_private_dir(dir)?;
+        if socket.exists() {
+            if UnixStream::connect(socket).await.is_ok() {
+                return Err(ControlError::DaemonRunning(socket.to_path_buf()));
+            }
+            std::fs::remove_file(socket).map_err(|source| ControlError::Socket {
+                path: socket.to_path_buf(),
+                source,
+            })?;
+        }
+        let sock_err = |source| ControlError::Socket {
+            path: socket.to_path_buf(),
+            source,
+        };
+        let listener = UnixListener::bind(socket).map_err(sock_err)?;
+        // The directory is 0700, so nobody else can reach the socket between bind and chmod.
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(sock_err)?;
+        Ok(ControlServer {
+            listener,
+            path: socket.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves connections until `shutdown`, then closes them and removes the socket file.
+    pub async fn serve(self, handle: ControlHandle, shutdown: CancellationToken) {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        conns.spawn(serve_conn(stream, handle.clone(), shutdown.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        conns.abort_all();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn serve_conn(stream: UnixStream, handle: ControlHandle, shutdown: CancellationToken) {
+    let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(MAX_REQUEST_BYTES));
+    loop {
+        let line = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            line = framed.next() => line,
+        };
+        let response = match line {
+            None => return,
+            Some(Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded)) => {
+                Response::error(&ControlError::BadRequest("request too long".into()))
+            }
+            Some(Err(_)) => return,
+            Some(Ok(line)) if line.trim().is_empty() => continue,
+            Some(Ok(line)) => match serde_json::from_str::<Request>(&line) {
+                Ok(request) => handle.request(request).await,
+                Err(e) => Response::error(&ControlError::BadRequest(format!(
+                    "not a control request ({})",
+                    match e.classify() {
+                        serde_json::error::Category::Data => "unknown command or field",
+                        _ => "invalid JSON",
+                    }
+                ))),
+            },
+        };
+        // Plain data: serialisation cannot fail.
+        let text = serde_json::to_string(&response).expect("response serialises");
+        if framed.send(text).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The one integration test binary. Modules:
+
+mod control_jobs; // backfill job state machine, one-active rule, daemon restart recovery
+mod control_runs; // supervised runs with the fake worker: jobs, tail restarts, stops, health
+mod control_socket; // the control socket: permissions, requests, stale sockets
+mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pipeline
