@@ -7,10 +7,17 @@
 //!
 //! - [`protocol`]: the wire vocabulary shared by `nex` and the `aix` worker: import items,
 //!   service-level requests and responses, stdio JSONL v1 frames, error codes.
+//! - [`import`]: the Session Import Service: `sessions.import` / `sessions.import.chunk` over a
+//!   SQLite transaction, with the baseline's idempotency, chunking and upsert semantics.
+//! - [`ledger`]: SQLite files (`agents.db`, `nexus.db`): open with pragmas, migrations, cursors.
+//! - [`cli`]: the `nex` command line (clap tree and command implementations).
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 //! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
 //!   the control socket.
 
-pub mod protocol;
 pub mod aix;
+pub mod cli;
 pub mod control;
+pub mod import;
+pub mod ledger;
+pub mod protocol;

@@ -1,0 +1,273 @@
+//! The chunk algorithm (IMPORT_SEMANTICS.md "Chunk algorithm"): stage the parts of one large
+//! item, check each against the upload's first part, and import the item when the last part
+//! arrives.
+//!
+//! **(improvement)** When an upload is imported its parts' payloads are cleared in the same
+//! transaction (the rows stay as tombstones until the TTL, so late re-sends are still checked
+//! against the upload's metadata); a re-sent part of a completed upload is answered from the
+//! stored import response of its idempotency key.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::service::{import_unchecked, in_savepoint, new_run_id, stored_response};
+use super::validation::chunk_bounds;
+use super::{ImportError, ImportOptions, check_chunk_request, decode_chunked_item, hash, sql};
+use crate::protocol::{
+    ChunkRequest, ChunkResponse, ChunkStatus, ImportRequest, ImportResponse, ImportSessionItem,
+};
+
+/// Stages one part; when it completes the upload, decodes and imports the item.
+///
+/// Guarantees: a request error writes nothing (savepoint); a repeated part replaces itself;
+/// the import runs under the chunk's idempotency key, run id and persona, and stores the
+/// chunk's cursors only on the completing part. Errors: the chunk request checks, the
+/// `chunk_*_mismatch` checks against the upload, the assembly and decode codes, the
+/// `chunk_item_*_mismatch` checks, and whatever the import itself refuses (e.g.
+/// `idempotency_key_payload_mismatch`).
+pub fn chunk(
+    tx: &Transaction<'_>,
+    req: &ChunkRequest,
+    opts: &ImportOptions,
+) -> Result<ChunkResponse, ImportError> {
+    check_chunk_request(req)?;
+    let now = opts.now_ms();
+    let persona = opts.resolve_persona(req.persona_id.as_deref());
+    let run_id = req
+        .run_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map_or_else(new_run_id, str::to_owned);
+    in_savepoint(tx, "nex_chunk_request", || {
+        chunk_unchecked(tx, req, opts, &persona, &run_id, now)
+    })
+}
+
+fn chunk_unchecked(
+    conn: &Connection,
+    req: &ChunkRequest,
+    opts: &ImportOptions,
+    persona: &str,
+    run_id: &str,
+    now: i64,
+) -> Result<ChunkResponse, ImportError> {
+    let source = req.source.trim();
+    let upload_id = req.upload_id.trim();
+    conn.prepare_cached(sql::PRUNE_PARTS)?
+        .execute([now.saturating_sub(opts.chunk_ttl_ms)])?;
+    let first = check_against_upload(conn, req)?;
+    if first.is_some_and(|meta| meta.completed) {
+        if let Some(import) = stored_response(conn, req.idempotency_key.trim())? {
+            let (_, total) = chunk_bounds(req);
+            return Ok(completed(upload_id, total as u64, import));
+        }
+        // Tombstones without a stored response cannot answer: start the upload afresh.
+        conn.prepare_cached(sql::DELETE_UPLOAD)?
+            .execute(params![source, upload_id])?;
+    }
+    let (received, total) = stage_chunk(conn, req, persona, run_id, now)?;
+    if received < total {
+        return Ok(ChunkResponse {
+            ok: true,
+            run_id: run_id.to_owned(),
+            upload_id: upload_id.to_owned(),
+            status: ChunkStatus::Staged,
+            received,
+            total,
+            import: None,
+        });
+    }
+    let item = assemble_upload(conn, source, upload_id, total, opts.max_inflated_bytes)?;
+    check_item_against_chunk(&item, req)?;
+    let synthetic = ImportRequest {
+        source: source.to_owned(),
+        run_id: Some(run_id.to_owned()),
+        mode: req.mode.trim().to_owned(),
+        persona_id: req.persona_id.clone(),
+        idempotency_key: req.idempotency_key.trim().to_owned(),
+        items: vec![item],
+        cursors: req.cursors.clone(),
+    };
+    // (improvement) The chunk request's own personaId is hashed, as on the import path.
+    let request_hash = hash::request_hash(&synthetic);
+    let import = import_unchecked(conn, &synthetic, &request_hash, persona, now)?;
+    conn.prepare_cached(sql::COMPLETE_PARTS)?
+        .execute(params![source, upload_id, now])?;
+    Ok(completed(upload_id, total, import))
+}
+
+fn completed(upload_id: &str, total: u64, import: ImportResponse) -> ChunkResponse {
+    ChunkResponse {
+        ok: true,
+        run_id: import.run_id.clone(),
+        upload_id: upload_id.to_owned(),
+        status: ChunkStatus::Completed,
+        received: total,
+        total,
+        import: Some(import),
+    }
+}
+
+/// The metadata of an upload's lowest-index part.
+#[derive(Debug, Clone, Copy)]
+struct UploadState {
+    completed: bool,
+}
+
+/// Checks `req` against the upload's first staged part, if any (rule 3, in the baseline's
+/// order): total, mode, idempotency key, provider, session id, fingerprint, encoding.
+pub fn check_chunk_against_upload(
+    conn: &Connection,
+    req: &ChunkRequest,
+) -> Result<(), ImportError> {
+    check_against_upload(conn, req).map(|_| ())
+}
+
+fn check_against_upload(
+    conn: &Connection,
+    req: &ChunkRequest,
+) -> Result<Option<UploadState>, ImportError> {
+    type Row = (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<i64>,
+    );
+    let row: Option<Row> = conn
+        .prepare_cached(sql::FIRST_PART)?
+        .query_row(params![req.source.trim(), req.upload_id.trim()], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })
+        .optional()?;
+    let Some((total, mode, key, provider, session, fingerprint, encoding, completed_at)) = row
+    else {
+        return Ok(None);
+    };
+    let (_, req_total) = chunk_bounds(req);
+    if total != req_total {
+        return Err(ImportError::ChunkTotalMismatch);
+    }
+    if mode != req.mode.trim() {
+        return Err(ImportError::ChunkModeMismatch);
+    }
+    if key != req.idempotency_key.trim() {
+        return Err(ImportError::ChunkIdempotencyKeyMismatch);
+    }
+    if provider != req.source_provider.trim() {
+        return Err(ImportError::ChunkSourceProviderMismatch);
+    }
+    if session != req.source_session_id.trim() {
+        return Err(ImportError::ChunkSourceSessionIdMismatch);
+    }
+    if fingerprint != req.source_session_fingerprint.trim() {
+        return Err(ImportError::ChunkSourceSessionFingerprintMismatch);
+    }
+    if encoding != req.encoding.trim() {
+        return Err(ImportError::ChunkEncodingMismatch);
+    }
+    Ok(Some(UploadState {
+        completed: completed_at.is_some(),
+    }))
+}
+
+/// Upserts the part keyed by `(source, uploadId, chunkIndex)` (a repeat replaces itself) and
+/// returns `(received, total)`: the parts now staged and the upload's (clamped) total.
+pub fn stage_chunk(
+    conn: &Connection,
+    req: &ChunkRequest,
+    persona: &str,
+    run_id: &str,
+    now: i64,
+) -> Result<(u64, u64), ImportError> {
+    let (index, total) = chunk_bounds(req);
+    let source = req.source.trim();
+    let upload_id = req.upload_id.trim();
+    conn.prepare_cached(sql::UPSERT_PART)?.execute(params![
+        source,
+        upload_id,
+        index,
+        total,
+        req.mode.trim(),
+        run_id,
+        persona,
+        req.idempotency_key.trim(),
+        req.source_provider.trim(),
+        req.source_session_id.trim(),
+        req.source_session_fingerprint.trim(),
+        req.encoding.trim(),
+        req.data.trim(),
+        now,
+    ])?;
+    let received: i64 = conn
+        .prepare_cached(sql::COUNT_PARTS)?
+        .query_row(params![source, upload_id], |r| r.get(0))?;
+    Ok((received.max(0) as u64, total as u64))
+}
+
+/// Loads the staged parts of an upload in index order and decodes the item.
+///
+/// Errors: `chunk_upload_empty` (no parts), `chunk_index_gap` (the parts are not exactly
+/// `0..total`), then the codes of [`decode_chunked_item`] with the first part's encoding.
+pub fn assemble_upload(
+    conn: &Connection,
+    source: &str,
+    upload_id: &str,
+    total: u64,
+    max_inflated_bytes: u64,
+) -> Result<ImportSessionItem, ImportError> {
+    let mut stmt = conn.prepare_cached(sql::LIST_PARTS)?;
+    let rows = stmt.query_map(params![source, upload_id], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut encoding = None;
+    let mut payloads = Vec::new();
+    for (position, row) in rows.enumerate() {
+        let (index, part_encoding, payload) = row?;
+        if index != position as i64 {
+            return Err(ImportError::ChunkIndexGap);
+        }
+        encoding.get_or_insert(part_encoding);
+        payloads.push(payload);
+    }
+    let Some(encoding) = encoding else {
+        return Err(ImportError::ChunkUploadEmpty);
+    };
+    if payloads.len() as u64 != total {
+        return Err(ImportError::ChunkIndexGap);
+    }
+    decode_chunked_item(payloads, &encoding, max_inflated_bytes)
+}
+
+/// The decoded item must name the chunk's provider, session and fingerprint.
+fn check_item_against_chunk(
+    item: &ImportSessionItem,
+    req: &ChunkRequest,
+) -> Result<(), ImportError> {
+    if item.source_provider.trim() != req.source_provider.trim() {
+        return Err(ImportError::ChunkItemSourceProviderMismatch);
+    }
+    if item.source_session_id.trim() != req.source_session_id.trim() {
+        return Err(ImportError::ChunkItemSourceSessionIdMismatch);
+    }
+    if item.source_session_fingerprint.trim() != req.source_session_fingerprint.trim() {
+        return Err(ImportError::ChunkItemSourceSessionFingerprintMismatch);
+    }
+    Ok(())
+}

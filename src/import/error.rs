@@ -1,0 +1,147 @@
+//! The import service's error codes (IMPORT_SEMANTICS.md): request-level errors, chunk errors
+//! and per-item reasons. Codes are stable snake_case; messages never carry payload content.
+
+use std::borrow::Cow;
+
+/// Why a request (or, for the item variants, one item) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    // ---- request checks (import algorithm 1) ----
+    #[error("source is not supported (only \"aix\")")]
+    SourceUnsupported,
+    #[error("mode is not supported (backfill or tail)")]
+    ModeUnsupported,
+    #[error("idempotency key is required")]
+    IdempotencyKeyRequired,
+    #[error("at least one item is required")]
+    ItemsRequired,
+    // ---- idempotency (import algorithm 4) ----
+    #[error("idempotency key was used with another source")]
+    IdempotencyKeySourceMismatch,
+    #[error("idempotency key was used with another mode")]
+    IdempotencyKeyModeMismatch,
+    #[error("idempotency key was used with another payload")]
+    IdempotencyKeyPayloadMismatch,
+    // ---- chunk checks (chunk algorithm 1, 3) ----
+    #[error("upload id is required")]
+    ChunkUploadIdRequired,
+    #[error("chunk index is not below the chunk total")]
+    ChunkIndexOutOfRange,
+    #[error("chunk total differs from the upload's")]
+    ChunkTotalMismatch,
+    #[error("chunk mode differs from the upload's")]
+    ChunkModeMismatch,
+    #[error("chunk idempotency key differs from the upload's")]
+    ChunkIdempotencyKeyMismatch,
+    #[error("chunk source provider differs from the upload's")]
+    ChunkSourceProviderMismatch,
+    #[error("chunk source session id differs from the upload's")]
+    ChunkSourceSessionIdMismatch,
+    #[error("chunk source session fingerprint differs from the upload's")]
+    ChunkSourceSessionFingerprintMismatch,
+    #[error("chunk encoding differs from the upload's")]
+    ChunkEncodingMismatch,
+    // ---- assembly (chunk algorithm 6) ----
+    #[error("staged chunk indexes are not contiguous")]
+    ChunkIndexGap,
+    #[error("upload has no staged parts")]
+    ChunkUploadEmpty,
+    /// The encoding as sent, or `unknown` when blank; part of the code.
+    #[error("chunk encoding is not supported")]
+    ChunkEncodingUnsupported(String),
+    #[error("chunk payload is not valid base64+gzip")]
+    ChunkPayloadDecodeFailed,
+    #[error("chunk payload is not a valid import item")]
+    ChunkPayloadJsonInvalid,
+    #[error("chunk payload inflates past the limit of {limit} bytes")]
+    ChunkPayloadTooLarge { limit: u64 },
+    #[error("decoded item's source provider differs from the chunk's")]
+    ChunkItemSourceProviderMismatch,
+    #[error("decoded item's source session id differs from the chunk's")]
+    ChunkItemSourceSessionIdMismatch,
+    #[error("decoded item's source session fingerprint differs from the chunk's")]
+    ChunkItemSourceSessionFingerprintMismatch,
+    // ---- per-item reasons (item algorithm) ----
+    #[error("item source provider is required")]
+    SourceProviderRequired,
+    #[error("item source session id is required")]
+    SourceSessionIdRequired,
+    #[error("item source session fingerprint is required")]
+    SourceSessionFingerprintRequired,
+    // ---- ledger ----
+    /// Another connection held the write lock past the busy timeout; retryable.
+    #[error("ledger is busy")]
+    LedgerBusy(#[source] rusqlite::Error),
+    #[error("ledger write failed")]
+    LedgerWriteFailed(#[source] rusqlite::Error),
+}
+
+impl ImportError {
+    /// The stable code. Only `chunk_encoding_unsupported:<enc>` is not a static string.
+    pub fn code(&self) -> Cow<'static, str> {
+        use ImportError::*;
+        Cow::Borrowed(match self {
+            SourceUnsupported => "source_unsupported",
+            ModeUnsupported => "mode_unsupported",
+            IdempotencyKeyRequired => "idempotency_key_required",
+            ItemsRequired => "items_required",
+            IdempotencyKeySourceMismatch => "idempotency_key_source_mismatch",
+            IdempotencyKeyModeMismatch => "idempotency_key_mode_mismatch",
+            IdempotencyKeyPayloadMismatch => "idempotency_key_payload_mismatch",
+            ChunkUploadIdRequired => "chunk_upload_id_required",
+            ChunkIndexOutOfRange => "chunk_index_out_of_range",
+            ChunkTotalMismatch => "chunk_total_mismatch",
+            ChunkModeMismatch => "chunk_mode_mismatch",
+            ChunkIdempotencyKeyMismatch => "chunk_idempotency_key_mismatch",
+            ChunkSourceProviderMismatch => "chunk_source_provider_mismatch",
+            ChunkSourceSessionIdMismatch => "chunk_source_session_id_mismatch",
+            ChunkSourceSessionFingerprintMismatch => "chunk_source_session_fingerprint_mismatch",
+            ChunkEncodingMismatch => "chunk_encoding_mismatch",
+            ChunkIndexGap => "chunk_index_gap",
+            ChunkUploadEmpty => "chunk_upload_empty",
+            ChunkEncodingUnsupported(enc) => {
+                return Cow::Owned(format!("chunk_encoding_unsupported:{enc}"));
+            }
+            ChunkPayloadDecodeFailed => "chunk_payload_decode_failed",
+            ChunkPayloadJsonInvalid => "chunk_payload_json_invalid",
+            ChunkPayloadTooLarge { .. } => "chunk_payload_too_large",
+            ChunkItemSourceProviderMismatch => "chunk_item_source_provider_mismatch",
+            ChunkItemSourceSessionIdMismatch => "chunk_item_source_session_id_mismatch",
+            ChunkItemSourceSessionFingerprintMismatch => {
+                "chunk_item_source_session_fingerprint_mismatch"
+            }
+            SourceProviderRequired => "source_provider_required",
+            SourceSessionIdRequired => "source_session_id_required",
+            SourceSessionFingerprintRequired => "source_session_fingerprint_required",
+            LedgerBusy(_) => "ledger_busy",
+            LedgerWriteFailed(_) => "ledger_write_failed",
+        })
+    }
+
+    /// True for errors a caller may retry unchanged (the ledger was locked).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ImportError::LedgerBusy(_))
+    }
+}
+
+impl From<rusqlite::Error> for ImportError {
+    fn from(err: rusqlite::Error) -> Self {
+        if crate::ledger::is_busy(&err) {
+            ImportError::LedgerBusy(err)
+        } else {
+            ImportError::LedgerWriteFailed(err)
+        }
+    }
+}
+
+impl From<crate::ledger::LedgerError> for ImportError {
+    fn from(err: crate::ledger::LedgerError) -> Self {
+        match err {
+            crate::ledger::LedgerError::Sqlite(e) => e.into(),
+            crate::ledger::LedgerError::Migration { source, .. } => source.into(),
+            other => ImportError::LedgerWriteFailed(rusqlite::Error::ToSqlConversionFailure(
+                Box::new(other),
+            )),
+        }
+    }
+}

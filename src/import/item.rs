@@ -1,0 +1,644 @@
+//! The item algorithm (IMPORT_SEMANTICS.md "Item algorithm"): one `ImportSessionItem` ->
+//! upserted turns, threads, messages, tool calls, session, history and import mapping.
+//!
+//! Runs inside the caller's per-item savepoint; an error leaves the rollback to the caller.
+//!
+//! **(improvement, incremental tails)** A reference to a turn or message that is not in the
+//! item but whose deterministic row already exists in the ledger links to that row (a tail
+//! worker sends partial items: the header plus the turns touched by new lines). When the
+//! referent is in the item the result is the baseline's; when it exists nowhere it is still
+//! NULL / dropped. `has_children` is derived from the ledger's rows, so any sequence of partial
+//! items and one full item converge on the same rows.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value};
+
+use super::ImportError;
+use super::ids::{IdKind, ROOT_TURN_ENTITY, scoped_id, session_label};
+use super::sql;
+use crate::protocol::{ImportSessionItem, ItemStatus, Message, ToolCall, Turn};
+
+/// What an item import needs besides the item.
+pub(crate) struct ItemContext<'a> {
+    pub conn: &'a Connection,
+    pub source: &'a str,
+    pub persona: &'a str,
+    pub run_id: &'a str,
+    pub now_ms: i64,
+}
+
+/// A successful item: imported, upserted or skipped (reason `fingerprint_unchanged`).
+pub(crate) struct ItemOutcome {
+    pub status: ItemStatus,
+    pub label: String,
+}
+
+/// Resolves source ids to row ids: the item's own entities first, then (improvement) rows
+/// already in the ledger; lookups in the ledger are cached per item.
+struct Refs<'a> {
+    conn: &'a Connection,
+    source: &'a str,
+    provider: &'a str,
+    session_id: &'a str,
+    turns: HashMap<&'a str, String>,
+    messages: HashMap<&'a str, String>,
+    ledger: RefCell<HashMap<String, bool>>,
+}
+
+impl<'a> Refs<'a> {
+    fn id(&self, kind: IdKind, entity: &str) -> String {
+        scoped_id(kind, self.source, self.provider, self.session_id, entity)
+    }
+
+    fn turn(&self, source_id: Option<&str>) -> Result<Option<String>, ImportError> {
+        self.resolve(IdKind::Turn, source_id)
+    }
+
+    fn message(&self, source_id: Option<&str>) -> Result<Option<String>, ImportError> {
+        self.resolve(IdKind::Message, source_id)
+    }
+
+    fn resolve(
+        &self,
+        kind: IdKind,
+        source_id: Option<&str>,
+    ) -> Result<Option<String>, ImportError> {
+        let Some(src) = source_id.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let own = match kind {
+            IdKind::Turn => &self.turns,
+            IdKind::Message => &self.messages,
+            IdKind::Tool => return Ok(None),
+        };
+        if let Some(id) = own.get(src) {
+            return Ok(Some(id.clone()));
+        }
+        let id = self.id(kind, src);
+        if let Some(&known) = self.ledger.borrow().get(&id) {
+            return Ok(known.then_some(id));
+        }
+        let query = match kind {
+            IdKind::Turn => sql::TURN_EXISTS,
+            _ => sql::MESSAGE_EXISTS,
+        };
+        let exists = self
+            .conn
+            .prepare_cached(query)?
+            .query_row([&id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        self.ledger.borrow_mut().insert(id.clone(), exists);
+        Ok(exists.then_some(id))
+    }
+}
+
+/// Session-level times after the fallbacks of rule 5.
+struct Times {
+    imported_at: i64,
+    created: i64,
+    updated: i64,
+}
+
+/// Imports one item. Item-level errors (`source_*_required`, ledger failures) are returned for
+/// the caller to record as the item's `failed` reason.
+pub(crate) fn import_item(
+    ctx: &ItemContext<'_>,
+    item: &ImportSessionItem,
+) -> Result<ItemOutcome, ImportError> {
+    let conn = ctx.conn;
+    let provider = item.source_provider.trim();
+    let session_id = item.source_session_id.trim();
+    let fingerprint = item.source_session_fingerprint.trim();
+    if provider.is_empty() {
+        return Err(ImportError::SourceProviderRequired);
+    }
+    if session_id.is_empty() {
+        return Err(ImportError::SourceSessionIdRequired);
+    }
+    if fingerprint.is_empty() {
+        return Err(ImportError::SourceSessionFingerprintRequired);
+    }
+
+    // 1-2. Existing mapping and label.
+    let existing: Option<(String, String)> = conn
+        .prepare_cached(sql::SELECT_MAPPING)?
+        .query_row(params![ctx.source, provider, session_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let label = match &existing {
+        Some((_, label)) if !label.trim().is_empty() => label.clone(),
+        _ => resolve_label(
+            ctx,
+            provider,
+            session_id,
+            item.session.label_hint.as_deref(),
+        )?,
+    };
+
+    // 3. Unchanged fingerprint: only the persona is refreshed.
+    if let Some((stored_fp, _)) = &existing
+        && stored_fp == fingerprint
+    {
+        conn.prepare_cached(sql::SKIP_REFRESH_PERSONA)?
+            .execute(params![ctx.persona, label])?;
+        return Ok(ItemOutcome {
+            status: ItemStatus::Skipped,
+            label,
+        });
+    }
+
+    // 5. Times.
+    let session = &item.session;
+    let imported_at = positive(item.imported_at_ms).unwrap_or(ctx.now_ms);
+    let times = Times {
+        imported_at,
+        created: session
+            .created_at_ms
+            .and_then(positive)
+            .unwrap_or(imported_at),
+        updated: session
+            .updated_at_ms
+            .and_then(positive)
+            .unwrap_or(imported_at),
+    };
+
+    // 4. Deterministic ids of the item's own entities (blank source ids are skipped).
+    let mut refs = Refs {
+        conn,
+        source: ctx.source,
+        provider,
+        session_id,
+        turns: HashMap::with_capacity(item.turns.len()),
+        messages: HashMap::with_capacity(item.messages.len()),
+        ledger: RefCell::new(HashMap::new()),
+    };
+    let turns: Vec<&Turn> = item
+        .turns
+        .iter()
+        .filter(|t| !t.source_turn_id.trim().is_empty())
+        .collect();
+    for turn in &turns {
+        let src = turn.source_turn_id.trim();
+        let id = refs.id(IdKind::Turn, src);
+        refs.turns.insert(src, id);
+    }
+    for message in &item.messages {
+        let src = message.source_message_id.trim();
+        if !src.is_empty() {
+            let id = refs.id(IdKind::Message, src);
+            refs.messages.insert(src, id);
+        }
+    }
+    let tool_ids: HashMap<&str, String> = item
+        .tool_calls
+        .iter()
+        .map(|t| t.source_tool_call_id.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| (s, refs.id(IdKind::Tool, s)))
+        .collect();
+
+    // 6. Turns and threads.
+    let root_id = turns
+        .is_empty()
+        .then(|| refs.id(IdKind::Turn, ROOT_TURN_ENTITY));
+    let fallback_turn = match &root_id {
+        Some(root) => root.clone(),
+        // Without a root turn there is at least one turn.
+        None => turns
+            .first()
+            .map(|first| refs.turns[first.source_turn_id.trim()].clone())
+            .unwrap_or_default(),
+    };
+    let head_turn = match &root_id {
+        Some(root) => root.clone(),
+        None => head_turn_id(&turns, &refs).unwrap_or_else(|| fallback_turn.clone()),
+    };
+    let written = write_turns(ctx, item, &refs, &turns, root_id.as_deref(), &times)?;
+    let mut refresh = conn.prepare_cached(sql::REFRESH_HAS_CHILDREN)?;
+    for id in &written {
+        refresh.execute([id])?;
+    }
+
+    // 7. Messages.
+    write_messages(ctx, item, &refs, &fallback_turn, &times)?;
+
+    // 8. Tool calls.
+    write_tool_calls(ctx, item, &refs, &tool_ids, &fallback_turn, &times)?;
+
+    // 9. Session.
+    let parent_label = match session.parent_source_session_id.as_deref().map(str::trim) {
+        Some(parent) if !parent.is_empty() => Some(mapped_label(ctx, provider, parent)?),
+        _ => None,
+    };
+    let spawn_tool_call_id = session
+        .spawn_tool_call_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|spawn| match tool_ids.get(spawn) {
+            Some(id) => id.clone(),
+            None => {
+                // (improvement) The spawning call lives in the parent session's rows.
+                let owner = session
+                    .parent_source_session_id
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or(session_id);
+                scoped_id(IdKind::Tool, ctx.source, provider, owner, spawn)
+            }
+        });
+    let routing_key = session
+        .workspace_path
+        .as_deref()
+        .or(session.project.as_deref())
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    conn.prepare_cached(sql::UPSERT_SESSION)?.execute(params![
+        label,
+        head_turn,
+        ctx.persona,
+        i64::from(session.is_subagent),
+        parent_label,
+        spawn_tool_call_id,
+        non_blank(session.task_description.as_deref()),
+        non_blank(session.task_status.as_deref()),
+        routing_key,
+        format!("aix:{provider}"),
+        session_id,
+        times.created,
+        times.updated.max(times.created),
+    ])?;
+
+    // 10. History, only when the head changed (improvement).
+    let latest: Option<String> = conn
+        .prepare_cached(sql::LATEST_HISTORY_THREAD)?
+        .query_row([&label], |r| r.get(0))
+        .optional()?;
+    if latest.as_deref() != Some(head_turn.as_str()) {
+        conn.prepare_cached(sql::INSERT_HISTORY)?.execute(params![
+            label,
+            head_turn,
+            times.imported_at.max(times.updated)
+        ])?;
+    }
+
+    // 11. Mapping.
+    conn.prepare_cached(sql::UPSERT_MAPPING)?.execute(params![
+        ctx.source,
+        provider,
+        session_id,
+        fingerprint,
+        label,
+        times.imported_at,
+        ctx.now_ms,
+        ctx.run_id,
+    ])?;
+
+    Ok(ItemOutcome {
+        status: if existing.is_some() {
+            ItemStatus::Upserted
+        } else {
+            ItemStatus::Imported
+        },
+        label,
+    })
+}
+
+/// Rule 2: the deterministic label, unless the hint names a live session of this persona and
+/// the deterministic label is not taken yet.
+fn resolve_label(
+    ctx: &ItemContext<'_>,
+    provider: &str,
+    session_id: &str,
+    hint: Option<&str>,
+) -> Result<String, ImportError> {
+    let deterministic = session_label(ctx.source, provider, session_id);
+    let Some(hint) = hint.map(str::trim).filter(|h| !h.is_empty()) else {
+        return Ok(deterministic);
+    };
+    if hint == deterministic {
+        return Ok(deterministic);
+    }
+    let hint_live = ctx
+        .conn
+        .prepare_cached(sql::SESSION_LIVE_FOR_PERSONA)?
+        .query_row(params![hint, ctx.persona], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !hint_live {
+        return Ok(deterministic);
+    }
+    let deterministic_live = ctx
+        .conn
+        .prepare_cached(sql::SESSION_LIVE)?
+        .query_row([&deterministic], |_| Ok(()))
+        .optional()?
+        .is_some();
+    Ok(if deterministic_live {
+        deterministic
+    } else {
+        hint.to_owned()
+    })
+}
+
+/// The label of another session of the same provider: its import mapping's, else its
+/// deterministic label (even when it is not imported yet).
+fn mapped_label(
+    ctx: &ItemContext<'_>,
+    provider: &str,
+    session_id: &str,
+) -> Result<String, ImportError> {
+    let stored: Option<(String, String)> = ctx
+        .conn
+        .prepare_cached(sql::SELECT_MAPPING)?
+        .query_row(params![ctx.source, provider, session_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    Ok(match stored {
+        Some((_, label)) if !label.trim().is_empty() => label,
+        _ => session_label(ctx.source, provider, session_id),
+    })
+}
+
+/// The turn with the latest completion-or-start time (non-positive counts as 0; the first
+/// wins ties).
+fn head_turn_id(turns: &[&Turn], refs: &Refs<'_>) -> Option<String> {
+    let mut best: Option<(&Turn, i64)> = None;
+    for turn in turns {
+        let ts = turn.completed_at_ms.unwrap_or(turn.started_at_ms).max(0);
+        if best.is_none_or(|(_, b)| ts > b) {
+            best = Some((turn, ts));
+        }
+    }
+    best.and_then(|(turn, _)| refs.turns.get(turn.source_turn_id.trim()).cloned())
+}
+
+/// Upserts the turns (or the synthetic root) and their threads; returns the ids whose
+/// `has_children` must be re-derived (the written turns and the parents they name).
+fn write_turns(
+    ctx: &ItemContext<'_>,
+    item: &ImportSessionItem,
+    refs: &Refs<'_>,
+    turns: &[&Turn],
+    root_id: Option<&str>,
+    times: &Times,
+) -> Result<Vec<String>, ImportError> {
+    let session = &item.session;
+    let workspace = non_blank(session.workspace_path.as_deref());
+    let mut upsert_turn = ctx.conn.prepare_cached(sql::UPSERT_TURN)?;
+    let mut upsert_thread = ctx.conn.prepare_cached(sql::UPSERT_THREAD)?;
+    let mut written: Vec<String> = Vec::with_capacity(turns.len() * 2 + 1);
+
+    if let Some(root) = root_id {
+        let config = session.metadata.as_ref().map(Value::to_string);
+        upsert_turn.execute(params![
+            root,
+            None::<String>,
+            "completed",
+            times.created.min(times.updated),
+            times.updated,
+            non_blank(session.model.as_deref()),
+            non_blank(session.provider.as_deref()),
+            config,
+            None::<i64>,
+            None::<i64>,
+            None::<i64>,
+            None::<i64>,
+            None::<i64>,
+            None::<i64>,
+            None::<String>,
+            None::<String>,
+            item.tool_calls.len() as i64,
+            ROOT_TURN_ENTITY,
+            workspace,
+        ])?;
+        upsert_thread.execute(params![root, None::<i64>, ctx.persona])?;
+        written.push(root.to_owned());
+        return Ok(written);
+    }
+
+    let mut tool_counts: HashMap<&str, i64> = HashMap::new();
+    for call in &item.tool_calls {
+        if let Some(turn) = call.source_turn_id.as_deref().map(str::trim) {
+            *tool_counts.entry(turn).or_default() += 1;
+        }
+    }
+    for turn in turns {
+        let src = turn.source_turn_id.trim();
+        let id = &refs.turns[src];
+        let parent = refs.turn(turn.parent_source_turn_id.as_deref())?;
+        let started = positive(turn.started_at_ms).unwrap_or(times.created);
+        let completed = turn.completed_at_ms.map(|c| positive(c).unwrap_or(started));
+        let status = if completed.is_some() {
+            "completed"
+        } else {
+            "pending"
+        };
+        let mut query_ids = Vec::with_capacity(turn.query_message_source_ids.len());
+        for q in &turn.query_message_source_ids {
+            if let Some(id) = refs.message(Some(q))? {
+                query_ids.push(Value::String(id));
+            }
+        }
+        let query_json = (!query_ids.is_empty()).then(|| Value::Array(query_ids).to_string());
+        let response = refs.message(turn.response_message_source_id.as_deref())?;
+        let clamp = |v: Option<i64>| v.map(|n| n.max(0));
+        let total_tokens = clamp(turn.total_tokens);
+        upsert_turn.execute(params![
+            id,
+            parent,
+            status,
+            started,
+            completed,
+            non_blank(turn.model.as_deref()).or(non_blank(session.model.as_deref())),
+            non_blank(turn.provider.as_deref()).or(non_blank(session.provider.as_deref())),
+            turn.metadata.as_ref().map(Value::to_string),
+            clamp(turn.input_tokens),
+            clamp(turn.output_tokens),
+            clamp(turn.cached_input_tokens),
+            clamp(turn.cache_write_tokens),
+            clamp(turn.reasoning_tokens),
+            total_tokens,
+            query_json,
+            response,
+            tool_counts.get(src).copied().unwrap_or(0),
+            src,
+            workspace,
+        ])?;
+        upsert_thread.execute(params![id, total_tokens, ctx.persona])?;
+        written.push(id.clone());
+        if let Some(parent) = parent {
+            written.push(parent);
+        }
+    }
+    let mut seen = HashSet::with_capacity(written.len());
+    written.retain(|id| seen.insert(id.clone()));
+    Ok(written)
+}
+
+fn write_messages(
+    ctx: &ItemContext<'_>,
+    item: &ImportSessionItem,
+    refs: &Refs<'_>,
+    fallback_turn: &str,
+    times: &Times,
+) -> Result<(), ImportError> {
+    if item.messages.is_empty() {
+        return Ok(());
+    }
+    let provider = refs.provider;
+    let origin = format!("aix:{provider}");
+    let mut upsert = ctx.conn.prepare_cached(sql::UPSERT_MESSAGE)?;
+    for message in &item.messages {
+        let src = message.source_message_id.trim();
+        if src.is_empty() {
+            continue;
+        }
+        let turn = refs
+            .turn(message.source_turn_id.as_deref())?
+            .unwrap_or_else(|| fallback_turn.to_owned());
+        upsert.execute(params![
+            refs.messages[src],
+            turn,
+            normalize_role(&message.role),
+            non_blank(message.content.as_deref()),
+            origin,
+            message.sequence.max(0),
+            positive(message.created_at_ms).unwrap_or(times.created),
+            non_blank(message.thinking.as_deref()),
+            context_json(message),
+            message_metadata(ctx.source, refs, src, message),
+        ])?;
+    }
+    Ok(())
+}
+
+fn write_tool_calls(
+    ctx: &ItemContext<'_>,
+    item: &ImportSessionItem,
+    refs: &Refs<'_>,
+    tool_ids: &HashMap<&str, String>,
+    fallback_turn: &str,
+    times: &Times,
+) -> Result<(), ImportError> {
+    if item.tool_calls.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = ctx.conn.prepare_cached(sql::UPSERT_TOOL_CALL)?;
+    for call in &item.tool_calls {
+        let src = call.source_tool_call_id.trim();
+        if src.is_empty() {
+            continue;
+        }
+        let turn = refs
+            .turn(call.source_turn_id.as_deref())?
+            .unwrap_or_else(|| fallback_turn.to_owned());
+        let message = refs.message(call.source_message_id.as_deref())?;
+        let started = positive(call.started_at_ms).unwrap_or(times.created);
+        let completed = call.completed_at_ms.map(|c| positive(c).unwrap_or(started));
+        let spawned = match non_blank(call.spawned_source_session_id.as_deref()) {
+            Some(spawned) => Some(mapped_label(ctx, refs.provider, spawned)?),
+            None => None,
+        };
+        upsert.execute(params![
+            tool_ids[src],
+            turn,
+            message,
+            // Blank stays NULL so the NOT NULL constraint fails the item, as in the baseline.
+            non_blank(Some(call.tool_name.as_str())),
+            call.tool_number,
+            call.params_json
+                .as_ref()
+                .map_or_else(|| "{}".to_owned(), Value::to_string),
+            call.result_json.as_ref().map(Value::to_string),
+            non_blank(call.error.as_deref()),
+            normalize_tool_status(call, completed.is_some()),
+            spawned,
+            started,
+            completed,
+            call.sequence,
+        ])?;
+    }
+    Ok(())
+}
+
+/// user | assistant | system | tool; anything else is an assistant message.
+fn normalize_role(role: &str) -> &'static str {
+    match role.trim().to_ascii_lowercase().as_str() {
+        "user" => "user",
+        "system" => "system",
+        "tool" => "tool",
+        _ => "assistant",
+    }
+}
+
+/// pending | running | completed | failed; blank -> by completion, unknown -> pending.
+fn normalize_tool_status(call: &ToolCall, completed: bool) -> &'static str {
+    match call
+        .status
+        .as_deref()
+        .map(|s| s.trim().to_ascii_lowercase())
+    {
+        None => {
+            if completed {
+                "completed"
+            } else {
+                "pending"
+            }
+        }
+        Some(s) if s.is_empty() => {
+            if completed {
+                "completed"
+            } else {
+                "pending"
+            }
+        }
+        Some(s) => match s.as_str() {
+            "running" => "running",
+            "completed" => "completed",
+            "failed" => "failed",
+            _ => "pending",
+        },
+    }
+}
+
+/// A JSON string is stored as its trimmed text; any other value as JSON.
+fn context_json(message: &Message) -> Option<String> {
+    match message.context_json.as_ref()? {
+        Value::String(s) => non_blank(Some(s)).map(str::to_owned),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The given metadata object (a non-object under `_raw`) plus the import provenance keys.
+fn message_metadata(source: &str, refs: &Refs<'_>, source_id: &str, message: &Message) -> String {
+    let mut map = match &message.metadata_json {
+        Some(Value::Object(map)) => map.clone(),
+        Some(other) => {
+            let mut map = Map::new();
+            map.insert("_raw".to_owned(), other.clone());
+            map
+        }
+        None => Map::new(),
+    };
+    map.insert("import_source".to_owned(), Value::from(source));
+    map.insert("import_provider".to_owned(), Value::from(refs.provider));
+    map.insert("import_session_id".to_owned(), Value::from(refs.session_id));
+    map.insert("source_message_id".to_owned(), Value::from(source_id));
+    Value::Object(map).to_string()
+}
+
+fn positive(v: i64) -> Option<i64> {
+    (v > 0).then_some(v)
+}
+
+fn non_blank(v: Option<&str>) -> Option<&str> {
+    v.map(str::trim).filter(|s| !s.is_empty())
+}

@@ -1,0 +1,235 @@
+//! The import algorithm (IMPORT_SEMANTICS.md "Import algorithm"): request checks, idempotency
+//! by key and request hash, one savepoint per item, the stored response, the cursors.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::item::{ItemContext, import_item};
+use super::{ImportError, ImportOptions, check_import_request, request_hash, sql};
+use crate::ledger::store_cursors;
+use crate::protocol::{ImportRequest, ImportResponse, ImportSessionItem, ItemResult, ItemStatus};
+
+/// Skip reason of an item whose fingerprint is already imported.
+pub const REASON_FINGERPRINT_UNCHANGED: &str = "fingerprint_unchanged";
+
+/// Runs one import request inside `tx`.
+///
+/// Guarantees: a request error writes nothing (the work runs in a savepoint that is rolled
+/// back); a replay of a known key with the same content returns the stored response unchanged
+/// and writes nothing but the request's cursors; one item's failure never affects the others;
+/// `req.cursors` are stored in the same transaction whenever the request succeeds. Nothing is
+/// durable before the caller commits `tx`.
+///
+/// Errors: the request-level codes of [`check_import_request`], the `idempotency_key_*`
+/// mismatches, and `ledger_busy` / `ledger_write_failed` for a ledger failure outside an item
+/// (a busy ledger inside an item also fails the whole request: it is retryable, not an item
+/// fault).
+pub fn import(
+    tx: &Transaction<'_>,
+    req: &ImportRequest,
+    opts: &ImportOptions,
+) -> Result<ImportResponse, ImportError> {
+    check_import_request(req)?;
+    let hash = request_hash(req);
+    let persona = opts.resolve_persona(req.persona_id.as_deref());
+    let now = opts.now_ms();
+    in_savepoint(tx, "nex_import_request", || {
+        import_unchecked(tx, req, &hash, &persona, now)
+    })
+}
+
+/// The import after its checks, hash and persona: replay or run, then store.
+pub(crate) fn import_unchecked(
+    conn: &Connection,
+    req: &ImportRequest,
+    hash: &str,
+    persona: &str,
+    now: i64,
+) -> Result<ImportResponse, ImportError> {
+    let source = req.source.trim();
+    let mode = req.mode.trim();
+    let key = req.idempotency_key.trim();
+    let response = match lookup_replay(conn, key, source, mode, hash)? {
+        Some(stored) => stored,
+        None => {
+            let run_id = req
+                .run_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map_or_else(new_run_id, str::to_owned);
+            let response = import_items(conn, source, persona, &run_id, &req.items, now)?;
+            store_request(conn, key, source, mode, hash, &response, now)?;
+            response
+        }
+    };
+    store_cursors(conn, source, &req.cursors, &response.run_id, now)?;
+    Ok(response)
+}
+
+/// Imports `items` in order, each in its own savepoint (rule 5), and counts the outcomes.
+///
+/// An item error is rolled back to its savepoint and reported as the item's `failed` reason;
+/// the other items are unaffected. Only a busy ledger (retryable) or a failing savepoint
+/// statement ends the whole call with an error.
+pub fn import_items(
+    conn: &Connection,
+    source: &str,
+    persona: &str,
+    run_id: &str,
+    items: &[ImportSessionItem],
+    now_ms: i64,
+) -> Result<ImportResponse, ImportError> {
+    let ctx = ItemContext {
+        conn,
+        source,
+        persona,
+        run_id,
+        now_ms,
+    };
+    let mut response = ImportResponse {
+        ok: true,
+        run_id: run_id.to_owned(),
+        imported: 0,
+        upserted: 0,
+        skipped: 0,
+        failed: 0,
+        results: Vec::with_capacity(items.len()),
+    };
+    for item in items {
+        conn.prepare_cached("SAVEPOINT nex_import_item")?
+            .execute([])?;
+        let outcome = import_item(&ctx, item);
+        let result = match outcome {
+            Ok(outcome) => {
+                conn.prepare_cached("RELEASE nex_import_item")?
+                    .execute([])?;
+                match outcome.status {
+                    ItemStatus::Imported => response.imported += 1,
+                    ItemStatus::Upserted => response.upserted += 1,
+                    ItemStatus::Skipped => response.skipped += 1,
+                    ItemStatus::Failed => response.failed += 1,
+                }
+                ItemResult {
+                    source_provider: item.source_provider.trim().to_owned(),
+                    source_session_id: item.source_session_id.trim().to_owned(),
+                    session_label: Some(outcome.label),
+                    reason: (outcome.status == ItemStatus::Skipped)
+                        .then(|| REASON_FINGERPRINT_UNCHANGED.to_owned()),
+                    status: outcome.status,
+                }
+            }
+            Err(err) => {
+                conn.prepare_cached("ROLLBACK TO nex_import_item")?
+                    .execute([])?;
+                conn.prepare_cached("RELEASE nex_import_item")?
+                    .execute([])?;
+                if err.is_retryable() {
+                    return Err(err);
+                }
+                tracing::debug!(error_code = %err.code(), "import item failed");
+                response.failed += 1;
+                ItemResult {
+                    source_provider: item.source_provider.trim().to_owned(),
+                    source_session_id: item.source_session_id.trim().to_owned(),
+                    session_label: None,
+                    status: ItemStatus::Failed,
+                    reason: Some(err.code().into_owned()),
+                }
+            }
+        };
+        response.results.push(result);
+    }
+    Ok(response)
+}
+
+/// Rule 4: the stored response of `key`, a mismatch error, or `None` to run the request (no
+/// row, or a legacy row without a hash or with an unreadable response).
+fn lookup_replay(
+    conn: &Connection,
+    key: &str,
+    source: &str,
+    mode: &str,
+    hash: &str,
+) -> Result<Option<ImportResponse>, ImportError> {
+    let row: Option<(String, String, Option<String>, String)> = conn
+        .prepare_cached(sql::SELECT_REQUEST)?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let Some((stored_source, stored_mode, stored_hash, response_json)) = row else {
+        return Ok(None);
+    };
+    if stored_source != source {
+        return Err(ImportError::IdempotencyKeySourceMismatch);
+    }
+    if stored_mode != mode {
+        return Err(ImportError::IdempotencyKeyModeMismatch);
+    }
+    match stored_hash.as_deref().filter(|h| !h.is_empty()) {
+        Some(stored) if stored != hash => Err(ImportError::IdempotencyKeyPayloadMismatch),
+        Some(_) => Ok(serde_json::from_str(&response_json).ok()),
+        None => Ok(None),
+    }
+}
+
+/// The stored response of `key` whatever its hash (the chunk path answers a re-sent part of a
+/// completed upload with it).
+pub(crate) fn stored_response(
+    conn: &Connection,
+    key: &str,
+) -> Result<Option<ImportResponse>, ImportError> {
+    let json: Option<String> = conn
+        .prepare_cached(sql::SELECT_REQUEST)?
+        .query_row([key], |r| r.get(3))
+        .optional()?;
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+}
+
+fn store_request(
+    conn: &Connection,
+    key: &str,
+    source: &str,
+    mode: &str,
+    hash: &str,
+    response: &ImportResponse,
+    now: i64,
+) -> Result<(), ImportError> {
+    // Serialising plain data cannot fail.
+    let json = serde_json::to_string(response).unwrap_or_default();
+    conn.prepare_cached(sql::UPSERT_REQUEST)?.execute(params![
+        key,
+        source,
+        mode,
+        response.run_id,
+        hash,
+        json,
+        now
+    ])?;
+    Ok(())
+}
+
+/// A fresh run id (UUID v4), for requests that carry none.
+pub fn new_run_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Runs `f` inside `SAVEPOINT name`: released on success, rolled back (and released) on error,
+/// so a failed request leaves the caller's transaction as it found it.
+pub(crate) fn in_savepoint<T>(
+    conn: &Connection,
+    name: &str,
+    f: impl FnOnce() -> Result<T, ImportError>,
+) -> Result<T, ImportError> {
+    conn.execute_batch(&format!("SAVEPOINT {name}"))?;
+    match f() {
+        Ok(value) => {
+            conn.execute_batch(&format!("RELEASE {name}"))?;
+            Ok(value)
+        }
+        Err(err) => {
+            // The original error matters more than a failing rollback; the transaction is
+            // still rolled back by its owner if this fails.
+            let _ = conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"));
+            Err(err)
+        }
+    }
+}

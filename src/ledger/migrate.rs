@@ -1,0 +1,66 @@
+//! Forward-only schema migrations: numbered `.sql` files embedded at build time, applied in
+//! order inside one transaction, tracked by `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::LedgerError;
+
+/// One embedded migration file.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The file name, for error reports.
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Migrations of `agents.db`, in order; `user_version` = how many are applied.
+pub const AGENTS: &[Migration] = &[Migration {
+    name: "agents/0001_ledger.sql",
+    sql: include_str!("../../migrations/agents/0001_ledger.sql"),
+}];
+
+/// Migrations of `nexus.db`, in order.
+pub const NEXUS: &[Migration] = &[Migration {
+    name: "nexus/0001_runtime.sql",
+    sql: include_str!("../../migrations/nexus/0001_runtime.sql"),
+}];
+
+/// Applies the migrations `conn` has not seen yet; returns the resulting schema version.
+///
+/// Idempotent: with everything applied it only reads `user_version`. Concurrent openers are
+/// safe: the version is re-read under an IMMEDIATE transaction (the write lock) before applying.
+/// Errors: `ledger_schema_newer` when the file was written by a newer `nex`; any SQL failure
+/// rolls the whole step back (the file keeps its previous version).
+pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<u32, LedgerError> {
+    let known = u32::try_from(migrations.len()).unwrap_or(u32::MAX);
+    if user_version(conn)? == known {
+        return Ok(known);
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current = user_version(&tx)?;
+    if current > known {
+        return Err(LedgerError::SchemaNewer {
+            found: current,
+            known,
+        });
+    }
+    for (index, migration) in migrations.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(migration.sql)
+            .map_err(|source| LedgerError::Migration {
+                name: migration.name,
+                source,
+            })?;
+        tracing::debug!(
+            migration = migration.name,
+            version = index + 1,
+            "applied migration"
+        );
+    }
+    tx.pragma_update(None, "user_version", known)?;
+    tx.commit()?;
+    Ok(known)
+}
+
+fn user_version(conn: &Connection) -> Result<u32, LedgerError> {
+    Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+}

@@ -1,0 +1,183 @@
+//! The SQLite side of nex: opening `agents.db` (the agents ledger) and `nexus.db` (the runtime
+//! database) with the house pragmas, the migrations runner, the cursor store and the path
+//! defaults.
+//!
+//! Layout:
+//! - `open` (this file): open/create with pragmas and file modes, path resolution.
+//! - `migrate`: the embedded forward-only migrations, tracked by `PRAGMA user_version`.
+//! - `cursors`: the resume cursors of the workers (`session_import_cursors`).
+
+mod cursors;
+pub mod migrate;
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode};
+
+pub use cursors::{load_cursors, store_cursors};
+pub use migrate::{Migration, migrate};
+
+/// How long a writer waits for another process's lock before `ledger_busy`.
+pub const BUSY_TIMEOUT_MS: u32 = 5_000;
+/// WAL pages between automatic checkpoints: fewer, larger checkpoints (TARGETS.md measured a
+/// 35-41 % gain over the default 1000 in commit-heavy modes).
+pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+/// Upper bound of the WAL file kept after a checkpoint.
+pub const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+/// Room for every hot statement of the import path (the default cache holds 16).
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// Why a database could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("migration {name} failed: {source}")]
+    Migration {
+        name: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database schema version {found} is newer than this nex knows ({known})")]
+    SchemaNewer { found: u32, known: u32 },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl LedgerError {
+    /// Stable snake_case code: `ledger_busy`, `ledger_io_failed`, `ledger_migration_failed`,
+    /// `ledger_schema_newer` or `ledger_write_failed`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LedgerError::Io { .. } => "ledger_io_failed",
+            LedgerError::Migration { source, .. } if is_busy(source) => "ledger_busy",
+            LedgerError::Migration { .. } => "ledger_migration_failed",
+            LedgerError::SchemaNewer { .. } => "ledger_schema_newer",
+            LedgerError::Sqlite(e) if is_busy(e) => "ledger_busy",
+            LedgerError::Sqlite(_) => "ledger_write_failed",
+        }
+    }
+}
+
+/// True when SQLite gave up waiting for a lock held by another connection.
+pub fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// `$NEX_HOME`, else `~/.nex`.
+pub fn nex_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("NEX_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home);
+    }
+    let user_home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    user_home.join(".nex")
+}
+
+/// `$NEX_LEDGER`, else `$NEX_HOME/agents.db`, else `~/.nex/agents.db`.
+pub fn default_ledger_path() -> PathBuf {
+    match std::env::var_os("NEX_LEDGER").filter(|v| !v.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => nex_home().join("agents.db"),
+    }
+}
+
+/// `$NEX_HOME/nexus.db` (else `~/.nex/nexus.db`).
+pub fn default_nexus_path() -> PathBuf {
+    nex_home().join("nexus.db")
+}
+
+/// Opens (creating if missing) the agents ledger at `path` and migrates it.
+///
+/// A missing parent directory is created with mode 0700 and a missing file with mode 0600
+/// (existing ones keep their modes). Pragmas: WAL, `synchronous=FULL` (a commit survives power
+/// loss), `foreign_keys=ON`, `busy_timeout` 5 s, `journal_size_limit`, `wal_autocheckpoint`.
+pub fn open_agents(path: &Path) -> Result<Connection, LedgerError> {
+    open_file(path, migrate::AGENTS)
+}
+
+/// Opens (creating if missing) the runtime database `nexus.db` at `path`; as [`open_agents`].
+pub fn open_nexus(path: &Path) -> Result<Connection, LedgerError> {
+    open_file(path, migrate::NEXUS)
+}
+
+/// A private in-memory agents ledger with the same pragmas and schema, for tests.
+pub fn open_agents_in_memory() -> Result<Connection, LedgerError> {
+    let mut conn = Connection::open_in_memory()?;
+    configure(&conn)?;
+    migrate(&mut conn, migrate::AGENTS)?;
+    Ok(conn)
+}
+
+/// A private in-memory `nexus.db`, for tests.
+pub fn open_nexus_in_memory() -> Result<Connection, LedgerError> {
+    let mut conn = Connection::open_in_memory()?;
+    configure(&conn)?;
+    migrate(&mut conn, migrate::NEXUS)?;
+    Ok(conn)
+}
+
+fn open_file(path: &Path, migrations: &[Migration]) -> Result<Connection, LedgerError> {
+    create_private(path)?;
+    let mut conn = Connection::open(path)?;
+    configure(&conn)?;
+    migrate(&mut conn, migrations)?;
+    Ok(conn)
+}
+
+/// Creates the parent directory (0700) and the empty database file (0600) when missing.
+/// SQLite gives its `-wal` and `-shm` files the mode of the database file.
+fn create_private(path: &Path) -> Result<(), LedgerError> {
+    let io = |source| LedgerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+    }
+    if !path.exists() {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+fn configure(conn: &Connection) -> Result<(), LedgerError> {
+    conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))?;
+    // `journal_mode` answers with the resulting mode; in-memory databases stay `memory`.
+    let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let _limit: i64 =
+        conn.pragma_update_and_check(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES, |r| {
+            r.get(0)
+        })?;
+    let _pages: i64 =
+        conn.pragma_update_and_check(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES, |r| {
+            r.get(0)
+        })?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    Ok(())
+}
