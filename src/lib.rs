@@ -10,6 +10,9 @@
 //! - [`import`]: the Session Import Service: `sessions.import` / `sessions.import.chunk` over a
 //!   SQLite transaction, with the baseline's idempotency, chunking and upsert semantics.
 //! - [`ledger`]: SQLite files (`agents.db`, `nexus.db`): open with pragmas, migrations, cursors.
+//! - [`pipeline`]: the per-run streaming import pipeline: stage traits, builder, batching, the
+//!   ledger writer thread, run events and report.
+//! - [`stages`]: the stages of the pipeline, one file each.
 //! - [`cli`]: the `nex` command line (clap tree and command implementations).
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 //! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
@@ -20,4 +23,6 @@ pub mod cli;
 pub mod control;
 pub mod import;
 pub mod ledger;
+pub mod pipeline;
 pub mod protocol;
+pub mod stages;

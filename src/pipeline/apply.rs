@@ -1,0 +1,131 @@
+//! Applying one batch on the writer thread: one IMMEDIATE transaction; per frame a SAVEPOINT
+//! holding the import service's own work (`import::import` or `import::chunk`: idempotency,
+//! per-item savepoints, staging, reassembly, request rows, and the frame's cursors, which the
+//! service stores in the same transaction); COMMIT;
+//! then the results.
+//!
+//! A request-level service failure (e.g. `idempotency_key_payload_mismatch`, a `chunk_*`
+//! mismatch) rolls back to the frame's savepoint only: that frame is rejected, its cursors are
+//! not stored, and the other frames of the batch commit. A ledger failure rolls back the whole
+//! batch (busy: the writer retries it; otherwise the run fails).
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use super::RejectCode;
+use super::writer::{BatchInfo, BeforeCommit, LedgerError, WriteBatch, WriteOp, WriteResult};
+use crate::import::{self, ImportError, ImportOptions};
+use crate::ledger;
+use crate::protocol::{ChunkStatus, Cursor};
+
+/// The savepoint name of one frame (nested inside the batch transaction; the service's own
+/// per-item savepoints nest inside it).
+const FRAME_SAVEPOINT: &str = "nex_frame";
+
+enum OpError {
+    /// The service refused the request: reject this frame.
+    Request(RejectCode),
+    /// The ledger failed: abandon the batch.
+    Ledger(LedgerError),
+}
+
+fn ledger_error(e: rusqlite::Error) -> LedgerError {
+    if ledger::is_busy(&e) {
+        LedgerError::Busy {
+            waited_ms: 0,
+            source: e,
+        }
+    } else {
+        LedgerError::Write(e)
+    }
+}
+
+impl From<ImportError> for OpError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::LedgerBusy(source) => OpError::Ledger(LedgerError::Busy {
+                waited_ms: 0,
+                source,
+            }),
+            ImportError::LedgerWriteFailed(source) => OpError::Ledger(LedgerError::Write(source)),
+            other => OpError::Request(RejectCode::service(other.code())),
+        }
+    }
+}
+
+/// Applies `batch` in one transaction and commits it. See the module doc for the failure rules.
+pub(crate) fn apply_batch(
+    conn: &mut Connection,
+    batch: &WriteBatch,
+    before_commit: Option<&BeforeCommit>,
+) -> Result<Vec<WriteResult>, LedgerError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(ledger_error)?;
+    let mut results = Vec::with_capacity(batch.ops.len());
+    for op in &batch.ops {
+        tx.execute_batch(&format!("SAVEPOINT {FRAME_SAVEPOINT}"))
+            .map_err(ledger_error)?;
+        match apply_op(&tx, op, &batch.options) {
+            Ok(result) => {
+                tx.execute_batch(&format!("RELEASE {FRAME_SAVEPOINT}"))
+                    .map_err(ledger_error)?;
+                results.push(result);
+            }
+            Err(OpError::Request(code)) => {
+                tx.execute_batch(&format!(
+                    "ROLLBACK TO {FRAME_SAVEPOINT}; RELEASE {FRAME_SAVEPOINT}"
+                ))
+                .map_err(ledger_error)?;
+                tracing::debug!(error_code = %code, "frame rejected by the import service");
+                results.push(WriteResult::Rejected(code));
+            }
+            // Dropping `tx` rolls the whole batch back.
+            Err(OpError::Ledger(e)) => return Err(e),
+        }
+    }
+    if let Some(hook) = before_commit {
+        hook(&BatchInfo {
+            run_id: batch.run_id.clone(),
+            ops: batch.ops.len(),
+        });
+    }
+    tx.commit().map_err(ledger_error)?;
+    Ok(results)
+}
+
+fn apply_op(
+    tx: &Transaction<'_>,
+    op: &WriteOp,
+    options: &ImportOptions,
+) -> Result<WriteResult, OpError> {
+    match op {
+        WriteOp::Import(req) => {
+            // `import::import` stores the request's cursors in its own savepoint.
+            let response = import::import(tx, req, options)?;
+            let cursors_stored = cursor_count(&req.cursors);
+            Ok(WriteResult::Import {
+                response,
+                cursors_stored,
+            })
+        }
+        WriteOp::Chunk(req) => {
+            let response = import::chunk(tx, req, options)?;
+            // PROTOCOL.md: a chunk's cursors are honoured (by `import::chunk`) only on the part
+            // that completes the upload.
+            let cursors_stored = if response.status == ChunkStatus::Completed {
+                cursor_count(&req.cursors)
+            } else {
+                0
+            };
+            Ok(WriteResult::Chunk {
+                response,
+                cursors_stored,
+            })
+        }
+    }
+}
+
+/// Cursors the service stores for a successful request (blank keys are ignored).
+fn cursor_count(cursors: &[Cursor]) -> u64 {
+    cursors.iter().filter(|c| !c.key.trim().is_empty()).count() as u64
+}

@@ -1,0 +1,110 @@
+//! Run counters and the run report: what a run committed, rejected and how long it took.
+//! Every count here comes from committed outcomes (or final rejects), never from the worker's
+//! own view.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::builder::StageSnapshot;
+use super::events::TerminalKind;
+use crate::stages::telemetry::TelemetrySnapshot;
+
+/// Counters of one run, as of the last committed batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunCounters {
+    /// Lines read (rejected or not; empty lines excluded).
+    pub frames: u64,
+    /// Bytes of those lines, newlines included.
+    pub bytes: u64,
+    pub imported: u64,
+    pub upserted: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// Rejected frames by code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Chunk parts staged (frames whose chunk response was `staged` or `completed`).
+    pub chunks_staged: u64,
+    /// Uploads whose last part arrived and whose item was imported.
+    pub uploads_completed: u64,
+    /// Cursors written to `session_import_cursors` (deletions included).
+    pub cursors_stored: u64,
+    /// `frame_seq_gap` occurrences (counted, not rejected).
+    pub seq_gaps: u64,
+    /// `frame_seq_repeat` occurrences (counted, not rejected).
+    pub seq_repeats: u64,
+    /// Transactions committed.
+    pub batches: u64,
+    /// Total and worst commit latency (batch handed to the writer -> committed), ms.
+    pub commit_ms_total: u64,
+    pub commit_ms_max: u64,
+    /// The worker's latest `total` / `emitted` (progress bars, ETA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emitted: Option<u64>,
+}
+
+impl RunCounters {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub fn rejected_with(&self, code: &str) -> u64 {
+        self.rejected.get(code).copied().unwrap_or(0)
+    }
+}
+
+/// How the input of a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// The worker sent a terminal frame.
+    Terminal { terminal: TerminalKind },
+    /// The run was cancelled; everything read before was drained and committed.
+    Cancelled,
+    /// The input ended without a terminal frame (for a worker: `worker_exited`).
+    InputEnded,
+}
+
+/// The result of one pipeline run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    /// The run's id: the known id it was started with, else the first frame's `runId`.
+    pub run_id: Option<String>,
+    pub outcome: RunOutcome,
+    pub counters: RunCounters,
+    pub duration_ms: u64,
+    /// Per-stage in/out/reject counts, in pipeline order.
+    pub stages: Vec<StageSnapshot>,
+    /// Present when the telemetry stage was inserted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetrySnapshot>,
+}
+
+impl RunOutcome {
+    /// A worker's terminal frame wins over cancellation (it arrived before the drain).
+    pub fn from_parts(terminal: Option<TerminalKind>, cancelled: bool) -> Self {
+        match (terminal, cancelled) {
+            (Some(terminal), _) => RunOutcome::Terminal { terminal },
+            (None, true) => RunOutcome::Cancelled,
+            (None, false) => RunOutcome::InputEnded,
+        }
+    }
+
+    /// `(outcome, error_code)` as recorded in `import_runs`.
+    pub fn audit_fields(&self) -> (&'static str, Option<String>) {
+        match self {
+            RunOutcome::Terminal {
+                terminal: TerminalKind::Complete,
+            } => ("completed", None),
+            RunOutcome::Terminal {
+                terminal: TerminalKind::Error { code, .. },
+            } => ("failed", Some(code.clone())),
+            RunOutcome::Cancelled => ("cancelled", Some(crate::protocol::Code::RunCancelled.as_str().to_owned())),
+            RunOutcome::InputEnded => ("input_ended", None),
+        }
+    }
+}
