@@ -8,3 +8,10 @@ mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pip
 mod pipeline_support;
 // Every reject code of a mixed stream, commits, cursors and events.
 mod pipeline_rejects;
+mod worker_backfill; // aix backfill: cursor skip, --full, crash-resume, ordering, lineage
+mod worker_discover; // aix discovery layouts of Claude Code and Codex roots
+mod worker_emit; // aix emitter: batch packing, chunking, idempotency keys, cursor placement
+mod worker_fake; // aix test support: a line-per-turn fake parser and frame capture
+mod worker_run; // aix run loop: handshake, health, stop, EOF; the built binary
+mod worker_scan; // aix scan: per-provider summary and JSON items
+mod worker_tail; // aix tail: appends, partial lines, rewrites, rotation, new files

@@ -1,0 +1,194 @@
+//! Backfill: discover every session file, skip those whose cursor says nothing changed, parse
+//! the rest on a small thread pool and emit them in discovery order (SOURCES.md "Backfill").
+//!
+//! Memory: at most `threads + window` parsed files are in hand at once (the dispatch window is
+//! bounded and the writer takes results in order), so it follows the largest session, never the
+//! corpus.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::config::WorkerOptions;
+use super::cursor::FileCursor;
+use super::discover::discover;
+use super::emit::Emitter;
+use super::file_state::{FileState, FileUpdate, ParserFactory};
+use super::lineage::Lineage;
+use super::status::{StopSignal, WorkerStatus};
+use crate::protocol::RunProgress;
+
+/// Least time between two `run.progress` frames.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Counters of a run, reported in `run.progress` / `run.complete`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunCounters {
+    /// Files the run reads (backfill: after the cursor check).
+    pub total: u64,
+    /// Files read and emitted so far.
+    pub emitted_files: u64,
+    /// Files skipped because their cursor says nothing changed.
+    pub skipped_files: u64,
+    /// Files that could not be read.
+    pub failed_files: u64,
+}
+
+impl RunCounters {
+    pub fn progress(&self, with_total: bool) -> RunProgress {
+        RunProgress {
+            imported: 0,
+            upserted: 0,
+            skipped: self.skipped_files,
+            failed: self.failed_files,
+            total: with_total.then_some(self.total),
+            emitted: Some(self.emitted_files),
+        }
+    }
+}
+
+/// Emits one file's update: lineage filled in, the items queued with their cursor.
+pub(super) fn emit_update(
+    state: &FileState,
+    update: FileUpdate,
+    lineage: &mut Lineage,
+    emitter: &mut Emitter<'_>,
+) -> std::io::Result<()> {
+    let FileUpdate {
+        mut items,
+        cursor,
+        part,
+        ..
+    } = update;
+    if let Some(parser) = state.parser() {
+        lineage.record(&items, parser);
+    }
+    let tag = lineage.fill(&state.source, &mut items);
+    let part = if tag.is_empty() {
+        part.to_string()
+    } else {
+        format!("{part}+{tag}")
+    };
+    emitter.push_file(items, &part, Some(cursor.to_cursor(state.key())))
+}
+
+type Job = (FileState, mpsc::SyncSender<JobResult>);
+type JobResult = (FileState, std::io::Result<Option<FileUpdate>>);
+
+/// Runs a backfill to the end (or until `stop`), emitting `run.progress` along the way.
+/// Returns the counters for `run.complete`; the pending batch is flushed.
+///
+/// Errors: the frame output failed. Unreadable files are counted in `failed` and skipped.
+pub fn run_backfill(
+    options: &WorkerOptions,
+    cursors: &HashMap<String, FileCursor>,
+    factory: &ParserFactory,
+    emitter: &mut Emitter<'_>,
+    stop: &StopSignal,
+    status: &WorkerStatus,
+) -> std::io::Result<RunCounters> {
+    let mut counters = RunCounters::default();
+    let found = discover(options);
+    status
+        .watched_files
+        .store(found.len() as u64, Ordering::Relaxed);
+    let mut jobs: VecDeque<FileState> = VecDeque::new();
+    for d in found {
+        let key = super::cursor::cursor_key(d.source.provider, &d.source.path);
+        let state = FileState::new(d.source, cursors.get(&key).cloned());
+        match state.needs_read(options.full) {
+            Ok(true) => jobs.push_back(state),
+            Ok(false) => counters.skipped_files += 1,
+            Err(e) => {
+                tracing::debug!(path = %state.source.path.display(), error_kind = ?e.kind(), "file vanished before reading");
+                counters.failed_files += 1;
+            }
+        }
+    }
+    counters.total = jobs.len() as u64;
+    status
+        .pending_files
+        .store(counters.total, Ordering::Relaxed);
+    emitter.sink().progress(&counters.progress(true))?;
+    tracing::info!(
+        files = counters.total,
+        skipped = counters.skipped_files,
+        "backfill discovered"
+    );
+
+    let threads = pool_size(options.parse_threads);
+    let window = threads + 1;
+    let mut lineage = Lineage::default();
+    let full = options.full;
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(window);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let result = std::thread::scope(|scope| -> std::io::Result<()> {
+        let job_tx = job_tx;
+        for _ in 0..threads {
+            let job_rx = &job_rx;
+            scope.spawn(move || {
+                loop {
+                    // Hold the lock only to take one job.
+                    let job = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((mut state, reply)) = job else { break };
+                    let update = state.update(factory, full);
+                    if reply.send((state, update)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut in_flight: VecDeque<mpsc::Receiver<JobResult>> = VecDeque::new();
+        let mut last_progress = Instant::now();
+        loop {
+            while in_flight.len() < window && !stop.is_stopped() {
+                let Some(state) = jobs.pop_front() else { break };
+                let (tx, rx) = mpsc::sync_channel(1);
+                if job_tx.send((state, tx)).is_err() {
+                    break;
+                }
+                in_flight.push_back(rx);
+            }
+            let Some(rx) = in_flight.pop_front() else {
+                break;
+            };
+            // A worker thread that panicked drops its reply sender: count the file as failed.
+            let Ok((state, update)) = rx.recv() else {
+                counters.failed_files += 1;
+                continue;
+            };
+            match update {
+                Ok(Some(update)) => {
+                    emit_update(&state, update, &mut lineage, emitter)?;
+                    counters.emitted_files += 1;
+                }
+                Ok(None) => counters.skipped_files += 1,
+                Err(e) => {
+                    tracing::warn!(path = %state.source.path.display(), error_kind = ?e.kind(), "file not readable");
+                    counters.failed_files += 1;
+                }
+            }
+            status.pending_files.fetch_sub(1, Ordering::Relaxed);
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                emitter.sink().progress(&counters.progress(true))?;
+                last_progress = Instant::now();
+            }
+        }
+        drop(job_tx);
+        Ok(())
+    });
+    emitter.flush()?;
+    result?;
+    status.pending_files.store(0, Ordering::Relaxed);
+    Ok(counters)
+}
+
+fn pool_size(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+}

@@ -1,0 +1,158 @@
+//! Worker settings: source roots, `full`, packing limits and tail timings, from defaults, the
+//! environment, `run.start.options` and command-line flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::emit::EmitLimits;
+
+/// Everything a run needs to know besides its mode and cursors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerOptions {
+    /// Claude Code `projects` directories.
+    pub claude_dirs: Vec<PathBuf>,
+    /// Codex `sessions` directories (their sibling `archived_sessions` is read too).
+    pub codex_dirs: Vec<PathBuf>,
+    /// Read every file whole, ignoring cursors.
+    pub full: bool,
+    pub limits: EmitLimits,
+    /// Quiet time after a file's last change before it is read.
+    pub debounce: Duration,
+    /// Longest a continuously written file waits before it is read anyway.
+    pub max_debounce: Duration,
+    /// Period of the directory re-scan that backstops missed notifications.
+    pub reconcile_interval: Duration,
+    /// Parse threads of a backfill (0: one per core, at most 4).
+    pub parse_threads: usize,
+    /// Tail: drop a file's in-memory parse state after this long without changes.
+    pub idle_evict: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            claude_dirs: Vec::new(),
+            codex_dirs: Vec::new(),
+            full: false,
+            limits: EmitLimits::default(),
+            debounce: Duration::from_millis(50),
+            max_debounce: Duration::from_millis(200),
+            reconcile_interval: Duration::from_secs(60),
+            parse_threads: 0,
+            idle_evict: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The parts of [`WorkerOptions`] a caller may set explicitly; unset ones fall back to
+/// `run.start.options`, then to the environment's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RootOverrides {
+    pub claude_dirs: Vec<PathBuf>,
+    pub codex_dirs: Vec<PathBuf>,
+    pub full: bool,
+}
+
+impl WorkerOptions {
+    /// Resolves the roots: explicit flags win, then `run.start.options` (`claudeDirs`,
+    /// `codexDirs`: arrays of paths; `full`: bool), then the defaults of the environment.
+    pub fn resolve(flags: &RootOverrides, run_options: Option<&Value>) -> Self {
+        let from_options = |name: &str| -> Vec<PathBuf> {
+            run_options
+                .and_then(|o| o.get(name))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .filter(|s| !s.trim().is_empty())
+                        .map(PathBuf::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let pick = |flag: &Vec<PathBuf>, name: &str, default: fn() -> Vec<PathBuf>| {
+            if !flag.is_empty() {
+                return flag.clone();
+            }
+            let opt = from_options(name);
+            if opt.is_empty() { default() } else { opt }
+        };
+        let full_opt = run_options
+            .and_then(|o| o.get("full"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Self {
+            claude_dirs: pick(&flags.claude_dirs, "claudeDirs", default_claude_dirs),
+            codex_dirs: pick(&flags.codex_dirs, "codexDirs", default_codex_dirs),
+            full: flags.full || full_opt,
+            ..Self::default()
+        }
+    }
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Each dir of `$CLAUDE_CONFIG_DIR` (comma list) + `/projects`, else `~/.claude/projects` and
+/// `~/.config/claude/projects`.
+pub fn default_claude_dirs() -> Vec<PathBuf> {
+    if let Some(dirs) = std::env::var_os("CLAUDE_CONFIG_DIR") {
+        let dirs: Vec<PathBuf> = dirs
+            .to_string_lossy()
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join("projects"))
+            .collect();
+        if !dirs.is_empty() {
+            return dirs;
+        }
+    }
+    home()
+        .map(|h| {
+            vec![
+                h.join(".claude").join("projects"),
+                h.join(".config").join("claude").join("projects"),
+            ]
+        })
+        .unwrap_or_default()
+}
+
+/// `$CODEX_HOME/sessions`, else `~/.codex/sessions`.
+pub fn default_codex_dirs() -> Vec<PathBuf> {
+    if let Some(h) = std::env::var_os("CODEX_HOME").filter(|h| !h.is_empty()) {
+        return vec![PathBuf::from(h).join("sessions")];
+    }
+    home()
+        .map(|h| vec![h.join(".codex").join("sessions")])
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_options_which_win_over_defaults() {
+        let opts = serde_json::json!({"claudeDirs": ["/o/c"], "codexDirs": ["/o/x"], "full": true});
+        let flags = RootOverrides {
+            claude_dirs: vec![PathBuf::from("/f/c")],
+            ..Default::default()
+        };
+        let o = WorkerOptions::resolve(&flags, Some(&opts));
+        assert_eq!(o.claude_dirs, vec![PathBuf::from("/f/c")]);
+        assert_eq!(o.codex_dirs, vec![PathBuf::from("/o/x")]);
+        assert!(o.full);
+        let o = WorkerOptions::resolve(
+            &RootOverrides::default(),
+            Some(&serde_json::json!({"codexDirs": "nope"})),
+        );
+        assert_eq!(o.codex_dirs, default_codex_dirs());
+        assert!(!o.full);
+    }
+}

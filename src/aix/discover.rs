@@ -1,0 +1,230 @@
+//! Discovery: which files under the source roots are sessions, what their path says about them,
+//! and the order a backfill reads them in (SOURCES.md "Providers", "Backfill").
+//!
+//! Claude Code (`<root>` = a `projects` dir):
+//! - `<root>/<project>/<session>.jsonl`: main session;
+//! - `<root>/<project>/agent-<id>.jsonl`: legacy flat subagent;
+//! - `<root>/<project>/<session>/subagents/**/agent-<id>.jsonl`: subagent of `<session>`, with an
+//!   optional sibling `agent-<id>.meta.json` (`toolUseId`, `description`).
+//!
+//! Codex (`<root>` = a `sessions` dir): `<root>/**/rollout-*.jsonl`, and the same under the
+//! sibling `archived_sessions` when the root is named `sessions`.
+//!
+//! A missing or unreadable root or directory yields nothing (logged at debug), never an error.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::config::WorkerOptions;
+use super::cursor::FileIdentity;
+use super::sources::{FileRole, Provider, SourceFile, SubagentMeta};
+
+/// Directory depth bound of the Codex walk (`YYYY/MM/DD` needs 3); guards against odd trees.
+const MAX_DEPTH: usize = 8;
+
+/// A session file with the stat that ordered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    pub source: SourceFile,
+    pub mtime_ms: i64,
+}
+
+/// The directories to watch and walk for these options.
+pub fn roots(options: &WorkerOptions) -> Vec<(Provider, PathBuf)> {
+    let mut roots: Vec<(Provider, PathBuf)> = Vec::new();
+    for d in &options.claude_dirs {
+        roots.push((Provider::ClaudeCode, d.clone()));
+    }
+    for d in &options.codex_dirs {
+        roots.push((Provider::Codex, d.clone()));
+        if d.file_name().is_some_and(|n| n == "sessions")
+            && let Some(parent) = d.parent()
+        {
+            roots.push((Provider::Codex, parent.join("archived_sessions")));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    roots.retain(|(_, d)| seen.insert(d.clone()));
+    roots
+}
+
+/// Every session file under the roots, oldest first, a Claude Code session before its
+/// subagents. Duplicate paths (overlapping roots) appear once.
+pub fn discover(options: &WorkerOptions) -> Vec<Discovered> {
+    let mut files: Vec<SourceFile> = Vec::new();
+    for (provider, root) in roots(options) {
+        match provider {
+            Provider::ClaudeCode => claude_root(&root, &mut files),
+            Provider::Codex => codex_dir(&root, 0, &mut files),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(f.path.clone()));
+    order(files)
+}
+
+fn order(files: Vec<SourceFile>) -> Vec<Discovered> {
+    let mut stamped: Vec<Discovered> = files
+        .into_iter()
+        .filter_map(|source| {
+            let id = FileIdentity::stat(&source.path).ok()?;
+            Some(Discovered {
+                source,
+                mtime_ms: id.mtime_ms,
+            })
+        })
+        .collect();
+    let main_mtime: HashMap<PathBuf, i64> = stamped
+        .iter()
+        .filter(|d| d.source.role == FileRole::Main)
+        .map(|d| (d.source.path.clone(), d.mtime_ms))
+        .collect();
+    // A child sorts no earlier than its parent, and after it on a tie.
+    let key = |d: &Discovered| -> (i64, u8, PathBuf) {
+        let parent = parent_main_path(&d.source).and_then(|p| main_mtime.get(&p).copied());
+        match parent {
+            Some(pm) => (d.mtime_ms.max(pm), 1, d.source.path.clone()),
+            None => (d.mtime_ms, 0, d.source.path.clone()),
+        }
+    };
+    stamped.sort_by_cached_key(key);
+    stamped
+}
+
+/// `<project>/<session>.jsonl` for a subagent under `<project>/<session>/subagents/`.
+pub fn parent_main_path(source: &SourceFile) -> Option<PathBuf> {
+    let FileRole::Subagent {
+        parent_session_id: Some(parent),
+        ..
+    } = &source.role
+    else {
+        return None;
+    };
+    let session_dir = source
+        .path
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == parent.as_str()))?;
+    Some(session_dir.with_file_name(format!("{parent}.jsonl")))
+}
+
+fn read_dir(dir: &Path) -> Vec<(PathBuf, fs::FileType)> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .filter_map(|e| Some((e.path(), e.file_type().ok()?)))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(dir = %dir.display(), error_kind = ?e.kind(), "source dir not readable");
+            Vec::new()
+        }
+    }
+}
+
+fn is_file(t: &fs::FileType, path: &Path) -> bool {
+    t.is_file() || (t.is_symlink() && path.is_file())
+}
+
+fn claude_root(root: &Path, out: &mut Vec<SourceFile>) {
+    for (project, t) in read_dir(root) {
+        if t.is_dir() {
+            claude_project(&project, out);
+        }
+    }
+}
+
+fn claude_project(project: &Path, out: &mut Vec<SourceFile>) {
+    for (path, t) in read_dir(project) {
+        if t.is_dir() {
+            let Some(session) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            claude_subagents(&path.join("subagents"), session, 0, out);
+            continue;
+        }
+        if !is_file(&t, &path) {
+            continue;
+        }
+        if let Some(file) = claude_file(&path, None) {
+            out.push(file);
+        }
+    }
+}
+
+fn claude_subagents(dir: &Path, session: &str, depth: usize, out: &mut Vec<SourceFile>) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    for (path, t) in read_dir(dir) {
+        if t.is_dir() {
+            claude_subagents(&path, session, depth + 1, out);
+        } else if is_file(&t, &path)
+            && let Some(f) = claude_file(&path, Some(session))
+            && matches!(f.role, FileRole::Subagent { .. })
+        {
+            out.push(f);
+        }
+    }
+}
+
+/// Classifies one Claude Code `.jsonl` path; `session` is the parent session dir when the file
+/// sits under `<session>/subagents/`.
+pub fn claude_file(path: &Path, session: Option<&str>) -> Option<SourceFile> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".jsonl")?;
+    let role = match stem.strip_prefix("agent-") {
+        Some(agent_id) if !agent_id.is_empty() => FileRole::Subagent {
+            agent_id: agent_id.to_owned(),
+            parent_session_id: session.map(str::to_owned),
+            meta: read_meta(&path.with_file_name(format!("{stem}.meta.json"))),
+        },
+        _ => FileRole::Main,
+    };
+    Some(SourceFile {
+        provider: Provider::ClaudeCode,
+        path: path.to_path_buf(),
+        role,
+    })
+}
+
+/// Reads `agent-<id>.meta.json`; `None` when absent or unreadable.
+fn read_meta(path: &Path) -> Option<SubagentMeta> {
+    let bytes = fs::read(path).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let field = |name: &str| {
+        v.get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    Some(SubagentMeta {
+        tool_use_id: field("toolUseId"),
+        description: field("description"),
+    })
+}
+
+fn codex_dir(dir: &Path, depth: usize, out: &mut Vec<SourceFile>) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    for (path, t) in read_dir(dir) {
+        if t.is_dir() {
+            codex_dir(&path, depth + 1, out);
+        } else if is_file(&t, &path)
+            && let Some(f) = codex_file(&path)
+        {
+            out.push(f);
+        }
+    }
+}
+
+/// Classifies one Codex path: `rollout-*.jsonl` is a session.
+pub fn codex_file(path: &Path) -> Option<SourceFile> {
+    let name = path.file_name()?.to_str()?;
+    (name.starts_with("rollout-") && name.ends_with(".jsonl")).then(|| SourceFile {
+        provider: Provider::Codex,
+        path: path.to_path_buf(),
+        role: FileRole::Main,
+    })
+}

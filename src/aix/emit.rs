@@ -1,0 +1,362 @@
+//! The emitter: items and cursors in, one ordered stream of worker frames out (PROTOCOL.md,
+//! SOURCES.md "Items, fingerprints, keys").
+//!
+//! - [`FrameSink`] owns stdout: it numbers frames (`seq` from 1, strictly increasing) and writes
+//!   each as one line. It is shared (the control thread answers health probes through it), so
+//!   numbering and writing happen under one lock and the stream stays ordered.
+//! - [`Emitter`] packs items into `import.batch` frames (up to `batch_items` / `batch_bytes`) and
+//!   sends an item over `chunk_threshold` as `import.chunk` parts. A cursor rides on the frame
+//!   whose commit makes it true: the batch holding its file's last item, or the part that
+//!   completes its upload.
+//!
+//! Backpressure: a write blocks while the reader (NEX) is behind; the emitter holds at most one
+//! batch, so a slow ledger stalls parsing instead of growing memory.
+
+use std::io::{self, Write};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::protocol::frames::{
+    HEALTH_STATUS, IMPORT_BATCH, IMPORT_CHUNK, RUN_COMPLETE, RUN_ERROR, RUN_PROGRESS,
+};
+use crate::protocol::{
+    ChunkRequest, Cursor, ENCODING_GZIP_BASE64, HealthStatus, ImportSessionItem, RunError, RunMode,
+    RunProgress, SOURCE_AIX, encode_frame,
+};
+
+/// Packing limits (SOURCES.md defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmitLimits {
+    pub batch_items: usize,
+    pub batch_bytes: usize,
+    pub chunk_threshold: usize,
+    /// Characters of base64 per `import.chunk` part.
+    pub chunk_bytes: usize,
+}
+
+impl Default for EmitLimits {
+    fn default() -> Self {
+        Self {
+            batch_items: 64,
+            batch_bytes: 4 << 20,
+            chunk_threshold: 4 << 20,
+            chunk_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The ordered frame stream of one run.
+pub struct FrameSink {
+    inner: Mutex<SinkInner>,
+}
+
+struct SinkInner {
+    out: Box<dyn Write + Send>,
+    run_id: String,
+    seq: u64,
+    /// Epoch ms of the last import frame written.
+    last_import_at: Option<i64>,
+    /// Set after a failed write: the stream is broken and every later write fails fast.
+    broken: bool,
+}
+
+impl FrameSink {
+    pub fn new(out: Box<dyn Write + Send>, run_id: String) -> Self {
+        Self {
+            inner: Mutex::new(SinkInner {
+                out,
+                run_id,
+                seq: 0,
+                last_import_at: None,
+                broken: false,
+            }),
+        }
+    }
+
+    /// Writes one frame and flushes it; returns its `seq`.
+    ///
+    /// Errors: the output is closed or failed (also every call after a failure).
+    pub fn send<P: Serialize>(&self, kind: &str, payload: &P) -> io::Result<u64> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "frame output closed",
+            ));
+        }
+        inner.seq += 1;
+        let seq = inner.seq;
+        let mut line = encode_frame(kind, &inner.run_id, Some(seq), payload);
+        line.push('\n');
+        let result = inner
+            .out
+            .write_all(line.as_bytes())
+            .and_then(|()| inner.out.flush());
+        if result.is_err() {
+            inner.broken = true;
+        }
+        if kind == IMPORT_BATCH || kind == IMPORT_CHUNK {
+            inner.last_import_at = Some(now_ms());
+        }
+        result.map(|()| seq)
+    }
+
+    pub fn last_import_at(&self) -> Option<i64> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_import_at
+    }
+
+    pub fn run_id(&self) -> String {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .run_id
+            .clone()
+    }
+
+    pub fn progress(&self, p: &RunProgress) -> io::Result<u64> {
+        self.send(RUN_PROGRESS, p)
+    }
+
+    pub fn complete(&self, p: &RunProgress) -> io::Result<u64> {
+        self.send(RUN_COMPLETE, p)
+    }
+
+    pub fn error(&self, e: &RunError) -> io::Result<u64> {
+        self.send(RUN_ERROR, e)
+    }
+
+    pub fn health(&self, h: &HealthStatus) -> io::Result<u64> {
+        self.send(HEALTH_STATUS, h)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The `import.batch` payload, written from items serialised once.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchPayload<'a> {
+    source: &'a str,
+    mode: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    persona_id: Option<&'a str>,
+    idempotency_key: String,
+    items: &'a [Box<RawValue>],
+    #[serde(skip_serializing_if = "<[Cursor]>::is_empty")]
+    cursors: &'a [Cursor],
+}
+
+/// What identifies an item's content in its idempotency key.
+struct KeyPart {
+    provider: String,
+    session_id: String,
+    fingerprint: String,
+    part: String,
+}
+
+/// `aix:<mode>:<hex sha256 over (provider, sessionId, fingerprint, part) of the items>`.
+fn idempotency_key(mode: RunMode, parts: &[KeyPart]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        for field in [&p.provider, &p.session_id, &p.fingerprint, &p.part] {
+            h.update(field.as_bytes());
+            h.update([0x1f]);
+        }
+        h.update([0x1e]);
+    }
+    format!("aix:{}:{:x}", mode.as_str(), h.finalize())
+}
+
+/// Packs items into frames on a [`FrameSink`].
+pub struct Emitter<'s> {
+    sink: &'s FrameSink,
+    mode: RunMode,
+    persona_id: Option<String>,
+    limits: EmitLimits,
+    items: Vec<Box<RawValue>>,
+    keys: Vec<KeyPart>,
+    bytes: usize,
+    /// Cursors waiting for the next frame that commits items; one per key, latest wins.
+    cursors: Vec<Cursor>,
+    /// Items emitted so far (sessions or partial sessions).
+    pub emitted_items: u64,
+}
+
+impl<'s> Emitter<'s> {
+    pub fn new(
+        sink: &'s FrameSink,
+        mode: RunMode,
+        persona_id: Option<String>,
+        limits: EmitLimits,
+    ) -> Self {
+        Self {
+            sink,
+            mode,
+            persona_id,
+            limits,
+            items: Vec::new(),
+            keys: Vec::new(),
+            bytes: 0,
+            cursors: Vec::new(),
+            emitted_items: 0,
+        }
+    }
+
+    pub fn sink(&self) -> &'s FrameSink {
+        self.sink
+    }
+
+    /// Queues the items read from one file and the cursor that becomes true with them. `part`
+    /// is what, besides the fingerprint, determines the items' content (the emit offset and any
+    /// lineage filled in): equal keys always carry equal payloads. A cursor with no items rides
+    /// on the next frame that commits items.
+    ///
+    /// Errors: the frame output failed.
+    pub fn push_file(
+        &mut self,
+        items: Vec<ImportSessionItem>,
+        part: &str,
+        cursor: Option<Cursor>,
+    ) -> io::Result<()> {
+        let mut cursor = cursor;
+        let count = items.len();
+        for (i, mut item) in items.into_iter().enumerate() {
+            // The payload must be a function of the key: a wall-clock stamp would make a
+            // replay of the same key a payload mismatch.
+            item.imported_at_ms = 0;
+            let key = KeyPart {
+                provider: item.source_provider.clone(),
+                session_id: item.source_session_id.clone(),
+                fingerprint: item.source_session_fingerprint.clone(),
+                part: part.to_owned(),
+            };
+            // Items are plain data with string keys; serialising cannot fail.
+            let json = serde_json::to_string(&item).expect("item serialises");
+            let last = i + 1 == count;
+            if json.len() > self.limits.chunk_threshold {
+                self.flush()?;
+                let cursors = if last {
+                    let mut c = std::mem::take(&mut self.cursors);
+                    if let Some(cur) = cursor.take() {
+                        upsert_cursor(&mut c, cur);
+                    }
+                    c
+                } else {
+                    Vec::new()
+                };
+                self.send_chunked(&item, key, json.as_bytes(), cursors)?;
+                continue;
+            }
+            if self.items.len() >= self.limits.batch_items
+                || (!self.items.is_empty() && self.bytes + json.len() > self.limits.batch_bytes)
+            {
+                self.flush()?;
+            }
+            self.bytes += json.len();
+            // `to_string` produced valid JSON.
+            self.items
+                .push(RawValue::from_string(json).expect("serialised JSON is valid"));
+            self.keys.push(key);
+            if last && let Some(cur) = cursor.take() {
+                upsert_cursor(&mut self.cursors, cur);
+            }
+        }
+        if let Some(cur) = cursor {
+            upsert_cursor(&mut self.cursors, cur);
+        }
+        Ok(())
+    }
+
+    /// Sends the pending batch, if it has items. Cursors without items stay pending.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        let payload = BatchPayload {
+            source: SOURCE_AIX,
+            mode: self.mode.as_str(),
+            persona_id: self.persona_id.as_deref(),
+            idempotency_key: idempotency_key(self.mode, &self.keys),
+            items: &self.items,
+            cursors: &self.cursors,
+        };
+        self.sink.send(IMPORT_BATCH, &payload)?;
+        self.emitted_items += self.items.len() as u64;
+        self.items.clear();
+        self.keys.clear();
+        self.cursors.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// Cursors still waiting for a frame (dropped at the end of a run: their files are read
+    /// again next time, which is safe).
+    pub fn pending_cursors(&self) -> usize {
+        self.cursors.len()
+    }
+
+    fn send_chunked(
+        &mut self,
+        item: &ImportSessionItem,
+        key: KeyPart,
+        json: &[u8],
+        cursors: Vec<Cursor>,
+    ) -> io::Result<()> {
+        let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::new(1));
+        gz.write_all(json)?;
+        let data = base64::engine::general_purpose::STANDARD.encode(gz.finish()?);
+        let key = idempotency_key(self.mode, &[key]);
+        let step = self.limits.chunk_bytes.max(4);
+        let total = data.len().div_ceil(step).max(1);
+        let mut cursors = Some(cursors);
+        for index in 0..total {
+            let start = index * step;
+            let end = (start + step).min(data.len());
+            let part = ChunkRequest {
+                source: SOURCE_AIX.to_owned(),
+                run_id: None,
+                mode: self.mode.as_str().to_owned(),
+                persona_id: self.persona_id.clone(),
+                idempotency_key: key.clone(),
+                upload_id: key.clone(),
+                chunk_index: index as i64,
+                chunk_total: total as i64,
+                encoding: ENCODING_GZIP_BASE64.to_owned(),
+                // base64 is ASCII: any byte index is a char boundary.
+                data: data[start..end].to_owned(),
+                source_provider: item.source_provider.clone(),
+                source_session_id: item.source_session_id.clone(),
+                source_session_fingerprint: item.source_session_fingerprint.clone(),
+                cursors: if index + 1 == total {
+                    cursors.take().unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+            };
+            self.sink.send(IMPORT_CHUNK, &part)?;
+        }
+        self.emitted_items += 1;
+        Ok(())
+    }
+}
+
+fn upsert_cursor(cursors: &mut Vec<Cursor>, cursor: Cursor) {
+    match cursors.iter_mut().find(|c| c.key == cursor.key) {
+        Some(slot) => *slot = cursor,
+        None => cursors.push(cursor),
+    }
+}

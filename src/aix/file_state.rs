@@ -1,0 +1,216 @@
+//! The read side of one session file: its parser and cursor, and the one operation shared by
+//! backfill, tail and scan: bring the parser up to the end of the file and return the items the
+//! new bytes produced, with the cursor that becomes true once those items are committed.
+//!
+//! Lines reach the parser complete: a partial last line waits for its newline. Bytes are read
+//! in blocks, so memory follows the longest line plus one block, never the file.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use super::cursor::{self, CURSOR_VERSION, CursorCheck, FileCursor, FileIdentity, cursor_key};
+use super::sources::{SessionParser, SourceFile};
+use crate::protocol::ImportSessionItem;
+
+/// Builds the parser of a file (the real one is `sources::parser_for`; tests inject fakes).
+pub type ParserFactory = Arc<dyn Fn(&SourceFile) -> Box<dyn SessionParser> + Send + Sync>;
+
+/// Bytes read per block.
+const READ_BLOCK: usize = 1 << 20;
+
+/// How an update read the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    /// Whole file, fresh parser (no usable cursor, `--full`, or a rewrite).
+    Whole,
+    /// Resumed from a cursor without in-memory state: state rebuilt from `[0, open turn)`,
+    /// items from the open turn on.
+    Resumed,
+    /// New bytes appended to a file whose parser is in memory.
+    Appended,
+}
+
+/// The outcome of reading new bytes of a file.
+pub struct FileUpdate {
+    pub items: Vec<ImportSessionItem>,
+    /// True once `items` are committed.
+    pub cursor: FileCursor,
+    /// Offset where the emitting lines began: with the fingerprint, it determines the items'
+    /// content (part of the idempotency key).
+    pub part: u64,
+    pub kind: ReadKind,
+}
+
+/// One file's parse state: kept across updates by the tail, fresh per file in backfill.
+pub struct FileState {
+    pub source: SourceFile,
+    /// The cursor as last emitted (or as handed back by `run.start`).
+    pub cursor: Option<FileCursor>,
+    parser: Option<Box<dyn SessionParser>>,
+}
+
+impl FileState {
+    pub fn new(source: SourceFile, cursor: Option<FileCursor>) -> Self {
+        Self {
+            source,
+            cursor,
+            parser: None,
+        }
+    }
+
+    pub fn key(&self) -> String {
+        cursor_key(self.source.provider, &self.source.path)
+    }
+
+    /// The parser, when state is in memory.
+    pub fn parser(&self) -> Option<&dyn SessionParser> {
+        self.parser.as_deref()
+    }
+
+    /// Drops the in-memory parse state (kept: the cursor); the next update rebuilds it.
+    pub fn evict(&mut self) {
+        self.parser = None;
+    }
+
+    /// Whether the file needs reading, judged by stat and a read of its first line only.
+    pub fn needs_read(&self, full: bool) -> io::Result<bool> {
+        if full {
+            return Ok(true);
+        }
+        let mut file = File::open(&self.source.path)?;
+        let now = FileIdentity::of(&file.metadata()?);
+        Ok(cursor::check(self.cursor.as_ref(), &now, &mut file) != CursorCheck::Unchanged)
+    }
+
+    /// Reads what is new in the file and returns its items and the new cursor; `Ok(None)` when
+    /// nothing changed since the cursor (no parse at all). `full` reads the file whole with a
+    /// fresh parser whatever the cursor says.
+    ///
+    /// Errors: the file could not be opened or read (the caller logs the path and moves on; the
+    /// in-memory state is dropped so the next attempt starts clean).
+    pub fn update(
+        &mut self,
+        factory: &ParserFactory,
+        full: bool,
+    ) -> io::Result<Option<FileUpdate>> {
+        let result = self.update_inner(factory, full);
+        if result.is_err() {
+            self.parser = None;
+        }
+        result
+    }
+
+    fn update_inner(
+        &mut self,
+        factory: &ParserFactory,
+        full: bool,
+    ) -> io::Result<Option<FileUpdate>> {
+        let mut file = File::open(&self.source.path)?;
+        let now = FileIdentity::of(&file.metadata()?);
+        let check = if full {
+            CursorCheck::Rewrite
+        } else {
+            cursor::check(self.cursor.as_ref(), &now, &mut file)
+        };
+        let (kind, from) = match (check, self.cursor.as_ref(), self.parser.is_some()) {
+            (CursorCheck::Unchanged, ..) => return Ok(None),
+            (CursorCheck::Continue, Some(c), true) => (ReadKind::Appended, c.offset),
+            (CursorCheck::Continue, Some(c), false) => (ReadKind::Resumed, c.open_turn_offset),
+            _ => (ReadKind::Whole, 0),
+        };
+        if kind != ReadKind::Appended {
+            self.parser = Some(factory(&self.source));
+        }
+        // Set just above; a `None` here would be a logic error, so rebuild rather than panic.
+        let parser = self.parser.get_or_insert_with(|| factory(&self.source));
+        if kind == ReadKind::Resumed && from > 0 {
+            let end = feed(&mut file, parser.as_mut(), 0, Some(from), false)?;
+            if end.consumed != from {
+                // The open turn no longer starts at a line boundary: the file changed under us.
+                self.parser = None;
+                self.cursor = None;
+                return self.update_inner(factory, true);
+            }
+        }
+        let end = feed(&mut file, parser.as_mut(), from, None, true)?;
+        let items = parser.take_items();
+        let (head_len, head) = match (&self.cursor, kind) {
+            (Some(c), ReadKind::Appended | ReadKind::Resumed) if c.head_len > 0 => {
+                (c.head_len, c.head.clone())
+            }
+            _ => cursor::read_head(&mut file, end.consumed)?,
+        };
+        let cursor = FileCursor {
+            v: CURSOR_VERSION,
+            dev: now.dev,
+            ino: now.ino,
+            size: end.seen.max(now.size),
+            mtime_ms: now.mtime_ms,
+            head_len,
+            head,
+            offset: end.consumed,
+            edge: cursor::read_edge(&mut file, end.consumed)?,
+            open_turn_offset: parser.open_turn_offset().min(end.consumed),
+            fingerprint: parser.fingerprint(),
+        };
+        self.cursor = Some(cursor.clone());
+        Ok(Some(FileUpdate {
+            items,
+            cursor,
+            part: from,
+            kind,
+        }))
+    }
+}
+
+struct FeedEnd {
+    /// Offset after the last complete line pushed.
+    consumed: u64,
+    /// Offset of the end of what was read (a partial last line included).
+    seen: u64,
+}
+
+/// Pushes the complete lines of `[from, to)` (to EOF when `to` is `None`) into the parser.
+fn feed(
+    file: &mut File,
+    parser: &mut dyn SessionParser,
+    from: u64,
+    to: Option<u64>,
+    emit: bool,
+) -> io::Result<FeedEnd> {
+    file.seek(SeekFrom::Start(from))?;
+    let mut reader: Box<dyn Read> = match to {
+        Some(to) => Box::new((&mut *file).take(to.saturating_sub(from))),
+        None => Box::new(&mut *file),
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BLOCK);
+    // `buf` holds the bytes from `base` on; everything before `base` was pushed.
+    let mut base = from;
+    let mut seen = from;
+    let mut scanned = 0usize;
+    loop {
+        let len = buf.len();
+        buf.resize(len + READ_BLOCK, 0);
+        let n = reader.read(&mut buf[len..])?;
+        buf.truncate(len + n);
+        if n == 0 {
+            break;
+        }
+        seen += n as u64;
+        if let Some(last_nl) = buf[scanned..].iter().rposition(|&b| b == b'\n') {
+            let cut = scanned + last_nl + 1;
+            parser.push_lines(&buf[..cut], base, emit);
+            base += cut as u64;
+            buf.drain(..cut);
+            scanned = 0;
+        } else {
+            // A line longer than what we have so far: keep reading, without rescanning.
+            scanned = buf.len();
+        }
+    }
+    Ok(FeedEnd {
+        consumed: base,
+        seen,
+    })
+}

@@ -1,0 +1,310 @@
+//! Tail: follow the session files as agents write them (SOURCES.md "Tail").
+//!
+//! OS notifications (`notify`, recursive on the roots) mark files dirty; a file is read once it
+//! has been quiet for `debounce`, or `max_debounce` after its first unread change under
+//! continuous writes. Each read takes only the new complete lines from the cursor and emits the
+//! touched turns as partial items with the new cursor. A directory re-scan every
+//! `reconcile_interval` (stat only, no reads of unchanged files) backstops missed events and
+//! picks up new roots. Between events the loop sleeps on its channel: an idle tail uses no CPU.
+//!
+//! Per-file parse state lives in memory while the file is active and is dropped after
+//! `idle_evict` without changes; the next change rebuilds it from the cursor.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, mpsc};
+use std::time::Instant;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+
+use super::backfill::{RunCounters, emit_update};
+use super::config::WorkerOptions;
+use super::cursor::{FileCursor, FileIdentity, cursor_key};
+use super::discover::{discover, roots};
+use super::emit::{Emitter, now_ms};
+use super::error::WorkerError;
+use super::file_state::{FileState, ParserFactory};
+use super::lineage::Lineage;
+use super::status::{StopSignal, WorkerStatus};
+
+enum TailEvent {
+    Fs(notify::Event),
+    Stop,
+}
+
+/// A file with unread changes.
+struct Dirty {
+    first: Instant,
+    last: Instant,
+    first_ms: i64,
+}
+
+struct Tracked {
+    state: FileState,
+    last_change: Instant,
+}
+
+struct Tail<'a, 'e> {
+    options: &'a WorkerOptions,
+    cursors: &'a HashMap<String, FileCursor>,
+    factory: &'a ParserFactory,
+    emitter: &'a mut Emitter<'e>,
+    status: &'a WorkerStatus,
+    files: HashMap<PathBuf, Tracked>,
+    dirty: HashMap<PathBuf, Dirty>,
+    lineage: Lineage,
+    watched: HashSet<PathBuf>,
+    rediscover_at: Option<Instant>,
+    counters: RunCounters,
+}
+
+/// Tails the roots until `stop`; flushes and returns the counters for `run.complete`.
+///
+/// Errors: the watcher cannot be created (`watch_failed`) or the frame output failed.
+pub fn run_tail(
+    options: &WorkerOptions,
+    cursors: &HashMap<String, FileCursor>,
+    factory: &ParserFactory,
+    emitter: &mut Emitter<'_>,
+    stop: &StopSignal,
+    status: &WorkerStatus,
+) -> Result<RunCounters, WorkerError> {
+    let (tx, rx) = mpsc::channel::<TailEvent>();
+    let fs_tx = tx.clone();
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) => {
+                let _ = fs_tx.send(TailEvent::Fs(ev));
+            }
+            Err(e) => tracing::warn!(error = %e, "file watcher error"),
+        })
+        .map_err(WorkerError::Watch)?;
+    let stop_tx = Mutex::new(tx);
+    stop.on_stop(Box::new(move || {
+        let _ = stop_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(TailEvent::Stop);
+    }));
+
+    let mut tail = Tail {
+        options,
+        cursors,
+        factory,
+        emitter,
+        status,
+        files: HashMap::new(),
+        dirty: HashMap::new(),
+        lineage: Lineage::default(),
+        watched: HashSet::new(),
+        rediscover_at: None,
+        counters: RunCounters::default(),
+    };
+    tail.watch_roots(&mut watcher);
+    tail.rediscover();
+    let mut next_reconcile = Instant::now() + options.reconcile_interval;
+    tracing::info!(
+        files = tail.files.len(),
+        pending = tail.dirty.len(),
+        "tail started"
+    );
+
+    while !stop.is_stopped() {
+        let now = Instant::now();
+        if tail.process_due(now, stop)? {
+            continue;
+        }
+        if tail.rediscover_at.is_some_and(|t| t <= now) {
+            tail.rediscover();
+            continue;
+        }
+        if next_reconcile <= now {
+            tail.watch_roots(&mut watcher);
+            tail.reconcile();
+            next_reconcile = now + options.reconcile_interval;
+            continue;
+        }
+        let deadline = tail
+            .next_due()
+            .into_iter()
+            .chain(tail.rediscover_at)
+            .fold(next_reconcile, Instant::min);
+        let event = match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+            Ok(ev) => Some(ev),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut event = event;
+        while let Some(ev) = event {
+            match ev {
+                TailEvent::Stop => break,
+                TailEvent::Fs(ev) => tail.on_fs_event(ev),
+            }
+            event = rx.try_recv().ok();
+        }
+        tail.publish();
+    }
+    tail.emitter.flush().map_err(WorkerError::Output)?;
+    Ok(tail.counters)
+}
+
+impl Tail<'_, '_> {
+    fn watch_roots(&mut self, watcher: &mut impl Watcher) {
+        for (_, root) in roots(self.options) {
+            if self.watched.contains(&root) || !root.is_dir() {
+                continue;
+            }
+            match watcher.watch(&root, RecursiveMode::Recursive) {
+                Ok(()) => {
+                    self.watched.insert(root);
+                }
+                Err(e) => {
+                    tracing::warn!(root = %root.display(), error = %e, "cannot watch root; relying on reconcile")
+                }
+            }
+        }
+    }
+
+    fn mark(&mut self, path: PathBuf, now: Instant) {
+        let entry = self.dirty.entry(path).or_insert_with(|| Dirty {
+            first: now,
+            last: now,
+            first_ms: now_ms(),
+        });
+        entry.last = now;
+    }
+
+    fn due_at(&self, d: &Dirty) -> Instant {
+        (d.last + self.options.debounce).min(d.first + self.options.max_debounce)
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.dirty.values().map(|d| self.due_at(d)).min()
+    }
+
+    fn on_fs_event(&mut self, ev: notify::Event) {
+        // Our own reads open files: access events are never changes.
+        if matches!(ev.kind, EventKind::Access(_)) {
+            return;
+        }
+        let now = Instant::now();
+        self.status.last_event_ms.store(now_ms(), Ordering::Relaxed);
+        for path in ev.paths {
+            if self.files.contains_key(&path) {
+                self.mark(path, now);
+            } else if path.extension().is_some_and(|e| e == "jsonl") || path.is_dir() {
+                self.rediscover_at
+                    .get_or_insert(now + self.options.debounce);
+            }
+        }
+    }
+
+    /// Reads every file whose debounce expired; `true` when any was read.
+    fn process_due(&mut self, now: Instant, stop: &StopSignal) -> Result<bool, WorkerError> {
+        let mut due: Vec<(Instant, PathBuf)> = self
+            .dirty
+            .iter()
+            .filter(|(_, d)| self.due_at(d) <= now)
+            .map(|(p, d)| (d.first, p.clone()))
+            .collect();
+        if due.is_empty() {
+            return Ok(false);
+        }
+        due.sort();
+        for (_, path) in due {
+            if stop.is_stopped() {
+                break;
+            }
+            self.dirty.remove(&path);
+            self.read_file(path)?;
+        }
+        self.emitter.flush().map_err(WorkerError::Output)?;
+        self.publish();
+        Ok(true)
+    }
+
+    fn read_file(&mut self, path: PathBuf) -> Result<(), WorkerError> {
+        let Some(tracked) = self.files.get_mut(&path) else {
+            return Ok(());
+        };
+        tracked.last_change = Instant::now();
+        match tracked.state.update(self.factory, false) {
+            Ok(Some(update)) => {
+                emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
+                    .map_err(WorkerError::Output)?;
+                self.counters.emitted_files += 1;
+            }
+            Ok(None) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(path = %path.display(), "session file removed");
+                self.files.remove(&path);
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error_kind = ?e.kind(), "file not readable");
+                self.counters.failed_files += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds files that appeared under the roots; new ones (and any whose cursor is stale) are
+    /// due at once.
+    fn rediscover(&mut self) {
+        self.rediscover_at = None;
+        let now = Instant::now();
+        for d in discover(self.options) {
+            if self.files.contains_key(&d.source.path) {
+                continue;
+            }
+            let key = cursor_key(d.source.provider, &d.source.path);
+            let state = FileState::new(d.source, self.cursors.get(&key).cloned());
+            let path = state.source.path.clone();
+            let needs = state.needs_read(false).unwrap_or(true);
+            self.files.insert(
+                path.clone(),
+                Tracked {
+                    state,
+                    last_change: now,
+                },
+            );
+            if needs {
+                self.mark(path, now);
+            }
+        }
+        self.publish();
+    }
+
+    /// The backstop: new files, and known files whose stat differs from their cursor. Drops
+    /// the parse state of files idle for `idle_evict`.
+    fn reconcile(&mut self) {
+        self.rediscover();
+        let now = Instant::now();
+        let mut stale = Vec::new();
+        for (path, tracked) in &mut self.files {
+            let changed = match (FileIdentity::stat(path), &tracked.state.cursor) {
+                (Ok(id), Some(c)) => id != c.identity(),
+                _ => true,
+            };
+            if changed {
+                stale.push(path.clone());
+            } else if now.duration_since(tracked.last_change) >= self.options.idle_evict {
+                tracked.state.evict();
+            }
+        }
+        for path in stale {
+            self.mark(path, now);
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let s = self.status;
+        s.watched_files
+            .store(self.files.len() as u64, Ordering::Relaxed);
+        s.pending_files
+            .store(self.dirty.len() as u64, Ordering::Relaxed);
+        let oldest = self.dirty.values().map(|d| d.first_ms).min().unwrap_or(0);
+        s.oldest_pending_ms.store(oldest, Ordering::Relaxed);
+    }
+}

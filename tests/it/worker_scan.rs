@@ -1,0 +1,54 @@
+//! `aix scan` over the library: per-provider summary and items as JSON lines.
+
+use nex::aix::WorkerOptions;
+use nex::aix::sources::Provider;
+use nex::protocol::ImportSessionItem;
+
+use crate::worker_fake::{fake_factory, reply, turn};
+
+#[test]
+fn summary_counts_sessions_turns_messages_and_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("projects/-p");
+    std::fs::create_dir_all(proj.join("A/subagents")).unwrap();
+    std::fs::write(
+        proj.join("A.jsonl"),
+        format!(
+            "{}{}{{\"skip\":\"progress\"}}\n{{\"skip\":\"progress\"}}\nbroken\n{}",
+            turn("A", "t1", "x"),
+            reply("y"),
+            turn("A", "t2", "z")
+        ),
+    )
+    .unwrap();
+    std::fs::write(proj.join("A/subagents/agent-k.jsonl"), turn("A", "c1", "s")).unwrap();
+    let codex = dir.path().join("sessions");
+    std::fs::create_dir_all(&codex).unwrap();
+    std::fs::write(codex.join("rollout-1.jsonl"), turn("X", "t1", "q")).unwrap();
+    let options = WorkerOptions {
+        claude_dirs: vec![dir.path().join("projects")],
+        codex_dirs: vec![codex],
+        ..Default::default()
+    };
+    let (factory, _) = fake_factory();
+    let mut json = Vec::new();
+    let summary = nex::aix::scan(&options, &factory, Some(&mut json)).unwrap();
+    let claude = &summary[&Provider::ClaudeCode];
+    assert_eq!(claude.files, 2);
+    assert_eq!(claude.sessions, 1);
+    assert_eq!(claude.subagent_sessions, 1);
+    assert_eq!(claude.turns, 3);
+    assert_eq!(claude.messages, 4);
+    assert_eq!(claude.malformed_lines, 1);
+    assert_eq!(claude.skipped_records.get("progress"), Some(&2));
+    assert_eq!(summary[&Provider::Codex].sessions, 1);
+    let items: Vec<ImportSessionItem> = String::from_utf8(json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(items.len(), 3);
+    let text = nex::aix::render_summary(&summary);
+    assert!(text.contains("claude-code:") && text.contains("codex:"));
+    assert!(text.contains("progress"));
+}

@@ -1,0 +1,270 @@
+//! Tail: appends (also cut mid-line) become partial items with cursors at line boundaries;
+//! rewrites, shrinks and rotations re-import whole; new files and new roots are picked up;
+//! a tail started on cursors resumes from the open turn. Waits are event-driven with generous
+//! timeouts; nothing asserts timing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nex::aix::cursor::{FileCursor, cursor_map};
+use nex::aix::{
+    FrameSink, RunCounters, RunSpec, StopSignal, WorkerError, WorkerOptions, WorkerStatus, run_mode,
+};
+use nex::protocol::{Cursor, Envelope, ImportSessionItem, RunMode, WorkerFrame};
+
+use crate::worker_fake::{
+    Capture, ParseLog, append, batch_items, cursors, fake_factory, reply, turn,
+};
+
+struct Running {
+    cap: Capture,
+    stop: Arc<StopSignal>,
+    handle: JoinHandle<Result<RunCounters, WorkerError>>,
+    log: Arc<ParseLog>,
+}
+
+fn start(options: WorkerOptions, start_cursors: Vec<Cursor>) -> Running {
+    let (factory, log) = fake_factory();
+    let cap = Capture::default();
+    let stop = Arc::new(StopSignal::default());
+    let (c, s) = (cap.clone(), stop.clone());
+    let handle = std::thread::spawn(move || {
+        let sink = FrameSink::new(Box::new(c), "tail-run".into());
+        let spec = RunSpec {
+            mode: RunMode::Tail,
+            persona_id: None,
+            cursors: cursor_map(&start_cursors),
+            options,
+        };
+        run_mode(&spec, &factory, &sink, &s, &WorkerStatus::default())
+    });
+    Running {
+        cap,
+        stop,
+        handle,
+        log,
+    }
+}
+
+impl Running {
+    fn finish(self) -> Vec<Envelope<WorkerFrame>> {
+        self.stop.stop();
+        self.handle.join().unwrap().unwrap();
+        self.cap.frames()
+    }
+
+    /// Waits until at least `n` items were emitted; returns them all.
+    fn items(&self, n: usize) -> Vec<ImportSessionItem> {
+        batch_items(
+            &self
+                .cap
+                .wait_for(&format!("{n} items"), |f| batch_items(f).len() >= n),
+        )
+    }
+}
+
+fn tail_options(claude: &Path) -> WorkerOptions {
+    WorkerOptions {
+        claude_dirs: vec![claude.to_path_buf()],
+        codex_dirs: vec![],
+        ..Default::default()
+    }
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let claude = dir.path().join("projects");
+    let proj = claude.join("-p");
+    std::fs::create_dir_all(&proj).unwrap();
+    let path = proj.join("s.jsonl");
+    std::fs::write(
+        &path,
+        format!("{}{}", turn("s", "t1", "hello"), reply("hi")),
+    )
+    .unwrap();
+    (dir, claude, path)
+}
+
+fn turn_ids(item: &ImportSessionItem) -> Vec<&str> {
+    item.turns
+        .iter()
+        .map(|t| t.source_turn_id.as_str())
+        .collect()
+}
+
+/// Every cursor ends at a line boundary of the file's content at that time: the byte before
+/// `offset` is a newline in the final file too (files here only grow).
+fn assert_line_boundaries(frames: &[Envelope<WorkerFrame>], path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    for c in cursors(frames) {
+        let fc = FileCursor::from_value(&c.value).unwrap();
+        assert!(fc.offset > 0);
+        assert_eq!(
+            bytes[fc.offset as usize - 1],
+            b'\n',
+            "offset {} not at a line end",
+            fc.offset
+        );
+    }
+}
+
+#[test]
+fn appends_become_partial_items_and_partial_lines_wait() {
+    let (_dir, claude, path) = setup();
+    let run = start(tail_options(&claude), vec![]);
+    let items = run.items(1);
+    assert_eq!(
+        turn_ids(&items[0]),
+        vec!["t1"],
+        "initial import of the whole file"
+    );
+
+    append(&path, &reply("more"));
+    let items = run.items(2);
+    assert_eq!(turn_ids(&items[1]), vec!["t1"], "the open turn, complete");
+    assert_eq!(items[1].messages.len(), 3);
+
+    // A line cut in two writes: nothing of it is emitted until its newline arrives.
+    append(&path, "{\"s\":\"s\",\"t\":\"t2\",\"m\":\"cut-");
+    std::thread::sleep(Duration::from_millis(400));
+    append(&path, "then-done\"}\n");
+    let items = run.items(3);
+    let last = items.last().unwrap();
+    assert_eq!(turn_ids(last), vec!["t2"]);
+    assert_eq!(last.messages[0].content.as_deref(), Some("cut-then-done"));
+    assert!(
+        items.iter().all(|i| i
+            .messages
+            .iter()
+            .all(|m| m.content.as_deref() != Some("cut-"))),
+        "a partial line was parsed"
+    );
+    let frames = run.finish();
+    assert_line_boundaries(&frames, &path);
+    let WorkerFrame::ImportBatch(b) = &frames[0].body else {
+        panic!()
+    };
+    assert_eq!(b.mode, "tail");
+    let last_cursor = FileCursor::from_value(&cursors(&frames).last().unwrap().value).unwrap();
+    assert_eq!(last_cursor.offset, std::fs::metadata(&path).unwrap().len());
+    assert_eq!(
+        last_cursor.open_turn_offset,
+        last_cursor.offset - b"{\"s\":\"s\",\"t\":\"t2\",\"m\":\"cut-then-done\"}\n".len() as u64
+    );
+}
+
+#[test]
+fn shrunk_or_rewritten_file_is_reimported_whole() {
+    let (_dir, claude, path) = setup();
+    let run = start(tail_options(&claude), vec![]);
+    run.items(1);
+    // Claude Code rewrites a file on compact: shorter, different first line.
+    std::fs::write(
+        &path,
+        format!("{}{}", turn("s", "n1", "x"), turn("s", "n2", "y")),
+    )
+    .unwrap();
+    let items = run.items(2);
+    assert_eq!(turn_ids(&items[1]), vec!["n1", "n2"]);
+    let frames = run.finish();
+    let last = FileCursor::from_value(&cursors(&frames).last().unwrap().value).unwrap();
+    assert_eq!(last.offset, std::fs::metadata(&path).unwrap().len());
+}
+
+#[test]
+fn rotated_file_is_reimported_whole() {
+    let (dir, claude, path) = setup();
+    let run = start(tail_options(&claude), vec![]);
+    run.items(1);
+    // Replaced by rename: new inode, same first line, longer.
+    let tmp = dir.path().join("tmp.jsonl");
+    std::fs::write(
+        &tmp,
+        format!(
+            "{}{}{}",
+            turn("s", "t1", "hello"),
+            reply("hi"),
+            turn("s", "t2", "z")
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let items = run.items(2);
+    assert_eq!(
+        turn_ids(&items[1]),
+        vec!["t1", "t2"],
+        "whole file, not an append"
+    );
+    run.finish();
+}
+
+#[test]
+fn new_files_are_picked_up() {
+    let (_dir, claude, _path) = setup();
+    let run = start(tail_options(&claude), vec![]);
+    run.items(1);
+    let proj = claude.join("-q");
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::write(proj.join("fresh.jsonl"), turn("fresh", "f1", "new")).unwrap();
+    let items = run.items(2);
+    assert_eq!(items[1].source_session_id, "fresh");
+    run.finish();
+}
+
+#[test]
+fn reconcile_finds_a_root_created_after_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let claude = dir.path().join("later/projects");
+    let options = WorkerOptions {
+        reconcile_interval: Duration::from_millis(300),
+        ..tail_options(&claude)
+    };
+    let run = start(options, vec![]);
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::create_dir_all(claude.join("-p")).unwrap();
+    std::fs::write(claude.join("-p/s.jsonl"), turn("s", "t1", "a")).unwrap();
+    let items = run.items(1);
+    assert_eq!(items[0].source_session_id, "s");
+    // Now watched: an append arrives by notification or the next reconcile.
+    append(&claude.join("-p/s.jsonl"), &reply("b"));
+    let items = run.items(2);
+    assert_eq!(items[1].messages.len(), 2);
+    run.finish();
+}
+
+#[test]
+fn tail_on_cursors_resumes_from_the_open_turn() {
+    let (_dir, claude, path) = setup();
+    append(&path, &turn("s", "t2", "second"));
+    // A first tail imports the file and is stopped; NEX committed its cursor.
+    let run = start(tail_options(&claude), vec![]);
+    run.items(1);
+    let committed = cursors(&run.finish());
+    append(&path, &reply("after restart"));
+    let run = start(tail_options(&claude), committed);
+    let items = run.items(1);
+    assert_eq!(turn_ids(&items[0]), vec!["t2"]);
+    assert_eq!(items[0].messages.len(), 2, "the open turn complete");
+    let log = run.log.clone();
+    let frames = run.finish();
+    assert_eq!(batch_items(&frames).len(), 1);
+    // State rebuilt by one scan: every byte pushed exactly once.
+    assert_eq!(log.bytes(&path), std::fs::metadata(&path).unwrap().len());
+}
+
+#[test]
+fn unchanged_files_with_cursors_are_not_read_at_start() {
+    let (_dir, claude, path) = setup();
+    let run = start(tail_options(&claude), vec![]);
+    run.items(1);
+    let committed = cursors(&run.finish());
+    let run = start(tail_options(&claude), committed);
+    std::thread::sleep(Duration::from_millis(500));
+    let log = run.log.clone();
+    let frames = run.finish();
+    assert!(batch_items(&frames).is_empty());
+    assert_eq!(log.bytes(&path), 0);
+    assert!(frames.is_empty(), "a tail emits import frames only");
+}
