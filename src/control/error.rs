@@ -53,6 +53,10 @@ pub enum ControlError {
         #[source]
         source: std::io::Error,
     },
+    #[error("another nex process already runs imports for {0}")]
+    Busy(PathBuf),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     #[error("bad control request: {0}")]
     BadRequest(String),
     /// An error reported by the daemon over the socket, kept by code.
@@ -79,6 +83,8 @@ impl ControlError {
             ControlError::DaemonNotRunning(_) => "daemon_not_running",
             ControlError::Socket { .. } => "socket_failed",
             ControlError::Io { .. } => "io_failed",
+            ControlError::Busy(_) => "control_busy",
+            ControlError::Ledger(e) => e.code(),
             ControlError::BadRequest(_) => "bad_request",
             ControlError::Remote { code, .. } => code,
         }

@@ -6,6 +6,7 @@
 //! - `run`: one run from spawn to end: `run.start`, probes, stop escalation, outcome.
 //! - `worker`: worker processes: command, spawn, pid files, signals, orphans.
 //! - `port`: what the control plane needs from a run's pipeline ([`RunPipeline`]).
+//! - `ledger_pipeline`: the real pipeline behind that port, and cursors from the ledger.
 //! - `jobs`: the backfill job state machine and its `import_jobs` rows.
 //! - `audit`: `import_runs`, the audit trail of runs.
 //! - `policy`: the restart policy (backoff, reset, give up).
@@ -13,6 +14,7 @@
 //! - `bus`: in-process import events.
 //! - `store`: the `nexus.db` connection behind its own thread.
 //! - `api`, `server`, `client`: the control requests, the Unix socket, and its client.
+//! - `host`: a ready control plane (lock, stores, ledger writer, pipeline, supervisor).
 //! - `lock`: one control plane per `NEX_HOME` (the daemon or an in-process CLI run).
 //! - `config`: paths, settings, `config.toml`, environment.
 //! - `error`: [`ControlError`] and its codes.
@@ -24,7 +26,9 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod host;
 pub mod jobs;
+pub mod ledger_pipeline;
 pub mod lock;
 pub mod policy;
 pub mod port;
@@ -39,6 +43,7 @@ pub use bus::{Bus, ImportEvent};
 pub use client::{Control, ControlClient};
 pub use config::{ControlSettings, Overrides, Paths, Timings};
 pub use error::ControlError;
+pub use host::Host;
 pub use jobs::{JobRecord, JobStatus};
 pub use port::{PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline, RunSignal};
 pub use run::RunDeps;

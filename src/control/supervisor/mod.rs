@@ -352,7 +352,7 @@ impl Supervisor {
     fn start_tail(&mut self, once: bool) {
         self.tail.once = once;
         self.tail.next_at = None;
-        let options = self.options(RunMode::Tail, false, once);
+        let options = self.options(RunMode::Tail, false);
         let run_id = self.spawn_run(RunKind::Tail, RunMode::Tail, false, options, None);
         self.tail.run_id = Some(run_id);
         self.tail.state = TailState::Running;
@@ -369,24 +369,12 @@ impl Supervisor {
         }
     }
 
-    fn options(&self, mode: RunMode, full: bool, once: bool) -> serde_json::Value {
-        let s = &self.deps.settings.sources;
-        let mut roots = serde_json::Map::new();
-        if let Some(d) = &s.claude_config_dir {
-            roots.insert("claudeConfigDir".into(), d.clone().into());
-        }
-        if let Some(d) = &s.codex_home {
-            roots.insert("codexHome".into(), d.clone().into());
-        }
+    /// `run.start.options`: `full` for a backfill. Source roots travel as the worker's
+    /// environment (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`), which `aix` reads.
+    fn options(&self, mode: RunMode, full: bool) -> serde_json::Value {
         let mut o = serde_json::Map::new();
         if mode == RunMode::Backfill {
             o.insert("full".into(), full.into());
-        }
-        if once {
-            o.insert("once".into(), true.into());
-        }
-        if !roots.is_empty() {
-            o.insert("roots".into(), roots.into());
         }
         serde_json::Value::Object(o)
     }
@@ -612,7 +600,7 @@ impl Supervisor {
         };
         let full = job.record.stats.full;
         let was_queued = job.record.status == JobStatus::Queued;
-        let options = self.options(RunMode::Backfill, full, false);
+        let options = self.options(RunMode::Backfill, full);
         let run_id = self.spawn_run(
             RunKind::Job(job_id.to_owned()),
             RunMode::Backfill,
