@@ -33,8 +33,12 @@ pub enum Request {
         #[serde(default)]
         full: bool,
     },
-    /// Start the tail ([`TailStatus`]); a running tail is left alone.
-    Tail,
+    /// Start the tail ([`TailStatus`]); a running tail is left alone. `once`: one run, not
+    /// restarted when it ends (the in-process `nex import tail --once`).
+    Tail {
+        #[serde(default)]
+        once: bool,
+    },
     /// Stop the tail (`target` absent or `"tail"`) or cancel a job (`target` = job id).
     Stop {
         #[serde(default)]

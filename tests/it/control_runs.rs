@@ -82,7 +82,7 @@ async fn worker_that_never_answers_run_start_is_unresponsive() {
 async fn worker_that_stops_answering_probes_is_unresponsive_and_tail_restarts() {
     let home = Home::new();
     let mut run = Running::start(home.settings(fake_worker(&["mute"])), &home, HostMode::Daemon).await;
-    let _: TailStatus = run.handle.call(Request::Tail).await.unwrap();
+    let _: TailStatus = run.handle.call(Request::Tail { once: false }).await.unwrap();
     let failed = run.event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. })).await;
     let ImportEvent::RunFailed { error_code, .. } = failed else { unreachable!() };
     assert_eq!(error_code, "worker_unresponsive");
@@ -132,7 +132,7 @@ async fn cancelled_job_ends_cancelled_and_its_worker_is_gone() {
 async fn kill9_of_the_tail_worker_restarts_it_within_a_probe_interval() {
     let home = Home::new();
     let mut run = Running::start(home.settings(fake_worker(&["tail"])), &home, HostMode::Daemon).await;
-    let _: TailStatus = run.handle.call(Request::Tail).await.unwrap();
+    let _: TailStatus = run.handle.call(Request::Tail { once: false }).await.unwrap();
     let st = run
         .status_until(WAIT, |s| {
             s.tail.run.as_ref().is_some_and(|r| r.phase == RunPhase::Running && r.pid.is_some())
@@ -191,7 +191,7 @@ async fn tail_backs_off_doubling_then_enters_error_until_restart() {
     let mut settings = home.settings(fake_worker(&["crash", "0"]));
     settings.restart.max_restarts = 3;
     let mut run = Running::start(settings, &home, HostMode::Daemon).await;
-    let _: TailStatus = run.handle.call(Request::Tail).await.unwrap();
+    let _: TailStatus = run.handle.call(Request::Tail { once: false }).await.unwrap();
     let mut delays = Vec::new();
     for _ in 0..3 {
         let e = run.event(WAIT, |e| matches!(e, ImportEvent::RestartScheduled { .. })).await;

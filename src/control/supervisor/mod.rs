@@ -298,7 +298,7 @@ impl Supervisor {
                 Response::from_result(r)
             }
             Request::Job { id } => Response::from_result(self.job_view(id).await),
-            Request::Backfill { .. } | Request::Tail | Request::Stop { .. } | Request::Restart
+            Request::Backfill { .. } | Request::Tail { .. } | Request::Stop { .. } | Request::Restart
                 if !enabled =>
             {
                 Response::error(&ControlError::ImportDisabled)
@@ -310,10 +310,10 @@ impl Supervisor {
                 };
                 Response::from_result(self.enqueue(stats).await)
             }
-            Request::Tail => {
+            Request::Tail { once } => {
                 if self.tail.run_id.is_none() && self.tail.next_at.is_none() {
                     self.tail.tracker.reset();
-                    self.start_tail(false);
+                    self.start_tail(once);
                 }
                 Response::from_result(Ok(self.tail_status()))
             }
@@ -348,7 +348,7 @@ impl Supervisor {
         }
     }
 
-    /// `nex import tail --once` in-process: one tail run without restarts.
+    /// Starts a tail run; `once`: not restarted when it ends.
     fn start_tail(&mut self, once: bool) {
         self.tail.once = once;
         self.tail.next_at = None;
