@@ -1,7 +1,7 @@
 //! The `aix` worker: parses agent session files and emits import frames (SOURCES.md,
 //! PROTOCOL.md worker side).
 //!
-//! - `sources`: one parser per agent, pure functions of bytes to import items.
+//! - `sources`: one parser per agent, pure functions of bytes to import items (`parser_for`).
 //! - `discover`: which files under the roots are sessions, and the order a backfill reads them.
 //! - `cursor`: the per-file resume cursor NEX stores with each commit.
 //! - `file_state`: a file's parser and cursor; reads new complete lines into items.

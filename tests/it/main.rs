@@ -15,3 +15,5 @@ mod worker_fake; // aix test support: a line-per-turn fake parser and frame capt
 mod worker_run; // aix run loop: handshake, health, stop, EOF; the built binary
 mod worker_scan; // aix scan: per-provider summary and JSON items
 mod worker_tail; // aix tail: appends, partial lines, rewrites, rotation, new files
+// Source parsers (Claude Code, Codex): exact items, incremental = full, bad input.
+mod sources;

@@ -12,11 +12,59 @@
 //! - Lines fed with `emit = false` only rebuild state (used when a worker resumes from a cursor
 //!   it has no state for: one scan of `[0, open_turn_offset)`, then the rest with `emit = true`).
 //! - Unknown record types and fields never fail; a malformed line is skipped and counted.
+//!
+//! What this implementation adds to the contract:
+//! - Every fed line (blank and malformed ones too) moves the file's fingerprint, so the next
+//!   `take_items` re-sends the file's own item (header plus its open turn) even when no turn
+//!   changed: the ledger's fingerprint always follows the file. An item is never sent without a
+//!   turn (the ledger would invent a root turn for it that no later item could remove).
+//! - A tool result that arrives after its call's turn closed re-sends that tool call alone.
+//! - Memory per file: the open turn of each item, turns touched since the last take, unresolved
+//!   tool calls, the uuid -> turn map (Claude Code DAG parents), the agent map.
+//! - `open_turn_offset` is the smallest start of any item's open turn (a main file's inline
+//!   sidechain agents have their own); with no turn yet, the bytes consumed so far.
+//!
+//! Layout: `claude_code` and `codex` (one parser each), `assembler` (held turns, touched sets,
+//! partial-item assembly), `common` (line cutting, fingerprint chain, timestamps).
+
+mod assembler;
+pub mod claude_code;
+pub mod codex;
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::protocol::ImportSessionItem;
+use crate::protocol::{ImportSessionItem, SessionInfo};
+
+pub use claude_code::ClaudeCodeParser;
+pub use codex::CodexParser;
+
+/// A fresh parser for `file` (its provider and role decide which parser and how it names the
+/// session). Feed it the file from byte 0.
+pub fn parser_for(file: &SourceFile) -> Box<dyn SessionParser> {
+    match file.provider {
+        Provider::ClaudeCode => Box::new(ClaudeCodeParser::new(file)),
+        Provider::Codex => Box::new(CodexParser::new(file)),
+    }
+}
+
+/// Fills the lineage a child's own file did not give with what its parent's file knows
+/// (`spawn_links()` of the parent's parser, by agent id). Never overwrites a non-blank value, so
+/// it is safe to apply on every emitted child item.
+pub fn fill_spawn_link(session: &mut SessionInfo, link: &SpawnLink) {
+    fn fill(slot: &mut Option<String>, value: Option<&String>) {
+        if slot.as_deref().is_none_or(|s| s.trim().is_empty())
+            && let Some(v) = value.filter(|v| !v.trim().is_empty())
+        {
+            *slot = Some(v.clone());
+        }
+    }
+    session.is_subagent = true;
+    fill(&mut session.spawn_tool_call_id, Some(&link.tool_use_id));
+    fill(&mut session.task_description, link.description.as_ref());
+    fill(&mut session.task_status, link.status.as_ref());
+}
 
 /// The agents we read. `as_str` is the item's `sourceProvider`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,6 +108,25 @@ pub enum FileRole {
 pub struct SubagentMeta {
     pub tool_use_id: Option<String>,
     pub description: Option<String>,
+}
+
+impl SubagentMeta {
+    /// Reads an `agent-<id>.meta.json` (`{agentType, description, toolUseId, …}`); `None` when
+    /// the bytes are not a JSON object. Unknown fields are ignored, blank values read as absent.
+    pub fn from_json(bytes: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        v.is_object().then(|| Self {
+            tool_use_id: field("toolUseId"),
+            description: field("description"),
+        })
+    }
 }
 
 /// What a parent file knows about a subagent it spawned: filled in on a child item whose own

@@ -1,0 +1,382 @@
+//! Claude Code session files (SOURCES.md "Mapping rules: Claude Code").
+//!
+//! One parser per file. A main file gives its own item plus one item per inline sidechain agent
+//! (old layout: `isSidechain` lines inside the main file); a subagent file (flat
+//! `agent-<id>.jsonl` or `<session>/subagents/agent-<id>.jsonl`) gives one item whose source
+//! session id is `<parentSessionId>/agent-<agentId>`.
+//!
+//! Session ids:
+//! - main file: the file stem when it is a UUID (the file is `<sessionId>.jsonl`; a resumed
+//!   session's file starts with lines copied from the earlier session, which keep that
+//!   session's `sessionId`), else the first `sessionId` in the body;
+//! - subagent file: `<parent>/agent-<agentId>`, parent from the layout, else the body's
+//!   `sessionId` (subagent lines carry their parent's);
+//! - inline sidechain agent: `<mainSessionId>/agent-<agentId>`; lines without `agentId` inherit
+//!   it from their `parentUuid`, and a root without one is named by its own uuid.
+//!
+//! Fingerprints: the file's own item carries the file's chain (every line of the file); an
+//! inline agent's item carries a chain over its own lines only, so it changes exactly when one
+//! of its lines is appended.
+
+mod item;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use self::item::ItemState;
+use super::assembler::Taken;
+use super::common::{FingerprintChain, Line, LineCursor, count_skip, str_at};
+use super::{FileRole, ParseStats, SessionParser, SourceFile, SpawnLink};
+use crate::protocol::{ImportSessionItem, SessionInfo};
+
+/// `session.provider` of every Claude Code item.
+pub const MODEL_PROVIDER: &str = "anthropic";
+
+/// The incremental parser of one Claude Code file.
+pub struct ClaudeCodeParser {
+    role: FileRole,
+    /// The file stem when it is a UUID (main files only).
+    stem_session: Option<String>,
+    /// The first `sessionId` in the body.
+    body_session: Option<String>,
+    cursor: LineCursor,
+    chain: FingerprintChain,
+    stats: ParseStats,
+    own: ItemState,
+    /// Inline sidechain agents of a main file, by agent key.
+    inline: BTreeMap<String, ItemState>,
+    /// Inline line uuid -> agent key, to place lines that lack `agentId`.
+    inline_agent_of: HashMap<Box<str>, String>,
+    /// Agents this file spawned, by agent id.
+    links: BTreeMap<String, SpawnLink>,
+}
+
+impl ClaudeCodeParser {
+    pub fn new(file: &SourceFile) -> Self {
+        let stem_session = match file.role {
+            FileRole::Main => file
+                .path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .filter(|s| looks_like_uuid(s))
+                .map(str::to_owned),
+            FileRole::Subagent { .. } => None,
+        };
+        Self {
+            role: file.role.clone(),
+            stem_session,
+            body_session: None,
+            cursor: LineCursor::default(),
+            chain: FingerprintChain::default(),
+            stats: ParseStats::default(),
+            own: ItemState::default(),
+            inline: BTreeMap::new(),
+            inline_agent_of: HashMap::new(),
+            links: BTreeMap::new(),
+        }
+    }
+
+    /// The session id of the file's root session: the main session of a main file, the parent
+    /// session of a subagent file.
+    fn root_session(&self) -> Option<&str> {
+        match &self.role {
+            FileRole::Main => self
+                .stem_session
+                .as_deref()
+                .or(self.body_session.as_deref()),
+            FileRole::Subagent {
+                parent_session_id, ..
+            } => parent_session_id
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .or(self.body_session.as_deref()),
+        }
+    }
+
+    fn own_session_id(&self) -> Option<String> {
+        let root = self.root_session()?;
+        match &self.role {
+            FileRole::Main => Some(root.to_owned()),
+            FileRole::Subagent { agent_id, .. } => Some(format!("{root}/agent-{agent_id}")),
+        }
+    }
+
+    fn line(&mut self, line: Line<'_>) {
+        self.stats.lines += 1;
+        self.chain.push(line.bytes);
+        // Every line, even a blank or malformed one, moves the file's chain, which is the item's
+        // fingerprint: the item is re-sent (header and open turn) so that the ledger's
+        // fingerprint follows the file.
+        self.own.asm.header_dirty = true;
+        if line.bytes.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let v: Value = match serde_json::from_slice(line.bytes) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                self.stats.malformed_lines += 1;
+                return;
+            }
+        };
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if let Some(sid) = str_at(&v, "sessionId") {
+            if self.body_session.is_none() {
+                self.body_session = Some(sid.to_owned());
+            }
+            if let Some(stem) = &self.stem_session
+                && sid != stem
+            {
+                let sid = sid.to_owned();
+                self.own.set_resumed_from(&sid);
+            }
+        }
+
+        // Which item the line belongs to.
+        let inline_key = (matches!(self.role, FileRole::Main)
+            && v.get("isSidechain").and_then(Value::as_bool) == Some(true))
+        .then(|| self.inline_key(&v));
+        let spawned_prefix = self.root_session().map(|r| format!("{r}/agent-"));
+        let item = match &inline_key {
+            Some(key) => {
+                let item = self
+                    .inline
+                    .entry(key.clone())
+                    .or_insert_with(ItemState::with_own_chain);
+                if let Some(chain) = item.chain.as_mut() {
+                    chain.push(line.bytes);
+                }
+                item
+            }
+            None => &mut self.own,
+        };
+        item.note_timestamp(&v);
+
+        let mut spawns = Vec::new();
+        match kind.as_str() {
+            "user" | "assistant" => {
+                spawns = item.content_line(&line, &v, &kind, spawned_prefix.as_deref());
+            }
+            "system" if str_at(&v, "subtype") == Some("compact_boundary") => {
+                spawns = item.content_line(&line, &v, "system", spawned_prefix.as_deref());
+            }
+            "summary" | "ai-title" | "custom-title" => item.set_title(&kind, &v),
+            "progress" => {
+                item.note_uuid(&v);
+                count_skip(&mut self.stats, "progress");
+                let data = v.get("data");
+                if data.and_then(|d| str_at(d, "type")) == Some("agent_progress")
+                    && let (Some(agent), Some(tool)) = (
+                        data.and_then(|d| str_at(d, "agentId")),
+                        str_at(&v, "parentToolUseID"),
+                    )
+                {
+                    let spawned = spawned_prefix.as_deref().map(|p| format!("{p}{agent}"));
+                    let (agent, tool) = (agent.to_owned(), tool.to_owned());
+                    if item.mark_spawn(&tool, spawned) {
+                        spawns.push(item::SpawnSeen {
+                            tool_use_id: tool,
+                            agent_id: agent,
+                            status: None,
+                        });
+                    }
+                }
+            }
+            "system" => {
+                item.note_uuid(&v);
+                let subtype = str_at(&v, "subtype").unwrap_or("unknown");
+                count_skip(&mut self.stats, &format!("system/{subtype}"));
+            }
+            "" => {
+                item.note_uuid(&v);
+                count_skip(&mut self.stats, "unknown");
+            }
+            other => {
+                item.note_uuid(&v);
+                count_skip(&mut self.stats, other);
+            }
+        }
+
+        for spawn in spawns {
+            let description = self.describe(inline_key.as_deref(), &spawn.tool_use_id);
+            let link = self.links.entry(spawn.agent_id.clone()).or_default();
+            let mut changed = false;
+            if link.tool_use_id != spawn.tool_use_id {
+                link.tool_use_id = spawn.tool_use_id;
+                changed = true;
+            }
+            if description.is_some() && link.description != description {
+                link.description = description;
+                changed = true;
+            }
+            if spawn.status.is_some() && link.status != spawn.status {
+                link.status = spawn.status;
+                changed = true;
+            }
+            if changed && let Some(child) = self.inline.get_mut(&spawn.agent_id) {
+                child.asm.header_dirty = true;
+            }
+        }
+    }
+
+    fn describe(&self, inline_key: Option<&str>, tool_use_id: &str) -> Option<String> {
+        let item = match inline_key {
+            Some(k) => self.inline.get(k)?,
+            None => &self.own,
+        };
+        item.tool_description(tool_use_id)
+    }
+
+    /// The inline agent a sidechain line belongs to (and remembers it for its children).
+    fn inline_key(&mut self, v: &Value) -> String {
+        let key = str_at(v, "agentId")
+            .map(str::to_owned)
+            .or_else(|| str_at(v, "parentUuid").and_then(|p| self.inline_agent_of.get(p).cloned()))
+            .or_else(|| str_at(v, "uuid").map(str::to_owned))
+            .unwrap_or_else(|| "unknown".to_owned());
+        if let Some(uuid) = str_at(v, "uuid") {
+            self.inline_agent_of.insert(uuid.into(), key.clone());
+        }
+        key
+    }
+
+    fn own_session_info(&self) -> SessionInfo {
+        let mut s = session_info(&self.own);
+        if let FileRole::Subagent {
+            parent_session_id: _,
+            meta,
+            ..
+        } = &self.role
+        {
+            s.is_subagent = true;
+            s.parent_source_session_id = self.root_session().map(str::to_owned);
+            if let Some(meta) = meta {
+                s.spawn_tool_call_id = meta.tool_use_id.clone();
+                s.task_description = meta.description.clone();
+            }
+        }
+        s
+    }
+
+    fn item(
+        &self,
+        session_id: String,
+        fingerprint: String,
+        session: SessionInfo,
+        t: Taken,
+    ) -> ImportSessionItem {
+        ImportSessionItem {
+            source_provider: super::Provider::ClaudeCode.as_str().to_owned(),
+            source_session_id: session_id,
+            source_session_fingerprint: fingerprint,
+            imported_at_ms: 0,
+            session,
+            turns: t.turns,
+            messages: t.messages,
+            tool_calls: t.tool_calls,
+        }
+    }
+}
+
+fn session_info(item: &ItemState) -> SessionInfo {
+    let h = &item.header;
+    SessionInfo {
+        created_at_ms: h.created,
+        updated_at_ms: h.updated.or(h.created),
+        model: h.model.clone(),
+        provider: Some(MODEL_PROVIDER.to_owned()),
+        workspace_path: h.cwd.clone(),
+        metadata: h.metadata(),
+        ..SessionInfo::default()
+    }
+}
+
+impl SessionParser for ClaudeCodeParser {
+    fn push_lines(&mut self, bytes: &[u8], offset: u64, emit: bool) {
+        let mut cursor = std::mem::take(&mut self.cursor);
+        cursor.feed(bytes, offset, |line| self.line(line));
+        self.cursor = cursor;
+        if !emit {
+            self.own.asm.discard_changes();
+            for item in self.inline.values_mut() {
+                item.asm.discard_changes();
+            }
+        }
+    }
+
+    fn take_items(&mut self) -> Vec<ImportSessionItem> {
+        let mut out = Vec::new();
+        // Without a session id nothing can be named yet: keep the changes for a later take.
+        let Some(own_id) = self.own_session_id() else {
+            return out;
+        };
+        let session = self.own_session_info();
+        if let Some(t) = self.own.take() {
+            out.push(self.item(own_id, self.chain.hex(), session, t));
+        }
+        let Some(root) = self.root_session().map(str::to_owned) else {
+            return out;
+        };
+        let keys: Vec<String> = self.inline.keys().cloned().collect();
+        for key in keys {
+            let Some(child) = self.inline.get(&key) else {
+                continue;
+            };
+            let mut session = session_info(child);
+            session.is_subagent = true;
+            session.parent_source_session_id = Some(root.clone());
+            if let Some(link) = self.links.get(&key) {
+                session.spawn_tool_call_id =
+                    Some(link.tool_use_id.clone()).filter(|s| !s.is_empty());
+                session.task_description = link.description.clone();
+                session.task_status = link.status.clone();
+            }
+            let fingerprint = child
+                .chain
+                .as_ref()
+                .map(FingerprintChain::hex)
+                .unwrap_or_default();
+            let Some(child) = self.inline.get_mut(&key) else {
+                continue;
+            };
+            if let Some(t) = child.take() {
+                out.push(self.item(format!("{root}/agent-{key}"), fingerprint, session, t));
+            }
+        }
+        out
+    }
+
+    fn open_turn_offset(&self) -> u64 {
+        std::iter::once(&self.own)
+            .chain(self.inline.values())
+            .filter_map(|i| i.asm.open_offset())
+            .min()
+            .unwrap_or_else(|| self.cursor.consumed())
+    }
+
+    fn fingerprint(&self) -> String {
+        self.chain.hex()
+    }
+
+    fn stats(&self) -> &ParseStats {
+        &self.stats
+    }
+
+    fn spawn_links(&self) -> BTreeMap<String, SpawnLink> {
+        self.links.clone()
+    }
+}
+
+/// `8-4-4-4-12` hex digits.
+fn looks_like_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}

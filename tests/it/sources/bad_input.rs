@@ -1,0 +1,82 @@
+//! Bad input: random bytes and mutated real-shaped lines never panic.
+
+use super::*;
+
+fn fixture_lines() -> Vec<Vec<u8>> {
+    all_fixtures()
+        .iter()
+        .flat_map(|f| {
+            std::fs::read(&f.path)
+                .unwrap()
+                .split(|b| *b == b'\n')
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn both_parsers() -> Vec<Box<dyn SessionParser>> {
+    vec![
+        parser_for(&source(Provider::ClaudeCode, "x.jsonl", FileRole::Main)),
+        parser_for(&source(
+            Provider::ClaudeCode,
+            "agent-x.jsonl",
+            FileRole::Subagent {
+                agent_id: s("x"),
+                parent_session_id: None,
+                meta: None,
+            },
+        )),
+        parser_for(&source(Provider::Codex, "rollout-x.jsonl", FileRole::Main)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Random bytes never panic, and every line is counted.
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048), split in any::<usize>()) {
+        for mut p in both_parsers() {
+            let cut = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)
+                .nth(split % 8).unwrap_or(bytes.len());
+            p.push_lines(&bytes[..cut], 0, true);
+            let _ = p.take_items();
+            p.push_lines(&bytes[cut..], cut as u64, true);
+            let _ = p.take_items();
+            let _ = (p.open_turn_offset(), p.fingerprint(), p.spawn_links());
+        }
+    }
+
+    /// Real-shaped lines, truncated, with bytes flipped or with values swapped for other JSON
+    /// types, never panic.
+    #[test]
+    fn mutated_fixture_lines_never_panic(
+        picks in prop::collection::vec((any::<prop::sample::Index>(), any::<usize>(), any::<u8>(), 0u8..4), 1..60)
+    ) {
+        let lines = fixture_lines();
+        let mut out = Vec::new();
+        for (idx, pos, byte, how) in picks {
+            let mut l = idx.get(&lines).clone();
+            match how {
+                0 => l.truncate(pos % (l.len() + 1)),
+                1 if !l.is_empty() => { let n = l.len(); l[pos % n] = byte; }
+                2 => {
+                    let text = String::from_utf8_lossy(&l).into_owned();
+                    let swaps = ["null", "[]", "{}", "-1", "1e999", "\"\"", "true", "18446744073709551616"];
+                    let replaced = text.replacen("\"", &format!("{}, \"x\":\"", swaps[pos % swaps.len()]), 1);
+                    l = replaced.replace(":\"", &format!(":{}, \"y\":\"", swaps[byte as usize % swaps.len()]))
+                        .into_bytes();
+                }
+                _ => {}
+            }
+            out.extend_from_slice(&l);
+            out.push(b'\n');
+        }
+        for mut p in both_parsers() {
+            p.push_lines(&out, 0, true);
+            let _ = p.take_items();
+            prop_assert_eq!(p.stats().lines as usize, out.iter().filter(|b| **b == b'\n').count());
+        }
+    }
+}

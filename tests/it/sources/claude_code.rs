@@ -1,0 +1,594 @@
+//! Claude Code: main sessions, the three subagent layouts, a resumed copy.
+
+use super::*;
+
+const S1: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+
+#[test]
+fn claude_main_session_maps_every_rule() {
+    let file = source(
+        Provider::ClaudeCode,
+        "claude-code/main/aaaaaaaa-0000-4000-8000-000000000001.jsonl",
+        FileRole::Main,
+    );
+    let (items, p) = parse_all(&file);
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(item.source_provider, "claude-code");
+    assert_eq!(item.source_session_id, S1);
+    assert_eq!(item.source_session_fingerprint, p.fingerprint());
+    assert_eq!(
+        serde_json::to_value(&item.session).unwrap(),
+        serde_json::json!({
+            "createdAtMs": cc(0, 0), "updatedAtMs": cc(3, 4), "model": "claude-opus-4-6",
+            "provider": "anthropic", "workspacePath": "/work/demo",
+            "metadata": {"version": "2.1.40", "gitBranch": "main", "slug": "quiet-amber-fox",
+                         "title": "Read and test the demo"}
+        })
+    );
+    // Streaming split msg_A (4 lines, output 5,5,5,42) counts once with 42; parallel tool
+    // calls; rewind: u3 branches from u1 like u2; u4's parent is an unknown record in u3.
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("u1"),
+                None,
+                cc(0, 1),
+                Some(cc(0, 9)),
+                o("claude-opus-4-6"),
+                [Some(13), Some(54), Some(220), Some(20), None, Some(307)],
+                o("a2"),
+                vec![s("u1")]
+            ),
+            (
+                s("u2"),
+                o("u1"),
+                cc(1, 0),
+                Some(cc(1, 31)),
+                o("claude-sonnet-4-5"),
+                [Some(10), Some(38), Some(500), Some(10), None, Some(558)],
+                o("a4"),
+                vec![s("u2")]
+            ),
+            (
+                s("u3"),
+                o("u1"),
+                cc(2, 0),
+                Some(cc(3, 0)),
+                o("claude-opus-4-6"),
+                [Some(7), Some(9), Some(0), Some(0), None, Some(16)],
+                o("a5"),
+                vec![s("u3")]
+            ),
+            (
+                s("u4"),
+                o("u3"),
+                cc(3, 3),
+                Some(cc(3, 4)),
+                o("claude-opus-4-6"),
+                [Some(5), Some(6), Some(0), Some(0), None, Some(11)],
+                o("a6"),
+                vec![s("u4")]
+            ),
+        ]
+    );
+    assert_eq!(
+        messages(item),
+        vec![
+            (
+                s("u1"),
+                s("u1"),
+                s("user"),
+                o("Read a.rs and b.rs."),
+                None,
+                2
+            ),
+            (
+                s("a1a"),
+                s("u1"),
+                s("assistant"),
+                None,
+                o("Both files at once."),
+                3
+            ),
+            (
+                s("a1b"),
+                s("u1"),
+                s("assistant"),
+                o("Reading both files."),
+                None,
+                4
+            ),
+            (s("a1c"), s("u1"), s("assistant"), None, None, 5),
+            (s("a1d"), s("u1"), s("assistant"), None, None, 6),
+            (s("r2"), s("u1"), s("tool"), o("fn b() {}"), None, 8),
+            (s("r1"), s("u1"), s("tool"), o("permission denied"), None, 9),
+            (
+                s("a2"),
+                s("u1"),
+                s("assistant"),
+                o("a.rs is unreadable; b.rs defines b()."),
+                None,
+                10
+            ),
+            (
+                s("u2"),
+                s("u2"),
+                s("user"),
+                o("Spawn a helper to list the tests."),
+                None,
+                13
+            ),
+            (s("a3"), s("u2"), s("assistant"), None, None, 14),
+            (
+                s("r3"),
+                s("u2"),
+                s("tool"),
+                o("Found 3 tests.\nagentId: c0ffee1"),
+                None,
+                16
+            ),
+            (
+                s("a4"),
+                s("u2"),
+                s("assistant"),
+                o("There are 3 tests."),
+                None,
+                17
+            ),
+            (
+                s("u3"),
+                s("u3"),
+                s("user"),
+                o("Actually, fix the permissions of a.rs instead."),
+                None,
+                19
+            ),
+            (
+                s("a5"),
+                s("u3"),
+                s("assistant"),
+                o("Fixed with chmod."),
+                None,
+                20
+            ),
+            (
+                s("cb1"),
+                s("u3"),
+                s("system"),
+                o("Conversation compacted"),
+                None,
+                21
+            ),
+            (
+                s("cs1"),
+                s("u3"),
+                s("system"),
+                o(
+                    "This session is being continued from a previous conversation. Summary: a.rs fixed."
+                ),
+                None,
+                22
+            ),
+            (
+                s("u4"),
+                s("u4"),
+                s("user"),
+                o("Continue with the tests."),
+                None,
+                25
+            ),
+            (
+                s("a6"),
+                s("u4"),
+                s("assistant"),
+                o("Running them."),
+                None,
+                26
+            ),
+        ]
+    );
+    assert_eq!(
+        item.messages[1].metadata_json,
+        Some(serde_json::json!({"messageId": "msg_A", "requestId": "req_A", "isSidechain": false}))
+    );
+    assert_eq!(item.messages[1].created_at_ms, cc(0, 2));
+    assert_eq!(
+        tools(item),
+        vec![
+            (
+                s("toolu_read1"),
+                s("u1"),
+                o("a1c"),
+                s("Read"),
+                s("failed"),
+                Some(cc(0, 8)),
+                None
+            ),
+            (
+                s("toolu_read2"),
+                s("u1"),
+                o("a1d"),
+                s("Read"),
+                s("completed"),
+                Some(cc(0, 7)),
+                None
+            ),
+            (
+                s("toolu_task"),
+                s("u2"),
+                o("a3"),
+                s("Task"),
+                s("completed"),
+                Some(cc(1, 30)),
+                Some(format!("{S1}/agent-c0ffee1"))
+            ),
+            (
+                s("toolu_bash1"),
+                s("u4"),
+                o("a6"),
+                s("Bash"),
+                s("pending"),
+                None,
+                None
+            ),
+        ]
+    );
+    let read2 = &item.tool_calls[1];
+    assert_eq!(
+        read2.params_json,
+        Some(serde_json::json!({"file_path": "/work/demo/b.rs"}))
+    );
+    assert_eq!(
+        read2.result_json,
+        Some(serde_json::json!({"content": "fn b() {}",
+            "toolUseResult": {"type": "text", "file": {"filePath": "/work/demo/b.rs", "numLines": 1}}}))
+    );
+    assert_eq!((read2.started_at_ms, read2.sequence), (cc(0, 5), 6));
+    assert_eq!(p.stats().lines, 28);
+    assert_eq!(p.stats().malformed_lines, 1);
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("file-history-snapshot"), 1),
+            (s("future-record"), 1),
+            (s("last-prompt"), 1),
+            (s("progress"), 3),
+            (s("queue-operation"), 1),
+            (s("system/turn_duration"), 1),
+        ]
+    );
+    let links = p.spawn_links();
+    assert_eq!(links.len(), 1);
+    assert_eq!(
+        links["c0ffee1"],
+        nex::aix::sources::SpawnLink {
+            tool_use_id: s("toolu_task"),
+            description: o("List tests"),
+            status: o("completed"),
+        }
+    );
+    // The open turn is u4: a restart re-parses from its first line.
+    let bytes = std::fs::read(&file.path).unwrap();
+    let u4_line = bytes
+        .split(|b| *b == b'\n')
+        .take(25)
+        .map(|l| l.len() as u64 + 1)
+        .sum::<u64>();
+    assert_eq!(p.open_turn_offset(), u4_line);
+}
+
+#[test]
+fn claude_inline_sidechain_becomes_its_own_subagent_item() {
+    let sid = "bbbbbbbb-0000-4000-8000-000000000002";
+    let file = source(
+        Provider::ClaudeCode,
+        &format!("claude-code/inline/{sid}.jsonl"),
+        FileRole::Main,
+    );
+    let (items, p) = parse_all(&file);
+    assert_eq!(items.len(), 2);
+    let (main, child) = (&items[0], &items[1]);
+    assert_eq!(main.source_session_id, sid);
+    assert_eq!(
+        messages(main)
+            .iter()
+            .map(|m| m.0.clone())
+            .collect::<Vec<_>>(),
+        vec![s("m1"), s("ma1"), s("m-r1"), s("ma2")]
+    );
+    assert_eq!(
+        turns(main),
+        vec![(
+            s("m1"),
+            None,
+            1_763_592_600_000,
+            Some(1_763_592_607_000),
+            o("claude-sonnet-4-5"),
+            [Some(7), Some(27), Some(500), Some(500), None, Some(1034)],
+            o("ma2"),
+            vec![s("m1")]
+        )]
+    );
+    assert_eq!(
+        tools(main),
+        vec![(
+            s("toolu_inl"),
+            s("m1"),
+            o("ma1"),
+            s("Task"),
+            s("completed"),
+            Some(1_763_592_606_000),
+            Some(format!("{sid}/agent-e1c84ba5"))
+        )]
+    );
+    assert_eq!(main.source_session_fingerprint, p.fingerprint());
+
+    assert_eq!(child.source_session_id, format!("{sid}/agent-e1c84ba5"));
+    assert_eq!(
+        serde_json::to_value(&child.session).unwrap(),
+        serde_json::json!({
+            "createdAtMs": 1_763_592_602_000_i64, "updatedAtMs": 1_763_592_605_000_i64,
+            "model": "claude-haiku-4-5", "provider": "anthropic", "workspacePath": "/work/demo",
+            "isSubagent": true, "parentSourceSessionId": sid, "spawnToolCallId": "toolu_inl",
+            "taskDescription": "Research X", "taskStatus": "completed",
+            "metadata": {"version": "2.0.40"}
+        })
+    );
+    // `s-a1` has no agentId: it belongs to its parent's agent.
+    assert_eq!(
+        messages(child),
+        vec![
+            (
+                s("s-u1"),
+                s("s-u1"),
+                s("user"),
+                o("Research X in depth"),
+                None,
+                2
+            ),
+            (s("s-a1"), s("s-u1"), s("assistant"), None, None, 3),
+            (s("s-r1"), s("s-u1"), s("tool"), o("src/x.rs"), None, 4),
+            (
+                s("s-a2"),
+                s("s-u1"),
+                s("assistant"),
+                o("X lives in src/x.rs."),
+                None,
+                5
+            ),
+        ]
+    );
+    assert_eq!(
+        turns(child),
+        vec![(
+            s("s-u1"),
+            None,
+            1_763_592_602_000,
+            Some(1_763_592_605_000),
+            o("claude-haiku-4-5"),
+            [Some(4), Some(24), Some(300), Some(300), None, Some(628)],
+            o("s-a2"),
+            vec![s("s-u1")]
+        )]
+    );
+    assert_eq!(
+        tools(child),
+        vec![(
+            s("toolu_sgrep"),
+            s("s-u1"),
+            o("s-a1"),
+            s("Grep"),
+            s("completed"),
+            Some(1_763_592_604_000),
+            None
+        )]
+    );
+    // The inline item's fingerprint chains its own four lines only.
+    let bytes = std::fs::read(&file.path).unwrap();
+    let own: Vec<&[u8]> = bytes.split(|b| *b == b'\n').skip(2).take(4).collect();
+    assert_eq!(child.source_session_fingerprint, chain(&own));
+    assert_eq!(p.spawn_links()["e1c84ba5"].tool_use_id, "toolu_inl");
+}
+
+#[test]
+fn claude_flat_subagent_file_gets_lineage_from_the_parent_links() {
+    let parent_sid = "cccccccc-0000-4000-8000-000000000003";
+    let (parent_items, parent) = parse_all(&source(
+        Provider::ClaudeCode,
+        &format!("claude-code/flat/{parent_sid}.jsonl"),
+        FileRole::Main,
+    ));
+    assert_eq!(
+        tools(&parent_items[0]),
+        vec![(
+            s("toolu_flat"),
+            s("fm1"),
+            o("fma1"),
+            s("Task"),
+            s("completed"),
+            Some(1_759_305_620_000),
+            Some(format!("{parent_sid}/agent-f1a7001"))
+        )]
+    );
+    let role = FileRole::Subagent {
+        agent_id: s("f1a7001"),
+        parent_session_id: None,
+        meta: None,
+    };
+    let (mut items, child) = parse_all(&source(
+        Provider::ClaudeCode,
+        "claude-code/flat/agent-f1a7001.jsonl",
+        role,
+    ));
+    assert_eq!(items.len(), 1);
+    let item = &mut items[0];
+    assert_eq!(
+        item.source_session_id,
+        format!("{parent_sid}/agent-f1a7001")
+    );
+    assert!(item.session.is_subagent);
+    assert_eq!(
+        item.session.parent_source_session_id.as_deref(),
+        Some(parent_sid)
+    );
+    assert_eq!(item.session.spawn_tool_call_id, None);
+    assert!(child.spawn_links().is_empty());
+    // The runtime fills what the child's own file does not say.
+    let links = parent.spawn_links();
+    fill_spawn_link(&mut item.session, &links["f1a7001"]);
+    assert_eq!(
+        item.session.spawn_tool_call_id.as_deref(),
+        Some("toolu_flat")
+    );
+    assert_eq!(
+        item.session.task_description.as_deref(),
+        Some("Summarise changelog")
+    );
+    assert_eq!(item.session.task_status.as_deref(), Some("completed"));
+    assert_eq!(
+        messages(item),
+        vec![
+            (
+                s("fc1"),
+                s("fc1"),
+                s("user"),
+                o("Read CHANGELOG.md and summarise it."),
+                None,
+                0
+            ),
+            (
+                s("fca1"),
+                s("fc1"),
+                s("assistant"),
+                o("Three releases, all bug fixes."),
+                None,
+                1
+            ),
+        ]
+    );
+    assert_eq!(item.session.model.as_deref(), Some("claude-haiku-4-5"));
+}
+
+#[test]
+fn claude_subagents_dir_with_meta_and_agent_progress() {
+    let sid = "dddddddd-0000-4000-8000-000000000004";
+    let (parent_items, parent) = parse_all(&source(
+        Provider::ClaudeCode,
+        &format!("claude-code/nested/{sid}.jsonl"),
+        FileRole::Main,
+    ));
+    // No result yet: the spawn is known from `agent_progress` alone.
+    assert_eq!(
+        tools(&parent_items[0]),
+        vec![(
+            s("toolu_nest"),
+            s("nm1"),
+            o("nma1"),
+            s("Agent"),
+            s("pending"),
+            None,
+            Some(format!("{sid}/agent-a5b6c7d"))
+        )]
+    );
+    assert_eq!(
+        parent.spawn_links()["a5b6c7d"],
+        nex::aix::sources::SpawnLink {
+            tool_use_id: s("toolu_nest"),
+            description: o("Typo hunt"),
+            status: None,
+        }
+    );
+    let meta_bytes = std::fs::read(fixture(&format!(
+        "claude-code/nested/{sid}/subagents/agent-a5b6c7d.meta.json"
+    )))
+    .unwrap();
+    let meta = SubagentMeta::from_json(&meta_bytes).expect("meta parses");
+    assert_eq!(
+        meta,
+        SubagentMeta {
+            tool_use_id: o("toolu_nest"),
+            description: o("Typo hunt")
+        }
+    );
+    let role = FileRole::Subagent {
+        agent_id: s("a5b6c7d"),
+        parent_session_id: o(sid),
+        meta: Some(meta),
+    };
+    let (items, _) = parse_all(&source(
+        Provider::ClaudeCode,
+        &format!("claude-code/nested/{sid}/subagents/agent-a5b6c7d.jsonl"),
+        role,
+    ));
+    let item = &items[0];
+    assert_eq!(item.source_session_id, format!("{sid}/agent-a5b6c7d"));
+    assert_eq!(
+        serde_json::to_value(&item.session).unwrap(),
+        serde_json::json!({
+            "createdAtMs": 1_775_131_202_000_i64, "updatedAtMs": 1_775_131_206_000_i64,
+            "model": "claude-haiku-4-5", "provider": "anthropic", "workspacePath": "/work/demo",
+            "isSubagent": true, "parentSourceSessionId": sid, "spawnToolCallId": "toolu_nest",
+            "taskDescription": "Typo hunt", "metadata": {"version": "2.1.40", "gitBranch": "main"}
+        })
+    );
+    // msg_NC1 spans two lines (output 3 then 21): counted once, with 21.
+    assert_eq!(
+        turns(item),
+        vec![(
+            s("nc1"),
+            None,
+            1_775_131_202_000,
+            Some(1_775_131_206_000),
+            o("claude-haiku-4-5"),
+            [Some(5), Some(30), Some(50), Some(0), None, Some(85)],
+            o("nca3"),
+            vec![s("nc1")]
+        )]
+    );
+    assert_eq!(
+        item.messages[1].metadata_json,
+        Some(
+            serde_json::json!({"messageId": "msg_NC1", "requestId": "req_NC1",
+                                "isSidechain": true, "agentId": "a5b6c7d"})
+        )
+    );
+    assert_eq!(SubagentMeta::from_json(b"[1]"), None);
+    assert_eq!(
+        SubagentMeta::from_json(b"{\"toolUseId\": \" \"}"),
+        Some(SubagentMeta::default())
+    );
+}
+
+#[test]
+fn claude_resumed_copy_keeps_its_own_session_and_names_the_origin() {
+    let sid = "eeeeeeee-0000-4000-8000-000000000005";
+    let (items, _) = parse_all(&source(
+        Provider::ClaudeCode,
+        &format!("claude-code/resumed/{sid}.jsonl"),
+        FileRole::Main,
+    ));
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(item.source_session_id, sid);
+    assert_eq!(
+        item.session.metadata,
+        Some(serde_json::json!({"version": "2.1.40", "gitBranch": "main",
+                                "resumedFromSessionId": "99999999-0000-4000-8000-000000000009"}))
+    );
+    assert_eq!(
+        turns(item)
+            .iter()
+            .map(|t| (t.0.clone(), t.1.clone()))
+            .collect::<Vec<_>>(),
+        vec![(s("old-u1"), None), (s("new-u1"), o("old-u1"))]
+    );
+    assert_eq!(
+        messages(item)
+            .iter()
+            .map(|m| m.0.clone())
+            .collect::<Vec<_>>(),
+        vec![s("old-u1"), s("old-a1"), s("new-u1"), s("new-a1")]
+    );
+}

@@ -1,0 +1,323 @@
+//! Source parsers: exact items for every mapping rule, incremental = full, bad input.
+//!
+//! - `claude_code`, `codex`: the exact items of each fixture (every mapping rule).
+//! - `incremental`: random cuts and restarts give the rows of one full parse.
+//! - `bad_input`: random and mutated lines never panic.
+//! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
+
+mod bad_input;
+mod claude_code;
+mod codex;
+mod incremental;
+mod samples;
+
+use std::collections::BTreeMap;
+
+use nex::protocol::{Message, SessionInfo, ToolCall, Turn};
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+
+use nex::aix::sources::{
+    FileRole, Provider, SessionParser, SourceFile, SubagentMeta, fill_spawn_link, parser_for,
+};
+use nex::protocol::ImportSessionItem;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn source(provider: Provider, rel: &str, role: FileRole) -> SourceFile {
+    SourceFile {
+        provider,
+        path: fixture(rel),
+        role,
+    }
+}
+
+fn parse_all(file: &SourceFile) -> (Vec<ImportSessionItem>, Box<dyn SessionParser>) {
+    let bytes = std::fs::read(&file.path).expect("fixture readable");
+    let mut p = parser_for(file);
+    p.push_lines(&bytes, 0, true);
+    let items = p.take_items();
+    (items, p)
+}
+
+type TurnRow = (
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<String>,
+    [Option<i64>; 6],
+    Option<String>,
+    Vec<String>,
+);
+type MsgRow = (String, String, String, Option<String>, Option<String>, i64);
+type ToolRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+);
+
+fn turns(item: &ImportSessionItem) -> Vec<TurnRow> {
+    item.turns
+        .iter()
+        .map(|t| {
+            (
+                t.source_turn_id.clone(),
+                t.parent_source_turn_id.clone(),
+                t.started_at_ms,
+                t.completed_at_ms,
+                t.model.clone(),
+                [
+                    t.input_tokens,
+                    t.output_tokens,
+                    t.cached_input_tokens,
+                    t.cache_write_tokens,
+                    t.reasoning_tokens,
+                    t.total_tokens,
+                ],
+                t.response_message_source_id.clone(),
+                t.query_message_source_ids.clone(),
+            )
+        })
+        .collect()
+}
+
+fn messages(item: &ImportSessionItem) -> Vec<MsgRow> {
+    item.messages
+        .iter()
+        .map(|m| {
+            (
+                m.source_message_id.clone(),
+                m.source_turn_id.clone().unwrap_or_default(),
+                m.role.clone(),
+                m.content.clone(),
+                m.thinking.clone(),
+                m.sequence,
+            )
+        })
+        .collect()
+}
+
+fn tools(item: &ImportSessionItem) -> Vec<ToolRow> {
+    item.tool_calls
+        .iter()
+        .map(|c| {
+            (
+                c.source_tool_call_id.clone(),
+                c.source_turn_id.clone().unwrap_or_default(),
+                c.source_message_id.clone(),
+                c.tool_name.clone(),
+                c.status.clone().unwrap_or_default(),
+                c.completed_at_ms,
+                c.spawned_source_session_id.clone(),
+            )
+        })
+        .collect()
+}
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+fn o(v: &str) -> Option<String> {
+    Some(v.to_owned())
+}
+
+/// Milliseconds of `2026-03-10T09:mm:ss.000Z` and friends, spelled as offsets from a base.
+const CC_BASE: i64 = 1_773_133_200_000; // 2026-03-10T09:00:00Z
+
+fn cc(min: i64, sec: i64) -> i64 {
+    CC_BASE + (min * 60 + sec) * 1000
+}
+
+fn skipped(p: &dyn SessionParser) -> Vec<(String, u64)> {
+    p.stats()
+        .skipped_records
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+/// The documented chain: `fp_0 = H("")`, `fp_n = H(fp_{n-1} || line_n)`.
+fn chain(lines: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut state: [u8; 32] = Sha256::digest(b"").into();
+    for l in lines {
+        let mut h = Sha256::new();
+        h.update(state);
+        h.update(l);
+        state = h.finalize().into();
+    }
+    format!(
+        "{:x}",
+        sha2::digest::generic_array::GenericArray::from(state)
+    )
+}
+
+const CX_A: &str = "0199aaaa-0000-7000-8000-000000000001";
+const CX_B: &str = "0199bbbb-0000-7000-8000-000000000002";
+const CX_BASE: i64 = 1_772_359_200_000; // 2026-03-01T10:00:00Z
+
+fn cx(min: i64, sec: i64) -> i64 {
+    CX_BASE + (min * 60 + sec) * 1000
+}
+
+// ---- incremental = full ------------------------------------------------------------------------
+
+/// Every fixture file with the role discovery would give it.
+fn all_fixtures() -> Vec<SourceFile> {
+    let cc = |rel: &str, role: FileRole| {
+        source(Provider::ClaudeCode, &format!("claude-code/{rel}"), role)
+    };
+    let cx = |rel: &str| source(Provider::Codex, &format!("codex/{rel}"), FileRole::Main);
+    let nested_meta = SubagentMeta::from_json(
+        &std::fs::read(fixture(
+            "claude-code/nested/dddddddd-0000-4000-8000-000000000004/subagents/agent-a5b6c7d.meta.json",
+        ))
+        .unwrap(),
+    );
+    vec![
+        cc(
+            "main/aaaaaaaa-0000-4000-8000-000000000001.jsonl",
+            FileRole::Main,
+        ),
+        cc(
+            "inline/bbbbbbbb-0000-4000-8000-000000000002.jsonl",
+            FileRole::Main,
+        ),
+        cc(
+            "flat/cccccccc-0000-4000-8000-000000000003.jsonl",
+            FileRole::Main,
+        ),
+        cc(
+            "flat/agent-f1a7001.jsonl",
+            FileRole::Subagent {
+                agent_id: s("f1a7001"),
+                parent_session_id: None,
+                meta: None,
+            },
+        ),
+        cc(
+            "nested/dddddddd-0000-4000-8000-000000000004.jsonl",
+            FileRole::Main,
+        ),
+        cc(
+            "nested/dddddddd-0000-4000-8000-000000000004/subagents/agent-a5b6c7d.jsonl",
+            FileRole::Subagent {
+                agent_id: s("a5b6c7d"),
+                parent_session_id: o("dddddddd-0000-4000-8000-000000000004"),
+                meta: nested_meta,
+            },
+        ),
+        cc(
+            "resumed/eeeeeeee-0000-4000-8000-000000000005.jsonl",
+            FileRole::Main,
+        ),
+        cx(&format!("main/rollout-2026-03-01T10-00-00-{CX_A}.jsonl")),
+        cx(&format!("sub/rollout-2026-03-01T10-05-00-{CX_B}.jsonl")),
+        cx("fork/rollout-2026-03-02T11-00-00-0199cccc-0000-7000-8000-000000000003.jsonl"),
+    ]
+}
+
+/// One session's rows after upserts by deterministic id (what the ledger does with items).
+#[derive(Debug, Default, PartialEq)]
+struct SessionRows {
+    fingerprint: String,
+    session: SessionInfo,
+    turns: BTreeMap<String, Turn>,
+    messages: BTreeMap<String, Message>,
+    tools: BTreeMap<String, ToolCall>,
+}
+
+type Ledger = BTreeMap<(String, String), SessionRows>;
+
+fn newer(slot: &mut Option<String>, v: &Option<String>) {
+    if v.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+        slot.clone_from(v);
+    }
+}
+
+/// Last write wins per turn/message/tool id; session header fields: non-blank newer wins.
+fn upsert(ledger: &mut Ledger, items: Vec<ImportSessionItem>) {
+    for item in items {
+        let rows = ledger
+            .entry((item.source_provider.clone(), item.source_session_id.clone()))
+            .or_default();
+        rows.fingerprint = item.source_session_fingerprint;
+        let (h, n) = (&mut rows.session, &item.session);
+        newer(&mut h.label_hint, &n.label_hint);
+        newer(&mut h.model, &n.model);
+        newer(&mut h.provider, &n.provider);
+        newer(&mut h.workspace_path, &n.workspace_path);
+        newer(&mut h.project, &n.project);
+        newer(&mut h.parent_source_session_id, &n.parent_source_session_id);
+        newer(&mut h.parent_source_message_id, &n.parent_source_message_id);
+        newer(&mut h.spawn_tool_call_id, &n.spawn_tool_call_id);
+        newer(&mut h.task_description, &n.task_description);
+        newer(&mut h.task_status, &n.task_status);
+        if n.created_at_ms.is_some() {
+            h.created_at_ms = n.created_at_ms;
+        }
+        if n.updated_at_ms.is_some() {
+            h.updated_at_ms = n.updated_at_ms;
+        }
+        if n.metadata.is_some() {
+            h.metadata.clone_from(&n.metadata);
+        }
+        h.is_subagent |= n.is_subagent;
+        if item.turns.is_empty() {
+            // The ledger gives a session without turns a synthetic root turn.
+            rows.turns.insert(s("__root__"), Turn::default());
+        }
+        for t in item.turns {
+            rows.turns.insert(t.source_turn_id.clone(), t);
+        }
+        for m in item.messages {
+            rows.messages.insert(m.source_message_id.clone(), m);
+        }
+        for c in item.tool_calls {
+            rows.tools.insert(c.source_tool_call_id.clone(), c);
+        }
+    }
+}
+
+/// Byte offsets just past each line's `\n`.
+fn line_ends(bytes: &[u8]) -> Vec<usize> {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// Every fixture as written, and again followed by a malformed and a blank line (lines that
+/// touch no turn but move the fingerprint).
+fn fixture_variants() -> Vec<(SourceFile, Vec<u8>)> {
+    all_fixtures()
+        .into_iter()
+        .flat_map(|file| {
+            let bytes = std::fs::read(&file.path).unwrap();
+            let mut tail = bytes.clone();
+            tail.extend_from_slice(b"{\"type\":\"user\",\n\n");
+            [(file.clone(), bytes), (file, tail)]
+        })
+        .collect()
+}
+
+fn full_ledger(file: &SourceFile, bytes: &[u8]) -> (Ledger, String, nex::aix::sources::ParseStats) {
+    let mut p = parser_for(file);
+    p.push_lines(bytes, 0, true);
+    let items = p.take_items();
+    let mut ledger = Ledger::new();
+    upsert(&mut ledger, items);
+    (ledger, p.fingerprint(), p.stats().clone())
+}
