@@ -22,8 +22,6 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
-pub const NEXUS_SCHEMA: &str = include_str!("../fixtures/control/nexus_schema.sql");
-
 /// Counts frames instead of importing them: each `import.batch` is one committed request with
 /// one imported item. Signals exactly as the port's contract says.
 pub struct CountingPipeline;
@@ -152,12 +150,9 @@ impl Home {
         s
     }
 
-    /// A connection to this home's `nexus.db` with the control tables.
+    /// A connection to this home's `nexus.db`, migrated.
     pub fn conn(&self) -> rusqlite::Connection {
-        let conn = rusqlite::Connection::open(&self.paths.nexus).unwrap();
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        conn.execute_batch(NEXUS_SCHEMA).unwrap();
-        conn
+        nex::ledger::open_nexus(&self.paths.nexus).unwrap()
     }
 }
 

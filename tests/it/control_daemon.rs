@@ -1,0 +1,249 @@
+//! The built binaries: `nex daemon` and the `nex import` commands as processes, with the fake
+//! worker or the real `aix worker --stdio`, in a temp `NEX_HOME`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::control_support::{alive, kill9};
+
+const NEX: &str = env!("CARGO_BIN_EXE_nex");
+const AIX: &str = env!("CARGO_BIN_EXE_aix");
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/control")
+}
+
+fn fake_cmd(args: &str) -> String {
+    format!("sh {} {args}", fixtures().join("fake_worker.sh").display())
+}
+
+/// A temp `NEX_HOME` with fast timings in its config.toml.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new(tail: bool) -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!(
+                "[import]\ntail = {tail}\nprobe_healthy_ms = 300\nprobe_degraded_ms = 300\n\
+                 probe_disconnected_ms = 300\nhealth_timeout_ms = 1000\nstart_timeout_ms = 3000\n\
+                 stop_grace_ms = 1000\nbackoff_base_ms = 50\n"
+            ),
+        )
+        .unwrap();
+        Home { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn nex(&self, worker: &str) -> Command {
+        let mut c = Command::new(NEX);
+        c.env("NEX_HOME", self.path())
+            .env_remove("NEX_LEDGER")
+            .env("NEX_WORKER_CMD", worker)
+            .env("CLAUDE_CONFIG_DIR", fixtures().join("claude"))
+            .env("CODEX_HOME", fixtures().join("codex"))
+            .env("RUST_LOG", "warn");
+        c
+    }
+
+    fn daemon(&self, worker: &str) -> Child {
+        let child = self
+            .nex(worker)
+            .arg("daemon")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = self.path().join("run/nex.sock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() || self.status().is_none_or(|s| s["daemon"].is_null()) {
+            assert!(Instant::now() < deadline, "daemon did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
+    fn run(&self, worker: &str, args: &[&str]) -> Output {
+        self.nex(worker).args(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run("unused", args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn status(&self) -> Option<Value> {
+        let out = self.run("unused", &["import", "status", "--json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    fn status_until(&self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.status()
+                && pred(&st)
+            {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "status condition not reached: {:?}", self.status());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn status_json_reflects_a_tail_restart_within_one_probe_interval() {
+    let home = Home::new(true);
+    let mut daemon = home.daemon(&fake_cmd("tail"));
+    let st = home.status_until(Duration::from_secs(10), |s| {
+        s["daemon"]["tail"]["run"]["phase"] == "running" && s["daemon"]["tail"]["run"]["pid"].is_u64()
+    });
+    assert_eq!(st["daemon"]["mode"], "daemon");
+    let pid = st["daemon"]["tail"]["run"]["pid"].as_u64().unwrap() as u32;
+    kill9(pid);
+    let killed = Instant::now();
+    let st = home.status_until(Duration::from_secs(5), |s| {
+        let tail = &s["daemon"]["tail"];
+        tail["restarts"] == 1 && tail["run"]["pid"].as_u64().is_some_and(|p| p != u64::from(pid))
+    });
+    // Backoff 50 ms; one probe interval is 300 ms (plus process start-up slack on a busy box).
+    assert!(killed.elapsed() < Duration::from_millis(300 + 1200), "{:?}", killed.elapsed());
+    assert_eq!(st["daemon"]["tail"]["last_error"], "worker_exited");
+    assert_eq!(st["daemon"]["tail"]["state"], "running");
+
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
+    assert!(!home.path().join("run/nex.sock").exists());
+}
+
+#[test]
+fn sigterm_mid_backfill_exits_0_and_the_next_start_completes_the_job() {
+    let home = Home::new(false);
+    let mut daemon = home.daemon(&fake_cmd("backfill 100000 0.01"));
+    let enq = home.json(&["import", "backfill", "--json"]);
+    assert_eq!(enq["created"], true);
+    let id = enq["job"]["id"].as_str().unwrap().to_owned();
+    let st = home.status_until(Duration::from_secs(10), |s| {
+        s["daemon"]["jobs"][0]["run"]["counters"]["requests"].as_u64().is_some_and(|n| n >= 3)
+    });
+    let worker = st["daemon"]["jobs"][0]["run"]["pid"].as_u64().unwrap() as u32;
+    let asked = Instant::now();
+    sigterm(&daemon);
+    let status = wait_exit(&mut daemon, Duration::from_secs(10));
+    assert!(status.success(), "daemon exit {status:?}");
+    assert!(asked.elapsed() < Duration::from_secs(10), "within shutdown_grace");
+    assert!(!alive(worker));
+    let jobs = home.json(&["import", "jobs", "--json"]);
+    assert_eq!(jobs[0]["id"], id.as_str());
+    assert_eq!(jobs[0]["status"], "failed");
+    assert_eq!(jobs[0]["error_code"], "daemon_shutdown");
+    assert!(jobs[0]["stats"]["requests"].as_u64().unwrap() >= 3);
+
+    // The next start (now with the real worker) retries and completes it.
+    let aix = format!("{AIX} worker --stdio");
+    let mut daemon = home.daemon(&aix);
+    let jobs = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let jobs = home.json(&["import", "jobs", "--json"]);
+            if jobs[0]["status"] == "completed" {
+                break jobs;
+            }
+            assert!(Instant::now() < deadline, "retry did not complete: {jobs}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(jobs[0]["stats"]["retry_of"], id.as_str());
+    assert_eq!(jobs[0]["stats"]["total"], 1);
+    assert_eq!(jobs[0]["stats"]["emitted"], 1);
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn in_process_backfill_with_the_real_worker_then_sessions_list() {
+    let home = Home::new(false);
+    let aix = format!("{AIX} worker --stdio");
+    let out = home.run(&aix, &["import", "backfill", "--wait", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["stats"]["attempts"], 1);
+    assert_eq!(job["stats"]["total"], 1);
+    assert_eq!(job["stats"]["emitted"], 1);
+    let written = job["stats"]["imported"].as_u64().unwrap() + job["stats"]["upserted"].as_u64().unwrap();
+    // What the job says it wrote is what the ledger holds.
+    let sessions = home.json(&["sessions", "list", "--json"]);
+    assert_eq!(sessions.as_array().unwrap().len() as u64, written);
+    // A second backfill finds nothing new (the cursors were committed with the rows).
+    let out = home.run(&aix, &["import", "backfill", "--wait", "--json"]);
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["status"], "completed");
+    assert_eq!(again["stats"]["imported"], 0);
+    assert_eq!(again["stats"]["upserted"], 0);
+    // The runs are in the audit trail; no daemon: status says so.
+    let st = home.json(&["import", "status", "--json"]);
+    assert!(st["daemon"].is_null());
+    assert_eq!(st["recent_jobs"].as_array().unwrap().len(), 2);
+    // Without a daemon, stop and restart have nothing to talk to.
+    let out = home.run(&aix, &["import", "restart"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[daemon_not_running]"));
+}
+
+#[test]
+fn no_import_daemon_stays_up_without_orchestration() {
+    let home = Home::new(true);
+    let mut daemon = {
+        let child = home
+            .nex(&fake_cmd("tail"))
+            .args(["daemon", "--no-import"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        home.status_until(Duration::from_secs(10), |s| !s["daemon"].is_null());
+        child
+    };
+    let st = home.status().unwrap();
+    assert_eq!(st["daemon"]["import_enabled"], false);
+    assert_eq!(st["daemon"]["tail"]["state"], "disabled");
+    let out = home.run("unused", &["import", "backfill"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[import_disabled]"));
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
+}
