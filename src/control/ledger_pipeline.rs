@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::port::{
-    CursorSource, PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline, RunSignal,
+    Backlog, CursorSource, PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline, RunSignal,
     WorkerOutput,
 };
 use crate::import::ImportOptions;
@@ -46,6 +46,7 @@ impl RunPipeline for LedgerPipeline {
         info: RunInfo,
         input: WorkerOutput,
         signals: mpsc::Sender<RunSignal>,
+        backlog: Arc<Backlog>,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, PipelineReport> {
         let ledger = self.ledger.clone();
@@ -59,14 +60,16 @@ impl RunPipeline for LedgerPipeline {
         config.audit = None;
         Box::pin(async move {
             let seen = signals.clone();
+            let read = backlog.clone();
             let lines = frame_source(input, config.max_frame_bytes, cancel.clone())
                 .inspect(move |item| {
                     if matches!(item, Ok(Flowing::Item(_)) | Ok(Flowing::Reject(_))) {
+                        read.read();
                         let _ = seen.try_send(RunSignal::FrameSeen);
                     }
                 })
                 .boxed();
-            let (tap, tally) = SignalTap::new(signals);
+            let (tap, tally) = SignalTap::new(signals, backlog);
             let taps: Vec<Box<dyn Stage<FrameOutcome, FrameOutcome>>> = vec![Box::new(tap)];
             let result = run_lines(lines, config, &ledger, None, cancel, taps).await;
             let tally = tally.lock().map(|t| t.clone()).unwrap_or_default();
@@ -123,15 +126,20 @@ struct Tally {
 /// An outcome tap: committed outcomes become signals.
 struct SignalTap {
     signals: mpsc::Sender<RunSignal>,
+    backlog: Arc<Backlog>,
     tally: Arc<std::sync::Mutex<Tally>>,
 }
 
 impl SignalTap {
-    fn new(signals: mpsc::Sender<RunSignal>) -> (SignalTap, Arc<std::sync::Mutex<Tally>>) {
+    fn new(
+        signals: mpsc::Sender<RunSignal>,
+        backlog: Arc<Backlog>,
+    ) -> (SignalTap, Arc<std::sync::Mutex<Tally>>) {
         let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
         (
             SignalTap {
                 signals,
+                backlog,
                 tally: tally.clone(),
             },
             tally,
@@ -149,6 +157,7 @@ impl Stage<FrameOutcome, FrameOutcome> for SignalTap {
         outcome: FrameOutcome,
         out: &mut Emit<FrameOutcome>,
     ) -> Result<(), PipelineError> {
+        self.backlog.done();
         // The tally is only touched by this stage and read after the run: never contended.
         if let Ok(mut t) = self.tally.lock() {
             let signal = match &outcome.result {

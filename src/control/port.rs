@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -94,6 +96,33 @@ pub enum RunSignal {
     Rejected { code: String, seq: Option<u64> },
 }
 
+/// Lines a pipeline has read but not yet finished (committed or rejected). While it is not
+/// zero, a worker's silence is the pipeline's doing (it is not reading because the ledger is
+/// busy: backpressure), so a late probe answer is not held against the worker.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    read: AtomicU64,
+    done: AtomicU64,
+}
+
+impl Backlog {
+    /// A line was read from the worker.
+    pub fn read(&self) {
+        self.read.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A line's outcome is final.
+    pub fn done(&self) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lines read and not yet final.
+    pub fn pending(&self) -> u64 {
+        let done = self.done.load(Ordering::Relaxed);
+        self.read.load(Ordering::Relaxed).saturating_sub(done)
+    }
+}
+
 /// How a pipeline's input ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PipelineEnd {
@@ -121,7 +150,7 @@ pub struct PipelineReport {
 ///
 /// Contract: read `input` until a terminal frame (`run.complete`/`run.error`), end of input, or
 /// `cancel`; commit everything read before returning; send [`RunSignal`]s on `signals` as it
-/// goes. `cancel` is the hard stop: the graceful stop is the worker's own `run.complete` after
+/// goes; count every line read and every final outcome on `backlog`. `cancel` is the hard stop: the graceful stop is the worker's own `run.complete` after
 /// `run.stop`, which the pipeline sees as a terminal frame.
 pub trait RunPipeline: Send + Sync + 'static {
     fn run(
@@ -129,6 +158,7 @@ pub trait RunPipeline: Send + Sync + 'static {
         info: RunInfo,
         input: WorkerOutput,
         signals: mpsc::Sender<RunSignal>,
+        backlog: Arc<Backlog>,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, PipelineReport>;
 }

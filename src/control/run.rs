@@ -17,7 +17,7 @@ use super::audit::RunOutcome;
 use super::config::ControlSettings;
 use super::health::{HealthState, RunPhase, worker_lag_ms};
 use super::port::{
-    CursorSource, PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline, RunSignal,
+    Backlog, CursorSource, PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline, RunSignal,
 };
 use super::store::now_ms;
 use super::worker::{StopSignal, Worker};
@@ -173,9 +173,14 @@ pub async fn run(
 
     let (sig_tx, mut sig_rx) = mpsc::channel(256);
     let pipeline_cancel = abort.child_token();
-    let mut pipeline = deps
-        .pipeline
-        .run(spec.info.clone(), stdout, sig_tx, pipeline_cancel.clone());
+    let backlog = Arc::new(Backlog::default());
+    let mut pipeline = deps.pipeline.run(
+        spec.info.clone(),
+        stdout,
+        sig_tx,
+        backlog.clone(),
+        pipeline_cancel.clone(),
+    );
     let mut sig_open = true;
     let mut aborted = false;
     let mut stop_reason: Option<String> = None;
@@ -212,8 +217,16 @@ pub async fn run(
                 sup.probe_deadline = Some(Instant::now() + t.health_timeout);
             }
             _ = until(sup.probe_deadline) => {
-                sup.probe_deadline = None;
-                sup.unresponsive(&worker, "health probe not answered within health_timeout");
+                if backlog.pending() > 0 {
+                    // The pipeline is not reading (busy ledger): the answer may be waiting in
+                    // the pipe. The ledger writer's own timeout bounds this wait.
+                    tracing::debug!(run_id = %run_id, pending = backlog.pending(),
+                        "probe deadline extended: pipeline backlog");
+                    sup.probe_deadline = Some(Instant::now() + t.health_timeout);
+                } else {
+                    sup.probe_deadline = None;
+                    sup.unresponsive(&worker, "health probe not answered within health_timeout");
+                }
             }
             _ = until(sup.term_at) => {
                 sup.term_at = None;

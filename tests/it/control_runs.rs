@@ -8,7 +8,7 @@ use nex::control::health::{RunPhase, TailState, TailStatus};
 use nex::control::jobs::{self, Enqueued, JobStatus};
 use nex::control::{HostMode, Request, audit};
 
-use crate::control_support::{Home, Running, alive, fake_worker, kill9};
+use crate::control_support::{CountingPipeline, Home, Running, alive, fake_worker, kill9};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -276,5 +276,30 @@ async fn import_disabled_keeps_the_control_plane_up_without_orchestration() {
     assert_eq!(st.tail.state, TailState::Disabled);
     let err = run.handle.call::<Enqueued>(Request::Backfill { full: false }).await.unwrap_err();
     assert_eq!(err.code(), "import_disabled");
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn a_busy_pipeline_is_not_an_unresponsive_worker() {
+    // Each batch takes 3 health timeouts to commit: probes go unanswered meanwhile, because
+    // nothing is read, yet the worker is fine (TARGETS.md R6: a held write lock delays, fails
+    // nothing).
+    let home = Home::new();
+    let pipeline = CountingPipeline { stall: Some(Duration::from_millis(1500)) };
+    let mut run = Running::start_with(
+        home.settings(fake_worker(&["backfill", "2"])),
+        &home,
+        HostMode::Daemon,
+        pipeline,
+    )
+    .await;
+    let enq: Enqueued = run.handle.call(Request::Backfill { full: false }).await.unwrap();
+    let e = run
+        .event(WAIT, |e| {
+            matches!(e, ImportEvent::RunFailed { .. } | ImportEvent::RunCompleted { .. })
+        })
+        .await;
+    assert!(matches!(e, ImportEvent::RunCompleted { outcome: "completed", .. }), "{e:?}");
+    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Completed)).await;
     run.stop().await;
 }

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use nex::control::bus::ImportEvent;
 use nex::control::config::{ControlSettings, Paths, Timings};
 use nex::control::health::StatusReport;
-use nex::control::port::{NoCursors, WorkerOutput};
+use nex::control::port::{Backlog, NoCursors, WorkerOutput};
 use nex::control::{
     Bus, ControlHandle, HostMode, NexusStore, PipelineEnd, PipelineReport, Request, RunCounters,
     RunDeps, RunInfo, RunPipeline, RunSignal, Supervisor, WorkerCommand,
@@ -23,8 +23,12 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 /// Counts frames instead of importing them: each `import.batch` is one committed request with
-/// one imported item. Signals exactly as the port's contract says.
-pub struct CountingPipeline;
+/// one imported item. Signals exactly as the port's contract says. `stall` makes every batch
+/// take that long to "commit" (a busy ledger).
+#[derive(Default)]
+pub struct CountingPipeline {
+    pub stall: Option<Duration>,
+}
 
 impl RunPipeline for CountingPipeline {
     fn run(
@@ -32,8 +36,10 @@ impl RunPipeline for CountingPipeline {
         info: RunInfo,
         input: WorkerOutput,
         signals: mpsc::Sender<RunSignal>,
+        backlog: Arc<Backlog>,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, PipelineReport> {
+        let stall = self.stall;
         Box::pin(async move {
             let mut lines = FramedRead::new(input, LinesCodec::new_with_max_length(1 << 20));
             let mut counters = RunCounters::default();
@@ -48,8 +54,17 @@ impl RunPipeline for CountingPipeline {
                     Some(Err(_)) => break PipelineEnd::Failed { code: "io".into() },
                     Some(Ok(l)) => l,
                 };
+                backlog.read();
                 let _ = signals.send(RunSignal::FrameSeen).await;
-                let frame = match decode_worker_frame(&line) {
+                let decoded = decode_worker_frame(&line);
+                if let (Some(d), Ok(f)) = (stall, &decoded)
+                    && matches!(f.body, WorkerFrame::ImportBatch(_))
+                {
+                    // A ledger that holds its lock: nothing is read meanwhile.
+                    tokio::time::sleep(d).await;
+                }
+                backlog.done();
+                let frame = match decoded {
                     Ok(f) if f.run_id == info.run_id => f,
                     Ok(f) => {
                         let code = "frame_run_id_mismatch".to_owned();
@@ -165,12 +180,21 @@ pub struct Running {
 
 impl Running {
     pub async fn start(settings: ControlSettings, home: &Home, mode: HostMode) -> Running {
+        Running::start_with(settings, home, mode, CountingPipeline::default()).await
+    }
+
+    pub async fn start_with(
+        settings: ControlSettings,
+        home: &Home,
+        mode: HostMode,
+        pipeline: CountingPipeline,
+    ) -> Running {
         let store = NexusStore::spawn(home.conn()).unwrap();
         let bus = Bus::default();
         let events = bus.subscribe();
         let deps = RunDeps {
             settings: Arc::new(settings),
-            pipeline: Arc::new(CountingPipeline),
+            pipeline: Arc::new(pipeline),
             cursors: Arc::new(NoCursors),
         };
         let shutdown = CancellationToken::new();
