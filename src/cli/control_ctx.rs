@@ -136,7 +136,10 @@ pub fn fail(err: &ControlError) -> ExitCode {
 /// Prints `value` as one line of JSON.
 pub fn print_json<T: serde::Serialize>(value: &T) {
     // Plain data: serialisation cannot fail.
-    println!("{}", serde_json::to_string(value).expect("output serialises"));
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("output serialises")
+    );
 }
 
 /// A plain text table: left-aligned columns two spaces apart.

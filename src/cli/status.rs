@@ -119,7 +119,11 @@ fn print_status(out: &StatusOutput) {
         "daemon: pid {}, up {}, import {}, persona {}",
         d.pid,
         duration(crate::control::store::now_ms() - d.started_at),
-        if d.import_enabled { "enabled" } else { "disabled" },
+        if d.import_enabled {
+            "enabled"
+        } else {
+            "disabled"
+        },
         d.persona
     );
     println!("ledger: {}", d.ledger);
@@ -182,8 +186,16 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
                 "{}",
                 table(
                     &[
-                        "JOB", "STATUS", "REQUESTED", "TOOK", "RUNS", "IMPORTED", "UPSERTED",
-                        "SKIPPED", "FAILED", "ERROR"
+                        "JOB",
+                        "STATUS",
+                        "REQUESTED",
+                        "TOOK",
+                        "RUNS",
+                        "IMPORTED",
+                        "UPSERTED",
+                        "SKIPPED",
+                        "FAILED",
+                        "ERROR"
                     ],
                     &rows
                 )

@@ -338,7 +338,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "persona = [").unwrap();
-        assert_eq!(ConfigFile::read(&path).unwrap_err().code(), "config_invalid");
+        assert_eq!(
+            ConfigFile::read(&path).unwrap_err().code(),
+            "config_invalid"
+        );
         assert!(
             ConfigFile::read(&dir.path().join("absent.toml"))
                 .unwrap()

@@ -32,7 +32,10 @@ pub enum ControlError {
     #[error("job id prefix {0} is ambiguous")]
     JobAmbiguous(String),
     #[error("illegal job transition {from} -> {to}")]
-    IllegalTransition { from: &'static str, to: &'static str },
+    IllegalTransition {
+        from: &'static str,
+        to: &'static str,
+    },
     #[error("import orchestration is disabled (import.enabled = false or --no-import)")]
     ImportDisabled,
     #[error("the control plane is shutting down")]

@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::port::{
-    Backlog, CursorSource, PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline, RunSignal,
-    WorkerOutput,
+    Backlog, CursorSource, PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline,
+    RunSignal, WorkerOutput,
 };
 use crate::import::ImportOptions;
 use crate::pipeline::report::RunOutcome as PipeOutcome;

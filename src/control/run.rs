@@ -17,7 +17,8 @@ use super::audit::RunOutcome;
 use super::config::ControlSettings;
 use super::health::{HealthState, RunPhase, worker_lag_ms};
 use super::port::{
-    Backlog, CursorSource, PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline, RunSignal,
+    Backlog, CursorSource, PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline,
+    RunSignal,
 };
 use super::store::now_ms;
 use super::worker::{StopSignal, Worker};
@@ -143,19 +144,23 @@ pub async fn run(
     if let Some(dir) = &settings.sources.codex_home {
         env.push(("CODEX_HOME".to_owned(), dir.clone()));
     }
-    let (mut worker, stdout) =
-        match Worker::spawn(&settings.worker, &env, &settings.paths.run_dir, &run_id) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(run_id = %run_id, program = %settings.worker.program.display(),
+    let (mut worker, stdout) = match Worker::spawn(
+        &settings.worker,
+        &env,
+        &settings.paths.run_dir,
+        &run_id,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(run_id = %run_id, program = %settings.worker.program.display(),
                     error = %e, error_code = Code::WorkerSpawnFailed.as_str(), "cannot spawn worker");
-                return RunResult::failed(
-                    Code::WorkerSpawnFailed.as_str(),
-                    "cannot spawn the worker",
-                    true,
-                );
-            }
-        };
+            return RunResult::failed(
+                Code::WorkerSpawnFailed.as_str(),
+                "cannot spawn the worker",
+                true,
+            );
+        }
+    };
     let pid = worker.pid;
     tracing::info!(run_id = %run_id, mode = spec.info.mode.as_str(), pid, cursors = cursors.len(), "run started");
     report(&updates, &run_id, RunUpdate::Spawned { pid }).await;
@@ -253,7 +258,13 @@ pub async fn run(
     };
     report(&updates, &run_id, RunUpdate::Phase(RunPhase::Stopping)).await;
     finish_process(&mut worker, t, aborted || sup.forced.is_some()).await;
-    let result = classify(report_value, sup.forced, stop_reason.is_some(), aborted, pid);
+    let result = classify(
+        report_value,
+        sup.forced,
+        stop_reason.is_some(),
+        aborted,
+        pid,
+    );
     tracing::info!(run_id = %run_id, outcome = result.outcome.as_str(),
         error_code = result.error_code.as_deref(), items = result.counters.items(), "run ended");
     result
@@ -271,7 +282,10 @@ async fn finish_process(worker: &mut Worker, t: &super::config::Timings, hurry: 
         return;
     }
     worker.signal(StopSignal::Term);
-    if tokio::time::timeout(t.kill_after, worker.wait()).await.is_ok() {
+    if tokio::time::timeout(t.kill_after, worker.wait())
+        .await
+        .is_ok()
+    {
         return;
     }
     worker.signal(StopSignal::Kill);
@@ -448,7 +462,11 @@ impl<'a> Supervision<'a> {
         }
     }
 
-    async fn on_health(&mut self, status: &HealthStatus, updates: &mpsc::Sender<(String, RunUpdate)>) {
+    async fn on_health(
+        &mut self,
+        status: &HealthStatus,
+        updates: &mpsc::Sender<(String, RunUpdate)>,
+    ) {
         let state = HealthState::classify(status, self.t.stale_after);
         if self.supervising() {
             self.probe_at = Some(Instant::now() + state.probe_interval(self.t));

@@ -72,7 +72,11 @@ impl NexusStore {
             }
         });
         if self.tx.send(job).is_err() {
-            tracing::warn!(what, error_code = "store_closed", "runtime store write dropped");
+            tracing::warn!(
+                what,
+                error_code = "store_closed",
+                "runtime store write dropped"
+            );
         }
     }
 }

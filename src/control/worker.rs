@@ -52,9 +52,9 @@ impl WorkerCommand {
     pub fn default_aix() -> Result<WorkerCommand, ControlError> {
         let exe = std::env::current_exe()
             .map_err(|_| ControlError::WorkerCommandInvalid("current executable unknown"))?;
-        let dir = exe
-            .parent()
-            .ok_or(ControlError::WorkerCommandInvalid("current executable has no directory"))?;
+        let dir = exe.parent().ok_or(ControlError::WorkerCommandInvalid(
+            "current executable has no directory",
+        ))?;
         Ok(WorkerCommand {
             program: dir.join(format!("aix{}", std::env::consts::EXE_SUFFIX)),
             args: vec!["worker".into(), "--stdio".into()],

@@ -187,9 +187,9 @@ impl PipelineError {
             // The worker's stdout (or the replayed file) broke under us.
             PipelineError::Io(_) => Code::WorkerExited,
             PipelineError::Ledger(e) => e.code(),
-            PipelineError::WriterGone
-            | PipelineError::Audit(_)
-            | PipelineError::Stage { .. } => Code::LedgerWriteFailed,
+            PipelineError::WriterGone | PipelineError::Audit(_) | PipelineError::Stage { .. } => {
+                Code::LedgerWriteFailed
+            }
         }
     }
 }

@@ -103,7 +103,10 @@ impl RunOutcome {
             RunOutcome::Terminal {
                 terminal: TerminalKind::Error { code, .. },
             } => ("failed", Some(code.clone())),
-            RunOutcome::Cancelled => ("cancelled", Some(crate::protocol::Code::RunCancelled.as_str().to_owned())),
+            RunOutcome::Cancelled => (
+                "cancelled",
+                Some(crate::protocol::Code::RunCancelled.as_str().to_owned()),
+            ),
             RunOutcome::InputEnded => ("input_ended", None),
         }
     }

@@ -24,8 +24,8 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::PipelineError;
+use super::RejectCode;
 use super::apply::apply_batch;
-use super::{RejectCode};
 use crate::import::ImportOptions;
 use crate::protocol::{ChunkRequest, ChunkResponse, Code, ImportRequest, ImportResponse};
 

@@ -126,7 +126,10 @@ mod tests {
         };
         a.process(progress, &mut out).unwrap();
         let codes: Vec<_> = out.rejects().iter().map(|r| r.code.to_string()).collect();
-        assert_eq!(codes, ["chunk_index_out_of_range", "chunk_upload_id_required"]);
+        assert_eq!(
+            codes,
+            ["chunk_index_out_of_range", "chunk_upload_id_required"]
+        );
         assert!(matches!(out.items()[0].op, Op::Chunk(_)));
         assert!(matches!(out.items()[1].op, Op::Report(Report::Progress(_))));
         assert_eq!(a.uploads_open(), 1);

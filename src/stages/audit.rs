@@ -17,12 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::import::system_now_ms;
 use crate::ledger;
-use crate::pipeline::{Flow, Flowing, PipelineError, RunCounters, StreamStage};
 use crate::pipeline::report::RunOutcome;
+use crate::pipeline::{Flow, Flowing, PipelineError, RunCounters, StreamStage};
 
+use super::FrameOutcome;
 use super::RunIdCell;
 use super::metrics::Tally;
-use super::FrameOutcome;
 
 /// Where and how a run is recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +101,12 @@ fn write_row(row: RunRow) -> Result<(), PipelineError> {
 }
 
 impl AuditStage {
-    fn row(&self, counters: &RunCounters, outcome: &'static str, error_code: Option<String>) -> RunRow {
+    fn row(
+        &self,
+        counters: &RunCounters,
+        outcome: &'static str,
+        error_code: Option<String>,
+    ) -> RunRow {
         RunRow {
             // A run that never produced a valid frame still happened: give it an id.
             run_id: self

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::pipeline::{FrameMeta, RejectCode};
 use crate::protocol::{
-    ChunkRequest, ChunkResponse, HealthStatus, ImportRequest, ImportResponse, RunError,
-    RunProgress,
+    ChunkRequest, ChunkResponse, HealthStatus, ImportRequest, ImportResponse, RunError, RunProgress,
 };
 
 /// One line read by the source (without its newline).

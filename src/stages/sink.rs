@@ -191,10 +191,7 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
             .buffered(in_flight)
             .flat_map(|resolved| {
                 let items: Vec<_> = match resolved {
-                    Ok(outcomes) => outcomes
-                        .into_iter()
-                        .map(|o| Ok(Flowing::Item(o)))
-                        .collect(),
+                    Ok(outcomes) => outcomes.into_iter().map(|o| Ok(Flowing::Item(o))).collect(),
                     Err(e) => vec![Err(e)],
                 };
                 stream::iter(items)

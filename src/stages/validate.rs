@@ -61,10 +61,34 @@ mod tests {
             ..Default::default()
         };
         let cases = [
-            (ImportRequest { source: "foo".into(), ..good.clone() }, Some("source_unsupported")),
-            (ImportRequest { mode: "x".into(), ..good.clone() }, Some("mode_unsupported")),
-            (ImportRequest { idempotency_key: " ".into(), ..good.clone() }, Some("idempotency_key_required")),
-            (ImportRequest { items: vec![], ..good.clone() }, Some("items_required")),
+            (
+                ImportRequest {
+                    source: "foo".into(),
+                    ..good.clone()
+                },
+                Some("source_unsupported"),
+            ),
+            (
+                ImportRequest {
+                    mode: "x".into(),
+                    ..good.clone()
+                },
+                Some("mode_unsupported"),
+            ),
+            (
+                ImportRequest {
+                    idempotency_key: " ".into(),
+                    ..good.clone()
+                },
+                Some("idempotency_key_required"),
+            ),
+            (
+                ImportRequest {
+                    items: vec![],
+                    ..good.clone()
+                },
+                Some("items_required"),
+            ),
             (good.clone(), None),
         ];
         for (req, want) in cases {

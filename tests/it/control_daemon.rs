@@ -78,7 +78,11 @@ impl Home {
 
     fn json(&self, args: &[&str]) -> Value {
         let out = self.run("unused", args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -98,7 +102,11 @@ impl Home {
             {
                 return st;
             }
-            assert!(Instant::now() < deadline, "status condition not reached: {:?}", self.status());
+            assert!(
+                Instant::now() < deadline,
+                "status condition not reached: {:?}",
+                self.status()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }
@@ -129,7 +137,8 @@ fn status_json_reflects_a_tail_restart_within_one_probe_interval() {
     let home = Home::new(true);
     let mut daemon = home.daemon(&fake_cmd("tail"));
     let st = home.status_until(Duration::from_secs(10), |s| {
-        s["daemon"]["tail"]["run"]["phase"] == "running" && s["daemon"]["tail"]["run"]["pid"].is_u64()
+        s["daemon"]["tail"]["run"]["phase"] == "running"
+            && s["daemon"]["tail"]["run"]["pid"].is_u64()
     });
     assert_eq!(st["daemon"]["mode"], "daemon");
     let pid = st["daemon"]["tail"]["run"]["pid"].as_u64().unwrap() as u32;
@@ -137,10 +146,17 @@ fn status_json_reflects_a_tail_restart_within_one_probe_interval() {
     let killed = Instant::now();
     let st = home.status_until(Duration::from_secs(5), |s| {
         let tail = &s["daemon"]["tail"];
-        tail["restarts"] == 1 && tail["run"]["pid"].as_u64().is_some_and(|p| p != u64::from(pid))
+        tail["restarts"] == 1
+            && tail["run"]["pid"]
+                .as_u64()
+                .is_some_and(|p| p != u64::from(pid))
     });
     // Backoff 50 ms; one probe interval is 300 ms (plus process start-up slack on a busy box).
-    assert!(killed.elapsed() < Duration::from_millis(300 + 1200), "{:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() < Duration::from_millis(300 + 1200),
+        "{:?}",
+        killed.elapsed()
+    );
     assert_eq!(st["daemon"]["tail"]["last_error"], "worker_exited");
     assert_eq!(st["daemon"]["tail"]["state"], "running");
 
@@ -157,14 +173,19 @@ fn sigterm_mid_backfill_exits_0_and_the_next_start_completes_the_job() {
     assert_eq!(enq["created"], true);
     let id = enq["job"]["id"].as_str().unwrap().to_owned();
     let st = home.status_until(Duration::from_secs(10), |s| {
-        s["daemon"]["jobs"][0]["run"]["counters"]["requests"].as_u64().is_some_and(|n| n >= 3)
+        s["daemon"]["jobs"][0]["run"]["counters"]["requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 3)
     });
     let worker = st["daemon"]["jobs"][0]["run"]["pid"].as_u64().unwrap() as u32;
     let asked = Instant::now();
     sigterm(&daemon);
     let status = wait_exit(&mut daemon, Duration::from_secs(10));
     assert!(status.success(), "daemon exit {status:?}");
-    assert!(asked.elapsed() < Duration::from_secs(10), "within shutdown_grace");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "within shutdown_grace"
+    );
     assert!(!alive(worker));
     let jobs = home.json(&["import", "jobs", "--json"]);
     assert_eq!(jobs[0]["id"], id.as_str());
@@ -198,13 +219,18 @@ fn in_process_backfill_with_the_real_worker_then_sessions_list() {
     let home = Home::new(false);
     let aix = format!("{AIX} worker --stdio");
     let out = home.run(&aix, &["import", "backfill", "--wait", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let job: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(job["status"], "completed");
     assert_eq!(job["stats"]["attempts"], 1);
     assert_eq!(job["stats"]["total"], 1);
     assert_eq!(job["stats"]["emitted"], 1);
-    let written = job["stats"]["imported"].as_u64().unwrap() + job["stats"]["upserted"].as_u64().unwrap();
+    let written =
+        job["stats"]["imported"].as_u64().unwrap() + job["stats"]["upserted"].as_u64().unwrap();
     // What the job says it wrote is what the ledger holds.
     let sessions = home.json(&["sessions", "list", "--json"]);
     assert_eq!(sessions.as_array().unwrap().len() as u64, written);

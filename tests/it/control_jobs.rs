@@ -27,7 +27,9 @@ fn state_machine_allows_exactly_the_seed_edges() {
             assert_eq!(from.can_transition(to), legal, "{from} -> {to}");
             // The persisted row obeys the same table: put a job in `from`, try `to`.
             conn.execute("DELETE FROM import_jobs", []).unwrap();
-            let job = jobs::enqueue(&mut conn, "aix", JobStats::default(), 1).unwrap().job;
+            let job = jobs::enqueue(&mut conn, "aix", JobStats::default(), 1)
+                .unwrap()
+                .job;
             conn.execute(
                 "UPDATE import_jobs SET status = ?1 WHERE id = ?2",
                 rusqlite::params![from.as_str(), job.id],
@@ -49,7 +51,9 @@ fn state_machine_allows_exactly_the_seed_edges() {
     }
     // Timestamps and the error land with their transitions.
     conn.execute("DELETE FROM import_jobs", []).unwrap();
-    let job = jobs::enqueue(&mut conn, "aix", JobStats::default(), 10).unwrap().job;
+    let job = jobs::enqueue(&mut conn, "aix", JobStats::default(), 10)
+        .unwrap()
+        .job;
     assert_eq!(job.requested_at, 10);
     let job = jobs::transition(&conn, &job.id, Running, None, 11).unwrap();
     assert_eq!(job.started_at, Some(11));
@@ -68,7 +72,11 @@ fn one_active_job_per_source() {
     assert!(!second.created);
     assert_eq!(second.job.id, first.job.id);
     // Another source scope is independent.
-    assert!(jobs::enqueue(&mut conn, "other", JobStats::default(), 3).unwrap().created);
+    assert!(
+        jobs::enqueue(&mut conn, "other", JobStats::default(), 3)
+            .unwrap()
+            .created
+    );
     // Once the job ends, a new one may be created.
     jobs::transition(&conn, &first.job.id, JobStatus::Cancelled, None, 4).unwrap();
     let third = jobs::enqueue(&mut conn, "aix", JobStats::default(), 5).unwrap();
@@ -77,7 +85,10 @@ fn one_active_job_per_source() {
     // Unique prefixes find jobs; unknown ids have their code.
     let prefix = &third.job.id[..8];
     assert_eq!(jobs::get(&conn, prefix).unwrap().id, third.job.id);
-    assert_eq!(jobs::get(&conn, "ffffffff-none").unwrap_err().code(), "job_not_found");
+    assert_eq!(
+        jobs::get(&conn, "ffffffff-none").unwrap_err().code(),
+        "job_not_found"
+    );
 }
 
 #[tokio::test]
@@ -105,7 +116,9 @@ async fn second_backfill_request_returns_the_active_job() {
 async fn job_left_running_is_failed_daemon_restarted_and_retried() {
     let home = Home::new();
     let mut conn = home.conn();
-    let old = jobs::enqueue(&mut conn, "aix", JobStats::default(), 1).unwrap().job;
+    let old = jobs::enqueue(&mut conn, "aix", JobStats::default(), 1)
+        .unwrap()
+        .job;
     jobs::transition(&conn, &old.id, JobStatus::Running, None, 2).unwrap();
     conn.execute(
         "INSERT INTO import_runs (run_id, job_id, source, mode, started_at) \
@@ -125,10 +138,19 @@ async fn job_left_running_is_failed_daemon_restarted_and_retried() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((outcome.as_str(), code.as_str()), ("failed", "daemon_restarted"));
+    assert_eq!(
+        (outcome.as_str(), code.as_str()),
+        ("failed", "daemon_restarted")
+    );
     let done = run
         .event(Duration::from_secs(10), |e| {
-            matches!(e, ImportEvent::JobStateChanged { to: JobStatus::Completed, .. })
+            matches!(
+                e,
+                ImportEvent::JobStateChanged {
+                    to: JobStatus::Completed,
+                    ..
+                }
+            )
         })
         .await;
     let ImportEvent::JobStateChanged { job_id, .. } = done else {
@@ -145,7 +167,9 @@ async fn job_left_running_is_failed_daemon_restarted_and_retried() {
 async fn without_auto_retry_an_interrupted_job_stays_failed() {
     let home = Home::new();
     let mut conn = home.conn();
-    let old = jobs::enqueue(&mut conn, "aix", JobStats::default(), 1).unwrap().job;
+    let old = jobs::enqueue(&mut conn, "aix", JobStats::default(), 1)
+        .unwrap()
+        .job;
     jobs::transition(&conn, &old.id, JobStatus::Running, None, 2).unwrap();
     let mut settings = home.settings(fake_worker(&["backfill", "1"]));
     settings.auto_retry = false;

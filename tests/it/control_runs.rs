@@ -19,15 +19,25 @@ fn job_changed(e: &ImportEvent, id: &str, to: JobStatus) -> bool {
 #[tokio::test]
 async fn backfill_job_goes_queued_running_completed_with_stats() {
     let home = Home::new();
-    let mut run =
-        Running::start(home.settings(fake_worker(&["backfill", "5"])), &home, HostMode::Daemon)
-            .await;
-    let enq: Enqueued = run.handle.call(Request::Backfill { full: false }).await.unwrap();
+    let mut run = Running::start(
+        home.settings(fake_worker(&["backfill", "5"])),
+        &home,
+        HostMode::Daemon,
+    )
+    .await;
+    let enq: Enqueued = run
+        .handle
+        .call(Request::Backfill { full: false })
+        .await
+        .unwrap();
     let id = enq.job.id.clone();
     let mut seen = Vec::new();
     while seen.last() != Some(&JobStatus::Completed) {
         let e = run
-            .event(WAIT, |e| matches!(e, ImportEvent::JobStateChanged { job_id, .. } if *job_id == id))
+            .event(
+                WAIT,
+                |e| matches!(e, ImportEvent::JobStateChanged { job_id, .. } if *job_id == id),
+            )
             .await;
         if let ImportEvent::JobStateChanged { from, to, .. } = e {
             seen.push(from.unwrap_or(to));
@@ -37,7 +47,10 @@ async fn backfill_job_goes_queued_running_completed_with_stats() {
         }
     }
     seen.dedup();
-    assert_eq!(seen, vec![JobStatus::Queued, JobStatus::Running, JobStatus::Completed]);
+    assert_eq!(
+        seen,
+        vec![JobStatus::Queued, JobStatus::Running, JobStatus::Completed]
+    );
     let conn = home.conn();
     let job = jobs::get(&conn, &id).unwrap();
     assert_eq!(job.status, JobStatus::Completed);
@@ -55,7 +68,13 @@ async fn backfill_job_goes_queued_running_completed_with_stats() {
     // No pid file outlives its worker.
     let pid_files = std::fs::read_dir(&home.paths.run_dir)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".pid"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".pid")
+        })
         .count();
     assert_eq!(pid_files, 0);
     run.stop().await;
@@ -67,12 +86,26 @@ async fn worker_that_never_answers_run_start_is_unresponsive() {
     let mut settings = home.settings(fake_worker(&["silent"]));
     settings.job_retry.max_restarts = 0;
     let mut run = Running::start(settings, &home, HostMode::Daemon).await;
-    let enq: Enqueued = run.handle.call(Request::Backfill { full: false }).await.unwrap();
-    let failed = run.event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. })).await;
-    let ImportEvent::RunFailed { error_code, retryable, .. } = failed else { unreachable!() };
+    let enq: Enqueued = run
+        .handle
+        .call(Request::Backfill { full: false })
+        .await
+        .unwrap();
+    let failed = run
+        .event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. }))
+        .await;
+    let ImportEvent::RunFailed {
+        error_code,
+        retryable,
+        ..
+    } = failed
+    else {
+        unreachable!()
+    };
     assert_eq!(error_code, "worker_unresponsive");
     assert!(retryable);
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Failed)).await;
+    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Failed))
+        .await;
     let job = jobs::get(&home.conn(), &enq.job.id).unwrap();
     assert_eq!(job.error_code.as_deref(), Some("worker_unresponsive"));
     run.stop().await;
@@ -81,15 +114,34 @@ async fn worker_that_never_answers_run_start_is_unresponsive() {
 #[tokio::test]
 async fn worker_that_stops_answering_probes_is_unresponsive_and_tail_restarts() {
     let home = Home::new();
-    let mut run = Running::start(home.settings(fake_worker(&["mute"])), &home, HostMode::Daemon).await;
-    let _: TailStatus = run.handle.call(Request::Tail { once: false }).await.unwrap();
-    let failed = run.event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. })).await;
-    let ImportEvent::RunFailed { error_code, .. } = failed else { unreachable!() };
+    let mut run = Running::start(
+        home.settings(fake_worker(&["mute"])),
+        &home,
+        HostMode::Daemon,
+    )
+    .await;
+    let _: TailStatus = run
+        .handle
+        .call(Request::Tail { once: false })
+        .await
+        .unwrap();
+    let failed = run
+        .event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. }))
+        .await;
+    let ImportEvent::RunFailed { error_code, .. } = failed else {
+        unreachable!()
+    };
     assert_eq!(error_code, "worker_unresponsive");
-    let e = run.event(WAIT, |e| matches!(e, ImportEvent::RestartScheduled { .. })).await;
+    let e = run
+        .event(WAIT, |e| matches!(e, ImportEvent::RestartScheduled { .. }))
+        .await;
     assert_eq!(
         e,
-        ImportEvent::RestartScheduled { target: "tail".into(), restart: 1, delay_ms: 50 }
+        ImportEvent::RestartScheduled {
+            target: "tail".into(),
+            restart: 1,
+            delay_ms: 50
+        }
     );
     run.stop().await;
 }
@@ -103,17 +155,30 @@ async fn cancelled_job_ends_cancelled_and_its_worker_is_gone() {
         HostMode::Daemon,
     )
     .await;
-    let enq: Enqueued = run.handle.call(Request::Backfill { full: false }).await.unwrap();
+    let enq: Enqueued = run
+        .handle
+        .call(Request::Backfill { full: false })
+        .await
+        .unwrap();
     let st = run
         .status_until(WAIT, |s| {
-            s.jobs.first().and_then(|j| j.run.as_ref()).is_some_and(|r| r.counters.requests >= 2)
+            s.jobs
+                .first()
+                .and_then(|j| j.run.as_ref())
+                .is_some_and(|r| r.counters.requests >= 2)
         })
         .await;
     let pid = st.jobs[0].run.as_ref().unwrap().pid.unwrap();
     assert!(alive(pid));
-    let _: serde_json::Value =
-        run.handle.call(Request::Stop { target: Some(enq.job.id.clone()) }).await.unwrap();
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Cancelled)).await;
+    let _: serde_json::Value = run
+        .handle
+        .call(Request::Stop {
+            target: Some(enq.job.id.clone()),
+        })
+        .await
+        .unwrap();
+    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Cancelled))
+        .await;
     let job = jobs::get(&home.conn(), &enq.job.id).unwrap();
     assert_eq!(job.status, JobStatus::Cancelled);
     assert!(job.stats.counters.requests >= 2);
@@ -121,7 +186,9 @@ async fn cancelled_job_ends_cancelled_and_its_worker_is_gone() {
     // Cancelling a finished job is refused with its code.
     let err = run
         .handle
-        .call::<serde_json::Value>(Request::Stop { target: Some(enq.job.id.clone()) })
+        .call::<serde_json::Value>(Request::Stop {
+            target: Some(enq.job.id.clone()),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), "job_transition_illegal");
@@ -131,24 +198,46 @@ async fn cancelled_job_ends_cancelled_and_its_worker_is_gone() {
 #[tokio::test]
 async fn kill9_of_the_tail_worker_restarts_it_within_a_probe_interval() {
     let home = Home::new();
-    let mut run = Running::start(home.settings(fake_worker(&["tail"])), &home, HostMode::Daemon).await;
-    let _: TailStatus = run.handle.call(Request::Tail { once: false }).await.unwrap();
+    let mut run = Running::start(
+        home.settings(fake_worker(&["tail"])),
+        &home,
+        HostMode::Daemon,
+    )
+    .await;
+    let _: TailStatus = run
+        .handle
+        .call(Request::Tail { once: false })
+        .await
+        .unwrap();
     let st = run
         .status_until(WAIT, |s| {
-            s.tail.run.as_ref().is_some_and(|r| r.phase == RunPhase::Running && r.pid.is_some())
+            s.tail
+                .run
+                .as_ref()
+                .is_some_and(|r| r.phase == RunPhase::Running && r.pid.is_some())
         })
         .await;
     let pid = st.tail.run.unwrap().pid.unwrap();
     kill9(pid);
-    let failed = run.event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. })).await;
-    let ImportEvent::RunFailed { error_code, .. } = failed else { unreachable!() };
+    let failed = run
+        .event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. }))
+        .await;
+    let ImportEvent::RunFailed { error_code, .. } = failed else {
+        unreachable!()
+    };
     assert_eq!(error_code, "worker_exited");
     // Restarted (backoff 50 ms) and reflected in status within one probe interval (300 ms).
     let st = run
-        .status_until(Duration::from_millis(300) + Duration::from_millis(500), |s| {
-            s.tail.restarts == 1
-                && s.tail.run.as_ref().is_some_and(|r| r.pid.is_some_and(|p| p != pid))
-        })
+        .status_until(
+            Duration::from_millis(300) + Duration::from_millis(500),
+            |s| {
+                s.tail.restarts == 1
+                    && s.tail
+                        .run
+                        .as_ref()
+                        .is_some_and(|r| r.pid.is_some_and(|p| p != pid))
+            },
+        )
         .await;
     assert_eq!(st.tail.state, TailState::Running);
     assert_eq!(st.tail.last_error.as_deref(), Some("worker_exited"));
@@ -164,16 +253,27 @@ async fn kill9_of_a_job_worker_retries_the_job() {
         HostMode::Daemon,
     )
     .await;
-    let enq: Enqueued = run.handle.call(Request::Backfill { full: false }).await.unwrap();
+    let enq: Enqueued = run
+        .handle
+        .call(Request::Backfill { full: false })
+        .await
+        .unwrap();
     let st = run
         .status_until(WAIT, |s| {
-            s.jobs.first().and_then(|j| j.run.as_ref()).is_some_and(|r| r.counters.requests >= 1)
+            s.jobs
+                .first()
+                .and_then(|j| j.run.as_ref())
+                .is_some_and(|r| r.counters.requests >= 1)
         })
         .await;
     kill9(st.jobs[0].run.as_ref().unwrap().pid.unwrap());
-    run.event(WAIT, |e| matches!(e, ImportEvent::RestartScheduled { target, .. } if *target == enq.job.id))
+    run.event(
+        WAIT,
+        |e| matches!(e, ImportEvent::RestartScheduled { target, .. } if *target == enq.job.id),
+    )
+    .await;
+    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Completed))
         .await;
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Completed)).await;
     let conn = home.conn();
     let job = jobs::get(&conn, &enq.job.id).unwrap();
     assert_eq!(job.stats.attempts, 2);
@@ -191,34 +291,61 @@ async fn tail_backs_off_doubling_then_enters_error_until_restart() {
     let mut settings = home.settings(fake_worker(&["crash", "0"]));
     settings.restart.max_restarts = 3;
     let mut run = Running::start(settings, &home, HostMode::Daemon).await;
-    let _: TailStatus = run.handle.call(Request::Tail { once: false }).await.unwrap();
+    let _: TailStatus = run
+        .handle
+        .call(Request::Tail { once: false })
+        .await
+        .unwrap();
     let mut delays = Vec::new();
     for _ in 0..3 {
-        let e = run.event(WAIT, |e| matches!(e, ImportEvent::RestartScheduled { .. })).await;
-        let ImportEvent::RestartScheduled { delay_ms, restart, .. } = e else { unreachable!() };
+        let e = run
+            .event(WAIT, |e| matches!(e, ImportEvent::RestartScheduled { .. }))
+            .await;
+        let ImportEvent::RestartScheduled {
+            delay_ms, restart, ..
+        } = e
+        else {
+            unreachable!()
+        };
         delays.push((restart, delay_ms));
     }
     assert_eq!(delays, vec![(1, 50), (2, 100), (3, 200)]);
-    run.event(WAIT, |e| matches!(e, ImportEvent::TailError { restarts: 3, .. })).await;
+    run.event(WAIT, |e| {
+        matches!(e, ImportEvent::TailError { restarts: 3, .. })
+    })
+    .await;
     let st = run.status().await;
     assert_eq!(st.tail.state, TailState::Error);
     assert!(st.tail.run.is_none() && st.tail.next_restart_in_ms.is_none());
     // Operator restart clears the count and runs again.
     let t: TailStatus = run.handle.call(Request::Restart).await.unwrap();
     assert_eq!((t.state, t.restarts), (TailState::Running, 0));
-    let e = run.event(WAIT, |e| matches!(e, ImportEvent::RestartScheduled { .. })).await;
-    assert!(matches!(e, ImportEvent::RestartScheduled { restart: 1, .. }));
+    let e = run
+        .event(WAIT, |e| matches!(e, ImportEvent::RestartScheduled { .. }))
+        .await;
+    assert!(matches!(
+        e,
+        ImportEvent::RestartScheduled { restart: 1, .. }
+    ));
     run.stop().await;
 }
 
 #[tokio::test]
 async fn non_retryable_run_error_fails_the_job_with_the_workers_code() {
     let home = Home::new();
-    let mut run =
-        Running::start(home.settings(fake_worker(&["error", "false"])), &home, HostMode::Daemon)
-            .await;
-    let enq: Enqueued = run.handle.call(Request::Backfill { full: false }).await.unwrap();
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Failed)).await;
+    let mut run = Running::start(
+        home.settings(fake_worker(&["error", "false"])),
+        &home,
+        HostMode::Daemon,
+    )
+    .await;
+    let enq: Enqueued = run
+        .handle
+        .call(Request::Backfill { full: false })
+        .await
+        .unwrap();
+    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Failed))
+        .await;
     let job = jobs::get(&home.conn(), &enq.job.id).unwrap();
     assert_eq!(job.error_code.as_deref(), Some("source_unreadable"));
     assert_eq!(job.stats.attempts, 1);
@@ -234,16 +361,26 @@ async fn shutdown_mid_backfill_stops_workers_and_the_next_start_completes_the_jo
         HostMode::Daemon,
     )
     .await;
-    let enq: Enqueued = run.handle.call(Request::Backfill { full: false }).await.unwrap();
+    let enq: Enqueued = run
+        .handle
+        .call(Request::Backfill { full: false })
+        .await
+        .unwrap();
     let st = run
         .status_until(WAIT, |s| {
-            s.jobs.first().and_then(|j| j.run.as_ref()).is_some_and(|r| r.counters.requests >= 1)
+            s.jobs
+                .first()
+                .and_then(|j| j.run.as_ref())
+                .is_some_and(|r| r.counters.requests >= 1)
         })
         .await;
     let pid = st.jobs[0].run.as_ref().unwrap().pid.unwrap();
     let started = std::time::Instant::now();
     run.stop().await;
-    assert!(started.elapsed() < Duration::from_secs(3), "within shutdown_grace");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "within shutdown_grace"
+    );
     assert!(!alive(pid));
     let conn = home.conn();
     let job = jobs::get(&conn, &enq.job.id).unwrap();
@@ -252,13 +389,26 @@ async fn shutdown_mid_backfill_stops_workers_and_the_next_start_completes_the_jo
     let runs = audit::list(&conn, Some(&enq.job.id), 10).unwrap();
     assert_eq!(runs[0].outcome.as_deref(), Some("cancelled"));
 
-    let mut again =
-        Running::start(home.settings(fake_worker(&["backfill", "3"])), &home, HostMode::Daemon)
-            .await;
+    let mut again = Running::start(
+        home.settings(fake_worker(&["backfill", "3"])),
+        &home,
+        HostMode::Daemon,
+    )
+    .await;
     let e = again
-        .event(WAIT, |e| matches!(e, ImportEvent::JobStateChanged { to: JobStatus::Completed, .. }))
+        .event(WAIT, |e| {
+            matches!(
+                e,
+                ImportEvent::JobStateChanged {
+                    to: JobStatus::Completed,
+                    ..
+                }
+            )
+        })
         .await;
-    let ImportEvent::JobStateChanged { job_id, .. } = e else { unreachable!() };
+    let ImportEvent::JobStateChanged { job_id, .. } = e else {
+        unreachable!()
+    };
     let retry = jobs::get(&conn, &job_id).unwrap();
     assert_eq!(retry.stats.retry_of.as_deref(), Some(enq.job.id.as_str()));
     again.stop().await;
@@ -274,7 +424,11 @@ async fn import_disabled_keeps_the_control_plane_up_without_orchestration() {
     let st = run.status().await;
     assert!(!st.import_enabled);
     assert_eq!(st.tail.state, TailState::Disabled);
-    let err = run.handle.call::<Enqueued>(Request::Backfill { full: false }).await.unwrap_err();
+    let err = run
+        .handle
+        .call::<Enqueued>(Request::Backfill { full: false })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "import_disabled");
     run.stop().await;
 }
@@ -285,7 +439,9 @@ async fn a_busy_pipeline_is_not_an_unresponsive_worker() {
     // nothing is read, yet the worker is fine (TARGETS.md R6: a held write lock delays, fails
     // nothing).
     let home = Home::new();
-    let pipeline = CountingPipeline { stall: Some(Duration::from_millis(1500)) };
+    let pipeline = CountingPipeline {
+        stall: Some(Duration::from_millis(1500)),
+    };
     let mut run = Running::start_with(
         home.settings(fake_worker(&["backfill", "2"])),
         &home,
@@ -293,13 +449,30 @@ async fn a_busy_pipeline_is_not_an_unresponsive_worker() {
         pipeline,
     )
     .await;
-    let enq: Enqueued = run.handle.call(Request::Backfill { full: false }).await.unwrap();
+    let enq: Enqueued = run
+        .handle
+        .call(Request::Backfill { full: false })
+        .await
+        .unwrap();
     let e = run
         .event(WAIT, |e| {
-            matches!(e, ImportEvent::RunFailed { .. } | ImportEvent::RunCompleted { .. })
+            matches!(
+                e,
+                ImportEvent::RunFailed { .. } | ImportEvent::RunCompleted { .. }
+            )
         })
         .await;
-    assert!(matches!(e, ImportEvent::RunCompleted { outcome: "completed", .. }), "{e:?}");
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Completed)).await;
+    assert!(
+        matches!(
+            e,
+            ImportEvent::RunCompleted {
+                outcome: "completed",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Completed))
+        .await;
     run.stop().await;
 }

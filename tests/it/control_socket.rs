@@ -14,7 +14,12 @@ async fn socket_is_0600_in_a_0700_dir_and_answers_requests() {
     let home = Home::new();
     // A pre-existing, too open run dir is tightened.
     std::fs::set_permissions(&home.paths.run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let run = Running::start(home.settings(fake_worker(&["tail"])), &home, HostMode::Daemon).await;
+    let run = Running::start(
+        home.settings(fake_worker(&["tail"])),
+        &home,
+        HostMode::Daemon,
+    )
+    .await;
     let server = ControlServer::bind(&home.paths.socket).await.unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&home.paths.socket), 0o600);
@@ -26,14 +31,29 @@ async fn socket_is_0600_in_a_0700_dir_and_answers_requests() {
 
     let stop = CancellationToken::new();
     let serving = tokio::spawn(server.serve(run.handle.clone(), stop.clone()));
-    let mut client = ControlClient::connect(&home.paths.socket).await.unwrap().unwrap();
-    let pong: Pong = client.request(&Request::Ping).await.unwrap().into_result().unwrap();
+    let mut client = ControlClient::connect(&home.paths.socket)
+        .await
+        .unwrap()
+        .unwrap();
+    let pong: Pong = client
+        .request(&Request::Ping)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     assert_eq!(pong.pid, std::process::id());
-    let st: StatusReport = client.request(&Request::Status).await.unwrap().into_result().unwrap();
+    let st: StatusReport = client
+        .request(&Request::Status)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     assert_eq!(st.mode, "daemon");
     assert_eq!(st.persona, "main");
     let err = client
-        .request(&Request::Stop { target: Some("0000-no-such-job".into()) })
+        .request(&Request::Stop {
+            target: Some("0000-no-such-job".into()),
+        })
         .await
         .unwrap()
         .into_result::<serde_json::Value>()
@@ -42,7 +62,9 @@ async fn socket_is_0600_in_a_0700_dir_and_answers_requests() {
 
     // Garbage gets a coded error and the connection stays usable.
     use futures::{SinkExt, StreamExt};
-    let stream = tokio::net::UnixStream::connect(&home.paths.socket).await.unwrap();
+    let stream = tokio::net::UnixStream::connect(&home.paths.socket)
+        .await
+        .unwrap();
     let mut raw = tokio_util::codec::Framed::new(stream, tokio_util::codec::LinesCodec::new());
     raw.send("{\"cmd\":\"drop_tables\"}").await.unwrap();
     let line = raw.next().await.unwrap().unwrap();
@@ -56,7 +78,12 @@ async fn socket_is_0600_in_a_0700_dir_and_answers_requests() {
     stop.cancel();
     serving.await.unwrap();
     assert!(!home.paths.socket.exists(), "socket removed at shutdown");
-    assert!(ControlClient::connect(&home.paths.socket).await.unwrap().is_none());
+    assert!(
+        ControlClient::connect(&home.paths.socket)
+            .await
+            .unwrap()
+            .is_none()
+    );
     run.stop().await;
 }
 
@@ -66,7 +93,12 @@ async fn stale_socket_file_is_replaced() {
     // A socket bound and dropped leaves a file nobody listens on.
     drop(std::os::unix::net::UnixListener::bind(&home.paths.socket).unwrap());
     assert!(home.paths.socket.exists());
-    assert!(ControlClient::connect(&home.paths.socket).await.unwrap().is_none());
+    assert!(
+        ControlClient::connect(&home.paths.socket)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let server = ControlServer::bind(&home.paths.socket).await.unwrap();
     assert_eq!(server.path(), home.paths.socket.as_path());
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::io::Cursor as Bytes;
 
 use nex::import::ImportOptions;
-use nex::pipeline::{ImportEvent, PipelineConfig, TerminalKind, run_pipeline};
 use nex::pipeline::report::RunOutcome;
+use nex::pipeline::{ImportEvent, PipelineConfig, TerminalKind, run_pipeline};
 use nex::protocol::{ChunkRequest, ImportRequest, WorkerFrame};
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +18,13 @@ fn with<T: Clone>(base: &T, f: impl FnOnce(&mut T)) -> T {
     x
 }
 
-fn single_part(upload: &str, data: String, provider: &str, session: &str, fp: &str) -> ChunkRequest {
+fn single_part(
+    upload: &str,
+    data: String,
+    provider: &str,
+    session: &str,
+    fp: &str,
+) -> ChunkRequest {
     ChunkRequest {
         source: "aix".into(),
         mode: "backfill".into(),
@@ -43,7 +49,11 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut expect = |code: &str| *expected.entry(code.to_owned()).or_insert(0) += 1;
 
-    let good = request("k1", vec![item("anthropic", "s1", "fp1")], vec![cursor("c:a", 10)]);
+    let good = request(
+        "k1",
+        vec![item("anthropic", "s1", "fp1")],
+        vec![cursor("c:a", 10)],
+    );
     s.batch(good.clone());
     // Transport and decode rejects.
     s.raw(vec![b'x'; 20_000]);
@@ -52,23 +62,42 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
     expect("frame_invalid_utf8");
     s.raw("{not json");
     expect("frame_json_invalid");
-    s.raw(format!(r#"{{"type":"import.batch","runId":"{RUN}","payload":{{"items":"nope"}}}}"#));
+    s.raw(format!(
+        r#"{{"type":"import.batch","runId":"{RUN}","payload":{{"items":"nope"}}}}"#
+    ));
     expect("frame_schema_invalid");
-    s.raw(format!(r#"{{"type":"session.compact","runId":"{RUN}","payload":{{}}}}"#));
+    s.raw(format!(
+        r#"{{"type":"session.compact","runId":"{RUN}","payload":{{}}}}"#
+    ));
     expect("frame_type_unknown");
-    s.raw(WorkerFrame::ImportBatch(request("k-other", vec![item("anthropic", "so", "f")], vec![])).encode("another-run", 1));
+    s.raw(
+        WorkerFrame::ImportBatch(request(
+            "k-other",
+            vec![item("anthropic", "so", "f")],
+            vec![],
+        ))
+        .encode("another-run", 1),
+    );
     expect("frame_run_id_mismatch");
     // Request-level checks (validator).
     s.batch(with(&good, |r: &mut ImportRequest| r.source = "foo".into()));
     expect("source_unsupported");
-    s.batch(with(&good, |r: &mut ImportRequest| r.mode = "sideways".into()));
+    s.batch(with(&good, |r: &mut ImportRequest| {
+        r.mode = "sideways".into()
+    }));
     expect("mode_unsupported");
-    s.batch(with(&good, |r: &mut ImportRequest| r.idempotency_key = " ".into()));
+    s.batch(with(&good, |r: &mut ImportRequest| {
+        r.idempotency_key = " ".into()
+    }));
     expect("idempotency_key_required");
     s.batch(with(&good, |r: &mut ImportRequest| r.items.clear()));
     expect("items_required");
     // Idempotency (service, in the writer's transaction); the cursor must not be stored.
-    s.batch(request("k1", vec![item("anthropic", "s1", "fp2")], vec![cursor("c:never", 99)]));
+    s.batch(request(
+        "k1",
+        vec![item("anthropic", "s1", "fp2")],
+        vec![cursor("c:never", 99)],
+    ));
     expect("idempotency_key_payload_mismatch");
     s.batch(with(&good, |r: &mut ImportRequest| {
         r.mode = "tail".into();
@@ -88,10 +117,18 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
         ("chunk_total_mismatch", |c| c.chunk_total = 3),
         ("chunk_mode_mismatch", |c| c.mode = "tail".into()),
         ("chunk_encoding_mismatch", |c| c.encoding = "raw".into()),
-        ("chunk_idempotency_key_mismatch", |c| c.idempotency_key = "k-x".into()),
-        ("chunk_source_provider_mismatch", |c| c.source_provider = "openai".into()),
-        ("chunk_source_session_id_mismatch", |c| c.source_session_id = "zz".into()),
-        ("chunk_source_session_fingerprint_mismatch", |c| c.source_session_fingerprint = "fz".into()),
+        ("chunk_idempotency_key_mismatch", |c| {
+            c.idempotency_key = "k-x".into()
+        }),
+        ("chunk_source_provider_mismatch", |c| {
+            c.source_provider = "openai".into()
+        }),
+        ("chunk_source_session_id_mismatch", |c| {
+            c.source_session_id = "zz".into()
+        }),
+        ("chunk_source_session_fingerprint_mismatch", |c| {
+            c.source_session_fingerprint = "fz".into()
+        }),
     ];
     for (code, change) in mismatches {
         s.chunk(with(&u1[1], change));
@@ -99,16 +136,37 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
     }
     s.chunk(u1[1].clone());
     // Assembly and decoding of single-part uploads.
-    s.chunk(with(&single_part("u2", "AAAA".into(), "anthropic", "x2", "f"), |c| c.encoding = "utf-8".into()));
+    s.chunk(with(
+        &single_part("u2", "AAAA".into(), "anthropic", "x2", "f"),
+        |c| c.encoding = "utf-8".into(),
+    ));
     expect("chunk_encoding_unsupported:utf-8");
-    s.chunk(single_part("u3", "!!!not base64!!!".into(), "anthropic", "x3", "f"));
+    s.chunk(single_part(
+        "u3",
+        "!!!not base64!!!".into(),
+        "anthropic",
+        "x3",
+        "f",
+    ));
     expect("chunk_payload_decode_failed");
-    s.chunk(single_part("u4", gzip_base64_parts(b"not json at all", 1).remove(0), "anthropic", "x4", "f"));
+    s.chunk(single_part(
+        "u4",
+        gzip_base64_parts(b"not json at all", 1).remove(0),
+        "anthropic",
+        "x4",
+        "f",
+    ));
     expect("chunk_payload_json_invalid");
     let mut bomb = br#"{"sourceProvider":""#.to_vec();
     bomb.extend(std::iter::repeat_n(b'x', 1 << 20));
     bomb.extend_from_slice(br#""}"#);
-    s.chunk(single_part("u5", gzip_base64_parts(&bomb, 1).remove(0), "anthropic", "x5", "f"));
+    s.chunk(single_part(
+        "u5",
+        gzip_base64_parts(&bomb, 1).remove(0),
+        "anthropic",
+        "x5",
+        "f",
+    ));
     expect("chunk_payload_too_large");
     let other = encode_parts(&item("anthropic", "x6", "f6"), 1).remove(0);
     s.chunk(single_part("u6", other.clone(), "openai", "x6", "f6"));
@@ -126,11 +184,19 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
     // Item-level failure: one good item, one without provider.
     let mut no_provider = item("anthropic", "s4", "fp1");
     no_provider.source_provider.clear();
-    s.batch(request("k3", vec![item("anthropic", "s3", "fp1"), no_provider], vec![cursor("c:k3", 3)]));
+    s.batch(request(
+        "k3",
+        vec![item("anthropic", "s3", "fp1"), no_provider],
+        vec![cursor("c:k3", 3)],
+    ));
     s.complete();
     let frames_before_end = s.lines.len() as u64;
     // After the terminal frame: never read.
-    s.batch(request("k4", vec![item("anthropic", "s9", "fp1")], vec![cursor("c:late", 1)]));
+    s.batch(request(
+        "k4",
+        vec![item("anthropic", "s9", "fp1")],
+        vec![cursor("c:late", 1)],
+    ));
 
     let config = PipelineConfig {
         max_frame_bytes: 16 * 1024,
@@ -143,22 +209,39 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
     };
     let bus = nex::pipeline::events::bus(1024);
     let mut events = bus.subscribe();
-    let report = run_pipeline(Bytes::new(s.bytes()), config, &writer.handle(), Some(bus), CancellationToken::new())
-        .await
-        .expect("the stream is consumed");
+    let report = run_pipeline(
+        Bytes::new(s.bytes()),
+        config,
+        &writer.handle(),
+        Some(bus),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("the stream is consumed");
     writer.shutdown().await;
 
     let c = &report.counters;
     assert_eq!(c.rejected, expected, "rejects by code");
     assert_eq!((c.imported, c.upserted, c.skipped, c.failed), (3, 0, 0, 1));
-    assert_eq!((c.chunks_staged, c.uploads_completed, c.cursors_stored), (2, 1, 3));
+    assert_eq!(
+        (c.chunks_staged, c.uploads_completed, c.cursors_stored),
+        (2, 1, 3)
+    );
     assert_eq!((c.seq_gaps, c.seq_repeats), (1, 1));
     assert_eq!(c.frames, frames_before_end);
     assert_eq!((c.total, c.emitted), (Some(5), Some(2)));
     assert_eq!(report.run_id.as_deref(), Some(RUN));
-    assert_eq!(report.outcome, RunOutcome::Terminal { terminal: TerminalKind::Complete });
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Terminal {
+            terminal: TerminalKind::Complete
+        }
+    );
     let telemetry = report.telemetry.expect("telemetry inserted");
-    assert_eq!(telemetry.frames_by_kind.values().sum::<u64>(), frames_before_end);
+    assert_eq!(
+        telemetry.frames_by_kind.values().sum::<u64>(),
+        frames_before_end
+    );
 
     let conn = read_only(&path);
     let sessions: Vec<String> = conn
@@ -184,7 +267,11 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
             ("c:u1".to_owned(), r#"{"offset":7}"#.to_owned()),
         ]
     );
-    assert_eq!(count(&conn, "session_import_requests"), 3, "k1, k-u1 and k3 are stored");
+    assert_eq!(
+        count(&conn, "session_import_requests"),
+        3,
+        "k1, k-u1 and k3 are stored"
+    );
 
     let mut rejected_events = 0;
     let mut terminal = None;
@@ -214,9 +301,15 @@ async fn run_error_is_terminal_and_recorded() {
     s.batch(request("k1", vec![item("anthropic", "s1", "fp1")], vec![]));
     s.error("source_unreadable");
     s.batch(request("k2", vec![item("anthropic", "s2", "fp1")], vec![]));
-    let report = run_pipeline(Bytes::new(s.bytes()), PipelineConfig::default(), &writer.handle(), None, CancellationToken::new())
-        .await
-        .unwrap();
+    let report = run_pipeline(
+        Bytes::new(s.bytes()),
+        PipelineConfig::default(),
+        &writer.handle(),
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     writer.shutdown().await;
     assert_eq!(report.counters.imported, 1);
     assert_eq!(report.counters.frames, 2);

@@ -107,7 +107,11 @@ pub fn chunk_requests(
             source_provider: item.source_provider.clone(),
             source_session_id: item.source_session_id.clone(),
             source_session_fingerprint: item.source_session_fingerprint.clone(),
-            cursors: if i as i64 == total - 1 { cursors.clone() } else { vec![] },
+            cursors: if i as i64 == total - 1 {
+                cursors.clone()
+            } else {
+                vec![]
+            },
             ..Default::default()
         })
         .collect()
@@ -133,7 +137,8 @@ impl Stream {
     /// Appends a frame with the next seq.
     pub fn frame(&mut self, frame: WorkerFrame) -> &mut Self {
         self.seq += 1;
-        self.lines.push(frame.encode(&self.run, self.seq).into_bytes());
+        self.lines
+            .push(frame.encode(&self.run, self.seq).into_bytes());
         self
     }
 
@@ -295,7 +300,10 @@ pub fn dump(conn: &Connection, table: &str) -> Vec<String> {
         .query_map([], |r| r.get::<_, String>(1))
         .unwrap()
         .map(Result::unwrap)
-        .filter(|c| !CLOCK_COLUMNS.contains(&(table, c.as_str())) && !(table == "session_history" && c == "id"))
+        .filter(|c| {
+            !CLOCK_COLUMNS.contains(&(table, c.as_str()))
+                && !(table == "session_history" && c == "id")
+        })
         .collect();
     let select = columns
         .iter()

@@ -298,7 +298,10 @@ impl Supervisor {
                 Response::from_result(r)
             }
             Request::Job { id } => Response::from_result(self.job_view(id).await),
-            Request::Backfill { .. } | Request::Tail { .. } | Request::Stop { .. } | Request::Restart
+            Request::Backfill { .. }
+            | Request::Tail { .. }
+            | Request::Stop { .. }
+            | Request::Restart
                 if !enabled =>
             {
                 Response::error(&ControlError::ImportDisabled)
@@ -528,9 +531,9 @@ impl Supervisor {
         let run = active
             .and_then(|j| j.run_id.as_deref())
             .and_then(|r| self.run_status(r));
-        let next_retry_in_ms = active.and_then(|j| j.next_at).map(|at| {
-            at.saturating_duration_since(Instant::now()).as_millis() as u64
-        });
+        let next_retry_in_ms = active
+            .and_then(|j| j.next_at)
+            .map(|at| at.saturating_duration_since(Instant::now()).as_millis() as u64);
         let record = match active {
             Some(j) => j.record.clone(),
             None => record,

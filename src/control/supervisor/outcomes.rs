@@ -202,8 +202,12 @@ impl Supervisor {
             RestartDecision::After { restart, delay } => {
                 self.tail.state = TailState::Backoff;
                 self.tail.next_at = Some(Instant::now() + delay);
-                tracing::warn!(restart, delay_ms = delay.as_millis() as u64,
-                    error_code = result.error_code.as_deref(), "tail restart scheduled");
+                tracing::warn!(
+                    restart,
+                    delay_ms = delay.as_millis() as u64,
+                    error_code = result.error_code.as_deref(),
+                    "tail restart scheduled"
+                );
                 self.bus.publish(ImportEvent::RestartScheduled {
                     target: "tail".into(),
                     restart,
@@ -243,8 +247,13 @@ impl Supervisor {
                 job.tracker.on_failure(&policy, Instant::now())
             {
                 job.next_at = Some(Instant::now() + delay);
-                tracing::warn!(job_id, restart, delay_ms = delay.as_millis() as u64,
-                    error_code = result.error_code.as_deref(), "job run retry scheduled");
+                tracing::warn!(
+                    job_id,
+                    restart,
+                    delay_ms = delay.as_millis() as u64,
+                    error_code = result.error_code.as_deref(),
+                    "job run retry scheduled"
+                );
                 self.bus.publish(ImportEvent::RestartScheduled {
                     target: job_id.to_owned(),
                     restart,
