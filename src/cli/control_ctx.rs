@@ -7,6 +7,32 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::control::config::{ControlSettings, Overrides, Paths};
+
+/// `println!` that never panics: a closed stdout (`nex ... | head`) is not an error.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::control_ctx::write_line(false, &format!($($arg)*)) };
+}
+/// `eprintln!` that never panics.
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::cli::control_ctx::write_line(true, &format!($($arg)*)) };
+}
+pub(crate) use {errln, outln};
+
+/// Writes `line` and a newline to stdout (or stderr), ignoring write errors.
+pub fn write_line(stderr: bool, line: &str) {
+    use std::io::Write;
+    let result = if stderr {
+        let mut e = std::io::stderr().lock();
+        e.write_all(line.as_bytes())
+            .and_then(|()| e.write_all(b"\n"))
+    } else {
+        let mut o = std::io::stdout().lock();
+        o.write_all(line.as_bytes())
+            .and_then(|()| o.write_all(b"\n"))
+            .and_then(|()| o.flush())
+    };
+    let _ = result;
+}
 use crate::control::{Control, ControlClient, ControlError, Host, HostMode};
 
 /// Where the control plane lives and how it runs workers.
@@ -121,7 +147,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("nex: cannot start the async runtime: {e}");
+            errln!("nex: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         })
 }
@@ -129,7 +155,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 /// Prints `err` with its code and returns the failure exit code.
 pub fn fail(err: &ControlError) -> ExitCode {
     tracing::debug!(error_code = err.code(), "command failed");
-    eprintln!("nex: {err} [{}]", err.code());
+    errln!("nex: {err} [{}]", err.code());
     ExitCode::FAILURE
 }
 

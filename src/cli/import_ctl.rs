@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::control_ctx::{
-    ControlArgs, Session, duration, fail, print_json, runtime, shutdown_signal, table,
+    ControlArgs, Session, duration, errln, fail, outln, print_json, runtime, shutdown_signal, table,
 };
 use crate::control::api::Stopped;
 use crate::control::health::{JobView, StatusReport, TailState, TailStatus};
@@ -90,24 +90,25 @@ async fn backfill_in(session: &mut Session, args: &BackfillArgs) -> Result<ExitC
         if args.json {
             print_json(&enq);
         } else if enq.created {
-            println!("backfill job {} queued", enq.job.id);
+            outln!("backfill job {} queued", enq.job.id);
         } else {
-            println!(
+            outln!(
                 "backfill job {} already {}; not starting another",
-                enq.job.id, enq.job.status
+                enq.job.id,
+                enq.job.status
             );
         }
         return Ok(ExitCode::SUCCESS);
     }
     if !enq.created && !args.json {
-        eprintln!("waiting for the active backfill job {}", enq.job.id);
+        errln!("waiting for the active backfill job {}", enq.job.id);
     }
     let local = session.is_local();
     let job = wait_job(&mut session.control, &enq.job.id, !args.json, local).await?;
     let Some(job) = job else {
         // Interrupted: in-process, the job is marked and resumes at the next start.
         if !args.json {
-            eprintln!(
+            errln!(
                 "interrupted; job {} {}",
                 enq.job.id,
                 if local {
@@ -122,7 +123,7 @@ async fn backfill_in(session: &mut Session, args: &BackfillArgs) -> Result<ExitC
     if args.json {
         print_json(&job);
     } else {
-        println!("{}", job_summary(&job));
+        outln!("{}", job_summary(&job));
     }
     Ok(match job.status {
         JobStatus::Completed => ExitCode::SUCCESS,
@@ -245,12 +246,12 @@ async fn tail_in(session: &mut Session, args: &TailArgs) -> Result<ExitCode, Con
         if args.json {
             print_json(&status);
         } else {
-            println!("tail {}", tail_line(&status));
+            outln!("tail {}", tail_line(&status));
         }
         return Ok(ExitCode::SUCCESS);
     }
     if !args.json {
-        eprintln!("tailing in the foreground (no daemon running); Ctrl-C stops");
+        errln!("tailing in the foreground (no daemon running); Ctrl-C stops");
     }
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -272,7 +273,7 @@ async fn tail_in(session: &mut Session, args: &TailArgs) -> Result<ExitCode, Con
     if args.json {
         print_json(&last);
     } else {
-        println!("tail {}", tail_line(&last));
+        outln!("tail {}", tail_line(&last));
     }
     Ok(match last.state {
         TailState::Error => ExitCode::FAILURE,
@@ -327,11 +328,11 @@ pub fn stop(args: StopArgs) -> ExitCode {
             print_json(&stopped);
         } else {
             match &stopped {
-                Stopped::Tail { tail } => println!("tail {}", tail_line(tail)),
+                Stopped::Tail { tail } => outln!("tail {}", tail_line(tail)),
                 Stopped::Job { job } if job.status.is_active() => {
-                    println!("job {} cancelling", job.id)
+                    outln!("job {} cancelling", job.id)
                 }
-                Stopped::Job { job } => println!("job {} {}", job.id, job.status),
+                Stopped::Job { job } => outln!("job {} {}", job.id, job.status),
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -349,7 +350,7 @@ pub fn restart(args: RestartArgs) -> ExitCode {
         if args.json {
             print_json(&tail);
         } else {
-            println!("tail {}", tail_line(&tail));
+            outln!("tail {}", tail_line(&tail));
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
-use super::control_ctx::{ControlArgs, print_json, table, when};
+use super::control_ctx::{ControlArgs, errln, outln, print_json, table, when};
 use crate::control::ControlError;
 
 #[derive(Debug, Clone, Subcommand)]
@@ -164,7 +164,7 @@ pub fn list(args: ListArgs) -> ExitCode {
             if args.json {
                 print_json(&rows);
             } else if rows.is_empty() {
-                println!("no sessions");
+                outln!("no sessions");
             } else {
                 let body: Vec<Vec<String>> = rows
                     .iter()
@@ -178,7 +178,7 @@ pub fn list(args: ListArgs) -> ExitCode {
                         ]
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     table(&["LABEL", "PROVIDER", "TURNS", "KIND", "UPDATED"], &body)
                 );
@@ -215,7 +215,7 @@ pub fn show(args: ShowArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(None) => {
-            eprintln!("nex: no session {} [session_not_found]", args.label);
+            errln!("nex: no session {} [session_not_found]", args.label);
             ExitCode::FAILURE
         }
         Err(e) => super::control_ctx::fail(&e),
@@ -317,25 +317,27 @@ fn show_session(args: &ShowArgs) -> Result<Option<SessionDetail>, ControlError> 
 
 fn print_detail(d: &SessionDetail) {
     let s = &d.summary;
-    println!("session {}", s.label);
-    println!(
+    outln!("session {}", s.label);
+    outln!(
         "  provider {} / {}",
         s.provider.as_deref().unwrap_or("-"),
         s.source_session_id.as_deref().unwrap_or("-")
     );
-    println!("  persona {}, status {}", s.persona_id, s.status);
-    println!(
+    outln!("  persona {}, status {}", s.persona_id, s.status);
+    outln!(
         "  created {}, updated {}, imported {}",
         when(Some(s.created_at)),
         when(Some(s.updated_at)),
         when(d.imported_at)
     );
-    println!(
+    outln!(
         "  {} turns, {} messages, {} tool calls",
-        s.turns, d.messages, d.tool_calls
+        s.turns,
+        d.messages,
+        d.tool_calls
     );
     if let Some(parent) = &s.parent_session_label {
-        println!(
+        outln!(
             "  spawned by {} (turn {}, tool call {})",
             parent,
             d.parent_turn_id.as_deref().unwrap_or("-"),
@@ -343,7 +345,7 @@ fn print_detail(d: &SessionDetail) {
         );
     }
     for child in &d.children {
-        println!("  spawned {child}");
+        outln!("  spawned {child}");
     }
     if !d.turn_list.is_empty() {
         let rows: Vec<Vec<String>> = d
@@ -364,7 +366,7 @@ fn print_detail(d: &SessionDetail) {
                 ]
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             table(
                 &["TURN", "STARTED", "MODEL", "MSGS", "TOOLS", "TOKENS IN/OUT"],

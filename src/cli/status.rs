@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Serialize;
 
-use super::control_ctx::{ControlArgs, Session, duration, fail, print_json, runtime, table, when};
+use super::control_ctx::{
+    ControlArgs, Session, duration, fail, outln, print_json, runtime, table, when,
+};
 use super::import_ctl::{job_line, tail_line};
 use crate::control::health::StatusReport;
 use crate::control::jobs::{self, JobRecord};
@@ -104,9 +106,9 @@ pub fn status(args: StatusArgs) -> ExitCode {
 
 fn print_status(out: &StatusOutput) {
     let Some(d) = &out.daemon else {
-        println!("daemon: not running");
+        outln!("daemon: not running");
         if let Some(job) = out.recent_jobs.first() {
-            println!(
+            outln!(
                 "last job: {} {} (requested {})",
                 job.id,
                 job.status,
@@ -115,7 +117,7 @@ fn print_status(out: &StatusOutput) {
         }
         return;
     };
-    println!(
+    outln!(
         "daemon: pid {}, up {}, import {}, persona {}",
         d.pid,
         duration(crate::control::store::now_ms() - d.started_at),
@@ -126,10 +128,10 @@ fn print_status(out: &StatusOutput) {
         },
         d.persona
     );
-    println!("ledger: {}", d.ledger);
-    println!("tail: {}", tail_line(&d.tail));
+    outln!("ledger: {}", d.ledger);
+    outln!("tail: {}", tail_line(&d.tail));
     if let Some(run) = &d.tail.run {
-        println!(
+        outln!(
             "  last frame {}, last commit {}, lag {}",
             when(run.last_frame_at),
             when(run.last_commit_at),
@@ -137,14 +139,14 @@ fn print_status(out: &StatusOutput) {
         );
     }
     if d.jobs.is_empty() {
-        println!("jobs: none active");
+        outln!("jobs: none active");
     }
     for job in &d.jobs {
-        println!("{}", job_line(job));
+        outln!("{}", job_line(job));
     }
     if !d.rejects.is_empty() {
         let rejects: Vec<String> = d.rejects.iter().map(|(c, n)| format!("{c} {n}")).collect();
-        println!("rejects: {}", rejects.join(", "));
+        outln!("rejects: {}", rejects.join(", "));
     }
 }
 
@@ -158,7 +160,7 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
         if args.json {
             print_json(&jobs);
         } else if jobs.is_empty() {
-            println!("no backfill jobs");
+            outln!("no backfill jobs");
         } else {
             let rows: Vec<Vec<String>> = jobs
                 .iter()
@@ -182,7 +184,7 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
                     ]
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 table(
                     &[
