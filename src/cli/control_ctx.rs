@@ -162,7 +162,7 @@ pub fn fail(err: &ControlError) -> ExitCode {
 /// Prints `value` as one line of JSON.
 pub fn print_json<T: serde::Serialize>(value: &T) {
     // Plain data: serialisation cannot fail.
-    println!(
+    outln!(
         "{}",
         serde_json::to_string(value).expect("output serialises")
     );
