@@ -35,15 +35,15 @@ pub struct Host {
 impl Host {
     /// Takes the runtime lock and starts everything.
     ///
-    /// Errors: `daemon_already_running` (daemon) or `control_busy` (in-process) when another
-    /// process holds the lock; the ledger's codes when a database cannot be opened.
+    /// Errors: `control_busy` when another process holds the lock; the ledger's codes when a
+    /// database cannot be opened.
     pub async fn start(settings: ControlSettings, mode: HostMode) -> Result<Host, ControlError> {
         let paths = settings.paths.clone();
         ensure_private_dir(&paths.home)?;
-        let lock = RuntimeLock::try_acquire(&paths.run_dir)?.ok_or_else(|| match mode {
-            HostMode::Daemon => ControlError::DaemonRunning(paths.socket.clone()),
-            HostMode::InProcess => ControlError::Busy(paths.home.clone()),
-        })?;
+        // Held by another daemon (whose socket a daemon binds first) or by an in-process
+        // `backfill`/`tail`.
+        let lock = RuntimeLock::try_acquire(&paths.run_dir)?
+            .ok_or_else(|| ControlError::Busy(paths.home.clone()))?;
         let (nexus, agents) = {
             let (n, a) = (paths.nexus.clone(), paths.ledger.clone());
             tokio::task::spawn_blocking(move || {

@@ -273,3 +273,64 @@ fn no_import_daemon_stays_up_without_orchestration() {
     sigterm(&daemon);
     assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
 }
+
+#[test]
+fn kill9_of_the_daemon_orphans_are_killed_at_next_start_and_the_job_retried() {
+    let home = Home::new(true);
+    let mut daemon = home.daemon(&fake_cmd("stubborn"));
+    let enq = home.json(&["import", "backfill", "--json"]);
+    let id = enq["job"]["id"].as_str().unwrap().to_owned();
+    let st = home.status_until(Duration::from_secs(10), |s| {
+        s["daemon"]["tail"]["run"]["phase"] == "running"
+            && s["daemon"]["jobs"][0]["run"]["phase"] == "running"
+    });
+    let tail_pid = st["daemon"]["tail"]["run"]["pid"].as_u64().unwrap() as u32;
+    let job_pid = st["daemon"]["jobs"][0]["run"]["pid"].as_u64().unwrap() as u32;
+    kill9(daemon.id());
+    let _ = daemon.wait();
+    // The workers outlive the daemon that spawned them.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(tail_pid) && alive(job_pid));
+
+    let aix = format!("{AIX} worker --stdio");
+    let mut daemon = home.daemon(&aix);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(tail_pid) || alive(job_pid) {
+        assert!(Instant::now() < deadline, "orphans survived the next start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let jobs = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let jobs = home.json(&["import", "jobs", "--json"]);
+            if jobs[0]["status"] == "completed" {
+                break jobs;
+            }
+            assert!(Instant::now() < deadline, "retry did not complete: {jobs}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(jobs[1]["id"], id.as_str());
+    assert_eq!(jobs[1]["status"], "failed");
+    assert_eq!(jobs[1]["error_code"], "daemon_restarted");
+    assert_eq!(jobs[0]["stats"]["retry_of"], id.as_str());
+    // Only the new daemon's workers have pid files.
+    let st = home.status().unwrap();
+    let live: Vec<u64> = [&st["daemon"]["tail"]["run"]["pid"]]
+        .iter()
+        .filter_map(|p| p.as_u64())
+        .collect();
+    let pid_files = std::fs::read_dir(home.path().join("run"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".pid")
+        })
+        .count();
+    assert_eq!(pid_files, live.len());
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
+}

@@ -82,6 +82,13 @@ fn one_active_job_per_source() {
     let third = jobs::enqueue(&mut conn, "aix", JobStats::default(), 5).unwrap();
     assert!(third.created);
     assert_ne!(third.job.id, first.job.id);
+    // The database refuses a second active job even from a writer that skips the check.
+    let dup = conn.execute(
+        "INSERT INTO import_jobs (id, source, mode, status, requested_at) \
+         VALUES ('dup', 'aix', 'backfill', 'queued', 6)",
+        [],
+    );
+    assert!(dup.is_err());
     // Unique prefixes find jobs; unknown ids have their code.
     let prefix = &third.job.id[..8];
     assert_eq!(jobs::get(&conn, prefix).unwrap().id, third.job.id);
