@@ -476,3 +476,39 @@ async fn a_busy_pipeline_is_not_an_unresponsive_worker() {
         .await;
     run.stop().await;
 }
+
+#[tokio::test]
+async fn run_start_carries_the_committed_cursors_unless_full() {
+    use nex::control::ledger_pipeline::LedgerCursors;
+    use nex::protocol::Cursor;
+    let home = Home::new();
+    let ledger = home.paths.ledger.clone();
+    let conn = nex::ledger::open_agents(&ledger).unwrap();
+    let cursors: Vec<Cursor> = (0..3)
+        .map(|i| Cursor {
+            key: format!("claude-code:/f{i}.jsonl"),
+            value: serde_json::json!({"offset": i}),
+        })
+        .collect();
+    nex::ledger::store_cursors(&conn, "aix", &cursors, "r0", 1).unwrap();
+    // Another source's cursors are not handed over.
+    nex::ledger::store_cursors(&conn, "other", &cursors[..1], "r0", 1).unwrap();
+    drop(conn);
+    let mut run = Running::start_full(
+        home.settings(fake_worker(&["cursors"])),
+        &home,
+        HostMode::Daemon,
+        CountingPipeline::default(),
+        std::sync::Arc::new(LedgerCursors { path: ledger }),
+    )
+    .await;
+    for (full, expected) in [(false, 3), (true, 0)] {
+        let enq: Enqueued = run.handle.call(Request::Backfill { full }).await.unwrap();
+        run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Completed))
+            .await;
+        let job = jobs::get(&home.conn(), &enq.job.id).unwrap();
+        assert_eq!(job.stats.counters.emitted, Some(expected), "full = {full}");
+        assert_eq!(job.stats.full, full);
+    }
+    run.stop().await;
+}

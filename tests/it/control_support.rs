@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use nex::control::bus::ImportEvent;
 use nex::control::config::{ControlSettings, Paths, Timings};
 use nex::control::health::StatusReport;
-use nex::control::port::{Backlog, NoCursors, WorkerOutput};
+use nex::control::port::{Backlog, CursorSource, NoCursors, WorkerOutput};
 use nex::control::{
     Bus, ControlHandle, HostMode, NexusStore, PipelineEnd, PipelineReport, Request, RunCounters,
     RunDeps, RunInfo, RunPipeline, RunSignal, Supervisor, WorkerCommand,
@@ -189,13 +189,23 @@ impl Running {
         mode: HostMode,
         pipeline: CountingPipeline,
     ) -> Running {
+        Running::start_full(settings, home, mode, pipeline, Arc::new(NoCursors)).await
+    }
+
+    pub async fn start_full(
+        settings: ControlSettings,
+        home: &Home,
+        mode: HostMode,
+        pipeline: CountingPipeline,
+        cursors: Arc<dyn CursorSource>,
+    ) -> Running {
         let store = NexusStore::spawn(home.conn()).unwrap();
         let bus = Bus::default();
         let events = bus.subscribe();
         let deps = RunDeps {
             settings: Arc::new(settings),
             pipeline: Arc::new(pipeline),
-            cursors: Arc::new(NoCursors),
+            cursors,
         };
         let shutdown = CancellationToken::new();
         let (handle, task) = Supervisor::start(deps, store, bus, mode, shutdown.clone())

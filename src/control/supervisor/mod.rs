@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::api::{Pong, Request, Response, Stopped};
 use super::audit::{self, RunOutcome, RunRecord};
@@ -405,13 +406,17 @@ impl Supervisor {
         };
         let (stop_tx, stop_rx) = watch::channel(None);
         let abort = self.abort_root.child_token();
-        let handle = self.tasks.spawn(run::run(
-            self.deps.clone(),
-            spec,
-            self.updates_tx.clone(),
-            stop_rx,
-            abort,
-        ));
+        let span = tracing::info_span!("run", run_id = %run_id, mode = mode.as_str());
+        let handle = self.tasks.spawn(
+            run::run(
+                self.deps.clone(),
+                spec,
+                self.updates_tx.clone(),
+                stop_rx,
+                abort,
+            )
+            .instrument(span),
+        );
         self.task_runs.insert(handle.id(), run_id.clone());
         let started_at = now_ms();
         let status = RunStatus {
