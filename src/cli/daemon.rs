@@ -52,7 +52,11 @@ async fn serve(args: DaemonArgs) -> Result<(), ControlError> {
         "daemon started"
     );
     let stop_serving = CancellationToken::new();
-    let serving = tokio::spawn(server.serve(host.handle.clone(), stop_serving.clone()));
+    let serving = tokio::spawn(server.serve(
+        host.handle.clone(),
+        Some(host.bus.clone()),
+        stop_serving.clone(),
+    ));
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutdown requested"),
         _ = host.shutdown.cancelled() => {}

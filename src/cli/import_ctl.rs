@@ -56,6 +56,12 @@ pub struct StopArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct RestartArgs {
     #[command(flatten)]
     pub control: ControlArgs,
@@ -375,4 +381,28 @@ pub fn job_line(v: &JobView) -> String {
         s.push_str(&format!(", retry in {}", duration(ms as i64)));
     }
     s
+}
+
+/// `nex import watch`: the daemon's bus events, one JSON line each, until Ctrl-C.
+pub fn watch(args: WatchArgs) -> ExitCode {
+    block_on(async move {
+        let paths = args.control.paths()?;
+        let mut client = crate::control::ControlClient::connect(&paths.socket)
+            .await?
+            .ok_or_else(|| ControlError::DaemonNotRunning(paths.socket.clone()))?;
+        let ack = client.request(&Request::Watch).await?;
+        let _: serde_json::Value = ack.into_result()?;
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                _ = &mut signal => break,
+                line = client.next_line() => match line {
+                    Some(line) => outln!("{line}"),
+                    None => break,
+                },
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -4,7 +4,7 @@
 //! Layout:
 //! - `apply`: `nex import apply`: apply service-level requests from JSON Lines to a ledger.
 //! - `daemon`: `nex daemon`: the daemon in the foreground.
-//! - `import_ctl`: `nex import backfill|tail|stop|restart`: operator controls.
+//! - `import_ctl`: `nex import backfill|tail|stop|restart|watch`: operator controls.
 //! - `status`: `nex import status|jobs`.
 //! - `sessions`: `nex sessions list|show`: what landed in the ledger.
 //! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
@@ -59,6 +59,8 @@ pub enum ImportCommand {
     Status(status::StatusArgs),
     /// Backfill job history.
     Jobs(status::JobsArgs),
+    /// Stream the daemon's import events as JSON lines.
+    Watch(import_ctl::WatchArgs),
 }
 
 /// Runs a parsed command line; the exit code reports I/O failures, not request errors (those
@@ -73,6 +75,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Import(ImportCommand::Restart(args)) => return import_ctl::restart(args),
         Command::Import(ImportCommand::Status(args)) => return status::status(args),
         Command::Import(ImportCommand::Jobs(args)) => return status::jobs(args),
+        Command::Import(ImportCommand::Watch(args)) => return import_ctl::watch(args),
         Command::Daemon(args) => return daemon::run(args),
         Command::Sessions(sessions::SessionsCommand::List(args)) => return sessions::list(args),
         Command::Sessions(sessions::SessionsCommand::Show(args)) => return sessions::show(args),

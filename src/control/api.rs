@@ -46,6 +46,9 @@ pub enum Request {
     },
     /// Restart the tail, clearing its restart count and `error` state ([`TailStatus`]).
     Restart,
+    /// Socket only: answer `{"ok":true,"result":{"watching":true}}`, then stream every bus
+    /// event as one JSON line (`{"type":"import.run.started",…}`) until the client closes.
+    Watch,
 }
 
 fn default_limit() -> u32 {

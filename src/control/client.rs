@@ -68,6 +68,16 @@ impl ControlClient {
     }
 }
 
+impl ControlClient {
+    /// After a `watch` request: the next event line, `None` when the daemon closed the stream.
+    pub async fn next_line(&mut self) -> Option<String> {
+        match self.framed.next().await {
+            Some(Ok(line)) => Some(line),
+            _ => None,
+        }
+    }
+}
+
 /// A control plane to talk to: a daemon over its socket, or a supervisor in this process.
 #[derive(Debug)]
 pub enum Control {

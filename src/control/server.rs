@@ -12,6 +12,7 @@ use tokio_util::codec::{Framed, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::api::{Request, Response};
+use super::bus::Bus;
 use super::error::ControlError;
 use super::supervisor::ControlHandle;
 
@@ -76,14 +77,15 @@ impl ControlServer {
     }
 
     /// Serves connections until `shutdown`, then closes them and removes the socket file.
-    pub async fn serve(self, handle: ControlHandle, shutdown: CancellationToken) {
+    /// `bus` feeds `watch` requests (refused when `None`).
+    pub async fn serve(self, handle: ControlHandle, bus: Option<Bus>, shutdown: CancellationToken) {
         let mut conns = JoinSet::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        conns.spawn(serve_conn(stream, handle.clone(), shutdown.clone()));
+                        conns.spawn(serve_conn(stream, handle.clone(), bus.clone(), shutdown.clone()));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "control socket accept failed");
@@ -98,7 +100,12 @@ impl ControlServer {
     }
 }
 
-async fn serve_conn(stream: UnixStream, handle: ControlHandle, shutdown: CancellationToken) {
+async fn serve_conn(
+    stream: UnixStream,
+    handle: ControlHandle,
+    bus: Option<Bus>,
+    shutdown: CancellationToken,
+) {
     let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(MAX_REQUEST_BYTES));
     loop {
         let line = tokio::select! {
@@ -113,6 +120,13 @@ async fn serve_conn(stream: UnixStream, handle: ControlHandle, shutdown: Cancell
             Some(Err(_)) => return,
             Some(Ok(line)) if line.trim().is_empty() => continue,
             Some(Ok(line)) => match serde_json::from_str::<Request>(&line) {
+                Ok(Request::Watch) if bus.is_some() => {
+                    let events = bus.as_ref().map(Bus::subscribe);
+                    if let Some(events) = events {
+                        watch(&mut framed, events, &shutdown).await;
+                    }
+                    return;
+                }
                 Ok(request) => handle.request(request).await,
                 Err(e) => Response::error(&ControlError::BadRequest(format!(
                     "not a control request ({})",
@@ -126,6 +140,45 @@ async fn serve_conn(stream: UnixStream, handle: ControlHandle, shutdown: Cancell
         // Plain data: serialisation cannot fail.
         let text = serde_json::to_string(&response).expect("response serialises");
         if framed.send(text).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Streams bus events to a watching client until it closes or the daemon stops. A client too
+/// slow for the bus gets `{"type":"watch.lagged","missed":N}` and continues.
+async fn watch(
+    framed: &mut Framed<UnixStream, LinesCodec>,
+    mut events: tokio::sync::broadcast::Receiver<super::bus::ImportEvent>,
+    shutdown: &CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let ack = Response {
+        ok: true,
+        result: Some(serde_json::json!({ "watching": true })),
+        error: None,
+    };
+    let text = serde_json::to_string(&ack).expect("response serialises");
+    if framed.send(text).await.is_err() {
+        return;
+    }
+    loop {
+        let line = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            // The client closing its side ends the watch.
+            next = framed.next() => match next {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+            event = events.recv() => match event {
+                Ok(e) => serde_json::to_string(&e).expect("event serialises"),
+                Err(RecvError::Lagged(n)) => {
+                    serde_json::json!({ "type": "watch.lagged", "missed": n }).to_string()
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        if framed.send(line).await.is_err() {
             return;
         }
     }

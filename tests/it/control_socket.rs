@@ -30,7 +30,8 @@ async fn socket_is_0600_in_a_0700_dir_and_answers_requests() {
     assert_eq!(again.code(), "daemon_already_running");
 
     let stop = CancellationToken::new();
-    let serving = tokio::spawn(server.serve(run.handle.clone(), stop.clone()));
+    let serving =
+        tokio::spawn(server.serve(run.handle.clone(), Some(run.bus.clone()), stop.clone()));
     let mut client = ControlClient::connect(&home.paths.socket)
         .await
         .unwrap()
@@ -74,6 +75,22 @@ async fn socket_is_0600_in_a_0700_dir_and_answers_requests() {
     raw.send("{\"cmd\":\"ping\"}").await.unwrap();
     let line = raw.next().await.unwrap().unwrap();
     assert!(line.contains("\"ok\":true"));
+
+    // `watch` streams bus events as JSON lines.
+    raw.send("{\"cmd\":\"watch\"}").await.unwrap();
+    let ack: serde_json::Value = serde_json::from_str(&raw.next().await.unwrap().unwrap()).unwrap();
+    assert_eq!(ack["result"]["watching"], true);
+    let _: serde_json::Value = client
+        .request(&Request::Tail { once: false })
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let event: serde_json::Value =
+        serde_json::from_str(&raw.next().await.unwrap().unwrap()).unwrap();
+    assert_eq!(event["type"], "import.run.started");
+    assert_eq!(event["mode"], "tail");
+    assert!(event["pid"].is_u64());
 
     stop.cancel();
     serving.await.unwrap();

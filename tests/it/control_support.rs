@@ -173,6 +173,7 @@ impl Home {
 
 pub struct Running {
     pub handle: ControlHandle,
+    pub bus: Bus,
     pub events: broadcast::Receiver<ImportEvent>,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
@@ -202,6 +203,7 @@ impl Running {
         let store = NexusStore::spawn(home.conn()).unwrap();
         let bus = Bus::default();
         let events = bus.subscribe();
+        let bus_handle = bus.clone();
         let deps = RunDeps {
             settings: Arc::new(settings),
             pipeline: Arc::new(pipeline),
@@ -213,6 +215,7 @@ impl Running {
             .unwrap();
         Running {
             handle,
+            bus: bus_handle,
             events,
             shutdown,
             task,

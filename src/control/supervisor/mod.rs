@@ -294,6 +294,9 @@ impl Supervisor {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             })),
             Request::Status => Response::from_result(Ok(self.status())),
+            Request::Watch => Response::error(&ControlError::BadRequest(
+                "watch is served by the control socket".into(),
+            )),
             Request::Jobs { limit } => {
                 let r = self.store.call(move |c| jobs::list(c, limit)).await;
                 Response::from_result(r)
@@ -339,7 +342,9 @@ impl Supervisor {
                 self.tail.last_error = None;
                 match self.tail.run_id.clone() {
                     Some(run_id) => {
+                        // The new run starts when this one has stopped.
                         self.tail.restart_pending = true;
+                        self.tail.state = TailState::Running;
                         self.request_stop(&run_id, "restart");
                     }
                     None => {
