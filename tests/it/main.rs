@@ -18,3 +18,10 @@ mod worker_scan; // aix scan: per-provider summary and JSON items
 mod worker_tail; // aix tail: appends, partial lines, rewrites, rotation, new files
 // Source parsers (Claude Code, Codex): exact items, incremental = full, bad input.
 mod sources;
+mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
+mod import_cli; // `nex import apply` through the built binary
+mod import_incremental; // partial tail items converge on the full import's rows (R5)
+mod import_ledger; // migrations, pragmas, file modes, cursor store
+mod import_props; // property tests: hash invariance, chunk splits, random chunk data
+mod import_service; // sessions.import: baseline scenarios, rules, error codes
+mod import_support; // helpers shared by the import_* modules

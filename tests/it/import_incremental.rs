@@ -1,0 +1,126 @@
+//! TARGETS R5 "incremental = full" at the service level: a session imported as a sequence of
+//! partial items (header + the turns touched by new lines, later fingerprints) ends in exactly
+//! the rows of the same session imported once as a full item.
+
+use serde_json::{Value, json};
+
+use super::import_support::*;
+
+const T0: i64 = 1_760_000_000_000;
+
+/// Turn `k` (1-based): a user prompt, an assistant answer, a tool call on even turns; each
+/// turn's parent is the previous turn.
+fn turn(k: i64) -> (Value, Vec<Value>, Vec<Value>) {
+    let start = T0 + k * 10_000;
+    let mut t = json!({
+        "sourceTurnId": format!("turn-{k}"), "startedAtMs": start, "completedAtMs": start + 5_000,
+        "inputTokens": 100 * k, "outputTokens": 10 * k, "totalTokens": 110 * k,
+        "queryMessageSourceIds": [format!("u-{k}")], "responseMessageSourceId": format!("a-{k}"),
+        "model": "claude-opus", "metadata": { "k": k }
+    });
+    if k > 1 {
+        t["parentSourceTurnId"] = json!(format!("turn-{}", k - 1));
+    }
+    let messages = vec![
+        json!({ "sourceMessageId": format!("u-{k}"), "sourceTurnId": format!("turn-{k}"), "role": "user",
+                "content": format!("question {k}"), "sequence": 2 * k, "createdAtMs": start }),
+        json!({ "sourceMessageId": format!("a-{k}"), "sourceTurnId": format!("turn-{k}"), "role": "assistant",
+                "content": format!("answer {k}"), "sequence": 2 * k + 1, "createdAtMs": start + 4_000,
+                "metadataJson": { "stop": "end_turn" } }),
+    ];
+    let tools = if k % 2 == 0 {
+        vec![
+            json!({ "sourceToolCallId": format!("tool-{k}"), "sourceTurnId": format!("turn-{k}"),
+                     "sourceMessageId": format!("a-{k}"), "toolName": "Bash",
+                     "paramsJson": { "command": format!("ls {k}") }, "resultJson": "ok",
+                     "startedAtMs": start + 1_000, "completedAtMs": start + 2_000, "sequence": k }),
+        ]
+    } else {
+        vec![]
+    };
+    (t, messages, tools)
+}
+
+/// An item holding `turns`, as a tail worker would send after reading up to the last of them.
+fn item_with(turns: &[i64], fingerprint: &str) -> Value {
+    let mut t = vec![];
+    let mut m = vec![];
+    let mut c = vec![];
+    for &k in turns {
+        let (turn, messages, tools) = turn(k);
+        t.push(turn);
+        m.extend(messages);
+        c.extend(tools);
+    }
+    let last = *turns.iter().max().unwrap();
+    json!({
+        "sourceProvider": "claude-code", "sourceSessionId": "tail-session",
+        "sourceSessionFingerprint": fingerprint, "importedAtMs": T0 + last * 10_000 + 6_000,
+        "session": { "createdAtMs": T0, "updatedAtMs": T0 + last * 10_000 + 5_000,
+                     "model": "claude-opus", "provider": "anthropic", "workspacePath": "/w",
+                     "taskDescription": "refactor" },
+        "turns": t, "messages": m, "toolCalls": c
+    })
+}
+
+fn import_sequence(batches: &[&[i64]]) -> String {
+    let mut conn = ledger();
+    for (i, turns) in batches.iter().enumerate() {
+        let fp = format!("fp-{i}");
+        let resp = run_import(
+            &mut conn,
+            import_req(&format!("key-{i}"), "tail", vec![item_with(turns, &fp)]),
+        )
+        .unwrap();
+        assert_eq!(resp.failed, 0, "{resp:?}");
+    }
+    canonical_dump(&conn)
+}
+
+#[test]
+fn partial_items_converge_on_the_full_import() {
+    let full = import_sequence(&[&[1, 2, 3, 4]]);
+    assert!(
+        full.contains("has_children=1"),
+        "the fixture has parent links"
+    );
+    let split = import_sequence(&[&[1], &[2, 3], &[4]]);
+    assert_eq!(split, full);
+    let overlapping = import_sequence(&[&[1, 2], &[2, 3], &[3, 4]]);
+    assert_eq!(overlapping, full);
+    let one_by_one = import_sequence(&[&[1], &[2], &[3], &[4]]);
+    assert_eq!(one_by_one, full);
+}
+
+#[test]
+fn a_parent_that_exists_nowhere_stays_null() {
+    let mut conn = ledger();
+    run_import(
+        &mut conn,
+        import_req("k", "tail", vec![item_with(&[3], "fp")]),
+    )
+    .unwrap();
+    let parent: Option<String> = one(&conn, "SELECT parent_turn_id FROM turns");
+    assert_eq!(parent, None);
+    // Once turn 2 arrives, re-sending turn 3 links it.
+    run_import(
+        &mut conn,
+        import_req("k2", "tail", vec![item_with(&[2], "fp2")]),
+    )
+    .unwrap();
+    run_import(
+        &mut conn,
+        import_req("k3", "tail", vec![item_with(&[3], "fp3")]),
+    )
+    .unwrap();
+    let linked: i64 = one(
+        &conn,
+        "SELECT COUNT(*) FROM turns WHERE parent_turn_id IS NOT NULL",
+    );
+    assert_eq!(linked, 1);
+    let has_children: i64 = one(
+        &conn,
+        "SELECT has_children FROM turns WHERE source_event_id = 'turn-2'",
+    );
+    assert_eq!(has_children, 1);
+}
