@@ -6,6 +6,15 @@
 //! `.stage(a).stage(b)`: items meet `a` first. The item type changes at every stage, so the
 //! seams are typed: a stage whose input type does not match the seam does not compile.
 //!
+//! ```
+//! use nex::pipeline::PipelineBuilder;
+//! use nex::stages::{assemble::ChunkAssembler, decode::Decoder, Line};
+//! // Decoded frames flow into the assembler: this seam type-checks.
+//! let builder = PipelineBuilder::<Line>::from_items(Vec::new())
+//!     .stage(Decoder::new(None))
+//!     .stage(ChunkAssembler::new());
+//! ```
+//!
 //! ```compile_fail
 //! use nex::pipeline::PipelineBuilder;
 //! use nex::stages::{decode::Decoder, telemetry::TelemetryStage, Line};
@@ -367,7 +376,7 @@ mod tests {
         }
 
         fn process(&mut self, item: u32, out: &mut Emit<u32>) -> Result<(), PipelineError> {
-            if item % 2 == 0 {
+            if item.is_multiple_of(2) {
                 out.push(item * 2);
             } else {
                 out.reject(Code::FrameSchemaInvalid, FrameMeta::new(0));

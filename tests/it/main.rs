@@ -25,3 +25,11 @@ mod import_ledger; // migrations, pragmas, file modes, cursor store
 mod import_props; // property tests: hash invariance, chunk splits, random chunk data
 mod import_service; // sessions.import: baseline scenarios, rules, error codes
 mod import_support; // helpers shared by the import_* modules
+// Chunked uploads cut mid-stream and completed by a later run.
+mod pipeline_chunks;
+// Commit visibility, backpressure, cancellation, read errors, busy ledger.
+mod pipeline_flow;
+// `nex import replay` vs `nex import apply`: same ledger row for row; report and exit codes.
+mod pipeline_replay_cli;
+// Inserted stages: audit trail row in nexus.db, a custom outcome tap.
+mod pipeline_audit;

@@ -113,7 +113,8 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
     expect("chunk_index_out_of_range");
     // Against the staged upload (service, in the transaction).
     s.chunk(u1[0].clone());
-    let mismatches: [(&str, fn(&mut ChunkRequest)); 7] = [
+    type Change = fn(&mut ChunkRequest);
+    let mismatches: [(&str, Change); 7] = [
         ("chunk_total_mismatch", |c| c.chunk_total = 3),
         ("chunk_mode_mismatch", |c| c.mode = "tail".into()),
         ("chunk_encoding_mismatch", |c| c.encoding = "raw".into()),

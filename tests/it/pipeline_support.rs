@@ -276,6 +276,7 @@ const CLOCK_COLUMNS: &[(&str, &str)] = &[
     ("session_imports", "updated_at"),
     ("session_import_requests", "created_at"),
     ("session_import_chunk_parts", "created_at"),
+    ("session_import_chunk_parts", "completed_at"),
     ("session_import_cursors", "updated_at"),
 ];
 
@@ -301,8 +302,14 @@ pub fn dump(conn: &Connection, table: &str) -> Vec<String> {
         .unwrap()
         .map(Result::unwrap)
         .filter(|c| {
+<<<<<<< HEAD
             !CLOCK_COLUMNS.contains(&(table, c.as_str()))
                 && !(table == "session_history" && c == "id")
+=======
+            // The history id is an autoincrement: its value depends on nothing imported.
+            !(CLOCK_COLUMNS.contains(&(table, c.as_str()))
+                || table == "session_history" && c == "id")
+>>>>>>> pipeline
         })
         .collect();
     let select = columns

@@ -1,0 +1,64 @@
+//! The benchmark harness behind `nex-bench` (TARGETS.md): a deterministic corpus generator of
+//! worker frame streams, the raw SQLite insert loop that serves as the in-run baseline, and the
+//! scenarios that time the pipeline against it.
+//!
+//! Layout:
+//! - `rng`: a small deterministic generator (SplitMix64), so a seed always gives the same bytes.
+//! - `corpus`: Claude Code-like sessions as import items and as the frame stream a worker
+//!   would emit (batches, chunked large sessions, progress, cursors).
+//! - `raw`: the baseline: the same rows inserted by a minimal prepared-statement loop.
+//! - `replay`: the `replay` scenario: pipeline vs baseline, median/min/max of the ratio.
+
+pub mod corpus;
+pub mod raw;
+pub mod replay;
+pub mod rng;
+
+/// Median, min and max of a set of measurements.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// `None` for an empty set. The median of an even count is the mean of the middle two.
+    pub fn of(values: &[f64]) -> Option<Self> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Self {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_of_odd_and_even_sets() {
+        assert_eq!(
+            Spread::of(&[3.0, 1.0, 2.0]),
+            Some(Spread {
+                median: 2.0,
+                min: 1.0,
+                max: 3.0
+            })
+        );
+        assert_eq!(Spread::of(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
+        assert_eq!(Spread::of(&[]), None);
+    }
+}

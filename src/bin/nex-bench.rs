@@ -1,0 +1,166 @@
+//! `nex-bench`: the benchmark harness (TARGETS.md). Speed is reported as a ratio against a
+//! baseline measured in the same run, median of at least 3 runs with min and max.
+//!
+//! ```text
+//! nex-bench corpus [--seed N] [--sessions N] [--out FILE]   # write a worker frame stream
+//! nex-bench replay [--seed N] [--sessions N] [--runs N] [--dir PATH] [--json]
+//! ```
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use nex::bench::corpus::{CorpusSpec, generate, write_frames};
+use nex::bench::replay::{self, ReplayBench};
+
+#[derive(Debug, Parser)]
+#[command(name = "nex-bench", about = "Benchmarks of the nex import pipeline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct CorpusArgs {
+    /// Seed of the deterministic generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Sessions to generate (200: CI smoke size).
+    #[arg(long, default_value_t = 200)]
+    sessions: usize,
+    /// Every Nth session is large and sent in chunks (0: none).
+    #[arg(long, default_value_t = 50)]
+    large_every: usize,
+}
+
+impl CorpusArgs {
+    fn spec(&self) -> CorpusSpec {
+        CorpusSpec {
+            seed: self.seed,
+            sessions: self.sessions,
+            large_every: self.large_every,
+            ..CorpusSpec::default()
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write the corpus as a worker frame stream (JSON Lines) for `nex import replay`.
+    Corpus {
+        #[command(flatten)]
+        corpus: CorpusArgs,
+        /// Output file (default stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Time `replay` of the corpus through the pipeline against a raw SQLite insert loop.
+    Replay {
+        #[command(flatten)]
+        corpus: CorpusArgs,
+        /// Runs (the median, min and max are reported; at least 3 recommended).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Work directory (default: a temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    nex::cli::init_tracing();
+    let result = match Cli::parse().command {
+        Command::Corpus { corpus, out } => corpus_cmd(&corpus, out),
+        Command::Replay {
+            corpus,
+            runs,
+            dir,
+            json,
+        } => replay_cmd(&corpus, runs, dir, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nex-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn corpus_cmd(args: &CorpusArgs, out: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    let corpus = generate(args.spec());
+    match out {
+        Some(path) => write_frames(&corpus, &mut std::fs::File::create(path)?)?,
+        None => write_frames(&corpus, &mut io::stdout().lock())?,
+    }
+    eprintln!(
+        "corpus: {} sessions ({} chunked), {} frames, {:.1} MB",
+        corpus.stats.sessions,
+        corpus.stats.chunked_sessions,
+        corpus.stats.frames,
+        corpus.stats.bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn replay_cmd(
+    args: &CorpusArgs,
+    runs: usize,
+    dir: Option<PathBuf>,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bench = ReplayBench {
+        spec: args.spec(),
+        runs,
+        dir,
+    };
+    let r = replay::run(&bench)?;
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &r)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let c = &r.corpus;
+    let mb = c.bytes as f64 / 1e6;
+    writeln!(
+        out,
+        "corpus   seed {} · {} sessions ({} chunked) · {} turns · {} messages · {} tool calls · {} frames · {:.1} MB · {} runs",
+        args.seed,
+        c.sessions,
+        c.chunked_sessions,
+        c.turns,
+        c.messages,
+        c.tool_calls,
+        c.frames,
+        mb,
+        r.ratios.len()
+    )?;
+    writeln!(
+        out,
+        "replay   median {:.3} s (min {:.3}, max {:.3})  {:.1} MB/s  {:.0} sessions/s",
+        r.replay.median,
+        r.replay.min,
+        r.replay.max,
+        mb / r.replay.median,
+        c.sessions as f64 / r.replay.median
+    )?;
+    writeln!(
+        out,
+        "raw      median {:.3} s (min {:.3}, max {:.3})  {:.1} MB/s",
+        r.raw.median,
+        r.raw.min,
+        r.raw.max,
+        mb / r.raw.median
+    )?;
+    writeln!(
+        out,
+        "ratio    replay/raw median {:.2} (min {:.2}, max {:.2})",
+        r.ratio.median, r.ratio.min, r.ratio.max
+    )?;
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! Flow guarantees of a running pipeline: nothing is reported or visible before its commit,
+//! backpressure stops the source, cancellation drains and commits, a read error ends the run
+//! after committing what came before it, a busy ledger delays without losing anything.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use nex::ledger;
+use nex::pipeline::report::RunOutcome;
+use nex::pipeline::writer::{LedgerWriter, WriterConfig};
+use nex::pipeline::{BatchPolicy, ImportEvent, PipelineConfig, run_lines, run_pipeline};
+use nex::stages::source::lines_source;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline_support::*;
+
+fn batches(run: &str, n: usize) -> Stream {
+    let mut s = Stream::new(run);
+    for i in 0..n {
+        s.batch(request(
+            &format!("k{i}"),
+            vec![item("anthropic", &format!("s{i}"), "fp")],
+            vec![cursor(&format!("c{i}"), i as u64)],
+        ));
+    }
+    s
+}
+
+fn wait_held(gate: &CommitGate) -> nex::pipeline::writer::BatchInfo {
+    tokio::task::block_in_place(|| gate.held.recv_timeout(Duration::from_secs(10)))
+        .expect("a batch reached the commit")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_reported_or_visible_before_commit() {
+    let (_dir, path) = temp_ledger();
+    let (gate, config) = CommitGate::new();
+    let writer = writer_with(&path, config);
+    let bus = nex::pipeline::events::bus(64);
+    let mut events = bus.subscribe();
+    let handle = writer.handle();
+    let input = std::io::Cursor::new(batches(RUN, 3).bytes());
+    let run = tokio::spawn(async move {
+        run_pipeline(
+            input,
+            PipelineConfig::default(),
+            &handle,
+            Some(bus),
+            CancellationToken::new(),
+        )
+        .await
+    });
+
+    let held = wait_held(&gate);
+    assert_eq!(held.ops, 3);
+    assert_eq!(held.run_id.as_deref(), Some(RUN));
+    // Give a wrong pipeline every chance to report early.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let conn = read_only(&path);
+    assert_eq!(
+        count(&conn, "session_imports"),
+        0,
+        "no import visible before commit"
+    );
+    assert_eq!(
+        count(&conn, "session_import_cursors"),
+        0,
+        "no cursor visible before commit"
+    );
+    assert_eq!(count(&conn, "session_import_requests"), 0);
+    let mut early = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        early.push(e);
+    }
+    assert_eq!(
+        early,
+        [ImportEvent::RunStarted { run_id: None }],
+        "only the start is published"
+    );
+    assert!(!run.is_finished());
+
+    gate.release_one();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        (report.counters.imported, report.counters.cursors_stored),
+        (3, 3)
+    );
+    assert_eq!(count(&conn, "session_imports"), 3);
+    assert_eq!(count(&conn, "session_import_cursors"), 3);
+    let mut progress = None;
+    while let Ok(e) = events.try_recv() {
+        if let ImportEvent::RunProgress { counters, .. } = e {
+            progress = Some(counters.imported);
+        }
+    }
+    assert!(
+        progress.is_some_and(|n| n > 0),
+        "progress published after the commit"
+    );
+    gate.open();
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_that_does_not_commit_stops_the_source() {
+    const MAX_OPS: usize = 8;
+    const IN_FLIGHT: usize = 2;
+    const FRAMES: usize = 200;
+    let (_dir, path) = temp_ledger();
+    let (gate, config) = CommitGate::new();
+    let writer = writer_with(&path, config);
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let lines = batches(RUN, FRAMES)
+        .lines
+        .into_iter()
+        .map(|l| String::from_utf8(l).unwrap())
+        .collect::<Vec<_>>();
+    let cancel = CancellationToken::new();
+    let source = lines_source(
+        futures::stream::iter(lines).inspect(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }),
+        cancel.clone(),
+    );
+    let config = PipelineConfig {
+        batch: BatchPolicy::new(MAX_OPS, Duration::from_millis(25)),
+        in_flight_batches: IN_FLIGHT,
+        ..PipelineConfig::default()
+    };
+    let handle = writer.handle();
+    let run =
+        tokio::spawn(
+            async move { run_lines(source, config, &handle, None, cancel, Vec::new()).await },
+        );
+
+    let held = wait_held(&gate);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let read = pulled.load(Ordering::SeqCst);
+    // The documented bound: `in_flight × max_ops` frames past the validator, nothing more.
+    assert!(
+        read <= IN_FLIGHT * MAX_OPS,
+        "read {read} frames with the ledger stalled"
+    );
+    assert!(read >= held.ops, "at least the held batch was read");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        pulled.load(Ordering::SeqCst),
+        read,
+        "the source stays stopped"
+    );
+
+    gate.open();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.counters.imported, FRAMES as u64);
+    assert_eq!(pulled.load(Ordering::SeqCst), FRAMES);
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_commits_everything_read_and_reads_nothing_more() {
+    let (_dir, path) = temp_ledger();
+    let (gate, config) = CommitGate::new();
+    let writer = writer_with(&path, config);
+    let (mut tx, rx) = tokio::io::duplex(1 << 20);
+    tx.write_all(&batches(RUN, 6).bytes()).await.unwrap();
+    let cancel = CancellationToken::new();
+    let config = PipelineConfig {
+        batch: BatchPolicy::new(4, Duration::from_millis(25)),
+        ..PipelineConfig::default()
+    };
+    let handle = writer.handle();
+    let token = cancel.clone();
+    let run = tokio::spawn(async move { run_pipeline(rx, config, &handle, None, token).await });
+
+    assert_eq!(wait_held(&gate).ops, 4);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cancel.cancel();
+    // Written after the cancellation (the worker keeps going): never read.
+    let late = {
+        let mut s = batches(RUN, 9);
+        s.lines.drain(..6);
+        s.bytes()
+    };
+    tx.write_all(&late).await.unwrap();
+    gate.open();
+    let report = run.await.unwrap().unwrap();
+    writer.shutdown().await;
+
+    assert_eq!(report.outcome, RunOutcome::Cancelled);
+    let read = report.stages[0].items_out;
+    assert_eq!(
+        read, 6,
+        "everything written before the cancellation was read"
+    );
+    assert_eq!(report.counters.imported, read);
+    assert_eq!(count(&read_only(&path), "session_imports"), 6);
+    drop(tx);
+}
+
+#[tokio::test]
+async fn read_error_fails_the_run_after_committing_what_came_before() {
+    let (_dir, path) = temp_ledger();
+    let writer = writer(&path);
+    let bus = nex::pipeline::events::bus(64);
+    let mut events = bus.subscribe();
+    let input = tokio_test::io::Builder::new()
+        .read(&batches(RUN, 3).bytes())
+        .read_error(std::io::Error::other("pipe broke"))
+        .build();
+    let err = run_pipeline(
+        input,
+        PipelineConfig::default(),
+        &writer.handle(),
+        Some(bus),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    writer.shutdown().await;
+    assert_eq!(err.code().as_str(), "worker_exited");
+    assert_eq!(count(&read_only(&path), "session_imports"), 3);
+    let mut failed = None;
+    while let Ok(e) = events.try_recv() {
+        if let ImportEvent::RunFailed { code, .. } = e {
+            failed = Some(code);
+        }
+    }
+    assert_eq!(failed.as_deref(), Some("worker_exited"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_ledger_delays_but_loses_nothing() {
+    let (_dir, path) = temp_ledger();
+    let conn = ledger::open_agents(&path).unwrap();
+    // Shorter than the lock below, so the writer sees SQLITE_BUSY and must retry.
+    conn.busy_timeout(Duration::from_millis(50)).unwrap();
+    let writer = LedgerWriter::spawn(
+        conn,
+        WriterConfig {
+            busy_backoff: Duration::from_millis(20),
+            ..WriterConfig::default()
+        },
+    )
+    .unwrap();
+    let locker = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let other = rusqlite::Connection::open(&path).unwrap();
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+            other.execute_batch("COMMIT").unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let report = run_pipeline(
+        std::io::Cursor::new(batches(RUN, 5).bytes()),
+        PipelineConfig::default(),
+        &writer.handle(),
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the lock delayed the commit"
+    );
+    assert_eq!(report.counters.imported, 5);
+    locker.join().unwrap();
+    writer.shutdown().await;
+    assert_eq!(count(&read_only(&path), "session_imports"), 5);
+}
