@@ -1,9 +1,9 @@
 //! Backfill: discover every session file, skip those whose cursor says nothing changed, parse
 //! the rest on a small thread pool and emit them in discovery order (SOURCES.md "Backfill").
 //!
-//! Memory: at most `threads + window` parsed files are in hand at once (the dispatch window is
-//! bounded and the writer takes results in order), so it follows the largest session, never the
-//! corpus.
+//! Memory: at most `threads + 1` files are parsed or waiting to be written at once, and no more
+//! than `inflight_bytes` of file unless a single file is larger (the writer takes results in
+//! order), so memory follows the largest session, never the corpus.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -93,12 +93,16 @@ pub fn run_backfill(
     status
         .watched_files
         .store(found.len() as u64, Ordering::Relaxed);
-    let mut jobs: VecDeque<FileState> = VecDeque::new();
+    // Each job with its file size, for the in-flight byte budget.
+    let mut jobs: VecDeque<(FileState, u64)> = VecDeque::new();
     for d in found {
         let key = super::cursor::cursor_key(d.source.provider, &d.source.path);
         let state = FileState::new(d.source, cursors.get(&key).cloned());
         match state.needs_read(options.full) {
-            Ok(true) => jobs.push_back(state),
+            Ok(true) => {
+                let size = std::fs::metadata(&state.source.path).map_or(0, |m| m.len());
+                jobs.push_back((state, size));
+            }
             Ok(false) => counters.skipped_files += 1,
             Err(e) => {
                 tracing::debug!(path = %state.source.path.display(), error_kind = ?e.kind(), "file vanished before reading");
@@ -139,20 +143,32 @@ pub fn run_backfill(
                 }
             });
         }
-        let mut in_flight: VecDeque<mpsc::Receiver<JobResult>> = VecDeque::new();
+        let mut in_flight: VecDeque<(mpsc::Receiver<JobResult>, u64)> = VecDeque::new();
+        let mut in_flight_bytes = 0u64;
         let mut last_progress = Instant::now();
         loop {
             while in_flight.len() < window && !stop.is_stopped() {
-                let Some(state) = jobs.pop_front() else { break };
+                let Some(&(_, size)) = jobs.front() else {
+                    break;
+                };
+                // One file always goes, however large: memory follows the largest session.
+                if !in_flight.is_empty() && in_flight_bytes + size > options.inflight_bytes {
+                    break;
+                }
+                let Some((state, size)) = jobs.pop_front() else {
+                    break;
+                };
                 let (tx, rx) = mpsc::sync_channel(1);
                 if job_tx.send((state, tx)).is_err() {
                     break;
                 }
-                in_flight.push_back(rx);
+                in_flight_bytes += size;
+                in_flight.push_back((rx, size));
             }
-            let Some(rx) = in_flight.pop_front() else {
+            let Some((rx, size)) = in_flight.pop_front() else {
                 break;
             };
+            in_flight_bytes -= size;
             // A worker thread that panicked drops its reply sender: count the file as failed.
             let Ok((state, update)) = rx.recv() else {
                 counters.failed_files += 1;

@@ -18,14 +18,18 @@ pub struct WorkerOptions {
     /// Read every file whole, ignoring cursors.
     pub full: bool,
     pub limits: EmitLimits,
-    /// Quiet time after a file's last change before it is read.
+    /// Tail: least time between two reads of one file (a change to a file not read within it
+    /// is read at once; later changes are coalesced).
     pub debounce: Duration,
-    /// Longest a continuously written file waits before it is read anyway.
+    /// Tail: longest any change waits before its file is read.
     pub max_debounce: Duration,
     /// Period of the directory re-scan that backstops missed notifications.
     pub reconcile_interval: Duration,
     /// Parse threads of a backfill (0: one per core, at most 4).
     pub parse_threads: usize,
+    /// Backfill: file bytes being parsed or waiting to be written at once (a larger file still
+    /// goes alone).
+    pub inflight_bytes: u64,
     /// Tail: drop a file's in-memory parse state after this long without changes.
     pub idle_evict: Duration,
 }
@@ -42,6 +46,7 @@ impl Default for WorkerOptions {
             reconcile_interval: Duration::from_secs(60),
             parse_threads: 0,
             idle_evict: Duration::from_secs(600),
+            inflight_bytes: 64 << 20,
         }
     }
 }
@@ -83,9 +88,15 @@ impl WorkerOptions {
             .and_then(|o| o.get("full"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        // Absolute, so that discovered paths, cursor keys and watcher events name files alike.
+        let absolute = |dirs: Vec<PathBuf>| -> Vec<PathBuf> {
+            dirs.into_iter()
+                .map(|d| std::path::absolute(&d).unwrap_or(d))
+                .collect()
+        };
         Self {
-            claude_dirs: pick(&flags.claude_dirs, "claudeDirs", default_claude_dirs),
-            codex_dirs: pick(&flags.codex_dirs, "codexDirs", default_codex_dirs),
+            claude_dirs: absolute(pick(&flags.claude_dirs, "claudeDirs", default_claude_dirs)),
+            codex_dirs: absolute(pick(&flags.codex_dirs, "codexDirs", default_codex_dirs)),
             full: flags.full || full_opt,
             ..Self::default()
         }

@@ -189,19 +189,7 @@ pub fn claude_file(path: &Path, session: Option<&str>) -> Option<SourceFile> {
 
 /// Reads `agent-<id>.meta.json`; `None` when absent or unreadable.
 fn read_meta(path: &Path) -> Option<SubagentMeta> {
-    let bytes = fs::read(path).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let field = |name: &str| {
-        v.get(name)
-            .and_then(serde_json::Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    Some(SubagentMeta {
-        tool_use_id: field("toolUseId"),
-        description: field("description"),
-    })
+    SubagentMeta::from_json(&fs::read(path).ok()?)
 }
 
 fn codex_dir(dir: &Path, depth: usize, out: &mut Vec<SourceFile>) {

@@ -20,7 +20,6 @@ use base64::Engine;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::protocol::frames::{
@@ -108,6 +107,42 @@ impl FrameSink {
         result.map(|()| seq)
     }
 
+    /// Writes one frame whose payload is already JSON, given as pieces to concatenate (so a
+    /// batch of pre-serialised items is never copied into one string); returns its `seq`.
+    ///
+    /// Errors: as [`FrameSink::send`].
+    pub fn send_raw(&self, kind: &str, payload: &[&str]) -> io::Result<u64> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "frame output closed",
+            ));
+        }
+        inner.seq += 1;
+        let seq = inner.seq;
+        let head = format!(
+            "{{\"type\":{},\"runId\":{},\"seq\":{seq},\"payload\":",
+            json_str(kind),
+            json_str(&inner.run_id)
+        );
+        let out = &mut inner.out;
+        let mut result = out.write_all(head.as_bytes());
+        for piece in payload {
+            result = result.and_then(|()| out.write_all(piece.as_bytes()));
+        }
+        let result = result
+            .and_then(|()| out.write_all(b"}\n"))
+            .and_then(|()| out.flush());
+        if result.is_err() {
+            inner.broken = true;
+        }
+        if kind == IMPORT_BATCH || kind == IMPORT_CHUNK {
+            inner.last_import_at = Some(now_ms());
+        }
+        result.map(|()| seq)
+    }
+
     pub fn last_import_at(&self) -> Option<i64> {
         self.inner
             .lock()
@@ -140,24 +175,16 @@ impl FrameSink {
     }
 }
 
+/// A string as a JSON string literal.
+fn json_str(s: &str) -> String {
+    // Serialising a string cannot fail.
+    serde_json::to_string(s).expect("string serialises")
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The `import.batch` payload, written from items serialised once.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct BatchPayload<'a> {
-    source: &'a str,
-    mode: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    persona_id: Option<&'a str>,
-    idempotency_key: String,
-    items: &'a [Box<RawValue>],
-    #[serde(skip_serializing_if = "<[Cursor]>::is_empty")]
-    cursors: &'a [Cursor],
 }
 
 /// What identifies an item's content in its idempotency key.
@@ -187,7 +214,8 @@ pub struct Emitter<'s> {
     mode: RunMode,
     persona_id: Option<String>,
     limits: EmitLimits,
-    items: Vec<Box<RawValue>>,
+    /// JSON of each pending item, serialised once.
+    items: Vec<String>,
     keys: Vec<KeyPart>,
     bytes: usize,
     /// Cursors waiting for the next frame that commits items; one per key, latest wins.
@@ -244,32 +272,34 @@ impl<'s> Emitter<'s> {
                 fingerprint: item.source_session_fingerprint.clone(),
                 part: part.to_owned(),
             };
-            // Items are plain data with string keys; serialising cannot fail.
-            let json = serde_json::to_string(&item).expect("item serialises");
+            let encoded = encode_item(&item, self.limits.chunk_threshold)?;
             let last = i + 1 == count;
-            if json.len() > self.limits.chunk_threshold {
-                self.flush()?;
-                let cursors = if last {
-                    let mut c = std::mem::take(&mut self.cursors);
-                    if let Some(cur) = cursor.take() {
-                        upsert_cursor(&mut c, cur);
-                    }
-                    c
-                } else {
-                    Vec::new()
-                };
-                self.send_chunked(&item, key, json.as_bytes(), cursors)?;
-                continue;
-            }
+            let json = match encoded {
+                Encoded::Json(json) => json,
+                Encoded::Gzip(gz) => {
+                    self.flush()?;
+                    let cursors = if last {
+                        let mut c = std::mem::take(&mut self.cursors);
+                        if let Some(cur) = cursor.take() {
+                            upsert_cursor(&mut c, cur);
+                        }
+                        c
+                    } else {
+                        Vec::new()
+                    };
+                    drop(item);
+                    self.send_chunked(key, gz, cursors)?;
+                    continue;
+                }
+            };
+            drop(item);
             if self.items.len() >= self.limits.batch_items
                 || (!self.items.is_empty() && self.bytes + json.len() > self.limits.batch_bytes)
             {
                 self.flush()?;
             }
             self.bytes += json.len();
-            // `to_string` produced valid JSON.
-            self.items
-                .push(RawValue::from_string(json).expect("serialised JSON is valid"));
+            self.items.push(json);
             self.keys.push(key);
             if last && let Some(cur) = cursor.take() {
                 upsert_cursor(&mut self.cursors, cur);
@@ -286,15 +316,37 @@ impl<'s> Emitter<'s> {
         if self.items.is_empty() {
             return Ok(());
         }
-        let payload = BatchPayload {
-            source: SOURCE_AIX,
-            mode: self.mode.as_str(),
-            persona_id: self.persona_id.as_deref(),
-            idempotency_key: idempotency_key(self.mode, &self.keys),
-            items: &self.items,
-            cursors: &self.cursors,
+        let mut head = format!(
+            "{{\"source\":{},\"mode\":{},",
+            json_str(SOURCE_AIX),
+            json_str(self.mode.as_str())
+        );
+        if let Some(p) = &self.persona_id {
+            head.push_str(&format!("\"personaId\":{},", json_str(p)));
+        }
+        head.push_str(&format!(
+            "\"idempotencyKey\":{},\"items\":[",
+            json_str(&idempotency_key(self.mode, &self.keys))
+        ));
+        let tail = if self.cursors.is_empty() {
+            "]}".to_owned()
+        } else {
+            // Cursors are plain JSON values; serialising cannot fail.
+            format!(
+                "],\"cursors\":{}}}",
+                serde_json::to_string(&self.cursors).expect("cursors serialise")
+            )
         };
-        self.sink.send(IMPORT_BATCH, &payload)?;
+        let mut pieces: Vec<&str> = Vec::with_capacity(self.items.len() * 2 + 2);
+        pieces.push(&head);
+        for (i, item) in self.items.iter().enumerate() {
+            if i > 0 {
+                pieces.push(",");
+            }
+            pieces.push(item);
+        }
+        pieces.push(&tail);
+        self.sink.send_raw(IMPORT_BATCH, &pieces)?;
         self.emitted_items += self.items.len() as u64;
         self.items.clear();
         self.keys.clear();
@@ -309,17 +361,10 @@ impl<'s> Emitter<'s> {
         self.cursors.len()
     }
 
-    fn send_chunked(
-        &mut self,
-        item: &ImportSessionItem,
-        key: KeyPart,
-        json: &[u8],
-        cursors: Vec<Cursor>,
-    ) -> io::Result<()> {
-        let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::new(1));
-        gz.write_all(json)?;
-        let data = base64::engine::general_purpose::STANDARD.encode(gz.finish()?);
-        let key = idempotency_key(self.mode, &[key]);
+    fn send_chunked(&mut self, key: KeyPart, gz: Vec<u8>, cursors: Vec<Cursor>) -> io::Result<()> {
+        let data = base64::engine::general_purpose::STANDARD.encode(&gz);
+        drop(gz);
+        let id = idempotency_key(self.mode, std::slice::from_ref(&key));
         let step = self.limits.chunk_bytes.max(4);
         let total = data.len().div_ceil(step).max(1);
         let mut cursors = Some(cursors);
@@ -331,16 +376,16 @@ impl<'s> Emitter<'s> {
                 run_id: None,
                 mode: self.mode.as_str().to_owned(),
                 persona_id: self.persona_id.clone(),
-                idempotency_key: key.clone(),
-                upload_id: key.clone(),
+                idempotency_key: id.clone(),
+                upload_id: id.clone(),
                 chunk_index: index as i64,
                 chunk_total: total as i64,
                 encoding: ENCODING_GZIP_BASE64.to_owned(),
                 // base64 is ASCII: any byte index is a char boundary.
                 data: data[start..end].to_owned(),
-                source_provider: item.source_provider.clone(),
-                source_session_id: item.source_session_id.clone(),
-                source_session_fingerprint: item.source_session_fingerprint.clone(),
+                source_provider: key.provider.clone(),
+                source_session_id: key.session_id.clone(),
+                source_session_fingerprint: key.fingerprint.clone(),
                 cursors: if index + 1 == total {
                     cursors.take().unwrap_or_default()
                 } else {
@@ -350,6 +395,63 @@ impl<'s> Emitter<'s> {
             self.sink.send(IMPORT_CHUNK, &part)?;
         }
         self.emitted_items += 1;
+        Ok(())
+    }
+}
+
+/// An item serialised once: its JSON while that stays within the chunk threshold, else the
+/// gzip of its JSON, streamed from the point it crossed the threshold (the JSON of a large item
+/// is never held whole).
+enum Encoded {
+    Json(String),
+    Gzip(Vec<u8>),
+}
+
+fn encode_item(item: &ImportSessionItem, threshold: usize) -> io::Result<Encoded> {
+    let mut w = SpillWriter {
+        threshold,
+        buf: Vec::new(),
+        gz: None,
+    };
+    serde_json::to_writer(&mut w, item).map_err(io::Error::other)?;
+    match w.gz {
+        Some(gz) => {
+            let gz = gz.into_inner().map_err(|e| e.into_error())?;
+            Ok(Encoded::Gzip(gz.finish()?))
+        }
+        // serde_json writes UTF-8 only.
+        None => Ok(Encoded::Json(
+            String::from_utf8(w.buf).map_err(io::Error::other)?,
+        )),
+    }
+}
+
+/// Buffers up to `threshold` bytes, then moves everything into a level-1 gzip stream.
+struct SpillWriter {
+    threshold: usize,
+    buf: Vec<u8>,
+    gz: Option<io::BufWriter<GzEncoder<Vec<u8>>>>,
+}
+
+impl Write for SpillWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if let Some(gz) = &mut self.gz {
+            gz.write_all(bytes)?;
+        } else if self.buf.len() + bytes.len() > self.threshold {
+            let mut gz = io::BufWriter::with_capacity(
+                1 << 16,
+                GzEncoder::new(Vec::new(), Compression::new(1)),
+            );
+            gz.write_all(&std::mem::take(&mut self.buf))?;
+            gz.write_all(bytes)?;
+            self.gz = Some(gz);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }

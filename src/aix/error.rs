@@ -16,6 +16,9 @@ pub enum WorkerError {
     /// The control side broke the protocol (e.g. the first frame is not `run.start`).
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
+    /// A thread of the worker could not be started.
+    #[error("thread spawn failed")]
+    Thread(#[source] std::io::Error),
     /// The work thread panicked.
     #[error("worker thread panicked")]
     Panic,
@@ -28,6 +31,7 @@ impl WorkerError {
             WorkerError::Input(_) => "input_failed",
             WorkerError::Watch(_) => "watch_failed",
             WorkerError::Protocol(_) => "worker_protocol_violation",
+            WorkerError::Thread(_) => "thread_spawn_failed",
             WorkerError::Panic => "internal_panic",
         }
     }

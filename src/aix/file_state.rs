@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use super::cursor::{self, CURSOR_VERSION, CursorCheck, FileCursor, FileIdentity, cursor_key};
@@ -89,12 +90,17 @@ impl FileState {
     ///
     /// Errors: the file could not be opened or read (the caller logs the path and moves on; the
     /// in-memory state is dropped so the next attempt starts clean).
+    ///
+    /// A parser that panics is contained here: the file counts as unreadable (error kind
+    /// `Other`) and its state is dropped; the run goes on.
     pub fn update(
         &mut self,
         factory: &ParserFactory,
         full: bool,
     ) -> io::Result<Option<FileUpdate>> {
-        let result = self.update_inner(factory, full);
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.update_inner(factory, full)))
+                .unwrap_or_else(|_| Err(io::Error::other("parser panicked")));
         if result.is_err() {
             self.parser = None;
         }

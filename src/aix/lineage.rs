@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::sources::{FileRole, SessionParser, SourceFile, SpawnLink};
+use super::sources::{FileRole, SessionParser, SourceFile, SpawnLink, fill_spawn_link};
 use crate::protocol::ImportSessionItem;
 
 /// Spawn links by (parent session id, agent id).
@@ -50,24 +50,33 @@ impl Lineage {
         let mut filled = Vec::new();
         for item in items.iter_mut() {
             let s = &mut item.session;
+            let before = (
+                s.spawn_tool_call_id.clone(),
+                s.task_description.clone(),
+                s.task_status.clone(),
+            );
+            if let Some(meta) = meta {
+                if s.spawn_tool_call_id.is_none() {
+                    s.spawn_tool_call_id = meta.tool_use_id.clone();
+                }
+                if s.task_description.is_none() {
+                    s.task_description = meta.description.clone();
+                }
+            }
             let parent = s
                 .parent_source_session_id
                 .clone()
                 .or_else(|| parent_session_id.clone());
-            let link = parent.and_then(|p| self.links.get(&(p, agent_id.clone())));
-            let meta_tool = meta.as_ref().and_then(|m| m.tool_use_id.clone());
-            let meta_desc = meta.as_ref().and_then(|m| m.description.clone());
-            if s.spawn_tool_call_id.is_none() {
-                s.spawn_tool_call_id = meta_tool.or_else(|| link.map(|l| l.tool_use_id.clone()));
-                filled.extend(s.spawn_tool_call_id.clone());
+            if let Some(link) = parent.and_then(|p| self.links.get(&(p, agent_id.clone()))) {
+                fill_spawn_link(s, link);
             }
-            if s.task_description.is_none() {
-                s.task_description = meta_desc.or_else(|| link.and_then(|l| l.description.clone()));
-                filled.extend(s.task_description.clone());
-            }
-            if s.task_status.is_none() {
-                s.task_status = link.and_then(|l| l.status.clone());
-                filled.extend(s.task_status.clone());
+            let after = (
+                s.spawn_tool_call_id.clone(),
+                s.task_description.clone(),
+                s.task_status.clone(),
+            );
+            if after != before {
+                filled.extend([after.0, after.1, after.2].into_iter().flatten());
             }
         }
         if filled.is_empty() {

@@ -125,6 +125,13 @@ pub fn emit(
     finish(&sink, mode, result)
 }
 
+/// Reports an error that ends the run as `run.error` (best effort) and returns it.
+fn report(sink: &FrameSink, e: WorkerError) -> WorkerError {
+    tracing::error!(error_code = e.code(), error = %e, "run failed");
+    let _ = sink.error(&e.to_run_error());
+    e
+}
+
 enum Msg {
     Control(Result<Envelope<ControlFrame>, FrameError>),
     InputClosed,
@@ -195,23 +202,23 @@ pub fn run_worker<R: BufRead + Send + 'static>(
     std::thread::Builder::new()
         .name("aix-control".into())
         .spawn(move || read_control(input, reader_tx))
-        .map_err(WorkerError::Input)?;
+        .map_err(|e| report(&sink, WorkerError::Thread(e)))?;
 
     let mode = spec.mode;
     {
-        let (sink, stop, status) = (sink.clone(), stop.clone(), status.clone());
+        let (work_sink, stop, status) = (sink.clone(), stop.clone(), status.clone());
         let span = tracing::Span::current();
         std::thread::Builder::new()
             .name("aix-work".into())
             .spawn(move || {
                 let _span = span.enter();
                 let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    run_mode(&spec, &factory, &sink, &stop, &status)
+                    run_mode(&spec, &factory, &work_sink, &stop, &status)
                 }))
                 .unwrap_or(Err(WorkerError::Panic));
                 let _ = tx.send(Msg::Done(result));
             })
-            .map_err(WorkerError::Output)?;
+            .map_err(|e| report(&sink, WorkerError::Thread(e)))?;
     }
 
     loop {

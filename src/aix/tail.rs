@@ -1,8 +1,9 @@
 //! Tail: follow the session files as agents write them (SOURCES.md "Tail").
 //!
-//! OS notifications (`notify`, recursive on the roots) mark files dirty; a file is read once it
-//! has been quiet for `debounce`, or `max_debounce` after its first unread change under
-//! continuous writes. Each read takes only the new complete lines from the cursor and emits the
+//! OS notifications (`notify`, recursive on the roots) mark files dirty. A file is read at once
+//! when it was not read within the last `debounce` (so a lone append waits for nothing), else
+//! when `debounce` has passed since its last read: a burst of writes is coalesced into one read
+//! per period, and no change waits more than `max_debounce`. Each read takes only the new complete lines from the cursor and emits the
 //! touched turns as partial items with the new cursor. A directory re-scan every
 //! `reconcile_interval` (stat only, no reads of unchanged files) backstops missed events and
 //! picks up new roots. Between events the loop sleeps on its channel: an idle tail uses no CPU.
@@ -36,13 +37,14 @@ enum TailEvent {
 /// A file with unread changes.
 struct Dirty {
     first: Instant,
-    last: Instant,
     first_ms: i64,
 }
 
 struct Tracked {
     state: FileState,
     last_change: Instant,
+    /// When the file was last read (debounce throttles reads per file from here).
+    last_read: Option<Instant>,
 }
 
 struct Tail<'a, 'e> {
@@ -56,6 +58,10 @@ struct Tail<'a, 'e> {
     lineage: Lineage,
     watched: HashSet<PathBuf>,
     rediscover_at: Option<Instant>,
+    /// Paths named by events that are not known files, for the next re-scan.
+    unknown: HashSet<PathBuf>,
+    /// Files under the roots that discovery does not take.
+    not_sessions: HashSet<PathBuf>,
     counters: RunCounters,
 }
 
@@ -99,6 +105,8 @@ pub fn run_tail(
         lineage: Lineage::default(),
         watched: HashSet::new(),
         rediscover_at: None,
+        unknown: HashSet::new(),
+        not_sessions: HashSet::new(),
         counters: RunCounters::default(),
     };
     tail.watch_roots(&mut watcher);
@@ -167,20 +175,24 @@ impl Tail<'_, '_> {
     }
 
     fn mark(&mut self, path: PathBuf, now: Instant) {
-        let entry = self.dirty.entry(path).or_insert_with(|| Dirty {
+        self.dirty.entry(path).or_insert_with(|| Dirty {
             first: now,
-            last: now,
             first_ms: now_ms(),
         });
-        entry.last = now;
     }
 
-    fn due_at(&self, d: &Dirty) -> Instant {
-        (d.last + self.options.debounce).min(d.first + self.options.max_debounce)
+    /// When a dirty file is read: at once if it was not read within the last `debounce`
+    /// (leading edge: a lone append costs no wait), else once `debounce` has passed since that
+    /// read, so a burst of writes is coalesced into one read per period; never later than
+    /// `max_debounce` after its first unread change.
+    fn due_at(&self, path: &PathBuf, d: &Dirty) -> Instant {
+        let last_read = self.files.get(path).and_then(|t| t.last_read);
+        let throttled = last_read.map_or(d.first, |r| d.first.max(r + self.options.debounce));
+        throttled.min(d.first + self.options.max_debounce)
     }
 
     fn next_due(&self) -> Option<Instant> {
-        self.dirty.values().map(|d| self.due_at(d)).min()
+        self.dirty.iter().map(|(p, d)| self.due_at(p, d)).min()
     }
 
     fn on_fs_event(&mut self, ev: notify::Event) {
@@ -190,12 +202,20 @@ impl Tail<'_, '_> {
         }
         let now = Instant::now();
         self.status.last_event_ms.store(now_ms(), Ordering::Relaxed);
+        let removed = matches!(ev.kind, EventKind::Remove(_));
         for path in ev.paths {
+            if removed && self.watched.remove(&path) {
+                // A watched root went away: the next reconcile watches it again if it returns.
+                tracing::info!(root = %path.display(), "source root removed");
+            }
             if self.files.contains_key(&path) {
                 self.mark(path, now);
-            } else if path.extension().is_some_and(|e| e == "jsonl") || path.is_dir() {
+            } else if !self.not_sessions.contains(&path)
+                && (path.extension().is_some_and(|e| e == "jsonl") || path.is_dir())
+            {
                 self.rediscover_at
                     .get_or_insert(now + self.options.debounce);
+                self.unknown.insert(path);
             }
         }
     }
@@ -205,7 +225,7 @@ impl Tail<'_, '_> {
         let mut due: Vec<(Instant, PathBuf)> = self
             .dirty
             .iter()
-            .filter(|(_, d)| self.due_at(d) <= now)
+            .filter(|(p, d)| self.due_at(p, d) <= now)
             .map(|(p, d)| (d.first, p.clone()))
             .collect();
         if due.is_empty() {
@@ -229,6 +249,7 @@ impl Tail<'_, '_> {
             return Ok(());
         };
         tracked.last_change = Instant::now();
+        tracked.last_read = Some(tracked.last_change);
         match tracked.state.update(self.factory, false) {
             Ok(Some(update)) => {
                 emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
@@ -253,6 +274,7 @@ impl Tail<'_, '_> {
     fn rediscover(&mut self) {
         self.rediscover_at = None;
         let now = Instant::now();
+        let unknown = std::mem::take(&mut self.unknown);
         for d in discover(self.options) {
             if self.files.contains_key(&d.source.path) {
                 continue;
@@ -266,10 +288,18 @@ impl Tail<'_, '_> {
                 Tracked {
                     state,
                     last_change: now,
+                    last_read: None,
                 },
             );
             if needs {
                 self.mark(path, now);
+            }
+        }
+        // Paths that a change announced and discovery did not take are not sessions (by their
+        // name): later changes to them (e.g. a workflow journal) trigger no re-scan.
+        for path in unknown {
+            if !self.files.contains_key(&path) && path.is_file() {
+                self.not_sessions.insert(path);
             }
         }
         self.publish();

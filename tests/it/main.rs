@@ -9,13 +9,17 @@ mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pip
 mod pipeline_support;
 // Every reject code of a mixed stream, commits, cursors and events.
 mod pipeline_rejects;
+// Source parsers (Claude Code, Codex): exact items, incremental = full, bad input.
+mod sources;
 mod worker_backfill; // aix backfill: cursor skip, --full, crash-resume, ordering, lineage
 mod worker_discover; // aix discovery layouts of Claude Code and Codex roots
 mod worker_emit; // aix emitter: batch packing, chunking, idempotency keys, cursor placement
 mod worker_fake; // aix test support: a line-per-turn fake parser and frame capture
 mod worker_run; // aix run loop: handshake, health, stop, EOF; the built binary
+mod worker_samples; // aix on the real samples (NEX_SAMPLES_DIR): tail in random cuts = backfill
 mod worker_scan; // aix scan: per-provider summary and JSON items
 mod worker_tail; // aix tail: appends, partial lines, rewrites, rotation, new files
+<<<<<<< HEAD
 // Source parsers (Claude Code, Codex): exact items, incremental = full, bad input.
 mod sources;
 mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
@@ -33,3 +37,5 @@ mod pipeline_flow;
 mod pipeline_replay_cli;
 // Inserted stages: audit trail row in nexus.db, a custom outcome tap.
 mod pipeline_audit;
+=======
+>>>>>>> worker

@@ -342,3 +342,22 @@ fn stopped_backfill_flushes_and_emits_nothing_new() {
     assert_eq!(log.total(), 0);
     assert!(batch_items(&cap.frames()).is_empty());
 }
+
+#[test]
+fn a_parser_panic_fails_one_file_not_the_run() {
+    let c = corpus(4);
+    append(&c.claude.join("-p/s1.jsonl"), "{\"panic\":1}\n");
+    let (factory, _) = fake_factory();
+    let frames = backfill(&options(&c), &[], &factory);
+    assert_eq!(batch_items(&frames).len(), 3);
+    let WorkerFrame::RunComplete(p) = &frames.last().unwrap().body else {
+        panic!("no run.complete")
+    };
+    assert_eq!((p.failed, p.emitted), (1, Some(3)));
+    assert!(
+        cursors(&frames)
+            .iter()
+            .all(|c| !c.key.ends_with("s1.jsonl")),
+        "no cursor for the failed file"
+    );
+}

@@ -229,3 +229,25 @@ fn cursor_without_items_rides_on_the_next_committing_frame() {
     );
     assert_eq!(e.pending_cursors(), 0);
 }
+
+#[test]
+fn chunking_starts_just_above_the_threshold() {
+    let it = item("edge", "fp", 3000);
+    let mut expected = it.clone();
+    expected.imported_at_ms = 0;
+    let len = serde_json::to_string(&expected).unwrap().len();
+    let kinds = |threshold: usize| -> Vec<&'static str> {
+        let cap = Capture::default();
+        let sink = FrameSink::new(Box::new(cap.clone()), "r".into());
+        let limits = EmitLimits {
+            chunk_threshold: threshold,
+            ..EmitLimits::default()
+        };
+        let mut e = Emitter::new(&sink, RunMode::Backfill, None, limits);
+        e.push_file(vec![it.clone()], "0", None).unwrap();
+        e.flush().unwrap();
+        cap.frames().iter().map(|f| f.body.kind()).collect()
+    };
+    assert_eq!(kinds(len), vec!["import.batch"]);
+    assert_eq!(kinds(len - 1), vec!["import.chunk"]);
+}

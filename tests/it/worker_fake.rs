@@ -4,7 +4,8 @@
 //! Fake format, one JSON object per line:
 //! - `{"s":"<session id>","t":"<turn id>","m":"<text>"}` opens turn `t` with a user message;
 //! - `{"m":"<text>"}` adds an assistant message to the open turn;
-//! - `{"skip":"<kind>"}` is a non-message record; anything unparsable is malformed.
+//! - `{"skip":"<kind>"}` is a non-message record; anything unparsable is malformed;
+//! - `{"panic":1}` makes the parser panic (a parser bug must not end the run).
 //!
 //! Items: one per file, the session header plus every turn touched by emitting lines, complete.
 
@@ -145,6 +146,7 @@ impl SessionParser for FakeParser {
                 self.stats.malformed_lines += 1;
                 continue;
             };
+            assert!(v.get("panic").is_none(), "fake parser told to panic");
             if let Some(kind) = v.get("skip").and_then(|k| k.as_str()) {
                 *self
                     .stats
@@ -309,8 +311,13 @@ impl Capture {
     }
 }
 
+/// Decodes the complete lines of `bytes` (a frame being written is not a line yet).
 pub fn decode_frames(bytes: &[u8]) -> Vec<Envelope<WorkerFrame>> {
-    std::str::from_utf8(bytes)
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&bytes[..0], |i| &bytes[..=i]);
+    std::str::from_utf8(complete)
         .unwrap()
         .lines()
         .map(|l| decode_worker_frame(l).expect("worker frame decodes"))
@@ -348,5 +355,15 @@ pub fn append(path: &Path, text: &str) {
         .open(path)
         .unwrap();
     f.write_all(text.as_bytes()).unwrap();
+    f.flush().unwrap();
+}
+
+pub fn append_bytes(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
     f.flush().unwrap();
 }
