@@ -157,16 +157,39 @@ impl<X: Default> Assembler<X> {
             tool_calls: Vec::new(),
         };
         let mut emitted_tools = BTreeSet::new();
+        // A turn that stays held (the open one) is copied; a closed one is moved out, with the
+        // tool calls that are resolved (pending ones stay, to be joined to a later result).
         for ordinal in &ordinals {
-            let Some(held) = self.turns.get(ordinal) else {
-                continue;
+            let stays = self.open == Some(*ordinal);
+            let held = if stays {
+                match self.turns.get(ordinal) {
+                    Some(h) => HeldTurn {
+                        turn: h.turn.clone(),
+                        messages: h.messages.clone(),
+                        tool_ids: h.tool_ids.clone(),
+                        offset: h.offset,
+                        extra: (),
+                    },
+                    None => continue,
+                }
+            } else {
+                match self.turns.remove(ordinal) {
+                    Some(h) => HeldTurn {
+                        turn: h.turn,
+                        messages: h.messages,
+                        tool_ids: h.tool_ids,
+                        offset: h.offset,
+                        extra: (),
+                    },
+                    None => continue,
+                }
             };
-            out.turns.push(held.turn.clone());
-            out.messages.extend(held.messages.iter().cloned());
-            for id in &held.tool_ids {
-                if let Some((_, call)) = self.tools.get(id) {
-                    out.tool_calls.push(call.clone());
-                    emitted_tools.insert(id.clone());
+            out.turns.push(held.turn);
+            out.messages.extend(held.messages);
+            for id in held.tool_ids {
+                if let Some(call) = self.take_tool(&id, stays) {
+                    out.tool_calls.push(call);
+                    emitted_tools.insert(id);
                 }
             }
         }
@@ -174,13 +197,27 @@ impl<X: Default> Assembler<X> {
             if emitted_tools.contains(&id) {
                 continue;
             }
-            if let Some((_, call)) = self.tools.get(&id) {
-                out.tool_calls.push(call.clone());
+            let stays = self
+                .tools
+                .get(&id)
+                .is_some_and(|(o, _)| self.open == Some(*o));
+            if let Some(call) = self.take_tool(&id, stays) {
+                out.tool_calls.push(call);
             }
         }
         self.header_dirty = false;
         self.gc();
         Some(out)
+    }
+
+    /// The call with `id` for an item: moved out when nothing needs it any more (its turn is
+    /// not held and it has its result), else copied.
+    fn take_tool(&mut self, id: &str, turn_stays: bool) -> Option<ToolCall> {
+        let (_, call) = self.tools.get(id)?;
+        if turn_stays || call.status.as_deref() == Some(STATUS_PENDING) {
+            return Some(call.clone());
+        }
+        self.tools.remove(id).map(|(_, call)| call)
     }
 
     /// Drops every turn that is neither open nor touched, with its resolved tool calls.
@@ -199,3 +236,63 @@ impl<X: Default> Assembler<X> {
 pub(crate) const STATUS_PENDING: &str = "pending";
 pub(crate) const STATUS_COMPLETED: &str = "completed";
 pub(crate) const STATUS_FAILED: &str = "failed";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(id: &str) -> Turn {
+        Turn {
+            source_turn_id: id.to_owned(),
+            ..Turn::default()
+        }
+    }
+
+    fn call(id: &str, status: &str) -> ToolCall {
+        ToolCall {
+            source_tool_call_id: id.to_owned(),
+            status: Some(status.to_owned()),
+            ..ToolCall::default()
+        }
+    }
+
+    /// After a take only the open turn and unresolved calls stay in memory.
+    #[test]
+    fn take_keeps_the_open_turn_and_pending_calls_only() {
+        let mut a: Assembler<()> = Assembler::default();
+        a.open_turn(turn("t1"), 0);
+        assert!(a.add_tool(call("done", STATUS_COMPLETED)));
+        assert!(a.add_tool(call("waiting", STATUS_PENDING)));
+        assert!(
+            !a.add_tool(call("done", STATUS_PENDING)),
+            "first occurrence wins"
+        );
+        a.open_turn(turn("t2"), 10);
+        let taken = a.take().expect("something changed");
+        assert_eq!(taken.turns.len(), 2);
+        assert_eq!(taken.tool_calls.len(), 2);
+        assert_eq!(a.turns.len(), 1);
+        assert_eq!(a.open_offset(), Some(10));
+        assert!(a.tool_ref("done").is_none());
+        assert!(a.tool_ref("waiting").is_some());
+        assert!(a.take().is_none(), "nothing changed since");
+        // A late result re-sends the call alone, then frees it.
+        if let Some(c) = a.tool_mut("waiting") {
+            c.status = Some(STATUS_COMPLETED.to_owned());
+        }
+        let taken = a.take().expect("the call changed");
+        assert_eq!(taken.turns.len(), 1, "the open turn rides along");
+        assert_eq!(taken.tool_calls[0].source_tool_call_id, "waiting");
+        assert!(a.tool_ref("waiting").is_none());
+    }
+
+    #[test]
+    fn no_item_without_a_turn() {
+        let mut a: Assembler<()> = Assembler {
+            header_dirty: true,
+            ..Assembler::default()
+        };
+        assert!(a.take().is_none());
+        assert!(a.is_dirty(), "the change waits for the first turn");
+    }
+}

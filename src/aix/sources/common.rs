@@ -167,16 +167,6 @@ pub(crate) fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
         .filter(|s| !s.trim().is_empty())
 }
 
-/// The timestamp at `key` in milliseconds, if it parses.
-pub(crate) fn ts_at(v: &Value, key: &str) -> Option<i64> {
-    str_at(v, key).and_then(parse_rfc3339_ms)
-}
-
-/// Non-negative integer at `key` (negative or non-integer values read as absent).
-pub(crate) fn count_at(v: &Value, key: &str) -> Option<i64> {
-    v.get(key).and_then(Value::as_i64).filter(|n| *n >= 0)
-}
-
 /// Moves `slot` forward to `ts` when `ts` is later (timestamps in these files are not always
 /// monotonic: copied and injected lines may carry earlier ones). Returns true when it moved.
 pub(crate) fn later(slot: &mut Option<i64>, ts: Option<i64>) -> bool {

@@ -31,6 +31,7 @@ mod assembler;
 pub mod claude_code;
 pub mod codex;
 mod common;
+mod lenient;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -592,3 +592,55 @@ fn claude_resumed_copy_keeps_its_own_session_and_names_the_origin() {
         vec![s("old-u1"), s("old-a1"), s("new-u1"), s("new-a1")]
     );
 }
+
+/// Fields that changed type (a new agent version) read as absent; the line still counts.
+#[test]
+fn claude_fields_of_unexpected_types_are_ignored_not_fatal() {
+    let lines = [
+        r#"{"type":"user","uuid":"x1","sessionId":"s","timestamp":123,"isMeta":"no","isSidechain":null,"message":{"role":"user","content":"hi","id":7}}"#,
+        r#"{"type":"assistant","uuid":"x2","parentUuid":["x1"],"sessionId":"s","timestamp":"2026-01-01T00:00:01Z","message":{"id":"m","model":{"n":1},"content":[1,"t",{"type":"text","text":"ok"},{"type":"tool_use","id":"tu","name":null,"input":"raw"}],"usage":{"input_tokens":-5,"output_tokens":1.5,"cache_read_input_tokens":"9"}}}"#,
+        r#"{"type":"user","uuid":"x3","sessionId":"s","message":{"content":[{"type":"tool_result","tool_use_id":"tu","content":{"odd":true},"is_error":"yes"}]},"toolUseResult":[1]}"#,
+        r#"{"type":"progress","uuid":"x4","data":"not an object","parentToolUseID":5}"#,
+        r#"{"type":["weird"],"uuid":"x5"}"#,
+    ];
+    let bytes = lines.join("\n") + "\n";
+    let file = source(Provider::ClaudeCode, "s.jsonl", FileRole::Main);
+    let mut p = parser_for(&file);
+    p.push_lines(bytes.as_bytes(), 0, true);
+    let items = p.take_items();
+    assert_eq!(p.stats().malformed_lines, 0);
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![(s("progress"), 1), (s("unknown"), 1)]
+    );
+    let item = &items[0];
+    assert_eq!(
+        messages(item),
+        vec![
+            (s("x1"), s("x1"), s("user"), o("hi"), None, 0),
+            (s("x2"), s("x1"), s("assistant"), o("ok"), None, 1),
+            (s("x3"), s("x1"), s("tool"), None, None, 2),
+        ]
+    );
+    assert_eq!(
+        turns(item)[0].5,
+        [Some(0), Some(0), Some(0), Some(0), None, Some(0)]
+    );
+    assert_eq!(
+        tools(item),
+        vec![(
+            s("tu"),
+            s("x1"),
+            o("x2"),
+            s("unknown"),
+            s("completed"),
+            None,
+            None
+        )]
+    );
+    assert_eq!(
+        item.tool_calls[0].params_json,
+        Some(serde_json::json!("raw"))
+    );
+    assert_eq!(item.session.created_at_ms, Some(1_767_225_601_000));
+}

@@ -345,3 +345,135 @@ fn codex_fork_without_turn_ids_and_compaction() {
         vec![(s("replayed"), 2), (s("response_item/message:user"), 2)]
     );
 }
+
+#[test]
+fn codex_edge_orders_adopt_steer_and_late_output() {
+    let did = "0199dddd-0000-7000-8000-000000000004";
+    let (items, p) = parse_all(&source(
+        Provider::Codex,
+        &format!("codex/edge/rollout-2026-03-03T12-00-00-{did}.jsonl"),
+        FileRole::Main,
+    ));
+    let item = &items[0];
+    let base = 1_772_539_200_000; // 2026-03-03T12:00:00Z
+    assert_eq!(item.source_session_id, did);
+    assert_eq!(
+        item.session.metadata,
+        Some(
+            serde_json::json!({"cliVersion": "0.120.0", "originator": "codex_exec",
+                                "title": "Count files"})
+        )
+    );
+    assert_eq!(item.session.updated_at_ms, Some(base + 604_000));
+    // The prompt came before task_started: its turn (L2) adopts the native id e-1 instead of
+    // splitting; the second prompt stays in e-1; the resumed part opens e-2.
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("L2"),
+                None,
+                base + 1000,
+                Some(base + 6000),
+                o("gpt-5-codex"),
+                [None, None, None, None, None, None],
+                o("L9"),
+                vec![s("L2"), s("L6")]
+            ),
+            (
+                s("e-2"),
+                o("L2"),
+                base + 601_000,
+                Some(base + 603_000),
+                o("gpt-5-codex"),
+                [None, None, None, None, None, None],
+                None,
+                vec![s("L13")]
+            ),
+        ]
+    );
+    assert_eq!(
+        messages(item),
+        vec![
+            (s("L2"), s("L2"), s("user"), o("Count the files."), None, 1),
+            (s("L6"), s("L2"), s("user"), o("Only .rs files."), None, 5),
+            (
+                s("L9"),
+                s("L2"),
+                s("assistant"),
+                o("Working on it."),
+                None,
+                8
+            ),
+            (s("L13"), s("e-2"), s("user"), o("Resume."), None, 12),
+        ]
+    );
+    // Arguments that are not JSON stay a string; the output of the next turn fails the call.
+    assert_eq!(
+        tools(item),
+        vec![(
+            s("k-1"),
+            s("L2"),
+            None,
+            s("exec_command"),
+            s("failed"),
+            Some(base + 602_000),
+            None
+        )]
+    );
+    assert_eq!(
+        item.tool_calls[0].params_json,
+        Some(serde_json::json!("not json {"))
+    );
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("response_item/web_search_call"), 1),
+            (s("session_meta"), 1)
+        ]
+    );
+}
+
+/// Fields that changed type read as absent; the line still counts; pairs match across
+/// surrounding whitespace.
+#[test]
+fn codex_fields_of_unexpected_types_are_ignored_not_fatal() {
+    let lines = [
+        r#"{"timestamp":"2026-01-01T00:00:00Z","type":"session_meta","payload":{"id":"s","cwd":7,"source":["x"],"git":"main","base_instructions":{"text":"long"}}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:01Z","type":"turn_context","payload":{"turn_id":null,"model":{"name":"m"}}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:02Z","type":"event_msg","payload":{"type":"user_message","message":"go","images":{}}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:03Z","type":"event_msg","payload":{"type":"token_count","info":{"total_token_usage":{"input_tokens":"9","output_tokens":-1,"total_tokens":4}}}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:04Z","type":"response_item","payload":{"type":"message","role":"assistant","content":"done \n"}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:04Z","type":"event_msg","payload":{"type":"agent_message","message":"done"}}"#,
+        r#"{"timestamp":"2026-01-01T00:00:05Z","type":"response_item","payload":{"type":"reasoning","summary":"not a list","content":[{"type":"reasoning_text","text":"why"}],"encrypted_content":"AAAA"}}"#,
+        r#"{"timestamp":5,"type":"response_item","payload":"not an object"}"#,
+    ];
+    let bytes = lines.join("\n") + "\n";
+    let file = source(Provider::Codex, "rollout-s.jsonl", FileRole::Main);
+    let mut p = parser_for(&file);
+    p.push_lines(bytes.as_bytes(), 0, true);
+    let items = p.take_items();
+    assert_eq!(p.stats().malformed_lines, 0);
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("response_item/unknown"), 1),
+            (s("visible_pair_duplicate"), 1)
+        ]
+    );
+    let item = &items[0];
+    assert_eq!(item.session.workspace_path, None);
+    assert_eq!(item.session.metadata, None);
+    assert_eq!(
+        messages(item),
+        vec![
+            (s("L3"), s("L2"), s("user"), o("go"), None, 2),
+            (s("L5"), s("L2"), s("assistant"), o("done \n"), None, 4),
+            (s("L7"), s("L2"), s("assistant"), None, o("why"), 6),
+        ]
+    );
+    assert_eq!(
+        turns(item)[0].5,
+        [Some(0), Some(0), Some(0), None, Some(0), Some(4)]
+    );
+}

@@ -224,6 +224,7 @@ fn all_fixtures() -> Vec<SourceFile> {
         cx(&format!("main/rollout-2026-03-01T10-00-00-{CX_A}.jsonl")),
         cx(&format!("sub/rollout-2026-03-01T10-05-00-{CX_B}.jsonl")),
         cx("fork/rollout-2026-03-02T11-00-00-0199cccc-0000-7000-8000-000000000003.jsonl"),
+        cx("edge/rollout-2026-03-03T12-00-00-0199dddd-0000-7000-8000-000000000004.jsonl"),
     ]
 }
 

@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
+use super::record::{Block, Record};
 use crate::aix::sources::assembler::{
     Assembler, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING, Taken,
 };
 use crate::aix::sources::common::{
-    FingerprintChain, Line, count_at, join_nonempty, later, str_at, ts_at,
+    FingerprintChain, Line, join_nonempty, later, parse_rfc3339_ms, str_at,
 };
+use crate::aix::sources::lenient::TextOrList;
 use crate::protocol::{Message, ToolCall, Turn};
 
 /// Model name Claude Code writes on locally generated (non-API) assistant lines.
@@ -113,8 +115,8 @@ impl ItemState {
     }
 
     /// `createdAtMs` is the first timestamp of any record of the item, `updatedAtMs` the latest.
-    pub fn note_timestamp(&mut self, v: &Value) {
-        let ts = ts_at(v, "timestamp");
+    pub fn note_timestamp(&mut self, r: &Record<'_>) {
+        let ts = r.timestamp.as_deref().and_then(parse_rfc3339_ms);
         if self.header.created.is_none() && ts.is_some() {
             self.header.created = ts;
             self.asm.header_dirty = true;
@@ -126,22 +128,19 @@ impl ItemState {
 
     /// Remembers which turn holds a non-message record that has a uuid (DAG parents may point
     /// at progress, system or attachment lines).
-    pub fn note_uuid(&mut self, v: &Value) {
-        if let (Some(uuid), Some(ordinal)) = (str_at(v, "uuid"), self.asm.open_ordinal()) {
+    pub fn note_uuid(&mut self, r: &Record<'_>) {
+        if let (Some(uuid), Some(ordinal)) = (r.uuid.as_deref(), self.asm.open_ordinal()) {
             self.uuid_turn.insert(uuid.into(), ordinal as u32);
         }
     }
 
-    pub fn set_title(&mut self, kind: &str, v: &Value) {
+    pub fn set_title(&mut self, r: &Record<'_>) {
         let dirty = &mut self.asm.header_dirty;
-        match kind {
-            "ai-title" => set_if_changed(dirty, &mut self.header.ai_title, str_at(v, "aiTitle")),
-            "custom-title" => set_if_changed(
-                dirty,
-                &mut self.header.custom_title,
-                str_at(v, "customTitle"),
-            ),
-            _ => set_if_changed(dirty, &mut self.header.summary_title, str_at(v, "summary")),
+        let h = &mut self.header;
+        match r.kind() {
+            "ai-title" => set_if_changed(dirty, &mut h.ai_title, r.ai_title.as_deref()),
+            "custom-title" => set_if_changed(dirty, &mut h.custom_title, r.custom_title.as_deref()),
+            _ => set_if_changed(dirty, &mut h.summary_title, r.summary.as_deref()),
         }
     }
 
@@ -163,24 +162,30 @@ impl ItemState {
     pub fn content_line(
         &mut self,
         line: &Line<'_>,
-        v: &Value,
-        kind: &str,
+        mut r: Record<'_>,
         spawned_prefix: Option<&str>,
     ) -> Vec<SpawnSeen> {
-        let uuid = str_at(v, "uuid").map(str::to_owned);
-        let ts = ts_at(v, "timestamp");
+        let kind: &'static str = match r.kind() {
+            "user" => "user",
+            "assistant" => "assistant",
+            _ => "system",
+        };
+        let uuid = r.uuid.as_deref().map(str::to_owned);
+        let ts = r.timestamp.as_deref().and_then(parse_rfc3339_ms);
         let line_id = || format!("L{}", line.index + 1);
-        let message = v.get("message").filter(|m| m.is_object());
-        let blocks: &[Value] = message
-            .and_then(|m| m.get("content"))
-            .and_then(Value::as_array)
-            .map_or(&[], Vec::as_slice);
-        let has_tool_result = blocks.iter().any(|b| block_type(b) == Some("tool_result"));
-        let flag = |k: &str| v.get(k).and_then(Value::as_bool) == Some(true);
+        let mut message = r.message.0.take();
+        let (plain_text, blocks): (Option<String>, Vec<Block<'_>>) =
+            match message.as_mut().map(|m| std::mem::take(&mut m.content)) {
+                Some(TextOrList::Text(t)) => (Some(t), Vec::new()),
+                Some(TextOrList::List(b)) => (None, b),
+                _ => (None, Vec::new()),
+            };
+        let message = message.as_ref();
+        let has_tool_result = blocks.iter().any(|b| b.kind() == "tool_result");
         let (role, human) = match kind {
-            "user" if flag("isCompactSummary") => ("system", false),
+            "user" if r.is_compact_summary == Some(true) => ("system", false),
             "user" if has_tool_result => ("tool", false),
-            "user" => ("user", !flag("isMeta")),
+            "user" => ("user", r.is_meta != Some(true)),
             "assistant" => ("assistant", false),
             _ => ("system", false),
         };
@@ -188,7 +193,7 @@ impl ItemState {
         // Turn boundary.
         if human || self.asm.open_ordinal().is_none() {
             let id = uuid.clone().unwrap_or_else(line_id);
-            let parent = self.turn_id_of(str_at(v, "parentUuid"));
+            let parent = self.turn_id_of(r.parent_uuid.as_deref());
             let turn = Turn {
                 source_turn_id: id.clone(),
                 parent_source_turn_id: parent,
@@ -212,38 +217,37 @@ impl ItemState {
             let h = &mut self.header;
             let dirty = &mut self.asm.header_dirty;
             if h.cwd.is_none() {
-                set_if_changed(dirty, &mut h.cwd, str_at(v, "cwd"));
+                set_if_changed(dirty, &mut h.cwd, r.cwd.as_deref());
             }
-            set_if_changed(dirty, &mut h.version, str_at(v, "version"));
-            set_if_changed(dirty, &mut h.git_branch, str_at(v, "gitBranch"));
-            set_if_changed(dirty, &mut h.slug, str_at(v, "slug"));
+            set_if_changed(dirty, &mut h.version, r.version.as_deref());
+            set_if_changed(dirty, &mut h.git_branch, r.git_branch.as_deref());
+            set_if_changed(dirty, &mut h.slug, r.slug.as_deref());
         }
 
         // The message.
-        let content = match kind {
-            "system" => str_at(v, "content").map(str::to_owned),
-            _ => match message.and_then(|m| m.get("content")) {
-                Some(Value::String(s)) => Some(s.clone()).filter(|s| !s.is_empty()),
-                _ => join_nonempty(blocks.iter().flat_map(block_texts)),
-            },
+        let content = match (kind, plain_text) {
+            ("system", _) => r.content.as_deref().map(str::to_owned),
+            (_, Some(text)) => Some(text).filter(|s| !s.is_empty()),
+            _ => join_nonempty(blocks.iter().flat_map(block_texts)),
         };
         let thinking = join_nonempty(
             blocks
                 .iter()
-                .filter(|b| block_type(b) == Some("thinking"))
-                .filter_map(|b| str_at(b, "thinking").map(str::to_owned)),
+                .filter(|b| b.kind() == "thinking")
+                .filter_map(|b| b.thinking.clone()),
         );
+        let message_api_id = message.and_then(|m| m.id.as_deref());
         let mut meta = Map::new();
-        if let Some(id) = message.and_then(|m| str_at(m, "id")) {
+        if let Some(id) = message_api_id {
             meta.insert("messageId".into(), json!(id));
         }
-        if let Some(id) = str_at(v, "requestId") {
+        if let Some(id) = r.request_id.as_deref() {
             meta.insert("requestId".into(), json!(id));
         }
-        if let Some(b) = v.get("isSidechain").and_then(Value::as_bool) {
+        if let Some(b) = r.is_sidechain {
             meta.insert("isSidechain".into(), json!(b));
         }
-        if let Some(id) = str_at(v, "agentId") {
+        if let Some(id) = r.agent_id.as_deref() {
             meta.insert("agentId".into(), json!(id));
         }
         let has_text = kind == "assistant" && content.is_some();
@@ -260,7 +264,7 @@ impl ItemState {
         };
 
         let model = message
-            .and_then(|m| str_at(m, "model"))
+            .and_then(|m| m.model.as_deref())
             .filter(|m| *m != SYNTHETIC_MODEL);
         if let Some(model) = model {
             set_if_changed(
@@ -269,20 +273,17 @@ impl ItemState {
                 Some(model),
             );
         }
-        let usage_key = (kind == "assistant")
-            .then(|| message.and_then(|m| str_at(m, "id")))
-            .flatten()
-            .map(|id| {
-                (
-                    id.to_owned(),
-                    str_at(v, "requestId").unwrap_or("").to_owned(),
-                )
-            });
-        let usage = message.and_then(|m| m.get("usage")).map(|u| Usage {
-            input: count_at(u, "input_tokens").unwrap_or(0),
-            output: count_at(u, "output_tokens").unwrap_or(0),
-            cache_read: count_at(u, "cache_read_input_tokens").unwrap_or(0),
-            cache_write: count_at(u, "cache_creation_input_tokens").unwrap_or(0),
+        let usage_key = message_api_id.filter(|_| kind == "assistant").map(|id| {
+            (
+                id.to_owned(),
+                r.request_id.as_deref().unwrap_or("").to_owned(),
+            )
+        });
+        let usage = message.and_then(|m| m.usage.0.as_ref()).map(|u| Usage {
+            input: u.input_tokens.unwrap_or(0),
+            output: u.output_tokens.unwrap_or(0),
+            cache_read: u.cache_read_input_tokens.unwrap_or(0),
+            cache_write: u.cache_creation_input_tokens.unwrap_or(0),
         });
 
         if let Some(held) = self.asm.open_mut() {
@@ -303,32 +304,41 @@ impl ItemState {
                     .by_response
                     .values()
                     .fold(Usage::default(), |a, u| Usage {
-                        input: a.input + u.input,
-                        output: a.output + u.output,
-                        cache_read: a.cache_read + u.cache_read,
-                        cache_write: a.cache_write + u.cache_write,
+                        input: a.input.saturating_add(u.input),
+                        output: a.output.saturating_add(u.output),
+                        cache_read: a.cache_read.saturating_add(u.cache_read),
+                        cache_write: a.cache_write.saturating_add(u.cache_write),
                     });
                 let t = &mut held.turn;
                 t.input_tokens = Some(sum.input);
                 t.output_tokens = Some(sum.output);
                 t.cached_input_tokens = Some(sum.cache_read);
                 t.cache_write_tokens = Some(sum.cache_write);
-                t.total_tokens = Some(sum.input + sum.output + sum.cache_read + sum.cache_write);
+                t.total_tokens = Some(
+                    sum.input
+                        .saturating_add(sum.output)
+                        .saturating_add(sum.cache_read)
+                        .saturating_add(sum.cache_write),
+                );
             }
         }
 
         // Tool calls started by this line.
         let turn_id = self.asm.open_ref().map(|t| t.turn.source_turn_id.clone());
-        for block in blocks.iter().filter(|b| block_type(b) == Some("tool_use")) {
-            let Some(id) = str_at(block, "id") else {
+        let (uses, results): (Vec<Block<'_>>, Vec<Block<'_>>) = blocks
+            .into_iter()
+            .filter(|b| matches!(b.kind(), "tool_use" | "tool_result"))
+            .partition(|b| b.kind() == "tool_use");
+        for mut block in uses {
+            let Some(id) = block.id.as_deref() else {
                 continue;
             };
             self.asm.add_tool(ToolCall {
                 source_tool_call_id: id.to_owned(),
                 source_turn_id: turn_id.clone(),
                 source_message_id: Some(message_id.clone()),
-                tool_name: str_at(block, "name").unwrap_or("unknown").to_owned(),
-                params_json: block.get("input").cloned(),
+                tool_name: block.name.as_deref().unwrap_or("unknown").to_owned(),
+                params_json: block.input.take(),
                 status: Some(STATUS_PENDING.to_owned()),
                 started_at_ms: ts.unwrap_or(0),
                 sequence: line.index as i64,
@@ -337,37 +347,39 @@ impl ItemState {
         }
 
         // Tool results carried by this line.
-        let results: Vec<&Value> = blocks
-            .iter()
-            .filter(|b| block_type(b) == Some("tool_result"))
-            .collect();
-        let tool_use_result = v.get("toolUseResult").filter(|_| results.len() == 1);
+        let single_result = results.len() == 1;
+        let mut tool_use_result = r.tool_use_result.take().filter(|_| single_result);
         let mut spawns = Vec::new();
-        for block in &results {
-            let Some(id) = str_at(block, "tool_use_id") else {
+        for mut block in results {
+            let Some(id) = block.tool_use_id.as_deref().map(str::to_owned) else {
                 continue;
             };
-            let failed = block.get("is_error").and_then(Value::as_bool) == Some(true);
-            let mut result = Map::new();
-            result.insert(
-                "content".into(),
-                block.get("content").cloned().unwrap_or(Value::Null),
-            );
-            if let Some(tur) = tool_use_result {
-                result.insert("toolUseResult".into(), tur.clone());
-            }
+            let failed = block.is_error == Some(true);
             // The agent a spawning call started: `toolUseResult.agentId`, or on old inline
             // layouts the result line's own `agentId`.
             let agent = tool_use_result
+                .as_ref()
                 .and_then(|t| str_at(t, "agentId"))
                 .or_else(|| {
-                    (results.len() == 1
-                        && v.get("isSidechain").and_then(Value::as_bool) != Some(true))
-                    .then(|| str_at(v, "agentId"))
-                    .flatten()
-                });
-            let status = tool_use_result.and_then(|t| str_at(t, "status"));
-            let Some(call) = self.asm.tool_mut(id) else {
+                    (single_result && r.is_sidechain != Some(true))
+                        .then_some(r.agent_id.as_deref())
+                        .flatten()
+                })
+                .map(str::to_owned);
+            let status = tool_use_result
+                .as_ref()
+                .and_then(|t| str_at(t, "status"))
+                .map(str::to_owned);
+            let mut result = Map::new();
+            result.insert(
+                "content".into(),
+                block.content.take().unwrap_or(Value::Null),
+            );
+            // Only a line with a single result has one: it can be moved.
+            if let Some(tur) = tool_use_result.take() {
+                result.insert("toolUseResult".into(), tur);
+            }
+            let Some(call) = self.asm.tool_mut(&id) else {
                 continue;
             };
             call.result_json = Some(Value::Object(result));
@@ -385,9 +397,9 @@ impl ItemState {
                     call.spawned_source_session_id = Some(format!("{prefix}{agent}"));
                 }
                 spawns.push(SpawnSeen {
-                    tool_use_id: id.to_owned(),
-                    agent_id: agent.to_owned(),
-                    status: status.map(str::to_owned),
+                    tool_use_id: id,
+                    agent_id: agent,
+                    status,
                 });
             }
         }
@@ -423,20 +435,16 @@ impl ItemState {
     }
 }
 
-fn block_type(b: &Value) -> Option<&str> {
-    b.get("type").and_then(Value::as_str)
-}
-
 /// Text a content block contributes to a message: `text` blocks, and the text of a
 /// `tool_result`'s content (a string or text blocks).
-fn block_texts(b: &Value) -> Vec<String> {
-    match block_type(b) {
-        Some("text") => str_at(b, "text").map(str::to_owned).into_iter().collect(),
-        Some("tool_result") => match b.get("content") {
+fn block_texts(b: &Block<'_>) -> Vec<String> {
+    match b.kind() {
+        "text" => b.text.clone().into_iter().collect(),
+        "tool_result" => match &b.content {
             Some(Value::String(s)) => vec![s.clone()],
             Some(Value::Array(parts)) => parts
                 .iter()
-                .filter(|p| block_type(p) == Some("text"))
+                .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
                 .filter_map(|p| str_at(p, "text").map(str::to_owned))
                 .collect(),
             _ => Vec::new(),

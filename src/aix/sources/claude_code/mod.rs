@@ -17,16 +17,28 @@
 //! Fingerprints: the file's own item carries the file's chain (every line of the file); an
 //! inline agent's item carries a chain over its own lines only, so it changes exactly when one
 //! of its lines is appended.
+//!
+//! Lineage: a spawning `Task`/`Agent` call learns its child's agent id from `agent_progress`
+//! (`data.agentId` + `parentToolUseID`), from its result's `toolUseResult.agentId`, or (old
+//! inline layout) from the result line's own `agentId`; the call then carries
+//! `spawnedSourceSessionId = <rootSessionId>/agent-<agentId>` and `spawn_links()` maps the agent
+//! id to the call, its `description` and the result's `status`. A subagent file's item takes
+//! `spawnToolCallId`/`taskDescription` from `FileRole::Subagent.meta`; what is still blank is
+//! filled by the runtime from the parent's links (`fill_spawn_link`). Inline agents get theirs
+//! from the same file.
+//!
+//! Reading: each line is read typed, with only the fields the mapping uses and every leaf
+//! lenient (`record`), so progress payloads are skipped without being built.
 
 mod item;
+mod record;
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::Value;
-
 use self::item::ItemState;
+use self::record::Record;
 use super::assembler::Taken;
-use super::common::{FingerprintChain, Line, LineCursor, count_skip, str_at};
+use super::common::{FingerprintChain, Line, LineCursor, count_skip};
 use super::{FileRole, ParseStats, SessionParser, SourceFile, SpawnLink};
 use crate::protocol::{ImportSessionItem, SessionInfo};
 
@@ -112,19 +124,14 @@ impl ClaudeCodeParser {
         if line.bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let v: Value = match serde_json::from_slice(line.bytes) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
+        let r: Record<'_> = match serde_json::from_slice(line.bytes) {
+            Ok(r) => r,
+            Err(_) => {
                 self.stats.malformed_lines += 1;
                 return;
             }
         };
-        let kind = v
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        if let Some(sid) = str_at(&v, "sessionId") {
+        if let Some(sid) = r.session_id.as_deref() {
             if self.body_session.is_none() {
                 self.body_session = Some(sid.to_owned());
             }
@@ -137,10 +144,12 @@ impl ClaudeCodeParser {
         }
 
         // Which item the line belongs to.
-        let inline_key = (matches!(self.role, FileRole::Main)
-            && v.get("isSidechain").and_then(Value::as_bool) == Some(true))
-        .then(|| self.inline_key(&v));
-        let spawned_prefix = self.root_session().map(|r| format!("{r}/agent-"));
+        let inline_key = (matches!(self.role, FileRole::Main) && r.is_sidechain == Some(true))
+            .then(|| self.inline_key(&r));
+        // Only lines that can name a spawned session need the prefix.
+        let spawned_prefix = matches!(r.kind(), "user" | "progress")
+            .then(|| self.root_session().map(|r| format!("{r}/agent-")))
+            .flatten();
         let item = match &inline_key {
             Some(key) => {
                 let item = self
@@ -154,50 +163,45 @@ impl ClaudeCodeParser {
             }
             None => &mut self.own,
         };
-        item.note_timestamp(&v);
+        item.note_timestamp(&r);
 
         let mut spawns = Vec::new();
-        match kind.as_str() {
-            "user" | "assistant" => {
-                spawns = item.content_line(&line, &v, &kind, spawned_prefix.as_deref());
+        match (r.kind(), r.subtype.as_deref()) {
+            ("user" | "assistant", _) | ("system", Some("compact_boundary")) => {
+                spawns = item.content_line(&line, r, spawned_prefix.as_deref());
             }
-            "system" if str_at(&v, "subtype") == Some("compact_boundary") => {
-                spawns = item.content_line(&line, &v, "system", spawned_prefix.as_deref());
-            }
-            "summary" | "ai-title" | "custom-title" => item.set_title(&kind, &v),
-            "progress" => {
-                item.note_uuid(&v);
+            ("summary" | "ai-title" | "custom-title", _) => item.set_title(&r),
+            ("progress", _) => {
+                item.note_uuid(&r);
                 count_skip(&mut self.stats, "progress");
-                let data = v.get("data");
-                if data.and_then(|d| str_at(d, "type")) == Some("agent_progress")
+                let data = r.data.0.as_ref();
+                if data.and_then(|d| d.kind.as_deref()) == Some("agent_progress")
                     && let (Some(agent), Some(tool)) = (
-                        data.and_then(|d| str_at(d, "agentId")),
-                        str_at(&v, "parentToolUseID"),
+                        data.and_then(|d| d.agent_id.as_deref()),
+                        r.parent_tool_use_id.as_deref(),
                     )
                 {
                     let spawned = spawned_prefix.as_deref().map(|p| format!("{p}{agent}"));
-                    let (agent, tool) = (agent.to_owned(), tool.to_owned());
-                    if item.mark_spawn(&tool, spawned) {
+                    if item.mark_spawn(tool, spawned) {
                         spawns.push(item::SpawnSeen {
-                            tool_use_id: tool,
-                            agent_id: agent,
+                            tool_use_id: tool.to_owned(),
+                            agent_id: agent.to_owned(),
                             status: None,
                         });
                     }
                 }
             }
-            "system" => {
-                item.note_uuid(&v);
-                let subtype = str_at(&v, "subtype").unwrap_or("unknown");
+            ("system", subtype) => {
+                item.note_uuid(&r);
+                let subtype = subtype.unwrap_or("unknown");
                 count_skip(&mut self.stats, &format!("system/{subtype}"));
             }
-            "" => {
-                item.note_uuid(&v);
-                count_skip(&mut self.stats, "unknown");
-            }
-            other => {
-                item.note_uuid(&v);
-                count_skip(&mut self.stats, other);
+            (other, _) => {
+                item.note_uuid(&r);
+                count_skip(
+                    &mut self.stats,
+                    if other.is_empty() { "unknown" } else { other },
+                );
             }
         }
 
@@ -232,13 +236,19 @@ impl ClaudeCodeParser {
     }
 
     /// The inline agent a sidechain line belongs to (and remembers it for its children).
-    fn inline_key(&mut self, v: &Value) -> String {
-        let key = str_at(v, "agentId")
+    fn inline_key(&mut self, r: &Record<'_>) -> String {
+        let key = r
+            .agent_id
+            .as_deref()
             .map(str::to_owned)
-            .or_else(|| str_at(v, "parentUuid").and_then(|p| self.inline_agent_of.get(p).cloned()))
-            .or_else(|| str_at(v, "uuid").map(str::to_owned))
+            .or_else(|| {
+                r.parent_uuid
+                    .as_deref()
+                    .and_then(|p| self.inline_agent_of.get(p).cloned())
+            })
+            .or_else(|| r.uuid.as_deref().map(str::to_owned))
             .unwrap_or_else(|| "unknown".to_owned());
-        if let Some(uuid) = str_at(v, "uuid") {
+        if let Some(uuid) = r.uuid.as_deref() {
             self.inline_agent_of.insert(uuid.into(), key.clone());
         }
         key

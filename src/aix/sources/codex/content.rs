@@ -2,9 +2,11 @@
 
 use serde_json::Value;
 
+use super::record::Payload;
 use super::turns::CodexTurn;
 use crate::aix::sources::assembler::HeldTurn;
-use crate::aix::sources::common::{Line, later, str_at};
+use crate::aix::sources::common::{Line, later};
+use crate::aix::sources::lenient::TextOrList;
 use crate::protocol::Message;
 
 /// `L<n>`: the 1-based line number of a record, the id of records without a native one.
@@ -37,29 +39,30 @@ pub(super) fn push_message(t: &mut HeldTurn<CodexTurn>, mut msg: Message, ts: Op
     later(&mut t.turn.completed_at_ms, ts);
 }
 
-/// Text of `input_text`/`output_text`/`text` content blocks, or a plain string content.
-pub(super) fn content_texts(p: &Value) -> Vec<String> {
-    match p.get("content") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(blocks)) => blocks
-            .iter()
+/// Text of `input_text`/`output_text`/`text`/`reasoning_text` content blocks, or a plain
+/// string content (moved out of the payload).
+pub(super) fn content_texts(p: &mut Payload<'_>) -> Vec<String> {
+    match std::mem::take(&mut p.content) {
+        TextOrList::Text(s) => vec![s],
+        TextOrList::List(blocks) => blocks
+            .into_iter()
             .filter(|b| {
                 matches!(
-                    b.get("type").and_then(Value::as_str),
-                    Some("input_text" | "output_text" | "text")
+                    b.kind.as_deref(),
+                    Some("input_text" | "output_text" | "text" | "reasoning_text")
                 )
             })
-            .filter_map(|b| str_at(b, "text").map(str::to_owned))
+            .filter_map(|b| b.text)
             .collect(),
-        _ => Vec::new(),
+        TextOrList::Absent => Vec::new(),
     }
 }
 
 /// Tool arguments may be a JSON string or already an object: a string that parses as JSON is
 /// replaced by its value, any other value is kept as is.
-pub(super) fn json_or_string(v: &Value) -> Value {
+pub(super) fn json_or_string(v: Value) -> Value {
     match v {
-        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| v.clone()),
-        other => other.clone(),
+        Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        other => other,
     }
 }

@@ -6,10 +6,13 @@
 //!   earlier than their own `session_meta`: that prefix is skipped (counted as `replayed`), and
 //!   only its cumulative token totals are kept as the baseline of the first delta.
 //! - Turns (see [`turns`]): a native turn id (`turn_context.turn_id`, `task_started.turn_id`)
-//!   names its turn; without one, a turn holds at most one `turn_context` and one human prompt
-//!   (`event_msg user_message`), and the record that would be the second of its kind opens the
-//!   next turn, whichever order a version writes them in. Turns without a native id are named
-//!   `L<n>` (1-based line number of the opening record). Turns chain linearly.
+//!   names its turn, and every prompt inside it stays in it (steering). Without one, a turn
+//!   holds at most one `turn_context` and one human prompt (`event_msg user_message`), and the
+//!   record that would be the second of its kind opens the next turn, whichever order a version
+//!   writes them in. Turns without a native id are named `L<n>` (1-based line number of the
+//!   opening record); a native id that arrives after such a turn opened (prompt written first)
+//!   is adopted by it, which keeps its `L<n>` name (ids never change once emitted). Turns chain
+//!   linearly; a second `session_meta` (a resumed session) is skipped and counted.
 //! - Messages: the prompt is the `event_msg user_message` (the visible half); `response_item`
 //!   `user` items are its model-input copy or injected context (`<environment_context>`,
 //!   AGENTS.md, …) and are dropped, as are `developer`/`system` items. Assistant text comes from
@@ -22,15 +25,17 @@
 //!   total adds nothing; a total below the previous one (a reset) counts as a fresh start.
 
 mod content;
+mod record;
 mod turns;
 
 use serde_json::{Map, Value, json};
 
 use self::content::{content_texts, json_or_string, line_id, message, push_message};
+use self::record::{Payload, Record};
 use self::turns::{CodexTurn, Totals};
 use super::assembler::{Assembler, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
 use super::common::{
-    FingerprintChain, Line, LineCursor, count_skip, join_nonempty, later, str_at, ts_at,
+    FingerprintChain, Line, LineCursor, count_skip, join_nonempty, later, parse_rfc3339_ms,
 };
 use super::{ParseStats, Provider, SessionParser, SourceFile};
 use crate::protocol::{ImportSessionItem, SessionInfo, ToolCall};
@@ -93,27 +98,26 @@ impl CodexParser {
         if line.bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let v: Value = match serde_json::from_slice(line.bytes) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
+        let mut record: Record<'_> = match serde_json::from_slice(line.bytes) {
+            Ok(r) => r,
+            Err(_) => {
                 self.stats.malformed_lines += 1;
                 return;
             }
         };
-        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-        let empty = Value::Null;
-        let payload = v.get("payload").unwrap_or(&empty);
-        let ts = ts_at(&v, "timestamp");
+        let mut payload = record.payload.0.take().unwrap_or_default();
+        let kind = record.kind.as_deref().unwrap_or("");
+        let ts = record.timestamp.as_deref().and_then(parse_rfc3339_ms);
         if kind == "session_meta" {
-            self.session_meta(payload, ts);
+            self.session_meta(&payload, ts);
             return;
         }
         if self.in_replayed_prefix {
             match (ts, self.meta_ts) {
                 (Some(t), Some(m)) if t < m => {
                     if kind == "event_msg"
-                        && str_at(payload, "type") == Some("token_count")
-                        && let Some(total) = Totals::from_token_count(payload)
+                        && payload.kind() == "token_count"
+                        && let Some(total) = Totals::from_token_count(&payload)
                     {
                         self.last_total = Some(total);
                     }
@@ -127,54 +131,51 @@ impl CodexParser {
             self.header.created = ts;
         }
         later(&mut self.header.updated, ts);
-        let sub = str_at(payload, "type").unwrap_or("");
+        let sub = payload
+            .kind
+            .clone()
+            .unwrap_or(std::borrow::Cow::Borrowed("unknown"));
+        let sub = sub.as_ref();
         match (kind, sub) {
-            ("turn_context", _) => self.turn_context(&line, payload, ts),
-            ("event_msg", "task_started" | "turn_started") => match str_at(payload, "turn_id") {
-                Some(id) => {
-                    let id = id.to_owned();
-                    self.native_turn(&line, &id, ts);
-                }
+            ("turn_context", _) => self.turn_context(&line, &payload, ts),
+            ("event_msg", "task_started" | "turn_started") => match payload.turn_id.as_deref() {
+                Some(id) => self.native_turn(&line, id, ts),
                 None => count_skip(&mut self.stats, &format!("event_msg/{sub}")),
             },
-            ("event_msg", "user_message") => self.user_message(&line, payload, ts),
+            ("event_msg", "user_message") => self.user_message(&line, payload.message.take(), ts),
             ("event_msg", "agent_message") => {
-                let text = str_at(payload, "message").map(str::to_owned);
-                self.assistant_text(&line, text, true, ts);
+                self.assistant_text(&line, payload.message.take(), true, ts);
             }
-            ("event_msg", "token_count") => self.token_count(payload, ts),
+            ("event_msg", "token_count") => self.token_count(&payload, ts),
             ("event_msg", "task_complete" | "turn_complete") => {
                 self.touch_completion(ts);
             }
             ("event_msg", "thread_name_updated") => {
-                if let Some(name) = str_at(payload, "thread_name") {
+                if let Some(name) = payload.thread_name.as_deref() {
                     self.set_meta("title", name);
                 }
             }
-            ("event_msg", _)
-                if str_at(payload, "call_id").is_some()
-                    && str_at(payload, "new_thread_id").is_some() =>
-            {
-                self.spawned(payload);
+            ("event_msg", _) if payload.call_id.is_some() && payload.new_thread_id.is_some() => {
+                self.spawned(&payload);
             }
             ("response_item", "message") => {
-                let role = str_at(payload, "role").unwrap_or("unknown");
+                let role = payload.role.as_deref().unwrap_or("unknown");
                 if role == "assistant" {
-                    let text = join_nonempty(content_texts(payload));
+                    let text = join_nonempty(content_texts(&mut payload));
                     self.assistant_text(&line, text, false, ts);
                 } else {
                     count_skip(&mut self.stats, &format!("response_item/message:{role}"));
                 }
             }
-            ("response_item", "reasoning") => self.reasoning(&line, payload, ts),
+            ("response_item", "reasoning") => self.reasoning(&line, &mut payload, ts),
             ("response_item", "function_call" | "custom_tool_call" | "local_shell_call") => {
-                self.tool_call(&line, payload, sub, ts);
+                self.tool_call(&line, &mut payload, sub, ts);
             }
             (
                 "response_item",
                 "function_call_output" | "custom_tool_call_output" | "local_shell_call_output",
-            ) => self.tool_output(payload, ts),
-            ("compacted", _) => self.compacted(&line, payload, ts),
+            ) => self.tool_output(&mut payload, ts),
+            ("compacted", _) => self.compacted(&line, payload.message.take(), ts),
             ("response_item" | "event_msg", _) => {
                 count_skip(&mut self.stats, &format!("{kind}/{sub}"));
             }
@@ -183,42 +184,42 @@ impl CodexParser {
         }
     }
 
-    fn session_meta(&mut self, p: &Value, ts: Option<i64>) {
+    fn session_meta(&mut self, p: &Payload<'_>, ts: Option<i64>) {
         if self.session_id.is_some() {
             count_skip(&mut self.stats, "session_meta");
             return;
         }
-        let Some(id) = str_at(p, "id") else {
+        let Some(id) = p.id.as_deref() else {
             count_skip(&mut self.stats, "session_meta");
             return;
         };
         self.session_id = Some(id.to_owned());
-        let meta_ts = ts_at(p, "timestamp").or(ts);
+        let meta_ts = p.timestamp.as_deref().and_then(parse_rfc3339_ms).or(ts);
         self.meta_ts = meta_ts;
         let h = &mut self.header;
         h.created = meta_ts;
-        h.cwd = str_at(p, "cwd").map(str::to_owned);
-        let spawn = p
-            .get("source")
-            .and_then(|s| s.get("subagent"))
-            .and_then(|s| s.get("thread_spawn"));
+        h.cwd = p.cwd.as_deref().map(str::to_owned);
+        let spawn = p.thread_spawn();
         if let Some(spawn) = spawn {
             h.is_subagent = true;
-            h.parent = str_at(spawn, "parent_thread_id").map(str::to_owned);
-            h.spawn_call_id = str_at(spawn, "spawn_call_id").map(str::to_owned);
+            h.parent = spawn.parent_thread_id.as_deref().map(str::to_owned);
+            h.spawn_call_id = spawn.spawn_call_id.as_deref().map(str::to_owned);
         }
-        let forked = str_at(p, "forked_from_id").map(str::to_owned);
+        let forked = p.forked_from_id.as_deref().map(str::to_owned);
         if h.parent.is_none() {
             h.parent = forked.clone();
         }
         for (k, val) in [
-            ("cliVersion", str_at(p, "cli_version")),
-            ("originator", str_at(p, "originator")),
-            ("modelProvider", str_at(p, "model_provider")),
-            ("gitBranch", p.get("git").and_then(|g| str_at(g, "branch"))),
+            ("cliVersion", p.cli_version.as_deref()),
+            ("originator", p.originator.as_deref()),
+            ("modelProvider", p.model_provider.as_deref()),
+            (
+                "gitBranch",
+                p.git.0.as_ref().and_then(|g| g.branch.as_deref()),
+            ),
             ("forkedFromId", forked.as_deref()),
-            ("agentNickname", str_at(p, "agent_nickname")),
-            ("agentRole", str_at(p, "agent_role")),
+            ("agentNickname", p.agent_nickname.as_deref()),
+            ("agentRole", p.agent_role.as_deref()),
         ] {
             if let Some(val) = val {
                 h.metadata.insert(k.to_owned(), json!(val));
@@ -275,17 +276,16 @@ impl CodexParser {
         }
     }
 
-    fn turn_context(&mut self, line: &Line<'_>, p: &Value, ts: Option<i64>) {
-        if let Some(id) = str_at(p, "turn_id") {
-            let id = id.to_owned();
-            self.native_turn(line, &id, ts);
+    fn turn_context(&mut self, line: &Line<'_>, p: &Payload<'_>, ts: Option<i64>) {
+        if let Some(id) = p.turn_id.as_deref() {
+            self.native_turn(line, id, ts);
         } else {
             match self.asm.open_ref().map(|t| &t.extra) {
                 Some(x) if !x.has_context || x.compacted_since_context => {}
                 _ => self.open_turn(line, line_id(line), None, ts),
             }
         }
-        let model = str_at(p, "model").map(str::to_owned);
+        let model = p.model.as_deref().map(str::to_owned);
         if let Some(m) = &model
             && self.header.model.as_ref() != Some(m)
         {
@@ -293,7 +293,7 @@ impl CodexParser {
             self.asm.header_dirty = true;
         }
         if self.header.cwd.is_none()
-            && let Some(cwd) = str_at(p, "cwd")
+            && let Some(cwd) = p.cwd.as_deref()
         {
             self.header.cwd = Some(cwd.to_owned());
             self.asm.header_dirty = true;
@@ -310,20 +310,13 @@ impl CodexParser {
         }
     }
 
-    fn user_message(&mut self, line: &Line<'_>, p: &Value, ts: Option<i64>) {
+    fn user_message(&mut self, line: &Line<'_>, text: Option<String>, ts: Option<i64>) {
         match self.asm.open_ref().map(|t| &t.extra) {
             Some(x) if !x.has_prompt || x.native_id.is_some() => {}
             _ => self.open_turn(line, line_id(line), None, ts),
         }
         let id = line_id(line);
-        let msg = message(
-            line,
-            &id,
-            "user",
-            str_at(p, "message").map(str::to_owned),
-            None,
-            ts,
-        );
+        let msg = message(line, &id, "user", text, None, ts);
         if let Some(t) = self.asm.open_mut() {
             t.extra.has_prompt = true;
             t.turn.query_message_source_ids.push(id);
@@ -365,14 +358,12 @@ impl CodexParser {
         push_message(t, msg, ts);
     }
 
-    fn reasoning(&mut self, line: &Line<'_>, p: &Value, ts: Option<i64>) {
-        let parts = ["summary", "content"].into_iter().flat_map(|k| {
-            p.get(k)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|b| str_at(b, "text").map(str::to_owned))
-        });
+    fn reasoning(&mut self, line: &Line<'_>, p: &mut Payload<'_>, ts: Option<i64>) {
+        let mut parts: Vec<String> = std::mem::take(&mut p.summary.0)
+            .into_iter()
+            .filter_map(|b| b.text)
+            .collect();
+        parts.extend(content_texts(p));
         let Some(thinking) = join_nonempty(parts) else {
             count_skip(&mut self.stats, "response_item/reasoning");
             return;
@@ -386,20 +377,20 @@ impl CodexParser {
         }
     }
 
-    fn tool_call(&mut self, line: &Line<'_>, p: &Value, sub: &str, ts: Option<i64>) {
-        let Some(call_id) = str_at(p, "call_id").or_else(|| str_at(p, "id")) else {
+    fn tool_call(&mut self, line: &Line<'_>, p: &mut Payload<'_>, sub: &str, ts: Option<i64>) {
+        let Some(call_id) = p.call_id.as_deref().or(p.id.as_deref()).map(str::to_owned) else {
             count_skip(&mut self.stats, &format!("response_item/{sub}"));
             return;
         };
         let (name, params) = match sub {
-            "function_call" => (str_at(p, "name"), p.get("arguments")),
-            "custom_tool_call" => (str_at(p, "name"), p.get("input")),
-            _ => (Some("local_shell"), p.get("action")),
+            "function_call" => (p.name.as_deref(), p.arguments.take()),
+            "custom_tool_call" => (p.name.as_deref(), p.input.take()),
+            _ => (Some("local_shell"), p.action.take()),
         };
         self.ensure_turn(line, ts);
         let turn_id = self.asm.open_ref().map(|t| t.turn.source_turn_id.clone());
         let call = ToolCall {
-            source_tool_call_id: call_id.to_owned(),
+            source_tool_call_id: call_id,
             source_turn_id: turn_id,
             tool_name: name.unwrap_or("unknown").to_owned(),
             params_json: params.map(json_or_string),
@@ -416,11 +407,11 @@ impl CodexParser {
         }
     }
 
-    fn tool_output(&mut self, p: &Value, ts: Option<i64>) {
-        let Some(call_id) = str_at(p, "call_id") else {
+    fn tool_output(&mut self, p: &mut Payload<'_>, ts: Option<i64>) {
+        let Some(call_id) = p.call_id.as_deref() else {
             return;
         };
-        let output = p.get("output").cloned().unwrap_or(Value::Null);
+        let output = p.output.take().unwrap_or(Value::Null);
         let failed = output.get("success").and_then(Value::as_bool) == Some(false);
         let Some(call) = self.asm.tool_mut(call_id) else {
             return;
@@ -438,8 +429,8 @@ impl CodexParser {
         self.touch_completion(ts);
     }
 
-    fn spawned(&mut self, p: &Value) {
-        let (Some(call_id), Some(thread)) = (str_at(p, "call_id"), str_at(p, "new_thread_id"))
+    fn spawned(&mut self, p: &Payload<'_>) {
+        let (Some(call_id), Some(thread)) = (p.call_id.as_deref(), p.new_thread_id.as_deref())
         else {
             return;
         };
@@ -454,7 +445,7 @@ impl CodexParser {
         }
     }
 
-    fn token_count(&mut self, p: &Value, ts: Option<i64>) {
+    fn token_count(&mut self, p: &Payload<'_>, ts: Option<i64>) {
         let Some(total) = Totals::from_token_count(p) else {
             return;
         };
@@ -470,17 +461,10 @@ impl CodexParser {
         }
     }
 
-    fn compacted(&mut self, line: &Line<'_>, p: &Value, ts: Option<i64>) {
+    fn compacted(&mut self, line: &Line<'_>, text: Option<String>, ts: Option<i64>) {
         self.ensure_turn(line, ts);
         let id = line_id(line);
-        let msg = message(
-            line,
-            &id,
-            "system",
-            str_at(p, "message").map(str::to_owned),
-            None,
-            ts,
-        );
+        let msg = message(line, &id, "system", text, None, ts);
         if let Some(t) = self.asm.open_mut() {
             t.extra.compacted_since_context = true;
             push_message(t, msg, ts);

@@ -1,9 +1,7 @@
 //! Per-turn bookkeeping of the Codex parser: what opened the turn, visible-pair detection and
 //! token deltas.
 
-use serde_json::Value;
-
-use crate::aix::sources::common::count_at;
+use super::record::Payload;
 use crate::protocol::Turn;
 
 /// Cumulative or delta token counts (`TokenUsage`).
@@ -18,18 +16,14 @@ pub(super) struct Totals {
 
 impl Totals {
     /// `info.total_token_usage` of a `token_count` payload; `None` when `info` is null.
-    pub fn from_token_count(p: &Value) -> Option<Self> {
-        let u = p.get("info")?.get("total_token_usage")?;
-        if !u.is_object() {
-            return None;
-        }
-        let n = |k| count_at(u, k).unwrap_or(0);
+    pub fn from_token_count(p: &Payload<'_>) -> Option<Self> {
+        let u = p.info.0.as_ref()?.total_token_usage.0.as_ref()?;
         Some(Self {
-            input: n("input_tokens"),
-            cached: n("cached_input_tokens"),
-            output: n("output_tokens"),
-            reasoning: n("reasoning_output_tokens"),
-            total: n("total_tokens"),
+            input: u.input_tokens.unwrap_or(0),
+            cached: u.cached_input_tokens.unwrap_or(0),
+            output: u.output_tokens.unwrap_or(0),
+            reasoning: u.reasoning_output_tokens.unwrap_or(0),
+            total: u.total_tokens.unwrap_or(0),
         })
     }
 
@@ -99,7 +93,9 @@ pub(super) struct CodexTurn {
 impl CodexTurn {
     /// True when `text` completes a visible pair (the other kind gave it already); otherwise
     /// remembers it as waiting for its pair.
+    /// Texts compare without surrounding whitespace (the two halves are written separately).
     pub fn take_pair(&mut self, from_event: bool, text: &str) -> bool {
+        let text = text.trim();
         if let Some(i) = self
             .unpaired
             .iter()

@@ -1,0 +1,135 @@
+//! One Claude Code line, read with only the fields the mapping uses (every leaf lenient, see
+//! `lenient`): the envelope of every record type, the message body of user/assistant lines and
+//! the `data` of progress lines. Tool inputs, tool results and `toolUseResult` stay JSON values.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::aix::sources::lenient::{self, Obj, TextOrList};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Record<'a> {
+    #[serde(rename = "type", borrow, deserialize_with = "lenient::str")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub subtype: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub uuid: Option<Cow<'a, str>>,
+    #[serde(rename = "parentUuid", borrow, deserialize_with = "lenient::str")]
+    pub parent_uuid: Option<Cow<'a, str>>,
+    #[serde(rename = "sessionId", borrow, deserialize_with = "lenient::str")]
+    pub session_id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub cwd: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub version: Option<Cow<'a, str>>,
+    #[serde(rename = "gitBranch", borrow, deserialize_with = "lenient::str")]
+    pub git_branch: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub slug: Option<Cow<'a, str>>,
+    #[serde(rename = "agentId", borrow, deserialize_with = "lenient::str")]
+    pub agent_id: Option<Cow<'a, str>>,
+    #[serde(rename = "requestId", borrow, deserialize_with = "lenient::str")]
+    pub request_id: Option<Cow<'a, str>>,
+    #[serde(rename = "parentToolUseID", borrow, deserialize_with = "lenient::str")]
+    pub parent_tool_use_id: Option<Cow<'a, str>>,
+    /// `system` lines' text (`compact_boundary`: "Conversation compacted").
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub content: Option<Cow<'a, str>>,
+    #[serde(rename = "aiTitle", borrow, deserialize_with = "lenient::str")]
+    pub ai_title: Option<Cow<'a, str>>,
+    #[serde(rename = "customTitle", borrow, deserialize_with = "lenient::str")]
+    pub custom_title: Option<Cow<'a, str>>,
+    /// Legacy `summary` records' title.
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub summary: Option<Cow<'a, str>>,
+    #[serde(rename = "isSidechain", deserialize_with = "lenient::bool")]
+    pub is_sidechain: Option<bool>,
+    #[serde(rename = "isMeta", deserialize_with = "lenient::bool")]
+    pub is_meta: Option<bool>,
+    #[serde(rename = "isCompactSummary", deserialize_with = "lenient::bool")]
+    pub is_compact_summary: Option<bool>,
+    #[serde(borrow)]
+    pub message: Obj<MessageBody<'a>>,
+    #[serde(rename = "toolUseResult")]
+    pub tool_use_result: Option<Value>,
+    #[serde(borrow)]
+    pub data: Obj<ProgressData<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct MessageBody<'a> {
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub content: TextOrList<Block<'a>>,
+    pub usage: Obj<UsageBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Block<'a> {
+    #[serde(rename = "type", borrow, deserialize_with = "lenient::str")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(deserialize_with = "owned_str")]
+    pub text: Option<String>,
+    #[serde(deserialize_with = "owned_str")]
+    pub thinking: Option<String>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub name: Option<Cow<'a, str>>,
+    pub input: Option<Value>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub tool_use_id: Option<Cow<'a, str>>,
+    /// A `tool_result`'s content: a string or content blocks.
+    pub content: Option<Value>,
+    #[serde(deserialize_with = "lenient::bool")]
+    pub is_error: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct UsageBody {
+    #[serde(deserialize_with = "lenient::count")]
+    pub input_tokens: Option<i64>,
+    #[serde(deserialize_with = "lenient::count")]
+    pub output_tokens: Option<i64>,
+    #[serde(deserialize_with = "lenient::count")]
+    pub cache_read_input_tokens: Option<i64>,
+    #[serde(deserialize_with = "lenient::count")]
+    pub cache_creation_input_tokens: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ProgressData<'a> {
+    #[serde(rename = "type", borrow, deserialize_with = "lenient::str")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(rename = "agentId", borrow, deserialize_with = "lenient::str")]
+    pub agent_id: Option<Cow<'a, str>>,
+}
+
+fn owned_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(lenient::str(d)?.map(Cow::into_owned))
+}
+
+impl Record<'_> {
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or("")
+    }
+}
+
+impl Block<'_> {
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or("")
+    }
+}

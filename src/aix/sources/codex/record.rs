@@ -1,0 +1,165 @@
+//! One Codex rollout line, `{timestamp, type, payload}`, read with only the fields the mapping
+//! uses (every leaf lenient, see `lenient`): large fields nobody maps (`encrypted_content`,
+//! `base_instructions`, `rate_limits`, …) are skipped without being built. Tool arguments,
+//! inputs, actions and outputs stay JSON values.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::aix::sources::lenient::{self, List, Obj, TextOrList};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Record<'a> {
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub timestamp: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow, deserialize_with = "lenient::str")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub payload: Obj<Box<Payload<'a>>>,
+}
+
+/// The union of the payload fields of every record type the mapping reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Payload<'a> {
+    #[serde(rename = "type", borrow, deserialize_with = "lenient::str")]
+    pub kind: Option<Cow<'a, str>>,
+    // session_meta
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub cwd: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub originator: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub cli_version: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub model_provider: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub forked_from_id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub agent_nickname: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub agent_role: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub git: Obj<Git<'a>>,
+    #[serde(borrow)]
+    pub source: Obj<Source<'a>>,
+    // turn_context, task_started
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub turn_id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub model: Option<Cow<'a, str>>,
+    // event_msg: user_message, agent_message; compacted
+    #[serde(deserialize_with = "owned_str")]
+    pub message: Option<String>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub thread_name: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub new_thread_id: Option<Cow<'a, str>>,
+    pub info: Obj<Info>,
+    // response_item
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub role: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub content: TextOrList<TextBlock<'a>>,
+    #[serde(borrow)]
+    pub summary: List<TextBlock<'a>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub call_id: Option<Cow<'a, str>>,
+    pub arguments: Option<Value>,
+    pub input: Option<Value>,
+    pub action: Option<Value>,
+    pub output: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Git<'a> {
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub branch: Option<Cow<'a, str>>,
+}
+
+/// `source`: a string (`"cli"`, `"exec"`, …, read as absent) or `{subagent: {thread_spawn}}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Source<'a> {
+    #[serde(borrow)]
+    pub subagent: Obj<Subagent<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Subagent<'a> {
+    #[serde(borrow)]
+    pub thread_spawn: Obj<ThreadSpawn<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ThreadSpawn<'a> {
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub parent_thread_id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub spawn_call_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Info {
+    pub total_token_usage: Obj<TokenUsage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct TokenUsage {
+    #[serde(deserialize_with = "lenient::count")]
+    pub input_tokens: Option<i64>,
+    #[serde(deserialize_with = "lenient::count")]
+    pub cached_input_tokens: Option<i64>,
+    #[serde(deserialize_with = "lenient::count")]
+    pub output_tokens: Option<i64>,
+    #[serde(deserialize_with = "lenient::count")]
+    pub reasoning_output_tokens: Option<i64>,
+    #[serde(deserialize_with = "lenient::count")]
+    pub total_tokens: Option<i64>,
+}
+
+/// A content or summary block: `input_text`, `output_text`, `summary_text`, `reasoning_text`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct TextBlock<'a> {
+    #[serde(rename = "type", borrow, deserialize_with = "lenient::str")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(deserialize_with = "owned_str")]
+    pub text: Option<String>,
+}
+
+fn owned_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(lenient::str(d)?.map(Cow::into_owned))
+}
+
+impl Payload<'_> {
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or("")
+    }
+
+    pub fn thread_spawn(&self) -> Option<&ThreadSpawn<'_>> {
+        self.source
+            .0
+            .as_ref()?
+            .subagent
+            .0
+            .as_ref()?
+            .thread_spawn
+            .0
+            .as_ref()
+    }
+}
