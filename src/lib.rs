@@ -10,16 +10,10 @@
 //! - [`import`]: the Session Import Service: `sessions.import` / `sessions.import.chunk` over a
 //!   SQLite transaction, with the baseline's idempotency, chunking and upsert semantics.
 //! - [`ledger`]: SQLite files (`agents.db`, `nexus.db`): open with pragmas, migrations, cursors.
-<<<<<<< HEAD
-//! - [`pipeline`]: the per-run streaming import pipeline: stage traits, builder, batching, the
-//!   ledger writer thread, run events and report.
-//! - [`stages`]: the stages of the pipeline, one file each.
-=======
 //! - [`pipeline`]: the per-run streaming import pipeline: stage traits, typed builder,
 //!   batching, the ledger writer thread, bus events, run report, `run_pipeline`.
 //! - [`stages`]: one file per pipeline stage: frame source, decoder, chunk assembler, validator,
 //!   batched ledger sink, metrics tap, audit and telemetry stages.
->>>>>>> pipeline
 //! - [`cli`]: the `nex` command line (clap tree and command implementations).
 //! - [`bench`]: the `nex-bench` harness: deterministic corpus of worker frame streams, raw
 //!   SQLite baseline, scenarios reported as ratios.
@@ -28,10 +22,7 @@
 //!   the control socket.
 
 pub mod aix;
-<<<<<<< HEAD
-=======
 pub mod bench;
->>>>>>> pipeline
 pub mod cli;
 pub mod control;
 pub mod import;

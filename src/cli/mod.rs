@@ -3,25 +3,20 @@
 //!
 //! Layout:
 //! - `apply`: `nex import apply`: apply service-level requests from JSON Lines to a ledger.
-<<<<<<< HEAD
 //! - `daemon`: `nex daemon`: the daemon in the foreground.
 //! - `import_ctl`: `nex import backfill|tail|stop|restart|watch`: operator controls.
 //! - `status`: `nex import status|jobs`.
 //! - `sessions`: `nex sessions list|show`: what landed in the ledger.
+//! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
 //! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
 
 pub mod apply;
 pub mod control_ctx;
 pub mod daemon;
 pub mod import_ctl;
+pub mod replay;
 pub mod sessions;
 pub mod status;
-=======
-//! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
-
-pub mod apply;
-pub mod replay;
->>>>>>> pipeline
 
 use std::process::ExitCode;
 
@@ -54,7 +49,6 @@ pub enum ImportCommand {
     /// Apply service-level import and chunk requests (JSON Lines) to the ledger, printing one
     /// JSON response line per request line.
     Apply(apply::ApplyArgs),
-<<<<<<< HEAD
     /// Enqueue a backfill job (without a daemon: run it here, in the foreground).
     Backfill(import_ctl::BackfillArgs),
     /// Start the tail (without a daemon: run it here, in the foreground).
@@ -69,11 +63,9 @@ pub enum ImportCommand {
     Jobs(status::JobsArgs),
     /// Stream the daemon's import events as JSON lines.
     Watch(import_ctl::WatchArgs),
-=======
     /// Run a recorded stream of worker frames through the import pipeline into the ledger,
     /// printing one JSON run report.
     Replay(replay::ReplayArgs),
->>>>>>> pipeline
 }
 
 /// Runs a parsed command line; the exit code reports I/O failures, not request errors (those
@@ -81,7 +73,7 @@ pub enum ImportCommand {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Import(ImportCommand::Apply(args)) => apply::run(&args),
-<<<<<<< HEAD
+        Command::Import(ImportCommand::Replay(args)) => return replay::main(&args),
         // The control commands report their own errors and choose their exit codes.
         Command::Import(ImportCommand::Backfill(args)) => return import_ctl::backfill(args),
         Command::Import(ImportCommand::Tail(args)) => return import_ctl::tail(args),
@@ -93,9 +85,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Daemon(args) => return daemon::run(args),
         Command::Sessions(sessions::SessionsCommand::List(args)) => return sessions::list(args),
         Command::Sessions(sessions::SessionsCommand::Show(args)) => return sessions::show(args),
-=======
-        Command::Import(ImportCommand::Replay(args)) => return replay::main(&args),
->>>>>>> pipeline
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

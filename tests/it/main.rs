@@ -19,9 +19,6 @@ mod worker_run; // aix run loop: handshake, health, stop, EOF; the built binary
 mod worker_samples; // aix on the real samples (NEX_SAMPLES_DIR): tail in random cuts = backfill
 mod worker_scan; // aix scan: per-provider summary and JSON items
 mod worker_tail; // aix tail: appends, partial lines, rewrites, rotation, new files
-<<<<<<< HEAD
-// Source parsers (Claude Code, Codex): exact items, incremental = full, bad input.
-mod sources;
 mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
 mod import_cli; // `nex import apply` through the built binary
 mod import_incremental; // partial tail items converge on the full import's rows (R5)
@@ -37,5 +34,3 @@ mod pipeline_flow;
 mod pipeline_replay_cli;
 // Inserted stages: audit trail row in nexus.db, a custom outcome tap.
 mod pipeline_audit;
-=======
->>>>>>> worker

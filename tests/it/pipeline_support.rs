@@ -302,14 +302,9 @@ pub fn dump(conn: &Connection, table: &str) -> Vec<String> {
         .unwrap()
         .map(Result::unwrap)
         .filter(|c| {
-<<<<<<< HEAD
-            !CLOCK_COLUMNS.contains(&(table, c.as_str()))
-                && !(table == "session_history" && c == "id")
-=======
             // The history id is an autoincrement: its value depends on nothing imported.
             !(CLOCK_COLUMNS.contains(&(table, c.as_str()))
                 || table == "session_history" && c == "id")
->>>>>>> pipeline
         })
         .collect();
     let select = columns
