@@ -229,11 +229,24 @@ fn in_process_backfill_with_the_real_worker_then_sessions_list() {
     assert_eq!(job["stats"]["attempts"], 1);
     assert_eq!(job["stats"]["total"], 1);
     assert_eq!(job["stats"]["emitted"], 1);
-    let written =
-        job["stats"]["imported"].as_u64().unwrap() + job["stats"]["upserted"].as_u64().unwrap();
-    // What the job says it wrote is what the ledger holds.
+    // The fixture holds one Claude Code session of one exchange.
+    assert_eq!(job["stats"]["imported"], 1);
+    assert_eq!(job["stats"]["failed"], 0);
     let sessions = home.json(&["sessions", "list", "--json"]);
-    assert_eq!(sessions.as_array().unwrap().len() as u64, written);
+    assert_eq!(sessions.as_array().unwrap().len(), 1);
+    assert_eq!(sessions[0]["provider"], "claude-code");
+    assert_eq!(
+        sessions[0]["source_session_id"],
+        "7f3c2a10-0000-4000-8000-00000000c0de"
+    );
+    assert_eq!(sessions[0]["persona_id"], "main");
+    let label = sessions[0]["label"].as_str().unwrap().to_owned();
+    let show = home.json(&["sessions", "show", &label, "--json"]);
+    assert_eq!(show["messages"], 2);
+    assert_eq!(show["last_run_id"], job["stats"]["run_id"]);
+    assert!(show["turns"].as_u64().unwrap() >= 1);
+    let none = home.run(&aix, &["sessions", "list", "--provider", "codex", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "[]");
     // A second backfill finds nothing new (the cursors were committed with the rows).
     let out = home.run(&aix, &["import", "backfill", "--wait", "--json"]);
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -10,6 +10,13 @@ mod pipeline_support;
 // Every reject code of a mixed stream, commits, cursors and events.
 mod pipeline_rejects;
 // Source parsers (Claude Code, Codex): exact items, incremental = full, bad input.
+mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
+mod import_cli; // `nex import apply` through the built binary
+mod import_incremental; // partial tail items converge on the full import's rows (R5)
+mod import_ledger; // migrations, pragmas, file modes, cursor store
+mod import_props; // property tests: hash invariance, chunk splits, random chunk data
+mod import_service; // sessions.import: baseline scenarios, rules, error codes
+mod import_support;
 mod sources;
 mod worker_backfill; // aix backfill: cursor skip, --full, crash-resume, ordering, lineage
 mod worker_discover; // aix discovery layouts of Claude Code and Codex roots
@@ -18,14 +25,7 @@ mod worker_fake; // aix test support: a line-per-turn fake parser and frame capt
 mod worker_run; // aix run loop: handshake, health, stop, EOF; the built binary
 mod worker_samples; // aix on the real samples (NEX_SAMPLES_DIR): tail in random cuts = backfill
 mod worker_scan; // aix scan: per-provider summary and JSON items
-mod worker_tail; // aix tail: appends, partial lines, rewrites, rotation, new files
-mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
-mod import_cli; // `nex import apply` through the built binary
-mod import_incremental; // partial tail items converge on the full import's rows (R5)
-mod import_ledger; // migrations, pragmas, file modes, cursor store
-mod import_props; // property tests: hash invariance, chunk splits, random chunk data
-mod import_service; // sessions.import: baseline scenarios, rules, error codes
-mod import_support; // helpers shared by the import_* modules
+mod worker_tail; // aix tail: appends, partial lines, rewrites, rotation, new files // helpers shared by the import_* modules
 // Chunked uploads cut mid-stream and completed by a later run.
 mod pipeline_chunks;
 // Commit visibility, backpressure, cancellation, read errors, busy ledger.

@@ -201,9 +201,21 @@ fn recorded_fixture_from_stdin() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("agents.db");
-    let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pipeline/recorded_tail.jsonl")).unwrap();
+    let fixture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pipeline/recorded_tail.jsonl"
+    ))
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_nex"))
-        .args(["import", "replay", "--ledger", path(&db), "--persona", "ops", "-"])
+        .args([
+            "import",
+            "replay",
+            "--ledger",
+            path(&db),
+            "--persona",
+            "ops",
+            "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
