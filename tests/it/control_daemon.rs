@@ -347,3 +347,70 @@ fn kill9_of_the_daemon_orphans_are_killed_at_next_start_and_the_job_retried() {
     sigterm(&daemon);
     assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
 }
+
+#[test]
+fn daemon_tail_with_the_real_worker_imports_appended_turns() {
+    let home = Home::new(true);
+    let claude = home.path().join("claude");
+    let project = claude.join("projects/-home-u-demo");
+    std::fs::create_dir_all(&project).unwrap();
+    let name = "7f3c2a10-0000-4000-8000-00000000c0de.jsonl";
+    let session = project.join(name);
+    std::fs::copy(
+        fixtures().join("claude/projects/-home-u-demo").join(name),
+        &session,
+    )
+    .unwrap();
+    let aix = format!("{AIX} worker --stdio");
+    let mut child = home
+        .nex(&aix)
+        .env("CLAUDE_CONFIG_DIR", &claude)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let messages = |home: &Home| -> Option<u64> {
+        let list = home.json(&["sessions", "list", "--json"]);
+        let label = list.get(0)?["label"].as_str()?.to_owned();
+        home.json(&["sessions", "show", &label, "--json"])["messages"].as_u64()
+    };
+    let wait_for = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while home
+            .path()
+            .join("agents.db")
+            .exists()
+            .then(|| messages(&home))
+            .flatten()
+            != Some(n)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "ledger never reached {n} messages"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(2);
+    let line = r#"{"type":"user","uuid":"c0de0000-0000-4000-8000-000000000003","parentUuid":"c0de0000-0000-4000-8000-000000000002","sessionId":"7f3c2a10-0000-4000-8000-00000000c0de","timestamp":"2026-03-01T10:01:00.000Z","cwd":"/home/u/demo","message":{"role":"user","content":"and the hidden ones?"}}"#;
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&session)
+            .unwrap();
+        writeln!(f, "{line}").unwrap();
+    }
+    wait_for(3);
+    let st = home.status().unwrap();
+    assert_eq!(st["daemon"]["tail"]["state"], "running");
+    assert!(
+        st["daemon"]["tail"]["run"]["counters"]["requests"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
