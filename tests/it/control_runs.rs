@@ -512,3 +512,49 @@ async fn run_start_carries_the_committed_cursors_unless_full() {
     }
     run.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_kills_a_worker_that_ignores_stop_and_sigterm_within_the_grace() {
+    let home = Home::new();
+    let mut settings = home.settings(fake_worker(&["deaf"]));
+    settings.timings.stop_grace = Duration::from_secs(5);
+    settings.timings.kill_after = Duration::from_secs(5);
+    settings.timings.shutdown_grace = Duration::from_secs(2);
+    let run = Running::start(settings, &home, HostMode::Daemon).await;
+    let enq: Enqueued = run
+        .handle
+        .call(Request::Backfill { full: false })
+        .await
+        .unwrap();
+    let st = run
+        .status_until(WAIT, |s| {
+            s.jobs
+                .first()
+                .and_then(|j| j.run.as_ref())
+                .is_some_and(|r| r.phase == RunPhase::Running)
+        })
+        .await;
+    let pid = st.jobs[0].run.as_ref().unwrap().pid.unwrap();
+    let started = std::time::Instant::now();
+    run.stop().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "shutdown took {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "the worker got its graceful time: {took:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker {pid} survived shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let conn = home.conn();
+    let job = jobs::get(&conn, &enq.job.id).unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error_code.as_deref(), Some("daemon_shutdown"));
+    let runs = audit::list(&conn, Some(&enq.job.id), 10).unwrap();
+    assert_eq!(runs[0].error_code.as_deref(), Some("shutdown_timeout"));
+}

@@ -283,6 +283,20 @@ impl Supervisor {
                 )),
             ),
             RunOutcome::Cancelled => (JobStatus::Cancelled, None),
+            // Killed at the shutdown deadline: interrupted like any shutdown, retried at the
+            // next start (the run's own row keeps `shutdown_timeout`).
+            RunOutcome::Failed
+                if self.shutdown.is_cancelled()
+                    && result.error_code.as_deref() == Some(Code::ShutdownTimeout.as_str()) =>
+            {
+                (
+                    JobStatus::Failed,
+                    Some((
+                        DAEMON_SHUTDOWN.to_owned(),
+                        "the daemon shut down while the job was running".to_owned(),
+                    )),
+                )
+            }
             RunOutcome::Failed => (
                 JobStatus::Failed,
                 Some((
@@ -364,17 +378,20 @@ impl Supervisor {
         for id in &ids {
             self.request_stop(id, "shutdown");
         }
+        // Graceful until the last ABORT_WAIT of the grace, then killed: the whole shutdown
+        // fits in `shutdown_grace`.
         let grace = self.deps.settings.timings.shutdown_grace;
-        let deadline = Instant::now() + grace;
-        self.drain_until(deadline).await;
+        let abort_wait = ABORT_WAIT.min(grace / 2);
+        let started = Instant::now();
+        self.drain_until(started + grace - abort_wait).await;
         if !self.tasks.is_empty() {
             tracing::warn!(
                 runs = self.tasks.len(),
                 error_code = Code::ShutdownTimeout.as_str(),
-                "shutdown grace expired; killing workers"
+                "shutdown grace expiring; killing workers"
             );
             self.abort_root.cancel();
-            self.drain_until(Instant::now() + ABORT_WAIT).await;
+            self.drain_until(started + grace).await;
         }
         if !self.tasks.is_empty() {
             self.tasks.abort_all();
