@@ -558,3 +558,64 @@ async fn shutdown_kills_a_worker_that_ignores_stop_and_sigterm_within_the_grace(
     let runs = audit::list(&conn, Some(&enq.job.id), 10).unwrap();
     assert_eq!(runs[0].error_code.as_deref(), Some("shutdown_timeout"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn restart_backoff_follows_the_policy_in_virtual_time() {
+    // A worker that cannot be spawned fails at once, so the only waits are the backoffs: with
+    // paused time each restart happens exactly its delay after the failure.
+    let home = Home::new();
+    let mut settings =
+        home.settings(nex::control::WorkerCommand::parse("/nonexistent/aix").unwrap());
+    settings.restart = nex::control::policy::RestartPolicy::default();
+    let mut run = Running::start(settings, &home, HostMode::Daemon).await;
+    let _: TailStatus = run
+        .handle
+        .call(Request::Tail { once: false })
+        .await
+        .unwrap();
+    let long = Duration::from_secs(3600);
+    let mut seen = Vec::new();
+    let mut last: Option<(tokio::time::Instant, u64)> = None;
+    for _ in 0..5 {
+        let e = run
+            .event(long, |e| matches!(e, ImportEvent::RestartScheduled { .. }))
+            .await;
+        let ImportEvent::RestartScheduled {
+            restart, delay_ms, ..
+        } = e
+        else {
+            unreachable!()
+        };
+        let now = tokio::time::Instant::now();
+        if let Some((at, delay)) = last {
+            // The failure that scheduled this restart came right after the previous backoff.
+            assert_eq!(now.duration_since(at), Duration::from_millis(delay));
+        }
+        last = Some((now, delay_ms));
+        seen.push((restart, delay_ms));
+    }
+    assert_eq!(
+        seen,
+        vec![(1, 1000), (2, 2000), (3, 4000), (4, 8000), (5, 16000)]
+    );
+    let e = run
+        .event(long, |e| matches!(e, ImportEvent::TailError { .. }))
+        .await;
+    assert_eq!(
+        e,
+        ImportEvent::TailError {
+            restarts: 5,
+            error_code: "worker_spawn_failed".into()
+        }
+    );
+    let (at, delay) = last.unwrap();
+    assert_eq!(
+        tokio::time::Instant::now().duration_since(at),
+        Duration::from_millis(delay)
+    );
+    let st = run.status().await;
+    assert_eq!((st.tail.state, st.tail.restarts), (TailState::Error, 5));
+    // No timeout around the stop: in paused time it would fire while the store thread works.
+    run.shutdown.cancel();
+    run.task.await.unwrap();
+}
