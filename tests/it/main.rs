@@ -2,6 +2,7 @@
 
 mod control_daemon; // the built nex and aix binaries: daemon, status --json, SIGTERM, real worker
 mod control_jobs; // backfill job state machine, one-active rule, daemon restart recovery
+mod control_restarts; // tail restarts: backoff (also in paused time), error state, operator restart
 mod control_runs; // supervised runs with the fake worker: jobs, tail restarts, stops, health
 mod control_socket; // the control socket: permissions, requests, stale sockets
 mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pipeline

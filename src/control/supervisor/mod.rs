@@ -6,8 +6,14 @@
 //! Shutdown, in three parts: signal (the shutdown token or [`ControlHandle::shutdown`]),
 //! propagate (`run.stop` to every run), wait (join every run within `shutdown_grace`, then kill
 //! and abort stragglers, recorded `shutdown_timeout`).
+//!
+//! Layout: this file holds the actor, its loop, commands and run spawning; `backfill` the jobs
+//! (enqueue, start, cancel); `outcomes` the reactions to run updates, run ends, timers and
+//! shutdown; `status` the views it answers with.
 
+mod backfill;
 mod outcomes;
+mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,10 +28,8 @@ use super::api::{Pong, Request, Response, Stopped};
 use super::audit::{self, RunOutcome, RunRecord};
 use super::bus::{Bus, ImportEvent};
 use super::error::ControlError;
-use super::health::{
-    HealthState, JobView, RunPhase, RunStatus, StatusReport, TailState, TailStatus,
-};
-use super::jobs::{self, Enqueued, JobRecord, JobStats, JobStatus};
+use super::health::{HealthState, RunPhase, RunStatus, TailState};
+use super::jobs::{self, JobRecord, JobStats, JobStatus};
 use super::policy::RestartTracker;
 use super::port::RunInfo;
 use super::run::{self, RunDeps, RunResult, RunSpec, RunUpdate};
@@ -486,211 +490,6 @@ impl Supervisor {
                 }
             });
         }
-    }
-
-    fn status(&self) -> StatusReport {
-        let jobs = self
-            .jobs
-            .values()
-            .map(|j| self.view_of(j.record.clone()))
-            .collect();
-        let s = &self.deps.settings;
-        StatusReport {
-            mode: match self.mode {
-                HostMode::Daemon => "daemon",
-                HostMode::InProcess => "in_process",
-            }
-            .to_owned(),
-            pid: std::process::id(),
-            started_at: self.started_at,
-            import_enabled: s.import_enabled,
-            persona: s.persona.clone(),
-            ledger: s.paths.ledger.display().to_string(),
-            tail: self.tail_status(),
-            jobs,
-            rejects: self.rejects.clone(),
-        }
-    }
-
-    fn run_status(&self, run_id: &str) -> Option<RunStatus> {
-        self.runs.get(run_id).map(|r| {
-            let mut st = r.status.clone();
-            if let Some(newest) = st.newest_event_at {
-                st.lag_ms = Some((now_ms() - newest).max(0));
-            }
-            st
-        })
-    }
-
-    fn tail_status(&self) -> TailStatus {
-        let now = Instant::now();
-        TailStatus {
-            state: self.tail.state,
-            restarts: self.tail.tracker.restarts,
-            next_restart_in_ms: self
-                .tail
-                .next_at
-                .map(|at| at.saturating_duration_since(now).as_millis() as u64),
-            last_error: self.tail.last_error.clone(),
-            run: self.tail.run_id.as_deref().and_then(|r| self.run_status(r)),
-        }
-    }
-
-    fn view_of(&self, record: JobRecord) -> JobView {
-        let active = self.jobs.get(&record.id);
-        let run = active
-            .and_then(|j| j.run_id.as_deref())
-            .and_then(|r| self.run_status(r));
-        let next_retry_in_ms = active
-            .and_then(|j| j.next_at)
-            .map(|at| at.saturating_duration_since(Instant::now()).as_millis() as u64);
-        let record = match active {
-            Some(j) => j.record.clone(),
-            None => record,
-        };
-        JobView {
-            job: record,
-            run,
-            next_retry_in_ms,
-        }
-    }
-
-    async fn job_view(&self, id: String) -> Result<JobView, ControlError> {
-        let record = self.store.call(move |c| jobs::get(c, &id)).await?;
-        Ok(self.view_of(record))
-    }
-
-    async fn enqueue(&mut self, stats: JobStats) -> Result<Enqueued, ControlError> {
-        let now = now_ms();
-        let enq = self
-            .store
-            .call(move |c| jobs::enqueue(c, SOURCE_AIX, stats, now))
-            .await?;
-        if enq.created {
-            self.bus.publish(ImportEvent::JobStateChanged {
-                job_id: enq.job.id.clone(),
-                from: None,
-                to: JobStatus::Queued,
-                error_code: None,
-            });
-            self.adopt_job(enq.job.clone());
-            if let Some(job) = self.jobs.get(&enq.job.id) {
-                return Ok(Enqueued {
-                    job: job.record.clone(),
-                    created: true,
-                });
-            }
-        } else if let Some(job) = self.jobs.get(&enq.job.id) {
-            return Ok(Enqueued {
-                job: job.record.clone(),
-                created: false,
-            });
-        }
-        Ok(enq)
-    }
-
-    /// Takes charge of a queued job and starts its first run (queued -> running).
-    fn adopt_job(&mut self, record: JobRecord) {
-        let id = record.id.clone();
-        self.jobs.insert(
-            id.clone(),
-            ActiveJob {
-                base: record.stats.counters.clone(),
-                record,
-                run_id: None,
-                tracker: RestartTracker::default(),
-                next_at: None,
-                cancel_requested: false,
-                last_stats_write: None,
-            },
-        );
-        self.start_job_run(&id);
-    }
-
-    fn start_job_run(&mut self, job_id: &str) {
-        let Some(job) = self.jobs.get(job_id) else {
-            return;
-        };
-        let full = job.record.stats.full;
-        let was_queued = job.record.status == JobStatus::Queued;
-        let options = self.options(RunMode::Backfill, full);
-        let run_id = self.spawn_run(
-            RunKind::Job(job_id.to_owned()),
-            RunMode::Backfill,
-            full,
-            options,
-            Some(job_id.to_owned()),
-        );
-        let now = now_ms();
-        let Some(job) = self.jobs.get_mut(job_id) else {
-            return;
-        };
-        job.run_id = Some(run_id.clone());
-        job.next_at = None;
-        job.record.stats.attempts += 1;
-        job.record.stats.run_id = Some(run_id);
-        let stats = job.record.stats.clone();
-        let id = job_id.to_owned();
-        if was_queued {
-            job.record.status = JobStatus::Running;
-            job.record.started_at = Some(now);
-            self.bus.publish(ImportEvent::JobStateChanged {
-                job_id: id.clone(),
-                from: Some(JobStatus::Queued),
-                to: JobStatus::Running,
-                error_code: None,
-            });
-            self.store_detached("job_running", move |c| {
-                jobs::transition(c, &id, JobStatus::Running, None, now)?;
-                jobs::set_stats(c, &id, &stats)
-            });
-        } else {
-            self.store_detached("job_stats", move |c| jobs::set_stats(c, &id, &stats));
-        }
-    }
-
-    async fn cancel_job(&mut self, id: String) -> Result<JobRecord, ControlError> {
-        let record = self.store.call(move |c| jobs::get(c, &id)).await?;
-        let Some(job) = self.jobs.get_mut(&record.id) else {
-            // Not ours: only a queued row can still be cancelled (terminal rows refuse).
-            let now = now_ms();
-            let rid = record.id.clone();
-            let done = self
-                .store
-                .call(move |c| jobs::transition(c, &rid, JobStatus::Cancelled, None, now))
-                .await?;
-            self.publish_job(&done, record.status);
-            return Ok(done);
-        };
-        job.cancel_requested = true;
-        match job.run_id.clone() {
-            Some(run_id) => {
-                self.request_stop(&run_id, "cancelled");
-                Ok(self.jobs[&record.id].record.clone())
-            }
-            None => {
-                // Waiting for a retry: no run to stop.
-                let result = RunResult {
-                    outcome: RunOutcome::Cancelled,
-                    error_code: None,
-                    error_message: None,
-                    retryable: false,
-                    counters: Default::default(),
-                    rejects: BTreeMap::new(),
-                    pid: None,
-                };
-                Ok(self.finish_job(&record.id, &result).await)
-            }
-        }
-    }
-
-    fn publish_job(&self, job: &JobRecord, from: JobStatus) {
-        self.bus.publish(ImportEvent::JobStateChanged {
-            job_id: job.id.clone(),
-            from: Some(from),
-            to: job.status,
-            error_code: job.error_code.clone(),
-        });
     }
 }
 
