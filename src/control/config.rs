@@ -77,6 +77,10 @@ pub struct Timings {
     pub health_timeout: Duration,
     /// The first frame after `run.start` must arrive within this.
     pub start_timeout: Duration,
+    /// How long an unanswered probe is excused while the pipeline has unfinished lines (a busy
+    /// ledger: the answer waits in the pipe). Longer than the ledger writer's own busy limit
+    /// (120 s), so the writer's `ledger_busy` ends a stuck run first.
+    pub backlog_wait: Duration,
     /// After `run.stop` (or a terminal frame) the worker has this long to exit before SIGTERM.
     pub stop_grace: Duration,
     /// After SIGTERM the worker has this long before SIGKILL.
@@ -97,6 +101,7 @@ impl Default for Timings {
             probe_disconnected: Duration::from_secs(10),
             health_timeout: Duration::from_secs(5),
             start_timeout: Duration::from_secs(10),
+            backlog_wait: Duration::from_secs(150),
             stop_grace: Duration::from_secs(5),
             kill_after: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),

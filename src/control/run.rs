@@ -222,7 +222,8 @@ pub async fn run(
                 sup.probe_deadline = Some(Instant::now() + t.health_timeout);
             }
             _ = until(sup.probe_deadline) => {
-                if backlog.pending() > 0 {
+                let excused_since = *sup.backlog_since.get_or_insert_with(Instant::now);
+                if backlog.pending() > 0 && excused_since.elapsed() < t.backlog_wait {
                     // The pipeline is not reading (busy ledger): the answer may be waiting in
                     // the pipe. The ledger writer's own timeout bounds this wait.
                     tracing::debug!(run_id = %run_id, pending = backlog.pending(),
@@ -377,6 +378,8 @@ struct Supervision<'a> {
     kill_at: Option<Instant>,
     abandon_at: Option<Instant>,
     forced: Option<&'static str>,
+    /// Since when unanswered probes have been excused by a pipeline backlog.
+    backlog_since: Option<Instant>,
     /// `run.stop` was sent: no more probes.
     stopping: bool,
     last_activity_sent: Option<Instant>,
@@ -396,6 +399,7 @@ impl<'a> Supervision<'a> {
             kill_at: None,
             abandon_at: None,
             forced: None,
+            backlog_since: None,
             stopping: false,
             last_activity_sent: None,
         }
@@ -430,6 +434,9 @@ impl<'a> Supervision<'a> {
             report(updates, self.run_id, RunUpdate::Phase(RunPhase::Running)).await;
         }
         let answered = self.probe_deadline.take().is_some();
+        if answered {
+            self.backlog_since = None;
+        }
         if self.supervising() && (answered || self.probe_at.is_none()) {
             self.probe_at = Some(now + self.health.probe_interval(self.t));
         }

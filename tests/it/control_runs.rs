@@ -429,3 +429,30 @@ async fn shutdown_kills_a_worker_that_ignores_stop_and_sigterm_within_the_grace(
     let runs = audit::list(&conn, Some(&enq.job.id), 10).unwrap();
     assert_eq!(runs[0].error_code.as_deref(), Some("shutdown_timeout"));
 }
+
+#[tokio::test]
+async fn a_backlog_excuses_silence_only_for_backlog_wait() {
+    let home = Home::new();
+    let mut settings = home.settings(fake_worker(&["backfill", "2"]));
+    settings.timings.backlog_wait = Duration::from_millis(700);
+    settings.job_retry.max_restarts = 0;
+    let pipeline = CountingPipeline {
+        stall: Some(Duration::from_secs(30)),
+    };
+    let mut run = Running::start_with(settings, &home, HostMode::Daemon, pipeline).await;
+    let enq: Enqueued = run
+        .handle
+        .call(Request::Backfill { full: false })
+        .await
+        .unwrap();
+    let failed = run
+        .event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. }))
+        .await;
+    let ImportEvent::RunFailed { error_code, .. } = failed else {
+        unreachable!()
+    };
+    assert_eq!(error_code, "worker_unresponsive");
+    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Failed))
+        .await;
+    run.stop().await;
+}

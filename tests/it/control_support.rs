@@ -60,8 +60,12 @@ impl RunPipeline for CountingPipeline {
                 if let (Some(d), Ok(f)) = (stall, &decoded)
                     && matches!(f.body, WorkerFrame::ImportBatch(_))
                 {
-                    // A ledger that holds its lock: nothing is read meanwhile.
-                    tokio::time::sleep(d).await;
+                    // A ledger that holds its lock: nothing is read meanwhile (until the
+                    // run gives up on the input).
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = cancel.cancelled() => {}
+                    }
                 }
                 backlog.done();
                 let frame = match decoded {
@@ -134,6 +138,7 @@ pub fn fast_timings() -> Timings {
         probe_disconnected: Duration::from_millis(300),
         health_timeout: Duration::from_millis(500),
         start_timeout: Duration::from_millis(800),
+        backlog_wait: Duration::from_secs(30),
         stop_grace: Duration::from_millis(500),
         kill_after: Duration::from_millis(500),
         shutdown_grace: Duration::from_secs(3),
