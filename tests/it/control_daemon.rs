@@ -414,3 +414,38 @@ fn daemon_tail_with_the_real_worker_imports_appended_turns() {
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
+
+#[test]
+fn human_output_summaries() {
+    let home = Home::new(false);
+    let aix = format!("{AIX} worker --stdio");
+    let out = home.run(&aix, &["import", "backfill", "--wait"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("completed"), "{text}");
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("SESSIONS"))
+        .collect();
+    assert_eq!(table.len(), 2, "{text}");
+    let cells: Vec<&str> = table[1].split_whitespace().collect();
+    // SESSIONS EMITTED IMPORTED UPSERTED SKIPPED FAILED REQUESTS REJECTED
+    assert_eq!(cells, vec!["1", "1", "1", "0", "0", "0", "1", "0"]);
+    let out = home.run(&aix, &["import", "status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("daemon: not running"));
+    let out = home.run(&aix, &["import", "jobs"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("JOB"), "{text}");
+    assert_eq!(text.lines().count(), 2);
+    let out = home.run(&aix, &["sessions", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("claude-code")),
+        "{text}"
+    );
+    let out = home.run(&aix, &["sessions", "show", "import:nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[session_not_found]"));
+}
