@@ -449,3 +449,63 @@ fn human_output_summaries() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("[session_not_found]"));
 }
+
+#[test]
+fn debug_logs_of_a_daemon_run_never_contain_session_content() {
+    // TARGETS.md R8: logs carry codes, counts, ids and paths only.
+    let home = Home::new(true);
+    let claude = home.path().join("claude");
+    let project = claude.join("projects/-home-u-secret");
+    std::fs::create_dir_all(&project).unwrap();
+    let marker = "MARKER-5f1d-never-log-me";
+    let lines = [
+        format!(
+            r#"{{"type":"user","uuid":"u-1","parentUuid":null,"sessionId":"s-secret","timestamp":"2026-03-01T10:00:00.000Z","cwd":"/home/u/secret","message":{{"role":"user","content":"{marker} user"}}}}"#
+        ),
+        format!(
+            r#"{{"type":"assistant","uuid":"u-2","parentUuid":"u-1","sessionId":"s-secret","timestamp":"2026-03-01T10:00:01.000Z","cwd":"/home/u/secret","message":{{"id":"m-1","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"tool_use","id":"t-1","name":"Bash","input":{{"command":"echo {marker}"}}}}],"usage":{{"input_tokens":1,"output_tokens":1}}}}}}"#
+        ),
+        // Invalid JSON holding the marker: rejected lines must not echo it either.
+        format!(r#"{{"type":"user","message":"{marker}"#),
+    ];
+    std::fs::write(project.join("s-secret.jsonl"), lines.join("\n") + "\n").unwrap();
+    let aix = format!("{AIX} worker --stdio");
+    let mut child = home
+        .nex(&aix)
+        .env("CLAUDE_CONFIG_DIR", &claude)
+        .env("RUST_LOG", "debug")
+        .env("AIX_LOG", "debug")
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the logs as they come: a full pipe would block the daemon.
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut logs = String::new();
+        let _ = stderr.read_to_string(&mut logs);
+        logs
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = home.path().join("agents.db").exists()
+            && home
+                .json(&["sessions", "list", "--json"])
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "session never imported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = home.json(&["import", "backfill", "--wait", "--json"]);
+    assert_eq!(out["status"], "completed");
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    let logs = reader.join().unwrap();
+    assert!(logs.contains("run started"), "debug logs were captured");
+    assert!(!logs.contains(marker), "a log line carries session content");
+}
