@@ -94,6 +94,16 @@ impl Session {
     /// The running daemon, else an in-process control plane.
     pub async fn daemon_or_local(args: &ControlArgs) -> Result<Session, ControlError> {
         if let Some(control) = Session::daemon(args).await? {
+            if args.persona.is_some()
+                || args.worker_cmd.is_some()
+                || args.claude_config_dir.is_some()
+                || args.codex_home.is_some()
+            {
+                errln!(
+                    "nex: a daemon is running: it uses its own persona, worker and source settings; \
+                     --persona/--worker-cmd/--claude-config-dir/--codex-home are ignored"
+                );
+            }
             return Ok(Session {
                 control,
                 host: None,
