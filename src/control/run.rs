@@ -345,7 +345,9 @@ fn classify(
                 true,
             ),
             (None, PipelineEnd::Failed { code }) => {
-                let retryable = code == Code::LedgerBusy.as_str();
+                // A busy ledger passes; a broken stdout is a worker that died mid-line.
+                let retryable =
+                    code == Code::LedgerBusy.as_str() || code == Code::WorkerExited.as_str();
                 (
                     RunOutcome::Failed,
                     Some(code),
