@@ -4,8 +4,14 @@
 //!
 //! A run task reports to the supervisor through [`RunUpdate`]s and returns a [`RunResult`]; it
 //! owns no shared state.
+//!
+//! Layout: this file runs the run; `outcome` classifies how it ended.
 
-use std::collections::BTreeMap;
+mod outcome;
+
+pub use outcome::RunResult;
+use outcome::classify;
+
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -13,13 +19,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::audit::RunOutcome;
 use super::config::ControlSettings;
 use super::health::{HealthState, RunPhase, worker_lag_ms};
-use super::port::{
-    Backlog, CursorSource, PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline,
-    RunSignal,
-};
+use super::port::{Backlog, CursorSource, RunCounters, RunInfo, RunPipeline, RunSignal};
 use super::store::now_ms;
 use super::worker::{StopSignal, Worker};
 use crate::protocol::{Code, ControlFrame, HealthStatus, RunProgress, RunStart, RunStop};
@@ -68,35 +70,6 @@ pub enum RunUpdate {
         code: String,
         seq: Option<u64>,
     },
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunResult {
-    pub outcome: RunOutcome,
-    pub error_code: Option<String>,
-    /// The worker's own `run.error` message (it promises no secrets or contents), or ours.
-    pub error_message: Option<String>,
-    /// Whether running again may succeed (`worker_exited`, `worker_unresponsive`, a
-    /// `run.error` with `retryable: true`, …).
-    pub retryable: bool,
-    pub counters: RunCounters,
-    pub rejects: BTreeMap<String, u64>,
-    pub pid: Option<u32>,
-}
-
-impl RunResult {
-    fn failed(code: &str, message: &str, retryable: bool) -> RunResult {
-        RunResult {
-            outcome: RunOutcome::Failed,
-            error_code: Some(code.to_owned()),
-            error_message: Some(message.to_owned()),
-            retryable,
-            counters: RunCounters::default(),
-            rejects: BTreeMap::new(),
-            pid: None,
-        }
-    }
 }
 
 /// Sends one update; a supervisor that is gone is not the run's problem.
@@ -291,80 +264,6 @@ async fn finish_process(worker: &mut Worker, t: &super::config::Timings, hurry: 
     }
     worker.signal(StopSignal::Kill);
     let _ = tokio::time::timeout(t.kill_after, worker.wait()).await;
-}
-
-fn classify(
-    report: PipelineReport,
-    forced: Option<&'static str>,
-    stop_requested: bool,
-    aborted: bool,
-    pid: u32,
-) -> RunResult {
-    let PipelineReport {
-        end,
-        counters,
-        rejects,
-    } = report;
-    let (outcome, code, message, retryable): (RunOutcome, Option<String>, Option<String>, bool) =
-        match (forced, end) {
-            (Some(why), _) => (
-                RunOutcome::Failed,
-                Some(Code::WorkerUnresponsive.as_str().into()),
-                Some(why.into()),
-                true,
-            ),
-            (None, PipelineEnd::Complete(_)) if stop_requested => {
-                (RunOutcome::Cancelled, None, None, false)
-            }
-            (None, PipelineEnd::Complete(_)) => (RunOutcome::Completed, None, None, false),
-            (None, PipelineEnd::Error(e)) => (
-                RunOutcome::Failed,
-                Some(e.code),
-                Some(e.message),
-                e.retryable.unwrap_or(false),
-            ),
-            (None, PipelineEnd::Eof | PipelineEnd::Cancelled) if aborted => (
-                RunOutcome::Failed,
-                Some(Code::ShutdownTimeout.as_str().into()),
-                Some("stopped by the shutdown deadline".into()),
-                true,
-            ),
-            (None, PipelineEnd::Eof | PipelineEnd::Cancelled) if stop_requested => {
-                (RunOutcome::Cancelled, None, None, false)
-            }
-            (None, PipelineEnd::Eof) => (
-                RunOutcome::Failed,
-                Some(Code::WorkerExited.as_str().into()),
-                Some("worker exited without a terminal frame".into()),
-                true,
-            ),
-            (None, PipelineEnd::Cancelled) => (
-                RunOutcome::Failed,
-                Some(Code::RunCancelled.as_str().into()),
-                Some("pipeline cancelled".into()),
-                true,
-            ),
-            (None, PipelineEnd::Failed { code }) => {
-                // A busy ledger passes; a broken stdout is a worker that died mid-line.
-                let retryable =
-                    code == Code::LedgerBusy.as_str() || code == Code::WorkerExited.as_str();
-                (
-                    RunOutcome::Failed,
-                    Some(code),
-                    Some("pipeline failed".into()),
-                    retryable,
-                )
-            }
-        };
-    RunResult {
-        outcome,
-        error_code: code,
-        error_message: message,
-        retryable,
-        counters,
-        rejects,
-        pid: Some(pid),
-    }
 }
 
 /// The run's timers and health bookkeeping.
