@@ -13,7 +13,7 @@ use super::error::ControlError;
 use super::ledger_pipeline::{LedgerCursors, LedgerPipeline};
 use super::lock::RuntimeLock;
 use super::run::RunDeps;
-use super::server::ensure_private_dir;
+use super::server::create_private_dir;
 use super::store::NexusStore;
 use super::supervisor::{ControlHandle, HostMode, Supervisor};
 use crate::pipeline::writer::WriterConfig;
@@ -39,7 +39,7 @@ impl Host {
     /// database cannot be opened.
     pub async fn start(settings: ControlSettings, mode: HostMode) -> Result<Host, ControlError> {
         let paths = settings.paths.clone();
-        ensure_private_dir(&paths.home)?;
+        create_private_dir(&paths.home)?;
         // Held by another daemon (whose socket a daemon binds first) or by an in-process
         // `backfill`/`tail`.
         let lock = RuntimeLock::try_acquire(&paths.run_dir)?

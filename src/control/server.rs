@@ -19,7 +19,20 @@ use super::supervisor::ControlHandle;
 /// Longest request line accepted; requests are tiny.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Creates `dir` (and parents) and makes it 0700.
+/// Creates `dir` (and missing parents) with mode 0700, leaving existing directories as they
+/// are.
+///
+/// Errors: `io_failed`.
+pub fn create_private_dir(dir: &Path) -> Result<(), ControlError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(ControlError::io(dir))
+}
+
+/// Creates `dir` (and parents) and makes it 0700. Only for directories nex owns outright
+/// (`$NEX_HOME/run`), never for `NEX_HOME` itself, which a user may point anywhere.
 ///
 /// Errors: `io_failed`.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), ControlError> {

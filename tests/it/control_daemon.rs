@@ -265,7 +265,10 @@ fn in_process_backfill_with_the_real_worker_then_sessions_list() {
 
 #[test]
 fn no_import_daemon_stays_up_without_orchestration() {
+    use std::os::unix::fs::PermissionsExt;
     let home = Home::new(true);
+    // NEX_HOME may be any directory of the user's: nex leaves its mode alone.
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut daemon = {
         let child = home
             .nex(&fake_cmd("tail"))
@@ -278,6 +281,12 @@ fn no_import_daemon_stays_up_without_orchestration() {
         child
     };
     let st = home.status().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(home.path()), 0o755);
+    assert_eq!(mode(&home.path().join("run")), 0o700);
+    assert_eq!(mode(&home.path().join("run/nex.sock")), 0o600);
+    assert_eq!(mode(&home.path().join("nexus.db")), 0o600);
+    assert_eq!(mode(&home.path().join("agents.db")), 0o600);
     assert_eq!(st["daemon"]["import_enabled"], false);
     assert_eq!(st["daemon"]["tail"]["state"], "disabled");
     let out = home.run("unused", &["import", "backfill"]);
