@@ -15,7 +15,7 @@
 //! - [`stages`]: one file per pipeline stage: frame source, decoder, chunk assembler, validator,
 //!   batched ledger sink, metrics tap, audit and telemetry stages.
 //! - [`cli`]: the `nex` command line (clap tree and command implementations).
-//! - [`bench`]: the `nex-bench` harness: deterministic corpus of worker frame streams, raw
+//! - [`bench`](mod@bench): the `nex-bench` harness: deterministic corpus of worker frame streams, raw
 //!   SQLite baseline, scenarios reported as ratios.
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 //! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,

@@ -32,6 +32,9 @@ struct CorpusArgs {
     /// Every Nth session is large and sent in chunks (0: none).
     #[arg(long, default_value_t = 50)]
     large_every: usize,
+    /// Mean turns of a large session (200 is about 10 MB of frames).
+    #[arg(long, default_value_t = 200)]
+    large_turns: u64,
 }
 
 impl CorpusArgs {
@@ -40,6 +43,7 @@ impl CorpusArgs {
             seed: self.seed,
             sessions: self.sessions,
             large_every: self.large_every,
+            large_turns: self.large_turns,
             ..CorpusSpec::default()
         }
     }

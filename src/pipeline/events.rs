@@ -41,6 +41,19 @@ pub enum ImportEvent {
         seq: Option<u64>,
         terminal: TerminalKind,
     },
+    /// The worker answered a probe (or reported unsolicited) with `health.status`. Published in
+    /// frame order, after the frames before it committed. Only typed fields are carried: the
+    /// worker's free-form `details` are reduced to `lagMs`.
+    #[serde(rename = "import.worker.health", rename_all = "camelCase")]
+    WorkerHealth {
+        run_id: Option<String>,
+        seq: Option<u64>,
+        connected: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_event_at_ms: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lag_ms: Option<u64>,
+    },
     /// The pipeline drained: everything read is committed or rejected.
     #[serde(rename = "import.run.completed", rename_all = "camelCase")]
     RunCompleted {

@@ -53,15 +53,36 @@ pub enum Flowing<T> {
 /// input, a ledger failure); per-frame problems are [`Reject`]s, which are data.
 pub type Flow<T> = BoxStream<'static, Result<Flowing<T>, PipelineError>>;
 
+/// Longest code kept in reports and events.
+pub const MAX_CODE_LEN: usize = 64;
+
 /// A stable snake_case reject code: a transport/pipeline [`Code`] or an import service code
 /// (some of which carry a suffix, e.g. `chunk_encoding_unsupported:utf-8`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RejectCode(Cow<'static, str>);
 
 impl RejectCode {
-    /// A code produced by the import service (`ImportError::code()`).
+    /// A code produced by the import service (`ImportError::code()`) or sent by a worker.
+    ///
+    /// Codes become metric labels, event fields and report keys, and some carry a value from
+    /// the frame (`chunk_encoding_unsupported:<enc>`): anything outside `[A-Za-z0-9_:+.-]` is
+    /// replaced by `_` and the code is cut to [`MAX_CODE_LEN`] bytes, so a hostile frame cannot
+    /// smuggle content or unbounded text into them.
     pub fn service(code: impl Into<Cow<'static, str>>) -> Self {
-        Self(code.into())
+        let code = code.into();
+        let clean = |c: char| c.is_ascii_alphanumeric() || "_:+.-".contains(c);
+        if code.len() <= MAX_CODE_LEN && code.chars().all(clean) && !code.is_empty() {
+            return Self(code);
+        }
+        let mut out: String = code
+            .chars()
+            .map(|c| if clean(c) { c } else { '_' })
+            .take(MAX_CODE_LEN)
+            .collect();
+        if out.is_empty() {
+            out.push_str(Code::WorkerProtocolViolation.as_str());
+        }
+        Self(Cow::Owned(out))
     }
 
     pub fn as_str(&self) -> &str {
@@ -191,5 +212,36 @@ impl PipelineError {
                 Code::LedgerWriteFailed
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_codes_are_sanitised_and_bounded() {
+        assert_eq!(
+            RejectCode::service("items_required").as_str(),
+            "items_required"
+        );
+        assert_eq!(
+            RejectCode::service("chunk_encoding_unsupported:utf-8").as_str(),
+            "chunk_encoding_unsupported:utf-8"
+        );
+        let hostile = format!(
+            "chunk_encoding_unsupported:my password is {}",
+            "x".repeat(100)
+        );
+        let code = RejectCode::service(hostile);
+        assert_eq!(code.as_str().len(), MAX_CODE_LEN);
+        assert!(
+            code.as_str()
+                .starts_with("chunk_encoding_unsupported:my_password_is_")
+        );
+        assert_eq!(
+            RejectCode::service("").as_str(),
+            "worker_protocol_violation"
+        );
     }
 }

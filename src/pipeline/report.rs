@@ -39,6 +39,9 @@ pub struct RunCounters {
     /// Total and worst commit latency (batch handed to the writer -> committed), ms.
     pub commit_ms_total: u64,
     pub commit_ms_max: u64,
+    /// Wall-clock epoch ms of the last commit (health: "last commit at").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_commit_at_ms: Option<i64>,
     /// The worker's latest `total` / `emitted` (progress bars, ETA).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,

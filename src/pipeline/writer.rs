@@ -122,6 +122,9 @@ pub enum LedgerError {
     },
     #[error("ledger write failed")]
     Write(#[source] rusqlite::Error),
+    /// Applying the batch panicked (a bug); the batch was rolled back and the writer lives on.
+    #[error("ledger writer panicked while applying a batch")]
+    Panicked,
 }
 
 impl LedgerError {
@@ -129,6 +132,7 @@ impl LedgerError {
         match self {
             LedgerError::Busy { .. } => Code::LedgerBusy,
             LedgerError::Write(_) => Code::LedgerWriteFailed,
+            LedgerError::Panicked => Code::InternalPanic,
         }
     }
 }
@@ -216,7 +220,12 @@ impl LedgerWriter {
 
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, config: WriterConfig) {
     while let Some(Command { batch, reply }) = rx.blocking_recv() {
-        let result = apply_with_retry(&mut conn, &batch, &config);
+        // A panic unwinds through the open `Transaction`, whose drop rolls the batch back; the
+        // thread stays up for the other runs of the daemon.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            apply_with_retry(&mut conn, &batch, &config)
+        }))
+        .unwrap_or(Err(LedgerError::Panicked));
         if let Err(e) = &result {
             tracing::error!(error_code = %e.code(), run_id = batch.run_id.as_deref(), ops = batch.ops.len(), "ledger batch failed");
         }

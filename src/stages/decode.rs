@@ -45,7 +45,7 @@ impl Decoder {
         let note = match self.last_seq {
             None if seq > 1 => Some(SeqNote::Gap),
             Some(last) if seq <= last => Some(SeqNote::Repeat),
-            Some(last) if seq > last + 1 => Some(SeqNote::Gap),
+            Some(last) if seq > last.saturating_add(1) => Some(SeqNote::Gap),
             _ => None,
         };
         if let Some(note) = note {

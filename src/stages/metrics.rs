@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::pipeline::{
-    Bus, Emit, ImportEvent, PipelineError, RunCounters, SeqNote, Stage, TerminalKind,
+    Bus, Emit, ImportEvent, PipelineError, RejectCode, RunCounters, SeqNote, Stage, TerminalKind,
 };
 use crate::protocol::{ChunkStatus, ImportResponse};
 
@@ -53,6 +53,7 @@ impl Tally {
             c.batches += 1;
             c.commit_ms_total += ms;
             c.commit_ms_max = c.commit_ms_max.max(ms);
+            c.last_commit_at_ms = Some(stamp.committed_at_ms);
         }
         match &outcome.result {
             Outcome::Imported {
@@ -86,7 +87,8 @@ impl Tally {
             }
             Outcome::Reported(Report::Error(e)) => {
                 self.terminal = Some(TerminalKind::Error {
-                    code: e.code.clone(),
+                    // The worker's code is untrusted text: bounded and sanitised like ours.
+                    code: RejectCode::service(e.code.clone()).as_str().to_owned(),
                     retryable: e.retryable,
                 });
             }
@@ -180,9 +182,23 @@ impl Stage<FrameOutcome, FrameOutcome> for MetricsTap {
                     run_id,
                     seq,
                     terminal: TerminalKind::Error {
-                        code: e.code.clone(),
+                        code: RejectCode::service(e.code.clone()).as_str().to_owned(),
                         retryable: e.retryable,
                     },
+                })
+            }
+            Outcome::Reported(Report::Health(h)) => {
+                let lag_ms = h
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.get("lagMs"))
+                    .and_then(serde_json::Value::as_u64);
+                self.publish(|run_id| ImportEvent::WorkerHealth {
+                    run_id,
+                    seq,
+                    connected: h.connected,
+                    last_event_at_ms: h.last_event_at,
+                    lag_ms,
                 })
             }
             _ => {}

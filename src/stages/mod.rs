@@ -113,6 +113,8 @@ pub struct BatchStamp {
     /// Batch handed to the writer -> committed.
     pub commit_latency: Duration,
     pub committed_at: Instant,
+    /// The same moment as wall-clock epoch milliseconds (health: "last commit at").
+    pub committed_at_ms: i64,
 }
 
 /// The run's id, shared by the stages: set once, by the decoder from the first frame (or up

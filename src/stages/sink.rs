@@ -54,7 +54,7 @@ impl LedgerSink {
     }
 }
 
-/// A frame of a batch: its outcome is known (reject, report) or awaits op number `usize`.
+/// A frame of a batch: its outcome is known (reject, report) or awaits the next write result.
 enum Entry {
     Ready(FrameMeta, Outcome),
     Awaiting(FrameMeta),
@@ -81,6 +81,7 @@ impl InFlight {
                     batch: self.number,
                     commit_latency: now.duration_since(self.submitted_at),
                     committed_at: now.into_std(),
+                    committed_at_ms: crate::import::system_now_ms(),
                 };
                 (results.into_iter(), Some(stamp))
             }

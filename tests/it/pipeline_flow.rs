@@ -275,3 +275,41 @@ async fn a_busy_ledger_delays_but_loses_nothing() {
     writer.shutdown().await;
     assert_eq!(count(&read_only(&path), "session_imports"), 5);
 }
+
+#[tokio::test]
+async fn a_panic_in_the_writer_fails_that_batch_only_and_the_writer_lives_on() {
+    let (_dir, path) = temp_ledger();
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let config = WriterConfig {
+        before_commit: Some(Arc::new(move |_| {
+            if first.swap(false, Ordering::SeqCst) {
+                panic!("injected writer bug");
+            }
+        })),
+        ..WriterConfig::default()
+    };
+    let writer = writer_with(&path, config);
+    let run = |n| {
+        let handle = writer.handle();
+        async move {
+            run_pipeline(
+                std::io::Cursor::new(batches(RUN, n).bytes()),
+                PipelineConfig::default(),
+                &handle,
+                None,
+                CancellationToken::new(),
+            )
+            .await
+        }
+    };
+    let err = run(2).await.unwrap_err();
+    assert_eq!(err.code().as_str(), "internal_panic");
+    assert_eq!(
+        count(&read_only(&path), "session_imports"),
+        0,
+        "the batch was rolled back"
+    );
+    let report = run(3).await.unwrap();
+    assert_eq!(report.counters.imported, 3);
+    writer.shutdown().await;
+}

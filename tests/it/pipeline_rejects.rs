@@ -277,8 +277,13 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
     let mut rejected_events = 0;
     let mut terminal = None;
     let mut completed = false;
+    let mut health = 0;
     while let Ok(event) = events.try_recv() {
         match event {
+            ImportEvent::WorkerHealth { connected, .. } => {
+                assert!(connected);
+                health += 1;
+            }
             ImportEvent::FrameRejected { code, run_id, .. } => {
                 assert!(expected.contains_key(&code), "unexpected event code {code}");
                 assert_eq!(run_id.as_deref(), Some(RUN));
@@ -291,6 +296,7 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
     }
     assert_eq!(rejected_events, expected.values().sum::<u64>());
     assert_eq!(terminal, Some(TerminalKind::Complete));
+    assert_eq!(health, 2);
     assert!(completed);
 }
 

@@ -105,6 +105,37 @@ pub enum FileRole {
     },
 }
 
+impl FileRole {
+    /// The role a Claude Code file's path gives it, `None` for files that are not sessions:
+    /// `<sessionId>.jsonl` is a main file; `agent-<id>.jsonl` is a subagent file, whose parent is
+    /// named by the layout when it sits in `<sessionId>/subagents/` (or in a workflow run below
+    /// it, `<sessionId>/subagents/workflows/<runId>/`). `meta` is left empty: read the sibling
+    /// (`SubagentMeta::path_for`) with `SubagentMeta::from_json`.
+    pub fn claude_code_for(path: &std::path::Path) -> Option<FileRole> {
+        let name = path.file_name()?.to_str()?;
+        let stem = name.strip_suffix(".jsonl")?;
+        let Some(agent_id) = stem.strip_prefix("agent-").filter(|a| !a.is_empty()) else {
+            return (stem != "journal" && !stem.is_empty()).then_some(FileRole::Main);
+        };
+        let dirs: Vec<&str> = path
+            .ancestors()
+            .skip(1)
+            .take(4)
+            .filter_map(|d| d.file_name()?.to_str())
+            .collect();
+        let parent_session_id = match dirs.as_slice() {
+            ["subagents", session, ..] => Some(*session),
+            [_run, "workflows", "subagents", session] => Some(*session),
+            _ => None,
+        };
+        Some(FileRole::Subagent {
+            agent_id: agent_id.to_owned(),
+            parent_session_id: parent_session_id.map(str::to_owned),
+            meta: None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubagentMeta {
     pub tool_use_id: Option<String>,
@@ -112,6 +143,15 @@ pub struct SubagentMeta {
 }
 
 impl SubagentMeta {
+    /// `agent-<id>.meta.json` beside a subagent's `agent-<id>.jsonl`.
+    pub fn path_for(agent_file: &std::path::Path) -> PathBuf {
+        let stem = agent_file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        agent_file.with_file_name(format!("{stem}.meta.json"))
+    }
+
     /// Reads an `agent-<id>.meta.json` (`{agentType, description, toolUseId, …}`); `None` when
     /// the bytes are not a JSON object. Unknown fields are ignored, blank values read as absent.
     pub fn from_json(bytes: &[u8]) -> Option<Self> {
@@ -167,8 +207,15 @@ pub trait SessionParser: Send {
 
     fn stats(&self) -> &ParseStats;
 
-    /// Subagents this file spawned, by agent id (Claude Code main files; empty elsewhere).
+    /// Subagents this file spawned, by agent id (Claude Code main and subagent files; empty
+    /// elsewhere).
     fn spawn_links(&self) -> BTreeMap<String, SpawnLink> {
         BTreeMap::new()
     }
+
+    /// Makes the next `take_items` re-send the file's own item (header and open turn) although
+    /// no line came: for a child whose lineage the runtime learnt later from its parent's
+    /// `spawn_links()` (apply `fill_spawn_link` to the re-sent item). No effect before the item
+    /// has a turn.
+    fn resend_header(&mut self) {}
 }

@@ -1,12 +1,14 @@
 //! Source parsers: exact items for every mapping rule, incremental = full, bad input.
 //!
-//! - `claude_code`, `codex`: the exact items of each fixture (every mapping rule).
+//! - `claude_code`, `claude_subagents`, `codex`: the exact items of each fixture (every
+//!   mapping rule).
 //! - `incremental`: random cuts and restarts give the rows of one full parse.
 //! - `bad_input`: random and mutated lines never panic.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
 
 mod bad_input;
 mod claude_code;
+mod claude_subagents;
 mod codex;
 mod incremental;
 mod samples;

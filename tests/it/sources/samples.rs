@@ -157,14 +157,19 @@ fn real_samples_incremental_equals_full() {
                 } else {
                     Provider::ClaudeCode
                 };
-                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-                let role = match name.strip_prefix("agent-") {
-                    Some(agent) if provider == Provider::ClaudeCode => FileRole::Subagent {
-                        agent_id: agent.to_owned(),
-                        parent_session_id: None,
-                        meta: None,
-                    },
-                    _ => FileRole::Main,
+                let role = match provider {
+                    Provider::ClaudeCode => {
+                        let Some(mut role) = FileRole::claude_code_for(&path) else {
+                            continue;
+                        };
+                        if let FileRole::Subagent { meta, .. } = &mut role {
+                            *meta = std::fs::read(SubagentMeta::path_for(&path))
+                                .ok()
+                                .and_then(|b| SubagentMeta::from_json(&b));
+                        }
+                        role
+                    }
+                    Provider::Codex => FileRole::Main,
                 };
                 files.push(SourceFile {
                     provider,

@@ -372,6 +372,10 @@ impl SessionParser for ClaudeCodeParser {
         self.chain.hex()
     }
 
+    fn resend_header(&mut self) {
+        self.own.asm.header_dirty = true;
+    }
+
     fn stats(&self) -> &ParseStats {
         &self.stats
     }

@@ -528,6 +528,10 @@ impl SessionParser for CodexParser {
         self.chain.hex()
     }
 
+    fn resend_header(&mut self) {
+        self.asm.header_dirty = true;
+    }
+
     fn stats(&self) -> &ParseStats {
         &self.stats
     }

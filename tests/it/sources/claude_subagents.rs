@@ -1,0 +1,215 @@
+//! Claude Code subagents: flat and `<session>/subagents/` files, lineage, roles from paths.
+
+use super::*;
+
+#[test]
+fn claude_flat_subagent_file_gets_lineage_from_the_parent_links() {
+    let parent_sid = "cccccccc-0000-4000-8000-000000000003";
+    let (parent_items, parent) = parse_all(&source(
+        Provider::ClaudeCode,
+        &format!("claude-code/flat/{parent_sid}.jsonl"),
+        FileRole::Main,
+    ));
+    assert_eq!(
+        tools(&parent_items[0]),
+        vec![(
+            s("toolu_flat"),
+            s("fm1"),
+            o("fma1"),
+            s("Task"),
+            s("completed"),
+            Some(1_759_305_620_000),
+            Some(format!("{parent_sid}/agent-f1a7001"))
+        )]
+    );
+    let role = FileRole::Subagent {
+        agent_id: s("f1a7001"),
+        parent_session_id: None,
+        meta: None,
+    };
+    let (mut items, child) = parse_all(&source(
+        Provider::ClaudeCode,
+        "claude-code/flat/agent-f1a7001.jsonl",
+        role,
+    ));
+    assert_eq!(items.len(), 1);
+    let item = &mut items[0];
+    assert_eq!(
+        item.source_session_id,
+        format!("{parent_sid}/agent-f1a7001")
+    );
+    assert!(item.session.is_subagent);
+    assert_eq!(
+        item.session.parent_source_session_id.as_deref(),
+        Some(parent_sid)
+    );
+    assert_eq!(item.session.spawn_tool_call_id, None);
+    assert!(child.spawn_links().is_empty());
+    // The runtime fills what the child's own file does not say; when it learns the link after
+    // the child's last line, it asks the child's parser to re-send its header.
+    let mut child = child;
+    assert!(child.take_items().is_empty());
+    child.resend_header();
+    let resent = child.take_items();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].turns.len(), 1, "the open turn rides along");
+    assert_eq!(
+        resent[0].source_session_fingerprint,
+        item.source_session_fingerprint
+    );
+    let links = parent.spawn_links();
+    fill_spawn_link(&mut item.session, &links["f1a7001"]);
+    assert_eq!(
+        item.session.spawn_tool_call_id.as_deref(),
+        Some("toolu_flat")
+    );
+    assert_eq!(
+        item.session.task_description.as_deref(),
+        Some("Summarise changelog")
+    );
+    assert_eq!(item.session.task_status.as_deref(), Some("completed"));
+    assert_eq!(
+        messages(item),
+        vec![
+            (
+                s("fc1"),
+                s("fc1"),
+                s("user"),
+                o("Read CHANGELOG.md and summarise it."),
+                None,
+                0
+            ),
+            (
+                s("fca1"),
+                s("fc1"),
+                s("assistant"),
+                o("Three releases, all bug fixes."),
+                None,
+                1
+            ),
+        ]
+    );
+    assert_eq!(item.session.model.as_deref(), Some("claude-haiku-4-5"));
+}
+
+#[test]
+fn claude_subagents_dir_with_meta_and_agent_progress() {
+    let sid = "dddddddd-0000-4000-8000-000000000004";
+    let (parent_items, parent) = parse_all(&source(
+        Provider::ClaudeCode,
+        &format!("claude-code/nested/{sid}.jsonl"),
+        FileRole::Main,
+    ));
+    // No result yet: the spawn is known from `agent_progress` alone.
+    assert_eq!(
+        tools(&parent_items[0]),
+        vec![(
+            s("toolu_nest"),
+            s("nm1"),
+            o("nma1"),
+            s("Agent"),
+            s("pending"),
+            None,
+            Some(format!("{sid}/agent-a5b6c7d"))
+        )]
+    );
+    assert_eq!(
+        parent.spawn_links()["a5b6c7d"],
+        nex::aix::sources::SpawnLink {
+            tool_use_id: s("toolu_nest"),
+            description: o("Typo hunt"),
+            status: None,
+        }
+    );
+    let meta_bytes = std::fs::read(fixture(&format!(
+        "claude-code/nested/{sid}/subagents/agent-a5b6c7d.meta.json"
+    )))
+    .unwrap();
+    let meta = SubagentMeta::from_json(&meta_bytes).expect("meta parses");
+    assert_eq!(
+        meta,
+        SubagentMeta {
+            tool_use_id: o("toolu_nest"),
+            description: o("Typo hunt")
+        }
+    );
+    let role = FileRole::Subagent {
+        agent_id: s("a5b6c7d"),
+        parent_session_id: o(sid),
+        meta: Some(meta),
+    };
+    let (items, _) = parse_all(&source(
+        Provider::ClaudeCode,
+        &format!("claude-code/nested/{sid}/subagents/agent-a5b6c7d.jsonl"),
+        role,
+    ));
+    let item = &items[0];
+    assert_eq!(item.source_session_id, format!("{sid}/agent-a5b6c7d"));
+    assert_eq!(
+        serde_json::to_value(&item.session).unwrap(),
+        serde_json::json!({
+            "createdAtMs": 1_775_131_202_000_i64, "updatedAtMs": 1_775_131_206_000_i64,
+            "model": "claude-haiku-4-5", "provider": "anthropic", "workspacePath": "/work/demo",
+            "isSubagent": true, "parentSourceSessionId": sid, "spawnToolCallId": "toolu_nest",
+            "taskDescription": "Typo hunt", "metadata": {"version": "2.1.40", "gitBranch": "main"}
+        })
+    );
+    // msg_NC1 spans two lines (output 3 then 21): counted once, with 21.
+    assert_eq!(
+        turns(item),
+        vec![(
+            s("nc1"),
+            None,
+            1_775_131_202_000,
+            Some(1_775_131_206_000),
+            o("claude-haiku-4-5"),
+            [Some(5), Some(30), Some(50), Some(0), None, Some(85)],
+            o("nca3"),
+            vec![s("nc1")]
+        )]
+    );
+    assert_eq!(
+        item.messages[1].metadata_json,
+        Some(
+            serde_json::json!({"messageId": "msg_NC1", "requestId": "req_NC1",
+                                "isSidechain": true, "agentId": "a5b6c7d"})
+        )
+    );
+    assert_eq!(SubagentMeta::from_json(b"[1]"), None);
+    assert_eq!(
+        SubagentMeta::from_json(b"{\"toolUseId\": \" \"}"),
+        Some(SubagentMeta::default())
+    );
+}
+
+#[test]
+fn claude_roles_from_paths() {
+    let role = |p: &str| FileRole::claude_code_for(Path::new(p));
+    let sub = |agent: &str, parent: Option<&str>| {
+        Some(FileRole::Subagent {
+            agent_id: s(agent),
+            parent_session_id: parent.map(str::to_owned),
+            meta: None,
+        })
+    };
+    assert_eq!(role("/p/-x/5e1.jsonl"), Some(FileRole::Main));
+    assert_eq!(role("/p/-x/agent-f1a7001.jsonl"), sub("f1a7001", None));
+    assert_eq!(
+        role("/p/-x/5e1/subagents/agent-a5b.jsonl"),
+        sub("a5b", Some("5e1"))
+    );
+    assert_eq!(
+        role("/p/-x/5e1/subagents/workflows/run7/agent-w1.jsonl"),
+        sub("w1", Some("5e1"))
+    );
+    assert_eq!(
+        role("/p/-x/5e1/subagents/workflows/run7/journal.jsonl"),
+        None
+    );
+    assert_eq!(role("/p/-x/5e1/subagents/agent-a5b.meta.json"), None);
+    assert_eq!(role("/p/-x/agent-.jsonl"), Some(FileRole::Main));
+    assert_eq!(
+        SubagentMeta::path_for(Path::new("/p/-x/5e1/subagents/agent-a5b.jsonl")),
+        PathBuf::from("/p/-x/5e1/subagents/agent-a5b.meta.json")
+    );
+}
