@@ -189,8 +189,22 @@ pub fn list(args: ListArgs) -> ExitCode {
     }
 }
 
+/// Whether the ledger has its schema yet (a daemon may be creating it right now).
+fn has_schema(conn: &Connection) -> Result<bool, ControlError> {
+    conn.query_row(
+        "SELECT COUNT(*) = 2 FROM sqlite_master WHERE type = 'table' \
+         AND name IN ('sessions', 'session_imports')",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(ControlError::store("ledger_schema"))
+}
+
 fn list_sessions(args: &ListArgs) -> Result<Vec<SessionSummary>, ControlError> {
     let conn = open(&args.ledger)?;
+    if !has_schema(&conn)? {
+        return Ok(Vec::new());
+    }
     let mut stmt = conn
         .prepare(&format!(
             "{SUMMARY} WHERE (?1 IS NULL OR si.source_provider = ?1)
@@ -224,6 +238,9 @@ pub fn show(args: ShowArgs) -> ExitCode {
 
 fn show_session(args: &ShowArgs) -> Result<Option<SessionDetail>, ControlError> {
     let conn = open(&args.ledger)?;
+    if !has_schema(&conn)? {
+        return Ok(None);
+    }
     let err = ControlError::store("sessions_show");
     let summary = conn
         .query_row(

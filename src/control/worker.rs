@@ -293,6 +293,12 @@ mod tests {
         let cmd = WorkerCommand::parse("sleep 30").unwrap();
         let (mut worker, _out) = Worker::spawn(&cmd, &[], dir.path(), "r1").unwrap();
         let pid = worker.pid;
+        // Until the child has exec'd, its cmdline is still the test binary's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !process_runs(pid, "sleep") {
+            assert!(std::time::Instant::now() < deadline, "sleep never started");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         // Leave the record as a crashed daemon would, and a stale record for a dead pid.
         std::fs::write(dir.path().join("worker-dead.pid"), "999999\nsleep\n").unwrap();
         assert_eq!(reap_orphans(dir.path()), 1);
