@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::control::audit::RunOutcome;
 use crate::control::port::{PipelineEnd, PipelineReport, RunCounters};
+use crate::pipeline::RejectCode;
 use crate::protocol::Code;
 
 /// How a run ended.
@@ -61,10 +62,12 @@ pub(super) fn classify(
                 (RunOutcome::Cancelled, None, None, false)
             }
             (None, PipelineEnd::Complete(_)) => (RunOutcome::Completed, None, None, false),
+            // The worker's code and message are untrusted: the code is sanitised like every
+            // reject code, the message bounded and stripped of control characters.
             (None, PipelineEnd::Error(e)) => (
                 RunOutcome::Failed,
-                Some(e.code),
-                Some(e.message),
+                Some(RejectCode::service(e.code).as_str().to_owned()),
+                Some(bounded_message(&e.message)),
                 e.retryable.unwrap_or(false),
             ),
             (None, PipelineEnd::Eof | PipelineEnd::Cancelled) if aborted => (
@@ -109,6 +112,17 @@ pub(super) fn classify(
         rejects,
         pid: Some(pid),
     }
+}
+
+/// Longest worker message kept in a job row.
+const MAX_MESSAGE_CHARS: usize = 200;
+
+fn bounded_message(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_MESSAGE_CHARS)
+        .collect()
 }
 
 #[cfg(test)]
@@ -256,6 +270,19 @@ mod tests {
                 false,
             ),
         ];
+        let hostile = PipelineEnd::Error(RunError {
+            code: "bad code with spaces\nand more".into(),
+            message: format!("line\nbreak {}", "x".repeat(500)),
+            retryable: None,
+        });
+        let r = classify(report(hostile), None, false, false, 1);
+        assert_eq!(
+            r.error_code.as_deref(),
+            Some("bad_code_with_spaces_and_more")
+        );
+        let message = r.error_message.unwrap();
+        assert_eq!(message.chars().count(), 200);
+        assert!(!message.contains('\n'));
         for (end, forced, stop, aborted, outcome, code, retryable) in cases {
             let label = format!("{end:?} forced={forced:?} stop={stop} aborted={aborted}");
             let r = classify(report(end), forced, stop, aborted, 7);
