@@ -518,3 +518,60 @@ fn debug_logs_of_a_daemon_run_never_contain_session_content() {
     assert!(logs.contains("run started"), "debug logs were captured");
     assert!(!logs.contains(marker), "a log line carries session content");
 }
+
+#[test]
+fn sigint_to_an_in_process_backfill_marks_the_job_and_the_next_backfill_resumes_it() {
+    let home = Home::new(false);
+    let mut child = home
+        .nex(&fake_cmd("backfill 100000 0.01"))
+        .args(["import", "backfill", "--wait", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The job is visible (read-only) from another process while it runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let jobs = home.json(&["import", "jobs", "--json"]);
+        if jobs[0]["stats"]["requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 2)
+        {
+            break jobs[0]["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "job never progressed: {jobs}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130));
+    let jobs = home.json(&["import", "jobs", "--json"]);
+    assert_eq!(jobs[0]["id"], id.as_str());
+    assert_eq!(jobs[0]["status"], "failed");
+    assert_eq!(jobs[0]["error_code"], "daemon_shutdown");
+    // The next backfill picks the interrupted job up (as its retry) and waits for it.
+    let out = home.run(
+        &fake_cmd("backfill 3"),
+        &["import", "backfill", "--wait", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["stats"]["retry_of"], id.as_str());
+    assert_eq!(
+        home.json(&["import", "jobs", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
