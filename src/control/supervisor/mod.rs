@@ -144,8 +144,10 @@ impl Supervisor {
     /// `daemon_restarted`, interrupted jobs retried when `auto_retry` is on, queued jobs
     /// started) and, for a daemon with `start_tail`, starts the tail.
     ///
-    /// The returned task ends after `shutdown` fires (or [`Request`]-less shutdown through the
-    /// token) and every run is stopped.
+    /// The returned task ends once `shutdown` is cancelled (or every [`ControlHandle`] is
+    /// dropped) and every run has stopped, within `shutdown_grace`.
+    ///
+    /// Errors: the runtime store's, during recovery.
     pub async fn start(
         deps: RunDeps,
         store: NexusStore,
