@@ -3,7 +3,7 @@
 //! jobs. Everything else talks to it through a [`ControlHandle`] (bounded channel, oneshot
 //! replies); nothing is shared.
 //!
-//! Shutdown, in three parts: signal (the shutdown token or [`ControlHandle::shutdown`]),
+//! Shutdown, in three parts: signal (the shutdown token, or every handle dropped),
 //! propagate (`run.stop` to every run), wait (join every run within `shutdown_grace`, then kill
 //! and abort stragglers, recorded `shutdown_timeout`).
 //!
