@@ -14,8 +14,8 @@ use super::config::WorkerOptions;
 use super::cursor::FileCursor;
 use super::discover::discover;
 use super::emit::Emitter;
-use super::file_state::{FileState, FileUpdate, ParserFactory};
-use super::lineage::Lineage;
+use super::file_state::{FileState, FileUpdate, ParserFactory, ReadKind};
+use super::lineage::{Lineage, Unlinked};
 use super::status::{StopSignal, WorkerStatus};
 use crate::protocol::RunProgress;
 
@@ -48,29 +48,56 @@ impl RunCounters {
     }
 }
 
-/// Emits one file's update: lineage filled in, the items queued with their cursor.
+/// Emits one file's update: lineage filled in, the items queued with their cursor. Returns the
+/// children emitted earlier without the spawn link this update revealed: re-send their headers
+/// ([`FileState::resend_header`]) and emit those too.
 pub(super) fn emit_update(
     state: &FileState,
     update: FileUpdate,
     lineage: &mut Lineage,
     emitter: &mut Emitter<'_>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Vec<Unlinked>> {
     let FileUpdate {
         mut items,
         cursor,
         part,
-        ..
+        kind,
     } = update;
-    if let Some(parser) = state.parser() {
-        lineage.record(&items, parser);
-    }
-    let tag = lineage.fill(&state.source, &mut items);
-    let part = if tag.is_empty() {
-        part.to_string()
-    } else {
-        format!("{part}+{tag}")
+    let resend = match state.parser() {
+        Some(parser) => lineage.record(&state.source, &items, parser),
+        None => Vec::new(),
     };
-    emitter.push_file(items, &part, Some(cursor.to_cursor(state.key())))
+    let tag = lineage.fill(&state.source, &mut items, &cursor);
+    let mut part = part.to_string();
+    if kind == ReadKind::Resent {
+        part.push('h');
+    }
+    if !tag.is_empty() {
+        part = format!("{part}+{tag}");
+    }
+    emitter.push_file(items, &part, Some(cursor.to_cursor(state.key())))?;
+    Ok(resend)
+}
+
+/// Re-sends the headers of children whose spawn link became known, and of their own children
+/// in turn, from fresh states rebuilt from their cursors (backfill keeps no state).
+fn resend_children(
+    mut pending: Vec<Unlinked>,
+    factory: &ParserFactory,
+    lineage: &mut Lineage,
+    emitter: &mut Emitter<'_>,
+) -> std::io::Result<()> {
+    while let Some((source, cursor)) = pending.pop() {
+        let mut child = FileState::new(source, Some(cursor));
+        match child.resend_header(factory) {
+            Ok(Some(update)) => pending.extend(emit_update(&child, update, lineage, emitter)?),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(path = %child.source.path.display(), error_kind = ?e.kind(), "child header not re-sent")
+            }
+        }
+    }
+    Ok(())
 }
 
 type Job = (FileState, mpsc::SyncSender<JobResult>);
@@ -88,6 +115,7 @@ pub fn run_backfill(
     stop: &StopSignal,
     status: &WorkerStatus,
 ) -> std::io::Result<RunCounters> {
+    let started = Instant::now();
     let mut counters = RunCounters::default();
     let found = discover(options);
     status
@@ -176,7 +204,9 @@ pub fn run_backfill(
             };
             match update {
                 Ok(Some(update)) => {
-                    emit_update(&state, update, &mut lineage, emitter)?;
+                    let resend = emit_update(&state, update, &mut lineage, emitter)?;
+                    drop(state);
+                    resend_children(resend, factory, &mut lineage, emitter)?;
                     counters.emitted_files += 1;
                 }
                 Ok(None) => counters.skipped_files += 1,
@@ -197,6 +227,13 @@ pub fn run_backfill(
     emitter.flush()?;
     result?;
     status.pending_files.store(0, Ordering::Relaxed);
+    tracing::info!(
+        emitted = counters.emitted_files,
+        skipped = counters.skipped_files,
+        failed = counters.failed_files,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "backfill done"
+    );
     Ok(counters)
 }
 

@@ -1,6 +1,7 @@
 //! Worker settings: source roots, `full`, packing limits and tail timings, from defaults, the
 //! environment, `run.start.options` and command-line flags.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ impl Default for WorkerOptions {
             reconcile_interval: Duration::from_secs(60),
             parse_threads: 0,
             idle_evict: Duration::from_secs(600),
-            inflight_bytes: 64 << 20,
+            inflight_bytes: 32 << 20,
         }
     }
 }
@@ -112,7 +113,16 @@ fn home() -> Option<PathBuf> {
 /// Each dir of `$CLAUDE_CONFIG_DIR` (comma list) + `/projects`, else `~/.claude/projects` and
 /// `~/.config/claude/projects`.
 pub fn default_claude_dirs() -> Vec<PathBuf> {
-    if let Some(dirs) = std::env::var_os("CLAUDE_CONFIG_DIR") {
+    claude_dirs_from(std::env::var_os("CLAUDE_CONFIG_DIR"), home())
+}
+
+/// `$CODEX_HOME/sessions`, else `~/.codex/sessions`.
+pub fn default_codex_dirs() -> Vec<PathBuf> {
+    codex_dirs_from(std::env::var_os("CODEX_HOME"), home())
+}
+
+fn claude_dirs_from(config_dir: Option<OsString>, home: Option<PathBuf>) -> Vec<PathBuf> {
+    if let Some(dirs) = config_dir {
         let dirs: Vec<PathBuf> = dirs
             .to_string_lossy()
             .split(',')
@@ -124,23 +134,20 @@ pub fn default_claude_dirs() -> Vec<PathBuf> {
             return dirs;
         }
     }
-    home()
-        .map(|h| {
-            vec![
-                h.join(".claude").join("projects"),
-                h.join(".config").join("claude").join("projects"),
-            ]
-        })
-        .unwrap_or_default()
+    home.map(|h| {
+        vec![
+            h.join(".claude").join("projects"),
+            h.join(".config").join("claude").join("projects"),
+        ]
+    })
+    .unwrap_or_default()
 }
 
-/// `$CODEX_HOME/sessions`, else `~/.codex/sessions`.
-pub fn default_codex_dirs() -> Vec<PathBuf> {
-    if let Some(h) = std::env::var_os("CODEX_HOME").filter(|h| !h.is_empty()) {
+fn codex_dirs_from(codex_home: Option<OsString>, home: Option<PathBuf>) -> Vec<PathBuf> {
+    if let Some(h) = codex_home.filter(|h| !h.is_empty()) {
         return vec![PathBuf::from(h).join("sessions")];
     }
-    home()
-        .map(|h| vec![h.join(".codex").join("sessions")])
+    home.map(|h| vec![h.join(".codex").join("sessions")])
         .unwrap_or_default()
 }
 
@@ -165,5 +172,30 @@ mod tests {
         );
         assert_eq!(o.codex_dirs, default_codex_dirs());
         assert!(!o.full);
+    }
+
+    #[test]
+    fn environment_defaults() {
+        let home = Some(PathBuf::from("/h"));
+        assert_eq!(
+            claude_dirs_from(Some(" /a , /b,".into()), home.clone()),
+            vec![PathBuf::from("/a/projects"), PathBuf::from("/b/projects")]
+        );
+        assert_eq!(
+            claude_dirs_from(Some(",".into()), home.clone()),
+            vec![
+                PathBuf::from("/h/.claude/projects"),
+                PathBuf::from("/h/.config/claude/projects")
+            ]
+        );
+        assert!(claude_dirs_from(None, None).is_empty());
+        assert_eq!(
+            codex_dirs_from(Some("/c".into()), home.clone()),
+            vec![PathBuf::from("/c/sessions")]
+        );
+        assert_eq!(
+            codex_dirs_from(Some("".into()), home),
+            vec![PathBuf::from("/h/.codex/sessions")]
+        );
     }
 }

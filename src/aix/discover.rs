@@ -170,15 +170,17 @@ fn claude_subagents(dir: &Path, session: &str, depth: usize, out: &mut Vec<Sourc
 /// Classifies one Claude Code `.jsonl` path; `session` is the parent session dir when the file
 /// sits under `<session>/subagents/`.
 pub fn claude_file(path: &Path, session: Option<&str>) -> Option<SourceFile> {
-    let name = path.file_name()?.to_str()?;
-    let stem = name.strip_suffix(".jsonl")?;
-    let role = match stem.strip_prefix("agent-") {
-        Some(agent_id) if !agent_id.is_empty() => FileRole::Subagent {
-            agent_id: agent_id.to_owned(),
-            parent_session_id: session.map(str::to_owned),
-            meta: read_meta(&path.with_file_name(format!("{stem}.meta.json"))),
+    let role = match FileRole::claude_code_for(path)? {
+        FileRole::Subagent {
+            agent_id,
+            parent_session_id,
+            ..
+        } => FileRole::Subagent {
+            agent_id,
+            parent_session_id: parent_session_id.or_else(|| session.map(str::to_owned)),
+            meta: read_meta(&SubagentMeta::path_for(path)),
         },
-        _ => FileRole::Main,
+        FileRole::Main => FileRole::Main,
     };
     Some(SourceFile {
         provider: Provider::ClaudeCode,

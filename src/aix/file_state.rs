@@ -30,6 +30,8 @@ pub enum ReadKind {
     Resumed,
     /// New bytes appended to a file whose parser is in memory.
     Appended,
+    /// No new bytes: the file's header and open turn re-sent (lineage learnt later).
+    Resent,
 }
 
 /// The outcome of reading new bytes of a file.
@@ -74,10 +76,17 @@ impl FileState {
         self.parser = None;
     }
 
-    /// Whether the file needs reading, judged by stat and a read of its first line only.
+    /// Whether the file needs reading, judged by stat (and, when the stat differs from the
+    /// cursor, reads of the first line and of the bytes before the cursor's offset).
     pub fn needs_read(&self, full: bool) -> io::Result<bool> {
         if full {
             return Ok(true);
+        }
+        // Same device, inode, size and mtime as the cursor: unchanged on stat alone (a rewrite
+        // to the same size within the same millisecond is not a case worth an open and reads).
+        let stat = FileIdentity::stat(&self.source.path)?;
+        if self.cursor.as_ref().is_some_and(|c| c.identity() == stat) {
+            return Ok(false);
         }
         let mut file = File::open(&self.source.path)?;
         let now = FileIdentity::of(&file.metadata()?);
@@ -105,6 +114,45 @@ impl FileState {
             self.parser = None;
         }
         result
+    }
+
+    /// Re-sends the file's own item (header and open turn) as of its cursor, with no new bytes:
+    /// for a child whose spawn link became known after its items went out. Rebuilds the parse
+    /// state from `[0, offset)` when none is in memory. `Ok(None)` when there is no cursor, the
+    /// file changed since it (a normal update will follow), or no item is due.
+    ///
+    /// Errors: the file could not be read.
+    pub fn resend_header(&mut self, factory: &ParserFactory) -> io::Result<Option<FileUpdate>> {
+        let Some(c) = self.cursor.clone() else {
+            return Ok(None);
+        };
+        if self.parser.is_none() {
+            let mut file = File::open(&self.source.path)?;
+            let now = FileIdentity::of(&file.metadata()?);
+            if cursor::check(Some(&c), &now, &mut file) == CursorCheck::Rewrite {
+                return Ok(None);
+            }
+            let mut parser = factory(&self.source);
+            let end = feed(&mut file, parser.as_mut(), 0, Some(c.offset), false)?;
+            if end.consumed != c.offset {
+                return Ok(None);
+            }
+            self.parser = Some(parser);
+        }
+        let Some(parser) = self.parser.as_mut() else {
+            return Ok(None);
+        };
+        parser.resend_header();
+        let items = parser.take_items();
+        if items.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(FileUpdate {
+            items,
+            part: c.offset,
+            cursor: c,
+            kind: ReadKind::Resent,
+        }))
     }
 
     fn update_inner(

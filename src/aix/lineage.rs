@@ -1,44 +1,95 @@
 //! Spawn links across files: what a parent session's file says about the subagents it spawned,
-//! filled into a child item whose own file does not say it (SOURCES.md "Lineage"). Memory is
-//! one small record per subagent seen in the run.
+//! filled into a child item whose own file does not say it (SOURCES.md "Lineage"). A child read
+//! before its parent's link is known is remembered; once the link arrives, the caller re-sends
+//! the child's header (`SessionParser::resend_header`) with the link filled in. Memory is one
+//! small record per subagent and per file seen in the run.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use super::cursor::FileCursor;
 use super::sources::{FileRole, SessionParser, SourceFile, SpawnLink, fill_spawn_link};
 use crate::protocol::ImportSessionItem;
 
-/// Spawn links by (parent session id, agent id).
+/// A child file whose items went out without their spawn link.
+pub type Unlinked = (SourceFile, FileCursor);
+
 #[derive(Default)]
 pub struct Lineage {
+    /// Spawn links by (parent session id, agent id).
     links: HashMap<(String, String), SpawnLink>,
+    /// The session id a file's own items carry, by path (learnt from its items).
+    file_sessions: HashMap<PathBuf, String>,
+    /// Children emitted without a spawn tool call id, by (parent session id, agent id).
+    unlinked: HashMap<(String, String), Unlinked>,
 }
 
 impl Lineage {
-    /// Remembers the spawn links of a main file whose items were just taken.
-    pub fn record(&mut self, items: &[ImportSessionItem], parser: &dyn SessionParser) {
-        let links = parser.spawn_links();
-        if links.is_empty() {
-            return;
-        }
-        let Some(parent) = items
+    /// Remembers the spawn links a file's parser knows, under the session ids they belong to.
+    /// Returns the children already emitted without one of these links: their headers should
+    /// be re-sent.
+    pub fn record(
+        &mut self,
+        source: &SourceFile,
+        items: &[ImportSessionItem],
+        parser: &dyn SessionParser,
+    ) -> Vec<Unlinked> {
+        let own = items
             .iter()
             .find(|i| !i.session.is_subagent)
-            .map(|i| i.source_session_id.clone())
-        else {
-            return;
-        };
-        for (agent_id, link) in links {
-            self.links.insert((parent.clone(), agent_id), link);
+            .or_else(|| items.first())
+            .map(|i| i.source_session_id.clone());
+        if let Some(own) = own {
+            self.file_sessions.insert(source.path.clone(), own);
         }
+        let links = parser.spawn_links();
+        if links.is_empty() {
+            return Vec::new();
+        }
+        let mut parents: Vec<String> = self
+            .file_sessions
+            .get(&source.path)
+            .cloned()
+            .into_iter()
+            .collect();
+        if let FileRole::Subagent {
+            parent_session_id: Some(p),
+            ..
+        } = &source.role
+        {
+            parents.push(p.clone());
+        }
+        let mut resend: Vec<Unlinked> = Vec::new();
+        for (agent_id, link) in links {
+            for parent in &parents {
+                let key = (parent.clone(), agent_id.clone());
+                if let Some(child) = self.unlinked.remove(&key)
+                    && !resend.iter().any(|(s, _)| s.path == child.0.path)
+                {
+                    resend.push(child);
+                }
+                self.links.insert(key, link.clone());
+            }
+        }
+        // A child found under one key is linked under all of them.
+        let paths: Vec<PathBuf> = resend.iter().map(|(s, _)| s.path.clone()).collect();
+        self.unlinked.retain(|_, (s, _)| !paths.contains(&s.path));
+        resend
     }
 
     /// Fills `spawnToolCallId`, `taskDescription`, `taskStatus` of a subagent file's items from
-    /// its meta file or a known parent, where the item lacks them. Returns a tag of what was
-    /// filled (empty when nothing was), to be part of the items' idempotency key: the same
-    /// content always travels under the same key.
-    pub fn fill(&self, source: &SourceFile, items: &mut [ImportSessionItem]) -> String {
+    /// its meta file or a known parent, where the item lacks them, and remembers a child still
+    /// lacking its spawn tool call id (with `cursor`, the file's cursor after these items).
+    /// Returns a tag of what was filled (empty when nothing was), to be part of the items'
+    /// idempotency key: the same content always travels under the same key.
+    pub fn fill(
+        &mut self,
+        source: &SourceFile,
+        items: &mut [ImportSessionItem],
+        cursor: &FileCursor,
+    ) -> String {
         let FileRole::Subagent {
             agent_id,
             parent_session_id,
@@ -63,12 +114,26 @@ impl Lineage {
                     s.task_description = meta.description.clone();
                 }
             }
-            let parent = s
-                .parent_source_session_id
-                .clone()
-                .or_else(|| parent_session_id.clone());
-            if let Some(link) = parent.and_then(|p| self.links.get(&(p, agent_id.clone()))) {
+            let mut parents: Vec<String> = Vec::new();
+            for p in [&s.parent_source_session_id, parent_session_id]
+                .into_iter()
+                .flatten()
+            {
+                if !parents.contains(p) {
+                    parents.push(p.clone());
+                }
+            }
+            let link = parents
+                .iter()
+                .find_map(|p| self.links.get(&(p.clone(), agent_id.clone())));
+            if let Some(link) = link {
                 fill_spawn_link(s, link);
+            }
+            if s.spawn_tool_call_id.is_none() {
+                for p in parents {
+                    self.unlinked
+                        .insert((p, agent_id.clone()), (source.clone(), cursor.clone()));
+                }
             }
             let after = (
                 s.spawn_tool_call_id.clone(),

@@ -125,6 +125,19 @@ pub fn emit(
     finish(&sink, mode, result)
 }
 
+/// The `health.status` payload as of now.
+fn health(sink: &FrameSink, status: &WorkerStatus) -> HealthStatus {
+    let last = sink
+        .last_import_at()
+        .max(Some(status.last_event_ms.load(Ordering::Relaxed)))
+        .filter(|t| *t > 0);
+    HealthStatus {
+        connected: true,
+        last_event_at: last,
+        details: Some(status.details(now_ms())),
+    }
+}
+
 /// Reports an error that ends the run as `run.error` (best effort) and returns it.
 fn report(sink: &FrameSink, e: WorkerError) -> WorkerError {
     tracing::error!(error_code = e.code(), error = %e, "run failed");
@@ -140,9 +153,11 @@ enum Msg {
 }
 
 /// `aix worker --stdio`: reads control frames from `input`, writes worker frames to `output`.
+/// `stop` (e.g. raised by SIGINT/SIGTERM) acts like `run.stop`.
 ///
-/// Waits for `run.start`, runs its mode with its cursors and options (explicit `flags` win),
-/// answers `health.probe` with `health.status`, and on `run.stop` or input EOF stops emitting
+/// Waits for `run.start`, answers it at once with an unsolicited `health.status` (NEX's
+/// `start_timeout` waits for a first frame), runs its mode with its cursors and options
+/// (explicit `flags` win), answers `health.probe` with `health.status`, and on `run.stop` or input EOF stops emitting
 /// new work, flushes, and writes `run.complete`. A backfill that finishes by itself writes
 /// `run.complete` at once. Returns after the terminal frame.
 ///
@@ -154,6 +169,7 @@ pub fn run_worker<R: BufRead + Send + 'static>(
     output: Box<dyn Write + Send>,
     flags: &RootOverrides,
     factory: ParserFactory,
+    stop: Arc<StopSignal>,
 ) -> Result<(), WorkerError> {
     let (run_id, start) = loop {
         let mut line = String::new();
@@ -194,9 +210,12 @@ pub fn run_worker<R: BufRead + Send + 'static>(
         "run started"
     );
     let sink = Arc::new(FrameSink::new(output, run_id.clone()));
-    let stop = Arc::new(StopSignal::default());
     let status = Arc::new(WorkerStatus::default());
     let (tx, rx) = mpsc::channel::<Msg>();
+    // The first frame tells NEX the worker is up (its `start_timeout`), even for a tail that
+    // has nothing to emit yet.
+    sink.health(&health(&sink, &status))
+        .map_err(|e| report(&sink, WorkerError::Output(e)))?;
 
     let reader_tx = tx.clone();
     std::thread::Builder::new()
@@ -229,16 +248,7 @@ pub fn run_worker<R: BufRead + Send + 'static>(
         match msg {
             Msg::Control(Ok(env)) => match env.body {
                 ControlFrame::HealthProbe => {
-                    let last = sink
-                        .last_import_at()
-                        .max(Some(status.last_event_ms.load(Ordering::Relaxed)))
-                        .filter(|t| *t > 0);
-                    let health = HealthStatus {
-                        connected: true,
-                        last_event_at: last,
-                        details: Some(status.details(now_ms())),
-                    };
-                    if let Err(e) = sink.health(&health) {
+                    if let Err(e) = sink.health(&health(&sink, &status)) {
                         tracing::warn!(error_kind = ?e.kind(), "health.status not written");
                         stop.stop();
                     }

@@ -43,9 +43,9 @@ pub fn scan(
         let summary = out.entry(provider).or_default();
         summary.files += 1;
         let mut state = FileState::new(d.source, None);
-        let mut items = match state.update(factory, true) {
-            Ok(Some(u)) => u.items,
-            Ok(None) => Vec::new(),
+        let (mut items, cursor) = match state.update(factory, true) {
+            Ok(Some(u)) => (u.items, u.cursor),
+            Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(path = %state.source.path.display(), error_kind = ?e.kind(), "file not readable");
                 summary.unreadable_files += 1;
@@ -53,14 +53,16 @@ pub fn scan(
             }
         };
         if let Some(parser) = state.parser() {
-            lineage.record(&items, parser);
+            // Scan reports what the files say; children read before their parent's link are
+            // not re-sent here (the runtime does that when it emits).
+            lineage.record(&state.source, &items, parser);
             let stats = parser.stats();
             summary.malformed_lines += stats.malformed_lines;
             for (kind, n) in &stats.skipped_records {
                 *summary.skipped_records.entry(kind.clone()).or_default() += n;
             }
         }
-        lineage.fill(&state.source, &mut items);
+        lineage.fill(&state.source, &mut items, &cursor);
         for item in &items {
             if seen.insert((provider, item.source_session_id.clone())) {
                 if item.session.is_subagent {

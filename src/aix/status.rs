@@ -64,3 +64,51 @@ impl WorkerStatus {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn stop_wakes_registered_and_late_wakers() {
+        let stop = StopSignal::default();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        stop.on_stop(Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert!(!stop.is_stopped());
+        stop.stop();
+        assert!(stop.is_stopped());
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        let w = woken.clone();
+        stop.on_stop(Box::new(move || {
+            w.fetch_add(10, Ordering::SeqCst);
+        }));
+        assert_eq!(
+            woken.load(Ordering::SeqCst),
+            11,
+            "registered after stop: woken at once"
+        );
+    }
+
+    #[test]
+    fn details_report_lag_of_the_oldest_pending_change() {
+        let s = WorkerStatus::default();
+        s.watched_files.store(3, Ordering::Relaxed);
+        s.pending_files.store(1, Ordering::Relaxed);
+        assert_eq!(s.details(1_000)["lagMs"], 0);
+        s.oldest_pending_ms.store(900, Ordering::Relaxed);
+        let d = s.details(1_000);
+        assert_eq!(
+            (
+                d["watchedFiles"].as_u64(),
+                d["pendingFiles"].as_u64(),
+                d["lagMs"].as_i64()
+            ),
+            (Some(3), Some(1), Some(100))
+        );
+    }
+}

@@ -8,8 +8,10 @@
 //! `reconcile_interval` (stat only, no reads of unchanged files) backstops missed events and
 //! picks up new roots. Between events the loop sleeps on its channel: an idle tail uses no CPU.
 //!
-//! Per-file parse state lives in memory while the file is active and is dropped after
-//! `idle_evict` without changes; the next change rebuilds it from the cursor.
+//! Per-file parse state lives in memory only for files being written (announced by a
+//! notification) and is dropped after `idle_evict` without changes; files read at start-up or
+//! by a re-scan keep no state. The next change rebuilds it from the cursor (one scan), so
+//! memory follows the files being written, never the corpus.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -26,7 +28,7 @@ use super::discover::{discover, roots};
 use super::emit::{Emitter, now_ms};
 use super::error::WorkerError;
 use super::file_state::{FileState, ParserFactory};
-use super::lineage::Lineage;
+use super::lineage::{Lineage, Unlinked};
 use super::status::{StopSignal, WorkerStatus};
 
 enum TailEvent {
@@ -38,6 +40,8 @@ enum TailEvent {
 struct Dirty {
     first: Instant,
     first_ms: i64,
+    /// Announced by a notification (not by start-up or a re-scan).
+    live: bool,
 }
 
 struct Tracked {
@@ -62,6 +66,8 @@ struct Tail<'a, 'e> {
     unknown: HashSet<PathBuf>,
     /// Files under the roots that discovery does not take.
     not_sessions: HashSet<PathBuf>,
+    /// Session files removed during the run.
+    removed: HashSet<PathBuf>,
     counters: RunCounters,
 }
 
@@ -107,6 +113,7 @@ pub fn run_tail(
         rediscover_at: None,
         unknown: HashSet::new(),
         not_sessions: HashSet::new(),
+        removed: HashSet::new(),
         counters: RunCounters::default(),
     };
     tail.watch_roots(&mut watcher);
@@ -174,11 +181,16 @@ impl Tail<'_, '_> {
         }
     }
 
-    fn mark(&mut self, path: PathBuf, now: Instant) {
-        self.dirty.entry(path).or_insert_with(|| Dirty {
+    /// Marks a file dirty. `live`: a notification said it is being written (its parse state is
+    /// then kept for the next append); otherwise (start-up, re-scan) the state is dropped after
+    /// the read, so files that are not being written cost no memory.
+    fn mark(&mut self, path: PathBuf, now: Instant, live: bool) {
+        let d = self.dirty.entry(path).or_insert_with(|| Dirty {
             first: now,
             first_ms: now_ms(),
+            live,
         });
+        d.live |= live;
     }
 
     /// When a dirty file is read: at once if it was not read within the last `debounce`
@@ -209,7 +221,7 @@ impl Tail<'_, '_> {
                 tracing::info!(root = %path.display(), "source root removed");
             }
             if self.files.contains_key(&path) {
-                self.mark(path, now);
+                self.mark(path, now, true);
             } else if !self.not_sessions.contains(&path)
                 && (path.extension().is_some_and(|e| e == "jsonl") || path.is_dir())
             {
@@ -222,29 +234,36 @@ impl Tail<'_, '_> {
 
     /// Reads every file whose debounce expired; `true` when any was read.
     fn process_due(&mut self, now: Instant, stop: &StopSignal) -> Result<bool, WorkerError> {
-        let mut due: Vec<(Instant, PathBuf)> = self
+        let mut due: Vec<(Instant, PathBuf, bool)> = self
             .dirty
             .iter()
             .filter(|(p, d)| self.due_at(p, d) <= now)
-            .map(|(p, d)| (d.first, p.clone()))
+            .map(|(p, d)| (d.first, p.clone(), d.live))
             .collect();
         if due.is_empty() {
             return Ok(false);
         }
         due.sort();
-        for (_, path) in due {
+        let oldest = due[0].0;
+        let files = due.len();
+        for (_, path, live) in due {
             if stop.is_stopped() {
                 break;
             }
             self.dirty.remove(&path);
-            self.read_file(path)?;
+            self.read_file(path, live)?;
         }
         self.emitter.flush().map_err(WorkerError::Output)?;
         self.publish();
+        tracing::debug!(
+            files,
+            lag_ms = oldest.elapsed().as_millis() as u64,
+            "changes emitted"
+        );
         Ok(true)
     }
 
-    fn read_file(&mut self, path: PathBuf) -> Result<(), WorkerError> {
+    fn read_file(&mut self, path: PathBuf, live: bool) -> Result<(), WorkerError> {
         let Some(tracked) = self.files.get_mut(&path) else {
             return Ok(());
         };
@@ -252,18 +271,49 @@ impl Tail<'_, '_> {
         tracked.last_read = Some(tracked.last_change);
         match tracked.state.update(self.factory, false) {
             Ok(Some(update)) => {
-                emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
+                let resend = emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
                     .map_err(WorkerError::Output)?;
                 self.counters.emitted_files += 1;
+                if !live {
+                    tracked.state.evict();
+                }
+                self.resend_children(resend)?;
             }
             Ok(None) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::debug!(path = %path.display(), "session file removed");
                 self.files.remove(&path);
+                self.removed.insert(path);
             }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error_kind = ?e.kind(), "file not readable");
                 self.counters.failed_files += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-sends the headers of children whose spawn link became known (and of their own
+    /// children in turn), from their in-memory state or one rebuilt from their cursor.
+    fn resend_children(&mut self, mut pending: Vec<Unlinked>) -> Result<(), WorkerError> {
+        while let Some((source, _)) = pending.pop() {
+            let Some(tracked) = self.files.get_mut(&source.path) else {
+                continue;
+            };
+            let had_state = tracked.state.parser().is_some();
+            match tracked.state.resend_header(self.factory) {
+                Ok(Some(update)) => {
+                    let more = emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
+                        .map_err(WorkerError::Output)?;
+                    pending.extend(more);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(path = %source.path.display(), error_kind = ?e.kind(), "child header not re-sent")
+                }
+            }
+            if !had_state {
+                tracked.state.evict();
             }
         }
         Ok(())
@@ -279,8 +329,16 @@ impl Tail<'_, '_> {
             if self.files.contains_key(&d.source.path) {
                 continue;
             }
-            let key = cursor_key(d.source.provider, &d.source.path);
-            let state = FileState::new(d.source, self.cursors.get(&key).cloned());
+            // A file removed during this run that comes back is new: the start cursor was for
+            // the old one.
+            let cursor = if self.removed.remove(&d.source.path) {
+                None
+            } else {
+                self.cursors
+                    .get(&cursor_key(d.source.provider, &d.source.path))
+                    .cloned()
+            };
+            let state = FileState::new(d.source, cursor);
             let path = state.source.path.clone();
             let needs = state.needs_read(false).unwrap_or(true);
             self.files.insert(
@@ -292,7 +350,8 @@ impl Tail<'_, '_> {
                 },
             );
             if needs {
-                self.mark(path, now);
+                let live = unknown.contains(&path);
+                self.mark(path, now, live);
             }
         }
         // Paths that a change announced and discovery did not take are not sessions (by their
@@ -323,7 +382,7 @@ impl Tail<'_, '_> {
             }
         }
         for path in stale {
-            self.mark(path, now);
+            self.mark(path, now, false);
         }
         self.publish();
     }

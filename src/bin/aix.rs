@@ -85,12 +85,15 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             aix::pipe::enlarge_stdout_pipe();
+            let stop = Arc::new(StopSignal::default());
+            watch_signals(stop.clone());
             stdout().and_then(|out| {
                 aix::run_worker(
                     std::io::BufReader::new(std::io::stdin()),
                     out,
                     &overrides(&roots, false),
                     factory,
+                    stop,
                 )
             })
         }
@@ -150,7 +153,7 @@ fn scan(
     out.flush().map_err(aix::WorkerError::Output)
 }
 
-/// SIGINT / SIGTERM -> stop (a tail then flushes and ends with `run.complete`). The handlers
+/// SIGINT / SIGTERM -> stop (the run flushes what it has and ends with `run.complete`). The handlers
 /// are installed before this returns, so a signal sent right after start is not lost.
 fn watch_signals(stop: Arc<StopSignal>) {
     #[cfg(unix)]

@@ -9,7 +9,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::service::{import_unchecked, in_savepoint, new_run_id, stored_response};
+use super::service::{import_unchecked, new_run_id, stored_response};
 use super::validation::chunk_bounds;
 use super::{ImportError, ImportOptions, check_chunk_request, decode_chunked_item, hash, sql};
 use crate::protocol::{
@@ -18,12 +18,16 @@ use crate::protocol::{
 
 /// Stages one part; when it completes the upload, decodes and imports the item.
 ///
-/// Guarantees: a request error writes nothing (savepoint); a repeated part replaces itself;
-/// the import runs under the chunk's idempotency key, run id and persona, and stores the
-/// chunk's cursors only on the completing part. Errors: the chunk request checks, the
-/// `chunk_*_mismatch` checks against the upload, the assembly and decode codes, the
-/// `chunk_item_*_mismatch` checks, and whatever the import itself refuses (e.g.
-/// `idempotency_key_payload_mismatch`).
+/// Guarantees: the request checks and the checks against the upload are decided before the
+/// part is staged (they leave `tx` untouched apart from pruning expired parts); a repeated part
+/// replaces itself; the import runs under the chunk's idempotency key, run id and persona, and
+/// stores the chunk's cursors only on the completing part. As in the baseline, a part whose
+/// upload then fails to decode or import stays staged (a re-send gets the same answer).
+///
+/// Errors: the chunk request checks, the `chunk_*_mismatch` checks against the upload, the
+/// assembly and decode codes, the `chunk_item_*_mismatch` checks, and whatever the import
+/// itself refuses (e.g. `idempotency_key_payload_mismatch`). After `ledger_busy` /
+/// `ledger_write_failed` the caller must roll the transaction back.
 pub fn chunk(
     tx: &Transaction<'_>,
     req: &ChunkRequest,
@@ -38,9 +42,7 @@ pub fn chunk(
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map_or_else(new_run_id, str::to_owned);
-    in_savepoint(tx, "nex_chunk_request", || {
-        chunk_unchecked(tx, req, opts, &persona, &run_id, now)
-    })
+    chunk_unchecked(tx, req, opts, &persona, &run_id, now)
 }
 
 fn chunk_unchecked(

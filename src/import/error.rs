@@ -139,6 +139,8 @@ impl From<crate::ledger::LedgerError> for ImportError {
         match err {
             crate::ledger::LedgerError::Sqlite(e) => e.into(),
             crate::ledger::LedgerError::Migration { source, .. } => source.into(),
+            // Open/migration failures never reach the import path (it runs on an open ledger);
+            // should one, it is a write failure that keeps its cause as the source.
             other => ImportError::LedgerWriteFailed(rusqlite::Error::ToSqlConversionFailure(
                 Box::new(other),
             )),

@@ -2,20 +2,11 @@
 //! of `{source, mode, personaId, items}`, so that equal content hashes equally whatever key
 //! order or alias spelling the sender used.
 
-use serde::Serialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::protocol::{ImportRequest, ImportSessionItem};
+use super::canonical::Canonical;
 
-#[derive(Serialize)]
-struct Hashed<'a> {
-    source: &'a str,
-    mode: &'a str,
-    #[serde(rename = "personaId")]
-    persona_id: Option<&'a str>,
-    items: &'a [ImportSessionItem],
-}
+use crate::protocol::{ImportRequest, ImportSessionItem};
 
 /// Lower-case hex SHA-256 of the canonical request JSON. `runId`, the idempotency key and
 /// cursors are not hashed; a blank `personaId` hashes as `null`.
@@ -36,72 +27,35 @@ pub fn hash_parts(
     items: &[ImportSessionItem],
 ) -> String {
     let persona_id = persona_id.map(str::trim).filter(|p| !p.is_empty());
-    let hashed = Hashed {
-        source: source.trim(),
-        mode: mode.trim(),
-        persona_id,
-        items,
-    };
-    let mut hasher = HashWriter(Sha256::new());
-    // Serialising plain data into a `Value` cannot fail (no non-string map keys).
-    let value = serde_json::to_value(&hashed).unwrap_or(Value::Null);
-    write_canonical(&value, &mut hasher);
-    format!("{:x}", hasher.0.finalize())
-}
-
-/// Writes `value` as compact JSON with object keys sorted by byte order at every depth
-/// (independent of serde_json's map ordering feature).
-fn write_canonical(value: &Value, out: &mut HashWriter) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.put(b"{");
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.put(b",");
-                }
-                write_scalar(&Value::String(key.clone()), out);
-                out.put(b":");
-                write_canonical(&map[key], out);
-            }
-            out.put(b"}");
+    // The canonical object `{"items":[..],"mode":..,"personaId":..,"source":..}` (keys in
+    // sorted order), streamed into the hasher one item at a time so that memory follows the
+    // largest message or turn, not the request.
+    let mut hasher = Sha256::new();
+    let mut encoder = Canonical::new();
+    hasher.update(b"{\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            hasher.update(b",");
         }
-        Value::Array(items) => {
-            out.put(b"[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.put(b",");
-                }
-                write_canonical(item, out);
-            }
-            out.put(b"]");
-        }
-        scalar => write_scalar(scalar, out),
+        // Plain data always serialises (string keys only, no enum variants with data).
+        let _ = encoder.hash_struct(&mut hasher, item);
     }
+    hasher.update(b"],\"mode\":");
+    hasher.update(json_string(mode.trim()));
+    hasher.update(b",\"personaId\":");
+    match persona_id {
+        Some(persona) => hasher.update(json_string(persona)),
+        None => hasher.update(b"null"),
+    }
+    hasher.update(b",\"source\":");
+    hasher.update(json_string(source.trim()));
+    hasher.update(b"}");
+    format!("{:x}", hasher.finalize())
 }
 
-fn write_scalar(value: &Value, out: &mut HashWriter) {
-    // Writing into a hasher never fails.
-    let _ = serde_json::to_writer(&mut *out, value);
-}
-
-struct HashWriter(Sha256);
-
-impl HashWriter {
-    fn put(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-}
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+fn json_string(s: &str) -> Vec<u8> {
+    // A `&str` always serialises.
+    serde_json::to_vec(s).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -126,6 +80,22 @@ mod tests {
         );
         assert_eq!(request_hash(&a), request_hash(&b));
         assert_eq!(request_hash(&a).len(), 64);
+    }
+
+    /// The streamed form equals the SHA-256 of the whole request's sorted-key JSON.
+    #[test]
+    fn streamed_hash_equals_the_canonical_document() {
+        let a = req(
+            r#"{"source":" aix ","mode":"tail","personaId":"pé","idempotencyKey":"k","items":[
+            {"sourceProvider":"p","sourceSessionId":"s","sourceSessionFingerprint":"f","session":{}},
+            {"sourceProvider":"q","sourceSessionId":"t","sourceSessionFingerprint":"g","session":{"metadata":{"b":1,"a":2}}}]}"#,
+        );
+        let doc = serde_json::json!({"source": "aix", "mode": "tail", "personaId": "pé", "items": a.items});
+        let canonical = crate::import::canonical::to_canonical_vec(&doc).unwrap();
+        assert_eq!(
+            request_hash(&a),
+            format!("{:x}", Sha256::digest(&canonical))
+        );
     }
 
     #[test]

@@ -11,15 +11,15 @@
 //! items and one full item converge on the same rows.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::{Map, Value};
 
 use super::ImportError;
 use super::ids::{IdKind, ROOT_TURN_ENTITY, scoped_id, session_label};
+use super::rows::{write_messages, write_tool_calls, write_turns};
 use super::sql;
-use crate::protocol::{ImportSessionItem, ItemStatus, Message, ToolCall, Turn};
+use crate::protocol::{ImportSessionItem, ItemStatus, Turn};
 
 /// What an item import needs besides the item.
 pub(crate) struct ItemContext<'a> {
@@ -38,13 +38,13 @@ pub(crate) struct ItemOutcome {
 
 /// Resolves source ids to row ids: the item's own entities first, then (improvement) rows
 /// already in the ledger; lookups in the ledger are cached per item.
-struct Refs<'a> {
+pub(super) struct Refs<'a> {
     conn: &'a Connection,
     source: &'a str,
-    provider: &'a str,
-    session_id: &'a str,
-    turns: HashMap<&'a str, String>,
-    messages: HashMap<&'a str, String>,
+    pub(super) provider: &'a str,
+    pub(super) session_id: &'a str,
+    pub(super) turns: HashMap<&'a str, String>,
+    pub(super) messages: HashMap<&'a str, String>,
     ledger: RefCell<HashMap<String, bool>>,
 }
 
@@ -53,11 +53,11 @@ impl<'a> Refs<'a> {
         scoped_id(kind, self.source, self.provider, self.session_id, entity)
     }
 
-    fn turn(&self, source_id: Option<&str>) -> Result<Option<String>, ImportError> {
+    pub(super) fn turn(&self, source_id: Option<&str>) -> Result<Option<String>, ImportError> {
         self.resolve(IdKind::Turn, source_id)
     }
 
-    fn message(&self, source_id: Option<&str>) -> Result<Option<String>, ImportError> {
+    pub(super) fn message(&self, source_id: Option<&str>) -> Result<Option<String>, ImportError> {
         self.resolve(IdKind::Message, source_id)
     }
 
@@ -97,10 +97,10 @@ impl<'a> Refs<'a> {
 }
 
 /// Session-level times after the fallbacks of rule 5.
-struct Times {
-    imported_at: i64,
-    created: i64,
-    updated: i64,
+pub(super) struct Times {
+    pub(super) imported_at: i64,
+    pub(super) created: i64,
+    pub(super) updated: i64,
 }
 
 /// Imports one item. Item-level errors (`source_*_required`, ledger failures) are returned for
@@ -218,17 +218,21 @@ pub(crate) fn import_item(
         Some(root) => root.clone(),
         None => head_turn_id(&turns, &refs).unwrap_or_else(|| fallback_turn.clone()),
     };
-    let written = write_turns(ctx, item, &refs, &turns, root_id.as_deref(), &times)?;
-    let mut refresh = conn.prepare_cached(sql::REFRESH_HAS_CHILDREN)?;
-    for id in &written {
-        refresh.execute([id])?;
+    // A session without a mapping has no rows yet: plain inserts (see `sql`).
+    let fresh = existing.is_none();
+    let refresh_ids = write_turns(ctx, item, &refs, &turns, root_id.as_deref(), &times, fresh)?;
+    if !refresh_ids.is_empty() {
+        let mut refresh = conn.prepare_cached(sql::REFRESH_HAS_CHILDREN)?;
+        for id in &refresh_ids {
+            refresh.execute([id])?;
+        }
     }
 
     // 7. Messages.
-    write_messages(ctx, item, &refs, &fallback_turn, &times)?;
+    write_messages(ctx, item, &refs, &fallback_turn, &times, fresh)?;
 
     // 8. Tool calls.
-    write_tool_calls(ctx, item, &refs, &tool_ids, &fallback_turn, &times)?;
+    write_tool_calls(ctx, item, &refs, &tool_ids, &fallback_turn, &times, fresh)?;
 
     // 9. Session.
     let parent_label = match session.parent_source_session_id.as_deref().map(str::trim) {
@@ -349,7 +353,7 @@ fn resolve_label(
 
 /// The label of another session of the same provider: its import mapping's, else its
 /// deterministic label (even when it is not imported yet).
-fn mapped_label(
+pub(super) fn mapped_label(
     ctx: &ItemContext<'_>,
     provider: &str,
     session_id: &str,
@@ -380,265 +384,10 @@ fn head_turn_id(turns: &[&Turn], refs: &Refs<'_>) -> Option<String> {
     best.and_then(|(turn, _)| refs.turns.get(turn.source_turn_id.trim()).cloned())
 }
 
-/// Upserts the turns (or the synthetic root) and their threads; returns the ids whose
-/// `has_children` must be re-derived (the written turns and the parents they name).
-fn write_turns(
-    ctx: &ItemContext<'_>,
-    item: &ImportSessionItem,
-    refs: &Refs<'_>,
-    turns: &[&Turn],
-    root_id: Option<&str>,
-    times: &Times,
-) -> Result<Vec<String>, ImportError> {
-    let session = &item.session;
-    let workspace = non_blank(session.workspace_path.as_deref());
-    let mut upsert_turn = ctx.conn.prepare_cached(sql::UPSERT_TURN)?;
-    let mut upsert_thread = ctx.conn.prepare_cached(sql::UPSERT_THREAD)?;
-    let mut written: Vec<String> = Vec::with_capacity(turns.len() * 2 + 1);
-
-    if let Some(root) = root_id {
-        let config = session.metadata.as_ref().map(Value::to_string);
-        upsert_turn.execute(params![
-            root,
-            None::<String>,
-            "completed",
-            times.created.min(times.updated),
-            times.updated,
-            non_blank(session.model.as_deref()),
-            non_blank(session.provider.as_deref()),
-            config,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<String>,
-            None::<String>,
-            item.tool_calls.len() as i64,
-            ROOT_TURN_ENTITY,
-            workspace,
-        ])?;
-        upsert_thread.execute(params![root, None::<i64>, ctx.persona])?;
-        written.push(root.to_owned());
-        return Ok(written);
-    }
-
-    let mut tool_counts: HashMap<&str, i64> = HashMap::new();
-    for call in &item.tool_calls {
-        if let Some(turn) = call.source_turn_id.as_deref().map(str::trim) {
-            *tool_counts.entry(turn).or_default() += 1;
-        }
-    }
-    for turn in turns {
-        let src = turn.source_turn_id.trim();
-        let id = &refs.turns[src];
-        let parent = refs.turn(turn.parent_source_turn_id.as_deref())?;
-        let started = positive(turn.started_at_ms).unwrap_or(times.created);
-        let completed = turn.completed_at_ms.map(|c| positive(c).unwrap_or(started));
-        let status = if completed.is_some() {
-            "completed"
-        } else {
-            "pending"
-        };
-        let mut query_ids = Vec::with_capacity(turn.query_message_source_ids.len());
-        for q in &turn.query_message_source_ids {
-            if let Some(id) = refs.message(Some(q))? {
-                query_ids.push(Value::String(id));
-            }
-        }
-        let query_json = (!query_ids.is_empty()).then(|| Value::Array(query_ids).to_string());
-        let response = refs.message(turn.response_message_source_id.as_deref())?;
-        let clamp = |v: Option<i64>| v.map(|n| n.max(0));
-        let total_tokens = clamp(turn.total_tokens);
-        upsert_turn.execute(params![
-            id,
-            parent,
-            status,
-            started,
-            completed,
-            non_blank(turn.model.as_deref()).or(non_blank(session.model.as_deref())),
-            non_blank(turn.provider.as_deref()).or(non_blank(session.provider.as_deref())),
-            turn.metadata.as_ref().map(Value::to_string),
-            clamp(turn.input_tokens),
-            clamp(turn.output_tokens),
-            clamp(turn.cached_input_tokens),
-            clamp(turn.cache_write_tokens),
-            clamp(turn.reasoning_tokens),
-            total_tokens,
-            query_json,
-            response,
-            tool_counts.get(src).copied().unwrap_or(0),
-            src,
-            workspace,
-        ])?;
-        upsert_thread.execute(params![id, total_tokens, ctx.persona])?;
-        written.push(id.clone());
-        if let Some(parent) = parent {
-            written.push(parent);
-        }
-    }
-    let mut seen = HashSet::with_capacity(written.len());
-    written.retain(|id| seen.insert(id.clone()));
-    Ok(written)
-}
-
-fn write_messages(
-    ctx: &ItemContext<'_>,
-    item: &ImportSessionItem,
-    refs: &Refs<'_>,
-    fallback_turn: &str,
-    times: &Times,
-) -> Result<(), ImportError> {
-    if item.messages.is_empty() {
-        return Ok(());
-    }
-    let provider = refs.provider;
-    let origin = format!("aix:{provider}");
-    let mut upsert = ctx.conn.prepare_cached(sql::UPSERT_MESSAGE)?;
-    for message in &item.messages {
-        let src = message.source_message_id.trim();
-        if src.is_empty() {
-            continue;
-        }
-        let turn = refs
-            .turn(message.source_turn_id.as_deref())?
-            .unwrap_or_else(|| fallback_turn.to_owned());
-        upsert.execute(params![
-            refs.messages[src],
-            turn,
-            normalize_role(&message.role),
-            non_blank(message.content.as_deref()),
-            origin,
-            message.sequence.max(0),
-            positive(message.created_at_ms).unwrap_or(times.created),
-            non_blank(message.thinking.as_deref()),
-            context_json(message),
-            message_metadata(ctx.source, refs, src, message),
-        ])?;
-    }
-    Ok(())
-}
-
-fn write_tool_calls(
-    ctx: &ItemContext<'_>,
-    item: &ImportSessionItem,
-    refs: &Refs<'_>,
-    tool_ids: &HashMap<&str, String>,
-    fallback_turn: &str,
-    times: &Times,
-) -> Result<(), ImportError> {
-    if item.tool_calls.is_empty() {
-        return Ok(());
-    }
-    let mut upsert = ctx.conn.prepare_cached(sql::UPSERT_TOOL_CALL)?;
-    for call in &item.tool_calls {
-        let src = call.source_tool_call_id.trim();
-        if src.is_empty() {
-            continue;
-        }
-        let turn = refs
-            .turn(call.source_turn_id.as_deref())?
-            .unwrap_or_else(|| fallback_turn.to_owned());
-        let message = refs.message(call.source_message_id.as_deref())?;
-        let started = positive(call.started_at_ms).unwrap_or(times.created);
-        let completed = call.completed_at_ms.map(|c| positive(c).unwrap_or(started));
-        let spawned = match non_blank(call.spawned_source_session_id.as_deref()) {
-            Some(spawned) => Some(mapped_label(ctx, refs.provider, spawned)?),
-            None => None,
-        };
-        upsert.execute(params![
-            tool_ids[src],
-            turn,
-            message,
-            // Blank stays NULL so the NOT NULL constraint fails the item, as in the baseline.
-            non_blank(Some(call.tool_name.as_str())),
-            call.tool_number,
-            call.params_json
-                .as_ref()
-                .map_or_else(|| "{}".to_owned(), Value::to_string),
-            call.result_json.as_ref().map(Value::to_string),
-            non_blank(call.error.as_deref()),
-            normalize_tool_status(call, completed.is_some()),
-            spawned,
-            started,
-            completed,
-            call.sequence,
-        ])?;
-    }
-    Ok(())
-}
-
-/// user | assistant | system | tool; anything else is an assistant message.
-fn normalize_role(role: &str) -> &'static str {
-    match role.trim().to_ascii_lowercase().as_str() {
-        "user" => "user",
-        "system" => "system",
-        "tool" => "tool",
-        _ => "assistant",
-    }
-}
-
-/// pending | running | completed | failed; blank -> by completion, unknown -> pending.
-fn normalize_tool_status(call: &ToolCall, completed: bool) -> &'static str {
-    match call
-        .status
-        .as_deref()
-        .map(|s| s.trim().to_ascii_lowercase())
-    {
-        None => {
-            if completed {
-                "completed"
-            } else {
-                "pending"
-            }
-        }
-        Some(s) if s.is_empty() => {
-            if completed {
-                "completed"
-            } else {
-                "pending"
-            }
-        }
-        Some(s) => match s.as_str() {
-            "running" => "running",
-            "completed" => "completed",
-            "failed" => "failed",
-            _ => "pending",
-        },
-    }
-}
-
-/// A JSON string is stored as its trimmed text; any other value as JSON.
-fn context_json(message: &Message) -> Option<String> {
-    match message.context_json.as_ref()? {
-        Value::String(s) => non_blank(Some(s)).map(str::to_owned),
-        other => Some(other.to_string()),
-    }
-}
-
-/// The given metadata object (a non-object under `_raw`) plus the import provenance keys.
-fn message_metadata(source: &str, refs: &Refs<'_>, source_id: &str, message: &Message) -> String {
-    let mut map = match &message.metadata_json {
-        Some(Value::Object(map)) => map.clone(),
-        Some(other) => {
-            let mut map = Map::new();
-            map.insert("_raw".to_owned(), other.clone());
-            map
-        }
-        None => Map::new(),
-    };
-    map.insert("import_source".to_owned(), Value::from(source));
-    map.insert("import_provider".to_owned(), Value::from(refs.provider));
-    map.insert("import_session_id".to_owned(), Value::from(refs.session_id));
-    map.insert("source_message_id".to_owned(), Value::from(source_id));
-    Value::Object(map).to_string()
-}
-
-fn positive(v: i64) -> Option<i64> {
+pub(super) fn positive(v: i64) -> Option<i64> {
     (v > 0).then_some(v)
 }
 
-fn non_blank(v: Option<&str>) -> Option<&str> {
+pub(super) fn non_blank(v: Option<&str>) -> Option<&str> {
     v.map(str::trim).filter(|s| !s.is_empty())
 }

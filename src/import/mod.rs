@@ -7,14 +7,16 @@
 //! - `options`: [`ImportOptions`] (persona override, inflate bound, chunk TTL, clock).
 //! - `error`: [`ImportError`] and its stable codes.
 //! - `validation`: request-level checks.
-//! - `hash`: the canonical request hash.
+//! - `hash`: the request hash; `canonical`: the sorted-key JSON it is computed over.
 //! - `ids`: deterministic session labels and row ids.
 //! - `service`: the import algorithm (idempotency, per-item savepoints, stored response).
-//! - `item`: the item algorithm (turns, threads, messages, tool calls, session, mapping).
+//! - `item`: the item algorithm (labels, skip, times, ids, session, history, mapping).
+//! - `rows`: its row writers (turns, threads, messages, tool calls) and normalisations.
 //! - `chunk`: the chunk algorithm (staging, upload checks, assembly).
 //! - `decode`: the streaming, bounded base64 -> gzip -> JSON decoder of an upload.
 //! - `sql`: the statements, each an upsert that skips unchanged rows.
 
+mod canonical;
 mod chunk;
 mod decode;
 mod error;
@@ -22,6 +24,7 @@ mod hash;
 mod ids;
 mod item;
 mod options;
+mod rows;
 mod service;
 mod sql;
 mod validation;

@@ -253,3 +253,31 @@ pub(crate) const COMPLETE_PARTS: &str = "UPDATE session_import_chunk_parts
 
 pub(crate) const DELETE_UPLOAD: &str =
     "DELETE FROM session_import_chunk_parts WHERE source = ?1 AND upload_id = ?2";
+
+// ---- plain inserts of a new session's rows ----
+//
+// An upsert (`ON CONFLICT DO UPDATE`) on a table with foreign keys runs under a statement
+// journal: every page it touches is copied to the sub-journal first. A plain single-row INSERT
+// needs none. Rows of a session without an import mapping are new, so they go through these
+// and fall back to the upserts only on a key conflict.
+
+pub(crate) const INSERT_TURN: &str = "INSERT INTO turns (
+        id, parent_turn_id, turn_type, status, started_at, completed_at, model, provider, role,
+        effective_config_json, input_tokens, output_tokens, cached_input_tokens,
+        cache_write_tokens, reasoning_tokens, total_tokens, query_message_ids,
+        response_message_id, tool_call_count, source_event_id, workspace_path, has_children)
+     VALUES (?1, ?2, 'normal', ?3, ?4, ?5, ?6, ?7, 'unified', ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+        ?15, ?16, ?17, ?18, ?19, ?20)";
+
+pub(crate) const INSERT_THREAD: &str =
+    "INSERT INTO threads (turn_id, total_tokens, persona_id, thread_key) VALUES (?1, ?2, ?3, ?1)";
+
+pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (
+        id, turn_id, role, content, source, sequence, created_at, thinking, context_json,
+        metadata_json)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+pub(crate) const INSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
+        id, turn_id, message_id, tool_name, tool_number, params_json, result_json, error,
+        status, spawned_session_label, started_at, completed_at, sequence)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";

@@ -197,3 +197,43 @@ fn unreadable_input_fails_the_command() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn errors_and_logs_never_echo_payload_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("agents.db");
+    let marker = "SECRET-MARKER-7f3a";
+    let input = format!(
+        "{{\"source\":\"aix\",\"mode\":\"backfill\",\"idempotencyKey\":\"k\",\"items\":[{{\"sourceProvider\":\"p\",\
+         \"sourceSessionId\":\"s\",\"sourceSessionFingerprint\":\"f\",\"session\":{{}},\"turns\":[],\
+         \"messages\":[{{\"sourceMessageId\":\"m\",\"role\":\"user\",\"sequence\":\"{marker}\"}}]}}]}}\n\
+         {{\"content\": \"{marker}\" broken\n\
+         {{\"source\":\"aix\",\"mode\":\"backfill\",\"idempotencyKey\":\"k2\",\"uploadId\":\"u\",\"chunkIndex\":0,\
+         \"chunkTotal\":1,\"encoding\":\"gzip+base64\",\"data\":\"{marker}\",\"sourceProvider\":\"p\",\
+         \"sourceSessionId\":\"s\",\"sourceSessionFingerprint\":\"f\"}}\n"
+    );
+    let mut child = nex()
+        .env("RUST_LOG", "trace")
+        .args(["import", "apply", "--ledger"])
+        .arg(&ledger)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout.lines().count(), 3);
+    assert!(stdout.contains("request_schema_invalid") && stdout.contains("request_json_invalid"));
+    assert!(stdout.contains("chunk_payload_decode_failed"));
+    assert!(!stdout.contains(marker), "stdout echoes content: {stdout}");
+    assert!(!stderr.contains(marker), "logs echo content: {stderr}");
+}

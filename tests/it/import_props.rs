@@ -268,3 +268,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(Config { cases: 48, ..Config::default() })]
+
+    /// R5 in general: importing a prefix of a session (fewer turns, messages, tool calls) and
+    /// then the whole session (a later fingerprint, the upsert path) gives the rows of
+    /// importing the whole session once.
+    #[test]
+    fn prefix_then_full_equals_full(
+        turns in 1usize..5, msgs in 0usize..7, tools in 0usize..3, salt in any::<u8>(),
+        cut_t in 0usize..5, cut_m in 0usize..7, cut_c in 0usize..3,
+    ) {
+        let full = random_item(turns, msgs, tools, salt);
+        let mut prefix = random_item(cut_t.min(turns).max(1), cut_m.min(msgs), cut_c.min(tools), salt);
+        prefix["sourceSessionFingerprint"] = json!("fp-prefix");
+        let mut once = ledger();
+        run_import(&mut once, import_req("full", "tail", vec![full.clone()])).unwrap();
+        let mut twice = ledger();
+        run_import(&mut twice, import_req("prefix", "tail", vec![prefix])).unwrap();
+        let resp = run_import(&mut twice, import_req("full", "tail", vec![full])).unwrap();
+        prop_assert_eq!(resp.upserted, 1);
+        prop_assert_eq!(canonical_dump(&twice), canonical_dump(&once));
+    }
+}

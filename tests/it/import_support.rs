@@ -33,6 +33,17 @@ pub fn full_item() -> Value {
     serde_json::from_str(include_str!("../fixtures/import/full_session_item.json")).unwrap()
 }
 
+/// Deterministic message id of `src` in an `aix`/`anthropic` session.
+pub fn msg_id(session: &str, src: &str) -> String {
+    import::scoped_id(import::IdKind::Message, "aix", "anthropic", session, src)
+}
+
+/// A minimal item: header only.
+pub fn item(provider: &str, session: &str, fp: &str) -> Value {
+    json!({ "sourceProvider": provider, "sourceSessionId": session,
+            "sourceSessionFingerprint": fp, "session": {}, "turns": [], "messages": [] })
+}
+
 pub fn import_req(key: &str, mode: &str, items: Vec<Value>) -> Value {
     json!({ "source": "aix", "mode": mode, "idempotencyKey": key, "items": items })
 }

@@ -1,4 +1,4 @@
-//! The one integration test binary of nex; each module tests one area.
+//! The one integration test binary of nex; each module tests one area through its public API.
 
 mod control_daemon; // the built nex and aix binaries: daemon, status --json, SIGTERM, real worker
 mod control_jobs; // backfill job state machine, one-active rule, daemon restart recovery
@@ -11,7 +11,8 @@ mod import_cli; // `nex import apply` through the built binary
 mod import_incremental; // partial tail items converge on the full import's rows (R5)
 mod import_ledger; // migrations, pragmas, file modes, cursor store
 mod import_props; // property tests: hash invariance, chunk splits, random chunk data
-mod import_service; // sessions.import: baseline scenarios, rules, error codes
+mod import_rules; // sessions.import rule by rule: item reasons, times, normalisation, lineage, rule 12
+mod import_service; // sessions.import: baseline scenarios, label hints, request and idempotency codes
 mod import_support; // helpers shared by the import_* modules
 mod pipeline_audit; // inserted stages: audit row in nexus.db, a custom outcome tap
 mod pipeline_bench; // nex-bench smoke: corpus replays completely, replay reports ratios

@@ -361,3 +361,56 @@ fn a_parser_panic_fails_one_file_not_the_run() {
         "no cursor for the failed file"
     );
 }
+
+#[test]
+fn child_read_before_its_parent_is_resent_with_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("projects/-p");
+    std::fs::create_dir_all(&proj).unwrap();
+    // A legacy flat child, older than its parent: it is read first.
+    let child = proj.join("agent-a7.jsonl");
+    std::fs::write(
+        &child,
+        "{\"s\":\"P\",\"t\":\"c1\",\"m\":\"sub\",\"parent\":\"P\"}\n",
+    )
+    .unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&child)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    std::fs::write(
+        proj.join("P.jsonl"),
+        format!(
+            "{}{{\"m\":\"spawning\",\"spawn\":\"a7\"}}\n",
+            turn("P", "t1", "go")
+        ),
+    )
+    .unwrap();
+    let opts = WorkerOptions {
+        claude_dirs: vec![dir.path().join("projects")],
+        codex_dirs: vec![],
+        ..Default::default()
+    };
+    let (factory, _) = fake_factory();
+    let frames = backfill(&opts, &[], &factory);
+    let child_items: Vec<_> = batch_items(&frames)
+        .into_iter()
+        .filter(|i| i.session.is_subagent)
+        .collect();
+    assert_eq!(
+        child_items.len(),
+        2,
+        "first without the link, then re-sent with it"
+    );
+    assert_eq!(child_items[0].session.spawn_tool_call_id, None);
+    let resent = &child_items[1];
+    assert_eq!(
+        resent.session.spawn_tool_call_id.as_deref(),
+        Some("tool-a7")
+    );
+    assert_eq!(resent.session.task_status.as_deref(), Some("completed"));
+    assert_eq!(resent.turns.len(), 1, "header and open turn");
+}

@@ -5,6 +5,8 @@
 //! - `{"s":"<session id>","t":"<turn id>","m":"<text>"}` opens turn `t` with a user message;
 //! - `{"m":"<text>"}` adds an assistant message to the open turn;
 //! - `{"skip":"<kind>"}` is a non-message record; anything unparsable is malformed;
+//! - `"spawn":"<agent id>"` on a line records a spawn link; `"parent":"<session>"` names the
+//!   file's parent session (flat subagent files do not say it by their path);
 //! - `{"panic":1}` makes the parser panic (a parser bug must not end the run).
 //!
 //! Items: one per file, the session header plus every turn touched by emitting lines, complete.
@@ -155,6 +157,9 @@ impl SessionParser for FakeParser {
                     .or_default() += 1;
                 continue;
             }
+            if let Some(parent) = v.get("parent").and_then(|k| k.as_str()) {
+                self.parent = Some(parent.to_owned());
+            }
             if let Some(spawn) = v.get("spawn").and_then(|k| k.as_str()) {
                 self.links.insert(
                     spawn.to_owned(),
@@ -261,6 +266,10 @@ impl SessionParser for FakeParser {
 
     fn spawn_links(&self) -> BTreeMap<String, SpawnLink> {
         self.links.clone()
+    }
+
+    fn resend_header(&mut self) {
+        self.open_touched = self.open.is_some();
     }
 }
 

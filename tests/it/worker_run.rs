@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 
-use nex::aix::{RootOverrides, WorkerError, run_worker};
+use std::sync::Arc;
+
+use nex::aix::{RootOverrides, StopSignal, WorkerError, run_worker};
 use nex::protocol::{
     ControlFrame, Cursor, Envelope, RunMode, RunStart, RunStop, WorkerFrame, decode_worker_frame,
 };
@@ -44,6 +46,7 @@ fn launch(first: &str) -> Session {
             Box::new(out),
             &RootOverrides::default(),
             factory,
+            Arc::new(StopSignal::default()),
         )
     });
     Session {
@@ -102,7 +105,9 @@ fn backfill_completes_by_itself_and_resumes_from_start_cursors() {
         f.iter()
             .any(|f| matches!(f.body, WorkerFrame::RunComplete(_)))
     });
-    assert!(matches!(frames[0].body, WorkerFrame::RunProgress(_)));
+    // The first frame answers run.start at once; then the backfill's progress.
+    assert!(matches!(frames[0].body, WorkerFrame::HealthStatus(_)));
+    assert!(matches!(frames[1].body, WorkerFrame::RunProgress(_)));
     assert_eq!(batch_items(&frames).len(), 3);
     let (r, frames) = s.end();
     r.unwrap();
@@ -130,12 +135,16 @@ fn tail_answers_probes_and_stops_on_run_stop() {
     let mut s = launch(&start_frame(RunMode::Tail, &claude, vec![]));
     s.cap.wait_for("3 items", |f| batch_items(f).len() >= 3);
     s.send(&ControlFrame::HealthProbe);
+    // One unsolicited at start, one answering the probe.
     let frames = s.cap.wait_for("health.status", |f| {
         f.iter()
-            .any(|f| matches!(f.body, WorkerFrame::HealthStatus(_)))
+            .filter(|f| matches!(f.body, WorkerFrame::HealthStatus(_)))
+            .count()
+            >= 2
     });
     let health = frames
         .iter()
+        .rev()
         .find_map(|f| match &f.body {
             WorkerFrame::HealthStatus(h) => Some(h.clone()),
             _ => None,
@@ -236,9 +245,13 @@ fn binary_speaks_the_protocol_over_stdio() {
         options: None,
     });
     writeln!(stdin, "{}", start.encode("bin-run")).unwrap();
-    writeln!(stdin, "{}", ControlFrame::HealthProbe.encode("bin-run")).unwrap();
+    // Up at once: the first frame comes before any probe (NEX's start_timeout).
     let f = read_frame(&mut lines);
     assert_eq!((f.run_id.as_str(), f.seq), ("bin-run", Some(1)));
+    assert!(matches!(f.body, WorkerFrame::HealthStatus(_)));
+    writeln!(stdin, "{}", ControlFrame::HealthProbe.encode("bin-run")).unwrap();
+    let f = read_frame(&mut lines);
+    assert_eq!(f.seq, Some(2));
     let WorkerFrame::HealthStatus(h) = f.body else {
         panic!("expected health.status")
     };
@@ -250,7 +263,7 @@ fn binary_speaks_the_protocol_over_stdio() {
     )
     .unwrap();
     let f = read_frame(&mut lines);
-    assert_eq!(f.seq, Some(2));
+    assert_eq!(f.seq, Some(3));
     assert!(matches!(f.body, WorkerFrame::RunComplete(_)));
     drop(stdin);
     assert!(child.wait().unwrap().success());
@@ -335,4 +348,45 @@ fn binary_emit_tail_ends_with_run_complete_on_sigterm() {
         frames.last().unwrap().body,
         WorkerFrame::RunComplete(_)
     ));
+}
+
+#[test]
+fn binary_worker_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aix"))
+        .args(["worker", "--stdio", "--claude-dir"])
+        .arg(dir.path().join("c"))
+        .arg("--codex-dir")
+        .arg(dir.path().join("x"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let start = ControlFrame::RunStart(RunStart {
+        mode: RunMode::Tail,
+        source: "aix".into(),
+        persona_id: None,
+        cursors: vec![],
+        options: None,
+    });
+    writeln!(stdin, "{}", start.encode("sig-run")).unwrap();
+    // The first frame means the run (and the signal handlers) are up.
+    assert!(matches!(
+        read_frame(&mut lines).body,
+        WorkerFrame::HealthStatus(_)
+    ));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(matches!(
+        read_frame(&mut lines).body,
+        WorkerFrame::RunComplete(_)
+    ));
+    assert!(child.wait().unwrap().success());
+    drop(stdin);
 }

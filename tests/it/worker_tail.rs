@@ -268,3 +268,80 @@ fn unchanged_files_with_cursors_are_not_read_at_start() {
     assert_eq!(log.bytes(&path), 0);
     assert!(frames.is_empty(), "a tail emits import frames only");
 }
+
+#[test]
+fn files_read_at_start_keep_no_state_until_written() {
+    let (_dir, claude, path) = setup();
+    let run = start(tail_options(&claude), vec![]);
+    run.items(1);
+    let len0 = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(run.log.bytes(&path), len0);
+    // First append: the state was dropped after the start-up read, so it is rebuilt by one
+    // scan of the file (every byte once more).
+    append(&path, &reply("one"));
+    run.items(2);
+    let len1 = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(run.log.bytes(&path), len0 + len1);
+    // The file is now live: the next append costs only its own bytes.
+    let line = reply("two");
+    append(&path, &line);
+    run.items(3);
+    assert_eq!(run.log.bytes(&path), len0 + len1 + line.len() as u64);
+    run.finish();
+}
+
+#[test]
+fn child_seen_before_its_parent_is_resent_with_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let claude = dir.path().join("projects");
+    let proj = claude.join("-p");
+    std::fs::create_dir_all(proj.join("P/subagents")).unwrap();
+    let run = start(tail_options(&claude), vec![]);
+    std::fs::write(
+        proj.join("P/subagents/agent-a7.jsonl"),
+        turn("P", "c1", "sub"),
+    )
+    .unwrap();
+    let items = run.items(1);
+    assert_eq!(items[0].session.spawn_tool_call_id, None);
+    std::fs::write(
+        proj.join("P.jsonl"),
+        format!(
+            "{}{{\"m\":\"spawning\",\"spawn\":\"a7\"}}\n",
+            turn("P", "t1", "go")
+        ),
+    )
+    .unwrap();
+    let frames = run.cap.wait_for("child re-sent", |f| {
+        batch_items(f)
+            .iter()
+            .any(|i| i.session.is_subagent && i.session.spawn_tool_call_id.is_some())
+    });
+    let resent = batch_items(&frames)
+        .into_iter()
+        .rfind(|i| i.session.is_subagent)
+        .unwrap();
+    assert_eq!(resent.source_session_id, "P/agent-a7");
+    assert_eq!(
+        resent.session.spawn_tool_call_id.as_deref(),
+        Some("tool-a7")
+    );
+    run.finish();
+}
+
+#[test]
+fn removed_and_recreated_file_is_imported_whole() {
+    let (_dir, claude, path) = setup();
+    let run = start(tail_options(&claude), vec![]);
+    run.items(1);
+    std::fs::remove_file(&path).unwrap();
+    // Give the removal time to be seen on its own (a later create may reuse the inode).
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&path, format!("{}{}", turn("s", "r1", "again"), reply("x"))).unwrap();
+    let items = run.items(2);
+    assert_eq!(turn_ids(&items[1]), vec!["r1"]);
+    assert_eq!(items[1].messages.len(), 2);
+    let frames = run.finish();
+    let last = FileCursor::from_value(&cursors(&frames).last().unwrap().value).unwrap();
+    assert_eq!(last.offset, std::fs::metadata(&path).unwrap().len());
+}
