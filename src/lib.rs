@@ -18,10 +18,13 @@
 //! - [`bench`](mod@bench): the `nex-bench` harness: deterministic corpus of worker frame streams, raw
 //!   SQLite baseline, scenarios reported as ratios.
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
+//! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
+//!   the control socket.
 
 pub mod aix;
 pub mod bench;
 pub mod cli;
+pub mod control;
 pub mod import;
 pub mod ledger;
 pub mod pipeline;

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    nex::cli::init_tracing();
-    nex::cli::run(nex::cli::Cli::parse())
+    let cli = nex::cli::Cli::parse();
+    match cli.command {
+        nex::cli::Command::Daemon(_) => nex::cli::init_tracing_with_default("info"),
+        _ => nex::cli::init_tracing(),
+    }
+    nex::cli::run(cli)
 }

@@ -3,10 +3,20 @@
 //!
 //! Layout:
 //! - `apply`: `nex import apply`: apply service-level requests from JSON Lines to a ledger.
+//! - `daemon`: `nex daemon`: the daemon in the foreground.
+//! - `import_ctl`: `nex import backfill|tail|stop|restart|watch`: operator controls.
+//! - `status`: `nex import status|jobs`.
+//! - `sessions`: `nex sessions list|show`: what landed in the ledger.
 //! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
+//! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
 
 pub mod apply;
+pub mod control_ctx;
+pub mod daemon;
+pub mod import_ctl;
 pub mod replay;
+pub mod sessions;
+pub mod status;
 
 use std::process::ExitCode;
 
@@ -26,6 +36,11 @@ pub enum Command {
     /// Import sessions into the agents ledger.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Run the daemon in the foreground: control socket, tail, backfill jobs.
+    Daemon(daemon::DaemonArgs),
+    /// What landed in the agents ledger.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCommand),
 }
 
 /// `nex import ...`
@@ -34,6 +49,20 @@ pub enum ImportCommand {
     /// Apply service-level import and chunk requests (JSON Lines) to the ledger, printing one
     /// JSON response line per request line.
     Apply(apply::ApplyArgs),
+    /// Enqueue a backfill job (without a daemon: run it here, in the foreground).
+    Backfill(import_ctl::BackfillArgs),
+    /// Start the tail (without a daemon: run it here, in the foreground).
+    Tail(import_ctl::TailArgs),
+    /// Stop the tail or cancel a backfill job.
+    Stop(import_ctl::StopArgs),
+    /// Restart the tail, clearing its restart count and error state.
+    Restart(import_ctl::RestartArgs),
+    /// Runs, jobs, health, lag, counters, rejects.
+    Status(status::StatusArgs),
+    /// Backfill job history.
+    Jobs(status::JobsArgs),
+    /// Stream the daemon's import events as JSON lines.
+    Watch(import_ctl::WatchArgs),
     /// Run a recorded stream of worker frames through the import pipeline into the ledger,
     /// printing one JSON run report.
     Replay(replay::ReplayArgs),
@@ -45,6 +74,17 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Import(ImportCommand::Apply(args)) => apply::run(&args),
         Command::Import(ImportCommand::Replay(args)) => return replay::main(&args),
+        // The control commands report their own errors and choose their exit codes.
+        Command::Import(ImportCommand::Backfill(args)) => return import_ctl::backfill(args),
+        Command::Import(ImportCommand::Tail(args)) => return import_ctl::tail(args),
+        Command::Import(ImportCommand::Stop(args)) => return import_ctl::stop(args),
+        Command::Import(ImportCommand::Restart(args)) => return import_ctl::restart(args),
+        Command::Import(ImportCommand::Status(args)) => return status::status(args),
+        Command::Import(ImportCommand::Jobs(args)) => return status::jobs(args),
+        Command::Import(ImportCommand::Watch(args)) => return import_ctl::watch(args),
+        Command::Daemon(args) => return daemon::run(args),
+        Command::Sessions(sessions::SessionsCommand::List(args)) => return sessions::list(args),
+        Command::Sessions(sessions::SessionsCommand::Show(args)) => return sessions::show(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,11 +98,18 @@ pub fn run(cli: Cli) -> ExitCode {
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `warn`).
 pub fn init_tracing() {
+    init_tracing_with_default("warn");
+}
+
+/// Logs to stderr, filtered by `RUST_LOG`, else `default` (the daemon logs at `info`).
+pub fn init_tracing_with_default(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // A second initialisation (tests) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a daemon's stderr usually goes to a journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

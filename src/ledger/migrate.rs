@@ -20,10 +20,16 @@ pub const AGENTS: &[Migration] = &[Migration {
 }];
 
 /// Migrations of `nexus.db`, in order.
-pub const NEXUS: &[Migration] = &[Migration {
-    name: "nexus/0001_runtime.sql",
-    sql: include_str!("../../migrations/nexus/0001_runtime.sql"),
-}];
+pub const NEXUS: &[Migration] = &[
+    Migration {
+        name: "nexus/0001_runtime.sql",
+        sql: include_str!("../../migrations/nexus/0001_runtime.sql"),
+    },
+    Migration {
+        name: "nexus/0002_control.sql",
+        sql: include_str!("../../migrations/nexus/0002_control.sql"),
+    },
+];
 
 /// Applies the migrations `conn` has not seen yet; returns the resulting schema version.
 ///

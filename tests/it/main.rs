@@ -1,5 +1,11 @@
 //! The one integration test binary of nex; each module tests one area through its public API.
 
+mod control_daemon; // the built nex and aix binaries: daemon, status --json, SIGTERM, real worker
+mod control_jobs; // backfill job state machine, one-active rule, daemon restart recovery
+mod control_restarts; // tail restarts: backoff (also in paused time), error state, operator restart
+mod control_runs; // supervised runs with the fake worker: jobs, cancel, kill -9, shutdown, health
+mod control_socket; // the control socket: permissions, requests, watch, stale sockets
+mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pipeline
 mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
 mod import_cli; // `nex import apply` through the built binary
 mod import_incremental; // partial tail items converge on the full import's rows (R5)

@@ -1,0 +1,408 @@
+//! `nex import backfill|tail|stop|restart`: operator controls of the import orchestration.
+//! With a daemon running they are requests over its socket; without one, `backfill` and `tail`
+//! start the same supervisor and pipeline in this process and run in the foreground.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::control_ctx::{
+    ControlArgs, Session, duration, errln, fail, outln, print_json, runtime, shutdown_signal, table,
+};
+use crate::control::api::Stopped;
+use crate::control::health::{JobView, StatusReport, TailState, TailStatus};
+use crate::control::jobs::{Enqueued, JobRecord, JobStatus};
+use crate::control::{Control, ControlError, Request};
+
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Wait for the job to end, with a progress bar and a summary (always so without a
+    /// daemon).
+    #[arg(long)]
+    pub wait: bool,
+    /// Re-read every source file from the start, ignoring stored cursors.
+    #[arg(long)]
+    pub full: bool,
+    /// Print JSON: the enqueued job, or with --wait the final job record.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Without a daemon: one tail run, not restarted when it ends (Ctrl-C stops it).
+    #[arg(long)]
+    pub once: bool,
+    /// Print the tail status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// `tail` (default) or a job id (a unique prefix of at least 4 characters is enough).
+    #[arg(value_name = "tail|JOB_ID")]
+    pub target: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn block_on<F: std::future::Future<Output = Result<ExitCode, ControlError>>>(f: F) -> ExitCode {
+    match runtime() {
+        Ok(rt) => rt.block_on(f).unwrap_or_else(|e| fail(&e)),
+        Err(code) => code,
+    }
+}
+
+/// `nex import backfill`.
+pub fn backfill(args: BackfillArgs) -> ExitCode {
+    block_on(async move {
+        let mut session = Session::daemon_or_local(&args.control).await?;
+        let result = backfill_in(&mut session, &args).await;
+        session.finish().await;
+        result
+    })
+}
+
+async fn backfill_in(session: &mut Session, args: &BackfillArgs) -> Result<ExitCode, ControlError> {
+    let enq: Enqueued = session
+        .control
+        .call(Request::Backfill { full: args.full })
+        .await?;
+    let wait = args.wait || session.is_local();
+    if !wait {
+        if args.json {
+            print_json(&enq);
+        } else if enq.created {
+            outln!("backfill job {} queued", enq.job.id);
+        } else {
+            outln!(
+                "backfill job {} already {}; not starting another",
+                enq.job.id,
+                enq.job.status
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !enq.created && !args.json {
+        errln!("waiting for the active backfill job {}", enq.job.id);
+    }
+    let local = session.is_local();
+    let job = wait_job(&mut session.control, &enq.job.id, !args.json, local).await?;
+    let Some(job) = job else {
+        // Interrupted: in-process, the job is marked and resumes at the next start.
+        if !args.json {
+            errln!(
+                "interrupted; job {} {}",
+                enq.job.id,
+                if local {
+                    "will resume at the next backfill or daemon start"
+                } else {
+                    "continues in the daemon"
+                }
+            );
+        }
+        return Ok(ExitCode::from(130));
+    };
+    if args.json {
+        print_json(&job);
+    } else {
+        outln!("{}", job_summary(&job));
+    }
+    Ok(match job.status {
+        JobStatus::Completed => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// Polls the job until it ends (`Some(final record)`) or SIGINT/SIGTERM (`None`), drawing a
+/// progress bar on stderr when `bar`.
+async fn wait_job(
+    control: &mut Control,
+    id: &str,
+    bar: bool,
+    local: bool,
+) -> Result<Option<JobRecord>, ControlError> {
+    let pb = if bar {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} sessions emitted, ETA {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut signal => break None,
+            _ = tick.tick() => {}
+        }
+        let view: JobView = control.call(Request::Job { id: id.to_owned() }).await?;
+        let c = view
+            .run
+            .as_ref()
+            .map(|r| &r.counters)
+            .unwrap_or(&view.job.stats.counters);
+        if let Some(total) = c.total {
+            pb.set_length(total);
+        }
+        pb.set_position(c.emitted.unwrap_or(0));
+        let job_c = &view.job.stats.counters;
+        pb.set_message(format!(
+            "{} imported, {} upserted, {} skipped, {} failed{}",
+            job_c.imported,
+            job_c.upserted,
+            job_c.skipped,
+            job_c.failed,
+            match view.next_retry_in_ms {
+                Some(ms) => format!(" (retry in {})", duration(ms as i64)),
+                None => String::new(),
+            }
+        ));
+        if !view.job.status.is_active() {
+            break Some(view.job);
+        }
+    };
+    pb.finish_and_clear();
+    if outcome.is_none() && local {
+        // The caller's `finish` stops the in-process plane gracefully.
+        tracing::info!(job_id = id, "backfill interrupted");
+    }
+    Ok(outcome)
+}
+
+/// The end-of-job summary table.
+pub fn job_summary(job: &JobRecord) -> String {
+    let c = &job.stats.counters;
+    let took = match (job.started_at, job.completed_at) {
+        (Some(s), Some(e)) => format!(" in {}", duration(e - s)),
+        _ => String::new(),
+    };
+    let mut out = format!(
+        "backfill job {} {}{} (attempts {})",
+        job.id, job.status, took, job.stats.attempts
+    );
+    if let Some(code) = &job.error_code {
+        out.push_str(&format!("\nerror: {code}"));
+    }
+    let rows = vec![vec![
+        c.total.map_or(String::new(), |t| t.to_string()),
+        c.emitted.map_or(String::new(), |t| t.to_string()),
+        c.imported.to_string(),
+        c.upserted.to_string(),
+        c.skipped.to_string(),
+        c.failed.to_string(),
+        c.requests.to_string(),
+        c.rejected.to_string(),
+    ]];
+    out.push('\n');
+    out.push_str(&table(
+        &[
+            "SESSIONS", "EMITTED", "IMPORTED", "UPSERTED", "SKIPPED", "FAILED", "REQUESTS",
+            "REJECTED",
+        ],
+        &rows,
+    ));
+    out
+}
+
+/// `nex import tail`.
+pub fn tail(args: TailArgs) -> ExitCode {
+    block_on(async move {
+        let mut session = Session::daemon_or_local(&args.control).await?;
+        let result = tail_in(&mut session, &args).await;
+        session.finish().await;
+        result
+    })
+}
+
+async fn tail_in(session: &mut Session, args: &TailArgs) -> Result<ExitCode, ControlError> {
+    let once = args.once && session.is_local();
+    let status: TailStatus = session.control.call(Request::Tail { once }).await?;
+    if !session.is_local() {
+        if args.json {
+            print_json(&status);
+        } else {
+            outln!("tail {}", tail_line(&status));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.json {
+        errln!("tailing in the foreground (no daemon running); Ctrl-C stops");
+    }
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last: Option<TailStatus> = None;
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            _ = tick.tick() => {}
+        }
+        let st: StatusReport = session.control.call(Request::Status).await?;
+        let ended = matches!(st.tail.state, TailState::Stopped | TailState::Error);
+        last = Some(st.tail);
+        if ended {
+            break;
+        }
+    }
+    let last = last.unwrap_or(status);
+    if args.json {
+        print_json(&last);
+    } else {
+        outln!("tail {}", tail_line(&last));
+    }
+    Ok(match last.state {
+        TailState::Error => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// One line about the tail.
+pub fn tail_line(t: &TailStatus) -> String {
+    let mut s = format!("{}", serde_json::to_value(t.state).unwrap_or_default())
+        .trim_matches('"')
+        .to_owned();
+    if let Some(run) = &t.run {
+        s.push_str(&format!(
+            " (pid {}, {}, {} imported, {} upserted, {} skipped, {} failed)",
+            run.pid.map_or("-".into(), |p| p.to_string()),
+            serde_json::to_value(run.health)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            run.counters.imported,
+            run.counters.upserted,
+            run.counters.skipped,
+            run.counters.failed
+        ));
+    }
+    if t.restarts > 0 {
+        s.push_str(&format!(", restarts {}", t.restarts));
+    }
+    if let Some(ms) = t.next_restart_in_ms {
+        s.push_str(&format!(", next restart in {}", duration(ms as i64)));
+    }
+    if let Some(e) = &t.last_error {
+        s.push_str(&format!(", last error {e}"));
+    }
+    s
+}
+
+/// `nex import stop [tail|JOB_ID]`: needs a daemon.
+pub fn stop(args: StopArgs) -> ExitCode {
+    block_on(async move {
+        let paths = args.control.paths()?;
+        let mut control = Session::daemon(&args.control)
+            .await?
+            .ok_or(ControlError::DaemonNotRunning(paths.socket))?;
+        let stopped: Stopped = control
+            .call(Request::Stop {
+                target: args.target.clone(),
+            })
+            .await?;
+        if args.json {
+            print_json(&stopped);
+        } else {
+            match &stopped {
+                Stopped::Tail { tail } => outln!("tail {}", tail_line(tail)),
+                Stopped::Job { job } if job.status.is_active() => {
+                    outln!("job {} cancelling", job.id)
+                }
+                Stopped::Job { job } => outln!("job {} {}", job.id, job.status),
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `nex import restart`: needs a daemon.
+pub fn restart(args: RestartArgs) -> ExitCode {
+    block_on(async move {
+        let paths = args.control.paths()?;
+        let mut control = Session::daemon(&args.control)
+            .await?
+            .ok_or(ControlError::DaemonNotRunning(paths.socket))?;
+        let tail: TailStatus = control.call(Request::Restart).await?;
+        if args.json {
+            print_json(&tail);
+        } else {
+            outln!("tail {}", tail_line(&tail));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Shared by `status`: a one-line view of a job.
+pub fn job_line(v: &JobView) -> String {
+    let c = &v.job.stats.counters;
+    let mut s = format!(
+        "job {} {} attempt {}: {}/{} sessions emitted, {} imported, {} upserted, {} skipped, {} failed",
+        v.job.id,
+        v.job.status,
+        v.job.stats.attempts,
+        c.emitted.unwrap_or(0),
+        c.total.map_or("?".into(), |t| t.to_string()),
+        c.imported,
+        c.upserted,
+        c.skipped,
+        c.failed
+    );
+    if let Some(ms) = v.next_retry_in_ms {
+        s.push_str(&format!(", retry in {}", duration(ms as i64)));
+    }
+    s
+}
+
+/// `nex import watch`: the daemon's bus events, one JSON line each, until Ctrl-C.
+pub fn watch(args: WatchArgs) -> ExitCode {
+    block_on(async move {
+        let paths = args.control.paths()?;
+        let mut client = crate::control::ControlClient::connect(&paths.socket)
+            .await?
+            .ok_or_else(|| ControlError::DaemonNotRunning(paths.socket.clone()))?;
+        let ack = client.request(&Request::Watch).await?;
+        let _: serde_json::Value = ack.into_result()?;
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                _ = &mut signal => break,
+                line = client.next_line() => match line {
+                    Some(line) => outln!("{line}"),
+                    None => break,
+                },
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,394 @@
+//! `nex sessions list [--provider P] [--json]` and `nex sessions show LABEL [--json]`: what
+//! landed in the agents ledger, read through a read-only connection (the daemon may be
+//! writing; WAL lets both run). Counts and ids only: message text and tool output are not
+//! printed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+
+use super::control_ctx::{ControlArgs, errln, outln, print_json, table, when};
+use crate::control::ControlError;
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SessionsCommand {
+    /// Imported sessions, most recently updated first.
+    List(ListArgs),
+    /// One session: import mapping, turns, message and tool-call counts, lineage.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LedgerArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Agents ledger (default: $NEX_LEDGER, else config `ledger`, else $NEX_HOME/agents.db).
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Only sessions of this provider (`claude-code`, `codex`, …).
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The session label (`import:<provider>:<session>:<hash>`).
+    pub label: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One row of `sessions list --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    pub label: String,
+    pub provider: Option<String>,
+    pub source_session_id: Option<String>,
+    pub persona_id: String,
+    pub is_subagent: bool,
+    pub parent_session_label: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub status: String,
+    /// Turns on the session's thread (head turn to root).
+    pub turns: u64,
+}
+
+/// `sessions show --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionDetail {
+    #[serde(flatten)]
+    pub summary: SessionSummary,
+    pub thread_id: Option<String>,
+    pub origin: Option<String>,
+    pub routing_key: Option<String>,
+    pub parent_turn_id: Option<String>,
+    pub spawn_tool_call_id: Option<String>,
+    pub source_session_fingerprint: Option<String>,
+    pub imported_at: Option<i64>,
+    pub last_run_id: Option<String>,
+    pub messages: u64,
+    pub tool_calls: u64,
+    /// Labels of the sessions this one spawned.
+    pub children: Vec<String>,
+    /// The thread, root first.
+    pub turn_list: Vec<TurnSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnSummary {
+    pub id: String,
+    pub parent_turn_id: Option<String>,
+    pub started_at: i64,
+    pub completed_at: Option<i64>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub messages: u64,
+    pub tool_calls: u64,
+}
+
+fn open(args: &LedgerArgs) -> Result<Connection, ControlError> {
+    let path = match &args.ledger {
+        Some(p) => p.clone(),
+        None => args.control.settings(false)?.paths.ledger,
+    };
+    if !path.exists() {
+        return Err(ControlError::Io {
+            path,
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(ControlError::store("open_ledger_read_only"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(ControlError::store("open_ledger_read_only"))?;
+    Ok(conn)
+}
+
+/// The thread of a session: its head turn and ancestors, root first.
+const THREAD: &str = "WITH RECURSIVE chain(id, depth) AS (
+        SELECT thread_id, 0 FROM sessions WHERE label = ?1 AND thread_id IS NOT NULL
+        UNION ALL
+        SELECT t.parent_turn_id, chain.depth + 1 FROM turns t JOIN chain ON t.id = chain.id
+        WHERE t.parent_turn_id IS NOT NULL AND chain.depth < 1000000
+    )";
+
+const SUMMARY: &str = "SELECT s.label, si.source_provider, si.source_session_id, s.persona_id,
+        s.is_subagent, s.parent_session_label, s.created_at, s.updated_at, s.status
+    FROM sessions s LEFT JOIN session_imports si ON si.session_label = s.label";
+
+fn summary_row(conn: &Connection, row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary> {
+    let label: String = row.get(0)?;
+    let turns = conn.query_row(
+        &format!("{THREAD} SELECT COUNT(*) FROM chain"),
+        params![label],
+        |r| r.get::<_, i64>(0),
+    )? as u64;
+    Ok(SessionSummary {
+        label,
+        provider: row.get(1)?,
+        source_session_id: row.get(2)?,
+        persona_id: row.get(3)?,
+        is_subagent: row.get::<_, Option<i64>>(4)?.unwrap_or(0) != 0,
+        parent_session_label: row.get(5)?,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+        status: row.get(8)?,
+        turns,
+    })
+}
+
+pub fn list(args: ListArgs) -> ExitCode {
+    match list_sessions(&args) {
+        Ok(rows) => {
+            if args.json {
+                print_json(&rows);
+            } else if rows.is_empty() {
+                outln!("no sessions");
+            } else {
+                let body: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.label.clone(),
+                            s.provider.clone().unwrap_or_default(),
+                            s.turns.to_string(),
+                            if s.is_subagent { "sub" } else { "" }.to_owned(),
+                            when(Some(s.updated_at)),
+                        ]
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    table(&["LABEL", "PROVIDER", "TURNS", "KIND", "UPDATED"], &body)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::control_ctx::fail(&e),
+    }
+}
+
+/// Whether the ledger has its schema yet (a daemon may be creating it right now).
+fn has_schema(conn: &Connection) -> Result<bool, ControlError> {
+    conn.query_row(
+        "SELECT COUNT(*) = 2 FROM sqlite_master WHERE type = 'table' \
+         AND name IN ('sessions', 'session_imports')",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(ControlError::store("ledger_schema"))
+}
+
+fn list_sessions(args: &ListArgs) -> Result<Vec<SessionSummary>, ControlError> {
+    let conn = open(&args.ledger)?;
+    if !has_schema(&conn)? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare(&format!(
+            "{SUMMARY} WHERE (?1 IS NULL OR si.source_provider = ?1)
+             ORDER BY s.updated_at DESC, s.label LIMIT ?2"
+        ))
+        .map_err(ControlError::store("sessions_list"))?;
+    stmt.query_map(params![args.provider, args.limit], |row| {
+        summary_row(&conn, row)
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(ControlError::store("sessions_list"))
+}
+
+pub fn show(args: ShowArgs) -> ExitCode {
+    match show_session(&args) {
+        Ok(Some(d)) => {
+            if args.json {
+                print_json(&d);
+            } else {
+                print_detail(&d);
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            errln!("nex: no session {} [session_not_found]", args.label);
+            ExitCode::FAILURE
+        }
+        Err(e) => super::control_ctx::fail(&e),
+    }
+}
+
+fn show_session(args: &ShowArgs) -> Result<Option<SessionDetail>, ControlError> {
+    let conn = open(&args.ledger)?;
+    if !has_schema(&conn)? {
+        return Ok(None);
+    }
+    let err = ControlError::store("sessions_show");
+    let summary = conn
+        .query_row(
+            &format!("{SUMMARY} WHERE s.label = ?1"),
+            params![args.label],
+            |row| summary_row(&conn, row),
+        )
+        .optional()
+        .map_err(err)?;
+    let Some(summary) = summary else {
+        return Ok(None);
+    };
+    let err = || ControlError::store("sessions_show");
+    type Extra = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let (thread_id, origin, routing_key, parent_turn_id, spawn_tool_call_id): Extra = conn
+        .query_row(
+            "SELECT thread_id, origin, routing_key, parent_turn_id, spawn_tool_call_id
+             FROM sessions WHERE label = ?1",
+            params![args.label],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .map_err(err())?;
+    let mapping: Option<(String, i64, Option<String>)> = conn
+        .query_row(
+            "SELECT source_session_fingerprint, imported_at, last_run_id FROM session_imports
+             WHERE session_label = ?1 LIMIT 1",
+            params![args.label],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(err())?;
+    let mut stmt = conn
+        .prepare(&format!(
+            "{THREAD} SELECT t.id, t.parent_turn_id, t.started_at, t.completed_at, t.model,
+                t.provider, t.input_tokens, t.output_tokens,
+                (SELECT COUNT(*) FROM messages m WHERE m.turn_id = t.id),
+                (SELECT COUNT(*) FROM tool_calls c WHERE c.turn_id = t.id)
+             FROM chain JOIN turns t ON t.id = chain.id ORDER BY chain.depth DESC"
+        ))
+        .map_err(err())?;
+    let turn_list: Vec<TurnSummary> = stmt
+        .query_map(params![args.label], |r| {
+            Ok(TurnSummary {
+                id: r.get(0)?,
+                parent_turn_id: r.get(1)?,
+                started_at: r.get(2)?,
+                completed_at: r.get(3)?,
+                model: r.get(4)?,
+                provider: r.get(5)?,
+                input_tokens: r.get(6)?,
+                output_tokens: r.get(7)?,
+                messages: r.get::<_, i64>(8)? as u64,
+                tool_calls: r.get::<_, i64>(9)? as u64,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(err())?;
+    let mut stmt = conn
+        .prepare("SELECT label FROM sessions WHERE parent_session_label = ?1 ORDER BY label")
+        .map_err(err())?;
+    let children: Vec<String> = stmt
+        .query_map(params![args.label], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(err())?;
+    let (fingerprint, imported_at, last_run_id) = match mapping {
+        Some((f, i, r)) => (Some(f), Some(i), r),
+        None => (None, None, None),
+    };
+    Ok(Some(SessionDetail {
+        messages: turn_list.iter().map(|t| t.messages).sum(),
+        tool_calls: turn_list.iter().map(|t| t.tool_calls).sum(),
+        summary,
+        thread_id,
+        origin,
+        routing_key,
+        parent_turn_id,
+        spawn_tool_call_id,
+        source_session_fingerprint: fingerprint,
+        imported_at,
+        last_run_id,
+        children,
+        turn_list,
+    }))
+}
+
+fn print_detail(d: &SessionDetail) {
+    let s = &d.summary;
+    outln!("session {}", s.label);
+    outln!(
+        "  provider {} / {}",
+        s.provider.as_deref().unwrap_or("-"),
+        s.source_session_id.as_deref().unwrap_or("-")
+    );
+    outln!("  persona {}, status {}", s.persona_id, s.status);
+    outln!(
+        "  created {}, updated {}, imported {}",
+        when(Some(s.created_at)),
+        when(Some(s.updated_at)),
+        when(d.imported_at)
+    );
+    outln!(
+        "  {} turns, {} messages, {} tool calls",
+        s.turns,
+        d.messages,
+        d.tool_calls
+    );
+    if let Some(parent) = &s.parent_session_label {
+        outln!(
+            "  spawned by {} (turn {}, tool call {})",
+            parent,
+            d.parent_turn_id.as_deref().unwrap_or("-"),
+            d.spawn_tool_call_id.as_deref().unwrap_or("-")
+        );
+    }
+    for child in &d.children {
+        outln!("  spawned {child}");
+    }
+    if !d.turn_list.is_empty() {
+        let rows: Vec<Vec<String>> = d
+            .turn_list
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.clone(),
+                    when(Some(t.started_at)),
+                    t.model.clone().unwrap_or_default(),
+                    t.messages.to_string(),
+                    t.tool_calls.to_string(),
+                    format!(
+                        "{}/{}",
+                        t.input_tokens.unwrap_or(0),
+                        t.output_tokens.unwrap_or(0)
+                    ),
+                ]
+            })
+            .collect();
+        outln!(
+            "{}",
+            table(
+                &["TURN", "STARTED", "MODEL", "MSGS", "TOOLS", "TOKENS IN/OUT"],
+                &rows
+            )
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! Control-plane settings: where the files live, which worker to spawn, how long to wait, how to
+//! restart. Resolved once at start from flags > environment > `$NEX_HOME/config.toml` >
+//! defaults, so that every later decision is deterministic.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::ControlError;
+use super::policy::RestartPolicy;
+use super::worker::WorkerCommand;
+
+/// Persona used when neither a flag nor the config names one (seed: persona optional,
+/// deterministic default).
+pub const DEFAULT_PERSONA: &str = "main";
+
+/// Files of one `NEX_HOME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub home: PathBuf,
+    /// The agents ledger (`agents.db`), or `NEX_LEDGER`.
+    pub ledger: PathBuf,
+    /// The runtime database holding `import_jobs` and `import_runs`.
+    pub nexus: PathBuf,
+    /// `0700` directory for the socket and the worker pid files.
+    pub run_dir: PathBuf,
+    pub socket: PathBuf,
+    pub config_file: PathBuf,
+}
+
+impl Paths {
+    /// Paths under `home`; `ledger` overrides the agents ledger location.
+    pub fn under(home: &Path, ledger: Option<PathBuf>) -> Paths {
+        let run_dir = home.join("run");
+        Paths {
+            home: home.to_path_buf(),
+            ledger: ledger.unwrap_or_else(|| home.join("agents.db")),
+            nexus: home.join("nexus.db"),
+            socket: run_dir.join("nex.sock"),
+            run_dir,
+            config_file: home.join("config.toml"),
+        }
+    }
+
+    /// `home` flag > `NEX_HOME` > `~/.nex`; `ledger` flag > `NEX_LEDGER` > config > `home/agents.db`.
+    ///
+    /// Errors: `nex_home_unresolved` when no flag, no `NEX_HOME` and no `HOME` exist.
+    pub fn resolve(home: Option<PathBuf>) -> Result<Paths, ControlError> {
+        let home = match home.or_else(|| env_path("NEX_HOME")) {
+            Some(h) => h,
+            None => env_path("HOME")
+                .map(|h| h.join(".nex"))
+                .ok_or(ControlError::HomeUnresolved)?,
+        };
+        Ok(Paths::under(&home, env_path("NEX_LEDGER")))
+    }
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Every wait of the control plane. Defaults follow the adapter system (baseline.md §5) and
+/// PROTOCOL.md; tests shrink them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timings {
+    /// Probe interval while the worker is healthy.
+    pub probe_healthy: Duration,
+    /// Probe interval while the worker answers but is behind (`degraded`).
+    pub probe_degraded: Duration,
+    /// Probe interval while the worker says `connected: false`, or before its first answer.
+    pub probe_disconnected: Duration,
+    /// A probe not answered (by any frame) within this ends the run `worker_unresponsive`.
+    pub health_timeout: Duration,
+    /// The first frame after `run.start` must arrive within this.
+    pub start_timeout: Duration,
+    /// How long an unanswered probe is excused while the pipeline has unfinished lines (a busy
+    /// ledger: the answer waits in the pipe). Longer than the ledger writer's own busy limit
+    /// (120 s), so the writer's `ledger_busy` ends a stuck run first.
+    pub backlog_wait: Duration,
+    /// After `run.stop` (or a terminal frame) the worker has this long to exit before SIGTERM.
+    pub stop_grace: Duration,
+    /// After SIGTERM the worker has this long before SIGKILL.
+    pub kill_after: Duration,
+    /// Whole-daemon shutdown deadline; stragglers are aborted with `shutdown_timeout`.
+    pub shutdown_grace: Duration,
+    /// A worker reporting a lag above this is `degraded`.
+    pub stale_after: Duration,
+    /// `stats_json` of a running job is rewritten at most this often.
+    pub stats_every: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            probe_healthy: Duration::from_secs(60),
+            probe_degraded: Duration::from_secs(15),
+            probe_disconnected: Duration::from_secs(10),
+            health_timeout: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(10),
+            backlog_wait: Duration::from_secs(150),
+            stop_grace: Duration::from_secs(5),
+            kill_after: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            stale_after: Duration::from_secs(300),
+            stats_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where the worker finds the agents' files; passed to it in `run.start.options.roots` and as
+/// environment, so a worker may use either.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceRoots {
+    pub claude_config_dir: Option<String>,
+    pub codex_home: Option<String>,
+}
+
+/// Resolved settings of a control plane.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    pub paths: Paths,
+    /// Persona handed to every run: flag > config > `main`.
+    pub persona: String,
+    /// Rollback switch (seed "Rollback Strategy"): false keeps the daemon up with no import
+    /// orchestration at all.
+    pub import_enabled: bool,
+    /// Start the tail when the daemon starts.
+    pub start_tail: bool,
+    /// Re-enqueue a job found `running` at start (marked `failed` / `daemon_restarted`).
+    pub auto_retry: bool,
+    pub worker: WorkerCommand,
+    pub sources: SourceRoots,
+    pub timings: Timings,
+    /// Tail restarts.
+    pub restart: RestartPolicy,
+    /// Retries of a backfill job's failed run (retryable failures only).
+    pub job_retry: RestartPolicy,
+}
+
+impl ControlSettings {
+    /// Settings with every default under `paths`, spawning `worker`.
+    pub fn new(paths: Paths, worker: WorkerCommand) -> ControlSettings {
+        ControlSettings {
+            paths,
+            persona: DEFAULT_PERSONA.to_owned(),
+            import_enabled: true,
+            start_tail: true,
+            auto_retry: true,
+            worker,
+            sources: SourceRoots::default(),
+            timings: Timings::default(),
+            restart: RestartPolicy::default(),
+            job_retry: RestartPolicy::job_default(),
+        }
+    }
+
+    /// Reads `$NEX_HOME/config.toml` (absent is fine) and the environment, then applies
+    /// `overrides` (flags).
+    ///
+    /// Errors: `config_invalid` when the file exists but does not parse; `config_unreadable`
+    /// when it cannot be read.
+    pub fn load(paths: Paths, overrides: &Overrides) -> Result<ControlSettings, ControlError> {
+        let file = ConfigFile::read(&paths.config_file)?;
+        let mut paths = paths;
+        if std::env::var_os("NEX_LEDGER").is_none_or(|v| v.is_empty())
+            && let Some(ledger) = &file.ledger
+        {
+            paths.ledger = paths.home.join(ledger);
+        }
+        let worker = match (&overrides.worker_cmd, env_string("NEX_WORKER_CMD")) {
+            (Some(cmd), _) => WorkerCommand::parse(cmd)?,
+            (None, Some(cmd)) => WorkerCommand::parse(&cmd)?,
+            (None, None) => match &file.import.worker_cmd {
+                Some(cmd) => cmd.to_command()?,
+                None => WorkerCommand::default_aix()?,
+            },
+        };
+        let mut s = ControlSettings::new(paths, worker);
+        s.persona = overrides
+            .persona
+            .clone()
+            .or(file.persona.clone())
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_PERSONA.to_owned());
+        let imp = &file.import;
+        s.import_enabled = imp.enabled.unwrap_or(true) && !overrides.no_import;
+        s.start_tail = imp.tail.unwrap_or(true);
+        s.auto_retry = imp.auto_retry.unwrap_or(true);
+        s.sources = SourceRoots {
+            claude_config_dir: overrides
+                .claude_config_dir
+                .clone()
+                .or_else(|| env_string("CLAUDE_CONFIG_DIR"))
+                .or(imp.claude_config_dir.clone()),
+            codex_home: overrides
+                .codex_home
+                .clone()
+                .or_else(|| env_string("CODEX_HOME"))
+                .or(imp.codex_home.clone()),
+        };
+        let t = &mut s.timings;
+        let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
+        t.probe_healthy = ms(imp.probe_healthy_ms, t.probe_healthy);
+        t.probe_degraded = ms(imp.probe_degraded_ms, t.probe_degraded);
+        t.probe_disconnected = ms(imp.probe_disconnected_ms, t.probe_disconnected);
+        t.health_timeout = ms(imp.health_timeout_ms, t.health_timeout);
+        t.start_timeout = ms(imp.start_timeout_ms, t.start_timeout);
+        t.stop_grace = ms(imp.stop_grace_ms, t.stop_grace);
+        t.shutdown_grace = ms(imp.shutdown_grace_ms, t.shutdown_grace);
+        let r = &mut s.restart;
+        r.max_restarts = imp.max_restarts.unwrap_or(r.max_restarts);
+        r.base = ms(imp.backoff_base_ms, r.base);
+        r.max = ms(imp.backoff_max_ms, r.max);
+        r.reset_after = ms(imp.reset_after_ms, r.reset_after);
+        s.job_retry.max_restarts = imp.job_max_retries.unwrap_or(s.job_retry.max_restarts);
+        Ok(s)
+    }
+}
+
+fn env_string(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Command-line overrides; `None` leaves the environment/config/default in place.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub persona: Option<String>,
+    pub worker_cmd: Option<String>,
+    pub claude_config_dir: Option<String>,
+    pub codex_home: Option<String>,
+    /// `nex daemon --no-import`.
+    pub no_import: bool,
+}
+
+/// `$NEX_HOME/config.toml`. Every key is optional.
+///
+/// ```toml
+/// persona = "main"
+/// ledger = "agents.db"            # relative to NEX_HOME
+/// [import]
+/// enabled = true                  # false: rollback switch, no orchestration
+/// tail = true                     # start the tail with the daemon
+/// auto_retry = true
+/// worker_cmd = ["aix", "worker", "--stdio"]   # or one string, split on whitespace
+/// claude_config_dir = "/home/u/.claude"
+/// codex_home = "/home/u/.codex"
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConfigFile {
+    pub persona: Option<String>,
+    pub ledger: Option<PathBuf>,
+    pub import: ImportSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ImportSection {
+    pub enabled: Option<bool>,
+    pub tail: Option<bool>,
+    pub auto_retry: Option<bool>,
+    pub worker_cmd: Option<WorkerCmdSpec>,
+    pub claude_config_dir: Option<String>,
+    pub codex_home: Option<String>,
+    pub probe_healthy_ms: Option<u64>,
+    pub probe_degraded_ms: Option<u64>,
+    pub probe_disconnected_ms: Option<u64>,
+    pub health_timeout_ms: Option<u64>,
+    pub start_timeout_ms: Option<u64>,
+    pub stop_grace_ms: Option<u64>,
+    pub shutdown_grace_ms: Option<u64>,
+    pub max_restarts: Option<u32>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+    pub reset_after_ms: Option<u64>,
+    pub job_max_retries: Option<u32>,
+}
+
+/// `worker_cmd` as one string or as an argv array.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum WorkerCmdSpec {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+impl WorkerCmdSpec {
+    fn to_command(&self) -> Result<WorkerCommand, ControlError> {
+        match self {
+            WorkerCmdSpec::Line(line) => WorkerCommand::parse(line),
+            WorkerCmdSpec::Argv(argv) => WorkerCommand::from_argv(argv.clone()),
+        }
+    }
+}
+
+impl ConfigFile {
+    /// A missing file is the empty config.
+    pub fn read(path: &Path) -> Result<ConfigFile, ControlError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
+            Err(source) => {
+                return Err(ControlError::ConfigUnreadable {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        toml::from_str(&text).map_err(|e| ControlError::ConfigInvalid {
+            path: path.to_path_buf(),
+            // toml's message names the key and line, never secrets we hold.
+            detail: e.message().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_parses_both_worker_cmd_forms() {
+        let f: ConfigFile =
+            toml::from_str("persona = \"p\"\n[import]\nworker_cmd = \"a b  c\"\nenabled = false\n")
+                .unwrap();
+        assert_eq!(f.persona.as_deref(), Some("p"));
+        assert_eq!(f.import.enabled, Some(false));
+        let cmd = f.import.worker_cmd.unwrap().to_command().unwrap();
+        assert_eq!(cmd.program, PathBuf::from("a"));
+        assert_eq!(cmd.args, vec!["b", "c"]);
+        let f: ConfigFile = toml::from_str("[import]\nworker_cmd = [\"x y\", \"z\"]\n").unwrap();
+        let cmd = f.import.worker_cmd.unwrap().to_command().unwrap();
+        assert_eq!(cmd.program, PathBuf::from("x y"));
+        assert_eq!(cmd.args, vec!["z"]);
+    }
+
+    #[test]
+    fn invalid_config_has_its_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "persona = [").unwrap();
+        assert_eq!(
+            ConfigFile::read(&path).unwrap_err().code(),
+            "config_invalid"
+        );
+        assert!(
+            ConfigFile::read(&dir.path().join("absent.toml"))
+                .unwrap()
+                .persona
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn persona_resolution_is_flag_then_config_then_main() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path(), None);
+        let worker = Overrides {
+            worker_cmd: Some("w".into()),
+            ..Overrides::default()
+        };
+        let s = ControlSettings::load(paths.clone(), &worker).unwrap();
+        assert_eq!(s.persona, "main");
+        std::fs::write(&paths.config_file, "persona = \"cfg\"\n").unwrap();
+        let s = ControlSettings::load(paths.clone(), &worker).unwrap();
+        assert_eq!(s.persona, "cfg");
+        let flag = Overrides {
+            persona: Some("flag".into()),
+            ..worker.clone()
+        };
+        let s = ControlSettings::load(paths.clone(), &flag).unwrap();
+        assert_eq!(s.persona, "flag");
+        let off = Overrides {
+            no_import: true,
+            ..worker
+        };
+        assert!(!ControlSettings::load(paths, &off).unwrap().import_enabled);
+    }
+}

@@ -1,0 +1,298 @@
+//! Shared harness of the control-plane tests: a temp `NEX_HOME`, the fake worker script
+//! (`tests/fixtures/control/fake_worker.sh`), a frame-counting pipeline standing in for the
+//! real one, and helpers to wait on bus events and status.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use nex::control::bus::ImportEvent;
+use nex::control::config::{ControlSettings, Paths, Timings};
+use nex::control::health::StatusReport;
+use nex::control::port::{Backlog, CursorSource, NoCursors, WorkerOutput};
+use nex::control::{
+    Bus, ControlHandle, HostMode, NexusStore, PipelineEnd, PipelineReport, Request, RunCounters,
+    RunDeps, RunInfo, RunPipeline, RunSignal, Supervisor, WorkerCommand,
+};
+use nex::protocol::{WorkerFrame, decode_worker_frame};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
+
+/// Counts frames instead of importing them: each `import.batch` is one committed request with
+/// one imported item. Signals exactly as the port's contract says. `stall` makes every batch
+/// take that long to "commit" (a busy ledger).
+#[derive(Default)]
+pub struct CountingPipeline {
+    pub stall: Option<Duration>,
+}
+
+impl RunPipeline for CountingPipeline {
+    fn run(
+        &self,
+        info: RunInfo,
+        input: WorkerOutput,
+        signals: mpsc::Sender<RunSignal>,
+        backlog: Arc<Backlog>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, PipelineReport> {
+        let stall = self.stall;
+        Box::pin(async move {
+            let mut lines = FramedRead::new(input, LinesCodec::new_with_max_length(1 << 20));
+            let mut counters = RunCounters::default();
+            let mut rejects = BTreeMap::new();
+            let end = loop {
+                let line = tokio::select! {
+                    _ = cancel.cancelled() => break PipelineEnd::Cancelled,
+                    line = lines.next() => line,
+                };
+                let line = match line {
+                    None => break PipelineEnd::Eof,
+                    Some(Err(_)) => break PipelineEnd::Failed { code: "io".into() },
+                    Some(Ok(l)) => l,
+                };
+                backlog.read();
+                let _ = signals.send(RunSignal::FrameSeen).await;
+                let decoded = decode_worker_frame(&line);
+                if let (Some(d), Ok(f)) = (stall, &decoded)
+                    && matches!(f.body, WorkerFrame::ImportBatch(_))
+                {
+                    // A ledger that holds its lock: nothing is read meanwhile (until the
+                    // run gives up on the input).
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                }
+                backlog.done();
+                let frame = match decoded {
+                    Ok(f) if f.run_id == info.run_id => f,
+                    Ok(f) => {
+                        let code = "frame_run_id_mismatch".to_owned();
+                        *rejects.entry(code.clone()).or_insert(0) += 1;
+                        let _ = signals.send(RunSignal::Rejected { code, seq: f.seq }).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        let code = e.code.as_str().to_owned();
+                        *rejects.entry(code.clone()).or_insert(0) += 1;
+                        counters.rejected += 1;
+                        let _ = signals.send(RunSignal::Rejected { code, seq: e.seq }).await;
+                        continue;
+                    }
+                };
+                match frame.body {
+                    WorkerFrame::ImportBatch(_) | WorkerFrame::ImportChunk(_) => {
+                        counters.requests += 1;
+                        counters.imported += 1;
+                        let _ = signals
+                            .send(RunSignal::Committed {
+                                counters: counters.clone(),
+                                newest_event_at: None,
+                            })
+                            .await;
+                    }
+                    WorkerFrame::RunProgress(p) => {
+                        counters.total = p.total.or(counters.total);
+                        counters.emitted = p.emitted.or(counters.emitted);
+                        let _ = signals.send(RunSignal::Progress(p)).await;
+                    }
+                    WorkerFrame::HealthStatus(h) => {
+                        let _ = signals.send(RunSignal::Health(h)).await;
+                    }
+                    WorkerFrame::RunComplete(p) => {
+                        counters.total = p.total.or(counters.total);
+                        counters.emitted = p.emitted.or(counters.emitted);
+                        break PipelineEnd::Complete(p);
+                    }
+                    WorkerFrame::RunError(e) => break PipelineEnd::Error(e),
+                }
+            };
+            PipelineReport {
+                end,
+                counters,
+                rejects,
+            }
+        })
+    }
+}
+
+pub fn fake_worker(args: &[&str]) -> WorkerCommand {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/control/fake_worker.sh")
+        .display()
+        .to_string();
+    let mut argv = vec!["sh".to_owned(), script];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    WorkerCommand::from_argv(argv).unwrap()
+}
+
+/// Timings shrunk for tests: probes every 300 ms, answers within 500 ms.
+pub fn fast_timings() -> Timings {
+    Timings {
+        probe_healthy: Duration::from_millis(300),
+        probe_degraded: Duration::from_millis(300),
+        probe_disconnected: Duration::from_millis(300),
+        health_timeout: Duration::from_millis(500),
+        start_timeout: Duration::from_millis(800),
+        backlog_wait: Duration::from_secs(30),
+        stop_grace: Duration::from_millis(500),
+        kill_after: Duration::from_millis(500),
+        shutdown_grace: Duration::from_secs(3),
+        stale_after: Duration::from_secs(300),
+        stats_every: Duration::from_millis(50),
+    }
+}
+
+pub struct Home {
+    /// Keeps the temp dir alive for the test.
+    pub _dir: tempfile::TempDir,
+    pub paths: Paths,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path(), None);
+        std::fs::create_dir_all(&paths.run_dir).unwrap();
+        Home { _dir: dir, paths }
+    }
+
+    pub fn settings(&self, worker: WorkerCommand) -> ControlSettings {
+        let mut s = ControlSettings::new(self.paths.clone(), worker);
+        s.timings = fast_timings();
+        s.start_tail = false;
+        s.restart.base = Duration::from_millis(50);
+        s.job_retry.base = Duration::from_millis(50);
+        s
+    }
+
+    /// A connection to this home's `nexus.db`, migrated.
+    pub fn conn(&self) -> rusqlite::Connection {
+        nex::ledger::open_nexus(&self.paths.nexus).unwrap()
+    }
+}
+
+pub struct Running {
+    pub handle: ControlHandle,
+    pub bus: Bus,
+    pub events: broadcast::Receiver<ImportEvent>,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn start(settings: ControlSettings, home: &Home, mode: HostMode) -> Running {
+        Running::start_with(settings, home, mode, CountingPipeline::default()).await
+    }
+
+    pub async fn start_with(
+        settings: ControlSettings,
+        home: &Home,
+        mode: HostMode,
+        pipeline: CountingPipeline,
+    ) -> Running {
+        Running::start_full(settings, home, mode, pipeline, Arc::new(NoCursors)).await
+    }
+
+    pub async fn start_full(
+        settings: ControlSettings,
+        home: &Home,
+        mode: HostMode,
+        pipeline: CountingPipeline,
+        cursors: Arc<dyn CursorSource>,
+    ) -> Running {
+        let store = NexusStore::spawn(home.conn()).unwrap();
+        let bus = Bus::default();
+        let events = bus.subscribe();
+        let bus_handle = bus.clone();
+        let deps = RunDeps {
+            settings: Arc::new(settings),
+            pipeline: Arc::new(pipeline),
+            cursors,
+        };
+        let shutdown = CancellationToken::new();
+        let (handle, task) = Supervisor::start(deps, store, bus, mode, shutdown.clone())
+            .await
+            .unwrap();
+        Running {
+            handle,
+            bus: bus_handle,
+            events,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn status(&self) -> StatusReport {
+        self.handle.call(Request::Status).await.unwrap()
+    }
+
+    /// Waits (up to `within`) for an event matching `pred`, returning it.
+    pub async fn event<F: Fn(&ImportEvent) -> bool>(
+        &mut self,
+        within: Duration,
+        pred: F,
+    ) -> ImportEvent {
+        tokio::time::timeout(within, async {
+            loop {
+                match self.events.recv().await {
+                    Ok(e) if pred(&e) => return e,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => panic!("bus closed"),
+                }
+            }
+        })
+        .await
+        .expect("event not seen in time")
+    }
+
+    /// Polls status until `pred` holds.
+    pub async fn status_until<F: Fn(&StatusReport) -> bool>(
+        &self,
+        within: Duration,
+        pred: F,
+    ) -> StatusReport {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let st = self.status().await;
+            if pred(&st) {
+                return st;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "status condition not reached: {st:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("supervisor stops in time")
+            .unwrap();
+    }
+}
+
+/// Whether process `pid` still exists (a zombie counts as gone).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+pub fn kill9(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
