@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
 use futures::StreamExt;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
@@ -207,18 +209,12 @@ fn signal_group(pid: u32, sig: StopSignal) -> std::io::Result<()> {
         return Err(std::io::Error::other("refusing to signal pid <= 1"));
     }
     let sig = match sig {
-        StopSignal::Term => libc::SIGTERM,
-        StopSignal::Kill => libc::SIGKILL,
+        StopSignal::Term => Signal::SIGTERM,
+        StopSignal::Kill => Signal::SIGKILL,
     };
-    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid addresses the process
-    // group the worker leads (spawned with process_group(0)), and pgid > 1 was checked so it is
-    // never "every process" (-1).
-    let rc = unsafe { libc::kill(-pgid, sig) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    // The worker leads its own process group (spawned with `process_group(0)`); pgid > 1 was
+    // checked so this never addresses "every process".
+    killpg(Pid::from_raw(pgid), sig).map_err(std::io::Error::from)
 }
 
 /// Kills workers recorded in `run_dir/worker-*.pid` by a daemon that died without stopping
