@@ -64,6 +64,9 @@ pub struct ReplayReport {
 pub struct PairOutcome {
     pub secs: f64,
     pub report: ReplayReport,
+    /// Exit statuses (128 + signal when killed).
+    pub aix_status: i32,
+    pub nex_status: i32,
     /// Peak resident set of each process, KiB (`ru_maxrss`).
     pub aix_rss_kib: u64,
     pub nex_rss_kib: u64,
@@ -196,8 +199,28 @@ impl Pair {
     }
 
     /// Waits for both processes (a `--stdio` worker's stdin stays open until then, so a
-    /// backfill is not cut short by EOF) and parses `nex`'s report.
-    pub fn finish(mut self) -> std::io::Result<PairOutcome> {
+    /// backfill is not cut short by EOF) and parses `nex`'s report; either process failing is
+    /// an error.
+    pub fn finish(self) -> std::io::Result<PairOutcome> {
+        let o = self.finish_any()?;
+        if o.nex_status != 0 {
+            return Err(std::io::Error::other(format!(
+                "nex import replay exited with status {}",
+                o.nex_status
+            )));
+        }
+        if o.aix_status != 0 {
+            return Err(std::io::Error::other(format!(
+                "aix exited with status {}",
+                o.aix_status
+            )));
+        }
+        Ok(o)
+    }
+
+    /// As [`Pair::finish`], whatever the exit statuses (a killed worker is 128 + 9); the report
+    /// is parsed when `nex` printed one (else the default).
+    pub fn finish_any(mut self) -> std::io::Result<PairOutcome> {
         let mut out = String::new();
         if let Some(mut s) = self.nex.stdout.take() {
             std::io::Read::read_to_string(&mut s, &mut out)?;
@@ -207,25 +230,26 @@ impl Pair {
         let (aix_status, aix_rss_kib) = wait_rusage(self.aix.id())?;
         let (nex_status, nex_rss_kib) = wait_rusage(self.nex.id())?;
         let secs = self.started.elapsed().as_secs_f64();
-        if nex_status != 0 {
-            return Err(std::io::Error::other(format!(
-                "nex import replay exited with status {nex_status}"
-            )));
-        }
-        if aix_status != 0 {
-            return Err(std::io::Error::other(format!(
-                "aix exited with status {aix_status}"
-            )));
-        }
-        let report: ReplayReport = serde_json::from_str(out.trim())
-            .map_err(|e| std::io::Error::other(format!("replay report: {e}")))?;
+        let report: ReplayReport = if nex_status == 0 {
+            serde_json::from_str(out.trim())
+                .map_err(|e| std::io::Error::other(format!("replay report: {e}")))?
+        } else {
+            ReplayReport::default()
+        };
         Ok(PairOutcome {
             secs,
             report,
+            aix_status,
+            nex_status,
             aix_rss_kib,
             nex_rss_kib,
             nex_wchar,
         })
+    }
+
+    /// Sends SIGKILL to the worker (a crash).
+    pub fn kill_worker(&mut self) -> std::io::Result<()> {
+        self.aix.kill()
     }
 }
 
