@@ -1,10 +1,12 @@
 //! Process plumbing of the worker-side benchmarks: the built `aix` and `nex` binaries spawned
 //! with a pipe between them (as NEX runs a worker), the `nex import replay` report, and each
-//! process' peak RSS from `wait4`.
+//! process' peak RSS (`VmHWM`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -67,7 +69,7 @@ pub struct PairOutcome {
     /// Exit statuses (128 + signal when killed).
     pub aix_status: i32,
     pub nex_status: i32,
-    /// Peak resident set of each process, KiB (`ru_maxrss`).
+    /// Peak resident set of each process, KiB (`VmHWM`, sampled every 10 ms).
     pub aix_rss_kib: u64,
     pub nex_rss_kib: u64,
     /// Bytes `nex` passed to write(2) (`wchar` of `/proc/<pid>/io`, read before it was reaped;
@@ -82,6 +84,68 @@ pub struct Pair {
     nex: Child,
     /// The worker's stdin when it was spawned as `aix worker --stdio`.
     pub control: Option<ChildStdin>,
+    sampler: HwmSampler,
+}
+
+/// Samples `VmHWM` of `/proc/<pid>/status` of both processes every 10 ms until stopped.
+/// (`ru_maxrss` of a spawned child also counts the pre-exec image of the parent, which makes
+/// it useless when the harness itself is large.)
+struct HwmSampler {
+    stop: Arc<AtomicBool>,
+    peaks: Arc<[AtomicU64; 2]>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HwmSampler {
+    fn start(pids: [u32; 2]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peaks: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let (s, p) = (stop.clone(), peaks.clone());
+        let thread = std::thread::Builder::new()
+            .name("hwm-sampler".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    for (i, pid) in pids.iter().enumerate() {
+                        if let Some(kib) = vm_hwm_kib(*pid) {
+                            p[i].fetch_max(kib, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            })
+            .ok();
+        Self {
+            stop,
+            peaks,
+            thread,
+        }
+    }
+
+    /// Stops sampling; the peaks in KiB.
+    fn finish(&mut self) -> [u64; 2] {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        [
+            self.peaks[0].load(Ordering::Relaxed),
+            self.peaks[1].load(Ordering::Relaxed),
+        ]
+    }
+}
+
+impl Drop for HwmSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `VmHWM` (peak resident set, KiB) of a live process.
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Roots flags of `aix`: the Claude dirs, and Codex dirs (an empty dir stands for none, so the
@@ -148,11 +212,13 @@ impl Pair {
             }
         };
         let control = aix.stdin.take();
+        let sampler = HwmSampler::start([aix.id(), nex.id()]);
         Ok(Self {
             started,
             aix,
             nex,
             control,
+            sampler,
         })
     }
 
@@ -227,8 +293,9 @@ impl Pair {
         }
         drop(self.control.take());
         let nex_wchar = proc_io_wchar(self.nex.id()).unwrap_or(0);
-        let (aix_status, aix_rss_kib) = wait_rusage(self.aix.id())?;
-        let (nex_status, nex_rss_kib) = wait_rusage(self.nex.id())?;
+        let aix_status = wait_status(self.aix.id())?;
+        let nex_status = wait_status(self.nex.id())?;
+        let [aix_rss_kib, nex_rss_kib] = self.sampler.finish();
         let secs = self.started.elapsed().as_secs_f64();
         let report: ReplayReport = if nex_status == 0 {
             serde_json::from_str(out.trim())
@@ -261,14 +328,12 @@ pub fn proc_io_wchar(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Reaps `pid`; returns its exit status (128 + signal when killed) and peak RSS in KiB.
-fn wait_rusage(pid: u32) -> std::io::Result<(i32, u64)> {
+/// Reaps `pid`; returns its exit status (128 + signal when killed).
+fn wait_status(pid: u32) -> std::io::Result<i32> {
     let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        // SAFETY: `status` and `usage` are valid for writes; `pid` is our own unreaped child.
-        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+        // SAFETY: `status` is valid for writes; `pid` is our own unreaped child.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
         if r == pid as libc::pid_t {
             break;
         }
@@ -284,5 +349,5 @@ fn wait_rusage(pid: u32) -> std::io::Result<(i32, u64)> {
     } else {
         -1
     };
-    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0)))
+    Ok(code)
 }

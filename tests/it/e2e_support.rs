@@ -142,12 +142,15 @@ pub fn canonical(conn: &Connection) -> String {
 /// The first differing line of two dumps, for a readable failure.
 pub fn first_difference(a: &str, b: &str) -> String {
     let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let differing = (0..la.len().max(lb.len()))
+        .filter(|i| la.get(*i) != lb.get(*i))
+        .count();
     for i in 0..la.len().max(lb.len()) {
         let (x, y) = (la.get(i), lb.get(i));
         if x != y {
             let cut = |s: Option<&&str>| s.map(|s| s.chars().take(400).collect::<String>());
             return format!(
-                "line {i} of {}/{}:\n  left:  {:?}\n  right: {:?}",
+                "{differing} differing lines; first: line {i} of {}/{}:\n  left:  {:?}\n  right: {:?}",
                 la.len(),
                 lb.len(),
                 cut(x),
