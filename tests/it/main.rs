@@ -1,6 +1,7 @@
 //! The one integration test binary of nex; each module tests one area through its public API.
 
 mod e2e_conformance; // every sample through aix | nex import replay: counts = aix scan, lineage in the ledger
+mod e2e_crash; // kill -9 of aix mid-backfill, resume from the ledger's cursors = one clean import
 mod e2e_incremental; // R5 through aix worker (tail) | nex import replay: random cuts = one backfill
 mod e2e_support; // built aix + nex piped together, fixture trees, canonical dump
 mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
