@@ -212,6 +212,12 @@ impl TurnWriter {
         self
     }
 
+    /// Takes later turns' content from `rng`; line uuids continue past every one so far.
+    pub fn reseed(&mut self, rng: Rng) {
+        self.rng = rng;
+        self.line += 1_000_000;
+    }
+
     /// The next complete turn. With `spawn_agent`, its one tool call is an `Agent` call whose
     /// result names that agent id.
     pub fn turn(&mut self, spawn_agent: Option<&str>) -> Turn {

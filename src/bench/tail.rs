@@ -47,6 +47,13 @@ impl LiveFile {
         Ok(Self { path, sid, writer })
     }
 
+    /// Appended turns come from a writer seeded with `seed` (fresh uuids past any in the
+    /// file), so two files given the same seed get turns of the same sizes.
+    fn with_appender(mut self, seed: u64) -> Self {
+        self.writer.reseed(Rng::new(seed));
+        self
+    }
+
     /// Appends one complete turn in one write; returns the ledger id of its user message.
     fn append(&mut self) -> std::io::Result<String> {
         let t = self.writer.turn(None);
@@ -241,9 +248,10 @@ pub fn run_scaling(b: &TailScalingBench) -> Result<TailScalingResult, BenchError
     let dir = b.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let projects = dir.join("projects").join("-work-scale");
     std::fs::create_dir_all(&projects)?;
+    // The same appended turns for both sessions: only the session size differs.
     let mut files = [
-        LiveFile::create(&projects, b.seed, 0, b.large_bytes)?,
-        LiveFile::create(&projects, b.seed, 1, b.small_bytes)?,
+        LiveFile::create(&projects, b.seed, 0, b.large_bytes)?.with_appender(b.seed ^ 0xA11),
+        LiveFile::create(&projects, b.seed, 1, b.small_bytes)?.with_appender(b.seed ^ 0xA11),
     ];
     let ledger = dir.join("tail.db");
     let mut pair = start_tail(&b.bins, &dir, &ledger)?;
