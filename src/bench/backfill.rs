@@ -60,7 +60,10 @@ pub struct BackfillResult {
 
 /// Every item the worker would import, parsed in-process (lineage filled as a backfill
 /// would), one per session (the last one seen).
-pub fn corpus_items(claude: &[PathBuf], codex: &[PathBuf]) -> std::io::Result<Vec<ImportSessionItem>> {
+pub fn corpus_items(
+    claude: &[PathBuf],
+    codex: &[PathBuf],
+) -> std::io::Result<Vec<ImportSessionItem>> {
     let options = WorkerOptions::resolve(
         &RootOverrides {
             claude_dirs: claude.to_vec(),
@@ -74,7 +77,8 @@ pub fn corpus_items(claude: &[PathBuf], codex: &[PathBuf]) -> std::io::Result<Ve
     let mut by_id: HashMap<(String, String), usize> = HashMap::new();
     let mut items: Vec<ImportSessionItem> = Vec::new();
     for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let item: ImportSessionItem = serde_json::from_slice(line).map_err(std::io::Error::other)?;
+        let item: ImportSessionItem =
+            serde_json::from_slice(line).map_err(std::io::Error::other)?;
         let key = (item.source_provider.clone(), item.source_session_id.clone());
         match by_id.get(&key) {
             Some(&i) => items[i] = item,
@@ -127,7 +131,10 @@ fn check(outcome: &PairOutcome, sessions: u64) -> Result<(), BenchError> {
 /// session without rejects (the timing would lie).
 pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
     let tmp = tempfile::tempdir()?;
-    let dir = bench.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = bench
+        .dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let empty = dir.join("empty-root");
     std::fs::create_dir_all(&empty)?;
@@ -197,8 +204,16 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
             raw_secs.push(measure_raw()?);
         }
     }
-    let ratios: Vec<f64> = backfill_secs.iter().zip(&raw_secs).map(|(b, r)| b / r).collect();
-    let re_ratios: Vec<f64> = re_secs.iter().zip(&backfill_secs).map(|(a, b)| a / b).collect();
+    let ratios: Vec<f64> = backfill_secs
+        .iter()
+        .zip(&raw_secs)
+        .map(|(b, r)| b / r)
+        .collect();
+    let re_ratios: Vec<f64> = re_secs
+        .iter()
+        .zip(&backfill_secs)
+        .map(|(a, b)| a / b)
+        .collect();
     let spread = |v: &[f64]| {
         Spread::of(v).unwrap_or(Spread {
             median: f64::NAN,

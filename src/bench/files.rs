@@ -122,7 +122,10 @@ pub fn write_corpus(spec: &FileCorpusSpec, out: &Path) -> io::Result<FileCorpusS
         let mut first = true;
         while s.bytes < target {
             let spawn_here = if spawn && first {
-                Some(format!("{:07x}", (index as u64).wrapping_mul(2_654_435_761) & 0xfff_ffff))
+                Some(format!(
+                    "{:07x}",
+                    (index as u64).wrapping_mul(2_654_435_761) & 0xfff_ffff
+                ))
             } else {
                 None
             };
@@ -241,7 +244,8 @@ impl TurnWriter {
             [self.rng.range(0, 3) as usize];
         let input_tokens = self.rng.range(2, 40);
         let mut output = self.rng.range(3, 30);
-        let mut blocks = vec![json!({"type": "thinking", "thinking": self.words(10, 60), "signature": "sig"})];
+        let mut blocks =
+            vec![json!({"type": "thinking", "thinking": self.words(10, 60), "signature": "sig"})];
         blocks.push(json!({"type": "text", "text": self.words(5, 80)}));
         let calls = if spawn_agent.is_some() {
             1
@@ -266,7 +270,11 @@ impl TurnWriter {
             output += self.rng.range(5, 200);
             let usage = json!({"input_tokens": input_tokens, "output_tokens": output, "cache_read_input_tokens": self.rng.range(0, 5000), "cache_creation_input_tokens": 0, "service_tier": "standard"});
             let message = json!({"model": model, "id": msg_id, "type": "message", "role": "assistant", "content": [block], "stop_reason": null, "stop_sequence": null, "usage": usage});
-            self.line_record(&mut t, "assistant", json!({"requestId": req_id, "message": message}));
+            self.line_record(
+                &mut t,
+                "assistant",
+                json!({"requestId": req_id, "message": message}),
+            );
         }
         for id in &call_ids {
             t.stats.tool_calls += 1;
@@ -294,7 +302,11 @@ impl TurnWriter {
             let usage = json!({"input_tokens": input_tokens + 5, "output_tokens": self.rng.range(5, 300), "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0, "service_tier": "standard"});
             let message = json!({"model": model, "id": msg_id, "type": "message", "role": "assistant", "content": [{"type": "text", "text": self.words(5, 60)}], "stop_reason": "end_turn", "stop_sequence": null, "usage": usage});
             let req = format!("req_{:x}", self.rng.next_u64());
-            self.line_record(&mut t, "assistant", json!({"requestId": req, "message": message}));
+            self.line_record(
+                &mut t,
+                "assistant",
+                json!({"requestId": req, "message": message}),
+            );
         }
         self.line_system(&mut t);
         t
@@ -311,7 +323,13 @@ impl TurnWriter {
     }
 
     /// Common envelope fields, then `extra`, then the line's own uuid/timestamp.
-    fn emit(&mut self, t: &mut Turn, kind: &str, extra: serde_json::Value, progress: bool) -> String {
+    fn emit(
+        &mut self,
+        t: &mut Turn,
+        kind: &str,
+        extra: serde_json::Value,
+        progress: bool,
+    ) -> String {
         let uuid = self.next_uuid();
         self.now_ms += self.rng.range(50, 3_000) as i64;
         let mut line = serde_json::Map::new();
@@ -355,17 +373,31 @@ impl TurnWriter {
     }
 
     fn line_user(&mut self, t: &mut Turn, content: serde_json::Value) -> String {
-        self.line_record(t, "user", json!({"message": {"role": "user", "content": content}}))
+        self.line_record(
+            t,
+            "user",
+            json!({"message": {"role": "user", "content": content}}),
+        )
     }
 
     fn line_system(&mut self, t: &mut Turn) {
         let d = self.rng.range(1_000, 60_000);
-        self.emit(t, "system", json!({"subtype": "turn_duration", "durationMs": d, "isMeta": false}), false);
+        self.emit(
+            t,
+            "system",
+            json!({"subtype": "turn_duration", "durationMs": d, "isMeta": false}),
+            false,
+        );
     }
 
     fn progress(&mut self, t: &mut Turn, data: serde_json::Value, tool_use_id: &str) {
         let id = format!("{tool_use_id}-{}", self.line);
-        self.emit(t, "progress", json!({"data": data, "parentToolUseID": tool_use_id, "toolUseID": id}), true);
+        self.emit(
+            t,
+            "progress",
+            json!({"data": data, "parentToolUseID": tool_use_id, "toolUseID": id}),
+            true,
+        );
     }
 
     fn words(&mut self, lo: u64, hi: u64) -> String {

@@ -192,7 +192,10 @@ impl Pair {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let frames = aix.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let frames = aix
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let nex = Command::new(&bins.nex)
             .args(["import", "replay", "--ledger"])
             .arg(ledger)

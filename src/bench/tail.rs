@@ -35,7 +35,8 @@ impl LiveFile {
     fn create(dir: &Path, seed: u64, index: usize, bytes: u64) -> std::io::Result<Self> {
         let sid = session_id(seed, index);
         let path = dir.join(format!("{sid}.jsonl"));
-        let mut writer = TurnWriter::new(&sid, None, Rng::new(seed ^ index as u64), 1_767_225_600_000);
+        let mut writer =
+            TurnWriter::new(&sid, None, Rng::new(seed ^ index as u64), 1_767_225_600_000);
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
         let mut written = 0;
         while written < bytes {
@@ -60,7 +61,13 @@ impl LiveFile {
         let mut f = OpenOptions::new().append(true).open(&self.path)?;
         f.write_all(t.text.as_bytes())?;
         f.flush()?;
-        Ok(scoped_id(IdKind::Message, "aix", "claude-code", &self.sid, &t.user_uuid))
+        Ok(scoped_id(
+            IdKind::Message,
+            "aix",
+            "claude-code",
+            &self.sid,
+            &t.user_uuid,
+        ))
     }
 }
 
@@ -101,7 +108,12 @@ fn wait_sessions(ledger: &Path, sessions: u64, timeout: Duration) -> Result<(), 
 }
 
 /// Waits for one message row; its latency from `t0`, `None` after `timeout`.
-fn wait_message(conn: &Connection, id: &str, t0: Instant, timeout: Duration) -> Result<Option<f64>, BenchError> {
+fn wait_message(
+    conn: &Connection,
+    id: &str,
+    t0: Instant,
+    timeout: Duration,
+) -> Result<Option<f64>, BenchError> {
     loop {
         if has_message(conn, id)? {
             return Ok(Some(t0.elapsed().as_secs_f64() * 1000.0));
@@ -270,7 +282,9 @@ pub fn run_scaling(b: &TailScalingBench) -> Result<TailScalingResult, BenchError
             let id = files[which].append()?;
             let t0 = Instant::now();
             let Some(lat) = wait_message(&conn, &id, t0, timeout)? else {
-                return Err(BenchError::Io(std::io::Error::other("append not committed in 60 s")));
+                return Err(BenchError::Io(std::io::Error::other(
+                    "append not committed in 60 s",
+                )));
             };
             // Let the commit's trailing writes (WAL, checkpoint) land before reading the counter.
             std::thread::sleep(Duration::from_millis(300));
@@ -290,7 +304,12 @@ pub fn run_scaling(b: &TailScalingBench) -> Result<TailScalingResult, BenchError
             max: f64::NAN,
         })
     };
-    let (lm, sm, lb, sb) = (spread(&ms[0]), spread(&ms[1]), spread(&bytes[0]), spread(&bytes[1]));
+    let (lm, sm, lb, sb) = (
+        spread(&ms[0]),
+        spread(&ms[1]),
+        spread(&bytes[0]),
+        spread(&bytes[1]),
+    );
     Ok(TailScalingResult {
         time_ratio: lm.median / sm.median,
         bytes_ratio: lb.median / sb.median,

@@ -168,10 +168,24 @@ pub fn run(s: WorkerScenario) -> Res {
             if common.json {
                 return print_json(&r);
             }
-            let s = |x: &super::Spread| format!("{:.1} (min {:.1}, max {:.1})", x.median, x.min, x.max);
-            println!("large    {:.1} MB session: append->commit {} ms, nex wrote {} bytes", large_bytes as f64 / 1e6, s(&r.large_ms), s(&r.large_bytes_written));
-            println!("small    {:.1} KB session: append->commit {} ms, nex wrote {} bytes", small_bytes as f64 / 1e3, s(&r.small_ms), s(&r.small_bytes_written));
-            println!("ratio    large/small time {:.2} · bytes {:.2}", r.time_ratio, r.bytes_ratio);
+            let s =
+                |x: &super::Spread| format!("{:.1} (min {:.1}, max {:.1})", x.median, x.min, x.max);
+            println!(
+                "large    {:.1} MB session: append->commit {} ms, nex wrote {} bytes",
+                large_bytes as f64 / 1e6,
+                s(&r.large_ms),
+                s(&r.large_bytes_written)
+            );
+            println!(
+                "small    {:.1} KB session: append->commit {} ms, nex wrote {} bytes",
+                small_bytes as f64 / 1e3,
+                s(&r.small_ms),
+                s(&r.small_bytes_written)
+            );
+            println!(
+                "ratio    large/small time {:.2} · bytes {:.2}",
+                r.time_ratio, r.bytes_ratio
+            );
             Ok(())
         }
     }
@@ -196,7 +210,12 @@ fn backfill_cmd(a: &BackfillArgs, re: bool) -> Res {
     if a.common.json {
         return print_json(&r);
     }
-    let s = |x: &super::Spread| format!("median {:.3} (min {:.3}, max {:.3})", x.median, x.min, x.max);
+    let s = |x: &super::Spread| {
+        format!(
+            "median {:.3} (min {:.3}, max {:.3})",
+            x.median, x.min, x.max
+        )
+    };
     println!(
         "corpus   {} sessions · {:.1} MB · {} runs",
         r.sessions,
@@ -214,7 +233,12 @@ fn backfill_cmd(a: &BackfillArgs, re: bool) -> Res {
     }
     let re_spread = super::Spread::of(&r.rebackfill_secs);
     if let Some(x) = re_spread {
-        println!("rebackfill {} s ({} frames, {} sessions re-imported)", s(&x), r.rebackfill_frames, r.rebackfill_imported);
+        println!(
+            "rebackfill {} s ({} frames, {} sessions re-imported)",
+            s(&x),
+            r.rebackfill_frames,
+            r.rebackfill_imported
+        );
     }
     println!("ratio    rebackfill/backfill {}", s(&r.rebackfill_ratio));
     Ok(())

@@ -32,7 +32,10 @@ fn sample_tree(samples: &Path) -> Tree {
         for e in rd.flatten() {
             let p = e.path();
             let sessions = p.join("sessions");
-            copy_tree(if sessions.is_dir() { &sessions } else { &p }, &tree.codex());
+            copy_tree(
+                if sessions.is_dir() { &sessions } else { &p },
+                &tree.codex(),
+            );
         }
     }
     tree
@@ -206,9 +209,14 @@ fn every_sample_imports_with_its_lineage() {
         ("codex", "33333333-3333-4333-8333-333333333333"),
     ];
     for (p, child) in named {
-        if expected.sessions.contains(&(p.to_owned(), child.to_owned())) {
+        if expected
+            .sessions
+            .contains(&(p.to_owned(), child.to_owned()))
+        {
             assert!(
-                expected.spawns.contains_key(&(p.to_owned(), child.to_owned())),
+                expected
+                    .spawns
+                    .contains_key(&(p.to_owned(), child.to_owned())),
                 "{child}: spawn link expected in the samples"
             );
             let l = label(&conn, p, child).unwrap();

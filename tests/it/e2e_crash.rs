@@ -17,10 +17,9 @@ fn imported_sessions(ledger: &std::path::Path) -> i64 {
     if !ledger.exists() {
         return 0;
     }
-    let Ok(conn) = rusqlite::Connection::open_with_flags(
-        ledger,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    ) else {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
         return 0;
     };
     let _ = conn.busy_timeout(Duration::from_secs(2));
@@ -80,12 +79,20 @@ fn killed_worker_resumes_from_committed_cursors() {
     assert_eq!(first.report.failed, 0);
     let torn: u64 = first.report.rejected.values().sum();
     assert!(
-        torn <= 1 && first.report.rejected.keys().all(|k| k == "frame_json_invalid"),
+        torn <= 1
+            && first
+                .report
+                .rejected
+                .keys()
+                .all(|k| k == "frame_json_invalid"),
         "rejects: {:?}",
         first.report.rejected
     );
     let after_crash = imported_sessions(&ledger);
-    eprintln!("e2e_crash: killed after {:.1} s with {after_crash} of {total} sessions in", first.secs);
+    eprintln!(
+        "e2e_crash: killed after {:.1} s with {after_crash} of {total} sessions in",
+        first.secs
+    );
     assert!(after_crash >= 3, "some frames committed before the kill");
     assert!(
         after_crash < total,

@@ -108,7 +108,10 @@ fn run_case(files: &[(PathBuf, PathBuf)], seed: u64) {
         let i = rng.range(0, pending.len() as u64) as usize;
         let (dest, bytes, c, done) = &mut pending[i];
         let upto = c.remove(0);
-        let mut f = std::fs::OpenOptions::new().append(true).open(&*dest).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&*dest)
+            .unwrap();
         f.write_all(&bytes[*done..upto]).unwrap();
         f.flush().unwrap();
         *done = upto;

@@ -44,7 +44,11 @@ impl Tree {
     }
 
     pub fn roots(&self) -> Vec<String> {
-        root_args(&[self.claude()], &[self.codex()], &self.path().join("empty"))
+        root_args(
+            &[self.claude()],
+            &[self.codex()],
+            &self.path().join("empty"),
+        )
     }
 
     pub fn ledger(&self, name: &str) -> PathBuf {
@@ -164,5 +168,9 @@ pub fn first_difference(a: &str, b: &str) -> String {
 /// Asserts a run report has no failure and no reject.
 pub fn assert_clean(o: &PairOutcome) {
     assert_eq!(o.report.failed, 0, "failed items: {:?}", o.report);
-    assert!(o.report.rejected.is_empty(), "rejects: {:?}", o.report.rejected);
+    assert!(
+        o.report.rejected.is_empty(),
+        "rejects: {:?}",
+        o.report.rejected
+    );
 }
