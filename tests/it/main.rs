@@ -1,5 +1,6 @@
 //! The one integration test binary of nex; each module tests one area through its public API.
 
+mod e2e_bench; // nex-bench worker scenarios at smoke size through the built binary
 mod e2e_conformance; // every sample through aix | nex import replay: counts = aix scan, lineage in the ledger
 mod e2e_crash; // kill -9 of aix mid-backfill, resume from the ledger's cursors = one clean import
 mod e2e_incremental; // R5 through aix worker (tail) | nex import replay: random cuts = one backfill
