@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::backfill::{self, BackfillBench, BackfillResult};
+use super::codex_files::{codex_sessions_dir, write_codex};
 use super::files::{FileCorpusSpec, projects_dir, write_corpus};
 use super::procs::Binaries;
 use super::tail::{self, TailLatencyBench, TailScalingBench};
@@ -30,7 +31,8 @@ pub struct BinArgs {
 /// The backfill scenarios' corpus and runs.
 #[derive(Debug, Clone, Args)]
 pub struct BackfillArgs {
-    /// A corpus written by `nex-bench files` (its `projects` dir is the Claude root).
+    /// A corpus written by `nex-bench files` (its `projects` dir is the Claude root, its
+    /// `codex/sessions` dir, when present, the Codex root).
     #[arg(long, value_name = "DIR")]
     pub corpus: PathBuf,
     /// Runs (median, min and max are reported; at least 3).
@@ -54,6 +56,9 @@ pub enum WorkerScenario {
         /// Every Nth session is 20-50 MB (0: none).
         #[arg(long, default_value_t = 200)]
         large_every: usize,
+        /// Codex rollouts written besides (under DIR/codex/sessions).
+        #[arg(long, default_value_t = 20)]
+        codex_sessions: usize,
     },
     /// P1 + P3: `aix emit --mode backfill | nex import replay -` vs the raw insert loop.
     Backfill(BackfillArgs),
@@ -99,6 +104,7 @@ pub fn run(s: WorkerScenario) -> Res {
             seed,
             sessions,
             large_every,
+            codex_sessions,
         } => {
             let spec = FileCorpusSpec {
                 seed,
@@ -118,6 +124,17 @@ pub fn run(s: WorkerScenario) -> Res {
                 st.tool_calls,
                 st.bytes as f64 / 1e6
             );
+            if codex_sessions > 0 {
+                let cx = write_codex(seed, codex_sessions, (3, 12), &out)?;
+                println!(
+                    "codex    {} rollouts · {} turns · {} lines · {} tool calls · {:.1} MB",
+                    cx.sessions,
+                    cx.turns,
+                    cx.lines,
+                    cx.tool_calls,
+                    cx.bytes as f64 / 1e6
+                );
+            }
             Ok(())
         }
         WorkerScenario::Backfill(a) => backfill_cmd(&a, false),
@@ -200,9 +217,14 @@ fn print_json<T: serde::Serialize>(r: &T) -> Res {
 
 fn backfill_cmd(a: &BackfillArgs, re: bool) -> Res {
     let claude = projects_dir(&a.corpus);
+    let codex = codex_sessions_dir(&a.corpus);
     let r: BackfillResult = backfill::run(&BackfillBench {
         claude_dirs: vec![claude],
-        codex_dirs: Vec::new(),
+        codex_dirs: if codex.is_dir() {
+            vec![codex]
+        } else {
+            Vec::new()
+        },
         runs: a.runs,
         dir: a.common.dir.clone(),
         bins: Binaries::locate(a.common.bin_dir.as_deref())?,

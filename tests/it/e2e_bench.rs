@@ -49,6 +49,8 @@ fn files_backfill_and_rebackfill_smoke() {
             "0",
             "--seed",
             "3",
+            "--codex-sessions",
+            "2",
         ]);
     }
     let (mut ta, mut tb) = (Vec::new(), Vec::new());
@@ -59,8 +61,8 @@ fn files_backfill_and_rebackfill_smoke() {
         ta.iter().zip(&tb).all(|(x, y)| x.1 == y.1),
         "same seed, same bytes"
     );
-    // 10 sessions, 2 of them spawning a subagent (file + meta).
-    assert_eq!(ta.len(), 10 + 2 * 2);
+    // 10 sessions, 2 of them spawning a subagent (file + meta), 2 Codex rollouts.
+    assert_eq!(ta.len(), 10 + 2 * 2 + 2);
 
     let r = bench(&[
         "backfill",
@@ -70,7 +72,7 @@ fn files_backfill_and_rebackfill_smoke() {
         "1",
         "--json",
     ]);
-    assert_eq!(r["sessions"], 12, "{r}");
+    assert_eq!(r["sessions"], 14, "{r}");
     assert!(r["ratio"]["median"].as_f64().unwrap() > 0.0);
     assert!(r["aixPeakRssMib"].as_f64().unwrap() > 0.0);
     assert_eq!(
