@@ -80,6 +80,8 @@ pub struct PairOutcome {
 /// A running `aix … | nex import replay --ledger L -` pair.
 pub struct Pair {
     started: Instant,
+    /// Which processes have been reaped (by pid, outside `Child`): never signal those again.
+    reaped: [bool; 2],
     aix: Child,
     nex: Child,
     /// The worker's stdin when it was spawned as `aix worker --stdio`.
@@ -131,6 +133,22 @@ impl HwmSampler {
             self.peaks[0].load(Ordering::Relaxed),
             self.peaks[1].load(Ordering::Relaxed),
         ]
+    }
+}
+
+/// A pair dropped before [`Pair::finish`] (a failed test, an early error) kills and reaps
+/// both processes: a tail worker would otherwise run on.
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for (child, reaped) in [
+            (&mut self.aix, self.reaped[0]),
+            (&mut self.nex, self.reaped[1]),
+        ] {
+            if !reaped {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 }
 
@@ -218,6 +236,7 @@ impl Pair {
         let sampler = HwmSampler::start([aix.id(), nex.id()]);
         Ok(Self {
             started,
+            reaped: [false; 2],
             aix,
             nex,
             control,
@@ -297,7 +316,9 @@ impl Pair {
         drop(self.control.take());
         let nex_wchar = proc_io_wchar(self.nex.id()).unwrap_or(0);
         let aix_status = wait_status(self.aix.id())?;
+        self.reaped[0] = true;
         let nex_status = wait_status(self.nex.id())?;
+        self.reaped[1] = true;
         let [aix_rss_kib, nex_rss_kib] = self.sampler.finish();
         let secs = self.started.elapsed().as_secs_f64();
         let report: ReplayReport = if nex_status == 0 {
