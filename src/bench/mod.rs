@@ -8,11 +8,23 @@
 //!   would emit (batches, chunked large sessions, progress, cursors).
 //! - `raw`: the baseline: the same rows inserted by a minimal prepared-statement loop.
 //! - `replay`: the `replay` scenario: pipeline vs baseline, median/min/max of the ratio.
+//! - `files`, `codex_files`: the standard corpus as Claude Code session FILES, plus Codex
+//!   rollouts (input of the worker benches).
+//! - `procs`: `aix | nex import replay -` spawned as two processes; reports and peak RSS.
+//! - `backfill`: the `backfill` (P1, P3) and `rebackfill` (P4) scenarios.
+//! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
+//! - `worker_cli`: the command line of those scenarios, flattened into `nex-bench`.
 
+pub mod backfill;
+pub mod codex_files;
 pub mod corpus;
+pub mod files;
+pub mod procs;
 pub mod raw;
 pub mod replay;
 pub mod rng;
+pub mod tail;
+pub mod worker_cli;
 
 /// Median, min and max of a set of measurements.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]

@@ -73,6 +73,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Worker(nex::bench::worker_cli::WorkerScenario),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
             dir,
             json,
         } => replay_cmd(&corpus, runs, dir, json),
+        Command::Worker(s) => nex::bench::worker_cli::run(s),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

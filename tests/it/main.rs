@@ -6,6 +6,11 @@ mod control_restarts; // tail restarts: backoff (also in paused time), error sta
 mod control_runs; // supervised runs with the fake worker: jobs, cancel, kill -9, shutdown, health
 mod control_socket; // the control socket: permissions, requests, watch, stale sockets
 mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pipeline
+mod e2e_bench; // nex-bench worker scenarios at smoke size through the built binary
+mod e2e_conformance; // every sample through aix | nex import replay: counts = aix scan, lineage in the ledger
+mod e2e_crash; // kill -9 of aix mid-backfill, resume from the ledger's cursors = one clean import
+mod e2e_incremental; // R5 through aix worker (tail) | nex import replay: random cuts = one backfill
+mod e2e_support; // built aix + nex piped together, fixture trees, canonical dump
 mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
 mod import_cli; // `nex import apply` through the built binary
 mod import_incremental; // partial tail items converge on the full import's rows (R5)

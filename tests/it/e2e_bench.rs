@@ -1,0 +1,98 @@
+//! `nex-bench` worker scenarios, smoke size, through the built binary: the file corpus is
+//! deterministic and parses completely, `backfill` imports every session and `rebackfill`
+//! re-imports none, `tail-latency` sees every append committed. No timing is asserted.
+
+use std::path::Path;
+use std::process::Command;
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_nex-bench"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nex-bench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(text.trim()).unwrap_or(serde_json::Value::String(text))
+}
+
+fn tree_bytes(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            tree_bytes(&p, out);
+        } else {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn files_backfill_and_rebackfill_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        bench(&[
+            "files",
+            "--out",
+            out.to_str().unwrap(),
+            "--sessions",
+            "10",
+            "--large-every",
+            "0",
+            "--seed",
+            "3",
+            "--codex-sessions",
+            "2",
+        ]);
+    }
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    tree_bytes(&a, &mut ta);
+    tree_bytes(&b, &mut tb);
+    assert_eq!(ta.len(), tb.len());
+    assert!(
+        ta.iter().zip(&tb).all(|(x, y)| x.1 == y.1),
+        "same seed, same bytes"
+    );
+    // 10 sessions, 2 of them spawning a subagent (file + meta), 2 Codex rollouts.
+    assert_eq!(ta.len(), 10 + 2 * 2 + 2);
+
+    let r = bench(&[
+        "backfill",
+        "--corpus",
+        a.to_str().unwrap(),
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(r["sessions"], 14, "{r}");
+    assert!(r["ratio"]["median"].as_f64().unwrap() > 0.0);
+    assert!(r["aixPeakRssMib"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        r["rebackfillImported"], 0,
+        "unchanged files re-imported: {r}"
+    );
+}
+
+#[test]
+fn tail_latency_smoke() {
+    let r = bench(&[
+        "tail-latency",
+        "--files",
+        "3",
+        "--appends",
+        "12",
+        "--rate",
+        "20",
+        "--json",
+    ]);
+    assert_eq!(r["committed"], 12, "{r}");
+    assert_eq!(r["timedOut"], 0, "{r}");
+}

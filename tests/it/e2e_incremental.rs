@@ -1,0 +1,170 @@
+//! Incremental = full through the whole path (TARGETS R5): every fixture session (and, with
+//! `NEX_SAMPLES_DIR`, every sample file whose session no other file shares) is written in random
+//! cuts, also mid-line, while `aix worker --stdio` in tail mode feeds `nex import replay -`
+//! (the built binaries); the canonical ledger dump then equals the dump after one backfill of
+//! the final files into a fresh ledger.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nex::bench::rng::Rng;
+use nex::protocol::RunMode;
+
+use crate::e2e_support::{
+    Tree, assert_clean, backfill, canonical, files_under, first_difference, fixture_files, open,
+    samples_dir, worker,
+};
+
+/// Sample files as (destination, source), one file per session id: two files of one session
+/// (excerpts) would make the tail's result depend on which finishes last.
+fn sample_files(samples: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    let mut claude = Vec::new();
+    files_under(&samples.join("claude-code"), &mut claude);
+    let mut by_session: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &claude {
+        if p.extension().is_some_and(|e| e == "jsonl")
+            && let Ok(text) = std::fs::read_to_string(p)
+            && let Some(sid) = text.lines().find_map(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()?
+                    .get("sessionId")?
+                    .as_str()
+                    .map(str::to_owned)
+            })
+        {
+            // Subagent files share their parent's sessionId by design; key them by file name.
+            let key = if p.to_string_lossy().contains("/subagents/") {
+                format!("{sid}/{}", p.file_name().unwrap().to_string_lossy())
+            } else {
+                sid
+            };
+            *by_session.entry(key).or_default() += 1;
+        }
+    }
+    let shared: Vec<String> = by_session
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for p in claude {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let in_shared = !p.to_string_lossy().contains("/subagents/")
+            && shared
+                .iter()
+                .any(|s| text.contains(&format!("\"sessionId\":\"{s}\"")));
+        if in_shared {
+            continue;
+        }
+        let rel = p.strip_prefix(samples.join("claude-code")).unwrap();
+        out.push((Path::new("claude").join(rel), p.clone()));
+    }
+    let mut codex = Vec::new();
+    files_under(&samples.join("codex"), &mut codex);
+    for p in codex {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("rollout-") {
+            out.push((Path::new("codex/sessions").join(name), p));
+        }
+    }
+    out
+}
+
+/// Cuts `len` bytes into 1..=6 pieces at random offsets (mid-line cuts included).
+fn cuts(rng: &mut Rng, len: usize) -> Vec<usize> {
+    let n = rng.range(1, 7) as usize;
+    let mut at: Vec<usize> = (1..n)
+        .map(|_| rng.range(1, len.max(2) as u64) as usize)
+        .collect();
+    at.push(len);
+    at.sort_unstable();
+    at.dedup();
+    at
+}
+
+fn run_case(files: &[(PathBuf, PathBuf)], seed: u64) {
+    let tree = Tree::new();
+    let mut rng = Rng::new(seed);
+    // (destination, bytes, cut offsets, bytes written so far); metadata files whole at once.
+    let mut pending = Vec::new();
+    for (rel, src) in files {
+        let dest = tree.path().join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        let bytes = std::fs::read(src).unwrap();
+        if dest.extension().is_some_and(|e| e == "jsonl") {
+            std::fs::write(&dest, b"").unwrap();
+            let c = cuts(&mut rng, bytes.len());
+            pending.push((dest, bytes, c, 0usize));
+        } else {
+            std::fs::write(&dest, &bytes).unwrap();
+        }
+    }
+    let ledger = tree.ledger("tail.db");
+    let mut pair = worker(&tree, &ledger, RunMode::Tail, Vec::new());
+    // Appends in a random interleaving across files, spaced so the tail sees each cut.
+    while !pending.is_empty() {
+        let i = rng.range(0, pending.len() as u64) as usize;
+        let (dest, bytes, c, done) = &mut pending[i];
+        let upto = c.remove(0);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&*dest)
+            .unwrap();
+        f.write_all(&bytes[*done..upto]).unwrap();
+        f.flush().unwrap();
+        *done = upto;
+        if c.is_empty() {
+            pending.swap_remove(i);
+        }
+        std::thread::sleep(Duration::from_millis(rng.range(5, 60)));
+    }
+
+    let reference_ledger = tree.ledger("full.db");
+    let full = backfill(&tree, &reference_ledger);
+    assert_clean(&full);
+    let expected = canonical(&open(&reference_ledger));
+
+    // The tail has converged when its ledger equals the reference; give it 15 s.
+    let t = Instant::now();
+    let mut got = String::new();
+    while t.elapsed() < Duration::from_secs(15) {
+        if ledger.exists() {
+            got = canonical(&open(&ledger));
+            if got == expected {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pair.stop();
+    let tail = pair.finish().unwrap();
+    assert_clean(&tail);
+    let after_stop = canonical(&open(&ledger));
+    assert_eq!(got, after_stop, "the tail wrote after it had converged");
+    assert!(
+        got == expected,
+        "tail ledger != backfill ledger (seed {seed}): {}",
+        first_difference(&got, &expected)
+    );
+    assert!(expected.lines().count() > 10);
+}
+
+#[test]
+fn tail_in_random_cuts_equals_one_backfill_fixtures() {
+    let files = fixture_files();
+    assert!(files.len() >= 8);
+    run_case(&files, 0xE2E1);
+}
+
+#[test]
+fn tail_in_random_cuts_equals_one_backfill_samples() {
+    let Some(samples) = samples_dir() else {
+        eprintln!("e2e_incremental: NEX_SAMPLES_DIR unset or empty; samples skipped");
+        return;
+    };
+    let files = sample_files(&samples);
+    assert!(!files.is_empty());
+    run_case(&files, 0xE2E2);
+}
