@@ -15,7 +15,7 @@ use super::cursor::FileCursor;
 use super::discover::discover;
 use super::emit::Emitter;
 use super::file_state::{FileState, FileUpdate, ParserFactory, ReadKind};
-use super::lineage::{Lineage, Unlinked};
+use super::lineage::{Lineage, Unlinked, seal_lineage};
 use super::status::{StopSignal, WorkerStatus};
 use crate::protocol::RunProgress;
 
@@ -68,6 +68,7 @@ pub(super) fn emit_update(
         None => Vec::new(),
     };
     let tag = lineage.fill(&state.source, &mut items, &cursor);
+    seal_lineage(&mut items);
     let mut part = part.to_string();
     if kind == ReadKind::Resent {
         part.push('h');

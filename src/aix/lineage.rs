@@ -155,3 +155,75 @@ impl Lineage {
         format!("{:x}", h.finalize())[..16].to_owned()
     }
 }
+
+/// Folds a subagent item's lineage (`spawnToolCallId`, `taskDescription`, `taskStatus`) into its
+/// fingerprint.
+///
+/// The lineage of a subagent often comes from another file (its parent's tool result) or from a
+/// later line of its parent, so it can change while the subagent's own lines do not. The
+/// fingerprint must change whenever the imported content does (SOURCES.md "Items, fingerprints,
+/// keys"), or the import service would skip the re-sent header as `fingerprint_unchanged` and the
+/// link would never reach the ledger. The result is a function of the final content only, so a
+/// tail that learnt the link late and a backfill that knew it from the start agree.
+pub fn seal_lineage(items: &mut [ImportSessionItem]) {
+    for item in items.iter_mut().filter(|i| i.session.is_subagent) {
+        let s = &item.session;
+        let parts = [&s.spawn_tool_call_id, &s.task_description, &s.task_status];
+        if parts.iter().all(|p| p.is_none()) {
+            continue;
+        }
+        let mut h = Sha256::new();
+        h.update(item.source_session_fingerprint.as_bytes());
+        for p in parts {
+            h.update([0x1f]);
+            h.update(p.as_deref().unwrap_or("").as_bytes());
+        }
+        item.source_session_fingerprint = format!("{:x}", h.finalize());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subagent(spawn: Option<&str>) -> ImportSessionItem {
+        let mut item = ImportSessionItem {
+            source_session_fingerprint: "f".repeat(64),
+            ..Default::default()
+        };
+        item.session.is_subagent = true;
+        item.session.spawn_tool_call_id = spawn.map(str::to_owned);
+        item
+    }
+
+    #[test]
+    fn lineage_changes_the_fingerprint_and_only_lineage_does() {
+        let mut unlinked = [subagent(None)];
+        seal_lineage(&mut unlinked);
+        assert_eq!(unlinked[0].source_session_fingerprint, "f".repeat(64));
+
+        let mut a = [subagent(Some("toolu_1"))];
+        let mut b = [subagent(Some("toolu_1"))];
+        let mut c = [subagent(Some("toolu_2"))];
+        seal_lineage(&mut a);
+        seal_lineage(&mut b);
+        seal_lineage(&mut c);
+        assert_ne!(a[0].source_session_fingerprint, "f".repeat(64));
+        assert_eq!(
+            a[0].source_session_fingerprint,
+            b[0].source_session_fingerprint
+        );
+        assert_ne!(
+            a[0].source_session_fingerprint,
+            c[0].source_session_fingerprint
+        );
+
+        let mut main = [ImportSessionItem {
+            source_session_fingerprint: "f".repeat(64),
+            ..Default::default()
+        }];
+        main[0].session.spawn_tool_call_id = Some("toolu_1".into());
+        seal_lineage(&mut main);
+        assert_eq!(main[0].source_session_fingerprint, "f".repeat(64));
+    }
+}

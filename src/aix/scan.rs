@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use super::config::WorkerOptions;
 use super::discover::discover;
 use super::file_state::{FileState, ParserFactory};
-use super::lineage::Lineage;
+use super::lineage::{Lineage, seal_lineage};
 use super::sources::Provider;
 
 /// What one provider's files hold.
@@ -63,6 +63,7 @@ pub fn scan(
             }
         }
         lineage.fill(&state.source, &mut items, &cursor);
+        seal_lineage(&mut items);
         for item in &items {
             if seen.insert((provider, item.source_session_id.clone())) {
                 if item.session.is_subagent {
@@ -75,8 +76,8 @@ pub fn scan(
             summary.messages += item.messages.len() as u64;
             summary.tool_calls += item.tool_calls.len() as u64;
             if let Some(w) = items_out.as_deref_mut() {
-                // Items are plain data; serialising cannot fail.
-                serde_json::to_writer(&mut *w, item).expect("item serialises");
+                // Items are plain data, so the only failure is the writer's (e.g. a closed pipe).
+                serde_json::to_writer(&mut *w, item).map_err(std::io::Error::from)?;
                 w.write_all(b"\n")?;
             }
         }

@@ -354,24 +354,15 @@ pub fn proc_io_wchar(pid: u32) -> Option<u64> {
 
 /// Reaps `pid`; returns its exit status (128 + signal when killed).
 fn wait_status(pid: u32) -> std::io::Result<i32> {
-    let mut status: libc::c_int = 0;
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::Pid;
+    let pid = Pid::from_raw(i32::try_from(pid).map_err(|_| std::io::Error::other("pid range"))?);
     loop {
-        // SAFETY: `status` is valid for writes; `pid` is our own unreaped child.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
-        if r == pid as libc::pid_t {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        -1
-    };
-    Ok(code)
 }
