@@ -52,3 +52,28 @@ fn summary_counts_sessions_turns_messages_and_skips() {
     assert!(text.contains("claude-code:") && text.contains("codex:"));
     assert!(text.contains("progress"));
 }
+
+/// Regression: `aix scan --json | head` used to panic when the reader closed the pipe.
+#[test]
+fn scan_json_into_a_closed_writer_is_an_error_not_a_panic() {
+    struct Closed;
+    impl std::io::Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("projects/-p");
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::write(proj.join("A.jsonl"), turn("A", "t1", "x")).unwrap();
+    let options = WorkerOptions {
+        claude_dirs: vec![dir.path().join("projects")],
+        ..Default::default()
+    };
+    let (factory, _) = fake_factory();
+    let err = nex::aix::scan(&options, &factory, Some(&mut Closed)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+}
