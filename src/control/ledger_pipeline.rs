@@ -57,7 +57,8 @@ impl RunPipeline for LedgerPipeline {
             persona_id: Some(info.persona_id.clone()),
             ..config.import
         };
-        config.audit = None;
+        // The audit stage records the run, with the outcome the control plane decides.
+        config.audit = info.audit.clone();
         Box::pin(async move {
             let seen = signals.clone();
             let read = backlog.clone();

@@ -8,7 +8,6 @@
 //! - `port`: what the control plane needs from a run's pipeline ([`RunPipeline`]).
 //! - `ledger_pipeline`: the real pipeline behind that port, and cursors from the ledger.
 //! - `jobs`: the backfill job state machine and its `import_jobs` rows.
-//! - `audit`: `import_runs`, the audit trail of runs.
 //! - `policy`: the restart policy (backoff, reset, give up).
 //! - `health`: health states, probe intervals, the status snapshot.
 //! - `bus`: in-process import events.
@@ -20,7 +19,6 @@
 //! - `error`: [`ControlError`] and its codes.
 
 pub mod api;
-pub mod audit;
 pub mod bus;
 pub mod client;
 pub mod config;

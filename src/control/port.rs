@@ -30,6 +30,10 @@ pub struct RunInfo {
     pub source: String,
     pub persona_id: String,
     pub job_id: Option<String>,
+    /// How the pipeline records the run in `import_runs` (the audit stage, the table's one
+    /// writer): set by the run once its worker is spawned, with the worker's pid and the
+    /// control plane's outcome rule. `None`: the run is not recorded.
+    pub audit: Option<crate::stages::audit::AuditConfig>,
 }
 
 /// Committed counters of a run, the authoritative view (from the ledger's commits, not the
@@ -149,7 +153,8 @@ pub struct PipelineReport {
 /// Builds and runs one pipeline over one worker's output.
 ///
 /// Contract: read `input` until a terminal frame (`run.complete`/`run.error`), end of input, or
-/// `cancel`; commit everything read before returning; send [`RunSignal`]s on `signals` as it
+/// `cancel`; commit everything read before returning; record the run per `info.audit` (its
+/// outcome from the rule there, applied when the input ends); send [`RunSignal`]s on `signals` as it
 /// goes; count every line read and every final outcome on `backlog`. `cancel` is the hard stop: the graceful stop is the worker's own `run.complete` after
 /// `run.stop`, which the pipeline sees as a terminal frame.
 pub trait RunPipeline: Send + Sync + 'static {

@@ -36,7 +36,7 @@ use crate::protocol::Code;
 pub use batch::BatchPolicy;
 pub use builder::{PipelineBuilder, StageCounters, StageSnapshot};
 pub use events::{Bus, ImportEvent, TerminalKind};
-pub use report::{RunCounters, RunReport};
+pub use report::{FinalOutcome, RunCounters, RunReport};
 pub use run::{OutcomeTaps, PipelineConfig, run_lines, run_pipeline};
 pub use stage::{Emit, Stage, StreamStage};
 pub use writer::{LedgerHandle, LedgerWriter};

@@ -60,6 +60,7 @@ impl Tally {
                 response,
                 cursors_stored,
             } => {
+                c.requests += 1;
                 Self::add_import(c, response);
                 c.cursors_stored += cursors_stored;
             }
@@ -72,6 +73,7 @@ impl Tally {
                     c.uploads_completed += 1;
                 }
                 if let Some(import) = &response.import {
+                    c.requests += 1;
                     Self::add_import(c, import);
                 }
                 c.cursors_stored += cursors_stored;

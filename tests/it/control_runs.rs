@@ -6,7 +6,8 @@ use std::time::Duration;
 use nex::control::bus::ImportEvent;
 use nex::control::health::{RunPhase, TailState};
 use nex::control::jobs::{self, Enqueued, JobStatus};
-use nex::control::{HostMode, Request, audit};
+use nex::control::{HostMode, Request};
+use nex::stages::audit;
 
 use crate::control_support::{CountingPipeline, Home, Running, alive, fake_worker, kill9};
 

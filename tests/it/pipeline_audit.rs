@@ -71,6 +71,7 @@ async fn audit_row_and_inserted_tap() {
         source: "aix".into(),
         mode: "backfill".into(),
         worker_pid: None,
+        decide: None,
     };
     let config = PipelineConfig {
         audit: Some(audit.clone()),

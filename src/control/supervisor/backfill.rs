@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use super::{ActiveJob, RunKind, Supervisor};
-use crate::control::audit::RunOutcome;
 use crate::control::bus::ImportEvent;
 use crate::control::error::ControlError;
 use crate::control::jobs::{self, Enqueued, JobRecord, JobStats, JobStatus};
 use crate::control::policy::RestartTracker;
 use crate::control::run::RunResult;
 use crate::control::store::now_ms;
+use crate::pipeline::FinalOutcome;
 use crate::protocol::{RunMode, SOURCE_AIX};
 
 impl Supervisor {
@@ -124,7 +124,7 @@ impl Supervisor {
             None => {
                 // Waiting for a retry: no run to stop.
                 let result = RunResult {
-                    outcome: RunOutcome::Cancelled,
+                    outcome: FinalOutcome::Cancelled,
                     error_code: None,
                     error_message: None,
                     retryable: false,

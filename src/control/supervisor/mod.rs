@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::api::{Pong, Request, Response, Stopped};
-use super::audit::{self, RunOutcome, RunRecord};
 use super::bus::{Bus, ImportEvent};
 use super::error::ControlError;
 use super::health::{HealthState, RunPhase, RunStatus, TailState};
@@ -34,7 +33,9 @@ use super::policy::RestartTracker;
 use super::port::RunInfo;
 use super::run::{self, RunDeps, RunResult, RunSpec, RunUpdate};
 use super::store::{NexusStore, now_ms};
+use crate::pipeline::FinalOutcome;
 use crate::protocol::{Code, RunMode, SOURCE_AIX};
+use crate::stages::audit;
 
 /// Job error code of a job interrupted by a graceful daemon shutdown; retried at the next start
 /// like `daemon_restarted`.
@@ -208,7 +209,8 @@ impl Supervisor {
         let (runs, failed, queued, retry) = self
             .store
             .call(move |conn| {
-                let runs = audit::fail_interrupted(conn, now)?;
+                let runs = audit::fail_interrupted(conn, now)
+                    .map_err(ControlError::store("run_recover"))?;
                 let failed = jobs::fail_interrupted(conn, now)?;
                 let queued = jobs::in_status(conn, JobStatus::Queued)?;
                 // The newest job of the source decides: interrupted (crash or shutdown) and
@@ -409,6 +411,8 @@ impl Supervisor {
             source: SOURCE_AIX.to_owned(),
             persona_id: self.deps.settings.persona.clone(),
             job_id: job_id.clone(),
+            // Completed by the run once its worker is spawned.
+            audit: None,
         };
         let spec = RunSpec {
             info,
@@ -456,19 +460,6 @@ impl Supervisor {
                 last_progress_event: None,
             },
         );
-        let record = RunRecord {
-            run_id: run_id.clone(),
-            job_id,
-            source: SOURCE_AIX.to_owned(),
-            mode: mode.as_str().to_owned(),
-            worker_pid: None,
-            started_at,
-            ended_at: None,
-            outcome: None,
-            error_code: None,
-            stats: None,
-        };
-        self.store_detached("run_started", move |c| audit::run_started(c, &record));
         run_id
     }
 
@@ -497,7 +488,7 @@ impl Supervisor {
 
 fn panicked() -> RunResult {
     RunResult {
-        outcome: RunOutcome::Failed,
+        outcome: FinalOutcome::Failed,
         error_code: Some(Code::InternalPanic.as_str().to_owned()),
         error_message: Some("the run task panicked".to_owned()),
         retryable: true,

@@ -4,13 +4,13 @@
 use tokio::time::{Duration, Instant};
 
 use super::{ABORT_WAIT, DAEMON_SHUTDOWN, RunKind, Supervisor, panicked};
-use crate::control::audit::{self, RunOutcome};
 use crate::control::bus::ImportEvent;
 use crate::control::health::{HealthState, RunPhase, TailState};
 use crate::control::jobs::{self, JobRecord, JobStatus};
 use crate::control::policy::RestartDecision;
 use crate::control::run::{RunResult, RunUpdate};
 use crate::control::store::now_ms;
+use crate::pipeline::FinalOutcome;
 use crate::protocol::Code;
 
 /// Job progress events and `stats_json` rewrites are throttled to this.
@@ -37,15 +37,6 @@ impl Supervisor {
                     },
                     job_id: st.job_id.clone(),
                     pid,
-                });
-                let rid = run_id.to_owned();
-                self.store.submit("run_pid", move |c| {
-                    c.execute(
-                        "UPDATE import_runs SET worker_pid = ?1 WHERE run_id = ?2",
-                        rusqlite::params![pid, rid],
-                    )
-                    .map(|_| ())
-                    .map_err(crate::control::error::ControlError::store("run_pid"))
                 });
             }
             RunUpdate::Phase(p) => {
@@ -149,15 +140,8 @@ impl Supervisor {
         if result.error_code.as_deref() == Some(Code::InternalPanic.as_str()) {
             result.counters = run.status.counters.clone();
         }
-        let counters = result.counters.clone();
-        let code = result.error_code.clone();
-        let outcome = result.outcome;
-        let rid = run_id.clone();
-        self.store_detached("run_ended", move |c| {
-            audit::run_ended(c, &rid, outcome, code.as_deref(), &counters, now_ms())
-        });
         match result.outcome {
-            RunOutcome::Failed => self.bus.publish(ImportEvent::RunFailed {
+            FinalOutcome::Failed => self.bus.publish(ImportEvent::RunFailed {
                 run_id: run_id.clone(),
                 error_code: result.error_code.clone().unwrap_or_default(),
                 retryable: result.retryable,
@@ -237,7 +221,7 @@ impl Supervisor {
         job.run_id = None;
         job.base.absorb(&result.counters);
         job.record.stats.counters = job.base.clone();
-        let retry = result.outcome == RunOutcome::Failed
+        let retry = result.outcome == FinalOutcome::Failed
             && result.retryable
             && !job.cancel_requested
             && !self.shutdown.is_cancelled();
@@ -274,18 +258,18 @@ impl Supervisor {
         };
         let (to, error): (JobStatus, Option<(String, String)>) = match result.outcome {
             _ if job.cancel_requested => (JobStatus::Cancelled, None),
-            RunOutcome::Completed => (JobStatus::Completed, None),
-            RunOutcome::Cancelled if self.shutdown.is_cancelled() => (
+            FinalOutcome::Completed => (JobStatus::Completed, None),
+            FinalOutcome::Cancelled if self.shutdown.is_cancelled() => (
                 JobStatus::Failed,
                 Some((
                     DAEMON_SHUTDOWN.to_owned(),
                     "the daemon shut down while the job was running".to_owned(),
                 )),
             ),
-            RunOutcome::Cancelled => (JobStatus::Cancelled, None),
+            FinalOutcome::Cancelled => (JobStatus::Cancelled, None),
             // Killed at the shutdown deadline: interrupted like any shutdown, retried at the
             // next start (the run's own row keeps `shutdown_timeout`).
-            RunOutcome::Failed
+            FinalOutcome::Failed
                 if self.shutdown.is_cancelled()
                     && result.error_code.as_deref() == Some(Code::ShutdownTimeout.as_str()) =>
             {
@@ -297,7 +281,7 @@ impl Supervisor {
                     )),
                 )
             }
-            RunOutcome::Failed => (
+            FinalOutcome::Failed => (
                 JobStatus::Failed,
                 Some((
                     result
@@ -412,7 +396,7 @@ impl Supervisor {
         let waiting: Vec<String> = self.jobs.keys().cloned().collect();
         for id in waiting {
             let r = RunResult {
-                outcome: RunOutcome::Cancelled,
+                outcome: FinalOutcome::Cancelled,
                 error_code: None,
                 error_message: None,
                 retryable: false,
