@@ -20,7 +20,7 @@ use super::port::{
 use crate::import::ImportOptions;
 use crate::pipeline::report::RunOutcome as PipeOutcome;
 use crate::pipeline::{
-    Emit, Flowing, LedgerHandle, PipelineConfig, PipelineError, Stage, TerminalKind, run_lines,
+    Bus, Emit, Flowing, LedgerHandle, PipelineConfig, PipelineError, Stage, TerminalKind, run_lines,
 };
 use crate::protocol::{Cursor, RunError, RunProgress};
 use crate::stages::source::frame_source;
@@ -32,11 +32,24 @@ pub struct LedgerPipeline {
     ledger: LedgerHandle,
     /// Template of each run's configuration (`run_id` and persona are set per run).
     config: PipelineConfig,
+    /// Where the runs' frame events are published (the control plane's bus).
+    bus: Option<Bus>,
 }
 
 impl LedgerPipeline {
     pub fn new(ledger: LedgerHandle, config: PipelineConfig) -> LedgerPipeline {
-        LedgerPipeline { ledger, config }
+        LedgerPipeline {
+            ledger,
+            config,
+            bus: None,
+        }
+    }
+
+    /// Publishes the runs' frame events (rejects, progress, terminal, health) on `bus`; the
+    /// control plane publishes their lifecycle.
+    pub fn with_bus(mut self, bus: Bus) -> LedgerPipeline {
+        self.bus = Some(bus);
+        self
     }
 }
 
@@ -50,7 +63,9 @@ impl RunPipeline for LedgerPipeline {
         cancel: CancellationToken,
     ) -> BoxFuture<'static, PipelineReport> {
         let ledger = self.ledger.clone();
+        let bus = self.bus.clone();
         let mut config = self.config.clone();
+        config.supervised = true;
         config.run_id = Some(info.run_id.clone());
         // The operator's persona (flag > config > main) wins over whatever the worker sends.
         config.import = ImportOptions {
@@ -72,7 +87,7 @@ impl RunPipeline for LedgerPipeline {
                 .boxed();
             let (tap, tally) = SignalTap::new(signals, backlog);
             let taps: Vec<Box<dyn Stage<FrameOutcome, FrameOutcome>>> = vec![Box::new(tap)];
-            let result = run_lines(lines, config, &ledger, None, cancel, taps).await;
+            let result = run_lines(lines, config, &ledger, bus, cancel, taps).await;
             let tally = tally.lock().map(|t| t.clone()).unwrap_or_default();
             match result {
                 Ok(report) => {

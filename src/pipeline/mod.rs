@@ -13,7 +13,7 @@
 //!   the per-stage instrumentation (span, in/out/reject counters).
 //! - `batch`: [`BatchPolicy`] and the size-or-time batching of the sink.
 //! - `writer`: the ledger writer thread and its handle; `apply`: one batch in one transaction.
-//! - `events`: the [`ImportEvent`]s published on the bus.
+//! - `events`: the bus and its [`ImportEvent`]s (the one vocabulary of `nex import watch`).
 //! - `report`: run counters and the [`RunReport`].
 //! - `run`: [`PipelineConfig`] and [`run_pipeline`], the entry point of the daemon and the CLI.
 
@@ -35,7 +35,7 @@ use crate::protocol::Code;
 
 pub use batch::BatchPolicy;
 pub use builder::{PipelineBuilder, StageCounters, StageSnapshot};
-pub use events::{Bus, ImportEvent, TerminalKind};
+pub use events::{Bus, CommittedCounters, ImportEvent, TerminalKind};
 pub use report::{FinalOutcome, RunCounters, RunReport};
 pub use run::{OutcomeTaps, PipelineConfig, run_lines, run_pipeline};
 pub use stage::{Emit, Stage, StreamStage};

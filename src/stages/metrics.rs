@@ -170,7 +170,7 @@ impl Stage<FrameOutcome, FrameOutcome> for MetricsTap {
             Outcome::Rejected(code) => self.publish(|run_id| ImportEvent::FrameRejected {
                 run_id,
                 seq,
-                code: code.as_str().to_owned(),
+                error_code: code.as_str().to_owned(),
             }),
             Outcome::Reported(Report::Complete(_)) => {
                 self.publish(|run_id| ImportEvent::RunTerminal {
@@ -211,7 +211,7 @@ impl Stage<FrameOutcome, FrameOutcome> for MetricsTap {
             .is_none_or(|last| now.duration_since(last) >= self.interval)
         {
             self.last_progress = Some(now);
-            let counters = self.tally.snapshot();
+            let counters = (&self.tally.snapshot()).into();
             self.publish(|run_id| ImportEvent::RunProgress { run_id, counters });
         }
         out.push(outcome);

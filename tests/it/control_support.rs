@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use nex::control::bus::ImportEvent;
+use nex::control::ImportEvent;
 use nex::control::config::{ControlSettings, Paths, Timings};
 use nex::control::health::StatusReport;
 use nex::control::port::{Backlog, CursorSource, NoCursors, WorkerOutput};
@@ -255,7 +255,7 @@ impl Running {
         cursors: Arc<dyn CursorSource>,
     ) -> Running {
         let store = NexusStore::spawn(home.conn()).unwrap();
-        let bus = Bus::default();
+        let bus = nex::pipeline::events::bus(1024);
         let events = bus.subscribe();
         let bus_handle = bus.clone();
         let deps = RunDeps {

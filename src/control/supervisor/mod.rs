@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::api::{Pong, Request, Response, Stopped};
-use super::bus::{Bus, ImportEvent};
 use super::error::ControlError;
 use super::health::{HealthState, RunPhase, RunStatus, TailState};
 use super::jobs::{self, JobRecord, JobStats, JobStatus};
@@ -34,6 +33,7 @@ use super::port::RunInfo;
 use super::run::{self, RunDeps, RunResult, RunSpec, RunUpdate};
 use super::store::{NexusStore, now_ms};
 use crate::pipeline::FinalOutcome;
+use crate::pipeline::{Bus, ImportEvent};
 use crate::protocol::{Code, RunMode, SOURCE_AIX};
 use crate::stages::audit;
 
@@ -93,7 +93,6 @@ struct ActiveRun {
     kind: RunKind,
     status: RunStatus,
     stop: watch::Sender<Option<String>>,
-    last_progress_event: Option<Instant>,
 }
 
 struct Tail {
@@ -234,7 +233,7 @@ impl Supervisor {
             "control plane recovered"
         );
         for job in &failed {
-            self.bus.publish(ImportEvent::JobStateChanged {
+            self.publish(ImportEvent::JobStateChanged {
                 job_id: job.id.clone(),
                 from: Some(JobStatus::Running),
                 to: JobStatus::Failed,
@@ -457,10 +456,14 @@ impl Supervisor {
                 kind,
                 status,
                 stop: stop_tx,
-                last_progress_event: None,
             },
         );
         run_id
+    }
+
+    /// Publishes a run's lifecycle or a control-plane event; no subscriber is fine.
+    fn publish(&self, event: ImportEvent) {
+        let _ = self.bus.send(event);
     }
 
     /// A store write whose result only matters for logs; the actor does not wait for it (the
