@@ -134,6 +134,8 @@ fn pipeline_code(e: &PipelineError) -> String {
 #[derive(Debug, Clone, Default)]
 struct Tally {
     counters: RunCounters,
+    /// The newest source event committed (epoch ms), for the run's lag.
+    newest_event_at: Option<i64>,
     rejects: BTreeMap<String, u64>,
     complete: Option<RunProgress>,
     error: Option<RunError>,
@@ -179,13 +181,14 @@ impl Stage<FrameOutcome, FrameOutcome> for SignalTap {
             let signal = match &outcome.result {
                 Outcome::Imported { response, .. } => {
                     add(&mut t.counters, response);
-                    Some(committed(&t.counters))
+                    t.newest_event_at = t.newest_event_at.max(outcome.meta.newest_event_at_ms);
+                    Some(committed(&t))
                 }
                 Outcome::Chunk { response, .. } => {
                     if let Some(import) = &response.import {
                         add(&mut t.counters, import);
                     }
-                    Some(committed(&t.counters))
+                    Some(committed(&t))
                 }
                 Outcome::Rejected(code) => {
                     t.counters.rejected += 1;
@@ -229,10 +232,10 @@ fn add(c: &mut RunCounters, r: &crate::protocol::ImportResponse) {
     c.failed += r.failed;
 }
 
-fn committed(c: &RunCounters) -> RunSignal {
+fn committed(t: &Tally) -> RunSignal {
     RunSignal::Committed {
-        counters: c.clone(),
-        newest_event_at: None,
+        counters: t.counters.clone(),
+        newest_event_at: t.newest_event_at,
     }
 }
 

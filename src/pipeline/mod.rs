@@ -128,6 +128,9 @@ pub struct FrameMeta {
     pub read_at: Instant,
     /// A seq anomaly noticed by the decoder: counted and logged, never a reject.
     pub seq_note: Option<SeqNote>,
+    /// The newest `session.updatedAtMs` among an `import.batch`'s items (set by the sink; a
+    /// time, not content), for the run's lag once committed.
+    pub newest_event_at_ms: Option<i64>,
 }
 
 impl FrameMeta {
@@ -138,6 +141,7 @@ impl FrameMeta {
             bytes,
             read_at: Instant::now(),
             seq_note: None,
+            newest_event_at_ms: None,
         }
     }
 }

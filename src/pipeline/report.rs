@@ -45,6 +45,10 @@ pub struct RunCounters {
     /// Wall-clock epoch ms of the last commit (health: "last commit at").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_commit_at_ms: Option<i64>,
+    /// The newest committed source event: the largest `session.updatedAtMs` of the items of
+    /// committed `import.batch` frames (uploads' items are not looked into). Lag = now minus it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_event_at_ms: Option<i64>,
     /// The worker's latest `total` / `emitted` (progress bars, ETA).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,

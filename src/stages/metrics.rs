@@ -61,6 +61,7 @@ impl Tally {
                 cursors_stored,
             } => {
                 c.requests += 1;
+                c.newest_event_at_ms = c.newest_event_at_ms.max(outcome.meta.newest_event_at_ms);
                 Self::add_import(c, response);
                 c.cursors_stored += cursors_stored;
             }
