@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::bus::Bus;
 use super::config::ControlSettings;
 use super::error::ControlError;
 use super::ledger_pipeline::{LedgerCursors, LedgerPipeline};
@@ -16,6 +15,7 @@ use super::run::RunDeps;
 use super::server::create_private_dir;
 use super::store::NexusStore;
 use super::supervisor::{ControlHandle, HostMode, Supervisor};
+use crate::pipeline::Bus;
 use crate::pipeline::writer::WriterConfig;
 use crate::pipeline::{LedgerWriter, PipelineConfig};
 
@@ -58,7 +58,11 @@ impl Host {
         let store = NexusStore::spawn(nexus)?;
         let writer = LedgerWriter::spawn(agents, WriterConfig::default())
             .map_err(ControlError::io(&paths.ledger))?;
-        let pipeline = LedgerPipeline::new(writer.handle(), PipelineConfig::default());
+        // One bus: the runs' pipelines publish their frame events on it, the supervisor the
+        // runs' lifecycle and the jobs'.
+        let bus = crate::pipeline::events::bus(crate::pipeline::events::DEFAULT_BUS_CAPACITY);
+        let pipeline =
+            LedgerPipeline::new(writer.handle(), PipelineConfig::default()).with_bus(bus.clone());
         let cursors = LedgerCursors {
             path: paths.ledger.clone(),
         };
@@ -68,7 +72,6 @@ impl Host {
             pipeline: Arc::new(pipeline),
             cursors: Arc::new(cursors),
         };
-        let bus = Bus::default();
         let shutdown = CancellationToken::new();
         let (handle, task) =
             Supervisor::start(deps, store, bus.clone(), mode, shutdown.clone()).await?;

@@ -20,7 +20,7 @@ use super::port::{
 use crate::import::ImportOptions;
 use crate::pipeline::report::RunOutcome as PipeOutcome;
 use crate::pipeline::{
-    Emit, Flowing, LedgerHandle, PipelineConfig, PipelineError, Stage, TerminalKind, run_lines,
+    Bus, Emit, Flowing, LedgerHandle, PipelineConfig, PipelineError, Stage, TerminalKind, run_lines,
 };
 use crate::protocol::{Cursor, RunError, RunProgress};
 use crate::stages::source::frame_source;
@@ -32,11 +32,24 @@ pub struct LedgerPipeline {
     ledger: LedgerHandle,
     /// Template of each run's configuration (`run_id` and persona are set per run).
     config: PipelineConfig,
+    /// Where the runs' frame events are published (the control plane's bus).
+    bus: Option<Bus>,
 }
 
 impl LedgerPipeline {
     pub fn new(ledger: LedgerHandle, config: PipelineConfig) -> LedgerPipeline {
-        LedgerPipeline { ledger, config }
+        LedgerPipeline {
+            ledger,
+            config,
+            bus: None,
+        }
+    }
+
+    /// Publishes the runs' frame events (rejects, progress, terminal, health) on `bus`; the
+    /// control plane publishes their lifecycle.
+    pub fn with_bus(mut self, bus: Bus) -> LedgerPipeline {
+        self.bus = Some(bus);
+        self
     }
 }
 
@@ -50,14 +63,17 @@ impl RunPipeline for LedgerPipeline {
         cancel: CancellationToken,
     ) -> BoxFuture<'static, PipelineReport> {
         let ledger = self.ledger.clone();
+        let bus = self.bus.clone();
         let mut config = self.config.clone();
+        config.supervised = true;
         config.run_id = Some(info.run_id.clone());
         // The operator's persona (flag > config > main) wins over whatever the worker sends.
         config.import = ImportOptions {
             persona_id: Some(info.persona_id.clone()),
             ..config.import
         };
-        config.audit = None;
+        // The audit stage records the run, with the outcome the control plane decides.
+        config.audit = info.audit.clone();
         Box::pin(async move {
             let seen = signals.clone();
             let read = backlog.clone();
@@ -71,7 +87,7 @@ impl RunPipeline for LedgerPipeline {
                 .boxed();
             let (tap, tally) = SignalTap::new(signals, backlog);
             let taps: Vec<Box<dyn Stage<FrameOutcome, FrameOutcome>>> = vec![Box::new(tap)];
-            let result = run_lines(lines, config, &ledger, None, cancel, taps).await;
+            let result = run_lines(lines, config, &ledger, bus, cancel, taps).await;
             let tally = tally.lock().map(|t| t.clone()).unwrap_or_default();
             match result {
                 Ok(report) => {
@@ -118,6 +134,8 @@ fn pipeline_code(e: &PipelineError) -> String {
 #[derive(Debug, Clone, Default)]
 struct Tally {
     counters: RunCounters,
+    /// The newest source event committed (epoch ms), for the run's lag.
+    newest_event_at: Option<i64>,
     rejects: BTreeMap<String, u64>,
     complete: Option<RunProgress>,
     error: Option<RunError>,
@@ -163,13 +181,14 @@ impl Stage<FrameOutcome, FrameOutcome> for SignalTap {
             let signal = match &outcome.result {
                 Outcome::Imported { response, .. } => {
                     add(&mut t.counters, response);
-                    Some(committed(&t.counters))
+                    t.newest_event_at = t.newest_event_at.max(outcome.meta.newest_event_at_ms);
+                    Some(committed(&t))
                 }
                 Outcome::Chunk { response, .. } => {
                     if let Some(import) = &response.import {
                         add(&mut t.counters, import);
                     }
-                    Some(committed(&t.counters))
+                    Some(committed(&t))
                 }
                 Outcome::Rejected(code) => {
                     t.counters.rejected += 1;
@@ -213,10 +232,10 @@ fn add(c: &mut RunCounters, r: &crate::protocol::ImportResponse) {
     c.failed += r.failed;
 }
 
-fn committed(c: &RunCounters) -> RunSignal {
+fn committed(t: &Tally) -> RunSignal {
     RunSignal::Committed {
-        counters: c.clone(),
-        newest_event_at: None,
+        counters: t.counters.clone(),
+        newest_event_at: t.newest_event_at,
     }
 }
 

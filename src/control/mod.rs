@@ -8,10 +8,8 @@
 //! - `port`: what the control plane needs from a run's pipeline ([`RunPipeline`]).
 //! - `ledger_pipeline`: the real pipeline behind that port, and cursors from the ledger.
 //! - `jobs`: the backfill job state machine and its `import_jobs` rows.
-//! - `audit`: `import_runs`, the audit trail of runs.
 //! - `policy`: the restart policy (backoff, reset, give up).
 //! - `health`: health states, probe intervals, the status snapshot.
-//! - `bus`: in-process import events.
 //! - `store`: the `nexus.db` connection behind its own thread.
 //! - `api`, `server`, `client`: the control requests, the Unix socket, and its client.
 //! - `host`: a ready control plane (lock, stores, ledger writer, pipeline, supervisor).
@@ -20,8 +18,6 @@
 //! - `error`: [`ControlError`] and its codes.
 
 pub mod api;
-pub mod audit;
-pub mod bus;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -38,8 +34,8 @@ pub mod store;
 pub mod supervisor;
 pub mod worker;
 
+pub use crate::pipeline::{Bus, ImportEvent};
 pub use api::{Request, Response};
-pub use bus::{Bus, ImportEvent};
 pub use client::{Control, ControlClient};
 pub use config::{ControlSettings, Overrides, Paths, Timings};
 pub use error::ControlError;

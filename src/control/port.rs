@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,51 +29,15 @@ pub struct RunInfo {
     pub source: String,
     pub persona_id: String,
     pub job_id: Option<String>,
+    /// How the pipeline records the run in `import_runs` (the audit stage, the table's one
+    /// writer): set by the run once its worker is spawned, with the worker's pid and the
+    /// control plane's outcome rule. `None`: the run is not recorded.
+    pub audit: Option<crate::stages::audit::AuditConfig>,
 }
 
 /// Committed counters of a run, the authoritative view (from the ledger's commits, not the
-/// worker's advisory `run.progress`), plus the worker's own `total`/`emitted` for progress bars.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunCounters {
-    pub imported: u64,
-    pub upserted: u64,
-    pub skipped: u64,
-    pub failed: u64,
-    /// Import requests (`import.batch` or completed uploads) committed.
-    pub requests: u64,
-    /// Frames rejected with a code (not committed).
-    pub rejected: u64,
-    /// Sessions the worker will emit (from `run.progress.total`), when it said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<u64>,
-    /// Sessions the worker emitted so far (from `run.progress.emitted`), when it said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub emitted: Option<u64>,
-}
-
-impl RunCounters {
-    /// Items committed, whatever their status.
-    pub fn items(&self) -> u64 {
-        self.imported + self.upserted + self.skipped + self.failed
-    }
-
-    /// Adds another run's counters (a job's retried runs add up); `total` and `emitted` are the
-    /// latest run's.
-    pub fn absorb(&mut self, other: &RunCounters) {
-        self.imported += other.imported;
-        self.upserted += other.upserted;
-        self.skipped += other.skipped;
-        self.failed += other.failed;
-        self.requests += other.requests;
-        self.rejected += other.rejected;
-        if other.total.is_some() {
-            self.total = other.total;
-        }
-        if other.emitted.is_some() {
-            self.emitted = other.emitted;
-        }
-    }
-}
+/// worker's advisory `run.progress`): the same type the bus events carry.
+pub use crate::pipeline::events::CommittedCounters as RunCounters;
 
 /// What a pipeline tells its run while frames flow. Sending may wait (bounded channel); a
 /// pipeline whose receiver is gone keeps running and stops sending.
@@ -149,7 +112,8 @@ pub struct PipelineReport {
 /// Builds and runs one pipeline over one worker's output.
 ///
 /// Contract: read `input` until a terminal frame (`run.complete`/`run.error`), end of input, or
-/// `cancel`; commit everything read before returning; send [`RunSignal`]s on `signals` as it
+/// `cancel`; commit everything read before returning; record the run per `info.audit` (its
+/// outcome from the rule there, applied when the input ends); send [`RunSignal`]s on `signals` as it
 /// goes; count every line read and every final outcome on `backlog`. `cancel` is the hard stop: the graceful stop is the worker's own `run.complete` after
 /// `run.stop`, which the pipeline sees as a terminal frame.
 pub trait RunPipeline: Send + Sync + 'static {

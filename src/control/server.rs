@@ -12,9 +12,9 @@ use tokio_util::codec::{Framed, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::api::{Request, Response};
-use super::bus::Bus;
 use super::error::ControlError;
 use super::supervisor::ControlHandle;
+use crate::pipeline::Bus;
 
 /// Longest request line accepted; requests are tiny.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -162,7 +162,7 @@ async fn serve_conn(
 /// slow for the bus gets `{"type":"watch.lagged","missed":N}` and continues.
 async fn watch(
     framed: &mut Framed<UnixStream, LinesCodec>,
-    mut events: tokio::sync::broadcast::Receiver<super::bus::ImportEvent>,
+    mut events: tokio::sync::broadcast::Receiver<crate::pipeline::ImportEvent>,
     shutdown: &CancellationToken,
 ) {
     use tokio::sync::broadcast::error::RecvError;

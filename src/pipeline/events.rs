@@ -1,14 +1,24 @@
-//! Events a run publishes on the in-process bus (`tokio::sync::broadcast`). Subscribers: the
-//! control plane (job tracking, `watch`), logs. Events carry codes, counts and ids, never
+//! The import bus (`tokio::sync::broadcast`) and its one event vocabulary (docs/cli-json.md
+//! "Events"): what `nex import watch` and the control socket's `watch` stream, one JSON object
+//! per event, tagged by `type`, snake_case fields. Events carry codes, counts and ids, never
 //! payload content.
+//!
+//! Each fact has one publisher. A run's pipeline publishes what it sees of frames
+//! (`import.frame.rejected`, `import.run.progress`, `import.run.terminal`,
+//! `import.worker.health`); the run's lifecycle (`import.run.started|completed|failed`) is
+//! published by whoever supervises the run (the control plane, which knows the worker's pid, the
+//! mode, the job and the final outcome), or by the pipeline itself when unsupervised (a
+//! replay); the control plane alone publishes `import.job.state_changed`,
+//! `import.run.restart_scheduled` and `import.tail.error`.
 //!
 //! A slow subscriber lags (broadcast drops its oldest events for it); publishing never blocks
 //! and never fails the run.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::report::{RunCounters, RunOutcome};
+use super::report::{FinalOutcome, RunCounters};
+use crate::control::jobs::JobStatus;
 
 /// The bus: clone the sender to publish, `subscribe()` to listen.
 pub type Bus = broadcast::Sender<ImportEvent>;
@@ -18,24 +28,92 @@ pub fn bus(capacity: usize) -> Bus {
     broadcast::channel(capacity.max(1)).0
 }
 
-/// One event of a run. `run_id` is `None` only before the first frame of a run started without
-/// a known id.
+/// Room per subscriber of the daemon's bus.
+pub const DEFAULT_BUS_CAPACITY: usize = 1024;
+
+/// Committed counters of a run as events carry them and as the control plane keeps them per
+/// run and per job (`RunStatus.counters`, `JobRecord.stats`): committed items by status,
+/// requests, rejected frames, and the worker's own `total`/`emitted` for progress bars.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedCounters {
+    pub imported: u64,
+    pub upserted: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// Import requests (`import.batch` or completed uploads) committed.
+    pub requests: u64,
+    /// Frames rejected with a code (not committed).
+    pub rejected: u64,
+    /// Sessions the worker will emit (from `run.progress.total`), when it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// Sessions the worker emitted so far (from `run.progress.emitted`), when it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emitted: Option<u64>,
+}
+
+impl CommittedCounters {
+    /// Items committed, whatever their status.
+    pub fn items(&self) -> u64 {
+        self.imported + self.upserted + self.skipped + self.failed
+    }
+
+    /// Adds another run's counters (a job's retried runs add up); `total` and `emitted` are the
+    /// latest run's.
+    pub fn absorb(&mut self, other: &CommittedCounters) {
+        self.imported += other.imported;
+        self.upserted += other.upserted;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+        self.requests += other.requests;
+        self.rejected += other.rejected;
+        if other.total.is_some() {
+            self.total = other.total;
+        }
+        if other.emitted.is_some() {
+            self.emitted = other.emitted;
+        }
+    }
+}
+
+impl From<&RunCounters> for CommittedCounters {
+    fn from(c: &RunCounters) -> Self {
+        Self {
+            imported: c.imported,
+            upserted: c.upserted,
+            skipped: c.skipped,
+            failed: c.failed,
+            requests: c.requests,
+            rejected: c.rejected_total(),
+            total: c.total,
+            emitted: c.emitted,
+        }
+    }
+}
+
+/// One event. `run_id` is `None` only before the first frame of a run started without a known
+/// id.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
 pub enum ImportEvent {
-    /// The pipeline is built and about to read.
-    #[serde(rename = "import.run.started", rename_all = "camelCase")]
-    RunStarted { run_id: Option<String> },
+    /// A run started. `mode`, `job_id` and `pid` are known when the run is supervised.
+    #[serde(rename = "import.run.started")]
+    RunStarted {
+        run_id: Option<String>,
+        mode: Option<&'static str>,
+        job_id: Option<String>,
+        pid: Option<u32>,
+    },
     /// Committed counters so far (at most every `progress_interval`, and once at the end), with
     /// the worker's own `total`/`emitted` from its latest committed-order `run.progress`.
-    #[serde(rename = "import.run.progress", rename_all = "camelCase")]
+    #[serde(rename = "import.run.progress")]
     RunProgress {
         run_id: Option<String>,
-        counters: RunCounters,
+        counters: CommittedCounters,
     },
     /// The worker sent a terminal frame (`run.complete` or `run.error`); the pipeline stops
     /// reading and drains.
-    #[serde(rename = "import.run.terminal", rename_all = "camelCase")]
+    #[serde(rename = "import.run.terminal")]
     RunTerminal {
         run_id: Option<String>,
         seq: Option<u64>,
@@ -43,8 +121,8 @@ pub enum ImportEvent {
     },
     /// The worker answered a probe (or reported unsolicited) with `health.status`. Published in
     /// frame order, after the frames before it committed. Only typed fields are carried: the
-    /// worker's free-form `details` are reduced to `lagMs`.
-    #[serde(rename = "import.worker.health", rename_all = "camelCase")]
+    /// worker's free-form `details` are reduced to `lag_ms`.
+    #[serde(rename = "import.worker.health")]
     WorkerHealth {
         run_id: Option<String>,
         seq: Option<u64>,
@@ -54,25 +132,46 @@ pub enum ImportEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         lag_ms: Option<u64>,
     },
-    /// The pipeline drained: everything read is committed or rejected.
-    #[serde(rename = "import.run.completed", rename_all = "camelCase")]
+    /// The run ended without failure: `outcome` is `completed` or `cancelled`; everything read
+    /// is committed or rejected.
+    #[serde(rename = "import.run.completed")]
     RunCompleted {
         run_id: Option<String>,
-        outcome: RunOutcome,
-        counters: RunCounters,
+        outcome: FinalOutcome,
+        counters: CommittedCounters,
     },
-    /// The pipeline stopped on a fatal error (input I/O, ledger).
-    #[serde(rename = "import.run.failed", rename_all = "camelCase")]
+    /// The run failed with `error_code` (a worker's `run.error`, `worker_exited`,
+    /// `ledger_write_failed`, …); `retryable`: running again may succeed.
+    #[serde(rename = "import.run.failed")]
     RunFailed {
         run_id: Option<String>,
-        code: String,
+        error_code: String,
+        retryable: bool,
+        counters: CommittedCounters,
     },
     /// A frame was rejected (its outcome is final: nothing of it was written).
-    #[serde(rename = "import.frame.rejected", rename_all = "camelCase")]
+    #[serde(rename = "import.frame.rejected")]
     FrameRejected {
         run_id: Option<String>,
+        error_code: String,
         seq: Option<u64>,
-        code: String,
+    },
+    /// The tail (or a job's run) will be restarted after `delay_ms`; `restart` counts from 1.
+    #[serde(rename = "import.run.restart_scheduled")]
+    RestartScheduled {
+        target: String,
+        restart: u32,
+        delay_ms: u64,
+    },
+    /// The tail gave up after too many restarts and waits for `nex import restart`.
+    #[serde(rename = "import.tail.error")]
+    TailError { restarts: u32, error_code: String },
+    #[serde(rename = "import.job.state_changed")]
+    JobStateChanged {
+        job_id: String,
+        from: Option<JobStatus>,
+        to: JobStatus,
+        error_code: Option<String>,
     },
 }
 

@@ -13,7 +13,7 @@
 //!   the per-stage instrumentation (span, in/out/reject counters).
 //! - `batch`: [`BatchPolicy`] and the size-or-time batching of the sink.
 //! - `writer`: the ledger writer thread and its handle; `apply`: one batch in one transaction.
-//! - `events`: the [`ImportEvent`]s published on the bus.
+//! - `events`: the bus and its [`ImportEvent`]s (the one vocabulary of `nex import watch`).
 //! - `report`: run counters and the [`RunReport`].
 //! - `run`: [`PipelineConfig`] and [`run_pipeline`], the entry point of the daemon and the CLI.
 
@@ -35,8 +35,8 @@ use crate::protocol::Code;
 
 pub use batch::BatchPolicy;
 pub use builder::{PipelineBuilder, StageCounters, StageSnapshot};
-pub use events::{Bus, ImportEvent, TerminalKind};
-pub use report::{RunCounters, RunReport};
+pub use events::{Bus, CommittedCounters, ImportEvent, TerminalKind};
+pub use report::{FinalOutcome, RunCounters, RunReport};
 pub use run::{OutcomeTaps, PipelineConfig, run_lines, run_pipeline};
 pub use stage::{Emit, Stage, StreamStage};
 pub use writer::{LedgerHandle, LedgerWriter};
@@ -128,6 +128,9 @@ pub struct FrameMeta {
     pub read_at: Instant,
     /// A seq anomaly noticed by the decoder: counted and logged, never a reject.
     pub seq_note: Option<SeqNote>,
+    /// The newest `session.updatedAtMs` among an `import.batch`'s items (set by the sink; a
+    /// time, not content), for the run's lag once committed.
+    pub newest_event_at_ms: Option<i64>,
 }
 
 impl FrameMeta {
@@ -138,6 +141,7 @@ impl FrameMeta {
             bytes,
             read_at: Instant::now(),
             seq_note: None,
+            newest_event_at_ms: None,
         }
     }
 }

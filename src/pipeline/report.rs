@@ -4,15 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::builder::StageSnapshot;
 use super::events::TerminalKind;
 use crate::stages::telemetry::TelemetrySnapshot;
 
-/// Counters of one run, as of the last committed batch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// Counters of one run, as of the last committed batch. Also the `stats_json` of its
+/// `import_runs` row (read back with unknown or missing fields tolerated).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct RunCounters {
     /// Lines read (rejected or not; empty lines excluded).
     pub frames: u64,
@@ -22,6 +23,8 @@ pub struct RunCounters {
     pub upserted: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Import requests committed (`import.batch` frames, and uploads whose last part imported).
+    pub requests: u64,
     /// Rejected frames by code.
     pub rejected: BTreeMap<String, u64>,
     /// Chunk parts staged (frames whose chunk response was `staged` or `completed`).
@@ -42,6 +45,10 @@ pub struct RunCounters {
     /// Wall-clock epoch ms of the last commit (health: "last commit at").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_commit_at_ms: Option<i64>,
+    /// The newest committed source event: the largest `session.updatedAtMs` of the items of
+    /// committed `import.batch` frames (uploads' items are not looked into). Lag = now minus it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_event_at_ms: Option<i64>,
     /// The worker's latest `total` / `emitted` (progress bars, ETA).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
@@ -97,20 +104,48 @@ impl RunOutcome {
         }
     }
 
-    /// `(outcome, error_code)` as recorded in `import_runs`.
-    pub fn audit_fields(&self) -> (&'static str, Option<String>) {
+    /// The recorded outcome and error code of a run whose input ended so, when nobody
+    /// supervising the run decides otherwise (a replay): input that ends without a terminal
+    /// frame is a worker that exited.
+    pub fn final_outcome(&self) -> (FinalOutcome, Option<String>) {
         match self {
             RunOutcome::Terminal {
                 terminal: TerminalKind::Complete,
-            } => ("completed", None),
+            } => (FinalOutcome::Completed, None),
             RunOutcome::Terminal {
                 terminal: TerminalKind::Error { code, .. },
-            } => ("failed", Some(code.clone())),
+            } => (FinalOutcome::Failed, Some(code.clone())),
             RunOutcome::Cancelled => (
-                "cancelled",
+                FinalOutcome::Cancelled,
                 Some(crate::protocol::Code::RunCancelled.as_str().to_owned()),
             ),
-            RunOutcome::InputEnded => ("input_ended", None),
+            RunOutcome::InputEnded => (
+                FinalOutcome::Failed,
+                Some(crate::protocol::Code::WorkerExited.as_str().to_owned()),
+            ),
+        }
+    }
+}
+
+/// How a run ended, in the one vocabulary of `import_runs.outcome`, of the control plane's run
+/// results and of `import.run.completed`/`import.run.failed` (docs/cli-json.md); a failure's
+/// cause is its separate `error_code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalOutcome {
+    /// The worker sent `run.complete` and nobody asked the run to stop.
+    Completed,
+    Failed,
+    /// Stopped on request (an operator, a job cancel, shutdown) before completing.
+    Cancelled,
+}
+
+impl FinalOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FinalOutcome::Completed => "completed",
+            FinalOutcome::Failed => "failed",
+            FinalOutcome::Cancelled => "cancelled",
         }
     }
 }

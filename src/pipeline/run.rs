@@ -15,12 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::builder::PipelineBuilder;
-use super::report::{RunOutcome, RunReport};
+use super::report::{FinalOutcome, RunCounters, RunOutcome, RunReport};
 use super::writer::LedgerHandle;
-use super::{BatchPolicy, Bus, Flow, ImportEvent, PipelineError, Stage};
+use super::{BatchPolicy, Bus, Flow, ImportEvent, PipelineError, Stage, TerminalKind};
 use crate::import::ImportOptions;
+use crate::protocol::Code;
 use crate::stages::assemble::ChunkAssembler;
-use crate::stages::audit::{AuditConfig, AuditStage};
+use crate::stages::audit::{AuditConfig, AuditStage, Ending};
 use crate::stages::decode::Decoder;
 use crate::stages::metrics::{DEFAULT_PROGRESS_INTERVAL, MetricsTap};
 use crate::stages::sink::{DEFAULT_IN_FLIGHT, LedgerSink};
@@ -50,6 +51,11 @@ pub struct PipelineConfig {
     pub audit: Option<AuditConfig>,
     /// Insert the telemetry stage; its histograms land in the report.
     pub telemetry: bool,
+    /// A supervisor (the control plane) publishes the run's lifecycle events
+    /// (`import.run.started|completed|failed`) with what only it knows (the worker's pid, the
+    /// mode, the job, the final outcome and whether to retry); the pipeline then publishes its
+    /// frame events only. `false`: the pipeline publishes the lifecycle too.
+    pub supervised: bool,
 }
 
 impl Default for PipelineConfig {
@@ -63,6 +69,7 @@ impl Default for PipelineConfig {
             import: ImportOptions::default(),
             audit: None,
             telemetry: false,
+            supervised: false,
         }
     }
 }
@@ -112,14 +119,17 @@ pub async fn run_lines(
     let span = tracing::info_span!("run", run_id = config.run_id.as_deref());
     let started = Instant::now();
     let run_id = RunIdCell::new(config.run_id.clone());
-    let publish = |event: ImportEvent| {
-        if let Some(bus) = &bus {
+    let lifecycle = |event: ImportEvent| {
+        if let Some(bus) = bus.as_ref().filter(|_| !config.supervised) {
             // Events are advisory: no subscriber is fine.
             let _ = bus.send(event);
         }
     };
-    publish(ImportEvent::RunStarted {
+    lifecycle(ImportEvent::RunStarted {
         run_id: config.run_id.clone(),
+        mode: None,
+        job_id: None,
+        pid: None,
     });
 
     let (metrics, tally) = MetricsTap::new(run_id.clone(), bus.clone(), config.progress_interval);
@@ -173,11 +183,7 @@ pub async fn run_lines(
     match result {
         Ok(()) => {
             let outcome = RunOutcome::from_parts(tally.terminal(), cancel.is_cancelled());
-            publish(ImportEvent::RunCompleted {
-                run_id: run_id.clone(),
-                outcome: outcome.clone(),
-                counters: counters.clone(),
-            });
+            lifecycle(ended(&config, run_id.clone(), Ok(&outcome), &counters));
             Ok(RunReport {
                 run_id,
                 outcome,
@@ -189,11 +195,53 @@ pub async fn run_lines(
         }
         Err(e) => {
             span.in_scope(|| tracing::error!(error_code = %e.code(), "run failed"));
-            publish(ImportEvent::RunFailed {
-                run_id,
-                code: e.code().as_str().to_owned(),
-            });
+            lifecycle(ended(&config, run_id, Err(e.code().as_str()), &counters));
             Err(e)
         }
+    }
+}
+
+/// The end of an unsupervised run, in the one vocabulary: the audit rule's outcome when one is
+/// configured, else [`RunOutcome::final_outcome`].
+fn ended(
+    config: &PipelineConfig,
+    run_id: Option<String>,
+    ending: Ending<'_>,
+    counters: &RunCounters,
+) -> ImportEvent {
+    let (outcome, error_code) = match &config.audit {
+        Some(audit) => audit.decide(ending),
+        None => match ending {
+            Ok(outcome) => outcome.final_outcome(),
+            Err(code) => (FinalOutcome::Failed, Some(code.to_owned())),
+        },
+    };
+    let counters = counters.into();
+    match outcome {
+        FinalOutcome::Failed => {
+            let error_code = error_code.unwrap_or_default();
+            // A worker that said so, a worker gone mid-run, a busy ledger: running again may
+            // succeed.
+            let retryable = match ending {
+                Ok(RunOutcome::Terminal {
+                    terminal: TerminalKind::Error { retryable, .. },
+                }) => retryable.unwrap_or(false),
+                _ => {
+                    error_code == Code::WorkerExited.as_str()
+                        || error_code == Code::LedgerBusy.as_str()
+                }
+            };
+            ImportEvent::RunFailed {
+                run_id,
+                error_code,
+                retryable,
+                counters,
+            }
+        }
+        outcome => ImportEvent::RunCompleted {
+            run_id,
+            outcome,
+            counters,
+        },
     }
 }

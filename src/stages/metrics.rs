@@ -60,6 +60,8 @@ impl Tally {
                 response,
                 cursors_stored,
             } => {
+                c.requests += 1;
+                c.newest_event_at_ms = c.newest_event_at_ms.max(outcome.meta.newest_event_at_ms);
                 Self::add_import(c, response);
                 c.cursors_stored += cursors_stored;
             }
@@ -72,6 +74,7 @@ impl Tally {
                     c.uploads_completed += 1;
                 }
                 if let Some(import) = &response.import {
+                    c.requests += 1;
                     Self::add_import(c, import);
                 }
                 c.cursors_stored += cursors_stored;
@@ -168,7 +171,7 @@ impl Stage<FrameOutcome, FrameOutcome> for MetricsTap {
             Outcome::Rejected(code) => self.publish(|run_id| ImportEvent::FrameRejected {
                 run_id,
                 seq,
-                code: code.as_str().to_owned(),
+                error_code: code.as_str().to_owned(),
             }),
             Outcome::Reported(Report::Complete(_)) => {
                 self.publish(|run_id| ImportEvent::RunTerminal {
@@ -209,7 +212,7 @@ impl Stage<FrameOutcome, FrameOutcome> for MetricsTap {
             .is_none_or(|last| now.duration_since(last) >= self.interval)
         {
             self.last_progress = Some(now);
-            let counters = self.tally.snapshot();
+            let counters = (&self.tally.snapshot()).into();
             self.publish(|run_id| ImportEvent::RunProgress { run_id, counters });
         }
         out.push(outcome);

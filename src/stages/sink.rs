@@ -156,8 +156,14 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
                                 let frame = valid.into_inner();
                                 match frame.op {
                                     Op::Import(req) => {
+                                        let mut meta = frame.meta;
+                                        meta.newest_event_at_ms = req
+                                            .items
+                                            .iter()
+                                            .filter_map(|i| i.session.updated_at_ms)
+                                            .max();
                                         ops.push(WriteOp::Import(req));
-                                        entries.push(Entry::Awaiting(frame.meta));
+                                        entries.push(Entry::Awaiting(meta));
                                     }
                                     Op::Chunk(req) => {
                                         ops.push(WriteOp::Chunk(req));

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nex::control::bus::ImportEvent;
+use nex::control::ImportEvent;
 use nex::control::jobs::{self, JobStats, JobStatus};
 use nex::control::{HostMode, Request};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nex::control::bus::ImportEvent;
+use nex::control::ImportEvent;
 use nex::control::health::{RunPhase, TailState, TailStatus};
 use nex::control::{HostMode, Request};
 

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
-use nex::control::bus::ImportEvent;
+use nex::control::ImportEvent;
 use nex::control::health::{RunPhase, TailState};
 use nex::control::jobs::{self, Enqueued, JobStatus};
-use nex::control::{HostMode, Request, audit};
+use nex::control::{HostMode, Request};
+use nex::pipeline::FinalOutcome;
+use nex::stages::audit;
 
 use crate::control_support::{CountingPipeline, Home, Running, alive, fake_worker, kill9};
 
@@ -337,7 +339,7 @@ async fn a_busy_pipeline_is_not_an_unresponsive_worker() {
         matches!(
             e,
             ImportEvent::RunCompleted {
-                outcome: "completed",
+                outcome: FinalOutcome::Completed,
                 ..
             }
         ),

@@ -1,6 +1,7 @@
 //! Shared harness of the control-plane tests: a temp `NEX_HOME`, the fake worker script
 //! (`tests/fixtures/control/fake_worker.sh`), a frame-counting pipeline standing in for the
-//! real one, and helpers to wait on bus events and status.
+//! real one (recording its runs through the audit trail's writer, as the real one's audit stage
+//! does), and helpers to wait on bus events and status.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use nex::control::bus::ImportEvent;
+use nex::control::ImportEvent;
 use nex::control::config::{ControlSettings, Paths, Timings};
 use nex::control::health::StatusReport;
 use nex::control::port::{Backlog, CursorSource, NoCursors, WorkerOutput};
@@ -17,13 +18,16 @@ use nex::control::{
     Bus, ControlHandle, HostMode, NexusStore, PipelineEnd, PipelineReport, Request, RunCounters,
     RunDeps, RunInfo, RunPipeline, RunSignal, Supervisor, WorkerCommand,
 };
+use nex::pipeline::TerminalKind;
+use nex::pipeline::report::RunOutcome as PipeOutcome;
 use nex::protocol::{WorkerFrame, decode_worker_frame};
+use nex::stages::audit::{self, AuditConfig};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 /// Counts frames instead of importing them: each `import.batch` is one committed request with
-/// one imported item. Signals exactly as the port's contract says. `stall` makes every batch
+/// one imported item. Signals and records the run exactly as the port's contract says. `stall` makes every batch
 /// take that long to "commit" (a busy ledger).
 #[derive(Default)]
 pub struct CountingPipeline {
@@ -40,6 +44,7 @@ impl RunPipeline for CountingPipeline {
         cancel: CancellationToken,
     ) -> BoxFuture<'static, PipelineReport> {
         let stall = self.stall;
+        let started_at = nex::import::system_now_ms();
         Box::pin(async move {
             let mut lines = FramedRead::new(input, LinesCodec::new_with_max_length(1 << 20));
             let mut counters = RunCounters::default();
@@ -111,6 +116,9 @@ impl RunPipeline for CountingPipeline {
                     WorkerFrame::RunError(e) => break PipelineEnd::Error(e),
                 }
             };
+            if let Some(audit) = info.audit.clone() {
+                record(audit, info.run_id.clone(), started_at, &counters, &end).await;
+            }
             PipelineReport {
                 end,
                 counters,
@@ -118,6 +126,47 @@ impl RunPipeline for CountingPipeline {
             }
         })
     }
+}
+
+/// Records the run's end in `import_runs` with the pipeline's writer, the way the audit stage
+/// does when the input ends.
+async fn record(
+    audit: AuditConfig,
+    run_id: String,
+    started_at: i64,
+    counters: &RunCounters,
+    end: &PipelineEnd,
+) {
+    let stats = nex::pipeline::RunCounters {
+        imported: counters.imported,
+        upserted: counters.upserted,
+        skipped: counters.skipped,
+        failed: counters.failed,
+        requests: counters.requests,
+        total: counters.total,
+        emitted: counters.emitted,
+        ..Default::default()
+    };
+    let ending = match end {
+        PipelineEnd::Complete(_) => Ok(PipeOutcome::Terminal {
+            terminal: TerminalKind::Complete,
+        }),
+        PipelineEnd::Error(e) => Ok(PipeOutcome::Terminal {
+            terminal: TerminalKind::Error {
+                code: e.code.clone(),
+                retryable: e.retryable,
+            },
+        }),
+        PipelineEnd::Eof => Ok(PipeOutcome::InputEnded),
+        PipelineEnd::Cancelled => Ok(PipeOutcome::Cancelled),
+        PipelineEnd::Failed { code } => Err(code.clone()),
+    };
+    tokio::task::spawn_blocking(move || {
+        let ending = ending.as_ref().map_err(String::as_str);
+        audit::record_end(&audit, &run_id, started_at, &stats, ending).unwrap();
+    })
+    .await
+    .unwrap();
 }
 
 pub fn fake_worker(args: &[&str]) -> WorkerCommand {
@@ -206,7 +255,7 @@ impl Running {
         cursors: Arc<dyn CursorSource>,
     ) -> Running {
         let store = NexusStore::spawn(home.conn()).unwrap();
-        let bus = Bus::default();
+        let bus = nex::pipeline::events::bus(1024);
         let events = bus.subscribe();
         let bus_handle = bus.clone();
         let deps = RunDeps {

@@ -71,6 +71,7 @@ async fn audit_row_and_inserted_tap() {
         source: "aix".into(),
         mode: "backfill".into(),
         worker_pid: None,
+        decide: None,
     };
     let config = PipelineConfig {
         audit: Some(audit.clone()),
@@ -156,4 +157,104 @@ async fn audit_row_and_inserted_tap() {
         ("cancelled".to_owned(), "run_cancelled".to_owned())
     );
     writer.shutdown().await;
+}
+
+/// The control plane's pipeline: frame events on the shared bus (no lifecycle: the supervisor
+/// publishes it), the run recorded by the audit stage, and commits that carry the newest
+/// committed source event for the lag.
+#[tokio::test]
+async fn supervised_pipeline_publishes_frame_events_records_the_run_and_reports_the_newest_event() {
+    use nex::control::ledger_pipeline::LedgerPipeline;
+    use nex::control::port::{Backlog, PipelineEnd, RunInfo, RunPipeline, RunSignal};
+    use nex::pipeline::ImportEvent;
+    use nex::protocol::RunMode;
+
+    let (dir, path) = temp_ledger();
+    let nexus = dir.path().join("nexus.db");
+    let writer = writer(&path);
+    let bus = nex::pipeline::events::bus(256);
+    let mut events = bus.subscribe();
+    let pipeline = LedgerPipeline::new(writer.handle(), PipelineConfig::default()).with_bus(bus);
+    let mut s = Stream::new(RUN);
+    s.batch(request("k1", vec![item("anthropic", "s1", "fp")], vec![]))
+        .raw("garbage")
+        .complete();
+    let info = RunInfo {
+        run_id: RUN.to_owned(),
+        mode: RunMode::Backfill,
+        source: "aix".into(),
+        persona_id: "main".into(),
+        job_id: None,
+        audit: Some(AuditConfig {
+            nexus_path: nexus.clone(),
+            job_id: None,
+            source: "aix".into(),
+            mode: "backfill".into(),
+            worker_pid: Some(77),
+            decide: None,
+        }),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let report = pipeline.run(
+        info,
+        Box::pin(std::io::Cursor::new(s.bytes())),
+        tx,
+        Arc::new(Backlog::default()),
+        CancellationToken::new(),
+    );
+    let report = report.await;
+    // The pipeline holds a handle of the writer.
+    drop(pipeline);
+    writer.shutdown().await;
+    assert!(matches!(report.end, PipelineEnd::Complete(_)), "{report:?}");
+    assert_eq!(report.counters.requests, 1);
+
+    let mut newest = None;
+    while let Ok(signal) = rx.try_recv() {
+        if let RunSignal::Committed {
+            newest_event_at, ..
+        } = signal
+        {
+            newest = newest_event_at;
+        }
+    }
+    assert_eq!(
+        newest,
+        Some(1_764_000_100_000),
+        "the item's session.updatedAtMs"
+    );
+
+    let mut kinds = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        kinds.push(match e {
+            ImportEvent::FrameRejected { error_code, .. } => {
+                assert_eq!(error_code, "frame_json_invalid");
+                "rejected"
+            }
+            ImportEvent::RunProgress { .. } => "progress",
+            ImportEvent::RunTerminal { .. } => "terminal",
+            ImportEvent::RunStarted { .. }
+            | ImportEvent::RunCompleted { .. }
+            | ImportEvent::RunFailed { .. } => "lifecycle",
+            _ => "other",
+        });
+    }
+    assert!(
+        kinds.contains(&"rejected") && kinds.contains(&"terminal"),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"progress"), "{kinds:?}");
+    assert!(
+        !kinds.contains(&"lifecycle"),
+        "the supervisor publishes it: {kinds:?}"
+    );
+
+    let conn = ledger::open_nexus(&nexus).unwrap();
+    let runs = nex::stages::audit::list(&conn, None, 10).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome.as_deref(), Some("completed"));
+    assert_eq!(runs[0].worker_pid, Some(77));
+    let stats = runs[0].stats.as_ref().unwrap();
+    assert_eq!((stats.requests, stats.imported), (1, 1));
+    assert_eq!(stats.newest_event_at_ms, Some(1_764_000_100_000));
 }

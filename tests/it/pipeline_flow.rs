@@ -77,7 +77,12 @@ async fn nothing_is_reported_or_visible_before_commit() {
     }
     assert_eq!(
         early,
-        [ImportEvent::RunStarted { run_id: None }],
+        [ImportEvent::RunStarted {
+            run_id: None,
+            mode: None,
+            job_id: None,
+            pid: None
+        }],
         "only the start is published"
     );
     assert!(!run.is_finished());
@@ -225,7 +230,10 @@ async fn read_error_fails_the_run_after_committing_what_came_before() {
     assert_eq!(count(&read_only(&path), "session_imports"), 3);
     let mut failed = None;
     while let Ok(e) = events.try_recv() {
-        if let ImportEvent::RunFailed { code, .. } = e {
+        if let ImportEvent::RunFailed {
+            error_code: code, ..
+        } = e
+        {
             failed = Some(code);
         }
     }

@@ -284,7 +284,11 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
                 assert!(connected);
                 health += 1;
             }
-            ImportEvent::FrameRejected { code, run_id, .. } => {
+            ImportEvent::FrameRejected {
+                error_code: code,
+                run_id,
+                ..
+            } => {
                 assert!(expected.contains_key(&code), "unexpected event code {code}");
                 assert_eq!(run_id.as_deref(), Some(RUN));
                 rejected_events += 1;

@@ -10,7 +10,7 @@
 mod outcome;
 
 pub use outcome::RunResult;
-use outcome::classify;
+use outcome::{Flags, RunFlags, classify};
 
 use std::sync::Arc;
 
@@ -25,6 +25,7 @@ use super::port::{Backlog, CursorSource, RunCounters, RunInfo, RunPipeline, RunS
 use super::store::now_ms;
 use super::worker::{StopSignal, Worker};
 use crate::protocol::{Code, ControlFrame, HealthStatus, RunProgress, RunStart, RunStop};
+use crate::stages::audit::AuditConfig;
 
 /// What the supervisor needs to run runs.
 pub struct RunDeps {
@@ -152,8 +153,18 @@ pub async fn run(
     let (sig_tx, mut sig_rx) = mpsc::channel(256);
     let pipeline_cancel = abort.child_token();
     let backlog = Arc::new(Backlog::default());
+    let flags = Arc::new(RunFlags::new(abort.clone()));
+    let mut info = spec.info.clone();
+    info.audit = Some(AuditConfig {
+        nexus_path: settings.paths.nexus.clone(),
+        job_id: info.job_id.clone(),
+        source: info.source.clone(),
+        mode: info.mode.as_str().to_owned(),
+        worker_pid: Some(pid),
+        decide: Some(flags.clone().rule()),
+    });
     let mut pipeline = deps.pipeline.run(
-        spec.info.clone(),
+        info,
         stdout,
         sig_tx,
         backlog.clone(),
@@ -163,6 +174,12 @@ pub async fn run(
     let mut aborted = false;
     let mut stop_reason: Option<String> = None;
     let report_value = loop {
+        // The pipeline only progresses in this select: it decides the outcome with these.
+        flags.set(Flags {
+            forced: sup.forced,
+            stop_requested: stop_reason.is_some(),
+            aborted,
+        });
         tokio::select! {
             report = &mut pipeline => break report,
             sig = sig_rx.recv(), if sig_open => match sig {
@@ -232,13 +249,12 @@ pub async fn run(
     };
     report(&updates, &run_id, RunUpdate::Phase(RunPhase::Stopping)).await;
     finish_process(&mut worker, t, aborted || sup.forced.is_some()).await;
-    let result = classify(
-        report_value,
-        sup.forced,
-        stop_reason.is_some(),
+    flags.set(Flags {
+        forced: sup.forced,
+        stop_requested: stop_reason.is_some(),
         aborted,
-        pid,
-    );
+    });
+    let result = classify(report_value, flags.seal(), pid);
     tracing::info!(run_id = %run_id, outcome = result.outcome.as_str(),
         error_code = result.error_code.as_deref(), items = result.counters.items(), "run ended");
     result

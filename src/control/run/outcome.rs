@@ -3,16 +3,21 @@
 //! its code and retryability.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 
-use crate::control::audit::RunOutcome;
+use tokio_util::sync::CancellationToken;
+
 use crate::control::port::{PipelineEnd, PipelineReport, RunCounters};
-use crate::pipeline::RejectCode;
-use crate::protocol::Code;
+use crate::pipeline::FinalOutcome;
+use crate::pipeline::report::RunOutcome as PipeOutcome;
+use crate::pipeline::{RejectCode, TerminalKind};
+use crate::protocol::{Code, RunError};
+use crate::stages::audit::{Decide, Ending};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunResult {
-    pub outcome: RunOutcome,
+    pub outcome: FinalOutcome,
     pub error_code: Option<String>,
     /// The worker's own `run.error` message (it promises no secrets or contents), or ours.
     pub error_message: Option<String>,
@@ -27,7 +32,7 @@ pub struct RunResult {
 impl RunResult {
     pub(super) fn failed(code: &str, message: &str, retryable: bool) -> RunResult {
         RunResult {
-            outcome: RunOutcome::Failed,
+            outcome: FinalOutcome::Failed,
             error_code: Some(code.to_owned()),
             error_message: Some(message.to_owned()),
             retryable,
@@ -38,55 +43,135 @@ impl RunResult {
     }
 }
 
-pub(super) fn classify(
-    report: PipelineReport,
-    forced: Option<&'static str>,
-    stop_requested: bool,
-    aborted: bool,
-    pid: u32,
-) -> RunResult {
+/// What the run task knows about a run that decides its outcome besides the pipeline's end.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Flags {
+    /// Why the worker was killed as unresponsive.
+    pub forced: Option<&'static str>,
+    pub stop_requested: bool,
+    /// The shutdown deadline struck.
+    pub aborted: bool,
+}
+
+/// The run's [`Flags`], latched the first time the outcome is decided: by the audit stage when
+/// the input ends, else by the run task after the pipeline returned. So the `import_runs` row,
+/// the job and the events all say the same, whatever happens in between.
+#[derive(Debug)]
+pub(super) struct RunFlags {
+    live: Mutex<Flags>,
+    sealed: OnceLock<Flags>,
+    abort: CancellationToken,
+}
+
+impl RunFlags {
+    pub(super) fn new(abort: CancellationToken) -> RunFlags {
+        RunFlags {
+            live: Mutex::new(Flags::default()),
+            sealed: OnceLock::new(),
+            abort,
+        }
+    }
+
+    /// Updates the live flags (ignored once sealed).
+    pub(super) fn set(&self, flags: Flags) {
+        if let Ok(mut live) = self.live.lock() {
+            *live = flags;
+        }
+    }
+
+    /// The flags the outcome is decided with.
+    pub(super) fn seal(&self) -> Flags {
+        *self.sealed.get_or_init(|| {
+            let mut f = self.live.lock().map(|f| *f).unwrap_or_default();
+            f.aborted |= self.abort.is_cancelled();
+            f
+        })
+    }
+
+    /// The audit stage's outcome rule: [`classify`] with the sealed flags.
+    pub(super) fn rule(self: std::sync::Arc<Self>) -> Decide {
+        Decide::new(move |ending| {
+            let f = self.seal();
+            let report = PipelineReport {
+                end: end_of(ending),
+                counters: RunCounters::default(),
+                rejects: BTreeMap::new(),
+            };
+            let r = classify(report, f, 0);
+            (r.outcome, r.error_code)
+        })
+    }
+}
+
+/// The port's view of a pipeline's ending.
+fn end_of(ending: Ending<'_>) -> PipelineEnd {
+    match ending {
+        Ok(PipeOutcome::Terminal {
+            terminal: TerminalKind::Complete,
+        }) => PipelineEnd::Complete(Default::default()),
+        Ok(PipeOutcome::Terminal {
+            terminal: TerminalKind::Error { code, retryable },
+        }) => PipelineEnd::Error(RunError {
+            code: code.clone(),
+            message: String::new(),
+            retryable: *retryable,
+        }),
+        Ok(PipeOutcome::Cancelled) => PipelineEnd::Cancelled,
+        Ok(PipeOutcome::InputEnded) => PipelineEnd::Eof,
+        Err(code) => PipelineEnd::Failed {
+            code: code.to_owned(),
+        },
+    }
+}
+
+pub(super) fn classify(report: PipelineReport, flags: Flags, pid: u32) -> RunResult {
+    let Flags {
+        forced,
+        stop_requested,
+        aborted,
+    } = flags;
     let PipelineReport {
         end,
         counters,
         rejects,
     } = report;
-    let (outcome, code, message, retryable): (RunOutcome, Option<String>, Option<String>, bool) =
+    let (outcome, code, message, retryable): (FinalOutcome, Option<String>, Option<String>, bool) =
         match (forced, end) {
             (Some(why), _) => (
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some(Code::WorkerUnresponsive.as_str().into()),
                 Some(why.into()),
                 true,
             ),
             (None, PipelineEnd::Complete(_)) if stop_requested => {
-                (RunOutcome::Cancelled, None, None, false)
+                (FinalOutcome::Cancelled, None, None, false)
             }
-            (None, PipelineEnd::Complete(_)) => (RunOutcome::Completed, None, None, false),
+            (None, PipelineEnd::Complete(_)) => (FinalOutcome::Completed, None, None, false),
             // The worker's code and message are untrusted: the code is sanitised like every
             // reject code, the message bounded and stripped of control characters.
             (None, PipelineEnd::Error(e)) => (
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some(RejectCode::service(e.code).as_str().to_owned()),
                 Some(bounded_message(&e.message)),
                 e.retryable.unwrap_or(false),
             ),
             (None, PipelineEnd::Eof | PipelineEnd::Cancelled) if aborted => (
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some(Code::ShutdownTimeout.as_str().into()),
                 Some("stopped by the shutdown deadline".into()),
                 true,
             ),
             (None, PipelineEnd::Eof | PipelineEnd::Cancelled) if stop_requested => {
-                (RunOutcome::Cancelled, None, None, false)
+                (FinalOutcome::Cancelled, None, None, false)
             }
             (None, PipelineEnd::Eof) => (
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some(Code::WorkerExited.as_str().into()),
                 Some("worker exited without a terminal frame".into()),
                 true,
             ),
             (None, PipelineEnd::Cancelled) => (
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some(Code::RunCancelled.as_str().into()),
                 Some("pipeline cancelled".into()),
                 true,
@@ -96,7 +181,7 @@ pub(super) fn classify(
                 let retryable =
                     code == Code::LedgerBusy.as_str() || code == Code::WorkerExited.as_str();
                 (
-                    RunOutcome::Failed,
+                    FinalOutcome::Failed,
                     Some(code),
                     Some("pipeline failed".into()),
                     retryable,
@@ -136,7 +221,7 @@ mod tests {
         Option<&'static str>,
         bool,
         bool,
-        RunOutcome,
+        FinalOutcome,
         Option<&'static str>,
         bool,
     );
@@ -166,7 +251,7 @@ mod tests {
                 None,
                 false,
                 false,
-                RunOutcome::Completed,
+                FinalOutcome::Completed,
                 None,
                 false,
             ),
@@ -175,7 +260,7 @@ mod tests {
                 None,
                 true,
                 false,
-                RunOutcome::Cancelled,
+                FinalOutcome::Cancelled,
                 None,
                 false,
             ),
@@ -184,7 +269,7 @@ mod tests {
                 None,
                 false,
                 false,
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some("worker_exited"),
                 true,
             ),
@@ -193,7 +278,7 @@ mod tests {
                 None,
                 true,
                 false,
-                RunOutcome::Cancelled,
+                FinalOutcome::Cancelled,
                 None,
                 false,
             ),
@@ -202,7 +287,7 @@ mod tests {
                 None,
                 true,
                 true,
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some("shutdown_timeout"),
                 true,
             ),
@@ -211,7 +296,7 @@ mod tests {
                 None,
                 false,
                 false,
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some("run_cancelled"),
                 true,
             ),
@@ -220,7 +305,7 @@ mod tests {
                 Some("x"),
                 false,
                 false,
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some("worker_unresponsive"),
                 true,
             ),
@@ -229,7 +314,7 @@ mod tests {
                 Some("x"),
                 false,
                 false,
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some("worker_unresponsive"),
                 true,
             ),
@@ -238,7 +323,7 @@ mod tests {
                 None,
                 false,
                 false,
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some("source_unreadable"),
                 true,
             ),
@@ -247,7 +332,7 @@ mod tests {
                 None,
                 false,
                 false,
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some("source_unreadable"),
                 false,
             ),
@@ -256,7 +341,7 @@ mod tests {
                 None,
                 false,
                 false,
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some("ledger_busy"),
                 true,
             ),
@@ -265,7 +350,7 @@ mod tests {
                 None,
                 false,
                 false,
-                RunOutcome::Failed,
+                FinalOutcome::Failed,
                 Some("ledger_write_failed"),
                 false,
             ),
@@ -275,7 +360,7 @@ mod tests {
             message: format!("line\nbreak {}", "x".repeat(500)),
             retryable: None,
         });
-        let r = classify(report(hostile), None, false, false, 1);
+        let r = classify(report(hostile), Flags::default(), 1);
         assert_eq!(
             r.error_code.as_deref(),
             Some("bad_code_with_spaces_and_more")
@@ -285,7 +370,12 @@ mod tests {
         assert!(!message.contains('\n'));
         for (end, forced, stop, aborted, outcome, code, retryable) in cases {
             let label = format!("{end:?} forced={forced:?} stop={stop} aborted={aborted}");
-            let r = classify(report(end), forced, stop, aborted, 7);
+            let flags = Flags {
+                forced,
+                stop_requested: stop,
+                aborted,
+            };
+            let r = classify(report(end), flags, 7);
             assert_eq!(r.outcome, outcome, "{label}");
             assert_eq!(r.error_code.as_deref(), code, "{label}");
             assert_eq!(r.retryable, retryable, "{label}");

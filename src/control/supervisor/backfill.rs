@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use super::{ActiveJob, RunKind, Supervisor};
-use crate::control::audit::RunOutcome;
-use crate::control::bus::ImportEvent;
 use crate::control::error::ControlError;
 use crate::control::jobs::{self, Enqueued, JobRecord, JobStats, JobStatus};
 use crate::control::policy::RestartTracker;
 use crate::control::run::RunResult;
 use crate::control::store::now_ms;
+use crate::pipeline::FinalOutcome;
+use crate::pipeline::ImportEvent;
 use crate::protocol::{RunMode, SOURCE_AIX};
 
 impl Supervisor {
@@ -20,7 +20,7 @@ impl Supervisor {
             .call(move |c| jobs::enqueue(c, SOURCE_AIX, stats, now))
             .await?;
         if enq.created {
-            self.bus.publish(ImportEvent::JobStateChanged {
+            self.publish(ImportEvent::JobStateChanged {
                 job_id: enq.job.id.clone(),
                 from: None,
                 to: JobStatus::Queued,
@@ -87,7 +87,7 @@ impl Supervisor {
         if was_queued {
             job.record.status = JobStatus::Running;
             job.record.started_at = Some(now);
-            self.bus.publish(ImportEvent::JobStateChanged {
+            self.publish(ImportEvent::JobStateChanged {
                 job_id: id.clone(),
                 from: Some(JobStatus::Queued),
                 to: JobStatus::Running,
@@ -124,7 +124,7 @@ impl Supervisor {
             None => {
                 // Waiting for a retry: no run to stop.
                 let result = RunResult {
-                    outcome: RunOutcome::Cancelled,
+                    outcome: FinalOutcome::Cancelled,
                     error_code: None,
                     error_message: None,
                     retryable: false,
@@ -138,7 +138,7 @@ impl Supervisor {
     }
 
     pub(super) fn publish_job(&self, job: &JobRecord, from: JobStatus) {
-        self.bus.publish(ImportEvent::JobStateChanged {
+        self.publish(ImportEvent::JobStateChanged {
             job_id: job.id.clone(),
             from: Some(from),
             to: job.status,

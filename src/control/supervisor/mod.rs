@@ -25,8 +25,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::api::{Pong, Request, Response, Stopped};
-use super::audit::{self, RunOutcome, RunRecord};
-use super::bus::{Bus, ImportEvent};
 use super::error::ControlError;
 use super::health::{HealthState, RunPhase, RunStatus, TailState};
 use super::jobs::{self, JobRecord, JobStats, JobStatus};
@@ -34,7 +32,10 @@ use super::policy::RestartTracker;
 use super::port::RunInfo;
 use super::run::{self, RunDeps, RunResult, RunSpec, RunUpdate};
 use super::store::{NexusStore, now_ms};
+use crate::pipeline::FinalOutcome;
+use crate::pipeline::{Bus, ImportEvent};
 use crate::protocol::{Code, RunMode, SOURCE_AIX};
+use crate::stages::audit;
 
 /// Job error code of a job interrupted by a graceful daemon shutdown; retried at the next start
 /// like `daemon_restarted`.
@@ -92,7 +93,6 @@ struct ActiveRun {
     kind: RunKind,
     status: RunStatus,
     stop: watch::Sender<Option<String>>,
-    last_progress_event: Option<Instant>,
 }
 
 struct Tail {
@@ -208,7 +208,8 @@ impl Supervisor {
         let (runs, failed, queued, retry) = self
             .store
             .call(move |conn| {
-                let runs = audit::fail_interrupted(conn, now)?;
+                let runs = audit::fail_interrupted(conn, now)
+                    .map_err(ControlError::store("run_recover"))?;
                 let failed = jobs::fail_interrupted(conn, now)?;
                 let queued = jobs::in_status(conn, JobStatus::Queued)?;
                 // The newest job of the source decides: interrupted (crash or shutdown) and
@@ -232,7 +233,7 @@ impl Supervisor {
             "control plane recovered"
         );
         for job in &failed {
-            self.bus.publish(ImportEvent::JobStateChanged {
+            self.publish(ImportEvent::JobStateChanged {
                 job_id: job.id.clone(),
                 from: Some(JobStatus::Running),
                 to: JobStatus::Failed,
@@ -409,6 +410,8 @@ impl Supervisor {
             source: SOURCE_AIX.to_owned(),
             persona_id: self.deps.settings.persona.clone(),
             job_id: job_id.clone(),
+            // Completed by the run once its worker is spawned.
+            audit: None,
         };
         let spec = RunSpec {
             info,
@@ -453,23 +456,14 @@ impl Supervisor {
                 kind,
                 status,
                 stop: stop_tx,
-                last_progress_event: None,
             },
         );
-        let record = RunRecord {
-            run_id: run_id.clone(),
-            job_id,
-            source: SOURCE_AIX.to_owned(),
-            mode: mode.as_str().to_owned(),
-            worker_pid: None,
-            started_at,
-            ended_at: None,
-            outcome: None,
-            error_code: None,
-            stats: None,
-        };
-        self.store_detached("run_started", move |c| audit::run_started(c, &record));
         run_id
+    }
+
+    /// Publishes a run's lifecycle or a control-plane event; no subscriber is fine.
+    fn publish(&self, event: ImportEvent) {
+        let _ = self.bus.send(event);
     }
 
     /// A store write whose result only matters for logs; the actor does not wait for it (the
@@ -497,7 +491,7 @@ impl Supervisor {
 
 fn panicked() -> RunResult {
     RunResult {
-        outcome: RunOutcome::Failed,
+        outcome: FinalOutcome::Failed,
         error_code: Some(Code::InternalPanic.as_str().to_owned()),
         error_message: Some("the run task panicked".to_owned()),
         retryable: true,

@@ -1,20 +1,17 @@
 //! The supervisor's reactions: run updates into live status and job stats, run ends into
 //! restarts, retries and job transitions, timers into restarts, and the final shutdown.
 
-use tokio::time::{Duration, Instant};
+use tokio::time::Instant;
 
 use super::{ABORT_WAIT, DAEMON_SHUTDOWN, RunKind, Supervisor, panicked};
-use crate::control::audit::{self, RunOutcome};
-use crate::control::bus::ImportEvent;
 use crate::control::health::{HealthState, RunPhase, TailState};
 use crate::control::jobs::{self, JobRecord, JobStatus};
 use crate::control::policy::RestartDecision;
 use crate::control::run::{RunResult, RunUpdate};
 use crate::control::store::now_ms;
+use crate::pipeline::FinalOutcome;
+use crate::pipeline::ImportEvent;
 use crate::protocol::Code;
-
-/// Job progress events and `stats_json` rewrites are throttled to this.
-const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 impl Supervisor {
     pub(super) async fn on_update(&mut self, run_id: &str, update: RunUpdate) {
@@ -28,25 +25,17 @@ impl Supervisor {
         match update {
             RunUpdate::Spawned { pid } => {
                 st.pid = Some(pid);
-                self.bus.publish(ImportEvent::RunStarted {
-                    run_id: run_id.to_owned(),
-                    mode: if run.kind == RunKind::Tail {
+                let event = ImportEvent::RunStarted {
+                    run_id: Some(run_id.to_owned()),
+                    mode: Some(if run.kind == RunKind::Tail {
                         "tail"
                     } else {
                         "backfill"
-                    },
+                    }),
                     job_id: st.job_id.clone(),
-                    pid,
-                });
-                let rid = run_id.to_owned();
-                self.store.submit("run_pid", move |c| {
-                    c.execute(
-                        "UPDATE import_runs SET worker_pid = ?1 WHERE run_id = ?2",
-                        rusqlite::params![pid, rid],
-                    )
-                    .map(|_| ())
-                    .map_err(crate::control::error::ControlError::store("run_pid"))
-                });
+                    pid: Some(pid),
+                };
+                let _ = self.bus.send(event);
             }
             RunUpdate::Phase(p) => {
                 // Stopping is final for a run's phase.
@@ -99,30 +88,17 @@ impl Supervisor {
                 }
                 committed = true;
             }
-            RunUpdate::Rejected { code, seq } => {
+            // The run's pipeline published `import.frame.rejected` on the bus.
+            RunUpdate::Rejected { code, .. } => {
                 *st.rejects.entry(code.clone()).or_default() += 1;
-                *self.rejects.entry(code.clone()).or_default() += 1;
-                self.bus.publish(ImportEvent::FrameRejected {
-                    run_id: run_id.to_owned(),
-                    error_code: code,
-                    seq,
-                });
+                *self.rejects.entry(code).or_default() += 1;
             }
         }
         if !committed {
             return;
         }
+        // `import.run.progress` is the run's pipeline's to publish.
         let now = Instant::now();
-        if run
-            .last_progress_event
-            .is_none_or(|t| now.duration_since(t) >= PROGRESS_EVERY)
-        {
-            run.last_progress_event = Some(now);
-            self.bus.publish(ImportEvent::RunProgress {
-                run_id: run_id.to_owned(),
-                counters: run.status.counters.clone(),
-            });
-        }
         if let RunKind::Job(job_id) = &run.kind
             && let Some(job) = self.jobs.get_mut(job_id)
         {
@@ -149,23 +125,16 @@ impl Supervisor {
         if result.error_code.as_deref() == Some(Code::InternalPanic.as_str()) {
             result.counters = run.status.counters.clone();
         }
-        let counters = result.counters.clone();
-        let code = result.error_code.clone();
-        let outcome = result.outcome;
-        let rid = run_id.clone();
-        self.store_detached("run_ended", move |c| {
-            audit::run_ended(c, &rid, outcome, code.as_deref(), &counters, now_ms())
-        });
         match result.outcome {
-            RunOutcome::Failed => self.bus.publish(ImportEvent::RunFailed {
-                run_id: run_id.clone(),
+            FinalOutcome::Failed => self.publish(ImportEvent::RunFailed {
+                run_id: Some(run_id.clone()),
                 error_code: result.error_code.clone().unwrap_or_default(),
                 retryable: result.retryable,
                 counters: result.counters.clone(),
             }),
-            o => self.bus.publish(ImportEvent::RunCompleted {
-                run_id: run_id.clone(),
-                outcome: o.as_str(),
+            outcome => self.publish(ImportEvent::RunCompleted {
+                run_id: Some(run_id.clone()),
+                outcome,
                 counters: result.counters.clone(),
             }),
         }
@@ -208,7 +177,7 @@ impl Supervisor {
                     error_code = result.error_code.as_deref(),
                     "tail restart scheduled"
                 );
-                self.bus.publish(ImportEvent::RestartScheduled {
+                self.publish(ImportEvent::RestartScheduled {
                     target: "tail".into(),
                     restart,
                     delay_ms: delay.as_millis() as u64,
@@ -222,7 +191,7 @@ impl Supervisor {
                     .unwrap_or_else(|| Code::WorkerExited.as_str().to_owned());
                 tracing::error!(restarts = self.tail.tracker.restarts, error_code = %code,
                     "tail gave up; waiting for `nex import restart`");
-                self.bus.publish(ImportEvent::TailError {
+                self.publish(ImportEvent::TailError {
                     restarts: self.tail.tracker.restarts,
                     error_code: code,
                 });
@@ -237,7 +206,7 @@ impl Supervisor {
         job.run_id = None;
         job.base.absorb(&result.counters);
         job.record.stats.counters = job.base.clone();
-        let retry = result.outcome == RunOutcome::Failed
+        let retry = result.outcome == FinalOutcome::Failed
             && result.retryable
             && !job.cancel_requested
             && !self.shutdown.is_cancelled();
@@ -254,7 +223,7 @@ impl Supervisor {
                     error_code = result.error_code.as_deref(),
                     "job run retry scheduled"
                 );
-                self.bus.publish(ImportEvent::RestartScheduled {
+                let _ = self.bus.send(ImportEvent::RestartScheduled {
                     target: job_id.to_owned(),
                     restart,
                     delay_ms: delay.as_millis() as u64,
@@ -274,18 +243,18 @@ impl Supervisor {
         };
         let (to, error): (JobStatus, Option<(String, String)>) = match result.outcome {
             _ if job.cancel_requested => (JobStatus::Cancelled, None),
-            RunOutcome::Completed => (JobStatus::Completed, None),
-            RunOutcome::Cancelled if self.shutdown.is_cancelled() => (
+            FinalOutcome::Completed => (JobStatus::Completed, None),
+            FinalOutcome::Cancelled if self.shutdown.is_cancelled() => (
                 JobStatus::Failed,
                 Some((
                     DAEMON_SHUTDOWN.to_owned(),
                     "the daemon shut down while the job was running".to_owned(),
                 )),
             ),
-            RunOutcome::Cancelled => (JobStatus::Cancelled, None),
+            FinalOutcome::Cancelled => (JobStatus::Cancelled, None),
             // Killed at the shutdown deadline: interrupted like any shutdown, retried at the
             // next start (the run's own row keeps `shutdown_timeout`).
-            RunOutcome::Failed
+            FinalOutcome::Failed
                 if self.shutdown.is_cancelled()
                     && result.error_code.as_deref() == Some(Code::ShutdownTimeout.as_str()) =>
             {
@@ -297,7 +266,7 @@ impl Supervisor {
                     )),
                 )
             }
-            RunOutcome::Failed => (
+            FinalOutcome::Failed => (
                 JobStatus::Failed,
                 Some((
                     result
@@ -412,7 +381,7 @@ impl Supervisor {
         let waiting: Vec<String> = self.jobs.keys().cloned().collect();
         for id in waiting {
             let r = RunResult {
-                outcome: RunOutcome::Cancelled,
+                outcome: FinalOutcome::Cancelled,
                 error_code: None,
                 error_message: None,
                 retryable: false,
