@@ -37,5 +37,7 @@ pub use ids::{IdKind, ROOT_TURN_ENTITY, scoped_id, session_label};
 pub use options::{
     DEFAULT_CHUNK_TTL_MS, DEFAULT_MAX_INFLATED_BYTES, DEFAULT_PERSONA, ImportOptions, system_now_ms,
 };
-pub use service::{REASON_FINGERPRINT_UNCHANGED, import, import_items, new_run_id};
+pub use service::{
+    REASON_FINGERPRINT_UNCHANGED, import, import_items, import_prehashed, new_run_id,
+};
 pub use validation::{MODES, check_chunk_request, check_import_request, chunk_bounds};

@@ -39,6 +39,23 @@ pub fn import(
     import_unchecked(tx, req, &hash, &persona, opts.now_ms())
 }
 
+/// [`import`] with the request hash already computed (the pipeline hashes each request before
+/// handing it to the ledger writer, so that the writer thread only does ledger work).
+///
+/// `hash` must be [`request_hash`]`(req)`; anything else breaks idempotency (a replay would be
+/// refused as `idempotency_key_payload_mismatch`, or a changed request answered from the stored
+/// response). Guarantees and errors as [`import`].
+pub fn import_prehashed(
+    tx: &Transaction<'_>,
+    req: &ImportRequest,
+    hash: &str,
+    opts: &ImportOptions,
+) -> Result<ImportResponse, ImportError> {
+    check_import_request(req)?;
+    let persona = opts.resolve_persona(req.persona_id.as_deref());
+    import_unchecked(tx, req, hash, &persona, opts.now_ms())
+}
+
 /// The import after its checks, hash and persona: replay or run, then store.
 pub(crate) fn import_unchecked(
     conn: &Connection,

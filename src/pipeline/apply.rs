@@ -99,9 +99,12 @@ fn apply_op(
     options: &ImportOptions,
 ) -> Result<WriteResult, OpError> {
     match op {
-        WriteOp::Import(req) => {
-            // `import::import` stores the request's cursors in its own savepoint.
-            let response = import::import(tx, req, options)?;
+        WriteOp::Import {
+            request: req,
+            request_hash,
+        } => {
+            // The service stores the request's cursors in the frame's savepoint.
+            let response = import::import_prehashed(tx, req, request_hash, options)?;
             let cursors_stored = cursor_count(&req.cursors);
             Ok(WriteResult::Import {
                 response,

@@ -83,7 +83,12 @@ impl std::fmt::Debug for WriterConfig {
 /// One frame's ledger work.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
-    Import(ImportRequest),
+    /// `request_hash` is `import::request_hash(&request)`, computed by the sink before the
+    /// batch is queued so that the writer thread does not spend its time hashing.
+    Import {
+        request: ImportRequest,
+        request_hash: String,
+    },
     Chunk(ChunkRequest),
 }
 

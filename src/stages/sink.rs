@@ -3,6 +3,10 @@
 //! after the commit of the batch that holds it. Rejects and report frames travel in the same
 //! batches, so outcomes leave in input order.
 //!
+//! Pure per-request work is done here, before the batch is queued, so that the writer thread
+//! (the pipeline's bottleneck) only does ledger work: each import request is hashed
+//! (`import::request_hash`) on the runtime's thread.
+//!
 //! # Backpressure
 //! At most `in_flight` batches are submitted and not yet committed; while that many wait, the
 //! sink pulls nothing. So at most `in_flight × max_ops` frames are past the validator and not
@@ -13,7 +17,7 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
-use crate::import::ImportOptions;
+use crate::import::{ImportOptions, request_hash};
 use crate::pipeline::batch::batched;
 use crate::pipeline::writer::{LedgerHandle, Pending, WriteBatch, WriteOp, WriteResult};
 use crate::pipeline::{BatchPolicy, Flow, Flowing, FrameMeta, PipelineError, StreamStage};
@@ -156,7 +160,11 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
                                 let frame = valid.into_inner();
                                 match frame.op {
                                     Op::Import(req) => {
-                                        ops.push(WriteOp::Import(req));
+                                        let request_hash = request_hash(&req);
+                                        ops.push(WriteOp::Import {
+                                            request: req,
+                                            request_hash,
+                                        });
                                         entries.push(Entry::Awaiting(frame.meta));
                                     }
                                     Op::Chunk(req) => {
