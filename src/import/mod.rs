@@ -13,6 +13,7 @@
 //! - `item`: the item algorithm (labels, skip, times, ids, session, history, mapping).
 //! - `rows`: its row writers (turns, threads, messages, tool calls) and normalisations.
 //! - `chunk`: the chunk algorithm (staging, upload checks, assembly).
+//! - `staging`: in-memory staging of uploads that complete inside one transaction.
 //! - `decode`: the streaming, bounded base64 -> gzip -> JSON decoder of an upload.
 //! - `sql`: the statements, each an upsert that skips unchanged rows.
 
@@ -27,6 +28,7 @@ mod options;
 mod rows;
 mod service;
 mod sql;
+mod staging;
 mod validation;
 
 pub use chunk::{assemble_upload, check_chunk_against_upload, chunk, stage_chunk};
@@ -40,4 +42,5 @@ pub use options::{
 pub use service::{
     REASON_FINGERPRINT_UNCHANGED, import, import_items, import_prehashed, new_run_id,
 };
+pub use staging::{ChunkStaging, chunk_in_transaction};
 pub use validation::{MODES, check_chunk_request, check_import_request, chunk_bounds};
