@@ -223,7 +223,17 @@ impl LedgerWriter {
     }
 }
 
+/// Freeing an applied batch (every request's items, every chunk's payload) took ~12 % of the
+/// writer thread's time: a helper thread frees them instead, while the writer applies the next
+/// batch. At most this many batches wait to be freed; past that the writer frees inline.
+const DROP_QUEUE: usize = 2;
+
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, config: WriterConfig) {
+    let (drop_tx, drop_rx) = std::sync::mpsc::sync_channel::<WriteBatch>(DROP_QUEUE);
+    let dropper = std::thread::Builder::new()
+        .name("nex-ledger-free".into())
+        .spawn(move || drop_rx.iter().for_each(drop))
+        .ok();
     while let Some(Command { batch, reply }) = rx.blocking_recv() {
         // A panic unwinds through the open `Transaction`, whose drop rolls the batch back; the
         // thread stays up for the other runs of the daemon.
@@ -236,6 +246,14 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, config: WriterConf
         }
         // The sink may be gone (its run was aborted); the commit stands either way.
         let _ = reply.send(result);
+        if dropper.is_some() {
+            // A full queue or a dead helper hands the batch back: it is freed here.
+            let _ = drop_tx.try_send(batch);
+        }
+    }
+    drop(drop_tx);
+    if let Some(dropper) = dropper {
+        let _ = dropper.join();
     }
 }
 
