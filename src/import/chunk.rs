@@ -9,11 +9,11 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::service::{import_unchecked, new_run_id, stored_response};
+use super::service::{RequestView, import_view, new_run_id, stored_response};
 use super::validation::chunk_bounds;
 use super::{ImportError, ImportOptions, check_chunk_request, decode_chunked_item, hash, sql};
 use crate::protocol::{
-    ChunkRequest, ChunkResponse, ChunkStatus, ImportRequest, ImportResponse, ImportSessionItem,
+    ChunkRequest, ChunkResponse, ChunkStatus, ImportResponse, ImportSessionItem,
 };
 
 /// Stages one part; when it completes the upload, decodes and imports the item.
@@ -93,35 +93,50 @@ pub(super) fn chunk_checked(
         });
     }
     let item = assemble_upload(conn, source, upload_id, total, opts.max_inflated_bytes)?;
-    let import = import_upload(conn, req, item, persona, run_id, now)?;
+    let import = import_upload(conn, req, &item, None, persona, run_id, now)?;
     conn.prepare_cached(sql::COMPLETE_PARTS)?
         .execute(params![source, upload_id, now])?;
     Ok(completed(upload_id, total, import))
 }
 
 /// Imports the decoded item of a complete upload under the completing part's key, run id,
-/// persona and cursors (chunk algorithm 7-8).
+/// persona and cursors (chunk algorithm 7-8). `precomputed_hash` must be
+/// [`upload_hash`]`(req, item)` when given.
 pub(super) fn import_upload(
     conn: &Connection,
     req: &ChunkRequest,
-    item: ImportSessionItem,
+    item: &ImportSessionItem,
+    precomputed_hash: Option<&str>,
     persona: &str,
     run_id: &str,
     now: i64,
 ) -> Result<ImportResponse, ImportError> {
-    check_item_against_chunk(&item, req)?;
-    let synthetic = ImportRequest {
-        source: req.source.trim().to_owned(),
-        run_id: Some(run_id.to_owned()),
-        mode: req.mode.trim().to_owned(),
-        persona_id: req.persona_id.clone(),
-        idempotency_key: req.idempotency_key.trim().to_owned(),
-        items: vec![item],
-        cursors: req.cursors.clone(),
+    check_item_against_chunk(item, req)?;
+    let hash = match precomputed_hash {
+        Some(hash) => hash.to_owned(),
+        None => upload_hash(req, item),
     };
-    // (improvement) The chunk request's own personaId is hashed, as on the import path.
-    let request_hash = hash::request_hash(&synthetic);
-    import_unchecked(conn, &synthetic, &request_hash, persona, now)
+    let view = RequestView {
+        source: req.source.trim(),
+        mode: req.mode.trim(),
+        idempotency_key: req.idempotency_key.trim(),
+        run_id: Some(run_id),
+        items: std::slice::from_ref(item),
+        cursors: &req.cursors,
+    };
+    import_view(conn, &view, &hash, persona, now)
+}
+
+/// The request hash of the import a complete upload runs: `{source, mode, personaId, [item]}`
+/// of the completing part. (improvement) The chunk request's own personaId is hashed, as on
+/// the import path.
+pub fn upload_hash(req: &ChunkRequest, item: &ImportSessionItem) -> String {
+    hash::hash_parts(
+        &req.source,
+        &req.mode,
+        req.persona_id.as_deref(),
+        std::slice::from_ref(item),
+    )
 }
 
 pub(super) fn completed(upload_id: &str, total: u64, import: ImportResponse) -> ChunkResponse {

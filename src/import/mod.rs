@@ -31,7 +31,7 @@ mod sql;
 mod staging;
 mod validation;
 
-pub use chunk::{assemble_upload, check_chunk_against_upload, chunk, stage_chunk};
+pub use chunk::{assemble_upload, check_chunk_against_upload, chunk, stage_chunk, upload_hash};
 pub use decode::decode_chunked_item;
 pub use error::ImportError;
 pub use hash::{hash_parts, request_hash};
@@ -42,5 +42,5 @@ pub use options::{
 pub use service::{
     REASON_FINGERPRINT_UNCHANGED, import, import_items, import_prehashed, new_run_id,
 };
-pub use staging::{ChunkStaging, chunk_in_transaction};
+pub use staging::{BatchPart, ChunkStaging, DecodedUpload, chunk_in_transaction};
 pub use validation::{MODES, check_chunk_request, check_import_request, chunk_bounds};

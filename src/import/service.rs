@@ -6,7 +6,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::item::{ItemContext, import_item};
 use super::{ImportError, ImportOptions, check_import_request, request_hash, sql};
 use crate::ledger::store_cursors;
-use crate::protocol::{ImportRequest, ImportResponse, ImportSessionItem, ItemResult, ItemStatus};
+use crate::protocol::{
+    Cursor, ImportRequest, ImportResponse, ImportSessionItem, ItemResult, ItemStatus,
+};
 
 /// Skip reason of an item whose fingerprint is already imported.
 pub const REASON_FINGERPRINT_UNCHANGED: &str = "fingerprint_unchanged";
@@ -64,6 +66,36 @@ pub(crate) fn import_unchecked(
     persona: &str,
     now: i64,
 ) -> Result<ImportResponse, ImportError> {
+    let view = RequestView {
+        source: &req.source,
+        mode: &req.mode,
+        idempotency_key: &req.idempotency_key,
+        run_id: req.run_id.as_deref(),
+        items: &req.items,
+        cursors: &req.cursors,
+    };
+    import_view(conn, &view, hash, persona, now)
+}
+
+/// The fields of an import request the algorithm reads, borrowed (the chunk path imports a
+/// decoded item it does not own through one).
+pub(crate) struct RequestView<'a> {
+    pub source: &'a str,
+    pub mode: &'a str,
+    pub idempotency_key: &'a str,
+    pub run_id: Option<&'a str>,
+    pub items: &'a [ImportSessionItem],
+    pub cursors: &'a [Cursor],
+}
+
+/// [`import_unchecked`] over a [`RequestView`].
+pub(crate) fn import_view(
+    conn: &Connection,
+    req: &RequestView<'_>,
+    hash: &str,
+    persona: &str,
+    now: i64,
+) -> Result<ImportResponse, ImportError> {
     let source = req.source.trim();
     let mode = req.mode.trim();
     let key = req.idempotency_key.trim();
@@ -72,16 +104,15 @@ pub(crate) fn import_unchecked(
         None => {
             let run_id = req
                 .run_id
-                .as_deref()
                 .map(str::trim)
                 .filter(|r| !r.is_empty())
                 .map_or_else(new_run_id, str::to_owned);
-            let response = import_items(conn, source, persona, &run_id, &req.items, now)?;
+            let response = import_items(conn, source, persona, &run_id, req.items, now)?;
             store_request(conn, key, source, mode, hash, &response, now)?;
             response
         }
     };
-    store_cursors(conn, source, &req.cursors, &response.run_id, now)?;
+    store_cursors(conn, source, req.cursors, &response.run_id, now)?;
     Ok(response)
 }
 

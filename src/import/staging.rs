@@ -24,7 +24,7 @@ use super::validation::chunk_bounds;
 use super::{
     ImportError, ImportOptions, check_chunk_request, decode_chunked_item, new_run_id, sql,
 };
-use crate::protocol::{ChunkRequest, ChunkResponse, ChunkStatus};
+use crate::protocol::{ChunkRequest, ChunkResponse, ChunkStatus, ImportSessionItem};
 
 /// Parts held in memory for the rest of one transaction. Dropping it without
 /// [`spill`](Self::spill) loses them: only do so when the transaction is rolled back.
@@ -34,8 +34,33 @@ pub struct ChunkStaging<'b> {
     uploads: HashMap<(&'b str, &'b str), BTreeMap<i64, HeldPart<'b>>>,
 }
 
+/// An upload decoded ahead of the writer (the pipeline's sink does it off the writer thread)
+/// from parts of the same batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedUpload {
+    /// Batch positions of the parts it was decoded from, in index order.
+    pub parts: Vec<usize>,
+    pub item: ImportSessionItem,
+    /// [`upload_hash`](super::upload_hash) of the completing part and `item`.
+    pub hash: String,
+}
+
+/// Where a part sits in its transaction's batch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchPart<'b> {
+    /// Its position in the batch.
+    pub position: usize,
+    /// The parts of its upload, from this one to the end of the batch, cover every index of
+    /// its total.
+    pub completes_here: bool,
+    /// The upload decoded from parts of the batch, if this part is expected to complete it.
+    /// Used only when the parts held at completion are exactly `decoded.parts`.
+    pub decoded: Option<&'b DecodedUpload>,
+}
+
 #[derive(Clone)]
 struct HeldPart<'b> {
+    position: usize,
     req: &'b ChunkRequest,
     total: i64,
     run_id: String,
@@ -101,7 +126,7 @@ impl<'b> ChunkStaging<'b> {
 
 /// [`chunk`](super::chunk) for a part applied inside a transaction that holds `staging`.
 ///
-/// `completes_here`: the parts of this upload from this one to the end of the transaction
+/// `part.completes_here`: the parts of this upload from this one to the end of the transaction
 /// cover every index of its total (the caller sees its whole batch). An upload with no staged
 /// rows and that flag is staged in memory; an upload already held in memory stays there; any
 /// other part takes the ledger path of `chunk`. Results, codes and final rows are those of
@@ -114,7 +139,7 @@ pub fn chunk_in_transaction<'b>(
     req: &'b ChunkRequest,
     opts: &ImportOptions,
     staging: &mut ChunkStaging<'b>,
-    completes_here: bool,
+    part: BatchPart<'b>,
 ) -> Result<ChunkResponse, ImportError> {
     check_chunk_request(req)?;
     let now = opts.now_ms();
@@ -126,16 +151,7 @@ pub fn chunk_in_transaction<'b>(
         .filter(|r| !r.is_empty())
         .map_or_else(new_run_id, str::to_owned);
     let before = staging.uploads.clone();
-    let result = stage(
-        conn,
-        req,
-        opts,
-        staging,
-        completes_here,
-        &persona,
-        &run_id,
-        now,
-    );
+    let result = stage(conn, req, opts, staging, part, &persona, &run_id, now);
     if result.is_err() {
         staging.uploads = before;
     }
@@ -148,7 +164,7 @@ fn stage<'b>(
     req: &'b ChunkRequest,
     opts: &ImportOptions,
     staging: &mut ChunkStaging<'b>,
-    completes_here: bool,
+    part: BatchPart<'b>,
     persona: &str,
     run_id: &str,
     now: i64,
@@ -172,7 +188,7 @@ fn stage<'b>(
         )?,
         None => {
             let first = check_against_upload(conn, req)?;
-            if first.is_some() || !completes_here {
+            if first.is_some() || !part.completes_here {
                 return chunk_checked(conn, req, opts, persona, run_id, now, first);
             }
         }
@@ -182,6 +198,7 @@ fn stage<'b>(
     parts.insert(
         index,
         HeldPart {
+            position: part.position,
             req,
             total,
             run_id: run_id.to_owned(),
@@ -206,16 +223,27 @@ fn stage<'b>(
     if parts.keys().enumerate().any(|(pos, &i)| i != pos as i64) || received != total {
         return Err(ImportError::ChunkIndexGap);
     }
-    let encoding = parts
-        .values()
-        .next()
-        .map_or("", |first| first.req.encoding.trim());
-    let item = decode_chunked_item(
-        parts.values().map(|p| p.req.data.trim()),
-        encoding,
-        opts.max_inflated_bytes,
-    )?;
-    let import = import_upload(conn, req, item, persona, run_id, now)?;
+    let decoded = part.decoded.filter(|d| {
+        d.parts
+            .iter()
+            .copied()
+            .eq(parts.values().map(|p| p.position))
+    });
+    let import = match decoded {
+        Some(d) => import_upload(conn, req, &d.item, Some(&d.hash), persona, run_id, now)?,
+        None => {
+            let encoding = parts
+                .values()
+                .next()
+                .map_or("", |first| first.req.encoding.trim());
+            let item = decode_chunked_item(
+                parts.values().map(|p| p.req.data.trim()),
+                encoding,
+                opts.max_inflated_bytes,
+            )?;
+            import_upload(conn, req, &item, None, persona, run_id, now)?
+        }
+    };
     let parts = staging.uploads.remove(&key).unwrap_or_default();
     let mut tombstone = conn.prepare_cached(sql::UPSERT_COMPLETED_PART)?;
     for (index, part) in &parts {
@@ -272,7 +300,40 @@ mod tests {
 
     /// Applies `ops` in one transaction, each in a savepoint as the ledger writer does, through
     /// the ledger path or with in-memory staging; returns each op's outcome and the rows.
-    fn apply(ops: &[ChunkRequest], in_memory: bool) -> (Vec<String>, Vec<String>) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Path {
+        Ledger,
+        Memory,
+        /// In memory, with the uploads decoded ahead as the sink does.
+        Decoded,
+        /// In memory, with a decoded upload whose parts do not match (must be ignored).
+        Stale,
+    }
+
+    fn apply(ops: &[ChunkRequest], path: Path) -> (Vec<String>, Vec<String>) {
+        use crate::pipeline::writer::WriteOp;
+        let mut write_ops: Vec<WriteOp> = ops
+            .iter()
+            .map(|r| WriteOp::Chunk {
+                request: r.clone(),
+                decoded: None,
+            })
+            .collect();
+        crate::stages::sink::decode_uploads(&mut write_ops, opts().max_inflated_bytes);
+        let stale = DecodedUpload {
+            parts: vec![usize::MAX],
+            item: session(9, 9, None),
+            hash: "stale".into(),
+        };
+        let decoded: Vec<Option<&DecodedUpload>> = write_ops
+            .iter()
+            .map(|op| match (op, path) {
+                (WriteOp::Chunk { decoded, .. }, Path::Decoded) => decoded.as_deref(),
+                (_, Path::Stale) => Some(&stale),
+                _ => None,
+            })
+            .collect();
+        assert!(path != Path::Decoded || decoded.iter().flatten().count() == 1);
         let mut conn = crate::ledger::open_agents_in_memory().unwrap();
         let tx = Transaction::new(&mut conn, rusqlite::TransactionBehavior::Immediate).unwrap();
         let mut staging = ChunkStaging::new();
@@ -286,8 +347,18 @@ mod tests {
                 .len() as i64
                 == req.chunk_total;
             tx.execute_batch("SAVEPOINT f").unwrap();
-            let result = if in_memory {
-                chunk_in_transaction(&tx, req, &opts(), &mut staging, completes)
+            let result = if path != Path::Ledger {
+                chunk_in_transaction(
+                    &tx,
+                    req,
+                    &opts(),
+                    &mut staging,
+                    BatchPart {
+                        position: i,
+                        completes_here: completes,
+                        decoded: decoded[i],
+                    },
+                )
             } else {
                 super::super::chunk(&tx, req, &opts())
             };
@@ -353,9 +424,10 @@ mod tests {
         // Upload b is cut by the end of the batch.
         ops.extend(b[..b.len() - 1].iter().cloned());
         ops.extend(c.iter().cloned());
-        let ledger = apply(&ops, false);
-        let memory = apply(&ops, true);
-        assert_eq!(memory, ledger);
+        let ledger = apply(&ops, Path::Ledger);
+        assert_eq!(apply(&ops, Path::Memory), ledger);
+        assert_eq!(apply(&ops, Path::Decoded), ledger);
+        assert_eq!(apply(&ops, Path::Stale), ledger);
         assert!(ledger.0.iter().any(|o| o == "chunk_mode_mismatch"));
         assert!(ledger.0.iter().any(|o| o == "chunk_payload_decode_failed"));
         assert!(

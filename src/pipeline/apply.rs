@@ -19,7 +19,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::RejectCode;
 use super::writer::{BatchInfo, BeforeCommit, LedgerError, WriteBatch, WriteOp, WriteResult};
-use crate::import::{self, ChunkStaging, ImportError, ImportOptions};
+use crate::import::{self, BatchPart, ChunkStaging, ImportError, ImportOptions};
 use crate::ledger;
 use crate::protocol::{ChunkStatus, Cursor};
 
@@ -70,10 +70,15 @@ pub(crate) fn apply_batch(
     let mut results = Vec::with_capacity(batch.ops.len());
     let completes_here = uploads_completing_from(&batch.ops);
     let mut staging = ChunkStaging::new();
-    for (op, completes_here) in batch.ops.iter().zip(completes_here) {
+    for (position, (op, completes_here)) in batch.ops.iter().zip(completes_here).enumerate() {
         tx.execute_batch(&format!("SAVEPOINT {FRAME_SAVEPOINT}"))
             .map_err(ledger_error)?;
-        match apply_op(&tx, op, &batch.options, &mut staging, completes_here) {
+        let part = BatchPart {
+            position,
+            completes_here,
+            decoded: None,
+        };
+        match apply_op(&tx, op, &batch.options, &mut staging, part) {
             Ok(result) => {
                 tx.execute_batch(&format!("RELEASE {FRAME_SAVEPOINT}"))
                     .map_err(ledger_error)?;
@@ -109,7 +114,9 @@ fn uploads_completing_from(ops: &[WriteOp]) -> Vec<bool> {
     let mut seen: HashMap<(&str, &str), HashSet<i64>> = HashMap::new();
     let mut out = vec![false; ops.len()];
     for (i, op) in ops.iter().enumerate().rev() {
-        let WriteOp::Chunk(req) = op else { continue };
+        let WriteOp::Chunk { request: req, .. } = op else {
+            continue;
+        };
         let (index, total) = import::chunk_bounds(req);
         let indexes = seen
             .entry((req.source.trim(), req.upload_id.trim()))
@@ -125,7 +132,7 @@ fn apply_op<'b>(
     op: &'b WriteOp,
     options: &ImportOptions,
     staging: &mut ChunkStaging<'b>,
-    completes_here: bool,
+    part: BatchPart<'b>,
 ) -> Result<WriteResult, OpError> {
     match op {
         WriteOp::Import {
@@ -140,8 +147,15 @@ fn apply_op<'b>(
                 cursors_stored,
             })
         }
-        WriteOp::Chunk(req) => {
-            let response = import::chunk_in_transaction(tx, req, options, staging, completes_here)?;
+        WriteOp::Chunk {
+            request: req,
+            decoded,
+        } => {
+            let part = BatchPart {
+                decoded: decoded.as_deref(),
+                ..part
+            };
+            let response = import::chunk_in_transaction(tx, req, options, staging, part)?;
             // PROTOCOL.md: a chunk's cursors are honoured (by `import::chunk`) only on the part
             // that completes the upload.
             let cursors_stored = if response.status == ChunkStatus::Completed {

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::PipelineError;
 use super::RejectCode;
 use super::apply::apply_batch;
-use crate::import::ImportOptions;
+use crate::import::{DecodedUpload, ImportOptions};
 use crate::protocol::{ChunkRequest, ChunkResponse, Code, ImportRequest, ImportResponse};
 
 /// Default number of batches queued to the writer (one committing, one waiting).
@@ -89,7 +89,13 @@ pub enum WriteOp {
         request: ImportRequest,
         request_hash: String,
     },
-    Chunk(ChunkRequest),
+    /// `decoded`: the upload this part completes, decoded and hashed by the sink from the
+    /// batch's own parts (`import::BatchPart::decoded`); the writer decodes when it is absent
+    /// or does not match the parts it holds.
+    Chunk {
+        request: ChunkRequest,
+        decoded: Option<Box<DecodedUpload>>,
+    },
 }
 
 /// A batch: applied in one transaction, each op in its own SAVEPOINT.

@@ -5,19 +5,22 @@
 //!
 //! Pure per-request work is done here, before the batch is queued, so that the writer thread
 //! (the pipeline's bottleneck) only does ledger work: each import request is hashed
-//! (`import::request_hash`) on the runtime's thread.
+//! (`import::request_hash`) on the runtime's thread, and each chunk upload whose parts all
+//! arrive in the batch is decoded and hashed ([`decode_uploads`]); the writer uses that result
+//! only if the parts it holds when the upload completes are exactly the ones decoded here.
 //!
 //! # Backpressure
 //! At most `in_flight` batches are submitted and not yet committed; while that many wait, the
 //! sink pulls nothing. So at most `in_flight × max_ops` frames are past the validator and not
 //! yet reported: a ledger that does not commit stops the source after that many frames.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
-use crate::import::{ImportOptions, request_hash};
+use crate::import::{DecodedUpload, ImportOptions, decode_chunked_item, request_hash, upload_hash};
 use crate::pipeline::batch::batched;
 use crate::pipeline::writer::{LedgerHandle, Pending, WriteBatch, WriteOp, WriteResult};
 use crate::pipeline::{BatchPolicy, Flow, Flowing, FrameMeta, PipelineError, StreamStage};
@@ -168,7 +171,10 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
                                         entries.push(Entry::Awaiting(frame.meta));
                                     }
                                     Op::Chunk(req) => {
-                                        ops.push(WriteOp::Chunk(req));
+                                        ops.push(WriteOp::Chunk {
+                                            request: req,
+                                            decoded: None,
+                                        });
                                         entries.push(Entry::Awaiting(frame.meta));
                                     }
                                     Op::Report(report) => entries
@@ -177,6 +183,7 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
                             }
                         }
                     }
+                    decode_uploads(&mut ops, options.max_inflated_bytes);
                     let submitted_at = Instant::now();
                     let pending = if ops.is_empty() {
                         None
@@ -214,5 +221,64 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
                 futures::future::ready(next)
             })
             .boxed()
+    }
+}
+
+/// Decodes (and hashes) each chunk upload of `ops` whose parts all appear in the batch, as the
+/// writer would when the upload completes, and attaches it to the part expected to complete
+/// it: the first at which every index of the upload's total has been seen, each index taken
+/// from its latest part so far (a repeated part replaces itself). A part rejected by the writer
+/// changes what it holds, and the writer then ignores the attachment and decodes itself.
+/// Uploads that fail to decode are left to the writer, which reports the code.
+pub fn decode_uploads(ops: &mut [WriteOp], max_inflated_bytes: u64) {
+    // (source, uploadId) -> (total of its first part, index -> position of the latest part).
+    let mut uploads: HashMap<(String, String), (i64, BTreeMap<i64, usize>)> = HashMap::new();
+    let mut completions = Vec::new();
+    for (position, op) in ops.iter().enumerate() {
+        let WriteOp::Chunk { request: req, .. } = op else {
+            continue;
+        };
+        let (index, total) = crate::import::chunk_bounds(req);
+        let key = (
+            req.source.trim().to_owned(),
+            req.upload_id.trim().to_owned(),
+        );
+        let (first_total, parts) = uploads
+            .entry(key)
+            .or_insert_with(|| (total, BTreeMap::new()));
+        if *first_total != total || index >= total {
+            continue;
+        }
+        parts.insert(index, position);
+        if parts.len() as i64 == total {
+            completions.push((position, parts.values().copied().collect::<Vec<_>>()));
+            parts.clear();
+        }
+    }
+    for (position, parts) in completions {
+        let request = |p: usize| match &ops[p] {
+            WriteOp::Chunk { request, .. } => Some(request),
+            WriteOp::Import { .. } => None,
+        };
+        let Some(encoding) = parts
+            .first()
+            .and_then(|&p| request(p))
+            .map(|r| r.encoding.trim())
+        else {
+            continue;
+        };
+        let payloads = parts
+            .iter()
+            .filter_map(|&p| request(p))
+            .map(|r| r.data.trim());
+        let Ok(item) = decode_chunked_item(payloads, encoding, max_inflated_bytes) else {
+            continue;
+        };
+        let Some(hash) = request(position).map(|req| upload_hash(req, &item)) else {
+            continue;
+        };
+        if let WriteOp::Chunk { decoded, .. } = &mut ops[position] {
+            *decoded = Some(Box::new(DecodedUpload { parts, item, hash }));
+        }
     }
 }
