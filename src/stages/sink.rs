@@ -21,7 +21,7 @@ use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
 use crate::import::{DecodedUpload, ImportOptions, decode_chunked_item, request_hash, upload_hash};
-use crate::pipeline::batch::batched;
+use crate::pipeline::batch::batched_with;
 use crate::pipeline::writer::{LedgerHandle, Pending, WriteBatch, WriteOp, WriteResult};
 use crate::pipeline::{BatchPolicy, Flow, Flowing, FrameMeta, PipelineError, StreamStage};
 
@@ -143,84 +143,90 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
             in_flight,
         } = *self;
         let mut number = 0u64;
-        batched(input, policy)
-            .then(move |batch| {
-                let ledger = ledger.clone();
-                let options = options.clone();
-                let run_id = run_id.get().map(str::to_owned);
-                number += 1;
-                let number = number;
-                async move {
-                    let batch = batch?;
-                    let mut entries = Vec::with_capacity(batch.len());
-                    let mut ops = Vec::new();
-                    for flowing in batch {
-                        match flowing {
-                            Flowing::Reject(r) => {
-                                entries.push(Entry::Ready(r.meta, Outcome::Rejected(r.code)))
-                            }
-                            Flowing::Item(valid) => {
-                                let frame = valid.into_inner();
-                                match frame.op {
-                                    Op::Import(req) => {
-                                        let request_hash = request_hash(&req);
-                                        ops.push(WriteOp::Import {
-                                            request: req,
-                                            request_hash,
-                                        });
-                                        entries.push(Entry::Awaiting(frame.meta));
-                                    }
-                                    Op::Chunk(req) => {
-                                        ops.push(WriteOp::Chunk {
-                                            request: req,
-                                            decoded: None,
-                                        });
-                                        entries.push(Entry::Awaiting(frame.meta));
-                                    }
-                                    Op::Report(report) => entries
-                                        .push(Entry::Ready(frame.meta, Outcome::Reported(report))),
+        // A chunk part that is not its upload's last holds the batch open (within bounds) for
+        // the rest of the upload, so that the writer can stage the upload in memory.
+        batched_with(input, policy, |flowing: &Flowing<ValidOp>| {
+            matches!(flowing, Flowing::Item(valid)
+                if matches!(&valid.get().op, Op::Chunk(req)
+                    if req.chunk_index.max(0) + 1 < req.chunk_total.max(1)))
+        })
+        .then(move |batch| {
+            let ledger = ledger.clone();
+            let options = options.clone();
+            let run_id = run_id.get().map(str::to_owned);
+            number += 1;
+            let number = number;
+            async move {
+                let batch = batch?;
+                let mut entries = Vec::with_capacity(batch.len());
+                let mut ops = Vec::new();
+                for flowing in batch {
+                    match flowing {
+                        Flowing::Reject(r) => {
+                            entries.push(Entry::Ready(r.meta, Outcome::Rejected(r.code)))
+                        }
+                        Flowing::Item(valid) => {
+                            let frame = valid.into_inner();
+                            match frame.op {
+                                Op::Import(req) => {
+                                    let request_hash = request_hash(&req);
+                                    ops.push(WriteOp::Import {
+                                        request: req,
+                                        request_hash,
+                                    });
+                                    entries.push(Entry::Awaiting(frame.meta));
                                 }
+                                Op::Chunk(req) => {
+                                    ops.push(WriteOp::Chunk {
+                                        request: req,
+                                        decoded: None,
+                                    });
+                                    entries.push(Entry::Awaiting(frame.meta));
+                                }
+                                Op::Report(report) => entries
+                                    .push(Entry::Ready(frame.meta, Outcome::Reported(report))),
                             }
                         }
                     }
-                    decode_uploads(&mut ops, options.max_inflated_bytes);
-                    let submitted_at = Instant::now();
-                    let pending = if ops.is_empty() {
-                        None
-                    } else {
-                        let batch = WriteBatch {
-                            run_id,
-                            options,
-                            ops,
-                        };
-                        Some(ledger.submit(batch).await?)
-                    };
-                    Ok::<_, PipelineError>(InFlight {
-                        number,
-                        entries,
-                        pending,
-                        submitted_at,
-                    })
                 }
-            })
-            .map(|submitted| async move { submitted?.resolve().await })
-            .buffered(in_flight)
-            .flat_map(|resolved| {
-                let items: Vec<_> = match resolved {
-                    Ok(outcomes) => outcomes.into_iter().map(|o| Ok(Flowing::Item(o))).collect(),
-                    Err(e) => vec![Err(e)],
+                decode_uploads(&mut ops, options.max_inflated_bytes);
+                let submitted_at = Instant::now();
+                let pending = if ops.is_empty() {
+                    None
+                } else {
+                    let batch = WriteBatch {
+                        run_id,
+                        options,
+                        ops,
+                    };
+                    Some(ledger.submit(batch).await?)
                 };
-                stream::iter(items)
-            })
-            // Nothing after a fatal error.
-            .scan(false, |failed, item| {
-                let next = (!*failed).then(|| {
-                    *failed = item.is_err();
-                    item
-                });
-                futures::future::ready(next)
-            })
-            .boxed()
+                Ok::<_, PipelineError>(InFlight {
+                    number,
+                    entries,
+                    pending,
+                    submitted_at,
+                })
+            }
+        })
+        .map(|submitted| async move { submitted?.resolve().await })
+        .buffered(in_flight)
+        .flat_map(|resolved| {
+            let items: Vec<_> = match resolved {
+                Ok(outcomes) => outcomes.into_iter().map(|o| Ok(Flowing::Item(o))).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            stream::iter(items)
+        })
+        // Nothing after a fatal error.
+        .scan(false, |failed, item| {
+            let next = (!*failed).then(|| {
+                *failed = item.is_err();
+                item
+            });
+            futures::future::ready(next)
+        })
+        .boxed()
     }
 }
 
