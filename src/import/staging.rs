@@ -34,12 +34,12 @@ pub struct ChunkStaging<'b> {
     uploads: HashMap<(&'b str, &'b str), BTreeMap<i64, HeldPart<'b>>>,
 }
 
-/// An upload decoded ahead of the writer (the pipeline's sink does it off the writer thread)
-/// from parts of the same batch.
+/// An upload decoded ahead of the writer (the pipeline does it off the writer thread,
+/// `stages::prepare`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedUpload {
-    /// Batch positions of the parts it was decoded from, in index order.
-    pub parts: Vec<usize>,
+    /// Ids of the parts it was decoded from ([`BatchPart::part`]), in index order.
+    pub parts: Vec<u64>,
     pub item: ImportSessionItem,
     /// [`upload_hash`](super::upload_hash) of the completing part and `item`.
     pub hash: String,
@@ -48,8 +48,9 @@ pub struct DecodedUpload {
 /// Where a part sits in its transaction's batch.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BatchPart<'b> {
-    /// Its position in the batch.
-    pub position: usize,
+    /// An id of this part, unique among the parts of the transaction (the pipeline numbers
+    /// the parts of a run).
+    pub part: u64,
     /// The parts of its upload, from this one to the end of the batch, cover every index of
     /// its total.
     pub completes_here: bool,
@@ -60,7 +61,7 @@ pub struct BatchPart<'b> {
 
 #[derive(Clone)]
 struct HeldPart<'b> {
-    position: usize,
+    part: u64,
     req: &'b ChunkRequest,
     total: i64,
     run_id: String,
@@ -198,7 +199,7 @@ fn stage<'b>(
     parts.insert(
         index,
         HeldPart {
-            position: part.position,
+            part: part.part,
             req,
             total,
             run_id: run_id.to_owned(),
@@ -223,12 +224,9 @@ fn stage<'b>(
     if parts.keys().enumerate().any(|(pos, &i)| i != pos as i64) || received != total {
         return Err(ImportError::ChunkIndexGap);
     }
-    let decoded = part.decoded.filter(|d| {
-        d.parts
-            .iter()
-            .copied()
-            .eq(parts.values().map(|p| p.position))
-    });
+    let decoded = part
+        .decoded
+        .filter(|d| d.parts.iter().copied().eq(parts.values().map(|p| p.part)));
     let import = match decoded {
         Some(d) => import_upload(conn, req, &d.item, Some(&d.hash), persona, run_id, now)?,
         None => {
@@ -312,16 +310,27 @@ mod tests {
 
     fn apply(ops: &[ChunkRequest], path: Path) -> (Vec<String>, Vec<String>) {
         use crate::pipeline::writer::WriteOp;
-        let mut write_ops: Vec<WriteOp> = ops
+        use crate::pipeline::{Flowing, FrameMeta};
+        use crate::stages::prepare::{Prepared, Preparer};
+        use crate::stages::{FrameOp, Op, ValidOp};
+        // Part ids are numbered from 0 in order: part id == position.
+        let mut preparer = Preparer::new(opts().max_inflated_bytes);
+        let write_ops: Vec<WriteOp> = ops
             .iter()
-            .map(|r| WriteOp::Chunk {
-                request: r.clone(),
-                decoded: None,
+            .filter_map(|r| {
+                let valid = ValidOp(FrameOp {
+                    op: Op::Chunk(r.clone()),
+                    meta: FrameMeta::new(1),
+                });
+                match preparer.prepare(Flowing::Item(valid)) {
+                    Prepared::Write(_, op) => Some(op),
+                    Prepared::Ready(..) => None,
+                }
             })
             .collect();
-        crate::stages::sink::decode_uploads(&mut write_ops, opts().max_inflated_bytes);
+        assert_eq!(write_ops.len(), ops.len());
         let stale = DecodedUpload {
-            parts: vec![usize::MAX],
+            parts: vec![u64::MAX],
             item: session(9, 9, None),
             hash: "stale".into(),
         };
@@ -354,7 +363,7 @@ mod tests {
                     &opts(),
                     &mut staging,
                     BatchPart {
-                        position: i,
+                        part: i as u64,
                         completes_here: completes,
                         decoded: decoded[i],
                     },

@@ -70,15 +70,10 @@ pub(crate) fn apply_batch(
     let mut results = Vec::with_capacity(batch.ops.len());
     let completes_here = uploads_completing_from(&batch.ops);
     let mut staging = ChunkStaging::new();
-    for (position, (op, completes_here)) in batch.ops.iter().zip(completes_here).enumerate() {
+    for (op, completes_here) in batch.ops.iter().zip(completes_here) {
         tx.execute_batch(&format!("SAVEPOINT {FRAME_SAVEPOINT}"))
             .map_err(ledger_error)?;
-        let part = BatchPart {
-            position,
-            completes_here,
-            decoded: None,
-        };
-        match apply_op(&tx, op, &batch.options, &mut staging, part) {
+        match apply_op(&tx, op, &batch.options, &mut staging, completes_here) {
             Ok(result) => {
                 tx.execute_batch(&format!("RELEASE {FRAME_SAVEPOINT}"))
                     .map_err(ledger_error)?;
@@ -132,7 +127,7 @@ fn apply_op<'b>(
     op: &'b WriteOp,
     options: &ImportOptions,
     staging: &mut ChunkStaging<'b>,
-    part: BatchPart<'b>,
+    completes_here: bool,
 ) -> Result<WriteResult, OpError> {
     match op {
         WriteOp::Import {
@@ -149,11 +144,13 @@ fn apply_op<'b>(
         }
         WriteOp::Chunk {
             request: req,
+            part,
             decoded,
         } => {
             let part = BatchPart {
+                part: *part,
+                completes_here,
                 decoded: decoded.as_deref(),
-                ..part
             };
             let response = import::chunk_in_transaction(tx, req, options, staging, part)?;
             // PROTOCOL.md: a chunk's cursors are honoured (by `import::chunk`) only on the part

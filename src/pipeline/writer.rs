@@ -89,11 +89,13 @@ pub enum WriteOp {
         request: ImportRequest,
         request_hash: String,
     },
-    /// `decoded`: the upload this part completes, decoded and hashed by the sink from the
-    /// batch's own parts (`import::BatchPart::decoded`); the writer decodes when it is absent
-    /// or does not match the parts it holds.
+    /// `decoded`: the upload this part completes, decoded and hashed ahead of the writer
+    /// (`stages::prepare`); the writer decodes when it is absent or does not match the parts
+    /// it holds (`import::BatchPart::decoded`).
     Chunk {
         request: ChunkRequest,
+        /// Unique among the parts of a run (`import::BatchPart::part`).
+        part: u64,
         decoded: Option<Box<DecodedUpload>>,
     },
 }
