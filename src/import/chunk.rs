@@ -11,7 +11,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::service::{RequestView, import_view, new_run_id, stored_response};
 use super::validation::chunk_bounds;
-use super::{ImportError, ImportOptions, check_chunk_request, decode_chunked_item, hash, sql};
+use super::{
+    ImportError, ImportOptions, ItemJson, check_chunk_request, decode_chunked_item, hash, sql,
+};
 use crate::protocol::{
     ChunkRequest, ChunkResponse, ChunkStatus, ImportResponse, ImportSessionItem,
 };
@@ -100,20 +102,20 @@ pub(super) fn chunk_checked(
 }
 
 /// Imports the decoded item of a complete upload under the completing part's key, run id,
-/// persona and cursors (chunk algorithm 7-8). `precomputed_hash` must be
-/// [`upload_hash`]`(req, item)` when given.
+/// persona and cursors (chunk algorithm 7-8). `precomputed`, when given, must be
+/// ([`upload_hash`]`(req, item)`, [`ItemJson::of`]`(item)`).
 pub(super) fn import_upload(
     conn: &Connection,
     req: &ChunkRequest,
     item: &ImportSessionItem,
-    precomputed_hash: Option<&str>,
+    precomputed: Option<(&str, &ItemJson)>,
     persona: &str,
     run_id: &str,
     now: i64,
 ) -> Result<ImportResponse, ImportError> {
     check_item_against_chunk(item, req)?;
-    let hash = match precomputed_hash {
-        Some(hash) => hash.to_owned(),
+    let hash = match precomputed {
+        Some((hash, _)) => hash.to_owned(),
         None => upload_hash(req, item),
     };
     let view = RequestView {
@@ -123,6 +125,7 @@ pub(super) fn import_upload(
         run_id: Some(run_id),
         items: std::slice::from_ref(item),
         cursors: &req.cursors,
+        json: precomputed.map(|(_, json)| std::slice::from_ref(json)),
     };
     import_view(conn, &view, &hash, persona, now)
 }

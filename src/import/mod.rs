@@ -39,6 +39,7 @@ pub use ids::{IdKind, ROOT_TURN_ENTITY, scoped_id, session_label};
 pub use options::{
     DEFAULT_CHUNK_TTL_MS, DEFAULT_MAX_INFLATED_BYTES, DEFAULT_PERSONA, ImportOptions, system_now_ms,
 };
+pub use rows::ItemJson;
 pub use service::{
     REASON_FINGERPRINT_UNCHANGED, import, import_items, import_prehashed, new_run_id,
 };

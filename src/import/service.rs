@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::item::{ItemContext, import_item};
+use super::rows::ItemJson;
 use super::{ImportError, ImportOptions, check_import_request, request_hash, sql};
 use crate::ledger::store_cursors;
 use crate::protocol::{
@@ -47,15 +48,28 @@ pub fn import(
 /// `hash` must be [`request_hash`]`(req)`; anything else breaks idempotency (a replay would be
 /// refused as `idempotency_key_payload_mismatch`, or a changed request answered from the stored
 /// response). Guarantees and errors as [`import`].
+///
+/// `json`, when given, must hold [`ItemJson::of`] of each item of `req`, in order (the tool
+/// call JSON text is then not serialised again on the writer thread).
 pub fn import_prehashed(
     tx: &Transaction<'_>,
     req: &ImportRequest,
     hash: &str,
+    json: Option<&[ItemJson]>,
     opts: &ImportOptions,
 ) -> Result<ImportResponse, ImportError> {
     check_import_request(req)?;
     let persona = opts.resolve_persona(req.persona_id.as_deref());
-    import_unchecked(tx, req, hash, &persona, opts.now_ms())
+    let view = RequestView {
+        source: &req.source,
+        mode: &req.mode,
+        idempotency_key: &req.idempotency_key,
+        run_id: req.run_id.as_deref(),
+        items: &req.items,
+        cursors: &req.cursors,
+        json,
+    };
+    import_view(tx, &view, hash, &persona, opts.now_ms())
 }
 
 /// The import after its checks, hash and persona: replay or run, then store.
@@ -73,6 +87,7 @@ pub(crate) fn import_unchecked(
         run_id: req.run_id.as_deref(),
         items: &req.items,
         cursors: &req.cursors,
+        json: None,
     };
     import_view(conn, &view, hash, persona, now)
 }
@@ -86,6 +101,8 @@ pub(crate) struct RequestView<'a> {
     pub run_id: Option<&'a str>,
     pub items: &'a [ImportSessionItem],
     pub cursors: &'a [Cursor],
+    /// Tool call JSON of `items` computed ahead, one per item.
+    pub json: Option<&'a [ItemJson]>,
 }
 
 /// [`import_unchecked`] over a [`RequestView`].
@@ -107,7 +124,8 @@ pub(crate) fn import_view(
                 .map(str::trim)
                 .filter(|r| !r.is_empty())
                 .map_or_else(new_run_id, str::to_owned);
-            let response = import_items(conn, source, persona, &run_id, req.items, now)?;
+            let response =
+                import_items_with(conn, source, persona, &run_id, req.items, req.json, now)?;
             store_request(conn, key, source, mode, hash, &response, now)?;
             response
         }
@@ -129,6 +147,21 @@ pub fn import_items(
     items: &[ImportSessionItem],
     now_ms: i64,
 ) -> Result<ImportResponse, ImportError> {
+    import_items_with(conn, source, persona, run_id, items, None, now_ms)
+}
+
+/// [`import_items`] with each item's tool call JSON computed ahead (`json[i]` is
+/// [`ItemJson::of`]`(&items[i])`; ignored unless there is one per item).
+fn import_items_with(
+    conn: &Connection,
+    source: &str,
+    persona: &str,
+    run_id: &str,
+    items: &[ImportSessionItem],
+    json: Option<&[ItemJson]>,
+    now_ms: i64,
+) -> Result<ImportResponse, ImportError> {
+    let json = json.filter(|j| j.len() == items.len());
     let ctx = ItemContext {
         conn,
         source,
@@ -145,10 +178,10 @@ pub fn import_items(
         failed: 0,
         results: Vec::with_capacity(items.len()),
     };
-    for item in items {
+    for (position, item) in items.iter().enumerate() {
         conn.prepare_cached("SAVEPOINT nex_import_item")?
             .execute([])?;
-        let outcome = import_item(&ctx, item);
+        let outcome = import_item(&ctx, item, json.map(|j| &j[position]));
         let result = match outcome {
             Ok(outcome) => {
                 conn.prepare_cached("RELEASE nex_import_item")?

@@ -22,7 +22,7 @@ use super::chunk::{
 };
 use super::validation::chunk_bounds;
 use super::{
-    ImportError, ImportOptions, check_chunk_request, decode_chunked_item, new_run_id, sql,
+    ImportError, ImportOptions, ItemJson, check_chunk_request, decode_chunked_item, new_run_id, sql,
 };
 use crate::protocol::{ChunkRequest, ChunkResponse, ChunkStatus, ImportSessionItem};
 
@@ -43,6 +43,8 @@ pub struct DecodedUpload {
     pub item: ImportSessionItem,
     /// [`upload_hash`](super::upload_hash) of the completing part and `item`.
     pub hash: String,
+    /// [`ItemJson::of`]`(&item)`.
+    pub json: ItemJson,
 }
 
 /// Where a part sits in its transaction's batch.
@@ -228,7 +230,15 @@ fn stage<'b>(
         .decoded
         .filter(|d| d.parts.iter().copied().eq(parts.values().map(|p| p.part)));
     let import = match decoded {
-        Some(d) => import_upload(conn, req, &d.item, Some(&d.hash), persona, run_id, now)?,
+        Some(d) => import_upload(
+            conn,
+            req,
+            &d.item,
+            Some((&d.hash, &d.json)),
+            persona,
+            run_id,
+            now,
+        )?,
         None => {
             let encoding = parts
                 .values()
@@ -333,6 +343,7 @@ mod tests {
             parts: vec![u64::MAX],
             item: session(9, 9, None),
             hash: "stale".into(),
+            json: ItemJson::default(),
         };
         let decoded: Vec<Option<&DecodedUpload>> = write_ops
             .iter()

@@ -133,9 +133,11 @@ fn apply_op<'b>(
         WriteOp::Import {
             request: req,
             request_hash,
+            item_json,
         } => {
             // The service stores the request's cursors in the frame's savepoint.
-            let response = import::import_prehashed(tx, req, request_hash, options)?;
+            let response =
+                import::import_prehashed(tx, req, request_hash, Some(item_json), options)?;
             let cursors_stored = cursor_count(&req.cursors);
             Ok(WriteResult::Import {
                 response,

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::PipelineError;
 use super::RejectCode;
 use super::apply::apply_batch;
-use crate::import::{DecodedUpload, ImportOptions};
+use crate::import::{DecodedUpload, ImportOptions, ItemJson};
 use crate::protocol::{ChunkRequest, ChunkResponse, Code, ImportRequest, ImportResponse};
 
 /// Default number of batches queued to the writer (one committing, one waiting).
@@ -88,6 +88,8 @@ pub enum WriteOp {
     Import {
         request: ImportRequest,
         request_hash: String,
+        /// `import::ItemJson::of` each item of `request`, computed ahead like the hash.
+        item_json: Vec<ItemJson>,
     },
     /// `decoded`: the upload this part completes, decoded and hashed ahead of the writer
     /// (`stages::prepare`); the writer decodes when it is absent or does not match the parts

@@ -2,7 +2,8 @@
 //! as the frame flows, so that a batch goes to the ledger writer as soon as it is cut and the
 //! writer thread (the pipeline's bottleneck) only does ledger work.
 //!
-//! - Each import request is hashed (`import::request_hash`).
+//! - Each import request is hashed (`import::request_hash`) and the JSON text of its tool
+//!   calls' parameters and results is serialised (`import::ItemJson`).
 //! - Each chunk part gets a run-unique part id. The parts of an upload are tracked (their
 //!   payloads copied, at most [`MAX_HELD_BYTES`] in all); when a part completes an upload, the
 //!   item is decoded and hashed here and attached to that part ([`DecodedUpload`]). The writer
@@ -12,7 +13,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::import::{DecodedUpload, chunk_bounds, decode_chunked_item, request_hash, upload_hash};
+use crate::import::{
+    DecodedUpload, ItemJson, chunk_bounds, decode_chunked_item, request_hash, upload_hash,
+};
 use crate::pipeline::writer::WriteOp;
 use crate::pipeline::{Flowing, FrameMeta};
 use crate::protocol::ChunkRequest;
@@ -71,11 +74,13 @@ impl Preparer {
         match frame.op {
             Op::Import(request) => {
                 let request_hash = request_hash(&request);
+                let item_json = request.items.iter().map(ItemJson::of).collect();
                 Prepared::Write(
                     frame.meta,
                     WriteOp::Import {
                         request,
                         request_hash,
+                        item_json,
                     },
                 )
             }
@@ -138,10 +143,12 @@ impl Preparer {
         )
         .ok()?;
         let hash = upload_hash(req, &item);
+        let json = ItemJson::of(&item);
         Some(Box::new(DecodedUpload {
             parts: tracked.parts.values().map(|(id, _, _)| *id).collect(),
             item,
             hash,
+            json,
         }))
     }
 
