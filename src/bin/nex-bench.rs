@@ -169,5 +169,26 @@ fn replay_cmd(
         "ratio    replay/raw median {:.2} (min {:.2}, max {:.2})",
         r.ratio.median, r.ratio.min, r.ratio.max
     )?;
+    writeln!(out, "{}", summary_line(args, &r))?;
     Ok(())
+}
+
+/// One line to paste into a note: ratio median/min/max, both medians, corpus size.
+fn summary_line(args: &CorpusArgs, r: &replay::ReplayResult) -> String {
+    let c = &r.corpus;
+    format!(
+        "summary  replay/raw {:.2} (min {:.2}, max {:.2}) · replay {:.3} s · raw {:.3} s · seed {} · {} sessions ({} chunked) · {} messages · {} tool calls · {:.1} MB · {} runs",
+        r.ratio.median,
+        r.ratio.min,
+        r.ratio.max,
+        r.replay.median,
+        r.raw.median,
+        args.seed,
+        c.sessions,
+        c.chunked_sessions,
+        c.messages,
+        c.tool_calls,
+        c.bytes as f64 / 1e6,
+        r.ratios.len()
+    )
 }

@@ -9,11 +9,13 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::service::{import_unchecked, new_run_id, stored_response};
+use super::service::{RequestView, import_view, new_run_id, stored_response};
 use super::validation::chunk_bounds;
-use super::{ImportError, ImportOptions, check_chunk_request, decode_chunked_item, hash, sql};
+use super::{
+    ImportError, ImportOptions, ItemJson, check_chunk_request, decode_chunked_item, hash, sql,
+};
 use crate::protocol::{
-    ChunkRequest, ChunkResponse, ChunkStatus, ImportRequest, ImportResponse, ImportSessionItem,
+    ChunkRequest, ChunkResponse, ChunkStatus, ImportResponse, ImportSessionItem,
 };
 
 /// Stages one part; when it completes the upload, decodes and imports the item.
@@ -53,11 +55,24 @@ fn chunk_unchecked(
     run_id: &str,
     now: i64,
 ) -> Result<ChunkResponse, ImportError> {
-    let source = req.source.trim();
-    let upload_id = req.upload_id.trim();
     conn.prepare_cached(sql::PRUNE_PARTS)?
         .execute([now.saturating_sub(opts.chunk_ttl_ms)])?;
     let first = check_against_upload(conn, req)?;
+    chunk_checked(conn, req, opts, persona, run_id, now, first)
+}
+
+/// The chunk algorithm after pruning and the checks against the upload's first staged part.
+pub(super) fn chunk_checked(
+    conn: &Connection,
+    req: &ChunkRequest,
+    opts: &ImportOptions,
+    persona: &str,
+    run_id: &str,
+    now: i64,
+    first: Option<UploadState>,
+) -> Result<ChunkResponse, ImportError> {
+    let source = req.source.trim();
+    let upload_id = req.upload_id.trim();
     if first.is_some_and(|meta| meta.completed) {
         if let Some(import) = stored_response(conn, req.idempotency_key.trim())? {
             let (_, total) = chunk_bounds(req);
@@ -80,25 +95,54 @@ fn chunk_unchecked(
         });
     }
     let item = assemble_upload(conn, source, upload_id, total, opts.max_inflated_bytes)?;
-    check_item_against_chunk(&item, req)?;
-    let synthetic = ImportRequest {
-        source: source.to_owned(),
-        run_id: Some(run_id.to_owned()),
-        mode: req.mode.trim().to_owned(),
-        persona_id: req.persona_id.clone(),
-        idempotency_key: req.idempotency_key.trim().to_owned(),
-        items: vec![item],
-        cursors: req.cursors.clone(),
-    };
-    // (improvement) The chunk request's own personaId is hashed, as on the import path.
-    let request_hash = hash::request_hash(&synthetic);
-    let import = import_unchecked(conn, &synthetic, &request_hash, persona, now)?;
+    let import = import_upload(conn, req, &item, None, persona, run_id, now)?;
     conn.prepare_cached(sql::COMPLETE_PARTS)?
         .execute(params![source, upload_id, now])?;
     Ok(completed(upload_id, total, import))
 }
 
-fn completed(upload_id: &str, total: u64, import: ImportResponse) -> ChunkResponse {
+/// Imports the decoded item of a complete upload under the completing part's key, run id,
+/// persona and cursors (chunk algorithm 7-8). `precomputed`, when given, must be
+/// ([`upload_hash`]`(req, item)`, [`ItemJson::of`]`(item)`).
+pub(super) fn import_upload(
+    conn: &Connection,
+    req: &ChunkRequest,
+    item: &ImportSessionItem,
+    precomputed: Option<(&str, &ItemJson)>,
+    persona: &str,
+    run_id: &str,
+    now: i64,
+) -> Result<ImportResponse, ImportError> {
+    check_item_against_chunk(item, req)?;
+    let hash = match precomputed {
+        Some((hash, _)) => hash.to_owned(),
+        None => upload_hash(req, item),
+    };
+    let view = RequestView {
+        source: req.source.trim(),
+        mode: req.mode.trim(),
+        idempotency_key: req.idempotency_key.trim(),
+        run_id: Some(run_id),
+        items: std::slice::from_ref(item),
+        cursors: &req.cursors,
+        json: precomputed.map(|(_, json)| std::slice::from_ref(json)),
+    };
+    import_view(conn, &view, &hash, persona, now)
+}
+
+/// The request hash of the import a complete upload runs: `{source, mode, personaId, [item]}`
+/// of the completing part. (improvement) The chunk request's own personaId is hashed, as on
+/// the import path.
+pub fn upload_hash(req: &ChunkRequest, item: &ImportSessionItem) -> String {
+    hash::hash_parts(
+        &req.source,
+        &req.mode,
+        req.persona_id.as_deref(),
+        std::slice::from_ref(item),
+    )
+}
+
+pub(super) fn completed(upload_id: &str, total: u64, import: ImportResponse) -> ChunkResponse {
     ChunkResponse {
         ok: true,
         run_id: import.run_id.clone(),
@@ -112,8 +156,47 @@ fn completed(upload_id: &str, total: u64, import: ImportResponse) -> ChunkRespon
 
 /// The metadata of an upload's lowest-index part.
 #[derive(Debug, Clone, Copy)]
-struct UploadState {
+pub(super) struct UploadState {
     completed: bool,
+}
+
+/// What a part is checked against: the upload's lowest-index part, trimmed as staged.
+pub(super) struct UploadMeta<'a> {
+    pub total: i64,
+    pub mode: &'a str,
+    pub key: &'a str,
+    pub provider: &'a str,
+    pub session: &'a str,
+    pub fingerprint: &'a str,
+    pub encoding: &'a str,
+}
+
+/// Rule 3, in the baseline's order: total, mode, idempotency key, provider, session id,
+/// fingerprint, encoding.
+pub(super) fn check_meta(meta: &UploadMeta<'_>, req: &ChunkRequest) -> Result<(), ImportError> {
+    let (_, req_total) = chunk_bounds(req);
+    if meta.total != req_total {
+        return Err(ImportError::ChunkTotalMismatch);
+    }
+    if meta.mode != req.mode.trim() {
+        return Err(ImportError::ChunkModeMismatch);
+    }
+    if meta.key != req.idempotency_key.trim() {
+        return Err(ImportError::ChunkIdempotencyKeyMismatch);
+    }
+    if meta.provider != req.source_provider.trim() {
+        return Err(ImportError::ChunkSourceProviderMismatch);
+    }
+    if meta.session != req.source_session_id.trim() {
+        return Err(ImportError::ChunkSourceSessionIdMismatch);
+    }
+    if meta.fingerprint != req.source_session_fingerprint.trim() {
+        return Err(ImportError::ChunkSourceSessionFingerprintMismatch);
+    }
+    if meta.encoding != req.encoding.trim() {
+        return Err(ImportError::ChunkEncodingMismatch);
+    }
+    Ok(())
 }
 
 /// Checks `req` against the upload's first staged part, if any (rule 3, in the baseline's
@@ -125,7 +208,7 @@ pub fn check_chunk_against_upload(
     check_against_upload(conn, req).map(|_| ())
 }
 
-fn check_against_upload(
+pub(super) fn check_against_upload(
     conn: &Connection,
     req: &ChunkRequest,
 ) -> Result<Option<UploadState>, ImportError> {
@@ -158,28 +241,18 @@ fn check_against_upload(
     else {
         return Ok(None);
     };
-    let (_, req_total) = chunk_bounds(req);
-    if total != req_total {
-        return Err(ImportError::ChunkTotalMismatch);
-    }
-    if mode != req.mode.trim() {
-        return Err(ImportError::ChunkModeMismatch);
-    }
-    if key != req.idempotency_key.trim() {
-        return Err(ImportError::ChunkIdempotencyKeyMismatch);
-    }
-    if provider != req.source_provider.trim() {
-        return Err(ImportError::ChunkSourceProviderMismatch);
-    }
-    if session != req.source_session_id.trim() {
-        return Err(ImportError::ChunkSourceSessionIdMismatch);
-    }
-    if fingerprint != req.source_session_fingerprint.trim() {
-        return Err(ImportError::ChunkSourceSessionFingerprintMismatch);
-    }
-    if encoding != req.encoding.trim() {
-        return Err(ImportError::ChunkEncodingMismatch);
-    }
+    check_meta(
+        &UploadMeta {
+            total,
+            mode: &mode,
+            key: &key,
+            provider: &provider,
+            session: &session,
+            fingerprint: &fingerprint,
+            encoding: &encoding,
+        },
+        req,
+    )?;
     Ok(Some(UploadState {
         completed: completed_at.is_some(),
     }))

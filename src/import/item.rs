@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ImportError;
 use super::ids::{IdKind, ROOT_TURN_ENTITY, scoped_id, session_label};
-use super::rows::{write_messages, write_tool_calls, write_turns};
+use super::rows::{ItemJson, write_messages, write_tool_calls, write_turns};
 use super::sql;
 use crate::protocol::{ImportSessionItem, ItemStatus, Turn};
 
@@ -108,6 +108,7 @@ pub(super) struct Times {
 pub(crate) fn import_item(
     ctx: &ItemContext<'_>,
     item: &ImportSessionItem,
+    json: Option<&ItemJson>,
 ) -> Result<ItemOutcome, ImportError> {
     let conn = ctx.conn;
     let provider = item.source_provider.trim();
@@ -232,7 +233,16 @@ pub(crate) fn import_item(
     write_messages(ctx, item, &refs, &fallback_turn, &times, fresh)?;
 
     // 8. Tool calls.
-    write_tool_calls(ctx, item, &refs, &tool_ids, &fallback_turn, &times, fresh)?;
+    write_tool_calls(
+        ctx,
+        item,
+        json,
+        &refs,
+        &tool_ids,
+        &fallback_turn,
+        &times,
+        fresh,
+    )?;
 
     // 9. Session.
     let parent_label = match session.parent_source_session_id.as_deref().map(str::trim) {

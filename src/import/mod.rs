@@ -13,6 +13,7 @@
 //! - `item`: the item algorithm (labels, skip, times, ids, session, history, mapping).
 //! - `rows`: its row writers (turns, threads, messages, tool calls) and normalisations.
 //! - `chunk`: the chunk algorithm (staging, upload checks, assembly).
+//! - `staging`: in-memory staging of uploads that complete inside one transaction.
 //! - `decode`: the streaming, bounded base64 -> gzip -> JSON decoder of an upload.
 //! - `sql`: the statements, each an upsert that skips unchanged rows.
 
@@ -27,9 +28,10 @@ mod options;
 mod rows;
 mod service;
 mod sql;
+mod staging;
 mod validation;
 
-pub use chunk::{assemble_upload, check_chunk_against_upload, chunk, stage_chunk};
+pub use chunk::{assemble_upload, check_chunk_against_upload, chunk, stage_chunk, upload_hash};
 pub use decode::decode_chunked_item;
 pub use error::ImportError;
 pub use hash::{hash_parts, request_hash};
@@ -37,5 +39,9 @@ pub use ids::{IdKind, ROOT_TURN_ENTITY, scoped_id, session_label};
 pub use options::{
     DEFAULT_CHUNK_TTL_MS, DEFAULT_MAX_INFLATED_BYTES, DEFAULT_PERSONA, ImportOptions, system_now_ms,
 };
-pub use service::{REASON_FINGERPRINT_UNCHANGED, import, import_items, new_run_id};
+pub use rows::ItemJson;
+pub use service::{
+    REASON_FINGERPRINT_UNCHANGED, import, import_items, import_prehashed, new_run_id,
+};
+pub use staging::{BatchPart, ChunkStaging, DecodedUpload, chunk_in_transaction};
 pub use validation::{MODES, check_chunk_request, check_import_request, chunk_bounds};

@@ -5,6 +5,7 @@
 //! a key conflict; rows of a known session go through the upserts, which skip unchanged rows
 //! (rule 12). See `sql` for why plain inserts matter.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::{CachedStatement, Connection, ToSql, params};
@@ -253,10 +254,42 @@ pub(super) fn write_messages(
     Ok(())
 }
 
+/// The JSON text of an item's tool call parameters and results, as [`write_tool_calls`] stores
+/// it, computed ahead (off the ledger writer thread, `stages::prepare`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ItemJson {
+    /// Per tool call of the item, in order: `(params_json, result_json)`.
+    tool_calls: Vec<(String, Option<String>)>,
+}
+
+impl ItemJson {
+    pub fn of(item: &ImportSessionItem) -> Self {
+        Self {
+            tool_calls: item
+                .tool_calls
+                .iter()
+                .map(|call| (params_text(call), result_text(call)))
+                .collect(),
+        }
+    }
+}
+
+fn params_text(call: &ToolCall) -> String {
+    call.params_json
+        .as_ref()
+        .map_or_else(|| "{}".to_owned(), Value::to_string)
+}
+
+fn result_text(call: &ToolCall) -> Option<String> {
+    call.result_json.as_ref().map(Value::to_string)
+}
+
+/// `json`, when given, must be [`ItemJson::of`]`(item)` (it is ignored if its length differs).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_tool_calls(
     ctx: &ItemContext<'_>,
     item: &ImportSessionItem,
+    json: Option<&ItemJson>,
     refs: &Refs<'_>,
     tool_ids: &HashMap<&str, String>,
     fallback_turn: &str,
@@ -273,11 +306,22 @@ pub(super) fn write_tool_calls(
         sql::UPSERT_TOOL_CALL,
         13,
     );
-    for call in &item.tool_calls {
+    let json = json.filter(|j| j.tool_calls.len() == item.tool_calls.len());
+    for (position, call) in item.tool_calls.iter().enumerate() {
         let src = call.source_tool_call_id.trim();
         if src.is_empty() {
             continue;
         }
+        let (params_json, result_json) = match json.map(|j| &j.tool_calls[position]) {
+            Some((params, result)) => (
+                Cow::Borrowed(params.as_str()),
+                result.as_deref().map(Cow::Borrowed),
+            ),
+            None => (
+                Cow::Owned(params_text(call)),
+                result_text(call).map(Cow::Owned),
+            ),
+        };
         let turn = refs
             .turn(call.source_turn_id.as_deref())?
             .unwrap_or_else(|| fallback_turn.to_owned());
@@ -295,10 +339,8 @@ pub(super) fn write_tool_calls(
             // Blank stays NULL so the NOT NULL constraint fails the item, as in the baseline.
             non_blank(Some(call.tool_name.as_str())),
             call.tool_number,
-            call.params_json
-                .as_ref()
-                .map_or_else(|| "{}".to_owned(), Value::to_string),
-            call.result_json.as_ref().map(Value::to_string),
+            params_json,
+            result_json,
             non_blank(call.error.as_deref()),
             normalize_tool_status(call, completed.is_some()),
             spawned,

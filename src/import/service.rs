@@ -4,9 +4,12 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::item::{ItemContext, import_item};
+use super::rows::ItemJson;
 use super::{ImportError, ImportOptions, check_import_request, request_hash, sql};
 use crate::ledger::store_cursors;
-use crate::protocol::{ImportRequest, ImportResponse, ImportSessionItem, ItemResult, ItemStatus};
+use crate::protocol::{
+    Cursor, ImportRequest, ImportResponse, ImportSessionItem, ItemResult, ItemStatus,
+};
 
 /// Skip reason of an item whose fingerprint is already imported.
 pub const REASON_FINGERPRINT_UNCHANGED: &str = "fingerprint_unchanged";
@@ -39,10 +42,73 @@ pub fn import(
     import_unchecked(tx, req, &hash, &persona, opts.now_ms())
 }
 
+/// [`import`] with the request hash already computed (the pipeline hashes each request before
+/// handing it to the ledger writer, so that the writer thread only does ledger work).
+///
+/// `hash` must be [`request_hash`]`(req)`; anything else breaks idempotency (a replay would be
+/// refused as `idempotency_key_payload_mismatch`, or a changed request answered from the stored
+/// response). Guarantees and errors as [`import`].
+///
+/// `json`, when given, must hold [`ItemJson::of`] of each item of `req`, in order (the tool
+/// call JSON text is then not serialised again on the writer thread).
+pub fn import_prehashed(
+    tx: &Transaction<'_>,
+    req: &ImportRequest,
+    hash: &str,
+    json: Option<&[ItemJson]>,
+    opts: &ImportOptions,
+) -> Result<ImportResponse, ImportError> {
+    check_import_request(req)?;
+    let persona = opts.resolve_persona(req.persona_id.as_deref());
+    let view = RequestView {
+        source: &req.source,
+        mode: &req.mode,
+        idempotency_key: &req.idempotency_key,
+        run_id: req.run_id.as_deref(),
+        items: &req.items,
+        cursors: &req.cursors,
+        json,
+    };
+    import_view(tx, &view, hash, &persona, opts.now_ms())
+}
+
 /// The import after its checks, hash and persona: replay or run, then store.
 pub(crate) fn import_unchecked(
     conn: &Connection,
     req: &ImportRequest,
+    hash: &str,
+    persona: &str,
+    now: i64,
+) -> Result<ImportResponse, ImportError> {
+    let view = RequestView {
+        source: &req.source,
+        mode: &req.mode,
+        idempotency_key: &req.idempotency_key,
+        run_id: req.run_id.as_deref(),
+        items: &req.items,
+        cursors: &req.cursors,
+        json: None,
+    };
+    import_view(conn, &view, hash, persona, now)
+}
+
+/// The fields of an import request the algorithm reads, borrowed (the chunk path imports a
+/// decoded item it does not own through one).
+pub(crate) struct RequestView<'a> {
+    pub source: &'a str,
+    pub mode: &'a str,
+    pub idempotency_key: &'a str,
+    pub run_id: Option<&'a str>,
+    pub items: &'a [ImportSessionItem],
+    pub cursors: &'a [Cursor],
+    /// Tool call JSON of `items` computed ahead, one per item.
+    pub json: Option<&'a [ItemJson]>,
+}
+
+/// [`import_unchecked`] over a [`RequestView`].
+pub(crate) fn import_view(
+    conn: &Connection,
+    req: &RequestView<'_>,
     hash: &str,
     persona: &str,
     now: i64,
@@ -55,16 +121,16 @@ pub(crate) fn import_unchecked(
         None => {
             let run_id = req
                 .run_id
-                .as_deref()
                 .map(str::trim)
                 .filter(|r| !r.is_empty())
                 .map_or_else(new_run_id, str::to_owned);
-            let response = import_items(conn, source, persona, &run_id, &req.items, now)?;
+            let response =
+                import_items_with(conn, source, persona, &run_id, req.items, req.json, now)?;
             store_request(conn, key, source, mode, hash, &response, now)?;
             response
         }
     };
-    store_cursors(conn, source, &req.cursors, &response.run_id, now)?;
+    store_cursors(conn, source, req.cursors, &response.run_id, now)?;
     Ok(response)
 }
 
@@ -81,6 +147,21 @@ pub fn import_items(
     items: &[ImportSessionItem],
     now_ms: i64,
 ) -> Result<ImportResponse, ImportError> {
+    import_items_with(conn, source, persona, run_id, items, None, now_ms)
+}
+
+/// [`import_items`] with each item's tool call JSON computed ahead (`json[i]` is
+/// [`ItemJson::of`]`(&items[i])`; ignored unless there is one per item).
+fn import_items_with(
+    conn: &Connection,
+    source: &str,
+    persona: &str,
+    run_id: &str,
+    items: &[ImportSessionItem],
+    json: Option<&[ItemJson]>,
+    now_ms: i64,
+) -> Result<ImportResponse, ImportError> {
+    let json = json.filter(|j| j.len() == items.len());
     let ctx = ItemContext {
         conn,
         source,
@@ -97,10 +178,10 @@ pub fn import_items(
         failed: 0,
         results: Vec::with_capacity(items.len()),
     };
-    for item in items {
+    for (position, item) in items.iter().enumerate() {
         conn.prepare_cached("SAVEPOINT nex_import_item")?
             .execute([])?;
-        let outcome = import_item(&ctx, item);
+        let outcome = import_item(&ctx, item, json.map(|j| &j[position]));
         let result = match outcome {
             Ok(outcome) => {
                 conn.prepare_cached("RELEASE nex_import_item")?

@@ -240,6 +240,27 @@ pub(crate) const UPSERT_PART: &str = "INSERT INTO session_import_chunk_parts (
         created_at = excluded.created_at,
         completed_at = NULL";
 
+/// A part as `UPSERT_PART` then `COMPLETE_PARTS` leave it, written once: payload `''`,
+/// `completed_at` set (parts staged in memory by `staging`).
+pub(crate) const UPSERT_COMPLETED_PART: &str = "INSERT INTO session_import_chunk_parts (
+        source, upload_id, chunk_index, chunk_total, mode, run_id, persona_id, idempotency_key,
+        source_provider, source_session_id, source_session_fingerprint, encoding, payload,
+        created_at, completed_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, '', ?13, ?14)
+     ON CONFLICT(source, upload_id, chunk_index) DO UPDATE SET
+        chunk_total = excluded.chunk_total,
+        mode = excluded.mode,
+        run_id = excluded.run_id,
+        persona_id = excluded.persona_id,
+        idempotency_key = excluded.idempotency_key,
+        source_provider = excluded.source_provider,
+        source_session_id = excluded.source_session_id,
+        source_session_fingerprint = excluded.source_session_fingerprint,
+        encoding = excluded.encoding,
+        payload = '',
+        created_at = excluded.created_at,
+        completed_at = excluded.completed_at";
+
 pub(crate) const COUNT_PARTS: &str =
     "SELECT COUNT(*) FROM session_import_chunk_parts WHERE source = ?1 AND upload_id = ?2";
 

@@ -4,16 +4,22 @@
 //! service stores in the same transaction); COMMIT;
 //! then the results.
 //!
+//! Chunk parts go through `import::chunk_in_transaction` with one [`ChunkStaging`] per batch:
+//! an upload whose parts all arrive in this batch is staged in memory and written once as
+//! completed rows; parts left over at the end are written as staged rows before COMMIT.
+//!
 //! A request-level service failure (e.g. `idempotency_key_payload_mismatch`, a `chunk_*`
 //! mismatch) rolls back to the frame's savepoint only: that frame is rejected, its cursors are
 //! not stored, and the other frames of the batch commit. A ledger failure rolls back the whole
 //! batch (busy: the writer retries it; otherwise the run fails).
 
+use std::collections::{HashMap, HashSet};
+
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::RejectCode;
 use super::writer::{BatchInfo, BeforeCommit, LedgerError, WriteBatch, WriteOp, WriteResult};
-use crate::import::{self, ImportError, ImportOptions};
+use crate::import::{self, BatchPart, ChunkStaging, ImportError, ImportOptions};
 use crate::ledger;
 use crate::protocol::{ChunkStatus, Cursor};
 
@@ -62,10 +68,12 @@ pub(crate) fn apply_batch(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(ledger_error)?;
     let mut results = Vec::with_capacity(batch.ops.len());
-    for op in &batch.ops {
+    let completes_here = uploads_completing_from(&batch.ops);
+    let mut staging = ChunkStaging::new();
+    for (op, completes_here) in batch.ops.iter().zip(completes_here) {
         tx.execute_batch(&format!("SAVEPOINT {FRAME_SAVEPOINT}"))
             .map_err(ledger_error)?;
-        match apply_op(&tx, op, &batch.options) {
+        match apply_op(&tx, op, &batch.options, &mut staging, completes_here) {
             Ok(result) => {
                 tx.execute_batch(&format!("RELEASE {FRAME_SAVEPOINT}"))
                     .map_err(ledger_error)?;
@@ -83,6 +91,8 @@ pub(crate) fn apply_batch(
             Err(OpError::Ledger(e)) => return Err(e),
         }
     }
+    // Parts of uploads that did not complete in this batch become staged rows.
+    staging.spill(&tx).map_err(ledger_error)?;
     if let Some(hook) = before_commit {
         hook(&BatchInfo {
             run_id: batch.run_id.clone(),
@@ -93,23 +103,58 @@ pub(crate) fn apply_batch(
     Ok(results)
 }
 
-fn apply_op(
+/// Per op: whether it is a chunk part whose upload's parts, from this op to the end of the
+/// batch, cover every index of its total (so the upload can be staged in memory).
+fn uploads_completing_from(ops: &[WriteOp]) -> Vec<bool> {
+    let mut seen: HashMap<(&str, &str), HashSet<i64>> = HashMap::new();
+    let mut out = vec![false; ops.len()];
+    for (i, op) in ops.iter().enumerate().rev() {
+        let WriteOp::Chunk { request: req, .. } = op else {
+            continue;
+        };
+        let (index, total) = import::chunk_bounds(req);
+        let indexes = seen
+            .entry((req.source.trim(), req.upload_id.trim()))
+            .or_default();
+        indexes.insert(index);
+        out[i] = indexes.iter().filter(|&&k| k < total).count() as i64 == total;
+    }
+    out
+}
+
+fn apply_op<'b>(
     tx: &Transaction<'_>,
-    op: &WriteOp,
+    op: &'b WriteOp,
     options: &ImportOptions,
+    staging: &mut ChunkStaging<'b>,
+    completes_here: bool,
 ) -> Result<WriteResult, OpError> {
     match op {
-        WriteOp::Import(req) => {
-            // `import::import` stores the request's cursors in its own savepoint.
-            let response = import::import(tx, req, options)?;
+        WriteOp::Import {
+            request: req,
+            request_hash,
+            item_json,
+        } => {
+            // The service stores the request's cursors in the frame's savepoint.
+            let response =
+                import::import_prehashed(tx, req, request_hash, Some(item_json), options)?;
             let cursors_stored = cursor_count(&req.cursors);
             Ok(WriteResult::Import {
                 response,
                 cursors_stored,
             })
         }
-        WriteOp::Chunk(req) => {
-            let response = import::chunk(tx, req, options)?;
+        WriteOp::Chunk {
+            request: req,
+            part,
+            decoded,
+        } => {
+            let part = BatchPart {
+                part: *part,
+                completes_here,
+                decoded: decoded.as_deref(),
+            };
+            let response = import::chunk_in_transaction(tx, req, options, staging, part)?;
             // PROTOCOL.md: a chunk's cursors are honoured (by `import::chunk`) only on the part
             // that completes the upload.
             let cursors_stored = if response.status == ChunkStatus::Completed {

@@ -40,8 +40,19 @@ impl BatchPolicy {
     }
 }
 
+/// How many `max_wait`s in all a batch may wait for the rest of a group it holds the start of
+/// (see [`batched_with`]).
+pub const MAX_HOLD_WAITS: u32 = 4;
+
+/// How often a batch held back by a busy consumer checks again.
+pub const BUSY_RECHECK: Duration = Duration::from_millis(2);
+
+type HoldsOpen<T> = Box<dyn FnMut(&T) -> bool + Send>;
+
 struct State<T, E> {
     input: BoxStream<'static, Result<T, E>>,
+    holds_open: HoldsOpen<T>,
+    consumer_busy: Box<dyn Fn() -> bool + Send>,
     policy: BatchPolicy,
     /// An error met while filling the previous batch: yielded after that batch.
     error: Option<E>,
@@ -58,8 +69,35 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
+    batched_with(input, policy, |_: &T| false, || false)
+}
+
+/// [`batched`], except that a batch whose last entry `holds_open` (the start of a group whose
+/// rest is expected right behind it, e.g. a chunk part that is not its upload's last) is not
+/// cut when `max_wait` passes: its wait is extended, `max_wait` at a time, up to
+/// [`MAX_HOLD_WAITS`] `max_wait`s in all.
+///
+/// Group commit: while `consumer_busy()` (the consumer has not finished the previous batch
+/// yet, so a batch cut now would only wait in its queue), a batch is not cut on time either:
+/// it keeps growing, and `consumer_busy` is checked again every [`BUSY_RECHECK`], until the
+/// consumer is free or the batch holds `max_ops`. Size cuts and the end of input are
+/// unchanged.
+pub fn batched_with<T, E, F, B>(
+    input: BoxStream<'static, Result<T, E>>,
+    policy: BatchPolicy,
+    holds_open: F,
+    consumer_busy: B,
+) -> BoxStream<'static, Result<Vec<T>, E>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnMut(&T) -> bool + Send + 'static,
+    B: Fn() -> bool + Send + 'static,
+{
     let state = State {
         input,
+        holds_open: Box::new(holds_open) as HoldsOpen<T>,
+        consumer_busy: Box::new(consumer_busy),
         policy,
         error: None,
         done: false,
@@ -74,12 +112,23 @@ where
         }
         let mut batch = Vec::new();
         let mut deadline: Option<Instant> = None;
+        let mut open = false;
+        let mut waits = 0u32;
         loop {
             let next = match deadline {
                 None => st.input.next().await,
                 // `StreamExt::next` is cancel-safe: a timeout loses no item.
                 Some(d) => match tokio::time::timeout_at(d, st.input.next()).await {
                     Ok(next) => next,
+                    Err(_elapsed) if open && waits + 1 < MAX_HOLD_WAITS => {
+                        waits += 1;
+                        deadline = Some(d + st.policy.max_wait);
+                        continue;
+                    }
+                    Err(_elapsed) if (st.consumer_busy)() => {
+                        deadline = Some(Instant::now() + BUSY_RECHECK);
+                        continue;
+                    }
                     Err(_elapsed) => break,
                 },
             };
@@ -96,6 +145,7 @@ where
                     if batch.is_empty() {
                         deadline = Some(Instant::now() + st.policy.max_wait);
                     }
+                    open = (st.holds_open)(&item);
                     batch.push(item);
                     if batch.len() >= st.policy.max_ops.get() {
                         break;
@@ -155,6 +205,80 @@ mod tests {
         drop(tx);
         assert_eq!(batches.next().await.unwrap().unwrap(), vec![3]);
         assert!(batches.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_group_extends_the_wait_up_to_the_bound() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<u32, &'static str>>(8);
+        let input =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+                .boxed();
+        // Odd numbers open a group.
+        let policy = BatchPolicy::new(100, Duration::from_millis(25));
+        let mut batches = batched_with(input, policy, |x: &u32| x % 2 == 1, || false);
+        let started = Instant::now();
+        tx.send(Ok(1)).await.unwrap();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            tx.send(Ok(2)).await.unwrap();
+            tx.send(Ok(3)).await.unwrap();
+            tx
+        });
+        // 1 holds the batch past 25 ms; 2 closes its group but 3 opens one: cut at the bound.
+        assert_eq!(batches.next().await.unwrap().unwrap(), vec![1, 2, 3]);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(25 * MAX_HOLD_WAITS as u64)
+        );
+        let tx = sender.await.unwrap();
+        tx.send(Ok(5)).await.unwrap();
+        let started = Instant::now();
+        assert_eq!(batches.next().await.unwrap().unwrap(), vec![5]);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(25 * MAX_HOLD_WAITS as u64)
+        );
+        tx.send(Ok(4)).await.unwrap();
+        let started = Instant::now();
+        assert_eq!(batches.next().await.unwrap().unwrap(), vec![4]);
+        assert_eq!(started.elapsed(), Duration::from_millis(25));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_consumer_lets_the_batch_grow_until_it_is_free() {
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<u32, &'static str>>(8);
+        let input =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+                .boxed();
+        let policy = BatchPolicy::new(3, Duration::from_millis(25));
+        let flag = busy.clone();
+        let mut batches = batched_with(
+            input,
+            policy,
+            |_: &u32| false,
+            move || flag.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        let started = Instant::now();
+        tx.send(Ok(1)).await.unwrap();
+        let control = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send(Ok(2)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            busy.store(false, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for x in [3, 4, 5, 6] {
+                tx.send(Ok(x)).await.unwrap();
+            }
+        });
+        // Held past 25 ms while busy; cut within a recheck of the consumer becoming free.
+        assert_eq!(batches.next().await.unwrap().unwrap(), vec![1, 2]);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(200));
+        assert!(waited <= Duration::from_millis(200) + BUSY_RECHECK);
+        // A busy consumer never stops a size cut.
+        assert_eq!(batches.next().await.unwrap().unwrap(), vec![3, 4, 5]);
+        control.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,6 +12,7 @@ pub mod assemble;
 pub mod audit;
 pub mod decode;
 pub mod metrics;
+pub mod prepare;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

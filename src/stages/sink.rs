@@ -3,22 +3,28 @@
 //! after the commit of the batch that holds it. Rejects and report frames travel in the same
 //! batches, so outcomes leave in input order.
 //!
+//! Pure per-frame work (request hashes, decoding of completed chunk uploads) is done as frames
+//! arrive, before batching ([`super::prepare`]), so that a batch is queued as soon as it is cut
+//! and the writer thread (the pipeline's bottleneck) only does ledger work.
+//!
 //! # Backpressure
 //! At most `in_flight` batches are submitted and not yet committed; while that many wait, the
 //! sink pulls nothing. So at most `in_flight × max_ops` frames are past the validator and not
 //! yet reported: a ledger that does not commit stops the source after that many frames.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
 use crate::import::ImportOptions;
-use crate::pipeline::batch::batched;
-use crate::pipeline::writer::{LedgerHandle, Pending, WriteBatch, WriteOp, WriteResult};
+use crate::pipeline::batch::batched_with;
+use crate::pipeline::writer::{LedgerHandle, Pending, WriteBatch, WriteResult};
 use crate::pipeline::{BatchPolicy, Flow, Flowing, FrameMeta, PipelineError, StreamStage};
 
-use super::{BatchStamp, FrameOutcome, Op, Outcome, RunIdCell, ValidOp};
+use super::prepare::{Prepared, Preparer};
+use super::{BatchStamp, FrameOutcome, Outcome, RunIdCell, ValidOp};
 
 /// Default number of batches submitted and not yet committed.
 pub const DEFAULT_IN_FLIGHT: usize = 2;
@@ -136,8 +142,40 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
             in_flight,
         } = *self;
         let mut number = 0u64;
-        batched(input, policy)
+        let preparer = Preparer::new(options.max_inflated_bytes);
+        let preparer = Arc::new(Mutex::new(preparer));
+        // Frames of more than `INLINE_PREPARE_BYTES` are prepared on a blocking thread, so that
+        // hashing or decoding them does not hold up this task: meanwhile it still cuts and
+        // submits the batch in hand as soon as the writer is free.
+        let prepared = input
+            .then(move |flowing| {
+                let preparer = preparer.clone();
+                async move {
+                    let flowing = flowing?;
+                    let bytes = match &flowing {
+                        Flowing::Item(valid) => valid.get().meta.bytes,
+                        Flowing::Reject(_) => 0,
+                    };
+                    if bytes <= INLINE_PREPARE_BYTES {
+                        return prepare_locked(&preparer, flowing);
+                    }
+                    tokio::task::spawn_blocking(move || prepare_locked(&preparer, flowing))
+                        .await
+                        .map_err(|e| stage_error(e.to_string()))?
+                }
+            })
+            .boxed();
+        // A chunk part that is not its upload's last holds the batch open (within bounds) for
+        // the rest of the upload, so that the writer can stage the upload in memory.
+        // Group commit: while a batch of this run is with the writer, the next one keeps
+        // growing (up to `max_ops`) instead of being cut on time only to wait in the queue.
+        let busy = Arc::new(AtomicUsize::new(0));
+        let busy_check = busy.clone();
+        let writer_busy = move || busy_check.load(Ordering::Acquire) > 0;
+        let busy_submit = busy.clone();
+        batched_with(prepared, policy, Prepared::opens_upload, writer_busy)
             .then(move |batch| {
+                let busy = busy_submit.clone();
                 let ledger = ledger.clone();
                 let options = options.clone();
                 let run_id = run_id.get().map(str::to_owned);
@@ -147,31 +185,14 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
                     let batch = batch?;
                     let mut entries = Vec::with_capacity(batch.len());
                     let mut ops = Vec::new();
-                    for flowing in batch {
-                        match flowing {
-                            Flowing::Reject(r) => {
-                                entries.push(Entry::Ready(r.meta, Outcome::Rejected(r.code)))
+                    for prepared in batch {
+                        match prepared {
+                            Prepared::Ready(meta, outcome) => {
+                                entries.push(Entry::Ready(meta, outcome))
                             }
-                            Flowing::Item(valid) => {
-                                let frame = valid.into_inner();
-                                match frame.op {
-                                    Op::Import(req) => {
-                                        let mut meta = frame.meta;
-                                        meta.newest_event_at_ms = req
-                                            .items
-                                            .iter()
-                                            .filter_map(|i| i.session.updated_at_ms)
-                                            .max();
-                                        ops.push(WriteOp::Import(req));
-                                        entries.push(Entry::Awaiting(meta));
-                                    }
-                                    Op::Chunk(req) => {
-                                        ops.push(WriteOp::Chunk(req));
-                                        entries.push(Entry::Awaiting(frame.meta));
-                                    }
-                                    Op::Report(report) => entries
-                                        .push(Entry::Ready(frame.meta, Outcome::Reported(report))),
-                                }
+                            Prepared::Write(meta, op) => {
+                                ops.push(op);
+                                entries.push(Entry::Awaiting(meta));
                             }
                         }
                     }
@@ -184,7 +205,9 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
                             options,
                             ops,
                         };
-                        Some(ledger.submit(batch).await?)
+                        let pending = ledger.submit(batch).await?;
+                        busy.fetch_add(1, Ordering::AcqRel);
+                        Some(pending)
                     };
                     Ok::<_, PipelineError>(InFlight {
                         number,
@@ -194,7 +217,18 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
                     })
                 }
             })
-            .map(|submitted| async move { submitted?.resolve().await })
+            .map(move |submitted| {
+                let busy = busy.clone();
+                async move {
+                    let submitted = submitted?;
+                    let counted = submitted.pending.is_some();
+                    let resolved = submitted.resolve().await;
+                    if counted {
+                        busy.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    resolved
+                }
+            })
             .buffered(in_flight)
             .flat_map(|resolved| {
                 let items: Vec<_> = match resolved {
@@ -212,5 +246,26 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
                 futures::future::ready(next)
             })
             .boxed()
+    }
+}
+
+/// Frames up to this size are prepared inline, larger ones on a blocking thread.
+const INLINE_PREPARE_BYTES: usize = 256 * 1024;
+
+fn prepare_locked(
+    preparer: &Mutex<Preparer>,
+    flowing: Flowing<ValidOp>,
+) -> Result<Prepared, PipelineError> {
+    // Only a panic inside `prepare` poisons the lock; that panic already failed the run.
+    let mut preparer = preparer
+        .lock()
+        .map_err(|_| stage_error("preparation state poisoned".into()))?;
+    Ok(preparer.prepare(flowing))
+}
+
+fn stage_error(message: String) -> PipelineError {
+    PipelineError::Stage {
+        stage: "sink",
+        source: message.into(),
     }
 }

@@ -1,0 +1,462 @@
+//! **(improvement)** In-memory staging of the chunk uploads that complete inside one
+//! transaction (the ledger writer's batch).
+//!
+//! When every part of an upload arrives in the same batch, staging each payload in
+//! `session_import_chunk_parts` only to read it back and clear it before the same COMMIT writes
+//! the payload bytes to the WAL twice for nothing. Here such an upload's parts are held in
+//! memory (borrowed from the batch) and its rows are written once, as the completed tombstones
+//! the ledger path leaves. Everything else is the chunk algorithm of `chunk`, step for step:
+//! the same checks in the same order against the same lowest-index part, the same responses,
+//! the same pruning, the same rows at COMMIT.
+//!
+//! Crash safety is unchanged: nothing of a batch is durable before its COMMIT, and parts that
+//! did not complete (a rejected part, a failed import, an upload cut by the batch end) are
+//! written as ordinary staged rows by [`ChunkStaging::spill`] before that COMMIT.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{Connection, params};
+
+use super::chunk::{
+    UploadMeta, check_against_upload, check_meta, chunk_checked, completed, import_upload,
+};
+use super::validation::chunk_bounds;
+use super::{
+    ImportError, ImportOptions, ItemJson, check_chunk_request, decode_chunked_item, new_run_id, sql,
+};
+use crate::protocol::{ChunkRequest, ChunkResponse, ChunkStatus, ImportSessionItem};
+
+/// Parts held in memory for the rest of one transaction. Dropping it without
+/// [`spill`](Self::spill) loses them: only do so when the transaction is rolled back.
+#[derive(Default)]
+pub struct ChunkStaging<'b> {
+    /// `(source, uploadId)` (trimmed) -> parts by index.
+    uploads: HashMap<(&'b str, &'b str), BTreeMap<i64, HeldPart<'b>>>,
+}
+
+/// An upload decoded ahead of the writer (the pipeline does it off the writer thread,
+/// `stages::prepare`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedUpload {
+    /// Ids of the parts it was decoded from ([`BatchPart::part`]), in index order.
+    pub parts: Vec<u64>,
+    pub item: ImportSessionItem,
+    /// [`upload_hash`](super::upload_hash) of the completing part and `item`.
+    pub hash: String,
+    /// [`ItemJson::of`]`(&item)`.
+    pub json: ItemJson,
+}
+
+/// Where a part sits in its transaction's batch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchPart<'b> {
+    /// An id of this part, unique among the parts of the transaction (the pipeline numbers
+    /// the parts of a run).
+    pub part: u64,
+    /// The parts of its upload, from this one to the end of the batch, cover every index of
+    /// its total.
+    pub completes_here: bool,
+    /// The upload decoded from parts of the batch, if this part is expected to complete it.
+    /// Used only when the parts held at completion are exactly `decoded.parts`.
+    pub decoded: Option<&'b DecodedUpload>,
+}
+
+#[derive(Clone)]
+struct HeldPart<'b> {
+    part: u64,
+    req: &'b ChunkRequest,
+    total: i64,
+    run_id: String,
+    persona: String,
+    created_at: i64,
+}
+
+impl<'b> ChunkStaging<'b> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parts held.
+    pub fn len(&self) -> usize {
+        self.uploads.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes every part still held as the staged row the ledger path would have written.
+    /// Call it inside the transaction, before COMMIT.
+    ///
+    /// Errors: any SQLite error (roll the transaction back).
+    pub fn spill(self, conn: &Connection) -> rusqlite::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let mut upsert = conn.prepare_cached(sql::UPSERT_PART)?;
+        for ((source, upload_id), parts) in &self.uploads {
+            for (index, part) in parts {
+                let req = part.req;
+                upsert.execute(params![
+                    source,
+                    upload_id,
+                    index,
+                    part.total,
+                    req.mode.trim(),
+                    part.run_id,
+                    part.persona,
+                    req.idempotency_key.trim(),
+                    req.source_provider.trim(),
+                    req.source_session_id.trim(),
+                    req.source_session_fingerprint.trim(),
+                    req.encoding.trim(),
+                    req.data.trim(),
+                    part.created_at,
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes held parts created before `cutoff`, as `PRUNE_PARTS` does for staged rows.
+    fn prune(&mut self, cutoff: i64) {
+        for parts in self.uploads.values_mut() {
+            parts.retain(|_, part| part.created_at >= cutoff);
+        }
+        self.uploads.retain(|_, parts| !parts.is_empty());
+    }
+}
+
+/// [`chunk`](super::chunk) for a part applied inside a transaction that holds `staging`.
+///
+/// `part.completes_here`: the parts of this upload from this one to the end of the transaction
+/// cover every index of its total (the caller sees its whole batch). An upload with no staged
+/// rows and that flag is staged in memory; an upload already held in memory stays there; any
+/// other part takes the ledger path of `chunk`. Results, codes and final rows are those of
+/// `chunk`; a failed part leaves `staging` as it was (as the caller's rollback of the part's
+/// savepoint leaves the ledger).
+///
+/// Errors: those of `chunk`.
+pub fn chunk_in_transaction<'b>(
+    conn: &Connection,
+    req: &'b ChunkRequest,
+    opts: &ImportOptions,
+    staging: &mut ChunkStaging<'b>,
+    part: BatchPart<'b>,
+) -> Result<ChunkResponse, ImportError> {
+    check_chunk_request(req)?;
+    let now = opts.now_ms();
+    let persona = opts.resolve_persona(req.persona_id.as_deref());
+    let run_id = req
+        .run_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map_or_else(new_run_id, str::to_owned);
+    let before = staging.uploads.clone();
+    let result = stage(conn, req, opts, staging, part, &persona, &run_id, now);
+    if result.is_err() {
+        staging.uploads = before;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stage<'b>(
+    conn: &Connection,
+    req: &'b ChunkRequest,
+    opts: &ImportOptions,
+    staging: &mut ChunkStaging<'b>,
+    part: BatchPart<'b>,
+    persona: &str,
+    run_id: &str,
+    now: i64,
+) -> Result<ChunkResponse, ImportError> {
+    let cutoff = now.saturating_sub(opts.chunk_ttl_ms);
+    conn.prepare_cached(sql::PRUNE_PARTS)?.execute([cutoff])?;
+    staging.prune(cutoff);
+    let key = (req.source.trim(), req.upload_id.trim());
+    match staging.uploads.get(&key).and_then(|p| p.values().next()) {
+        Some(first) => check_meta(
+            &UploadMeta {
+                total: first.total,
+                mode: first.req.mode.trim(),
+                key: first.req.idempotency_key.trim(),
+                provider: first.req.source_provider.trim(),
+                session: first.req.source_session_id.trim(),
+                fingerprint: first.req.source_session_fingerprint.trim(),
+                encoding: first.req.encoding.trim(),
+            },
+            req,
+        )?,
+        None => {
+            let first = check_against_upload(conn, req)?;
+            if first.is_some() || !part.completes_here {
+                return chunk_checked(conn, req, opts, persona, run_id, now, first);
+            }
+        }
+    }
+    let (index, total) = chunk_bounds(req);
+    let parts = staging.uploads.entry(key).or_default();
+    parts.insert(
+        index,
+        HeldPart {
+            part: part.part,
+            req,
+            total,
+            run_id: run_id.to_owned(),
+            persona: persona.to_owned(),
+            created_at: now,
+        },
+    );
+    let received = parts.len() as u64;
+    let total = total as u64;
+    if received < total {
+        return Ok(ChunkResponse {
+            ok: true,
+            run_id: run_id.to_owned(),
+            upload_id: key.1.to_owned(),
+            status: ChunkStatus::Staged,
+            received,
+            total,
+            import: None,
+        });
+    }
+    // As `assemble_upload` over the staged rows.
+    if parts.keys().enumerate().any(|(pos, &i)| i != pos as i64) || received != total {
+        return Err(ImportError::ChunkIndexGap);
+    }
+    let decoded = part
+        .decoded
+        .filter(|d| d.parts.iter().copied().eq(parts.values().map(|p| p.part)));
+    let import = match decoded {
+        Some(d) => import_upload(
+            conn,
+            req,
+            &d.item,
+            Some((&d.hash, &d.json)),
+            persona,
+            run_id,
+            now,
+        )?,
+        None => {
+            let encoding = parts
+                .values()
+                .next()
+                .map_or("", |first| first.req.encoding.trim());
+            let item = decode_chunked_item(
+                parts.values().map(|p| p.req.data.trim()),
+                encoding,
+                opts.max_inflated_bytes,
+            )?;
+            import_upload(conn, req, &item, None, persona, run_id, now)?
+        }
+    };
+    let parts = staging.uploads.remove(&key).unwrap_or_default();
+    let mut tombstone = conn.prepare_cached(sql::UPSERT_COMPLETED_PART)?;
+    for (index, part) in &parts {
+        let p = part.req;
+        tombstone.execute(params![
+            key.0,
+            key.1,
+            index,
+            part.total,
+            p.mode.trim(),
+            part.run_id,
+            part.persona,
+            p.idempotency_key.trim(),
+            p.source_provider.trim(),
+            p.source_session_id.trim(),
+            p.source_session_fingerprint.trim(),
+            p.encoding.trim(),
+            part.created_at,
+            now,
+        ])?;
+    }
+    Ok(completed(key.1, total, import))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Transaction;
+
+    use super::*;
+    use crate::bench::corpus::{chunk_upload, session};
+    use crate::protocol::Cursor;
+
+    fn opts() -> ImportOptions {
+        ImportOptions {
+            clock: || 1_700_000_000_000,
+            ..ImportOptions::default()
+        }
+    }
+
+    fn parts(index: usize, key: &str) -> Vec<ChunkRequest> {
+        let item = session(7, index, Some(4));
+        let cursor = Cursor {
+            key: format!("file:{key}"),
+            value: serde_json::json!(1),
+        };
+        chunk_upload(&item, key, 2048, cursor)
+            .into_iter()
+            .map(|mut p| {
+                p.run_id = Some("run".into());
+                p
+            })
+            .collect()
+    }
+
+    /// Applies `ops` in one transaction, each in a savepoint as the ledger writer does, through
+    /// the ledger path or with in-memory staging; returns each op's outcome and the rows.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Path {
+        Ledger,
+        Memory,
+        /// In memory, with the uploads decoded ahead as the sink does.
+        Decoded,
+        /// In memory, with a decoded upload whose parts do not match (must be ignored).
+        Stale,
+    }
+
+    fn apply(ops: &[ChunkRequest], path: Path) -> (Vec<String>, Vec<String>) {
+        use crate::pipeline::writer::WriteOp;
+        use crate::pipeline::{Flowing, FrameMeta};
+        use crate::stages::prepare::{Prepared, Preparer};
+        use crate::stages::{FrameOp, Op, ValidOp};
+        // Part ids are numbered from 0 in order: part id == position.
+        let mut preparer = Preparer::new(opts().max_inflated_bytes);
+        let write_ops: Vec<WriteOp> = ops
+            .iter()
+            .filter_map(|r| {
+                let valid = ValidOp(FrameOp {
+                    op: Op::Chunk(r.clone()),
+                    meta: FrameMeta::new(1),
+                });
+                match preparer.prepare(Flowing::Item(valid)) {
+                    Prepared::Write(_, op) => Some(op),
+                    Prepared::Ready(..) => None,
+                }
+            })
+            .collect();
+        assert_eq!(write_ops.len(), ops.len());
+        let stale = DecodedUpload {
+            parts: vec![u64::MAX],
+            item: session(9, 9, None),
+            hash: "stale".into(),
+            json: ItemJson::default(),
+        };
+        let decoded: Vec<Option<&DecodedUpload>> = write_ops
+            .iter()
+            .map(|op| match (op, path) {
+                (WriteOp::Chunk { decoded, .. }, Path::Decoded) => decoded.as_deref(),
+                (_, Path::Stale) => Some(&stale),
+                _ => None,
+            })
+            .collect();
+        assert!(path != Path::Decoded || decoded.iter().flatten().count() == 1);
+        let mut conn = crate::ledger::open_agents_in_memory().unwrap();
+        let tx = Transaction::new(&mut conn, rusqlite::TransactionBehavior::Immediate).unwrap();
+        let mut staging = ChunkStaging::new();
+        let mut outcomes = Vec::new();
+        for (i, req) in ops.iter().enumerate() {
+            let completes = ops[i..]
+                .iter()
+                .filter(|o| o.upload_id == req.upload_id && o.chunk_total == req.chunk_total)
+                .map(|o| o.chunk_index)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len() as i64
+                == req.chunk_total;
+            tx.execute_batch("SAVEPOINT f").unwrap();
+            let result = if path != Path::Ledger {
+                chunk_in_transaction(
+                    &tx,
+                    req,
+                    &opts(),
+                    &mut staging,
+                    BatchPart {
+                        part: i as u64,
+                        completes_here: completes,
+                        decoded: decoded[i],
+                    },
+                )
+            } else {
+                super::super::chunk(&tx, req, &opts())
+            };
+            match result {
+                Ok(r) => {
+                    tx.execute_batch("RELEASE f").unwrap();
+                    outcomes.push(format!(
+                        "{:?} {}/{} {:?}",
+                        r.status,
+                        r.received,
+                        r.total,
+                        r.import.map(|i| (i.imported, i.results))
+                    ));
+                }
+                Err(e) => {
+                    tx.execute_batch("ROLLBACK TO f; RELEASE f").unwrap();
+                    outcomes.push(e.code().into_owned());
+                }
+            }
+        }
+        staging.spill(&tx).unwrap();
+        let rows = tx
+            .prepare("SELECT * FROM session_import_chunk_parts ORDER BY upload_id, chunk_index")
+            .unwrap()
+            .query_map([], |r| {
+                (0..15)
+                    .map(|c| {
+                        r.get::<_, rusqlite::types::Value>(c)
+                            .map(|v| format!("{v:?}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|v| v.join("|"))
+            })
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let mut rows = rows;
+        for table in ["sessions", "messages", "session_import_cursors"] {
+            let n: i64 = tx
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            rows.push(format!("{table} {n}"));
+        }
+        tx.commit().unwrap();
+        (outcomes, rows)
+    }
+
+    #[test]
+    fn memory_staging_gives_the_ledger_paths_outcomes_and_rows() {
+        let a = parts(1, "a");
+        let b = parts(2, "b");
+        let mut c = parts(3, "c");
+        assert!(a.len() >= 3 && b.len() >= 2 && c.len() >= 2);
+        // Upload c completes with a corrupt payload: rejected, its other parts stay staged.
+        let last = c.len() - 1;
+        c[last].data = "!!!!".into();
+        let mut wrong_mode = a[1].clone();
+        wrong_mode.mode = "tail".into();
+        let mut ops = vec![a[0].clone(), wrong_mode, a[1].clone(), a[1].clone()];
+        ops.extend(a[2..].iter().cloned());
+        // A re-sent part after completion is answered from the stored response.
+        ops.push(a[0].clone());
+        // Upload b is cut by the end of the batch.
+        ops.extend(b[..b.len() - 1].iter().cloned());
+        ops.extend(c.iter().cloned());
+        let ledger = apply(&ops, Path::Ledger);
+        assert_eq!(apply(&ops, Path::Memory), ledger);
+        assert_eq!(apply(&ops, Path::Decoded), ledger);
+        assert_eq!(apply(&ops, Path::Stale), ledger);
+        assert!(ledger.0.iter().any(|o| o == "chunk_mode_mismatch"));
+        assert!(ledger.0.iter().any(|o| o == "chunk_payload_decode_failed"));
+        assert!(
+            ledger
+                .0
+                .iter()
+                .filter(|o| o.starts_with("Completed"))
+                .count()
+                >= 2
+        );
+    }
+}

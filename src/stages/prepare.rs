@@ -1,0 +1,166 @@
+//! Per-frame preparation in front of the sink's batching: the pure work of each frame is done
+//! as the frame flows, so that a batch goes to the ledger writer as soon as it is cut and the
+//! writer thread (the pipeline's bottleneck) only does ledger work.
+//!
+//! - Each import request is hashed (`import::request_hash`) and the JSON text of its tool
+//!   calls' parameters and results is serialised (`import::ItemJson`).
+//! - Each chunk part gets a run-unique part id. The parts of an upload are tracked (their
+//!   payloads copied, at most [`MAX_HELD_BYTES`] in all); when a part completes an upload, the
+//!   item is decoded and hashed here and attached to that part ([`DecodedUpload`]). The writer
+//!   uses it only if the parts it holds when the upload completes are exactly these (by part
+//!   id), else it decodes itself; a payload that fails to decode is left to the writer, which
+//!   reports its code. Nothing here decides an outcome.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::import::{
+    DecodedUpload, ItemJson, chunk_bounds, decode_chunked_item, request_hash, upload_hash,
+};
+use crate::pipeline::writer::WriteOp;
+use crate::pipeline::{Flowing, FrameMeta};
+use crate::protocol::ChunkRequest;
+
+use super::{Op, Outcome, ValidOp};
+
+/// Payload bytes copied for uploads in progress, in all; an upload that would pass it is no
+/// longer tracked (the writer decodes it).
+pub const MAX_HELD_BYTES: usize = 64 << 20;
+
+/// A frame ready for a batch: its outcome is known, or it awaits the commit of its write.
+pub enum Prepared {
+    Ready(FrameMeta, Outcome),
+    Write(FrameMeta, WriteOp),
+}
+
+impl Prepared {
+    /// A chunk part that is not its upload's last (the rest of the upload should follow it).
+    pub fn opens_upload(&self) -> bool {
+        matches!(self, Prepared::Write(_, WriteOp::Chunk { request, .. })
+            if request.chunk_index.max(0) + 1 < request.chunk_total.max(1))
+    }
+}
+
+/// The preparation state of one run.
+pub struct Preparer {
+    max_inflated_bytes: u64,
+    next_part: u64,
+    uploads: HashMap<(String, String), Tracked>,
+    held_bytes: usize,
+}
+
+struct Tracked {
+    total: i64,
+    /// Index -> (part id, payload, encoding), the latest part of each index.
+    parts: BTreeMap<i64, (u64, String, String)>,
+    bytes: usize,
+}
+
+impl Preparer {
+    pub fn new(max_inflated_bytes: u64) -> Self {
+        Self {
+            max_inflated_bytes,
+            next_part: 0,
+            uploads: HashMap::new(),
+            held_bytes: 0,
+        }
+    }
+
+    pub fn prepare(&mut self, flowing: Flowing<ValidOp>) -> Prepared {
+        let valid = match flowing {
+            Flowing::Reject(r) => return Prepared::Ready(r.meta, Outcome::Rejected(r.code)),
+            Flowing::Item(valid) => valid,
+        };
+        let frame = valid.into_inner();
+        match frame.op {
+            Op::Import(request) => {
+                let request_hash = request_hash(&request);
+                let item_json = request.items.iter().map(ItemJson::of).collect();
+                let mut meta = frame.meta;
+                // The newest source event this frame carries, for the run's lag once committed.
+                meta.newest_event_at_ms = request
+                    .items
+                    .iter()
+                    .filter_map(|i| i.session.updated_at_ms)
+                    .max();
+                Prepared::Write(
+                    meta,
+                    WriteOp::Import {
+                        request,
+                        request_hash,
+                        item_json,
+                    },
+                )
+            }
+            Op::Chunk(request) => {
+                let part = self.next_part;
+                self.next_part += 1;
+                let decoded = self.track(&request, part);
+                Prepared::Write(
+                    frame.meta,
+                    WriteOp::Chunk {
+                        request,
+                        part,
+                        decoded,
+                    },
+                )
+            }
+            Op::Report(report) => Prepared::Ready(frame.meta, Outcome::Reported(report)),
+        }
+    }
+
+    /// Records the part; when it completes its upload, decodes the upload.
+    fn track(&mut self, req: &ChunkRequest, part: u64) -> Option<Box<DecodedUpload>> {
+        let (index, total) = chunk_bounds(req);
+        let key = (
+            req.source.trim().to_owned(),
+            req.upload_id.trim().to_owned(),
+        );
+        let data = req.data.trim();
+        let tracked = self.uploads.entry(key.clone()).or_insert_with(|| Tracked {
+            total,
+            parts: BTreeMap::new(),
+            bytes: 0,
+        });
+        if tracked.total != total || index >= total {
+            // The writer will refuse this part: the upload's tracked parts stay as they are.
+            return None;
+        }
+        let replaced = tracked.parts.get(&index).map_or(0, |(_, d, _)| d.len());
+        if self.held_bytes - replaced + data.len() > MAX_HELD_BYTES {
+            self.held_bytes -= tracked.bytes;
+            self.uploads.remove(&key);
+            return None;
+        }
+        tracked.parts.insert(
+            index,
+            (part, data.to_owned(), req.encoding.trim().to_owned()),
+        );
+        tracked.bytes = tracked.bytes - replaced + data.len();
+        self.held_bytes = self.held_bytes - replaced + data.len();
+        if (tracked.parts.len() as i64) < total {
+            return None;
+        }
+        let tracked = self.uploads.remove(&key)?;
+        self.held_bytes -= tracked.bytes;
+        let encoding = tracked.parts.values().next().map(|(_, _, e)| e.clone())?;
+        let item = decode_chunked_item(
+            tracked.parts.values().map(|(_, d, _)| d.as_str()),
+            &encoding,
+            self.max_inflated_bytes,
+        )
+        .ok()?;
+        let hash = upload_hash(req, &item);
+        let json = ItemJson::of(&item);
+        Some(Box::new(DecodedUpload {
+            parts: tracked.parts.values().map(|(id, _, _)| *id).collect(),
+            item,
+            hash,
+            json,
+        }))
+    }
+
+    /// Payload bytes held for uploads in progress.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+}
