@@ -28,7 +28,7 @@ pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 pub const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 /// Page cache per connection, in KiB (negative = KiB for SQLite): large batches stop spilling
 /// dirty pages into the WAL mid-transaction (measured: raw inserts 1.8 s -> 1.0 s on a 400
-/// session batch, `examples/import_bench.rs`).
+/// session batch, measured while tuning the import path).
 pub const CACHE_SIZE_KIB: i64 = 32 * 1024;
 /// Room for every hot statement of the import path (the default cache holds 16).
 const STATEMENT_CACHE_CAPACITY: usize = 64;
