@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use nex::bench::procs::ReplayReport;
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -48,12 +49,12 @@ fn scanned_items(tree: &Tree) -> u64 {
 }
 
 /// A clean single-run import of the tree (`aix emit | nex import replay`) into a fresh ledger:
-/// its canonical dump.
-fn clean_dump(tree: &Tree, name: &str) -> String {
+/// its canonical dump and report.
+fn clean_import(tree: &Tree, name: &str) -> (String, ReplayReport) {
     let ledger = tree.ledger(name);
     let clean = backfill(tree, &ledger);
     assert_clean(&clean);
-    canonical_readonly(&ledger).unwrap()
+    (canonical_readonly(&ledger).unwrap(), clean.report)
 }
 
 /// Polls the daemon's ledger until its canonical dump equals `want`.
@@ -188,6 +189,92 @@ fn backfill_job_queued_running_completed_and_a_second_backfill_joins_it() {
     assert_eq!(stats["emitted"], stats["total"], "{done}");
     assert_eq!(stats["failed"], 0, "{done}");
     assert!(!alive(pid), "the worker exits with its job");
-    ledger_reaches(&home.ledger(), &clean_dump(&tree, "clean.db"), "backfill job");
+    ledger_reaches(&home.ledger(), &clean_import(&tree, "clean.db").0, "backfill job");
+    stop_daemon(daemon);
+}
+
+#[test]
+fn kill9_of_the_real_job_worker_resumes_from_committed_cursors_to_one_clean_import() {
+    let tree = Tree::with_fixtures();
+    tree.add_generated(11, 20);
+    let (want, clean) = clean_import(&tree, "clean.db");
+    // A stopped worker answers no probe: the test's kill ends it, not the health check.
+    let home = home_for(&tree, false, &[("health_timeout_ms", 120_000)]);
+    let daemon = home.daemon(&aix_cmd(&tree));
+
+    // Nothing commits while the test holds the ledger: the worker's output backs up.
+    let lock = LedgerLock::take(&home);
+    let enq = home.json(&["import", "backfill", "--json"]);
+    let id = enq["job"]["id"].as_str().unwrap().to_owned();
+    let pid = job_pid(&home, &id);
+    let deadline = Instant::now() + WAIT;
+    while written(pid) < 256 * 1024 {
+        assert!(Instant::now() < deadline, "the worker wrote nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Frozen mid-corpus (its output far exceeds what the pipe and the pipeline buffer), then
+    // the buffered frames commit with their cursors.
+    signal(pid, "-STOP");
+    lock.release();
+    home.status_until(WAIT, |s| {
+        s["daemon"]["jobs"][0]["run"]["counters"]["requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    });
+    let before = canonical_readonly(&home.ledger()).unwrap();
+    assert_ne!(before, want, "the kill lands before the end");
+    kill9(pid);
+
+    let done = job_until(&home, &id, "completed");
+    assert_eq!(done["stats"]["attempts"], 2, "{done}");
+    assert_eq!(done["stats"]["failed"], 0, "{done}");
+    // The retry read only the files past the committed cursors, and no item was imported twice
+    // over the two runs.
+    let retry_files = done["stats"]["total"].as_u64().unwrap();
+    assert!(retry_files > 0 && retry_files < clean.cursors_stored, "{done} vs {clean:?}");
+    assert_eq!(done["stats"]["imported"], clean.imported, "{done} vs {clean:?}");
+    assert!(!alive(pid));
+    let got = canonical_readonly(&home.ledger()).unwrap();
+    assert!(
+        got == want,
+        "resumed ledger != clean import: {}",
+        first_difference(&got, &want)
+    );
+    stop_daemon(daemon);
+}
+
+#[test]
+fn stop_of_a_running_real_job_cancels_it_and_the_worker_is_gone() {
+    let tree = Tree::with_fixtures();
+    tree.add_generated(5, 20);
+    let home = home_for(&tree, false, &[]);
+    let daemon = home.daemon(&aix_cmd(&tree));
+    // Held ledger: the job cannot finish before the stop.
+    let lock = LedgerLock::take(&home);
+    let enq = home.json(&["import", "backfill", "--json"]);
+    let id = enq["job"]["id"].as_str().unwrap().to_owned();
+    let pid = job_pid(&home, &id);
+    let deadline = Instant::now() + WAIT;
+    while written(pid) == 0 {
+        assert!(Instant::now() < deadline, "the worker wrote nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = home.run("unused", &["import", "stop", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lock.release();
+    let done = job_until(&home, &id, "cancelled");
+    assert_eq!(done["stats"]["attempts"], 1, "{done}");
+    let deadline = Instant::now() + WAIT;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "worker {pid} still exists");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Nothing runs it again.
+    let st = home.status().unwrap();
+    assert!(st["daemon"]["jobs"].as_array().is_none_or(|j| j.is_empty()), "{st}");
     stop_daemon(daemon);
 }
