@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::control_support::{NexHome as Home, alive, kill9, sigterm, wait_exit};
 
-const NEX: &str = env!("CARGO_BIN_EXE_nex");
 const AIX: &str = env!("CARGO_BIN_EXE_aix");
 
 fn fixtures() -> PathBuf {

@@ -157,8 +157,14 @@ fn backfill_job_queued_running_completed_and_a_second_backfill_joins_it() {
     // Long start-up allowance: the worker sits at the gate until the test opens it.
     let home = home_for(&tree, false, &[("start_timeout_ms", 120_000)]);
     let gate = tree.path().join("gate");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/control/gated_worker.sh");
-    let worker = format!("sh {} {} {}", script.display(), gate.display(), aix_cmd(&tree));
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/control/gated_worker.sh");
+    let worker = format!(
+        "sh {} {} {}",
+        script.display(),
+        gate.display(),
+        aix_cmd(&tree)
+    );
     let daemon = home.daemon(&worker);
 
     let first = home.json(&["import", "backfill", "--json"]);
@@ -175,7 +181,13 @@ fn backfill_job_queued_running_completed_and_a_second_backfill_joins_it() {
     let second = home.json(&["import", "backfill", "--json"]);
     assert_eq!(second["created"], false);
     assert_eq!(second["job"]["id"], id.as_str());
-    assert_eq!(home.json(&["import", "jobs", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        home.json(&["import", "jobs", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     std::fs::write(&gate, b"").unwrap();
     let done = job_until(&home, &id, "completed");
@@ -189,7 +201,11 @@ fn backfill_job_queued_running_completed_and_a_second_backfill_joins_it() {
     assert_eq!(stats["emitted"], stats["total"], "{done}");
     assert_eq!(stats["failed"], 0, "{done}");
     assert!(!alive(pid), "the worker exits with its job");
-    ledger_reaches(&home.ledger(), &clean_import(&tree, "clean.db").0, "backfill job");
+    ledger_reaches(
+        &home.ledger(),
+        &clean_import(&tree, "clean.db").0,
+        "backfill job",
+    );
     stop_daemon(daemon);
 }
 
@@ -231,8 +247,14 @@ fn kill9_of_the_real_job_worker_resumes_from_committed_cursors_to_one_clean_impo
     // The retry read only the files past the committed cursors, and no item was imported twice
     // over the two runs.
     let retry_files = done["stats"]["total"].as_u64().unwrap();
-    assert!(retry_files > 0 && retry_files < clean.cursors_stored, "{done} vs {clean:?}");
-    assert_eq!(done["stats"]["imported"], clean.imported, "{done} vs {clean:?}");
+    assert!(
+        retry_files > 0 && retry_files < clean.cursors_stored,
+        "{done} vs {clean:?}"
+    );
+    assert_eq!(
+        done["stats"]["imported"], clean.imported,
+        "{done} vs {clean:?}"
+    );
     assert!(!alive(pid));
     let got = canonical_readonly(&home.ledger()).unwrap();
     assert!(
@@ -275,6 +297,72 @@ fn stop_of_a_running_real_job_cancels_it_and_the_worker_is_gone() {
     }
     // Nothing runs it again.
     let st = home.status().unwrap();
-    assert!(st["daemon"]["jobs"].as_array().is_none_or(|j| j.is_empty()), "{st}");
+    assert!(
+        st["daemon"]["jobs"].as_array().is_none_or(|j| j.is_empty()),
+        "{st}"
+    );
+    stop_daemon(daemon);
+}
+
+/// Appends `lines` (one JSON record each) to `file`.
+fn append(file: &Path, lines: &[String]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+/// A user record continuing the control fixture's demo session.
+fn demo_line(n: u32) -> String {
+    format!(
+        r#"{{"type":"user","uuid":"c0de0000-0000-4000-8000-0000000001{n:02}","parentUuid":"c0de0000-0000-4000-8000-000000000002","sessionId":"7f3c2a10-0000-4000-8000-00000000c0de","timestamp":"2026-03-01T10:{n:02}:00.000Z","cwd":"/home/u/demo","message":{{"role":"user","content":"appended {n}"}}}}"#
+    )
+}
+
+#[test]
+fn kill9_of_the_real_tail_worker_restarts_it_and_later_appends_are_imported() {
+    let tree = Tree::with_fixtures();
+    let name = "7f3c2a10-0000-4000-8000-00000000c0de.jsonl";
+    let demo = tree.claude().join("-home-u-demo");
+    std::fs::create_dir_all(&demo).unwrap();
+    let session = demo.join(name);
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/control/claude/projects/-home-u-demo")
+            .join(name),
+        &session,
+    )
+    .unwrap();
+    let home = home_for(&tree, true, &[]);
+    let daemon = home.daemon(&aix_cmd(&tree));
+    // The tail's first pass imports what is there.
+    ledger_reaches(
+        &home.ledger(),
+        &clean_import(&tree, "clean-1.db").0,
+        "first pass",
+    );
+    let st = home.status_until(WAIT, |s| s["daemon"]["tail"]["run"]["pid"].is_u64());
+    let pid = st["daemon"]["tail"]["run"]["pid"].as_u64().unwrap();
+    let restarts = st["daemon"]["tail"]["restarts"].as_u64().unwrap();
+
+    kill9(pid as u32);
+    // One line while no worker may be running, more once the new one is up.
+    append(&session, &[demo_line(1)]);
+    let st = home.status_until(WAIT, |s| {
+        let tail = &s["daemon"]["tail"];
+        tail["restarts"].as_u64().is_some_and(|n| n > restarts)
+            && tail["run"]["pid"].as_u64().is_some_and(|p| p != pid)
+            && tail["run"]["phase"] == "running"
+    });
+    assert_eq!(st["daemon"]["tail"]["state"], "running");
+    assert!(!alive(pid as u32));
+    append(&session, &[demo_line(2), demo_line(3)]);
+
+    let want = clean_import(&tree, "clean-2.db").0;
+    ledger_reaches(&home.ledger(), &want, "after the restart");
+    let st = home.status().unwrap();
+    assert!(st["daemon"]["tail"]["restarts"].as_u64().unwrap() >= 1);
+    assert_eq!(st["daemon"]["tail"]["last_error"], "worker_exited");
     stop_daemon(daemon);
 }

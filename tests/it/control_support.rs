@@ -478,7 +478,10 @@ impl NexHome {
             if pred(&jobs) {
                 return jobs;
             }
-            assert!(Instant::now() < deadline, "jobs condition not reached: {jobs}");
+            assert!(
+                Instant::now() < deadline,
+                "jobs condition not reached: {jobs}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use nex::protocol::RunMode;
 
-use crate::e2e_support::{
-    Tree, assert_clean, backfill, canonical, first_difference, open, worker,
-};
+use crate::e2e_support::{Tree, assert_clean, backfill, canonical, first_difference, open, worker};
 
 fn imported_sessions(ledger: &std::path::Path) -> i64 {
     if !ledger.exists() {
