@@ -2,14 +2,13 @@
 //! worker or the real `aix worker --stdio`, in a temp `NEX_HOME`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::control_support::{alive, kill9};
+use crate::control_support::{NexHome as Home, alive, kill9, sigterm, wait_exit};
 
-const NEX: &str = env!("CARGO_BIN_EXE_nex");
 const AIX: &str = env!("CARGO_BIN_EXE_aix");
 
 fn fixtures() -> PathBuf {
@@ -18,118 +17,6 @@ fn fixtures() -> PathBuf {
 
 fn fake_cmd(args: &str) -> String {
     format!("sh {} {args}", fixtures().join("fake_worker.sh").display())
-}
-
-/// A temp `NEX_HOME` with fast timings in its config.toml.
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new(tail: bool) -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config.toml"),
-            format!(
-                "[import]\ntail = {tail}\nprobe_healthy_ms = 300\nprobe_degraded_ms = 300\n\
-                 probe_disconnected_ms = 300\nhealth_timeout_ms = 1000\nstart_timeout_ms = 3000\n\
-                 stop_grace_ms = 1000\nbackoff_base_ms = 50\n"
-            ),
-        )
-        .unwrap();
-        Home { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn nex(&self, worker: &str) -> Command {
-        let mut c = Command::new(NEX);
-        c.env("NEX_HOME", self.path())
-            .env_remove("NEX_LEDGER")
-            .env("NEX_WORKER_CMD", worker)
-            .env("CLAUDE_CONFIG_DIR", fixtures().join("claude"))
-            .env("CODEX_HOME", fixtures().join("codex"))
-            .env("RUST_LOG", "warn");
-        c
-    }
-
-    fn daemon(&self, worker: &str) -> Child {
-        let child = self
-            .nex(worker)
-            .arg("daemon")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let socket = self.path().join("run/nex.sock");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() || self.status().is_none_or(|s| s["daemon"].is_null()) {
-            assert!(Instant::now() < deadline, "daemon did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child
-    }
-
-    fn run(&self, worker: &str, args: &[&str]) -> Output {
-        self.nex(worker).args(args).output().unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run("unused", args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn status(&self) -> Option<Value> {
-        let out = self.run("unused", &["import", "status", "--json"]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
-    }
-
-    fn status_until(&self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(st) = self.status()
-                && pred(&st)
-            {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "status condition not reached: {:?}",
-                self.status()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-}
-
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "process did not exit in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

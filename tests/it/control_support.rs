@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -22,6 +23,7 @@ use nex::pipeline::TerminalKind;
 use nex::pipeline::report::RunOutcome as PipeOutcome;
 use nex::protocol::{WorkerFrame, decode_worker_frame};
 use nex::stages::audit::{self, AuditConfig};
+use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
@@ -344,4 +346,163 @@ pub fn kill9(pid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// A temp `NEX_HOME` for the built `nex` binary, with fast timings in its config.toml and the
+/// Claude Code / Codex locations (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`) every command gets.
+pub struct NexHome {
+    dir: tempfile::TempDir,
+    pub claude: PathBuf,
+    pub codex: PathBuf,
+}
+
+/// The `[import]` timings of [`NexHome::new`]; [`NexHome::with_config`] replaces some.
+const NEX_HOME_TIMINGS: [(&str, u64); 7] = [
+    ("probe_healthy_ms", 300),
+    ("probe_degraded_ms", 300),
+    ("probe_disconnected_ms", 300),
+    ("health_timeout_ms", 1000),
+    ("start_timeout_ms", 3000),
+    ("stop_grace_ms", 1000),
+    ("backoff_base_ms", 50),
+];
+
+impl NexHome {
+    /// The control fixtures (`tests/fixtures/control/{claude,codex}`) as the sources.
+    pub fn new(tail: bool) -> NexHome {
+        NexHome::with_config(tail, &[])
+    }
+
+    /// Like [`NexHome::new`], with `overrides` replacing (or adding) `[import]` integer keys.
+    pub fn with_config(tail: bool, overrides: &[(&str, u64)]) -> NexHome {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keys: BTreeMap<&str, u64> = NEX_HOME_TIMINGS.into_iter().collect();
+        keys.extend(overrides.iter().copied());
+        let mut toml = format!("[import]\ntail = {tail}\n");
+        for (k, v) in keys {
+            toml.push_str(&format!("{k} = {v}\n"));
+        }
+        std::fs::write(dir.path().join("config.toml"), toml).unwrap();
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/control");
+        NexHome {
+            dir,
+            claude: fixtures.join("claude"),
+            codex: fixtures.join("codex"),
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn ledger(&self) -> PathBuf {
+        self.path().join("agents.db")
+    }
+
+    /// `nex` in this home with `worker` as `NEX_WORKER_CMD`, logging warnings only.
+    pub fn nex(&self, worker: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_nex"));
+        c.env("NEX_HOME", self.path())
+            .env_remove("NEX_LEDGER")
+            .env("NEX_WORKER_CMD", worker)
+            .env("CLAUDE_CONFIG_DIR", &self.claude)
+            .env("CODEX_HOME", &self.codex)
+            .env("RUST_LOG", "warn");
+        c
+    }
+
+    /// `nex daemon`, returned once its socket answers `status`.
+    pub fn daemon(&self, worker: &str) -> Child {
+        let child = self
+            .nex(worker)
+            .arg("daemon")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = self.path().join("run/nex.sock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() || self.status().is_none_or(|s| s["daemon"].is_null()) {
+            assert!(Instant::now() < deadline, "daemon did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
+    pub fn run(&self, worker: &str, args: &[&str]) -> Output {
+        self.nex(worker).args(args).output().unwrap()
+    }
+
+    /// The JSON a successful `nex <args>` printed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run("unused", args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn status(&self) -> Option<Value> {
+        let out = self.run("unused", &["import", "status", "--json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// Polls `nex import status --json` until `pred` holds.
+    pub fn status_until(&self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.status()
+                && pred(&st)
+            {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "status condition not reached: {:?}",
+                self.status()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Polls `nex import jobs --json` until `pred` holds.
+    pub fn jobs_until(&self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let jobs = self.json(&["import", "jobs", "--json"]);
+            if pred(&jobs) {
+                return jobs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "jobs condition not reached: {jobs}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+pub fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+pub fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

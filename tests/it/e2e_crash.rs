@@ -6,12 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use nex::bench::files::{FileCorpusSpec, write_corpus};
 use nex::protocol::RunMode;
 
-use crate::e2e_support::{
-    Tree, assert_clean, backfill, canonical, first_difference, fixture_files, open, worker,
-};
+use crate::e2e_support::{Tree, assert_clean, backfill, canonical, first_difference, open, worker};
 
 fn imported_sessions(ledger: &std::path::Path) -> i64 {
     if !ledger.exists() {
@@ -29,33 +26,9 @@ fn imported_sessions(ledger: &std::path::Path) -> i64 {
 
 #[test]
 fn killed_worker_resumes_from_committed_cursors() {
-    let tree = Tree::new();
     // Fixtures plus a generated corpus large enough that the kill lands mid-run.
-    for (rel, src) in fixture_files() {
-        let dest = tree.path().join(rel);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(src, dest).unwrap();
-    }
-    let spec = FileCorpusSpec {
-        seed: 7,
-        sessions: 40,
-        large_every: 0,
-        ..FileCorpusSpec::default()
-    };
-    // `write_corpus` writes `<out>/projects/...`; the tree's Claude root is `claude/`.
-    let gen_dir = tree.path().join("gen");
-    write_corpus(&spec, &gen_dir).unwrap();
-    std::fs::rename(
-        gen_dir.join("projects"),
-        tree.claude().join("generated-projects-root"),
-    )
-    .unwrap();
-    // Projects are one level under the root: move each generated project up.
-    for e in std::fs::read_dir(tree.claude().join("generated-projects-root")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::rename(&p, tree.claude().join(p.file_name().unwrap())).unwrap();
-    }
-    std::fs::remove_dir(tree.claude().join("generated-projects-root")).unwrap();
+    let tree = Tree::with_fixtures();
+    tree.add_generated(7, 40);
 
     let reference = tree.ledger("clean.db");
     let clean = backfill(&tree, &reference);

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use nex::bench::files::{FileCorpusSpec, write_corpus};
 use nex::bench::procs::{Binaries, Pair, PairOutcome, root_args};
 use nex::protocol::{Cursor, RunMode};
 use rusqlite::Connection;
@@ -53,6 +54,37 @@ impl Tree {
 
     pub fn ledger(&self, name: &str) -> PathBuf {
         self.path().join(name)
+    }
+
+    /// A tree holding every fixture file ([`fixture_files`]).
+    pub fn with_fixtures() -> Self {
+        let tree = Tree::new();
+        for (rel, src) in fixture_files() {
+            let dest = tree.path().join(rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(src, dest).unwrap();
+        }
+        tree
+    }
+
+    /// Adds the bench library's generated Claude Code corpus (`write_corpus`, no large
+    /// sessions) as projects of the tree's Claude root.
+    pub fn add_generated(&self, seed: u64, sessions: usize) {
+        let spec = FileCorpusSpec {
+            seed,
+            sessions,
+            large_every: 0,
+            ..FileCorpusSpec::default()
+        };
+        // `write_corpus` writes `<out>/projects/<project>/...`; projects sit one level under
+        // the tree's Claude root.
+        let gen_dir = self.path().join("gen");
+        write_corpus(&spec, &gen_dir).unwrap();
+        for e in std::fs::read_dir(gen_dir.join("projects")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::rename(&p, self.claude().join(p.file_name().unwrap())).unwrap();
+        }
+        std::fs::remove_dir_all(&gen_dir).unwrap();
     }
 }
 
@@ -120,6 +152,22 @@ pub fn worker(tree: &Tree, ledger: &Path, mode: RunMode, cursors: Vec<Cursor>) -
 
 pub fn open(ledger: &Path) -> Connection {
     nex::ledger::open_agents(ledger).unwrap()
+}
+
+/// The canonical dump of a ledger another process may be writing, read through a read-only
+/// connection (WAL: never blocked by the writer); `None` while missing or not yet migrated.
+pub fn canonical_readonly(ledger: &Path) -> Option<String> {
+    let conn =
+        Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    conn.busy_timeout(std::time::Duration::from_secs(2)).ok()?;
+    let ready: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'session_imports'",
+            [],
+            |r| r.get(0),
+        )
+        .ok()?;
+    (ready == 1).then(|| canonical(&conn))
 }
 
 /// The ledger rows R1/R5 compare: sessions, turns, messages, tool_calls, threads,
