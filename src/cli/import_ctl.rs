@@ -152,7 +152,7 @@ async fn wait_job(
     };
     pb.set_style(
         ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} sessions emitted, ETA {eta}  {msg}",
+            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} session files emitted, ETA {eta}  {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
@@ -227,8 +227,7 @@ pub fn job_summary(job: &JobRecord) -> String {
     out.push('\n');
     out.push_str(&table(
         &[
-            "SESSIONS", "EMITTED", "IMPORTED", "UPSERTED", "SKIPPED", "FAILED", "REQUESTS",
-            "REJECTED",
+            "FILES", "EMITTED", "IMPORTED", "UPSERTED", "SKIPPED", "FAILED", "REQUESTS", "REJECTED",
         ],
         &rows,
     ));
@@ -366,7 +365,7 @@ pub fn restart(args: RestartArgs) -> ExitCode {
 pub fn job_line(v: &JobView) -> String {
     let c = &v.job.stats.counters;
     let mut s = format!(
-        "job {} {} attempt {}: {}/{} sessions emitted, {} imported, {} upserted, {} skipped, {} failed",
+        "job {} {} attempt {}: {}/{} session files emitted, {} imported, {} upserted, {} skipped, {} failed",
         v.job.id,
         v.job.status,
         v.job.stats.attempts,

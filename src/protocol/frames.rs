@@ -104,10 +104,11 @@ pub struct RunProgress {
     pub skipped: u64,
     #[serde(default)]
     pub failed: u64,
-    /// **Extension**: sessions the run will emit (backfill, after discovery).
+    /// **Extension**: sessions the run will emit (backfill, after discovery). `aix` counts
+    /// session files (a file with inline sidechains holds more than one session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
-    /// **Extension**: sessions emitted so far.
+    /// **Extension**: sessions emitted so far (session files, for `aix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emitted: Option<u64>,
 }

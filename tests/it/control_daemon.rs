@@ -321,11 +321,11 @@ fn human_output_summaries() {
     assert!(text.contains("completed"), "{text}");
     let table: Vec<&str> = text
         .lines()
-        .skip_while(|l| !l.starts_with("SESSIONS"))
+        .skip_while(|l| !l.starts_with("FILES"))
         .collect();
     assert_eq!(table.len(), 2, "{text}");
     let cells: Vec<&str> = table[1].split_whitespace().collect();
-    // SESSIONS EMITTED IMPORTED UPSERTED SKIPPED FAILED REQUESTS REJECTED
+    // FILES EMITTED IMPORTED UPSERTED SKIPPED FAILED REQUESTS REJECTED
     assert_eq!(cells, vec!["1", "1", "1", "0", "0", "0", "1", "0"]);
     let out = home.run(&aix, &["import", "status"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("daemon: not running"));
