@@ -361,16 +361,28 @@ impl<'s> Emitter<'s> {
         self.cursors.len()
     }
 
+    /// Sends the gzip of one item as `import.chunk` parts of `chunk_bytes` base64 characters.
+    /// With a part size that is a multiple of 4, each part is the base64 of its own slice of
+    /// `gz` (equal to the slice of the whole encoding), so the encoding is never held whole.
     fn send_chunked(&mut self, key: KeyPart, gz: Vec<u8>, cursors: Vec<Cursor>) -> io::Result<()> {
-        let data = base64::engine::general_purpose::STANDARD.encode(&gz);
-        drop(gz);
-        let id = idempotency_key(self.mode, std::slice::from_ref(&key));
+        let b64 = &base64::engine::general_purpose::STANDARD;
         let step = self.limits.chunk_bytes.max(4);
-        let total = data.len().div_ceil(step).max(1);
+        // The whole encoding only for an odd part size (a part would split a 4-char group).
+        let whole = (step % 4 != 0).then(|| b64.encode(&gz));
+        let encoded_len = gz.len().div_ceil(3) * 4;
+        let id = idempotency_key(self.mode, std::slice::from_ref(&key));
+        let total = encoded_len.div_ceil(step).max(1);
         let mut cursors = Some(cursors);
         for index in 0..total {
-            let start = index * step;
-            let end = (start + step).min(data.len());
+            let data = match &whole {
+                // base64 is ASCII: any byte index is a char boundary.
+                Some(all) => all[index * step..((index + 1) * step).min(all.len())].to_owned(),
+                None => {
+                    let raw = step / 4 * 3;
+                    let start = (index * raw).min(gz.len());
+                    b64.encode(&gz[start..(start + raw).min(gz.len())])
+                }
+            };
             let part = ChunkRequest {
                 source: SOURCE_AIX.to_owned(),
                 run_id: None,
@@ -381,8 +393,7 @@ impl<'s> Emitter<'s> {
                 chunk_index: index as i64,
                 chunk_total: total as i64,
                 encoding: ENCODING_GZIP_BASE64.to_owned(),
-                // base64 is ASCII: any byte index is a char boundary.
-                data: data[start..end].to_owned(),
+                data,
                 source_provider: key.provider.clone(),
                 source_session_id: key.session_id.clone(),
                 source_session_fingerprint: key.fingerprint.clone(),
@@ -460,5 +471,76 @@ fn upsert_cursor(cursors: &mut Vec<Cursor>, cursor: Cursor) {
     match cursors.iter_mut().find(|c| c.key == cursor.key) {
         Some(slot) => *slot = cursor,
         None => cursors.push(cursor),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The parts are the whole base64 encoding cut every `chunk_bytes` characters, whether
+    /// each is encoded from its own slice (part size a multiple of 4) or cut from the whole.
+    #[test]
+    fn chunk_parts_are_the_whole_encoding_cut_in_order() {
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        for step in [1, 4, 5, 7, 8, 12, 4096] {
+            for len in [0usize, 1, 2, 3, 4, 5, 6, 11, 12, 13, 100, 9001] {
+                let gz: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let out = Shared::default();
+                let sink = FrameSink::new(Box::new(out.clone()), "r".into());
+                let limits = EmitLimits {
+                    chunk_bytes: step,
+                    ..EmitLimits::default()
+                };
+                let mut e = Emitter::new(&sink, RunMode::Backfill, None, limits);
+                let key = KeyPart {
+                    provider: "p".into(),
+                    session_id: "s".into(),
+                    fingerprint: "f".into(),
+                    part: "0".into(),
+                };
+                e.send_chunked(key, gz.clone(), Vec::new()).unwrap();
+                let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+                let parts: Vec<serde_json::Value> = text
+                    .lines()
+                    .map(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"].clone()
+                    })
+                    .collect();
+                let whole = b64.encode(&gz);
+                let size = step.max(4);
+                assert_eq!(
+                    parts.len(),
+                    whole.len().div_ceil(size).max(1),
+                    "{step} {len}"
+                );
+                let mut joined = String::new();
+                for (i, p) in parts.iter().enumerate() {
+                    assert_eq!(p["chunkIndex"], i as i64);
+                    assert_eq!(p["chunkTotal"], parts.len() as i64);
+                    let d = p["data"].as_str().unwrap();
+                    if i + 1 < parts.len() {
+                        assert_eq!(d.len(), size, "{step} {len} {i}");
+                    }
+                    joined.push_str(d);
+                }
+                assert_eq!(joined, whole, "{step} {len}");
+            }
+        }
     }
 }
