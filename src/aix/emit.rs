@@ -222,6 +222,8 @@ pub struct Emitter<'s> {
     cursors: Vec<Cursor>,
     /// Items emitted so far (sessions or partial sessions).
     pub emitted_items: u64,
+    /// Gzip bytes of one item held before sending ([`MAX_HELD_GZIP`]).
+    gzip_cap: usize,
 }
 
 impl<'s> Emitter<'s> {
@@ -241,6 +243,7 @@ impl<'s> Emitter<'s> {
             bytes: 0,
             cursors: Vec::new(),
             emitted_items: 0,
+            gzip_cap: MAX_HELD_GZIP,
         }
     }
 
@@ -272,11 +275,17 @@ impl<'s> Emitter<'s> {
                 fingerprint: item.source_session_fingerprint.clone(),
                 part: part.to_owned(),
             };
-            let encoded = encode_item(&item, self.limits.chunk_threshold)?;
+            // An odd part size cuts the whole encoding (never streamed), so the gzip is held.
+            let gzip_cap = if self.limits.chunk_bytes.max(4) % 4 == 0 {
+                self.gzip_cap
+            } else {
+                usize::MAX
+            };
+            let encoded = encode_item(&item, self.limits.chunk_threshold, gzip_cap)?;
             let last = i + 1 == count;
             let json = match encoded {
                 Encoded::Json(json) => json,
-                Encoded::Gzip(gz) => {
+                Encoded::Gzip(_) | Encoded::Large(_) => {
                     self.flush()?;
                     let cursors = if last {
                         let mut c = std::mem::take(&mut self.cursors);
@@ -287,8 +296,16 @@ impl<'s> Emitter<'s> {
                     } else {
                         Vec::new()
                     };
-                    drop(item);
-                    self.send_chunked(key, gz, cursors)?;
+                    match encoded {
+                        Encoded::Gzip(gz) => {
+                            drop(item);
+                            self.send_chunked(key, gz, cursors)?;
+                        }
+                        Encoded::Large(gz_len) => {
+                            self.send_streamed(key, &item, gz_len, cursors)?;
+                        }
+                        Encoded::Json(_) => {}
+                    }
                     continue;
                 }
             };
@@ -410,25 +427,157 @@ impl<'s> Emitter<'s> {
     }
 }
 
+impl Emitter<'_> {
+    /// Sends an item whose gzip was too large to hold ([`MAX_HELD_GZIP`]): it is serialised
+    /// and compressed again, exactly as the first time (same writes into the same encoder, so
+    /// the same bytes), and each part is sent as soon as its slice of the gzip is complete.
+    /// Requires a part size that is a multiple of 4.
+    ///
+    /// Errors: the frame output failed, or the second encoding differs in length.
+    fn send_streamed(
+        &mut self,
+        key: KeyPart,
+        item: &ImportSessionItem,
+        gz_len: usize,
+        cursors: Vec<Cursor>,
+    ) -> io::Result<()> {
+        let step = self.limits.chunk_bytes.max(4);
+        let raw_per_part = step / 4 * 3;
+        let id = idempotency_key(self.mode, std::slice::from_ref(&key));
+        let total = gz_len.div_ceil(raw_per_part).max(1);
+        let template = ChunkRequest {
+            source: SOURCE_AIX.to_owned(),
+            run_id: None,
+            mode: self.mode.as_str().to_owned(),
+            persona_id: self.persona_id.clone(),
+            idempotency_key: id.clone(),
+            upload_id: id,
+            chunk_index: 0,
+            chunk_total: total as i64,
+            encoding: ENCODING_GZIP_BASE64.to_owned(),
+            data: String::new(),
+            source_provider: key.provider,
+            source_session_id: key.session_id,
+            source_session_fingerprint: key.fingerprint,
+            cursors: Vec::new(),
+        };
+        let parts = PartWriter {
+            sink: self.sink,
+            template,
+            raw: Vec::with_capacity(raw_per_part),
+            raw_per_part,
+            next: 0,
+            total,
+            cursors: Some(cursors),
+        };
+        let mut w = SpillWriter {
+            threshold: self.limits.chunk_threshold,
+            buf: Vec::new(),
+            gz: None,
+            sink: Some(parts),
+        };
+        serde_json::to_writer(&mut w, item).map_err(io::Error::other)?;
+        let Some(gz) = w.gz else {
+            return Err(io::Error::other(
+                "large item re-encoded under the threshold",
+            ));
+        };
+        let gz = gz.into_inner().map_err(|e| e.into_error())?;
+        gz.finish()?.finish()?;
+        self.emitted_items += 1;
+        Ok(())
+    }
+}
+
+/// Receives the gzip of an item and sends it as `import.chunk` parts of `raw_per_part` bytes
+/// (base64-encoded), each as soon as it is full; the last one, on `finish`, with the cursors.
+struct PartWriter<'s> {
+    sink: &'s FrameSink,
+    template: ChunkRequest,
+    raw: Vec<u8>,
+    raw_per_part: usize,
+    next: usize,
+    total: usize,
+    cursors: Option<Vec<Cursor>>,
+}
+
+impl PartWriter<'_> {
+    fn send_part(&mut self) -> io::Result<()> {
+        if self.next >= self.total {
+            return Err(io::Error::other("re-encoded gzip longer than the first"));
+        }
+        let mut part = self.template.clone();
+        part.chunk_index = self.next as i64;
+        part.data = base64::engine::general_purpose::STANDARD.encode(&self.raw);
+        if self.next + 1 == self.total {
+            part.cursors = self.cursors.take().unwrap_or_default();
+        }
+        self.raw.clear();
+        self.next += 1;
+        self.sink.send(IMPORT_CHUNK, &part).map(|_| ())
+    }
+
+    /// Sends the last part; checks that exactly `total` parts were sent.
+    fn finish(mut self) -> io::Result<()> {
+        if !self.raw.is_empty() || self.next == 0 {
+            self.send_part()?;
+        }
+        if self.next != self.total {
+            return Err(io::Error::other("re-encoded gzip shorter than the first"));
+        }
+        Ok(())
+    }
+}
+
+impl Write for PartWriter<'_> {
+    fn write(&mut self, mut bytes: &[u8]) -> io::Result<usize> {
+        let n = bytes.len();
+        while !bytes.is_empty() {
+            let room = self.raw_per_part - self.raw.len();
+            let take = room.min(bytes.len());
+            self.raw.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            // A full part is sent once more bytes follow (the last part waits for `finish`).
+            if self.raw.len() == self.raw_per_part && !bytes.is_empty() {
+                self.send_part()?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// An item serialised once: its JSON while that stays within the chunk threshold, else the
 /// gzip of its JSON, streamed from the point it crossed the threshold (the JSON of a large item
-/// is never held whole).
+/// is never held whole); a gzip past its cap is only counted (`Large`: its length), to be
+/// encoded again part by part.
 enum Encoded {
     Json(String),
     Gzip(Vec<u8>),
+    Large(usize),
 }
 
-fn encode_item(item: &ImportSessionItem, threshold: usize) -> io::Result<Encoded> {
+/// Gzip bytes of one item held before it is sent; a larger item is encoded twice instead.
+const MAX_HELD_GZIP: usize = 16 << 20;
+
+fn encode_item(item: &ImportSessionItem, threshold: usize, gzip_cap: usize) -> io::Result<Encoded> {
     let mut w = SpillWriter {
         threshold,
         buf: Vec::new(),
         gz: None,
+        sink: Some(CappedGzip::Held(Vec::new(), gzip_cap)),
     };
     serde_json::to_writer(&mut w, item).map_err(io::Error::other)?;
     match w.gz {
         Some(gz) => {
             let gz = gz.into_inner().map_err(|e| e.into_error())?;
-            Ok(Encoded::Gzip(gz.finish()?))
+            Ok(match gz.finish()? {
+                CappedGzip::Held(v, _) => Encoded::Gzip(v),
+                CappedGzip::Counted(n) => Encoded::Large(n),
+            })
         }
         // serde_json writes UTF-8 only.
         None => Ok(Encoded::Json(
@@ -437,22 +586,50 @@ fn encode_item(item: &ImportSessionItem, threshold: usize) -> io::Result<Encoded
     }
 }
 
-/// Buffers up to `threshold` bytes, then moves everything into a level-1 gzip stream.
-struct SpillWriter {
-    threshold: usize,
-    buf: Vec<u8>,
-    gz: Option<io::BufWriter<GzEncoder<Vec<u8>>>>,
+/// The gzip of an item, held up to a cap, then only counted.
+enum CappedGzip {
+    Held(Vec<u8>, usize),
+    Counted(usize),
 }
 
-impl Write for SpillWriter {
+impl Write for CappedGzip {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            CappedGzip::Held(v, cap) if v.len() + bytes.len() > *cap => {
+                *self = CappedGzip::Counted(v.len() + bytes.len());
+            }
+            CappedGzip::Held(v, _) => v.extend_from_slice(bytes),
+            CappedGzip::Counted(n) => *n += bytes.len(),
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Buffers up to `threshold` bytes, then moves everything into a level-1 gzip stream written
+/// to `sink`. The writes reaching the encoder depend only on the JSON, so two encodings of one
+/// item give the same gzip.
+struct SpillWriter<W: Write> {
+    threshold: usize,
+    buf: Vec<u8>,
+    gz: Option<io::BufWriter<GzEncoder<W>>>,
+    sink: Option<W>,
+}
+
+impl<W: Write> Write for SpillWriter<W> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         if let Some(gz) = &mut self.gz {
             gz.write_all(bytes)?;
         } else if self.buf.len() + bytes.len() > self.threshold {
-            let mut gz = io::BufWriter::with_capacity(
-                1 << 16,
-                GzEncoder::new(Vec::new(), Compression::new(1)),
-            );
+            let sink = self
+                .sink
+                .take()
+                .ok_or_else(|| io::Error::other("gzip sink already used"))?;
+            let mut gz =
+                io::BufWriter::with_capacity(1 << 16, GzEncoder::new(sink, Compression::new(1)));
             gz.write_all(&std::mem::take(&mut self.buf))?;
             gz.write_all(bytes)?;
             self.gz = Some(gz);
@@ -490,6 +667,53 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    fn item(n: usize) -> ImportSessionItem {
+        let mut v = serde_json::json!({
+            "sourceProvider": "claude_code", "sourceSessionId": "s", "sourceSessionFingerprint": "f",
+            "session": {}, "turns": [], "messages": []
+        });
+        let msgs: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"sourceMessageId": format!("m{i}"), "role": "user",
+                "content": format!("{i} {}", "lorem ipsum ".repeat(i % 17))})
+            })
+            .collect();
+        v["messages"] = serde_json::Value::Array(msgs);
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn frames(limits: EmitLimits, gzip_cap: usize, item: &ImportSessionItem) -> String {
+        let out = Shared::default();
+        let sink = FrameSink::new(Box::new(out.clone()), "r".into());
+        let mut e = Emitter::new(&sink, RunMode::Backfill, None, limits);
+        e.gzip_cap = gzip_cap;
+        let cursor: Cursor =
+            serde_json::from_value(serde_json::json!({"key": "k", "value": {}})).unwrap();
+        e.push_file(vec![item.clone()], "0", Some(cursor)).unwrap();
+        e.flush().unwrap();
+        assert_eq!(e.emitted_items, 1);
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// An item whose gzip passes the cap is encoded twice and streamed: the frames are byte
+    /// for byte those of the held path.
+    #[test]
+    fn streamed_large_item_frames_equal_held_ones() {
+        let it = item(3000);
+        for chunk_bytes in [4, 64, 1000, 4096] {
+            let limits = EmitLimits {
+                chunk_threshold: 1024,
+                chunk_bytes,
+                ..EmitLimits::default()
+            };
+            let held = frames(limits, usize::MAX, &it);
+            assert!(held.lines().count() > 1, "{chunk_bytes}");
+            for cap in [0, 1, 100, 5000] {
+                assert_eq!(frames(limits, cap, &it), held, "{chunk_bytes} {cap}");
+            }
         }
     }
 
