@@ -276,7 +276,7 @@ impl<'s> Emitter<'s> {
                 part: part.to_owned(),
             };
             // An odd part size cuts the whole encoding (never streamed), so the gzip is held.
-            let gzip_cap = if self.limits.chunk_bytes.max(4) % 4 == 0 {
+            let gzip_cap = if self.limits.chunk_bytes.max(4).is_multiple_of(4) {
                 self.gzip_cap
             } else {
                 usize::MAX
@@ -385,7 +385,7 @@ impl<'s> Emitter<'s> {
         let b64 = &base64::engine::general_purpose::STANDARD;
         let step = self.limits.chunk_bytes.max(4);
         // The whole encoding only for an odd part size (a part would split a 4-char group).
-        let whole = (step % 4 != 0).then(|| b64.encode(&gz));
+        let whole = (!step.is_multiple_of(4)).then(|| b64.encode(&gz));
         let encoded_len = gz.len().div_ceil(3) * 4;
         let id = idempotency_key(self.mode, std::slice::from_ref(&key));
         let total = encoded_len.div_ceil(step).max(1);
