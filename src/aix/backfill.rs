@@ -57,6 +57,26 @@ pub(super) fn emit_update(
     lineage: &mut Lineage,
     emitter: &mut Emitter<'_>,
 ) -> std::io::Result<Vec<Unlinked>> {
+    let ready = with_lineage(state, update, lineage);
+    ready.push(emitter)
+}
+
+/// An update with its lineage filled in, ready to be queued; no longer needs the file's state.
+struct ReadyUpdate {
+    items: Vec<crate::protocol::ImportSessionItem>,
+    part: String,
+    cursor: crate::protocol::Cursor,
+    resend: Vec<Unlinked>,
+}
+
+impl ReadyUpdate {
+    fn push(self, emitter: &mut Emitter<'_>) -> std::io::Result<Vec<Unlinked>> {
+        emitter.push_file(self.items, &self.part, Some(self.cursor))?;
+        Ok(self.resend)
+    }
+}
+
+fn with_lineage(state: &FileState, update: FileUpdate, lineage: &mut Lineage) -> ReadyUpdate {
     let FileUpdate {
         mut items,
         cursor,
@@ -76,8 +96,12 @@ pub(super) fn emit_update(
     if !tag.is_empty() {
         part = format!("{part}+{tag}");
     }
-    emitter.push_file(items, &part, Some(cursor.to_cursor(state.key())))?;
-    Ok(resend)
+    ReadyUpdate {
+        items,
+        part,
+        cursor: cursor.to_cursor(state.key()),
+        resend,
+    }
 }
 
 /// Re-sends the headers of children whose spawn link became known, and of their own children
@@ -205,8 +229,10 @@ pub fn run_backfill(
             };
             match update {
                 Ok(Some(update)) => {
-                    let resend = emit_update(&state, update, &mut lineage, emitter)?;
+                    // Backfill keeps no state: the parser goes before the items are encoded.
+                    let ready = with_lineage(&state, update, &mut lineage);
                     drop(state);
+                    let resend = ready.push(emitter)?;
                     resend_children(resend, factory, &mut lineage, emitter)?;
                     counters.emitted_files += 1;
                 }

@@ -222,6 +222,8 @@ pub struct Emitter<'s> {
     cursors: Vec<Cursor>,
     /// Items emitted so far (sessions or partial sessions).
     pub emitted_items: u64,
+    /// Gzip bytes of one item held before sending ([`MAX_HELD_GZIP`]).
+    gzip_cap: usize,
 }
 
 impl<'s> Emitter<'s> {
@@ -241,6 +243,7 @@ impl<'s> Emitter<'s> {
             bytes: 0,
             cursors: Vec::new(),
             emitted_items: 0,
+            gzip_cap: MAX_HELD_GZIP,
         }
     }
 
@@ -272,11 +275,17 @@ impl<'s> Emitter<'s> {
                 fingerprint: item.source_session_fingerprint.clone(),
                 part: part.to_owned(),
             };
-            let encoded = encode_item(&item, self.limits.chunk_threshold)?;
+            // An odd part size cuts the whole encoding (never streamed), so the gzip is held.
+            let gzip_cap = if self.limits.chunk_bytes.max(4).is_multiple_of(4) {
+                self.gzip_cap
+            } else {
+                usize::MAX
+            };
+            let encoded = encode_item(&item, self.limits.chunk_threshold, gzip_cap)?;
             let last = i + 1 == count;
             let json = match encoded {
                 Encoded::Json(json) => json,
-                Encoded::Gzip(gz) => {
+                Encoded::Gzip(_) | Encoded::Large(_) => {
                     self.flush()?;
                     let cursors = if last {
                         let mut c = std::mem::take(&mut self.cursors);
@@ -287,8 +296,16 @@ impl<'s> Emitter<'s> {
                     } else {
                         Vec::new()
                     };
-                    drop(item);
-                    self.send_chunked(key, gz, cursors)?;
+                    match encoded {
+                        Encoded::Gzip(gz) => {
+                            drop(item);
+                            self.send_chunked(key, gz, cursors)?;
+                        }
+                        Encoded::Large(gz_len) => {
+                            self.send_streamed(key, &item, gz_len, cursors)?;
+                        }
+                        Encoded::Json(_) => {}
+                    }
                     continue;
                 }
             };
@@ -361,16 +378,28 @@ impl<'s> Emitter<'s> {
         self.cursors.len()
     }
 
+    /// Sends the gzip of one item as `import.chunk` parts of `chunk_bytes` base64 characters.
+    /// With a part size that is a multiple of 4, each part is the base64 of its own slice of
+    /// `gz` (equal to the slice of the whole encoding), so the encoding is never held whole.
     fn send_chunked(&mut self, key: KeyPart, gz: Vec<u8>, cursors: Vec<Cursor>) -> io::Result<()> {
-        let data = base64::engine::general_purpose::STANDARD.encode(&gz);
-        drop(gz);
-        let id = idempotency_key(self.mode, std::slice::from_ref(&key));
+        let b64 = &base64::engine::general_purpose::STANDARD;
         let step = self.limits.chunk_bytes.max(4);
-        let total = data.len().div_ceil(step).max(1);
+        // The whole encoding only for an odd part size (a part would split a 4-char group).
+        let whole = (!step.is_multiple_of(4)).then(|| b64.encode(&gz));
+        let encoded_len = gz.len().div_ceil(3) * 4;
+        let id = idempotency_key(self.mode, std::slice::from_ref(&key));
+        let total = encoded_len.div_ceil(step).max(1);
         let mut cursors = Some(cursors);
         for index in 0..total {
-            let start = index * step;
-            let end = (start + step).min(data.len());
+            let data = match &whole {
+                // base64 is ASCII: any byte index is a char boundary.
+                Some(all) => all[index * step..((index + 1) * step).min(all.len())].to_owned(),
+                None => {
+                    let raw = step / 4 * 3;
+                    let start = (index * raw).min(gz.len());
+                    b64.encode(&gz[start..(start + raw).min(gz.len())])
+                }
+            };
             let part = ChunkRequest {
                 source: SOURCE_AIX.to_owned(),
                 run_id: None,
@@ -381,8 +410,7 @@ impl<'s> Emitter<'s> {
                 chunk_index: index as i64,
                 chunk_total: total as i64,
                 encoding: ENCODING_GZIP_BASE64.to_owned(),
-                // base64 is ASCII: any byte index is a char boundary.
-                data: data[start..end].to_owned(),
+                data,
                 source_provider: key.provider.clone(),
                 source_session_id: key.session_id.clone(),
                 source_session_fingerprint: key.fingerprint.clone(),
@@ -399,25 +427,157 @@ impl<'s> Emitter<'s> {
     }
 }
 
+impl Emitter<'_> {
+    /// Sends an item whose gzip was too large to hold ([`MAX_HELD_GZIP`]): it is serialised
+    /// and compressed again, exactly as the first time (same writes into the same encoder, so
+    /// the same bytes), and each part is sent as soon as its slice of the gzip is complete.
+    /// Requires a part size that is a multiple of 4.
+    ///
+    /// Errors: the frame output failed, or the second encoding differs in length.
+    fn send_streamed(
+        &mut self,
+        key: KeyPart,
+        item: &ImportSessionItem,
+        gz_len: usize,
+        cursors: Vec<Cursor>,
+    ) -> io::Result<()> {
+        let step = self.limits.chunk_bytes.max(4);
+        let raw_per_part = step / 4 * 3;
+        let id = idempotency_key(self.mode, std::slice::from_ref(&key));
+        let total = gz_len.div_ceil(raw_per_part).max(1);
+        let template = ChunkRequest {
+            source: SOURCE_AIX.to_owned(),
+            run_id: None,
+            mode: self.mode.as_str().to_owned(),
+            persona_id: self.persona_id.clone(),
+            idempotency_key: id.clone(),
+            upload_id: id,
+            chunk_index: 0,
+            chunk_total: total as i64,
+            encoding: ENCODING_GZIP_BASE64.to_owned(),
+            data: String::new(),
+            source_provider: key.provider,
+            source_session_id: key.session_id,
+            source_session_fingerprint: key.fingerprint,
+            cursors: Vec::new(),
+        };
+        let parts = PartWriter {
+            sink: self.sink,
+            template,
+            raw: Vec::with_capacity(raw_per_part),
+            raw_per_part,
+            next: 0,
+            total,
+            cursors: Some(cursors),
+        };
+        let mut w = SpillWriter {
+            threshold: self.limits.chunk_threshold,
+            buf: Vec::new(),
+            gz: None,
+            sink: Some(parts),
+        };
+        serde_json::to_writer(&mut w, item).map_err(io::Error::other)?;
+        let Some(gz) = w.gz else {
+            return Err(io::Error::other(
+                "large item re-encoded under the threshold",
+            ));
+        };
+        let gz = gz.into_inner().map_err(|e| e.into_error())?;
+        gz.finish()?.finish()?;
+        self.emitted_items += 1;
+        Ok(())
+    }
+}
+
+/// Receives the gzip of an item and sends it as `import.chunk` parts of `raw_per_part` bytes
+/// (base64-encoded), each as soon as it is full; the last one, on `finish`, with the cursors.
+struct PartWriter<'s> {
+    sink: &'s FrameSink,
+    template: ChunkRequest,
+    raw: Vec<u8>,
+    raw_per_part: usize,
+    next: usize,
+    total: usize,
+    cursors: Option<Vec<Cursor>>,
+}
+
+impl PartWriter<'_> {
+    fn send_part(&mut self) -> io::Result<()> {
+        if self.next >= self.total {
+            return Err(io::Error::other("re-encoded gzip longer than the first"));
+        }
+        let mut part = self.template.clone();
+        part.chunk_index = self.next as i64;
+        part.data = base64::engine::general_purpose::STANDARD.encode(&self.raw);
+        if self.next + 1 == self.total {
+            part.cursors = self.cursors.take().unwrap_or_default();
+        }
+        self.raw.clear();
+        self.next += 1;
+        self.sink.send(IMPORT_CHUNK, &part).map(|_| ())
+    }
+
+    /// Sends the last part; checks that exactly `total` parts were sent.
+    fn finish(mut self) -> io::Result<()> {
+        if !self.raw.is_empty() || self.next == 0 {
+            self.send_part()?;
+        }
+        if self.next != self.total {
+            return Err(io::Error::other("re-encoded gzip shorter than the first"));
+        }
+        Ok(())
+    }
+}
+
+impl Write for PartWriter<'_> {
+    fn write(&mut self, mut bytes: &[u8]) -> io::Result<usize> {
+        let n = bytes.len();
+        while !bytes.is_empty() {
+            let room = self.raw_per_part - self.raw.len();
+            let take = room.min(bytes.len());
+            self.raw.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            // A full part is sent once more bytes follow (the last part waits for `finish`).
+            if self.raw.len() == self.raw_per_part && !bytes.is_empty() {
+                self.send_part()?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// An item serialised once: its JSON while that stays within the chunk threshold, else the
 /// gzip of its JSON, streamed from the point it crossed the threshold (the JSON of a large item
-/// is never held whole).
+/// is never held whole); a gzip past its cap is only counted (`Large`: its length), to be
+/// encoded again part by part.
 enum Encoded {
     Json(String),
     Gzip(Vec<u8>),
+    Large(usize),
 }
 
-fn encode_item(item: &ImportSessionItem, threshold: usize) -> io::Result<Encoded> {
+/// Gzip bytes of one item held before it is sent; a larger item is encoded twice instead.
+const MAX_HELD_GZIP: usize = 16 << 20;
+
+fn encode_item(item: &ImportSessionItem, threshold: usize, gzip_cap: usize) -> io::Result<Encoded> {
     let mut w = SpillWriter {
         threshold,
         buf: Vec::new(),
         gz: None,
+        sink: Some(CappedGzip::Held(Vec::new(), gzip_cap)),
     };
     serde_json::to_writer(&mut w, item).map_err(io::Error::other)?;
     match w.gz {
         Some(gz) => {
             let gz = gz.into_inner().map_err(|e| e.into_error())?;
-            Ok(Encoded::Gzip(gz.finish()?))
+            Ok(match gz.finish()? {
+                CappedGzip::Held(v, _) => Encoded::Gzip(v),
+                CappedGzip::Counted(n) => Encoded::Large(n),
+            })
         }
         // serde_json writes UTF-8 only.
         None => Ok(Encoded::Json(
@@ -426,22 +586,50 @@ fn encode_item(item: &ImportSessionItem, threshold: usize) -> io::Result<Encoded
     }
 }
 
-/// Buffers up to `threshold` bytes, then moves everything into a level-1 gzip stream.
-struct SpillWriter {
-    threshold: usize,
-    buf: Vec<u8>,
-    gz: Option<io::BufWriter<GzEncoder<Vec<u8>>>>,
+/// The gzip of an item, held up to a cap, then only counted.
+enum CappedGzip {
+    Held(Vec<u8>, usize),
+    Counted(usize),
 }
 
-impl Write for SpillWriter {
+impl Write for CappedGzip {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            CappedGzip::Held(v, cap) if v.len() + bytes.len() > *cap => {
+                *self = CappedGzip::Counted(v.len() + bytes.len());
+            }
+            CappedGzip::Held(v, _) => v.extend_from_slice(bytes),
+            CappedGzip::Counted(n) => *n += bytes.len(),
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Buffers up to `threshold` bytes, then moves everything into a level-1 gzip stream written
+/// to `sink`. The writes reaching the encoder depend only on the JSON, so two encodings of one
+/// item give the same gzip.
+struct SpillWriter<W: Write> {
+    threshold: usize,
+    buf: Vec<u8>,
+    gz: Option<io::BufWriter<GzEncoder<W>>>,
+    sink: Option<W>,
+}
+
+impl<W: Write> Write for SpillWriter<W> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         if let Some(gz) = &mut self.gz {
             gz.write_all(bytes)?;
         } else if self.buf.len() + bytes.len() > self.threshold {
-            let mut gz = io::BufWriter::with_capacity(
-                1 << 16,
-                GzEncoder::new(Vec::new(), Compression::new(1)),
-            );
+            let sink = self
+                .sink
+                .take()
+                .ok_or_else(|| io::Error::other("gzip sink already used"))?;
+            let mut gz =
+                io::BufWriter::with_capacity(1 << 16, GzEncoder::new(sink, Compression::new(1)));
             gz.write_all(&std::mem::take(&mut self.buf))?;
             gz.write_all(bytes)?;
             self.gz = Some(gz);
@@ -460,5 +648,123 @@ fn upsert_cursor(cursors: &mut Vec<Cursor>, cursor: Cursor) {
     match cursors.iter_mut().find(|c| c.key == cursor.key) {
         Some(slot) => *slot = cursor,
         None => cursors.push(cursor),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn item(n: usize) -> ImportSessionItem {
+        let mut v = serde_json::json!({
+            "sourceProvider": "claude_code", "sourceSessionId": "s", "sourceSessionFingerprint": "f",
+            "session": {}, "turns": [], "messages": []
+        });
+        let msgs: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"sourceMessageId": format!("m{i}"), "role": "user",
+                "content": format!("{i} {}", "lorem ipsum ".repeat(i % 17))})
+            })
+            .collect();
+        v["messages"] = serde_json::Value::Array(msgs);
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn frames(limits: EmitLimits, gzip_cap: usize, item: &ImportSessionItem) -> String {
+        let out = Shared::default();
+        let sink = FrameSink::new(Box::new(out.clone()), "r".into());
+        let mut e = Emitter::new(&sink, RunMode::Backfill, None, limits);
+        e.gzip_cap = gzip_cap;
+        let cursor: Cursor =
+            serde_json::from_value(serde_json::json!({"key": "k", "value": {}})).unwrap();
+        e.push_file(vec![item.clone()], "0", Some(cursor)).unwrap();
+        e.flush().unwrap();
+        assert_eq!(e.emitted_items, 1);
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// An item whose gzip passes the cap is encoded twice and streamed: the frames are byte
+    /// for byte those of the held path.
+    #[test]
+    fn streamed_large_item_frames_equal_held_ones() {
+        let it = item(3000);
+        for chunk_bytes in [4, 64, 1000, 4096] {
+            let limits = EmitLimits {
+                chunk_threshold: 1024,
+                chunk_bytes,
+                ..EmitLimits::default()
+            };
+            let held = frames(limits, usize::MAX, &it);
+            assert!(held.lines().count() > 1, "{chunk_bytes}");
+            for cap in [0, 1, 100, 5000] {
+                assert_eq!(frames(limits, cap, &it), held, "{chunk_bytes} {cap}");
+            }
+        }
+    }
+
+    /// The parts are the whole base64 encoding cut every `chunk_bytes` characters, whether
+    /// each is encoded from its own slice (part size a multiple of 4) or cut from the whole.
+    #[test]
+    fn chunk_parts_are_the_whole_encoding_cut_in_order() {
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        for step in [1, 4, 5, 7, 8, 12, 4096] {
+            for len in [0usize, 1, 2, 3, 4, 5, 6, 11, 12, 13, 100, 9001] {
+                let gz: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let out = Shared::default();
+                let sink = FrameSink::new(Box::new(out.clone()), "r".into());
+                let limits = EmitLimits {
+                    chunk_bytes: step,
+                    ..EmitLimits::default()
+                };
+                let mut e = Emitter::new(&sink, RunMode::Backfill, None, limits);
+                let key = KeyPart {
+                    provider: "p".into(),
+                    session_id: "s".into(),
+                    fingerprint: "f".into(),
+                    part: "0".into(),
+                };
+                e.send_chunked(key, gz.clone(), Vec::new()).unwrap();
+                let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+                let parts: Vec<serde_json::Value> = text
+                    .lines()
+                    .map(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"].clone()
+                    })
+                    .collect();
+                let whole = b64.encode(&gz);
+                let size = step.max(4);
+                assert_eq!(
+                    parts.len(),
+                    whole.len().div_ceil(size).max(1),
+                    "{step} {len}"
+                );
+                let mut joined = String::new();
+                for (i, p) in parts.iter().enumerate() {
+                    assert_eq!(p["chunkIndex"], i as i64);
+                    assert_eq!(p["chunkTotal"], parts.len() as i64);
+                    let d = p["data"].as_str().unwrap();
+                    if i + 1 < parts.len() {
+                        assert_eq!(d.len(), size, "{step} {len} {i}");
+                    }
+                    joined.push_str(d);
+                }
+                assert_eq!(joined, whole, "{step} {len}");
+            }
+        }
     }
 }

@@ -12,10 +12,12 @@
 //!   rollouts (input of the worker benches).
 //! - `procs`: `aix | nex import replay -` spawned as two processes; reports and peak RSS.
 //! - `backfill`: the `backfill` (P1, P3) and `rebackfill` (P4) scenarios.
+//! - `big`: the `big-session` scenario (P8): one huge session, peak RSS against its bound.
 //! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
 //! - `worker_cli`: the command line of those scenarios, flattened into `nex-bench`.
 
 pub mod backfill;
+pub mod big;
 pub mod codex_files;
 pub mod corpus;
 pub mod files;

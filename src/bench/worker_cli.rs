@@ -1,5 +1,5 @@
-//! The worker-side `nex-bench` subcommands (`files`, `backfill`, `rebackfill`, `tail-latency`,
-//! `tail-scaling`), flattened into the `nex-bench` command line.
+//! The worker-side `nex-bench` subcommands (`files`, `backfill`, `rebackfill`, `big-session`,
+//! `tail-latency`, `tail-scaling`), flattened into the `nex-bench` command line.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::backfill::{self, BackfillBench, BackfillResult};
+use super::big::{self, BigSessionBench};
 use super::codex_files::{codex_sessions_dir, write_codex};
 use super::files::{FileCorpusSpec, projects_dir, write_corpus};
 use super::procs::Binaries;
@@ -64,6 +65,16 @@ pub enum WorkerScenario {
     Backfill(BackfillArgs),
     /// P4: the same runs; prints the second backfill (committed cursors) as a ratio of the first.
     Rebackfill(BackfillArgs),
+    /// P8: one Claude Code session of `--mb` MB through `aix emit | nex import replay -`.
+    BigSession {
+        /// Session size, MB (10^6 bytes).
+        #[arg(long, default_value_t = 200)]
+        mb: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        common: BinArgs,
+    },
     /// P5: latency from an appended turn to its rows committed, tail mode.
     TailLatency {
         #[arg(long, default_value_t = 50)]
@@ -139,6 +150,7 @@ pub fn run(s: WorkerScenario) -> Res {
         }
         WorkerScenario::Backfill(a) => backfill_cmd(&a, false),
         WorkerScenario::Rebackfill(a) => backfill_cmd(&a, true),
+        WorkerScenario::BigSession { mb, seed, common } => big_cmd(mb, seed, &common),
         WorkerScenario::TailLatency {
             files,
             appends,
@@ -263,5 +275,49 @@ fn backfill_cmd(a: &BackfillArgs, re: bool) -> Res {
         );
     }
     println!("ratio    rebackfill/backfill {}", s(&r.rebackfill_ratio));
+    Ok(())
+}
+
+fn big_cmd(mb: u64, seed: u64, common: &BinArgs) -> Res {
+    let r = big::run(&BigSessionBench {
+        bytes: mb.saturating_mul(1_000_000),
+        seed,
+        dir: common.dir.clone(),
+        bins: Binaries::locate(common.bin_dir.as_deref())?,
+    })?;
+    if common.json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "session  {:.1} MB · {} turns · {} tool calls · {} frames · {:.1} s",
+            r.session_bytes as f64 / 1e6,
+            r.file.turns,
+            r.file.tool_calls,
+            r.frames,
+            r.secs
+        );
+        println!(
+            "rss      peak aix {:.1} MiB · nex {:.1} MiB · bound {:.1} MiB each (P8): {}",
+            r.aix_peak_rss_mib,
+            r.nex_peak_rss_mib,
+            r.bound_mib,
+            if r.within_bound { "ok" } else { "EXCEEDED" }
+        );
+        println!(
+            "ledger   {} sessions · {} turns · {} messages · {} tool calls (expected {} · {} · {} · {}): {}",
+            r.ledger.sessions,
+            r.ledger.turns,
+            r.ledger.messages,
+            r.ledger.tool_calls,
+            r.expected.sessions,
+            r.expected.turns,
+            r.expected.messages,
+            r.expected.tool_calls,
+            if r.complete { "complete" } else { "INCOMPLETE" }
+        );
+    }
+    if !r.complete {
+        return Err("the session did not land complete".into());
+    }
     Ok(())
 }

@@ -71,12 +71,47 @@ where
         Ok(_) => Tail::Live(bounded),
         Err(err) => Tail::Failed(Some(err)),
     };
-    let stream = BufReader::with_capacity(64 * 1024, io::Cursor::new(prefix).chain(tail));
+    let stream = BufReader::with_capacity(64 * 1024, Prefixed::new(prefix, tail));
     serde_json::from_reader(stream).map_err(|err| classify(err, max_inflated_bytes))
 }
 
 /// Inflated uploads up to this size are parsed from memory.
 const SLICE_PARSE_MAX_BYTES: u64 = 32 << 20;
+
+/// The inflated prefix, then the rest of the stream; the prefix is freed as soon as it has
+/// been read (a `Cursor` chain would hold its 32 MiB for the whole parse of a large item).
+struct Prefixed<R> {
+    prefix: Vec<u8>,
+    offset: usize,
+    tail: R,
+}
+
+impl<R> Prefixed<R> {
+    fn new(prefix: Vec<u8>, tail: R) -> Self {
+        Self {
+            prefix,
+            offset: 0,
+            tail,
+        }
+    }
+}
+
+impl<R: Read> Read for Prefixed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.offset < self.prefix.len() {
+            let rest = &self.prefix[self.offset..];
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.offset += n;
+            if self.offset == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.offset = 0;
+            }
+            return Ok(n);
+        }
+        self.tail.read(buf)
+    }
+}
 
 /// What follows the inflated prefix: the rest of the stream, or the error that ended it.
 enum Tail<R> {
