@@ -1,6 +1,6 @@
 //! Size-or-time batching in front of the ledger writer: a batch is cut when it holds
-//! `max_ops` entries, when `max_wait` has passed since its first entry arrived, or at the end of
-//! input (no lost tail batch).
+//! `max_ops` entries or `max_bytes` of frames, when `max_wait` has passed since its first entry
+//! arrived, or at the end of input (no lost tail batch).
 //!
 //! # Backpressure
 //! The batcher pulls from upstream only while it is filling a batch for a consumer that polls
@@ -19,7 +19,14 @@ pub struct BatchPolicy {
     pub max_ops: NonZeroUsize,
     /// Longest time the first entry of a batch waits for company.
     pub max_wait: Duration,
+    /// Most frame bytes in one transaction: with the batches in flight, this bounds the memory
+    /// of the sink whatever the frames' sizes (512 frames of a few MiB each would otherwise be
+    /// GiBs). A batch always takes at least one entry.
+    pub max_bytes: usize,
 }
+
+/// Default [`BatchPolicy::max_bytes`].
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 << 20;
 
 impl Default for BatchPolicy {
     /// 512 ops / 25 ms (ARCHITECTURE.md "The pipeline").
@@ -27,6 +34,7 @@ impl Default for BatchPolicy {
         Self {
             max_ops: NonZeroUsize::new(512).expect("512 is not zero"),
             max_wait: Duration::from_millis(25),
+            max_bytes: DEFAULT_MAX_BATCH_BYTES,
         }
     }
 }
@@ -36,7 +44,14 @@ impl BatchPolicy {
         Self {
             max_ops: NonZeroUsize::new(max_ops).unwrap_or(NonZeroUsize::MIN),
             max_wait,
+            max_bytes: DEFAULT_MAX_BATCH_BYTES,
         }
+    }
+
+    /// The same policy with another byte bound.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 }
 
@@ -48,10 +63,12 @@ pub const MAX_HOLD_WAITS: u32 = 4;
 pub const BUSY_RECHECK: Duration = Duration::from_millis(2);
 
 type HoldsOpen<T> = Box<dyn FnMut(&T) -> bool + Send>;
+type Weigh<T> = Box<dyn Fn(&T) -> usize + Send>;
 
 struct State<T, E> {
     input: BoxStream<'static, Result<T, E>>,
     holds_open: HoldsOpen<T>,
+    weigh: Weigh<T>,
     consumer_busy: Box<dyn Fn() -> bool + Send>,
     policy: BatchPolicy,
     /// An error met while filling the previous batch: yielded after that batch.
@@ -69,7 +86,7 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    batched_with(input, policy, |_: &T| false, || false)
+    batched_with(input, policy, |_: &T| false, |_: &T| 0, || false)
 }
 
 /// [`batched`], except that a batch whose last entry `holds_open` (the start of a group whose
@@ -82,21 +99,27 @@ where
 /// it keeps growing, and `consumer_busy` is checked again every [`BUSY_RECHECK`], until the
 /// consumer is free or the batch holds `max_ops`. Size cuts and the end of input are
 /// unchanged.
-pub fn batched_with<T, E, F, B>(
+///
+/// `weigh` gives an entry's bytes: a batch is cut once it holds `max_bytes`, even one held
+/// open (the rest of its group then goes in the next batch).
+pub fn batched_with<T, E, F, W, B>(
     input: BoxStream<'static, Result<T, E>>,
     policy: BatchPolicy,
     holds_open: F,
+    weigh: W,
     consumer_busy: B,
 ) -> BoxStream<'static, Result<Vec<T>, E>>
 where
     T: Send + 'static,
     E: Send + 'static,
     F: FnMut(&T) -> bool + Send + 'static,
+    W: Fn(&T) -> usize + Send + 'static,
     B: Fn() -> bool + Send + 'static,
 {
     let state = State {
         input,
         holds_open: Box::new(holds_open) as HoldsOpen<T>,
+        weigh: Box::new(weigh) as Weigh<T>,
         consumer_busy: Box::new(consumer_busy),
         policy,
         error: None,
@@ -111,6 +134,7 @@ where
             return None;
         }
         let mut batch = Vec::new();
+        let mut bytes = 0usize;
         let mut deadline: Option<Instant> = None;
         let mut open = false;
         let mut waits = 0u32;
@@ -146,8 +170,9 @@ where
                         deadline = Some(Instant::now() + st.policy.max_wait);
                     }
                     open = (st.holds_open)(&item);
+                    bytes = bytes.saturating_add((st.weigh)(&item));
                     batch.push(item);
-                    if batch.len() >= st.policy.max_ops.get() {
+                    if batch.len() >= st.policy.max_ops.get() || bytes >= st.policy.max_bytes {
                         break;
                     }
                 }
@@ -190,6 +215,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn cuts_on_bytes_even_a_batch_held_open() {
+        // Entries weigh their value; every entry asks to hold the batch open.
+        let policy = BatchPolicy::new(100, Duration::from_secs(1)).with_max_bytes(10);
+        let out: Vec<_> = batched_with(
+            ok_stream(vec![4, 4, 4, 20, 1, 1]),
+            policy,
+            |_: &u32| true,
+            |x: &u32| *x as usize,
+            || false,
+        )
+        .collect()
+        .await;
+        let out: Vec<Vec<u32>> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(out, vec![vec![4, 4, 4], vec![20], vec![1, 1]]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn cuts_on_time() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<u32, &'static str>>(8);
         let input =
@@ -215,7 +257,7 @@ mod tests {
                 .boxed();
         // Odd numbers open a group.
         let policy = BatchPolicy::new(100, Duration::from_millis(25));
-        let mut batches = batched_with(input, policy, |x: &u32| x % 2 == 1, || false);
+        let mut batches = batched_with(input, policy, |x: &u32| x % 2 == 1, |_: &u32| 0, || false);
         let started = Instant::now();
         tx.send(Ok(1)).await.unwrap();
         let sender = tokio::spawn(async move {
@@ -257,6 +299,7 @@ mod tests {
             input,
             policy,
             |_: &u32| false,
+            |_: &u32| 0,
             move || flag.load(std::sync::atomic::Ordering::SeqCst),
         );
         let started = Instant::now();

@@ -33,6 +33,13 @@ pub enum Prepared {
 }
 
 impl Prepared {
+    /// The frame's size on the wire: what the sink's byte bound counts.
+    pub fn frame_bytes(&self) -> usize {
+        match self {
+            Prepared::Ready(meta, _) | Prepared::Write(meta, _) => meta.bytes,
+        }
+    }
+
     /// A chunk part that is not its upload's last (the rest of the upload should follow it).
     pub fn opens_upload(&self) -> bool {
         matches!(self, Prepared::Write(_, WriteOp::Chunk { request, .. })

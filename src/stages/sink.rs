@@ -173,79 +173,83 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
         let busy_check = busy.clone();
         let writer_busy = move || busy_check.load(Ordering::Acquire) > 0;
         let busy_submit = busy.clone();
-        batched_with(prepared, policy, Prepared::opens_upload, writer_busy)
-            .then(move |batch| {
-                let busy = busy_submit.clone();
-                let ledger = ledger.clone();
-                let options = options.clone();
-                let run_id = run_id.get().map(str::to_owned);
-                number += 1;
-                let number = number;
-                async move {
-                    let batch = batch?;
-                    let mut entries = Vec::with_capacity(batch.len());
-                    let mut ops = Vec::new();
-                    for prepared in batch {
-                        match prepared {
-                            Prepared::Ready(meta, outcome) => {
-                                entries.push(Entry::Ready(meta, outcome))
-                            }
-                            Prepared::Write(meta, op) => {
-                                ops.push(op);
-                                entries.push(Entry::Awaiting(meta));
-                            }
+        batched_with(
+            prepared,
+            policy,
+            Prepared::opens_upload,
+            Prepared::frame_bytes,
+            writer_busy,
+        )
+        .then(move |batch| {
+            let busy = busy_submit.clone();
+            let ledger = ledger.clone();
+            let options = options.clone();
+            let run_id = run_id.get().map(str::to_owned);
+            number += 1;
+            let number = number;
+            async move {
+                let batch = batch?;
+                let mut entries = Vec::with_capacity(batch.len());
+                let mut ops = Vec::new();
+                for prepared in batch {
+                    match prepared {
+                        Prepared::Ready(meta, outcome) => entries.push(Entry::Ready(meta, outcome)),
+                        Prepared::Write(meta, op) => {
+                            ops.push(op);
+                            entries.push(Entry::Awaiting(meta));
                         }
                     }
-                    let submitted_at = Instant::now();
-                    let pending = if ops.is_empty() {
-                        None
-                    } else {
-                        let batch = WriteBatch {
-                            run_id,
-                            options,
-                            ops,
-                        };
-                        let pending = ledger.submit(batch).await?;
-                        busy.fetch_add(1, Ordering::AcqRel);
-                        Some(pending)
+                }
+                let submitted_at = Instant::now();
+                let pending = if ops.is_empty() {
+                    None
+                } else {
+                    let batch = WriteBatch {
+                        run_id,
+                        options,
+                        ops,
                     };
-                    Ok::<_, PipelineError>(InFlight {
-                        number,
-                        entries,
-                        pending,
-                        submitted_at,
-                    })
-                }
-            })
-            .map(move |submitted| {
-                let busy = busy.clone();
-                async move {
-                    let submitted = submitted?;
-                    let counted = submitted.pending.is_some();
-                    let resolved = submitted.resolve().await;
-                    if counted {
-                        busy.fetch_sub(1, Ordering::AcqRel);
-                    }
-                    resolved
-                }
-            })
-            .buffered(in_flight)
-            .flat_map(|resolved| {
-                let items: Vec<_> = match resolved {
-                    Ok(outcomes) => outcomes.into_iter().map(|o| Ok(Flowing::Item(o))).collect(),
-                    Err(e) => vec![Err(e)],
+                    let pending = ledger.submit(batch).await?;
+                    busy.fetch_add(1, Ordering::AcqRel);
+                    Some(pending)
                 };
-                stream::iter(items)
-            })
-            // Nothing after a fatal error.
-            .scan(false, |failed, item| {
-                let next = (!*failed).then(|| {
-                    *failed = item.is_err();
-                    item
-                });
-                futures::future::ready(next)
-            })
-            .boxed()
+                Ok::<_, PipelineError>(InFlight {
+                    number,
+                    entries,
+                    pending,
+                    submitted_at,
+                })
+            }
+        })
+        .map(move |submitted| {
+            let busy = busy.clone();
+            async move {
+                let submitted = submitted?;
+                let counted = submitted.pending.is_some();
+                let resolved = submitted.resolve().await;
+                if counted {
+                    busy.fetch_sub(1, Ordering::AcqRel);
+                }
+                resolved
+            }
+        })
+        .buffered(in_flight)
+        .flat_map(|resolved| {
+            let items: Vec<_> = match resolved {
+                Ok(outcomes) => outcomes.into_iter().map(|o| Ok(Flowing::Item(o))).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            stream::iter(items)
+        })
+        // Nothing after a fatal error.
+        .scan(false, |failed, item| {
+            let next = (!*failed).then(|| {
+                *failed = item.is_err();
+                item
+            });
+            futures::future::ready(next)
+        })
+        .boxed()
     }
 }
 
