@@ -13,12 +13,14 @@
 //! - `procs`: `aix | nex import replay -` spawned as two processes; reports and peak RSS.
 //! - `backfill`: the `backfill` (P1, P3) and `rebackfill` (P4) scenarios.
 //! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
+//! - `fuzz`: the bad-input harness (R3): valid and bad frames, every outcome checked.
 //! - `worker_cli`: the command line of those scenarios, flattened into `nex-bench`.
 
 pub mod backfill;
 pub mod codex_files;
 pub mod corpus;
 pub mod files;
+pub mod fuzz;
 pub mod procs;
 pub mod raw;
 pub mod replay;
