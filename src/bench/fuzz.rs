@@ -302,7 +302,7 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// A gzip bomb: an item JSON whose one string inflates to 64 MiB (about 1000:1, the ratio of a
+/// A gzip bomb: an item JSON whose one string inflates to 16 MiB (about 1000:1, the ratio of a
 /// 10 GB bomb), built by streaming zeros through the encoder so the inflated data is never
 /// held. The pipeline must stop inflating it at `max_inflated_bytes`.
 fn bomb() -> String {
@@ -310,7 +310,7 @@ fn bomb() -> String {
     let block = vec![b'x'; 1 << 20];
     gz.write_all(br#"{"sourceProvider":"anthropic","sourceSessionId":""#)
         .expect("in-memory gzip");
-    for _ in 0..64 {
+    for _ in 0..16 {
         gz.write_all(&block).expect("in-memory gzip");
     }
     gz.write_all(br#""}"#).expect("in-memory gzip");
