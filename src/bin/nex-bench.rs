@@ -140,7 +140,11 @@ fn fuzz_cmd(frames: u64, seed: u64, json: bool) -> Result<(), Box<dyn std::error
             let got = r.rejected.get(code).copied().unwrap_or(0);
             writeln!(out, "  {code:<45} expected {n:>8}  rejected {got:>8}")?;
         }
-        for (code, n) in r.rejected.iter().filter(|(c, _)| !r.expected_rejects.contains_key(*c)) {
+        for (code, n) in r
+            .rejected
+            .iter()
+            .filter(|(c, _)| !r.expected_rejects.contains_key(*c))
+        {
             writeln!(out, "  {code:<45} expected        0  rejected {n:>8}")?;
         }
         writeln!(
@@ -150,11 +154,14 @@ fn fuzz_cmd(frames: u64, seed: u64, json: bool) -> Result<(), Box<dyn std::error
         )?;
         writeln!(
             out,
-            "result   {} mismatches · {:.1} s · {:.0} frames/s · peak RSS {} MiB",
+            "result   {} mismatches · {} seq anomalies · ended on run.complete: {} · {:.1} s · {:.0} frames/s · peak RSS {} MiB",
             r.mismatches,
+            r.seq_anomalies,
+            r.completed,
             r.secs,
             r.frames_per_sec,
-            r.peak_rss_kib.map_or("?".into(), |k| (k / 1024).to_string())
+            r.peak_rss_kib
+                .map_or("?".into(), |k| (k / 1024).to_string())
         )?;
         for m in &r.mismatch_samples {
             writeln!(out, "  mismatch {m}")?;

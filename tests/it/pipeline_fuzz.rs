@@ -23,7 +23,13 @@ fn every_bad_frame_rejected_with_its_code_and_every_valid_frame_committed() {
     );
     assert_eq!(r.rejected, r.expected_rejects, "rejects by code");
     assert_eq!(r.ledger_sessions, r.expected_sessions);
-    assert!(r.expected_sessions > 1000, "valid sessions: {}", r.expected_sessions);
+    assert!(r.completed, "the run ends on its run.complete");
+    assert_eq!(r.seq_anomalies, 0);
+    assert!(
+        r.expected_sessions > 1000,
+        "valid sessions: {}",
+        r.expected_sessions
+    );
     for code in [
         "frame_too_large",
         "frame_invalid_utf8",
@@ -38,7 +44,10 @@ fn every_bad_frame_rejected_with_its_code_and_every_valid_frame_committed() {
         "chunk_encoding_mismatch",
         "idempotency_key_payload_mismatch",
     ] {
-        assert!(r.expected_rejects.get(code).copied().unwrap_or(0) > 0, "{code} generated");
+        assert!(
+            r.expected_rejects.get(code).copied().unwrap_or(0) > 0,
+            "{code} generated"
+        );
     }
     assert!(r.is_clean());
 }
