@@ -14,6 +14,7 @@
 //! - `backfill`: the `backfill` (P1, P3) and `rebackfill` (P4) scenarios.
 //! - `big`: the `big-session` scenario (P8): one huge session, peak RSS against its bound.
 //! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
+//! - `fuzz`: the bad-input harness (R3): valid and bad frames, every outcome checked.
 //! - `worker_cli`: the command line of those scenarios, flattened into `nex-bench`.
 
 pub mod backfill;
@@ -21,6 +22,7 @@ pub mod big;
 pub mod codex_files;
 pub mod corpus;
 pub mod files;
+pub mod fuzz;
 pub mod procs;
 pub mod raw;
 pub mod replay;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! nex-bench corpus [--seed N] [--sessions N] [--out FILE]   # write a worker frame stream
+//! nex-bench fuzz [--frames N] [--seed S] [--json]           # bad-input harness (R3)
 //! nex-bench replay [--seed N] [--sessions N] [--runs N] [--dir PATH] [--json]
 //! ```
 
@@ -73,6 +74,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bad-input harness (R3): valid frames interleaved with every kind of bad input through
+    /// the real pipeline; every outcome checked against the generator's expectation.
+    Fuzz {
+        /// Frames to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        frames: u64,
+        /// Seed of the deterministic generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     #[command(flatten)]
     Worker(nex::bench::worker_cli::WorkerScenario),
 }
@@ -87,6 +101,7 @@ fn main() -> ExitCode {
             dir,
             json,
         } => replay_cmd(&corpus, runs, dir, json),
+        Command::Fuzz { frames, seed, json } => fuzz_cmd(frames, seed, json),
         Command::Worker(s) => nex::bench::worker_cli::run(s),
     };
     match result {
@@ -96,6 +111,66 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn fuzz_cmd(frames: u64, seed: u64, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let spec = nex::bench::fuzz::FuzzSpec {
+        frames,
+        seed,
+        ..Default::default()
+    };
+    let r = nex::bench::fuzz::run(&spec)?;
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &r)?;
+        writeln!(out)?;
+    } else {
+        let rejects: u64 = r.rejected.values().sum();
+        writeln!(
+            out,
+            "fuzz     seed {seed} · {} frames ({} valid, {} rejected in {} codes, {} empty) · {:.1} MB",
+            r.frames,
+            r.valid_frames,
+            rejects,
+            r.rejected.len(),
+            r.empty_lines,
+            r.bytes as f64 / 1e6
+        )?;
+        for (code, n) in &r.expected_rejects {
+            let got = r.rejected.get(code).copied().unwrap_or(0);
+            writeln!(out, "  {code:<45} expected {n:>8}  rejected {got:>8}")?;
+        }
+        for (code, n) in r
+            .rejected
+            .iter()
+            .filter(|(c, _)| !r.expected_rejects.contains_key(*c))
+        {
+            writeln!(out, "  {code:<45} expected        0  rejected {n:>8}")?;
+        }
+        writeln!(
+            out,
+            "ledger   sessions {} (expected {})",
+            r.ledger_sessions, r.expected_sessions
+        )?;
+        writeln!(
+            out,
+            "result   {} mismatches · {} seq anomalies · ended on run.complete: {} · {:.1} s · {:.0} frames/s · peak RSS {} MiB",
+            r.mismatches,
+            r.seq_anomalies,
+            r.completed,
+            r.secs,
+            r.frames_per_sec,
+            r.peak_rss_kib
+                .map_or("?".into(), |k| (k / 1024).to_string())
+        )?;
+        for m in &r.mismatch_samples {
+            writeln!(out, "  mismatch {m}")?;
+        }
+    }
+    if !r.is_clean() {
+        return Err("fuzz: outcomes differ from the expectations".into());
+    }
+    Ok(())
 }
 
 fn corpus_cmd(args: &CorpusArgs, out: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {

@@ -24,6 +24,7 @@ mod pipeline_audit; // inserted stages: audit row in nexus.db, a custom outcome 
 mod pipeline_bench; // nex-bench smoke: corpus replays completely, replay reports ratios
 mod pipeline_chunks; // chunked uploads cut mid-stream and completed by a later run
 mod pipeline_flow; // commit visibility, backpressure, cancellation, read errors, busy ledger
+mod pipeline_fuzz; // R3 bad-input harness at test size: every outcome as expected
 mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, events
 mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
 mod pipeline_support; // fixtures shared by the pipeline_* modules
