@@ -16,7 +16,9 @@
 //! What runs here, before the ledger, is the part of the chunk checks that needs no ledger
 //! (`import::check_chunk_request`: source, mode, key, upload id, index range), so a malformed
 //! part is rejected without a round trip to the writer, with the service's own codes. The
-//! assembler also tracks the uploads this run touched, for the log line at the end of input.
+//! assembler also tracks the uploads this run has not seen whole, for the log line at the end
+//! of input; an upload is forgotten once all its parts went by, so memory follows the uploads
+//! in progress, not the run's length.
 
 use std::collections::BTreeMap;
 
@@ -28,8 +30,11 @@ use super::{Frame, FrameOp, Op, Report};
 
 #[derive(Default)]
 pub struct ChunkAssembler {
-    /// Upload id -> (distinct part indexes seen this run, announced total).
+    /// Upload id -> (distinct part indexes seen this run, announced total), for uploads whose
+    /// parts have not all gone by.
     uploads: BTreeMap<String, (std::collections::BTreeSet<i64>, i64)>,
+    /// Uploads whose parts all went by in this run.
+    whole_in_run: u64,
 }
 
 impl ChunkAssembler {
@@ -40,10 +45,7 @@ impl ChunkAssembler {
     /// Uploads of this run whose parts did not all arrive in this run (they stay staged in the
     /// ledger, complete if earlier runs staged the rest, or wait for the next run).
     pub fn uploads_open(&self) -> usize {
-        self.uploads
-            .values()
-            .filter(|(seen, total)| (seen.len() as i64) < *total)
-            .count()
+        self.uploads.len()
     }
 }
 
@@ -61,12 +63,14 @@ impl Stage<Frame, FrameOp> for ChunkAssembler {
                     out.reject(RejectCode::service(e.code()), meta);
                     return Ok(());
                 }
-                let (seen, total) = self
-                    .uploads
-                    .entry(req.upload_id.trim().to_owned())
-                    .or_default();
+                let upload_id = req.upload_id.trim();
+                let (seen, total) = self.uploads.entry(upload_id.to_owned()).or_default();
                 seen.insert(req.chunk_index.max(0));
                 *total = req.chunk_total.max(1);
+                if seen.len() as i64 >= *total {
+                    self.uploads.remove(upload_id);
+                    self.whole_in_run += 1;
+                }
                 Op::Chunk(req)
             }
             WorkerFrame::RunProgress(p) => Op::Report(Report::Progress(p)),
@@ -79,9 +83,9 @@ impl Stage<Frame, FrameOp> for ChunkAssembler {
     }
 
     fn finish(&mut self, _out: &mut Emit<FrameOp>) -> Result<(), PipelineError> {
-        if !self.uploads.is_empty() {
+        if !self.uploads.is_empty() || self.whole_in_run > 0 {
             tracing::debug!(
-                uploads = self.uploads.len(),
+                uploads = self.whole_in_run + self.uploads.len() as u64,
                 open_in_run = self.uploads_open(),
                 "chunk uploads touched by the run"
             );
