@@ -14,23 +14,9 @@ const WAIT: Duration = Duration::from_secs(15);
 #[tokio::test]
 async fn worker_that_stops_answering_probes_is_unresponsive_and_tail_restarts() {
     let home = Home::new();
-    let mut run = Running::start(
-        home.settings(fake_worker(&["mute"])),
-        &home,
-        HostMode::Daemon,
-    )
-    .await;
-    let _: TailStatus = run
-        .handle
-        .call(Request::Tail { once: false })
-        .await
-        .unwrap();
-    let failed = run
-        .event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. }))
-        .await;
-    let ImportEvent::RunFailed { error_code, .. } = failed else {
-        unreachable!()
-    };
+    let mut run = Running::daemon(&home, &["mute"]).await;
+    run.tail().await;
+    let error_code = run.run_failed_code(WAIT).await;
     assert_eq!(error_code, "worker_unresponsive");
     let e = run
         .event(WAIT, |e| matches!(e, ImportEvent::RestartScheduled { .. }))
@@ -49,17 +35,8 @@ async fn worker_that_stops_answering_probes_is_unresponsive_and_tail_restarts() 
 #[tokio::test]
 async fn kill9_of_the_tail_worker_restarts_it_within_a_probe_interval() {
     let home = Home::new();
-    let mut run = Running::start(
-        home.settings(fake_worker(&["tail"])),
-        &home,
-        HostMode::Daemon,
-    )
-    .await;
-    let _: TailStatus = run
-        .handle
-        .call(Request::Tail { once: false })
-        .await
-        .unwrap();
+    let mut run = Running::daemon(&home, &["tail"]).await;
+    run.tail().await;
     let st = run
         .status_until(WAIT, |s| {
             s.tail
@@ -70,12 +47,7 @@ async fn kill9_of_the_tail_worker_restarts_it_within_a_probe_interval() {
         .await;
     let pid = st.tail.run.unwrap().pid.unwrap();
     kill9(pid);
-    let failed = run
-        .event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. }))
-        .await;
-    let ImportEvent::RunFailed { error_code, .. } = failed else {
-        unreachable!()
-    };
+    let error_code = run.run_failed_code(WAIT).await;
     assert_eq!(error_code, "worker_exited");
     // Restarted (backoff 50 ms) and reflected in status within one probe interval (300 ms).
     let st = run
@@ -101,11 +73,7 @@ async fn tail_backs_off_doubling_then_enters_error_until_restart() {
     let mut settings = home.settings(fake_worker(&["crash", "0"]));
     settings.restart.max_restarts = 3;
     let mut run = Running::start(settings, &home, HostMode::Daemon).await;
-    let _: TailStatus = run
-        .handle
-        .call(Request::Tail { once: false })
-        .await
-        .unwrap();
+    run.tail().await;
     let mut delays = Vec::new();
     for _ in 0..3 {
         let e = run
@@ -149,11 +117,7 @@ async fn restart_backoff_follows_the_policy_in_virtual_time() {
         home.settings(nex::control::WorkerCommand::parse("/nonexistent/aix").unwrap());
     settings.restart = nex::control::policy::RestartPolicy::default();
     let mut run = Running::start(settings, &home, HostMode::Daemon).await;
-    let _: TailStatus = run
-        .handle
-        .call(Request::Tail { once: false })
-        .await
-        .unwrap();
+    run.tail().await;
     let long = Duration::from_secs(3600);
     let mut seen = Vec::new();
     let mut last: Option<(tokio::time::Instant, u64)> = None;

@@ -14,24 +14,11 @@ use crate::control_support::{CountingPipeline, Home, Running, alive, fake_worker
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn job_changed(e: &ImportEvent, id: &str, to: JobStatus) -> bool {
-    matches!(e, ImportEvent::JobStateChanged { job_id, to: t, .. } if job_id == id && *t == to)
-}
-
 #[tokio::test]
 async fn backfill_job_goes_queued_running_completed_with_stats() {
     let home = Home::new();
-    let mut run = Running::start(
-        home.settings(fake_worker(&["backfill", "5"])),
-        &home,
-        HostMode::Daemon,
-    )
-    .await;
-    let enq: Enqueued = run
-        .handle
-        .call(Request::Backfill { full: false })
-        .await
-        .unwrap();
+    let mut run = Running::daemon(&home, &["backfill", "5"]).await;
+    let enq = run.backfill().await;
     let id = enq.job.id.clone();
     let mut seen = Vec::new();
     while seen.last() != Some(&JobStatus::Completed) {
@@ -88,11 +75,7 @@ async fn worker_that_never_answers_run_start_is_unresponsive() {
     let mut settings = home.settings(fake_worker(&["silent"]));
     settings.job_retry.max_restarts = 0;
     let mut run = Running::start(settings, &home, HostMode::Daemon).await;
-    let enq: Enqueued = run
-        .handle
-        .call(Request::Backfill { full: false })
-        .await
-        .unwrap();
+    let enq = run.backfill().await;
     let failed = run
         .event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. }))
         .await;
@@ -106,8 +89,7 @@ async fn worker_that_never_answers_run_start_is_unresponsive() {
     };
     assert_eq!(error_code, "worker_unresponsive");
     assert!(retryable);
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Failed))
-        .await;
+    run.job_reaches(WAIT, &enq.job.id, JobStatus::Failed).await;
     let job = jobs::get(&home.conn(), &enq.job.id).unwrap();
     assert_eq!(job.error_code.as_deref(), Some("worker_unresponsive"));
     run.stop().await;
@@ -116,25 +98,9 @@ async fn worker_that_never_answers_run_start_is_unresponsive() {
 #[tokio::test]
 async fn cancelled_job_ends_cancelled_and_its_worker_is_gone() {
     let home = Home::new();
-    let mut run = Running::start(
-        home.settings(fake_worker(&["backfill", "1000", "0.05"])),
-        &home,
-        HostMode::Daemon,
-    )
-    .await;
-    let enq: Enqueued = run
-        .handle
-        .call(Request::Backfill { full: false })
-        .await
-        .unwrap();
-    let st = run
-        .status_until(WAIT, |s| {
-            s.jobs
-                .first()
-                .and_then(|j| j.run.as_ref())
-                .is_some_and(|r| r.counters.requests >= 2)
-        })
-        .await;
+    let mut run = Running::daemon(&home, &["backfill", "1000", "0.05"]).await;
+    let enq = run.backfill().await;
+    let st = run.job_run_until(WAIT, |r| r.counters.requests >= 2).await;
     let pid = st.jobs[0].run.as_ref().unwrap().pid.unwrap();
     assert!(alive(pid));
     let _: serde_json::Value = run
@@ -144,7 +110,7 @@ async fn cancelled_job_ends_cancelled_and_its_worker_is_gone() {
         })
         .await
         .unwrap();
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Cancelled))
+    run.job_reaches(WAIT, &enq.job.id, JobStatus::Cancelled)
         .await;
     let job = jobs::get(&home.conn(), &enq.job.id).unwrap();
     assert_eq!(job.status, JobStatus::Cancelled);
@@ -165,32 +131,16 @@ async fn cancelled_job_ends_cancelled_and_its_worker_is_gone() {
 #[tokio::test]
 async fn kill9_of_a_job_worker_retries_the_job() {
     let home = Home::new();
-    let mut run = Running::start(
-        home.settings(fake_worker(&["backfill", "30", "0.05"])),
-        &home,
-        HostMode::Daemon,
-    )
-    .await;
-    let enq: Enqueued = run
-        .handle
-        .call(Request::Backfill { full: false })
-        .await
-        .unwrap();
-    let st = run
-        .status_until(WAIT, |s| {
-            s.jobs
-                .first()
-                .and_then(|j| j.run.as_ref())
-                .is_some_and(|r| r.counters.requests >= 1)
-        })
-        .await;
+    let mut run = Running::daemon(&home, &["backfill", "30", "0.05"]).await;
+    let enq = run.backfill().await;
+    let st = run.job_run_until(WAIT, |r| r.counters.requests >= 1).await;
     kill9(st.jobs[0].run.as_ref().unwrap().pid.unwrap());
     run.event(
         WAIT,
         |e| matches!(e, ImportEvent::RestartScheduled { target, .. } if *target == enq.job.id),
     )
     .await;
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Completed))
+    run.job_reaches(WAIT, &enq.job.id, JobStatus::Completed)
         .await;
     let conn = home.conn();
     let job = jobs::get(&conn, &enq.job.id).unwrap();
@@ -206,19 +156,9 @@ async fn kill9_of_a_job_worker_retries_the_job() {
 #[tokio::test]
 async fn non_retryable_run_error_fails_the_job_with_the_workers_code() {
     let home = Home::new();
-    let mut run = Running::start(
-        home.settings(fake_worker(&["error", "false"])),
-        &home,
-        HostMode::Daemon,
-    )
-    .await;
-    let enq: Enqueued = run
-        .handle
-        .call(Request::Backfill { full: false })
-        .await
-        .unwrap();
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Failed))
-        .await;
+    let mut run = Running::daemon(&home, &["error", "false"]).await;
+    let enq = run.backfill().await;
+    run.job_reaches(WAIT, &enq.job.id, JobStatus::Failed).await;
     let job = jobs::get(&home.conn(), &enq.job.id).unwrap();
     assert_eq!(job.error_code.as_deref(), Some("source_unreadable"));
     assert_eq!(job.stats.attempts, 1);
@@ -228,25 +168,9 @@ async fn non_retryable_run_error_fails_the_job_with_the_workers_code() {
 #[tokio::test]
 async fn shutdown_mid_backfill_stops_workers_and_the_next_start_completes_the_job() {
     let home = Home::new();
-    let run = Running::start(
-        home.settings(fake_worker(&["backfill", "1000", "0.02"])),
-        &home,
-        HostMode::Daemon,
-    )
-    .await;
-    let enq: Enqueued = run
-        .handle
-        .call(Request::Backfill { full: false })
-        .await
-        .unwrap();
-    let st = run
-        .status_until(WAIT, |s| {
-            s.jobs
-                .first()
-                .and_then(|j| j.run.as_ref())
-                .is_some_and(|r| r.counters.requests >= 1)
-        })
-        .await;
+    let run = Running::daemon(&home, &["backfill", "1000", "0.02"]).await;
+    let enq = run.backfill().await;
+    let st = run.job_run_until(WAIT, |r| r.counters.requests >= 1).await;
     let pid = st.jobs[0].run.as_ref().unwrap().pid.unwrap();
     let started = std::time::Instant::now();
     run.stop().await;
@@ -262,12 +186,7 @@ async fn shutdown_mid_backfill_stops_workers_and_the_next_start_completes_the_jo
     let runs = audit::list(&conn, Some(&enq.job.id), 10).unwrap();
     assert_eq!(runs[0].outcome.as_deref(), Some("cancelled"));
 
-    let mut again = Running::start(
-        home.settings(fake_worker(&["backfill", "3"])),
-        &home,
-        HostMode::Daemon,
-    )
-    .await;
+    let mut again = Running::daemon(&home, &["backfill", "3"]).await;
     let e = again
         .event(WAIT, |e| {
             matches!(
@@ -322,11 +241,7 @@ async fn a_busy_pipeline_is_not_an_unresponsive_worker() {
         pipeline,
     )
     .await;
-    let enq: Enqueued = run
-        .handle
-        .call(Request::Backfill { full: false })
-        .await
-        .unwrap();
+    let enq = run.backfill().await;
     let e = run
         .event(WAIT, |e| {
             matches!(
@@ -345,7 +260,7 @@ async fn a_busy_pipeline_is_not_an_unresponsive_worker() {
         ),
         "{e:?}"
     );
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Completed))
+    run.job_reaches(WAIT, &enq.job.id, JobStatus::Completed)
         .await;
     run.stop().await;
 }
@@ -377,7 +292,7 @@ async fn run_start_carries_the_committed_cursors_unless_full() {
     .await;
     for (full, expected) in [(false, 3), (true, 0)] {
         let enq: Enqueued = run.handle.call(Request::Backfill { full }).await.unwrap();
-        run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Completed))
+        run.job_reaches(WAIT, &enq.job.id, JobStatus::Completed)
             .await;
         let job = jobs::get(&home.conn(), &enq.job.id).unwrap();
         assert_eq!(job.stats.counters.emitted, Some(expected), "full = {full}");
@@ -394,18 +309,9 @@ async fn shutdown_kills_a_worker_that_ignores_stop_and_sigterm_within_the_grace(
     settings.timings.kill_after = Duration::from_secs(5);
     settings.timings.shutdown_grace = Duration::from_secs(2);
     let run = Running::start(settings, &home, HostMode::Daemon).await;
-    let enq: Enqueued = run
-        .handle
-        .call(Request::Backfill { full: false })
-        .await
-        .unwrap();
+    let enq = run.backfill().await;
     let st = run
-        .status_until(WAIT, |s| {
-            s.jobs
-                .first()
-                .and_then(|j| j.run.as_ref())
-                .is_some_and(|r| r.phase == RunPhase::Running)
-        })
+        .job_run_until(WAIT, |r| r.phase == RunPhase::Running)
         .await;
     let pid = st.jobs[0].run.as_ref().unwrap().pid.unwrap();
     let started = std::time::Instant::now();
@@ -442,19 +348,9 @@ async fn a_backlog_excuses_silence_only_for_backlog_wait() {
         stall: Some(Duration::from_secs(30)),
     };
     let mut run = Running::start_with(settings, &home, HostMode::Daemon, pipeline).await;
-    let enq: Enqueued = run
-        .handle
-        .call(Request::Backfill { full: false })
-        .await
-        .unwrap();
-    let failed = run
-        .event(WAIT, |e| matches!(e, ImportEvent::RunFailed { .. }))
-        .await;
-    let ImportEvent::RunFailed { error_code, .. } = failed else {
-        unreachable!()
-    };
+    let enq = run.backfill().await;
+    let error_code = run.run_failed_code(WAIT).await;
     assert_eq!(error_code, "worker_unresponsive");
-    run.event(WAIT, |e| job_changed(e, &enq.job.id, JobStatus::Failed))
-        .await;
+    run.job_reaches(WAIT, &enq.job.id, JobStatus::Failed).await;
     run.stop().await;
 }

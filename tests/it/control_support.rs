@@ -13,7 +13,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use nex::control::ImportEvent;
 use nex::control::config::{ControlSettings, Paths, Timings};
-use nex::control::health::StatusReport;
+use nex::control::health::{RunStatus, StatusReport, TailStatus};
+use nex::control::jobs::{Enqueued, JobStatus};
 use nex::control::port::{Backlog, CursorSource, NoCursors, WorkerOutput};
 use nex::control::{
     Bus, ControlHandle, HostMode, NexusStore, PipelineEnd, PipelineReport, Request, RunCounters,
@@ -278,6 +279,58 @@ impl Running {
         }
     }
 
+    /// A daemon-mode supervisor whose worker is the fake worker with `args`.
+    pub async fn daemon(home: &Home, args: &[&str]) -> Running {
+        Running::start(home.settings(fake_worker(args)), home, HostMode::Daemon).await
+    }
+
+    /// Enqueues an incremental backfill job.
+    pub async fn backfill(&self) -> Enqueued {
+        self.handle
+            .call(Request::Backfill { full: false })
+            .await
+            .unwrap()
+    }
+
+    /// Starts the continuous tail.
+    pub async fn tail(&self) -> TailStatus {
+        self.handle
+            .call(Request::Tail { once: false })
+            .await
+            .unwrap()
+    }
+
+    /// Waits for the next `RunFailed` event, returning its error code.
+    pub async fn run_failed_code(&mut self, within: Duration) -> String {
+        let failed = self
+            .event(within, |e| matches!(e, ImportEvent::RunFailed { .. }))
+            .await;
+        let ImportEvent::RunFailed { error_code, .. } = failed else {
+            unreachable!()
+        };
+        error_code
+    }
+
+    /// Waits for job `id` to change to `to`.
+    pub async fn job_reaches(&mut self, within: Duration, id: &str, to: JobStatus) {
+        self.event(within, |e| job_changed(e, id, to)).await;
+    }
+
+    /// Polls status until the first job's run satisfies `pred`.
+    pub async fn job_run_until<F: Fn(&RunStatus) -> bool>(
+        &self,
+        within: Duration,
+        pred: F,
+    ) -> StatusReport {
+        self.status_until(within, |s| {
+            s.jobs
+                .first()
+                .and_then(|j| j.run.as_ref())
+                .is_some_and(&pred)
+        })
+        .await
+    }
+
     pub async fn status(&self) -> StatusReport {
         self.handle.call(Request::Status).await.unwrap()
     }
@@ -328,6 +381,11 @@ impl Running {
             .expect("supervisor stops in time")
             .unwrap();
     }
+}
+
+/// Whether `e` is job `id` changing to `to`.
+pub fn job_changed(e: &ImportEvent, id: &str, to: JobStatus) -> bool {
+    matches!(e, ImportEvent::JobStateChanged { job_id, to: t, .. } if job_id == id && *t == to)
 }
 
 /// Whether process `pid` still exists (a zombie counts as gone).
