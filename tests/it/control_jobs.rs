@@ -103,11 +103,7 @@ async fn second_backfill_request_returns_the_active_job() {
     let home = Home::new();
     let settings = home.settings(fake_worker(&["backfill", "20", "0.05"]));
     let run = Running::start(settings, &home, HostMode::Daemon).await;
-    let a: jobs::Enqueued = run
-        .handle
-        .call(Request::Backfill { full: false })
-        .await
-        .unwrap();
+    let a = run.backfill().await;
     let b: jobs::Enqueued = run
         .handle
         .call(Request::Backfill { full: true })

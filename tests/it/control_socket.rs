@@ -4,22 +4,17 @@ use std::os::unix::fs::PermissionsExt;
 
 use nex::control::api::Pong;
 use nex::control::health::StatusReport;
-use nex::control::{ControlClient, ControlServer, HostMode, Request};
+use nex::control::{ControlClient, ControlServer, Request};
 use tokio_util::sync::CancellationToken;
 
-use crate::control_support::{Home, Running, fake_worker};
+use crate::control_support::{Home, Running};
 
 #[tokio::test]
 async fn socket_is_0600_in_a_0700_dir_and_answers_requests() {
     let home = Home::new();
     // A pre-existing, too open run dir is tightened.
     std::fs::set_permissions(&home.paths.run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let run = Running::start(
-        home.settings(fake_worker(&["tail"])),
-        &home,
-        HostMode::Daemon,
-    )
-    .await;
+    let run = Running::daemon(&home, &["tail"]).await;
     let server = ControlServer::bind(&home.paths.socket).await.unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&home.paths.socket), 0o600);
