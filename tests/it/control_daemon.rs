@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::control_support::{NexHome as Home, alive, kill9, sigterm, wait_exit};
+use crate::control_support::{NexHome as Home, alive, kill9, pid_files, sigterm, wait_exit};
 
 const AIX: &str = env!("CARGO_BIN_EXE_aix");
 
@@ -83,17 +83,9 @@ fn sigterm_mid_backfill_exits_0_and_the_next_start_completes_the_job() {
     // The next start (now with the real worker) retries and completes it.
     let aix = format!("{AIX} worker --stdio");
     let mut daemon = home.daemon(&aix);
-    let jobs = {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let jobs = home.json(&["import", "jobs", "--json"]);
-            if jobs[0]["status"] == "completed" {
-                break jobs;
-            }
-            assert!(Instant::now() < deadline, "retry did not complete: {jobs}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let jobs = home.jobs_until(Duration::from_secs(20), |jobs| {
+        jobs[0]["status"] == "completed"
+    });
     assert_eq!(jobs[0]["stats"]["retry_of"], id.as_str());
     assert_eq!(jobs[0]["stats"]["total"], 1);
     assert_eq!(jobs[0]["stats"]["emitted"], 1);
@@ -208,17 +200,9 @@ fn kill9_of_the_daemon_orphans_are_killed_at_next_start_and_the_job_retried() {
         assert!(Instant::now() < deadline, "orphans survived the next start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let jobs = {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let jobs = home.json(&["import", "jobs", "--json"]);
-            if jobs[0]["status"] == "completed" {
-                break jobs;
-            }
-            assert!(Instant::now() < deadline, "retry did not complete: {jobs}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let jobs = home.jobs_until(Duration::from_secs(20), |jobs| {
+        jobs[0]["status"] == "completed"
+    });
     assert_eq!(jobs[1]["id"], id.as_str());
     assert_eq!(jobs[1]["status"], "failed");
     assert_eq!(jobs[1]["error_code"], "daemon_restarted");
@@ -229,16 +213,7 @@ fn kill9_of_the_daemon_orphans_are_killed_at_next_start_and_the_job_retried() {
         .iter()
         .filter_map(|p| p.as_u64())
         .collect();
-    let pid_files = std::fs::read_dir(home.path().join("run"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".pid")
-        })
-        .count();
+    let pid_files = pid_files(&home.path().join("run"));
     assert_eq!(pid_files, live.len());
     sigterm(&daemon);
     assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());

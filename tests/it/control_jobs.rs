@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use nex::control::ImportEvent;
 use nex::control::jobs::{self, JobStats, JobStatus};
 use nex::control::{HostMode, Request};
 
@@ -145,20 +144,7 @@ async fn job_left_running_is_failed_daemon_restarted_and_retried() {
         (outcome.as_str(), code.as_str()),
         ("failed", "daemon_restarted")
     );
-    let done = run
-        .event(Duration::from_secs(10), |e| {
-            matches!(
-                e,
-                ImportEvent::JobStateChanged {
-                    to: JobStatus::Completed,
-                    ..
-                }
-            )
-        })
-        .await;
-    let ImportEvent::JobStateChanged { job_id, .. } = done else {
-        unreachable!()
-    };
+    let job_id = run.completed_job_id(Duration::from_secs(10)).await;
     let retry = jobs::get(&conn, &job_id).unwrap();
     assert_ne!(retry.id, old.id);
     assert_eq!(retry.stats.retry_of.as_deref(), Some(old.id.as_str()));

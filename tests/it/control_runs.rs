@@ -10,7 +10,9 @@ use nex::control::{HostMode, Request};
 use nex::pipeline::FinalOutcome;
 use nex::stages::audit;
 
-use crate::control_support::{CountingPipeline, Home, Running, alive, fake_worker, kill9};
+use crate::control_support::{
+    CountingPipeline, Home, Running, alive, fake_worker, kill9, pid_files,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -55,16 +57,7 @@ async fn backfill_job_goes_queued_running_completed_with_stats() {
     assert_eq!(runs[0].stats.as_ref().unwrap().requests, 5);
     assert!(run.status().await.jobs.is_empty());
     // No pid file outlives its worker.
-    let pid_files = std::fs::read_dir(&home.paths.run_dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".pid")
-        })
-        .count();
+    let pid_files = pid_files(&home.paths.run_dir);
     assert_eq!(pid_files, 0);
     run.stop().await;
 }
@@ -187,20 +180,7 @@ async fn shutdown_mid_backfill_stops_workers_and_the_next_start_completes_the_jo
     assert_eq!(runs[0].outcome.as_deref(), Some("cancelled"));
 
     let mut again = Running::daemon(&home, &["backfill", "3"]).await;
-    let e = again
-        .event(WAIT, |e| {
-            matches!(
-                e,
-                ImportEvent::JobStateChanged {
-                    to: JobStatus::Completed,
-                    ..
-                }
-            )
-        })
-        .await;
-    let ImportEvent::JobStateChanged { job_id, .. } = e else {
-        unreachable!()
-    };
+    let job_id = again.completed_job_id(WAIT).await;
     let retry = jobs::get(&conn, &job_id).unwrap();
     assert_eq!(retry.stats.retry_of.as_deref(), Some(enq.job.id.as_str()));
     again.stop().await;

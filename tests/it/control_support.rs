@@ -316,6 +316,25 @@ impl Running {
         self.event(within, |e| job_changed(e, id, to)).await;
     }
 
+    /// Waits for any job to change to `Completed`, returning its id.
+    pub async fn completed_job_id(&mut self, within: Duration) -> String {
+        let done = self
+            .event(within, |e| {
+                matches!(
+                    e,
+                    ImportEvent::JobStateChanged {
+                        to: JobStatus::Completed,
+                        ..
+                    }
+                )
+            })
+            .await;
+        let ImportEvent::JobStateChanged { job_id, .. } = done else {
+            unreachable!()
+        };
+        job_id
+    }
+
     /// Polls status until the first job's run satisfies `pred`.
     pub async fn job_run_until<F: Fn(&RunStatus) -> bool>(
         &self,
@@ -386,6 +405,20 @@ impl Running {
 /// Whether `e` is job `id` changing to `to`.
 pub fn job_changed(e: &ImportEvent, id: &str, to: JobStatus) -> bool {
     matches!(e, ImportEvent::JobStateChanged { job_id, to: t, .. } if job_id == id && *t == to)
+}
+
+/// How many worker pid files `run_dir` holds.
+pub fn pid_files(run_dir: &std::path::Path) -> usize {
+    std::fs::read_dir(run_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".pid")
+        })
+        .count()
 }
 
 /// Whether process `pid` still exists (a zombie counts as gone).
