@@ -45,7 +45,7 @@ pub struct BackfillArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum WorkerScenario {
-    /// Write the standard Claude Code FILE corpus: DIR/projects/<project>/<session>.jsonl.
+    /// Write the standard Claude Code FILE corpus: `DIR/projects/<project>/<session>.jsonl`.
     Files {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,

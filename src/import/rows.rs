@@ -254,7 +254,7 @@ pub(super) fn write_messages(
     Ok(())
 }
 
-/// The JSON text of an item's tool call parameters and results, as [`write_tool_calls`] stores
+/// The JSON text of an item's tool call parameters and results, as `write_tool_calls` stores
 /// it, computed ahead (off the ledger writer thread, `stages::prepare`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ItemJson {

@@ -5,7 +5,7 @@
 //!   `spawn_call_id`). Both files begin by replaying the parent's records, with timestamps
 //!   earlier than their own `session_meta`: that prefix is skipped (counted as `replayed`), and
 //!   only its cumulative token totals are kept as the baseline of the first delta.
-//! - Turns (see [`turns`]): a native turn id (`turn_context.turn_id`, `task_started.turn_id`)
+//! - Turns (see `turns.rs`): a native turn id (`turn_context.turn_id`, `task_started.turn_id`)
 //!   names its turn, and every prompt inside it stays in it (steering). Without one, a turn
 //!   holds at most one `turn_context` and one human prompt (`event_msg user_message`), and the
 //!   record that would be the second of its kind opens the next turn, whichever order a version
