@@ -217,6 +217,39 @@ fn garbage_is_skipped_but_a_frame_before_run_start_is_a_violation() {
     );
 }
 
+/// The built `aix worker --stdio` over empty roots under `dir`, sent a tail `run.start` with
+/// run id `run_id`: the child, its stdin and its stdout lines.
+fn start_tail_worker(
+    dir: &std::path::Path,
+    run_id: &str,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aix"))
+        .args(["worker", "--stdio", "--claude-dir"])
+        .arg(dir.join("c"))
+        .arg("--codex-dir")
+        .arg(dir.join("x"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let start = ControlFrame::RunStart(RunStart {
+        mode: RunMode::Tail,
+        source: "aix".into(),
+        persona_id: None,
+        cursors: vec![],
+        options: None,
+    });
+    writeln!(stdin, "{}", start.encode(run_id)).unwrap();
+    (child, stdin, lines)
+}
+
 fn read_frame(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Envelope<WorkerFrame> {
     let line = lines.next().expect("a frame").unwrap();
     decode_worker_frame(&line).unwrap()
@@ -225,26 +258,7 @@ fn read_frame(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Enve
 #[test]
 fn binary_speaks_the_protocol_over_stdio() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aix"))
-        .args(["worker", "--stdio", "--claude-dir"])
-        .arg(dir.path().join("c"))
-        .arg("--codex-dir")
-        .arg(dir.path().join("x"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let start = ControlFrame::RunStart(RunStart {
-        mode: RunMode::Tail,
-        source: "aix".into(),
-        persona_id: None,
-        cursors: vec![],
-        options: None,
-    });
-    writeln!(stdin, "{}", start.encode("bin-run")).unwrap();
+    let (mut child, mut stdin, mut lines) = start_tail_worker(dir.path(), "bin-run");
     // Up at once: the first frame comes before any probe (NEX's start_timeout).
     let f = read_frame(&mut lines);
     assert_eq!((f.run_id.as_str(), f.seq), ("bin-run", Some(1)));
@@ -353,26 +367,7 @@ fn binary_emit_tail_ends_with_run_complete_on_sigterm() {
 #[test]
 fn binary_worker_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aix"))
-        .args(["worker", "--stdio", "--claude-dir"])
-        .arg(dir.path().join("c"))
-        .arg("--codex-dir")
-        .arg(dir.path().join("x"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let start = ControlFrame::RunStart(RunStart {
-        mode: RunMode::Tail,
-        source: "aix".into(),
-        persona_id: None,
-        cursors: vec![],
-        options: None,
-    });
-    writeln!(stdin, "{}", start.encode("sig-run")).unwrap();
+    let (mut child, stdin, mut lines) = start_tail_worker(dir.path(), "sig-run");
     // The first frame means the run (and the signal handlers) are up.
     assert!(matches!(
         read_frame(&mut lines).body,
