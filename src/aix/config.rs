@@ -16,6 +16,12 @@ pub struct WorkerOptions {
     pub claude_dirs: Vec<PathBuf>,
     /// Codex `sessions` directories (their sibling `archived_sessions` is read too).
     pub codex_dirs: Vec<PathBuf>,
+    /// Cursor `state.vscdb` files.
+    pub cursor_dbs: Vec<PathBuf>,
+    /// OpenCode data directories (holding `opencode.db`, `opencode-*.db` and legacy `storage/`).
+    pub opencode_dirs: Vec<PathBuf>,
+    /// Gemini CLI `tmp` directories (holding `<project>/chats/`).
+    pub gemini_dirs: Vec<PathBuf>,
     /// Read every file whole, ignoring cursors.
     pub full: bool,
     pub limits: EmitLimits,
@@ -40,6 +46,9 @@ impl Default for WorkerOptions {
         Self {
             claude_dirs: Vec::new(),
             codex_dirs: Vec::new(),
+            cursor_dbs: Vec::new(),
+            opencode_dirs: Vec::new(),
+            gemini_dirs: Vec::new(),
             full: false,
             limits: EmitLimits::default(),
             debounce: Duration::from_millis(50),
@@ -58,12 +67,16 @@ impl Default for WorkerOptions {
 pub struct RootOverrides {
     pub claude_dirs: Vec<PathBuf>,
     pub codex_dirs: Vec<PathBuf>,
+    pub cursor_dbs: Vec<PathBuf>,
+    pub opencode_dirs: Vec<PathBuf>,
+    pub gemini_dirs: Vec<PathBuf>,
     pub full: bool,
 }
 
 impl WorkerOptions {
     /// Resolves the roots: explicit flags win, then `run.start.options` (`claudeDirs`,
-    /// `codexDirs`: arrays of paths; `full`: bool), then the defaults of the environment.
+    /// `codexDirs`, `cursorDbs`, `opencodeDirs`, `geminiDirs`: arrays of paths; `full`: bool),
+    /// then the defaults of the environment.
     pub fn resolve(flags: &RootOverrides, run_options: Option<&Value>) -> Self {
         let from_options = |name: &str| -> Vec<PathBuf> {
             run_options
@@ -98,6 +111,13 @@ impl WorkerOptions {
         Self {
             claude_dirs: absolute(pick(&flags.claude_dirs, "claudeDirs", default_claude_dirs)),
             codex_dirs: absolute(pick(&flags.codex_dirs, "codexDirs", default_codex_dirs)),
+            cursor_dbs: absolute(pick(&flags.cursor_dbs, "cursorDbs", default_cursor_dbs)),
+            opencode_dirs: absolute(pick(
+                &flags.opencode_dirs,
+                "opencodeDirs",
+                default_opencode_dirs,
+            )),
+            gemini_dirs: absolute(pick(&flags.gemini_dirs, "geminiDirs", default_gemini_dirs)),
             full: flags.full || full_opt,
             ..Self::default()
         }
@@ -119,6 +139,80 @@ pub fn default_claude_dirs() -> Vec<PathBuf> {
 /// `$CODEX_HOME/sessions`, else `~/.codex/sessions`.
 pub fn default_codex_dirs() -> Vec<PathBuf> {
     codex_dirs_from(std::env::var_os("CODEX_HOME"), home())
+}
+
+/// Cursor's global `state.vscdb` where it exists: `$XDG_CONFIG_HOME/Cursor` or
+/// `~/.config/Cursor` (Linux), `~/Library/Application Support/Cursor` (macOS), each
+/// `/User/globalStorage/state.vscdb`.
+pub fn default_cursor_dbs() -> Vec<PathBuf> {
+    existing(cursor_dbs_from(std::env::var_os("XDG_CONFIG_HOME"), home()))
+}
+
+/// `$OPENCODE_DATA_DIR`, else `$XDG_DATA_HOME/opencode` or `~/.local/share/opencode`, where it
+/// exists.
+pub fn default_opencode_dirs() -> Vec<PathBuf> {
+    existing(opencode_dirs_from(
+        std::env::var_os("OPENCODE_DATA_DIR"),
+        std::env::var_os("XDG_DATA_HOME"),
+        home(),
+    ))
+}
+
+/// `$GEMINI_DIR/tmp` (the CLI's own override of `~/.gemini`), else `~/.gemini/tmp`, where it
+/// exists.
+pub fn default_gemini_dirs() -> Vec<PathBuf> {
+    existing(gemini_dirs_from(std::env::var_os("GEMINI_DIR"), home()))
+}
+
+/// The providers added after the first two are enabled by default only where their location
+/// exists, so a machine without them costs no watches and no warnings.
+fn existing(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    paths.into_iter().filter(|p| p.exists()).collect()
+}
+
+fn non_empty(v: Option<OsString>) -> Option<PathBuf> {
+    v.filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+fn cursor_dbs_from(xdg_config: Option<OsString>, home: Option<PathBuf>) -> Vec<PathBuf> {
+    let db = |user: PathBuf| user.join("globalStorage").join("state.vscdb");
+    let mut out = Vec::new();
+    if let Some(c) = non_empty(xdg_config) {
+        out.push(db(c.join("Cursor").join("User")));
+    }
+    if let Some(h) = home {
+        out.push(db(h.join(".config").join("Cursor").join("User")));
+        out.push(db(h
+            .join("Library")
+            .join("Application Support")
+            .join("Cursor")
+            .join("User")));
+    }
+    out.dedup();
+    out
+}
+
+fn opencode_dirs_from(
+    data_dir: Option<OsString>,
+    xdg_data: Option<OsString>,
+    home: Option<PathBuf>,
+) -> Vec<PathBuf> {
+    if let Some(d) = non_empty(data_dir) {
+        return vec![d];
+    }
+    if let Some(x) = non_empty(xdg_data) {
+        return vec![x.join("opencode")];
+    }
+    home.map(|h| vec![h.join(".local").join("share").join("opencode")])
+        .unwrap_or_default()
+}
+
+fn gemini_dirs_from(gemini_dir: Option<OsString>, home: Option<PathBuf>) -> Vec<PathBuf> {
+    if let Some(d) = non_empty(gemini_dir) {
+        return vec![d.join("tmp")];
+    }
+    home.map(|h| vec![h.join(".gemini").join("tmp")])
+        .unwrap_or_default()
 }
 
 fn claude_dirs_from(config_dir: Option<OsString>, home: Option<PathBuf>) -> Vec<PathBuf> {
@@ -194,8 +288,49 @@ mod tests {
             vec![PathBuf::from("/c/sessions")]
         );
         assert_eq!(
-            codex_dirs_from(Some("".into()), home),
+            codex_dirs_from(Some("".into()), home.clone()),
             vec![PathBuf::from("/h/.codex/sessions")]
+        );
+        assert_eq!(
+            cursor_dbs_from(Some("/x".into()), home.clone()),
+            vec![
+                PathBuf::from("/x/Cursor/User/globalStorage/state.vscdb"),
+                PathBuf::from("/h/.config/Cursor/User/globalStorage/state.vscdb"),
+                PathBuf::from(
+                    "/h/Library/Application Support/Cursor/User/globalStorage/state.vscdb"
+                ),
+            ]
+        );
+        assert_eq!(
+            opencode_dirs_from(Some("/d".into()), Some("/x".into()), home.clone()),
+            vec![PathBuf::from("/d")]
+        );
+        assert_eq!(
+            opencode_dirs_from(None, Some("/x".into()), home.clone()),
+            vec![PathBuf::from("/x/opencode")]
+        );
+        assert_eq!(
+            opencode_dirs_from(Some("".into()), None, home.clone()),
+            vec![PathBuf::from("/h/.local/share/opencode")]
+        );
+        assert_eq!(
+            gemini_dirs_from(None, home.clone()),
+            vec![PathBuf::from("/h/.gemini/tmp")]
+        );
+        assert_eq!(
+            gemini_dirs_from(Some("/g".into()), home),
+            vec![PathBuf::from("/g/tmp")]
+        );
+    }
+
+    #[test]
+    fn new_providers_default_only_where_their_location_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let there = dir.path().join("there");
+        std::fs::create_dir(&there).unwrap();
+        assert_eq!(
+            existing(vec![dir.path().join("missing"), there.clone()]),
+            vec![there]
         );
     }
 }

@@ -57,6 +57,7 @@ pub fn discover(options: &WorkerOptions) -> Vec<Discovered> {
         match provider {
             Provider::ClaudeCode => claude_root(&root, &mut files),
             Provider::Codex => codex_dir(&root, 0, &mut files),
+            Provider::GeminiCli | Provider::Cursor | Provider::OpenCode => {}
         }
     }
     let mut seen = std::collections::HashSet::new();

@@ -69,6 +69,7 @@ pub fn corpus_items(
             claude_dirs: claude.to_vec(),
             codex_dirs: codex.to_vec(),
             full: true,
+            ..Default::default()
         },
         None,
     );

@@ -29,6 +29,18 @@ struct Roots {
     /// A Codex `sessions` directory (repeatable; default from $CODEX_HOME or ~/.codex).
     #[arg(long = "codex-dir", value_name = "DIR")]
     codex_dirs: Vec<PathBuf>,
+    /// A Cursor `state.vscdb` (repeatable; default ~/.config/Cursor/User/globalStorage/ or
+    /// ~/Library/Application Support/Cursor/User/globalStorage/, where it exists).
+    #[arg(long = "cursor-db", value_name = "PATH")]
+    cursor_dbs: Vec<PathBuf>,
+    /// An OpenCode data directory holding opencode.db and/or storage/ (repeatable; default
+    /// $OPENCODE_DATA_DIR or ~/.local/share/opencode, where it exists).
+    #[arg(long = "opencode-dir", value_name = "DIR")]
+    opencode_dirs: Vec<PathBuf>,
+    /// A Gemini CLI `tmp` directory holding <project>/chats/ (repeatable; default ~/.gemini/tmp,
+    /// where it exists).
+    #[arg(long = "gemini-dir", value_name = "DIR")]
+    gemini_dirs: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -126,6 +138,9 @@ fn overrides(roots: &Roots, full: bool) -> RootOverrides {
     RootOverrides {
         claude_dirs: roots.claude_dirs.clone(),
         codex_dirs: roots.codex_dirs.clone(),
+        cursor_dbs: roots.cursor_dbs.clone(),
+        opencode_dirs: roots.opencode_dirs.clone(),
+        gemini_dirs: roots.gemini_dirs.clone(),
         full,
     }
 }

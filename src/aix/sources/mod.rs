@@ -31,7 +31,11 @@ mod assembler;
 pub mod claude_code;
 pub mod codex;
 mod common;
+pub mod cursor;
+pub mod gemini;
 mod lenient;
+pub mod opencode;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,13 +44,46 @@ use crate::protocol::{ImportSessionItem, SessionInfo};
 
 pub use claude_code::ClaudeCodeParser;
 pub use codex::CodexParser;
+pub use cursor::CursorStore;
+pub use gemini::GeminiParser;
+pub use opencode::OpenCodeStore;
+pub use store::{SessionStore, SessionUpdate, StoreCursor, StorePoll, UpdateSink, poll_all};
 
 /// A fresh parser for `file` (its provider and role decide which parser and how it names the
-/// session). Feed it the file from byte 0.
+/// session). Feed it the file from byte 0. Store providers (Cursor, OpenCode) have no session
+/// files: discovery never yields one, and a file handed in anyway parses to nothing.
 pub fn parser_for(file: &SourceFile) -> Box<dyn SessionParser> {
     match file.provider {
         Provider::ClaudeCode => Box::new(ClaudeCodeParser::new(file)),
         Provider::Codex => Box::new(CodexParser::new(file)),
+        Provider::GeminiCli => Box::new(GeminiParser::new(file)),
+        Provider::Cursor | Provider::OpenCode => Box::new(NoLines::default()),
+    }
+}
+
+/// The parser of a provider whose sessions are not line files: consumes lines, emits nothing.
+#[derive(Default)]
+struct NoLines {
+    stats: ParseStats,
+    consumed: u64,
+}
+
+impl SessionParser for NoLines {
+    fn push_lines(&mut self, bytes: &[u8], offset: u64, _emit: bool) {
+        self.consumed = offset + bytes.len() as u64;
+        self.stats.lines += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    fn take_items(&mut self) -> Vec<ImportSessionItem> {
+        Vec::new()
+    }
+    fn open_turn_offset(&self) -> u64 {
+        self.consumed
+    }
+    fn fingerprint(&self) -> String {
+        String::new()
+    }
+    fn stats(&self) -> &ParseStats {
+        &self.stats
     }
 }
 
@@ -72,13 +109,28 @@ pub fn fill_spawn_link(session: &mut SessionInfo, link: &SpawnLink) {
 pub enum Provider {
     ClaudeCode,
     Codex,
+    Cursor,
+    OpenCode,
+    GeminiCli,
 }
 
 impl Provider {
+    /// Every provider, in the order `aix scan` lists them.
+    pub const ALL: [Provider; 5] = [
+        Provider::ClaudeCode,
+        Provider::Codex,
+        Provider::Cursor,
+        Provider::OpenCode,
+        Provider::GeminiCli,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Provider::ClaudeCode => "claude-code",
             Provider::Codex => "codex",
+            Provider::Cursor => "cursor",
+            Provider::OpenCode => "opencode",
+            Provider::GeminiCli => "gemini-cli",
         }
     }
 }

@@ -169,7 +169,7 @@ fn real_samples_incremental_equals_full() {
                         }
                         role
                     }
-                    Provider::Codex => FileRole::Main,
+                    _ => FileRole::Main,
                 };
                 files.push(SourceFile {
                     provider,
