@@ -1,5 +1,6 @@
 //! Backfill: discover every session file, skip those whose cursor says nothing changed, parse
-//! the rest on a small thread pool and emit them in discovery order (SOURCES.md "Backfill").
+//! the rest on a small thread pool and emit them in discovery order (SOURCES.md "Backfill");
+//! then poll every store (Cursor, OpenCode) once, emitting its changed sessions.
 //!
 //! Memory: at most `threads + 1` files are parsed or waiting to be written at once, and no more
 //! than `inflight_bytes` of file unless a single file is larger (the writer takes results in
@@ -16,7 +17,9 @@ use super::discover::discover;
 use super::emit::Emitter;
 use super::file_state::{FileState, FileUpdate, ParserFactory, ReadKind};
 use super::lineage::{Lineage, Unlinked, seal_lineage};
+use super::sources::StoreCursor;
 use super::status::{StopSignal, WorkerStatus};
+use super::stores::{OutputFailed, StoreRun, open_stores};
 use crate::protocol::RunProgress;
 
 /// Least time between two `run.progress` frames.
@@ -129,12 +132,15 @@ type Job = (FileState, mpsc::SyncSender<JobResult>);
 type JobResult = (FileState, std::io::Result<Option<FileUpdate>>);
 
 /// Runs a backfill to the end (or until `stop`), emitting `run.progress` along the way.
-/// Returns the counters for `run.complete`; the pending batch is flushed.
+/// Returns the counters for `run.complete`; the pending batch is flushed. Store sessions count
+/// like files: `total` grows by the changed sessions each store poll finds.
 ///
-/// Errors: the frame output failed. Unreadable files are counted in `failed` and skipped.
+/// Errors: the frame output failed. Unreadable files and stores are counted in `failed` and
+/// skipped.
 pub fn run_backfill(
     options: &WorkerOptions,
     cursors: &HashMap<String, FileCursor>,
+    store_cursors: &HashMap<String, StoreCursor>,
     factory: &ParserFactory,
     emitter: &mut Emitter<'_>,
     stop: &StopSignal,
@@ -251,8 +257,17 @@ pub fn run_backfill(
         drop(job_tx);
         Ok(())
     });
-    emitter.flush()?;
     result?;
+    for store in open_stores(options) {
+        if stop.is_stopped() {
+            break;
+        }
+        let mut run = StoreRun::new(store, store_cursors);
+        run.poll(options.full, emitter, &mut counters)
+            .map_err(|OutputFailed(e)| e)?;
+        emitter.sink().progress(&counters.progress(true))?;
+    }
+    emitter.flush()?;
     status.pending_files.store(0, Ordering::Relaxed);
     tracing::info!(
         emitted = counters.emitted_files,

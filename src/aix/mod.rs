@@ -10,6 +10,7 @@
 //! - `backfill`: discover, skip unchanged, parse on a pool, emit in order.
 //! - `tail`: notifications, debounce, reconcile; partial items per append.
 //! - `run`: `aix worker --stdio` control loop and `aix emit`.
+//! - `stores`: the polled stores (Cursor, OpenCode) of a run and their per-session cursors.
 //! - `scan`: `aix scan` summaries.
 //! - `config`, `status`, `error`, `pipe`: options, stop/health state, run errors, stdout.
 //! - `factory`: the parser factory of the `aix` binary.
@@ -28,6 +29,7 @@ pub mod run;
 pub mod scan;
 pub mod sources;
 pub mod status;
+pub mod stores;
 pub mod tail;
 
 pub use backfill::RunCounters;

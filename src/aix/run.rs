@@ -19,7 +19,9 @@ use super::cursor::{FileCursor, cursor_map};
 use super::emit::{Emitter, FrameSink, now_ms};
 use super::error::WorkerError;
 use super::file_state::ParserFactory;
+use super::sources::StoreCursor;
 use super::status::{StopSignal, WorkerStatus};
+use super::stores::store_cursor_map;
 use super::tail::run_tail;
 use crate::protocol::{
     ControlFrame, Envelope, FrameError, HealthStatus, RunMode, decode_control_frame,
@@ -30,8 +32,10 @@ use crate::protocol::{
 pub struct RunSpec {
     pub mode: RunMode,
     pub persona_id: Option<String>,
-    /// Resume points by cursor key.
+    /// Resume points of session files by cursor key.
     pub cursors: HashMap<String, FileCursor>,
+    /// Resume points of store sessions by cursor key.
+    pub store_cursors: HashMap<String, StoreCursor>,
     pub options: WorkerOptions,
 }
 
@@ -56,6 +60,7 @@ pub fn run_mode(
         RunMode::Backfill => run_backfill(
             &spec.options,
             &spec.cursors,
+            &spec.store_cursors,
             factory,
             &mut emitter,
             stop,
@@ -65,6 +70,7 @@ pub fn run_mode(
         RunMode::Tail => run_tail(
             &spec.options,
             &spec.cursors,
+            &spec.store_cursors,
             factory,
             &mut emitter,
             stop,
@@ -117,6 +123,7 @@ pub fn emit(
         mode,
         persona_id: None,
         cursors: HashMap::new(),
+        store_cursors: HashMap::new(),
         options,
     };
     let _span = tracing::info_span!("run", run_id = %run_id, mode = mode.as_str()).entered();
@@ -200,6 +207,7 @@ pub fn run_worker<R: BufRead + Send + 'static>(
         mode: start.mode,
         persona_id: start.persona_id.clone(),
         cursors: cursor_map(&start.cursors),
+        store_cursors: store_cursor_map(&start.cursors),
         options,
     };
     let _span = tracing::info_span!("run", run_id = %run_id, mode = spec.mode.as_str()).entered();

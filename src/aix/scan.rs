@@ -1,7 +1,8 @@
-//! `aix scan`: parse every discovered file once and summarise what an import would carry, per
-//! provider, or print the items as JSON lines. Reads only; emits no frames.
+//! `aix scan`: parse every discovered file and read every store once, and summarise what an
+//! import would carry, per provider (all five listed, found or not), or print the items as JSON
+//! lines. Reads only; emits no frames.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -10,10 +11,13 @@ use super::discover::discover;
 use super::file_state::{FileState, ParserFactory};
 use super::lineage::{Lineage, seal_lineage};
 use super::sources::Provider;
+use super::stores::open_stores;
+use crate::protocol::ImportSessionItem;
 
-/// What one provider's files hold.
+/// What one provider's files (or stores) hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProviderSummary {
+    /// Session files, or store locations (a database, a data directory) for polled providers.
     pub files: u64,
     pub unreadable_files: u64,
     pub sessions: u64,
@@ -26,16 +30,20 @@ pub struct ProviderSummary {
     pub skipped_records: BTreeMap<String, u64>,
 }
 
-/// Parses every file under the roots. With `items_out`, each item is written to it as one JSON
-/// line (lineage filled in as a backfill would).
+/// Parses every file under the roots and reads every store whole. With `items_out`, each item
+/// is written to it as one JSON line (lineage filled in as a backfill would). The summary has an
+/// entry for every provider, with zeros where nothing was found.
 ///
-/// Errors: only a failed write to `items_out`; unreadable files are counted.
+/// Errors: only a failed write to `items_out`; unreadable files and stores are counted.
 pub fn scan(
     options: &WorkerOptions,
     factory: &ParserFactory,
     mut items_out: Option<&mut dyn Write>,
 ) -> io::Result<BTreeMap<Provider, ProviderSummary>> {
-    let mut out: BTreeMap<Provider, ProviderSummary> = BTreeMap::new();
+    let mut out: BTreeMap<Provider, ProviderSummary> = Provider::ALL
+        .iter()
+        .map(|p| (*p, ProviderSummary::default()))
+        .collect();
     let mut seen: HashSet<(Provider, String)> = HashSet::new();
     let mut lineage = Lineage::default();
     for d in discover(options) {
@@ -64,37 +72,88 @@ pub fn scan(
         }
         lineage.fill(&state.source, &mut items, &cursor);
         seal_lineage(&mut items);
-        for item in &items {
-            if seen.insert((provider, item.source_session_id.clone())) {
-                if item.session.is_subagent {
-                    summary.subagent_sessions += 1;
-                } else {
-                    summary.sessions += 1;
-                }
-            }
-            summary.turns += item.turns.len() as u64;
-            summary.messages += item.messages.len() as u64;
-            summary.tool_calls += item.tool_calls.len() as u64;
-            if let Some(w) = items_out.as_deref_mut() {
-                // Items are plain data, so the only failure is the writer's (e.g. a closed pipe).
-                serde_json::to_writer(&mut *w, item).map_err(std::io::Error::from)?;
-                w.write_all(b"\n")?;
-            }
+        count_items(&items, summary, &mut seen, &mut items_out)?;
+    }
+    for mut store in open_stores(options) {
+        let provider = store.provider();
+        let summary = out.entry(provider).or_default();
+        summary.files += 1;
+        let mut failed_output: Option<io::Error> = None;
+        let polled = store.poll(&HashMap::new(), true, &mut |update| {
+            let mut items = update.items;
+            seal_lineage(&mut items);
+            count_items(&items, summary, &mut seen, &mut items_out).map_err(|e| {
+                let kind = e.kind();
+                failed_output = Some(e);
+                io::Error::from(kind)
+            })
+        });
+        if let Some(e) = failed_output {
+            return Err(e);
+        }
+        if let Err(e) = polled {
+            tracing::warn!(path = %store.location().display(), error_kind = ?e.kind(), "store not readable");
+            summary.unreadable_files += 1;
+        }
+        let stats = store.stats();
+        summary.malformed_lines += stats.malformed_lines;
+        for (kind, n) in &stats.skipped_records {
+            *summary.skipped_records.entry(kind.clone()).or_default() += n;
         }
     }
     Ok(out)
 }
 
-/// The human-readable summary printed by `aix scan`.
+/// Adds `items` to `summary` (a session counted once, however many items carry it) and writes
+/// them to `items_out` as JSON lines.
+fn count_items(
+    items: &[ImportSessionItem],
+    summary: &mut ProviderSummary,
+    seen: &mut HashSet<(Provider, String)>,
+    items_out: &mut Option<&mut dyn Write>,
+) -> io::Result<()> {
+    for item in items {
+        let provider = Provider::ALL
+            .into_iter()
+            .find(|p| p.as_str() == item.source_provider);
+        if let Some(provider) = provider
+            && seen.insert((provider, item.source_session_id.clone()))
+        {
+            if item.session.is_subagent {
+                summary.subagent_sessions += 1;
+            } else {
+                summary.sessions += 1;
+            }
+        }
+        summary.turns += item.turns.len() as u64;
+        summary.messages += item.messages.len() as u64;
+        summary.tool_calls += item.tool_calls.len() as u64;
+        if let Some(w) = items_out.as_deref_mut() {
+            // Items are plain data, so the only failure is the writer's (e.g. a closed pipe).
+            serde_json::to_writer(&mut *w, item).map_err(std::io::Error::from)?;
+            w.write_all(b"\n")?;
+        }
+    }
+    Ok(())
+}
+
+/// The human-readable summary printed by `aix scan`: one block per provider; a provider with
+/// nothing found is one line.
 pub fn render_summary(summary: &BTreeMap<Provider, ProviderSummary>) -> String {
     let mut s = String::new();
-    if summary.is_empty() {
-        s.push_str("no session files found\n");
-    }
     for (provider, p) in summary {
         // Writing to a String cannot fail.
+        if p.files == 0 {
+            let _ = writeln!(s, "{}: nothing found", provider.as_str());
+            continue;
+        }
         let _ = writeln!(s, "{}:", provider.as_str());
-        let _ = writeln!(s, "  files              {}", p.files);
+        let label = if matches!(provider, Provider::Cursor | Provider::OpenCode) {
+            "stores"
+        } else {
+            "files"
+        };
+        let _ = writeln!(s, "  {label:<19}{}", p.files);
         if p.unreadable_files > 0 {
             let _ = writeln!(s, "  unreadable files   {}", p.unreadable_files);
         }

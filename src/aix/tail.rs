@@ -8,6 +8,11 @@
 //! `reconcile_interval` (stat only, no reads of unchanged files) backstops missed events and
 //! picks up new roots. Between events the loop sleeps on its channel: an idle tail uses no CPU.
 //!
+//! Stores (Cursor, OpenCode databases) are polled, not read by offset: a notification on one of
+//! their paths (the database, its `-wal`) marks the store dirty, and it is polled at once unless
+//! it was polled within `max_debounce`, then once that has passed; each reconcile polls every
+//! store whose stamp moved. A poll emits only the sessions whose change token moved.
+//!
 //! Per-file parse state lives in memory only for files being written (announced by a
 //! notification) and is dropped after `idle_evict` without changes; files read at start-up or
 //! by a re-scan keep no state. The next change rebuilds it from the cursor (one scan), so
@@ -29,7 +34,9 @@ use super::emit::{Emitter, now_ms};
 use super::error::WorkerError;
 use super::file_state::{FileState, ParserFactory};
 use super::lineage::{Lineage, Unlinked};
+use super::sources::StoreCursor;
 use super::status::{StopSignal, WorkerStatus};
+use super::stores::{OutputFailed, StoreRun, open_stores};
 
 enum TailEvent {
     Fs(notify::Event),
@@ -51,9 +58,19 @@ struct Tracked {
     last_read: Option<Instant>,
 }
 
+/// A store followed by the tail.
+struct TrackedStore {
+    run: StoreRun,
+    /// When the first change not yet polled was announced.
+    dirty: Option<Instant>,
+    last_poll: Option<Instant>,
+}
+
 struct Tail<'a, 'e> {
     options: &'a WorkerOptions,
     cursors: &'a HashMap<String, FileCursor>,
+    store_cursors: &'a HashMap<String, StoreCursor>,
+    stores: Vec<TrackedStore>,
     factory: &'a ParserFactory,
     emitter: &'a mut Emitter<'e>,
     status: &'a WorkerStatus,
@@ -77,6 +94,7 @@ struct Tail<'a, 'e> {
 pub fn run_tail(
     options: &WorkerOptions,
     cursors: &HashMap<String, FileCursor>,
+    store_cursors: &HashMap<String, StoreCursor>,
     factory: &ParserFactory,
     emitter: &mut Emitter<'_>,
     stop: &StopSignal,
@@ -103,6 +121,8 @@ pub fn run_tail(
     let mut tail = Tail {
         options,
         cursors,
+        store_cursors,
+        stores: Vec::new(),
         factory,
         emitter,
         status,
@@ -116,6 +136,7 @@ pub fn run_tail(
         removed: HashSet::new(),
         counters: RunCounters::default(),
     };
+    tail.open_new_stores();
     tail.watch_roots(&mut watcher);
     tail.rediscover();
     let mut next_reconcile = Instant::now() + options.reconcile_interval;
@@ -130,11 +151,15 @@ pub fn run_tail(
         if tail.process_due(now, stop)? {
             continue;
         }
+        if tail.poll_due_stores(now)? {
+            continue;
+        }
         if tail.rediscover_at.is_some_and(|t| t <= now) {
             tail.rediscover();
             continue;
         }
         if next_reconcile <= now {
+            tail.open_new_stores();
             tail.watch_roots(&mut watcher);
             tail.reconcile();
             next_reconcile = now + options.reconcile_interval;
@@ -143,6 +168,7 @@ pub fn run_tail(
         let deadline = tail
             .next_due()
             .into_iter()
+            .chain(tail.next_store_due())
             .chain(tail.rediscover_at)
             .fold(next_reconcile, Instant::min);
         let event = match rx.recv_timeout(deadline.saturating_duration_since(now)) {
@@ -166,11 +192,28 @@ pub fn run_tail(
 
 impl Tail<'_, '_> {
     fn watch_roots(&mut self, watcher: &mut impl Watcher) {
-        for (_, root) in roots(self.options) {
+        let file_roots = roots(self.options)
+            .into_iter()
+            .map(|(_, root)| (root, RecursiveMode::Recursive));
+        // A store's files are watched through their directory (a database's `-wal` comes and
+        // goes); its directories (a JSON tree) recursively.
+        let store_roots: Vec<(PathBuf, RecursiveMode)> = self
+            .stores
+            .iter()
+            .flat_map(|s| s.run.store().watch_paths())
+            .filter_map(|p| {
+                if p.is_dir() {
+                    Some((p, RecursiveMode::Recursive))
+                } else {
+                    Some((p.parent()?.to_path_buf(), RecursiveMode::NonRecursive))
+                }
+            })
+            .collect();
+        for (root, mode) in file_roots.chain(store_roots) {
             if self.watched.contains(&root) || !root.is_dir() {
                 continue;
             }
-            match watcher.watch(&root, RecursiveMode::Recursive) {
+            match watcher.watch(&root, mode) {
                 Ok(()) => {
                     self.watched.insert(root);
                 }
@@ -216,6 +259,10 @@ impl Tail<'_, '_> {
         self.status.last_event_ms.store(now_ms(), Ordering::Relaxed);
         let removed = matches!(ev.kind, EventKind::Remove(_));
         for path in ev.paths {
+            if let Some(store) = self.stores.iter_mut().find(|s| s.run.watches(&path)) {
+                store.dirty.get_or_insert(now);
+                continue;
+            }
             if removed && self.watched.remove(&path) {
                 // A watched root went away: the next reconcile watches it again if it returns.
                 tracing::info!(root = %path.display(), "source root removed");
@@ -223,7 +270,10 @@ impl Tail<'_, '_> {
             if self.files.contains_key(&path) {
                 self.mark(path, now, true);
             } else if !self.not_sessions.contains(&path)
-                && (path.extension().is_some_and(|e| e == "jsonl") || path.is_dir())
+                && (path
+                    .extension()
+                    .is_some_and(|e| e == "jsonl" || e == "json")
+                    || path.is_dir())
             {
                 self.rediscover_at
                     .get_or_insert(now + self.options.debounce);
@@ -319,6 +369,60 @@ impl Tail<'_, '_> {
         Ok(())
     }
 
+    /// Opens the stores of the options not followed yet (a database that appeared since the
+    /// start: e.g. an agent installed while the tail runs); new ones are polled at once.
+    fn open_new_stores(&mut self) {
+        let now = Instant::now();
+        for store in open_stores(self.options) {
+            if self.stores.iter().any(|s| {
+                s.run.location() == store.location() && s.run.store().provider() == store.provider()
+            }) {
+                continue;
+            }
+            self.stores.push(TrackedStore {
+                run: StoreRun::new(store, self.store_cursors),
+                dirty: Some(now),
+                last_poll: None,
+            });
+        }
+    }
+
+    /// When a dirty store is polled: at once when it was not polled within `max_debounce`,
+    /// else once that has passed (a database written continuously is read at most once per
+    /// period).
+    fn store_due(&self, s: &TrackedStore) -> Option<Instant> {
+        let dirty = s.dirty?;
+        Some(match s.last_poll {
+            Some(last) => dirty.max(last + self.options.max_debounce),
+            None => dirty,
+        })
+    }
+
+    fn next_store_due(&self) -> Option<Instant> {
+        self.stores.iter().filter_map(|s| self.store_due(s)).min()
+    }
+
+    /// Polls every store whose debounce expired; `true` when any was polled.
+    fn poll_due_stores(&mut self, now: Instant) -> Result<bool, WorkerError> {
+        let due: Vec<usize> = (0..self.stores.len())
+            .filter(|&i| self.store_due(&self.stores[i]).is_some_and(|t| t <= now))
+            .collect();
+        if due.is_empty() {
+            return Ok(false);
+        }
+        for i in due {
+            let store = &mut self.stores[i];
+            store.dirty = None;
+            store.last_poll = Some(Instant::now());
+            store
+                .run
+                .poll(false, self.emitter, &mut self.counters)
+                .map_err(|OutputFailed(e)| WorkerError::Output(e))?;
+        }
+        self.emitter.flush().map_err(WorkerError::Output)?;
+        Ok(true)
+    }
+
     /// Adds files that appeared under the roots; new ones (and any whose cursor is stale) are
     /// due at once.
     fn rediscover(&mut self) {
@@ -369,6 +473,10 @@ impl Tail<'_, '_> {
     fn reconcile(&mut self) {
         self.rediscover();
         let now = Instant::now();
+        // A store's stamp check is one stat: mark them all, the poll skips unchanged ones.
+        for store in &mut self.stores {
+            store.dirty.get_or_insert(now);
+        }
         let mut stale = Vec::new();
         for (path, tracked) in &mut self.files {
             let changed = match (FileIdentity::stat(path), &tracked.state.cursor) {

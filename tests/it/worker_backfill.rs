@@ -71,6 +71,7 @@ pub fn backfill(
         mode: RunMode::Backfill,
         persona_id: None,
         cursors: cursor_map(cursors),
+        store_cursors: nex::aix::stores::store_cursor_map(cursors),
         options: options.clone(),
     };
     let counters = run_mode(
@@ -335,6 +336,7 @@ fn stopped_backfill_flushes_and_emits_nothing_new() {
         mode: RunMode::Backfill,
         persona_id: None,
         cursors: cursor_map(&[]),
+        store_cursors: Default::default(),
         options: options(&c),
     };
     let counters = run_mode(&spec, &factory, &sink, &stop, &WorkerStatus::default()).unwrap();

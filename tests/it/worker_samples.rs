@@ -163,6 +163,7 @@ fn tail_in_random_cuts_equals_one_backfill() {
         mode: RunMode::Backfill,
         persona_id: None,
         cursors: Default::default(),
+        store_cursors: Default::default(),
         options: options(full_dir.path()),
     };
     run_mode(
@@ -191,6 +192,7 @@ fn tail_in_random_cuts_equals_one_backfill() {
                 mode: RunMode::Tail,
                 persona_id: None,
                 cursors: Default::default(),
+                store_cursors: Default::default(),
                 options,
             };
             run_mode(&spec, &factory, &sink, &stop, &WorkerStatus::default())

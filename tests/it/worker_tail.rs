@@ -36,6 +36,7 @@ fn start(options: WorkerOptions, start_cursors: Vec<Cursor>) -> Running {
             mode: RunMode::Tail,
             persona_id: None,
             cursors: cursor_map(&start_cursors),
+            store_cursors: nex::aix::stores::store_cursor_map(&start_cursors),
             options,
         };
         run_mode(&spec, &factory, &sink, &s, &WorkerStatus::default())

@@ -1,0 +1,157 @@
+//! Polled session stores in a run (Cursor's `state.vscdb`, OpenCode's data directory): which
+//! stores the options name, their cursors, and one poll emitted as frames.
+//!
+//! A backfill polls every store once after the session files. The tail polls a store when a
+//! notification names one of its paths (the database or its `-wal`) and at every reconcile, and
+//! only when its [`SessionStore::stamp`] moved: an idle store costs one `stat` per reconcile.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+
+use super::backfill::RunCounters;
+use super::config::WorkerOptions;
+use super::emit::Emitter;
+use super::sources::store::store_cursor_key;
+use super::sources::{CursorStore, OpenCodeStore, SessionStore, StoreCursor};
+use crate::protocol::Cursor;
+
+/// The stores the options name whose location exists (a missing one is skipped, logged at
+/// debug, and picked up by a later run).
+pub fn open_stores(options: &WorkerOptions) -> Vec<Box<dyn SessionStore>> {
+    let mut stores: Vec<Box<dyn SessionStore>> = Vec::new();
+    for db in &options.cursor_dbs {
+        if db.is_file() {
+            stores.push(Box::new(CursorStore::new(db.clone())));
+        } else {
+            tracing::debug!(path = %db.display(), "cursor database not found");
+        }
+    }
+    for dir in &options.opencode_dirs {
+        if dir.is_dir() {
+            stores.push(Box::new(OpenCodeStore::new(dir.clone())));
+        } else {
+            tracing::debug!(path = %dir.display(), "opencode data dir not found");
+        }
+    }
+    stores
+}
+
+/// The usable store cursors of `run.start`, by key (other values are file cursors, or unusable:
+/// those sessions are read whole).
+pub fn store_cursor_map(cursors: &[Cursor]) -> HashMap<String, StoreCursor> {
+    cursors
+        .iter()
+        .filter_map(|c| Some((c.key.clone(), StoreCursor::from_value(&c.value)?)))
+        .collect()
+}
+
+/// A poll failed in a way that ends the run (the frame output), as opposed to a store that could
+/// not be read (counted, the run goes on).
+#[derive(Debug)]
+pub struct OutputFailed(pub io::Error);
+
+/// One store within a run: the store, its sessions' cursors as last emitted, and the stamp of
+/// its last poll.
+pub struct StoreRun {
+    store: Box<dyn SessionStore>,
+    /// By session id.
+    cursors: HashMap<String, StoreCursor>,
+    stamp: Option<String>,
+}
+
+impl StoreRun {
+    /// `store` with the cursors of `run_cursors` that belong to it.
+    pub fn new(store: Box<dyn SessionStore>, run_cursors: &HashMap<String, StoreCursor>) -> Self {
+        let prefix = store_cursor_key(store.provider(), store.location(), "");
+        let cursors = run_cursors
+            .iter()
+            .filter_map(|(k, c)| Some((k.strip_prefix(&prefix)?.to_owned(), c.clone())))
+            .collect();
+        Self {
+            store,
+            cursors,
+            stamp: None,
+        }
+    }
+
+    pub fn location(&self) -> &Path {
+        self.store.location()
+    }
+
+    pub fn store(&self) -> &dyn SessionStore {
+        self.store.as_ref()
+    }
+
+    /// Whether a change notification for `path` concerns this store.
+    pub fn watches(&self, path: &Path) -> bool {
+        self.store
+            .watch_paths()
+            .iter()
+            .any(|w| path == w || path.starts_with(w))
+    }
+
+    /// Polls the store when its stamp moved since the last poll (always on the first, or with
+    /// `full`), emitting each changed session with its cursor. Returns whether it polled.
+    ///
+    /// Errors: only a failed frame output; a store that cannot be read is logged and counted in
+    /// `counters.failed_files` (its stamp is forgotten, so the next chance polls again).
+    pub fn poll(
+        &mut self,
+        full: bool,
+        emitter: &mut Emitter<'_>,
+        counters: &mut RunCounters,
+    ) -> Result<bool, OutputFailed> {
+        let stamp = match self.store.stamp() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(path = %self.location().display(), error_kind = ?e.kind(), "store not stat-able");
+                self.stamp = None;
+                return Ok(false);
+            }
+        };
+        if !full && self.stamp.as_deref() == Some(stamp.as_str()) {
+            return Ok(false);
+        }
+        let provider = self.store.provider();
+        let location = self.store.location().to_path_buf();
+        let mut output: Option<io::Error> = None;
+        let mut emitted = HashMap::new();
+        let result = self.store.poll(&self.cursors, full, &mut |update| {
+            let key = store_cursor_key(provider, &location, &update.session_id);
+            let cursor = Cursor {
+                key,
+                value: update.cursor.to_value(),
+            };
+            let mut items = update.items;
+            super::lineage::seal_lineage(&mut items);
+            if let Err(e) = emitter.push_file(items, "store", Some(cursor)) {
+                let kind = e.kind();
+                output = Some(e);
+                return Err(io::Error::from(kind));
+            }
+            emitted.insert(update.session_id, update.cursor);
+            Ok(())
+        });
+        if let Some(e) = output {
+            return Err(OutputFailed(e));
+        }
+        match result {
+            Ok(counts) => {
+                counters.skipped_files += counts.unchanged;
+                counters.failed_files += counts.failed;
+                self.stamp = Some(stamp);
+            }
+            Err(e) => {
+                tracing::warn!(path = %location.display(), provider = provider.as_str(), error_kind = ?e.kind(), "store not readable");
+                counters.failed_files += 1;
+                self.stamp = None;
+            }
+        }
+        // Sessions emitted before a failure went out: they count and their cursors stand.
+        counters.total += emitted.len() as u64;
+        counters.emitted_files += emitted.len() as u64;
+        self.cursors.extend(emitted);
+        Ok(true)
+    }
+}
