@@ -186,6 +186,12 @@ pub fn root_args(claude: &[PathBuf], codex: &[PathBuf], empty: &Path) -> Vec<Str
         args.push("--codex-dir".into());
         args.push(empty.display().to_string());
     }
+    // The other sources are pinned to nothing, so a run never reads the machine's own Cursor,
+    // OpenCode or Gemini data.
+    for flag in ["--cursor-db", "--opencode-dir", "--gemini-dir"] {
+        args.push(flag.into());
+        args.push(empty.join("none").display().to_string());
+    }
     args
 }
 

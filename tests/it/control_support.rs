@@ -498,6 +498,12 @@ impl NexHome {
             .env("NEX_WORKER_CMD", worker)
             .env("CLAUDE_CONFIG_DIR", &self.claude)
             .env("CODEX_HOME", &self.codex)
+            // The other sources default under HOME and XDG dirs: none of the user's.
+            .env("HOME", self.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("OPENCODE_DATA_DIR")
+            .env_remove("GEMINI_DIR")
             .env("RUST_LOG", "warn");
         c
     }

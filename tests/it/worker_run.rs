@@ -228,6 +228,7 @@ fn start_tail_worker(
     std::io::Lines<BufReader<std::process::ChildStdout>>,
 ) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aix"))
+        .env("HOME", no_home())
         .args(["worker", "--stdio", "--claude-dir"])
         .arg(dir.join("c"))
         .arg("--codex-dir")
@@ -290,6 +291,7 @@ fn binary_emit_backfill_and_scan() {
     std::fs::create_dir_all(claude.join("-p")).unwrap();
     std::fs::write(claude.join("-p/s.jsonl"), "{}\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_aix"))
+        .env("HOME", no_home())
         .args(["emit", "--mode", "backfill", "--claude-dir"])
         .arg(&claude)
         .arg("--codex-dir")
@@ -308,6 +310,7 @@ fn binary_emit_backfill_and_scan() {
     ));
 
     let out = Command::new(env!("CARGO_BIN_EXE_aix"))
+        .env("HOME", no_home())
         .args(["scan", "--claude-dir"])
         .arg(&claude)
         .arg("--codex-dir")
@@ -331,6 +334,7 @@ fn binary_emit_tail_ends_with_run_complete_on_sigterm() {
     let claude = dir.path().join("c");
     std::fs::create_dir_all(claude.join("-p")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_aix"))
+        .env("HOME", no_home())
         .args(["emit", "--mode", "tail", "--claude-dir"])
         .arg(&claude)
         .arg("--codex-dir")
@@ -384,4 +388,10 @@ fn binary_worker_stops_cleanly_on_sigterm() {
     ));
     assert!(child.wait().unwrap().success());
     drop(stdin);
+}
+
+/// A HOME with nothing in it: the default locations of the sources a test does not name stay
+/// empty (never the machine's own agent data).
+fn no_home() -> std::path::PathBuf {
+    std::env::temp_dir().join("nex-tests-no-home")
 }
