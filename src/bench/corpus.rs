@@ -232,7 +232,7 @@ pub fn chunk_upload(
             chunk_total: total,
             encoding: ENCODING_GZIP_BASE64.into(),
             // base64 is ASCII.
-            data: String::from_utf8_lossy(data).into_owned(),
+            data: String::from_utf8_lossy(data).into_owned().into(),
             source_provider: item.source_provider.clone(),
             source_session_id: item.source_session_id.clone(),
             source_session_fingerprint: item.source_session_fingerprint.clone(),

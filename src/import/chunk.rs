@@ -103,7 +103,8 @@ pub(super) fn chunk_checked(
 
 /// Imports the decoded item of a complete upload under the completing part's key, run id,
 /// persona and cursors (chunk algorithm 7-8). `precomputed`, when given, must be
-/// ([`upload_hash`]`(req, item)`, [`ItemJson::of`]`(item)`).
+/// ([`upload_hash`]`(req, item)`, [`ItemJson::of`]`(item)`), both taken before any
+/// [`ItemJson::take`] emptied the item's tool JSON.
 pub(super) fn import_upload(
     conn: &Connection,
     req: &ChunkRequest,
@@ -303,31 +304,50 @@ pub fn assemble_upload(
     total: u64,
     max_inflated_bytes: u64,
 ) -> Result<ImportSessionItem, ImportError> {
-    let mut stmt = conn.prepare_cached(sql::LIST_PARTS)?;
+    // The indexes first, without payloads: the upload must be exactly `0..total`.
+    let mut stmt = conn.prepare_cached(sql::LIST_PART_INDEXES)?;
     let rows = stmt.query_map(params![source, upload_id], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
     })?;
     let mut encoding = None;
-    let mut payloads = Vec::new();
+    let mut count = 0u64;
     for (position, row) in rows.enumerate() {
-        let (index, part_encoding, payload) = row?;
+        let (index, part_encoding) = row?;
         if index != position as i64 {
             return Err(ImportError::ChunkIndexGap);
         }
         encoding.get_or_insert(part_encoding);
-        payloads.push(payload);
+        count += 1;
     }
     let Some(encoding) = encoding else {
         return Err(ImportError::ChunkUploadEmpty);
     };
-    if payloads.len() as u64 != total {
+    if count != total {
         return Err(ImportError::ChunkIndexGap);
     }
-    decode_chunked_item(payloads, &encoding, max_inflated_bytes)
+    // Then the payloads one row at a time into the streaming decoder: memory holds one part,
+    // never the upload (a 200 MB session is 130 MiB of base64).
+    let mut stmt = conn.prepare_cached(sql::LIST_PART_PAYLOADS)?;
+    let mut rows = stmt.query(params![source, upload_id])?;
+    let mut failed: Option<rusqlite::Error> = None;
+    let payloads = std::iter::from_fn(|| {
+        let next = rows
+            .next()
+            .and_then(|row| row.map(|r| r.get::<_, String>(0)).transpose());
+        match next {
+            Ok(payload) => payload,
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        }
+    });
+    let decoded = decode_chunked_item(payloads, &encoding, max_inflated_bytes);
+    match failed {
+        // A read error cut the payload short: report it, not the decode error it caused.
+        Some(e) => Err(e.into()),
+        None => decoded,
+    }
 }
 
 /// The decoded item must name the chunk's provider, session and fingerprint.

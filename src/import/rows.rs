@@ -272,6 +272,25 @@ impl ItemJson {
                 .collect(),
         }
     }
+
+    /// [`ItemJson::of`], moving the JSON out of the item: each tool call's `params_json` and
+    /// `result_json` values are dropped once serialised, so a large item is not held twice
+    /// (parsed values are several times their text). The item must then be written with the
+    /// returned value (and hashed before this call): alone, its tool calls have lost their JSON.
+    pub fn take(item: &mut ImportSessionItem) -> Self {
+        Self {
+            tool_calls: item
+                .tool_calls
+                .iter_mut()
+                .map(|call| {
+                    let texts = (params_text(call), result_text(call));
+                    call.params_json = None;
+                    call.result_json = None;
+                    texts
+                })
+                .collect(),
+        }
+    }
 }
 
 fn params_text(call: &ToolCall) -> String {

@@ -264,7 +264,11 @@ pub(crate) const UPSERT_COMPLETED_PART: &str = "INSERT INTO session_import_chunk
 pub(crate) const COUNT_PARTS: &str =
     "SELECT COUNT(*) FROM session_import_chunk_parts WHERE source = ?1 AND upload_id = ?2";
 
-pub(crate) const LIST_PARTS: &str = "SELECT chunk_index, encoding, payload
+pub(crate) const LIST_PART_INDEXES: &str = "SELECT chunk_index, encoding
+     FROM session_import_chunk_parts
+     WHERE source = ?1 AND upload_id = ?2 ORDER BY chunk_index";
+
+pub(crate) const LIST_PART_PAYLOADS: &str = "SELECT payload
      FROM session_import_chunk_parts
      WHERE source = ?1 AND upload_id = ?2 ORDER BY chunk_index";
 

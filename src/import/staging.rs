@@ -43,7 +43,7 @@ pub struct DecodedUpload {
     pub item: ImportSessionItem,
     /// [`upload_hash`](super::upload_hash) of the completing part and `item`.
     pub hash: String,
-    /// [`ItemJson::of`]`(&item)`.
+    /// The item's tool JSON, moved out of it by [`ItemJson::take`] (the item alone has none).
     pub json: ItemJson,
 }
 

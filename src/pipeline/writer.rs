@@ -88,7 +88,8 @@ pub enum WriteOp {
     Import {
         request: ImportRequest,
         request_hash: String,
-        /// `import::ItemJson::of` each item of `request`, computed ahead like the hash.
+        /// The tool JSON of each item of `request`, computed ahead like the hash and moved out
+        /// of the items (`import::ItemJson::take`): the request is written only with it.
         item_json: Vec<ItemJson>,
     },
     /// `decoded`: the upload this part completes, decoded and hashed ahead of the writer

@@ -56,7 +56,8 @@ pub struct ChunkRequest {
     pub chunk_index: i64,
     pub chunk_total: i64,
     pub encoding: String,
-    pub data: String,
+    /// Shared, not copied, by the stages that hold a part until its upload completes.
+    pub data: std::sync::Arc<str>,
     pub source_provider: String,
     pub source_session_id: String,
     pub source_session_fingerprint: String,
@@ -220,7 +221,7 @@ impl From<RawChunkRequest> for ChunkRequest {
             chunk_index: r.chunk_index_s.or(r.chunk_index).unwrap_or(0),
             chunk_total: r.chunk_total_s.or(r.chunk_total).unwrap_or(0),
             encoding: pick_string(r.encoding, None),
-            data: pick_string(r.data, r.payload),
+            data: pick_string(r.data, r.payload).into(),
             source_provider: pick_string(r.source_provider, r.source_provider_s),
             source_session_id: pick_string(r.source_session_id, r.source_session_id_s),
             source_session_fingerprint: pick_string(r.fingerprint, r.fingerprint_s),

@@ -3,15 +3,17 @@
 //! writer thread (the pipeline's bottleneck) only does ledger work.
 //!
 //! - Each import request is hashed (`import::request_hash`) and the JSON text of its tool
-//!   calls' parameters and results is serialised (`import::ItemJson`).
+//!   calls' parameters and results is serialised and moved out of the items
+//!   (`import::ItemJson::take`): a large item is held once, as text, not also as parsed values.
 //! - Each chunk part gets a run-unique part id. The parts of an upload are tracked (their
-//!   payloads copied, at most [`MAX_HELD_BYTES`] in all); when a part completes an upload, the
+//!   payloads shared with the frames, at most [`MAX_HELD_BYTES`] in all); when a part completes an upload, the
 //!   item is decoded and hashed here and attached to that part ([`DecodedUpload`]). The writer
 //!   uses it only if the parts it holds when the upload completes are exactly these (by part
 //!   id), else it decodes itself; a payload that fails to decode is left to the writer, which
 //!   reports its code. Nothing here decides an outcome.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::import::{
     DecodedUpload, ItemJson, chunk_bounds, decode_chunked_item, request_hash, upload_hash,
@@ -22,8 +24,9 @@ use crate::protocol::ChunkRequest;
 
 use super::{Op, Outcome, ValidOp};
 
-/// Payload bytes copied for uploads in progress, in all; an upload that would pass it is no
-/// longer tracked (the writer decodes it).
+/// Payload bytes held for uploads in progress, in all; an upload that would pass it is no
+/// longer tracked (the writer decodes it). The payloads are shared with the frames (no copy),
+/// but a part held here outlives its batch until its upload completes.
 pub const MAX_HELD_BYTES: usize = 64 << 20;
 
 /// A frame ready for a batch: its outcome is known, or it awaits the commit of its write.
@@ -58,7 +61,7 @@ pub struct Preparer {
 struct Tracked {
     total: i64,
     /// Index -> (part id, payload, encoding), the latest part of each index.
-    parts: BTreeMap<i64, (u64, String, String)>,
+    parts: BTreeMap<i64, (u64, Arc<str>, String)>,
     bytes: usize,
 }
 
@@ -79,9 +82,10 @@ impl Preparer {
         };
         let frame = valid.into_inner();
         match frame.op {
-            Op::Import(request) => {
+            Op::Import(mut request) => {
                 let request_hash = request_hash(&request);
-                let item_json = request.items.iter().map(ItemJson::of).collect();
+                // After the hash: the tool JSON leaves the items, which are not held twice.
+                let item_json = request.items.iter_mut().map(ItemJson::take).collect();
                 let mut meta = frame.meta;
                 // The newest source event this frame carries, for the run's lag once committed.
                 meta.newest_event_at_ms = request
@@ -122,7 +126,7 @@ impl Preparer {
             req.source.trim().to_owned(),
             req.upload_id.trim().to_owned(),
         );
-        let data = req.data.trim();
+        let data = &req.data;
         let tracked = self.uploads.entry(key.clone()).or_insert_with(|| Tracked {
             total,
             parts: BTreeMap::new(),
@@ -140,7 +144,7 @@ impl Preparer {
         }
         tracked.parts.insert(
             index,
-            (part, data.to_owned(), req.encoding.trim().to_owned()),
+            (part, Arc::clone(data), req.encoding.trim().to_owned()),
         );
         tracked.bytes = tracked.bytes - replaced + data.len();
         self.held_bytes = self.held_bytes - replaced + data.len();
@@ -151,13 +155,14 @@ impl Preparer {
         self.held_bytes -= tracked.bytes;
         let encoding = tracked.parts.values().next().map(|(_, _, e)| e.clone())?;
         let item = decode_chunked_item(
-            tracked.parts.values().map(|(_, d, _)| d.as_str()),
+            tracked.parts.values().map(|(_, d, _)| d.trim()),
             &encoding,
             self.max_inflated_bytes,
         )
         .ok()?;
+        let mut item = item;
         let hash = upload_hash(req, &item);
-        let json = ItemJson::of(&item);
+        let json = ItemJson::take(&mut item);
         Some(Box::new(DecodedUpload {
             parts: tracked.parts.values().map(|(id, _, _)| *id).collect(),
             item,

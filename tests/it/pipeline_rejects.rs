@@ -33,7 +33,7 @@ fn single_part(
         chunk_index: 0,
         chunk_total: 1,
         encoding: "gzip+base64".into(),
-        data,
+        data: data.into(),
         source_provider: provider.into(),
         source_session_id: session.into(),
         source_session_fingerprint: fp.into(),

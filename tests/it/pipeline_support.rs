@@ -103,7 +103,7 @@ pub fn chunk_requests(
             chunk_index: i as i64,
             chunk_total: total,
             encoding: "gzip+base64".into(),
-            data,
+            data: data.into(),
             source_provider: item.source_provider.clone(),
             source_session_id: item.source_session_id.clone(),
             source_session_fingerprint: item.source_session_fingerprint.clone(),

@@ -51,7 +51,7 @@ impl Emitter<'_> {
                 chunk_index: index as i64,
                 chunk_total: total as i64,
                 encoding: ENCODING_GZIP_BASE64.to_owned(),
-                data,
+                data: data.into(),
                 source_provider: key.provider.clone(),
                 source_session_id: key.session_id.clone(),
                 source_session_fingerprint: key.fingerprint.clone(),
@@ -94,7 +94,7 @@ impl Emitter<'_> {
             chunk_index: 0,
             chunk_total: total as i64,
             encoding: ENCODING_GZIP_BASE64.to_owned(),
-            data: String::new(),
+            data: "".into(),
             source_provider: key.provider,
             source_session_id: key.session_id,
             source_session_fingerprint: key.fingerprint,
@@ -147,7 +147,9 @@ impl PartWriter<'_> {
         }
         let mut part = self.template.clone();
         part.chunk_index = self.next as i64;
-        part.data = base64::engine::general_purpose::STANDARD.encode(&self.raw);
+        part.data = base64::engine::general_purpose::STANDARD
+            .encode(&self.raw)
+            .into();
         if self.next + 1 == self.total {
             part.cursors = self.cursors.take().unwrap_or_default();
         }

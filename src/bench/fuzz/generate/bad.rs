@@ -64,7 +64,7 @@ impl Gen {
     /// A one-part upload of `data` as if it held `item`.
     pub(super) fn single_part(&mut self, item: &ImportSessionItem, data: String) -> ChunkRequest {
         let mut part = self.chunk_parts(item, 1).remove(0);
-        part.data = data;
+        part.data = data.into();
         part
     }
 
