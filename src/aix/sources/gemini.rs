@@ -47,7 +47,8 @@
 //! - **Tool calls**: `toolCalls[]` of gemini messages: `id` (else `<messageId>#<index>`),
 //!   `name`, `paramsJson` = `args`, `resultJson` = `result`, status `success` -> completed,
 //!   `error`/`cancelled` -> failed (`error` = that status), `executing` -> running, others
-//!   pending; times from the call's `timestamp`. A call's `agentId` names the subagent session
+//!   pending; `startedAtMs` = its message's time, `completedAtMs` (once done) = the call's
+//!   `timestamp`. A call's `agentId` names the subagent session
 //!   it ran: `spawnedSourceSessionId`, and [`SessionParser::spawn_links`] keyed by it.
 //! - **Subagents**: a `<parentId>/<id>.jsonl` log (or any log with `kind: "subagent"`) is a
 //!   subagent session: `isSubagent`, `parentSourceSessionId` = `<parentId>`. Its spawn tool
@@ -58,7 +59,9 @@
 //! The parser keeps the whole conversation (see `conversation`): a rewrite may touch any
 //! earlier turn, and each touched turn is re-sent complete. Items hold the header, every turn
 //! touched since the last take, and the turn the ledger will take as the session's head, so
-//! the last item sets the same head as a full import. With `emit = false` lines rebuild the
+//! the last item sets the same head as a full import; when the header's model or creation
+//! time changes, the turns whose rows take those from the header (no model of their own, a
+//! message without a time) are re-sent too. With `emit = false` lines rebuild the
 //! full state, so `open_turn_offset` is the bytes consumed: a worker resuming from a cursor
 //! rebuilds `[0, offset)` silently (O(file) once) and emits only what follows, and the result
 //! is the same as a full import of the final log.
@@ -174,7 +177,7 @@ impl GeminiParser {
 
     fn session_info(&self) -> SessionInfo {
         let m = &self.conv.meta;
-        let created = m.start_time.or(self.conv.min_ts);
+        let created = self.conv.created();
         let updated = match (m.last_updated, self.conv.max_ts) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b).or(created),

@@ -48,6 +48,9 @@ pub(super) struct Meta {
     pub kind: Option<String>,
 }
 
+/// The header values the ledger gives rows that lack their own: (model, created).
+type HeaderKey = (Option<String>, Option<i64>);
+
 #[derive(Debug, Default)]
 pub(super) struct Conversation {
     pub meta: Meta,
@@ -69,6 +72,11 @@ pub(super) struct Conversation {
     /// Subagent session id -> the tool call that ran it (the first to name it).
     pub spawns: BTreeMap<String, String>,
     touched: BTreeSet<usize>,
+    /// Turns whose ledger rows take a value from the session header (a turn without a model
+    /// takes the session's; a message without a time takes the session's creation time).
+    header_dependent: BTreeSet<usize>,
+    /// The header values those rows took at the last take.
+    emitted_header: Option<HeaderKey>,
     /// A header field or the fingerprint changed since the last take.
     pub header_dirty: bool,
     pub min_ts: Option<i64>,
@@ -279,9 +287,29 @@ impl Conversation {
         (started, completed)
     }
 
-    /// Re-reads the head-rule time of the touched turns.
+    /// The session's creation time: `startTime`, else the earliest message time.
+    pub fn created(&self) -> Option<i64> {
+        self.meta.start_time.or(self.min_ts)
+    }
+
+    fn header_key(&self) -> HeaderKey {
+        (self.last_model.clone(), self.created())
+    }
+
+    /// Re-reads the head-rule time and the header dependence of the touched turns.
     fn refresh_touched(&mut self) {
         for &ordinal in &self.touched {
+            let mut has_model = false;
+            let mut untimed = false;
+            for s in self.members(ordinal) {
+                has_model |= s.rec.kind == Kind::Gemini && s.rec.model.is_some();
+                untimed |= s.rec.ts.is_none();
+            }
+            if has_model && !untimed {
+                self.header_dependent.remove(&ordinal);
+            } else {
+                self.header_dependent.insert(ordinal);
+            }
             let (started, completed) = self.span(ordinal);
             let time = completed.or(started).unwrap_or(0).max(0);
             let Some(slot) = self.turns.get_mut(ordinal) else {
@@ -295,16 +323,22 @@ impl Conversation {
         }
     }
 
-    /// Ordinals of the turns the next item holds: every turn touched since the last take plus
-    /// the anchor (the turn the ledger takes as the session's head: latest completion-or-start
-    /// time, the earliest such turn on a tie), ascending. `None` when nothing changed or there
-    /// is no turn yet (the change waits for the first turn).
+    /// Ordinals of the turns the next item holds: every turn touched since the last take, the
+    /// anchor (the turn the ledger takes as the session's head: latest completion-or-start
+    /// time, the earliest such turn on a tie), and, when the header's model or creation time
+    /// changed, every turn whose rows take those from the header; ascending. `None` when
+    /// nothing changed or there is no turn yet (the change waits for the first turn).
     pub fn take_ordinals(&mut self) -> Option<Vec<usize>> {
         if self.turns.is_empty() || (!self.header_dirty && self.touched.is_empty()) {
             return None;
         }
         self.refresh_touched();
         let mut ordinals = std::mem::take(&mut self.touched);
+        let key = self.header_key();
+        if self.emitted_header.as_ref() != Some(&key) {
+            ordinals.extend(self.header_dependent.iter().copied());
+            self.emitted_header = Some(key);
+        }
         if let Some((_, Reverse(anchor))) = self.by_time.last() {
             ordinals.insert(*anchor);
         }
@@ -317,6 +351,8 @@ impl Conversation {
         self.refresh_touched();
         self.touched.clear();
         self.header_dirty = false;
+        // What the ledger holds was emitted with the header of these lines.
+        self.emitted_header = Some(self.header_key());
     }
 }
 

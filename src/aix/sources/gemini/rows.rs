@@ -96,7 +96,6 @@ fn message(s: &Stored, turn_id: &str) -> Message {
 
 fn tool_call(conv: &Conversation, s: &Stored, turn_id: &str, call: &ToolCallRecord) -> ToolCall {
     let status = status(call);
-    let at = call.ts.or(s.rec.ts);
     let terminal = status == STATUS_COMPLETED || status == STATUS_FAILED;
     ToolCall {
         source_tool_call_id: call.id.clone(),
@@ -107,8 +106,10 @@ fn tool_call(conv: &Conversation, s: &Stored, turn_id: &str, call: &ToolCallReco
         result_json: call.result.clone(),
         status: Some(status.to_owned()),
         spawned_source_session_id: call.agent_id.clone(),
-        started_at_ms: at.unwrap_or(0),
-        completed_at_ms: if terminal { at } else { None },
+        // The model asked for the call in its message; the call's own timestamp moves with its
+        // status and is the completion time once it is done.
+        started_at_ms: s.rec.ts.or(call.ts).unwrap_or(0),
+        completed_at_ms: if terminal { call.ts.or(s.rec.ts) } else { None },
         sequence: conv.tool_seq.get(&call.id).copied().unwrap_or(0),
         // `failed` covers both; the written status tells an error from a cancellation.
         error: call
