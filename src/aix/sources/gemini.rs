@@ -16,7 +16,8 @@
 //! # Mapping
 //! - **Session**: `sessionId` (the first one seen). `createdAtMs` = `startTime`, else the
 //!   earliest message time; `updatedAtMs` = the later of `lastUpdated` and the latest message
-//!   time; `model` = the last model a message named; `provider` = `google`; `project` = the
+//!   time; `model` = that of the latest message naming one (by first appearance: rewriting an
+//!   older message does not move it back); `provider` = `google`; `project` = the
 //!   `<project>` directory (a project hash or slug; the workspace path is not read, it lives
 //!   in files outside the session); `metadata` = `{projectHash, kind, summary, directories}`
 //!   where present.
@@ -198,7 +199,7 @@ impl GeminiParser {
         SessionInfo {
             created_at_ms: created,
             updated_at_ms: updated,
-            model: self.conv.last_model.clone(),
+            model: self.conv.model().cloned(),
             provider: Some(MODEL_PROVIDER.to_owned()),
             project: self.layout.project.clone(),
             is_subagent: self.layout.subagent || m.kind.as_deref() == Some("subagent"),

@@ -437,10 +437,13 @@ fn gemini_rewrite_of_an_old_message_resends_its_turn_complete() {
         .iter()
         .map(|t| t.source_turn_id.clone())
         .collect();
-    // The touched turn, the head turn, and c1: it has no model of its own, so the ledger gives
-    // it the session's, which the rewrite changed (g1 is now the last record naming a model).
-    assert_eq!(ids, vec![s("u1"), s("c1"), s("e1")]);
-    assert_eq!(item.session.model.as_deref(), Some("gemini-2.5-pro"));
+    assert_eq!(
+        ids,
+        vec![s("u1"), s("e1")],
+        "the touched turn and the head turn"
+    );
+    // g1 is older than g4: the session keeps g4's model.
+    assert_eq!(item.session.model.as_deref(), Some("gemini-2.5-flash"));
     assert_eq!(item.turns[0].output_tokens, Some(12));
     assert_eq!(item.turns[0].total_tokens, Some(112));
     let msgs: Vec<String> = item
@@ -448,25 +451,40 @@ fn gemini_rewrite_of_an_old_message_resends_its_turn_complete() {
         .iter()
         .map(|m| m.source_message_id.clone())
         .collect();
-    assert_eq!(msgs, vec![s("u1"), s("g1"), s("c1"), s("c2"), s("e1")]);
+    assert_eq!(msgs, vec![s("u1"), s("g1"), s("e1")]);
     assert_eq!(
         item.messages[1].content.as_deref(),
         Some("First answer, edited")
     );
     assert!(p.take_items().is_empty());
-    // A rewind touches no turn: the item re-sends the header and the head turn only.
-    p.push_lines(
-        b"{\"$rewindTo\":\"u4\"}\n",
-        bytes.len() as u64 + g1.len() as u64 + 1,
-        true,
+
+    let mut off = bytes.len() as u64 + g1.len() as u64 + 1;
+    let mut push = |p: &mut Box<dyn SessionParser>, line: &[u8]| -> Vec<String> {
+        p.push_lines(&[line, b"\n"].concat(), off, true);
+        off += line.len() as u64 + 1;
+        let items = p.take_items();
+        one(&items)
+            .turns
+            .iter()
+            .map(|t| t.source_turn_id.clone())
+            .collect()
+    };
+    // A rewind touches no turn, and neither does a `$set.messages` that rewrites its messages
+    // unchanged: the item re-sends the header and the head turn only.
+    let replay = bytes.split(|b| *b == b'\n').nth(8).unwrap();
+    assert!(replay.starts_with(b"{\"$set\":{\"lastUpdated\""));
+    assert_eq!(push(&mut p, b"{\"$rewindTo\":\"u4\"}"), vec![s("e1")]);
+    assert_eq!(push(&mut p, replay), vec![s("e1")]);
+    // The replay made r1 (turn u3) the history's head again: g5 joins u3, which becomes the
+    // head turn. Its newer model changes the session's: c1 and e1, which have no model of
+    // their own (the ledger gives them the session's), are re-sent with it.
+    let g5 = br#"{"id":"g5","timestamp":"2026-04-02T09:05:01.000Z","type":"gemini","content":"Retrying.","model":"gemini-3-pro"}"#;
+    assert_eq!(push(&mut p, g5), vec![s("u3"), s("c1"), s("e1")]);
+    assert_eq!(
+        push(&mut p, b"{}"),
+        vec![s("u3")],
+        "they went out with that model"
     );
-    let items = p.take_items();
-    let ids: Vec<String> = one(&items)
-        .turns
-        .iter()
-        .map(|t| t.source_turn_id.clone())
-        .collect();
-    assert_eq!(ids, vec![s("e1")]);
 }
 
 #[test]

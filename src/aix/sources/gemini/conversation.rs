@@ -81,8 +81,9 @@ pub(super) struct Conversation {
     pub header_dirty: bool,
     pub min_ts: Option<i64>,
     pub max_ts: Option<i64>,
-    /// Model of the last message record that named one, in file order.
-    pub last_model: Option<String>,
+    /// Model of the latest message (highest sequence) that named one, with that sequence: a
+    /// rewrite or replay of an older message does not move it back.
+    model_at: Option<(i64, String)>,
 }
 
 impl Conversation {
@@ -97,9 +98,11 @@ impl Conversation {
         }
     }
 
-    /// Upserts a message: a known id keeps its turn and sequence and takes the new content; a
-    /// new id joins the history's head turn, or opens a turn when it is a prompt (parent: the
-    /// head turn) or when there is no head turn. Either way it (re)enters the live history.
+    /// Upserts a message: a known id keeps its turn and sequence and takes the new content (its
+    /// turn is touched only when the content differs: a `$set.messages` rewriting a long
+    /// history costs a re-send of what changed); a new id joins the history's head turn, or
+    /// opens a turn when it is a prompt (parent: the head turn) or when there is no head turn.
+    /// Either way it (re)enters the live history.
     fn message(&mut self, rec: MessageRecord, stats: &mut ParseStats) {
         if rec.kind == Kind::Other {
             // Kept in the history so that a rewind to it finds it; never imported (and a known
@@ -114,34 +117,47 @@ impl Conversation {
                 self.min_ts = Some(ts);
             }
         }
-        if let Some(model) = &rec.model {
-            self.last_model = Some(model.clone());
-        }
         let id = rec.id.clone();
         let turn = match self.messages.get_mut(&id) {
+            Some(stored) if stored.rec == rec => None,
             Some(stored) => {
                 stored.rec = rec;
-                stored.turn
+                Some(stored.turn)
             }
             None => {
                 let head = self.head_turn();
                 let turn = match (rec.kind == Kind::Prompt, head) {
                     (false, Some(t)) => t,
                     (true, _) | (false, None) => {
-                        let parent = head.map(|t| self.turns[t].id.clone());
+                        let parent = head.and_then(|t| self.turns.get(t)).map(|t| t.id.clone());
                         self.open_turn(id.clone(), parent)
                     }
                 };
-                self.turns[turn].members.push(id.clone());
+                if let Some(slot) = self.turns.get_mut(turn) {
+                    slot.members.push(id.clone());
+                }
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 self.messages.insert(id.clone(), Stored { rec, turn, seq });
-                turn
+                Some(turn)
             }
         };
-        self.register_tools(&id, stats);
+        if let Some(turn) = turn {
+            self.register_tools(&id, stats);
+            self.touched.insert(turn);
+            if let Some(s) = self.messages.get(&id)
+                && let Some(model) = &s.rec.model
+                && self.model_at.as_ref().is_none_or(|(seq, _)| s.seq >= *seq)
+            {
+                self.model_at = Some((s.seq, model.clone()));
+            }
+        }
         self.enter_history(&id);
-        self.touched.insert(turn);
+    }
+
+    /// The session's model: that of the latest message naming one.
+    pub fn model(&self) -> Option<&String> {
+        self.model_at.as_ref().map(|(_, m)| m)
     }
 
     /// Claims the tool call ids of a gemini message: the first message to carry an id owns
@@ -293,7 +309,7 @@ impl Conversation {
     }
 
     fn header_key(&self) -> HeaderKey {
-        (self.last_model.clone(), self.created())
+        (self.model().cloned(), self.created())
     }
 
     /// Re-reads the head-rule time and the header dependence of the touched turns.

@@ -116,7 +116,7 @@ pub(super) enum Kind {
 }
 
 /// One message record (`MessageRecord` of `chatRecordingTypes.ts`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct MessageRecord {
     pub id: String,
     pub kind: Kind,
@@ -224,7 +224,7 @@ impl Tokens {
 }
 
 /// One entry of a gemini message's `toolCalls[]` (`ToolCallRecord`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct ToolCallRecord {
     /// `id`, or `<messageId>#<index>` when the record has none (seen in legacy files).
     pub id: String,
