@@ -1,5 +1,5 @@
 //! Gemini CLI: the JSONL upsert log (message rewrites, `$set`, `$set.messages`, `$rewindTo`),
-//! subagent lineage, the legacy whole-file document, bad input.
+//! subagent lineage, state rebuilt without emitting, bad input (logs and documents).
 
 use super::*;
 use nex::aix::cursor::FileCursor;
@@ -8,7 +8,7 @@ use serde_json::json;
 
 pub(super) const GA: &str = "aaaa0001-0000-4000-8000-000000000001";
 pub(super) const GB: &str = "bbbb0002-0000-4000-8000-000000000002";
-pub(super) const GC: &str = "cccc0003-0000-4000-8000-000000000003";
+const GC: &str = "cccc0003-0000-4000-8000-000000000003";
 
 const GA_BASE: i64 = 1_775_037_600_000; // 2026-04-01T10:00:00Z
 const GB_BASE: i64 = 1_775_120_400_000; // 2026-04-02T09:00:00Z
@@ -22,7 +22,7 @@ fn gb(min: i64, sec: i64) -> i64 {
     GB_BASE + (min * 60 + sec) * 1000
 }
 
-fn gd(min: i64, sec: i64) -> i64 {
+pub(super) fn gd(min: i64, sec: i64) -> i64 {
     GD_BASE + (min * 60 + sec) * 1000
 }
 
@@ -54,7 +54,7 @@ fn gemini_child() -> SourceFile {
     )
 }
 
-fn document() -> SourceFile {
+pub(super) fn document() -> SourceFile {
     source(
         Provider::GeminiCli,
         "gemini/tmp/proj-c/chats/session-2026-03-01T08-00-dddd0004.json",
@@ -62,7 +62,7 @@ fn document() -> SourceFile {
     )
 }
 
-fn one(items: &[ImportSessionItem]) -> &ImportSessionItem {
+pub(super) fn one(items: &[ImportSessionItem]) -> &ImportSessionItem {
     assert_eq!(items.len(), 1);
     &items[0]
 }
@@ -485,121 +485,6 @@ fn gemini_rewrite_of_an_old_message_resends_its_turn_complete() {
         vec![s("u3")],
         "they went out with that model"
     );
-}
-
-#[test]
-fn gemini_legacy_document_is_one_record() {
-    let file = document();
-    let (items, p) = parse_all(&file);
-    let item = one(&items);
-    assert_eq!(
-        item.source_session_id,
-        "dddd0004-0000-4000-8000-000000000004"
-    );
-    assert_eq!(
-        serde_json::to_value(&item.session).unwrap(),
-        json!({
-            "createdAtMs": gd(0, 0), "updatedAtMs": gd(0, 40), "model": "gemini-2.0-flash",
-            "provider": "google", "project": "proj-c",
-            "metadata": {"projectHash": "ph-c", "summary": "Legacy session"}
-        })
-    );
-    let flash = || o("gemini-2.0-flash");
-    assert_eq!(
-        turns(item),
-        vec![
-            (
-                s("u1"),
-                None,
-                gd(0, 1),
-                Some(gd(0, 5)),
-                flash(),
-                [Some(400), Some(30), Some(100), None, Some(8), Some(438)],
-                o("g1"),
-                vec![s("u1")]
-            ),
-            (
-                s("u2"),
-                o("u1"),
-                gd(0, 30),
-                Some(gd(0, 40)),
-                flash(),
-                [Some(450), Some(5), Some(400), None, Some(0), Some(455)],
-                o("g2"),
-                vec![s("u2")]
-            ),
-        ]
-    );
-    assert_eq!(
-        messages(item),
-        vec![
-            (s("u1"), s("u1"), s("user"), o("List the files."), None, 0),
-            (
-                s("g1"),
-                s("u1"),
-                s("assistant"),
-                o("Two files."),
-                o("Listing\nUse ls."),
-                1
-            ),
-            (s("u2"), s("u2"), s("user"), o("Thanks"), None, 2),
-            (s("n1"), s("u2"), s("system"), o("Session saved."), None, 3),
-            (
-                s("g2"),
-                s("u2"),
-                s("assistant"),
-                o("You're welcome."),
-                None,
-                4
-            ),
-        ]
-    );
-    // A call without an id is named after its message and position.
-    assert_eq!(
-        tools(item),
-        vec![
-            (
-                s("ls-1"),
-                s("u1"),
-                o("g1"),
-                s("list_directory"),
-                s("completed"),
-                Some(gd(0, 4)),
-                None
-            ),
-            (
-                s("g1#1"),
-                s("u1"),
-                o("g1"),
-                s("glob"),
-                s("failed"),
-                Some(gd(0, 5)),
-                None
-            ),
-        ]
-    );
-    assert_eq!(item.tool_calls[1].error.as_deref(), Some("cancelled"));
-    // 99 newlines, and a last line without one: the chain covers it.
-    let bytes = std::fs::read(&file.path).unwrap();
-    assert_ne!(bytes.last(), Some(&b'\n'));
-    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
-    assert_eq!(lines.len(), 100);
-    assert_eq!(p.stats().lines, 100);
-    assert_eq!(p.fingerprint(), chain(&lines));
-    assert_eq!(item.source_session_fingerprint, chain(&lines));
-    assert_eq!(p.open_turn_offset(), 0);
-
-    // A truncated document is one malformed line and no item; a JSON value that is not a
-    // conversation is an unknown record.
-    let mut bad = parser_for(&file);
-    bad.push_lines(&bytes[..bytes.len() / 2], 0, true);
-    assert!(bad.take_items().is_empty());
-    assert_eq!(bad.stats().malformed_lines, 1);
-    let mut other = parser_for(&file);
-    other.push_lines(b"[1, 2]", 0, true);
-    assert!(other.take_items().is_empty());
-    assert_eq!(skipped(other.as_ref()), vec![(s("unknown"), 1)]);
-    assert_eq!(other.stats().malformed_lines, 0);
 }
 
 /// Fed with `emit = false` and then asked for its header (a child whose link came later), a

@@ -1,6 +1,7 @@
 //! Gemini files through `FileState` into a real ledger: a log appended in place and read after
 //! every append from the committed cursor by a fresh state (a worker restart) or by a kept
-//! state; a legacy document rewritten whole; discovery of a `tmp` tree; the real samples.
+//! state; subagent and parent read in either order; discovery of a `tmp` tree; the real
+//! samples.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -17,9 +18,9 @@ use nex::aix::{WorkerOptions, default_parser_factory};
 use rusqlite::Connection;
 
 const LOG_C: &str = "proj-b/chats/session-2026-04-02T09-00-cccc0003.jsonl";
-const DOC_D: &str = "proj-c/chats/session-2026-03-01T08-00-dddd0004.json";
+pub(super) const DOC_D: &str = "proj-c/chats/session-2026-03-01T08-00-dddd0004.json";
 
-fn gemini_source(path: PathBuf) -> SourceFile {
+pub(super) fn gemini_source(path: PathBuf) -> SourceFile {
     SourceFile {
         provider: Provider::GeminiCli,
         path,
@@ -28,7 +29,7 @@ fn gemini_source(path: PathBuf) -> SourceFile {
 }
 
 /// Imports `items` as one tail request (nothing when empty).
-fn import(conn: &mut Connection, key: &str, items: &[ImportSessionItem]) {
+pub(super) fn import(conn: &mut Connection, key: &str, items: &[ImportSessionItem]) {
     if items.is_empty() {
         return;
     }
@@ -41,7 +42,7 @@ fn import(conn: &mut Connection, key: &str, items: &[ImportSessionItem]) {
 }
 
 /// The ledger of one whole read of `bytes` written at `rel` under a fresh `tmp`.
-fn full_import(rel: &str, bytes: &[u8]) -> (String, String) {
+pub(super) fn full_import(rel: &str, bytes: &[u8]) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -287,98 +288,10 @@ fn gemini_appends_after_restarts_and_subagent_order_converge() {
     );
 }
 
-/// The fixture document with only its first `n` messages, pretty-printed without a final
-/// newline (as the CLI wrote legacy sessions).
-fn document_with(n: usize) -> Vec<u8> {
-    let bytes = std::fs::read(fixture(&format!("gemini/tmp/{DOC_D}"))).unwrap();
-    let mut doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    doc["messages"].as_array_mut().unwrap().truncate(n);
-    serde_json::to_vec_pretty(&doc).unwrap()
-}
-
 fn set_mtime(path: &Path, secs_ago: u64) {
     let f = std::fs::File::options().write(true).open(path).unwrap();
     f.set_modified(SystemTime::now() - Duration::from_secs(secs_ago))
         .unwrap();
-}
-
-#[test]
-fn gemini_document_rewritten_in_place_is_read_whole() {
-    let factory = default_parser_factory();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(DOC_D);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let v1 = document_with(2);
-    std::fs::write(&path, &v1).unwrap();
-    set_mtime(&path, 60);
-    let source = gemini_source(path.clone());
-    let mut conn = ledger();
-
-    let mut state = FileState::new(source.clone(), None);
-    assert!(state.is_document());
-    let u = state.update(&factory, false).unwrap().unwrap();
-    assert_eq!((u.kind, u.part), (ReadKind::Whole, 0));
-    assert_eq!(u.cursor.offset, v1.len() as u64);
-    assert_eq!(u.cursor.size, v1.len() as u64);
-    assert_eq!(u.cursor.open_turn_offset, 0);
-    assert!(u.cursor.head_len > 0);
-    assert_eq!(
-        FileCursor::from_value(&u.cursor.to_value()).as_ref(),
-        Some(&u.cursor),
-        "a valid cursor value"
-    );
-    let lines: Vec<&[u8]> = v1.split(|b| *b == b'\n').collect();
-    assert_eq!(u.cursor.fingerprint, chain(&lines));
-    assert_eq!(turns(&u.items[0]).len(), 1);
-    import(&mut conn, "v1", &u.items);
-    let c1 = u.cursor;
-
-    // Unchanged stat: nothing read, with the state in memory or from the cursor alone.
-    assert!(state.update(&factory, false).unwrap().is_none());
-    let mut fresh = FileState::new(source.clone(), Some(c1.clone()));
-    assert!(!fresh.needs_read(false).unwrap());
-    assert!(fresh.update(&factory, false).unwrap().is_none());
-    // A child-style header re-send rebuilds the document from the cursor.
-    let r = fresh.resend_header(&factory).unwrap().unwrap();
-    assert_eq!((r.kind, r.items[0].turns.len()), (ReadKind::Resent, 1));
-
-    // Rewritten in place with more messages: read whole again (a fresh parser).
-    let v2 = document_with(5);
-    std::fs::write(&path, &v2).unwrap();
-    let mut fresh = FileState::new(source.clone(), Some(c1));
-    assert!(fresh.needs_read(false).unwrap());
-    let u = fresh.update(&factory, false).unwrap().unwrap();
-    assert_eq!(u.kind, ReadKind::Whole);
-    assert_eq!(u.cursor.offset, v2.len() as u64);
-    let lines: Vec<&[u8]> = v2.split(|b| *b == b'\n').collect();
-    assert_eq!(u.cursor.fingerprint, chain(&lines));
-    assert_eq!(
-        turns(&u.items[0])
-            .iter()
-            .map(|t| t.0.clone())
-            .collect::<Vec<_>>(),
-        vec![s("u1"), s("u2")]
-    );
-    import(&mut conn, "v2", &u.items);
-    assert_eq!(canonical(&conn), full_import(DOC_D, &v2).0);
-
-    // Same size, other content, later mtime: still read whole.
-    let v3 = String::from_utf8(v2.clone())
-        .unwrap()
-        .replace("Two files.", "Six files.")
-        .into_bytes();
-    assert_eq!(v3.len(), v2.len());
-    std::fs::write(&path, &v3).unwrap();
-    set_mtime(&path, 0);
-    let u2 = fresh.update(&factory, false).unwrap().unwrap();
-    assert_eq!(
-        u2.items[0].messages[1].content.as_deref(),
-        Some("Six files.")
-    );
-    assert_ne!(u2.cursor.fingerprint, u.cursor.fingerprint);
-    import(&mut conn, "v3", &u2.items);
-    assert_eq!(canonical(&conn), full_import(DOC_D, &v3).0);
-    assert_eq!(std::fs::read(&path).unwrap(), v3, "read-only");
 }
 
 fn write_aged(path: &Path, text: &str, secs_ago: u64) {

@@ -2,8 +2,9 @@
 //!
 //! - `claude_code`, `claude_subagents`, `codex`, `gemini`: the exact items of each fixture
 //!   (every mapping rule).
-//! - `gemini_files`: Gemini logs and documents through `FileState` (appends, restarts from the
-//!   cursor, rewrites) into a real ledger, discovery, the real samples.
+//! - `gemini_document`: the Gemini legacy whole-file document, parsed and re-read whole.
+//! - `gemini_files`: Gemini logs through `FileState` (appends, restarts from the cursor,
+//!   subagent order) into a real ledger, discovery, the real samples.
 //! - `incremental`: random cuts and restarts give the rows of one full parse.
 //! - `bad_input`: random and mutated lines never panic.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
@@ -13,6 +14,7 @@ mod claude_code;
 mod claude_subagents;
 mod codex;
 mod gemini;
+mod gemini_document;
 mod gemini_files;
 mod incremental;
 mod samples;
