@@ -29,7 +29,8 @@
 //!   joins the turn of the last message of the live history when it is first seen (a message
 //!   with no such turn, e.g. a notice before the first prompt, opens its own turn). A message
 //!   keeps that turn for good. `parentSourceTurnId` = the live history's head turn when the
-//!   turn opened. Tokens: the sum over the turn's gemini messages (`input`, `output`,
+//!   turn opened. `startedAtMs` = its first message's time, `completedAtMs` = the latest time
+//!   of its messages and tool calls. Tokens: the sum over the turn's gemini messages (`input`, `output`,
 //!   `cached` -> `cachedInputTokens`, `thoughts` -> `reasoningTokens`, `total`; `tool` is only
 //!   in `total`). `model` and `responseMessageSourceId`: the turn's last gemini message with
 //!   one / with text; `queryMessageSourceIds` = the prompt.
@@ -49,23 +50,27 @@
 //!   `name`, `paramsJson` = `args`, `resultJson` = `result`, status `success` -> completed,
 //!   `error`/`cancelled` -> failed (`error` = that status), `executing` -> running, others
 //!   pending; `startedAtMs` = its message's time, `completedAtMs` (once done) = the call's
-//!   `timestamp`. A call's `agentId` names the subagent session
-//!   it ran: `spawnedSourceSessionId`, and [`SessionParser::spawn_links`] keyed by it.
+//!   `timestamp`. A call's `agentId` names the subagent session it ran:
+//!   `spawnedSourceSessionId`, and [`SessionParser::spawn_links`] keyed by it.
 //! - **Subagents**: a `<parentId>/<id>.jsonl` log (or any log with `kind: "subagent"`) is a
 //!   subagent session: `isSubagent`, `parentSourceSessionId` = `<parentId>`. Its spawn tool
 //!   call comes from the parent's `toolCalls[].agentId`, matched on the child file's stem
 //!   (the CLI names a subagent's log after its session id).
 //!
 //! # Incremental reading
-//! The parser keeps the whole conversation (see `conversation`): a rewrite may touch any
-//! earlier turn, and each touched turn is re-sent complete. Items hold the header, every turn
-//! touched since the last take, and the turn the ledger will take as the session's head, so
-//! the last item sets the same head as a full import; when the header's model or creation
-//! time changes, the turns whose rows take those from the header (no model of their own, a
-//! message without a time) are re-sent too. With `emit = false` lines rebuild the
-//! full state, so `open_turn_offset` is the bytes consumed: a worker resuming from a cursor
-//! rebuilds `[0, offset)` silently (O(file) once) and emits only what follows, and the result
-//! is the same as a full import of the final log.
+//! The parser keeps the whole conversation in memory (see `conversation`): a rewrite may touch
+//! any earlier turn, and each touched turn is re-sent complete (a rewrite that changes nothing
+//! touches nothing). Items hold the header, every turn touched since the last take, and the
+//! turn the ledger will take as the session's head, so the last item sets the same head as a
+//! full import; when the header's model or creation time changes, the turns whose rows take
+//! those from the header (no model of their own, a message without a time) are re-sent too.
+//! With `emit = false` lines rebuild the full state, so `open_turn_offset` is the bytes
+//! consumed: a worker resuming from a cursor rebuilds `[0, offset)` silently (O(file) once)
+//! and emits only what follows, and the result is the same as a full import of the final log.
+//! An append costs the parse of its lines and the rows of the turns it touched.
+//!
+//! Layout: `record` (one record read leniently), `conversation` (the upsert-log state: history,
+//! turns, what changed), `rows` (ledger rows of a turn, spawn links).
 
 mod conversation;
 mod record;
