@@ -5,6 +5,10 @@
 //! The value is small and fixed-size whatever the session size: file identity, a checksum of the
 //! first line, the consumed offset (always at a line boundary), the offset where the open turn
 //! began, and the fingerprint.
+//!
+//! A whole-file document (Gemini CLI legacy `.json`, see `file_state`) uses the same value with
+//! `offset` = the file's size (its last line may be unterminated) and `open_turn_offset` = 0;
+//! only its stat is compared: any change reads it whole again.
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -45,7 +49,8 @@ pub struct FileCursor {
     pub head_len: u64,
     /// Truncated hex SHA-256 of the first `head_len` bytes: detects a rewritten file.
     pub head: String,
-    /// Bytes consumed, always at a line boundary; everything before it is in the ledger.
+    /// Bytes consumed, always at a line boundary (a whole-file document: its size); everything
+    /// before it is in the ledger.
     pub offset: u64,
     /// Truncated hex SHA-256 of the last [`EDGE_BYTES`] bytes before `offset` (fewer in a short
     /// file): detects a file rewritten in place that kept its first line.
@@ -160,11 +165,29 @@ pub fn read_head(file: &mut File, consumed: u64) -> io::Result<(u64, String)> {
     }
     let want = consumed.min(HEAD_MAX_BYTES);
     let buf = read_at(file, 0, want)?;
-    let len = match buf.iter().position(|&b| b == b'\n') {
-        Some(i) => (i + 1) as u64,
-        None => buf.len() as u64,
+    Ok(head_of(&buf))
+}
+
+/// `(head_len, head)` of a file whose first bytes are `bytes` (all of them, or at least
+/// [`HEAD_MAX_BYTES`]): the checksum of the first line, capped; `(0, "")` for no bytes.
+pub fn head_of(bytes: &[u8]) -> (u64, String) {
+    if bytes.is_empty() {
+        return (0, String::new());
+    }
+    let capped = &bytes[..bytes.len().min(HEAD_MAX_BYTES as usize)];
+    let len = match capped.iter().position(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None => capped.len(),
     };
-    Ok((len, head_hash(&buf[..len as usize])))
+    (len as u64, head_hash(&capped[..len]))
+}
+
+/// The edge checksum of a file whose first `bytes.len()` bytes are `bytes`, taken at its end.
+pub fn edge_of(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return String::new();
+    }
+    head_hash(&bytes[bytes.len().saturating_sub(EDGE_BYTES as usize)..])
 }
 
 /// Checksum of the bytes just before `offset` (empty when `offset` is 0).

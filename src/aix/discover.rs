@@ -10,6 +10,16 @@
 //! Codex (`<root>` = a `sessions` dir): `<root>/**/rollout-*.jsonl`, and the same under the
 //! sibling `archived_sessions` when the root is named `sessions`.
 //!
+//! Gemini CLI (`<root>` = a `tmp` dir):
+//! - `<root>/<project>/chats/session-*.jsonl`: main session (append-only log);
+//! - `<root>/<project>/chats/session-*.json`: legacy main session (whole-file document), unless
+//!   the CLI migrated it to the `.jsonl` beside it (same name plus `l`, same session), which is
+//!   then read instead;
+//! - `<root>/<project>/chats/<parentId>/<id>.jsonl`: subagent of session `<parentId>`.
+//!
+//! Anything else under a project (`logs.json`, `checkpoint-*.json`, tool outputs) is not a
+//! session.
+//!
 //! A missing or unreadable root or directory yields nothing (logged at debug), never an error.
 
 use std::collections::HashMap;
@@ -44,6 +54,9 @@ pub fn roots(options: &WorkerOptions) -> Vec<(Provider, PathBuf)> {
             roots.push((Provider::Codex, parent.join("archived_sessions")));
         }
     }
+    for d in &options.gemini_dirs {
+        roots.push((Provider::GeminiCli, d.clone()));
+    }
     let mut seen = std::collections::HashSet::new();
     roots.retain(|(_, d)| seen.insert(d.clone()));
     roots
@@ -57,7 +70,8 @@ pub fn discover(options: &WorkerOptions) -> Vec<Discovered> {
         match provider {
             Provider::ClaudeCode => claude_root(&root, &mut files),
             Provider::Codex => codex_dir(&root, 0, &mut files),
-            Provider::GeminiCli | Provider::Cursor | Provider::OpenCode => {}
+            Provider::GeminiCli => gemini_root(&root, &mut files),
+            Provider::Cursor | Provider::OpenCode => {}
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -81,9 +95,21 @@ fn order(files: Vec<SourceFile>) -> Vec<Discovered> {
         .filter(|d| d.source.role == FileRole::Main)
         .map(|d| (d.source.path.clone(), d.mtime_ms))
         .collect();
+    let mut gemini_mtime: HashMap<(PathBuf, String), i64> = HashMap::new();
+    for d in &stamped {
+        if let Some(k) = gemini_main_key(&d.source) {
+            let m = gemini_mtime.entry(k).or_insert(d.mtime_ms);
+            *m = (*m).max(d.mtime_ms);
+        }
+    }
     // A child sorts no earlier than its parent, and after it on a tie.
     let key = |d: &Discovered| -> (i64, u8, PathBuf) {
-        let parent = parent_main_path(&d.source).and_then(|p| main_mtime.get(&p).copied());
+        let parent = match d.source.provider {
+            Provider::GeminiCli => {
+                gemini_parent_key(&d.source).and_then(|k| gemini_mtime.get(&k).copied())
+            }
+            _ => parent_main_path(&d.source).and_then(|p| main_mtime.get(&p).copied()),
+        };
         match parent {
             Some(pm) => (d.mtime_ms.max(pm), 1, d.source.path.clone()),
             None => (d.mtime_ms, 0, d.source.path.clone()),
@@ -218,4 +244,100 @@ pub fn codex_file(path: &Path) -> Option<SourceFile> {
         path: path.to_path_buf(),
         role: FileRole::Main,
     })
+}
+
+fn gemini_root(root: &Path, out: &mut Vec<SourceFile>) {
+    for (project, t) in read_dir(root) {
+        if t.is_dir() {
+            gemini_chats(&project.join("chats"), out);
+        }
+    }
+}
+
+fn gemini_chats(chats: &Path, out: &mut Vec<SourceFile>) {
+    let entries = read_dir(chats);
+    let names: std::collections::HashSet<std::ffi::OsString> = entries
+        .iter()
+        .filter_map(|(p, _)| p.file_name().map(ToOwned::to_owned))
+        .collect();
+    for (path, t) in entries {
+        if t.is_dir() {
+            for (child, t) in read_dir(&path) {
+                if is_file(&t, &child)
+                    && let Some(f) = gemini_file(&child)
+                    && matches!(f.role, FileRole::Subagent { .. })
+                {
+                    out.push(f);
+                }
+            }
+            continue;
+        }
+        if !is_file(&t, &path) {
+            continue;
+        }
+        let Some(f) = gemini_file(&path) else {
+            continue;
+        };
+        let migrated = path.extension().is_some_and(|e| e == "json")
+            && path.file_name().is_some_and(|n| {
+                let mut log = n.to_owned();
+                log.push("l");
+                names.contains(&log)
+            });
+        if !migrated {
+            out.push(f);
+        }
+    }
+}
+
+/// Classifies one Gemini CLI path: `<project>/chats/session-*.jsonl` or `.json` is a main
+/// session, `<project>/chats/<parentId>/<id>.jsonl` a subagent of `<parentId>` (agent id
+/// `<id>`). Looks at the path only (the walk drops a legacy `.json` that has a `.jsonl` twin).
+pub fn gemini_file(path: &Path) -> Option<SourceFile> {
+    let name = path.file_name()?.to_str()?;
+    let dir = path.parent()?;
+    let dir_name = dir.file_name()?.to_str()?;
+    let file = |role| SourceFile {
+        provider: Provider::GeminiCli,
+        path: path.to_path_buf(),
+        role,
+    };
+    if dir_name == "chats" {
+        let session =
+            name.starts_with("session-") && (name.ends_with(".jsonl") || name.ends_with(".json"));
+        return session.then(|| file(FileRole::Main));
+    }
+    let chats = dir.parent()?.file_name()?;
+    let agent = name.strip_suffix(".jsonl").filter(|a| !a.is_empty())?;
+    (chats == "chats").then(|| {
+        file(FileRole::Subagent {
+            agent_id: agent.to_owned(),
+            parent_session_id: Some(dir_name.to_owned()),
+            meta: None,
+        })
+    })
+}
+
+/// `(chats dir, short id)` of a Gemini main file `session-<ts>-<id8>.json[l]`.
+fn gemini_main_key(source: &SourceFile) -> Option<(PathBuf, String)> {
+    if source.provider != Provider::GeminiCli || source.role != FileRole::Main {
+        return None;
+    }
+    let stem = source.path.file_stem()?.to_str()?;
+    let short = stem.rsplit('-').next()?;
+    Some((source.path.parent()?.to_path_buf(), short.to_owned()))
+}
+
+/// `(chats dir, short id)` of a Gemini subagent's parent: the CLI names a main log after the
+/// first 8 characters of its session id.
+fn gemini_parent_key(source: &SourceFile) -> Option<(PathBuf, String)> {
+    let FileRole::Subagent {
+        parent_session_id: Some(parent),
+        ..
+    } = &source.role
+    else {
+        return None;
+    };
+    let chats = source.path.parent()?.parent()?.to_path_buf();
+    Some((chats, parent.chars().take(8).collect()))
 }

@@ -4,6 +4,12 @@
 //!
 //! Lines reach the parser complete: a partial last line waits for its newline. Bytes are read
 //! in blocks, so memory follows the longest line plus one block, never the file.
+//!
+//! Whole-file documents (`sources::gemini::is_document`: Gemini CLI legacy `.json` sessions,
+//! rewritten in place, whose last line may have no newline) are read differently: any stat
+//! change reads all bytes, unterminated last line included, into a fresh parser in one push;
+//! the cursor's offset is the file's size; an unchanged stat skips the file. Memory then
+//! follows the document, which the parser must hold whole anyway.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -11,7 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use super::cursor::{self, CURSOR_VERSION, CursorCheck, FileCursor, FileIdentity, cursor_key};
-use super::sources::{SessionParser, SourceFile};
+use super::sources::{SessionParser, SourceFile, gemini};
 use crate::protocol::ImportSessionItem;
 
 /// Builds the parser of a file (the real one is `sources::parser_for`; tests inject fakes).
@@ -76,6 +82,11 @@ impl FileState {
         self.parser = None;
     }
 
+    /// Whether the file is a whole-file document (read whole on any change), not a line log.
+    pub fn is_document(&self) -> bool {
+        gemini::is_document(&self.source)
+    }
+
     /// Whether the file needs reading, judged by stat (and, when the stat differs from the
     /// cursor, reads of the first line and of the bytes before the cursor's offset).
     pub fn needs_read(&self, full: bool) -> io::Result<bool> {
@@ -87,6 +98,9 @@ impl FileState {
         let stat = FileIdentity::stat(&self.source.path)?;
         if self.cursor.as_ref().is_some_and(|c| c.identity() == stat) {
             return Ok(false);
+        }
+        if self.is_document() {
+            return Ok(true);
         }
         let mut file = File::open(&self.source.path)?;
         let now = FileIdentity::of(&file.metadata()?);
@@ -126,6 +140,15 @@ impl FileState {
         let Some(c) = self.cursor.clone() else {
             return Ok(None);
         };
+        if self.parser.is_none() && self.is_document() {
+            let (now, bytes) = read_document(&self.source)?;
+            if now != c.identity() {
+                return Ok(None);
+            }
+            let mut parser = factory(&self.source);
+            parser.push_lines(&bytes, 0, false);
+            self.parser = Some(parser);
+        }
         if self.parser.is_none() {
             let mut file = File::open(&self.source.path)?;
             let now = FileIdentity::of(&file.metadata()?);
@@ -160,6 +183,9 @@ impl FileState {
         factory: &ParserFactory,
         full: bool,
     ) -> io::Result<Option<FileUpdate>> {
+        if self.is_document() {
+            return self.update_document(factory, full);
+        }
         let mut file = File::open(&self.source.path)?;
         let now = FileIdentity::of(&file.metadata()?);
         let check = if full {
@@ -216,6 +242,56 @@ impl FileState {
             kind,
         }))
     }
+
+    /// A whole-file document: unchanged stat -> `None`; else every byte into a fresh parser.
+    fn update_document(
+        &mut self,
+        factory: &ParserFactory,
+        full: bool,
+    ) -> io::Result<Option<FileUpdate>> {
+        let stat = FileIdentity::stat(&self.source.path)?;
+        if !full && self.cursor.as_ref().is_some_and(|c| c.identity() == stat) {
+            return Ok(None);
+        }
+        let (now, bytes) = read_document(&self.source)?;
+        let mut parser = factory(&self.source);
+        parser.push_lines(&bytes, 0, true);
+        let items = parser.take_items();
+        let (head_len, head) = cursor::head_of(&bytes);
+        let cursor = FileCursor {
+            v: CURSOR_VERSION,
+            dev: now.dev,
+            ino: now.ino,
+            size: now.size,
+            mtime_ms: now.mtime_ms,
+            head_len,
+            head,
+            offset: now.size,
+            edge: cursor::edge_of(&bytes),
+            open_turn_offset: 0,
+            fingerprint: parser.fingerprint(),
+        };
+        self.parser = Some(parser);
+        self.cursor = Some(cursor.clone());
+        Ok(Some(FileUpdate {
+            items,
+            cursor,
+            part: 0,
+            kind: ReadKind::Whole,
+        }))
+    }
+}
+
+/// All bytes of a document with the identity they were read under: the stat taken before the
+/// read, with the size of what was read (a write racing the read leaves a newer mtime on disk,
+/// so the next stat differs and the file is read again).
+fn read_document(source: &SourceFile) -> io::Result<(FileIdentity, Vec<u8>)> {
+    let mut file = File::open(&source.path)?;
+    let mut now = FileIdentity::of(&file.metadata()?);
+    let mut bytes = Vec::with_capacity(usize::try_from(now.size).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    now.size = bytes.len() as u64;
+    Ok((now, bytes))
 }
 
 struct FeedEnd {

@@ -1,37 +1,303 @@
-//! Gemini CLI: `~/.gemini/tmp/<project>/chats/` whole-file JSON and JSONL upsert logs.
-//! Being written: see issue 6.
+//! Gemini CLI sessions (`<tmp>/<project>/chats/`): the current append-only JSONL upsert log
+//! and the legacy whole-file JSON document, read with the CLI's own semantics
+//! (google-gemini/gemini-cli `packages/core/src/services/chatRecordingService.ts`,
+//! `chatRecordingTypes.ts`).
+//!
+//! # Files
+//! - `session-<ts>-<id8>.jsonl`: a log. Its first line is the metadata record (`sessionId`,
+//!   `projectHash`, `startTime`, `lastUpdated`, `kind`, …); then message records, `{"$set":
+//!   {…}}` metadata patches and `{"$rewindTo": id}` rewinds, one per line.
+//! - `session-<ts>-<id8>.json`: a legacy document, one `ConversationRecord` (metadata plus
+//!   `messages[]`), rewritten whole in place. Fed whole by the file state's whole-file mode
+//!   ([`is_document`]); the parser reads the bytes fed so far as one JSON document each time
+//!   more arrive (a document that does not parse is one malformed line and gives no item).
+//! - `<parentId>/<id>.jsonl`: a subagent's log (`kind: "subagent"`).
+//!
+//! # Mapping
+//! - **Session**: `sessionId` (the first one seen). `createdAtMs` = `startTime`, else the
+//!   earliest message time; `updatedAtMs` = the later of `lastUpdated` and the latest message
+//!   time; `model` = that of the latest message naming one (by first appearance: rewriting an
+//!   older message does not move it back); `provider` = `google`; `project` = the
+//!   `<project>` directory (a project hash or slug; the workspace path is not read, it lives
+//!   in files outside the session); `metadata` = `{projectHash, kind, summary, directories}`
+//!   where present.
+//! - **Upserts**: a message record whose `id` was seen before replaces that message (tool
+//!   results and tokens arrive this way), so every row carries the last version and tokens
+//!   count once. A `$set` patches the session; a `$set.messages` (and a metadata record's
+//!   `messages`) replaces the live history with that array, each element upserted in order.
+//! - **Turns**: a `user` message with text opens a turn named by its id; every other message
+//!   joins the turn of the last message of the live history when it is first seen (a message
+//!   with no such turn, e.g. a notice before the first prompt, opens its own turn). A message
+//!   keeps that turn for good. `parentSourceTurnId` = the live history's head turn when the
+//!   turn opened. `startedAtMs` = its first message's time, `completedAtMs` = the latest time
+//!   of its messages and tool calls. Tokens: the sum over the turn's gemini messages (`input`, `output`,
+//!   `cached` -> `cachedInputTokens`, `thoughts` -> `reasoningTokens`, `total`; `tool` is only
+//!   in `total`). `model` and `responseMessageSourceId`: the turn's last gemini message with
+//!   one / with text; `queryMessageSourceIds` = the prompt.
+//! - **Rewinds**: `$rewindTo` cuts the live history before its target, the target included
+//!   (the CLI's `rewindTo`: "all messages from (and including) the specified ID onwards are
+//!   removed"; a target not in the history clears it, as the CLI's loader does). The ledger
+//!   never deletes rows: rewound messages and their turns stay as an abandoned branch, and the
+//!   next prompt opens a turn whose parent is the turn before the target, as a Claude Code
+//!   rewind branches.
+//! - **Messages**: `user` -> `user`; `gemini` -> `assistant` (`thinking` = `thoughts`
+//!   subjects and descriptions, one per line); `info`/`warning`/`error` -> `system`; a `user`
+//!   message made only of `functionResponse` parts -> `tool`. `content` = the text parts
+//!   concatenated as the CLI renders them; `sequence` = order of first appearance;
+//!   `metadataJson` = `{type, model, displayContent}` where present. Other types are skipped
+//!   and counted (`message/<type>`), as are unknown record shapes (`unknown`).
+//! - **Tool calls**: `toolCalls[]` of gemini messages: `id` (else `<messageId>#<index>`),
+//!   `name`, `paramsJson` = `args`, `resultJson` = `result`, status `success` -> completed,
+//!   `error`/`cancelled` -> failed (`error` = that status), `executing` -> running, others
+//!   pending; `startedAtMs` = its message's time, `completedAtMs` (once done) = the call's
+//!   `timestamp`. A call's `agentId` names the subagent session it ran:
+//!   `spawnedSourceSessionId`, and [`SessionParser::spawn_links`] keyed by it.
+//! - **Subagents**: a `<parentId>/<id>.jsonl` log (or any log with `kind: "subagent"`) is a
+//!   subagent session: `isSubagent`, `parentSourceSessionId` = `<parentId>`. Its spawn tool
+//!   call comes from the parent's `toolCalls[].agentId`, matched on the child file's stem
+//!   (the CLI names a subagent's log after its session id).
+//!
+//! # Incremental reading
+//! The parser keeps the whole conversation in memory (see `conversation`): a rewrite may touch
+//! any earlier turn, and each touched turn is re-sent complete (a rewrite that changes nothing
+//! touches nothing). Items hold the header, every turn touched since the last take, and the
+//! turn the ledger will take as the session's head, so the last item sets the same head as a
+//! full import; when the header's model or creation time changes, the turns whose rows take
+//! those from the header (no model of their own, a message without a time) are re-sent too.
+//! With `emit = false` lines rebuild the full state, so `open_turn_offset` is the bytes
+//! consumed: a worker resuming from a cursor rebuilds `[0, offset)` silently (O(file) once)
+//! and emits only what follows, and the result is the same as a full import of the final log.
+//! An append costs the parse of its lines and the rows of the turns it touched.
+//!
+//! Layout: `record` (one record read leniently), `conversation` (the upsert-log state: history,
+//! turns, what changed), `rows` (ledger rows of a turn, spawn links).
 
-use super::{ParseStats, SessionParser, SourceFile};
-use crate::protocol::ImportSessionItem;
+mod conversation;
+mod record;
+mod rows;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use self::conversation::Conversation;
+use self::record::Record;
+use super::common::{FingerprintChain, LineCursor};
+use super::{FileRole, ParseStats, Provider, SessionParser, SourceFile, SpawnLink};
+use crate::protocol::{ImportSessionItem, SessionInfo};
+
+/// `session.provider` of every Gemini CLI item.
+pub const MODEL_PROVIDER: &str = "google";
+
+/// Whether `file` is read whole on every change (a legacy `.json` document rewritten in
+/// place) rather than as an append-only line log.
+pub fn is_document(file: &SourceFile) -> bool {
+    file.provider == Provider::GeminiCli && file.path.extension().is_some_and(|e| e == "json")
+}
+
+/// What the file's place in the tree says about its session.
+#[derive(Debug, Default)]
+struct Layout {
+    subagent: bool,
+    parent: Option<String>,
+    project: Option<String>,
+}
+
+impl Layout {
+    fn of(file: &SourceFile) -> Self {
+        let (subagent, parent) = match &file.role {
+            FileRole::Subagent {
+                parent_session_id, ..
+            } => (true, parent_session_id.clone()),
+            FileRole::Main => (false, None),
+        };
+        let project = file
+            .path
+            .ancestors()
+            .skip(1)
+            .find(|a| a.file_name().is_some_and(|n| n == "chats"))
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned());
+        Self {
+            subagent,
+            parent,
+            project,
+        }
+    }
+}
+
+/// The incremental parser of one Gemini CLI session file.
 pub struct GeminiParser {
+    /// A legacy whole-file document rather than a line log.
+    document: bool,
+    layout: Layout,
+    cursor: LineCursor,
+    chain: FingerprintChain,
     stats: ParseStats,
-    consumed: u64,
+    conv: Conversation,
+    /// Document mode: the lines fed so far.
+    doc: Vec<u8>,
 }
 
 impl GeminiParser {
-    pub fn new(_file: &SourceFile) -> Self {
+    pub fn new(file: &SourceFile) -> Self {
         Self {
+            document: is_document(file),
+            layout: Layout::of(file),
+            cursor: LineCursor::default(),
+            chain: FingerprintChain::default(),
             stats: ParseStats::default(),
-            consumed: 0,
+            conv: Conversation::default(),
+            doc: Vec::new(),
+        }
+    }
+
+    /// One line of a log.
+    fn line(&mut self, bytes: &[u8]) {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(v) => self.conv.apply(Record::from_value(v), &mut self.stats),
+            Err(_) => self.stats.malformed_lines += 1,
+        }
+    }
+
+    /// Document mode: the conversation of the document fed so far, rebuilt from scratch (its
+    /// skip counts too); a document that does not parse yields no conversation and counts as
+    /// one malformed line.
+    fn parse_document(&mut self) {
+        self.conv = Conversation::default();
+        self.stats.skipped_records.clear();
+        self.stats.malformed_lines = 0;
+        if self.doc.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match serde_json::from_slice::<Value>(&self.doc) {
+            Ok(v) => self.conv.apply(Record::from_value(v), &mut self.stats),
+            Err(_) => self.stats.malformed_lines = 1,
+        }
+    }
+
+    fn session_info(&self) -> SessionInfo {
+        let m = &self.conv.meta;
+        let created = self.conv.created();
+        let updated = match (m.last_updated, self.conv.max_ts) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b).or(created),
+        };
+        let mut meta = Map::new();
+        for (k, v) in [
+            ("projectHash", &m.project_hash),
+            ("kind", &m.kind),
+            ("summary", &m.summary),
+        ] {
+            if let Some(v) = v {
+                meta.insert(k.to_owned(), json!(v));
+            }
+        }
+        if let Some(dirs) = &m.directories {
+            meta.insert("directories".to_owned(), json!(dirs));
+        }
+        SessionInfo {
+            created_at_ms: created,
+            updated_at_ms: updated,
+            model: self.conv.model().cloned(),
+            provider: Some(MODEL_PROVIDER.to_owned()),
+            project: self.layout.project.clone(),
+            is_subagent: self.layout.subagent || m.kind.as_deref() == Some("subagent"),
+            parent_source_session_id: self.layout.parent.clone(),
+            metadata: (!meta.is_empty()).then_some(Value::Object(meta)),
+            ..SessionInfo::default()
         }
     }
 }
 
 impl SessionParser for GeminiParser {
-    fn push_lines(&mut self, bytes: &[u8], offset: u64, _emit: bool) {
-        self.consumed = offset + bytes.len() as u64;
+    fn push_lines(&mut self, bytes: &[u8], offset: u64, emit: bool) {
+        let mut cursor = std::mem::take(&mut self.cursor);
+        let mut fed = false;
+        cursor.feed(bytes, offset, |line| {
+            fed = true;
+            self.stats.lines += 1;
+            // Every line moves the chain (the item's fingerprint): the item is re-sent so
+            // that the ledger's fingerprint follows the file.
+            self.chain.push(line.bytes);
+            self.conv.header_dirty = true;
+            if self.document {
+                self.doc.extend_from_slice(line.bytes);
+                self.doc.push(b'\n');
+            } else {
+                self.line(line.bytes);
+            }
+        });
+        self.cursor = cursor;
+        if self.document && fed {
+            self.parse_document();
+        }
+        if !emit {
+            self.conv.discard_changes();
+        }
     }
+
     fn take_items(&mut self) -> Vec<ImportSessionItem> {
-        Vec::new()
+        let Some(session_id) = self.conv.meta.session_id.clone() else {
+            return Vec::new();
+        };
+        let Some(ordinals) = self.conv.take_ordinals() else {
+            return Vec::new();
+        };
+        let (mut turns, mut messages, mut tool_calls) = (Vec::new(), Vec::new(), Vec::new());
+        for ordinal in ordinals {
+            rows::push_turn(
+                &self.conv,
+                ordinal,
+                &mut turns,
+                &mut messages,
+                &mut tool_calls,
+            );
+        }
+        vec![ImportSessionItem {
+            source_provider: Provider::GeminiCli.as_str().to_owned(),
+            source_session_id: session_id,
+            source_session_fingerprint: self.chain.hex(),
+            imported_at_ms: 0,
+            session: self.session_info(),
+            turns,
+            messages,
+            tool_calls,
+        }]
     }
+
     fn open_turn_offset(&self) -> u64 {
-        self.consumed
+        // A document is only ever read whole; a log's state is rebuilt from `[0, offset)`
+        // whole (see the module doc), so nothing before the cursor is emitted again.
+        if self.document {
+            0
+        } else {
+            self.cursor.consumed()
+        }
     }
+
     fn fingerprint(&self) -> String {
-        String::new()
+        self.chain.hex()
     }
+
     fn stats(&self) -> &ParseStats {
         &self.stats
+    }
+
+    fn spawn_links(&self) -> BTreeMap<String, SpawnLink> {
+        self.conv
+            .spawns
+            .iter()
+            .filter_map(|(agent, tool)| Some((agent.clone(), rows::spawn_link(&self.conv, tool)?)))
+            .collect()
+    }
+
+    fn resend_header(&mut self) {
+        self.conv.header_dirty = true;
     }
 }

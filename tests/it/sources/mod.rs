@@ -1,7 +1,10 @@
 //! Source parsers: exact items for every mapping rule, incremental = full, bad input.
 //!
-//! - `claude_code`, `claude_subagents`, `codex`: the exact items of each fixture (every
-//!   mapping rule).
+//! - `claude_code`, `claude_subagents`, `codex`, `gemini`: the exact items of each fixture
+//!   (every mapping rule).
+//! - `gemini_document`: the Gemini legacy whole-file document, parsed and re-read whole.
+//! - `gemini_files`: Gemini logs through `FileState` (appends, restarts from the cursor,
+//!   subagent order) into a real ledger, discovery, the real samples.
 //! - `incremental`: random cuts and restarts give the rows of one full parse.
 //! - `bad_input`: random and mutated lines never panic.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
@@ -10,6 +13,9 @@ mod bad_input;
 mod claude_code;
 mod claude_subagents;
 mod codex;
+mod gemini;
+mod gemini_document;
+mod gemini_files;
 mod incremental;
 mod samples;
 
@@ -174,7 +180,8 @@ fn cx(min: i64, sec: i64) -> i64 {
 
 // ---- incremental = full ------------------------------------------------------------------------
 
-/// Every fixture file with the role discovery would give it.
+/// Every line-log fixture file (Claude Code, Codex, Gemini logs) with the role discovery
+/// would give it.
 fn all_fixtures() -> Vec<SourceFile> {
     let cc = |rel: &str, role: FileRole| {
         source(Provider::ClaudeCode, &format!("claude-code/{rel}"), role)
@@ -228,6 +235,9 @@ fn all_fixtures() -> Vec<SourceFile> {
         cx("fork/rollout-2026-03-02T11-00-00-0199cccc-0000-7000-8000-000000000003.jsonl"),
         cx("edge/rollout-2026-03-03T12-00-00-0199dddd-0000-7000-8000-000000000004.jsonl"),
     ]
+    .into_iter()
+    .chain(gemini::gemini_fixtures())
+    .collect()
 }
 
 /// One session's rows after upserts by deterministic id (what the ledger does with items).

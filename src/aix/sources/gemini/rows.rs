@@ -1,0 +1,153 @@
+//! Ledger rows of a Gemini conversation: one turn complete (its row, every message, every
+//! tool call), and the spawn link of a subagent's tool call. Pure functions of the
+//! conversation state, so a turn re-sent after any rewrite carries its current values.
+
+use serde_json::{Map, Value, json};
+
+use super::conversation::{Conversation, Stored};
+use super::record::{Kind, Tokens, ToolCallRecord};
+use crate::aix::sources::SpawnLink;
+use crate::aix::sources::assembler::{STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
+use crate::protocol::{Message, ToolCall, Turn};
+
+const STATUS_RUNNING: &str = "running";
+
+/// The rows of one turn, appended to `turns`, `messages` and `tools`.
+pub(super) fn push_turn(
+    conv: &Conversation,
+    ordinal: usize,
+    turns: &mut Vec<Turn>,
+    messages: &mut Vec<Message>,
+    tools: &mut Vec<ToolCall>,
+) {
+    let Some(slot) = conv.turns.get(ordinal) else {
+        return;
+    };
+    let (started, completed) = conv.span(ordinal);
+    let mut turn = Turn {
+        source_turn_id: slot.id.clone(),
+        parent_source_turn_id: slot.parent.clone(),
+        started_at_ms: started.unwrap_or(0),
+        completed_at_ms: completed,
+        ..Turn::default()
+    };
+    let mut tokens: Option<Tokens> = None;
+    for s in conv.members(ordinal) {
+        let rec = &s.rec;
+        if s.rec.id == slot.id && rec.kind == Kind::Prompt {
+            turn.query_message_source_ids.push(rec.id.clone());
+        }
+        if rec.kind == Kind::Gemini {
+            if let Some(t) = rec.tokens {
+                tokens = Some(tokens.unwrap_or_default().plus(t));
+            }
+            if rec.model.is_some() {
+                turn.model.clone_from(&rec.model);
+            }
+            if rec.content.is_some() {
+                turn.response_message_source_id = Some(rec.id.clone());
+            }
+            for call in &rec.tool_calls {
+                if conv.tool_owner.get(&call.id) == Some(&rec.id) {
+                    tools.push(tool_call(conv, s, &slot.id, call));
+                }
+            }
+        }
+        messages.push(message(s, &slot.id));
+    }
+    if let Some(t) = tokens {
+        turn.input_tokens = Some(t.input);
+        turn.output_tokens = Some(t.output);
+        turn.cached_input_tokens = Some(t.cached);
+        turn.reasoning_tokens = Some(t.thoughts);
+        turn.total_tokens = Some(t.total);
+    }
+    turns.push(turn);
+}
+
+fn message(s: &Stored, turn_id: &str) -> Message {
+    let rec = &s.rec;
+    let role = match rec.kind {
+        Kind::Prompt => "user",
+        Kind::ToolResponse => "tool",
+        Kind::Notice => "system",
+        Kind::Gemini | Kind::Other => "assistant",
+    };
+    let mut meta = Map::new();
+    meta.insert("type".to_owned(), json!(rec.raw_type));
+    if let Some(model) = &rec.model {
+        meta.insert("model".to_owned(), json!(model));
+    }
+    if let Some(display) = &rec.display {
+        meta.insert("displayContent".to_owned(), json!(display));
+    }
+    Message {
+        source_message_id: rec.id.clone(),
+        source_turn_id: Some(turn_id.to_owned()),
+        role: role.to_owned(),
+        content: rec.content.clone(),
+        sequence: s.seq,
+        created_at_ms: rec.ts.unwrap_or(0),
+        thinking: rec.thinking.clone(),
+        metadata_json: Some(Value::Object(meta)),
+        ..Message::default()
+    }
+}
+
+fn tool_call(conv: &Conversation, s: &Stored, turn_id: &str, call: &ToolCallRecord) -> ToolCall {
+    let status = status(call);
+    let terminal = status == STATUS_COMPLETED || status == STATUS_FAILED;
+    ToolCall {
+        source_tool_call_id: call.id.clone(),
+        source_turn_id: Some(turn_id.to_owned()),
+        source_message_id: Some(s.rec.id.clone()),
+        tool_name: call.name.clone().unwrap_or_else(|| "unknown".to_owned()),
+        params_json: call.args.clone(),
+        result_json: call.result.clone(),
+        status: Some(status.to_owned()),
+        spawned_source_session_id: call.agent_id.clone(),
+        // The model asked for the call in its message; the call's own timestamp moves with its
+        // status and is the completion time once it is done.
+        started_at_ms: s.rec.ts.or(call.ts).unwrap_or(0),
+        completed_at_ms: if terminal { call.ts.or(s.rec.ts) } else { None },
+        sequence: conv.tool_seq.get(&call.id).copied().unwrap_or(0),
+        // `failed` covers both; the written status tells an error from a cancellation.
+        error: call
+            .status
+            .clone()
+            .filter(|s| s == "error" || s == "cancelled"),
+        ..ToolCall::default()
+    }
+}
+
+/// The ledger status of a tool call's written `status`: `success` -> completed; `error`,
+/// `cancelled` -> failed; `executing` -> running; `validating`, `scheduled`,
+/// `awaiting_approval` and unknown values -> pending; none -> completed when it has a result,
+/// else pending.
+fn status(call: &ToolCallRecord) -> &'static str {
+    match call.status.as_deref() {
+        Some("success") => STATUS_COMPLETED,
+        Some("error" | "cancelled") => STATUS_FAILED,
+        Some("executing") => STATUS_RUNNING,
+        Some(_) => STATUS_PENDING,
+        None if call.result.is_some() => STATUS_COMPLETED,
+        None => STATUS_PENDING,
+    }
+}
+
+/// The spawn link of the call that ran subagent `tool_id` (its `description` and status).
+pub(super) fn spawn_link(conv: &Conversation, tool_id: &str) -> Option<SpawnLink> {
+    let owner = conv.tool_owner.get(tool_id)?;
+    let call = conv
+        .messages
+        .get(owner)?
+        .rec
+        .tool_calls
+        .iter()
+        .find(|c| c.id == tool_id)?;
+    Some(SpawnLink {
+        tool_use_id: tool_id.to_owned(),
+        description: call.description.clone(),
+        status: Some(status(call).to_owned()),
+    })
+}
