@@ -28,7 +28,7 @@ mod pipeline_fuzz; // R3 bad-input harness at test size: every outcome as expect
 mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, events
 mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
 mod pipeline_support; // fixtures shared by the pipeline_* modules
-mod sources; // source parsers (Claude Code, Codex): exact items, incremental = full, bad input
+mod sources; // source parsers and stores (all five providers): exact items, incremental = full, bad input
 mod worker_backfill; // aix backfill: cursor skip, --full, crash-resume, ordering, lineage
 mod worker_discover; // aix discovery layouts of Claude Code and Codex roots
 mod worker_emit; // aix emitter: batch packing, chunking, idempotency keys, cursor placement

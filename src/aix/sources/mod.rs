@@ -24,8 +24,10 @@
 //! - `open_turn_offset` is the smallest start of any item's open turn (a main file's inline
 //!   sidechain agents have their own); with no turn yet, the bytes consumed so far.
 //!
-//! Layout: `claude_code` and `codex` (one parser each), `assembler` (held turns, touched sets,
-//! partial-item assembly), `common` (line cutting, fingerprint chain, timestamps).
+//! Layout: `claude_code`, `codex` and `gemini` (line parsers, one each), `cursor` and
+//! `opencode` (polled stores, contract in `store`), `assembler` (held turns, touched sets,
+//! partial-item assembly), `common` (line cutting, fingerprint chain, timestamps), `lenient`
+//! (typed views of records that never fail on a wrong type).
 
 mod assembler;
 pub mod claude_code;
