@@ -2,6 +2,8 @@
 //!
 //! - `claude_code`, `claude_subagents`, `codex`: the exact items of each fixture (every
 //!   mapping rule).
+//! - `cursor`, `cursor_incremental`: Cursor's `state.vscdb` store: exact items, secrets never
+//!   read, bad databases; in-place updates polled with cursors = one full poll, read-only.
 //! - `incremental`: random cuts and restarts give the rows of one full parse.
 //! - `bad_input`: random and mutated lines never panic.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
@@ -10,6 +12,8 @@ mod bad_input;
 mod claude_code;
 mod claude_subagents;
 mod codex;
+mod cursor;
+mod cursor_incremental;
 mod incremental;
 mod samples;
 

@@ -200,6 +200,37 @@ mod tests {
         assert_eq!(stamp_of(&c, "composerData:b").unwrap(), (0, 0));
     }
 
+    /// A stamp never loads the value: with the value's overflow pages broken, reading the
+    /// value fails and the stamp still succeeds.
+    #[test]
+    fn stamps_do_not_load_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE cursorDiskKV (key TEXT PRIMARY KEY, value BLOB);")
+            .unwrap();
+        let big = "C".repeat(30_000);
+        c.execute(
+            "INSERT INTO cursorDiskKV VALUES ('composerData:a', ?1)",
+            [&big],
+        )
+        .unwrap();
+        drop(c);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let page = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+        for chunk in bytes.chunks_mut(page) {
+            if chunk.len() == page && chunk[4..].iter().all(|&b| b == b'C') {
+                chunk[..4].copy_from_slice(&[0xff, 0xff, 0xff, 0]);
+            }
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let c =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        assert!(row_of(&c, "composerData:a").is_err());
+        assert_eq!(stamp_of(&c, "composerData:a").unwrap().1, 30_000);
+        assert_eq!(composers(&c).unwrap()[0].1.1, 30_000);
+    }
+
     /// Change detection must not read values: the range aggregates run on the key index.
     #[test]
     fn change_detection_uses_the_key_index() {

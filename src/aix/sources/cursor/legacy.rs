@@ -167,7 +167,6 @@ fn chat_tabs(v: &Value, shadow: &HashSet<String>, stats: &mut ParseStats, out: &
         let mut listed = Vec::new();
         let bubbles = tab.get("bubbles").and_then(Value::as_array);
         for (n, b) in bubbles.into_iter().flatten().enumerate() {
-            stats.lines += 1;
             match Bubble::deserialize(b) {
                 Ok(bubble) => listed.push(Listed {
                     id: bubble

@@ -356,7 +356,7 @@ pub(super) fn time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Er
         }
         fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
             // Saturating cast; the range check keeps only plausible epoch milliseconds.
-            Ok((v.is_finite() && v >= 1.0 && v < 9.0e15).then_some(v as i64))
+            Ok((1.0..9.0e15).contains(&v).then_some(v as i64))
         }
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
             let v = v.trim();
