@@ -52,8 +52,9 @@
 //! `INSERT OR REPLACE` (a new row id); an in-place update that keeps a row's length is not seen
 //! until another row of the session changes (or a `full` poll). A session whose rows are the
 //! same as its cursor says is not read. A changed one is read whole in one read transaction
-//! (consistent token and values) and sent with all its subagents' items; unchanged items are
-//! then `fingerprint_unchanged` at the service. The fingerprint hashes the stored values that
+//! (consistent token and values) and sent with its own item plus the items of its subagents
+//! whose fingerprint differs from the one its cursor's token recorded (all of them on a `full`
+//! poll). The fingerprint hashes the stored values that
 //! make the item, in key order, after a mapping version. Sessions are sent oldest first (by
 //! `createdAt`), each parent before its subagents.
 //!
@@ -85,7 +86,7 @@ use self::db::{BUBBLE_PREFIX, COMPOSER_PREFIX, Stamp};
 use self::legacy::LegacyMemo;
 use self::record::{CreatedAt, parse_object};
 use self::session::{Age, Claims};
-use self::token::ChangeToken;
+use self::token::{ChangeToken, Sub};
 use super::store::{
     STORE_CURSOR_VERSION, SessionStore, SessionUpdate, StoreCursor, StorePoll, UpdateSink,
     open_readonly,
@@ -122,7 +123,8 @@ impl CursorStore {
 
 /// A session to send, in the order of its age.
 enum Pending {
-    Composer(String),
+    /// A changed composer, with the token of its committed cursor (none on a `full` poll).
+    Composer(String, Option<ChangeToken>),
     Legacy(SessionUpdate),
 }
 
@@ -134,11 +136,12 @@ fn current(
     known: &ChangeToken,
 ) -> rusqlite::Result<ChangeToken> {
     let mut k = Vec::with_capacity(known.k.len());
-    for (child, _, _) in &known.k {
-        k.push((
+    for Sub(child, _, _, fp) in &known.k {
+        k.push(Sub(
             child.clone(),
             db::stamp_of(conn, &format!("{COMPOSER_PREFIX}{child}"))?,
             db::range_stats(conn, &format!("{BUBBLE_PREFIX}{child}:"))?,
+            fp.clone(),
         ));
     }
     Ok(ChangeToken {
@@ -219,18 +222,18 @@ impl SessionStore for CursorStore {
                         if old.as_ref() == Some(known) {
                             counts.unchanged += 1;
                             let age = (known.t, id.clone());
-                            for (child, _, _) in &known.k {
-                                claims.claim(child, &age);
+                            for sub in &known.k {
+                                claims.claim(&sub.0, &age);
                             }
                         }
                         continue;
                     }
                 }
-                changed.push(id);
+                changed.push((id, old.filter(|_| !full)));
             }
-            for id in changed {
+            for (id, old) in changed {
                 let created = created_at(conn, &id).map_err(io::Error::other)?;
-                pending.push(((created, id.clone()), Pending::Composer(id)));
+                pending.push(((created, id.clone()), Pending::Composer(id, old)));
             }
         }
         if has_items {
@@ -248,17 +251,18 @@ impl SessionStore for CursorStore {
         }
         pending.sort_by(|a, b| a.0.cmp(&b.0));
         for (age, p) in pending {
-            let id = match p {
+            let (id, old) = match p {
                 Pending::Legacy(update) => {
                     sink(update)?;
                     counts.emitted += 1;
                     continue;
                 }
-                Pending::Composer(id) => id,
+                Pending::Composer(id, old) => (id, old),
             };
             // One read transaction per session: its token and its values agree.
             let read = conn.unchecked_transaction().and_then(|tx| {
-                let tree = session::read_tree(conn, &id, &age, &mut claims, &mut self.stats);
+                let tree =
+                    session::read_tree(conn, &id, &age, &mut claims, old.as_ref(), &mut self.stats);
                 drop(tx);
                 tree
             });

@@ -1,7 +1,7 @@
 //! Cursor `state.vscdb`: exact items of every mapping rule (composers with bubble keys, inline
 //! conversations, a `task_v2` subagent, legacy `ItemTable` chat tabs), bad values and key
-//! shapes counted, the auth token never read, bad databases. A database built by the test with
-//! the documented schema.
+//! shapes counted, the auth token never read. A database built by the test with the documented
+//! schema; the helpers here serve `cursor_incremental` and `cursor_bad_input` too.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -532,36 +532,6 @@ fn cursor_poll_with_its_own_cursors_reads_nothing() {
     // `full` reads everything again.
     let (updates, counts) = poll_all(&mut CursorStore::new(db), &cursors, true).unwrap();
     assert_eq!((updates.len(), counts.emitted), (4, 4));
-}
-
-#[test]
-fn cursor_bad_databases_are_errors_and_foreign_ones_poll_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = dir.path().join("state.vscdb");
-    std::fs::write(
-        &text,
-        "not a database, just text long enough to be a header....",
-    )
-    .unwrap();
-    assert!(poll_all(&mut CursorStore::new(text), &HashMap::new(), false).is_err());
-    let missing = dir.path().join("missing.vscdb");
-    let mut store = CursorStore::new(missing.clone());
-    assert!(store.stamp().is_err());
-    assert!(poll_all(&mut store, &HashMap::new(), false).is_err());
-    // A SQLite file without Cursor's tables: nothing to read, not an error.
-    let other = dir.path().join("other.vscdb");
-    Connection::open(&other)
-        .unwrap()
-        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
-        .unwrap();
-    let (updates, counts) = poll_all(&mut CursorStore::new(other), &HashMap::new(), false).unwrap();
-    assert!(updates.is_empty());
-    assert_eq!((counts.emitted, counts.unchanged, counts.failed), (0, 0, 0));
-    // An empty file is an empty database to SQLite: also nothing.
-    let empty = dir.path().join("empty.vscdb");
-    std::fs::write(&empty, b"").unwrap();
-    let (updates, _) = poll_all(&mut CursorStore::new(empty), &HashMap::new(), false).unwrap();
-    assert!(updates.is_empty());
 }
 
 #[test]

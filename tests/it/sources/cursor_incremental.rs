@@ -1,6 +1,7 @@
 //! Cursor `state.vscdb` updated in place while Cursor runs (WAL mode, writer open): polls with
 //! the previous cursors return only the changed sessions, a subagent's new bubble re-sends its
-//! parent's tree, and importing every poll's items equals importing one full poll of the final
+//! parent with that subagent (and a parent's change does not re-send unchanged subagents), and
+//! importing every poll's items equals importing one full poll of the final
 //! database. The database and its WAL are never written, no file is created.
 
 use std::collections::HashMap;
@@ -151,12 +152,13 @@ fn cursor_updates_in_place_send_only_changed_sessions_and_converge_on_a_full_pol
             ],
         )
         .unwrap();
+    // The unchanged subagent is read but not sent again: the ledger holds it as is.
     let third = poll(&mut store, dir.path(), &cursors);
     assert_eq!(
         ids(&third),
         [
             vec!["tab-1".to_owned()],
-            vec!["c-alpha".to_owned(), CHILD.to_owned()],
+            vec!["c-alpha".to_owned()],
             vec!["c-gamma".to_owned()],
         ]
     );

@@ -10,7 +10,7 @@ use super::build::{Entry, Head, Spawn, build_item};
 use super::conversation::{Keyed, Listed, order, parse_rows};
 use super::db::{self, BUBBLE_PREFIX, COMPOSER_PREFIX, Row};
 use super::record::{Bubble, Composer, parse_object};
-use super::token::ChangeToken;
+use super::token::{ChangeToken, Sub};
 use crate::aix::sources::ParseStats;
 use crate::aix::sources::common::count_skip;
 use crate::aix::sources::store::fingerprint_parts;
@@ -174,7 +174,8 @@ fn metadata(composer: Option<&Composer<'_>>) -> Map<String, Value> {
 }
 
 /// Reads the top-level session `id` and the subagents it owns (see [`Claims`]); `None` when
-/// its composer row is gone.
+/// its composer row is gone. A subagent whose item has the fingerprint `previous` (the token
+/// of the session's committed cursor) recorded for it is read but not sent again.
 ///
 /// Errors: a query failed (the caller counts the session failed and polls on).
 pub(super) fn read_tree(
@@ -182,6 +183,7 @@ pub(super) fn read_tree(
     id: &str,
     age: &Age,
     claims: &mut Claims,
+    previous: Option<&ChangeToken>,
     stats: &mut ParseStats,
 ) -> rusqlite::Result<Option<Tree>> {
     let key = format!("{COMPOSER_PREFIX}{id}");
@@ -234,8 +236,17 @@ pub(super) fn read_tree(
             continue;
         }
         let child = read_child(conn, &spawn, stats)?;
-        token.k.push(child.token);
-        items.extend(child.item);
+        let (cid, stamp, range) = child.rows;
+        let fp = child
+            .item
+            .as_ref()
+            .map(|i| Sub::fp(&i.source_session_fingerprint))
+            .unwrap_or_default();
+        let sent = previous.and_then(|p| p.child_fp(&cid)) == Some(fp.as_str());
+        token.k.push(Sub(cid, stamp, range, fp));
+        if !sent {
+            items.extend(child.item);
+        }
         if depth < MAX_DEPTH {
             queue.extend(child.spawns.into_iter().map(|s| (s, depth + 1)));
         } else if !child.spawns.is_empty() {
@@ -251,7 +262,8 @@ pub(super) fn read_tree(
 
 struct Child {
     item: Option<ImportSessionItem>,
-    token: (String, db::Stamp, (u64, i64)),
+    /// Id, composer stamp and bubble keys, for the parent's token.
+    rows: (String, db::Stamp, (u64, i64)),
     spawns: Vec<Spawn>,
 }
 
@@ -264,7 +276,7 @@ fn read_child(conn: &Connection, spawn: &Spawn, stats: &mut ParseStats) -> rusql
     let crow = db::row_of(conn, &key)?;
     let prefix = format!("{BUBBLE_PREFIX}{id}:");
     let rows = db::rows(conn, &prefix)?;
-    let token = (
+    let token_rows = (
         id.clone(),
         crow.as_ref().map_or((0, 0), |r| (r.rowid, r.len)),
         range_of(&rows),
@@ -324,7 +336,7 @@ fn read_child(conn: &Connection, spawn: &Spawn, stats: &mut ParseStats) -> rusql
     }
     Ok(Child {
         item,
-        token,
+        rows: token_rows,
         spawns,
     })
 }
