@@ -42,8 +42,10 @@
 //!   spawning session, `parentSourceMessageId` = the spawning bubble, `spawnToolCallId` =
 //!   `toolCallId`, `taskDescription` = `params.description`, `taskStatus` = the call's status
 //!   as written, `model` = the header's, else `params.model`. The call carries
-//!   `spawnedSourceSessionId`. Subagents nest (up to 8 levels). A subagent named by two sessions
-//!   (a duplicated chat copies the spawn) belongs to the older one.
+//!   `spawnedSourceSessionId` (also when no bubble of the child exists: Cursor stores none for
+//!   some spawns). Subagents nest (up to 8 levels). A subagent named by two sessions (a
+//!   duplicated chat copies the spawn) belongs to the older one. Subagent bubbles that no
+//!   session names are never read.
 //!
 //! # Change detection
 //! Each top-level session's cursor token (see `token`) records its composer row's id and value

@@ -1,241 +1,18 @@
 //! Cursor `state.vscdb`: exact items of every mapping rule (composers with bubble keys, inline
 //! conversations, a `task_v2` subagent, legacy `ItemTable` chat tabs), bad values and key
-//! shapes counted, the auth token never read. A database built by the test with the documented
-//! schema; the helpers here serve `cursor_incremental` and `cursor_bad_input` too.
+//! shapes counted, the auth token never read; fixtures from `cursor_fixture`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use nex::aix::sources::{CursorStore, SessionStore, SessionUpdate, StoreCursor, poll_all};
+use nex::aix::sources::{CursorStore, SessionStore, poll_all};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-/// 2026-01-01T00:00:00Z.
-pub(super) const T0: i64 = 1_767_225_600_000;
-/// The subagent spawned by `c-alpha`: an OpenAI tool call id, newline included.
-pub(super) const CHILD: &str = "task-call_X\nfc_Y";
-const SECRET_KEY: &str = "cursorAuth/accessToken";
-
-/// A new `state.vscdb` with Cursor's two tables; in WAL mode when `wal`.
-pub(super) fn create(dir: &Path, wal: bool) -> (PathBuf, Connection) {
-    let path = dir.join("state.vscdb");
-    let conn = Connection::open(&path).unwrap();
-    if wal {
-        conn.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
-    }
-    conn.execute_batch(
-        "CREATE TABLE ItemTable (key TEXT UNIQUE ON CONFLICT REPLACE, value BLOB);
-         CREATE TABLE cursorDiskKV (key TEXT PRIMARY KEY, value BLOB);",
-    )
-    .unwrap();
-    (path, conn)
-}
-
-/// Writes a value the way Cursor does: `INSERT OR REPLACE` (a new row id).
-pub(super) fn put(conn: &Connection, key: &str, value: &Value) {
-    put_raw(conn, key, &value.to_string());
-}
-
-pub(super) fn put_raw(conn: &Connection, key: &str, raw: &str) {
-    conn.execute(
-        "INSERT OR REPLACE INTO cursorDiskKV (key, value) VALUES (?1, ?2)",
-        rusqlite::params![key, raw],
-    )
-    .unwrap();
-}
-
-pub(super) fn put_item(conn: &Connection, key: &str, value: &Value) {
-    conn.execute(
-        "INSERT INTO ItemTable (key, value) VALUES (?1, ?2)",
-        rusqlite::params![key, value.to_string().into_bytes()],
-    )
-    .unwrap();
-}
-
-pub(super) fn bubble(conn: &Connection, session: &str, id: &str, value: Value) {
-    put(conn, &format!("bubbleId:{session}:{id}"), &value);
-}
-
-pub(super) fn iso(ms: i64) -> String {
-    let secs = ms / 1000 - T0 / 1000;
-    format!(
-        "2026-01-01T00:{:02}:{:02}.{:03}Z",
-        secs / 60,
-        secs % 60,
-        ms % 1000
-    )
-}
-
-pub(super) fn headers(ids: &[&str]) -> Value {
-    Value::Array(
-        ids.iter()
-            .map(|id| json!({"bubbleId": id, "type": 1}))
-            .collect(),
-    )
-}
-
-/// `c-alpha`'s composer with the given bubble order.
-pub(super) fn alpha_composer(order: &[&str], updated: i64) -> Value {
-    json!({
-        "composerId": "c-alpha", "name": "Fix the parser", "createdAt": T0 + 1_000,
-        "lastUpdatedAt": updated, "unifiedMode": "agent",
-        "modelConfig": {"modelName": "claude-4.5-sonnet"},
-        "fullConversationHeadersOnly": headers(order),
-        "codeBlockData": {"big": ["ignored"]}, "context": {"fileSelections": []}
-    })
-}
-
-pub(super) const ALPHA_ORDER: [&str; 9] = ["u1", "a1", "a2", "x1", "bad", "a3", "a4", "u2", "a5"];
-
-/// The documented shapes, each once (see the module docs of `nex::aix::sources::cursor`).
-pub(super) fn populate(conn: &Connection) {
-    let mut order = ALPHA_ORDER.to_vec();
-    order.push("a6");
-    put(
-        conn,
-        "composerData:c-alpha",
-        &alpha_composer(&order, T0 + 300_000),
-    );
-    let a = |id: &str, v: Value| bubble(conn, "c-alpha", id, v);
-    a(
-        "u1",
-        json!({"type": 1, "text": "Why does parse() fail?", "createdAt": iso(T0 + 60_000)}),
-    );
-    a(
-        "a1",
-        json!({"type": 2, "text": "", "thinking": {"text": "Look at the lexer.", "signature": "s"},
-               "createdAt": T0 + 61_000, "tokenCount": {"inputTokens": 0, "outputTokens": 0}}),
-    );
-    a(
-        "a2",
-        json!({"type": 2, "createdAt": iso(T0 + 62_000), "toolFormerData": {
-            "name": "read_file", "tool": 5, "toolCallId": "toolu_01", "status": "completed",
-            "rawArgs": "{\"path\":\"src/lex.rs\"}", "params": "{\"ignored\":true}",
-            "result": "{\"contents\":\"fn lex() {}\"}"}}),
-    );
-    a("x1", json!({"type": 7, "createdAt": T0 + 63_000}));
-    put_raw(conn, "bubbleId:c-alpha:bad", "{\"type\":2,\"text\":");
-    a(
-        "a3",
-        json!({"type": 2, "createdAt": T0 + 64_000, "toolFormerData": {
-            "name": "task_v2", "tool": 48, "toolCallId": "call_X\nfc_Y", "status": "completed",
-            "params": {"description": "Search tests", "prompt": "Find tests for lex",
-                       "model": "gpt-5"},
-            "additionalData": {"status": "completed",
-                "composerData": "{\"name\":\"Test search\",\"createdAt\":1767225665000}"}}}),
-    );
-    // Not listed in the headers: placed by its time.
-    a(
-        "a3b",
-        json!({"type": 2, "text": "Spawned a search.", "createdAt": T0 + 65_000}),
-    );
-    a(
-        "a4",
-        json!({"type": 2, "text": "The lexer drops the last token.", "createdAt": T0 + 70_000,
-               "tokenCount": {"inputTokens": 1200, "outputTokens": 300},
-               "modelInfo": {"modelName": "claude-4.5-sonnet-thinking"}}),
-    );
-    a(
-        "u2",
-        json!({"type": 1, "text": "Fix it.", "createdAt": iso(T0 + 120_000)}),
-    );
-    a(
-        "a5",
-        json!({"type": 2, "createdAt": T0 + 125_000, "toolFormerData": {
-            "name": "edit_file", "toolCallId": "toolu_02", "status": "error",
-            "params": {"path": "src/lex.rs"}, "result": "permission denied"}}),
-    );
-    a(
-        "a6",
-        json!({"type": 2, "text": "Fixed.", "createdAt": T0 + 126_000,
-               "tokenCount": {"inputTokens": 800, "outputTokens": 40}}),
-    );
-    let c = |id: &str, v: Value| bubble(conn, CHILD, id, v);
-    c(
-        "cu1",
-        json!({"type": 1, "text": "Find tests for lex", "createdAt": T0 + 66_000}),
-    );
-    c(
-        "ca1",
-        json!({"type": 2, "createdAt": T0 + 67_000, "toolFormerData": {
-            "name": "grep", "toolCallId": "toolu_c1", "status": "completed",
-            "rawArgs": "not json", "result": {"matches": 2}}}),
-    );
-    c(
-        "ca2",
-        json!({"type": 2, "text": "Two tests found.", "createdAt": T0 + 68_000,
-               "tokenCount": {"inputTokens": 500, "outputTokens": 20},
-               "modelInfo": {"modelName": "gpt-5"}}),
-    );
-    // An older composer: the conversation inline, no times.
-    put(
-        conn,
-        "composerData:c-beta",
-        &json!({"composerId": "c-beta", "name": "Old chat", "createdAt": T0 + 500,
-                "modelConfig": {"modelName": "gpt-4o"},
-                "conversation": [{"bubbleId": "b1", "type": 1, "text": "hello"},
-                                 {"bubbleId": "b2", "type": 2, "text": "hi there"}]}),
-    );
-    put_raw(conn, "bubbleId:c-beta:zz", "[1, 2]");
-    // A new chat nobody wrote in.
-    put(
-        conn,
-        "composerData:c-empty",
-        &json!({"composerId": "c-empty", "createdAt": T0 + 2_000,
-                "fullConversationHeadersOnly": []}),
-    );
-    // A malformed composer: its bubbles still make a session, ordered by time.
-    put_raw(
-        conn,
-        "composerData:c-malformed",
-        "{\"composerId\": \"c-malformed\", ",
-    );
-    bubble(
-        conn,
-        "c-malformed",
-        "m2",
-        json!({"type": 2, "text": "a", "createdAt": T0 + 201_000}),
-    );
-    bubble(
-        conn,
-        "c-malformed",
-        "m1",
-        json!({"type": 1, "text": "q", "createdAt": T0 + 200_000}),
-    );
-    put_item(
-        conn,
-        "workbench.panel.aichat.view.aichat.chatdata",
-        &legacy_tabs(false),
-    );
-    put_item(
-        conn,
-        "composer.composerData",
-        &json!({"allComposers": [{"composerId": "c-alpha", "name": "Fix the parser"},
-                                 {"composerId": "c-pointer", "createdAt": T0}],
-                "selectedComposerId": "c-alpha"}),
-    );
-    // Keys the store must never read.
-    put_raw(conn, SECRET_KEY, &"S".repeat(20_000));
-    put_raw(conn, "messageRequestContext:c-alpha:r1", "{}");
-    put_raw(conn, "agentKv:blob:ab12", "binary?");
-}
-
-/// The legacy chat tabs; `grown` appends a second exchange to `tab-1`.
-pub(super) fn legacy_tabs(grown: bool) -> Value {
-    let mut bubbles = vec![
-        json!({"type": "user", "id": "lb1", "text": "What is Rust?"}),
-        json!({"type": "ai", "id": "lb2", "rawText": "A language.", "modelType": "gpt-4"}),
-    ];
-    if grown {
-        bubbles.push(json!({"type": "user", "id": "lb3", "text": "Is it fast?"}));
-        bubbles.push(json!({"type": "ai", "id": "lb4", "rawText": "Yes."}));
-    }
-    json!({"tabs": [
-        {"tabId": "tab-1", "chatTitle": "Legacy question", "lastSendTime": T0 - 100_000,
-         "bubbles": bubbles},
-        {"chatTitle": "no id", "bubbles": []}
-    ]})
-}
+use super::cursor_fixture::{
+    CHILD, SECRET_KEY, T0, bubble, create, cursors_of, headers, ids, populate, put, put_raw,
+    snapshot, without_fp,
+};
 
 /// Makes any read of the auth token's value fail: the overflow pages holding it get a chain
 /// pointer past the end of the file, so SQLite reports corruption if it ever follows them.
@@ -262,55 +39,6 @@ fn trap_secret(db: &Path) {
         |r| r.get(0),
     );
     assert!(read.is_err(), "the trap must make a read of the token fail");
-}
-
-/// Every file of `dir` with its bytes.
-pub(super) fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    files.sort();
-    files
-}
-
-/// An item as JSON, its fingerprint checked (hex SHA-256) and removed.
-pub(super) fn without_fp(item: &nex::protocol::ImportSessionItem) -> Value {
-    let fp = &item.source_session_fingerprint;
-    assert!(
-        fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()),
-        "fingerprint {fp:?}"
-    );
-    let mut v = serde_json::to_value(item).unwrap();
-    v.as_object_mut()
-        .unwrap()
-        .remove("sourceSessionFingerprint");
-    v
-}
-
-pub(super) fn cursors_of(updates: &[SessionUpdate]) -> HashMap<String, StoreCursor> {
-    updates
-        .iter()
-        .map(|u| (u.session_id.clone(), u.cursor.clone()))
-        .collect()
-}
-
-pub(super) fn ids(updates: &[SessionUpdate]) -> Vec<Vec<String>> {
-    updates
-        .iter()
-        .map(|u| {
-            u.items
-                .iter()
-                .map(|i| i.source_session_id.clone())
-                .collect()
-        })
-        .collect()
 }
 
 fn msg(id: &str, turn: &str, role: &str, content: Option<&str>, seq: i64, at: i64) -> Value {
@@ -502,6 +230,7 @@ fn cursor_full_poll_gives_exact_items_oldest_first_and_never_reads_other_keys() 
             ("legacy_shadowed", 1),
             ("legacy_tab_without_id", 1),
             ("missing_bubble", 1),
+            ("tool_without_name", 1),
         ]
     );
     // The same content polled again by a new store: the same items, fingerprints included.
@@ -546,4 +275,134 @@ fn cursor_stamp_follows_the_database_and_its_wal() {
     assert_eq!(store.stamp().unwrap(), s1);
     put_raw(&conn, "composerData:c-new", "{}");
     assert_ne!(store.stamp().unwrap(), s1);
+}
+
+#[test]
+fn cursor_subagents_nest_and_a_copied_spawn_stays_with_the_older_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, conn) = create(dir.path(), false);
+    populate(&conn);
+    let (before, _) = poll_all(&mut CursorStore::new(db.clone()), &HashMap::new(), false).unwrap();
+    // A duplicated chat: it copies c-alpha's spawn and spawns a worker of its own, which
+    // spawns another.
+    put(
+        &conn,
+        "composerData:c-fork",
+        &json!({"composerId": "c-fork", "createdAt": T0 + 600_000,
+                "fullConversationHeadersOnly": headers(&["f1", "f2", "f3"])}),
+    );
+    let task = |id: &str, status: &str| {
+        json!({"name": "task_v2", "toolCallId": id, "status": status,
+               "params": {"description": format!("run {id}")}})
+    };
+    bubble(
+        &conn,
+        "c-fork",
+        "f1",
+        json!({"type": 1, "text": "Again", "createdAt": T0 + 600_000}),
+    );
+    bubble(
+        &conn,
+        "c-fork",
+        "f2",
+        json!({"type": 2, "createdAt": T0 + 600_001,
+               "toolFormerData": task("call_X\nfc_Y", "completed")}),
+    );
+    bubble(
+        &conn,
+        "c-fork",
+        "f3",
+        json!({"type": 2, "createdAt": T0 + 600_002,
+               "toolFormerData": task("toolu_Z", "completed")}),
+    );
+    put(
+        &conn,
+        "composerData:task-toolu_Z",
+        &json!({"createdAt": T0 + 601_000, "name": "Nested worker",
+                "modelConfig": {"modelName": "m-z"}}),
+    );
+    bubble(
+        &conn,
+        "task-toolu_Z",
+        "z1",
+        json!({"type": 1, "text": "work", "createdAt": T0 + 601_000}),
+    );
+    bubble(
+        &conn,
+        "task-toolu_Z",
+        "z2",
+        json!({"type": 2, "createdAt": T0 + 601_001,
+               "toolFormerData": task("toolu_G", "running")}),
+    );
+    bubble(
+        &conn,
+        "task-toolu_G",
+        "g1",
+        json!({"type": 1, "text": "deeper", "createdAt": T0 + 602_000}),
+    );
+    drop(conn);
+    // Resuming from the cursors: only the fork's tree, without c-alpha's child.
+    let mut resumed = CursorStore::new(db.clone());
+    let (new, _) = poll_all(&mut resumed, &cursors_of(&before), false).unwrap();
+    assert_eq!(
+        ids(&new),
+        [vec![
+            "c-fork".to_owned(),
+            "task-toolu_Z".to_owned(),
+            "task-toolu_G".to_owned()
+        ]]
+    );
+    let skipped = |s: &CursorStore| {
+        s.stats()
+            .skipped_records
+            .get("subagent_of_older_session")
+            .copied()
+    };
+    assert_eq!(skipped(&resumed), Some(1));
+    let mut store = CursorStore::new(db);
+    let (updates, _) = poll_all(&mut store, &HashMap::new(), false).unwrap();
+    assert_eq!(ids(&updates), [ids(&before), ids(&new)].concat());
+    let tree = |id: &str| {
+        updates
+            .iter()
+            .find(|u| u.session_id == id)
+            .unwrap()
+            .items
+            .iter()
+            .map(without_fp)
+            .collect::<Vec<Value>>()
+    };
+    let alpha = tree("c-alpha");
+    assert_eq!(alpha[1]["sourceSessionId"], json!(CHILD));
+    let fork = tree("c-fork");
+    let session_ids: Vec<&Value> = fork.iter().map(|i| &i["sourceSessionId"]).collect();
+    assert_eq!(
+        session_ids,
+        [
+            &json!("c-fork"),
+            &json!("task-toolu_Z"),
+            &json!("task-toolu_G")
+        ]
+    );
+    // The copied call still names the child it spawned, which stays c-alpha's.
+    assert_eq!(
+        fork[0]["toolCalls"][0]["spawnedSourceSessionId"],
+        json!(CHILD)
+    );
+    assert_eq!(
+        fork[1]["session"],
+        json!({"createdAtMs": T0 + 601_000, "updatedAtMs": T0 + 601_001, "model": "m-z",
+               "isSubagent": true, "parentSourceSessionId": "c-fork",
+               "parentSourceMessageId": "f3", "spawnToolCallId": "toolu_Z",
+               "taskDescription": "run toolu_Z", "taskStatus": "completed",
+               "metadata": {"title": "Nested worker"}})
+    );
+    assert_eq!(
+        fork[2]["session"],
+        json!({"createdAtMs": T0 + 602_000, "updatedAtMs": T0 + 602_000, "isSubagent": true,
+               "parentSourceSessionId": "task-toolu_Z", "parentSourceMessageId": "z2",
+               "spawnToolCallId": "toolu_G", "taskDescription": "run toolu_G",
+               "taskStatus": "running"})
+    );
+    assert_eq!(skipped(&store), Some(1));
 }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
-use super::cursor::{create, populate};
+use super::cursor_fixture::{create, populate};
 
 /// Field names the mapping reads, so that random objects reach its code paths.
 const FIELDS: &[&str] = &[

@@ -12,7 +12,7 @@ use nex::protocol::ImportSessionItem;
 use rusqlite::Connection;
 use serde_json::json;
 
-use super::cursor::{
+use super::cursor_fixture::{
     ALPHA_ORDER, CHILD, T0, alpha_composer, bubble, create, cursors_of, ids, legacy_tabs, populate,
     put, snapshot, without_fp,
 };

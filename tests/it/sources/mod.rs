@@ -2,9 +2,9 @@
 //!
 //! - `claude_code`, `claude_subagents`, `codex`: the exact items of each fixture (every
 //!   mapping rule).
-//! - `cursor`, `cursor_incremental`, `cursor_bad_input`: Cursor's `state.vscdb` store: exact
-//!   items, secrets never read; in-place updates polled with cursors = one full poll, read-only;
-//!   bad databases and mutated values.
+//! - `cursor`, `cursor_incremental`, `cursor_bad_input` (database from `cursor_fixture`):
+//!   Cursor's `state.vscdb` store: exact items, secrets never read; in-place updates polled with
+//!   cursors = one full poll, read-only; bad databases and mutated values.
 //! - `incremental`: random cuts and restarts give the rows of one full parse.
 //! - `bad_input`: random and mutated lines never panic.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
@@ -15,6 +15,7 @@ mod claude_subagents;
 mod codex;
 mod cursor;
 mod cursor_bad_input;
+mod cursor_fixture;
 mod cursor_incremental;
 mod incremental;
 mod samples;

@@ -213,7 +213,13 @@ pub(super) fn build_item(
                 context_json: None,
                 metadata_json: None,
             });
-            if let Some(tf) = b.tool_former_data.0.as_ref() {
+            // Cursor writes an empty `toolFormerData` on bubbles that call nothing.
+            if let Some(tf) = b
+                .tool_former_data
+                .0
+                .as_ref()
+                .filter(|tf| tf.name.is_some() || tf.tool_call_id.is_some())
+            {
                 let Some(call) = tool_call(tf, &e.id, &t.id, at, i as i64) else {
                     count_skip(stats, "tool_without_name");
                     continue;

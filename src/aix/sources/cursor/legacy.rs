@@ -6,6 +6,10 @@
 //! a `composerData:<id>` key is that session's stale copy and is skipped (`legacy_shadowed`), as
 //! is an entry that only points at such a key (`legacy_composer_header`).
 //!
+//! A tab has no creation time of its own: `createdAtMs` is its first bubble's time, else its
+//! `lastSendTime` (which is also `updatedAtMs`). `metadata` = `{legacy: "chatdata" |
+//! "composerData", title}`.
+//!
 //! Both values are read whole when either row changed (or a session's cursor is not the one
 //! this process last saw); a session's token is its fingerprint (`legacy:<sha256>`), so a tab
 //! that did not change is not emitted again when its neighbour did.

@@ -74,9 +74,13 @@ fn fingerprint_of(head: &[&[u8]], rows: &[Row]) -> String {
 
 /// Parses a composer value; a malformed or non-object one is counted and read as absent (the
 /// session is then ordered by its bubbles' times).
-fn parse_composer<'a>(value: Option<&'a [u8]>, stats: &mut ParseStats) -> Option<Composer<'a>> {
-    let value = value?;
+fn parse_composer<'a>(row: Option<&'a Row>, stats: &mut ParseStats) -> Option<Composer<'a>> {
+    let row = row?;
     stats.lines += 1;
+    let Some(value) = row.value.as_deref() else {
+        count_skip(stats, "composer_not_text");
+        return None;
+    };
     match parse_object::<Composer<'_>>(value) {
         Ok(Some(c)) => Some(c),
         Ok(None) => {
@@ -197,7 +201,7 @@ pub(super) fn read_tree(
         &[MAPPING_VERSION, key.as_bytes(), value.unwrap_or_default()],
         &rows,
     );
-    let mut composer = parse_composer(value, stats);
+    let mut composer = parse_composer(Some(&crow), stats);
     let mut token = ChangeToken {
         c: (crow.rowid, crow.len),
         b: range_of(&rows),
@@ -282,7 +286,7 @@ fn read_child(conn: &Connection, spawn: &Spawn, stats: &mut ParseStats) -> rusql
         range_of(&rows),
     );
     let value = crow.as_ref().and_then(|r| r.value.as_deref());
-    let composer = parse_composer(value, stats);
+    let composer = parse_composer(crow.as_ref(), stats);
     let keyed = parse_rows(&rows, &prefix, stats);
     let spawns = spawns_of(id, None, &keyed);
     let entries: Vec<Entry<'_>> = order(None, keyed, stats);
