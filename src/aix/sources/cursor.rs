@@ -1,17 +1,109 @@
-//! Cursor IDE: `globalStorage/state.vscdb` (`cursorDiskKV` composer and bubble keys, legacy
-//! `ItemTable` chat keys). Being written: see issue 6.
+//! Cursor IDE: one `state.vscdb` (`…/Cursor/User/globalStorage/`, or a workspace's), polled as
+//! a [`SessionStore`].
+//!
+//! # What is read
+//! Table `cursorDiskKV(key, value)`: `composerData:<composerId>` is a session's header,
+//! `bubbleId:<composerId>:<bubbleId>` one of its messages. Older composers hold their
+//! conversation inline (`conversation[]`, or `conversationMap` by bubble id). Legacy chat data in
+//! `ItemTable` is read too (see `legacy`). Only those keys' values are ever selected: the file
+//! also holds auth tokens and settings, whose values are never read and nothing is ever logged
+//! of any value. The database is opened through [`open_readonly`]: never written, no file
+//! created beside it.
+//!
+//! # Mapping
+//! - Session: id = `composerId`; `createdAtMs` / `updatedAtMs` = `createdAt` / `lastUpdatedAt`
+//!   (else the first / last bubble time); `model` = `modelConfig.modelName` (else the last
+//!   turn's); `metadata` = `{title: name, unifiedMode}` where present. `provider` and
+//!   `workspacePath` are not stored in the global database and stay empty.
+//! - Order: `fullConversationHeadersOnly`, else the inline conversation, else time then row id
+//!   (see `conversation` for bubbles a composer does not list).
+//! - Messages: one per bubble of `type` 1 (user) or 2 (assistant) (legacy `"user"`/`"ai"`);
+//!   id = bubble id; `content` = `text`, else `rawText`; `thinking` = `thinking` (a string or
+//!   its `text`); `sequence` = position in the conversation order; `createdAtMs` = `createdAt`
+//!   (an ISO string or epoch ms; missing before late 2025: then the turn's start). Other types
+//!   are skipped and counted (`bubble_unknown_type`).
+//! - Turns: each user bubble opens one, named by its bubble id, holding the bubbles up to the
+//!   next user bubble (assistant bubbles before any user bubble open one named by the first of
+//!   them); parent = the previous turn; `startedAtMs` / `completedAtMs` = first / last known
+//!   time (completed only once an assistant bubble exists); tokens = `tokenCount`
+//!   (`inputTokens`, `outputTokens`, total = their sum) of the turn's last assistant bubble
+//!   whose counts are not zero (Cursor fills only the bubble that closes a request), so each
+//!   request is counted once; `model` = the last `modelInfo.modelName`; `response` = the last
+//!   assistant bubble with text; `query` = the user bubble.
+//! - Tool calls: one per bubble with `toolFormerData.name`: id = `toolCallId` (kept exact:
+//!   OpenAI ids hold a newline), else the bubble id; `paramsJson` = `rawArgs`, else `params`;
+//!   `resultJson` = `result` (strings holding JSON are parsed); `status` in the ledger's words
+//!   (`completed`, `failed` for error/cancelled/rejected, `running` for loading, else as
+//!   written); `toolNumber` = `tool`.
+//! - Subagents: a `task_v2` call spawns the session `task-<toolCallId>`, whose bubbles are
+//!   `bubbleId:task-<toolCallId>:*` (ordered by time, then row id) and whose rare header is
+//!   `composerData:task-<toolCallId>` (else the header embedded in the call's
+//!   `additionalData.composerData`). Its item: `isSubagent`, `parentSourceSessionId` = the
+//!   spawning session, `parentSourceMessageId` = the spawning bubble, `spawnToolCallId` =
+//!   `toolCallId`, `taskDescription` = `params.description`, `taskStatus` = the call's status
+//!   as written, `model` = the header's, else `params.model`. The call carries
+//!   `spawnedSourceSessionId` (also when no bubble of the child exists: Cursor stores none for
+//!   some spawns). Subagents nest (up to 8 levels). A subagent named by two sessions (a
+//!   duplicated chat copies the spawn) belongs to the older one. Subagent bubbles that no
+//!   session names are never read.
+//!
+//! # Change detection
+//! Each top-level session's cursor token (see `token`) records its composer row's id and value
+//! length, the count and highest row id of its bubble keys, and the same for every subagent it
+//! owns: all from the key index and row headers, no value read. Cursor rewrites rows with
+//! `INSERT OR REPLACE` (a new row id); an in-place update that keeps a row's length is not seen
+//! until another row of the session changes (or a `full` poll). A session whose rows are the
+//! same as its cursor says is not read. A changed one is read whole in one read transaction
+//! (consistent token and values) and sent with its own item plus the items of its subagents
+//! whose fingerprint differs from the one its cursor's token recorded (all of them on a `full`
+//! poll). The fingerprint hashes the stored values that
+//! make the item, in key order, after a mapping version. Sessions are sent oldest first (by
+//! `createdAt`), each parent before its subagents.
+//!
+//! A session read without making an item (no message yet, everything malformed) is remembered
+//! by its token in memory and read again only when its rows change.
+//!
+//! # Errors
+//! A file that is not a database (or cannot be opened) is an error of `poll`. A database with
+//! neither `cursorDiskKV` nor `ItemTable` polls empty. A query failing while one session is read
+//! fails that session only (counted in `StorePoll::failed`, logged without content).
 
-use std::collections::HashMap;
+mod build;
+mod conversation;
+mod db;
+mod legacy;
+mod record;
+mod session;
+mod token;
+
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
 
-use super::store::{SessionStore, StoreCursor, StorePoll, UpdateSink};
+use rusqlite::Connection;
+
+use self::build::TASK_PREFIX;
+use self::db::{BUBBLE_PREFIX, COMPOSER_PREFIX, Stamp};
+use self::legacy::LegacyMemo;
+use self::record::{CreatedAt, parse_object};
+use self::session::{Age, Claims};
+use self::token::{ChangeToken, Sub};
+use super::store::{
+    STORE_CURSOR_VERSION, SessionStore, SessionUpdate, StoreCursor, StorePoll, UpdateSink,
+    open_readonly,
+};
 use super::{ParseStats, Provider};
 
 /// One Cursor `state.vscdb`, polled.
 pub struct CursorStore {
     db: PathBuf,
     stats: ParseStats,
+    /// Top-level sessions read without making an item, by the token they had: not read again
+    /// until their rows change.
+    quiet: HashMap<String, ChangeToken>,
+    /// What the last read of the legacy `ItemTable` keys found.
+    legacy: Option<LegacyMemo>,
 }
 
 impl CursorStore {
@@ -19,30 +111,201 @@ impl CursorStore {
         Self {
             db,
             stats: ParseStats::default(),
+            quiet: HashMap::new(),
+            legacy: None,
         }
     }
+
+    fn wal(&self) -> PathBuf {
+        let mut p = self.db.as_os_str().to_owned();
+        p.push("-wal");
+        PathBuf::from(p)
+    }
+}
+
+/// A session to send, in the order of its age.
+enum Pending {
+    /// A changed composer, with the token of its committed cursor (none on a `full` poll).
+    Composer(String, Option<ChangeToken>),
+    Legacy(SessionUpdate),
+}
+
+/// The token a session's rows give now, for the subagents `known` lists.
+fn current(
+    conn: &Connection,
+    id: &str,
+    stamp: Stamp,
+    known: &ChangeToken,
+) -> rusqlite::Result<ChangeToken> {
+    let mut k = Vec::with_capacity(known.k.len());
+    for Sub(child, _, _, fp) in &known.k {
+        k.push(Sub(
+            child.clone(),
+            db::stamp_of(conn, &format!("{COMPOSER_PREFIX}{child}"))?,
+            db::range_stats(conn, &format!("{BUBBLE_PREFIX}{child}:"))?,
+            fp.clone(),
+        ));
+    }
+    Ok(ChangeToken {
+        c: stamp,
+        b: db::range_stats(conn, &format!("{BUBBLE_PREFIX}{id}:"))?,
+        t: None,
+        k,
+    })
+}
+
+/// `createdAt` of a composer, read to order the changed sessions before reading them.
+fn created_at(conn: &Connection, id: &str) -> rusqlite::Result<Option<i64>> {
+    let row = db::row_of(conn, &format!("{COMPOSER_PREFIX}{id}"))?;
+    Ok(row
+        .and_then(|r| r.value)
+        .and_then(|v| parse_object::<CreatedAt>(&v).ok().flatten())
+        .and_then(|c| c.created_at))
+}
+
+fn file_stamp(path: &Path) -> io::Result<String> {
+    let m = std::fs::metadata(path)?;
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(format!("{}:{mtime}", m.len()))
 }
 
 impl SessionStore for CursorStore {
     fn provider(&self) -> Provider {
         Provider::Cursor
     }
+
     fn location(&self) -> &Path {
         &self.db
     }
+
+    /// Size and modification time of the database and of its `-wal` (`-` when absent).
     fn stamp(&self) -> io::Result<String> {
-        let m = std::fs::metadata(&self.db)?;
-        Ok(format!("{}:{:?}", m.len(), m.modified().ok()))
+        let db = file_stamp(&self.db)?;
+        let wal = file_stamp(&self.wal()).unwrap_or_else(|_| "-".to_owned());
+        Ok(format!("{db}|{wal}"))
     }
+
     fn poll(
         &mut self,
-        _cursors: &HashMap<String, StoreCursor>,
-        _full: bool,
-        _sink: UpdateSink<'_>,
+        cursors: &HashMap<String, StoreCursor>,
+        full: bool,
+        sink: UpdateSink<'_>,
     ) -> io::Result<StorePoll> {
-        Ok(StorePoll::default())
+        let ro = open_readonly(&self.db)?;
+        let conn = &ro.conn;
+        let (has_kv, has_items) = db::tables(conn).map_err(io::Error::other)?;
+        let mut counts = StorePoll::default();
+        let mut claims = Claims::default();
+        let mut pending: Vec<(Age, Pending)> = Vec::new();
+        let mut composers = HashSet::new();
+        if has_kv {
+            let mut changed = Vec::new();
+            for (id, stamp) in db::composers(conn).map_err(io::Error::other)? {
+                // A subagent's header is read with the session that spawned it.
+                if id.trim().is_empty() || id.starts_with(TASK_PREFIX) {
+                    continue;
+                }
+                composers.insert(id.clone());
+                let old = cursors.get(&id).and_then(|c| ChangeToken::parse(&c.token));
+                if !full {
+                    let mut same = None;
+                    for known in old.iter().chain(self.quiet.get(&id)) {
+                        let now = current(conn, &id, stamp, known).map_err(io::Error::other)?;
+                        if known.same_rows(&now) {
+                            same = Some(known);
+                            break;
+                        }
+                    }
+                    if let Some(known) = same {
+                        if old.as_ref() == Some(known) {
+                            counts.unchanged += 1;
+                            let age = (known.t, id.clone());
+                            for sub in &known.k {
+                                claims.claim(&sub.0, &age);
+                            }
+                        }
+                        continue;
+                    }
+                }
+                changed.push((id, old.filter(|_| !full)));
+            }
+            for (id, old) in changed {
+                let created = created_at(conn, &id).map_err(io::Error::other)?;
+                pending.push(((created, id.clone()), Pending::Composer(id, old)));
+            }
+        }
+        if has_items {
+            let legacy = legacy::poll_legacy(
+                conn,
+                cursors,
+                full,
+                &composers,
+                &mut self.legacy,
+                &mut self.stats,
+                &mut counts,
+            )
+            .map_err(io::Error::other)?;
+            pending.extend(legacy.into_iter().map(|(age, u)| (age, Pending::Legacy(u))));
+        }
+        pending.sort_by(|a, b| a.0.cmp(&b.0));
+        for (age, p) in pending {
+            let (id, old) = match p {
+                Pending::Legacy(update) => {
+                    sink(update)?;
+                    counts.emitted += 1;
+                    continue;
+                }
+                Pending::Composer(id, old) => (id, old),
+            };
+            // One read transaction per session: its token and its values agree.
+            let read = conn.unchecked_transaction().and_then(|tx| {
+                let tree =
+                    session::read_tree(conn, &id, &age, &mut claims, old.as_ref(), &mut self.stats);
+                drop(tx);
+                tree
+            });
+            match read {
+                Ok(Some(tree)) if !tree.items.is_empty() => {
+                    self.quiet.remove(&id);
+                    sink(SessionUpdate {
+                        session_id: id,
+                        items: tree.items,
+                        cursor: StoreCursor {
+                            v: STORE_CURSOR_VERSION,
+                            token: tree.token.encode(),
+                            fingerprint: tree.fingerprint,
+                        },
+                    })?;
+                    counts.emitted += 1;
+                }
+                Ok(Some(tree)) => {
+                    self.quiet.insert(id, tree.token);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        path = %self.db.display(),
+                        session = %id,
+                        error = %e,
+                        "cursor session could not be read"
+                    );
+                    counts.failed += 1;
+                }
+            }
+        }
+        Ok(counts)
     }
+
     fn stats(&self) -> &ParseStats {
         &self.stats
+    }
+
+    /// The database and its `-wal` (Cursor writes through the WAL while it runs).
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        vec![self.db.clone(), self.wal()]
     }
 }

@@ -5,6 +5,9 @@
 //! - `gemini_document`: the Gemini legacy whole-file document, parsed and re-read whole.
 //! - `gemini_files`: Gemini logs through `FileState` (appends, restarts from the cursor,
 //!   subagent order) into a real ledger, discovery, the real samples.
+//! - `cursor`, `cursor_incremental`, `cursor_bad_input` (database from `cursor_fixture`):
+//!   Cursor's `state.vscdb` store: exact items, secrets never read; in-place updates polled with
+//!   cursors = one full poll, read-only; bad databases and mutated values.
 //! - `incremental`: random cuts and restarts give the rows of one full parse.
 //! - `bad_input`: random and mutated lines never panic.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
@@ -13,6 +16,10 @@ mod bad_input;
 mod claude_code;
 mod claude_subagents;
 mod codex;
+mod cursor;
+mod cursor_bad_input;
+mod cursor_fixture;
+mod cursor_incremental;
 mod gemini;
 mod gemini_document;
 mod gemini_files;

@@ -1,0 +1,224 @@
+//! The conversation order of a session's bubbles.
+//!
+//! - A composer with `fullConversationHeadersOnly` lists its bubbles in order; a composer with an
+//!   inline `conversation` holds them in order. Those are the *listed* bubbles.
+//! - Bubbles stored under the session's keys but not listed (a spawn's tool bubble that some
+//!   versions track apart, a bubble written before its header) are *unlisted*: one with a time
+//!   goes right after the last listed bubble not later than it (ties by time, then row id);
+//!   one without a time cannot be placed and is skipped and counted (`unlisted_bubble`).
+//! - A session with no listed order at all (no headers, no inline conversation: subagent
+//!   sessions, headerless composers) is ordered by time, then row id; bubbles without a time
+//!   come after the timed ones, by row id.
+
+use std::collections::HashSet;
+
+use super::build::Entry;
+use super::db::Row;
+use super::record::{Bubble, parse_object};
+use crate::aix::sources::ParseStats;
+use crate::aix::sources::common::count_skip;
+
+/// A bubble read from its own key.
+pub(super) struct Keyed<'a> {
+    pub id: String,
+    pub rowid: i64,
+    pub bubble: Bubble<'a>,
+}
+
+/// Parses the bubble rows of a session: a malformed value is counted in `malformed_lines`, a
+/// value that is JSON but not an object is skipped and counted (`bubble_not_object`).
+pub(super) fn parse_rows<'a>(
+    rows: &'a [Row],
+    prefix: &str,
+    stats: &mut ParseStats,
+) -> Vec<Keyed<'a>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        stats.lines += 1;
+        let Some(value) = r.value.as_deref() else {
+            count_skip(stats, "bubble_not_text");
+            continue;
+        };
+        match parse_object::<Bubble<'_>>(value) {
+            Ok(Some(bubble)) => out.push(Keyed {
+                id: r.key.strip_prefix(prefix).unwrap_or(&r.key).to_owned(),
+                rowid: r.rowid,
+                bubble,
+            }),
+            Ok(None) => count_skip(stats, "bubble_not_object"),
+            Err(_) => stats.malformed_lines += 1,
+        }
+    }
+    out
+}
+
+/// Merges the listed bubbles (in order; `None` when the session has no listed order) with the
+/// keyed ones as the module docs say. Listed ids are deduplicated (first wins, counted
+/// `duplicate_bubble`); a keyed bubble whose id is listed is that listed bubble's body.
+pub(super) fn order<'a>(
+    listed: Option<Vec<Listed<'a>>>,
+    keyed: Vec<Keyed<'a>>,
+    stats: &mut ParseStats,
+) -> Vec<Entry<'a>> {
+    let Some(listed) = listed else {
+        let mut keyed = keyed;
+        keyed.sort_by_key(|k| (k.bubble.created_at.is_none(), k.bubble.created_at, k.rowid));
+        return keyed
+            .into_iter()
+            .map(|k| Entry {
+                id: k.id,
+                bubble: k.bubble,
+            })
+            .collect();
+    };
+    let mut by_id: std::collections::HashMap<String, Keyed<'a>> =
+        keyed.into_iter().map(|k| (k.id.clone(), k)).collect();
+    let mut seen = HashSet::new();
+    let mut out: Vec<Entry<'a>> = Vec::with_capacity(listed.len() + by_id.len());
+    for l in listed {
+        if !seen.insert(l.id.clone()) {
+            count_skip(stats, "duplicate_bubble");
+            continue;
+        }
+        let keyed_body = by_id.remove(&l.id).map(|k| k.bubble);
+        match l.bubble.or(keyed_body) {
+            Some(bubble) => out.push(Entry { id: l.id, bubble }),
+            None => count_skip(stats, "missing_bubble"),
+        }
+    }
+    let mut unlisted: Vec<(i64, i64, Entry<'a>)> = Vec::new();
+    for (_, k) in by_id {
+        match k.bubble.created_at {
+            Some(t) => unlisted.push((
+                t,
+                k.rowid,
+                Entry {
+                    id: k.id,
+                    bubble: k.bubble,
+                },
+            )),
+            None => count_skip(stats, "unlisted_bubble"),
+        }
+    }
+    if unlisted.is_empty() {
+        return out;
+    }
+    unlisted.sort_by_key(|(t, rowid, _)| (*t, *rowid));
+    // Slot of each unlisted bubble: 1 + the last listed index whose time is not later (0 when
+    // none). That index never decreases as the time grows: sweep the listed times in order.
+    let mut timed: Vec<(i64, usize)> = out
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.bubble.created_at.map(|t| (t, i)))
+        .collect();
+    timed.sort_unstable();
+    let mut slots: Vec<Vec<Entry<'a>>> = (0..=out.len()).map(|_| Vec::new()).collect();
+    let (mut next, mut last) = (0usize, None::<usize>);
+    for (t, _, e) in unlisted {
+        while let Some(&(lt, li)) = timed.get(next)
+            && lt <= t
+        {
+            last = Some(last.map_or(li, |l| l.max(li)));
+            next += 1;
+        }
+        let slot = last.map_or(0, |l| l + 1);
+        if let Some(s) = slots.get_mut(slot) {
+            s.push(e);
+        }
+    }
+    let mut merged = Vec::with_capacity(out.len() + slots.iter().map(Vec::len).sum::<usize>());
+    let mut slots = slots.into_iter();
+    for e in out {
+        merged.extend(slots.next().unwrap_or_default());
+        merged.push(e);
+    }
+    for rest in slots {
+        merged.extend(rest);
+    }
+    merged
+}
+
+/// A bubble of the listed order: its id, and its body when the composer holds it inline.
+pub(super) struct Listed<'a> {
+    pub id: String,
+    pub bubble: Option<Bubble<'a>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(id: &str, rowid: i64, json: &'static str) -> Keyed<'static> {
+        Keyed {
+            id: id.to_owned(),
+            rowid,
+            bubble: serde_json::from_str(json).unwrap(),
+        }
+    }
+
+    fn listed(id: &str) -> Listed<'static> {
+        Listed {
+            id: id.to_owned(),
+            bubble: None,
+        }
+    }
+
+    fn ids(entries: &[Entry<'_>]) -> Vec<String> {
+        entries.iter().map(|e| e.id.clone()).collect()
+    }
+
+    #[test]
+    fn unlisted_bubbles_go_after_the_last_listed_one_not_later() {
+        let mut stats = ParseStats::default();
+        let out = order(
+            Some(vec![
+                listed("a"),
+                listed("b"),
+                listed("gone"),
+                listed("a"),
+                listed("c"),
+            ]),
+            vec![
+                keyed("c", 3, r#"{"type":2,"createdAt":30}"#),
+                keyed("a", 1, r#"{"type":1,"createdAt":10}"#),
+                keyed("b", 2, r#"{"type":2}"#),
+                keyed("x", 9, r#"{"type":2,"createdAt":20}"#),
+                keyed("y", 8, r#"{"type":2,"createdAt":20}"#),
+                keyed("z", 7, r#"{"type":2,"createdAt":5}"#),
+                keyed("w", 6, r#"{"type":2,"createdAt":99}"#),
+                keyed("n", 5, r#"{"type":2}"#),
+            ],
+            &mut stats,
+        );
+        assert_eq!(ids(&out), ["z", "a", "y", "x", "b", "c", "w"]);
+        let skipped: Vec<(&str, u64)> = stats
+            .skipped_records
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                ("duplicate_bubble", 1),
+                ("missing_bubble", 1),
+                ("unlisted_bubble", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_listed_order_bubbles_sort_by_time_then_row() {
+        let mut stats = ParseStats::default();
+        let out = order(
+            None,
+            vec![
+                keyed("late", 1, r#"{"type":2,"createdAt":30}"#),
+                keyed("untimed2", 5, r#"{"type":2}"#),
+                keyed("untimed1", 4, r#"{"type":2}"#),
+                keyed("early", 9, r#"{"type":1,"createdAt":10}"#),
+            ],
+            &mut stats,
+        );
+        assert_eq!(ids(&out), ["early", "late", "untimed1", "untimed2"]);
+    }
+}
