@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::config::WorkerOptions;
-use super::discover::discover;
+use super::discover::{discover, roots};
 use super::file_state::{FileState, ParserFactory};
 use super::lineage::{Lineage, seal_lineage};
 use super::sources::Provider;
@@ -28,6 +28,8 @@ pub struct ProviderSummary {
     pub malformed_lines: u64,
     /// Records that are not messages, by record type.
     pub skipped_records: BTreeMap<String, u64>,
+    /// Where the provider was looked for (its roots, databases or data directories).
+    pub locations: Vec<std::path::PathBuf>,
 }
 
 /// Parses every file under the roots and reads every store whole. With `items_out`, each item
@@ -42,7 +44,13 @@ pub fn scan(
 ) -> io::Result<BTreeMap<Provider, ProviderSummary>> {
     let mut out: BTreeMap<Provider, ProviderSummary> = Provider::ALL
         .iter()
-        .map(|p| (*p, ProviderSummary::default()))
+        .map(|p| {
+            let summary = ProviderSummary {
+                locations: locations(options, *p),
+                ..ProviderSummary::default()
+            };
+            (*p, summary)
+        })
         .collect();
     let mut seen: HashSet<(Provider, String)> = HashSet::new();
     let mut lineage = Lineage::default();
@@ -104,6 +112,19 @@ pub fn scan(
     Ok(out)
 }
 
+/// Where `provider` is looked for under `options`.
+fn locations(options: &WorkerOptions, provider: Provider) -> Vec<std::path::PathBuf> {
+    match provider {
+        Provider::Cursor => options.cursor_dbs.clone(),
+        Provider::OpenCode => options.opencode_dirs.clone(),
+        _ => roots(options)
+            .into_iter()
+            .filter(|(p, _)| *p == provider)
+            .map(|(_, root)| root)
+            .collect(),
+    }
+}
+
 /// Adds `items` to `summary` (a session counted once, however many items carry it) and writes
 /// them to `items_out` as JSON lines.
 fn count_items(
@@ -144,7 +165,25 @@ pub fn render_summary(summary: &BTreeMap<Provider, ProviderSummary>) -> String {
     for (provider, p) in summary {
         // Writing to a String cannot fail.
         if p.files == 0 {
-            let _ = writeln!(s, "{}: nothing found", provider.as_str());
+            let looked: Vec<String> = p
+                .locations
+                .iter()
+                .map(|l| l.display().to_string())
+                .collect();
+            let _ = if looked.is_empty() {
+                writeln!(
+                    s,
+                    "{}: nothing found (no default location exists)",
+                    provider.as_str()
+                )
+            } else {
+                writeln!(
+                    s,
+                    "{}: nothing found in {}",
+                    provider.as_str(),
+                    looked.join(", ")
+                )
+            };
             continue;
         }
         let _ = writeln!(s, "{}:", provider.as_str());

@@ -77,3 +77,33 @@ fn scan_json_into_a_closed_writer_is_an_error_not_a_panic() {
     let err = nex::aix::scan(&options, &factory, Some(&mut Closed)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
 }
+
+/// Every provider has a line, found or not; one not found says where it was looked for.
+#[test]
+fn summary_lists_all_five_providers_and_where_each_was_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WorkerOptions {
+        claude_dirs: vec![dir.path().join("claude")],
+        codex_dirs: vec![dir.path().join("codex")],
+        cursor_dbs: vec![dir.path().join("state.vscdb")],
+        ..Default::default()
+    };
+    let (factory, _) = fake_factory();
+    let summary = nex::aix::scan(&options, &factory, None).unwrap();
+    assert_eq!(
+        summary.keys().copied().collect::<Vec<_>>(),
+        Provider::ALL.to_vec()
+    );
+    let text = nex::aix::render_summary(&summary);
+    let d = dir.path().display();
+    assert_eq!(
+        text,
+        format!(
+            "claude-code: nothing found in {d}/claude\n\
+             codex: nothing found in {d}/codex\n\
+             cursor: nothing found in {d}/state.vscdb\n\
+             opencode: nothing found (no default location exists)\n\
+             gemini-cli: nothing found (no default location exists)\n"
+        )
+    );
+}
