@@ -3,6 +3,8 @@
 //! - `claude_code`, `claude_subagents`, `codex`: the exact items of each fixture (every
 //!   mapping rule).
 //! - `incremental`: random cuts and restarts give the rows of one full parse.
+//! - `opencode`: the OpenCode store (database, drifted schema, legacy JSON): exact items,
+//!   lineage, polls with cursors = one full poll, read-only.
 //! - `bad_input`: random and mutated lines never panic.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
 
@@ -11,6 +13,7 @@ mod claude_code;
 mod claude_subagents;
 mod codex;
 mod incremental;
+mod opencode;
 mod samples;
 
 use std::collections::BTreeMap;
