@@ -2,6 +2,7 @@
 //! exact items; lineage from `task` parts; polls with cursors read only changed sessions and
 //! converge on one full poll in the ledger; the agent's files are never written.
 
+mod bad_values;
 mod fixture;
 
 use std::collections::{BTreeMap, HashMap};

@@ -184,7 +184,11 @@ pub(super) fn build(
                     t.turn.reasoning_tokens = Some(reasoning);
                     t.turn.cached_input_tokens = Some(read);
                     t.turn.cache_write_tokens = Some(write);
-                    t.turn.total_tokens = Some(input + output + reasoning + read + write);
+                    t.turn.total_tokens = Some(
+                        [output, reasoning, read, write]
+                            .into_iter()
+                            .fold(input, i64::saturating_add),
+                    );
                 }
                 t.turn
             })

@@ -17,6 +17,7 @@ pub fn t(s: i64) -> i64 {
 /// The schema of OpenCode ≥ 1.2 (`session`, `message`, `part`, plus tables we never read).
 pub const SCHEMA: &str = "
     PRAGMA journal_mode=WAL;
+    PRAGMA synchronous=OFF;
     CREATE TABLE project (id TEXT PRIMARY KEY, worktree TEXT NOT NULL, vcs TEXT,
         time_created INTEGER NOT NULL, time_updated INTEGER NOT NULL);
     CREATE TABLE session (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, parent_id TEXT,
