@@ -52,11 +52,13 @@
 //! emitted: the ledger would give it a root turn no later item could remove.
 //!
 //! Layout: `db` (schema probing, tokens, rows of the SQLite store), `legacy` (the JSON tree),
-//! `record` (the stored JSON values), `item` (rows to item, fingerprint, links).
+//! `record` (the stored JSON values), `item` (rows to item, fingerprint, links), `plan`
+//! (cursor tokens, what a poll knows of links, session order).
 
 mod db;
 mod item;
 mod legacy;
+mod plan;
 mod record;
 
 use std::collections::{HashMap, HashSet};
@@ -66,6 +68,7 @@ use std::path::{Path, PathBuf};
 use self::db::Db;
 use self::item::{LinkMap, links_hash};
 use self::legacy::{FileStamp, Legacy};
+use self::plan::{Known, Token, parents_first};
 use super::common::count_skip;
 use super::store::{
     STORE_CURSOR_VERSION, SessionStore, SessionUpdate, StoreCursor, StorePoll, UpdateSink,
@@ -282,90 +285,6 @@ struct PartRow {
     data: Vec<u8>,
 }
 
-/// A cursor token: `o1.<own>.<links>.<parent links>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Token {
-    own: String,
-    /// Hash of the links this session's task parts give its children.
-    links: String,
-    /// Hash of the parent's links this session was built with (`-`: no parent in the store,
-    /// `?`: they could not be read).
-    parent: String,
-}
-
-impl Token {
-    const TAG: &'static str = "o1";
-
-    fn parse(s: &str) -> Option<Self> {
-        let mut it = s.split('.');
-        if it.next()? != Self::TAG {
-            return None;
-        }
-        let (own, links, parent) = (it.next()?, it.next()?, it.next()?);
-        it.next().is_none().then(|| Self {
-            own: own.to_owned(),
-            links: links.to_owned(),
-            parent: parent.to_owned(),
-        })
-    }
-
-    fn value(&self) -> String {
-        format!("{}.{}.{}.{}", Self::TAG, self.own, self.links, self.parent)
-    }
-}
-
-/// What a poll knows of the links a parent gives its children.
-enum Known {
-    /// Read in this poll.
-    Read(LinkMap),
-    /// Only the hash, from the cursor of a parent that did not change.
-    Hash(String),
-}
-
-impl Known {
-    fn hash(&self) -> String {
-        match self {
-            Known::Read(map) => links_hash(map),
-            Known::Hash(h) => h.clone(),
-        }
-    }
-}
-
-/// Session indexes, oldest first (creation time, then id; unknown times last), each parent
-/// present in the store moved before its children.
-fn parents_first(heads: &[Head]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..heads.len()).collect();
-    order.sort_by(|&a, &b| {
-        let key = |h: &Head| (h.created.is_none(), h.created, h.id.clone());
-        key(&heads[a]).cmp(&key(&heads[b]))
-    });
-    let index: HashMap<&str, usize> = heads
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.id.as_str(), i))
-        .collect();
-    let mut done = vec![false; heads.len()];
-    let mut out = Vec::with_capacity(heads.len());
-    for &i in &order {
-        let mut chain = vec![i];
-        let mut cur = i;
-        while let Some(&p) = heads[cur].parent.as_deref().and_then(|p| index.get(p)) {
-            if done[p] || chain.contains(&p) {
-                break;
-            }
-            chain.push(p);
-            cur = p;
-        }
-        for &c in chain.iter().rev() {
-            if !done[c] {
-                done[c] = true;
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
 /// `path` with `suffix` appended to its file name.
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
@@ -525,59 +444,5 @@ impl SessionStore for OpenCodeStore {
         }
         out.push(self.legacy.root().to_path_buf());
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn head(id: &str, parent: Option<&str>, created: Option<i64>) -> Head {
-        Head {
-            id: id.to_owned(),
-            parent: parent.map(str::to_owned),
-            created,
-            updated: None,
-            archived: None,
-            title: None,
-            directory: None,
-            project_id: None,
-            version: None,
-            slug: None,
-            origin: Origin::Db(0),
-            own: String::new(),
-        }
-    }
-
-    /// Oldest first, but a child created (by its clock) before its parent still follows it,
-    /// and a parent cycle neither loops nor drops a session.
-    #[test]
-    fn order_is_oldest_first_with_parents_before_children() {
-        let heads = vec![
-            head("c", Some("p"), Some(1)),
-            head("p", None, Some(5)),
-            head("x", None, Some(3)),
-            head("loop1", Some("loop2"), Some(7)),
-            head("loop2", Some("loop1"), Some(8)),
-            head("late", None, None),
-        ];
-        let ids: Vec<&str> = parents_first(&heads)
-            .into_iter()
-            .map(|i| heads[i].id.as_str())
-            .collect();
-        assert_eq!(ids, ["p", "c", "x", "loop2", "loop1", "late"]);
-    }
-
-    #[test]
-    fn tokens_round_trip_and_reject_other_layouts() {
-        let t = Token {
-            own: "ab".into(),
-            links: "-".into(),
-            parent: "?".into(),
-        };
-        assert_eq!(Token::parse(&t.value()), Some(t));
-        assert_eq!(Token::parse("o2.ab.-.-"), None);
-        assert_eq!(Token::parse("o1.ab.-"), None);
-        assert_eq!(Token::parse("o1.ab.-.-.x"), None);
     }
 }
