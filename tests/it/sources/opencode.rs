@@ -223,7 +223,36 @@ fn expected_j(content: &str) -> Value {
             {"sourceToolCallId": "call_glob", "sourceTurnId": "msg_j1",
              "sourceMessageId": "msg_j2", "toolName": "glob", "paramsJson": {"pattern": "*.rs"},
              "resultJson": "a.rs\nb.rs\nc.rs", "status": "completed", "startedAtMs": t(-97),
-             "completedAtMs": t(-96), "sequence": 0}
+             "completedAtMs": t(-96), "sequence": 0},
+            {"sourceToolCallId": "call_jtask", "sourceTurnId": "msg_j1",
+             "sourceMessageId": "msg_j2", "toolName": "task",
+             "paramsJson": {"description": "Find files"}, "resultJson": "3 files.",
+             "status": "completed", "spawnedSourceSessionId": "ses_k", "startedAtMs": t(-97),
+             "completedAtMs": t(-96), "sequence": 1}
+        ]
+    })
+}
+
+fn expected_k() -> Value {
+    json!({
+        "sourceProvider": "opencode", "sourceSessionId": "ses_k",
+        "sourceSessionFingerprint": "<fp>",
+        "session": {
+            "createdAtMs": t(-97), "updatedAtMs": t(-96), "workspacePath": "/work/legacy",
+            "isSubagent": true, "parentSourceSessionId": "ses_j",
+            "spawnToolCallId": "call_jtask", "taskDescription": "Find files",
+            "taskStatus": "completed",
+            "metadata": {"title": "Legacy helper", "version": "1.1.10", "projectId": "prj1"}
+        },
+        "turns": [
+            {"sourceTurnId": "msg_k1", "startedAtMs": t(-97), "completedAtMs": t(-96),
+             "responseMessageSourceId": "msg_k2", "queryMessageSourceIds": ["msg_k1"]}
+        ],
+        "messages": [
+            {"sourceMessageId": "msg_k1", "sourceTurnId": "msg_k1", "role": "user",
+             "content": "Glob for rust files.", "sequence": 0, "createdAtMs": t(-97)},
+            {"sourceMessageId": "msg_k2", "sourceTurnId": "msg_k1", "role": "assistant",
+             "content": "3 files.", "sequence": 1, "createdAtMs": t(-96)}
         ]
     })
 }
@@ -238,12 +267,13 @@ fn opencode_db_and_legacy_tree_give_exact_items() {
     let before = snapshot(dir.path());
     let mut store = OpenCodeStore::new(dir.path().to_path_buf());
     let (updates, counts) = poll(&mut store, &HashMap::new());
-    assert_eq!(ids(&updates), ["ses_j", "ses_a", "ses_c", "ses_d"]);
-    assert_eq!((counts.emitted, counts.unchanged, counts.failed), (4, 0, 0));
+    assert_eq!(ids(&updates), ["ses_j", "ses_k", "ses_a", "ses_c", "ses_d"]);
+    assert_eq!((counts.emitted, counts.unchanged, counts.failed), (5, 0, 0));
     assert_eq!(item_json(&updates[0]), expected_j("Found 3 files."));
-    assert_eq!(item_json(&updates[1]), expected_a("completed"));
-    assert_eq!(item_json(&updates[2]), expected_c("completed"));
-    assert_eq!(item_json(&updates[3]), expected_d());
+    assert_eq!(item_json(&updates[1]), expected_k());
+    assert_eq!(item_json(&updates[2]), expected_a("completed"));
+    assert_eq!(item_json(&updates[3]), expected_c("completed"));
+    assert_eq!(item_json(&updates[4]), expected_d());
     // msg_a5's data, prt_a4c, prt_j2d and ses_broken.json.
     assert_eq!(store.stats().malformed_lines, 4);
     assert_eq!(
@@ -457,7 +487,7 @@ fn opencode_polls_return_changed_sessions_and_converge_on_a_full_poll() {
     let mut ledger_inc = ledger();
 
     let (first, _) = poll_read_only(&mut store, &cursors, dir.path());
-    assert_eq!(ids(&first), ["ses_j", "ses_a", "ses_c", "ses_d"]);
+    assert_eq!(ids(&first), ["ses_j", "ses_k", "ses_a", "ses_c", "ses_d"]);
     remember(&mut cursors, &first);
     import(&mut ledger_inc, "oc-1", &first);
     let stamp = store.stamp().unwrap();
@@ -467,7 +497,8 @@ fn opencode_polls_return_changed_sessions_and_converge_on_a_full_poll() {
         "the stamp is stable while nothing changes"
     );
 
-    // A new message in the subagent session; a new part file in the legacy session.
+    // A new message in the subagent session; a new part file in the legacy parent J, whose
+    // links did not change (its child K is not read).
     w.message(
         "ses_c",
         "msg_c3",
@@ -489,9 +520,15 @@ fn opencode_polls_return_changed_sessions_and_converge_on_a_full_poll() {
     assert_ne!(store.stamp().unwrap(), stamp, "the WAL moved the stamp");
     let (second, counts) = poll_read_only(&mut store, &cursors, dir.path());
     assert_eq!(ids(&second), ["ses_j", "ses_c"]);
-    assert_eq!((counts.emitted, counts.unchanged), (2, 2));
+    assert_eq!((counts.emitted, counts.unchanged), (2, 3));
     assert_eq!(item_json(&second[0]), expected_j("Found 3 files.\nDone."));
     let c = item_json(&second[1]);
+    let mut c_session = expected_c("completed")["session"].clone();
+    c_session["updatedAtMs"] = json!(t(9));
+    assert_eq!(
+        c["session"], c_session,
+        "the link comes from the unread parent's task part"
+    );
     assert_eq!(c["turns"][1]["sourceTurnId"], "msg_c3");
     assert_eq!(c["turns"][1]["parentSourceTurnId"], "msg_c1");
     assert_eq!(c["messages"][2]["content"], "Also check README.");
@@ -499,7 +536,14 @@ fn opencode_polls_return_changed_sessions_and_converge_on_a_full_poll() {
     import(&mut ledger_inc, "oc-2", &second);
 
     // The task part is rewritten in place (its time column untouched): the parent changes, and
-    // so does the link its child carries.
+    // so does the link its child carries. The legacy child K gets a message: its unchanged
+    // parent J is read for its task parts only, and K keeps its link.
+    write_json(
+        &dir.path().join("storage"),
+        "message/ses_k/msg_k3.json",
+        &json!({"id": "msg_k3", "sessionID": "ses_k", "role": "user",
+                "time": {"created": t(-95)}}),
+    );
     w.conn
         .execute(
             "UPDATE part SET data = ?1 WHERE id = 'prt_a2d'",
@@ -507,11 +551,19 @@ fn opencode_polls_return_changed_sessions_and_converge_on_a_full_poll() {
         )
         .unwrap();
     let (third, counts) = poll_read_only(&mut store, &cursors, dir.path());
-    assert_eq!(ids(&third), ["ses_a", "ses_c"]);
-    assert_eq!((counts.emitted, counts.unchanged), (2, 2));
-    assert_eq!(item_json(&third[0]), expected_a("failed"));
-    assert_eq!(item_json(&third[1])["session"]["taskStatus"], "failed");
-    assert_ne!(third[1].cursor.fingerprint, second[1].cursor.fingerprint);
+    assert_eq!(ids(&third), ["ses_k", "ses_a", "ses_c"]);
+    assert_eq!((counts.emitted, counts.unchanged), (3, 2));
+    let k = item_json(&third[0]);
+    let mut k_session = expected_k()["session"].clone();
+    k_session["updatedAtMs"] = json!(t(-95));
+    assert_eq!(
+        k["session"], k_session,
+        "the link comes from the unread parent's task part"
+    );
+    assert_eq!(k["turns"][1]["sourceTurnId"], "msg_k3");
+    assert_eq!(item_json(&third[1]), expected_a("failed"));
+    assert_eq!(item_json(&third[2])["session"]["taskStatus"], "failed");
+    assert_ne!(third[2].cursor.fingerprint, second[1].cursor.fingerprint);
     remember(&mut cursors, &third);
     import(&mut ledger_inc, "oc-3", &third);
 
@@ -519,13 +571,13 @@ fn opencode_polls_return_changed_sessions_and_converge_on_a_full_poll() {
     let malformed = store.stats().malformed_lines;
     let (idle, counts) = poll_read_only(&mut store, &cursors, dir.path());
     assert!(idle.is_empty());
-    assert_eq!((counts.emitted, counts.unchanged, counts.failed), (0, 4, 0));
+    assert_eq!((counts.emitted, counts.unchanged, counts.failed), (0, 5, 0));
     assert_eq!(store.stats().malformed_lines, malformed);
 
     // One full poll of the final state, by a fresh store, into a fresh ledger.
     let mut fresh = OpenCodeStore::new(dir.path().to_path_buf());
     let (all, _) = poll_all(&mut fresh, &cursors, true).unwrap();
-    assert_eq!(ids(&all), ["ses_j", "ses_a", "ses_c", "ses_d"]);
+    assert_eq!(ids(&all), ["ses_j", "ses_k", "ses_a", "ses_c", "ses_d"]);
     for u in &all {
         assert_eq!(
             Some(&u.cursor),

@@ -138,8 +138,8 @@ pub fn task_part(status: &str) -> Value {
 }
 
 /// The main data directory: sessions A (parent), C (its subagent) and D (also in the JSON
-/// tree) in `opencode.db`, the legacy-only session J and a malformed session file in
-/// `storage/`. Returns the writer, left open like a running agent.
+/// tree) in `opencode.db`; the legacy-only session J, its subagent K and a malformed session
+/// file in `storage/`. Returns the writer, left open like a running agent.
 pub fn main_dir(dir: &Path) -> Writer {
     let w = Writer::create(&dir.join("opencode.db"), SCHEMA);
     let sonnet = user(t(1), "build", "anthropic", "claude-sonnet-4");
@@ -397,6 +397,40 @@ fn legacy_tree(storage: &Path) {
     );
     part("prt_j2c", "msg_j2", text_part("Found 3 files."));
     write_json(storage, "part/msg_j2/prt_j2d.json", &json!("{{{"));
+    part(
+        "prt_j2f",
+        "msg_j2",
+        json!({"type": "tool", "callID": "call_jtask", "tool": "task",
+               "state": {"status": "completed", "input": {"description": "Find files"},
+                         "output": "3 files.", "metadata": {"sessionId": "ses_k"},
+                         "time": {"start": t(-97), "end": t(-96)}}}),
+    );
+    // K: a legacy subagent of J.
+    write_json(
+        storage,
+        "session/prj1/ses_k.json",
+        &json!({"id": "ses_k", "parentID": "ses_j", "version": "1.1.10", "projectID": "prj1",
+                "directory": "/work/legacy", "title": "Legacy helper",
+                "time": {"created": t(-97), "updated": t(-96)}}),
+    );
+    write_json(
+        storage,
+        "message/ses_k/msg_k1.json",
+        &json!({"id": "msg_k1", "sessionID": "ses_k", "role": "user",
+                "time": {"created": t(-97)}}),
+    );
+    write_json(
+        storage,
+        "message/ses_k/msg_k2.json",
+        &json!({"id": "msg_k2", "sessionID": "ses_k", "role": "assistant",
+                "time": {"created": t(-96)}}),
+    );
+    write_json(
+        storage,
+        "part/msg_k1/prt_k1a.json",
+        &text_part("Glob for rust files."),
+    );
+    write_json(storage, "part/msg_k2/prt_k2a.json", &text_part("3 files."));
     write_json(storage, "session/prj1/ses_broken.json", &json!("{\"id\": "));
     // Session D as it was before the migration: the database copy wins.
     write_json(
@@ -412,5 +446,9 @@ fn legacy_tree(storage: &Path) {
         &json!({"id": "msg_dj", "sessionID": "ses_d", "role": "user",
                 "time": {"created": t(40)}}),
     );
-    part("prt_dj", "msg_dj", text_part("only in JSON"));
+    write_json(
+        storage,
+        "part/msg_dj/prt_dj.json",
+        &text_part("only in JSON"),
+    );
 }
