@@ -264,7 +264,7 @@ fn expected_k() -> Value {
 fn opencode_db_and_legacy_tree_give_exact_items() {
     let dir = tempfile::tempdir().unwrap();
     drop(fixture::main_dir(dir.path()));
-    let before = snapshot(dir.path());
+    let (before, files) = (snapshot(dir.path()), names(dir.path()));
     let mut store = OpenCodeStore::new(dir.path().to_path_buf());
     let (updates, counts) = poll(&mut store, &HashMap::new());
     assert_eq!(ids(&updates), ["ses_j", "ses_k", "ses_a", "ses_c", "ses_d"]);
@@ -294,7 +294,11 @@ fn opencode_db_and_legacy_tree_give_exact_items() {
         format!("opencode:{}#ses_a", dir.path().display())
     );
     // A closed agent's files are read through `immutable=1`: nothing changed, nothing added.
-    assert_eq!(snapshot(dir.path()), before);
+    assert!(
+        snapshot(dir.path()) == before,
+        "a poll changed the agent's files"
+    );
+    assert_eq!(names(dir.path()), files, "a poll created or removed a file");
     assert_eq!(
         store.watch_paths(),
         [

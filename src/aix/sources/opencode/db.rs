@@ -18,7 +18,7 @@ use super::record::SessionData;
 use super::{Head, MessageRow, Origin, PartRow, Rows};
 use crate::aix::sources::ParseStats;
 use crate::aix::sources::common::count_skip;
-use crate::aix::sources::store::ReadOnlyDb;
+use crate::aix::sources::store::{ReadOnlyDb, open_readonly};
 
 /// One database of the data directory, opened read-only, with its probed schema.
 pub(super) struct Db {
@@ -91,7 +91,7 @@ impl Db {
     ///
     /// Errors: the file cannot be opened as a database or its schema cannot be read.
     pub fn open(path: PathBuf, stats: &mut ParseStats) -> std::io::Result<Self> {
-        let ro = super::super::store::open_readonly(&path)?;
+        let ro = open_readonly(&path)?;
         let schema = Schema::probe(&ro.conn, stats).map_err(std::io::Error::other)?;
         Ok(Self { path, ro, schema })
     }
