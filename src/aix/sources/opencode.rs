@@ -41,8 +41,8 @@
 //!
 //! Incremental reading (the contract of [`SessionStore`]): every poll lists all sessions with a
 //! cheap change token: for a database session, its row's values plus count, max rowid, max and
-//! sum of `time_updated` and summed byte length (`octet_length`, which reads no value) of its
-//! message and part rows, from two grouped queries; for a legacy session, the stats of its files
+//! sum of `time_updated` and summed byte length (`octet_length`, which does not load the
+//! values) of its message and part rows, from two grouped queries; for a legacy session, the stats of its files
 //! (see `legacy`). A session whose token equals its cursor's is not read. A changed one is read
 //! whole (in one read transaction) and emitted as one item (subagent sessions are their own
 //! sessions, with their own cursors). The cursor token also holds a hash of the links the

@@ -104,6 +104,10 @@ impl Db {
     /// count / max rowid / max and sum of `time_updated` / summed byte length of its message
     /// and part rows), read in one transaction. `db` is this database's index in the store.
     ///
+    /// Cost: one pass over the rows of `message` and `part` through their session indexes (no
+    /// index covers `time_updated`), every poll: measured at about 150 ms for a 228 MB
+    /// database of 200k parts (release build), linear in the row count.
+    ///
     /// Errors: a query failed (one bad row is skipped and counted, never an error).
     pub fn sessions(&self, db: usize, stats: &mut ParseStats) -> rusqlite::Result<Vec<Head>> {
         let Some(s) = &self.schema.session else {
