@@ -9,6 +9,8 @@
 //!   Cursor's `state.vscdb` store: exact items, secrets never read; in-place updates polled with
 //!   cursors = one full poll, read-only; bad databases and mutated values.
 //! - `incremental`: random cuts and restarts give the rows of one full parse.
+//! - `opencode`: the OpenCode store (database, drifted schema, legacy JSON): exact items,
+//!   lineage, polls with cursors = one full poll, read-only.
 //! - `bad_input`: random and mutated lines never panic.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
 
@@ -24,6 +26,7 @@ mod gemini;
 mod gemini_document;
 mod gemini_files;
 mod incremental;
+mod opencode;
 mod samples;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,222 @@
+//! The legacy JSON tree (OpenCode before 1.2, left in place by the migration to SQLite):
+//! `storage/session/<projectID>/<sessionID>.json`, `storage/message/<sessionID>/<msgID>.json`,
+//! `storage/part/<msgID>/<partID>.json`. Files are read whole; one that cannot be read or
+//! parsed is skipped and counted. Message and part ids are the file names (OpenCode names each
+//! file after the id it holds).
+//!
+//! Session files are parsed again only when their stats change (a cache keyed by path). A
+//! session's change token is the stats (size, mtime, inode) of its session file, its message
+//! directory and files, and each message's part directory and files: no file content is read
+//! to decide that nothing changed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::db::hex32;
+use super::record::{SessionData, Times};
+use super::{Head, MessageRow, Origin, PartRow, Rows};
+use crate::aix::sources::ParseStats;
+use crate::aix::sources::lenient::Obj;
+
+/// What identifies a version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileStamp {
+    len: u64,
+    mtime_ns: i128,
+    ino: u64,
+}
+
+impl FileStamp {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        #[cfg(unix)]
+        let ino = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let ino = 0;
+        Self {
+            len: meta.len(),
+            mtime_ns,
+            ino,
+        }
+    }
+
+    pub fn token(&self) -> String {
+        format!("{}:{}:{}", self.len, self.mtime_ns, self.ino)
+    }
+}
+
+/// The `storage/` tree of a data directory.
+pub(super) struct Legacy {
+    root: PathBuf,
+    /// Parsed session files by path, valid while the file's stamp is unchanged.
+    cache: HashMap<PathBuf, (FileStamp, Option<Head>)>,
+}
+
+/// Only `time.created` of a message file (to order messages).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MessageTime {
+    time: Obj<Times>,
+}
+
+impl Legacy {
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            cache: HashMap::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every readable session file, by path order, as a header without its change token
+    /// (`own` is empty: see [`Self::token`]). Malformed files are counted once per version.
+    pub fn sessions(&mut self, stats: &mut ParseStats) -> Vec<Head> {
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        for project in dirs(&self.root.join("session")) {
+            for (stem, path, meta) in json_files(&project) {
+                let stamp = FileStamp::of(&meta);
+                let head = match self.cache.get(&path) {
+                    Some((s, head)) if *s == stamp => head.clone(),
+                    _ => parse_session(&path, &stem, stats),
+                };
+                seen.insert(path.clone(), (stamp, head.clone()));
+                out.extend(head);
+            }
+        }
+        self.cache = seen;
+        out
+    }
+
+    /// The change token of session `id` whose file is `file`: stats of every file and
+    /// directory its item is made of.
+    pub fn token(&self, file: &Path, id: &str) -> String {
+        let mut h = Sha256::new();
+        let mut add = |name: &str, meta: Option<&std::fs::Metadata>| {
+            let stamp = meta.map_or("-".to_owned(), |m| FileStamp::of(m).token());
+            for s in [name, stamp.as_str()] {
+                h.update((s.len() as u64).to_le_bytes());
+                h.update(s.as_bytes());
+            }
+        };
+        add("s", std::fs::metadata(file).ok().as_ref());
+        let dir = self.root.join("message").join(id);
+        add("md", std::fs::metadata(&dir).ok().as_ref());
+        for (stem, _, meta) in json_files(&dir) {
+            add(&stem, Some(&meta));
+            let parts = self.root.join("part").join(&stem);
+            add("pd", std::fs::metadata(&parts).ok().as_ref());
+            for (part, _, meta) in json_files(&parts) {
+                add(&part, Some(&meta));
+            }
+        }
+        hex32(&h.finalize())
+    }
+
+    /// The message and part files of session `id`, read whole.
+    pub fn rows(&self, id: &str, stats: &mut ParseStats) -> Rows {
+        let mut out = Rows::default();
+        for (stem, path, _) in json_files(&self.root.join("message").join(id)) {
+            let Ok(data) = std::fs::read(&path) else {
+                stats.malformed_lines += 1;
+                continue;
+            };
+            let created = serde_json::from_slice::<MessageTime>(&data)
+                .ok()
+                .and_then(|m| m.time.0?.created);
+            let mut parts = Vec::new();
+            for (part, path, _) in json_files(&self.root.join("part").join(&stem)) {
+                match std::fs::read(&path) {
+                    Ok(data) => parts.push(PartRow { id: part, data }),
+                    Err(_) => stats.malformed_lines += 1,
+                }
+            }
+            out.messages.push(MessageRow {
+                id: stem,
+                created,
+                data,
+                parts,
+            });
+        }
+        out
+    }
+}
+
+/// Reads one session file; `None` (counted) when it cannot be read, is not a JSON object, or
+/// names an id that cannot be a file name.
+fn parse_session(path: &Path, stem: &str, stats: &mut ParseStats) -> Option<Head> {
+    stats.lines += 1;
+    let data: SessionData = match std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        Some(d) => d,
+        None => {
+            stats.malformed_lines += 1;
+            return None;
+        }
+    };
+    let id = data.id.unwrap_or_else(|| stem.to_owned());
+    if id.contains(['/', '\\']) || id == "." || id == ".." {
+        stats.malformed_lines += 1;
+        return None;
+    }
+    let times = data.time.0.as_ref();
+    Some(Head {
+        id,
+        parent: data.parent_id,
+        created: times.and_then(|t| t.created),
+        updated: times.and_then(|t| t.updated),
+        archived: times.and_then(|t| t.archived),
+        title: data.title,
+        directory: data.directory,
+        project_id: data.project_id,
+        version: data.version,
+        slug: data.slug,
+        origin: Origin::Json(path.to_path_buf()),
+        own: String::new(),
+    })
+}
+
+/// Sub-directories of `dir`, sorted; none when it cannot be read.
+pub(super) fn dirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// `(stem, path, metadata)` of the `*.json` files in `dir`, sorted by name; none when it
+/// cannot be read.
+fn json_files(dir: &Path) -> Vec<(String, PathBuf, std::fs::Metadata)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, PathBuf, std::fs::Metadata)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let stem = name.to_str()?.strip_suffix(".json")?.to_owned();
+            let meta = e.metadata().ok().filter(std::fs::Metadata::is_file)?;
+            (!stem.is_empty()).then(|| (stem, e.path(), meta))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
