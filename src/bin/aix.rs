@@ -37,7 +37,7 @@ struct Roots {
     /// $OPENCODE_DATA_DIR or ~/.local/share/opencode, where it exists).
     #[arg(long = "opencode-dir", value_name = "DIR")]
     opencode_dirs: Vec<PathBuf>,
-    /// A Gemini CLI `tmp` directory holding <project>/chats/ (repeatable; default ~/.gemini/tmp,
+    /// A Gemini CLI `tmp` directory holding `<project>/chats/` (repeatable; default ~/.gemini/tmp,
     /// where it exists).
     #[arg(long = "gemini-dir", value_name = "DIR")]
     gemini_dirs: Vec<PathBuf>,

@@ -11,6 +11,7 @@ mod e2e_bench; // nex-bench worker scenarios at smoke size through the built bin
 mod e2e_conformance; // every sample through aix | nex import replay: counts = aix scan, lineage in the ledger
 mod e2e_crash; // kill -9 of aix mid-backfill, resume from the ledger's cursors = one clean import
 mod e2e_incremental; // R5 through aix worker (tail) | nex import replay: random cuts = one backfill
+mod e2e_sources; // all five providers at their default locations: scan, backfill, changes in place
 mod e2e_support; // built aix + nex piped together, fixture trees, canonical dump
 mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
 mod import_cli; // `nex import apply` through the built binary
