@@ -64,7 +64,15 @@ struct TrackedStore {
     /// When the first change not yet polled was announced.
     dirty: Option<Instant>,
     last_poll: Option<Instant>,
+    /// How long the last poll took: the next one waits at least [`POLL_COST_FACTOR`] times as
+    /// long, so a large database written continuously costs a bounded share of a core.
+    last_cost: std::time::Duration,
 }
+
+/// A store is polled at most once per this many times its last poll's duration (and never more
+/// often than `max_debounce`): a poll of 150 ms waits 600 ms, about 20 % of one core while the
+/// agent writes, and nothing while it is idle.
+const POLL_COST_FACTOR: u32 = 4;
 
 struct Tail<'a, 'e> {
     options: &'a WorkerOptions,
@@ -383,17 +391,23 @@ impl Tail<'_, '_> {
                 run: StoreRun::new(store, self.store_cursors),
                 dirty: Some(now),
                 last_poll: None,
+                last_cost: std::time::Duration::ZERO,
             });
         }
     }
 
-    /// When a dirty store is polled: at once when it was not polled within `max_debounce`,
-    /// else once that has passed (a database written continuously is read at most once per
-    /// period).
+    /// When a dirty store is polled: at once when it was not polled within its period, else
+    /// once that has passed (a database written continuously is read at most once per period).
+    /// The period is `max_debounce`, or [`POLL_COST_FACTOR`] times the last poll's duration
+    /// when that is longer.
     fn store_due(&self, s: &TrackedStore) -> Option<Instant> {
         let dirty = s.dirty?;
+        let period = self
+            .options
+            .max_debounce
+            .max(s.last_cost * POLL_COST_FACTOR);
         Some(match s.last_poll {
-            Some(last) => dirty.max(last + self.options.max_debounce),
+            Some(last) => dirty.max(last + period),
             None => dirty,
         })
     }
@@ -413,11 +427,15 @@ impl Tail<'_, '_> {
         for i in due {
             let store = &mut self.stores[i];
             store.dirty = None;
-            store.last_poll = Some(Instant::now());
-            store
+            let started = Instant::now();
+            store.last_poll = Some(started);
+            let polled = store
                 .run
                 .poll(false, self.emitter, &mut self.counters)
                 .map_err(|OutputFailed(e)| WorkerError::Output(e))?;
+            if polled {
+                store.last_cost = started.elapsed();
+            }
         }
         self.emitter.flush().map_err(WorkerError::Output)?;
         Ok(true)
