@@ -212,6 +212,7 @@ pub fn claude_file(path: &Path, session: Option<&str>) -> Option<SourceFile> {
     Some(SourceFile {
         provider: Provider::ClaudeCode,
         path: path.to_path_buf(),
+        workspace: None,
         role,
     })
 }
@@ -242,16 +243,79 @@ pub fn codex_file(path: &Path) -> Option<SourceFile> {
     (name.starts_with("rollout-") && name.ends_with(".jsonl")).then(|| SourceFile {
         provider: Provider::Codex,
         path: path.to_path_buf(),
+        workspace: None,
         role: FileRole::Main,
     })
 }
 
 fn gemini_root(root: &Path, out: &mut Vec<SourceFile>) {
+    let mut registry: Option<HashMap<String, String>> = None;
     for (project, t) in read_dir(root) {
-        if t.is_dir() {
-            gemini_chats(&project.join("chats"), out);
+        if !t.is_dir() {
+            continue;
+        }
+        let from = out.len();
+        gemini_chats(&project.join("chats"), out);
+        if out.len() == from {
+            continue;
+        }
+        let registry = registry.get_or_insert_with(|| gemini_registry(root));
+        let workspace = gemini_workspace(&project, registry);
+        for f in &mut out[from..] {
+            f.workspace.clone_from(&workspace);
         }
     }
+}
+
+/// Bytes read at most from one of the CLI's small registry files.
+const REGISTRY_MAX_BYTES: u64 = 1 << 20;
+
+fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    fs::File::open(path)
+        .ok()?
+        .take(REGISTRY_MAX_BYTES)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// The Gemini CLI's project registry, `<tmp>/../projects.json` (`{"projects": {"<path>":
+/// "<slug>"}}`), as slug -> path; empty when absent or unreadable.
+fn gemini_registry(tmp: &Path) -> HashMap<String, String> {
+    let Some(text) = tmp
+        .parent()
+        .and_then(|g| read_small(&g.join("projects.json")))
+    else {
+        return HashMap::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        tracing::debug!("gemini projects.json not readable as JSON");
+        return HashMap::new();
+    };
+    v.get("projects")
+        .and_then(serde_json::Value::as_object)
+        .map(|projects| {
+            projects
+                .iter()
+                .filter_map(|(path, slug)| Some((slug.as_str()?.to_owned(), path.clone())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The working directory of a Gemini project directory: its `.project_root` (written by the
+/// CLI beside `chats/`), else the registry's path for its name (a slug). Older CLIs named the
+/// directory by a hash of the path, which cannot be reversed: `None` then.
+fn gemini_workspace(project: &Path, registry: &HashMap<String, String>) -> Option<String> {
+    let own = read_small(&project.join(".project_root"))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty() && !t.contains('\n'));
+    own.or_else(|| {
+        let name = project.file_name()?.to_str()?;
+        registry.get(name).cloned()
+    })
 }
 
 fn gemini_chats(chats: &Path, out: &mut Vec<SourceFile>) {
@@ -300,6 +364,7 @@ pub fn gemini_file(path: &Path) -> Option<SourceFile> {
     let file = |role| SourceFile {
         provider: Provider::GeminiCli,
         path: path.to_path_buf(),
+        workspace: None,
         role,
     };
     if dir_name == "chats" {

@@ -18,8 +18,10 @@
 //!   earliest message time; `updatedAtMs` = the later of `lastUpdated` and the latest message
 //!   time; `model` = that of the latest message naming one (by first appearance: rewriting an
 //!   older message does not move it back); `provider` = `google`; `project` = the
-//!   `<project>` directory (a project hash or slug; the workspace path is not read, it lives
-//!   in files outside the session); `metadata` = `{projectHash, kind, summary, directories}`
+//!   `<project>` directory (a project hash or slug); `workspacePath` = the project's working
+//!   directory from the CLI's registry when discovery found one (`SourceFile::workspace`:
+//!   `<project>/.project_root`, else `projects.json`), folded into the item's fingerprint;
+//!   `metadata` = `{projectHash, kind, summary, directories}`
 //!   where present.
 //! - **Upserts**: a message record whose `id` was seen before replaces that message (tool
 //!   results and tokens arrive this way), so every row carries the last version and tokens
@@ -102,6 +104,8 @@ struct Layout {
     subagent: bool,
     parent: Option<String>,
     project: Option<String>,
+    /// The project's working directory from the CLI's registry (`SourceFile::workspace`).
+    workspace: Option<String>,
 }
 
 impl Layout {
@@ -124,6 +128,7 @@ impl Layout {
             subagent,
             parent,
             project,
+            workspace: file.workspace.clone(),
         }
     }
 }
@@ -181,6 +186,20 @@ impl GeminiParser {
         }
     }
 
+    /// The chain over the file's lines, with the workspace the registry gave folded in: the
+    /// item changes when either does (a registry entry written after the session's lines
+    /// still reaches the ledger).
+    fn item_fingerprint(&self) -> String {
+        match &self.layout.workspace {
+            None => self.chain.hex(),
+            Some(w) => super::store::fingerprint_parts([
+                self.chain.hex().as_bytes(),
+                b"workspace".as_slice(),
+                w.as_bytes(),
+            ]),
+        }
+    }
+
     fn session_info(&self) -> SessionInfo {
         let m = &self.conv.meta;
         let created = self.conv.created();
@@ -207,6 +226,7 @@ impl GeminiParser {
             model: self.conv.model().cloned(),
             provider: Some(MODEL_PROVIDER.to_owned()),
             project: self.layout.project.clone(),
+            workspace_path: self.layout.workspace.clone(),
             is_subagent: self.layout.subagent || m.kind.as_deref() == Some("subagent"),
             parent_source_session_id: self.layout.parent.clone(),
             metadata: (!meta.is_empty()).then_some(Value::Object(meta)),
@@ -262,7 +282,7 @@ impl SessionParser for GeminiParser {
         vec![ImportSessionItem {
             source_provider: Provider::GeminiCli.as_str().to_owned(),
             source_session_id: session_id,
-            source_session_fingerprint: self.chain.hex(),
+            source_session_fingerprint: self.item_fingerprint(),
             imported_at_ms: 0,
             session: self.session_info(),
             turns,

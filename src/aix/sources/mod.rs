@@ -143,6 +143,9 @@ pub struct SourceFile {
     pub provider: Provider,
     pub path: PathBuf,
     pub role: FileRole,
+    /// The session's working directory when the layout around the file tells it and the file
+    /// does not (Gemini CLI: the project registry of `<tmp>/<project>/`); discovery fills it.
+    pub workspace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,7 @@ pub(super) fn gemini_source(path: PathBuf) -> SourceFile {
     SourceFile {
         provider: Provider::GeminiCli,
         path,
+        workspace: None,
         role: FileRole::Main,
     }
 }
@@ -357,6 +358,69 @@ fn gemini_tmp_tree_is_discovered_and_ordered() {
     assert!(gemini_file(&chats.join("other.jsonl")).is_none());
     assert!(gemini_file(&tmp.join("p1/logs.json")).is_none());
     assert!(gemini_file(&chats.join(format!("{GA}/x.json"))).is_none());
+}
+
+/// A project's working directory comes from its `.project_root`, else from the registry
+/// `projects.json` by slug; a hashed directory has none. It reaches the item and its
+/// fingerprint.
+#[test]
+fn gemini_workspace_comes_from_the_project_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("gemini/tmp");
+    let log = |project: &str| {
+        tmp.join(project)
+            .join("chats/session-2026-04-01T10-00-aaaa0001.jsonl")
+    };
+    let line = |text: &str| format!("{text}\n");
+    let session = [
+        line(r#"{"sessionId":"g-ws","startTime":"2026-04-01T10:00:00Z"}"#),
+        line(r#"{"id":"u1","timestamp":"2026-04-01T10:00:00Z","type":"user","content":"hi"}"#),
+    ]
+    .concat();
+    for project in ["rooted", "my-app", "0f3a9c"] {
+        write_aged(&log(project), &session, 10);
+    }
+    std::fs::write(tmp.join("rooted/.project_root"), "/work/rooted\n").unwrap();
+    std::fs::write(
+        dir.path().join("gemini/projects.json"),
+        r#"{"projects": {"/work/my-app": "my-app", "/work/rooted": "not-this"}}"#,
+    )
+    .unwrap();
+    let options = WorkerOptions {
+        gemini_dirs: vec![tmp.clone()],
+        ..Default::default()
+    };
+    let mut found: Vec<(PathBuf, Option<String>)> = discover(&options)
+        .into_iter()
+        .map(|d| (d.source.path, d.source.workspace))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            (log("0f3a9c"), None),
+            (log("my-app"), o("/work/my-app")),
+            (log("rooted"), o("/work/rooted")),
+        ]
+    );
+    let item = |workspace: Option<&str>| {
+        let mut file = gemini_source(log("my-app"));
+        file.workspace = workspace.map(str::to_owned);
+        let mut p = parser_for(&file);
+        p.push_lines(session.as_bytes(), 0, true);
+        p.take_items().remove(0)
+    };
+    let (with, without) = (item(Some("/work/my-app")), item(None));
+    assert_eq!(with.session.workspace_path.as_deref(), Some("/work/my-app"));
+    assert_eq!(without.session.workspace_path, None);
+    assert_ne!(
+        with.source_session_fingerprint,
+        without.source_session_fingerprint
+    );
+    assert_eq!(
+        item(Some("/work/my-app")).source_session_fingerprint,
+        with.source_session_fingerprint
+    );
 }
 
 /// Every real sample under `NEX_SAMPLES_DIR/gemini` (legacy documents) read whole through

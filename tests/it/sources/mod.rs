@@ -50,6 +50,7 @@ fn source(provider: Provider, rel: &str, role: FileRole) -> SourceFile {
     SourceFile {
         provider,
         path: fixture(rel),
+        workspace: None,
         role,
     }
 }

@@ -21,6 +21,7 @@ fn real_claude_samples_parse_with_lineage() {
     let main = SourceFile {
         provider: Provider::ClaudeCode,
         path: spotter.join(format!("{main_sid}.head-L1-101.jsonl")),
+        workspace: None,
         role: FileRole::Main,
     };
     let (items, p) = parse_all(&main);
@@ -55,6 +56,7 @@ fn real_claude_samples_parse_with_lineage() {
     let child = SourceFile {
         provider: Provider::ClaudeCode,
         path: spotter.join(format!("{main_sid}/subagents/agent-aac57f5.jsonl")),
+        workspace: None,
         role: FileRole::Subagent {
             agent_id: s("aac57f5"),
             parent_session_id: o(main_sid),
@@ -97,6 +99,7 @@ fn real_claude_samples_parse_with_lineage() {
     let child = SourceFile {
         provider: Provider::ClaudeCode,
         path: syn.join(format!("{sid}/subagents/agent-showcol1.jsonl")),
+        workspace: None,
         role: FileRole::Subagent {
             agent_id: s("showcol1"),
             parent_session_id: o(sid),
@@ -119,6 +122,7 @@ fn real_claude_samples_parse_with_lineage() {
     let (parent_items, parent) = parse_all(&SourceFile {
         provider: Provider::ClaudeCode,
         path: syn.join(format!("{sid}.jsonl")),
+        workspace: None,
         role: FileRole::Main,
     });
     let spawn = parent_items[0]
@@ -174,6 +178,7 @@ fn real_samples_incremental_equals_full() {
                 files.push(SourceFile {
                     provider,
                     path,
+                    workspace: None,
                     role,
                 });
             }
