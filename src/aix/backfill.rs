@@ -263,7 +263,7 @@ pub fn run_backfill(
             break;
         }
         let mut run = StoreRun::new(store, store_cursors);
-        run.poll(options.full, emitter, &mut counters)
+        run.poll(options.full, false, emitter, &mut counters)
             .map_err(|OutputFailed(e)| e)?;
         emitter.sink().progress(&counters.progress(true))?;
     }

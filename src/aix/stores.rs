@@ -91,14 +91,18 @@ impl StoreRun {
             .any(|w| path == w || path.starts_with(w))
     }
 
-    /// Polls the store when its stamp moved since the last poll (always on the first, or with
-    /// `full`), emitting each changed session with its cursor. Returns whether it polled.
+    /// Polls the store when its stamp moved since the last poll (always on the first, with
+    /// `full`, or with `force`: a change notification named one of its paths, which a stamp may
+    /// not see, e.g. a file rewritten deep in a JSON tree), emitting each changed session with
+    /// its cursor. Sessions whose change token did not move are not read either way. Returns
+    /// whether it polled.
     ///
     /// Errors: only a failed frame output; a store that cannot be read is logged and counted in
     /// `counters.failed_files` (its stamp is forgotten, so the next chance polls again).
     pub fn poll(
         &mut self,
         full: bool,
+        force: bool,
         emitter: &mut Emitter<'_>,
         counters: &mut RunCounters,
     ) -> Result<bool, OutputFailed> {
@@ -110,7 +114,7 @@ impl StoreRun {
                 return Ok(false);
             }
         };
-        if !full && self.stamp.as_deref() == Some(stamp.as_str()) {
+        if !full && !force && self.stamp.as_deref() == Some(stamp.as_str()) {
             return Ok(false);
         }
         let provider = self.store.provider();

@@ -63,6 +63,8 @@ struct TrackedStore {
     run: StoreRun,
     /// When the first change not yet polled was announced.
     dirty: Option<Instant>,
+    /// A notification (not a reconcile) announced it: poll even if the stamp did not move.
+    notified: bool,
     last_poll: Option<Instant>,
     /// How long the last poll took: the next one waits at least [`POLL_COST_FACTOR`] times as
     /// long, so a large database written continuously costs a bounded share of a core.
@@ -269,6 +271,7 @@ impl Tail<'_, '_> {
         for path in ev.paths {
             if let Some(store) = self.stores.iter_mut().find(|s| s.run.watches(&path)) {
                 store.dirty.get_or_insert(now);
+                store.notified = true;
                 continue;
             }
             if removed && self.watched.remove(&path) {
@@ -390,6 +393,7 @@ impl Tail<'_, '_> {
             self.stores.push(TrackedStore {
                 run: StoreRun::new(store, self.store_cursors),
                 dirty: Some(now),
+                notified: false,
                 last_poll: None,
                 last_cost: std::time::Duration::ZERO,
             });
@@ -427,11 +431,12 @@ impl Tail<'_, '_> {
         for i in due {
             let store = &mut self.stores[i];
             store.dirty = None;
+            let force = std::mem::take(&mut store.notified);
             let started = Instant::now();
             store.last_poll = Some(started);
             let polled = store
                 .run
-                .poll(false, self.emitter, &mut self.counters)
+                .poll(false, force, self.emitter, &mut self.counters)
                 .map_err(|OutputFailed(e)| WorkerError::Output(e))?;
             if polled {
                 store.last_cost = started.elapsed();

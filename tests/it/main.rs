@@ -37,5 +37,5 @@ mod worker_fake; // aix test support: a line-per-turn fake parser and frame capt
 mod worker_run; // aix run loop: handshake, health, stop, EOF; the built binary
 mod worker_samples; // aix on the real samples (NEX_SAMPLES_DIR): tail in random cuts = backfill
 mod worker_scan; // aix scan: per-provider summary and JSON items
-mod worker_stores; // aix polled stores (Cursor): store cursors, resume, live-database tail, read-only
+mod worker_stores; // aix polled stores: store cursors, resume, live-database tail, notified polls, read-only
 mod worker_tail; // aix tail: appends, partial lines, rewrites, rotation, new files

@@ -255,3 +255,82 @@ fn tail_polls_a_live_database_and_emits_only_changed_sessions() {
         .count();
     assert_eq!(c2, 1);
 }
+
+/// Writes `value` as OpenCode < 1.2 did, pretty-printed at `storage/<rel>`.
+fn legacy_json(storage: &Path, rel: &str, value: serde_json::Value) {
+    let path = storage.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+}
+
+/// A part file added to an existing part directory of the legacy tree changes no directory the
+/// store's stamp covers: the notification alone makes the tail poll, and the session's token
+/// (which covers its part directories) makes it read.
+#[test]
+fn tail_polls_a_store_on_a_notification_its_stamp_does_not_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("opencode/storage");
+    legacy_json(
+        &storage,
+        "session/prj1/ses_l.json",
+        json!({"id": "ses_l", "projectID": "prj1", "directory": "/work/l", "title": "legacy",
+               "version": "1.1.10", "time": {"created": T0, "updated": T0 + 2000}}),
+    );
+    let message = |id: &str, role: &str, at: i64| {
+        legacy_json(
+            &storage,
+            &format!("message/ses_l/{id}.json"),
+            json!({"id": id, "sessionID": "ses_l", "role": role,
+                   "time": {"created": at, "completed": at + 500}}),
+        );
+    };
+    let part = |msg: &str, id: &str, text: &str| {
+        legacy_json(
+            &storage,
+            &format!("part/{msg}/{id}.json"),
+            json!({"id": id, "sessionID": "ses_l", "messageID": msg, "type": "text",
+                   "text": text}),
+        );
+    };
+    message("msg_1", "user", T0);
+    part("msg_1", "prt_1", "hello");
+    message("msg_2", "assistant", T0 + 1000);
+    part("msg_2", "prt_2a", "first half");
+    let options = WorkerOptions {
+        opencode_dirs: vec![dir.path().join("opencode")],
+        ..Default::default()
+    };
+    let (factory, _) = fake_factory();
+    let cap = Capture::default();
+    let stop = Arc::new(StopSignal::default());
+    let handle = {
+        let (c, s) = (cap.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let sink = FrameSink::new(Box::new(c), "tail".into());
+            let spec = RunSpec {
+                mode: RunMode::Tail,
+                persona_id: None,
+                cursors: Default::default(),
+                store_cursors: HashMap::new(),
+                options,
+            };
+            run_mode(&spec, &factory, &sink, &s, &WorkerStatus::default())
+        })
+    };
+    let text_of = |items: &[ImportSessionItem]| -> Vec<String> {
+        items
+            .iter()
+            .filter(|i| i.source_session_id == "ses_l")
+            .flat_map(|i| i.messages.iter().filter_map(|m| m.content.clone()))
+            .collect()
+    };
+    cap.wait_for("the legacy session", |f| {
+        text_of(&batch_items(f)).contains(&"first half".to_owned())
+    });
+    part("msg_2", "prt_2b", "and the rest");
+    cap.wait_for("the new part", |f| {
+        text_of(&batch_items(f)).contains(&"first half\nand the rest".to_owned())
+    });
+    stop.stop();
+    handle.join().unwrap().unwrap();
+}
