@@ -1,8 +1,9 @@
-//! Polled stores in a run (Cursor here; the parsers' own tests assert exact items): a backfill
-//! emits every session with its own store cursor, a run started on those cursors reads nothing,
-//! the tail picks up rows written while the agent runs (WAL open, like a live Cursor), and the
-//! database and its WAL are byte-identical afterwards. Waits are event-driven with generous
-//! timeouts; nothing asserts timing.
+//! Polled stores in a run (the parsers' own tests assert exact items): a backfill emits every
+//! Cursor session with its own store cursor, a run started on those cursors reads nothing, the
+//! tail picks up rows written while the agent runs (WAL open, like a live Cursor) and an
+//! OpenCode legacy part file that no stamp sees, and the database and its WAL are
+//! byte-identical afterwards. Waits are event-driven with generous timeouts; nothing asserts
+//! timing.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
