@@ -1,5 +1,5 @@
-//! Every real sample (`NEX_SAMPLES_DIR/claude-code/*`, `NEX_SAMPLES_DIR/codex/*`; skipped when
-//! unset or empty) through `aix emit --mode backfill | nex import replay -` (the built binaries):
+//! Every real sample (`NEX_SAMPLES_DIR/claude-code/*`, `NEX_SAMPLES_DIR/codex/*`,
+//! `NEX_SAMPLES_DIR/gemini/*`; skipped when unset or empty) through `aix emit --mode backfill | nex import replay -` (the built binaries):
 //! 0 failed, 0 rejected; the ledger holds exactly the sessions, messages and tool calls that
 //! `aix scan --json` reports; every subagent's lineage (parent label, spawning tool call row
 //! and its `spawned_session_label`) is in the ledger.
@@ -24,7 +24,9 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// The samples laid out as the worker's roots: each `claude-code/<name>` a project, each
-/// `codex/<name>/sessions` (or `codex/<name>`) merged under the Codex root.
+/// `codex/<name>/sessions` (or `codex/<name>`) merged under the Codex root, each
+/// `gemini/<name>/<file>.json` a legacy session of project `<name>` (renamed to the CLI's
+/// `session-<time>-<id8>.json`).
 fn sample_tree(samples: &Path) -> Tree {
     let tree = Tree::new();
     copy_tree(&samples.join("claude-code"), &tree.claude());
@@ -37,6 +39,17 @@ fn sample_tree(samples: &Path) -> Tree {
                 &tree.codex(),
             );
         }
+    }
+    let mut gemini = Vec::new();
+    files_under(&samples.join("gemini"), &mut gemini);
+    for (i, f) in gemini.iter().enumerate() {
+        let Some(project) = f.parent().and_then(Path::file_name) else {
+            continue;
+        };
+        let chats = tree.gemini().join(project).join("chats");
+        std::fs::create_dir_all(&chats).unwrap();
+        let name = format!("session-2024-01-01T10-00-{i:08x}.json");
+        std::fs::copy(f, chats.join(name)).unwrap();
     }
     tree
 }
@@ -125,6 +138,21 @@ fn every_sample_imports_with_its_lineage() {
     assert_clean(&run);
     let expected = scan(&tree);
     assert!(!expected.sessions.is_empty(), "no sample session found");
+    // Every provider with samples is in the comparison.
+    for (dir, provider) in [
+        ("claude-code", "claude-code"),
+        ("codex", "codex"),
+        ("gemini", "gemini-cli"),
+    ] {
+        let mut files = Vec::new();
+        files_under(&samples.join(dir), &mut files);
+        if !files.is_empty() {
+            assert!(
+                expected.sessions.iter().any(|(p, _)| p == provider),
+                "no {provider} session among the samples"
+            );
+        }
+    }
     let conn = open(&ledger);
 
     // Counts: exactly what the worker's parsers report, nothing lost, nothing duplicated.

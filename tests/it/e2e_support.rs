@@ -18,7 +18,7 @@ pub fn bins() -> Binaries {
 }
 
 /// A work tree: `claude/` (a Claude Code projects root), `codex/sessions/` (a Codex root),
-/// `empty/`.
+/// `gemini/tmp/` (a Gemini CLI root), `empty/`.
 pub struct Tree {
     pub dir: tempfile::TempDir,
 }
@@ -26,7 +26,7 @@ pub struct Tree {
 impl Tree {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        for d in ["claude", "codex/sessions", "empty"] {
+        for d in ["claude", "codex/sessions", "gemini/tmp", "empty"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
         Self { dir }
@@ -44,12 +44,19 @@ impl Tree {
         self.path().join("codex/sessions")
     }
 
+    pub fn gemini(&self) -> PathBuf {
+        self.path().join("gemini/tmp")
+    }
+
     pub fn roots(&self) -> Vec<String> {
-        root_args(
+        let mut args = root_args(
             &[self.claude()],
             &[self.codex()],
             &self.path().join("empty"),
-        )
+        );
+        args.push("--gemini-dir".into());
+        args.push(self.gemini().display().to_string());
+        args
     }
 
     pub fn ledger(&self, name: &str) -> PathBuf {
