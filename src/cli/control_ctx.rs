@@ -55,6 +55,18 @@ pub struct ControlArgs {
     /// Codex home for the worker (default: $CODEX_HOME, else config).
     #[arg(long, value_name = "DIR")]
     pub codex_home: Option<String>,
+    /// Cursor `state.vscdb` for the worker (default: config `cursor_db`, else the worker's
+    /// platform default).
+    #[arg(long, value_name = "PATH")]
+    pub cursor_db: Option<String>,
+    /// OpenCode data directory for the worker (default: config `opencode_dir`, else the
+    /// worker's default).
+    #[arg(long, value_name = "DIR")]
+    pub opencode_dir: Option<String>,
+    /// Gemini CLI `tmp` directory for the worker (default: config `gemini_dir`, else the
+    /// worker's default).
+    #[arg(long, value_name = "DIR")]
+    pub gemini_dir: Option<String>,
 }
 
 impl ControlArgs {
@@ -69,6 +81,9 @@ impl ControlArgs {
             worker_cmd: self.worker_cmd.clone(),
             claude_config_dir: self.claude_config_dir.clone(),
             codex_home: self.codex_home.clone(),
+            cursor_db: self.cursor_db.clone(),
+            opencode_dir: self.opencode_dir.clone(),
+            gemini_dir: self.gemini_dir.clone(),
             no_import,
         };
         ControlSettings::load(self.paths()?, &overrides)
@@ -98,10 +113,13 @@ impl Session {
                 || args.worker_cmd.is_some()
                 || args.claude_config_dir.is_some()
                 || args.codex_home.is_some()
+                || args.cursor_db.is_some()
+                || args.opencode_dir.is_some()
+                || args.gemini_dir.is_some()
             {
                 errln!(
                     "nex: a daemon is running: it uses its own persona, worker and source settings; \
-                     --persona/--worker-cmd/--claude-config-dir/--codex-home are ignored"
+                     --persona/--worker-cmd and the source flags are ignored"
                 );
             }
             return Ok(Session {

@@ -111,12 +111,19 @@ impl Default for Timings {
     }
 }
 
-/// Where the worker finds the agents' files; passed to it in `run.start.options.roots` and as
-/// environment, so a worker may use either.
+/// Where the worker finds the agents' data. Claude Code and Codex travel as the worker's
+/// environment (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`); the others in `run.start.options`
+/// (`cursorDbs`, `opencodeDirs`, `geminiDirs`). Unset: the worker's own defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceRoots {
     pub claude_config_dir: Option<String>,
     pub codex_home: Option<String>,
+    /// Cursor's `state.vscdb` (e.g. a Windows Cursor's, seen from WSL under `/mnt/c`).
+    pub cursor_db: Option<String>,
+    /// OpenCode's data directory.
+    pub opencode_dir: Option<String>,
+    /// Gemini CLI's `tmp` directory.
+    pub gemini_dir: Option<String>,
 }
 
 /// Resolved settings of a control plane.
@@ -201,6 +208,9 @@ impl ControlSettings {
                 .clone()
                 .or_else(|| env_string("CODEX_HOME"))
                 .or(imp.codex_home.clone()),
+            cursor_db: overrides.cursor_db.clone().or(imp.cursor_db.clone()),
+            opencode_dir: overrides.opencode_dir.clone().or(imp.opencode_dir.clone()),
+            gemini_dir: overrides.gemini_dir.clone().or(imp.gemini_dir.clone()),
         };
         let t = &mut s.timings;
         let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
@@ -232,6 +242,9 @@ pub struct Overrides {
     pub worker_cmd: Option<String>,
     pub claude_config_dir: Option<String>,
     pub codex_home: Option<String>,
+    pub cursor_db: Option<String>,
+    pub opencode_dir: Option<String>,
+    pub gemini_dir: Option<String>,
     /// `nex daemon --no-import`.
     pub no_import: bool,
 }
@@ -248,6 +261,9 @@ pub struct Overrides {
 /// worker_cmd = ["aix", "worker", "--stdio"]   # or one string, split on whitespace
 /// claude_config_dir = "/home/u/.claude"
 /// codex_home = "/home/u/.codex"
+/// cursor_db = "/mnt/c/Users/u/AppData/Roaming/Cursor/User/globalStorage/state.vscdb"
+/// opencode_dir = "/home/u/.local/share/opencode"
+/// gemini_dir = "/home/u/.gemini/tmp"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -266,6 +282,9 @@ pub struct ImportSection {
     pub worker_cmd: Option<WorkerCmdSpec>,
     pub claude_config_dir: Option<String>,
     pub codex_home: Option<String>,
+    pub cursor_db: Option<String>,
+    pub opencode_dir: Option<String>,
+    pub gemini_dir: Option<String>,
     pub probe_healthy_ms: Option<u64>,
     pub probe_degraded_ms: Option<u64>,
     pub probe_disconnected_ms: Option<u64>,

@@ -304,3 +304,68 @@ fn agent_data(home: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         })
         .collect()
 }
+
+/// Sources outside their default locations (a Windows Cursor seen from WSL, a moved Gemini
+/// dir): set by `config.toml` and by a `nex` flag, they reach the worker and are imported; the
+/// machine's HOME holds nothing.
+#[test]
+fn source_locations_from_config_and_flags_reach_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_home = dir.path().join("home");
+    std::fs::create_dir_all(&empty_home).unwrap();
+    let cursor = LiveCursorDb::at(
+        &dir.path()
+            .join("mnt/c/Users/u/AppData/Roaming/Cursor/User/globalStorage/state.vscdb"),
+    );
+    cursor.composer("win-1", T0, &[("b1", 1, "from windows"), ("b2", 2, "ok")]);
+    let gemini_tmp = dir.path().join("moved-gemini/tmp");
+    let log = gemini_tmp.join("proj/chats/session-2026-01-01T10-00-aaaa0001.jsonl");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(
+        &log,
+        jsonl(&[
+            json!({"sessionId": "g-moved", "startTime": "2026-01-01T10:00:00Z"}),
+            json!({"id": "u1", "timestamp": "2026-01-01T10:00:00Z", "type": "user",
+                   "content": "hello"}),
+        ]),
+    )
+    .unwrap();
+    let nex_home = dir.path().join("nex");
+    std::fs::create_dir_all(&nex_home).unwrap();
+    std::fs::write(
+        nex_home.join("config.toml"),
+        format!(
+            "[import]\ncursor_db = {:?}\n",
+            cursor.path.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nex"))
+        .args(["import", "backfill", "--wait", "--json", "--gemini-dir"])
+        .arg(&gemini_tmp)
+        .env("HOME", &empty_home)
+        .env("NEX_HOME", &nex_home)
+        .env(
+            "NEX_WORKER_CMD",
+            format!("{} worker --stdio", env!("CARGO_BIN_EXE_aix")),
+        )
+        .env("RUST_LOG", "warn")
+        .env_remove("NEX_LEDGER")
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .env_remove("CODEX_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("OPENCODE_DATA_DIR")
+        .env_remove("GEMINI_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        providers(&nex_home.join("agents.db")),
+        vec![("cursor".to_owned(), 1), ("gemini-cli".to_owned(), 1)]
+    );
+}

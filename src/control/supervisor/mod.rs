@@ -385,12 +385,23 @@ impl Supervisor {
         }
     }
 
-    /// `run.start.options`: `full` for a backfill. Source roots travel as the worker's
-    /// environment (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`), which `aix` reads.
+    /// `run.start.options`: `full` for a backfill; the configured Cursor, OpenCode and Gemini
+    /// locations (`cursorDbs`, `opencodeDirs`, `geminiDirs`). Claude Code and Codex roots travel
+    /// as the worker's environment (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`), which `aix` reads.
     fn options(&self, mode: RunMode, full: bool) -> serde_json::Value {
         let mut o = serde_json::Map::new();
         if mode == RunMode::Backfill {
             o.insert("full".into(), full.into());
+        }
+        let sources = &self.deps.settings.sources;
+        for (key, value) in [
+            ("cursorDbs", &sources.cursor_db),
+            ("opencodeDirs", &sources.opencode_dir),
+            ("geminiDirs", &sources.gemini_dir),
+        ] {
+            if let Some(v) = value {
+                o.insert(key.into(), serde_json::json!([v]));
+            }
         }
         serde_json::Value::Object(o)
     }
