@@ -158,7 +158,7 @@ pub fn default_opencode_dirs() -> Vec<PathBuf> {
     ))
 }
 
-/// `$GEMINI_DIR/tmp` (the CLI's own override of `~/.gemini`), else `~/.gemini/tmp`, where it
+/// `$GEMINI_DIR/tmp` (our override of `~/.gemini`, for a moved Gemini home), else `~/.gemini/tmp`, where it
 /// exists.
 pub fn default_gemini_dirs() -> Vec<PathBuf> {
     existing(gemini_dirs_from(std::env::var_os("GEMINI_DIR"), home()))
