@@ -158,8 +158,8 @@ pub fn default_opencode_dirs() -> Vec<PathBuf> {
     ))
 }
 
-/// `$GEMINI_DIR/tmp` (our override of `~/.gemini`, for a moved Gemini home), else `~/.gemini/tmp`, where it
-/// exists.
+/// `$GEMINI_DIR/tmp` (our override of `~/.gemini`, for a moved Gemini home), else
+/// `~/.gemini/tmp`, where it exists.
 pub fn default_gemini_dirs() -> Vec<PathBuf> {
     existing(gemini_dirs_from(std::env::var_os("GEMINI_DIR"), home()))
 }
