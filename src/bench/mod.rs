@@ -16,6 +16,11 @@
 //! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
 //! - `fuzz`: the bad-input harness (R3): valid and bad frames, every outcome checked.
 //! - `worker_cli`: the command line of those scenarios, flattened into `nex-bench`.
+//! - `proctree`: CPU time, resident sets and peaks of a process tree, from `/proc`.
+//! - `home`: `nex` in a throwaway `NEX_HOME` whose only source is a corpus; `nex daemon` there.
+//! - `idle`: the `idle` scenario (P7): CPU of `nex daemon` + its tail worker over a quiet window.
+//! - `peer`: the `peer` scenario (P2): claude-code-to-sqlite (installed into a venv) vs NEX.
+//! - `peer_idle_cli`: the command line of those two, flattened into `nex-bench`.
 
 pub mod backfill;
 pub mod big;
@@ -23,7 +28,12 @@ pub mod codex_files;
 pub mod corpus;
 pub mod files;
 pub mod fuzz;
+pub mod home;
+pub mod idle;
+pub mod peer;
+pub mod peer_idle_cli;
 pub mod procs;
+pub mod proctree;
 pub mod raw;
 pub mod replay;
 pub mod rng;

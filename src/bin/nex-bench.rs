@@ -5,6 +5,8 @@
 //! nex-bench corpus [--seed N] [--sessions N] [--out FILE]   # write a worker frame stream
 //! nex-bench fuzz [--frames N] [--seed S] [--json]           # bad-input harness (R3)
 //! nex-bench replay [--seed N] [--sessions N] [--runs N] [--dir PATH] [--json]
+//! nex-bench idle [--files N] [--seconds S] [--corpus DIR] [--json]   # P7
+//! nex-bench peer [--sessions N] [--corpus DIR] [--runs N] [--json]   # P2 (exit 3: no peer)
 //! ```
 
 use std::io::{self, Write};
@@ -89,6 +91,8 @@ enum Command {
     },
     #[command(flatten)]
     Worker(nex::bench::worker_cli::WorkerScenario),
+    #[command(flatten)]
+    PeerIdle(nex::bench::peer_idle_cli::PeerIdleScenario),
 }
 
 fn main() -> ExitCode {
@@ -103,12 +107,21 @@ fn main() -> ExitCode {
         } => replay_cmd(&corpus, runs, dir, json),
         Command::Fuzz { frames, seed, json } => fuzz_cmd(frames, seed, json),
         Command::Worker(s) => nex::bench::worker_cli::run(s),
+        Command::PeerIdle(s) => nex::bench::peer_idle_cli::run(s),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nex-bench: {e}");
-            ExitCode::FAILURE
+            // A missing peer is not a failed measurement: scripts can tell them apart.
+            if matches!(
+                e.downcast_ref::<nex::bench::peer::PeerError>(),
+                Some(nex::bench::peer::PeerError::Unavailable { .. })
+            ) {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

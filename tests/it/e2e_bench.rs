@@ -1,6 +1,8 @@
 //! `nex-bench` worker scenarios, smoke size, through the built binary: the file corpus is
 //! deterministic and parses completely, `backfill` imports every session and `rebackfill`
-//! re-imports none, `tail-latency` sees every append committed. No timing is asserted.
+//! re-imports none, `tail-latency` sees every append committed, `idle` measures `nex daemon` and
+//! its tail worker (nothing re-imported, no restart) and leaves neither running. No timing is
+//! asserted. (`peer` needs the network to install its peer: not tested here.)
 
 use std::path::Path;
 use std::process::Command;
@@ -95,4 +97,42 @@ fn tail_latency_smoke() {
     ]);
     assert_eq!(r["committed"], 12, "{r}");
     assert_eq!(r["timedOut"], 0, "{r}");
+}
+
+#[test]
+fn idle_smoke_measures_the_daemon_and_its_worker_and_stops_them() {
+    let r = bench(&[
+        "idle",
+        "--files",
+        "20",
+        "--seconds",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(r["files"], 20, "{r}");
+    assert_eq!(r["backfillImported"], 20, "{r}");
+    // The tail ran with every cursor committed: nothing re-imported, no restart.
+    assert_eq!(r["tailState"], "running", "{r}");
+    assert_eq!(r["tailRestarts"], 0, "{r}");
+    assert_eq!(r["tailImported"], 0, "{r}");
+    assert!(r["workerPidBefore"].is_u64(), "{r}");
+    assert_eq!(r["workerPidBefore"], r["workerPidAfter"], "{r}");
+    assert!(r["cpuSecs"].as_f64().is_some_and(|c| c >= 0.0), "{r}");
+    assert!(r["windowSecs"].as_f64().unwrap() >= 2.0, "{r}");
+    let procs = r["processes"].as_array().unwrap();
+    let comms: Vec<&str> = procs.iter().map(|p| p["comm"].as_str().unwrap()).collect();
+    assert_eq!(comms, ["nex", "aix"], "the daemon and its tail worker: {r}");
+    assert_eq!(procs[1]["pid"], r["workerPidAfter"], "{r}");
+    assert!(procs.iter().all(|p| p["rssMib"].as_f64().unwrap() > 0.0));
+    // Both were stopped when the scenario ended.
+    assert_eq!(r["daemonStoppedCleanly"], true, "{r}");
+    for p in procs {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", p["pid"])).unwrap_or_default();
+        assert!(
+            !stat.contains("(nex)") && !stat.contains("(aix)"),
+            "still running: {stat}"
+        );
+    }
 }
