@@ -232,7 +232,9 @@ fn kill9_of_the_real_job_worker_resumes_from_committed_cursors_to_one_clean_impo
     // the buffered frames commit with their cursors.
     signal(pid, "-STOP");
     lock.release();
-    home.status_until(WAIT, |s| {
+    // The writer resumes after its busy backoff; a loaded machine (the whole suite on two
+    // cores) may take a while to drain the backed-up pipeline.
+    home.status_until(4 * WAIT, |s| {
         s["daemon"]["jobs"][0]["run"]["counters"]["requests"]
             .as_u64()
             .is_some_and(|n| n >= 1)
