@@ -63,8 +63,11 @@ struct TrackedStore {
     run: StoreRun,
     /// When the first change not yet polled was announced.
     dirty: Option<Instant>,
-    /// A notification (not a reconcile) announced it: poll even if the stamp did not move.
+    /// A notification (not a reconcile) announced it: poll even if the stamp did not move, and
+    /// poll once more after [`SETTLE`] (see there).
     notified: bool,
+    /// The follow-up poll of a notified poll, when due.
+    settle_at: Option<Instant>,
     last_poll: Option<Instant>,
     /// How long the last poll took: the next one waits at least [`POLL_COST_FACTOR`] times as
     /// long, so a large database written continuously costs a bounded share of a core.
@@ -75,6 +78,13 @@ struct TrackedStore {
 /// often than `max_debounce`): a poll of 150 ms waits 600 ms, about 20 % of one core while the
 /// agent writes, and nothing while it is idle.
 const POLL_COST_FACTOR: u32 = 4;
+
+/// A poll that a notification triggered is followed by one more poll this long after it (or a
+/// period, when longer). The notification comes when the agent writes its WAL frames, but the
+/// commit becomes visible to readers only once SQLite publishes it in the `-shm` index (after
+/// an fsync under `synchronous=FULL`), which nothing notifies: a poll in between sees the old
+/// rows, and without a follow-up the agent's last write would wait for the next change.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Tail<'a, 'e> {
     options: &'a WorkerOptions,
@@ -394,6 +404,7 @@ impl Tail<'_, '_> {
                 run: StoreRun::new(store, self.store_cursors),
                 dirty: Some(now),
                 notified: false,
+                settle_at: None,
                 last_poll: None,
                 last_cost: std::time::Duration::ZERO,
             });
@@ -405,15 +416,18 @@ impl Tail<'_, '_> {
     /// The period is `max_debounce`, or [`POLL_COST_FACTOR`] times the last poll's duration
     /// when that is longer.
     fn store_due(&self, s: &TrackedStore) -> Option<Instant> {
-        let dirty = s.dirty?;
-        let period = self
-            .options
-            .max_debounce
-            .max(s.last_cost * POLL_COST_FACTOR);
-        Some(match s.last_poll {
+        let period = self.store_period(s);
+        let dirty = s.dirty.map(|dirty| match s.last_poll {
             Some(last) => dirty.max(last + period),
             None => dirty,
-        })
+        });
+        dirty.into_iter().chain(s.settle_at).min()
+    }
+
+    fn store_period(&self, s: &TrackedStore) -> std::time::Duration {
+        self.options
+            .max_debounce
+            .max(s.last_cost * POLL_COST_FACTOR)
     }
 
     fn next_store_due(&self) -> Option<Instant> {
@@ -429,17 +443,29 @@ impl Tail<'_, '_> {
             return Ok(false);
         }
         for i in due {
+            let period = self.store_period(&self.stores[i]);
             let store = &mut self.stores[i];
-            store.dirty = None;
-            let force = std::mem::take(&mut store.notified);
+            // A settle poll is forced like the notified one it follows; a poll for a new
+            // change schedules its own settle poll (replacing one still pending).
+            let settling = store.settle_at.take().is_some();
+            let notified = std::mem::take(&mut store.notified);
+            let changed = store.dirty.take().is_some();
             let started = Instant::now();
             store.last_poll = Some(started);
             let polled = store
                 .run
-                .poll(false, force, self.emitter, &mut self.counters)
+                .poll(
+                    false,
+                    notified || settling,
+                    self.emitter,
+                    &mut self.counters,
+                )
                 .map_err(|OutputFailed(e)| WorkerError::Output(e))?;
             if polled {
                 store.last_cost = started.elapsed();
+            }
+            if notified && changed {
+                store.settle_at = Some(Instant::now() + period.max(SETTLE));
             }
         }
         self.emitter.flush().map_err(WorkerError::Output)?;
