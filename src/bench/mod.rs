@@ -15,6 +15,8 @@
 //! - `big`: the `big-session` scenario (P8): one huge session, peak RSS against its bound.
 //! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
 //! - `fuzz`: the bad-input harness (R3): valid and bad frames, every outcome checked.
+//! - `stores`: the `stores` scenario: generated Cursor and OpenCode databases, backfill,
+//!   rebackfill and tail latency of the polled sources.
 //! - `worker_cli`: the command line of those scenarios, flattened into `nex-bench`.
 
 pub mod backfill;
@@ -27,6 +29,7 @@ pub mod procs;
 pub mod raw;
 pub mod replay;
 pub mod rng;
+pub mod stores;
 pub mod tail;
 pub mod worker_cli;
 

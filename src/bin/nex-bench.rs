@@ -89,6 +89,8 @@ enum Command {
     },
     #[command(flatten)]
     Worker(nex::bench::worker_cli::WorkerScenario),
+    /// Cursor and OpenCode databases: backfill vs raw, rebackfill, tail latency.
+    Stores(nex::bench::stores::cli::StoresArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         } => replay_cmd(&corpus, runs, dir, json),
         Command::Fuzz { frames, seed, json } => fuzz_cmd(frames, seed, json),
         Command::Worker(s) => nex::bench::worker_cli::run(s),
+        Command::Stores(a) => nex::bench::stores::cli::stores_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
 //! `nex-bench` worker scenarios, smoke size, through the built binary: the file corpus is
 //! deterministic and parses completely, `backfill` imports every session and `rebackfill`
-//! re-imports none, `tail-latency` sees every append committed. No timing is asserted.
+//! re-imports none, `tail-latency` sees every append committed, `stores` reads its generated
+//! Cursor and OpenCode databases whole, re-sends nothing and sees every live append committed.
+//! No timing is asserted.
 
 use std::path::Path;
 use std::process::Command;
@@ -95,4 +97,50 @@ fn tail_latency_smoke() {
     ]);
     assert_eq!(r["committed"], 12, "{r}");
     assert_eq!(r["timedOut"], 0, "{r}");
+}
+
+#[test]
+fn stores_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench(&[
+        "stores",
+        "--sessions",
+        "4",
+        "--bubbles",
+        "6",
+        "--runs",
+        "1",
+        "--appends",
+        "8",
+        "--rate",
+        "20",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
+    for store in ["cursor", "opencode"] {
+        assert_eq!(r[store]["sessions"], 4, "{r}");
+        assert_eq!(r[store]["messages"], 24, "{r}");
+        assert!(r[store]["bytes"].as_u64().unwrap() > 0, "{r}");
+    }
+    assert_eq!(r["sessions"], 8, "{r}");
+    assert_eq!(r["messages"], 48, "{r}");
+    assert!(r["ratio"]["median"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["aixPeakRssMib"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(
+        r["rebackfillSessions"], 0,
+        "unchanged sessions sent again: {r}"
+    );
+    let t = &r["tail"];
+    assert_eq!(t["all"]["committed"], 8, "{r}");
+    assert_eq!(t["all"]["timedOut"], 0, "{r}");
+    assert_eq!(
+        t["cursor"]["appends"].as_u64().unwrap() + t["opencode"]["appends"].as_u64().unwrap(),
+        8,
+        "{r}"
+    );
+    // The stores stay in --dir; the ledgers do not.
+    assert!(dir.path().join("cursor/state.vscdb").is_file());
+    assert!(dir.path().join("opencode/opencode.db").is_file());
+    assert!(!dir.path().join("backfill.db").exists());
 }
