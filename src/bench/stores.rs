@@ -16,7 +16,10 @@
 //!    or the next message with a text part added to a random OpenCode session, each in one
 //!    transaction. Latency: from that commit returning to the new message's row (its
 //!    deterministic id, `import::scoped_id`) being visible in the ledger, polled read-only every
-//!    millisecond. One unmeasured append per store first: the tail's start-up poll is over.
+//!    millisecond. Unmeasured appends to each store first, until one is visible: the tail's
+//!    start-up poll is over. An append not visible after 10 s counts as timed out; when it is
+//!    its store's last, no later write could reveal a commit the tail missed, and the result
+//!    says so (`lastTimedOut`).
 //!
 //! Layout: `content` (text, ids, tool calls), `cursor` and `opencode` (each store's generator
 //! and live writer), `tail` (step 3), `cli` (the `nex-bench stores` command line and report).

@@ -149,6 +149,15 @@ fn write_report(out: &mut impl Write, a: &StoresArgs, r: &StoresResult) -> std::
     writeln!(out, "latency  {}", latency(&t.all))?;
     writeln!(out, "  cursor   {}", latency(&t.cursor))?;
     writeln!(out, "  opencode {}", latency(&t.opencode))?;
+    for (name, l) in [("cursor", &t.cursor), ("opencode", &t.opencode)] {
+        if l.last_timed_out {
+            writeln!(
+                out,
+                "warning  the last append to {name} was not visible after 10 s: nothing written \
+                 later could make the tail notice a commit it missed"
+            )?;
+        }
+    }
     writeln!(
         out,
         "summary  stores backfill/raw {:.2} (min {:.2}, max {:.2}) · backfill {:.3} s · raw {:.3} s · rebackfill/backfill {:.3} · tail p50 {:.0} ms p99 {:.0} ms max {:.0} ms ({}/{} committed) · rss aix {:.0} MiB nex {:.0} MiB · {} sessions × {} messages per store · {:.1} + {:.1} MB · seed {} · {} runs",

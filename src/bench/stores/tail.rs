@@ -29,10 +29,13 @@ pub struct Latency {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
+    /// The store's last append is among the timed out: nothing written after it could make the
+    /// tail notice a commit it missed (see the `stores` module docs).
+    pub last_timed_out: bool,
 }
 
 impl Latency {
-    fn of(appends: usize, timed_out: usize, latencies: &[f64]) -> Self {
+    fn of(appends: usize, timed_out: usize, latencies: &[f64], last_timed_out: bool) -> Self {
         let mut sorted = latencies.to_vec();
         sorted.sort_by(f64::total_cmp);
         Self {
@@ -43,6 +46,7 @@ impl Latency {
             p99_ms: percentile(&sorted, 99.0),
             max_ms: sorted.last().copied().unwrap_or(f64::NAN),
             mean_ms: sorted.iter().sum::<f64>() / sorted.len().max(1) as f64,
+            last_timed_out,
         }
     }
 }
@@ -52,15 +56,21 @@ impl Latency {
 #[serde(rename_all = "camelCase")]
 pub struct TailFigures {
     pub rate: f64,
+    /// Unmeasured appends before the measured ones (one per store, plus one more each time a
+    /// store's warm-up append was not visible within [`WARMUP_RETRY`]).
+    pub warmup_appends: usize,
     pub all: Latency,
     pub cursor: Latency,
     pub opencode: Latency,
 }
 
 /// How long one measured append may take to land in the ledger.
-const APPEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the warm-up appends may take (the tail's start-up poll of large stores included).
+const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the warm-up may take per store (the tail's start-up poll of large stores included).
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(300);
+/// A warm-up append not visible after this long is followed by another (a commit the tail
+/// missed shows up with the next write).
+const WARMUP_RETRY: Duration = Duration::from_secs(10);
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -126,22 +136,33 @@ pub(super) fn run_tail(
     let mut pair = Pair::spawn(&b.bins, worker_args, ledger_path, true)?;
     pair.start(RunMode::Tail, cursors, "stores-tail")?;
     let conn = open_ro(ledger_path)?;
+    let mut warmup_appends = 0;
     for which in [Which::Cursor, Which::OpenCode] {
-        let id = append(which, cursor, opencode)?;
-        let t0 = Instant::now();
-        while !has_message(&conn, &id)? {
-            if t0.elapsed() > WARMUP_TIMEOUT {
+        let started = Instant::now();
+        'store: loop {
+            let id = append(which, cursor, opencode)?;
+            warmup_appends += 1;
+            let t0 = Instant::now();
+            while t0.elapsed() < WARMUP_RETRY {
+                if has_message(&conn, &id)? {
+                    break 'store;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if started.elapsed() > WARMUP_TIMEOUT {
                 return Err(StoresError::Check(format!(
                     "the tail did not commit a {which:?} warm-up append in {} s",
                     WARMUP_TIMEOUT.as_secs()
                 )));
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
     let period = Duration::from_secs_f64(1.0 / b.rate.max(0.1));
-    let mut pending: Vec<(Which, String, Instant)> = Vec::new();
+    // (store, ledger id, commit time, index of the append)
+    let mut pending: Vec<(Which, String, Instant, usize)> = Vec::new();
+    let mut last = [usize::MAX; 2];
+    let mut timed_out_at: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
     let mut latencies: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let (mut appends, mut timed_out) = ([0usize; 2], [0usize; 2]);
     let mut rng = Rng::new(b.seed ^ 0x7a11);
@@ -155,18 +176,20 @@ pub(super) fn run_tail(
                 Which::OpenCode
             };
             let id = append(which, cursor, opencode)?;
-            pending.push((which, id, Instant::now()));
+            pending.push((which, id, Instant::now(), next));
             appends[which as usize] += 1;
+            last[which as usize] = next;
             next += 1;
         }
         let mut keep = Vec::with_capacity(pending.len());
-        for (which, id, t0) in pending.drain(..) {
+        for (which, id, t0, index) in pending.drain(..) {
             if has_message(&conn, &id)? {
                 latencies[which as usize].push(t0.elapsed().as_secs_f64() * 1000.0);
             } else if t0.elapsed() > APPEND_TIMEOUT {
                 timed_out[which as usize] += 1;
+                timed_out_at[which as usize].push(index);
             } else {
-                keep.push((which, id, t0));
+                keep.push((which, id, t0, index));
             }
         }
         pending = keep;
@@ -182,10 +205,17 @@ pub(super) fn run_tail(
         )));
     }
     let all: Vec<f64> = latencies.concat();
+    let timed_out_last = [0, 1].map(|w| timed_out_at[w].contains(&last[w]));
     Ok(TailFigures {
         rate: b.rate,
-        all: Latency::of(b.appends, timed_out[0] + timed_out[1], &all),
-        cursor: Latency::of(appends[0], timed_out[0], &latencies[0]),
-        opencode: Latency::of(appends[1], timed_out[1], &latencies[1]),
+        warmup_appends,
+        all: Latency::of(
+            b.appends,
+            timed_out[0] + timed_out[1],
+            &all,
+            timed_out_last[0] || timed_out_last[1],
+        ),
+        cursor: Latency::of(appends[0], timed_out[0], &latencies[0], timed_out_last[0]),
+        opencode: Latency::of(appends[1], timed_out[1], &latencies[1], timed_out_last[1]),
     })
 }
