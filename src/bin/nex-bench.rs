@@ -87,10 +87,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    #[command(flatten)]
-    Worker(nex::bench::worker_cli::WorkerScenario),
     /// Cursor and OpenCode databases: backfill vs raw, rebackfill, tail latency.
     Stores(nex::bench::stores::cli::StoresArgs),
+    #[command(flatten)]
+    Worker(nex::bench::worker_cli::WorkerScenario),
 }
 
 fn main() -> ExitCode {
@@ -104,8 +104,8 @@ fn main() -> ExitCode {
             json,
         } => replay_cmd(&corpus, runs, dir, json),
         Command::Fuzz { frames, seed, json } => fuzz_cmd(frames, seed, json),
-        Command::Worker(s) => nex::bench::worker_cli::run(s),
         Command::Stores(a) => nex::bench::stores::cli::stores_cmd(a),
+        Command::Worker(s) => nex::bench::worker_cli::run(s),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
