@@ -1,8 +1,6 @@
 //! `nex-bench` worker scenarios, smoke size, through the built binary: the file corpus is
 //! deterministic and parses completely, `backfill` imports every session and `rebackfill`
-//! re-imports none, `tail-latency` sees every append committed, `stores` reads its generated
-//! Cursor and OpenCode databases whole, re-sends nothing and sees every live append committed.
-//! No timing is asserted.
+//! re-imports none, `tail-latency` sees every append committed. No timing is asserted.
 
 use std::path::Path;
 use std::process::Command;
@@ -83,22 +81,8 @@ fn files_backfill_and_rebackfill_smoke() {
     );
 }
 
-#[test]
-fn tail_latency_smoke() {
-    let r = bench(&[
-        "tail-latency",
-        "--files",
-        "3",
-        "--appends",
-        "12",
-        "--rate",
-        "20",
-        "--json",
-    ]);
-    assert_eq!(r["committed"], 12, "{r}");
-    assert_eq!(r["timedOut"], 0, "{r}");
-}
-
+/// `stores`: the generated Cursor and OpenCode databases are read whole, a rebackfill re-sends
+/// nothing, live appends are committed. No timing is asserted.
 #[test]
 fn stores_smoke() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,4 +137,20 @@ fn stores_smoke() {
     assert!(dir.path().join("cursor/state.vscdb").is_file());
     assert!(dir.path().join("opencode/opencode.db").is_file());
     assert!(!dir.path().join("backfill.db").exists());
+}
+
+#[test]
+fn tail_latency_smoke() {
+    let r = bench(&[
+        "tail-latency",
+        "--files",
+        "3",
+        "--appends",
+        "12",
+        "--rate",
+        "20",
+        "--json",
+    ]);
+    assert_eq!(r["committed"], 12, "{r}");
+    assert_eq!(r["timedOut"], 0, "{r}");
 }
