@@ -15,6 +15,8 @@
 //! - `big`: the `big-session` scenario (P8): one huge session, peak RSS against its bound.
 //! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
 //! - `fuzz`: the bad-input harness (R3): valid and bad frames, every outcome checked.
+//! - `stores`: the `stores` scenario: generated Cursor and OpenCode databases, backfill,
+//!   rebackfill and tail latency of the polled sources.
 //! - `worker_cli`: the command line of those scenarios, flattened into `nex-bench`.
 //! - `proctree`: CPU time, resident sets and peaks of a process tree, from `/proc`.
 //! - `home`: `nex` in a throwaway `NEX_HOME` whose only source is a corpus; `nex daemon` there.
@@ -37,6 +39,7 @@ pub mod proctree;
 pub mod raw;
 pub mod replay;
 pub mod rng;
+pub mod stores;
 pub mod tail;
 pub mod worker_cli;
 

@@ -89,6 +89,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cursor and OpenCode databases: backfill vs raw, rebackfill, tail latency.
+    Stores(nex::bench::stores::cli::StoresArgs),
     #[command(flatten)]
     Worker(nex::bench::worker_cli::WorkerScenario),
     #[command(flatten)]
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
             json,
         } => replay_cmd(&corpus, runs, dir, json),
         Command::Fuzz { frames, seed, json } => fuzz_cmd(frames, seed, json),
+        Command::Stores(a) => nex::bench::stores::cli::stores_cmd(a),
         Command::Worker(s) => nex::bench::worker_cli::run(s),
         Command::PeerIdle(s) => nex::bench::peer_idle_cli::run(s),
     };

@@ -83,6 +83,60 @@ fn files_backfill_and_rebackfill_smoke() {
     );
 }
 
+/// `stores`: the generated Cursor and OpenCode databases are read whole, a rebackfill re-sends
+/// nothing, live appends are committed. No timing is asserted.
+#[test]
+fn stores_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench(&[
+        "stores",
+        "--sessions",
+        "4",
+        "--bubbles",
+        "6",
+        "--runs",
+        "1",
+        "--appends",
+        "8",
+        "--rate",
+        "20",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
+    for store in ["cursor", "opencode"] {
+        assert_eq!(r[store]["sessions"], 4, "{r}");
+        assert_eq!(r[store]["messages"], 24, "{r}");
+        assert!(r[store]["bytes"].as_u64().unwrap() > 0, "{r}");
+    }
+    assert_eq!(r["sessions"], 8, "{r}");
+    assert_eq!(r["messages"], 48, "{r}");
+    assert!(r["ratio"]["median"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["aixPeakRssMib"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(
+        r["rebackfillSessions"], 0,
+        "unchanged sessions sent again: {r}"
+    );
+    let t = &r["tail"];
+    assert_eq!(t["all"]["appends"], 8, "{r}");
+    // Every append visible, the warm-up ones included (one per store). This guards the tail's
+    // poll on a change notification even when the stamp did not move (`force` of
+    // `StoreRun::poll`): a stamp (size and mtime of the `-wal`) read after the writer wrote its
+    // WAL frames but before the commit was visible made the poll see the old rows and record
+    // the new stamp, so a store's last commit stayed unseen until the store was written again
+    // (`lastTimedOut`; seen under CPU load without that poll).
+    assert_eq!(t["warmupAppends"], 2, "{r}");
+    for store in ["cursor", "opencode"] {
+        let l = &t[store];
+        assert_eq!(l["committed"], l["appends"], "{store}: {r}");
+        assert_eq!(l["timedOut"], 0, "{store}: {r}");
+    }
+    // The stores stay in --dir; the ledgers do not.
+    assert!(dir.path().join("cursor/state.vscdb").is_file());
+    assert!(dir.path().join("opencode/opencode.db").is_file());
+    assert!(!dir.path().join("backfill.db").exists());
+}
+
 #[test]
 fn tail_latency_smoke() {
     let r = bench(&[
