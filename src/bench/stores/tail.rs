@@ -57,7 +57,7 @@ impl Latency {
 pub struct TailFigures {
     pub rate: f64,
     /// Unmeasured appends before the measured ones (one per store, plus one more each time a
-    /// store's warm-up append was not visible within [`WARMUP_RETRY`]).
+    /// store's warm-up append was not visible within 10 s).
     pub warmup_appends: usize,
     pub all: Latency,
     pub cursor: Latency,
