@@ -9,10 +9,12 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::decode::UploadDigest;
 use super::service::{RequestView, import_view, new_run_id, stored_response};
 use super::validation::chunk_bounds;
 use super::{
-    ImportError, ImportOptions, ItemJson, check_chunk_request, decode_chunked_item, hash, sql,
+    DecodedUpload, ImportError, ImportOptions, ItemJson, check_chunk_request, decode_chunked_item,
+    hash, sql,
 };
 use crate::protocol::{
     ChunkRequest, ChunkResponse, ChunkStatus, ImportResponse, ImportSessionItem,
@@ -58,10 +60,16 @@ fn chunk_unchecked(
     conn.prepare_cached(sql::PRUNE_PARTS)?
         .execute([now.saturating_sub(opts.chunk_ttl_ms)])?;
     let first = check_against_upload(conn, req)?;
-    chunk_checked(conn, req, opts, persona, run_id, now, first)
+    chunk_checked(conn, req, opts, persona, run_id, now, first, None)
 }
 
 /// The chunk algorithm after pruning and the checks against the upload's first staged part.
+///
+/// `decoded`: the upload decoded ahead (`stages::prepare`), if this part is expected to
+/// complete it. It replaces the decode of the staged parts (and the hash and tool JSON of the
+/// item) only when the staged payloads have its digest, i.e. when decoding them would give
+/// exactly its item; the index checks run either way, so results and codes are unchanged.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn chunk_checked(
     conn: &Connection,
     req: &ChunkRequest,
@@ -70,6 +78,7 @@ pub(super) fn chunk_checked(
     run_id: &str,
     now: i64,
     first: Option<UploadState>,
+    decoded: Option<&DecodedUpload>,
 ) -> Result<ChunkResponse, ImportError> {
     let source = req.source.trim();
     let upload_id = req.upload_id.trim();
@@ -94,8 +103,25 @@ pub(super) fn chunk_checked(
             import: None,
         });
     }
-    let item = assemble_upload(conn, source, upload_id, total, opts.max_inflated_bytes)?;
-    let import = import_upload(conn, req, &item, None, persona, run_id, now)?;
+    let encoding = staged_encoding(conn, source, upload_id, total)?;
+    let reusable = decoded.filter(|d| {
+        staged_digest(conn, source, upload_id, &encoding).is_some_and(|staged| staged == d.digest)
+    });
+    let import = match reusable {
+        Some(d) => import_upload(
+            conn,
+            req,
+            &d.item,
+            Some((&d.hash, &d.json)),
+            persona,
+            run_id,
+            now,
+        )?,
+        None => {
+            let item = decode_staged(conn, source, upload_id, &encoding, opts.max_inflated_bytes)?;
+            import_upload(conn, req, &item, None, persona, run_id, now)?
+        }
+    };
     conn.prepare_cached(sql::COMPLETE_PARTS)?
         .execute(params![source, upload_id, now])?;
     Ok(completed(upload_id, total, import))
@@ -304,7 +330,19 @@ pub fn assemble_upload(
     total: u64,
     max_inflated_bytes: u64,
 ) -> Result<ImportSessionItem, ImportError> {
-    // The indexes first, without payloads: the upload must be exactly `0..total`.
+    let encoding = staged_encoding(conn, source, upload_id, total)?;
+    decode_staged(conn, source, upload_id, &encoding, max_inflated_bytes)
+}
+
+/// The index checks of [`assemble_upload`], without payloads; returns the first part's
+/// encoding.
+fn staged_encoding(
+    conn: &Connection,
+    source: &str,
+    upload_id: &str,
+    total: u64,
+) -> Result<String, ImportError> {
+    // The upload must be exactly `0..total`.
     let mut stmt = conn.prepare_cached(sql::LIST_PART_INDEXES)?;
     let rows = stmt.query_map(params![source, upload_id], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
@@ -325,8 +363,36 @@ pub fn assemble_upload(
     if count != total {
         return Err(ImportError::ChunkIndexGap);
     }
-    // Then the payloads one row at a time into the streaming decoder: memory holds one part,
-    // never the upload (a 200 MB session is 130 MiB of base64).
+    Ok(encoding)
+}
+
+/// [`upload_digest`] of the staged payloads, read one row at a time; `None` when a row cannot
+/// be read as text (the decode path then reports that error).
+fn staged_digest(
+    conn: &Connection,
+    source: &str,
+    upload_id: &str,
+    encoding: &str,
+) -> Option<[u8; 32]> {
+    let mut stmt = conn.prepare_cached(sql::LIST_PART_PAYLOADS).ok()?;
+    let mut rows = stmt.query(params![source, upload_id]).ok()?;
+    let mut digest = UploadDigest::new(encoding);
+    while let Some(row) = rows.next().ok()? {
+        digest.part(row.get_ref(0).ok()?.as_str().ok()?.as_bytes());
+    }
+    Some(digest.finish())
+}
+
+/// Decodes the staged payloads of an upload whose indexes were checked.
+fn decode_staged(
+    conn: &Connection,
+    source: &str,
+    upload_id: &str,
+    encoding: &str,
+    max_inflated_bytes: u64,
+) -> Result<ImportSessionItem, ImportError> {
+    // The payloads one row at a time into the streaming decoder: memory holds one part, never
+    // the upload (a 200 MB session is 130 MiB of base64).
     let mut stmt = conn.prepare_cached(sql::LIST_PART_PAYLOADS)?;
     let mut rows = stmt.query(params![source, upload_id])?;
     let mut failed: Option<rusqlite::Error> = None;
@@ -342,7 +408,7 @@ pub fn assemble_upload(
             }
         }
     });
-    let decoded = decode_chunked_item(payloads, &encoding, max_inflated_bytes);
+    let decoded = decode_chunked_item(payloads, encoding, max_inflated_bytes);
     match failed {
         // A read error cut the payload short: report it, not the decode error it caused.
         Some(e) => Err(e.into()),

@@ -8,6 +8,7 @@ use std::io::{self, BufReader, Read};
 use base64::engine::general_purpose::STANDARD;
 use base64::read::DecoderReader;
 use flate2::read::MultiGzDecoder;
+use sha2::{Digest, Sha256};
 
 use super::ImportError;
 use crate::protocol::{ENCODING_GZIP_BASE64, ImportSessionItem};
@@ -73,6 +74,43 @@ where
     };
     let stream = BufReader::with_capacity(64 * 1024, Prefixed::new(prefix, tail));
     serde_json::from_reader(stream).map_err(|err| classify(err, max_inflated_bytes))
+}
+
+/// A digest of what [`decode_chunked_item`] decodes: `encoding` (trimmed) and each part (as
+/// given: the caller trims as it does for the decoder), in order. Equal digests mean the same
+/// decoder input, hence the same item or error; the ledger writer uses it to reuse an upload
+/// decoded ahead when the parts staged in the ledger are the ones that were decoded.
+pub fn upload_digest<I, S>(parts: I, encoding: &str) -> [u8; 32]
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<[u8]>,
+{
+    let mut digest = UploadDigest::new(encoding);
+    for part in parts {
+        digest.part(part.as_ref());
+    }
+    digest.finish()
+}
+
+/// [`upload_digest`] fed one part at a time.
+pub(crate) struct UploadDigest(Sha256);
+
+impl UploadDigest {
+    pub(crate) fn new(encoding: &str) -> Self {
+        let mut digest = Self(Sha256::new());
+        digest.part(encoding.trim().as_bytes());
+        digest
+    }
+
+    /// Each field is length-prefixed, so part boundaries count.
+    pub(crate) fn part(&mut self, bytes: &[u8]) {
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    pub(crate) fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
 }
 
 /// Inflated uploads up to this size are parsed from memory.

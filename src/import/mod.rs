@@ -32,7 +32,7 @@ mod staging;
 mod validation;
 
 pub use chunk::{assemble_upload, check_chunk_against_upload, chunk, stage_chunk, upload_hash};
-pub use decode::decode_chunked_item;
+pub use decode::{decode_chunked_item, upload_digest};
 pub use error::ImportError;
 pub use hash::{hash_parts, request_hash};
 pub use ids::{IdKind, ROOT_TURN_ENTITY, scoped_id, session_label};

@@ -45,6 +45,10 @@ pub struct DecodedUpload {
     pub hash: String,
     /// The item's tool JSON, moved out of it by [`ItemJson::take`] (the item alone has none).
     pub json: ItemJson,
+    /// [`upload_digest`](super::upload_digest) of the parts' trimmed payloads and the first
+    /// part's encoding: when the upload completes from parts staged in the ledger (it spans
+    /// batches), the writer reuses this decode only if the staged payloads have this digest.
+    pub digest: [u8; 32],
 }
 
 /// Where a part sits in its transaction's batch.
@@ -192,7 +196,7 @@ fn stage<'b>(
         None => {
             let first = check_against_upload(conn, req)?;
             if first.is_some() || !part.completes_here {
-                return chunk_checked(conn, req, opts, persona, run_id, now, first);
+                return chunk_checked(conn, req, opts, persona, run_id, now, first, part.decoded);
             }
         }
     }
@@ -282,6 +286,7 @@ mod tests {
 
     use super::*;
     use crate::bench::corpus::{chunk_upload, session};
+    use crate::import::upload_digest;
     use crate::protocol::Cursor;
 
     fn opts() -> ImportOptions {
@@ -344,6 +349,7 @@ mod tests {
             item: session(9, 9, None),
             hash: "stale".into(),
             json: ItemJson::default(),
+            digest: [0; 32],
         };
         let decoded: Vec<Option<&DecodedUpload>> = write_ops
             .iter()
@@ -458,5 +464,75 @@ mod tests {
                 .count()
                 >= 2
         );
+    }
+
+    /// Runs upload `a` across two transactions, as the writer does when a batch cuts it: every
+    /// part but the last is staged in the ledger by the first, the last completes it from the
+    /// staged rows with `decoded` attached. Returns the outcome and the imported contents.
+    fn across_transactions(decoded: Option<&DecodedUpload>) -> (String, String) {
+        let ops = parts(1, "a");
+        let last = ops.len() - 1;
+        let mut conn = crate::ledger::open_agents_in_memory().unwrap();
+        let mut outcome = String::new();
+        for batch in [&ops[..last], &ops[last..]] {
+            let tx = Transaction::new(&mut conn, rusqlite::TransactionBehavior::Immediate).unwrap();
+            let mut staging = ChunkStaging::new();
+            for req in batch {
+                let part = BatchPart {
+                    part: req.chunk_index as u64,
+                    completes_here: false,
+                    decoded: (req.chunk_index as usize == last)
+                        .then_some(decoded)
+                        .flatten(),
+                };
+                let r = chunk_in_transaction(&tx, req, &opts(), &mut staging, part).unwrap();
+                outcome = format!("{:?} {}/{}", r.status, r.received, r.total);
+            }
+            staging.spill(&tx).unwrap();
+            tx.commit().unwrap();
+        }
+        let contents: String = conn
+            .query_row(
+                "SELECT group_concat(content, '|') FROM (SELECT content FROM messages ORDER BY id)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (outcome, contents)
+    }
+
+    #[test]
+    fn an_upload_completed_from_staged_rows_reuses_its_decode_only_when_the_payloads_match() {
+        use crate::pipeline::writer::WriteOp;
+        use crate::pipeline::{Flowing, FrameMeta};
+        use crate::stages::prepare::{Prepared, Preparer};
+        use crate::stages::{FrameOp, Op, ValidOp};
+        let mut preparer = Preparer::new(opts().max_inflated_bytes);
+        let mut decoded = None;
+        for req in parts(1, "a") {
+            let valid = ValidOp(FrameOp {
+                op: Op::Chunk(req),
+                meta: FrameMeta::new(1),
+            });
+            if let Prepared::Write(_, WriteOp::Chunk { decoded: d, .. }) =
+                preparer.prepare(Flowing::Item(valid))
+            {
+                decoded = d.or(decoded);
+            }
+        }
+        let decoded = *decoded.expect("the last part completes the upload");
+        let decoding = across_transactions(None);
+        assert!(decoding.0.starts_with("Completed"), "{decoding:?}");
+        assert_eq!(across_transactions(Some(&decoded)), decoding);
+        // The decode is used when the digest matches (a marked item shows it)...
+        let mut marked = decoded.clone();
+        if let Some(m) = marked.item.messages.first_mut() {
+            m.content = Some("marked".into());
+        }
+        let reused = across_transactions(Some(&marked));
+        assert!(reused.1.contains("marked"), "{reused:?}");
+        // ... and ignored when the staged payloads are not the ones it was decoded from.
+        marked.digest = upload_digest(["other"], "gzip+base64");
+        assert_eq!(across_transactions(Some(&marked)), decoding);
     }
 }

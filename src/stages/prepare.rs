@@ -10,13 +10,16 @@
 //!   item is decoded and hashed here and attached to that part ([`DecodedUpload`]). The writer
 //!   uses it only if the parts it holds when the upload completes are exactly these (by part
 //!   id), else it decodes itself; a payload that fails to decode is left to the writer, which
-//!   reports its code. Nothing here decides an outcome.
+//!   reports its code. An upload spanning batches completes from parts staged in the ledger:
+//!   the writer then uses the decoded item if the staged payloads have its digest
+//!   ([`DecodedUpload::digest`]). Nothing here decides an outcome.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::import::{
-    DecodedUpload, ItemJson, chunk_bounds, decode_chunked_item, request_hash, upload_hash,
+    DecodedUpload, ItemJson, chunk_bounds, decode_chunked_item, request_hash, upload_digest,
+    upload_hash,
 };
 use crate::pipeline::writer::WriteOp;
 use crate::pipeline::{Flowing, FrameMeta};
@@ -154,12 +157,9 @@ impl Preparer {
         let tracked = self.uploads.remove(&key)?;
         self.held_bytes -= tracked.bytes;
         let encoding = tracked.parts.values().next().map(|(_, _, e)| e.clone())?;
-        let item = decode_chunked_item(
-            tracked.parts.values().map(|(_, d, _)| d.trim()),
-            &encoding,
-            self.max_inflated_bytes,
-        )
-        .ok()?;
+        let payloads = || tracked.parts.values().map(|(_, d, _)| d.trim());
+        let item = decode_chunked_item(payloads(), &encoding, self.max_inflated_bytes).ok()?;
+        let digest = upload_digest(payloads(), &encoding);
         let mut item = item;
         let hash = upload_hash(req, &item);
         let json = ItemJson::take(&mut item);
@@ -168,6 +168,7 @@ impl Preparer {
             item,
             hash,
             json,
+            digest,
         }))
     }
 
