@@ -205,23 +205,9 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
             raw_secs.push(measure_raw()?);
         }
     }
-    let ratios: Vec<f64> = backfill_secs
-        .iter()
-        .zip(&raw_secs)
-        .map(|(b, r)| b / r)
-        .collect();
-    let re_ratios: Vec<f64> = re_secs
-        .iter()
-        .zip(&backfill_secs)
-        .map(|(a, b)| a / b)
-        .collect();
-    let spread = |v: &[f64]| {
-        Spread::of(v).unwrap_or(Spread {
-            median: f64::NAN,
-            min: f64::NAN,
-            max: f64::NAN,
-        })
-    };
+    let ratios = super::ratios(&backfill_secs, &raw_secs);
+    let re_ratios = super::ratios(&re_secs, &backfill_secs);
+    let spread = Spread::of_or_nan;
     Ok(BackfillResult {
         sessions,
         corpus_bytes,

@@ -71,6 +71,20 @@ impl Spread {
             max: v[n - 1],
         })
     }
+
+    /// [`Spread::of`], with NaN for an empty set (printed as such: no figure is invented).
+    pub fn of_or_nan(values: &[f64]) -> Self {
+        Self::of(values).unwrap_or(Self {
+            median: f64::NAN,
+            min: f64::NAN,
+            max: f64::NAN,
+        })
+    }
+}
+
+/// `a[i] / b[i]` for each run measured on both sides.
+pub fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x / y).collect()
 }
 
 #[cfg(test)]

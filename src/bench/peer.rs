@@ -294,14 +294,6 @@ fn nex_imported(ledger: &Path) -> rusqlite::Result<Imported> {
     })
 }
 
-fn spread(v: &[f64]) -> Spread {
-    Spread::of(v).unwrap_or(Spread {
-        median: f64::NAN,
-        min: f64::NAN,
-        max: f64::NAN,
-    })
-}
-
 /// Runs the scenario.
 ///
 /// # Errors
@@ -417,21 +409,21 @@ pub fn run(b: &PeerBench) -> Result<PeerResult, PeerError> {
         corpus_sessions: files.0,
         corpus_subagents: files.1,
         corpus_bytes: files.2,
-        peer_cpu: spread(&cpu[0]),
-        pipe_cpu: spread(&cpu[1]),
-        backfill_cpu: spread(&cpu[2]),
-        cpu_ratio: spread(
+        peer_cpu: Spread::of_or_nan(&cpu[0]),
+        pipe_cpu: Spread::of_or_nan(&cpu[1]),
+        backfill_cpu: Spread::of_or_nan(&cpu[2]),
+        cpu_ratio: Spread::of_or_nan(
             &cpu[0]
                 .iter()
                 .zip(&cpu[2])
                 .map(|(p, o)| p / o)
                 .collect::<Vec<_>>(),
         ),
-        peer: spread(&peer_secs),
-        backfill: spread(&backfill_secs),
-        pipe: spread(&pipe_secs),
-        ratio: spread(&ratios(&backfill_secs)),
-        pipe_ratio: spread(&ratios(&pipe_secs)),
+        peer: Spread::of_or_nan(&peer_secs),
+        backfill: Spread::of_or_nan(&backfill_secs),
+        pipe: Spread::of_or_nan(&pipe_secs),
+        ratio: Spread::of_or_nan(&ratios(&backfill_secs)),
+        pipe_ratio: Spread::of_or_nan(&ratios(&pipe_secs)),
         peer_peak_rss_mib: mib("peer"),
         backfill_peak_rss_mib: mib("backfill"),
         pipe_peak_rss_mib: mib("pipe"),

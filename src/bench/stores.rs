@@ -140,14 +140,6 @@ pub struct StoresResult {
     pub tail: TailFigures,
 }
 
-fn spread(v: &[f64]) -> Spread {
-    Spread::of(v).unwrap_or(Spread {
-        median: f64::NAN,
-        min: f64::NAN,
-        max: f64::NAN,
-    })
-}
-
 /// Removes a database and its `-wal` and `-shm`.
 fn remove_db(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
@@ -381,16 +373,8 @@ pub fn run(b: &StoresBench) -> Result<StoresResult, StoresError> {
             raw_secs.push(measure_raw()?);
         }
     }
-    let ratios: Vec<f64> = backfill_secs
-        .iter()
-        .zip(&raw_secs)
-        .map(|(x, r)| x / r)
-        .collect();
-    let re_ratios: Vec<f64> = re_secs
-        .iter()
-        .zip(&backfill_secs)
-        .map(|(x, f)| x / f)
-        .collect();
+    let ratios = super::ratios(&backfill_secs, &raw_secs);
+    let re_ratios = super::ratios(&re_secs, &backfill_secs);
     drop(items);
 
     let tail = run_tail(b, &worker_args, &ledger_path, &mut cursor, &mut opencode)?;
@@ -402,11 +386,11 @@ pub fn run(b: &StoresBench) -> Result<StoresResult, StoresError> {
         sessions,
         messages,
         tool_calls,
-        backfill: spread(&backfill_secs),
-        raw: spread(&raw_secs),
-        ratio: spread(&ratios),
-        rebackfill: spread(&re_secs),
-        rebackfill_ratio: spread(&re_ratios),
+        backfill: Spread::of_or_nan(&backfill_secs),
+        raw: Spread::of_or_nan(&raw_secs),
+        ratio: Spread::of_or_nan(&ratios),
+        rebackfill: Spread::of_or_nan(&re_secs),
+        rebackfill_ratio: Spread::of_or_nan(&re_ratios),
         backfill_secs,
         raw_secs,
         rebackfill_secs: re_secs,

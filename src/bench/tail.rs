@@ -297,13 +297,7 @@ pub fn run_scaling(b: &TailScalingBench) -> Result<TailScalingResult, BenchError
     }
     pair.stop();
     pair.finish()?;
-    let spread = |v: &[f64]| {
-        Spread::of(v).unwrap_or(Spread {
-            median: f64::NAN,
-            min: f64::NAN,
-            max: f64::NAN,
-        })
-    };
+    let spread = Spread::of_or_nan;
     let (lm, sm, lb, sb) = (
         spread(&ms[0]),
         spread(&ms[1]),
