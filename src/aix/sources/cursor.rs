@@ -79,7 +79,6 @@ mod token;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use rusqlite::Connection;
 
@@ -90,8 +89,8 @@ use self::record::{CreatedAt, parse_object};
 use self::session::{Age, Claims};
 use self::token::{ChangeToken, Sub};
 use super::store::{
-    STORE_CURSOR_VERSION, SessionStore, SessionUpdate, StoreCursor, StorePoll, UpdateSink,
-    open_readonly,
+    FileStamp, STORE_CURSOR_VERSION, SessionStore, SessionUpdate, StoreCursor, StorePoll,
+    UpdateSink, open_readonly, with_suffix,
 };
 use super::{ParseStats, Provider};
 
@@ -117,9 +116,7 @@ impl CursorStore {
     }
 
     fn wal(&self) -> PathBuf {
-        let mut p = self.db.as_os_str().to_owned();
-        p.push("-wal");
-        PathBuf::from(p)
+        with_suffix(&self.db, "-wal")
     }
 }
 
@@ -163,16 +160,6 @@ fn created_at(conn: &Connection, id: &str) -> rusqlite::Result<Option<i64>> {
         .and_then(|c| c.created_at))
 }
 
-fn file_stamp(path: &Path) -> io::Result<String> {
-    let m = std::fs::metadata(path)?;
-    let mtime = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    Ok(format!("{}:{mtime}", m.len()))
-}
-
 impl SessionStore for CursorStore {
     fn provider(&self) -> Provider {
         Provider::Cursor
@@ -184,8 +171,8 @@ impl SessionStore for CursorStore {
 
     /// Size and modification time of the database and of its `-wal` (`-` when absent).
     fn stamp(&self) -> io::Result<String> {
-        let db = file_stamp(&self.db)?;
-        let wal = file_stamp(&self.wal()).unwrap_or_else(|_| "-".to_owned());
+        let db = FileStamp::of(&std::fs::metadata(&self.db)?).token();
+        let wal = FileStamp::token_of(&self.wal());
         Ok(format!("{db}|{wal}"))
     }
 

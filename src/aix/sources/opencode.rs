@@ -67,9 +67,10 @@ use std::path::{Path, PathBuf};
 
 use self::db::Db;
 use self::item::{LinkMap, links_hash};
-use self::legacy::{FileStamp, Legacy};
+use self::legacy::Legacy;
 use self::plan::{Known, Token, parents_first};
 use super::common::count_skip;
+use super::store::{FileStamp, with_suffix};
 use super::store::{
     STORE_CURSOR_VERSION, SessionStore, SessionUpdate, StoreCursor, StorePoll, UpdateSink,
 };
@@ -286,12 +287,6 @@ struct PartRow {
 }
 
 /// `path` with `suffix` appended to its file name.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(suffix);
-    PathBuf::from(p)
-}
-
 impl SessionStore for OpenCodeStore {
     fn provider(&self) -> Provider {
         Provider::OpenCode
@@ -309,9 +304,11 @@ impl SessionStore for OpenCodeStore {
         std::fs::metadata(&self.dir)?;
         let mut out = String::new();
         let mut add = |path: &Path| {
-            let stamp =
-                std::fs::metadata(path).map_or("-".to_owned(), |m| FileStamp::of(&m).token());
-            out.push_str(&format!("{}={stamp};", path.display()));
+            out.push_str(&format!(
+                "{}={};",
+                path.display(),
+                FileStamp::token_of(path)
+            ));
         };
         for db in self.db_paths() {
             add(&db);

@@ -146,6 +146,49 @@ pub fn poll_all(
     Ok((updates, counts))
 }
 
+/// What identifies a version of a file without reading it: size, modification time, inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    mtime_ns: i128,
+    ino: u64,
+}
+
+impl FileStamp {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        #[cfg(unix)]
+        let ino = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let ino = 0;
+        Self {
+            len: meta.len(),
+            mtime_ns,
+            ino,
+        }
+    }
+
+    /// The stamp of the file at `path`, `-` when it cannot be stat'ed (absent).
+    pub fn token_of(path: &Path) -> String {
+        std::fs::metadata(path).map_or_else(|_| "-".to_owned(), |m| Self::of(&m).token())
+    }
+
+    pub fn token(&self) -> String {
+        format!("{}:{}:{}", self.len, self.mtime_ns, self.ino)
+    }
+}
+
+/// `path` with `suffix` appended to its file name (`state.vscdb` -> `state.vscdb-wal`).
+pub fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    std::path::PathBuf::from(p)
+}
+
 /// A read-only view of an agent's SQLite database (Cursor, OpenCode).
 ///
 /// - No `-wal` (or an empty one: the agent is closed): opened `immutable=1`, which takes no
@@ -166,11 +209,7 @@ pub struct ReadOnlyDb {
 /// Errors: the file is missing, unreadable or not a database.
 pub fn open_readonly(db: &Path) -> io::Result<ReadOnlyDb> {
     use rusqlite::OpenFlags;
-    let side = |suffix: &str| {
-        let mut p = db.as_os_str().to_owned();
-        p.push(suffix);
-        std::path::PathBuf::from(p)
-    };
+    let side = |suffix: &str| with_suffix(db, suffix);
     let wal_len = std::fs::metadata(side("-wal")).map_or(0, |m| m.len());
     let has_shm = side("-shm").exists();
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -191,9 +230,7 @@ pub fn open_readonly(db: &Path) -> io::Result<ReadOnlyDb> {
         let dir = tempfile::tempdir()?;
         let copy = dir.path().join("copy.db");
         std::fs::copy(db, &copy)?;
-        let mut wal = copy.as_os_str().to_owned();
-        wal.push("-wal");
-        std::fs::copy(side("-wal"), std::path::PathBuf::from(wal))?;
+        std::fs::copy(side("-wal"), with_suffix(&copy, "-wal"))?;
         (
             rusqlite::Connection::open_with_flags(uri(&copy, "mode=ro"), flags),
             Some(dir),

@@ -15,42 +15,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::super::store::FileStamp;
 use super::db::hex32;
 use super::record::{SessionData, Times};
 use super::{Head, MessageRow, Origin, PartRow, Rows};
 use crate::aix::sources::ParseStats;
 use crate::aix::sources::lenient::Obj;
-
-/// What identifies a version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FileStamp {
-    len: u64,
-    mtime_ns: i128,
-    ino: u64,
-}
-
-impl FileStamp {
-    pub fn of(meta: &std::fs::Metadata) -> Self {
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i128);
-        #[cfg(unix)]
-        let ino = std::os::unix::fs::MetadataExt::ino(meta);
-        #[cfg(not(unix))]
-        let ino = 0;
-        Self {
-            len: meta.len(),
-            mtime_ns,
-            ino,
-        }
-    }
-
-    pub fn token(&self) -> String {
-        format!("{}:{}:{}", self.len, self.mtime_ns, self.ino)
-    }
-}
 
 /// The `storage/` tree of a data directory.
 pub(super) struct Legacy {
