@@ -510,11 +510,14 @@ impl NexHome {
 
     /// `nex daemon`, returned once its socket answers `status`.
     pub fn daemon(&self, worker: &str) -> Child {
+        // Its log goes to `daemon.log` in the home: a failing wait prints its tail.
+        let log = std::fs::File::create(self.path().join("daemon.log")).unwrap();
         let child = self
             .nex(worker)
             .arg("daemon")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
         let socket = self.path().join("run/nex.sock");
@@ -524,6 +527,13 @@ impl NexHome {
             std::thread::sleep(Duration::from_millis(50));
         }
         child
+    }
+
+    /// The last `lines` lines of the daemon's log (empty when no daemon ran here).
+    pub fn daemon_log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.path().join("daemon.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn run(&self, worker: &str, args: &[&str]) -> Output {
@@ -560,8 +570,9 @@ impl NexHome {
             }
             assert!(
                 Instant::now() < deadline,
-                "status condition not reached: {:?}",
-                self.status()
+                "status condition not reached: {:?}\ndaemon log tail:\n{}",
+                self.status(),
+                self.daemon_log_tail(60)
             );
             std::thread::sleep(Duration::from_millis(25));
         }
