@@ -80,7 +80,7 @@ pub fn scan(
         }
         lineage.fill(&state.source, &mut items, &cursor);
         seal_lineage(&mut items);
-        count_items(&items, summary, &mut seen, &mut items_out)?;
+        count_items(provider, &items, summary, &mut seen, &mut items_out)?;
     }
     for mut store in open_stores(options) {
         let provider = store.provider();
@@ -90,7 +90,7 @@ pub fn scan(
         let polled = store.poll(&HashMap::new(), true, &mut |update| {
             let mut items = update.items;
             seal_lineage(&mut items);
-            count_items(&items, summary, &mut seen, &mut items_out).map_err(|e| {
+            count_items(provider, &items, summary, &mut seen, &mut items_out).map_err(|e| {
                 let kind = e.kind();
                 failed_output = Some(e);
                 io::Error::from(kind)
@@ -128,18 +128,14 @@ fn locations(options: &WorkerOptions, provider: Provider) -> Vec<std::path::Path
 /// Adds `items` to `summary` (a session counted once, however many items carry it) and writes
 /// them to `items_out` as JSON lines.
 fn count_items(
+    provider: Provider,
     items: &[ImportSessionItem],
     summary: &mut ProviderSummary,
     seen: &mut HashSet<(Provider, String)>,
     items_out: &mut Option<&mut dyn Write>,
 ) -> io::Result<()> {
     for item in items {
-        let provider = Provider::ALL
-            .into_iter()
-            .find(|p| p.as_str() == item.source_provider);
-        if let Some(provider) = provider
-            && seen.insert((provider, item.source_session_id.clone()))
-        {
+        if seen.insert((provider, item.source_session_id.clone())) {
             if item.session.is_subagent {
                 summary.subagent_sessions += 1;
             } else {
