@@ -7,6 +7,7 @@
 mod bad_values;
 mod expected;
 mod fixture;
+mod real;
 mod variants;
 
 use std::collections::{BTreeMap, HashMap};
