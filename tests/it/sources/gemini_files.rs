@@ -57,7 +57,7 @@ pub(super) fn full_import(rel: &str, bytes: &[u8]) -> (String, String) {
     (canonical(&conn), update.cursor.fingerprint)
 }
 
-fn append(path: &Path, bytes: &[u8]) {
+pub(super) fn append(path: &Path, bytes: &[u8]) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -68,7 +68,7 @@ fn append(path: &Path, bytes: &[u8]) {
 
 /// Cut points of a log: every line end and the middle of every line (a partial last line
 /// waits for its newline).
-fn cuts(bytes: &[u8]) -> Vec<usize> {
+pub(super) fn cuts(bytes: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut start = 0;
     for end in line_ends(bytes) {

@@ -313,3 +313,39 @@ fn gemini_subagent_document_rewritten_is_read_whole() {
     super::gemini_files::import(&mut full, "full", &read(&final_bytes, None).items);
     assert_eq!(canonical(&tailed), canonical(&full));
 }
+
+/// Each variant log appended in place, cut at every line end and mid-line, read after every
+/// append by a fresh `FileState` from the committed cursor into a real ledger, equals one full
+/// read: turns without a reply (the commands, Code Assist's context) keep the same `model`
+/// whichever way they arrive.
+#[test]
+fn gemini_variant_logs_tailed_mid_line_equal_one_full_read() {
+    use super::gemini_files::{append, cuts, full_import, gemini_source, import};
+    use crate::e2e_support::{canonical, first_difference};
+    use crate::import_support::ledger;
+    use nex::aix::default_parser_factory;
+    use nex::aix::file_state::FileState;
+
+    let factory = default_parser_factory();
+    for rel in [CA_1, CA_2, CMDS] {
+        let bytes = std::fs::read(fixture(&format!("gemini/tmp/{rel}"))).unwrap();
+        let (full, _) = full_import(rel, &bytes);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut conn = ledger();
+        let mut cursor = None;
+        let mut written = 0;
+        for (n, cut) in cuts(&bytes).into_iter().enumerate() {
+            append(&path, &bytes[written..cut]);
+            written = cut;
+            let mut state = FileState::new(gemini_source(path.clone()), cursor.clone());
+            if let Some(u) = state.update(&factory, false).unwrap() {
+                import(&mut conn, &format!("k{n}"), &u.items);
+                cursor = Some(u.cursor);
+            }
+        }
+        let tailed = canonical(&conn);
+        assert_eq!(tailed, full, "{rel}: {}", first_difference(&tailed, &full));
+    }
+}
