@@ -165,12 +165,34 @@ fn gemini_code_assist_logs_are_a_session_each_and_import_what_they_hold() {
         ]
     );
     assert!(a.tool_calls.is_empty() && b.tool_calls.is_empty());
-    // The second file repeats the context message's id: its rows are its own session's.
+    // The second file repeats the context message's id: its rows are its own session's. Its
+    // tool work is only in the messages (a `functionCall` part, a `user` record made of a
+    // `functionResponse`): imported as it is, the result as a tool message, not a prompt.
     assert_eq!(
         turns(b).iter().map(|t| t.0.clone()).collect::<Vec<_>>(),
         vec![s(CONTEXT_ID), s("cb-u1")]
     );
-    assert_eq!(turns(b)[1].5[5], Some(7012));
+    assert_eq!(
+        turns(b)[1].5,
+        [Some(13800), Some(27), Some(0), None, Some(0), Some(13827)]
+    );
+    assert_eq!(
+        messages(b)
+            .into_iter()
+            .map(|m| (m.0, m.2, m.3))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                s(CONTEXT_ID),
+                s("user"),
+                o("<session_context>\nWorkspace: /home/dev/shop\n</session_context>")
+            ),
+            (s("cb-u1"), s("user"), o("Run the unit tests.")),
+            (s("cb-g0"), s("assistant"), None),
+            (s("cb-r0"), s("tool"), None),
+            (s("cb-g1"), s("assistant"), o("All 42 tests pass.")),
+        ]
+    );
 }
 
 #[test]
