@@ -86,20 +86,18 @@ pub struct OpenCodeStore {
     dir: PathBuf,
     stats: ParseStats,
     /// The JSON trees in precedence order (`storage/` first), each with its cache of parsed
-    /// session files; refreshed at each poll (see [`Self::refresh_trees`]).
+    /// session files; found again at each poll (see [`Self::refresh_trees`]).
     legacy: Vec<Legacy>,
 }
 
 impl OpenCodeStore {
     /// A store over the data directory `dir`; nothing is opened before the first poll.
     pub fn new(dir: PathBuf) -> Self {
-        let mut store = Self {
+        Self {
             dir,
             stats: ParseStats::default(),
             legacy: Vec::new(),
-        };
-        store.refresh_trees();
-        store
+        }
     }
 
     /// The JSON trees present now: `storage/` (also read as a per-project tree when it holds
