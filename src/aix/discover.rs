@@ -15,7 +15,8 @@
 //! - `<root>/<project>/chats/session-*.json`: legacy main session (whole-file document), unless
 //!   the CLI migrated it to the `.jsonl` beside it (same name plus `l`, same session), which is
 //!   then read instead;
-//! - `<root>/<project>/chats/<parentId>/<id>.jsonl`: subagent of session `<parentId>`.
+//! - `<root>/<project>/chats/<parentId>/<id>.jsonl` (or `.json`, a document): subagent of
+//!   session `<parentId>`, linked by that name even when the parent's file is gone.
 //!
 //! Anything else under a project (`logs.json`, `checkpoint-*.json`, tool outputs) is not a
 //! session.
@@ -319,43 +320,49 @@ fn gemini_workspace(project: &Path, registry: &HashMap<String, String>) -> Optio
 }
 
 fn gemini_chats(chats: &Path, out: &mut Vec<SourceFile>) {
-    let entries = read_dir(chats);
-    let names: std::collections::HashSet<std::ffi::OsString> = entries
-        .iter()
-        .filter_map(|(p, _)| p.file_name().map(ToOwned::to_owned))
-        .collect();
-    for (path, t) in entries {
+    for (path, t) in gemini_chat_files(chats) {
         if t.is_dir() {
-            for (child, t) in read_dir(&path) {
-                if is_file(&t, &child)
-                    && let Some(f) = gemini_file(&child)
+            for (child, _) in gemini_chat_files(&path) {
+                if let Some(f) = gemini_file(&child)
                     && matches!(f.role, FileRole::Subagent { .. })
                 {
                     out.push(f);
                 }
             }
-            continue;
-        }
-        if !is_file(&t, &path) {
-            continue;
-        }
-        let Some(f) = gemini_file(&path) else {
-            continue;
-        };
-        let migrated = path.extension().is_some_and(|e| e == "json")
-            && path.file_name().is_some_and(|n| {
-                let mut log = n.to_owned();
-                log.push("l");
-                names.contains(&log)
-            });
-        if !migrated {
+        } else if let Some(f) = gemini_file(&path) {
             out.push(f);
         }
     }
 }
 
+/// The entries of one Gemini chats directory: its subdirectories and files, less a legacy
+/// `.json` document that the CLI migrated to the `.jsonl` log beside it (same name plus `l`,
+/// the same session), which is read instead.
+fn gemini_chat_files(dir: &Path) -> Vec<(PathBuf, fs::FileType)> {
+    let entries = read_dir(dir);
+    let names: std::collections::HashSet<std::ffi::OsString> = entries
+        .iter()
+        .filter_map(|(p, _)| p.file_name().map(ToOwned::to_owned))
+        .collect();
+    entries
+        .into_iter()
+        .filter(|(path, t)| {
+            if t.is_dir() {
+                return true;
+            }
+            let migrated = path.extension().is_some_and(|e| e == "json")
+                && path.file_name().is_some_and(|n| {
+                    let mut log = n.to_owned();
+                    log.push("l");
+                    names.contains(&log)
+                });
+            is_file(t, path) && !migrated
+        })
+        .collect()
+}
+
 /// Classifies one Gemini CLI path: `<project>/chats/session-*.jsonl` or `.json` is a main
-/// session, `<project>/chats/<parentId>/<id>.jsonl` a subagent of `<parentId>` (agent id
+/// session, `<project>/chats/<parentId>/<id>.json[l]` a subagent of `<parentId>` (agent id
 /// `<id>`). Looks at the path only (the walk drops a legacy `.json` that has a `.jsonl` twin).
 pub fn gemini_file(path: &Path) -> Option<SourceFile> {
     let name = path.file_name()?.to_str()?;
@@ -373,7 +380,10 @@ pub fn gemini_file(path: &Path) -> Option<SourceFile> {
         return session.then(|| file(FileRole::Main));
     }
     let chats = dir.parent()?.file_name()?;
-    let agent = name.strip_suffix(".jsonl").filter(|a| !a.is_empty())?;
+    let agent = name
+        .strip_suffix(".jsonl")
+        .or_else(|| name.strip_suffix(".json"))
+        .filter(|a| !a.is_empty())?;
     (chats == "chats").then(|| {
         file(FileRole::Subagent {
             agent_id: agent.to_owned(),

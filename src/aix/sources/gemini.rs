@@ -11,10 +11,14 @@
 //!   `messages[]`), rewritten whole in place. Fed whole by the file state's whole-file mode
 //!   ([`is_document`]); the parser reads the bytes fed so far as one JSON document each time
 //!   more arrive (a document that does not parse is one malformed line and gives no item).
-//! - `<parentId>/<id>.jsonl`: a subagent's log (`kind: "subagent"`).
+//! - `<parentId>/<id>.jsonl` (or `.json`, a document): a subagent's chat (`kind: "subagent"`);
+//!   `<id>` may be a short string rather than a UUID.
+//! - Code Assist (`a2a-server`) logs: the same shape, written without `toolCalls` even where
+//!   the agent used tools (its tool work is imported as what is there: its messages).
 //!
 //! # Mapping
-//! - **Session**: `sessionId` (the first one seen). `createdAtMs` = `startTime`, else the
+//! - **Session**: `sessionId` (the first one seen); Code Assist's logs all carry the same
+//!   `a2a-server`, so each of them is the session `a2a-server/<file stem>`. `createdAtMs` = `startTime`, else the
 //!   earliest message time; `updatedAtMs` = the later of `lastUpdated` and the latest message
 //!   time; `model` = that of the latest message naming one (by first appearance: rewriting an
 //!   older message does not move it back); `provider` = `google`; `project` = the
@@ -92,6 +96,11 @@ use crate::protocol::{ImportSessionItem, SessionInfo};
 /// `session.provider` of every Gemini CLI item.
 pub const MODEL_PROVIDER: &str = "google";
 
+/// The `sessionId` that Code Assist (the CLI's `a2a-server`, run by the IDE extensions and
+/// Cloud Shell) writes into every one of its logs: each such file is a session of its own,
+/// named `a2a-server/<file stem>` (see [`GeminiParser::source_session_id`]).
+pub const CODE_ASSIST_SESSION_ID: &str = "a2a-server";
+
 /// Whether `file` is read whole on every change (a legacy `.json` document rewritten in
 /// place) rather than as an append-only line log.
 pub fn is_document(file: &SourceFile) -> bool {
@@ -106,6 +115,8 @@ struct Layout {
     project: Option<String>,
     /// The project's working directory from the CLI's registry (`SourceFile::workspace`).
     workspace: Option<String>,
+    /// The file's name without `session-` and the extension (`2026-05-27T11-44-a2a-serv`).
+    stem: String,
 }
 
 impl Layout {
@@ -124,11 +135,19 @@ impl Layout {
             .and_then(Path::parent)
             .and_then(Path::file_name)
             .map(|n| n.to_string_lossy().into_owned());
+        let stem = file
+            .path
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Self {
             subagent,
             parent,
             project,
             workspace: file.workspace.clone(),
+            stem: stem
+                .strip_prefix("session-")
+                .map_or_else(|| stem.clone(), str::to_owned),
         }
     }
 }
@@ -200,6 +219,18 @@ impl GeminiParser {
         }
     }
 
+    /// The item's session id: the file's `sessionId`, except Code Assist's shared one, which
+    /// names no conversation (every Code Assist log carries it, and they even share their first
+    /// message's id): there the file is the session, `a2a-server/<file stem>`.
+    fn source_session_id(&self) -> Option<String> {
+        let sid = self.conv.meta.session_id.as_deref()?;
+        Some(if sid == CODE_ASSIST_SESSION_ID {
+            format!("{sid}/{}", self.layout.stem)
+        } else {
+            sid.to_owned()
+        })
+    }
+
     fn session_info(&self) -> SessionInfo {
         let m = &self.conv.meta;
         let created = self.conv.created();
@@ -263,7 +294,7 @@ impl SessionParser for GeminiParser {
     }
 
     fn take_items(&mut self) -> Vec<ImportSessionItem> {
-        let Some(session_id) = self.conv.meta.session_id.clone() else {
+        let Some(session_id) = self.source_session_id() else {
             return Vec::new();
         };
         let Some(ordinals) = self.conv.take_ordinals() else {

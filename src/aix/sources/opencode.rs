@@ -1,11 +1,12 @@
-//! OpenCode: the SQLite store (`opencode.db`, plus any `opencode-*.db`, OpenCode ≥ 1.2) and the
-//! legacy `storage/` JSON tree (before 1.2; the migration leaves it in place), one data
+//! OpenCode: the SQLite store (`opencode.db`, plus any channel-suffixed `opencode-*.db` such as
+//! `opencode-stable.db`, OpenCode ≥ 1.2) and the legacy JSON trees (`storage/`, 0.6 to 1.1, and
+//! the per-project `project/<name>/storage/` of 0.5.x; upgrades leave them in place), one data
 //! directory (default `~/.local/share/opencode`) polled as one [`SessionStore`].
 //!
 //! Mapping rules (SOURCES.md "Providers"; research: peers.md §1.4, §1.6):
 //! - **Session**: one per `session` row or legacy session file, id `ses_…`. The same id in
 //!   several places is imported once: `opencode.db` wins, then the `opencode-*.db` files in name
-//!   order, then the JSON tree. `createdAtMs`/`updatedAtMs` = `time_created`/`time_updated`
+//!   order, then `storage/`, then the per-project trees in name order. `createdAtMs`/`updatedAtMs` = `time_created`/`time_updated`
 //!   (`updated` moves forward to the last message, part or tool time), `workspacePath` =
 //!   `directory`, `model`/`provider` = those of the last assistant message (`modelID`,
 //!   `providerID`; a user message's `model{…}` when no assistant names one), `metadata` =
@@ -67,7 +68,7 @@ use std::path::{Path, PathBuf};
 
 use self::db::Db;
 use self::item::{LinkMap, links_hash};
-use self::legacy::Legacy;
+use self::legacy::{Layout, Legacy};
 use self::plan::{Known, Token, parents_first};
 use super::common::count_skip;
 use super::store::{FileStamp, with_suffix};
@@ -79,23 +80,51 @@ use super::{ParseStats, Provider};
 /// The main database of a data directory.
 pub const MAIN_DB: &str = "opencode.db";
 
-/// One OpenCode data directory (`opencode.db`, `opencode-*.db`, `storage/`), polled.
+/// One OpenCode data directory (`opencode.db`, `opencode-*.db`, `storage/`, `project/*/storage/`),
+/// polled.
 pub struct OpenCodeStore {
     dir: PathBuf,
     stats: ParseStats,
-    /// The JSON tree, with its cache of parsed session files.
-    legacy: Legacy,
+    /// The JSON trees in precedence order (`storage/` first), each with its cache of parsed
+    /// session files; found again at each poll (see [`Self::refresh_trees`]).
+    legacy: Vec<Legacy>,
 }
 
 impl OpenCodeStore {
     /// A store over the data directory `dir`; nothing is opened before the first poll.
     pub fn new(dir: PathBuf) -> Self {
-        let legacy = Legacy::new(dir.join("storage"));
         Self {
             dir,
             stats: ParseStats::default(),
-            legacy,
+            legacy: Vec::new(),
         }
+    }
+
+    /// The JSON trees present now: `storage/` (also read as a per-project tree when it holds
+    /// `session/info/`), then each `project/<name>/storage/` by name. A tree already known keeps
+    /// its cache.
+    fn refresh_trees(&mut self) {
+        let storage = self.dir.join("storage");
+        let mut wanted = vec![(storage.clone(), Layout::Flat)];
+        if storage.join("session/info").is_dir() {
+            wanted.push((storage, Layout::PerProject));
+        }
+        for project in legacy::dirs(&self.dir.join("project")) {
+            wanted.push((project.join("storage"), Layout::PerProject));
+        }
+        let mut old = std::mem::take(&mut self.legacy);
+        self.legacy = wanted
+            .into_iter()
+            .map(|(root, layout)| {
+                match old
+                    .iter()
+                    .position(|t| t.root() == root && t.layout() == layout)
+                {
+                    Some(i) => old.swap_remove(i),
+                    None => Legacy::new(root, layout),
+                }
+            })
+            .collect();
     }
 
     /// `opencode.db` (when present) first, then every `opencode-*.db` by name.
@@ -164,22 +193,27 @@ impl OpenCodeStore {
                 }
             }
         }
+        self.refresh_trees();
         if let Some(e) = db_failed {
-            if dbs.is_empty() && !self.legacy.root().is_dir() {
+            if dbs.is_empty() && !self.legacy.iter().any(|t| t.root().is_dir()) {
                 return Err(e);
             }
             count_skip(&mut self.stats, "storage:deferred");
             return Ok((dbs, heads));
         }
-        for mut head in self.legacy.sessions(&mut self.stats) {
-            if !seen.insert(head.id.clone()) {
-                // In a database (which wins), or a second file with the same id.
-                continue;
+        for (i, tree) in self.legacy.iter_mut().enumerate() {
+            for mut head in tree.sessions(i, &mut self.stats) {
+                if !seen.insert(head.id.clone()) {
+                    // In a database or an earlier tree (which win), or a second file with the
+                    // same id.
+                    count_skip(&mut self.stats, "session:duplicate");
+                    continue;
+                }
+                if let Origin::Json(_, file) = &head.origin {
+                    head.own = tree.token(file, &head.id);
+                }
+                heads.push(head);
             }
-            if let Origin::Json(file) = &head.origin {
-                head.own = self.legacy.token(file, &head.id);
-            }
-            heads.push(head);
         }
         Ok((dbs, heads))
     }
@@ -191,7 +225,11 @@ impl OpenCodeStore {
                 Some(db) => db.rows(&head.id, &mut self.stats),
                 None => Ok(Rows::default()),
             },
-            Origin::Json(_) => Ok(self.legacy.rows(&head.id, &mut self.stats)),
+            Origin::Json(tree, _) => Ok(self
+                .legacy
+                .get(*tree)
+                .map(|t| t.rows(&head.id, &mut self.stats))
+                .unwrap_or_default()),
         }
     }
 
@@ -202,8 +240,8 @@ impl OpenCodeStore {
                 let parts = dbs.get(*i)?.task_parts(&head.id, &mut self.stats).ok()?;
                 Some(item::links_of_rows(&parts))
             }
-            Origin::Json(_) => {
-                let rows = self.legacy.rows(&head.id, &mut self.stats);
+            Origin::Json(tree, _) => {
+                let rows = self.legacy.get(*tree)?.rows(&head.id, &mut self.stats);
                 let parts = rows
                     .messages
                     .iter()
@@ -259,8 +297,8 @@ impl Head {
 enum Origin {
     /// The database at this index of the poll's databases.
     Db(usize),
-    /// A legacy session file.
-    Json(PathBuf),
+    /// A legacy session file, in the tree at this index of the store's trees.
+    Json(usize, PathBuf),
 }
 
 /// The stored rows of one session, values as stored.
@@ -296,10 +334,10 @@ impl SessionStore for OpenCodeStore {
         &self.dir
     }
 
-    /// Stats of each database and its `-wal`, and of the tree's directories down to
-    /// `storage/session/<project>/` and `storage/message/<session>/` (new sessions and new
-    /// messages). Rewrites of existing legacy files in place do not move it: the watch on
-    /// `storage/` and the per-session tokens of the next poll see those.
+    /// Stats of each database and its `-wal`, of `project/` (a new per-project tree), and of
+    /// each tree's directories down to its session and message directories (new sessions and
+    /// new messages). Rewrites of existing legacy files in place do not move it: the watch on
+    /// the trees and the per-session tokens of the next poll see those.
     fn stamp(&self) -> io::Result<String> {
         std::fs::metadata(&self.dir)?;
         let mut out = String::new();
@@ -314,13 +352,17 @@ impl SessionStore for OpenCodeStore {
             add(&db);
             add(&with_suffix(&db, "-wal"));
         }
-        let storage = self.legacy.root();
-        add(storage);
-        for sub in ["session", "message", "part"] {
-            add(&storage.join(sub));
+        add(&self.dir.join("project"));
+        for project in legacy::dirs(&self.dir.join("project")) {
+            add(&project.join("storage/session/info"));
+            add(&project.join("storage/session/message"));
+            for d in legacy::dirs(&project.join("storage/session/message")) {
+                add(&d);
+            }
         }
-        for sub in ["session", "message"] {
-            for d in legacy::dirs(&storage.join(sub)) {
+        add(&self.dir.join("storage"));
+        for tree in &self.legacy {
+            for d in tree.stamp_dirs() {
                 add(&d);
             }
         }
@@ -428,7 +470,8 @@ impl SessionStore for OpenCodeStore {
         &self.stats
     }
 
-    /// Each database (`opencode.db` even before it exists) and its `-wal`, and `storage/`.
+    /// Each database (`opencode.db` even before it exists) and its `-wal`, `storage/`,
+    /// `project/` and each per-project tree.
     fn watch_paths(&self) -> Vec<PathBuf> {
         let mut dbs = self.db_paths();
         if dbs.is_empty() {
@@ -439,7 +482,15 @@ impl SessionStore for OpenCodeStore {
             out.push(with_suffix(&db, "-wal"));
             out.push(db);
         }
-        out.push(self.legacy.root().to_path_buf());
+        out.push(self.dir.join("storage"));
+        out.push(self.dir.join("project"));
+        out.extend(
+            self.legacy
+                .iter()
+                .filter(|t| t.layout() == Layout::PerProject)
+                .map(|t| t.root().to_path_buf()),
+        );
+        out.dedup();
         out
     }
 }

@@ -57,7 +57,7 @@ pub(super) fn full_import(rel: &str, bytes: &[u8]) -> (String, String) {
     (canonical(&conn), update.cursor.fingerprint)
 }
 
-fn append(path: &Path, bytes: &[u8]) {
+pub(super) fn append(path: &Path, bytes: &[u8]) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -68,7 +68,7 @@ fn append(path: &Path, bytes: &[u8]) {
 
 /// Cut points of a log: every line end and the middle of every line (a partial last line
 /// waits for its newline).
-fn cuts(bytes: &[u8]) -> Vec<usize> {
+pub(super) fn cuts(bytes: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut start = 0;
     for end in line_ends(bytes) {
@@ -312,17 +312,24 @@ fn gemini_tmp_tree_is_discovered_and_ordered() {
     let legacy = chats.join("session-2026-03-01T08-00-dddd0004.json");
     let migrated = chats.join("session-2026-03-02T08-00-eeee0005.json");
     let migrated_log = chats.join("session-2026-03-02T08-00-eeee0005.jsonl");
+    // A subagent chat kept as a document, under a short id, and one migrated to a log.
+    let doc_child = chats.join(format!("{GA}/x.json"));
+    let migrated_child = chats.join(format!("{GA}/y.json"));
+    let migrated_child_log = chats.join(format!("{GA}/y.jsonl"));
     write_aged(&main, "{}\n", 100);
     write_aged(&child, "{}\n", 500);
     write_aged(&legacy, "{}", 1000);
     write_aged(&migrated, "{}", 900);
     write_aged(&migrated_log, "{}\n", 50);
+    write_aged(&doc_child, "{}", 20);
+    write_aged(&migrated_child, "{}", 30);
+    write_aged(&migrated_child_log, "{}\n", 15);
     for other in [
         tmp.join("p1/logs.json"),
         tmp.join("p1/checkpoint-tag.json"),
         chats.join("notes.txt"),
         chats.join("other.jsonl"),
-        chats.join(format!("{GA}/x.json")),
+        chats.join(format!("{GA}/notes.txt")),
         tmp.join("p2/session-2026-01-01T00-00-ffff0006.jsonl"),
     ] {
         write_aged(&other, "{}\n", 10);
@@ -351,13 +358,27 @@ fn gemini_tmp_tree_is_discovered_and_ordered() {
             (main.clone(), FileRole::Main),
             (child.clone(), sub.clone()),
             (migrated_log, FileRole::Main),
+            (doc_child.clone(), child_role("x")),
+            (migrated_child_log, child_role("y")),
         ]
     );
     assert_eq!(gemini_file(&child).map(|f| f.role), Some(sub));
     assert_eq!(gemini_file(&legacy).map(|f| f.role), Some(FileRole::Main));
     assert!(gemini_file(&chats.join("other.jsonl")).is_none());
     assert!(gemini_file(&tmp.join("p1/logs.json")).is_none());
-    assert!(gemini_file(&chats.join(format!("{GA}/x.json"))).is_none());
+    assert_eq!(
+        gemini_file(&doc_child).map(|f| f.role),
+        Some(child_role("x"))
+    );
+    assert!(gemini_file(&chats.join(format!("{GA}/notes.txt"))).is_none());
+}
+
+fn child_role(agent: &str) -> FileRole {
+    FileRole::Subagent {
+        agent_id: s(agent),
+        parent_session_id: o(GA),
+        meta: None,
+    }
 }
 
 /// A project's working directory comes from its `.project_root`, else from the registry

@@ -5,6 +5,10 @@
 //! - `gemini_document`: the Gemini legacy whole-file document, parsed and re-read whole.
 //! - `gemini_files`: Gemini logs through `FileState` (appends, restarts from the cursor,
 //!   subagent order) into a real ledger, discovery, the real samples.
+//! - `gemini_variants`: the Gemini real-world variants (subagent documents with short ids and
+//!   no parent file, Code Assist logs, shell/slash prompts beside notices), exact items.
+//! - `gemini_real`: the real Gemini corpus (`NEX_REAL_SAMPLES_DIR`, `NEX_CORPUS_DIR`) against an
+//!   independent count per session, and its logs tailed in random pieces = one full read.
 //! - `cursor`, `cursor_incremental`, `cursor_bad_input` (database from `cursor_fixture`):
 //!   Cursor's `state.vscdb` store: exact items, secrets never read; in-place updates polled with
 //!   cursors = one full poll, read-only; bad databases and mutated values.
@@ -25,6 +29,8 @@ mod cursor_incremental;
 mod gemini;
 mod gemini_document;
 mod gemini_files;
+mod gemini_real;
+mod gemini_variants;
 mod incremental;
 mod opencode;
 mod samples;
@@ -248,6 +254,7 @@ fn all_fixtures() -> Vec<SourceFile> {
     ]
     .into_iter()
     .chain(gemini::gemini_fixtures())
+    .chain(gemini_variants::variant_fixtures())
     .collect()
 }
 

@@ -1,10 +1,14 @@
 //! OpenCode: `opencode.db` (documented and drifted schemas) and the legacy `storage/` tree as
 //! exact items; lineage from `task` parts; polls with cursors read only changed sessions and
-//! converge on one full poll in the ledger; the agent's files are never written.
+//! converge on one full poll in the ledger; the agent's files are never written. `variants`:
+//! the real-world variants (0.5.x per-project trees, channel databases, step-finish usage,
+//! errored messages) in one data directory.
 
 mod bad_values;
 mod expected;
 mod fixture;
+mod real;
+mod variants;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -101,6 +105,7 @@ fn opencode_db_and_legacy_tree_give_exact_items() {
             ("part:step-finish".to_owned(), 1),
             ("part:step-start".to_owned(), 1),
             ("part:text_synthetic".to_owned(), 1),
+            ("session:duplicate".to_owned(), 1),
         ]
     );
     for u in &updates {
@@ -122,6 +127,7 @@ fn opencode_db_and_legacy_tree_give_exact_items() {
             dir.path().join("opencode.db-wal"),
             dir.path().join("opencode.db"),
             dir.path().join("storage"),
+            dir.path().join("project"),
         ]
     );
 }

@@ -1,8 +1,12 @@
-//! The legacy JSON tree (OpenCode before 1.2, left in place by the migration to SQLite):
-//! `storage/session/<projectID>/<sessionID>.json`, `storage/message/<sessionID>/<msgID>.json`,
-//! `storage/part/<msgID>/<partID>.json`. Files are read whole; one that cannot be read or
-//! parsed is skipped and counted. Message and part ids are the file names (OpenCode names each
-//! file after the id it holds).
+//! The legacy JSON trees, read whole file by file; one that cannot be read or parsed is
+//! skipped and counted. Message and part ids are the file names (OpenCode names each file
+//! after the id it holds). Two layouts ([`Layout`]):
+//! - `storage/` (OpenCode 0.6 to 1.1, left in place by the migration to SQLite in 1.2):
+//!   `session/<projectID>/<sessionID>.json`, `message/<sessionID>/<msgID>.json`,
+//!   `part/<msgID>/<partID>.json`;
+//! - `project/<name>/storage/` (0.5.x and before, one tree per project, left in place by later
+//!   versions): `session/info/<sessionID>.json`, `session/message/<sessionID>/<msgID>.json`,
+//!   `session/part/<sessionID>/<msgID>/<partID>.json`.
 //!
 //! Session files are parsed again only when their stats change (a cache keyed by path). A
 //! session's change token is the stats (size, mtime, inode) of its session file, its message
@@ -22,9 +26,23 @@ use super::{Head, MessageRow, Origin, PartRow, Rows};
 use crate::aix::sources::ParseStats;
 use crate::aix::sources::lenient::Obj;
 
-/// The `storage/` tree of a data directory.
+/// Where a tree keeps sessions, messages and parts (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// `storage/`: `session/<projectID>/`, `message/<sessionID>/`, `part/<msgID>/`.
+    Flat,
+    /// `project/<name>/storage/` (0.5.x): `session/{info,message,part}/`.
+    PerProject,
+}
+
+/// Directory names under a flat tree's `session/` that are a per-project tree's, never a
+/// project id (a commit hash or `global`).
+const PER_PROJECT_DIRS: [&str; 3] = ["info", "message", "part"];
+
+/// One JSON tree of a data directory.
 pub(super) struct Legacy {
     root: PathBuf,
+    layout: Layout,
     /// Parsed session files by path, valid while the file's stamp is unchanged.
     cache: HashMap<PathBuf, (FileStamp, Option<Head>)>,
 }
@@ -37,9 +55,10 @@ struct MessageTime {
 }
 
 impl Legacy {
-    pub fn new(root: PathBuf) -> Self {
+    pub fn new(root: PathBuf, layout: Layout) -> Self {
         Self {
             root,
+            layout,
             cache: HashMap::new(),
         }
     }
@@ -48,21 +67,81 @@ impl Legacy {
         &self.root
     }
 
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The session files, by path order.
+    fn session_files(&self) -> Vec<(String, PathBuf, std::fs::Metadata)> {
+        let session = self.root.join("session");
+        match self.layout {
+            Layout::Flat => dirs(&session)
+                .into_iter()
+                .filter(|d| {
+                    !d.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| PER_PROJECT_DIRS.contains(&n))
+                })
+                .flat_map(|d| json_files(&d))
+                .collect(),
+            Layout::PerProject => json_files(&session.join("info")),
+        }
+    }
+
+    /// The directory of session `sid`'s message files.
+    fn message_dir(&self, sid: &str) -> PathBuf {
+        match self.layout {
+            Layout::Flat => self.root.join("message").join(sid),
+            Layout::PerProject => self.root.join("session/message").join(sid),
+        }
+    }
+
+    /// The directory of message `mid`'s part files (of session `sid`).
+    fn part_dir(&self, sid: &str, mid: &str) -> PathBuf {
+        match self.layout {
+            Layout::Flat => self.root.join("part").join(mid),
+            Layout::PerProject => self.root.join("session/part").join(sid).join(mid),
+        }
+    }
+
+    /// The directories whose stats move when a session or a message is added: the store's
+    /// stamp follows them (rewrites in place are seen by the per-session tokens).
+    pub fn stamp_dirs(&self) -> Vec<PathBuf> {
+        let mut out = vec![self.root.clone()];
+        let (sessions, messages) = match self.layout {
+            Layout::Flat => (self.root.join("session"), self.root.join("message")),
+            Layout::PerProject => (
+                self.root.join("session/info"),
+                self.root.join("session/message"),
+            ),
+        };
+        out.push(sessions.clone());
+        out.push(messages.clone());
+        if self.layout == Layout::Flat {
+            out.push(self.root.join("part"));
+            out.extend(dirs(&sessions));
+        }
+        out.extend(dirs(&messages));
+        out
+    }
+
     /// Every readable session file, by path order, as a header without its change token
-    /// (`own` is empty: see [`Self::token`]). Malformed files are counted once per version.
-    pub fn sessions(&mut self, stats: &mut ParseStats) -> Vec<Head> {
+    /// (`own` is empty: see [`Self::token`]) and with `tree` as its origin's tree. Malformed
+    /// files are counted once per version.
+    pub fn sessions(&mut self, tree: usize, stats: &mut ParseStats) -> Vec<Head> {
         let mut seen = HashMap::new();
         let mut out = Vec::new();
-        for project in dirs(&self.root.join("session")) {
-            for (stem, path, meta) in json_files(&project) {
-                let stamp = FileStamp::of(&meta);
-                let head = match self.cache.get(&path) {
-                    Some((s, head)) if *s == stamp => head.clone(),
-                    _ => parse_session(&path, &stem, stats),
-                };
-                seen.insert(path.clone(), (stamp, head.clone()));
-                out.extend(head);
-            }
+        for (stem, path, meta) in self.session_files() {
+            let stamp = FileStamp::of(&meta);
+            let head = match self.cache.get(&path) {
+                Some((s, head)) if *s == stamp => head.clone(),
+                _ => parse_session(&path, &stem, stats),
+            };
+            seen.insert(path.clone(), (stamp, head.clone()));
+            out.extend(head.map(|mut h| {
+                h.origin = Origin::Json(tree, path.clone());
+                h
+            }));
         }
         self.cache = seen;
         out
@@ -80,11 +159,11 @@ impl Legacy {
             }
         };
         add("s", std::fs::metadata(file).ok().as_ref());
-        let dir = self.root.join("message").join(id);
+        let dir = self.message_dir(id);
         add("md", std::fs::metadata(&dir).ok().as_ref());
         for (stem, _, meta) in json_files(&dir) {
             add(&stem, Some(&meta));
-            let parts = self.root.join("part").join(&stem);
+            let parts = self.part_dir(id, &stem);
             add("pd", std::fs::metadata(&parts).ok().as_ref());
             for (part, _, meta) in json_files(&parts) {
                 add(&part, Some(&meta));
@@ -96,7 +175,7 @@ impl Legacy {
     /// The message and part files of session `id`, read whole.
     pub fn rows(&self, id: &str, stats: &mut ParseStats) -> Rows {
         let mut out = Rows::default();
-        for (stem, path, _) in json_files(&self.root.join("message").join(id)) {
+        for (stem, path, _) in json_files(&self.message_dir(id)) {
             let Ok(data) = std::fs::read(&path) else {
                 stats.malformed_lines += 1;
                 continue;
@@ -105,7 +184,7 @@ impl Legacy {
                 .ok()
                 .and_then(|m| m.time.0?.created);
             let mut parts = Vec::new();
-            for (part, path, _) in json_files(&self.root.join("part").join(&stem)) {
+            for (part, path, _) in json_files(&self.part_dir(id, &stem)) {
                 match std::fs::read(&path) {
                     Ok(data) => parts.push(PartRow { id: part, data }),
                     Err(_) => stats.malformed_lines += 1,
@@ -153,7 +232,7 @@ fn parse_session(path: &Path, stem: &str, stats: &mut ParseStats) -> Option<Head
         project_id: data.project_id,
         version: data.version,
         slug: data.slug,
-        origin: Origin::Json(path.to_path_buf()),
+        origin: Origin::Json(0, path.to_path_buf()),
         own: String::new(),
     })
 }
