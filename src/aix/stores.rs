@@ -11,21 +11,23 @@ use std::path::Path;
 
 use super::backfill::RunCounters;
 use super::config::WorkerOptions;
+use super::discover::cursor_dbs;
 use super::emit::Emitter;
 use super::sources::store::store_cursor_key;
 use super::sources::{CursorStore, OpenCodeStore, SessionStore, StoreCursor};
 use crate::protocol::Cursor;
 
 /// The stores the options name whose location exists (a missing one is skipped, logged at
-/// debug, and picked up by a later run).
+/// debug, and picked up by a later run): one per Cursor database (the global one and each
+/// workspace's, see [`cursor_dbs`]), one per OpenCode data directory.
 pub fn open_stores(options: &WorkerOptions) -> Vec<Box<dyn SessionStore>> {
     let mut stores: Vec<Box<dyn SessionStore>> = Vec::new();
-    for db in &options.cursor_dbs {
-        if db.is_file() {
-            stores.push(Box::new(CursorStore::new(db.clone())));
-        } else {
-            tracing::debug!(path = %db.display(), "cursor database not found");
-        }
+    for db in cursor_dbs(&options.cursor_dbs) {
+        let store = CursorStore::new(db.path);
+        stores.push(Box::new(match db.workspace {
+            Some(w) => store.in_workspace(w.folder, w.global),
+            None => store,
+        }));
     }
     for dir in &options.opencode_dirs {
         if dir.is_dir() {

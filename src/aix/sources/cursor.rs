@@ -1,5 +1,6 @@
-//! Cursor IDE: one `state.vscdb` (`…/Cursor/User/globalStorage/`, or a workspace's), polled as
-//! a [`SessionStore`].
+//! Cursor IDE: one `state.vscdb` (`…/Cursor/User/globalStorage/`, or a workspace's under
+//! `…/User/workspaceStorage/<id>/`), polled as a [`SessionStore`]. Each database is its own
+//! store, with its own cursors (`discover::cursor_dbs` finds them).
 //!
 //! # What is read
 //! Table `cursorDiskKV(key, value)`: `composerData:<composerId>` is a session's header,
@@ -13,8 +14,13 @@
 //! # Mapping
 //! - Session: id = `composerId`; `createdAtMs` / `updatedAtMs` = `createdAt` / `lastUpdatedAt`
 //!   (else the first / last bubble time); `model` = `modelConfig.modelName` (else the last
-//!   turn's); `metadata` = `{title: name, unifiedMode}` where present. `provider` and
-//!   `workspacePath` are not stored in the global database and stay empty.
+//!   turn's); `metadata` = `{title: name, unifiedMode}` where present. `provider` is not
+//!   stored and stays empty; `workspacePath` = the folder of the workspace whose database holds
+//!   the session (from its `workspace.json`), empty for the global database.
+//! - A session in both a workspace database and the global one (the same composer id: Cursor
+//!   moved its chats to the global database) is read from the global one only: a workspace
+//!   store skips the legacy entries whose id is a `composerData:<id>` key of its global
+//!   database (keys only are read there), counted `legacy_shadowed`.
 //! - Order: `fullConversationHeadersOnly`, else the inline conversation, else time then row id
 //!   (see `conversation` for bubbles a composer does not list).
 //! - Messages: one per bubble of `type` 1 (user) or 2 (assistant) (legacy `"user"`/`"ai"`);
@@ -28,7 +34,9 @@
 //!   time (completed only once an assistant bubble exists); tokens = `tokenCount`
 //!   (`inputTokens`, `outputTokens`, total = their sum) of the turn's last assistant bubble
 //!   whose counts are not zero (Cursor fills only the bubble that closes a request), so each
-//!   request is counted once; `model` = the last `modelInfo.modelName`; `response` = the last
+//!   request is counted once; a turn whose bubbles carry counts that are all zero records 0
+//!   (never an estimate), one without any count records none; `model` = the last
+//!   `modelInfo.modelName`; `response` = the last
 //!   assistant bubble with text; `query` = the user bubble.
 //! - Tool calls: one per bubble with `toolFormerData.name`: id = `toolCallId` (kept exact:
 //!   OpenAI ids hold a newline), else the bubble id; `paramsJson` = `rawArgs`, else `params`;
@@ -103,6 +111,10 @@ pub struct CursorStore {
     quiet: HashMap<String, ChangeToken>,
     /// What the last read of the legacy `ItemTable` keys found.
     legacy: Option<LegacyMemo>,
+    /// The folder of the workspace this database belongs to (every item's `workspacePath`).
+    workspace_folder: Option<String>,
+    /// The global database whose composers shadow this workspace database's legacy entries.
+    global: Option<PathBuf>,
 }
 
 impl CursorStore {
@@ -112,6 +124,49 @@ impl CursorStore {
             stats: ParseStats::default(),
             quiet: HashMap::new(),
             legacy: None,
+            workspace_folder: None,
+            global: None,
+        }
+    }
+
+    /// This store as a workspace's database: `folder` becomes every item's `workspacePath`, and
+    /// the legacy entries whose composer `global` holds are skipped.
+    pub fn in_workspace(mut self, folder: Option<String>, global: Option<PathBuf>) -> Self {
+        self.workspace_folder = folder;
+        self.global = global;
+        self
+    }
+
+    /// The composer ids of the global database (keys only); empty when there is none or it
+    /// cannot be read (logged at debug: the legacy entries are then read as the only copy).
+    fn global_composers(&self) -> HashSet<String> {
+        let Some(global) = &self.global else {
+            return HashSet::new();
+        };
+        let ids = open_readonly(global).and_then(|ro| {
+            let (has_kv, _) = db::tables(&ro.conn).map_err(io::Error::other)?;
+            if !has_kv {
+                return Ok(Vec::new());
+            }
+            db::composers(&ro.conn).map_err(io::Error::other)
+        });
+        match ids {
+            Ok(ids) => ids.into_iter().map(|(id, _)| id).collect(),
+            Err(e) => {
+                tracing::debug!(path = %global.display(), error_kind = ?e.kind(), "cursor global database not readable");
+                HashSet::new()
+            }
+        }
+    }
+
+    /// Sets the workspace folder on items that have none.
+    fn place(&self, items: &mut [crate::protocol::ImportSessionItem]) {
+        if let Some(folder) = &self.workspace_folder {
+            for item in items {
+                item.session
+                    .workspace_path
+                    .get_or_insert_with(|| folder.clone());
+            }
         }
     }
 
@@ -226,11 +281,14 @@ impl SessionStore for CursorStore {
             }
         }
         if has_items {
+            let global = self.global_composers();
+            let mut shadow = composers;
+            shadow.extend(global);
             let legacy = legacy::poll_legacy(
                 conn,
                 cursors,
                 full,
-                &composers,
+                &shadow,
                 &mut self.legacy,
                 &mut self.stats,
                 &mut counts,
@@ -241,7 +299,8 @@ impl SessionStore for CursorStore {
         pending.sort_by(|a, b| a.0.cmp(&b.0));
         for (age, p) in pending {
             let (id, old) = match p {
-                Pending::Legacy(update) => {
+                Pending::Legacy(mut update) => {
+                    self.place(&mut update.items);
                     sink(update)?;
                     counts.emitted += 1;
                     continue;
@@ -256,8 +315,9 @@ impl SessionStore for CursorStore {
                 tree
             });
             match read {
-                Ok(Some(tree)) if !tree.items.is_empty() => {
+                Ok(Some(mut tree)) if !tree.items.is_empty() => {
                     self.quiet.remove(&id);
+                    self.place(&mut tree.items);
                     sink(SessionUpdate {
                         session_id: id,
                         items: tree.items,
