@@ -417,6 +417,9 @@ pub struct CursorDb {
     pub path: PathBuf,
     /// Set for a database under `User/workspaceStorage/<id>/`.
     pub workspace: Option<CursorWorkspace>,
+    /// For a global database: the workspace databases beside it whose `workspace.json` names a
+    /// folder, with that folder (their composer lists say which global session is whose).
+    pub workspaces: Vec<(PathBuf, String)>,
 }
 
 /// What a workspace database's neighbours say about it.
@@ -434,7 +437,7 @@ pub struct CursorWorkspace {
 /// database before its workspaces, workspaces by directory name). An entry is recognised by
 /// what it is and holds:
 /// - `…/globalStorage/state.vscdb`: that database, and every database under the sibling
-///   `workspaceStorage/`;
+///   `workspaceStorage/` (also the global database's [`CursorDb::workspaces`]);
 /// - `…/workspaceStorage/<id>/state.vscdb`: that workspace alone;
 /// - any other file: that database alone;
 /// - a directory holding `globalStorage/` or `workspaceStorage/`: Cursor's `User` folder, read
@@ -477,29 +480,39 @@ fn cursor_dir(dir: &Path, out: &mut Vec<CursorDb>) {
 /// A `User` folder: its global database, then its workspaces'.
 fn cursor_user(user: &Path, out: &mut Vec<CursorDb>) {
     let global = user.join("globalStorage").join(CURSOR_DB);
-    let global = global.is_file().then_some(global);
-    if let Some(g) = &global {
-        out.push(CursorDb {
-            path: g.clone(),
-            workspace: None,
-        });
+    if global.is_file() {
+        cursor_global(&global, user, out);
+    } else {
+        out.extend(cursor_workspaces(&user.join("workspaceStorage"), None));
     }
-    cursor_workspaces(&user.join("workspaceStorage"), global.as_deref(), out);
 }
 
-fn cursor_workspaces(storage: &Path, global: Option<&Path>, out: &mut Vec<CursorDb>) {
+/// The global database `db` of the `User` folder `user`, then its workspaces.
+fn cursor_global(db: &Path, user: &Path, out: &mut Vec<CursorDb>) {
+    let workspaces = cursor_workspaces(&user.join("workspaceStorage"), Some(db));
+    out.push(CursorDb {
+        path: db.to_path_buf(),
+        workspace: None,
+        workspaces: workspaces
+            .iter()
+            .filter_map(|w| Some((w.path.clone(), w.workspace.as_ref()?.folder.clone()?)))
+            .collect(),
+    });
+    out.extend(workspaces);
+}
+
+fn cursor_workspaces(storage: &Path, global: Option<&Path>) -> Vec<CursorDb> {
     let mut dirs: Vec<PathBuf> = read_dir(storage)
         .into_iter()
         .filter(|(_, t)| t.is_dir())
         .map(|(p, _)| p)
         .collect();
     dirs.sort();
-    for dir in dirs {
-        let db = dir.join(CURSOR_DB);
-        if db.is_file() {
-            out.push(cursor_workspace_db(db, global));
-        }
-    }
+    dirs.into_iter()
+        .map(|dir| dir.join(CURSOR_DB))
+        .filter(|db| db.is_file())
+        .map(|db| cursor_workspace_db(db, global))
+        .collect()
 }
 
 fn cursor_workspace_db(db: PathBuf, global: Option<&Path>) -> CursorDb {
@@ -513,6 +526,7 @@ fn cursor_workspace_db(db: PathBuf, global: Option<&Path>) -> CursorDb {
             folder,
             global: global.map(Path::to_path_buf),
         }),
+        workspaces: Vec::new(),
     }
 }
 
@@ -520,14 +534,10 @@ fn cursor_workspace_db(db: PathBuf, global: Option<&Path>) -> CursorDb {
 fn cursor_file(db: &Path, out: &mut Vec<CursorDb>) {
     let dir = db.parent();
     let dir_name = dir.and_then(Path::file_name);
-    if dir_name.is_some_and(|n| n == "globalStorage") {
-        out.push(CursorDb {
-            path: db.to_path_buf(),
-            workspace: None,
-        });
-        if let Some(user) = dir.and_then(Path::parent) {
-            cursor_workspaces(&user.join("workspaceStorage"), Some(db), out);
-        }
+    if dir_name.is_some_and(|n| n == "globalStorage")
+        && let Some(user) = dir.and_then(Path::parent)
+    {
+        cursor_global(db, user, out);
         return;
     }
     let storage = dir.and_then(Path::parent);
@@ -545,6 +555,7 @@ fn cursor_file(db: &Path, out: &mut Vec<CursorDb>) {
     out.push(CursorDb {
         path: db.to_path_buf(),
         workspace: None,
+        workspaces: Vec::new(),
     });
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::backfill::RunCounters;
 use super::config::WorkerOptions;
-use super::discover::cursor_dbs;
+use super::discover::{CursorDb, cursor_dbs};
 use super::emit::Emitter;
 use super::sources::store::store_cursor_key;
 use super::sources::{CursorStore, OpenCodeStore, SessionStore, StoreCursor};
@@ -23,11 +23,7 @@ use crate::protocol::Cursor;
 pub fn open_stores(options: &WorkerOptions) -> Vec<Box<dyn SessionStore>> {
     let mut stores: Vec<Box<dyn SessionStore>> = Vec::new();
     for db in cursor_dbs(&options.cursor_dbs) {
-        let store = CursorStore::new(db.path);
-        stores.push(Box::new(match db.workspace {
-            Some(w) => store.in_workspace(w.folder, w.global),
-            None => store,
-        }));
+        stores.push(Box::new(cursor_store(db)));
     }
     for dir in &options.opencode_dirs {
         if dir.is_dir() {
@@ -37,6 +33,16 @@ pub fn open_stores(options: &WorkerOptions) -> Vec<Box<dyn SessionStore>> {
         }
     }
     stores
+}
+
+/// The store of one Cursor database, told what its place says (its workspace's folder and
+/// global database, or the workspaces beside a global database).
+pub fn cursor_store(db: CursorDb) -> CursorStore {
+    let store = CursorStore::new(db.path).with_workspaces(db.workspaces);
+    match db.workspace {
+        Some(w) => store.in_workspace(w.folder, w.global),
+        None => store,
+    }
 }
 
 /// The usable store cursors of `run.start`, by key (other values are file cursors, or unusable:

@@ -16,7 +16,9 @@
 //!   (else the first / last bubble time); `model` = `modelConfig.modelName` (else the last
 //!   turn's); `metadata` = `{title: name, unifiedMode}` where present. `provider` is not
 //!   stored and stays empty; `workspacePath` = the folder of the workspace whose database holds
-//!   the session (from its `workspace.json`), empty for the global database.
+//!   the session (from its `workspace.json`); for a session of the global database, the
+//!   folder of the first workspace whose composer list names it (see `folders`), else empty.
+//!   The folder is part of the session's change token and fingerprint.
 //! - A session in both a workspace database and the global one (the same composer id: Cursor
 //!   moved its chats to the global database) is read from the global one only: a workspace
 //!   store skips the legacy entries whose id is a `composerData:<id>` key of its global
@@ -79,6 +81,7 @@
 mod build;
 mod conversation;
 mod db;
+mod folders;
 mod legacy;
 mod record;
 mod session;
@@ -92,6 +95,7 @@ use rusqlite::Connection;
 
 use self::build::TASK_PREFIX;
 use self::db::{BUBBLE_PREFIX, COMPOSER_PREFIX, Stamp};
+use self::folders::WorkspaceFolders;
 use self::legacy::LegacyMemo;
 use self::record::{CreatedAt, parse_object};
 use self::session::{Age, Claims};
@@ -115,6 +119,8 @@ pub struct CursorStore {
     workspace_folder: Option<String>,
     /// The global database whose composers shadow this workspace database's legacy entries.
     global: Option<PathBuf>,
+    /// For a global database: the workspaces whose composer lists place its sessions.
+    folders: WorkspaceFolders,
 }
 
 impl CursorStore {
@@ -126,7 +132,15 @@ impl CursorStore {
             legacy: None,
             workspace_folder: None,
             global: None,
+            folders: WorkspaceFolders::default(),
         }
+    }
+
+    /// This store as a global database beside `workspaces` (database, folder): a session a
+    /// workspace lists gets that workspace's folder as `workspacePath`.
+    pub fn with_workspaces(mut self, workspaces: Vec<(PathBuf, String)>) -> Self {
+        self.folders = WorkspaceFolders::new(workspaces);
+        self
     }
 
     /// This store as a workspace's database: `folder` becomes every item's `workspacePath`, and
@@ -159,17 +173,6 @@ impl CursorStore {
         }
     }
 
-    /// Sets the workspace folder on items that have none.
-    fn place(&self, items: &mut [crate::protocol::ImportSessionItem]) {
-        if let Some(folder) = &self.workspace_folder {
-            for item in items {
-                item.session
-                    .workspace_path
-                    .get_or_insert_with(|| folder.clone());
-            }
-        }
-    }
-
     fn wal(&self) -> PathBuf {
         with_suffix(&self.db, "-wal")
     }
@@ -188,6 +191,7 @@ fn current(
     id: &str,
     stamp: Stamp,
     known: &ChangeToken,
+    folder: Option<&str>,
 ) -> rusqlite::Result<ChangeToken> {
     let mut k = Vec::with_capacity(known.k.len());
     for Sub(child, _, _, fp) in &known.k {
@@ -203,6 +207,7 @@ fn current(
         b: db::range_stats(conn, &format!("{BUBBLE_PREFIX}{id}:"))?,
         t: None,
         k,
+        w: folder.map(str::to_owned),
     })
 }
 
@@ -244,6 +249,15 @@ impl SessionStore for CursorStore {
         let mut claims = Claims::default();
         let mut pending: Vec<(Age, Pending)> = Vec::new();
         let mut composers = HashSet::new();
+        let folders = if has_kv {
+            self.folders.by_composer()
+        } else {
+            HashMap::new()
+        };
+        let own_folder = self.workspace_folder.clone();
+        let folder_of = |id: &str| -> Option<String> {
+            own_folder.clone().or_else(|| folders.get(id).cloned())
+        };
         if has_kv {
             let mut changed = Vec::new();
             for (id, stamp) in db::composers(conn).map_err(io::Error::other)? {
@@ -256,7 +270,8 @@ impl SessionStore for CursorStore {
                 if !full {
                     let mut same = None;
                     for known in old.iter().chain(self.quiet.get(&id)) {
-                        let now = current(conn, &id, stamp, known).map_err(io::Error::other)?;
+                        let now = current(conn, &id, stamp, known, folder_of(&id).as_deref())
+                            .map_err(io::Error::other)?;
                         if known.same_rows(&now) {
                             same = Some(known);
                             break;
@@ -288,7 +303,10 @@ impl SessionStore for CursorStore {
                 conn,
                 cursors,
                 full,
-                &shadow,
+                legacy::Scope {
+                    shadow: &shadow,
+                    folder: self.workspace_folder.as_deref(),
+                },
                 &mut self.legacy,
                 &mut self.stats,
                 &mut counts,
@@ -299,8 +317,7 @@ impl SessionStore for CursorStore {
         pending.sort_by(|a, b| a.0.cmp(&b.0));
         for (age, p) in pending {
             let (id, old) = match p {
-                Pending::Legacy(mut update) => {
-                    self.place(&mut update.items);
+                Pending::Legacy(update) => {
                     sink(update)?;
                     counts.emitted += 1;
                     continue;
@@ -309,15 +326,21 @@ impl SessionStore for CursorStore {
             };
             // One read transaction per session: its token and its values agree.
             let read = conn.unchecked_transaction().and_then(|tx| {
-                let tree =
-                    session::read_tree(conn, &id, &age, &mut claims, old.as_ref(), &mut self.stats);
+                let tree = session::read_tree(
+                    conn,
+                    &id,
+                    &age,
+                    &mut claims,
+                    old.as_ref(),
+                    folder_of(&id).as_deref(),
+                    &mut self.stats,
+                );
                 drop(tx);
                 tree
             });
             match read {
-                Ok(Some(mut tree)) if !tree.items.is_empty() => {
+                Ok(Some(tree)) if !tree.items.is_empty() => {
                     self.quiet.remove(&id);
-                    self.place(&mut tree.items);
                     sink(SessionUpdate {
                         session_id: id,
                         items: tree.items,

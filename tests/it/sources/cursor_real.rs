@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use nex::aix::discover::cursor_dbs;
-use nex::aix::sources::{CursorStore, poll_all};
+use nex::aix::sources::poll_all;
+use nex::aix::stores::cursor_store;
 use nex::protocol::ImportSessionItem;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
@@ -354,16 +355,13 @@ fn parsed(user: &Path) -> (BTreeMap<String, Counts>, Vec<String>) {
     let mut out = BTreeMap::new();
     let mut twice = Vec::new();
     for db in cursor_dbs(&[user.to_path_buf()]) {
-        let store = CursorStore::new(db.path.clone());
-        let mut store = match db.workspace {
-            Some(w) => store.in_workspace(w.folder, w.global),
-            None => store,
-        };
+        let path = db.path.clone();
+        let mut store = cursor_store(db);
         let (updates, _) = poll_all(&mut store, &HashMap::new(), true).unwrap();
         for item in updates.into_iter().flat_map(|u| u.items) {
             let id = item.source_session_id.clone();
             if out.insert(id.clone(), item_counts(&item)).is_some() {
-                twice.push(format!("{id} (again from {})", db.path.display()));
+                twice.push(format!("{id} (again from {})", path.display()));
             }
         }
     }

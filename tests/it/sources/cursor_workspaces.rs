@@ -1,7 +1,8 @@
 //! Cursor's `User` folder as a whole: the global database and every workspace database (older
 //! versions' `ItemTable` chats: `composer.composerData` with inline conversations and the
 //! `aichat` chat tabs), found from any form of `--cursor-db`; exact items of each variant (NULL
-//! values, zero token counts, `workspacePath` from `workspace.json`); a chat in both a
+//! values, zero token counts, `workspacePath` from `workspace.json`, also for the global
+//! sessions a workspace lists); a chat in both a
 //! workspace and the global database imported once; each database polled with its own
 //! cursors converges on one poll of the final databases; `aix scan` lists every database read.
 //! Fixtures are written here: Cursor's structure, our own text.
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use nex::aix::WorkerOptions;
 use nex::aix::discover::{CursorDb, CursorWorkspace, cursor_dbs};
 use nex::aix::sources::{CursorStore, SessionStore, SessionUpdate, StoreCursor, poll_all};
+use nex::aix::stores::cursor_store;
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -234,16 +236,9 @@ fn write_nulls(tree: &UserTree) {
 
 /// Every database of the tree, as `cursor_dbs` finds them, polled whole.
 fn stores(tree: &UserTree) -> Vec<(PathBuf, CursorStore)> {
-    cursor_dbs(&[tree.user.clone()])
+    cursor_dbs(std::slice::from_ref(&tree.user))
         .into_iter()
-        .map(|d| {
-            let s = CursorStore::new(d.path.clone());
-            let s = match d.workspace {
-                Some(w) => s.in_workspace(w.folder, w.global),
-                None => s,
-            };
-            (d.path, s)
-        })
+        .map(|d| (d.path.clone(), cursor_store(d)))
         .collect()
 }
 
@@ -330,8 +325,10 @@ fn cursor_user_folder_reads_every_database_with_exact_items_each_chat_once() {
     );
     let moved = json!({
         "sourceProvider": "cursor", "sourceSessionId": "c-moved",
+        // Workspace 1 lists it: its folder (workspace 2 lists it too, but names no folder).
         "session": {"createdAtMs": T0 + 10_000, "updatedAtMs": T0 + 200_000,
-                    "model": "gpt-4.1", "metadata": {"title": "Moved chat"}},
+                    "model": "gpt-4.1", "workspacePath": "/home/dev/my app",
+                    "metadata": {"title": "Moved chat"}},
         "turns": [
             // Cursor wrote zero counts: recorded as zero.
             {"sourceTurnId": "m1", "startedAtMs": T0 + 11_000, "completedAtMs": T0 + 12_000,
@@ -439,21 +436,24 @@ fn cursor_db_flag_accepts_a_user_folder_a_global_or_workspace_database_or_cursor
             folder: folder.map(str::to_owned),
             global: Some(global.clone()),
         }),
+        workspaces: Vec::new(),
     };
     let all = vec![
+        // The global database knows the workspaces that name a folder.
         CursorDb {
             path: global.clone(),
             workspace: None,
+            workspaces: vec![(tree.ws(WS1), "/home/dev/my app".to_owned())],
         },
         ws(WS1, Some("/home/dev/my app")),
         ws(WS2, None),
     ];
-    assert_eq!(cursor_dbs(&[tree.user.clone()]), all);
+    assert_eq!(cursor_dbs(std::slice::from_ref(&tree.user)), all);
     assert_eq!(
         cursor_dbs(&[tree.user.parent().unwrap().to_path_buf()]),
         all
     );
-    assert_eq!(cursor_dbs(&[global.clone()]), all);
+    assert_eq!(cursor_dbs(std::slice::from_ref(&global)), all);
     assert_eq!(cursor_dbs(&[global.parent().unwrap().to_path_buf()]), all);
     // Overlapping entries name each database once.
     assert_eq!(
@@ -465,13 +465,14 @@ fn cursor_db_flag_accepts_a_user_folder_a_global_or_workspace_database_or_cursor
     let lone = UserTree::new();
     write_ws1(&lone, false);
     assert_eq!(
-        cursor_dbs(&[lone.user.clone()]),
+        cursor_dbs(std::slice::from_ref(&lone.user)),
         vec![CursorDb {
             path: lone.ws(WS1),
             workspace: Some(CursorWorkspace {
                 folder: Some("/home/dev/my app".into()),
                 global: None
             }),
+            workspaces: Vec::new(),
         }]
     );
     let copy = lone.user.join("backup.vscdb");
@@ -480,7 +481,8 @@ fn cursor_db_flag_accepts_a_user_folder_a_global_or_workspace_database_or_cursor
         cursor_dbs(&[copy.clone(), lone.user.join("missing.vscdb")]),
         vec![CursorDb {
             path: copy,
-            workspace: None
+            workspace: None,
+            workspaces: Vec::new(),
         }]
     );
 }
