@@ -7,8 +7,9 @@
 //! - a `composerData:<id>` of `cursorDiskKV` is a chat when its conversation holds a user or
 //!   assistant bubble; its conversation is `fullConversationHeadersOnly` (bodies from the inline
 //!   `conversation`/`conversationMap`, else `bubbleId:<id>:<bubble>`), else the inline
-//!   `conversation`, else every bubble key by time; bubble keys the headers do not list count
-//!   when they carry a time (without one nothing places them: a rewound conversation's rest);
+//!   `conversation`, else every bubble key by time; bubble keys the headers do not list (real
+//!   composers keep a turn's tool calls that way) go after the last listed bubble stored
+//!   before them (lower row id);
 //! - `task-<call>` bubble keys make the subagent chat `task-<call>`;
 //! - in `ItemTable`, each `composer.composerData` entry with an inline `conversation` and no
 //!   headers, and each `workbench.panel.aichat.view.aichat.chatdata` tab, is a chat, unless its
@@ -175,6 +176,11 @@ fn bubble_id(b: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A bubble: its id and body.
+type Bubble = (String, Value);
+/// Where a bubble goes: after listed bubble n (`-1`: first), listed ones first, by row id.
+type Place = (i64, u8, i64);
+
 /// The conversation of a `cursorDiskKV` composer, as the module docs say.
 fn composer_conversation(c: &Connection, id: &str, composer: &Value) -> Vec<(String, Value)> {
     let mut keyed: Vec<(String, Value, Option<i64>)> = kv_rows(c, &format!("bubbleId:{id}:"))
@@ -223,12 +229,31 @@ fn composer_conversation(c: &Connection, id: &str, composer: &Value) -> Vec<(Str
                 out.push((bid.to_owned(), b));
             }
         }
-        for (k, v, _) in &keyed {
-            if !seen.contains(k) && time(v).is_some() {
-                out.push((k.clone(), v.clone()));
+        // Sort key: listed bubble n is (n, 0); an unlisted one goes after the last listed one
+        // with a lower row id.
+        let row_of = |id: &str| keyed.iter().find(|(k, _, _)| k == id).and_then(|r| r.2);
+        let listed_rows: Vec<Option<i64>> = out.iter().map(|(id, _)| row_of(id)).collect();
+        let mut placed: Vec<(Place, Bubble)> = out
+            .into_iter()
+            .enumerate()
+            .map(|(n, e)| ((n as i64, 0, 0), e))
+            .collect();
+        for (k, v, rowid) in &keyed {
+            if seen.contains(k) {
+                continue;
             }
+            let rowid = rowid.unwrap_or(0);
+            let after = listed_rows
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.is_some_and(|r| r < rowid))
+                .map(|(n, _)| n as i64)
+                .max()
+                .unwrap_or(-1);
+            placed.push(((after, 1, rowid), (k.clone(), v.clone())));
         }
-        return out;
+        placed.sort_by_key(|(key, _)| *key);
+        return placed.into_iter().map(|(_, e)| e).collect();
     }
     if !inline.is_empty() {
         return inline
