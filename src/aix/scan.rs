@@ -198,7 +198,12 @@ pub fn render_summary(summary: &BTreeMap<Provider, ProviderSummary>) -> String {
         };
         let _ = writeln!(s, "  {label:<19}{}", p.files);
         for (location, sessions) in &p.stores_read {
-            let _ = writeln!(s, "    {} ({sessions} sessions)", location.display());
+            let noun = if *sessions == 1 {
+                "session"
+            } else {
+                "sessions"
+            };
+            let _ = writeln!(s, "    {} ({sessions} {noun})", location.display());
         }
         if p.unreadable_files > 0 {
             let _ = writeln!(s, "  unreadable files   {}", p.unreadable_files);

@@ -252,6 +252,21 @@ fn every_provider_by_default_and_changes_in_place_converge_on_one_backfill() {
         );
     }
 
+    // Each Cursor database read is listed, the workspace's beside the global one.
+    let user = home.home().join(".config/Cursor/User");
+    for line in [
+        format!(
+            "    {}/globalStorage/state.vscdb (2 sessions)",
+            user.display()
+        ),
+        format!(
+            "    {}/workspaceStorage/5e1f/state.vscdb (1 session)",
+            user.display()
+        ),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+
     let first = home.backfill("nex1");
     assert_eq!(first["status"], "completed", "{first}");
     let ledger1 = home.dir.path().join("nex1/agents.db");
