@@ -16,7 +16,8 @@ pub struct WorkerOptions {
     pub claude_dirs: Vec<PathBuf>,
     /// Codex `sessions` directories (their sibling `archived_sessions` is read too).
     pub codex_dirs: Vec<PathBuf>,
-    /// Cursor `state.vscdb` files.
+    /// Cursor locations: `state.vscdb` files or `User` folders, expanded to the databases they
+    /// hold by `discover::cursor_dbs` (a global database brings its workspaces).
     pub cursor_dbs: Vec<PathBuf>,
     /// OpenCode data directories (holding `opencode.db`, `opencode-*.db` and legacy `storage/`).
     pub opencode_dirs: Vec<PathBuf>,
@@ -141,9 +142,9 @@ pub fn default_codex_dirs() -> Vec<PathBuf> {
     codex_dirs_from(std::env::var_os("CODEX_HOME"), home())
 }
 
-/// Cursor's global `state.vscdb` where it exists: `$XDG_CONFIG_HOME/Cursor` or
-/// `~/.config/Cursor` (Linux), `~/Library/Application Support/Cursor` (macOS), each
-/// `/User/globalStorage/state.vscdb`.
+/// Cursor's `User` folder where it exists: `$XDG_CONFIG_HOME/Cursor` or `~/.config/Cursor`
+/// (Linux), `~/Library/Application Support/Cursor` (macOS), each `/User` (its global database
+/// and every workspace's are read).
 pub fn default_cursor_dbs() -> Vec<PathBuf> {
     existing(cursor_dbs_from(std::env::var_os("XDG_CONFIG_HOME"), home()))
 }
@@ -175,18 +176,16 @@ fn non_empty(v: Option<OsString>) -> Option<PathBuf> {
 }
 
 fn cursor_dbs_from(xdg_config: Option<OsString>, home: Option<PathBuf>) -> Vec<PathBuf> {
-    let db = |user: PathBuf| user.join("globalStorage").join("state.vscdb");
+    let user = |cursor: PathBuf| cursor.join("User");
     let mut out = Vec::new();
     if let Some(c) = non_empty(xdg_config) {
-        out.push(db(c.join("Cursor").join("User")));
+        out.push(user(c.join("Cursor")));
     }
     if let Some(h) = home {
-        out.push(db(h.join(".config").join("Cursor").join("User")));
-        out.push(db(h
-            .join("Library")
-            .join("Application Support")
-            .join("Cursor")
-            .join("User")));
+        out.push(user(h.join(".config").join("Cursor")));
+        out.push(user(
+            h.join("Library").join("Application Support").join("Cursor"),
+        ));
     }
     out.dedup();
     out
@@ -294,11 +293,9 @@ mod tests {
         assert_eq!(
             cursor_dbs_from(Some("/x".into()), home.clone()),
             vec![
-                PathBuf::from("/x/Cursor/User/globalStorage/state.vscdb"),
-                PathBuf::from("/h/.config/Cursor/User/globalStorage/state.vscdb"),
-                PathBuf::from(
-                    "/h/Library/Application Support/Cursor/User/globalStorage/state.vscdb"
-                ),
+                PathBuf::from("/x/Cursor/User"),
+                PathBuf::from("/h/.config/Cursor/User"),
+                PathBuf::from("/h/Library/Application Support/Cursor/User"),
             ]
         );
         assert_eq!(

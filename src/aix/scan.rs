@@ -30,6 +30,9 @@ pub struct ProviderSummary {
     pub skipped_records: BTreeMap<String, u64>,
     /// Where the provider was looked for (its roots, databases or data directories).
     pub locations: Vec<std::path::PathBuf>,
+    /// Polled providers: each store read (a Cursor database, global or a workspace's; an
+    /// OpenCode data directory) with the sessions it was the first to hold.
+    pub stores_read: Vec<(std::path::PathBuf, u64)>,
 }
 
 /// Parses every file under the roots and reads every store whole. With `items_out`, each item
@@ -86,6 +89,7 @@ pub fn scan(
         let provider = store.provider();
         let summary = out.entry(provider).or_default();
         summary.files += 1;
+        let before = summary.sessions + summary.subagent_sessions;
         let mut failed_output: Option<io::Error> = None;
         let polled = store.poll(&HashMap::new(), true, &mut |update| {
             let mut items = update.items;
@@ -103,6 +107,10 @@ pub fn scan(
             tracing::warn!(path = %store.location().display(), error_kind = ?e.kind(), "store not readable");
             summary.unreadable_files += 1;
         }
+        let found = summary.sessions + summary.subagent_sessions - before;
+        summary
+            .stores_read
+            .push((store.location().to_path_buf(), found));
         let stats = store.stats();
         summary.malformed_lines += stats.malformed_lines;
         for (kind, n) in &stats.skipped_records {
@@ -189,6 +197,14 @@ pub fn render_summary(summary: &BTreeMap<Provider, ProviderSummary>) -> String {
             "files"
         };
         let _ = writeln!(s, "  {label:<19}{}", p.files);
+        for (location, sessions) in &p.stores_read {
+            let noun = if *sessions == 1 {
+                "session"
+            } else {
+                "sessions"
+            };
+            let _ = writeln!(s, "    {} ({sessions} {noun})", location.display());
+        }
         if p.unreadable_files > 0 {
             let _ = writeln!(s, "  unreadable files   {}", p.unreadable_files);
         }

@@ -11,21 +11,19 @@ use std::path::Path;
 
 use super::backfill::RunCounters;
 use super::config::WorkerOptions;
+use super::discover::{CursorDb, cursor_dbs};
 use super::emit::Emitter;
 use super::sources::store::store_cursor_key;
 use super::sources::{CursorStore, OpenCodeStore, SessionStore, StoreCursor};
 use crate::protocol::Cursor;
 
 /// The stores the options name whose location exists (a missing one is skipped, logged at
-/// debug, and picked up by a later run).
+/// debug, and picked up by a later run): one per Cursor database (the global one and each
+/// workspace's, see [`cursor_dbs`]), one per OpenCode data directory.
 pub fn open_stores(options: &WorkerOptions) -> Vec<Box<dyn SessionStore>> {
     let mut stores: Vec<Box<dyn SessionStore>> = Vec::new();
-    for db in &options.cursor_dbs {
-        if db.is_file() {
-            stores.push(Box::new(CursorStore::new(db.clone())));
-        } else {
-            tracing::debug!(path = %db.display(), "cursor database not found");
-        }
+    for db in cursor_dbs(&options.cursor_dbs) {
+        stores.push(Box::new(cursor_store(db)));
     }
     for dir in &options.opencode_dirs {
         if dir.is_dir() {
@@ -35,6 +33,16 @@ pub fn open_stores(options: &WorkerOptions) -> Vec<Box<dyn SessionStore>> {
         }
     }
     stores
+}
+
+/// The store of one Cursor database, told what its place says (its workspace's folder and
+/// global database, or the workspaces beside a global database).
+pub fn cursor_store(db: CursorDb) -> CursorStore {
+    let store = CursorStore::new(db.path).with_workspaces(db.workspaces);
+    match db.workspace {
+        Some(w) => store.in_workspace(w.folder, w.global),
+        None => store,
+    }
 }
 
 /// The usable store cursors of `run.start`, by key (other values are file cursors, or unusable:

@@ -29,8 +29,9 @@ struct Roots {
     /// A Codex `sessions` directory (repeatable; default from $CODEX_HOME or ~/.codex).
     #[arg(long = "codex-dir", value_name = "DIR")]
     codex_dirs: Vec<PathBuf>,
-    /// A Cursor `state.vscdb` (repeatable; default ~/.config/Cursor/User/globalStorage/ or
-    /// ~/Library/Application Support/Cursor/User/globalStorage/, where it exists).
+    /// A Cursor `User` folder or `state.vscdb` (repeatable; a global database brings the
+    /// workspace databases beside it; default ~/.config/Cursor/User or ~/Library/Application
+    /// Support/Cursor/User, where it exists).
     #[arg(long = "cursor-db", value_name = "PATH")]
     cursor_dbs: Vec<PathBuf>,
     /// An OpenCode data directory holding opencode.db and/or storage/ (repeatable; default

@@ -38,6 +38,25 @@ impl Home {
         let cursor = LiveCursorDb::at(&home.join(".config/Cursor/User/globalStorage/state.vscdb"));
         cursor.composer("c1", T0, &[("b1", 1, "hello"), ("b2", 2, "hi")]);
         cursor.composer("c2", T0 + 1000, &[("b1", 1, "other"), ("b2", 2, "yes")]);
+        // An older workspace database beside it: chat tabs in `ItemTable`.
+        let ws = home.join(".config/Cursor/User/workspaceStorage/5e1f/state.vscdb");
+        std::fs::create_dir_all(ws.parent().unwrap()).unwrap();
+        std::fs::write(
+            ws.with_file_name("workspace.json"),
+            r#"{"folder": "file:///home/dev/app"}"#,
+        )
+        .unwrap();
+        let tabs = json!({"tabs": [{"tabId": "tab-1", "chatTitle": "Ports", "lastSendTime": T0,
+            "bubbles": [{"type": "user", "id": "q1", "text": "which port?"},
+                        {"type": "ai", "id": "r1", "rawText": "8080"}]}]});
+        Connection::open(&ws)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TABLE ItemTable (key TEXT UNIQUE ON CONFLICT REPLACE, value BLOB);
+                 INSERT INTO ItemTable VALUES ('workbench.panel.aichat.view.aichat.chatdata',
+                   '{tabs}');"
+            ))
+            .unwrap();
 
         let oc_dir = home.join(".local/share/opencode");
         std::fs::create_dir_all(&oc_dir).unwrap();
@@ -233,6 +252,21 @@ fn every_provider_by_default_and_changes_in_place_converge_on_one_backfill() {
         );
     }
 
+    // Each Cursor database read is listed, the workspace's beside the global one.
+    let user = home.home().join(".config/Cursor/User");
+    for line in [
+        format!(
+            "    {}/globalStorage/state.vscdb (2 sessions)",
+            user.display()
+        ),
+        format!(
+            "    {}/workspaceStorage/5e1f/state.vscdb (1 session)",
+            user.display()
+        ),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+
     let first = home.backfill("nex1");
     assert_eq!(first["status"], "completed", "{first}");
     let ledger1 = home.dir.path().join("nex1/agents.db");
@@ -243,7 +277,8 @@ fn every_provider_by_default_and_changes_in_place_converge_on_one_backfill() {
             .find(|(n, _)| n == p)
             .map_or(0, |(_, c)| *c)
     };
-    assert_eq!(count("cursor"), 2);
+    // Two chats of the global database, one of a workspace's.
+    assert_eq!(count("cursor"), 3);
     assert_eq!(count("opencode"), 1);
     assert_eq!(count("gemini-cli"), 1);
     assert!(count("claude-code") > 0 && count("codex") > 0);

@@ -1,5 +1,6 @@
-//! Cursor IDE: one `state.vscdb` (`…/Cursor/User/globalStorage/`, or a workspace's), polled as
-//! a [`SessionStore`].
+//! Cursor IDE: one `state.vscdb` (`…/Cursor/User/globalStorage/`, or a workspace's under
+//! `…/User/workspaceStorage/<id>/`), polled as a [`SessionStore`]. Each database is its own
+//! store, with its own cursors (`discover::cursor_dbs` finds them).
 //!
 //! # What is read
 //! Table `cursorDiskKV(key, value)`: `composerData:<composerId>` is a session's header,
@@ -13,8 +14,15 @@
 //! # Mapping
 //! - Session: id = `composerId`; `createdAtMs` / `updatedAtMs` = `createdAt` / `lastUpdatedAt`
 //!   (else the first / last bubble time); `model` = `modelConfig.modelName` (else the last
-//!   turn's); `metadata` = `{title: name, unifiedMode}` where present. `provider` and
-//!   `workspacePath` are not stored in the global database and stay empty.
+//!   turn's); `metadata` = `{title: name, unifiedMode}` where present. `provider` is not
+//!   stored and stays empty; `workspacePath` = the folder of the workspace whose database holds
+//!   the session (from its `workspace.json`); for a session of the global database, the
+//!   folder of the first workspace whose composer list names it (see `folders`), else empty.
+//!   The folder is part of the session's change token and fingerprint.
+//! - A session in both a workspace database and the global one (the same composer id: Cursor
+//!   moved its chats to the global database) is read from the global one only: a workspace
+//!   store skips the legacy entries whose id is a `composerData:<id>` key of its global
+//!   database (keys only are read there), counted `legacy_shadowed`.
 //! - Order: `fullConversationHeadersOnly`, else the inline conversation, else time then row id
 //!   (see `conversation` for bubbles a composer does not list).
 //! - Messages: one per bubble of `type` 1 (user) or 2 (assistant) (legacy `"user"`/`"ai"`);
@@ -28,7 +36,9 @@
 //!   time (completed only once an assistant bubble exists); tokens = `tokenCount`
 //!   (`inputTokens`, `outputTokens`, total = their sum) of the turn's last assistant bubble
 //!   whose counts are not zero (Cursor fills only the bubble that closes a request), so each
-//!   request is counted once; `model` = the last `modelInfo.modelName`; `response` = the last
+//!   request is counted once; a turn whose bubbles carry counts that are all zero records 0
+//!   (never an estimate), one without any count records none; `model` = the last
+//!   `modelInfo.modelName`; `response` = the last
 //!   assistant bubble with text; `query` = the user bubble.
 //! - Tool calls: one per bubble with `toolFormerData.name`: id = `toolCallId` (kept exact:
 //!   OpenAI ids hold a newline), else the bubble id; `paramsJson` = `rawArgs`, else `params`;
@@ -71,6 +81,7 @@
 mod build;
 mod conversation;
 mod db;
+mod folders;
 mod legacy;
 mod record;
 mod session;
@@ -84,6 +95,7 @@ use rusqlite::Connection;
 
 use self::build::TASK_PREFIX;
 use self::db::{BUBBLE_PREFIX, COMPOSER_PREFIX, Stamp};
+use self::folders::WorkspaceFolders;
 use self::legacy::LegacyMemo;
 use self::record::{CreatedAt, parse_object};
 use self::session::{Age, Claims};
@@ -103,6 +115,12 @@ pub struct CursorStore {
     quiet: HashMap<String, ChangeToken>,
     /// What the last read of the legacy `ItemTable` keys found.
     legacy: Option<LegacyMemo>,
+    /// The folder of the workspace this database belongs to (every item's `workspacePath`).
+    workspace_folder: Option<String>,
+    /// The global database whose composers shadow this workspace database's legacy entries.
+    global: Option<PathBuf>,
+    /// For a global database: the workspaces whose composer lists place its sessions.
+    folders: WorkspaceFolders,
 }
 
 impl CursorStore {
@@ -112,6 +130,46 @@ impl CursorStore {
             stats: ParseStats::default(),
             quiet: HashMap::new(),
             legacy: None,
+            workspace_folder: None,
+            global: None,
+            folders: WorkspaceFolders::default(),
+        }
+    }
+
+    /// This store as a global database beside `workspaces` (database, folder): a session a
+    /// workspace lists gets that workspace's folder as `workspacePath`.
+    pub fn with_workspaces(mut self, workspaces: Vec<(PathBuf, String)>) -> Self {
+        self.folders = WorkspaceFolders::new(workspaces);
+        self
+    }
+
+    /// This store as a workspace's database: `folder` becomes every item's `workspacePath`, and
+    /// the legacy entries whose composer `global` holds are skipped.
+    pub fn in_workspace(mut self, folder: Option<String>, global: Option<PathBuf>) -> Self {
+        self.workspace_folder = folder;
+        self.global = global;
+        self
+    }
+
+    /// The composer ids of the global database (keys only); empty when there is none or it
+    /// cannot be read (logged at debug: the legacy entries are then read as the only copy).
+    fn global_composers(&self) -> HashSet<String> {
+        let Some(global) = &self.global else {
+            return HashSet::new();
+        };
+        let ids = open_readonly(global).and_then(|ro| {
+            let (has_kv, _) = db::tables(&ro.conn).map_err(io::Error::other)?;
+            if !has_kv {
+                return Ok(Vec::new());
+            }
+            db::composers(&ro.conn).map_err(io::Error::other)
+        });
+        match ids {
+            Ok(ids) => ids.into_iter().map(|(id, _)| id).collect(),
+            Err(e) => {
+                tracing::debug!(path = %global.display(), error_kind = ?e.kind(), "cursor global database not readable");
+                HashSet::new()
+            }
         }
     }
 
@@ -133,6 +191,7 @@ fn current(
     id: &str,
     stamp: Stamp,
     known: &ChangeToken,
+    folder: Option<&str>,
 ) -> rusqlite::Result<ChangeToken> {
     let mut k = Vec::with_capacity(known.k.len());
     for Sub(child, _, _, fp) in &known.k {
@@ -148,6 +207,7 @@ fn current(
         b: db::range_stats(conn, &format!("{BUBBLE_PREFIX}{id}:"))?,
         t: None,
         k,
+        w: folder.map(str::to_owned),
     })
 }
 
@@ -189,6 +249,15 @@ impl SessionStore for CursorStore {
         let mut claims = Claims::default();
         let mut pending: Vec<(Age, Pending)> = Vec::new();
         let mut composers = HashSet::new();
+        let folders = if has_kv {
+            self.folders.by_composer()
+        } else {
+            HashMap::new()
+        };
+        let own_folder = self.workspace_folder.clone();
+        let folder_of = |id: &str| -> Option<String> {
+            own_folder.clone().or_else(|| folders.get(id).cloned())
+        };
         if has_kv {
             let mut changed = Vec::new();
             for (id, stamp) in db::composers(conn).map_err(io::Error::other)? {
@@ -201,7 +270,8 @@ impl SessionStore for CursorStore {
                 if !full {
                     let mut same = None;
                     for known in old.iter().chain(self.quiet.get(&id)) {
-                        let now = current(conn, &id, stamp, known).map_err(io::Error::other)?;
+                        let now = current(conn, &id, stamp, known, folder_of(&id).as_deref())
+                            .map_err(io::Error::other)?;
                         if known.same_rows(&now) {
                             same = Some(known);
                             break;
@@ -226,11 +296,17 @@ impl SessionStore for CursorStore {
             }
         }
         if has_items {
+            let global = self.global_composers();
+            let mut shadow = composers;
+            shadow.extend(global);
             let legacy = legacy::poll_legacy(
                 conn,
                 cursors,
                 full,
-                &composers,
+                legacy::Scope {
+                    shadow: &shadow,
+                    folder: self.workspace_folder.as_deref(),
+                },
                 &mut self.legacy,
                 &mut self.stats,
                 &mut counts,
@@ -250,8 +326,15 @@ impl SessionStore for CursorStore {
             };
             // One read transaction per session: its token and its values agree.
             let read = conn.unchecked_transaction().and_then(|tx| {
-                let tree =
-                    session::read_tree(conn, &id, &age, &mut claims, old.as_ref(), &mut self.stats);
+                let tree = session::read_tree(
+                    conn,
+                    &id,
+                    &age,
+                    &mut claims,
+                    old.as_ref(),
+                    folder_of(&id).as_deref(),
+                    &mut self.stats,
+                );
                 drop(tx);
                 tree
             });

@@ -47,7 +47,8 @@ fn poll(
     updates
 }
 
-fn import(conn: &mut Connection, key: &str, updates: &[SessionUpdate]) {
+/// Imports the items of `updates` into `conn` as one tail request.
+pub(super) fn import(conn: &mut Connection, key: &str, updates: &[SessionUpdate]) {
     let items: Vec<&ImportSessionItem> = updates.iter().flat_map(|u| &u.items).collect();
     if items.is_empty() {
         return;

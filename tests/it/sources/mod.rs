@@ -12,6 +12,11 @@
 //! - `cursor`, `cursor_incremental`, `cursor_bad_input` (database from `cursor_fixture`):
 //!   Cursor's `state.vscdb` store: exact items, secrets never read; in-place updates polled with
 //!   cursors = one full poll, read-only; bad databases and mutated values.
+//! - `cursor_workspaces`: a whole Cursor `User` folder (global and workspace databases, the
+//!   older `ItemTable` chats, NULL values, a chat in two databases), `--cursor-db` forms, polls
+//!   per database = one poll of the final state, `aix scan` listing.
+//! - `cursor_real`: real `User` folders (`NEX_REAL_SAMPLES_DIR`, `NEX_CORPUS_DIR`) against an
+//!   independent count of their chats.
 //! - `incremental`: random cuts and restarts give the rows of one full parse.
 //! - `opencode`: the OpenCode store (database, drifted schema, legacy JSON): exact items,
 //!   lineage, polls with cursors = one full poll, read-only.
@@ -26,6 +31,8 @@ mod cursor;
 mod cursor_bad_input;
 mod cursor_fixture;
 mod cursor_incremental;
+mod cursor_real;
+mod cursor_workspaces;
 mod gemini;
 mod gemini_document;
 mod gemini_files;

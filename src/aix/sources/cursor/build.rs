@@ -115,6 +115,8 @@ struct TurnAcc {
     times: Vec<i64>,
     has_assistant: bool,
     tokens: Option<(i64, i64)>,
+    /// An assistant bubble of the turn carries counts (all zero when `tokens` is `None`).
+    counted: bool,
     model: Option<String>,
     response: Option<String>,
     /// Indexes into the entries.
@@ -129,6 +131,7 @@ impl TurnAcc {
             times: Vec::new(),
             has_assistant: false,
             tokens: None,
+            counted: false,
             model: None,
             response: None,
             members: Vec::new(),
@@ -161,6 +164,7 @@ pub(super) fn build_item(
             Role::User => t.query.push(e.id.clone()),
             Role::Assistant => {
                 t.has_assistant = true;
+                t.counted |= e.bubble.has_token_count();
                 if let Some(tokens) = e.bubble.tokens() {
                     t.tokens = Some(tokens);
                 }
@@ -231,7 +235,9 @@ pub(super) fn build_item(
                 }
             }
         }
-        let (input, output) = match t.tokens {
+        // Counts Cursor wrote as zero are recorded as zero; none written, none recorded.
+        let tokens = t.tokens.or(t.counted.then_some((0, 0)));
+        let (input, output) = match tokens {
             Some((i, o)) => (Some(i), Some(o)),
             None => (None, None),
         };
@@ -243,7 +249,7 @@ pub(super) fn build_item(
             model: t.model.clone(),
             input_tokens: input,
             output_tokens: output,
-            total_tokens: t.tokens.map(|(i, o)| i.saturating_add(o)),
+            total_tokens: tokens.map(|(i, o)| i.saturating_add(o)),
             response_message_source_id: t.response.clone(),
             query_message_source_ids: t.query.clone(),
             ..Turn::default()

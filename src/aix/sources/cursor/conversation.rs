@@ -5,7 +5,10 @@
 //! - Bubbles stored under the session's keys but not listed (a spawn's tool bubble that some
 //!   versions track apart, a bubble written before its header) are *unlisted*: one with a time
 //!   goes right after the last listed bubble not later than it (ties by time, then row id);
-//!   one without a time cannot be placed and is skipped and counted (`unlisted_bubble`).
+//!   one without a time (versions before late 2025 write none) goes right after the last
+//!   listed bubble stored before it (a lower row id: Cursor inserts a turn's bubbles as they
+//!   happen), after the timed ones placed there. Real composers drop a turn's tool-call bubbles
+//!   from their headers and keep the keys: those calls are placed in their turn, not lost.
 //! - A session with no listed order at all (no headers, no inline conversation: subagent
 //!   sessions, headerless composers) is ordered by time, then row id; bubbles without a time
 //!   come after the timed ones, by row id.
@@ -75,32 +78,35 @@ pub(super) fn order<'a>(
         keyed.into_iter().map(|k| (k.id.clone(), k)).collect();
     let mut seen = HashSet::new();
     let mut out: Vec<Entry<'a>> = Vec::with_capacity(listed.len() + by_id.len());
+    // Row id of each listed bubble stored under its own key, by position in `out`.
+    let mut listed_rows: Vec<(i64, usize)> = Vec::new();
     for l in listed {
         if !seen.insert(l.id.clone()) {
             count_skip(stats, "duplicate_bubble");
             continue;
         }
-        let keyed_body = by_id.remove(&l.id).map(|k| k.bubble);
-        match l.bubble.or(keyed_body) {
+        let keyed = by_id.remove(&l.id);
+        if let Some(k) = &keyed {
+            listed_rows.push((k.rowid, out.len()));
+        }
+        match l.bubble.or(keyed.map(|k| k.bubble)) {
             Some(bubble) => out.push(Entry { id: l.id, bubble }),
             None => count_skip(stats, "missing_bubble"),
         }
     }
     let mut unlisted: Vec<(i64, i64, Entry<'a>)> = Vec::new();
+    let mut untimed: Vec<(i64, Entry<'a>)> = Vec::new();
     for (_, k) in by_id {
-        match k.bubble.created_at {
-            Some(t) => unlisted.push((
-                t,
-                k.rowid,
-                Entry {
-                    id: k.id,
-                    bubble: k.bubble,
-                },
-            )),
-            None => count_skip(stats, "unlisted_bubble"),
+        let entry = Entry {
+            id: k.id,
+            bubble: k.bubble,
+        };
+        match entry.bubble.created_at {
+            Some(t) => unlisted.push((t, k.rowid, entry)),
+            None => untimed.push((k.rowid, entry)),
         }
     }
-    if unlisted.is_empty() {
+    if unlisted.is_empty() && untimed.is_empty() {
         return out;
     }
     unlisted.sort_by_key(|(t, rowid, _)| (*t, *rowid));
@@ -117,6 +123,22 @@ pub(super) fn order<'a>(
     for (t, _, e) in unlisted {
         while let Some(&(lt, li)) = timed.get(next)
             && lt <= t
+        {
+            last = Some(last.map_or(li, |l| l.max(li)));
+            next += 1;
+        }
+        let slot = last.map_or(0, |l| l + 1);
+        if let Some(s) = slots.get_mut(slot) {
+            s.push(e);
+        }
+    }
+    // The same sweep by row id for the bubbles without a time.
+    untimed.sort_by_key(|(rowid, _)| *rowid);
+    listed_rows.sort_unstable();
+    let (mut next, mut last) = (0usize, None::<usize>);
+    for (rowid, e) in untimed {
+        while let Some(&(lr, li)) = listed_rows.get(next)
+            && lr < rowid
         {
             last = Some(last.map_or(li, |l| l.max(li)));
             next += 1;
@@ -190,20 +212,37 @@ mod tests {
             ],
             &mut stats,
         );
-        assert_eq!(ids(&out), ["z", "a", "y", "x", "b", "c", "w"]);
+        // `n` has no time: after `c`, the last listed bubble stored before it (row 3 < 5).
+        assert_eq!(ids(&out), ["z", "a", "y", "x", "b", "c", "w", "n"]);
         let skipped: Vec<(&str, u64)> = stats
             .skipped_records
             .iter()
             .map(|(k, v)| (k.as_str(), *v))
             .collect();
-        assert_eq!(
-            skipped,
-            [
-                ("duplicate_bubble", 1),
-                ("missing_bubble", 1),
-                ("unlisted_bubble", 1)
-            ]
+        assert_eq!(skipped, [("duplicate_bubble", 1), ("missing_bubble", 1),]);
+    }
+
+    /// As real composers store them: the headers list the prompt and the final answer, the
+    /// turn's tool calls are keys only, written between the two.
+    #[test]
+    fn untimed_unlisted_bubbles_go_after_the_last_listed_one_stored_before_them() {
+        let mut stats = ParseStats::default();
+        let out = order(
+            Some(vec![listed("u1"), listed("a1"), listed("u2"), listed("a2")]),
+            vec![
+                keyed("u1", 10, r#"{"type":1}"#),
+                keyed("t1", 11, r#"{"type":2}"#),
+                keyed("t2", 12, r#"{"type":2}"#),
+                keyed("a1", 13, r#"{"type":2}"#),
+                keyed("u2", 14, r#"{"type":1}"#),
+                keyed("a2", 16, r#"{"type":2}"#),
+                keyed("t3", 15, r#"{"type":2}"#),
+                keyed("t0", 2, r#"{"type":2}"#),
+            ],
+            &mut stats,
         );
+        assert_eq!(ids(&out), ["t0", "u1", "t1", "t2", "a1", "u2", "t3", "a2"]);
+        assert!(stats.skipped_records.is_empty());
     }
 
     #[test]

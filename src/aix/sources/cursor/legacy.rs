@@ -24,7 +24,7 @@ use super::build::{Head, build_item};
 use super::conversation::{Listed, order};
 use super::db::{self, LEGACY_CHAT_KEY, LEGACY_COMPOSER_KEY};
 use super::record::{Bubble, Composer, time};
-use super::session::{Age, MAPPING_VERSION, listed_of};
+use super::session::{Age, MAPPING_VERSION, listed_of, with_folder};
 use crate::aix::sources::ParseStats;
 use crate::aix::sources::common::count_skip;
 use crate::aix::sources::lenient;
@@ -61,15 +61,24 @@ struct Built {
     token: String,
 }
 
-/// Reads the legacy sessions whose token differs from their cursor's (all when `full`); ids
-/// in `shadow` (the `composerData:` sessions) are skipped.
+/// Where the legacy entries of a database stand.
+pub(super) struct Scope<'a> {
+    /// Ids whose session is read elsewhere (the `composerData:` sessions of this database and
+    /// of the global one): their legacy entries are skipped.
+    pub shadow: &'a HashSet<String>,
+    /// The workspace's folder: every item's `workspacePath`, part of its fingerprint.
+    pub folder: Option<&'a str>,
+}
+
+/// Reads the legacy sessions whose token differs from their cursor's (all when `full`), as
+/// `scope` says.
 ///
 /// Errors: a query failed.
 pub(super) fn poll_legacy(
     conn: &Connection,
     cursors: &HashMap<String, StoreCursor>,
     full: bool,
-    shadow: &HashSet<String>,
+    scope: Scope<'_>,
     memo: &mut Option<LegacyMemo>,
     stats: &mut ParseStats,
     counts: &mut StorePoll,
@@ -88,18 +97,19 @@ pub(super) fn poll_legacy(
         counts.unchanged += m.sessions.iter().filter(|s| s.2).count() as u64;
         return Ok(Vec::new());
     }
+    let Scope { shadow, folder } = scope;
     let mut built = Vec::new();
     if let Some(bytes) = db::legacy_value(conn, LEGACY_CHAT_KEY)? {
         stats.lines += 1;
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => chat_tabs(&v, shadow, stats, &mut built),
+            Ok(v) => chat_tabs(&v, shadow, folder, stats, &mut built),
             Err(_) => stats.malformed_lines += 1,
         }
     }
     if let Some(bytes) = db::legacy_value(conn, LEGACY_COMPOSER_KEY)? {
         stats.lines += 1;
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => composers(&v, shadow, stats, &mut built),
+            Ok(v) => composers(&v, shadow, folder, stats, &mut built),
             Err(_) => stats.malformed_lines += 1,
         }
     }
@@ -107,10 +117,11 @@ pub(super) fn poll_legacy(
     let mut sessions = Vec::with_capacity(built.len());
     for b in built {
         sessions.push((b.id.clone(), b.token.clone(), b.item.is_some()));
-        let Some(item) = b.item else {
+        let Some(mut item) = b.item else {
             count_skip(stats, "empty_session");
             continue;
         };
+        item.session.workspace_path = folder.map(str::to_owned);
         if !full && cursors.get(&b.id).is_some_and(|c| c.token == b.token) {
             counts.unchanged += 1;
             continue;
@@ -133,9 +144,12 @@ pub(super) fn poll_legacy(
     Ok(out)
 }
 
-fn fingerprint(key: &str, value: &Value) -> String {
+fn fingerprint(key: &str, value: &Value, folder: Option<&str>) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    fingerprint_parts([MAPPING_VERSION, key.as_bytes(), bytes.as_slice()])
+    fingerprint_parts(with_folder(
+        vec![MAPPING_VERSION, key.as_bytes(), bytes.as_slice()],
+        folder,
+    ))
 }
 
 fn finish(head: Head, listed: Vec<Listed<'_>>, fp: String, stats: &mut ParseStats) -> Built {
@@ -150,7 +164,13 @@ fn finish(head: Head, listed: Vec<Listed<'_>>, fp: String, stats: &mut ParseStat
     }
 }
 
-fn chat_tabs(v: &Value, shadow: &HashSet<String>, stats: &mut ParseStats, out: &mut Vec<Built>) {
+fn chat_tabs(
+    v: &Value,
+    shadow: &HashSet<String>,
+    folder: Option<&str>,
+    stats: &mut ParseStats,
+    out: &mut Vec<Built>,
+) {
     let Some(tabs) = v.get("tabs").and_then(Value::as_array) else {
         count_skip(stats, "legacy_chatdata_shape");
         return;
@@ -203,13 +223,19 @@ fn chat_tabs(v: &Value, shadow: &HashSet<String>, stats: &mut ParseStats, out: &
         out.push(finish(
             head,
             listed,
-            fingerprint(LEGACY_CHAT_KEY, tab),
+            fingerprint(LEGACY_CHAT_KEY, tab, folder),
             stats,
         ));
     }
 }
 
-fn composers(v: &Value, shadow: &HashSet<String>, stats: &mut ParseStats, out: &mut Vec<Built>) {
+fn composers(
+    v: &Value,
+    shadow: &HashSet<String>,
+    folder: Option<&str>,
+    stats: &mut ParseStats,
+    out: &mut Vec<Built>,
+) {
     let Some(all) = v.get("allComposers").and_then(Value::as_array) else {
         count_skip(stats, "legacy_composer_shape");
         return;
@@ -252,7 +278,7 @@ fn composers(v: &Value, shadow: &HashSet<String>, stats: &mut ParseStats, out: &
         out.push(finish(
             head,
             listed,
-            fingerprint(LEGACY_COMPOSER_KEY, entry),
+            fingerprint(LEGACY_COMPOSER_KEY, entry, folder),
             stats,
         ));
     }

@@ -150,6 +150,11 @@ impl Bubble<'_> {
             .map(str::to_owned)
     }
 
+    /// Whether the bubble carries a `tokenCount` object (zeros included).
+    pub fn has_token_count(&self) -> bool {
+        self.token_count.0.is_some()
+    }
+
     /// `(input, output)` when either is above zero (Cursor writes zeros on every bubble but the
     /// one that closes a request).
     pub fn tokens(&self) -> Option<(i64, i64)> {

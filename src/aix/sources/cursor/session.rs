@@ -65,6 +65,15 @@ fn range_of(rows: &[Row]) -> (u64, i64) {
     )
 }
 
+/// `head` followed by the workspace folder when there is one (a session without one keeps the
+/// fingerprint it always had).
+pub(super) fn with_folder<'a>(mut head: Vec<&'a [u8]>, folder: Option<&'a str>) -> Vec<&'a [u8]> {
+    if let Some(f) = folder {
+        head.extend([b"workspace".as_slice(), f.as_bytes()]);
+    }
+    head
+}
+
 fn fingerprint_of(head: &[&[u8]], rows: &[Row]) -> String {
     let tail = rows
         .iter()
@@ -179,7 +188,8 @@ fn metadata(composer: Option<&Composer<'_>>) -> Map<String, Value> {
 
 /// Reads the top-level session `id` and the subagents it owns (see [`Claims`]); `None` when
 /// its composer row is gone. A subagent whose item has the fingerprint `previous` (the token
-/// of the session's committed cursor) recorded for it is read but not sent again.
+/// of the session's committed cursor) recorded for it is read but not sent again. `folder` is
+/// the workspace of the session (every item's `workspacePath`, hashed into the fingerprints).
 ///
 /// Errors: a query failed (the caller counts the session failed and polls on).
 pub(super) fn read_tree(
@@ -188,6 +198,7 @@ pub(super) fn read_tree(
     age: &Age,
     claims: &mut Claims,
     previous: Option<&ChangeToken>,
+    folder: Option<&str>,
     stats: &mut ParseStats,
 ) -> rusqlite::Result<Option<Tree>> {
     let key = format!("{COMPOSER_PREFIX}{id}");
@@ -198,7 +209,10 @@ pub(super) fn read_tree(
     let rows = db::rows(conn, &prefix)?;
     let value = crow.value.as_deref();
     let fingerprint = fingerprint_of(
-        &[MAPPING_VERSION, key.as_bytes(), value.unwrap_or_default()],
+        &with_folder(
+            vec![MAPPING_VERSION, key.as_bytes(), value.unwrap_or_default()],
+            folder,
+        ),
         &rows,
     );
     let mut composer = parse_composer(Some(&crow), stats);
@@ -207,6 +221,7 @@ pub(super) fn read_tree(
         b: range_of(&rows),
         t: composer.as_ref().and_then(|c| c.created_at),
         k: Vec::new(),
+        w: folder.map(str::to_owned),
     };
     let head = Head {
         session_id: id.to_owned(),
@@ -220,7 +235,7 @@ pub(super) fn read_tree(
     let listed = listed_of(composer.as_mut(), stats);
     let spawns = spawns_of(id, listed.as_deref(), &keyed);
     let entries = order(listed, keyed, stats);
-    let Some(item) = build_item(&head, &entries, fingerprint.clone(), stats) else {
+    let Some(mut item) = build_item(&head, &entries, fingerprint.clone(), stats) else {
         count_skip(stats, "empty_session");
         return Ok(Some(Tree {
             items: Vec::new(),
@@ -228,6 +243,7 @@ pub(super) fn read_tree(
             fingerprint,
         }));
     };
+    item.session.workspace_path = folder.map(str::to_owned);
     let mut items = vec![item];
     let mut visited = HashSet::from([id.to_owned()]);
     let mut queue: VecDeque<(Spawn, usize)> = spawns.into_iter().map(|s| (s, 1)).collect();
@@ -239,7 +255,7 @@ pub(super) fn read_tree(
             count_skip(stats, "subagent_of_older_session");
             continue;
         }
-        let child = read_child(conn, &spawn, stats)?;
+        let child = read_child(conn, &spawn, folder, stats)?;
         let (cid, stamp, range) = child.rows;
         let fp = child
             .item
@@ -274,7 +290,12 @@ struct Child {
 /// Reads the subagent session a spawn names: `bubbleId:task-<id>:*` ordered by time (then row
 /// id), with its header from `composerData:task-<id>` (rare), else from the header embedded in
 /// the spawn, else from the spawn itself.
-fn read_child(conn: &Connection, spawn: &Spawn, stats: &mut ParseStats) -> rusqlite::Result<Child> {
+fn read_child(
+    conn: &Connection,
+    spawn: &Spawn,
+    folder: Option<&str>,
+    stats: &mut ParseStats,
+) -> rusqlite::Result<Child> {
     let id = &spawn.child_id;
     let key = format!("{COMPOSER_PREFIX}{id}");
     let crow = db::row_of(conn, &key)?;
@@ -325,16 +346,22 @@ fn read_child(conn: &Connection, spawn: &Spawn, stats: &mut ParseStats) -> rusql
     });
     let head_bytes = serde_json::to_vec(&head_json).unwrap_or_default();
     let fingerprint = fingerprint_of(
-        &[
-            MAPPING_VERSION,
-            b"task",
-            &head_bytes,
-            key.as_bytes(),
-            value.unwrap_or_default(),
-        ],
+        &with_folder(
+            vec![
+                MAPPING_VERSION,
+                b"task",
+                &head_bytes,
+                key.as_bytes(),
+                value.unwrap_or_default(),
+            ],
+            folder,
+        ),
         &rows,
     );
-    let item = build_item(&head, &entries, fingerprint, stats);
+    let mut item = build_item(&head, &entries, fingerprint, stats);
+    if let Some(i) = item.as_mut() {
+        i.session.workspace_path = folder.map(str::to_owned);
+    }
     if item.is_none() {
         count_skip(stats, "empty_subagent");
     }

@@ -10,9 +10,10 @@
 //!   child item's fingerprint when it was sent (empty: no item), so that a parent read again
 //!   does not re-send a child the ledger already holds as is;
 //! - `t`: the composer's `createdAt`, which decides which of two sessions owns a subagent both
-//!   name (a duplicated chat copies its spawn bubbles).
+//!   name (a duplicated chat copies its spawn bubbles);
+//! - `w`: the workspace folder the session was read with (see `folders`), absent when none.
 //!
-//! Two tokens are the same when `c`, `b` and the rows of `k` are equal; `t` and the child
+//! Two tokens are the same when `c`, `b`, `w` and the rows of `k` are equal; `t` and the child
 //! fingerprints are carried, not compared.
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,8 @@ pub(super) struct ChangeToken {
     pub t: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub k: Vec<Sub>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub w: Option<String>,
 }
 
 /// One owned subagent: id, composer stamp, bubble keys, fingerprint prefix of its sent item.
@@ -62,6 +65,7 @@ impl ChangeToken {
     pub fn same_rows(&self, other: &ChangeToken) -> bool {
         self.c == other.c
             && self.b == other.b
+            && self.w == other.w
             && self.k.len() == other.k.len()
             && self.k.iter().zip(&other.k).all(|(a, b)| a.same_rows(b))
     }
@@ -92,6 +96,7 @@ mod tests {
                 (2, 41),
                 "0123".into(),
             )],
+            w: Some("/home/a/p".into()),
         };
         let s = t.encode();
         assert_eq!(ChangeToken::parse(&s), Some(t.clone()));
@@ -100,6 +105,9 @@ mod tests {
         other.t = None;
         other.k[0].3 = String::new();
         assert!(t.same_rows(&other));
+        other.w = None;
+        assert!(!t.same_rows(&other));
+        other.w = t.w.clone();
         assert_eq!(other.child_fp("task-call_a\nfc_b"), None);
         other.b = (4, 42);
         assert!(!t.same_rows(&other));
