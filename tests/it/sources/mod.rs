@@ -12,12 +12,15 @@
 //! - `opencode`: the OpenCode store (database, drifted schema, legacy JSON): exact items,
 //!   lineage, polls with cursors = one full poll, read-only.
 //! - `bad_input`: random and mutated lines never panic.
+//! - `codex_real`: real Codex rollouts (`NEX_REAL_SAMPLES_DIR`, `NEX_CORPUS_DIR`) against an
+//!   independent count, and in random cuts = full.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
 
 mod bad_input;
 mod claude_code;
 mod claude_subagents;
 mod codex;
+mod codex_real;
 mod cursor;
 mod cursor_bad_input;
 mod cursor_fixture;
