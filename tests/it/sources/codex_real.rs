@@ -251,11 +251,12 @@ fn expected_old(records: &[Value]) -> Option<Figures> {
         let kind = r.get("type").and_then(Value::as_str).unwrap_or("");
         let role = r.get("role").and_then(Value::as_str).unwrap_or("");
         match kind {
-            "message" if role == "user" => {
-                if !injected(&text_of(r.get("content").unwrap_or(&Value::Null))) {
-                    prompts += 1;
-                    turns += 1;
-                }
+            "message"
+                if role == "user"
+                    && !injected(&text_of(r.get("content").unwrap_or(&Value::Null))) =>
+            {
+                prompts += 1;
+                turns += 1;
             }
             "message" if role == "assistant" => {
                 any_output |= turns == 0 && opened_before_prompt(&mut turns);
@@ -273,7 +274,7 @@ fn expected_old(records: &[Value]) -> Option<Figures> {
             _ => {}
         }
     }
-    (prompts > 0 || any_output).then(|| Figures {
+    (prompts > 0 || any_output).then_some(Figures {
         session_id: id,
         prompts,
         turns,
