@@ -53,7 +53,7 @@ fn codex_file(path: &Path) -> SourceFile {
 
 /// The figures compared per session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Figures {
+pub(super) struct Figures {
     session_id: String,
     prompts: usize,
     turns: usize,
@@ -99,7 +99,7 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// The independent count of one rollout; `None` when it makes no session.
-fn expected(bytes: &[u8]) -> Option<Figures> {
+pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
     let records: Vec<Value> = bytes
         .split(|b| *b == b'\n')
         .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
@@ -287,7 +287,7 @@ fn expected_old(records: &[Value]) -> Option<Figures> {
 }
 
 /// The same figures read from the parser's items of a full parse.
-fn parsed(file: &SourceFile, bytes: &[u8]) -> Option<Figures> {
+pub(super) fn parsed(file: &SourceFile, bytes: &[u8]) -> Option<Figures> {
     let mut p = parser_for(file);
     p.push_lines(bytes, 0, true);
     let items = p.take_items();
