@@ -23,14 +23,15 @@ fn codex_session_turns_messages_tools_and_tokens() {
                          "modelProvider": "openai", "gitBranch": "main"}
         })
     );
-    // t-1: one token total, then the same total re-emitted (adds nothing); t-2: the delta.
+    // A turn opens at its prompt, named by the Codex turn id announced before it. t-1: one API
+    // call, its (total, last) pair written twice (counted once); t-2: `last_token_usage`.
     assert_eq!(
         turns(item),
         vec![
             (
                 s("t-1"),
                 None,
-                cx(0, 1),
+                cx(0, 2),
                 Some(cx(0, 12)),
                 o("gpt-5-codex"),
                 [Some(1000), Some(50), Some(200), None, Some(10), Some(1050)],
@@ -40,7 +41,7 @@ fn codex_session_turns_messages_tools_and_tokens() {
             (
                 s("t-2"),
                 o("t-1"),
-                cx(1, 0),
+                cx(1, 1),
                 Some(cx(1, 8)),
                 o("gpt-5.1-codex"),
                 [Some(500), Some(30), Some(100), None, Some(0), Some(530)],
@@ -208,11 +209,11 @@ fn codex_subagent_skips_the_replayed_prefix() {
             "metadata": {"cliVersion": "0.150.0", "originator": "codex_cli_rs", "agentRole": "explorer"}
         })
     );
-    // Tokens are the delta over the replayed parent total (1580 -> 1795), not the total.
+    // The replayed prefix adds nothing; the turn opens at the prompt (the context does not).
     assert_eq!(
         turns(item),
         vec![(
-            s("L5"),
+            s("L6"),
             None,
             cx(5, 1),
             Some(cx(5, 3)),
@@ -227,7 +228,7 @@ fn codex_subagent_skips_the_replayed_prefix() {
         vec![
             (
                 s("L6"),
-                s("L5"),
+                s("L6"),
                 s("user"),
                 o("Check the docs mention parse()."),
                 None,
@@ -235,7 +236,7 @@ fn codex_subagent_skips_the_replayed_prefix() {
             ),
             (
                 s("L7"),
-                s("L5"),
+                s("L6"),
                 s("assistant"),
                 o("The docs mention parse() once."),
                 None,
@@ -268,8 +269,9 @@ fn codex_fork_without_turn_ids_and_compaction() {
             serde_json::json!({"cliVersion": "0.46.0", "originator": "codex_cli_rs", "forkedFromId": CX_A})
         )
     );
-    // Prompt before the context (turn L6), context before the prompt (turn L10); the context
-    // re-written after compaction stays in L10; the last total went down: a fresh start.
+    // Prompts open the turns (L6, L11), whichever side of them the contexts (without turn ids)
+    // are written; the context re-written after compaction stays in L11; the total went down
+    // (a fresh start): `last_token_usage` counts.
     assert_eq!(
         turns(item),
         vec![
@@ -284,7 +286,7 @@ fn codex_fork_without_turn_ids_and_compaction() {
                 vec![s("L6")]
             ),
             (
-                s("L10"),
+                s("L11"),
                 o("L6"),
                 base + 4000,
                 Some(base + 6000),
@@ -316,7 +318,7 @@ fn codex_fork_without_turn_ids_and_compaction() {
             ),
             (
                 s("L11"),
-                s("L10"),
+                s("L11"),
                 s("user"),
                 o("Shorter, please."),
                 None,
@@ -324,7 +326,7 @@ fn codex_fork_without_turn_ids_and_compaction() {
             ),
             (
                 s("L12"),
-                s("L10"),
+                s("L11"),
                 s("system"),
                 o("Summary: table-driven parse test."),
                 None,
@@ -332,7 +334,7 @@ fn codex_fork_without_turn_ids_and_compaction() {
             ),
             (
                 s("L14"),
-                s("L10"),
+                s("L11"),
                 s("assistant"),
                 o("Done in three lines."),
                 None,
@@ -365,8 +367,9 @@ fn codex_edge_orders_adopt_steer_and_late_output() {
         )
     );
     assert_eq!(item.session.updated_at_ms, Some(base + 604_000));
-    // The prompt came before task_started: its turn (L2) adopts the native id e-1 instead of
-    // splitting; the second prompt stays in e-1; the resumed part opens e-2.
+    // The prompt came before task_started: its turn (L2) keeps its name and runs under e-1; the
+    // steering prompt opens a turn of its own (L6, with the web search); the resumed part's
+    // task_started (e-2) names the next prompt's turn.
     assert_eq!(
         turns(item),
         vec![
@@ -374,16 +377,26 @@ fn codex_edge_orders_adopt_steer_and_late_output() {
                 s("L2"),
                 None,
                 base + 1000,
-                Some(base + 6000),
+                Some(base + 2000),
+                o("gpt-5-codex"),
+                [None, None, None, None, None, None],
+                None,
+                vec![s("L2")]
+            ),
+            (
+                s("L6"),
+                o("L2"),
+                base + 3000,
+                Some(base + 602_000),
                 o("gpt-5-codex"),
                 [None, None, None, None, None, None],
                 o("L9"),
-                vec![s("L2"), s("L6")]
+                vec![s("L6")]
             ),
             (
                 s("e-2"),
-                o("L2"),
-                base + 601_000,
+                o("L6"),
+                base + 603_000,
                 Some(base + 603_000),
                 o("gpt-5-codex"),
                 [None, None, None, None, None, None],
@@ -396,10 +409,10 @@ fn codex_edge_orders_adopt_steer_and_late_output() {
         messages(item),
         vec![
             (s("L2"), s("L2"), s("user"), o("Count the files."), None, 1),
-            (s("L6"), s("L2"), s("user"), o("Only .rs files."), None, 5),
+            (s("L6"), s("L6"), s("user"), o("Only .rs files."), None, 5),
             (
                 s("L9"),
-                s("L2"),
+                s("L6"),
                 s("assistant"),
                 o("Working on it."),
                 None,
@@ -408,30 +421,36 @@ fn codex_edge_orders_adopt_steer_and_late_output() {
             (s("L13"), s("e-2"), s("user"), o("Resume."), None, 12),
         ]
     );
-    // Arguments that are not JSON stay a string; the output of the next turn fails the call.
+    // Arguments that are not JSON stay a string; the output of a later turn fails the call; a
+    // web search has no call id (named by its line) and is done when written.
     assert_eq!(
         tools(item),
-        vec![(
-            s("k-1"),
-            s("L2"),
-            None,
-            s("exec_command"),
-            s("failed"),
-            Some(base + 602_000),
-            None
-        )]
+        vec![
+            (
+                s("k-1"),
+                s("L2"),
+                None,
+                s("exec_command"),
+                s("failed"),
+                Some(base + 602_000),
+                None
+            ),
+            (
+                s("L8"),
+                s("L6"),
+                None,
+                s("web_search"),
+                s("completed"),
+                Some(base + 5000),
+                None
+            ),
+        ]
     );
     assert_eq!(
         item.tool_calls[0].params_json,
         Some(serde_json::json!("not json {"))
     );
-    assert_eq!(
-        skipped(p.as_ref()),
-        vec![
-            (s("response_item/web_search_call"), 1),
-            (s("session_meta"), 1)
-        ]
-    );
+    assert_eq!(skipped(p.as_ref()), vec![(s("session_meta"), 1)]);
 }
 
 /// Fields that changed type read as absent; the line still counts; pairs match across
@@ -467,9 +486,9 @@ fn codex_fields_of_unexpected_types_are_ignored_not_fatal() {
     assert_eq!(
         messages(item),
         vec![
-            (s("L3"), s("L2"), s("user"), o("go"), None, 2),
-            (s("L5"), s("L2"), s("assistant"), o("done \n"), None, 4),
-            (s("L7"), s("L2"), s("assistant"), None, o("why"), 6),
+            (s("L3"), s("L3"), s("user"), o("go"), None, 2),
+            (s("L5"), s("L3"), s("assistant"), o("done \n"), None, 4),
+            (s("L7"), s("L3"), s("assistant"), None, o("why"), 6),
         ]
     );
     assert_eq!(

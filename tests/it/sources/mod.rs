@@ -21,12 +21,17 @@
 //! - `opencode`: the OpenCode store (database, drifted schema, legacy JSON): exact items,
 //!   lineage, polls with cursors = one full poll, read-only.
 //! - `bad_input`: random and mutated lines never panic.
+//! - `codex_variants`: one Codex fixture per real-world variant, exact items.
+//! - `codex_real`: real Codex rollouts (`NEX_REAL_SAMPLES_DIR`, `NEX_CORPUS_DIR`) against an
+//!   independent count, and in random cuts = full.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
 
 mod bad_input;
 mod claude_code;
 mod claude_subagents;
 mod codex;
+mod codex_real;
+mod codex_variants;
 mod cursor;
 mod cursor_bad_input;
 mod cursor_fixture;
@@ -258,11 +263,25 @@ fn all_fixtures() -> Vec<SourceFile> {
         cx(&format!("sub/rollout-2026-03-01T10-05-00-{CX_B}.jsonl")),
         cx("fork/rollout-2026-03-02T11-00-00-0199cccc-0000-7000-8000-000000000003.jsonl"),
         cx("edge/rollout-2026-03-03T12-00-00-0199dddd-0000-7000-8000-000000000004.jsonl"),
+        cx("old/rollout-2025-08-30T11-00-00-0198f000-0000-4000-8000-000000000010.jsonl"),
+        cx("per-request/rollout-2025-09-26T14-00-00-01998000-0000-7000-8000-000000000020.jsonl"),
+        cx("review/rollout-2026-02-19T15-00-00-019c7400-0000-7000-8000-000000000050.jsonl"),
+        cx("review/rollout-2026-02-19T15-53-21-019c74ac-b57f-7000-8000-000000000051.jsonl"),
+        cx("spawned/rollout-2026-04-01T10-05-00-019d0005-0000-7000-8000-000000000040.jsonl"),
     ]
     .into_iter()
     .chain(gemini::gemini_fixtures())
     .chain(gemini_variants::variant_fixtures())
     .collect()
+}
+
+/// Line-log fixtures that make no session (nothing importable in them).
+fn no_session_fixtures() -> Vec<SourceFile> {
+    vec![source(
+        Provider::Codex,
+        "codex/old-empty/rollout-2025-08-30T12-00-00-0198f000-0000-4000-8000-000000000011.jsonl",
+        FileRole::Main,
+    )]
 }
 
 /// One session's rows after upserts by deterministic id (what the ledger does with items).
@@ -342,6 +361,7 @@ fn line_ends(bytes: &[u8]) -> Vec<usize> {
 fn fixture_variants() -> Vec<(SourceFile, Vec<u8>)> {
     all_fixtures()
         .into_iter()
+        .chain(no_session_fixtures())
         .flat_map(|file| {
             let bytes = std::fs::read(&file.path).unwrap();
             let mut tail = bytes.clone();

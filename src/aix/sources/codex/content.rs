@@ -66,3 +66,27 @@ pub(super) fn json_or_string(v: Value) -> Value {
         other => other,
     }
 }
+
+/// Text Codex injects as a `user` message that no human typed: the environment, the user's
+/// instructions (AGENTS.md), permissions, review hand-offs.
+pub(super) fn injected(text: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "<environment_context>",
+        "<user_instructions>",
+        "# AGENTS.md instructions",
+        "<permissions instructions>",
+        "<user_action>",
+    ];
+    let t = text.trim_start();
+    PREFIXES.iter().any(|p| t.starts_with(p))
+}
+
+/// The `<cwd>` of an `<environment_context>` message (the only place the old format names the
+/// working directory).
+pub(super) fn cwd_of_environment(text: &str) -> Option<String> {
+    let rest = text.trim_start().strip_prefix("<environment_context>")?;
+    let start = rest.find("<cwd>")? + "<cwd>".len();
+    let end = rest[start..].find("</cwd>")? + start;
+    let cwd = rest[start..end].trim();
+    (!cwd.is_empty()).then(|| cwd.to_owned())
+}

@@ -1,44 +1,57 @@
-//! Codex rollout files (SOURCES.md "Mapping rules: Codex"): `{timestamp, type, payload}` lines.
+//! Codex rollout files (SOURCES.md "Mapping rules: Codex", "Real-world variants" > Codex).
 //!
+//! - Formats: `{timestamp, type, payload}` lines; and the pre-envelope rollouts of 2025 builds,
+//!   whose first line is a bare `{id, timestamp, instructions, git}` followed by bare response
+//!   items and `{"record_type":"state"}` lines (no token usage, no per-line timestamps: their
+//!   records carry the session's timestamp). The first record decides.
 //! - Session: the first `session_meta` (id, cwd, versions, lineage). A fork names its origin in
-//!   `forked_from_id`; a subagent in `source.subagent.thread_spawn` (`parent_thread_id`,
-//!   `spawn_call_id`). Both files begin by replaying the parent's records, with timestamps
-//!   earlier than their own `session_meta`: that prefix is skipped (counted as `replayed`), and
-//!   only its cumulative token totals are kept as the baseline of the first delta.
-//! - Turns (see `turns.rs`): a native turn id (`turn_context.turn_id`, `task_started.turn_id`)
-//!   names its turn, and every prompt inside it stays in it (steering). Without one, a turn
-//!   holds at most one `turn_context` and one human prompt (`event_msg user_message`), and the
-//!   record that would be the second of its kind opens the next turn, whichever order a version
-//!   writes them in. Turns without a native id are named `L<n>` (1-based line number of the
-//!   opening record); a native id that arrives after such a turn opened (prompt written first)
-//!   is adopted by it, which keeps its `L<n>` name (ids never change once emitted). Turns chain
-//!   linearly; a second `session_meta` (a resumed session) is skipped and counted.
-//! - Messages: the prompt is the `event_msg user_message` (the visible half); `response_item`
-//!   `user` items are its model-input copy or injected context (`<environment_context>`,
-//!   AGENTS.md, …) and are dropped, as are `developer`/`system` items. Assistant text comes from
+//!   `forked_from_id`; a spawned subagent in `source.subagent.thread_spawn` (`parent_thread_id`,
+//!   `spawn_call_id`); a `/review` rollout has `source.subagent: "review"` (a subagent whose
+//!   parent its own file does not name). A replay of the parent is skipped (counted as
+//!   `replayed`): records older than the child's `session_meta` in a fork or subagent, and,
+//!   after a second `session_meta` with another id (0.118+ subagents), everything up to the
+//!   first `task_started` whose `turn_id` is not older than the child's id. A second
+//!   `session_meta` with the session's own id (a resume) is skipped and counted.
+//! - Turns: each human prompt opens a turn: `event_msg user_message`, or in the old format a
+//!   user `message` that is not injected context (`<environment_context>`, AGENTS.md, …). The
+//!   same `user_message` written again on the very next record (`/review` does) is one prompt.
+//!   `turn_context` never opens a turn (some versions write one per model request); it gives
+//!   the model. A turn is named by the Codex turn id announced (`task_started`, `turn_context`)
+//!   since the previous prompt and not yet used, else `L<n>` (1-based line of the prompt);
+//!   output before any prompt opens an `L<n>` turn of its own. Turns chain linearly.
+//! - Messages: the prompt; `response_item` `user` items are its model-input copy or injected
+//!   context and are dropped, as are `developer`/`system` items. Assistant text comes from
 //!   `response_item message` and `event_msg agent_message`, which duplicate each other: within a
 //!   turn the first of a pair with equal text is kept. `reasoning` becomes an assistant message
 //!   with `thinking`. Message ids are `L<n>`, `sequence` the 0-based line index.
-//! - Tool calls: `function_call`, `custom_tool_call`, `local_shell_call` joined to their
-//!   `*_output` by `call_id`; `collab_tool_call`'s `new_thread_id` names the spawned session.
-//! - Tokens: deltas of the cumulative `token_count.info.total_token_usage`; a re-emitted equal
-//!   total adds nothing; a total below the previous one (a reset) counts as a fresh start.
+//! - Tool calls: see `tools.rs`.
+//! - Tokens: each API call once: `last_token_usage` summed over unique (`total_token_usage`,
+//!   `last_token_usage`) pairs (events are written twice, re-emitted after a `/review`, and the
+//!   total restarts after a resume); `info: null` events carry only rate limits.
+//!
+//! Layout: this file reads lines and builds turns; `session` the header, lineage and replay;
+//! `tools` the tool calls; `turns` per-turn bookkeeping and token arithmetic; `record` the typed
+//! view of a line; `content` message text and injected-context detection.
 
 mod content;
 mod record;
+mod session;
+mod tools;
 mod turns;
 
-use serde_json::{Map, Value, json};
+use std::collections::HashSet;
 
-use self::content::{content_texts, json_or_string, line_id, message, push_message};
+use serde_json::{Map, Value};
+
+use self::content::{content_texts, cwd_of_environment, injected, line_id, message, push_message};
 use self::record::{Payload, Record};
-use self::turns::{CodexTurn, Totals};
-use super::assembler::{Assembler, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
+use self::turns::{CodexTurn, TokenEvent, Totals};
+use super::assembler::Assembler;
 use super::common::{
     FingerprintChain, Line, LineCursor, count_skip, join_nonempty, later, parse_rfc3339_ms,
 };
 use super::{ParseStats, Provider, SessionParser, SourceFile};
-use crate::protocol::{ImportSessionItem, SessionInfo, ToolCall};
+use crate::protocol::{ImportSessionItem, SessionInfo};
 
 /// `session.provider` of every Codex item.
 pub const MODEL_PROVIDER: &str = "openai";
@@ -55,19 +68,48 @@ struct Header {
     metadata: Map<String, Value>,
 }
 
+/// Which on-disk format the file is in (its first record tells).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Unknown,
+    Envelope,
+    /// Pre-envelope: bare response items after a bare `{id, timestamp, …}` line.
+    Bare,
+}
+
+/// How much of a child's file is the replay of its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    None,
+    /// A fork or subagent: records older than the child's own `session_meta`.
+    OlderThanMeta,
+    /// After the parent's `session_meta` (0.118+): up to the child's first `task_started`.
+    UntilOwnTask,
+}
+
 /// The incremental parser of one Codex rollout file.
 pub struct CodexParser {
     cursor: LineCursor,
     chain: FingerprintChain,
     stats: ParseStats,
+    format: Format,
     session_id: Option<String>,
     /// Timestamp of the own `session_meta`: earlier records of a fork/subagent are replayed.
     meta_ts: Option<i64>,
-    in_replayed_prefix: bool,
+    replay: Replay,
     header: Header,
     asm: Assembler<CodexTurn>,
     last_turn_id: Option<String>,
+    /// Every turn id given so far (a Codex turn id names at most one turn).
+    used_turn_ids: HashSet<String>,
+    /// The Codex turn id announced since the last prompt, for the next prompt's turn.
+    pending_native_id: Option<String>,
+    /// The text of the prompt on the previous record, if that record was one.
+    previous_prompt: Option<String>,
     current_model: Option<String>,
+    /// Every (total, last) token pair counted (each API call once).
+    token_events: HashSet<TokenEvent>,
+    /// The last cumulative total, for events without `last_token_usage`.
     last_total: Option<Totals>,
 }
 
@@ -77,13 +119,18 @@ impl CodexParser {
             cursor: LineCursor::default(),
             chain: FingerprintChain::default(),
             stats: ParseStats::default(),
+            format: Format::Unknown,
             session_id: None,
             meta_ts: None,
-            in_replayed_prefix: false,
+            replay: Replay::None,
             header: Header::default(),
             asm: Assembler::default(),
             last_turn_id: None,
+            used_turn_ids: HashSet::new(),
+            pending_native_id: None,
+            previous_prompt: None,
             current_model: None,
+            token_events: HashSet::new(),
             last_total: None,
         }
     }
@@ -98,6 +145,9 @@ impl CodexParser {
         if line.bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
+        if self.format == Format::Bare {
+            return self.bare_line(&line);
+        }
         let mut record: Record<'_> = match serde_json::from_slice(line.bytes) {
             Ok(r) => r,
             Err(_) => {
@@ -105,6 +155,13 @@ impl CodexParser {
                 return;
             }
         };
+        let previous_prompt = self.previous_prompt.take();
+        if self.format == Format::Unknown {
+            if record.kind.is_none() && record.payload.0.is_none() {
+                return self.bare_header(&line);
+            }
+            self.format = Format::Envelope;
+        }
         let mut payload = record.payload.0.take().unwrap_or_default();
         let kind = record.kind.as_deref().unwrap_or("");
         let ts = record.timestamp.as_deref().and_then(parse_rfc3339_ms);
@@ -112,20 +169,15 @@ impl CodexParser {
             self.session_meta(&payload, ts);
             return;
         }
-        if self.in_replayed_prefix {
-            match (ts, self.meta_ts) {
-                (Some(t), Some(m)) if t < m => {
-                    if kind == "event_msg"
-                        && payload.kind() == "token_count"
-                        && let Some(total) = Totals::from_token_count(&payload)
-                    {
-                        self.last_total = Some(total);
-                    }
-                    count_skip(&mut self.stats, "replayed");
-                    return;
-                }
-                _ => self.in_replayed_prefix = false,
+        if self.replayed(kind, &payload, ts) {
+            // Only a total without `last_token_usage` needs the replayed one as its baseline.
+            if let Some(event) =
+                TokenEvent::of(&payload).filter(|_| payload.kind() == "token_count")
+            {
+                self.last_total = Some(event.total);
             }
+            count_skip(&mut self.stats, "replayed");
+            return;
         }
         if self.header.created.is_none() && ts.is_some() {
             self.header.created = ts;
@@ -137,16 +189,24 @@ impl CodexParser {
             .unwrap_or(std::borrow::Cow::Borrowed("unknown"));
         let sub = sub.as_ref();
         match (kind, sub) {
-            ("turn_context", _) => self.turn_context(&line, &payload, ts),
+            ("turn_context", _) => self.turn_context(&payload),
             ("event_msg", "task_started" | "turn_started") => match payload.turn_id.as_deref() {
-                Some(id) => self.native_turn(&line, id, ts),
+                Some(id) => self.native_id(id),
                 None => count_skip(&mut self.stats, &format!("event_msg/{sub}")),
             },
-            ("event_msg", "user_message") => self.user_message(&line, payload.message.take(), ts),
+            ("event_msg", "user_message") => {
+                let text = payload.message.take();
+                if text.is_some() && text == previous_prompt {
+                    count_skip(&mut self.stats, "repeated_prompt");
+                } else {
+                    self.previous_prompt.clone_from(&text);
+                    self.prompt(&line, text, ts);
+                }
+            }
             ("event_msg", "agent_message") => {
                 self.assistant_text(&line, payload.message.take(), true, ts);
             }
-            ("event_msg", "token_count") => self.token_count(&payload, ts),
+            ("event_msg", "token_count") => self.token_count(&line, &payload, ts),
             ("event_msg", "task_complete" | "turn_complete") => {
                 self.touch_completion(ts);
             }
@@ -158,81 +218,46 @@ impl CodexParser {
             ("event_msg", _) if payload.call_id.is_some() && payload.new_thread_id.is_some() => {
                 self.spawned(&payload);
             }
-            ("response_item", "message") => {
-                let role = payload.role.as_deref().unwrap_or("unknown");
-                if role == "assistant" {
-                    let text = join_nonempty(content_texts(&mut payload));
-                    self.assistant_text(&line, text, false, ts);
-                } else {
-                    count_skip(&mut self.stats, &format!("response_item/message:{role}"));
-                }
-            }
-            ("response_item", "reasoning") => self.reasoning(&line, &mut payload, ts),
-            ("response_item", "function_call" | "custom_tool_call" | "local_shell_call") => {
-                self.tool_call(&line, &mut payload, sub, ts);
-            }
-            (
-                "response_item",
-                "function_call_output" | "custom_tool_call_output" | "local_shell_call_output",
-            ) => self.tool_output(&mut payload, ts),
+            ("response_item", _) => self.response_item(&line, &mut payload, sub, ts, false),
             ("compacted", _) => self.compacted(&line, payload.message.take(), ts),
-            ("response_item" | "event_msg", _) => {
-                count_skip(&mut self.stats, &format!("{kind}/{sub}"));
-            }
+            ("event_msg", _) => count_skip(&mut self.stats, &format!("{kind}/{sub}")),
             ("", _) => count_skip(&mut self.stats, "unknown"),
             (other, _) => count_skip(&mut self.stats, other),
         }
     }
 
-    fn session_meta(&mut self, p: &Payload<'_>, ts: Option<i64>) {
-        if self.session_id.is_some() {
-            count_skip(&mut self.stats, "session_meta");
-            return;
-        }
-        let Some(id) = p.id.as_deref() else {
-            count_skip(&mut self.stats, "session_meta");
-            return;
-        };
-        self.session_id = Some(id.to_owned());
-        let meta_ts = p.timestamp.as_deref().and_then(parse_rfc3339_ms).or(ts);
-        self.meta_ts = meta_ts;
-        let h = &mut self.header;
-        h.created = meta_ts;
-        h.cwd = p.cwd.as_deref().map(str::to_owned);
-        let spawn = p.thread_spawn();
-        if let Some(spawn) = spawn {
-            h.is_subagent = true;
-            h.parent = spawn.parent_thread_id.as_deref().map(str::to_owned);
-            h.spawn_call_id = spawn.spawn_call_id.as_deref().map(str::to_owned);
-        }
-        let forked = p.forked_from_id.as_deref().map(str::to_owned);
-        if h.parent.is_none() {
-            h.parent = forked.clone();
-        }
-        for (k, val) in [
-            ("cliVersion", p.cli_version.as_deref()),
-            ("originator", p.originator.as_deref()),
-            ("modelProvider", p.model_provider.as_deref()),
-            (
-                "gitBranch",
-                p.git.0.as_ref().and_then(|g| g.branch.as_deref()),
-            ),
-            ("forkedFromId", forked.as_deref()),
-            ("agentNickname", p.agent_nickname.as_deref()),
-            ("agentRole", p.agent_role.as_deref()),
-        ] {
-            if let Some(val) = val {
-                h.metadata.insert(k.to_owned(), json!(val));
+    fn response_item(
+        &mut self,
+        line: &Line<'_>,
+        p: &mut Payload<'_>,
+        kind: &str,
+        ts: Option<i64>,
+        bare: bool,
+    ) {
+        match kind {
+            "message" => {
+                let role = p.role.as_deref().unwrap_or("unknown").to_owned();
+                let text = join_nonempty(content_texts(p));
+                match role.as_str() {
+                    "assistant" => self.assistant_text(line, text, false, ts),
+                    // In the old format the user item is the prompt itself.
+                    "user" if bare && !text.as_deref().is_some_and(injected) => {
+                        self.prompt(line, text, ts);
+                    }
+                    _ => {
+                        if let Some(cwd) = text.as_deref().and_then(cwd_of_environment)
+                            && self.header.cwd.is_none()
+                        {
+                            self.header.cwd = Some(cwd);
+                        }
+                        count_skip(&mut self.stats, &format!("response_item/message:{role}"));
+                    }
+                }
             }
-        }
-        self.in_replayed_prefix = spawn.is_some() || forked.is_some();
-        self.asm.header_dirty = true;
-    }
-
-    fn set_meta(&mut self, key: &str, value: &str) {
-        if self.header.metadata.get(key).and_then(Value::as_str) != Some(value) {
-            self.header.metadata.insert(key.to_owned(), json!(value));
-            self.asm.header_dirty = true;
+            "reasoning" => self.reasoning(line, p, ts),
+            k if k.ends_with("_call_output") => self.tool_output(p, ts),
+            k if k.ends_with("_call") => self.tool_call(line, p, k, ts),
+            other => count_skip(&mut self.stats, &format!("response_item/{other}")),
         }
     }
 
@@ -255,36 +280,46 @@ impl CodexParser {
         if let Some(t) = self.asm.open_mut() {
             t.extra.native_id = native;
         }
+        self.used_turn_ids.insert(id.clone());
         self.last_turn_id = Some(id);
     }
 
+    /// Opens an `L<n>` turn for output that came before any prompt.
     fn ensure_turn(&mut self, line: &Line<'_>, ts: Option<i64>) {
         if self.asm.open_ordinal().is_none() {
             self.open_turn(line, line_id(line), None, ts);
         }
     }
 
-    fn native_turn(&mut self, line: &Line<'_>, id: &str, ts: Option<i64>) {
-        match self.asm.open_ref().map(|t| &t.extra) {
-            Some(x) if x.native_id.as_deref() == Some(id) => {}
-            Some(x) if x.native_id.is_none() && !x.has_context && !x.has_output => {
+    /// A Codex turn id (`task_started`, `turn_context`): the open turn's own, adopted by an open
+    /// turn that has none, or remembered for the next prompt.
+    fn native_id(&mut self, id: &str) {
+        match self.asm.open_ref().map(|t| t.extra.native_id.as_deref()) {
+            Some(Some(open)) if open == id => {}
+            Some(None)
+                if self.pending_native_id.is_none()
+                    && !self.asm.open_ref().is_some_and(|t| t.extra.has_output) =>
+            {
                 if let Some(t) = self.asm.open_mut() {
                     t.extra.native_id = Some(id.to_owned());
                 }
             }
-            _ => self.open_turn(line, id.to_owned(), Some(id.to_owned()), ts),
+            _ => self.pending_native_id = Some(id.to_owned()),
         }
     }
 
-    fn turn_context(&mut self, line: &Line<'_>, p: &Payload<'_>, ts: Option<i64>) {
-        if let Some(id) = p.turn_id.as_deref() {
-            self.native_turn(line, id, ts);
-        } else {
-            match self.asm.open_ref().map(|t| &t.extra) {
-                Some(x) if !x.has_context || x.compacted_since_context => {}
-                _ => self.open_turn(line, line_id(line), None, ts),
+    fn turn_context(&mut self, p: &Payload<'_>) {
+        // A context names the open turn when it carries no turn id or the open turn's own;
+        // a new id is the next prompt's turn, which takes its model when it opens.
+        let ours = match p.turn_id.as_deref() {
+            Some(id) => {
+                self.native_id(id);
+                self.asm
+                    .open_ref()
+                    .is_some_and(|t| t.extra.native_id.as_deref() == Some(id))
             }
-        }
+            None => true,
+        };
         let model = p.model.as_deref().map(str::to_owned);
         if let Some(m) = &model
             && self.header.model.as_ref() != Some(m)
@@ -300,25 +335,23 @@ impl CodexParser {
         }
         if model.is_some() {
             self.current_model = model.clone();
-        }
-        if let Some(t) = self.asm.open_mut() {
-            t.extra.has_context = true;
-            t.extra.compacted_since_context = false;
-            if model.is_some() {
+            if ours && let Some(t) = self.asm.open_mut() {
                 t.turn.model = model;
             }
         }
     }
 
-    fn user_message(&mut self, line: &Line<'_>, text: Option<String>, ts: Option<i64>) {
-        match self.asm.open_ref().map(|t| &t.extra) {
-            Some(x) if !x.has_prompt || x.native_id.is_some() => {}
-            _ => self.open_turn(line, line_id(line), None, ts),
-        }
+    /// A human prompt: opens its turn, named by the Codex turn id announced for it if any.
+    fn prompt(&mut self, line: &Line<'_>, text: Option<String>, ts: Option<i64>) {
         let id = line_id(line);
+        let native = self
+            .pending_native_id
+            .take()
+            .filter(|n| !self.used_turn_ids.contains(n));
+        let turn_id = native.clone().unwrap_or_else(|| id.clone());
+        self.open_turn(line, turn_id, native, ts);
         let msg = message(line, &id, "user", text, None, ts);
         if let Some(t) = self.asm.open_mut() {
-            t.extra.has_prompt = true;
             t.turn.query_message_source_ids.push(id);
             push_message(t, msg, ts);
         }
@@ -377,85 +410,25 @@ impl CodexParser {
         }
     }
 
-    fn tool_call(&mut self, line: &Line<'_>, p: &mut Payload<'_>, sub: &str, ts: Option<i64>) {
-        let Some(call_id) = p.call_id.as_deref().or(p.id.as_deref()).map(str::to_owned) else {
-            count_skip(&mut self.stats, &format!("response_item/{sub}"));
+    /// Counts an API call's usage once: a (total, last) pair seen before adds nothing.
+    fn token_count(&mut self, line: &Line<'_>, p: &Payload<'_>, ts: Option<i64>) {
+        let Some(event) = TokenEvent::of(p) else {
             return;
         };
-        let (name, params) = match sub {
-            "function_call" => (p.name.as_deref(), p.arguments.take()),
-            "custom_tool_call" => (p.name.as_deref(), p.input.take()),
-            _ => (Some("local_shell"), p.action.take()),
-        };
+        let previous = self.last_total.replace(event.total);
+        if !self.token_events.insert(event) {
+            return;
+        }
+        let usage = event
+            .last
+            .unwrap_or_else(|| event.total.delta_from(previous));
+        if usage.is_zero() {
+            return;
+        }
         self.ensure_turn(line, ts);
-        let turn_id = self.asm.open_ref().map(|t| t.turn.source_turn_id.clone());
-        let call = ToolCall {
-            source_tool_call_id: call_id,
-            source_turn_id: turn_id,
-            tool_name: name.unwrap_or("unknown").to_owned(),
-            params_json: params.map(json_or_string),
-            status: Some(STATUS_PENDING.to_owned()),
-            started_at_ms: ts.unwrap_or(0),
-            sequence: line.index as i64,
-            ..ToolCall::default()
-        };
-        if self.asm.add_tool(call)
-            && let Some(t) = self.asm.open_mut()
-        {
-            t.extra.has_output = true;
-            later(&mut t.turn.completed_at_ms, ts);
-        }
-    }
-
-    fn tool_output(&mut self, p: &mut Payload<'_>, ts: Option<i64>) {
-        let Some(call_id) = p.call_id.as_deref() else {
-            return;
-        };
-        let output = p.output.take().unwrap_or(Value::Null);
-        let failed = output.get("success").and_then(Value::as_bool) == Some(false);
-        let Some(call) = self.asm.tool_mut(call_id) else {
-            return;
-        };
-        call.result_json = Some(output);
-        call.status = Some(
-            if failed {
-                STATUS_FAILED
-            } else {
-                STATUS_COMPLETED
-            }
-            .to_owned(),
-        );
-        call.completed_at_ms = ts;
-        self.touch_completion(ts);
-    }
-
-    fn spawned(&mut self, p: &Payload<'_>) {
-        let (Some(call_id), Some(thread)) = (p.call_id.as_deref(), p.new_thread_id.as_deref())
-        else {
-            return;
-        };
-        let thread = Some(thread.to_owned());
-        if self
-            .asm
-            .tool_ref(call_id)
-            .is_some_and(|c| c.spawned_source_session_id != thread)
-            && let Some(call) = self.asm.tool_mut(call_id)
-        {
-            call.spawned_source_session_id = thread;
-        }
-    }
-
-    fn token_count(&mut self, p: &Payload<'_>, ts: Option<i64>) {
-        let Some(total) = Totals::from_token_count(p) else {
-            return;
-        };
-        let delta = total.delta_from(self.last_total);
-        self.last_total = Some(total);
-        if delta.is_zero() {
-            return;
-        }
         if let Some(t) = self.asm.open_mut() {
-            t.extra.tokens = t.extra.tokens.plus(delta);
+            t.extra.has_output = true;
+            t.extra.tokens = t.extra.tokens.plus(usage);
             t.extra.tokens.write_to(&mut t.turn);
             later(&mut t.turn.completed_at_ms, ts);
         }
@@ -466,7 +439,6 @@ impl CodexParser {
         let id = line_id(line);
         let msg = message(line, &id, "system", text, None, ts);
         if let Some(t) = self.asm.open_mut() {
-            t.extra.compacted_since_context = true;
             push_message(t, msg, ts);
         }
     }

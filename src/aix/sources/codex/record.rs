@@ -78,6 +78,8 @@ pub(super) struct Payload<'a> {
     pub input: Option<Value>,
     pub action: Option<Value>,
     pub output: Option<Value>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub status: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,12 +89,70 @@ pub(super) struct Git<'a> {
     pub branch: Option<Cow<'a, str>>,
 }
 
-/// `source`: a string (`"cli"`, `"exec"`, …, read as absent) or `{subagent: {thread_spawn}}`.
+/// `source`: a string (`"cli"`, `"exec"`, …, read as absent) or `{subagent: …}`, where the
+/// subagent is `{thread_spawn: {…}}` (a spawned agent) or a string (`"review"`, `"compact"`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct Source<'a> {
     #[serde(borrow)]
-    pub subagent: Obj<Subagent<'a>>,
+    pub subagent: SubagentField<'a>,
+}
+
+/// `source.subagent`: an object (`{thread_spawn}`), a string naming the kind, or absent.
+#[derive(Debug, Default)]
+pub(super) enum SubagentField<'a> {
+    #[default]
+    Absent,
+    Object(Subagent<'a>),
+    Kind(String),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for SubagentField<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = SubagentField<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                Subagent::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(SubagentField::Object)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(SubagentField::Kind(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(SubagentField::Absent)
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(SubagentField::Absent)
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(SubagentField::Absent)
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(SubagentField::Absent)
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(SubagentField::Absent)
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(SubagentField::Absent)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(SubagentField::Absent)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +175,7 @@ pub(super) struct ThreadSpawn<'a> {
 #[serde(default)]
 pub(super) struct Info {
     pub total_token_usage: Obj<TokenUsage>,
+    pub last_token_usage: Obj<TokenUsage>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,14 +213,17 @@ impl Payload<'_> {
     }
 
     pub fn thread_spawn(&self) -> Option<&ThreadSpawn<'_>> {
-        self.source
-            .0
-            .as_ref()?
-            .subagent
-            .0
-            .as_ref()?
-            .thread_spawn
-            .0
-            .as_ref()
+        match &self.source.0.as_ref()?.subagent {
+            SubagentField::Object(s) => s.thread_spawn.0.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// `source.subagent` when it is a string (`"review"`, …).
+    pub fn subagent_kind(&self) -> Option<&str> {
+        match &self.source.0.as_ref()?.subagent {
+            SubagentField::Kind(k) if !k.trim().is_empty() => Some(k),
+            _ => None,
+        }
     }
 }

@@ -1,11 +1,11 @@
-//! Per-turn bookkeeping of the Codex parser: what opened the turn, visible-pair detection and
-//! token deltas.
+//! Per-turn bookkeeping of the Codex parser (visible-pair detection, the turn's token sum) and
+//! token usage arithmetic.
 
-use super::record::Payload;
+use super::record::{Payload, TokenUsage};
 use crate::protocol::Turn;
 
-/// Cumulative or delta token counts (`TokenUsage`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Token counts of one `TokenUsage` (cumulative or per call).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct Totals {
     input: i64,
     cached: i64,
@@ -14,21 +14,40 @@ pub(super) struct Totals {
     total: i64,
 }
 
-impl Totals {
-    /// `info.total_token_usage` of a `token_count` payload; `None` when `info` is null.
-    pub fn from_token_count(p: &Payload<'_>) -> Option<Self> {
-        let u = p.info.0.as_ref()?.total_token_usage.0.as_ref()?;
+/// What one `token_count` event says: the thread's cumulative total and, when written, the
+/// usage of the API call that produced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct TokenEvent {
+    pub total: Totals,
+    pub last: Option<Totals>,
+}
+
+impl TokenEvent {
+    /// `None` when `info` is null (an event that carries only rate limits).
+    pub fn of(p: &Payload<'_>) -> Option<Self> {
+        let info = p.info.0.as_ref()?;
+        let total = info.total_token_usage.0.as_ref().map(Totals::of);
+        let last = info.last_token_usage.0.as_ref().map(Totals::of);
         Some(Self {
+            total: total.or(last)?,
+            last,
+        })
+    }
+}
+
+impl Totals {
+    fn of(u: &TokenUsage) -> Self {
+        Self {
             input: u.input_tokens.unwrap_or(0),
             cached: u.cached_input_tokens.unwrap_or(0),
             output: u.output_tokens.unwrap_or(0),
             reasoning: u.reasoning_output_tokens.unwrap_or(0),
             total: u.total_tokens.unwrap_or(0),
-        })
+        }
     }
 
-    /// What this cumulative total adds to `prev`; the whole total when there is no previous
-    /// one or a counter went down (a reset).
+    /// What this cumulative total adds to `prev` (for events without `last_token_usage`); the
+    /// whole total when there is no previous one or a counter went down (a restart).
     pub fn delta_from(self, prev: Option<Self>) -> Self {
         let Some(p) = prev else {
             return self;
@@ -75,15 +94,12 @@ impl Totals {
 
 #[derive(Debug, Default)]
 pub(super) struct CodexTurn {
-    /// The turn id Codex wrote for this turn, when it did.
+    /// The Codex turn id (`task_started`/`turn_context` `turn_id`) this turn runs under, when
+    /// one was written: later records with the same id stay in it.
     pub native_id: Option<String>,
-    pub has_context: bool,
-    pub has_prompt: bool,
-    /// Assistant text, reasoning or a tool call was seen.
+    /// Assistant text, reasoning, a tool call or tokens were seen: a Codex turn id announced
+    /// after that belongs to the next prompt, not to this turn.
     pub has_output: bool,
-    /// A `compacted` record came after the turn's `turn_context` (Codex re-writes the context
-    /// after compacting, inside the same turn).
-    pub compacted_since_context: bool,
     /// Assistant texts still waiting for the other half of their visible pair, with the kind
     /// that gave them (`true` = `event_msg agent_message`).
     unpaired: Vec<(bool, String)>,

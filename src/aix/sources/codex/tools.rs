@@ -1,0 +1,109 @@
+//! Tool calls of a Codex rollout: every `*_call` response item (`function_call`,
+//! `custom_tool_call`, `local_shell_call`, `web_search_call`, MCP and future kinds) joined to its
+//! `*_call_output` by `call_id`; `collab_tool_call`'s `new_thread_id` names a spawned session.
+
+use serde_json::Value;
+
+use super::CodexParser;
+use super::content::{json_or_string, line_id};
+use super::record::Payload;
+use crate::aix::sources::assembler::{STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
+use crate::aix::sources::common::{Line, count_skip, later};
+use crate::protocol::ToolCall;
+
+/// Call kinds whose result arrives as a separate `*_output` item; other kinds carry their own
+/// `status` (a web search is done when it is written).
+const JOINED_KINDS: [&str; 3] = ["function_call", "custom_tool_call", "local_shell_call"];
+
+impl CodexParser {
+    pub(super) fn tool_call(
+        &mut self,
+        line: &Line<'_>,
+        p: &mut Payload<'_>,
+        kind: &str,
+        ts: Option<i64>,
+    ) {
+        // A call without an id (`web_search_call`) is named by its line.
+        let call_id = p
+            .call_id
+            .as_deref()
+            .or(p.id.as_deref())
+            .map_or_else(|| line_id(line), str::to_owned);
+        let (name, params) = match kind {
+            "function_call" => (p.name.as_deref(), p.arguments.take()),
+            "custom_tool_call" => (p.name.as_deref(), p.input.take()),
+            "local_shell_call" => (Some("local_shell"), p.action.take()),
+            _ => (
+                p.name.as_deref().or(kind.strip_suffix("_call")),
+                p.arguments.take().or(p.input.take()).or(p.action.take()),
+            ),
+        };
+        let status = if JOINED_KINDS.contains(&kind) {
+            STATUS_PENDING
+        } else if p.status.as_deref() == Some("failed") {
+            STATUS_FAILED
+        } else {
+            STATUS_COMPLETED
+        };
+        let name = name.unwrap_or("unknown").to_owned();
+        self.ensure_turn(line, ts);
+        let turn_id = self.asm.open_ref().map(|t| t.turn.source_turn_id.clone());
+        let call = ToolCall {
+            source_tool_call_id: call_id,
+            source_turn_id: turn_id,
+            tool_name: name,
+            params_json: params.map(json_or_string),
+            status: Some(status.to_owned()),
+            started_at_ms: ts.unwrap_or(0),
+            completed_at_ms: (status != STATUS_PENDING).then_some(ts).flatten(),
+            sequence: line.index as i64,
+            ..ToolCall::default()
+        };
+        if self.asm.add_tool(call)
+            && let Some(t) = self.asm.open_mut()
+        {
+            t.extra.has_output = true;
+            later(&mut t.turn.completed_at_ms, ts);
+        } else {
+            count_skip(&mut self.stats, "duplicate_call");
+        }
+    }
+
+    pub(super) fn tool_output(&mut self, p: &mut Payload<'_>, ts: Option<i64>) {
+        let Some(call_id) = p.call_id.as_deref() else {
+            return;
+        };
+        let output = p.output.take().unwrap_or(Value::Null);
+        let failed = output.get("success").and_then(Value::as_bool) == Some(false);
+        let Some(call) = self.asm.tool_mut(call_id) else {
+            return;
+        };
+        call.result_json = Some(output);
+        call.status = Some(
+            if failed {
+                STATUS_FAILED
+            } else {
+                STATUS_COMPLETED
+            }
+            .to_owned(),
+        );
+        call.completed_at_ms = ts;
+        self.touch_completion(ts);
+    }
+
+    pub(super) fn spawned(&mut self, p: &Payload<'_>) {
+        let (Some(call_id), Some(thread)) = (p.call_id.as_deref(), p.new_thread_id.as_deref())
+        else {
+            return;
+        };
+        let thread = Some(thread.to_owned());
+        if self
+            .asm
+            .tool_ref(call_id)
+            .is_some_and(|c| c.spawned_source_session_id != thread)
+            && let Some(call) = self.asm.tool_mut(call_id)
+        {
+            call.spawned_source_session_id = thread;
+        }
+    }
+}

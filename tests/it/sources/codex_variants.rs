@@ -1,0 +1,494 @@
+//! Codex: one fixture per real-world variant (SOURCES.md "Real-world variants" > Codex), exact
+//! items each: old pre-envelope rollouts, per-request contexts without turn ids, duplicate token
+//! events and a resume, `/review` in the parent and the review's own rollout, a 0.118+ spawned
+//! subagent that replays its parent, every kind of tool call.
+
+use super::*;
+
+fn codex(rel: &str) -> (Vec<ImportSessionItem>, Box<dyn SessionParser>) {
+    parse_all(&source(
+        Provider::Codex,
+        &format!("codex/{rel}"),
+        FileRole::Main,
+    ))
+}
+
+/// Milliseconds of an RFC 3339 UTC timestamp, for readable expectations.
+fn at(ts: &str) -> i64 {
+    let t = ts.trim_end_matches('Z');
+    let (date, time) = t.split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (hms, ms) = time.split_once('.').unwrap_or((time, "0"));
+    let h: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    // Days from civil (Howard Hinnant).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + h[0]) * 60 + h[1]) * 60_000 + h[2] * 1000 + ms.parse::<i64>().unwrap()
+}
+
+fn tokens(input: i64, output: i64, cached: i64, reasoning: i64, total: i64) -> [Option<i64>; 6] {
+    [
+        Some(input),
+        Some(output),
+        Some(cached),
+        None,
+        Some(reasoning),
+        Some(total),
+    ]
+}
+
+const NO_TOKENS: [Option<i64>; 6] = [None; 6];
+
+/// The 2025 format: bare header, bare items, `record_type` lines; injected user items are not
+/// prompts; the workspace comes from `<environment_context>`; no token usage.
+#[test]
+fn codex_old_pre_envelope_rollout() {
+    let (items, p) =
+        codex("old/rollout-2025-08-30T11-00-00-0198f000-0000-4000-8000-000000000010.jsonl");
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    let ts = at("2025-08-30T11:00:00.000Z");
+    assert_eq!(
+        item.source_session_id,
+        "0198f000-0000-4000-8000-000000000010"
+    );
+    assert_eq!(
+        serde_json::to_value(&item.session).unwrap(),
+        serde_json::json!({
+            "createdAtMs": ts, "updatedAtMs": ts, "provider": "openai",
+            "workspacePath": "/work/old", "metadata": {"gitBranch": "main"}
+        })
+    );
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("L7"),
+                None,
+                ts,
+                Some(ts),
+                None,
+                NO_TOKENS,
+                o("L12"),
+                vec![s("L7")]
+            ),
+            (
+                s("L14"),
+                o("L7"),
+                ts,
+                Some(ts),
+                None,
+                NO_TOKENS,
+                None,
+                vec![s("L14")]
+            ),
+        ]
+    );
+    assert_eq!(
+        messages(item),
+        vec![
+            (
+                s("L7"),
+                s("L7"),
+                s("user"),
+                o("List the files here."),
+                None,
+                6
+            ),
+            (s("L8"), s("L7"), s("assistant"), None, o("Run ls."), 7),
+            (
+                s("L12"),
+                s("L7"),
+                s("assistant"),
+                o("Two files: a.txt and b.txt."),
+                None,
+                11
+            ),
+            (
+                s("L14"),
+                s("L14"),
+                s("user"),
+                o("And their sizes?"),
+                None,
+                13
+            ),
+        ]
+    );
+    assert_eq!(
+        tools(item),
+        vec![
+            (
+                s("call_old1"),
+                s("L7"),
+                None,
+                s("shell"),
+                s("completed"),
+                Some(ts),
+                None
+            ),
+            (
+                s("call_old2"),
+                s("L14"),
+                None,
+                s("shell"),
+                s("pending"),
+                None,
+                None
+            ),
+        ]
+    );
+    assert_eq!(
+        item.tool_calls[0].params_json,
+        Some(serde_json::json!({"command": ["ls"]}))
+    );
+    assert_eq!((p.stats().lines, p.stats().malformed_lines), (16, 0));
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![(s("record_type"), 6), (s("response_item/message:user"), 2)]
+    );
+}
+
+/// An old rollout with only its header, state lines and injected context makes no session.
+#[test]
+fn codex_old_rollout_without_prompt_or_reply_makes_no_session() {
+    let (items, p) =
+        codex("old-empty/rollout-2025-08-30T12-00-00-0198f000-0000-4000-8000-000000000011.jsonl");
+    assert!(items.is_empty());
+    assert_eq!(p.stats().lines, 4);
+}
+
+/// 0.4x: a `turn_context` without turn id per model request is not a turn; every token event is
+/// written twice (counted once), `info: null` carries no usage, the total restarts after a
+/// resume; web search, MCP, local shell and custom tool calls.
+#[test]
+fn codex_per_request_contexts_duplicate_tokens_and_resume() {
+    let (items, p) =
+        codex("per-request/rollout-2025-09-26T14-00-00-01998000-0000-7000-8000-000000000020.jsonl");
+    let item = &items[0];
+    let t = |s: &str| at(&format!("2025-09-26T14:0{s}Z"));
+    assert_eq!(item.session.model.as_deref(), Some("gpt-5"));
+    assert_eq!(item.session.workspace_path.as_deref(), Some("/work/pr"));
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("L4"),
+                None,
+                t("0:01.000"),
+                Some(t("0:06.000")),
+                o("gpt-5-codex"),
+                tokens(14500, 170, 9000, 40, 14670),
+                o("L18"),
+                vec![s("L4")]
+            ),
+            (
+                s("L23"),
+                o("L4"),
+                t("1:00.000"),
+                Some(t("1:05.000")),
+                o("gpt-5-codex"),
+                tokens(6500, 50, 5000, 10, 6550),
+                o("L31"),
+                vec![s("L23")]
+            ),
+            (
+                s("L33"),
+                o("L23"),
+                t("9:01.000"),
+                Some(t("9:03.000")),
+                o("gpt-5"),
+                tokens(3000, 30, 0, 0, 3030),
+                o("L37"),
+                vec![s("L33")]
+            ),
+        ]
+    );
+    let prompts: Vec<_> = messages(item)
+        .into_iter()
+        .filter(|m| m.2 == "user")
+        .map(|m| (m.0, m.3))
+        .collect();
+    assert_eq!(
+        prompts,
+        vec![
+            (s("L4"), o("Fix the failing test.")),
+            (s("L23"), o("Now search the docs for the API.")),
+            (s("L33"), o("Thanks. Commit it.")),
+        ]
+    );
+    assert_eq!(
+        tools(item),
+        vec![
+            (
+                s("call_pr1"),
+                s("L4"),
+                None,
+                s("shell"),
+                s("completed"),
+                Some(t("0:04.000")),
+                None
+            ),
+            (
+                s("call_pr2"),
+                s("L4"),
+                None,
+                s("apply_patch"),
+                s("completed"),
+                Some(t("0:05.500")),
+                None
+            ),
+            (
+                s("L25"),
+                s("L23"),
+                None,
+                s("web_search"),
+                s("completed"),
+                Some(t("1:01.000")),
+                None
+            ),
+            (
+                s("call_pr3"),
+                s("L23"),
+                None,
+                s("docs__search"),
+                s("completed"),
+                Some(t("1:03.000")),
+                None
+            ),
+            (
+                s("call_pr4"),
+                s("L23"),
+                None,
+                s("local_shell"),
+                s("completed"),
+                Some(t("1:04.000")),
+                None
+            ),
+        ]
+    );
+    assert_eq!(
+        item.tool_calls[2].params_json,
+        Some(serde_json::json!({"type": "search", "query": "crate api docs"}))
+    );
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("response_item/message:user"), 3),
+            (s("session_meta"), 1),
+            (s("visible_pair_duplicate"), 1)
+        ]
+    );
+}
+
+const REVIEW_PARENT: &str = "019c7400-0000-7000-8000-000000000050";
+const REVIEW_CHILD: &str = "019c74ac-b57f-7000-8000-000000000051";
+const REVIEW_TURN: &str = "019c74ac-b586-7000-8000-000000000052";
+
+/// `/review` in the parent: its prompt written twice in a row is one prompt, its own counter
+/// is interleaved (counted in the review turn), and the parent's total re-emitted afterwards
+/// adds nothing.
+#[test]
+fn codex_review_in_the_parent() {
+    let (items, p) = codex(&format!(
+        "review/rollout-2026-02-19T15-00-00-{REVIEW_PARENT}.jsonl"
+    ));
+    let item = &items[0];
+    let t = |s: &str| at(&format!("2026-02-19T06:{s}Z"));
+    let (t1, t2) = (
+        "019c7401-0000-7000-8000-000000000053",
+        "019c74af-0000-7000-8000-000000000054",
+    );
+    assert!(!item.session.is_subagent);
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s(t1),
+                None,
+                t("00:01.000"),
+                Some(t("00:05.100")),
+                o("gpt-5.3-codex"),
+                tokens(21000, 500, 9000, 100, 21500),
+                o("L16"),
+                vec![s("L7")]
+            ),
+            (
+                s(REVIEW_TURN),
+                o(t1),
+                t("53:21.010"),
+                Some(t("53:51.400")),
+                o("gpt-5.3-codex"),
+                tokens(12000, 400, 4000, 50, 12400),
+                o("L28"),
+                vec![s("L22")]
+            ),
+            (
+                s(t2),
+                o(REVIEW_TURN),
+                t("56:16.100"),
+                Some(t("56:19.100")),
+                o("gpt-5.3-codex"),
+                tokens(9000, 200, 6000, 20, 9200),
+                o("L42"),
+                vec![s("L36")]
+            ),
+        ]
+    );
+    assert_eq!(
+        messages(item)
+            .into_iter()
+            .map(|m| (m.0, m.2, m.3))
+            .collect::<Vec<_>>(),
+        vec![
+            (s("L7"), s("user"), o("Write the parser.")),
+            (
+                s("L16"),
+                s("assistant"),
+                o("Parser written in src/parser.rs.")
+            ),
+            (s("L22"), s("user"), o("src/parser.rs")),
+            (s("L28"), s("assistant"), o("Review: no issues found.")),
+            (s("L36"), s("user"), o("Apply the review.")),
+            (s("L42"), s("assistant"), o("Applied.")),
+        ]
+    );
+    assert_eq!(
+        tools(item)
+            .into_iter()
+            .map(|c| (c.0, c.1, c.3, c.4))
+            .collect::<Vec<_>>(),
+        vec![
+            (s("call_rv1"), s(t1), s("exec_command"), s("completed")),
+            (s("call_rv2"), s(t2), s("apply_patch"), s("completed")),
+        ]
+    );
+    assert_eq!(p.stats().skipped_records.get("repeated_prompt"), Some(&1));
+}
+
+/// The review's own rollout (`source.subagent: "review"`) is a subagent session; its turn
+/// carries the Codex turn id the parent's review turn has.
+#[test]
+fn codex_review_subagent_rollout() {
+    let (items, _) = codex(&format!(
+        "review/rollout-2026-02-19T15-53-21-{REVIEW_CHILD}.jsonl"
+    ));
+    let item = &items[0];
+    let t = |s: &str| at(&format!("2026-02-19T06:{s}Z"));
+    assert_eq!(item.source_session_id, REVIEW_CHILD);
+    assert_eq!(
+        serde_json::to_value(&item.session).unwrap(),
+        serde_json::json!({
+            "createdAtMs": t("53:21.005"), "updatedAtMs": t("53:51.100"),
+            "model": "gpt-5.3-codex", "provider": "openai", "workspacePath": "/work/rv",
+            "isSubagent": true,
+            "metadata": {"cliVersion": "0.104.0", "gitBranch": "main", "modelProvider": "openai",
+                         "originator": "codex_cli_rs", "subagent": "review"}
+        })
+    );
+    assert_eq!(
+        turns(item),
+        vec![(
+            s(REVIEW_TURN),
+            None,
+            t("53:21.010"),
+            Some(t("53:51.100")),
+            o("gpt-5.3-codex"),
+            tokens(12000, 400, 4000, 50, 12400),
+            o("L15"),
+            vec![s("L7")]
+        )]
+    );
+    assert_eq!(
+        tools(item),
+        vec![(
+            s("call_rc1"),
+            s(REVIEW_TURN),
+            None,
+            s("exec_command"),
+            s("completed"),
+            Some(t("53:23.100")),
+            None
+        )]
+    );
+}
+
+/// 0.118+: the child's `session_meta`, the parent's, the parent's history replayed (its token
+/// totals included), then the child's own first turn (`task_started` with a turn id not older
+/// than the child's id).
+#[test]
+fn codex_spawned_subagent_skips_the_parents_replay() {
+    let child = "019d0005-0000-7000-8000-000000000040";
+    let (items, p) = codex(&format!(
+        "spawned/rollout-2026-04-01T10-05-00-{child}.jsonl"
+    ));
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    let t = |s: &str| at(&format!("2026-04-01T10:{s}Z"));
+    assert_eq!(item.source_session_id, child);
+    assert_eq!(
+        serde_json::to_value(&item.session).unwrap(),
+        serde_json::json!({
+            "createdAtMs": t("05:00.000"), "updatedAtMs": t("05:03.100"),
+            "model": "gpt-5.4-mini", "provider": "openai", "workspacePath": "/work/rv",
+            "isSubagent": true, "parentSourceSessionId": "019d0000-0000-7000-8000-000000000030",
+            "metadata": {"agentNickname": "Noether", "agentRole": "explorer",
+                         "cliVersion": "0.118.0", "gitBranch": "main", "modelProvider": "openai",
+                         "originator": "codex_cli_rs"}
+        })
+    );
+    assert_eq!(
+        turns(item),
+        vec![(
+            s("019d0005-0001-7000-8000-000000000041"),
+            None,
+            t("05:00.100"),
+            Some(t("05:03.100")),
+            o("gpt-5.4-mini"),
+            tokens(7000, 100, 7000, 0, 7100),
+            o("L21"),
+            vec![s("L14")]
+        )]
+    );
+    assert_eq!(
+        messages(item)
+            .into_iter()
+            .map(|m| (m.0, m.2, m.3))
+            .collect::<Vec<_>>(),
+        vec![
+            (s("L14"), s("user"), o("List the modules.")),
+            (s("L21"), s("assistant"), o("Two modules: lib and main.")),
+        ]
+    );
+    assert_eq!(
+        tools(item).into_iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![s("call_ch1")]
+    );
+    assert_eq!(p.stats().skipped_records.get("replayed"), Some(&10));
+}
+
+/// The independent count of `codex_real` agrees with the parser on every Codex fixture too (it
+/// is checked here on files whose figures the tests above state by hand).
+#[test]
+fn codex_fixtures_match_the_independent_count() {
+    for file in all_fixtures()
+        .into_iter()
+        .chain(no_session_fixtures())
+        .filter(|f| f.provider == Provider::Codex)
+    {
+        let bytes = std::fs::read(&file.path).unwrap();
+        assert_eq!(
+            codex_real::expected(&bytes),
+            codex_real::parsed(&file, &bytes),
+            "{}",
+            file.path.display()
+        );
+    }
+}
