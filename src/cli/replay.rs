@@ -57,6 +57,15 @@ pub struct ReplaySummary {
     pub uploads_completed: u64,
     pub cursors_stored: u64,
     pub duration_ms: u64,
+    /// The worker's repaired source lines and unreadable files (omitted when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lossy_lines: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub failed_files: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl From<&RunReport> for ReplaySummary {
@@ -74,6 +83,8 @@ impl From<&RunReport> for ReplaySummary {
             uploads_completed: c.uploads_completed,
             cursors_stored: c.cursors_stored,
             duration_ms: r.duration_ms,
+            lossy_lines: c.lossy_lines,
+            failed_files: c.failed_files,
         }
     }
 }
