@@ -1,6 +1,7 @@
 //! The one integration test binary of nex; each module tests one area through its public API.
 
 mod control_daemon; // the built nex and aix binaries: daemon, status --json, SIGTERM, real worker
+mod control_files; // nex refuses clearly: strict config, errors naming files, file modes, symlinked ledger
 mod control_jobs; // backfill job state machine, one-active rule, daemon restart recovery
 mod control_real; // nex daemon with the real aix: jobs, kill -9 of job and tail workers, cancel
 mod control_restarts; // tail restarts: backoff (also in paused time), error state, operator restart
