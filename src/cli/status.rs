@@ -48,20 +48,27 @@ fn read_jobs(args: &ControlArgs, limit: u32) -> Result<Vec<JobRecord>, ControlEr
     if !paths.nexus.exists() {
         return Ok(Vec::new());
     }
+    // Opening is lazy: a corrupt file shows at the first read. Either way the error names it.
+    let unusable = |source| {
+        ControlError::Ledger(crate::ledger::LedgerError::Open {
+            path: paths.nexus.clone(),
+            source,
+        })
+    };
     let conn = rusqlite::Connection::open_with_flags(
         &paths.nexus,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(ControlError::store("open_nexus_read_only"))?;
+    .map_err(unusable)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(ControlError::store("open_nexus_read_only"))?;
+        .map_err(unusable)?;
     let has_table: bool = conn
         .query_row(
             "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'import_jobs'",
             [],
             |r| r.get(0),
         )
-        .map_err(ControlError::store("job_list"))?;
+        .map_err(unusable)?;
     if !has_table {
         return Ok(Vec::new());
     }

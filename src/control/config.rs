@@ -53,7 +53,27 @@ impl Paths {
                 .map(|h| h.join(".nex"))
                 .ok_or(ControlError::HomeUnresolved)?,
         };
+        check_home(&home)?;
         Ok(Paths::under(&home, env_path("NEX_LEDGER")))
+    }
+}
+
+/// A `NEX_HOME` that exists must be a directory we can list (an absent one is created when
+/// first needed); otherwise every later error would name a file inside it instead.
+///
+/// Errors: `nex_home_invalid` with the OS reason.
+fn check_home(home: &Path) -> Result<(), ControlError> {
+    let invalid = |source| ControlError::HomeInvalid {
+        path: home.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(home) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(invalid(e)),
+        Ok(m) if m.is_dir() => std::fs::read_dir(home).map(drop).map_err(invalid),
+        Ok(_) => Err(invalid(std::fs::read_dir(home).err().unwrap_or_else(
+            || std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        ))),
     }
 }
 

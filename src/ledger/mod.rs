@@ -50,19 +50,29 @@ pub enum LedgerError {
     },
     #[error("database schema version {found} is newer than this nex knows ({known})")]
     SchemaNewer { found: u32, known: u32 },
+    /// The file could not be opened, configured or migrated as a database (not a database,
+    /// corrupt, unreadable).
+    #[error("cannot use database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
 
 impl LedgerError {
     /// Stable snake_case code: `ledger_busy`, `ledger_io_failed`, `ledger_migration_failed`,
-    /// `ledger_schema_newer` or `ledger_write_failed`.
+    /// `ledger_schema_newer`, `ledger_open_failed` or `ledger_write_failed`.
     pub fn code(&self) -> &'static str {
         match self {
             LedgerError::Io { .. } => "ledger_io_failed",
             LedgerError::Migration { source, .. } if is_busy(source) => "ledger_busy",
             LedgerError::Migration { .. } => "ledger_migration_failed",
             LedgerError::SchemaNewer { .. } => "ledger_schema_newer",
+            LedgerError::Open { source, .. } if is_busy(source) => "ledger_busy",
+            LedgerError::Open { .. } => "ledger_open_failed",
             LedgerError::Sqlite(e) if is_busy(e) => "ledger_busy",
             LedgerError::Sqlite(_) => "ledger_write_failed",
         }
@@ -134,9 +144,17 @@ pub fn open_nexus_in_memory() -> Result<Connection, LedgerError> {
 
 fn open_file(path: &Path, migrations: &[Migration]) -> Result<Connection, LedgerError> {
     create_private(path)?;
-    let mut conn = Connection::open(path)?;
-    configure(&conn)?;
-    migrate(&mut conn, migrations)?;
+    // Errors name the file: a corrupt `nexus.db` is told apart from the agents ledger.
+    let at = |e: LedgerError| match e {
+        LedgerError::Sqlite(source) => LedgerError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    };
+    let mut conn = Connection::open(path).map_err(|e| at(e.into()))?;
+    configure(&conn).map_err(at)?;
+    migrate(&mut conn, migrations).map_err(at)?;
     Ok(conn)
 }
 

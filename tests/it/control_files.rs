@@ -43,3 +43,71 @@ fn a_config_typo_or_a_timing_out_of_range_stops_nex_with_the_key_named() {
         stderr(&out)
     );
 }
+
+/// Before: `control socket I/O on <home>/run/nex.sock [socket_failed]`, about a file that
+/// does not exist, without the reason.
+#[test]
+fn a_nex_home_that_is_a_file_is_named_with_the_os_reason() {
+    let home = Home::new(false);
+    let file = home.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    for args in [&["import", "status"][..], &["import", "backfill", "--wait"]] {
+        let out = home
+            .nex(&worker())
+            .env("NEX_HOME", &file)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            stderr(&out).trim(),
+            format!(
+                "nex: NEX_HOME {} is not usable: Not a directory (os error 20) [nex_home_invalid]",
+                file.display()
+            )
+        );
+    }
+}
+
+/// Before: `runtime database error (job_list) [store_failed]` from `status`, and
+/// `sqlite: file is not a database [ledger_write_failed]` from a backfill: no file named.
+#[test]
+fn a_corrupt_nexus_db_is_named_in_the_error() {
+    let home = Home::new(false);
+    let nexus = home.path().join("nexus.db");
+    std::fs::write(
+        &nexus,
+        "this is not a database, just text long enough to be read",
+    )
+    .unwrap();
+    let want = format!(
+        "nex: cannot use database {}: file is not a database [ledger_open_failed]",
+        nexus.display()
+    );
+    for args in [&["import", "status"][..], &["import", "backfill", "--wait"]] {
+        let out = home.run(&worker(), args);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(stderr(&out).trim(), want);
+    }
+}
+
+/// Before: `file system error on <home>/run [io_failed]`, without the reason.
+#[test]
+fn io_failed_carries_the_os_reason() {
+    let home = Home::new(false);
+    std::fs::write(
+        home.path().join("run"),
+        "a file where the run directory goes",
+    )
+    .unwrap();
+    let out = home.run(&worker(), &["daemon"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{}: File exists (os error 17) [io_failed]",
+            home.path().join("run").display()
+        )),
+        "{err}"
+    );
+}
