@@ -33,6 +33,9 @@ pub struct ReplayArgs {
     /// created on first use.
     #[arg(long, value_name = "PATH")]
     pub ledger: Option<PathBuf>,
+    /// Open the ledger even when it is a symbolic link (refused otherwise).
+    #[arg(long)]
+    pub allow_symlinked_ledger: bool,
     /// Persona for every request (overrides the frames' personaId; default: theirs, else
     /// `main`).
     #[arg(long, value_name = "ID")]
@@ -146,7 +149,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         .ledger
         .clone()
         .unwrap_or_else(ledger::default_ledger_path);
-    let conn = ledger::open_agents(&path)?;
+    let conn = ledger::open_agents_allowing_symlink(&path, args.allow_symlinked_ledger)?;
     let config = PipelineConfig {
         import: ImportOptions {
             persona_id: args.persona.clone().filter(|p| !p.trim().is_empty()),

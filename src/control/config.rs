@@ -166,6 +166,8 @@ pub struct ControlSettings {
     pub restart: RestartPolicy,
     /// Retries of a backfill job's failed run (retryable failures only).
     pub job_retry: RestartPolicy,
+    /// Open the agents ledger even when it is a symbolic link (`--allow-symlinked-ledger`).
+    pub allow_symlinked_ledger: bool,
 }
 
 impl ControlSettings {
@@ -182,6 +184,7 @@ impl ControlSettings {
             timings: Timings::default(),
             restart: RestartPolicy::default(),
             job_retry: RestartPolicy::job_default(),
+            allow_symlinked_ledger: false,
         }
     }
 
@@ -207,6 +210,7 @@ impl ControlSettings {
             },
         };
         let mut s = ControlSettings::new(paths, worker);
+        s.allow_symlinked_ledger = overrides.allow_symlinked_ledger;
         s.persona = overrides
             .persona
             .clone()
@@ -267,6 +271,8 @@ pub struct Overrides {
     pub gemini_dir: Option<String>,
     /// `nex daemon --no-import`.
     pub no_import: bool,
+    /// `--allow-symlinked-ledger`.
+    pub allow_symlinked_ledger: bool,
 }
 
 /// `$NEX_HOME/config.toml`. Every key is optional.

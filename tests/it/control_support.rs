@@ -467,6 +467,12 @@ impl NexHome {
     /// Like [`NexHome::new`], with `overrides` replacing (or adding) `[import]` integer keys.
     pub fn with_config(tail: bool, overrides: &[(&str, u64)]) -> NexHome {
         let dir = tempfile::tempdir().unwrap();
+        // Private, as a NEX_HOME should be (nex warns about one that others can read).
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         let mut keys: BTreeMap<&str, u64> = NEX_HOME_TIMINGS.into_iter().collect();
         keys.extend(overrides.iter().copied());
         let mut toml = format!("[import]\ntail = {tail}\n");
