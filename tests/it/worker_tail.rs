@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ struct Running {
     stop: Arc<StopSignal>,
     handle: JoinHandle<Result<RunCounters, WorkerError>>,
     log: Arc<ParseLog>,
+    /// The tail's own figures (files watched, files pending a read): what it has seen.
+    status: Arc<WorkerStatus>,
 }
 
 fn start(options: WorkerOptions, start_cursors: Vec<Cursor>) -> Running {
@@ -30,6 +33,8 @@ fn start(options: WorkerOptions, start_cursors: Vec<Cursor>) -> Running {
     let cap = Capture::default();
     let stop = Arc::new(StopSignal::default());
     let (c, s) = (cap.clone(), stop.clone());
+    let status = Arc::new(WorkerStatus::default());
+    let st = status.clone();
     let handle = std::thread::spawn(move || {
         let sink = FrameSink::new(Box::new(c), "tail-run".into());
         let spec = RunSpec {
@@ -39,13 +44,14 @@ fn start(options: WorkerOptions, start_cursors: Vec<Cursor>) -> Running {
             store_cursors: nex::aix::stores::store_cursor_map(&start_cursors),
             options,
         };
-        run_mode(&spec, &factory, &sink, &s, &WorkerStatus::default())
+        run_mode(&spec, &factory, &sink, &s, &st)
     });
     Running {
         cap,
         stop,
         handle,
         log,
+        status,
     }
 }
 
@@ -54,6 +60,24 @@ impl Running {
         self.stop.stop();
         self.handle.join().unwrap().unwrap();
         self.cap.frames()
+    }
+
+    /// Waits until the tail watches `files` files and has no read pending: it has seen every
+    /// change so far and acted on it.
+    fn settled(&self, files: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let watched = self.status.watched_files.load(Ordering::Relaxed);
+            let pending = self.status.pending_files.load(Ordering::Relaxed);
+            if watched == files && pending == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tail not settled: {watched} watched, {pending} pending"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits until at least `n` items were emitted; returns them all.
@@ -262,7 +286,8 @@ fn unchanged_files_with_cursors_are_not_read_at_start() {
     run.items(1);
     let committed = cursors(&run.finish());
     let run = start(tail_options(&claude), committed);
-    std::thread::sleep(Duration::from_millis(500));
+    // Started, found the file, and judged it unchanged (a read would be pending or done).
+    run.settled(1);
     let log = run.log.clone();
     let frames = run.finish();
     assert!(batch_items(&frames).is_empty());
@@ -336,8 +361,8 @@ fn removed_and_recreated_file_is_imported_whole() {
     let run = start(tail_options(&claude), vec![]);
     run.items(1);
     std::fs::remove_file(&path).unwrap();
-    // Give the removal time to be seen on its own (a later create may reuse the inode).
-    std::thread::sleep(Duration::from_millis(300));
+    // The removal seen on its own (a later create may reuse the inode): the file is dropped.
+    run.settled(0);
     std::fs::write(&path, format!("{}{}", turn("s", "r1", "again"), reply("x"))).unwrap();
     let items = run.items(2);
     assert_eq!(turn_ids(&items[1]), vec!["r1"]);
