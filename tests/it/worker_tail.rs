@@ -80,6 +80,21 @@ impl Running {
         }
     }
 
+    /// Waits until the tail has seen a file change at or after `since_ms` (epoch ms) and has
+    /// no read pending.
+    fn change_handled(&self, since_ms: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.status.last_event_ms.load(Ordering::Relaxed) < since_ms
+            || self.status.pending_files.load(Ordering::Relaxed) > 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the change was not handled"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Waits until at least `n` items were emitted; returns them all.
     fn items(&self, n: usize) -> Vec<ImportSessionItem> {
         batch_items(
@@ -152,8 +167,10 @@ fn appends_become_partial_items_and_partial_lines_wait() {
     assert_eq!(items[1].messages.len(), 3);
 
     // A line cut in two writes: nothing of it is emitted until its newline arrives.
+    let before = nex::aix::emit::now_ms();
     append(&path, "{\"s\":\"s\",\"t\":\"t2\",\"m\":\"cut-");
-    std::thread::sleep(Duration::from_millis(400));
+    // The first half seen and read before the second is written.
+    run.change_handled(before);
     append(&path, "then-done\"}\n");
     let items = run.items(3);
     let last = items.last().unwrap();
@@ -370,4 +387,44 @@ fn removed_and_recreated_file_is_imported_whole() {
     let frames = run.finish();
     let last = FileCursor::from_value(&cursors(&frames).last().unwrap().value).unwrap();
     assert_eq!(last.offset, std::fs::metadata(&path).unwrap().len());
+}
+
+/// Before: an unreadable file was logged by the worker and otherwise forgotten; the tail never
+/// said so. Now the tail's `run.progress` counts and names it, once while it keeps failing.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unreadable_file_is_reported_in_run_progress_while_tailing() {
+    let (_dir, claude, path) = setup();
+    // `/proc/self/mem` read at offset 0 fails with EIO, for root too.
+    let bad = path.with_file_name("bad.jsonl");
+    std::os::unix::fs::symlink("/proc/self/mem", &bad).unwrap();
+    let run = start(tail_options(&claude), vec![]);
+    let frames = run.cap.wait_for("a progress frame naming the file", |f| {
+        f.iter()
+            .any(|e| matches!(&e.body, WorkerFrame::RunProgress(p) if p.failed_files == Some(1)))
+    });
+    let p = frames
+        .iter()
+        .find_map(|e| match &e.body {
+            WorkerFrame::RunProgress(p) if p.failed_files == Some(1) => Some(p.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(p.file_errors.len(), 1);
+    assert_eq!(p.file_errors[0].path, bad.display().to_string());
+    assert_eq!(p.file_errors[0].code, "file_unreadable");
+    assert!(p.file_errors[0].message.contains("os error 5"), "{p:?}");
+    // The readable file is tailed as usual.
+    run.items(1);
+    append(&path, &reply("more"));
+    run.items(2);
+    let frames = run.finish();
+    let counts: Vec<Option<u64>> = frames
+        .iter()
+        .filter_map(|e| match &e.body {
+            WorkerFrame::RunProgress(p) => Some(p.failed_files),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts, [Some(1)], "reported once, when it failed");
 }
