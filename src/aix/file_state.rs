@@ -219,7 +219,7 @@ impl FileState {
         }
         let lossy_before = parser.stats().lossy_lines;
         let end = feed(&mut file, parser.as_mut(), from, None, true)?;
-        let lossy_lines = parser.stats().lossy_lines - lossy_before;
+        let lossy_lines = parser.stats().lossy_lines.saturating_sub(lossy_before);
         let items = parser.take_items();
         let (head_len, head) = match (&self.cursor, kind) {
             (Some(c), ReadKind::Appended | ReadKind::Resumed) if c.head_len > 0 => {
