@@ -6,7 +6,8 @@
 //! than `inflight_bytes` of file unless a single file is larger (the writer takes results in
 //! order), so memory follows the largest session, never the corpus.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use super::lineage::{Lineage, Unlinked, seal_lineage};
 use super::sources::StoreCursor;
 use super::status::{StopSignal, WorkerStatus};
 use super::stores::{OutputFailed, StoreRun, open_stores};
-use crate::protocol::RunProgress;
+use crate::protocol::{FileError, MAX_FILE_ERRORS, RunProgress};
 
 /// Least time between two `run.progress` frames.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -36,6 +37,12 @@ pub struct RunCounters {
     pub skipped_files: u64,
     /// Files that could not be read.
     pub failed_files: u64,
+    /// The first `MAX_FILE_ERRORS` of them, with their OS reason (`run.progress.fileErrors`).
+    pub file_errors: Vec<FileError>,
+    /// Lines imported after repair (invalid UTF-8, raw control characters).
+    pub lossy_lines: u64,
+    /// Files failing now: a tail that retries one counts it once until it reads again.
+    failing: BTreeSet<PathBuf>,
 }
 
 impl RunCounters {
@@ -47,6 +54,39 @@ impl RunCounters {
             failed: self.failed_files,
             total: with_total.then_some(self.total),
             emitted: Some(self.emitted_files),
+            lossy_lines: Some(self.lossy_lines),
+            failed_files: Some(self.failed_files),
+            file_errors: self.file_errors.clone(),
+        }
+    }
+
+    /// A file that failed before was read: a later failure counts again.
+    pub fn file_read(&mut self, path: &Path) {
+        if !self.failing.is_empty() {
+            self.failing.remove(path);
+        }
+    }
+
+    /// Counts a file (or store) that could not be read, and names it with its OS reason: the
+    /// run goes on, and the file, left without a cursor, is read again by the next run.
+    pub fn file_failed(&mut self, path: &Path, e: &std::io::Error) {
+        if !self.failing.insert(path.to_path_buf()) {
+            tracing::debug!(path = %path.display(), error = %e, "file still not readable");
+            return;
+        }
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            "file_vanished"
+        } else {
+            "file_unreadable"
+        };
+        tracing::warn!(path = %path.display(), error_code = code, error = %e, "file not readable");
+        self.failed_files += 1;
+        if self.file_errors.len() < MAX_FILE_ERRORS {
+            self.file_errors.push(FileError {
+                path: path.display().to_string(),
+                code: code.to_owned(),
+                message: e.to_string(),
+            });
         }
     }
 }
@@ -85,6 +125,7 @@ fn with_lineage(state: &FileState, update: FileUpdate, lineage: &mut Lineage) ->
         cursor,
         part,
         kind,
+        lossy_lines: _,
     } = update;
     let resend = match state.parser() {
         Some(parser) => lineage.record(&state.source, &items, parser),
@@ -163,10 +204,7 @@ pub fn run_backfill(
                 jobs.push_back((state, size));
             }
             Ok(false) => counters.skipped_files += 1,
-            Err(e) => {
-                tracing::debug!(path = %state.source.path.display(), error_kind = ?e.kind(), "file vanished before reading");
-                counters.failed_files += 1;
-            }
+            Err(e) => counters.file_failed(&state.source.path, &e),
         }
     }
     counters.total = jobs.len() as u64;
@@ -202,7 +240,7 @@ pub fn run_backfill(
                 }
             });
         }
-        let mut in_flight: VecDeque<(mpsc::Receiver<JobResult>, u64)> = VecDeque::new();
+        let mut in_flight: VecDeque<(mpsc::Receiver<JobResult>, u64, PathBuf)> = VecDeque::new();
         let mut in_flight_bytes = 0u64;
         let mut last_progress = Instant::now();
         loop {
@@ -218,23 +256,25 @@ pub fn run_backfill(
                     break;
                 };
                 let (tx, rx) = mpsc::sync_channel(1);
+                let path = state.source.path.clone();
                 if job_tx.send((state, tx)).is_err() {
                     break;
                 }
                 in_flight_bytes += size;
-                in_flight.push_back((rx, size));
+                in_flight.push_back((rx, size, path));
             }
-            let Some((rx, size)) = in_flight.pop_front() else {
+            let Some((rx, size, path)) = in_flight.pop_front() else {
                 break;
             };
             in_flight_bytes -= size;
             // A worker thread that panicked drops its reply sender: count the file as failed.
             let Ok((state, update)) = rx.recv() else {
-                counters.failed_files += 1;
+                counters.file_failed(&path, &std::io::Error::other("parser panicked"));
                 continue;
             };
             match update {
                 Ok(Some(update)) => {
+                    counters.lossy_lines += update.lossy_lines;
                     // Backfill keeps no state: the parser goes before the items are encoded.
                     let ready = with_lineage(&state, update, &mut lineage);
                     drop(state);
@@ -243,10 +283,7 @@ pub fn run_backfill(
                     counters.emitted_files += 1;
                 }
                 Ok(None) => counters.skipped_files += 1,
-                Err(e) => {
-                    tracing::warn!(path = %state.source.path.display(), error_kind = ?e.kind(), "file not readable");
-                    counters.failed_files += 1;
-                }
+                Err(e) => counters.file_failed(&state.source.path, &e),
             }
             status.pending_files.fetch_sub(1, Ordering::Relaxed);
             if last_progress.elapsed() >= PROGRESS_EVERY {

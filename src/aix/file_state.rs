@@ -49,6 +49,9 @@ pub struct FileUpdate {
     /// content (part of the idempotency key).
     pub part: u64,
     pub kind: ReadKind,
+    /// Lines of the emitting read that reached the parser repaired (invalid UTF-8 replaced,
+    /// control characters escaped: `sources::common`); they are imported, and counted here.
+    pub lossy_lines: u64,
 }
 
 /// One file's parse state: kept across updates by the tail, fresh per file in backfill.
@@ -175,6 +178,7 @@ impl FileState {
             part: c.offset,
             cursor: c,
             kind: ReadKind::Resent,
+            lossy_lines: 0,
         }))
     }
 
@@ -213,7 +217,9 @@ impl FileState {
                 return self.update_inner(factory, true);
             }
         }
+        let lossy_before = parser.stats().lossy_lines;
         let end = feed(&mut file, parser.as_mut(), from, None, true)?;
+        let lossy_lines = parser.stats().lossy_lines.saturating_sub(lossy_before);
         let items = parser.take_items();
         let (head_len, head) = match (&self.cursor, kind) {
             (Some(c), ReadKind::Appended | ReadKind::Resumed) if c.head_len > 0 => {
@@ -240,6 +246,7 @@ impl FileState {
             cursor,
             part: from,
             kind,
+            lossy_lines,
         }))
     }
 
@@ -271,6 +278,7 @@ impl FileState {
             open_turn_offset: 0,
             fingerprint: parser.fingerprint(),
         };
+        let lossy_lines = parser.stats().lossy_lines;
         self.parser = Some(parser);
         self.cursor = Some(cursor.clone());
         Ok(Some(FileUpdate {
@@ -278,6 +286,7 @@ impl FileState {
             cursor,
             part: 0,
             kind: ReadKind::Whole,
+            lossy_lines,
         }))
     }
 }

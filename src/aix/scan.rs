@@ -26,6 +26,9 @@ pub struct ProviderSummary {
     pub messages: u64,
     pub tool_calls: u64,
     pub malformed_lines: u64,
+    /// Lines read after repair (invalid UTF-8 replaced, raw control characters escaped): their
+    /// content is imported, so they are not malformed.
+    pub lossy_lines: u64,
     /// Records that are not messages, by record type.
     pub skipped_records: BTreeMap<String, u64>,
     /// Where the provider was looked for (its roots, databases or data directories).
@@ -77,6 +80,7 @@ pub fn scan(
             lineage.record(&state.source, &items, parser);
             let stats = parser.stats();
             summary.malformed_lines += stats.malformed_lines;
+            summary.lossy_lines += stats.lossy_lines;
             for (kind, n) in &stats.skipped_records {
                 *summary.skipped_records.entry(kind.clone()).or_default() += n;
             }
@@ -214,6 +218,9 @@ pub fn render_summary(summary: &BTreeMap<Provider, ProviderSummary>) -> String {
         let _ = writeln!(s, "  messages           {}", p.messages);
         let _ = writeln!(s, "  tool calls         {}", p.tool_calls);
         let _ = writeln!(s, "  malformed lines    {}", p.malformed_lines);
+        if p.lossy_lines > 0 {
+            let _ = writeln!(s, "  repaired lines     {}", p.lossy_lines);
+        }
         let skipped: u64 = p.skipped_records.values().sum();
         let _ = writeln!(s, "  skipped records    {skipped}");
         for (kind, n) in &p.skipped_records {

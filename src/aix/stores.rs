@@ -150,13 +150,13 @@ impl StoreRun {
         }
         match result {
             Ok(counts) => {
+                counters.file_read(&location);
                 counters.skipped_files += counts.unchanged;
                 counters.failed_files += counts.failed;
                 self.stamp = Some(stamp);
             }
             Err(e) => {
-                tracing::warn!(path = %location.display(), provider = provider.as_str(), error_kind = ?e.kind(), "store not readable");
-                counters.failed_files += 1;
+                counters.file_failed(&location, &e);
                 self.stamp = None;
             }
         }

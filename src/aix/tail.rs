@@ -106,6 +106,9 @@ struct Tail<'a, 'e> {
     /// Session files removed during the run.
     removed: HashSet<PathBuf>,
     counters: RunCounters,
+    /// `(lossy_lines, failed_files)` as of the last `run.progress`: a tail reports them when
+    /// they move, so that a run that never completes still shows them.
+    reported: (u64, u64),
 }
 
 /// Tails the roots until `stop`; flushes and returns the counters for `run.complete`.
@@ -155,6 +158,7 @@ pub fn run_tail(
         not_sessions: HashSet::new(),
         removed: HashSet::new(),
         counters: RunCounters::default(),
+        reported: (0, 0),
     };
     tail.open_new_stores();
     tail.watch_roots(&mut watcher);
@@ -325,6 +329,7 @@ impl Tail<'_, '_> {
             self.read_file(path, live)?;
         }
         self.emitter.flush().map_err(WorkerError::Output)?;
+        self.report_problems()?;
         self.publish();
         tracing::debug!(
             files,
@@ -340,8 +345,13 @@ impl Tail<'_, '_> {
         };
         tracked.last_change = Instant::now();
         tracked.last_read = Some(tracked.last_change);
-        match tracked.state.update(self.factory, false) {
+        let result = tracked.state.update(self.factory, false);
+        if result.is_ok() {
+            self.counters.file_read(&path);
+        }
+        match result {
             Ok(Some(update)) => {
+                self.counters.lossy_lines += update.lossy_lines;
                 let resend = emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
                     .map_err(WorkerError::Output)?;
                 self.counters.emitted_files += 1;
@@ -356,10 +366,7 @@ impl Tail<'_, '_> {
                 self.files.remove(&path);
                 self.removed.insert(path);
             }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error_kind = ?e.kind(), "file not readable");
-                self.counters.failed_files += 1;
-            }
+            Err(e) => self.counters.file_failed(&path, &e),
         }
         Ok(())
     }
@@ -469,6 +476,7 @@ impl Tail<'_, '_> {
             }
         }
         self.emitter.flush().map_err(WorkerError::Output)?;
+        self.report_problems()?;
         Ok(true)
     }
 
@@ -542,6 +550,20 @@ impl Tail<'_, '_> {
             self.mark(path, now, false);
         }
         self.publish();
+    }
+
+    /// Sends `run.progress` when lines were repaired or files failed since the last one (after
+    /// the flush, so the frames they describe went first).
+    fn report_problems(&mut self) -> Result<(), WorkerError> {
+        let now = (self.counters.lossy_lines, self.counters.failed_files);
+        if now != self.reported {
+            self.reported = now;
+            self.emitter
+                .sink()
+                .progress(&self.counters.progress(false))
+                .map_err(WorkerError::Output)?;
+        }
+        Ok(())
     }
 
     fn publish(&self) {

@@ -3,9 +3,10 @@
 //! per request: the response, or `{"ok":false,"error":{"code","message"}}`.
 //!
 //! A line with `uploadId` (or `upload_id`) is a chunk request, any other object an import
-//! request. Blank lines are ignored. Processing continues after a failed line; the command
-//! fails only when the input or output cannot be read or written, or the ledger cannot be
-//! opened.
+//! request. Every input line gets exactly one response line, so responses match inputs by
+//! position: a blank line gets `request_empty`. Processing continues after a failed line; the
+//! command then exits 1 (`requests_failed`), as it does when the input or output cannot be
+//! read or written, or the ledger cannot be opened.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -26,6 +27,9 @@ pub struct ApplyArgs {
     /// created on first use.
     #[arg(long, value_name = "PATH")]
     pub ledger: Option<PathBuf>,
+    /// Open the ledger even when it is a symbolic link (refused otherwise).
+    #[arg(long)]
+    pub allow_symlinked_ledger: bool,
     /// Persona for every request (overrides the requests' personaId; default: theirs, else
     /// `main`).
     #[arg(long, value_name = "ID")]
@@ -48,6 +52,9 @@ pub enum ApplyError {
     },
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),
+    /// Every line was answered; some answers are errors.
+    #[error("{failed} of {total} request lines failed (see their response lines)")]
+    LinesFailed { failed: u64, total: u64 },
 }
 
 impl ApplyError {
@@ -56,6 +63,7 @@ impl ApplyError {
             ApplyError::Ledger(e) => e.code(),
             ApplyError::Input { .. } => "input_read_failed",
             ApplyError::Output(_) => "output_write_failed",
+            ApplyError::LinesFailed { .. } => "requests_failed",
         }
     }
 }
@@ -66,7 +74,7 @@ pub fn run(args: &ApplyArgs) -> Result<(), ApplyError> {
         .ledger
         .clone()
         .unwrap_or_else(ledger::default_ledger_path);
-    let mut conn = ledger::open_agents(&path)?;
+    let mut conn = ledger::open_agents_allowing_symlink(&path, args.allow_symlinked_ledger)?;
     let opts = ImportOptions {
         persona_id: args.persona.clone().filter(|p| !p.trim().is_empty()),
         ..ImportOptions::default()
@@ -87,7 +95,10 @@ pub fn run(args: &ApplyArgs) -> Result<(), ApplyError> {
     apply_lines(&mut conn, &opts, input, &mut out, &name)
 }
 
-/// Applies each line of `input` and writes one response line per request line to `out`.
+/// Applies each line of `input` and writes one response line per input line to `out`.
+///
+/// Errors: the input or output failed; `requests_failed` when every line was answered and
+/// some answers are errors.
 pub fn apply_lines(
     conn: &mut Connection,
     opts: &ImportOptions,
@@ -95,17 +106,22 @@ pub fn apply_lines(
     out: &mut impl Write,
     input_name: &str,
 ) -> Result<(), ApplyError> {
-    for (number, line) in input.lines().enumerate() {
+    let (mut failed, mut total) = (0u64, 0u64);
+    for (index, line) in input.lines().enumerate() {
         let line = line.map_err(|source| ApplyError::Input {
             path: input_name.to_owned(),
             source,
         })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let reply = apply_line(conn, opts, &line);
+        let number = index + 1;
+        total += 1;
+        let reply = if line.trim().is_empty() {
+            Err(LineError::new("request_empty", "line is empty"))
+        } else {
+            apply_line(conn, opts, &line, number)
+        };
         if let Err(failure) = &reply {
-            tracing::warn!(line = number + 1, error_code = %failure.code, "request failed");
+            failed += 1;
+            tracing::warn!(line = number, error_code = %failure.code, "request failed");
         }
         let json = match reply {
             Ok(value) => value,
@@ -114,6 +130,9 @@ pub fn apply_lines(
         serde_json::to_writer(&mut *out, &json).map_err(|e| ApplyError::Output(e.into()))?;
         out.write_all(b"\n").map_err(ApplyError::Output)?;
         out.flush().map_err(ApplyError::Output)?;
+    }
+    if failed > 0 {
+        return Err(ApplyError::LinesFailed { failed, total });
     }
     Ok(())
 }
@@ -140,35 +159,52 @@ impl From<ImportError> for LineError {
     }
 }
 
-/// One request in its own IMMEDIATE transaction (committed on success, rolled back on error).
-fn apply_line(conn: &mut Connection, opts: &ImportOptions, line: &str) -> Result<Value, LineError> {
-    let value: Value = serde_json::from_str(line)
-        .map_err(|_| LineError::new("request_json_invalid", "line is not valid JSON"))?;
-    let Some(object) = value.as_object() else {
-        return Err(LineError::new(
-            "request_schema_invalid",
-            "line is not a JSON object",
-        ));
-    };
-    let is_chunk = object.contains_key("uploadId") || object.contains_key("upload_id");
-    let schema_err = |e: serde_json::Error| {
+/// One request (input line `number`) in its own IMMEDIATE transaction (committed on success,
+/// rolled back on error).
+///
+/// Shape errors are `request_schema_invalid` with the input line and the column where the
+/// request stops matching; a request without `source` is one (a wrong `source` is the
+/// service's `source_unsupported`). Messages carry positions, never content.
+fn apply_line(
+    conn: &mut Connection,
+    opts: &ImportOptions,
+    line: &str,
+    number: usize,
+) -> Result<Value, LineError> {
+    let value: Value = serde_json::from_str(line).map_err(|e| {
         LineError::new(
-            "request_schema_invalid",
+            "request_json_invalid",
             format!(
-                "request does not match the schema (line {}, column {})",
-                e.line(),
+                "line is not valid JSON (line {number}, column {})",
                 e.column()
             ),
         )
+    })?;
+    let schema = |what: &str| LineError::new("request_schema_invalid", what.to_owned());
+    let Some(object) = value.as_object() else {
+        return Err(schema(&format!("line {number} is not a JSON object")));
+    };
+    if !object.contains_key("source") {
+        return Err(schema(&format!(
+            "request has no `source` (line {number}, column 1)"
+        )));
+    }
+    let is_chunk = object.contains_key("uploadId") || object.contains_key("upload_id");
+    // Decoded from the text, not from `value`, so that the error knows its column.
+    let schema_err = |e: serde_json::Error| {
+        schema(&format!(
+            "request does not match the schema (line {number}, column {})",
+            e.column()
+        ))
     };
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| LineError::from(ImportError::from(e)))?;
     let reply = if is_chunk {
-        let req: ChunkRequest = serde_json::from_value(value).map_err(schema_err)?;
+        let req: ChunkRequest = serde_json::from_str(line).map_err(schema_err)?;
         import::chunk(&tx, &req, opts).map(|r| serde_json::to_value(r).unwrap_or_default())
     } else {
-        let req: ImportRequest = serde_json::from_value(value).map_err(schema_err)?;
+        let req: ImportRequest = serde_json::from_str(line).map_err(schema_err)?;
         import::import(&tx, &req, opts).map(|r| serde_json::to_value(r).unwrap_or_default())
     };
     match reply {

@@ -67,6 +67,10 @@ pub struct ControlArgs {
     /// worker's default).
     #[arg(long, value_name = "DIR")]
     pub gemini_dir: Option<String>,
+    /// Open the agents ledger even when it is a symbolic link (refused otherwise: whoever can
+    /// write the link's directory would choose where every conversation is written).
+    #[arg(long)]
+    pub allow_symlinked_ledger: bool,
 }
 
 impl ControlArgs {
@@ -85,6 +89,7 @@ impl ControlArgs {
             opencode_dir: self.opencode_dir.clone(),
             gemini_dir: self.gemini_dir.clone(),
             no_import,
+            allow_symlinked_ledger: self.allow_symlinked_ledger,
         };
         ControlSettings::load(self.paths()?, &overrides)
     }

@@ -15,6 +15,7 @@ use crate::control::api::Stopped;
 use crate::control::health::{JobView, StatusReport, TailState, TailStatus};
 use crate::control::jobs::{Enqueued, JobRecord, JobStatus};
 use crate::control::{Control, ControlError, Request};
+use crate::pipeline::CommittedCounters;
 
 #[derive(Debug, Clone, Args)]
 pub struct BackfillArgs {
@@ -182,7 +183,7 @@ async fn wait_job(
             job_c.imported,
             job_c.upserted,
             job_c.skipped,
-            job_c.failed,
+            failed_total(job_c),
             match view.next_retry_in_ms {
                 Some(ms) => format!(" (retry in {})", duration(ms as i64)),
                 None => String::new(),
@@ -198,6 +199,32 @@ async fn wait_job(
         tracing::info!(job_id = id, "backfill interrupted");
     }
     Ok(outcome)
+}
+
+/// Items and source files that failed: the FAILED figure of the tables and lines.
+pub fn failed_total(c: &CommittedCounters) -> u64 {
+    c.failed + c.failed_files
+}
+
+/// What a run or a job could not read, or read only after repairing bytes: one indented line
+/// each, empty when nothing. Paths and OS reasons, never content.
+pub fn source_problems(c: &CommittedCounters) -> Vec<String> {
+    let mut lines: Vec<String> = c
+        .file_errors
+        .iter()
+        .map(|e| format!("  {} {}: {}", e.code, e.path, e.message))
+        .collect();
+    let unnamed = c.failed_files.saturating_sub(c.file_errors.len() as u64);
+    if unnamed > 0 {
+        lines.push(format!("  and {unnamed} more unreadable files"));
+    }
+    if c.lossy_lines > 0 {
+        lines.push(format!(
+            "  {} lines imported with damaged bytes replaced (lossy_lines)",
+            c.lossy_lines
+        ));
+    }
+    lines
 }
 
 /// The end-of-job summary table.
@@ -220,7 +247,7 @@ pub fn job_summary(job: &JobRecord) -> String {
         c.imported.to_string(),
         c.upserted.to_string(),
         c.skipped.to_string(),
-        c.failed.to_string(),
+        failed_total(c).to_string(),
         c.requests.to_string(),
         c.rejected.to_string(),
     ]];
@@ -231,6 +258,10 @@ pub fn job_summary(job: &JobRecord) -> String {
         ],
         &rows,
     ));
+    for line in source_problems(c) {
+        out.push('\n');
+        out.push_str(&line);
+    }
     out
 }
 
@@ -302,7 +333,7 @@ pub fn tail_line(t: &TailStatus) -> String {
             run.counters.imported,
             run.counters.upserted,
             run.counters.skipped,
-            run.counters.failed
+            failed_total(&run.counters)
         ));
     }
     if t.restarts > 0 {
@@ -374,7 +405,7 @@ pub fn job_line(v: &JobView) -> String {
         c.imported,
         c.upserted,
         c.skipped,
-        c.failed
+        failed_total(c)
     );
     if let Some(ms) = v.next_retry_in_ms {
         s.push_str(&format!(", retry in {}", duration(ms as i64)));

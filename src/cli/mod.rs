@@ -47,7 +47,12 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
     /// Apply service-level import and chunk requests (JSON Lines) to the ledger, printing one
-    /// JSON response line per request line.
+    /// JSON response line per input line.
+    ///
+    /// Every input line gets exactly one response line, in order (a blank line gets
+    /// `request_empty`). Exit status: 0 when every line succeeded; 1 when any line failed (its
+    /// response line says why; the run goes on to the end), or the input, the output or the
+    /// ledger failed.
     Apply(apply::ApplyArgs),
     /// Enqueue a backfill job (without a daemon: run it here, in the foreground).
     Backfill(import_ctl::BackfillArgs),
@@ -90,7 +95,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error_code = err.code(), "{err}");
-            eprintln!("nex: {err}");
+            eprintln!("nex: {err} [{}]", err.code());
             ExitCode::FAILURE
         }
     }

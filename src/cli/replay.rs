@@ -33,6 +33,9 @@ pub struct ReplayArgs {
     /// created on first use.
     #[arg(long, value_name = "PATH")]
     pub ledger: Option<PathBuf>,
+    /// Open the ledger even when it is a symbolic link (refused otherwise).
+    #[arg(long)]
+    pub allow_symlinked_ledger: bool,
     /// Persona for every request (overrides the frames' personaId; default: theirs, else
     /// `main`).
     #[arg(long, value_name = "ID")]
@@ -57,6 +60,15 @@ pub struct ReplaySummary {
     pub uploads_completed: u64,
     pub cursors_stored: u64,
     pub duration_ms: u64,
+    /// The worker's repaired source lines and unreadable files (omitted when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lossy_lines: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub failed_files: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl From<&RunReport> for ReplaySummary {
@@ -74,6 +86,8 @@ impl From<&RunReport> for ReplaySummary {
             uploads_completed: c.uploads_completed,
             cursors_stored: c.cursors_stored,
             duration_ms: r.duration_ms,
+            lossy_lines: c.lossy_lines,
+            failed_files: c.failed_files,
         }
     }
 }
@@ -135,7 +149,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         .ledger
         .clone()
         .unwrap_or_else(ledger::default_ledger_path);
-    let conn = ledger::open_agents(&path)?;
+    let conn = ledger::open_agents_allowing_symlink(&path, args.allow_symlinked_ledger)?;
     let config = PipelineConfig {
         import: ImportOptions {
             persona_id: args.persona.clone().filter(|p| !p.trim().is_empty()),

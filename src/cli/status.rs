@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::control_ctx::{
     ControlArgs, Session, duration, fail, outln, print_json, runtime, table, when,
 };
-use super::import_ctl::{job_line, tail_line};
+use super::import_ctl::{failed_total, job_line, source_problems, tail_line};
 use crate::control::health::StatusReport;
 use crate::control::jobs::{self, JobRecord};
 use crate::control::{ControlError, Request};
@@ -48,20 +48,27 @@ fn read_jobs(args: &ControlArgs, limit: u32) -> Result<Vec<JobRecord>, ControlEr
     if !paths.nexus.exists() {
         return Ok(Vec::new());
     }
+    // Opening is lazy: a corrupt file shows at the first read. Either way the error names it.
+    let unusable = |source| {
+        ControlError::Ledger(crate::ledger::LedgerError::Open {
+            path: paths.nexus.clone(),
+            source,
+        })
+    };
     let conn = rusqlite::Connection::open_with_flags(
         &paths.nexus,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(ControlError::store("open_nexus_read_only"))?;
+    .map_err(unusable)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(ControlError::store("open_nexus_read_only"))?;
+        .map_err(unusable)?;
     let has_table: bool = conn
         .query_row(
             "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'import_jobs'",
             [],
             |r| r.get(0),
         )
-        .map_err(ControlError::store("job_list"))?;
+        .map_err(unusable)?;
     if !has_table {
         return Ok(Vec::new());
     }
@@ -137,12 +144,18 @@ fn print_status(out: &StatusOutput) {
             when(run.last_commit_at),
             run.lag_ms.map_or("-".into(), duration)
         );
+        for line in source_problems(&run.counters) {
+            outln!("{line}");
+        }
     }
     if d.jobs.is_empty() {
         outln!("jobs: none active");
     }
     for job in &d.jobs {
         outln!("{}", job_line(job));
+        for line in source_problems(&job.job.stats.counters) {
+            outln!("{line}");
+        }
     }
     if !d.rejects.is_empty() {
         let rejects: Vec<String> = d.rejects.iter().map(|(c, n)| format!("{c} {n}")).collect();
@@ -179,7 +192,7 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
                         c.imported.to_string(),
                         c.upserted.to_string(),
                         c.skipped.to_string(),
-                        c.failed.to_string(),
+                        failed_total(c).to_string(),
                         j.error_code.clone().unwrap_or_default(),
                     ]
                 })
@@ -202,6 +215,15 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
                     &rows
                 )
             );
+            for j in &jobs {
+                let problems = source_problems(&j.stats.counters);
+                if !problems.is_empty() {
+                    outln!("job {}:", j.id.chars().take(8).collect::<String>());
+                    for line in problems {
+                        outln!("{line}");
+                    }
+                }
+            }
         }
         Ok::<_, ControlError>(ExitCode::SUCCESS)
     })

@@ -53,7 +53,27 @@ impl Paths {
                 .map(|h| h.join(".nex"))
                 .ok_or(ControlError::HomeUnresolved)?,
         };
+        check_home(&home)?;
         Ok(Paths::under(&home, env_path("NEX_LEDGER")))
+    }
+}
+
+/// A `NEX_HOME` that exists must be a directory we can list (an absent one is created when
+/// first needed); otherwise every later error would name a file inside it instead.
+///
+/// Errors: `nex_home_invalid` with the OS reason.
+fn check_home(home: &Path) -> Result<(), ControlError> {
+    let invalid = |source| ControlError::HomeInvalid {
+        path: home.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(home) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(invalid(e)),
+        Ok(m) if m.is_dir() => std::fs::read_dir(home).map(drop).map_err(invalid),
+        Ok(_) => Err(invalid(std::fs::read_dir(home).err().unwrap_or_else(
+            || std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        ))),
     }
 }
 
@@ -146,6 +166,8 @@ pub struct ControlSettings {
     pub restart: RestartPolicy,
     /// Retries of a backfill job's failed run (retryable failures only).
     pub job_retry: RestartPolicy,
+    /// Open the agents ledger even when it is a symbolic link (`--allow-symlinked-ledger`).
+    pub allow_symlinked_ledger: bool,
 }
 
 impl ControlSettings {
@@ -162,6 +184,7 @@ impl ControlSettings {
             timings: Timings::default(),
             restart: RestartPolicy::default(),
             job_retry: RestartPolicy::job_default(),
+            allow_symlinked_ledger: false,
         }
     }
 
@@ -187,6 +210,7 @@ impl ControlSettings {
             },
         };
         let mut s = ControlSettings::new(paths, worker);
+        s.allow_symlinked_ledger = overrides.allow_symlinked_ledger;
         s.persona = overrides
             .persona
             .clone()
@@ -247,6 +271,8 @@ pub struct Overrides {
     pub gemini_dir: Option<String>,
     /// `nex daemon --no-import`.
     pub no_import: bool,
+    /// `--allow-symlinked-ledger`.
+    pub allow_symlinked_ledger: bool,
 }
 
 /// `$NEX_HOME/config.toml`. Every key is optional.
@@ -329,11 +355,152 @@ impl ConfigFile {
                 });
             }
         };
-        toml::from_str(&text).map_err(|e| ControlError::ConfigInvalid {
+        let invalid = |detail: String| ControlError::ConfigInvalid {
             path: path.to_path_buf(),
-            // toml's message names the key and line, never secrets we hold.
-            detail: e.message().to_owned(),
-        })
+            detail,
+        };
+        // toml's message names the key and line, never secrets we hold.
+        let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.message().into()))?;
+        check_keys(&table).map_err(invalid)?;
+        let file: ConfigFile = table
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.message().into()))?;
+        file.import.check_ranges().map_err(invalid)?;
+        Ok(file)
+    }
+}
+
+/// Keys of the top level of `config.toml`.
+const TOP_KEYS: &[&str] = &["persona", "ledger", "import"];
+
+/// Keys of `[import]`.
+const IMPORT_KEYS: &[&str] = &[
+    "enabled",
+    "tail",
+    "auto_retry",
+    "worker_cmd",
+    "claude_config_dir",
+    "codex_home",
+    "cursor_db",
+    "opencode_dir",
+    "gemini_dir",
+    "probe_healthy_ms",
+    "probe_degraded_ms",
+    "probe_disconnected_ms",
+    "health_timeout_ms",
+    "start_timeout_ms",
+    "stop_grace_ms",
+    "shutdown_grace_ms",
+    "max_restarts",
+    "backoff_base_ms",
+    "backoff_max_ms",
+    "reset_after_ms",
+    "job_max_retries",
+];
+
+/// An unknown key is an error, not a default: a typo in the rollback switch
+/// (`[import] enable = false`) must not leave imports running.
+fn check_keys(table: &toml::Table) -> Result<(), String> {
+    fn unknown(key: &str, prefix: &str, known: &[&str]) -> String {
+        let mut msg = format!("unknown key `{prefix}{key}`");
+        if let Some(near) = closest(key, known) {
+            msg.push_str(&format!(" (did you mean `{prefix}{near}`?)"));
+        }
+        msg
+    }
+    for (key, value) in table {
+        if !TOP_KEYS.contains(&key.as_str()) {
+            return Err(unknown(key, "", TOP_KEYS));
+        }
+        if key == "import"
+            && let Some(section) = value.as_table()
+        {
+            for key in section.keys() {
+                if !IMPORT_KEYS.contains(&key.as_str()) {
+                    return Err(unknown(key, "import.", IMPORT_KEYS));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The known key nearest to `key` by edit distance, when it is near enough to be a typo (at
+/// most a third of the key's length, at least 2).
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let limit = (key.chars().count() / 3).max(2);
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut row = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            row.push(sub.min(prev[j + 1] + 1).min(row[j] + 1));
+        }
+        prev = row;
+    }
+    prev[b.len()]
+}
+
+impl ImportSection {
+    /// Every timing and bound within its range; the message names the key and the range.
+    fn check_ranges(&self) -> Result<(), String> {
+        const HOUR: u64 = 3_600_000;
+        const DAY: u64 = 24 * HOUR;
+        let ms: [(&str, Option<u64>, u64, u64); 10] = [
+            ("probe_healthy_ms", self.probe_healthy_ms, 100, DAY),
+            ("probe_degraded_ms", self.probe_degraded_ms, 100, DAY),
+            (
+                "probe_disconnected_ms",
+                self.probe_disconnected_ms,
+                100,
+                DAY,
+            ),
+            ("health_timeout_ms", self.health_timeout_ms, 100, HOUR),
+            ("start_timeout_ms", self.start_timeout_ms, 100, HOUR),
+            ("stop_grace_ms", self.stop_grace_ms, 100, HOUR),
+            // Workers are killed at shutdown_grace - 2 s: leave them at least a second.
+            ("shutdown_grace_ms", self.shutdown_grace_ms, 3_000, HOUR),
+            ("backoff_base_ms", self.backoff_base_ms, 10, DAY),
+            ("backoff_max_ms", self.backoff_max_ms, 10, DAY),
+            ("reset_after_ms", self.reset_after_ms, 1_000, 7 * DAY),
+        ];
+        for (key, value, min, max) in ms {
+            if let Some(v) = value.filter(|v| !(min..=max).contains(v)) {
+                return Err(format!(
+                    "import.{key} = {v} is out of range: allowed {min} to {max} (milliseconds)"
+                ));
+            }
+        }
+        let counts: [(&str, Option<u32>, u32); 2] = [
+            ("max_restarts", self.max_restarts, 1_000),
+            ("job_max_retries", self.job_max_retries, 100),
+        ];
+        for (key, value, max) in counts {
+            if let Some(v) = value.filter(|v| *v > max) {
+                return Err(format!(
+                    "import.{key} = {v} is out of range: allowed 0 to {max}"
+                ));
+            }
+        }
+        if let (Some(base), Some(max)) = (self.backoff_base_ms, self.backoff_max_ms)
+            && max < base
+        {
+            return Err(format!(
+                "import.backoff_max_ms = {max} is below import.backoff_base_ms = {base}"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -355,6 +522,70 @@ mod tests {
         let cmd = f.import.worker_cmd.unwrap().to_command().unwrap();
         assert_eq!(cmd.program, PathBuf::from("x y"));
         assert_eq!(cmd.args, vec!["z"]);
+    }
+
+    fn read_config(text: &str) -> Result<ConfigFile, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        ConfigFile::read(&path).map_err(|e| {
+            assert_eq!(e.code(), "config_invalid");
+            let msg = e.to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            msg
+        })
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_closest_known_key() {
+        let e = read_config("[import]\nenable = false\n").unwrap_err();
+        assert!(
+            e.contains("unknown key `import.enable` (did you mean `import.enabled`?)"),
+            "{e}"
+        );
+        let e = read_config("persna = \"x\"\n").unwrap_err();
+        assert!(
+            e.contains("unknown key `persna` (did you mean `persona`?)"),
+            "{e}"
+        );
+        let e = read_config("[import]\nzzzzzz = 1\n").unwrap_err();
+        assert!(
+            e.contains("unknown key `import.zzzzzz`") && !e.contains("mean"),
+            "{e}"
+        );
+        let e = read_config("[imports]\nenabled = false\n").unwrap_err();
+        assert!(e.contains("did you mean `import`?"), "{e}");
+        // Every known key is accepted.
+        let all: String = IMPORT_KEYS
+            .iter()
+            .filter(|k| k.ends_with("_ms") || k.contains("max_re"))
+            .map(|k| format!("{k} = 5000\n"))
+            .collect();
+        read_config(&format!("persona = \"p\"\nledger = \"a.db\"\n[import]\n{all}enabled = true\ntail = true\nauto_retry = true\nworker_cmd = \"w\"\nclaude_config_dir = \"c\"\ncodex_home = \"c\"\ncursor_db = \"c\"\nopencode_dir = \"o\"\ngemini_dir = \"g\"\n").replace("max_restarts = 5000", "max_restarts = 5").replace("job_max_retries = 5000", "job_max_retries = 3")).unwrap();
+    }
+
+    #[test]
+    fn timings_and_bounds_out_of_range_are_errors_with_the_range() {
+        let e = read_config("[import]\nstart_timeout_ms = 0\n").unwrap_err();
+        assert!(
+            e.contains("import.start_timeout_ms = 0 is out of range: allowed 100 to 3600000"),
+            "{e}"
+        );
+        let e = read_config("[import]\nshutdown_grace_ms = 1000\n").unwrap_err();
+        assert!(e.contains("allowed 3000 to"), "{e}");
+        let e = read_config("[import]\nmax_restarts = 5000\n").unwrap_err();
+        assert!(
+            e.contains("import.max_restarts = 5000 is out of range: allowed 0 to 1000"),
+            "{e}"
+        );
+        let e = read_config("[import]\nbackoff_base_ms = 500\nbackoff_max_ms = 100\n").unwrap_err();
+        assert!(e.contains("below import.backoff_base_ms"), "{e}");
+        let e = read_config("[import]\nstart_timeout_ms = -1\n").unwrap_err();
+        assert!(
+            e.contains("start_timeout_ms") || e.contains("invalid value"),
+            "{e}"
+        );
+        assert!(read_config("[import]\nstart_timeout_ms = 100\nmax_restarts = 0\n").is_ok());
     }
 
     #[test]

@@ -9,7 +9,14 @@ use std::path::PathBuf;
 pub enum ControlError {
     #[error("cannot resolve NEX_HOME: neither NEX_HOME nor HOME is set")]
     HomeUnresolved,
-    #[error("cannot read config {path}")]
+    /// `NEX_HOME` exists but is not a usable directory (a file, or not readable).
+    #[error("NEX_HOME {path} is not usable: {source}")]
+    HomeInvalid {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read config {path}: {source}")]
     ConfigUnreadable {
         path: PathBuf,
         #[source]
@@ -19,7 +26,7 @@ pub enum ControlError {
     ConfigInvalid { path: PathBuf, detail: String },
     #[error("invalid worker command: {0}")]
     WorkerCommandInvalid(&'static str),
-    #[error("runtime database error ({context})")]
+    #[error("runtime database error ({context}): {source}")]
     Store {
         context: &'static str,
         #[source]
@@ -44,13 +51,13 @@ pub enum ControlError {
     DaemonRunning(PathBuf),
     #[error("no daemon is listening on {0}")]
     DaemonNotRunning(PathBuf),
-    #[error("control socket I/O on {path}")]
+    #[error("control socket I/O on {path}: {source}")]
     Socket {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("file system error on {path}")]
+    #[error("file system error on {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
@@ -72,6 +79,7 @@ impl ControlError {
     pub fn code(&self) -> &str {
         match self {
             ControlError::HomeUnresolved => "nex_home_unresolved",
+            ControlError::HomeInvalid { .. } => "nex_home_invalid",
             ControlError::ConfigUnreadable { .. } => "config_unreadable",
             ControlError::ConfigInvalid { .. } => "config_invalid",
             ControlError::WorkerCommandInvalid(_) => "worker_command_invalid",

@@ -46,10 +46,11 @@ impl Host {
             .ok_or_else(|| ControlError::Busy(paths.home.clone()))?;
         let (nexus, agents) = {
             let (n, a) = (paths.nexus.clone(), paths.ledger.clone());
+            let allow_symlink = settings.allow_symlinked_ledger;
             tokio::task::spawn_blocking(move || {
                 Ok::<_, ControlError>((
                     crate::ledger::open_nexus(&n)?,
-                    crate::ledger::open_agents(&a)?,
+                    crate::ledger::open_agents_allowing_symlink(&a, allow_symlink)?,
                 ))
             })
             .await

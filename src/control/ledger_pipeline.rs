@@ -200,13 +200,11 @@ impl Stage<FrameOutcome, FrameOutcome> for SignalTap {
                 }
                 Outcome::Reported(Report::Health(h)) => Some(RunSignal::Health(h.clone())),
                 Outcome::Reported(Report::Progress(p)) => {
-                    t.counters.total = p.total.or(t.counters.total);
-                    t.counters.emitted = p.emitted.or(t.counters.emitted);
+                    t.counters.note_worker(p);
                     Some(RunSignal::Progress(p.clone()))
                 }
                 Outcome::Reported(Report::Complete(p)) => {
-                    t.counters.total = p.total.or(t.counters.total);
-                    t.counters.emitted = p.emitted.or(t.counters.emitted);
+                    t.counters.note_worker(p);
                     t.complete = Some(p.clone());
                     None
                 }

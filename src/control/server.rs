@@ -19,16 +19,26 @@ use crate::pipeline::Bus;
 /// Longest request line accepted; requests are tiny.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Creates `dir` (and missing parents) with mode 0700, leaving existing directories as they
-/// are.
+/// Creates `dir` (and missing parents) with mode 0700. An existing directory keeps its mode
+/// (a user may point `NEX_HOME` anywhere), with a warning when others can enter or read it:
+/// it holds every agent's conversations.
 ///
 /// Errors: `io_failed`.
 pub fn create_private_dir(dir: &Path) -> Result<(), ControlError> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(ControlError::io(dir))
+    match std::fs::metadata(dir) {
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %dir.display(),
+                    mode = format!("{mode:04o}"),
+                    "NEX_HOME is open to other users; `chmod 700` it to keep the ledger private"
+                );
+            }
+            Ok(())
+        }
+        Err(_) => ensure_private_dir(dir),
+    }
 }
 
 /// Creates `dir` (and parents) and makes it 0700. Only for directories nex owns outright

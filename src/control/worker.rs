@@ -110,7 +110,7 @@ impl Worker {
             .ok_or_else(|| std::io::Error::other("worker exited before its pid was read"))?;
         let pid_file = run_dir.join(format!("worker-{run_id}.pid"));
         let record = format!("{pid}\n{}\n", cmd.program.display());
-        if let Err(e) = std::fs::write(&pid_file, record) {
+        if let Err(e) = write_private(&pid_file, record.as_bytes()) {
             tracing::warn!(run_id, pid, error = %e, "cannot record worker pid");
         }
         let stdin = child.stdin.take();
@@ -215,6 +215,19 @@ fn signal_group(pid: u32, sig: StopSignal) -> std::io::Result<()> {
     // The worker leads its own process group (spawned with `process_group(0)`); pgid > 1 was
     // checked so this never addresses "every process".
     killpg(Pid::from_raw(pgid), sig).map_err(std::io::Error::from)
+}
+
+/// Writes `bytes` to a new file only its owner can read (0600 whatever the umask).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
 }
 
 /// Kills workers recorded in `run_dir/worker-*.pid` by a daemon that died without stopping

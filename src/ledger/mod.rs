@@ -50,19 +50,35 @@ pub enum LedgerError {
     },
     #[error("database schema version {found} is newer than this nex knows ({known})")]
     SchemaNewer { found: u32, known: u32 },
+    /// The file could not be opened, configured or migrated as a database (not a database,
+    /// corrupt, unreadable).
+    #[error("cannot use database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The agents ledger is a symbolic link and the caller did not allow one.
+    #[error(
+        "the ledger {0} is a symbolic link; not following it (pass --allow-symlinked-ledger to use it)"
+    )]
+    Symlinked(PathBuf),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
 
 impl LedgerError {
     /// Stable snake_case code: `ledger_busy`, `ledger_io_failed`, `ledger_migration_failed`,
-    /// `ledger_schema_newer` or `ledger_write_failed`.
+    /// `ledger_schema_newer`, `ledger_open_failed` or `ledger_write_failed`.
     pub fn code(&self) -> &'static str {
         match self {
             LedgerError::Io { .. } => "ledger_io_failed",
             LedgerError::Migration { source, .. } if is_busy(source) => "ledger_busy",
             LedgerError::Migration { .. } => "ledger_migration_failed",
             LedgerError::SchemaNewer { .. } => "ledger_schema_newer",
+            LedgerError::Open { source, .. } if is_busy(source) => "ledger_busy",
+            LedgerError::Open { .. } => "ledger_open_failed",
+            LedgerError::Symlinked(_) => "ledger_symlinked",
             LedgerError::Sqlite(e) if is_busy(e) => "ledger_busy",
             LedgerError::Sqlite(_) => "ledger_write_failed",
         }
@@ -102,13 +118,40 @@ pub fn default_nexus_path() -> PathBuf {
     nex_home().join("nexus.db")
 }
 
-/// Opens (creating if missing) the agents ledger at `path` and migrates it.
+/// Opens (creating if missing) the agents ledger at `path` and migrates it; a `path` that is a
+/// symbolic link is refused ([`open_agents_allowing_symlink`] follows it).
 ///
 /// A missing parent directory is created with mode 0700 and a missing file with mode 0600
 /// (existing ones keep their modes). Pragmas: WAL, `synchronous=FULL` (a commit survives power
 /// loss), `foreign_keys=ON`, `busy_timeout` 5 s, `journal_size_limit`, `wal_autocheckpoint`.
 pub fn open_agents(path: &Path) -> Result<Connection, LedgerError> {
+    refuse_symlink(path)?;
     open_file(path, migrate::AGENTS)
+}
+
+/// [`open_agents`], or, when `allow_symlink` (the operator's `--allow-symlinked-ledger`), the
+/// same following a symbolic link.
+pub fn open_agents_allowing_symlink(
+    path: &Path,
+    allow_symlink: bool,
+) -> Result<Connection, LedgerError> {
+    if allow_symlink {
+        open_file(path, migrate::AGENTS)
+    } else {
+        open_agents(path)
+    }
+}
+
+/// A ledger reached through a symbolic link is not opened: whoever can write the link's
+/// directory would choose where the conversations of every agent are written (and the file
+/// modes nex sets would apply to the link's target).
+///
+/// Errors: `ledger_symlinked`.
+pub fn refuse_symlink(path: &Path) -> Result<(), LedgerError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(LedgerError::Symlinked(path.to_path_buf())),
+        _ => Ok(()),
+    }
 }
 
 /// Opens (creating if missing) the runtime database `nexus.db` at `path`; as [`open_agents`].
@@ -134,9 +177,17 @@ pub fn open_nexus_in_memory() -> Result<Connection, LedgerError> {
 
 fn open_file(path: &Path, migrations: &[Migration]) -> Result<Connection, LedgerError> {
     create_private(path)?;
-    let mut conn = Connection::open(path)?;
-    configure(&conn)?;
-    migrate(&mut conn, migrations)?;
+    // Errors name the file: a corrupt `nexus.db` is told apart from the agents ledger.
+    let at = |e: LedgerError| match e {
+        LedgerError::Sqlite(source) => LedgerError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    };
+    let mut conn = Connection::open(path).map_err(|e| at(e.into()))?;
+    configure(&conn).map_err(at)?;
+    migrate(&mut conn, migrations).map_err(at)?;
     Ok(conn)
 }
 

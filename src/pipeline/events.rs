@@ -19,6 +19,7 @@ use tokio::sync::broadcast;
 
 use super::report::{FinalOutcome, RunCounters};
 use crate::control::jobs::JobStatus;
+use crate::protocol::{FileError, MAX_FILE_ERRORS, RunProgress};
 
 /// The bus: clone the sender to publish, `subscribe()` to listen.
 pub type Bus = broadcast::Sender<ImportEvent>;
@@ -50,12 +51,39 @@ pub struct CommittedCounters {
     /// Sessions the worker emitted so far (from `run.progress.emitted`), when it said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub emitted: Option<u64>,
+    /// Source lines imported after repair (invalid UTF-8 replaced by U+FFFD, raw control
+    /// characters escaped), from the worker's `run.progress.lossyLines`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lossy_lines: u64,
+    /// Source files the worker could not read (`run.progress.failedFiles`); they are read
+    /// again by the next run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_files: u64,
+    /// The first of those files by name, with their OS reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_errors: Vec<FileError>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl CommittedCounters {
     /// Items committed, whatever their status.
     pub fn items(&self) -> u64 {
         self.imported + self.upserted + self.skipped + self.failed
+    }
+
+    /// Takes the worker's own report of a run (`run.progress` / `run.complete`): `total`,
+    /// `emitted`, and its running counts of repaired lines and unreadable files.
+    pub fn note_worker(&mut self, p: &RunProgress) {
+        self.total = p.total.or(self.total);
+        self.emitted = p.emitted.or(self.emitted);
+        self.lossy_lines = p.lossy_lines.unwrap_or(self.lossy_lines);
+        self.failed_files = p.failed_files.unwrap_or(self.failed_files);
+        if p.failed_files.is_some() {
+            self.file_errors = p.file_errors.clone();
+        }
     }
 
     /// Adds another run's counters (a job's retried runs add up); `total` and `emitted` are the
@@ -73,6 +101,15 @@ impl CommittedCounters {
         if other.emitted.is_some() {
             self.emitted = other.emitted;
         }
+        self.lossy_lines += other.lossy_lines;
+        self.failed_files += other.failed_files;
+        for e in &other.file_errors {
+            if self.file_errors.len() < MAX_FILE_ERRORS
+                && !self.file_errors.iter().any(|f| f.path == e.path)
+            {
+                self.file_errors.push(e.clone());
+            }
+        }
     }
 }
 
@@ -87,6 +124,9 @@ impl From<&RunCounters> for CommittedCounters {
             rejected: c.rejected_total(),
             total: c.total,
             emitted: c.emitted,
+            lossy_lines: c.lossy_lines,
+            failed_files: c.failed_files,
+            file_errors: c.file_errors.clone(),
         }
     }
 }

@@ -54,9 +54,26 @@ pub struct RunCounters {
     pub total: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub emitted: Option<u64>,
+    /// The worker's running counts of repaired source lines and unreadable source files, and
+    /// the first unreadable files by name (`run.progress` extensions).
+    pub lossy_lines: u64,
+    pub failed_files: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_errors: Vec<crate::protocol::FileError>,
 }
 
 impl RunCounters {
+    /// Takes the worker's own report (`run.progress` / `run.complete`).
+    pub fn note_worker(&mut self, p: &crate::protocol::RunProgress) {
+        self.total = p.total.or(self.total);
+        self.emitted = p.emitted.or(self.emitted);
+        self.lossy_lines = p.lossy_lines.unwrap_or(self.lossy_lines);
+        self.failed_files = p.failed_files.unwrap_or(self.failed_files);
+        if p.failed_files.is_some() {
+            self.file_errors = p.file_errors.clone();
+        }
+    }
+
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
     }

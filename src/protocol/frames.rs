@@ -111,6 +111,31 @@ pub struct RunProgress {
     /// **Extension**: sessions emitted so far (session files, for `aix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emitted: Option<u64>,
+    /// **Extension**: source lines of this run imported after repair (invalid UTF-8 replaced
+    /// by U+FFFD, raw control characters in strings escaped), so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lossy_lines: Option<u64>,
+    /// **Extension**: source files (or stores) of this run that could not be read, so far.
+    /// They get no cursor, so the next run reads them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_files: Option<u64>,
+    /// **Extension**: the first [`MAX_FILE_ERRORS`] of those failures, with their reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_errors: Vec<FileError>,
+}
+
+/// How many file failures a run (and a job) lists by name; the rest are only counted.
+pub const MAX_FILE_ERRORS: usize = 20;
+
+/// A source file a worker could not read: what the operator needs to fix it. Never content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileError {
+    /// The file (or store) as the worker names it.
+    pub path: String,
+    /// `file_vanished` (removed between discovery and reading) or `file_unreadable`.
+    pub code: String,
+    /// The OS reason (e.g. `Permission denied (os error 13)`).
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -79,13 +79,9 @@ impl Tally {
                 }
                 c.cursors_stored += cursors_stored;
             }
-            Outcome::Reported(Report::Progress(p)) => {
-                c.total = p.total.or(c.total);
-                c.emitted = p.emitted.or(c.emitted);
-            }
+            Outcome::Reported(Report::Progress(p)) => c.note_worker(p),
             Outcome::Reported(Report::Complete(p)) => {
-                c.total = p.total.or(c.total);
-                c.emitted = p.emitted.or(c.emitted);
+                c.note_worker(p);
                 self.terminal = Some(TerminalKind::Complete);
             }
             Outcome::Reported(Report::Error(e)) => {

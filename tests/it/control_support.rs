@@ -467,6 +467,12 @@ impl NexHome {
     /// Like [`NexHome::new`], with `overrides` replacing (or adding) `[import]` integer keys.
     pub fn with_config(tail: bool, overrides: &[(&str, u64)]) -> NexHome {
         let dir = tempfile::tempdir().unwrap();
+        // Private, as a NEX_HOME should be (nex warns about one that others can read).
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         let mut keys: BTreeMap<&str, u64> = NEX_HOME_TIMINGS.into_iter().collect();
         keys.extend(overrides.iter().copied());
         let mut toml = format!("[import]\ntail = {tail}\n");
@@ -578,17 +584,28 @@ impl NexHome {
         }
     }
 
-    /// Polls `nex import jobs --json` until `pred` holds.
+    /// Polls `nex import jobs --json` until `pred` holds. Fails when the jobs stop changing
+    /// for `within` (a stall), not after a fixed time: a job that keeps committing on a loaded
+    /// machine is waited for, up to `20 * within` in all.
     pub fn jobs_until(&self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + within;
+        let start = Instant::now();
+        let mut last_change = start;
+        let mut last = Value::Null;
         loop {
             let jobs = self.json(&["import", "jobs", "--json"]);
             if pred(&jobs) {
                 return jobs;
             }
+            let now = Instant::now();
+            if jobs != last {
+                last = jobs.clone();
+                last_change = now;
+            }
             assert!(
-                Instant::now() < deadline,
-                "jobs condition not reached: {jobs}"
+                now.duration_since(last_change) < within && now.duration_since(start) < 20 * within,
+                "jobs condition not reached ({} ms since the last change): {jobs}\ndaemon log tail:\n{}",
+                now.duration_since(last_change).as_millis(),
+                self.daemon_log_tail(60)
             );
             std::thread::sleep(Duration::from_millis(50));
         }

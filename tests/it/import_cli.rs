@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -21,7 +21,8 @@ fn nex() -> Command {
     cmd
 }
 
-/// Runs `nex import apply` and returns the parsed output lines.
+/// Runs `nex import apply` and returns the parsed output lines; checks the exit status: 0 when
+/// every line succeeded, 1 when any failed.
 fn apply(cmd: &mut Command, stdin: Option<&str>) -> Vec<Value> {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -35,17 +36,29 @@ fn apply(cmd: &mut Command, stdin: Option<&str>) -> Vec<Value> {
     }
     drop(input);
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect();
+    let failed = lines.iter().filter(|l| l["ok"] == false).count();
+    assert_eq!(
+        out.status.code(),
+        Some(if failed > 0 { 1 } else { 0 }),
+        "{failed} failed lines: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if failed > 0 {
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!(
+                "nex: {failed} of {} request lines failed (see their response lines) [requests_failed]",
+                lines.len()
+            )),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    lines
 }
 
 fn apply_file(ledger: &Path, file: &str) -> Vec<Value> {
@@ -144,13 +157,14 @@ fn stdin_schema_errors_and_persona_flag() {
             .arg("-"),
         Some(input),
     );
-    assert_eq!(out.len(), 5, "blank lines are skipped: {out:?}");
+    assert_eq!(out.len(), 6, "one response per input line: {out:?}");
     assert_eq!(out[0]["error"]["code"], "request_schema_invalid");
-    assert_eq!(out[1]["error"]["code"], "request_schema_invalid");
+    assert_eq!(out[1]["error"]["code"], "request_empty");
     assert_eq!(out[2]["error"]["code"], "request_schema_invalid");
-    assert_eq!(out[3]["imported"], 1);
+    assert_eq!(out[3]["error"]["code"], "request_schema_invalid");
+    assert_eq!(out[4]["imported"], 1);
     assert_eq!(
-        out[4]["status"], "staged",
+        out[5]["status"], "staged",
         "a line with upload_id is a chunk request"
     );
     let conn = rusqlite::Connection::open(&ledger).unwrap();
@@ -228,7 +242,7 @@ fn errors_and_logs_never_echo_payload_content() {
         .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(1), "lines failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stdout.lines().count(), 3);
@@ -236,4 +250,44 @@ fn errors_and_logs_never_echo_payload_content() {
     assert!(stdout.contains("chunk_payload_decode_failed"));
     assert!(!stdout.contains(marker), "stdout echoes content: {stdout}");
     assert!(!stderr.contains(marker), "logs echo content: {stderr}");
+}
+
+/// Before: the blank line got no response (responses no longer matched inputs by position),
+/// `{"foo":1}` was `source_unsupported`, the schema error said `(line 0, column 0)`, and the
+/// command exited 0 with every line failed.
+#[test]
+fn one_response_per_input_line_real_positions_and_exit_1_on_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("agents.db");
+    let bad_items =
+        r#"{"source":"aix","mode":"tail","idempotencyKey":"k","items":[{"turns":"x"}]}"#;
+    let input = format!("{{\"foo\":1}}\n\n   \n{bad_items}\n");
+    let out = apply(
+        nex().args(["import", "apply", "--ledger"]).arg(&ledger),
+        Some(&input),
+    );
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert_eq!(out[0]["error"]["code"], "request_schema_invalid");
+    assert_eq!(out[1]["error"]["code"], "request_empty");
+    assert_eq!(out[2]["error"]["code"], "request_empty");
+    assert_eq!(out[3]["error"]["code"], "request_schema_invalid");
+    // The column where the request stops matching: just after the string that is not a list.
+    let column = bad_items.find(r#""x""#).unwrap() + 3;
+    assert_eq!(
+        out[3]["error"]["message"],
+        format!("request does not match the schema (line 4, column {column})")
+    );
+    // And lines that all succeed exit 0 (checked by `apply`).
+    let examples = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/import-requests.jsonl"),
+    )
+    .unwrap();
+    let good = format!("{}\n", examples.lines().next().unwrap());
+    let out = apply(
+        nex()
+            .args(["import", "apply", "--ledger"])
+            .arg(dir.path().join("b.db")),
+        Some(&good),
+    );
+    assert!(out.iter().all(|l| l["ok"] != false), "{out:?}");
 }

@@ -1,6 +1,7 @@
 //! The one integration test binary of nex; each module tests one area through its public API.
 
 mod control_daemon; // the built nex and aix binaries: daemon, status --json, SIGTERM, real worker
+mod control_files; // nex refuses clearly: strict config, errors naming files, file modes, symlinked ledger
 mod control_jobs; // backfill job state machine, one-active rule, daemon restart recovery
 mod control_real; // nex daemon with the real aix: jobs, kill -9 of job and tail workers, cancel
 mod control_restarts; // tail restarts: backoff (also in paused time), error state, operator restart
@@ -10,6 +11,7 @@ mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pip
 mod e2e_bench; // nex-bench worker scenarios at smoke size through the built binary
 mod e2e_conformance; // every sample (Claude Code, Codex, Gemini) through aix | nex import replay: counts = aix scan, lineage
 mod e2e_crash; // kill -9 of aix mid-backfill, resume from the ledger's cursors = one clean import
+mod e2e_damaged; // damaged sources through nex + aix: invalid UTF-8 imported and counted, unreadable files named
 mod e2e_incremental; // R5 through aix worker (tail) | nex import replay: random cuts = one backfill
 mod e2e_sources; // all five providers at their default locations: scan, backfill, changes in place
 mod e2e_support; // built aix + nex piped together, fixture trees, canonical dump

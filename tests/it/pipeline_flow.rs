@@ -254,16 +254,20 @@ async fn a_busy_ledger_delays_but_loses_nothing() {
         },
     )
     .unwrap();
+    let (locked_tx, locked) = std::sync::mpsc::channel();
     let locker = std::thread::spawn({
         let path = path.clone();
         move || {
             let other = rusqlite::Connection::open(&path).unwrap();
             other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked_tx.send(()).unwrap();
+            // The contention under test: the writer meets the lock for this long.
             std::thread::sleep(Duration::from_millis(600));
             other.execute_batch("COMMIT").unwrap();
         }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The pipeline starts once the lock is held, not after a guess at how long that takes.
+    locked.recv_timeout(Duration::from_secs(10)).unwrap();
     let started = std::time::Instant::now();
     let report = run_pipeline(
         std::io::Cursor::new(batches(RUN, 5).bytes()),

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ struct Running {
     stop: Arc<StopSignal>,
     handle: JoinHandle<Result<RunCounters, WorkerError>>,
     log: Arc<ParseLog>,
+    /// The tail's own figures (files watched, files pending a read): what it has seen.
+    status: Arc<WorkerStatus>,
 }
 
 fn start(options: WorkerOptions, start_cursors: Vec<Cursor>) -> Running {
@@ -30,6 +33,8 @@ fn start(options: WorkerOptions, start_cursors: Vec<Cursor>) -> Running {
     let cap = Capture::default();
     let stop = Arc::new(StopSignal::default());
     let (c, s) = (cap.clone(), stop.clone());
+    let status = Arc::new(WorkerStatus::default());
+    let st = status.clone();
     let handle = std::thread::spawn(move || {
         let sink = FrameSink::new(Box::new(c), "tail-run".into());
         let spec = RunSpec {
@@ -39,13 +44,14 @@ fn start(options: WorkerOptions, start_cursors: Vec<Cursor>) -> Running {
             store_cursors: nex::aix::stores::store_cursor_map(&start_cursors),
             options,
         };
-        run_mode(&spec, &factory, &sink, &s, &WorkerStatus::default())
+        run_mode(&spec, &factory, &sink, &s, &st)
     });
     Running {
         cap,
         stop,
         handle,
         log,
+        status,
     }
 }
 
@@ -54,6 +60,39 @@ impl Running {
         self.stop.stop();
         self.handle.join().unwrap().unwrap();
         self.cap.frames()
+    }
+
+    /// Waits until the tail watches `files` files and has no read pending: it has seen every
+    /// change so far and acted on it.
+    fn settled(&self, files: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let watched = self.status.watched_files.load(Ordering::Relaxed);
+            let pending = self.status.pending_files.load(Ordering::Relaxed);
+            if watched == files && pending == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tail not settled: {watched} watched, {pending} pending"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until the tail has seen a file change at or after `since_ms` (epoch ms) and has
+    /// no read pending.
+    fn change_handled(&self, since_ms: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.status.last_event_ms.load(Ordering::Relaxed) < since_ms
+            || self.status.pending_files.load(Ordering::Relaxed) > 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the change was not handled"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits until at least `n` items were emitted; returns them all.
@@ -128,8 +167,10 @@ fn appends_become_partial_items_and_partial_lines_wait() {
     assert_eq!(items[1].messages.len(), 3);
 
     // A line cut in two writes: nothing of it is emitted until its newline arrives.
+    let before = nex::aix::emit::now_ms();
     append(&path, "{\"s\":\"s\",\"t\":\"t2\",\"m\":\"cut-");
-    std::thread::sleep(Duration::from_millis(400));
+    // The first half seen and read before the second is written.
+    run.change_handled(before);
     append(&path, "then-done\"}\n");
     let items = run.items(3);
     let last = items.last().unwrap();
@@ -262,7 +303,8 @@ fn unchanged_files_with_cursors_are_not_read_at_start() {
     run.items(1);
     let committed = cursors(&run.finish());
     let run = start(tail_options(&claude), committed);
-    std::thread::sleep(Duration::from_millis(500));
+    // Started, found the file, and judged it unchanged (a read would be pending or done).
+    run.settled(1);
     let log = run.log.clone();
     let frames = run.finish();
     assert!(batch_items(&frames).is_empty());
@@ -336,8 +378,8 @@ fn removed_and_recreated_file_is_imported_whole() {
     let run = start(tail_options(&claude), vec![]);
     run.items(1);
     std::fs::remove_file(&path).unwrap();
-    // Give the removal time to be seen on its own (a later create may reuse the inode).
-    std::thread::sleep(Duration::from_millis(300));
+    // The removal seen on its own (a later create may reuse the inode): the file is dropped.
+    run.settled(0);
     std::fs::write(&path, format!("{}{}", turn("s", "r1", "again"), reply("x"))).unwrap();
     let items = run.items(2);
     assert_eq!(turn_ids(&items[1]), vec!["r1"]);
@@ -345,4 +387,44 @@ fn removed_and_recreated_file_is_imported_whole() {
     let frames = run.finish();
     let last = FileCursor::from_value(&cursors(&frames).last().unwrap().value).unwrap();
     assert_eq!(last.offset, std::fs::metadata(&path).unwrap().len());
+}
+
+/// Before: an unreadable file was logged by the worker and otherwise forgotten; the tail never
+/// said so. Now the tail's `run.progress` counts and names it, once while it keeps failing.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unreadable_file_is_reported_in_run_progress_while_tailing() {
+    let (_dir, claude, path) = setup();
+    // `/proc/self/mem` read at offset 0 fails with EIO, for root too.
+    let bad = path.with_file_name("bad.jsonl");
+    std::os::unix::fs::symlink("/proc/self/mem", &bad).unwrap();
+    let run = start(tail_options(&claude), vec![]);
+    let frames = run.cap.wait_for("a progress frame naming the file", |f| {
+        f.iter()
+            .any(|e| matches!(&e.body, WorkerFrame::RunProgress(p) if p.failed_files == Some(1)))
+    });
+    let p = frames
+        .iter()
+        .find_map(|e| match &e.body {
+            WorkerFrame::RunProgress(p) if p.failed_files == Some(1) => Some(p.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(p.file_errors.len(), 1);
+    assert_eq!(p.file_errors[0].path, bad.display().to_string());
+    assert_eq!(p.file_errors[0].code, "file_unreadable");
+    assert!(p.file_errors[0].message.contains("os error 5"), "{p:?}");
+    // The readable file is tailed as usual.
+    run.items(1);
+    append(&path, &reply("more"));
+    run.items(2);
+    let frames = run.finish();
+    let counts: Vec<Option<u64>> = frames
+        .iter()
+        .filter_map(|e| match &e.body {
+            WorkerFrame::RunProgress(p) => Some(p.failed_files),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts, [Some(1)], "reported once, when it failed");
 }

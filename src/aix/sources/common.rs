@@ -21,6 +21,8 @@ pub(crate) struct Line<'a> {
 pub(crate) struct LineCursor {
     consumed: u64,
     next_index: u64,
+    /// Lines handed over repaired ([`repair_line`]).
+    lossy_lines: u64,
 }
 
 impl LineCursor {
@@ -28,6 +30,10 @@ impl LineCursor {
     /// skipping lines that start before what was already consumed, so that a caller re-feeding
     /// bytes it already gave never doubles a line. A trailing fragment without `\n` is a line
     /// too: callers only pass bytes that end at a line boundary.
+    ///
+    /// A line that is not JSON text only because of damaged bytes is handed over repaired
+    /// ([`repair_line`]) and counted in [`LineCursor::lossy_lines`]; offsets stay those of the
+    /// file.
     pub fn feed(&mut self, bytes: &[u8], offset: u64, mut f: impl FnMut(Line<'_>)) {
         let mut start = 0usize;
         while start < bytes.len() {
@@ -43,10 +49,14 @@ impl LineCursor {
                 if let [head @ .., b'\r'] = line {
                     line = head;
                 }
+                let repaired = repair_line(line);
+                if repaired.is_some() {
+                    self.lossy_lines += 1;
+                }
                 f(Line {
                     offset: line_offset,
                     index: self.next_index,
-                    bytes: line,
+                    bytes: repaired.as_deref().unwrap_or(line),
                 });
                 self.next_index += 1;
                 self.consumed = next_offset.max(self.consumed);
@@ -58,6 +68,50 @@ impl LineCursor {
     pub fn consumed(&self) -> u64 {
         self.consumed
     }
+
+    /// Lines fed so far that were repaired before the parser saw them.
+    pub fn lossy_lines(&self) -> u64 {
+        self.lossy_lines
+    }
+}
+
+/// The line as JSON text can read it, when its bytes are damaged; `None` when it needs nothing
+/// (the common case, decided by two scans without allocating):
+/// - invalid UTF-8 sequences become U+FFFD (a line with a user's prompt and one bad byte keeps
+///   the prompt);
+/// - raw control characters (U+0000 to U+001F) inside JSON strings, which JSON forbids, are
+///   written as their `\u00XX` escapes (the character is kept).
+///
+/// A line starts outside any string (JSON strings cannot hold a raw newline), so the string
+/// state is tracked per line. Control characters outside strings are left alone: JSON allows
+/// tab, CR and LF there, and anything else makes the line malformed as it would be anyway.
+pub(crate) fn repair_line(line: &[u8]) -> Option<Vec<u8>> {
+    let utf8 = std::str::from_utf8(line).is_ok();
+    if utf8 && !line.iter().any(|&b| b < 0x20) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(line);
+    let mut out = Vec::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped, mut changed) = (false, false, !utf8);
+    for &b in text.as_bytes() {
+        if in_string && b < 0x20 {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+            changed = true;
+            escaped = false;
+            continue;
+        }
+        out.push(b);
+        match b {
+            b'"' if !escaped => in_string = !in_string,
+            b'\\' if in_string && !escaped => {
+                escaped = true;
+                continue;
+            }
+            _ => {}
+        }
+        escaped = false;
+    }
+    changed.then_some(out)
 }
 
 /// `fp_0 = H("")`, `fp_n = H(fp_{n-1} || line_n)` where `fp_{n-1}` is the raw 32-byte digest and
@@ -193,6 +247,36 @@ pub(crate) fn join_nonempty<I: IntoIterator<Item = String>>(parts: I) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn damaged_lines_are_repaired_and_counted_clean_ones_untouched() {
+        assert_eq!(repair_line(br#"{"a":"b\tc","d":[1, 2]}"#), None);
+        assert_eq!(
+            repair_line(b"{\"a\":\t1}"),
+            None,
+            "a tab between tokens is JSON"
+        );
+        let bad_utf8 = repair_line(b"{\"text\":\"caf\xe9 ok\"}").unwrap();
+        assert_eq!(bad_utf8, "{\"text\":\"caf\u{fffd} ok\"}".as_bytes());
+        let control = repair_line(b"{\"t\":\"a\x01b\tc\"}").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&control).unwrap();
+        assert_eq!(v["t"], "a\u{1}b\tc", "control characters kept, as escapes");
+        // An escaped quote does not end the string; an escaped backslash does not escape it.
+        let tricky = repair_line(b"{\"t\":\"q\\\"\x02\\\\\",\"u\":\"\x03\"}").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&tricky).unwrap();
+        assert_eq!(
+            (v["t"].as_str(), v["u"].as_str()),
+            (Some("q\"\u{2}\\"), Some("\u{3}"))
+        );
+
+        let mut c = LineCursor::default();
+        let mut seen = Vec::new();
+        c.feed(b"{\"a\":1}\n{\"t\":\"\xff\"}\n", 0, |l| {
+            seen.push((l.offset, l.bytes.to_vec()))
+        });
+        assert_eq!(c.lossy_lines(), 1);
+        assert_eq!(seen[1], (8, "{\"t\":\"\u{fffd}\"}".as_bytes().to_vec()));
+    }
 
     #[test]
     fn timestamps_parse_to_epoch_ms() {

@@ -284,6 +284,7 @@ impl SessionParser for GeminiParser {
                 self.line(line.bytes);
             }
         });
+        self.stats.lossy_lines = cursor.lossy_lines();
         self.cursor = cursor;
         if self.document && fed {
             self.parse_document();

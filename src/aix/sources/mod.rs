@@ -241,6 +241,9 @@ pub struct SpawnLink {
 pub struct ParseStats {
     pub lines: u64,
     pub malformed_lines: u64,
+    /// Lines read after repair: invalid UTF-8 replaced by U+FFFD, raw control characters in
+    /// strings escaped (the shared line cutter does it, `common::repair_line`).
+    pub lossy_lines: u64,
     /// Records that are not messages (progress, file-history-snapshot, unknown types, …), by
     /// record type.
     pub skipped_records: BTreeMap<String, u64>,

@@ -65,12 +65,7 @@ impl Supervisor {
                 }
             }
             RunUpdate::Progress(p) => {
-                if p.total.is_some() {
-                    st.counters.total = p.total;
-                }
-                if p.emitted.is_some() {
-                    st.counters.emitted = p.emitted;
-                }
+                st.counters.note_worker(&p);
                 committed = true;
             }
             RunUpdate::Committed {

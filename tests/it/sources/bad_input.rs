@@ -80,3 +80,52 @@ proptest! {
         }
     }
 }
+
+/// `line` with one invalid UTF-8 byte and one raw control byte put inside its first string
+/// value (right after the first `":"`); `None` for a line without one.
+fn damaged(line: &[u8]) -> Option<Vec<u8>> {
+    let at = line.windows(3).position(|w| w == b"\":\"")? + 3;
+    Some([&line[..at], b"\xff\x01", &line[at..]].concat())
+}
+
+/// Every line-file provider (Claude Code, Codex, Gemini CLI JSONL): a line damaged inside a
+/// string is read repaired and counted, never dropped as malformed (what the damaged value
+/// then means is the parser's business). Before: each such line was malformed, its content
+/// gone.
+#[test]
+fn damaged_bytes_in_strings_lose_no_line_in_any_line_provider() {
+    let mut files = all_fixtures();
+    files.push(source(
+        Provider::GeminiCli,
+        "gemini/tmp/proj-a/chats/session-2026-04-01T10-00-aaaa0001.jsonl",
+        FileRole::Main,
+    ));
+    for file in files {
+        let clean = std::fs::read(&file.path).unwrap();
+        let (_, clean_parser) = parse_all(&file);
+        let mut damaged_lines = 0;
+        let bytes: Vec<u8> = clean
+            .split_inclusive(|b| *b == b'\n')
+            .flat_map(|l| match damaged(l) {
+                Some(d) => {
+                    damaged_lines += 1;
+                    d
+                }
+                None => l.to_vec(),
+            })
+            .collect();
+        assert!(damaged_lines > 0, "{}", file.path.display());
+        let mut p = parser_for(&file);
+        p.push_lines(&bytes, 0, true);
+        let _ = p.take_items();
+        let (stats, clean_stats) = (p.stats(), clean_parser.stats());
+        assert_eq!(stats.lossy_lines, damaged_lines, "{}", file.path.display());
+        assert_eq!(
+            stats.malformed_lines,
+            clean_stats.malformed_lines,
+            "{}",
+            file.path.display()
+        );
+        assert_eq!(stats.lines, clean_stats.lines, "{}", file.path.display());
+    }
+}

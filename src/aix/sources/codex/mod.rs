@@ -464,6 +464,7 @@ impl SessionParser for CodexParser {
     fn push_lines(&mut self, bytes: &[u8], offset: u64, emit: bool) {
         let mut cursor = std::mem::take(&mut self.cursor);
         cursor.feed(bytes, offset, |line| self.line(line));
+        self.stats.lossy_lines = cursor.lossy_lines();
         self.cursor = cursor;
         if !emit {
             self.asm.discard_changes();
