@@ -13,9 +13,12 @@
 //!   lineage, polls with cursors = one full poll, read-only.
 //! - `bad_input`: random and mutated lines never panic.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
+//! - `claude_real`: real Claude Code trees under `NEX_REAL_SAMPLES_DIR` / `NEX_CORPUS_DIR`:
+//!   per session = an independent count; random cuts = one full parse (skipped when unset).
 
 mod bad_input;
 mod claude_code;
+mod claude_real;
 mod claude_subagents;
 mod codex;
 mod cursor;
@@ -269,9 +272,11 @@ fn newer(slot: &mut Option<String>, v: &Option<String>) {
     }
 }
 
-/// Last write wins per turn/message/tool id; session header fields: non-blank newer wins.
+/// Last write wins per turn/message/tool id; session header fields: non-blank newer wins. A
+/// turn without a model takes the item's session model, as the ledger does (`turns.model`).
 fn upsert(ledger: &mut Ledger, items: Vec<ImportSessionItem>) {
     for item in items {
+        let session_model = item.session.model.clone().filter(|m| !m.trim().is_empty());
         let rows = ledger
             .entry((item.source_provider.clone(), item.source_session_id.clone()))
             .or_default();
@@ -301,7 +306,10 @@ fn upsert(ledger: &mut Ledger, items: Vec<ImportSessionItem>) {
             // The ledger gives a session without turns a synthetic root turn.
             rows.turns.insert(s("__root__"), Turn::default());
         }
-        for t in item.turns {
+        for mut t in item.turns {
+            if t.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+                t.model.clone_from(&session_model);
+            }
             rows.turns.insert(t.source_turn_id.clone(), t);
         }
         for m in item.messages {
