@@ -195,7 +195,8 @@ fn cx(min: i64, sec: i64) -> i64 {
 // ---- incremental = full ------------------------------------------------------------------------
 
 /// Every line-log fixture file (Claude Code, Codex, Gemini logs) with the role discovery
-/// would give it.
+/// would give it (the files that create no session are tested on their own). The Claude Code
+/// `prompts` fixture opens two turns before its first model.
 fn all_fixtures() -> Vec<SourceFile> {
     let cc = |rel: &str, role: FileRole| {
         source(Provider::ClaudeCode, &format!("claude-code/{rel}"), role)
@@ -204,6 +205,12 @@ fn all_fixtures() -> Vec<SourceFile> {
     let nested_meta = SubagentMeta::from_json(
         &std::fs::read(fixture(
             "claude-code/nested/dddddddd-0000-4000-8000-000000000004/subagents/agent-a5b6c7d.meta.json",
+        ))
+        .unwrap(),
+    );
+    let orphan_meta = SubagentMeta::from_json(
+        &std::fs::read(fixture(
+            "claude-code/orphan/12121212-0000-4000-8000-00000000000c/subagents/agent-a0f1e2d3c4b5a6978.meta.json",
         ))
         .unwrap(),
     );
@@ -243,6 +250,18 @@ fn all_fixtures() -> Vec<SourceFile> {
         cc(
             "resumed/eeeeeeee-0000-4000-8000-000000000005.jsonl",
             FileRole::Main,
+        ),
+        cc(
+            "prompts/ffffffff-0000-4000-8000-000000000006.jsonl",
+            FileRole::Main,
+        ),
+        cc(
+            "orphan/12121212-0000-4000-8000-00000000000c/subagents/agent-a0f1e2d3c4b5a6978.jsonl",
+            FileRole::Subagent {
+                agent_id: s("a0f1e2d3c4b5a6978"),
+                parent_session_id: o("12121212-0000-4000-8000-00000000000c"),
+                meta: orphan_meta,
+            },
         ),
         cx(&format!("main/rollout-2026-03-01T10-00-00-{CX_A}.jsonl")),
         cx(&format!("sub/rollout-2026-03-01T10-05-00-{CX_B}.jsonl")),
