@@ -349,8 +349,8 @@ impl Cuts {
 }
 
 /// Each real file arrives in random byte cuts (mid-line included; like the tail, only complete
-/// lines are pushed and the rest waits), with a take after each cut: the rows equal one full
-/// parse, whatever the cuts.
+/// lines are pushed and the rest waits), with a take after each cut, and once through a worker
+/// restart at a random line: the rows equal one full parse, whatever the cuts.
 #[test]
 fn real_claude_files_in_random_cuts_equal_one_full_parse() {
     let roots = roots();
@@ -396,6 +396,30 @@ fn real_claude_files_in_random_cuts_equal_one_full_parse() {
                     failures.push(format!("{} (round {round})", file.path.display()));
                     break;
                 }
+            }
+            // A worker that committed the first `cut` bytes dies; the next one rebuilds its state
+            // from `[0, open_turn_offset)` without emitting, then emits the rest.
+            let mut rng = Cuts(0x2545_f491_4f6c_dd1d ^ n);
+            let ends = line_ends(bytes);
+            let cut = if ends.is_empty() {
+                0
+            } else {
+                ends[rng.next(ends.len())]
+            };
+            let mut first = parser_for(&file);
+            first.push_lines(&bytes[..cut], 0, true);
+            let mut ledger = Ledger::new();
+            upsert(&mut ledger, first.take_items());
+            let off = first.open_turn_offset() as usize;
+            let mut second = parser_for(&file);
+            second.push_lines(&bytes[..off], 0, false);
+            second.push_lines(&bytes[off..], off as u64, true);
+            upsert(&mut ledger, second.take_items());
+            if ledger != full {
+                failures.push(format!(
+                    "{} (restart after byte {cut})",
+                    file.path.display()
+                ));
             }
         }
     }
