@@ -681,3 +681,54 @@ fn claude_summary_only_and_empty_files_create_no_session() {
         assert_eq!(p.stats().malformed_lines, 0);
     }
 }
+
+/// A 1.0.x resumed file: a summary, then a copy of the earlier conversation (its first prompt
+/// keeps the old `sessionId`, the copied replies were rewritten with the new one) that repeats
+/// `message.id` lines, then the new prompt. One session (the file's), the origin named, and each
+/// response's usage counted once: msg_C1 with its last line's usage, though it appears again in
+/// the next turn.
+#[test]
+fn claude_resumed_1_0_copy_counts_each_response_once() {
+    let sid = "eeeeeeee-0000-4000-8000-00000000000e";
+    let (items, _) = parse_all(&source(
+        Provider::ClaudeCode,
+        &format!("claude-code/resumed-1.0/{sid}.jsonl"),
+        FileRole::Main,
+    ));
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(item.source_session_id, sid);
+    assert_eq!(
+        item.session.metadata,
+        Some(serde_json::json!({"version": "1.0.89", "gitBranch": "main",
+                                "title": "Disk and memory checks",
+                                "resumedFromSessionId": "dddddddd-1111-4000-8000-00000000000d"}))
+    );
+    let base = 1_777_705_200_000; // 2026-05-02T07:00:00Z
+    let opus = o("claude-opus-4-1-20250805");
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("c-u1"),
+                None,
+                base + 3_600_000,
+                Some(base + 7_200_000),
+                opus.clone(),
+                [Some(3), Some(20), Some(10), Some(0), None, Some(33)],
+                o("c-a2"),
+                vec![s("c-u1")]
+            ),
+            (
+                s("n-u1"),
+                o("c-u1"),
+                base + 7_205_000,
+                Some(base + 7_207_000),
+                opus,
+                [Some(5), Some(9), Some(40), Some(2), None, Some(56)],
+                o("n-a1"),
+                vec![s("n-u1")]
+            ),
+        ]
+    );
+}

@@ -256,6 +256,10 @@ fn all_fixtures() -> Vec<SourceFile> {
             FileRole::Main,
         ),
         cc(
+            "resumed-1.0/eeeeeeee-0000-4000-8000-00000000000e.jsonl",
+            FileRole::Main,
+        ),
+        cc(
             "orphan/12121212-0000-4000-8000-00000000000c/subagents/agent-a0f1e2d3c4b5a6978.jsonl",
             FileRole::Subagent {
                 agent_id: s("a0f1e2d3c4b5a6978"),
