@@ -393,7 +393,11 @@ fn real_claude_files_in_random_cuts_equal_one_full_parse() {
                     pushed = upto;
                 }
                 if ledger != full {
-                    failures.push(format!("{} (round {round})", file.path.display()));
+                    failures.push(format!(
+                        "{} (round {round}): {}",
+                        file.path.display(),
+                        first_difference(&ledger, &full)
+                    ));
                     break;
                 }
             }
@@ -417,8 +421,9 @@ fn real_claude_files_in_random_cuts_equal_one_full_parse() {
             upsert(&mut ledger, second.take_items());
             if ledger != full {
                 failures.push(format!(
-                    "{} (restart after byte {cut})",
-                    file.path.display()
+                    "{} (restart after byte {cut}): {}",
+                    file.path.display(),
+                    first_difference(&ledger, &full)
                 ));
             }
         }
@@ -429,4 +434,54 @@ fn real_claude_files_in_random_cuts_equal_one_full_parse() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The first row that differs between two ledgers, both sides shown (shortened).
+fn first_difference(got: &Ledger, want: &Ledger) -> String {
+    fn short(v: impl std::fmt::Debug) -> String {
+        format!("{v:?}").chars().take(600).collect()
+    }
+    for (key, w) in want {
+        let Some(g) = got.get(key) else {
+            return format!("session {key:?} missing");
+        };
+        if g.session != w.session || g.fingerprint != w.fingerprint {
+            return format!(
+                "session {key:?}: got {} want {}",
+                short(&g.session),
+                short(&w.session)
+            );
+        }
+        for (id, wt) in &w.turns {
+            if g.turns.get(id) != Some(wt) {
+                return format!(
+                    "turn {id}: got {} want {}",
+                    short(g.turns.get(id)),
+                    short(wt)
+                );
+            }
+        }
+        for (id, wm) in &w.messages {
+            if g.messages.get(id) != Some(wm) {
+                return format!(
+                    "message {id}: got {} want {}",
+                    short(g.messages.get(id)),
+                    short(wm)
+                );
+            }
+        }
+        for (id, wc) in &w.tools {
+            if g.tools.get(id) != Some(wc) {
+                return format!(
+                    "tool {id}: got {} want {}",
+                    short(g.tools.get(id)),
+                    short(wc)
+                );
+            }
+        }
+        if g != w {
+            return format!("session {key:?}: extra rows");
+        }
+    }
+    "extra sessions".to_owned()
 }

@@ -218,7 +218,7 @@ const ORPHAN: &str = "12121212-0000-4000-8000-00000000000c";
 
 /// A `<session>/subagents/` folder whose main `<session>.jsonl` is gone: discovery still finds
 /// the subagent, and its item keeps the lineage to the missing parent by id (it resolves if the
-/// parent appears).
+/// parent appears). The file also replays two earlier lines, as real subagent files do.
 #[test]
 fn claude_subagents_of_a_deleted_main_file_are_imported_with_their_lineage() {
     let root = fixture("claude-code");
@@ -259,18 +259,32 @@ fn claude_subagents_of_a_deleted_main_file_are_imported_with_their_lineage() {
     assert_eq!(sess.task_description.as_deref(), Some("List shop crates"));
     assert_eq!(sess.model.as_deref(), Some("claude-haiku-4-5"));
     let base = 1_773_216_000_000; // 2026-03-11T08:00:00Z
+    // The file replays o2/o3 after the second prompt (real subagent files do): the copied
+    // response is not counted again, and the call keeps its first start and first result.
     assert_eq!(
         turns(item),
-        vec![(
-            s("o1"),
-            None,
-            base,
-            Some(base + 3000),
-            o("claude-haiku-4-5"),
-            [Some(5), Some(15), Some(110), Some(5), None, Some(135)],
-            o("o4"),
-            vec![s("o1")]
-        )]
+        vec![
+            (
+                s("o1"),
+                None,
+                base,
+                Some(base + 3000),
+                o("claude-haiku-4-5"),
+                [Some(5), Some(15), Some(110), Some(5), None, Some(135)],
+                o("o4"),
+                vec![s("o1")]
+            ),
+            (
+                s("o5"),
+                o("o1"),
+                base + 60_000,
+                Some(base + 62_000),
+                o("claude-haiku-4-5"),
+                [Some(4), Some(5), Some(70), Some(1), None, Some(80)],
+                o("o6"),
+                vec![s("o5")]
+            ),
+        ]
     );
     assert_eq!(
         tools(item),

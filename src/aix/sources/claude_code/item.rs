@@ -2,7 +2,7 @@
 //! sidechain agent of a main file): turns by human user lines with DAG parents, messages, tool
 //! calls joined to their results, tokens deduplicated per API response.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
@@ -114,6 +114,10 @@ pub(super) struct ItemState {
     /// Turns opened before the item's first model: pinned until that model is known, then
     /// given it (a turn's model never depends on where the file was cut).
     modelless: Vec<u64>,
+    /// Every `tool_use` id met: a line copied again later in the file (real subagent files
+    /// replay earlier lines) must not start the call a second time once the first was resolved
+    /// and let go.
+    tools_seen: HashSet<Box<str>>,
     pub header: Header,
     /// Own chain for items that are a subset of a file's lines (inline sidechains).
     pub chain: Option<FingerprintChain>,
@@ -361,6 +365,9 @@ impl ItemState {
             let Some(id) = block.id.as_deref() else {
                 continue;
             };
+            if !self.tools_seen.insert(id.into()) {
+                continue;
+            }
             self.asm.add_tool(ToolCall {
                 source_tool_call_id: id.to_owned(),
                 source_turn_id: turn_id.clone(),
@@ -406,6 +413,15 @@ impl ItemState {
             // Only a line with a single result has one: it can be moved.
             if let Some(tur) = tool_use_result.take() {
                 result.insert("toolUseResult".into(), tur);
+            }
+            // The first result wins: a replayed copy of a result line changes nothing, whether
+            // its call is still held or was already sent and let go.
+            let pending = self
+                .asm
+                .tool_ref(&id)
+                .is_some_and(|c| c.status.as_deref() == Some(STATUS_PENDING));
+            if !pending {
+                continue;
             }
             let Some(call) = self.asm.tool_mut(&id) else {
                 continue;
