@@ -359,7 +359,12 @@ fn real_claude_files_in_random_cuts_equal_one_full_parse() {
         return;
     }
     let mut failures = Vec::new();
-    let mut n = 0u64;
+    // Other cuts than the default: `NEX_CUT_SEED=<u64>`.
+    let seed: u64 = std::env::var("NEX_CUT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut n = seed.wrapping_mul(0x1000_0000);
     for root in &roots {
         for file in real_files(root) {
             n += 1;
