@@ -36,6 +36,9 @@ pub(crate) struct Assembler<X> {
     /// Tool calls by source id, with the ordinal of the turn that started them.
     tools: HashMap<String, (u64, ToolCall)>,
     touched_tools: BTreeSet<String>,
+    /// Closed turns kept in memory (and re-sent whole when touched) because a later line can
+    /// still change them; a provider pins and unpins them.
+    pinned: BTreeSet<u64>,
     /// Set when a header field changed; cleared by a take.
     pub header_dirty: bool,
 }
@@ -49,6 +52,7 @@ impl<X> Default for Assembler<X> {
             touched: BTreeSet::new(),
             tools: HashMap::new(),
             touched_tools: BTreeSet::new(),
+            pinned: BTreeSet::new(),
             header_dirty: false,
         }
     }
@@ -79,6 +83,23 @@ impl<X: Default> Assembler<X> {
         let ordinal = self.open?;
         self.touched.insert(ordinal);
         self.turns.get_mut(&ordinal)
+    }
+
+    /// A held turn (the open one or a pinned one), marked as touched.
+    pub fn held_mut(&mut self, ordinal: u64) -> Option<&mut HeldTurn<X>> {
+        let held = self.turns.get_mut(&ordinal)?;
+        self.touched.insert(ordinal);
+        Some(held)
+    }
+
+    /// Keeps a turn in memory after it closes, until `unpin`.
+    pub fn pin(&mut self, ordinal: u64) {
+        self.pinned.insert(ordinal);
+    }
+
+    /// Lets a pinned turn go (dropped by the next take or discard once closed and sent).
+    pub fn unpin(&mut self, ordinal: u64) {
+        self.pinned.remove(&ordinal);
     }
 
     /// The open turn, read only.
@@ -157,10 +178,11 @@ impl<X: Default> Assembler<X> {
             tool_calls: Vec::new(),
         };
         let mut emitted_tools = BTreeSet::new();
-        // A turn that stays held (the open one) is copied; a closed one is moved out, with the
-        // tool calls that are resolved (pending ones stay, to be joined to a later result).
+        // A turn that stays held (the open one, a pinned one) is copied; a closed one is moved
+        // out, with the tool calls that are resolved (pending ones stay, to be joined to a later
+        // result).
         for ordinal in &ordinals {
-            let stays = self.open == Some(*ordinal);
+            let stays = self.open == Some(*ordinal) || self.pinned.contains(ordinal);
             let held = if stays {
                 match self.turns.get(ordinal) {
                     Some(h) => HeldTurn {
@@ -200,7 +222,7 @@ impl<X: Default> Assembler<X> {
             let stays = self
                 .tools
                 .get(&id)
-                .is_some_and(|(o, _)| self.open == Some(*o));
+                .is_some_and(|(o, _)| self.open == Some(*o) || self.pinned.contains(o));
             if let Some(call) = self.take_tool(&id, stays) {
                 out.tool_calls.push(call);
             }
@@ -220,9 +242,15 @@ impl<X: Default> Assembler<X> {
         self.tools.remove(id).map(|(_, call)| call)
     }
 
-    /// Drops every turn that is neither open nor touched, with its resolved tool calls.
+    /// Drops every turn that is neither open, pinned nor touched, with its resolved tool calls.
     fn gc(&mut self) {
-        let keep: BTreeSet<u64> = self.touched.iter().copied().chain(self.open).collect();
+        let keep: BTreeSet<u64> = self
+            .touched
+            .iter()
+            .chain(&self.pinned)
+            .copied()
+            .chain(self.open)
+            .collect();
         self.turns.retain(|ordinal, _| keep.contains(ordinal));
         let touched_tools = &self.touched_tools;
         self.tools.retain(|id, (ordinal, call)| {

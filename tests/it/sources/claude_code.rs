@@ -475,3 +475,260 @@ fn claude_fields_of_unexpected_types_are_ignored_not_fatal() {
     );
     assert_eq!(item.session.created_at_ms, Some(1_767_225_601_000));
 }
+
+const S6: &str = "ffffffff-0000-4000-8000-000000000006";
+
+/// SOURCES.md "Real-world variants" (Claude Code): what opens a turn, which usage counts, and
+/// the model of turns that have no reply of their own.
+#[test]
+fn claude_real_world_prompt_usage_and_model_rules() {
+    let file = source(
+        Provider::ClaudeCode,
+        &format!("claude-code/prompts/{S6}.jsonl"),
+        FileRole::Main,
+    );
+    let (items, _) = parse_all(&file);
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(item.session.model.as_deref(), Some("claude-sonnet-4-5"));
+    // Not prompts: the caveat (it opens a leading turn without a query because nothing is open
+    // yet), local command output, shell mode, the interrupt markers, the transcript-only
+    // record, the compaction summary and boundary, the task notice. Prompts: the slash command,
+    // the typed texts and the image-only message.
+    // Models: m0 and c1 came before any model and take the item's first (opus); g1 has only a
+    // `<synthetic>` reply and keeps the model in effect before it (opus, not the session's
+    // last); its response is that local line. Usage: msg_1's last line (no requestId) counts once: 5+30+100+10; msg_2's two
+    // requestIds are one response: its last line counts (4+12+200); `<synthetic>` counts none.
+    let opus = o("claude-opus-4-6");
+    let none = [None; 6];
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("m0"),
+                None,
+                cc(60, 0),
+                Some(cc(60, 0)),
+                opus.clone(),
+                none,
+                None,
+                vec![]
+            ),
+            (
+                s("c1"),
+                o("m0"),
+                cc(60, 1),
+                Some(cc(60, 4)),
+                opus.clone(),
+                none,
+                None,
+                vec![s("c1")]
+            ),
+            (
+                s("u1"),
+                o("c1"),
+                cc(61, 0),
+                Some(cc(61, 7)),
+                opus.clone(),
+                [Some(5), Some(30), Some(100), Some(10), None, Some(145)],
+                o("a3"),
+                vec![s("u1")]
+            ),
+            (
+                s("g1"),
+                o("u1"),
+                cc(62, 0),
+                Some(cc(62, 5)),
+                opus.clone(),
+                none,
+                o("s1"),
+                vec![s("g1")]
+            ),
+            (
+                s("u2"),
+                o("g1"),
+                cc(63, 0),
+                Some(cc(63, 3)),
+                o("claude-sonnet-4-5"),
+                [Some(4), Some(12), Some(200), Some(0), None, Some(216)],
+                o("a5"),
+                vec![s("u2")]
+            ),
+        ]
+    );
+    let roles: Vec<(String, String, String)> = messages(item)
+        .into_iter()
+        .map(|m| (m.0, m.1, m.2))
+        .collect();
+    let row = |id: &str, turn: &str, role: &str| (s(id), s(turn), s(role));
+    assert_eq!(
+        roles,
+        vec![
+            row("m0", "m0", "user"),
+            row("c1", "c1", "user"),
+            row("c2", "c1", "user"),
+            row("b1", "c1", "user"),
+            row("b2", "c1", "user"),
+            row("u1", "u1", "user"),
+            row("a1", "u1", "assistant"),
+            row("a2", "u1", "assistant"),
+            row("r1", "u1", "tool"),
+            row("i1", "u1", "user"),
+            row("a3", "u1", "assistant"),
+            row("g1", "g1", "user"),
+            row("s1", "g1", "assistant"),
+            row("v1", "g1", "user"),
+            row("sb1", "g1", "system"),
+            row("cs1", "g1", "system"),
+            row("tn1", "g1", "user"),
+            row("u2", "u2", "user"),
+            row("a4", "u2", "assistant"),
+            row("a5", "u2", "assistant"),
+            row("i2", "u2", "user"),
+        ]
+    );
+    assert_eq!(
+        tools(item),
+        vec![
+            (
+                s("toolu_1"),
+                s("u1"),
+                o("a2"),
+                s("Bash"),
+                s("failed"),
+                Some(cc(61, 5)),
+                None
+            ),
+            (
+                s("toolu_2"),
+                s("u2"),
+                o("a4"),
+                s("Bash"),
+                s("pending"),
+                None,
+                None
+            ),
+        ]
+    );
+}
+
+/// A turn opened before the item's first model is re-sent once that model is known, so a tail
+/// that imported it early ends with the rows of one full import.
+#[test]
+fn claude_turn_without_a_model_yet_is_resent_when_the_first_model_arrives() {
+    let file = source(
+        Provider::ClaudeCode,
+        &format!("claude-code/prompts/{S6}.jsonl"),
+        FileRole::Main,
+    );
+    let bytes = std::fs::read(&file.path).unwrap();
+    let ends = line_ends(&bytes);
+    let mut p = parser_for(&file);
+    // Up to the first prompt (line 6): no model anywhere yet.
+    p.push_lines(&bytes[..ends[5]], 0, true);
+    let early = p.take_items();
+    assert!(early[0].turns.iter().all(|t| t.model.is_none()));
+    assert_eq!(early[0].session.model, None);
+    // The first assistant line names the model: the closed leading turns come back with it.
+    p.push_lines(&bytes[ends[5]..ends[6]], ends[5] as u64, true);
+    let later = p.take_items();
+    let models: Vec<(String, Option<String>)> = later[0]
+        .turns
+        .iter()
+        .map(|t| (t.source_turn_id.clone(), t.model.clone()))
+        .collect();
+    let opus = o("claude-opus-4-6");
+    assert_eq!(
+        models,
+        vec![
+            (s("m0"), opus.clone()),
+            (s("c1"), opus.clone()),
+            (s("u1"), opus.clone())
+        ]
+    );
+    // Sent once: a later line re-sends only the open turn.
+    p.push_lines(&bytes[ends[6]..ends[7]], ends[6] as u64, true);
+    let next = p.take_items();
+    assert_eq!(
+        next[0]
+            .turns
+            .iter()
+            .map(|t| t.source_turn_id.clone())
+            .collect::<Vec<_>>(),
+        vec![s("u1")]
+    );
+}
+
+/// A file holding only a `summary` line, or nothing importable, creates no session.
+#[test]
+fn claude_summary_only_and_empty_files_create_no_session() {
+    for name in [
+        "99999999-0000-4000-8000-000000000009",
+        "99999999-0000-4000-8000-00000000000a",
+    ] {
+        let file = source(
+            Provider::ClaudeCode,
+            &format!("claude-code/empty/{name}.jsonl"),
+            FileRole::Main,
+        );
+        let bytes = std::fs::read(&file.path).unwrap();
+        let mut p = parser_for(&file);
+        for (n, end) in line_ends(&bytes).iter().enumerate() {
+            let start = if n == 0 { 0 } else { line_ends(&bytes)[n - 1] };
+            p.push_lines(&bytes[start..*end], start as u64, true);
+            assert!(p.take_items().is_empty(), "{name} after line {}", n + 1);
+        }
+        assert_eq!(p.stats().malformed_lines, 0);
+    }
+}
+
+/// A 1.0.x resumed file: a summary, then a copy of the earlier conversation (its first prompt
+/// keeps the old `sessionId`, the copied replies were rewritten with the new one) that repeats
+/// `message.id` lines, then the new prompt. One session (the file's), the origin named, and each
+/// response's usage counted once: msg_C1 with its last line's usage, though it appears again in
+/// the next turn.
+#[test]
+fn claude_resumed_1_0_copy_counts_each_response_once() {
+    let sid = "eeeeeeee-0000-4000-8000-00000000000e";
+    let (items, _) = parse_all(&source(
+        Provider::ClaudeCode,
+        &format!("claude-code/resumed-1.0/{sid}.jsonl"),
+        FileRole::Main,
+    ));
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(item.source_session_id, sid);
+    assert_eq!(
+        item.session.metadata,
+        Some(serde_json::json!({"version": "1.0.89", "gitBranch": "main",
+                                "title": "Disk and memory checks",
+                                "resumedFromSessionId": "dddddddd-1111-4000-8000-00000000000d"}))
+    );
+    let base = 1_777_705_200_000; // 2026-05-02T07:00:00Z
+    let opus = o("claude-opus-4-1-20250805");
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("c-u1"),
+                None,
+                base + 3_600_000,
+                Some(base + 7_200_000),
+                opus.clone(),
+                [Some(3), Some(20), Some(10), Some(0), None, Some(33)],
+                o("c-a2"),
+                vec![s("c-u1")]
+            ),
+            (
+                s("n-u1"),
+                o("c-u1"),
+                base + 7_205_000,
+                Some(base + 7_207_000),
+                opus,
+                [Some(5), Some(9), Some(40), Some(2), None, Some(56)],
+                o("n-a1"),
+                vec![s("n-u1")]
+            ),
+        ]
+    );
+}

@@ -213,3 +213,89 @@ fn claude_roles_from_paths() {
         PathBuf::from("/p/-x/5e1/subagents/agent-a5b.meta.json")
     );
 }
+
+const ORPHAN: &str = "12121212-0000-4000-8000-00000000000c";
+
+/// A `<session>/subagents/` folder whose main `<session>.jsonl` is gone: discovery still finds
+/// the subagent, and its item keeps the lineage to the missing parent by id (it resolves if the
+/// parent appears). The file also replays two earlier lines, as real subagent files do.
+#[test]
+fn claude_subagents_of_a_deleted_main_file_are_imported_with_their_lineage() {
+    let root = fixture("claude-code");
+    let options = nex::aix::WorkerOptions {
+        claude_dirs: vec![root.clone()],
+        ..Default::default()
+    };
+    let found: Vec<SourceFile> = nex::aix::discover::discover(&options)
+        .into_iter()
+        .map(|d| d.source)
+        .filter(|f| f.path.starts_with(root.join("orphan")))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let file = &found[0];
+    assert!(!root.join(format!("orphan/{ORPHAN}.jsonl")).exists());
+    assert_eq!(
+        file.role,
+        FileRole::Subagent {
+            agent_id: s("a0f1e2d3c4b5a6978"),
+            parent_session_id: o(ORPHAN),
+            meta: Some(SubagentMeta {
+                tool_use_id: o("toolu_gone1"),
+                description: o("List shop crates"),
+            }),
+        }
+    );
+    let (items, _) = parse_all(file);
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(
+        item.source_session_id,
+        format!("{ORPHAN}/agent-a0f1e2d3c4b5a6978")
+    );
+    let sess = &item.session;
+    assert!(sess.is_subagent);
+    assert_eq!(sess.parent_source_session_id.as_deref(), Some(ORPHAN));
+    assert_eq!(sess.spawn_tool_call_id.as_deref(), Some("toolu_gone1"));
+    assert_eq!(sess.task_description.as_deref(), Some("List shop crates"));
+    assert_eq!(sess.model.as_deref(), Some("claude-haiku-4-5"));
+    let base = 1_773_216_000_000; // 2026-03-11T08:00:00Z
+    // The file replays o2/o3 after the second prompt (real subagent files do): the copied
+    // response is not counted again, and the call keeps its first start and first result.
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("o1"),
+                None,
+                base,
+                Some(base + 3000),
+                o("claude-haiku-4-5"),
+                [Some(5), Some(15), Some(110), Some(5), None, Some(135)],
+                o("o4"),
+                vec![s("o1")]
+            ),
+            (
+                s("o5"),
+                o("o1"),
+                base + 60_000,
+                Some(base + 62_000),
+                o("claude-haiku-4-5"),
+                [Some(4), Some(5), Some(70), Some(1), None, Some(80)],
+                o("o6"),
+                vec![s("o5")]
+            ),
+        ]
+    );
+    assert_eq!(
+        tools(item),
+        vec![(
+            s("toolu_o1"),
+            s("o1"),
+            o("o2"),
+            s("Read"),
+            s("completed"),
+            Some(base + 2000),
+            None
+        )]
+    );
+}

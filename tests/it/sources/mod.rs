@@ -25,9 +25,12 @@
 //! - `codex_real`: real Codex rollouts (`NEX_REAL_SAMPLES_DIR`, `NEX_CORPUS_DIR`) against an
 //!   independent count, and in random cuts = full.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
+//! - `claude_real`: real Claude Code trees under `NEX_REAL_SAMPLES_DIR` / `NEX_CORPUS_DIR`:
+//!   per session = an independent count; random cuts = one full parse (skipped when unset).
 
 mod bad_input;
 mod claude_code;
+mod claude_real;
 mod claude_subagents;
 mod codex;
 mod codex_real;
@@ -210,7 +213,8 @@ fn cx(min: i64, sec: i64) -> i64 {
 // ---- incremental = full ------------------------------------------------------------------------
 
 /// Every line-log fixture file (Claude Code, Codex, Gemini logs) with the role discovery
-/// would give it.
+/// would give it (the files that create no session are tested on their own). The Claude Code
+/// `prompts` fixture opens two turns before its first model.
 fn all_fixtures() -> Vec<SourceFile> {
     let cc = |rel: &str, role: FileRole| {
         source(Provider::ClaudeCode, &format!("claude-code/{rel}"), role)
@@ -219,6 +223,12 @@ fn all_fixtures() -> Vec<SourceFile> {
     let nested_meta = SubagentMeta::from_json(
         &std::fs::read(fixture(
             "claude-code/nested/dddddddd-0000-4000-8000-000000000004/subagents/agent-a5b6c7d.meta.json",
+        ))
+        .unwrap(),
+    );
+    let orphan_meta = SubagentMeta::from_json(
+        &std::fs::read(fixture(
+            "claude-code/orphan/12121212-0000-4000-8000-00000000000c/subagents/agent-a0f1e2d3c4b5a6978.meta.json",
         ))
         .unwrap(),
     );
@@ -258,6 +268,22 @@ fn all_fixtures() -> Vec<SourceFile> {
         cc(
             "resumed/eeeeeeee-0000-4000-8000-000000000005.jsonl",
             FileRole::Main,
+        ),
+        cc(
+            "prompts/ffffffff-0000-4000-8000-000000000006.jsonl",
+            FileRole::Main,
+        ),
+        cc(
+            "resumed-1.0/eeeeeeee-0000-4000-8000-00000000000e.jsonl",
+            FileRole::Main,
+        ),
+        cc(
+            "orphan/12121212-0000-4000-8000-00000000000c/subagents/agent-a0f1e2d3c4b5a6978.jsonl",
+            FileRole::Subagent {
+                agent_id: s("a0f1e2d3c4b5a6978"),
+                parent_session_id: o("12121212-0000-4000-8000-00000000000c"),
+                meta: orphan_meta,
+            },
         ),
         cx(&format!("main/rollout-2026-03-01T10-00-00-{CX_A}.jsonl")),
         cx(&format!("sub/rollout-2026-03-01T10-05-00-{CX_B}.jsonl")),
@@ -302,9 +328,11 @@ fn newer(slot: &mut Option<String>, v: &Option<String>) {
     }
 }
 
-/// Last write wins per turn/message/tool id; session header fields: non-blank newer wins.
+/// Last write wins per turn/message/tool id; session header fields: non-blank newer wins. A
+/// turn without a model takes the item's session model, as the ledger does (`turns.model`).
 fn upsert(ledger: &mut Ledger, items: Vec<ImportSessionItem>) {
     for item in items {
+        let session_model = item.session.model.clone().filter(|m| !m.trim().is_empty());
         let rows = ledger
             .entry((item.source_provider.clone(), item.source_session_id.clone()))
             .or_default();
@@ -334,7 +362,10 @@ fn upsert(ledger: &mut Ledger, items: Vec<ImportSessionItem>) {
             // The ledger gives a session without turns a synthetic root turn.
             rows.turns.insert(s("__root__"), Turn::default());
         }
-        for t in item.turns {
+        for mut t in item.turns {
+            if t.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+                t.model.clone_from(&session_model);
+            }
             rows.turns.insert(t.source_turn_id.clone(), t);
         }
         for m in item.messages {

@@ -2,7 +2,7 @@
 //! sidechain agent of a main file): turns by human user lines with DAG parents, messages, tool
 //! calls joined to their results, tokens deduplicated per API response.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
@@ -28,12 +28,28 @@ struct Usage {
     cache_write: i64,
 }
 
-/// Per-turn usage by `(message.id, requestId)`: the last line of a response replaces the
-/// earlier ones, so the sum counts each response once with its final `output_tokens`.
+/// Per-turn usage by `message.id`: the last line of a response replaces the earlier ones
+/// (whatever their `requestId`: early lines hold placeholder output counts and a later copy may
+/// have none), so the sum counts each response once with its final `output_tokens`.
 #[derive(Debug, Default)]
 pub(super) struct TurnUsage {
-    by_response: BTreeMap<(String, String), Usage>,
+    by_response: BTreeMap<String, Usage>,
 }
+
+/// Text a `user` line starts with when nobody typed it as a prompt (SOURCES.md "Real-world
+/// variants"): shell-mode input and output, local command output, interrupt markers, background
+/// task notices (injected context), and the compaction summary that 1.0.x wrote without
+/// `isCompactSummary`.
+const NOT_PROMPT_PREFIXES: [&str; 8] = [
+    "<bash-input>",
+    "<bash-stdout>",
+    "<bash-stderr>",
+    "<local-command-stdout>",
+    "<local-command-stderr>",
+    "[Request interrupted by user",
+    "<task-notification>",
+    "This session is being continued from a previous conversation",
+];
 
 /// Session header facts, folded over the item's lines.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -92,6 +108,16 @@ pub(super) struct ItemState {
     uuid_turn: HashMap<Box<str>, u32>,
     /// Turn ordinal -> source turn id.
     turn_ids: Vec<Box<str>>,
+    /// API response (`message.id`) -> ordinal of the turn that counts its usage (the turn of its
+    /// first line): a response is counted once per session.
+    response_turn: HashMap<Box<str>, u64>,
+    /// Turns opened before the item's first model: pinned until that model is known, then
+    /// given it (a turn's model never depends on where the file was cut).
+    modelless: Vec<u64>,
+    /// Every `tool_use` id met: a line copied again later in the file (real subagent files
+    /// replay earlier lines) must not start the call a second time once the first was resolved
+    /// and let go.
+    tools_seen: HashSet<Box<str>>,
     pub header: Header,
     /// Own chain for items that are a subset of a file's lines (inline sidechains).
     pub chain: Option<FingerprintChain>,
@@ -185,7 +211,7 @@ impl ItemState {
         let (role, human) = match kind {
             "user" if r.is_compact_summary == Some(true) => ("system", false),
             "user" if has_tool_result => ("tool", false),
-            "user" => ("user", r.is_meta != Some(true)),
+            "user" => ("user", is_prompt(&r, plain_text.as_deref(), &blocks)),
             "assistant" => ("assistant", false),
             _ => ("system", false),
         };
@@ -194,15 +220,21 @@ impl ItemState {
         if human || self.asm.open_ordinal().is_none() {
             let id = uuid.clone().unwrap_or_else(line_id);
             let parent = self.turn_id_of(r.parent_uuid.as_deref());
+            // Until its own reply names one, a turn runs on the model in effect before it.
             let turn = Turn {
                 source_turn_id: id.clone(),
                 parent_source_turn_id: parent,
                 started_at_ms: ts.unwrap_or(0),
                 completed_at_ms: ts,
+                model: self.header.model.clone(),
                 query_message_source_ids: if human { vec![id.clone()] } else { Vec::new() },
                 ..Turn::default()
             };
-            self.asm.open_turn(turn, line.offset);
+            let ordinal = self.asm.open_turn(turn, line.offset);
+            if self.header.model.is_none() {
+                self.asm.pin(ordinal);
+                self.modelless.push(ordinal);
+            }
             self.turn_ids.push(id.into());
         }
         let Some(ordinal) = self.asm.open_ordinal() else {
@@ -263,22 +295,19 @@ impl ItemState {
             metadata_json: (!meta.is_empty()).then_some(Value::Object(meta)),
         };
 
-        let model = message
-            .and_then(|m| m.model.as_deref())
-            .filter(|m| *m != SYNTHETIC_MODEL);
+        let raw_model = message.and_then(|m| m.model.as_deref());
+        let synthetic = raw_model == Some(SYNTHETIC_MODEL);
+        let model = raw_model.filter(|_| !synthetic);
         if let Some(model) = model {
             set_if_changed(
                 &mut self.asm.header_dirty,
                 &mut self.header.model,
                 Some(model),
             );
+            self.give_first_model(model);
         }
-        let usage_key = message_api_id.filter(|_| kind == "assistant").map(|id| {
-            (
-                id.to_owned(),
-                r.request_id.as_deref().unwrap_or("").to_owned(),
-            )
-        });
+        // `<synthetic>` lines are written locally, not by the API: they carry no usage.
+        let usage_key = message_api_id.filter(|_| kind == "assistant" && !synthetic);
         let usage = message.and_then(|m| m.usage.0.as_ref()).map(|u| Usage {
             input: u.input_tokens.unwrap_or(0),
             output: u.output_tokens.unwrap_or(0),
@@ -297,8 +326,11 @@ impl ItemState {
             if has_text {
                 held.turn.response_message_source_id = Some(message_id.clone());
             }
-            if let (Some(key), Some(usage)) = (usage_key, usage) {
-                held.extra.by_response.insert(key, usage);
+            let owner = usage_key
+                .filter(|_| usage.is_some())
+                .map(|id| *self.response_turn.entry(id.into()).or_insert(ordinal));
+            if let (Some(key), Some(usage), true) = (usage_key, usage, owner == Some(ordinal)) {
+                held.extra.by_response.insert(key.to_owned(), usage);
                 let sum = held
                     .extra
                     .by_response
@@ -333,6 +365,9 @@ impl ItemState {
             let Some(id) = block.id.as_deref() else {
                 continue;
             };
+            if !self.tools_seen.insert(id.into()) {
+                continue;
+            }
             self.asm.add_tool(ToolCall {
                 source_tool_call_id: id.to_owned(),
                 source_turn_id: turn_id.clone(),
@@ -379,6 +414,15 @@ impl ItemState {
             if let Some(tur) = tool_use_result.take() {
                 result.insert("toolUseResult".into(), tur);
             }
+            // The first result wins: a replayed copy of a result line changes nothing, whether
+            // its call is still held or was already sent and let go.
+            let pending = self
+                .asm
+                .tool_ref(&id)
+                .is_some_and(|c| c.status.as_deref() == Some(STATUS_PENDING));
+            if !pending {
+                continue;
+            }
             let Some(call) = self.asm.tool_mut(&id) else {
                 continue;
             };
@@ -404,6 +448,19 @@ impl ItemState {
             }
         }
         spawns
+    }
+
+    /// The item's first model reached the turns opened before it: each gets it (unless its own
+    /// reply named one) and is re-sent once, then let go.
+    fn give_first_model(&mut self, model: &str) {
+        for ordinal in std::mem::take(&mut self.modelless) {
+            if let Some(held) = self.asm.held_mut(ordinal)
+                && held.turn.model.is_none()
+            {
+                held.turn.model = Some(model.to_owned());
+            }
+            self.asm.unpin(ordinal);
+        }
     }
 
     /// A spawn seen outside the spawning call's result (`agent_progress`): names the child
@@ -450,5 +507,27 @@ fn block_texts(b: &Block<'_>) -> Vec<String> {
             _ => Vec::new(),
         },
         _ => Vec::new(),
+    }
+}
+
+/// Whether a `user` line that is not a tool result opens a turn: a prompt someone typed. Not
+/// prompts: `isMeta` caveats and injected context, `isVisibleInTranscriptOnly` records, and the
+/// lines whose text starts with a `NOT_PROMPT_PREFIXES` marker. Slash commands are prompts, and
+/// so is a message holding only an image; a line with neither text nor image is not.
+fn is_prompt(r: &Record<'_>, plain: Option<&str>, blocks: &[Block<'_>]) -> bool {
+    if r.is_meta == Some(true) || r.is_visible_in_transcript_only == Some(true) {
+        return false;
+    }
+    let first_text = match plain {
+        Some(t) => Some(t.trim_start()).filter(|t| !t.is_empty()),
+        None => blocks
+            .iter()
+            .filter(|b| b.kind() == "text")
+            .filter_map(|b| b.text.as_deref().map(str::trim_start))
+            .find(|t| !t.is_empty()),
+    };
+    match first_text {
+        Some(t) => !NOT_PROMPT_PREFIXES.iter().any(|p| t.starts_with(p)),
+        None => blocks.iter().any(|b| b.kind() == "image"),
     }
 }

@@ -14,6 +14,27 @@
 //! - inline sidechain agent: `<mainSessionId>/agent-<agentId>`; lines without `agentId` inherit
 //!   it from their `parentUuid`, and a root without one is named by its own uuid.
 //!
+//! Turns (SOURCES.md "Real-world variants"): a turn opens at each prompt someone typed: a `user`
+//! line that is no tool result, no `isMeta`/`isVisibleInTranscriptOnly`/`isCompactSummary`
+//! record, and does not start with shell-mode (`<bash-input>`, `<bash-stdout>`,
+//! `<bash-stderr>`), local command output, an interrupt marker, a `<task-notification>` or the
+//! 1.0.x compaction text; slash commands and image-only messages are prompts. The other lines
+//! stay messages of the current turn.
+//!
+//! Tokens: one API response (`message.id`) counts once per item, with the usage of its last
+//! line whatever its `requestId`, in the turn of its first line; `<synthetic>` lines count none.
+//!
+//! Models: a turn's model is its last reply's model, else the model in effect before it; turns
+//! opened before the item's first model stay in memory (pinned) until that model comes and are
+//! re-sent once with it. So every field of a turn is a function of the final file, wherever the
+//! file was cut (the ledger would otherwise fill a missing turn model with the session model of
+//! the moment).
+//!
+//! Resumed 1.0.x files start with a copy of the earlier session's conversation (same uuids and
+//! `message.id`s, `sessionId` and timestamps partly rewritten): nothing inside one file tells
+//! the copied prefix apart reliably, so it stays part of the resumed session's item (see the
+//! report of issue 10: the copies need a cross-file rule).
+//!
 //! Fingerprints: the file's own item carries the file's chain (every line of the file); an
 //! inline agent's item carries a chain over its own lines only, so it changes exactly when one
 //! of its lines is appended.

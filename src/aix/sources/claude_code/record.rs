@@ -54,6 +54,11 @@ pub(super) struct Record<'a> {
     pub is_meta: Option<bool>,
     #[serde(rename = "isCompactSummary", deserialize_with = "lenient::bool")]
     pub is_compact_summary: Option<bool>,
+    #[serde(
+        rename = "isVisibleInTranscriptOnly",
+        deserialize_with = "lenient::bool"
+    )]
+    pub is_visible_in_transcript_only: Option<bool>,
     #[serde(borrow)]
     pub message: Obj<MessageBody<'a>>,
     #[serde(rename = "toolUseResult")]
