@@ -15,15 +15,14 @@
 //! - [`stages`]: one file per pipeline stage: frame source, decoder, chunk assembler, validator,
 //!   batched ledger sink, metrics tap, audit and telemetry stages.
 //! - [`cli`]: the `nex` command line (clap tree and command implementations).
-//! - [`bench`](mod@bench): the `nex-bench` harness: deterministic corpus of worker frame streams, raw
-//!   SQLite baseline, scenarios reported as ratios; the Claude Code file corpus and the
-//!   end-to-end `aix | nex` scenarios (backfill, rebackfill, tail latency and scaling).
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 //! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
 //!   the control socket.
+//!
+//! The `nex-bench` harness is not part of the library: it is the workspace member `bench/`
+//! (crate `nex_bench`), which depends on this one.
 
 pub mod aix;
-pub mod bench;
 pub mod cli;
 pub mod control;
 pub mod import;

@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use super::Spread;
 use super::corpus::{CorpusSpec, CorpusStats, generate};
 use super::raw::insert_rows;
-use crate::ledger;
-use crate::pipeline::writer::{LedgerWriter, WriterConfig};
-use crate::pipeline::{PipelineConfig, run_pipeline};
+use nex::ledger;
+use nex::pipeline::writer::{LedgerWriter, WriterConfig};
+use nex::pipeline::{PipelineConfig, run_pipeline};
 
 /// Why a benchmark could not run or its result is not trustworthy.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum BenchError {
     #[error("raw insert loop: {0}")]
     Raw(#[from] rusqlite::Error),
     #[error("pipeline: {0}")]
-    Pipeline(#[from] crate::pipeline::PipelineError),
+    Pipeline(#[from] nex::pipeline::PipelineError),
     /// The pipeline did not import every session without rejects: the timing would lie.
     #[error("replay imported {imported} of {sessions} sessions with {rejected} rejects")]
     Incomplete {
@@ -83,7 +83,7 @@ fn remove_ledger(path: &Path) {
 fn time_raw(
     dir: &Path,
     run: usize,
-    items: &[crate::protocol::ImportSessionItem],
+    items: &[nex::protocol::ImportSessionItem],
 ) -> Result<f64, BenchError> {
     let (path, mut conn) = fresh_ledger(dir, &format!("raw-{run}.db"))?;
     let started = Instant::now();
