@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::import::ImportOptions;
 use crate::ledger::{self, LedgerError};
 use crate::pipeline::writer::{LedgerWriter, WriterConfig};
-use crate::pipeline::{PipelineConfig, PipelineError, RunReport, run_pipeline};
+use crate::pipeline::{PipelineConfig, RunReport, run_pipeline};
+use crate::protocol::Code;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -89,8 +90,8 @@ pub enum ReplayError {
         #[source]
         source: io::Error,
     },
-    #[error("replay failed: {0}")]
-    Pipeline(#[from] PipelineError),
+    #[error("replay failed: {message}")]
+    Pipeline { code: Code, message: String },
     #[error("cannot start the runtime or the ledger writer: {0}")]
     Runtime(#[source] io::Error),
     #[error("cannot write the output: {0}")]
@@ -102,7 +103,7 @@ impl ReplayError {
         match self {
             ReplayError::Ledger(e) => e.code(),
             ReplayError::Input { .. } => "input_read_failed",
-            ReplayError::Pipeline(e) => e.code().as_str(),
+            ReplayError::Pipeline { code, .. } => code.as_str(),
             ReplayError::Runtime(_) => "internal_runtime_failed",
             ReplayError::Output(_) => "output_write_failed",
         }
@@ -172,6 +173,9 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         )
         .await;
         writer.shutdown().await;
-        Ok(ReplaySummary::from(&report?))
+        let report = report
+            .into_result()
+            .map_err(|(code, message)| ReplayError::Pipeline { code, message })?;
+        Ok(ReplaySummary::from(&report))
     })
 }

@@ -6,9 +6,11 @@
 //! - `open` (this file): open/create with pragmas and file modes, path resolution.
 //! - `migrate`: the embedded forward-only migrations, tracked by `PRAGMA user_version`.
 //! - `cursors`: the resume cursors of the workers (`session_import_cursors`).
+//! - `runs`: the audit trail of import runs (`nexus.db.import_runs`).
 
 mod cursors;
 pub mod migrate;
+pub mod runs;
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

@@ -17,8 +17,8 @@
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::report::{FinalOutcome, RunCounters};
-use crate::control::jobs::JobStatus;
+use super::report::{FinalOutcome, RunCounters, StreamEnd};
+use crate::protocol::JobStatus;
 
 /// The bus: clone the sender to publish, `subscribe()` to listen.
 pub type Bus = broadcast::Sender<ImportEvent>;
@@ -117,7 +117,8 @@ pub enum ImportEvent {
     RunTerminal {
         run_id: Option<String>,
         seq: Option<u64>,
-        terminal: TerminalKind,
+        /// [`StreamEnd::Complete`] or [`StreamEnd::WorkerError`] (its message not published).
+        terminal: StreamEnd,
     },
     /// The worker answered a probe (or reported unsolicited) with `health.status`. Published in
     /// frame order, after the frames before it committed. Only typed fields are carried: the
@@ -172,19 +173,5 @@ pub enum ImportEvent {
         from: Option<JobStatus>,
         to: JobStatus,
         error_code: Option<String>,
-    },
-}
-
-/// What a worker's terminal frame said.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TerminalKind {
-    /// `run.complete`: the worker emitted everything.
-    Complete,
-    /// `run.error`: the worker failed with `code`.
-    Error {
-        code: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        retryable: Option<bool>,
     },
 }

@@ -29,6 +29,11 @@ pub enum Code {
     ChunkPayloadTooLarge,
     DaemonRestarted,
     InternalPanic,
+    /// The committed cursors could not be read before a run.
+    CursorLoadFailed,
+    /// A job interrupted by a graceful daemon shutdown; retried at the next start like
+    /// `daemon_restarted`.
+    DaemonShutdown,
 }
 
 impl Code {
@@ -54,7 +59,27 @@ impl Code {
             Code::ChunkPayloadTooLarge => "chunk_payload_too_large",
             Code::DaemonRestarted => "daemon_restarted",
             Code::InternalPanic => "internal_panic",
+            Code::CursorLoadFailed => "cursor_load_failed",
+            Code::DaemonShutdown => "daemon_shutdown",
         }
+    }
+
+    /// Whether running again may succeed: a worker gone mid-run or silent, a busy ledger, a
+    /// run cut short by a stop or a restart. A write failure, a protocol violation or a bug
+    /// would fail again.
+    pub const fn retryable(self) -> bool {
+        matches!(
+            self,
+            Code::WorkerSpawnFailed
+                | Code::WorkerExited
+                | Code::WorkerUnresponsive
+                | Code::LedgerBusy
+                | Code::RunCancelled
+                | Code::ShutdownTimeout
+                | Code::DaemonRestarted
+                | Code::DaemonShutdown
+                | Code::CursorLoadFailed
+        )
     }
 }
 

@@ -7,12 +7,14 @@
 //! - `requests`: import and chunk requests and responses, cursors.
 //! - `frames`: the envelope, typed frames of both directions, encode/decode.
 //! - `codes`: transport and pipeline error codes.
+//! - `jobs`: the states of a backfill job.
 //! - `alias`: folding of the baseline's snake_case aliases into the camelCase fields.
 
 mod alias;
 pub mod codes;
 pub mod frames;
 pub mod items;
+pub mod jobs;
 pub mod requests;
 
 pub use codes::Code;
@@ -21,6 +23,7 @@ pub use frames::{
     RunStop, WorkerFrame, decode_control_frame, decode_worker_frame, encode_frame,
 };
 pub use items::{ImportSessionItem, Message, SessionInfo, ToolCall, Turn};
+pub use jobs::JobStatus;
 pub use requests::{
     ChunkRequest, ChunkResponse, ChunkStatus, Cursor, ENCODING_GZIP_BASE64, ImportRequest,
     ImportResponse, ItemResult, ItemStatus, SOURCE_AIX,
