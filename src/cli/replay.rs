@@ -99,13 +99,13 @@ pub enum ReplayError {
 }
 
 impl ReplayError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
             ReplayError::Ledger(e) => e.code(),
-            ReplayError::Input { .. } => "input_read_failed",
-            ReplayError::Pipeline { code, .. } => code.as_str(),
-            ReplayError::Runtime(_) => "internal_runtime_failed",
-            ReplayError::Output(_) => "output_write_failed",
+            ReplayError::Input { .. } => Code::InputReadFailed,
+            ReplayError::Pipeline { code, .. } => *code,
+            ReplayError::Runtime(_) => Code::InternalRuntimeFailed,
+            ReplayError::Output(_) => Code::OutputWriteFailed,
         }
     }
 }
@@ -115,7 +115,7 @@ pub fn main(args: &ReplayArgs) -> ExitCode {
     match run(args).and_then(|summary| print(&summary)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error_code = err.code(), "replay failed");
+            tracing::error!(error_code = %err.code(), "replay failed");
             eprintln!("nex: {err}");
             ExitCode::FAILURE
         }

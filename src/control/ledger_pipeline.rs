@@ -159,7 +159,8 @@ impl CursorSource for LedgerCursors {
                 )
                 .map_err(|e| format!("open: {}", e.sqlite_error_code().map_or(0, |c| c as i32)))?;
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
-                crate::ledger::load_cursors(&conn, &source).map_err(|e| e.code().to_owned())
+                crate::ledger::load_cursors(&conn, &source)
+                    .map_err(|e| e.code().as_str().to_owned())
             })
             .await
             .map_err(|_| "cursor load task failed".to_owned())?

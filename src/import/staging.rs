@@ -486,7 +486,7 @@ mod tests {
                 }
                 Err(e) => {
                     tx.execute_batch("ROLLBACK TO f; RELEASE f").unwrap();
-                    outcomes.push(e.code().into_owned());
+                    outcomes.push(e.written_code().into_owned());
                 }
             }
         }

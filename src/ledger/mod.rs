@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, ErrorCode};
 
+use crate::protocol::Code;
+
 pub use cursors::{load_cursors, store_cursors};
 pub use migrate::{Migration, migrate};
 
@@ -57,16 +59,16 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
-    /// Stable snake_case code: `ledger_busy`, `ledger_io_failed`, `ledger_migration_failed`,
-    /// `ledger_schema_newer` or `ledger_write_failed`.
-    pub fn code(&self) -> &'static str {
+    /// `ledger_busy`, `ledger_io_failed`, `ledger_migration_failed`, `ledger_schema_newer` or
+    /// `ledger_write_failed`.
+    pub fn code(&self) -> Code {
         match self {
-            LedgerError::Io { .. } => "ledger_io_failed",
-            LedgerError::Migration { source, .. } if is_busy(source) => "ledger_busy",
-            LedgerError::Migration { .. } => "ledger_migration_failed",
-            LedgerError::SchemaNewer { .. } => "ledger_schema_newer",
-            LedgerError::Sqlite(e) if is_busy(e) => "ledger_busy",
-            LedgerError::Sqlite(_) => "ledger_write_failed",
+            LedgerError::Io { .. } => Code::LedgerIoFailed,
+            LedgerError::Migration { source, .. } if is_busy(source) => Code::LedgerBusy,
+            LedgerError::Migration { .. } => Code::LedgerMigrationFailed,
+            LedgerError::SchemaNewer { .. } => Code::LedgerSchemaNewer,
+            LedgerError::Sqlite(e) if is_busy(e) => Code::LedgerBusy,
+            LedgerError::Sqlite(_) => Code::LedgerWriteFailed,
         }
     }
 }

@@ -1,12 +1,13 @@
 //! The wire vocabulary shared by `nex` and `aix`: import items, service-level requests and
-//! responses (IMPORT_SEMANTICS.md), stdio JSONL v1 frames (PROTOCOL.md) and the transport and
-//! pipeline error codes.
+//! responses (IMPORT_SEMANTICS.md), stdio JSONL v1 frames (PROTOCOL.md), job states and the error
+//! codes.
 //!
 //! Layout:
 //! - `items`: `ImportSessionItem` and its session, turns, messages, tool calls.
 //! - `requests`: import and chunk requests and responses, cursors.
 //! - `frames`: the envelope, typed frames of both directions, encode/decode.
-//! - `codes`: transport and pipeline error codes.
+//! - `codes`: [`Code`], the one set of error codes (transport, pipeline, import service,
+//!   worker, control plane, commands).
 //! - `jobs`: the states of a backfill job.
 //! - `alias`: folding of the baseline's snake_case aliases into the camelCase fields.
 

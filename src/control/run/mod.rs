@@ -233,16 +233,17 @@ pub async fn run(
             }
         }
     };
-    // Why it stopped, as of the pipeline's end: what happens while the process is finished
-    // below does not change how the run ended.
+    // Classified and recorded as of the pipeline's end, before the process is finished: what
+    // happens meanwhile (a worker slow to die, the shutdown deadline) does not change how the
+    // run ended, and cannot keep it from its record.
     let stops = StopFacts {
         forced: sup.forced,
         stop_requested: stop_reason.is_some(),
         aborted: aborted || abort.is_cancelled(),
     };
+    let ending = end_run(&run_id, audit, started_at, pipeline_report, stops).await;
     report(&updates, &run_id, RunUpdate::Phase(RunPhase::Stopping)).await;
     finish_process(&mut worker, t, aborted || sup.forced.is_some()).await;
-    let ending = end_run(&run_id, audit, started_at, pipeline_report, stops).await;
     tracing::info!(run_id = %run_id, outcome = ending.outcome.as_str(),
         error_code = ending.error_code.as_ref().map(|c| c.as_str()),
         items = ending.counters.items(), "run ended");
@@ -286,7 +287,7 @@ async fn record_end(
     })
     .await
     .map_err(|_| Code::InternalPanic.as_str())?
-    .map_err(|e| e.code())
+    .map_err(|e| e.code().as_str())
 }
 
 /// Ends the process after the pipeline ended: close stdin, give it `stop_grace` to exit, then

@@ -214,8 +214,8 @@ impl Supervisor {
                     auto_retry
                         && j.status == JobStatus::Failed
                         && matches!(
-                            j.error_code.as_deref(),
-                            Some(c) if c == Code::DaemonRestarted.as_str() || c == Code::DaemonShutdown.as_str()
+                            j.error_code.as_deref().and_then(Code::parse),
+                            Some(Code::DaemonRestarted | Code::DaemonShutdown)
                         )
                 });
                 Ok((runs, failed, queued, retry))

@@ -283,7 +283,7 @@ impl Supervisor {
                 record
             }
             Err(e) => {
-                tracing::error!(job_id, error_code = e.code(), error = %e, "job end not recorded");
+                tracing::error!(job_id, error_code = %e.code(), error = %e, "job end not recorded");
                 job.record
             }
         }
