@@ -6,24 +6,26 @@
 //! # Layout
 //!
 //! - [`protocol`]: the wire vocabulary shared by `nex` and the `aix` worker: import items,
-//!   service-level requests and responses, stdio JSONL v1 frames, error codes.
+//!   service-level requests and responses, stdio JSONL v1 frames, job states, the one set of
+//!   error codes.
 //! - [`import`]: the Session Import Service: `sessions.import` / `sessions.import.chunk` over a
 //!   SQLite transaction, with the baseline's idempotency, chunking and upsert semantics.
-//! - [`ledger`]: SQLite files (`agents.db`, `nexus.db`): open with pragmas, migrations, cursors.
+//! - [`ledger`]: SQLite files (`agents.db`, `nexus.db`): open with pragmas, migrations, cursors,
+//!   the `import_runs` audit trail.
 //! - [`pipeline`]: the per-run streaming import pipeline: stage traits, typed builder,
-//!   batching, the ledger writer thread, bus events, run report, `run_pipeline`.
+//!   batching, the ledger writer thread, bus events, run report and the one typed end of a run,
+//!   `run_pipeline`.
 //! - [`stages`]: one file per pipeline stage: frame source, decoder, chunk assembler, validator,
-//!   batched ledger sink, metrics tap, audit and telemetry stages.
+//!   batched ledger sink, metrics tap (the run's one tally), audit and telemetry taps.
 //! - [`cli`]: the `nex` command line (clap tree and command implementations).
-//! - [`bench`](mod@bench): the `nex-bench` harness: deterministic corpus of worker frame streams, raw
-//!   SQLite baseline, scenarios reported as ratios; the Claude Code file corpus and the
-//!   end-to-end `aix | nex` scenarios (backfill, rebackfill, tail latency and scaling).
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 //! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
 //!   the control socket.
+//!
+//! The `nex-bench` harness is not part of the library: it is the workspace member `bench/`
+//! (crate `nex_bench`), which depends on this one.
 
 pub mod aix;
-pub mod bench;
 pub mod cli;
 pub mod control;
 pub mod import;

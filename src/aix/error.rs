@@ -1,6 +1,6 @@
 //! Errors that end a worker run, each with the stable code it reports in `run.error`.
 
-use crate::protocol::RunError;
+use crate::protocol::{Code, RunError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -25,14 +25,14 @@ pub enum WorkerError {
 }
 
 impl WorkerError {
-    pub const fn code(&self) -> &'static str {
+    pub const fn code(&self) -> Code {
         match self {
-            WorkerError::Output(_) => "output_failed",
-            WorkerError::Input(_) => "input_failed",
-            WorkerError::Watch(_) => "watch_failed",
-            WorkerError::Protocol(_) => "worker_protocol_violation",
-            WorkerError::Thread(_) => "thread_spawn_failed",
-            WorkerError::Panic => "internal_panic",
+            WorkerError::Output(_) => Code::OutputFailed,
+            WorkerError::Input(_) => Code::InputFailed,
+            WorkerError::Watch(_) => Code::WatchFailed,
+            WorkerError::Protocol(_) => Code::WorkerProtocolViolation,
+            WorkerError::Thread(_) => Code::ThreadSpawnFailed,
+            WorkerError::Panic => Code::InternalPanic,
         }
     }
 
@@ -43,7 +43,7 @@ impl WorkerError {
     /// The `run.error` payload: the code and a message naming no file contents.
     pub fn to_run_error(&self) -> RunError {
         RunError {
-            code: self.code().to_owned(),
+            code: self.code().as_str().to_owned(),
             message: self.to_string(),
             retryable: Some(self.retryable()),
         }

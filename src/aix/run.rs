@@ -100,7 +100,7 @@ fn finish(
             Ok(counters)
         }
         Err(e) => {
-            tracing::error!(error_code = e.code(), error = %e, "run failed");
+            tracing::error!(error_code = %e.code(), error = %e, "run failed");
             // Best effort: when the output itself failed there is no one to tell.
             let _ = sink.error(&e.to_run_error());
             Err(e)
@@ -147,7 +147,7 @@ fn health(sink: &FrameSink, status: &WorkerStatus) -> HealthStatus {
 
 /// Reports an error that ends the run as `run.error` (best effort) and returns it.
 fn report(sink: &FrameSink, e: WorkerError) -> WorkerError {
-    tracing::error!(error_code = e.code(), error = %e, "run failed");
+    tracing::error!(error_code = %e.code(), error = %e, "run failed");
     let _ = sink.error(&e.to_run_error());
     e
 }

@@ -129,7 +129,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error_code = e.code(), error = %e, "aix failed");
+            tracing::error!(error_code = %e.code(), error = %e, "aix failed");
             ExitCode::FAILURE
         }
     }

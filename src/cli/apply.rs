@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::import::{self, ImportError, ImportOptions};
 use crate::ledger::{self, LedgerError};
-use crate::protocol::{ChunkRequest, ImportRequest};
+use crate::protocol::{ChunkRequest, Code, ImportRequest};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -58,12 +58,12 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
             ApplyError::Ledger(e) => e.code(),
-            ApplyError::Input { .. } => "input_read_failed",
-            ApplyError::Output(_) => "output_write_failed",
-            ApplyError::LinesFailed { .. } => "requests_failed",
+            ApplyError::Input { .. } => Code::InputReadFailed,
+            ApplyError::Output(_) => Code::OutputWriteFailed,
+            ApplyError::LinesFailed { .. } => Code::RequestsFailed,
         }
     }
 }
@@ -155,7 +155,7 @@ impl LineError {
 
 impl From<ImportError> for LineError {
     fn from(err: ImportError) -> Self {
-        LineError::new(err.code(), err.to_string())
+        LineError::new(err.written_code(), err.to_string())
     }
 }
 

@@ -187,7 +187,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 
 /// Prints `err` with its code and returns the failure exit code.
 pub fn fail(err: &ControlError) -> ExitCode {
-    tracing::debug!(error_code = err.code(), "command failed");
+    tracing::debug!(error_code = %err.code(), "command failed");
     errln!("nex: {err} [{}]", err.code());
     ExitCode::FAILURE
 }

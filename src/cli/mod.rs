@@ -94,7 +94,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error_code = err.code(), "{err}");
+            tracing::error!(error_code = %err.code(), "{err}");
             eprintln!("nex: {err} [{}]", err.code());
             ExitCode::FAILURE
         }

@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::import::ImportOptions;
 use crate::ledger::{self, LedgerError};
 use crate::pipeline::writer::{LedgerWriter, WriterConfig};
-use crate::pipeline::{PipelineConfig, PipelineError, RunReport, run_pipeline};
+use crate::pipeline::{PipelineConfig, RunReport, run_pipeline};
+use crate::protocol::Code;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -103,8 +104,8 @@ pub enum ReplayError {
         #[source]
         source: io::Error,
     },
-    #[error("replay failed: {0}")]
-    Pipeline(#[from] PipelineError),
+    #[error("replay failed: {message}")]
+    Pipeline { code: Code, message: String },
     #[error("cannot start the runtime or the ledger writer: {0}")]
     Runtime(#[source] io::Error),
     #[error("cannot write the output: {0}")]
@@ -112,13 +113,13 @@ pub enum ReplayError {
 }
 
 impl ReplayError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
             ReplayError::Ledger(e) => e.code(),
-            ReplayError::Input { .. } => "input_read_failed",
-            ReplayError::Pipeline(e) => e.code().as_str(),
-            ReplayError::Runtime(_) => "internal_runtime_failed",
-            ReplayError::Output(_) => "output_write_failed",
+            ReplayError::Input { .. } => Code::InputReadFailed,
+            ReplayError::Pipeline { code, .. } => *code,
+            ReplayError::Runtime(_) => Code::InternalRuntimeFailed,
+            ReplayError::Output(_) => Code::OutputWriteFailed,
         }
     }
 }
@@ -128,7 +129,7 @@ pub fn main(args: &ReplayArgs) -> ExitCode {
     match run(args).and_then(|summary| print(&summary)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error_code = err.code(), "replay failed");
+            tracing::error!(error_code = %err.code(), "replay failed");
             eprintln!("nex: {err}");
             ExitCode::FAILURE
         }
@@ -186,6 +187,9 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         )
         .await;
         writer.shutdown().await;
-        Ok(ReplaySummary::from(&report?))
+        let report = report
+            .into_result()
+            .map_err(|(code, message)| ReplayError::Pipeline { code, message })?;
+        Ok(ReplaySummary::from(&report))
     })
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::error::ControlError;
 use super::health::{JobView, StatusReport, TailStatus};
 use super::jobs::{Enqueued, JobRecord};
+use crate::protocol::Code;
 
 /// A request to a control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +107,7 @@ impl Response {
             ok: false,
             result: None,
             error: Some(ErrorBody {
-                code: e.code().to_owned(),
+                code: e.code().as_str().to_owned(),
                 message: e.to_string(),
             }),
         }
@@ -119,7 +120,7 @@ impl Response {
     pub fn into_result<T: serde::de::DeserializeOwned>(self) -> Result<T, ControlError> {
         if !self.ok {
             let e = self.error.unwrap_or(ErrorBody {
-                code: "unknown".into(),
+                code: Code::Unknown.as_str().into(),
                 message: "error without body".into(),
             });
             return Err(ControlError::Remote {

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::protocol::Code;
+
 /// Why a control-plane operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -75,29 +77,30 @@ pub enum ControlError {
 }
 
 impl ControlError {
-    /// The stable code.
-    pub fn code(&self) -> &str {
+    /// The stable code. A daemon's answer keeps its code in its message; one this version
+    /// does not know is `unknown` here.
+    pub fn code(&self) -> Code {
         match self {
-            ControlError::HomeUnresolved => "nex_home_unresolved",
-            ControlError::HomeInvalid { .. } => "nex_home_invalid",
-            ControlError::ConfigUnreadable { .. } => "config_unreadable",
-            ControlError::ConfigInvalid { .. } => "config_invalid",
-            ControlError::WorkerCommandInvalid(_) => "worker_command_invalid",
-            ControlError::Store { .. } => "store_failed",
-            ControlError::StoreClosed => "store_closed",
-            ControlError::JobNotFound(_) => "job_not_found",
-            ControlError::JobAmbiguous(_) => "job_ambiguous",
-            ControlError::IllegalTransition { .. } => "job_transition_illegal",
-            ControlError::ImportDisabled => "import_disabled",
-            ControlError::ShuttingDown => "shutting_down",
-            ControlError::DaemonRunning(_) => "daemon_already_running",
-            ControlError::DaemonNotRunning(_) => "daemon_not_running",
-            ControlError::Socket { .. } => "socket_failed",
-            ControlError::Io { .. } => "io_failed",
-            ControlError::Busy(_) => "control_busy",
+            ControlError::HomeUnresolved => Code::NexHomeUnresolved,
+            ControlError::HomeInvalid { .. } => Code::NexHomeInvalid,
+            ControlError::ConfigUnreadable { .. } => Code::ConfigUnreadable,
+            ControlError::ConfigInvalid { .. } => Code::ConfigInvalid,
+            ControlError::WorkerCommandInvalid(_) => Code::WorkerCommandInvalid,
+            ControlError::Store { .. } => Code::StoreFailed,
+            ControlError::StoreClosed => Code::StoreClosed,
+            ControlError::JobNotFound(_) => Code::JobNotFound,
+            ControlError::JobAmbiguous(_) => Code::JobAmbiguous,
+            ControlError::IllegalTransition { .. } => Code::JobTransitionIllegal,
+            ControlError::ImportDisabled => Code::ImportDisabled,
+            ControlError::ShuttingDown => Code::ShuttingDown,
+            ControlError::DaemonRunning(_) => Code::DaemonAlreadyRunning,
+            ControlError::DaemonNotRunning(_) => Code::DaemonNotRunning,
+            ControlError::Socket { .. } => Code::SocketFailed,
+            ControlError::Io { .. } => Code::IoFailed,
+            ControlError::Busy(_) => Code::ControlBusy,
             ControlError::Ledger(e) => e.code(),
-            ControlError::BadRequest(_) => "bad_request",
-            ControlError::Remote { code, .. } => code,
+            ControlError::BadRequest(_) => Code::BadRequest,
+            ControlError::Remote { code, .. } => Code::parse(code).unwrap_or(Code::Unknown),
         }
     }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Timings;
 use super::jobs::JobRecord;
-use super::port::RunCounters;
+use crate::pipeline::CommittedCounters;
 use crate::protocol::HealthStatus;
 
 /// The adapter system's health states.
@@ -82,7 +82,7 @@ pub struct RunStatus {
     pub newest_event_at: Option<i64>,
     /// Now minus `newest_event_at`, or the worker's `lagMs` when that is unknown.
     pub lag_ms: Option<i64>,
-    pub counters: RunCounters,
+    pub counters: CommittedCounters,
     pub rejects: BTreeMap<String, u64>,
 }
 

@@ -1,11 +1,11 @@
 //! The real [`RunPipeline`]: the import pipeline of `crate::pipeline` over the worker's stdout,
 //! writing through the daemon's one ledger writer, with a tap that turns committed frame
-//! outcomes into the control plane's [`RunSignal`]s.
+//! outcomes into the control plane's [`RunSignal`]s (the counters they carry are the metrics
+//! tap's: a run is tallied once).
 //!
 //! Signals are sent with `try_send`: they are advisory (counters are cumulative, liveness is
 //! any signal), and a pipeline must never wait on its supervisor.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -13,16 +13,13 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::port::{
-    Backlog, CursorSource, PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline,
-    RunSignal, WorkerOutput,
-};
+use super::port::{Backlog, CursorSource, RunInfo, RunPipeline, RunSignal, WorkerOutput};
 use crate::import::ImportOptions;
-use crate::pipeline::report::RunOutcome as PipeOutcome;
 use crate::pipeline::{
-    Bus, Emit, Flowing, LedgerHandle, PipelineConfig, PipelineError, Stage, TerminalKind, run_lines,
+    Bus, Emit, Flowing, LedgerHandle, PipelineConfig, PipelineError, RunReport, Stage, run_tallied,
 };
-use crate::protocol::{Cursor, RunError, RunProgress};
+use crate::protocol::Cursor;
+use crate::stages::metrics::MetricsHandle;
 use crate::stages::source::frame_source;
 use crate::stages::{FrameOutcome, Outcome, Report};
 
@@ -61,7 +58,7 @@ impl RunPipeline for LedgerPipeline {
         signals: mpsc::Sender<RunSignal>,
         backlog: Arc<Backlog>,
         cancel: CancellationToken,
-    ) -> BoxFuture<'static, PipelineReport> {
+    ) -> BoxFuture<'static, RunReport> {
         let ledger = self.ledger.clone();
         let bus = self.bus.clone();
         let mut config = self.config.clone();
@@ -72,7 +69,7 @@ impl RunPipeline for LedgerPipeline {
             persona_id: Some(info.persona_id.clone()),
             ..config.import
         };
-        // The audit stage records the run, with the outcome the control plane decides.
+        // The audit tap records the run's start; the run records its end once classified.
         config.audit = info.audit.clone();
         Box::pin(async move {
             let seen = signals.clone();
@@ -85,84 +82,24 @@ impl RunPipeline for LedgerPipeline {
                     }
                 })
                 .boxed();
-            let (tap, tally) = SignalTap::new(signals, backlog);
+            let tally = MetricsHandle::default();
+            let tap = SignalTap {
+                signals,
+                backlog,
+                tally: tally.clone(),
+            };
             let taps: Vec<Box<dyn Stage<FrameOutcome, FrameOutcome>>> = vec![Box::new(tap)];
-            let result = run_lines(lines, config, &ledger, bus, cancel, taps).await;
-            let tally = tally.lock().map(|t| t.clone()).unwrap_or_default();
-            match result {
-                Ok(report) => {
-                    let mut counters = tally.counters;
-                    counters.total = report.counters.total.or(counters.total);
-                    counters.emitted = report.counters.emitted.or(counters.emitted);
-                    let end = match report.outcome {
-                        PipeOutcome::Terminal {
-                            terminal: TerminalKind::Complete,
-                        } => PipelineEnd::Complete(tally.complete.unwrap_or_default()),
-                        PipeOutcome::Terminal {
-                            terminal: TerminalKind::Error { code, retryable },
-                        } => PipelineEnd::Error(tally.error.unwrap_or(RunError {
-                            code,
-                            message: String::new(),
-                            retryable,
-                        })),
-                        PipeOutcome::Cancelled => PipelineEnd::Cancelled,
-                        PipeOutcome::InputEnded => PipelineEnd::Eof,
-                    };
-                    PipelineReport {
-                        end,
-                        counters,
-                        rejects: report.counters.rejected,
-                    }
-                }
-                Err(e) => PipelineReport {
-                    end: PipelineEnd::Failed {
-                        code: pipeline_code(&e),
-                    },
-                    counters: tally.counters,
-                    rejects: tally.rejects,
-                },
-            }
+            run_tallied(lines, config, &ledger, bus, cancel, taps, tally).await
         })
     }
 }
 
-fn pipeline_code(e: &PipelineError) -> String {
-    e.code().as_str().to_owned()
-}
-
-/// What the tap saw, for the report after the run.
-#[derive(Debug, Clone, Default)]
-struct Tally {
-    counters: RunCounters,
-    /// The newest source event committed (epoch ms), for the run's lag.
-    newest_event_at: Option<i64>,
-    rejects: BTreeMap<String, u64>,
-    complete: Option<RunProgress>,
-    error: Option<RunError>,
-}
-
-/// An outcome tap: committed outcomes become signals.
+/// An outcome tap after the metrics tap: committed outcomes become signals, with the run's
+/// counters as the metrics tap tallied them.
 struct SignalTap {
     signals: mpsc::Sender<RunSignal>,
     backlog: Arc<Backlog>,
-    tally: Arc<std::sync::Mutex<Tally>>,
-}
-
-impl SignalTap {
-    fn new(
-        signals: mpsc::Sender<RunSignal>,
-        backlog: Arc<Backlog>,
-    ) -> (SignalTap, Arc<std::sync::Mutex<Tally>>) {
-        let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
-        (
-            SignalTap {
-                signals,
-                backlog,
-                tally: tally.clone(),
-            },
-            tally,
-        )
-    }
+    tally: MetricsHandle,
 }
 
 impl Stage<FrameOutcome, FrameOutcome> for SignalTap {
@@ -176,64 +113,27 @@ impl Stage<FrameOutcome, FrameOutcome> for SignalTap {
         out: &mut Emit<FrameOutcome>,
     ) -> Result<(), PipelineError> {
         self.backlog.done();
-        // The tally is only touched by this stage and read after the run: never contended.
-        if let Ok(mut t) = self.tally.lock() {
-            let signal = match &outcome.result {
-                Outcome::Imported { response, .. } => {
-                    add(&mut t.counters, response);
-                    t.newest_event_at = t.newest_event_at.max(outcome.meta.newest_event_at_ms);
-                    Some(committed(&t))
-                }
-                Outcome::Chunk { response, .. } => {
-                    if let Some(import) = &response.import {
-                        add(&mut t.counters, import);
-                    }
-                    Some(committed(&t))
-                }
-                Outcome::Rejected(code) => {
-                    t.counters.rejected += 1;
-                    *t.rejects.entry(code.as_str().to_owned()).or_default() += 1;
-                    Some(RunSignal::Rejected {
-                        code: code.as_str().to_owned(),
-                        seq: outcome.meta.seq,
-                    })
-                }
-                Outcome::Reported(Report::Health(h)) => Some(RunSignal::Health(h.clone())),
-                Outcome::Reported(Report::Progress(p)) => {
-                    t.counters.note_worker(p);
-                    Some(RunSignal::Progress(p.clone()))
-                }
-                Outcome::Reported(Report::Complete(p)) => {
-                    t.counters.note_worker(p);
-                    t.complete = Some(p.clone());
-                    None
-                }
-                Outcome::Reported(Report::Error(e)) => {
-                    t.error = Some(e.clone());
-                    None
-                }
-            };
-            if let Some(signal) = signal {
-                let _ = self.signals.try_send(signal);
+        let signal = match &outcome.result {
+            Outcome::Imported { .. } | Outcome::Chunk { .. } => {
+                let counters = self.tally.snapshot();
+                Some(RunSignal::Committed {
+                    counters: (&counters).into(),
+                    newest_event_at: counters.newest_event_at_ms,
+                })
             }
+            Outcome::Rejected(code) => Some(RunSignal::Rejected {
+                code: code.as_str().to_owned(),
+                seq: outcome.meta.seq,
+            }),
+            Outcome::Reported(Report::Health(h)) => Some(RunSignal::Health(h.clone())),
+            Outcome::Reported(Report::Progress(p)) => Some(RunSignal::Progress(p.clone())),
+            Outcome::Reported(Report::Complete(_) | Report::Error(_)) => None,
+        };
+        if let Some(signal) = signal {
+            let _ = self.signals.try_send(signal);
         }
         out.push(outcome);
         Ok(())
-    }
-}
-
-fn add(c: &mut RunCounters, r: &crate::protocol::ImportResponse) {
-    c.requests += 1;
-    c.imported += r.imported;
-    c.upserted += r.upserted;
-    c.skipped += r.skipped;
-    c.failed += r.failed;
-}
-
-fn committed(t: &Tally) -> RunSignal {
-    RunSignal::Committed {
-        counters: t.counters.clone(),
-        newest_event_at: t.newest_event_at,
     }
 }
 
@@ -259,7 +159,8 @@ impl CursorSource for LedgerCursors {
                 )
                 .map_err(|e| format!("open: {}", e.sqlite_error_code().map_or(0, |c| c as i32)))?;
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
-                crate::ledger::load_cursors(&conn, &source).map_err(|e| e.code().to_owned())
+                crate::ledger::load_cursors(&conn, &source)
+                    .map_err(|e| e.code().as_str().to_owned())
             })
             .await
             .map_err(|_| "cursor load task failed".to_owned())?

@@ -41,7 +41,7 @@ pub use config::{ControlSettings, Overrides, Paths, Timings};
 pub use error::ControlError;
 pub use host::Host;
 pub use jobs::{JobRecord, JobStatus};
-pub use port::{PipelineEnd, PipelineReport, RunCounters, RunInfo, RunPipeline, RunSignal};
+pub use port::{RunInfo, RunPipeline, RunSignal};
 pub use run::RunDeps;
 pub use server::ControlServer;
 pub use store::NexusStore;

@@ -1,11 +1,11 @@
 //! The port between the control plane and a run's pipeline: the control plane hands the
 //! pipeline the worker's stdout and gets back, as frames flow, the signals it needs to supervise
-//! (frames seen, health answers, commits, rejects, the terminal frame) and, at the end, a report.
+//! (frames seen, health answers, commits, rejects) and, at the end, the pipeline's
+//! [`RunReport`].
 //!
 //! The control plane knows nothing about frame contents beyond these signals (ARCHITECTURE.md
 //! "Rules of the house"); the pipeline knows nothing about processes.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,9 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{HealthStatus, RunError, RunMode, RunProgress};
+use crate::ledger::runs::AuditConfig;
+use crate::pipeline::{CommittedCounters, RunReport};
+use crate::protocol::{HealthStatus, RunMode, RunProgress};
 
 /// The byte stream of a worker's stdout (or any transport carrying worker frames).
 pub type WorkerOutput = Pin<Box<dyn AsyncRead + Send>>;
@@ -29,15 +31,11 @@ pub struct RunInfo {
     pub source: String,
     pub persona_id: String,
     pub job_id: Option<String>,
-    /// How the pipeline records the run in `import_runs` (the audit stage, the table's one
-    /// writer): set by the run once its worker is spawned, with the worker's pid and the
-    /// control plane's outcome rule. `None`: the run is not recorded.
-    pub audit: Option<crate::stages::audit::AuditConfig>,
+    /// How the run is recorded in `import_runs` (its start by the pipeline's audit tap, its
+    /// end by the run once classified): set by the run once its worker is spawned, with the
+    /// worker's pid. `None`: the run is not recorded.
+    pub audit: Option<AuditConfig>,
 }
-
-/// Committed counters of a run, the authoritative view (from the ledger's commits, not the
-/// worker's advisory `run.progress`): the same type the bus events carry.
-pub use crate::pipeline::events::CommittedCounters as RunCounters;
 
 /// What a pipeline tells its run while frames flow. Sending may wait (bounded channel); a
 /// pipeline whose receiver is gone keeps running and stops sending.
@@ -52,7 +50,7 @@ pub enum RunSignal {
     /// A batch was committed; `counters` are the run's totals so far, `newest_event_at` the
     /// newest source event time (epoch ms) now in the ledger, for the lag.
     Committed {
-        counters: RunCounters,
+        counters: CommittedCounters,
         newest_event_at: Option<i64>,
     },
     /// A frame was rejected with `code` (never its content).
@@ -86,36 +84,14 @@ impl Backlog {
     }
 }
 
-/// How a pipeline's input ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PipelineEnd {
-    /// `run.complete` was read; everything before it is committed.
-    Complete(RunProgress),
-    /// `run.error` was read; everything before it is committed.
-    Error(RunError),
-    /// End of input without a terminal frame (`worker_exited`).
-    Eof,
-    /// The cancellation token fired before a terminal frame; what was read is committed.
-    Cancelled,
-    /// The pipeline itself failed (`ledger_write_failed`, an I/O error on the input, …).
-    Failed { code: String },
-}
-
-/// The end of one pipeline run: how the input ended, with everything received committed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PipelineReport {
-    pub end: PipelineEnd,
-    pub counters: RunCounters,
-    pub rejects: BTreeMap<String, u64>,
-}
-
 /// Builds and runs one pipeline over one worker's output.
 ///
 /// Contract: read `input` until a terminal frame (`run.complete`/`run.error`), end of input, or
-/// `cancel`; commit everything read before returning; record the run per `info.audit` (its
-/// outcome from the rule there, applied when the input ends); send [`RunSignal`]s on `signals` as it
-/// goes; count every line read and every final outcome on `backlog`. `cancel` is the hard stop: the graceful stop is the worker's own `run.complete` after
-/// `run.stop`, which the pipeline sees as a terminal frame.
+/// `cancel`; commit everything read before returning; record the run's start per `info.audit`;
+/// send [`RunSignal`]s on `signals` as it goes; count every line read and every final outcome
+/// on `backlog`; return the report with how the stream ended, unclassified (the run classifies
+/// it and records the end). `cancel` is the hard stop: the graceful stop is the worker's own
+/// `run.complete` after `run.stop`, which the pipeline sees as a terminal frame.
 pub trait RunPipeline: Send + Sync + 'static {
     fn run(
         &self,
@@ -124,7 +100,7 @@ pub trait RunPipeline: Send + Sync + 'static {
         signals: mpsc::Sender<RunSignal>,
         backlog: Arc<Backlog>,
         cancel: CancellationToken,
-    ) -> BoxFuture<'static, PipelineReport>;
+    ) -> BoxFuture<'static, RunReport>;
 }
 
 /// Loads the resume cursors NEX committed for a source (PROTOCOL.md "Cursors"), handed to the

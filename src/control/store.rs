@@ -68,7 +68,7 @@ impl NexusStore {
     {
         let job: StoreJob = Box::new(move |conn| {
             if let Err(e) = f(conn) {
-                tracing::warn!(what, error_code = e.code(), error = %e, "runtime store write failed");
+                tracing::warn!(what, error_code = %e.code(), error = %e, "runtime store write failed");
             }
         });
         if self.tx.send(job).is_err() {

@@ -300,7 +300,7 @@ mod tests {
         let code = |parts: &[&str], enc: &str, max| {
             decode_chunked_item(parts.iter().copied(), enc, max)
                 .unwrap_err()
-                .code()
+                .written_code()
                 .into_owned()
         };
         assert_eq!(code(&["x"], "raw", 10), "chunk_encoding_unsupported:raw");
@@ -332,7 +332,12 @@ mod tests {
     fn large_payloads_stream_with_the_same_results() {
         const SMALL: u64 = 1024;
         let decode = |data: &str, max| decode_with_slice_max([data], "gzip+base64", max, SMALL);
-        let code = |json: &[u8], max| decode(&encode(json), max).unwrap_err().code().into_owned();
+        let code = |json: &[u8], max| {
+            decode(&encode(json), max)
+                .unwrap_err()
+                .written_code()
+                .into_owned()
+        };
         let mut json = br#"{"sourceProvider":"p","sourceSessionId":"s","messages":[{"sourceMessageId":"m","content":""#.to_vec();
         json.extend(std::iter::repeat_n(b'a', SMALL as usize + 10));
         json.extend_from_slice(br#""}]}"#);

@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+use crate::protocol::Code;
+
 /// Why a request (or, for the item variants, one item) was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -77,50 +79,59 @@ pub enum ImportError {
 }
 
 impl ImportError {
-    /// The stable code. Only `chunk_encoding_unsupported:<enc>` is not a static string.
-    pub fn code(&self) -> Cow<'static, str> {
+    /// The stable code.
+    pub fn code(&self) -> Code {
         use ImportError::*;
-        Cow::Borrowed(match self {
-            SourceUnsupported => "source_unsupported",
-            ModeUnsupported => "mode_unsupported",
-            IdempotencyKeyRequired => "idempotency_key_required",
-            ItemsRequired => "items_required",
-            IdempotencyKeySourceMismatch => "idempotency_key_source_mismatch",
-            IdempotencyKeyModeMismatch => "idempotency_key_mode_mismatch",
-            IdempotencyKeyPayloadMismatch => "idempotency_key_payload_mismatch",
-            ChunkUploadIdRequired => "chunk_upload_id_required",
-            ChunkIndexOutOfRange => "chunk_index_out_of_range",
-            ChunkTotalMismatch => "chunk_total_mismatch",
-            ChunkModeMismatch => "chunk_mode_mismatch",
-            ChunkIdempotencyKeyMismatch => "chunk_idempotency_key_mismatch",
-            ChunkSourceProviderMismatch => "chunk_source_provider_mismatch",
-            ChunkSourceSessionIdMismatch => "chunk_source_session_id_mismatch",
-            ChunkSourceSessionFingerprintMismatch => "chunk_source_session_fingerprint_mismatch",
-            ChunkEncodingMismatch => "chunk_encoding_mismatch",
-            ChunkIndexGap => "chunk_index_gap",
-            ChunkUploadEmpty => "chunk_upload_empty",
-            ChunkEncodingUnsupported(enc) => {
-                return Cow::Owned(format!("chunk_encoding_unsupported:{enc}"));
-            }
-            ChunkPayloadDecodeFailed => "chunk_payload_decode_failed",
-            ChunkPayloadJsonInvalid => "chunk_payload_json_invalid",
-            ChunkPayloadTooLarge { .. } => "chunk_payload_too_large",
-            ChunkItemSourceProviderMismatch => "chunk_item_source_provider_mismatch",
-            ChunkItemSourceSessionIdMismatch => "chunk_item_source_session_id_mismatch",
+        match self {
+            SourceUnsupported => Code::SourceUnsupported,
+            ModeUnsupported => Code::ModeUnsupported,
+            IdempotencyKeyRequired => Code::IdempotencyKeyRequired,
+            ItemsRequired => Code::ItemsRequired,
+            IdempotencyKeySourceMismatch => Code::IdempotencyKeySourceMismatch,
+            IdempotencyKeyModeMismatch => Code::IdempotencyKeyModeMismatch,
+            IdempotencyKeyPayloadMismatch => Code::IdempotencyKeyPayloadMismatch,
+            ChunkUploadIdRequired => Code::ChunkUploadIdRequired,
+            ChunkIndexOutOfRange => Code::ChunkIndexOutOfRange,
+            ChunkTotalMismatch => Code::ChunkTotalMismatch,
+            ChunkModeMismatch => Code::ChunkModeMismatch,
+            ChunkIdempotencyKeyMismatch => Code::ChunkIdempotencyKeyMismatch,
+            ChunkSourceProviderMismatch => Code::ChunkSourceProviderMismatch,
+            ChunkSourceSessionIdMismatch => Code::ChunkSourceSessionIdMismatch,
+            ChunkSourceSessionFingerprintMismatch => Code::ChunkSourceSessionFingerprintMismatch,
+            ChunkEncodingMismatch => Code::ChunkEncodingMismatch,
+            ChunkIndexGap => Code::ChunkIndexGap,
+            ChunkUploadEmpty => Code::ChunkUploadEmpty,
+            ChunkEncodingUnsupported(_) => Code::ChunkEncodingUnsupported,
+            ChunkPayloadDecodeFailed => Code::ChunkPayloadDecodeFailed,
+            ChunkPayloadJsonInvalid => Code::ChunkPayloadJsonInvalid,
+            ChunkPayloadTooLarge { .. } => Code::ChunkPayloadTooLarge,
+            ChunkItemSourceProviderMismatch => Code::ChunkItemSourceProviderMismatch,
+            ChunkItemSourceSessionIdMismatch => Code::ChunkItemSourceSessionIdMismatch,
             ChunkItemSourceSessionFingerprintMismatch => {
-                "chunk_item_source_session_fingerprint_mismatch"
+                Code::ChunkItemSourceSessionFingerprintMismatch
             }
-            SourceProviderRequired => "source_provider_required",
-            SourceSessionIdRequired => "source_session_id_required",
-            SourceSessionFingerprintRequired => "source_session_fingerprint_required",
-            LedgerBusy(_) => "ledger_busy",
-            LedgerWriteFailed(_) => "ledger_write_failed",
-        })
+            SourceProviderRequired => Code::SourceProviderRequired,
+            SourceSessionIdRequired => Code::SourceSessionIdRequired,
+            SourceSessionFingerprintRequired => Code::SourceSessionFingerprintRequired,
+            LedgerBusy(_) => Code::LedgerBusy,
+            LedgerWriteFailed(_) => Code::LedgerWriteFailed,
+        }
+    }
+
+    /// The code as written in responses and reject counts: [`ImportError::code`], except
+    /// `chunk_encoding_unsupported:<enc>`, which names the encoding sent.
+    pub fn written_code(&self) -> Cow<'static, str> {
+        match self {
+            ImportError::ChunkEncodingUnsupported(enc) => {
+                Cow::Owned(format!("{}:{enc}", self.code()))
+            }
+            other => Cow::Borrowed(other.code().as_str()),
+        }
     }
 
     /// True for errors a caller may retry unchanged (the ledger was locked).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ImportError::LedgerBusy(_))
+        self.code().retryable()
     }
 }
 

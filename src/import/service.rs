@@ -216,7 +216,7 @@ fn import_items_with(
                     source_session_id: item.source_session_id.trim().to_owned(),
                     session_label: None,
                     status: ItemStatus::Failed,
-                    reason: Some(err.code().into_owned()),
+                    reason: Some(err.written_code().into_owned()),
                 }
             }
         };

@@ -284,10 +284,95 @@ fn stage<'b>(
 mod tests {
     use rusqlite::Transaction;
 
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+
     use super::*;
-    use crate::bench::corpus::{chunk_upload, session};
     use crate::import::upload_digest;
-    use crate::protocol::Cursor;
+    use crate::protocol::{Cursor, ENCODING_GZIP_BASE64, Message, SessionInfo, Turn};
+
+    /// Session `n` of `turns` turns, each a prompt and a reply of 1 KiB of hex: gzip leaves
+    /// about half of it, so a few turns make an upload of several 2 KiB parts.
+    fn session(n: u64, turns: u64) -> ImportSessionItem {
+        let text = |t: u64, role: &str| -> String {
+            (0..16)
+                .map(|k| format!("{:x}", Sha256::digest(format!("{n}/{t}/{role}/{k}"))))
+                .collect()
+        };
+        let mut item = ImportSessionItem {
+            source_provider: "claude-code".into(),
+            source_session_id: format!("session-{n}"),
+            source_session_fingerprint: format!("sha256:{n:064x}"),
+            imported_at_ms: 1_760_000_000_000,
+            session: SessionInfo {
+                created_at_ms: Some(1_760_000_000_000),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for t in 0..turns {
+            let at = 1_760_000_000_000 + t as i64 * 1_000;
+            for (i, role) in ["user", "assistant"].into_iter().enumerate() {
+                item.messages.push(Message {
+                    source_message_id: format!("msg-{t}-{role}"),
+                    source_turn_id: Some(format!("turn-{t}")),
+                    role: role.into(),
+                    content: Some(text(t, role)),
+                    sequence: (2 * t) as i64 + i as i64,
+                    created_at_ms: at,
+                    ..Default::default()
+                });
+            }
+            item.turns.push(Turn {
+                source_turn_id: format!("turn-{t}"),
+                started_at_ms: at,
+                query_message_source_ids: vec![format!("msg-{t}-user")],
+                response_message_source_id: Some(format!("msg-{t}-assistant")),
+                ..Default::default()
+            });
+        }
+        item
+    }
+
+    /// The chunk requests of `item` as the worker sends them: gzip+base64 cut every
+    /// `chunk_bytes`, the cursor on the last part.
+    fn chunk_upload(
+        item: &ImportSessionItem,
+        key: &str,
+        chunk_bytes: usize,
+        cursor: Cursor,
+    ) -> Vec<ChunkRequest> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&serde_json::to_vec(item).unwrap()).unwrap();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+        let parts: Vec<&[u8]> = encoded.as_bytes().chunks(chunk_bytes).collect();
+        let total = parts.len() as i64;
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| ChunkRequest {
+                source: "aix".into(),
+                mode: "backfill".into(),
+                idempotency_key: key.into(),
+                upload_id: format!("upload:{key}"),
+                chunk_index: i as i64,
+                chunk_total: total,
+                encoding: ENCODING_GZIP_BASE64.into(),
+                // base64 is ASCII.
+                data: String::from_utf8(data.to_vec()).unwrap().into(),
+                source_provider: item.source_provider.clone(),
+                source_session_id: item.source_session_id.clone(),
+                source_session_fingerprint: item.source_session_fingerprint.clone(),
+                cursors: if i as i64 == total - 1 {
+                    vec![cursor.clone()]
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            })
+            .collect()
+    }
 
     fn opts() -> ImportOptions {
         ImportOptions {
@@ -297,7 +382,7 @@ mod tests {
     }
 
     fn parts(index: usize, key: &str) -> Vec<ChunkRequest> {
-        let item = session(7, index, Some(4));
+        let item = session(index as u64, 4);
         let cursor = Cursor {
             key: format!("file:{key}"),
             value: serde_json::json!(1),
@@ -346,7 +431,7 @@ mod tests {
         assert_eq!(write_ops.len(), ops.len());
         let stale = DecodedUpload {
             parts: vec![u64::MAX],
-            item: session(9, 9, None),
+            item: session(9, 1),
             hash: "stale".into(),
             json: ItemJson::default(),
             digest: [0; 32],
@@ -401,7 +486,7 @@ mod tests {
                 }
                 Err(e) => {
                     tx.execute_batch("ROLLBACK TO f; RELEASE f").unwrap();
-                    outcomes.push(e.code().into_owned());
+                    outcomes.push(e.written_code().into_owned());
                 }
             }
         }

@@ -6,15 +6,19 @@
 //! - `open` (this file): open/create with pragmas and file modes, path resolution.
 //! - `migrate`: the embedded forward-only migrations, tracked by `PRAGMA user_version`.
 //! - `cursors`: the resume cursors of the workers (`session_import_cursors`).
+//! - `runs`: the audit trail of import runs (`nexus.db.import_runs`).
 
 mod cursors;
 pub mod migrate;
+pub mod runs;
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, ErrorCode};
+
+use crate::protocol::Code;
 
 pub use cursors::{load_cursors, store_cursors};
 pub use migrate::{Migration, migrate};
@@ -68,19 +72,19 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
-    /// Stable snake_case code: `ledger_busy`, `ledger_io_failed`, `ledger_migration_failed`,
-    /// `ledger_schema_newer`, `ledger_open_failed` or `ledger_write_failed`.
-    pub fn code(&self) -> &'static str {
+    /// `ledger_busy`, `ledger_io_failed`, `ledger_migration_failed`, `ledger_schema_newer`,
+    /// `ledger_open_failed`, `ledger_symlinked` or `ledger_write_failed`.
+    pub fn code(&self) -> Code {
         match self {
-            LedgerError::Io { .. } => "ledger_io_failed",
-            LedgerError::Migration { source, .. } if is_busy(source) => "ledger_busy",
-            LedgerError::Migration { .. } => "ledger_migration_failed",
-            LedgerError::SchemaNewer { .. } => "ledger_schema_newer",
-            LedgerError::Open { source, .. } if is_busy(source) => "ledger_busy",
-            LedgerError::Open { .. } => "ledger_open_failed",
-            LedgerError::Symlinked(_) => "ledger_symlinked",
-            LedgerError::Sqlite(e) if is_busy(e) => "ledger_busy",
-            LedgerError::Sqlite(_) => "ledger_write_failed",
+            LedgerError::Io { .. } => Code::LedgerIoFailed,
+            LedgerError::Migration { source, .. } if is_busy(source) => Code::LedgerBusy,
+            LedgerError::Migration { .. } => Code::LedgerMigrationFailed,
+            LedgerError::SchemaNewer { .. } => Code::LedgerSchemaNewer,
+            LedgerError::Open { source, .. } if is_busy(source) => Code::LedgerBusy,
+            LedgerError::Open { .. } => Code::LedgerOpenFailed,
+            LedgerError::Symlinked(_) => Code::LedgerSymlinked,
+            LedgerError::Sqlite(e) if is_busy(e) => Code::LedgerBusy,
+            LedgerError::Sqlite(_) => Code::LedgerWriteFailed,
         }
     }
 }

@@ -53,7 +53,7 @@ impl From<ImportError> for OpError {
                 source,
             }),
             ImportError::LedgerWriteFailed(source) => OpError::Ledger(LedgerError::Write(source)),
-            other => OpError::Request(RejectCode::service(other.code())),
+            other => OpError::Request(RejectCode::service(other.written_code())),
         }
     }
 }

@@ -17,9 +17,8 @@
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::report::{FinalOutcome, RunCounters};
-use crate::control::jobs::JobStatus;
-use crate::protocol::{FileError, MAX_FILE_ERRORS, RunProgress};
+use super::report::{FinalOutcome, RunCounters, StreamEnd};
+use crate::protocol::{FileError, JobStatus, MAX_FILE_ERRORS, RunProgress};
 
 /// The bus: clone the sender to publish, `subscribe()` to listen.
 pub type Bus = broadcast::Sender<ImportEvent>;
@@ -157,7 +156,8 @@ pub enum ImportEvent {
     RunTerminal {
         run_id: Option<String>,
         seq: Option<u64>,
-        terminal: TerminalKind,
+        /// [`StreamEnd::Complete`] or [`StreamEnd::WorkerError`] (its message not published).
+        terminal: StreamEnd,
     },
     /// The worker answered a probe (or reported unsolicited) with `health.status`. Published in
     /// frame order, after the frames before it committed. Only typed fields are carried: the
@@ -212,19 +212,5 @@ pub enum ImportEvent {
         from: Option<JobStatus>,
         to: JobStatus,
         error_code: Option<String>,
-    },
-}
-
-/// What a worker's terminal frame said.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TerminalKind {
-    /// `run.complete`: the worker emitted everything.
-    Complete,
-    /// `run.error`: the worker failed with `code`.
-    Error {
-        code: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        retryable: Option<bool>,
     },
 }

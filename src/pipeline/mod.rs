@@ -14,7 +14,8 @@
 //! - `batch`: [`BatchPolicy`] and the size-or-time batching of the sink.
 //! - `writer`: the ledger writer thread and its handle; `apply`: one batch in one transaction.
 //! - `events`: the bus and its [`ImportEvent`]s (the one vocabulary of `nex import watch`).
-//! - `report`: run counters and the [`RunReport`].
+//! - `report`: run counters, the [`RunReport`] and the one typed end of a run ([`StreamEnd`]
+//!   classified into a [`RunEnding`]).
 //! - `run`: [`PipelineConfig`] and [`run_pipeline`], the entry point of the daemon and the CLI.
 
 mod apply;
@@ -35,9 +36,9 @@ use crate::protocol::Code;
 
 pub use batch::BatchPolicy;
 pub use builder::{PipelineBuilder, StageCounters, StageSnapshot};
-pub use events::{Bus, CommittedCounters, ImportEvent, TerminalKind};
-pub use report::{FinalOutcome, RunCounters, RunReport};
-pub use run::{OutcomeTaps, PipelineConfig, run_lines, run_pipeline};
+pub use events::{Bus, CommittedCounters, ImportEvent};
+pub use report::{FinalOutcome, RunCounters, RunEnding, RunReport, StopFacts, StreamEnd};
+pub use run::{OutcomeTaps, PipelineConfig, run_lines, run_pipeline, run_tallied};
 pub use stage::{Emit, Stage, StreamStage};
 pub use writer::{LedgerHandle, LedgerWriter};
 
@@ -105,6 +106,12 @@ impl PartialEq<Code> for RejectCode {
 impl PartialEq<&str> for RejectCode {
     fn eq(&self, other: &&str) -> bool {
         self.0 == *other
+    }
+}
+
+impl serde::Serialize for RejectCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 

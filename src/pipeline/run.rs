@@ -3,8 +3,11 @@
 //! benchmark.
 //!
 //! ```text
-//! source -> decode -> assemble -> validate -> sink -> [telemetry] -> [taps] -> [audit] -> metrics
+//! source -> decode -> assemble -> validate -> sink -> [telemetry] -> metrics -> [taps] -> [audit]
 //! ```
+//!
+//! The metrics tap is the run's one tally; the taps after it read its counters
+//! ([`MetricsHandle`]) with the outcome they see already counted.
 
 use std::time::Duration;
 
@@ -15,15 +18,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::builder::PipelineBuilder;
-use super::report::{FinalOutcome, RunCounters, RunOutcome, RunReport};
+use super::report::{RunEnding, RunReport, StreamEnd};
 use super::writer::LedgerHandle;
-use super::{BatchPolicy, Bus, Flow, ImportEvent, PipelineError, Stage, TerminalKind};
-use crate::import::ImportOptions;
-use crate::protocol::Code;
+use super::{BatchPolicy, Bus, Flow, ImportEvent, PipelineError, Stage};
+use crate::import::{ImportOptions, system_now_ms};
+use crate::ledger::runs::{self, AuditConfig};
 use crate::stages::assemble::ChunkAssembler;
-use crate::stages::audit::{AuditConfig, AuditStage, Ending};
+use crate::stages::audit::AuditStage;
 use crate::stages::decode::Decoder;
-use crate::stages::metrics::{DEFAULT_PROGRESS_INTERVAL, MetricsTap};
+use crate::stages::metrics::{DEFAULT_PROGRESS_INTERVAL, MetricsHandle, MetricsTap};
 use crate::stages::sink::{DEFAULT_IN_FLIGHT, LedgerSink};
 use crate::stages::source::{DEFAULT_MAX_FRAME_BYTES, frame_source};
 use crate::stages::telemetry::TelemetryStage;
@@ -47,14 +50,16 @@ pub struct PipelineConfig {
     pub progress_interval: Duration,
     /// Import service options: persona override, `max_inflated_bytes`, chunk TTL.
     pub import: ImportOptions,
-    /// Persist the run summary in `nexus.db.import_runs`.
+    /// Record the run in `nexus.db.import_runs`: its start (the audit tap) and, when
+    /// unsupervised, its end.
     pub audit: Option<AuditConfig>,
     /// Insert the telemetry stage; its histograms land in the report.
     pub telemetry: bool,
-    /// A supervisor (the control plane) publishes the run's lifecycle events
-    /// (`import.run.started|completed|failed`) with what only it knows (the worker's pid, the
-    /// mode, the job, the final outcome and whether to retry); the pipeline then publishes its
-    /// frame events only. `false`: the pipeline publishes the lifecycle too.
+    /// A supervisor (the control plane) classifies the run's end and publishes its lifecycle
+    /// (`import.run.started|completed|failed`, the end of its `import_runs` row) with what only
+    /// it knows (the worker's pid, the mode, the job, why it stopped); the pipeline then
+    /// publishes its frame events only. `false`: the pipeline classifies and publishes the
+    /// lifecycle too.
     pub supervised: bool,
 }
 
@@ -74,30 +79,32 @@ impl Default for PipelineConfig {
     }
 }
 
-/// Extra `FrameOutcome -> FrameOutcome` stages, inserted after telemetry and before audit.
+/// Extra `FrameOutcome -> FrameOutcome` stages, inserted after metrics and before audit.
 pub type OutcomeTaps = Vec<Box<dyn Stage<FrameOutcome, FrameOutcome>>>;
 
 /// Runs the import pipeline over `input` (a worker's stdout, a recorded stream) until it ends,
 /// a terminal frame arrives, or `cancel` fires; writes through `ledger`; publishes on `bus`.
 ///
 /// # Guarantees
-/// Every frame read is, when this returns `Ok`, either committed or rejected (with its code in
-/// the report); nothing is reported (events, counters, cursors) before its commit.
+/// Every frame read is, when the report's end is not [`StreamEnd::Failed`], either committed
+/// or rejected (with its code in the report); nothing is reported (events, counters, cursors)
+/// before its commit.
 ///
 /// # Cancellation
 /// `cancel` stops the reading of input only; everything already read is drained and committed,
-/// and the report's outcome is `cancelled`.
+/// and the report's end is [`StreamEnd::Cancelled`].
 ///
-/// # Errors
+/// # Failure
 /// A read error of `input`, a ledger failure (the failing batch is not committed), a failed
-/// audit write. `import.run.failed` is published with the code.
+/// audit write end the run with [`StreamEnd::Failed`] and its code; unsupervised,
+/// `import.run.failed` is published with it.
 pub async fn run_pipeline<R>(
     input: R,
     config: PipelineConfig,
     ledger: &LedgerHandle,
     bus: Option<Bus>,
     cancel: CancellationToken,
-) -> Result<RunReport, PipelineError>
+) -> RunReport
 where
     R: AsyncRead + Send + 'static,
 {
@@ -107,7 +114,7 @@ where
 
 /// [`run_pipeline`] from any line stream (tests, other transports), with extra outcome taps.
 /// Cancellation must already be applied to `lines` (see
-/// [`crate::stages::source::lines_source`]); `cancel` is only read to name the outcome.
+/// [`crate::stages::source::lines_source`]); `cancel` is only read to name the end.
 pub async fn run_lines(
     lines: Flow<Line>,
     config: PipelineConfig,
@@ -115,9 +122,32 @@ pub async fn run_lines(
     bus: Option<Bus>,
     cancel: CancellationToken,
     taps: OutcomeTaps,
-) -> Result<RunReport, PipelineError> {
+) -> RunReport {
+    run_tallied(
+        lines,
+        config,
+        ledger,
+        bus,
+        cancel,
+        taps,
+        MetricsHandle::default(),
+    )
+    .await
+}
+
+/// [`run_lines`], tallying into `tally`: the taps read the run's counters there.
+pub async fn run_tallied(
+    lines: Flow<Line>,
+    config: PipelineConfig,
+    ledger: &LedgerHandle,
+    bus: Option<Bus>,
+    cancel: CancellationToken,
+    taps: OutcomeTaps,
+    tally: MetricsHandle,
+) -> RunReport {
     let span = tracing::info_span!("run", run_id = config.run_id.as_deref());
     let started = Instant::now();
+    let started_at_ms = system_now_ms();
     let run_id = RunIdCell::new(config.run_id.clone());
     let lifecycle = |event: ImportEvent| {
         if let Some(bus) = bus.as_ref().filter(|_| !config.supervised) {
@@ -132,7 +162,12 @@ pub async fn run_lines(
         pid: None,
     });
 
-    let (metrics, tally) = MetricsTap::new(run_id.clone(), bus.clone(), config.progress_interval);
+    let metrics = MetricsTap::new(
+        run_id.clone(),
+        bus.clone(),
+        config.progress_interval,
+        tally.clone(),
+    );
     let (telemetry, telemetry_handle) = match config.telemetry {
         true => {
             let (stage, handle) = TelemetryStage::new();
@@ -150,7 +185,7 @@ pub async fn run_lines(
     let audit = config
         .audit
         .clone()
-        .map(|a| AuditStage::new(a, run_id.clone(), cancel.clone()));
+        .map(|a| AuditStage::new(a, run_id.clone(), started_at_ms));
 
     let pipeline = span.in_scope(|| {
         let builder = PipelineBuilder::source("source", lines)
@@ -159,12 +194,12 @@ pub async fn run_lines(
             .stage(Validator::new())
             .stream_stage(sink)
             .option_stage(telemetry)
+            .stage(metrics)
             .taps(taps);
-        let builder = match audit {
-            Some(audit) => builder.stream_stage(audit),
-            None => builder,
-        };
-        builder.stage(metrics).build()
+        match audit {
+            Some(audit) => builder.stream_stage(audit).build(),
+            None => builder.build(),
+        }
     });
 
     let mut flow = pipeline.flow;
@@ -180,68 +215,59 @@ pub async fn run_lines(
 
     let run_id = run_id.get().map(str::to_owned);
     let counters = tally.snapshot();
-    match result {
-        Ok(()) => {
-            let outcome = RunOutcome::from_parts(tally.terminal(), cancel.is_cancelled());
-            lifecycle(ended(&config, run_id.clone(), Ok(&outcome), &counters));
-            Ok(RunReport {
-                run_id,
-                outcome,
-                counters,
-                duration_ms: started.elapsed().as_millis() as u64,
-                stages: pipeline.counters.iter().map(|c| c.snapshot()).collect(),
-                telemetry: telemetry_handle.map(|h| h.snapshot()),
-            })
-        }
+    let mut end = match result {
+        Ok(()) => StreamEnd::of_input(tally.terminal(), cancel.is_cancelled()),
         Err(e) => {
             span.in_scope(|| tracing::error!(error_code = %e.code(), "run failed"));
-            lifecycle(ended(&config, run_id, Err(e.code().as_str()), &counters));
-            Err(e)
+            StreamEnd::failed(&e)
         }
+    };
+    if !config.supervised {
+        let mut ending = end.classify(None, (&counters).into());
+        if let Some(audit) = config.audit.clone() {
+            let recorded = record_end(audit, &run_id, started_at_ms, &counters, &ending).await;
+            if let Err(e) = recorded {
+                span.in_scope(|| tracing::error!(error_code = %e.code(), "run failed"));
+                end = StreamEnd::failed(&e);
+                ending = end.classify(None, (&counters).into());
+            }
+        }
+        lifecycle(ending.event(run_id.clone()));
+    }
+    RunReport {
+        run_id,
+        end,
+        counters,
+        duration_ms: started.elapsed().as_millis() as u64,
+        stages: pipeline.counters.iter().map(|c| c.snapshot()).collect(),
+        telemetry: telemetry_handle.map(|h| h.snapshot()),
     }
 }
 
-/// The end of an unsupervised run, in the one vocabulary: the audit rule's outcome when one is
-/// configured, else [`RunOutcome::final_outcome`].
-fn ended(
-    config: &PipelineConfig,
-    run_id: Option<String>,
-    ending: Ending<'_>,
-    counters: &RunCounters,
-) -> ImportEvent {
-    let (outcome, error_code) = match &config.audit {
-        Some(audit) => audit.decide(ending),
-        None => match ending {
-            Ok(outcome) => outcome.final_outcome(),
-            Err(code) => (FinalOutcome::Failed, Some(code.to_owned())),
-        },
-    };
-    let counters = counters.into();
-    match outcome {
-        FinalOutcome::Failed => {
-            let error_code = error_code.unwrap_or_default();
-            // A worker that said so, a worker gone mid-run, a busy ledger: running again may
-            // succeed.
-            let retryable = match ending {
-                Ok(RunOutcome::Terminal {
-                    terminal: TerminalKind::Error { retryable, .. },
-                }) => retryable.unwrap_or(false),
-                _ => {
-                    error_code == Code::WorkerExited.as_str()
-                        || error_code == Code::LedgerBusy.as_str()
-                }
-            };
-            ImportEvent::RunFailed {
-                run_id,
-                error_code,
-                retryable,
-                counters,
-            }
-        }
-        outcome => ImportEvent::RunCompleted {
-            run_id,
-            outcome,
-            counters,
-        },
-    }
+/// Records the end of an unsupervised run (a run that never produced a valid frame still
+/// happened: it gets an id).
+async fn record_end(
+    audit: AuditConfig,
+    run_id: &Option<String>,
+    started_at_ms: i64,
+    counters: &super::RunCounters,
+    ending: &RunEnding,
+) -> Result<(), PipelineError> {
+    let run_id = run_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let (counters, ending) = (counters.clone(), ending.clone());
+    tokio::task::spawn_blocking(move || {
+        runs::record_end(
+            &audit,
+            &run_id,
+            started_at_ms,
+            system_now_ms(),
+            &counters,
+            &ending,
+        )
+    })
+    .await
+    .map_err(|e| PipelineError::Audit(Box::new(e)))?
+    .map_err(|e| PipelineError::Audit(Box::new(e)))
 }

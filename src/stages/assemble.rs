@@ -60,7 +60,7 @@ impl Stage<Frame, FrameOp> for ChunkAssembler {
             WorkerFrame::ImportBatch(req) => Op::Import(req),
             WorkerFrame::ImportChunk(req) => {
                 if let Err(e) = check_chunk_request(&req) {
-                    out.reject(RejectCode::service(e.code()), meta);
+                    out.reject(RejectCode::service(e.written_code()), meta);
                     return Ok(());
                 }
                 let upload_id = req.upload_id.trim();

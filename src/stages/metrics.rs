@@ -10,21 +10,22 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::pipeline::{
-    Bus, Emit, ImportEvent, PipelineError, RejectCode, RunCounters, SeqNote, Stage, TerminalKind,
+    Bus, Emit, ImportEvent, PipelineError, RejectCode, RunCounters, SeqNote, Stage, StreamEnd,
 };
-use crate::protocol::{ChunkStatus, ImportResponse};
+use crate::protocol::{ChunkStatus, ImportResponse, RunError};
 
 use super::{FrameOutcome, Outcome, Report, RunIdCell};
 
 /// Default minimum time between two progress events.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Folds frame outcomes into [`RunCounters`] and remembers the worker's terminal frame. Shared
-/// by the metrics tap and the audit stage so both count alike.
+/// Folds frame outcomes into [`RunCounters`] and remembers the worker's terminal frame: the
+/// run's one tally.
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
     pub counters: RunCounters,
-    pub terminal: Option<TerminalKind>,
+    /// [`StreamEnd::Complete`] or [`StreamEnd::WorkerError`], once the worker sent it.
+    pub terminal: Option<StreamEnd>,
     last_batch: Option<u64>,
 }
 
@@ -82,15 +83,9 @@ impl Tally {
             Outcome::Reported(Report::Progress(p)) => c.note_worker(p),
             Outcome::Reported(Report::Complete(p)) => {
                 c.note_worker(p);
-                self.terminal = Some(TerminalKind::Complete);
+                self.terminal = Some(StreamEnd::Complete);
             }
-            Outcome::Reported(Report::Error(e)) => {
-                self.terminal = Some(TerminalKind::Error {
-                    // The worker's code is untrusted text: bounded and sanitised like ours.
-                    code: RejectCode::service(e.code.clone()).as_str().to_owned(),
-                    retryable: e.retryable,
-                });
-            }
+            Outcome::Reported(Report::Error(e)) => self.terminal = Some(worker_error(e)),
             Outcome::Reported(Report::Health(_)) => {}
             Outcome::Rejected(code) => {
                 *c.rejected.entry(code.as_str().to_owned()).or_insert(0) += 1;
@@ -99,7 +94,18 @@ impl Tally {
     }
 }
 
-/// The run's tally, shared between the tap (writer) and whoever builds the report.
+/// A worker's `run.error` as the end of its stream. The worker's code is untrusted text:
+/// bounded and sanitised like ours.
+fn worker_error(e: &RunError) -> StreamEnd {
+    StreamEnd::WorkerError {
+        code: RejectCode::service(e.code.clone()),
+        message: e.message.clone(),
+        retryable: e.retryable,
+    }
+}
+
+/// The run's tally, shared between the tap (writer) and whoever reads the counters (the
+/// report, a supervisor's tap placed after this one).
 ///
 /// A `std::sync::Mutex` because the critical sections are a few integer additions and are
 /// never held across an `.await`.
@@ -111,7 +117,7 @@ impl MetricsHandle {
         self.lock().counters.clone()
     }
 
-    pub fn terminal(&self) -> Option<TerminalKind> {
+    pub fn terminal(&self) -> Option<StreamEnd> {
         self.lock().terminal.clone()
     }
 
@@ -131,16 +137,20 @@ pub struct MetricsTap {
 }
 
 impl MetricsTap {
-    pub fn new(run_id: RunIdCell, bus: Option<Bus>, interval: Duration) -> (Self, MetricsHandle) {
-        let tally = MetricsHandle::default();
-        let tap = Self {
-            tally: tally.clone(),
+    /// The tap that tallies into `tally`.
+    pub fn new(
+        run_id: RunIdCell,
+        bus: Option<Bus>,
+        interval: Duration,
+        tally: MetricsHandle,
+    ) -> Self {
+        Self {
+            tally,
             bus,
             run_id,
             interval,
             last_progress: None,
-        };
-        (tap, tally)
+        }
     }
 
     fn publish(&self, event: impl FnOnce(Option<String>) -> ImportEvent) {
@@ -173,17 +183,14 @@ impl Stage<FrameOutcome, FrameOutcome> for MetricsTap {
                 self.publish(|run_id| ImportEvent::RunTerminal {
                     run_id,
                     seq,
-                    terminal: TerminalKind::Complete,
+                    terminal: StreamEnd::Complete,
                 })
             }
             Outcome::Reported(Report::Error(e)) => {
                 self.publish(|run_id| ImportEvent::RunTerminal {
                     run_id,
                     seq,
-                    terminal: TerminalKind::Error {
-                        code: RejectCode::service(e.code.clone()).as_str().to_owned(),
-                        retryable: e.retryable,
-                    },
+                    terminal: worker_error(e),
                 })
             }
             Outcome::Reported(Report::Health(h)) => {
@@ -234,10 +241,12 @@ mod tests {
     async fn counts_and_throttles_progress() {
         let bus = crate::pipeline::events::bus(64);
         let mut rx = bus.subscribe();
-        let (mut tap, handle) = MetricsTap::new(
+        let handle = MetricsHandle::default();
+        let mut tap = MetricsTap::new(
             RunIdCell::new(Some("r".into())),
             Some(bus),
             DEFAULT_PROGRESS_INTERVAL,
+            handle.clone(),
         );
         let mut out = Emit::new();
         let reject = || outcome(Outcome::Rejected(RejectCode::from(Code::FrameJsonInvalid)));

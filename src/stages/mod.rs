@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! source (Line) -> decode (Frame) -> assemble (FrameOp) -> validate (ValidOp)
-//!   -> sink (FrameOutcome) -> [inserted: audit, telemetry, ...] -> metrics
+//!   -> sink (FrameOutcome) -> [telemetry] -> metrics -> [inserted taps] -> [audit]
 //! ```
 //!
 //! Each stage is domain logic only; the builder ([`crate::pipeline::PipelineBuilder`]) adds

@@ -29,7 +29,7 @@ impl Stage<FrameOp, ValidOp> for Validator {
         if let Op::Import(req) = &frame.op
             && let Err(e) = check_import_request(req)
         {
-            out.reject(RejectCode::service(e.code()), frame.meta);
+            out.reject(RejectCode::service(e.written_code()), frame.meta);
             return Ok(());
         }
         out.push(ValidOp(frame));

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use nex::bench::procs::ReplayReport;
+use nex_bench::procs::ReplayReport;
 use rusqlite::Connection;
 use serde_json::Value;
 

@@ -7,8 +7,8 @@ use nex::control::ImportEvent;
 use nex::control::health::{RunPhase, TailState};
 use nex::control::jobs::{self, Enqueued, JobStatus};
 use nex::control::{HostMode, Request};
+use nex::ledger::runs as audit;
 use nex::pipeline::FinalOutcome;
-use nex::stages::audit;
 
 use crate::control_support::{
     CountingPipeline, Home, Running, alive, fake_worker, kill9, pid_files,

@@ -1,7 +1,6 @@
 //! Shared harness of the control-plane tests: a temp `NEX_HOME`, the fake worker script
 //! (`tests/fixtures/control/fake_worker.sh`), a frame-counting pipeline standing in for the
-//! real one (recording its runs through the audit trail's writer, as the real one's audit stage
-//! does), and helpers to wait on bus events and status.
+//! real one, and helpers to wait on bus events and status.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,21 +16,19 @@ use nex::control::health::{RunStatus, StatusReport, TailStatus};
 use nex::control::jobs::{Enqueued, JobStatus};
 use nex::control::port::{Backlog, CursorSource, NoCursors, WorkerOutput};
 use nex::control::{
-    Bus, ControlHandle, HostMode, NexusStore, PipelineEnd, PipelineReport, Request, RunCounters,
-    RunDeps, RunInfo, RunPipeline, RunSignal, Supervisor, WorkerCommand,
+    Bus, ControlHandle, HostMode, NexusStore, Request, RunDeps, RunInfo, RunPipeline, RunSignal,
+    Supervisor, WorkerCommand,
 };
-use nex::pipeline::TerminalKind;
-use nex::pipeline::report::RunOutcome as PipeOutcome;
-use nex::protocol::{WorkerFrame, decode_worker_frame};
-use nex::stages::audit::{self, AuditConfig};
+use nex::pipeline::{RejectCode, RunCounters, RunReport, StreamEnd};
+use nex::protocol::{Code, WorkerFrame, decode_worker_frame};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 /// Counts frames instead of importing them: each `import.batch` is one committed request with
-/// one imported item. Signals and records the run exactly as the port's contract says. `stall` makes every batch
-/// take that long to "commit" (a busy ledger).
+/// one imported item. Signals and reports the run exactly as the port's contract says (the
+/// run records it). `stall` makes every batch take that long to "commit" (a busy ledger).
 #[derive(Default)]
 pub struct CountingPipeline {
     pub stall: Option<Duration>,
@@ -45,21 +42,24 @@ impl RunPipeline for CountingPipeline {
         signals: mpsc::Sender<RunSignal>,
         backlog: Arc<Backlog>,
         cancel: CancellationToken,
-    ) -> BoxFuture<'static, PipelineReport> {
+    ) -> BoxFuture<'static, RunReport> {
         let stall = self.stall;
-        let started_at = nex::import::system_now_ms();
         Box::pin(async move {
             let mut lines = FramedRead::new(input, LinesCodec::new_with_max_length(1 << 20));
             let mut counters = RunCounters::default();
-            let mut rejects = BTreeMap::new();
             let end = loop {
                 let line = tokio::select! {
-                    _ = cancel.cancelled() => break PipelineEnd::Cancelled,
+                    _ = cancel.cancelled() => break StreamEnd::Cancelled,
                     line = lines.next() => line,
                 };
                 let line = match line {
-                    None => break PipelineEnd::Eof,
-                    Some(Err(_)) => break PipelineEnd::Failed { code: "io".into() },
+                    None => break StreamEnd::InputEnded,
+                    Some(Err(_)) => {
+                        break StreamEnd::Failed {
+                            code: Code::WorkerExited,
+                            message: "io".into(),
+                        };
+                    }
                     Some(Ok(l)) => l,
                 };
                 backlog.read();
@@ -80,14 +80,13 @@ impl RunPipeline for CountingPipeline {
                     Ok(f) if f.run_id == info.run_id => f,
                     Ok(f) => {
                         let code = "frame_run_id_mismatch".to_owned();
-                        *rejects.entry(code.clone()).or_insert(0) += 1;
+                        *counters.rejected.entry(code.clone()).or_insert(0) += 1;
                         let _ = signals.send(RunSignal::Rejected { code, seq: f.seq }).await;
                         continue;
                     }
                     Err(e) => {
                         let code = e.code.as_str().to_owned();
-                        *rejects.entry(code.clone()).or_insert(0) += 1;
-                        counters.rejected += 1;
+                        *counters.rejected.entry(code.clone()).or_insert(0) += 1;
                         let _ = signals.send(RunSignal::Rejected { code, seq: e.seq }).await;
                         continue;
                     }
@@ -98,7 +97,7 @@ impl RunPipeline for CountingPipeline {
                         counters.imported += 1;
                         let _ = signals
                             .send(RunSignal::Committed {
-                                counters: counters.clone(),
+                                counters: (&counters).into(),
                                 newest_event_at: None,
                             })
                             .await;
@@ -114,62 +113,27 @@ impl RunPipeline for CountingPipeline {
                     WorkerFrame::RunComplete(p) => {
                         counters.total = p.total.or(counters.total);
                         counters.emitted = p.emitted.or(counters.emitted);
-                        break PipelineEnd::Complete(p);
+                        break StreamEnd::Complete;
                     }
-                    WorkerFrame::RunError(e) => break PipelineEnd::Error(e),
+                    WorkerFrame::RunError(e) => {
+                        break StreamEnd::WorkerError {
+                            code: RejectCode::service(e.code),
+                            message: e.message,
+                            retryable: e.retryable,
+                        };
+                    }
                 }
             };
-            if let Some(audit) = info.audit.clone() {
-                record(audit, info.run_id.clone(), started_at, &counters, &end).await;
-            }
-            PipelineReport {
+            RunReport {
+                run_id: Some(info.run_id),
                 end,
                 counters,
-                rejects,
+                duration_ms: 0,
+                stages: Vec::new(),
+                telemetry: None,
             }
         })
     }
-}
-
-/// Records the run's end in `import_runs` with the pipeline's writer, the way the audit stage
-/// does when the input ends.
-async fn record(
-    audit: AuditConfig,
-    run_id: String,
-    started_at: i64,
-    counters: &RunCounters,
-    end: &PipelineEnd,
-) {
-    let stats = nex::pipeline::RunCounters {
-        imported: counters.imported,
-        upserted: counters.upserted,
-        skipped: counters.skipped,
-        failed: counters.failed,
-        requests: counters.requests,
-        total: counters.total,
-        emitted: counters.emitted,
-        ..Default::default()
-    };
-    let ending = match end {
-        PipelineEnd::Complete(_) => Ok(PipeOutcome::Terminal {
-            terminal: TerminalKind::Complete,
-        }),
-        PipelineEnd::Error(e) => Ok(PipeOutcome::Terminal {
-            terminal: TerminalKind::Error {
-                code: e.code.clone(),
-                retryable: e.retryable,
-            },
-        }),
-        PipelineEnd::Eof => Ok(PipeOutcome::InputEnded),
-        PipelineEnd::Cancelled => Ok(PipeOutcome::Cancelled),
-        PipelineEnd::Failed { code } => Err(code.clone()),
-    };
-    tokio::task::spawn_blocking(move || {
-        let ending = ending.as_ref().map_err(String::as_str);
-        audit::record_end(&audit, &run_id, started_at, &stats, ending).unwrap();
-    })
-    .await
-    .unwrap();
 }
 
 pub fn fake_worker(args: &[&str]) -> WorkerCommand {

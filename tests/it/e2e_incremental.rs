@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nex::bench::rng::Rng;
 use nex::protocol::RunMode;
+use nex_bench::rng::Rng;
 
 use crate::e2e_support::{
     Tree, assert_clean, backfill, canonical, files_under, first_difference, fixture_files, open,

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use nex::bench::files::{FileCorpusSpec, write_corpus};
-use nex::bench::procs::{Binaries, Pair, PairOutcome, root_args};
 use nex::protocol::{Cursor, RunMode};
+use nex_bench::files::{FileCorpusSpec, write_corpus};
+use nex_bench::procs::{Binaries, Pair, PairOutcome, root_args};
 use rusqlite::Connection;
 
 use crate::import_support::dump_table;

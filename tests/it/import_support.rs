@@ -82,7 +82,10 @@ pub fn run_chunk_with(
 }
 
 pub fn code<T: std::fmt::Debug>(result: Result<T, ImportError>) -> String {
-    result.expect_err("expected an error").code().into_owned()
+    result
+        .expect_err("expected an error")
+        .written_code()
+        .into_owned()
 }
 
 pub fn gzip_base64(bytes: &[u8]) -> String {

@@ -8,7 +8,6 @@ mod control_restarts; // tail restarts: backoff (also in paused time), error sta
 mod control_runs; // supervised runs with the fake worker: jobs, cancel, kill -9, shutdown, health
 mod control_socket; // the control socket: permissions, requests, watch, stale sockets
 mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pipeline
-mod e2e_bench; // nex-bench worker scenarios at smoke size through the built binary
 mod e2e_conformance; // every sample (Claude Code, Codex, Gemini) through aix | nex import replay: counts = aix scan, lineage
 mod e2e_crash; // kill -9 of aix mid-backfill, resume from the ledger's cursors = one clean import
 mod e2e_damaged; // damaged sources through nex + aix: invalid UTF-8 imported and counted, unreadable files named
@@ -24,7 +23,6 @@ mod import_rules; // sessions.import rule by rule: item reasons, times, normalis
 mod import_service; // sessions.import: baseline scenarios, label hints, request and idempotency codes
 mod import_support; // helpers shared by the import_* modules
 mod pipeline_audit; // inserted stages: audit row in nexus.db, a custom outcome tap
-mod pipeline_bench; // nex-bench smoke: corpus replays completely, replay reports ratios
 mod pipeline_chunks; // chunked uploads cut mid-stream and completed by a later run
 mod pipeline_flow; // commit visibility, backpressure, cancellation, read errors, busy ledger
 mod pipeline_fuzz; // R3 bad-input harness at test size: every outcome as expected

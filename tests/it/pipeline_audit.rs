@@ -1,13 +1,13 @@
-//! Inserted stages: the audit stage persists the run summary in `nexus.db.import_runs`; an
-//! arbitrary outcome tap is inserted through the builder's insertion point without touching
-//! any other stage.
+//! Inserted stages: the audit tap records the run's start in `nexus.db.import_runs` and an
+//! unsupervised run records its end there; an arbitrary outcome tap is inserted through the
+//! builder's insertion point without touching any other stage.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nex::ledger;
+use nex::ledger::runs::AuditConfig;
 use nex::pipeline::{Emit, PipelineConfig, PipelineError, Stage, run_lines};
-use nex::stages::audit::AuditConfig;
 use nex::stages::source::lines_source;
 use nex::stages::{FrameOutcome, Outcome};
 use serde_json::Value;
@@ -71,7 +71,6 @@ async fn audit_row_and_inserted_tap() {
         source: "aix".into(),
         mode: "backfill".into(),
         worker_pid: None,
-        decide: None,
     };
     let config = PipelineConfig {
         audit: Some(audit.clone()),
@@ -88,6 +87,7 @@ async fn audit_row_and_inserted_tap() {
         vec![Box::new(ImportedCounter(seen.clone()))],
     )
     .await
+    .into_result()
     .unwrap();
     assert_eq!(
         seen.load(Ordering::Relaxed),
@@ -103,12 +103,12 @@ async fn audit_row_and_inserted_tap() {
             "assemble",
             "validate",
             "sink",
+            "metrics",
             "imported_counter",
-            "audit",
-            "metrics"
+            "audit"
         ]
     );
-    let tap = &report.stages[5];
+    let tap = &report.stages[6];
     assert_eq!(
         (tap.items_in, tap.items_out),
         (3, 3),
@@ -143,6 +143,7 @@ async fn audit_row_and_inserted_tap() {
         Vec::new(),
     )
     .await
+    .into_result()
     .unwrap();
     assert_eq!(report.counters.frames, 0);
     let cancelled: (String, String) = conn
@@ -160,13 +161,14 @@ async fn audit_row_and_inserted_tap() {
 }
 
 /// The control plane's pipeline: frame events on the shared bus (no lifecycle: the supervisor
-/// publishes it), the run recorded by the audit stage, and commits that carry the newest
-/// committed source event for the lag.
+/// publishes it and records the run's end), the run's start recorded by the audit tap, and
+/// commits that carry the newest committed source event for the lag.
 #[tokio::test]
 async fn supervised_pipeline_publishes_frame_events_records_the_run_and_reports_the_newest_event() {
     use nex::control::ledger_pipeline::LedgerPipeline;
-    use nex::control::port::{Backlog, PipelineEnd, RunInfo, RunPipeline, RunSignal};
+    use nex::control::port::{Backlog, RunInfo, RunPipeline, RunSignal};
     use nex::pipeline::ImportEvent;
+    use nex::pipeline::StreamEnd;
     use nex::protocol::RunMode;
 
     let (dir, path) = temp_ledger();
@@ -191,7 +193,6 @@ async fn supervised_pipeline_publishes_frame_events_records_the_run_and_reports_
             source: "aix".into(),
             mode: "backfill".into(),
             worker_pid: Some(77),
-            decide: None,
         }),
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
@@ -206,8 +207,9 @@ async fn supervised_pipeline_publishes_frame_events_records_the_run_and_reports_
     // The pipeline holds a handle of the writer.
     drop(pipeline);
     writer.shutdown().await;
-    assert!(matches!(report.end, PipelineEnd::Complete(_)), "{report:?}");
-    assert_eq!(report.counters.requests, 1);
+    assert_eq!(report.end, StreamEnd::Complete, "{report:?}");
+    assert_eq!((report.counters.requests, report.counters.imported), (1, 1));
+    assert_eq!(report.counters.newest_event_at_ms, Some(1_764_000_100_000));
 
     let mut newest = None;
     while let Ok(signal) = rx.try_recv() {
@@ -250,11 +252,12 @@ async fn supervised_pipeline_publishes_frame_events_records_the_run_and_reports_
     );
 
     let conn = ledger::open_nexus(&nexus).unwrap();
-    let runs = nex::stages::audit::list(&conn, None, 10).unwrap();
+    let runs = nex::ledger::runs::list(&conn, None, 10).unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].outcome.as_deref(), Some("completed"));
     assert_eq!(runs[0].worker_pid, Some(77));
-    let stats = runs[0].stats.as_ref().unwrap();
-    assert_eq!((stats.requests, stats.imported), (1, 1));
-    assert_eq!(stats.newest_event_at_ms, Some(1_764_000_100_000));
+    assert_eq!(
+        (runs[0].outcome.as_deref(), runs[0].ended_at),
+        (None, None),
+        "the end is the supervisor's to record, once it classified it"
+    );
 }

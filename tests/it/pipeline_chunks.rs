@@ -3,8 +3,7 @@
 
 use std::io::Cursor as Bytes;
 
-use nex::pipeline::report::RunOutcome;
-use nex::pipeline::{PipelineConfig, run_pipeline};
+use nex::pipeline::{PipelineConfig, StreamEnd, run_pipeline};
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline_support::*;
@@ -37,6 +36,7 @@ async fn upload_cut_mid_stream_completes_in_the_next_run() {
         CancellationToken::new(),
     )
     .await
+    .into_result()
     .unwrap();
     writer1.shutdown().await;
     let c = &report.counters;
@@ -49,7 +49,7 @@ async fn upload_cut_mid_stream_completes_in_the_next_run() {
         1,
         "the truncated last line"
     );
-    assert_eq!(report.outcome, RunOutcome::InputEnded);
+    assert_eq!(report.end, StreamEnd::InputEnded);
     let conn = read_only(&path);
     assert_eq!(count(&conn, "session_import_chunk_parts"), 2);
     assert_eq!(count(&conn, "session_imports"), 0);
@@ -68,6 +68,7 @@ async fn upload_cut_mid_stream_completes_in_the_next_run() {
         CancellationToken::new(),
     )
     .await
+    .into_result()
     .unwrap();
     writer2.shutdown().await;
     let c = &report.counters;
@@ -117,6 +118,7 @@ async fn parts_in_one_batch_complete_in_that_batch() {
         CancellationToken::new(),
     )
     .await
+    .into_result()
     .unwrap();
     writer.shutdown().await;
     let c = &report.counters;

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use nex::ledger;
-use nex::pipeline::report::RunOutcome;
 use nex::pipeline::writer::{LedgerWriter, WriterConfig};
-use nex::pipeline::{BatchPolicy, ImportEvent, PipelineConfig, run_lines, run_pipeline};
+use nex::pipeline::{BatchPolicy, ImportEvent, PipelineConfig, StreamEnd, run_lines, run_pipeline};
 use nex::stages::source::lines_source;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -88,7 +87,7 @@ async fn nothing_is_reported_or_visible_before_commit() {
     assert!(!run.is_finished());
 
     gate.release_one();
-    let report = run.await.unwrap().unwrap();
+    let report = run.await.unwrap().into_result().unwrap();
     assert_eq!(
         (report.counters.imported, report.counters.cursors_stored),
         (3, 3)
@@ -159,7 +158,7 @@ async fn a_ledger_that_does_not_commit_stops_the_source() {
     );
 
     gate.open();
-    let report = run.await.unwrap().unwrap();
+    let report = run.await.unwrap().into_result().unwrap();
     assert_eq!(report.counters.imported, FRAMES as u64);
     assert_eq!(pulled.load(Ordering::SeqCst), FRAMES);
     writer.shutdown().await;
@@ -192,10 +191,10 @@ async fn cancellation_commits_everything_read_and_reads_nothing_more() {
     };
     tx.write_all(&late).await.unwrap();
     gate.open();
-    let report = run.await.unwrap().unwrap();
+    let report = run.await.unwrap().into_result().unwrap();
     writer.shutdown().await;
 
-    assert_eq!(report.outcome, RunOutcome::Cancelled);
+    assert_eq!(report.end, StreamEnd::Cancelled);
     let read = report.stages[0].items_out;
     assert_eq!(
         read, 6,
@@ -224,9 +223,10 @@ async fn read_error_fails_the_run_after_committing_what_came_before() {
         CancellationToken::new(),
     )
     .await
+    .into_result()
     .unwrap_err();
     writer.shutdown().await;
-    assert_eq!(err.code().as_str(), "worker_exited");
+    assert_eq!(err.0.as_str(), "worker_exited");
     assert_eq!(count(&read_only(&path), "session_imports"), 3);
     let mut failed = None;
     while let Ok(e) = events.try_recv() {
@@ -277,6 +277,7 @@ async fn a_busy_ledger_delays_but_loses_nothing() {
         CancellationToken::new(),
     )
     .await
+    .into_result()
     .unwrap();
     assert!(
         started.elapsed() >= Duration::from_millis(300),
@@ -314,14 +315,14 @@ async fn a_panic_in_the_writer_fails_that_batch_only_and_the_writer_lives_on() {
             .await
         }
     };
-    let err = run(2).await.unwrap_err();
-    assert_eq!(err.code().as_str(), "internal_panic");
+    let err = run(2).await.into_result().unwrap_err();
+    assert_eq!(err.0.as_str(), "internal_panic");
     assert_eq!(
         count(&read_only(&path), "session_imports"),
         0,
         "the batch was rolled back"
     );
-    let report = run(3).await.unwrap();
+    let report = run(3).await.into_result().unwrap();
     assert_eq!(report.counters.imported, 3);
     writer.shutdown().await;
 }

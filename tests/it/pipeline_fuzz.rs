@@ -1,7 +1,7 @@
 //! The bad-input harness (TARGETS.md R3) at test size: valid frames interleaved with every kind
 //! of bad input; every frame's outcome is its expected one, every valid session is in the ledger.
 
-use nex::bench::fuzz::{FuzzSpec, run};
+use nex_bench::fuzz::{FuzzSpec, run};
 
 #[test]
 fn every_bad_frame_rejected_with_its_code_and_every_valid_frame_committed() {

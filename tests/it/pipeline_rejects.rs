@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Cursor as Bytes;
 
 use nex::import::ImportOptions;
-use nex::pipeline::report::RunOutcome;
-use nex::pipeline::{ImportEvent, PipelineConfig, TerminalKind, run_pipeline};
+use nex::pipeline::{ImportEvent, PipelineConfig, RejectCode, StreamEnd, run_pipeline};
 use nex::protocol::{ChunkRequest, ImportRequest, WorkerFrame};
 use tokio_util::sync::CancellationToken;
 
@@ -218,6 +217,7 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
         CancellationToken::new(),
     )
     .await
+    .into_result()
     .expect("the stream is consumed");
     writer.shutdown().await;
 
@@ -232,12 +232,7 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
     assert_eq!(c.frames, frames_before_end);
     assert_eq!((c.total, c.emitted), (Some(5), Some(2)));
     assert_eq!(report.run_id.as_deref(), Some(RUN));
-    assert_eq!(
-        report.outcome,
-        RunOutcome::Terminal {
-            terminal: TerminalKind::Complete
-        }
-    );
+    assert_eq!(report.end, StreamEnd::Complete);
     let telemetry = report.telemetry.expect("telemetry inserted");
     assert_eq!(
         telemetry.frames_by_kind.values().sum::<u64>(),
@@ -299,7 +294,7 @@ async fn every_reject_code_once_and_every_valid_frame_committed() {
         }
     }
     assert_eq!(rejected_events, expected.values().sum::<u64>());
-    assert_eq!(terminal, Some(TerminalKind::Complete));
+    assert_eq!(terminal, Some(StreamEnd::Complete));
     assert_eq!(health, 2);
     assert!(completed);
 }
@@ -320,17 +315,18 @@ async fn run_error_is_terminal_and_recorded() {
         CancellationToken::new(),
     )
     .await
+    .into_result()
     .unwrap();
     writer.shutdown().await;
     assert_eq!(report.counters.imported, 1);
     assert_eq!(report.counters.frames, 2);
-    assert_eq!(
-        report.outcome,
-        RunOutcome::Terminal {
-            terminal: TerminalKind::Error {
-                code: "source_unreadable".into(),
-                retryable: Some(true)
-            }
-        }
+    assert!(
+        matches!(
+            &report.end,
+            StreamEnd::WorkerError { code, retryable: Some(true), .. }
+                if *code == RejectCode::service("source_unreadable")
+        ),
+        "{:?}",
+        report.end
     );
 }

@@ -2,15 +2,10 @@
 //! its stdout to the pipeline, probe its health, stop it on request (`run.stop`, then SIGTERM
 //! after `stop_grace`, then SIGKILL after `kill_after`), and classify how it ended.
 //!
-//! A run task reports to the supervisor through [`RunUpdate`]s and returns a [`RunResult`]; it
-//! owns no shared state.
-//!
-//! Layout: this file runs the run; `outcome` classifies how it ended.
-
-mod outcome;
-
-pub use outcome::RunResult;
-use outcome::{Flags, RunFlags, classify};
+//! A run task reports to the supervisor through [`RunUpdate`]s and returns the run's
+//! [`RunEnding`]: the pipeline's report classified once, with what the task knows of why it
+//! stopped ([`StopFacts`]), and recorded in `import_runs` before it is returned. It owns no
+//! shared state.
 
 use std::sync::Arc;
 
@@ -21,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::ControlSettings;
 use super::health::{HealthState, RunPhase, worker_lag_ms};
-use super::port::{Backlog, CursorSource, RunCounters, RunInfo, RunPipeline, RunSignal};
+use super::port::{Backlog, CursorSource, RunInfo, RunPipeline, RunSignal};
 use super::store::now_ms;
 use super::worker::{StopSignal, Worker};
+use crate::ledger::runs::{self, AuditConfig};
+use crate::pipeline::{CommittedCounters, RunCounters, RunEnding, RunReport, StopFacts, StreamEnd};
 use crate::protocol::{Code, ControlFrame, HealthStatus, RunProgress, RunStart, RunStop};
-use crate::stages::audit::AuditConfig;
 
 /// What the supervisor needs to run runs.
 pub struct RunDeps {
@@ -63,7 +59,7 @@ pub enum RunUpdate {
     },
     Progress(RunProgress),
     Committed {
-        counters: RunCounters,
+        counters: CommittedCounters,
         newest_event_at: Option<i64>,
         at: i64,
     },
@@ -88,7 +84,7 @@ async fn until(deadline: Option<Instant>) {
 /// Runs `spec` to its end.
 ///
 /// `stop` asks for a graceful stop: its value becomes `run.stop.reason`. `abort` is the hard
-/// stop (shutdown deadline): the worker is killed and the pipeline cancelled; the result is
+/// stop (shutdown deadline): the worker is killed and the pipeline cancelled; the end is
 /// `shutdown_timeout` unless the run had already been asked to stop.
 pub async fn run(
     deps: Arc<RunDeps>,
@@ -96,7 +92,7 @@ pub async fn run(
     updates: mpsc::Sender<(String, RunUpdate)>,
     mut stop: watch::Receiver<Option<String>>,
     abort: CancellationToken,
-) -> RunResult {
+) -> RunEnding {
     let settings = &deps.settings;
     let t = &settings.timings;
     let run_id = spec.info.run_id.clone();
@@ -107,7 +103,7 @@ pub async fn run(
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(run_id = %run_id, error = %e, "cannot load cursors");
-                return RunResult::failed("cursor_load_failed", "cannot load cursors", true);
+                return RunEnding::failed(Code::CursorLoadFailed, "cannot load cursors");
             }
         }
     };
@@ -128,11 +124,7 @@ pub async fn run(
         Err(e) => {
             tracing::warn!(run_id = %run_id, program = %settings.worker.program.display(),
                     error = %e, error_code = Code::WorkerSpawnFailed.as_str(), "cannot spawn worker");
-            return RunResult::failed(
-                Code::WorkerSpawnFailed.as_str(),
-                "cannot spawn the worker",
-                true,
-            );
+            return RunEnding::failed(Code::WorkerSpawnFailed, "cannot spawn the worker");
         }
     };
     let pid = worker.pid;
@@ -153,16 +145,16 @@ pub async fn run(
     let (sig_tx, mut sig_rx) = mpsc::channel(256);
     let pipeline_cancel = abort.child_token();
     let backlog = Arc::new(Backlog::default());
-    let flags = Arc::new(RunFlags::new(abort.clone()));
+    let started_at = now_ms();
     let mut info = spec.info.clone();
-    info.audit = Some(AuditConfig {
+    let audit = AuditConfig {
         nexus_path: settings.paths.nexus.clone(),
         job_id: info.job_id.clone(),
         source: info.source.clone(),
         mode: info.mode.as_str().to_owned(),
         worker_pid: Some(pid),
-        decide: Some(flags.clone().rule()),
-    });
+    };
+    info.audit = Some(audit.clone());
     let mut pipeline = deps.pipeline.run(
         info,
         stdout,
@@ -173,15 +165,9 @@ pub async fn run(
     let mut sig_open = true;
     let mut aborted = false;
     let mut stop_reason: Option<String> = None;
-    let report_value = loop {
-        // The pipeline only progresses in this select: it decides the outcome with these.
-        flags.set(Flags {
-            forced: sup.forced,
-            stop_requested: stop_reason.is_some(),
-            aborted,
-        });
+    let pipeline_report = loop {
         tokio::select! {
-            report = &mut pipeline => break report,
+            done = &mut pipeline => break done,
             sig = sig_rx.recv(), if sig_open => match sig {
                 Some(sig) => sup.on_signal(sig, &updates).await,
                 None => sig_open = false,
@@ -247,17 +233,61 @@ pub async fn run(
             }
         }
     };
-    report(&updates, &run_id, RunUpdate::Phase(RunPhase::Stopping)).await;
-    finish_process(&mut worker, t, aborted || sup.forced.is_some()).await;
-    flags.set(Flags {
+    // Classified and recorded as of the pipeline's end, before the process is finished: what
+    // happens meanwhile (a worker slow to die, the shutdown deadline) does not change how the
+    // run ended, and cannot keep it from its record.
+    let stops = StopFacts {
         forced: sup.forced,
         stop_requested: stop_reason.is_some(),
-        aborted,
-    });
-    let result = classify(report_value, flags.seal(), pid);
-    tracing::info!(run_id = %run_id, outcome = result.outcome.as_str(),
-        error_code = result.error_code.as_deref(), items = result.counters.items(), "run ended");
-    result
+        aborted: aborted || abort.is_cancelled(),
+    };
+    let ending = end_run(&run_id, audit, started_at, pipeline_report, stops).await;
+    report(&updates, &run_id, RunUpdate::Phase(RunPhase::Stopping)).await;
+    finish_process(&mut worker, t, aborted || sup.forced.is_some()).await;
+    tracing::info!(run_id = %run_id, outcome = ending.outcome.as_str(),
+        error_code = ending.error_code.as_ref().map(|c| c.as_str()),
+        items = ending.counters.items(), "run ended");
+    ending
+}
+
+/// Classifies the pipeline's end and records it in `import_runs`. A trail that cannot be
+/// written fails the run `ledger_write_failed` (what it committed stays committed).
+async fn end_run(
+    run_id: &str,
+    audit: AuditConfig,
+    started_at: i64,
+    report: RunReport,
+    stops: StopFacts,
+) -> RunEnding {
+    let counters = report.counters;
+    let ending = report.end.classify(Some(stops), (&counters).into());
+    match record_end(run_id, audit, started_at, &counters, &ending).await {
+        Ok(()) => ending,
+        Err(e) => {
+            tracing::warn!(run_id, error_code = %e, "audit row of an ended run not written");
+            let failed = StreamEnd::Failed {
+                code: Code::LedgerWriteFailed,
+                message: "audit trail write failed".to_owned(),
+            };
+            failed.classify(Some(stops), ending.counters)
+        }
+    }
+}
+
+async fn record_end(
+    run_id: &str,
+    audit: AuditConfig,
+    started_at: i64,
+    counters: &RunCounters,
+    ending: &RunEnding,
+) -> Result<(), &'static str> {
+    let (run_id, counters, ending) = (run_id.to_owned(), counters.clone(), ending.clone());
+    tokio::task::spawn_blocking(move || {
+        runs::record_end(&audit, &run_id, started_at, now_ms(), &counters, &ending)
+    })
+    .await
+    .map_err(|_| Code::InternalPanic.as_str())?
+    .map_err(|e| e.code().as_str())
 }
 
 /// Ends the process after the pipeline ended: close stdin, give it `stop_grace` to exit, then

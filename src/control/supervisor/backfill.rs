@@ -1,15 +1,12 @@
 //! The supervisor's backfill jobs: enqueue (one active per source), adopt and start, cancel.
 
-use std::collections::BTreeMap;
-
 use super::{ActiveJob, RunKind, Supervisor};
 use crate::control::error::ControlError;
 use crate::control::jobs::{self, Enqueued, JobRecord, JobStats, JobStatus};
 use crate::control::policy::RestartTracker;
-use crate::control::run::RunResult;
 use crate::control::store::now_ms;
-use crate::pipeline::FinalOutcome;
 use crate::pipeline::ImportEvent;
+use crate::pipeline::RunEnding;
 use crate::protocol::{RunMode, SOURCE_AIX};
 
 impl Supervisor {
@@ -123,16 +120,7 @@ impl Supervisor {
             }
             None => {
                 // Waiting for a retry: no run to stop.
-                let result = RunResult {
-                    outcome: FinalOutcome::Cancelled,
-                    error_code: None,
-                    error_message: None,
-                    retryable: false,
-                    counters: Default::default(),
-                    rejects: BTreeMap::new(),
-                    pid: None,
-                };
-                Ok(self.finish_job(&record.id, &result).await)
+                Ok(self.finish_job(&record.id, &RunEnding::cancelled()).await)
             }
         }
     }

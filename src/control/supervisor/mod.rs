@@ -30,16 +30,11 @@ use super::health::{HealthState, RunPhase, RunStatus, TailState};
 use super::jobs::{self, JobRecord, JobStats, JobStatus};
 use super::policy::RestartTracker;
 use super::port::RunInfo;
-use super::run::{self, RunDeps, RunResult, RunSpec, RunUpdate};
+use super::run::{self, RunDeps, RunSpec, RunUpdate};
 use super::store::{NexusStore, now_ms};
-use crate::pipeline::FinalOutcome;
-use crate::pipeline::{Bus, ImportEvent};
+use crate::ledger::runs;
+use crate::pipeline::{Bus, ImportEvent, RunEnding};
 use crate::protocol::{Code, RunMode, SOURCE_AIX};
-use crate::stages::audit;
-
-/// Job error code of a job interrupted by a graceful daemon shutdown; retried at the next start
-/// like `daemon_restarted`.
-pub const DAEMON_SHUTDOWN: &str = "daemon_shutdown";
 
 /// Whether the supervisor serves a daemon or one CLI invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +106,7 @@ struct ActiveJob {
     record: JobRecord,
     run_id: Option<String>,
     /// Counters of this job's finished runs (retries add up).
-    base: super::port::RunCounters,
+    base: crate::pipeline::CommittedCounters,
     tracker: RestartTracker,
     next_at: Option<Instant>,
     cancel_requested: bool,
@@ -128,7 +123,7 @@ pub struct Supervisor {
     rx: mpsc::Receiver<Command>,
     updates_tx: mpsc::Sender<(String, RunUpdate)>,
     updates_rx: mpsc::Receiver<(String, RunUpdate)>,
-    tasks: JoinSet<RunResult>,
+    tasks: JoinSet<RunEnding>,
     task_runs: HashMap<tokio::task::Id, String>,
     runs: HashMap<String, ActiveRun>,
     tail: Tail,
@@ -208,7 +203,7 @@ impl Supervisor {
         let (runs, failed, queued, retry) = self
             .store
             .call(move |conn| {
-                let runs = audit::fail_interrupted(conn, now)
+                let runs = runs::fail_interrupted(conn, now)
                     .map_err(ControlError::store("run_recover"))?;
                 let failed = jobs::fail_interrupted(conn, now)?;
                 let queued = jobs::in_status(conn, JobStatus::Queued)?;
@@ -219,8 +214,8 @@ impl Supervisor {
                     auto_retry
                         && j.status == JobStatus::Failed
                         && matches!(
-                            j.error_code.as_deref(),
-                            Some(c) if c == Code::DaemonRestarted.as_str() || c == DAEMON_SHUTDOWN
+                            j.error_code.as_deref().and_then(Code::parse),
+                            Some(Code::DaemonRestarted | Code::DaemonShutdown)
                         )
                 });
                 Ok((runs, failed, queued, retry))
@@ -500,15 +495,11 @@ impl Supervisor {
     }
 }
 
-fn panicked() -> RunResult {
-    RunResult {
-        outcome: FinalOutcome::Failed,
-        error_code: Some(Code::InternalPanic.as_str().to_owned()),
-        error_message: Some("the run task panicked".to_owned()),
+fn panicked() -> RunEnding {
+    RunEnding {
+        // The task is gone, not necessarily the cause: a new run may succeed.
         retryable: true,
-        counters: Default::default(),
-        rejects: BTreeMap::new(),
-        pid: None,
+        ..RunEnding::failed(Code::InternalPanic, "the run task panicked")
     }
 }
 

@@ -3,14 +3,13 @@
 
 use tokio::time::Instant;
 
-use super::{ABORT_WAIT, DAEMON_SHUTDOWN, RunKind, Supervisor, panicked};
+use super::{ABORT_WAIT, RunKind, Supervisor, panicked};
 use crate::control::health::{HealthState, RunPhase, TailState};
 use crate::control::jobs::{self, JobRecord, JobStatus};
 use crate::control::policy::RestartDecision;
-use crate::control::run::{RunResult, RunUpdate};
+use crate::control::run::RunUpdate;
 use crate::control::store::now_ms;
-use crate::pipeline::FinalOutcome;
-use crate::pipeline::ImportEvent;
+use crate::pipeline::{FinalOutcome, ImportEvent, RunEnding};
 use crate::protocol::Code;
 
 impl Supervisor {
@@ -111,41 +110,29 @@ impl Supervisor {
         }
     }
 
-    pub(super) async fn on_run_end(&mut self, run_id: String, result: RunResult) {
+    pub(super) async fn on_run_end(&mut self, run_id: String, result: RunEnding) {
         let Some(run) = self.runs.remove(&run_id) else {
             return;
         };
         let mut result = result;
         // A panicked task reports no counters: keep the last ones seen.
-        if result.error_code.as_deref() == Some(Code::InternalPanic.as_str()) {
+        if result.failed_with(Code::InternalPanic) {
             result.counters = run.status.counters.clone();
         }
-        match result.outcome {
-            FinalOutcome::Failed => self.publish(ImportEvent::RunFailed {
-                run_id: Some(run_id.clone()),
-                error_code: result.error_code.clone().unwrap_or_default(),
-                retryable: result.retryable,
-                counters: result.counters.clone(),
-            }),
-            outcome => self.publish(ImportEvent::RunCompleted {
-                run_id: Some(run_id.clone()),
-                outcome,
-                counters: result.counters.clone(),
-            }),
-        }
+        self.publish(result.event(Some(run_id.clone())));
         match run.kind {
             RunKind::Tail => self.on_tail_end(&run_id, &result),
             RunKind::Job(job_id) => self.on_job_run_end(&job_id, result).await,
         }
     }
 
-    fn on_tail_end(&mut self, run_id: &str, result: &RunResult) {
+    fn on_tail_end(&mut self, run_id: &str, result: &RunEnding) {
         if self.tail.run_id.as_deref() != Some(run_id) {
             return;
         }
         self.tail.run_id = None;
         if let Some(code) = &result.error_code {
-            self.tail.last_error = Some(code.clone());
+            self.tail.last_error = Some(code.as_str().to_owned());
         }
         if self.shutdown.is_cancelled() {
             self.tail.state = TailState::Stopped;
@@ -169,7 +156,7 @@ impl Supervisor {
                 tracing::warn!(
                     restart,
                     delay_ms = delay.as_millis() as u64,
-                    error_code = result.error_code.as_deref(),
+                    error_code = result.error_code.as_ref().map(|c| c.as_str()),
                     "tail restart scheduled"
                 );
                 self.publish(ImportEvent::RestartScheduled {
@@ -182,8 +169,9 @@ impl Supervisor {
                 self.tail.state = TailState::Error;
                 let code = result
                     .error_code
-                    .clone()
-                    .unwrap_or_else(|| Code::WorkerExited.as_str().to_owned());
+                    .as_ref()
+                    .map_or(Code::WorkerExited.as_str(), |c| c.as_str())
+                    .to_owned();
                 tracing::error!(restarts = self.tail.tracker.restarts, error_code = %code,
                     "tail gave up; waiting for `nex import restart`");
                 self.publish(ImportEvent::TailError {
@@ -194,7 +182,7 @@ impl Supervisor {
         }
     }
 
-    async fn on_job_run_end(&mut self, job_id: &str, result: RunResult) {
+    async fn on_job_run_end(&mut self, job_id: &str, result: RunEnding) {
         let Some(job) = self.jobs.get_mut(job_id) else {
             return;
         };
@@ -215,7 +203,7 @@ impl Supervisor {
                     job_id,
                     restart,
                     delay_ms = delay.as_millis() as u64,
-                    error_code = result.error_code.as_deref(),
+                    error_code = result.error_code.as_ref().map(|c| c.as_str()),
                     "job run retry scheduled"
                 );
                 let _ = self.bus.send(ImportEvent::RestartScheduled {
@@ -232,7 +220,7 @@ impl Supervisor {
     }
 
     /// Moves an active job to its terminal state after its last run and forgets it.
-    pub(super) async fn finish_job(&mut self, job_id: &str, result: &RunResult) -> JobRecord {
+    pub(super) async fn finish_job(&mut self, job_id: &str, result: &RunEnding) -> JobRecord {
         let Some(job) = self.jobs.remove(job_id) else {
             return self.jobs_fallback(job_id);
         };
@@ -242,7 +230,7 @@ impl Supervisor {
             FinalOutcome::Cancelled if self.shutdown.is_cancelled() => (
                 JobStatus::Failed,
                 Some((
-                    DAEMON_SHUTDOWN.to_owned(),
+                    Code::DaemonShutdown.as_str().to_owned(),
                     "the daemon shut down while the job was running".to_owned(),
                 )),
             ),
@@ -250,13 +238,12 @@ impl Supervisor {
             // Killed at the shutdown deadline: interrupted like any shutdown, retried at the
             // next start (the run's own row keeps `shutdown_timeout`).
             FinalOutcome::Failed
-                if self.shutdown.is_cancelled()
-                    && result.error_code.as_deref() == Some(Code::ShutdownTimeout.as_str()) =>
+                if self.shutdown.is_cancelled() && result.failed_with(Code::ShutdownTimeout) =>
             {
                 (
                     JobStatus::Failed,
                     Some((
-                        DAEMON_SHUTDOWN.to_owned(),
+                        Code::DaemonShutdown.as_str().to_owned(),
                         "the daemon shut down while the job was running".to_owned(),
                     )),
                 )
@@ -266,8 +253,9 @@ impl Supervisor {
                 Some((
                     result
                         .error_code
-                        .clone()
-                        .unwrap_or_else(|| Code::WorkerExited.as_str().to_owned()),
+                        .as_ref()
+                        .map_or(Code::WorkerExited.as_str(), |c| c.as_str())
+                        .to_owned(),
                     result.error_message.clone().unwrap_or_default(),
                 )),
             ),
@@ -290,7 +278,7 @@ impl Supervisor {
                 record
             }
             Err(e) => {
-                tracing::error!(job_id, error_code = e.code(), error = %e, "job end not recorded");
+                tracing::error!(job_id, error_code = %e.code(), error = %e, "job end not recorded");
                 job.record
             }
         }
@@ -365,9 +353,10 @@ impl Supervisor {
                     Err(e) => e.id(),
                 };
                 if let Some(run_id) = self.task_runs.remove(&id) {
-                    let mut r = panicked();
-                    r.error_code = Some(Code::ShutdownTimeout.as_str().to_owned());
-                    r.error_message = Some("aborted at the shutdown deadline".to_owned());
+                    let r = RunEnding::failed(
+                        Code::ShutdownTimeout,
+                        "aborted at the shutdown deadline",
+                    );
                     self.on_run_end(run_id, r).await;
                 }
             }
@@ -375,16 +364,7 @@ impl Supervisor {
         // Jobs between retries have no run: they end as interrupted too.
         let waiting: Vec<String> = self.jobs.keys().cloned().collect();
         for id in waiting {
-            let r = RunResult {
-                outcome: FinalOutcome::Cancelled,
-                error_code: None,
-                error_message: None,
-                retryable: false,
-                counters: Default::default(),
-                rejects: Default::default(),
-                pid: None,
-            };
-            self.finish_job(&id, &r).await;
+            self.finish_job(&id, &RunEnding::cancelled()).await;
         }
         // Let detached store writes land before the store handle goes away.
         let _ = self.store.call(|_| Ok(())).await;

@@ -6,7 +6,7 @@
 
 use rusqlite::{Connection, params};
 
-use crate::protocol::ImportSessionItem;
+use nex::protocol::ImportSessionItem;
 
 /// Rows written by [`insert_rows`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -20,8 +20,8 @@ use super::files::{TurnWriter, session_id};
 use super::procs::{Binaries, Pair, proc_io_wchar, root_args};
 use super::replay::BenchError;
 use super::rng::Rng;
-use crate::import::{IdKind, scoped_id};
-use crate::protocol::RunMode;
+use nex::import::{IdKind, scoped_id};
+use nex::protocol::RunMode;
 
 /// A live session file and the writer of its next turns.
 struct LiveFile {

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::bench::rng::Rng;
+use crate::rng::Rng;
 
 const WORDS: &[&str] = &[
     "the", "function", "returns", "a", "value", "when", "called", "with", "error", "handling",

@@ -6,8 +6,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::{Gen, b64, gzip};
-use crate::bench::fuzz::{Expect, RUN, lock};
-use crate::protocol::{ChunkRequest, ImportSessionItem, WorkerFrame};
+use crate::fuzz::{Expect, RUN, lock};
+use nex::protocol::{ChunkRequest, ImportSessionItem, WorkerFrame};
 
 /// A gzip bomb: an item JSON whose one string inflates to 16 MiB (about 1000:1, the ratio of a
 /// 10 GB bomb), built by streaming zeros through the encoder so the inflated data is never

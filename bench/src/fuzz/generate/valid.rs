@@ -1,8 +1,8 @@
 //! Generators of frames and uploads the pipeline accepts.
 
 use super::{Gen, b64, gzip};
-use crate::bench::fuzz::Expect;
-use crate::protocol::{ChunkRequest, ImportRequest, ImportSessionItem, WorkerFrame};
+use crate::fuzz::Expect;
+use nex::protocol::{ChunkRequest, ImportRequest, ImportSessionItem, WorkerFrame};
 
 impl Gen {
     pub(super) fn batch_request(&mut self, items: Vec<ImportSessionItem>) -> ImportRequest {

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use crate::protocol::{ControlFrame, Cursor, RunMode, RunStart};
+use nex::protocol::{ControlFrame, Cursor, RunMode, RunStart};
 
 /// The two binaries.
 #[derive(Debug, Clone)]

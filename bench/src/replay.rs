@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use super::Spread;
 use super::corpus::{CorpusSpec, CorpusStats, generate};
 use super::raw::insert_rows;
-use crate::ledger;
-use crate::pipeline::writer::{LedgerWriter, WriterConfig};
-use crate::pipeline::{PipelineConfig, run_pipeline};
+use nex::ledger;
+use nex::pipeline::writer::{LedgerWriter, WriterConfig};
+use nex::pipeline::{PipelineConfig, RunReport, run_pipeline};
 
 /// Why a benchmark could not run or its result is not trustworthy.
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +26,12 @@ pub enum BenchError {
     Ledger(#[from] ledger::LedgerError),
     #[error("raw insert loop: {0}")]
     Raw(#[from] rusqlite::Error),
-    #[error("pipeline: {0}")]
-    Pipeline(#[from] crate::pipeline::PipelineError),
+    /// The pipeline failed ([`StreamEnd::Failed`]): its code and message.
+    #[error("pipeline: {message} ({code})")]
+    Pipeline {
+        code: nex::protocol::Code,
+        message: String,
+    },
     /// The pipeline did not import every session without rejects: the timing would lie.
     #[error("replay imported {imported} of {sessions} sessions with {rejected} rejects")]
     Incomplete {
@@ -35,6 +39,15 @@ pub enum BenchError {
         sessions: u64,
         rejected: u64,
     },
+}
+
+impl BenchError {
+    /// `report`, unless its pipeline failed.
+    pub fn of(report: RunReport) -> Result<RunReport, BenchError> {
+        report
+            .into_result()
+            .map_err(|(code, message)| BenchError::Pipeline { code, message })
+    }
 }
 
 /// One replay benchmark.
@@ -83,7 +96,7 @@ fn remove_ledger(path: &Path) {
 fn time_raw(
     dir: &Path,
     run: usize,
-    items: &[crate::protocol::ImportSessionItem],
+    items: &[nex::protocol::ImportSessionItem],
 ) -> Result<f64, BenchError> {
     let (path, mut conn) = fresh_ledger(dir, &format!("raw-{run}.db"))?;
     let started = Instant::now();
@@ -117,8 +130,8 @@ fn time_replay(
             None,
             CancellationToken::new(),
         )
-        .await?;
-        Ok::<_, BenchError>(report)
+        .await;
+        BenchError::of(report)
     })?;
     writer.join();
     let secs = started.elapsed().as_secs_f64();

@@ -17,8 +17,8 @@ use flate2::write::GzEncoder;
 use serde_json::json;
 
 use super::{BAD_SEQ_BASE, Checker, Expect, FuzzResult, FuzzSpec, RUN, lock};
-use crate::bench::rng::Rng;
-use crate::protocol::{HealthStatus, ImportRequest, ImportSessionItem, RunProgress, WorkerFrame};
+use crate::rng::Rng;
+use nex::protocol::{HealthStatus, ImportRequest, ImportSessionItem, RunProgress, WorkerFrame};
 
 use bad::bomb;
 

@@ -2,7 +2,7 @@
 //! the tail runs (as the running IDE does).
 //!
 //! Written as Cursor writes it (the keys and JSON the mapping reads are documented in
-//! `crate::aix::sources::cursor`): tables `ItemTable` and `cursorDiskKV`, both
+//! `nex::aix::sources::cursor`): tables `ItemTable` and `cursorDiskKV`, both
 //! `(key TEXT UNIQUE ON CONFLICT REPLACE, value BLOB)`, in WAL mode, every value written with
 //! `INSERT OR REPLACE`. Per composer: `bubbleId:<composer>:<bubble>` rows alternating a user
 //! bubble (type 1, `text` and its `richText`) and an assistant bubble (type 2, `text`,
@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 
 use super::content::{ToolKind, hex, message_text, tool_call, uuid};
 use super::{Appended, GenStats, StoresError};
-use crate::bench::files::iso8601;
-use crate::bench::rng::Rng;
+use crate::files::iso8601;
+use crate::rng::Rng;
 
 /// 2026-01-01T00:00:00Z.
 const T0: i64 = 1_767_225_600_000;

@@ -12,11 +12,11 @@ use serde::Serialize;
 use super::cursor::CursorDb;
 use super::opencode::OpenCodeDir;
 use super::{StoresBench, StoresError, open_ro};
-use crate::bench::procs::Pair;
-use crate::bench::rng::Rng;
-use crate::import::{IdKind, scoped_id};
-use crate::ledger;
-use crate::protocol::RunMode;
+use crate::procs::Pair;
+use crate::rng::Rng;
+use nex::import::{IdKind, scoped_id};
+use nex::ledger;
+use nex::protocol::RunMode;
 
 /// Tail latencies of one store's appends, milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -23,14 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::procs::vm_hwm_kib;
 use super::replay::BenchError;
-use crate::import::ImportOptions;
-use crate::ledger;
-use crate::pipeline::report::RunOutcome;
-use crate::pipeline::writer::{LedgerWriter, WriterConfig};
-use crate::pipeline::{Emit, PipelineConfig, PipelineError, Stage, TerminalKind, run_lines};
-use crate::protocol::{ChunkStatus, ItemStatus};
-use crate::stages::source::frame_source;
-use crate::stages::{FrameOutcome, Outcome};
+use nex::import::ImportOptions;
+use nex::ledger;
+use nex::pipeline::writer::{LedgerWriter, WriterConfig};
+use nex::pipeline::{Emit, PipelineConfig, PipelineError, Stage, StreamEnd, run_lines};
+use nex::protocol::{ChunkStatus, ItemStatus};
+use nex::stages::source::frame_source;
+use nex::stages::{FrameOutcome, Outcome};
 
 use generate::Gen;
 
@@ -301,12 +300,12 @@ pub fn run(spec: &FuzzSpec) -> Result<FuzzResult, BenchError> {
         };
         let cancel = CancellationToken::new();
         let lines = frame_source(reader, spec.max_frame_bytes, cancel.clone());
-        let taps: crate::pipeline::OutcomeTaps = vec![Box::new(CheckTap(checker.clone()))];
+        let taps: nex::pipeline::OutcomeTaps = vec![Box::new(CheckTap(checker.clone()))];
         let report = run_lines(lines, config, &writer.handle(), None, cancel, taps).await;
         let generated = producer
             .await
             .map_err(|e| BenchError::Io(std::io::Error::other(e)))??;
-        Ok::<_, BenchError>((report?, generated))
+        Ok::<_, BenchError>((BenchError::of(report)?, generated))
     })?;
     writer.join();
     let secs = started.elapsed().as_secs_f64();
@@ -317,10 +316,7 @@ pub fn run(spec: &FuzzSpec) -> Result<FuzzResult, BenchError> {
     result.mismatch_samples = c.samples.clone();
     result.rejected = report.counters.rejected.clone();
     result.seq_anomalies = report.counters.seq_gaps + report.counters.seq_repeats;
-    result.completed = report.outcome
-        == RunOutcome::Terminal {
-            terminal: TerminalKind::Complete,
-        };
+    result.completed = report.end == StreamEnd::Complete;
     result.secs = secs;
     result.frames_per_sec = result.frames as f64 / secs.max(f64::MIN_POSITIVE);
     let conn =

@@ -8,6 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 fn bench(args: &[&str]) -> serde_json::Value {
+    for bin in ["aix", "nex"] {
+        crate::sibling_bin(bin);
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_nex-bench"))
         .args(args)
         .output()

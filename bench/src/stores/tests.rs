@@ -10,9 +10,9 @@ use rusqlite::Connection;
 use super::cursor::CursorDb;
 use super::opencode::OpenCodeDir;
 use super::store_items;
-use crate::aix::sources::Provider;
-use crate::aix::{RootOverrides, WorkerOptions, default_parser_factory};
-use crate::protocol::ImportSessionItem;
+use nex::aix::sources::Provider;
+use nex::aix::{RootOverrides, WorkerOptions, default_parser_factory};
+use nex::protocol::ImportSessionItem;
 
 fn stores(dir: &Path, sessions: usize, bubbles: usize, seed: u64) -> (CursorDb, OpenCodeDir) {
     std::fs::create_dir_all(dir.join("empty")).unwrap();
@@ -101,7 +101,7 @@ fn generated_stores_read_as_written() {
         },
         None,
     );
-    let summary = crate::aix::scan(&options, &default_parser_factory(), None).unwrap();
+    let summary = nex::aix::scan(&options, &default_parser_factory(), None).unwrap();
     for p in [Provider::Cursor, Provider::OpenCode] {
         assert_eq!(summary[&p].malformed_lines, 0, "{p:?}");
     }

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use nex::bench::corpus::{CorpusSpec, generate, write_frames};
-use nex::bench::replay::{self, ReplayBench};
+use nex_bench::corpus::{CorpusSpec, generate, write_frames};
+use nex_bench::replay::{self, ReplayBench};
 
 #[derive(Debug, Parser)]
 #[command(name = "nex-bench", about = "Benchmarks of the nex import pipeline")]
@@ -90,11 +90,11 @@ enum Command {
         json: bool,
     },
     /// Cursor and OpenCode databases: backfill vs raw, rebackfill, tail latency.
-    Stores(nex::bench::stores::cli::StoresArgs),
+    Stores(nex_bench::stores::cli::StoresArgs),
     #[command(flatten)]
-    Worker(nex::bench::worker_cli::WorkerScenario),
+    Worker(nex_bench::worker_cli::WorkerScenario),
     #[command(flatten)]
-    PeerIdle(nex::bench::peer_idle_cli::PeerIdleScenario),
+    PeerIdle(nex_bench::peer_idle_cli::PeerIdleScenario),
 }
 
 fn main() -> ExitCode {
@@ -108,9 +108,9 @@ fn main() -> ExitCode {
             json,
         } => replay_cmd(&corpus, runs, dir, json),
         Command::Fuzz { frames, seed, json } => fuzz_cmd(frames, seed, json),
-        Command::Stores(a) => nex::bench::stores::cli::stores_cmd(a),
-        Command::Worker(s) => nex::bench::worker_cli::run(s),
-        Command::PeerIdle(s) => nex::bench::peer_idle_cli::run(s),
+        Command::Stores(a) => nex_bench::stores::cli::stores_cmd(a),
+        Command::Worker(s) => nex_bench::worker_cli::run(s),
+        Command::PeerIdle(s) => nex_bench::peer_idle_cli::run(s),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,8 +118,8 @@ fn main() -> ExitCode {
             eprintln!("nex-bench: {e}");
             // A missing peer is not a failed measurement: scripts can tell them apart.
             if matches!(
-                e.downcast_ref::<nex::bench::peer::PeerError>(),
-                Some(nex::bench::peer::PeerError::Unavailable { .. })
+                e.downcast_ref::<nex_bench::peer::PeerError>(),
+                Some(nex_bench::peer::PeerError::Unavailable { .. })
             ) {
                 ExitCode::from(3)
             } else {
@@ -130,12 +130,12 @@ fn main() -> ExitCode {
 }
 
 fn fuzz_cmd(frames: u64, seed: u64, json: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let spec = nex::bench::fuzz::FuzzSpec {
+    let spec = nex_bench::fuzz::FuzzSpec {
         frames,
         seed,
         ..Default::default()
     };
-    let r = nex::bench::fuzz::run(&spec)?;
+    let r = nex_bench::fuzz::run(&spec)?;
     let mut out = io::stdout().lock();
     if json {
         serde_json::to_writer(&mut out, &r)?;

@@ -2,7 +2,7 @@
 //! adding to it while the tail runs (as the running agent does).
 //!
 //! Written with the schema of OpenCode ≥ 1.2 (`project`, `session`, `message`, `part`, `todo`;
-//! the JSON the mapping reads is documented in `crate::aix::sources::opencode`), in WAL mode.
+//! the JSON the mapping reads is documented in `nex::aix::sources::opencode`), in WAL mode.
 //! Per session: messages alternating user and assistant. A user message (`role`, `time`,
 //! `agent`, `model{providerID, modelID}`) has one `text` part. An assistant message
 //! (`parentID` = its user message, `modelID`, `providerID`, `mode`, `cost`, `finish`,
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::content::{ToolKind, hex, message_text, text, tool_call};
 use super::{Appended, GenStats, StoresError};
-use crate::bench::rng::Rng;
+use crate::rng::Rng;
 
 /// 2026-02-25T06:13:20Z.
 const T0: i64 = 1_772_000_000_000;
@@ -256,7 +256,7 @@ pub struct OpenCodeDir {
 impl OpenCodeDir {
     /// The database.
     pub fn db(&self) -> PathBuf {
-        self.dir.join(crate::aix::sources::opencode::MAIN_DB)
+        self.dir.join(nex::aix::sources::opencode::MAIN_DB)
     }
 
     /// Writes `dir/opencode.db` (which must not exist) with `sessions` sessions of `messages`
@@ -272,7 +272,7 @@ impl OpenCodeDir {
     ) -> Result<Self, StoresError> {
         let started = Instant::now();
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(crate::aix::sources::opencode::MAIN_DB);
+        let path = dir.join(nex::aix::sources::opencode::MAIN_DB);
         let mut conn = Connection::open(&path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch("PRAGMA synchronous=OFF;")?;

@@ -46,9 +46,9 @@ use super::Spread;
 use super::procs::{Binaries, Pair, PairOutcome};
 use super::raw::insert_rows;
 use super::replay::BenchError;
-use crate::aix::{RootOverrides, WorkerOptions, default_parser_factory};
-use crate::ledger;
-use crate::protocol::{ImportSessionItem, RunMode};
+use nex::aix::{RootOverrides, WorkerOptions, default_parser_factory};
+use nex::ledger;
+use nex::protocol::{ImportSessionItem, RunMode};
 
 /// What a generator wrote.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -211,7 +211,7 @@ pub fn store_items(
         None,
     );
     let mut sink = ItemSink::default();
-    let summary = crate::aix::scan(&options, &default_parser_factory(), Some(&mut sink))?;
+    let summary = nex::aix::scan(&options, &default_parser_factory(), Some(&mut sink))?;
     if summary.values().any(|p| p.unreadable_files > 0) {
         return Err(io::Error::other("a generated store could not be read"));
     }
@@ -287,7 +287,7 @@ pub fn run(b: &StoresBench) -> Result<StoresResult, StoresError> {
     }
     let db = cursor_dir.join("state.vscdb");
     remove_db(&db);
-    remove_db(&opencode_dir.join(crate::aix::sources::opencode::MAIN_DB));
+    remove_db(&opencode_dir.join(nex::aix::sources::opencode::MAIN_DB));
     let mut cursor = CursorDb::create(&db, b.sessions, b.bubbles, b.seed)?;
     let mut opencode = OpenCodeDir::create(&opencode_dir, b.sessions, b.bubbles, b.seed)?;
 

@@ -13,7 +13,7 @@ use super::backfill::corpus_items;
 use super::files::{FileCorpusSpec, FileCorpusStats, projects_dir, write_corpus};
 use super::procs::{Binaries, Pair, root_args};
 use super::replay::BenchError;
-use crate::ledger;
+use nex::ledger;
 
 /// One big-session run.
 #[derive(Debug, Clone)]

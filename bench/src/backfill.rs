@@ -18,9 +18,9 @@ use super::Spread;
 use super::procs::{Binaries, Pair, PairOutcome, root_args};
 use super::raw::insert_rows;
 use super::replay::BenchError;
-use crate::aix::{RootOverrides, WorkerOptions, default_parser_factory};
-use crate::ledger;
-use crate::protocol::{ImportSessionItem, RunMode};
+use nex::aix::{RootOverrides, WorkerOptions, default_parser_factory};
+use nex::ledger;
+use nex::protocol::{ImportSessionItem, RunMode};
 
 /// One backfill benchmark.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub fn corpus_items(
         None,
     );
     let mut buf = Vec::new();
-    crate::aix::scan(&options, &default_parser_factory(), Some(&mut buf))?;
+    nex::aix::scan(&options, &default_parser_factory(), Some(&mut buf))?;
     let mut by_id: HashMap<(String, String), usize> = HashMap::new();
     let mut items: Vec<ImportSessionItem> = Vec::new();
     for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {

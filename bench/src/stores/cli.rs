@@ -6,9 +6,9 @@ use std::io::Write;
 use clap::Args;
 
 use super::{Latency, StoresBench, StoresResult, run};
-use crate::bench::Spread;
-use crate::bench::procs::Binaries;
-use crate::bench::worker_cli::BinArgs;
+use crate::Spread;
+use crate::procs::Binaries;
+use crate::worker_cli::BinArgs;
 
 /// The flags of `nex-bench stores`.
 #[derive(Debug, Clone, Args)]

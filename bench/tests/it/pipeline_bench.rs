@@ -27,7 +27,7 @@ fn generated_corpus_replays_completely() {
         .unwrap();
     assert!(out.status.success());
     let db = dir.path().join("agents.db");
-    let out = Command::new(env!("CARGO_BIN_EXE_nex"))
+    let out = Command::new(crate::sibling_bin("nex"))
         .args(["import", "replay", "--ledger"])
         .arg(&db)
         .arg(&corpus)

@@ -15,7 +15,7 @@ use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 
 use super::rng::Rng;
-use crate::protocol::{
+use nex::protocol::{
     ChunkRequest, Cursor, ENCODING_GZIP_BASE64, ImportRequest, ImportSessionItem, Message,
     RunProgress, SessionInfo, ToolCall, Turn, WorkerFrame,
 };
@@ -324,7 +324,7 @@ pub fn write_frames(corpus: &Corpus, out: &mut impl Write) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::decode_worker_frame;
+    use nex::protocol::decode_worker_frame;
 
     #[test]
     fn deterministic_and_decodable() {
