@@ -6,6 +6,7 @@
 //! - `cursor`: the per-file resume cursor NEX stores with each commit.
 //! - `file_state`: a file's parser and cursor; reads new complete lines into items.
 //! - `lineage`: spawn links from parent files filled into subagent items.
+//! - `mapping`: each provider's mapping version, in cursors, fingerprints and whole items.
 //! - `emit`: the frame stream: batches, chunks, idempotency keys, cursors on committing frames.
 //! - `backfill`: discover, skip unchanged, parse on a pool, emit in order.
 //! - `tail`: notifications, debounce, reconcile; partial items per append.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod factory;
 pub mod file_state;
 pub mod lineage;
+pub mod mapping;
 pub mod pipe;
 pub mod run;
 pub mod scan;

@@ -10,6 +10,7 @@ use super::config::WorkerOptions;
 use super::discover::{discover, roots};
 use super::file_state::{FileState, ParserFactory};
 use super::lineage::{Lineage, seal_lineage};
+use super::mapping;
 use super::sources::Provider;
 use super::stores::open_stores;
 use crate::protocol::ImportSessionItem;
@@ -80,6 +81,7 @@ pub fn scan(
         }
         lineage.fill(&state.source, &mut items, &cursor);
         seal_lineage(&mut items);
+        mapping::stamp_items(&mut items, provider, options.mappings.of(provider), true);
         count_items(provider, &items, summary, &mut seen, &mut items_out)?;
     }
     for mut store in open_stores(options) {
@@ -90,6 +92,7 @@ pub fn scan(
         let polled = store.poll(&HashMap::new(), true, &mut |update| {
             let mut items = update.items;
             seal_lineage(&mut items);
+            mapping::stamp_items(&mut items, provider, options.mappings.of(provider), true);
             count_items(provider, &items, summary, &mut seen, &mut items_out).map_err(|e| {
                 let kind = e.kind();
                 failed_output = Some(e);

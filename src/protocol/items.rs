@@ -28,6 +28,14 @@ pub struct ImportSessionItem {
     pub messages: Vec<Message>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// (extension) The version of the worker's mapping of this provider that produced the
+    /// item, sent only when the item carries the whole session as its source holds it (a
+    /// backfill's item, a file or store session read whole), never on a partial tail item.
+    /// An item whose version is above the one stored for its session replaces that session's
+    /// rows: those it does not carry are removed (IMPORT_SEMANTICS.md item rule 13). Absent: an
+    /// older worker or a partial item, which never removes anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping_version: Option<u32>,
 }
 
 /// The session header of an item.
@@ -182,6 +190,10 @@ struct RawItem {
     tool_calls: Option<Vec<ToolCall>>,
     #[serde(rename = "tool_calls")]
     tool_calls_s: Option<Vec<ToolCall>>,
+    #[serde(rename = "mappingVersion")]
+    mapping_version: Option<u32>,
+    #[serde(rename = "mapping_version")]
+    mapping_version_s: Option<u32>,
 }
 
 impl From<RawItem> for ImportSessionItem {
@@ -195,6 +207,7 @@ impl From<RawItem> for ImportSessionItem {
             turns: r.turns.unwrap_or_default(),
             messages: r.messages.unwrap_or_default(),
             tool_calls: pick_vec(r.tool_calls, r.tool_calls_s),
+            mapping_version: r.mapping_version.or(r.mapping_version_s),
         }
     }
 }

@@ -17,6 +17,7 @@ mod import_chunks; // sessions.import.chunk: staging, upload checks, decode code
 mod import_cli; // `nex import apply` through the built binary
 mod import_incremental; // partial tail items converge on the full import's rows (R5)
 mod import_ledger; // migrations, pragmas, file modes, cursor store
+mod import_mapping; // mapping versions: a newer mapping's whole item replaces the old rows, atomically
 mod import_props; // property tests: hash invariance, chunk splits, random chunk data
 mod import_rules; // sessions.import rule by rule: item reasons, times, normalisation, lineage, rule 12
 mod import_service; // sessions.import: baseline scenarios, label hints, request and idempotency codes
