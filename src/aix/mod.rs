@@ -12,7 +12,7 @@
 //! - `tail`: notifications, debounce, reconcile; partial items per append.
 //! - `run`: `aix worker --stdio` control loop and `aix emit`.
 //! - `stores`: the polled stores (Cursor, OpenCode) of a run and their per-session cursors.
-//! - `scan`: `aix scan` summaries.
+//! - `scan`: `aix scan` summaries; `figures`: its per-session figures (`--sessions`).
 //! - `config`, `status`, `error`, `pipe`: options, stop/health state, run errors, stdout.
 //! - `factory`: the parser factory of the `aix` binary.
 
@@ -23,6 +23,7 @@ pub mod discover;
 pub mod emit;
 pub mod error;
 pub mod factory;
+pub mod figures;
 pub mod file_state;
 pub mod lineage;
 pub mod mapping;
@@ -42,5 +43,5 @@ pub use error::WorkerError;
 pub use factory::default_parser_factory;
 pub use file_state::ParserFactory;
 pub use run::{RunSpec, emit, run_mode, run_worker};
-pub use scan::{ProviderSummary, render_summary, scan};
+pub use scan::{ProviderSummary, render_summary, scan, scan_each, scan_figures};
 pub use status::{StopSignal, WorkerStatus};

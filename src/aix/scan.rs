@@ -8,6 +8,7 @@ use std::io::{self, Write};
 
 use super::config::WorkerOptions;
 use super::discover::{discover, roots};
+use super::figures::{FigureTally, SessionFigures};
 use super::file_state::{FileState, ParserFactory};
 use super::lineage::{Lineage, seal_lineage};
 use super::mapping;
@@ -43,6 +44,41 @@ pub fn scan(
     factory: &ParserFactory,
     mut items_out: Option<&mut dyn Write>,
 ) -> io::Result<BTreeMap<Provider, ProviderSummary>> {
+    scan_each(options, factory, &mut |items| {
+        if let Some(w) = items_out.as_deref_mut() {
+            for item in items {
+                // Items are plain data, so the only failure is the writer's (a closed pipe).
+                serde_json::to_writer(&mut *w, item).map_err(std::io::Error::from)?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The per-session figures of everything under the roots (`aix scan --sessions`), ordered by
+/// provider and session id; see `figures`.
+///
+/// Errors: none of its own (unreadable files and stores are counted in the summary).
+pub fn scan_figures(
+    options: &WorkerOptions,
+    factory: &ParserFactory,
+) -> io::Result<(BTreeMap<Provider, ProviderSummary>, Vec<SessionFigures>)> {
+    let mut tally = FigureTally::default();
+    let summary = scan_each(options, factory, &mut |items| {
+        tally.add(items);
+        Ok(())
+    })?;
+    Ok((summary, tally.finish()))
+}
+
+/// [`scan`] with each read's items (lineage filled in, stamped as a backfill would) handed to
+/// `each`; an error of `each` ends the scan and is returned.
+pub fn scan_each(
+    options: &WorkerOptions,
+    factory: &ParserFactory,
+    each: &mut dyn FnMut(&[ImportSessionItem]) -> io::Result<()>,
+) -> io::Result<BTreeMap<Provider, ProviderSummary>> {
     let mut out: BTreeMap<Provider, ProviderSummary> = Provider::ALL
         .iter()
         .map(|p| {
@@ -69,10 +105,11 @@ pub fn scan(
                 continue;
             }
         };
+        let mut unlinked = Vec::new();
         if let Some(parser) = state.parser() {
-            // Scan reports what the files say; children read before their parent's link are
-            // not re-sent here (the runtime does that when it emits).
-            lineage.record(&state.source, &items, parser);
+            // Children read before this file revealed their spawn link are re-sent below, as
+            // a backfill re-sends them (their header only: the summary counts them once).
+            unlinked = lineage.record(&state.source, &items, parser);
             let stats = parser.stats();
             summary.malformed_lines += stats.malformed_lines;
             for (kind, n) in &stats.skipped_records {
@@ -82,7 +119,8 @@ pub fn scan(
         lineage.fill(&state.source, &mut items, &cursor);
         seal_lineage(&mut items);
         mapping::stamp_items(&mut items, provider, options.mappings.of(provider), true);
-        count_items(provider, &items, summary, &mut seen, &mut items_out)?;
+        count_items(provider, &items, summary, &mut seen, each)?;
+        resend_children(unlinked, factory, &mut lineage, options, each)?;
     }
     for mut store in open_stores(options) {
         let provider = store.provider();
@@ -93,7 +131,7 @@ pub fn scan(
             let mut items = update.items;
             seal_lineage(&mut items);
             mapping::stamp_items(&mut items, provider, options.mappings.of(provider), true);
-            count_items(provider, &items, summary, &mut seen, &mut items_out).map_err(|e| {
+            count_items(provider, &items, summary, &mut seen, each).map_err(|e| {
                 let kind = e.kind();
                 failed_output = Some(e);
                 io::Error::from(kind)
@@ -115,6 +153,33 @@ pub fn scan(
     Ok(out)
 }
 
+/// Re-sends the headers of children whose spawn link a later file revealed (and of their own
+/// children in turn) to `each`, lineage filled in, as the backfill does.
+fn resend_children(
+    mut pending: Vec<super::lineage::Unlinked>,
+    factory: &ParserFactory,
+    lineage: &mut Lineage,
+    options: &WorkerOptions,
+    each: &mut dyn FnMut(&[ImportSessionItem]) -> io::Result<()>,
+) -> io::Result<()> {
+    while let Some((source, cursor)) = pending.pop() {
+        let mut child = FileState::new(source, Some(cursor));
+        let Ok(Some(update)) = child.resend_header(factory) else {
+            continue;
+        };
+        let mut items = update.items;
+        if let Some(parser) = child.parser() {
+            pending.extend(lineage.record(&child.source, &items, parser));
+        }
+        lineage.fill(&child.source, &mut items, &update.cursor);
+        seal_lineage(&mut items);
+        let provider = child.source.provider;
+        mapping::stamp_items(&mut items, provider, options.mappings.of(provider), false);
+        each(&items)?;
+    }
+    Ok(())
+}
+
 /// Where `provider` is looked for under `options`.
 fn locations(options: &WorkerOptions, provider: Provider) -> Vec<std::path::PathBuf> {
     match provider {
@@ -129,13 +194,13 @@ fn locations(options: &WorkerOptions, provider: Provider) -> Vec<std::path::Path
 }
 
 /// Adds `items` to `summary` (a session counted once, however many items carry it) and writes
-/// them to `items_out` as JSON lines.
+/// them to `each`.
 fn count_items(
     provider: Provider,
     items: &[ImportSessionItem],
     summary: &mut ProviderSummary,
     seen: &mut HashSet<(Provider, String)>,
-    items_out: &mut Option<&mut dyn Write>,
+    each: &mut dyn FnMut(&[ImportSessionItem]) -> io::Result<()>,
 ) -> io::Result<()> {
     for item in items {
         if seen.insert((provider, item.source_session_id.clone())) {
@@ -148,13 +213,8 @@ fn count_items(
         summary.turns += item.turns.len() as u64;
         summary.messages += item.messages.len() as u64;
         summary.tool_calls += item.tool_calls.len() as u64;
-        if let Some(w) = items_out.as_deref_mut() {
-            // Items are plain data, so the only failure is the writer's (e.g. a closed pipe).
-            serde_json::to_writer(&mut *w, item).map_err(std::io::Error::from)?;
-            w.write_all(b"\n")?;
-        }
     }
-    Ok(())
+    each(items)
 }
 
 /// The human-readable summary printed by `aix scan`: one block per provider; a provider with
