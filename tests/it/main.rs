@@ -31,6 +31,7 @@ mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, 
 mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
 mod pipeline_support; // fixtures shared by the pipeline_* modules
 mod sources; // source parsers and stores (all five providers): exact items, incremental = full, bad input
+mod verify_cli; // nex import verify: matches, gone sources, tampered rows, exit codes; samples and real corpora
 mod worker_backfill; // aix backfill: cursor skip, --full, crash-resume, ordering, lineage
 mod worker_discover; // aix discovery layouts of Claude Code and Codex roots
 mod worker_emit; // aix emitter: batch packing, chunking, idempotency keys, cursor placement
