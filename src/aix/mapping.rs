@@ -13,9 +13,11 @@
 //! - **fingerprints**: an item's fingerprint is the parser's, folded with the version
 //!   ([`versioned_fingerprint`]), so the service never skips the re-read as
 //!   `fingerprint_unchanged` and a new idempotency key is used;
-//! - **items**: an item read whole carries `mappingVersion`; the service then removes the rows
-//!   of that session that an older mapping produced and this item no longer holds, in the same
-//!   savepoint as the re-import. Partial (tail) items carry no version and never remove.
+//! - **items**: every item carries `mappingVersion`, and an item read whole is `wholeSession`;
+//!   for such an item above the session's stored version the service removes the rows of that
+//!   session that an older mapping produced and this item no longer holds, in the same
+//!   savepoint as the re-import. Partial (tail) items never remove; they record their version
+//!   only for a session they create (so a session the tail built equals one a backfill built).
 //!
 //! Version 1 means "before versions": an item of version 1 is what a worker without versions
 //! sent (its fingerprint unchanged, no `mappingVersion`, cursors without a version). Tests use
@@ -98,15 +100,17 @@ pub fn versioned_fingerprint(provider: Provider, version: u32, fingerprint: &str
 }
 
 /// Stamps the items of one read of `provider`'s source with `version`: every fingerprint is
-/// versioned; with `whole` (the items carry their sessions whole: a file read from byte 0, a
-/// store session) each item also carries `mappingVersion`, which lets the service replace the
-/// rows an older mapping produced. Under [`BEFORE_VERSIONS`] items are left as a worker without
-/// versions sent them.
+/// versioned and every item carries `mappingVersion`; with `whole` (the items carry their
+/// sessions whole: a file read from byte 0, a store session) they are also `wholeSession`,
+/// which lets the service replace the rows an older mapping produced. Under
+/// [`BEFORE_VERSIONS`] items are left as a worker without versions sent them.
 pub fn stamp_items(items: &mut [ImportSessionItem], provider: Provider, version: u32, whole: bool) {
     for item in items {
         item.source_session_fingerprint =
             versioned_fingerprint(provider, version, &item.source_session_fingerprint);
-        item.mapping_version = (whole && version > BEFORE_VERSIONS).then_some(version);
+        let versioned = version > BEFORE_VERSIONS;
+        item.mapping_version = versioned.then_some(version);
+        item.whole_session = whole && versioned;
     }
 }
 
@@ -180,6 +184,7 @@ mod tests {
         stamp_items(&mut items, Provider::Codex, BEFORE_VERSIONS, true);
         assert_eq!(items[0].source_session_fingerprint, "abc");
         assert_eq!(items[0].mapping_version, None);
+        assert!(!items[0].whole_session);
         assert_eq!(versioned_token(1, "t"), "t");
         assert_eq!(current_token(1, "m2:t").as_deref(), Some("m2:t"));
     }
@@ -199,7 +204,9 @@ mod tests {
         stamp_items(&mut items, Provider::Codex, 2, true);
         stamp_items(&mut partial, Provider::Codex, 2, false);
         assert_eq!(items[0].mapping_version, Some(2));
-        assert_eq!(partial[0].mapping_version, None);
+        assert!(items[0].whole_session);
+        assert_eq!(partial[0].mapping_version, Some(2));
+        assert!(!partial[0].whole_session);
         assert_eq!(items[0].source_session_fingerprint, fp2);
         assert_eq!(partial[0].source_session_fingerprint, fp2);
         assert_eq!(

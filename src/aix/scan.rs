@@ -44,7 +44,7 @@ pub fn scan(
     factory: &ParserFactory,
     mut items_out: Option<&mut dyn Write>,
 ) -> io::Result<BTreeMap<Provider, ProviderSummary>> {
-    scan_each(options, factory, &mut |items| {
+    scan_each(options, factory, false, &mut |items| {
         if let Some(w) = items_out.as_deref_mut() {
             for item in items {
                 // Items are plain data, so the only failure is the writer's (a closed pipe).
@@ -65,7 +65,7 @@ pub fn scan_figures(
     factory: &ParserFactory,
 ) -> io::Result<(BTreeMap<Provider, ProviderSummary>, Vec<SessionFigures>)> {
     let mut tally = FigureTally::default();
-    let summary = scan_each(options, factory, &mut |items| {
+    let summary = scan_each(options, factory, true, &mut |items| {
         tally.add(items);
         Ok(())
     })?;
@@ -73,10 +73,13 @@ pub fn scan_figures(
 }
 
 /// [`scan`] with each read's items (lineage filled in, stamped as a backfill would) handed to
-/// `each`; an error of `each` ends the scan and is returned.
+/// `each`; an error of `each` ends the scan and is returned. With `resend`, the headers of
+/// children whose spawn link a later file revealed are handed to `each` again, lineage filled
+/// in, as a backfill re-sends them (the summary counts them once).
 pub fn scan_each(
     options: &WorkerOptions,
     factory: &ParserFactory,
+    resend: bool,
     each: &mut dyn FnMut(&[ImportSessionItem]) -> io::Result<()>,
 ) -> io::Result<BTreeMap<Provider, ProviderSummary>> {
     let mut out: BTreeMap<Provider, ProviderSummary> = Provider::ALL
@@ -107,8 +110,6 @@ pub fn scan_each(
         };
         let mut unlinked = Vec::new();
         if let Some(parser) = state.parser() {
-            // Children read before this file revealed their spawn link are re-sent below, as
-            // a backfill re-sends them (their header only: the summary counts them once).
             unlinked = lineage.record(&state.source, &items, parser);
             let stats = parser.stats();
             summary.malformed_lines += stats.malformed_lines;
@@ -120,7 +121,9 @@ pub fn scan_each(
         seal_lineage(&mut items);
         mapping::stamp_items(&mut items, provider, options.mappings.of(provider), true);
         count_items(provider, &items, summary, &mut seen, each)?;
-        resend_children(unlinked, factory, &mut lineage, options, each)?;
+        if resend {
+            resend_children(unlinked, factory, &mut lineage, options, each)?;
+        }
     }
     for mut store in open_stores(options) {
         let provider = store.provider();

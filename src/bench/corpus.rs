@@ -192,7 +192,7 @@ pub fn session(seed: u64, index: usize, large_turns: Option<u64>) -> ImportSessi
         turns,
         messages,
         tool_calls,
-        mapping_version: None,
+        ..Default::default()
     }
 }
 

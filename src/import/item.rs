@@ -146,10 +146,16 @@ pub(crate) fn import_item(
 
     // 13. (extension) A whole item of a newer mapping version replaces the session's rows.
     let replaces = match (&existing, item.mapping_version) {
-        (Some((_, _, stored)), Some(version)) => {
+        (Some((_, _, stored)), Some(version)) if item.whole_session => {
             version > stored.unwrap_or(replace::BEFORE_VERSIONS)
         }
         _ => false,
+    };
+    // The version recorded: a new session's, else only a whole item's (it never goes back).
+    let record_version = if existing.is_none() || item.whole_session {
+        item.mapping_version
+    } else {
+        None
     };
 
     // 3. Unchanged fingerprint: only the persona is refreshed.
@@ -343,7 +349,7 @@ pub(crate) fn import_item(
         times.imported_at,
         ctx.now_ms,
         ctx.run_id,
-        item.mapping_version,
+        record_version,
     ])?;
 
     Ok(ItemOutcome {

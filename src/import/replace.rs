@@ -2,13 +2,14 @@
 //! rows (SOURCES.md "Rewrites": rows are never deleted because a source changed or disappeared;
 //! the one exception is a change of the worker's mapping, our own mistake being corrected).
 //!
-//! The item carries `mappingVersion` only when it holds the whole session as its source holds
-//! it; `session_imports.mapping_version` keeps the version of the last such item (NULL: written
-//! before versions, i.e. version 1). When the item's version is above the stored one, the rows
+//! Every item of a versioned worker carries `mappingVersion`, and `wholeSession` when it holds
+//! the whole session as its source holds it; `session_imports.mapping_version` keeps the version
+//! the session was created under or last replaced with (NULL: written before versions, i.e.
+//! version 1). When a whole item's version is above the stored one, the rows
 //! of the session (its turns, by `turns.session_label`, and the messages and tool calls on them)
 //! that the item does not hold are removed, after the item's own rows are written and in the
 //! same savepoint: a failure leaves the session as it was, a success is one commit with the
-//! import. Partial tail items carry no version and never remove anything.
+//! import. Partial tail items never remove anything and never raise the stored version.
 //!
 //! Turns written before `turns.session_label` existed were attributed by migration 0002 (head,
 //! messages, parent links); a turn it could not attribute is never removed.

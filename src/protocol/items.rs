@@ -29,13 +29,16 @@ pub struct ImportSessionItem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
     /// (extension) The version of the worker's mapping of this provider that produced the
-    /// item, sent only when the item carries the whole session as its source holds it (a
-    /// backfill's item, a file or store session read whole), never on a partial tail item.
-    /// An item whose version is above the one stored for its session replaces that session's
-    /// rows: those it does not carry are removed (IMPORT_SEMANTICS.md item rule 13). Absent: an
-    /// older worker or a partial item, which never removes anything.
+    /// item (`aix::mapping`); absent from a worker without versions (version 1). Recorded for
+    /// a new session, and raised by a `wholeSession` item (item rule 13).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping_version: Option<u32>,
+    /// (extension) The item carries the whole session as its source holds it (a backfill's
+    /// item, a file or store session read whole), not a partial tail item. Only such an item
+    /// with a `mappingVersion` above the one stored for its session replaces the session's
+    /// rows: those it does not carry are removed. A partial item never removes anything.
+    #[serde(skip_serializing_if = "is_false")]
+    pub whole_session: bool,
 }
 
 /// The session header of an item.
@@ -194,6 +197,10 @@ struct RawItem {
     mapping_version: Option<u32>,
     #[serde(rename = "mapping_version")]
     mapping_version_s: Option<u32>,
+    #[serde(rename = "wholeSession")]
+    whole_session: Option<bool>,
+    #[serde(rename = "whole_session")]
+    whole_session_s: Option<bool>,
 }
 
 impl From<RawItem> for ImportSessionItem {
@@ -208,6 +215,7 @@ impl From<RawItem> for ImportSessionItem {
             messages: r.messages.unwrap_or_default(),
             tool_calls: pick_vec(r.tool_calls, r.tool_calls_s),
             mapping_version: r.mapping_version.or(r.mapping_version_s),
+            whole_session: r.whole_session.or(r.whole_session_s).unwrap_or(false),
         }
     }
 }

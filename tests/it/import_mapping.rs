@@ -46,7 +46,8 @@ fn old_mapping_item() -> Value {
                          tool("c9", "L7", "m9", 9)]})
 }
 
-/// The new mapping: a turn per prompt, everything else on them.
+/// The new mapping: a turn per prompt, everything else on them; read whole when it has a
+/// version.
 fn new_mapping_item(version: Option<u32>) -> Value {
     let mut item = json!({"sourceProvider": "codex", "sourceSessionId": "sess-a",
            "sourceSessionFingerprint": "fp-new", "session": {"createdAtMs": T0},
@@ -56,6 +57,7 @@ fn new_mapping_item(version: Option<u32>) -> Value {
            "toolCalls": [tool("c1", "L1", "m2", 3), tool("c2", "L5", "m6", 7)]});
     if let Some(v) = version {
         item["mappingVersion"] = json!(v);
+        item["wholeSession"] = json!(true);
     }
     item
 }
@@ -175,11 +177,19 @@ fn a_failed_replacement_leaves_the_session_as_it_was() {
 
 #[test]
 fn partial_items_and_items_of_the_stored_version_never_remove() {
-    // No version (an older worker, or a partial tail item), even in backfill mode.
+    // No version (an older worker), or a partial item of the new version.
     let mut conn = old_ledger();
     run_import(
         &mut conn,
-        import_req("partial", "tail", vec![new_mapping_item(None)]),
+        import_req("unversioned", "backfill", vec![new_mapping_item(None)]),
+    )
+    .unwrap();
+    let mut partial = new_mapping_item(Some(2));
+    partial["wholeSession"] = json!(false);
+    partial["sourceSessionFingerprint"] = json!("fp-partial");
+    run_import(
+        &mut conn,
+        import_req("partial", "tail", vec![partial.clone()]),
     )
     .unwrap();
     assert_eq!(count(&conn, "turns"), 7);
@@ -191,7 +201,18 @@ fn partial_items_and_items_of_the_stored_version_never_remove() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(stored, None, "a partial item does not record a version");
+    assert_eq!(stored, None, "a partial item does not raise the version");
+
+    // A session created by a partial item records its version (as a backfill would), so a
+    // later rewrite of its file under the same version removes nothing.
+    let mut conn = ledger();
+    run_import(&mut conn, import_req("tail", "tail", vec![partial])).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT mapping_version FROM session_imports", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, 2);
 
     // Stored version 2: a whole item of version 2 holding less (the source changed) removes
     // nothing, and neither does an older version.

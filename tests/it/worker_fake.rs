@@ -249,7 +249,7 @@ impl SessionParser for FakeParser {
                 .collect(),
             messages: turns.into_iter().flat_map(|t| t.messages).collect(),
             tool_calls: Vec::new(),
-            mapping_version: None,
+            ..Default::default()
         }]
     }
 

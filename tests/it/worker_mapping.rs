@@ -170,7 +170,11 @@ fn rows(ledger: &Path) -> String {
 
 fn assert_upgraded(items: &[ImportSessionItem], ledger: &Path, clean: &str) {
     assert_eq!(items.len(), 3, "every unchanged file read again");
-    assert!(items.iter().all(|i| i.mapping_version == Some(2)));
+    assert!(
+        items
+            .iter()
+            .all(|i| i.mapping_version == Some(2) && i.whole_session)
+    );
     let got = rows(ledger);
     assert!(got == clean, "{}", first_difference(&got, clean));
 }

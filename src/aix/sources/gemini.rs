@@ -288,7 +288,7 @@ impl SessionParser for GeminiParser {
             turns,
             messages,
             tool_calls,
-            mapping_version: None,
+            ..Default::default()
         }]
     }
 

@@ -288,7 +288,7 @@ impl ClaudeCodeParser {
             turns: t.turns,
             messages: t.messages,
             tool_calls: t.tool_calls,
-            mapping_version: None,
+            ..Default::default()
         }
     }
 }

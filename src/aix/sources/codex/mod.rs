@@ -515,7 +515,7 @@ impl SessionParser for CodexParser {
             turns: t.turns,
             messages: t.messages,
             tool_calls: t.tool_calls,
-            mapping_version: None,
+            ..Default::default()
         }]
     }
 

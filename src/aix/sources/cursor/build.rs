@@ -275,7 +275,7 @@ pub(super) fn build_item(
         turns: out_turns,
         messages,
         tool_calls: tools,
-        mapping_version: None,
+        ..Default::default()
     })
 }
 

@@ -195,7 +195,7 @@ pub(super) fn build(
             .collect(),
         messages: b.messages,
         tool_calls: b.tools,
-        mapping_version: None,
+        ..Default::default()
     };
     Built { item, links }
 }
