@@ -192,6 +192,7 @@ pub fn session(seed: u64, index: usize, large_turns: Option<u64>) -> ImportSessi
         turns,
         messages,
         tool_calls,
+        ..Default::default()
     }
 }
 

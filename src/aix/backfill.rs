@@ -18,6 +18,7 @@ use super::discover::discover;
 use super::emit::Emitter;
 use super::file_state::{FileState, FileUpdate, ParserFactory, ReadKind};
 use super::lineage::{Lineage, Unlinked, seal_lineage};
+use super::mapping::{self, MappingVersions};
 use super::sources::StoreCursor;
 use super::status::{StopSignal, WorkerStatus};
 use super::stores::{OutputFailed, StoreRun, open_stores};
@@ -98,9 +99,10 @@ pub(super) fn emit_update(
     state: &FileState,
     update: FileUpdate,
     lineage: &mut Lineage,
+    mappings: &MappingVersions,
     emitter: &mut Emitter<'_>,
 ) -> std::io::Result<Vec<Unlinked>> {
-    let ready = with_lineage(state, update, lineage);
+    let ready = with_lineage(state, update, lineage, mappings);
     ready.push(emitter)
 }
 
@@ -119,10 +121,17 @@ impl ReadyUpdate {
     }
 }
 
-fn with_lineage(state: &FileState, update: FileUpdate, lineage: &mut Lineage) -> ReadyUpdate {
+/// The update's items with lineage filled in and stamped with the provider's mapping version
+/// (whole when the file was read from byte 0), and its cursor with that version.
+fn with_lineage(
+    state: &FileState,
+    update: FileUpdate,
+    lineage: &mut Lineage,
+    mappings: &MappingVersions,
+) -> ReadyUpdate {
     let FileUpdate {
         mut items,
-        cursor,
+        mut cursor,
         part,
         kind,
         lossy_lines: _,
@@ -133,6 +142,10 @@ fn with_lineage(state: &FileState, update: FileUpdate, lineage: &mut Lineage) ->
     };
     let tag = lineage.fill(&state.source, &mut items, &cursor);
     seal_lineage(&mut items);
+    let provider = state.source.provider;
+    let version = mappings.of(provider);
+    mapping::stamp_items(&mut items, provider, version, kind == ReadKind::Whole);
+    cursor.mapping = version;
     let mut part = part.to_string();
     if kind == ReadKind::Resent {
         part.push('h');
@@ -154,12 +167,15 @@ fn resend_children(
     mut pending: Vec<Unlinked>,
     factory: &ParserFactory,
     lineage: &mut Lineage,
+    mappings: &MappingVersions,
     emitter: &mut Emitter<'_>,
 ) -> std::io::Result<()> {
     while let Some((source, cursor)) = pending.pop() {
         let mut child = FileState::new(source, Some(cursor));
         match child.resend_header(factory) {
-            Ok(Some(update)) => pending.extend(emit_update(&child, update, lineage, emitter)?),
+            Ok(Some(update)) => {
+                pending.extend(emit_update(&child, update, lineage, mappings, emitter)?)
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(path = %child.source.path.display(), error_kind = ?e.kind(), "child header not re-sent")
@@ -276,10 +292,10 @@ pub fn run_backfill(
                 Ok(Some(update)) => {
                     counters.lossy_lines += update.lossy_lines;
                     // Backfill keeps no state: the parser goes before the items are encoded.
-                    let ready = with_lineage(&state, update, &mut lineage);
+                    let ready = with_lineage(&state, update, &mut lineage, &options.mappings);
                     drop(state);
                     let resend = ready.push(emitter)?;
-                    resend_children(resend, factory, &mut lineage, emitter)?;
+                    resend_children(resend, factory, &mut lineage, &options.mappings, emitter)?;
                     counters.emitted_files += 1;
                 }
                 Ok(None) => counters.skipped_files += 1,
@@ -300,8 +316,14 @@ pub fn run_backfill(
             break;
         }
         let mut run = StoreRun::new(store, store_cursors);
-        run.poll(options.full, false, emitter, &mut counters)
-            .map_err(|OutputFailed(e)| e)?;
+        run.poll(
+            options.full,
+            false,
+            &options.mappings,
+            emitter,
+            &mut counters,
+        )
+        .map_err(|OutputFailed(e)| e)?;
         emitter.sink().progress(&counters.progress(true))?;
     }
     emitter.flush()?;

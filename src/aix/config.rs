@@ -40,6 +40,9 @@ pub struct WorkerOptions {
     pub inflight_bytes: u64,
     /// Tail: drop a file's in-memory parse state after this long without changes.
     pub idle_evict: Duration,
+    /// The mapping version of each provider (this build's; tests set older ones to write the
+    /// ledger an older worker would have written).
+    pub mappings: super::mapping::MappingVersions,
 }
 
 impl Default for WorkerOptions {
@@ -58,6 +61,7 @@ impl Default for WorkerOptions {
             parse_threads: 0,
             idle_evict: Duration::from_secs(600),
             inflight_bytes: 32 << 20,
+            mappings: super::mapping::MappingVersions::CURRENT,
         }
     }
 }

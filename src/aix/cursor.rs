@@ -59,6 +59,15 @@ pub struct FileCursor {
     pub open_turn_offset: u64,
     /// The session fingerprint after `offset` bytes.
     pub fingerprint: String,
+    /// The provider's mapping version the items up to `offset` were produced under
+    /// (`aix::mapping`); a cursor without it was taken before versions existed. Set when the
+    /// cursor is emitted; at run start a cursor of another version is dropped.
+    #[serde(default = "before_versions")]
+    pub mapping: u32,
+}
+
+fn before_versions() -> u32 {
+    super::mapping::BEFORE_VERSIONS
 }
 
 impl FileCursor {
@@ -279,6 +288,7 @@ mod tests {
             edge: read_edge(&mut f, offset).unwrap(),
             open_turn_offset: 0,
             fingerprint: "fp".into(),
+            mapping: 2,
         }
     }
 
@@ -344,9 +354,13 @@ mod tests {
         let mut bad = c.clone();
         bad.offset = bad.size + 1;
         assert_eq!(FileCursor::from_value(&bad.to_value()), None);
-        let mut bad = c;
+        let mut bad = c.clone();
         bad.v = 99;
         assert_eq!(FileCursor::from_value(&bad.to_value()), None);
+        // A cursor written before mapping versions decodes as version 1.
+        let mut old = c.to_value();
+        old.as_object_mut().unwrap().remove("mapping");
+        assert_eq!(FileCursor::from_value(&old).unwrap().mapping, 1);
         assert_eq!(FileCursor::from_value(&serde_json::json!({"x": 1})), None);
         assert_eq!(FileCursor::from_value(&serde_json::Value::Null), None);
     }

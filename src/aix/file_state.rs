@@ -17,6 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use super::cursor::{self, CURSOR_VERSION, CursorCheck, FileCursor, FileIdentity, cursor_key};
+use super::mapping;
 use super::sources::{SessionParser, SourceFile, gemini};
 use crate::protocol::ImportSessionItem;
 
@@ -239,6 +240,11 @@ impl FileState {
             edge: cursor::read_edge(&mut file, end.consumed)?,
             open_turn_offset: parser.open_turn_offset().min(end.consumed),
             fingerprint: parser.fingerprint(),
+            // Stamped by the run when the cursor is emitted (`aix::mapping`).
+            mapping: self
+                .cursor
+                .as_ref()
+                .map_or(mapping::BEFORE_VERSIONS, |c| c.mapping),
         };
         self.cursor = Some(cursor.clone());
         Ok(Some(FileUpdate {
@@ -277,6 +283,11 @@ impl FileState {
             edge: cursor::edge_of(&bytes),
             open_turn_offset: 0,
             fingerprint: parser.fingerprint(),
+            // Stamped by the run when the cursor is emitted (`aix::mapping`).
+            mapping: self
+                .cursor
+                .as_ref()
+                .map_or(mapping::BEFORE_VERSIONS, |c| c.mapping),
         };
         let lossy_lines = parser.stats().lossy_lines;
         self.parser = Some(parser);

@@ -6,12 +6,13 @@
 //! - `cursor`: the per-file resume cursor NEX stores with each commit.
 //! - `file_state`: a file's parser and cursor; reads new complete lines into items.
 //! - `lineage`: spawn links from parent files filled into subagent items.
+//! - `mapping`: each provider's mapping version, in cursors, fingerprints and whole items.
 //! - `emit`: the frame stream: batches, chunks, idempotency keys, cursors on committing frames.
 //! - `backfill`: discover, skip unchanged, parse on a pool, emit in order.
 //! - `tail`: notifications, debounce, reconcile; partial items per append.
 //! - `run`: `aix worker --stdio` control loop and `aix emit`.
 //! - `stores`: the polled stores (Cursor, OpenCode) of a run and their per-session cursors.
-//! - `scan`: `aix scan` summaries.
+//! - `scan`: `aix scan` summaries; `figures`: its per-session figures (`--sessions`).
 //! - `config`, `status`, `error`, `pipe`: options, stop/health state, run errors, stdout.
 //! - `factory`: the parser factory of the `aix` binary.
 
@@ -22,8 +23,10 @@ pub mod discover;
 pub mod emit;
 pub mod error;
 pub mod factory;
+pub mod figures;
 pub mod file_state;
 pub mod lineage;
+pub mod mapping;
 pub mod pipe;
 pub mod run;
 pub mod scan;
@@ -40,5 +43,5 @@ pub use error::WorkerError;
 pub use factory::default_parser_factory;
 pub use file_state::ParserFactory;
 pub use run::{RunSpec, emit, run_mode, run_worker};
-pub use scan::{ProviderSummary, render_summary, scan};
+pub use scan::{ProviderSummary, render_summary, scan, scan_each, scan_figures};
 pub use status::{StopSignal, WorkerStatus};

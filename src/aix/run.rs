@@ -19,6 +19,7 @@ use super::cursor::{FileCursor, cursor_map};
 use super::emit::{Emitter, FrameSink, now_ms};
 use super::error::WorkerError;
 use super::file_state::ParserFactory;
+use super::mapping;
 use super::sources::StoreCursor;
 use super::status::{StopSignal, WorkerStatus};
 use super::stores::store_cursor_map;
@@ -56,11 +57,22 @@ pub fn run_mode(
         spec.persona_id.clone(),
         spec.options.limits,
     );
+    // Cursors taken under another mapping version are dropped: their files and sessions are
+    // read whole and re-imported under this one (`aix::mapping`).
+    let cursors = mapping::current_file_cursors(&spec.cursors, &spec.options.mappings);
+    let store_cursors = mapping::current_store_cursors(&spec.store_cursors, &spec.options.mappings);
+    if cursors.len() < spec.cursors.len() || store_cursors.len() < spec.store_cursors.len() {
+        tracing::info!(
+            files = spec.cursors.len() - cursors.len(),
+            store_sessions = spec.store_cursors.len() - store_cursors.len(),
+            "cursors of another mapping version: read whole again"
+        );
+    }
     let counters = match spec.mode {
         RunMode::Backfill => run_backfill(
             &spec.options,
-            &spec.cursors,
-            &spec.store_cursors,
+            &cursors,
+            &store_cursors,
             factory,
             &mut emitter,
             stop,
@@ -69,8 +81,8 @@ pub fn run_mode(
         .map_err(WorkerError::Output)?,
         RunMode::Tail => run_tail(
             &spec.options,
-            &spec.cursors,
-            &spec.store_cursors,
+            &cursors,
+            &store_cursors,
             factory,
             &mut emitter,
             stop,

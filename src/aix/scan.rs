@@ -8,8 +8,10 @@ use std::io::{self, Write};
 
 use super::config::WorkerOptions;
 use super::discover::{discover, roots};
+use super::figures::{FigureTally, SessionFigures};
 use super::file_state::{FileState, ParserFactory};
 use super::lineage::{Lineage, seal_lineage};
+use super::mapping;
 use super::sources::Provider;
 use super::stores::open_stores;
 use crate::protocol::ImportSessionItem;
@@ -48,6 +50,44 @@ pub fn scan(
     factory: &ParserFactory,
     mut items_out: Option<&mut dyn Write>,
 ) -> io::Result<BTreeMap<Provider, ProviderSummary>> {
+    scan_each(options, factory, false, &mut |items| {
+        if let Some(w) = items_out.as_deref_mut() {
+            for item in items {
+                // Items are plain data, so the only failure is the writer's (a closed pipe).
+                serde_json::to_writer(&mut *w, item).map_err(std::io::Error::from)?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The per-session figures of everything under the roots (`aix scan --sessions`), ordered by
+/// provider and session id; see `figures`.
+///
+/// Errors: none of its own (unreadable files and stores are counted in the summary).
+pub fn scan_figures(
+    options: &WorkerOptions,
+    factory: &ParserFactory,
+) -> io::Result<(BTreeMap<Provider, ProviderSummary>, Vec<SessionFigures>)> {
+    let mut tally = FigureTally::default();
+    let summary = scan_each(options, factory, true, &mut |items| {
+        tally.add(items);
+        Ok(())
+    })?;
+    Ok((summary, tally.finish()))
+}
+
+/// [`scan`] with each read's items (lineage filled in, stamped as a backfill would) handed to
+/// `each`; an error of `each` ends the scan and is returned. With `resend`, the headers of
+/// children whose spawn link a later file revealed are handed to `each` again, lineage filled
+/// in, as a backfill re-sends them (the summary counts them once).
+pub fn scan_each(
+    options: &WorkerOptions,
+    factory: &ParserFactory,
+    resend: bool,
+    each: &mut dyn FnMut(&[ImportSessionItem]) -> io::Result<()>,
+) -> io::Result<BTreeMap<Provider, ProviderSummary>> {
     let mut out: BTreeMap<Provider, ProviderSummary> = Provider::ALL
         .iter()
         .map(|p| {
@@ -74,10 +114,9 @@ pub fn scan(
                 continue;
             }
         };
+        let mut unlinked = Vec::new();
         if let Some(parser) = state.parser() {
-            // Scan reports what the files say; children read before their parent's link are
-            // not re-sent here (the runtime does that when it emits).
-            lineage.record(&state.source, &items, parser);
+            unlinked = lineage.record(&state.source, &items, parser);
             let stats = parser.stats();
             summary.malformed_lines += stats.malformed_lines;
             summary.lossy_lines += stats.lossy_lines;
@@ -87,7 +126,11 @@ pub fn scan(
         }
         lineage.fill(&state.source, &mut items, &cursor);
         seal_lineage(&mut items);
-        count_items(provider, &items, summary, &mut seen, &mut items_out)?;
+        mapping::stamp_items(&mut items, provider, options.mappings.of(provider), true);
+        count_items(provider, &items, summary, &mut seen, each)?;
+        if resend {
+            resend_children(unlinked, factory, &mut lineage, options, each)?;
+        }
     }
     for mut store in open_stores(options) {
         let provider = store.provider();
@@ -98,7 +141,8 @@ pub fn scan(
         let polled = store.poll(&HashMap::new(), true, &mut |update| {
             let mut items = update.items;
             seal_lineage(&mut items);
-            count_items(provider, &items, summary, &mut seen, &mut items_out).map_err(|e| {
+            mapping::stamp_items(&mut items, provider, options.mappings.of(provider), true);
+            count_items(provider, &items, summary, &mut seen, each).map_err(|e| {
                 let kind = e.kind();
                 failed_output = Some(e);
                 io::Error::from(kind)
@@ -124,6 +168,33 @@ pub fn scan(
     Ok(out)
 }
 
+/// Re-sends the headers of children whose spawn link a later file revealed (and of their own
+/// children in turn) to `each`, lineage filled in, as the backfill does.
+fn resend_children(
+    mut pending: Vec<super::lineage::Unlinked>,
+    factory: &ParserFactory,
+    lineage: &mut Lineage,
+    options: &WorkerOptions,
+    each: &mut dyn FnMut(&[ImportSessionItem]) -> io::Result<()>,
+) -> io::Result<()> {
+    while let Some((source, cursor)) = pending.pop() {
+        let mut child = FileState::new(source, Some(cursor));
+        let Ok(Some(update)) = child.resend_header(factory) else {
+            continue;
+        };
+        let mut items = update.items;
+        if let Some(parser) = child.parser() {
+            pending.extend(lineage.record(&child.source, &items, parser));
+        }
+        lineage.fill(&child.source, &mut items, &update.cursor);
+        seal_lineage(&mut items);
+        let provider = child.source.provider;
+        mapping::stamp_items(&mut items, provider, options.mappings.of(provider), false);
+        each(&items)?;
+    }
+    Ok(())
+}
+
 /// Where `provider` is looked for under `options`.
 fn locations(options: &WorkerOptions, provider: Provider) -> Vec<std::path::PathBuf> {
     match provider {
@@ -138,13 +209,13 @@ fn locations(options: &WorkerOptions, provider: Provider) -> Vec<std::path::Path
 }
 
 /// Adds `items` to `summary` (a session counted once, however many items carry it) and writes
-/// them to `items_out` as JSON lines.
+/// them to `each`.
 fn count_items(
     provider: Provider,
     items: &[ImportSessionItem],
     summary: &mut ProviderSummary,
     seen: &mut HashSet<(Provider, String)>,
-    items_out: &mut Option<&mut dyn Write>,
+    each: &mut dyn FnMut(&[ImportSessionItem]) -> io::Result<()>,
 ) -> io::Result<()> {
     for item in items {
         if seen.insert((provider, item.source_session_id.clone())) {
@@ -157,13 +228,8 @@ fn count_items(
         summary.turns += item.turns.len() as u64;
         summary.messages += item.messages.len() as u64;
         summary.tool_calls += item.tool_calls.len() as u64;
-        if let Some(w) = items_out.as_deref_mut() {
-            // Items are plain data, so the only failure is the writer's (e.g. a closed pipe).
-            serde_json::to_writer(&mut *w, item).map_err(std::io::Error::from)?;
-            w.write_all(b"\n")?;
-        }
     }
-    Ok(())
+    each(items)
 }
 
 /// The human-readable summary printed by `aix scan`: one block per provider; a provider with

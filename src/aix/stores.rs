@@ -13,6 +13,7 @@ use super::backfill::RunCounters;
 use super::config::WorkerOptions;
 use super::discover::{CursorDb, cursor_dbs};
 use super::emit::Emitter;
+use super::mapping::{self, MappingVersions};
 use super::sources::store::store_cursor_key;
 use super::sources::{CursorStore, OpenCodeStore, SessionStore, StoreCursor};
 use crate::protocol::Cursor;
@@ -111,6 +112,7 @@ impl StoreRun {
         &mut self,
         full: bool,
         force: bool,
+        mappings: &MappingVersions,
         emitter: &mut Emitter<'_>,
         counters: &mut RunCounters,
     ) -> Result<bool, OutputFailed> {
@@ -126,17 +128,25 @@ impl StoreRun {
             return Ok(false);
         }
         let provider = self.store.provider();
+        let version = mappings.of(provider);
         let location = self.store.location().to_path_buf();
         let mut output: Option<io::Error> = None;
         let mut emitted = HashMap::new();
         let result = self.store.poll(&self.cursors, full, &mut |update| {
             let key = store_cursor_key(provider, &location, &update.session_id);
+            // Stored under the mapping version (`aix::mapping`); kept here as the store knows it.
+            let stored = StoreCursor {
+                token: mapping::versioned_token(version, &update.cursor.token),
+                ..update.cursor.clone()
+            };
             let cursor = Cursor {
                 key,
-                value: update.cursor.to_value(),
+                value: stored.to_value(),
             };
             let mut items = update.items;
             super::lineage::seal_lineage(&mut items);
+            // A store session is always read whole.
+            mapping::stamp_items(&mut items, provider, version, true);
             if let Err(e) = emitter.push_file(items, "store", Some(cursor)) {
                 let kind = e.kind();
                 output = Some(e);

@@ -352,8 +352,14 @@ impl Tail<'_, '_> {
         match result {
             Ok(Some(update)) => {
                 self.counters.lossy_lines += update.lossy_lines;
-                let resend = emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
-                    .map_err(WorkerError::Output)?;
+                let resend = emit_update(
+                    &tracked.state,
+                    update,
+                    &mut self.lineage,
+                    &self.options.mappings,
+                    self.emitter,
+                )
+                .map_err(WorkerError::Output)?;
                 self.counters.emitted_files += 1;
                 if !live {
                     tracked.state.evict();
@@ -381,8 +387,14 @@ impl Tail<'_, '_> {
             let had_state = tracked.state.parser().is_some();
             match tracked.state.resend_header(self.factory) {
                 Ok(Some(update)) => {
-                    let more = emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
-                        .map_err(WorkerError::Output)?;
+                    let more = emit_update(
+                        &tracked.state,
+                        update,
+                        &mut self.lineage,
+                        &self.options.mappings,
+                        self.emitter,
+                    )
+                    .map_err(WorkerError::Output)?;
                     pending.extend(more);
                 }
                 Ok(None) => {}
@@ -464,6 +476,7 @@ impl Tail<'_, '_> {
                 .poll(
                     false,
                     notified || settling,
+                    &self.options.mappings,
                     self.emitter,
                     &mut self.counters,
                 )

@@ -69,8 +69,12 @@ enum Command {
         #[command(flatten)]
         roots: Roots,
         /// Print items as JSON lines instead of the summary.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sessions")]
         json: bool,
+        /// Print one JSON line of figures per session (turns, messages, tool calls, spawn
+        /// links, token sums, lineage), as `nex import verify` compares them with the ledger.
+        #[arg(long)]
+        sessions: bool,
     },
 }
 
@@ -121,9 +125,17 @@ fn main() -> ExitCode {
             let options = WorkerOptions::resolve(&overrides(&roots, full), None);
             stdout().and_then(|out| aix::emit(mode, options, &factory, out, &stop).map(|_| ()))
         }
-        Command::Scan { roots, json } => {
+        Command::Scan {
+            roots,
+            json,
+            sessions,
+        } => {
             let options = WorkerOptions::resolve(&overrides(&roots, false), None);
-            scan(&options, &factory, json)
+            if sessions {
+                scan_sessions(&options, &factory)
+            } else {
+                scan(&options, &factory, json)
+            }
         }
     };
     match result {
@@ -165,6 +177,21 @@ fn scan(
     if !json {
         out.write_all(aix::render_summary(&summary).as_bytes())
             .map_err(aix::WorkerError::Output)?;
+    }
+    out.flush().map_err(aix::WorkerError::Output)
+}
+
+fn scan_sessions(
+    options: &WorkerOptions,
+    factory: &aix::ParserFactory,
+) -> Result<(), aix::WorkerError> {
+    let (_, figures) = aix::scan_figures(options, factory).map_err(aix::WorkerError::Output)?;
+    let mut out = stdout()?;
+    for f in &figures {
+        // Plain data: serialisation cannot fail; only the write can.
+        let mut line = serde_json::to_vec(f).map_err(|e| aix::WorkerError::Output(e.into()))?;
+        line.push(b'\n');
+        out.write_all(&line).map_err(aix::WorkerError::Output)?;
     }
     out.flush().map_err(aix::WorkerError::Output)
 }

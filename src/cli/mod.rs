@@ -8,6 +8,7 @@
 //! - `status`: `nex import status|jobs`.
 //! - `sessions`: `nex sessions list|show`: what landed in the ledger.
 //! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
+//! - `verify`: `nex import verify`: what the sources hold against what the ledger holds.
 //! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
 
 pub mod apply;
@@ -17,6 +18,7 @@ pub mod import_ctl;
 pub mod replay;
 pub mod sessions;
 pub mod status;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -71,6 +73,11 @@ pub enum ImportCommand {
     /// Run a recorded stream of worker frames through the import pipeline into the ledger,
     /// printing one JSON run report.
     Replay(replay::ReplayArgs),
+    /// Compare what the sources hold (per session: turns, messages, tool calls, spawn links,
+    /// tokens, lineage, as `aix scan --sessions` counts them) with what the ledger holds, and
+    /// list every mismatch and the sessions whose source is gone. Exit 0 when everything
+    /// matches, 1 on a mismatch.
+    Verify(verify::VerifyArgs),
 }
 
 /// Runs a parsed command line; the exit code reports I/O failures, not request errors (those
@@ -79,6 +86,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Import(ImportCommand::Apply(args)) => apply::run(&args),
         Command::Import(ImportCommand::Replay(args)) => return replay::main(&args),
+        Command::Import(ImportCommand::Verify(args)) => return verify::run(args),
         // The control commands report their own errors and choose their exit codes.
         Command::Import(ImportCommand::Backfill(args)) => return import_ctl::backfill(args),
         Command::Import(ImportCommand::Tail(args)) => return import_ctl::tail(args),

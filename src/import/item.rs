@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ImportError;
 use super::ids::{IdKind, ROOT_TURN_ENTITY, scoped_id, session_label};
+use super::replace;
 use super::rows::{ItemJson, write_messages, write_tool_calls, write_turns};
 use super::sql;
 use crate::protocol::{ImportSessionItem, ItemStatus, Turn};
@@ -43,6 +44,8 @@ pub(super) struct Refs<'a> {
     source: &'a str,
     pub(super) provider: &'a str,
     pub(super) session_id: &'a str,
+    /// The session's label (`turns.session_label` of its turns).
+    pub(super) label: &'a str,
     pub(super) turns: HashMap<&'a str, String>,
     pub(super) messages: HashMap<&'a str, String>,
     ledger: RefCell<HashMap<String, bool>>,
@@ -125,14 +128,14 @@ pub(crate) fn import_item(
     }
 
     // 1-2. Existing mapping and label.
-    let existing: Option<(String, String)> = conn
+    let existing: Option<(String, String, Option<u32>)> = conn
         .prepare_cached(sql::SELECT_MAPPING)?
         .query_row(params![ctx.source, provider, session_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
     let label = match &existing {
-        Some((_, label)) if !label.trim().is_empty() => label.clone(),
+        Some((_, label, _)) if !label.trim().is_empty() => label.clone(),
         _ => resolve_label(
             ctx,
             provider,
@@ -141,9 +144,24 @@ pub(crate) fn import_item(
         )?,
     };
 
+    // 13. (extension) A whole item of a newer mapping version replaces the session's rows.
+    let replaces = match (&existing, item.mapping_version) {
+        (Some((_, _, stored)), Some(version)) if item.whole_session => {
+            version > stored.unwrap_or(replace::BEFORE_VERSIONS)
+        }
+        _ => false,
+    };
+    // The version recorded: a new session's, else only a whole item's (it never goes back).
+    let record_version = if existing.is_none() || item.whole_session {
+        item.mapping_version
+    } else {
+        None
+    };
+
     // 3. Unchanged fingerprint: only the persona is refreshed.
-    if let Some((stored_fp, _)) = &existing
+    if let Some((stored_fp, _, _)) = &existing
         && stored_fp == fingerprint
+        && !replaces
     {
         conn.prepare_cached(sql::SKIP_REFRESH_PERSONA)?
             .execute(params![ctx.persona, label])?;
@@ -174,6 +192,7 @@ pub(crate) fn import_item(
         source: ctx.source,
         provider,
         session_id,
+        label: &label,
         turns: HashMap::with_capacity(item.turns.len()),
         messages: HashMap::with_capacity(item.messages.len()),
         ledger: RefCell::new(HashMap::new()),
@@ -302,6 +321,24 @@ pub(crate) fn import_item(
         ])?;
     }
 
+    // 13. Rows of the session that an older mapping produced and this item does not hold.
+    if replaces {
+        let keep = replace::Keep {
+            turns: refs.turns.values().chain(root_id.as_ref()).collect(),
+            messages: refs.messages.values().collect(),
+            tool_calls: tool_ids.values().collect(),
+        };
+        let removed = replace::remove_stale_rows(conn, &label, &keep)?;
+        tracing::info!(
+            session_label = %label,
+            mapping_version = item.mapping_version,
+            turns = removed.turns,
+            messages = removed.messages,
+            tool_calls = removed.tool_calls,
+            "session replaced under a newer mapping version"
+        );
+    }
+
     // 11. Mapping.
     conn.prepare_cached(sql::UPSERT_MAPPING)?.execute(params![
         ctx.source,
@@ -312,6 +349,7 @@ pub(crate) fn import_item(
         times.imported_at,
         ctx.now_ms,
         ctx.run_id,
+        record_version,
     ])?;
 
     Ok(ItemOutcome {

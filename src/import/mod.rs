@@ -12,6 +12,7 @@
 //! - `service`: the import algorithm (idempotency, per-item savepoints, stored response).
 //! - `item`: the item algorithm (labels, skip, times, ids, session, history, mapping).
 //! - `rows`: its row writers (turns, threads, messages, tool calls) and normalisations.
+//! - `replace`: rule 13, the rows a newer mapping version no longer produces, removed.
 //! - `chunk`: the chunk algorithm (staging, upload checks, assembly).
 //! - `staging`: in-memory staging of uploads that complete inside one transaction.
 //! - `decode`: the streaming, bounded base64 -> gzip -> JSON decoder of an upload.
@@ -25,6 +26,7 @@ mod hash;
 mod ids;
 mod item;
 mod options;
+mod replace;
 mod rows;
 mod service;
 mod sql;

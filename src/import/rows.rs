@@ -97,7 +97,7 @@ pub(super) fn write_turns(
 ) -> Result<Vec<String>, ImportError> {
     let session = &item.session;
     let workspace = non_blank(session.workspace_path.as_deref());
-    let mut turn_rows = RowWriter::new(ctx.conn, fresh, sql::INSERT_TURN, sql::UPSERT_TURN, 19);
+    let mut turn_rows = RowWriter::new(ctx.conn, fresh, sql::INSERT_TURN, sql::UPSERT_TURN, 20);
     let mut thread_rows =
         RowWriter::new(ctx.conn, fresh, sql::INSERT_THREAD, sql::UPSERT_THREAD, 3);
     let mut refresh: Vec<String> = Vec::new();
@@ -124,6 +124,7 @@ pub(super) fn write_turns(
             item.tool_calls.len() as i64,
             ROOT_TURN_ENTITY,
             workspace,
+            refs.label,
             0i64,
         ])?;
         thread_rows.write(params![root, None::<i64>, ctx.persona])?;
@@ -189,6 +190,7 @@ pub(super) fn write_turns(
             tool_counts.get(src).copied().unwrap_or(0),
             src,
             workspace,
+            refs.label,
             i64::from(parents_in_item.contains(src)),
         ])?;
         thread_rows.write(params![id, total_tokens, ctx.persona])?;

@@ -2,7 +2,8 @@
 //! new values (IMPORT_SEMANTICS.md item rule 12): `ON CONFLICT DO UPDATE … WHERE` a column
 //! differs, so re-importing a large session that changed in one turn rewrites one turn's rows.
 
-pub(crate) const SELECT_MAPPING: &str = "SELECT source_session_fingerprint, session_label
+pub(crate) const SELECT_MAPPING: &str = "SELECT source_session_fingerprint, session_label,
+        mapping_version
      FROM session_imports
      WHERE source = ?1 AND source_provider = ?2 AND source_session_id = ?3";
 
@@ -22,9 +23,9 @@ pub(crate) const UPSERT_TURN: &str = "INSERT INTO turns (
         id, parent_turn_id, turn_type, status, started_at, completed_at, model, provider, role,
         effective_config_json, input_tokens, output_tokens, cached_input_tokens,
         cache_write_tokens, reasoning_tokens, total_tokens, query_message_ids,
-        response_message_id, tool_call_count, source_event_id, workspace_path)
+        response_message_id, tool_call_count, source_event_id, workspace_path, session_label)
      VALUES (?1, ?2, 'normal', ?3, ?4, ?5, ?6, ?7, 'unified', ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-        ?15, ?16, ?17, ?18, ?19)
+        ?15, ?16, ?17, ?18, ?19, ?20)
      ON CONFLICT(id) DO UPDATE SET
         parent_turn_id = excluded.parent_turn_id,
         turn_type = excluded.turn_type,
@@ -45,7 +46,8 @@ pub(crate) const UPSERT_TURN: &str = "INSERT INTO turns (
         response_message_id = excluded.response_message_id,
         tool_call_count = excluded.tool_call_count,
         source_event_id = excluded.source_event_id,
-        workspace_path = excluded.workspace_path
+        workspace_path = excluded.workspace_path,
+        session_label = excluded.session_label
      WHERE turns.parent_turn_id IS NOT excluded.parent_turn_id
         OR turns.turn_type IS NOT excluded.turn_type
         OR turns.status IS NOT excluded.status
@@ -66,7 +68,8 @@ pub(crate) const UPSERT_TURN: &str = "INSERT INTO turns (
         OR turns.response_message_id IS NOT excluded.response_message_id
         OR turns.tool_call_count IS NOT excluded.tool_call_count
         OR turns.source_event_id IS NOT excluded.source_event_id
-        OR turns.workspace_path IS NOT excluded.workspace_path";
+        OR turns.workspace_path IS NOT excluded.workspace_path
+        OR turns.session_label IS NOT excluded.session_label";
 
 pub(crate) const UPSERT_THREAD: &str =
     "INSERT INTO threads (turn_id, total_tokens, persona_id, thread_key)
@@ -188,14 +191,19 @@ pub(crate) const INSERT_HISTORY: &str =
 
 pub(crate) const UPSERT_MAPPING: &str = "INSERT INTO session_imports (
         source, source_provider, source_session_id, source_session_fingerprint, session_label,
-        imported_at, updated_at, last_run_id)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        imported_at, updated_at, last_run_id, mapping_version)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
      ON CONFLICT(source, source_provider, source_session_id) DO UPDATE SET
         source_session_fingerprint = excluded.source_session_fingerprint,
         session_label = excluded.session_label,
         imported_at = excluded.imported_at,
         updated_at = excluded.updated_at,
-        last_run_id = excluded.last_run_id";
+        last_run_id = excluded.last_run_id,
+        -- Only whole items carry a version; it never goes back (an older worker still running).
+        mapping_version = CASE
+            WHEN excluded.mapping_version IS NULL THEN session_imports.mapping_version
+            WHEN session_imports.mapping_version IS NULL THEN excluded.mapping_version
+            ELSE MAX(excluded.mapping_version, session_imports.mapping_version) END";
 
 pub(crate) const SELECT_REQUEST: &str = "SELECT source, mode, request_hash, response_json
      FROM session_import_requests WHERE idempotency_key = ?1";
@@ -290,9 +298,10 @@ pub(crate) const INSERT_TURN: &str = "INSERT INTO turns (
         id, parent_turn_id, turn_type, status, started_at, completed_at, model, provider, role,
         effective_config_json, input_tokens, output_tokens, cached_input_tokens,
         cache_write_tokens, reasoning_tokens, total_tokens, query_message_ids,
-        response_message_id, tool_call_count, source_event_id, workspace_path, has_children)
+        response_message_id, tool_call_count, source_event_id, workspace_path, session_label,
+        has_children)
      VALUES (?1, ?2, 'normal', ?3, ?4, ?5, ?6, ?7, 'unified', ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-        ?15, ?16, ?17, ?18, ?19, ?20)";
+        ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
 
 pub(crate) const INSERT_THREAD: &str =
     "INSERT INTO threads (turn_id, total_tokens, persona_id, thread_key) VALUES (?1, ?2, ?3, ?1)";

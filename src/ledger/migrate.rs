@@ -14,10 +14,16 @@ pub struct Migration {
 }
 
 /// Migrations of `agents.db`, in order; `user_version` = how many are applied.
-pub const AGENTS: &[Migration] = &[Migration {
-    name: "agents/0001_ledger.sql",
-    sql: include_str!("../../migrations/agents/0001_ledger.sql"),
-}];
+pub const AGENTS: &[Migration] = &[
+    Migration {
+        name: "agents/0001_ledger.sql",
+        sql: include_str!("../../migrations/agents/0001_ledger.sql"),
+    },
+    Migration {
+        name: "agents/0002_mapping_versions.sql",
+        sql: include_str!("../../migrations/agents/0002_mapping_versions.sql"),
+    },
+];
 
 /// Migrations of `nexus.db`, in order.
 pub const NEXUS: &[Migration] = &[

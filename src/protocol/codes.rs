@@ -104,6 +104,13 @@ pub enum Code {
     IoFailed,
     ControlBusy,
     BadRequest,
+    ProviderUnknown,
+    LedgerNotFound,
+    LedgerSchemaOlder,
+    LedgerReadFailed,
+    VerifyScanSpawnFailed,
+    VerifyScanFailed,
+    VerifyScanOutputInvalid,
     /// A daemon's error answer without a code, or with one this version does not know.
     Unknown,
 }
@@ -191,6 +198,13 @@ impl Code {
         Code::IoFailed,
         Code::ControlBusy,
         Code::BadRequest,
+        Code::ProviderUnknown,
+        Code::LedgerNotFound,
+        Code::LedgerSchemaOlder,
+        Code::LedgerReadFailed,
+        Code::VerifyScanSpawnFailed,
+        Code::VerifyScanFailed,
+        Code::VerifyScanOutputInvalid,
         Code::Unknown,
     ];
 
@@ -280,6 +294,13 @@ impl Code {
             Code::IoFailed => "io_failed",
             Code::ControlBusy => "control_busy",
             Code::BadRequest => "bad_request",
+            Code::ProviderUnknown => "provider_unknown",
+            Code::LedgerNotFound => "ledger_not_found",
+            Code::LedgerSchemaOlder => "ledger_schema_older",
+            Code::LedgerReadFailed => "ledger_read_failed",
+            Code::VerifyScanSpawnFailed => "verify_scan_spawn_failed",
+            Code::VerifyScanFailed => "verify_scan_failed",
+            Code::VerifyScanOutputInvalid => "verify_scan_output_invalid",
             Code::Unknown => "unknown",
         }
     }

@@ -28,6 +28,17 @@ pub struct ImportSessionItem {
     pub messages: Vec<Message>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// (extension) The version of the worker's mapping of this provider that produced the
+    /// item (`aix::mapping`); absent from a worker without versions (version 1). Recorded for
+    /// a new session, and raised by a `wholeSession` item (item rule 13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping_version: Option<u32>,
+    /// (extension) The item carries the whole session as its source holds it (a backfill's
+    /// item, a file or store session read whole), not a partial tail item. Only such an item
+    /// with a `mappingVersion` above the one stored for its session replaces the session's
+    /// rows: those it does not carry are removed. A partial item never removes anything.
+    #[serde(skip_serializing_if = "is_false")]
+    pub whole_session: bool,
 }
 
 /// The session header of an item.
@@ -182,6 +193,14 @@ struct RawItem {
     tool_calls: Option<Vec<ToolCall>>,
     #[serde(rename = "tool_calls")]
     tool_calls_s: Option<Vec<ToolCall>>,
+    #[serde(rename = "mappingVersion")]
+    mapping_version: Option<u32>,
+    #[serde(rename = "mapping_version")]
+    mapping_version_s: Option<u32>,
+    #[serde(rename = "wholeSession")]
+    whole_session: Option<bool>,
+    #[serde(rename = "whole_session")]
+    whole_session_s: Option<bool>,
 }
 
 impl From<RawItem> for ImportSessionItem {
@@ -195,6 +214,8 @@ impl From<RawItem> for ImportSessionItem {
             turns: r.turns.unwrap_or_default(),
             messages: r.messages.unwrap_or_default(),
             tool_calls: pick_vec(r.tool_calls, r.tool_calls_s),
+            mapping_version: r.mapping_version.or(r.mapping_version_s),
+            whole_session: r.whole_session.or(r.whole_session_s).unwrap_or(false),
         }
     }
 }

@@ -27,7 +27,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// `codex/<name>/sessions` (or `codex/<name>`) merged under the Codex root, each
 /// `gemini/<name>/<file>.json` a legacy session of project `<name>` (renamed to the CLI's
 /// `session-<time>-<id8>.json`).
-fn sample_tree(samples: &Path) -> Tree {
+pub fn sample_tree(samples: &Path) -> Tree {
     let tree = Tree::new();
     copy_tree(&samples.join("claude-code"), &tree.claude());
     if let Ok(rd) = std::fs::read_dir(samples.join("codex")) {

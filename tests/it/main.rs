@@ -18,6 +18,7 @@ mod import_chunks; // sessions.import.chunk: staging, upload checks, decode code
 mod import_cli; // `nex import apply` through the built binary
 mod import_incremental; // partial tail items converge on the full import's rows (R5)
 mod import_ledger; // migrations, pragmas, file modes, cursor store
+mod import_mapping; // mapping versions: a newer mapping's whole item replaces the old rows, atomically
 mod import_props; // property tests: hash invariance, chunk splits, random chunk data
 mod import_rules; // sessions.import rule by rule: item reasons, times, normalisation, lineage, rule 12
 mod import_service; // sessions.import: baseline scenarios, label hints, request and idempotency codes
@@ -30,10 +31,12 @@ mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, 
 mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
 mod pipeline_support; // fixtures shared by the pipeline_* modules
 mod sources; // source parsers and stores (all five providers): exact items, incremental = full, bad input
+mod verify_cli; // nex import verify: matches, gone sources, tampered rows, exit codes; samples and real corpora
 mod worker_backfill; // aix backfill: cursor skip, --full, crash-resume, ordering, lineage
 mod worker_discover; // aix discovery layouts of Claude Code and Codex roots
 mod worker_emit; // aix emitter: batch packing, chunking, idempotency keys, cursor placement
 mod worker_fake; // aix test support: a line-per-turn fake parser and frame capture
+mod worker_mapping; // upgrades: a ledger of an older mapping version corrected by the next backfill / tail start
 mod worker_run; // aix run loop: handshake, health, stop, EOF; the built binary
 mod worker_samples; // aix on the real samples (NEX_SAMPLES_DIR): tail in random cuts = backfill
 mod worker_scan; // aix scan: per-provider summary and JSON items

@@ -249,6 +249,7 @@ impl SessionParser for FakeParser {
                 .collect(),
             messages: turns.into_iter().flat_map(|t| t.messages).collect(),
             tool_calls: Vec::new(),
+            ..Default::default()
         }]
     }
 

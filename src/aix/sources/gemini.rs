@@ -320,6 +320,7 @@ impl SessionParser for GeminiParser {
             turns,
             messages,
             tool_calls,
+            ..Default::default()
         }]
     }
 

@@ -269,6 +269,7 @@ fn gemini_subagent_links_to_its_parents_tool_call_in_any_order() {
         edge: String::new(),
         open_turn_offset: 0,
         fingerprint: String::new(),
+        mapping: 1,
     };
     let mut lineage = Lineage::default();
     let mut early = items.clone();

@@ -309,6 +309,7 @@ impl ClaudeCodeParser {
             turns: t.turns,
             messages: t.messages,
             tool_calls: t.tool_calls,
+            ..Default::default()
         }
     }
 }

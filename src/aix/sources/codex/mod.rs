@@ -488,6 +488,7 @@ impl SessionParser for CodexParser {
             turns: t.turns,
             messages: t.messages,
             tool_calls: t.tool_calls,
+            ..Default::default()
         }]
     }
 

@@ -281,6 +281,7 @@ pub(super) fn build_item(
         turns: out_turns,
         messages,
         tool_calls: tools,
+        ..Default::default()
     })
 }
 

@@ -195,6 +195,7 @@ pub(super) fn build(
             .collect(),
         messages: b.messages,
         tool_calls: b.tools,
+        ..Default::default()
     };
     Built { item, links }
 }

@@ -1,0 +1,232 @@
+//! Mapping versions: how a parser fix reaches ledgers written before it (SOURCES.md "Rewrites",
+//! IMPORT_SEMANTICS.md item rule 13).
+//!
+//! Each provider's mapping (its parser: which lines make which turns, messages, tool calls and
+//! token figures) has a version, [`MappingVersions::CURRENT`]. Bump a provider's constant when a
+//! change alters the rows it produces for files that were already imported. The version is part
+//! of everything that decides whether a session is read again:
+//! - **cursors**: a file cursor records the version it was taken under (`FileCursor::mapping`),
+//!   a store cursor carries it in its token (`m<version>:<token>`). At run start a cursor of
+//!   another version is dropped ([`current_file_cursors`], [`current_store_cursors`]), so the
+//!   next backfill (not only `--full`) and the next tail start read those files and sessions
+//!   whole;
+//! - **fingerprints**: an item's fingerprint is the parser's, folded with the version
+//!   ([`versioned_fingerprint`]), so the service never skips the re-read as
+//!   `fingerprint_unchanged` and a new idempotency key is used;
+//! - **items**: every item carries `mappingVersion`, and an item read whole is `wholeSession`;
+//!   for such an item above the session's stored version the service removes the rows of that
+//!   session that an older mapping produced and this item no longer holds, in the same
+//!   savepoint as the re-import. Partial (tail) items never remove; they record their version
+//!   only for a session they create (so a session the tail built equals one a backfill built).
+//!
+//! Version 1 means "before versions": an item of version 1 is what a worker without versions
+//! sent (its fingerprint unchanged, no `mappingVersion`, cursors without a version). Tests use
+//! it, through [`MappingVersions::with`] on `WorkerOptions::mappings`, to write the ledger an
+//! older worker would have written.
+
+use sha2::{Digest, Sha256};
+
+use super::sources::Provider;
+use crate::protocol::ImportSessionItem;
+
+/// The version every ledger written before mapping versions existed has.
+pub const BEFORE_VERSIONS: u32 = 1;
+
+/// Claude Code: 2 = prompts without shell-mode, local-command and interrupt lines; last-line usage
+/// per `message.id`; resumed files; subagent folders without their main file.
+pub const CLAUDE_CODE: u32 = 2;
+/// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
+/// pre-envelope format, spawned subagents without their parent's replay.
+pub const CODEX: u32 = 2;
+/// Cursor: 2 = workspace databases and the `ItemTable` formats.
+pub const CURSOR: u32 = 2;
+/// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
+pub const OPENCODE: u32 = 2;
+/// Gemini CLI: 2 = subagent chats, every user message a prompt, tokens per message id once.
+pub const GEMINI_CLI: u32 = 2;
+
+/// The mapping version of each provider a run works under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappingVersions([u32; 5]);
+
+impl Default for MappingVersions {
+    fn default() -> Self {
+        Self::CURRENT
+    }
+}
+
+impl MappingVersions {
+    /// This build's versions.
+    pub const CURRENT: MappingVersions =
+        MappingVersions([CLAUDE_CODE, CODEX, CURSOR, OPENCODE, GEMINI_CLI]);
+
+    fn index(provider: Provider) -> usize {
+        match provider {
+            Provider::ClaudeCode => 0,
+            Provider::Codex => 1,
+            Provider::Cursor => 2,
+            Provider::OpenCode => 3,
+            Provider::GeminiCli => 4,
+        }
+    }
+
+    pub fn of(&self, provider: Provider) -> u32 {
+        self.0[Self::index(provider)]
+    }
+
+    /// These versions with `provider`'s set to `version` (at least [`BEFORE_VERSIONS`]).
+    pub fn with(mut self, provider: Provider, version: u32) -> Self {
+        self.0[Self::index(provider)] = version.max(BEFORE_VERSIONS);
+        self
+    }
+}
+
+/// The fingerprint of an item produced under `version` from the parser's own `fingerprint`:
+/// unchanged under [`BEFORE_VERSIONS`], else a hex SHA-256 of the provider, the version and the
+/// parser's value. A function of the final content and the version only, so tail and backfill
+/// still agree.
+pub fn versioned_fingerprint(provider: Provider, version: u32, fingerprint: &str) -> String {
+    if version <= BEFORE_VERSIONS {
+        return fingerprint.to_owned();
+    }
+    let mut h = Sha256::new();
+    h.update(b"aix-mapping\x1f");
+    h.update(provider.as_str().as_bytes());
+    h.update([0x1f]);
+    h.update(version.to_string().as_bytes());
+    h.update([0x1f]);
+    h.update(fingerprint.as_bytes());
+    format!("{:x}", h.finalize())
+}
+
+/// Stamps the items of one read of `provider`'s source with `version`: every fingerprint is
+/// versioned and every item carries `mappingVersion`; with `whole` (the items carry their
+/// sessions whole: a file read from byte 0, a store session) they are also `wholeSession`,
+/// which lets the service replace the rows an older mapping produced. Under
+/// [`BEFORE_VERSIONS`] items are left as a worker without versions sent them.
+pub fn stamp_items(items: &mut [ImportSessionItem], provider: Provider, version: u32, whole: bool) {
+    for item in items {
+        item.source_session_fingerprint =
+            versioned_fingerprint(provider, version, &item.source_session_fingerprint);
+        let versioned = version > BEFORE_VERSIONS;
+        item.mapping_version = versioned.then_some(version);
+        item.whole_session = whole && versioned;
+    }
+}
+
+/// A store session's change token as stored in its cursor under `version`.
+pub fn versioned_token(version: u32, token: &str) -> String {
+    if version <= BEFORE_VERSIONS {
+        return token.to_owned();
+    }
+    format!("m{version}:{token}")
+}
+
+/// The store's own token of a stored cursor's token, when it was stored under `version`; `None`
+/// for a token of another version (its session is then read whole).
+pub fn current_token(version: u32, stored: &str) -> Option<String> {
+    if version <= BEFORE_VERSIONS {
+        return Some(stored.to_owned());
+    }
+    stored
+        .strip_prefix(&format!("m{version}:"))
+        .map(str::to_owned)
+}
+
+/// The provider a cursor key names (`<provider>:<path>[#<session>]`).
+pub fn provider_of_key(key: &str) -> Option<Provider> {
+    let name = key.split_once(':')?.0;
+    Provider::ALL.into_iter().find(|p| p.as_str() == name)
+}
+
+/// The file cursors of `run.start` that were taken under the run's versions; the others are
+/// dropped, so their files are read whole.
+pub fn current_file_cursors(
+    cursors: &std::collections::HashMap<String, super::FileCursor>,
+    versions: &MappingVersions,
+) -> std::collections::HashMap<String, super::FileCursor> {
+    cursors
+        .iter()
+        .filter(|(key, c)| provider_of_key(key).is_some_and(|p| c.mapping == versions.of(p)))
+        .map(|(k, c)| (k.clone(), c.clone()))
+        .collect()
+}
+
+/// The store cursors of `run.start` stored under the run's versions, their tokens as the stores
+/// know them; the others are dropped, so their sessions are read whole.
+pub fn current_store_cursors(
+    cursors: &std::collections::HashMap<String, super::sources::StoreCursor>,
+    versions: &MappingVersions,
+) -> std::collections::HashMap<String, super::sources::StoreCursor> {
+    cursors
+        .iter()
+        .filter_map(|(key, c)| {
+            let version = versions.of(provider_of_key(key)?);
+            let token = current_token(version, &c.token)?;
+            Some((
+                key.clone(),
+                super::sources::StoreCursor { token, ..c.clone() },
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn before_versions_leaves_items_as_an_unversioned_worker_sent_them() {
+        let mut items = vec![ImportSessionItem {
+            source_session_fingerprint: "abc".into(),
+            ..Default::default()
+        }];
+        stamp_items(&mut items, Provider::Codex, BEFORE_VERSIONS, true);
+        assert_eq!(items[0].source_session_fingerprint, "abc");
+        assert_eq!(items[0].mapping_version, None);
+        assert!(!items[0].whole_session);
+        assert_eq!(versioned_token(1, "t"), "t");
+        assert_eq!(current_token(1, "m2:t").as_deref(), Some("m2:t"));
+    }
+
+    #[test]
+    fn a_version_changes_fingerprint_and_token_and_only_whole_items_carry_it() {
+        let fp2 = versioned_fingerprint(Provider::Codex, 2, "abc");
+        assert_ne!(fp2, "abc");
+        assert_eq!(fp2.len(), 64);
+        assert_ne!(fp2, versioned_fingerprint(Provider::Codex, 3, "abc"));
+        assert_ne!(fp2, versioned_fingerprint(Provider::ClaudeCode, 2, "abc"));
+        let mut items = vec![ImportSessionItem {
+            source_session_fingerprint: "abc".into(),
+            ..Default::default()
+        }];
+        let mut partial = items.clone();
+        stamp_items(&mut items, Provider::Codex, 2, true);
+        stamp_items(&mut partial, Provider::Codex, 2, false);
+        assert_eq!(items[0].mapping_version, Some(2));
+        assert!(items[0].whole_session);
+        assert_eq!(partial[0].mapping_version, Some(2));
+        assert!(!partial[0].whole_session);
+        assert_eq!(items[0].source_session_fingerprint, fp2);
+        assert_eq!(partial[0].source_session_fingerprint, fp2);
+        assert_eq!(
+            current_token(2, &versioned_token(2, "5:9")).as_deref(),
+            Some("5:9")
+        );
+        assert_eq!(current_token(2, "5:9"), None);
+        assert_eq!(current_token(3, &versioned_token(2, "5:9")), None);
+    }
+
+    #[test]
+    fn every_provider_is_at_version_2() {
+        for p in Provider::ALL {
+            assert_eq!(MappingVersions::CURRENT.of(p), 2, "{}", p.as_str());
+            assert_eq!(MappingVersions::CURRENT.with(p, 7).of(p), 7);
+        }
+        assert_eq!(
+            provider_of_key("gemini-cli:/a:b"),
+            Some(Provider::GeminiCli)
+        );
+        assert_eq!(provider_of_key("nope:/a"), None);
+    }
+}
