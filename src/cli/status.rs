@@ -10,7 +10,8 @@ use super::control_ctx::{
     ControlArgs, Session, duration, fail, outln, print_json, runtime, table, when,
 };
 use super::import_ctl::{job_line, tail_line};
-use crate::control::health::StatusReport;
+use super::sessions::{NO_SESSIONS_YET, ledger_is_empty};
+use crate::control::health::{HealthState, RunStatus, StatusReport};
 use crate::control::jobs::{self, JobRecord};
 use crate::control::{ControlError, Request};
 
@@ -98,10 +99,50 @@ pub fn status(args: StatusArgs) -> ExitCode {
             print_json(&out);
         } else {
             print_status(&out);
+            if first_run(&args.control, out.daemon.as_ref()).await {
+                outln!("{NO_SESSIONS_YET}");
+            }
         }
         Ok::<_, ControlError>(ExitCode::SUCCESS)
     })
     .unwrap_or_else(|e| fail(&e))
+}
+
+/// Whether the ledger (the daemon's, else this home's) holds no session yet.
+async fn first_run(args: &ControlArgs, daemon: Option<&StatusReport>) -> bool {
+    let ledger = match daemon {
+        Some(d) => std::path::PathBuf::from(&d.ledger),
+        None => match args.settings(false) {
+            Ok(s) => s.paths.ledger,
+            Err(_) => return false,
+        },
+    };
+    tokio::task::spawn_blocking(move || ledger_is_empty(&ledger))
+        .await
+        .unwrap_or(false)
+}
+
+/// Idle sources: a caught-up tail whose newest data is older than this shows "no new data
+/// since <time>" rather than a lag that only measures how long nothing happened.
+const IDLE_AFTER_MS: i64 = 60_000;
+
+/// The tail's freshness: `lag 2.1s` while data flows or the worker is behind, `no new data
+/// since <time>` when it is caught up and the sources are idle.
+pub fn freshness(run: &RunStatus) -> String {
+    let caught_up = run.health == HealthState::Healthy;
+    match (run.newest_event_at, run.lag_ms) {
+        (Some(newest), Some(lag)) if caught_up && lag > IDLE_AFTER_MS => {
+            format!("no new data since {}", when(Some(newest)))
+        }
+        (None, _) if caught_up => "no new data yet".to_owned(),
+        (_, Some(lag)) => format!("lag {}", duration(lag)),
+        (_, None) => "lag -".to_owned(),
+    }
+}
+
+/// A time, or `-` when unknown.
+fn when_or_dash(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), |ms| when(Some(ms)))
 }
 
 fn print_status(out: &StatusOutput) {
@@ -132,10 +173,10 @@ fn print_status(out: &StatusOutput) {
     outln!("tail: {}", tail_line(&d.tail));
     if let Some(run) = &d.tail.run {
         outln!(
-            "  last frame {}, last commit {}, lag {}",
-            when(run.last_frame_at),
-            when(run.last_commit_at),
-            run.lag_ms.map_or("-".into(), duration)
+            "  last frame {}, last commit {}, {}",
+            when_or_dash(run.last_frame_at),
+            when_or_dash(run.last_commit_at),
+            freshness(run)
         );
     }
     if d.jobs.is_empty() {
@@ -160,7 +201,11 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
         if args.json {
             print_json(&jobs);
         } else if jobs.is_empty() {
-            outln!("no backfill jobs");
+            if first_run(&args.control, None).await {
+                outln!("{NO_SESSIONS_YET}");
+            } else {
+                outln!("no backfill jobs");
+            }
         } else {
             let rows: Vec<Vec<String>> = jobs
                 .iter()

@@ -40,6 +40,8 @@ pub enum ControlError {
     ImportDisabled,
     #[error("the control plane is shutting down")]
     ShuttingDown,
+    #[error("the daemon (pid {0}) is still running after its shutdown grace")]
+    ShutdownTimeout(u32),
     #[error("a daemon is already running on {0}")]
     DaemonRunning(PathBuf),
     #[error("no daemon is listening on {0}")]
@@ -82,6 +84,7 @@ impl ControlError {
             ControlError::IllegalTransition { .. } => "job_transition_illegal",
             ControlError::ImportDisabled => "import_disabled",
             ControlError::ShuttingDown => "shutting_down",
+            ControlError::ShutdownTimeout(_) => "shutdown_timeout",
             ControlError::DaemonRunning(_) => "daemon_already_running",
             ControlError::DaemonNotRunning(_) => "daemon_not_running",
             ControlError::Socket { .. } => "socket_failed",
