@@ -252,3 +252,50 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
     })
     .unwrap_or_else(|e| fail(&e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::health::RunPhase;
+    use crate::control::store::now_ms;
+
+    fn run(health: HealthState, newest_event_at: Option<i64>, lag_ms: Option<i64>) -> RunStatus {
+        RunStatus {
+            run_id: "r".into(),
+            mode: "tail".into(),
+            job_id: None,
+            pid: Some(1),
+            phase: RunPhase::Running,
+            health,
+            connected: true,
+            started_at: 0,
+            last_frame_at: None,
+            last_health_at: None,
+            last_commit_at: None,
+            newest_event_at,
+            lag_ms,
+            counters: Default::default(),
+            rejects: Default::default(),
+        }
+    }
+
+    /// Regression: an idle tail showed `lag 13046h52m` beside `healthy`.
+    #[test]
+    fn an_idle_caught_up_tail_shows_when_data_last_came_not_a_lag() {
+        let newest = now_ms() - 47_000_000_000;
+        let idle = run(HealthState::Healthy, Some(newest), Some(47_000_000_000));
+        assert_eq!(
+            freshness(&idle),
+            format!("no new data since {}", when(Some(newest)))
+        );
+        let flowing = run(HealthState::Healthy, Some(now_ms() - 2_000), Some(2_000));
+        assert_eq!(freshness(&flowing), "lag 2.0s");
+        let behind = run(HealthState::Degraded, Some(newest), Some(600_000));
+        assert_eq!(freshness(&behind), "lag 10m00s");
+        assert_eq!(
+            freshness(&run(HealthState::Healthy, None, None)),
+            "no new data yet"
+        );
+        assert_eq!(when_or_dash(None), "-");
+    }
+}
