@@ -33,7 +33,7 @@ pub struct ServiceArgs {
     /// Service manager (default: launchd on macOS, systemd elsewhere).
     #[arg(long, value_enum)]
     pub manager: Option<Manager>,
-    /// Print the service file on stdout instead of writing it (install) .
+    /// `install`: print the service file on stdout instead of writing it.
     #[arg(long)]
     pub print: bool,
     /// Print one line of JSON: `{"manager","path","installed","active"}`.
