@@ -12,7 +12,7 @@ use super::control_ctx::{
     ControlArgs, Session, duration, errln, fail, outln, print_json, runtime, shutdown_signal, table,
 };
 use crate::control::api::Stopped;
-use crate::control::health::{JobView, StatusReport, TailState, TailStatus};
+use crate::control::health::{JobView, RunPhase, StatusReport, TailState, TailStatus};
 use crate::control::jobs::{Enqueued, JobRecord, JobStatus};
 use crate::control::{Control, ControlError, Request};
 use crate::pipeline::CommittedCounters;
@@ -323,10 +323,16 @@ pub fn tail_line(t: &TailStatus) -> String {
         .trim_matches('"')
         .to_owned();
     if let Some(run) = &t.run {
+        // Health describes a running worker; one starting or stopping shows its phase (a
+        // stopping worker is never "healthy").
+        let condition = match run.phase {
+            RunPhase::Running => serde_json::to_value(run.health),
+            phase => serde_json::to_value(phase),
+        };
         s.push_str(&format!(
             " (pid {}, {}, {} imported, {} upserted, {} skipped, {} failed)",
             run.pid.map_or("-".into(), |p| p.to_string()),
-            serde_json::to_value(run.health)
+            condition
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),

@@ -3,7 +3,9 @@
 //!
 //! Layout:
 //! - `apply`: `nex import apply`: apply service-level requests from JSON Lines to a ledger.
-//! - `daemon`: `nex daemon`: the daemon in the foreground.
+//! - `daemon`: `nex daemon`: the daemon in the foreground; `nex daemon stop`.
+//! - `service`: `nex service install|uninstall|status`: the daemon as a systemd/launchd user
+//!   service.
 //! - `import_ctl`: `nex import backfill|tail|stop|restart|watch`: operator controls.
 //! - `status`: `nex import status|jobs`.
 //! - `sessions`: `nex sessions list|show`: what landed in the ledger.
@@ -16,6 +18,7 @@ pub mod control_ctx;
 pub mod daemon;
 pub mod import_ctl;
 pub mod replay;
+pub mod service;
 pub mod sessions;
 pub mod status;
 pub mod verify;
@@ -38,11 +41,15 @@ pub enum Command {
     /// Import sessions into the agents ledger.
     #[command(subcommand)]
     Import(ImportCommand),
-    /// Run the daemon in the foreground: control socket, tail, backfill jobs.
+    /// Run the daemon in the foreground: control socket, tail, backfill jobs (`nex daemon stop`
+    /// stops it).
     Daemon(daemon::DaemonArgs),
     /// What landed in the agents ledger.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
+    /// Run the daemon at login as a user service (systemd on Linux, launchd on macOS).
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
 }
 
 /// `nex import ...`
@@ -98,6 +105,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Daemon(args) => return daemon::run(args),
         Command::Sessions(sessions::SessionsCommand::List(args)) => return sessions::list(args),
         Command::Sessions(sessions::SessionsCommand::Show(args)) => return sessions::show(args),
+        Command::Service(service::ServiceCommand::Install(args)) => return service::install(args),
+        Command::Service(service::ServiceCommand::Uninstall(args)) => {
+            return service::uninstall(args);
+        }
+        Command::Service(service::ServiceCommand::Status(args)) => return service::status(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 //! writing; WAL lets both run). Counts and ids only: message text and tool output are not
 //! printed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -104,25 +104,58 @@ pub struct TurnSummary {
     pub tool_calls: u64,
 }
 
-fn open(args: &LedgerArgs) -> Result<Connection, ControlError> {
-    let path = match &args.ledger {
+/// What every read command says before the first import (no ledger, or no session in it).
+pub const NO_SESSIONS_YET: &str = "no sessions yet: run `nex import backfill`";
+
+fn ledger_path(args: &LedgerArgs) -> Result<PathBuf, ControlError> {
+    Ok(match &args.ledger {
         Some(p) => p.clone(),
         None => args.control.settings(false)?.paths.ledger,
-    };
+    })
+}
+
+/// The ledger, read-only; `None` before the first import (no file, or no sessions table yet).
+/// Never creates the file.
+///
+/// Errors: `store_failed` when the file exists but cannot be read as a ledger.
+fn open(args: &LedgerArgs) -> Result<Option<Connection>, ControlError> {
+    open_path(&ledger_path(args)?)
+}
+
+fn open_path(path: &Path) -> Result<Option<Connection>, ControlError> {
     if !path.exists() {
-        return Err(ControlError::Io {
-            path,
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        });
+        return Ok(None);
     }
     let conn = Connection::open_with_flags(
-        &path,
+        path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(ControlError::store("open_ledger_read_only"))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(ControlError::store("open_ledger_read_only"))?;
-    Ok(conn)
+    Ok(has_schema(&conn)?.then_some(conn))
+}
+
+/// Whether the ledger holds no session yet (a first run): the read commands then say
+/// [`NO_SESSIONS_YET`] instead of an empty table.
+///
+/// Errors: `store_failed` when the ledger exists but cannot be read.
+fn is_first_run(conn: Option<&Connection>) -> Result<bool, ControlError> {
+    let Some(conn) = conn else {
+        return Ok(true);
+    };
+    conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM sessions)", [], |r| {
+        r.get(0)
+    })
+    .map_err(ControlError::store("sessions_list"))
+}
+
+/// [`is_first_run`] for the ledger at `path` (`nex import status|jobs`); a ledger that cannot
+/// be read counts as not empty, so its error surfaces where sessions are read.
+pub fn ledger_is_empty(path: &Path) -> bool {
+    open_path(path)
+        .and_then(|conn| is_first_run(conn.as_ref()))
+        .unwrap_or(false)
 }
 
 /// The thread of a session: its head turn and ancestors, root first.
@@ -160,9 +193,11 @@ fn summary_row(conn: &Connection, row: &rusqlite::Row<'_>) -> rusqlite::Result<S
 
 pub fn list(args: ListArgs) -> ExitCode {
     match list_sessions(&args) {
-        Ok(rows) => {
+        Ok((rows, first_run)) => {
             if args.json {
                 print_json(&rows);
+            } else if first_run {
+                outln!("{NO_SESSIONS_YET}");
             } else if rows.is_empty() {
                 outln!("no sessions");
             } else {
@@ -200,27 +235,41 @@ fn has_schema(conn: &Connection) -> Result<bool, ControlError> {
     .map_err(ControlError::store("ledger_schema"))
 }
 
-fn list_sessions(args: &ListArgs) -> Result<Vec<SessionSummary>, ControlError> {
+/// The sessions, and whether the ledger is still empty (a first run).
+fn list_sessions(args: &ListArgs) -> Result<(Vec<SessionSummary>, bool), ControlError> {
     let conn = open(&args.ledger)?;
-    if !has_schema(&conn)? {
-        return Ok(Vec::new());
+    if is_first_run(conn.as_ref())? {
+        return Ok((Vec::new(), true));
     }
+    let Some(conn) = conn else {
+        return Ok((Vec::new(), true));
+    };
     let mut stmt = conn
         .prepare(&format!(
             "{SUMMARY} WHERE (?1 IS NULL OR si.source_provider = ?1)
              ORDER BY s.updated_at DESC, s.label LIMIT ?2"
         ))
         .map_err(ControlError::store("sessions_list"))?;
-    stmt.query_map(params![args.provider, args.limit], |row| {
-        summary_row(&conn, row)
-    })
-    .and_then(|rows| rows.collect())
-    .map_err(ControlError::store("sessions_list"))
+    let rows = stmt
+        .query_map(params![args.provider, args.limit], |row| {
+            summary_row(&conn, row)
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(ControlError::store("sessions_list"))?;
+    Ok((rows, false))
 }
 
 pub fn show(args: ShowArgs) -> ExitCode {
     match show_session(&args) {
-        Ok(Some(d)) => {
+        Ok(Shown::FirstRun) => {
+            if args.json {
+                print_json(&serde_json::Value::Null);
+            } else {
+                outln!("{NO_SESSIONS_YET}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Shown::Session(d)) => {
             if args.json {
                 print_json(&d);
             } else {
@@ -228,7 +277,7 @@ pub fn show(args: ShowArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(None) => {
+        Ok(Shown::NotFound) => {
             errln!("nex: no session {} [session_not_found]", args.label);
             ExitCode::FAILURE
         }
@@ -236,17 +285,38 @@ pub fn show(args: ShowArgs) -> ExitCode {
     }
 }
 
-fn show_session(args: &ShowArgs) -> Result<Option<SessionDetail>, ControlError> {
+/// What `sessions show` found.
+enum Shown {
+    Session(Box<SessionDetail>),
+    NotFound,
+    /// The ledger holds no session yet.
+    FirstRun,
+}
+
+fn show_session(args: &ShowArgs) -> Result<Shown, ControlError> {
     let conn = open(&args.ledger)?;
-    if !has_schema(&conn)? {
-        return Ok(None);
+    if is_first_run(conn.as_ref())? {
+        return Ok(Shown::FirstRun);
     }
+    let Some(conn) = conn else {
+        return Ok(Shown::FirstRun);
+    };
+    Ok(match session_detail(&conn, args)? {
+        Some(d) => Shown::Session(Box::new(d)),
+        None => Shown::NotFound,
+    })
+}
+
+fn session_detail(
+    conn: &Connection,
+    args: &ShowArgs,
+) -> Result<Option<SessionDetail>, ControlError> {
     let err = ControlError::store("sessions_show");
     let summary = conn
         .query_row(
             &format!("{SUMMARY} WHERE s.label = ?1"),
             params![args.label],
-            |row| summary_row(&conn, row),
+            |row| summary_row(conn, row),
         )
         .optional()
         .map_err(err)?;

@@ -10,7 +10,8 @@ use super::control_ctx::{
     ControlArgs, Session, duration, fail, outln, print_json, runtime, table, when,
 };
 use super::import_ctl::{failed_total, job_line, source_problems, tail_line};
-use crate::control::health::StatusReport;
+use super::sessions::{NO_SESSIONS_YET, ledger_is_empty};
+use crate::control::health::{HealthState, RunStatus, StatusReport};
 use crate::control::jobs::{self, JobRecord};
 use crate::control::{ControlError, Request};
 
@@ -105,10 +106,50 @@ pub fn status(args: StatusArgs) -> ExitCode {
             print_json(&out);
         } else {
             print_status(&out);
+            if first_run(&args.control, out.daemon.as_ref()).await {
+                outln!("{NO_SESSIONS_YET}");
+            }
         }
         Ok::<_, ControlError>(ExitCode::SUCCESS)
     })
     .unwrap_or_else(|e| fail(&e))
+}
+
+/// Whether the ledger (the daemon's, else this home's) holds no session yet.
+async fn first_run(args: &ControlArgs, daemon: Option<&StatusReport>) -> bool {
+    let ledger = match daemon {
+        Some(d) => std::path::PathBuf::from(&d.ledger),
+        None => match args.settings(false) {
+            Ok(s) => s.paths.ledger,
+            Err(_) => return false,
+        },
+    };
+    tokio::task::spawn_blocking(move || ledger_is_empty(&ledger))
+        .await
+        .unwrap_or(false)
+}
+
+/// Idle sources: a caught-up tail whose newest data is older than this shows "no new data
+/// since <time>" rather than a lag that only measures how long nothing happened.
+const IDLE_AFTER_MS: i64 = 60_000;
+
+/// The tail's freshness: `lag 2.1s` while data flows or the worker is behind, `no new data
+/// since <time>` when it is caught up and the sources are idle.
+pub fn freshness(run: &RunStatus) -> String {
+    let caught_up = run.health == HealthState::Healthy;
+    match (run.newest_event_at, run.lag_ms) {
+        (Some(newest), Some(lag)) if caught_up && lag > IDLE_AFTER_MS => {
+            format!("no new data since {}", when(Some(newest)))
+        }
+        (None, _) if caught_up => "no new data yet".to_owned(),
+        (_, Some(lag)) => format!("lag {}", duration(lag)),
+        (_, None) => "lag -".to_owned(),
+    }
+}
+
+/// A time, or `-` when unknown.
+fn when_or_dash(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), |ms| when(Some(ms)))
 }
 
 fn print_status(out: &StatusOutput) {
@@ -139,10 +180,10 @@ fn print_status(out: &StatusOutput) {
     outln!("tail: {}", tail_line(&d.tail));
     if let Some(run) = &d.tail.run {
         outln!(
-            "  last frame {}, last commit {}, lag {}",
-            when(run.last_frame_at),
-            when(run.last_commit_at),
-            run.lag_ms.map_or("-".into(), duration)
+            "  last frame {}, last commit {}, {}",
+            when_or_dash(run.last_frame_at),
+            when_or_dash(run.last_commit_at),
+            freshness(run)
         );
         for line in source_problems(&run.counters) {
             outln!("{line}");
@@ -173,7 +214,11 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
         if args.json {
             print_json(&jobs);
         } else if jobs.is_empty() {
-            outln!("no backfill jobs");
+            if first_run(&args.control, None).await {
+                outln!("{NO_SESSIONS_YET}");
+            } else {
+                outln!("no backfill jobs");
+            }
         } else {
             let rows: Vec<Vec<String>> = jobs
                 .iter()
@@ -228,4 +273,51 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
         Ok::<_, ControlError>(ExitCode::SUCCESS)
     })
     .unwrap_or_else(|e| fail(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::health::RunPhase;
+    use crate::control::store::now_ms;
+
+    fn run(health: HealthState, newest_event_at: Option<i64>, lag_ms: Option<i64>) -> RunStatus {
+        RunStatus {
+            run_id: "r".into(),
+            mode: "tail".into(),
+            job_id: None,
+            pid: Some(1),
+            phase: RunPhase::Running,
+            health,
+            connected: true,
+            started_at: 0,
+            last_frame_at: None,
+            last_health_at: None,
+            last_commit_at: None,
+            newest_event_at,
+            lag_ms,
+            counters: Default::default(),
+            rejects: Default::default(),
+        }
+    }
+
+    /// Regression: an idle tail showed `lag 13046h52m` beside `healthy`.
+    #[test]
+    fn an_idle_caught_up_tail_shows_when_data_last_came_not_a_lag() {
+        let newest = now_ms() - 47_000_000_000;
+        let idle = run(HealthState::Healthy, Some(newest), Some(47_000_000_000));
+        assert_eq!(
+            freshness(&idle),
+            format!("no new data since {}", when(Some(newest)))
+        );
+        let flowing = run(HealthState::Healthy, Some(now_ms() - 2_000), Some(2_000));
+        assert_eq!(freshness(&flowing), "lag 2.0s");
+        let behind = run(HealthState::Degraded, Some(newest), Some(600_000));
+        assert_eq!(freshness(&behind), "lag 10m00s");
+        assert_eq!(
+            freshness(&run(HealthState::Healthy, None, None)),
+            "no new data yet"
+        );
+        assert_eq!(when_or_dash(None), "-");
+    }
 }

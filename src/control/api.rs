@@ -50,6 +50,10 @@ pub enum Request {
     /// Socket only: answer `{"ok":true,"result":{"watching":true}}`, then stream every bus
     /// event as one JSON line (`{"type":"import.run.started",…}`) until the client closes.
     Watch,
+    /// Socket only: stop the daemon gracefully, as SIGTERM does. Answers [`Stopping`] (the
+    /// daemon's pid, to wait for) before the shutdown starts; the daemon then closes every
+    /// connection, stops its runs within `shutdown_grace` and exits 0.
+    Shutdown,
 }
 
 fn default_limit() -> u32 {
@@ -62,6 +66,12 @@ fn default_limit() -> u32 {
 pub enum Stopped {
     Tail { tail: TailStatus },
     Job { job: JobRecord },
+}
+
+/// `shutdown`'s answer: the daemon that is stopping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stopping {
+    pub pid: u32,
 }
 
 /// `ping`'s answer.
@@ -158,5 +168,7 @@ mod tests {
             r#"{"cmd":"jobs","limit":5}"#
         );
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"drop_tables"}"#).is_err());
+        let r: Request = serde_json::from_str(r#"{"cmd":"shutdown"}"#).unwrap();
+        assert_eq!(r, Request::Shutdown);
     }
 }

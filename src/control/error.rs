@@ -49,6 +49,8 @@ pub enum ControlError {
     ImportDisabled,
     #[error("the control plane is shutting down")]
     ShuttingDown,
+    #[error("the daemon (pid {0}) is still running after its shutdown grace")]
+    ShutdownTimeout(u32),
     #[error("a daemon is already running on {0}")]
     DaemonRunning(PathBuf),
     #[error("no daemon is listening on {0}")]
@@ -93,6 +95,7 @@ impl ControlError {
             ControlError::IllegalTransition { .. } => Code::JobTransitionIllegal,
             ControlError::ImportDisabled => Code::ImportDisabled,
             ControlError::ShuttingDown => Code::ShuttingDown,
+            ControlError::ShutdownTimeout(_) => Code::ShutdownTimeout,
             ControlError::DaemonRunning(_) => Code::DaemonAlreadyRunning,
             ControlError::DaemonNotRunning(_) => Code::DaemonNotRunning,
             ControlError::Socket { .. } => Code::SocketFailed,

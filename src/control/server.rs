@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::codec::{Framed, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::api::{Request, Response};
+use super::api::{Request, Response, Stopping};
 use super::error::ControlError;
 use super::supervisor::ControlHandle;
 use crate::pipeline::Bus;
@@ -60,6 +60,9 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), ControlError> {
 pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
+    /// Cancelled by a `shutdown` request (after its answer is sent); `None`: `shutdown` is
+    /// refused (a server without a daemon to stop).
+    on_shutdown: Option<CancellationToken>,
 }
 
 impl ControlServer {
@@ -92,7 +95,15 @@ impl ControlServer {
         Ok(ControlServer {
             listener,
             path: socket.to_path_buf(),
+            on_shutdown: None,
         })
+    }
+
+    /// Serves `shutdown` requests: each is answered with this process's pid, then `token` is
+    /// cancelled (the daemon's graceful stop).
+    pub fn with_shutdown(mut self, token: CancellationToken) -> ControlServer {
+        self.on_shutdown = Some(token);
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -108,7 +119,13 @@ impl ControlServer {
                 _ = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        conns.spawn(serve_conn(stream, handle.clone(), bus.clone(), shutdown.clone()));
+                        conns.spawn(serve_conn(
+                            stream,
+                            handle.clone(),
+                            bus.clone(),
+                            shutdown.clone(),
+                            self.on_shutdown.clone(),
+                        ));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "control socket accept failed");
@@ -128,6 +145,7 @@ async fn serve_conn(
     handle: ControlHandle,
     bus: Option<Bus>,
     shutdown: CancellationToken,
+    on_shutdown: Option<CancellationToken>,
 ) {
     let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(MAX_REQUEST_BYTES));
     loop {
@@ -147,6 +165,19 @@ async fn serve_conn(
                     let events = bus.as_ref().map(Bus::subscribe);
                     if let Some(events) = events {
                         watch(&mut framed, events, &shutdown).await;
+                    }
+                    return;
+                }
+                Ok(Request::Shutdown) if on_shutdown.is_some() => {
+                    let answer = Response::from_result(Ok(Stopping {
+                        pid: std::process::id(),
+                    }));
+                    let text = serde_json::to_string(&answer).expect("response serialises");
+                    // The answer goes out before the stop begins (which closes connections).
+                    let _ = framed.send(text).await;
+                    tracing::info!("shutdown requested over the control socket");
+                    if let Some(token) = &on_shutdown {
+                        token.cancel();
                     }
                     return;
                 }

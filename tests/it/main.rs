@@ -3,6 +3,7 @@
 mod control_daemon; // the built nex and aix binaries: daemon, status --json, SIGTERM, real worker
 mod control_files; // nex refuses clearly: strict config, errors naming files, file modes, symlinked ledger
 mod control_jobs; // backfill job state machine, one-active rule, daemon restart recovery
+mod control_manage; // the built binaries: daemon stop, service files, tail after a stop, first run
 mod control_real; // nex daemon with the real aix: jobs, kill -9 of job and tail workers, cancel
 mod control_restarts; // tail restarts: backoff (also in paused time), error state, operator restart
 mod control_runs; // supervised runs with the fake worker: jobs, cancel, kill -9, shutdown, health

@@ -299,6 +299,9 @@ impl Supervisor {
             Request::Watch => Response::error(&ControlError::BadRequest(
                 "watch is served by the control socket".into(),
             )),
+            Request::Shutdown => Response::error(&ControlError::BadRequest(
+                "shutdown is served by the daemon's control socket".into(),
+            )),
             Request::Jobs { limit } => {
                 let r = self.store.call(move |c| jobs::list(c, limit)).await;
                 Response::from_result(r)
@@ -320,10 +323,7 @@ impl Supervisor {
                 Response::from_result(self.enqueue(stats).await)
             }
             Request::Tail { once } => {
-                if self.tail.run_id.is_none() && self.tail.next_at.is_none() {
-                    self.tail.tracker.reset();
-                    self.start_tail(once);
-                }
+                self.request_tail(once);
                 Response::from_result(Ok(self.tail_status()))
             }
             Request::Stop { target } => match target.as_deref() {
@@ -355,6 +355,28 @@ impl Supervisor {
                     }
                 }
                 Response::from_result(Ok(self.tail_status()))
+            }
+        }
+    }
+
+    /// A `tail` request: afterwards the tail is running, or restarting after a failure. A run
+    /// still stopping after `stop` (its worker draining) is followed by a new run as soon as it
+    /// ends, as for `restart`; without this a `stop` just before `tail` left the tail stopped.
+    fn request_tail(&mut self, once: bool) {
+        match (&self.tail.run_id, self.tail.state) {
+            // Running, or about to be replaced by `restart`: nothing to do.
+            (Some(_), TailState::Running) => {}
+            (Some(_), _) => {
+                self.tail.tracker.reset();
+                self.tail.once = once;
+                self.tail.restart_pending = true;
+                self.tail.state = TailState::Running;
+            }
+            // Waiting for a restart after a failure: it comes at `next_at`.
+            (None, _) if self.tail.next_at.is_some() => {}
+            (None, _) => {
+                self.tail.tracker.reset();
+                self.start_tail(once);
             }
         }
     }
@@ -481,8 +503,11 @@ impl Supervisor {
         self.store.submit(what, f);
     }
 
-    fn request_stop(&self, run_id: &str, reason: &str) {
-        if let Some(run) = self.runs.get(run_id) {
+    /// Asks a run to stop; its status says `stopping` from now on (never `running` and
+    /// healthy while its worker drains).
+    fn request_stop(&mut self, run_id: &str, reason: &str) {
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.status.phase = RunPhase::Stopping;
             run.stop.send_if_modified(|r| {
                 if r.is_none() {
                     *r = Some(reason.to_owned());
