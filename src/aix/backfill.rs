@@ -6,7 +6,8 @@
 //! than `inflight_bytes` of file unless a single file is larger (the writer takes results in
 //! order), so memory follows the largest session, never the corpus.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -54,13 +55,14 @@ impl RunCounters {
 /// Emits one file's update: lineage filled in, the items queued with their cursor. Returns the
 /// children emitted earlier without the spawn link this update revealed: re-send their headers
 /// ([`FileState::resend_header`]) and emit those too.
-pub(super) fn emit_update(
+pub fn emit_update(
     state: &FileState,
     update: FileUpdate,
     lineage: &mut Lineage,
+    factory: &ParserFactory,
     emitter: &mut Emitter<'_>,
 ) -> std::io::Result<Vec<Unlinked>> {
-    let ready = with_lineage(state, update, lineage);
+    let ready = with_lineage(state, update, lineage, factory);
     ready.push(emitter)
 }
 
@@ -79,17 +81,23 @@ impl ReadyUpdate {
     }
 }
 
-fn with_lineage(state: &FileState, update: FileUpdate, lineage: &mut Lineage) -> ReadyUpdate {
+fn with_lineage(
+    state: &FileState,
+    update: FileUpdate,
+    lineage: &mut Lineage,
+    factory: &ParserFactory,
+) -> ReadyUpdate {
     let FileUpdate {
         mut items,
         cursor,
         part,
         kind,
     } = update;
-    let resend = match state.parser() {
+    let mut resend = match state.parser() {
         Some(parser) => lineage.record(&state.source, &items, parser),
         None => Vec::new(),
     };
+    resend.extend(lineage.learn_parents(&state.source, &items, factory));
     let tag = lineage.fill(&state.source, &mut items, &cursor);
     seal_lineage(&mut items);
     let mut part = part.to_string();
@@ -107,18 +115,25 @@ fn with_lineage(state: &FileState, update: FileUpdate, lineage: &mut Lineage) ->
     }
 }
 
-/// Re-sends the headers of children whose spawn link became known, and of their own children
-/// in turn, from fresh states rebuilt from their cursors (backfill keeps no state).
+/// Re-sends the headers of children whose spawn link became known or changed, and of their own
+/// children in turn, from fresh states rebuilt from their cursors (backfill keeps no state).
+/// Children this run has still to read are left to that read (`to_read`).
 fn resend_children(
     mut pending: Vec<Unlinked>,
+    to_read: &HashSet<PathBuf>,
     factory: &ParserFactory,
     lineage: &mut Lineage,
     emitter: &mut Emitter<'_>,
 ) -> std::io::Result<()> {
     while let Some((source, cursor)) = pending.pop() {
+        if to_read.contains(&source.path) {
+            continue;
+        }
         let mut child = FileState::new(source, Some(cursor));
         match child.resend_header(factory) {
-            Ok(Some(update)) => pending.extend(emit_update(&child, update, lineage, emitter)?),
+            Ok(Some(update)) => {
+                pending.extend(emit_update(&child, update, lineage, factory, emitter)?)
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(path = %child.source.path.display(), error_kind = ?e.kind(), "child header not re-sent")
@@ -154,8 +169,15 @@ pub fn run_backfill(
         .store(found.len() as u64, Ordering::Relaxed);
     // Each job with its file size, for the in-flight byte budget.
     let mut jobs: VecDeque<(FileState, u64)> = VecDeque::new();
+    let mut lineage = Lineage::default();
     for d in found {
         let key = super::cursor::cursor_key(d.source.provider, &d.source.path);
+        let cursor = if options.full {
+            None
+        } else {
+            cursors.get(&key)
+        };
+        lineage.know(&d.source, cursor);
         let state = FileState::new(d.source, cursors.get(&key).cloned());
         match state.needs_read(options.full) {
             Ok(true) => {
@@ -180,9 +202,10 @@ pub fn run_backfill(
         "backfill discovered"
     );
 
+    // Files this run has still to read (a child among them gets its link when it is read).
+    let mut to_read: HashSet<PathBuf> = jobs.iter().map(|(s, _)| s.source.path.clone()).collect();
     let threads = pool_size(options.parse_threads);
     let window = threads + 1;
-    let mut lineage = Lineage::default();
     let full = options.full;
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(window);
     let job_rx = std::sync::Mutex::new(job_rx);
@@ -233,13 +256,14 @@ pub fn run_backfill(
                 counters.failed_files += 1;
                 continue;
             };
+            to_read.remove(&state.source.path);
             match update {
                 Ok(Some(update)) => {
                     // Backfill keeps no state: the parser goes before the items are encoded.
-                    let ready = with_lineage(&state, update, &mut lineage);
+                    let ready = with_lineage(&state, update, &mut lineage, factory);
                     drop(state);
                     let resend = ready.push(emitter)?;
-                    resend_children(resend, factory, &mut lineage, emitter)?;
+                    resend_children(resend, &to_read, factory, &mut lineage, emitter)?;
                     counters.emitted_files += 1;
                 }
                 Ok(None) => counters.skipped_files += 1,

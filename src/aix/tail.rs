@@ -342,8 +342,14 @@ impl Tail<'_, '_> {
         tracked.last_read = Some(tracked.last_change);
         match tracked.state.update(self.factory, false) {
             Ok(Some(update)) => {
-                let resend = emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
-                    .map_err(WorkerError::Output)?;
+                let resend = emit_update(
+                    &tracked.state,
+                    update,
+                    &mut self.lineage,
+                    self.factory,
+                    self.emitter,
+                )
+                .map_err(WorkerError::Output)?;
                 self.counters.emitted_files += 1;
                 if !live {
                     tracked.state.evict();
@@ -374,8 +380,14 @@ impl Tail<'_, '_> {
             let had_state = tracked.state.parser().is_some();
             match tracked.state.resend_header(self.factory) {
                 Ok(Some(update)) => {
-                    let more = emit_update(&tracked.state, update, &mut self.lineage, self.emitter)
-                        .map_err(WorkerError::Output)?;
+                    let more = emit_update(
+                        &tracked.state,
+                        update,
+                        &mut self.lineage,
+                        self.factory,
+                        self.emitter,
+                    )
+                    .map_err(WorkerError::Output)?;
                     pending.extend(more);
                 }
                 Ok(None) => {}
@@ -491,6 +503,7 @@ impl Tail<'_, '_> {
                     .get(&cursor_key(d.source.provider, &d.source.path))
                     .cloned()
             };
+            self.lineage.know(&d.source, cursor.as_ref());
             let state = FileState::new(d.source, cursor);
             let path = state.source.path.clone();
             let needs = state.needs_read(false).unwrap_or(true);

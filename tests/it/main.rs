@@ -10,6 +10,7 @@ mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pip
 mod e2e_bench; // nex-bench worker scenarios at smoke size through the built binary
 mod e2e_conformance; // every sample (Claude Code, Codex, Gemini) through aix | nex import replay: counts = aix scan, lineage
 mod e2e_crash; // kill -9 of aix mid-backfill, resume from the ledger's cursors = one clean import
+mod e2e_cuts; // the ledger after any cuts of the files (tail steps, restarts) = one import of the final files
 mod e2e_incremental; // R5 through aix worker (tail) | nex import replay: random cuts = one backfill
 mod e2e_sources; // all five providers at their default locations: scan, backfill, changes in place
 mod e2e_support; // built aix + nex piped together, fixture trees, canonical dump
