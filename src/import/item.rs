@@ -7,8 +7,9 @@
 //! item but whose deterministic row already exists in the ledger links to that row (a tail
 //! worker sends partial items: the header plus the turns touched by new lines). When the
 //! referent is in the item the result is the baseline's; when it exists nowhere it is still
-//! NULL / dropped. `has_children` is derived from the ledger's rows, so any sequence of partial
-//! items and one full item converge on the same rows.
+//! NULL / dropped. `has_children` is derived from the ledger's rows, and the session's head is
+//! the latest of its stored head and the item's turns, so any sequence of partial items and one
+//! full item converge on the same rows (README "Tail = backfill").
 
 use std::cell::RefCell;
 use std::collections::HashMap;
