@@ -90,6 +90,8 @@ struct Derived {
     inputs: TurnInputs,
     /// Turns sent without their own model or provider: their rows follow the header's.
     borrowing: HashSet<String>,
+    /// Every turn sent (their rows take the workspace and the creation time from the header).
+    sent: HashSet<String>,
     /// Rebuilt from a cursor: which turns borrow is not known.
     unknown: bool,
 }
@@ -259,6 +261,7 @@ impl FileState {
                     Derived {
                         inputs: TurnInputs::of(&item.session),
                         borrowing: HashSet::new(),
+                        sent: HashSet::new(),
                         unknown: true,
                     },
                 );
@@ -355,18 +358,19 @@ fn stale_turns(
         let inputs = TurnInputs::of(&item.session);
         let d = derived.entry(item.source_session_id.clone()).or_default();
         if !whole && d.inputs != inputs {
-            let sent: HashSet<&str> = item
+            let in_item: HashSet<&str> = item
                 .turns
                 .iter()
                 .map(|t| t.source_turn_id.as_str())
                 .collect();
-            let borrowers = d.unknown || d.borrowing.iter().any(|t| !sent.contains(t.as_str()));
+            let outside = |set: &HashSet<String>| set.iter().any(|t| !in_item.contains(t.as_str()));
             let for_all =
                 d.inputs.workspace != inputs.workspace || d.inputs.created != inputs.created;
-            stale |= for_all || borrowers;
+            stale |= d.unknown || outside(&d.borrowing) || (for_all && outside(&d.sent));
         }
         d.inputs = inputs;
         for t in &item.turns {
+            d.sent.insert(t.source_turn_id.clone());
             if t.model.is_none() || t.provider.is_none() {
                 d.borrowing.insert(t.source_turn_id.clone());
             } else {
