@@ -985,7 +985,7 @@ fn every_cut_of_the_fixtures_equals_one_import() {
         reference(&group).contains("\nturns "),
         "the fixtures import turns"
     );
-    report(run_group(&group, 0xC075, 24, true));
+    report(run_group(&group, 0xC075, 12, true));
 }
 
 #[test]
