@@ -6,7 +6,7 @@
 //! than `inflight_bytes` of file unless a single file is larger (the writer takes results in
 //! order), so memory follows the largest session, never the corpus.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -95,14 +95,15 @@ impl RunCounters {
 /// Emits one file's update: lineage filled in, the items queued with their cursor. Returns the
 /// children emitted earlier without the spawn link this update revealed: re-send their headers
 /// ([`FileState::resend_header`]) and emit those too.
-pub(super) fn emit_update(
+pub fn emit_update(
     state: &FileState,
     update: FileUpdate,
     lineage: &mut Lineage,
     mappings: &MappingVersions,
+    factory: &ParserFactory,
     emitter: &mut Emitter<'_>,
 ) -> std::io::Result<Vec<Unlinked>> {
-    let ready = with_lineage(state, update, lineage, mappings);
+    let ready = with_lineage(state, update, lineage, mappings, factory);
     ready.push(emitter)
 }
 
@@ -128,6 +129,7 @@ fn with_lineage(
     update: FileUpdate,
     lineage: &mut Lineage,
     mappings: &MappingVersions,
+    factory: &ParserFactory,
 ) -> ReadyUpdate {
     let FileUpdate {
         mut items,
@@ -136,10 +138,11 @@ fn with_lineage(
         kind,
         lossy_lines: _,
     } = update;
-    let resend = match state.parser() {
+    let mut resend = match state.parser() {
         Some(parser) => lineage.record(&state.source, &items, parser),
         None => Vec::new(),
     };
+    resend.extend(lineage.learn_parents(&state.source, &items, factory));
     let tag = lineage.fill(&state.source, &mut items, &cursor);
     seal_lineage(&mut items);
     let provider = state.source.provider;
@@ -161,21 +164,26 @@ fn with_lineage(
     }
 }
 
-/// Re-sends the headers of children whose spawn link became known, and of their own children
-/// in turn, from fresh states rebuilt from their cursors (backfill keeps no state).
+/// Re-sends the headers of children whose spawn link became known or changed, and of their own
+/// children in turn, from fresh states rebuilt from their cursors (backfill keeps no state).
+/// Children this run has still to read are left to that read (`to_read`).
 fn resend_children(
     mut pending: Vec<Unlinked>,
+    to_read: &HashSet<PathBuf>,
     factory: &ParserFactory,
     lineage: &mut Lineage,
     mappings: &MappingVersions,
     emitter: &mut Emitter<'_>,
 ) -> std::io::Result<()> {
     while let Some((source, cursor)) = pending.pop() {
+        if to_read.contains(&source.path) {
+            continue;
+        }
         let mut child = FileState::new(source, Some(cursor));
         match child.resend_header(factory) {
-            Ok(Some(update)) => {
-                pending.extend(emit_update(&child, update, lineage, mappings, emitter)?)
-            }
+            Ok(Some(update)) => pending.extend(emit_update(
+                &child, update, lineage, mappings, factory, emitter,
+            )?),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(path = %child.source.path.display(), error_kind = ?e.kind(), "child header not re-sent")
@@ -211,8 +219,15 @@ pub fn run_backfill(
         .store(found.len() as u64, Ordering::Relaxed);
     // Each job with its file size, for the in-flight byte budget.
     let mut jobs: VecDeque<(FileState, u64)> = VecDeque::new();
+    let mut lineage = Lineage::default();
     for d in found {
         let key = super::cursor::cursor_key(d.source.provider, &d.source.path);
+        let cursor = if options.full {
+            None
+        } else {
+            cursors.get(&key)
+        };
+        lineage.know(&d.source, cursor);
         let state = FileState::new(d.source, cursors.get(&key).cloned());
         match state.needs_read(options.full) {
             Ok(true) => {
@@ -234,9 +249,10 @@ pub fn run_backfill(
         "backfill discovered"
     );
 
+    // Files this run has still to read (a child among them gets its link when it is read).
+    let mut to_read: HashSet<PathBuf> = jobs.iter().map(|(s, _)| s.source.path.clone()).collect();
     let threads = pool_size(options.parse_threads);
     let window = threads + 1;
-    let mut lineage = Lineage::default();
     let full = options.full;
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(window);
     let job_rx = std::sync::Mutex::new(job_rx);
@@ -288,14 +304,23 @@ pub fn run_backfill(
                 counters.file_failed(&path, &std::io::Error::other("parser panicked"));
                 continue;
             };
+            to_read.remove(&state.source.path);
             match update {
                 Ok(Some(update)) => {
                     counters.lossy_lines += update.lossy_lines;
                     // Backfill keeps no state: the parser goes before the items are encoded.
-                    let ready = with_lineage(&state, update, &mut lineage, &options.mappings);
+                    let ready =
+                        with_lineage(&state, update, &mut lineage, &options.mappings, factory);
                     drop(state);
                     let resend = ready.push(emitter)?;
-                    resend_children(resend, factory, &mut lineage, &options.mappings, emitter)?;
+                    resend_children(
+                        resend,
+                        &to_read,
+                        factory,
+                        &mut lineage,
+                        &options.mappings,
+                        emitter,
+                    )?;
                     counters.emitted_files += 1;
                 }
                 Ok(None) => counters.skipped_files += 1,

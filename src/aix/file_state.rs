@@ -11,6 +11,7 @@
 //! the cursor's offset is the file's size; an unchanged stat skips the file. Memory then
 //! follows the document, which the parser must hold whole anyway.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::panic::AssertUnwindSafe;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use super::cursor::{self, CURSOR_VERSION, CursorCheck, FileCursor, FileIdentity, cursor_key};
 use super::mapping;
 use super::sources::{SessionParser, SourceFile, gemini};
-use crate::protocol::ImportSessionItem;
+use crate::protocol::{ImportSessionItem, SessionInfo};
 
 /// Builds the parser of a file (the real one is `sources::parser_for`; tests inject fakes).
 pub type ParserFactory = Arc<dyn Fn(&SourceFile) -> Box<dyn SessionParser> + Send + Sync>;
@@ -61,6 +62,42 @@ pub struct FileState {
     /// The cursor as last emitted (or as handed back by `run.start`).
     pub cursor: Option<FileCursor>,
     parser: Option<Box<dyn SessionParser>>,
+    /// Per session of the file: what the turn rows already sent were derived from.
+    derived: HashMap<String, Derived>,
+}
+
+/// The session header fields the import service copies into turn rows (IMPORT_SEMANTICS.md item
+/// rules 5-6: a turn without its own model or provider takes the session's, every turn the
+/// session's workspace, a turn without a start time the session's creation).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct TurnInputs {
+    model: Option<String>,
+    provider: Option<String>,
+    workspace: Option<String>,
+    created: Option<i64>,
+}
+
+impl TurnInputs {
+    fn of(s: &SessionInfo) -> Self {
+        Self {
+            model: s.model.clone(),
+            provider: s.provider.clone(),
+            workspace: s.workspace_path.clone(),
+            created: s.created_at_ms,
+        }
+    }
+}
+
+/// What the turn rows of one session were derived from, as sent.
+#[derive(Debug, Default)]
+struct Derived {
+    inputs: TurnInputs,
+    /// Turns sent without their own model or provider: their rows follow the header's.
+    borrowing: HashSet<String>,
+    /// Every turn sent (their rows take the workspace and the creation time from the header).
+    sent: HashSet<String>,
+    /// Rebuilt from a cursor: which turns borrow is not known.
+    unknown: bool,
 }
 
 impl FileState {
@@ -69,6 +106,7 @@ impl FileState {
             source,
             cursor,
             parser: None,
+            derived: HashMap::new(),
         }
     }
 
@@ -84,6 +122,7 @@ impl FileState {
     /// Drops the in-memory parse state (kept: the cursor); the next update rebuilds it.
     pub fn evict(&mut self) {
         self.parser = None;
+        self.derived.clear();
     }
 
     /// Whether the file is a whole-file document (read whole on any change), not a line log.
@@ -217,11 +256,31 @@ impl FileState {
                 self.cursor = None;
                 return self.update_inner(factory, true);
             }
+            // The header as of the open turn: what the rows sent before were derived from
+            // (which of them borrow from it is not known).
+            parser.resend_header();
+            self.derived.clear();
+            for item in parser.take_items() {
+                self.derived.insert(
+                    item.source_session_id.clone(),
+                    Derived {
+                        inputs: TurnInputs::of(&item.session),
+                        borrowing: HashSet::new(),
+                        sent: HashSet::new(),
+                        unknown: true,
+                    },
+                );
+            }
         }
         let lossy_before = parser.stats().lossy_lines;
         let end = feed(&mut file, parser.as_mut(), from, None, true)?;
         let lossy_lines = parser.stats().lossy_lines.saturating_sub(lossy_before);
         let items = parser.take_items();
+        if stale_turns(&mut self.derived, &items, kind == ReadKind::Whole) {
+            self.parser = None;
+            self.cursor = None;
+            return self.update_inner(factory, true);
+        }
         let (head_len, head) = match (&self.cursor, kind) {
             (Some(c), ReadKind::Appended | ReadKind::Resumed) if c.head_len > 0 => {
                 (c.head_len, c.head.clone())
@@ -300,6 +359,46 @@ impl FileState {
             lossy_lines,
         }))
     }
+}
+
+/// Whether partial `items` would leave turn rows sent earlier derived from a header that
+/// is no longer the session's (a model learnt or switched after a turn without its own went
+/// out, a workspace learnt late): the ledger would then depend on where the file was cut,
+/// and the file must be sent whole instead. Records what `items` derive from.
+fn stale_turns(
+    derived: &mut HashMap<String, Derived>,
+    items: &[ImportSessionItem],
+    whole: bool,
+) -> bool {
+    if whole {
+        derived.clear();
+    }
+    let mut stale = false;
+    for item in items {
+        let inputs = TurnInputs::of(&item.session);
+        let d = derived.entry(item.source_session_id.clone()).or_default();
+        if !whole && d.inputs != inputs {
+            let in_item: HashSet<&str> = item
+                .turns
+                .iter()
+                .map(|t| t.source_turn_id.as_str())
+                .collect();
+            let outside = |set: &HashSet<String>| set.iter().any(|t| !in_item.contains(t.as_str()));
+            let for_all =
+                d.inputs.workspace != inputs.workspace || d.inputs.created != inputs.created;
+            stale |= d.unknown || outside(&d.borrowing) || (for_all && outside(&d.sent));
+        }
+        d.inputs = inputs;
+        for t in &item.turns {
+            d.sent.insert(t.source_turn_id.clone());
+            if t.model.is_none() || t.provider.is_none() {
+                d.borrowing.insert(t.source_turn_id.clone());
+            } else {
+                d.borrowing.remove(&t.source_turn_id);
+            }
+        }
+    }
+    stale
 }
 
 /// All bytes of a document with the identity they were read under: the stat taken before the

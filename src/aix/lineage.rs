@@ -3,13 +3,22 @@
 //! before its parent's link is known is remembered; once the link arrives, the caller re-sends
 //! the child's header (`SessionParser::resend_header`) with the link filled in. Memory is one
 //! small record per subagent and per file seen in the run.
+//!
+//! A child's lineage is a function of the final files, whatever the run read when (issue 11):
+//! - a child read in a run that does not read its parent (unchanged since its cursor) gets the
+//!   parent's links from a scan of the parent's file ([`Lineage::learn_parents`]);
+//! - a parent whose link to a child changes (a result line gives the task's status) re-sends
+//!   the headers of the children that went out with another link, and, once per run, of those
+//!   this run has not sent at all (an earlier run may have sent them with an older link). An
+//!   unchanged lineage re-sent is skipped by the import service (same fingerprint).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::cursor::FileCursor;
+use super::file_state::{FileState, ParserFactory};
 use super::sources::{FileRole, SessionParser, SourceFile, SpawnLink, fill_spawn_link};
 use crate::protocol::ImportSessionItem;
 
@@ -24,6 +33,18 @@ pub struct Lineage {
     file_sessions: HashMap<PathBuf, String>,
     /// Children emitted without a spawn tool call id, by (parent session id, agent id).
     unlinked: HashMap<(String, String), Unlinked>,
+    /// Subagent files known to the run, by agent id: the children a link may name.
+    children: HashMap<String, Vec<SourceFile>>,
+    /// Main files known to the run: where a child's parent is looked for.
+    mains: Vec<SourceFile>,
+    /// The cursor of each known file as last committed or emitted (what a re-send starts from).
+    cursors: HashMap<PathBuf, FileCursor>,
+    /// The parent link each child file's items last went out with in this run (`None`: none).
+    sent: HashMap<PathBuf, Option<SpawnLink>>,
+    /// Session ids whose file's links are known in this run (read or scanned).
+    known: HashSet<String>,
+    /// Files scanned for their links.
+    scanned: HashSet<PathBuf>,
 }
 
 impl Lineage {
@@ -42,8 +63,10 @@ impl Lineage {
             .or_else(|| items.first())
             .map(|i| i.source_session_id.clone());
         if let Some(own) = own {
+            self.known.insert(own.clone());
             self.file_sessions.insert(source.path.clone(), own);
         }
+        self.scanned.insert(source.path.clone());
         let links = parser.spawn_links();
         if links.is_empty() {
             return Vec::new();
@@ -62,7 +85,7 @@ impl Lineage {
             parents.push(p.clone());
         }
         let mut resend: Vec<Unlinked> = Vec::new();
-        for (agent_id, link) in links {
+        for (agent_id, link) in &links {
             for parent in &parents {
                 let key = (parent.clone(), agent_id.clone());
                 if let Some(child) = self.unlinked.remove(&key)
@@ -73,9 +96,113 @@ impl Lineage {
                 self.links.insert(key, link.clone());
             }
         }
+        // Children that went out (in this run, or in an earlier one: not sent yet in this run)
+        // with another link than the one the parent now gives.
+        for (agent_id, link) in &links {
+            for child in self.children.get(agent_id).into_iter().flatten() {
+                let FileRole::Subagent {
+                    parent_session_id, ..
+                } = &child.role
+                else {
+                    continue;
+                };
+                let parent_matches = parent_session_id
+                    .as_ref()
+                    .is_none_or(|p| parents.contains(p));
+                let stale = match self.sent.get(&child.path) {
+                    Some(sent) => sent.as_ref() != Some(link),
+                    None => true,
+                };
+                if parent_matches
+                    && stale
+                    && child.provider == source.provider
+                    && !resend.iter().any(|(s, _)| s.path == child.path)
+                    && let Some(cursor) = self.cursors.get(&child.path)
+                {
+                    resend.push((child.clone(), cursor.clone()));
+                }
+            }
+        }
         // A child found under one key is linked under all of them.
         let paths: Vec<PathBuf> = resend.iter().map(|(s, _)| s.path.clone()).collect();
         self.unlinked.retain(|_, (s, _)| !paths.contains(&s.path));
+        resend
+    }
+
+    /// Makes a discovered file known to the run, with the cursor it starts from (the committed
+    /// one, `None` when it was never imported): children are found by their agent id, parents
+    /// among the main files.
+    pub fn know(&mut self, source: &SourceFile, cursor: Option<&FileCursor>) {
+        match &source.role {
+            FileRole::Main => self.mains.push(source.clone()),
+            FileRole::Subagent { agent_id, .. } => {
+                let files = self.children.entry(agent_id.clone()).or_default();
+                if !files.iter().any(|f| f.path == source.path) {
+                    files.push(source.clone());
+                }
+            }
+        }
+        if let Some(c) = cursor {
+            self.cursors.insert(source.path.clone(), c.clone());
+        }
+    }
+
+    /// Learns the links of a subagent file's parents that this run has not read: scans their
+    /// files (found among the known main files in a directory above the child whose name holds
+    /// the parent id, or its first 8 characters) with a fresh parser. Returns the children that
+    /// scan shows to need a re-send (see [`Lineage::record`]). Unreadable parents are skipped:
+    /// the child then goes out with what is known, as before.
+    pub fn learn_parents(
+        &mut self,
+        source: &SourceFile,
+        items: &[ImportSessionItem],
+        factory: &ParserFactory,
+    ) -> Vec<Unlinked> {
+        let FileRole::Subagent {
+            parent_session_id, ..
+        } = &source.role
+        else {
+            return Vec::new();
+        };
+        let mut parents: Vec<String> = parent_session_id.iter().cloned().collect();
+        for item in items {
+            if let Some(p) = item.session.parent_source_session_id.as_ref()
+                && !parents.contains(p)
+            {
+                parents.push(p.clone());
+            }
+        }
+        let mut resend = Vec::new();
+        for parent in parents {
+            if parent.trim().is_empty() || self.known.contains(&parent) {
+                continue;
+            }
+            self.known.insert(parent.clone());
+            let candidates: Vec<SourceFile> = self
+                .mains
+                .iter()
+                .filter(|m| {
+                    m.provider == source.provider
+                        && !self.scanned.contains(&m.path)
+                        && names_parent(&m.path, &source.path, &parent)
+                })
+                .cloned()
+                .collect();
+            for main in candidates {
+                let mut state = FileState::new(main, None);
+                match state.update(factory, true) {
+                    Ok(Some(update)) => {
+                        if let Some(parser) = state.parser() {
+                            resend.extend(self.record(&state.source, &update.items, parser));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(path = %state.source.path.display(), error_kind = ?e.kind(), "parent not scanned")
+                    }
+                }
+            }
+        }
         resend
     }
 
@@ -129,6 +256,8 @@ impl Lineage {
             if let Some(link) = link {
                 fill_spawn_link(s, link);
             }
+            self.sent.insert(source.path.clone(), link.cloned());
+            self.cursors.insert(source.path.clone(), cursor.clone());
             if s.spawn_tool_call_id.is_none() {
                 for p in parents {
                     self.unlinked
@@ -154,6 +283,25 @@ impl Lineage {
         }
         format!("{:x}", h.finalize())[..16].to_owned()
     }
+}
+
+/// Whether `main` may be the file of session `parent` for the child at `child`: it sits in a
+/// directory above the child (its project: a Claude Code session dir, a Gemini `chats` dir) and
+/// its name holds the parent id (Claude Code: `<id>.jsonl`) or the id's first 8 characters
+/// (Gemini CLI: `session-<time>-<id8>.jsonl`).
+fn names_parent(main: &Path, child: &Path, parent: &str) -> bool {
+    let Some(dir) = main.parent() else {
+        return false;
+    };
+    if !child.ancestors().skip(1).take(5).any(|a| a == dir) {
+        return false;
+    }
+    let stem = main
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let short: String = parent.chars().take(8).collect();
+    stem == parent || (short.len() == 8 && stem.contains(&short))
 }
 
 /// Folds a subagent item's lineage (`spawnToolCallId`, `taskDescription`, `taskStatus`) into its

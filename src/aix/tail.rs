@@ -357,6 +357,7 @@ impl Tail<'_, '_> {
                     update,
                     &mut self.lineage,
                     &self.options.mappings,
+                    self.factory,
                     self.emitter,
                 )
                 .map_err(WorkerError::Output)?;
@@ -392,6 +393,7 @@ impl Tail<'_, '_> {
                         update,
                         &mut self.lineage,
                         &self.options.mappings,
+                        self.factory,
                         self.emitter,
                     )
                     .map_err(WorkerError::Output)?;
@@ -512,6 +514,7 @@ impl Tail<'_, '_> {
                     .get(&cursor_key(d.source.provider, &d.source.path))
                     .cloned()
             };
+            self.lineage.know(&d.source, cursor.as_ref());
             let state = FileState::new(d.source, cursor);
             let path = state.source.path.clone();
             let needs = state.needs_read(false).unwrap_or(true);

@@ -7,8 +7,9 @@
 //! item but whose deterministic row already exists in the ledger links to that row (a tail
 //! worker sends partial items: the header plus the turns touched by new lines). When the
 //! referent is in the item the result is the baseline's; when it exists nowhere it is still
-//! NULL / dropped. `has_children` is derived from the ledger's rows, so any sequence of partial
-//! items and one full item converge on the same rows.
+//! NULL / dropped. `has_children` is derived from the ledger's rows, and the session's head is
+//! the latest of its stored head and the item's turns, so any sequence of partial items and one
+//! full item converge on the same rows (README "Tail = backfill").
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -234,13 +235,20 @@ pub(crate) fn import_item(
             .map(|first| refs.turns[first.source_turn_id.trim()].clone())
             .unwrap_or_default(),
     };
-    let head_turn = match &root_id {
-        Some(root) => root.clone(),
-        None => head_turn_id(&turns, &refs).unwrap_or_else(|| fallback_turn.clone()),
-    };
     // A session without a mapping has no rows yet: plain inserts (see `sql`).
     let fresh = existing.is_none();
     let refresh_ids = write_turns(ctx, item, &refs, &turns, root_id.as_deref(), &times, fresh)?;
+    let head_turn = match &root_id {
+        Some(root) => root.clone(),
+        None => {
+            let best = head_turn_id(&turns, &refs).unwrap_or_else(|| fallback_turn.clone());
+            if fresh {
+                best
+            } else {
+                session_head(conn, &label, best, &refs)?
+            }
+        }
+    };
     if !refresh_ids.is_empty() {
         let mut refresh = conn.prepare_cached(sql::REFRESH_HAS_CHILDREN)?;
         for id in &refresh_ids {
@@ -430,6 +438,37 @@ fn head_turn_id(turns: &[&Turn], refs: &Refs<'_>) -> Option<String> {
         }
     }
     best.and_then(|(turn, _)| refs.turns.get(turn.source_turn_id.trim()).cloned())
+}
+
+/// **(improvement)** The head over every turn of the session, not only the item's: a partial
+/// item (the turns a tail append touched) may not hold the latest turn. `best` is the item's
+/// head; the stored head wins when it is not one of the item's turns and its row is strictly
+/// later (ties keep the stored one, sent first). Turn rows must be written already.
+fn session_head(
+    conn: &Connection,
+    label: &str,
+    best: String,
+    refs: &Refs<'_>,
+) -> Result<String, ImportError> {
+    let stored: Option<(String, Option<i64>)> = conn
+        .prepare_cached(sql::SESSION_HEAD)?
+        .query_row([label], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((stored, Some(stored_at))) = stored else {
+        return Ok(best);
+    };
+    if stored == best || refs.turns.values().any(|id| *id == stored) {
+        return Ok(best);
+    }
+    let best_at: Option<i64> = conn
+        .prepare_cached(sql::TURN_HEAD_TIME)?
+        .query_row([&best], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(match best_at {
+        Some(at) if at > stored_at => best,
+        _ => stored,
+    })
 }
 
 pub(super) fn positive(v: i64) -> Option<i64> {

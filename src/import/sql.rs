@@ -16,6 +16,13 @@ pub(crate) const SESSION_LIVE: &str =
 pub(crate) const SKIP_REFRESH_PERSONA: &str =
     "UPDATE sessions SET persona_id = ?1 WHERE label = ?2 AND persona_id IS NOT ?1";
 
+/// A session's stored head and its completion-or-start time.
+pub(crate) const SESSION_HEAD: &str = "SELECT t.id, MAX(COALESCE(t.completed_at, t.started_at), 0)
+     FROM sessions s JOIN turns t ON t.id = s.thread_id WHERE s.label = ?1";
+
+pub(crate) const TURN_HEAD_TIME: &str =
+    "SELECT MAX(COALESCE(completed_at, started_at), 0) FROM turns WHERE id = ?1";
+
 pub(crate) const TURN_EXISTS: &str = "SELECT 1 FROM turns WHERE id = ?1";
 pub(crate) const MESSAGE_EXISTS: &str = "SELECT 1 FROM messages WHERE id = ?1";
 

@@ -124,3 +124,44 @@ fn a_parent_that_exists_nowhere_stays_null() {
     );
     assert_eq!(has_children, 1);
 }
+
+/// Issue 11: the head (`sessions.thread_id`, the turn with the latest completion-or-start time)
+/// was computed over the item's turns only, so a partial item without the latest turn moved the
+/// head: here turn 1 completes after turn 2 starts (a prompt queued while a long answer ran), and
+/// the tail's second item holds turn 2 alone.
+#[test]
+fn head_thread_does_not_depend_on_the_split_point() {
+    let item = |turns: &[(&str, i64, Option<i64>)], fp: &str| {
+        let t: Vec<Value> = turns
+            .iter()
+            .map(|(id, start, end)| {
+                json!({ "sourceTurnId": id, "startedAtMs": T0 + start, "completedAtMs": end.map(|e| T0 + e) })
+            })
+            .collect();
+        json!({ "sourceProvider": "claude-code", "sourceSessionId": "head-session",
+                "sourceSessionFingerprint": fp, "session": { "createdAtMs": T0 }, "turns": t })
+    };
+    let long = ("turn-1", 1_000, Some(60_000));
+    let queued = ("turn-2", 5_000, None);
+    let mut full = ledger();
+    run_import(
+        &mut full,
+        import_req("f", "backfill", vec![item(&[long, queued], "fp-full")]),
+    )
+    .unwrap();
+    let mut split = ledger();
+    run_import(
+        &mut split,
+        import_req("s1", "tail", vec![item(&[long], "fp-1")]),
+    )
+    .unwrap();
+    run_import(
+        &mut split,
+        import_req("s2", "tail", vec![item(&[queued], "fp-full")]),
+    )
+    .unwrap();
+    let head = "SELECT t.source_event_id FROM sessions s JOIN turns t ON t.id = s.thread_id";
+    assert_eq!(one::<String>(&full, head), "turn-1");
+    assert_eq!(one::<String>(&split, head), "turn-1");
+    assert_eq!(canonical_dump(&split), canonical_dump(&full));
+}

@@ -11,6 +11,7 @@ mod control_socket; // the control socket: permissions, requests, watch, stale s
 mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pipeline
 mod e2e_conformance; // every sample (Claude Code, Codex, Gemini) through aix | nex import replay: counts = aix scan, lineage
 mod e2e_crash; // kill -9 of aix mid-backfill, resume from the ledger's cursors = one clean import
+mod e2e_cuts; // the ledger after any cuts of the files (tail steps, restarts) = one import of the final files
 mod e2e_damaged; // damaged sources through nex + aix: invalid UTF-8 imported and counted, unreadable files named
 mod e2e_incremental; // R5 through aix worker (tail) | nex import replay: random cuts = one backfill
 mod e2e_sources; // all five providers at their default locations: scan, backfill, changes in place

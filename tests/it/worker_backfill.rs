@@ -366,6 +366,13 @@ fn a_parser_panic_fails_one_file_not_the_run() {
 
 #[test]
 fn child_read_before_its_parent_is_resent_with_the_link() {
+    child_before_parent("Q.jsonl", 2);
+}
+
+/// A child read before its parent, in a file `parent_file` of the project. When the name tells
+/// the parent's file (`<session>.jsonl`), the child's read scans it and goes out once, linked;
+/// otherwise it goes out unlinked and is re-sent once the parent is read.
+fn child_before_parent(parent_file: &str, child_items_expected: usize) {
     let dir = tempfile::tempdir().unwrap();
     let proj = dir.path().join("projects/-p");
     std::fs::create_dir_all(&proj).unwrap();
@@ -384,7 +391,7 @@ fn child_read_before_its_parent_is_resent_with_the_link() {
         .set_modified(old)
         .unwrap();
     std::fs::write(
-        proj.join("P.jsonl"),
+        proj.join(parent_file),
         format!(
             "{}{{\"m\":\"spawning\",\"spawn\":\"a7\"}}\n",
             turn("P", "t1", "go")
@@ -402,17 +409,23 @@ fn child_read_before_its_parent_is_resent_with_the_link() {
         .into_iter()
         .filter(|i| i.session.is_subagent)
         .collect();
-    assert_eq!(
-        child_items.len(),
-        2,
-        "first without the link, then re-sent with it"
-    );
-    assert_eq!(child_items[0].session.spawn_tool_call_id, None);
-    let resent = &child_items[1];
+    assert_eq!(child_items.len(), child_items_expected);
+    if child_items_expected == 2 {
+        assert_eq!(
+            child_items[0].session.spawn_tool_call_id, None,
+            "first without the link, then re-sent with it"
+        );
+    }
+    let resent = child_items.last().unwrap();
     assert_eq!(
         resent.session.spawn_tool_call_id.as_deref(),
         Some("tool-a7")
     );
     assert_eq!(resent.session.task_status.as_deref(), Some("completed"));
     assert_eq!(resent.turns.len(), 1, "header and open turn");
+}
+
+#[test]
+fn child_read_before_its_parent_gets_the_link_from_a_scan_of_the_parent() {
+    child_before_parent("P.jsonl", 1);
 }

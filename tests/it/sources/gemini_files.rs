@@ -128,7 +128,16 @@ fn gemini_log_appended_in_place_imports_like_one_full_read() {
             ReadKind::Appended
         };
         assert_eq!(kinds[0], ReadKind::Whole);
-        assert!(kinds[1..].iter().all(|k| *k == later), "{kinds:?}");
+        // A header change after turns that borrow from it went out (the model switches while
+        // a turn without its own is in the ledger; a restarted read does not know which turns
+        // borrow) sends the file whole (README "Tail = backfill").
+        assert!(
+            kinds[1..]
+                .iter()
+                .all(|k| *k == later || *k == ReadKind::Whole),
+            "{kinds:?}"
+        );
+        assert!(kinds.iter().filter(|k| **k == later).count() > kinds.len() / 2);
         let inc = canonical(&conn);
         assert_eq!(
             inc,

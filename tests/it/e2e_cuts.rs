@@ -1,0 +1,1172 @@
+//! The ledger is a function of the final files, whatever the cuts (issue 11, TARGETS R5).
+//!
+//! Every fixture file and every real file (`NEX_SAMPLES_DIR`, `NEX_REAL_SAMPLES_DIR`,
+//! `NEX_CORPUS_DIR`: `claude/projects`, `codex/sessions`, `gemini/tmp`; skipped when unset) is
+//! written in cuts: at every line boundary, at chosen lines in two steps, and at random byte
+//! offsets (mid-line included) in several steps, the files of a group (a project: a session with
+//! its subagents, several sessions) interleaved in random orders. After each step the real aix
+//! side reads what is new, as the tail does it (a [`FileState`] per file kept in memory, lineage
+//! learnt across files, the real emitter) or as a restarted run does it (a backfill run resuming
+//! from the cursors the ledger committed), and the frames go through the real import pipeline
+//! into a real SQLite ledger. The canonical dump of that ledger (every table, every column but
+//! import times: [`dump`]) must equal the dump after one backfill of the final files into a
+//! fresh ledger; a `--full` backfill over a ledger written with any cuts (or damaged) must
+//! converge to it too.
+//!
+//! Gemini CLI legacy `.json` sessions are whole documents rewritten in place: their cuts are the
+//! document with its first `k` messages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use nex::aix::backfill::emit_update;
+use nex::aix::cursor::cursor_map;
+use nex::aix::discover::discover;
+use nex::aix::file_state::FileState;
+use nex::aix::lineage::Lineage;
+use nex::aix::mapping::MappingVersions;
+use nex::aix::{
+    EmitLimits, Emitter, FileCursor, FrameSink, RunSpec, StopSignal, WorkerOptions, WorkerStatus,
+    run_mode,
+};
+use nex::pipeline::writer::{LedgerWriter, WriterConfig};
+use nex::pipeline::{PipelineConfig, run_pipeline};
+use nex::protocol::RunMode;
+use nex_bench::rng::Rng;
+use rusqlite::Connection;
+use tokio_util::sync::CancellationToken;
+
+use crate::e2e_support::files_under;
+use crate::import_support::dump_table;
+
+// ---- the files ----------------------------------------------------------------------------
+
+/// One file of a group: where it goes under the tree, and its successive contents (the last
+/// is the final file). A line log's states are prefixes of the final bytes.
+#[derive(Clone)]
+struct CutFile {
+    rel: PathBuf,
+    fin: Vec<u8>,
+    /// A whole-file document (rewritten, not appended).
+    document: bool,
+}
+
+impl CutFile {
+    fn new(rel: PathBuf, fin: Vec<u8>) -> Self {
+        let document = rel.extension().is_some_and(|e| e == "json")
+            && rel.to_string_lossy().contains("/chats/");
+        Self { rel, fin, document }
+    }
+
+    /// A log that is not a session (meta files, registries): written whole, before the logs.
+    fn is_side_file(&self) -> bool {
+        !self.document && self.rel.extension().is_none_or(|e| e != "jsonl")
+    }
+
+    /// The cut points a step may stop at: line ends (and any byte for a log), as lengths.
+    fn line_ends(&self) -> Vec<usize> {
+        if self.document {
+            return (0..=document_messages(&self.fin)).collect();
+        }
+        let mut ends: Vec<usize> = self
+            .fin
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        if ends.last() != Some(&self.fin.len()) {
+            ends.push(self.fin.len());
+        }
+        ends
+    }
+
+    /// Final cut value (a length for logs, a message count for documents).
+    fn end(&self) -> usize {
+        if self.document {
+            document_messages(&self.fin)
+        } else {
+            self.fin.len()
+        }
+    }
+
+    /// The file's content at cut `at`.
+    fn content(&self, at: usize) -> Vec<u8> {
+        if !self.document {
+            return self.fin[..at].to_vec();
+        }
+        if at >= document_messages(&self.fin) {
+            return self.fin.clone();
+        }
+        let mut doc: serde_json::Value = serde_json::from_slice(&self.fin).unwrap();
+        if let Some(m) = doc.get_mut("messages").and_then(|m| m.as_array_mut()) {
+            m.truncate(at);
+        }
+        serde_json::to_vec_pretty(&doc).unwrap()
+    }
+}
+
+fn document_messages(bytes: &[u8]) -> usize {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("messages")?.as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// A set of files imported together (a project, a session with its subagents).
+#[derive(Clone)]
+struct Group {
+    name: String,
+    files: Vec<CutFile>,
+}
+
+impl Group {
+    fn logs(&self) -> impl Iterator<Item = (usize, &CutFile)> {
+        self.files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.is_side_file())
+    }
+}
+
+/// Files under `root/sub` as (`dest/<relative path>`, bytes).
+fn collect(root: &Path, sub: &str, dest: &str, out: &mut Vec<CutFile>) {
+    let mut paths = Vec::new();
+    files_under(&root.join(sub), &mut paths);
+    for p in paths {
+        let rel = p.strip_prefix(root.join(sub)).unwrap();
+        out.push(CutFile::new(
+            Path::new(dest).join(rel),
+            std::fs::read(&p).unwrap(),
+        ));
+    }
+}
+
+/// The session a Claude Code main file holds: its stem when a UUID, else its first `sessionId`.
+fn claude_session(f: &CutFile) -> Option<String> {
+    if !f.rel.starts_with("claude") || f.rel.to_string_lossy().contains("/subagents/") {
+        return None;
+    }
+    let stem = f.rel.file_stem()?.to_string_lossy().into_owned();
+    if stem.starts_with("agent-") {
+        return None;
+    }
+    if stem.len() == 36 && stem.bytes().filter(|b| *b == b'-').count() == 4 {
+        return Some(stem);
+    }
+    f.fin.split(|b| *b == b'\n').find_map(|l| {
+        serde_json::from_slice::<serde_json::Value>(l)
+            .ok()?
+            .get("sessionId")?
+            .as_str()
+            .map(str::to_owned)
+    })
+}
+
+/// Groups files by the first `depth` components of their destination. Of several Claude Code
+/// main files holding one session (excerpts of one session in the samples) only the first is
+/// kept: which of them a backfill reads last decides the rows, whatever the cuts.
+fn group_by(files: Vec<CutFile>, depth: usize, prefix: &str) -> Vec<Group> {
+    let mut groups: BTreeMap<String, Vec<CutFile>> = BTreeMap::new();
+    let mut sessions = std::collections::HashSet::new();
+    for f in files {
+        if let Some(sid) = claude_session(&f)
+            && !sessions.insert(sid)
+        {
+            continue;
+        }
+        let key: PathBuf = f.rel.components().take(depth).collect();
+        groups.entry(key.display().to_string()).or_default().push(f);
+    }
+    groups
+        .into_iter()
+        .map(|(name, files)| Group {
+            name: format!("{prefix}:{name}"),
+            files,
+        })
+        .collect()
+}
+
+/// Every fixture file in one group (sessions of every provider, subagents before and after
+/// their parents as the cuts fall).
+fn fixture_group() -> Group {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files = Vec::new();
+    collect(&root, "claude-code", "claude", &mut files);
+    let mut codex = Vec::new();
+    collect(&root, "codex", "codex/sessions", &mut codex);
+    files.extend(codex);
+    collect(&root, "gemini/tmp", "gemini/tmp", &mut files);
+    Group {
+        name: "fixtures".into(),
+        files,
+    }
+}
+
+/// The groups of one real tree in the `claude/projects`, `codex/sessions`, `gemini/tmp`
+/// layout: a Claude Code project, a Codex rollout, a Gemini CLI project each.
+fn real_groups(var: &str) -> Vec<Group> {
+    let Some(root) = std::env::var_os(var).map(PathBuf::from) else {
+        eprintln!("e2e_cuts: {var} unset; skipped");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut claude = Vec::new();
+    collect(&root, "claude/projects", "claude", &mut claude);
+    out.extend(group_by(claude, 2, var));
+    let mut codex = Vec::new();
+    collect(&root, "codex/sessions", "codex/sessions", &mut codex);
+    codex.retain(|f| f.rel.extension().is_some_and(|e| e == "jsonl"));
+    out.extend(group_by(codex, 10, var));
+    let mut gemini = Vec::new();
+    collect(&root, "gemini/tmp", "gemini/tmp", &mut gemini);
+    out.extend(group_by(gemini, 3, var));
+    out
+}
+
+/// `NEX_SAMPLES_DIR` (layout `claude-code/<set>/`, `codex/<set>/`): Claude Code sets as
+/// projects, Codex rollouts one group each.
+fn sample_groups() -> Vec<Group> {
+    let Some(root) = crate::e2e_support::samples_dir() else {
+        eprintln!("e2e_cuts: NEX_SAMPLES_DIR unset; skipped");
+        return Vec::new();
+    };
+    let mut claude = Vec::new();
+    collect(&root, "claude-code", "claude", &mut claude);
+    let mut out = group_by(claude, 2, "NEX_SAMPLES_DIR");
+    let mut codex = Vec::new();
+    files_under(&root.join("codex"), &mut codex);
+    for p in codex {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("rollout-") && name.ends_with(".jsonl") {
+            out.push(Group {
+                name: format!("NEX_SAMPLES_DIR:{name}"),
+                files: vec![CutFile::new(
+                    Path::new("codex/sessions").join(&name),
+                    std::fs::read(&p).unwrap(),
+                )],
+            });
+        }
+    }
+    out
+}
+
+/// Every real group; `NEX_CUTS_ONLY=<text>` keeps the groups whose name holds it.
+fn real_sets() -> Vec<Group> {
+    let mut groups = sample_groups();
+    groups.extend(real_groups("NEX_REAL_SAMPLES_DIR"));
+    groups.extend(real_groups("NEX_CORPUS_DIR"));
+    if let Ok(only) = std::env::var("NEX_CUTS_ONLY") {
+        groups.retain(|g| g.name.contains(&only));
+    }
+    groups
+}
+
+// ---- the ledger side ----------------------------------------------------------------------
+
+/// A real ledger written through the real pipeline, one pipeline run per applied stream.
+struct Ledger {
+    path: PathBuf,
+    rt: tokio::runtime::Runtime,
+    writer: Option<LedgerWriter>,
+}
+
+impl Ledger {
+    fn new(path: PathBuf) -> Self {
+        let conn = nex::ledger::open_agents(&path).unwrap();
+        // Durability is not what these tests are about: thousands of small commits without an
+        // fsync each.
+        conn.pragma_update(None, "synchronous", "OFF").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let writer = {
+            let _guard = rt.enter();
+            LedgerWriter::spawn(conn, WriterConfig::default()).unwrap()
+        };
+        Self {
+            path,
+            rt,
+            writer: Some(writer),
+        }
+    }
+
+    /// Runs a recorded frame stream through the import pipeline; every item must import.
+    fn apply(&self, frames: Vec<u8>, what: &str) {
+        if frames.is_empty() {
+            return;
+        }
+        let handle = self.writer.as_ref().unwrap().handle();
+        let report = self
+            .rt
+            .block_on(run_pipeline(
+                std::io::Cursor::new(frames),
+                PipelineConfig::default(),
+                &handle,
+                None,
+                CancellationToken::new(),
+            ))
+            .into_result()
+            .unwrap();
+        assert_eq!(report.counters.failed, 0, "{what}: failed items");
+        assert!(
+            report.counters.rejected.is_empty(),
+            "{what}: rejects {:?}",
+            report.counters.rejected
+        );
+    }
+
+    fn read(&self) -> Connection {
+        nex::ledger::open_agents(&self.path).unwrap()
+    }
+
+    fn cursors(&self) -> HashMap<String, FileCursor> {
+        cursor_map(&nex::ledger::load_cursors(&self.read(), "aix").unwrap())
+    }
+
+    fn dump(&self) -> String {
+        dump(&self.read())
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            self.rt.block_on(w.shutdown());
+        }
+    }
+}
+
+/// The canonical ledger: every table, every column but import times.
+///
+/// - `sessions`, `turns`, `threads`, `messages`, `tool_calls`: every row, every column.
+/// - `session_imports` without `imported_at`, `updated_at`, `last_run_id` (when and by which run).
+/// - `session_history` is the log of head changes as the importer saw them, so its length is
+///   the number of times it looked: compared is each session's latest row (its `thread_id`),
+///   which must be the session's head.
+/// - `session_import_cursors` without `updated_at`, `last_run_id`.
+/// - `session_import_requests` and `session_import_chunk_parts` are the transport's log (one row
+///   per request or part sent); compared is that no stored response failed an item and no upload
+///   is left incomplete.
+pub fn dump(conn: &Connection) -> String {
+    let tables: [(&str, &str, &[&str]); 6] = [
+        ("sessions", "label", &[]),
+        ("turns", "id", &[]),
+        ("threads", "turn_id", &[]),
+        ("messages", "id", &[]),
+        ("tool_calls", "id", &[]),
+        (
+            "session_imports",
+            "source, source_provider, source_session_id",
+            &["imported_at", "updated_at", "last_run_id"],
+        ),
+    ];
+    let mut out: String = tables
+        .iter()
+        .map(|(t, o, ex)| dump_table(conn, t, o, ex))
+        .collect();
+    // A cursor's stat (device, inode, mtime, size seen) belongs to the file on disk, not to the
+    // content it consumed.
+    let mut stmt = conn
+        .prepare("SELECT cursor_key, cursor_json FROM session_import_cursors ORDER BY cursor_key")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap();
+    for row in rows {
+        let (key, json) = row.unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        if let Some(o) = v.as_object_mut() {
+            for k in ["dev", "ino", "mtimeMs", "size"] {
+                o.remove(k);
+            }
+        }
+        out.push_str(&format!("cursor key={key:?} value={v}\n"));
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT s.label, h.thread_id, s.thread_id FROM sessions s
+             LEFT JOIN session_history h ON h.id = (
+               SELECT id FROM session_history WHERE session_label = s.label
+               ORDER BY changed_at DESC, id DESC LIMIT 1)
+             ORDER BY s.label",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .unwrap();
+    for row in rows {
+        let (label, latest, head) = row.unwrap();
+        out.push_str(&format!(
+            "session_history latest label={label:?} thread_id={latest:?} is_head={}\n",
+            latest == head
+        ));
+    }
+    let failed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM session_import_requests
+             WHERE COALESCE(json_extract(response_json, '$.failed'), 0) > 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let open_uploads: i64 = conn
+        .query_row(
+            "SELECT count(DISTINCT upload_id) FROM session_import_chunk_parts
+             WHERE completed_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    out.push_str(&format!(
+        "session_import_requests failed_responses={failed}\nsession_import_chunk_parts open_uploads={open_uploads}\n"
+    ));
+    out
+}
+
+// ---- the aix side -------------------------------------------------------------------------
+
+/// Frames written by a [`FrameSink`], taken per step.
+#[derive(Clone, Default)]
+struct Frames(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Frames {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Frames {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// A temp tree with the three line-file roots.
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new() -> Self {
+        // In memory when the machine has it: thousands of small ledgers and appends.
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm).unwrap()
+        } else {
+            tempfile::tempdir().unwrap()
+        };
+        for d in ["claude", "codex/sessions", "gemini/tmp"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn options(&self, full: bool) -> WorkerOptions {
+        let p = self.dir.path();
+        WorkerOptions {
+            claude_dirs: vec![p.join("claude")],
+            codex_dirs: vec![p.join("codex/sessions")],
+            gemini_dirs: vec![p.join("gemini/tmp")],
+            full,
+            parse_threads: 1,
+            limits: EmitLimits::default(),
+            ..WorkerOptions::default()
+        }
+    }
+
+    /// Brings `file` to cut `at` (appending to a log, rewriting a document).
+    fn write(&self, file: &CutFile, from: usize, at: usize) {
+        let dest = self.dir.path().join(&file.rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        if file.document || file.is_side_file() {
+            std::fs::write(&dest, file.content(at)).unwrap();
+            return;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&dest)
+            .unwrap();
+        f.write_all(&file.fin[from..at]).unwrap();
+    }
+
+    /// One backfill run (resuming from the ledger's cursors unless `full`) into `ledger`.
+    fn backfill(&self, ledger: &Ledger, full: bool, what: &str) {
+        let frames = Frames::default();
+        let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+        let spec = RunSpec {
+            mode: RunMode::Backfill,
+            persona_id: None,
+            cursors: if full {
+                HashMap::new()
+            } else {
+                ledger.cursors()
+            },
+            store_cursors: HashMap::new(),
+            options: self.options(full),
+        };
+        let factory = nex::aix::default_parser_factory();
+        run_mode(
+            &spec,
+            &factory,
+            &sink,
+            &StopSignal::default(),
+            &WorkerStatus::default(),
+        )
+        .unwrap();
+        ledger.apply(frames.take(), what);
+    }
+}
+
+/// The tail's reading of changed files, driven step by step: the same [`FileState`]s kept in
+/// memory between reads, the same lineage, the same emitter for the whole run, and the same
+/// sequence per read as `aix::tail` (update, `emit_update`, evict when not live, re-send the
+/// headers of children whose link became known).
+struct Follower<'s> {
+    files: HashMap<PathBuf, FileState>,
+    lineage: Lineage,
+    emitter: Emitter<'s>,
+    cursors: HashMap<String, FileCursor>,
+}
+
+impl<'s> Follower<'s> {
+    fn start(sink: &'s FrameSink, cursors: HashMap<String, FileCursor>) -> Self {
+        Self {
+            files: HashMap::new(),
+            lineage: Lineage::default(),
+            emitter: Emitter::new(sink, RunMode::Tail, None, EmitLimits::default()),
+            cursors,
+        }
+    }
+
+    /// Picks up new files (as the tail's re-scan) and reads `changed` (notified, kept live);
+    /// at the first call every file whose cursor is stale is read too (start-up, not live).
+    fn step(&mut self, tree: &Tree, changed: &[PathBuf]) {
+        let factory = nex::aix::default_parser_factory();
+        let mut due: Vec<(PathBuf, bool)> = Vec::new();
+        for d in discover(&tree.options(false)) {
+            let path = d.source.path.clone();
+            if self.files.contains_key(&path) {
+                continue;
+            }
+            let key = nex::aix::cursor::cursor_key(d.source.provider, &path);
+            self.lineage.know(&d.source, self.cursors.get(&key));
+            let state = FileState::new(d.source, self.cursors.get(&key).cloned());
+            if state.needs_read(false).unwrap_or(true) {
+                due.push((path.clone(), changed.contains(&path)));
+            }
+            self.files.insert(path, state);
+        }
+        for p in changed {
+            if self.files.contains_key(p) && !due.iter().any(|(d, _)| d == p) {
+                due.push((p.clone(), true));
+            }
+        }
+        for (path, live) in due {
+            let Some(state) = self.files.get_mut(&path) else {
+                continue;
+            };
+            let Some(update) = state.update(&factory, false).unwrap() else {
+                continue;
+            };
+            let mut pending = emit_update(
+                state,
+                update,
+                &mut self.lineage,
+                &MappingVersions::default(),
+                &factory,
+                &mut self.emitter,
+            )
+            .unwrap();
+            if !live {
+                state.evict();
+            }
+            while let Some((source, _)) = pending.pop() {
+                let Some(child) = self.files.get_mut(&source.path) else {
+                    continue;
+                };
+                let had_state = child.parser().is_some();
+                if let Some(update) = child.resend_header(&factory).unwrap() {
+                    pending.extend(
+                        emit_update(
+                            child,
+                            update,
+                            &mut self.lineage,
+                            &MappingVersions::default(),
+                            &factory,
+                            &mut self.emitter,
+                        )
+                        .unwrap(),
+                    );
+                }
+                if !had_state {
+                    child.evict();
+                }
+            }
+        }
+        self.emitter.flush().unwrap();
+    }
+}
+
+// ---- scenarios ----------------------------------------------------------------------------
+
+/// How a step reaches the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reader {
+    /// The running tail (state in memory since the previous step).
+    Tail,
+    /// A new run: the tail restarted, or a backfill requested, from the ledger's cursors.
+    Restart,
+}
+
+/// One step: bring these files to these cuts, then read.
+#[derive(Clone, Debug)]
+struct Step {
+    cuts: Vec<(usize, usize)>,
+    reader: Reader,
+}
+
+/// The clean result: one backfill of the final files into a fresh ledger.
+fn reference(group: &Group) -> String {
+    let tree = Tree::new();
+    for f in &group.files {
+        tree.write(f, 0, f.end());
+    }
+    let ledger = Ledger::new(tree.dir.path().join("ref.db"));
+    tree.backfill(&ledger, false, &format!("{} reference", group.name));
+    let dump = ledger.dump();
+    // Paths differ between trees; cursor keys are compared relative to the tree.
+    dump.replace(&tree.dir.path().display().to_string(), "<tree>")
+}
+
+/// Runs `steps` on a fresh tree and ledger, then brings every file to its end with a last
+/// tail step; returns the dump, and the tree and ledger for more runs.
+fn run_steps(group: &Group, steps: &[Step], what: &str) -> (String, Tree, Ledger) {
+    let tree = Tree::new();
+    for f in group.files.iter().filter(|f| f.is_side_file()) {
+        tree.write(f, 0, f.end());
+    }
+    let ledger = Ledger::new(tree.dir.path().join("cut.db"));
+    let mut at: Vec<usize> = vec![0; group.files.len()];
+    let mut all = steps.to_vec();
+    all.push(Step {
+        cuts: group.logs().map(|(i, f)| (i, f.end())).collect(),
+        reader: Reader::Tail,
+    });
+    let mut i = 0;
+    while i < all.len() {
+        // A run of consecutive tail steps shares one follower (one tail run); a restart is a
+        // backfill run, and the next tail step starts a new tail run.
+        if all[i].reader == Reader::Restart {
+            apply_cuts(&tree, group, &all[i].cuts, &mut at);
+            tree.backfill(&ledger, false, &format!("{what} step {i}"));
+            i += 1;
+            continue;
+        }
+        let frames = Frames::default();
+        let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+        let mut follower = Follower::start(&sink, ledger.cursors());
+        while i < all.len() && all[i].reader == Reader::Tail {
+            let changed = apply_cuts(&tree, group, &all[i].cuts, &mut at);
+            follower.step(&tree, &changed);
+            ledger.apply(frames.take(), &format!("{what} step {i}"));
+            i += 1;
+        }
+    }
+    let dump = ledger
+        .dump()
+        .replace(&tree.dir.path().display().to_string(), "<tree>");
+    (dump, tree, ledger)
+}
+
+/// Writes the cuts; returns the paths that changed.
+fn apply_cuts(
+    tree: &Tree,
+    group: &Group,
+    cuts: &[(usize, usize)],
+    at: &mut [usize],
+) -> Vec<PathBuf> {
+    let mut changed = Vec::new();
+    for &(i, to) in cuts {
+        let f = &group.files[i];
+        if to <= at[i] {
+            continue;
+        }
+        tree.write(f, at[i], to);
+        at[i] = to;
+        changed.push(tree.dir.path().join(&f.rel));
+    }
+    changed
+}
+
+/// Drops the cursor rows of files that yield no import item: cursors travel on the frames that
+/// commit items (an import request needs items), so such a file's cursor is stored only when a
+/// frame of another file happens to carry it, and its file is otherwise re-read by the next run.
+fn without_itemless(group: &Group, dump: &str) -> String {
+    let tree = Tree::new();
+    let factory = nex::aix::default_parser_factory();
+    let mut itemless = Vec::new();
+    for f in &group.files {
+        tree.write(f, 0, f.end());
+    }
+    for d in discover(&tree.options(true)) {
+        let rel = d
+            .source
+            .path
+            .strip_prefix(tree.dir.path())
+            .unwrap()
+            .to_owned();
+        let mut state = FileState::new(d.source, None);
+        if state
+            .update(&factory, true)
+            .unwrap()
+            .is_none_or(|u| u.items.is_empty())
+        {
+            itemless.push(format!("<tree>/{}\"", rel.display()));
+        }
+    }
+    dump.lines()
+        .filter(|l| !(l.starts_with("cursor ") && itemless.iter().any(|p| l.contains(p.as_str()))))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn check(group: &Group, expected: &str, steps: &[Step], what: &str) -> Option<String> {
+    check_then(group, expected, steps, what, false)
+}
+
+/// [`check`]; with `full`, a `--full` backfill runs over the cut ledger before the comparison
+/// (it must converge to the clean result too).
+fn check_then(
+    group: &Group,
+    expected: &str,
+    steps: &[Step],
+    what: &str,
+    full: bool,
+) -> Option<String> {
+    let (mut got, tree, ledger) = run_steps(group, steps, what);
+    if full {
+        tree.backfill(&ledger, true, &format!("{what} --full"));
+        got = ledger
+            .dump()
+            .replace(&tree.dir.path().display().to_string(), "<tree>");
+    }
+    let (got, expected) = if got == expected {
+        (got, expected.to_owned())
+    } else {
+        (
+            without_itemless(group, &got),
+            without_itemless(group, expected),
+        )
+    };
+    let expected = expected.as_str();
+    let failure = (got != expected).then(|| {
+        format!(
+            "{what}: {}\n  steps: {:?}",
+            differences(&got, expected),
+            steps
+                .iter()
+                .map(|s| (
+                    s.reader,
+                    s.cuts
+                        .iter()
+                        .map(|(i, c)| (group.files[*i].rel.display().to_string(), *c))
+                        .collect::<Vec<_>>()
+                ))
+                .collect::<Vec<_>>()
+        )
+    });
+    if let Some(f) = &failure {
+        eprintln!("e2e_cuts: FAILED {f}");
+    }
+    failure
+}
+
+/// Every line boundary of every log (every `stride`-th for files longer than `max_steps` lines),
+/// one cut per step, files round-robin, one tail run.
+fn every_line(group: &Group, max_steps: usize) -> Vec<Step> {
+    let mut ends: Vec<(usize, Vec<usize>)> = group
+        .logs()
+        .map(|(i, f)| {
+            let e = f.line_ends();
+            let stride = e.len().div_ceil(max_steps).max(1);
+            let last = *e.last().unwrap_or(&0);
+            let mut kept: Vec<usize> = e.into_iter().step_by(stride).collect();
+            if kept.last() != Some(&last) {
+                kept.push(last);
+            }
+            (i, kept)
+        })
+        .collect();
+    let mut steps = Vec::new();
+    let mut k = 0;
+    loop {
+        let cuts: Vec<(usize, usize)> = ends
+            .iter_mut()
+            .filter_map(|(i, e)| e.get(k).map(|c| (*i, *c)))
+            .collect();
+        if cuts.is_empty() {
+            break;
+        }
+        for c in cuts {
+            steps.push(Step {
+                cuts: vec![c],
+                reader: Reader::Tail,
+            });
+        }
+        k += 1;
+    }
+    steps
+}
+
+/// File `i` cut after its line `k` (every other file whole or absent), then the rest.
+fn two_steps(group: &Group, i: usize, cut: usize, others_first: bool, reader: Reader) -> Vec<Step> {
+    let mut first: Vec<(usize, usize)> = Vec::new();
+    if others_first {
+        first.extend(
+            group
+                .logs()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, f)| (j, f.end())),
+        );
+    }
+    first.push((i, cut));
+    vec![Step {
+        cuts: first,
+        reader,
+    }]
+}
+
+/// Random cuts: each log in 1..=6 pieces at random offsets (mid-line included), the pieces of
+/// all files interleaved in a random order, each step read by the tail or a restarted run.
+fn random_steps(group: &Group, rng: &mut Rng) -> Vec<Step> {
+    let mut pending: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, f) in group.logs() {
+        let end = f.end();
+        let n = rng.range(1, 7) as usize;
+        let mut c: Vec<usize> = (1..n)
+            .map(|_| rng.range(0, end as u64 + 1) as usize)
+            .collect();
+        c.push(end);
+        c.sort_unstable();
+        c.dedup();
+        pending.push((i, c));
+    }
+    let mut steps = Vec::new();
+    while !pending.is_empty() {
+        let j = rng.range(0, pending.len() as u64) as usize;
+        let (i, c) = &mut pending[j];
+        let cut = (*i, c.remove(0));
+        if c.is_empty() {
+            pending.swap_remove(j);
+        }
+        let reader = if rng.range(0, 4) == 0 {
+            Reader::Restart
+        } else {
+            Reader::Tail
+        };
+        // Sometimes two files move in the same step.
+        match steps.last_mut() {
+            Some(Step { cuts, reader: r }) if *r == reader && rng.range(0, 3) == 0 => {
+                cuts.push(cut)
+            }
+            _ => steps.push(Step {
+                cuts: vec![cut],
+                reader,
+            }),
+        }
+    }
+    steps
+}
+
+/// Line boundaries of a file to cut at in two steps: all of them for small files, else the
+/// first few, the last few and some in between.
+fn chosen_lines(f: &CutFile, all: bool) -> Vec<usize> {
+    let ends = f.line_ends();
+    let mut cuts: Vec<usize> = std::iter::once(0).chain(ends).collect();
+    cuts.pop(); // the end itself is the reference
+    if all || cuts.len() <= 8 {
+        return cuts;
+    }
+    let n = cuts.len();
+    let mut pick: Vec<usize> = (0..2)
+        .chain(n - 3..n)
+        .chain((1..4).map(|k| k * n / 4))
+        .collect();
+    pick.sort_unstable();
+    pick.dedup();
+    pick.into_iter().map(|k| cuts[k]).collect()
+}
+
+/// Every scenario on one group; returns the failures.
+fn run_group(group: &Group, seed: u64, random_cases: usize, all_lines: bool) -> Vec<String> {
+    let expected = reference(group);
+    let mut failures = Vec::new();
+    let mut cuts_run = 0usize;
+    failures.extend(check(
+        group,
+        &expected,
+        &every_line(group, if all_lines { usize::MAX } else { 200 }),
+        &format!("{} every line", group.name),
+    ));
+    for (i, f) in group.logs() {
+        for (n, cut) in chosen_lines(f, all_lines).into_iter().enumerate() {
+            let reader = if n % 2 == 0 {
+                Reader::Tail
+            } else {
+                Reader::Restart
+            };
+            let others_first = n % 4 < 2;
+            cuts_run += 1;
+            failures.extend(check(
+                group,
+                &expected,
+                &two_steps(group, i, cut, others_first, reader),
+                &format!(
+                    "{} {} cut at byte {cut} ({reader:?}, others first: {others_first})",
+                    group.name,
+                    f.rel.display()
+                ),
+            ));
+        }
+    }
+    let mut rng = Rng::new(seed);
+    for case in 0..random_cases {
+        let steps = random_steps(group, &mut rng);
+        cuts_run += steps.len();
+        // The first case also runs `--full` over the cut ledger.
+        failures.extend(check_then(
+            group,
+            &expected,
+            &steps,
+            &format!("{} random case {case} (seed {seed:#x})", group.name),
+            case == 0,
+        ));
+    }
+    eprintln!(
+        "e2e_cuts: {}: {} files, {cuts_run} cut steps, {} failures",
+        group.name,
+        group.files.len(),
+        failures.len()
+    );
+    failures
+}
+
+fn report(failures: Vec<String>) {
+    if !failures.is_empty() {
+        let shown: Vec<&String> = failures.iter().take(12).collect();
+        panic!(
+            "{} cut scenarios differ from one import of the final files:\n{}",
+            failures.len(),
+            shown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+#[test]
+fn every_cut_of_the_fixtures_equals_one_import() {
+    let group = fixture_group();
+    assert!(group.files.len() >= 12);
+    assert!(
+        reference(&group).contains("\nturns "),
+        "the fixtures import turns"
+    );
+    report(run_group(&group, 0xC075, 12, true));
+}
+
+#[test]
+fn every_cut_of_the_real_files_equals_one_import() {
+    let mut failures = Vec::new();
+    for (n, group) in real_sets().iter().enumerate() {
+        failures.extend(run_group(group, 0x5EED + n as u64, 2, false));
+    }
+    report(failures);
+}
+
+/// The differing lines of two dumps (at most 6), each from a little before where they differ.
+fn differences(got: &str, expected: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (got.lines().collect(), expected.lines().collect());
+    let mut out = Vec::new();
+    let mut n = 0;
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(""),
+            b.get(i).copied().unwrap_or(""),
+        );
+        if x == y {
+            continue;
+        }
+        n += 1;
+        if out.len() < 6 {
+            let at = x.bytes().zip(y.bytes()).take_while(|(p, q)| p == q).count();
+            let from = x[..at].rfind(' ').unwrap_or(0);
+            let head: String = x.chars().take(60).collect();
+            let cut = |s: &str| {
+                s.get(from..)
+                    .unwrap_or("")
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            };
+            out.push(format!(
+                "    {head}…\n      got:      …{}\n      expected: …{}",
+                cut(x),
+                cut(y)
+            ));
+        }
+    }
+    format!(
+        "{n} lines differ ({}/{} lines)\n{}",
+        a.len(),
+        b.len(),
+        out.join("\n")
+    )
+}
+
+// ---- regressions of issue 11 --------------------------------------------------------------
+
+const SID: &str = "99999999-0000-4000-8000-000000000009";
+
+/// A Claude Code line of session [`SID`] (our own text): a prompt, or an answer by `model`.
+fn cc_line(uuid: &str, parent: Option<&str>, second: u32, model: Option<&str>) -> String {
+    let parent = parent.map_or("null".to_owned(), |p| format!("\"{p}\""));
+    let head = format!(
+        r#""parentUuid":{parent},"isSidechain":false,"cwd":"/work/cuts","sessionId":"{SID}","uuid":"{uuid}","timestamp":"2026-05-01T10:00:{second:02}.000Z""#
+    );
+    match model {
+        None => format!(
+            r#"{{{head},"type":"user","message":{{"role":"user","content":"Prompt {uuid}."}}}}"#
+        ),
+        Some(m) => format!(
+            r#"{{{head},"type":"assistant","requestId":"req_{uuid}","message":{{"model":"{m}","id":"msg_{uuid}","type":"message","role":"assistant","content":[{{"type":"text","text":"Answer {uuid}."}}],"usage":{{"input_tokens":3,"output_tokens":4}}}}}}"#
+        ),
+    }
+}
+
+fn session_group(lines: &[String]) -> Group {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    Group {
+        name: "regression".into(),
+        files: vec![CutFile::new(
+            PathBuf::from(format!("claude/cuts/{SID}.jsonl")),
+            text.into_bytes(),
+        )],
+    }
+}
+
+/// Imports `group` cut after each of `lines` lines (tail and restarted run), then whole; every
+/// ledger must equal one import of the final file.
+fn assert_cuts_after(group: &Group, lines: &[usize]) {
+    let expected = reference(group);
+    let ends = group.files[0].line_ends();
+    let mut failures = Vec::new();
+    for &k in lines {
+        for reader in [Reader::Tail, Reader::Restart] {
+            let step = Step {
+                cuts: vec![(0, ends[k - 1])],
+                reader,
+            };
+            failures.extend(check(
+                group,
+                &expected,
+                &[step],
+                &format!("cut after line {k} ({reader:?})"),
+            ));
+        }
+    }
+    report(failures);
+}
+
+/// Issue 11: a turn whose lines so far had no model (a prompt not answered yet, here never)
+/// took the session's model as the tail saw it then (none): NULL, never repaired, where one
+/// import gives the session's final model.
+#[test]
+fn turn_model_of_a_turn_without_a_model_yet_follows_the_final_session() {
+    let group = session_group(&[
+        cc_line("u1", None, 1, None),
+        cc_line("u2", Some("u1"), 5, None),
+        cc_line("a2", Some("u2"), 6, Some("claude-opus-4-6")),
+    ]);
+    assert!(reference(&group).contains("model=\"claude-opus-4-6\""));
+    assert_cuts_after(&group, &[1, 2]);
+}
+
+/// Issue 11: a turn with no assistant reply takes the session's model, which is the last model
+/// seen; the tail gave it the model of the moment (here the first), one import the final one.
+#[test]
+fn turn_model_of_a_turn_without_a_reply_is_the_same_through_the_tail() {
+    let group = session_group(&[
+        cc_line("u1", None, 1, None),
+        cc_line("a1", Some("u1"), 2, Some("claude-sonnet-4-5")),
+        cc_line("u2", Some("a1"), 10, None),
+        cc_line("u3", Some("u2"), 20, None),
+        cc_line("a3", Some("u3"), 21, Some("claude-opus-4-6")),
+    ]);
+    assert_cuts_after(&group, &[2, 3, 4]);
+}
+
+/// Issue 11: a subagent's `task_status` comes from its parent's Task result line; when that line
+/// arrived after the subagent file was imported, by another run than the one that read the
+/// subagent, the status stayed NULL (the run that read the parent did not know the child).
+#[test]
+fn subagent_task_status_arrives_after_the_subagent_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-code/flat");
+    let read = |name: &str| std::fs::read(root.join(name)).unwrap();
+    let parent = CutFile::new(
+        PathBuf::from("claude/flat/cccccccc-0000-4000-8000-000000000003.jsonl"),
+        read("cccccccc-0000-4000-8000-000000000003.jsonl"),
+    );
+    let child = CutFile::new(
+        PathBuf::from("claude/flat/agent-f1a7001.jsonl"),
+        read("agent-f1a7001.jsonl"),
+    );
+    let before_result = parent.line_ends()[1];
+    let group = Group {
+        name: "subagent".into(),
+        files: vec![parent, child],
+    };
+    let expected = reference(&group);
+    assert!(expected.contains("task_status=\"completed\""));
+    let mut failures = Vec::new();
+    for (first, second) in [
+        (Reader::Restart, Reader::Restart),
+        (Reader::Restart, Reader::Tail),
+        (Reader::Tail, Reader::Restart),
+    ] {
+        let steps = [
+            Step {
+                cuts: vec![(0, before_result)],
+                reader: first,
+            },
+            Step {
+                cuts: vec![(1, group.files[1].end())],
+                reader: second,
+            },
+        ];
+        failures.extend(check(
+            &group,
+            &expected,
+            &steps,
+            &format!("parent's result after the child ({first:?}, {second:?})"),
+        ));
+    }
+    report(failures);
+}
