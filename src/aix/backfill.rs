@@ -123,7 +123,7 @@ impl ReadyUpdate {
 }
 
 /// The update's items with lineage filled in and stamped with the provider's mapping version
-/// (whole when the file was read from byte 0), and its cursor with that version.
+/// (whole when read from byte 0), and its cursor with that version.
 fn with_lineage(
     state: &FileState,
     update: FileUpdate,
@@ -147,7 +147,10 @@ fn with_lineage(
     seal_lineage(&mut items);
     let provider = state.source.provider;
     let version = mappings.of(provider);
-    mapping::stamp_items(&mut items, provider, version, kind == ReadKind::Whole);
+    // Items read from byte 0 hold the whole file, whatever the read's kind; the flag is part of
+    // the payload, so the same bytes must always say the same (one idempotency key, one body).
+    let whole = kind == ReadKind::Whole || part == 0;
+    mapping::stamp_items(&mut items, provider, version, whole);
     cursor.mapping = version;
     let mut part = part.to_string();
     if kind == ReadKind::Resent {

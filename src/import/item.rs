@@ -242,7 +242,8 @@ pub(crate) fn import_item(
         Some(root) => root.clone(),
         None => {
             let best = head_turn_id(&turns, &refs).unwrap_or_else(|| fallback_turn.clone());
-            if fresh {
+            // A replacement holds the whole session: the stored head may be a row it removes.
+            if fresh || replaces {
                 best
             } else {
                 session_head(conn, &label, best, &refs)?
