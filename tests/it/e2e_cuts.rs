@@ -913,14 +913,17 @@ fn chosen_lines(f: &CutFile, all: bool) -> Vec<usize> {
 }
 
 /// Every scenario on one group; returns the failures.
-fn run_group(group: &Group, seed: u64, random_cases: usize, all_lines: bool) -> Vec<String> {
+/// `lines`: how many line ends the one-line-per-step scenario takes (`usize::MAX`: all, and every
+/// line in the two-step scenario too).
+fn run_group(group: &Group, seed: u64, random_cases: usize, lines: usize) -> Vec<String> {
+    let all_lines = lines == usize::MAX;
     let expected = reference(group);
     let mut failures = Vec::new();
     let mut cuts_run = 0usize;
     failures.extend(check(
         group,
         &expected,
-        &every_line(group, if all_lines { usize::MAX } else { 200 }),
+        &every_line(group, lines),
         &format!("{} every line", group.name),
     ));
     for (i, f) in group.logs() {
@@ -989,14 +992,20 @@ fn every_cut_of_the_fixtures_equals_one_import() {
         reference(&group).contains("\nturns "),
         "the fixtures import turns"
     );
-    report(run_group(&group, 0xC075, 12, true));
+    report(run_group(&group, 0xC075, 12, usize::MAX));
 }
 
+/// Every real file in every scenario. The suite's depth (`NEX_CUTS_DEPTH` unset) cuts each
+/// file at 24 line ends spread over it, one per step, at its chosen lines in two steps, and in
+/// one random case; `NEX_CUTS_DEPTH=full` takes 200 line ends and two random cases (several
+/// times the work: the check to run by hand after a parser change).
 #[test]
 fn every_cut_of_the_real_files_equals_one_import() {
+    let full = std::env::var("NEX_CUTS_DEPTH").is_ok_and(|d| d == "full");
+    let (lines, random_cases) = if full { (200, 2) } else { (24, 1) };
     let mut failures = Vec::new();
     for (n, group) in real_sets().iter().enumerate() {
-        failures.extend(run_group(group, 0x5EED + n as u64, 2, false));
+        failures.extend(run_group(group, 0x5EED + n as u64, random_cases, lines));
     }
     report(failures);
 }
