@@ -247,19 +247,7 @@ fn real_gemini_sessions_match_an_independent_count() {
     }
     let expected = independent(&roots);
     let (got, files) = parsed(&roots);
-    let mut mismatches = Vec::new();
-    for (sid, want) in &expected {
-        match got.get(sid) {
-            None => mismatches.push(format!("{sid}: not found")),
-            Some(have) if have != want => {
-                mismatches.push(format!("{sid}: parser {have:?} != count {want:?}"));
-            }
-            Some(_) => {}
-        }
-    }
-    for sid in got.keys().filter(|s| !expected.contains_key(*s)) {
-        mismatches.push(format!("{sid}: parsed but holds no message"));
-    }
+    let mismatches = super::figure_mismatches("", &expected, &got);
     let exact = expected.len()
         - mismatches
             .iter()

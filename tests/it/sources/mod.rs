@@ -61,6 +61,30 @@ use nex::aix::sources::{
 };
 use nex::protocol::ImportSessionItem;
 
+/// The mismatches between what a source's reader produced (`got`) and an independent count of
+/// the same files (`expected`), per session id: a session missing, differing, or produced with
+/// nothing countable; each line starts with `prefix` and the session id.
+fn figure_mismatches<F: PartialEq + std::fmt::Debug>(
+    prefix: &str,
+    expected: &BTreeMap<String, F>,
+    got: &BTreeMap<String, F>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (sid, want) in expected {
+        match got.get(sid) {
+            None => out.push(format!("{prefix}{sid}: not found")),
+            Some(have) if have != want => {
+                out.push(format!("{prefix}{sid}: read {have:?} != count {want:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for sid in got.keys().filter(|s| !expected.contains_key(*s)) {
+        out.push(format!("{prefix}{sid}: read but holds no message"));
+    }
+    out
+}
+
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")

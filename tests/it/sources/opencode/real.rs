@@ -212,18 +212,11 @@ fn real_opencode_sessions_match_an_independent_count() {
         let got = parsed(copy.path());
         let name = data_dir.file_name().unwrap().to_string_lossy().into_owned();
         sessions += expected.len();
-        for (sid, want) in &expected {
-            match got.get(sid) {
-                None => mismatches.push(format!("{name}/{sid}: not found")),
-                Some(have) if have != want => {
-                    mismatches.push(format!("{name}/{sid}: store {have:?} != count {want:?}"));
-                }
-                Some(_) => {}
-            }
-        }
-        for sid in got.keys().filter(|s| !expected.contains_key(*s)) {
-            mismatches.push(format!("{name}/{sid}: emitted but holds no message"));
-        }
+        mismatches.extend(super::super::figure_mismatches(
+            &format!("{name}/"),
+            &expected,
+            &got,
+        ));
     }
     eprintln!(
         "opencode real: {sessions} sessions, {} mismatches",
