@@ -1001,11 +1001,6 @@ fn every_cut_of_the_fixtures_equals_one_import() {
     report(run_group(&group, 0xC075, 12, usize::MAX, true));
 }
 
-/// Real groups where a tail still differs from one import: open defects (issue 11), listed so
-/// that the rest of the corpus keeps guarding. `-home-zorrik-Projects-Sentinel` (a 2.1.x session
-/// with `subagents/`): a main turn's `tool_call_count` is 0 after a tail, 11 after a backfill.
-const KNOWN_DEFECTS: &[&str] = &["claude/-home-zorrik-Projects-Sentinel"];
-
 /// Every real file. The suite's depth (`NEX_CUTS_DEPTH` unset) cuts each file at 8 line ends
 /// spread over it, one per step, and in one random case (mid-line cuts, tail steps and
 /// restarts); `NEX_CUTS_DEPTH=full` takes 200 line ends, the chosen lines of each file in two
@@ -1017,13 +1012,6 @@ fn every_cut_of_the_real_files_equals_one_import() {
     let (lines, random_cases) = if full { (200, 2) } else { (8, 1) };
     let mut failures = Vec::new();
     for (n, group) in real_sets().iter().enumerate() {
-        if KNOWN_DEFECTS.iter().any(|d| group.name.ends_with(d)) {
-            eprintln!(
-                "e2e_cuts: {}: KNOWN DEFECT, not checked (see KNOWN_DEFECTS)",
-                group.name
-            );
-            continue;
-        }
         failures.extend(run_group(
             group,
             0x5EED + n as u64,
