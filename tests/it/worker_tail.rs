@@ -65,34 +65,19 @@ impl Running {
     /// Waits until the tail watches `files` files and has no read pending: it has seen every
     /// change so far and acted on it.
     fn settled(&self, files: u64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let watched = self.status.watched_files.load(Ordering::Relaxed);
-            let pending = self.status.pending_files.load(Ordering::Relaxed);
-            if watched == files && pending == 0 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "tail not settled: {watched} watched, {pending} pending"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("tail not settled", || {
+            self.status.watched_files.load(Ordering::Relaxed) == files
+                && self.status.pending_files.load(Ordering::Relaxed) == 0
+        });
     }
 
     /// Waits until the tail has seen a file change at or after `since_ms` (epoch ms) and has
     /// no read pending.
     fn change_handled(&self, since_ms: i64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while self.status.last_event_ms.load(Ordering::Relaxed) < since_ms
-            || self.status.pending_files.load(Ordering::Relaxed) > 0
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the change was not handled"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("the change was not handled", || {
+            self.status.last_event_ms.load(Ordering::Relaxed) >= since_ms
+                && self.status.pending_files.load(Ordering::Relaxed) == 0
+        });
     }
 
     /// Waits until at least `n` items were emitted; returns them all.
@@ -427,4 +412,13 @@ fn an_unreadable_file_is_reported_in_run_progress_while_tailing() {
         })
         .collect();
     assert_eq!(counts, [Some(1)], "reported once, when it failed");
+}
+
+/// Polls `done` (every 5 ms, up to 20 s) until it holds; fails with `what` otherwise.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
