@@ -287,6 +287,9 @@ fn a_ledger_of_schema_0002_is_migrated_to_what_the_import_writes() {
         .unwrap();
     assert_eq!(version as usize, migrate::AGENTS.len());
     assert_query_columns(&migrated);
+    for (provider, _, over, _) in token_parts(&migrated) {
+        assert_eq!(over, 0, "{provider}: input + cache reads exceed the total");
+    }
     for (table, order) in [
         ("sessions", "label"),
         ("turns", "id"),
