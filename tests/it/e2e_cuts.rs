@@ -1196,3 +1196,68 @@ fn subagent_task_status_arrives_after_the_subagent_file() {
     }
     report(failures);
 }
+
+/// A Claude Code 2.1 subagent line of session [`SID`]'s agent `a7e5` (our own text): a prompt,
+/// an answer with `text`, a `tool_use` call, or the result of one.
+fn agent_line(uuid: &str, parent: Option<&str>, second: u32, body: &str) -> String {
+    let parent = parent.map_or("null".to_owned(), |p| format!("\"{p}\""));
+    let head = format!(
+        r#""parentUuid":{parent},"isSidechain":true,"agentId":"a7e5","cwd":"/work/cuts","sessionId":"{SID}","uuid":"{uuid}","timestamp":"2026-05-01T10:00:{second:02}.000Z""#
+    );
+    let assistant = |content: String| {
+        format!(
+            r#"{{{head},"type":"assistant","requestId":"req_{uuid}","message":{{"model":"claude-sonnet-4-6","id":"msg_{uuid}","type":"message","role":"assistant","content":[{content}],"usage":{{"input_tokens":3,"output_tokens":4}}}}}}"#
+        )
+    };
+    match body.split_once(':') {
+        Some(("tool", id)) => assistant(format!(
+            r#"{{"type":"tool_use","id":"toolu_{id}","name":"Read","input":{{"file_path":"/work/cuts/{id}.md"}}}}"#
+        )),
+        Some(("result", id)) => format!(
+            r#"{{{head},"type":"user","message":{{"role":"user","content":[{{"tool_use_id":"toolu_{id}","type":"tool_result","content":"Contents of {id}."}}]}}}}"#
+        ),
+        Some(("text", text)) => assistant(format!(r#"{{"type":"text","text":"{text}"}}"#)),
+        _ => format!(r#"{{{head},"type":"user","message":{{"role":"user","content":"{body}"}}}}"#),
+    }
+}
+
+/// Issue 11 (real Claude Code 2.1 subagent files): a subagent sent a follow-up message writes
+/// its whole earlier transcript to its file again (same uuids, same `message.id`s, the first
+/// answer re-parented) before the new prompt. The copied prompt re-opened its turn under the
+/// same id: through a tail or a restart resuming inside the copy, the turn was re-sent without
+/// its tool calls (already seen) and its `tool_call_count` fell from 2 to 0.
+#[test]
+fn replayed_lines_of_a_resumed_subagent_do_not_reopen_their_turn() {
+    let first = [
+        agent_line("s1", None, 1, "Check the two notes."),
+        agent_line("s2", Some("x0"), 2, "text:Reading them."),
+        agent_line("s3", Some("s2"), 3, "tool:one"),
+        agent_line("s4", Some("s3"), 4, "result:one"),
+        agent_line("s5", Some("s4"), 5, "tool:two"),
+        agent_line("s6", Some("s5"), 6, "result:two"),
+        agent_line("s7", Some("s6"), 7, "text:Both read."),
+    ];
+    let mut lines: Vec<String> = first.to_vec();
+    // The copy: the same lines, the first answer now parented to the prompt.
+    lines.push(first[0].clone());
+    lines.push(agent_line("s2", Some("s1"), 2, "text:Reading them."));
+    lines.extend(first[2..].iter().cloned());
+    lines.push(agent_line("s8", Some("s7"), 30, "Now summarise them."));
+    lines.push(agent_line("s9", Some("s8"), 31, "text:Summary."));
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let group = Group {
+        name: "resumed subagent".into(),
+        files: vec![CutFile::new(
+            PathBuf::from(format!("claude/cuts/{SID}/subagents/agent-a7e5.jsonl")),
+            text.into_bytes(),
+        )],
+    };
+    let expected = reference(&group);
+    assert_eq!(
+        expected.matches("tool_call_count=2").count(),
+        1,
+        "one turn holds both calls:\n{expected}"
+    );
+    assert_eq!(expected.matches("\nturns ").count(), 2, "{expected}");
+    assert_cuts_after(&group, &(1..lines.len()).collect::<Vec<_>>());
+}
