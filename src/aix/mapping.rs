@@ -44,7 +44,8 @@ pub const CURSOR: u32 = 2;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
 pub const OPENCODE: u32 = 2;
 /// Gemini CLI: 2 = subagent chats, every user message a prompt, tokens per message id once.
-pub const GEMINI_CLI: u32 = 2;
+/// 3 = a later chat file carrying the `sessionId` of an earlier one is its own session.
+pub const GEMINI_CLI: u32 = 3;
 
 /// The mapping version of each provider a run works under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

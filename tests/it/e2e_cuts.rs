@@ -664,6 +664,24 @@ fn run_steps(group: &Group, steps: &[Step], what: &str) -> (String, Tree, Ledger
     for f in group.files.iter().filter(|f| f.is_side_file()) {
         tree.write(f, 0, f.end());
     }
+    // Gemini CLI names a chat `session-<minute created>-<id8>`: a chat file never exists
+    // before one whose name sorts before it, which is what names a session whose id several
+    // files carry (`sources::gemini`). They are created (empty, or a document without
+    // messages) in that order; their content comes in the cuts' order.
+    let mut chats: Vec<&CutFile> = group
+        .files
+        .iter()
+        .filter(|f| {
+            f.rel.starts_with("gemini")
+                && f.rel
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("session-"))
+        })
+        .collect();
+    chats.sort_by_key(|f| f.rel.file_name().map(|n| n.to_owned()));
+    for f in chats {
+        tree.write(f, 0, 0);
+    }
     let ledger = Ledger::new(tree.dir.path().join("cut.db"));
     let mut at: Vec<usize> = vec![0; group.files.len()];
     let mut all = steps.to_vec();
@@ -1260,4 +1278,90 @@ fn replayed_lines_of_a_resumed_subagent_do_not_reopen_their_turn() {
     );
     assert_eq!(expected.matches("\nturns ").count(), 2, "{expected}");
     assert_cuts_after(&group, &(1..lines.len()).collect::<Vec<_>>());
+}
+
+/// A Gemini CLI legacy document of session `sid` (our own text): one prompt and one answer by
+/// `model` per `(prompt id, minute)`.
+fn gemini_doc(sid: &str, start_minute: u32, turns: &[(&str, u32, &str)]) -> Vec<u8> {
+    let mut messages = Vec::new();
+    for (id, minute, model) in turns {
+        messages.push(serde_json::json!({
+            "id": format!("{id}-q"), "type": "user",
+            "timestamp": format!("2026-01-27T17:{minute:02}:01.000Z"),
+            "content": format!("Question {id}."),
+        }));
+        messages.push(serde_json::json!({
+            "id": format!("{id}-a"), "type": "gemini",
+            "timestamp": format!("2026-01-27T17:{minute:02}:09.000Z"),
+            "content": format!("Answer {id}."), "model": model,
+            "tokens": {"input": 10, "output": 2, "cached": 0, "thoughts": 0, "tool": 0, "total": 12},
+        }));
+    }
+    let last = turns.last().map_or(start_minute, |t| t.1);
+    serde_json::to_vec_pretty(&serde_json::json!({
+        "sessionId": sid,
+        "projectHash": "ph-shared",
+        "startTime": format!("2026-01-27T17:{start_minute:02}:00.000Z"),
+        "lastUpdated": format!("2026-01-27T17:{last:02}:30.000Z"),
+        "messages": messages,
+    }))
+    .unwrap()
+}
+
+/// Issue 10/11 (real Gemini CLI 2025-2026 legacy chats): two files of one project carry the
+/// same `sessionId` (a subagent's chat, or the conversation after `/clear`, written to a new
+/// file). Both were imported as one session whose header (times, model, head, fingerprint) was
+/// that of whichever file was read last, so the ledger depended on the order of reads.
+#[test]
+fn gemini_files_sharing_a_session_id_give_one_result_whatever_order() {
+    let sid = "0f4d0000-0000-4000-8000-0000000000aa";
+    let chats = "gemini/tmp/ph-shared/chats";
+    let first = CutFile::new(
+        PathBuf::from(format!("{chats}/session-2026-01-27T17-44-0f4d0000.json")),
+        gemini_doc(
+            sid,
+            44,
+            &[("m1", 45, "gemini-2.5-pro"), ("m2", 50, "gemini-2.5-flash")],
+        ),
+    );
+    let second = CutFile::new(
+        PathBuf::from(format!("{chats}/session-2026-01-27T17-51-0f4d0000.json")),
+        gemini_doc(sid, 51, &[("s1", 51, "gemini-2.5-flash-lite")]),
+    );
+    let group = Group {
+        name: "gemini shared id".into(),
+        files: vec![first, second],
+    };
+    let expected = reference(&group);
+    assert!(
+        expected.contains(&format!(
+            "source_session_id=\"{sid}/2026-01-27T17-51-0f4d0000\""
+        )),
+        "the later file is a session of its own:\n{expected}"
+    );
+    let mut failures = Vec::new();
+    // The first file is created first (it is named after the earlier minute); either file may
+    // then be read last (a backfill reads by modification time).
+    for order in [
+        [(0, 1), (1, 1), (0, 2)],
+        [(0, 2), (1, 1), (0, 2)],
+        [(0, 1), (0, 2), (1, 1)],
+    ] {
+        for reader in [Reader::Tail, Reader::Restart] {
+            let steps: Vec<Step> = order
+                .iter()
+                .map(|&(i, at)| Step {
+                    cuts: vec![(i, at)],
+                    reader,
+                })
+                .collect();
+            failures.extend(check(
+                &group,
+                &expected,
+                &steps,
+                &format!("{order:?} ({reader:?})"),
+            ));
+        }
+    }
+    report(failures);
 }
