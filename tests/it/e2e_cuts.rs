@@ -257,9 +257,9 @@ fn sample_groups() -> Vec<Group> {
 fn real_sets() -> Vec<Group> {
     let mut groups = sample_groups();
     groups.extend(real_groups("NEX_REAL_SAMPLES_DIR"));
-    // Our own corpus only in the deep run: some of its groups still differ (open in issue 11:
-    // Gemini files sharing one session id, a Claude Code 2.1 turn's tool_call_count).
-    if std::env::var("NEX_CUTS_DEPTH").is_ok_and(|d| d == "full") {
+    // Our own corpus only on request: `NEX_CUTS_DEPTH=full` (the deep run) or `corpus` (the
+    // corpus too, at the suite's depth).
+    if std::env::var("NEX_CUTS_DEPTH").is_ok_and(|d| d == "full" || d == "corpus") {
         groups.extend(real_groups("NEX_CORPUS_DIR"));
     }
     if let Ok(only) = std::env::var("NEX_CUTS_ONLY") {
@@ -1027,7 +1027,7 @@ fn every_cut_of_the_fixtures_equals_one_import() {
 /// spread over it, one per step, and in one random case (mid-line cuts, tail steps and
 /// restarts); `NEX_CUTS_DEPTH=full` takes 200 line ends, the chosen lines of each file in two
 /// steps and two random cases (about an hour on the whole corpus: the check to run by hand
-/// after a parser change).
+/// after a parser change). `NEX_CUTS_DEPTH=corpus` adds `NEX_CORPUS_DIR` at the suite's depth.
 #[test]
 fn every_cut_of_the_real_files_equals_one_import() {
     let full = std::env::var("NEX_CUTS_DEPTH").is_ok_and(|d| d == "full");
