@@ -220,9 +220,17 @@ mod tests {
     }
 
     #[test]
-    fn every_provider_is_at_version_2() {
-        for p in Provider::ALL {
-            assert_eq!(MappingVersions::CURRENT.of(p), 2, "{}", p.as_str());
+    fn every_provider_is_at_its_current_version() {
+        let expected = [
+            (Provider::ClaudeCode, 3),
+            (Provider::Codex, 2),
+            (Provider::Cursor, 2),
+            (Provider::OpenCode, 2),
+            (Provider::GeminiCli, 3),
+        ];
+        assert_eq!(expected.len(), Provider::ALL.len());
+        for (p, v) in expected {
+            assert_eq!(MappingVersions::CURRENT.of(p), v, "{}", p.as_str());
             assert_eq!(MappingVersions::CURRENT.with(p, 7).of(p), 7);
         }
         assert_eq!(
