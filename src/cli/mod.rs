@@ -11,11 +11,14 @@
 //! - `sessions`: `nex sessions list|show`: what landed in the ledger.
 //! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
 //! - `verify`: `nex import verify`: what the sources hold against what the ledger holds.
+//! - `fmt`: the output conventions (local times with offset, `--utc`, `-`, plurals, colour,
+//!   the one error line).
 //! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
 
 pub mod apply;
 pub mod control_ctx;
 pub mod daemon;
+pub mod fmt;
 pub mod import_ctl;
 pub mod replay;
 pub mod service;
@@ -33,6 +36,9 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Show times in UTC instead of the local time zone (`TZ`, else the system's).
+    #[arg(long, global = true)]
+    pub utc: bool,
 }
 
 /// Top-level commands.
@@ -43,7 +49,7 @@ pub enum Command {
     Import(ImportCommand),
     /// Run the daemon in the foreground: control socket, tail, backfill jobs (`nex daemon stop`
     /// stops it).
-    Daemon(daemon::DaemonArgs),
+    Daemon(Box<daemon::DaemonArgs>),
     /// What landed in the agents ledger.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
@@ -90,6 +96,7 @@ pub enum ImportCommand {
 /// Runs a parsed command line; the exit code reports I/O failures, not request errors (those
 /// are printed as response lines).
 pub fn run(cli: Cli) -> ExitCode {
+    fmt::set_utc(cli.utc);
     let result = match cli.command {
         Command::Import(ImportCommand::Apply(args)) => apply::run(&args),
         Command::Import(ImportCommand::Replay(args)) => return replay::main(&args),
@@ -102,7 +109,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Import(ImportCommand::Status(args)) => return status::status(args),
         Command::Import(ImportCommand::Jobs(args)) => return status::jobs(args),
         Command::Import(ImportCommand::Watch(args)) => return import_ctl::watch(args),
-        Command::Daemon(args) => return daemon::run(args),
+        Command::Daemon(args) => return daemon::run(*args),
         Command::Sessions(sessions::SessionsCommand::List(args)) => return sessions::list(args),
         Command::Sessions(sessions::SessionsCommand::Show(args)) => return sessions::show(args),
         Command::Service(service::ServiceCommand::Install(args)) => return service::install(args),
@@ -114,8 +121,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error_code = %err.code(), "{err}");
-            eprintln!("nex: {err} [{}]", err.code());
+            tracing::debug!(error_code = %err.code(), "command failed");
+            fmt::print_error(&err, &err.code());
             ExitCode::FAILURE
         }
     }
@@ -134,7 +141,9 @@ pub fn init_tracing_with_default(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        // Colours only on a terminal: a daemon's stderr usually goes to a journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Colours only on a terminal and without NO_COLOR: a daemon's stderr usually goes to a
+        // journal. No Rust module paths: the lines are for users.
+        .with_ansi(fmt::color_stderr())
+        .with_target(false)
         .try_init();
 }

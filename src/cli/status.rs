@@ -231,14 +231,15 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
                         match (j.started_at, j.completed_at) {
                             (Some(s), Some(e)) => duration(e - s),
                             (Some(s), None) => duration(crate::control::store::now_ms() - s),
-                            _ => String::new(),
+                            _ => "-".to_owned(),
                         },
                         j.stats.attempts.to_string(),
                         c.imported.to_string(),
                         c.upserted.to_string(),
                         c.skipped.to_string(),
+                        c.replayed.to_string(),
                         failed_total(c).to_string(),
-                        j.error_code.clone().unwrap_or_default(),
+                        j.error_code.clone().unwrap_or_else(|| "-".to_owned()),
                     ]
                 })
                 .collect();
@@ -254,6 +255,7 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
                         "IMPORTED",
                         "UPSERTED",
                         "SKIPPED",
+                        "REPLAYED",
                         "FAILED",
                         "ERROR"
                     ],
