@@ -58,6 +58,7 @@ pub struct StopArgs {
     /// `tail` (default) or a job id (a unique prefix of at least 4 characters is enough).
     #[arg(value_name = "tail|JOB_ID")]
     pub target: Option<String>,
+    /// Print `{"stopped":"tail","tail":…}` or `{"stopped":"job","job":…}` (docs/control.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -72,6 +73,7 @@ pub struct WatchArgs {
 pub struct RestartArgs {
     #[command(flatten)]
     pub control: ControlArgs,
+    /// Print the tail status as JSON (`TailStatus`, docs/control.md).
     #[arg(long)]
     pub json: bool,
 }

@@ -19,6 +19,7 @@ use crate::control::{ControlError, Request};
 pub struct StatusArgs {
     #[command(flatten)]
     pub control: ControlArgs,
+    /// Print `{"daemon":StatusReport|null,"recent_jobs":[JobRecord…]}` (docs/control.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -28,8 +29,10 @@ pub struct JobsArgs {
     #[command(flatten)]
     pub control: ControlArgs,
     /// How many jobs, newest first.
+    /// At most this many jobs, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    /// Print a JSON array of job records (`JobRecord`, docs/control.md).
     #[arg(long)]
     pub json: bool,
 }
