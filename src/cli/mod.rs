@@ -11,6 +11,8 @@
 //! - `sessions`: `nex sessions list|show`: what landed in the ledger.
 //! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
 //! - `verify`: `nex import verify`: what the sources hold against what the ledger holds.
+//! - `doctor`: `nex doctor`: where each provider was looked for, what the sources and the
+//!   ledger hold, what was skipped, whether the daemon and tail run.
 //! - `fmt`: the output conventions (local times with offset, `--utc`, `-`, plurals, colour,
 //!   the one error line).
 //! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
@@ -18,6 +20,7 @@
 pub mod apply;
 pub mod control_ctx;
 pub mod daemon;
+pub mod doctor;
 pub mod fmt;
 pub mod import_ctl;
 pub mod replay;
@@ -32,7 +35,19 @@ use clap::{Parser, Subcommand};
 
 /// nex: the NEX session import service.
 #[derive(Debug, Parser)]
-#[command(name = "nex", version, about)]
+#[command(
+    name = "nex",
+    version,
+    about,
+    after_help = "EXAMPLES:
+  nex import backfill --wait           import every local agent history (re-run: only what changed)
+  nex sessions list --provider codex   what landed in the ledger
+  nex sessions show LABEL              one session's turns, lineage and counts
+  nex daemon                           keep importing every new turn (nex service install: at login)
+  nex import status                    the daemon, its tail and jobs
+  nex daemon stop                      stop it
+  nex doctor                           something seems missing: where nex looked, and what it found"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -56,6 +71,9 @@ pub enum Command {
     /// Run the daemon at login as a user service (systemd on Linux, launchd on macOS).
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Where each provider's sessions were looked for, what the sources and the ledger hold,
+    /// what was skipped and why, whether the daemon and its tail run.
+    Doctor(Box<doctor::DoctorArgs>),
 }
 
 /// `nex import ...`
@@ -68,8 +86,13 @@ pub enum ImportCommand {
     /// `request_empty`). Exit status: 0 when every line succeeded; 1 when any line failed (its
     /// response line says why; the run goes on to the end), or the input, the output or the
     /// ledger failed.
+    #[command(display_order = 100)]
     Apply(apply::ApplyArgs),
     /// Enqueue a backfill job (without a daemon: run it here, in the foreground).
+    #[command(after_help = "EXAMPLES:
+  nex import backfill --wait                     import what changed since the last run
+  nex import backfill --wait --full              read every file again (the ledger converges, nothing doubles)
+  nex import backfill --wait --claude-dir ~/.claude --codex-dir /backup/.codex/sessions")]
     Backfill(import_ctl::BackfillArgs),
     /// Start the tail (without a daemon: run it here, in the foreground).
     Tail(import_ctl::TailArgs),
@@ -85,6 +108,7 @@ pub enum ImportCommand {
     Watch(import_ctl::WatchArgs),
     /// Run a recorded stream of worker frames through the import pipeline into the ledger,
     /// printing one JSON run report.
+    #[command(display_order = 101)]
     Replay(replay::ReplayArgs),
     /// Compare what the sources hold (per session: turns, messages, tool calls, spawn links,
     /// tokens, lineage, as `aix scan --sessions` counts them) with what the ledger holds, and
@@ -117,6 +141,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return service::uninstall(args);
         }
         Command::Service(service::ServiceCommand::Status(args)) => return service::status(args),
+        Command::Doctor(args) => return doctor::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,10 @@ use crate::control::ControlError;
 #[derive(Debug, Clone, Subcommand)]
 pub enum SessionsCommand {
     /// Imported sessions, most recently updated first.
+    #[command(after_help = "EXAMPLES:
+  nex sessions list                        the 50 most recently updated sessions
+  nex sessions list --provider claude-code --limit 10
+  nex sessions list --json | jq -r '.[].label'")]
     List(ListArgs),
     /// One session: import mapping, turns, message and tool-call counts, lineage.
     Show(ShowArgs),

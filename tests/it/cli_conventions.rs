@@ -298,3 +298,45 @@ fn help_shows_only_what_a_command_uses_and_provider_names_are_checked() {
     assert!(stderr.contains("claude-code"), "{stderr}");
     assert!(stderr.contains("gemini-cli"), "{stderr}");
 }
+
+/// `nex doctor`: per provider where it looked, what the sources and the ledger hold, and
+/// whether a daemon runs; `--json` as docs/control.md describes it.
+#[test]
+fn doctor_says_where_it_looked_and_what_sources_and_ledger_hold() {
+    let home = Home::new(false);
+    let doctor = |home: &Home| home.json(&["doctor", "--json"]);
+    let before = doctor(&home);
+    let claude = before["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "claude-code")
+        .unwrap()
+        .clone();
+    assert_eq!(claude["sessions"], 1, "{before}");
+    assert_eq!(claude["files"], 1, "{before}");
+    assert_eq!(claude["ledger_sessions"], 0, "{before}");
+    assert_eq!(
+        claude["locations"][0]["path"],
+        claude_home().join("projects").display().to_string()
+    );
+    assert_eq!(claude["locations"][0]["exists"], true);
+    assert_eq!(before["ledger"]["exists"], false);
+    assert_eq!(before["daemon"]["running"], false);
+    assert!(!home.ledger().exists(), "doctor creates nothing");
+
+    let out = home.run(&aix_worker(), &["import", "backfill", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let mut daemon = home.daemon(&fake_cmd("tail"));
+    let after = doctor(&home);
+    assert_eq!(after["ledger"]["sessions"], 1, "{after}");
+    assert_eq!(after["providers"][0]["ledger_sessions"], 1, "{after}");
+    assert_eq!(after["daemon"]["running"], true, "{after}");
+    assert_eq!(after["daemon"]["pid"], daemon.id());
+    let (report, _) = text(&home.run("unused", &["doctor"]));
+    assert!(report.contains("claude-code: looked in "), "{report}");
+    assert!(report.contains("(found)"), "{report}");
+    assert!(report.contains("daemon: running"), "{report}");
+    assert!(home.run("unused", &["daemon", "stop"]).status.success());
+    assert!(wait_exit(&mut daemon, Duration::from_secs(2)).success());
+}
