@@ -173,7 +173,7 @@ async fn report(args: &DoctorArgs) -> Result<DoctorReport, ControlError> {
 /// The locations an import's worker gets from these settings: flags, then the Claude Code and
 /// Codex homes (as `CLAUDE_CONFIG_DIR` / `CODEX_HOME` would give them), then config, then the
 /// worker's defaults.
-fn worker_options(settings: &ControlSettings) -> WorkerOptions {
+pub fn worker_options(settings: &ControlSettings) -> WorkerOptions {
     let s = &settings.sources;
     let mut flags: RootOverrides = s.given.clone();
     if flags.claude_dirs.is_empty()
@@ -223,6 +223,29 @@ fn ledger_counts(path: &Path) -> BTreeMap<String, u64> {
         tracing::warn!(ledger = %path.display(), error = %e, "cannot count the ledger's sessions");
         BTreeMap::new()
     })
+}
+
+/// `  claude-code: /h/.claude/projects (missing)`, one line per provider: where a worker with
+/// these settings looks.
+pub fn where_it_looks(settings: &ControlSettings) -> Vec<String> {
+    let options = worker_options(settings);
+    crate::aix::sources::Provider::ALL
+        .iter()
+        .map(|p| {
+            let places: Vec<String> = crate::aix::scan::locations(&options, *p)
+                .iter()
+                .map(|l| {
+                    let state = if l.exists() { "found" } else { "missing" };
+                    format!("{} ({state})", l.display())
+                })
+                .collect();
+            if places.is_empty() {
+                format!("  {}: no default location exists", p.as_str())
+            } else {
+                format!("  {}: {}", p.as_str(), places.join(", "))
+            }
+        })
+        .collect()
 }
 
 fn print(r: &DoctorReport) {

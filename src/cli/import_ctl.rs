@@ -140,6 +140,21 @@ async fn backfill_in(session: &mut Session, args: &BackfillArgs) -> Result<ExitC
         print_json(&job);
     } else {
         outln!("{}", job_summary(&job));
+        let c = &job.stats.counters;
+        if job.status == JobStatus::Completed
+            && files_checked(c).unwrap_or(0) == 0
+            && c.items() == 0
+        {
+            // Found nothing: say where, so a wrong location is seen at once.
+            if local && let Ok(settings) = args.control.with_worker(&args.worker).settings(false) {
+                outln!("looked in:");
+                for line in super::doctor::where_it_looks(&settings) {
+                    outln!("{line}");
+                }
+            } else {
+                outln!("no sessions found: `nex doctor` shows where the worker looks");
+            }
+        }
     }
     Ok(match job.status {
         JobStatus::Completed => ExitCode::SUCCESS,
@@ -266,7 +281,9 @@ pub fn job_summary(job: &JobRecord) -> String {
     let nothing_new =
         job.status == JobStatus::Completed && wrote == 0 && failed_total(c) == 0 && c.rejected == 0;
     out.push('\n');
-    if nothing_new {
+    if nothing_new && files == Some(0) && c.items() == 0 {
+        out.push_str("found no session files or databases to import");
+    } else if nothing_new {
         let checked = files.map_or_else(|| "- files".to_owned(), |n| count(n, "file", "files"));
         out.push_str(&format!(
             "nothing new: {checked} checked (a Cursor or OpenCode session counts as one), {} \

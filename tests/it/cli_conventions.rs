@@ -340,3 +340,30 @@ fn doctor_says_where_it_looked_and_what_sources_and_ledger_hold() {
     assert!(home.run("unused", &["daemon", "stop"]).status.success());
     assert!(wait_exit(&mut daemon, Duration::from_secs(2)).success());
 }
+
+/// Regression: an empty machine got a table of zeros without saying where it looked.
+#[test]
+fn a_backfill_that_finds_nothing_lists_where_it_looked() {
+    let mut home = Home::new(false);
+    home.claude = home.path().join("no-claude");
+    home.codex = home.path().join("no-codex");
+    let out = home.run(&aix_worker(), &["import", "backfill", "--wait"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("found no session files or databases to import"),
+        "{stdout}"
+    );
+    let claude = format!(
+        "  claude-code: {} (missing)",
+        home.claude.join("projects").display()
+    );
+    assert!(stdout.contains(&claude), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "  codex: {} (missing)",
+            home.codex.join("sessions").display()
+        )),
+        "{stdout}"
+    );
+}
