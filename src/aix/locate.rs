@@ -123,10 +123,16 @@ fn has_ext(p: &Path, ext: &str) -> bool {
     p.extension().is_some_and(|e| e == ext)
 }
 
-/// A projects folder: `<project>/<session>.jsonl` (or a project folder itself).
+/// A projects folder: `<project>/<session>.jsonl`, or project folders named as Claude Code
+/// names them (the project's path with `/` as `-`: `-home-u-demo`), or a project folder itself.
 fn claude_projects(dir: &Path) -> bool {
     entries(dir).iter().any(|e| {
-        (e.is_dir() && entries(e).iter().any(|f| has_ext(f, "jsonl"))) || has_ext(e, "jsonl")
+        let project_name = e
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('-'));
+        (e.is_dir() && (project_name || entries(e).iter().any(|f| has_ext(f, "jsonl"))))
+            || has_ext(e, "jsonl")
     })
 }
 
