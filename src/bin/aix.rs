@@ -90,7 +90,9 @@ enum Mode {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Plain lines for users and for nex's log: no colours, no Rust module paths.
         .with_ansi(false)
+        .with_target(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AIX_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

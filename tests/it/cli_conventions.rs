@@ -54,6 +54,14 @@ fn counts_say_what_each_run_did_and_a_rerun_says_nothing_new() {
     let sessions = ledger_sessions(&home);
     assert!(sessions >= 1);
     assert_eq!(first["stats"]["imported"], sessions);
+    // Plural-aware words (regression: `1 turns`), `-` for what is not known.
+    let list = home.json(&["sessions", "list", "--json"]);
+    let label = list[0]["label"].as_str().unwrap();
+    let turns = list[0]["turns"].as_u64().unwrap();
+    let (shown, _) = text(&home.run("unused", &["sessions", "show", label]));
+    let want = if turns == 1 { "  1 turn, " } else { " turns, " };
+    assert!(shown.contains(want), "{shown}");
+    assert!(!shown.contains("  1 turns"), "{shown}");
 
     // Nothing changed: said in words, with the number of files checked.
     let out = home.run(&aix_worker(), &["import", "backfill", "--wait"]);
