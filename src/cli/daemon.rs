@@ -28,6 +28,8 @@ pub struct DaemonArgs {
     /// `import.enabled = false` in config.toml). `nex import apply|replay` stay usable.
     #[arg(long)]
     pub no_import: bool,
+    #[command(flatten)]
+    pub worker: super::control_ctx::WorkerArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -73,7 +75,10 @@ pub fn run(args: DaemonArgs) -> ExitCode {
 }
 
 async fn serve(args: DaemonArgs) -> Result<(), ControlError> {
-    let settings = args.control.settings(args.no_import)?;
+    let settings = args
+        .control
+        .with_worker(&args.worker)
+        .settings(args.no_import)?;
     let socket = settings.paths.socket.clone();
     // The socket first: a second daemon fails before touching anything.
     let server = ControlServer::bind(&socket).await?;

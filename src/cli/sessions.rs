@@ -11,11 +11,16 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
 use super::control_ctx::{ControlArgs, errln, outln, print_json, table, when};
+use super::fmt::{count, or_dash};
 use crate::control::ControlError;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum SessionsCommand {
     /// Imported sessions, most recently updated first.
+    #[command(after_help = "EXAMPLES:
+  nex sessions list                        the 50 most recently updated sessions
+  nex sessions list --provider claude-code --limit 10
+  nex sessions list --json | jq -r '.[].label'")]
     List(ListArgs),
     /// One session: import mapping, turns, message and tool-call counts, lineage.
     Show(ShowArgs),
@@ -34,11 +39,13 @@ pub struct LedgerArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub ledger: LedgerArgs,
-    /// Only sessions of this provider (`claude-code`, `codex`, …).
-    #[arg(long, value_name = "P")]
+    /// Only sessions of this provider.
+    #[arg(long, value_name = "P", value_parser = super::fmt::provider_names())]
     pub provider: Option<String>,
+    /// At most this many sessions, most recently updated first.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Print a JSON array of sessions (`SessionSummary`, docs/control.md) instead of a table.
     #[arg(long)]
     pub json: bool,
 }
@@ -49,6 +56,7 @@ pub struct ShowArgs {
     pub ledger: LedgerArgs,
     /// The session label (`import:<provider>:<session>:<hash>`).
     pub label: String,
+    /// Print the session as one JSON object (`SessionDetail`, docs/control.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -418,10 +426,10 @@ fn print_detail(d: &SessionDetail) {
         when(d.imported_at)
     );
     outln!(
-        "  {} turns, {} messages, {} tool calls",
-        s.turns,
-        d.messages,
-        d.tool_calls
+        "  {}, {}, {}",
+        count(s.turns, "turn", "turns"),
+        count(d.messages, "message", "messages"),
+        count(d.tool_calls, "tool call", "tool calls")
     );
     if let Some(parent) = &s.parent_session_label {
         outln!(
@@ -442,14 +450,14 @@ fn print_detail(d: &SessionDetail) {
                 vec![
                     t.id.clone(),
                     when(Some(t.started_at)),
-                    t.model.clone().unwrap_or_default(),
+                    or_dash(t.model.as_deref()),
                     t.messages.to_string(),
                     t.tool_calls.to_string(),
-                    format!(
-                        "{}/{}",
-                        t.input_tokens.unwrap_or(0),
-                        t.output_tokens.unwrap_or(0)
-                    ),
+                    // Unknown tokens (Cursor) are `-`, never `0/0`.
+                    match (t.input_tokens, t.output_tokens) {
+                        (None, None) => "-".to_owned(),
+                        (i, o) => format!("{}/{}", or_dash(i), or_dash(o)),
+                    },
                 ]
             })
             .collect();

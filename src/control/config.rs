@@ -144,6 +144,10 @@ pub struct SourceRoots {
     pub opencode_dir: Option<String>,
     /// Gemini CLI's `tmp` directory.
     pub gemini_dir: Option<String>,
+    /// Locations given on the command line (`--claude-dir`, `--codex-dir`, `--cursor-db`,
+    /// `--opencode-dir`, `--gemini-dir`, repeatable, already located): each provider's list,
+    /// when not empty, replaces that provider's other settings (`run.start.options`).
+    pub given: crate::aix::RootOverrides,
 }
 
 /// Resolved settings of a control plane.
@@ -235,6 +239,7 @@ impl ControlSettings {
             cursor_db: overrides.cursor_db.clone().or(imp.cursor_db.clone()),
             opencode_dir: overrides.opencode_dir.clone().or(imp.opencode_dir.clone()),
             gemini_dir: overrides.gemini_dir.clone().or(imp.gemini_dir.clone()),
+            given: overrides.roots.clone(),
         };
         let t = &mut s.timings;
         let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
@@ -269,6 +274,8 @@ pub struct Overrides {
     pub cursor_db: Option<String>,
     pub opencode_dir: Option<String>,
     pub gemini_dir: Option<String>,
+    /// The repeatable source flags, located ([`crate::aix::locate`]).
+    pub roots: crate::aix::RootOverrides,
     /// `nex daemon --no-import`.
     pub no_import: bool,
     /// `--allow-symlinked-ledger`.

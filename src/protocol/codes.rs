@@ -113,6 +113,15 @@ pub enum Code {
     VerifyScanOutputInvalid,
     /// A daemon's error answer without a code, or with one this version does not know.
     Unknown,
+    /// A source location given as a flag does not exist.
+    SourceNotFound,
+    /// A source location given as a flag holds nothing of its tool.
+    SourceNotRecognised,
+    /// Worker or source flags given to a command that a running daemon would serve with its
+    /// own settings.
+    DaemonHasOwnSettings,
+    /// The worker program does not exist or cannot be executed: not retried.
+    WorkerProgramMissing,
 }
 
 impl Code {
@@ -206,6 +215,10 @@ impl Code {
         Code::VerifyScanFailed,
         Code::VerifyScanOutputInvalid,
         Code::Unknown,
+        Code::SourceNotFound,
+        Code::SourceNotRecognised,
+        Code::DaemonHasOwnSettings,
+        Code::WorkerProgramMissing,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -302,6 +315,10 @@ impl Code {
             Code::VerifyScanFailed => "verify_scan_failed",
             Code::VerifyScanOutputInvalid => "verify_scan_output_invalid",
             Code::Unknown => "unknown",
+            Code::SourceNotFound => "source_not_found",
+            Code::SourceNotRecognised => "source_not_recognised",
+            Code::DaemonHasOwnSettings => "daemon_has_own_settings",
+            Code::WorkerProgramMissing => "worker_program_missing",
         }
     }
 

@@ -309,8 +309,8 @@ fn human_output_summaries() {
         .collect();
     assert_eq!(table.len(), 2, "{text}");
     let cells: Vec<&str> = table[1].split_whitespace().collect();
-    // FILES EMITTED IMPORTED UPSERTED SKIPPED FAILED REQUESTS REJECTED
-    assert_eq!(cells, vec!["1", "1", "1", "0", "0", "0", "1", "0"]);
+    // FILES UNCHANGED READ IMPORTED UPSERTED SKIPPED REPLAYED FAILED REJECTED
+    assert_eq!(cells, vec!["1", "0", "1", "1", "0", "0", "0", "0", "0"]);
     let out = home.run(&aix, &["import", "status"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("daemon: not running"));
     let out = home.run(&aix, &["import", "jobs"]);

@@ -1,5 +1,6 @@
 //! The one integration test binary of nex; each module tests one area through its public API.
 
+mod cli_conventions; // the built nex and aix as a user meets them: counts, source flags, help, errors, times
 mod control_daemon; // the built nex and aix binaries: daemon, status --json, SIGTERM, real worker
 mod control_files; // nex refuses clearly: strict config, errors naming files, file modes, symlinked ledger
 mod control_jobs; // backfill job state machine, one-active rule, daemon restart recovery
