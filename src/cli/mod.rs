@@ -8,7 +8,8 @@
 //!   service.
 //! - `import_ctl`: `nex import backfill|tail|stop|restart|watch`: operator controls.
 //! - `status`: `nex import status|jobs`.
-//! - `sessions`: `nex sessions list|show`: what landed in the ledger.
+//! - `sessions`: `nex sessions list|show|export`: what landed in the ledger.
+//! - `usage`: `nex usage`: tokens and cost, subagents rolled up.
 //! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
 //! - `verify`: `nex import verify`: what the sources hold against what the ledger holds.
 //! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
@@ -21,6 +22,7 @@ pub mod replay;
 pub mod service;
 pub mod sessions;
 pub mod status;
+pub mod usage;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -50,6 +52,10 @@ pub enum Command {
     /// Run the daemon at login as a user service (systemd on Linux, launchd on macOS).
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Tokens and cost: input, output, cache reads and writes, reasoning, total, turns,
+    /// sessions, by day, week, month, project, model, provider or session; subagents count in
+    /// the session that spawned them.
+    Usage(usage::UsageArgs),
 }
 
 /// `nex import ...`
@@ -105,6 +111,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Daemon(args) => return daemon::run(args),
         Command::Sessions(sessions::SessionsCommand::List(args)) => return sessions::list(args),
         Command::Sessions(sessions::SessionsCommand::Show(args)) => return sessions::show(args),
+        Command::Sessions(sessions::SessionsCommand::Export(args)) => {
+            return sessions::export(args);
+        }
+        Command::Usage(args) => return usage::run(args),
         Command::Service(service::ServiceCommand::Install(args)) => return service::install(args),
         Command::Service(service::ServiceCommand::Uninstall(args)) => {
             return service::uninstall(args);

@@ -113,6 +113,13 @@ pub enum Code {
     VerifyScanOutputInvalid,
     /// A daemon's error answer without a code, or with one this version does not know.
     Unknown,
+    // ---- Queries (`nex usage`, `nex sessions show|export`) ----
+    /// No session has this label, label prefix or tool session id.
+    SessionNotFound,
+    /// More than one session matches a label prefix or tool session id.
+    SessionAmbiguous,
+    /// A `--since`/`--until` date that is not a calendar day `YYYY-MM-DD`.
+    DateInvalid,
 }
 
 impl Code {
@@ -206,6 +213,9 @@ impl Code {
         Code::VerifyScanFailed,
         Code::VerifyScanOutputInvalid,
         Code::Unknown,
+        Code::SessionNotFound,
+        Code::SessionAmbiguous,
+        Code::DateInvalid,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -302,6 +312,9 @@ impl Code {
             Code::VerifyScanFailed => "verify_scan_failed",
             Code::VerifyScanOutputInvalid => "verify_scan_output_invalid",
             Code::Unknown => "unknown",
+            Code::SessionNotFound => "session_not_found",
+            Code::SessionAmbiguous => "session_ambiguous",
+            Code::DateInvalid => "date_invalid",
         }
     }
 
