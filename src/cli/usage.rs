@@ -143,9 +143,11 @@ fn cells(u: &Usage) -> Vec<String> {
     ]
 }
 
-/// `$12.34`, or `-` when unknown (never `$0.00` for a price we do not have).
+/// `$12.34` (`$0.0045` under a cent), or `-` when unknown (never `$0.00` for a price we do
+/// not have).
 fn cost(c: Option<f64>) -> String {
     match c {
+        Some(c) if c > 0.0 && c < 0.01 => format!("${c:.4}"),
         Some(c) => format!("${c:.2}"),
         None => "-".to_owned(),
     }

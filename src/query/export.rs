@@ -15,7 +15,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::redact::Redactor;
-use super::sessions::session_title;
+use super::sessions::{cut_title, raw_session_title};
 use super::{NOT_ROOT_TURN, QueryError, SessionFacts, session_fact};
 
 /// Default cut of a tool call's parameters, result or error, in characters.
@@ -163,7 +163,7 @@ fn export_one(
         updated_at,
     } = facts;
     Ok(Some(ExportSession {
-        title: text(session_title(conn, &label)?),
+        title: text(raw_session_title(conn, &label)?).map(|t| cut_title(&t)),
         project: text(project),
         label,
         provider,

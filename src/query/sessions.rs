@@ -120,8 +120,14 @@ pub fn session_overview(
 }
 
 /// The tool's title (a `title` in the session's or a turn's metadata), else the first user
-/// prompt, cut.
+/// prompt, cut ([`cut_title`]).
 pub fn session_title(conn: &Connection, label: &str) -> Result<Option<String>, QueryError> {
+    Ok(raw_session_title(conn, label)?.map(|t| cut_title(&t)))
+}
+
+/// [`session_title`] before the cut (an export redacts it first, so a secret is never cut
+/// into a piece its pattern no longer matches).
+pub fn raw_session_title(conn: &Connection, label: &str) -> Result<Option<String>, QueryError> {
     let err = QueryError::ledger;
     let own: Option<String> = conn
         .prepare_cached(
@@ -134,7 +140,7 @@ pub fn session_title(conn: &Connection, label: &str) -> Result<Option<String>, Q
         .and_then(|mut s| s.query_row([label], |r| r.get(0)).optional())
         .map_err(err("session_title"))?;
     if let Some(t) = own.filter(|t| !t.trim().is_empty()) {
-        return Ok(Some(cut_title(&t)));
+        return Ok(Some(t));
     }
     let prompt: Option<String> = conn
         .prepare_cached(
@@ -145,7 +151,7 @@ pub fn session_title(conn: &Connection, label: &str) -> Result<Option<String>, Q
         )
         .and_then(|mut s| s.query_row([label], |r| r.get(0)).optional())
         .map_err(err("session_title"))?;
-    Ok(prompt.map(|p| cut_title(&p)))
+    Ok(prompt)
 }
 
 /// Whitespace collapsed to single spaces, cut to [`TITLE_CHARS`] characters with `…`.
