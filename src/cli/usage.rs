@@ -12,8 +12,7 @@ use crate::control::config::ConfigFile;
 use crate::query::prices::PriceTable;
 use crate::query::sessions::resolve_label;
 use crate::query::usage::{
-    GroupBy, SessionTreeReport, SessionUsageNode, Usage, UsageReport, report_total, session_tree,
-    usage_report,
+    GroupBy, SessionTreeReport, SessionUsageNode, Usage, UsageReport, session_tree, usage_report,
 };
 use crate::query::{Filters, session_facts};
 
@@ -64,11 +63,11 @@ pub fn run(args: UsageArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(Report::Rows(r, total)) => {
+        Ok(Report::Rows(r)) => {
             if args.json {
                 print_json(&r);
             } else {
-                print_rows(&r, &total, args.by);
+                print_rows(&r, args.by);
             }
             ExitCode::SUCCESS
         }
@@ -86,7 +85,7 @@ pub fn run(args: UsageArgs) -> ExitCode {
 
 enum Report {
     FirstRun,
-    Rows(UsageReport, Usage),
+    Rows(UsageReport),
     Tree(Box<SessionTreeReport>),
 }
 
@@ -112,9 +111,9 @@ fn report(args: &UsageArgs) -> Result<Report, Failure> {
         since: args.since.clone(),
         until: args.until.clone(),
     };
-    let rows = usage_report(&conn, &facts, &filters, args.by, &prices)?;
-    let total = report_total(&conn, &facts, &filters, &prices)?;
-    Ok(Report::Rows(rows, total))
+    Ok(Report::Rows(usage_report(
+        &conn, &facts, &filters, args.by, &prices,
+    )?))
 }
 
 const HEADER: [&str; 9] = [
@@ -153,7 +152,7 @@ fn cost(c: Option<f64>) -> String {
     }
 }
 
-fn print_rows(r: &UsageReport, total: &Usage, by: GroupBy) {
+fn print_rows(r: &UsageReport, by: GroupBy) {
     if r.rows.is_empty() {
         outln!("no usage");
         return;
@@ -179,7 +178,7 @@ fn print_rows(r: &UsageReport, total: &Usage, by: GroupBy) {
         })
         .collect();
     let mut last = vec!["TOTAL".to_owned()];
-    last.extend(cells(total));
+    last.extend(cells(&r.total));
     body.push(last);
     outln!("{}", table(&header, &body));
     unpriced_note(&r.unpriced_models);

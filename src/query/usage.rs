@@ -107,6 +107,10 @@ pub struct UsageReport {
     pub rows: Vec<UsageRow>,
     /// Models with tokens in the report and no price, sorted.
     pub unpriced_models: Vec<String>,
+    /// The sum of the rows; `sessions` is the number of distinct root sessions (a sum of the
+    /// rows' counts would count a session once per day it ran). Not part of the JSON contract.
+    #[serde(skip)]
+    pub total: Usage,
 }
 
 /// Sums of one (session, model[, bucket]) group of turns, as SQL returns them.
@@ -237,6 +241,7 @@ pub fn usage_report(
         .query(params![window.since_ms, window.until_ms])
         .map_err(err("usage"))?;
     let mut accs: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut total = Acc::default();
     let mut unpriced = BTreeSet::new();
     // Roots computed once per session, not once per group.
     let mut roots: HashMap<String, (String, bool)> = HashMap::new();
@@ -283,6 +288,7 @@ pub fn usage_report(
         accs.entry(key)
             .or_default()
             .add(&root, provider, &model, &g, prices, &mut unpriced);
+        total.add(&root, provider, &model, &g, prices, &mut unpriced);
     }
     let mut rows: Vec<UsageRow> = accs
         .into_iter()
@@ -302,27 +308,8 @@ pub fn usage_report(
     Ok(UsageReport {
         rows,
         unpriced_models: unpriced.into_iter().collect(),
+        total: total.finish(),
     })
-}
-
-/// The sum of a report's rows (`sessions` is the number of distinct root sessions, which a
-/// sum of the rows' counts would overstate when a session spans several rows).
-pub fn report_total(
-    conn: &Connection,
-    facts: &HashMap<String, SessionFacts>,
-    filters: &Filters,
-    prices: &PriceTable,
-) -> Result<Usage, QueryError> {
-    // Grouped by session, the rows are disjoint sessions: their sum is exact.
-    let by_session = usage_report(conn, facts, filters, GroupBy::Session, prices)?;
-    let mut total = Usage {
-        cost_usd: Some(0.0),
-        ..Usage::default()
-    };
-    for row in &by_session.rows {
-        add_usage(&mut total, &row.usage);
-    }
-    Ok(total)
 }
 
 fn add_usage(into: &mut Usage, u: &Usage) {

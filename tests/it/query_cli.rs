@@ -214,6 +214,20 @@ fn usage_sums_equal_sql_sums_of_the_rows_for_every_grouping() {
     let month = f.json(&["usage", "--by", "month"]);
     assert_eq!(rows(&month).len(), 1);
     assert_eq!(row(&month, "2026-03")["sessions"], 3);
+    // The table's TOTAL line counts each root session once, not once per day.
+    let table = text(&f.run(&["usage"]).stdout);
+    let total: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("TOTAL"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        total,
+        [
+            "TOTAL", "3", "6", "6510", "1255", "13000", "300", "250", "21115", "-"
+        ]
+    );
     let by_provider = f.json(&["usage", "--by", "provider"]);
     assert_eq!(row(&by_provider, "claude-code")["total_tokens"], 10065);
     assert_eq!(row(&by_provider, "codex")["total_tokens"], 10500);
