@@ -381,9 +381,10 @@ fn list_sessions(args: &ListArgs) -> Result<(Vec<SessionSummary>, bool), Failure
             provider: args.provider.clone(),
             project: project_arg(args.project.as_deref()),
             since: args.since.clone(),
-            until: None,
+            ..Filters::default()
         },
         limit: args.limit,
+        offset: 0,
     };
     let mut rows = Vec::new();
     for label in list_labels(&conn, &facts, &filter)? {

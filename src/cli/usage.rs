@@ -110,6 +110,7 @@ fn report(args: &UsageArgs) -> Result<Report, Failure> {
         project: project_arg(args.project.as_deref()),
         since: args.since.clone(),
         until: args.until.clone(),
+        ..Filters::default()
     };
     Ok(Report::Rows(usage_report(
         &conn, &facts, &filters, args.by, &prices,

@@ -105,6 +105,11 @@ pub struct Filters {
     pub since: Option<String>,
     /// Last calendar day covered (`YYYY-MM-DD`, local time, to its end, inclusive).
     pub until: Option<String>,
+    /// Start of the window in epoch milliseconds (inclusive), for callers that parse times
+    /// themselves (the MCP server); used when `since` is `None`.
+    pub since_ms: Option<i64>,
+    /// End of the window in epoch milliseconds (exclusive); used when `until` is `None`.
+    pub until_ms: Option<i64>,
 }
 
 /// [`Filters`] with the days turned into epoch milliseconds.
@@ -122,16 +127,14 @@ impl Filters {
     /// Errors: `date_invalid` for a day that is not `YYYY-MM-DD` or not on the calendar.
     pub(crate) fn window(&self, conn: &Connection) -> Result<Window, QueryError> {
         Ok(Window {
-            since_ms: self
-                .since
-                .as_deref()
-                .map(|d| local_midnight_ms(conn, d, 0))
-                .transpose()?,
-            until_ms: self
-                .until
-                .as_deref()
-                .map(|d| local_midnight_ms(conn, d, 1))
-                .transpose()?,
+            since_ms: match self.since.as_deref() {
+                Some(d) => Some(local_midnight_ms(conn, d, 0)?),
+                None => self.since_ms,
+            },
+            until_ms: match self.until.as_deref() {
+                Some(d) => Some(local_midnight_ms(conn, d, 1)?),
+                None => self.until_ms,
+            },
         })
     }
 

@@ -172,6 +172,8 @@ pub struct ListFilter {
     /// on (`until` is not used).
     pub filters: Filters,
     pub limit: u32,
+    /// Sessions skipped before the first one returned (paging, e.g. an MCP cursor).
+    pub offset: u32,
 }
 
 /// The labels of the sessions `filter` covers, most recently updated first, at most
@@ -196,6 +198,7 @@ pub fn list_labels(
     });
     Ok(rows
         .into_iter()
+        .skip(filter.offset as usize)
         .take(filter.limit as usize)
         .map(|f| f.label.clone())
         .collect())

@@ -227,10 +227,13 @@ pub fn usage_report(
     prices: &PriceTable,
 ) -> Result<UsageReport, QueryError> {
     let window = filters.window(conn)?;
+    // `+` keeps SQLite off `idx_turns_session` here: one pass over the table beats a lookup
+    // per turn through the index when every turn is read (measured: ~30 % faster at 21,000
+    // turns).
     let sql = format!(
         "SELECT t.session_label, t.model, {bucket}, {GROUP_SUMS}
          FROM turns t
-         WHERE t.session_label IS NOT NULL AND {NOT_ROOT_TURN}
+         WHERE +t.session_label IS NOT NULL AND {NOT_ROOT_TURN}
            AND (?1 IS NULL OR t.started_at >= ?1) AND (?2 IS NULL OR t.started_at < ?2)
          GROUP BY 1, 2, 3",
         bucket = by.bucket_sql()
