@@ -214,7 +214,7 @@ const THREAD: &str = "WITH RECURSIVE chain(id, depth) AS (
 
 const SUMMARY: &str = "SELECT s.label, si.source_provider, si.source_session_id, s.persona_id,
         s.is_subagent, s.parent_session_label, s.created_at, s.updated_at, s.status,
-        s.routing_key
+        COALESCE(s.workspace_path, s.routing_key)
     FROM sessions s LEFT JOIN session_imports si ON si.session_label = s.label";
 
 fn summary_row(conn: &Connection, row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary> {

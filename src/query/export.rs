@@ -227,8 +227,8 @@ fn turns_of(conn: &Connection, label: &str) -> Result<Vec<ExportTurn>, QueryErro
     .map_err(err("export_turns"))
 }
 
-/// Messages of the session's turns (the synthetic root's too: a session without turns keeps
-/// its messages there), by turn, in sequence.
+/// Messages the session's item wrote (the synthetic root's too: a session without turns
+/// keeps its messages there), by turn, in sequence.
 fn messages_of(
     conn: &Connection,
     label: &str,
@@ -237,8 +237,8 @@ fn messages_of(
     let mut stmt = conn
         .prepare_cached(
             "SELECT m.turn_id, m.id, m.role, m.created_at, m.content, m.thinking
-             FROM turns t JOIN messages m ON m.turn_id = t.id
-             WHERE t.session_label = ?1 ORDER BY m.turn_id, m.sequence, m.created_at, m.id",
+             FROM messages m
+             WHERE m.session_label = ?1 ORDER BY m.turn_id, m.sequence, m.created_at, m.id",
         )
         .map_err(err("export_messages"))?;
     let rows = stmt
@@ -273,8 +273,8 @@ fn tool_calls_of(
         .prepare_cached(
             "SELECT c.turn_id, c.id, c.tool_name, c.status, c.started_at, c.completed_at,
                 c.params_json, c.result_json, c.error
-             FROM turns t JOIN tool_calls c ON c.turn_id = t.id
-             WHERE t.session_label = ?1 ORDER BY c.turn_id, c.sequence, c.started_at, c.id",
+             FROM tool_calls c
+             WHERE c.session_label = ?1 ORDER BY c.turn_id, c.sequence, c.started_at, c.id",
         )
         .map_err(err("export_tool_calls"))?;
     let max = options.max_tool_chars;

@@ -208,18 +208,25 @@ pub struct SessionFacts {
     pub updated_at: i64,
 }
 
-/// The provider and project of a session, as SQL over `sessions s`: the import mapping's
-/// provider, else the `aix:<provider>` origin; the project is the routing key (the item's
-/// workspace path, else its project).
-const FACTS: &str = "SELECT s.label,
-        COALESCE((SELECT si.source_provider FROM session_imports si
-                  WHERE si.session_label = s.label LIMIT 1),
-                 CASE WHEN s.origin LIKE 'aix:%' THEN substr(s.origin, 5) END),
-        s.routing_key, s.parent_session_label, s.spawn_tool_call_id,
-        COALESCE((SELECT si.source_session_id FROM session_imports si
-                  WHERE si.session_label = s.label LIMIT 1), s.origin_session_id),
-        s.created_at, s.updated_at
-    FROM sessions s";
+/// The provider and project of a session, as SQL over `sessions s` (the one place that says
+/// where they come from): `sessions.provider` (agents.db 0003; else the `aix:<provider>`
+/// origin), and `sessions.workspace_path` (else the routing key: the item's project).
+pub const SESSION_PROVIDER_SQL: &str =
+    "COALESCE(s.provider, CASE WHEN s.origin LIKE 'aix:_%' THEN substr(s.origin, 5) END)";
+/// See [`SESSION_PROVIDER_SQL`].
+pub const SESSION_PROJECT_SQL: &str = "COALESCE(s.workspace_path, s.routing_key)";
+
+/// The columns of [`SessionFacts`], over `sessions s`.
+fn facts_sql() -> String {
+    format!(
+        "SELECT s.label, {SESSION_PROVIDER_SQL}, {SESSION_PROJECT_SQL},
+            s.parent_session_label, s.spawn_tool_call_id,
+            COALESCE((SELECT si.source_session_id FROM session_imports si
+                      WHERE si.session_label = s.label LIMIT 1), s.origin_session_id),
+            s.created_at, s.updated_at
+         FROM sessions s"
+    )
+}
 
 fn facts_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionFacts> {
     Ok(SessionFacts {
@@ -237,7 +244,7 @@ fn facts_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionFacts> {
 /// Every session's facts, by label.
 pub fn session_facts(conn: &Connection) -> Result<HashMap<String, SessionFacts>, QueryError> {
     let err = QueryError::ledger;
-    let mut stmt = conn.prepare(FACTS).map_err(err("session_facts"))?;
+    let mut stmt = conn.prepare(&facts_sql()).map_err(err("session_facts"))?;
     let rows = stmt
         .query_map([], facts_row)
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -247,9 +254,13 @@ pub fn session_facts(conn: &Connection) -> Result<HashMap<String, SessionFacts>,
 
 /// One session's facts.
 pub fn session_fact(conn: &Connection, label: &str) -> Result<Option<SessionFacts>, QueryError> {
-    conn.query_row(&format!("{FACTS} WHERE s.label = ?1"), [label], facts_row)
-        .optional()
-        .map_err(QueryError::ledger("session_facts"))
+    conn.query_row(
+        &format!("{} WHERE s.label = ?1", facts_sql()),
+        [label],
+        facts_row,
+    )
+    .optional()
+    .map_err(QueryError::ledger("session_facts"))
 }
 
 /// The session a subagent rolls up into: the first ancestor without a parent in the ledger

@@ -144,10 +144,10 @@ pub fn raw_session_title(conn: &Connection, label: &str) -> Result<Option<String
     }
     let prompt: Option<String> = conn
         .prepare_cached(
-            "SELECT m.content FROM turns t JOIN messages m ON m.turn_id = t.id
-             WHERE t.session_label = ?1 AND m.role = 'user' AND m.content IS NOT NULL
+            "SELECT m.content FROM messages m
+             WHERE m.session_label = ?1 AND m.role = 'user' AND m.content IS NOT NULL
                AND trim(m.content) <> ''
-             ORDER BY m.created_at, t.started_at, m.sequence LIMIT 1",
+             ORDER BY m.created_at, m.sequence LIMIT 1",
         )
         .and_then(|mut s| s.query_row([label], |r| r.get(0)).optional())
         .map_err(err("session_title"))?;

@@ -606,3 +606,26 @@ fn usage_of_a_backfilled_fixture_tree_equals_sql_sums_and_counts_subagents_once(
         .unwrap();
     assert!((rows(&by_session).len() as i64) < sessions);
 }
+
+#[test]
+fn usage_and_export_before_any_import_say_no_sessions_yet_and_create_nothing() {
+    let f = Fixture::empty();
+    for args in [
+        &["usage"][..],
+        &["usage", "--by", "model"],
+        &["sessions", "export", "x"],
+    ] {
+        let out = f.run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("no sessions yet: run `nex import backfill`"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        f.json(&["usage"]),
+        serde_json::json!({"rows": [], "unpriced_models": []})
+    );
+    assert_eq!(f.json(&["usage", "--session", "x"]), Value::Null);
+    assert!(!f.ledger().exists(), "a read command created the ledger");
+}
