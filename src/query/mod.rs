@@ -309,6 +309,41 @@ mod tests {
         assert!(!project_under("/w", "/w/repo"));
     }
 
+    fn facts(pairs: &[(&str, Option<&str>)]) -> HashMap<String, SessionFacts> {
+        pairs
+            .iter()
+            .map(|(label, parent)| {
+                let f = SessionFacts {
+                    label: (*label).to_owned(),
+                    parent_session_label: parent.map(str::to_owned),
+                    ..SessionFacts::default()
+                };
+                ((*label).to_owned(), f)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subagents_roll_up_to_the_first_ancestor_and_a_loop_ends() {
+        let f = facts(&[
+            ("a", None),
+            ("b", Some("a")),
+            ("c", Some("b")),
+            // A parent the ledger does not hold: the session is its own root.
+            ("orphan", Some("gone")),
+            ("x", Some("y")),
+            ("y", Some("x")),
+        ]);
+        assert_eq!(root_of(&f, "c"), "a");
+        assert_eq!(root_of(&f, "a"), "a");
+        assert_eq!(root_of(&f, "orphan"), "orphan");
+        assert_eq!(root_of(&f, "unknown"), "unknown");
+        let looped = root_of(&f, "x");
+        assert!(looped == "x" || looped == "y");
+        assert!(reasoning_apart(Some("gemini-cli")) && reasoning_apart(Some("opencode")));
+        assert!(!reasoning_apart(Some("codex")) && !reasoning_apart(None));
+    }
+
     #[test]
     fn days_are_checked_and_until_is_inclusive() {
         let conn = Connection::open_in_memory().unwrap();
