@@ -23,6 +23,8 @@
 //! - `idle`: the `idle` scenario (P7): CPU of `nex daemon` + its tail worker over a quiet window.
 //! - `peer`: the `peer` scenario (P2): claude-code-to-sqlite (installed into a venv) vs NEX.
 //! - `peer_idle_cli`: the command line of those two, flattened into `nex-bench`.
+//! - `usage`: the `usage` scenario (issue 13): `nex usage --by day` over a ledger of the
+//!   standard corpus.
 
 pub mod backfill;
 pub mod big;
@@ -41,6 +43,7 @@ pub mod replay;
 pub mod rng;
 pub mod stores;
 pub mod tail;
+pub mod usage;
 pub mod worker_cli;
 
 /// Median, min and max of a set of measurements.

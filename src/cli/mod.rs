@@ -8,7 +8,8 @@
 //!   service.
 //! - `import_ctl`: `nex import backfill|tail|stop|restart|watch`: operator controls.
 //! - `status`: `nex import status|jobs`.
-//! - `sessions`: `nex sessions list|show`: what landed in the ledger.
+//! - `sessions`: `nex sessions list|show|export`: what landed in the ledger.
+//! - `usage`: `nex usage`: tokens and cost, subagents rolled up.
 //! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
 //! - `verify`: `nex import verify`: what the sources hold against what the ledger holds.
 //! - `doctor`: `nex doctor`: where each provider was looked for, what the sources and the
@@ -27,6 +28,7 @@ pub mod replay;
 pub mod service;
 pub mod sessions;
 pub mod status;
+pub mod usage;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -74,6 +76,10 @@ pub enum Command {
     /// Where each provider's sessions were looked for, what the sources and the ledger hold,
     /// what was skipped and why, whether the daemon and its tail run.
     Doctor(Box<doctor::DoctorArgs>),
+    /// Tokens and cost: input, output, cache reads and writes, reasoning, total, turns,
+    /// sessions, by day, week, month, project, model, provider or session; subagents count in
+    /// the session that spawned them.
+    Usage(usage::UsageArgs),
 }
 
 /// `nex import ...`
@@ -136,6 +142,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Daemon(args) => return daemon::run(*args),
         Command::Sessions(sessions::SessionsCommand::List(args)) => return sessions::list(args),
         Command::Sessions(sessions::SessionsCommand::Show(args)) => return sessions::show(args),
+        Command::Sessions(sessions::SessionsCommand::Export(args)) => {
+            return sessions::export(args);
+        }
+        Command::Usage(args) => return usage::run(args),
         Command::Service(service::ServiceCommand::Install(args)) => return service::install(args),
         Command::Service(service::ServiceCommand::Uninstall(args)) => {
             return service::uninstall(args);

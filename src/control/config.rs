@@ -297,6 +297,11 @@ pub struct Overrides {
 /// cursor_db = "/mnt/c/Users/u/AppData/Roaming/Cursor/User/globalStorage/state.vscdb"
 /// opencode_dir = "/home/u/.local/share/opencode"
 /// gemini_dir = "/home/u/.gemini/tmp"
+/// [prices."claude-sonnet-4-5"]       # USD per million tokens (`nex usage`)
+/// input = 3.0
+/// output = 15.0
+/// cache_read = 0.3                # default: input
+/// cache_write = 3.75              # default: input
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -304,6 +309,9 @@ pub struct ConfigFile {
     pub persona: Option<String>,
     pub ledger: Option<PathBuf>,
     pub import: ImportSection,
+    /// Model prices overriding or adding to the repository's table (`prices.toml`), by model
+    /// name (matched as `crate::query::prices` describes).
+    pub prices: std::collections::BTreeMap<String, crate::query::prices::PriceOverride>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -373,12 +381,18 @@ impl ConfigFile {
             .try_into()
             .map_err(|e: toml::de::Error| invalid(e.message().into()))?;
         file.import.check_ranges().map_err(invalid)?;
+        for (model, price) in &file.prices {
+            price.check(model).map_err(invalid)?;
+        }
         Ok(file)
     }
 }
 
 /// Keys of the top level of `config.toml`.
-const TOP_KEYS: &[&str] = &["persona", "ledger", "import"];
+const TOP_KEYS: &[&str] = &["persona", "ledger", "import", "prices"];
+
+/// Keys of a `[prices."model"]` table.
+const PRICE_KEYS: &[&str] = &["input", "output", "cache_read", "cache_write"];
 
 /// Keys of `[import]`.
 const IMPORT_KEYS: &[&str] = &[
@@ -425,6 +439,23 @@ fn check_keys(table: &toml::Table) -> Result<(), String> {
             for key in section.keys() {
                 if !IMPORT_KEYS.contains(&key.as_str()) {
                     return Err(unknown(key, "import.", IMPORT_KEYS));
+                }
+            }
+        }
+        if key == "prices" {
+            let Some(models) = value.as_table() else {
+                return Err("prices must be a table of models: [prices.\"model-name\"]".into());
+            };
+            for (model, price) in models {
+                let Some(price) = price.as_table() else {
+                    return Err(format!(
+                        "prices.\"{model}\" must be a table: input, output, cache_read, cache_write"
+                    ));
+                };
+                for key in price.keys() {
+                    if !PRICE_KEYS.contains(&key.as_str()) {
+                        return Err(unknown(key, &format!("prices.\"{model}\"."), PRICE_KEYS));
+                    }
                 }
             }
         }
@@ -569,6 +600,30 @@ mod tests {
             .map(|k| format!("{k} = 5000\n"))
             .collect();
         read_config(&format!("persona = \"p\"\nledger = \"a.db\"\n[import]\n{all}enabled = true\ntail = true\nauto_retry = true\nworker_cmd = \"w\"\nclaude_config_dir = \"c\"\ncodex_home = \"c\"\ncursor_db = \"c\"\nopencode_dir = \"o\"\ngemini_dir = \"g\"\n").replace("max_restarts = 5000", "max_restarts = 5").replace("job_max_retries = 5000", "job_max_retries = 3")).unwrap();
+    }
+
+    #[test]
+    fn prices_are_accepted_and_checked_key_by_key() {
+        let f = read_config(
+            "[prices.\"my-model\"]\ninput = 1.5\noutput = 3\n[prices.\"claude-opus-4-5\"]\ninput = 1\noutput = 2\ncache_read = 0.1\ncache_write = 1.25\n",
+        )
+        .unwrap();
+        assert_eq!(f.prices.len(), 2);
+        assert_eq!(f.prices["my-model"].input, 1.5);
+        assert_eq!(f.prices["claude-opus-4-5"].cache_write, Some(1.25));
+        let e = read_config("[prices.m]\ninput = 1\noutput = 2\ncache_reads = 1\n").unwrap_err();
+        assert!(
+            e.contains(
+                "unknown key `prices.\"m\".cache_reads` (did you mean `prices.\"m\".cache_read`?)"
+            ),
+            "{e}"
+        );
+        let e = read_config("[prices.m]\ninput = -1\noutput = 2\n").unwrap_err();
+        assert!(e.contains("prices.\"m\".input = -1 is not a price"), "{e}");
+        let e = read_config("[prices.m]\ninput = 1\n").unwrap_err();
+        assert!(e.contains("output"), "{e}");
+        let e = read_config("prices = 3\n").unwrap_err();
+        assert!(e.contains("prices"), "{e}");
     }
 
     #[test]

@@ -122,6 +122,13 @@ pub enum Code {
     DaemonHasOwnSettings,
     /// The worker program does not exist or cannot be executed: not retried.
     WorkerProgramMissing,
+    // ---- Queries (`nex usage`, `nex sessions show|export`) ----
+    /// No session has this label, label prefix or tool session id.
+    SessionNotFound,
+    /// More than one session matches a label prefix or tool session id.
+    SessionAmbiguous,
+    /// A `--since`/`--until` date that is not a calendar day `YYYY-MM-DD`.
+    DateInvalid,
 }
 
 impl Code {
@@ -219,6 +226,9 @@ impl Code {
         Code::SourceNotRecognised,
         Code::DaemonHasOwnSettings,
         Code::WorkerProgramMissing,
+        Code::SessionNotFound,
+        Code::SessionAmbiguous,
+        Code::DateInvalid,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -319,6 +329,9 @@ impl Code {
             Code::SourceNotRecognised => "source_not_recognised",
             Code::DaemonHasOwnSettings => "daemon_has_own_settings",
             Code::WorkerProgramMissing => "worker_program_missing",
+            Code::SessionNotFound => "session_not_found",
+            Code::SessionAmbiguous => "session_ambiguous",
+            Code::DateInvalid => "date_invalid",
         }
     }
 
