@@ -10,26 +10,27 @@
 //! message, model, and `toolCallCount`: the count of all its tool calls, item rule 14), but of
 //! its messages and tool calls only those the take before did not send: messages pushed since,
 //! tool calls started since, and tool calls changed since (`tool_mut`). Messages are never
-//! changed once pushed (the parsers only push), so "pushed since" is a watermark per turn. The
-//! cost of a take is O(what changed), whatever the size of the open turn. Lines fed with
-//! `emit == false` (`discard_changes`) count as sent: they are below a committed cursor.
+//! changed once pushed (the parsers only push), so a take moves them out and the open turn
+//! holds only the messages not sent yet. The cost of a take is O(what changed), whatever the
+//! size of the open turn. Lines fed with `emit == false` (`discard_changes`) count as sent:
+//! they are below a committed cursor.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::protocol::{Message, ToolCall, Turn};
 
-/// One held turn with its messages and the ids of the tool calls it started, plus the
-/// provider's own per-turn bookkeeping `X` (token accumulators, duplicate detection, …).
+/// One held turn with its messages not sent yet and the ids of the tool calls it started, plus
+/// the provider's own per-turn bookkeeping `X` (token accumulators, duplicate detection, …).
 #[derive(Debug, Default)]
 pub(crate) struct HeldTurn<X> {
     pub turn: Turn,
+    /// Messages pushed since the last take (a take moves them out: a message is never changed
+    /// once pushed, so nothing needs them in memory after it is sent).
     pub messages: Vec<Message>,
     pub tool_ids: Vec<String>,
     /// Byte offset of the turn's first line.
     pub offset: u64,
     pub extra: X,
-    /// `messages[..sent_messages]` went out with an earlier take (or were fed without emit).
-    sent_messages: usize,
     /// `tool_ids[..sent_tools]` went out with an earlier take (their later changes are sent as
     /// touched tool calls).
     sent_tools: usize,
@@ -86,7 +87,6 @@ impl<X: Default> Assembler<X> {
                 tool_ids: Vec::new(),
                 offset,
                 extra: X::default(),
-                sent_messages: 0,
                 sent_tools: 0,
             },
         );
@@ -180,7 +180,7 @@ impl<X: Default> Assembler<X> {
         self.header_dirty = false;
         self.gc();
         for held in self.turns.values_mut() {
-            held.sent_messages = held.messages.len();
+            held.messages.clear();
             held.sent_tools = held.tool_ids.len();
         }
     }
@@ -214,13 +214,7 @@ impl<X: Default> Assembler<X> {
             let mut turn = held.turn.clone();
             turn.tool_call_count = Some(held.tool_ids.len() as i64);
             out.turns.push(turn);
-            let from = held.sent_messages.min(held.messages.len());
-            if stays {
-                out.messages.extend(held.messages[from..].iter().cloned());
-            } else {
-                out.messages.extend(held.messages.drain(from..));
-            }
-            held.sent_messages = held.messages.len();
+            out.messages.append(&mut held.messages);
             let new_tools = held.tool_ids[held.sent_tools.min(held.tool_ids.len())..].to_vec();
             held.sent_tools = held.tool_ids.len();
             if !stays && let Some(h) = self.turns.remove(ordinal) {
