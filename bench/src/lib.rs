@@ -14,6 +14,8 @@
 //! - `backfill`: the `backfill` (P1, P3) and `rebackfill` (P4) scenarios.
 //! - `big`: the `big-session` scenario (P8): one huge session, peak RSS against its bound.
 //! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
+//! - `tail_turn`: the `tail-long-turn` scenario (issue 12): one tool call appended to open turns
+//!   of growing size.
 //! - `fuzz`: the bad-input harness (R3): valid and bad frames, every outcome checked.
 //! - `stores`: the `stores` scenario: generated Cursor and OpenCode databases, backfill,
 //!   rebackfill and tail latency of the polled sources.
@@ -44,6 +46,7 @@ pub mod rng;
 pub mod stores;
 pub mod tail;
 pub mod usage;
+pub mod tail_turn;
 pub mod worker_cli;
 
 /// Median, min and max of a set of measurements.

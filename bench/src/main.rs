@@ -8,6 +8,7 @@
 //! nex-bench idle [--files N] [--seconds S] [--corpus DIR] [--json]   # P7
 //! nex-bench peer [--sessions N] [--corpus DIR] [--runs N] [--json]   # P2 (exit 3: no peer)
 //! nex-bench usage [--sessions N] [--runs N] [--dir PATH] [--nex PATH] [--json]   # issue 13
+//! nex-bench tail-long-turn [--calls 10,1000,5000] [--appends N] [--runs N] [--json]   # issue 12
 //! ```
 
 use std::io::{self, Write};

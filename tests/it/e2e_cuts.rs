@@ -1364,4 +1364,157 @@ fn gemini_files_sharing_a_session_id_give_one_result_whatever_order() {
         }
     }
     report(failures);
+// ---- issue 12: the open turn as deltas -----------------------------------------------------
+
+/// A Claude Code session of our own text: a closed first turn, then an open turn of `calls`
+/// tool calls (a `tool_use` line and its `tool_result` line each), one second apart.
+fn long_turn_lines(calls: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut parent: Option<String> = None;
+    let mut push = |lines: &mut Vec<String>, uuid: String, body: String| {
+        let n = lines.len();
+        let parent_json = parent
+            .as_deref()
+            .map_or("null".to_owned(), |p| format!("\"{p}\""));
+        lines.push(format!(
+            r#"{{"parentUuid":{parent_json},"isSidechain":false,"cwd":"/work/long","sessionId":"{SID}","uuid":"{uuid}","timestamp":"2026-05-01T10:{:02}:{:02}.000Z",{body}}}"#,
+            n / 60,
+            n % 60
+        ));
+        parent = Some(uuid);
+    };
+    let prompt =
+        |text: &str| format!(r#""type":"user","message":{{"role":"user","content":"{text}"}}"#);
+    push(&mut lines, "p1".into(), prompt("List the crates."));
+    push(
+        &mut lines,
+        "a1".into(),
+        r#""type":"assistant","requestId":"req_a1","message":{"model":"claude-opus-4-6","id":"msg_a1","type":"message","role":"assistant","content":[{"type":"text","text":"Three crates."}],"usage":{"input_tokens":3,"output_tokens":4}}"#.into(),
+    );
+    push(
+        &mut lines,
+        "p2".into(),
+        prompt("Run every test and fix what fails."),
+    );
+    for i in 0..calls {
+        push(
+            &mut lines,
+            format!("u{i}"),
+            format!(
+                r#""type":"assistant","requestId":"req_{i}","message":{{"model":"claude-opus-4-6","id":"msg_{i}","type":"message","role":"assistant","content":[{{"type":"tool_use","id":"toolu_{i}","name":"Bash","input":{{"command":"cargo test -p crate{i}"}}}}],"usage":{{"input_tokens":2,"output_tokens":{i}}}}}"#
+            ),
+        );
+        push(
+            &mut lines,
+            format!("r{i}"),
+            format!(
+                r#""type":"user","message":{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"toolu_{i}","content":"test result {i}: ok"}}]}},"toolUseResult":{{"stdout":"test result {i}: ok","stderr":""}}"#
+            ),
+        );
+    }
+    lines
+}
+
+/// What the frames of one read carried: (turns, messages, tool calls) over their items.
+fn carried(frames: &[u8]) -> (usize, usize, usize) {
+    let mut sum = (0, 0, 0);
+    for line in frames.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let frame: serde_json::Value = serde_json::from_slice(line).unwrap();
+        assert_ne!(frame["type"], "import.chunk", "a small item went in chunks");
+        let Some(items) = frame["payload"]["items"].as_array() else {
+            continue;
+        };
+        for item in items {
+            let len = |k: &str| item[k].as_array().map_or(0, Vec::len);
+            sum.0 += len("turns");
+            sum.1 += len("messages");
+            sum.2 += len("toolCalls");
+        }
+    }
+    sum
+}
+
+/// The open turn's `tool_call_count` in the ledger.
+fn open_turn_tool_calls(ledger: &Ledger) -> i64 {
+    ledger
+        .read()
+        .query_row(
+            "SELECT tool_call_count FROM turns WHERE source_event_id = 'p2'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// Issue 12: an append to a long open turn sends the turn's row and only the new messages and
+/// tool calls; a worker restarted mid-turn (no state in memory, the ledger's cursors) sends the
+/// open turn whole once, then deltas again; so does one started after a backfill run (a daemon
+/// restart); the turn's `tool_call_count` is right after every append, and the ledger at the
+/// end equals one import of the final file.
+#[test]
+fn a_long_open_turn_goes_as_deltas_and_survives_a_worker_restart_mid_turn() {
+    let calls = 30;
+    let group = session_group(&long_turn_lines(calls));
+    let expected = reference(&group);
+    let file = &group.files[0];
+    let ends = file.line_ends();
+    // Bytes of the file with the first turn, the prompt and `k` tool calls.
+    let after_calls = |k: usize| ends[2 + 2 * k];
+    let tree = Tree::new();
+    let ledger = Ledger::new(tree.dir.path().join("cut.db"));
+    let mut at = vec![0];
+    let mut done = 0;
+    // Three tail runs (the second a restarted worker, the third after a backfill run); each
+    // reads 8 tool calls: its first read 2 at once, then one per read.
+    for run in 0..3 {
+        if run == 2 {
+            done += 2;
+            apply_cuts(&tree, &group, &[(0, after_calls(done))], &mut at);
+            tree.backfill(&ledger, false, "backfill run mid-turn");
+            assert_eq!(open_turn_tool_calls(&ledger), done as i64);
+        }
+        let frames = Frames::default();
+        let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+        let mut follower = Follower::start(&sink, ledger.cursors());
+        for read in 0..7 {
+            done += if read == 0 { 2 } else { 1 };
+            let changed = apply_cuts(&tree, &group, &[(0, after_calls(done))], &mut at);
+            follower.step(&tree, &changed);
+            let sent = frames.take();
+            let (turns, messages, tool_calls) = carried(&sent);
+            ledger.apply(sent, &format!("run {run} read {read}"));
+            assert_eq!(
+                open_turn_tool_calls(&ledger),
+                done as i64,
+                "run {run} read {read}"
+            );
+            if read > 0 {
+                assert_eq!(
+                    (turns, messages, tool_calls),
+                    (1, 2, 1),
+                    "run {run} read {read}: the turn row and the new call's two lines only"
+                );
+            } else if run > 0 {
+                // No state in memory: the open turn once, whole (prompt and every call so far).
+                assert_eq!(
+                    (turns, messages, tool_calls),
+                    (1, 1 + 2 * done, done),
+                    "run {run}: the open turn re-read once"
+                );
+            }
+        }
+    }
+    let frames = Frames::default();
+    let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+    let mut follower = Follower::start(&sink, ledger.cursors());
+    let changed = apply_cuts(&tree, &group, &[(0, file.end())], &mut at);
+    follower.step(&tree, &changed);
+    ledger.apply(frames.take(), "the rest");
+    let got = ledger
+        .dump()
+        .replace(&tree.dir.path().display().to_string(), "<tree>");
+    assert!(expected.contains(&format!("tool_call_count={calls}")));
+    if got != expected {
+        panic!("{}", differences(&got, &expected));
+    }
 }
