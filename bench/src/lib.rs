@@ -23,6 +23,7 @@
 //! - `idle`: the `idle` scenario (P7): CPU of `nex daemon` + its tail worker over a quiet window.
 //! - `peer`: the `peer` scenario (P2): claude-code-to-sqlite (installed into a venv) vs NEX.
 //! - `peer_idle_cli`: the command line of those two, flattened into `nex-bench`.
+//! - `pg`: a private PostgreSQL server (initdb in a temp dir) and replica-vs-ledger comparison.
 
 pub mod backfill;
 pub mod big;
@@ -34,6 +35,7 @@ pub mod home;
 pub mod idle;
 pub mod peer;
 pub mod peer_idle_cli;
+pub mod pg;
 pub mod procs;
 pub mod proctree;
 pub mod raw;

@@ -11,6 +11,7 @@
 //! - `sessions`: `nex sessions list|show`: what landed in the ledger.
 //! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
 //! - `verify`: `nex import verify`: what the sources hold against what the ledger holds.
+//! - `replica`: `nex replica status|sync`: the shared PostgreSQL replica.
 //! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
 
 pub mod apply;
@@ -18,6 +19,7 @@ pub mod control_ctx;
 pub mod daemon;
 pub mod import_ctl;
 pub mod replay;
+pub mod replica;
 pub mod service;
 pub mod sessions;
 pub mod status;
@@ -50,6 +52,9 @@ pub enum Command {
     /// Run the daemon at login as a user service (systemd on Linux, launchd on macOS).
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// The shared PostgreSQL replica of the ledger (`[replica]` in config.toml).
+    #[command(subcommand)]
+    Replica(replica::ReplicaCommand),
 }
 
 /// `nex import ...`
@@ -110,6 +115,8 @@ pub fn run(cli: Cli) -> ExitCode {
             return service::uninstall(args);
         }
         Command::Service(service::ServiceCommand::Status(args)) => return service::status(args),
+        Command::Replica(replica::ReplicaCommand::Status(args)) => return replica::status(args),
+        Command::Replica(replica::ReplicaCommand::Sync(args)) => return replica::sync(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

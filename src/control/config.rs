@@ -168,6 +168,8 @@ pub struct ControlSettings {
     pub job_retry: RestartPolicy,
     /// Open the agents ledger even when it is a symbolic link (`--allow-symlinked-ledger`).
     pub allow_symlinked_ledger: bool,
+    /// The shared PostgreSQL the daemon replicates the ledger into; `None`: no replication.
+    pub replica: Option<crate::replica::ReplicaSettings>,
 }
 
 impl ControlSettings {
@@ -185,6 +187,7 @@ impl ControlSettings {
             restart: RestartPolicy::default(),
             job_retry: RestartPolicy::job_default(),
             allow_symlinked_ledger: false,
+            replica: None,
         }
     }
 
@@ -251,6 +254,14 @@ impl ControlSettings {
         r.max = ms(imp.backoff_max_ms, r.max);
         r.reset_after = ms(imp.reset_after_ms, r.reset_after);
         s.job_retry.max_restarts = imp.job_max_retries.unwrap_or(s.job_retry.max_restarts);
+        s.replica = crate::replica::ReplicaSettings::resolve(
+            file.replica.url.as_deref(),
+            file.replica.machine.as_deref(),
+        )
+        .map_err(|e| ControlError::ConfigInvalid {
+            path: s.paths.config_file.clone(),
+            detail: format!("{e} [{}]", e.code()),
+        })?;
         Ok(s)
     }
 }
@@ -290,6 +301,9 @@ pub struct Overrides {
 /// cursor_db = "/mnt/c/Users/u/AppData/Roaming/Cursor/User/globalStorage/state.vscdb"
 /// opencode_dir = "/home/u/.local/share/opencode"
 /// gemini_dir = "/home/u/.gemini/tmp"
+/// [replica]
+/// url = "postgres://nex@db.example.org/team?sslmode=require"   # or NEX_REPLICA_URL
+/// machine = "laptop"              # default: the host name
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -297,6 +311,17 @@ pub struct ConfigFile {
     pub persona: Option<String>,
     pub ledger: Option<PathBuf>,
     pub import: ImportSection,
+    pub replica: ReplicaSection,
+}
+
+/// `[replica]`: the shared PostgreSQL this ledger replicates into (`nex daemon`,
+/// `nex replica sync`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ReplicaSection {
+    /// A secret (it may hold a password): never logged or printed.
+    pub url: Option<String>,
+    pub machine: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -371,7 +396,10 @@ impl ConfigFile {
 }
 
 /// Keys of the top level of `config.toml`.
-const TOP_KEYS: &[&str] = &["persona", "ledger", "import"];
+const TOP_KEYS: &[&str] = &["persona", "ledger", "import", "replica"];
+
+/// Keys of `[replica]`.
+const REPLICA_KEYS: &[&str] = &["url", "machine"];
 
 /// Keys of `[import]`.
 const IMPORT_KEYS: &[&str] = &[
@@ -418,6 +446,15 @@ fn check_keys(table: &toml::Table) -> Result<(), String> {
             for key in section.keys() {
                 if !IMPORT_KEYS.contains(&key.as_str()) {
                     return Err(unknown(key, "import.", IMPORT_KEYS));
+                }
+            }
+        }
+        if key == "replica"
+            && let Some(section) = value.as_table()
+        {
+            for key in section.keys() {
+                if !REPLICA_KEYS.contains(&key.as_str()) {
+                    return Err(unknown(key, "replica.", REPLICA_KEYS));
                 }
             }
         }
@@ -553,6 +590,9 @@ mod tests {
             e.contains("unknown key `import.zzzzzz`") && !e.contains("mean"),
             "{e}"
         );
+        let e = read_config("[replica]\nmachin = \"x\"\n").unwrap_err();
+        assert!(e.contains("did you mean `replica.machine`?"), "{e}");
+        read_config("[replica]\nurl = \"postgres://h/db\"\nmachine = \"m\"\n").unwrap();
         let e = read_config("[imports]\nenabled = false\n").unwrap_err();
         assert!(e.contains("did you mean `import`?"), "{e}");
         // Every known key is accepted.

@@ -113,6 +113,14 @@ pub enum Code {
     VerifyScanOutputInvalid,
     /// A daemon's error answer without a code, or with one this version does not know.
     Unknown,
+    ReplicaNotConfigured,
+    ReplicaUrlInvalid,
+    ReplicaMachineInvalid,
+    ReplicaUnreachable,
+    ReplicaSchemaFailed,
+    ReplicaWriteFailed,
+    ReplicaReadFailed,
+    ReplicaValueInvalid,
 }
 
 impl Code {
@@ -206,6 +214,14 @@ impl Code {
         Code::VerifyScanFailed,
         Code::VerifyScanOutputInvalid,
         Code::Unknown,
+        Code::ReplicaNotConfigured,
+        Code::ReplicaUrlInvalid,
+        Code::ReplicaMachineInvalid,
+        Code::ReplicaUnreachable,
+        Code::ReplicaSchemaFailed,
+        Code::ReplicaWriteFailed,
+        Code::ReplicaReadFailed,
+        Code::ReplicaValueInvalid,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -302,6 +318,14 @@ impl Code {
             Code::VerifyScanFailed => "verify_scan_failed",
             Code::VerifyScanOutputInvalid => "verify_scan_output_invalid",
             Code::Unknown => "unknown",
+            Code::ReplicaNotConfigured => "replica_not_configured",
+            Code::ReplicaUrlInvalid => "replica_url_invalid",
+            Code::ReplicaMachineInvalid => "replica_machine_invalid",
+            Code::ReplicaUnreachable => "replica_unreachable",
+            Code::ReplicaSchemaFailed => "replica_schema_failed",
+            Code::ReplicaWriteFailed => "replica_write_failed",
+            Code::ReplicaReadFailed => "replica_read_failed",
+            Code::ReplicaValueInvalid => "replica_value_invalid",
         }
     }
 
