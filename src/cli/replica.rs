@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::control_ctx::{ControlArgs, errln, fail, outln, print_json, runtime, when};
+use super::control_ctx::{ControlArgs, errln, fail, outln, print_json, runtime, table, when};
 use crate::control::ControlSettings;
-use crate::replica::{ReplicaError, Replicator, StateFile};
+use crate::replica::{ReplicaError, Replicator, StateFile, reports};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum ReplicaCommand {
@@ -118,4 +118,89 @@ async fn sync_once(settings: &ControlSettings) -> Result<crate::replica::SyncRep
     )
     .sync()
     .await
+}
+
+/// `nex sessions list --replica --by …`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SessionsBy {
+    Machine,
+}
+
+/// `nex sessions list --replica [--by machine] [--provider P] [--limit N] [--json]`.
+pub fn sessions_list(args: &super::sessions::ListArgs) -> ExitCode {
+    let settings = match args.ledger.control.settings(false) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let Some(replica) = settings.replica.clone() else {
+        let e = ReplicaError::NotConfigured;
+        errln!("nex: {e} [{}]", e.code());
+        return ExitCode::FAILURE;
+    };
+    let result = rt.block_on(async {
+        let client = crate::replica::pg::connect(&replica.url).await?;
+        if args.by == Some(SessionsBy::Machine) {
+            let rows = reports::sessions_by_machine(&client, &replica.url).await?;
+            if args.json {
+                print_json(&rows);
+            } else {
+                let body: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.machine.clone(),
+                            m.sessions.to_string(),
+                            m.turns.to_string(),
+                            when(m.updated_at),
+                        ]
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    table(&["MACHINE", "SESSIONS", "TURNS", "UPDATED"], &body)
+                );
+            }
+            return Ok(());
+        }
+        let rows =
+            reports::sessions(&client, &replica.url, args.provider.as_deref(), args.limit).await?;
+        if args.json {
+            print_json(&rows);
+        } else if rows.is_empty() {
+            outln!("no sessions in the replica");
+        } else {
+            let body: Vec<Vec<String>> = rows
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.machine.clone(),
+                        s.label.clone(),
+                        s.provider.clone().unwrap_or_default(),
+                        s.turns.to_string(),
+                        if s.is_subagent { "sub" } else { "" }.to_owned(),
+                        when(Some(s.updated_at)),
+                    ]
+                })
+                .collect();
+            outln!(
+                "{}",
+                table(
+                    &["MACHINE", "LABEL", "PROVIDER", "TURNS", "KIND", "UPDATED"],
+                    &body
+                )
+            );
+        }
+        Ok::<(), ReplicaError>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            errln!("nex: {e} [{}]", e.code());
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -41,6 +41,12 @@ pub struct ListArgs {
     pub limit: u32,
     #[arg(long)]
     pub json: bool,
+    /// The sessions of every machine in the shared replica (`[replica]` in config.toml).
+    #[arg(long)]
+    pub replica: bool,
+    /// With `--replica`: one row per machine (sessions, turns, last update, watermark).
+    #[arg(long, value_enum, requires = "replica")]
+    pub by: Option<super::replica::SessionsBy>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -192,6 +198,9 @@ fn summary_row(conn: &Connection, row: &rusqlite::Row<'_>) -> rusqlite::Result<S
 }
 
 pub fn list(args: ListArgs) -> ExitCode {
+    if args.replica {
+        return super::replica::sessions_list(&args);
+    }
     match list_sessions(&args) {
         Ok((rows, first_run)) => {
             if args.json {

@@ -20,6 +20,7 @@ pub mod changes;
 pub mod error;
 pub mod pg;
 pub mod replicator;
+pub mod reports;
 pub mod settings;
 pub mod state;
 pub mod status;

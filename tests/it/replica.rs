@@ -262,6 +262,7 @@ fn two_machines_backfill_and_tail_equal_the_replica_row_for_row() {
     // The other machine's rows were never touched by A's replication.
     assert_eq!(compare(&pg, &b.ledger(), "desktop").map(|_| ()), Ok(()));
     wait_for("status current", || a.status()["lag_changes"] == 0);
+    reports_cover_both_machines(&pg, &a, &b);
 
     da.stop(Duration::from_secs(20));
     db.stop(Duration::from_secs(20));
@@ -396,4 +397,83 @@ fn without_a_replica_nothing_changes_and_status_says_so() {
     );
     assert!(!err.contains("hunter2"), "{err}");
     let _ = Path::new("");
+}
+
+/// `ledger`'s (sessions, turns without the synthetic root turns, input tokens, total tokens
+/// counted as the reports count them).
+fn ledger_sums(ledger: &Path) -> (u64, u64, i64, i64) {
+    let conn =
+        rusqlite::Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let sessions: i64 = conn
+        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    let (turns, input, total): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), coalesce(sum(input_tokens), 0),
+                    coalesce(sum(coalesce(total_tokens, coalesce(input_tokens, 0)
+                        + coalesce(output_tokens, 0) + coalesce(cached_input_tokens, 0)
+                        + coalesce(cache_write_tokens, 0))), 0)
+             FROM turns WHERE source_event_id IS NULL OR source_event_id <> '__root__'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    (sessions as u64, turns as u64, input, total)
+}
+
+/// The session list and the usage rows of the replica hold both machines, with the ledgers'
+/// counts and sums.
+fn reports_cover_both_machines(pg: &PgServer, a: &Machine, b: &Machine) {
+    let out = a.run(&[
+        "sessions",
+        "list",
+        "--replica",
+        "--limit",
+        "10000",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let out = a.run(&["sessions", "list", "--replica", "--by", "machine", "--json"]);
+    let by_machine: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(by_machine.len(), 2, "{by_machine:?}");
+    let url = nex::replica::ReplicaUrl::parse(&pg.url()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let usage = rt.block_on(async {
+        let client = nex::replica::pg::connect(&url).await.unwrap();
+        nex::replica::reports::usage(&client, &url, nex::replica::reports::UsageBy::Machine)
+            .await
+            .unwrap()
+    });
+    assert_eq!(usage.rows.len(), 2);
+    for m in [a, b] {
+        let (sessions, turns, input, total) = ledger_sums(&m.ledger());
+        let listed = list
+            .iter()
+            .filter(|s| s["machine"] == m.name.as_str())
+            .count() as u64;
+        assert_eq!(listed, sessions, "{}", m.name);
+        let row = by_machine
+            .iter()
+            .find(|r| r["machine"] == m.name.as_str())
+            .unwrap();
+        assert_eq!(row["sessions"], sessions);
+        assert_eq!(row["turns"], turns);
+        let u = usage.rows.iter().find(|r| r.key == m.name).unwrap();
+        assert_eq!(
+            (u.turns, u.input_tokens, u.total_tokens),
+            (turns, input, total),
+            "{}",
+            m.name
+        );
+        assert!(u.sessions > 0 && u.sessions <= sessions);
+    }
 }
