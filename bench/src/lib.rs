@@ -23,6 +23,7 @@
 //! - `idle`: the `idle` scenario (P7): CPU of `nex daemon` + its tail worker over a quiet window.
 //! - `peer`: the `peer` scenario (P2): claude-code-to-sqlite (installed into a venv) vs NEX.
 //! - `peer_idle_cli`: the command line of those two, flattened into `nex-bench`.
+//! - `replica`: the `replica` scenario: M ledgers replicating into one PostgreSQL at once.
 //! - `pg`: a private PostgreSQL server (initdb in a temp dir) and replica-vs-ledger comparison.
 
 pub mod backfill;
@@ -40,6 +41,7 @@ pub mod procs;
 pub mod proctree;
 pub mod raw;
 pub mod replay;
+pub mod replica;
 pub mod rng;
 pub mod stores;
 pub mod tail;
