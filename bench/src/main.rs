@@ -330,7 +330,7 @@ fn replica_cmd(
     } else {
         writeln!(
             out,
-            "replica  {} machines x {} sessions · {} rows · converged in {:.2} s vs {:.2} s of local backfills (x{:.2}) · {:.0} rows/s · tail lag p50 {:.0} ms, p99 {:.0} ms",
+            "replica  {} machines x {} sessions · {} rows · converged in {:.2} s vs {:.2} s of local backfills (x{:.2}) · {:.0} rows/s · tail lag p50 {:.0} ms, p99 {:.0} ms (in the ledger: p50 {:.0} ms, p99 {:.0} ms)",
             r.machines,
             r.sessions_per_machine,
             r.rows,
@@ -339,7 +339,9 @@ fn replica_cmd(
             r.ratio,
             r.rows_per_s,
             r.lag_p50_ms,
-            r.lag_p99_ms
+            r.lag_p99_ms,
+            r.ledger_lag_p50_ms,
+            r.ledger_lag_p99_ms
         )?;
     }
     Ok(())

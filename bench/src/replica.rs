@@ -5,7 +5,7 @@
 //! 2. Replica: M fresh homes with `[replica]` and `nex daemon` each, the same M backfills as
 //!    daemon jobs; time until every machine's watermark in PostgreSQL is its ledger's last
 //!    change and the replica equals every ledger row for row (checked after the clock stops).
-//! 3. Tail lag: the daemons' tails started; machines 1..M append a turn every 100 ms while
+//! 3. Tail lag: the daemons' tails started; machines 1..M append a turn every 500 ms while
 //!    machine 0 appends `samples` turns one at a time; the lag of each is from the write
 //!    returning to its message row being visible in PostgreSQL (polled every 5 ms).
 
@@ -53,7 +53,13 @@ pub struct ReplicaResult {
     pub lag_p50_ms: f64,
     pub lag_p99_ms: f64,
     pub lag_max_ms: f64,
+    /// The same turns' lag to the local ledger (the import's share of the lag above).
+    pub ledger_lag_p50_ms: f64,
+    pub ledger_lag_p99_ms: f64,
 }
+
+/// How often each other machine appends a turn during the lag measurement.
+const OTHERS_EVERY: Duration = Duration::from_millis(500);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -255,19 +261,24 @@ pub fn run(b: &ReplicaBench) -> Result<ReplicaResult, BoxError> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let (first, others) = machines.split_at_mut(1);
-    let lags = std::thread::scope(|s| -> Result<Vec<f64>, BoxError> {
+    let (lags, ledger_lags) = std::thread::scope(|s| -> Result<(Vec<f64>, Vec<f64>), BoxError> {
         for m in others.iter_mut() {
             let stop = stop.clone();
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let _ = m.append();
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(OTHERS_EVERY);
                 }
             });
         }
         let result = (|| {
             let m = &mut first[0];
             let mut lags = Vec::new();
+            let mut ledger_lags = Vec::new();
+            let ledger = rusqlite::Connection::open_with_flags(
+                m.home.ledger(),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
             // The first append also waits for the tail to be up: not a sample.
             for i in 0..=b.samples {
                 let id = m.append()?;
@@ -276,7 +287,17 @@ pub fn run(b: &ReplicaBench) -> Result<ReplicaResult, BoxError> {
                     "SELECT count(*) FROM nex.messages WHERE machine = '{}' AND id = '{id}'",
                     m.name
                 );
+                let mut in_ledger = None;
                 loop {
+                    if in_ledger.is_none()
+                        && ledger
+                            .query_row("SELECT count(*) FROM messages WHERE id = ?1", [&id], |r| {
+                                r.get::<_, i64>(0)
+                            })
+                            .is_ok_and(|n| n == 1)
+                    {
+                        in_ledger = Some(t0.elapsed().as_secs_f64() * 1000.0);
+                    }
                     if pg.scalar(&sql)? == 1 {
                         break;
                     }
@@ -287,9 +308,10 @@ pub fn run(b: &ReplicaBench) -> Result<ReplicaResult, BoxError> {
                 }
                 if i > 0 {
                     lags.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    ledger_lags.push(in_ledger.unwrap_or(f64::NAN));
                 }
             }
-            Ok(lags)
+            Ok((lags, ledger_lags))
         })();
         stop.store(true, Ordering::Relaxed);
         result
@@ -297,13 +319,15 @@ pub fn run(b: &ReplicaBench) -> Result<ReplicaResult, BoxError> {
     drop(daemons);
     let mut sorted = lags.clone();
     sorted.sort_by(f64::total_cmp);
-    let pct = |p: f64| -> f64 {
+    let pct = |sorted: &[f64], p: f64| -> f64 {
         if sorted.is_empty() {
             return f64::NAN;
         }
         let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
         sorted[i.min(sorted.len() - 1)]
     };
+    let mut ledger_sorted = ledger_lags.clone();
+    ledger_sorted.sort_by(f64::total_cmp);
     Ok(ReplicaResult {
         machines: b.machines,
         sessions_per_machine: b.sessions,
@@ -312,8 +336,10 @@ pub fn run(b: &ReplicaBench) -> Result<ReplicaResult, BoxError> {
         converge_s,
         ratio: converge_s / local_s,
         rows_per_s: rows as f64 / converge_s,
-        lag_p50_ms: pct(0.5),
-        lag_p99_ms: pct(0.99),
+        lag_p50_ms: pct(&sorted, 0.5),
+        lag_p99_ms: pct(&sorted, 0.99),
+        ledger_lag_p50_ms: pct(&ledger_sorted, 0.5),
+        ledger_lag_p99_ms: pct(&ledger_sorted, 0.99),
         lag_max_ms: sorted.last().copied().unwrap_or(f64::NAN),
     })
 }
