@@ -19,6 +19,12 @@ CREATE TABLE change_log (
     at      INTEGER NOT NULL
 );
 
+-- This ledger's identity in a replica: a second ledger replicating under the same machine name
+-- (two hosts with one host name, a ledger deleted and started anew) is refused instead of
+-- mixing its changes with this one's.
+CREATE TABLE ledger_identity (id TEXT NOT NULL);
+INSERT INTO ledger_identity (id) VALUES (lower(hex(randomblob(16))));
+
 CREATE TRIGGER change_log_turns_insert AFTER INSERT ON turns BEGIN
     INSERT INTO change_log (tbl, row_key, at) VALUES (1, NEW.id, CAST(unixepoch('subsec') * 1000 AS INTEGER));
 END;

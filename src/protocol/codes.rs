@@ -121,6 +121,7 @@ pub enum Code {
     ReplicaWriteFailed,
     ReplicaReadFailed,
     ReplicaValueInvalid,
+    ReplicaMachineTaken,
 }
 
 impl Code {
@@ -222,6 +223,7 @@ impl Code {
         Code::ReplicaWriteFailed,
         Code::ReplicaReadFailed,
         Code::ReplicaValueInvalid,
+        Code::ReplicaMachineTaken,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -326,6 +328,7 @@ impl Code {
             Code::ReplicaWriteFailed => "replica_write_failed",
             Code::ReplicaReadFailed => "replica_read_failed",
             Code::ReplicaValueInvalid => "replica_value_invalid",
+            Code::ReplicaMachineTaken => "replica_machine_taken",
         }
     }
 

@@ -33,49 +33,85 @@ pub async fn watermark(
     url: &ReplicaUrl,
     machine: &str,
 ) -> Result<i64, ReplicaError> {
+    Ok(owned_watermark(client, url, machine).await?.0)
+}
+
+/// The watermark of `writer`'s machine, checked to be its ledger's.
+///
+/// Errors: `replica_machine_taken` when another ledger replicates as this machine.
+pub async fn watermark_of(
+    client: &Client,
+    url: &ReplicaUrl,
+    writer: Writer<'_>,
+) -> Result<i64, ReplicaError> {
+    let (seq, owner) = owned_watermark(client, url, writer.machine).await?;
+    if owner.as_deref().is_some_and(|o| o != writer.ledger_id) {
+        return Err(ReplicaError::MachineTaken(writer.machine.to_owned()));
+    }
+    Ok(seq)
+}
+
+async fn owned_watermark(
+    client: &Client,
+    url: &ReplicaUrl,
+    machine: &str,
+) -> Result<(i64, Option<String>), ReplicaError> {
     let row = client
         .query_opt(
-            "SELECT seq FROM nex.replica_watermarks WHERE machine = $1",
+            "SELECT seq, ledger_id FROM nex.replica_watermarks WHERE machine = $1",
             &[&machine],
         )
         .await
         .map_err(|e| classify(url, e, ReplicaError::Write))?;
-    Ok(row.map_or(0, |r| r.get(0)))
+    Ok(row.map_or((0, None), |r| (r.get(0), r.get(1))))
 }
 
 /// Hook of the fault tests: run with the connection's backend pid after the rows are written
 /// and before the watermark moves (the connection can be killed there, the process too).
 pub type BeforeWatermark<'a> = &'a (dyn Fn(i32) -> futures::future::BoxFuture<'static, ()> + Sync);
 
-/// Applies `batch` (read with `shapes`) for `machine`.
+/// Who writes: the machine name and the identity of its ledger.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    pub machine: &'a str,
+    pub ledger_id: &'a str,
+}
+
+/// Applies `batch` (read with `shapes`) for `writer`.
 ///
 /// Errors: `replica_unreachable` when the connection is lost (nothing is committed: the batch
-/// is read again), `replica_write_failed`, `replica_value_invalid`.
+/// is read again), `replica_machine_taken` when another ledger replicates as this machine,
+/// `replica_write_failed`, `replica_value_invalid`.
 pub async fn apply(
     client: &mut Client,
     url: &ReplicaUrl,
-    machine: &str,
+    writer: Writer<'_>,
     shapes: &[TableShape],
     batch: &Batch,
     before_watermark: Option<BeforeWatermark<'_>>,
 ) -> Result<Applied, ReplicaError> {
     let fail = |e: tokio_postgres::Error| classify(url, e, ReplicaError::Write);
+    let machine = writer.machine;
     let tx = client.transaction().await.map_err(fail)?;
     tx.execute(
-        "INSERT INTO nex.replica_watermarks (machine, seq) VALUES ($1, 0)
+        "INSERT INTO nex.replica_watermarks (machine, seq, ledger_id) VALUES ($1, 0, $2)
          ON CONFLICT (machine) DO NOTHING",
-        &[&machine],
+        &[&machine, &writer.ledger_id],
     )
     .await
     .map_err(fail)?;
-    let current: i64 = tx
+    let row = tx
         .query_one(
-            "SELECT seq FROM nex.replica_watermarks WHERE machine = $1 FOR UPDATE",
+            "SELECT seq, ledger_id FROM nex.replica_watermarks WHERE machine = $1 FOR UPDATE",
             &[&machine],
         )
         .await
-        .map_err(fail)?
-        .get(0);
+        .map_err(fail)?;
+    let current: i64 = row.get(0);
+    let owner: Option<String> = row.get(1);
+    if owner.as_deref().is_some_and(|o| o != writer.ledger_id) {
+        return Err(ReplicaError::MachineTaken(machine.to_owned()));
+    }
     if current != batch.from {
         return Ok(Applied::Moved { watermark: current });
     }
@@ -98,8 +134,9 @@ pub async fn apply(
         hook(pid).await;
     }
     tx.execute(
-        "UPDATE nex.replica_watermarks SET seq = $2, updated_at = now() WHERE machine = $1",
-        &[&machine, &batch.to],
+        "UPDATE nex.replica_watermarks SET seq = $2, ledger_id = $3, updated_at = now()
+         WHERE machine = $1",
+        &[&machine, &batch.to, &writer.ledger_id],
     )
     .await
     .map_err(fail)?;

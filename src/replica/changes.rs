@@ -79,6 +79,7 @@ pub struct TableBatch {
 /// A read-only view of one ledger's change log.
 pub struct ChangeReader {
     conn: Connection,
+    ledger_id: String,
     shapes: Vec<TableShape>,
     selects: Vec<String>,
 }
@@ -107,13 +108,21 @@ impl ChangeReader {
                 "the ledger has no change log (open it with this nex first)".into(),
             ));
         }
+        let ledger_id: String =
+            conn.query_row("SELECT id FROM ledger_identity LIMIT 1", [], |r| r.get(0))?;
         let shapes = tables::shapes(&conn)?;
         let selects = shapes.iter().map(select_row).collect();
         Ok(ChangeReader {
             conn,
+            ledger_id,
             shapes,
             selects,
         })
+    }
+
+    /// This ledger's identity (`ledger_identity`, migration 0006).
+    pub fn ledger_id(&self) -> &str {
+        &self.ledger_id
     }
 
     pub fn shapes(&self) -> &[TableShape] {

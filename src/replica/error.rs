@@ -24,6 +24,11 @@ pub enum ReplicaError {
     /// The ledger could not be read (its change log, a row).
     #[error("cannot read the ledger: {0}")]
     Read(String),
+    /// Another ledger already replicates under this machine name.
+    #[error(
+        "another ledger already replicates as machine `{0}` (two hosts with one name, or a ledger started anew): set another [replica] machine"
+    )]
+    MachineTaken(String),
     /// A ledger value that the replica's column type cannot hold.
     #[error("{table}.{column} holds a value the replica cannot store ({detail})")]
     ValueInvalid {
@@ -44,6 +49,7 @@ impl ReplicaError {
             ReplicaError::Write(_) => Code::ReplicaWriteFailed,
             ReplicaError::Read(_) => Code::ReplicaReadFailed,
             ReplicaError::ValueInvalid { .. } => Code::ReplicaValueInvalid,
+            ReplicaError::MachineTaken(_) => Code::ReplicaMachineTaken,
         }
     }
 

@@ -28,6 +28,8 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS nex.replica_watermarks (
          machine    text PRIMARY KEY,
          seq        bigint NOT NULL,
+         -- The ledger_identity of the ledger that replicates as this machine.
+         ledger_id  text,
          updated_at timestamptz NOT NULL DEFAULT now()
      );
      CREATE INDEX IF NOT EXISTS turns_machine_session ON nex.turns (machine, session_label);

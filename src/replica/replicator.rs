@@ -203,7 +203,11 @@ impl Replicator {
         let url = &self.settings.url;
         let mut client = pg::connect(url).await?;
         pg::ensure_schema(&mut client, url, &reader.shapes).await?;
-        let watermark = apply::watermark(&client, url, &self.settings.machine).await?;
+        let writer = apply::Writer {
+            machine: &self.settings.machine,
+            ledger_id: &reader.ledger_id,
+        };
+        let watermark = apply::watermark_of(&client, url, writer).await?;
         Ok(Link { client, watermark })
     }
 
@@ -219,7 +223,10 @@ impl Replicator {
         let applied = apply::apply(
             &mut link.client,
             &self.settings.url,
-            &self.settings.machine,
+            apply::Writer {
+                machine: &self.settings.machine,
+                ledger_id: &reader.ledger_id,
+            },
             &reader.shapes,
             &batch,
             hook,
@@ -251,6 +258,7 @@ impl Replicator {
 struct Reader {
     inner: Arc<Mutex<ChangeReader>>,
     shapes: Vec<TableShape>,
+    ledger_id: String,
 }
 
 impl Reader {
@@ -276,6 +284,7 @@ async fn open_reader(ledger: PathBuf) -> Result<Reader, ReplicaError> {
         .map_err(|_| ReplicaError::Read("the ledger reader thread failed".into()))??;
     Ok(Reader {
         shapes: reader.shapes().to_vec(),
+        ledger_id: reader.ledger_id().to_owned(),
         inner: Arc::new(Mutex::new(reader)),
     })
 }

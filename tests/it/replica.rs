@@ -264,6 +264,18 @@ fn two_machines_backfill_and_tail_equal_the_replica_row_for_row() {
     wait_for("status current", || a.status()["lag_changes"] == 0);
     reports_cover_both_machines(&pg, &a, &b);
 
+    // A second ledger under a name already taken is refused, and A's rows stay A's.
+    let c = Machine::new(&pg, "laptop", 13, 1);
+    c.backfill();
+    let out = c.sync();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("replica_machine_taken"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    compare(&pg, &a.ledger(), "laptop").unwrap();
+
     da.stop(Duration::from_secs(20));
     db.stop(Duration::from_secs(20));
     a.assert_log_clean();
