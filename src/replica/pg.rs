@@ -39,6 +39,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX IF NOT EXISTS tool_calls_machine_turn ON nex.tool_calls (machine, turn_id);
      CREATE INDEX IF NOT EXISTS session_imports_machine_label
          ON nex.session_imports (machine, session_label);",
+    // 2: the session columns of ledger migration 0003 (created by the mirror step before this).
+    "CREATE INDEX IF NOT EXISTS messages_machine_session ON nex.messages (machine, session_label);
+     CREATE INDEX IF NOT EXISTS tool_calls_machine_session
+         ON nex.tool_calls (machine, session_label);
+     CREATE INDEX IF NOT EXISTS sessions_provider ON nex.sessions (provider);",
 ];
 
 /// Connects; the connection's driver task runs on the current runtime until the client drops.
