@@ -60,7 +60,13 @@ impl StateFile {
     pub fn store(&self, state: &ReplicaState) {
         let write = || -> std::io::Result<()> {
             let dir = self.path.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir)?;
+            // `run/` is private like the rest of NEX_HOME (0700 when nex creates it).
+            if let Some(home) = dir.parent() {
+                crate::control::server::create_private_dir(home)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
+            crate::control::server::create_private_dir(dir)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             let tmp = tempfile::NamedTempFile::new_in(dir)?;
             serde_json::to_writer(&tmp, state).map_err(std::io::Error::other)?;
             tmp.persist(&self.path).map_err(|e| e.error)?;
