@@ -23,6 +23,8 @@
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 //! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
 //!   the control socket.
+//! - [`replica`]: replication of the ledger into a shared PostgreSQL (many machines, one
+//!   archive): change log reader, schema, batches, the replicator, status and reports.
 //!
 //! The `nex-bench` harness is not part of the library: it is the workspace member `bench/`
 //! (crate `nex_bench`), which depends on this one.
@@ -35,4 +37,5 @@ pub mod ledger;
 pub mod pipeline;
 pub mod protocol;
 pub mod query;
+pub mod replica;
 pub mod stages;

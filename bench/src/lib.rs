@@ -27,6 +27,8 @@
 //! - `peer_idle_cli`: the command line of those two, flattened into `nex-bench`.
 //! - `usage`: the `usage` scenario (issue 13): `nex usage --by day` over a ledger of the
 //!   standard corpus.
+//! - `replica`: the `replica` scenario: M ledgers replicating into one PostgreSQL at once.
+//! - `pg`: a private PostgreSQL server (initdb in a temp dir) and replica-vs-ledger comparison.
 
 pub mod backfill;
 pub mod big;
@@ -38,10 +40,12 @@ pub mod home;
 pub mod idle;
 pub mod peer;
 pub mod peer_idle_cli;
+pub mod pg;
 pub mod procs;
 pub mod proctree;
 pub mod raw;
 pub mod replay;
+pub mod replica;
 pub mod rng;
 pub mod stores;
 pub mod tail;

@@ -9,6 +9,7 @@
 //! nex-bench peer [--sessions N] [--corpus DIR] [--runs N] [--json]   # P2 (exit 3: no peer)
 //! nex-bench usage [--sessions N] [--runs N] [--dir PATH] [--nex PATH] [--json]   # issue 13
 //! nex-bench tail-long-turn [--calls 10,1000,5000] [--appends N] [--runs N] [--json]   # issue 12
+//! nex-bench replica [--machines 8] [--sessions N] [--samples N] [--json]   # issue 14
 //! ```
 
 use std::io::{self, Write};
@@ -115,6 +116,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// M ledgers replicating into one private PostgreSQL at once: time to converge against M
+    /// local backfills, rows/s, lag of an appended turn (p50, p99).
+    Replica {
+        #[arg(long, default_value_t = 8)]
+        machines: usize,
+        /// Sessions per machine (200: the standard corpus).
+        #[arg(long, default_value_t = 200)]
+        sessions: usize,
+        /// Appended turns whose lag is measured.
+        #[arg(long, default_value_t = 50)]
+        samples: usize,
+        /// Directory of the built `nex` and `aix` (default: next to this executable).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -138,6 +156,13 @@ fn main() -> ExitCode {
             nex,
             json,
         } => usage_cmd(&corpus, runs, dir, nex, json),
+        Command::Replica {
+            machines,
+            sessions,
+            samples,
+            bin_dir,
+            json,
+        } => replica_cmd(machines, sessions, samples, bin_dir, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -355,6 +380,44 @@ fn usage_cmd(
             s.median, s.min, s.max
         )?,
         None => writeln!(out, "  nex binary not found: process not timed")?,
+    }
+    Ok(())
+}
+
+fn replica_cmd(
+    machines: usize,
+    sessions: usize,
+    samples: usize,
+    bin_dir: Option<PathBuf>,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bench = nex_bench::replica::ReplicaBench {
+        machines,
+        sessions,
+        samples,
+        bins: nex_bench::procs::Binaries::locate(bin_dir.as_deref())?,
+    };
+    let r = nex_bench::replica::run(&bench).map_err(|e| e.to_string())?;
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &r)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "replica  {} machines x {} sessions · {} rows · converged in {:.2} s vs {:.2} s of local backfills (x{:.2}) · {:.0} rows/s · tail lag p50 {:.0} ms, p99 {:.0} ms (in the ledger: p50 {:.0} ms, p99 {:.0} ms)",
+            r.machines,
+            r.sessions_per_machine,
+            r.rows,
+            r.converge_s,
+            r.local_backfills_s,
+            r.ratio,
+            r.rows_per_s,
+            r.lag_p50_ms,
+            r.lag_p99_ms,
+            r.ledger_lag_p50_ms,
+            r.ledger_lag_p99_ms
+        )?;
     }
     Ok(())
 }

@@ -16,6 +16,7 @@
 //!   ledger hold, what was skipped, whether the daemon and tail run.
 //! - `fmt`: the output conventions (local times with offset, `--utc`, `-`, plurals, colour,
 //!   the one error line).
+//! - `replica`: `nex replica status|sync`: the shared PostgreSQL replica.
 //! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
 
 pub mod apply;
@@ -25,6 +26,7 @@ pub mod doctor;
 pub mod fmt;
 pub mod import_ctl;
 pub mod replay;
+pub mod replica;
 pub mod service;
 pub mod sessions;
 pub mod status;
@@ -80,6 +82,9 @@ pub enum Command {
     /// sessions, by day, week, month, project, model, provider or session; subagents count in
     /// the session that spawned them.
     Usage(usage::UsageArgs),
+    /// The shared PostgreSQL replica of the ledger (`[replica]` in config.toml).
+    #[command(subcommand)]
+    Replica(replica::ReplicaCommand),
 }
 
 /// `nex import ...`
@@ -152,6 +157,8 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Service(service::ServiceCommand::Status(args)) => return service::status(args),
         Command::Doctor(args) => return doctor::run(*args),
+        Command::Replica(replica::ReplicaCommand::Status(args)) => return replica::status(args),
+        Command::Replica(replica::ReplicaCommand::Sync(args)) => return replica::sync(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -61,6 +61,12 @@ pub struct ListArgs {
     /// Print a JSON array of sessions (`SessionSummary`, docs/control.md) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The sessions of every machine in the shared replica (`[replica]` in config.toml).
+    #[arg(long)]
+    pub replica: bool,
+    /// With `--replica`: one row per machine (sessions, turns, last update, watermark).
+    #[arg(long, value_enum, requires = "replica")]
+    pub by: Option<super::replica::SessionsBy>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -306,6 +312,9 @@ fn duration(ms: Option<i64>) -> String {
 }
 
 pub fn list(args: ListArgs) -> ExitCode {
+    if args.replica {
+        return super::replica::sessions_list(&args);
+    }
     match list_sessions(&args) {
         Ok((rows, first_run)) => {
             if args.json {

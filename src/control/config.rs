@@ -172,6 +172,8 @@ pub struct ControlSettings {
     pub job_retry: RestartPolicy,
     /// Open the agents ledger even when it is a symbolic link (`--allow-symlinked-ledger`).
     pub allow_symlinked_ledger: bool,
+    /// The shared PostgreSQL the daemon replicates the ledger into; `None`: no replication.
+    pub replica: Option<crate::replica::ReplicaSettings>,
 }
 
 impl ControlSettings {
@@ -189,6 +191,7 @@ impl ControlSettings {
             restart: RestartPolicy::default(),
             job_retry: RestartPolicy::job_default(),
             allow_symlinked_ledger: false,
+            replica: None,
         }
     }
 
@@ -256,6 +259,14 @@ impl ControlSettings {
         r.max = ms(imp.backoff_max_ms, r.max);
         r.reset_after = ms(imp.reset_after_ms, r.reset_after);
         s.job_retry.max_restarts = imp.job_max_retries.unwrap_or(s.job_retry.max_restarts);
+        s.replica = crate::replica::ReplicaSettings::resolve(
+            file.replica.url.as_deref(),
+            file.replica.machine.as_deref(),
+        )
+        .map_err(|e| ControlError::ConfigInvalid {
+            path: s.paths.config_file.clone(),
+            detail: format!("{e} [{}]", e.code()),
+        })?;
         Ok(s)
     }
 }
@@ -302,6 +313,9 @@ pub struct Overrides {
 /// output = 15.0
 /// cache_read = 0.3                # default: input
 /// cache_write = 3.75              # default: input
+/// [replica]
+/// url = "postgres://nex@db.example.org/team?sslmode=require"   # or NEX_REPLICA_URL
+/// machine = "laptop"              # default: the host name
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -312,6 +326,17 @@ pub struct ConfigFile {
     /// Model prices overriding or adding to the repository's table (`prices.toml`), by model
     /// name (matched as `crate::query::prices` describes).
     pub prices: std::collections::BTreeMap<String, crate::query::prices::PriceOverride>,
+    pub replica: ReplicaSection,
+}
+
+/// `[replica]`: the shared PostgreSQL this ledger replicates into (`nex daemon`,
+/// `nex replica sync`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ReplicaSection {
+    /// A secret (it may hold a password): never logged or printed.
+    pub url: Option<String>,
+    pub machine: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -389,10 +414,13 @@ impl ConfigFile {
 }
 
 /// Keys of the top level of `config.toml`.
-const TOP_KEYS: &[&str] = &["persona", "ledger", "import", "prices"];
+const TOP_KEYS: &[&str] = &["persona", "ledger", "import", "prices", "replica"];
 
 /// Keys of a `[prices."model"]` table.
 const PRICE_KEYS: &[&str] = &["input", "output", "cache_read", "cache_write"];
+
+/// Keys of `[replica]`.
+const REPLICA_KEYS: &[&str] = &["url", "machine"];
 
 /// Keys of `[import]`.
 const IMPORT_KEYS: &[&str] = &[
@@ -456,6 +484,15 @@ fn check_keys(table: &toml::Table) -> Result<(), String> {
                     if !PRICE_KEYS.contains(&key.as_str()) {
                         return Err(unknown(key, &format!("prices.\"{model}\"."), PRICE_KEYS));
                     }
+                }
+            }
+        }
+        if key == "replica"
+            && let Some(section) = value.as_table()
+        {
+            for key in section.keys() {
+                if !REPLICA_KEYS.contains(&key.as_str()) {
+                    return Err(unknown(key, "replica.", REPLICA_KEYS));
                 }
             }
         }
@@ -591,6 +628,9 @@ mod tests {
             e.contains("unknown key `import.zzzzzz`") && !e.contains("mean"),
             "{e}"
         );
+        let e = read_config("[replica]\nmachin = \"x\"\n").unwrap_err();
+        assert!(e.contains("did you mean `replica.machine`?"), "{e}");
+        read_config("[replica]\nurl = \"postgres://h/db\"\nmachine = \"m\"\n").unwrap();
         let e = read_config("[imports]\nenabled = false\n").unwrap_err();
         assert!(e.contains("did you mean `import`?"), "{e}");
         // Every known key is accepted.

@@ -27,6 +27,10 @@ pub const AGENTS: &[Migration] = &[
         name: "agents/0003_query_columns.sql",
         sql: include_str!("../../migrations/agents/0003_query_columns.sql"),
     },
+    Migration {
+        name: "agents/0006_change_log.sql",
+        sql: include_str!("../../migrations/agents/0006_change_log.sql"),
+    },
 ];
 
 /// Migrations of `nexus.db`, in order.

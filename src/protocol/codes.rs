@@ -129,6 +129,15 @@ pub enum Code {
     SessionAmbiguous,
     /// A `--since`/`--until` date that is not a calendar day `YYYY-MM-DD`.
     DateInvalid,
+    ReplicaNotConfigured,
+    ReplicaUrlInvalid,
+    ReplicaMachineInvalid,
+    ReplicaUnreachable,
+    ReplicaSchemaFailed,
+    ReplicaWriteFailed,
+    ReplicaReadFailed,
+    ReplicaValueInvalid,
+    ReplicaMachineTaken,
 }
 
 impl Code {
@@ -229,6 +238,15 @@ impl Code {
         Code::SessionNotFound,
         Code::SessionAmbiguous,
         Code::DateInvalid,
+        Code::ReplicaNotConfigured,
+        Code::ReplicaUrlInvalid,
+        Code::ReplicaMachineInvalid,
+        Code::ReplicaUnreachable,
+        Code::ReplicaSchemaFailed,
+        Code::ReplicaWriteFailed,
+        Code::ReplicaReadFailed,
+        Code::ReplicaValueInvalid,
+        Code::ReplicaMachineTaken,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -332,6 +350,15 @@ impl Code {
             Code::SessionNotFound => "session_not_found",
             Code::SessionAmbiguous => "session_ambiguous",
             Code::DateInvalid => "date_invalid",
+            Code::ReplicaNotConfigured => "replica_not_configured",
+            Code::ReplicaUrlInvalid => "replica_url_invalid",
+            Code::ReplicaMachineInvalid => "replica_machine_invalid",
+            Code::ReplicaUnreachable => "replica_unreachable",
+            Code::ReplicaSchemaFailed => "replica_schema_failed",
+            Code::ReplicaWriteFailed => "replica_write_failed",
+            Code::ReplicaReadFailed => "replica_read_failed",
+            Code::ReplicaValueInvalid => "replica_value_invalid",
+            Code::ReplicaMachineTaken => "replica_machine_taken",
         }
     }
 

@@ -35,6 +35,7 @@ mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, 
 mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
 mod pipeline_support; // fixtures shared by the pipeline_* modules
 mod query_cli; // nex usage, sessions list|show|export: sums = SQL sums, subagents once, prices, prefixes, redaction
+mod replica; // issue 14: ledgers replicated into a real PostgreSQL: two machines row for row, faults, credentials
 mod sources; // source parsers and stores (all five providers): exact items, incremental = full, bad input
 mod verify_cli; // nex import verify: matches, gone sources, tampered rows, exit codes; samples and real corpora
 mod worker_backfill; // aix backfill: cursor skip, --full, crash-resume, ordering, lineage
