@@ -49,8 +49,8 @@ pub mod replica;
 pub mod rng;
 pub mod stores;
 pub mod tail;
-pub mod usage;
 pub mod tail_turn;
+pub mod usage;
 pub mod worker_cli;
 
 /// Median, min and max of a set of measurements.

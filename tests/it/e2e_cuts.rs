@@ -1364,6 +1364,8 @@ fn gemini_files_sharing_a_session_id_give_one_result_whatever_order() {
         }
     }
     report(failures);
+}
+
 // ---- issue 12: the open turn as deltas -----------------------------------------------------
 
 /// A Claude Code session of our own text: a closed first turn, then an open turn of `calls`
