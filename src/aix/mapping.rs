@@ -33,8 +33,11 @@ use crate::protocol::ImportSessionItem;
 pub const BEFORE_VERSIONS: u32 = 1;
 
 /// Claude Code: 2 = prompts without shell-mode, local-command and interrupt lines; last-line usage
-/// per `message.id`; resumed files; subagent folders without their main file.
-pub const CLAUDE_CODE: u32 = 2;
+/// per `message.id`; resumed files; subagent folders without their main file. 3 = each tool
+/// result's text stored once: in the call's `result_json` (not again in its role `tool` message,
+/// which the call names as `resultSourceMessageId`), `toolUseResult` without the strings that
+/// repeat the text or the call's input.
+pub const CLAUDE_CODE: u32 = 3;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay.
 pub const CODEX: u32 = 2;

@@ -173,7 +173,7 @@ fn assert_upgraded(items: &[ImportSessionItem], ledger: &Path, clean: &str) {
     assert!(
         items
             .iter()
-            .all(|i| i.mapping_version == Some(2) && i.whole_session)
+            .all(|i| i.mapping_version == Some(nex::aix::mapping::CLAUDE_CODE) && i.whole_session)
     );
     let got = rows(ledger);
     assert!(got == clean, "{}", first_difference(&got, clean));
