@@ -10,12 +10,14 @@
 -- blocks (usually none).
 ALTER TABLE tool_calls ADD COLUMN result_message_id TEXT REFERENCES messages(id);
 
--- Rows written before: each Claude Code call with a result is linked to the role `tool` message
--- of its turn whose content is the result's text (the `content` string, or its non-empty text
--- parts joined by newlines; an empty result: a message without text written at the call's
--- completion time), the one written at the completion time first, then the earliest.
+-- Rows written before: each Claude Code call with a result is linked to a role `tool` message
+-- of its session (0003's `session_label`; else of its turn) whose content is the result's text
+-- (the `content` string, or its non-empty text parts joined by newlines; an empty result: a
+-- message without text written at the call's completion time): the one written at the
+-- completion time first, then one of the call's turn (a replayed result line moves its message
+-- to a later turn), then the earliest.
 CREATE TEMP TABLE result_text AS
-SELECT id AS call_id, turn_id, completed_at,
+SELECT id AS call_id, turn_id, session_label, completed_at,
     CASE json_type(result_json, '$.content')
         WHEN 'text' THEN nullif(json_extract(result_json, '$.content'), '')
         WHEN 'array' THEN (
@@ -32,6 +34,19 @@ WHERE result_json IS NOT NULL AND json_valid(result_json)
 UPDATE tool_calls SET result_message_id = (
     SELECT m.id
     FROM result_text rt
+    JOIN messages m ON m.session_label = rt.session_label
+    WHERE rt.call_id = tool_calls.id
+        AND m.role = 'tool'
+        AND json_extract(m.metadata_json, '$.import_provider') = 'claude-code'
+        AND m.content IS rt.text
+        AND (rt.text IS NOT NULL OR m.created_at = rt.completed_at)
+    ORDER BY m.created_at = rt.completed_at DESC, m.turn_id = rt.turn_id DESC, m.sequence
+    LIMIT 1)
+WHERE id IN (SELECT call_id FROM result_text WHERE session_label IS NOT NULL);
+
+UPDATE tool_calls SET result_message_id = (
+    SELECT m.id
+    FROM result_text rt
     JOIN messages m ON m.turn_id = rt.turn_id
     WHERE rt.call_id = tool_calls.id
         AND m.role = 'tool'
@@ -40,7 +55,7 @@ UPDATE tool_calls SET result_message_id = (
         AND (rt.text IS NOT NULL OR m.created_at = rt.completed_at)
     ORDER BY m.created_at = rt.completed_at DESC, m.sequence
     LIMIT 1)
-WHERE id IN (SELECT call_id FROM result_text);
+WHERE result_message_id IS NULL AND id IN (SELECT call_id FROM result_text);
 
 -- The linked messages' text is the result's: stored once, in the call.
 UPDATE messages SET content = NULL
