@@ -57,10 +57,13 @@ UPDATE tool_calls SET result_message_id = (
     LIMIT 1)
 WHERE result_message_id IS NULL AND id IN (SELECT call_id FROM result_text);
 
--- The linked messages' text is the result's: stored once, in the call.
+-- The linked messages' text is the result's: stored once, in the call. A message the call's
+-- turn no longer holds was moved by a later copy of its line (real subagent files replay
+-- lines), which the mapping keeps as a message of its own: its text stays.
 UPDATE messages SET content = NULL
 WHERE content IS NOT NULL
-    AND id IN (SELECT result_message_id FROM tool_calls WHERE result_message_id IS NOT NULL);
+    AND id IN (SELECT tc.result_message_id FROM tool_calls tc
+               WHERE tc.result_message_id = messages.id AND tc.turn_id = messages.turn_id);
 
 -- `toolUseResult` of the linked calls: the top-level non-empty strings equal to the result's
 -- `content` string or to one of the call's top-level input strings are removed, and named in

@@ -118,9 +118,6 @@ pub(super) struct ItemState {
     /// replay earlier lines) must not start the call a second time once the first was resolved
     /// and let go.
     tools_seen: HashSet<Box<str>>,
-    /// The message that carried each call's result, kept after the call is let go: a copy of
-    /// that line met again later leaves the text in the call, not in the message.
-    result_carrier: HashMap<Box<str>, Box<str>>,
     pub header: Header,
     /// Own chain for items that are a subset of a file's lines (inline sidechains).
     pub chain: Option<FingerprintChain>,
@@ -213,8 +210,7 @@ impl ItemState {
         let has_tool_result = blocks.iter().any(|b| b.kind() == "tool_result");
         // Which results land on a call that waits for one (the first result of a call wins): their
         // text is stored once, in the call's `result_json`; the message keeps the rest.
-        let message_id = uuid.clone().unwrap_or_else(line_id);
-        let (lands, stored) = self.results_landing(&blocks, &message_id);
+        let lands = self.results_landing(&blocks);
         let (role, human) = match kind {
             "user" if r.is_compact_summary == Some(true) => ("system", false),
             "user" if has_tool_result => ("tool", false),
@@ -247,6 +243,7 @@ impl ItemState {
         let Some(ordinal) = self.asm.open_ordinal() else {
             return Vec::new();
         };
+        let message_id = uuid.clone().unwrap_or_else(line_id);
         self.uuid_turn
             .insert(message_id.as_str().into(), ordinal as u32);
 
@@ -269,8 +266,8 @@ impl ItemState {
             _ => join_nonempty(
                 blocks
                     .iter()
-                    .zip(&stored)
-                    .filter(|(_, stored)| !**stored)
+                    .zip(&lands)
+                    .filter(|(_, lands)| !**lands)
                     .flat_map(|(b, _)| block_texts(b)),
             ),
         };
@@ -431,8 +428,6 @@ impl ItemState {
             let tur = tool_use_result.take();
             call.result_json = Some(result_json(content, tur, call.params_json.as_ref()));
             call.result_source_message_id = Some(message_id.clone());
-            self.result_carrier
-                .insert(id.as_str().into(), message_id.as_str().into());
             call.status = Some(
                 if failed {
                     STATUS_FAILED
@@ -484,11 +479,9 @@ impl ItemState {
         true
     }
 
-    /// Per block of message `message_id`: whether it is a `tool_result` that lands on a call
-    /// waiting for one (known, still pending, and not answered by an earlier block of the same
-    /// line), and whether its text is stored in a call (it lands, or it is a copy of the line
-    /// that gave the call its result).
-    fn results_landing(&self, blocks: &[Block<'_>], message_id: &str) -> (Vec<bool>, Vec<bool>) {
+    /// Per block of a line: whether it is a `tool_result` that lands on a call waiting for
+    /// one (known, still pending, and not answered by an earlier block of the same line).
+    fn results_landing(&self, blocks: &[Block<'_>]) -> Vec<bool> {
         let mut answered: HashSet<&str> = HashSet::new();
         blocks
             .iter()
@@ -498,17 +491,14 @@ impl ItemState {
                     .as_deref()
                     .filter(|_| b.kind() == "tool_result")
                 else {
-                    return (false, false);
+                    return false;
                 };
-                let lands = self
-                    .asm
+                self.asm
                     .tool_ref(id)
                     .is_some_and(|c| c.status.as_deref() == Some(STATUS_PENDING))
-                    && answered.insert(id);
-                let copy = self.result_carrier.get(id).map(|m| &**m) == Some(message_id);
-                (lands, lands || copy)
+                    && answered.insert(id)
             })
-            .unzip()
+            .collect()
     }
 
     /// The `description` input of a known tool call.
