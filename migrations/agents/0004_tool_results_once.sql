@@ -31,6 +31,23 @@ WHERE result_json IS NOT NULL AND json_valid(result_json)
     AND json_type(result_json) = 'object'
     AND json_type(result_json, '$.content') IS NOT NULL;
 
+-- Most results were written at their call's completion time: those are found through an index
+-- on (session, time) first, which keeps the search from comparing every call with every message
+-- of a long session.
+CREATE INDEX tmp_0004_messages_time ON messages(session_label, created_at);
+UPDATE tool_calls SET result_message_id = (
+    SELECT m.id
+    FROM result_text rt
+    JOIN messages m ON m.session_label = rt.session_label AND m.created_at = rt.completed_at
+    WHERE rt.call_id = tool_calls.id
+        AND m.role = 'tool'
+        AND json_extract(m.metadata_json, '$.import_provider') = 'claude-code'
+        AND m.content IS rt.text
+    ORDER BY m.turn_id = rt.turn_id DESC, m.sequence
+    LIMIT 1)
+WHERE id IN (SELECT call_id FROM result_text WHERE session_label IS NOT NULL);
+DROP INDEX tmp_0004_messages_time;
+
 UPDATE tool_calls SET result_message_id = (
     SELECT m.id
     FROM result_text rt
@@ -42,7 +59,7 @@ UPDATE tool_calls SET result_message_id = (
         AND (rt.text IS NOT NULL OR m.created_at = rt.completed_at)
     ORDER BY m.created_at = rt.completed_at DESC, m.turn_id = rt.turn_id DESC, m.sequence
     LIMIT 1)
-WHERE id IN (SELECT call_id FROM result_text WHERE session_label IS NOT NULL);
+WHERE result_message_id IS NULL AND id IN (SELECT call_id FROM result_text WHERE session_label IS NOT NULL);
 
 UPDATE tool_calls SET result_message_id = (
     SELECT m.id
