@@ -30,6 +30,7 @@ FROM tool_calls
 WHERE result_json IS NOT NULL AND json_valid(result_json)
     AND json_type(result_json) = 'object'
     AND json_type(result_json, '$.content') IS NOT NULL;
+CREATE INDEX temp.tmp_0004_result_text ON result_text(call_id);
 
 -- Most results were written at their call's completion time: those are found through an index
 -- on (session, time) first, which keeps the search from comparing every call with every message
@@ -77,10 +78,13 @@ WHERE result_message_id IS NULL AND id IN (SELECT call_id FROM result_text);
 -- The linked messages' text is the result's: stored once, in the call. A message the call's
 -- turn no longer holds was moved by a later copy of its line (real subagent files replay
 -- lines), which the mapping keeps as a message of its own: its text stays.
+CREATE TEMP TABLE linked AS
+SELECT result_message_id AS message_id, turn_id FROM tool_calls WHERE result_message_id IS NOT NULL;
+CREATE INDEX temp.tmp_0004_linked ON linked(message_id);
 UPDATE messages SET content = NULL
 WHERE content IS NOT NULL
-    AND id IN (SELECT tc.result_message_id FROM tool_calls tc
-               WHERE tc.result_message_id = messages.id AND tc.turn_id = messages.turn_id);
+    AND EXISTS (SELECT 1 FROM linked l WHERE l.message_id = messages.id AND l.turn_id = messages.turn_id);
+DROP TABLE linked;
 
 -- `toolUseResult` of the linked calls: the top-level non-empty strings equal to the result's
 -- `content` string or to one of the call's top-level input strings are removed, and named in
@@ -102,6 +106,7 @@ SELECT tc.id AS call_id, f.key, f.fullkey, f.type,
 FROM tool_calls tc, json_each(tc.result_json, '$.toolUseResult') f
 WHERE tc.result_message_id IS NOT NULL
     AND json_type(tc.result_json, '$.toolUseResult') = 'object';
+CREATE INDEX temp.tmp_0004_tur_field ON tur_field(call_id);
 
 UPDATE tool_calls SET result_json = (
     SELECT json_object(
