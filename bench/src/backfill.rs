@@ -53,6 +53,17 @@ pub struct BackfillResult {
     /// Peak RSS (MiB) over the runs, per process (P3).
     pub aix_peak_rss_mib: f64,
     pub nex_peak_rss_mib: f64,
+    /// CPU seconds (user + system) of `aix` and `nex` together per backfill, and of the raw
+    /// insert loop per run.
+    pub backfill_cpu_secs: Vec<f64>,
+    pub raw_cpu_secs: Vec<f64>,
+    /// backfill CPU / raw CPU per run.
+    pub cpu_ratio: Spread,
+    /// Bytes of the ledger a backfill leaves (database + WAL, after `nex` exited), of the raw
+    /// loop's, and the backfill's per corpus byte.
+    pub ledger_bytes: u64,
+    pub raw_ledger_bytes: u64,
+    pub ledger_per_corpus_byte: f64,
     /// The last rebackfill's report counters: frames, imported, skipped.
     pub rebackfill_frames: u64,
     pub rebackfill_imported: u64,
@@ -105,6 +116,23 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// A ledger's bytes on disk: the database and its WAL.
+fn ledger_bytes(path: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", path.display())).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// CPU seconds (user + system) of `who` so far.
+fn cpu_secs(who: nix::sys::resource::UsageWho) -> f64 {
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    nix::sys::resource::getrusage(who)
+        .map(|u| secs(u.user_time()) + secs(u.system_time()))
+        .unwrap_or(f64::NAN)
+}
+
 fn remove_ledger(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -154,29 +182,47 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
     worker_args.extend(roots.iter().cloned());
 
     let (mut backfill_secs, mut raw_secs, mut re_secs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut backfill_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
+    let (mut ledger_size, mut raw_size) = (0, 0);
     let (mut aix_rss, mut nex_rss) = (0u64, 0u64);
     let (mut re_frames, mut re_imported) = (0, 0);
     for run in 0..bench.runs.max(1) {
         // Alternate the order so neither side always runs on a warmer cache.
         let raw_first = run % 2 == 1;
         let raw_path = dir.join("raw.db");
-        let measure_raw = || -> Result<f64, BenchError> {
+        // The raw loop runs on this thread: its CPU is the thread's.
+        let measure_raw = || -> Result<(f64, f64, u64), BenchError> {
+            use nix::sys::resource::UsageWho;
             remove_ledger(&raw_path);
             let mut conn = ledger::open_agents(&raw_path)?;
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), cpu_secs(UsageWho::RUSAGE_THREAD));
             insert_rows(&mut conn, &items)?;
             let secs = t.elapsed().as_secs_f64();
+            let cpu = cpu_secs(UsageWho::RUSAGE_THREAD) - cpu;
             drop(conn);
+            let bytes = ledger_bytes(&raw_path);
             remove_ledger(&raw_path);
-            Ok(secs)
+            Ok((secs, cpu, bytes))
+        };
+        let mut raw = |raw_secs: &mut Vec<f64>| -> Result<(), BenchError> {
+            let (secs, cpu, bytes) = measure_raw()?;
+            raw_secs.push(secs);
+            raw_cpu.push(cpu);
+            raw_size = bytes;
+            Ok(())
         };
         if raw_first {
-            raw_secs.push(measure_raw()?);
+            raw(&mut raw_secs)?;
         }
         let ledger_path = dir.join("backfill.db");
         remove_ledger(&ledger_path);
+        // Reaped children's CPU: the pair (and the `sync`s, negligible).
+        let children = || cpu_secs(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
+        let cpu_before = children();
         let first = Pair::spawn(&bench.bins, &emit_args, &ledger_path, false)?.finish()?;
+        backfill_cpu.push(children() - cpu_before);
         check(&first, sessions)?;
+        ledger_size = ledger_bytes(&ledger_path);
         backfill_secs.push(first.secs);
         aix_rss = aix_rss.max(first.aix_rss_kib);
         nex_rss = nex_rss.max(first.nex_rss_kib);
@@ -202,7 +248,7 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
         re_secs.push(again.secs);
         remove_ledger(&ledger_path);
         if !raw_first {
-            raw_secs.push(measure_raw()?);
+            raw(&mut raw_secs)?;
         }
     }
     let ratios = super::ratios(&backfill_secs, &raw_secs);
@@ -220,6 +266,12 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
         rebackfill_secs: re_secs,
         aix_peak_rss_mib: aix_rss as f64 / 1024.0,
         nex_peak_rss_mib: nex_rss as f64 / 1024.0,
+        cpu_ratio: spread(&super::ratios(&backfill_cpu, &raw_cpu)),
+        backfill_cpu_secs: backfill_cpu,
+        raw_cpu_secs: raw_cpu,
+        ledger_bytes: ledger_size,
+        raw_ledger_bytes: raw_size,
+        ledger_per_corpus_byte: ledger_size as f64 / corpus_bytes.max(1) as f64,
         rebackfill_frames: re_frames,
         rebackfill_imported: re_imported,
     })

@@ -327,6 +327,19 @@ fn backfill_cmd(a: &BackfillArgs, re: bool) -> Res {
         println!("raw      {} s", s(&r.raw));
         println!("ratio    backfill/raw {}", s(&r.ratio));
         println!(
+            "cpu      backfill {} s · raw {} s · ratio {}",
+            s(&super::Spread::of_or_nan(&r.backfill_cpu_secs)),
+            s(&super::Spread::of_or_nan(&r.raw_cpu_secs)),
+            s(&r.cpu_ratio)
+        );
+        println!(
+            "ledger   {:.1} MB ({:.2} x the corpus) · raw {:.1} MB ({:.2} x)",
+            r.ledger_bytes as f64 / 1e6,
+            r.ledger_per_corpus_byte,
+            r.raw_ledger_bytes as f64 / 1e6,
+            r.raw_ledger_bytes as f64 / r.corpus_bytes.max(1) as f64
+        );
+        println!(
             "rss      peak aix {:.1} MiB · nex {:.1} MiB",
             r.aix_peak_rss_mib, r.nex_peak_rss_mib
         );

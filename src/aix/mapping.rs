@@ -35,7 +35,10 @@ pub const BEFORE_VERSIONS: u32 = 1;
 /// Claude Code: 2 = prompts without shell-mode, local-command and interrupt lines; last-line usage
 /// per `message.id`; resumed files; subagent folders without their main file. 3 = a line whose
 /// uuid the item already holds is a copy and changes nothing (resumed 2.1.x subagent files).
-pub const CLAUDE_CODE: u32 = 3;
+/// 4 = each tool result's text stored once: in the call's `result_json` (not again in its role
+/// `tool` message, which the call names as `resultSourceMessageId`), `toolUseResult` without the
+/// strings that repeat the text or the call's input.
+pub const CLAUDE_CODE: u32 = 4;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
 /// without the cache reads (Codex's input includes them).
@@ -224,7 +227,7 @@ mod tests {
     #[test]
     fn every_provider_is_at_its_current_version() {
         let expected = [
-            (Provider::ClaudeCode, 3),
+            (Provider::ClaudeCode, 4),
             (Provider::Codex, 3),
             (Provider::Cursor, 2),
             (Provider::OpenCode, 2),

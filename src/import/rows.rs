@@ -340,7 +340,7 @@ pub(super) fn write_tool_calls(
         fresh,
         sql::INSERT_TOOL_CALL,
         sql::UPSERT_TOOL_CALL,
-        14,
+        15,
     );
     let json = json.filter(|j| j.tool_calls.len() == item.tool_calls.len());
     for (position, call) in item.tool_calls.iter().enumerate() {
@@ -362,6 +362,7 @@ pub(super) fn write_tool_calls(
             .turn(call.source_turn_id.as_deref())?
             .unwrap_or_else(|| fallback_turn.to_owned());
         let message = refs.message(call.source_message_id.as_deref())?;
+        let result_message = refs.message(call.result_source_message_id.as_deref())?;
         let started = positive(call.started_at_ms).unwrap_or(times.created);
         let completed = call.completed_at_ms.map(|c| positive(c).unwrap_or(started));
         let spawned = match non_blank(call.spawned_source_session_id.as_deref()) {
@@ -384,6 +385,7 @@ pub(super) fn write_tool_calls(
             completed,
             call.sequence,
             refs.label,
+            result_message,
         ])?;
     }
     Ok(())

@@ -124,8 +124,8 @@ pub(crate) const UPSERT_MESSAGE: &str = "INSERT INTO messages (
 
 pub(crate) const UPSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         id, turn_id, message_id, tool_name, tool_number, params_json, result_json, error,
-        status, spawned_session_label, started_at, completed_at, sequence, session_label)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+        status, spawned_session_label, started_at, completed_at, sequence, session_label, result_message_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
      ON CONFLICT(id) DO UPDATE SET
         turn_id = excluded.turn_id,
         message_id = excluded.message_id,
@@ -139,7 +139,8 @@ pub(crate) const UPSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         started_at = excluded.started_at,
         completed_at = excluded.completed_at,
         sequence = excluded.sequence,
-        session_label = excluded.session_label
+        session_label = excluded.session_label,
+        result_message_id = excluded.result_message_id
      WHERE tool_calls.turn_id IS NOT excluded.turn_id
         OR tool_calls.message_id IS NOT excluded.message_id
         OR tool_calls.tool_name IS NOT excluded.tool_name
@@ -152,7 +153,8 @@ pub(crate) const UPSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         OR tool_calls.started_at IS NOT excluded.started_at
         OR tool_calls.completed_at IS NOT excluded.completed_at
         OR tool_calls.sequence IS NOT excluded.sequence
-        OR tool_calls.session_label IS NOT excluded.session_label";
+        OR tool_calls.session_label IS NOT excluded.session_label
+        OR tool_calls.result_message_id IS NOT excluded.result_message_id";
 
 /// Nullable columns keep their stored value when the new one is NULL (rule 9: blanks never
 /// erase); `persona_id`, `is_subagent`, `updated_at` and `status` are overwritten;
@@ -329,5 +331,5 @@ pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (
 
 pub(crate) const INSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         id, turn_id, message_id, tool_name, tool_number, params_json, result_json, error,
-        status, spawned_session_label, started_at, completed_at, sequence, session_label)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+        status, spawned_session_label, started_at, completed_at, sequence, session_label, result_message_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";

@@ -28,6 +28,10 @@ pub const AGENTS: &[Migration] = &[
         sql: include_str!("../../migrations/agents/0003_query_columns.sql"),
     },
     Migration {
+        name: "agents/0004_tool_results_once.sql",
+        sql: include_str!("../../migrations/agents/0004_tool_results_once.sql"),
+    },
+    Migration {
         name: "agents/0006_change_log.sql",
         sql: include_str!("../../migrations/agents/0006_change_log.sql"),
     },

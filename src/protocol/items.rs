@@ -163,6 +163,11 @@ pub struct ToolCall {
     pub sequence: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// (extension) The message that carried the result (a Claude Code `tool_result` line):
+    /// the result's text is stored once, in `result_json`, and this links the call to the
+    /// message's place in the conversation (`tool_calls.result_message_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_source_message_id: Option<String>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -482,6 +487,10 @@ struct RawToolCall {
     completed_at_ms_s: Option<i64>,
     sequence: Option<i64>,
     error: Option<String>,
+    #[serde(rename = "resultSourceMessageId")]
+    result_source_message_id: Option<String>,
+    #[serde(rename = "result_source_message_id")]
+    result_source_message_id_s: Option<String>,
 }
 
 impl From<RawToolCall> for ToolCall {
@@ -503,6 +512,10 @@ impl From<RawToolCall> for ToolCall {
             completed_at_ms: pick_opt_int(r.completed_at_ms, r.completed_at_ms_s),
             sequence: r.sequence.unwrap_or(0),
             error: pick_str(r.error, None),
+            result_source_message_id: pick_str(
+                r.result_source_message_id,
+                r.result_source_message_id_s,
+            ),
         }
     }
 }

@@ -385,3 +385,186 @@ fn cursor_store_round_trip() {
     assert_eq!(run, "r2");
     assert_eq!(ledger::load_cursors(&conn, "other").unwrap().len(), 1);
 }
+
+/// Migration 0004 on a ledger written by the schema before it (rows as the Claude Code mapping
+/// 2 wrote them): each result's text is left in its call only, the call names its message, and
+/// `toolUseResult` loses the strings that repeat the text or the input. What the migration
+/// cannot tie to one call (a message with two results, another provider's rows) is untouched.
+#[test]
+fn migration_0004_stores_each_tool_result_once_in_an_existing_ledger() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    let before_0004 = migrate::AGENTS
+        .iter()
+        .position(|m| m.name.contains("0004"))
+        .unwrap();
+    migrate(&mut conn, &migrate::AGENTS[..before_0004]).unwrap();
+    let meta = |provider: &str| {
+        json!({"import_source": "aix", "import_provider": provider, "import_session_id": "s1"})
+            .to_string()
+    };
+    let claude = meta("claude-code");
+    conn.execute_batch("INSERT INTO turns (id, started_at) VALUES ('t1', 1), ('t2', 1);")
+        .unwrap();
+    let mut message = conn
+        .prepare("INSERT INTO messages (id, turn_id, role, content, sequence, created_at, metadata_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+        .unwrap();
+    message
+        .execute(rusqlite::params![
+            "m-a",
+            "t1",
+            "assistant",
+            None::<String>,
+            1,
+            10,
+            claude
+        ])
+        .unwrap();
+    message
+        .execute(rusqlite::params![
+            "m-r1", "t1", "tool", "done", 2, 20, claude
+        ])
+        .unwrap();
+    message
+        .execute(rusqlite::params![
+            "m-r2", "t1", "tool", "one\ntwo", 3, 30, claude
+        ])
+        .unwrap();
+    message
+        .execute(rusqlite::params![
+            "m-both", "t1", "tool", "x\ny", 4, 40, claude
+        ])
+        .unwrap();
+    message
+        .execute(rusqlite::params![
+            "m-other",
+            "t2",
+            "tool",
+            "out",
+            1,
+            50,
+            meta("codex")
+        ])
+        .unwrap();
+    drop(message);
+    let mut call = conn
+        .prepare("INSERT INTO tool_calls (id, turn_id, message_id, tool_name, params_json, result_json, status, started_at, completed_at, sequence) VALUES (?1, ?2, 'm-a', ?3, ?4, ?5, 'completed', 1, ?6, ?7)")
+        .unwrap();
+    let edit_params = json!({"file_path": "/a.rs", "old_string": "x", "new_string": "y"});
+    let edit_result = json!({"content": "done", "toolUseResult": {"filePath": "/a.rs",
+        "oldString": "x", "newString": "y", "originalFile": "x\n", "stdout": "done",
+        "interrupted": false, "structuredPatch": [{"lines": ["-x", "+y"]}]}});
+    let parts = json!([{"type": "text", "text": "one"}, {"type": "image"}, {"type": "text", "text": "two"}]);
+    let rows = [
+        (
+            "c1",
+            "t1",
+            "Edit",
+            edit_params.to_string(),
+            edit_result.to_string(),
+            20,
+            1,
+        ),
+        (
+            "c2",
+            "t1",
+            "Read",
+            "{}".to_owned(),
+            json!({"content": parts, "toolUseResult": "one\ntwo"}).to_string(),
+            30,
+            2,
+        ),
+        (
+            "c3",
+            "t1",
+            "Bash",
+            "{}".to_owned(),
+            json!({"content": "x"}).to_string(),
+            40,
+            3,
+        ),
+        (
+            "c4",
+            "t1",
+            "Bash",
+            "{}".to_owned(),
+            json!({"content": "y"}).to_string(),
+            40,
+            4,
+        ),
+        (
+            "c5",
+            "t2",
+            "shell",
+            "{}".to_owned(),
+            json!({"content": "out"}).to_string(),
+            50,
+            1,
+        ),
+    ];
+    for (id, turn, name, params, result, completed, seq) in rows {
+        call.execute(rusqlite::params![
+            id, turn, name, params, result, completed, seq
+        ])
+        .unwrap();
+    }
+    drop(call);
+
+    migrate(&mut conn, migrate::AGENTS).unwrap();
+
+    let contents: Vec<(String, Option<String>)> = conn
+        .prepare("SELECT id, content FROM messages ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let o = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        contents,
+        [
+            ("m-a".to_owned(), None),
+            ("m-both".to_owned(), o("x\ny")),
+            ("m-other".to_owned(), o("out")),
+            ("m-r1".to_owned(), None),
+            ("m-r2".to_owned(), None),
+        ]
+    );
+    let calls: Vec<(String, Option<String>, serde_json::Value)> = conn
+        .prepare("SELECT id, result_message_id, result_json FROM tool_calls ORDER BY id")
+        .unwrap()
+        .query_map([], |r| {
+            let json: String = r.get(2)?;
+            Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&json).unwrap()))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (
+                "c1".to_owned(),
+                o("m-r1"),
+                json!({"content": "done",
+                "toolUseResult": {"originalFile": "x\n", "interrupted": false,
+                    "structuredPatch": [{"lines": ["-x", "+y"]}]},
+                "toolUseResultFrom": {"filePath": "params.file_path", "oldString": "params.old_string",
+                    "newString": "params.new_string", "stdout": "content"}})
+            ),
+            // Text parts are the message's text; a string `toolUseResult` only repeats a string `content`.
+            (
+                "c2".to_owned(),
+                o("m-r2"),
+                json!({"content": parts, "toolUseResult": "one\ntwo"})
+            ),
+            ("c3".to_owned(), None, json!({"content": "x"})),
+            ("c4".to_owned(), None, json!({"content": "y"})),
+            ("c5".to_owned(), None, json!({"content": "out"})),
+        ]
+    );
+    // Booleans and nested values keep their JSON types.
+    let interrupted: String = conn
+        .query_row("SELECT json_type(result_json, '$.toolUseResult.interrupted') FROM tool_calls WHERE id = 'c1'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(interrupted, "false");
+}

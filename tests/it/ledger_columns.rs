@@ -269,6 +269,7 @@ fn a_ledger_of_schema_0002_is_migrated_to_what_the_import_writes() {
         migrate(&mut old, &migrate::AGENTS[..2]).unwrap();
         old.execute_batch("PRAGMA foreign_keys = OFF;").unwrap();
         copy_rows(&current, &old);
+        duplicate_tool_results(&current, &old);
         old.execute_batch(
             "UPDATE turns SET input_tokens = input_tokens + cached_input_tokens
                  WHERE cached_input_tokens > 0 AND session_label IN (SELECT session_label
@@ -564,4 +565,67 @@ fn the_readme_example_queries_run_and_give_the_sources_figures() {
         Some((2, 1)),
         "/work/cx: the main Codex fixture and its fork; its subagent"
     );
+}
+
+/// Puts back what the build before migration 0004 also stored for each Claude Code result: its
+/// text as the content of the role `tool` message that carried it, and the `toolUseResult`
+/// strings that repeated the text or the call's input.
+fn duplicate_tool_results(current: &Connection, old: &Connection) {
+    use serde_json::Value;
+    let mut stmt = current
+        .prepare(
+            "SELECT id, result_message_id, params_json, result_json FROM tool_calls
+             WHERE result_message_id IS NOT NULL",
+        )
+        .unwrap();
+    let rows: Vec<(String, String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (id, message, params, result) in rows {
+        let params: Value = serde_json::from_str(&params).unwrap();
+        let mut result: Value = serde_json::from_str(&result).unwrap();
+        let content = result["content"].clone();
+        let text = match &content {
+            Value::String(s) => Some(s.clone()).filter(|s| !s.is_empty()),
+            Value::Array(parts) => Some(
+                parts
+                    .iter()
+                    .filter(|p| p["type"] == "text")
+                    .filter_map(|p| p["text"].as_str().filter(|t| !t.is_empty()))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+            .filter(|s| !s.is_empty()),
+            _ => None,
+        };
+        old.execute(
+            "UPDATE messages SET content = ?2 WHERE id = ?1",
+            rusqlite::params![message, text],
+        )
+        .unwrap();
+        let obj = result.as_object_mut().unwrap();
+        let place_value = |place: &str| match place.strip_prefix("params.") {
+            Some(key) => params[key].clone(),
+            None => content.clone(),
+        };
+        match obj.remove("toolUseResultFrom") {
+            Some(Value::String(place)) => {
+                obj.insert("toolUseResult".into(), place_value(&place));
+            }
+            Some(Value::Object(from)) => {
+                let tur = obj["toolUseResult"].as_object_mut().unwrap();
+                for (key, place) in from {
+                    tur.insert(key, place_value(place.as_str().unwrap()));
+                }
+            }
+            _ => continue,
+        }
+        old.execute(
+            "UPDATE tool_calls SET result_json = ?2 WHERE id = ?1",
+            rusqlite::params![id, result.to_string()],
+        )
+        .unwrap();
+    }
 }

@@ -102,8 +102,9 @@ fn claude_main_session_maps_every_rule() {
             ),
             (s("a1c"), s("u1"), s("assistant"), None, None, 5),
             (s("a1d"), s("u1"), s("assistant"), None, None, 6),
-            (s("r2"), s("u1"), s("tool"), o("fn b() {}"), None, 8),
-            (s("r1"), s("u1"), s("tool"), o("permission denied"), None, 9),
+            // A result's text is stored once, in its call's `result_json`.
+            (s("r2"), s("u1"), s("tool"), None, None, 8),
+            (s("r1"), s("u1"), s("tool"), None, None, 9),
             (
                 s("a2"),
                 s("u1"),
@@ -121,14 +122,7 @@ fn claude_main_session_maps_every_rule() {
                 13
             ),
             (s("a3"), s("u2"), s("assistant"), None, None, 14),
-            (
-                s("r3"),
-                s("u2"),
-                s("tool"),
-                o("Found 3 tests.\nagentId: c0ffee1"),
-                None,
-                16
-            ),
+            (s("r3"), s("u2"), s("tool"), None, None, 16),
             (
                 s("a4"),
                 s("u2"),
@@ -246,6 +240,17 @@ fn claude_main_session_maps_every_rule() {
             "toolUseResult": {"type": "text", "file": {"filePath": "/work/demo/b.rs", "numLines": 1}}}))
     );
     assert_eq!((read2.started_at_ms, read2.sequence), (cc(0, 5), 6));
+    // Each call names the message that carried its result (the text is in the call only).
+    let carriers: Vec<_> = item
+        .tool_calls
+        .iter()
+        .map(|c| c.result_source_message_id.as_deref())
+        .collect();
+    assert_eq!(carriers, [Some("r1"), Some("r2"), Some("r3"), None]);
+    assert_eq!(
+        item.tool_calls[2].result_json.as_ref().unwrap()["content"],
+        serde_json::json!([{"type": "text", "text": "Found 3 tests."}, {"type": "text", "text": "agentId: c0ffee1"}])
+    );
     assert_eq!(p.stats().lines, 28);
     assert_eq!(p.stats().malformed_lines, 1);
     assert_eq!(
@@ -349,7 +354,7 @@ fn claude_inline_sidechain_becomes_its_own_subagent_item() {
                 2
             ),
             (s("s-a1"), s("s-u1"), s("assistant"), None, None, 3),
-            (s("s-r1"), s("s-u1"), s("tool"), o("src/x.rs"), None, 4),
+            (s("s-r1"), s("s-u1"), s("tool"), None, None, 4),
             (
                 s("s-a2"),
                 s("s-u1"),

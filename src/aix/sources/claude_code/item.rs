@@ -218,6 +218,9 @@ impl ItemState {
             };
         let message = message.as_ref();
         let has_tool_result = blocks.iter().any(|b| b.kind() == "tool_result");
+        // Which results land on a call that waits for one (the first result of a call wins): their
+        // text is stored once, in the call's `result_json`; the message keeps the rest.
+        let lands = self.results_landing(&blocks);
         let (role, human) = match kind {
             "user" if r.is_compact_summary == Some(true) => ("system", false),
             "user" if has_tool_result => ("tool", false),
@@ -270,7 +273,13 @@ impl ItemState {
         let content = match (kind, plain_text) {
             ("system", _) => r.content.as_deref().map(str::to_owned),
             (_, Some(text)) => Some(text).filter(|s| !s.is_empty()),
-            _ => join_nonempty(blocks.iter().flat_map(block_texts)),
+            _ => join_nonempty(
+                blocks
+                    .iter()
+                    .zip(&lands)
+                    .filter(|(_, lands)| !**lands)
+                    .flat_map(|(b, _)| block_texts(b)),
+            ),
         };
         let thinking = join_nonempty(
             blocks
@@ -367,11 +376,12 @@ impl ItemState {
 
         // Tool calls started by this line.
         let turn_id = self.asm.open_ref().map(|t| t.turn.source_turn_id.clone());
-        let (uses, results): (Vec<Block<'_>>, Vec<Block<'_>>) = blocks
+        let (uses, results): (Vec<_>, Vec<_>) = blocks
             .into_iter()
-            .filter(|b| matches!(b.kind(), "tool_use" | "tool_result"))
-            .partition(|b| b.kind() == "tool_use");
-        for mut block in uses {
+            .zip(lands)
+            .filter(|(b, _)| matches!(b.kind(), "tool_use" | "tool_result"))
+            .partition(|(b, _)| b.kind() == "tool_use");
+        for (mut block, _) in uses {
             let Some(id) = block.id.as_deref() else {
                 continue;
             };
@@ -395,7 +405,7 @@ impl ItemState {
         let single_result = results.len() == 1;
         let mut tool_use_result = r.tool_use_result.take().filter(|_| single_result);
         let mut spawns = Vec::new();
-        for mut block in results {
+        for (mut block, lands) in results {
             let Some(id) = block.tool_use_id.as_deref().map(str::to_owned) else {
                 continue;
             };
@@ -415,28 +425,19 @@ impl ItemState {
                 .as_ref()
                 .and_then(|t| str_at(t, "status"))
                 .map(str::to_owned);
-            let mut result = Map::new();
-            result.insert(
-                "content".into(),
-                block.content.take().unwrap_or(Value::Null),
-            );
-            // Only a line with a single result has one: it can be moved.
-            if let Some(tur) = tool_use_result.take() {
-                result.insert("toolUseResult".into(), tur);
-            }
             // The first result wins: a replayed copy of a result line changes nothing, whether
             // its call is still held or was already sent and let go.
-            let pending = self
-                .asm
-                .tool_ref(&id)
-                .is_some_and(|c| c.status.as_deref() == Some(STATUS_PENDING));
-            if !pending {
+            if !lands {
                 continue;
             }
             let Some(call) = self.asm.tool_mut(&id) else {
                 continue;
             };
-            call.result_json = Some(Value::Object(result));
+            let content = block.content.take().unwrap_or(Value::Null);
+            // Only a line with a single result has one: it can be moved.
+            let tur = tool_use_result.take();
+            call.result_json = Some(result_json(content, tur, call.params_json.as_ref()));
+            call.result_source_message_id = Some(message_id.clone());
             call.status = Some(
                 if failed {
                     STATUS_FAILED
@@ -488,6 +489,28 @@ impl ItemState {
         true
     }
 
+    /// Per block of a line: whether it is a `tool_result` that lands on a call waiting for
+    /// one (known, still pending, and not answered by an earlier block of the same line).
+    fn results_landing(&self, blocks: &[Block<'_>]) -> Vec<bool> {
+        let mut answered: HashSet<&str> = HashSet::new();
+        blocks
+            .iter()
+            .map(|b| {
+                let Some(id) = b
+                    .tool_use_id
+                    .as_deref()
+                    .filter(|_| b.kind() == "tool_result")
+                else {
+                    return false;
+                };
+                self.asm
+                    .tool_ref(id)
+                    .is_some_and(|c| c.status.as_deref() == Some(STATUS_PENDING))
+                    && answered.insert(id)
+            })
+            .collect()
+    }
+
     /// The `description` input of a known tool call.
     pub fn tool_description(&self, tool_use_id: &str) -> Option<String> {
         self.asm
@@ -500,6 +523,60 @@ impl ItemState {
     pub fn take(&mut self) -> Option<Taken> {
         self.asm.take()
     }
+}
+
+/// A call's `result_json`: the result's `content` as written (the one place its text is
+/// stored), and the line's `toolUseResult` without the top-level string fields that repeat
+/// either that text (Bash `stdout`, a Task's `result`) or one of the call's input strings
+/// (Edit `oldString`/`newString`, Write `content`, `filePath`); each removed field is named in
+/// `toolUseResultFrom` with where its value is: `"content"` or `"params.<key>"`
+/// (`toolUseResultFrom: "content"` alone: the whole `toolUseResult` was that text).
+fn result_json(content: Value, tur: Option<Value>, params: Option<&Value>) -> Value {
+    let mut result = Map::new();
+    let mut from = Map::new();
+    let tur = tur.map(|tur| match tur {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .filter(|(key, value)| {
+                    let Some(text) = value.as_str().filter(|t| !t.is_empty()) else {
+                        return true;
+                    };
+                    let place = if content.as_str() == Some(text) {
+                        Some("content".to_owned())
+                    } else {
+                        params
+                            .and_then(Value::as_object)
+                            .and_then(|p| p.iter().find(|(_, v)| v.as_str() == Some(text)))
+                            .map(|(k, _)| format!("params.{k}"))
+                    };
+                    match place {
+                        Some(place) => {
+                            from.insert(key.clone(), Value::String(place));
+                            false
+                        }
+                        None => true,
+                    }
+                })
+                .collect(),
+        ),
+        other => other,
+    });
+    // A `toolUseResult` that is the result's text itself (old error results) is not kept twice.
+    let whole_text = tur.as_ref().is_some_and(|t| {
+        t.as_str()
+            .is_some_and(|t| !t.is_empty() && content.as_str() == Some(t))
+    });
+    result.insert("content".into(), content);
+    if whole_text {
+        result.insert("toolUseResultFrom".into(), Value::from("content"));
+    } else if let Some(tur) = tur {
+        result.insert("toolUseResult".into(), tur);
+        if !from.is_empty() {
+            result.insert("toolUseResultFrom".into(), Value::Object(from));
+        }
+    }
+    Value::Object(result)
 }
 
 /// Text a content block contributes to a message: `text` blocks, and the text of a
@@ -539,5 +616,43 @@ fn is_prompt(r: &Record<'_>, plain: Option<&str>, blocks: &[Block<'_>]) -> bool 
     match first_text {
         Some(t) => !NOT_PROMPT_PREFIXES.iter().any(|p| t.starts_with(p)),
         None => blocks.iter().any(|b| b.kind() == "image"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_json_drops_tool_use_result_strings_that_repeat_the_text_or_the_input() {
+        let params = json!({"file_path": "/a.rs", "old_string": "x", "new_string": "y"});
+        let tur = json!({"filePath": "/a.rs", "oldString": "x", "newString": "y",
+            "originalFile": "x\n", "stdout": "done", "stderr": "", "interrupted": false});
+        assert_eq!(
+            result_json(json!("done"), Some(tur), Some(&params)),
+            json!({"content": "done",
+                "toolUseResult": {"originalFile": "x\n", "stderr": "", "interrupted": false},
+                "toolUseResultFrom": {"filePath": "params.file_path", "oldString": "params.old_string",
+                    "newString": "params.new_string", "stdout": "content"}})
+        );
+    }
+
+    #[test]
+    fn result_json_keeps_what_only_it_holds() {
+        // Text blocks are not matched as a whole string; a string toolUseResult that differs stays.
+        let content = json!([{"type": "text", "text": "ok"}]);
+        assert_eq!(
+            result_json(content.clone(), Some(json!({"stdout": "ok"})), None),
+            json!({"content": content, "toolUseResult": {"stdout": "ok"}})
+        );
+        assert_eq!(
+            result_json(json!("Error: no"), Some(json!("Error: no")), None),
+            json!({"content": "Error: no", "toolUseResultFrom": "content"})
+        );
+        assert_eq!(
+            result_json(json!("Error: no"), Some(json!("Error: other")), None),
+            json!({"content": "Error: no", "toolUseResult": "Error: other"})
+        );
+        assert_eq!(result_json(json!("a"), None, None), json!({"content": "a"}));
     }
 }

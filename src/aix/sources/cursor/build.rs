@@ -313,6 +313,7 @@ fn tool_call(
         completed_at_ms: None,
         sequence,
         error: None,
+        result_source_message_id: None,
     })
 }
 

@@ -451,6 +451,7 @@ impl Builder {
             completed_at_ms: end,
             sequence: self.tools.len() as i64,
             error: state.and_then(|s| s.error.clone()),
+            result_source_message_id: None,
         });
         end
     }
