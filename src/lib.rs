@@ -17,6 +17,8 @@
 //!   `run_pipeline`.
 //! - [`stages`]: one file per pipeline stage: frame source, decoder, chunk assembler, validator,
 //!   batched ledger sink, metrics tap (the run's one tally), audit and telemetry taps.
+//! - [`query`]: read-only queries over the ledger (search, sessions, usage): what the CLI prints
+//!   and the MCP server (`nex mcp`) returns.
 //! - [`cli`]: the `nex` command line (clap tree and command implementations).
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 //! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
@@ -32,4 +34,5 @@ pub mod import;
 pub mod ledger;
 pub mod pipeline;
 pub mod protocol;
+pub mod query;
 pub mod stages;

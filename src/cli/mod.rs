@@ -9,6 +9,7 @@
 //! - `import_ctl`: `nex import backfill|tail|stop|restart|watch`: operator controls.
 //! - `status`: `nex import status|jobs`.
 //! - `sessions`: `nex sessions list|show`: what landed in the ledger.
+//! - `search`: `nex search`: full-text search over the ledger.
 //! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
 //! - `verify`: `nex import verify`: what the sources hold against what the ledger holds.
 //! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
@@ -18,6 +19,7 @@ pub mod control_ctx;
 pub mod daemon;
 pub mod import_ctl;
 pub mod replay;
+pub mod search;
 pub mod service;
 pub mod sessions;
 pub mod status;
@@ -50,6 +52,8 @@ pub enum Command {
     /// Run the daemon at login as a user service (systemd on Linux, launchd on macOS).
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Full-text search over every session's messages and tool calls (FTS5 syntax).
+    Search(search::SearchArgs),
 }
 
 /// `nex import ...`
@@ -110,6 +114,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return service::uninstall(args);
         }
         Command::Service(service::ServiceCommand::Status(args)) => return service::status(args),
+        Command::Search(args) => return search::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,10 @@ pub const AGENTS: &[Migration] = &[
         name: "agents/0002_mapping_versions.sql",
         sql: include_str!("../../migrations/agents/0002_mapping_versions.sql"),
     },
+    Migration {
+        name: "agents/0005_search.sql",
+        sql: include_str!("../../migrations/agents/0005_search.sql"),
+    },
 ];
 
 /// Migrations of `nexus.db`, in order.

@@ -111,6 +111,9 @@ pub enum Code {
     VerifyScanSpawnFailed,
     VerifyScanFailed,
     VerifyScanOutputInvalid,
+    // ---- Queries (`nex search`, `nex mcp`) ----
+    SearchQueryInvalid,
+    SessionNotFound,
     /// A daemon's error answer without a code, or with one this version does not know.
     Unknown,
 }
@@ -205,6 +208,8 @@ impl Code {
         Code::VerifyScanSpawnFailed,
         Code::VerifyScanFailed,
         Code::VerifyScanOutputInvalid,
+        Code::SearchQueryInvalid,
+        Code::SessionNotFound,
         Code::Unknown,
     ];
 
@@ -301,6 +306,8 @@ impl Code {
             Code::VerifyScanSpawnFailed => "verify_scan_spawn_failed",
             Code::VerifyScanFailed => "verify_scan_failed",
             Code::VerifyScanOutputInvalid => "verify_scan_output_invalid",
+            Code::SearchQueryInvalid => "search_query_invalid",
+            Code::SessionNotFound => "session_not_found",
             Code::Unknown => "unknown",
         }
     }
