@@ -19,6 +19,7 @@
 //!   batched ledger sink, metrics tap (the run's one tally), audit and telemetry taps.
 //! - [`query`]: read-only queries over the ledger (search, sessions, usage): what the CLI prints
 //!   and the MCP server (`nex mcp`) returns.
+//! - [`mcp`]: the Model Context Protocol server of `nex mcp` (read-only tools over [`query`]).
 //! - [`cli`]: the `nex` command line (clap tree and command implementations).
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 //! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod control;
 pub mod import;
 pub mod ledger;
+pub mod mcp;
 pub mod pipeline;
 pub mod protocol;
 pub mod query;

@@ -10,6 +10,7 @@
 //! - `status`: `nex import status|jobs`.
 //! - `sessions`: `nex sessions list|show`: what landed in the ledger.
 //! - `search`: `nex search`: full-text search over the ledger.
+//! - `mcp`: `nex mcp`: the MCP server on stdio.
 //! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
 //! - `verify`: `nex import verify`: what the sources hold against what the ledger holds.
 //! - `control_ctx`: what the control commands share (flags, daemon-or-in-process, tables).
@@ -18,6 +19,7 @@ pub mod apply;
 pub mod control_ctx;
 pub mod daemon;
 pub mod import_ctl;
+pub mod mcp;
 pub mod replay;
 pub mod search;
 pub mod service;
@@ -54,6 +56,9 @@ pub enum Command {
     Service(service::ServiceCommand),
     /// Full-text search over every session's messages and tool calls (FTS5 syntax).
     Search(search::SearchArgs),
+    /// A Model Context Protocol server on stdin/stdout: read-only tools search_sessions,
+    /// list_sessions, get_session, get_usage, for agents to look up their history.
+    Mcp(mcp::McpArgs),
 }
 
 /// `nex import ...`
@@ -115,6 +120,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Service(service::ServiceCommand::Status(args)) => return service::status(args),
         Command::Search(args) => return search::run(args),
+        Command::Mcp(args) => return mcp::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

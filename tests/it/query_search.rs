@@ -36,7 +36,7 @@ fn turn(id: &str, at: i64) -> Value {
 /// Three sessions: `sa` (claude-code, /home/u/alpha) with a tool call, `sb` (codex,
 /// /home/u/beta), `sc` (claude-code, /home/u/alpha/sub) whose prompt repeats `sa`'s word for
 /// word, later.
-fn fixture_items() -> Vec<Value> {
+pub fn fixture_items() -> Vec<Value> {
     let mut sa = session(
         "claude-code",
         "sa",
