@@ -14,6 +14,8 @@
 //! - `backfill`: the `backfill` (P1, P3) and `rebackfill` (P4) scenarios.
 //! - `big`: the `big-session` scenario (P8): one huge session, peak RSS against its bound.
 //! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
+//! - `search`: the `search` scenario (issue 13): the index's cost to the import and to the
+//!   ledger's size, and the latency of 100 fixed queries.
 //! - `fuzz`: the bad-input harness (R3): valid and bad frames, every outcome checked.
 //! - `stores`: the `stores` scenario: generated Cursor and OpenCode databases, backfill,
 //!   rebackfill and tail latency of the polled sources.
@@ -39,6 +41,7 @@ pub mod proctree;
 pub mod raw;
 pub mod replay;
 pub mod rng;
+pub mod search;
 pub mod stores;
 pub mod tail;
 pub mod worker_cli;

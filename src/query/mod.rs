@@ -8,11 +8,13 @@
 //!   [`QueryError`], and where a session's provider and project come from ([`session_facts`]).
 //! - `time`: dates on the command line (`--since`, `--until`) and RFC 3339 output.
 //! - `search`: full-text search over messages and tool calls ([`search::search`]).
+//! - `snippet`: the text around a hit's matches, cut without re-tokenizing the whole row.
 //! - `sessions`: session lists and one session ([`sessions::list`], [`sessions::get`]).
 //! - `usage`: token sums grouped by day, project, model… ([`usage::report`]).
 
 pub mod search;
 pub mod sessions;
+pub mod snippet;
 pub mod time;
 pub mod usage;
 

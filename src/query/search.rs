@@ -268,8 +268,23 @@ fn ranked_hits(
     rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
 }
 
-/// The snippet of one hit (computed for the hits returned only: it reads the row's text).
+/// The snippet of one hit (computed for the hits returned only: it reads the row's text), cut
+/// by [`super::snippet`]; FTS5's `snippet()` when that finds no matching token.
 fn snippet(conn: &Connection, kind: Kind, query: &str, rowid: i64) -> Result<String, QueryError> {
+    let columns_sql = match kind {
+        Kind::Message => "SELECT content, thinking, NULL, NULL FROM messages WHERE rowid = ?1",
+        Kind::ToolCall => {
+            "SELECT tool_name, params_json, result_json, error FROM tool_calls WHERE rowid = ?1"
+        }
+    };
+    let columns: [Option<String>; 4] = conn
+        .query_row(columns_sql, [rowid], |r| {
+            Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+        })
+        .map_err(query_error)?;
+    if let Some(cut) = super::snippet::snippet(&columns, query) {
+        return Ok(cut);
+    }
     let index = kind.index();
     let sql = format!(
         "SELECT snippet({index}, -1, ?3, ?4, '…', {SNIPPET_TOKENS})
