@@ -36,14 +36,16 @@ pub const BEFORE_VERSIONS: u32 = 1;
 /// per `message.id`; resumed files; subagent folders without their main file.
 pub const CLAUDE_CODE: u32 = 2;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
-/// pre-envelope format, spawned subagents without their parent's replay.
-pub const CODEX: u32 = 2;
+/// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
+/// without the cache reads (Codex's input includes them).
+pub const CODEX: u32 = 3;
 /// Cursor: 2 = workspace databases and the `ItemTable` formats.
 pub const CURSOR: u32 = 2;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
 pub const OPENCODE: u32 = 2;
 /// Gemini CLI: 2 = subagent chats, every user message a prompt, tokens per message id once.
-pub const GEMINI_CLI: u32 = 2;
+/// 3 = `input_tokens` without the cache reads (Gemini's input includes them).
+pub const GEMINI_CLI: u32 = 3;
 
 /// The mapping version of each provider a run works under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,9 +220,14 @@ mod tests {
     }
 
     #[test]
-    fn every_provider_is_at_version_2() {
+    fn providers_are_at_their_versions() {
+        // Codex and Gemini CLI: 3 (input tokens without the cache reads); the others 2.
         for p in Provider::ALL {
-            assert_eq!(MappingVersions::CURRENT.of(p), 2, "{}", p.as_str());
+            let expected = match p {
+                Provider::Codex | Provider::GeminiCli => 3,
+                _ => 2,
+            };
+            assert_eq!(MappingVersions::CURRENT.of(p), expected, "{}", p.as_str());
             assert_eq!(MappingVersions::CURRENT.with(p, 7).of(p), 7);
         }
         assert_eq!(

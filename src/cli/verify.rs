@@ -7,7 +7,7 @@
 //! flags), or with the repeatable `--claude-dir` ... `--gemini-dir` given here, which replace a
 //! provider's location. It prints one line of figures per session (`aix::figures`). The ledger
 //! side is read through a read-only connection (a running daemon is not disturbed): per session
-//! of `session_imports`, its turns (`turns.session_label`), their messages and tool calls, the
+//! of `session_imports`, its turns, messages and tool calls (by their `session_label`), the
 //! token sums and the lineage columns of `sessions`.
 //!
 //! Every differing figure of a session is a mismatch; a session the source holds and the ledger
@@ -129,7 +129,9 @@ pub enum VerifyError {
     UnknownProvider(String),
     #[error("no ledger at {0}")]
     LedgerNotFound(PathBuf),
-    #[error("the ledger at {0} predates schema 2 (turns.session_label); run an import first")]
+    #[error(
+        "the ledger at {0} predates schema 3 (messages.session_label); run an import first to migrate it"
+    )]
     LedgerSchemaOlder(PathBuf),
     #[error("cannot read the ledger ({0})")]
     Ledger(#[from] rusqlite::Error),
@@ -223,7 +225,7 @@ fn open_ledger(path: &std::path::Path) -> Result<Connection, VerifyError> {
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let has_label: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('turns') WHERE name = 'session_label'",
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'session_label'",
         [],
         |r| r.get(0),
     )?;
@@ -376,17 +378,16 @@ impl LedgerFigures {
             },
         )?;
         with(
-            "SELECT t.session_label, COUNT(*) FROM messages m JOIN turns t ON t.id = m.turn_id
-             WHERE t.session_label IS NOT NULL GROUP BY t.session_label",
+            "SELECT session_label, COUNT(*) FROM messages
+             WHERE session_label IS NOT NULL GROUP BY session_label",
             &|s, r| {
                 s.messages = r.get::<_, i64>(1)? as u64;
                 Ok(())
             },
         )?;
         with(
-            "SELECT t.session_label, COUNT(*), SUM(c.spawned_session_label IS NOT NULL)
-             FROM tool_calls c JOIN turns t ON t.id = c.turn_id
-             WHERE t.session_label IS NOT NULL GROUP BY t.session_label",
+            "SELECT session_label, COUNT(*), SUM(spawned_session_label IS NOT NULL)
+             FROM tool_calls WHERE session_label IS NOT NULL GROUP BY session_label",
             &|s, r| {
                 s.tool_calls = r.get::<_, i64>(1)? as u64;
                 s.spawn_links = r.get::<_, i64>(2)? as u64;

@@ -315,6 +315,8 @@ pub(crate) fn import_item(
         session_id,
         times.created,
         times.updated.max(times.created),
+        provider,
+        non_blank(session.workspace_path.as_deref()),
     ])?;
 
     // 10. History, only when the head changed (improvement).

@@ -6,13 +6,14 @@
 //! the whole session as its source holds it; `session_imports.mapping_version` keeps the version
 //! the session was created under or last replaced with (NULL: written before versions, i.e.
 //! version 1). When a whole item's version is above the stored one, the rows
-//! of the session (its turns, by `turns.session_label`, and the messages and tool calls on them)
-//! that the item does not hold are removed, after the item's own rows are written and in the
+//! of the session (its turns, messages and tool calls, by their `session_label`) that the item
+//! does not hold are removed, after the item's own rows are written and in the
 //! same savepoint: a failure leaves the session as it was, a success is one commit with the
 //! import. Partial tail items never remove anything and never raise the stored version.
 //!
 //! Turns written before `turns.session_label` existed were attributed by migration 0002 (head,
-//! messages, parent links); a turn it could not attribute is never removed.
+//! messages, parent links), and their messages and tool calls by 0003 (from their turn); a row
+//! they could not attribute is never removed.
 
 use std::collections::HashSet;
 
@@ -39,10 +40,8 @@ pub(crate) struct Removed {
 }
 
 const SESSION_TURNS: &str = "SELECT id FROM turns WHERE session_label = ?1";
-const SESSION_MESSAGES: &str = "SELECT m.id FROM messages m JOIN turns t ON t.id = m.turn_id
-     WHERE t.session_label = ?1";
-const SESSION_TOOL_CALLS: &str = "SELECT c.id FROM tool_calls c JOIN turns t ON t.id = c.turn_id
-     WHERE t.session_label = ?1";
+const SESSION_MESSAGES: &str = "SELECT id FROM messages WHERE session_label = ?1";
+const SESSION_TOOL_CALLS: &str = "SELECT id FROM tool_calls WHERE session_label = ?1";
 
 /// Removes the rows of session `label` that `keep` does not hold, in an order the foreign keys
 /// accept: tool calls, messages (references to them from kept tool calls cleared), then the

@@ -230,7 +230,7 @@ pub(super) fn write_messages(
         fresh,
         sql::INSERT_MESSAGE,
         sql::UPSERT_MESSAGE,
-        10,
+        11,
     );
     for message in &item.messages {
         let src = message.source_message_id.trim();
@@ -251,6 +251,7 @@ pub(super) fn write_messages(
             non_blank(message.thinking.as_deref()),
             context_json(message),
             message_metadata(ctx.source, refs, src, message),
+            refs.label,
         ])?;
     }
     Ok(())
@@ -325,7 +326,7 @@ pub(super) fn write_tool_calls(
         fresh,
         sql::INSERT_TOOL_CALL,
         sql::UPSERT_TOOL_CALL,
-        13,
+        14,
     );
     let json = json.filter(|j| j.tool_calls.len() == item.tool_calls.len());
     for (position, call) in item.tool_calls.iter().enumerate() {
@@ -368,6 +369,7 @@ pub(super) fn write_tool_calls(
             started,
             completed,
             call.sequence,
+            refs.label,
         ])?;
     }
     Ok(())

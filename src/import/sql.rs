@@ -98,8 +98,8 @@ pub(crate) const REFRESH_HAS_CHILDREN: &str = "UPDATE turns
 
 pub(crate) const UPSERT_MESSAGE: &str = "INSERT INTO messages (
         id, turn_id, role, content, source, sequence, created_at, thinking, context_json,
-        metadata_json)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        metadata_json, session_label)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
      ON CONFLICT(id) DO UPDATE SET
         turn_id = excluded.turn_id,
         role = excluded.role,
@@ -109,7 +109,8 @@ pub(crate) const UPSERT_MESSAGE: &str = "INSERT INTO messages (
         created_at = excluded.created_at,
         thinking = excluded.thinking,
         context_json = excluded.context_json,
-        metadata_json = excluded.metadata_json
+        metadata_json = excluded.metadata_json,
+        session_label = excluded.session_label
      WHERE messages.turn_id IS NOT excluded.turn_id
         OR messages.role IS NOT excluded.role
         OR messages.content IS NOT excluded.content
@@ -118,12 +119,13 @@ pub(crate) const UPSERT_MESSAGE: &str = "INSERT INTO messages (
         OR messages.created_at IS NOT excluded.created_at
         OR messages.thinking IS NOT excluded.thinking
         OR messages.context_json IS NOT excluded.context_json
-        OR messages.metadata_json IS NOT excluded.metadata_json";
+        OR messages.metadata_json IS NOT excluded.metadata_json
+        OR messages.session_label IS NOT excluded.session_label";
 
 pub(crate) const UPSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         id, turn_id, message_id, tool_name, tool_number, params_json, result_json, error,
-        status, spawned_session_label, started_at, completed_at, sequence)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+        status, spawned_session_label, started_at, completed_at, sequence, session_label)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
      ON CONFLICT(id) DO UPDATE SET
         turn_id = excluded.turn_id,
         message_id = excluded.message_id,
@@ -136,7 +138,8 @@ pub(crate) const UPSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         spawned_session_label = excluded.spawned_session_label,
         started_at = excluded.started_at,
         completed_at = excluded.completed_at,
-        sequence = excluded.sequence
+        sequence = excluded.sequence,
+        session_label = excluded.session_label
      WHERE tool_calls.turn_id IS NOT excluded.turn_id
         OR tool_calls.message_id IS NOT excluded.message_id
         OR tool_calls.tool_name IS NOT excluded.tool_name
@@ -148,7 +151,8 @@ pub(crate) const UPSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         OR tool_calls.spawned_session_label IS NOT excluded.spawned_session_label
         OR tool_calls.started_at IS NOT excluded.started_at
         OR tool_calls.completed_at IS NOT excluded.completed_at
-        OR tool_calls.sequence IS NOT excluded.sequence";
+        OR tool_calls.sequence IS NOT excluded.sequence
+        OR tool_calls.session_label IS NOT excluded.session_label";
 
 /// Nullable columns keep their stored value when the new one is NULL (rule 9: blanks never
 /// erase); `persona_id`, `is_subagent`, `updated_at` and `status` are overwritten;
@@ -156,8 +160,8 @@ pub(crate) const UPSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
 pub(crate) const UPSERT_SESSION: &str = "INSERT INTO sessions (
         label, thread_id, persona_id, is_subagent, parent_session_label, spawn_tool_call_id,
         task_description, task_status, routing_key, origin, origin_session_id, created_at,
-        updated_at, status)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'active')
+        updated_at, status, provider, workspace_path)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'active', ?14, ?15)
      ON CONFLICT(label) DO UPDATE SET
         thread_id = COALESCE(excluded.thread_id, sessions.thread_id),
         persona_id = excluded.persona_id,
@@ -170,7 +174,9 @@ pub(crate) const UPSERT_SESSION: &str = "INSERT INTO sessions (
         origin = COALESCE(excluded.origin, sessions.origin),
         origin_session_id = COALESCE(excluded.origin_session_id, sessions.origin_session_id),
         updated_at = excluded.updated_at,
-        status = excluded.status
+        status = excluded.status,
+        provider = COALESCE(excluded.provider, sessions.provider),
+        workspace_path = COALESCE(excluded.workspace_path, sessions.workspace_path)
      WHERE (excluded.thread_id IS NOT NULL AND sessions.thread_id IS NOT excluded.thread_id)
         OR sessions.persona_id IS NOT excluded.persona_id
         OR sessions.is_subagent IS NOT excluded.is_subagent
@@ -188,7 +194,10 @@ pub(crate) const UPSERT_SESSION: &str = "INSERT INTO sessions (
         OR (excluded.origin_session_id IS NOT NULL
             AND sessions.origin_session_id IS NOT excluded.origin_session_id)
         OR sessions.updated_at IS NOT excluded.updated_at
-        OR sessions.status IS NOT excluded.status";
+        OR sessions.status IS NOT excluded.status
+        OR (excluded.provider IS NOT NULL AND sessions.provider IS NOT excluded.provider)
+        OR (excluded.workspace_path IS NOT NULL
+            AND sessions.workspace_path IS NOT excluded.workspace_path)";
 
 pub(crate) const LATEST_HISTORY_THREAD: &str = "SELECT thread_id FROM session_history
      WHERE session_label = ?1 ORDER BY changed_at DESC, id DESC LIMIT 1";
@@ -315,10 +324,10 @@ pub(crate) const INSERT_THREAD: &str =
 
 pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (
         id, turn_id, role, content, source, sequence, created_at, thinking, context_json,
-        metadata_json)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+        metadata_json, session_label)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 pub(crate) const INSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         id, turn_id, message_id, tool_name, tool_number, params_json, result_json, error,
-        status, spawned_session_label, started_at, completed_at, sequence)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+        status, spawned_session_label, started_at, completed_at, sequence, session_label)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";

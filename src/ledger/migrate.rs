@@ -24,6 +24,10 @@ pub const AGENTS: &[Migration] = &[
         sql: include_str!("../../migrations/agents/0002_mapping_versions.sql"),
     },
     Migration {
+        name: "agents/0003_query_columns.sql",
+        sql: include_str!("../../migrations/agents/0003_query_columns.sql"),
+    },
+    Migration {
         name: "agents/0005_search.sql",
         sql: include_str!("../../migrations/agents/0005_search.sql"),
     },

@@ -88,15 +88,13 @@ pub fn has_table(conn: &Connection, table: &str) -> Result<bool, QueryError> {
 }
 
 /// SQL expressions for a session's provider and project over `sessions AS s`: the one place
-/// that says where they come from.
-///
-/// Today: the provider from `sessions.origin` (`aix:<provider>`, written by every import), the
-/// project from `sessions.routing_key` (the item's workspace path, else its project). When the
-/// ledger gains `sessions.provider` and `sessions.workspace_path`, only this changes.
+/// that says where they come from: `sessions.provider` and `sessions.workspace_path`
+/// (migration 0003), the project falling back on `routing_key` (the item's workspace, else its
+/// project) for a session whose source names no workspace.
 pub const fn session_facts() -> SessionFacts {
     SessionFacts {
-        provider: "(CASE WHEN s.origin LIKE 'aix:%' THEN substr(s.origin, 5) ELSE s.origin END)",
-        project: "s.routing_key",
+        provider: "s.provider",
+        project: "COALESCE(s.workspace_path, s.routing_key)",
     }
 }
 

@@ -257,7 +257,7 @@ fn an_upgrade_with_an_unchanged_fingerprint_is_not_skipped() {
 }
 
 /// Copies every row of `from` into `to`, in the columns `to` has.
-fn copy_rows(from: &Connection, to: &Connection) {
+pub fn copy_rows(from: &Connection, to: &Connection) {
     for table in [
         "turns",
         "threads",

@@ -25,6 +25,7 @@ mod import_props; // property tests: hash invariance, chunk splits, random chunk
 mod import_rules; // sessions.import rule by rule: item reasons, times, normalisation, lineage, rule 12
 mod import_service; // sessions.import: baseline scenarios, label hints, request and idempotency codes
 mod import_support; // helpers shared by the import_* modules
+mod ledger_columns; // migration 0003's query columns (backfill, tail, rule 13, old ledgers), one token meaning, the README's queries
 mod pipeline_audit; // inserted stages: audit row in nexus.db, a custom outcome tap
 mod pipeline_chunks; // chunked uploads cut mid-stream and completed by a later run
 mod pipeline_flow; // commit visibility, backpressure, cancellation, read errors, busy ledger

@@ -36,9 +36,10 @@
 //!   with no such turn, e.g. a notice before the first prompt, opens its own turn). A message
 //!   keeps that turn for good. `parentSourceTurnId` = the live history's head turn when the
 //!   turn opened. `startedAtMs` = its first message's time, `completedAtMs` = the latest time
-//!   of its messages and tool calls. Tokens: the sum over the turn's gemini messages (`input`, `output`,
-//!   `cached` -> `cachedInputTokens`, `thoughts` -> `reasoningTokens`, `total`; `tool` is only
-//!   in `total`). `model` and `responseMessageSourceId`: the turn's last gemini message with
+//!   of its messages and tool calls. Tokens: the sum over the turn's gemini messages (`input`
+//!   minus `cached` -> `inputTokens`, since Gemini's input count includes the cache reads,
+//!   clamped at 0; `output`, `cached` -> `cachedInputTokens`, `thoughts` -> `reasoningTokens`,
+//!   `total`; `tool` is only in `total`). `model` and `responseMessageSourceId`: the turn's last gemini message with
 //!   one / with text; `queryMessageSourceIds` = the prompt.
 //! - **Rewinds**: `$rewindTo` cuts the live history before its target, the target included
 //!   (the CLI's `rewindTo`: "all messages from (and including) the specified ID onwards are

@@ -25,6 +25,7 @@ fn codex_session_turns_messages_tools_and_tokens() {
     );
     // A turn opens at its prompt, named by the Codex turn id announced before it. t-1: one API
     // call, its (total, last) pair written twice (counted once); t-2: `last_token_usage`.
+    // Input tokens are Codex's minus the cache reads (1000 - 200, 500 - 100).
     assert_eq!(
         turns(item),
         vec![
@@ -34,7 +35,7 @@ fn codex_session_turns_messages_tools_and_tokens() {
                 cx(0, 2),
                 Some(cx(0, 12)),
                 o("gpt-5-codex"),
-                [Some(1000), Some(50), Some(200), None, Some(10), Some(1050)],
+                [Some(800), Some(50), Some(200), None, Some(10), Some(1050)],
                 o("L17"),
                 vec![s("L7")]
             ),
@@ -44,7 +45,7 @@ fn codex_session_turns_messages_tools_and_tokens() {
                 cx(1, 1),
                 Some(cx(1, 8)),
                 o("gpt-5.1-codex"),
-                [Some(500), Some(30), Some(100), None, Some(0), Some(530)],
+                [Some(400), Some(30), Some(100), None, Some(0), Some(530)],
                 o("L33"),
                 vec![s("L25")]
             ),
@@ -281,7 +282,7 @@ fn codex_fork_without_turn_ids_and_compaction() {
                 base + 1000,
                 Some(base + 3000),
                 o("gpt-5-codex"),
-                [Some(400), Some(40), Some(400), None, Some(10), Some(440)],
+                [Some(0), Some(40), Some(400), None, Some(10), Some(440)],
                 o("L8"),
                 vec![s("L6")]
             ),
@@ -291,7 +292,7 @@ fn codex_fork_without_turn_ids_and_compaction() {
                 base + 4000,
                 Some(base + 6000),
                 o("gpt-5-codex"),
-                [Some(900), Some(30), Some(100), None, Some(0), Some(930)],
+                [Some(800), Some(30), Some(100), None, Some(0), Some(930)],
                 o("L14"),
                 vec![s("L11")]
             ),

@@ -1,8 +1,8 @@
 //! Codex on real rollouts (`$NEX_REAL_SAMPLES_DIR/codex/sessions`, `$NEX_CORPUS_DIR/codex/sessions`,
 //! skipped when neither is set): per session, the parser's items equal an independent count
-//! written here from SOURCES.md "Real-world variants" > Codex (prompts, turns, tool calls, output
-//! and total tokens, lineage), and a tail fed in random cuts (mid-line too, with a worker restart)
-//! equals one full parse.
+//! written here from SOURCES.md "Real-world variants" > Codex (prompts, turns, tool calls, input
+//! without the cache reads, cache reads, output and total tokens, lineage), and a tail fed in
+//! random cuts (mid-line too, with a worker restart) equals one full parse.
 //!
 //! The count below is deliberately separate code: it reads each line as a `serde_json::Value`
 //! and applies the rules literally, with none of the parser's state machine.
@@ -58,6 +58,9 @@ pub(super) struct Figures {
     prompts: usize,
     turns: usize,
     tool_calls: usize,
+    /// Uncached input: Codex's `input_tokens` includes `cached_input_tokens`.
+    input_tokens: i64,
+    cached_input_tokens: i64,
     output_tokens: i64,
     total_tokens: i64,
     is_subagent: bool,
@@ -122,7 +125,7 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
     let mut any_output = false;
     let mut tool_ids = BTreeSet::new();
     let mut pairs = BTreeSet::new();
-    let (mut output, mut total) = (0i64, 0i64);
+    let (mut input, mut cached, mut output, mut total) = (0i64, 0i64, 0i64, 0i64);
     let mut prev_prompt: Option<String> = None;
     for (n, r) in records.iter().enumerate() {
         let kind = r.get("type").and_then(Value::as_str).unwrap_or("");
@@ -196,6 +199,9 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
                     continue;
                 };
                 if pairs.insert((t.to_string(), l.to_string())) {
+                    let count = |k: &str| l.get(k).and_then(Value::as_i64).unwrap_or(0);
+                    input += count("input_tokens") - count("cached_input_tokens");
+                    cached += count("cached_input_tokens");
                     output += l.get("output_tokens").and_then(Value::as_i64).unwrap_or(0);
                     total += l.get("total_tokens").and_then(Value::as_i64).unwrap_or(0);
                     any_output |= turns == 0 && opened_before_prompt(&mut turns);
@@ -227,6 +233,8 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
         prompts,
         turns,
         tool_calls: tool_ids.len(),
+        input_tokens: input,
+        cached_input_tokens: cached,
         output_tokens: output,
         total_tokens: total,
         is_subagent,
@@ -279,6 +287,8 @@ fn expected_old(records: &[Value]) -> Option<Figures> {
         prompts,
         turns,
         tool_calls: tool_ids.len(),
+        input_tokens: 0,
+        cached_input_tokens: 0,
         output_tokens: 0,
         total_tokens: 0,
         is_subagent: false,
@@ -302,6 +312,12 @@ pub(super) fn parsed(file: &SourceFile, bytes: &[u8]) -> Option<Figures> {
         prompts: item.messages.iter().filter(|m| m.role == "user").count(),
         turns: item.turns.len(),
         tool_calls: item.tool_calls.len(),
+        input_tokens: item.turns.iter().filter_map(|t| t.input_tokens).sum(),
+        cached_input_tokens: item
+            .turns
+            .iter()
+            .filter_map(|t| t.cached_input_tokens)
+            .sum(),
         output_tokens: item.turns.iter().filter_map(|t| t.output_tokens).sum(),
         total_tokens: item.turns.iter().filter_map(|t| t.total_tokens).sum(),
         is_subagent: item.session.is_subagent,

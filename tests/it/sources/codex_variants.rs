@@ -34,6 +34,7 @@ fn at(ts: &str) -> i64 {
     ((days * 24 + h[0]) * 60 + h[1]) * 60_000 + h[2] * 1000 + ms.parse::<i64>().unwrap()
 }
 
+/// The ledger's token columns of a turn; `input` is uncached (Codex's input minus `cached`).
 fn tokens(input: i64, output: i64, cached: i64, reasoning: i64, total: i64) -> [Option<i64>; 6] {
     [
         Some(input),
@@ -185,7 +186,7 @@ fn codex_per_request_contexts_duplicate_tokens_and_resume() {
                 t("0:01.000"),
                 Some(t("0:06.000")),
                 o("gpt-5-codex"),
-                tokens(14500, 170, 9000, 40, 14670),
+                tokens(5500, 170, 9000, 40, 14670),
                 o("L18"),
                 vec![s("L4")]
             ),
@@ -195,7 +196,7 @@ fn codex_per_request_contexts_duplicate_tokens_and_resume() {
                 t("1:00.000"),
                 Some(t("1:05.000")),
                 o("gpt-5-codex"),
-                tokens(6500, 50, 5000, 10, 6550),
+                tokens(1500, 50, 5000, 10, 6550),
                 o("L31"),
                 vec![s("L23")]
             ),
@@ -316,7 +317,7 @@ fn codex_review_in_the_parent() {
                 t("00:01.000"),
                 Some(t("00:05.100")),
                 o("gpt-5.3-codex"),
-                tokens(21000, 500, 9000, 100, 21500),
+                tokens(12000, 500, 9000, 100, 21500),
                 o("L16"),
                 vec![s("L7")]
             ),
@@ -326,7 +327,7 @@ fn codex_review_in_the_parent() {
                 t("53:21.010"),
                 Some(t("53:51.400")),
                 o("gpt-5.3-codex"),
-                tokens(12000, 400, 4000, 50, 12400),
+                tokens(8000, 400, 4000, 50, 12400),
                 o("L28"),
                 vec![s("L22")]
             ),
@@ -336,7 +337,7 @@ fn codex_review_in_the_parent() {
                 t("56:16.100"),
                 Some(t("56:19.100")),
                 o("gpt-5.3-codex"),
-                tokens(9000, 200, 6000, 20, 9200),
+                tokens(3000, 200, 6000, 20, 9200),
                 o("L42"),
                 vec![s("L36")]
             ),
@@ -401,7 +402,7 @@ fn codex_review_subagent_rollout() {
             t("53:21.010"),
             Some(t("53:51.100")),
             o("gpt-5.3-codex"),
-            tokens(12000, 400, 4000, 50, 12400),
+            tokens(8000, 400, 4000, 50, 12400),
             o("L15"),
             vec![s("L7")]
         )]
@@ -452,7 +453,7 @@ fn codex_spawned_subagent_skips_the_parents_replay() {
             t("05:00.100"),
             Some(t("05:03.100")),
             o("gpt-5.4-mini"),
-            tokens(7000, 100, 7000, 0, 7100),
+            tokens(0, 100, 7000, 0, 7100),
             o("L21"),
             vec![s("L14")]
         )]

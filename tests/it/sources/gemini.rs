@@ -107,7 +107,7 @@ fn gemini_log_session_turns_messages_tools_and_tokens() {
                 ga(0, 5),
                 Some(ga(0, 10)),
                 o("gemini-2.5-pro"),
-                [Some(2100), Some(70), Some(1100), None, Some(30), Some(2405)],
+                [Some(1000), Some(70), Some(1100), None, Some(30), Some(2405)],
                 o("g2"),
                 vec![s("u1")]
             ),
@@ -322,7 +322,7 @@ fn gemini_rewind_and_history_replacement_keep_rows_and_branch_turns() {
                 gb(1, 0),
                 Some(gb(1, 5)),
                 pro(),
-                [Some(200), Some(20), Some(50), None, Some(0), Some(220)],
+                [Some(150), Some(20), Some(50), None, Some(0), Some(220)],
                 o("g2"),
                 vec![s("u2")]
             ),
@@ -354,7 +354,7 @@ fn gemini_rewind_and_history_replacement_keep_rows_and_branch_turns() {
                 gb(4, 0),
                 Some(gb(4, 3)),
                 o("gemini-2.5-flash"),
-                [Some(300), Some(5), Some(250), None, Some(0), Some(305)],
+                [Some(50), Some(5), Some(250), None, Some(0), Some(305)],
                 o("g4"),
                 vec![s("u4")]
             ),

@@ -40,7 +40,7 @@ fn gemini_legacy_document_is_one_record() {
                 gd(0, 1),
                 Some(gd(0, 5)),
                 flash(),
-                [Some(400), Some(30), Some(100), None, Some(8), Some(438)],
+                [Some(300), Some(30), Some(100), None, Some(8), Some(438)],
                 o("g1"),
                 vec![s("u1")]
             ),
@@ -50,7 +50,7 @@ fn gemini_legacy_document_is_one_record() {
                 gd(0, 30),
                 Some(gd(0, 40)),
                 flash(),
-                [Some(450), Some(5), Some(400), None, Some(0), Some(455)],
+                [Some(50), Some(5), Some(400), None, Some(0), Some(455)],
                 o("g2"),
                 vec![s("u2")]
             ),

@@ -1,6 +1,7 @@
 //! Real Gemini CLI chats (`NEX_REAL_SAMPLES_DIR/gemini/tmp`, `NEX_CORPUS_DIR/gemini/tmp`;
 //! skipped when neither is set): per session, the parser's items against a count written here
-//! from the files alone (prompts, tool calls, output and total tokens), exact on every
+//! from the files alone (prompts, tool calls, input without the cache reads, cache reads,
+//! output and total tokens), exact on every
 //! session; and every `.jsonl` log appended in random pieces, cut mid-line too, read through
 //! `FileState` into a real ledger, equals one full read of the final file.
 //!
@@ -33,11 +34,14 @@ pub(super) fn real_gemini_roots() -> Vec<PathBuf> {
         .collect()
 }
 
-/// The four figures compared per session.
+/// The figures compared per session.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Figures {
     prompts: u64,
     tool_calls: u64,
+    /// Uncached input: Gemini's `input` includes `cached`.
+    input_tokens: i64,
+    cached_input_tokens: i64,
     output_tokens: i64,
     total_tokens: i64,
 }
@@ -116,6 +120,8 @@ impl FileCount {
                             .and_then(Value::as_i64)
                             .unwrap_or(0)
                     };
+                    f.input_tokens += n("input") - n("cached");
+                    f.cached_input_tokens += n("cached");
                     f.output_tokens += n("output");
                     f.total_tokens += n("total");
                     for (i, call) in m
@@ -173,6 +179,8 @@ fn parsed(roots: &[PathBuf]) -> (BTreeMap<String, Figures>, Vec<SourceFile>) {
                 ..Figures::default()
             };
             for t in rows.turns.values() {
+                f.input_tokens += t.input_tokens.unwrap_or(0);
+                f.cached_input_tokens += t.cached_input_tokens.unwrap_or(0);
                 f.output_tokens += t.output_tokens.unwrap_or(0);
                 f.total_tokens += t.total_tokens.unwrap_or(0);
             }
@@ -237,7 +245,8 @@ fn independent(roots: &[PathBuf]) -> BTreeMap<String, Figures> {
         .collect()
 }
 
-/// Every real session is found, and exact on prompts, tool calls, output and total tokens.
+/// Every real session is found, and exact on prompts, tool calls, input, cache reads, output and
+/// total tokens.
 #[test]
 fn real_gemini_sessions_match_an_independent_count() {
     let roots = real_gemini_roots();

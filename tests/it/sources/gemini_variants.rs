@@ -84,7 +84,7 @@ fn gemini_subagent_document_with_a_short_id_is_found_and_linked_without_its_pare
             at(MAY_02, 8, 0, 0, 0),
             Some(at(MAY_02, 8, 0, 40, 0)),
             o("gemini-2.5-flash"),
-            [Some(720), Some(17), Some(300), None, Some(4), Some(741)],
+            [Some(420), Some(17), Some(300), None, Some(4), Some(741)],
             o("k3"),
             vec![s("k1")]
         )]
@@ -140,7 +140,7 @@ fn gemini_code_assist_logs_are_a_session_each_and_import_what_they_hold() {
                 Some(at(MAY_27, 11, 45, 10, 0)),
                 o("gemini-2.5-pro"),
                 [
-                    Some(9000),
+                    Some(5000),
                     Some(60),
                     Some(4000),
                     None,
@@ -245,7 +245,7 @@ fn gemini_shell_and_slash_commands_are_prompts_and_notices_are_not() {
                 Some(at(JUN_16, 17, 4, 0, 0)),
                 o("gemini-3-pro-preview"),
                 [
-                    Some(24400),
+                    Some(13400),
                     Some(55),
                     Some(11000),
                     None,

@@ -27,7 +27,11 @@
 //! - Tool calls: see `tools.rs`.
 //! - Tokens: each API call once: `last_token_usage` summed over unique (`total_token_usage`,
 //!   `last_token_usage`) pairs (events are written twice, re-emitted after a `/review`, and the
-//!   total restarts after a resume); `info: null` events carry only rate limits.
+//!   total restarts after a resume); `info: null` events carry only rate limits. Codex's
+//!   `input_tokens` includes `cached_input_tokens`: the turn's `inputTokens` is the uncached
+//!   input (input - cached, clamped at 0), `cachedInputTokens` the cache reads,
+//!   `reasoningTokens` = `reasoning_output_tokens` (part of the output), `totalTokens` Codex's
+//!   `total_tokens`; Codex reports no cache writes.
 //!
 //! Layout: this file reads lines and builds turns; `session` the header, lineage and replay;
 //! `tools` the tool calls; `turns` per-turn bookkeeping and token arithmetic; `record` the typed

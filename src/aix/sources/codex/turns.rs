@@ -83,8 +83,13 @@ impl Totals {
         }
     }
 
+    /// The turn's token columns. Codex's `input_tokens` includes the cache reads
+    /// (`cached_input_tokens`); the ledger's `input_tokens` is the uncached input, so the
+    /// turn's cached sum is subtracted from its input sum (clamped at 0: a file whose cached
+    /// count exceeds its input, never seen in real files, gives 0 rather than a negative).
+    /// `total_tokens` is Codex's own (input + output, cache reads included).
     pub fn write_to(self, t: &mut Turn) {
-        t.input_tokens = Some(self.input);
+        t.input_tokens = Some(self.input.saturating_sub(self.cached).max(0));
         t.cached_input_tokens = Some(self.cached);
         t.output_tokens = Some(self.output);
         t.reasoning_tokens = Some(self.reasoning);

@@ -56,7 +56,9 @@ pub(super) fn push_turn(
         messages.push(message(s, &slot.id));
     }
     if let Some(t) = tokens {
-        turn.input_tokens = Some(t.input);
+        // Gemini's `input` (the prompt count) includes `cached`: the ledger's input is the
+        // uncached part, clamped at 0 (a file with more cached than input gives 0).
+        turn.input_tokens = Some(t.input.saturating_sub(t.cached).max(0));
         turn.output_tokens = Some(t.output);
         turn.cached_input_tokens = Some(t.cached);
         turn.reasoning_tokens = Some(t.thoughts);
