@@ -17,13 +17,16 @@
 //!   `run_pipeline`.
 //! - [`stages`]: one file per pipeline stage: frame source, decoder, chunk assembler, validator,
 //!   batched ledger sink, metrics tap (the run's one tally), audit and telemetry taps.
-//! - [`query`]: read-only queries over the ledger (search, sessions, usage): what the CLI prints
-//!   and the MCP server (`nex mcp`) returns.
+//! - [`query`]: read-only queries over the ledger shared by the CLI and the MCP server: usage
+//!   and cost with subagent rollup, session lookup by prefix, the session list, export.
+//!   The full-text search of `nex search` too.
 //! - [`mcp`]: the Model Context Protocol server of `nex mcp` (read-only tools over [`query`]).
 //! - [`cli`]: the `nex` command line (clap tree and command implementations).
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 //! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
 //!   the control socket.
+//! - [`replica`]: replication of the ledger into a shared PostgreSQL (many machines, one
+//!   archive): change log reader, schema, batches, the replicator, status and reports.
 //!
 //! The `nex-bench` harness is not part of the library: it is the workspace member `bench/`
 //! (crate `nex_bench`), which depends on this one.
@@ -37,4 +40,5 @@ pub mod mcp;
 pub mod pipeline;
 pub mod protocol;
 pub mod query;
+pub mod replica;
 pub mod stages;

@@ -64,6 +64,7 @@ impl BenchHome {
             .env_remove("GEMINI_DIR")
             .env_remove("NEX_LEDGER")
             .env_remove("NEX_WORKER_CMD")
+            .env_remove("NEX_REPLICA_URL")
             .env_remove("RUST_LOG");
         c
     }

@@ -16,6 +16,8 @@
 //! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
 //! - `search`: the `search` scenario (issue 13): the index's cost to the import and to the
 //!   ledger's size, and the latency of 100 fixed queries.
+//! - `tail_turn`: the `tail-long-turn` scenario (issue 12): one tool call appended to open turns
+//!   of growing size.
 //! - `fuzz`: the bad-input harness (R3): valid and bad frames, every outcome checked.
 //! - `stores`: the `stores` scenario: generated Cursor and OpenCode databases, backfill,
 //!   rebackfill and tail latency of the polled sources.
@@ -25,6 +27,10 @@
 //! - `idle`: the `idle` scenario (P7): CPU of `nex daemon` + its tail worker over a quiet window.
 //! - `peer`: the `peer` scenario (P2): claude-code-to-sqlite (installed into a venv) vs NEX.
 //! - `peer_idle_cli`: the command line of those two, flattened into `nex-bench`.
+//! - `usage`: the `usage` scenario (issue 13): `nex usage --by day` over a ledger of the
+//!   standard corpus.
+//! - `replica`: the `replica` scenario: M ledgers replicating into one PostgreSQL at once.
+//! - `pg`: a private PostgreSQL server (initdb in a temp dir) and replica-vs-ledger comparison.
 
 pub mod backfill;
 pub mod big;
@@ -36,14 +42,18 @@ pub mod home;
 pub mod idle;
 pub mod peer;
 pub mod peer_idle_cli;
+pub mod pg;
 pub mod procs;
 pub mod proctree;
 pub mod raw;
 pub mod replay;
+pub mod replica;
 pub mod rng;
 pub mod search;
 pub mod stores;
 pub mod tail;
+pub mod tail_turn;
+pub mod usage;
 pub mod worker_cli;
 
 /// Median, min and max of a set of measurements.

@@ -8,6 +8,9 @@
 //! nex-bench replay [--seed N] [--sessions N] [--runs N] [--dir PATH] [--json]
 //! nex-bench idle [--files N] [--seconds S] [--corpus DIR] [--json]   # P7
 //! nex-bench peer [--sessions N] [--corpus DIR] [--runs N] [--json]   # P2 (exit 3: no peer)
+//! nex-bench usage [--sessions N] [--runs N] [--dir PATH] [--nex PATH] [--json]   # issue 13
+//! nex-bench tail-long-turn [--calls 10,1000,5000] [--appends N] [--runs N] [--json]   # issue 12
+//! nex-bench replica [--machines 8] [--sessions N] [--samples N] [--json]   # issue 14
 //! ```
 
 use std::io::{self, Write};
@@ -118,6 +121,41 @@ enum Command {
     Worker(nex_bench::worker_cli::WorkerScenario),
     #[command(flatten)]
     PeerIdle(nex_bench::peer_idle_cli::PeerIdleScenario),
+    /// Time `nex usage --by day` over a ledger of the corpus (in-process query and the built
+    /// `nex`), target <= 200 ms at 2,000 sessions.
+    Usage {
+        #[command(flatten)]
+        corpus: CorpusArgs,
+        /// Timed runs of each kind (after one untimed warm-up).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Work directory (default: a temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The `nex` binary (default: next to this executable).
+        #[arg(long)]
+        nex: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// M ledgers replicating into one private PostgreSQL at once: time to converge against M
+    /// local backfills, rows/s, lag of an appended turn (p50, p99).
+    Replica {
+        #[arg(long, default_value_t = 8)]
+        machines: usize,
+        /// Sessions per machine (200: the standard corpus).
+        #[arg(long, default_value_t = 200)]
+        sessions: usize,
+        /// Appended turns whose lag is measured.
+        #[arg(long, default_value_t = 50)]
+        samples: usize,
+        /// Directory of the built `nex` and `aix` (default: next to this executable).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -153,6 +191,20 @@ fn main() -> ExitCode {
         Command::Stores(a) => nex_bench::stores::cli::stores_cmd(a),
         Command::Worker(s) => nex_bench::worker_cli::run(s),
         Command::PeerIdle(s) => nex_bench::peer_idle_cli::run(s),
+        Command::Usage {
+            corpus,
+            runs,
+            dir,
+            nex,
+            json,
+        } => usage_cmd(&corpus, runs, dir, nex, json),
+        Command::Replica {
+            machines,
+            sessions,
+            samples,
+            bin_dir,
+            json,
+        } => replica_cmd(machines, sessions, samples, bin_dir, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -383,4 +435,90 @@ fn summary_line(args: &CorpusArgs, r: &replay::ReplayResult) -> String {
         c.bytes as f64 / 1e6,
         r.ratios.len()
     )
+}
+
+fn usage_cmd(
+    corpus: &CorpusArgs,
+    runs: usize,
+    dir: Option<PathBuf>,
+    nex: Option<PathBuf>,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let r = nex_bench::usage::run(&nex_bench::usage::UsageBench {
+        seed: corpus.seed,
+        sessions: corpus.sessions,
+        large_every: corpus.large_every,
+        large_turns: corpus.large_turns,
+        runs,
+        dir,
+        nex,
+    })?;
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&r)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "usage --by day: {} sessions ({} subagents), {} turns, ledger {} MB, built in {:.1} s, {} rows",
+        r.sessions,
+        r.subagents,
+        r.turns,
+        r.ledger_bytes / 1_000_000,
+        r.build_secs,
+        r.rows
+    )?;
+    let s = r.library_ms;
+    writeln!(
+        out,
+        "  library: median {:.1} ms (min {:.1}, max {:.1})",
+        s.median, s.min, s.max
+    )?;
+    match r.process_ms {
+        Some(s) => writeln!(
+            out,
+            "  nex usage --by day --json: median {:.1} ms (min {:.1}, max {:.1}); target <= 200 ms",
+            s.median, s.min, s.max
+        )?,
+        None => writeln!(out, "  nex binary not found: process not timed")?,
+    }
+    Ok(())
+}
+
+fn replica_cmd(
+    machines: usize,
+    sessions: usize,
+    samples: usize,
+    bin_dir: Option<PathBuf>,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bench = nex_bench::replica::ReplicaBench {
+        machines,
+        sessions,
+        samples,
+        bins: nex_bench::procs::Binaries::locate(bin_dir.as_deref())?,
+    };
+    let r = nex_bench::replica::run(&bench).map_err(|e| e.to_string())?;
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &r)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "replica  {} machines x {} sessions · {} rows · converged in {:.2} s vs {:.2} s of local backfills (x{:.2}) · {:.0} rows/s · tail lag p50 {:.0} ms, p99 {:.0} ms (in the ledger: p50 {:.0} ms, p99 {:.0} ms)",
+            r.machines,
+            r.sessions_per_machine,
+            r.rows,
+            r.converge_s,
+            r.local_backfills_s,
+            r.ratio,
+            r.rows_per_s,
+            r.lag_p50_ms,
+            r.lag_p99_ms,
+            r.ledger_lag_p50_ms,
+            r.ledger_lag_p99_ms
+        )?;
+    }
+    Ok(())
 }

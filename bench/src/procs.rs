@@ -190,7 +190,7 @@ pub fn root_args(claude: &[PathBuf], codex: &[PathBuf], empty: &Path) -> Vec<Str
     // OpenCode or Gemini data.
     for flag in ["--cursor-db", "--opencode-dir", "--gemini-dir"] {
         args.push(flag.into());
-        args.push(empty.join("none").display().to_string());
+        args.push(empty.display().to_string());
     }
     args
 }

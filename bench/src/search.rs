@@ -338,7 +338,7 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
             "search bench import"
         );
     }
-    let conn = nex::query::open_read_only(&with_path).map_err(|e| BenchError::Pipeline {
+    let conn = nex::query::open_existing(&with_path).map_err(|e| BenchError::Pipeline {
         code: e.code(),
         message: e.to_string(),
     })?;

@@ -1,5 +1,5 @@
 //! The worker-side `nex-bench` subcommands (`files`, `backfill`, `rebackfill`, `big-session`,
-//! `tail-latency`, `tail-scaling`), flattened into the `nex-bench` command line.
+//! `tail-latency`, `tail-scaling`, `tail-long-turn`), flattened into the `nex-bench` command line.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use super::codex_files::{codex_sessions_dir, write_codex};
 use super::files::{FileCorpusSpec, projects_dir, write_corpus};
 use super::procs::Binaries;
 use super::tail::{self, TailLatencyBench, TailScalingBench};
+use super::tail_turn::{self, TailLongTurnBench};
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
@@ -97,6 +98,29 @@ pub enum WorkerScenario {
         small_bytes: u64,
         #[arg(long, default_value_t = 10)]
         appends: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        common: BinArgs,
+    },
+    /// Issue 12: one tool call appended to an open turn of N tool calls: append -> commit
+    /// latency and bytes written per append at each N; ratio largest / smallest.
+    TailLongTurn {
+        /// Open-turn sizes, in tool calls (comma list).
+        #[arg(long, value_delimiter = ',', default_value = "10,1000,5000")]
+        calls: Vec<usize>,
+        /// Measured appends per size and run (after one warm-up append each).
+        #[arg(long, default_value_t = 10)]
+        appends: usize,
+        /// Runs, each with fresh files, ledger and processes (median, min and max reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Bytes of each tool result's output (written twice per call, as Claude Code does).
+        #[arg(long, default_value_t = 2_500)]
+        result_bytes: usize,
+        /// Pause before and after each append, ms (the byte counters see one append each).
+        #[arg(long, default_value_t = 200)]
+        settle_ms: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[command(flatten)]
@@ -214,6 +238,48 @@ pub fn run(s: WorkerScenario) -> Res {
             println!(
                 "ratio    large/small time {:.2} · bytes {:.2}",
                 r.time_ratio, r.bytes_ratio
+            );
+            Ok(())
+        }
+        WorkerScenario::TailLongTurn {
+            calls,
+            appends,
+            runs,
+            result_bytes,
+            settle_ms,
+            seed,
+            common,
+        } => {
+            let r = tail_turn::run(&TailLongTurnBench {
+                calls,
+                appends,
+                runs,
+                result_bytes,
+                settle: std::time::Duration::from_millis(settle_ms),
+                seed,
+                dir: common.dir.clone(),
+                bins: Binaries::locate(common.bin_dir.as_deref())?,
+            })?;
+            if common.json {
+                return print_json(&r);
+            }
+            let s =
+                |x: &super::Spread| format!("{:.1} (min {:.1}, max {:.1})", x.median, x.min, x.max);
+            for z in &r.sizes {
+                println!(
+                    "calls {:>6}  {:>6.1} MB  p50 {} ms  p99 {} ms  ledger {} B/append  pipe {} B/append  ({} appends)",
+                    z.calls,
+                    z.file_bytes as f64 / 1e6,
+                    s(&z.p50_ms),
+                    s(&z.p99_ms),
+                    s(&z.ledger_bytes),
+                    s(&z.pipe_bytes),
+                    z.appends
+                );
+            }
+            println!(
+                "ratio    largest/smallest p50 {:.2} · ledger bytes {:.2} · pipe bytes {:.2}",
+                r.p50_ratio, r.ledger_bytes_ratio, r.pipe_bytes_ratio
             );
             Ok(())
         }

@@ -55,6 +55,7 @@ impl RunCounters {
             failed: self.failed_files,
             total: with_total.then_some(self.total),
             emitted: Some(self.emitted_files),
+            unchanged_files: Some(self.skipped_files),
             lossy_lines: Some(self.lossy_lines),
             failed_files: Some(self.failed_files),
             file_errors: self.file_errors.clone(),

@@ -68,7 +68,7 @@ impl Default for WorkerOptions {
 
 /// The parts of [`WorkerOptions`] a caller may set explicitly; unset ones fall back to
 /// `run.start.options`, then to the environment's defaults.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RootOverrides {
     pub claude_dirs: Vec<PathBuf>,
     pub codex_dirs: Vec<PathBuf>,

@@ -386,7 +386,11 @@ fn stale_turns(
             let outside = |set: &HashSet<String>| set.iter().any(|t| !in_item.contains(t.as_str()));
             let for_all =
                 d.inputs.workspace != inputs.workspace || d.inputs.created != inputs.created;
-            stale |= d.unknown || outside(&d.borrowing) || (for_all && outside(&d.sent));
+            // Messages and tool calls without a time of their own take the creation time, and
+            // a turn's earlier ones are not re-sent with it (partial items carry deltas).
+            let rows_sent = d.inputs.created != inputs.created && !d.sent.is_empty();
+            stale |=
+                d.unknown || rows_sent || outside(&d.borrowing) || (for_all && outside(&d.sent));
         }
         d.inputs = inputs;
         for t in &item.turns {

@@ -33,8 +33,9 @@ use crate::protocol::ImportSessionItem;
 pub const BEFORE_VERSIONS: u32 = 1;
 
 /// Claude Code: 2 = prompts without shell-mode, local-command and interrupt lines; last-line usage
-/// per `message.id`; resumed files; subagent folders without their main file.
-pub const CLAUDE_CODE: u32 = 2;
+/// per `message.id`; resumed files; subagent folders without their main file. 3 = a line whose
+/// uuid the item already holds is a copy and changes nothing (resumed 2.1.x subagent files).
+pub const CLAUDE_CODE: u32 = 3;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
 /// without the cache reads (Codex's input includes them).
@@ -44,8 +45,9 @@ pub const CURSOR: u32 = 2;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
 pub const OPENCODE: u32 = 2;
 /// Gemini CLI: 2 = subagent chats, every user message a prompt, tokens per message id once.
-/// 3 = `input_tokens` without the cache reads (Gemini's input includes them).
-pub const GEMINI_CLI: u32 = 3;
+/// 3 = `input_tokens` without the cache reads (Gemini's input includes them). 4 = a later chat
+/// file carrying the `sessionId` of an earlier one is its own session.
+pub const GEMINI_CLI: u32 = 4;
 
 /// The mapping version of each provider a run works under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,14 +222,17 @@ mod tests {
     }
 
     #[test]
-    fn providers_are_at_their_versions() {
-        // Codex and Gemini CLI: 3 (input tokens without the cache reads); the others 2.
-        for p in Provider::ALL {
-            let expected = match p {
-                Provider::Codex | Provider::GeminiCli => 3,
-                _ => 2,
-            };
-            assert_eq!(MappingVersions::CURRENT.of(p), expected, "{}", p.as_str());
+    fn every_provider_is_at_its_current_version() {
+        let expected = [
+            (Provider::ClaudeCode, 3),
+            (Provider::Codex, 3),
+            (Provider::Cursor, 2),
+            (Provider::OpenCode, 2),
+            (Provider::GeminiCli, 4),
+        ];
+        assert_eq!(expected.len(), Provider::ALL.len());
+        for (p, v) in expected {
+            assert_eq!(MappingVersions::CURRENT.of(p), v, "{}", p.as_str());
             assert_eq!(MappingVersions::CURRENT.with(p, 7).of(p), 7);
         }
         assert_eq!(

@@ -6,6 +6,8 @@
 //! - `cursor`: the per-file resume cursor NEX stores with each commit.
 //! - `file_state`: a file's parser and cursor; reads new complete lines into items.
 //! - `lineage`: spawn links from parent files filled into subagent items.
+//! - `locate`: user-given source locations recognised by what they hold (a tool's home or
+//!   the folder its parser reads), refused when missing or of another tool.
 //! - `mapping`: each provider's mapping version, in cursors, fingerprints and whole items.
 //! - `emit`: the frame stream: batches, chunks, idempotency keys, cursors on committing frames.
 //! - `backfill`: discover, skip unchanged, parse on a pool, emit in order.
@@ -26,6 +28,7 @@ pub mod factory;
 pub mod figures;
 pub mod file_state;
 pub mod lineage;
+pub mod locate;
 pub mod mapping;
 pub mod pipe;
 pub mod run;

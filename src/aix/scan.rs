@@ -196,7 +196,8 @@ fn resend_children(
 }
 
 /// Where `provider` is looked for under `options`.
-fn locations(options: &WorkerOptions, provider: Provider) -> Vec<std::path::PathBuf> {
+/// Where `provider` is looked for under `options` (its roots, databases or data directories).
+pub fn locations(options: &WorkerOptions, provider: Provider) -> Vec<std::path::PathBuf> {
     match provider {
         Provider::Cursor => options.cursor_dbs.clone(),
         Provider::OpenCode => options.opencode_dirs.clone(),

@@ -4,7 +4,9 @@
 //! when it was not read within the last `debounce` (so a lone append waits for nothing), else
 //! when `debounce` has passed since its last read: a burst of writes is coalesced into one read
 //! per period, and no change waits more than `max_debounce`. Each read takes only the new complete lines from the cursor and emits the
-//! touched turns as partial items with the new cursor. A directory re-scan every
+//! touched turns as partial items with the new cursor: for an open turn, its row with its
+//! running aggregates and only the messages and tool calls the new lines created or changed
+//! (`sources::assembler`), so an append costs O(appended lines) however long the turn. A directory re-scan every
 //! `reconcile_interval` (stat only, no reads of unchanged files) backstops missed events and
 //! picks up new roots. Between events the loop sleeps on its channel: an idle tail uses no CPU.
 //!
@@ -15,8 +17,8 @@
 //!
 //! Per-file parse state lives in memory only for files being written (announced by a
 //! notification) and is dropped after `idle_evict` without changes; files read at start-up or
-//! by a re-scan keep no state. The next change rebuilds it from the cursor (one scan), so
-//! memory follows the files being written, never the corpus.
+//! by a re-scan keep no state. The next change rebuilds it from the cursor (one scan, the open
+//! turn then sent whole once), so memory follows the files being written, never the corpus.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

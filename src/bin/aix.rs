@@ -23,10 +23,12 @@ struct Cli {
 
 #[derive(clap::Args, Clone, Default)]
 struct Roots {
-    /// A Claude Code `projects` directory (repeatable; default from $CLAUDE_CONFIG_DIR or ~/.claude).
+    /// A Claude Code `projects` directory, or the `~/.claude` holding it (repeatable; default
+    /// from $CLAUDE_CONFIG_DIR or ~/.claude).
     #[arg(long = "claude-dir", value_name = "DIR")]
     claude_dirs: Vec<PathBuf>,
-    /// A Codex `sessions` directory (repeatable; default from $CODEX_HOME or ~/.codex).
+    /// A Codex `sessions` directory, or the `~/.codex` holding it (repeatable; default from
+    /// $CODEX_HOME or ~/.codex).
     #[arg(long = "codex-dir", value_name = "DIR")]
     codex_dirs: Vec<PathBuf>,
     /// A Cursor `User` folder or `state.vscdb` (repeatable; a global database brings the
@@ -34,12 +36,13 @@ struct Roots {
     /// Support/Cursor/User, where it exists).
     #[arg(long = "cursor-db", value_name = "PATH")]
     cursor_dbs: Vec<PathBuf>,
-    /// An OpenCode data directory holding opencode.db and/or storage/ (repeatable; default
+    /// An OpenCode data directory holding opencode.db and/or storage/, or the folder holding it
+    /// as `opencode/` (repeatable; default
     /// $OPENCODE_DATA_DIR or ~/.local/share/opencode, where it exists).
     #[arg(long = "opencode-dir", value_name = "DIR")]
     opencode_dirs: Vec<PathBuf>,
-    /// A Gemini CLI `tmp` directory holding `<project>/chats/` (repeatable; default ~/.gemini/tmp,
-    /// where it exists).
+    /// A Gemini CLI `tmp` directory holding `<project>/chats/`, or the `~/.gemini` holding it
+    /// (repeatable; default ~/.gemini/tmp, where it exists).
     #[arg(long = "gemini-dir", value_name = "DIR")]
     gemini_dirs: Vec<PathBuf>,
 }
@@ -87,13 +90,24 @@ enum Mode {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Plain lines for users and for nex's log: no colours, no Rust module paths.
         .with_ansi(false)
+        .with_target(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AIX_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let cli = Cli::parse();
+    let roots = match &cli.command {
+        Command::Worker { roots, .. }
+        | Command::Emit { roots, .. }
+        | Command::Scan { roots, .. } => roots.located(),
+    };
+    if let Err(e) = roots {
+        eprintln!("aix: {e} [{}]", e.code());
+        return ExitCode::from(2);
+    }
     let factory = aix::default_parser_factory();
     let result = match cli.command {
         Command::Worker { stdio, roots } => {
@@ -147,13 +161,31 @@ fn main() -> ExitCode {
     }
 }
 
+impl Roots {
+    /// The given locations, each as the parser reads it (a tool's home is recognised), or the
+    /// first one that is missing or of another tool.
+    fn located(&self) -> Result<Roots, aix::locate::LocateError> {
+        use aix::locate::locate_all;
+        use aix::sources::Provider;
+        Ok(Roots {
+            claude_dirs: locate_all(Provider::ClaudeCode, &self.claude_dirs)?,
+            codex_dirs: locate_all(Provider::Codex, &self.codex_dirs)?,
+            cursor_dbs: locate_all(Provider::Cursor, &self.cursor_dbs)?,
+            opencode_dirs: locate_all(Provider::OpenCode, &self.opencode_dirs)?,
+            gemini_dirs: locate_all(Provider::GeminiCli, &self.gemini_dirs)?,
+        })
+    }
+}
+
+/// The located roots (checked in `main` before any command runs).
 fn overrides(roots: &Roots, full: bool) -> RootOverrides {
+    let roots = roots.located().unwrap_or_else(|_| roots.clone());
     RootOverrides {
-        claude_dirs: roots.claude_dirs.clone(),
-        codex_dirs: roots.codex_dirs.clone(),
-        cursor_dbs: roots.cursor_dbs.clone(),
-        opencode_dirs: roots.opencode_dirs.clone(),
-        gemini_dirs: roots.gemini_dirs.clone(),
+        claude_dirs: roots.claude_dirs,
+        codex_dirs: roots.codex_dirs,
+        cursor_dbs: roots.cursor_dbs,
+        opencode_dirs: roots.opencode_dirs,
+        gemini_dirs: roots.gemini_dirs,
         full,
     }
 }

@@ -35,13 +35,27 @@ pub fn write_line(stderr: bool, line: &str) {
 }
 use crate::control::{Control, ControlClient, ControlError, Host, HostMode};
 
-/// Where the control plane lives and how it runs workers.
+/// Where the control plane lives: the options of every control command.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ControlArgs {
     /// NEX home: socket, runtime db, default ledger, config.toml (default: $NEX_HOME, else
     /// ~/.nex).
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
+    /// Open the agents ledger even when it is a symbolic link (refused otherwise: whoever can
+    /// write the link's directory would choose where every conversation is written).
+    #[arg(long)]
+    pub allow_symlinked_ledger: bool,
+    /// The worker and source options of the commands that run workers (`backfill`, `tail`,
+    /// `daemon`); default (none given) for the others.
+    #[arg(skip)]
+    pub worker: WorkerArgs,
+}
+
+/// How a run's worker is started and where it reads: only on the commands that run workers.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Worker and sources")]
+pub struct WorkerArgs {
     /// Persona for imported sessions (default: config.toml `persona`, else `main`).
     #[arg(long, value_name = "ID")]
     pub persona: Option<String>,
@@ -49,47 +63,96 @@ pub struct ControlArgs {
     /// this executable).
     #[arg(long, value_name = "CMD")]
     pub worker_cmd: Option<String>,
-    /// Claude Code config dir for the worker (default: $CLAUDE_CONFIG_DIR, else config).
+    /// A Claude Code `projects` folder, or the `~/.claude` holding it (repeatable; replaces
+    /// the default and --claude-config-dir).
+    #[arg(long = "claude-dir", value_name = "DIR")]
+    pub claude_dirs: Vec<PathBuf>,
+    /// A Codex `sessions` folder, or the `~/.codex` holding it (repeatable; replaces the
+    /// default and --codex-home).
+    #[arg(long = "codex-dir", value_name = "DIR")]
+    pub codex_dirs: Vec<PathBuf>,
+    /// A Cursor `User` folder, Cursor's own folder, or a `state.vscdb` (repeatable; a global
+    /// database brings its workspaces'; replaces config `cursor_db`).
+    #[arg(long = "cursor-db", value_name = "PATH")]
+    pub cursor_dbs: Vec<PathBuf>,
+    /// An OpenCode data folder, or the folder holding it as `opencode/` (repeatable; replaces
+    /// config `opencode_dir`).
+    #[arg(long = "opencode-dir", value_name = "DIR")]
+    pub opencode_dirs: Vec<PathBuf>,
+    /// A Gemini CLI `tmp` folder, or the `~/.gemini` holding it (repeatable; replaces config
+    /// `gemini_dir`).
+    #[arg(long = "gemini-dir", value_name = "DIR")]
+    pub gemini_dirs: Vec<PathBuf>,
+    /// Claude Code config dir (`~/.claude`) passed to the worker as $CLAUDE_CONFIG_DIR
+    /// (default: $CLAUDE_CONFIG_DIR, else config `claude_config_dir`).
     #[arg(long, value_name = "DIR")]
     pub claude_config_dir: Option<String>,
-    /// Codex home for the worker (default: $CODEX_HOME, else config).
+    /// Codex home (`~/.codex`) passed to the worker as $CODEX_HOME (default: $CODEX_HOME,
+    /// else config `codex_home`).
     #[arg(long, value_name = "DIR")]
     pub codex_home: Option<String>,
-    /// Cursor `state.vscdb` for the worker (default: config `cursor_db`, else the worker's
-    /// platform default).
-    #[arg(long, value_name = "PATH")]
-    pub cursor_db: Option<String>,
-    /// OpenCode data directory for the worker (default: config `opencode_dir`, else the
-    /// worker's default).
-    #[arg(long, value_name = "DIR")]
-    pub opencode_dir: Option<String>,
-    /// Gemini CLI `tmp` directory for the worker (default: config `gemini_dir`, else the
-    /// worker's default).
-    #[arg(long, value_name = "DIR")]
-    pub gemini_dir: Option<String>,
-    /// Open the agents ledger even when it is a symbolic link (refused otherwise: whoever can
-    /// write the link's directory would choose where every conversation is written).
-    #[arg(long)]
-    pub allow_symlinked_ledger: bool,
+}
+
+impl WorkerArgs {
+    /// Any option given: a running daemon cannot take them for one request.
+    pub fn any(&self) -> bool {
+        self.persona.is_some()
+            || self.worker_cmd.is_some()
+            || self.claude_config_dir.is_some()
+            || self.codex_home.is_some()
+            || !self.no_roots()
+    }
+
+    fn no_roots(&self) -> bool {
+        self.claude_dirs.is_empty()
+            && self.codex_dirs.is_empty()
+            && self.cursor_dbs.is_empty()
+            && self.opencode_dirs.is_empty()
+            && self.gemini_dirs.is_empty()
+    }
+
+    /// The source flags, each located ([`crate::aix::locate`]): a tool's home is recognised,
+    /// a missing path or one of another tool is an error naming it.
+    pub fn roots(&self) -> Result<crate::aix::RootOverrides, crate::aix::locate::LocateError> {
+        use crate::aix::locate::locate_all;
+        use crate::aix::sources::Provider;
+        Ok(crate::aix::RootOverrides {
+            claude_dirs: locate_all(Provider::ClaudeCode, &self.claude_dirs)?,
+            codex_dirs: locate_all(Provider::Codex, &self.codex_dirs)?,
+            cursor_dbs: locate_all(Provider::Cursor, &self.cursor_dbs)?,
+            opencode_dirs: locate_all(Provider::OpenCode, &self.opencode_dirs)?,
+            gemini_dirs: locate_all(Provider::GeminiCli, &self.gemini_dirs)?,
+            full: false,
+        })
+    }
 }
 
 impl ControlArgs {
+    /// These control options with the command's worker options.
+    pub fn with_worker(&self, worker: &WorkerArgs) -> ControlArgs {
+        ControlArgs {
+            worker: worker.clone(),
+            ..self.clone()
+        }
+    }
+
     pub fn paths(&self) -> Result<Paths, ControlError> {
         Paths::resolve(self.home.clone())
     }
 
     /// flags > environment > config.toml > defaults.
     pub fn settings(&self, no_import: bool) -> Result<ControlSettings, ControlError> {
+        let w = &self.worker;
+        let roots = w.roots()?;
         let overrides = Overrides {
-            persona: self.persona.clone(),
-            worker_cmd: self.worker_cmd.clone(),
-            claude_config_dir: self.claude_config_dir.clone(),
-            codex_home: self.codex_home.clone(),
-            cursor_db: self.cursor_db.clone(),
-            opencode_dir: self.opencode_dir.clone(),
-            gemini_dir: self.gemini_dir.clone(),
+            persona: w.persona.clone(),
+            worker_cmd: w.worker_cmd.clone(),
+            claude_config_dir: w.claude_config_dir.clone(),
+            codex_home: w.codex_home.clone(),
+            roots,
             no_import,
             allow_symlinked_ledger: self.allow_symlinked_ledger,
+            ..Overrides::default()
         };
         ControlSettings::load(self.paths()?, &overrides)
     }
@@ -114,24 +177,16 @@ impl Session {
     /// The running daemon, else an in-process control plane.
     pub async fn daemon_or_local(args: &ControlArgs) -> Result<Session, ControlError> {
         if let Some(control) = Session::daemon(args).await? {
-            if args.persona.is_some()
-                || args.worker_cmd.is_some()
-                || args.claude_config_dir.is_some()
-                || args.codex_home.is_some()
-                || args.cursor_db.is_some()
-                || args.opencode_dir.is_some()
-                || args.gemini_dir.is_some()
-            {
-                errln!(
-                    "nex: a daemon is running: it uses its own persona, worker and source settings; \
-                     --persona/--worker-cmd and the source flags are ignored"
-                );
+            if args.worker.any() {
+                // Never a run that silently reads elsewhere than asked.
+                return Err(ControlError::DaemonHasOwnSettings);
             }
             return Ok(Session {
                 control,
                 host: None,
             });
         }
+        args.worker.roots()?;
         let mut settings = args.settings(false)?;
         // The in-process plane runs only what the command asks for.
         settings.start_tail = false;
@@ -188,8 +243,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 /// Prints `err` with its code and returns the failure exit code.
 pub fn fail(err: &ControlError) -> ExitCode {
     tracing::debug!(error_code = %err.code(), "command failed");
-    errln!("nex: {err} [{}]", err.code());
-    ExitCode::FAILURE
+    super::fmt::print_error(err, &err.code());
+    if err.is_usage() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Prints `value` as one line of JSON.
@@ -232,29 +291,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Epoch ms as `YYYY-MM-DD HH:MM:SS` UTC; empty for `None`.
+/// Epoch ms as a local time with its offset, `-` for `None` ([`super::fmt::time`]).
 pub fn when(ms: Option<i64>) -> String {
-    let Some(ms) = ms else {
-        return String::new();
-    };
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    super::fmt::time(ms)
 }
 
 /// A duration in ms as `1h02m`, `3m04s`, `5.2s`.
@@ -275,8 +314,7 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(when(Some(0)), "1970-01-01 00:00:00");
-        assert_eq!(when(Some(1_764_120_000_000)), "2025-11-26 01:20:00");
+        assert_eq!(when(None), "-");
         assert_eq!(duration(5_200), "5.2s");
         assert_eq!(duration(184_000), "3m04s");
         assert_eq!(duration(3_720_000), "1h02m");

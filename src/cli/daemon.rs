@@ -28,6 +28,8 @@ pub struct DaemonArgs {
     /// `import.enabled = false` in config.toml). `nex import apply|replay` stay usable.
     #[arg(long)]
     pub no_import: bool,
+    #[command(flatten)]
+    pub worker: super::control_ctx::WorkerArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -73,7 +75,10 @@ pub fn run(args: DaemonArgs) -> ExitCode {
 }
 
 async fn serve(args: DaemonArgs) -> Result<(), ControlError> {
-    let settings = args.control.settings(args.no_import)?;
+    let settings = args
+        .control
+        .with_worker(&args.worker)
+        .settings(args.no_import)?;
     let socket = settings.paths.socket.clone();
     // The socket first: a second daemon fails before touching anything.
     let server = ControlServer::bind(&socket).await?;
@@ -91,6 +96,7 @@ async fn serve(args: DaemonArgs) -> Result<(), ControlError> {
         import_enabled = host.settings.import_enabled,
         "daemon started"
     );
+    let replication = start_replication(&host);
     let server = server.with_shutdown(host.shutdown.clone());
     let stop_serving = CancellationToken::new();
     let serving = tokio::spawn(server.serve(
@@ -104,9 +110,27 @@ async fn serve(args: DaemonArgs) -> Result<(), ControlError> {
     }
     stop_serving.cancel();
     let _ = serving.await;
+    if let Some((task, stop)) = replication {
+        stop.cancel();
+        let _ = task.await;
+    }
     host.stop().await;
     tracing::info!("daemon stopped");
     Ok(())
+}
+
+/// The replicator of `[replica]` (none when no replica is configured): its own task, its own
+/// connections, never in the import's way (see `replica::replicator`).
+fn start_replication(host: &Host) -> Option<(tokio::task::JoinHandle<()>, CancellationToken)> {
+    let replica = host.settings.replica.clone()?;
+    let paths = &host.settings.paths;
+    let replicator = crate::replica::Replicator::new(
+        replica,
+        paths.ledger.clone(),
+        crate::replica::StateFile::in_dir(&paths.run_dir),
+    );
+    let stop = CancellationToken::new();
+    Some((tokio::spawn(replicator.run(stop.clone())), stop))
 }
 
 /// Sends `shutdown` and waits until the daemon has released the runtime lock (its last act

@@ -9,8 +9,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::control_ctx::{
-    ControlArgs, Session, duration, errln, fail, outln, print_json, runtime, shutdown_signal, table,
+    ControlArgs, Session, WorkerArgs, duration, errln, fail, outln, print_json, runtime,
+    shutdown_signal, table,
 };
+use super::fmt::{count, or_dash};
 use crate::control::api::Stopped;
 use crate::control::health::{JobView, RunPhase, StatusReport, TailState, TailStatus};
 use crate::control::jobs::{Enqueued, JobRecord, JobStatus};
@@ -31,6 +33,8 @@ pub struct BackfillArgs {
     /// Print JSON: the enqueued job, or with --wait the final job record.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -43,6 +47,8 @@ pub struct TailArgs {
     /// Print the tail status as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -52,6 +58,7 @@ pub struct StopArgs {
     /// `tail` (default) or a job id (a unique prefix of at least 4 characters is enough).
     #[arg(value_name = "tail|JOB_ID")]
     pub target: Option<String>,
+    /// Print `{"stopped":"tail","tail":…}` or `{"stopped":"job","job":…}` (docs/control.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -66,6 +73,7 @@ pub struct WatchArgs {
 pub struct RestartArgs {
     #[command(flatten)]
     pub control: ControlArgs,
+    /// Print the tail status as JSON (`TailStatus`, docs/control.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -80,7 +88,8 @@ fn block_on<F: std::future::Future<Output = Result<ExitCode, ControlError>>>(f: 
 /// `nex import backfill`.
 pub fn backfill(args: BackfillArgs) -> ExitCode {
     block_on(async move {
-        let mut session = Session::daemon_or_local(&args.control).await?;
+        let control = args.control.with_worker(&args.worker);
+        let mut session = Session::daemon_or_local(&control).await?;
         let result = backfill_in(&mut session, &args).await;
         session.finish().await;
         result
@@ -131,6 +140,21 @@ async fn backfill_in(session: &mut Session, args: &BackfillArgs) -> Result<ExitC
         print_json(&job);
     } else {
         outln!("{}", job_summary(&job));
+        let c = &job.stats.counters;
+        if job.status == JobStatus::Completed
+            && files_checked(c).unwrap_or(0) == 0
+            && c.items() == 0
+        {
+            // Found nothing: say where, so a wrong location is seen at once.
+            if local && let Ok(settings) = args.control.with_worker(&args.worker).settings(false) {
+                outln!("looked in:");
+                for line in super::doctor::where_it_looks(&settings) {
+                    outln!("{line}");
+                }
+            } else {
+                outln!("no sessions found: `nex doctor` shows where the worker looks");
+            }
+        }
     }
     Ok(match job.status {
         JobStatus::Completed => ExitCode::SUCCESS,
@@ -227,7 +251,14 @@ pub fn source_problems(c: &CommittedCounters) -> Vec<String> {
     lines
 }
 
-/// The end-of-job summary table.
+/// Source files the run looked at: those it read plus those unchanged since their cursor;
+/// `None` when the worker did not say.
+pub fn files_checked(c: &CommittedCounters) -> Option<u64> {
+    c.total.map(|t| t + c.unchanged_files)
+}
+
+/// The end-of-job summary: a line in words, then the table. A run that changed nothing says
+/// so (`nothing new: 66 files checked, 66 unchanged`), with the table of what it checked.
 pub fn job_summary(job: &JobRecord) -> String {
     let c = &job.stats.counters;
     let took = match (job.started_at, job.completed_at) {
@@ -235,29 +266,75 @@ pub fn job_summary(job: &JobRecord) -> String {
         _ => String::new(),
     };
     let mut out = format!(
-        "backfill job {} {}{} (attempts {})",
-        job.id, job.status, took, job.stats.attempts
+        "backfill job {} {}{} ({})",
+        job.id,
+        job.status,
+        took,
+        count(u64::from(job.stats.attempts), "attempt", "attempts")
     );
     if let Some(code) = &job.error_code {
-        out.push_str(&format!("\nerror: {code}"));
+        let why = job.error_message.as_deref().unwrap_or("");
+        out.push_str(&format!("\nerror: {why} [{code}]"));
     }
-    let rows = vec![vec![
-        c.total.map_or(String::new(), |t| t.to_string()),
-        c.emitted.map_or(String::new(), |t| t.to_string()),
-        c.imported.to_string(),
-        c.upserted.to_string(),
-        c.skipped.to_string(),
-        failed_total(c).to_string(),
-        c.requests.to_string(),
-        c.rejected.to_string(),
-    ]];
+    let files = files_checked(c);
+    let wrote = c.imported + c.upserted;
+    let nothing_new =
+        job.status == JobStatus::Completed && wrote == 0 && failed_total(c) == 0 && c.rejected == 0;
     out.push('\n');
-    out.push_str(&table(
-        &[
-            "FILES", "EMITTED", "IMPORTED", "UPSERTED", "SKIPPED", "FAILED", "REQUESTS", "REJECTED",
-        ],
-        &rows,
-    ));
+    if nothing_new && files == Some(0) && c.items() == 0 {
+        out.push_str("found no session files or databases to import");
+    } else if nothing_new {
+        let checked = files.map_or_else(|| "- files".to_owned(), |n| count(n, "file", "files"));
+        out.push_str(&format!(
+            "nothing new: {checked} checked (a Cursor or OpenCode session counts as one), {} \
+             unchanged since the last import",
+            c.unchanged_files
+        ));
+        if c.skipped + c.replayed > 0 {
+            out.push_str(&format!(
+                "; {} read again and already in the ledger",
+                count(c.skipped + c.replayed, "session", "sessions")
+            ));
+        }
+        out.push('\n');
+        let mut header = vec!["FILES", "UNCHANGED"];
+        let mut row = vec![or_dash(files), c.unchanged_files.to_string()];
+        if c.skipped > 0 {
+            header.push("SKIPPED");
+            row.push(c.skipped.to_string());
+        }
+        if c.replayed > 0 {
+            header.push("REPLAYED");
+            row.push(c.replayed.to_string());
+        }
+        out.push_str(&table(&header, &[row]));
+    } else {
+        let rows = vec![vec![
+            or_dash(files),
+            c.unchanged_files.to_string(),
+            or_dash(c.emitted),
+            c.imported.to_string(),
+            c.upserted.to_string(),
+            c.skipped.to_string(),
+            c.replayed.to_string(),
+            failed_total(c).to_string(),
+            c.rejected.to_string(),
+        ]];
+        out.push_str(&table(
+            &[
+                "FILES",
+                "UNCHANGED",
+                "READ",
+                "IMPORTED",
+                "UPSERTED",
+                "SKIPPED",
+                "REPLAYED",
+                "FAILED",
+                "REJECTED",
+            ],
+            &rows,
+        ));
+    }
     for line in source_problems(c) {
         out.push('\n');
         out.push_str(&line);
@@ -268,7 +345,8 @@ pub fn job_summary(job: &JobRecord) -> String {
 /// `nex import tail`.
 pub fn tail(args: TailArgs) -> ExitCode {
     block_on(async move {
-        let mut session = Session::daemon_or_local(&args.control).await?;
+        let control = args.control.with_worker(&args.worker);
+        let mut session = Session::daemon_or_local(&control).await?;
         let result = tail_in(&mut session, &args).await;
         session.finish().await;
         result

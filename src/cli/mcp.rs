@@ -7,7 +7,9 @@ use clap::Args;
 
 use super::control_ctx::errln;
 use super::search::ReadLedgerArgs;
+use crate::control::config::ConfigFile;
 use crate::protocol::Code;
+use crate::query::prices::PriceTable;
 
 #[derive(Debug, Clone, Args)]
 pub struct McpArgs {
@@ -21,6 +23,15 @@ pub struct McpArgs {
 pub fn run(args: McpArgs) -> ExitCode {
     let path = match args.ledger.path() {
         Ok(path) => path,
+        Err(e) => return super::control_ctx::fail(&e),
+    };
+    // Prices as `nex usage` takes them: the table with the `[prices]` of config.toml.
+    let prices = match args
+        .ledger
+        .config_file()
+        .and_then(|file| ConfigFile::read(&file))
+    {
+        Ok(config) => PriceTable::with_overrides(&config.prices),
         Err(e) => return super::control_ctx::fail(&e),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -37,7 +48,7 @@ pub fn run(args: McpArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::mcp::serve_stdio(path, args.max_result_bytes)) {
+    match runtime.block_on(crate::mcp::serve_stdio(path, args.max_result_bytes, prices)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             errln!("nex: mcp: {e} [{}]", Code::IoFailed);

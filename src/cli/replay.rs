@@ -57,6 +57,9 @@ pub struct ReplaySummary {
     pub upserted: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Items of replayed requests (already in the ledger; nothing written); omitted when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub replayed: u64,
     pub chunks_staged: u64,
     pub uploads_completed: u64,
     pub cursors_stored: u64,
@@ -81,6 +84,7 @@ impl From<&RunReport> for ReplaySummary {
             rejected: c.rejected.clone(),
             imported: c.imported,
             upserted: c.upserted,
+            replayed: c.replayed,
             skipped: c.skipped,
             failed: c.failed,
             chunks_staged: c.chunks_staged,

@@ -37,6 +37,17 @@ impl ReadLedgerArgs {
         };
         Ok(control.settings(false)?.paths.ledger)
     }
+
+    /// The user's `config.toml` (for its `[prices]`), under the same NEX home.
+    ///
+    /// Errors: `nex_home_unresolved`.
+    pub fn config_file(&self) -> Result<PathBuf, crate::control::ControlError> {
+        let control = ControlArgs {
+            home: self.home.clone(),
+            ..ControlArgs::default()
+        };
+        Ok(control.paths()?.config_file)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -127,7 +138,7 @@ pub fn filter_of(args: &SearchArgs) -> Result<SearchFilter, QueryError> {
 fn search(args: &SearchArgs) -> Result<Vec<SearchHit>, SearchFailure> {
     let filter = filter_of(args)?;
     let path = args.ledger.path().map_err(SearchFailure::Control)?;
-    let conn = query::open_read_only(&path)?;
+    let conn = query::open_existing(&path)?;
     Ok(query::search::search(&conn, &path, &filter)?)
 }
 

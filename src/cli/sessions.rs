@@ -1,7 +1,7 @@
-//! `nex sessions list [--provider P] [--json]` and `nex sessions show LABEL [--json]`: what
-//! landed in the agents ledger, read through a read-only connection (the daemon may be
-//! writing; WAL lets both run). Counts and ids only: message text and tool output are not
-//! printed.
+//! `nex sessions list|show|export`: what landed in the agents ledger, read through a
+//! read-only connection (the daemon may be writing; WAL lets both run). `list` and `show`
+//! print counts, ids and a title (the tool's, else the first prompt, cut); `export` prints a
+//! whole session. The queries are in [`crate::query`]; this module parses flags and prints.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,14 +11,26 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
 use super::control_ctx::{ControlArgs, errln, outln, print_json, table, when};
+use super::fmt::{count, or_dash};
 use crate::control::ControlError;
+use crate::query::sessions::{
+    ListFilter, SessionOverview, list_labels, resolve_label, session_overview,
+};
+use crate::query::{Filters, QueryError};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum SessionsCommand {
     /// Imported sessions, most recently updated first.
+    #[command(after_help = "EXAMPLES:
+  nex sessions list                        the 50 most recently updated sessions
+  nex sessions list --provider claude-code --limit 10
+  nex sessions list --json | jq -r '.[].label'")]
     List(ListArgs),
     /// One session: import mapping, turns, message and tool-call counts, lineage.
     Show(ShowArgs),
+    /// One session as a document: turns, messages, tool calls (long parameters and results
+    /// cut with a marker), and its subagents inline under the tool calls that spawned them.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -34,23 +46,66 @@ pub struct LedgerArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub ledger: LedgerArgs,
-    /// Only sessions of this provider (`claude-code`, `codex`, …).
-    #[arg(long, value_name = "P")]
+    /// Only sessions of this provider.
+    #[arg(long, value_name = "P", value_parser = super::fmt::provider_names())]
     pub provider: Option<String>,
+    /// Only sessions whose project (workspace) is this directory or under it.
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Only sessions updated on or after this day: YYYY-MM-DD, local time, from its midnight.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// At most this many sessions, most recently updated first.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Print a JSON array of sessions (`SessionSummary`, docs/control.md) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The sessions of every machine in the shared replica (`[replica]` in config.toml).
+    #[arg(long)]
+    pub replica: bool,
+    /// With `--replica`: one row per machine (sessions, turns, last update, watermark).
+    #[arg(long, value_enum, requires = "replica")]
+    pub by: Option<super::replica::SessionsBy>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ShowArgs {
     #[command(flatten)]
     pub ledger: LedgerArgs,
-    /// The session label (`import:<provider>:<session>:<hash>`).
+    /// The session: its label (`import:<provider>:<session>:<hash>`), a unique prefix of
+    /// one, or the tool's own session id (or a unique prefix of it).
     pub label: String,
+    /// Print the session as one JSON object (`SessionDetail`, docs/control.md).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Md,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The session: its label, a unique prefix of one, or the tool's own session id (or a
+    /// unique prefix of it).
+    pub label: String,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Md)]
+    pub format: ExportFormat,
+    /// Mask what looks like a secret (API keys, tokens, passwords in URLs, private keys) and
+    /// the home directory (as `~`).
+    #[arg(long)]
+    pub redact: bool,
+    /// Tool parameters, results and errors longer than this many characters are cut.
+    #[arg(long, value_name = "N", default_value_t = crate::query::export::DEFAULT_MAX_TOOL_CHARS)]
+    pub max_tool_chars: usize,
+    /// Write to this file (created with mode 0600) instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// One row of `sessions list --json`.
@@ -67,6 +122,8 @@ pub struct SessionSummary {
     pub status: String,
     /// Turns on the session's thread (head turn to root).
     pub turns: u64,
+    #[serde(flatten)]
+    pub overview: SessionOverview,
 }
 
 /// `sessions show --json`.
@@ -107,7 +164,8 @@ pub struct TurnSummary {
 /// What every read command says before the first import (no ledger, or no session in it).
 pub const NO_SESSIONS_YET: &str = "no sessions yet: run `nex import backfill`";
 
-fn ledger_path(args: &LedgerArgs) -> Result<PathBuf, ControlError> {
+/// The ledger `args` name: the flag, else `$NEX_LEDGER`, config `ledger`, `$NEX_HOME/agents.db`.
+pub(crate) fn ledger_path(args: &LedgerArgs) -> Result<PathBuf, ControlError> {
     Ok(match &args.ledger {
         Some(p) => p.clone(),
         None => args.control.settings(false)?.paths.ledger,
@@ -118,7 +176,7 @@ fn ledger_path(args: &LedgerArgs) -> Result<PathBuf, ControlError> {
 /// Never creates the file.
 ///
 /// Errors: `store_failed` when the file exists but cannot be read as a ledger.
-fn open(args: &LedgerArgs) -> Result<Option<Connection>, ControlError> {
+pub(crate) fn open(args: &LedgerArgs) -> Result<Option<Connection>, ControlError> {
     open_path(&ledger_path(args)?)
 }
 
@@ -140,7 +198,7 @@ fn open_path(path: &Path) -> Result<Option<Connection>, ControlError> {
 /// [`NO_SESSIONS_YET`] instead of an empty table.
 ///
 /// Errors: `store_failed` when the ledger exists but cannot be read.
-fn is_first_run(conn: Option<&Connection>) -> Result<bool, ControlError> {
+pub(crate) fn is_first_run(conn: Option<&Connection>) -> Result<bool, ControlError> {
     let Some(conn) = conn else {
         return Ok(true);
     };
@@ -167,7 +225,8 @@ const THREAD: &str = "WITH RECURSIVE chain(id, depth) AS (
     )";
 
 const SUMMARY: &str = "SELECT s.label, si.source_provider, si.source_session_id, s.persona_id,
-        s.is_subagent, s.parent_session_label, s.created_at, s.updated_at, s.status
+        s.is_subagent, s.parent_session_label, s.created_at, s.updated_at, s.status,
+        COALESCE(s.workspace_path, s.routing_key)
     FROM sessions s LEFT JOIN session_imports si ON si.session_label = s.label";
 
 fn summary_row(conn: &Connection, row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary> {
@@ -188,10 +247,74 @@ fn summary_row(conn: &Connection, row: &rusqlite::Row<'_>) -> rusqlite::Result<S
         updated_at: row.get(7)?,
         status: row.get(8)?,
         turns,
+        overview: SessionOverview {
+            project: row.get(9)?,
+            ..SessionOverview::default()
+        },
     })
 }
 
+/// [`summary_row`] with the session's overview (title, model, tokens, duration).
+fn summary_with_overview(
+    conn: &Connection,
+    label: &str,
+) -> Result<Option<SessionSummary>, Failure> {
+    let summary = conn
+        .query_row(
+            &format!("{SUMMARY} WHERE s.label = ?1"),
+            params![label],
+            |row| summary_row(conn, row),
+        )
+        .optional()
+        .map_err(ControlError::store("sessions_summary"))?;
+    let Some(mut summary) = summary else {
+        return Ok(None);
+    };
+    summary.overview = session_overview(conn, label, summary.overview.project.take())?;
+    Ok(Some(summary))
+}
+
+/// Why a sessions command failed: the control plane (settings, opening the ledger) or a
+/// query (resolution, dates, reads).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+impl Failure {
+    pub(crate) fn report(&self) -> ExitCode {
+        match self {
+            Failure::Control(e) => super::control_ctx::fail(e),
+            Failure::Query(e) => {
+                tracing::debug!(error_code = %e.code(), "command failed");
+                errln!("nex: {e} [{}]", e.code());
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Human duration: `45s`, `12m`, `3h05m`, `2d04h`.
+fn duration(ms: Option<i64>) -> String {
+    let Some(ms) = ms else {
+        return String::new();
+    };
+    let s = ms / 1000;
+    match s {
+        ..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
 pub fn list(args: ListArgs) -> ExitCode {
+    if args.replica {
+        return super::replica::sessions_list(&args);
+    }
     match list_sessions(&args) {
         Ok((rows, first_run)) => {
             if args.json {
@@ -204,23 +327,35 @@ pub fn list(args: ListArgs) -> ExitCode {
                 let body: Vec<Vec<String>> = rows
                     .iter()
                     .map(|s| {
+                        let o = &s.overview;
                         vec![
                             s.label.clone(),
                             s.provider.clone().unwrap_or_default(),
+                            o.project.clone().unwrap_or_default(),
+                            o.model.clone().unwrap_or_default(),
+                            o.total_tokens.to_string(),
+                            duration(o.duration_ms),
                             s.turns.to_string(),
                             if s.is_subagent { "sub" } else { "" }.to_owned(),
                             when(Some(s.updated_at)),
+                            o.title.clone().unwrap_or_default(),
                         ]
                     })
                     .collect();
                 outln!(
                     "{}",
-                    table(&["LABEL", "PROVIDER", "TURNS", "KIND", "UPDATED"], &body)
+                    table(
+                        &[
+                            "LABEL", "PROVIDER", "PROJECT", "MODEL", "TOKENS", "DURATION", "TURNS",
+                            "KIND", "UPDATED", "TITLE"
+                        ],
+                        &body
+                    )
                 );
             }
             ExitCode::SUCCESS
         }
-        Err(e) => super::control_ctx::fail(&e),
+        Err(e) => e.report(),
     }
 }
 
@@ -235,8 +370,19 @@ fn has_schema(conn: &Connection) -> Result<bool, ControlError> {
     .map_err(ControlError::store("ledger_schema"))
 }
 
+/// A `--project` directory as an absolute path (relative to the working directory), so it
+/// compares with the absolute workspace paths the tools record.
+pub(crate) fn project_arg(dir: Option<&Path>) -> Option<String> {
+    dir.map(|d| {
+        std::path::absolute(d)
+            .unwrap_or_else(|_| d.to_path_buf())
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
 /// The sessions, and whether the ledger is still empty (a first run).
-fn list_sessions(args: &ListArgs) -> Result<(Vec<SessionSummary>, bool), ControlError> {
+fn list_sessions(args: &ListArgs) -> Result<(Vec<SessionSummary>, bool), Failure> {
     let conn = open(&args.ledger)?;
     if is_first_run(conn.as_ref())? {
         return Ok((Vec::new(), true));
@@ -244,18 +390,23 @@ fn list_sessions(args: &ListArgs) -> Result<(Vec<SessionSummary>, bool), Control
     let Some(conn) = conn else {
         return Ok((Vec::new(), true));
     };
-    let mut stmt = conn
-        .prepare(&format!(
-            "{SUMMARY} WHERE (?1 IS NULL OR si.source_provider = ?1)
-             ORDER BY s.updated_at DESC, s.label LIMIT ?2"
-        ))
-        .map_err(ControlError::store("sessions_list"))?;
-    let rows = stmt
-        .query_map(params![args.provider, args.limit], |row| {
-            summary_row(&conn, row)
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(ControlError::store("sessions_list"))?;
+    let facts = crate::query::session_facts(&conn)?;
+    let filter = ListFilter {
+        filters: Filters {
+            provider: args.provider.clone(),
+            project: project_arg(args.project.as_deref()),
+            since: args.since.clone(),
+            ..Filters::default()
+        },
+        limit: args.limit,
+        offset: 0,
+    };
+    let mut rows = Vec::new();
+    for label in list_labels(&conn, &facts, &filter)? {
+        if let Some(summary) = summary_with_overview(&conn, &label)? {
+            rows.push(summary);
+        }
+    }
     Ok((rows, false))
 }
 
@@ -277,23 +428,18 @@ pub fn show(args: ShowArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(Shown::NotFound) => {
-            errln!("nex: no session {} [session_not_found]", args.label);
-            ExitCode::FAILURE
-        }
-        Err(e) => super::control_ctx::fail(&e),
+        Err(e) => e.report(),
     }
 }
 
 /// What `sessions show` found.
 enum Shown {
     Session(Box<SessionDetail>),
-    NotFound,
     /// The ledger holds no session yet.
     FirstRun,
 }
 
-fn show_session(args: &ShowArgs) -> Result<Shown, ControlError> {
+fn show_session(args: &ShowArgs) -> Result<Shown, Failure> {
     let conn = open(&args.ledger)?;
     if is_first_run(conn.as_ref())? {
         return Ok(Shown::FirstRun);
@@ -301,26 +447,16 @@ fn show_session(args: &ShowArgs) -> Result<Shown, ControlError> {
     let Some(conn) = conn else {
         return Ok(Shown::FirstRun);
     };
-    Ok(match session_detail(&conn, args)? {
-        Some(d) => Shown::Session(Box::new(d)),
-        None => Shown::NotFound,
-    })
+    let label = resolve_label(&conn, &args.label)?;
+    match session_detail(&conn, &label)? {
+        Some(d) => Ok(Shown::Session(Box::new(d))),
+        // Deleted between resolution and reading.
+        None => Err(QueryError::SessionNotFound(args.label.clone()).into()),
+    }
 }
 
-fn session_detail(
-    conn: &Connection,
-    args: &ShowArgs,
-) -> Result<Option<SessionDetail>, ControlError> {
-    let err = ControlError::store("sessions_show");
-    let summary = conn
-        .query_row(
-            &format!("{SUMMARY} WHERE s.label = ?1"),
-            params![args.label],
-            |row| summary_row(conn, row),
-        )
-        .optional()
-        .map_err(err)?;
-    let Some(summary) = summary else {
+fn session_detail(conn: &Connection, label: &str) -> Result<Option<SessionDetail>, Failure> {
+    let Some(summary) = summary_with_overview(conn, label)? else {
         return Ok(None);
     };
     let err = || ControlError::store("sessions_show");
@@ -335,7 +471,7 @@ fn session_detail(
         .query_row(
             "SELECT thread_id, origin, routing_key, parent_turn_id, spawn_tool_call_id
              FROM sessions WHERE label = ?1",
-            params![args.label],
+            params![label],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .map_err(err())?;
@@ -343,7 +479,7 @@ fn session_detail(
         .query_row(
             "SELECT source_session_fingerprint, imported_at, last_run_id FROM session_imports
              WHERE session_label = ?1 LIMIT 1",
-            params![args.label],
+            params![label],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
@@ -358,7 +494,7 @@ fn session_detail(
         ))
         .map_err(err())?;
     let turn_list: Vec<TurnSummary> = stmt
-        .query_map(params![args.label], |r| {
+        .query_map(params![label], |r| {
             Ok(TurnSummary {
                 id: r.get(0)?,
                 parent_turn_id: r.get(1)?,
@@ -378,7 +514,7 @@ fn session_detail(
         .prepare("SELECT label FROM sessions WHERE parent_session_label = ?1 ORDER BY label")
         .map_err(err())?;
     let children: Vec<String> = stmt
-        .query_map(params![args.label], |r| r.get(0))
+        .query_map(params![label], |r| r.get(0))
         .and_then(|rows| rows.collect())
         .map_err(err())?;
     let (fingerprint, imported_at, last_run_id) = match mapping {
@@ -405,6 +541,20 @@ fn session_detail(
 fn print_detail(d: &SessionDetail) {
     let s = &d.summary;
     outln!("session {}", s.label);
+    let o = &s.overview;
+    if let Some(title) = &o.title {
+        outln!("  title {title}");
+    }
+    outln!(
+        "  project {}, model {}, {} tokens, {}",
+        o.project.as_deref().unwrap_or("-"),
+        o.model.as_deref().unwrap_or("-"),
+        o.total_tokens,
+        match o.duration_ms {
+            Some(_) => format!("lasted {}", duration(o.duration_ms)),
+            None => "no turns".to_owned(),
+        }
+    );
     outln!(
         "  provider {} / {}",
         s.provider.as_deref().unwrap_or("-"),
@@ -418,10 +568,10 @@ fn print_detail(d: &SessionDetail) {
         when(d.imported_at)
     );
     outln!(
-        "  {} turns, {} messages, {} tool calls",
-        s.turns,
-        d.messages,
-        d.tool_calls
+        "  {}, {}, {}",
+        count(s.turns, "turn", "turns"),
+        count(d.messages, "message", "messages"),
+        count(d.tool_calls, "tool call", "tool calls")
     );
     if let Some(parent) = &s.parent_session_label {
         outln!(
@@ -442,14 +592,14 @@ fn print_detail(d: &SessionDetail) {
                 vec![
                     t.id.clone(),
                     when(Some(t.started_at)),
-                    t.model.clone().unwrap_or_default(),
+                    or_dash(t.model.as_deref()),
                     t.messages.to_string(),
                     t.tool_calls.to_string(),
-                    format!(
-                        "{}/{}",
-                        t.input_tokens.unwrap_or(0),
-                        t.output_tokens.unwrap_or(0)
-                    ),
+                    // Unknown tokens (Cursor) are `-`, never `0/0`.
+                    match (t.input_tokens, t.output_tokens) {
+                        (None, None) => "-".to_owned(),
+                        (i, o) => format!("{}/{}", or_dash(i), or_dash(o)),
+                    },
                 ]
             })
             .collect();
@@ -461,4 +611,71 @@ fn print_detail(d: &SessionDetail) {
             )
         );
     }
+}
+
+pub fn export(args: ExportArgs) -> ExitCode {
+    match export_session(&args) {
+        Ok(None) => {
+            outln!("{NO_SESSIONS_YET}");
+            ExitCode::SUCCESS
+        }
+        Ok(Some(())) => ExitCode::SUCCESS,
+        Err(e) => e.report(),
+    }
+}
+
+/// Writes the export; `None` on a first run (nothing to export).
+fn export_session(args: &ExportArgs) -> Result<Option<()>, Failure> {
+    use crate::query::export::{ExportOptions, export_session, to_markdown};
+    let conn = open(&args.ledger)?;
+    if is_first_run(conn.as_ref())? {
+        return Ok(None);
+    }
+    let Some(conn) = conn else {
+        return Ok(None);
+    };
+    let label = resolve_label(&conn, &args.label)?;
+    let options = ExportOptions {
+        max_tool_chars: args.max_tool_chars,
+        redactor: args.redact.then(|| {
+            let home = std::env::var("HOME").ok();
+            crate::query::redact::Redactor::new(home.as_deref())
+        }),
+    };
+    let Some(doc) = export_session(&conn, &label, &options)? else {
+        return Err(QueryError::SessionNotFound(args.label.clone()).into());
+    };
+    let mut text = match args.format {
+        // Plain data: serialisation cannot fail.
+        ExportFormat::Json => serde_json::to_string_pretty(&doc).expect("export serialises"),
+        ExportFormat::Md => to_markdown(&doc),
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    match &args.output {
+        Some(path) => write_private(path, text.as_bytes()).map_err(ControlError::io(path))?,
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // A closed stdout (`| head`) is not an error.
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        }
+    }
+    Ok(Some(()))
+}
+
+/// Writes `bytes` to `path`, created (or truncated) with mode 0600: an export holds a
+/// conversation.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

@@ -19,6 +19,7 @@ use crate::control::{ControlError, Request};
 pub struct StatusArgs {
     #[command(flatten)]
     pub control: ControlArgs,
+    /// Print `{"daemon":StatusReport|null,"recent_jobs":[JobRecord…]}` (docs/control.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -28,8 +29,10 @@ pub struct JobsArgs {
     #[command(flatten)]
     pub control: ControlArgs,
     /// How many jobs, newest first.
+    /// At most this many jobs, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    /// Print a JSON array of job records (`JobRecord`, docs/control.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -231,14 +234,15 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
                         match (j.started_at, j.completed_at) {
                             (Some(s), Some(e)) => duration(e - s),
                             (Some(s), None) => duration(crate::control::store::now_ms() - s),
-                            _ => String::new(),
+                            _ => "-".to_owned(),
                         },
                         j.stats.attempts.to_string(),
                         c.imported.to_string(),
                         c.upserted.to_string(),
                         c.skipped.to_string(),
+                        c.replayed.to_string(),
                         failed_total(c).to_string(),
-                        j.error_code.clone().unwrap_or_default(),
+                        j.error_code.clone().unwrap_or_else(|| "-".to_owned()),
                     ]
                 })
                 .collect();
@@ -254,6 +258,7 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
                         "IMPORTED",
                         "UPSERTED",
                         "SKIPPED",
+                        "REPLAYED",
                         "FAILED",
                         "ERROR"
                     ],

@@ -202,9 +202,12 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
     };
     let control = ControlArgs {
         home: args.home.clone(),
-        worker_cmd: args.worker_cmd.clone(),
-        claude_config_dir: args.claude_config_dir.clone(),
-        codex_home: args.codex_home.clone(),
+        worker: super::control_ctx::WorkerArgs {
+            worker_cmd: args.worker_cmd.clone(),
+            claude_config_dir: args.claude_config_dir.clone(),
+            codex_home: args.codex_home.clone(),
+            ..Default::default()
+        },
         ..ControlArgs::default()
     };
     let settings = control.settings(false)?;

@@ -144,6 +144,10 @@ pub struct SourceRoots {
     pub opencode_dir: Option<String>,
     /// Gemini CLI's `tmp` directory.
     pub gemini_dir: Option<String>,
+    /// Locations given on the command line (`--claude-dir`, `--codex-dir`, `--cursor-db`,
+    /// `--opencode-dir`, `--gemini-dir`, repeatable, already located): each provider's list,
+    /// when not empty, replaces that provider's other settings (`run.start.options`).
+    pub given: crate::aix::RootOverrides,
 }
 
 /// Resolved settings of a control plane.
@@ -168,6 +172,8 @@ pub struct ControlSettings {
     pub job_retry: RestartPolicy,
     /// Open the agents ledger even when it is a symbolic link (`--allow-symlinked-ledger`).
     pub allow_symlinked_ledger: bool,
+    /// The shared PostgreSQL the daemon replicates the ledger into; `None`: no replication.
+    pub replica: Option<crate::replica::ReplicaSettings>,
 }
 
 impl ControlSettings {
@@ -185,6 +191,7 @@ impl ControlSettings {
             restart: RestartPolicy::default(),
             job_retry: RestartPolicy::job_default(),
             allow_symlinked_ledger: false,
+            replica: None,
         }
     }
 
@@ -235,6 +242,7 @@ impl ControlSettings {
             cursor_db: overrides.cursor_db.clone().or(imp.cursor_db.clone()),
             opencode_dir: overrides.opencode_dir.clone().or(imp.opencode_dir.clone()),
             gemini_dir: overrides.gemini_dir.clone().or(imp.gemini_dir.clone()),
+            given: overrides.roots.clone(),
         };
         let t = &mut s.timings;
         let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
@@ -251,6 +259,14 @@ impl ControlSettings {
         r.max = ms(imp.backoff_max_ms, r.max);
         r.reset_after = ms(imp.reset_after_ms, r.reset_after);
         s.job_retry.max_restarts = imp.job_max_retries.unwrap_or(s.job_retry.max_restarts);
+        s.replica = crate::replica::ReplicaSettings::resolve(
+            file.replica.url.as_deref(),
+            file.replica.machine.as_deref(),
+        )
+        .map_err(|e| ControlError::ConfigInvalid {
+            path: s.paths.config_file.clone(),
+            detail: format!("{e} [{}]", e.code()),
+        })?;
         Ok(s)
     }
 }
@@ -269,6 +285,8 @@ pub struct Overrides {
     pub cursor_db: Option<String>,
     pub opencode_dir: Option<String>,
     pub gemini_dir: Option<String>,
+    /// The repeatable source flags, located ([`crate::aix::locate`]).
+    pub roots: crate::aix::RootOverrides,
     /// `nex daemon --no-import`.
     pub no_import: bool,
     /// `--allow-symlinked-ledger`.
@@ -290,6 +308,14 @@ pub struct Overrides {
 /// cursor_db = "/mnt/c/Users/u/AppData/Roaming/Cursor/User/globalStorage/state.vscdb"
 /// opencode_dir = "/home/u/.local/share/opencode"
 /// gemini_dir = "/home/u/.gemini/tmp"
+/// [prices."claude-sonnet-4-5"]       # USD per million tokens (`nex usage`)
+/// input = 3.0
+/// output = 15.0
+/// cache_read = 0.3                # default: input
+/// cache_write = 3.75              # default: input
+/// [replica]
+/// url = "postgres://nex@db.example.org/team?sslmode=require"   # or NEX_REPLICA_URL
+/// machine = "laptop"              # default: the host name
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -297,6 +323,20 @@ pub struct ConfigFile {
     pub persona: Option<String>,
     pub ledger: Option<PathBuf>,
     pub import: ImportSection,
+    /// Model prices overriding or adding to the repository's table (`prices.toml`), by model
+    /// name (matched as `crate::query::prices` describes).
+    pub prices: std::collections::BTreeMap<String, crate::query::prices::PriceOverride>,
+    pub replica: ReplicaSection,
+}
+
+/// `[replica]`: the shared PostgreSQL this ledger replicates into (`nex daemon`,
+/// `nex replica sync`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ReplicaSection {
+    /// A secret (it may hold a password): never logged or printed.
+    pub url: Option<String>,
+    pub machine: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -366,12 +406,21 @@ impl ConfigFile {
             .try_into()
             .map_err(|e: toml::de::Error| invalid(e.message().into()))?;
         file.import.check_ranges().map_err(invalid)?;
+        for (model, price) in &file.prices {
+            price.check(model).map_err(invalid)?;
+        }
         Ok(file)
     }
 }
 
 /// Keys of the top level of `config.toml`.
-const TOP_KEYS: &[&str] = &["persona", "ledger", "import"];
+const TOP_KEYS: &[&str] = &["persona", "ledger", "import", "prices", "replica"];
+
+/// Keys of a `[prices."model"]` table.
+const PRICE_KEYS: &[&str] = &["input", "output", "cache_read", "cache_write"];
+
+/// Keys of `[replica]`.
+const REPLICA_KEYS: &[&str] = &["url", "machine"];
 
 /// Keys of `[import]`.
 const IMPORT_KEYS: &[&str] = &[
@@ -418,6 +467,32 @@ fn check_keys(table: &toml::Table) -> Result<(), String> {
             for key in section.keys() {
                 if !IMPORT_KEYS.contains(&key.as_str()) {
                     return Err(unknown(key, "import.", IMPORT_KEYS));
+                }
+            }
+        }
+        if key == "prices" {
+            let Some(models) = value.as_table() else {
+                return Err("prices must be a table of models: [prices.\"model-name\"]".into());
+            };
+            for (model, price) in models {
+                let Some(price) = price.as_table() else {
+                    return Err(format!(
+                        "prices.\"{model}\" must be a table: input, output, cache_read, cache_write"
+                    ));
+                };
+                for key in price.keys() {
+                    if !PRICE_KEYS.contains(&key.as_str()) {
+                        return Err(unknown(key, &format!("prices.\"{model}\"."), PRICE_KEYS));
+                    }
+                }
+            }
+        }
+        if key == "replica"
+            && let Some(section) = value.as_table()
+        {
+            for key in section.keys() {
+                if !REPLICA_KEYS.contains(&key.as_str()) {
+                    return Err(unknown(key, "replica.", REPLICA_KEYS));
                 }
             }
         }
@@ -553,6 +628,9 @@ mod tests {
             e.contains("unknown key `import.zzzzzz`") && !e.contains("mean"),
             "{e}"
         );
+        let e = read_config("[replica]\nmachin = \"x\"\n").unwrap_err();
+        assert!(e.contains("did you mean `replica.machine`?"), "{e}");
+        read_config("[replica]\nurl = \"postgres://h/db\"\nmachine = \"m\"\n").unwrap();
         let e = read_config("[imports]\nenabled = false\n").unwrap_err();
         assert!(e.contains("did you mean `import`?"), "{e}");
         // Every known key is accepted.
@@ -562,6 +640,30 @@ mod tests {
             .map(|k| format!("{k} = 5000\n"))
             .collect();
         read_config(&format!("persona = \"p\"\nledger = \"a.db\"\n[import]\n{all}enabled = true\ntail = true\nauto_retry = true\nworker_cmd = \"w\"\nclaude_config_dir = \"c\"\ncodex_home = \"c\"\ncursor_db = \"c\"\nopencode_dir = \"o\"\ngemini_dir = \"g\"\n").replace("max_restarts = 5000", "max_restarts = 5").replace("job_max_retries = 5000", "job_max_retries = 3")).unwrap();
+    }
+
+    #[test]
+    fn prices_are_accepted_and_checked_key_by_key() {
+        let f = read_config(
+            "[prices.\"my-model\"]\ninput = 1.5\noutput = 3\n[prices.\"claude-opus-4-5\"]\ninput = 1\noutput = 2\ncache_read = 0.1\ncache_write = 1.25\n",
+        )
+        .unwrap();
+        assert_eq!(f.prices.len(), 2);
+        assert_eq!(f.prices["my-model"].input, 1.5);
+        assert_eq!(f.prices["claude-opus-4-5"].cache_write, Some(1.25));
+        let e = read_config("[prices.m]\ninput = 1\noutput = 2\ncache_reads = 1\n").unwrap_err();
+        assert!(
+            e.contains(
+                "unknown key `prices.\"m\".cache_reads` (did you mean `prices.\"m\".cache_read`?)"
+            ),
+            "{e}"
+        );
+        let e = read_config("[prices.m]\ninput = -1\noutput = 2\n").unwrap_err();
+        assert!(e.contains("prices.\"m\".input = -1 is not a price"), "{e}");
+        let e = read_config("[prices.m]\ninput = 1\n").unwrap_err();
+        assert!(e.contains("output"), "{e}");
+        let e = read_config("prices = 3\n").unwrap_err();
+        assert!(e.contains("prices"), "{e}");
     }
 
     #[test]

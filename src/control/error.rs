@@ -40,8 +40,9 @@ pub enum ControlError {
     JobNotFound(String),
     #[error("job id prefix {0} is ambiguous")]
     JobAmbiguous(String),
-    #[error("illegal job transition {from} -> {to}")]
+    #[error("{}", illegal_transition(id, from, to))]
     IllegalTransition {
+        id: String,
         from: &'static str,
         to: &'static str,
     },
@@ -73,9 +74,37 @@ pub enum ControlError {
     Ledger(#[from] crate::ledger::LedgerError),
     #[error("bad control request: {0}")]
     BadRequest(String),
-    /// An error reported by the daemon over the socket, kept by code.
-    #[error("daemon error {code}: {message}")]
+    /// An error reported by the daemon over the socket, kept by code (the message is the
+    /// daemon's sentence; the code is printed once, after it).
+    #[error("{message}")]
     Remote { code: String, message: String },
+    /// A source flag's path is missing or of another tool.
+    #[error(transparent)]
+    SourceLocation(#[from] crate::aix::locate::LocateError),
+    #[error(
+        "a daemon is running, and it reads the sources and runs the worker its own settings say; \
+         the worker and source flags would be ignored: give them to `nex daemon` (or in \
+         config.toml), or stop the daemon (`nex daemon stop`) to run with them here"
+    )]
+    DaemonHasOwnSettings,
+}
+
+/// `cannot cancel job c9503a1f: it already completed`.
+fn illegal_transition(id: &str, from: &str, to: &str) -> String {
+    let short: String = id.chars().take(8).collect();
+    let verb = match to {
+        "cancelled" => "cancel",
+        "running" => "start",
+        "completed" => "complete",
+        "failed" => "fail",
+        other => other,
+    };
+    match from {
+        "completed" | "failed" | "cancelled" => {
+            format!("cannot {verb} job {short}: it already {from}")
+        }
+        _ => format!("cannot {verb} job {short}: it is {from}"),
+    }
 }
 
 impl ControlError {
@@ -104,7 +133,20 @@ impl ControlError {
             ControlError::Ledger(e) => e.code(),
             ControlError::BadRequest(_) => Code::BadRequest,
             ControlError::Remote { code, .. } => Code::parse(code).unwrap_or(Code::Unknown),
+            ControlError::SourceLocation(e) => match e {
+                crate::aix::locate::LocateError::Missing { .. } => Code::SourceNotFound,
+                crate::aix::locate::LocateError::NotThisTool { .. } => Code::SourceNotRecognised,
+            },
+            ControlError::DaemonHasOwnSettings => Code::DaemonHasOwnSettings,
         }
+    }
+
+    /// A usage error (exit 2): the command line asked for something that cannot be.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            ControlError::SourceLocation(_) | ControlError::DaemonHasOwnSettings
+        )
     }
 
     pub(crate) fn store(context: &'static str) -> impl FnOnce(rusqlite::Error) -> ControlError {

@@ -139,6 +139,7 @@ pub fn transition(
     let from = current.status;
     if !from.can_transition(to) {
         return Err(ControlError::IllegalTransition {
+            id: id.to_owned(),
             from: from.as_str(),
             to: to.as_str(),
         });
@@ -158,6 +159,7 @@ pub fn transition(
     .map_err(ControlError::store("job_transition"))?;
     if changed == 0 {
         return Err(ControlError::IllegalTransition {
+            id: id.to_owned(),
             from: from.as_str(),
             to: to.as_str(),
         });

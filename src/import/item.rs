@@ -10,6 +10,13 @@
 //! NULL / dropped. `has_children` is derived from the ledger's rows, and the session's head is
 //! the latest of its stored head and the item's turns, so any sequence of partial items and one
 //! full item converge on the same rows (README "Tail = backfill").
+//!
+//! **Item rule 14 (extension, partial turns)**: a turn may come with only its new and changed
+//! messages and tool calls (a tail append to a long open turn, README "Tail: the open turn as
+//! deltas"); it then carries `toolCallCount`, the count of all its tool calls, which becomes the
+//! row's `tool_call_count` (`rows::write_turns`). Rows the item does not carry are left as they
+//! are (never removed nor rewritten). Without the field (an older worker's whole turns) the
+//! item's tool calls naming the turn are counted, as in rule 6.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

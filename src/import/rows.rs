@@ -187,7 +187,7 @@ pub(super) fn write_turns(
             total_tokens,
             query_json,
             response,
-            tool_counts.get(src).copied().unwrap_or(0),
+            tool_call_count(turn, &tool_counts),
             src,
             workspace,
             refs.label,
@@ -210,6 +210,20 @@ pub(super) fn write_turns(
     let mut seen = HashSet::with_capacity(refresh.len());
     refresh.retain(|id| seen.insert(id.clone()));
     Ok(refresh)
+}
+
+/// Item rule 14 (extension): the worker's count when the turn carries one (a partial item may
+/// hold only the turn's new tool calls), else the item's tool calls naming the turn.
+fn tool_call_count(turn: &Turn, item_counts: &HashMap<&str, i64>) -> i64 {
+    turn.tool_call_count.map_or_else(
+        || {
+            item_counts
+                .get(turn.source_turn_id.trim())
+                .copied()
+                .unwrap_or(0)
+        },
+        |n| n.max(0),
+    )
 }
 
 pub(super) fn write_messages(

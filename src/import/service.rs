@@ -177,6 +177,7 @@ fn import_items_with(
         skipped: 0,
         failed: 0,
         results: Vec::with_capacity(items.len()),
+        replayed: false,
     };
     for (position, item) in items.iter().enumerate() {
         conn.prepare_cached("SAVEPOINT nex_import_item")?
@@ -249,7 +250,12 @@ fn lookup_replay(
     }
     match stored_hash.as_deref().filter(|h| !h.is_empty()) {
         Some(stored) if stored != hash => Err(ImportError::IdempotencyKeyPayloadMismatch),
-        Some(_) => Ok(serde_json::from_str(&response_json).ok()),
+        Some(_) => Ok(serde_json::from_str::<ImportResponse>(&response_json)
+            .ok()
+            .map(|r| ImportResponse {
+                replayed: true,
+                ..r
+            })),
         None => Ok(None),
     }
 }
@@ -264,7 +270,12 @@ pub(crate) fn stored_response(
         .prepare_cached(sql::SELECT_REQUEST)?
         .query_row([key], |r| r.get(3))
         .optional()?;
-    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    Ok(json
+        .and_then(|j| serde_json::from_str::<ImportResponse>(&j).ok())
+        .map(|r| ImportResponse {
+            replayed: true,
+            ..r
+        }))
 }
 
 fn store_request(

@@ -31,6 +31,10 @@ pub const AGENTS: &[Migration] = &[
         name: "agents/0005_search.sql",
         sql: include_str!("../../migrations/agents/0005_search.sql"),
     },
+    Migration {
+        name: "agents/0006_change_log.sql",
+        sql: include_str!("../../migrations/agents/0006_change_log.sql"),
+    },
 ];
 
 /// Migrations of `nexus.db`, in order.

@@ -3,9 +3,12 @@
 //! so they answer what the CLI prints.
 //!
 //! - `search_sessions`: [`query::search::search`] (`nex search`).
-//! - `list_sessions`: [`query::sessions::list`] (`nex sessions list`).
-//! - `get_session`: [`query::sessions::get`] (`nex sessions show`), turns paged.
-//! - `get_usage`: [`query::usage::report`] (`nex usage`).
+//! - `list_sessions`: [`query::sessions::list_labels`] then [`query::sessions::session_overview`]
+//!   of each (`nex sessions list`).
+//! - `get_session`: [`query::sessions::resolve_label`] then [`query::export::export_session`]
+//!   (`nex sessions export --format json`), turns paged.
+//! - `get_usage`: [`query::usage::usage_report`] (`nex usage`), priced with the price table
+//!   and the `[prices]` of `config.toml`, as `nex usage` prices it.
 //!
 //! # Bounds
 //!
@@ -26,6 +29,7 @@
 //! JSON-RPC `invalid_params` error; a ledger that cannot be read is `internal_error`. Both
 //! carry `{"code": <nex error code>}` in `data`. The server never exits on a call's error.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -37,10 +41,14 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::query::export::{ExportOptions, export_session};
+use crate::query::prices::PriceTable;
 use crate::query::search::{RoleFilter, SearchFilter};
-use crate::query::sessions::SessionFilter;
-use crate::query::usage::{GroupBy, UsageFilter};
-use crate::query::{self, QueryError, time};
+use crate::query::sessions::{
+    ListFilter, SessionOverview, list_labels, resolve_label, session_overview,
+};
+use crate::query::usage::{GroupBy, usage_report};
+use crate::query::{self, Filters, QueryError, SessionFacts, time};
 
 /// About how much JSON one tool result may hold.
 pub const MAX_RESULT_BYTES: usize = 64 * 1024;
@@ -88,7 +96,8 @@ pub struct ListArgs {
 /// `get_session` arguments.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct GetArgs {
-    /// The session's label (`import:<provider>:<session>:<hash>`), as search and list give it.
+    /// The session's label (`import:<provider>:<session>:<hash>`), as search and list give it,
+    /// a unique prefix of it, or the tool's own session id.
     pub label: String,
     /// Most turns to return (default 20, at most 200).
     pub limit: Option<u32>,
@@ -116,21 +125,67 @@ pub struct UsageArgs {
     pub cursor: Option<String>,
 }
 
-/// The server: where the ledger is, and the tools.
+/// One row of `list_sessions`: the session's identity and lineage, and its
+/// [`SessionOverview`] (project, title, model, total tokens, duration).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionListRow {
+    pub label: String,
+    pub provider: Option<String>,
+    pub source_session_id: Option<String>,
+    pub is_subagent: bool,
+    pub parent_session_label: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(flatten)]
+    pub overview: SessionOverview,
+}
+
+/// The rows of `list_sessions`: the labels [`list_labels`] gives under `filter`, each with its
+/// [`session_overview`]. The MCP tool's answer, here so that a test can compute it too.
+///
+/// Errors: `date_invalid`; `ledger_read_failed`, `ledger_busy`.
+pub fn session_list(
+    conn: &rusqlite::Connection,
+    facts: &HashMap<String, SessionFacts>,
+    filter: &ListFilter,
+) -> Result<Vec<SessionListRow>, QueryError> {
+    let mut rows = Vec::new();
+    for label in list_labels(conn, facts, filter)? {
+        let Some(f) = facts.get(&label) else {
+            continue;
+        };
+        rows.push(SessionListRow {
+            overview: session_overview(conn, &label, f.project.clone())?,
+            label,
+            provider: f.provider.clone(),
+            source_session_id: f.source_session_id.clone(),
+            is_subagent: f.parent_session_label.is_some(),
+            parent_session_label: f.parent_session_label.clone(),
+            created_at: f.created_at,
+            updated_at: f.updated_at,
+        });
+    }
+    Ok(rows)
+}
+
+/// The server: where the ledger is, the prices, and the tools.
 #[derive(Debug, Clone)]
 pub struct NexMcp {
     ledger: PathBuf,
     /// About how much JSON one result may hold ([`MAX_RESULT_BYTES`] unless told).
     max_bytes: usize,
+    /// The price table with the user's `config.toml` overrides, as `nex usage` uses it.
+    prices: PriceTable,
     tool_router: ToolRouter<Self>,
 }
 
 #[tool_router]
 impl NexMcp {
-    pub fn new(ledger: PathBuf, max_bytes: usize) -> Self {
+    pub fn new(ledger: PathBuf, max_bytes: usize, prices: PriceTable) -> Self {
         Self {
             ledger,
             max_bytes,
+            prices,
             tool_router: Self::tool_router(),
         }
     }
@@ -168,7 +223,7 @@ impl NexMcp {
     }
 
     #[tool(
-        description = "Imported sessions, most recently updated first: label, session_id, provider, project, title (first prompt), model, turns, total_tokens, duration_ms, is_subagent, parent_session_label, created_at, updated_at (epoch ms).",
+        description = "Imported sessions, most recently updated first (as `nex sessions list`): label, provider, source_session_id, is_subagent, parent_session_label, created_at, updated_at (epoch ms), project, title, model, total_tokens, duration_ms.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_sessions(
@@ -176,21 +231,24 @@ impl NexMcp {
         Parameters(args): Parameters<ListArgs>,
     ) -> Result<CallToolResult, McpError> {
         let (offset, limit) = (cursor_offset(args.cursor.as_deref())?, limit_of(args.limit));
-        let filter = SessionFilter {
-            since_ms: bound(args.since.as_deref(), time::now_ms())?.map(|b| b.start_ms),
-            provider: args.provider,
-            project: args.project.as_deref().map(query::project_filter),
+        let filter = ListFilter {
+            filters: Filters {
+                since_ms: bound(args.since.as_deref(), time::now_ms())?.map(|b| b.start_ms),
+                provider: args.provider,
+                project: args.project.as_deref().map(query::project_filter),
+                ..Filters::default()
+            },
             limit: limit + 1,
             offset,
         };
         let rows = self
-            .read(move |conn, _| query::sessions::list(conn, &filter))
+            .read(move |conn, _| session_list(conn, &query::session_facts(conn)?, &filter))
             .await?;
         Ok(self.page("sessions", rows, offset, limit, json!({})))
     }
 
     #[tool(
-        description = "One session by label: provider, project, title, model, tokens, lineage (parent_session_label, spawn_tool_call_id, children) and its turns oldest first (paged: pass next_cursor as cursor).",
+        description = "One session by label (or a unique label prefix, or the tool's session id), as `nex sessions export --format json`: provider, source_session_id, project, title, lineage (parent_session_label, spawn_tool_call_id), and its turns oldest first with their messages, tool calls (parameters and results cut to 4000 characters) and the subagents they spawned (paged by turns: pass next_cursor as cursor).",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_session(
@@ -198,21 +256,25 @@ impl NexMcp {
         Parameters(args): Parameters<GetArgs>,
     ) -> Result<CallToolResult, McpError> {
         let (offset, limit) = (cursor_offset(args.cursor.as_deref())?, limit_of(args.limit));
-        let label = args.label;
-        let mut view = self
-            .read(move |conn, _| query::sessions::get(conn, &label))
+        let input = args.label;
+        let mut doc = self
+            .read(move |conn, _| {
+                let label = resolve_label(conn, &input)?;
+                export_session(conn, &label, &ExportOptions::default())?
+                    .ok_or(QueryError::SessionNotFound(input))
+            })
             .await?;
-        let turns: Vec<_> = std::mem::take(&mut view.turn_list)
+        let turns: Vec<_> = std::mem::take(&mut doc.turns)
             .into_iter()
             .skip(offset as usize)
             .take(limit as usize + 1)
             .collect();
-        let session = serde_json::to_value(&view).map_err(internal)?;
-        Ok(self.page("turn_list", turns, offset, limit, session))
+        let session = serde_json::to_value(&doc).map_err(internal)?;
+        Ok(self.page("turns", turns, offset, limit, session))
     }
 
     #[tool(
-        description = "Token usage grouped by day, week, month, project, model, provider or session: sessions, turns, input, output, cache read, cache write, reasoning and total tokens, cost_usd (null when unknown), and the models without a price.",
+        description = "Token usage grouped by day, week, month, project, model, provider or session (subagents counted in the session that spawned them), as `nex usage`: each row's key and sessions, turns, input, output, cache read, cache write, reasoning and total tokens, cost_usd (null when unknown); the total; and the models without a price.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_usage(
@@ -229,15 +291,18 @@ impl NexMcp {
                 )))
             })?,
         };
-        let filter = UsageFilter {
-            by,
+        let filters = Filters {
             since_ms: bound(args.since.as_deref(), now)?.map(|b| b.start_ms),
             until_ms: bound(args.until.as_deref(), now)?.map(|b| b.end_ms),
             provider: args.provider,
             project: args.project.as_deref().map(query::project_filter),
+            ..Filters::default()
         };
+        let prices = self.prices.clone();
         let report = self
-            .read(move |conn, _| query::usage::report(conn, &filter))
+            .read(move |conn, _| {
+                usage_report(conn, &query::session_facts(conn)?, &filters, by, &prices)
+            })
             .await?;
         let rows: Vec<_> = report
             .rows
@@ -275,7 +340,7 @@ impl NexMcp {
     {
         let path = self.ledger.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = query::open_read_only(&path)?;
+            let conn = query::open_existing(&path)?;
             f(&conn, &path)
         })
         .await
@@ -323,8 +388,9 @@ impl NexMcp {
 pub async fn serve_stdio(
     ledger: PathBuf,
     max_bytes: usize,
+    prices: PriceTable,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let service = NexMcp::new(ledger, max_bytes)
+    let service = NexMcp::new(ledger, max_bytes, prices)
         .serve(rmcp::transport::stdio())
         .await?;
     service.waiting().await?;
@@ -359,10 +425,13 @@ fn mcp_error(e: QueryError) -> McpError {
     match e {
         QueryError::SearchQueryInvalid(_)
         | QueryError::BadArgument(_)
+        | QueryError::DateInvalid(_)
+        | QueryError::SessionAmbiguous { .. }
         | QueryError::SessionNotFound(_) => McpError::invalid_params(e.to_string(), data),
         QueryError::LedgerNotFound(_)
         | QueryError::LedgerSchemaOlder(_)
-        | QueryError::Ledger(_) => {
+        | QueryError::LedgerRead(_)
+        | QueryError::Ledger { .. } => {
             tracing::warn!(error_code = %e.code(), "mcp tool failed");
             McpError::internal_error(e.to_string(), data)
         }

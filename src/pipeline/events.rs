@@ -40,6 +40,14 @@ pub struct CommittedCounters {
     pub upserted: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Items of replayed requests: answered from the stored response, nothing written (omitted
+    /// when zero).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replayed: u64,
+    /// Source files the worker checked and found unchanged since their cursor (omitted when
+    /// zero). Files checked = `total` + `unchanged_files`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unchanged_files: u64,
     /// Import requests (`import.batch` or completed uploads) committed.
     pub requests: u64,
     /// Frames rejected with a code (not committed).
@@ -78,6 +86,7 @@ impl CommittedCounters {
     pub fn note_worker(&mut self, p: &RunProgress) {
         self.total = p.total.or(self.total);
         self.emitted = p.emitted.or(self.emitted);
+        self.unchanged_files = p.unchanged_files.unwrap_or(self.unchanged_files);
         self.lossy_lines = p.lossy_lines.unwrap_or(self.lossy_lines);
         self.failed_files = p.failed_files.unwrap_or(self.failed_files);
         if p.failed_files.is_some() {
@@ -92,6 +101,7 @@ impl CommittedCounters {
         self.upserted += other.upserted;
         self.skipped += other.skipped;
         self.failed += other.failed;
+        self.replayed += other.replayed;
         self.requests += other.requests;
         self.rejected += other.rejected;
         if other.total.is_some() {
@@ -99,6 +109,10 @@ impl CommittedCounters {
         }
         if other.emitted.is_some() {
             self.emitted = other.emitted;
+        }
+        // Like `total`: the latest run's look at the files.
+        if other.total.is_some() || other.unchanged_files > 0 {
+            self.unchanged_files = other.unchanged_files;
         }
         self.lossy_lines += other.lossy_lines;
         self.failed_files += other.failed_files;
@@ -119,6 +133,8 @@ impl From<&RunCounters> for CommittedCounters {
             upserted: c.upserted,
             skipped: c.skipped,
             failed: c.failed,
+            replayed: c.replayed,
+            unchanged_files: c.unchanged_files,
             requests: c.requests,
             rejected: c.rejected_total(),
             total: c.total,

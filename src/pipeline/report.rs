@@ -26,6 +26,12 @@ pub struct RunCounters {
     pub upserted: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Items of replayed requests (same idempotency key and content as an earlier request): the
+    /// ledger already held them, nothing was written.
+    pub replayed: u64,
+    /// Source files the worker checked and found unchanged since their cursor (the worker's
+    /// `run.progress.unchangedFiles`).
+    pub unchanged_files: u64,
     /// Import requests committed (`import.batch` frames, and uploads whose last part imported).
     pub requests: u64,
     /// Rejected frames by code.
@@ -70,6 +76,7 @@ impl RunCounters {
     pub fn note_worker(&mut self, p: &crate::protocol::RunProgress) {
         self.total = p.total.or(self.total);
         self.emitted = p.emitted.or(self.emitted);
+        self.unchanged_files = p.unchanged_files.unwrap_or(self.unchanged_files);
         self.lossy_lines = p.lossy_lines.unwrap_or(self.lossy_lines);
         self.failed_files = p.failed_files.unwrap_or(self.failed_files);
         if p.failed_files.is_some() {

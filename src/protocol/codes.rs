@@ -113,9 +113,33 @@ pub enum Code {
     VerifyScanOutputInvalid,
     // ---- Queries (`nex search`, `nex mcp`) ----
     SearchQueryInvalid,
-    SessionNotFound,
     /// A daemon's error answer without a code, or with one this version does not know.
     Unknown,
+    /// A source location given as a flag does not exist.
+    SourceNotFound,
+    /// A source location given as a flag holds nothing of its tool.
+    SourceNotRecognised,
+    /// Worker or source flags given to a command that a running daemon would serve with its
+    /// own settings.
+    DaemonHasOwnSettings,
+    /// The worker program does not exist or cannot be executed: not retried.
+    WorkerProgramMissing,
+    // ---- Queries (`nex usage`, `nex sessions show|export`) ----
+    /// No session has this label, label prefix or tool session id.
+    SessionNotFound,
+    /// More than one session matches a label prefix or tool session id.
+    SessionAmbiguous,
+    /// A `--since`/`--until` date that is not a calendar day `YYYY-MM-DD`.
+    DateInvalid,
+    ReplicaNotConfigured,
+    ReplicaUrlInvalid,
+    ReplicaMachineInvalid,
+    ReplicaUnreachable,
+    ReplicaSchemaFailed,
+    ReplicaWriteFailed,
+    ReplicaReadFailed,
+    ReplicaValueInvalid,
+    ReplicaMachineTaken,
 }
 
 impl Code {
@@ -209,8 +233,23 @@ impl Code {
         Code::VerifyScanFailed,
         Code::VerifyScanOutputInvalid,
         Code::SearchQueryInvalid,
-        Code::SessionNotFound,
         Code::Unknown,
+        Code::SourceNotFound,
+        Code::SourceNotRecognised,
+        Code::DaemonHasOwnSettings,
+        Code::WorkerProgramMissing,
+        Code::SessionNotFound,
+        Code::SessionAmbiguous,
+        Code::DateInvalid,
+        Code::ReplicaNotConfigured,
+        Code::ReplicaUrlInvalid,
+        Code::ReplicaMachineInvalid,
+        Code::ReplicaUnreachable,
+        Code::ReplicaSchemaFailed,
+        Code::ReplicaWriteFailed,
+        Code::ReplicaReadFailed,
+        Code::ReplicaValueInvalid,
+        Code::ReplicaMachineTaken,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -307,8 +346,23 @@ impl Code {
             Code::VerifyScanFailed => "verify_scan_failed",
             Code::VerifyScanOutputInvalid => "verify_scan_output_invalid",
             Code::SearchQueryInvalid => "search_query_invalid",
-            Code::SessionNotFound => "session_not_found",
             Code::Unknown => "unknown",
+            Code::SourceNotFound => "source_not_found",
+            Code::SourceNotRecognised => "source_not_recognised",
+            Code::DaemonHasOwnSettings => "daemon_has_own_settings",
+            Code::WorkerProgramMissing => "worker_program_missing",
+            Code::SessionNotFound => "session_not_found",
+            Code::SessionAmbiguous => "session_ambiguous",
+            Code::DateInvalid => "date_invalid",
+            Code::ReplicaNotConfigured => "replica_not_configured",
+            Code::ReplicaUrlInvalid => "replica_url_invalid",
+            Code::ReplicaMachineInvalid => "replica_machine_invalid",
+            Code::ReplicaUnreachable => "replica_unreachable",
+            Code::ReplicaSchemaFailed => "replica_schema_failed",
+            Code::ReplicaWriteFailed => "replica_write_failed",
+            Code::ReplicaReadFailed => "replica_read_failed",
+            Code::ReplicaValueInvalid => "replica_value_invalid",
+            Code::ReplicaMachineTaken => "replica_machine_taken",
         }
     }
 

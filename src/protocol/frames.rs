@@ -111,6 +111,10 @@ pub struct RunProgress {
     /// **Extension**: sessions emitted so far (session files, for `aix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emitted: Option<u64>,
+    /// **Extension**: source files the run checked and found unchanged since their cursor
+    /// (backfill), so far. Files checked = `total` + this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged_files: Option<u64>,
     /// **Extension**: source lines of this run imported after repair (invalid UTF-8 replaced
     /// by U+FFFD, raw control characters in strings escaped), so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -108,6 +108,13 @@ pub struct Turn {
     pub query_message_source_ids: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+    /// (extension) How many tool calls the turn holds in the source, counted by the worker:
+    /// the turn row's `tool_call_count`. It lets an item carry a turn without all its tool
+    /// calls (a tail append sends the open turn's row with only its new and changed messages
+    /// and tool calls: item rule 14). Absent (an older worker, whose items hold whole turns):
+    /// the item's tool calls naming the turn are counted, as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_count: Option<i64>,
 }
 
 /// One message of a session.
@@ -348,6 +355,10 @@ struct RawTurn {
     #[serde(rename = "query_message_source_ids")]
     query_message_source_ids_s: Option<Vec<String>>,
     metadata: Option<Value>,
+    #[serde(rename = "toolCallCount")]
+    tool_call_count: Option<i64>,
+    #[serde(rename = "tool_call_count")]
+    tool_call_count_s: Option<i64>,
 }
 
 impl From<RawTurn> for Turn {
@@ -377,6 +388,7 @@ impl From<RawTurn> for Turn {
             .map(|s| s.trim().to_owned())
             .collect(),
             metadata: pick_value(r.metadata, None),
+            tool_call_count: pick_opt_int(r.tool_call_count, r.tool_call_count_s),
         }
     }
 }

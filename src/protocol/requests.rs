@@ -103,6 +103,19 @@ pub struct ImportResponse {
     pub skipped: u64,
     pub failed: u64,
     pub results: Vec<ItemResult>,
+    /// **Extension**: true when this is the stored answer of an earlier request with the same
+    /// idempotency key and content (nothing was written but the request's cursors); its counts
+    /// are that earlier request's, so a run counts its items as `replayed`, never again as
+    /// imported. Absent (false) on a request that ran.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
+}
+
+impl ImportResponse {
+    /// Items the response answers for, whatever their status.
+    pub fn items(&self) -> u64 {
+        self.imported + self.upserted + self.skipped + self.failed
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

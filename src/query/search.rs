@@ -25,7 +25,7 @@
 use rusqlite::{Connection, ErrorCode, params};
 use serde::Serialize;
 
-use super::{QueryError, project_matches, session_facts};
+use super::{QueryError, SESSION_PROJECT_SQL, SESSION_PROVIDER_SQL, project_matches};
 
 /// The marks around each matched phrase in a snippet (Markdown bold: readable as text, rendered
 /// by agents' clients).
@@ -195,7 +195,6 @@ fn ranked_hits(
     filter: &SearchFilter,
     want: u64,
 ) -> Result<Vec<Ranked>, QueryError> {
-    let facts = session_facts();
     let (row_select, join, at, role, role_filter) = match kind {
         Kind::Message => (
             "m.id, m.turn_id, m.id",
@@ -226,9 +225,9 @@ fn ranked_hits(
            AND {role_filter}
          ORDER BY score DESC, {at} DESC
          LIMIT ?7",
-        provider = facts.provider,
-        project = facts.project,
-        project_ok = project_matches(facts.project, "?3"),
+        provider = SESSION_PROVIDER_SQL,
+        project = SESSION_PROJECT_SQL,
+        project_ok = project_matches(SESSION_PROJECT_SQL, "?3"),
     );
     let mut stmt = conn.prepare(&sql).map_err(query_error)?;
     let rows = stmt
@@ -307,6 +306,6 @@ fn query_error(e: rusqlite::Error) -> QueryError {
         {
             QueryError::SearchQueryInvalid(msg.clone())
         }
-        _ => QueryError::Ledger(e),
+        _ => QueryError::LedgerRead(e),
     }
 }

@@ -1,197 +1,235 @@
-//! Sessions as the read commands and the MCP tools `list_sessions` / `get_session` show them.
-//!
-//! The minimal version of the `search` branch: the `usage` branch owns `nex sessions list|show`
-//! and its richer rows; when both are merged, the MCP tools call that branch's functions under
-//! these names.
+//! Finding sessions: a label from what a user types (a label, a unique prefix of one, or the
+//! tool's own session id), and the session list with project, title, model, tokens and
+//! duration (`nex sessions list`, MCP `list_sessions`).
+
+use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::{QueryError, project_matches, session_facts};
+use super::{Filters, NOT_ROOT_TURN, QueryError, SessionFacts};
 
-/// Characters of the first prompt kept as a session's title.
+/// Candidates named in a `session_ambiguous` error.
+pub const AMBIGUOUS_SHOWN: usize = 10;
+/// Characters of a title made from a first prompt.
 pub const TITLE_CHARS: usize = 80;
 
-/// `list` filters.
-#[derive(Debug, Clone, Default)]
-pub struct SessionFilter {
-    pub provider: Option<String>,
-    /// As [`super::project_filter`] gives it.
+/// The label of the one session `input` names, trying in turn: an exact label; an exact
+/// session id of the tool (`session_imports.source_session_id`,
+/// `sessions.origin_session_id`); a prefix of labels and of tool session ids. The first step
+/// that finds sessions decides.
+///
+/// Errors: `session_not_found` when nothing matches; `session_ambiguous` with the candidates
+/// when a step finds more than one session; `ledger_read_failed`, `ledger_busy`.
+pub fn resolve_label(conn: &Connection, input: &str) -> Result<String, QueryError> {
+    let input_t = input.trim();
+    if input_t.is_empty() {
+        return Err(QueryError::SessionNotFound(input.to_owned()));
+    }
+    let err = QueryError::ledger;
+    let exact: Option<String> = conn
+        .query_row(
+            "SELECT label FROM sessions WHERE label = ?1",
+            [input_t],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err("resolve_label"))?;
+    if let Some(label) = exact {
+        return Ok(label);
+    }
+    let steps = [
+        "SELECT session_label FROM session_imports WHERE source_session_id = ?1
+         UNION SELECT label FROM sessions WHERE origin_session_id = ?1",
+        "SELECT label FROM sessions WHERE substr(label, 1, length(?1)) = ?1
+         UNION SELECT session_label FROM session_imports
+             WHERE substr(source_session_id, 1, length(?1)) = ?1
+         UNION SELECT label FROM sessions WHERE substr(origin_session_id, 1, length(?1)) = ?1",
+    ];
+    for sql in steps {
+        let mut stmt = conn.prepare(sql).map_err(err("resolve_label"))?;
+        let found: BTreeSet<String> = stmt
+            .query_map([input_t], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(err("resolve_label"))?;
+        match found.len() {
+            0 => continue,
+            1 => return Ok(found.into_iter().next().unwrap_or_default()),
+            total => {
+                return Err(QueryError::SessionAmbiguous {
+                    input: input_t.to_owned(),
+                    candidates: found.into_iter().take(AMBIGUOUS_SHOWN).collect(),
+                    total,
+                });
+            }
+        }
+    }
+    Err(QueryError::SessionNotFound(input_t.to_owned()))
+}
+
+/// What `nex sessions list` adds to a session's identity: project, title, model, tokens,
+/// duration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SessionOverview {
+    /// The workspace directory.
     pub project: Option<String>,
-    /// Sessions updated at or after (epoch ms).
-    pub since_ms: Option<i64>,
+    /// The tool's own title when the ledger has it, else the first prompt (whitespace
+    /// collapsed, cut to [`TITLE_CHARS`] characters with `…`).
+    pub title: Option<String>,
+    /// The model of most of the session's turns.
+    pub model: Option<String>,
+    /// The session's own total tokens (its subagents are sessions of their own).
+    pub total_tokens: i64,
+    /// From the first turn's start to the last turn's end (or start), in milliseconds.
+    pub duration_ms: Option<i64>,
+}
+
+/// The overview of one session.
+///
+/// Errors: `ledger_read_failed`, `ledger_busy`.
+pub fn session_overview(
+    conn: &Connection,
+    label: &str,
+    project: Option<String>,
+) -> Result<SessionOverview, QueryError> {
+    let err = QueryError::ledger;
+    let (total, first, last): (i64, Option<i64>, Option<i64>) = conn
+        .prepare_cached(&format!(
+            "SELECT COALESCE(SUM(COALESCE(t.total_tokens,
+                    COALESCE(t.input_tokens, 0) + COALESCE(t.output_tokens, 0)
+                    + COALESCE(t.cached_input_tokens, 0) + COALESCE(t.cache_write_tokens, 0))), 0),
+                MIN(t.started_at), MAX(COALESCE(t.completed_at, t.started_at))
+             FROM turns t WHERE t.session_label = ?1 AND {NOT_ROOT_TURN}"
+        ))
+        .and_then(|mut s| s.query_row([label], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+        .map_err(err("session_overview"))?;
+    let model: Option<String> = conn
+        .prepare_cached(
+            "SELECT model FROM turns WHERE session_label = ?1 AND model IS NOT NULL
+             GROUP BY model ORDER BY COUNT(*) DESC, model LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row([label], |r| r.get(0)).optional())
+        .map_err(err("session_overview"))?;
+    Ok(SessionOverview {
+        project,
+        title: session_title(conn, label)?,
+        model,
+        total_tokens: total,
+        duration_ms: first.zip(last).map(|(a, b)| (b - a).max(0)),
+    })
+}
+
+/// The tool's title (a `title` in the session's or a turn's metadata), else the first user
+/// prompt, cut ([`cut_title`]).
+pub fn session_title(conn: &Connection, label: &str) -> Result<Option<String>, QueryError> {
+    Ok(raw_session_title(conn, label)?.map(|t| cut_title(&t)))
+}
+
+/// [`session_title`] before the cut (an export redacts it first, so a secret is never cut
+/// into a piece its pattern no longer matches).
+pub fn raw_session_title(conn: &Connection, label: &str) -> Result<Option<String>, QueryError> {
+    let err = QueryError::ledger;
+    let own: Option<String> = conn
+        .prepare_cached(
+            "SELECT json_extract(effective_config_json, '$.title') FROM turns
+             WHERE session_label = ?1 AND effective_config_json LIKE '%\"title\"%'
+               AND json_valid(effective_config_json)
+               AND json_type(effective_config_json, '$.title') = 'text'
+             ORDER BY started_at DESC LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row([label], |r| r.get(0)).optional())
+        .map_err(err("session_title"))?;
+    if let Some(t) = own.filter(|t| !t.trim().is_empty()) {
+        return Ok(Some(t));
+    }
+    let prompt: Option<String> = conn
+        .prepare_cached(
+            "SELECT m.content FROM messages m
+             WHERE m.session_label = ?1 AND m.role = 'user' AND m.content IS NOT NULL
+               AND trim(m.content) <> ''
+             ORDER BY m.created_at, m.sequence LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row([label], |r| r.get(0)).optional())
+        .map_err(err("session_title"))?;
+    Ok(prompt)
+}
+
+/// Whitespace collapsed to single spaces, cut to [`TITLE_CHARS`] characters with `…`.
+pub fn cut_title(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= TITLE_CHARS {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(TITLE_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Which sessions `nex sessions list` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Provider and project as in [`Filters`]; `since` keeps sessions updated from that day
+    /// on (`until` is not used).
+    pub filters: Filters,
     pub limit: u32,
+    /// Sessions skipped before the first one returned (paging, e.g. an MCP cursor).
     pub offset: u32,
 }
 
-/// One session of a list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SessionRow {
-    pub label: String,
-    pub session_id: Option<String>,
-    pub provider: Option<String>,
-    pub project: Option<String>,
-    /// The first prompt, cut to [`TITLE_CHARS`].
-    pub title: Option<String>,
-    /// The model of the latest turn that names one.
-    pub model: Option<String>,
-    pub turns: u64,
-    pub total_tokens: i64,
-    /// From the first turn's start to the last turn's end.
-    pub duration_ms: i64,
-    pub is_subagent: bool,
-    pub parent_session_label: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// One session in full: its row, its turns (oldest first) and the sessions it spawned.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SessionView {
-    #[serde(flatten)]
-    pub session: SessionRow,
-    pub spawn_tool_call_id: Option<String>,
-    pub children: Vec<String>,
-    pub turn_list: Vec<TurnRow>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TurnRow {
-    pub id: String,
-    pub parent_turn_id: Option<String>,
-    pub started_at: i64,
-    pub completed_at: Option<i64>,
-    pub model: Option<String>,
-    pub input_tokens: Option<i64>,
-    pub output_tokens: Option<i64>,
-    pub total_tokens: Option<i64>,
-    pub messages: u64,
-    pub tool_calls: u64,
-}
-
-fn row_sql() -> String {
-    let facts = session_facts();
-    format!(
-        "SELECT s.label, s.origin_session_id, {provider}, {project},
-            (SELECT m.content FROM turns t JOIN messages m ON m.turn_id = t.id
-             WHERE t.session_label = s.label AND m.role = 'user'
-             ORDER BY m.created_at, m.sequence LIMIT 1),
-            (SELECT t.model FROM turns t WHERE t.session_label = s.label AND t.model IS NOT NULL
-             ORDER BY t.started_at DESC LIMIT 1),
-            (SELECT COUNT(*) FROM turns t WHERE t.session_label = s.label),
-            (SELECT COALESCE(SUM(t.total_tokens), 0) FROM turns t WHERE t.session_label = s.label),
-            (SELECT COALESCE(MAX(COALESCE(t.completed_at, t.started_at)) - MIN(t.started_at), 0)
-             FROM turns t WHERE t.session_label = s.label),
-            s.is_subagent, s.parent_session_label, s.created_at, s.updated_at
-         FROM sessions s",
-        provider = facts.provider,
-        project = facts.project,
-    )
-}
-
-fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
-    let title: Option<String> = r.get(4)?;
-    Ok(SessionRow {
-        label: r.get(0)?,
-        session_id: r.get(1)?,
-        provider: r.get(2)?,
-        project: r.get(3)?,
-        title: title.map(|t| cut(t.trim(), TITLE_CHARS)),
-        model: r.get(5)?,
-        turns: r.get::<_, i64>(6)?.max(0) as u64,
-        total_tokens: r.get(7)?,
-        duration_ms: r.get(8)?,
-        is_subagent: r.get::<_, i64>(9)? != 0,
-        parent_session_label: r.get(10)?,
-        created_at: r.get(11)?,
-        updated_at: r.get(12)?,
-    })
-}
-
-/// `text` cut to `max` characters, with `…` when cut.
-pub fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_owned(),
-        Some((at, _)) => format!("{}…", &text[..at]),
-    }
-}
-
-/// Sessions under `filter`, most recently updated first (then by label).
+/// The labels of the sessions `filter` covers, most recently updated first, at most
+/// `filter.limit`.
 ///
-/// Errors: `ledger_read_failed`.
-pub fn list(conn: &Connection, filter: &SessionFilter) -> Result<Vec<SessionRow>, QueryError> {
-    let facts = session_facts();
-    let sql = format!(
-        "{} WHERE (?1 IS NULL OR {provider} = ?1) AND {project_ok}
-            AND (?3 IS NULL OR s.updated_at >= ?3)
-         ORDER BY s.updated_at DESC, s.label LIMIT ?4 OFFSET ?5",
-        row_sql(),
-        provider = facts.provider,
-        project_ok = project_matches(facts.project, "?2"),
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(
-        params![
-            filter.provider,
-            filter.project,
-            filter.since_ms,
-            filter.limit,
-            filter.offset
-        ],
-        session_row,
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+/// Errors: `date_invalid`; `ledger_read_failed`, `ledger_busy`.
+pub fn list_labels(
+    conn: &Connection,
+    facts: &HashMap<String, SessionFacts>,
+    filter: &ListFilter,
+) -> Result<Vec<String>, QueryError> {
+    let window = filter.filters.window(conn)?;
+    let mut rows: Vec<&SessionFacts> = facts
+        .values()
+        .filter(|f| filter.filters.covers(f))
+        .filter(|f| window.since_ms.is_none_or(|s| f.updated_at >= s))
+        .collect();
+    rows.sort_by(|a, b| {
+        b.updated_at
+            .cmp(&a.updated_at)
+            .then_with(|| a.label.cmp(&b.label))
+    });
+    Ok(rows
+        .into_iter()
+        .skip(filter.offset as usize)
+        .take(filter.limit as usize)
+        .map(|f| f.label.clone())
+        .collect())
 }
 
-/// One session by its full label.
-///
-/// Errors: `session_not_found`, `ledger_read_failed`.
-pub fn get(conn: &Connection, label: &str) -> Result<SessionView, QueryError> {
-    let session = conn
-        .query_row(
-            &format!("{} WHERE s.label = ?1", row_sql()),
-            [label],
-            session_row,
+/// Sessions spawned by `label`, with the tool call that spawned each.
+pub fn spawned_sessions(
+    conn: &Connection,
+    label: &str,
+) -> Result<Vec<(String, Option<String>)>, QueryError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT label, spawn_tool_call_id FROM sessions WHERE parent_session_label = ?1
+             ORDER BY created_at, label",
         )
-        .optional()?
-        .ok_or_else(|| QueryError::SessionNotFound(label.to_owned()))?;
-    let spawn_tool_call_id = conn.query_row(
-        "SELECT spawn_tool_call_id FROM sessions WHERE label = ?1",
-        [label],
-        |r| r.get(0),
-    )?;
-    let mut stmt =
-        conn.prepare("SELECT label FROM sessions WHERE parent_session_label = ?1 ORDER BY label")?;
-    let children = stmt
-        .query_map([label], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut stmt = conn.prepare(
-        "SELECT t.id, t.parent_turn_id, t.started_at, t.completed_at, t.model, t.input_tokens,
-            t.output_tokens, t.total_tokens,
-            (SELECT COUNT(*) FROM messages m WHERE m.turn_id = t.id),
-            (SELECT COUNT(*) FROM tool_calls c WHERE c.turn_id = t.id)
-         FROM turns t WHERE t.session_label = ?1 ORDER BY t.started_at, t.id",
-    )?;
-    let turn_list = stmt
-        .query_map([label], |r| {
-            Ok(TurnRow {
-                id: r.get(0)?,
-                parent_turn_id: r.get(1)?,
-                started_at: r.get(2)?,
-                completed_at: r.get(3)?,
-                model: r.get(4)?,
-                input_tokens: r.get(5)?,
-                output_tokens: r.get(6)?,
-                total_tokens: r.get(7)?,
-                messages: r.get::<_, i64>(8)?.max(0) as u64,
-                tool_calls: r.get::<_, i64>(9)?.max(0) as u64,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(SessionView {
-        session,
-        spawn_tool_call_id,
-        children,
-        turn_list,
-    })
+        .map_err(QueryError::ledger("spawned_sessions"))?;
+    stmt.query_map(params![label], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(QueryError::ledger("spawned_sessions"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_flattened_and_cut_with_a_marker() {
+        assert_eq!(cut_title("  fix\n the   build "), "fix the build");
+        let long = "word ".repeat(40);
+        let t = cut_title(&long);
+        assert_eq!(t.chars().count(), TITLE_CHARS);
+        assert!(t.ends_with('…'));
+    }
 }

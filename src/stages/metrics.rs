@@ -30,7 +30,13 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// A replayed request wrote nothing: its items count as `replayed`, never again as what the
+    /// earlier request did.
     fn add_import(c: &mut RunCounters, r: &ImportResponse) {
+        if r.replayed {
+            c.replayed += r.items();
+            return;
+        }
         c.imported += r.imported;
         c.upserted += r.upserted;
         c.skipped += r.skipped;

@@ -178,7 +178,8 @@ fn no_import_daemon_stays_up_without_orchestration() {
 #[test]
 fn kill9_of_the_daemon_orphans_are_killed_at_next_start_and_the_job_retried() {
     let home = Home::new(true);
-    let mut daemon = home.daemon(&fake_cmd("stubborn"));
+    let marks = tempfile::tempdir().unwrap();
+    let mut daemon = home.daemon(&fake_cmd(&format!("stubborn {}", marks.path().display())));
     let enq = home.json(&["import", "backfill", "--json"]);
     let id = enq["job"]["id"].as_str().unwrap().to_owned();
     let st = home.status_until(Duration::from_secs(10), |s| {
@@ -189,8 +190,16 @@ fn kill9_of_the_daemon_orphans_are_killed_at_next_start_and_the_job_retried() {
     let job_pid = st["daemon"]["jobs"][0]["run"]["pid"].as_u64().unwrap() as u32;
     kill9(daemon.id());
     let _ = daemon.wait();
-    // The workers outlive the daemon that spawned them.
-    std::thread::sleep(Duration::from_millis(300));
+    // The workers outlive the daemon that spawned them: each one has seen its stdin end (the
+    // daemon is gone) and went on, which it marks with a file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(marks.path()).unwrap().count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the workers did not see the daemon go"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(alive(tail_pid) && alive(job_pid));
 
     let aix = format!("{AIX} worker --stdio");
@@ -300,8 +309,8 @@ fn human_output_summaries() {
         .collect();
     assert_eq!(table.len(), 2, "{text}");
     let cells: Vec<&str> = table[1].split_whitespace().collect();
-    // FILES EMITTED IMPORTED UPSERTED SKIPPED FAILED REQUESTS REJECTED
-    assert_eq!(cells, vec!["1", "1", "1", "0", "0", "0", "1", "0"]);
+    // FILES UNCHANGED READ IMPORTED UPSERTED SKIPPED REPLAYED FAILED REJECTED
+    assert_eq!(cells, vec!["1", "0", "1", "1", "0", "0", "0", "0", "0"]);
     let out = home.run(&aix, &["import", "status"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("daemon: not running"));
     let out = home.run(&aix, &["import", "jobs"]);

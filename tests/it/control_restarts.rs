@@ -150,7 +150,8 @@ async fn restart_backoff_follows_the_policy_in_virtual_time() {
         e,
         ImportEvent::TailError {
             restarts: 5,
-            error_code: "worker_spawn_failed".into()
+            // A program that is not there (issue 15: named as such, never retried by a job).
+            error_code: "worker_program_missing".into()
         }
     );
     let (at, delay) = last.unwrap();

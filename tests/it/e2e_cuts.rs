@@ -257,9 +257,9 @@ fn sample_groups() -> Vec<Group> {
 fn real_sets() -> Vec<Group> {
     let mut groups = sample_groups();
     groups.extend(real_groups("NEX_REAL_SAMPLES_DIR"));
-    // Our own corpus only in the deep run: some of its groups still differ (open in issue 11:
-    // Gemini files sharing one session id, a Claude Code 2.1 turn's tool_call_count).
-    if std::env::var("NEX_CUTS_DEPTH").is_ok_and(|d| d == "full") {
+    // Our own corpus only on request: `NEX_CUTS_DEPTH=full` (the deep run) or `corpus` (the
+    // corpus too, at the suite's depth).
+    if std::env::var("NEX_CUTS_DEPTH").is_ok_and(|d| d == "full" || d == "corpus") {
         groups.extend(real_groups("NEX_CORPUS_DIR"));
     }
     if let Ok(only) = std::env::var("NEX_CUTS_ONLY") {
@@ -664,6 +664,24 @@ fn run_steps(group: &Group, steps: &[Step], what: &str) -> (String, Tree, Ledger
     for f in group.files.iter().filter(|f| f.is_side_file()) {
         tree.write(f, 0, f.end());
     }
+    // Gemini CLI names a chat `session-<minute created>-<id8>`: a chat file never exists
+    // before one whose name sorts before it, which is what names a session whose id several
+    // files carry (`sources::gemini`). They are created (empty, or a document without
+    // messages) in that order; their content comes in the cuts' order.
+    let mut chats: Vec<&CutFile> = group
+        .files
+        .iter()
+        .filter(|f| {
+            f.rel.starts_with("gemini")
+                && f.rel
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("session-"))
+        })
+        .collect();
+    chats.sort_by_key(|f| f.rel.file_name().map(|n| n.to_owned()));
+    for f in chats {
+        tree.write(f, 0, 0);
+    }
     let ledger = Ledger::new(tree.dir.path().join("cut.db"));
     let mut at: Vec<usize> = vec![0; group.files.len()];
     let mut all = steps.to_vec();
@@ -1009,7 +1027,7 @@ fn every_cut_of_the_fixtures_equals_one_import() {
 /// spread over it, one per step, and in one random case (mid-line cuts, tail steps and
 /// restarts); `NEX_CUTS_DEPTH=full` takes 200 line ends, the chosen lines of each file in two
 /// steps and two random cases (about an hour on the whole corpus: the check to run by hand
-/// after a parser change).
+/// after a parser change). `NEX_CUTS_DEPTH=corpus` adds `NEX_CORPUS_DIR` at the suite's depth.
 #[test]
 fn every_cut_of_the_real_files_equals_one_import() {
     let full = std::env::var("NEX_CUTS_DEPTH").is_ok_and(|d| d == "full");
@@ -1195,4 +1213,310 @@ fn subagent_task_status_arrives_after_the_subagent_file() {
         ));
     }
     report(failures);
+}
+
+/// A Claude Code 2.1 subagent line of session [`SID`]'s agent `a7e5` (our own text): a prompt,
+/// an answer with `text`, a `tool_use` call, or the result of one.
+fn agent_line(uuid: &str, parent: Option<&str>, second: u32, body: &str) -> String {
+    let parent = parent.map_or("null".to_owned(), |p| format!("\"{p}\""));
+    let head = format!(
+        r#""parentUuid":{parent},"isSidechain":true,"agentId":"a7e5","cwd":"/work/cuts","sessionId":"{SID}","uuid":"{uuid}","timestamp":"2026-05-01T10:00:{second:02}.000Z""#
+    );
+    let assistant = |content: String| {
+        format!(
+            r#"{{{head},"type":"assistant","requestId":"req_{uuid}","message":{{"model":"claude-sonnet-4-6","id":"msg_{uuid}","type":"message","role":"assistant","content":[{content}],"usage":{{"input_tokens":3,"output_tokens":4}}}}}}"#
+        )
+    };
+    match body.split_once(':') {
+        Some(("tool", id)) => assistant(format!(
+            r#"{{"type":"tool_use","id":"toolu_{id}","name":"Read","input":{{"file_path":"/work/cuts/{id}.md"}}}}"#
+        )),
+        Some(("result", id)) => format!(
+            r#"{{{head},"type":"user","message":{{"role":"user","content":[{{"tool_use_id":"toolu_{id}","type":"tool_result","content":"Contents of {id}."}}]}}}}"#
+        ),
+        Some(("text", text)) => assistant(format!(r#"{{"type":"text","text":"{text}"}}"#)),
+        _ => format!(r#"{{{head},"type":"user","message":{{"role":"user","content":"{body}"}}}}"#),
+    }
+}
+
+/// Issue 11 (real Claude Code 2.1 subagent files): a subagent sent a follow-up message writes
+/// its whole earlier transcript to its file again (same uuids, same `message.id`s, the first
+/// answer re-parented) before the new prompt. The copied prompt re-opened its turn under the
+/// same id: through a tail or a restart resuming inside the copy, the turn was re-sent without
+/// its tool calls (already seen) and its `tool_call_count` fell from 2 to 0.
+#[test]
+fn replayed_lines_of_a_resumed_subagent_do_not_reopen_their_turn() {
+    let first = [
+        agent_line("s1", None, 1, "Check the two notes."),
+        agent_line("s2", Some("x0"), 2, "text:Reading them."),
+        agent_line("s3", Some("s2"), 3, "tool:one"),
+        agent_line("s4", Some("s3"), 4, "result:one"),
+        agent_line("s5", Some("s4"), 5, "tool:two"),
+        agent_line("s6", Some("s5"), 6, "result:two"),
+        agent_line("s7", Some("s6"), 7, "text:Both read."),
+    ];
+    let mut lines: Vec<String> = first.to_vec();
+    // The copy: the same lines, the first answer now parented to the prompt.
+    lines.push(first[0].clone());
+    lines.push(agent_line("s2", Some("s1"), 2, "text:Reading them."));
+    lines.extend(first[2..].iter().cloned());
+    lines.push(agent_line("s8", Some("s7"), 30, "Now summarise them."));
+    lines.push(agent_line("s9", Some("s8"), 31, "text:Summary."));
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let group = Group {
+        name: "resumed subagent".into(),
+        files: vec![CutFile::new(
+            PathBuf::from(format!("claude/cuts/{SID}/subagents/agent-a7e5.jsonl")),
+            text.into_bytes(),
+        )],
+    };
+    let expected = reference(&group);
+    assert_eq!(
+        expected.matches("tool_call_count=2").count(),
+        1,
+        "one turn holds both calls:\n{expected}"
+    );
+    assert_eq!(expected.matches("\nturns ").count(), 2, "{expected}");
+    assert_cuts_after(&group, &(1..lines.len()).collect::<Vec<_>>());
+}
+
+/// A Gemini CLI legacy document of session `sid` (our own text): one prompt and one answer by
+/// `model` per `(prompt id, minute)`.
+fn gemini_doc(sid: &str, start_minute: u32, turns: &[(&str, u32, &str)]) -> Vec<u8> {
+    let mut messages = Vec::new();
+    for (id, minute, model) in turns {
+        messages.push(serde_json::json!({
+            "id": format!("{id}-q"), "type": "user",
+            "timestamp": format!("2026-01-27T17:{minute:02}:01.000Z"),
+            "content": format!("Question {id}."),
+        }));
+        messages.push(serde_json::json!({
+            "id": format!("{id}-a"), "type": "gemini",
+            "timestamp": format!("2026-01-27T17:{minute:02}:09.000Z"),
+            "content": format!("Answer {id}."), "model": model,
+            "tokens": {"input": 10, "output": 2, "cached": 0, "thoughts": 0, "tool": 0, "total": 12},
+        }));
+    }
+    let last = turns.last().map_or(start_minute, |t| t.1);
+    serde_json::to_vec_pretty(&serde_json::json!({
+        "sessionId": sid,
+        "projectHash": "ph-shared",
+        "startTime": format!("2026-01-27T17:{start_minute:02}:00.000Z"),
+        "lastUpdated": format!("2026-01-27T17:{last:02}:30.000Z"),
+        "messages": messages,
+    }))
+    .unwrap()
+}
+
+/// Issue 10/11 (real Gemini CLI 2025-2026 legacy chats): two files of one project carry the
+/// same `sessionId` (a subagent's chat, or the conversation after `/clear`, written to a new
+/// file). Both were imported as one session whose header (times, model, head, fingerprint) was
+/// that of whichever file was read last, so the ledger depended on the order of reads.
+#[test]
+fn gemini_files_sharing_a_session_id_give_one_result_whatever_order() {
+    let sid = "0f4d0000-0000-4000-8000-0000000000aa";
+    let chats = "gemini/tmp/ph-shared/chats";
+    let first = CutFile::new(
+        PathBuf::from(format!("{chats}/session-2026-01-27T17-44-0f4d0000.json")),
+        gemini_doc(
+            sid,
+            44,
+            &[("m1", 45, "gemini-2.5-pro"), ("m2", 50, "gemini-2.5-flash")],
+        ),
+    );
+    let second = CutFile::new(
+        PathBuf::from(format!("{chats}/session-2026-01-27T17-51-0f4d0000.json")),
+        gemini_doc(sid, 51, &[("s1", 51, "gemini-2.5-flash-lite")]),
+    );
+    let group = Group {
+        name: "gemini shared id".into(),
+        files: vec![first, second],
+    };
+    let expected = reference(&group);
+    assert!(
+        expected.contains(&format!(
+            "source_session_id=\"{sid}/2026-01-27T17-51-0f4d0000\""
+        )),
+        "the later file is a session of its own:\n{expected}"
+    );
+    let mut failures = Vec::new();
+    // The first file is created first (it is named after the earlier minute); either file may
+    // then be read last (a backfill reads by modification time).
+    for order in [
+        [(0, 1), (1, 1), (0, 2)],
+        [(0, 2), (1, 1), (0, 2)],
+        [(0, 1), (0, 2), (1, 1)],
+    ] {
+        for reader in [Reader::Tail, Reader::Restart] {
+            let steps: Vec<Step> = order
+                .iter()
+                .map(|&(i, at)| Step {
+                    cuts: vec![(i, at)],
+                    reader,
+                })
+                .collect();
+            failures.extend(check(
+                &group,
+                &expected,
+                &steps,
+                &format!("{order:?} ({reader:?})"),
+            ));
+        }
+    }
+    report(failures);
+}
+
+// ---- issue 12: the open turn as deltas -----------------------------------------------------
+
+/// A Claude Code session of our own text: a closed first turn, then an open turn of `calls`
+/// tool calls (a `tool_use` line and its `tool_result` line each), one second apart.
+fn long_turn_lines(calls: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut parent: Option<String> = None;
+    let mut push = |lines: &mut Vec<String>, uuid: String, body: String| {
+        let n = lines.len();
+        let parent_json = parent
+            .as_deref()
+            .map_or("null".to_owned(), |p| format!("\"{p}\""));
+        lines.push(format!(
+            r#"{{"parentUuid":{parent_json},"isSidechain":false,"cwd":"/work/long","sessionId":"{SID}","uuid":"{uuid}","timestamp":"2026-05-01T10:{:02}:{:02}.000Z",{body}}}"#,
+            n / 60,
+            n % 60
+        ));
+        parent = Some(uuid);
+    };
+    let prompt =
+        |text: &str| format!(r#""type":"user","message":{{"role":"user","content":"{text}"}}"#);
+    push(&mut lines, "p1".into(), prompt("List the crates."));
+    push(
+        &mut lines,
+        "a1".into(),
+        r#""type":"assistant","requestId":"req_a1","message":{"model":"claude-opus-4-6","id":"msg_a1","type":"message","role":"assistant","content":[{"type":"text","text":"Three crates."}],"usage":{"input_tokens":3,"output_tokens":4}}"#.into(),
+    );
+    push(
+        &mut lines,
+        "p2".into(),
+        prompt("Run every test and fix what fails."),
+    );
+    for i in 0..calls {
+        push(
+            &mut lines,
+            format!("u{i}"),
+            format!(
+                r#""type":"assistant","requestId":"req_{i}","message":{{"model":"claude-opus-4-6","id":"msg_{i}","type":"message","role":"assistant","content":[{{"type":"tool_use","id":"toolu_{i}","name":"Bash","input":{{"command":"cargo test -p crate{i}"}}}}],"usage":{{"input_tokens":2,"output_tokens":{i}}}}}"#
+            ),
+        );
+        push(
+            &mut lines,
+            format!("r{i}"),
+            format!(
+                r#""type":"user","message":{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"toolu_{i}","content":"test result {i}: ok"}}]}},"toolUseResult":{{"stdout":"test result {i}: ok","stderr":""}}"#
+            ),
+        );
+    }
+    lines
+}
+
+/// What the frames of one read carried: (turns, messages, tool calls) over their items.
+fn carried(frames: &[u8]) -> (usize, usize, usize) {
+    let mut sum = (0, 0, 0);
+    for line in frames.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let frame: serde_json::Value = serde_json::from_slice(line).unwrap();
+        assert_ne!(frame["type"], "import.chunk", "a small item went in chunks");
+        let Some(items) = frame["payload"]["items"].as_array() else {
+            continue;
+        };
+        for item in items {
+            let len = |k: &str| item[k].as_array().map_or(0, Vec::len);
+            sum.0 += len("turns");
+            sum.1 += len("messages");
+            sum.2 += len("toolCalls");
+        }
+    }
+    sum
+}
+
+/// The open turn's `tool_call_count` in the ledger.
+fn open_turn_tool_calls(ledger: &Ledger) -> i64 {
+    ledger
+        .read()
+        .query_row(
+            "SELECT tool_call_count FROM turns WHERE source_event_id = 'p2'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// Issue 12: an append to a long open turn sends the turn's row and only the new messages and
+/// tool calls; a worker restarted mid-turn (no state in memory, the ledger's cursors) sends the
+/// open turn whole once, then deltas again; so does one started after a backfill run (a daemon
+/// restart); the turn's `tool_call_count` is right after every append, and the ledger at the
+/// end equals one import of the final file.
+#[test]
+fn a_long_open_turn_goes_as_deltas_and_survives_a_worker_restart_mid_turn() {
+    let calls = 30;
+    let group = session_group(&long_turn_lines(calls));
+    let expected = reference(&group);
+    let file = &group.files[0];
+    let ends = file.line_ends();
+    // Bytes of the file with the first turn, the prompt and `k` tool calls.
+    let after_calls = |k: usize| ends[2 + 2 * k];
+    let tree = Tree::new();
+    let ledger = Ledger::new(tree.dir.path().join("cut.db"));
+    let mut at = vec![0];
+    let mut done = 0;
+    // Three tail runs (the second a restarted worker, the third after a backfill run); each
+    // reads 8 tool calls: its first read 2 at once, then one per read.
+    for run in 0..3 {
+        if run == 2 {
+            done += 2;
+            apply_cuts(&tree, &group, &[(0, after_calls(done))], &mut at);
+            tree.backfill(&ledger, false, "backfill run mid-turn");
+            assert_eq!(open_turn_tool_calls(&ledger), done as i64);
+        }
+        let frames = Frames::default();
+        let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+        let mut follower = Follower::start(&sink, ledger.cursors());
+        for read in 0..7 {
+            done += if read == 0 { 2 } else { 1 };
+            let changed = apply_cuts(&tree, &group, &[(0, after_calls(done))], &mut at);
+            follower.step(&tree, &changed);
+            let sent = frames.take();
+            let (turns, messages, tool_calls) = carried(&sent);
+            ledger.apply(sent, &format!("run {run} read {read}"));
+            assert_eq!(
+                open_turn_tool_calls(&ledger),
+                done as i64,
+                "run {run} read {read}"
+            );
+            if read > 0 {
+                assert_eq!(
+                    (turns, messages, tool_calls),
+                    (1, 2, 1),
+                    "run {run} read {read}: the turn row and the new call's two lines only"
+                );
+            } else if run > 0 {
+                // No state in memory: the open turn once, whole (prompt and every call so far).
+                assert_eq!(
+                    (turns, messages, tool_calls),
+                    (1, 1 + 2 * done, done),
+                    "run {run}: the open turn re-read once"
+                );
+            }
+        }
+    }
+    let frames = Frames::default();
+    let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+    let mut follower = Follower::start(&sink, ledger.cursors());
+    let changed = apply_cuts(&tree, &group, &[(0, file.end())], &mut at);
+    follower.step(&tree, &changed);
+    ledger.apply(frames.take(), "the rest");
+    let got = ledger
+        .dump()
+        .replace(&tree.dir.path().display().to_string(), "<tree>");
+    assert!(expected.contains(&format!("tool_call_count={calls}")));
+    if got != expected {
+        panic!("{}", differences(&got, &expected));
+    }
 }

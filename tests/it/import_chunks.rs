@@ -72,7 +72,18 @@ fn scenario_4_two_parts_then_a_mismatching_resend() {
     // An identical re-send answers completed with the stored import.
     let again = run_chunk(&mut conn, part("chunk-key", "up-1", 0, 2, &parts[0])).unwrap();
     assert_eq!(again.status, ChunkStatus::Completed);
-    assert_eq!(again.import, Some(imported));
+    let stored = again.import.unwrap();
+    assert!(
+        stored.replayed,
+        "a re-sent part is answered from the stored response"
+    );
+    assert_eq!(
+        nex::protocol::ImportResponse {
+            replayed: false,
+            ..stored
+        },
+        imported
+    );
     assert_eq!(count(&conn, "sessions"), 1);
 }
 
@@ -381,7 +392,15 @@ fn chunk_and_import_paths_share_one_key_when_personas_agree() {
         import_req("shared", "backfill", vec![chunk_item()]),
     )
     .unwrap();
-    assert_eq!(Some(replay), done.import);
+    // The stored answer, marked as a replay.
+    assert!(replay.replayed);
+    assert_eq!(
+        Some(nex::protocol::ImportResponse {
+            replayed: false,
+            ..replay
+        }),
+        done.import
+    );
 }
 
 /// Gzip members concatenate (as Go's reader and `MultiGzDecoder` read them): 100 members of

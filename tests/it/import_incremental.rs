@@ -165,3 +165,68 @@ fn head_thread_does_not_depend_on_the_split_point() {
     assert_eq!(one::<String>(&split, head), "turn-1");
     assert_eq!(canonical_dump(&split), canonical_dump(&full));
 }
+
+/// Item rule 14 (issue 12): a turn sent as deltas (its row with `toolCallCount`, then only its
+/// new messages and tool calls) ends in the rows of the whole turn imported once; the earlier
+/// rows are left as they are. An item without `toolCallCount` (an older worker's whole turn)
+/// still counts its own tool calls.
+#[test]
+fn a_turn_sent_as_deltas_with_its_tool_call_count_equals_the_whole_turn() {
+    let call = |i: i64| {
+        json!({ "sourceToolCallId": format!("tool-{i}"), "sourceTurnId": "turn-1",
+                "sourceMessageId": format!("a-{i}"), "toolName": "Bash", "paramsJson": { "i": i },
+                "resultJson": "ok", "startedAtMs": T0 + i, "completedAtMs": T0 + i + 1,
+                "sequence": i })
+    };
+    let message = |i: i64| {
+        json!({ "sourceMessageId": format!("a-{i}"), "sourceTurnId": "turn-1", "role": "assistant",
+                "sequence": i, "createdAtMs": T0 + i })
+    };
+    let item = |upto: i64, from: i64, count: Option<i64>, fp: &str| {
+        let mut turn = json!({ "sourceTurnId": "turn-1", "startedAtMs": T0,
+                               "completedAtMs": T0 + upto + 1, "outputTokens": upto,
+                               "responseMessageSourceId": format!("a-{upto}") });
+        if let Some(n) = count {
+            turn["toolCallCount"] = json!(n);
+        }
+        json!({ "sourceProvider": "claude-code", "sourceSessionId": "delta-session",
+                "sourceSessionFingerprint": fp, "importedAtMs": T0 + 100,
+                "session": { "createdAtMs": T0, "updatedAtMs": T0 + upto + 1 }, "turns": [turn],
+                "messages": (from..=upto).map(message).collect::<Vec<_>>(),
+                "toolCalls": (from..=upto).map(call).collect::<Vec<_>>() })
+    };
+    // Old style: one whole turn of five calls, counted from the item.
+    let mut whole = ledger();
+    let resp = run_import(
+        &mut whole,
+        import_req("w", "backfill", vec![item(5, 1, None, "fp-5")]),
+    )
+    .unwrap();
+    assert_eq!(resp.failed, 0, "{resp:?}");
+    let count = "SELECT tool_call_count FROM turns";
+    assert_eq!(one::<i64>(&whole, count), 5);
+    // Deltas: calls 1-3, then 4, then 5, each with the running count.
+    let mut deltas = ledger();
+    for (k, (upto, from)) in [(3, 1), (4, 4), (5, 5)].into_iter().enumerate() {
+        let resp = run_import(
+            &mut deltas,
+            import_req(
+                &format!("d{k}"),
+                "tail",
+                vec![item(upto, from, Some(upto), &format!("fp-{upto}"))],
+            ),
+        )
+        .unwrap();
+        assert_eq!(resp.failed, 0, "{resp:?}");
+        assert_eq!(one::<i64>(&deltas, count), upto);
+    }
+    assert_eq!(canonical_dump(&deltas), canonical_dump(&whole));
+    // The whole turn again with its count (a backfill of a newer worker): nothing moves.
+    run_import(
+        &mut deltas,
+        import_req("again", "backfill", vec![item(5, 1, Some(5), "fp-again")]),
+    )
+    .unwrap();
+    let again = canonical_dump(&deltas).replace("fp-again", "fp-5");
+    assert_eq!(again, canonical_dump(&whole));
+}

@@ -336,11 +336,15 @@ fn unchanged_rows_are_not_rewritten_and_blanks_never_erase() {
         .remove("taskDescription");
     v2["turns"][1]["completedAtMs"] = json!(25);
     let before = conn.total_changes();
+    let logged = count(&conn, "change_log");
     let resp = run_import(&mut conn, import_req("u-2", "backfill", vec![v2])).unwrap();
     assert_eq!(resp.upserted, 1);
     // One turn row, the mapping row and the request row; the session, threads, other turns
-    // and history are untouched.
-    assert_eq!(conn.total_changes() - before, 3);
+    // and history are untouched. The change log (migration 0006) records the two replicated
+    // rows among them.
+    let log_rows = count(&conn, "change_log") - logged;
+    assert_eq!(log_rows, 2);
+    assert_eq!(conn.total_changes() - before - log_rows as u64, 3);
     assert_eq!(
         count(&conn, "session_history"),
         history,

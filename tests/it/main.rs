@@ -1,5 +1,6 @@
 //! The one integration test binary of nex; each module tests one area through its public API.
 
+mod cli_conventions; // the built nex and aix as a user meets them: counts, source flags, help, errors, times
 mod control_daemon; // the built nex and aix binaries: daemon, status --json, SIGTERM, real worker
 mod control_files; // nex refuses clearly: strict config, errors naming files, file modes, symlinked ledger
 mod control_jobs; // backfill job state machine, one-active rule, daemon restart recovery
@@ -33,8 +34,10 @@ mod pipeline_fuzz; // R3 bad-input harness at test size: every outcome as expect
 mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, events
 mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
 mod pipeline_support; // fixtures shared by the pipeline_* modules
+mod query_cli; // nex usage, sessions list|show|export: sums = SQL sums, subagents once, prices, prefixes, redaction
 mod query_mcp; // nex mcp through a real MCP client over stdio: tools, answers = library, pages, errors
 mod query_search; // nex search's query: exact hits and order, snippets, filters, the index after appends, replacements, VACUUM
+mod replica; // issue 14: ledgers replicated into a real PostgreSQL: two machines row for row, faults, credentials
 mod sources; // source parsers and stores (all five providers): exact items, incremental = full, bad input
 mod verify_cli; // nex import verify: matches, gone sources, tampered rows, exit codes; samples and real corpora
 mod worker_backfill; // aix backfill: cursor skip, --full, crash-resume, ordering, lineage

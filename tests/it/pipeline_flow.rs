@@ -28,12 +28,23 @@ fn batches(run: &str, n: usize) -> Stream {
     s
 }
 
-fn wait_held(gate: &CommitGate) -> nex::pipeline::writer::BatchInfo {
-    tokio::task::block_in_place(|| gate.held.recv_timeout(Duration::from_secs(10)))
+async fn wait_held(gate: &CommitGate) -> nex::pipeline::writer::BatchInfo {
+    let held = gate.held.clone();
+    tokio::task::spawn_blocking(move || held.lock().unwrap().recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
         .expect("a batch reached the commit")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Returns once every task of the runtime is parked (the pipeline has done all it can while
+/// the ledger writer is held at the gate). The tests that use it run on paused time, whose
+/// clock moves only when the runtime has nothing to run: this sleep ends exactly then (after
+/// the timers the pipeline set within it have fired), not after a guess at "long enough".
+async fn quiescent() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn nothing_is_reported_or_visible_before_commit() {
     let (_dir, path) = temp_ledger();
     let (gate, config) = CommitGate::new();
@@ -53,11 +64,11 @@ async fn nothing_is_reported_or_visible_before_commit() {
         .await
     });
 
-    let held = wait_held(&gate);
+    let held = wait_held(&gate).await;
     assert_eq!(held.ops, 3);
     assert_eq!(held.run_id.as_deref(), Some(RUN));
-    // Give a wrong pipeline every chance to report early.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Everything a wrong pipeline could report early, it has reported once it is parked.
+    quiescent().await;
     let conn = read_only(&path);
     assert_eq!(
         count(&conn, "session_imports"),
@@ -108,7 +119,7 @@ async fn nothing_is_reported_or_visible_before_commit() {
     writer.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_ledger_that_does_not_commit_stops_the_source() {
     const MAX_OPS: usize = 8;
     const IN_FLIGHT: usize = 2;
@@ -141,8 +152,9 @@ async fn a_ledger_that_does_not_commit_stops_the_source() {
             async move { run_lines(source, config, &handle, None, cancel, Vec::new()).await },
         );
 
-    let held = wait_held(&gate);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = wait_held(&gate).await;
+    // Parked: the source has read all it will until a commit returns.
+    quiescent().await;
     let read = pulled.load(Ordering::SeqCst);
     // The documented bound: `in_flight × max_ops` frames past the validator, nothing more.
     assert!(
@@ -150,7 +162,8 @@ async fn a_ledger_that_does_not_commit_stops_the_source() {
         "read {read} frames with the ledger stalled"
     );
     assert!(read >= held.ops, "at least the held batch was read");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Parked again after a second of the pipeline's own timers (busy rechecks, batch waits).
+    quiescent().await;
     assert_eq!(
         pulled.load(Ordering::SeqCst),
         read,
@@ -164,7 +177,7 @@ async fn a_ledger_that_does_not_commit_stops_the_source() {
     writer.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn cancellation_commits_everything_read_and_reads_nothing_more() {
     let (_dir, path) = temp_ledger();
     let (gate, config) = CommitGate::new();
@@ -180,8 +193,9 @@ async fn cancellation_commits_everything_read_and_reads_nothing_more() {
     let token = cancel.clone();
     let run = tokio::spawn(async move { run_pipeline(rx, config, &handle, None, token).await });
 
-    assert_eq!(wait_held(&gate).ops, 4);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(wait_held(&gate).await.ops, 4);
+    // Parked: the six frames written so far are read.
+    quiescent().await;
     cancel.cancel();
     // Written after the cancellation (the worker keeps going): never read.
     let late = {

@@ -222,7 +222,8 @@ pub fn writer_with(path: &Path, config: WriterConfig) -> LedgerWriter {
 
 /// Holds every commit until released: `held` receives each batch as it waits.
 pub struct CommitGate {
-    pub held: mpsc::Receiver<BatchInfo>,
+    /// Shared so that a test on a current-thread runtime can wait for it on a blocking thread.
+    pub held: Arc<Mutex<mpsc::Receiver<BatchInfo>>>,
     release: Arc<Mutex<Option<mpsc::Sender<()>>>>,
 }
 
@@ -243,7 +244,7 @@ impl CommitGate {
             ..WriterConfig::default()
         };
         let gate = Self {
-            held,
+            held: Arc::new(Mutex::new(held)),
             release: Arc::new(Mutex::new(Some(release_tx))),
         };
         (gate, config)

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use nex::ledger;
-use nex::query::{search, sessions, usage};
+use nex::query::{Filters, prices::PriceTable, search, sessions, usage};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorCode};
 use rmcp::service::{RoleClient, RunningService, ServiceError};
@@ -120,46 +120,92 @@ async fn lists_the_four_read_only_tools_and_each_answers_as_the_library() {
     assert_eq!(got["hits"].as_array().unwrap().len(), 1);
     assert_eq!(got["hits"][0]["role"], "tool");
 
-    // list_sessions = query::sessions::list.
+    // list_sessions = query::sessions::list_labels, then session_overview of each.
+    let facts = nex::query::session_facts(&conn).unwrap();
     let got = structured(&client, "list_sessions", json!({})).await;
-    let want = sessions::list(
+    let want = nex::mcp::session_list(
         &conn,
-        &sessions::SessionFilter {
+        &facts,
+        &sessions::ListFilter {
             limit: 20,
             ..Default::default()
         },
     )
     .unwrap();
     assert_eq!(want.len(), 3);
-    assert_eq!(got["sessions"], serde_json::to_value(&want).unwrap());
-    let codex = structured(&client, "list_sessions", json!({"provider": "codex"})).await;
-    assert_eq!(codex["sessions"].as_array().unwrap().len(), 1);
-    assert_eq!(codex["sessions"][0]["title"], "parser crash again");
-
-    // get_session = query::sessions::get.
-    let label = want[0].label.clone();
-    let got = structured(&client, "get_session", json!({"label": label})).await;
-    let view = sessions::get(&conn, &label).unwrap();
-    let mut expected = serde_json::to_value(&view).unwrap();
-    expected["next_cursor"] = Value::Null;
-    assert_eq!(got, expected);
-
-    // get_usage = query::usage::report.
-    let got = structured(&client, "get_usage", json!({"by": "provider"})).await;
-    let report = usage::report(
+    let labels = sessions::list_labels(
         &conn,
-        &usage::UsageFilter {
-            by: usage::GroupBy::Provider,
+        &facts,
+        &sessions::ListFilter {
+            limit: 20,
             ..Default::default()
         },
     )
     .unwrap();
+    assert_eq!(
+        want.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(),
+        labels
+    );
+    assert_eq!(got["sessions"], serde_json::to_value(&want).unwrap());
+    let codex = structured(&client, "list_sessions", json!({"provider": "codex"})).await;
+    assert_eq!(codex["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(codex["sessions"][0]["title"], "parser crash again");
+    // Paged by the cursor: the second session alone is list_labels' second label.
+    let second = structured(&client, "list_sessions", json!({"limit": 1, "cursor": "1"})).await;
+    assert_eq!(second["sessions"][0]["label"], labels[1].as_str());
+    assert_eq!(second["next_cursor"], "2");
+
+    // get_session = query::sessions::resolve_label then query::export::export_session.
+    let label = want[0].label.clone();
+    let prefix = &label[..label.len() - 4];
+    let got = structured(&client, "get_session", json!({"label": prefix})).await;
+    let resolved = sessions::resolve_label(&conn, prefix).unwrap();
+    assert_eq!(resolved, label);
+    let doc = nex::query::export::export_session(
+        &conn,
+        &resolved,
+        &nex::query::export::ExportOptions::default(),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(!doc.turns.is_empty());
+    let mut expected = serde_json::to_value(&doc).unwrap();
+    expected["next_cursor"] = Value::Null;
+    assert_eq!(got, expected);
+    // Its turns paged one at a time join into the export's turns.
+    let mut turns = Vec::new();
+    let mut args = json!({"label": label, "limit": 1});
+    loop {
+        let page = structured(&client, "get_session", args.clone()).await;
+        assert!(page["turns"].as_array().unwrap().len() <= 1);
+        turns.extend(page["turns"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => args["cursor"] = json!(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(
+        Value::Array(turns),
+        serde_json::to_value(&doc.turns).unwrap()
+    );
+
+    // get_usage = query::usage::usage_report, priced as `nex usage` prices (no config.toml
+    // here: the built-in table).
+    let got = structured(&client, "get_usage", json!({"by": "provider"})).await;
+    let report = usage::usage_report(
+        &conn,
+        &facts,
+        &Filters::default(),
+        usage::GroupBy::Provider,
+        &PriceTable::with_overrides(&Default::default()),
+    )
+    .unwrap();
     assert_eq!(got["rows"], serde_json::to_value(&report.rows).unwrap());
-    let keys: Vec<&str> = report
-        .rows
-        .iter()
-        .filter_map(|r| r.key.as_deref())
-        .collect();
+    assert_eq!(
+        got["unpriced_models"],
+        serde_json::to_value(&report.unpriced_models).unwrap()
+    );
+    let keys: Vec<&str> = report.rows.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys, ["claude-code", "codex"]);
 
     client.cancel().await.unwrap();

@@ -9,7 +9,7 @@ use std::path::Path;
 use nex::import::{IdKind, scoped_id};
 use nex::ledger::{self, search_index};
 use nex::query::search::{RoleFilter, SearchFilter, SearchHit, search};
-use nex::query::{QueryError, open_read_only, project_filter};
+use nex::query::{QueryError, open_existing, project_filter};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -393,7 +393,7 @@ fn a_tail_append_is_searchable_once_committed_and_never_before() {
     let path = dir.path().join("agents.db");
     let mut writer = ledger::open_agents(&path).unwrap();
     run_import(&mut writer, import_req("k1", "backfill", fixture_items())).unwrap();
-    let reader = open_read_only(&path).unwrap();
+    let reader = open_existing(&path).unwrap();
     let zeppelin = || {
         search(
             &reader,

@@ -329,7 +329,7 @@ fn corpus_roots(dir: &Path, empty: &Path) -> Vec<String> {
         push("--cursor-db", db);
     }
     if dbs.is_empty() {
-        push("--cursor-db", &empty.join("state.vscdb"));
+        push("--cursor-db", empty);
     }
     args
 }

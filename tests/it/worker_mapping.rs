@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use nex::aix::cursor::cursor_map;
-use nex::aix::mapping::MappingVersions;
+use nex::aix::mapping::{self, MappingVersions};
 use nex::aix::sources::{ParseStats, Provider, SessionParser, SourceFile};
 use nex::aix::{
     FrameSink, ParserFactory, RunSpec, StopSignal, WorkerOptions, WorkerStatus, run_mode,
@@ -173,7 +173,7 @@ fn assert_upgraded(items: &[ImportSessionItem], ledger: &Path, clean: &str) {
     assert!(
         items
             .iter()
-            .all(|i| i.mapping_version == Some(2) && i.whole_session)
+            .all(|i| i.mapping_version == Some(mapping::CLAUDE_CODE) && i.whole_session)
     );
     let got = rows(ledger);
     assert!(got == clean, "{}", first_difference(&got, clean));

@@ -227,6 +227,10 @@ fn start_tail_worker(
     std::process::ChildStdin,
     std::io::Lines<BufReader<std::process::ChildStdout>>,
 ) {
+    // Source flags name existing folders (a missing one is refused); empty ones hold nothing.
+    for d in ["c", "x"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_aix"))
         .env("HOME", no_home())
         .args(["worker", "--stdio", "--claude-dir"])
@@ -290,6 +294,7 @@ fn binary_emit_backfill_and_scan() {
     let claude = dir.path().join("c");
     std::fs::create_dir_all(claude.join("-p")).unwrap();
     std::fs::write(claude.join("-p/s.jsonl"), "{}\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("x")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_aix"))
         .env("HOME", no_home())
         .args(["emit", "--mode", "backfill", "--claude-dir"])
@@ -333,6 +338,7 @@ fn binary_emit_tail_ends_with_run_complete_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let claude = dir.path().join("c");
     std::fs::create_dir_all(claude.join("-p")).unwrap();
+    std::fs::create_dir_all(dir.path().join("x")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_aix"))
         .env("HOME", no_home())
         .args(["emit", "--mode", "tail", "--claude-dir"])

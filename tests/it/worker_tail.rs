@@ -242,22 +242,26 @@ fn new_files_are_picked_up() {
 
 #[test]
 fn reconcile_finds_a_root_created_after_start() {
-    let dir = tempfile::tempdir().unwrap();
+    // A root present at start (session `s`), and one created after: the first item, read by
+    // the start-up scan, marks that the scan is over before the second root exists.
+    let (dir, present, _path) = setup();
     let claude = dir.path().join("later/projects");
     let options = WorkerOptions {
         reconcile_interval: Duration::from_millis(300),
+        claude_dirs: vec![present, claude.clone()],
         ..tail_options(&claude)
     };
     let run = start(options, vec![]);
-    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(run.items(1)[0].source_session_id, "s");
     std::fs::create_dir_all(claude.join("-p")).unwrap();
-    std::fs::write(claude.join("-p/s.jsonl"), turn("s", "t1", "a")).unwrap();
-    let items = run.items(1);
-    assert_eq!(items[0].source_session_id, "s");
-    // Now watched: an append arrives by notification or the next reconcile.
-    append(&claude.join("-p/s.jsonl"), &reply("b"));
+    std::fs::write(claude.join("-p/later.jsonl"), turn("later", "t1", "a")).unwrap();
     let items = run.items(2);
-    assert_eq!(items[1].messages.len(), 2);
+    assert_eq!(items[1].source_session_id, "later");
+    // Now watched: an append arrives by notification or the next reconcile.
+    append(&claude.join("-p/later.jsonl"), &reply("b"));
+    let items = run.items(3);
+    assert_eq!(items[2].source_session_id, "later");
+    assert_eq!(items[2].messages.len(), 2);
     run.finish();
 }
 

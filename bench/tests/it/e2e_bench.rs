@@ -1,8 +1,9 @@
 //! `nex-bench` worker scenarios, smoke size, through the built binary: the file corpus is
 //! deterministic and parses completely, `backfill` imports every session and `rebackfill`
 //! re-imports none, `tail-latency` sees every append committed, `idle` measures `nex daemon` and
-//! its tail worker (nothing re-imported, no restart) and leaves neither running. No timing is
-//! asserted. (`peer` needs the network to install its peer: not tested here.)
+//! its tail worker (nothing re-imported, no restart) and leaves neither running,
+//! `tail-long-turn` sends deltas. No timing is asserted. (`peer` needs the network to install
+//! its peer: not tested here.)
 
 use std::path::Path;
 use std::process::Command;
@@ -154,6 +155,35 @@ fn tail_latency_smoke() {
     ]);
     assert_eq!(r["committed"], 12, "{r}");
     assert_eq!(r["timedOut"], 0, "{r}");
+}
+
+/// Issue 12 at tiny sizes: every size is measured, and an appended tool call puts as many bytes
+/// on the pipe whether the open turn holds 3 calls or 40 (deltas, not the whole turn: the
+/// turn of 40 is about 200 KB, one call about 5 KB). Bytes, not times, are asserted.
+#[test]
+fn tail_long_turn_smoke() {
+    let r = bench(&[
+        "tail-long-turn",
+        "--calls",
+        "3,40",
+        "--appends",
+        "3",
+        "--runs",
+        "1",
+        "--settle-ms",
+        "50",
+        "--json",
+    ]);
+    let sizes = r["sizes"].as_array().unwrap();
+    assert_eq!(sizes.len(), 2, "{r}");
+    for s in sizes {
+        assert_eq!(s["appends"], 3, "{r}");
+        assert!(s["p50Ms"]["median"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(s["ledgerBytes"]["median"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(s["pipeBytes"]["median"].as_f64().unwrap() > 1_000.0, "{r}");
+    }
+    let ratio = r["pipeBytesRatio"].as_f64().unwrap();
+    assert!(ratio < 1.5, "pipe bytes grow with the open turn: {r}");
 }
 
 #[test]

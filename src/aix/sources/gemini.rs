@@ -18,7 +18,11 @@
 //!
 //! # Mapping
 //! - **Session**: `sessionId` (the first one seen); Code Assist's logs all carry the same
-//!   `a2a-server`, so each of them is the session `a2a-server/<file stem>`. `createdAtMs` = `startTime`, else the
+//!   `a2a-server`, so each of them is the session `a2a-server/<file stem>`. Of several
+//!   `session-<time>-<id8>` files of one directory carrying one `sessionId` (2025 builds wrote
+//!   a subagent's chat, and the conversation after `/clear`, to a new file under the same id),
+//!   the first by name (its creation minute) is the session `sessionId`, each later one the
+//!   session `sessionId/<file stem>`: one file, one conversation, named from the file names. `createdAtMs` = `startTime`, else the
 //!   earliest message time; `updatedAtMs` = the later of `lastUpdated` and the latest message
 //!   time; `model` = that of the latest message naming one (by first appearance: rewriting an
 //!   older message does not move it back); `provider` = `google`; `project` = the
@@ -118,6 +122,9 @@ struct Layout {
     workspace: Option<String>,
     /// The file's name without `session-` and the extension (`2026-05-27T11-44-a2a-serv`).
     stem: String,
+    /// Another `session-<time>-<id8>` chat of the same directory, with the same `<id8>`, has a
+    /// name that sorts before this one's: this file is not the first of its session id.
+    earlier_sibling: bool,
 }
 
 impl Layout {
@@ -141,6 +148,8 @@ impl Layout {
             .file_stem()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let earlier_sibling =
+            stem.starts_with("session-") && has_earlier_sibling(&file.path, &stem);
         Self {
             subagent,
             parent,
@@ -149,8 +158,36 @@ impl Layout {
             stem: stem
                 .strip_prefix("session-")
                 .map_or_else(|| stem.clone(), str::to_owned),
+            earlier_sibling,
         }
     }
+
+    /// The `<id8>` a `session-<time>-<id8>` name ends with.
+    fn id8(&self) -> Option<&str> {
+        self.stem.rsplit_once('-').map(|(_, id8)| id8)
+    }
+}
+
+/// Whether the directory of `path` holds another `session-*-<id8>.json[l]` chat (the same
+/// last `-` part as `stem`) whose name sorts before `stem`: the CLI names a chat after the
+/// minute it created it, so that file was written first. An unreadable directory has none.
+fn has_earlier_sibling(path: &Path, stem: &str) -> bool {
+    let Some((_, id8)) = stem.rsplit_once('-') else {
+        return false;
+    };
+    let Some(Ok(entries)) = path.parent().map(std::fs::read_dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let other = name
+            .strip_suffix(".jsonl")
+            .or_else(|| name.strip_suffix(".json"));
+        other.is_some_and(|o| {
+            o.starts_with("session-") && o < stem && o.rsplit_once('-').map(|(_, i)| i) == Some(id8)
+        })
+    })
 }
 
 /// The incremental parser of one Gemini CLI session file.
@@ -223,9 +260,18 @@ impl GeminiParser {
     /// The item's session id: the file's `sessionId`, except Code Assist's shared one, which
     /// names no conversation (every Code Assist log carries it, and they even share their first
     /// message's id): there the file is the session, `a2a-server/<file stem>`.
+    ///
+    /// A session id is the first file's of those that carry it: a later chat file of the same
+    /// directory with the same id (a subagent's chat, or the conversation after `/clear`,
+    /// which 2025 builds wrote to a new file under the same `sessionId`) is a session of its
+    /// own, `<sessionId>/<file stem>`. Which file is first is read from the names (the CLI
+    /// names a chat after the minute it created it), so every read of every file names its
+    /// session the same way, whatever order they are read in.
     fn source_session_id(&self) -> Option<String> {
         let sid = self.conv.meta.session_id.as_deref()?;
-        Some(if sid == CODE_ASSIST_SESSION_ID {
+        let later_file = self.layout.earlier_sibling
+            && self.layout.id8().is_some_and(|id8| sid.starts_with(id8));
+        Some(if sid == CODE_ASSIST_SESSION_ID || later_file {
             format!("{sid}/{}", self.layout.stem)
         } else {
             sid.to_owned()

@@ -6,11 +6,16 @@
 //! - Lines are fed in file order, each call ending at a line boundary; how the file was cut into
 //!   calls does not change any item, the fingerprint or the stats.
 //! - `take_items` returns the items for every turn touched since the last call (all turns of
-//!   the file on a full parse), each touched turn complete with all its messages and tool calls,
-//!   plus the session header as of the lines seen so far. Importing the sequence of partial items
-//!   gives the same ledger rows as importing one item of the final file.
+//!   the file on a full parse), plus the session header as of the lines seen so far. Each
+//!   touched turn is its row with its running aggregates, and either all its messages and tool
+//!   calls, or (line parsers built on `assembler`: Claude Code, Codex) only those new or changed
+//!   since the last call, the row then carrying `toolCallCount` (item rule 14). Importing the
+//!   sequence of partial items gives the same ledger rows as importing one item of the final
+//!   file, and an append costs O(appended lines), not O(open turn).
 //! - Lines fed with `emit = false` only rebuild state (used when a worker resumes from a cursor
-//!   it has no state for: one scan of `[0, open_turn_offset)`, then the rest with `emit = true`).
+//!   it has no state for: one scan of `[0, open_turn_offset)`, then the rest with `emit = true`,
+//!   so the open turn is sent whole once and as deltas after that). What they produced counts
+//!   as sent.
 //! - Unknown record types and fields never fail; a malformed line is skipped and counted.
 //!
 //! What this implementation adds to the contract:

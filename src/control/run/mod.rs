@@ -114,19 +114,30 @@ pub async fn run(
     if let Some(dir) = &settings.sources.codex_home {
         env.push(("CODEX_HOME".to_owned(), dir.clone()));
     }
-    let (mut worker, stdout) = match Worker::spawn(
-        &settings.worker,
-        &env,
-        &settings.paths.run_dir,
-        &run_id,
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(run_id = %run_id, program = %settings.worker.program.display(),
-                    error = %e, error_code = Code::WorkerSpawnFailed.as_str(), "cannot spawn worker");
-            return RunEnding::failed(Code::WorkerSpawnFailed, "cannot spawn the worker");
-        }
-    };
+    let (mut worker, stdout) =
+        match Worker::spawn(&settings.worker, &env, &settings.paths.run_dir, &run_id) {
+            Ok(w) => w,
+            Err(e) => {
+                // A program that is not there (or not executable) will not be there at a retry:
+                // one clear error, not retried.
+                let missing = matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                );
+                let code = if missing {
+                    Code::WorkerProgramMissing
+                } else {
+                    Code::WorkerSpawnFailed
+                };
+                let program = settings.worker.program.display();
+                tracing::warn!(run_id = %run_id, program = %program,
+                    error = %e, error_code = code.as_str(), "cannot spawn worker");
+                return RunEnding::failed(
+                    code,
+                    &format!("cannot start the worker program {program}: {e}"),
+                );
+            }
+        };
     let pid = worker.pid;
     tracing::info!(run_id = %run_id, mode = spec.info.mode.as_str(), pid, cursors = cursors.len(), "run started");
     report(&updates, &run_id, RunUpdate::Spawned { pid }).await;

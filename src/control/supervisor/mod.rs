@@ -420,6 +420,19 @@ impl Supervisor {
                 o.insert(key.into(), serde_json::json!([v]));
             }
         }
+        // Locations given as flags replace the provider's configured one.
+        let given = &sources.given;
+        for (key, dirs) in [
+            ("claudeDirs", &given.claude_dirs),
+            ("codexDirs", &given.codex_dirs),
+            ("cursorDbs", &given.cursor_dbs),
+            ("opencodeDirs", &given.opencode_dirs),
+            ("geminiDirs", &given.gemini_dirs),
+        ] {
+            if !dirs.is_empty() {
+                o.insert(key.into(), serde_json::json!(dirs));
+            }
+        }
         serde_json::Value::Object(o)
     }
 

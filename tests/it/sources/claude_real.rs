@@ -3,11 +3,12 @@
 //!
 //! - Per session, the parser's prompts, tool calls, output tokens and total tokens equal an
 //!   independent count written here from the rules of SOURCES.md (Claude Code), as separate
-//!   simple code over `serde_json::Value` lines. Every mismatch of every file is listed.
+//!   simple code over `serde_json::Value` lines (a content line whose uuid came before in the
+//!   item is a copy and counts nothing). Every mismatch of every file is listed.
 //! - Every file fed in random cuts (mid-line included: only complete lines are pushed, as the
 //!   tail does) gives the rows of one full parse.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -159,6 +160,8 @@ struct Tally {
     /// message.id -> (output, total) of its last line.
     usage: HashMap<String, (i64, i64)>,
     seen: bool,
+    /// Uuids of the content lines counted.
+    uuids: HashSet<String>,
 }
 
 fn int(v: &Value, k: &str) -> i64 {
@@ -238,6 +241,13 @@ fn independent_figures(file: &SourceFile, bytes: &[u8]) -> BTreeMap<String, Figu
             continue;
         }
         t.seen = true;
+        // A line whose uuid came before in the same item is a copy (a resumed subagent writes
+        // its transcript again): it counts nothing.
+        if let Some(u) = v.get("uuid").and_then(Value::as_str)
+            && !t.uuids.insert(u.to_owned())
+        {
+            continue;
+        }
         if is_prompt(v) {
             t.prompts += 1;
         }

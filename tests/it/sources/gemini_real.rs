@@ -10,9 +10,10 @@
 //! written back by a history rewrite, not typed by anyone), a message id counts once with its
 //! last version, and a
 //! session is its `sessionId` (Code Assist's shared `a2a-server` id excepted: each of its files
-//! is a session of its own).
+//! is a session of its own; so is a later chat file of a directory carrying the `sessionId` of
+//! an earlier one).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -147,10 +148,13 @@ impl FileCount {
 }
 
 /// The session a file's content belongs to, as the mapping names it.
-fn session_key(sid: &str, path: &Path) -> String {
-    if sid == "a2a-server" {
-        let stem = path.file_stem().unwrap().to_string_lossy();
-        let stem = stem.strip_prefix("session-").unwrap_or(&stem);
+/// `earlier`: the session ids of the `session-*` chats of the directory read so far, in name
+/// order (a later chat file carrying an earlier one's id is a session of its own).
+fn session_key(sid: &str, path: &Path, earlier: &mut HashSet<String>) -> String {
+    let stem = path.file_stem().unwrap().to_string_lossy();
+    let top = stem.starts_with("session-") && path.parent().is_some_and(|p| p.ends_with("chats"));
+    let stem = stem.strip_prefix("session-").unwrap_or(&stem);
+    if sid == "a2a-server" || (top && !earlier.insert(sid.to_owned())) {
         format!("{sid}/{stem}")
     } else {
         sid.to_owned()
@@ -210,6 +214,7 @@ fn independent(roots: &[PathBuf]) -> BTreeMap<String, Figures> {
                 }
             }
             paths.sort();
+            let mut earlier = HashSet::new();
             for path in paths {
                 let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
                 if ext != "json" && ext != "jsonl" {
@@ -227,7 +232,7 @@ fn independent(roots: &[PathBuf]) -> BTreeMap<String, Figures> {
                     continue;
                 }
                 per_session
-                    .entry(session_key(sid, &path))
+                    .entry(session_key(sid, &path, &mut earlier))
                     .or_default()
                     .extend(count.messages);
             }

@@ -197,6 +197,16 @@ impl ItemState {
             _ => "system",
         };
         let uuid = r.uuid.as_deref().map(str::to_owned);
+        // A line whose uuid the item already holds is a copy (a resumed 2.1.x subagent writes
+        // its whole earlier transcript again before the new prompt): the first line stands. A
+        // copied prompt re-opening its turn under the same id would re-send that turn without
+        // the tool calls already seen, so the rows would depend on where the file was cut.
+        if uuid
+            .as_deref()
+            .is_some_and(|u| self.uuid_turn.contains_key(u))
+        {
+            return Vec::new();
+        }
         let ts = r.timestamp.as_deref().and_then(parse_rfc3339_ms);
         let line_id = || format!("L{}", line.index + 1);
         let mut message = r.message.0.take();

@@ -19,7 +19,9 @@
 //! record, and does not start with shell-mode (`<bash-input>`, `<bash-stdout>`,
 //! `<bash-stderr>`), local command output, an interrupt marker, a `<task-notification>` or the
 //! 1.0.x compaction text; slash commands and image-only messages are prompts. The other lines
-//! stay messages of the current turn.
+//! stay messages of the current turn. A line whose uuid the item already holds is a copy and
+//! changes nothing (a 2.1.x subagent sent a follow-up writes its earlier transcript to its file
+//! again, same uuids, before the new prompt): the first line stands.
 //!
 //! Tokens: one API response (`message.id`) counts once per item, with the usage of its last
 //! line whatever its `requestId`, in the turn of its first line; `<synthetic>` lines count none.

@@ -1,0 +1,377 @@
+//! The command line as a user meets it (issue 15), through the built `nex` and `aix`: counts
+//! that say what a run did, one set of source flags on both tools, help that shows only what a
+//! command uses, errors in words with their code once, times with their offset.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::control_support::{NexHome as Home, wait_exit};
+
+const AIX: &str = env!("CARGO_BIN_EXE_aix");
+
+fn aix_worker() -> String {
+    format!("{AIX} worker --stdio")
+}
+
+fn fake_cmd(args: &str) -> String {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/control/fake_worker.sh");
+    format!("sh {} {args}", script.display())
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ledger_sessions(home: &Home) -> u64 {
+    let conn = rusqlite::Connection::open(home.ledger()).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0))
+        .unwrap() as u64
+}
+
+/// The control fixture's Claude Code home (`~/.claude` form: it holds `projects/`).
+fn claude_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/control/claude")
+}
+
+/// Regression: `--full` on unchanged data reported `IMPORTED n` every time, jobs over the same
+/// sessions summed to three times the ledger (a replayed request's stored answer counted
+/// again), and a re-run with nothing changed printed a row of zeros.
+#[test]
+fn counts_say_what_each_run_did_and_a_rerun_says_nothing_new() {
+    let home = Home::new(false);
+    let first: Value = {
+        let out = home.run(&aix_worker(), &["import", "backfill", "--wait", "--json"]);
+        assert!(out.status.success(), "{}", text(&out).1);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let sessions = ledger_sessions(&home);
+    assert!(sessions >= 1);
+    assert_eq!(first["stats"]["imported"], sessions);
+    // Plural-aware words (regression: `1 turns`), `-` for what is not known.
+    let list = home.json(&["sessions", "list", "--json"]);
+    let label = list[0]["label"].as_str().unwrap();
+    let turns = list[0]["turns"].as_u64().unwrap();
+    let (shown, _) = text(&home.run("unused", &["sessions", "show", label]));
+    let want = if turns == 1 { "  1 turn, " } else { " turns, " };
+    assert!(shown.contains(want), "{shown}");
+    assert!(!shown.contains("  1 turns"), "{shown}");
+
+    // Nothing changed: said in words, with the number of files checked.
+    let out = home.run(&aix_worker(), &["import", "backfill", "--wait"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("nothing new: 1 file checked"), "{stdout}");
+    let mut lines = stdout.lines().skip_while(|l| !l.starts_with("FILES"));
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["FILES", "UNCHANGED"], "{stdout}");
+    assert_eq!(row, ["1", "1"], "{stdout}");
+
+    // --full reads everything again and writes nothing: never IMPORTED again.
+    for _ in 0..2 {
+        let out = home.run(
+            &aix_worker(),
+            &["import", "backfill", "--wait", "--full", "--json"],
+        );
+        assert!(out.status.success(), "{}", text(&out).1);
+        let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(job["stats"]["imported"], 0, "{job}");
+        assert_eq!(job["stats"]["upserted"], 0, "{job}");
+        let again = job["stats"]["skipped"].as_u64().unwrap_or(0)
+            + job["stats"]["replayed"].as_u64().unwrap_or(0);
+        assert_eq!(again, sessions, "{job}");
+    }
+    // The jobs' totals are the ledger's.
+    let jobs = home.json(&["import", "jobs", "--json"]);
+    let imported: u64 = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["stats"]["imported"].as_u64().unwrap())
+        .sum();
+    assert_eq!(imported, ledger_sessions(&home));
+}
+
+/// Regression: `nex --claude-config-dir` took `~/.claude` and `aix --claude-dir`
+/// `~/.claude/projects`; a folder that did not exist, or the other tool's form, imported 0
+/// and exited 0.
+#[test]
+fn source_flags_take_either_form_on_both_tools_and_refuse_a_wrong_path() {
+    let home = Home::new(false);
+    let projects = claude_home().join("projects");
+    let missing = home.path().join("no-such-dir");
+    let empty = home.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    // `aix`: the home form and the projects form find the same session.
+    for form in [claude_home(), projects.clone()] {
+        let out = std::process::Command::new(AIX)
+            .args(["scan", "--claude-dir"])
+            .arg(&form)
+            .arg("--codex-dir")
+            .arg(&empty)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stdout.contains("sessions           1"), "{stdout}");
+    }
+    for (flag, path, code) in [
+        ("--claude-dir", missing.as_path(), "[source_not_found]"),
+        // A Claude Code home given as a Codex location.
+        (
+            "--codex-dir",
+            claude_home().as_path(),
+            "[source_not_recognised]",
+        ),
+    ] {
+        let out = std::process::Command::new(AIX)
+            .args(["scan", flag])
+            .arg(path)
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+        assert!(stderr.contains(code), "{stderr}");
+
+        let out = home.run(
+            &aix_worker(),
+            &["import", "backfill", "--wait", flag, path.to_str().unwrap()],
+        );
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+        assert_eq!(stderr.matches(code).count(), 1, "{stderr}");
+    }
+    assert!(!home.ledger().exists(), "a refused run writes nothing");
+
+    // `nex` takes the same flag in the home form, repeatable, and imports from it.
+    let mut home2 = Home::new(false);
+    home2.claude = home2.path().join("none");
+    let out = home2.run(
+        &aix_worker(),
+        &[
+            "import",
+            "backfill",
+            "--wait",
+            "--json",
+            "--claude-dir",
+            claude_home().to_str().unwrap(),
+            "--claude-dir",
+            projects.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["stats"]["imported"], 1, "{job}");
+}
+
+/// Regression: with a daemon running the source flags were ignored with one line on stderr,
+/// and the job imported 0 and exited 0.
+#[test]
+fn a_daemon_refuses_source_flags_instead_of_ignoring_them() {
+    let home = Home::new(false);
+    let mut daemon = home.daemon(&fake_cmd("tail"));
+    let out = home.run(
+        "unused",
+        &[
+            "import",
+            "backfill",
+            "--claude-dir",
+            claude_home().to_str().unwrap(),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("nex daemon stop"), "{stderr}");
+    assert!(stderr.ends_with("[daemon_has_own_settings]\n"), "{stderr}");
+    assert!(
+        home.json(&["import", "jobs", "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Its log: plain lines for users (not a terminal: no colours), no Rust module paths.
+    assert!(home.run("unused", &["daemon", "stop"]).status.success());
+    assert!(wait_exit(&mut daemon, Duration::from_secs(2)).success());
+    let log = home.daemon_log_tail(50);
+    assert!(log.contains("daemon started"), "{log}");
+    assert!(!log.contains("nex::"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
+}
+
+/// Regression: stopping a finished job said `daemon error job_transition_illegal: illegal job
+/// transition completed -> cancelled [job_transition_illegal]`.
+#[test]
+fn cancelling_a_finished_job_says_so_in_words_with_the_code_once() {
+    let home = Home::new(false);
+    let mut daemon = home.daemon(&fake_cmd("backfill 1 0"));
+    let out = home.run("unused", &["import", "backfill", "--wait", "--json"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = job["id"].as_str().unwrap();
+    let out = home.run("unused", &["import", "stop", &id[..4]]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "nex: cannot cancel job {}: it already completed [job_transition_illegal]",
+            &id[..8]
+        )
+    );
+    assert!(home.run("unused", &["daemon", "stop"]).status.success());
+    assert!(wait_exit(&mut daemon, Duration::from_secs(2)).success());
+}
+
+/// Regression: a missing `worker_cmd` was retried 4 times and ended with a table of blank
+/// cells.
+#[test]
+fn a_missing_worker_program_is_one_clear_error_without_retries() {
+    let home = Home::new(false);
+    let missing = home.path().join("no-such-aix");
+    let out = home.run(missing.to_str().unwrap(), &["import", "backfill", "--wait"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("(1 attempt)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "error: cannot start the worker program {}",
+            missing.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[worker_program_missing]"), "{stdout}");
+    let jobs = home.json(&["import", "jobs", "--json"]);
+    assert_eq!(jobs[0]["stats"]["attempts"], 1, "{jobs}");
+    assert_eq!(jobs[0]["error_code"], "worker_program_missing");
+}
+
+/// Regression: times were UTC without a marker and ignored `TZ`.
+#[test]
+fn times_are_local_with_their_offset_and_utc_on_request() {
+    let home = Home::new(false);
+    let out = home.run(&aix_worker(), &["import", "backfill", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let jobs = |tz: &str, utc: bool| {
+        let mut cmd = home.nex("unused");
+        cmd.env("TZ", tz).args(["import", "jobs"]);
+        if utc {
+            cmd.arg("--utc");
+        }
+        text(&cmd.output().unwrap()).0
+    };
+    if Path::new("/usr/share/zoneinfo/Asia/Kolkata").exists() {
+        assert!(jobs("Asia/Kolkata", false).contains(" +05:30"));
+    }
+    let utc = jobs("Asia/Kolkata", true);
+    assert!(utc.contains(" +00:00"), "{utc}");
+    assert!(!utc.contains("+05:30"), "{utc}");
+}
+
+/// Regression: every subcommand listed the eight worker and source-folder options, `--json`
+/// was undescribed, and `--provider claude` silently returned nothing.
+#[test]
+fn help_shows_only_what_a_command_uses_and_provider_names_are_checked() {
+    let home = Home::new(false);
+    let help = |args: &[&str]| text(&home.run("unused", args)).0;
+    for cmd in [
+        &["sessions", "show", "--help"][..],
+        &["sessions", "list", "--help"],
+        &["import", "status", "--help"],
+        &["import", "stop", "--help"],
+    ] {
+        let h = help(cmd);
+        assert!(!h.contains("--worker-cmd"), "{cmd:?}: {h}");
+        assert!(!h.contains("--claude-dir"), "{cmd:?}: {h}");
+        // Every option is described: no option line ends with its name alone.
+        for line in h.lines().filter(|l| l.trim_start().starts_with("--")) {
+            assert!(line.trim().contains("  "), "{cmd:?}: undescribed {line}");
+        }
+    }
+    let backfill = help(&["import", "backfill", "--help"]);
+    for flag in ["--worker-cmd", "--claude-dir", "--codex-dir", "--cursor-db"] {
+        assert!(backfill.contains(flag), "{backfill}");
+    }
+    let out = home.run("unused", &["sessions", "list", "--provider", "claude"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("claude-code"), "{stderr}");
+    assert!(stderr.contains("gemini-cli"), "{stderr}");
+}
+
+/// `nex doctor`: per provider where it looked, what the sources and the ledger hold, and
+/// whether a daemon runs; `--json` as docs/control.md describes it.
+#[test]
+fn doctor_says_where_it_looked_and_what_sources_and_ledger_hold() {
+    let home = Home::new(false);
+    let doctor = |home: &Home| home.json(&["doctor", "--json"]);
+    let before = doctor(&home);
+    let claude = before["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "claude-code")
+        .unwrap()
+        .clone();
+    assert_eq!(claude["sessions"], 1, "{before}");
+    assert_eq!(claude["files"], 1, "{before}");
+    assert_eq!(claude["ledger_sessions"], 0, "{before}");
+    assert_eq!(
+        claude["locations"][0]["path"],
+        claude_home().join("projects").display().to_string()
+    );
+    assert_eq!(claude["locations"][0]["exists"], true);
+    assert_eq!(before["ledger"]["exists"], false);
+    assert_eq!(before["daemon"]["running"], false);
+    assert!(!home.ledger().exists(), "doctor creates nothing");
+
+    let out = home.run(&aix_worker(), &["import", "backfill", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let mut daemon = home.daemon(&fake_cmd("tail"));
+    let after = doctor(&home);
+    assert_eq!(after["ledger"]["sessions"], 1, "{after}");
+    assert_eq!(after["providers"][0]["ledger_sessions"], 1, "{after}");
+    assert_eq!(after["daemon"]["running"], true, "{after}");
+    assert_eq!(after["daemon"]["pid"], daemon.id());
+    let (report, _) = text(&home.run("unused", &["doctor"]));
+    assert!(report.contains("claude-code: looked in "), "{report}");
+    assert!(report.contains("(found)"), "{report}");
+    assert!(report.contains("daemon: running"), "{report}");
+    assert!(home.run("unused", &["daemon", "stop"]).status.success());
+    assert!(wait_exit(&mut daemon, Duration::from_secs(2)).success());
+}
+
+/// Regression: an empty machine got a table of zeros without saying where it looked.
+#[test]
+fn a_backfill_that_finds_nothing_lists_where_it_looked() {
+    let mut home = Home::new(false);
+    home.claude = home.path().join("no-claude");
+    home.codex = home.path().join("no-codex");
+    let out = home.run(&aix_worker(), &["import", "backfill", "--wait"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("found no session files or databases to import"),
+        "{stdout}"
+    );
+    let claude = format!(
+        "  claude-code: {} (missing)",
+        home.claude.join("projects").display()
+    );
+    assert!(stdout.contains(&claude), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "  codex: {} (missing)",
+            home.codex.join("sessions").display()
+        )),
+        "{stdout}"
+    );
+}
