@@ -211,6 +211,38 @@ async fn lists_the_four_read_only_tools_and_each_answers_as_the_library() {
     client.cancel().await.unwrap();
 }
 
+/// get_usage prices as `nex usage` does: the built-in table with `config.toml`'s `[prices]`
+/// (read from the server's NEX home), and its rows are the CLI's rows.
+#[tokio::test]
+async fn get_usage_answers_as_nex_usage_with_the_config_prices() {
+    let f = crate::query_cli::Fixture::new();
+    f.config(
+        "[prices.\"mystery-model-x\"]\ninput = 1\noutput = 2\n\
+         [prices.\"claude-sonnet-4-5\"]\ninput = 0\noutput = 0\ncache_read = 0\ncache_write = 0\n",
+    );
+    let cli = f.json(&["usage", "--by", "session"]);
+    assert_eq!(cli["unpriced_models"], json!([]), "the config priced them");
+    let client = client(&f.home(), &f.ledger(), &[]).await;
+    let got = structured(&client, "get_usage", json!({"by": "session", "limit": 200})).await;
+    assert_eq!(got["rows"], cli["rows"]);
+    assert_eq!(got["unpriced_models"], cli["unpriced_models"]);
+    assert!(
+        got["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["cost_usd"].as_f64().is_some_and(|c| c > 0.0)),
+        "{got}"
+    );
+    // Without the overrides the unknown model is unpriced again.
+    f.config("");
+    let client_plain = client_default(&f.home(), &f.ledger()).await;
+    let plain = structured(&client_plain, "get_usage", json!({"by": "session"})).await;
+    assert_eq!(plain["unpriced_models"], json!(["mystery-model-x"]));
+    client.cancel().await.unwrap();
+    client_plain.cancel().await.unwrap();
+}
+
 #[tokio::test]
 async fn pages_under_a_limit_and_a_byte_cap_join_into_the_whole_answer() {
     let dir = tempfile::tempdir().unwrap();
