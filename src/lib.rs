@@ -19,6 +19,8 @@
 //!   batched ledger sink, metrics tap (the run's one tally), audit and telemetry taps.
 //! - [`query`]: read-only queries over the ledger shared by the CLI and the MCP server: usage
 //!   and cost with subagent rollup, session lookup by prefix, the session list, export.
+//!   The full-text search of `nex search` too.
+//! - [`mcp`]: the Model Context Protocol server of `nex mcp` (read-only tools over [`query`]).
 //! - [`cli`]: the `nex` command line (clap tree and command implementations).
 //! - [`aix`]: the worker: source parsers, emitter, discovery, tail watcher, run loop.
 //! - [`control`]: the control plane: supervisor of worker runs, backfill jobs, the tail, health,
@@ -34,6 +36,7 @@ pub mod cli;
 pub mod control;
 pub mod import;
 pub mod ledger;
+pub mod mcp;
 pub mod pipeline;
 pub mod protocol;
 pub mod query;

@@ -14,6 +14,8 @@
 //! - `backfill`: the `backfill` (P1, P3) and `rebackfill` (P4) scenarios.
 //! - `big`: the `big-session` scenario (P8): one huge session, peak RSS against its bound.
 //! - `tail`: the `tail-latency` (P5) and `tail-scaling` (P6) scenarios.
+//! - `search`: the `search` scenario (issue 13): the index's cost to the import and to the
+//!   ledger's size, and the latency of 100 fixed queries.
 //! - `tail_turn`: the `tail-long-turn` scenario (issue 12): one tool call appended to open turns
 //!   of growing size.
 //! - `fuzz`: the bad-input harness (R3): valid and bad frames, every outcome checked.
@@ -47,6 +49,7 @@ pub mod raw;
 pub mod replay;
 pub mod replica;
 pub mod rng;
+pub mod search;
 pub mod stores;
 pub mod tail;
 pub mod tail_turn;

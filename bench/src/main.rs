@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! nex-bench corpus [--seed N] [--sessions N] [--out FILE]   # write a worker frame stream
+//! nex-bench search [--sessions N] [--runs N] [--json]            # FTS cost and query latency
 //! nex-bench fuzz [--frames N] [--seed S] [--json]           # bad-input harness (R3)
 //! nex-bench replay [--seed N] [--sessions N] [--runs N] [--dir PATH] [--json]
 //! nex-bench idle [--files N] [--seconds S] [--corpus DIR] [--json]   # P7
@@ -92,6 +93,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Full-text search: the index's cost to the import (time, ledger size) and the latency of
+    /// 100 fixed queries (p50, p99).
+    Search {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 200)]
+        sessions: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Work directory (default: a temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Real Claude Code `projects` roots: also time their backfill with and without the
+        /// index (repeatable).
+        #[arg(long)]
+        claude_dir: Vec<PathBuf>,
+        /// Real Codex `sessions` roots (repeatable).
+        #[arg(long)]
+        codex_dir: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cursor and OpenCode databases: backfill vs raw, rebackfill, tail latency.
     Stores(nex_bench::stores::cli::StoresArgs),
     #[command(flatten)]
@@ -146,6 +169,25 @@ fn main() -> ExitCode {
             json,
         } => replay_cmd(&corpus, runs, dir, json),
         Command::Fuzz { frames, seed, json } => fuzz_cmd(frames, seed, json),
+        Command::Search {
+            seed,
+            sessions,
+            runs,
+            dir,
+            claude_dir,
+            codex_dir,
+            json,
+        } => search_cmd(
+            nex_bench::search::SearchBench {
+                seed,
+                sessions,
+                runs,
+                dir,
+                claude_dirs: claude_dir,
+                codex_dirs: codex_dir,
+            },
+            json,
+        ),
         Command::Stores(a) => nex_bench::stores::cli::stores_cmd(a),
         Command::Worker(s) => nex_bench::worker_cli::run(s),
         Command::PeerIdle(s) => nex_bench::peer_idle_cli::run(s),
@@ -179,6 +221,65 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn search_cmd(
+    bench: nex_bench::search::SearchBench,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let r = nex_bench::search::run(&bench)?;
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &r)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let mb = |b: u64| b as f64 / 1e6;
+    writeln!(
+        out,
+        "search   {} sessions · {} messages · {} tool calls · {:.1} MB of text",
+        r.sessions,
+        r.messages,
+        r.tool_calls,
+        mb(r.text_bytes)
+    )?;
+    writeln!(
+        out,
+        "import   with index / without: {:.3} (min {:.3}, max {:.3}) over {} runs",
+        r.import_ratio.median,
+        r.import_ratio.min,
+        r.import_ratio.max,
+        r.import_with_index_secs.len()
+    )?;
+    writeln!(
+        out,
+        "size     {:.1} MB / {:.1} MB = {:.3}",
+        mb(r.ledger_with_index_bytes),
+        mb(r.ledger_without_index_bytes),
+        r.size_ratio
+    )?;
+    writeln!(
+        out,
+        "queries  {} ({} with hits): p50 {:.2} ms · p99 {:.2} ms · max {:.2} ms",
+        r.queries, r.queries_with_hits, r.p50_ms, r.p99_ms, r.max_ms
+    )?;
+    for (q, ms) in &r.slowest {
+        writeln!(out, "         {ms:8.2} ms  {q}")?;
+    }
+    if let Some(b) = &r.backfill {
+        writeln!(
+            out,
+            "backfill {} real sessions, aix | nex with index / without: {:.3} (min {:.3}, max {:.3}); size {:.1} MB / {:.1} MB = {:.3}",
+            b.sessions,
+            b.ratio.median,
+            b.ratio.min,
+            b.ratio.max,
+            mb(b.ledger_with_index_bytes),
+            mb(b.ledger_without_index_bytes),
+            b.size_ratio
+        )?;
+    }
+    Ok(())
 }
 
 fn fuzz_cmd(frames: u64, seed: u64, json: bool) -> Result<(), Box<dyn std::error::Error>> {

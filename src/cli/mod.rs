@@ -10,6 +10,8 @@
 //! - `status`: `nex import status|jobs`.
 //! - `sessions`: `nex sessions list|show|export`: what landed in the ledger.
 //! - `usage`: `nex usage`: tokens and cost, subagents rolled up.
+//! - `search`: `nex search`: full-text search over the ledger.
+//! - `mcp`: `nex mcp`: the MCP server on stdio.
 //! - `replay`: `nex import replay`: run a recorded worker frame stream through the pipeline.
 //! - `verify`: `nex import verify`: what the sources hold against what the ledger holds.
 //! - `doctor`: `nex doctor`: where each provider was looked for, what the sources and the
@@ -25,8 +27,10 @@ pub mod daemon;
 pub mod doctor;
 pub mod fmt;
 pub mod import_ctl;
+pub mod mcp;
 pub mod replay;
 pub mod replica;
+pub mod search;
 pub mod service;
 pub mod sessions;
 pub mod status;
@@ -75,6 +79,11 @@ pub enum Command {
     /// Run the daemon at login as a user service (systemd on Linux, launchd on macOS).
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Full-text search over every session's messages and tool calls (FTS5 syntax).
+    Search(search::SearchArgs),
+    /// A Model Context Protocol server on stdin/stdout: read-only tools search_sessions,
+    /// list_sessions, get_session, get_usage, for agents to look up their history.
+    Mcp(mcp::McpArgs),
     /// Where each provider's sessions were looked for, what the sources and the ledger hold,
     /// what was skipped and why, whether the daemon and its tail run.
     Doctor(Box<doctor::DoctorArgs>),
@@ -156,6 +165,8 @@ pub fn run(cli: Cli) -> ExitCode {
             return service::uninstall(args);
         }
         Command::Service(service::ServiceCommand::Status(args)) => return service::status(args),
+        Command::Search(args) => return search::run(args),
+        Command::Mcp(args) => return mcp::run(args),
         Command::Doctor(args) => return doctor::run(*args),
         Command::Replica(replica::ReplicaCommand::Status(args)) => return replica::status(args),
         Command::Replica(replica::ReplicaCommand::Sync(args)) => return replica::sync(args),

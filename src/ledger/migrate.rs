@@ -32,6 +32,10 @@ pub const AGENTS: &[Migration] = &[
         sql: include_str!("../../migrations/agents/0004_tool_results_once.sql"),
     },
     Migration {
+        name: "agents/0005_search.sql",
+        sql: include_str!("../../migrations/agents/0005_search.sql"),
+    },
+    Migration {
         name: "agents/0006_change_log.sql",
         sql: include_str!("../../migrations/agents/0006_change_log.sql"),
     },

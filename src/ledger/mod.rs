@@ -7,10 +7,12 @@
 //! - `migrate`: the embedded forward-only migrations, tracked by `PRAGMA user_version`.
 //! - `cursors`: the resume cursors of the workers (`session_import_cursors`).
 //! - `runs`: the audit trail of import runs (`nexus.db.import_runs`).
+//! - `search_index`: the full-text indexes over messages and tool calls (rebuild, VACUUM).
 
 mod cursors;
 pub mod migrate;
 pub mod runs;
+pub mod search_index;
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

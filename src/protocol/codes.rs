@@ -111,6 +111,8 @@ pub enum Code {
     VerifyScanSpawnFailed,
     VerifyScanFailed,
     VerifyScanOutputInvalid,
+    // ---- Queries (`nex search`, `nex mcp`) ----
+    SearchQueryInvalid,
     /// A daemon's error answer without a code, or with one this version does not know.
     Unknown,
     /// A source location given as a flag does not exist.
@@ -230,6 +232,7 @@ impl Code {
         Code::VerifyScanSpawnFailed,
         Code::VerifyScanFailed,
         Code::VerifyScanOutputInvalid,
+        Code::SearchQueryInvalid,
         Code::Unknown,
         Code::SourceNotFound,
         Code::SourceNotRecognised,
@@ -342,6 +345,7 @@ impl Code {
             Code::VerifyScanSpawnFailed => "verify_scan_spawn_failed",
             Code::VerifyScanFailed => "verify_scan_failed",
             Code::VerifyScanOutputInvalid => "verify_scan_output_invalid",
+            Code::SearchQueryInvalid => "search_query_invalid",
             Code::Unknown => "unknown",
             Code::SourceNotFound => "source_not_found",
             Code::SourceNotRecognised => "source_not_recognised",

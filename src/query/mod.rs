@@ -12,15 +12,22 @@
 //! - `export`: one session with its turns, messages, tool calls and subagents, as JSON or
 //!   Markdown, optionally redacted.
 //! - `redact`: masks secrets and the home path in exported text.
+//! - `search`: full-text search over messages and tool calls ([`search::search`]), for
+//!   `nex search` and the MCP tool `search_sessions`.
+//! - `snippet`: the text around a hit's matches, cut without re-tokenizing the whole row.
+//! - `time`: dates on the command line of `nex search` and the MCP tools, RFC 3339 output.
 
 pub mod export;
 pub mod prices;
 pub mod redact;
+pub mod search;
 pub mod sessions;
+pub mod snippet;
+pub mod time;
 pub mod usage;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -46,10 +53,28 @@ pub enum QueryError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("no ledger at {0}")]
+    LedgerNotFound(PathBuf),
+    /// The ledger predates the tables this query reads; the daemon or the next import migrates
+    /// it (a read-only reader never does).
+    #[error(
+        "the ledger at {0} predates full-text search; run `nex import backfill` (or restart the daemon) to upgrade it"
+    )]
+    LedgerSchemaOlder(PathBuf),
+    /// The FTS5 query does not parse (unbalanced quotes, a bare operator, an unknown column).
+    #[error("invalid search query: {0}")]
+    SearchQueryInvalid(String),
+    /// A filter or argument that cannot be used (an unknown role, a date that does not parse).
+    #[error("{0}")]
+    BadArgument(String),
+    /// A read of the search queries, which carry no context of their own.
+    #[error("cannot read the ledger ({0})")]
+    LedgerRead(#[from] rusqlite::Error),
 }
 
 impl QueryError {
-    /// `session_not_found`, `session_ambiguous`, `date_invalid`, or `ledger_busy` /
+    /// `session_not_found`, `session_ambiguous`, `date_invalid`, `ledger_not_found`,
+    /// `ledger_schema_older`, `search_query_invalid`, `bad_request`, or `ledger_busy` /
     /// `ledger_read_failed`.
     pub fn code(&self) -> Code {
         match self {
@@ -58,6 +83,12 @@ impl QueryError {
             QueryError::DateInvalid(_) => Code::DateInvalid,
             QueryError::Ledger { source, .. } if crate::ledger::is_busy(source) => Code::LedgerBusy,
             QueryError::Ledger { .. } => Code::LedgerReadFailed,
+            QueryError::LedgerNotFound(_) => Code::LedgerNotFound,
+            QueryError::LedgerSchemaOlder(_) => Code::LedgerSchemaOlder,
+            QueryError::SearchQueryInvalid(_) => Code::SearchQueryInvalid,
+            QueryError::BadArgument(_) => Code::BadRequest,
+            QueryError::LedgerRead(source) if crate::ledger::is_busy(source) => Code::LedgerBusy,
+            QueryError::LedgerRead(_) => Code::LedgerReadFailed,
         }
     }
 
@@ -91,6 +122,58 @@ pub fn open_read_only(path: &Path) -> Result<Option<Connection>, QueryError> {
         )
         .map_err(err("ledger_schema"))?;
     Ok(has_schema.then_some(conn))
+}
+
+/// Opens the ledger at `path` read-only like [`open_read_only`], for the queries that must
+/// tell a missing ledger apart (`nex search`, the MCP server): never creating it, never
+/// migrating it; the query sees the last commit before it started.
+///
+/// Errors: `ledger_not_found` when there is no file; `ledger_read_failed` when it is not a
+/// readable SQLite file.
+pub fn open_existing(path: &Path) -> Result<Connection, QueryError> {
+    if !path.exists() {
+        return Err(QueryError::LedgerNotFound(path.to_path_buf()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Whether the ledger holds `table` (a read-only reader of an older ledger cannot create it).
+pub fn has_table(conn: &Connection, table: &str) -> Result<bool, QueryError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = ?1",
+        [table],
+        |r| r.get(0),
+    )?)
+}
+
+/// `--project DIR` as the search compares it: an existing directory made absolute (so `.`
+/// works), without a trailing `/`. A session matches its project or any directory under it.
+pub fn project_filter(dir: &str) -> String {
+    let path = Path::new(dir);
+    let absolute = std::fs::canonicalize(path)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.to_owned());
+    let trimmed = absolute.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// SQL that is true when `project_expr` is the project `?param` or under it (the SQL twin of
+/// [`project_under`]).
+pub(crate) fn project_matches(project_expr: &str, param: &str) -> String {
+    format!(
+        "({param} IS NULL OR {project_expr} = {param} \
+         OR substr({project_expr}, 1, length({param}) + 1) = {param} || '/')"
+    )
 }
 
 /// Which sessions and turns a query covers. Every field is optional; `None` covers all.

@@ -35,6 +35,8 @@ mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, 
 mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
 mod pipeline_support; // fixtures shared by the pipeline_* modules
 mod query_cli; // nex usage, sessions list|show|export: sums = SQL sums, subagents once, prices, prefixes, redaction
+mod query_mcp; // nex mcp through a real MCP client over stdio: tools, answers = library, pages, errors
+mod query_search; // nex search's query: exact hits and order, snippets, filters, the index after appends, replacements, VACUUM
 mod replica; // issue 14: ledgers replicated into a real PostgreSQL: two machines row for row, faults, credentials
 mod sources; // source parsers and stores (all five providers): exact items, incremental = full, bad input
 mod verify_cli; // nex import verify: matches, gone sources, tampered rows, exit codes; samples and real corpora

@@ -32,13 +32,13 @@ const D: &str = "dddd3333-0000-4000-8000-00000000000d";
 const E: &str = "eeee4444-0000-4000-8000-00000000000e";
 
 /// A temp `NEX_HOME` with the fixture ledger.
-struct Fixture {
+pub(crate) struct Fixture {
     dir: tempfile::TempDir,
     ledger: PathBuf,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    pub(crate) fn new() -> Fixture {
         let f = Fixture::empty();
         let out = f
             .cmd()
@@ -63,11 +63,11 @@ impl Fixture {
         Fixture { dir, ledger }
     }
 
-    fn ledger(&self) -> PathBuf {
+    pub(crate) fn ledger(&self) -> PathBuf {
         self.ledger.clone()
     }
 
-    fn home(&self) -> PathBuf {
+    pub(crate) fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
 
@@ -94,7 +94,7 @@ impl Fixture {
             .unwrap()
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let mut args = args.to_vec();
         args.push("--json");
         let out = self.run(&args);
@@ -121,7 +121,7 @@ impl Fixture {
         .unwrap()
     }
 
-    fn config(&self, toml: &str) {
+    pub(crate) fn config(&self, toml: &str) {
         std::fs::write(self.home().join("config.toml"), toml).unwrap();
     }
 }

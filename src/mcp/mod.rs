@@ -1,0 +1,446 @@
+//! `nex mcp`: a Model Context Protocol server over stdio (the official SDK, `rmcp`) that lets an
+//! agent look up the ledger: four read-only tools, each one call of a [`crate::query`] function,
+//! so they answer what the CLI prints.
+//!
+//! - `search_sessions`: [`query::search::search`] (`nex search`).
+//! - `list_sessions`: [`query::sessions::list_labels`] then [`query::sessions::session_overview`]
+//!   of each (`nex sessions list`).
+//! - `get_session`: [`query::sessions::resolve_label`] then [`query::export::export_session`]
+//!   (`nex sessions export --format json`), turns paged.
+//! - `get_usage`: [`query::usage::usage_report`] (`nex usage`), priced with the price table
+//!   and the `[prices]` of `config.toml`, as `nex usage` prices it.
+//!
+//! # Bounds
+//!
+//! A result holds at most `limit` items and about [`MAX_RESULT_BYTES`] of JSON (always at
+//! least one item); when more are left it carries `next_cursor`, which the next call passes as
+//! `cursor` (an opaque string). A cursor is a position in the same ordering: rows committed
+//! between two calls may shift a page.
+//!
+//! # The ledger
+//!
+//! Each call opens the ledger read-only on a blocking thread and closes it after: a WAL reader,
+//! which never blocks the importer and never holds a snapshot between calls. The server starts
+//! without a ledger (a tool then answers `ledger_not_found`).
+//!
+//! # Errors
+//!
+//! A bad argument (an FTS5 query that does not parse, an unknown role, a date, a cursor) is a
+//! JSON-RPC `invalid_params` error; a ledger that cannot be read is `internal_error`. Both
+//! carry `{"code": <nex error code>}` in `data`. The server never exits on a call's error.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{
+    ErrorData as McpError, ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::query::export::{ExportOptions, export_session};
+use crate::query::prices::PriceTable;
+use crate::query::search::{RoleFilter, SearchFilter};
+use crate::query::sessions::{
+    ListFilter, SessionOverview, list_labels, resolve_label, session_overview,
+};
+use crate::query::usage::{GroupBy, usage_report};
+use crate::query::{self, Filters, QueryError, SessionFacts, time};
+
+/// About how much JSON one tool result may hold.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
+/// `limit` when the caller gives none, and the most it may ask.
+const DEFAULT_LIMIT: u32 = 20;
+const MAX_LIMIT: u32 = 200;
+
+/// `search_sessions` arguments.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct SearchArgs {
+    /// FTS5 query: words (all must match), "a phrase", prefix*, AND / OR / NOT, and column
+    /// filters content: thinking: tool_name: params_json: result_json: error:.
+    pub query: String,
+    /// Only sessions of this provider: claude-code, codex, cursor, opencode, gemini-cli.
+    pub provider: Option<String>,
+    /// Only sessions whose project (workspace) is this absolute directory or under it.
+    pub project: Option<String>,
+    /// Hits at or after: YYYY-MM-DD, an RFC 3339 time, or 12h / 7d / 2w ago.
+    pub since: Option<String>,
+    /// Hits before (a date: up to the end of that day).
+    pub until: Option<String>,
+    /// user, assistant, or tool (tool calls and tool messages).
+    pub role: Option<String>,
+    /// Most hits to return (default 20, at most 200).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `list_sessions` arguments.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ListArgs {
+    /// Only sessions of this provider.
+    pub provider: Option<String>,
+    /// Only sessions in this directory or under it.
+    pub project: Option<String>,
+    /// Sessions updated at or after: YYYY-MM-DD, an RFC 3339 time, or 12h / 7d / 2w ago.
+    pub since: Option<String>,
+    /// Most sessions to return (default 20, at most 200).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `get_session` arguments.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct GetArgs {
+    /// The session's label (`import:<provider>:<session>:<hash>`), as search and list give it,
+    /// a unique prefix of it, or the tool's own session id.
+    pub label: String,
+    /// Most turns to return (default 20, at most 200).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page of turns.
+    pub cursor: Option<String>,
+}
+
+/// `get_usage` arguments.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct UsageArgs {
+    /// Group by day (default), week, month, project, model, provider or session (subagents
+    /// counted in the session that spawned them).
+    pub by: Option<String>,
+    /// Turns started at or after this date.
+    pub since: Option<String>,
+    /// Turns started before this date (a date: up to the end of that day).
+    pub until: Option<String>,
+    /// Only sessions of this provider.
+    pub provider: Option<String>,
+    /// Only sessions in this directory or under it.
+    pub project: Option<String>,
+    /// Most rows to return (default 20, at most 200).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One row of `list_sessions`: the session's identity and lineage, and its
+/// [`SessionOverview`] (project, title, model, total tokens, duration).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionListRow {
+    pub label: String,
+    pub provider: Option<String>,
+    pub source_session_id: Option<String>,
+    pub is_subagent: bool,
+    pub parent_session_label: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(flatten)]
+    pub overview: SessionOverview,
+}
+
+/// The rows of `list_sessions`: the labels [`list_labels`] gives under `filter`, each with its
+/// [`session_overview`]. The MCP tool's answer, here so that a test can compute it too.
+///
+/// Errors: `date_invalid`; `ledger_read_failed`, `ledger_busy`.
+pub fn session_list(
+    conn: &rusqlite::Connection,
+    facts: &HashMap<String, SessionFacts>,
+    filter: &ListFilter,
+) -> Result<Vec<SessionListRow>, QueryError> {
+    let mut rows = Vec::new();
+    for label in list_labels(conn, facts, filter)? {
+        let Some(f) = facts.get(&label) else {
+            continue;
+        };
+        rows.push(SessionListRow {
+            overview: session_overview(conn, &label, f.project.clone())?,
+            label,
+            provider: f.provider.clone(),
+            source_session_id: f.source_session_id.clone(),
+            is_subagent: f.parent_session_label.is_some(),
+            parent_session_label: f.parent_session_label.clone(),
+            created_at: f.created_at,
+            updated_at: f.updated_at,
+        });
+    }
+    Ok(rows)
+}
+
+/// The server: where the ledger is, the prices, and the tools.
+#[derive(Debug, Clone)]
+pub struct NexMcp {
+    ledger: PathBuf,
+    /// About how much JSON one result may hold ([`MAX_RESULT_BYTES`] unless told).
+    max_bytes: usize,
+    /// The price table with the user's `config.toml` overrides, as `nex usage` uses it.
+    prices: PriceTable,
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl NexMcp {
+    pub fn new(ledger: PathBuf, max_bytes: usize, prices: PriceTable) -> Self {
+        Self {
+            ledger,
+            max_bytes,
+            prices,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(
+        description = "Full-text search over every imported AI coding session (Claude Code, Codex, Cursor, OpenCode, Gemini CLI): message text, thinking, tool names, parameters and results. Ranked by relevance (bm25), newest first on ties. Each hit: label, session_id, provider, project, turn_id, message_id, role, at (RFC 3339), snippet (matches in **bold**), score.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn search_sessions(
+        &self,
+        Parameters(args): Parameters<SearchArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let (offset, limit) = (cursor_offset(args.cursor.as_deref())?, limit_of(args.limit));
+        let now = time::now_ms();
+        let filter = SearchFilter {
+            role: args
+                .role
+                .as_deref()
+                .map(RoleFilter::parse)
+                .transpose()
+                .map_err(mcp_error)?,
+            since_ms: bound(args.since.as_deref(), now)?.map(|b| b.start_ms),
+            until_ms: bound(args.until.as_deref(), now)?.map(|b| b.end_ms),
+            query: args.query,
+            provider: args.provider,
+            project: args.project.as_deref().map(query::project_filter),
+            // One more than asked: whether a next page exists.
+            limit: limit + 1,
+            offset,
+        };
+        let hits = self
+            .read(move |conn, path| query::search::search(conn, path, &filter))
+            .await?;
+        Ok(self.page("hits", hits, offset, limit, json!({})))
+    }
+
+    #[tool(
+        description = "Imported sessions, most recently updated first (as `nex sessions list`): label, provider, source_session_id, is_subagent, parent_session_label, created_at, updated_at (epoch ms), project, title, model, total_tokens, duration_ms.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_sessions(
+        &self,
+        Parameters(args): Parameters<ListArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let (offset, limit) = (cursor_offset(args.cursor.as_deref())?, limit_of(args.limit));
+        let filter = ListFilter {
+            filters: Filters {
+                since_ms: bound(args.since.as_deref(), time::now_ms())?.map(|b| b.start_ms),
+                provider: args.provider,
+                project: args.project.as_deref().map(query::project_filter),
+                ..Filters::default()
+            },
+            limit: limit + 1,
+            offset,
+        };
+        let rows = self
+            .read(move |conn, _| session_list(conn, &query::session_facts(conn)?, &filter))
+            .await?;
+        Ok(self.page("sessions", rows, offset, limit, json!({})))
+    }
+
+    #[tool(
+        description = "One session by label (or a unique label prefix, or the tool's session id), as `nex sessions export --format json`: provider, source_session_id, project, title, lineage (parent_session_label, spawn_tool_call_id), and its turns oldest first with their messages, tool calls (parameters and results cut to 4000 characters) and the subagents they spawned (paged by turns: pass next_cursor as cursor).",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_session(
+        &self,
+        Parameters(args): Parameters<GetArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let (offset, limit) = (cursor_offset(args.cursor.as_deref())?, limit_of(args.limit));
+        let input = args.label;
+        let mut doc = self
+            .read(move |conn, _| {
+                let label = resolve_label(conn, &input)?;
+                export_session(conn, &label, &ExportOptions::default())?
+                    .ok_or(QueryError::SessionNotFound(input))
+            })
+            .await?;
+        let turns: Vec<_> = std::mem::take(&mut doc.turns)
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize + 1)
+            .collect();
+        let session = serde_json::to_value(&doc).map_err(internal)?;
+        Ok(self.page("turns", turns, offset, limit, session))
+    }
+
+    #[tool(
+        description = "Token usage grouped by day, week, month, project, model, provider or session (subagents counted in the session that spawned them), as `nex usage`: each row's key and sessions, turns, input, output, cache read, cache write, reasoning and total tokens, cost_usd (null when unknown); the total; and the models without a price.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_usage(
+        &self,
+        Parameters(args): Parameters<UsageArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let (offset, limit) = (cursor_offset(args.cursor.as_deref())?, limit_of(args.limit));
+        let now = time::now_ms();
+        let by = match args.by.as_deref() {
+            None => GroupBy::default(),
+            Some(text) => <GroupBy as clap::ValueEnum>::from_str(text, true).map_err(|_| {
+                mcp_error(QueryError::BadArgument(format!(
+                    "unknown grouping {text:?} (one of day, week, month, project, model, provider, session)"
+                )))
+            })?,
+        };
+        let filters = Filters {
+            since_ms: bound(args.since.as_deref(), now)?.map(|b| b.start_ms),
+            until_ms: bound(args.until.as_deref(), now)?.map(|b| b.end_ms),
+            provider: args.provider,
+            project: args.project.as_deref().map(query::project_filter),
+            ..Filters::default()
+        };
+        let prices = self.prices.clone();
+        let report = self
+            .read(move |conn, _| {
+                usage_report(conn, &query::session_facts(conn)?, &filters, by, &prices)
+            })
+            .await?;
+        let rows: Vec<_> = report
+            .rows
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize + 1)
+            .collect();
+        let extra = json!({ "unpriced_models": report.unpriced_models });
+        Ok(self.page("rows", rows, offset, limit, extra))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for NexMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("nex", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Read-only access to the nex ledger: every imported AI coding session. \
+                 search_sessions finds text; list_sessions and get_session show sessions \
+                 and their turns; get_usage sums tokens. Results are paged: pass next_cursor \
+                 as cursor.",
+            )
+    }
+}
+
+impl NexMcp {
+    /// Runs `f` on a fresh read-only connection on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, McpError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection, &std::path::Path) -> Result<T, QueryError>
+            + Send
+            + 'static,
+    {
+        let path = self.ledger.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = query::open_existing(&path)?;
+            f(&conn, &path)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(mcp_error)
+    }
+
+    /// The page of `items` (fetched with one extra item) under the limit and the byte cap, as
+    /// `{<key>: [...], "next_cursor": ...}` merged into `extra`.
+    fn page<T: Serialize>(
+        &self,
+        key: &str,
+        items: Vec<T>,
+        offset: u32,
+        limit: u32,
+        extra: serde_json::Value,
+    ) -> CallToolResult {
+        let mut kept = Vec::new();
+        let mut bytes = extra.to_string().len();
+        let available = items.len();
+        for item in items.into_iter().take(limit as usize) {
+            // Plain data: serialisation cannot fail.
+            let value = serde_json::to_value(item).expect("query rows serialise");
+            let size = value.to_string().len() + 1;
+            if !kept.is_empty() && bytes + size > self.max_bytes {
+                break;
+            }
+            bytes += size;
+            kept.push(value);
+        }
+        let next = (kept.len() < available).then(|| (offset as usize + kept.len()).to_string());
+        let mut body = match extra {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        body.insert(key.to_owned(), serde_json::Value::Array(kept));
+        body.insert("next_cursor".to_owned(), json!(next));
+        CallToolResult::structured(serde_json::Value::Object(body))
+    }
+}
+
+/// Serves the tools on stdin/stdout until the client closes them.
+///
+/// Errors: the transport's (stdin or stdout failed) or the handshake's.
+pub async fn serve_stdio(
+    ledger: PathBuf,
+    max_bytes: usize,
+    prices: PriceTable,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let service = NexMcp::new(ledger, max_bytes, prices)
+        .serve(rmcp::transport::stdio())
+        .await?;
+    service.waiting().await?;
+    Ok(())
+}
+
+fn limit_of(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+}
+
+/// A cursor is the offset of the next item, as text.
+fn cursor_offset(cursor: Option<&str>) -> Result<u32, McpError> {
+    match cursor {
+        None => Ok(0),
+        Some(text) => text.parse().map_err(|_| {
+            mcp_error(QueryError::BadArgument(format!(
+                "invalid cursor {text:?} (pass next_cursor as it was returned)"
+            )))
+        }),
+    }
+}
+
+fn bound(text: Option<&str>, now: i64) -> Result<Option<time::TimeBound>, McpError> {
+    text.map(|t| time::parse_bound(t, now))
+        .transpose()
+        .map_err(mcp_error)
+}
+
+/// A query's error as the JSON-RPC error the client gets, with the nex code in `data`.
+fn mcp_error(e: QueryError) -> McpError {
+    let data = Some(json!({ "code": e.code().as_str() }));
+    match e {
+        QueryError::SearchQueryInvalid(_)
+        | QueryError::BadArgument(_)
+        | QueryError::DateInvalid(_)
+        | QueryError::SessionAmbiguous { .. }
+        | QueryError::SessionNotFound(_) => McpError::invalid_params(e.to_string(), data),
+        QueryError::LedgerNotFound(_)
+        | QueryError::LedgerSchemaOlder(_)
+        | QueryError::LedgerRead(_)
+        | QueryError::Ledger { .. } => {
+            tracing::warn!(error_code = %e.code(), "mcp tool failed");
+            McpError::internal_error(e.to_string(), data)
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> McpError {
+    McpError::internal_error(
+        e.to_string(),
+        Some(json!({ "code": "internal_runtime_failed" })),
+    )
+}

@@ -1,0 +1,311 @@
+//! Full-text search over the ledger (`nex search`, the MCP tool `search_sessions`), on the
+//! FTS5 indexes of migration `0005_search.sql`.
+//!
+//! # What a hit is
+//!
+//! - A message whose text or thinking matches: its role, id and `created_at`.
+//! - A tool call whose name, parameters, result or error matches: role `tool`, `message_id` the
+//!   message that made the call (NULL when the source did not say), `at` the call's
+//!   `started_at`. `--role tool` selects these and role-`tool` messages (where some providers
+//!   keep tool results).
+//!
+//! # Order
+//!
+//! By relevance (FTS5 bm25, written out as `score = -bm25`, higher is better; scores of the two
+//! indexes are computed separately and compared as they are), then newest first, then by id
+//! (the order is total, so pages never overlap).
+//!
+//! # Query syntax
+//!
+//! FTS5's: words (all must match), `"a phrase"`, `prefix*`, `AND` / `OR` / `NOT`, `( )`,
+//! `NEAR(a b, 5)`, and column filters: `content:` and `thinking:` reach messages only,
+//! `tool_name:`, `params_json:`, `result_json:` and `error:` tool calls only. A query that does
+//! not parse is `search_query_invalid`, with SQLite's reason.
+
+use rusqlite::{Connection, ErrorCode, params};
+use serde::Serialize;
+
+use super::{QueryError, SESSION_PROJECT_SQL, SESSION_PROVIDER_SQL, project_matches};
+
+/// The marks around each matched phrase in a snippet (Markdown bold: readable as text, rendered
+/// by agents' clients).
+pub const MATCH_OPEN: &str = "**";
+pub const MATCH_CLOSE: &str = "**";
+/// Tokens of context in a snippet.
+const SNIPPET_TOKENS: u32 = 16;
+
+/// Which role a search is limited to (`--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleFilter {
+    User,
+    Assistant,
+    /// Tool calls and role-`tool` messages.
+    Tool,
+}
+
+impl RoleFilter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleFilter::User => "user",
+            RoleFilter::Assistant => "assistant",
+            RoleFilter::Tool => "tool",
+        }
+    }
+
+    /// `user`, `assistant` or `tool`.
+    ///
+    /// Errors: `bad_request` for anything else.
+    pub fn parse(text: &str) -> Result<RoleFilter, QueryError> {
+        match text {
+            "user" => Ok(RoleFilter::User),
+            "assistant" => Ok(RoleFilter::Assistant),
+            "tool" => Ok(RoleFilter::Tool),
+            other => Err(QueryError::BadArgument(format!(
+                "unknown role {other:?} (one of user, assistant, tool)"
+            ))),
+        }
+    }
+}
+
+/// One search: the query and its filters.
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    /// FTS5 query text.
+    pub query: String,
+    pub provider: Option<String>,
+    /// A project directory as [`super::project_filter`] gives it: the project or under it.
+    pub project: Option<String>,
+    /// Hits at or after (epoch ms).
+    pub since_ms: Option<i64>,
+    /// Hits before (epoch ms, exclusive).
+    pub until_ms: Option<i64>,
+    pub role: Option<RoleFilter>,
+    pub limit: u32,
+    /// Hits to skip (the MCP tool's cursor).
+    pub offset: u32,
+}
+
+/// One hit, as `nex search --json` prints it (fields in this order).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    /// The session's label; NULL only for a turn no session claims.
+    pub label: Option<String>,
+    /// The tool's own session id.
+    pub session_id: Option<String>,
+    pub provider: Option<String>,
+    pub project: Option<String>,
+    pub turn_id: String,
+    pub message_id: Option<String>,
+    pub role: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// Text around the match, each matched phrase between [`MATCH_OPEN`] and [`MATCH_CLOSE`].
+    pub snippet: String,
+    /// `-bm25`: higher is more relevant.
+    pub score: f64,
+}
+
+/// Which index a hit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Message,
+    ToolCall,
+}
+
+impl Kind {
+    fn index(self) -> &'static str {
+        match self {
+            Kind::Message => "messages_fts",
+            Kind::ToolCall => "tool_calls_fts",
+        }
+    }
+}
+
+/// A ranked hit before its snippet is cut.
+struct Ranked {
+    kind: Kind,
+    rowid: i64,
+    id: String,
+    at_ms: i64,
+    hit: SearchHit,
+}
+
+/// Runs `filter` over the ledger; at most `filter.limit` hits after `filter.offset`, in the
+/// order of the module doc.
+///
+/// Errors: `search_query_invalid` (empty, or FTS5 cannot parse it), `ledger_schema_older` (no
+/// index yet: the ledger predates migration 0005), `ledger_read_failed`.
+pub fn search(
+    conn: &Connection,
+    ledger: &std::path::Path,
+    filter: &SearchFilter,
+) -> Result<Vec<SearchHit>, QueryError> {
+    if filter.query.trim().is_empty() {
+        return Err(QueryError::SearchQueryInvalid("the query is empty".into()));
+    }
+    if !super::has_table(conn, "messages_fts")? {
+        return Err(QueryError::LedgerSchemaOlder(ledger.to_path_buf()));
+    }
+    let want = u64::from(filter.offset) + u64::from(filter.limit);
+    let kinds: &[Kind] = match filter.role {
+        Some(RoleFilter::User | RoleFilter::Assistant) => &[Kind::Message],
+        _ => &[Kind::Message, Kind::ToolCall],
+    };
+    let mut ranked = Vec::new();
+    let mut unknown_column = None;
+    for &kind in kinds {
+        match ranked_hits(conn, kind, filter, want) {
+            Ok(hits) => ranked.push(hits),
+            // A column filter names one index's columns only: the other index has no hit.
+            Err(QueryError::SearchQueryInvalid(why)) if why.contains("no such column") => {
+                unknown_column = Some(why);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if ranked.is_empty() {
+        let why = unknown_column.unwrap_or_else(|| "no index to search".into());
+        return Err(QueryError::SearchQueryInvalid(why));
+    }
+    let mut ranked: Vec<Ranked> = ranked.into_iter().flatten().collect();
+    ranked.sort_by(|a, b| {
+        b.hit
+            .score
+            .total_cmp(&a.hit.score)
+            .then(b.at_ms.cmp(&a.at_ms))
+            .then(a.kind.cmp(&b.kind))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    ranked
+        .into_iter()
+        .skip(filter.offset as usize)
+        .take(filter.limit as usize)
+        .map(|r| {
+            let snippet = snippet(conn, r.kind, &filter.query, r.rowid)?;
+            Ok(SearchHit { snippet, ..r.hit })
+        })
+        .collect()
+}
+
+/// The best `want` hits of one index under the filters.
+fn ranked_hits(
+    conn: &Connection,
+    kind: Kind,
+    filter: &SearchFilter,
+    want: u64,
+) -> Result<Vec<Ranked>, QueryError> {
+    let (row_select, join, at, role, role_filter) = match kind {
+        Kind::Message => (
+            "m.id, m.turn_id, m.id",
+            "JOIN messages m ON m.rowid = f.rowid JOIN turns t ON t.id = m.turn_id",
+            "m.created_at",
+            "m.role",
+            "(?6 IS NULL OR m.role = ?6)",
+        ),
+        Kind::ToolCall => (
+            "c.id, c.turn_id, c.message_id",
+            "JOIN tool_calls c ON c.rowid = f.rowid JOIN turns t ON t.id = c.turn_id",
+            "c.started_at",
+            "'tool'",
+            "(?6 IS NULL OR ?6 = 'tool')",
+        ),
+    };
+    let index = kind.index();
+    let sql = format!(
+        "SELECT f.rowid, -bm25({index}) AS score, {row_select}, {role}, {at},
+                t.session_label, s.origin_session_id, {provider}, {project}
+         FROM {index} f {join}
+         LEFT JOIN sessions s ON s.label = t.session_label
+         WHERE {index} MATCH ?1
+           AND (?2 IS NULL OR {provider} = ?2)
+           AND {project_ok}
+           AND (?4 IS NULL OR {at} >= ?4)
+           AND (?5 IS NULL OR {at} < ?5)
+           AND {role_filter}
+         ORDER BY score DESC, {at} DESC
+         LIMIT ?7",
+        provider = SESSION_PROVIDER_SQL,
+        project = SESSION_PROJECT_SQL,
+        project_ok = project_matches(SESSION_PROJECT_SQL, "?3"),
+    );
+    let mut stmt = conn.prepare(&sql).map_err(query_error)?;
+    let rows = stmt
+        .query_map(
+            params![
+                filter.query,
+                filter.provider,
+                filter.project,
+                filter.since_ms,
+                filter.until_ms,
+                filter.role.map(RoleFilter::as_str),
+                i64::try_from(want).unwrap_or(i64::MAX),
+            ],
+            |r| {
+                let at_ms: i64 = r.get(6)?;
+                Ok(Ranked {
+                    kind,
+                    rowid: r.get(0)?,
+                    id: r.get(2)?,
+                    at_ms,
+                    hit: SearchHit {
+                        label: r.get(7)?,
+                        session_id: r.get(8)?,
+                        provider: r.get(9)?,
+                        project: r.get(10)?,
+                        turn_id: r.get(3)?,
+                        message_id: r.get(4)?,
+                        role: r.get(5)?,
+                        at: super::time::rfc3339(at_ms),
+                        snippet: String::new(),
+                        score: r.get(1)?,
+                    },
+                })
+            },
+        )
+        .map_err(query_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
+}
+
+/// The snippet of one hit (computed for the hits returned only: it reads the row's text), cut
+/// by [`super::snippet`]; FTS5's `snippet()` when that finds no matching token.
+fn snippet(conn: &Connection, kind: Kind, query: &str, rowid: i64) -> Result<String, QueryError> {
+    let columns_sql = match kind {
+        Kind::Message => "SELECT content, thinking, NULL, NULL FROM messages WHERE rowid = ?1",
+        Kind::ToolCall => {
+            "SELECT tool_name, params_json, result_json, error FROM tool_calls WHERE rowid = ?1"
+        }
+    };
+    let columns: [Option<String>; 4] = conn
+        .query_row(columns_sql, [rowid], |r| {
+            Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+        })
+        .map_err(query_error)?;
+    if let Some(cut) = super::snippet::snippet(&columns, query) {
+        return Ok(cut);
+    }
+    let index = kind.index();
+    let sql = format!(
+        "SELECT snippet({index}, -1, ?3, ?4, '…', {SNIPPET_TOKENS})
+         FROM {index} WHERE {index} MATCH ?1 AND rowid = ?2"
+    );
+    let text: Option<String> = conn
+        .query_row(&sql, params![query, rowid, MATCH_OPEN, MATCH_CLOSE], |r| {
+            r.get(0)
+        })
+        .map_err(query_error)?;
+    Ok(text.unwrap_or_default())
+}
+
+/// SQLite's plain `SQLITE_ERROR` from these fixed statements is the query's fault (FTS5
+/// syntax, an unterminated string, an unknown column); anything else is the ledger's.
+fn query_error(e: rusqlite::Error) -> QueryError {
+    match &e {
+        rusqlite::Error::SqliteFailure(err, Some(msg))
+            if err.code == ErrorCode::Unknown && !msg.starts_with("no such table") =>
+        {
+            QueryError::SearchQueryInvalid(msg.clone())
+        }
+        _ => QueryError::LedgerRead(e),
+    }
+}

@@ -1,0 +1,530 @@
+//! Full-text search (`nex::query::search`, migration 0005): exact hits and their order,
+//! snippets, every filter, malformed queries, and an index that follows the rows: a committed
+//! tail append is searchable at once (an uncommitted one never), a rule-13 replacement leaves
+//! no hit of the rows it removed, a VACUUM through `search_index::vacuum` keeps results, and a
+//! damaged index is seen by `check` and repaired by `rebuild`.
+
+use std::path::Path;
+
+use nex::import::{IdKind, scoped_id};
+use nex::ledger::{self, search_index};
+use nex::query::search::{RoleFilter, SearchFilter, SearchHit, search};
+use nex::query::{QueryError, open_existing, project_filter};
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+use crate::import_support::{import_req, ledger, run_import};
+
+const T0: i64 = 1_760_000_000_000;
+
+fn msg(id: &str, turn: &str, role: &str, content: &str, seq: i64, at: i64) -> Value {
+    json!({"sourceMessageId": id, "sourceTurnId": turn, "role": role, "content": content,
+           "sequence": seq, "createdAtMs": T0 + at})
+}
+
+fn session(provider: &str, id: &str, workspace: &str, turns: Value, messages: Value) -> Value {
+    json!({"sourceProvider": provider, "sourceSessionId": id,
+           "sourceSessionFingerprint": format!("fp-{id}"),
+           "session": {"createdAtMs": T0, "workspacePath": workspace},
+           "turns": turns, "messages": messages})
+}
+
+fn turn(id: &str, at: i64) -> Value {
+    json!({"sourceTurnId": id, "startedAtMs": T0 + at, "completedAtMs": T0 + at + 500})
+}
+
+/// Three sessions: `sa` (claude-code, /home/u/alpha) with a tool call, `sb` (codex,
+/// /home/u/beta), `sc` (claude-code, /home/u/alpha/sub) whose prompt repeats `sa`'s word for
+/// word, later.
+pub fn fixture_items() -> Vec<Value> {
+    let mut sa = session(
+        "claude-code",
+        "sa",
+        "/home/u/alpha",
+        json!([turn("t1", 1_000)]),
+        json!([
+            msg(
+                "a1",
+                "t1",
+                "user",
+                "how do I fix the parser crash",
+                0,
+                1_000
+            ),
+            msg(
+                "a2",
+                "t1",
+                "assistant",
+                "The tokenizer fails on empty input, so the parser never sees a token; \
+                 guard the tokenizer and add a test for the empty case",
+                1,
+                1_200
+            ),
+        ]),
+    );
+    sa["messages"][1]["thinking"] = json!("maybe the lexer is at fault");
+    sa["toolCalls"] = json!([{
+        "sourceToolCallId": "c1", "sourceTurnId": "t1", "sourceMessageId": "a2",
+        "toolName": "Bash", "paramsJson": {"command": "cargo test tokenizer"},
+        "resultJson": {"stdout": "test tokenizer_empty ... ok"}, "status": "completed",
+        "startedAtMs": T0 + 1_100, "completedAtMs": T0 + 1_150, "sequence": 0}]);
+    let sb = session(
+        "codex",
+        "sb",
+        "/home/u/beta",
+        json!([turn("t1", 5_000)]),
+        json!([
+            msg("b1", "t1", "user", "parser crash again", 0, 5_000),
+            msg("b2", "t1", "assistant", "an answer about widgets", 1, 5_100),
+        ]),
+    );
+    let sc = session(
+        "claude-code",
+        "sc",
+        "/home/u/alpha/sub",
+        json!([turn("t1", 9_000)]),
+        json!([msg(
+            "c1",
+            "t1",
+            "user",
+            "how do I fix the parser crash",
+            0,
+            9_000
+        )]),
+    );
+    vec![sa, sb, sc]
+}
+
+fn fixture() -> Connection {
+    let mut conn = ledger();
+    run_import(&mut conn, import_req("k1", "backfill", fixture_items())).unwrap();
+    conn
+}
+
+fn mid(provider: &str, session: &str, src: &str) -> String {
+    scoped_id(IdKind::Message, "aix", provider, session, src)
+}
+
+fn find(conn: &Connection, query: &str) -> Vec<SearchHit> {
+    find_with(
+        conn,
+        SearchFilter {
+            query: query.into(),
+            ..filter()
+        },
+    )
+}
+
+fn find_with(conn: &Connection, filter: SearchFilter) -> Vec<SearchHit> {
+    search(conn, Path::new(":memory:"), &filter).expect("search")
+}
+
+fn filter() -> SearchFilter {
+    SearchFilter {
+        limit: 50,
+        ..SearchFilter::default()
+    }
+}
+
+/// (message id, role) of each hit, in order.
+fn ids(hits: &[SearchHit]) -> Vec<(String, String)> {
+    hits.iter()
+        .map(|h| (h.message_id.clone().unwrap_or_default(), h.role.clone()))
+        .collect()
+}
+
+fn pair(provider: &str, session: &str, src: &str, role: &str) -> (String, String) {
+    (mid(provider, session, src), role.to_owned())
+}
+
+#[test]
+fn hits_are_ranked_by_bm25_then_newest_first() {
+    let conn = fixture();
+    let hits = find(&conn, "parser crash");
+    // Three prompts hold both words; the shortest (`sb`, three words) ranks first; the two
+    // identical prompts tie and the newer (`sc`) comes first. The assistant's reply has
+    // `parser` but not `crash`: no hit.
+    assert_eq!(
+        ids(&hits),
+        vec![
+            pair("codex", "sb", "b1", "user"),
+            pair("claude-code", "sc", "c1", "user"),
+            pair("claude-code", "sa", "a1", "user"),
+        ]
+    );
+    assert!(hits[0].score > hits[1].score);
+    assert_eq!(hits[1].score, hits[2].score, "identical prompts tie");
+    assert!(hits[1].at > hits[2].at);
+
+    let top = &hits[0];
+    assert_eq!(top.provider.as_deref(), Some("codex"));
+    assert_eq!(top.project.as_deref(), Some("/home/u/beta"));
+    assert_eq!(top.session_id.as_deref(), Some("sb"));
+    assert!(
+        top.label
+            .as_deref()
+            .unwrap()
+            .starts_with("import:codex:sb:")
+    );
+    assert_eq!(top.at, "2025-10-09T08:53:25.000Z");
+    assert_eq!(top.snippet, "**parser** **crash** again");
+    // The JSON line's fields, in the contract's order.
+    let line = serde_json::to_string(top).unwrap();
+    let keys = [
+        "label",
+        "session_id",
+        "provider",
+        "project",
+        "turn_id",
+        "message_id",
+        "role",
+        "at",
+        "snippet",
+        "score",
+    ];
+    let at: Vec<usize> = keys
+        .iter()
+        .map(|k| line.find(&format!("\"{k}\":")).expect(k))
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&line)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .len(),
+        10
+    );
+}
+
+#[test]
+fn tool_calls_and_thinking_are_searchable() {
+    let conn = fixture();
+    // The tool call: role `tool`, message_id the message that made the call.
+    let hits = find(&conn, "tokenizer_empty");
+    assert_eq!(ids(&hits), vec![pair("claude-code", "sa", "a2", "tool")]);
+    assert_eq!(
+        hits[0].snippet,
+        "{\"stdout\":\"test **tokenizer_empty** ... ok\"}"
+    );
+    assert_eq!(hits[0].at, "2025-10-09T08:53:21.100Z", "the call's start");
+    // By tool name, with a column filter that only the tool-call index has.
+    let hits = find(&conn, "tool_name:bash");
+    assert_eq!(ids(&hits), vec![pair("claude-code", "sa", "a2", "tool")]);
+    assert_eq!(hits[0].snippet, "**Bash**");
+    // Thinking, and a column filter that only the message index has.
+    assert_eq!(
+        ids(&find(&conn, "lexer")),
+        vec![pair("claude-code", "sa", "a2", "assistant")]
+    );
+    assert_eq!(
+        ids(&find(&conn, "thinking:lexer")),
+        ids(&find(&conn, "lexer"))
+    );
+    assert!(find(&conn, "content:lexer").is_empty());
+    // Both indexes: the reply's text and the call's parameters and result.
+    let hits = find(&conn, "tokenizer");
+    assert_eq!(
+        ids(&hits)
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [
+            pair("claude-code", "sa", "a2", "assistant"),
+            pair("claude-code", "sa", "a2", "tool")
+        ]
+        .into_iter()
+        .collect()
+    );
+    let reply = hits.iter().find(|h| h.role == "assistant").unwrap();
+    assert!(
+        reply.snippet.contains("The **tokenizer** fails"),
+        "{}",
+        reply.snippet
+    );
+}
+
+#[test]
+fn query_syntax_phrases_prefixes_and_operators() {
+    let conn = fixture();
+    let all_prompts = ids(&find(&conn, "parser crash"));
+    assert_eq!(ids(&find(&conn, "\"fix the parser\"")).len(), 2);
+    assert_eq!(ids(&find(&conn, "\"parser fix\"")).len(), 0);
+    assert_eq!(ids(&find(&conn, "pars* AND crash")), all_prompts);
+    assert_eq!(ids(&find(&conn, "widgets OR lexer")).len(), 2);
+    assert_eq!(
+        ids(&find(&conn, "crash NOT again")),
+        vec![
+            pair("claude-code", "sc", "c1", "user"),
+            pair("claude-code", "sa", "a1", "user")
+        ]
+    );
+    assert_eq!(
+        ids(&find(&conn, "tok*")).len(),
+        2,
+        "prefix over both indexes"
+    );
+}
+
+#[test]
+fn filters_provider_project_time_role() {
+    let conn = fixture();
+    let with = |f: SearchFilter| {
+        ids(&find_with(
+            &conn,
+            SearchFilter {
+                query: "parser".into(),
+                ..f
+            },
+        ))
+    };
+    assert_eq!(
+        with(SearchFilter {
+            provider: Some("codex".into()),
+            ..filter()
+        }),
+        vec![pair("codex", "sb", "b1", "user")]
+    );
+    // A project and everything under it; a sibling with the same prefix is not under it.
+    let alpha = with(SearchFilter {
+        project: Some(project_filter("/home/u/alpha/")),
+        ..filter()
+    });
+    assert_eq!(alpha.len(), 3);
+    assert!(alpha.iter().all(|(id, _)| !id.contains("codex")));
+    assert_eq!(
+        with(SearchFilter {
+            project: Some("/home/u/alpha/sub".into()),
+            ..filter()
+        }),
+        vec![pair("claude-code", "sc", "c1", "user")]
+    );
+    assert!(
+        with(SearchFilter {
+            project: Some("/home/u/alp".into()),
+            ..filter()
+        })
+        .is_empty()
+    );
+    // Time: [since, until).
+    assert_eq!(
+        with(SearchFilter {
+            since_ms: Some(T0 + 5_000),
+            until_ms: Some(T0 + 9_000),
+            ..filter()
+        }),
+        vec![pair("codex", "sb", "b1", "user")]
+    );
+    // Roles.
+    assert_eq!(
+        with(SearchFilter {
+            role: Some(RoleFilter::Assistant),
+            ..filter()
+        }),
+        vec![pair("claude-code", "sa", "a2", "assistant")]
+    );
+    assert_eq!(
+        ids(&find_with(
+            &conn,
+            SearchFilter {
+                query: "tokenizer".into(),
+                role: Some(RoleFilter::Tool),
+                ..filter()
+            }
+        )),
+        vec![pair("claude-code", "sa", "a2", "tool")]
+    );
+    assert_eq!(
+        with(SearchFilter {
+            role: Some(RoleFilter::User),
+            ..filter()
+        })
+        .len(),
+        3
+    );
+    // Limit and offset page through one order without overlap.
+    let all = with(filter());
+    let first = with(SearchFilter {
+        limit: 2,
+        ..filter()
+    });
+    let rest = with(SearchFilter {
+        limit: 2,
+        offset: 2,
+        ..filter()
+    });
+    assert_eq!([first, rest].concat(), all);
+}
+
+#[test]
+fn malformed_queries_are_search_query_invalid() {
+    let conn = fixture();
+    for bad in [
+        "\"unbalanced",
+        "AND",
+        "parser AND",
+        "(",
+        "NEAR(",
+        "*",
+        "nosuch:word",
+        "'",
+        "",
+        "  ",
+    ] {
+        let err = search(
+            &conn,
+            Path::new(":memory:"),
+            &SearchFilter {
+                query: bad.into(),
+                ..filter()
+            },
+        )
+        .expect_err(bad);
+        assert!(
+            matches!(err, QueryError::SearchQueryInvalid(_)),
+            "{bad}: {err:?}"
+        );
+        assert_eq!(err.code().as_str(), "search_query_invalid");
+    }
+}
+
+#[test]
+fn a_tail_append_is_searchable_once_committed_and_never_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agents.db");
+    let mut writer = ledger::open_agents(&path).unwrap();
+    run_import(&mut writer, import_req("k1", "backfill", fixture_items())).unwrap();
+    let reader = open_existing(&path).unwrap();
+    let zeppelin = || {
+        search(
+            &reader,
+            &path,
+            &SearchFilter {
+                query: "zeppelin".into(),
+                ..filter()
+            },
+        )
+        .unwrap()
+    };
+
+    let mut append = session(
+        "codex",
+        "sb",
+        "/home/u/beta",
+        json!([turn("t2", 6_000)]),
+        json!([msg("b3", "t2", "user", "now the zeppelin test", 2, 6_000)]),
+    );
+    append["sourceSessionFingerprint"] = json!("fp-sb-2");
+    let req: nex::protocol::ImportRequest =
+        serde_json::from_value(import_req("k2", "tail", vec![append])).unwrap();
+    let tx = writer.transaction().unwrap();
+    nex::import::import(&tx, &req, &crate::import_support::opts()).unwrap();
+    assert!(
+        zeppelin().is_empty(),
+        "an uncommitted turn is never searchable"
+    );
+    tx.commit().unwrap();
+    let hits = zeppelin();
+    assert_eq!(ids(&hits), vec![pair("codex", "sb", "b3", "user")]);
+    assert_eq!(hits[0].snippet, "now the **zeppelin** test");
+    assert!(search_index::check(&writer).unwrap());
+}
+
+#[test]
+fn a_rule_13_replacement_leaves_no_hit_of_removed_rows() {
+    let mut conn = ledger();
+    let old = session(
+        "codex",
+        "sr",
+        "/w",
+        json!([turn("t1", 1), turn("t2", 2)]),
+        json!([
+            msg("r1", "t1", "user", "keep this prompt", 0, 1),
+            msg("r2", "t2", "assistant", "obsolete mapping text", 1, 2)
+        ]),
+    );
+    run_import(&mut conn, import_req("k1", "backfill", vec![old])).unwrap();
+    assert_eq!(find(&conn, "obsolete").len(), 1);
+    let mut new = session(
+        "codex",
+        "sr",
+        "/w",
+        json!([turn("t1", 1)]),
+        json!([msg(
+            "r1",
+            "t1",
+            "user",
+            "keep this prompt, now reworded",
+            0,
+            1
+        )]),
+    );
+    new["sourceSessionFingerprint"] = json!("fp-sr-2");
+    new["mappingVersion"] = json!(2);
+    new["wholeSession"] = json!(true);
+    run_import(&mut conn, import_req("k2", "backfill", vec![new])).unwrap();
+    assert!(
+        find(&conn, "obsolete").is_empty(),
+        "the removed message left the index"
+    );
+    assert_eq!(
+        ids(&find(&conn, "reworded")),
+        vec![pair("codex", "sr", "r1", "user")]
+    );
+    assert!(search_index::check(&conn).unwrap());
+}
+
+#[test]
+fn vacuum_keeps_results_and_rebuild_repairs_a_damaged_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agents.db");
+    let mut conn = ledger::open_agents(&path).unwrap();
+    run_import(&mut conn, import_req("k1", "backfill", fixture_items())).unwrap();
+    // Gaps in the rowids, which a VACUUM may close.
+    conn.execute(
+        "DELETE FROM messages WHERE content = 'an answer about widgets'",
+        [],
+    )
+    .unwrap();
+    let before = find(&conn, "parser OR tokenizer OR lexer");
+    search_index::vacuum(&mut conn).unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    assert_eq!(find(&conn, "parser OR tokenizer OR lexer"), before);
+    assert!(find(&conn, "widgets").is_empty());
+
+    // An index out of step with its table (as after a VACUUM by another tool): seen, repaired.
+    let (rowid, content): (i64, String) = conn
+        .query_row(
+            "SELECT rowid, content FROM messages WHERE content LIKE 'parser crash%'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    conn.execute(
+        "INSERT INTO messages_fts (messages_fts, rowid, content, thinking) VALUES ('delete', ?1, ?2, NULL)",
+        rusqlite::params![rowid, content],
+    )
+    .unwrap();
+    assert!(!search_index::check(&conn).unwrap());
+    assert_eq!(find(&conn, "again").len(), 0);
+    search_index::rebuild(&mut conn).unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    assert_eq!(find(&conn, "again").len(), 1);
+}
+
+#[test]
+fn migration_0005_indexes_the_rows_already_there() {
+    // A ledger of schema 0002 with rows, then the search migration.
+    let mut conn = Connection::open_in_memory().unwrap();
+    let before: Vec<_> = ledger::migrate::AGENTS
+        .iter()
+        .copied()
+        .take_while(|m| !m.name.contains("0005_search"))
+        .collect();
+    ledger::migrate(&mut conn, &before).unwrap();
+    run_import(&mut conn, import_req("k1", "backfill", fixture_items())).unwrap();
+    assert!(!nex::query::has_table(&conn, "messages_fts").unwrap());
+    ledger::migrate(&mut conn, ledger::migrate::AGENTS).unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    assert_eq!(find(&conn, "parser crash").len(), 3);
+    assert_eq!(find(&conn, "tokenizer_empty").len(), 1);
+}
