@@ -26,9 +26,11 @@ fn imported_sessions(ledger: &std::path::Path) -> i64 {
 
 #[test]
 fn killed_worker_resumes_from_committed_cursors() {
-    // Fixtures plus a generated corpus large enough that the kill lands mid-run.
+    // Fixtures plus a generated corpus large enough that the kill lands mid-run: the worker
+    // must still be writing (blocked on the pipe) when a few sessions have committed; with 40
+    // sessions a fast worker had written everything before the third commit.
     let tree = Tree::with_fixtures();
-    tree.add_generated(7, 40);
+    tree.add_generated(7, 200);
 
     let reference = tree.ledger("clean.db");
     let clean = backfill(&tree, &reference);
