@@ -166,11 +166,6 @@ pub struct UsageReport {
     pub rows: Vec<UsageRow>,
 }
 
-/// Providers whose reasoning tokens are not part of their output tokens.
-fn reasoning_apart(provider: Option<&str>) -> bool {
-    matches!(provider, Some("gemini-cli" | "opencode"))
-}
-
 /// Token usage over every machine, keyed by `by`.
 ///
 /// Errors: as [`sessions`].
@@ -265,7 +260,7 @@ pub async fn usage(
         row.cache_write_tokens += g.get::<_, i64>(8);
         row.reasoning_tokens += g.get::<_, i64>(9);
         row.total_tokens += g.get::<_, i64>(10) + g.get::<_, i64>(11);
-        if reasoning_apart(own_provider.as_deref()) {
+        if crate::query::reasoning_apart(own_provider.as_deref()) {
             row.total_tokens += g.get::<_, i64>(12);
         }
     }
