@@ -271,14 +271,14 @@ fn real_sets() -> Vec<Group> {
 // ---- the ledger side ----------------------------------------------------------------------
 
 /// A real ledger written through the real pipeline, one pipeline run per applied stream.
-struct Ledger {
+pub(crate) struct Ledger {
     path: PathBuf,
     rt: tokio::runtime::Runtime,
     writer: Option<LedgerWriter>,
 }
 
 impl Ledger {
-    fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         let conn = nex::ledger::open_agents(&path).unwrap();
         // Durability is not what these tests are about: thousands of small commits without an
         // fsync each.
@@ -299,7 +299,7 @@ impl Ledger {
     }
 
     /// Runs a recorded frame stream through the import pipeline; every item must import.
-    fn apply(&self, frames: Vec<u8>, what: &str) {
+    pub(crate) fn apply(&self, frames: Vec<u8>, what: &str) {
         if frames.is_empty() {
             return;
         }
@@ -323,7 +323,7 @@ impl Ledger {
         );
     }
 
-    fn read(&self) -> Connection {
+    pub(crate) fn read(&self) -> Connection {
         nex::ledger::open_agents(&self.path).unwrap()
     }
 
@@ -441,7 +441,7 @@ pub fn dump(conn: &Connection) -> String {
 
 /// Frames written by a [`FrameSink`], taken per step.
 #[derive(Clone, Default)]
-struct Frames(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Frames(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Frames {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -454,7 +454,7 @@ impl Write for Frames {
 }
 
 impl Frames {
-    fn take(&self) -> Vec<u8> {
+    pub(crate) fn take(&self) -> Vec<u8> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
@@ -1046,7 +1046,7 @@ fn every_cut_of_the_real_files_equals_one_import() {
 }
 
 /// The differing lines of two dumps (at most 6), each from a little before where they differ.
-fn differences(got: &str, expected: &str) -> String {
+pub(crate) fn differences(got: &str, expected: &str) -> String {
     let (a, b): (Vec<&str>, Vec<&str>) = (got.lines().collect(), expected.lines().collect());
     let mut out = Vec::new();
     let mut n = 0;

@@ -16,6 +16,7 @@ mod e2e_cuts; // the ledger after any cuts of the files (tail steps, restarts) =
 mod e2e_damaged; // damaged sources through nex + aix: invalid UTF-8 imported and counted, unreadable files named
 mod e2e_incremental; // R5 through aix worker (tail) | nex import replay: random cuts = one backfill
 mod e2e_sources; // all five providers at their default locations: scan, backfill, changes in place
+mod e2e_store_cuts; // the ledger after any replay of an OpenCode or Cursor database, polled between commits = one import
 mod e2e_support; // built aix + nex piped together, fixture trees, canonical dump
 mod import_chunks; // sessions.import.chunk: staging, upload checks, decode codes, improvements
 mod import_cli; // `nex import apply` through the built binary

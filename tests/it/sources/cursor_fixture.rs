@@ -16,7 +16,7 @@ pub(super) const CHILD: &str = "task-call_X\nfc_Y";
 pub(super) const SECRET_KEY: &str = "cursorAuth/accessToken";
 
 /// A new `state.vscdb` with Cursor's two tables; in WAL mode when `wal`.
-pub(super) fn create(dir: &Path, wal: bool) -> (PathBuf, Connection) {
+pub(crate) fn create(dir: &Path, wal: bool) -> (PathBuf, Connection) {
     let path = dir.join("state.vscdb");
     let conn = Connection::open(&path).unwrap();
     if wal {
@@ -31,11 +31,11 @@ pub(super) fn create(dir: &Path, wal: bool) -> (PathBuf, Connection) {
 }
 
 /// Writes a value the way Cursor does: `INSERT OR REPLACE` (a new row id).
-pub(super) fn put(conn: &Connection, key: &str, value: &Value) {
+pub(crate) fn put(conn: &Connection, key: &str, value: &Value) {
     put_raw(conn, key, &value.to_string());
 }
 
-pub(super) fn put_raw(conn: &Connection, key: &str, raw: &str) {
+pub(crate) fn put_raw(conn: &Connection, key: &str, raw: &str) {
     conn.execute(
         "INSERT OR REPLACE INTO cursorDiskKV (key, value) VALUES (?1, ?2)",
         rusqlite::params![key, raw],
@@ -43,7 +43,7 @@ pub(super) fn put_raw(conn: &Connection, key: &str, raw: &str) {
     .unwrap();
 }
 
-pub(super) fn put_item(conn: &Connection, key: &str, value: &Value) {
+pub(crate) fn put_item(conn: &Connection, key: &str, value: &Value) {
     conn.execute(
         "INSERT INTO ItemTable (key, value) VALUES (?1, ?2)",
         rusqlite::params![key, value.to_string().into_bytes()],
@@ -51,11 +51,11 @@ pub(super) fn put_item(conn: &Connection, key: &str, value: &Value) {
     .unwrap();
 }
 
-pub(super) fn bubble(conn: &Connection, session: &str, id: &str, value: Value) {
+pub(crate) fn bubble(conn: &Connection, session: &str, id: &str, value: Value) {
     put(conn, &format!("bubbleId:{session}:{id}"), &value);
 }
 
-pub(super) fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     let secs = ms / 1000 - T0 / 1000;
     format!(
         "2026-01-01T00:{:02}:{:02}.{:03}Z",
@@ -65,7 +65,7 @@ pub(super) fn iso(ms: i64) -> String {
     )
 }
 
-pub(super) fn headers(ids: &[&str]) -> Value {
+pub(crate) fn headers(ids: &[&str]) -> Value {
     Value::Array(
         ids.iter()
             .map(|id| json!({"bubbleId": id, "type": 1}))
@@ -74,7 +74,7 @@ pub(super) fn headers(ids: &[&str]) -> Value {
 }
 
 /// `c-alpha`'s composer with the given bubble order.
-pub(super) fn alpha_composer(order: &[&str], updated: i64) -> Value {
+pub(crate) fn alpha_composer(order: &[&str], updated: i64) -> Value {
     json!({
         "composerId": "c-alpha", "name": "Fix the parser", "createdAt": T0 + 1_000,
         "lastUpdatedAt": updated, "unifiedMode": "agent",
@@ -87,7 +87,7 @@ pub(super) fn alpha_composer(order: &[&str], updated: i64) -> Value {
 pub(super) const ALPHA_ORDER: [&str; 9] = ["u1", "a1", "a2", "x1", "bad", "a3", "a4", "u2", "a5"];
 
 /// The documented shapes, each once (see the module docs of `nex::aix::sources::cursor`).
-pub(super) fn populate(conn: &Connection) {
+pub(crate) fn populate(conn: &Connection) {
     let mut order = ALPHA_ORDER.to_vec();
     order.push("a6");
     put(

@@ -37,7 +37,7 @@ mod codex_real;
 mod codex_variants;
 mod cursor;
 mod cursor_bad_input;
-mod cursor_fixture;
+pub(crate) mod cursor_fixture;
 mod cursor_incremental;
 mod cursor_real;
 mod cursor_workspaces;
@@ -47,7 +47,7 @@ mod gemini_files;
 mod gemini_real;
 mod gemini_variants;
 mod incremental;
-mod opencode;
+pub(crate) mod opencode;
 mod samples;
 
 use std::collections::BTreeMap;

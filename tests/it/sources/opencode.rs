@@ -6,7 +6,7 @@
 
 mod bad_values;
 mod expected;
-mod fixture;
+pub(crate) mod fixture;
 mod real;
 mod variants;
 

@@ -1,0 +1,884 @@
+//! The ledger is a function of the final database, whatever the polls saw on the way (issue 11,
+//! TARGETS R5), for the polled stores: OpenCode's `opencode.db` and Cursor's `state.vscdb`.
+//!
+//! A source database (a fixture built by the tests, or a real one: `NEX_REAL_SAMPLES_DIR`,
+//! and `NEX_CORPUS_DIR` with `NEX_CUTS_DEPTH=corpus|full`; `opencode/<name>/`,
+//! `cursor/<name>/User/`) is replayed into a fresh copy commit by commit, as the agent writes it:
+//! - OpenCode: each session, message and part row inserted at its creation time, in time order;
+//!   an assistant message first without its completion (no `time.completed`, `finish`, tokens
+//!   or cost), a text or reasoning part first with half its text, a tool part first `running`
+//!   without output, a session first with its creation time as update time and a placeholder
+//!   title; each row brought to its final value at its update time.
+//! - Cursor: each composer created with no bubbles, then bubble by bubble (an assistant bubble
+//!   first with half its text) with the composer's header list growing, each write an
+//!   `INSERT OR REPLACE` as Cursor does it; the final composer value last. Workspace databases
+//!   and the other keys are there from the start.
+//!
+//! The writes go in random-sized batches, one transaction each, by one writer connection kept
+//! open (a live WAL, as the agent holds it). After each batch the real aix side polls: the
+//! tail's [`StoreRun`]s kept in memory across batches (a change notification names the
+//! database), or a restarted run (a backfill resuming from the cursors the ledger committed).
+//! The frames go through the real import pipeline into a real ledger, whose canonical dump
+//! ([`dump`]) must equal one backfill of the final database into a fresh ledger; a `--full`
+//! backfill over the cut ledger must converge to it too.
+//!
+//! The legacy OpenCode `storage/` JSON tree is files rewritten whole, not a database: it is not
+//! replayed here (the OpenCode source tests poll it after several writes).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use nex::aix::backfill::RunCounters;
+use nex::aix::mapping::{MappingVersions, current_store_cursors};
+use nex::aix::stores::{StoreRun, open_stores, store_cursor_map};
+use nex::aix::{EmitLimits, Emitter, FrameSink, RunSpec, StopSignal, WorkerOptions, WorkerStatus};
+use nex::protocol::RunMode;
+use nex_bench::rng::Rng;
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, OpenFlags};
+use serde_json::{Value, json};
+
+use crate::e2e_cuts::{Frames, Ledger, differences, dump};
+
+// ---- the replay ---------------------------------------------------------------------------
+
+/// One write of the agent: a statement on one of the group's databases, at a time.
+#[derive(Clone, Debug)]
+struct Op {
+    /// Milliseconds; the writes go in `(at, seq)` order.
+    at: i64,
+    seq: usize,
+    db: usize,
+    sql: String,
+    params: Vec<Sql>,
+}
+
+/// A database of a group: where it goes under the tree, its schema statements and the rows
+/// present from the start.
+struct TargetDb {
+    rel: PathBuf,
+    /// `CREATE` statements, in the source's order.
+    schema: Vec<String>,
+    /// Written in the first transaction: (statement, parameters).
+    initial: Vec<(String, Vec<Sql>)>,
+}
+
+/// A store replayed: its databases, side files copied whole at the start, and the writes.
+struct Plan {
+    name: String,
+    provider: &'static str,
+    dbs: Vec<TargetDb>,
+    /// (destination under the tree, source path): copied before anything else.
+    copies: Vec<(PathBuf, PathBuf)>,
+    ops: Vec<Op>,
+}
+
+/// A private, read-only view of a source database: the file and its `-wal` copied first, so
+/// that nothing is ever written beside the real one.
+fn open_source(path: &Path, scratch: &Path) -> Connection {
+    let dest = scratch.join(format!(
+        "src-{}",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::copy(path, &dest).unwrap();
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    if wal.is_file() {
+        std::fs::copy(&wal, format!("{}-wal", dest.display())).unwrap();
+    }
+    Connection::open_with_flags(&dest, OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap()
+}
+
+fn schema_of(src: &Connection) -> Vec<String> {
+    let mut stmt = src
+        .prepare(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'
+             ORDER BY CASE type WHEN 'table' THEN 0 ELSE 1 END, rowid",
+        )
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn tables_of(src: &Connection) -> Vec<String> {
+    let mut stmt = src
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Every row of `table`: (column names, rows), in rowid order.
+fn rows_of(src: &Connection, table: &str) -> (Vec<String>, Vec<Vec<Sql>>) {
+    let mut stmt = src
+        .prepare(&format!("SELECT * FROM \"{table}\" ORDER BY rowid"))
+        .unwrap();
+    let cols: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
+    let n = cols.len();
+    let rows = stmt
+        .query_map([], |r| (0..n).map(|i| r.get::<_, Sql>(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    (cols, rows)
+}
+
+fn insert_sql(table: &str, cols: &[String], verb: &str) -> String {
+    format!(
+        "{verb} INTO \"{table}\" ({}) VALUES ({})",
+        cols.iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (1..=cols.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// `UPDATE` of every column of the row whose `key` column equals the last parameter.
+fn update_sql(table: &str, cols: &[String], key: &str) -> String {
+    format!(
+        "UPDATE \"{table}\" SET {} WHERE \"{key}\" = ?{}",
+        cols.iter()
+            .enumerate()
+            .map(|(i, c)| format!("\"{c}\" = ?{}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", "),
+        cols.len() + 1
+    )
+}
+
+fn as_json(v: &Sql) -> Option<Value> {
+    match v {
+        Sql::Text(s) => serde_json::from_str(s).ok(),
+        Sql::Blob(b) => serde_json::from_slice(b).ok(),
+        _ => None,
+    }
+}
+
+fn as_int(v: Option<&Sql>) -> Option<i64> {
+    match v? {
+        Sql::Integer(i) => Some(*i),
+        Sql::Real(f) => Some(*f as i64),
+        _ => None,
+    }
+}
+
+/// The first half of `s` (on a character boundary).
+fn half(s: &str) -> String {
+    s.chars().take(s.chars().count() / 2).collect()
+}
+
+/// OpenCode's first write of a message or part (`data` as JSON), or `None` when it is written
+/// once, final.
+fn opencode_partial(table: &str, data: &Value) -> Option<Value> {
+    let mut d = data.clone();
+    let o = d.as_object_mut()?;
+    match table {
+        "message" if o.get("role")? == "assistant" => {
+            if let Some(t) = o.get_mut("time").and_then(Value::as_object_mut) {
+                t.remove("completed");
+            }
+            o.remove("finish");
+            o.insert("cost".into(), json!(0));
+            o.insert(
+                "tokens".into(),
+                json!({"input": 0, "output": 0, "reasoning": 0, "cache": {"read": 0, "write": 0}}),
+            );
+        }
+        "part" => match o.get("type")?.as_str()? {
+            "text" | "reasoning" => {
+                let text = o.get("text")?.as_str()?;
+                o.insert("text".into(), json!(half(text)));
+                if let Some(t) = o.get_mut("time").and_then(Value::as_object_mut) {
+                    t.remove("end");
+                }
+            }
+            "tool" => {
+                let state = o.get("state")?.clone();
+                let mut running = json!({"status": "running"});
+                if let Some(input) = state.get("input") {
+                    running["input"] = input.clone();
+                }
+                if let Some(start) = state.pointer("/time/start") {
+                    running["time"] = json!({"start": start});
+                }
+                o.insert("state".into(), running);
+            }
+            _ => return None,
+        },
+        _ => return None,
+    }
+    (d != *data).then_some(d)
+}
+
+/// The replay of one OpenCode data directory's `opencode.db`.
+fn opencode_plan(name: &str, data_dir: &Path, scratch: &Path) -> Plan {
+    let src = open_source(&data_dir.join("opencode.db"), scratch);
+    let mut initial = Vec::new();
+    let mut ops = Vec::new();
+    let mut seq = 0usize;
+    let mut push = |ops: &mut Vec<Op>, at: i64, sql: String, params: Vec<Sql>| {
+        seq += 1;
+        ops.push(Op {
+            at,
+            seq,
+            db: 0,
+            sql,
+            params,
+        });
+    };
+    for table in tables_of(&src) {
+        let (cols, rows) = rows_of(&src, &table);
+        let col = |n: &str| cols.iter().position(|c| c == n);
+        let replayed = ["session", "message", "part"].contains(&table.as_str())
+            && col("id").is_some()
+            && col("time_created").is_some();
+        if !replayed {
+            for row in rows {
+                initial.push((insert_sql(&table, &cols, "INSERT"), row));
+            }
+            continue;
+        }
+        let (created, updated) = (col("time_created").unwrap(), col("time_updated"));
+        let insert = insert_sql(&table, &cols, "INSERT");
+        let update = update_sql(&table, &cols, "id");
+        for row in rows {
+            let t0 = as_int(row.get(created)).unwrap_or(0);
+            let t1 = updated
+                .and_then(|u| as_int(row.get(u)))
+                .unwrap_or(t0)
+                .max(t0);
+            let mut first = row.clone();
+            if let Some(u) = updated {
+                first[u] = Sql::Integer(t0);
+            }
+            if table == "session" {
+                if let Some(title) = col("title") {
+                    first[title] = Sql::Text(format!("New session - {t0}"));
+                }
+            } else if let Some(d) = col("data")
+                && let Some(p) = as_json(&row[d]).and_then(|v| opencode_partial(&table, &v))
+            {
+                first[d] = Sql::Text(p.to_string());
+            }
+            let changed = first != row;
+            push(&mut ops, t0, insert.clone(), first);
+            if changed {
+                let mut params = row.clone();
+                params.push(row[col("id").unwrap()].clone());
+                push(&mut ops, t1, update.clone(), params);
+            }
+        }
+    }
+    Plan {
+        name: name.to_owned(),
+        provider: "opencode",
+        dbs: vec![TargetDb {
+            rel: PathBuf::from("opencode/opencode.db"),
+            schema: schema_of(&src),
+            initial,
+        }],
+        copies: Vec::new(),
+        ops,
+    }
+}
+
+/// Milliseconds of a Cursor time: a number, or an ISO 8601 UTC string.
+fn cursor_ms(v: Option<&Value>) -> Option<i64> {
+    let v = v?;
+    if let Some(n) = v.as_i64() {
+        return Some(n);
+    }
+    let s = v.as_str()?;
+    let num = |a: usize, b: usize| s.get(a..b)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hh, mm, ss) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let ms = if s.as_bytes().get(19) == Some(&b'.') {
+        num(20, 23).unwrap_or(0)
+    } else {
+        0
+    };
+    // Days from the civil date (proleptic Gregorian).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+}
+
+/// The replay of one Cursor `User` directory: the global database's composers and bubbles
+/// written as Cursor writes them; workspace databases copied whole.
+fn cursor_plan(name: &str, user: &Path, scratch: &Path) -> Plan {
+    let mut copies = Vec::new();
+    let ws = user.join("workspaceStorage");
+    let mut files = Vec::new();
+    crate::e2e_support::files_under(&ws, &mut files);
+    for f in files {
+        let n = f.file_name().unwrap().to_string_lossy();
+        if n == "state.vscdb" || n == "state.vscdb-wal" || n == "workspace.json" {
+            copies.push((
+                Path::new("cursor/User").join(f.strip_prefix(user).unwrap()),
+                f.clone(),
+            ));
+        }
+    }
+    let global = user.join("globalStorage/state.vscdb");
+    let mut dbs = Vec::new();
+    let mut ops = Vec::new();
+    if global.is_file() {
+        let src = open_source(&global, scratch);
+        let mut initial = Vec::new();
+        let mut composers: Vec<(String, Sql)> = Vec::new();
+        let mut bubbles: HashMap<String, Vec<(String, Sql)>> = HashMap::new();
+        for table in tables_of(&src) {
+            let (cols, rows) = rows_of(&src, &table);
+            if table != "cursorDiskKV" || cols != ["key", "value"] {
+                for row in rows {
+                    initial.push((insert_sql(&table, &cols, "INSERT OR REPLACE"), row));
+                }
+                continue;
+            }
+            for row in rows {
+                let Sql::Text(key) = &row[0] else {
+                    initial.push((insert_sql(&table, &cols, "INSERT OR REPLACE"), row));
+                    continue;
+                };
+                if let Some(id) = key.strip_prefix("composerData:") {
+                    composers.push((id.to_owned(), row[1].clone()));
+                } else if let Some((cid, bid)) = key
+                    .strip_prefix("bubbleId:")
+                    .and_then(|r| r.rsplit_once(':'))
+                {
+                    bubbles
+                        .entry(cid.to_owned())
+                        .or_default()
+                        .push((bid.to_owned(), row[1].clone()));
+                } else {
+                    initial.push((insert_sql(&table, &cols, "INSERT OR REPLACE"), row));
+                }
+            }
+        }
+        let put = "INSERT OR REPLACE INTO cursorDiskKV (key, value) VALUES (?1, ?2)";
+        let mut seq = 0usize;
+        let mut push = |ops: &mut Vec<Op>, at: i64, key: String, value: Sql| {
+            seq += 1;
+            ops.push(Op {
+                at,
+                seq,
+                db: 0,
+                sql: put.to_owned(),
+                params: vec![Sql::Text(key), value],
+            });
+        };
+        for (cid, value) in &composers {
+            let own = bubbles.remove(cid).unwrap_or_default();
+            let Some(composer) = as_json(value).filter(Value::is_object) else {
+                for (bid, v) in own {
+                    push(&mut ops, 0, format!("bubbleId:{cid}:{bid}"), v);
+                }
+                push(&mut ops, 0, format!("composerData:{cid}"), value.clone());
+                continue;
+            };
+            let created = cursor_ms(composer.get("createdAt")).unwrap_or(0);
+            // The list that grows: the headers, or an older composer's inline conversation.
+            let list_key = ["fullConversationHeadersOnly", "conversation"]
+                .into_iter()
+                .find(|k| composer.get(*k).is_some_and(Value::is_array));
+            let list: Vec<Value> = list_key
+                .map(|k| composer[k].as_array().unwrap().clone())
+                .unwrap_or_default();
+            let with = |n: usize| {
+                let mut c = composer.clone();
+                if let Some(k) = list_key {
+                    c[k] = Value::Array(list[..n].to_vec());
+                }
+                Sql::Text(c.to_string())
+            };
+            let mut at = created;
+            push(&mut ops, at, format!("composerData:{cid}"), with(0));
+            let by_id: HashMap<&str, &Sql> = own.iter().map(|(b, v)| (b.as_str(), v)).collect();
+            let listed: Vec<&str> = list
+                .iter()
+                .filter_map(|h| h.get("bubbleId")?.as_str())
+                .collect();
+            // Bubbles the headers do not list: written at their own time (the reader places
+            // them by it).
+            for (bid, v) in &own {
+                if !listed.contains(&bid.as_str()) {
+                    let t = cursor_ms(as_json(v).as_ref().and_then(|b| b.get("createdAt")));
+                    push(
+                        &mut ops,
+                        t.unwrap_or(at).max(at),
+                        format!("bubbleId:{cid}:{bid}"),
+                        v.clone(),
+                    );
+                }
+            }
+            for (k, h) in list.iter().enumerate() {
+                let bid = h.get("bubbleId").and_then(Value::as_str);
+                let bubble = bid.and_then(|b| by_id.get(b).copied());
+                let body = bubble.and_then(as_json).or_else(|| Some(h.clone()));
+                at =
+                    at.max(cursor_ms(body.as_ref().and_then(|b| b.get("createdAt"))).unwrap_or(at));
+                let key = bid.map(|b| format!("bubbleId:{cid}:{b}"));
+                let partial = body.as_ref().and_then(|b| {
+                    let text = b.get("text")?.as_str()?;
+                    (b.get("type")? == 2 && !text.is_empty()).then(|| {
+                        let mut p = b.clone();
+                        p["text"] = json!(half(text));
+                        Sql::Text(p.to_string())
+                    })
+                });
+                if let (Some(key), Some(bubble)) = (&key, bubble) {
+                    push(
+                        &mut ops,
+                        at,
+                        key.clone(),
+                        partial.clone().unwrap_or_else(|| bubble.clone()),
+                    );
+                }
+                push(&mut ops, at, format!("composerData:{cid}"), with(k + 1));
+                if let (Some(key), Some(bubble), Some(_)) = (&key, bubble, &partial) {
+                    push(&mut ops, at + 1, key.clone(), bubble.clone());
+                }
+            }
+            let last = cursor_ms(composer.get("lastUpdatedAt"))
+                .unwrap_or(at)
+                .max(at);
+            push(&mut ops, last, format!("composerData:{cid}"), value.clone());
+        }
+        // Bubbles of no composer: there from the start.
+        for (cid, own) in bubbles {
+            for (bid, v) in own {
+                initial.push((
+                    put.to_owned(),
+                    vec![Sql::Text(format!("bubbleId:{cid}:{bid}")), v],
+                ));
+            }
+        }
+        dbs.push(TargetDb {
+            rel: PathBuf::from("cursor/User/globalStorage/state.vscdb"),
+            schema: schema_of(&src),
+            initial,
+        });
+    }
+    Plan {
+        name: name.to_owned(),
+        provider: "cursor",
+        dbs,
+        copies,
+        ops,
+    }
+}
+
+// ---- the run --------------------------------------------------------------------------------
+
+/// A temp tree holding the replayed databases, their writer connections (open for the whole
+/// replay, as the agent holds them) and the ledgers.
+struct StoreTree {
+    dir: tempfile::TempDir,
+    writers: Vec<Connection>,
+}
+
+impl StoreTree {
+    fn new(plan: &Plan) -> Self {
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm).unwrap()
+        } else {
+            tempfile::tempdir().unwrap()
+        };
+        std::fs::create_dir_all(dir.path().join("opencode")).unwrap();
+        std::fs::create_dir_all(dir.path().join("cursor/User/globalStorage")).unwrap();
+        for (rel, from) in &plan.copies {
+            let dest = dir.path().join(rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(from, &dest).unwrap();
+        }
+        let mut writers = Vec::new();
+        for db in &plan.dbs {
+            let conn = Connection::open(dir.path().join(&db.rel)).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; PRAGMA foreign_keys=OFF;",
+            )
+            .unwrap();
+            let tx = conn.unchecked_transaction().unwrap();
+            for sql in &db.schema {
+                tx.execute_batch(sql).unwrap();
+            }
+            for (sql, params) in &db.initial {
+                tx.execute(sql, rusqlite::params_from_iter(params)).unwrap();
+            }
+            tx.commit().unwrap();
+            writers.push(conn);
+        }
+        Self { dir, writers }
+    }
+
+    /// Commits `ops`: one transaction per database.
+    fn write(&self, ops: &[Op]) {
+        for (i, conn) in self.writers.iter().enumerate() {
+            let tx = conn.unchecked_transaction().unwrap();
+            for op in ops.iter().filter(|o| o.db == i) {
+                tx.execute(&op.sql, rusqlite::params_from_iter(&op.params))
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+    }
+
+    fn options(&self, plan: &Plan, full: bool) -> WorkerOptions {
+        let p = self.dir.path();
+        let mut o = WorkerOptions {
+            full,
+            parse_threads: 1,
+            limits: EmitLimits::default(),
+            ..WorkerOptions::default()
+        };
+        match plan.provider {
+            "opencode" => o.opencode_dirs = vec![p.join("opencode")],
+            _ => o.cursor_dbs = vec![p.join("cursor/User")],
+        }
+        o
+    }
+
+    fn store_cursors(ledger: &Ledger) -> HashMap<String, nex::aix::sources::StoreCursor> {
+        let all = nex::ledger::load_cursors(&ledger.read(), "aix").unwrap();
+        current_store_cursors(&store_cursor_map(&all), &MappingVersions::default())
+    }
+
+    /// One backfill run (resuming from the ledger's store cursors unless `full`).
+    fn backfill(&self, plan: &Plan, ledger: &Ledger, full: bool, what: &str) {
+        let frames = Frames::default();
+        let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+        let spec = RunSpec {
+            mode: RunMode::Backfill,
+            persona_id: None,
+            cursors: HashMap::new(),
+            store_cursors: if full {
+                HashMap::new()
+            } else {
+                Self::store_cursors(ledger)
+            },
+            options: self.options(plan, full),
+        };
+        nex::aix::run_mode(
+            &spec,
+            &nex::aix::default_parser_factory(),
+            &sink,
+            &StopSignal::default(),
+            &WorkerStatus::default(),
+        )
+        .unwrap();
+        ledger.apply(frames.take(), what);
+    }
+
+    fn dump(&self, ledger: &Ledger) -> String {
+        dump(&ledger.read()).replace(&self.dir.path().display().to_string(), "<tree>")
+    }
+}
+
+/// One batch of writes and how it is read.
+struct Batch {
+    ops: std::ops::Range<usize>,
+    restart: bool,
+}
+
+/// The writes in random-sized batches (1 to about a tenth of them, at least 3), each read by the
+/// tail (3 in 4) or a restarted run.
+fn batches(n: usize, rng: &mut Rng) -> Vec<Batch> {
+    let max = (n / 10).max(3) as u64;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let len = rng.range(1, max + 1) as usize;
+        let end = (i + len).min(n);
+        out.push(Batch {
+            ops: i..end,
+            restart: rng.range(0, 4) == 0,
+        });
+        i = end;
+    }
+    out
+}
+
+/// Replays `plan` in `batches`, reading after each; returns the cut ledger's dump (after a
+/// `--full` backfill over it when `full`) and the reference dump of the final database.
+fn run_case(
+    plan: &Plan,
+    ops: &[Op],
+    batches: &[Batch],
+    what: &str,
+    full: bool,
+) -> (String, String) {
+    let started = nex::import::system_now_ms();
+    let tree = StoreTree::new(plan);
+    let ledger = Ledger::new(tree.dir.path().join("cut.db"));
+    let mut i = 0;
+    while i < batches.len() {
+        if batches[i].restart {
+            tree.write(&ops[batches[i].ops.clone()]);
+            tree.backfill(plan, &ledger, false, &format!("{what} batch {i}"));
+            i += 1;
+            continue;
+        }
+        // A run of tail batches: one tail run, its stores' cursors in memory.
+        let frames = Frames::default();
+        let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+        let mut emitter = Emitter::new(&sink, RunMode::Tail, None, EmitLimits::default());
+        let cursors = StoreTree::store_cursors(&ledger);
+        let options = tree.options(plan, false);
+        let mut stores: Vec<StoreRun> = open_stores(&options)
+            .into_iter()
+            .map(|s| StoreRun::new(s, &cursors))
+            .collect();
+        while i < batches.len() && !batches[i].restart {
+            tree.write(&ops[batches[i].ops.clone()]);
+            let mut counters = RunCounters::default();
+            for s in &mut stores {
+                s.poll(
+                    false,
+                    true,
+                    &MappingVersions::default(),
+                    &mut emitter,
+                    &mut counters,
+                )
+                .map_err(|e| e.0)
+                .unwrap();
+            }
+            emitter.flush().unwrap();
+            ledger.apply(frames.take(), &format!("{what} batch {i}"));
+            i += 1;
+        }
+    }
+    // The tail reads the last commit once more (a reconcile), as a run that starts now would.
+    let frames = Frames::default();
+    let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+    let mut emitter = Emitter::new(&sink, RunMode::Tail, None, EmitLimits::default());
+    let cursors = StoreTree::store_cursors(&ledger);
+    for store in open_stores(&tree.options(plan, false)) {
+        StoreRun::new(store, &cursors)
+            .poll(
+                false,
+                true,
+                &MappingVersions::default(),
+                &mut emitter,
+                &mut RunCounters::default(),
+            )
+            .map_err(|e| e.0)
+            .unwrap();
+    }
+    emitter.flush().unwrap();
+    ledger.apply(frames.take(), &format!("{what} last poll"));
+    if full {
+        tree.backfill(plan, &ledger, true, &format!("{what} --full"));
+    }
+    let got = tree.dump(&ledger);
+    let reference = Ledger::new(tree.dir.path().join("ref.db"));
+    tree.backfill(plan, &reference, false, &format!("{what} reference"));
+    let expected = tree.dump(&reference);
+    let window = started..=nex::import::system_now_ms();
+    (
+        without_import_times(&got, &window),
+        without_import_times(&expected, &window),
+    )
+}
+
+/// `dump` with every millisecond time inside `window` (the test's own run) written
+/// `<import time>`: a session or turn whose source holds no time at all (a legacy Cursor
+/// composer without `createdAt`) takes the import's time (IMPORT_SEMANTICS.md, item rule 5),
+/// which is when it was first imported, not a function of the source. Source times are never
+/// in the window (fixtures are dated 2026-01, real files earlier).
+fn without_import_times(dump: &str, window: &std::ops::RangeInclusive<i64>) -> String {
+    let mut out = String::with_capacity(dump.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        match digits.parse::<i64>() {
+            Ok(ms) if digits.len() == 13 && window.contains(&ms) => out.push_str("<import time>"),
+            _ => out.push_str(digits),
+        }
+        digits.clear();
+    };
+    for c in dump.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
+/// `cases` random replays of `plan`; returns the failures.
+fn run_plan(plan: &Plan, seed: u64, cases: usize, must_import: bool) -> Vec<String> {
+    let mut ops = plan.ops.clone();
+    ops.sort_by_key(|o| (o.at, o.seq));
+    let mut rng = Rng::new(seed);
+    let mut failures = Vec::new();
+    let mut polls = 0;
+    for case in 0..cases {
+        let b = batches(ops.len(), &mut rng);
+        polls += b.len();
+        let what = format!("{} case {case} (seed {seed:#x})", plan.name);
+        let (got, expected) = run_case(plan, &ops, &b, &what, case == 0);
+        assert!(
+            !must_import || expected.contains("\nturns "),
+            "{what}: the final database imports turns"
+        );
+        if got != expected {
+            let f = format!("{what}: {}", differences(&got, &expected));
+            // `NEX_CUTS_DUMP_DIR`: both dumps of a failure, to diff by hand.
+            if let Some(dir) = std::env::var_os("NEX_CUTS_DUMP_DIR") {
+                let stem = Path::new(&dir).join(what.replace(['/', ' ', ':'], "_"));
+                std::fs::write(stem.with_extension("got"), &got).unwrap();
+                std::fs::write(stem.with_extension("expected"), &expected).unwrap();
+            }
+            eprintln!("e2e_store_cuts: FAILED {f}");
+            failures.push(f);
+        }
+    }
+    eprintln!(
+        "e2e_store_cuts: {}: {} writes, {polls} polls, {} failures",
+        plan.name,
+        ops.len(),
+        failures.len()
+    );
+    failures
+}
+
+fn report(failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{} replays differ from one import of the final database:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// A replay that brings every row to its final value equals the source row for row: the
+/// harness writes what the agent wrote, only in more steps.
+fn assert_replay_is_complete(plan: &Plan, source: &Path) {
+    let tree = StoreTree::new(plan);
+    tree.write(&plan.ops);
+    let scratch = tempfile::tempdir().unwrap();
+    let src = open_source(source, scratch.path());
+    let got = &tree.writers[0];
+    for table in tables_of(&src) {
+        let (_, mut a) = rows_of(&src, &table);
+        let (_, mut b) = rows_of(got, &table);
+        let key = |r: &Vec<Sql>| format!("{r:?}");
+        a.sort_by_key(key);
+        b.sort_by_key(key);
+        assert!(
+            a == b,
+            "{}: table {table} differs after the replay",
+            plan.name
+        );
+    }
+}
+
+// ---- the stores -----------------------------------------------------------------------------
+
+/// The real stores under `root` (`opencode/<name>/` with an `opencode.db`, `cursor/<name>/User/`).
+fn real_plans(var: &str, scratch: &Path) -> Vec<(Plan, PathBuf)> {
+    let Some(root) = std::env::var_os(var).map(PathBuf::from) else {
+        eprintln!("e2e_store_cuts: {var} unset; skipped");
+        return Vec::new();
+    };
+    let only = std::env::var("NEX_CUTS_ONLY").ok();
+    let mut out = Vec::new();
+    let entries = |sub: &str| {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(root.join(sub))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some(e.ok()?.path()))
+            .collect();
+        v.sort();
+        v
+    };
+    for dir in entries("opencode") {
+        let name = format!(
+            "{var}:opencode/{}",
+            dir.file_name().unwrap().to_string_lossy()
+        );
+        if dir.join("opencode.db").is_file() && only.as_ref().is_none_or(|o| name.contains(o)) {
+            out.push((opencode_plan(&name, &dir, scratch), dir.join("opencode.db")));
+        }
+    }
+    for dir in entries("cursor") {
+        let name = format!(
+            "{var}:cursor/{}",
+            dir.file_name().unwrap().to_string_lossy()
+        );
+        let user = dir.join("User");
+        let global = user.join("globalStorage/state.vscdb");
+        if user.is_dir() && only.as_ref().is_none_or(|o| name.contains(o)) {
+            out.push((cursor_plan(&name, &user, scratch), global));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_replay_of_the_fixture_stores_equals_one_import() {
+    let scratch = tempfile::tempdir().unwrap();
+    let oc = scratch.path().join("oc");
+    std::fs::create_dir_all(&oc).unwrap();
+    drop(crate::sources::opencode::fixture::main_dir(&oc));
+    let user = scratch.path().join("cursor/User");
+    let global = user.join("globalStorage");
+    std::fs::create_dir_all(&global).unwrap();
+    let (db, conn) = crate::sources::cursor_fixture::create(&global, true);
+    crate::sources::cursor_fixture::populate(&conn);
+    drop(conn);
+    let plans = [
+        (
+            opencode_plan("opencode fixture", &oc, scratch.path()),
+            oc.join("opencode.db"),
+        ),
+        (cursor_plan("cursor fixture", &user, scratch.path()), db),
+    ];
+    let mut failures = Vec::new();
+    for (n, (plan, source)) in plans.iter().enumerate() {
+        assert!(
+            plan.ops.len() >= 10,
+            "{}: {} writes",
+            plan.name,
+            plan.ops.len()
+        );
+        assert_replay_is_complete(plan, source);
+        failures.extend(run_plan(plan, 0x570E + n as u64, 6, true));
+    }
+    report(failures);
+}
+
+/// Every real store: `NEX_REAL_SAMPLES_DIR`, and `NEX_CORPUS_DIR` with `NEX_CUTS_DEPTH=corpus`
+/// (two replays each) or `full` (eight).
+#[test]
+fn every_replay_of_the_real_stores_equals_one_import() {
+    let scratch = tempfile::tempdir().unwrap();
+    let depth = std::env::var("NEX_CUTS_DEPTH").unwrap_or_default();
+    let mut plans = real_plans("NEX_REAL_SAMPLES_DIR", scratch.path());
+    if depth == "corpus" || depth == "full" {
+        plans.extend(real_plans("NEX_CORPUS_DIR", scratch.path()));
+    }
+    let cases = if depth == "full" { 8 } else { 2 };
+    let mut failures = Vec::new();
+    for (n, (plan, source)) in plans.iter().enumerate() {
+        if source.is_file() {
+            assert_replay_is_complete(plan, source);
+        }
+        failures.extend(run_plan(plan, 0x005E_ED57 + n as u64, cases, false));
+    }
+    report(failures);
+}
