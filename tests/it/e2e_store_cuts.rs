@@ -76,8 +76,10 @@ struct Plan {
 /// A private, read-only view of a source database: the file and its `-wal` copied first, so
 /// that nothing is ever written beside the real one.
 fn open_source(path: &Path, scratch: &Path) -> Connection {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dest = scratch.join(format!(
-        "src-{}",
+        "src-{n}-{}",
         path.file_name().unwrap().to_string_lossy()
     ));
     std::fs::copy(path, &dest).unwrap();
@@ -321,13 +323,14 @@ fn cursor_plan(name: &str, user: &Path, scratch: &Path) -> Plan {
     let ws = user.join("workspaceStorage");
     let mut files = Vec::new();
     crate::e2e_support::files_under(&ws, &mut files);
+    let mut workspaces = Vec::new();
     for f in files {
         let n = f.file_name().unwrap().to_string_lossy();
-        if n == "state.vscdb" || n == "state.vscdb-wal" || n == "workspace.json" {
-            copies.push((
-                Path::new("cursor/User").join(f.strip_prefix(user).unwrap()),
-                f.clone(),
-            ));
+        let rel = Path::new("cursor/User").join(f.strip_prefix(user).unwrap());
+        if n == "workspace.json" {
+            copies.push((rel, f.clone()));
+        } else if n == "state.vscdb" {
+            workspaces.push((rel, f.clone()));
         }
     }
     let global = user.join("globalStorage/state.vscdb");
@@ -470,6 +473,42 @@ fn cursor_plan(name: &str, user: &Path, scratch: &Path) -> Plan {
             initial,
         });
     }
+    for (rel, path) in workspaces {
+        let src = open_source(&path, scratch);
+        let db = dbs.len();
+        let mut initial = Vec::new();
+        for table in tables_of(&src) {
+            let (cols, rows) = rows_of(&src, &table);
+            for row in rows {
+                let states = match (&row[0], table.as_str()) {
+                    (Sql::Text(key), "ItemTable") if cols == ["key", "value"] => {
+                        legacy_states(key, &row[1])
+                    }
+                    _ => Vec::new(),
+                };
+                if states.is_empty() {
+                    initial.push((insert_sql(&table, &cols, "INSERT OR REPLACE"), row));
+                    continue;
+                }
+                let sql = insert_sql(&table, &cols, "INSERT OR REPLACE");
+                for state in states.into_iter().chain([row[1].clone()]) {
+                    let seq = ops.len();
+                    ops.push(Op {
+                        at: 0,
+                        seq,
+                        db,
+                        sql: sql.clone(),
+                        params: vec![row[0].clone(), state],
+                    });
+                }
+            }
+        }
+        dbs.push(TargetDb {
+            rel,
+            schema: schema_of(&src),
+            initial,
+        });
+    }
     Plan {
         name: name.to_owned(),
         provider: "cursor",
@@ -477,6 +516,64 @@ fn cursor_plan(name: &str, user: &Path, scratch: &Path) -> Plan {
         copies,
         ops,
     }
+}
+
+/// The states a legacy workspace value went through before `value` (Cursor rewrites it whole
+/// at each change): the chat tabs (`workbench.panel.aichat.view.aichat.chatdata`, `tabs[].bubbles`)
+/// or inline composers (`composer.composerData`, `allComposers[].conversation`) appearing one
+/// after the other and growing bubble by bubble, an AI bubble first with half its text. Empty
+/// for any other key (written once, at the start).
+fn legacy_states(key: &str, value: &Sql) -> Vec<Sql> {
+    let (outer, inner) = match key {
+        "workbench.panel.aichat.view.aichat.chatdata" => ("tabs", "bubbles"),
+        "composer.composerData" => ("allComposers", "conversation"),
+        _ => return Vec::new(),
+    };
+    let Some(fin) = as_json(value) else {
+        return Vec::new();
+    };
+    let Some(entries) = fin.get(outer).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let encode = |v: &Value| match value {
+        Sql::Blob(_) => Sql::Blob(v.to_string().into_bytes()),
+        _ => Sql::Text(v.to_string()),
+    };
+    let mut states = Vec::new();
+    let mut done: Vec<Value> = Vec::new();
+    let with = |done: &[Value], current: Option<Value>| {
+        let mut v = fin.clone();
+        v[outer] = Value::Array(done.iter().cloned().chain(current).collect());
+        encode(&v)
+    };
+    states.push(with(&done, None));
+    for entry in entries {
+        let bubbles = entry.get(inner).and_then(Value::as_array).cloned();
+        for (j, b) in bubbles.iter().flatten().enumerate() {
+            let mut e = entry.clone();
+            let mut grown: Vec<Value> = bubbles.as_ref().unwrap()[..j].to_vec();
+            let ai = matches!(b.get("type"), Some(t) if t == "ai" || t == 2);
+            let text_key = ["text", "rawText"].into_iter().find(|k| {
+                b.get(*k)
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| !t.is_empty())
+            });
+            if let (true, Some(k)) = (ai, text_key) {
+                let mut partial = b.clone();
+                partial[k] = json!(half(b[k].as_str().unwrap()));
+                grown.push(partial);
+                e[inner] = Value::Array(grown.clone());
+                states.push(with(&done, Some(e.clone())));
+                grown.pop();
+            }
+            grown.push(b.clone());
+            e[inner] = Value::Array(grown);
+            states.push(with(&done, Some(e)));
+        }
+        done.push(entry.clone());
+    }
+    // The caller writes `value` itself last (its bytes as stored).
+    states
 }
 
 // ---- the run --------------------------------------------------------------------------------
@@ -505,7 +602,9 @@ impl StoreTree {
         }
         let mut writers = Vec::new();
         for db in &plan.dbs {
-            let conn = Connection::open(dir.path().join(&db.rel)).unwrap();
+            let path = dir.path().join(&db.rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let conn = Connection::open(path).unwrap();
             conn.execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; PRAGMA foreign_keys=OFF;",
             )
@@ -841,6 +940,35 @@ fn every_replay_of_the_fixture_stores_equals_one_import() {
     let (db, conn) = crate::sources::cursor_fixture::create(&global, true);
     crate::sources::cursor_fixture::populate(&conn);
     drop(conn);
+    // A 2024 workspace: legacy chat tabs and an inline composer in its `ItemTable`.
+    let ws = user.join("workspaceStorage/ws-legacy");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("workspace.json"),
+        r#"{"folder": "file:///work/legacy"}"#,
+    )
+    .unwrap();
+    let (_, conn) = crate::sources::cursor_fixture::create(&ws, false);
+    let put = crate::sources::cursor_fixture::put_item;
+    put(
+        &conn,
+        "workbench.panel.aichat.view.aichat.chatdata",
+        &crate::sources::cursor_fixture::legacy_tabs(true),
+    );
+    put(
+        &conn,
+        "composer.composerData",
+        &json!({"allComposers": [{"composerId": "c-inline-2024", "name": "Docs",
+            "createdAt": 1_767_225_620_000_i64, "lastUpdatedAt": 1_767_225_690_000_i64,
+            "conversation": [
+                {"bubbleId": "i1", "type": 1, "text": "Add a README"},
+                {"bubbleId": "i2", "type": 2, "text": "Added README.md.",
+                 "tokenCount": {"inputTokens": 0, "outputTokens": 0}},
+                {"bubbleId": "i3", "type": 1, "text": "And a license"},
+                {"bubbleId": "i4", "type": 2, "text": "Added LICENSE.",
+                 "tokenCount": {"inputTokens": 900, "outputTokens": 30}}]}]}),
+    );
+    drop(conn);
     let plans = [
         (
             opencode_plan("opencode fixture", &oc, scratch.path()),
@@ -848,6 +976,25 @@ fn every_replay_of_the_fixture_stores_equals_one_import() {
         ),
         (cursor_plan("cursor fixture", &user, scratch.path()), db),
     ];
+    // Every kind of session is in the final database: the OpenCode parent and subagent, the
+    // Cursor composer, legacy tab and inline composer.
+    for (plan, wanted) in [
+        (&plans[0].0, &["ses_a", "ses_c"][..]),
+        (&plans[1].0, &["c-alpha", "tab-1", "c-inline-2024"][..]),
+    ] {
+        let tree = StoreTree::new(plan);
+        tree.write(&plan.ops);
+        let ledger = Ledger::new(tree.dir.path().join("ref.db"));
+        tree.backfill(plan, &ledger, false, "whole");
+        let dump = tree.dump(&ledger);
+        for id in wanted {
+            assert!(
+                dump.contains(&format!("source_session_id=\"{id}\"")),
+                "{}: no session {id}:\n{dump}",
+                plan.name
+            );
+        }
+    }
     let mut failures = Vec::new();
     for (n, (plan, source)) in plans.iter().enumerate() {
         assert!(

@@ -222,7 +222,7 @@ pub(crate) fn populate(conn: &Connection) {
 }
 
 /// The legacy chat tabs; `grown` appends a second exchange to `tab-1`.
-pub(super) fn legacy_tabs(grown: bool) -> Value {
+pub(crate) fn legacy_tabs(grown: bool) -> Value {
     let mut bubbles = vec![
         json!({"type": "user", "id": "lb1", "text": "What is Rust?"}),
         json!({"type": "ai", "id": "lb2", "rawText": "A language.", "modelType": "gpt-4"}),
