@@ -22,8 +22,8 @@
 //! ([`dump`]) must equal one backfill of the final database into a fresh ledger; a `--full`
 //! backfill over the cut ledger must converge to it too.
 //!
-//! The legacy OpenCode `storage/` JSON tree is files rewritten whole, not a database: it is not
-//! replayed here (the OpenCode source tests poll it after several writes).
+//! - OpenCode's legacy `storage/` JSON tree: each session, message and part file written at its
+//!   creation time (first partial, as above), then final; the tree before the database.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,8 @@ struct Op {
     db: usize,
     sql: String,
     params: Vec<Sql>,
+    /// A file written whole instead (a legacy OpenCode JSON file): path under the tree, bytes.
+    file: Option<(PathBuf, Vec<u8>)>,
 }
 
 /// A database of a group: where it goes under the tree, its schema statements and the rows
@@ -221,10 +223,159 @@ fn opencode_partial(table: &str, data: &Value) -> Option<Value> {
 
 /// The replay of one OpenCode data directory's `opencode.db`.
 fn opencode_plan(name: &str, data_dir: &Path, scratch: &Path) -> Plan {
-    let src = open_source(&data_dir.join("opencode.db"), scratch);
-    let mut initial = Vec::new();
+    let mut ops = legacy_storage_ops(&data_dir.join("storage"));
+    let mut dbs = Vec::new();
+    let db = data_dir.join("opencode.db");
+    if db.is_file() {
+        // A session the database holds too is left out of the tree: OpenCode copied it into
+        // the database when it moved to SQLite, and the database copy is the one read. (The
+        // fixture's stale JSON copy holds a message the database lacks: imported from the tree
+        // first, the ledger keeps it, as it keeps anything a source later drops.)
+        let src = open_source(&db, scratch);
+        let mut stmt = src.prepare("SELECT id FROM session").unwrap();
+        let ids: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut gone: Vec<String> = Vec::new();
+        for op in &ops {
+            let Some((rel, _)) = &op.file else { continue };
+            let parts: Vec<String> = rel
+                .iter()
+                .map(|c| c.to_string_lossy().into_owned())
+                .collect();
+            if parts.get(2).is_some_and(|k| k == "message")
+                && parts.get(3).is_some_and(|sid| ids.contains(sid))
+            {
+                gone.push(rel.file_stem().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        ops.retain(|op| {
+            let Some((rel, _)) = &op.file else {
+                return true;
+            };
+            let parts: Vec<String> = rel
+                .iter()
+                .map(|c| c.to_string_lossy().into_owned())
+                .collect();
+            let stem = rel.file_stem().unwrap().to_string_lossy().into_owned();
+            match parts.get(2).map(String::as_str) {
+                Some("session") => !ids.contains(&stem),
+                Some("message") => !parts.get(3).is_some_and(|sid| ids.contains(sid)),
+                Some("part") => !parts.get(3).is_some_and(|mid| gone.contains(mid)),
+                _ => true,
+            }
+        });
+        drop(stmt);
+        dbs.push(opencode_db(&db, scratch, &mut ops));
+    }
+    Plan {
+        name: name.to_owned(),
+        provider: "opencode",
+        dbs,
+        copies: Vec::new(),
+        ops,
+    }
+}
+
+/// The legacy `storage/` tree (`session/<project>/<id>.json`, `message/<session>/<id>.json`,
+/// `part/<message>/<id>.json`, each file rewritten whole): each session, message and part
+/// file written at its creation time, first as [`opencode_partial`] says, then final at its
+/// completion; any other file at the start.
+fn legacy_storage_ops(storage: &Path) -> Vec<Op> {
+    let mut files = Vec::new();
+    crate::e2e_support::files_under(storage, &mut files);
+    files.sort();
     let mut ops = Vec::new();
-    let mut seq = 0usize;
+    // A message's creation time, for its parts that carry none.
+    let mut message_times: HashMap<String, i64> = HashMap::new();
+    let parsed: Vec<(PathBuf, Vec<u8>, Option<Value>)> = files
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(&f).unwrap();
+            let v = serde_json::from_slice::<Value>(&bytes).ok();
+            let rel = Path::new("opencode/storage").join(f.strip_prefix(storage).unwrap());
+            (rel, bytes, v)
+        })
+        .collect();
+    let kind = |rel: &Path| {
+        rel.components()
+            .nth(2)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let ms = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_i64);
+    for (rel, _, v) in &parsed {
+        if let (Some(v), "message") = (v, kind(rel).as_str())
+            && let (Some(id), Some(t)) =
+                (v.get("id").and_then(Value::as_str), ms(v, "/time/created"))
+        {
+            message_times.insert(id.to_owned(), t);
+        }
+    }
+    for (rel, bytes, v) in parsed {
+        let push = |ops: &mut Vec<Op>, at: i64, bytes: Vec<u8>| {
+            let seq = ops.len();
+            ops.push(Op {
+                at,
+                seq,
+                db: 0,
+                sql: String::new(),
+                params: Vec::new(),
+                file: Some((rel.clone(), bytes)),
+            });
+        };
+        let k = kind(&rel);
+        let Some(v) = v.filter(|_| ["session", "message", "part"].contains(&k.as_str())) else {
+            push(&mut ops, 0, bytes);
+            continue;
+        };
+        let created = match k.as_str() {
+            "part" => ms(&v, "/time/start")
+                .or_else(|| ms(&v, "/state/time/start"))
+                .or_else(|| message_times.get(v.get("messageID")?.as_str()?).copied()),
+            _ => ms(&v, "/time/created"),
+        }
+        .unwrap_or(0);
+        let done = [
+            "/time/updated",
+            "/time/completed",
+            "/time/end",
+            "/state/time/end",
+        ]
+        .iter()
+        .filter_map(|p| ms(&v, p))
+        .max()
+        .unwrap_or(created)
+        .max(created);
+        let first = match k.as_str() {
+            "session" => {
+                let mut f = v.clone();
+                f["title"] = json!(format!("New session - {created}"));
+                if f.pointer("/time/updated").is_some() {
+                    f["time"]["updated"] = json!(created);
+                }
+                Some(f)
+            }
+            table => opencode_partial(table, &v),
+        };
+        let pretty = |v: &Value| serde_json::to_vec_pretty(v).unwrap();
+        if let Some(f) = first.filter(|f| *f != v) {
+            push(&mut ops, created, pretty(&f));
+            push(&mut ops, done, bytes);
+        } else {
+            push(&mut ops, created, bytes);
+        }
+    }
+    ops
+}
+
+/// The replay of `opencode.db` (database 0 of the plan), its writes appended to `ops`.
+fn opencode_db(path: &Path, scratch: &Path, ops: &mut Vec<Op>) -> TargetDb {
+    let src = open_source(path, scratch);
+    let mut initial = Vec::new();
+    let mut seq = ops.len();
     let mut push = |ops: &mut Vec<Op>, at: i64, sql: String, params: Vec<Sql>| {
         seq += 1;
         ops.push(Op {
@@ -233,6 +384,7 @@ fn opencode_plan(name: &str, data_dir: &Path, scratch: &Path) -> Plan {
             db: 0,
             sql,
             params,
+            file: None,
         });
     };
     for table in tables_of(&src) {
@@ -270,24 +422,18 @@ fn opencode_plan(name: &str, data_dir: &Path, scratch: &Path) -> Plan {
                 first[d] = Sql::Text(p.to_string());
             }
             let changed = first != row;
-            push(&mut ops, t0, insert.clone(), first);
+            push(ops, t0, insert.clone(), first);
             if changed {
                 let mut params = row.clone();
                 params.push(row[col("id").unwrap()].clone());
-                push(&mut ops, t1, update.clone(), params);
+                push(ops, t1, update.clone(), params);
             }
         }
     }
-    Plan {
-        name: name.to_owned(),
-        provider: "opencode",
-        dbs: vec![TargetDb {
-            rel: PathBuf::from("opencode/opencode.db"),
-            schema: schema_of(&src),
-            initial,
-        }],
-        copies: Vec::new(),
-        ops,
+    TargetDb {
+        rel: PathBuf::from("opencode/opencode.db"),
+        schema: schema_of(&src),
+        initial,
     }
 }
 
@@ -379,6 +525,7 @@ fn cursor_plan(name: &str, user: &Path, scratch: &Path) -> Plan {
                 db: 0,
                 sql: put.to_owned(),
                 params: vec![Sql::Text(key), value],
+                file: None,
             });
         };
         for (cid, value) in &composers {
@@ -499,6 +646,7 @@ fn cursor_plan(name: &str, user: &Path, scratch: &Path) -> Plan {
                         db,
                         sql: sql.clone(),
                         params: vec![row[0].clone(), state],
+                        file: None,
                     });
                 }
             }
@@ -624,12 +772,23 @@ impl StoreTree {
 
     /// Commits `ops`: one transaction per database.
     fn write(&self, ops: &[Op]) {
-        for (i, conn) in self.writers.iter().enumerate() {
-            let tx = conn.unchecked_transaction().unwrap();
-            for op in ops.iter().filter(|o| o.db == i) {
-                tx.execute(&op.sql, rusqlite::params_from_iter(&op.params))
-                    .unwrap();
+        let txs: Vec<_> = self
+            .writers
+            .iter()
+            .map(|c| c.unchecked_transaction().unwrap())
+            .collect();
+        for op in ops {
+            if let Some((rel, bytes)) = &op.file {
+                let dest = self.dir.path().join(rel);
+                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+                std::fs::write(dest, bytes).unwrap();
+                continue;
             }
+            txs[op.db]
+                .execute(&op.sql, rusqlite::params_from_iter(&op.params))
+                .unwrap();
+        }
+        for tx in txs {
             tx.commit().unwrap();
         }
     }
@@ -821,7 +980,9 @@ fn without_import_times(dump: &str, window: &std::ops::RangeInclusive<i64>) -> S
 /// `cases` random replays of `plan`; returns the failures.
 fn run_plan(plan: &Plan, seed: u64, cases: usize, must_import: bool) -> Vec<String> {
     let mut ops = plan.ops.clone();
-    ops.sort_by_key(|o| (o.at, o.seq));
+    // The legacy JSON tree predates the database (OpenCode 1.2 moved to SQLite): its files
+    // come first. A session in both is read from the database once it is there.
+    ops.sort_by_key(|o| (o.file.is_none(), o.at, o.seq));
     let mut rng = Rng::new(seed);
     let mut failures = Vec::new();
     let mut polls = 0;
@@ -910,7 +1071,8 @@ fn real_plans(var: &str, scratch: &Path) -> Vec<(Plan, PathBuf)> {
             "{var}:opencode/{}",
             dir.file_name().unwrap().to_string_lossy()
         );
-        if dir.join("opencode.db").is_file() && only.as_ref().is_none_or(|o| name.contains(o)) {
+        let has = dir.join("opencode.db").is_file() || dir.join("storage").is_dir();
+        if has && only.as_ref().is_none_or(|o| name.contains(o)) {
             out.push((opencode_plan(&name, &dir, scratch), dir.join("opencode.db")));
         }
     }
@@ -979,7 +1141,7 @@ fn every_replay_of_the_fixture_stores_equals_one_import() {
     // Every kind of session is in the final database: the OpenCode parent and subagent, the
     // Cursor composer, legacy tab and inline composer.
     for (plan, wanted) in [
-        (&plans[0].0, &["ses_a", "ses_c"][..]),
+        (&plans[0].0, &["ses_a", "ses_c", "ses_j", "ses_k"][..]),
         (&plans[1].0, &["c-alpha", "tab-1", "c-inline-2024"][..]),
     ] {
         let tree = StoreTree::new(plan);
