@@ -19,6 +19,7 @@
 //! - `factory`: the parser factory of the `aix` binary.
 
 pub mod backfill;
+pub mod claude_copies;
 pub mod config;
 pub mod cursor;
 pub mod discover;
