@@ -224,10 +224,14 @@ pub fn run_backfill(
     // Each job with its file size, for the in-flight byte budget.
     let mut jobs: VecDeque<(FileState, u64)> = VecDeque::new();
     let mut lineage = Lineage::default();
-    // Claude Code files by path: one that loses lines to a file read after it is read again.
+    // Claude Code and Codex files by path: one that loses lines to a file read after it, or a
+    // review whose parent is read after it, is read again.
     let mut claude_files: HashMap<PathBuf, super::sources::SourceFile> = HashMap::new();
     for d in found {
-        if d.source.provider == super::sources::Provider::ClaudeCode {
+        if matches!(
+            d.source.provider,
+            super::sources::Provider::ClaudeCode | super::sources::Provider::Codex
+        ) {
             claude_files.insert(d.source.path.clone(), d.source.clone());
         }
         let key = super::cursor::cursor_key(d.source.provider, &d.source.path);

@@ -156,14 +156,16 @@ impl FileState {
         Ok(self.needs_read(full)? || self.copies_moved(factory))
     }
 
-    /// Whether the digest of the file's lines owned by other files differs from its cursor's
-    /// (Claude Code files with a cursor; false for the rest). Makes a parser when none is in
+    /// Whether the digest of the file's lines owned by other files (Claude Code), or the parent
+    /// of a `/review` rollout (Codex), differs from its cursor's (false without a cursor and for
+    /// the other providers). Makes a parser when none is in
     /// memory (which reads the claims of the file's project once per run).
     pub fn copies_moved(&self, factory: &ParserFactory) -> bool {
         let Some(c) = &self.cursor else {
             return false;
         };
-        if self.source.provider != super::sources::Provider::ClaudeCode {
+        use super::sources::Provider;
+        if !matches!(self.source.provider, Provider::ClaudeCode | Provider::Codex) {
             return false;
         }
         let now = match &self.parser {

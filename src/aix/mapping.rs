@@ -43,8 +43,9 @@ pub const BEFORE_VERSIONS: u32 = 1;
 pub const CLAUDE_CODE: u32 = 5;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
-/// without the cache reads (Codex's input includes them).
-pub const CODEX: u32 = 3;
+/// without the cache reads (Codex's input includes them). 4 = a `/review` rollout names the
+/// session that started it (`aix::codex_reviews`).
+pub const CODEX: u32 = 4;
 /// Cursor: 2 = workspace databases and the `ItemTable` formats.
 pub const CURSOR: u32 = 2;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
@@ -230,7 +231,7 @@ mod tests {
     fn every_provider_is_at_its_current_version() {
         let expected = [
             (Provider::ClaudeCode, 5),
-            (Provider::Codex, 3),
+            (Provider::Codex, 4),
             (Provider::Cursor, 2),
             (Provider::OpenCode, 2),
             (Provider::GeminiCli, 4),

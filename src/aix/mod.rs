@@ -20,6 +20,7 @@
 
 pub mod backfill;
 pub mod claude_copies;
+pub mod codex_reviews;
 pub mod config;
 pub mod cursor;
 pub mod discover;

@@ -69,9 +69,19 @@ pub fn parser_with_copies(
     file: &SourceFile,
     copies: Option<std::sync::Arc<crate::aix::claude_copies::CopyIndex>>,
 ) -> Box<dyn SessionParser> {
+    parser_with_indexes(file, copies, None)
+}
+
+/// [`parser_with_copies`], with the run's index of Codex `/review` links too
+/// (`aix::codex_reviews`).
+pub fn parser_with_indexes(
+    file: &SourceFile,
+    copies: Option<std::sync::Arc<crate::aix::claude_copies::CopyIndex>>,
+    reviews: Option<std::sync::Arc<crate::aix::codex_reviews::ReviewIndex>>,
+) -> Box<dyn SessionParser> {
     match file.provider {
         Provider::ClaudeCode => Box::new(ClaudeCodeParser::with_copies(file, copies)),
-        Provider::Codex => Box::new(CodexParser::new(file)),
+        Provider::Codex => Box::new(CodexParser::with_reviews(file, reviews)),
         Provider::GeminiCli => Box::new(GeminiParser::new(file)),
         Provider::Cursor | Provider::OpenCode => Box::new(NoLines::default()),
     }
