@@ -224,7 +224,16 @@ pub fn run_backfill(
     // Each job with its file size, for the in-flight byte budget.
     let mut jobs: VecDeque<(FileState, u64)> = VecDeque::new();
     let mut lineage = Lineage::default();
+    // Claude Code and Codex files by path: one that loses lines to a file read after it, or a
+    // review whose parent is read after it, is read again.
+    let mut claude_files: HashMap<PathBuf, super::sources::SourceFile> = HashMap::new();
     for d in found {
+        if matches!(
+            d.source.provider,
+            super::sources::Provider::ClaudeCode | super::sources::Provider::Codex
+        ) {
+            claude_files.insert(d.source.path.clone(), d.source.clone());
+        }
         let key = super::cursor::cursor_key(d.source.provider, &d.source.path);
         let cursor = if options.full {
             None
@@ -233,7 +242,7 @@ pub fn run_backfill(
         };
         lineage.know(&d.source, cursor);
         let state = FileState::new(d.source, cursors.get(&key).cloned());
-        match state.needs_read(options.full) {
+        match state.needs_read_with(options.full, factory) {
             Ok(true) => {
                 let size = std::fs::metadata(&state.source.path).map_or(0, |m| m.len());
                 jobs.push_back((state, size));
@@ -255,6 +264,9 @@ pub fn run_backfill(
 
     // Files this run has still to read (a child among them gets its link when it is read).
     let mut to_read: HashSet<PathBuf> = jobs.iter().map(|(s, _)| s.source.path.clone()).collect();
+    // Files that lost lines to a claim made during this run (a file written since the
+    // project's claims were read): read again whole at the end.
+    let mut displaced: BTreeSet<PathBuf> = BTreeSet::new();
     let threads = pool_size(options.parse_threads);
     let window = threads + 1;
     let full = options.full;
@@ -304,11 +316,12 @@ pub fn run_backfill(
             };
             in_flight_bytes -= size;
             // A worker thread that panicked drops its reply sender: count the file as failed.
-            let Ok((state, update)) = rx.recv() else {
+            let Ok((mut state, update)) = rx.recv() else {
                 counters.file_failed(&path, &std::io::Error::other("parser panicked"));
                 continue;
             };
             to_read.remove(&state.source.path);
+            displaced.extend(state.take_displaced());
             match update {
                 Ok(Some(update)) => {
                     counters.lossy_lines += update.lossy_lines;
@@ -340,6 +353,15 @@ pub fn run_backfill(
         Ok(())
     });
     result?;
+    reread_displaced(
+        displaced,
+        &claude_files,
+        factory,
+        &mut lineage,
+        &options.mappings,
+        emitter,
+        stop,
+    )?;
     for store in open_stores(options) {
         if stop.is_stopped() {
             break;
@@ -365,6 +387,40 @@ pub fn run_backfill(
         "backfill done"
     );
     Ok(counters)
+}
+
+/// Reads again whole the files that lost lines to another file's claim during the run (their
+/// whole items remove the rows of the lines they no longer own), until no read displaces one.
+fn reread_displaced(
+    mut displaced: BTreeSet<PathBuf>,
+    files: &HashMap<PathBuf, super::sources::SourceFile>,
+    factory: &ParserFactory,
+    lineage: &mut Lineage,
+    mappings: &MappingVersions,
+    emitter: &mut Emitter<'_>,
+    stop: &StopSignal,
+) -> std::io::Result<()> {
+    while let Some(path) = displaced.pop_first() {
+        if stop.is_stopped() {
+            break;
+        }
+        let Some(source) = files.get(&path) else {
+            continue;
+        };
+        let mut state = FileState::new(source.clone(), None);
+        match state.update(factory, true) {
+            Ok(Some(update)) => {
+                displaced.extend(state.take_displaced());
+                let resend = emit_update(&state, update, lineage, mappings, factory, emitter)?;
+                resend_children(resend, &HashSet::new(), factory, lineage, mappings, emitter)?;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error_kind = ?e.kind(), "displaced file not read again")
+            }
+        }
+    }
+    Ok(())
 }
 
 fn pool_size(configured: usize) -> usize {

@@ -64,6 +64,10 @@ pub struct FileCursor {
     /// cursor is emitted; at run start a cursor of another version is dropped.
     #[serde(default = "before_versions")]
     pub mapping: u32,
+    /// Claude Code: the digest of the file's lines that another file owns as the read saw it
+    /// (`aix::claude_copies`); a run that finds another one reads the file again whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<String>,
 }
 
 fn before_versions() -> u32 {
@@ -289,6 +293,7 @@ mod tests {
             open_turn_offset: 0,
             fingerprint: "fp".into(),
             mapping: 2,
+            copies: None,
         }
     }
 

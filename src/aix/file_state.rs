@@ -150,6 +150,44 @@ impl FileState {
         Ok(cursor::check(self.cursor.as_ref(), &now, &mut file) != CursorCheck::Unchanged)
     }
 
+    /// [`FileState::needs_read`], or the lines of the file that other files own are not those its
+    /// cursor was taken with (`aix::claude_copies`: the file is then read whole).
+    pub fn needs_read_with(&self, full: bool, factory: &ParserFactory) -> io::Result<bool> {
+        Ok(self.needs_read(full)? || self.copies_moved(factory))
+    }
+
+    /// Whether the digest of the file's lines owned by other files (Claude Code), or the parent
+    /// of a `/review` rollout (Codex), differs from its cursor's (false without a cursor and for
+    /// the other providers). Makes a parser when none is in
+    /// memory (which reads the claims of the file's project once per run).
+    pub fn copies_moved(&self, factory: &ParserFactory) -> bool {
+        let Some(c) = &self.cursor else {
+            return false;
+        };
+        use super::sources::Provider;
+        if !matches!(self.source.provider, Provider::ClaudeCode | Provider::Codex) {
+            return false;
+        }
+        let now = match &self.parser {
+            Some(p) => p.copies_digest(),
+            None => factory(&self.source).copies_digest(),
+        };
+        now != c.copies
+    }
+
+    /// The files that lost lines to claims of this file's lines since the last call (read them
+    /// again whole: `aix::claude_copies`).
+    pub fn take_displaced(&mut self) -> Vec<std::path::PathBuf> {
+        let own = &self.source.path;
+        let mut out = self
+            .parser
+            .as_mut()
+            .map(|p| p.take_displaced())
+            .unwrap_or_default();
+        out.retain(|p| p != own);
+        out
+    }
+
     /// Reads what is new in the file and returns its items and the new cursor; `Ok(None)` when
     /// nothing changed since the cursor (no parse at all). `full` reads the file whole with a
     /// fresh parser whatever the cursor says.
@@ -232,6 +270,7 @@ impl FileState {
         }
         let mut file = File::open(&self.source.path)?;
         let now = FileIdentity::of(&file.metadata()?);
+        let full = full || self.copies_moved(factory);
         let check = if full {
             CursorCheck::Rewrite
         } else {
@@ -304,6 +343,7 @@ impl FileState {
                 .cursor
                 .as_ref()
                 .map_or(mapping::BEFORE_VERSIONS, |c| c.mapping),
+            copies: parser.copies_digest(),
         };
         self.cursor = Some(cursor.clone());
         Ok(Some(FileUpdate {
@@ -347,6 +387,7 @@ impl FileState {
                 .cursor
                 .as_ref()
                 .map_or(mapping::BEFORE_VERSIONS, |c| c.mapping),
+            copies: parser.copies_digest(),
         };
         let lossy_lines = parser.stats().lossy_lines;
         self.parser = Some(parser);

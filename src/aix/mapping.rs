@@ -37,12 +37,15 @@ pub const BEFORE_VERSIONS: u32 = 1;
 /// uuid the item already holds is a copy and changes nothing (resumed 2.1.x subagent files).
 /// 4 = each tool result's text stored once: in the call's `result_json` (not again in its role
 /// `tool` message, which the call names as `resultSourceMessageId`), `toolUseResult` without the
-/// strings that repeat the text or the call's input.
-pub const CLAUDE_CODE: u32 = 4;
+/// strings that repeat the text or the call's input. 5 = a line several files hold (a resumed
+/// 1.0.x file's copy of the earlier session, a 2.1.x `aside_question` agent's copy of its
+/// parent) belongs to one file only (`aix::claude_copies`): the copies leave the other items.
+pub const CLAUDE_CODE: u32 = 5;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
-/// without the cache reads (Codex's input includes them).
-pub const CODEX: u32 = 3;
+/// without the cache reads (Codex's input includes them). 4 = a `/review` rollout names the
+/// session that started it (`aix::codex_reviews`).
+pub const CODEX: u32 = 4;
 /// Cursor: 2 = workspace databases and the `ItemTable` formats.
 pub const CURSOR: u32 = 2;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
@@ -227,8 +230,8 @@ mod tests {
     #[test]
     fn every_provider_is_at_its_current_version() {
         let expected = [
-            (Provider::ClaudeCode, 4),
-            (Provider::Codex, 3),
+            (Provider::ClaudeCode, 5),
+            (Provider::Codex, 4),
             (Provider::Cursor, 2),
             (Provider::OpenCode, 2),
             (Provider::GeminiCli, 4),

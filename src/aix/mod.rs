@@ -19,6 +19,8 @@
 //! - `factory`: the parser factory of the `aix` binary.
 
 pub mod backfill;
+pub mod claude_copies;
+pub mod codex_reviews;
 pub mod config;
 pub mod cursor;
 pub mod discover;

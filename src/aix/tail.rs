@@ -351,6 +351,8 @@ impl Tail<'_, '_> {
         if result.is_ok() {
             self.counters.file_read(&path);
         }
+        // Files that lost lines to this file's claims: read again (whole, their copies moved).
+        let displaced = tracked.state.take_displaced();
         match result {
             Ok(Some(update)) => {
                 self.counters.lossy_lines += update.lossy_lines;
@@ -376,6 +378,12 @@ impl Tail<'_, '_> {
                 self.removed.insert(path);
             }
             Err(e) => self.counters.file_failed(&path, &e),
+        }
+        let now = Instant::now();
+        for p in displaced {
+            if self.files.contains_key(&p) {
+                self.mark(p, now, false);
+            }
         }
         Ok(())
     }
@@ -519,7 +527,7 @@ impl Tail<'_, '_> {
             self.lineage.know(&d.source, cursor.as_ref());
             let state = FileState::new(d.source, cursor);
             let path = state.source.path.clone();
-            let needs = state.needs_read(false).unwrap_or(true);
+            let needs = state.needs_read_with(false, self.factory).unwrap_or(true);
             self.files.insert(
                 path.clone(),
                 Tracked {

@@ -153,9 +153,12 @@ pub(crate) fn import_item(
     };
 
     // 13. (extension) A whole item of a newer mapping version replaces the session's rows.
+    // Also when the whole item leaves out copies another session owns and its fingerprint
+    // moved: those lines may have been imported here before their owner was known.
     let replaces = match (&existing, item.mapping_version) {
-        (Some((_, _, stored)), Some(version)) if item.whole_session => {
+        (Some((stored_fp, _, stored)), Some(version)) if item.whole_session => {
             version > stored.unwrap_or(replace::BEFORE_VERSIONS)
+                || (item.copies_elsewhere && stored_fp != fingerprint)
         }
         _ => false,
     };
@@ -325,6 +328,13 @@ pub(crate) fn import_item(
         provider,
         non_blank(session.workspace_path.as_deref()),
     ])?;
+
+    // 13. A replacement holds the whole session: its creation time is the item's (the kept
+    // one may be a removed row's, e.g. a copied line's older time).
+    if replaces {
+        conn.prepare_cached(sql::REPLACE_SESSION_CREATED)?
+            .execute(params![label, times.created])?;
+    }
 
     // 10. History, only when the head changed (improvement).
     let latest: Option<String> = conn

@@ -156,6 +156,10 @@ pub(crate) const UPSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         OR tool_calls.session_label IS NOT excluded.session_label
         OR tool_calls.result_message_id IS NOT excluded.result_message_id";
 
+/// Item rule 13: a replacing item's creation time replaces the stored one.
+pub(crate) const REPLACE_SESSION_CREATED: &str =
+    "UPDATE sessions SET created_at = ?2 WHERE label = ?1 AND created_at IS NOT ?2";
+
 /// Nullable columns keep their stored value when the new one is NULL (rule 9: blanks never
 /// erase); `persona_id`, `is_subagent`, `updated_at` and `status` are overwritten;
 /// `created_at` is kept.

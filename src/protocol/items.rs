@@ -39,6 +39,13 @@ pub struct ImportSessionItem {
     /// rows: those it does not carry are removed. A partial item never removes anything.
     #[serde(skip_serializing_if = "is_false")]
     pub whole_session: bool,
+    /// (extension) Some lines of the session's source are copies that another session owns
+    /// (Claude Code resumed files, `aix::claude_copies`), and the item leaves them out. A
+    /// `wholeSession` item with it whose fingerprint moved also replaces the session's rows:
+    /// the lines it left out may have been imported as this session's before their owner was
+    /// known.
+    #[serde(skip_serializing_if = "is_false")]
+    pub copies_elsewhere: bool,
 }
 
 /// The session header of an item.
@@ -213,6 +220,10 @@ struct RawItem {
     whole_session: Option<bool>,
     #[serde(rename = "whole_session")]
     whole_session_s: Option<bool>,
+    #[serde(rename = "copiesElsewhere")]
+    copies_elsewhere: Option<bool>,
+    #[serde(rename = "copies_elsewhere")]
+    copies_elsewhere_s: Option<bool>,
 }
 
 impl From<RawItem> for ImportSessionItem {
@@ -228,6 +239,7 @@ impl From<RawItem> for ImportSessionItem {
             tool_calls: pick_vec(r.tool_calls, r.tool_calls_s),
             mapping_version: r.mapping_version.or(r.mapping_version_s),
             whole_session: r.whole_session.or(r.whole_session_s).unwrap_or(false),
+            copies_elsewhere: r.copies_elsewhere.or(r.copies_elsewhere_s).unwrap_or(false),
         }
     }
 }

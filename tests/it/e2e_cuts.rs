@@ -545,6 +545,8 @@ struct Follower<'s> {
     lineage: Lineage,
     emitter: Emitter<'s>,
     cursors: HashMap<String, FileCursor>,
+    /// One factory per run, as the worker has (its Claude Code copy index follows the run).
+    factory: nex::aix::ParserFactory,
 }
 
 impl<'s> Follower<'s> {
@@ -554,13 +556,14 @@ impl<'s> Follower<'s> {
             lineage: Lineage::default(),
             emitter: Emitter::new(sink, RunMode::Tail, None, EmitLimits::default()),
             cursors,
+            factory: nex::aix::default_parser_factory(),
         }
     }
 
     /// Picks up new files (as the tail's re-scan) and reads `changed` (notified, kept live);
     /// at the first call every file whose cursor is stale is read too (start-up, not live).
     fn step(&mut self, tree: &Tree, changed: &[PathBuf]) {
-        let factory = nex::aix::default_parser_factory();
+        let factory = self.factory.clone();
         let mut due: Vec<(PathBuf, bool)> = Vec::new();
         for d in discover(&tree.options(false)) {
             let path = d.source.path.clone();
@@ -570,7 +573,7 @@ impl<'s> Follower<'s> {
             let key = nex::aix::cursor::cursor_key(d.source.provider, &path);
             self.lineage.know(&d.source, self.cursors.get(&key));
             let state = FileState::new(d.source, self.cursors.get(&key).cloned());
-            if state.needs_read(false).unwrap_or(true) {
+            if state.needs_read_with(false, &factory).unwrap_or(true) {
                 due.push((path.clone(), changed.contains(&path)));
             }
             self.files.insert(path, state);
@@ -580,11 +583,19 @@ impl<'s> Follower<'s> {
                 due.push((p.clone(), true));
             }
         }
-        for (path, live) in due {
+        // Files that lost lines to another file's claims are read again, as the tail does.
+        let mut due: std::collections::VecDeque<(PathBuf, bool)> = due.into();
+        while let Some((path, live)) = due.pop_front() {
             let Some(state) = self.files.get_mut(&path) else {
                 continue;
             };
-            let Some(update) = state.update(&factory, false).unwrap() else {
+            let update = state.update(&factory, false).unwrap();
+            for p in state.take_displaced() {
+                if !due.iter().any(|(d, _)| *d == p) {
+                    due.push_back((p, false));
+                }
+            }
+            let Some(update) = update else {
                 continue;
             };
             let mut pending = emit_update(
@@ -1519,4 +1530,56 @@ fn a_long_open_turn_goes_as_deltas_and_survives_a_worker_restart_mid_turn() {
     if got != expected {
         panic!("{}", differences(&got, &expected));
     }
+}
+
+// ---- lines several Claude Code files hold ---------------------------------------------------
+
+/// The `resumed-chain` fixture (A, B resumed from A, C resumed from B, each starting with a
+/// copy of the conversation so far) as one project.
+fn resumed_chain_group() -> Group {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files = Vec::new();
+    collect(
+        &root,
+        "claude-code/resumed-chain",
+        "claude/resumed-chain",
+        &mut files,
+    );
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    assert_eq!(files.len(), 3);
+    Group {
+        name: "claude resumed chain".into(),
+        files,
+    }
+}
+
+/// Whatever order the files of a resumed chain appear and grow in (a copy first, its origin
+/// later; cut mid-line), read by a running tail or by restarted runs, each copied line ends in
+/// its owner's session only: the rows a file imported before a line's owner appeared are
+/// removed when the owner appears, and the ledger equals one backfill of the final files.
+#[test]
+fn resumed_claude_files_give_one_result_whatever_order_they_appear_in() {
+    let group = resumed_chain_group();
+    let expected = reference(&group);
+    let mut failures = Vec::new();
+    let ends: Vec<usize> = group.files.iter().map(CutFile::end).collect();
+    for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2], [2, 0, 1]] {
+        for reader in [Reader::Tail, Reader::Restart] {
+            let steps: Vec<Step> = order
+                .iter()
+                .map(|&i| Step {
+                    cuts: vec![(i, ends[i])],
+                    reader,
+                })
+                .collect();
+            failures.extend(check(
+                &group,
+                &expected,
+                &steps,
+                &format!("files in order {order:?} ({reader:?})"),
+            ));
+        }
+    }
+    failures.extend(run_group(&group, 0x5eed_c0b1, 8, usize::MAX, true));
+    report(failures);
 }

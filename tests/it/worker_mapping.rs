@@ -223,3 +223,71 @@ fn the_next_tail_start_replaces_what_the_old_mapping_wrote() {
     replay(&frames, &old);
     assert_upgraded(&batch_items(&frames), &old, &clean);
 }
+
+/// Claude Code mapping 4 imported every line of a resumed file as its own (the copies of the
+/// earlier session counted twice); the next backfill under mapping 5 reads the files again and
+/// removes the copies' rows from the resumed sessions: the ledger equals a clean import, and
+/// a backfill after that finds nothing to do.
+#[test]
+fn the_next_backfill_removes_the_copies_claude_code_mapping_4_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("projects").join("-work-garden");
+    std::fs::create_dir_all(&proj).unwrap();
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-code/resumed-chain");
+    for e in std::fs::read_dir(&fixtures).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, proj.join(p.file_name().unwrap())).unwrap();
+    }
+    let options = |mappings| WorkerOptions {
+        claude_dirs: vec![dir.path().join("projects")],
+        mappings,
+        parse_threads: 1,
+        ..Default::default()
+    };
+    // Mapping 4: no copy index (every parser alone).
+    let v4: ParserFactory = Arc::new(|f: &SourceFile| nex::aix::sources::parser_for(f));
+    let old = dir.path().join("old.db");
+    let messages = |ledger: &Path| -> i64 {
+        open(ledger)
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap()
+    };
+    replay(
+        &backfill(
+            &options(MappingVersions::CURRENT.with(Provider::ClaudeCode, 4)),
+            &[],
+            &v4,
+        ),
+        &old,
+    );
+    assert_eq!(messages(&old), 6 + 9 + 11, "mapping 4 counts the copies");
+
+    let clean = dir.path().join("clean.db");
+    replay(
+        &backfill(
+            &options(MappingVersions::CURRENT),
+            &[],
+            &nex::aix::default_parser_factory(),
+        ),
+        &clean,
+    );
+    assert_eq!(messages(&clean), 6 + 3 + 2);
+
+    let cursors = nex::ledger::load_cursors(&open(&old), "aix").unwrap();
+    let frames = backfill(
+        &options(MappingVersions::CURRENT),
+        &cursors,
+        &nex::aix::default_parser_factory(),
+    );
+    assert_eq!(batch_items(&frames).len(), 3, "every file read again");
+    let cursors = replay(&frames, &old);
+    let (got, expected) = (canonical(&open(&old)), canonical(&open(&clean)));
+    assert!(got == expected, "{}", first_difference(&got, &expected));
+    let again = backfill(
+        &options(MappingVersions::CURRENT),
+        &cursors,
+        &nex::aix::default_parser_factory(),
+    );
+    assert!(batch_items(&again).is_empty());
+}

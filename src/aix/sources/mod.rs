@@ -37,10 +37,10 @@
 mod assembler;
 pub mod claude_code;
 pub mod codex;
-mod common;
+pub(crate) mod common;
 pub mod cursor;
 pub mod gemini;
-mod lenient;
+pub(crate) mod lenient;
 pub mod opencode;
 pub mod store;
 
@@ -60,9 +60,28 @@ pub use store::{SessionStore, SessionUpdate, StoreCursor, StorePoll, UpdateSink,
 /// session). Feed it the file from byte 0. Store providers (Cursor, OpenCode) have no session
 /// files: discovery never yields one, and a file handed in anyway parses to nothing.
 pub fn parser_for(file: &SourceFile) -> Box<dyn SessionParser> {
+    parser_with_copies(file, None)
+}
+
+/// [`parser_for`], with the run's index of Claude Code lines several files hold: a Claude Code
+/// parser then skips the lines another file owns (`aix::claude_copies`).
+pub fn parser_with_copies(
+    file: &SourceFile,
+    copies: Option<std::sync::Arc<crate::aix::claude_copies::CopyIndex>>,
+) -> Box<dyn SessionParser> {
+    parser_with_indexes(file, copies, None)
+}
+
+/// [`parser_with_copies`], with the run's index of Codex `/review` links too
+/// (`aix::codex_reviews`).
+pub fn parser_with_indexes(
+    file: &SourceFile,
+    copies: Option<std::sync::Arc<crate::aix::claude_copies::CopyIndex>>,
+    reviews: Option<std::sync::Arc<crate::aix::codex_reviews::ReviewIndex>>,
+) -> Box<dyn SessionParser> {
     match file.provider {
-        Provider::ClaudeCode => Box::new(ClaudeCodeParser::new(file)),
-        Provider::Codex => Box::new(CodexParser::new(file)),
+        Provider::ClaudeCode => Box::new(ClaudeCodeParser::with_copies(file, copies)),
+        Provider::Codex => Box::new(CodexParser::with_reviews(file, reviews)),
         Provider::GeminiCli => Box::new(GeminiParser::new(file)),
         Provider::Cursor | Provider::OpenCode => Box::new(NoLines::default()),
     }
@@ -276,6 +295,19 @@ pub trait SessionParser: Send {
     /// elsewhere).
     fn spawn_links(&self) -> BTreeMap<String, SpawnLink> {
         BTreeMap::new()
+    }
+
+    /// Claude Code: the digest of the uuids of this file that another file owns
+    /// (`aix::claude_copies`), recorded in the file's cursor; a run that finds another digest
+    /// reads the file again whole. `None` elsewhere, and when the file owns all its lines.
+    fn copies_digest(&self) -> Option<String> {
+        None
+    }
+
+    /// Claude Code: the files that lost lines to a claim this parser's lines made since the
+    /// last call (read them again whole). Empty elsewhere.
+    fn take_displaced(&mut self) -> Vec<PathBuf> {
+        Vec::new()
     }
 
     /// Makes the next `take_items` re-send the file's own item (header and open turn) although

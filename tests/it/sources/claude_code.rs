@@ -737,3 +737,130 @@ fn claude_resumed_1_0_copy_counts_each_response_once() {
         ]
     );
 }
+
+// ---- lines several files hold (resumed 1.0.x chains) -------------------------------------
+
+const CHAIN_A: &str = "aaaaaaaa-1111-4000-8000-00000000000a";
+const CHAIN_B: &str = "bbbbbbbb-2222-4000-8000-00000000000b";
+const CHAIN_C: &str = "cccccccc-3333-4000-8000-00000000000c";
+
+/// The items of the `resumed-chain` files parsed in `order`, through one copy index (as a run
+/// makes them), by session id; with the stats' `copy` count of each.
+fn chain_items(order: &[&str]) -> BTreeMap<String, (ImportSessionItem, u64)> {
+    let index = std::sync::Arc::new(nex::aix::claude_copies::CopyIndex::default());
+    let mut out = BTreeMap::new();
+    for sid in order {
+        let file = source(
+            Provider::ClaudeCode,
+            &format!("claude-code/resumed-chain/{sid}.jsonl"),
+            FileRole::Main,
+        );
+        let mut p = nex::aix::sources::parser_with_copies(&file, Some(index.clone()));
+        p.push_lines(&std::fs::read(&file.path).unwrap(), 0, true);
+        let items = p.take_items();
+        assert_eq!(items.len(), 1, "{sid}");
+        let copies = p.stats().skipped_records.get("copy").copied().unwrap_or(0);
+        out.insert(sid.to_string(), (items[0].clone(), copies));
+    }
+    out
+}
+
+/// A resumed chain (B resumed from A, C from B; each starts with a copy of the conversation
+/// so far, same uuids, rewritten session ids and times; B's first copied line and one of C's
+/// keep their origin's id and time): each line counts in the earliest file only, whatever order
+/// the files are read in. A keeps everything, B and C only their own turn; the resumed files
+/// name their origin.
+#[test]
+fn claude_resumed_chain_counts_each_line_in_one_session_only() {
+    let sonnet = o("claude-sonnet-4-20250514");
+    let at = |h: i64, m: i64, s: i64| 1_777_802_400_000 + ((h - 10) * 3600 + m * 60 + s) * 1000;
+    for order in [
+        [CHAIN_A, CHAIN_B, CHAIN_C],
+        [CHAIN_C, CHAIN_B, CHAIN_A],
+        [CHAIN_B, CHAIN_C, CHAIN_A],
+    ] {
+        let items = chain_items(&order);
+        let (a, a_copies) = &items[CHAIN_A];
+        let (b, b_copies) = &items[CHAIN_B];
+        let (c, c_copies) = &items[CHAIN_C];
+        assert_eq!((*a_copies, *b_copies, *c_copies), (0, 6, 9), "{order:?}");
+        assert!(!a.copies_elsewhere && b.copies_elsewhere && c.copies_elsewhere);
+        assert_eq!(
+            turns(a),
+            vec![
+                (
+                    s("a-u1"),
+                    None,
+                    at(10, 0, 0),
+                    Some(at(10, 0, 8)),
+                    sonnet.clone(),
+                    [Some(6), Some(42), Some(230), Some(25), None, Some(303)],
+                    o("a-a2"),
+                    vec![s("a-u1")]
+                ),
+                (
+                    s("a-u3"),
+                    o("a-u1"),
+                    at(10, 1, 0),
+                    Some(at(10, 1, 3)),
+                    sonnet.clone(),
+                    [Some(3), Some(8), Some(150), Some(0), None, Some(161)],
+                    o("a-a3"),
+                    vec![s("a-u3")]
+                ),
+            ],
+            "{order:?}"
+        );
+        assert_eq!(a.messages.len(), 6);
+        assert_eq!(a.tool_calls.len(), 1);
+        // B: its prompt's parent is a line A owns; msg_B1 counts once, with its last line's
+        // usage.
+        assert_eq!(
+            turns(b),
+            vec![(
+                s("b-u1"),
+                None,
+                at(11, 0, 10),
+                Some(at(11, 0, 15)),
+                sonnet.clone(),
+                [Some(5), Some(14), Some(160), Some(9), None, Some(188)],
+                o("b-a2"),
+                vec![s("b-u1")]
+            )],
+            "{order:?}"
+        );
+        assert_eq!(
+            messages(b).iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+            ["b-u1", "b-a1", "b-a2"]
+        );
+        assert!(b.tool_calls.is_empty());
+        assert_eq!(
+            b.session.metadata.as_ref().unwrap()["resumedFromSessionId"],
+            CHAIN_A
+        );
+        assert_eq!(b.session.created_at_ms, Some(at(11, 0, 10)));
+        assert_eq!(
+            turns(c),
+            vec![(
+                s("c-u1"),
+                None,
+                at(12, 0, 20),
+                Some(at(12, 0, 23)),
+                sonnet.clone(),
+                [Some(6), Some(9), Some(170), Some(3), None, Some(188)],
+                o("c-a1"),
+                vec![s("c-u1")]
+            )],
+            "{order:?}"
+        );
+        assert_eq!(c.messages.len(), 2);
+    }
+    // Without the index (a parser alone) every line is the file's own, as before version 5.
+    let (alone, _) = parse_all(&source(
+        Provider::ClaudeCode,
+        &format!("claude-code/resumed-chain/{CHAIN_C}.jsonl"),
+        FileRole::Main,
+    ));
+    assert_eq!(alone[0].messages.len(), 11);
+    assert!(!alone[0].copies_elsewhere);
+}

@@ -294,8 +294,8 @@ const REVIEW_CHILD: &str = "019c74ac-b57f-7000-8000-000000000051";
 const REVIEW_TURN: &str = "019c74ac-b586-7000-8000-000000000052";
 
 /// `/review` in the parent: its prompt written twice in a row is one prompt, its own counter
-/// is interleaved (counted in the review turn), and the parent's total re-emitted afterwards
-/// adds nothing.
+/// is interleaved (not counted here: the review's rollout counts it, so its tokens are counted
+/// once), and the parent's total re-emitted afterwards adds nothing.
 #[test]
 fn codex_review_in_the_parent() {
     let (items, p) = codex(&format!(
@@ -327,7 +327,8 @@ fn codex_review_in_the_parent() {
                 t("53:21.010"),
                 Some(t("53:51.400")),
                 o("gpt-5.3-codex"),
-                tokens(8000, 400, 4000, 50, 12400),
+                // The review's own counter is its rollout's: none here.
+                [None, None, None, None, None, None],
                 o("L28"),
                 vec![s("L22")]
             ),
@@ -491,5 +492,61 @@ fn codex_fixtures_match_the_independent_count() {
             "{}",
             file.path.display()
         );
+    }
+}
+
+/// With the run's review index (`aix::codex_reviews`) the review's rollout names the session
+/// that started it (the parent's `task_started` after `entered_review_mode` carries the review's
+/// first turn id), whichever file is read first; the parent file alone does not change, and the
+/// parent learnt from the other file moves the review item's fingerprint.
+#[test]
+fn codex_review_rollout_links_to_the_session_that_started_it() {
+    let parent = source(
+        Provider::Codex,
+        &format!("codex/review/rollout-2026-02-19T15-00-00-{REVIEW_PARENT}.jsonl"),
+        FileRole::Main,
+    );
+    let child = source(
+        Provider::Codex,
+        &format!("codex/review/rollout-2026-02-19T15-53-21-{REVIEW_CHILD}.jsonl"),
+        FileRole::Main,
+    );
+    let (alone, _) = parse_all(&child);
+    for child_first in [true, false] {
+        let index = std::sync::Arc::new(nex::aix::codex_reviews::ReviewIndex::default());
+        let parse = |f: &SourceFile| {
+            let mut p = nex::aix::sources::parser_with_indexes(f, None, Some(index.clone()));
+            p.push_lines(&std::fs::read(&f.path).unwrap(), 0, true);
+            (p.take_items(), p.copies_digest())
+        };
+        let order = if child_first {
+            [&child, &parent]
+        } else {
+            [&parent, &child]
+        };
+        let mut got = std::collections::HashMap::new();
+        for f in order {
+            got.insert(f.path.clone(), parse(f));
+        }
+        let (child_items, digest) = &got[&child.path];
+        let review = &child_items[0].session;
+        assert!(review.is_subagent);
+        assert_eq!(
+            review.parent_source_session_id.as_deref(),
+            Some(REVIEW_PARENT)
+        );
+        assert_eq!(
+            digest.as_deref(),
+            Some(REVIEW_PARENT),
+            "the cursor records it"
+        );
+        assert_ne!(
+            child_items[0].source_session_fingerprint,
+            alone[0].source_session_fingerprint
+        );
+        assert_eq!(turns(&child_items[0]), turns(&alone[0]));
+        let (parent_items, parent_digest) = &got[&parent.path];
+        assert_eq!(parent_items[0].session.parent_source_session_id, None);
+        assert_eq!(*parent_digest, None);
     }
 }

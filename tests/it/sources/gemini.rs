@@ -270,6 +270,7 @@ fn gemini_subagent_links_to_its_parents_tool_call_in_any_order() {
         open_turn_offset: 0,
         fingerprint: String::new(),
         mapping: 1,
+        copies: None,
     };
     let mut lineage = Lineage::default();
     let mut early = items.clone();

@@ -32,11 +32,14 @@
 //! file was cut (the ledger would otherwise fill a missing turn model with the session model of
 //! the moment).
 //!
-//! Resumed 1.0.x files start with a copy of the earlier session's conversation (same uuids and
-//! `message.id`s, `sessionId` and timestamps partly rewritten): nothing inside one file tells
-//! the copied prefix apart reliably, so it stays part of the resumed session's item (see the
-//! report of issue 10: the copies need a cross-file rule).
-//!
+//! Lines several files hold (a resumed 1.0.x file starts with a copy of the earlier session's
+//! conversation, same uuids and `message.id`s, `sessionId` and timestamps partly rewritten; a
+//! 2.1.x `aside_question` agent file starts with its parent's): with the run's index
+//! (`aix::claude_copies`, [`ClaudeCodeParser::with_copies`]) a line whose uuid another file owns
+//! is skipped whole (counted as a `copy` record) before it reaches any item; within the file, the
+//! first line with a uuid stands (above). One rule: a uuid belongs to one item. The own item
+//! then carries `copiesElsewhere`, and its fingerprint folds in the uuids it skipped.
+
 //! Fingerprints: the file's own item carries the file's chain (every line of the file); an
 //! inline agent's item carries a chain over its own lines only, so it changes exactly when one
 //! of its lines is appended.
@@ -57,12 +60,14 @@ mod item;
 mod record;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use self::item::ItemState;
 use self::record::Record;
 use super::assembler::Taken;
-use super::common::{FingerprintChain, Line, LineCursor, count_skip};
+use super::common::{FingerprintChain, Line, LineCursor, count_skip, parse_rfc3339_ms};
 use super::{FileRole, ParseStats, SessionParser, SourceFile, SpawnLink};
+use crate::aix::claude_copies::{CopyIndex, FileId};
 use crate::protocol::{ImportSessionItem, SessionInfo};
 
 /// `session.provider` of every Claude Code item.
@@ -85,10 +90,21 @@ pub struct ClaudeCodeParser {
     inline_agent_of: HashMap<Box<str>, String>,
     /// Agents this file spawned, by agent id.
     links: BTreeMap<String, SpawnLink>,
+    /// The run's ownership index of lines several files hold, with this file's id in it.
+    copies: Option<(Arc<CopyIndex>, FileId)>,
+    /// The uuids of the lines skipped as copies another file owns, in file order.
+    copies_chain: Option<FingerprintChain>,
 }
 
 impl ClaudeCodeParser {
+    /// A parser that reads every line as the file's own (no other file consulted).
     pub fn new(file: &SourceFile) -> Self {
+        Self::with_copies(file, None)
+    }
+
+    /// A parser that skips the lines `copies` gives to another file (`aix::claude_copies`).
+    /// Making it reads the claims of the file's project when the index has not read them yet.
+    pub fn with_copies(file: &SourceFile, copies: Option<Arc<CopyIndex>>) -> Self {
         let stem_session = match file.role {
             FileRole::Main => file
                 .path
@@ -109,6 +125,43 @@ impl ClaudeCodeParser {
             inline: BTreeMap::new(),
             inline_agent_of: HashMap::new(),
             links: BTreeMap::new(),
+            copies: copies.map(|index| {
+                let id = index.file(&file.path);
+                (index, id)
+            }),
+            copies_chain: None,
+        }
+    }
+
+    /// Whether the line is a copy of a line another file owns (it is then skipped whole).
+    fn is_copy_elsewhere(&mut self, r: &Record<'_>) -> bool {
+        let (Some((index, file)), Some(uuid)) = (&self.copies, r.uuid.as_deref()) else {
+            return false;
+        };
+        if uuid.trim().is_empty() {
+            return false;
+        }
+        let at = r.timestamp.as_deref().and_then(parse_rfc3339_ms);
+        if index.claim(*file, uuid, at, r.session_id.as_deref()) {
+            return false;
+        }
+        self.copies_chain
+            .get_or_insert_with(FingerprintChain::default)
+            .push(uuid.trim().as_bytes());
+        true
+    }
+
+    /// The own item's fingerprint: the file's chain, folded with the chain of the lines it
+    /// skipped as copies (their owner can change while this file does not).
+    fn own_fingerprint(&self) -> String {
+        match &self.copies_chain {
+            None => self.chain.hex(),
+            Some(copies) => {
+                let mut both = FingerprintChain::default();
+                both.push(self.chain.hex().as_bytes());
+                both.push(copies.hex().as_bytes());
+                both.hex()
+            }
         }
     }
 
@@ -164,6 +217,10 @@ impl ClaudeCodeParser {
                 let sid = sid.to_owned();
                 self.own.set_resumed_from(&sid);
             }
+        }
+        if self.is_copy_elsewhere(&r) {
+            count_skip(&mut self.stats, "copy");
+            return;
         }
 
         // Which item the line belongs to.
@@ -351,7 +408,9 @@ impl SessionParser for ClaudeCodeParser {
         };
         let session = self.own_session_info();
         if let Some(t) = self.own.take() {
-            out.push(self.item(own_id, self.chain.hex(), session, t));
+            let mut item = self.item(own_id, self.own_fingerprint(), session, t);
+            item.copies_elsewhere = self.copies_chain.is_some();
+            out.push(item);
         }
         let Some(root) = self.root_session().map(str::to_owned) else {
             return out;
@@ -407,6 +466,18 @@ impl SessionParser for ClaudeCodeParser {
 
     fn spawn_links(&self) -> BTreeMap<String, SpawnLink> {
         self.links.clone()
+    }
+
+    fn copies_digest(&self) -> Option<String> {
+        let (index, file) = self.copies.as_ref()?;
+        index.digest(*file)
+    }
+
+    fn take_displaced(&mut self) -> Vec<std::path::PathBuf> {
+        self.copies
+            .as_ref()
+            .map(|(index, _)| index.take_displaced())
+            .unwrap_or_default()
     }
 }
 

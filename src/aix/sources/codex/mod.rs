@@ -7,7 +7,10 @@
 //! - Session: the first `session_meta` (id, cwd, versions, lineage). A fork names its origin in
 //!   `forked_from_id`; a spawned subagent in `source.subagent.thread_spawn` (`parent_thread_id`,
 //!   `spawn_call_id`); a `/review` rollout has `source.subagent: "review"` (a subagent whose
-//!   parent its own file does not name). A replay of the parent is skipped (counted as
+//!   parent its own file does not name: with the run's index, `aix::codex_reviews`, it is the
+//!   session whose file wrote `entered_review_mode` then a `task_started` with the review's
+//!   first turn id; the parent, learnt from another file, is folded into the fingerprint and
+//!   the cursor). A replay of the parent is skipped (counted as
 //!   `replayed`): records older than the child's `session_meta` in a fork or subagent, and,
 //!   after a second `session_meta` with another id (0.118+ subagents), everything up to the
 //!   first `task_started` whose `turn_id` is not older than the child's id. A second
@@ -27,7 +30,9 @@
 //! - Tool calls: see `tools.rs`.
 //! - Tokens: each API call once: `last_token_usage` summed over unique (`total_token_usage`,
 //!   `last_token_usage`) pairs (events are written twice, re-emitted after a `/review`, and the
-//!   total restarts after a resume); `info: null` events carry only rate limits. Codex's
+//!   total restarts after a resume); `info: null` events carry only rate limits; counts
+//!   written between `entered_review_mode` and `exited_review_mode` are the review's own (its
+//!   rollout counts them), not the parent's. Codex's
 //!   `input_tokens` includes `cached_input_tokens`: the turn's `inputTokens` is the uncached
 //!   input (input - cached, clamped at 0), `cachedInputTokens` the cache reads,
 //!   `reasoningTokens` = `reasoning_output_tokens` (part of the output), `totalTokens` Codex's
@@ -44,6 +49,8 @@ mod tools;
 mod turns;
 
 use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -55,7 +62,39 @@ use super::common::{
     FingerprintChain, Line, LineCursor, count_skip, join_nonempty, later, parse_rfc3339_ms,
 };
 use super::{ParseStats, Provider, SessionParser, SourceFile};
+use crate::aix::codex_reviews::{ReviewIndex, ReviewKeys};
 use crate::protocol::{ImportSessionItem, SessionInfo};
+
+/// What `aix::codex_reviews` reads of a record: its kind, payload kind, session id (of a
+/// `session_meta`), whether that meta is a `/review` rollout's, and a turn id.
+pub struct ReviewFields<'a> {
+    pub kind: &'a str,
+    pub payload_kind: &'a str,
+    pub id: Option<&'a str>,
+    pub is_review: bool,
+    pub turn_id: Option<&'a str>,
+}
+
+impl<'a> ReviewFields<'a> {
+    fn of(kind: &'a str, p: &'a Payload<'a>) -> Self {
+        Self {
+            kind,
+            payload_kind: p.kind(),
+            id: p.id.as_deref(),
+            is_review: p.subagent_kind() == Some("review"),
+            turn_id: p.turn_id.as_deref(),
+        }
+    }
+}
+
+/// Calls `f` with the review fields of one rollout line (nothing for a line that is no
+/// envelope record).
+pub fn review_fields(line: &[u8], f: impl FnOnce(&ReviewFields<'_>)) {
+    if let Ok(mut r) = serde_json::from_slice::<Record<'_>>(line) {
+        let p = r.payload.0.take().unwrap_or_default();
+        f(&ReviewFields::of(r.kind.as_deref().unwrap_or(""), &p));
+    }
+}
 
 /// `session.provider` of every Codex item.
 pub const MODEL_PROVIDER: &str = "openai";
@@ -115,11 +154,32 @@ pub struct CodexParser {
     token_events: HashSet<TokenEvent>,
     /// The last cumulative total, for events without `last_token_usage`.
     last_total: Option<Totals>,
+    /// The run's index of `/review` links, with this file's path (`aix::codex_reviews`).
+    reviews: Option<(Arc<ReviewIndex>, PathBuf)>,
+    /// What this file says about reviews so far.
+    review_keys: ReviewKeys,
+    /// Between `entered_review_mode` and `exited_review_mode`: the token counts written then
+    /// are the review's own (its rollout has them), not this session's.
+    in_review: bool,
 }
 
 impl CodexParser {
-    pub fn new(_file: &SourceFile) -> Self {
+    /// A parser that reads the file alone (a `/review` rollout then names no parent).
+    pub fn new(file: &SourceFile) -> Self {
+        Self::with_reviews(file, None)
+    }
+
+    /// A parser that links a `/review` rollout to the session that started it through
+    /// `reviews`. Making it reads the review keys of the file's `sessions` directory when the
+    /// index has not read them yet.
+    pub fn with_reviews(file: &SourceFile, reviews: Option<Arc<ReviewIndex>>) -> Self {
+        if let Some(index) = &reviews {
+            index.file(&file.path);
+        }
         Self {
+            reviews: reviews.map(|r| (r, file.path.clone())),
+            review_keys: ReviewKeys::default(),
+            in_review: false,
             cursor: LineCursor::default(),
             chain: FingerprintChain::default(),
             stats: ParseStats::default(),
@@ -169,6 +229,17 @@ impl CodexParser {
         let mut payload = record.payload.0.take().unwrap_or_default();
         let kind = record.kind.as_deref().unwrap_or("");
         let ts = record.timestamp.as_deref().and_then(parse_rfc3339_ms);
+        let fields = ReviewFields::of(kind, &payload);
+        match (kind, fields.payload_kind) {
+            ("session_meta", _) | ("event_msg", "task_started" | "turn_started") => {
+                self.review_keys.record(&fields);
+                if let Some((index, path)) = &self.reviews {
+                    index.add(path, &self.review_keys);
+                }
+            }
+            ("event_msg", "entered_review_mode") => self.review_keys.record(&fields),
+            _ => {}
+        }
         if kind == "session_meta" {
             self.session_meta(&payload, ts);
             return;
@@ -209,6 +280,16 @@ impl CodexParser {
             }
             ("event_msg", "agent_message") => {
                 self.assistant_text(&line, payload.message.take(), true, ts);
+            }
+            ("event_msg", "entered_review_mode" | "exited_review_mode") => {
+                self.in_review = sub == "entered_review_mode";
+                count_skip(&mut self.stats, &format!("{kind}/{sub}"));
+            }
+            ("event_msg", "token_count") if self.in_review => {
+                if let Some(event) = TokenEvent::of(&payload) {
+                    self.token_events.insert(event);
+                }
+                count_skip(&mut self.stats, "review_token_count");
             }
             ("event_msg", "token_count") => self.token_count(&line, &payload, ts),
             ("event_msg", "task_complete" | "turn_complete") => {
@@ -447,6 +528,16 @@ impl CodexParser {
         }
     }
 
+    /// The session that started this `/review` rollout, as the run's index knows it (`None`
+    /// when the file names its parent itself, or is no review).
+    fn review_parent(&self) -> Option<String> {
+        if self.header.parent.is_some() {
+            return None;
+        }
+        let (index, path) = self.reviews.as_ref()?;
+        index.parent_of_file(path)
+    }
+
     fn session_info(&self) -> SessionInfo {
         let h = &self.header;
         SessionInfo {
@@ -456,7 +547,7 @@ impl CodexParser {
             provider: Some(MODEL_PROVIDER.to_owned()),
             workspace_path: h.cwd.clone(),
             is_subagent: h.is_subagent,
-            parent_source_session_id: h.parent.clone(),
+            parent_source_session_id: h.parent.clone().or_else(|| self.review_parent()),
             spawn_tool_call_id: h.spawn_call_id.clone(),
             metadata: (!h.metadata.is_empty()).then(|| Value::Object(h.metadata.clone())),
             ..SessionInfo::default()
@@ -483,10 +574,20 @@ impl SessionParser for CodexParser {
         let Some(t) = self.asm.take() else {
             return Vec::new();
         };
+        // A parent learnt from another file is part of the fingerprint: it can come later.
+        let fingerprint = match self.review_parent() {
+            None => self.chain.hex(),
+            Some(parent) => {
+                let mut both = FingerprintChain::default();
+                both.push(self.chain.hex().as_bytes());
+                both.push(parent.as_bytes());
+                both.hex()
+            }
+        };
         vec![ImportSessionItem {
             source_provider: Provider::Codex.as_str().to_owned(),
             source_session_id: id,
-            source_session_fingerprint: self.chain.hex(),
+            source_session_fingerprint: fingerprint,
             imported_at_ms: 0,
             session,
             turns: t.turns,
@@ -512,5 +613,17 @@ impl SessionParser for CodexParser {
 
     fn stats(&self) -> &ParseStats {
         &self.stats
+    }
+
+    fn copies_digest(&self) -> Option<String> {
+        let (index, path) = self.reviews.as_ref()?;
+        index.parent_of_file(path)
+    }
+
+    fn take_displaced(&mut self) -> Vec<PathBuf> {
+        self.reviews
+            .as_ref()
+            .map(|(index, _)| index.take_displaced())
+            .unwrap_or_default()
     }
 }

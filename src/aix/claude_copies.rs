@@ -1,0 +1,362 @@
+//! Which Claude Code file owns a line that several files hold (SOURCES.md "Real-world
+//! variants": a resumed file repeats lines of the earlier session's file, same `uuid`, under a
+//! new file and session id; a 2.1.x `aside_question` subagent file repeats its parent's lines).
+//!
+//! # The rule
+//! A `uuid` belongs to one file: the one whose copy has the earliest `timestamp`; on a tie, the
+//! file whose stem is the line's `sessionId`; then the smallest path. Within a file only its
+//! first line with that uuid counts (the parser keeps the first line and treats later ones as
+//! copies). A line a file does not own is a copy: its parser skips it. Fitted on every resumed
+//! pair found in real histories (9 pairs of 1.0.x files, chains of up to four files).
+//!
+//! # How the rule stays a function of the final files
+//! - A project's files (every Claude Code file under its `projects/<name>/` directory) are read
+//!   once for their claims (uuid, timestamp, session id), the first time a parser of one of them
+//!   is made ([`CopyIndex::file`]), before that parser reads a line. A backfill therefore parses
+//!   every file against the claims of all the files on disk.
+//! - Files written later add their claims as their parser reads them ([`CopyIndex::claim`]).
+//!   When a claim takes a uuid from another file, that file is *displaced*
+//!   ([`CopyIndex::take_displaced`]): the tail reads it again whole, and its whole item removes
+//!   the rows of the lines it no longer owns (`copiesElsewhere`, item rule 13).
+//! - Each file's cursor records the digest of the uuids it does not own ([`CopyIndex::digest`]):
+//!   a run that finds another digest reads the file again whole (the claims moved while no
+//!   worker ran).
+//!
+//! Uuids are compared within a project only (a uuid is unique in real histories, but test
+//! trees reuse short ids across projects).
+//!
+//! Memory: one entry per uuid (an 8-byte key and its best claim) and one per (file, uuid).
+//! Claims are only added: a file that shrinks keeps its old claims until the next run.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::sources::FileRole;
+use super::sources::common::{LineCursor, parse_rfc3339_ms};
+use super::sources::lenient;
+
+/// A file's key in the index.
+pub type FileId = u32;
+
+/// One file's claim on a uuid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Claim {
+    /// Epoch ms of the claiming line; `i64::MAX` without a readable timestamp.
+    at: i64,
+    /// The line's `sessionId` is the file's stem.
+    named: bool,
+    file: FileId,
+}
+
+/// The ownership index of every Claude Code file a run (or a scan) touches, by project.
+#[derive(Default)]
+pub struct CopyIndex {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    paths: Vec<PathBuf>,
+    ids: HashMap<PathBuf, FileId>,
+    /// Each file's project (an index into `projects`): uuids are compared within a project.
+    project_of: Vec<u32>,
+    /// The best claim on each uuid (by project and the uuid's 64-bit key).
+    best: HashMap<(u32, u64), Claim>,
+    /// The uuids each file has claimed.
+    claimed: HashMap<FileId, HashSet<u64>>,
+    /// Project directories, in the order first met; those whose files were read for their
+    /// claims are in `read`.
+    projects: Vec<PathBuf>,
+    read: HashSet<u32>,
+    /// Files that lost a uuid since the last [`CopyIndex::take_displaced`].
+    displaced: BTreeSet<FileId>,
+}
+
+/// The fields of a line the rule reads (lenient like the parser's `Record`, so both read the
+/// same claim from the same line).
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ClaimFields<'a> {
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    uuid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "sessionId", borrow, deserialize_with = "lenient::str")]
+    session_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    timestamp: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The 64-bit key of a uuid (the first 8 bytes of its SHA-256: stable across builds, since
+/// digests built from it are stored in cursors).
+fn key_of(uuid: &str) -> u64 {
+    let d = Sha256::digest(uuid.trim().as_bytes());
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// The project directory of a Claude Code file: `projects/<name>/` for `<name>/<id>.jsonl`,
+/// `<name>/agent-<id>.jsonl`, `<name>/<id>/subagents/[workflows/<run>/]agent-<id>.jsonl`.
+fn project_dir(path: &Path) -> Option<PathBuf> {
+    let parent = path.parent()?;
+    let subagents = parent
+        .ancestors()
+        .take(3)
+        .find(|d| d.file_name().is_some_and(|n| n == "subagents"));
+    match subagents {
+        Some(d) => d.parent()?.parent().map(Path::to_path_buf),
+        None => Some(parent.to_path_buf()),
+    }
+}
+
+/// The Claude Code files under a project directory (depth 5 covers workflow runs).
+fn project_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            if depth > 0 {
+                project_files(&p, depth - 1, out);
+            }
+        } else if FileRole::claude_code_for(&p).is_some() {
+            out.push(p);
+        }
+    }
+}
+
+impl Inner {
+    fn id(&mut self, path: &Path) -> FileId {
+        if let Some(&id) = self.ids.get(path) {
+            return id;
+        }
+        let dir = project_dir(path).unwrap_or_default();
+        let project = match self.projects.iter().position(|p| *p == dir) {
+            Some(i) => i as u32,
+            None => {
+                self.projects.push(dir);
+                (self.projects.len() - 1) as u32
+            }
+        };
+        let id = self.paths.len() as FileId;
+        self.paths.push(path.to_path_buf());
+        self.project_of.push(project);
+        self.ids.insert(path.to_path_buf(), id);
+        id
+    }
+
+    fn best_key(&self, file: FileId, key: u64) -> (u32, u64) {
+        (self.project_of[file as usize], key)
+    }
+
+    /// `a` beats `b`: earlier, then named by its session id, then the smaller path.
+    fn beats(&self, a: &Claim, b: &Claim) -> bool {
+        (a.at, !a.named, &self.paths[a.file as usize])
+            < (b.at, !b.named, &self.paths[b.file as usize])
+    }
+
+    fn claim(&mut self, file: FileId, uuid: &str, at: Option<i64>, session: Option<&str>) -> bool {
+        let key = key_of(uuid);
+        let best_key = self.best_key(file, key);
+        if !self.claimed.entry(file).or_default().insert(key) {
+            return self.best.get(&best_key).is_none_or(|b| b.file == file);
+        }
+        let stem = self.paths[file as usize]
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let claim = Claim {
+            at: at.unwrap_or(i64::MAX),
+            named: session.is_some_and(|s| s.trim() == stem),
+            file,
+        };
+        match self.best.get(&best_key).copied() {
+            Some(best) if !self.beats(&claim, &best) => best.file == file,
+            previous => {
+                if let Some(previous) = previous {
+                    self.displaced.insert(previous.file);
+                }
+                self.best.insert(best_key, claim);
+                true
+            }
+        }
+    }
+
+    /// Reads the claims of every file of `dir` (complete lines only).
+    fn read_project(&mut self, dir: &Path) {
+        let mut files = Vec::new();
+        project_files(dir, 4, &mut files);
+        // Reading a project is not a change of ownership (none of its files was parsed yet).
+        let displaced = std::mem::take(&mut self.displaced);
+        for path in files {
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            // Only complete lines: a partial last line is claimed when its parser reads it.
+            let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            let file = self.id(&path);
+            let mut cursor = LineCursor::default();
+            cursor.feed(&bytes[..end], 0, |line| {
+                if let Some((uuid, at, session)) = claim_of(line.bytes) {
+                    self.claim(file, &uuid, at, session.as_deref());
+                }
+            });
+        }
+        self.displaced = displaced;
+    }
+}
+
+/// The claim a line makes: its uuid, timestamp (epoch ms) and session id.
+type LineClaim = (String, Option<i64>, Option<String>);
+
+fn claim_of(line: &[u8]) -> Option<LineClaim> {
+    let f: ClaimFields<'_> = serde_json::from_slice(line).ok()?;
+    let uuid = f.uuid.filter(|u| !u.trim().is_empty())?;
+    Some((
+        uuid.into_owned(),
+        f.timestamp.as_deref().and_then(parse_rfc3339_ms),
+        f.session_id.map(|s| s.into_owned()),
+    ))
+}
+
+impl CopyIndex {
+    /// The id of the file at `path`; the first call for a file of a project reads the claims of
+    /// all the project's files on disk.
+    pub fn file(&self, path: &Path) -> FileId {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let id = inner.id(path);
+        let project = inner.project_of[id as usize];
+        if inner.read.insert(project) {
+            let dir = inner.projects[project as usize].clone();
+            inner.read_project(&dir);
+        }
+        id
+    }
+
+    /// Records `file`'s claim on `uuid` (its first line with it counts) and says whether `file`
+    /// owns the uuid now. A claim that takes the uuid from another file displaces that file.
+    pub fn claim(&self, file: FileId, uuid: &str, at: Option<i64>, session: Option<&str>) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.claim(file, uuid, at, session)
+    }
+
+    /// Hex SHA-256 of the (sorted) keys of the uuids `file` holds and does not own; `None` when
+    /// it owns all of them.
+    pub fn digest(&self, file: FileId) -> Option<String> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<u64> = inner
+            .claimed
+            .get(&file)?
+            .iter()
+            .copied()
+            .filter(|&k| {
+                inner
+                    .best
+                    .get(&inner.best_key(file, k))
+                    .is_some_and(|b| b.file != file)
+            })
+            .collect();
+        if keys.is_empty() {
+            return None;
+        }
+        keys.sort_unstable();
+        let mut h = Sha256::new();
+        for k in keys {
+            h.update(k.to_be_bytes());
+        }
+        Some(format!("{:x}", h.finalize())[..32].to_owned())
+    }
+
+    /// The files that lost a uuid to another file's claim since the last call.
+    pub fn take_displaced(&self) -> Vec<PathBuf> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let ids = std::mem::take(&mut inner.displaced);
+        ids.into_iter()
+            .map(|id| inner.paths[id as usize].clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(paths: &[&str]) -> (CopyIndex, Vec<FileId>) {
+        let index = CopyIndex::default();
+        let ids = {
+            let mut inner = index.inner.lock().unwrap();
+            paths.iter().map(|p| inner.id(Path::new(p))).collect()
+        };
+        (index, ids)
+    }
+
+    const A: &str = "/p/proj/aaaaaaaa-0000-0000-0000-000000000001.jsonl";
+    const B: &str = "/p/proj/bbbbbbbb-0000-0000-0000-000000000002.jsonl";
+    const A_SID: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+    const B_SID: &str = "bbbbbbbb-0000-0000-0000-000000000002";
+
+    #[test]
+    fn the_earliest_copy_owns_the_uuid_whatever_order_claims_come_in() {
+        for a_first in [true, false] {
+            let (index, ids) = index(&[A, B]);
+            let (a, b) = (ids[0], ids[1]);
+            if a_first {
+                assert!(index.claim(a, "u1", Some(100), Some(A_SID)));
+                assert!(!index.claim(b, "u1", Some(200), Some(B_SID)));
+                assert!(index.take_displaced().is_empty());
+            } else {
+                assert!(index.claim(b, "u1", Some(200), Some(B_SID)));
+                assert!(index.claim(a, "u1", Some(100), Some(A_SID)));
+                assert_eq!(index.take_displaced(), vec![PathBuf::from(B)]);
+            }
+            assert_eq!(index.digest(a), None);
+            assert!(index.digest(b).is_some());
+        }
+    }
+
+    #[test]
+    fn a_tie_goes_to_the_file_named_by_the_line_session_then_the_smaller_path() {
+        let (index, ids) = index(&[B, A]);
+        // Same time, the line names A's session: A owns it although B claimed first.
+        assert!(index.claim(ids[0], "u1", Some(100), Some(A_SID)));
+        assert!(index.claim(ids[1], "u1", Some(100), Some(A_SID)));
+        assert!(!index.claim(ids[0], "u1", Some(100), Some(A_SID)));
+        // Same time, a session neither file is named by: the smaller path (A).
+        assert!(index.claim(ids[0], "u2", Some(100), Some("other")));
+        assert!(index.claim(ids[1], "u2", Some(100), Some("other")));
+        // A missing timestamp loses to any timestamp.
+        assert!(index.claim(ids[1], "u3", None, Some(A_SID)));
+        assert!(index.claim(ids[0], "u3", Some(5), None));
+    }
+
+    #[test]
+    fn only_a_file_first_line_with_a_uuid_claims_it() {
+        let (index, ids) = index(&[A, B]);
+        assert!(index.claim(ids[1], "u1", Some(100), Some(B_SID)));
+        assert!(!index.claim(ids[0], "u1", Some(200), Some(A_SID)));
+        // A's later, earlier-stamped line with the same uuid is a copy within A: no new claim.
+        assert!(!index.claim(ids[0], "u1", Some(50), Some(A_SID)));
+        assert!(index.take_displaced().is_empty());
+    }
+
+    #[test]
+    fn project_dir_of_every_layout() {
+        let p = |s: &str| project_dir(Path::new(s)).map(|d| d.display().to_string());
+        assert_eq!(p("/h/projects/x/s.jsonl").as_deref(), Some("/h/projects/x"));
+        assert_eq!(
+            p("/h/projects/x/agent-1.jsonl").as_deref(),
+            Some("/h/projects/x")
+        );
+        assert_eq!(
+            p("/h/projects/x/s/subagents/agent-1.jsonl").as_deref(),
+            Some("/h/projects/x")
+        );
+        assert_eq!(
+            p("/h/projects/x/s/subagents/workflows/r/agent-1.jsonl").as_deref(),
+            Some("/h/projects/x")
+        );
+    }
+}
