@@ -374,4 +374,126 @@ fn a_backfill_that_finds_nothing_lists_where_it_looked() {
         )),
         "{stdout}"
     );
+    // Regression: Cursor, OpenCode and Gemini CLI said "no default location exists" instead
+    // of naming the default locations tried (here under the test's HOME, XDG unset).
+    let h = home.path();
+    for (provider, tried) in [
+        (
+            "cursor",
+            vec![
+                h.join(".config/Cursor/User"),
+                h.join("Library/Application Support/Cursor/User"),
+            ],
+        ),
+        ("opencode", vec![h.join(".local/share/opencode")]),
+        ("gemini-cli", vec![h.join(".gemini/tmp")]),
+    ] {
+        let shown: Vec<String> = tried
+            .iter()
+            .map(|p| format!("{} (missing)", p.display()))
+            .collect();
+        let line = format!("  {provider}: {}", shown.join(", "));
+        assert!(stdout.contains(&line), "{line}\n{stdout}");
+        let report = home.json(&["doctor", "--json"]);
+        let entry = report["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["provider"] == provider)
+            .unwrap()
+            .clone();
+        let want: Vec<Value> = tried
+            .iter()
+            .map(|p| serde_json::json!({"path": p, "exists": false}))
+            .collect();
+        assert_eq!(entry["locations"], Value::Array(want), "{report}");
+    }
+    assert!(!stdout.contains("no default location"), "{stdout}");
+}
+
+/// Regression: `nex doctor` said what records it skipped but not which files gave no session
+/// and the format version seen in them (a newer agent's files looked like an empty machine).
+#[test]
+fn doctor_names_the_format_version_of_files_that_gave_no_session() {
+    let home = Home::new(false);
+    let claude = home.path().join("claude-projects");
+    let project = claude.join("-home-u-later");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::copy(
+        claude_home().join("projects/-home-u-demo/7f3c2a10-0000-4000-8000-00000000c0de.jsonl"),
+        project.join("7f3c2a10-0000-4000-8000-00000000c0de.jsonl"),
+    )
+    .unwrap();
+    // A future format: every record of a type this version does not read.
+    std::fs::write(
+        project.join("9a000000-0000-4000-8000-000000000001.jsonl"),
+        concat!(
+            r#"{"type":"exchange","version":"9.1.0","sessionId":"9a000000-0000-4000-8000-000000000001","timestamp":"2026-01-01T00:00:00Z"}"#,
+            "\n",
+            r#"{"type":"exchange","version":"9.1.0","sessionId":"9a000000-0000-4000-8000-000000000001","timestamp":"2026-01-01T00:00:01Z"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let codex = home.path().join("codex-sessions/2026/01/01");
+    std::fs::create_dir_all(&codex).unwrap();
+    std::fs::write(
+        codex.join("rollout-2026-01-01T00-00-00-0b000000-0000-4000-8000-000000000002.jsonl"),
+        concat!(
+            r#"{"timestamp":"2026-01-01T00:00:00Z","type":"session_meta","payload":{"id":"0b000000-0000-4000-8000-000000000002","cli_version":"9.2.0"}}"#,
+            "\n",
+            r#"{"timestamp":"2026-01-01T00:00:01Z","type":"conversation_step","payload":{"text":"a"}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let args = [
+        "doctor",
+        "--claude-dir",
+        claude.to_str().unwrap(),
+        "--codex-dir",
+        codex
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_str()
+            .unwrap(),
+    ];
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let report = home.json(&json_args);
+    let provider = |name: &str| {
+        report["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["provider"] == name)
+            .unwrap()
+            .clone()
+    };
+    let cc = provider("claude-code");
+    assert_eq!(cc["files"], 2, "{report}");
+    assert_eq!(cc["sessions"], 1, "{report}");
+    assert_eq!(cc["skipped_files"], 1, "{report}");
+    assert_eq!(
+        cc["skipped_file_formats"],
+        serde_json::json!({"version 9.1.0": 1}),
+        "{report}"
+    );
+    let codex_report = provider("codex");
+    assert_eq!(codex_report["skipped_files"], 1, "{report}");
+    assert_eq!(
+        codex_report["skipped_file_formats"],
+        serde_json::json!({"cli_version 9.2.0": 1}),
+        "{report}"
+    );
+    let (human, stderr) = text(&home.run("unused", &args));
+    assert!(
+        human.contains("1 file gave no session") && human.contains("version 9.1.0 (1)"),
+        "{human}{stderr}"
+    );
+    assert!(human.contains("cli_version 9.2.0 (1)"), "{human}");
 }

@@ -170,6 +170,12 @@ impl CodexParser {
         let kind = record.kind.as_deref().unwrap_or("");
         let ts = record.timestamp.as_deref().and_then(parse_rfc3339_ms);
         if kind == "session_meta" {
+            if self.stats.format_version.is_none() {
+                self.stats.format_version = payload
+                    .cli_version
+                    .as_deref()
+                    .map(|v| format!("cli_version {v}"));
+            }
             self.session_meta(&payload, ts);
             return;
         }
