@@ -497,3 +497,67 @@ fn doctor_names_the_format_version_of_files_that_gave_no_session() {
     );
     assert!(human.contains("cli_version 9.2.0 (1)"), "{human}");
 }
+
+/// Regression: `nex sessions list` left KIND blank for main sessions (and said `sub` for
+/// subagents); a fork was shown as a main session and `sessions show` said it was "spawned".
+#[test]
+fn sessions_list_names_every_kind_main_subagent_and_fork() {
+    let mut home = Home::new(false);
+    home.claude = home.path().join("none");
+    home.codex = home.path().join("none");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = home.run(
+        &aix_worker(),
+        &[
+            "import",
+            "backfill",
+            "--wait",
+            "--claude-dir",
+            fixtures.join("claude-code").to_str().unwrap(),
+            "--codex-dir",
+            fixtures.join("codex").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let rows = home.json(&["sessions", "list", "--json", "--limit", "1000"]);
+    let rows = rows.as_array().unwrap();
+    for row in rows {
+        let want = match (
+            row["is_subagent"].as_bool().unwrap(),
+            row["parent_session_label"].is_string(),
+        ) {
+            (true, _) => "subagent",
+            (false, true) => "fork",
+            (false, false) => "main",
+        };
+        assert_eq!(row["kind"], want, "{row}");
+    }
+    for kind in ["main", "subagent", "fork"] {
+        assert!(
+            rows.iter().any(|r| r["kind"] == kind),
+            "no {kind} in the fixtures"
+        );
+    }
+    let (table, _) = text(&home.run("unused", &["sessions", "list", "--limit", "1000"]));
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let at = header.find("KIND").unwrap();
+    let kinds: Vec<&str> = lines
+        .map(|l| l[at..].split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds.len(), rows.len(), "{table}");
+    let want: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, want, "{table}");
+    let fork = rows.iter().find(|r| r["kind"] == "fork").unwrap();
+    let (shown, _) = text(&home.run(
+        "unused",
+        &["sessions", "show", fork["label"].as_str().unwrap()],
+    ));
+    assert!(
+        shown.contains(&format!(
+            "forked from {}",
+            fork["parent_session_label"].as_str().unwrap()
+        )),
+        "{shown}"
+    );
+}
