@@ -312,10 +312,10 @@ pub fn session_kind(is_subagent: bool, has_parent: bool) -> &'static str {
     }
 }
 
-/// Human duration: `45s`, `12m`, `3h05m`, `2d04h`.
+/// Human duration: `45s`, `12m`, `3h05m`, `2d04h`; `-` when unknown (no turns).
 fn duration(ms: Option<i64>) -> String {
     let Some(ms) = ms else {
-        return String::new();
+        return "-".to_owned();
     };
     let s = ms / 1000;
     match s {
@@ -345,10 +345,14 @@ pub fn list(args: ListArgs) -> ExitCode {
                         let o = &s.overview;
                         vec![
                             s.label.clone(),
-                            s.provider.clone().unwrap_or_default(),
-                            o.project.clone().unwrap_or_default(),
-                            o.model.clone().unwrap_or_default(),
-                            o.total_tokens.to_string(),
+                            s.provider.clone().unwrap_or_else(|| "-".to_owned()),
+                            o.project.clone().unwrap_or_else(|| "-".to_owned()),
+                            o.model.clone().unwrap_or_else(|| "-".to_owned()),
+                            if o.tokens_known {
+                                o.total_tokens.to_string()
+                            } else {
+                                "-".to_owned()
+                            },
                             duration(o.duration_ms),
                             s.turns.to_string(),
                             s.kind.to_owned(),
@@ -564,7 +568,11 @@ fn print_detail(d: &SessionDetail) {
         "  project {}, model {}, {} tokens, {}",
         o.project.as_deref().unwrap_or("-"),
         o.model.as_deref().unwrap_or("-"),
-        o.total_tokens,
+        if o.tokens_known {
+            o.total_tokens.to_string()
+        } else {
+            "-".to_owned()
+        },
         match o.duration_ms {
             Some(_) => format!("lasted {}", duration(o.duration_ms)),
             None => "no turns".to_owned(),

@@ -561,3 +561,63 @@ fn sessions_list_names_every_kind_main_subagent_and_fork() {
         "{shown}"
     );
 }
+
+/// Regression: a session whose tool records no token counts (a 2025 Codex rollout, a Cursor
+/// chat) showed `0` tokens in `sessions list` and `0 ... $0.00` in `nex usage`: unknown shown
+/// as zero, and a cost that was not known.
+#[test]
+fn unknown_tokens_show_as_a_dash_not_zero() {
+    let home = Home::new(false);
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/codex/old");
+    let out = home.run(
+        &aix_worker(),
+        &[
+            "import",
+            "backfill",
+            "--wait",
+            "--codex-dir",
+            old.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let rows = home.json(&["sessions", "list", "--json"]);
+    let by = |p: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["provider"] == p)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("codex")["tokens_known"], false, "{rows}");
+    assert_eq!(by("claude-code")["tokens_known"], true, "{rows}");
+    assert_eq!(by("claude-code")["total_tokens"], 18, "{rows}");
+    let (table, _) = text(&home.run("unused", &["sessions", "list"]));
+    let header = table.lines().next().unwrap();
+    let at = header.find("TOKENS").unwrap();
+    let tokens = |p: &str| {
+        let line = table
+            .lines()
+            .find(|l| l.contains(&format!(" {p} ")))
+            .unwrap();
+        line[at..].split_whitespace().next().unwrap().to_owned()
+    };
+    assert_eq!(tokens("codex"), "-", "{table}");
+    assert_eq!(tokens("claude-code"), "18", "{table}");
+
+    let usage = home.json(&["usage", "--by", "provider", "--json"]);
+    let codex = usage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "codex")
+        .unwrap()
+        .clone();
+    assert!(codex["turns"].as_u64().unwrap() > 0, "{usage}");
+    assert_eq!(codex["turns_without_tokens"], codex["turns"], "{usage}");
+    let (shown, _) = text(&home.run("unused", &["usage", "--by", "provider"]));
+    let line = shown.lines().find(|l| l.starts_with("codex ")).unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cells[3..], ["-"; 7], "{shown}");
+    assert!(!line.contains("$0.00"), "{shown}");
+}
