@@ -316,11 +316,18 @@ pub fn job_summary(job: &JobRecord) -> String {
         out.push_str("found no session files or databases to import");
     } else if nothing_new {
         let checked = files.map_or_else(|| "- files".to_owned(), |n| count(n, "file", "files"));
-        out.push_str(&format!(
-            "nothing new: {checked} checked, {} unchanged since the last import{}",
-            files_unchanged(c),
-            store_words(c)
-        ));
+        let unchanged = files_unchanged(c);
+        let read = files_read(c).unwrap_or(0);
+        out.push_str(&format!("nothing new: {checked} checked"));
+        // A `--full` run (or files touched but not changed) reads them: "0 unchanged" alone
+        // would read as if every file had changed.
+        if unchanged > 0 || read == 0 {
+            out.push_str(&format!(", {unchanged} unchanged since the last import"));
+        }
+        if read > 0 {
+            out.push_str(&format!(", {read} read again"));
+        }
+        out.push_str(&store_words(c));
         if c.skipped + c.replayed > 0 {
             out.push_str(&format!(
                 "; {} read again and already in the ledger",
@@ -329,7 +336,11 @@ pub fn job_summary(job: &JobRecord) -> String {
         }
         out.push('\n');
         let mut header = vec!["FILES", "UNCHANGED"];
-        let mut row = vec![or_dash(files), files_unchanged(c).to_string()];
+        let mut row = vec![or_dash(files), unchanged.to_string()];
+        if read > 0 {
+            header.push("READ");
+            row.push(read.to_string());
+        }
         if c.skipped > 0 {
             header.push("SKIPPED");
             row.push(c.skipped.to_string());

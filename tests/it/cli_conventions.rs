@@ -74,7 +74,16 @@ fn counts_say_what_each_run_did_and_a_rerun_says_nothing_new() {
     assert_eq!(header, ["FILES", "UNCHANGED"], "{stdout}");
     assert_eq!(row, ["1", "1"], "{stdout}");
 
-    // --full reads everything again and writes nothing: never IMPORTED again.
+    // --full reads everything again and writes nothing: never IMPORTED again; its summary
+    // says the files were read again (regression: `0 unchanged since the last import`, as if
+    // every file had changed).
+    let out = home.run(&aix_worker(), &["import", "backfill", "--wait", "--full"]);
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("nothing new: 1 file checked, 1 read again; "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("0 unchanged"), "{stdout}");
     for _ in 0..2 {
         let out = home.run(
             &aix_worker(),
