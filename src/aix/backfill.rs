@@ -22,7 +22,7 @@ use super::mapping::{self, MappingVersions};
 use super::sources::StoreCursor;
 use super::status::{StopSignal, WorkerStatus};
 use super::stores::{OutputFailed, StoreRun, open_stores};
-use crate::protocol::{FileError, MAX_FILE_ERRORS, RunProgress};
+use crate::protocol::{FileError, MAX_FILE_ERRORS, RunProgress, StoreFigures};
 
 /// Least time between two `run.progress` frames.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -42,6 +42,9 @@ pub struct RunCounters {
     pub file_errors: Vec<FileError>,
     /// Lines imported after repair (invalid UTF-8, raw control characters).
     pub lossy_lines: u64,
+    /// Polled stores and their sessions (which `total`, `emitted_files` and `skipped_files`
+    /// count one each, like files).
+    pub stores: StoreFigures,
     /// Files failing now: a tail that retries one counts it once until it reads again.
     failing: BTreeSet<PathBuf>,
 }
@@ -59,6 +62,7 @@ impl RunCounters {
             lossy_lines: Some(self.lossy_lines),
             failed_files: Some(self.failed_files),
             file_errors: self.file_errors.clone(),
+            stores: (!self.stores.is_empty()).then_some(self.stores),
         }
     }
 

@@ -169,6 +169,24 @@ pub fn default_gemini_dirs() -> Vec<PathBuf> {
     existing(gemini_dirs_from(std::env::var_os("GEMINI_DIR"), home()))
 }
 
+/// Every default location of `provider`, existing or not, in the order they are tried: what
+/// `aix scan`, `nex doctor` and a backfill that found nothing list as looked in when none of
+/// them exists (Cursor, OpenCode and Gemini CLI are enabled only where one does).
+pub fn default_candidates(provider: super::sources::Provider) -> Vec<PathBuf> {
+    use super::sources::Provider;
+    match provider {
+        Provider::ClaudeCode => default_claude_dirs(),
+        Provider::Codex => default_codex_dirs(),
+        Provider::Cursor => cursor_dbs_from(std::env::var_os("XDG_CONFIG_HOME"), home()),
+        Provider::OpenCode => opencode_dirs_from(
+            std::env::var_os("OPENCODE_DATA_DIR"),
+            std::env::var_os("XDG_DATA_HOME"),
+            home(),
+        ),
+        Provider::GeminiCli => gemini_dirs_from(std::env::var_os("GEMINI_DIR"), home()),
+    }
+}
+
 /// The providers added after the first two are enabled by default only where their location
 /// exists, so a machine without them costs no watches and no warnings.
 fn existing(paths: Vec<PathBuf>) -> Vec<PathBuf> {

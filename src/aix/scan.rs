@@ -33,6 +33,12 @@ pub struct ProviderSummary {
     pub lossy_lines: u64,
     /// Records that are not messages, by record type.
     pub skipped_records: BTreeMap<String, u64>,
+    /// Files read whole that gave no session: a format this version does not read, or no
+    /// conversation in them (only a header, summaries or injected context).
+    pub skipped_files: u64,
+    /// Those files by the format marker seen in them (`ParseStats::format_version`: `version
+    /// 2.0.14`, `cli_version 0.46.0`, `pre-envelope`, …; `none` when no record marked it).
+    pub skipped_file_formats: BTreeMap<String, u64>,
     /// Where the provider was looked for (its roots, databases or data directories).
     pub locations: Vec<std::path::PathBuf>,
     /// Polled providers: each store read (a Cursor database, global or a workspace's; an
@@ -123,6 +129,14 @@ pub fn scan_each(
             for (kind, n) in &stats.skipped_records {
                 *summary.skipped_records.entry(kind.clone()).or_default() += n;
             }
+            if items.is_empty() && stats.lines > 0 {
+                summary.skipped_files += 1;
+                let format = stats.format_version.as_deref().unwrap_or("none");
+                *summary
+                    .skipped_file_formats
+                    .entry(format.to_owned())
+                    .or_default() += 1;
+            }
         }
         lineage.fill(&state.source, &mut items, &cursor);
         seal_lineage(&mut items);
@@ -195,10 +209,11 @@ fn resend_children(
     Ok(())
 }
 
-/// Where `provider` is looked for under `options`.
-/// Where `provider` is looked for under `options` (its roots, databases or data directories).
+/// Where `provider` is looked for under `options` (its roots, databases or data directories);
+/// with none (a provider enabled only where a default location exists, and none does), the
+/// default locations that were tried.
 pub fn locations(options: &WorkerOptions, provider: Provider) -> Vec<std::path::PathBuf> {
-    match provider {
+    let given: Vec<std::path::PathBuf> = match provider {
         Provider::Cursor => options.cursor_dbs.clone(),
         Provider::OpenCode => options.opencode_dirs.clone(),
         _ => roots(options)
@@ -206,7 +221,11 @@ pub fn locations(options: &WorkerOptions, provider: Provider) -> Vec<std::path::
             .filter(|(p, _)| *p == provider)
             .map(|(_, root)| root)
             .collect(),
+    };
+    if given.is_empty() {
+        return super::config::default_candidates(provider);
     }
+    given
 }
 
 /// Adds `items` to `summary` (a session counted once, however many items carry it) and writes
@@ -248,7 +267,7 @@ pub fn render_summary(summary: &BTreeMap<Provider, ProviderSummary>) -> String {
             let _ = if looked.is_empty() {
                 writeln!(
                     s,
-                    "{}: nothing found (no default location exists)",
+                    "{}: nothing found (no location to look in: $HOME is not set)",
                     provider.as_str()
                 )
             } else {
@@ -285,6 +304,12 @@ pub fn render_summary(summary: &BTreeMap<Provider, ProviderSummary>) -> String {
         let _ = writeln!(s, "  messages           {}", p.messages);
         let _ = writeln!(s, "  tool calls         {}", p.tool_calls);
         let _ = writeln!(s, "  malformed lines    {}", p.malformed_lines);
+        if p.skipped_files > 0 {
+            let _ = writeln!(s, "  files, no session  {}", p.skipped_files);
+            for (format, n) in &p.skipped_file_formats {
+                let _ = writeln!(s, "    {format:<24} {n}");
+            }
+        }
         if p.lossy_lines > 0 {
             let _ = writeln!(s, "  repaired lines     {}", p.lossy_lines);
         }

@@ -163,6 +163,10 @@ impl StoreRun {
                 counters.file_read(&location);
                 counters.skipped_files += counts.unchanged;
                 counters.failed_files += counts.failed;
+                counters.stores.sessions_unchanged += counts.unchanged;
+                if emitted.is_empty() && counts.failed == 0 {
+                    counters.stores.stores_unchanged += 1;
+                }
                 self.stamp = Some(stamp);
             }
             Err(e) => {
@@ -171,6 +175,8 @@ impl StoreRun {
             }
         }
         // Sessions emitted before a failure went out: they count and their cursors stand.
+        counters.stores.stores += 1;
+        counters.stores.sessions += emitted.len() as u64;
         counters.total += emitted.len() as u64;
         counters.emitted_files += emitted.len() as u64;
         self.cursors.extend(emitted);

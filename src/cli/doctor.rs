@@ -61,6 +61,12 @@ pub struct ProviderReport {
     /// Records that are not messages and are not imported, by record type (a format this
     /// version does not know shows here under its type).
     pub skipped_records: BTreeMap<String, u64>,
+    /// Files read whole that gave no session (a format this version does not read, or no
+    /// conversation in them).
+    pub skipped_files: u64,
+    /// Those files by the format version seen in them (`version 2.0.14`, `cli_version
+    /// 0.46.0`, `pre-envelope`, `json document`; `none` when no record marked it).
+    pub skipped_file_formats: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,6 +142,8 @@ async fn report(args: &DoctorArgs) -> Result<DoctorReport, ControlError> {
             malformed_lines: p.malformed_lines,
             lossy_lines: p.lossy_lines,
             skipped_records: p.skipped_records,
+            skipped_files: p.skipped_files,
+            skipped_file_formats: p.skipped_file_formats,
         })
         .collect();
     let daemon = match Session::daemon(&args.control).await? {
@@ -240,7 +248,10 @@ pub fn where_it_looks(settings: &ControlSettings) -> Vec<String> {
                 })
                 .collect();
             if places.is_empty() {
-                format!("  {}: no default location exists", p.as_str())
+                format!(
+                    "  {}: no location to look in ($HOME is not set)",
+                    p.as_str()
+                )
             } else {
                 format!("  {}: {}", p.as_str(), places.join(", "))
             }
@@ -282,7 +293,7 @@ fn print(r: &DoctorReport) {
     outln!("");
     for p in &r.providers {
         if p.locations.is_empty() {
-            outln!("{}: no default location exists on this machine", p.provider);
+            outln!("{}: no location to look in ($HOME is not set)", p.provider);
         } else {
             let looked: Vec<String> = p
                 .locations
@@ -306,6 +317,19 @@ fn print(r: &DoctorReport) {
             outln!(
                 "  records not imported (not messages): {}",
                 kinds.join(", ")
+            );
+        }
+        if p.skipped_files > 0 {
+            let formats: Vec<String> = p
+                .skipped_file_formats
+                .iter()
+                .map(|(f, n)| format!("{f} ({n})"))
+                .collect();
+            outln!(
+                "  {} gave no session (a format this version does not read, or no \
+                 conversation in them); format seen: {}",
+                count(p.skipped_files, "file", "files"),
+                formats.join(", ")
             );
         }
         if p.sessions > p.ledger_sessions {

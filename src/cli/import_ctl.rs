@@ -177,7 +177,7 @@ async fn wait_job(
     };
     pb.set_style(
         ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} session files emitted, ETA {eta}  {msg}",
+            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} session files and store sessions read, ETA {eta}  {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
@@ -251,10 +251,41 @@ pub fn source_problems(c: &CommittedCounters) -> Vec<String> {
     lines
 }
 
-/// Source files the run looked at: those it read plus those unchanged since their cursor;
-/// `None` when the worker did not say.
+/// Source files the run looked at: those it read plus those unchanged since their cursor, a
+/// polled store (a Cursor database, an OpenCode data directory) counting as one file however
+/// many sessions it holds; `None` when the worker did not say.
 pub fn files_checked(c: &CommittedCounters) -> Option<u64> {
-    c.total.map(|t| t + c.unchanged_files)
+    c.total.map(|t| {
+        (t + c.unchanged_files + c.stores.stores)
+            .saturating_sub(c.stores.sessions + c.stores.sessions_unchanged)
+    })
+}
+
+/// Source files found unchanged since their cursor, a store counting as one (unchanged when
+/// none of its sessions changed).
+fn files_unchanged(c: &CommittedCounters) -> u64 {
+    (c.unchanged_files + c.stores.stores_unchanged).saturating_sub(c.stores.sessions_unchanged)
+}
+
+/// Source files read, a store counting as one.
+fn files_read(c: &CommittedCounters) -> Option<u64> {
+    let stores_read = c.stores.stores.saturating_sub(c.stores.stores_unchanged);
+    c.emitted
+        .map(|e| (e + stores_read).saturating_sub(c.stores.sessions))
+}
+
+/// `; Cursor and OpenCode: 2 stores holding 31 sessions (3 changed)`, empty without stores.
+fn store_words(c: &CommittedCounters) -> String {
+    let s = &c.stores;
+    if s.stores == 0 {
+        return String::new();
+    }
+    format!(
+        "; Cursor and OpenCode: {} holding {} ({} read)",
+        count(s.stores, "store", "stores"),
+        count(s.sessions + s.sessions_unchanged, "session", "sessions"),
+        s.sessions
+    )
 }
 
 /// The end-of-job summary: a line in words, then the table. A run that changed nothing says
@@ -285,11 +316,18 @@ pub fn job_summary(job: &JobRecord) -> String {
         out.push_str("found no session files or databases to import");
     } else if nothing_new {
         let checked = files.map_or_else(|| "- files".to_owned(), |n| count(n, "file", "files"));
-        out.push_str(&format!(
-            "nothing new: {checked} checked (a Cursor or OpenCode session counts as one), {} \
-             unchanged since the last import",
-            c.unchanged_files
-        ));
+        let unchanged = files_unchanged(c);
+        let read = files_read(c).unwrap_or(0);
+        out.push_str(&format!("nothing new: {checked} checked"));
+        // A `--full` run (or files touched but not changed) reads them: "0 unchanged" alone
+        // would read as if every file had changed.
+        if unchanged > 0 || read == 0 {
+            out.push_str(&format!(", {unchanged} unchanged since the last import"));
+        }
+        if read > 0 {
+            out.push_str(&format!(", {read} read again"));
+        }
+        out.push_str(&store_words(c));
         if c.skipped + c.replayed > 0 {
             out.push_str(&format!(
                 "; {} read again and already in the ledger",
@@ -298,7 +336,11 @@ pub fn job_summary(job: &JobRecord) -> String {
         }
         out.push('\n');
         let mut header = vec!["FILES", "UNCHANGED"];
-        let mut row = vec![or_dash(files), c.unchanged_files.to_string()];
+        let mut row = vec![or_dash(files), unchanged.to_string()];
+        if read > 0 {
+            header.push("READ");
+            row.push(read.to_string());
+        }
         if c.skipped > 0 {
             header.push("SKIPPED");
             row.push(c.skipped.to_string());
@@ -309,10 +351,13 @@ pub fn job_summary(job: &JobRecord) -> String {
         }
         out.push_str(&table(&header, &[row]));
     } else {
+        if c.stores.stores > 0 {
+            out.push_str(&format!("{}\n", store_words(c).trim_start_matches("; ")));
+        }
         let rows = vec![vec![
             or_dash(files),
-            c.unchanged_files.to_string(),
-            or_dash(c.emitted),
+            files_unchanged(c).to_string(),
+            or_dash(files_read(c)),
             c.imported.to_string(),
             c.upserted.to_string(),
             c.skipped.to_string(),
@@ -480,7 +525,7 @@ pub fn restart(args: RestartArgs) -> ExitCode {
 pub fn job_line(v: &JobView) -> String {
     let c = &v.job.stats.counters;
     let mut s = format!(
-        "job {} {} attempt {}: {}/{} session files emitted, {} imported, {} upserted, {} skipped, {} failed",
+        "job {} {} attempt {}: {}/{} session files and store sessions read, {} imported, {} upserted, {} skipped, {} failed",
         v.job.id,
         v.job.status,
         v.job.stats.attempts,

@@ -181,7 +181,11 @@ pub fn sessions_list(args: &super::sessions::ListArgs) -> ExitCode {
                         s.label.clone(),
                         s.provider.clone().unwrap_or_default(),
                         s.turns.to_string(),
-                        if s.is_subagent { "sub" } else { "" }.to_owned(),
+                        super::sessions::session_kind(
+                            s.is_subagent,
+                            s.parent_session_label.is_some(),
+                        )
+                        .to_owned(),
                         when(Some(s.updated_at)),
                     ]
                 })

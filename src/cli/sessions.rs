@@ -117,6 +117,9 @@ pub struct SessionSummary {
     pub persona_id: String,
     pub is_subagent: bool,
     pub parent_session_label: Option<String>,
+    /// `subagent` (spawned by a parent session), `fork` (a copy of another session's history
+    /// continued on its own: a parent without being a subagent), or `main`.
+    pub kind: &'static str,
     pub created_at: i64,
     pub updated_at: i64,
     pub status: String,
@@ -236,13 +239,16 @@ fn summary_row(conn: &Connection, row: &rusqlite::Row<'_>) -> rusqlite::Result<S
         params![label],
         |r| r.get::<_, i64>(0),
     )? as u64;
+    let is_subagent = row.get::<_, Option<i64>>(4)?.unwrap_or(0) != 0;
+    let parent_session_label: Option<String> = row.get(5)?;
     Ok(SessionSummary {
         label,
         provider: row.get(1)?,
         source_session_id: row.get(2)?,
         persona_id: row.get(3)?,
-        is_subagent: row.get::<_, Option<i64>>(4)?.unwrap_or(0) != 0,
-        parent_session_label: row.get(5)?,
+        is_subagent,
+        kind: session_kind(is_subagent, parent_session_label.is_some()),
+        parent_session_label,
         created_at: row.get(6)?,
         updated_at: row.get(7)?,
         status: row.get(8)?,
@@ -297,10 +303,19 @@ impl Failure {
     }
 }
 
-/// Human duration: `45s`, `12m`, `3h05m`, `2d04h`.
+/// What a session is, from its stored lineage: see [`SessionSummary::kind`].
+pub fn session_kind(is_subagent: bool, has_parent: bool) -> &'static str {
+    match (is_subagent, has_parent) {
+        (true, _) => "subagent",
+        (false, true) => "fork",
+        (false, false) => "main",
+    }
+}
+
+/// Human duration: `45s`, `12m`, `3h05m`, `2d04h`; `-` when unknown (no turns).
 fn duration(ms: Option<i64>) -> String {
     let Some(ms) = ms else {
-        return String::new();
+        return "-".to_owned();
     };
     let s = ms / 1000;
     match s {
@@ -330,13 +345,17 @@ pub fn list(args: ListArgs) -> ExitCode {
                         let o = &s.overview;
                         vec![
                             s.label.clone(),
-                            s.provider.clone().unwrap_or_default(),
-                            o.project.clone().unwrap_or_default(),
-                            o.model.clone().unwrap_or_default(),
-                            o.total_tokens.to_string(),
+                            s.provider.clone().unwrap_or_else(|| "-".to_owned()),
+                            o.project.clone().unwrap_or_else(|| "-".to_owned()),
+                            o.model.clone().unwrap_or_else(|| "-".to_owned()),
+                            if o.tokens_known {
+                                o.total_tokens.to_string()
+                            } else {
+                                "-".to_owned()
+                            },
                             duration(o.duration_ms),
                             s.turns.to_string(),
-                            if s.is_subagent { "sub" } else { "" }.to_owned(),
+                            s.kind.to_owned(),
                             when(Some(s.updated_at)),
                             o.title.clone().unwrap_or_default(),
                         ]
@@ -549,7 +568,11 @@ fn print_detail(d: &SessionDetail) {
         "  project {}, model {}, {} tokens, {}",
         o.project.as_deref().unwrap_or("-"),
         o.model.as_deref().unwrap_or("-"),
-        o.total_tokens,
+        if o.tokens_known {
+            o.total_tokens.to_string()
+        } else {
+            "-".to_owned()
+        },
         match o.duration_ms {
             Some(_) => format!("lasted {}", duration(o.duration_ms)),
             None => "no turns".to_owned(),
@@ -573,7 +596,11 @@ fn print_detail(d: &SessionDetail) {
         count(d.messages, "message", "messages"),
         count(d.tool_calls, "tool call", "tool calls")
     );
-    if let Some(parent) = &s.parent_session_label {
+    if let Some(parent) = &s.parent_session_label
+        && s.kind == "fork"
+    {
+        outln!("  forked from {parent}");
+    } else if let Some(parent) = &s.parent_session_label {
         outln!(
             "  spawned by {} (turn {}, tool call {})",
             parent,

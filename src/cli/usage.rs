@@ -130,6 +130,12 @@ const HEADER: [&str; 9] = [
 ];
 
 fn cells(u: &Usage) -> Vec<String> {
+    if u.turns > 0 && u.turns_without_tokens == u.turns {
+        // No turn of the row has a token count: unknown, not zero (and no cost).
+        let mut row = vec![u.sessions.to_string(), u.turns.to_string()];
+        row.extend(std::iter::repeat_n("-".to_owned(), HEADER.len() - 2));
+        return row;
+    }
     vec![
         u.sessions.to_string(),
         u.turns.to_string(),

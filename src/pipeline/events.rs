@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::report::{FinalOutcome, RunCounters, StreamEnd};
-use crate::protocol::{FileError, JobStatus, MAX_FILE_ERRORS, RunProgress};
+use crate::protocol::{FileError, JobStatus, MAX_FILE_ERRORS, RunProgress, StoreFigures};
 
 /// The bus: clone the sender to publish, `subscribe()` to listen.
 pub type Bus = broadcast::Sender<ImportEvent>;
@@ -69,6 +69,12 @@ pub struct CommittedCounters {
     /// The first of those files by name, with their OS reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub file_errors: Vec<FileError>,
+    /// Polled stores (Cursor databases, OpenCode data directories) and their sessions, which
+    /// `total`, `emitted` and `unchanged_files` count one each (omitted without stores). Files
+    /// checked, a store counting as one: `total + unchanged_files - stores.sessions -
+    /// stores.sessions_unchanged + stores.stores`.
+    #[serde(default, skip_serializing_if = "StoreFigures::is_empty")]
+    pub stores: StoreFigures,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -92,6 +98,7 @@ impl CommittedCounters {
         if p.failed_files.is_some() {
             self.file_errors = p.file_errors.clone();
         }
+        self.stores = p.stores.unwrap_or(self.stores);
     }
 
     /// Adds another run's counters (a job's retried runs add up); `total` and `emitted` are the
@@ -113,6 +120,7 @@ impl CommittedCounters {
         // Like `total`: the latest run's look at the files.
         if other.total.is_some() || other.unchanged_files > 0 {
             self.unchanged_files = other.unchanged_files;
+            self.stores = other.stores;
         }
         self.lossy_lines += other.lossy_lines;
         self.failed_files += other.failed_files;
@@ -142,6 +150,7 @@ impl From<&RunCounters> for CommittedCounters {
             lossy_lines: c.lossy_lines,
             failed_files: c.failed_files,
             file_errors: c.file_errors.clone(),
+            stores: c.stores,
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct RunCounters {
     pub failed_files: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub file_errors: Vec<crate::protocol::FileError>,
+    /// The worker's polled stores (`run.progress.stores`).
+    #[serde(skip_serializing_if = "crate::protocol::StoreFigures::is_empty")]
+    pub stores: crate::protocol::StoreFigures,
 }
 
 impl RunCounters {
@@ -82,6 +85,7 @@ impl RunCounters {
         if p.failed_files.is_some() {
             self.file_errors = p.file_errors.clone();
         }
+        self.stores = p.stores.unwrap_or(self.stores);
     }
 
     pub fn rejected_total(&self) -> u64 {

@@ -126,6 +126,35 @@ pub struct RunProgress {
     /// **Extension**: the first [`MAX_FILE_ERRORS`] of those failures, with their reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub file_errors: Vec<FileError>,
+    /// **Extension**: the polled stores (Cursor databases, OpenCode data directories) of this
+    /// run, so far: their sessions are also counted in `total`, `emitted` and
+    /// `unchangedFiles`, one each, and this says how many of those units were store sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stores: Option<StoreFigures>,
+}
+
+/// What a run found in polled stores (Cursor databases, OpenCode data directories), where one
+/// file (or folder) holds many sessions: so that "files" can count files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreFigures {
+    /// Store polls (a backfill polls each store, one database or data directory, once).
+    #[serde(default)]
+    pub stores: u64,
+    /// Of those, stores in which no session had changed.
+    #[serde(default)]
+    pub stores_unchanged: u64,
+    /// Sessions read from them (counted in `total` and `emitted` too).
+    #[serde(default)]
+    pub sessions: u64,
+    /// Sessions in them unchanged since their cursor (counted in `unchangedFiles` too).
+    #[serde(default)]
+    pub sessions_unchanged: u64,
+}
+
+impl StoreFigures {
+    pub fn is_empty(&self) -> bool {
+        *self == StoreFigures::default()
+    }
 }
 
 /// How many file failures a run (and a job) lists by name; the rest are only counted.

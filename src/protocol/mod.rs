@@ -21,7 +21,7 @@ pub mod requests;
 pub use codes::Code;
 pub use frames::{
     ControlFrame, Envelope, FileError, FrameError, HealthStatus, MAX_FILE_ERRORS, RunError,
-    RunMode, RunProgress, RunStart, RunStop, WorkerFrame, decode_control_frame,
+    RunMode, RunProgress, RunStart, RunStop, StoreFigures, WorkerFrame, decode_control_frame,
     decode_worker_frame, encode_frame,
 };
 pub use items::{ImportSessionItem, Message, SessionInfo, ToolCall, Turn};

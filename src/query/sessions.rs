@@ -78,8 +78,12 @@ pub struct SessionOverview {
     pub title: Option<String>,
     /// The model of most of the session's turns.
     pub model: Option<String>,
-    /// The session's own total tokens (its subagents are sessions of their own).
+    /// The session's own total tokens (its subagents are sessions of their own); 0 when no
+    /// turn has a token count (see `tokens_known`).
     pub total_tokens: i64,
+    /// Whether any turn of the session has a token count: Cursor chats and 2025 Codex
+    /// rollouts have none, and their `total_tokens` 0 means unknown (shown as `-`).
+    pub tokens_known: bool,
     /// From the first turn's start to the last turn's end (or start), in milliseconds.
     pub duration_ms: Option<i64>,
 }
@@ -93,15 +97,22 @@ pub fn session_overview(
     project: Option<String>,
 ) -> Result<SessionOverview, QueryError> {
     let err = QueryError::ledger;
-    let (total, first, last): (i64, Option<i64>, Option<i64>) = conn
+    let (total, first, last, known): (i64, Option<i64>, Option<i64>, bool) = conn
         .prepare_cached(&format!(
             "SELECT COALESCE(SUM(COALESCE(t.total_tokens,
                     COALESCE(t.input_tokens, 0) + COALESCE(t.output_tokens, 0)
                     + COALESCE(t.cached_input_tokens, 0) + COALESCE(t.cache_write_tokens, 0))), 0),
-                MIN(t.started_at), MAX(COALESCE(t.completed_at, t.started_at))
+                MIN(t.started_at), MAX(COALESCE(t.completed_at, t.started_at)),
+                COALESCE(MAX(t.total_tokens IS NOT NULL OR t.input_tokens IS NOT NULL
+                    OR t.output_tokens IS NOT NULL OR t.cached_input_tokens IS NOT NULL
+                    OR t.cache_write_tokens IS NOT NULL), 0)
              FROM turns t WHERE t.session_label = ?1 AND {NOT_ROOT_TURN}"
         ))
-        .and_then(|mut s| s.query_row([label], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+        .and_then(|mut s| {
+            s.query_row([label], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0))
+            })
+        })
         .map_err(err("session_overview"))?;
     let model: Option<String> = conn
         .prepare_cached(
@@ -115,6 +126,7 @@ pub fn session_overview(
         title: session_title(conn, label)?,
         model,
         total_tokens: total,
+        tokens_known: known,
         duration_ms: first.zip(last).map(|(a, b)| (b - a).max(0)),
     })
 }

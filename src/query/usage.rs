@@ -91,6 +91,10 @@ pub struct Usage {
     pub total_tokens: i64,
     /// USD; `None` when a model of these turns has no price.
     pub cost_usd: Option<f64>,
+    /// Turns whose tool recorded no token count at all (Cursor chats, 2025 Codex rollouts):
+    /// their tokens are unknown, not zero. When it equals `turns`, the token sums and the
+    /// cost of the row are unknown (`nex usage` shows `-`).
+    pub turns_without_tokens: u64,
 }
 
 /// One row of a report.
@@ -128,6 +132,8 @@ struct Group {
     parts_untotalled: i64,
     /// Reasoning of the turns without a total.
     reasoning_untotalled: i64,
+    /// Turns without any token count.
+    without_tokens: u64,
 }
 
 /// Columns of a group (after the grouping columns).
@@ -138,7 +144,10 @@ const GROUP_SUMS: &str = "COUNT(*),
         COALESCE(SUM(CASE WHEN t.total_tokens IS NULL THEN
             COALESCE(t.input_tokens, 0) + COALESCE(t.output_tokens, 0)
             + COALESCE(t.cached_input_tokens, 0) + COALESCE(t.cache_write_tokens, 0) END), 0),
-        COALESCE(SUM(CASE WHEN t.total_tokens IS NULL THEN t.reasoning_tokens END), 0)";
+        COALESCE(SUM(CASE WHEN t.total_tokens IS NULL THEN t.reasoning_tokens END), 0),
+        COALESCE(SUM(t.total_tokens IS NULL AND t.input_tokens IS NULL
+            AND t.output_tokens IS NULL AND t.cached_input_tokens IS NULL
+            AND t.cache_write_tokens IS NULL AND t.reasoning_tokens IS NULL), 0)";
 
 fn group_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Group> {
     Ok(Group {
@@ -151,6 +160,7 @@ fn group_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Group> {
         total: r.get(first + 6)?,
         parts_untotalled: r.get(first + 7)?,
         reasoning_untotalled: r.get(first + 8)?,
+        without_tokens: r.get::<_, i64>(first + 9)? as u64,
     })
 }
 
@@ -178,6 +188,7 @@ impl Acc {
         let apart = reasoning_apart(provider);
         let u = &mut self.usage;
         u.turns += g.turns;
+        u.turns_without_tokens += g.without_tokens;
         u.input_tokens += g.input;
         u.output_tokens += g.output;
         u.cache_read_tokens += g.cache_read;
@@ -318,6 +329,7 @@ pub fn usage_report(
 fn add_usage(into: &mut Usage, u: &Usage) {
     into.sessions += u.sessions;
     into.turns += u.turns;
+    into.turns_without_tokens += u.turns_without_tokens;
     into.input_tokens += u.input_tokens;
     into.output_tokens += u.output_tokens;
     into.cache_read_tokens += u.cache_read_tokens;

@@ -74,7 +74,16 @@ fn counts_say_what_each_run_did_and_a_rerun_says_nothing_new() {
     assert_eq!(header, ["FILES", "UNCHANGED"], "{stdout}");
     assert_eq!(row, ["1", "1"], "{stdout}");
 
-    // --full reads everything again and writes nothing: never IMPORTED again.
+    // --full reads everything again and writes nothing: never IMPORTED again; its summary
+    // says the files were read again (regression: `0 unchanged since the last import`, as if
+    // every file had changed).
+    let out = home.run(&aix_worker(), &["import", "backfill", "--wait", "--full"]);
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("nothing new: 1 file checked, 1 read again; "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("0 unchanged"), "{stdout}");
     for _ in 0..2 {
         let out = home.run(
             &aix_worker(),
@@ -374,4 +383,250 @@ fn a_backfill_that_finds_nothing_lists_where_it_looked() {
         )),
         "{stdout}"
     );
+    // Regression: Cursor, OpenCode and Gemini CLI said "no default location exists" instead
+    // of naming the default locations tried (here under the test's HOME, XDG unset).
+    let h = home.path();
+    for (provider, tried) in [
+        (
+            "cursor",
+            vec![
+                h.join(".config/Cursor/User"),
+                h.join("Library/Application Support/Cursor/User"),
+            ],
+        ),
+        ("opencode", vec![h.join(".local/share/opencode")]),
+        ("gemini-cli", vec![h.join(".gemini/tmp")]),
+    ] {
+        let shown: Vec<String> = tried
+            .iter()
+            .map(|p| format!("{} (missing)", p.display()))
+            .collect();
+        let line = format!("  {provider}: {}", shown.join(", "));
+        assert!(stdout.contains(&line), "{line}\n{stdout}");
+        let report = home.json(&["doctor", "--json"]);
+        let entry = report["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["provider"] == provider)
+            .unwrap()
+            .clone();
+        let want: Vec<Value> = tried
+            .iter()
+            .map(|p| serde_json::json!({"path": p, "exists": false}))
+            .collect();
+        assert_eq!(entry["locations"], Value::Array(want), "{report}");
+    }
+    assert!(!stdout.contains("no default location"), "{stdout}");
+}
+
+/// Regression: `nex doctor` said what records it skipped but not which files gave no session
+/// and the format version seen in them (a newer agent's files looked like an empty machine).
+#[test]
+fn doctor_names_the_format_version_of_files_that_gave_no_session() {
+    let home = Home::new(false);
+    let claude = home.path().join("claude-projects");
+    let project = claude.join("-home-u-later");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::copy(
+        claude_home().join("projects/-home-u-demo/7f3c2a10-0000-4000-8000-00000000c0de.jsonl"),
+        project.join("7f3c2a10-0000-4000-8000-00000000c0de.jsonl"),
+    )
+    .unwrap();
+    // A future format: every record of a type this version does not read.
+    std::fs::write(
+        project.join("9a000000-0000-4000-8000-000000000001.jsonl"),
+        concat!(
+            r#"{"type":"exchange","version":"9.1.0","sessionId":"9a000000-0000-4000-8000-000000000001","timestamp":"2026-01-01T00:00:00Z"}"#,
+            "\n",
+            r#"{"type":"exchange","version":"9.1.0","sessionId":"9a000000-0000-4000-8000-000000000001","timestamp":"2026-01-01T00:00:01Z"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let codex = home.path().join("codex-sessions/2026/01/01");
+    std::fs::create_dir_all(&codex).unwrap();
+    std::fs::write(
+        codex.join("rollout-2026-01-01T00-00-00-0b000000-0000-4000-8000-000000000002.jsonl"),
+        concat!(
+            r#"{"timestamp":"2026-01-01T00:00:00Z","type":"session_meta","payload":{"id":"0b000000-0000-4000-8000-000000000002","cli_version":"9.2.0"}}"#,
+            "\n",
+            r#"{"timestamp":"2026-01-01T00:00:01Z","type":"conversation_step","payload":{"text":"a"}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let args = [
+        "doctor",
+        "--claude-dir",
+        claude.to_str().unwrap(),
+        "--codex-dir",
+        codex
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_str()
+            .unwrap(),
+    ];
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let report = home.json(&json_args);
+    let provider = |name: &str| {
+        report["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["provider"] == name)
+            .unwrap()
+            .clone()
+    };
+    let cc = provider("claude-code");
+    assert_eq!(cc["files"], 2, "{report}");
+    assert_eq!(cc["sessions"], 1, "{report}");
+    assert_eq!(cc["skipped_files"], 1, "{report}");
+    assert_eq!(
+        cc["skipped_file_formats"],
+        serde_json::json!({"version 9.1.0": 1}),
+        "{report}"
+    );
+    let codex_report = provider("codex");
+    assert_eq!(codex_report["skipped_files"], 1, "{report}");
+    assert_eq!(
+        codex_report["skipped_file_formats"],
+        serde_json::json!({"cli_version 9.2.0": 1}),
+        "{report}"
+    );
+    let (human, stderr) = text(&home.run("unused", &args));
+    assert!(
+        human.contains("1 file gave no session") && human.contains("version 9.1.0 (1)"),
+        "{human}{stderr}"
+    );
+    assert!(human.contains("cli_version 9.2.0 (1)"), "{human}");
+}
+
+/// Regression: `nex sessions list` left KIND blank for main sessions (and said `sub` for
+/// subagents); a fork was shown as a main session and `sessions show` said it was "spawned".
+#[test]
+fn sessions_list_names_every_kind_main_subagent_and_fork() {
+    let mut home = Home::new(false);
+    home.claude = home.path().join("none");
+    home.codex = home.path().join("none");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = home.run(
+        &aix_worker(),
+        &[
+            "import",
+            "backfill",
+            "--wait",
+            "--claude-dir",
+            fixtures.join("claude-code").to_str().unwrap(),
+            "--codex-dir",
+            fixtures.join("codex").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let rows = home.json(&["sessions", "list", "--json", "--limit", "1000"]);
+    let rows = rows.as_array().unwrap();
+    for row in rows {
+        let want = match (
+            row["is_subagent"].as_bool().unwrap(),
+            row["parent_session_label"].is_string(),
+        ) {
+            (true, _) => "subagent",
+            (false, true) => "fork",
+            (false, false) => "main",
+        };
+        assert_eq!(row["kind"], want, "{row}");
+    }
+    for kind in ["main", "subagent", "fork"] {
+        assert!(
+            rows.iter().any(|r| r["kind"] == kind),
+            "no {kind} in the fixtures"
+        );
+    }
+    let (table, _) = text(&home.run("unused", &["sessions", "list", "--limit", "1000"]));
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let at = header.find("KIND").unwrap();
+    let kinds: Vec<&str> = lines
+        .map(|l| l[at..].split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds.len(), rows.len(), "{table}");
+    let want: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, want, "{table}");
+    let fork = rows.iter().find(|r| r["kind"] == "fork").unwrap();
+    let (shown, _) = text(&home.run(
+        "unused",
+        &["sessions", "show", fork["label"].as_str().unwrap()],
+    ));
+    assert!(
+        shown.contains(&format!(
+            "forked from {}",
+            fork["parent_session_label"].as_str().unwrap()
+        )),
+        "{shown}"
+    );
+}
+
+/// Regression: a session whose tool records no token counts (a 2025 Codex rollout, a Cursor
+/// chat) showed `0` tokens in `sessions list` and `0 ... $0.00` in `nex usage`: unknown shown
+/// as zero, and a cost that was not known.
+#[test]
+fn unknown_tokens_show_as_a_dash_not_zero() {
+    let home = Home::new(false);
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/codex/old");
+    let out = home.run(
+        &aix_worker(),
+        &[
+            "import",
+            "backfill",
+            "--wait",
+            "--codex-dir",
+            old.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let rows = home.json(&["sessions", "list", "--json"]);
+    let by = |p: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["provider"] == p)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("codex")["tokens_known"], false, "{rows}");
+    assert_eq!(by("claude-code")["tokens_known"], true, "{rows}");
+    assert_eq!(by("claude-code")["total_tokens"], 18, "{rows}");
+    let (table, _) = text(&home.run("unused", &["sessions", "list"]));
+    let header = table.lines().next().unwrap();
+    let at = header.find("TOKENS").unwrap();
+    let tokens = |p: &str| {
+        let line = table
+            .lines()
+            .find(|l| l.contains(&format!(" {p} ")))
+            .unwrap();
+        line[at..].split_whitespace().next().unwrap().to_owned()
+    };
+    assert_eq!(tokens("codex"), "-", "{table}");
+    assert_eq!(tokens("claude-code"), "18", "{table}");
+
+    let usage = home.json(&["usage", "--by", "provider", "--json"]);
+    let codex = usage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "codex")
+        .unwrap()
+        .clone();
+    assert!(codex["turns"].as_u64().unwrap() > 0, "{usage}");
+    assert_eq!(codex["turns_without_tokens"], codex["turns"], "{usage}");
+    let (shown, _) = text(&home.run("unused", &["usage", "--by", "provider"]));
+    let line = shown.lines().find(|l| l.starts_with("codex ")).unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cells[3..], ["-"; 7], "{shown}");
+    assert!(!line.contains("$0.00"), "{shown}");
 }

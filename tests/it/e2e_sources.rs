@@ -310,6 +310,32 @@ fn every_provider_by_default_and_changes_in_place_converge_on_one_backfill() {
     assert_eq!(second["stats"]["emitted"], 3, "{second}");
     assert_eq!(second["stats"]["upserted"], 3, "{second}");
     assert_ne!(home.cursor.data(), cursor_before, "the fixture wrote");
+    // Regression: the FILES column counted each Cursor and OpenCode session as a file. The
+    // stores (two Cursor databases, one OpenCode data dir) are told apart, and the summary
+    // counts each as one file: the fixture's Claude Code and Codex session files (not the
+    // subagents' `.meta.json`), the Gemini CLI log, three stores.
+    assert_eq!(
+        second["stats"]["stores"],
+        json!({"stores": 3, "stores_unchanged": 1, "sessions": 2, "sessions_unchanged": 2}),
+        "{second}"
+    );
+    let session_files = fixture_files()
+        .iter()
+        .filter(|(rel, _)| rel.extension().is_some_and(|e| e == "jsonl"))
+        .count();
+    let files = session_files + 1 + 3;
+    let out = home
+        .nex("nex1")
+        .args(["import", "backfill", "--wait"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let want = format!(
+        "nothing new: {files} files checked, {files} unchanged since the last import; Cursor \
+         and OpenCode: 3 stores holding 4 sessions (0 read)"
+    );
+    assert!(text.contains(&want), "{want}\n{text}");
 
     // One backfill of the final state, in a fresh NEX_HOME, gives the same ledger; no byte of
     // any agent's data (databases, WALs, logs, session files) was written by either run.

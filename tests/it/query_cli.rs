@@ -253,6 +253,7 @@ fn usage_sums_equal_sql_sums_of_the_rows_for_every_grouping() {
         "reasoning_tokens",
         "total_tokens",
         "cost_usd",
+        "turns_without_tokens",
     ];
     want_fields.sort();
     let mut fields = fields;

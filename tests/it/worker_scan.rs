@@ -96,14 +96,29 @@ fn summary_lists_all_five_providers_and_where_each_was_looked_for() {
     );
     let text = nex::aix::render_summary(&summary);
     let d = dir.path().display();
+    // Regression: a provider without a location said "no default location exists" instead of
+    // naming the default locations it tried.
+    let tried = |p: Provider| {
+        let paths: Vec<String> = nex::aix::config::default_candidates(p)
+            .iter()
+            .map(|l| l.display().to_string())
+            .collect();
+        assert!(
+            !paths.is_empty(),
+            "HOME is set: {p:?} has default locations"
+        );
+        paths.join(", ")
+    };
     assert_eq!(
         text,
         format!(
             "claude-code: nothing found in {d}/claude\n\
              codex: nothing found in {d}/codex\n\
              cursor: nothing found in {d}/state.vscdb\n\
-             opencode: nothing found (no default location exists)\n\
-             gemini-cli: nothing found (no default location exists)\n"
+             opencode: nothing found in {}\n\
+             gemini-cli: nothing found in {}\n",
+            tried(Provider::OpenCode),
+            tried(Provider::GeminiCli)
         )
     );
 }

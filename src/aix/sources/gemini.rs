@@ -210,7 +210,17 @@ impl GeminiParser {
             layout: Layout::of(file),
             cursor: LineCursor::default(),
             chain: FingerprintChain::default(),
-            stats: ParseStats::default(),
+            stats: ParseStats {
+                format_version: Some(
+                    if is_document(file) {
+                        "json document"
+                    } else {
+                        "jsonl log"
+                    }
+                    .to_owned(),
+                ),
+                ..ParseStats::default()
+            },
             conv: Conversation::default(),
             doc: Vec::new(),
         }

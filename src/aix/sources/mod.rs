@@ -271,6 +271,12 @@ pub struct ParseStats {
     /// Records that are not messages (progress, file-history-snapshot, unknown types, …), by
     /// record type.
     pub skipped_records: BTreeMap<String, u64>,
+    /// What marks the file's format, as first seen, named with the field that gave it: the
+    /// agent's version where its records carry one (Claude Code `version 2.0.14`, Codex
+    /// `cli_version 0.46.0` from `session_meta`), else the form's name (`pre-envelope` Codex
+    /// rollouts, Gemini CLI `json document` or `jsonl log`). Shown by `aix scan` and
+    /// `nex doctor` for files that give no session.
+    pub format_version: Option<String>,
 }
 
 /// The incremental parse state of one file.

@@ -207,6 +207,9 @@ impl ClaudeCodeParser {
                 return;
             }
         };
+        if self.stats.format_version.is_none() {
+            self.stats.format_version = r.version.as_deref().map(|v| format!("version {v}"));
+        }
         if let Some(sid) = r.session_id.as_deref() {
             if self.body_session.is_none() {
                 self.body_session = Some(sid.to_owned());

@@ -241,6 +241,12 @@ impl CodexParser {
             _ => {}
         }
         if kind == "session_meta" {
+            if self.stats.format_version.is_none() {
+                self.stats.format_version = payload
+                    .cli_version
+                    .as_deref()
+                    .map(|v| format!("cli_version {v}"));
+            }
             self.session_meta(&payload, ts);
             return;
         }

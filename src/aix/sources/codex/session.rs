@@ -20,6 +20,7 @@ impl CodexParser {
             return;
         };
         self.format = Format::Bare;
+        self.stats.format_version = Some("pre-envelope".to_owned());
         self.session_id = Some(id.to_owned());
         let ts = p.timestamp.as_deref().and_then(parse_rfc3339_ms);
         self.header.created = ts;
