@@ -138,6 +138,10 @@ fn check_machine(machine: &str) -> Result<(), ReplicaError> {
     if machine.chars().any(char::is_control) {
         return Err(ReplicaError::MachineInvalid("holds a control character"));
     }
+    // The replica's reports name a session `machine/label`.
+    if machine.contains('/') {
+        return Err(ReplicaError::MachineInvalid("holds a `/`"));
+    }
     Ok(())
 }
 
@@ -193,6 +197,7 @@ mod tests {
             "replica_machine_invalid"
         );
         assert!(check_machine("a\nb").is_err());
+        assert!(check_machine("a/b").is_err());
         assert!(check_machine("laptop-1").is_ok());
     }
 }

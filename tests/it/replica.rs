@@ -100,6 +100,17 @@ impl Machine {
         );
     }
 
+    /// `nex ARGS` that must succeed, its stdout as JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "nex {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     fn sync(&self) -> Output {
         self.run(&["replica", "sync", "--json"])
     }
@@ -262,7 +273,7 @@ fn two_machines_backfill_and_tail_equal_the_replica_row_for_row() {
     // The other machine's rows were never touched by A's replication.
     assert_eq!(compare(&pg, &b.ledger(), "desktop").map(|_| ()), Ok(()));
     wait_for("status current", || a.status()["lag_changes"] == 0);
-    reports_cover_both_machines(&pg, &a, &b);
+    reports_cover_both_machines(&a, &b);
 
     // A second ledger under a name already taken is refused, and A's rows stay A's.
     let c = Machine::new(&pg, "laptop", 13, 1);
@@ -436,7 +447,7 @@ fn ledger_sums(ledger: &Path) -> (u64, u64, i64, i64) {
 
 /// The session list and the usage rows of the replica hold both machines, with the ledgers'
 /// counts and sums.
-fn reports_cover_both_machines(pg: &PgServer, a: &Machine, b: &Machine) {
+fn reports_cover_both_machines(a: &Machine, b: &Machine) {
     let out = a.run(&[
         "sessions",
         "list",
@@ -454,18 +465,9 @@ fn reports_cover_both_machines(pg: &PgServer, a: &Machine, b: &Machine) {
     let out = a.run(&["sessions", "list", "--replica", "--by", "machine", "--json"]);
     let by_machine: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(by_machine.len(), 2, "{by_machine:?}");
-    let url = nex::replica::ReplicaUrl::parse(&pg.url()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let usage = rt.block_on(async {
-        let client = nex::replica::pg::connect(&url).await.unwrap();
-        nex::replica::reports::usage(&client, &url, nex::replica::reports::UsageBy::Machine)
-            .await
-            .unwrap()
-    });
-    assert_eq!(usage.rows.len(), 2);
+    let usage = a.json(&["usage", "--replica", "--by", "machine", "--json"]);
+    let usage = usage["rows"].as_array().unwrap();
+    assert_eq!(usage.len(), 2);
     for m in [a, b] {
         let (sessions, turns, input, total) = ledger_sums(&m.ledger());
         let listed = list
@@ -479,13 +481,140 @@ fn reports_cover_both_machines(pg: &PgServer, a: &Machine, b: &Machine) {
             .unwrap();
         assert_eq!(row["sessions"], sessions);
         assert_eq!(row["turns"], turns);
-        let u = usage.rows.iter().find(|r| r.key == m.name).unwrap();
+        let u = usage.iter().find(|r| r["key"] == m.name.as_str()).unwrap();
         assert_eq!(
-            (u.turns, u.input_tokens, u.total_tokens),
-            (turns, input, total),
+            (&u["turns"], &u["input_tokens"], &u["total_tokens"]),
+            (&turns.into(), &input.into(), &total.into()),
             "{}",
             m.name
         );
-        assert!(u.sessions > 0 && u.sessions <= sessions);
+        let roots = u["sessions"].as_u64().unwrap();
+        assert!(roots > 0 && roots <= sessions);
+    }
+    replica_usage_is_the_sum_of_the_local_reports(a, b);
+}
+
+/// `nex usage --replica` under every grouping (and with filters) equals the two machines'
+/// `nex usage --json` merged: the same keys (a session as `machine/label`), token sums, root
+/// session counts, costs (unknown when either side's is) and unpriced models; `--by machine`
+/// splits them, each machine's row the sum of its local report.
+fn replica_usage_is_the_sum_of_the_local_reports(a: &Machine, b: &Machine) {
+    let cases: &[&[&str]] = &[
+        &["--by", "day"],
+        &["--by", "week"],
+        &["--by", "month"],
+        &["--by", "model"],
+        &["--by", "provider"],
+        &["--by", "project"],
+        &["--by", "session"],
+        &[
+            "--by",
+            "day",
+            "--provider",
+            "claude-code",
+            "--since",
+            "2020-01-01",
+        ],
+        &["--by", "model", "--until", "2000-01-01"],
+    ];
+    for args in cases {
+        let session = args[1] == "session";
+        let mut expected: std::collections::BTreeMap<String, Value> = Default::default();
+        let mut unpriced = std::collections::BTreeSet::new();
+        for m in [a, b] {
+            let local = m.json(&[&["usage", "--json"], *args].concat());
+            for row in local["rows"].as_array().unwrap() {
+                let key = row["key"].as_str().unwrap();
+                let key = if session {
+                    format!("{}/{key}", m.name)
+                } else {
+                    key.to_owned()
+                };
+                merge_row(expected.entry(key).or_insert(Value::Null), row);
+            }
+            for model in local["unpriced_models"].as_array().unwrap() {
+                unpriced.insert(model.as_str().unwrap().to_owned());
+            }
+        }
+        let replica = a.json(&[&["usage", "--replica", "--json"], *args].concat());
+        let got: std::collections::BTreeMap<String, Value> = replica["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["key"].as_str().unwrap().to_owned(), r.clone()))
+            .collect();
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{args:?}"
+        );
+        for (key, want) in &expected {
+            assert_same_usage(&got[key], want, &format!("{args:?} {key}"));
+        }
+        let got_unpriced: std::collections::BTreeSet<String> = replica["unpriced_models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(got_unpriced, unpriced, "{args:?}");
+        if args.contains(&"--until") {
+            assert!(got.is_empty(), "a window before every turn: {got:?}");
+        } else {
+            assert!(!got.is_empty(), "{args:?}");
+        }
+    }
+    // By machine: each row is the sum of that machine's local rows by session (one per root).
+    let replica = a.json(&["usage", "--replica", "--by", "machine", "--json"]);
+    for m in [a, b] {
+        let mut want = Value::Null;
+        let local = m.json(&["usage", "--by", "session", "--json"]);
+        for row in local["rows"].as_array().unwrap() {
+            merge_row(&mut want, row);
+        }
+        let got = replica["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == m.name.as_str())
+            .unwrap();
+        assert_same_usage(got, &want, &m.name);
+    }
+}
+
+const USAGE_COUNTS: [&str; 8] = [
+    "sessions",
+    "turns",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+];
+
+/// Adds a usage row into `into` (`Null`: none yet); a cost is unknown when either is.
+fn merge_row(into: &mut Value, row: &Value) {
+    if into.is_null() {
+        *into = row.clone();
+        return;
+    }
+    for field in USAGE_COUNTS {
+        into[field] = (into[field].as_i64().unwrap() + row[field].as_i64().unwrap()).into();
+    }
+    into["cost_usd"] = match (into["cost_usd"].as_f64(), row["cost_usd"].as_f64()) {
+        (Some(x), Some(y)) => (x + y).into(),
+        _ => Value::Null,
+    };
+}
+
+fn assert_same_usage(got: &Value, want: &Value, what: &str) {
+    for field in USAGE_COUNTS {
+        assert_eq!(got[field], want[field], "{what}: {field}");
+    }
+    match (got["cost_usd"].as_f64(), want["cost_usd"].as_f64()) {
+        (Some(x), Some(y)) => assert!((x - y).abs() < 1e-9 * y.abs().max(1.0), "{what}: cost"),
+        (None, None) => {}
+        other => panic!("{what}: cost {other:?}"),
     }
 }
