@@ -42,6 +42,39 @@ struct Machine {
 }
 
 impl Machine {
+    /// Writes config.toml: the replica (with the password) and the machine, or neither.
+    fn configure(&self, pg: Option<&PgServer>) {
+        let config = match pg {
+            Some(pg) => format!(
+                "[replica]\nurl = \"{} password={SECRET}\"\nmachine = \"{}\"\n",
+                pg.url(),
+                self.name
+            ),
+            None => String::new(),
+        };
+        std::fs::write(self.dir.path().join("home").join("config.toml"), config).unwrap();
+    }
+
+    /// The change log's (rows, first seq, last seq).
+    fn change_log(&self) -> (i64, i64, i64) {
+        rusqlite::Connection::open_with_flags(
+            self.ledger(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+        .query_row(
+            "SELECT count(*), coalesce(min(seq), 0), coalesce(max(seq), 0) FROM change_log",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    }
+
+    /// `nex replica sync --json`, which must succeed.
+    fn synced(&self) -> Value {
+        self.json(&["replica", "sync", "--json"])
+    }
+
     fn new(pg: &PgServer, name: &str, seed: u64, sessions: usize) -> Machine {
         let dir = tempfile::tempdir().unwrap();
         let corpus = dir.path().join("claude");
@@ -391,6 +424,101 @@ fn faults_each_end_equal_nothing_lost_or_duplicated() {
         st["lag_changes"] == 0 && st["last_error"].is_null()
     });
     d.stop(Duration::from_secs(20));
+    m.assert_log_clean();
+}
+
+#[test]
+fn the_change_log_holds_only_what_the_replica_lacks_and_resumes_exactly() {
+    let Some(pg) = server() else { return };
+    let mut m = Machine::new(&pg, "pruned", 31, 4);
+    m.backfill();
+    let (logged, _, head) = m.change_log();
+    assert!(logged > 50 && logged == head, "{logged} {head}");
+
+    // A sync leaves the change at the watermark only.
+    let report = m.synced();
+    assert_eq!(report["resends"], 0, "{report}");
+    assert_eq!(report["watermark"], head);
+    assert_eq!(m.change_log(), (1, head, head));
+    compare(&pg, &m.ledger(), "pruned").unwrap();
+
+    // New changes number on from there, and the next sync sends exactly them.
+    let id = m.append_turn();
+    m.backfill();
+    assert!(m.has_message(&id));
+    let (rows, first, last) = m.change_log();
+    assert_eq!((first, rows), (head, last - head + 1));
+    let report = m.synced();
+    assert_eq!(report["resends"], 0, "{report}");
+    assert_eq!(report["changes"], last - head, "{report}");
+    assert_eq!(m.change_log(), (1, last, last));
+    compare(&pg, &m.ledger(), "pruned").unwrap();
+
+    // The daemon prunes once current, and a restart resumes from the watermark (no resend).
+    let mut d = m.daemon();
+    let id = m.append_turn();
+    wait_for("the appended turn", || m.has_message(&id));
+    wait_equal(&pg, &m);
+    wait_for("the log pruned to the watermark", || {
+        let (rows, first, _) = m.change_log();
+        rows == 1 && first == watermark(&pg, "pruned")
+    });
+    d.stop(Duration::from_secs(20));
+    let id = m.append_turn();
+    let mut d = m.daemon();
+    wait_for("the turn appended while stopped", || m.has_message(&id));
+    wait_equal(&pg, &m);
+    wait_for("the log pruned again", || m.change_log().0 == 1);
+    d.stop(Duration::from_secs(20));
+    let log = std::fs::read_to_string(m.log()).unwrap();
+    assert!(!log.contains("sending the whole ledger"), "{log}");
+
+    // Without a replica the daemon keeps the log empty (but its last change); configured
+    // again, the replica receives the whole ledger by one resend.
+    m.configure(None);
+    let id = m.append_turn();
+    let mut d = m.daemon();
+    wait_for("the turn imported without a replica", || m.has_message(&id));
+    d.stop(Duration::from_secs(20));
+    let mut d = m.daemon();
+    wait_for("the log emptied without a replica", || {
+        m.change_log().0 == 1
+    });
+    d.stop(Duration::from_secs(20));
+    m.configure(Some(&pg));
+    let report = m.synced();
+    assert_eq!(report["resends"], 1, "{report}");
+    compare(&pg, &m.ledger(), "pruned").unwrap();
+
+    // A resend also deletes what the ledger deleted meanwhile: a tool call deleted, then the
+    // log pruned past it before the replica heard of the delete.
+    let conn = rusqlite::Connection::open(m.ledger()).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let gone: String = conn
+        .query_row("SELECT id FROM tool_calls ORDER BY id LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    conn.execute("DELETE FROM tool_calls WHERE id = ?1", [&gone])
+        .unwrap();
+    conn.execute("UPDATE sessions SET updated_at = updated_at + 1", [])
+        .unwrap();
+    conn.execute(
+        "DELETE FROM change_log WHERE seq < (SELECT max(seq) FROM change_log)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let report = m.synced();
+    assert_eq!(report["resends"], 1, "{report}");
+    compare(&pg, &m.ledger(), "pruned").unwrap();
+    assert_eq!(
+        pg.scalar(&format!(
+            "SELECT count(*) FROM nex.tool_calls WHERE id = '{gone}'"
+        ))
+        .unwrap(),
+        0
+    );
     m.assert_log_clean();
 }
 
