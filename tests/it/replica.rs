@@ -44,10 +44,18 @@ struct Machine {
 impl Machine {
     /// Writes config.toml: the replica (with the password) and the machine, or neither.
     fn configure(&self, pg: Option<&PgServer>) {
-        let config = match pg {
-            Some(pg) => format!(
-                "[replica]\nurl = \"{} password={SECRET}\"\nmachine = \"{}\"\n",
-                pg.url(),
+        self.configure_url(
+            pg.map(|pg| format!("{} password={SECRET}", pg.url()))
+                .as_deref(),
+        );
+    }
+
+    /// Writes config.toml: the replica at `url` and the machine, or neither.
+    fn configure_url(&self, url: Option<&str>) {
+        let config = match url {
+            Some(url) => format!(
+                "[replica]\nurl = \"{}\"\nmachine = \"{}\"\n",
+                url.replace('\\', "\\\\").replace('"', "\\\""),
                 self.name
             ),
             None => String::new(),
@@ -520,6 +528,84 @@ fn the_change_log_holds_only_what_the_replica_lacks_and_resumes_exactly() {
         0
     );
     m.assert_log_clean();
+}
+
+#[test]
+fn tls_when_the_url_asks_for_it_and_the_password_is_never_shown() {
+    let pg = match PgServer::start_tls() {
+        Ok(pg) => pg,
+        Err(PgError::NotInstalled | PgError::NoOpenssl) => {
+            eprintln!("SKIPPED: PostgreSQL or openssl is not installed");
+            return;
+        }
+        Err(e) => panic!("cannot start PostgreSQL with TLS: {e}"),
+    };
+    pg.query(&format!("ALTER ROLE nex PASSWORD '{SECRET}'"))
+        .unwrap();
+    let tcp = pg.tcp_url().unwrap();
+    let m = Machine::new(&pg, "tls-box", 41, 3);
+    m.backfill();
+    let refused = |url: &str, why: &str| {
+        m.configure_url(Some(url));
+        let out = m.sync();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("replica_unreachable"),
+            "{why}: {err}"
+        );
+    };
+    // The server takes TLS connections only: without TLS, refused.
+    refused(
+        &format!("{tcp} password={SECRET} sslmode=disable"),
+        "a plain connection",
+    );
+    // `require` encrypts without checking the (self-signed) chain, as libpq does; the
+    // daemon's connection shows as TLS in pg_stat_ssl.
+    m.configure_url(Some(&format!("{tcp} password={SECRET} sslmode=require")));
+    let mut d = m.daemon();
+    wait_equal(&pg, &m);
+    let tls_backends = |ssl: bool| {
+        pg.scalar(&format!(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.usename = 'nex' AND a.client_addr IS NOT NULL AND s.ssl = {ssl}"
+        ))
+        .unwrap()
+    };
+    wait_for("the daemon's TLS connection", || tls_backends(true) >= 1);
+    assert_eq!(tls_backends(false), 0);
+    d.stop(Duration::from_secs(20));
+    m.assert_log_clean();
+    let state =
+        std::fs::read_to_string(m.dir.path().join("home/run/replica.json")).unwrap_or_default();
+    assert!(!state.contains(SECRET), "{state}");
+
+    // verify-full against the test CA (key=value and URL forms); verify-full against the
+    // system's roots refuses the test CA's certificate; verify-ca checks the chain only.
+    let id = pg.ca_file().display().to_string();
+    m.configure_url(Some(&format!(
+        "{tcp} password={SECRET} sslmode=verify-full sslrootcert='{id}'"
+    )));
+    assert!(m.sync().status.success());
+    let port = tcp
+        .split("port=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    m.configure_url(Some(&format!(
+        "postgres://nex:{SECRET}@127.0.0.1:{port}/postgres?sslmode=verify-ca&sslrootcert={id}"
+    )));
+    assert!(m.sync().status.success());
+    refused(
+        &format!("{tcp} password={SECRET} sslmode=verify-full"),
+        "a certificate the system does not trust",
+    );
+    refused(
+        &format!("{tcp} password=wrong-{SECRET} sslmode=require"),
+        "a wrong password",
+    );
+    compare(&pg, &m.ledger(), "tls-box").unwrap();
 }
 
 #[test]
