@@ -21,6 +21,8 @@ pub struct PgServer {
     bindir: PathBuf,
     /// `Some(user)` when commands run as another user (we are root).
     run_as: Option<String>,
+    /// The loopback port of a server started by [`PgServer::start_tls`].
+    tls_port: Option<u16>,
 }
 
 /// Why the server cannot be had here.
@@ -30,6 +32,8 @@ pub enum PgError {
     NotInstalled,
     #[error("{what} failed: {detail}")]
     Command { what: String, detail: String },
+    #[error("openssl not found (needed to make the TLS test's certificates)")]
+    NoOpenssl,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -41,6 +45,134 @@ impl PgServer {
     /// [`PgError::NotInstalled`] when no binaries are found (callers skip), else the failing
     /// step with its output.
     pub fn start() -> Result<PgServer, PgError> {
+        let server = PgServer::init()?;
+        server.start_again()?;
+        Ok(server)
+    }
+
+    /// Starts a fresh server that also listens on a loopback TCP port with TLS on (a
+    /// certificate for `localhost` and `127.0.0.1` signed by a CA made here, see
+    /// [`PgServer::ca_file`]), where only TLS connections with a password are accepted
+    /// (`hostssl … scram-sha-256`, no `host` line); the socket stays open to the harness
+    /// (trust).
+    ///
+    /// # Errors
+    /// As [`PgServer::start`]; [`PgError::NoOpenssl`] when `openssl` is missing (callers skip).
+    pub fn start_tls() -> Result<PgServer, PgError> {
+        if Command::new("openssl").arg("version").output().is_err() {
+            return Err(PgError::NoOpenssl);
+        }
+        let mut server = PgServer::init()?;
+        let tls = server.dir.path().join("tls");
+        std::fs::create_dir_all(&tls)?;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &tls,
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=nex-test-ca",
+                ],
+            ]
+            .concat(),
+        )?;
+        openssl(
+            &tls,
+            &[
+                &["req"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        )?;
+        std::fs::write(
+            tls.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )?;
+        openssl(
+            &tls,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        )?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            tls.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+        if let Some(user) = &server.run_as {
+            let u = nix::unistd::User::from_name(user)
+                .ok()
+                .flatten()
+                .ok_or(PgError::NotInstalled)?;
+            for f in ["server.key", "server.crt"] {
+                nix::unistd::chown(&tls.join(f), Some(u.uid), Some(u.gid))
+                    .map_err(std::io::Error::from)?;
+            }
+        }
+        std::fs::write(
+            server.data_dir().join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             hostssl all all ::1/128 scram-sha-256\n",
+        )?;
+        server.tls_port = Some(
+            std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+        );
+        server.start_again()?;
+        Ok(server)
+    }
+
+    /// The CA that signed a [`PgServer::start_tls`] server's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("tls").join("ca.crt")
+    }
+
+    /// A [`PgServer::start_tls`] server's TCP address as a key=value URL without TLS options
+    /// or password (`host=localhost port=… user=nex dbname=postgres`).
+    pub fn tcp_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("host=localhost port={port} user=nex dbname=postgres"))
+    }
+
+    fn init() -> Result<PgServer, PgError> {
         let bindir = find_bindir().ok_or(PgError::NotInstalled)?;
         let run_as = if nix::unistd::geteuid().is_root() {
             Some(
@@ -61,6 +193,7 @@ impl PgServer {
             dir,
             bindir,
             run_as,
+            tls_port: None,
         };
         if let Some(user) = &server.run_as {
             let u = nix::unistd::User::from_name(user)
@@ -86,7 +219,6 @@ impl PgServer {
                 "--no-sync",
             ],
         )?;
-        server.start_again()?;
         Ok(server)
     }
 
@@ -101,10 +233,15 @@ impl PgServer {
 
     /// The URL nex is given (`postgres://nex@localhost/postgres?host=<socket dir>`).
     pub fn url(&self) -> String {
-        format!(
+        let mut url = format!(
             "host={} user=nex dbname=postgres",
             self.socket_dir().display()
-        )
+        );
+        // The socket's name carries the port.
+        if let Some(port) = self.tls_port {
+            url.push_str(&format!(" port={port}"));
+        }
+        url
     }
 
     /// Starts the (stopped) server and waits until it accepts connections.
@@ -114,10 +251,20 @@ impl PgServer {
     pub fn start_again(&self) -> Result<(), PgError> {
         let data = self.data_dir();
         let log = self.dir.path().join("server.log");
-        let opts = format!(
+        let mut opts = format!(
             "-k {} -c listen_addresses='' -F -c max_connections=60",
             self.socket_dir().display()
         );
+        if let Some(port) = self.tls_port {
+            let tls = self.dir.path().join("tls");
+            opts = format!(
+                "-k {} -c listen_addresses=127.0.0.1 -p {port} -F -c max_connections=60 \
+                 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                self.socket_dir().display(),
+                tls.join("server.crt").display(),
+                tls.join("server.key").display()
+            );
+        }
         let r = self.run(
             "pg_ctl",
             &[
@@ -255,6 +402,21 @@ impl Drop for PgServer {
             &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
         );
     }
+}
+
+/// Runs `openssl ARGS` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), PgError> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(PgError::Command {
+            what: format!("openssl {}", args.first().unwrap_or(&"")),
+            detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(())
 }
 
 fn path_str(p: &Path) -> &str {

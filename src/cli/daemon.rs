@@ -119,11 +119,19 @@ async fn serve(args: DaemonArgs) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// The replicator of `[replica]` (none when no replica is configured): its own task, its own
-/// connections, never in the import's way (see `replica::replicator`).
+/// The replicator of `[replica]`: its own task, its own connections, never in the import's way
+/// (see `replica::replicator`). Without a replica, the task that keeps the change log empty.
 fn start_replication(host: &Host) -> Option<(tokio::task::JoinHandle<()>, CancellationToken)> {
-    let replica = host.settings.replica.clone()?;
     let paths = &host.settings.paths;
+    let Some(replica) = host.settings.replica.clone() else {
+        let stop = CancellationToken::new();
+        let pruner = crate::replica::replicator::prune_unreplicated(
+            paths.ledger.clone(),
+            crate::replica::replicator::PRUNE_UNREPLICATED_EVERY,
+            stop.clone(),
+        );
+        return Some((tokio::spawn(pruner), stop));
+    };
     let replicator = crate::replica::Replicator::new(
         replica,
         paths.ledger.clone(),

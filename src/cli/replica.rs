@@ -120,6 +120,45 @@ async fn sync_once(settings: &ControlSettings) -> Result<crate::replica::SyncRep
     .await
 }
 
+/// `nex usage --replica [--by …] [filters] [--json]`: `nex usage`'s report over every machine.
+pub fn usage(args: &super::usage::UsageArgs) -> ExitCode {
+    let settings = match args.ledger.control.settings(false) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let prices = match super::usage::prices(args) {
+        Ok(p) => p,
+        Err(e) => return e.report(),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let result = rt.block_on(async {
+        let replica = settings
+            .replica
+            .clone()
+            .ok_or(ReplicaError::NotConfigured)?;
+        let client = crate::replica::pg::connect(&replica.url).await?;
+        let filters = super::usage::filters(args);
+        reports::usage(&client, &replica.url, &filters, args.by, &prices).await
+    });
+    match result {
+        Ok(report) => {
+            if args.json {
+                print_json(&report);
+            } else {
+                super::usage::print_rows(&report, args.by);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            errln!("nex: {e} [{}]", e.code());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `nex sessions list --replica --by …`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SessionsBy {

@@ -47,9 +47,16 @@ pub struct UsageArgs {
     pub session: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// The usage of every machine in the shared replica (`[replica]` in config.toml); `--by
+    /// machine` gives one row per machine.
+    #[arg(long, conflicts_with = "session")]
+    pub replica: bool,
 }
 
 pub fn run(args: UsageArgs) -> ExitCode {
+    if args.replica {
+        return super::replica::usage(&args);
+    }
     match report(&args) {
         Ok(Report::FirstRun) => {
             if args.json {
@@ -89,9 +96,25 @@ enum Report {
     Tree(Box<SessionTreeReport>),
 }
 
-fn report(args: &UsageArgs) -> Result<Report, Failure> {
+/// The price table: `prices.toml` with `config.toml`'s `[prices]`.
+pub(super) fn prices(args: &UsageArgs) -> Result<PriceTable, Failure> {
     let config = ConfigFile::read(&args.ledger.control.paths()?.config_file)?;
-    let prices = PriceTable::with_overrides(&config.prices);
+    Ok(PriceTable::with_overrides(&config.prices))
+}
+
+/// The provider, project and day filters of the arguments.
+pub(super) fn filters(args: &UsageArgs) -> Filters {
+    Filters {
+        provider: args.provider.clone(),
+        project: project_arg(args.project.as_deref()),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        ..Filters::default()
+    }
+}
+
+fn report(args: &UsageArgs) -> Result<Report, Failure> {
+    let prices = prices(args)?;
     let conn = open(&args.ledger)?;
     if is_first_run(conn.as_ref())? {
         return Ok(Report::FirstRun);
@@ -105,15 +128,12 @@ fn report(args: &UsageArgs) -> Result<Report, Failure> {
         let tree = session_tree(&conn, &facts, &label, &prices)?;
         return Ok(Report::Tree(Box::new(tree)));
     }
-    let filters = Filters {
-        provider: args.provider.clone(),
-        project: project_arg(args.project.as_deref()),
-        since: args.since.clone(),
-        until: args.until.clone(),
-        ..Filters::default()
-    };
     Ok(Report::Rows(usage_report(
-        &conn, &facts, &filters, args.by, &prices,
+        &conn,
+        &facts,
+        &filters(args),
+        args.by,
+        &prices,
     )?))
 }
 
@@ -159,7 +179,7 @@ fn cost(c: Option<f64>) -> String {
     }
 }
 
-fn print_rows(r: &UsageReport, by: GroupBy) {
+pub(super) fn print_rows(r: &UsageReport, by: GroupBy) {
     if r.rows.is_empty() {
         outln!("no usage");
         return;
@@ -172,6 +192,7 @@ fn print_rows(r: &UsageReport, by: GroupBy) {
         GroupBy::Model => "MODEL",
         GroupBy::Provider => "PROVIDER",
         GroupBy::Session => "SESSION",
+        GroupBy::Machine => "MACHINE",
     };
     let mut header = vec![key];
     header.extend(HEADER);

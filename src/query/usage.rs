@@ -55,6 +55,8 @@ pub enum GroupBy {
     Provider,
     /// The root session's label (subagents roll up into it).
     Session,
+    /// The machine the turns were replicated from (`nex usage --replica` only).
+    Machine,
 }
 
 impl GroupBy {
@@ -72,7 +74,7 @@ impl GroupBy {
         }
     }
 
-    fn is_time(self) -> bool {
+    pub(crate) fn is_time(self) -> bool {
         matches!(self, GroupBy::Day | GroupBy::Week | GroupBy::Month)
     }
 }
@@ -119,35 +121,57 @@ pub struct UsageReport {
 
 /// Sums of one (session, model[, bucket]) group of turns, as SQL returns them.
 #[derive(Debug, Clone, Default)]
-struct Group {
-    turns: u64,
-    input: i64,
-    output: i64,
-    cache_read: i64,
-    cache_write: i64,
-    reasoning: i64,
+pub(crate) struct Group {
+    pub(crate) turns: u64,
+    pub(crate) input: i64,
+    pub(crate) output: i64,
+    pub(crate) cache_read: i64,
+    pub(crate) cache_write: i64,
+    pub(crate) reasoning: i64,
     /// Sum of the tools' totals where present.
-    total: i64,
+    pub(crate) total: i64,
     /// Input + output + cache reads + cache writes of the turns without a total.
-    parts_untotalled: i64,
+    pub(crate) parts_untotalled: i64,
     /// Reasoning of the turns without a total.
-    reasoning_untotalled: i64,
+    pub(crate) reasoning_untotalled: i64,
     /// Turns without any token count.
-    without_tokens: u64,
+    pub(crate) without_tokens: u64,
 }
 
-/// Columns of a group (after the grouping columns).
-const GROUP_SUMS: &str = "COUNT(*),
-        COALESCE(SUM(t.input_tokens), 0), COALESCE(SUM(t.output_tokens), 0),
-        COALESCE(SUM(t.cached_input_tokens), 0), COALESCE(SUM(t.cache_write_tokens), 0),
-        COALESCE(SUM(t.reasoning_tokens), 0), COALESCE(SUM(t.total_tokens), 0),
-        COALESCE(SUM(CASE WHEN t.total_tokens IS NULL THEN
+/// Columns of a group (after the grouping columns), in SQL that SQLite and PostgreSQL read
+/// alike (the replica's report sums with the same text; PostgreSQL's `SUM` of a `bigint` is a
+/// `numeric`, hence the casts).
+pub(crate) const GROUP_SUMS: &str = "COUNT(*),
+        CAST(COALESCE(SUM(t.input_tokens), 0) AS BIGINT),
+        CAST(COALESCE(SUM(t.output_tokens), 0) AS BIGINT),
+        CAST(COALESCE(SUM(t.cached_input_tokens), 0) AS BIGINT),
+        CAST(COALESCE(SUM(t.cache_write_tokens), 0) AS BIGINT),
+        CAST(COALESCE(SUM(t.reasoning_tokens), 0) AS BIGINT),
+        CAST(COALESCE(SUM(t.total_tokens), 0) AS BIGINT),
+        CAST(COALESCE(SUM(CASE WHEN t.total_tokens IS NULL THEN
             COALESCE(t.input_tokens, 0) + COALESCE(t.output_tokens, 0)
-            + COALESCE(t.cached_input_tokens, 0) + COALESCE(t.cache_write_tokens, 0) END), 0),
-        COALESCE(SUM(CASE WHEN t.total_tokens IS NULL THEN t.reasoning_tokens END), 0),
-        COALESCE(SUM(t.total_tokens IS NULL AND t.input_tokens IS NULL
+            + COALESCE(t.cached_input_tokens, 0) + COALESCE(t.cache_write_tokens, 0) END), 0)
+            AS BIGINT),
+        CAST(COALESCE(SUM(CASE WHEN t.total_tokens IS NULL THEN t.reasoning_tokens END), 0)
+            AS BIGINT),
+        CAST(COALESCE(SUM(CASE WHEN t.total_tokens IS NULL AND t.input_tokens IS NULL
             AND t.output_tokens IS NULL AND t.cached_input_tokens IS NULL
-            AND t.cache_write_tokens IS NULL AND t.reasoning_tokens IS NULL), 0)";
+            AND t.cache_write_tokens IS NULL AND t.reasoning_tokens IS NULL THEN 1 ELSE 0 END), 0)
+            AS BIGINT)";
+
+/// One group of turns as a report receives it, from the ledger or from the replica.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TurnGroup {
+    /// The session's key in the report's [`SessionFacts`] (a label; `machine/label` in the
+    /// replica).
+    pub(crate) session: String,
+    /// The machine of a replica's turns (`None` in the ledger).
+    pub(crate) machine: Option<String>,
+    pub(crate) model: Option<String>,
+    /// The time bucket, for the time groupings.
+    pub(crate) bucket: Option<String>,
+    pub(crate) sums: Group,
+}
 
 fn group_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Group> {
     Ok(Group {
@@ -229,7 +253,8 @@ impl Acc {
 /// Rows of the time groupings are in time order; the others by total tokens, largest first
 /// (then by key).
 ///
-/// Errors: `date_invalid` for a bad `since`/`until`; `ledger_read_failed`, `ledger_busy`.
+/// Errors: `date_invalid` for a bad `since`/`until`; `bad_request` for `by` machine (a
+/// replica's grouping); `ledger_read_failed`, `ledger_busy`.
 pub fn usage_report(
     conn: &Connection,
     facts: &HashMap<String, SessionFacts>,
@@ -237,6 +262,11 @@ pub fn usage_report(
     by: GroupBy,
     prices: &PriceTable,
 ) -> Result<UsageReport, QueryError> {
+    if by == GroupBy::Machine {
+        return Err(QueryError::BadArgument(
+            "`--by machine` groups a replica's turns: use it with `--replica`".into(),
+        ));
+    }
     let window = filters.window(conn)?;
     // `+` keeps SQLite off `idx_turns_session` here: one pass over the table beats a lookup
     // per turn through the index when every turn is read (measured: ~30 % faster at 21,000
@@ -254,20 +284,83 @@ pub fn usage_report(
     let mut rows = stmt
         .query(params![window.since_ms, window.until_ms])
         .map_err(err("usage"))?;
-    let mut accs: BTreeMap<String, Acc> = BTreeMap::new();
-    let mut total = Acc::default();
-    let mut unpriced = BTreeSet::new();
-    // Roots computed once per session, not once per group.
-    let mut roots: HashMap<String, (String, bool)> = HashMap::new();
+    let mut report = ReportBuilder::new(facts, filters, by, prices);
     while let Some(r) = rows.next().map_err(err("usage"))? {
-        let label: String = r.get(0).map_err(err("usage"))?;
-        let model: Option<String> = r.get(1).map_err(err("usage"))?;
-        let bucket: Option<String> = r.get(2).map_err(err("usage"))?;
-        let g = group_at(r, 3).map_err(err("usage"))?;
-        let (root, covered) = roots
-            .entry(label.clone())
+        report.add(TurnGroup {
+            session: r.get(0).map_err(err("usage"))?,
+            machine: None,
+            model: r.get(1).map_err(err("usage"))?,
+            bucket: r.get(2).map_err(err("usage"))?,
+            sums: group_at(r, 3).map_err(err("usage"))?,
+        });
+    }
+    Ok(report.finish())
+}
+
+/// The time bucket of `by` (`None` for the other groupings) of an instant, in local time as
+/// SQLite computes it for [`usage_report`]; `conn` is any connection (no table is read).
+///
+/// Errors: `ledger_read_failed` (SQLite failing to evaluate a date).
+pub(crate) fn bucket_of(
+    conn: &Connection,
+    by: GroupBy,
+    started_at_ms: Option<i64>,
+) -> Result<Option<String>, QueryError> {
+    if !by.is_time() {
+        return Ok(None);
+    }
+    conn.prepare_cached(&format!(
+        "SELECT {} FROM (SELECT ?1 AS started_at) t",
+        by.bucket_sql()
+    ))
+    .and_then(|mut stmt| stmt.query_row([started_at_ms], |r| r.get(0)))
+    .map_err(QueryError::ledger("usage_bucket"))
+}
+
+/// Builds a [`UsageReport`] from groups of turns: the one place where rows are keyed, filtered
+/// by their root session, summed, priced and ordered, for the ledger ([`usage_report`]) and for
+/// the replica (`replica::reports::usage`).
+pub(crate) struct ReportBuilder<'a> {
+    facts: &'a HashMap<String, SessionFacts>,
+    filters: &'a Filters,
+    by: GroupBy,
+    prices: &'a PriceTable,
+    accs: BTreeMap<String, Acc>,
+    total: Acc,
+    unpriced: BTreeSet<String>,
+    /// Roots computed once per session, not once per group: (root, covered by the filters).
+    roots: HashMap<String, (String, bool)>,
+}
+
+impl<'a> ReportBuilder<'a> {
+    pub(crate) fn new(
+        facts: &'a HashMap<String, SessionFacts>,
+        filters: &'a Filters,
+        by: GroupBy,
+        prices: &'a PriceTable,
+    ) -> ReportBuilder<'a> {
+        ReportBuilder {
+            facts,
+            filters,
+            by,
+            prices,
+            accs: BTreeMap::new(),
+            total: Acc::default(),
+            unpriced: BTreeSet::new(),
+            roots: HashMap::new(),
+        }
+    }
+
+    /// Adds one group (nothing when its root session is outside the filters; the time window
+    /// is the caller's query).
+    pub(crate) fn add(&mut self, g: TurnGroup) {
+        let facts = self.facts;
+        let filters = self.filters;
+        let (root, covered) = self
+            .roots
+            .entry(g.session.clone())
             .or_insert_with(|| {
-                let root = root_of(facts, &label).to_owned();
+                let root = root_of(facts, &g.session).to_owned();
                 let covered = match facts.get(&root) {
                     Some(f) => filters.covers(f),
                     // A turn of a session the ledger does not list: only unfiltered reports.
@@ -277,15 +370,16 @@ pub fn usage_report(
             })
             .clone();
         if !covered {
-            continue;
+            return;
         }
         let root_facts = facts.get(&root);
-        let model = model
+        let model = g
+            .model
             .filter(|m| !m.trim().is_empty())
             .unwrap_or_else(|| UNKNOWN_MODEL.to_owned());
-        let key = match by {
+        let key = match self.by {
             GroupBy::Day | GroupBy::Week | GroupBy::Month => {
-                bucket.unwrap_or_else(|| NONE_KEY.to_owned())
+                g.bucket.unwrap_or_else(|| NONE_KEY.to_owned())
             }
             GroupBy::Model => model.clone(),
             GroupBy::Project => root_facts
@@ -295,35 +389,43 @@ pub fn usage_report(
                 .and_then(|f| f.provider.clone())
                 .unwrap_or_else(|| NONE_KEY.to_owned()),
             GroupBy::Session => root.clone(),
+            GroupBy::Machine => g.machine.unwrap_or_else(|| NONE_KEY.to_owned()),
         };
         // Reasoning is apart or inside the output by the tool that wrote the turn: the
         // turn's own session's provider.
-        let provider = facts.get(&label).and_then(|f| f.provider.as_deref());
-        accs.entry(key)
+        let provider = facts.get(&g.session).and_then(|f| f.provider.as_deref());
+        let (prices, unpriced) = (self.prices, &mut self.unpriced);
+        self.accs
+            .entry(key)
             .or_default()
-            .add(&root, provider, &model, &g, prices, &mut unpriced);
-        total.add(&root, provider, &model, &g, prices, &mut unpriced);
+            .add(&root, provider, &model, &g.sums, prices, unpriced);
+        self.total
+            .add(&root, provider, &model, &g.sums, prices, unpriced);
     }
-    let mut rows: Vec<UsageRow> = accs
-        .into_iter()
-        .map(|(key, acc)| UsageRow {
-            key,
-            usage: acc.finish(),
-        })
-        .collect();
-    if !by.is_time() {
-        rows.sort_by(|a, b| {
-            b.usage
-                .total_tokens
-                .cmp(&a.usage.total_tokens)
-                .then_with(|| a.key.cmp(&b.key))
-        });
+
+    pub(crate) fn finish(self) -> UsageReport {
+        let mut rows: Vec<UsageRow> = self
+            .accs
+            .into_iter()
+            .map(|(key, acc)| UsageRow {
+                key,
+                usage: acc.finish(),
+            })
+            .collect();
+        if !self.by.is_time() {
+            rows.sort_by(|a, b| {
+                b.usage
+                    .total_tokens
+                    .cmp(&a.usage.total_tokens)
+                    .then_with(|| a.key.cmp(&b.key))
+            });
+        }
+        UsageReport {
+            rows,
+            unpriced_models: self.unpriced.into_iter().collect(),
+            total: self.total.finish(),
+        }
     }
-    Ok(UsageReport {
-        rows,
-        unpriced_models: unpriced.into_iter().collect(),
-        total: total.finish(),
-    })
 }
 
 fn add_usage(into: &mut Usage, u: &Usage) {

@@ -9,8 +9,8 @@
 //! instead of writing rows older than what the first one wrote.
 
 use rusqlite::types::Value;
-use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Transaction};
 
 use super::changes::Batch;
 use super::error::ReplicaError;
@@ -93,25 +93,7 @@ pub async fn apply(
     let fail = |e: tokio_postgres::Error| classify(url, e, ReplicaError::Write);
     let machine = writer.machine;
     let tx = client.transaction().await.map_err(fail)?;
-    tx.execute(
-        "INSERT INTO nex.replica_watermarks (machine, seq, ledger_id) VALUES ($1, 0, $2)
-         ON CONFLICT (machine) DO NOTHING",
-        &[&machine, &writer.ledger_id],
-    )
-    .await
-    .map_err(fail)?;
-    let row = tx
-        .query_one(
-            "SELECT seq, ledger_id FROM nex.replica_watermarks WHERE machine = $1 FOR UPDATE",
-            &[&machine],
-        )
-        .await
-        .map_err(fail)?;
-    let current: i64 = row.get(0);
-    let owner: Option<String> = row.get(1);
-    if owner.as_deref().is_some_and(|o| o != writer.ledger_id) {
-        return Err(ReplicaError::MachineTaken(machine.to_owned()));
-    }
+    let current = lock_watermark(&tx, url, writer).await?;
     if current != batch.from {
         return Ok(Applied::Moved { watermark: current });
     }
@@ -142,6 +124,115 @@ pub async fn apply(
     .map_err(fail)?;
     tx.commit().await.map_err(fail)?;
     Ok(Applied::Committed)
+}
+
+/// Locks the machine's watermark row (created at 0 if missing) until the end of `tx`; its seq.
+///
+/// Errors: `replica_machine_taken`, `replica_unreachable`, `replica_write_failed`.
+async fn lock_watermark(
+    tx: &Transaction<'_>,
+    url: &ReplicaUrl,
+    writer: Writer<'_>,
+) -> Result<i64, ReplicaError> {
+    let fail = |e: tokio_postgres::Error| classify(url, e, ReplicaError::Write);
+    tx.execute(
+        "INSERT INTO nex.replica_watermarks (machine, seq, ledger_id) VALUES ($1, 0, $2)
+         ON CONFLICT (machine) DO NOTHING",
+        &[&writer.machine, &writer.ledger_id],
+    )
+    .await
+    .map_err(fail)?;
+    let row = tx
+        .query_one(
+            "SELECT seq, ledger_id FROM nex.replica_watermarks WHERE machine = $1 FOR UPDATE",
+            &[&writer.machine],
+        )
+        .await
+        .map_err(fail)?;
+    let owner: Option<String> = row.get(1);
+    if owner.as_deref().is_some_and(|o| o != writer.ledger_id) {
+        return Err(ReplicaError::MachineTaken(writer.machine.to_owned()));
+    }
+    Ok(row.get(0))
+}
+
+/// The whole ledger sent again, in one PostgreSQL transaction: every row upserted (equal rows
+/// untouched), then, table by table, the machine's rows whose key the ledger no longer holds
+/// deleted, and the watermark set to the log's head as it was before the first row was read.
+/// Readers see the replica as before until the commit, then as the ledger was at least at that
+/// head; the changes after it follow from the log.
+///
+/// Used when the log lacks changes the replica never received (`Batch::gap`).
+pub struct Resend<'c> {
+    tx: Transaction<'c>,
+    url: &'c ReplicaUrl,
+    machine: String,
+}
+
+impl<'c> Resend<'c> {
+    /// Locks the watermark, which must still be `from`; `None` when another replicator moved
+    /// it (nothing is written).
+    ///
+    /// Errors: as [`apply`].
+    pub async fn begin(
+        client: &'c mut Client,
+        url: &'c ReplicaUrl,
+        writer: Writer<'_>,
+        from: i64,
+    ) -> Result<Option<Resend<'c>>, ReplicaError> {
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| classify(url, e, ReplicaError::Write))?;
+        if lock_watermark(&tx, url, writer).await? != from {
+            return Ok(None);
+        }
+        Ok(Some(Resend {
+            tx,
+            url,
+            machine: writer.machine.to_owned(),
+        }))
+    }
+
+    /// Upserts rows of `shape`'s table (whole rows, in the shape's column order).
+    pub async fn rows(&self, shape: &TableShape, rows: &[Vec<Value>]) -> Result<(), ReplicaError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (sql, params) = upsert(shape, &self.machine, rows)?;
+        self.tx
+            .execute(&sql, &refs(&params))
+            .await
+            .map_err(|e| classify(self.url, e, ReplicaError::Write))?;
+        Ok(())
+    }
+
+    /// Deletes the machine's rows of `shape`'s table whose key is not in `keys` (every key
+    /// the ledger holds).
+    pub async fn sweep(
+        &self,
+        shape: &TableShape,
+        keys: &[Vec<Value>],
+    ) -> Result<u64, ReplicaError> {
+        let (sql, params) = keyed_delete(shape, &self.machine, keys, "NOT IN")?;
+        self.tx
+            .execute(&sql, &refs(&params))
+            .await
+            .map_err(|e| classify(self.url, e, ReplicaError::Write))
+    }
+
+    /// Sets the watermark to `to` and commits.
+    pub async fn commit(self, to: i64) -> Result<(), ReplicaError> {
+        let fail = |e| classify(self.url, e, ReplicaError::Write);
+        self.tx
+            .execute(
+                "UPDATE nex.replica_watermarks SET seq = $2, updated_at = now() WHERE machine = $1",
+                &[&self.machine, &to],
+            )
+            .await
+            .map_err(fail)?;
+        self.tx.commit().await.map_err(fail)
+    }
 }
 
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -208,6 +299,16 @@ fn delete(
     machine: &str,
     keys: &[Vec<Value>],
 ) -> Result<(String, Vec<Param>), ReplicaError> {
+    keyed_delete(shape, machine, keys, "IN")
+}
+
+/// [`delete`] with `op` `IN` (these keys) or `NOT IN` (every key but these).
+fn keyed_delete(
+    shape: &TableShape,
+    machine: &str,
+    keys: &[Vec<Value>],
+    op: &str,
+) -> Result<(String, Vec<Param>), ReplicaError> {
     let mut params: Vec<Param> = vec![Box::new(machine.to_owned())];
     let mut arrays = Vec::new();
     for (i, col) in shape.key_columns().iter().enumerate() {
@@ -220,7 +321,7 @@ fn delete(
         .map(|c| quoted(&c.name))
         .collect();
     let sql = format!(
-        "DELETE FROM nex.{table} WHERE machine = $1 AND ({key}) IN (SELECT * FROM unnest({arrays}))",
+        "DELETE FROM nex.{table} WHERE machine = $1 AND ({key}) {op} (SELECT * FROM unnest({arrays}))",
         table = quoted(shape.table.name),
         key = key.join(", "),
         arrays = arrays.join(", "),

@@ -1,11 +1,22 @@
 //! The ledger side of replication: batches of changes after a watermark, read from
 //! `change_log` (migration 0006) with the rows as they are now, on a read-only connection of
-//! its own.
+//! its own; whole tables for a resend; and the pruning of acknowledged changes
+//! ([`LogPruner`]).
 //!
 //! # Contention
 //! The reader never writes: in WAL mode it neither waits for the import's writer nor makes it
 //! wait. A batch is one read transaction (one snapshot), kept short by [`Limits`], so the WAL
-//! checkpoint is never held back for long.
+//! checkpoint is never held back for long. Pruning writes, in transactions of at most
+//! [`PRUNE_CHUNK`] rows that give way to the import (see [`LogPruner`]).
+//!
+//! # Pruning and gaps
+//! The log keeps what the replica has not acknowledged: after the replica commits a
+//! watermark, the changes before it are deleted. The change *at* the watermark stays: SQLite
+//! numbers a new row `max(seq) + 1`, so the sequence never goes back. Committed changes are
+//! numbered without holes (one writer; a rolled-back number is reused), so a log whose first
+//! change after a watermark `w` is not `w + 1` has lost changes the replica never received
+//! (the log was pruned without a replica, or the replica was rebuilt): [`Batch::gap`], and
+//! the replicator resends the whole ledger.
 //!
 //! # Exactness
 //! The snapshot that holds change `seq` holds the row it describes at that change or later: a
@@ -51,6 +62,9 @@ pub struct Batch {
     pub changes: u64,
     /// One entry per table of [`ChangeReader::shapes`], same order.
     pub tables: Vec<TableBatch>,
+    /// The changes right after `from` are gone from the log (empty batch): only a resend of
+    /// the whole ledger brings the replica up to date.
+    pub gap: bool,
 }
 
 impl Batch {
@@ -76,9 +90,12 @@ pub struct TableBatch {
     pub deletes: Vec<Vec<Value>>,
 }
 
-/// A read-only view of one ledger's change log.
+/// A read-only view of one ledger's change log (and, apart, its pruner).
 pub struct ChangeReader {
     conn: Connection,
+    path: std::path::PathBuf,
+    /// Opened at the first prune.
+    pruner: Option<LogPruner>,
     ledger_id: String,
     shapes: Vec<TableShape>,
     selects: Vec<String>,
@@ -114,6 +131,8 @@ impl ChangeReader {
         let selects = shapes.iter().map(select_row).collect();
         Ok(ChangeReader {
             conn,
+            path: ledger.to_path_buf(),
+            pruner: None,
             ledger_id,
             shapes,
             selects,
@@ -169,7 +188,11 @@ impl ChangeReader {
             to: from,
             changes: 0,
             tables: self.shapes.iter().map(|_| TableBatch::default()).collect(),
+            gap: changes.first().is_some_and(|(seq, _, _)| *seq != from + 1),
         };
+        if batch.gap {
+            return Ok(batch);
+        }
         let mut seen: HashSet<(i64, String)> = HashSet::new();
         let mut bytes = 0usize;
         for (seq, code, key) in changes {
@@ -210,6 +233,121 @@ impl ChangeReader {
         }
         tx.commit()?;
         Ok(batch)
+    }
+}
+
+impl ChangeReader {
+    /// Up to `limit` rows of table `index` (of [`ChangeReader::shapes`]) after `after_rowid`, in
+    /// rowid order, with the last one's rowid (`after_rowid` when none): a whole table read in
+    /// short snapshots, for a resend.
+    ///
+    /// Errors: `replica_read_failed`.
+    pub fn table_rows(
+        &mut self,
+        index: usize,
+        after_rowid: i64,
+        limit: usize,
+    ) -> Result<(Vec<Vec<Value>>, i64), ReplicaError> {
+        let shape = &self.shapes[index];
+        let cols: Vec<String> = shape.columns.iter().map(|c| quoted(&c.name)).collect();
+        let width = cols.len();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            cols.join(", "),
+            quoted(shape.table.name)
+        ))?;
+        let mut last = after_rowid;
+        let rows = stmt
+            .query_map(rusqlite::params![after_rowid, limit as i64], |r| {
+                let rowid: i64 = r.get(0)?;
+                let values = (1..=width)
+                    .map(|i| r.get::<_, Value>(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((rowid, values))
+            })?
+            .map(|row| {
+                row.map(|(rowid, values)| {
+                    last = rowid;
+                    values
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((rows, last))
+    }
+
+    /// Deletes the acknowledged changes: every change before `watermark`; see [`LogPruner`].
+    ///
+    /// Errors: `replica_read_failed` (the ledger cannot be opened for writing).
+    pub fn prune(&mut self, watermark: i64) -> Result<u64, ReplicaError> {
+        if self.pruner.is_none() {
+            self.pruner = Some(LogPruner::open(&self.path)?);
+        }
+        self.pruner
+            .as_mut()
+            .expect("opened above")
+            .prune_below(watermark)
+    }
+}
+
+/// Rows deleted per pruning transaction: a few milliseconds of the ledger's write lock.
+pub const PRUNE_CHUNK: i64 = 5_000;
+
+/// Deletes changes from the log, on a write connection of its own.
+///
+/// # Contention
+/// Each transaction deletes at most [`PRUNE_CHUNK`] rows, and waits at most 50 ms for the
+/// write lock: when the import holds it, pruning stops and the next call goes on. The import
+/// waits for one chunk at most.
+pub struct LogPruner {
+    conn: Connection,
+}
+
+impl LogPruner {
+    /// Opens `ledger` for writing (never creating it).
+    ///
+    /// Errors: `replica_read_failed`.
+    pub fn open(ledger: &Path) -> Result<LogPruner, ReplicaError> {
+        let conn = Connection::open_with_flags(
+            ledger,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_millis(50))?;
+        // As the import's writer: in WAL mode a commit waits for no fsync (a deleted change
+        // that comes back after a power cut is only sent again).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(LogPruner { conn })
+    }
+
+    /// Deletes every change before `seq` (never the last change, see the module's "Pruning");
+    /// returns how many. A busy ledger ends it early, without error.
+    ///
+    /// Errors: `replica_read_failed` (a write that fails otherwise).
+    pub fn prune_below(&mut self, seq: i64) -> Result<u64, ReplicaError> {
+        let mut deleted = 0u64;
+        loop {
+            let n = match self.conn.execute(
+                "DELETE FROM change_log WHERE seq < ?1
+                   AND seq < (SELECT max(seq) FROM change_log)
+                   AND seq < (SELECT min(seq) FROM change_log) + ?2",
+                rusqlite::params![seq, PRUNE_CHUNK],
+            ) {
+                Ok(n) => n,
+                Err(e) if crate::ledger::is_busy(&e) => return Ok(deleted),
+                Err(e) => return Err(e.into()),
+            };
+            deleted += n as u64;
+            if n == 0 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Without a replica: deletes every change but the last (a replica configured later
+    /// receives the whole ledger by a resend).
+    ///
+    /// Errors: as [`LogPruner::prune_below`].
+    pub fn prune_all(&mut self) -> Result<u64, ReplicaError> {
+        self.prune_below(i64::MAX)
     }
 }
 

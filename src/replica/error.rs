@@ -36,6 +36,9 @@ pub enum ReplicaError {
         column: String,
         detail: &'static str,
     },
+    /// A report's argument (a date) or its local calendar.
+    #[error(transparent)]
+    Query(#[from] crate::query::QueryError),
 }
 
 impl ReplicaError {
@@ -50,6 +53,7 @@ impl ReplicaError {
             ReplicaError::Read(_) => Code::ReplicaReadFailed,
             ReplicaError::ValueInvalid { .. } => Code::ReplicaValueInvalid,
             ReplicaError::MachineTaken(_) => Code::ReplicaMachineTaken,
+            ReplicaError::Query(e) => e.code(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! - `settings`: `[replica] url` / `NEX_REPLICA_URL`, `machine`; the URL as a secret.
 //! - `tables`: the replicated tables, their keys and columns (read from the ledger).
 //! - `changes`: the ledger side: batches of changes after a watermark, read-only.
+//! - `tls`: `sslmode` and `sslrootcert` as libpq means them, and the TLS connector.
 //! - `pg`: connecting, and the replica's schema (created and migrated by nex).
 //! - `apply`: one batch and its watermark in one PostgreSQL transaction.
 //! - `replicator`: the loop of the daemon and of `nex replica sync`.
@@ -25,6 +26,7 @@ pub mod settings;
 pub mod state;
 pub mod status;
 pub mod tables;
+pub mod tls;
 
 pub use error::ReplicaError;
 pub use replicator::{Replicator, SyncReport};

@@ -55,7 +55,7 @@ pub async fn connect(url: &ReplicaUrl) -> Result<Client, ReplicaError> {
         detail: url.redact(&error_text(e)),
     };
     if url.wants_tls() {
-        let tls = native_tls::TlsConnector::new().map_err(|e| unreachable(&e))?;
+        let tls = url.tls_policy().connector().map_err(|e| unreachable(&e))?;
         let tls = postgres_native_tls::MakeTlsConnector::new(tls);
         let (client, conn) = url
             .config()

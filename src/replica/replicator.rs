@@ -9,7 +9,15 @@
 //!
 //! # Delivery
 //! At least once: a batch whose transaction did not commit (connection lost, process killed)
-//! is read again from the stored watermark; replaying one is harmless (see `apply`).
+//! is read again from the stored watermark; replaying one is harmless (see `apply`). When the
+//! log no longer holds the changes after the watermark (pruned without a replica, or the
+//! replica rebuilt), the whole ledger is sent again ([`apply::Resend`]).
+//!
+//! # Pruning
+//! Once the replica has committed a watermark, the changes before it are deleted from the
+//! ledger's log (`changes::LogPruner`): when the replicator is current, and every
+//! [`changes::PRUNE_CHUNK`] changes while it catches up. The log holds what the replica lacks,
+//! never more (plus one change).
 //!
 //! # Shutdown
 //! Cancelling the token ends the loop at its next wait, or drops the batch in flight (its
@@ -58,6 +66,8 @@ pub struct SyncReport {
     pub rows: u64,
     /// The machine's watermark at the end.
     pub watermark: i64,
+    /// Whole-ledger resends (the log lacked changes the replica never received).
+    pub resends: u64,
     #[serde(rename = "durationMs")]
     pub duration_ms: u64,
 }
@@ -77,6 +87,10 @@ enum Step {
     },
     /// Another replicator moved the watermark.
     Moved,
+    /// The whole ledger was sent again.
+    Resent {
+        rows: u64,
+    },
 }
 
 impl Replicator {
@@ -121,10 +135,16 @@ impl Replicator {
                     report.changes += changes;
                     report.rows += rows;
                 }
+                Step::Resent { rows } => {
+                    report.resends += 1;
+                    report.rows += rows;
+                }
                 Step::Moved => {}
             }
         }
         report.watermark = link.watermark;
+        let acknowledged = link.watermark;
+        reader.call(move |r| r.prune(acknowledged)).await?;
         Ok(report)
     }
 
@@ -135,6 +155,8 @@ impl Replicator {
         let mut backoff = BACKOFF_FIRST;
         let mut last_ok_written = 0i64;
         let mut failing = false;
+        // The watermark the log was last pruned to.
+        let mut pruned = 0i64;
         tracing::info!(machine = %self.settings.machine, replica = %self.settings.url.host(), "replicator started");
         while !cancel.is_cancelled() {
             let result = tokio::select! {
@@ -145,6 +167,18 @@ impl Replicator {
             match result {
                 Ok(current) => {
                     backoff = BACKOFF_FIRST;
+                    if let (Some(r), Some(l)) = (&reader, &link)
+                        && l.watermark > pruned
+                        && (current || l.watermark - pruned >= super::changes::PRUNE_CHUNK)
+                    {
+                        let acknowledged = l.watermark;
+                        match r.call(move |r| r.prune(acknowledged)).await {
+                            Ok(_) => pruned = acknowledged,
+                            Err(e) => {
+                                tracing::warn!(error_code = %e.code(), "pruning the change log failed: {e}")
+                            }
+                        }
+                    }
                     if failing || now - last_ok_written >= 1_000 {
                         self.state.ok(now);
                         last_ok_written = now;
@@ -215,6 +249,9 @@ impl Replicator {
         let from = link.watermark;
         let limits = self.limits;
         let batch: Batch = reader.call(move |r| r.read(from, limits)).await?;
+        if batch.gap {
+            return self.resend(link, reader).await;
+        }
         if batch.is_empty() {
             return Ok(Step::Current);
         }
@@ -250,6 +287,88 @@ impl Replicator {
                 link.watermark = watermark;
                 Ok(Step::Moved)
             }
+        }
+    }
+}
+
+impl Replicator {
+    /// Sends the whole ledger again ([`apply::Resend`]), up to the log's head as it is now.
+    async fn resend(&self, link: &mut Link, reader: &Reader) -> Result<Step, ReplicaError> {
+        let head = reader.call(|r| r.head()).await?;
+        let url = &self.settings.url;
+        let writer = apply::Writer {
+            machine: &self.settings.machine,
+            ledger_id: &reader.ledger_id,
+        };
+        tracing::info!(
+            watermark = link.watermark,
+            head,
+            "the change log lacks changes the replica never received: sending the whole ledger"
+        );
+        let Some(resend) =
+            apply::Resend::begin(&mut link.client, url, writer, link.watermark).await?
+        else {
+            let watermark = apply::watermark_of(&link.client, url, writer).await?;
+            link.watermark = watermark;
+            return Ok(Step::Moved);
+        };
+        let chunk = self.limits.max_changes;
+        let mut rows = 0u64;
+        for (index, shape) in reader.shapes.iter().enumerate() {
+            let width = shape.key_columns().len();
+            let mut keys = Vec::new();
+            let mut after = 0i64;
+            loop {
+                let (part, last) = reader
+                    .call(move |r| r.table_rows(index, after, chunk))
+                    .await?;
+                if part.is_empty() {
+                    break;
+                }
+                keys.extend(part.iter().map(|row| row[..width].to_vec()));
+                resend.rows(shape, &part).await?;
+                rows += part.len() as u64;
+                after = last;
+            }
+            rows += resend.sweep(shape, &keys).await?;
+        }
+        resend.commit(head).await?;
+        link.watermark = head;
+        Ok(Step::Resent { rows })
+    }
+}
+
+/// How often a daemon without a replica empties the change log.
+pub const PRUNE_UNREPLICATED_EVERY: Duration = Duration::from_secs(60);
+
+/// The daemon without a replica: keeps the change log empty (but its last change), now and
+/// every `every`, until `cancel`. A replica configured later receives the whole ledger by a
+/// resend. Failures are logged and retried at the next round.
+pub async fn prune_unreplicated(ledger: PathBuf, every: Duration, cancel: CancellationToken) {
+    loop {
+        let path = ledger.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            if !path.exists() {
+                return Ok(0);
+            }
+            let has_log = ChangeReader::open(&path).is_ok();
+            if !has_log {
+                return Ok(0);
+            }
+            super::changes::LogPruner::open(&path)?.prune_all()
+        })
+        .await;
+        match pruned {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(deleted = n, "change log pruned (no replica)"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error_code = %e.code(), "pruning the change log failed: {e}")
+            }
+            Err(_) => tracing::warn!("the change log pruner thread failed"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
         }
     }
 }

@@ -2,20 +2,26 @@
 //! --replica`) and token usage (the rows of `nex usage`, for `nex usage --replica`), each with
 //! a grouping by machine. Read-only queries on the replica; message text is never read.
 //!
-//! Token semantics follow the ledger's reports: the synthetic root turn of a session without
-//! turns is not counted; a turn without the tool's own total counts input + output + cache
-//! reads + cache writes (+ reasoning for the providers that report it apart from output);
-//! subagents roll up into the session that spawned them (same machine). Days are UTC (the
-//! replica serves many machines and time zones).
+//! Usage is `nex usage`'s own report over the replica's turns (one accumulator,
+//! `query::usage::ReportBuilder`): the same token semantics, subagent rollup (within a
+//! machine) and prices; days in the caller's local time.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 
+use rusqlite::Connection;
 use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::error::ReplicaError;
 use super::pg::classify;
 use super::settings::ReplicaUrl;
+use crate::query::prices::PriceTable;
+use crate::query::usage::{
+    GROUP_SUMS, Group, GroupBy, ReportBuilder, TurnGroup, UsageReport, bucket_of,
+};
+use crate::query::{
+    Filters, NOT_ROOT_TURN, SESSION_PROJECT_SQL, SESSION_PROVIDER_SQL, SessionFacts,
+};
 
 /// One row of `nex sessions list --replica --json`: the local list's row plus its machine.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -127,150 +133,104 @@ pub async fn sessions_by_machine(
         .collect())
 }
 
-/// How usage rows are keyed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum UsageBy {
-    /// The machine the turns were replicated from.
-    #[default]
-    Machine,
-    /// UTC day of the turn's start (`YYYY-MM-DD`).
-    Day,
-    /// The turn's model.
-    Model,
-    /// The root session's provider.
-    Provider,
-    /// The root session, as `machine/label` (subagents roll up into it).
-    Session,
-}
-
-/// One row: the same shape as `nex usage --json`'s rows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct UsageRow {
-    pub key: String,
-    /// Root sessions (per machine) with turns in the row.
-    pub sessions: u64,
-    pub turns: u64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_read_tokens: i64,
-    pub cache_write_tokens: i64,
-    pub reasoning_tokens: i64,
-    pub total_tokens: i64,
-    /// USD; `None` until the report is priced (the price table belongs to `nex usage`).
-    pub cost_usd: Option<f64>,
-}
-
-/// `{"rows":[…]}`, rows by key.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct UsageReport {
-    pub rows: Vec<UsageRow>,
-}
-
-/// Token usage over every machine, keyed by `by`.
+/// Token usage over every machine: `nex usage`'s report ([`crate::query::usage`]: the same
+/// groupings, filters, subagent rollup and prices, built by the same
+/// [`ReportBuilder`]) over the replica's turns, plus the grouping by machine. A session is
+/// keyed `machine/label` (its subagents roll up within its machine); time buckets are in the
+/// local time of the caller, as `nex usage` computes them.
 ///
-/// Errors: as [`sessions`].
+/// Errors: `date_invalid` (a bad `since`/`until`); as [`sessions`].
 pub async fn usage(
     client: &Client,
     url: &ReplicaUrl,
-    by: UsageBy,
+    filters: &Filters,
+    by: GroupBy,
+    prices: &PriceTable,
 ) -> Result<UsageReport, ReplicaError> {
     let fail = |e| classify(url, e, ReplicaError::Read);
-    // (machine, label) -> (parent label, provider)
-    let mut sessions: HashMap<(String, String), (Option<String>, Option<String>)> = HashMap::new();
+    // The calendar: SQLite's local time, exactly as the ledger's report reads it.
+    let window = filters.window(&calendar()?)?;
+    let mut facts: HashMap<String, SessionFacts> = HashMap::new();
     for r in client
         .query(
-            "SELECT s.machine, s.label, s.parent_session_label, si.source_provider
-             FROM nex.sessions s LEFT JOIN nex.session_imports si
-               ON si.machine = s.machine AND si.session_label = s.label",
+            &format!(
+                "SELECT s.machine, s.label, {SESSION_PROVIDER_SQL}, {SESSION_PROJECT_SQL},
+                        s.parent_session_label
+                 FROM nex.sessions s"
+            ),
             &[],
         )
         .await
         .map_err(fail)?
     {
-        sessions.insert((r.get(0), r.get(1)), (r.get(2), r.get(3)));
+        let machine: String = r.get(0);
+        let label = session_key(&machine, r.get(1));
+        let parent: Option<String> = r.get(4);
+        facts.insert(
+            label.clone(),
+            SessionFacts {
+                label,
+                provider: r.get(2),
+                project: r.get(3),
+                parent_session_label: parent.map(|p| session_key(&machine, &p)),
+                ..SessionFacts::default()
+            },
+        );
     }
-    let root_of = |machine: &str, label: &str| -> String {
-        let mut current = label.to_owned();
-        for _ in 0..64 {
-            match sessions.get(&(machine.to_owned(), current.clone())) {
-                Some((Some(parent), _))
-                    if sessions.contains_key(&(machine.to_owned(), parent.clone())) =>
-                {
-                    current = parent.clone();
-                }
-                _ => break,
-            }
-        }
-        current
+    // A time grouping reads 15-minute slots: every zone's offset is a multiple of 15 minutes,
+    // so a slot lies within one local day, and its bucket is its start's.
+    let slot = if by.is_time() {
+        "t.started_at / 900000"
+    } else {
+        "CAST(NULL AS BIGINT)"
     };
     let groups = client
         .query(
-            "SELECT t.machine, coalesce(t.session_label, ''), coalesce(t.model, '(unknown model)'),
-                    to_char(to_timestamp(t.started_at / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
-                    count(*),
-                    coalesce(sum(t.input_tokens), 0)::bigint, coalesce(sum(t.output_tokens), 0)::bigint,
-                    coalesce(sum(t.cached_input_tokens), 0)::bigint,
-                    coalesce(sum(t.cache_write_tokens), 0)::bigint,
-                    coalesce(sum(t.reasoning_tokens), 0)::bigint, coalesce(sum(t.total_tokens), 0)::bigint,
-                    coalesce(sum(CASE WHEN t.total_tokens IS NULL THEN
-                        coalesce(t.input_tokens, 0) + coalesce(t.output_tokens, 0)
-                        + coalesce(t.cached_input_tokens, 0) + coalesce(t.cache_write_tokens, 0) END), 0)::bigint,
-                    coalesce(sum(CASE WHEN t.total_tokens IS NULL THEN t.reasoning_tokens END), 0)::bigint
-             FROM nex.turns t
-             WHERE (t.source_event_id IS NULL OR t.source_event_id <> '__root__')
-             GROUP BY 1, 2, 3, 4",
-            &[],
+            &format!(
+                "SELECT t.machine, t.session_label, t.model, {slot}, {GROUP_SUMS}
+                 FROM nex.turns t
+                 WHERE t.session_label IS NOT NULL AND {NOT_ROOT_TURN}
+                   AND ($1::bigint IS NULL OR t.started_at >= $1)
+                   AND ($2::bigint IS NULL OR t.started_at < $2)
+                 GROUP BY 1, 2, 3, 4"
+            ),
+            &[&window.since_ms, &window.until_ms],
         )
         .await
         .map_err(fail)?;
-    let mut rows: BTreeMap<String, (UsageRow, BTreeSet<(String, String)>)> = BTreeMap::new();
+    let calendar = calendar()?;
+    let mut report = ReportBuilder::new(&facts, filters, by, prices);
     for g in &groups {
         let machine: String = g.get(0);
-        let label: String = g.get(1);
-        let model: String = g.get(2);
-        let day: String = g.get(3);
-        let root = root_of(&machine, &label);
-        let own_provider = sessions
-            .get(&(machine.clone(), label.clone()))
-            .and_then(|(_, p)| p.clone());
-        let root_provider = sessions
-            .get(&(machine.clone(), root.clone()))
-            .and_then(|(_, p)| p.clone());
-        let key = match by {
-            UsageBy::Machine => machine.clone(),
-            UsageBy::Day => day,
-            UsageBy::Model => model,
-            UsageBy::Provider => root_provider.unwrap_or_else(|| "(none)".to_owned()),
-            UsageBy::Session => format!("{machine}/{root}"),
-        };
-        let (row, roots) = rows.entry(key.clone()).or_insert_with(|| {
-            (
-                UsageRow {
-                    key,
-                    ..UsageRow::default()
-                },
-                BTreeSet::new(),
-            )
+        let slot: Option<i64> = g.get(3);
+        report.add(TurnGroup {
+            session: session_key(&machine, g.get(1)),
+            machine: Some(machine),
+            model: g.get(2),
+            bucket: bucket_of(&calendar, by, slot.map(|s| s * 900_000))?,
+            sums: Group {
+                turns: g.get::<_, i64>(4).max(0) as u64,
+                input: g.get(5),
+                output: g.get(6),
+                cache_read: g.get(7),
+                cache_write: g.get(8),
+                reasoning: g.get(9),
+                total: g.get(10),
+                parts_untotalled: g.get(11),
+                reasoning_untotalled: g.get(12),
+                without_tokens: g.get::<_, i64>(13).max(0) as u64,
+            },
         });
-        roots.insert((machine, root));
-        row.turns += g.get::<_, i64>(4).max(0) as u64;
-        row.input_tokens += g.get::<_, i64>(5);
-        row.output_tokens += g.get::<_, i64>(6);
-        row.cache_read_tokens += g.get::<_, i64>(7);
-        row.cache_write_tokens += g.get::<_, i64>(8);
-        row.reasoning_tokens += g.get::<_, i64>(9);
-        row.total_tokens += g.get::<_, i64>(10) + g.get::<_, i64>(11);
-        if crate::query::reasoning_apart(own_provider.as_deref()) {
-            row.total_tokens += g.get::<_, i64>(12);
-        }
     }
-    Ok(UsageReport {
-        rows: rows
-            .into_values()
-            .map(|(mut row, roots)| {
-                row.sessions = roots.len() as u64;
-                row
-            })
-            .collect(),
-    })
+    Ok(report.finish())
+}
+
+/// A replica's session in a report: `machine/label` (a machine name holds no `/`).
+fn session_key(machine: &str, label: &str) -> String {
+    format!("{machine}/{label}")
+}
+
+/// A connection for SQLite's date functions only (no file).
+fn calendar() -> Result<Connection, ReplicaError> {
+    Ok(Connection::open_in_memory()?)
 }

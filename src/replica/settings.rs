@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio_postgres::config::{Host, SslMode};
 
 use super::error::ReplicaError;
+use super::tls::TlsPolicy;
 
 /// How long a connection attempt may take before `replica_unreachable`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,6 +21,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ReplicaUrl {
     config: tokio_postgres::Config,
     password: Option<String>,
+    /// What a TLS connection checks (`sslmode=verify-*`, `sslrootcert`; see `tls`).
+    tls: TlsPolicy,
 }
 
 impl std::fmt::Debug for ReplicaUrl {
@@ -35,9 +38,10 @@ impl ReplicaUrl {
         if url.is_empty() {
             return Err(ReplicaError::UrlInvalid("empty"));
         }
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|_| {
+        let (url, tls) = super::tls::lift(url);
+        let mut config = tokio_postgres::Config::from_str(&url).map_err(|_| {
             ReplicaError::UrlInvalid(
-                "not a postgres:// URL or key=value string (sslmode: disable, prefer or require)",
+                "not a postgres:// URL or key=value string (sslmode: disable, prefer, require, verify-ca or verify-full)",
             )
         })?;
         if config.get_hosts().is_empty() {
@@ -50,7 +54,11 @@ impl ReplicaUrl {
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .filter(|p| !p.is_empty());
-        Ok(ReplicaUrl { config, password })
+        Ok(ReplicaUrl {
+            config,
+            password,
+            tls: tls.unwrap_or_default(),
+        })
     }
 
     /// `host[:port][/dbname]` (a Unix socket directory for a local server): what status shows.
@@ -71,10 +79,14 @@ impl ReplicaUrl {
         out
     }
 
-    /// TLS is used when the URL says `sslmode=require` (the server's certificate is verified
-    /// against the system's roots); otherwise the connection is plain.
+    /// TLS is used when the URL says `sslmode=require`, `verify-ca` or `verify-full` (what is
+    /// checked of the server: [`ReplicaUrl::tls_policy`]); otherwise the connection is plain.
     pub fn wants_tls(&self) -> bool {
         self.config.get_ssl_mode() == SslMode::Require
+    }
+
+    pub fn tls_policy(&self) -> &TlsPolicy {
+        &self.tls
     }
 
     pub(crate) fn config(&self) -> &tokio_postgres::Config {
@@ -138,6 +150,10 @@ fn check_machine(machine: &str) -> Result<(), ReplicaError> {
     if machine.chars().any(char::is_control) {
         return Err(ReplicaError::MachineInvalid("holds a control character"));
     }
+    // The replica's reports name a session `machine/label`.
+    if machine.contains('/') {
+        return Err(ReplicaError::MachineInvalid("holds a `/`"));
+    }
     Ok(())
 }
 
@@ -193,6 +209,7 @@ mod tests {
             "replica_machine_invalid"
         );
         assert!(check_machine("a\nb").is_err());
+        assert!(check_machine("a/b").is_err());
         assert!(check_machine("laptop-1").is_ok());
     }
 }

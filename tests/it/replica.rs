@@ -42,6 +42,47 @@ struct Machine {
 }
 
 impl Machine {
+    /// Writes config.toml: the replica (with the password) and the machine, or neither.
+    fn configure(&self, pg: Option<&PgServer>) {
+        self.configure_url(
+            pg.map(|pg| format!("{} password={SECRET}", pg.url()))
+                .as_deref(),
+        );
+    }
+
+    /// Writes config.toml: the replica at `url` and the machine, or neither.
+    fn configure_url(&self, url: Option<&str>) {
+        let config = match url {
+            Some(url) => format!(
+                "[replica]\nurl = \"{}\"\nmachine = \"{}\"\n",
+                url.replace('\\', "\\\\").replace('"', "\\\""),
+                self.name
+            ),
+            None => String::new(),
+        };
+        std::fs::write(self.dir.path().join("home").join("config.toml"), config).unwrap();
+    }
+
+    /// The change log's (rows, first seq, last seq).
+    fn change_log(&self) -> (i64, i64, i64) {
+        rusqlite::Connection::open_with_flags(
+            self.ledger(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+        .query_row(
+            "SELECT count(*), coalesce(min(seq), 0), coalesce(max(seq), 0) FROM change_log",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    }
+
+    /// `nex replica sync --json`, which must succeed.
+    fn synced(&self) -> Value {
+        self.json(&["replica", "sync", "--json"])
+    }
+
     fn new(pg: &PgServer, name: &str, seed: u64, sessions: usize) -> Machine {
         let dir = tempfile::tempdir().unwrap();
         let corpus = dir.path().join("claude");
@@ -98,6 +139,17 @@ impl Machine {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `nex ARGS` that must succeed, its stdout as JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "nex {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     fn sync(&self) -> Output {
@@ -262,7 +314,7 @@ fn two_machines_backfill_and_tail_equal_the_replica_row_for_row() {
     // The other machine's rows were never touched by A's replication.
     assert_eq!(compare(&pg, &b.ledger(), "desktop").map(|_| ()), Ok(()));
     wait_for("status current", || a.status()["lag_changes"] == 0);
-    reports_cover_both_machines(&pg, &a, &b);
+    reports_cover_both_machines(&a, &b);
 
     // A second ledger under a name already taken is refused, and A's rows stay A's.
     let c = Machine::new(&pg, "laptop", 13, 1);
@@ -384,6 +436,179 @@ fn faults_each_end_equal_nothing_lost_or_duplicated() {
 }
 
 #[test]
+fn the_change_log_holds_only_what_the_replica_lacks_and_resumes_exactly() {
+    let Some(pg) = server() else { return };
+    let mut m = Machine::new(&pg, "pruned", 31, 4);
+    m.backfill();
+    let (logged, _, head) = m.change_log();
+    assert!(logged > 50 && logged == head, "{logged} {head}");
+
+    // A sync leaves the change at the watermark only.
+    let report = m.synced();
+    assert_eq!(report["resends"], 0, "{report}");
+    assert_eq!(report["watermark"], head);
+    assert_eq!(m.change_log(), (1, head, head));
+    compare(&pg, &m.ledger(), "pruned").unwrap();
+
+    // New changes number on from there, and the next sync sends exactly them.
+    let id = m.append_turn();
+    m.backfill();
+    assert!(m.has_message(&id));
+    let (rows, first, last) = m.change_log();
+    assert_eq!((first, rows), (head, last - head + 1));
+    let report = m.synced();
+    assert_eq!(report["resends"], 0, "{report}");
+    assert_eq!(report["changes"], last - head, "{report}");
+    assert_eq!(m.change_log(), (1, last, last));
+    compare(&pg, &m.ledger(), "pruned").unwrap();
+
+    // The daemon prunes once current, and a restart resumes from the watermark (no resend).
+    let mut d = m.daemon();
+    let id = m.append_turn();
+    wait_for("the appended turn", || m.has_message(&id));
+    wait_equal(&pg, &m);
+    wait_for("the log pruned to the watermark", || {
+        let (rows, first, _) = m.change_log();
+        rows == 1 && first == watermark(&pg, "pruned")
+    });
+    d.stop(Duration::from_secs(20));
+    let id = m.append_turn();
+    let mut d = m.daemon();
+    wait_for("the turn appended while stopped", || m.has_message(&id));
+    wait_equal(&pg, &m);
+    wait_for("the log pruned again", || m.change_log().0 == 1);
+    d.stop(Duration::from_secs(20));
+    let log = std::fs::read_to_string(m.log()).unwrap();
+    assert!(!log.contains("sending the whole ledger"), "{log}");
+
+    // Without a replica the daemon keeps the log empty (but its last change); configured
+    // again, the replica receives the whole ledger by one resend.
+    m.configure(None);
+    let id = m.append_turn();
+    let mut d = m.daemon();
+    wait_for("the turn imported without a replica", || m.has_message(&id));
+    d.stop(Duration::from_secs(20));
+    let mut d = m.daemon();
+    wait_for("the log emptied without a replica", || {
+        m.change_log().0 == 1
+    });
+    d.stop(Duration::from_secs(20));
+    m.configure(Some(&pg));
+    let report = m.synced();
+    assert_eq!(report["resends"], 1, "{report}");
+    compare(&pg, &m.ledger(), "pruned").unwrap();
+
+    // A resend also deletes what the ledger deleted meanwhile: a tool call deleted, then the
+    // log pruned past it before the replica heard of the delete.
+    let conn = rusqlite::Connection::open(m.ledger()).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let gone: String = conn
+        .query_row("SELECT id FROM tool_calls ORDER BY id LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    conn.execute("DELETE FROM tool_calls WHERE id = ?1", [&gone])
+        .unwrap();
+    conn.execute("UPDATE sessions SET updated_at = updated_at + 1", [])
+        .unwrap();
+    conn.execute(
+        "DELETE FROM change_log WHERE seq < (SELECT max(seq) FROM change_log)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let report = m.synced();
+    assert_eq!(report["resends"], 1, "{report}");
+    compare(&pg, &m.ledger(), "pruned").unwrap();
+    assert_eq!(
+        pg.scalar(&format!(
+            "SELECT count(*) FROM nex.tool_calls WHERE id = '{gone}'"
+        ))
+        .unwrap(),
+        0
+    );
+    m.assert_log_clean();
+}
+
+#[test]
+fn tls_when_the_url_asks_for_it_and_the_password_is_never_shown() {
+    let pg = match PgServer::start_tls() {
+        Ok(pg) => pg,
+        Err(PgError::NotInstalled | PgError::NoOpenssl) => {
+            eprintln!("SKIPPED: PostgreSQL or openssl is not installed");
+            return;
+        }
+        Err(e) => panic!("cannot start PostgreSQL with TLS: {e}"),
+    };
+    pg.query(&format!("ALTER ROLE nex PASSWORD '{SECRET}'"))
+        .unwrap();
+    let tcp = pg.tcp_url().unwrap();
+    let m = Machine::new(&pg, "tls-box", 41, 3);
+    m.backfill();
+    let refused = |url: &str, why: &str| {
+        m.configure_url(Some(url));
+        let out = m.sync();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("replica_unreachable"),
+            "{why}: {err}"
+        );
+    };
+    // The server takes TLS connections only: without TLS, refused.
+    refused(
+        &format!("{tcp} password={SECRET} sslmode=disable"),
+        "a plain connection",
+    );
+    // `require` encrypts without checking the (self-signed) chain, as libpq does; the
+    // daemon's connection shows as TLS in pg_stat_ssl.
+    m.configure_url(Some(&format!("{tcp} password={SECRET} sslmode=require")));
+    let mut d = m.daemon();
+    wait_equal(&pg, &m);
+    let tls_backends = |ssl: bool| {
+        pg.scalar(&format!(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.usename = 'nex' AND a.client_addr IS NOT NULL AND s.ssl = {ssl}"
+        ))
+        .unwrap()
+    };
+    wait_for("the daemon's TLS connection", || tls_backends(true) >= 1);
+    assert_eq!(tls_backends(false), 0);
+    d.stop(Duration::from_secs(20));
+    m.assert_log_clean();
+    let state =
+        std::fs::read_to_string(m.dir.path().join("home/run/replica.json")).unwrap_or_default();
+    assert!(!state.contains(SECRET), "{state}");
+
+    // verify-full against the test CA (key=value and URL forms); verify-full against the
+    // system's roots refuses the test CA's certificate; verify-ca checks the chain only.
+    let id = pg.ca_file().display().to_string();
+    m.configure_url(Some(&format!(
+        "{tcp} password={SECRET} sslmode=verify-full sslrootcert='{id}'"
+    )));
+    assert!(m.sync().status.success());
+    let port = tcp
+        .split("port=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    m.configure_url(Some(&format!(
+        "postgres://nex:{SECRET}@127.0.0.1:{port}/postgres?sslmode=verify-ca&sslrootcert={id}"
+    )));
+    assert!(m.sync().status.success());
+    refused(
+        &format!("{tcp} password={SECRET} sslmode=verify-full"),
+        "a certificate the system does not trust",
+    );
+    refused(
+        &format!("{tcp} password=wrong-{SECRET} sslmode=require"),
+        "a wrong password",
+    );
+    compare(&pg, &m.ledger(), "tls-box").unwrap();
+}
+
+#[test]
 fn without_a_replica_nothing_changes_and_status_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("claude");
@@ -436,7 +661,7 @@ fn ledger_sums(ledger: &Path) -> (u64, u64, i64, i64) {
 
 /// The session list and the usage rows of the replica hold both machines, with the ledgers'
 /// counts and sums.
-fn reports_cover_both_machines(pg: &PgServer, a: &Machine, b: &Machine) {
+fn reports_cover_both_machines(a: &Machine, b: &Machine) {
     let out = a.run(&[
         "sessions",
         "list",
@@ -454,18 +679,9 @@ fn reports_cover_both_machines(pg: &PgServer, a: &Machine, b: &Machine) {
     let out = a.run(&["sessions", "list", "--replica", "--by", "machine", "--json"]);
     let by_machine: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(by_machine.len(), 2, "{by_machine:?}");
-    let url = nex::replica::ReplicaUrl::parse(&pg.url()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let usage = rt.block_on(async {
-        let client = nex::replica::pg::connect(&url).await.unwrap();
-        nex::replica::reports::usage(&client, &url, nex::replica::reports::UsageBy::Machine)
-            .await
-            .unwrap()
-    });
-    assert_eq!(usage.rows.len(), 2);
+    let usage = a.json(&["usage", "--replica", "--by", "machine", "--json"]);
+    let usage = usage["rows"].as_array().unwrap();
+    assert_eq!(usage.len(), 2);
     for m in [a, b] {
         let (sessions, turns, input, total) = ledger_sums(&m.ledger());
         let listed = list
@@ -479,13 +695,140 @@ fn reports_cover_both_machines(pg: &PgServer, a: &Machine, b: &Machine) {
             .unwrap();
         assert_eq!(row["sessions"], sessions);
         assert_eq!(row["turns"], turns);
-        let u = usage.rows.iter().find(|r| r.key == m.name).unwrap();
+        let u = usage.iter().find(|r| r["key"] == m.name.as_str()).unwrap();
         assert_eq!(
-            (u.turns, u.input_tokens, u.total_tokens),
-            (turns, input, total),
+            (&u["turns"], &u["input_tokens"], &u["total_tokens"]),
+            (&turns.into(), &input.into(), &total.into()),
             "{}",
             m.name
         );
-        assert!(u.sessions > 0 && u.sessions <= sessions);
+        let roots = u["sessions"].as_u64().unwrap();
+        assert!(roots > 0 && roots <= sessions);
+    }
+    replica_usage_is_the_sum_of_the_local_reports(a, b);
+}
+
+/// `nex usage --replica` under every grouping (and with filters) equals the two machines'
+/// `nex usage --json` merged: the same keys (a session as `machine/label`), token sums, root
+/// session counts, costs (unknown when either side's is) and unpriced models; `--by machine`
+/// splits them, each machine's row the sum of its local report.
+fn replica_usage_is_the_sum_of_the_local_reports(a: &Machine, b: &Machine) {
+    let cases: &[&[&str]] = &[
+        &["--by", "day"],
+        &["--by", "week"],
+        &["--by", "month"],
+        &["--by", "model"],
+        &["--by", "provider"],
+        &["--by", "project"],
+        &["--by", "session"],
+        &[
+            "--by",
+            "day",
+            "--provider",
+            "claude-code",
+            "--since",
+            "2020-01-01",
+        ],
+        &["--by", "model", "--until", "2000-01-01"],
+    ];
+    for args in cases {
+        let session = args[1] == "session";
+        let mut expected: std::collections::BTreeMap<String, Value> = Default::default();
+        let mut unpriced = std::collections::BTreeSet::new();
+        for m in [a, b] {
+            let local = m.json(&[&["usage", "--json"], *args].concat());
+            for row in local["rows"].as_array().unwrap() {
+                let key = row["key"].as_str().unwrap();
+                let key = if session {
+                    format!("{}/{key}", m.name)
+                } else {
+                    key.to_owned()
+                };
+                merge_row(expected.entry(key).or_insert(Value::Null), row);
+            }
+            for model in local["unpriced_models"].as_array().unwrap() {
+                unpriced.insert(model.as_str().unwrap().to_owned());
+            }
+        }
+        let replica = a.json(&[&["usage", "--replica", "--json"], *args].concat());
+        let got: std::collections::BTreeMap<String, Value> = replica["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["key"].as_str().unwrap().to_owned(), r.clone()))
+            .collect();
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{args:?}"
+        );
+        for (key, want) in &expected {
+            assert_same_usage(&got[key], want, &format!("{args:?} {key}"));
+        }
+        let got_unpriced: std::collections::BTreeSet<String> = replica["unpriced_models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(got_unpriced, unpriced, "{args:?}");
+        if args.contains(&"--until") {
+            assert!(got.is_empty(), "a window before every turn: {got:?}");
+        } else {
+            assert!(!got.is_empty(), "{args:?}");
+        }
+    }
+    // By machine: each row is the sum of that machine's local rows by session (one per root).
+    let replica = a.json(&["usage", "--replica", "--by", "machine", "--json"]);
+    for m in [a, b] {
+        let mut want = Value::Null;
+        let local = m.json(&["usage", "--by", "session", "--json"]);
+        for row in local["rows"].as_array().unwrap() {
+            merge_row(&mut want, row);
+        }
+        let got = replica["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == m.name.as_str())
+            .unwrap();
+        assert_same_usage(got, &want, &m.name);
+    }
+}
+
+const USAGE_COUNTS: [&str; 8] = [
+    "sessions",
+    "turns",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+];
+
+/// Adds a usage row into `into` (`Null`: none yet); a cost is unknown when either is.
+fn merge_row(into: &mut Value, row: &Value) {
+    if into.is_null() {
+        *into = row.clone();
+        return;
+    }
+    for field in USAGE_COUNTS {
+        into[field] = (into[field].as_i64().unwrap() + row[field].as_i64().unwrap()).into();
+    }
+    into["cost_usd"] = match (into["cost_usd"].as_f64(), row["cost_usd"].as_f64()) {
+        (Some(x), Some(y)) => (x + y).into(),
+        _ => Value::Null,
+    };
+}
+
+fn assert_same_usage(got: &Value, want: &Value, what: &str) {
+    for field in USAGE_COUNTS {
+        assert_eq!(got[field], want[field], "{what}: {field}");
+    }
+    match (got["cost_usd"].as_f64(), want["cost_usd"].as_f64()) {
+        (Some(x), Some(y)) => assert!((x - y).abs() < 1e-9 * y.abs().max(1.0), "{what}: cost"),
+        (None, None) => {}
+        other => panic!("{what}: cost {other:?}"),
     }
 }
