@@ -283,9 +283,11 @@ pub fn session_kind(is_subagent: bool, has_parent: bool) -> &'static str {
     }
 }
 
-/// Human duration: `45s`, `12m`, `3h05m`, `2d04h`; `-` when unknown (no turns).
+/// Human duration: `45s`, `12m`, `3h05m`, `2d04h`; `-` when unknown: no turns, or 0 ms (the
+/// tool recorded one time for the whole session, as Cursor chats and 2025 Codex rollouts do,
+/// not when it ended).
 fn duration(ms: Option<i64>) -> String {
-    let Some(ms) = ms else {
+    let Some(ms) = ms.filter(|ms| *ms > 0) else {
         return "-".to_owned();
     };
     let s = ms / 1000;

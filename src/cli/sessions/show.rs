@@ -195,6 +195,7 @@ fn print_detail(d: &SessionDetail) {
             "-".to_owned()
         },
         match o.duration_ms {
+            Some(0) => "duration unknown".to_owned(),
             Some(_) => format!("lasted {}", duration(o.duration_ms)),
             None => "no turns".to_owned(),
         }
