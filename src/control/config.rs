@@ -1,6 +1,9 @@
 //! Control-plane settings: where the files live, which worker to spawn, how long to wait, how to
 //! restart. Resolved once at start from flags > environment > `$NEX_HOME/config.toml` >
 //! defaults, so that every later decision is deterministic.
+//!
+//! Layout: this file the paths, timings and the resolution; the sections of `config.toml` in
+//! `import`, `prices` and `replica`, its strict keys' typo hints in `keys`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +13,15 @@ use serde::Deserialize;
 use super::error::ControlError;
 use super::policy::RestartPolicy;
 use super::worker::WorkerCommand;
+
+mod import;
+mod keys;
+mod prices;
+mod replica;
+
+pub use import::{ImportSection, WorkerCmdSpec};
+use keys::unknown;
+pub use replica::ReplicaSection;
 
 /// Persona used when neither a flag nor the config names one (seed: persona optional,
 /// deterministic default).
@@ -259,14 +271,7 @@ impl ControlSettings {
         r.max = ms(imp.backoff_max_ms, r.max);
         r.reset_after = ms(imp.reset_after_ms, r.reset_after);
         s.job_retry.max_restarts = imp.job_max_retries.unwrap_or(s.job_retry.max_restarts);
-        s.replica = crate::replica::ReplicaSettings::resolve(
-            file.replica.url.as_deref(),
-            file.replica.machine.as_deref(),
-        )
-        .map_err(|e| ControlError::ConfigInvalid {
-            path: s.paths.config_file.clone(),
-            detail: format!("{e} [{}]", e.code()),
-        })?;
+        s.replica = file.replica.resolve(&s.paths.config_file)?;
         Ok(s)
     }
 }
@@ -329,59 +334,6 @@ pub struct ConfigFile {
     pub replica: ReplicaSection,
 }
 
-/// `[replica]`: the shared PostgreSQL this ledger replicates into (`nex daemon`,
-/// `nex replica sync`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ReplicaSection {
-    /// A secret (it may hold a password): never logged or printed.
-    pub url: Option<String>,
-    pub machine: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ImportSection {
-    pub enabled: Option<bool>,
-    pub tail: Option<bool>,
-    pub auto_retry: Option<bool>,
-    pub worker_cmd: Option<WorkerCmdSpec>,
-    pub claude_config_dir: Option<String>,
-    pub codex_home: Option<String>,
-    pub cursor_db: Option<String>,
-    pub opencode_dir: Option<String>,
-    pub gemini_dir: Option<String>,
-    pub probe_healthy_ms: Option<u64>,
-    pub probe_degraded_ms: Option<u64>,
-    pub probe_disconnected_ms: Option<u64>,
-    pub health_timeout_ms: Option<u64>,
-    pub start_timeout_ms: Option<u64>,
-    pub stop_grace_ms: Option<u64>,
-    pub shutdown_grace_ms: Option<u64>,
-    pub max_restarts: Option<u32>,
-    pub backoff_base_ms: Option<u64>,
-    pub backoff_max_ms: Option<u64>,
-    pub reset_after_ms: Option<u64>,
-    pub job_max_retries: Option<u32>,
-}
-
-/// `worker_cmd` as one string or as an argv array.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum WorkerCmdSpec {
-    Line(String),
-    Argv(Vec<String>),
-}
-
-impl WorkerCmdSpec {
-    fn to_command(&self) -> Result<WorkerCommand, ControlError> {
-        match self {
-            WorkerCmdSpec::Line(line) => WorkerCommand::parse(line),
-            WorkerCmdSpec::Argv(argv) => WorkerCommand::from_argv(argv.clone()),
-        }
-    }
-}
-
 impl ConfigFile {
     /// A missing file is the empty config.
     pub fn read(path: &Path) -> Result<ConfigFile, ControlError> {
@@ -406,9 +358,7 @@ impl ConfigFile {
             .try_into()
             .map_err(|e: toml::de::Error| invalid(e.message().into()))?;
         file.import.check_ranges().map_err(invalid)?;
-        for (model, price) in &file.prices {
-            price.check(model).map_err(invalid)?;
-        }
+        prices::check_values(&file.prices).map_err(invalid)?;
         Ok(file)
     }
 }
@@ -416,47 +366,9 @@ impl ConfigFile {
 /// Keys of the top level of `config.toml`.
 const TOP_KEYS: &[&str] = &["persona", "ledger", "import", "prices", "replica"];
 
-/// Keys of a `[prices."model"]` table.
-const PRICE_KEYS: &[&str] = &["input", "output", "cache_read", "cache_write"];
-
-/// Keys of `[replica]`.
-const REPLICA_KEYS: &[&str] = &["url", "machine"];
-
-/// Keys of `[import]`.
-const IMPORT_KEYS: &[&str] = &[
-    "enabled",
-    "tail",
-    "auto_retry",
-    "worker_cmd",
-    "claude_config_dir",
-    "codex_home",
-    "cursor_db",
-    "opencode_dir",
-    "gemini_dir",
-    "probe_healthy_ms",
-    "probe_degraded_ms",
-    "probe_disconnected_ms",
-    "health_timeout_ms",
-    "start_timeout_ms",
-    "stop_grace_ms",
-    "shutdown_grace_ms",
-    "max_restarts",
-    "backoff_base_ms",
-    "backoff_max_ms",
-    "reset_after_ms",
-    "job_max_retries",
-];
-
 /// An unknown key is an error, not a default: a typo in the rollback switch
 /// (`[import] enable = false`) must not leave imports running.
 fn check_keys(table: &toml::Table) -> Result<(), String> {
-    fn unknown(key: &str, prefix: &str, known: &[&str]) -> String {
-        let mut msg = format!("unknown key `{prefix}{key}`");
-        if let Some(near) = closest(key, known) {
-            msg.push_str(&format!(" (did you mean `{prefix}{near}`?)"));
-        }
-        msg
-    }
     for (key, value) in table {
         if !TOP_KEYS.contains(&key.as_str()) {
             return Err(unknown(key, "", TOP_KEYS));
@@ -464,119 +376,18 @@ fn check_keys(table: &toml::Table) -> Result<(), String> {
         if key == "import"
             && let Some(section) = value.as_table()
         {
-            for key in section.keys() {
-                if !IMPORT_KEYS.contains(&key.as_str()) {
-                    return Err(unknown(key, "import.", IMPORT_KEYS));
-                }
-            }
+            import::check_keys(section)?;
         }
         if key == "prices" {
-            let Some(models) = value.as_table() else {
-                return Err("prices must be a table of models: [prices.\"model-name\"]".into());
-            };
-            for (model, price) in models {
-                let Some(price) = price.as_table() else {
-                    return Err(format!(
-                        "prices.\"{model}\" must be a table: input, output, cache_read, cache_write"
-                    ));
-                };
-                for key in price.keys() {
-                    if !PRICE_KEYS.contains(&key.as_str()) {
-                        return Err(unknown(key, &format!("prices.\"{model}\"."), PRICE_KEYS));
-                    }
-                }
-            }
+            prices::check_keys(value)?;
         }
         if key == "replica"
             && let Some(section) = value.as_table()
         {
-            for key in section.keys() {
-                if !REPLICA_KEYS.contains(&key.as_str()) {
-                    return Err(unknown(key, "replica.", REPLICA_KEYS));
-                }
-            }
+            replica::check_keys(section)?;
         }
     }
     Ok(())
-}
-
-/// The known key nearest to `key` by edit distance, when it is near enough to be a typo (at
-/// most a third of the key's length, at least 2).
-fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
-    let limit = (key.chars().count() / 3).max(2);
-    known
-        .iter()
-        .map(|k| (edit_distance(key, k), *k))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance over chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut row = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            row.push(sub.min(prev[j + 1] + 1).min(row[j] + 1));
-        }
-        prev = row;
-    }
-    prev[b.len()]
-}
-
-impl ImportSection {
-    /// Every timing and bound within its range; the message names the key and the range.
-    fn check_ranges(&self) -> Result<(), String> {
-        const HOUR: u64 = 3_600_000;
-        const DAY: u64 = 24 * HOUR;
-        let ms: [(&str, Option<u64>, u64, u64); 10] = [
-            ("probe_healthy_ms", self.probe_healthy_ms, 100, DAY),
-            ("probe_degraded_ms", self.probe_degraded_ms, 100, DAY),
-            (
-                "probe_disconnected_ms",
-                self.probe_disconnected_ms,
-                100,
-                DAY,
-            ),
-            ("health_timeout_ms", self.health_timeout_ms, 100, HOUR),
-            ("start_timeout_ms", self.start_timeout_ms, 100, HOUR),
-            ("stop_grace_ms", self.stop_grace_ms, 100, HOUR),
-            // Workers are killed at shutdown_grace - 2 s: leave them at least a second.
-            ("shutdown_grace_ms", self.shutdown_grace_ms, 3_000, HOUR),
-            ("backoff_base_ms", self.backoff_base_ms, 10, DAY),
-            ("backoff_max_ms", self.backoff_max_ms, 10, DAY),
-            ("reset_after_ms", self.reset_after_ms, 1_000, 7 * DAY),
-        ];
-        for (key, value, min, max) in ms {
-            if let Some(v) = value.filter(|v| !(min..=max).contains(v)) {
-                return Err(format!(
-                    "import.{key} = {v} is out of range: allowed {min} to {max} (milliseconds)"
-                ));
-            }
-        }
-        let counts: [(&str, Option<u32>, u32); 2] = [
-            ("max_restarts", self.max_restarts, 1_000),
-            ("job_max_retries", self.job_max_retries, 100),
-        ];
-        for (key, value, max) in counts {
-            if let Some(v) = value.filter(|v| *v > max) {
-                return Err(format!(
-                    "import.{key} = {v} is out of range: allowed 0 to {max}"
-                ));
-            }
-        }
-        if let (Some(base), Some(max)) = (self.backoff_base_ms, self.backoff_max_ms)
-            && max < base
-        {
-            return Err(format!(
-                "import.backoff_max_ms = {max} is below import.backoff_base_ms = {base}"
-            ));
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -599,7 +410,7 @@ mod tests {
         assert_eq!(cmd.args, vec!["z"]);
     }
 
-    fn read_config(text: &str) -> Result<ConfigFile, String> {
+    pub(super) fn read_config(text: &str) -> Result<ConfigFile, String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, text).unwrap();
@@ -628,66 +439,15 @@ mod tests {
             e.contains("unknown key `import.zzzzzz`") && !e.contains("mean"),
             "{e}"
         );
-        let e = read_config("[replica]\nmachin = \"x\"\n").unwrap_err();
-        assert!(e.contains("did you mean `replica.machine`?"), "{e}");
-        read_config("[replica]\nurl = \"postgres://h/db\"\nmachine = \"m\"\n").unwrap();
         let e = read_config("[imports]\nenabled = false\n").unwrap_err();
         assert!(e.contains("did you mean `import`?"), "{e}");
         // Every known key is accepted.
-        let all: String = IMPORT_KEYS
+        let all: String = import::IMPORT_KEYS
             .iter()
             .filter(|k| k.ends_with("_ms") || k.contains("max_re"))
             .map(|k| format!("{k} = 5000\n"))
             .collect();
         read_config(&format!("persona = \"p\"\nledger = \"a.db\"\n[import]\n{all}enabled = true\ntail = true\nauto_retry = true\nworker_cmd = \"w\"\nclaude_config_dir = \"c\"\ncodex_home = \"c\"\ncursor_db = \"c\"\nopencode_dir = \"o\"\ngemini_dir = \"g\"\n").replace("max_restarts = 5000", "max_restarts = 5").replace("job_max_retries = 5000", "job_max_retries = 3")).unwrap();
-    }
-
-    #[test]
-    fn prices_are_accepted_and_checked_key_by_key() {
-        let f = read_config(
-            "[prices.\"my-model\"]\ninput = 1.5\noutput = 3\n[prices.\"claude-opus-4-5\"]\ninput = 1\noutput = 2\ncache_read = 0.1\ncache_write = 1.25\n",
-        )
-        .unwrap();
-        assert_eq!(f.prices.len(), 2);
-        assert_eq!(f.prices["my-model"].input, 1.5);
-        assert_eq!(f.prices["claude-opus-4-5"].cache_write, Some(1.25));
-        let e = read_config("[prices.m]\ninput = 1\noutput = 2\ncache_reads = 1\n").unwrap_err();
-        assert!(
-            e.contains(
-                "unknown key `prices.\"m\".cache_reads` (did you mean `prices.\"m\".cache_read`?)"
-            ),
-            "{e}"
-        );
-        let e = read_config("[prices.m]\ninput = -1\noutput = 2\n").unwrap_err();
-        assert!(e.contains("prices.\"m\".input = -1 is not a price"), "{e}");
-        let e = read_config("[prices.m]\ninput = 1\n").unwrap_err();
-        assert!(e.contains("output"), "{e}");
-        let e = read_config("prices = 3\n").unwrap_err();
-        assert!(e.contains("prices"), "{e}");
-    }
-
-    #[test]
-    fn timings_and_bounds_out_of_range_are_errors_with_the_range() {
-        let e = read_config("[import]\nstart_timeout_ms = 0\n").unwrap_err();
-        assert!(
-            e.contains("import.start_timeout_ms = 0 is out of range: allowed 100 to 3600000"),
-            "{e}"
-        );
-        let e = read_config("[import]\nshutdown_grace_ms = 1000\n").unwrap_err();
-        assert!(e.contains("allowed 3000 to"), "{e}");
-        let e = read_config("[import]\nmax_restarts = 5000\n").unwrap_err();
-        assert!(
-            e.contains("import.max_restarts = 5000 is out of range: allowed 0 to 1000"),
-            "{e}"
-        );
-        let e = read_config("[import]\nbackoff_base_ms = 500\nbackoff_max_ms = 100\n").unwrap_err();
-        assert!(e.contains("below import.backoff_base_ms"), "{e}");
-        let e = read_config("[import]\nstart_timeout_ms = -1\n").unwrap_err();
-        assert!(
-            e.contains("start_timeout_ms") || e.contains("invalid value"),
-            "{e}"
-        );
-        assert!(read_config("[import]\nstart_timeout_ms = 100\nmax_restarts = 0\n").is_ok());
     }
 
     #[test]

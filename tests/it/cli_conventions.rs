@@ -613,6 +613,10 @@ fn unknown_tokens_show_as_a_dash_not_zero() {
     };
     assert_eq!(tokens("codex"), "-", "{table}");
     assert_eq!(tokens("claude-code"), "18", "{table}");
+    // Its duration too: one recorded time is not a session of 0 seconds.
+    let at = header.find("DURATION").unwrap();
+    let line = table.lines().find(|l| l.contains(" codex ")).unwrap();
+    assert_eq!(line[at..].split_whitespace().next(), Some("-"), "{table}");
 
     let usage = home.json(&["usage", "--by", "provider", "--json"]);
     let codex = usage["rows"]
