@@ -19,6 +19,12 @@
 //! [`changes::PRUNE_CHUNK`] changes while it catches up. The log holds what the replica lacks,
 //! never more (plus one change).
 //!
+//! # Waking
+//! A current replicator waits for a commit of the ledger: [`CommitWatch`] sees the writes to the
+//! ledger's write-ahead log (every commit writes it), so a change is read within milliseconds
+//! of its commit rather than at the next poll; the poll stays as a backstop (a write seen a
+//! moment before its commit is visible finds nothing, and the next write or poll picks it up).
+//!
 //! # Shutdown
 //! Cancelling the token ends the loop at its next wait, or drops the batch in flight (its
 //! transaction rolls back; the next start sends it again).
@@ -38,8 +44,11 @@ use super::settings::ReplicaSettings;
 use super::state::StateFile;
 use super::tables::TableShape;
 
-/// How often a current replicator looks for new changes.
+/// How often a current replicator looks for new changes when nothing woke it (see
+/// [`CommitWatch`]; without one, it is the only way to notice a commit).
 pub const DEFAULT_POLL: Duration = Duration::from_millis(200);
+/// The poll when a [`CommitWatch`] wakes the replicator: only a backstop.
+pub const WATCHED_POLL: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -157,6 +166,13 @@ impl Replicator {
         let mut failing = false;
         // The watermark the log was last pruned to.
         let mut pruned = 0i64;
+        let watch = match CommitWatch::start(&self.ledger) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the ledger for commits: polling");
+                None
+            }
+        };
         tracing::info!(machine = %self.settings.machine, replica = %self.settings.url.host(), "replicator started");
         while !cancel.is_cancelled() {
             let result = tokio::select! {
@@ -188,9 +204,15 @@ impl Replicator {
                         failing = false;
                     }
                     if current {
+                        let poll = if watch.is_some() {
+                            WATCHED_POLL
+                        } else {
+                            self.poll
+                        };
                         tokio::select! {
                             _ = cancel.cancelled() => break,
-                            _ = tokio::time::sleep(self.poll) => {}
+                            _ = tokio::time::sleep(poll) => {}
+                            _ = woken(&watch) => {}
                         }
                     }
                 }
@@ -338,6 +360,62 @@ impl Replicator {
     }
 }
 
+/// Wakes the replicator when the ledger's write-ahead log (`<ledger>-wal`) is written: a file
+/// watch on the ledger's directory, its events for that file folded into one permit.
+pub struct CommitWatch {
+    wake: Arc<tokio::sync::Notify>,
+    /// Watching while it lives.
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl CommitWatch {
+    /// Errors: the watch cannot be set up (no such directory, no inotify instance left).
+    pub fn start(ledger: &std::path::Path) -> notify::Result<CommitWatch> {
+        use notify::Watcher;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut wal = ledger.file_name().unwrap_or_default().to_owned();
+        wal.push("-wal");
+        let dir = ledger
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf();
+        let notify = wake.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if let Ok(ev) = res
+                    && matches!(
+                        ev.kind,
+                        notify::EventKind::Modify(_) | notify::EventKind::Create(_)
+                    )
+                    && ev
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name() == Some(wal.as_os_str()))
+                {
+                    notify.notify_one();
+                }
+            })?;
+        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(CommitWatch {
+            wake,
+            _watcher: watcher,
+        })
+    }
+}
+
+/// A write to the log seen (never, without a watch); a moment later, so that the commit the
+/// write belongs to is visible.
+async fn woken(watch: &Option<CommitWatch>) {
+    match watch {
+        Some(w) => {
+            w.wake.notified().await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// How often a daemon without a replica empties the change log.
 pub const PRUNE_UNREPLICATED_EVERY: Duration = Duration::from_secs(60);
 
@@ -424,4 +502,23 @@ fn pause_hook() -> Option<impl Fn(i32) -> futures::future::BoxFuture<'static, ()
             }
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_commit_to_the_ledger_wakes_the_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join("agents.db");
+        let conn = rusqlite::Connection::open(&ledger).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute("CREATE TABLE t (x)", []).unwrap();
+        let watch = Some(CommitWatch::start(&ledger).unwrap());
+        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), woken(&watch))
+            .await
+            .expect("a commit wakes the watch");
+    }
 }
