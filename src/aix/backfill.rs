@@ -325,13 +325,13 @@ pub fn run_backfill(
                 continue;
             };
             to_read.remove(&state.source.path);
-            displaced.extend(state.take_displaced());
             match update {
                 Ok(Some(update)) => {
                     counters.lossy_lines += update.lossy_lines;
                     // Backfill keeps no state: the parser goes before the items are encoded.
                     let ready =
                         with_lineage(&state, update, &mut lineage, &options.mappings, factory);
+                    displaced.extend(state.take_displaced(factory));
                     drop(state);
                     let resend = ready.push(emitter)?;
                     resend_children(
@@ -414,8 +414,8 @@ fn reread_displaced(
         let mut state = FileState::new(source.clone(), None);
         match state.update(factory, true) {
             Ok(Some(update)) => {
-                displaced.extend(state.take_displaced());
                 let resend = emit_update(&state, update, lineage, mappings, factory, emitter)?;
+                displaced.extend(state.take_displaced(factory));
                 resend_children(resend, &HashSet::new(), factory, lineage, mappings, emitter)?;
             }
             Ok(None) => {}

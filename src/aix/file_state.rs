@@ -175,17 +175,15 @@ impl FileState {
         now != c.copies
     }
 
-    /// The files that lost lines to claims of this file's lines since the last call (read them
-    /// again whole: `aix::claude_copies`).
-    pub fn take_displaced(&mut self) -> Vec<std::path::PathBuf> {
-        let own = &self.source.path;
-        let mut out = self
-            .parser
-            .as_mut()
-            .map(|p| p.take_displaced())
-            .unwrap_or_default();
-        out.retain(|p| p != own);
-        out
+    /// The files (this one included) that lost lines to another file's claims, or whose
+    /// `/review` parent became known, since the last call, whichever parser made the claim:
+    /// read them again (whole: their cursor's digest no longer holds). Makes a parser when none
+    /// is in memory (the indexes are the run's, reached through a parser).
+    pub fn take_displaced(&mut self, factory: &ParserFactory) -> Vec<std::path::PathBuf> {
+        match self.parser.as_mut() {
+            Some(p) => p.take_displaced(),
+            None => factory(&self.source).take_displaced(),
+        }
     }
 
     /// Reads what is new in the file and returns its items and the new cursor; `Ok(None)` when

@@ -351,8 +351,6 @@ impl Tail<'_, '_> {
         if result.is_ok() {
             self.counters.file_read(&path);
         }
-        // Files that lost lines to this file's claims: read again (whole, their copies moved).
-        let displaced = tracked.state.take_displaced();
         match result {
             Ok(Some(update)) => {
                 self.counters.lossy_lines += update.lossy_lines;
@@ -375,10 +373,16 @@ impl Tail<'_, '_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::debug!(path = %path.display(), "session file removed");
                 self.files.remove(&path);
-                self.removed.insert(path);
+                self.removed.insert(path.clone());
             }
             Err(e) => self.counters.file_failed(&path, &e),
         }
+        // Files that lost lines to claims this read made (its own, or a parent's scan for the
+        // lineage), and reviews whose parent it revealed: read again (whole, their digest moved).
+        let displaced = match self.files.get_mut(&path) {
+            Some(t) => t.state.take_displaced(self.factory),
+            None => Vec::new(),
+        };
         let now = Instant::now();
         for p in displaced {
             if self.files.contains_key(&p) {

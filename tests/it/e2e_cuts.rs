@@ -589,13 +589,7 @@ impl<'s> Follower<'s> {
             let Some(state) = self.files.get_mut(&path) else {
                 continue;
             };
-            let update = state.update(&factory, false).unwrap();
-            for p in state.take_displaced() {
-                if !due.iter().any(|(d, _)| *d == p) {
-                    due.push_back((p, false));
-                }
-            }
-            let Some(update) = update else {
+            let Some(update) = state.update(&factory, false).unwrap() else {
                 continue;
             };
             let mut pending = emit_update(
@@ -607,6 +601,13 @@ impl<'s> Follower<'s> {
                 &mut self.emitter,
             )
             .unwrap();
+            // Files that lost lines to this read's claims (its own, or a parent scanned for the
+            // lineage) are read again, as the tail does.
+            for p in state.take_displaced(&factory) {
+                if !due.iter().any(|(d, _)| *d == p) {
+                    due.push_back((p, false));
+                }
+            }
             if !live {
                 state.evict();
             }
@@ -1581,5 +1582,48 @@ fn resumed_claude_files_give_one_result_whatever_order_they_appear_in() {
         }
     }
     failures.extend(run_group(&group, 0x5eed_c0b1, 8, usize::MAX, true));
+    report(failures);
+}
+
+/// A `/review` rollout and the parent that started it, appearing and growing in either order
+/// (the review's first, before the parent wrote the review's turn id; cut mid-line), read by a
+/// running tail or restarted runs: the review ends linked to its parent, and the ledger equals
+/// one backfill of the final files.
+#[test]
+fn a_review_rollout_links_to_its_parent_whatever_order_they_appear_in() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files = Vec::new();
+    collect(&root, "codex/review", "codex/sessions/review", &mut files);
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    assert_eq!(files.len(), 2);
+    let group = Group {
+        name: "codex review".into(),
+        files,
+    };
+    let expected = reference(&group);
+    assert!(
+        expected.contains("parent_session_label=\"import:codex:019c7400"),
+        "the review is linked:\n{expected}"
+    );
+    let ends: Vec<usize> = group.files.iter().map(CutFile::end).collect();
+    let mut failures = Vec::new();
+    for order in [[0, 1], [1, 0]] {
+        for reader in [Reader::Tail, Reader::Restart] {
+            let steps: Vec<Step> = order
+                .iter()
+                .map(|&i| Step {
+                    cuts: vec![(i, ends[i])],
+                    reader,
+                })
+                .collect();
+            failures.extend(check(
+                &group,
+                &expected,
+                &steps,
+                &format!("files in order {order:?} ({reader:?})"),
+            ));
+        }
+    }
+    failures.extend(run_group(&group, 0x5eed_4e71, 6, usize::MAX, true));
     report(failures);
 }
