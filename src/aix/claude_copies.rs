@@ -1,6 +1,7 @@
 //! Which Claude Code file owns a line that several files hold (SOURCES.md "Real-world
 //! variants": a resumed file repeats lines of the earlier session's file, same `uuid`, under a
-//! new file and session id; a 2.1.x `aside_question` subagent file repeats its parent's lines).
+//! new file and session id). Main files only for now: a 2.1.x `aside_question` subagent file
+//! repeats its parent's lines too, but stays out of the index (see the report of issue 10).
 //!
 //! # The rule
 //! A `uuid` belongs to one file: the one whose copy has the earliest `timestamp`; on a tie, the
@@ -10,7 +11,7 @@
 //! pair found in real histories (9 pairs of 1.0.x files, chains of up to four files).
 //!
 //! # How the rule stays a function of the final files
-//! - A project's files (every Claude Code file under its `projects/<name>/` directory) are read
+//! - A project's files (every main Claude Code file of its `projects/<name>/` directory) are read
 //!   once for their claims (uuid, timestamp, session id), the first time a parser of one of them
 //!   is made ([`CopyIndex::file`]), before that parser reads a line. A backfill therefore parses
 //!   every file against the claims of all the files on disk.
@@ -122,7 +123,7 @@ fn project_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
             if depth > 0 {
                 project_files(&p, depth - 1, out);
             }
-        } else if FileRole::claude_code_for(&p).is_some() {
+        } else if FileRole::claude_code_for(&p) == Some(FileRole::Main) {
             out.push(p);
         }
     }

@@ -37,9 +37,9 @@ pub const BEFORE_VERSIONS: u32 = 1;
 /// uuid the item already holds is a copy and changes nothing (resumed 2.1.x subagent files).
 /// 4 = each tool result's text stored once: in the call's `result_json` (not again in its role
 /// `tool` message, which the call names as `resultSourceMessageId`), `toolUseResult` without the
-/// strings that repeat the text or the call's input. 5 = a line several files hold (a resumed
-/// 1.0.x file's copy of the earlier session, a 2.1.x `aside_question` agent's copy of its
-/// parent) belongs to one file only (`aix::claude_copies`): the copies leave the other items.
+/// strings that repeat the text or the call's input. 5 = a line several main files hold (a
+/// resumed 1.0.x file's copy of the earlier session) belongs to one file only
+/// (`aix::claude_copies`): the copies leave the other items.
 pub const CLAUDE_CODE: u32 = 5;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
