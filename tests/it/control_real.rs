@@ -228,34 +228,13 @@ fn kill9_of_the_real_job_worker_resumes_from_committed_cursors_to_one_clean_impo
     let enq = home.json(&["import", "backfill", "--json"]);
     let id = enq["job"]["id"].as_str().unwrap().to_owned();
     let pid = job_pid(&home, &id);
-    // Frozen once a first batch committed with its cursors, then killed. The worker runs one
-    // write at a time (continued until its written bytes grow, stopped again) until the status
-    // shows a committed request, so that it is stopped early in its corpus however loaded the
-    // machine is: left running, it could write the rest of the corpus between the status read
-    // and the stop.
+    // Frozen once a first batch committed with its cursors, then killed.
+    home.status_until(4 * WAIT, |s| {
+        s["daemon"]["jobs"][0]["run"]["counters"]["requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    });
     signal(pid, "-STOP");
-    let deadline = Instant::now() + 4 * WAIT;
-    loop {
-        let st = home.status();
-        if st.as_ref().is_some_and(|s| {
-            s["daemon"]["jobs"][0]["run"]["counters"]["requests"]
-                .as_u64()
-                .is_some_and(|n| n >= 1)
-        }) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no request committed: {st:?}\n{}",
-            home.daemon_log_tail(60)
-        );
-        let seen = written(pid);
-        signal(pid, "-CONT");
-        while written(pid) == seen && alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        signal(pid, "-STOP");
-    }
     let before = canonical_readonly(&home.ledger()).unwrap();
     assert_ne!(before, want, "the kill lands before the end");
     kill9(pid);
