@@ -99,9 +99,19 @@ struct HwmSampler {
 }
 
 impl HwmSampler {
-    fn start(pids: [u32; 2]) -> Self {
+    /// `first`: peaks already read (KiB), e.g. right after a spawn.
+    fn start(pids: [u32; 2], first: [u64; 2]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let peaks: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let peaks: Arc<[AtomicU64; 2]> =
+            Arc::new([AtomicU64::new(first[0]), AtomicU64::new(first[1])]);
+        // A first sample now, before the thread is scheduled: `spawn` returned after the exec,
+        // so the image is the child's own, and a process that ends before the thread's first
+        // turn (a tiny corpus on a loaded machine) still has a peak, if a low one.
+        for (i, pid) in pids.iter().enumerate() {
+            if let Some(kib) = vm_hwm_kib(*pid) {
+                peaks[i].fetch_max(kib, Ordering::Relaxed);
+            }
+        }
         let (s, p) = (stop.clone(), peaks.clone());
         let thread = std::thread::Builder::new()
             .name("hwm-sampler".into())
@@ -216,6 +226,8 @@ impl Pair {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
+        // The worker's first peak now: with a tiny corpus it may be gone before `nex` exists.
+        let aix_first_kib = vm_hwm_kib(aix.id()).unwrap_or(0);
         let frames = aix
             .stdout
             .take()
@@ -239,7 +251,7 @@ impl Pair {
             }
         };
         let control = aix.stdin.take();
-        let sampler = HwmSampler::start([aix.id(), nex.id()]);
+        let sampler = HwmSampler::start([aix.id(), nex.id()], [aix_first_kib, 0]);
         Ok(Self {
             started,
             reaped: [false; 2],

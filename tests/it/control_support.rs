@@ -550,7 +550,9 @@ impl NexHome {
 
     /// Polls `nex import jobs --json` until `pred` holds. Fails when the jobs stop changing
     /// for `within` (a stall), not after a fixed time: a job that keeps committing on a loaded
-    /// machine is waited for, up to `20 * within` in all.
+    /// machine is waited for, up to `20 * within` in all. A running job's commits show in
+    /// `nex import status` (its run's counters), not in the job list until the run ends: both
+    /// are watched.
     pub fn jobs_until(&self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
         let mut last_change = start;
@@ -560,9 +562,13 @@ impl NexHome {
             if pred(&jobs) {
                 return jobs;
             }
+            let running = self
+                .status()
+                .map_or(Value::Null, |s| s["daemon"]["jobs"].clone());
+            let seen = serde_json::json!([jobs, running]);
             let now = Instant::now();
-            if jobs != last {
-                last = jobs.clone();
+            if seen != last {
+                last = seen;
                 last_change = now;
             }
             assert!(
