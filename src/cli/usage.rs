@@ -25,12 +25,12 @@ pub struct UsageArgs {
     /// it); or the turn's model.
     #[arg(long, value_enum, default_value_t = GroupBy::Day)]
     pub by: GroupBy,
-    /// Count turns that started on or after this day: YYYY-MM-DD, local time, from its
-    /// midnight.
+    /// Count turns that started at or after: YYYY-MM-DD (from its midnight, local time; UTC
+    /// under --utc), an RFC 3339 time, or 12h / 7d / 2w ago.
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
-    /// Count turns that started on or before this day: YYYY-MM-DD, local time, to its end
-    /// (the day is included).
+    /// Count turns that started before the end of this day (the day is included), or before
+    /// a time as --since takes it.
     #[arg(long, value_name = "DATE")]
     pub until: Option<String>,
     /// Only sessions of this provider (`claude-code`, `codex`, `gemini-cli`, `opencode`,
@@ -105,12 +105,17 @@ fn report(args: &UsageArgs) -> Result<Report, Failure> {
         let tree = session_tree(&conn, &facts, &label, &prices)?;
         return Ok(Report::Tree(Box::new(tree)));
     }
+    let (since_ms, until_ms) = crate::query::time::window(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        super::fmt::zone(),
+    )?;
     let filters = Filters {
         provider: args.provider.clone(),
         project: project_arg(args.project.as_deref()),
-        since: args.since.clone(),
-        until: args.until.clone(),
-        ..Filters::default()
+        since_ms,
+        until_ms,
+        zone: super::fmt::zone(),
     };
     Ok(Report::Rows(usage_report(
         &conn, &facts, &filters, args.by, &prices,
