@@ -22,6 +22,11 @@ pub fn set_utc(utc: bool) {
     UTC.store(utc, Ordering::Relaxed);
 }
 
+/// The zone `--since` / `--until` days are read in: UTC under `--utc`, else the local one.
+pub fn zone() -> crate::query::time::Zone {
+    crate::query::time::Zone::of_utc_flag(UTC.load(Ordering::Relaxed))
+}
+
 /// Epoch ms as `YYYY-MM-DD HH:MM:SS +HH:MM` in the local zone (or UTC under `--utc`); `-` for
 /// `None` or a time out of range.
 pub fn time(ms: Option<i64>) -> String {

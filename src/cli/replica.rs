@@ -140,7 +140,7 @@ pub fn usage(args: &super::usage::UsageArgs) -> ExitCode {
             .clone()
             .ok_or(ReplicaError::NotConfigured)?;
         let client = crate::replica::pg::connect(&replica.url).await?;
-        let filters = super::usage::filters(args);
+        let filters = super::usage::filters(args)?;
         reports::usage(&client, &replica.url, &filters, args.by, &prices).await
     });
     match result {

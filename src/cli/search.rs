@@ -63,10 +63,12 @@ pub struct SearchArgs {
     /// Only sessions in this directory or under it.
     #[arg(long, value_name = "DIR")]
     pub project: Option<String>,
-    /// Hits at or after: YYYY-MM-DD, an RFC 3339 time, or 12h / 7d / 2w ago.
+    /// Hits at or after: YYYY-MM-DD (from its midnight, local time; UTC under --utc), an
+    /// RFC 3339 time, or 12h / 7d / 2w ago.
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
-    /// Hits before (a date: up to the end of that day).
+    /// Hits before the end of this day (the day is included), or before a time as --since
+    /// takes it.
     #[arg(long, value_name = "DATE")]
     pub until: Option<String>,
     /// Only messages of this role (`tool`: tool calls and tool messages).
@@ -112,23 +114,19 @@ impl From<QueryError> for SearchFailure {
 
 /// The filter of a command line: dates parsed, the project made absolute.
 ///
-/// Errors: `bad_request` for a date that does not parse.
+/// Errors: `date_invalid` for a date that does not parse.
 pub fn filter_of(args: &SearchArgs) -> Result<SearchFilter, QueryError> {
-    let now = time::now_ms();
+    let (since_ms, until_ms) = time::window(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        super::fmt::zone(),
+    )?;
     Ok(SearchFilter {
         query: args.query.clone(),
         provider: args.provider.clone(),
         project: args.project.as_deref().map(query::project_filter),
-        since_ms: args
-            .since
-            .as_deref()
-            .map(|d| time::parse_bound(d, now).map(|b| b.start_ms))
-            .transpose()?,
-        until_ms: args
-            .until
-            .as_deref()
-            .map(|d| time::parse_bound(d, now).map(|b| b.end_ms))
-            .transpose()?,
+        since_ms,
+        until_ms,
         role: args.role,
         limit: args.limit,
         offset: 0,

@@ -58,7 +58,8 @@ pub struct ListArgs {
     /// Only sessions whose project (workspace) is this directory or under it.
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
-    /// Only sessions updated on or after this day: YYYY-MM-DD, local time, from its midnight.
+    /// Only sessions updated at or after: YYYY-MM-DD (from its midnight, local time; UTC under
+    /// --utc), an RFC 3339 time, or 12h / 7d / 2w ago.
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
     /// At most this many sessions, most recently updated first.
@@ -191,12 +192,7 @@ pub fn ledger_is_empty(path: &Path) -> bool {
 }
 
 /// The thread of a session: its head turn and ancestors, root first.
-const THREAD: &str = "WITH RECURSIVE chain(id, depth) AS (
-        SELECT thread_id, 0 FROM sessions WHERE label = ?1 AND thread_id IS NOT NULL
-        UNION ALL
-        SELECT t.parent_turn_id, chain.depth + 1 FROM turns t JOIN chain ON t.id = chain.id
-        WHERE t.parent_turn_id IS NOT NULL AND chain.depth < 1000000
-    )";
+const THREAD: &str = crate::query::sessions::THREAD_SQL;
 
 const SUMMARY: &str = "SELECT s.label, si.source_provider, si.source_session_id, s.persona_id,
         s.is_subagent, s.parent_session_label, s.created_at, s.updated_at, s.status,
@@ -387,14 +383,16 @@ fn list_sessions(args: &ListArgs) -> Result<(Vec<SessionSummary>, bool), Failure
         filters: Filters {
             provider: args.provider.clone(),
             project: project_arg(args.project.as_deref()),
-            since: args.since.clone(),
-            ..Filters::default()
+            since_ms: crate::query::time::window(args.since.as_deref(), None, super::fmt::zone())?
+                .0,
+            until_ms: None,
+            zone: super::fmt::zone(),
         },
         limit: args.limit,
         offset: 0,
     };
     let mut rows = Vec::new();
-    for label in list_labels(&conn, &facts, &filter)? {
+    for label in list_labels(&facts, &filter) {
         if let Some(summary) = summary_with_overview(&conn, &label)? {
             rows.push(summary);
         }

@@ -14,7 +14,7 @@ use crate::query::sessions::resolve_label;
 use crate::query::usage::{
     GroupBy, SessionTreeReport, SessionUsageNode, Usage, UsageReport, session_tree, usage_report,
 };
-use crate::query::{Filters, session_facts};
+use crate::query::{Filters, QueryError, session_facts};
 
 #[derive(Debug, Clone, Args)]
 pub struct UsageArgs {
@@ -25,12 +25,12 @@ pub struct UsageArgs {
     /// it); or the turn's model.
     #[arg(long, value_enum, default_value_t = GroupBy::Day)]
     pub by: GroupBy,
-    /// Count turns that started on or after this day: YYYY-MM-DD, local time, from its
-    /// midnight.
+    /// Count turns that started at or after: YYYY-MM-DD (from its midnight, local time; UTC
+    /// under --utc), an RFC 3339 time, or 12h / 7d / 2w ago.
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
-    /// Count turns that started on or before this day: YYYY-MM-DD, local time, to its end
-    /// (the day is included).
+    /// Count turns that started before the end of this day (the day is included), or before
+    /// a time as --since takes it.
     #[arg(long, value_name = "DATE")]
     pub until: Option<String>,
     /// Only sessions of this provider (`claude-code`, `codex`, `gemini-cli`, `opencode`,
@@ -102,15 +102,20 @@ pub(super) fn prices(args: &UsageArgs) -> Result<PriceTable, Failure> {
     Ok(PriceTable::with_overrides(&config.prices))
 }
 
-/// The provider, project and day filters of the arguments.
-pub(super) fn filters(args: &UsageArgs) -> Filters {
-    Filters {
+/// The provider, project and day filters of the arguments (days in the zone of `--utc`).
+///
+/// Errors: `date_invalid`.
+pub(super) fn filters(args: &UsageArgs) -> Result<Filters, QueryError> {
+    let zone = super::fmt::zone();
+    let (since_ms, until_ms) =
+        crate::query::time::window(args.since.as_deref(), args.until.as_deref(), zone)?;
+    Ok(Filters {
         provider: args.provider.clone(),
         project: project_arg(args.project.as_deref()),
-        since: args.since.clone(),
-        until: args.until.clone(),
-        ..Filters::default()
-    }
+        since_ms,
+        until_ms,
+        zone,
+    })
 }
 
 fn report(args: &UsageArgs) -> Result<Report, Failure> {
@@ -131,7 +136,7 @@ fn report(args: &UsageArgs) -> Result<Report, Failure> {
     Ok(Report::Rows(usage_report(
         &conn,
         &facts,
-        &filters(args),
+        &filters(args)?,
         args.by,
         &prices,
     )?))

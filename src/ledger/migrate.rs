@@ -39,6 +39,10 @@ pub const AGENTS: &[Migration] = &[
         name: "agents/0006_change_log.sql",
         sql: include_str!("../../migrations/agents/0006_change_log.sql"),
     },
+    Migration {
+        name: "agents/0007_search_bounded.sql",
+        sql: include_str!("../../migrations/agents/0007_search_bounded.sql"),
+    },
 ];
 
 /// Migrations of `nexus.db`, in order.

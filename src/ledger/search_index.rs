@@ -1,7 +1,8 @@
-//! The full-text indexes of the ledger (migration `0005_search.sql`): `messages_fts` over a
-//! message's text and thinking, `tool_calls_fts` over a tool call's name, parameters, result
-//! and error. Both are FTS5 external-content indexes kept by triggers in the writing
-//! transaction; this module holds what the triggers cannot do.
+//! The full-text indexes of the ledger (migrations `0005_search.sql`, `0007_search_bounded.sql`):
+//! `messages_fts` over a message's text and thinking, `tool_calls_fts` over a tool call's name
+//! and a bounded part of its parameters, result and error (the view `tool_calls_search`). Both
+//! are FTS5 external-content indexes kept by triggers in the writing transaction; this module
+//! holds what the triggers cannot do.
 //!
 //! # VACUUM
 //!

@@ -3,10 +3,11 @@
 //! so they answer what the CLI prints.
 //!
 //! - `search_sessions`: [`query::search::search`] (`nex search`).
-//! - `list_sessions`: [`query::sessions::list_labels`] then [`query::sessions::session_overview`]
-//!   of each (`nex sessions list`).
+//! - `list_sessions`: [`query::sessions::list_labels`] then [`query::sessions::session_state`]
+//!   and [`query::sessions::session_overview`] of each (`nex sessions list`'s fields).
 //! - `get_session`: [`query::sessions::resolve_label`] then [`query::export::export_session`]
-//!   (`nex sessions export --format json`), turns paged.
+//!   (`nex sessions export --format json`), turns paged, the header bounded
+//!   ([`bound_header`]).
 //! - `get_usage`: [`query::usage::usage_report`] (`nex usage`), priced with the price table
 //!   and the `[prices]` of `config.toml`, as `nex usage` prices it.
 //!
@@ -41,17 +42,22 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::query::export::{ExportOptions, export_session};
+use crate::query::export::{ExportOptions, cut, export_session};
 use crate::query::prices::PriceTable;
 use crate::query::search::{RoleFilter, SearchFilter};
 use crate::query::sessions::{
-    ListFilter, SessionOverview, list_labels, resolve_label, session_overview,
+    ListFilter, SessionOverview, list_labels, resolve_label, session_overview, session_state,
 };
 use crate::query::usage::{GroupBy, usage_report};
 use crate::query::{self, Filters, QueryError, SessionFacts, time};
 
 /// About how much JSON one tool result may hold.
 pub const MAX_RESULT_BYTES: usize = 64 * 1024;
+/// The share of a result `get_session`'s header (the session without its turns) may take:
+/// [`bound_header`] cuts it to `max_bytes / HEADER_SHARE`.
+const HEADER_SHARE: usize = 2;
+/// Characters a string of a cut header keeps (export's marker says how many were left out).
+const HEADER_FIELD_CHARS: usize = 200;
 /// `limit` when the caller gives none, and the most it may ask.
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 200;
@@ -66,7 +72,8 @@ pub struct SearchArgs {
     pub provider: Option<String>,
     /// Only sessions whose project (workspace) is this absolute directory or under it.
     pub project: Option<String>,
-    /// Hits at or after: YYYY-MM-DD, an RFC 3339 time, or 12h / 7d / 2w ago.
+    /// Hits at or after: YYYY-MM-DD (from its midnight in the server's local time zone), an
+    /// RFC 3339 time, or 12h / 7d / 2w ago.
     pub since: Option<String>,
     /// Hits before (a date: up to the end of that day).
     pub until: Option<String>,
@@ -85,7 +92,8 @@ pub struct ListArgs {
     pub provider: Option<String>,
     /// Only sessions in this directory or under it.
     pub project: Option<String>,
-    /// Sessions updated at or after: YYYY-MM-DD, an RFC 3339 time, or 12h / 7d / 2w ago.
+    /// Sessions updated at or after: YYYY-MM-DD (from its midnight in the server's local time
+    /// zone), an RFC 3339 time, or 12h / 7d / 2w ago.
     pub since: Option<String>,
     /// Most sessions to return (default 20, at most 200).
     pub limit: Option<u32>,
@@ -111,7 +119,8 @@ pub struct UsageArgs {
     /// Group by day (default), week, month, project, model, provider or session (subagents
     /// counted in the session that spawned them).
     pub by: Option<String>,
-    /// Turns started at or after this date.
+    /// Turns started at or after: YYYY-MM-DD (from its midnight in the server's local time
+    /// zone), an RFC 3339 time, or 12h / 7d / 2w ago.
     pub since: Option<String>,
     /// Turns started before this date (a date: up to the end of that day).
     pub until: Option<String>,
@@ -125,17 +134,22 @@ pub struct UsageArgs {
     pub cursor: Option<String>,
 }
 
-/// One row of `list_sessions`: the session's identity and lineage, and its
-/// [`SessionOverview`] (project, title, model, total tokens, duration).
+/// One row of `list_sessions`: the fields of a `nex sessions list --json` row: identity,
+/// lineage, persona, status, turns on its thread, and its [`SessionOverview`] (project, title,
+/// model, total tokens, duration).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionListRow {
     pub label: String,
     pub provider: Option<String>,
     pub source_session_id: Option<String>,
+    pub persona_id: String,
     pub is_subagent: bool,
     pub parent_session_label: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub status: String,
+    /// Turns on the session's thread (head turn to root).
+    pub turns: u64,
     #[serde(flatten)]
     pub overview: SessionOverview,
 }
@@ -150,8 +164,12 @@ pub fn session_list(
     filter: &ListFilter,
 ) -> Result<Vec<SessionListRow>, QueryError> {
     let mut rows = Vec::new();
-    for label in list_labels(conn, facts, filter)? {
+    for label in list_labels(facts, filter) {
         let Some(f) = facts.get(&label) else {
+            continue;
+        };
+        // Gone between the two reads (a concurrent replacement): not listed.
+        let Some(state) = session_state(conn, &label)? else {
             continue;
         };
         rows.push(SessionListRow {
@@ -159,10 +177,13 @@ pub fn session_list(
             label,
             provider: f.provider.clone(),
             source_session_id: f.source_session_id.clone(),
+            persona_id: state.persona_id,
             is_subagent: f.parent_session_label.is_some(),
             parent_session_label: f.parent_session_label.clone(),
             created_at: f.created_at,
             updated_at: f.updated_at,
+            status: state.status,
+            turns: state.turns,
         });
     }
     Ok(rows)
@@ -199,7 +220,7 @@ impl NexMcp {
         Parameters(args): Parameters<SearchArgs>,
     ) -> Result<CallToolResult, McpError> {
         let (offset, limit) = (cursor_offset(args.cursor.as_deref())?, limit_of(args.limit));
-        let now = time::now_ms();
+        let (since_ms, until_ms) = window(args.since.as_deref(), args.until.as_deref())?;
         let filter = SearchFilter {
             role: args
                 .role
@@ -207,8 +228,8 @@ impl NexMcp {
                 .map(RoleFilter::parse)
                 .transpose()
                 .map_err(mcp_error)?,
-            since_ms: bound(args.since.as_deref(), now)?.map(|b| b.start_ms),
-            until_ms: bound(args.until.as_deref(), now)?.map(|b| b.end_ms),
+            since_ms,
+            until_ms,
             query: args.query,
             provider: args.provider,
             project: args.project.as_deref().map(query::project_filter),
@@ -223,7 +244,7 @@ impl NexMcp {
     }
 
     #[tool(
-        description = "Imported sessions, most recently updated first (as `nex sessions list`): label, provider, source_session_id, is_subagent, parent_session_label, created_at, updated_at (epoch ms), project, title, model, total_tokens, duration_ms.",
+        description = "Imported sessions, most recently updated first (as `nex sessions list`): label, provider, source_session_id, persona_id, is_subagent, parent_session_label, created_at, updated_at (epoch ms), status, turns, project, title, model, total_tokens, duration_ms.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_sessions(
@@ -233,10 +254,11 @@ impl NexMcp {
         let (offset, limit) = (cursor_offset(args.cursor.as_deref())?, limit_of(args.limit));
         let filter = ListFilter {
             filters: Filters {
-                since_ms: bound(args.since.as_deref(), time::now_ms())?.map(|b| b.start_ms),
+                since_ms: window(args.since.as_deref(), None)?.0,
+                until_ms: None,
+                zone: time::Zone::Local,
                 provider: args.provider,
                 project: args.project.as_deref().map(query::project_filter),
-                ..Filters::default()
             },
             limit: limit + 1,
             offset,
@@ -248,7 +270,7 @@ impl NexMcp {
     }
 
     #[tool(
-        description = "One session by label (or a unique label prefix, or the tool's session id), as `nex sessions export --format json`: provider, source_session_id, project, title, lineage (parent_session_label, spawn_tool_call_id), and its turns oldest first with their messages, tool calls (parameters and results cut to 4000 characters) and the subagents they spawned (paged by turns: pass next_cursor as cursor).",
+        description = "One session by label (or a unique label prefix, or the tool's session id), as `nex sessions export --format json`: provider, source_session_id, project, title, lineage (parent_session_label, spawn_tool_call_id), and its turns oldest first with their messages, tool calls (parameters and results cut to 4000 characters) and the subagents they spawned (paged by turns: pass next_cursor as cursor). A session header over half the result's byte cap is cut: other_subagents lose their turns (turns_cut: get_session with their label), long strings are cut with a marker, and other_subagents_cut says how many were left out.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_session(
@@ -269,7 +291,8 @@ impl NexMcp {
             .skip(offset as usize)
             .take(limit as usize + 1)
             .collect();
-        let session = serde_json::to_value(&doc).map_err(internal)?;
+        let mut session = serde_json::to_value(&doc).map_err(internal)?;
+        bound_header(&mut session, self.max_bytes / HEADER_SHARE);
         Ok(self.page("turns", turns, offset, limit, session))
     }
 
@@ -282,7 +305,7 @@ impl NexMcp {
         Parameters(args): Parameters<UsageArgs>,
     ) -> Result<CallToolResult, McpError> {
         let (offset, limit) = (cursor_offset(args.cursor.as_deref())?, limit_of(args.limit));
-        let now = time::now_ms();
+        let (since_ms, until_ms) = window(args.since.as_deref(), args.until.as_deref())?;
         let by = match args.by.as_deref() {
             None => GroupBy::default(),
             Some(text) => <GroupBy as clap::ValueEnum>::from_str(text, true).map_err(|_| {
@@ -292,11 +315,11 @@ impl NexMcp {
             })?,
         };
         let filters = Filters {
-            since_ms: bound(args.since.as_deref(), now)?.map(|b| b.start_ms),
-            until_ms: bound(args.until.as_deref(), now)?.map(|b| b.end_ms),
+            since_ms,
+            until_ms,
+            zone: time::Zone::Local,
             provider: args.provider,
             project: args.project.as_deref().map(query::project_filter),
-            ..Filters::default()
         };
         let prices = self.prices.clone();
         let report = self
@@ -382,6 +405,68 @@ impl NexMcp {
     }
 }
 
+/// Cuts `get_session`'s header (the exported session, its turns taken out) to about `budget`
+/// bytes of JSON, in steps, each taken only while the header is still over:
+///
+/// 1. each of `other_subagents` (subagents whose spawning call is not among the session's
+///    rows) keeps its own header and loses its turns and its `other_subagents`, with
+///    `"turns_cut": N` saying how many turns (`get_session` with its label gives them);
+/// 2. every string longer than [`HEADER_FIELD_CHARS`] characters is cut with export's marker
+///    (`[…cut: N more characters]`);
+/// 3. `other_subagents` keeps the first ones that fit, and `"other_subagents_cut": N` says how
+///    many were left out.
+///
+/// A header under `budget` is left as the export wrote it.
+fn bound_header(header: &mut serde_json::Value, budget: usize) {
+    use serde_json::Value;
+    let size = |v: &Value| v.to_string().len();
+    if size(header) <= budget {
+        return;
+    }
+    if let Some(Value::Array(subagents)) = header.get_mut("other_subagents") {
+        for sub in subagents.iter_mut() {
+            let turns = sub["turns"].as_array().map_or(0, Vec::len);
+            sub["turns"] = json!([]);
+            sub["other_subagents"] = json!([]);
+            sub["turns_cut"] = json!(turns);
+        }
+    }
+    if size(header) > budget {
+        cut_strings(header);
+    }
+    if size(header) > budget
+        && let Some(Value::Array(subagents)) = header.get_mut("other_subagents").map(Value::take)
+    {
+        let total = subagents.len();
+        header["other_subagents"] = json!([]);
+        let mut kept = Vec::new();
+        let mut room = budget.saturating_sub(size(header) + 32);
+        for sub in subagents {
+            let need = size(&sub) + 1;
+            if need > room {
+                break;
+            }
+            room -= need;
+            kept.push(sub);
+        }
+        header["other_subagents_cut"] = json!(total - kept.len());
+        header["other_subagents"] = Value::Array(kept);
+    }
+}
+
+/// Every string in `value` cut to [`HEADER_FIELD_CHARS`] characters, with export's marker.
+fn cut_strings(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.chars().count() > HEADER_FIELD_CHARS => {
+            *s = cut(s, HEADER_FIELD_CHARS);
+        }
+        Value::Array(items) => items.iter_mut().for_each(cut_strings),
+        Value::Object(map) => map.values_mut().for_each(cut_strings),
+        _ => {}
+    }
+}
+
 /// Serves the tools on stdin/stdout until the client closes them.
 ///
 /// Errors: the transport's (stdin or stdout failed) or the handshake's.
@@ -413,10 +498,12 @@ fn cursor_offset(cursor: Option<&str>) -> Result<u32, McpError> {
     }
 }
 
-fn bound(text: Option<&str>, now: i64) -> Result<Option<time::TimeBound>, McpError> {
-    text.map(|t| time::parse_bound(t, now))
-        .transpose()
-        .map_err(mcp_error)
+/// `since` / `until` as the CLI reads them, in the server's local zone (`TZ`).
+fn window(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Option<i64>, Option<i64>), McpError> {
+    time::window(since, until, time::Zone::Local).map_err(mcp_error)
 }
 
 /// A query's error as the JSON-RPC error the client gets, with the nex code in `data`.

@@ -29,7 +29,7 @@ pub mod usage;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::protocol::Code;
 
@@ -45,7 +45,9 @@ pub enum QueryError {
         candidates: Vec<String>,
         total: usize,
     },
-    #[error("`{0}` is not a date: expected YYYY-MM-DD (a calendar day, local time)")]
+    #[error(
+        "`{0}` is not a date: expected YYYY-MM-DD (a calendar day, local time unless --utc), YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM], or 12h, 7d, 2w (ago)"
+    )]
     DateInvalid(String),
     #[error("cannot read the ledger ({context}): {source}")]
     Ledger {
@@ -184,43 +186,17 @@ pub struct Filters {
     pub provider: Option<String>,
     /// A directory: sessions whose project is this directory or under it.
     pub project: Option<String>,
-    /// First calendar day covered (`YYYY-MM-DD`, local time, from its midnight).
-    pub since: Option<String>,
-    /// Last calendar day covered (`YYYY-MM-DD`, local time, to its end, inclusive).
-    pub until: Option<String>,
-    /// Start of the window in epoch milliseconds (inclusive), for callers that parse times
-    /// themselves (the MCP server); used when `since` is `None`.
+    /// Start of the window in epoch milliseconds (inclusive): `--since` as
+    /// [`time::parse_bound`] reads it (its `start_ms`).
     pub since_ms: Option<i64>,
-    /// End of the window in epoch milliseconds (exclusive); used when `until` is `None`.
+    /// End of the window in epoch milliseconds (exclusive): `--until`'s `end_ms` (the day after
+    /// an `--until` day).
     pub until_ms: Option<i64>,
-}
-
-/// [`Filters`] with the days turned into epoch milliseconds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Window {
-    /// Inclusive.
-    pub since_ms: Option<i64>,
-    /// Exclusive: the midnight after the `until` day.
-    pub until_ms: Option<i64>,
+    /// The zone the dates were read in, and of `nex usage`'s day, week and month keys.
+    pub zone: time::Zone,
 }
 
 impl Filters {
-    /// The time window of `since`/`until`, in local time as the ledger's SQLite sees it (`TZ`).
-    ///
-    /// Errors: `date_invalid` for a day that is not `YYYY-MM-DD` or not on the calendar.
-    pub(crate) fn window(&self, conn: &Connection) -> Result<Window, QueryError> {
-        Ok(Window {
-            since_ms: match self.since.as_deref() {
-                Some(d) => Some(local_midnight_ms(conn, d, 0)?),
-                None => self.since_ms,
-            },
-            until_ms: match self.until.as_deref() {
-                Some(d) => Some(local_midnight_ms(conn, d, 1)?),
-                None => self.until_ms,
-            },
-        })
-    }
-
     /// Whether a session with these facts is covered by the provider and project filters.
     pub(crate) fn covers(&self, facts: &SessionFacts) -> bool {
         if let Some(p) = &self.provider
@@ -249,29 +225,6 @@ pub fn project_under(project: &str, dir: &str) -> bool {
         || project
             .strip_prefix(dir)
             .is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// Epoch milliseconds of the local midnight `plus_days` after the start of `day`.
-fn local_midnight_ms(conn: &Connection, day: &str, plus_days: i64) -> Result<i64, QueryError> {
-    let shaped = day.len() == 10
-        && day.char_indices().all(|(i, c)| match i {
-            4 | 7 => c == '-',
-            _ => c.is_ascii_digit(),
-        });
-    if !shaped {
-        return Err(QueryError::DateInvalid(day.to_owned()));
-    }
-    // `date(d) = d` rejects days off the calendar (2026-02-30 would roll over); the `utc`
-    // modifier reads the day as local time.
-    let ms: Option<i64> = conn
-        .query_row(
-            "SELECT CASE WHEN date(?1) = ?1
-                THEN CAST(strftime('%s', ?1, ?2 || ' days', 'utc') AS INTEGER) * 1000 END",
-            params![day, plus_days],
-            |r| r.get(0),
-        )
-        .map_err(QueryError::ledger("date"))?;
-    ms.ok_or_else(|| QueryError::DateInvalid(day.to_owned()))
 }
 
 /// What a query needs to know of a session besides its rows: where it came from and who
@@ -425,25 +378,5 @@ mod tests {
         assert!(looped == "x" || looped == "y");
         assert!(reasoning_apart(Some("gemini-cli")) && reasoning_apart(Some("opencode")));
         assert!(!reasoning_apart(Some("codex")) && !reasoning_apart(None));
-    }
-
-    #[test]
-    fn days_are_checked_and_until_is_inclusive() {
-        let conn = Connection::open_in_memory().unwrap();
-        let f = Filters {
-            since: Some("2026-03-01".into()),
-            until: Some("2026-03-01".into()),
-            ..Filters::default()
-        };
-        let w = f.window(&conn).unwrap();
-        assert_eq!(w.until_ms.unwrap() - w.since_ms.unwrap(), 86_400_000);
-        for bad in ["2026-02-30", "2026-3-01", "yesterday", "2026-03-01T00", ""] {
-            let f = Filters {
-                since: Some(bad.into()),
-                ..Filters::default()
-            };
-            let e = f.window(&conn).unwrap_err();
-            assert_eq!(e.code(), Code::DateInvalid, "{bad}");
-        }
     }
 }

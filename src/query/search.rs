@@ -1,5 +1,12 @@
 //! Full-text search over the ledger (`nex search`, the MCP tool `search_sessions`), on the
-//! FTS5 indexes of migration `0005_search.sql`.
+//! FTS5 indexes of migrations `0005_search.sql` and `0007_search_bounded.sql`.
+//!
+//! # What is searchable
+//!
+//! A message's text and thinking, whole. A tool call's name, whole; its parameters, result
+//! and error: a text of at most 1,536 characters whole, a longer one its first 1,024 and last
+//! 512 characters (the middle of a long output is stored and exported, not searchable), with
+//! JSON's `\n`, `\r`, `\t` read as spaces (the view `tool_calls_search` defines it).
 //!
 //! # What a hit is
 //!
@@ -134,8 +141,8 @@ struct Ranked {
 /// Runs `filter` over the ledger; at most `filter.limit` hits after `filter.offset`, in the
 /// order of the module doc.
 ///
-/// Errors: `search_query_invalid` (empty, or FTS5 cannot parse it), `ledger_schema_older` (no
-/// index yet: the ledger predates migration 0005), `ledger_read_failed`.
+/// Errors: `search_query_invalid` (empty, or FTS5 cannot parse it), `ledger_schema_older` (the
+/// ledger predates migration 0007: no index, or the unbounded one), `ledger_read_failed`.
 pub fn search(
     conn: &Connection,
     ledger: &std::path::Path,
@@ -144,7 +151,7 @@ pub fn search(
     if filter.query.trim().is_empty() {
         return Err(QueryError::SearchQueryInvalid("the query is empty".into()));
     }
-    if !super::has_table(conn, "messages_fts")? {
+    if !super::has_table(conn, "tool_calls_search")? {
         return Err(QueryError::LedgerSchemaOlder(ledger.to_path_buf()));
     }
     let want = u64::from(filter.offset) + u64::from(filter.limit);
@@ -267,13 +274,15 @@ fn ranked_hits(
     rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
 }
 
-/// The snippet of one hit (computed for the hits returned only: it reads the row's text), cut
-/// by [`super::snippet`]; FTS5's `snippet()` when that finds no matching token.
+/// The snippet of one hit (computed for the hits returned only: it reads the row's text as
+/// the index saw it: a tool call's through `tool_calls_search`), cut by [`super::snippet`];
+/// FTS5's `snippet()` when that finds no matching token.
 fn snippet(conn: &Connection, kind: Kind, query: &str, rowid: i64) -> Result<String, QueryError> {
     let columns_sql = match kind {
         Kind::Message => "SELECT content, thinking, NULL, NULL FROM messages WHERE rowid = ?1",
         Kind::ToolCall => {
-            "SELECT tool_name, params_json, result_json, error FROM tool_calls WHERE rowid = ?1"
+            "SELECT tool_name, params_json, result_json, error FROM tool_calls_search
+             WHERE call_rowid = ?1"
         }
     };
     let columns: [Option<String>; 4] = conn

@@ -67,6 +67,51 @@ pub fn resolve_label(conn: &Connection, input: &str) -> Result<String, QueryErro
     Err(QueryError::SessionNotFound(input_t.to_owned()))
 }
 
+/// A session's thread as SQL: `chain(id, depth)` holds its head turn and each of its
+/// ancestors (`?1` = the label). Turns on the thread are what `nex sessions list` counts.
+pub const THREAD_SQL: &str = "WITH RECURSIVE chain(id, depth) AS (
+        SELECT thread_id, 0 FROM sessions WHERE label = ?1 AND thread_id IS NOT NULL
+        UNION ALL
+        SELECT t.parent_turn_id, chain.depth + 1 FROM turns t JOIN chain ON t.id = chain.id
+        WHERE t.parent_turn_id IS NOT NULL AND chain.depth < 1000000
+    )";
+
+/// Where a session stands, as its row and thread say (the fields `nex sessions list` shows
+/// beside the overview).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionState {
+    pub persona_id: String,
+    pub status: String,
+    /// Turns on the session's thread (head turn to root).
+    pub turns: u64,
+}
+
+/// The state of one session; `None` when the ledger has no such session.
+///
+/// Errors: `ledger_read_failed`, `ledger_busy`.
+pub fn session_state(conn: &Connection, label: &str) -> Result<Option<SessionState>, QueryError> {
+    let err = QueryError::ledger;
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT persona_id, status FROM sessions WHERE label = ?1")
+        .and_then(|mut s| {
+            s.query_row([label], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(err("session_state"))?;
+    let Some((persona_id, status)) = row else {
+        return Ok(None);
+    };
+    let turns: i64 = conn
+        .prepare_cached(&format!("{THREAD_SQL} SELECT COUNT(*) FROM chain"))
+        .and_then(|mut s| s.query_row([label], |r| r.get(0)))
+        .map_err(err("session_state"))?;
+    Ok(Some(SessionState {
+        persona_id,
+        status,
+        turns: u64::try_from(turns).unwrap_or(0),
+    }))
+}
+
 /// What `nex sessions list` adds to a session's identity: project, title, model, tokens,
 /// duration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -190,30 +235,22 @@ pub struct ListFilter {
 
 /// The labels of the sessions `filter` covers, most recently updated first, at most
 /// `filter.limit`.
-///
-/// Errors: `date_invalid`; `ledger_read_failed`, `ledger_busy`.
-pub fn list_labels(
-    conn: &Connection,
-    facts: &HashMap<String, SessionFacts>,
-    filter: &ListFilter,
-) -> Result<Vec<String>, QueryError> {
-    let window = filter.filters.window(conn)?;
+pub fn list_labels(facts: &HashMap<String, SessionFacts>, filter: &ListFilter) -> Vec<String> {
     let mut rows: Vec<&SessionFacts> = facts
         .values()
         .filter(|f| filter.filters.covers(f))
-        .filter(|f| window.since_ms.is_none_or(|s| f.updated_at >= s))
+        .filter(|f| filter.filters.since_ms.is_none_or(|s| f.updated_at >= s))
         .collect();
     rows.sort_by(|a, b| {
         b.updated_at
             .cmp(&a.updated_at)
             .then_with(|| a.label.cmp(&b.label))
     });
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .skip(filter.offset as usize)
         .take(filter.limit as usize)
         .map(|f| f.label.clone())
-        .collect())
+        .collect()
 }
 
 /// Sessions spawned by `label`, with the tool call that spawned each.

@@ -29,6 +29,7 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::prices::{PriceTable, TokenCounts};
+use super::time::Zone;
 use super::{Filters, NOT_ROOT_TURN, QueryError, SessionFacts, reasoning_apart, root_of};
 
 /// The model name reported for turns that name none.
@@ -60,17 +61,25 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
-    /// SQL of the turn's time bucket (over `turns t`), for the time groupings.
-    fn bucket_sql(self) -> &'static str {
+    /// SQL of the turn's time bucket (over `turns t`), for the time groupings: days of the
+    /// local zone (SQLite's `localtime` reads `TZ`), or of UTC.
+    fn bucket_sql(self, zone: Zone) -> String {
+        let local = if zone == Zone::Utc {
+            ""
+        } else {
+            ", 'localtime'"
+        };
         match self {
-            GroupBy::Day => "date(t.started_at / 1000, 'unixepoch', 'localtime')",
+            GroupBy::Day => format!("date(t.started_at / 1000, 'unixepoch'{local})"),
             // `weekday 0` moves to the coming Sunday (or stays on one): 6 days before is the
             // week's Monday.
             GroupBy::Week => {
-                "date(t.started_at / 1000, 'unixepoch', 'localtime', 'weekday 0', '-6 days')"
+                format!("date(t.started_at / 1000, 'unixepoch'{local}, 'weekday 0', '-6 days')")
             }
-            GroupBy::Month => "strftime('%Y-%m', t.started_at / 1000, 'unixepoch', 'localtime')",
-            _ => "NULL",
+            GroupBy::Month => {
+                format!("strftime('%Y-%m', t.started_at / 1000, 'unixepoch'{local})")
+            }
+            _ => "NULL".into(),
         }
     }
 
@@ -253,8 +262,8 @@ impl Acc {
 /// Rows of the time groupings are in time order; the others by total tokens, largest first
 /// (then by key).
 ///
-/// Errors: `date_invalid` for a bad `since`/`until`; `bad_request` for `by` machine (a
-/// replica's grouping); `ledger_read_failed`, `ledger_busy`.
+/// Errors: `bad_request` for `by` machine (a replica's grouping); `ledger_read_failed`,
+/// `ledger_busy`.
 pub fn usage_report(
     conn: &Connection,
     facts: &HashMap<String, SessionFacts>,
@@ -267,7 +276,6 @@ pub fn usage_report(
             "`--by machine` groups a replica's turns: use it with `--replica`".into(),
         ));
     }
-    let window = filters.window(conn)?;
     // `+` keeps SQLite off `idx_turns_session` here: one pass over the table beats a lookup
     // per turn through the index when every turn is read (measured: ~30 % faster at 21,000
     // turns).
@@ -277,12 +285,12 @@ pub fn usage_report(
          WHERE +t.session_label IS NOT NULL AND {NOT_ROOT_TURN}
            AND (?1 IS NULL OR t.started_at >= ?1) AND (?2 IS NULL OR t.started_at < ?2)
          GROUP BY 1, 2, 3",
-        bucket = by.bucket_sql()
+        bucket = by.bucket_sql(filters.zone)
     );
     let err = QueryError::ledger;
     let mut stmt = conn.prepare(&sql).map_err(err("usage"))?;
     let mut rows = stmt
-        .query(params![window.since_ms, window.until_ms])
+        .query(params![filters.since_ms, filters.until_ms])
         .map_err(err("usage"))?;
     let mut report = ReportBuilder::new(facts, filters, by, prices);
     while let Some(r) = rows.next().map_err(err("usage"))? {
@@ -297,13 +305,14 @@ pub fn usage_report(
     Ok(report.finish())
 }
 
-/// The time bucket of `by` (`None` for the other groupings) of an instant, in local time as
+/// The time bucket of `by` (`None` for the other groupings) of an instant, in `zone` as
 /// SQLite computes it for [`usage_report`]; `conn` is any connection (no table is read).
 ///
 /// Errors: `ledger_read_failed` (SQLite failing to evaluate a date).
 pub(crate) fn bucket_of(
     conn: &Connection,
     by: GroupBy,
+    zone: Zone,
     started_at_ms: Option<i64>,
 ) -> Result<Option<String>, QueryError> {
     if !by.is_time() {
@@ -311,7 +320,7 @@ pub(crate) fn bucket_of(
     }
     conn.prepare_cached(&format!(
         "SELECT {} FROM (SELECT ?1 AS started_at) t",
-        by.bucket_sql()
+        by.bucket_sql(zone)
     ))
     .and_then(|mut stmt| stmt.query_row([started_at_ms], |r| r.get(0)))
     .map_err(QueryError::ledger("usage_bucket"))

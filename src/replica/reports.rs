@@ -149,7 +149,6 @@ pub async fn usage(
 ) -> Result<UsageReport, ReplicaError> {
     let fail = |e| classify(url, e, ReplicaError::Read);
     // The calendar: SQLite's local time, exactly as the ledger's report reads it.
-    let window = filters.window(&calendar()?)?;
     let mut facts: HashMap<String, SessionFacts> = HashMap::new();
     for r in client
         .query(
@@ -194,7 +193,7 @@ pub async fn usage(
                    AND ($2::bigint IS NULL OR t.started_at < $2)
                  GROUP BY 1, 2, 3, 4"
             ),
-            &[&window.since_ms, &window.until_ms],
+            &[&filters.since_ms, &filters.until_ms],
         )
         .await
         .map_err(fail)?;
@@ -207,7 +206,7 @@ pub async fn usage(
             session: session_key(&machine, g.get(1)),
             machine: Some(machine),
             model: g.get(2),
-            bucket: bucket_of(&calendar, by, slot.map(|s| s * 900_000))?,
+            bucket: bucket_of(&calendar, by, filters.zone, slot.map(|s| s * 900_000))?,
             sums: Group {
                 turns: g.get::<_, i64>(4).max(0) as u64,
                 input: g.get(5),

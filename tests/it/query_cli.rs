@@ -630,3 +630,110 @@ fn usage_and_export_before_any_import_say_no_sessions_yet_and_create_nothing() {
     assert_eq!(f.json(&["usage", "--session", "x"]), Value::Null);
     assert!(!f.ledger().exists(), "a read command created the ledger");
 }
+
+/// `--since` / `--until` read alike in `nex search`, `nex usage` and `nex sessions list`: a
+/// calendar day of the local zone (`TZ`), or of UTC under `--utc`. Here 11 hours west of UTC
+/// (POSIX `UTC+11`): A's first prompt (03-01 10:00 UTC) and B's and C's turns after it fall on
+/// 02-28 local; A's last turn (03-02 10:00 UTC) on 03-01.
+#[test]
+fn since_and_until_are_the_same_local_days_in_every_command_and_utc_under_utc() {
+    let f = Fixture::new();
+    let run_in_west = |args: &[&str]| -> Vec<Value> {
+        let out = f
+            .cmd()
+            .env("TZ", "UTC+11")
+            .args(args)
+            .args(["--json", "--ledger"])
+            .arg(f.ledger())
+            .arg("--home")
+            .arg(f.home())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        match serde_json::from_str::<Value>(&stdout) {
+            Ok(Value::Array(items)) => items,
+            Ok(report) if report.get("rows").is_some() => rows(&report).clone(),
+            Ok(one_hit) => vec![one_hit],
+            // `nex search --json`: one line per hit.
+            Err(_) => stdout
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        }
+    };
+    let day = |d: &'static str| ["--since", d, "--until", d];
+    let turns = |rows: &[Value]| -> i64 { rows.iter().map(|r| r["turns"].as_i64().unwrap()).sum() };
+
+    // Local days.
+    let hits = run_in_west(&[&["search", "\"deploy the alpha\""][..], &day("2026-02-28")].concat());
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(
+        run_in_west(&[&["search", "\"deploy the alpha\""][..], &day("2026-03-01")].concat())
+            .is_empty()
+    );
+    let usage = run_in_west(&[&["usage", "--by", "provider"][..], &day("2026-02-28")].concat());
+    assert_eq!(turns(&usage), 3, "{usage:?}");
+    let listed = run_in_west(&["sessions", "list", "--since", "2026-03-02"]);
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|s| s["source_session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [E]);
+
+    // UTC days under --utc.
+    assert!(
+        run_in_west(
+            &[
+                &["search", "\"deploy the alpha\"", "--utc"][..],
+                &day("2026-02-28")
+            ]
+            .concat()
+        )
+        .is_empty()
+    );
+    let hits = run_in_west(
+        &[
+            &["search", "\"deploy the alpha\"", "--utc"][..],
+            &day("2026-03-01"),
+        ]
+        .concat(),
+    );
+    assert_eq!(hits.len(), 1);
+    let usage = run_in_west(
+        &[
+            &["usage", "--by", "provider", "--utc"][..],
+            &day("2026-02-28"),
+        ]
+        .concat(),
+    );
+    assert!(usage.is_empty(), "{usage:?}");
+    let by_day =
+        run_in_west(&[&["usage", "--by", "day", "--utc"][..], &day("2026-03-01")].concat());
+    let keys: Vec<&str> = by_day.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["2026-03-01"], "UTC day keys under --utc");
+    let listed = run_in_west(&["sessions", "list", "--since", "2026-03-02", "--utc"]);
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|s| s["source_session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [E, A]);
+
+    // A time with an offset is that instant in every command; a bad date is `date_invalid`
+    // in every command.
+    let hits = run_in_west(&[
+        "search",
+        "\"deploy the alpha\"",
+        "--since",
+        "2026-03-01T09:59:59Z",
+    ]);
+    assert_eq!(hits.len(), 1);
+    for cmd in [
+        &["search", "\"deploy the alpha\""][..],
+        &["usage"],
+        &["sessions", "list"],
+    ] {
+        let err = f.fails(&[cmd, &["--since", "2026-02-30"]].concat(), "date_invalid");
+        assert!(err.contains("YYYY-MM-DD"), "{err}");
+    }
+}

@@ -26,7 +26,9 @@ async fn client(dir: &Path, ledger: &Path, extra: &[&str]) -> Client {
             .arg("--ledger")
             .arg(ledger)
             .args(extra)
-            .env("NEX_HOME", dir);
+            .env("NEX_HOME", dir)
+            // Days of `since` / `until` are the server's local days.
+            .env("TZ", "UTC");
     }))
     .expect("spawn nex mcp");
     ().serve(transport).await.expect("MCP handshake")
@@ -134,14 +136,12 @@ async fn lists_the_four_read_only_tools_and_each_answers_as_the_library() {
     .unwrap();
     assert_eq!(want.len(), 3);
     let labels = sessions::list_labels(
-        &conn,
         &facts,
         &sessions::ListFilter {
             limit: 20,
             ..Default::default()
         },
-    )
-    .unwrap();
+    );
     assert_eq!(
         want.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(),
         labels
@@ -344,7 +344,7 @@ async fn bad_arguments_get_mcp_errors_and_the_server_keeps_serving() {
     let bad = call(&client, "list_sessions", json!({"since": "last tuesday"})).await;
     assert_eq!(
         mcp_error_code(bad),
-        (ErrorCode::INVALID_PARAMS, "bad_request".into())
+        (ErrorCode::INVALID_PARAMS, "date_invalid".into())
     );
     let bad = call(&client, "list_sessions", json!({"cursor": "not-a-cursor"})).await;
     assert_eq!(
@@ -397,6 +397,120 @@ async fn without_a_ledger_the_server_starts_and_says_so() {
     assert!(
         !dir.path().join("none.db").exists(),
         "a reader never creates the ledger"
+    );
+    client.cancel().await.unwrap();
+}
+
+/// list_sessions rows are `nex sessions list --json` rows: the same fields (persona, status
+/// and turns on the thread included) with the same values.
+#[tokio::test]
+async fn list_sessions_rows_are_the_rows_of_nex_sessions_list() {
+    let f = crate::query_cli::Fixture::new();
+    let cli = f.json(&["sessions", "list", "--limit", "200"]);
+    let cli = cli.as_array().unwrap();
+    assert_eq!(cli.len(), 5);
+    let client = client(&f.home(), &f.ledger(), &[]).await;
+    let got = structured(&client, "list_sessions", json!({"limit": 200})).await;
+    assert_eq!(got["sessions"].as_array().unwrap(), cli);
+    for row in cli {
+        for field in ["persona_id", "status", "turns"] {
+            assert!(!row[field].is_null(), "{field}: {row}");
+        }
+    }
+    assert!(
+        cli.iter()
+            .all(|r| r["turns"].as_u64().is_some_and(|n| n >= 1)),
+        "every session has its turns counted: {cli:?}"
+    );
+    client.cancel().await.unwrap();
+}
+
+/// A parent whose 30 subagents were spawned by calls it does not hold (so they are listed
+/// apart, in `other_subagents`), each with a 2,000-character prompt, in a 700-character
+/// workspace.
+fn parent_with_subagents_apart() -> Vec<Value> {
+    let t0 = 1_760_000_000_000_i64;
+    let workspace = format!("/work/{}", "deep".repeat(175));
+    let item = |id: &str, session: Value, prompt: String| {
+        json!({"sourceProvider": "claude-code", "sourceSessionId": id,
+               "sourceSessionFingerprint": format!("fp-{id}"), "session": session,
+               "turns": [{"sourceTurnId": "t1", "startedAtMs": t0, "completedAtMs": t0 + 500}],
+               "messages": [{"sourceMessageId": "m1", "sourceTurnId": "t1", "role": "user",
+                             "content": prompt, "sequence": 0, "createdAtMs": t0}]})
+    };
+    let mut items = vec![item(
+        "parent",
+        json!({"createdAtMs": t0, "workspacePath": workspace}),
+        "spawn the helpers".into(),
+    )];
+    for i in 0..30 {
+        items.push(item(
+            &format!("sub-{i:02}"),
+            json!({"createdAtMs": t0 + i, "workspacePath": workspace, "isSubagent": true,
+                   "parentSourceSessionId": "parent", "spawnToolCallId": format!("gone-{i}")}),
+            format!("helper {i} {}", "work ".repeat(400)),
+        ));
+    }
+    items
+}
+
+#[tokio::test]
+async fn get_session_cuts_a_header_over_half_the_byte_cap_with_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agents.db");
+    let mut conn = ledger::open_agents(&path).unwrap();
+    run_import(
+        &mut conn,
+        import_req("k1", "backfill", parent_with_subagents_apart()),
+    )
+    .unwrap();
+    let label = sessions::resolve_label(&conn, "parent").unwrap();
+    let doc = nex::query::export::export_session(
+        &conn,
+        &label,
+        &nex::query::export::ExportOptions::default(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(doc.other_subagents.len(), 30);
+    assert!(serde_json::to_string(&doc).unwrap().len() > 60_000);
+
+    let client = client(dir.path(), &path, &["--max-result-bytes", "8000"]).await;
+    let got = structured(&client, "get_session", json!({"label": "parent"})).await;
+    assert!(got.to_string().len() <= 8_000, "{}", got.to_string().len());
+    let mut header = got.clone();
+    let header_map = header.as_object_mut().unwrap();
+    let turns = header_map.remove("turns").unwrap();
+    header_map.remove("next_cursor");
+    assert!(header.to_string().len() <= 4_000, "{header}");
+    assert_eq!(
+        turns,
+        serde_json::to_value(&doc.turns).unwrap(),
+        "turns whole"
+    );
+    // Long strings cut with export's marker.
+    let project = header["project"].as_str().unwrap();
+    assert!(project.starts_with(&doc.project.as_deref().unwrap()[..200]));
+    assert!(
+        project.ends_with("[…cut: 506 more characters]"),
+        "{project}"
+    );
+    // The subagents listed apart: without their turns, the rest counted.
+    let kept = header["other_subagents"].as_array().unwrap();
+    let cut = header["other_subagents_cut"].as_u64().unwrap() as usize;
+    assert!(!kept.is_empty() && cut > 0);
+    assert_eq!(kept.len() + cut, 30);
+    for sub in kept {
+        assert_eq!(sub["turns"], json!([]));
+        assert_eq!(sub["turns_cut"], 1);
+    }
+    // Each one's turns: get_session with its label.
+    let first = kept[0]["label"].as_str().unwrap();
+    let sub = structured(&client, "get_session", json!({"label": first})).await;
+    let prompt = sub["turns"][0]["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        prompt.starts_with("helper ") && prompt.len() > 2_000,
+        "{prompt}"
     );
     client.cancel().await.unwrap();
 }

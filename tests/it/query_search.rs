@@ -528,3 +528,148 @@ fn migration_0005_indexes_the_rows_already_there() {
     assert_eq!(find(&conn, "parser crash").len(), 3);
     assert_eq!(find(&conn, "tokenizer_empty").len(), 1);
 }
+
+/// A session whose one tool call has a long result (the JSON of a Bash output of about 20,000
+/// characters): `headword` in its first 1,024 characters, `middleword` in neither end,
+/// `tailword` in its last 512, and `linestart` right after a line break (`\n` in the JSON).
+fn long_result_item() -> Value {
+    let mut out = String::from("headword begins the output\nlinestart follows a line break\n");
+    while out.len() < 10_000 {
+        out.push_str("filler line of a long build log\n");
+    }
+    out.push_str("the middleword sits in the middle\n");
+    while out.len() < 20_000 {
+        out.push_str("more filler of the same log\n");
+    }
+    out.push_str("tailword: 3 tests failed\n");
+    let mut item = session(
+        "claude-code",
+        "long",
+        "/home/u/gamma",
+        json!([turn("t1", 20_000)]),
+        json!([msg("l1", "t1", "user", "run the build", 0, 20_000)]),
+    );
+    item["toolCalls"] = json!([{
+        "sourceToolCallId": "lc1", "sourceTurnId": "t1", "sourceMessageId": "l1",
+        "toolName": "Bash", "paramsJson": {"command": "cargo build"},
+        "resultJson": {"stdout": out}, "status": "completed",
+        "startedAtMs": T0 + 20_100, "completedAtMs": T0 + 20_150, "sequence": 0}]);
+    item
+}
+
+#[test]
+fn a_long_tool_result_is_searchable_in_its_first_1024_and_last_512_characters() {
+    let mut conn = ledger();
+    run_import(
+        &mut conn,
+        import_req("k1", "backfill", vec![long_result_item()]),
+    )
+    .unwrap();
+    let call = pair("claude-code", "long", "l1", "tool");
+    let hits = find(&conn, "headword");
+    assert_eq!(ids(&hits), vec![call.clone()]);
+    assert!(
+        hits[0].snippet.contains("**headword** begins the output"),
+        "{}",
+        hits[0].snippet
+    );
+    assert_eq!(ids(&find(&conn, "tailword")), vec![call.clone()]);
+    assert_eq!(ids(&find(&conn, "\"3 tests failed\"")), vec![call.clone()]);
+    // The word after a JSON-escaped line break is a word of its own.
+    let hits = find(&conn, "linestart");
+    assert_eq!(ids(&hits), vec![call]);
+    assert!(
+        hits[0].snippet.contains("**linestart** follows"),
+        "{}",
+        hits[0].snippet
+    );
+    // The middle is stored (and exported), not searchable.
+    assert!(find(&conn, "middleword").is_empty());
+    let stored: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM tool_calls WHERE result_json LIKE '%middleword%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 1);
+    assert!(search_index::check(&conn).unwrap());
+}
+
+/// The bytes of the tool-call index's segments: unchanged when nothing was re-indexed.
+fn tool_index_bytes(conn: &Connection) -> (i64, i64) {
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(length(block)), 0) FROM tool_calls_fts_data",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_update_that_leaves_the_indexed_text_alone_leaves_the_index_alone() {
+    let mut conn = ledger();
+    run_import(
+        &mut conn,
+        import_req("k1", "backfill", vec![long_result_item()]),
+    )
+    .unwrap();
+    let before = tool_index_bytes(&conn);
+    conn.execute(
+        "UPDATE tool_calls SET status = 'failed', completed_at = completed_at + 1",
+        [],
+    )
+    .unwrap();
+    assert_eq!(tool_index_bytes(&conn), before);
+    // A change of the text is re-indexed: the old words go, the new ones come.
+    conn.execute(
+        "UPDATE tool_calls SET result_json = json_object('stdout', 'replacedword only')",
+        [],
+    )
+    .unwrap();
+    assert_ne!(tool_index_bytes(&conn), before);
+    assert!(find(&conn, "headword").is_empty());
+    assert_eq!(find(&conn, "replacedword").len(), 1);
+    assert!(search_index::check(&conn).unwrap());
+}
+
+#[test]
+fn migration_0007_reindexes_a_0006_ledger_to_the_bounded_rule() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    let before: Vec<_> = ledger::migrate::AGENTS
+        .iter()
+        .copied()
+        .take_while(|m| !m.name.contains("0007_search_bounded"))
+        .collect();
+    assert!(before.last().unwrap().name.contains("0006"));
+    ledger::migrate(&mut conn, &before).unwrap();
+    let mut items = fixture_items();
+    items.push(long_result_item());
+    run_import(&mut conn, import_req("k1", "backfill", items)).unwrap();
+    let whole = |conn: &Connection, word: &str| -> i64 {
+        conn.query_row(
+            "SELECT COUNT(*) FROM tool_calls_fts WHERE tool_calls_fts MATCH ?1",
+            [word],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    // 0006 indexed the whole result, and `\nlinestart` as the token `nlinestart`.
+    assert_eq!(whole(&conn, "middleword"), 1);
+    assert_eq!(whole(&conn, "linestart"), 0);
+    ledger::migrate(&mut conn, ledger::migrate::AGENTS).unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    assert!(find(&conn, "middleword").is_empty());
+    for word in ["headword", "tailword", "linestart", "tokenizer_empty"] {
+        assert_eq!(find(&conn, word).len(), 1, "{word}");
+    }
+    assert_eq!(find(&conn, "parser crash").len(), 3);
+    // The triggers of 0007 keep it: a new long call is indexed by the same rule.
+    let mut next = long_result_item();
+    next["sourceSessionId"] = json!("long2");
+    next["sourceSessionFingerprint"] = json!("fp-long2");
+    run_import(&mut conn, import_req("k2", "backfill", vec![next])).unwrap();
+    assert_eq!(find(&conn, "tailword").len(), 2);
+    assert!(find(&conn, "middleword").is_empty());
+    assert!(search_index::check(&conn).unwrap());
+}
