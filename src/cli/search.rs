@@ -152,9 +152,15 @@ fn print_hits(hits: &[SearchHit], json: bool) {
         return;
     }
     for hit in hits {
+        // `at` is the JSON's RFC 3339 UTC time; people read local time with its offset.
+        let at_ms = hit
+            .at
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .map(|t| t.as_millisecond());
         outln!(
             "{}  {}  {}  {}  {}",
-            hit.at,
+            super::fmt::time(at_ms),
             hit.provider.as_deref().unwrap_or("-"),
             hit.role,
             hit.label.as_deref().unwrap_or("-"),

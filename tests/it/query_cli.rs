@@ -737,3 +737,35 @@ fn since_and_until_are_the_same_local_days_in_every_command_and_utc_under_utc() 
         assert!(err.contains("YYYY-MM-DD"), "{err}");
     }
 }
+
+/// `nex search` shows a hit's time as people read it: local time with its offset (`TZ`), UTC
+/// under `--utc`; the JSON keeps RFC 3339 UTC. The hit is A's first prompt, 03-01 10:00 UTC.
+#[test]
+fn search_shows_local_times_with_their_offset_and_utc_under_utc() {
+    let f = Fixture::new();
+    let human = |extra: &[&str]| -> String {
+        let out = f
+            .cmd()
+            .env("TZ", "UTC+11")
+            .args(["search", "\"deploy the alpha\""])
+            .args(extra)
+            .arg("--ledger")
+            .arg(f.ledger())
+            .arg("--home")
+            .arg(f.home())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let west = human(&[]);
+    assert!(
+        west.starts_with("2026-02-28 23:00:00 -11:00  "),
+        "local time with its offset: {west}"
+    );
+    let utc = human(&["--utc"]);
+    assert!(
+        utc.starts_with("2026-03-01 10:00:00 +00:00  "),
+        "UTC under --utc: {utc}"
+    );
+}
