@@ -61,8 +61,17 @@ pub fn run_import_with(
     let req: ImportRequest = serde_json::from_value(req).expect("request shape");
     let tx = conn.transaction().unwrap();
     let resp = import::import(&tx, &req, opts)?;
+    flush_search(&tx);
     tx.commit().unwrap();
     Ok(resp)
+}
+
+/// As every writer: the new rows are indexed last, before COMMIT (on a ledger migrated up to
+/// `0008_search_batched`; tests of older schemas have no index to feed).
+pub fn flush_search(tx: &Connection) {
+    if nex::query::has_table(tx, "search_mark").unwrap() {
+        ledger::search_index::flush(tx).unwrap();
+    }
 }
 
 pub fn run_chunk(conn: &mut Connection, req: Value) -> Result<ChunkResponse, ImportError> {
@@ -77,6 +86,7 @@ pub fn run_chunk_with(
     let req: ChunkRequest = serde_json::from_value(req).expect("chunk shape");
     let tx = conn.transaction().unwrap();
     let resp = import::chunk(&tx, &req, opts)?;
+    flush_search(&tx);
     tx.commit().unwrap();
     Ok(resp)
 }
