@@ -33,8 +33,19 @@ pub const INDEXES: [&str; 2] = ["messages_fts", "tool_calls_fts"];
 /// rowids. Call it in the writing transaction, as its last statement before COMMIT (see the
 /// module doc); a statement after it that opens a savepoint would make FTS5 write a segment.
 ///
+/// A ledger without `search_mark` has no index to feed (one migrated with nex's migrations
+/// always has it; `nex-bench search` drops the index for its baseline): nothing is done.
+///
 /// Errors: any SQLite error (the caller's transaction should be rolled back).
 pub fn flush(conn: &Connection) -> rusqlite::Result<()> {
+    let indexed: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'search_mark')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if !indexed {
+        return Ok(());
+    }
     conn.execute_batch(
         "INSERT INTO messages_fts (rowid, content, thinking)
              SELECT message_rowid, content, thinking FROM messages_search

@@ -66,12 +66,10 @@ pub fn run_import_with(
     Ok(resp)
 }
 
-/// As every writer: the new rows are indexed last, before COMMIT (on a ledger migrated up to
-/// `0008_search_batched`; tests of older schemas have no index to feed).
+/// As every writer: the new rows are indexed last, before COMMIT (a no-op on a ledger of a
+/// schema before `0008_search_batched`).
 pub fn flush_search(tx: &Connection) {
-    if nex::query::has_table(tx, "search_mark").unwrap() {
-        ledger::search_index::flush(tx).unwrap();
-    }
+    ledger::search_index::flush(tx).unwrap();
 }
 
 pub fn run_chunk(conn: &mut Connection, req: Value) -> Result<ChunkResponse, ImportError> {
