@@ -230,6 +230,8 @@ fn time_import(
                 message: e.to_string(),
             })?;
         }
+        // As nex's writer: the batch's rows are indexed last, before COMMIT.
+        nex::ledger::search_index::flush(&tx)?;
         tx.commit()?;
     }
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
