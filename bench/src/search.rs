@@ -200,7 +200,7 @@ fn fresh(path: &Path, with_index: bool) -> Result<rusqlite::Connection, BenchErr
              DROP TRIGGER tool_calls_fts_delete; DROP TRIGGER tool_calls_fts_update_old;
              DROP TRIGGER tool_calls_fts_update_new;
              DROP TABLE messages_fts; DROP TABLE tool_calls_fts; DROP VIEW tool_calls_search;
-             DROP VIEW messages_search;",
+             DROP VIEW messages_search; DROP TABLE search_mark;",
         )?;
     }
     Ok(conn)
@@ -230,6 +230,8 @@ fn time_import(
                 message: e.to_string(),
             })?;
         }
+        // As nex's writer: the batch's rows are indexed last, before COMMIT.
+        nex::ledger::search_index::flush(&tx)?;
         tx.commit()?;
     }
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;

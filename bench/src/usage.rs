@@ -168,6 +168,7 @@ fn build(b: &UsageBench, ledger: &Path) -> Result<(u64, u64), UsageBenchError> {
             };
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             import::import(&tx, &req, &opts)?;
+            nex::ledger::search_index::flush(&tx)?;
             tx.commit()?;
         }
     }

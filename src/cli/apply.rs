@@ -209,6 +209,8 @@ fn apply_line(
     };
     match reply {
         Ok(value) => {
+            crate::ledger::search_index::flush(&tx)
+                .map_err(|e| LineError::from(ImportError::from(e)))?;
             tx.commit()
                 .map_err(|e| LineError::from(ImportError::from(e)))?;
             Ok(value)

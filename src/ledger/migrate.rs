@@ -43,6 +43,10 @@ pub const AGENTS: &[Migration] = &[
         name: "agents/0007_search_bounded.sql",
         sql: include_str!("../../migrations/agents/0007_search_bounded.sql"),
     },
+    Migration {
+        name: "agents/0008_search_batched.sql",
+        sql: include_str!("../../migrations/agents/0008_search_batched.sql"),
+    },
 ];
 
 /// Migrations of `nexus.db`, in order.

@@ -93,6 +93,9 @@ pub(crate) fn apply_batch(
     }
     // Parts of uploads that did not complete in this batch become staged rows.
     staging.spill(&tx).map_err(ledger_error)?;
+    // Last: index the batch's new rows (a savepoint after it would cut FTS5's pending terms
+    // into a segment).
+    ledger::search_index::flush(&tx).map_err(ledger_error)?;
     if let Some(hook) = before_commit {
         hook(&BatchInfo {
             run_id: batch.run_id.clone(),

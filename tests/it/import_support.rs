@@ -61,8 +61,15 @@ pub fn run_import_with(
     let req: ImportRequest = serde_json::from_value(req).expect("request shape");
     let tx = conn.transaction().unwrap();
     let resp = import::import(&tx, &req, opts)?;
+    flush_search(&tx);
     tx.commit().unwrap();
     Ok(resp)
+}
+
+/// As every writer: the new rows are indexed last, before COMMIT (a no-op on a ledger of a
+/// schema before `0008_search_batched`).
+pub fn flush_search(tx: &Connection) {
+    ledger::search_index::flush(tx).unwrap();
 }
 
 pub fn run_chunk(conn: &mut Connection, req: Value) -> Result<ChunkResponse, ImportError> {
@@ -77,6 +84,7 @@ pub fn run_chunk_with(
     let req: ChunkRequest = serde_json::from_value(req).expect("chunk shape");
     let tx = conn.transaction().unwrap();
     let resp = import::chunk(&tx, &req, opts)?;
+    flush_search(&tx);
     tx.commit().unwrap();
     Ok(resp)
 }

@@ -387,6 +387,16 @@ fn malformed_queries_are_search_query_invalid() {
     }
 }
 
+/// Hits of `zeppelin` in the message index, seen by `conn` (the writer, inside its transaction).
+fn writer_hits(conn: &Connection) -> i64 {
+    conn.query_row(
+        "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH 'zeppelin'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_tail_append_is_searchable_once_committed_and_never_before() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,6 +431,17 @@ fn a_tail_append_is_searchable_once_committed_and_never_before() {
     assert!(
         zeppelin().is_empty(),
         "an uncommitted turn is never searchable"
+    );
+    assert_eq!(
+        writer_hits(&tx),
+        0,
+        "before the flush, not even the writer's own transaction finds it"
+    );
+    search_index::flush(&tx).unwrap();
+    assert_eq!(writer_hits(&tx), 1, "indexed in the writing transaction");
+    assert!(
+        zeppelin().is_empty(),
+        "an uncommitted turn is never searchable, even once indexed"
     );
     tx.commit().unwrap();
     let hits = zeppelin();
@@ -672,4 +693,162 @@ fn migration_0007_reindexes_a_0006_ledger_to_the_bounded_rule() {
     assert_eq!(find(&conn, "tailword").len(), 2);
     assert!(find(&conn, "middleword").is_empty());
     assert!(search_index::check(&conn).unwrap());
+}
+
+/// The highest rowid of `table`.
+fn max_rowid(conn: &Connection, table: &str) -> i64 {
+    conn.query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_reused_rowid_after_deleting_the_highest_row_is_indexed_and_the_index_stays_exact() {
+    let mut conn = ledger();
+    let mut items = fixture_items();
+    items.push(long_result_item());
+    run_import(&mut conn, import_req("k1", "backfill", items)).unwrap();
+    // The highest rows, already indexed (at the mark), deleted: the triggers take them out.
+    let (message_top, call_top) = (max_rowid(&conn, "messages"), max_rowid(&conn, "tool_calls"));
+    conn.execute("DELETE FROM tool_calls WHERE rowid = ?1", [call_top])
+        .unwrap();
+    conn.execute("DELETE FROM messages WHERE rowid = ?1", [message_top])
+        .unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    assert!(find(&conn, "headword").is_empty());
+    // New rows reuse those rowids, at or below the mark: indexed by the triggers at once.
+    let mut next = long_result_item();
+    next["sourceSessionId"] = json!("long2");
+    next["sourceSessionFingerprint"] = json!("fp-long2");
+    next["messages"] = json!([msg(
+        "l1",
+        "t1",
+        "user",
+        "run the reusedword build",
+        0,
+        20_000
+    )]);
+    let tx = conn.transaction().unwrap();
+    let req: nex::protocol::ImportRequest =
+        serde_json::from_value(import_req("k2", "backfill", vec![next])).unwrap();
+    nex::import::import(&tx, &req, &crate::import_support::opts()).unwrap();
+    assert_eq!(max_rowid(&tx, "messages"), message_top);
+    assert_eq!(max_rowid(&tx, "tool_calls"), call_top);
+    assert!(
+        search_index::check(&tx).unwrap(),
+        "indexed before any flush"
+    );
+    search_index::flush(&tx).unwrap();
+    tx.commit().unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    assert_eq!(find(&conn, "reusedword").len(), 1);
+    assert_eq!(find(&conn, "headword").len(), 1);
+}
+
+#[test]
+fn rows_changed_or_deleted_before_their_flush_are_indexed_as_committed() {
+    let mut conn = ledger();
+    run_import(&mut conn, import_req("k1", "backfill", fixture_items())).unwrap();
+    let mut next = long_result_item();
+    next["messages"] = json!([
+        msg("l1", "t1", "user", "first draftword", 0, 20_000),
+        msg("l2", "t1", "assistant", "goneword soon deleted", 1, 20_100)
+    ]);
+    let tx = conn.transaction().unwrap();
+    let req: nex::protocol::ImportRequest =
+        serde_json::from_value(import_req("k2", "backfill", vec![next])).unwrap();
+    nex::import::import(&tx, &req, &crate::import_support::opts()).unwrap();
+    // Above the mark: the triggers leave these to the flush, which reads the final rows.
+    tx.execute(
+        "UPDATE messages SET content = 'final finalword' WHERE content = 'first draftword'",
+        [],
+    )
+    .unwrap();
+    // Every call: the fixture's (at the mark, re-indexed by the triggers) and the new one.
+    tx.execute(
+        "UPDATE tool_calls SET result_json = json_object('stdout', 'changedword')",
+        [],
+    )
+    .unwrap();
+    tx.execute("DELETE FROM messages WHERE content LIKE 'goneword%'", [])
+        .unwrap();
+    search_index::flush(&tx).unwrap();
+    tx.commit().unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    for (word, count) in [
+        ("draftword", 0),
+        ("finalword", 1),
+        ("goneword", 0),
+        ("headword", 0),
+        ("changedword", 2),
+        ("parser crash", 3),
+    ] {
+        assert_eq!(find(&conn, word).len(), count, "{word}");
+    }
+    // A flush with nothing new changes nothing.
+    let before = tool_index_bytes(&conn);
+    let tx = conn.transaction().unwrap();
+    search_index::flush(&tx).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(tool_index_bytes(&conn), before);
+    assert!(search_index::check(&conn).unwrap());
+}
+
+#[test]
+fn a_writer_that_forgot_to_flush_is_caught_up_by_the_next_flush() {
+    let mut conn = ledger();
+    let tx = conn.transaction().unwrap();
+    let req: nex::protocol::ImportRequest =
+        serde_json::from_value(import_req("k1", "backfill", fixture_items())).unwrap();
+    nex::import::import(&tx, &req, &crate::import_support::opts()).unwrap();
+    tx.commit().unwrap();
+    assert!(find(&conn, "parser crash").is_empty());
+    assert!(!search_index::check(&conn).unwrap());
+    run_import(
+        &mut conn,
+        import_req("k2", "backfill", vec![long_result_item()]),
+    )
+    .unwrap();
+    assert_eq!(find(&conn, "parser crash").len(), 3);
+    assert_eq!(find(&conn, "headword").len(), 1);
+    assert!(search_index::check(&conn).unwrap());
+}
+
+#[test]
+fn migration_0008_on_a_0007_ledger_keeps_search_results() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    let before: Vec<_> = ledger::migrate::AGENTS
+        .iter()
+        .copied()
+        .take_while(|m| !m.name.contains("0008_search_batched"))
+        .collect();
+    assert!(before.last().unwrap().name.contains("0007"));
+    ledger::migrate(&mut conn, &before).unwrap();
+    let mut items = fixture_items();
+    items.push(long_result_item());
+    run_import(&mut conn, import_req("k1", "backfill", items)).unwrap();
+    let words = [
+        "parser crash",
+        "tokenizer_empty",
+        "headword",
+        "tailword",
+        "middleword",
+        "widgets",
+    ];
+    let results: Vec<_> = words.iter().map(|w| find(&conn, w)).collect();
+    assert!(search_index::check(&conn).unwrap());
+    ledger::migrate(&mut conn, ledger::migrate::AGENTS).unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    let after: Vec<_> = words.iter().map(|w| find(&conn, w)).collect();
+    assert_eq!(after, results);
+    let marks: (i64, i64) = conn
+        .query_row(
+            "SELECT messages_mark, tool_calls_mark FROM search_mark",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        marks,
+        (max_rowid(&conn, "messages"), max_rowid(&conn, "tool_calls"))
+    );
 }
