@@ -270,14 +270,7 @@ impl Failure {
     }
 }
 
-/// What a session is, from its stored lineage: see [`SessionSummary::kind`].
-pub fn session_kind(is_subagent: bool, has_parent: bool) -> &'static str {
-    match (is_subagent, has_parent) {
-        (true, _) => "subagent",
-        (false, true) => "fork",
-        (false, false) => "main",
-    }
-}
+pub use crate::query::sessions::session_kind;
 
 /// Human duration: `45s`, `12m`, `3h05m`, `2d04h`; `-` when unknown: no turns, or 0 ms (the
 /// tool recorded one time for the whole session, as Cursor chats and 2025 Codex rollouts do,

@@ -46,7 +46,8 @@ use crate::query::export::{ExportOptions, cut, export_session};
 use crate::query::prices::PriceTable;
 use crate::query::search::{RoleFilter, SearchFilter};
 use crate::query::sessions::{
-    ListFilter, SessionOverview, list_labels, resolve_label, session_overview, session_state,
+    ListFilter, SessionOverview, list_labels, resolve_label, session_kind, session_overview,
+    session_state,
 };
 use crate::query::usage::{GroupBy, usage_report};
 use crate::query::{self, Filters, QueryError, SessionFacts, time};
@@ -145,6 +146,8 @@ pub struct SessionListRow {
     pub persona_id: String,
     pub is_subagent: bool,
     pub parent_session_label: Option<String>,
+    /// `main`, `subagent` or `fork` ([`session_kind`]).
+    pub kind: &'static str,
     pub created_at: i64,
     pub updated_at: i64,
     pub status: String,
@@ -178,7 +181,8 @@ pub fn session_list(
             provider: f.provider.clone(),
             source_session_id: f.source_session_id.clone(),
             persona_id: state.persona_id,
-            is_subagent: f.parent_session_label.is_some(),
+            is_subagent: state.is_subagent,
+            kind: session_kind(state.is_subagent, f.parent_session_label.is_some()),
             parent_session_label: f.parent_session_label.clone(),
             created_at: f.created_at,
             updated_at: f.updated_at,

@@ -82,6 +82,8 @@ pub const THREAD_SQL: &str = "WITH RECURSIVE chain(id, depth) AS (
 pub struct SessionState {
     pub persona_id: String,
     pub status: String,
+    /// The row's `is_subagent` (a fork has a parent without being a subagent).
+    pub is_subagent: bool,
     /// Turns on the session's thread (head turn to root).
     pub turns: u64,
 }
@@ -91,14 +93,14 @@ pub struct SessionState {
 /// Errors: `ledger_read_failed`, `ledger_busy`.
 pub fn session_state(conn: &Connection, label: &str) -> Result<Option<SessionState>, QueryError> {
     let err = QueryError::ledger;
-    let row: Option<(String, String)> = conn
-        .prepare_cached("SELECT persona_id, status FROM sessions WHERE label = ?1")
+    let row: Option<(String, String, Option<i64>)> = conn
+        .prepare_cached("SELECT persona_id, status, is_subagent FROM sessions WHERE label = ?1")
         .and_then(|mut s| {
-            s.query_row([label], |r| Ok((r.get(0)?, r.get(1)?)))
+            s.query_row([label], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
         })
         .map_err(err("session_state"))?;
-    let Some((persona_id, status)) = row else {
+    let Some((persona_id, status, is_subagent)) = row else {
         return Ok(None);
     };
     let turns: i64 = conn
@@ -108,8 +110,20 @@ pub fn session_state(conn: &Connection, label: &str) -> Result<Option<SessionSta
     Ok(Some(SessionState {
         persona_id,
         status,
+        is_subagent: is_subagent.unwrap_or(0) != 0,
         turns: u64::try_from(turns).unwrap_or(0),
     }))
+}
+
+/// A session's kind as `nex sessions list` and `list_sessions` name it: `subagent` (spawned by
+/// a parent session), `fork` (a parent without being a subagent: another session's history
+/// continued on its own), or `main`.
+pub fn session_kind(is_subagent: bool, has_parent: bool) -> &'static str {
+    match (is_subagent, has_parent) {
+        (true, _) => "subagent",
+        (false, true) => "fork",
+        (false, false) => "main",
+    }
 }
 
 /// What `nex sessions list` adds to a session's identity: project, title, model, tokens,

@@ -127,6 +127,9 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
     let mut pairs = BTreeSet::new();
     let (mut input, mut cached, mut output, mut total) = (0i64, 0i64, 0i64, 0i64);
     let mut prev_prompt: Option<String> = None;
+    // Between `entered_review_mode` and `exited_review_mode` the token counts are the review's
+    // own: its rollout counts them.
+    let mut in_review = false;
     for (n, r) in records.iter().enumerate() {
         let kind = r.get("type").and_then(Value::as_str).unwrap_or("");
         let p = r.get("payload").cloned().unwrap_or(Value::Null);
@@ -189,8 +192,10 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
                 }
                 prev_prompt = Some(text);
             }
+            ("event_msg", "entered_review_mode") => in_review = true,
+            ("event_msg", "exited_review_mode") => in_review = false,
             ("event_msg", "token_count") => {
-                let Some(info) = p.get("info").filter(|i| !i.is_null()) else {
+                let Some(info) = p.get("info").filter(|i| !i.is_null() && !in_review) else {
                     continue;
                 };
                 let (Some(t), Some(l)) =
