@@ -58,7 +58,10 @@ pub fn flush(conn: &Connection) -> rusqlite::Result<()> {
              ORDER BY call_rowid;
          UPDATE search_mark SET
              messages_mark = (SELECT coalesce(max(rowid), 0) FROM messages),
-             tool_calls_mark = (SELECT coalesce(max(rowid), 0) FROM tool_calls);",
+             tool_calls_mark = (SELECT coalesce(max(rowid), 0) FROM tool_calls)
+         -- Nothing new: no write at all (a replayed request changes nothing).
+         WHERE messages_mark IS NOT (SELECT coalesce(max(rowid), 0) FROM messages)
+            OR tool_calls_mark IS NOT (SELECT coalesce(max(rowid), 0) FROM tool_calls);",
     )
 }
 
