@@ -130,7 +130,9 @@ impl OpenTurnFile {
     fn record(&mut self, kind: &str, extra: serde_json::Value) -> String {
         self.line += 1;
         self.now_ms += 1_000;
-        let uuid = format!("{}-{:06}", &self.sid[..8], self.line);
+        // Unique across sessions (the whole session id): Claude Code uuids are random, and a uuid
+        // two files of one project share is a resumed copy (`aix::claude_copies`).
+        let uuid = format!("{}-{:06}", self.sid, self.line);
         let mut line = serde_json::Map::new();
         line.insert(
             "parentUuid".into(),
