@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde::Serialize;
 
 use super::control_ctx::{ControlArgs, errln, outln, print_json, table, when};
 use crate::control::ControlError;
@@ -115,26 +114,7 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
-/// One row of `sessions list --json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionSummary {
-    pub label: String,
-    pub provider: Option<String>,
-    pub source_session_id: Option<String>,
-    pub persona_id: String,
-    pub is_subagent: bool,
-    pub parent_session_label: Option<String>,
-    /// `subagent` (spawned by a parent session), `fork` (a copy of another session's history
-    /// continued on its own: a parent without being a subagent), or `main`.
-    pub kind: &'static str,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub status: String,
-    /// Turns on the session's thread (head turn to root).
-    pub turns: u64,
-    #[serde(flatten)]
-    pub overview: SessionOverview,
-}
+pub use crate::query::sessions::SessionSummary;
 
 /// What every read command says before the first import (no ledger, or no session in it).
 pub const NO_SESSIONS_YET: &str = "no sessions yet: run `nex import backfill`";

@@ -46,8 +46,7 @@ use crate::query::export::{ExportOptions, cut, export_session};
 use crate::query::prices::PriceTable;
 use crate::query::search::{RoleFilter, SearchFilter};
 use crate::query::sessions::{
-    ListFilter, SessionOverview, list_labels, resolve_label, session_kind, session_overview,
-    session_state,
+    ListFilter, list_labels, resolve_label, session_kind, session_overview, session_state,
 };
 use crate::query::usage::{GroupBy, usage_report};
 use crate::query::{self, Filters, QueryError, SessionFacts, time};
@@ -135,27 +134,8 @@ pub struct UsageArgs {
     pub cursor: Option<String>,
 }
 
-/// One row of `list_sessions`: the fields of a `nex sessions list --json` row: identity,
-/// lineage, persona, status, turns on its thread, and its [`SessionOverview`] (project, title,
-/// model, total tokens, duration).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SessionListRow {
-    pub label: String,
-    pub provider: Option<String>,
-    pub source_session_id: Option<String>,
-    pub persona_id: String,
-    pub is_subagent: bool,
-    pub parent_session_label: Option<String>,
-    /// `main`, `subagent` or `fork` ([`session_kind`]).
-    pub kind: &'static str,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub status: String,
-    /// Turns on the session's thread (head turn to root).
-    pub turns: u64,
-    #[serde(flatten)]
-    pub overview: SessionOverview,
-}
+/// One row of `list_sessions`: a `nex sessions list --json` row.
+pub use crate::query::sessions::SessionSummary as SessionListRow;
 
 /// The rows of `list_sessions`: the labels [`list_labels`] gives under `filter`, each with its
 /// [`session_overview`]. The MCP tool's answer, here so that a test can compute it too.

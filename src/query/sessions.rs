@@ -115,6 +115,27 @@ pub fn session_state(conn: &Connection, label: &str) -> Result<Option<SessionSta
     }))
 }
 
+/// One row of `nex sessions list --json` and of the MCP tool `list_sessions`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionSummary {
+    pub label: String,
+    pub provider: Option<String>,
+    pub source_session_id: Option<String>,
+    pub persona_id: String,
+    pub is_subagent: bool,
+    pub parent_session_label: Option<String>,
+    /// `subagent` (spawned by a parent session), `fork` (a copy of another session's history
+    /// continued on its own: a parent without being a subagent), or `main`.
+    pub kind: &'static str,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub status: String,
+    /// Turns on the session's thread (head turn to root).
+    pub turns: u64,
+    #[serde(flatten)]
+    pub overview: SessionOverview,
+}
+
 /// A session's kind as `nex sessions list` and `list_sessions` name it: `subagent` (spawned by
 /// a parent session), `fork` (a parent without being a subagent: another session's history
 /// continued on its own), or `main`.
