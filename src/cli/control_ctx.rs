@@ -63,6 +63,15 @@ pub struct WorkerArgs {
     /// this executable).
     #[arg(long, value_name = "CMD")]
     pub worker_cmd: Option<String>,
+    /// Where the worker reads.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// The source locations of a run, as the worker gets them: on the commands that run workers and
+/// on `nex import verify` (which must look where an import looks).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
     /// A Claude Code `projects` folder, or the `~/.claude` holding it (repeatable; replaces
     /// the default and --claude-config-dir).
     #[arg(long = "claude-dir", value_name = "DIR")]
@@ -96,11 +105,14 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     /// Any option given: a running daemon cannot take them for one request.
     pub fn any(&self) -> bool {
-        self.persona.is_some()
-            || self.worker_cmd.is_some()
-            || self.claude_config_dir.is_some()
-            || self.codex_home.is_some()
-            || !self.no_roots()
+        self.persona.is_some() || self.worker_cmd.is_some() || self.sources.any()
+    }
+}
+
+impl SourceArgs {
+    /// Any location given.
+    pub fn any(&self) -> bool {
+        self.claude_config_dir.is_some() || self.codex_home.is_some() || !self.no_roots()
     }
 
     fn no_roots(&self) -> bool {
@@ -143,12 +155,12 @@ impl ControlArgs {
     /// flags > environment > config.toml > defaults.
     pub fn settings(&self, no_import: bool) -> Result<ControlSettings, ControlError> {
         let w = &self.worker;
-        let roots = w.roots()?;
+        let roots = w.sources.roots()?;
         let overrides = Overrides {
             persona: w.persona.clone(),
             worker_cmd: w.worker_cmd.clone(),
-            claude_config_dir: w.claude_config_dir.clone(),
-            codex_home: w.codex_home.clone(),
+            claude_config_dir: w.sources.claude_config_dir.clone(),
+            codex_home: w.sources.codex_home.clone(),
             roots,
             no_import,
             allow_symlinked_ledger: self.allow_symlinked_ledger,
@@ -186,7 +198,7 @@ impl Session {
                 host: None,
             });
         }
-        args.worker.roots()?;
+        args.worker.sources.roots()?;
         let mut settings = args.settings(false)?;
         // The in-process plane runs only what the command asks for.
         settings.start_tail = false;

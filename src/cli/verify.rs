@@ -25,7 +25,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::control_ctx::{ControlArgs, errln, outln, print_json, table};
+use super::control_ctx::{ControlArgs, SourceArgs, WorkerArgs, errln, outln, print_json, table};
 use crate::aix::figures::SessionFigures;
 use crate::aix::sources::Provider;
 use crate::import::{IdKind, scoped_id, session_label};
@@ -44,27 +44,9 @@ pub struct VerifyArgs {
     /// Worker command whose program runs `scan --sessions` (default: as for imports).
     #[arg(long, value_name = "CMD")]
     pub worker_cmd: Option<String>,
-    /// Claude Code config dir, as for imports (default: $CLAUDE_CONFIG_DIR, else config).
-    #[arg(long, value_name = "DIR")]
-    pub claude_config_dir: Option<String>,
-    /// Codex home, as for imports (default: $CODEX_HOME, else config).
-    #[arg(long, value_name = "DIR")]
-    pub codex_home: Option<String>,
-    /// A Claude Code `projects` directory (repeatable; replaces the configured location).
-    #[arg(long = "claude-dir", value_name = "DIR")]
-    pub claude_dirs: Vec<PathBuf>,
-    /// A Codex `sessions` directory (repeatable; replaces the configured location).
-    #[arg(long = "codex-dir", value_name = "DIR")]
-    pub codex_dirs: Vec<PathBuf>,
-    /// A Cursor `state.vscdb` (repeatable; replaces the configured location).
-    #[arg(long = "cursor-db", value_name = "PATH")]
-    pub cursor_dbs: Vec<PathBuf>,
-    /// An OpenCode data directory (repeatable; replaces the configured location).
-    #[arg(long = "opencode-dir", value_name = "DIR")]
-    pub opencode_dirs: Vec<PathBuf>,
-    /// A Gemini CLI `tmp` directory (repeatable; replaces the configured location).
-    #[arg(long = "gemini-dir", value_name = "DIR")]
-    pub gemini_dirs: Vec<PathBuf>,
+    /// Where to look: the locations an import takes, with the same defaults.
+    #[command(flatten)]
+    pub sources: SourceArgs,
     /// Only this provider: claude-code, codex, cursor, opencode or gemini-cli.
     #[arg(long, value_name = "P")]
     pub provider: Option<String>,
@@ -202,10 +184,9 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
     };
     let control = ControlArgs {
         home: args.home.clone(),
-        worker: super::control_ctx::WorkerArgs {
+        worker: WorkerArgs {
             worker_cmd: args.worker_cmd.clone(),
-            claude_config_dir: args.claude_config_dir.clone(),
-            codex_home: args.codex_home.clone(),
+            sources: args.sources.clone(),
             ..Default::default()
         },
         ..ControlArgs::default()
@@ -213,7 +194,7 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
     let settings = control.settings(false)?;
     let ledger_path = args.ledger.clone().unwrap_or(settings.paths.ledger.clone());
     let conn = open_ledger(&ledger_path)?;
-    let source = scan_sources(args, &settings)?;
+    let source = scan_sources(&settings)?;
     let ledger = LedgerFigures::read(&conn)?;
     Ok(compare(&providers, &source, &ledger))
 }
@@ -240,35 +221,35 @@ fn open_ledger(path: &std::path::Path) -> Result<Connection, VerifyError> {
 
 /// `<worker program> scan --sessions` with the locations an import's worker would get.
 fn scan_sources(
-    args: &VerifyArgs,
     settings: &crate::control::config::ControlSettings,
 ) -> Result<Vec<SessionFigures>, VerifyError> {
     let program = settings.worker.program.clone();
     let mut cmd = Command::new(&program);
     cmd.args(["scan", "--sessions"]);
     let sources = &settings.sources;
-    let mut flag = |name: &str, given: &[PathBuf], configured: Option<&String>| {
-        if given.is_empty() {
+    let given = &sources.given;
+    let mut flag = |name: &str, paths: &[PathBuf], configured: Option<&String>| {
+        if paths.is_empty() {
             if let Some(c) = configured {
                 cmd.arg(name).arg(c);
             }
         } else {
-            for g in given {
+            for g in paths {
                 cmd.arg(name).arg(g);
             }
         }
     };
-    flag("--claude-dir", &args.claude_dirs, None);
-    flag("--codex-dir", &args.codex_dirs, None);
-    flag("--cursor-db", &args.cursor_dbs, sources.cursor_db.as_ref());
+    flag("--claude-dir", &given.claude_dirs, None);
+    flag("--codex-dir", &given.codex_dirs, None);
+    flag("--cursor-db", &given.cursor_dbs, sources.cursor_db.as_ref());
     flag(
         "--opencode-dir",
-        &args.opencode_dirs,
+        &given.opencode_dirs,
         sources.opencode_dir.as_ref(),
     );
     flag(
         "--gemini-dir",
-        &args.gemini_dirs,
+        &given.gemini_dirs,
         sources.gemini_dir.as_ref(),
     );
     if let Some(dir) = &sources.claude_config_dir {
