@@ -47,7 +47,8 @@ pub const CLAUDE_CODE: u32 = 5;
 /// session that started it (`aix::codex_reviews`).
 pub const CODEX: u32 = 4;
 /// Cursor: 2 = workspace databases and the `ItemTable` formats. 3 = a legacy chat tab's
-/// follow-up prompt read from its editor state (`initText`) when `text` and `rawText` are empty.
+/// follow-up prompt read from its editor state (`initText`) when `text` and `rawText` are empty;
+/// its input box (a last user bubble without text) is not a prompt.
 pub const CURSOR: u32 = 3;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
 pub const OPENCODE: u32 = 2;

@@ -13,7 +13,8 @@
 //! - `task-<call>` bubble keys make the subagent chat `task-<call>`;
 //! - in `ItemTable`, each `composer.composerData` entry with an inline `conversation` and no
 //!   headers, and each `workbench.panel.aichat.view.aichat.chatdata` tab, is a chat, unless its
-//!   id is a composer key of its own or of the global database (the copy of record);
+//!   id is a composer key of its own or of the global database (the copy of record); a tab's
+//!   last bubble is its input box, not a message, when it is a user bubble without text;
 //! - prompts = user bubbles (`type` 1 / `"user"`), messages = user and assistant bubbles
 //!   (`2` / `"ai"`), tool calls = distinct ids of bubbles whose `toolFormerData` has a name,
 //!   tokens = per turn (a user bubble and what follows it) the last assistant bubble whose
@@ -398,7 +399,7 @@ fn independent(user: &Path) -> BTreeMap<String, Counts> {
                 if shadow.contains(&id.to_owned()) {
                     continue;
                 }
-                let conv: Vec<(String, Value)> = tab["bubbles"]
+                let mut conv: Vec<(String, Value)> = tab["bubbles"]
                     .as_array()
                     .into_iter()
                     .flatten()
@@ -410,6 +411,13 @@ fn independent(user: &Path) -> BTreeMap<String, Counts> {
                         )
                     })
                     .collect();
+                // The input box: a last user bubble with no text is not a message.
+                if conv
+                    .last()
+                    .is_some_and(|(_, b)| role(b) == Some(true) && prompt_text(b).is_empty())
+                {
+                    conv.pop();
+                }
                 add(id.to_owned(), &conv);
             }
         }

@@ -625,7 +625,9 @@ fn editor_state(lines: &[&str]) -> String {
 
 /// A 2023 workspace (as real ones hold it): a follow-up prompt's `text` and `rawText` are empty
 /// and its words are only in the bubble's editor state (`initText`); Cursor mapping 3 reads
-/// them there. The first prompt keeps its `rawText` (its `initText` also holds mentions).
+/// them there. The first prompt keeps its `rawText` (its `initText` also holds mentions). Each
+/// tab ends with its input box, a user bubble without text: not a prompt, and a tab never used
+/// (the input box alone) is no session.
 #[test]
 fn cursor_legacy_tab_follow_up_prompts_are_read_from_their_editor_state() {
     let tree = UserTree::new();
@@ -649,16 +651,35 @@ fn cursor_legacy_tab_follow_up_prompts_are_read_from_their_editor_state() {
                 {"type": "user", "id": "f3", "messageType": 2, "followup": true, "rawText": "",
                  "initText": editor_state(&["Same for the footer", "and the header"])},
                 {"type": "ai", "id": "f4", "messageType": 3, "rawText": "Done for both.",
-                 "modelType": "gpt-4"}]}
+                 "modelType": "gpt-4"},
+                {"type": "user", "id": "f5", "messageType": 2, "followup": true, "rawText": ""}]},
+            {"tabId": "tab-unused", "chatTitle": null, "lastSendTime": null,
+             "bubbles": [{"type": "user", "id": "u1", "messageType": 2, "rawText": ""}]}
         ], "chatDataVersion": 1})),
     );
     drop(c);
     let mut got = Vec::new();
+    let mut skipped = Vec::new();
     for (_, mut store) in stores(&tree) {
         let (updates, counts) = poll_all(&mut store, &HashMap::new(), false).unwrap();
         assert_eq!(counts.failed, 0);
         got.extend(updates.iter().flat_map(|u| u.items.iter().map(without_fp)));
+        skipped.extend(
+            store
+                .stats()
+                .skipped_records
+                .iter()
+                .map(|(k, v)| (k.clone(), *v)),
+        );
     }
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        [
+            ("empty_session".to_owned(), 1),
+            ("legacy_input_box".to_owned(), 2)
+        ]
+    );
     let at = T0 + 9_000;
     let want = json!({
         "sourceProvider": "cursor", "sourceSessionId": "tab-f",
