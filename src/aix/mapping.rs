@@ -46,8 +46,10 @@ pub const CLAUDE_CODE: u32 = 5;
 /// without the cache reads (Codex's input includes them). 4 = a `/review` rollout names the
 /// session that started it (`aix::codex_reviews`).
 pub const CODEX: u32 = 4;
-/// Cursor: 2 = workspace databases and the `ItemTable` formats.
-pub const CURSOR: u32 = 2;
+/// Cursor: 2 = workspace databases and the `ItemTable` formats. 3 = a legacy chat tab's
+/// follow-up prompt read from its editor state (`initText`) when `text` and `rawText` are empty;
+/// its input box (a last user bubble without text) is not a prompt.
+pub const CURSOR: u32 = 3;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
 pub const OPENCODE: u32 = 2;
 /// Gemini CLI: 2 = subagent chats, every user message a prompt, tokens per message id once.
@@ -232,7 +234,7 @@ mod tests {
         let expected = [
             (Provider::ClaudeCode, 5),
             (Provider::Codex, 4),
-            (Provider::Cursor, 2),
+            (Provider::Cursor, 3),
             (Provider::OpenCode, 2),
             (Provider::GeminiCli, 4),
         ];

@@ -1,5 +1,6 @@
 //! The ledger is a function of the final database, whatever the polls saw on the way (issue 11,
-//! TARGETS R5), for the polled stores: OpenCode's `opencode.db` and Cursor's `state.vscdb`.
+//! TARGETS R5), for the polled stores: OpenCode's `opencode.db` (and channel-suffixed
+//! `opencode-<channel>.db`) and Cursor's `state.vscdb`.
 //!
 //! A source database (a fixture built by the tests, or a real one: `NEX_REAL_SAMPLES_DIR`,
 //! and `NEX_CORPUS_DIR` with `NEX_CUTS_DEPTH=corpus|full`; `opencode/<name>/`,
@@ -22,8 +23,11 @@
 //! ([`dump`]) must equal one backfill of the final database into a fresh ledger; a `--full`
 //! backfill over the cut ledger must converge to it too.
 //!
-//! - OpenCode's legacy `storage/` JSON tree: each session, message and part file written at its
-//!   creation time (first partial, as above), then final; the tree before the database.
+//! - OpenCode's legacy JSON trees (`storage/`, and the 0.x `project/<name>/storage/`): each
+//!   session, message and part file written at its creation time (first partial, as above),
+//!   then final; the trees before the databases.
+//! - For a real store, one import of the replay holds every session `aix scan` finds in the
+//!   source directory: no database or tree of it is left out of the replay.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -221,33 +225,101 @@ fn opencode_partial(table: &str, data: &Value) -> Option<Value> {
     (d != *data).then_some(d)
 }
 
-/// The replay of one OpenCode data directory's `opencode.db`.
+/// The databases of an OpenCode data directory: `opencode.db` and the channel-suffixed
+/// `opencode-<channel>.db` files beside it, sorted by name.
+fn opencode_dbs(data_dir: &Path) -> Vec<PathBuf> {
+    let mut dbs: Vec<PathBuf> = std::fs::read_dir(data_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            p.is_file()
+                && name.ends_with(".db")
+                && (name == "opencode.db" || name.starts_with("opencode-"))
+        })
+        .collect();
+    dbs.sort();
+    dbs
+}
+
+/// The legacy JSON trees of an OpenCode data directory: `storage/` (1.x) and each
+/// `project/<name>/storage/` (0.x, before the global tree).
+fn opencode_trees(data_dir: &Path) -> Vec<PathBuf> {
+    let mut trees = vec![data_dir.join("storage")];
+    let mut projects: Vec<PathBuf> = std::fs::read_dir(data_dir.join("project"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.path().join("storage")))
+        .collect();
+    projects.sort();
+    trees.extend(projects);
+    trees.retain(|t| t.is_dir());
+    trees
+}
+
+/// What a legacy tree file is, from its path under the tree (`opencode/.../storage/<sub>`):
+/// its table (`session`, `message`, `part`, or the folder name of any other file) and the name
+/// of the folder holding it (a message's session, a part's message). The 1.x tree has
+/// `session/<project>/<id>.json`, `message/<session>/<id>.json`, `part/<message>/<id>.json`; the
+/// 0.x tree `session/info/<id>.json`, `session/message/<session>/<id>.json`,
+/// `session/part/<session>/<message>/<id>.json`.
+fn legacy_kind(rel: &Path) -> (String, String) {
+    let parts: Vec<String> = rel
+        .iter()
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
+    let start = parts
+        .iter()
+        .position(|c| c == "storage")
+        .map_or(0, |i| i + 1);
+    let sub = &parts[start.min(parts.len())..];
+    let table = match (
+        sub.first().map(String::as_str),
+        sub.get(1).map(String::as_str),
+    ) {
+        (Some("session"), Some("info")) if sub.len() == 3 => "session".to_owned(),
+        (Some("session"), Some(k @ ("message" | "part"))) if sub.len() > 3 => k.to_owned(),
+        (Some(k), _) => k.to_owned(),
+        (None, _) => String::new(),
+    };
+    let parent = if sub.len() >= 2 {
+        sub[sub.len() - 2].clone()
+    } else {
+        String::new()
+    };
+    (table, parent)
+}
+
+/// The replay of one OpenCode data directory: its legacy JSON trees, then its databases.
 fn opencode_plan(name: &str, data_dir: &Path, scratch: &Path) -> Plan {
-    let mut ops = legacy_storage_ops(&data_dir.join("storage"));
+    let mut ops = Vec::new();
+    for tree in opencode_trees(data_dir) {
+        let rel = Path::new("opencode").join(tree.strip_prefix(data_dir).unwrap());
+        ops.extend(legacy_storage_ops(&tree, &rel));
+    }
     let mut dbs = Vec::new();
-    let db = data_dir.join("opencode.db");
-    if db.is_file() {
-        // A session the database holds too is left out of the tree: OpenCode copied it into
+    let paths = opencode_dbs(data_dir);
+    if !paths.is_empty() {
+        // A session a database holds too is left out of the trees: OpenCode copied it into
         // the database when it moved to SQLite, and the database copy is the one read. (The
         // fixture's stale JSON copy holds a message the database lacks: imported from the tree
         // first, the ledger keeps it, as it keeps anything a source later drops.)
-        let src = open_source(&db, scratch);
-        let mut stmt = src.prepare("SELECT id FROM session").unwrap();
-        let ids: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let mut ids: Vec<String> = Vec::new();
+        for db in &paths {
+            let src = open_source(db, scratch);
+            let mut stmt = src.prepare("SELECT id FROM session").unwrap();
+            ids.extend(
+                stmt.query_map([], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap),
+            );
+        }
         let mut gone: Vec<String> = Vec::new();
         for op in &ops {
             let Some((rel, _)) = &op.file else { continue };
-            let parts: Vec<String> = rel
-                .iter()
-                .map(|c| c.to_string_lossy().into_owned())
-                .collect();
-            if parts.get(2).is_some_and(|k| k == "message")
-                && parts.get(3).is_some_and(|sid| ids.contains(sid))
-            {
+            let (table, parent) = legacy_kind(rel);
+            if table == "message" && ids.contains(&parent) {
                 gone.push(rel.file_stem().unwrap().to_string_lossy().into_owned());
             }
         }
@@ -255,20 +327,19 @@ fn opencode_plan(name: &str, data_dir: &Path, scratch: &Path) -> Plan {
             let Some((rel, _)) = &op.file else {
                 return true;
             };
-            let parts: Vec<String> = rel
-                .iter()
-                .map(|c| c.to_string_lossy().into_owned())
-                .collect();
+            let (table, parent) = legacy_kind(rel);
             let stem = rel.file_stem().unwrap().to_string_lossy().into_owned();
-            match parts.get(2).map(String::as_str) {
-                Some("session") => !ids.contains(&stem),
-                Some("message") => !parts.get(3).is_some_and(|sid| ids.contains(sid)),
-                Some("part") => !parts.get(3).is_some_and(|mid| gone.contains(mid)),
+            match table.as_str() {
+                "session" => !ids.contains(&stem),
+                "message" => !ids.contains(&parent),
+                "part" => !gone.contains(&parent),
                 _ => true,
             }
         });
-        drop(stmt);
-        dbs.push(opencode_db(&db, scratch, &mut ops));
+        for (i, db) in paths.iter().enumerate() {
+            let rel = Path::new("opencode").join(db.file_name().unwrap());
+            dbs.push(opencode_db(db, i, rel, scratch, &mut ops));
+        }
     }
     Plan {
         name: name.to_owned(),
@@ -283,7 +354,7 @@ fn opencode_plan(name: &str, data_dir: &Path, scratch: &Path) -> Plan {
 /// `part/<message>/<id>.json`, each file rewritten whole): each session, message and part
 /// file written at its creation time, first as [`opencode_partial`] says, then final at its
 /// completion; any other file at the start.
-fn legacy_storage_ops(storage: &Path) -> Vec<Op> {
+fn legacy_storage_ops(storage: &Path, base: &Path) -> Vec<Op> {
     let mut files = Vec::new();
     crate::e2e_support::files_under(storage, &mut files);
     files.sort();
@@ -295,16 +366,11 @@ fn legacy_storage_ops(storage: &Path) -> Vec<Op> {
         .map(|f| {
             let bytes = std::fs::read(&f).unwrap();
             let v = serde_json::from_slice::<Value>(&bytes).ok();
-            let rel = Path::new("opencode/storage").join(f.strip_prefix(storage).unwrap());
+            let rel = base.join(f.strip_prefix(storage).unwrap());
             (rel, bytes, v)
         })
         .collect();
-    let kind = |rel: &Path| {
-        rel.components()
-            .nth(2)
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
+    let kind = |rel: &Path| legacy_kind(rel).0;
     let ms = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_i64);
     for (rel, _, v) in &parsed {
         if let (Some(v), "message") = (v, kind(rel).as_str())
@@ -371,8 +437,15 @@ fn legacy_storage_ops(storage: &Path) -> Vec<Op> {
     ops
 }
 
-/// The replay of `opencode.db` (database 0 of the plan), its writes appended to `ops`.
-fn opencode_db(path: &Path, scratch: &Path, ops: &mut Vec<Op>) -> TargetDb {
+/// The replay of an OpenCode database (database `db` of the plan, at `rel` under the tree), its
+/// writes appended to `ops`.
+fn opencode_db(
+    path: &Path,
+    db: usize,
+    rel: PathBuf,
+    scratch: &Path,
+    ops: &mut Vec<Op>,
+) -> TargetDb {
     let src = open_source(path, scratch);
     let mut initial = Vec::new();
     let mut seq = ops.len();
@@ -381,7 +454,7 @@ fn opencode_db(path: &Path, scratch: &Path, ops: &mut Vec<Op>) -> TargetDb {
         ops.push(Op {
             at,
             seq,
-            db: 0,
+            db,
             sql,
             params,
             file: None,
@@ -431,7 +504,7 @@ fn opencode_db(path: &Path, scratch: &Path, ops: &mut Vec<Op>) -> TargetDb {
         }
     }
     TargetDb {
-        rel: PathBuf::from("opencode/opencode.db"),
+        rel,
         schema: schema_of(&src),
         initial,
     }
@@ -1069,10 +1142,47 @@ fn assert_replay_is_complete(plan: &Plan, source: &Path) {
     }
 }
 
+/// One import of the replayed store holds every session that `aix scan` finds in the source
+/// directory itself (`scan`: the flag naming it): no database or tree of the source is left out
+/// of the replay.
+fn assert_replay_holds_every_session(plan: &Plan, scan: &[String]) {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aix"))
+        .args(["scan", "--sessions"])
+        .args(scan)
+        .env("HOME", home.path())
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .env_remove("CODEX_HOME")
+        .env_remove("OPENCODE_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: aix scan failed", plan.name);
+    let ids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["provider"] == plan.provider)
+        .filter_map(|v| Some(v["sessionId"].as_str()?.to_owned()))
+        .collect();
+    let tree = StoreTree::new(plan);
+    tree.write(&plan.ops);
+    let ledger = Ledger::new(tree.dir.path().join("all.db"));
+    tree.backfill(plan, &ledger, false, "whole");
+    let dump = tree.dump(&ledger);
+    for id in &ids {
+        assert!(
+            dump.contains(&format!("source_session_id=\"{id}\"")),
+            "{}: the replay lacks session {id} of the source",
+            plan.name
+        );
+    }
+}
+
 // ---- the stores -----------------------------------------------------------------------------
 
-/// The real stores under `root` (`opencode/<name>/` with an `opencode.db`, `cursor/<name>/User/`).
-fn real_plans(var: &str, scratch: &Path) -> Vec<(Plan, PathBuf)> {
+/// The real stores under `root` (`opencode/<name>/` with an `opencode.db`, a channel-suffixed
+/// `opencode-<channel>.db` or a legacy JSON tree; `cursor/<name>/User/`).
+fn real_plans(var: &str, scratch: &Path) -> Vec<(Plan, PathBuf, Vec<String>)> {
     let Some(root) = std::env::var_os(var).map(PathBuf::from) else {
         eprintln!("e2e_store_cuts: {var} unset; skipped");
         return Vec::new();
@@ -1093,9 +1203,12 @@ fn real_plans(var: &str, scratch: &Path) -> Vec<(Plan, PathBuf)> {
             "{var}:opencode/{}",
             dir.file_name().unwrap().to_string_lossy()
         );
-        let has = dir.join("opencode.db").is_file() || dir.join("storage").is_dir();
+        let source = opencode_dbs(&dir).into_iter().next();
+        let has = source.is_some() || !opencode_trees(&dir).is_empty();
         if has && only.as_ref().is_none_or(|o| name.contains(o)) {
-            out.push((opencode_plan(&name, &dir, scratch), dir.join("opencode.db")));
+            let source = source.unwrap_or_else(|| dir.join("opencode.db"));
+            let scan = vec!["--opencode-dir".to_owned(), dir.display().to_string()];
+            out.push((opencode_plan(&name, &dir, scratch), source, scan));
         }
     }
     for dir in entries("cursor") {
@@ -1106,7 +1219,8 @@ fn real_plans(var: &str, scratch: &Path) -> Vec<(Plan, PathBuf)> {
         let user = dir.join("User");
         let global = user.join("globalStorage/state.vscdb");
         if user.is_dir() && only.as_ref().is_none_or(|o| name.contains(o)) {
-            out.push((cursor_plan(&name, &user, scratch), global));
+            let scan = vec!["--cursor-db".to_owned(), user.display().to_string()];
+            out.push((cursor_plan(&name, &user, scratch), global, scan));
         }
     }
     out
@@ -1226,10 +1340,11 @@ fn every_replay_of_the_real_stores_equals_one_import() {
     }
     let cases = if depth == "full" { 8 } else { 2 };
     let mut failures = Vec::new();
-    for (n, (plan, source)) in plans.iter().enumerate() {
+    for (n, (plan, source, scan)) in plans.iter().enumerate() {
         if source.is_file() {
             assert_replay_is_complete(plan, source);
         }
+        assert_replay_holds_every_session(plan, scan);
         failures.extend(run_plan(plan, 0x005E_ED57 + n as u64, cases, false));
     }
     report(failures);

@@ -13,11 +13,14 @@
 //! - `task-<call>` bubble keys make the subagent chat `task-<call>`;
 //! - in `ItemTable`, each `composer.composerData` entry with an inline `conversation` and no
 //!   headers, and each `workbench.panel.aichat.view.aichat.chatdata` tab, is a chat, unless its
-//!   id is a composer key of its own or of the global database (the copy of record);
+//!   id is a composer key of its own or of the global database (the copy of record); a tab's
+//!   last bubble is its input box, not a message, when it is a user bubble without text;
 //! - prompts = user bubbles (`type` 1 / `"user"`), messages = user and assistant bubbles
 //!   (`2` / `"ai"`), tool calls = distinct ids of bubbles whose `toolFormerData` has a name,
 //!   tokens = per turn (a user bubble and what follows it) the last assistant bubble whose
-//!   `tokenCount` is not all zero.
+//!   `tokenCount` is not all zero, prompt characters = the characters of each user bubble's
+//!   text: `text`, else `rawText`, else the text nodes of its `initText` editor state (a legacy
+//!   chat tab's follow-up prompt; blocks on lines of their own).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -32,6 +35,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Counts {
     prompts: u64,
+    prompt_chars: u64,
     messages: u64,
     tool_calls: u64,
     input_tokens: i64,
@@ -123,6 +127,45 @@ fn role(b: &Value) -> Option<bool> {
     }
 }
 
+/// The text of a user bubble, as the independent count reads it.
+fn prompt_text(b: &Value) -> String {
+    for k in ["text", "rawText"] {
+        if let Some(t) = b[k].as_str().filter(|t| !t.is_empty()) {
+            return t.to_owned();
+        }
+    }
+    // `initText`: a JSON document `{"root": {"children": [block, ...]}}`; a block's text is
+    // its descendants' `text` strings in document order, a `linebreak` node a newline.
+    fn walk(n: &Value, out: &mut String) {
+        if n["type"] == "linebreak" {
+            out.push('\n');
+        }
+        if let Some(t) = n["text"].as_str() {
+            out.push_str(t);
+            return;
+        }
+        for c in n["children"].as_array().into_iter().flatten() {
+            walk(c, out);
+        }
+    }
+    let doc: Value = b["initText"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    let mut blocks = Vec::new();
+    for block in doc["root"]["children"].as_array().into_iter().flatten() {
+        let mut t = String::new();
+        walk(block, &mut t);
+        blocks.push(t);
+    }
+    let text = blocks.join("\n");
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        text
+    }
+}
+
 fn count_of(v: &Value) -> i64 {
     match v {
         Value::Number(n) => n.as_i64().unwrap_or(0),
@@ -147,6 +190,7 @@ fn counts(bubbles: &[(String, Value)]) -> Counts {
         c.messages += 1;
         if user {
             c.prompts += 1;
+            c.prompt_chars += prompt_text(b).chars().count() as u64;
             close_turn(&mut c, &mut turn_tokens);
         } else {
             let (i, o) = (
@@ -355,7 +399,7 @@ fn independent(user: &Path) -> BTreeMap<String, Counts> {
                 if shadow.contains(&id.to_owned()) {
                     continue;
                 }
-                let conv: Vec<(String, Value)> = tab["bubbles"]
+                let mut conv: Vec<(String, Value)> = tab["bubbles"]
                     .as_array()
                     .into_iter()
                     .flatten()
@@ -367,6 +411,13 @@ fn independent(user: &Path) -> BTreeMap<String, Counts> {
                         )
                     })
                     .collect();
+                // The input box: a last user bubble with no text is not a message.
+                if conv
+                    .last()
+                    .is_some_and(|(_, b)| role(b) == Some(true) && prompt_text(b).is_empty())
+                {
+                    conv.pop();
+                }
                 add(id.to_owned(), &conv);
             }
         }
@@ -400,6 +451,12 @@ fn item_counts(item: &ImportSessionItem) -> Counts {
             .iter()
             .map(|t| t.query_message_source_ids.len() as u64)
             .sum(),
+        prompt_chars: item
+            .messages
+            .iter()
+            .filter(|m| m.role == "user")
+            .map(|m| m.content.as_deref().unwrap_or("").chars().count() as u64)
+            .sum(),
         messages: item.messages.len() as u64,
         tool_calls: item.tool_calls.len() as u64,
         input_tokens: item.turns.iter().filter_map(|t| t.input_tokens).sum(),
@@ -430,6 +487,7 @@ fn cursor_real_user_folders_every_chat_found_once_and_exact() {
                 Some(g) if g == w => {
                     exact += 1;
                     sum.prompts += g.prompts;
+                    sum.prompt_chars += g.prompt_chars;
                     sum.messages += g.messages;
                     sum.tool_calls += g.tool_calls;
                     sum.input_tokens += g.input_tokens;

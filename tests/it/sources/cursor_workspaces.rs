@@ -605,3 +605,100 @@ fn cursor_scan_lists_every_database_it_read() {
         ]
     );
 }
+
+/// A Lexical editor state as a legacy chat tab stores a user bubble's `initText`: one paragraph
+/// per line given.
+fn editor_state(lines: &[&str]) -> String {
+    let paragraphs: Vec<Value> = lines
+        .iter()
+        .map(|l| {
+            json!({"children": [{"detail": 0, "format": 0, "mode": "normal", "style": "",
+                                 "text": l, "type": "text", "version": 1}],
+                   "direction": "ltr", "format": "", "indent": 0, "type": "paragraph",
+                   "version": 1})
+        })
+        .collect();
+    json!({"root": {"children": paragraphs, "direction": "ltr", "format": "", "indent": 0,
+                    "type": "root", "version": 1}})
+    .to_string()
+}
+
+/// A 2023 workspace (as real ones hold it): a follow-up prompt's `text` and `rawText` are empty
+/// and its words are only in the bubble's editor state (`initText`); Cursor mapping 3 reads
+/// them there. The first prompt keeps its `rawText` (its `initText` also holds mentions). Each
+/// tab ends with its input box, a user bubble without text: not a prompt, and a tab never used
+/// (the input box alone) is no session.
+#[test]
+fn cursor_legacy_tab_follow_up_prompts_are_read_from_their_editor_state() {
+    let tree = UserTree::new();
+    let c = tree.db(&tree.ws(WS1), false);
+    std::fs::write(
+        tree.ws(WS1).with_file_name("workspace.json"),
+        r#"{"folder": "file:///home/dev/site"}"#,
+    )
+    .unwrap();
+    put_item(
+        &c,
+        "workbench.panel.aichat.view.aichat.chatdata",
+        Some(&json!({"tabs": [
+            {"tabId": "tab-f", "chatTitle": "Lint", "lastSendTime": T0 + 9_000,
+             "bubbles": [
+                {"type": "user", "id": "f1", "messageType": 2, "followup": false,
+                 "rawText": "Fix the lint error",
+                 "initText": editor_state(&["Fix the lint error in @nav.tsx"])},
+                {"type": "ai", "id": "f2", "messageType": 3, "rawText": "Added an aria-label.",
+                 "modelType": "gpt-4"},
+                {"type": "user", "id": "f3", "messageType": 2, "followup": true, "rawText": "",
+                 "initText": editor_state(&["Same for the footer", "and the header"])},
+                {"type": "ai", "id": "f4", "messageType": 3, "rawText": "Done for both.",
+                 "modelType": "gpt-4"},
+                {"type": "user", "id": "f5", "messageType": 2, "followup": true, "rawText": ""}]},
+            {"tabId": "tab-unused", "chatTitle": null, "lastSendTime": null,
+             "bubbles": [{"type": "user", "id": "u1", "messageType": 2, "rawText": ""}]}
+        ], "chatDataVersion": 1})),
+    );
+    drop(c);
+    let mut got = Vec::new();
+    let mut skipped = Vec::new();
+    for (_, mut store) in stores(&tree) {
+        let (updates, counts) = poll_all(&mut store, &HashMap::new(), false).unwrap();
+        assert_eq!(counts.failed, 0);
+        got.extend(updates.iter().flat_map(|u| u.items.iter().map(without_fp)));
+        skipped.extend(
+            store
+                .stats()
+                .skipped_records
+                .iter()
+                .map(|(k, v)| (k.clone(), *v)),
+        );
+    }
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        [
+            ("empty_session".to_owned(), 1),
+            ("legacy_input_box".to_owned(), 2)
+        ]
+    );
+    let at = T0 + 9_000;
+    let want = json!({
+        "sourceProvider": "cursor", "sourceSessionId": "tab-f",
+        "session": {"createdAtMs": at, "updatedAtMs": at, "model": "gpt-4",
+                    "workspacePath": "/home/dev/site",
+                    "metadata": {"legacy": "chatdata", "title": "Lint"}},
+        "turns": [
+            {"sourceTurnId": "f1", "startedAtMs": at, "completedAtMs": at, "model": "gpt-4",
+             "responseMessageSourceId": "f2", "queryMessageSourceIds": ["f1"]},
+            {"sourceTurnId": "f3", "parentSourceTurnId": "f1", "startedAtMs": at,
+             "completedAtMs": at, "model": "gpt-4", "responseMessageSourceId": "f4",
+             "queryMessageSourceIds": ["f3"]}
+        ],
+        "messages": [
+            msg("f1", "f1", "user", "Fix the lint error", 0, at),
+            msg("f2", "f1", "assistant", "Added an aria-label.", 1, at),
+            msg("f3", "f3", "user", "Same for the footer\nand the header", 2, at),
+            msg("f4", "f3", "assistant", "Done for both.", 3, at)
+        ]
+    });
+    assert_eq!(got, vec![want]);
+}

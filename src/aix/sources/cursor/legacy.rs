@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use super::build::{Head, build_item};
 use super::conversation::{Listed, order};
 use super::db::{self, LEGACY_CHAT_KEY, LEGACY_COMPOSER_KEY};
-use super::record::{Bubble, Composer, time};
+use super::record::{Bubble, Composer, Role, time};
 use super::session::{Age, MAPPING_VERSION, listed_of, with_folder};
 use crate::aix::sources::ParseStats;
 use crate::aix::sources::common::count_skip;
@@ -202,6 +202,16 @@ fn chat_tabs(
                 }),
                 Err(_) => count_skip(stats, "bubble_not_object"),
             }
+        }
+        // The tab's input box: Cursor keeps the message being typed as the last user bubble,
+        // without text until it is sent. It is not a prompt (a tab never used holds only it).
+        if listed
+            .last()
+            .and_then(|l| l.bubble.as_ref())
+            .is_some_and(|b| b.role() == Some(Role::User) && b.content().is_none())
+        {
+            listed.pop();
+            count_skip(stats, "legacy_input_box");
         }
         let mut metadata = Map::new();
         metadata.insert("legacy".into(), Value::String("chatdata".into()));

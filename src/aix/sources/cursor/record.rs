@@ -93,6 +93,10 @@ pub(super) struct Bubble<'a> {
     pub text: Option<Cow<'a, str>>,
     #[serde(borrow, deserialize_with = "lenient::str")]
     pub raw_text: Option<Cow<'a, str>>,
+    /// A legacy chat tab user bubble's editor state (a Lexical JSON document, as a string): the
+    /// only copy of a follow-up prompt's text, whose `text` and `rawText` are empty.
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub init_text: Option<Cow<'a, str>>,
     #[serde(deserialize_with = "time")]
     pub created_at: Option<i64>,
     pub token_count: Obj<TokenCount>,
@@ -133,12 +137,13 @@ impl Bubble<'_> {
         }
     }
 
-    /// `text`, else `rawText`.
+    /// `text`, else `rawText`, else the text of `initText`.
     pub fn content(&self) -> Option<String> {
         self.text
             .as_deref()
             .or(self.raw_text.as_deref())
             .map(str::to_owned)
+            .or_else(|| editor_text(self.init_text.as_deref()?))
     }
 
     pub fn model(&self) -> Option<String> {
@@ -162,6 +167,35 @@ impl Bubble<'_> {
         let (i, o) = (t.input_tokens.unwrap_or(0), t.output_tokens.unwrap_or(0));
         (i > 0 || o > 0).then_some((i, o))
     }
+}
+
+/// The plain text of a Lexical editor state (`{"root": {"children": [paragraph, …]}}`): each
+/// top-level block's text nodes in order (a `linebreak` node is a newline), blocks joined by a
+/// newline. `None` when it is not such a document or holds no text.
+fn editor_text(state: &str) -> Option<String> {
+    fn inline(node: &Value, out: &mut String) {
+        if node.get("type").and_then(Value::as_str) == Some("linebreak") {
+            out.push('\n');
+        } else if let Some(t) = node.get("text").and_then(Value::as_str) {
+            out.push_str(t);
+        } else if let Some(children) = node.get("children").and_then(Value::as_array) {
+            for c in children {
+                inline(c, out);
+            }
+        }
+    }
+    let doc: Value = serde_json::from_str(state).ok()?;
+    let blocks = doc.pointer("/root/children")?.as_array()?;
+    let text = blocks
+        .iter()
+        .map(|b| {
+            let mut s = String::new();
+            inline(b, &mut s);
+            s
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (!text.trim().is_empty()).then_some(text)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -457,6 +491,42 @@ mod tests {
         let b: Bubble<'_> = serde_json::from_str(r#"{"type":3,"createdAt":true}"#).unwrap();
         assert_eq!(b.role(), None);
         assert_eq!(b.created_at, None);
+    }
+
+    #[test]
+    fn a_follow_up_prompt_is_read_from_its_editor_state() {
+        let state = serde_json::json!({"root": {"type": "root", "children": [
+            {"type": "paragraph", "children": [
+                {"type": "text", "text": "Why does "},
+                {"type": "mention", "text": "@main.rs", "children": []},
+                {"type": "text", "text": " panic?"},
+                {"type": "linebreak"},
+                {"type": "text", "text": "It worked before."}]},
+            {"type": "paragraph", "children": []},
+            {"type": "paragraph", "children": [{"type": "text", "text": "Thanks"}]}]}});
+        let bubble =
+            serde_json::json!({"type": "user", "rawText": "", "initText": state.to_string()})
+                .to_string();
+        let b: Bubble<'_> = serde_json::from_str(&bubble).unwrap();
+        assert_eq!(
+            b.content().as_deref(),
+            Some("Why does @main.rs panic?\nIt worked before.\n\nThanks")
+        );
+        // `rawText` first; an editor state without text, or not a document, is no content.
+        let b: Bubble<'_> = serde_json::from_str(
+            r#"{"type":"user","rawText":"typed","initText":"{\"root\":{\"children\":[]}}"}"#,
+        )
+        .unwrap();
+        assert_eq!(b.content().as_deref(), Some("typed"));
+        for init in [
+            r#"{\"root\":{\"children\":[{\"children\":[]}]}}"#,
+            "not json",
+            "[1]",
+        ] {
+            let bubble = format!(r#"{{"type":"user","initText":"{init}"}}"#);
+            let b: Bubble<'_> = serde_json::from_str(&bubble).unwrap();
+            assert_eq!(b.content(), None, "{init}");
+        }
     }
 
     #[test]
