@@ -48,8 +48,8 @@ pub const AGENTS: &[Migration] = &[
         sql: include_str!("../../migrations/agents/0008_search_batched.sql"),
     },
     Migration {
-        name: "agents/0010_search_prefix.sql",
-        sql: include_str!("../../migrations/agents/0010_search_prefix.sql"),
+        name: "agents/0010_search_segments.sql",
+        sql: include_str!("../../migrations/agents/0010_search_segments.sql"),
     },
 ];
 

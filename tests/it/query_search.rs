@@ -868,16 +868,16 @@ fn one_two_and_three_letter_prefixes_find_every_word_they_start() {
     let t: Vec<_> = find(&conn, "t*");
     assert_eq!(t.iter().filter(|h| h.role == "tool").count(), 1);
     assert_eq!(t.len(), 4, "a1, a2, c1, the tool call: {t:?}");
-    // The prefixes of two and three characters have their own doclists (migration 0010).
+    // Migration 0010's setting: segments of up to 8 MB of pending terms.
     for index in search_index::INDEXES {
-        let sql: String = conn
+        let hashsize: i64 = conn
             .query_row(
-                "SELECT sql FROM sqlite_schema WHERE name = ?1",
-                [index],
+                &format!("SELECT v FROM {index}_config WHERE k = 'hashsize'"),
+                [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert!(sql.contains("prefix = '2 3'"), "{sql}");
+        assert_eq!(hashsize, 8 << 20, "{index}");
     }
 }
 
@@ -956,7 +956,7 @@ fn migration_0010_on_a_0008_ledger_keeps_search_results() {
     let before: Vec<_> = ledger::migrate::AGENTS
         .iter()
         .copied()
-        .take_while(|m| !m.name.contains("0010_search_prefix"))
+        .take_while(|m| !m.name.contains("0010_search_segments"))
         .collect();
     assert!(before.last().unwrap().name.contains("0008"));
     ledger::migrate(&mut conn, &before).unwrap();
