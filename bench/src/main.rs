@@ -112,6 +112,10 @@ enum Command {
         /// Real Codex `sessions` roots (repeatable).
         #[arg(long)]
         codex_dir: Vec<PathBuf>,
+        /// Time the queries only, over the ledger `with.db` an earlier run left in `--dir`
+        /// (no import, no cost figures).
+        #[arg(long, requires = "dir")]
+        queries_only: bool,
         #[arg(long)]
         json: bool,
     },
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
             dir,
             claude_dir,
             codex_dir,
+            queries_only,
             json,
         } => search_cmd(
             nex_bench::search::SearchBench {
@@ -185,6 +190,7 @@ fn main() -> ExitCode {
                 dir,
                 claude_dirs: claude_dir,
                 codex_dirs: codex_dir,
+                queries_only,
             },
             json,
         ),
@@ -260,8 +266,8 @@ fn search_cmd(
     )?;
     writeln!(
         out,
-        "queries  {} ({} with hits): p50 {:.2} ms · p99 {:.2} ms · max {:.2} ms",
-        r.queries, r.queries_with_hits, r.p50_ms, r.p99_ms, r.max_ms
+        "queries  {} ({} with hits): p50 {:.2} ms · p99 {:.2} ms · max {:.2} ms (CPU p50 {:.2} ms · p99 {:.2} ms)",
+        r.queries, r.queries_with_hits, r.p50_ms, r.p99_ms, r.max_ms, r.cpu_p50_ms, r.cpu_p99_ms
     )?;
     for (q, ms) in &r.slowest {
         writeln!(out, "         {ms:8.2} ms  {q}")?;

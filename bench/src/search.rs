@@ -52,6 +52,8 @@ pub struct SearchBench {
     /// and one without.
     pub claude_dirs: Vec<PathBuf>,
     pub codex_dirs: Vec<PathBuf>,
+    /// Time the queries over the ledger an earlier run left in `dir`, without importing.
+    pub queries_only: bool,
 }
 
 /// The end-to-end backfill of real histories with and without the index.
@@ -88,6 +90,10 @@ pub struct SearchResult {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// CPU time of the querying thread (user + system), p50 and p99: what a query costs
+    /// apart from waiting for a core on a shared machine.
+    pub cpu_p50_ms: f64,
+    pub cpu_p99_ms: f64,
     /// The slowest queries, for the record.
     pub slowest: Vec<(String, f64)>,
     /// With real histories given.
@@ -323,7 +329,12 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
     let (with_path, without_path) = (dir.join("with.db"), dir.join("without.db"));
     let (mut with_secs, mut without_secs) = (Vec::new(), Vec::new());
     let (mut with_bytes, mut without_bytes) = (0, 0);
-    for run in 0..bench.runs.max(1) {
+    let runs = if bench.queries_only {
+        0
+    } else {
+        bench.runs.max(1)
+    };
+    for run in 0..runs {
         for first in [run % 2 == 0, run % 2 != 0] {
             if first {
                 let (s, b) = time_import(&with_path, true, &items)?;
@@ -342,17 +353,31 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
             "search bench import"
         );
     }
+    if bench.queries_only {
+        // A ledger of an older build is brought to the current schema first.
+        let started = Instant::now();
+        drop(ledger::open_agents(&with_path)?);
+        tracing::info!(
+            secs = started.elapsed().as_secs_f64(),
+            "search bench ledger opened"
+        );
+        with_bytes = std::fs::metadata(&with_path)?.len();
+        without_bytes = std::fs::metadata(&without_path).map_or(0, |m| m.len());
+    }
     let conn = nex::query::open_existing(&with_path).map_err(|e| BenchError::Pipeline {
         code: e.code(),
         message: e.to_string(),
     })?;
     let set = queries(&prose);
     let mut times = Vec::new();
+    let mut cpu = Vec::new();
     let mut with_hits = 0;
     for pass in 0..2 {
         times.clear();
+        cpu.clear();
         with_hits = 0;
         for q in &set {
+            let cpu_started = thread_cpu_ms();
             let started = Instant::now();
             let hits = nex::query::search::search(&conn, &with_path, q).map_err(|e| {
                 BenchError::Pipeline {
@@ -361,13 +386,17 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
                 }
             })?;
             times.push((q.query.clone(), started.elapsed().as_secs_f64() * 1000.0));
+            cpu.push(thread_cpu_ms() - cpu_started);
             with_hits += usize::from(!hits.is_empty());
         }
         tracing::debug!(pass, "search bench query pass");
     }
     let mut ms: Vec<f64> = times.iter().map(|t| t.1).collect();
     ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1];
+    let pct_of =
+        |v: &[f64], p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
+    let pct = |p: f64| pct_of(&ms, p);
+    cpu.sort_by(f64::total_cmp);
     times.sort_by(|a, b| b.1.total_cmp(&a.1));
     let ratios = super::ratios(&with_secs, &without_secs);
     Ok(SearchResult {
@@ -386,12 +415,24 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: ms[ms.len() - 1],
+        cpu_p50_ms: pct_of(&cpu, 0.50),
+        cpu_p99_ms: pct_of(&cpu, 0.99),
         slowest: times.into_iter().take(5).collect(),
         backfill: if bench.claude_dirs.is_empty() && bench.codex_dirs.is_empty() {
             None
         } else {
             Some(backfill_cost(bench, &dir)?)
         },
+    })
+}
+
+/// CPU time (user + system) of the calling thread so far, in ms (0 where it cannot be read).
+fn thread_cpu_ms() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_THREAD).map_or(0.0, |u| {
+        let ms =
+            |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
+        ms(u.user_time()) + ms(u.system_time())
     })
 }
 

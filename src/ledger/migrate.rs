@@ -47,6 +47,10 @@ pub const AGENTS: &[Migration] = &[
         name: "agents/0008_search_batched.sql",
         sql: include_str!("../../migrations/agents/0008_search_batched.sql"),
     },
+    Migration {
+        name: "agents/0010_search_segments.sql",
+        sql: include_str!("../../migrations/agents/0010_search_segments.sql"),
+    },
 ];
 
 /// Migrations of `nexus.db`, in order.

@@ -195,83 +195,198 @@ pub fn search(
         .collect()
 }
 
-/// The best `want` hits of one index under the filters.
+/// The best `want` hits of one index under the filters, and every hit tied with the last of
+/// them (the caller's sort breaks ties by time and id, so the top N is the full ranking's).
+///
+/// # Cost
+///
+/// Ranking reads the index only: every hit's bm25 comes from one pass over FTS5's doclists and
+/// its `docsize` table ([`scores`]). The rows (and their joins and filters) are read for the
+/// best hits only, in score order, a chunk at a time ([`rows_of`]), until `want` hits passed
+/// the filters and the next score is below the last of them. Reading a row is the costly part:
+/// a hit's time sits after its text in the table, so reading it walks the text's overflow
+/// pages; joining every hit (as one SQL statement over the index did) read a gigabyte for a
+/// frequent word.
 fn ranked_hits(
     conn: &Connection,
     kind: Kind,
     filter: &SearchFilter,
     want: u64,
 ) -> Result<Vec<Ranked>, QueryError> {
-    let (row_select, join, at, role, role_filter) = match kind {
+    let want = usize::try_from(want).unwrap_or(usize::MAX);
+    if want == 0 {
+        // Still parse the query: a malformed one is an error whatever the limit.
+        scores(conn, kind, &filter.query)?;
+        return Ok(Vec::new());
+    }
+    let mut heap = std::collections::BinaryHeap::from(scores(conn, kind, &filter.query)?);
+    let chunk = want.saturating_mul(2).clamp(64, 4096);
+    let mut kept: Vec<Ranked> = Vec::new();
+    // The score of the `want`-th kept hit, once there are that many (kept is sorted by score,
+    // highest first, as the chunks come in that order).
+    let mut floor = None;
+    while let Some(next) = heap.peek() {
+        if floor.is_some_and(|f| next.score < f) {
+            break;
+        }
+        let mut batch = Vec::with_capacity(chunk);
+        while batch.len() < chunk {
+            match heap.pop() {
+                Some(h) => batch.push(h),
+                None => break,
+            }
+        }
+        kept.extend(rows_of(conn, kind, filter, &batch)?);
+        if kept.len() >= want {
+            floor = Some(kept[want - 1].hit.score);
+        }
+    }
+    if let Some(f) = floor {
+        kept.retain(|r| r.hit.score >= f);
+    }
+    Ok(kept)
+}
+
+/// One hit as the index ranks it: higher `score` (`-bm25`) first, then lower rowid (any
+/// fixed order would do: ties are broken by time and id afterwards).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scored {
+    score: f64,
+    rowid: i64,
+}
+
+impl Eq for Scored {}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then(other.rowid.cmp(&self.rowid))
+    }
+}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Every hit of `query` in one index with its score, from the index alone.
+///
+/// Errors: `search_query_invalid` (FTS5 cannot parse the query, or it names a column of the
+/// other index), `ledger_read_failed`.
+fn scores(conn: &Connection, kind: Kind, query: &str) -> Result<Vec<Scored>, QueryError> {
+    let index = kind.index();
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT rowid, -bm25({index}) FROM {index} WHERE {index} MATCH ?1"
+        ))
+        .map_err(query_error)?;
+    let rows = stmt
+        .query_map([query], |r| {
+            Ok(Scored {
+                rowid: r.get(0)?,
+                score: r.get(1)?,
+            })
+        })
+        .map_err(query_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
+}
+
+/// The rows of `batch` (hits of one index) that pass the filters, with what a hit shows, in
+/// the order of `batch`.
+fn rows_of(
+    conn: &Connection,
+    kind: Kind,
+    filter: &SearchFilter,
+    batch: &[Scored],
+) -> Result<Vec<Ranked>, QueryError> {
+    let (row_select, table, at, role, role_filter) = match kind {
         Kind::Message => (
             "m.id, m.turn_id, m.id",
-            "JOIN messages m ON m.rowid = f.rowid JOIN turns t ON t.id = m.turn_id",
+            "messages m ON m.rowid = j.value JOIN turns t ON t.id = m.turn_id",
             "m.created_at",
             "m.role",
             "(?6 IS NULL OR m.role = ?6)",
         ),
         Kind::ToolCall => (
             "c.id, c.turn_id, c.message_id",
-            "JOIN tool_calls c ON c.rowid = f.rowid JOIN turns t ON t.id = c.turn_id",
+            "tool_calls c ON c.rowid = j.value JOIN turns t ON t.id = c.turn_id",
             "c.started_at",
             "'tool'",
             "(?6 IS NULL OR ?6 = 'tool')",
         ),
     };
-    let index = kind.index();
     let sql = format!(
-        "SELECT f.rowid, -bm25({index}) AS score, {row_select}, {role}, {at},
+        "SELECT j.value, {row_select}, {role}, {at},
                 t.session_label, s.origin_session_id, {provider}, {project}
-         FROM {index} f {join}
+         FROM json_each(?1) j JOIN {table}
          LEFT JOIN sessions s ON s.label = t.session_label
-         WHERE {index} MATCH ?1
-           AND (?2 IS NULL OR {provider} = ?2)
+         WHERE (?2 IS NULL OR {provider} = ?2)
            AND {project_ok}
            AND (?4 IS NULL OR {at} >= ?4)
            AND (?5 IS NULL OR {at} < ?5)
-           AND {role_filter}
-         ORDER BY score DESC, {at} DESC
-         LIMIT ?7",
+           AND {role_filter}",
         provider = SESSION_PROVIDER_SQL,
         project = SESSION_PROJECT_SQL,
         project_ok = project_matches(SESSION_PROJECT_SQL, "?3"),
     );
-    let mut stmt = conn.prepare(&sql).map_err(query_error)?;
+    let ids = format!(
+        "[{}]",
+        batch
+            .iter()
+            .map(|h| h.rowid.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let score_of: std::collections::HashMap<i64, (usize, f64)> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.rowid, (i, h.score)))
+        .collect();
+    let mut stmt = conn.prepare_cached(&sql).map_err(query_error)?;
     let rows = stmt
         .query_map(
             params![
-                filter.query,
+                ids,
                 filter.provider,
                 filter.project,
                 filter.since_ms,
                 filter.until_ms,
                 filter.role.map(RoleFilter::as_str),
-                i64::try_from(want).unwrap_or(i64::MAX),
             ],
             |r| {
-                let at_ms: i64 = r.get(6)?;
-                Ok(Ranked {
-                    kind,
-                    rowid: r.get(0)?,
-                    id: r.get(2)?,
-                    at_ms,
-                    hit: SearchHit {
-                        label: r.get(7)?,
-                        session_id: r.get(8)?,
-                        provider: r.get(9)?,
-                        project: r.get(10)?,
-                        turn_id: r.get(3)?,
-                        message_id: r.get(4)?,
-                        role: r.get(5)?,
-                        at: super::time::rfc3339(at_ms),
-                        snippet: String::new(),
-                        score: r.get(1)?,
+                let rowid: i64 = r.get(0)?;
+                let at_ms: i64 = r.get(5)?;
+                // json_each gives back the rowids it was given.
+                let (order, score) = score_of.get(&rowid).copied().unwrap_or((usize::MAX, 0.0));
+                Ok((
+                    order,
+                    Ranked {
+                        kind,
+                        rowid,
+                        id: r.get(1)?,
+                        at_ms,
+                        hit: SearchHit {
+                            label: r.get(6)?,
+                            session_id: r.get(7)?,
+                            provider: r.get(8)?,
+                            project: r.get(9)?,
+                            turn_id: r.get(2)?,
+                            message_id: r.get(3)?,
+                            role: r.get(4)?,
+                            at: super::time::rfc3339(at_ms),
+                            snippet: String::new(),
+                            score,
+                        },
                     },
-                })
+                ))
             },
         )
         .map_err(query_error)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
+    let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(query_error)?;
+    out.sort_by_key(|(order, _)| *order);
+    Ok(out.into_iter().map(|(_, r)| r).collect())
 }
 
 /// The snippet of one hit (computed for the hits returned only: it reads the row's text as

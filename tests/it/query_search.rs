@@ -852,3 +852,138 @@ fn migration_0008_on_a_0007_ledger_keeps_search_results() {
         (max_rowid(&conn, "messages"), max_rowid(&conn, "tool_calls"))
     );
 }
+
+#[test]
+fn one_two_and_three_letter_prefixes_find_every_word_they_start() {
+    let conn = fixture();
+    // `parser` is in a1, a2, b1 and c1; no other word starts with `p`.
+    let parser: std::collections::BTreeSet<_> = ids(&find(&conn, "parser")).into_iter().collect();
+    assert_eq!(parser.len(), 4);
+    for prefix in ["p*", "pa*", "par*", "pars*", "P*"] {
+        let hits: std::collections::BTreeSet<_> = ids(&find(&conn, prefix)).into_iter().collect();
+        assert_eq!(hits, parser, "{prefix}");
+    }
+    // `t*`: `the` (a1, c1), `the` and `tokenizer` (a2), `test` and `tokenizer` (the tool
+    // call); none in b1 or b2.
+    let t: Vec<_> = find(&conn, "t*");
+    assert_eq!(t.iter().filter(|h| h.role == "tool").count(), 1);
+    assert_eq!(t.len(), 4, "a1, a2, c1, the tool call: {t:?}");
+    // Migration 0010's setting: segments of up to 8 MB of pending terms.
+    for index in search_index::INDEXES {
+        let hashsize: i64 = conn
+            .query_row(
+                &format!("SELECT v FROM {index}_config WHERE k = 'hashsize'"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hashsize, 8 << 20, "{index}");
+    }
+}
+
+/// `count` user messages with the same text in one session of `provider`, one a second apart.
+fn same_text_session(provider: &str, id: &str, count: i64) -> Value {
+    let turns: Vec<Value> = (0..count)
+        .map(|i| turn(&format!("t{i}"), i * 1_000))
+        .collect();
+    let messages: Vec<Value> = (0..count)
+        .map(|i| {
+            msg(
+                &format!("m{i}"),
+                &format!("t{i}"),
+                "user",
+                "identical words everywhere",
+                i,
+                i * 1_000,
+            )
+        })
+        .collect();
+    session(provider, id, "/home/u/same", json!(turns), json!(messages))
+}
+
+#[test]
+fn equal_scores_past_the_first_chunk_are_ordered_newest_first_under_filters() {
+    let mut conn = ledger();
+    let items = vec![
+        same_text_session("claude-code", "s1", 150),
+        same_text_session("codex", "s2", 150),
+    ];
+    run_import(&mut conn, import_req("k1", "backfill", items)).unwrap();
+    // Every hit has the same bm25: the order is newest first, whatever the index's order.
+    let hits = find_with(
+        &conn,
+        SearchFilter {
+            query: "identical".into(),
+            limit: 4,
+            ..filter()
+        },
+    );
+    let got: Vec<_> = hits.iter().map(|h| h.message_id.clone().unwrap()).collect();
+    let want = vec![
+        mid("claude-code", "s1", "m149"),
+        mid("codex", "s2", "m149"),
+        mid("claude-code", "s1", "m148"),
+        mid("codex", "s2", "m148"),
+    ];
+    // The two sessions' messages of the same second tie on time too: id order.
+    let mut want_sorted = want.clone();
+    want_sorted[..2].sort();
+    want_sorted[2..].sort();
+    assert_eq!(got, want_sorted);
+    // A filter that passes half the hits: the newest of that half, past the first chunk.
+    let hits = find_with(
+        &conn,
+        SearchFilter {
+            query: "identical".into(),
+            provider: Some("codex".into()),
+            since_ms: Some(T0 + 10_000),
+            until_ms: Some(T0 + 13_000),
+            limit: 2,
+            offset: 1,
+            ..filter()
+        },
+    );
+    let got: Vec<_> = hits.iter().map(|h| h.message_id.clone().unwrap()).collect();
+    assert_eq!(
+        got,
+        vec![mid("codex", "s2", "m11"), mid("codex", "s2", "m10")]
+    );
+}
+
+#[test]
+fn migration_0010_on_a_0008_ledger_keeps_search_results() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    let before: Vec<_> = ledger::migrate::AGENTS
+        .iter()
+        .copied()
+        .take_while(|m| !m.name.contains("0010_search_segments"))
+        .collect();
+    assert!(before.last().unwrap().name.contains("0008"));
+    ledger::migrate(&mut conn, &before).unwrap();
+    let mut items = fixture_items();
+    items.push(long_result_item());
+    run_import(&mut conn, import_req("k1", "backfill", items)).unwrap();
+    let words = [
+        "parser crash",
+        "tokenizer_empty",
+        "headword",
+        "tailword",
+        "middleword",
+        "pars*",
+        "tok*",
+        "\"fix the parser\"",
+    ];
+    let results: Vec<_> = words.iter().map(|w| find(&conn, w)).collect();
+    ledger::migrate(&mut conn, ledger::migrate::AGENTS).unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    let after: Vec<_> = words.iter().map(|w| find(&conn, w)).collect();
+    assert_eq!(after, results);
+    // The next import is indexed by the flush, as before.
+    let mut next = long_result_item();
+    next["sourceSessionId"] = json!("long2");
+    next["sourceSessionFingerprint"] = json!("fp-long2");
+    run_import(&mut conn, import_req("k2", "backfill", vec![next])).unwrap();
+    assert_eq!(find(&conn, "tailword").len(), 2);
+    assert_eq!(find(&conn, "ta*").len(), 2);
+    assert!(search_index::check(&conn).unwrap());
+}
