@@ -1660,6 +1660,35 @@ fn a_resumed_file_that_held_only_copies_loses_their_rows_when_their_owner_appear
     report(failures);
 }
 
+/// A 2.1.x `aside_question` subagent file starts with a copy of its parent's conversation
+/// (same uuids, timestamps and `sessionId`): cut at every line, in two steps and at random,
+/// read by the tail or restarted runs, the copies end in the parent's session only and the
+/// agent keeps its side question and answer, as one backfill of the final files has them.
+#[test]
+fn an_aside_question_agent_copy_of_its_parent_belongs_to_the_parent_whatever_the_cuts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files = Vec::new();
+    collect(
+        &root,
+        "claude-code/aside-question",
+        "claude/aside-question",
+        &mut files,
+    );
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    assert_eq!(files.len(), 2);
+    let group = Group {
+        name: "claude aside question".into(),
+        files,
+    };
+    let expected = reference(&group);
+    assert_eq!(
+        expected.matches("\ntool_calls ").count(),
+        1,
+        "the parent's call, once: {expected}"
+    );
+    report(run_group(&group, 0xA51D_E000, 8, usize::MAX, true));
+}
+
 /// A `/review` rollout and the parent that started it, appearing and growing in either order
 /// (the review's first, before the parent wrote the review's turn id; cut mid-line), read by a
 /// running tail or restarted runs: the review ends linked to its parent, and the ledger equals
