@@ -1,17 +1,21 @@
 //! Which Claude Code file owns a line that several files hold (SOURCES.md "Real-world
 //! variants": a resumed file repeats lines of the earlier session's file, same `uuid`, under a
-//! new file and session id). Main files only for now: a 2.1.x `aside_question` subagent file
-//! repeats its parent's lines too, but stays out of the index (see the report of issue 10).
+//! new file and session id; a 2.1.x `aside_question` subagent file, the answer to a side
+//! question, starts with a copy of its parent's conversation: same uuids, timestamps and
+//! `sessionId`). Every Claude Code file of a project takes part, main and subagent files alike.
 //!
 //! # The rule
 //! A `uuid` belongs to one file: the one whose copy has the earliest `timestamp`; on a tie, the
 //! file whose stem is the line's `sessionId`; then the smallest path. Within a file only its
 //! first line with that uuid counts (the parser keeps the first line and treats later ones as
 //! copies). A line a file does not own is a copy: its parser skips it. Fitted on every resumed
-//! pair found in real histories (9 pairs of 1.0.x files, chains of up to four files).
+//! pair found in real histories (9 pairs of 1.0.x files, chains of up to four files) and on the
+//! one real subagent file found that holds other files' lines (an `aside_question` agent: its
+//! copies carry the parent's timestamps and `sessionId`, so the parent, named by it, owns them;
+//! 95 other real subagent files share no uuid with any file).
 //!
 //! # How the rule stays a function of the final files
-//! - A project's files (every main Claude Code file of its `projects/<name>/` directory) are read
+//! - A project's files (every Claude Code file of its `projects/<name>/` directory) are read
 //!   once for their claims (uuid, timestamp, session id), the first time a parser of one of them
 //!   is made ([`CopyIndex::file`]), before that parser reads a line. A backfill therefore parses
 //!   every file against the claims of all the files on disk.
@@ -21,7 +25,10 @@
 //!   the rows of the lines it no longer owns (`copiesElsewhere`, item rule 13).
 //! - Each file's cursor records the digest of the uuids it does not own ([`CopyIndex::digest`]):
 //!   a run that finds another digest reads the file again whole (the claims moved while no
-//!   worker ran).
+//!   worker ran). A cursor's digest is the one the ledger reflects: a read that yields no item
+//!   (every complete line of the file now another file's) keeps the previous one
+//!   (`file_state::committed_copies`), so the rows the file imported while it owned those lines
+//!   are removed by the next whole read that has an item, when the file grows again.
 //!
 //! Uuids are compared within a project only (a uuid is unique in real histories, but test
 //! trees reuse short ids across projects).
@@ -123,7 +130,7 @@ fn project_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
             if depth > 0 {
                 project_files(&p, depth - 1, out);
             }
-        } else if FileRole::claude_code_for(&p) == Some(FileRole::Main) {
+        } else if FileRole::claude_code_for(&p).is_some() {
             out.push(p);
         }
     }
@@ -341,6 +348,48 @@ mod tests {
         // A's later, earlier-stamped line with the same uuid is a copy within A: no new claim.
         assert!(!index.claim(ids[0], "u1", Some(50), Some(A_SID)));
         assert!(index.take_displaced().is_empty());
+    }
+
+    /// A 2.1.x `aside_question` agent starts with a copy of its parent's lines (same uuid,
+    /// timestamp and `sessionId`): the parent, named by the lines' session, owns them whichever
+    /// file is read first; the agent owns only its side question and answer.
+    #[test]
+    fn a_subagent_copy_of_its_parent_lines_belongs_to_the_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let proj = dir.path().join("projects").join("-w");
+        let sid = "aaaaaaaa-0000-4000-8000-00000000000a";
+        let parent = proj.join(format!("{sid}.jsonl"));
+        let agent = proj
+            .join(sid)
+            .join("subagents")
+            .join("agent-aside_question-0a1b.jsonl");
+        std::fs::create_dir_all(agent.parent().unwrap()).unwrap();
+        let line = |uuid: &str, second: u32| {
+            format!(
+                "{{\"uuid\":\"{uuid}\",\"sessionId\":\"{sid}\",\"timestamp\":\"2026-04-27T13:00:{second:02}.000Z\"}}\n"
+            )
+        };
+        std::fs::write(&parent, line("p1", 0) + &line("p2", 1) + &line("p3", 9)).unwrap();
+        std::fs::write(&agent, line("p1", 0) + &line("p2", 1) + &line("s1", 5)).unwrap();
+        for agent_first in [true, false] {
+            let index = CopyIndex::default();
+            let (a, p) = if agent_first {
+                let a = index.file(&agent);
+                (a, index.file(&parent))
+            } else {
+                let p = index.file(&parent);
+                (index.file(&agent), p)
+            };
+            let at = |s: u32| Some(1_777_294_800_000 + i64::from(s) * 1000);
+            assert!(!index.claim(a, "p1", at(0), Some(sid)));
+            assert!(!index.claim(a, "p2", at(1), Some(sid)));
+            assert!(index.claim(a, "s1", at(5), Some(sid)));
+            assert!(index.claim(p, "p1", at(0), Some(sid)));
+            assert!(index.digest(a).is_some());
+            assert_eq!(index.digest(p), None);
+            // Reading the project (the claims of files not parsed yet) displaces nobody.
+            assert!(index.take_displaced().is_empty());
+        }
     }
 
     #[test]

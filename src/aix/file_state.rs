@@ -341,7 +341,7 @@ impl FileState {
                 .cursor
                 .as_ref()
                 .map_or(mapping::BEFORE_VERSIONS, |c| c.mapping),
-            copies: parser.copies_digest(),
+            copies: committed_copies(self.cursor.as_ref(), &items, parser.copies_digest()),
         };
         self.cursor = Some(cursor.clone());
         Ok(Some(FileUpdate {
@@ -397,6 +397,26 @@ impl FileState {
             kind: ReadKind::Whole,
             lossy_lines,
         }))
+    }
+}
+
+/// The copies digest a new cursor records (`aix::claude_copies`). A cursor says what the ledger
+/// holds once its read is committed, and the digest says which of the file's lines the ledger
+/// holds as another file's: only an item can change that (a whole item with `copiesElsewhere`
+/// removes the rows of lines the file no longer owns, item rule 13). A read that yields no item
+/// (a file whose every complete line is now another file's) commits nothing, so its cursor keeps
+/// the digest it had: the rows the file produced while it owned those lines stay marked stale,
+/// and the next read of the file is whole again, until one yields the item that removes them.
+/// Without this, the moved digest would be stored (on this read's cursor, or on another file's
+/// frame) and later reads would resume from it, leaving those rows in the ledger for good.
+fn committed_copies(
+    before: Option<&FileCursor>,
+    items: &[ImportSessionItem],
+    now: Option<String>,
+) -> Option<String> {
+    match before {
+        Some(c) if items.is_empty() => c.copies.clone(),
+        _ => now,
     }
 }
 

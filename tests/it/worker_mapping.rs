@@ -291,3 +291,83 @@ fn the_next_backfill_removes_the_copies_claude_code_mapping_4_imported() {
     );
     assert!(batch_items(&again).is_empty());
 }
+
+/// Claude Code mapping 5 left subagent files out of the copy index: a 2.1.x `aside_question`
+/// agent kept its copy of the parent's conversation as its own turns (the parent's prompts and
+/// tool calls counted twice). The next backfill under mapping 6 reads the files again and
+/// removes the copies' rows from the agent's session: the ledger equals a clean import, and a
+/// backfill after that finds nothing to do.
+#[test]
+fn the_next_backfill_removes_the_parent_copies_claude_code_mapping_5_kept_in_a_subagent() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("projects").join("-work-shelf");
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-code/aside-question");
+    let mut files = Vec::new();
+    crate::e2e_support::files_under(&fixtures, &mut files);
+    assert_eq!(files.len(), 2);
+    for p in files {
+        let dest = proj.join(p.strip_prefix(&fixtures).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&p, dest).unwrap();
+    }
+    let options = |mappings| WorkerOptions {
+        claude_dirs: vec![dir.path().join("projects")],
+        mappings,
+        parse_threads: 1,
+        ..Default::default()
+    };
+    // Mapping 5: the copy index for main files only.
+    let index = Arc::new(nex::aix::claude_copies::CopyIndex::default());
+    let v5: ParserFactory = Arc::new(move |f: &SourceFile| {
+        let copies = (f.role == nex::aix::sources::FileRole::Main).then(|| index.clone());
+        nex::aix::sources::parser_with_copies(f, copies)
+    });
+    let tool_calls = |ledger: &Path| -> i64 {
+        open(ledger)
+            .query_row("SELECT COUNT(*) FROM tool_calls", [], |r| r.get(0))
+            .unwrap()
+    };
+    let old = dir.path().join("old.db");
+    replay(
+        &backfill(
+            &options(MappingVersions::CURRENT.with(Provider::ClaudeCode, 5)),
+            &[],
+            &v5,
+        ),
+        &old,
+    );
+    assert_eq!(
+        tool_calls(&old),
+        2,
+        "mapping 5 counts the parent's call twice"
+    );
+
+    let clean = dir.path().join("clean.db");
+    replay(
+        &backfill(
+            &options(MappingVersions::CURRENT),
+            &[],
+            &nex::aix::default_parser_factory(),
+        ),
+        &clean,
+    );
+    assert_eq!(tool_calls(&clean), 1);
+
+    let cursors = nex::ledger::load_cursors(&open(&old), "aix").unwrap();
+    let frames = backfill(
+        &options(MappingVersions::CURRENT),
+        &cursors,
+        &nex::aix::default_parser_factory(),
+    );
+    assert_eq!(batch_items(&frames).len(), 2, "both files read again");
+    let cursors = replay(&frames, &old);
+    let (got, expected) = (canonical(&open(&old)), canonical(&open(&clean)));
+    assert!(got == expected, "{}", first_difference(&got, &expected));
+    let again = backfill(
+        &options(MappingVersions::CURRENT),
+        &cursors,
+        &nex::aix::default_parser_factory(),
+    );
+    assert!(batch_items(&again).is_empty());
+}

@@ -32,9 +32,10 @@
 //! file was cut (the ledger would otherwise fill a missing turn model with the session model of
 //! the moment).
 //!
-//! Lines several main files hold (a resumed 1.0.x file starts with a copy of the earlier
+//! Lines several files hold (a resumed 1.0.x file starts with a copy of the earlier
 //! session's conversation, same uuids and `message.id`s, `sessionId` and timestamps partly
-//! rewritten; subagent files are not compared yet): with the run's index
+//! rewritten; a 2.1.x `aside_question` subagent file starts with a copy of its parent's
+//! conversation): with the run's index
 //! (`aix::claude_copies`, [`ClaudeCodeParser::with_copies`]) a line whose uuid another file owns
 //! is skipped whole (counted as a `copy` record) before it reaches any item; within the file, the
 //! first line with a uuid stands (above). One rule: a uuid belongs to one item. The own item
@@ -125,10 +126,7 @@ impl ClaudeCodeParser {
             inline: BTreeMap::new(),
             inline_agent_of: HashMap::new(),
             links: BTreeMap::new(),
-            // Main files only: a 2.1.x `aside_question` agent's copy of its parent's lines
-            // stays the agent's (its tail, line by line, is not yet equal to a backfill under
-            // the cross-file rule; see the report of issue 10).
-            copies: copies.filter(|_| file.role == FileRole::Main).map(|index| {
+            copies: copies.map(|index| {
                 let id = index.file(&file.path);
                 (index, id)
             }),
