@@ -47,6 +47,10 @@ pub const AGENTS: &[Migration] = &[
         name: "agents/0008_search_batched.sql",
         sql: include_str!("../../migrations/agents/0008_search_batched.sql"),
     },
+    Migration {
+        name: "agents/0009_tool_bodies_compressed.sql",
+        sql: include_str!("../../migrations/agents/0009_tool_bodies_compressed.sql"),
+    },
 ];
 
 /// Migrations of `nexus.db`, in order.

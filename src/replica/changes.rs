@@ -112,6 +112,7 @@ impl ChangeReader {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        crate::ledger::text::register(&conn)?;
         let has_log: bool = conn
             .query_row(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'change_log'",
@@ -312,6 +313,7 @@ impl LogPruner {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_millis(50))?;
+        crate::ledger::text::register(&conn)?;
         // As the import's writer: in WAL mode a commit waits for no fsync (a deleted change
         // that comes back after a power cut is only sent again).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -352,8 +354,25 @@ impl LogPruner {
 }
 
 /// `SELECT <columns> FROM t WHERE k1 = ?1 AND ...`.
+/// A compressed body (`ledger::text`) is read as its text: the replica holds plain text.
 fn select_row(shape: &TableShape) -> String {
-    let cols: Vec<String> = shape.columns.iter().map(|c| quoted(&c.name)).collect();
+    let cols: Vec<String> = shape
+        .columns
+        .iter()
+        .map(|c| {
+            let packed =
+                crate::ledger::text::PACKED_COLUMNS.contains(&(shape.table.name, c.name.as_str()));
+            if packed {
+                format!(
+                    "{}({})",
+                    crate::ledger::text::TEXT_FUNCTION,
+                    quoted(&c.name)
+                )
+            } else {
+                quoted(&c.name)
+            }
+        })
+        .collect();
     let cond: Vec<String> = shape
         .key_columns()
         .iter()
