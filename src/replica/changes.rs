@@ -250,7 +250,7 @@ impl ChangeReader {
         limit: usize,
     ) -> Result<(Vec<Vec<Value>>, i64), ReplicaError> {
         let shape = &self.shapes[index];
-        let cols: Vec<String> = shape.columns.iter().map(|c| quoted(&c.name)).collect();
+        let cols = column_list(shape);
         let width = cols.len();
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
@@ -353,10 +353,10 @@ impl LogPruner {
     }
 }
 
-/// `SELECT <columns> FROM t WHERE k1 = ?1 AND ...`.
-/// A compressed body (`ledger::text`) is read as its text: the replica holds plain text.
-fn select_row(shape: &TableShape) -> String {
-    let cols: Vec<String> = shape
+/// The columns of `shape` as a SELECT reads them: a compressed body (`ledger::text`) as its
+/// text, since the replica holds plain text.
+fn column_list(shape: &TableShape) -> Vec<String> {
+    shape
         .columns
         .iter()
         .map(|c| {
@@ -372,7 +372,12 @@ fn select_row(shape: &TableShape) -> String {
                 quoted(&c.name)
             }
         })
-        .collect();
+        .collect()
+}
+
+/// `SELECT <columns> FROM t WHERE k1 = ?1 AND ...`.
+fn select_row(shape: &TableShape) -> String {
+    let cols = column_list(shape);
     let cond: Vec<String> = shape
         .key_columns()
         .iter()
