@@ -64,6 +64,10 @@ pub struct BackfillResult {
     pub ledger_bytes: u64,
     pub raw_ledger_bytes: u64,
     pub ledger_per_corpus_byte: f64,
+    /// Bytes of the ledger's full-text index (the pages of the `*_fts*` tables, `dbstat`), and
+    /// the ledger's per corpus byte without them (P9; the index is P10's).
+    pub search_index_bytes: u64,
+    pub ledger_per_corpus_byte_without_index: f64,
     /// The last rebackfill's report counters: frames, imported, skipped.
     pub rebackfill_frames: u64,
     pub rebackfill_imported: u64,
@@ -125,6 +129,18 @@ fn ledger_bytes(path: &Path) -> u64 {
         .sum()
 }
 
+/// The pages of the full-text index's tables (FTS5 shadow tables and their indexes).
+fn search_index_bytes(path: &Path) -> rusqlite::Result<u64> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let bytes: i64 = conn.query_row(
+        "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name LIKE '%\\_fts\\_%' ESCAPE '\\'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(bytes.max(0) as u64)
+}
+
 /// CPU seconds (user + system) of `who` so far.
 fn cpu_secs(who: nix::sys::resource::UsageWho) -> f64 {
     let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
@@ -183,7 +199,7 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
 
     let (mut backfill_secs, mut raw_secs, mut re_secs) = (Vec::new(), Vec::new(), Vec::new());
     let (mut backfill_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
-    let (mut ledger_size, mut raw_size) = (0, 0);
+    let (mut ledger_size, mut raw_size, mut index_size) = (0, 0, 0);
     let (mut aix_rss, mut nex_rss) = (0u64, 0u64);
     let (mut re_frames, mut re_imported) = (0, 0);
     for run in 0..bench.runs.max(1) {
@@ -223,6 +239,7 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
         backfill_cpu.push(children() - cpu_before);
         check(&first, sessions)?;
         ledger_size = ledger_bytes(&ledger_path);
+        index_size = search_index_bytes(&ledger_path)?;
         backfill_secs.push(first.secs);
         aix_rss = aix_rss.max(first.aix_rss_kib);
         nex_rss = nex_rss.max(first.nex_rss_kib);
@@ -272,6 +289,9 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
         ledger_bytes: ledger_size,
         raw_ledger_bytes: raw_size,
         ledger_per_corpus_byte: ledger_size as f64 / corpus_bytes.max(1) as f64,
+        search_index_bytes: index_size,
+        ledger_per_corpus_byte_without_index: ledger_size.saturating_sub(index_size) as f64
+            / corpus_bytes.max(1) as f64,
         rebackfill_frames: re_frames,
         rebackfill_imported: re_imported,
     })

@@ -461,13 +461,25 @@ pub type TableRows = (String, Vec<String>, TextRows);
 pub fn ledger_rows(ledger: &Path) -> rusqlite::Result<Vec<TableRows>> {
     let conn = Connection::open_with_flags(ledger, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    nex::ledger::text::register(&conn)?;
     let shapes = nex::replica::tables::shapes(&conn).map_err(|e| {
         rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(e.to_string())))
     })?;
     let mut out = Vec::new();
     for shape in shapes {
         let cols: Vec<String> = shape.columns.iter().map(|c| c.name.clone()).collect();
-        let list: Vec<String> = cols.iter().map(|c| format!("\"{c}\"")).collect();
+        // A compressed body is compared as its text (the replica holds text).
+        let list: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let packed = nex::ledger::text::PACKED_COLUMNS.contains(&(shape.table.name, c));
+                if packed {
+                    format!("nex_text(\"{c}\")")
+                } else {
+                    format!("\"{c}\"")
+                }
+            })
+            .collect();
         let mut stmt = conn.prepare(&format!(
             "SELECT {} FROM \"{}\"",
             list.join(", "),

@@ -340,6 +340,12 @@ fn backfill_cmd(a: &BackfillArgs, re: bool) -> Res {
             r.raw_ledger_bytes as f64 / r.corpus_bytes.max(1) as f64
         );
         println!(
+            "         without the search index {:.1} MB ({:.2} x the corpus; index {:.1} MB)",
+            r.ledger_bytes.saturating_sub(r.search_index_bytes) as f64 / 1e6,
+            r.ledger_per_corpus_byte_without_index,
+            r.search_index_bytes as f64 / 1e6
+        );
+        println!(
             "rss      peak aix {:.1} MiB · nex {:.1} MiB",
             r.aix_peak_rss_mib, r.nex_peak_rss_mib
         );

@@ -220,6 +220,7 @@ fn ledger_counts(path: &Path) -> BTreeMap<String, u64> {
     let read = || -> rusqlite::Result<BTreeMap<String, u64>> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        crate::ledger::text::register(&conn)?;
         let mut stmt = conn.prepare(
             "SELECT substr(label, 8, instr(substr(label, 8), ':') - 1) AS p, COUNT(*) \
              FROM sessions WHERE label LIKE 'import:%' GROUP BY p",

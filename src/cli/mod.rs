@@ -33,6 +33,7 @@ pub mod replica;
 pub mod search;
 pub mod service;
 pub mod sessions;
+pub mod sql;
 pub mod status;
 pub mod usage;
 pub mod verify;
@@ -94,6 +95,9 @@ pub enum Command {
     /// The shared PostgreSQL replica of the ledger (`[replica]` in config.toml).
     #[command(subcommand)]
     Replica(replica::ReplicaCommand),
+    /// A read-only SQL query over the ledger, with `nex_text(x)`: the text of a tool call's
+    /// compressed `params_json` or `result_json`.
+    Sql(sql::SqlArgs),
 }
 
 /// `nex import ...`
@@ -170,6 +174,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Doctor(args) => return doctor::run(*args),
         Command::Replica(replica::ReplicaCommand::Status(args)) => return replica::status(args),
         Command::Replica(replica::ReplicaCommand::Sync(args)) => return replica::sync(args),
+        Command::Sql(args) => return sql::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

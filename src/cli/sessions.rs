@@ -146,6 +146,7 @@ fn open_path(path: &Path) -> Result<Option<Connection>, ControlError> {
     .map_err(ControlError::store("open_ledger_read_only"))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(ControlError::store("open_ledger_read_only"))?;
+    crate::ledger::text::register(&conn).map_err(ControlError::store("open_ledger_read_only"))?;
     Ok(has_schema(&conn)?.then_some(conn))
 }
 

@@ -208,6 +208,7 @@ fn open_ledger(path: &std::path::Path) -> Result<Connection, VerifyError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    crate::ledger::text::register(&conn)?;
     let has_label: bool = conn.query_row(
         "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'session_label'",
         [],

@@ -159,6 +159,7 @@ impl CursorSource for LedgerCursors {
                 )
                 .map_err(|e| format!("open: {}", e.sqlite_error_code().map_or(0, |c| c as i32)))?;
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+                let _ = crate::ledger::text::register(&conn);
                 crate::ledger::load_cursors(&conn, &source)
                     .map_err(|e| e.code().as_str().to_owned())
             })

@@ -15,6 +15,7 @@ use super::ImportError;
 use super::ids::ROOT_TURN_ENTITY;
 use super::item::{ItemContext, Refs, Times, mapped_label, non_blank, positive};
 use super::sql;
+use crate::ledger::text::StoredText;
 use crate::protocol::{ImportSessionItem, Message, ToolCall, Turn};
 
 /// Writes one kind of row: a plain INSERT for a fresh session, falling back to the upsert on a
@@ -272,11 +273,12 @@ pub(super) fn write_messages(
 }
 
 /// The JSON text of an item's tool call parameters and results, as `write_tool_calls` stores
-/// it, computed ahead (off the ledger writer thread, `stages::prepare`).
+/// it (a long one compressed, `ledger::text`), computed ahead (off the ledger writer thread,
+/// `stages::prepare`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ItemJson {
     /// Per tool call of the item, in order: `(params_json, result_json)`.
-    tool_calls: Vec<(String, Option<String>)>,
+    tool_calls: Vec<(StoredText, Option<StoredText>)>,
 }
 
 impl ItemJson {
@@ -310,14 +312,18 @@ impl ItemJson {
     }
 }
 
-fn params_text(call: &ToolCall) -> String {
-    call.params_json
-        .as_ref()
-        .map_or_else(|| "{}".to_owned(), Value::to_string)
+fn params_text(call: &ToolCall) -> StoredText {
+    StoredText::of(
+        call.params_json
+            .as_ref()
+            .map_or_else(|| "{}".to_owned(), Value::to_string),
+    )
 }
 
-fn result_text(call: &ToolCall) -> Option<String> {
-    call.result_json.as_ref().map(Value::to_string)
+fn result_text(call: &ToolCall) -> Option<StoredText> {
+    call.result_json
+        .as_ref()
+        .map(|v| StoredText::of(v.to_string()))
 }
 
 /// `json`, when given, must be [`ItemJson::of`]`(item)` (it is ignored if its length differs).
@@ -349,10 +355,7 @@ pub(super) fn write_tool_calls(
             continue;
         }
         let (params_json, result_json) = match json.map(|j| &j.tool_calls[position]) {
-            Some((params, result)) => (
-                Cow::Borrowed(params.as_str()),
-                result.as_deref().map(Cow::Borrowed),
-            ),
+            Some((params, result)) => (Cow::Borrowed(params), result.as_ref().map(Cow::Borrowed)),
             None => (
                 Cow::Owned(params_text(call)),
                 result_text(call).map(Cow::Owned),

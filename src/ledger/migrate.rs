@@ -48,6 +48,10 @@ pub const AGENTS: &[Migration] = &[
         sql: include_str!("../../migrations/agents/0008_search_batched.sql"),
     },
     Migration {
+        name: "agents/0009_tool_bodies_compressed.sql",
+        sql: include_str!("../../migrations/agents/0009_tool_bodies_compressed.sql"),
+    },
+    Migration {
         name: "agents/0010_search_segments.sql",
         sql: include_str!("../../migrations/agents/0010_search_segments.sql"),
     },
@@ -67,11 +71,15 @@ pub const NEXUS: &[Migration] = &[
 
 /// Applies the migrations `conn` has not seen yet; returns the resulting schema version.
 ///
+/// Registers the ledger's SQL functions (`ledger::text`) on `conn` first.
 /// Idempotent: with everything applied it only reads `user_version`. Concurrent openers are
 /// safe: the version is re-read under an IMMEDIATE transaction (the write lock) before applying.
 /// Errors: `ledger_schema_newer` when the file was written by a newer `nex`; any SQL failure
 /// rolls the whole step back (the file keeps its previous version).
 pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<u32, LedgerError> {
+    // 0009 compresses with `nex_pack`, and the schema's views and triggers call `nex_text`:
+    // a connection that migrates can also write (re-registering is harmless).
+    super::text::register(conn)?;
     let known = u32::try_from(migrations.len()).unwrap_or(u32::MAX);
     if user_version(conn)? == known {
         return Ok(known);

@@ -8,11 +8,13 @@
 //! - `cursors`: the resume cursors of the workers (`session_import_cursors`).
 //! - `runs`: the audit trail of import runs (`nexus.db.import_runs`).
 //! - `search_index`: the full-text indexes over messages and tool calls (rebuild, VACUUM).
+//! - `text`: large tool-call bodies stored compressed, and the SQL function that reads them.
 
 mod cursors;
 pub mod migrate;
 pub mod runs;
 pub mod search_index;
+pub mod text;
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -226,6 +228,8 @@ fn create_private(path: &Path) -> Result<(), LedgerError> {
 }
 
 fn configure(conn: &Connection) -> Result<(), LedgerError> {
+    // Before the migrations: 0009 compresses the existing bodies with it.
+    text::register(conn)?;
     conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))?;
     // `journal_mode` answers with the resulting mode; in-memory databases stay `memory`.
     let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;

@@ -272,7 +272,7 @@ fn tool_calls_of(
     let mut stmt = conn
         .prepare_cached(
             "SELECT c.turn_id, c.id, c.tool_name, c.status, c.started_at, c.completed_at,
-                c.params_json, c.result_json, c.error
+                nex_text(c.params_json), nex_text(c.result_json), c.error
              FROM tool_calls c
              WHERE c.session_label = ?1 ORDER BY c.turn_id, c.sequence, c.started_at, c.id",
         )

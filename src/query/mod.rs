@@ -115,6 +115,7 @@ pub fn open_read_only(path: &Path) -> Result<Option<Connection>, QueryError> {
     .map_err(err("open_read_only"))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(err("open_read_only"))?;
+    crate::ledger::text::register(&conn).map_err(err("open_read_only"))?;
     let has_schema: bool = conn
         .query_row(
             "SELECT COUNT(*) = 2 FROM sqlite_master WHERE type = 'table' \
@@ -141,6 +142,7 @@ pub fn open_existing(path: &Path) -> Result<Connection, QueryError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    crate::ledger::text::register(&conn)?;
     Ok(conn)
 }
 

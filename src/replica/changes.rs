@@ -112,6 +112,7 @@ impl ChangeReader {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        crate::ledger::text::register(&conn)?;
         let has_log: bool = conn
             .query_row(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'change_log'",
@@ -249,7 +250,7 @@ impl ChangeReader {
         limit: usize,
     ) -> Result<(Vec<Vec<Value>>, i64), ReplicaError> {
         let shape = &self.shapes[index];
-        let cols: Vec<String> = shape.columns.iter().map(|c| quoted(&c.name)).collect();
+        let cols = column_list(shape);
         let width = cols.len();
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
@@ -312,6 +313,7 @@ impl LogPruner {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_millis(50))?;
+        crate::ledger::text::register(&conn)?;
         // As the import's writer: in WAL mode a commit waits for no fsync (a deleted change
         // that comes back after a power cut is only sent again).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -351,9 +353,31 @@ impl LogPruner {
     }
 }
 
+/// The columns of `shape` as a SELECT reads them: a compressed body (`ledger::text`) as its
+/// text, since the replica holds plain text.
+fn column_list(shape: &TableShape) -> Vec<String> {
+    shape
+        .columns
+        .iter()
+        .map(|c| {
+            let packed =
+                crate::ledger::text::PACKED_COLUMNS.contains(&(shape.table.name, c.name.as_str()));
+            if packed {
+                format!(
+                    "{}({})",
+                    crate::ledger::text::TEXT_FUNCTION,
+                    quoted(&c.name)
+                )
+            } else {
+                quoted(&c.name)
+            }
+        })
+        .collect()
+}
+
 /// `SELECT <columns> FROM t WHERE k1 = ?1 AND ...`.
 fn select_row(shape: &TableShape) -> String {
-    let cols: Vec<String> = shape.columns.iter().map(|c| quoted(&c.name)).collect();
+    let cols = column_list(shape);
     let cond: Vec<String> = shape
         .key_columns()
         .iter()

@@ -66,6 +66,18 @@ pub fn run_import_with(
     Ok(resp)
 }
 
+/// Puts every tool-call body back as TEXT, as the schemas before migration 0009 stored them
+/// (this build's writer compresses the long ones): a ledger of an older schema written in a
+/// test holds what that schema's writer wrote. Its search triggers re-index the rows.
+pub fn store_bodies_as_text(conn: &Connection) {
+    conn.execute(
+        "UPDATE tool_calls SET params_json = nex_text(params_json), result_json = nex_text(result_json)
+         WHERE typeof(params_json) = 'blob' OR typeof(result_json) = 'blob'",
+        [],
+    )
+    .unwrap();
+}
+
 /// As every writer: the new rows are indexed last, before COMMIT (a no-op on a ledger of a
 /// schema before `0008_search_batched`).
 pub fn flush_search(tx: &Connection) {

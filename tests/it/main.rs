@@ -28,6 +28,7 @@ mod import_rules; // sessions.import rule by rule: item reasons, times, normalis
 mod import_service; // sessions.import: baseline scenarios, label hints, request and idempotency codes
 mod import_support; // helpers shared by the import_* modules
 mod ledger_columns; // migration 0003's query columns (backfill, tail, rule 13, old ledgers), one token meaning, the README's queries
+mod ledger_compressed; // migration 0009: long tool bodies compressed; text, search, export, re-import and nex sql unchanged
 mod pipeline_audit; // inserted stages: audit row in nexus.db, a custom outcome tap
 mod pipeline_chunks; // chunked uploads cut mid-stream and completed by a later run
 mod pipeline_flow; // commit visibility, backpressure, cancellation, read errors, busy ledger

@@ -13,7 +13,7 @@ use nex::query::{QueryError, open_existing, project_filter};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use crate::import_support::{import_req, ledger, run_import};
+use crate::import_support::{import_req, ledger, run_import, store_bodies_as_text};
 
 const T0: i64 = 1_760_000_000_000;
 
@@ -608,7 +608,7 @@ fn a_long_tool_result_is_searchable_in_its_first_1024_and_last_512_characters() 
     assert!(find(&conn, "middleword").is_empty());
     let stored: i64 = conn
         .query_row(
-            "SELECT COUNT(*) FROM tool_calls WHERE result_json LIKE '%middleword%'",
+            "SELECT COUNT(*) FROM tool_calls WHERE nex_text(result_json) LIKE '%middleword%'",
             [],
             |r| r.get(0),
         )
@@ -667,6 +667,7 @@ fn migration_0007_reindexes_a_0006_ledger_to_the_bounded_rule() {
     let mut items = fixture_items();
     items.push(long_result_item());
     run_import(&mut conn, import_req("k1", "backfill", items)).unwrap();
+    store_bodies_as_text(&conn);
     let whole = |conn: &Connection, word: &str| -> i64 {
         conn.query_row(
             "SELECT COUNT(*) FROM tool_calls_fts WHERE tool_calls_fts MATCH ?1",
@@ -826,6 +827,7 @@ fn migration_0008_on_a_0007_ledger_keeps_search_results() {
     let mut items = fixture_items();
     items.push(long_result_item());
     run_import(&mut conn, import_req("k1", "backfill", items)).unwrap();
+    store_bodies_as_text(&conn);
     let words = [
         "parser crash",
         "tokenizer_empty",
@@ -951,14 +953,14 @@ fn equal_scores_past_the_first_chunk_are_ordered_newest_first_under_filters() {
 }
 
 #[test]
-fn migration_0010_on_a_0008_ledger_keeps_search_results() {
+fn migration_0010_on_a_0009_ledger_keeps_search_results() {
     let mut conn = Connection::open_in_memory().unwrap();
     let before: Vec<_> = ledger::migrate::AGENTS
         .iter()
         .copied()
         .take_while(|m| !m.name.contains("0010_search_segments"))
         .collect();
-    assert!(before.last().unwrap().name.contains("0008"));
+    assert!(before.last().unwrap().name.contains("0009"));
     ledger::migrate(&mut conn, &before).unwrap();
     let mut items = fixture_items();
     items.push(long_result_item());

@@ -295,6 +295,8 @@ fn two_machines_backfill_and_tail_equal_the_replica_row_for_row() {
     // A delete in a ledger (as rule 13's replacement does) reaches the replica.
     let conn = rusqlite::Connection::open(a.ledger()).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    // The search index's triggers read tool calls through nex's SQL functions.
+    nex::ledger::text::register(&conn).unwrap();
     let gone: String = conn
         .query_row("SELECT id FROM tool_calls ORDER BY id LIMIT 1", [], |r| {
             r.get(0)
@@ -502,6 +504,8 @@ fn the_change_log_holds_only_what_the_replica_lacks_and_resumes_exactly() {
     // log pruned past it before the replica heard of the delete.
     let conn = rusqlite::Connection::open(m.ledger()).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    // The search index's triggers read tool calls through nex's SQL functions.
+    nex::ledger::text::register(&conn).unwrap();
     let gone: String = conn
         .query_row("SELECT id FROM tool_calls ORDER BY id LIMIT 1", [], |r| {
             r.get(0)

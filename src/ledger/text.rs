@@ -1,0 +1,240 @@
+//! Large tool-call bodies stored compressed (migration 0009, README "Where the text is").
+//!
+//! `tool_calls.params_json` and `tool_calls.result_json` hold a call's JSON text as TEXT when it
+//! is at most [`COMPRESS_OVER_BYTES`] bytes, else as a BLOB: the zlib stream (RFC 1950,
+//! deflate with a checksum) of the same UTF-8 text. Tool output is most of what agents write
+//! (about three quarters of a Claude Code history's bytes) and compresses about three times,
+//! so this is most of the ledger's size.
+//!
+//! Every connection nex opens on the ledger registers [`TEXT_FUNCTION`] (`nex_text(x)`: the
+//! text of either form) and [`PACK_FUNCTION`] (`nex_pack(x)`: the stored form of a text), so
+//! SQL reads the plain text wherever it needs it: the search index's view
+//! `tool_calls_search`, snippets, export, the replica. `nex sql` gives a user the same
+//! function for their own queries; a client without it sees a BLOB (`typeof(result_json) =
+//! 'blob'`), which JSON functions refuse rather than misread.
+
+use std::io::{Read, Write};
+
+use flate2::Compression;
+use flate2::read::ZlibDecoder;
+use flate2::write::ZlibEncoder;
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ToSql};
+
+/// Texts longer than this many bytes are stored compressed. Shorter ones gain little (a zlib
+/// stream has 6 bytes of framing and short JSON repeats little) and stay readable by any
+/// SQLite client.
+pub const COMPRESS_OVER_BYTES: usize = 1024;
+
+/// `nex_text(x)`: a stored body's text (TEXT as is, a BLOB inflated, NULL as NULL).
+pub const TEXT_FUNCTION: &str = "nex_text";
+/// `nex_pack(x)`: the form a text is stored in (the migration of existing rows uses it).
+pub const PACK_FUNCTION: &str = "nex_pack";
+
+/// `nex_search_text(x)`: what the search index sees of a body (the view `tool_calls_search`):
+/// its text when at most [`SEARCH_WHOLE_CHARS`] characters, else its first
+/// [`SEARCH_HEAD_CHARS`], ` … ` and its last [`SEARCH_TAIL_CHARS`]; then the JSON escapes of
+/// backslash, line feed, carriage return and tab read as spaces. Exactly the SQL of migration
+/// 0007 (`length`, `substr` and `replace` count characters), inflating a body once instead of
+/// three times.
+pub const SEARCH_TEXT_FUNCTION: &str = "nex_search_text";
+pub const SEARCH_WHOLE_CHARS: usize = 1536;
+pub const SEARCH_HEAD_CHARS: usize = 1024;
+pub const SEARCH_TAIL_CHARS: usize = 512;
+
+/// The columns that may hold a compressed body, as `(table, column)`.
+pub const PACKED_COLUMNS: &[(&str, &str)] =
+    &[("tool_calls", "params_json"), ("tool_calls", "result_json")];
+
+/// A body as the ledger stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredText {
+    Plain(String),
+    /// The zlib stream of a text over [`COMPRESS_OVER_BYTES`].
+    Compressed(Vec<u8>),
+}
+
+impl StoredText {
+    /// The stored form of `text`. Deterministic (fixed level and encoder), so an unchanged
+    /// text compares equal to the stored one and an upsert leaves its row alone.
+    pub fn of(text: String) -> StoredText {
+        if text.len() <= COMPRESS_OVER_BYTES {
+            return StoredText::Plain(text);
+        }
+        StoredText::Compressed(compress(text.as_bytes()))
+    }
+}
+
+impl ToSql for StoredText {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            StoredText::Plain(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            StoredText::Compressed(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
+        })
+    }
+}
+
+/// Level 1 (fast): level 6 saves about 2 % more of the ledger for several times the CPU.
+fn compress(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = ZlibEncoder::new(Vec::with_capacity(bytes.len() / 3), Compression::fast());
+    // Writing to a Vec cannot fail.
+    encoder.write_all(bytes).expect("write to a Vec");
+    encoder.finish().expect("write to a Vec")
+}
+
+/// Why a stored body could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("a compressed body is not a valid zlib stream")]
+    Corrupt,
+    #[error("a compressed body is not UTF-8 text")]
+    NotUtf8,
+}
+
+/// The text of a compressed body.
+///
+/// Errors: [`UnpackError`] when `bytes` is not a zlib stream of UTF-8 text.
+pub fn inflate(bytes: &[u8]) -> Result<String, UnpackError> {
+    let mut out = Vec::with_capacity(bytes.len() * 3);
+    ZlibDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|_| UnpackError::Corrupt)?;
+    String::from_utf8(out).map_err(|_| UnpackError::NotUtf8)
+}
+
+/// Registers `nex_text` and `nex_pack` on `conn`. Both are deterministic and innocuous, so
+/// views, triggers and the FTS5 content view may call them.
+pub fn register(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8
+        | FunctionFlags::SQLITE_DETERMINISTIC
+        | FunctionFlags::SQLITE_INNOCUOUS;
+    conn.create_scalar_function(TEXT_FUNCTION, 1, flags, text_of)?;
+    conn.create_scalar_function(SEARCH_TEXT_FUNCTION, 1, flags, search_text_of)?;
+    conn.create_scalar_function(PACK_FUNCTION, 1, flags, pack)
+}
+
+fn search_text_of(ctx: &mut Context<'_>) -> rusqlite::Result<Option<String>> {
+    Ok(text_of(ctx)?.map(|text| search_text(&text)))
+}
+
+/// See [`SEARCH_TEXT_FUNCTION`].
+pub fn search_text(text: &str) -> String {
+    let chars = text.chars().count();
+    let bounded = if chars <= SEARCH_WHOLE_CHARS {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        let head_end = text
+            .char_indices()
+            .nth(SEARCH_HEAD_CHARS)
+            .map_or(text.len(), |(i, _)| i);
+        let tail_start = text
+            .char_indices()
+            .nth(chars - SEARCH_TAIL_CHARS)
+            .map_or(text.len(), |(i, _)| i);
+        std::borrow::Cow::Owned(format!("{} … {}", &text[..head_end], &text[tail_start..]))
+    };
+    bounded
+        .replace("\\\\", " ")
+        .replace("\\n", " ")
+        .replace("\\r", " ")
+        .replace("\\t", " ")
+}
+
+fn text_of(ctx: &mut Context<'_>) -> rusqlite::Result<Option<String>> {
+    match ctx.get_raw(0) {
+        ValueRef::Null => Ok(None),
+        ValueRef::Blob(bytes) => inflate(bytes)
+            .map(Some)
+            .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e))),
+        ValueRef::Text(text) => Ok(Some(String::from_utf8_lossy(text).into_owned())),
+        ValueRef::Integer(i) => Ok(Some(i.to_string())),
+        ValueRef::Real(r) => Ok(Some(r.to_string())),
+    }
+}
+
+fn pack(ctx: &mut Context<'_>) -> rusqlite::Result<Option<StoredText>> {
+    match ctx.get_raw(0) {
+        ValueRef::Null => Ok(None),
+        // Already stored compressed: kept (the migration may run over it twice).
+        ValueRef::Blob(bytes) => Ok(Some(StoredText::Compressed(bytes.to_vec()))),
+        ValueRef::Text(text) => Ok(Some(StoredText::of(
+            String::from_utf8_lossy(text).into_owned(),
+        ))),
+        ValueRef::Integer(i) => Ok(Some(StoredText::Plain(i.to_string()))),
+        ValueRef::Real(r) => Ok(Some(StoredText::Plain(r.to_string()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_stays_plain_and_long_text_round_trips() {
+        assert_eq!(
+            StoredText::of("{\"a\":1}".into()),
+            StoredText::Plain("{\"a\":1}".into())
+        );
+        let long = format!("{{\"content\":\"{}\"}}", "line of output é\\n".repeat(200));
+        let StoredText::Compressed(bytes) = StoredText::of(long.clone()) else {
+            panic!("a text over the threshold is compressed");
+        };
+        assert!(bytes.len() < long.len() / 4);
+        assert_eq!(inflate(&bytes).unwrap(), long);
+        assert_eq!(StoredText::of(long.clone()), StoredText::of(long));
+    }
+
+    #[test]
+    fn search_text_is_the_sql_of_0007() {
+        let conn = Connection::open_in_memory().unwrap();
+        register(&conn).unwrap();
+        let sql = r"SELECT replace(replace(replace(replace(
+            CASE WHEN length(?1) <= 1536 THEN ?1
+                 ELSE substr(?1, 1, 1024) || ' … ' || substr(?1, -512) END,
+            '\\', ' '), '\n', ' '), '\r', ' '), '\t', ' '), nex_search_text(nex_pack(?1))";
+        let cases = [
+            String::new(),
+            "{\"a\":\"x\\ny\\\\z\\tw\\r\"}".to_owned(),
+            "é".repeat(1536),
+            format!("{}\\n{}", "é€".repeat(700), "ab\\t".repeat(300)),
+            "a\\".repeat(600),
+        ];
+        for text in cases {
+            let (by_sql, by_fn): (String, String) = conn
+                .query_row(sql, [&text], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap();
+            assert_eq!(by_fn, by_sql, "{} chars", text.chars().count());
+            assert_eq!(search_text(&text), by_sql);
+        }
+    }
+
+    #[test]
+    fn sql_functions_read_both_forms_and_refuse_garbage() {
+        let conn = Connection::open_in_memory().unwrap();
+        register(&conn).unwrap();
+        let long = "x".repeat(COMPRESS_OVER_BYTES + 1);
+        let (kind, back): (String, String) = conn
+            .query_row(
+                "SELECT typeof(nex_pack(?1)), nex_text(nex_pack(?1))",
+                [&long],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((kind.as_str(), back.as_str()), ("blob", long.as_str()));
+        let short: (String, String) = conn
+            .query_row("SELECT typeof(nex_pack('ab')), nex_text('ab')", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(short, ("text".into(), "ab".into()));
+        let null: Option<String> = conn
+            .query_row("SELECT nex_text(NULL)", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(null, None);
+        let err = conn
+            .query_row("SELECT nex_text(x'00ff')", [], |r| r.get::<_, String>(0))
+            .unwrap_err();
+        assert!(err.to_string().contains("zlib"), "{err}");
+    }
+}
