@@ -60,7 +60,8 @@ pub fn write_codex(
         s.lines += 1;
         let (mut input, mut output) = (0u64, 0u64);
         for t in 0..rng.range(turns.0, turns.1) {
-            let turn_id = format!("t-{t}");
+            // Turn and call ids unique across rollouts, as real ones (uuids, `call_...`) are.
+            let turn_id = format!("t-{index:x}-{t}");
             let prompt = format!("Change number {t} of module {}", rng.range(0, 100));
             let mut records: Vec<(&str, Value)> = vec![
                 (
@@ -85,7 +86,7 @@ pub fn write_codex(
                 ),
             ];
             for c in 0..rng.range(1, 3) {
-                let call_id = format!("c-{t}-{c}");
+                let call_id = format!("call_{index:x}_{t}_{c}");
                 let mut out_text = String::new();
                 let size = rng.range(5_000, 50_000) as usize;
                 while out_text.len() < size {

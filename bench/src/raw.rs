@@ -1,8 +1,9 @@
 //! The in-run baseline of the replay benchmark: the corpus' rows (sessions, turns, threads,
 //! messages, tool calls, import mappings) inserted by a minimal loop of prepared statements in
 //! ONE transaction with one SAVEPOINT per session, into a ledger opened with the same pragmas
-//! and schema (`ledger::open_agents`). No idempotency, no hashing, no JSON decoding of frames:
-//! the floor that the pipeline is measured against.
+//! and schema (`ledger::open_agents`), the search index written before COMMIT as nex's writer
+//! does (`search_index::flush`). No idempotency, no hashing, no JSON decoding of frames: the
+//! floor that the pipeline is measured against.
 
 use rusqlite::{Connection, params};
 
@@ -141,6 +142,8 @@ pub fn insert_rows(
             tx.execute_batch("RELEASE raw_session")?;
         }
     }
+    // The same rows as an import: its search index too (nex writes it once per batch).
+    nex::ledger::search_index::flush(&tx)?;
     tx.commit()?;
     Ok(counts)
 }
