@@ -202,6 +202,61 @@ fn resend_children(
 }
 
 type Job = (FileState, mpsc::SyncSender<JobResult>);
+
+/// The Claude Code project (`aix::claude_copies`) of a file, by its absolute path (the form
+/// cursor keys hold).
+fn claude_project(path: &Path) -> Option<PathBuf> {
+    super::claude_copies::project_dir(&std::path::absolute(path).unwrap_or_else(|_| path.into()))
+}
+
+/// The Claude Code projects none of whose files changed since their cursors: every file found
+/// has a cursor with the same stat, and every file a cursor names is still there. Their claims
+/// are those the cursors were taken with, so no file's copies moved and the project is not read
+/// for its claims (`aix::claude_copies`): a re-backfill that imports nothing reads no Claude
+/// Code file (P4). A cursor whose digest is not current (a file whose lines all went to another
+/// file, `file_state::committed_copies`) is left alone too: reading it again yields no item.
+fn quiet_claude_projects(
+    found: &[super::discover::Discovered],
+    cursors: &HashMap<String, FileCursor>,
+    full: bool,
+) -> HashSet<PathBuf> {
+    use super::cursor::{FileIdentity, cursor_key};
+    use super::sources::Provider;
+    if full {
+        return HashSet::new();
+    }
+    let mut quiet: HashMap<PathBuf, bool> = HashMap::new();
+    let mut present: HashSet<String> = HashSet::new();
+    for d in found
+        .iter()
+        .filter(|d| d.source.provider == Provider::ClaudeCode)
+    {
+        let Some(project) = claude_project(&d.source.path) else {
+            continue;
+        };
+        let key = cursor_key(Provider::ClaudeCode, &d.source.path);
+        let same = cursors.get(&key).is_some_and(|c| {
+            FileIdentity::stat(&d.source.path).is_ok_and(|now| c.identity() == now)
+        });
+        *quiet.entry(project).or_insert(true) &= same;
+        present.insert(key);
+    }
+    let prefix = format!("{}:", Provider::ClaudeCode.as_str());
+    for key in cursors.keys().filter(|k| !present.contains(*k)) {
+        if let Some(path) = key.strip_prefix(&prefix)
+            && let Some(project) = super::claude_copies::project_dir(Path::new(path))
+            && let Some(q) = quiet.get_mut(&project)
+        {
+            // A file of the project is gone: its claims went with it.
+            *q = false;
+        }
+    }
+    quiet
+        .into_iter()
+        .filter(|(_, q)| *q)
+        .map(|(p, _)| p)
+        .collect()
+}
 type JobResult = (FileState, std::io::Result<Option<FileUpdate>>);
 
 /// Runs a backfill to the end (or until `stop`), emitting `run.progress` along the way.
@@ -222,6 +277,7 @@ pub fn run_backfill(
     let started = Instant::now();
     let mut counters = RunCounters::default();
     let found = discover(options);
+    let quiet = quiet_claude_projects(&found, cursors, options.full);
     status
         .watched_files
         .store(found.len() as u64, Ordering::Relaxed);
@@ -245,8 +301,15 @@ pub fn run_backfill(
             cursors.get(&key)
         };
         lineage.know(&d.source, cursor);
+        let in_quiet_project = d.source.provider == super::sources::Provider::ClaudeCode
+            && claude_project(&d.source.path).is_some_and(|p| quiet.contains(&p));
         let state = FileState::new(d.source, cursors.get(&key).cloned());
-        match state.needs_read_with(options.full, factory) {
+        let needs_read = if in_quiet_project {
+            state.needs_read(options.full)
+        } else {
+            state.needs_read_with(options.full, factory)
+        };
+        match needs_read {
             Ok(true) => {
                 let size = std::fs::metadata(&state.source.path).map_or(0, |m| m.len());
                 jobs.push_back((state, size));
@@ -434,4 +497,82 @@ fn pool_size(configured: usize) -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aix::cursor::{CURSOR_VERSION, FileIdentity, cursor_key};
+    use crate::aix::discover::Discovered;
+    use crate::aix::sources::{FileRole, Provider, SourceFile};
+
+    fn found(path: &Path) -> Discovered {
+        Discovered {
+            source: SourceFile {
+                provider: Provider::ClaudeCode,
+                path: path.to_path_buf(),
+                role: FileRole::claude_code_for(path).unwrap(),
+                workspace: None,
+            },
+            mtime_ms: 0,
+        }
+    }
+
+    /// A cursor of the file as it is now.
+    fn cursor_of(path: &Path) -> (String, FileCursor) {
+        let id = FileIdentity::stat(path).unwrap();
+        let c = FileCursor {
+            v: CURSOR_VERSION,
+            dev: id.dev,
+            ino: id.ino,
+            size: id.size,
+            mtime_ms: id.mtime_ms,
+            head_len: 0,
+            head: String::new(),
+            offset: 0,
+            edge: String::new(),
+            open_turn_offset: 0,
+            fingerprint: String::new(),
+            mapping: 0,
+            copies: None,
+        };
+        (cursor_key(Provider::ClaudeCode, path), c)
+    }
+
+    #[test]
+    fn a_project_is_quiet_only_when_every_file_matches_its_cursor_and_none_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let projects = std::path::absolute(dir.path()).unwrap().join("projects");
+        let file = |p: &str, n: &str| {
+            let path = projects.join(p).join(format!("{n}.jsonl"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "{}\n").unwrap();
+            path
+        };
+        let id = |c: char| format!("{}-1111-2222-3333-444444444444", c.to_string().repeat(8));
+        let (a, b) = (file("p1", &id('a')), file("p1", &id('b')));
+        let (c, d) = (file("p2", &id('c')), file("p3", &id('d')));
+        let gone = projects.join("p3").join(format!("{}.jsonl", id('e')));
+        let all: Vec<Discovered> = [&a, &b, &c, &d].iter().map(|p| found(p)).collect();
+        let mut cursors: HashMap<String, FileCursor> =
+            [&a, &b, &c, &d].iter().map(|p| cursor_of(p)).collect();
+        // p2's file grew since its cursor; p3 lost a file that had a cursor.
+        std::fs::write(&c, "{}\n{}\n").unwrap();
+        let (k, mut g) = cursor_of(&d);
+        g.ino += 1;
+        cursors.insert(k.replace(&id('d'), &id('e')), g);
+        assert!(
+            cursors
+                .keys()
+                .any(|k| k.ends_with(&*gone.to_string_lossy()))
+        );
+
+        let quiet = quiet_claude_projects(&all, &cursors, false);
+        assert_eq!(quiet, HashSet::from([projects.join("p1")]));
+        // A file without a cursor makes its project read.
+        let mut with_new = all;
+        with_new.push(found(&file("p1", &id('f'))));
+        assert!(quiet_claude_projects(&with_new, &cursors, false).is_empty());
+        assert!(quiet_claude_projects(&with_new[..2], &cursors, true).is_empty());
+    }
 }

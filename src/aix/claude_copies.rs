@@ -106,7 +106,7 @@ fn key_of(uuid: &str) -> u64 {
 
 /// The project directory of a Claude Code file: `projects/<name>/` for `<name>/<id>.jsonl`,
 /// `<name>/agent-<id>.jsonl`, `<name>/<id>/subagents/[workflows/<run>/]agent-<id>.jsonl`.
-fn project_dir(path: &Path) -> Option<PathBuf> {
+pub(crate) fn project_dir(path: &Path) -> Option<PathBuf> {
     let parent = path.parent()?;
     let subagents = parent
         .ancestors()
