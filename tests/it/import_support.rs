@@ -66,6 +66,16 @@ pub fn run_import_with(
     Ok(resp)
 }
 
+/// The agents migrations before the first whose name holds `name` (`"0009_"`): a ledger of the
+/// schema that migration starts from.
+pub fn migrations_before(name: &str) -> Vec<nex::ledger::migrate::Migration> {
+    nex::ledger::migrate::AGENTS
+        .iter()
+        .copied()
+        .take_while(|m| !m.name.contains(name))
+        .collect()
+}
+
 /// Puts every tool-call body back as TEXT, as the schemas before migration 0009 stored them
 /// (this build's writer compresses the long ones): a ledger of an older schema written in a
 /// test holds what that schema's writer wrote. Its search triggers re-index the rows.

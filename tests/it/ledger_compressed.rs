@@ -11,7 +11,7 @@ use nex::query::search::{SearchFilter, search};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use crate::import_support::{import_req, run_import, store_bodies_as_text};
+use crate::import_support::{import_req, migrations_before, run_import, store_bodies_as_text};
 
 const T0: i64 = 1_760_000_000_000;
 
@@ -56,11 +56,7 @@ fn item(fingerprint: &str, tail: &str) -> Value {
 /// TEXT.
 fn before_0009(item: Value) -> Connection {
     let mut conn = Connection::open_in_memory().unwrap();
-    let before: Vec<_> = ledger::migrate::AGENTS
-        .iter()
-        .copied()
-        .take_while(|m| !m.name.contains("0009_"))
-        .collect();
+    let before = migrations_before("0009_");
     assert!(before.last().unwrap().name.contains("0008"));
     ledger::migrate(&mut conn, &before).unwrap();
     run_import(&mut conn, import_req("k1", "backfill", vec![item])).unwrap();

@@ -13,7 +13,9 @@ use nex::query::{QueryError, open_existing, project_filter};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use crate::import_support::{import_req, ledger, run_import, store_bodies_as_text};
+use crate::import_support::{
+    import_req, ledger, migrations_before, run_import, store_bodies_as_text,
+};
 
 const T0: i64 = 1_760_000_000_000;
 
@@ -536,11 +538,7 @@ fn vacuum_keeps_results_and_rebuild_repairs_a_damaged_index() {
 fn migration_0005_indexes_the_rows_already_there() {
     // A ledger of schema 0002 with rows, then the search migration.
     let mut conn = Connection::open_in_memory().unwrap();
-    let before: Vec<_> = ledger::migrate::AGENTS
-        .iter()
-        .copied()
-        .take_while(|m| !m.name.contains("0005_search"))
-        .collect();
+    let before = migrations_before("0005_search");
     ledger::migrate(&mut conn, &before).unwrap();
     run_import(&mut conn, import_req("k1", "backfill", fixture_items())).unwrap();
     assert!(!nex::query::has_table(&conn, "messages_fts").unwrap());
@@ -657,11 +655,7 @@ fn an_update_that_leaves_the_indexed_text_alone_leaves_the_index_alone() {
 #[test]
 fn migration_0007_reindexes_a_0006_ledger_to_the_bounded_rule() {
     let mut conn = Connection::open_in_memory().unwrap();
-    let before: Vec<_> = ledger::migrate::AGENTS
-        .iter()
-        .copied()
-        .take_while(|m| !m.name.contains("0007_search_bounded"))
-        .collect();
+    let before = migrations_before("0007_search_bounded");
     assert!(before.last().unwrap().name.contains("0006"));
     ledger::migrate(&mut conn, &before).unwrap();
     let mut items = fixture_items();
@@ -817,11 +811,7 @@ fn a_writer_that_forgot_to_flush_is_caught_up_by_the_next_flush() {
 #[test]
 fn migration_0008_on_a_0007_ledger_keeps_search_results() {
     let mut conn = Connection::open_in_memory().unwrap();
-    let before: Vec<_> = ledger::migrate::AGENTS
-        .iter()
-        .copied()
-        .take_while(|m| !m.name.contains("0008_search_batched"))
-        .collect();
+    let before = migrations_before("0008_search_batched");
     assert!(before.last().unwrap().name.contains("0007"));
     ledger::migrate(&mut conn, &before).unwrap();
     let mut items = fixture_items();
@@ -955,11 +945,7 @@ fn equal_scores_past_the_first_chunk_are_ordered_newest_first_under_filters() {
 #[test]
 fn migration_0010_on_a_0009_ledger_keeps_search_results() {
     let mut conn = Connection::open_in_memory().unwrap();
-    let before: Vec<_> = ledger::migrate::AGENTS
-        .iter()
-        .copied()
-        .take_while(|m| !m.name.contains("0010_search_segments"))
-        .collect();
+    let before = migrations_before("0010_search_segments");
     assert!(before.last().unwrap().name.contains("0009"));
     ledger::migrate(&mut conn, &before).unwrap();
     let mut items = fixture_items();
