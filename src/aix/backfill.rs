@@ -301,11 +301,12 @@ pub fn run_backfill(
             cursors.get(&key)
         };
         lineage.know(&d.source, cursor);
+        // A file of a quiet project matched its cursor's stat a moment ago: nothing to read.
         let in_quiet_project = d.source.provider == super::sources::Provider::ClaudeCode
             && claude_project(&d.source.path).is_some_and(|p| quiet.contains(&p));
         let state = FileState::new(d.source, cursors.get(&key).cloned());
         let needs_read = if in_quiet_project {
-            state.needs_read(options.full)
+            Ok(false)
         } else {
             state.needs_read_with(options.full, factory)
         };
