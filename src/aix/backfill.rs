@@ -476,6 +476,8 @@ fn reread_displaced(
             continue;
         };
         let mut state = FileState::new(source.clone(), None);
+        // Read earlier in this run, its own session possibly sent then.
+        state.assume_sent_own();
         match state.update(factory, true) {
             Ok(Some(update)) => {
                 let resend = emit_update(&state, update, lineage, mappings, factory, emitter)?;
@@ -523,6 +525,7 @@ mod tests {
     fn cursor_of(path: &Path) -> (String, FileCursor) {
         let id = FileIdentity::stat(path).unwrap();
         let c = FileCursor {
+            sent_own: None,
             v: CURSOR_VERSION,
             dev: id.dev,
             ino: id.ino,

@@ -68,6 +68,14 @@ pub struct FileCursor {
     /// (`aix::claude_copies`); a run that finds another one reads the file again whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copies: Option<String>,
+    /// Whether the ledger holds the file's own session (`SessionParser::sole_session`) from
+    /// the items committed with this cursor and before it: a later whole read that yields no
+    /// such session, its lines now other files' copies, retracts it (item rule 15,
+    /// `file_state`). `None` for a cursor taken before the field existed (treated as `true`: a
+    /// retract of a session the ledger does not hold is a `skipped` no-op) and for files
+    /// without a sole session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_own: Option<bool>,
 }
 
 fn before_versions() -> u32 {
@@ -281,6 +289,7 @@ mod tests {
         let mut f = File::open(path).unwrap();
         let (head_len, head) = read_head(&mut f, offset).unwrap();
         FileCursor {
+            sent_own: None,
             v: CURSOR_VERSION,
             dev: id.dev,
             ino: id.ino,

@@ -5,6 +5,13 @@
 //! Lines reach the parser complete: a partial last line waits for its newline. Bytes are read
 //! in blocks, so memory follows the longest line plus one block, never the file.
 //!
+//! A file's own session (`SessionParser::sole_session`, a Claude Code main file's) that an
+//! earlier read sent and a whole read of the final file no longer yields, because every line
+//! that made it is now a copy another file owns, is retracted: the update carries a `retract`
+//! item for it (item rule 15), and the cursor records that the ledger no longer holds it
+//! (`FileCursor::sent_own`). Nothing else retracts: a partial read, a file that shrank or lost
+//! its lines, and an unreadable file never do.
+//!
 //! Whole-file documents (`sources::gemini::is_document`: Gemini CLI legacy `.json` sessions,
 //! rewritten in place, whose last line may have no newline) are read differently: any stat
 //! change reads all bytes, unterminated last line included, into a fresh parser in one push;
@@ -64,6 +71,9 @@ pub struct FileState {
     parser: Option<Box<dyn SessionParser>>,
     /// Per session of the file: what the turn rows already sent were derived from.
     derived: HashMap<String, Derived>,
+    /// Whether items of the file's own session went out (with the cursor, or read from it):
+    /// a whole read that no longer yields the session retracts it.
+    sent_own: bool,
 }
 
 /// The session header fields the import service copies into turn rows (IMPORT_SEMANTICS.md item
@@ -104,10 +114,20 @@ impl FileState {
     pub fn new(source: SourceFile, cursor: Option<FileCursor>) -> Self {
         Self {
             source,
+            sent_own: cursor
+                .as_ref()
+                .is_some_and(|c| c.sent_own.unwrap_or(true)),
             cursor,
             parser: None,
             derived: HashMap::new(),
         }
+    }
+
+    /// Treats the file's own session as sent although no cursor says so: for a file read
+    /// again whole within the run that read it first (backfill keeps no state). A retract of a
+    /// session the ledger does not hold is a `skipped` no-op.
+    pub fn assume_sent_own(&mut self) {
+        self.sent_own = true;
     }
 
     pub fn key(&self) -> String {
@@ -312,12 +332,19 @@ impl FileState {
         let lossy_before = parser.stats().lossy_lines;
         let end = feed(&mut file, parser.as_mut(), from, None, true)?;
         let lossy_lines = parser.stats().lossy_lines.saturating_sub(lossy_before);
-        let items = parser.take_items();
+        let mut items = parser.take_items();
         if stale_turns(&mut self.derived, &items, kind == ReadKind::Whole) {
             self.parser = None;
             self.cursor = None;
             return self.update_inner(factory, true);
         }
+        let sent_own = own_session(
+            parser.as_ref(),
+            self.source.provider.as_str(),
+            &mut self.sent_own,
+            kind == ReadKind::Whole,
+            &mut items,
+        );
         let (head_len, head) = match (&self.cursor, kind) {
             (Some(c), ReadKind::Appended | ReadKind::Resumed) if c.head_len > 0 => {
                 (c.head_len, c.head.clone())
@@ -342,6 +369,7 @@ impl FileState {
                 .as_ref()
                 .map_or(mapping::BEFORE_VERSIONS, |c| c.mapping),
             copies: committed_copies(self.cursor.as_ref(), &items, parser.copies_digest()),
+            sent_own,
         };
         self.cursor = Some(cursor.clone());
         Ok(Some(FileUpdate {
@@ -386,6 +414,7 @@ impl FileState {
                 .as_ref()
                 .map_or(mapping::BEFORE_VERSIONS, |c| c.mapping),
             copies: parser.copies_digest(),
+            sent_own: None,
         };
         let lossy_lines = parser.stats().lossy_lines;
         self.parser = Some(parser);
@@ -418,6 +447,37 @@ fn committed_copies(
         Some(c) if items.is_empty() => c.copies.clone(),
         _ => now,
     }
+}
+
+/// Item rule 15 for the file's own session (`SessionParser::sole_session`): after a whole read
+/// whose items do not hold it, while an earlier read sent it (`sent`) and the file's lines are
+/// partly or wholly other files' copies (`copies_digest`), appends the `retract` item of that
+/// session to `items`. Updates `sent` (whether the ledger holds the session once `items` are
+/// committed) and returns it for the cursor's `sent_own` (`None` for a file without a sole
+/// session).
+fn own_session(
+    parser: &dyn SessionParser,
+    provider: &str,
+    sent: &mut bool,
+    whole: bool,
+    items: &mut Vec<ImportSessionItem>,
+) -> Option<bool> {
+    let own = parser.sole_session()?;
+    let yields = items.iter().any(|i| i.source_session_id == own);
+    let retract = whole && !yields && *sent && parser.copies_digest().is_some();
+    if retract {
+        items.push(ImportSessionItem {
+            source_provider: provider.to_owned(),
+            source_session_id: own,
+            // Keys the request only: the file's content that made the session go.
+            source_session_fingerprint: format!("retract:{}", parser.fingerprint()),
+            retract: true,
+            ..ImportSessionItem::default()
+        });
+    }
+    // What the ledger holds: a whole read that neither yields nor retracts leaves the rows.
+    *sent = yields || (*sent && !retract);
+    Some(*sent)
 }
 
 /// Whether partial `items` would leave turn rows sent earlier derived from a header that

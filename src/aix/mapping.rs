@@ -166,8 +166,14 @@ pub fn current_file_cursors(
         .collect()
 }
 
+/// The token [`current_store_cursors`] gives a cursor stored under another version: no store
+/// takes it for its session's (`StoreRun` hands stores only the others), and it tells the run
+/// that the session was imported (a session the store still holds that now makes no item is
+/// then retracted, item rule 15).
+pub const STALE_TOKEN: &str = "";
+
 /// The store cursors of `run.start` stored under the run's versions, their tokens as the stores
-/// know them; the others are dropped, so their sessions are read whole.
+/// know them; the others keep their key with [`STALE_TOKEN`], so their sessions are read whole.
 pub fn current_store_cursors(
     cursors: &std::collections::HashMap<String, super::sources::StoreCursor>,
     versions: &MappingVersions,
@@ -176,7 +182,7 @@ pub fn current_store_cursors(
         .iter()
         .filter_map(|(key, c)| {
             let version = versions.of(provider_of_key(key)?);
-            let token = current_token(version, &c.token)?;
+            let token = current_token(version, &c.token).unwrap_or_else(|| STALE_TOKEN.to_owned());
             Some((
                 key.clone(),
                 super::sources::StoreCursor { token, ..c.clone() },

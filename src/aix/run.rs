@@ -61,10 +61,14 @@ pub fn run_mode(
     // read whole and re-imported under this one (`aix::mapping`).
     let cursors = mapping::current_file_cursors(&spec.cursors, &spec.options.mappings);
     let store_cursors = mapping::current_store_cursors(&spec.store_cursors, &spec.options.mappings);
-    if cursors.len() < spec.cursors.len() || store_cursors.len() < spec.store_cursors.len() {
+    let stale_sessions = store_cursors
+        .values()
+        .filter(|c| c.token == mapping::STALE_TOKEN)
+        .count();
+    if cursors.len() < spec.cursors.len() || stale_sessions > 0 {
         tracing::info!(
             files = spec.cursors.len() - cursors.len(),
-            store_sessions = spec.store_cursors.len() - store_cursors.len(),
+            store_sessions = stale_sessions,
             "cursors of another mapping version: read whole again"
         );
     }

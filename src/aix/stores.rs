@@ -4,8 +4,14 @@
 //! A backfill polls every store once after the session files. The tail polls a store when a
 //! notification names one of its paths (the database or its `-wal`) and at every reconcile, and
 //! only when its [`SessionStore::stamp`] moved: an idle store costs one `stat` per reconcile.
+//!
+//! A session the store still holds that makes no item under the current mapping
+//! (`StorePoll::empty`) is retracted (item rule 15) when the run knows it imported it: a
+//! cursor of this store names it, under any mapping version. Its cursor goes with the retract,
+//! so the next poll finds it unchanged. A session the store no longer holds is never retracted:
+//! rows outlive their sources.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
 
@@ -16,7 +22,7 @@ use super::emit::Emitter;
 use super::mapping::{self, MappingVersions};
 use super::sources::store::store_cursor_key;
 use super::sources::{CursorStore, OpenCodeStore, SessionStore, StoreCursor};
-use crate::protocol::Cursor;
+use crate::protocol::{Cursor, ImportSessionItem};
 
 /// The stores the options name whose location exists (a missing one is skipped, logged at
 /// debug, and picked up by a later run): one per Cursor database (the global one and each
@@ -66,6 +72,9 @@ pub struct StoreRun {
     store: Box<dyn SessionStore>,
     /// By session id.
     cursors: HashMap<String, StoreCursor>,
+    /// Sessions of this store a cursor of `run.start` named, under any mapping version: the
+    /// ledger may hold them (with `cursors`' keys, what a retract may delete).
+    known: HashSet<String>,
     stamp: Option<String>,
 }
 
@@ -73,13 +82,22 @@ impl StoreRun {
     /// `store` with the cursors of `run_cursors` that belong to it.
     pub fn new(store: Box<dyn SessionStore>, run_cursors: &HashMap<String, StoreCursor>) -> Self {
         let prefix = store_cursor_key(store.provider(), store.location(), "");
-        let cursors = run_cursors
-            .iter()
-            .filter_map(|(k, c)| Some((k.strip_prefix(&prefix)?.to_owned(), c.clone())))
-            .collect();
+        let mut cursors = HashMap::new();
+        let mut known = HashSet::new();
+        for (k, c) in run_cursors {
+            let Some(id) = k.strip_prefix(&prefix) else {
+                continue;
+            };
+            known.insert(id.to_owned());
+            // A cursor of another mapping version: its session is read whole.
+            if c.token != mapping::STALE_TOKEN {
+                cursors.insert(id.to_owned(), c.clone());
+            }
+        }
         Self {
             store,
             cursors,
+            known,
             stamp: None,
         }
     }
@@ -158,6 +176,12 @@ impl StoreRun {
         if let Some(e) = output {
             return Err(OutputFailed(e));
         }
+        if let Ok(counts) = &result {
+            for (id, cursor) in &counts.empty {
+                self.retract(id, cursor, version, emitter)
+                    .map_err(OutputFailed)?;
+            }
+        }
         match result {
             Ok(counts) => {
                 counters.file_read(&location);
@@ -181,5 +205,48 @@ impl StoreRun {
         counters.emitted_files += emitted.len() as u64;
         self.cursors.extend(emitted);
         Ok(true)
+    }
+
+    /// Item rule 15 for `session_id`, which the store holds and which makes no item: when this
+    /// store's cursors say it was imported, emits its `retract` item with `cursor` (stored
+    /// under `version`); else nothing (a session never imported needs no cursor either).
+    ///
+    /// Errors: the frame output failed.
+    fn retract(
+        &mut self,
+        session_id: &str,
+        cursor: &StoreCursor,
+        version: u32,
+        emitter: &mut Emitter<'_>,
+    ) -> io::Result<()> {
+        if !self.known.contains(session_id) && !self.cursors.contains_key(session_id) {
+            return Ok(());
+        }
+        let provider = self.store.provider();
+        let stored = StoreCursor {
+            token: mapping::versioned_token(version, &cursor.token),
+            ..cursor.clone()
+        };
+        let mut items = vec![ImportSessionItem {
+            source_provider: provider.as_str().to_owned(),
+            source_session_id: session_id.to_owned(),
+            // Keys the request only: what the store held when the session went.
+            source_session_fingerprint: format!("retract:{}", cursor.token),
+            retract: true,
+            ..ImportSessionItem::default()
+        }];
+        mapping::stamp_items(&mut items, provider, version, true);
+        let key = store_cursor_key(provider, self.store.location(), session_id);
+        emitter.push_file(
+            items,
+            "store",
+            Some(Cursor {
+                key,
+                value: stored.to_value(),
+            }),
+        )?;
+        self.cursors.insert(session_id.to_owned(), cursor.clone());
+        tracing::info!(session = %session_id, "store session makes no item any more: retracted");
+        Ok(())
     }
 }

@@ -203,11 +203,12 @@ async fn wait_job(
         pb.set_position(c.emitted.unwrap_or(0));
         let job_c = &view.job.stats.counters;
         pb.set_message(format!(
-            "{} imported, {} upserted, {} skipped, {} failed{}",
+            "{} imported, {} upserted, {} skipped, {} failed{}{}",
             job_c.imported,
             job_c.upserted,
             job_c.skipped,
             failed_total(job_c),
+            retracted_words(job_c),
             match view.next_retry_in_ms {
                 Some(ms) => format!(" (retry in {})", duration(ms as i64)),
                 None => String::new(),
@@ -228,6 +229,15 @@ async fn wait_job(
 /// Items and source files that failed: the FAILED figure of the tables and lines.
 pub fn failed_total(c: &CommittedCounters) -> u64 {
     c.failed + c.failed_files
+}
+
+/// `", N retracted"` when retract items deleted sessions (item rule 15), else nothing: the
+/// counts lines name every kind of write.
+pub fn retracted_words(c: &CommittedCounters) -> String {
+    if c.retracted == 0 {
+        return String::new();
+    }
+    format!(", {} retracted", c.retracted)
 }
 
 /// What a run or a job could not read, or read only after repairing bytes: one indented line
@@ -308,7 +318,7 @@ pub fn job_summary(job: &JobRecord) -> String {
         out.push_str(&format!("\nerror: {why} [{code}]"));
     }
     let files = files_checked(c);
-    let wrote = c.imported + c.upserted;
+    let wrote = c.imported + c.upserted + c.retracted;
     let nothing_new =
         job.status == JobStatus::Completed && wrote == 0 && failed_total(c) == 0 && c.rejected == 0;
     out.push('\n');
@@ -354,7 +364,7 @@ pub fn job_summary(job: &JobRecord) -> String {
         if c.stores.stores > 0 {
             out.push_str(&format!("{}\n", store_words(c).trim_start_matches("; ")));
         }
-        let rows = vec![vec![
+        let mut row = vec![
             or_dash(files),
             files_unchanged(c).to_string(),
             or_dash(files_read(c)),
@@ -364,21 +374,24 @@ pub fn job_summary(job: &JobRecord) -> String {
             c.replayed.to_string(),
             failed_total(c).to_string(),
             c.rejected.to_string(),
-        ]];
-        out.push_str(&table(
-            &[
-                "FILES",
-                "UNCHANGED",
-                "READ",
-                "IMPORTED",
-                "UPSERTED",
-                "SKIPPED",
-                "REPLAYED",
-                "FAILED",
-                "REJECTED",
-            ],
-            &rows,
-        ));
+        ];
+        let mut header = vec![
+            "FILES",
+            "UNCHANGED",
+            "READ",
+            "IMPORTED",
+            "UPSERTED",
+            "SKIPPED",
+            "REPLAYED",
+            "FAILED",
+            "REJECTED",
+        ];
+        // Sessions deleted by retract items (item rule 15): a column only when there are some.
+        if c.retracted > 0 {
+            header.push("RETRACTED");
+            row.push(c.retracted.to_string());
+        }
+        out.push_str(&table(&header, &[row]));
     }
     for line in source_problems(c) {
         out.push('\n');
@@ -453,7 +466,7 @@ pub fn tail_line(t: &TailStatus) -> String {
             phase => serde_json::to_value(phase),
         };
         s.push_str(&format!(
-            " (pid {}, {}, {} imported, {} upserted, {} skipped, {} failed)",
+            " (pid {}, {}, {} imported, {} upserted, {} skipped, {} failed{})",
             run.pid.map_or("-".into(), |p| p.to_string()),
             condition
                 .ok()
@@ -462,7 +475,8 @@ pub fn tail_line(t: &TailStatus) -> String {
             run.counters.imported,
             run.counters.upserted,
             run.counters.skipped,
-            failed_total(&run.counters)
+            failed_total(&run.counters),
+            retracted_words(&run.counters)
         ));
     }
     if t.restarts > 0 {
@@ -525,7 +539,7 @@ pub fn restart(args: RestartArgs) -> ExitCode {
 pub fn job_line(v: &JobView) -> String {
     let c = &v.job.stats.counters;
     let mut s = format!(
-        "job {} {} attempt {}: {}/{} session files and store sessions read, {} imported, {} upserted, {} skipped, {} failed",
+        "job {} {} attempt {}: {}/{} session files and store sessions read, {} imported, {} upserted, {} skipped, {} failed{}",
         v.job.id,
         v.job.status,
         v.job.stats.attempts,
@@ -534,7 +548,8 @@ pub fn job_line(v: &JobView) -> String {
         c.imported,
         c.upserted,
         c.skipped,
-        failed_total(c)
+        failed_total(c),
+        retracted_words(c)
     );
     if let Some(ms) = v.next_retry_in_ms {
         s.push_str(&format!(", retry in {}", duration(ms as i64)));

@@ -57,6 +57,9 @@ pub struct ReplaySummary {
     pub upserted: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Sessions deleted by `retract` items (item rule 15); omitted when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retracted: u64,
     /// Items of replayed requests (already in the ledger; nothing written); omitted when none.
     #[serde(skip_serializing_if = "is_zero")]
     pub replayed: u64,
@@ -87,6 +90,7 @@ impl From<&RunReport> for ReplaySummary {
             replayed: c.replayed,
             skipped: c.skipped,
             failed: c.failed,
+            retracted: c.retracted,
             chunks_staged: c.chunks_staged,
             uploads_completed: c.uploads_completed,
             cursors_stored: c.cursors_stored,

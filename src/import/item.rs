@@ -131,6 +131,10 @@ pub(crate) fn import_item(
     if session_id.is_empty() {
         return Err(ImportError::SourceSessionIdRequired);
     }
+    // 15. (extension) A retract deletes the session; its fingerprint only keys the request.
+    if item.retract {
+        return retract(ctx, provider, session_id);
+    }
     if fingerprint.is_empty() {
         return Err(ImportError::SourceSessionFingerprintRequired);
     }
@@ -388,6 +392,34 @@ pub(crate) fn import_item(
         },
         label,
     })
+}
+
+/// Item rule 15: the session's rows deleted (`replace::retract_session`); `retracted`, or
+/// `skipped` when the ledger does not hold the session (a repeated retract).
+fn retract(
+    ctx: &ItemContext<'_>,
+    provider: &str,
+    session_id: &str,
+) -> Result<ItemOutcome, ImportError> {
+    match replace::retract_session(ctx.conn, ctx.source, provider, session_id)? {
+        replace::Retract::Absent => Ok(ItemOutcome {
+            status: ItemStatus::Skipped,
+            label: session_label(ctx.source, provider, session_id),
+        }),
+        replace::Retract::Deleted { label, removed } => {
+            tracing::info!(
+                session_label = %label,
+                turns = removed.turns,
+                messages = removed.messages,
+                tool_calls = removed.tool_calls,
+                "session retracted"
+            );
+            Ok(ItemOutcome {
+                status: ItemStatus::Retracted,
+                label,
+            })
+        }
+    }
 }
 
 /// Rule 2: the deterministic label, unless the hint names a live session of this persona and

@@ -11,13 +11,22 @@
 //! same savepoint: a failure leaves the session as it was, a success is one commit with the
 //! import. Partial tail items never remove anything and never raise the stored version.
 //!
+//! Item rule 15 **(extension)**: a `retract` item deletes its session whole ([`retract_session`]):
+//! the worker produced the session from a source that still exists and whose final content,
+//! read whole under the current mapping, yields no such session any more. The rows go as rule
+//! 13's do (the session's turns, messages, tool calls, threads and history entries), and with
+//! them the session row and its import mapping. Links from other sessions are left to those
+//! sessions: a subagent whose parent was retracted keeps its rows and its `parent_session_label`
+//! (as when its parent is not imported yet); only references the foreign keys hold (a turn or a
+//! session naming a removed turn as parent, a tool call naming a removed message) are cleared.
+//!
 //! Turns written before `turns.session_label` existed were attributed by migration 0002 (head,
 //! messages, parent links), and their messages and tool calls by 0003 (from their turn); a row
 //! they could not attribute is never removed.
 
 use std::collections::HashSet;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ImportError;
 
@@ -80,9 +89,13 @@ pub(crate) fn remove_stale_rows(
     {
         let mut unlink =
             conn.prepare_cached("UPDATE tool_calls SET message_id = NULL WHERE message_id = ?1")?;
+        let mut unlink_result = conn.prepare_cached(
+            "UPDATE tool_calls SET result_message_id = NULL WHERE result_message_id = ?1",
+        )?;
         let mut delete = conn.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
         for id in &messages {
             unlink.execute([id])?;
+            unlink_result.execute([id])?;
             delete.execute([id])?;
         }
     }
@@ -123,4 +136,60 @@ pub(crate) fn remove_stale_rows(
         messages: messages.len() as u64,
         tool_calls: tool_calls.len() as u64,
     })
+}
+
+/// What a retract found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Retract {
+    /// The ledger held no such session (never imported, or retracted before): nothing done.
+    Absent,
+    /// The session `label` and its rows were deleted.
+    Deleted { label: String, removed: Removed },
+}
+
+/// Item rule 15: deletes the session `(source, provider, session_id)`: its import mapping, its
+/// history, its session row, then every turn, message and tool call of its label (as
+/// [`remove_stale_rows`] with nothing kept). A label that another import mapping still names
+/// keeps its rows (only this mapping goes). Idempotent: an absent session is
+/// [`Retract::Absent`].
+///
+/// Errors: a ledger failure (the caller's savepoint rolls everything back).
+pub(crate) fn retract_session(
+    conn: &Connection,
+    source: &str,
+    provider: &str,
+    session_id: &str,
+) -> Result<Retract, ImportError> {
+    let label: Option<String> = conn
+        .prepare_cached(super::sql::SELECT_MAPPING)?
+        .query_row(params![source, provider, session_id], |r| r.get(1))
+        .optional()?;
+    let Some(label) = label else {
+        return Ok(Retract::Absent);
+    };
+    conn.prepare_cached(
+        "DELETE FROM session_imports
+         WHERE source = ?1 AND source_provider = ?2 AND source_session_id = ?3",
+    )?
+    .execute(params![source, provider, session_id])?;
+    let shared: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM session_imports WHERE session_label = ?1)")?
+        .query_row([&label], |r| r.get(0))?;
+    if shared {
+        return Ok(Retract::Deleted {
+            label,
+            removed: Removed::default(),
+        });
+    }
+    conn.prepare_cached("DELETE FROM session_history WHERE session_label = ?1")?
+        .execute([&label])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE label = ?1")?
+        .execute([&label])?;
+    let keep = Keep {
+        turns: HashSet::new(),
+        messages: HashSet::new(),
+        tool_calls: HashSet::new(),
+    };
+    let removed = remove_stale_rows(conn, &label, &keep)?;
+    Ok(Retract::Deleted { label, removed })
 }

@@ -14,6 +14,9 @@ use crate::protocol::{
 /// Skip reason of an item whose fingerprint is already imported.
 pub const REASON_FINGERPRINT_UNCHANGED: &str = "fingerprint_unchanged";
 
+/// The reason of a skipped `retract` item (item rule 15): the ledger holds no such session.
+pub const REASON_SESSION_ABSENT: &str = "session_absent";
+
 /// Runs one import request inside `tx`.
 ///
 /// Guarantees: the request-level and idempotency errors are decided before anything is
@@ -176,6 +179,7 @@ fn import_items_with(
         upserted: 0,
         skipped: 0,
         failed: 0,
+        retracted: 0,
         results: Vec::with_capacity(items.len()),
         replayed: false,
     };
@@ -192,13 +196,19 @@ fn import_items_with(
                     ItemStatus::Upserted => response.upserted += 1,
                     ItemStatus::Skipped => response.skipped += 1,
                     ItemStatus::Failed => response.failed += 1,
+                    ItemStatus::Retracted => response.retracted += 1,
                 }
                 ItemResult {
                     source_provider: item.source_provider.trim().to_owned(),
                     source_session_id: item.source_session_id.trim().to_owned(),
                     session_label: Some(outcome.label),
-                    reason: (outcome.status == ItemStatus::Skipped)
-                        .then(|| REASON_FINGERPRINT_UNCHANGED.to_owned()),
+                    reason: (outcome.status == ItemStatus::Skipped).then(|| {
+                        if item.retract {
+                            REASON_SESSION_ABSENT.to_owned()
+                        } else {
+                            REASON_FINGERPRINT_UNCHANGED.to_owned()
+                        }
+                    }),
                     status: outcome.status,
                 }
             }

@@ -40,6 +40,9 @@ pub struct CommittedCounters {
     pub upserted: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Sessions deleted by `retract` items (item rule 15; omitted when zero).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retracted: u64,
     /// Items of replayed requests: answered from the stored response, nothing written (omitted
     /// when zero).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -84,7 +87,7 @@ fn is_zero(n: &u64) -> bool {
 impl CommittedCounters {
     /// Items committed, whatever their status.
     pub fn items(&self) -> u64 {
-        self.imported + self.upserted + self.skipped + self.failed
+        self.imported + self.upserted + self.skipped + self.failed + self.retracted
     }
 
     /// Takes the worker's own report of a run (`run.progress` / `run.complete`): `total`,
@@ -108,6 +111,7 @@ impl CommittedCounters {
         self.upserted += other.upserted;
         self.skipped += other.skipped;
         self.failed += other.failed;
+        self.retracted += other.retracted;
         self.replayed += other.replayed;
         self.requests += other.requests;
         self.rejected += other.rejected;
@@ -141,6 +145,7 @@ impl From<&RunCounters> for CommittedCounters {
             upserted: c.upserted,
             skipped: c.skipped,
             failed: c.failed,
+            retracted: c.retracted,
             replayed: c.replayed,
             unchanged_files: c.unchanged_files,
             requests: c.requests,

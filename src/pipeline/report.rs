@@ -26,6 +26,8 @@ pub struct RunCounters {
     pub upserted: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Sessions deleted by `retract` items (item rule 15).
+    pub retracted: u64,
     /// Items of replayed requests (same idempotency key and content as an earlier request): the
     /// ledger already held them, nothing was written.
     pub replayed: u64,

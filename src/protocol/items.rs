@@ -46,6 +46,14 @@ pub struct ImportSessionItem {
     /// known.
     #[serde(skip_serializing_if = "is_false")]
     pub copies_elsewhere: bool,
+    /// (extension) Item rule 15: the session is no session any more. The worker produced it
+    /// from a source that still exists, and that source's final content, read whole under the
+    /// current mapping, yields no such session (a Cursor chat tab holding only its input box
+    /// under mapping 3; a resumed Claude Code file whose every line another file owns). The
+    /// service deletes the session's rows; the item carries no turns, messages nor tool calls,
+    /// and its fingerprint only keys the request. Never sent because a source disappeared.
+    #[serde(skip_serializing_if = "is_false")]
+    pub retract: bool,
 }
 
 /// The session header of an item.
@@ -224,6 +232,7 @@ struct RawItem {
     copies_elsewhere: Option<bool>,
     #[serde(rename = "copies_elsewhere")]
     copies_elsewhere_s: Option<bool>,
+    retract: Option<bool>,
 }
 
 impl From<RawItem> for ImportSessionItem {
@@ -240,6 +249,7 @@ impl From<RawItem> for ImportSessionItem {
             mapping_version: r.mapping_version.or(r.mapping_version_s),
             whole_session: r.whole_session.or(r.whole_session_s).unwrap_or(false),
             copies_elsewhere: r.copies_elsewhere.or(r.copies_elsewhere_s).unwrap_or(false),
+            retract: r.retract.unwrap_or(false),
         }
     }
 }

@@ -78,6 +78,9 @@ pub enum ItemStatus {
     Skipped,
     /// The item's error code is the reason.
     Failed,
+    /// (extension, item rule 15) A `retract` item whose session was in the ledger: its rows
+    /// were deleted. A retract of a session the ledger does not hold is `skipped`.
+    Retracted,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +105,9 @@ pub struct ImportResponse {
     pub upserted: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// **Extension**: sessions deleted by `retract` items (item rule 15; omitted when zero).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retracted: u64,
     pub results: Vec<ItemResult>,
     /// **Extension**: true when this is the stored answer of an earlier request with the same
     /// idempotency key and content (nothing was written but the request's cursors); its counts
@@ -114,8 +120,12 @@ pub struct ImportResponse {
 impl ImportResponse {
     /// Items the response answers for, whatever their status.
     pub fn items(&self) -> u64 {
-        self.imported + self.upserted + self.skipped + self.failed
+        self.imported + self.upserted + self.skipped + self.failed + self.retracted
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

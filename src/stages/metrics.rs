@@ -41,6 +41,7 @@ impl Tally {
         c.upserted += r.upserted;
         c.skipped += r.skipped;
         c.failed += r.failed;
+        c.retracted += r.retracted;
     }
 
     pub fn add(&mut self, outcome: &FrameOutcome) {

@@ -316,6 +316,16 @@ pub trait SessionParser: Send {
         Vec::new()
     }
 
+    /// The session only this file can produce, fixed by the file's name (a Claude Code main
+    /// file `<uuid>.jsonl`: that uuid; no other file's lines become that session). With
+    /// [`SessionParser::copies_digest`] it lets a whole read that yields no item for it, its
+    /// lines now copies another file owns, retract the session an earlier read produced (item
+    /// rule 15, `file_state`). `None` elsewhere: their sessions may come from several files, or
+    /// a source that yields nothing may merely have lost its content (rows outlive it).
+    fn sole_session(&self) -> Option<String> {
+        None
+    }
+
     /// Makes the next `take_items` re-send the file's own item (header and open turn) although
     /// no line came: for a child whose lineage the runtime learnt later from its parent's
     /// `spawn_links()` (apply `fill_spawn_link` to the re-sent item). No effect before the item

@@ -78,7 +78,7 @@ pub struct SessionUpdate {
 }
 
 /// What one poll of a store did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorePoll {
     /// Changed sessions read and handed to the caller.
     pub emitted: u64,
@@ -87,6 +87,13 @@ pub struct StorePoll {
     /// Sessions that could not be read (a value too broken to make an item of); logged without
     /// content, counted here.
     pub failed: u64,
+    /// Sessions the store still holds, read whole, that make no item under the current
+    /// mapping (a Cursor legacy chat tab holding only its input box), with the cursor of what
+    /// was read; those whose token equals their cursor's are left out (all listed when `full`).
+    /// The run retracts the ones it imported before (item rule 15, `aix::stores`). Only
+    /// Cursor's `ItemTable` entries are listed so far; a session that could not be read is
+    /// `failed`, never listed here.
+    pub empty: Vec<(String, StoreCursor)>,
 }
 
 /// Where a poll hands each changed session, one at a time (memory follows the largest session,

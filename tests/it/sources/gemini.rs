@@ -258,6 +258,7 @@ fn gemini_subagent_links_to_its_parents_tool_call_in_any_order() {
     let child = gemini_child();
     let parent = &gemini_fixtures()[0];
     let cursor = FileCursor {
+        sent_own: None,
         v: 1,
         dev: 0,
         ino: 0,

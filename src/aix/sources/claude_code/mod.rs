@@ -404,6 +404,13 @@ impl SessionParser for ClaudeCodeParser {
         }
     }
 
+    fn sole_session(&self) -> Option<String> {
+        match self.role {
+            FileRole::Main => self.stem_session.clone(),
+            FileRole::Subagent { .. } => None,
+        }
+    }
+
     fn take_items(&mut self) -> Vec<ImportSessionItem> {
         let mut out = Vec::new();
         // Without a session id nothing can be named yet: keep the changes for a later take.

@@ -119,6 +119,17 @@ pub(super) fn poll_legacy(
         sessions.push((b.id.clone(), b.token.clone(), b.item.is_some()));
         let Some(mut item) = b.item else {
             count_skip(stats, "empty_session");
+            // Present but no session under this mapping: the run retracts it if it imported it.
+            if full || cursors.get(&b.id).is_none_or(|c| c.token != b.token) {
+                counts.empty.push((
+                    b.id,
+                    StoreCursor {
+                        v: STORE_CURSOR_VERSION,
+                        token: b.token,
+                        fingerprint: String::new(),
+                    },
+                ));
+            }
             continue;
         };
         item.session.workspace_path = folder.map(str::to_owned);
