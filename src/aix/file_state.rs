@@ -114,9 +114,7 @@ impl FileState {
     pub fn new(source: SourceFile, cursor: Option<FileCursor>) -> Self {
         Self {
             source,
-            sent_own: cursor
-                .as_ref()
-                .is_some_and(|c| c.sent_own.unwrap_or(true)),
+            sent_own: cursor.as_ref().is_some_and(|c| c.sent_own.unwrap_or(true)),
             cursor,
             parser: None,
             derived: HashMap::new(),

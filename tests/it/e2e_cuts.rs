@@ -1731,3 +1731,66 @@ fn a_review_rollout_links_to_its_parent_whatever_order_they_appear_in() {
     failures.extend(run_group(&group, 0x5eed_4e71, 6, usize::MAX, true));
     report(failures);
 }
+
+/// A resumed file whose *final* content is only copies of lines another file owns (its user
+/// resumed a session and left without typing): the `resumed-chain` fixture's origin A and its
+/// third file C cut after its copies of A's lines (a summary and six copies, C's own id).
+fn copies_only_group() -> Group {
+    let chain = resumed_chain_group();
+    let (a, c) = (&chain.files[0], &chain.files[2]);
+    assert!(c.rel.to_string_lossy().contains("cccccccc"));
+    let copies_end = c.line_ends()[6];
+    Group {
+        name: "claude copies-only file".into(),
+        files: vec![
+            a.clone(),
+            CutFile::new(c.rel.clone(), c.fin[..copies_end].to_vec()),
+        ],
+    }
+}
+
+/// Known limit of issue 11, fixed by item rule 15: a resumed file read while it holds copies
+/// alone (their owner not written yet) imports them as its own session; when the owner
+/// appears, a whole read of the final file yields nothing for it. The worker then retracts the
+/// session (it sent it before, and its lines are now other files' copies), so whatever the
+/// order the files appear in and wherever they are cut, read by the running tail or restarted
+/// runs, the ledger equals one backfill of the final files, which holds no session of C at
+/// all. `NEX_CUTS_SEED=<hex>` changes the random cases' seed.
+#[test]
+fn a_file_left_with_copies_only_gives_no_session_whatever_order_and_cuts() {
+    let group = copies_only_group();
+    let expected = reference(&group);
+    assert!(
+        !expected.contains("claude-code:cccccccc-3333")
+            && !expected.contains("source_session_id=\"cccccccc"),
+        "one backfill of the final files has no session of the copies-only file:\n{expected}"
+    );
+    let ends: Vec<usize> = group.files.iter().map(CutFile::end).collect();
+    let mut failures = Vec::new();
+    // The bad order first: the copies before their owner.
+    for order in [[1, 0], [0, 1]] {
+        for first in [Reader::Tail, Reader::Restart] {
+            for second in [Reader::Tail, Reader::Restart] {
+                let steps = vec![
+                    Step {
+                        cuts: vec![(order[0], ends[order[0]])],
+                        reader: first,
+                    },
+                    Step {
+                        cuts: vec![(order[1], ends[order[1]])],
+                        reader: second,
+                    },
+                ];
+                failures.extend(check(
+                    &group,
+                    &expected,
+                    &steps,
+                    &format!("files in order {order:?} ({first:?}, then {second:?})"),
+                ));
+            }
+        }
+    }
+    let seed = seed_from_env().unwrap_or(0x5eed_c0c1);
+    failures.extend(run_group(&group, seed, 12, usize::MAX, true));
+    report(failures);
+}
