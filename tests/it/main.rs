@@ -47,6 +47,7 @@ mod worker_discover; // aix discovery layouts of Claude Code and Codex roots
 mod worker_emit; // aix emitter: batch packing, chunking, idempotency keys, cursor placement
 mod worker_fake; // aix test support: a line-per-turn fake parser and frame capture
 mod worker_mapping; // upgrades: a ledger of an older mapping version corrected by the next backfill / tail start
+mod worker_retract; // item rule 15: sessions whose source now yields none are retracted (Cursor mapping upgrade), never for a gone source
 mod worker_run; // aix run loop: handshake, health, stop, EOF; the built binary
 mod worker_samples; // aix on the real samples (NEX_SAMPLES_DIR): tail in random cuts = backfill
 mod worker_scan; // aix scan: per-provider summary and JSON items

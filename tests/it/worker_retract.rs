@@ -1,0 +1,411 @@
+//! Item rule 15 (`retract`): a session the worker imported whose source still exists but, read
+//! whole under the current mapping, yields no such session any more is deleted from the ledger,
+//! and only then. Real processes: the built `nex import replay` and `nex import verify`, the
+//! real worker runtime and stores.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nex::aix::mapping::{self, MappingVersions};
+use nex::aix::sources::Provider;
+use nex::aix::sources::store::store_cursor_key;
+use nex::aix::{WorkerOptions, default_parser_factory};
+use nex::protocol::{Cursor, Envelope, ImportRequest, ImportSessionItem, WorkerFrame};
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+use crate::e2e_support::{canonical, first_difference, open};
+use crate::worker_backfill::backfill;
+use crate::worker_fake::batch_items;
+
+/// 2025-03-01T00:00:00Z.
+const T0: i64 = 1_740_787_200_000;
+
+/// The legacy chat tabs never used: each holds only its input box (a user bubble without text).
+const EMPTY_TABS: [&str; 3] = ["tab-blank-1", "tab-blank-2", "tab-blank-3"];
+
+/// `nex import replay --ledger L -` of `frames`: its JSON report (every item committed).
+fn replay(frames: &[Envelope<WorkerFrame>], ledger: &Path) -> Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nex"))
+        .args(["import", "replay", "--ledger"])
+        .arg(ledger)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for f in frames {
+        let line = f.body.encode(&f.run_id, f.seq.unwrap_or(0)) + "\n";
+        stdin.write_all(line.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "replay failed");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["failed"], 0, "{report}");
+    report
+}
+
+/// A Cursor workspace database as a 2024 Cursor leaves it (`ItemTable` chat data, our text):
+/// one tab used (a question, its answer and the input box after them) and three never used.
+fn write_workspace_db(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE ItemTable (key TEXT UNIQUE ON CONFLICT REPLACE, value BLOB);
+         CREATE TABLE cursorDiskKV (key TEXT PRIMARY KEY, value BLOB);",
+    )
+    .unwrap();
+    let input_box = |id: &str| json!({"type": "user", "id": id, "messageType": 2, "rawText": ""});
+    let mut tabs = vec![json!({
+        "tabId": "tab-used", "chatTitle": "Hedge trimming", "lastSendTime": T0 + 60_000,
+        "bubbles": [
+            {"type": "user", "id": "q1", "messageType": 2, "rawText": "How short can I cut the hedge?"},
+            {"type": "ai", "id": "a1", "messageType": 3, "rawText": "A third of its height.",
+             "modelType": "gpt-4"},
+            input_box("q2")
+        ]
+    })];
+    for (n, tab) in EMPTY_TABS.iter().enumerate() {
+        tabs.push(
+            json!({"tabId": tab, "chatTitle": null, "lastSendTime": null,
+                         "bubbles": [input_box(&format!("box-{n}"))]}),
+        );
+    }
+    conn.execute(
+        "INSERT INTO ItemTable (key, value) VALUES (?1, ?2)",
+        rusqlite::params![
+            "workbench.panel.aichat.view.aichat.chatdata",
+            json!({"tabs": tabs, "chatDataVersion": 1})
+                .to_string()
+                .into_bytes()
+        ],
+    )
+    .unwrap();
+}
+
+fn options(db: &Path, empty: &Path, mappings: MappingVersions) -> WorkerOptions {
+    WorkerOptions {
+        claude_dirs: vec![empty.to_path_buf()],
+        cursor_dbs: vec![db.to_path_buf()],
+        mappings,
+        parse_threads: 1,
+        ..Default::default()
+    }
+}
+
+/// What Cursor mapping 2 sent for a tab holding only its input box: a session of one turn whose
+/// prompt is the empty bubble, with its store cursor under version 2.
+fn mapping_2_empty_tab(db: &Path, tab: &str, n: usize) -> (ImportSessionItem, Cursor) {
+    let item: ImportSessionItem = serde_json::from_value(json!({
+        "sourceProvider": "cursor", "sourceSessionId": tab,
+        "sourceSessionFingerprint": format!("mapping-2-{tab}"),
+        "session": {"metadata": {"legacy": "chatdata"}},
+        "turns": [{"sourceTurnId": format!("box-{n}"), "startedAtMs": T0,
+                   "queryMessageSourceIds": [format!("box-{n}")]}],
+        "messages": [{"sourceMessageId": format!("box-{n}"), "sourceTurnId": format!("box-{n}"),
+                      "role": "user", "sequence": 0, "createdAtMs": T0}],
+        "mappingVersion": 2, "wholeSession": true
+    }))
+    .unwrap();
+    let cursor = Cursor {
+        key: store_cursor_key(Provider::Cursor, db, tab),
+        value: json!({"v": 1, "token": format!("m2:legacy:{tab}"),
+                      "fingerprint": format!("mapping-2-{tab}")}),
+    };
+    (item, cursor)
+}
+
+/// The ledger a user has who imported with Cursor mapping 2: the used tab (read by this build
+/// under version 2) and the three empty tabs as mapping 2 made them, with their cursors.
+fn mapping_2_ledger(db: &Path, empty: &Path, ledger: &Path) {
+    let v2 = MappingVersions::CURRENT.with(Provider::Cursor, 2);
+    let mut frames = backfill(&options(db, empty, v2), &[], &default_parser_factory());
+    let (items, cursors): (Vec<_>, Vec<_>) = EMPTY_TABS
+        .iter()
+        .enumerate()
+        .map(|(n, tab)| mapping_2_empty_tab(db, tab, n))
+        .unzip();
+    let run_id = frames[0].run_id.clone();
+    let batch = Envelope {
+        run_id,
+        seq: None,
+        body: WorkerFrame::ImportBatch(ImportRequest {
+            source: "aix".into(),
+            run_id: None,
+            mode: "backfill".into(),
+            persona_id: None,
+            idempotency_key: "aix:backfill:mapping-2-empty-tabs".into(),
+            items,
+            cursors,
+        }),
+    };
+    // Before the terminal frame; the seqs renumbered.
+    let end = frames.len() - 1;
+    frames.insert(end, batch);
+    for (n, f) in frames.iter_mut().enumerate() {
+        f.seq = Some(n as u64 + 1);
+    }
+    let report = replay(&frames, ledger);
+    assert_eq!(report["imported"], 4, "{report}");
+}
+
+fn sessions(ledger: &Path) -> Vec<String> {
+    let conn = open(ledger);
+    let mut stmt = conn
+        .prepare("SELECT origin_session_id FROM sessions ORDER BY 1")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// `nex import verify --json` of the Cursor database alone.
+fn verify(home: &Path, ledger: &Path, db: &Path, empty: &Path) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nex"))
+        .args(["import", "verify", "--json", "--ledger"])
+        .arg(ledger)
+        .arg("--worker-cmd")
+        .arg(env!("CARGO_BIN_EXE_aix"))
+        .arg("--cursor-db")
+        .arg(db)
+        .args(
+            [
+                "--claude-dir",
+                "--codex-dir",
+                "--gemini-dir",
+                "--opencode-dir",
+            ]
+            .iter()
+            .flat_map(|flag| [std::ffi::OsStr::new(flag), empty.as_os_str()]),
+        )
+        .env("NEX_HOME", home.join("nex-home"))
+        .env("HOME", home)
+        .env_remove("NEX_LEDGER")
+        .env_remove("NEX_WORKER_CMD")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let report: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), report)
+}
+
+fn cursor_report(report: &Value) -> &Value {
+    report["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "cursor")
+        .unwrap()
+}
+
+/// Cursor mapping 3 no longer makes a session of a legacy chat tab that holds only its input
+/// box; a user who imported with mapping 2 kept those sessions, which `nex import verify`
+/// listed as only in the ledger. The next plain backfill retracts them (and re-imports the used
+/// tab under mapping 3): the ledger equals a clean import, verify lists nothing, and a second
+/// backfill does nothing.
+#[test]
+fn the_next_backfill_retracts_the_empty_chat_tabs_cursor_mapping_2_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db: PathBuf = dir
+        .path()
+        .join("cursor/User/workspaceStorage/5f1c/state.vscdb");
+    write_workspace_db(&db);
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let old = dir.path().join("old.db");
+    mapping_2_ledger(&db, &empty, &old);
+    assert_eq!(
+        sessions(&old),
+        ["tab-blank-1", "tab-blank-2", "tab-blank-3", "tab-used"]
+    );
+    let (_, before) = verify(dir.path(), &old, &db, &empty);
+    let only: Vec<&str> = cursor_report(&before)["only_in_ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source_session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(only, EMPTY_TABS, "{before}");
+
+    let clean = dir.path().join("clean.db");
+    let current = options(&db, &empty, MappingVersions::CURRENT);
+    replay(&backfill(&current, &[], &default_parser_factory()), &clean);
+    assert_eq!(sessions(&clean), ["tab-used"]);
+
+    let cursors = nex::ledger::load_cursors(&open(&old), "aix").unwrap();
+    let frames = backfill(&current, &cursors, &default_parser_factory());
+    let items = batch_items(&frames);
+    let mut retracted: Vec<&str> = items
+        .iter()
+        .filter(|i| i.retract)
+        .map(|i| i.source_session_id.as_str())
+        .collect();
+    retracted.sort_unstable();
+    assert_eq!(retracted, EMPTY_TABS);
+    assert!(
+        items
+            .iter()
+            .all(|i| i.mapping_version == Some(mapping::CURSOR))
+    );
+    let report = replay(&frames, &old);
+    assert_eq!(report["retracted"], 3, "{report}");
+    assert_eq!(report["upserted"], 1, "{report}");
+    let (got, expected) = (canonical(&open(&old)), canonical(&open(&clean)));
+    assert!(got == expected, "{}", first_difference(&got, &expected));
+
+    let (code, after) = verify(dir.path(), &old, &db, &empty);
+    assert_eq!(code, 0, "{after}");
+    let cursor = cursor_report(&after);
+    assert_eq!(cursor["only_in_ledger"], json!([]), "{after}");
+    assert_eq!(cursor["matched"], 1, "{after}");
+
+    // Retracted once: the next backfill finds every tab unchanged.
+    let cursors = nex::ledger::load_cursors(&open(&old), "aix").unwrap();
+    let again = backfill(&current, &cursors, &default_parser_factory());
+    assert_eq!(batch_items(&again), Vec::<ImportSessionItem>::new());
+}
+
+/// Rows outlive their sources: a tab the database no longer holds, and a database that is gone,
+/// are never retracted, whatever mapping imported them.
+#[test]
+fn a_chat_tab_or_database_that_is_gone_is_never_retracted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db: PathBuf = dir
+        .path()
+        .join("cursor/User/workspaceStorage/5f1c/state.vscdb");
+    write_workspace_db(&db);
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let ledger = dir.path().join("old.db");
+    mapping_2_ledger(&db, &empty, &ledger);
+    let current = options(&db, &empty, MappingVersions::CURRENT);
+
+    // The empty tabs closed: the chat data holds the used tab only.
+    let conn = Connection::open(&db).unwrap();
+    let key = "workbench.panel.aichat.view.aichat.chatdata";
+    let value: Vec<u8> = conn
+        .query_row("SELECT value FROM ItemTable WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let mut data: Value = serde_json::from_slice(&value).unwrap();
+    data["tabs"].as_array_mut().unwrap().truncate(1);
+    conn.execute(
+        "INSERT INTO ItemTable (key, value) VALUES (?1, ?2)",
+        rusqlite::params![key, data.to_string().into_bytes()],
+    )
+    .unwrap();
+    drop(conn);
+    let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
+    let frames = backfill(&current, &cursors, &default_parser_factory());
+    let items = batch_items(&frames);
+    assert_eq!(items.len(), 1, "the used tab, under mapping 3");
+    assert!(items.iter().all(|i| !i.retract));
+    let report = replay(&frames, &ledger);
+    assert_eq!(report.get("retracted"), None, "{report}");
+    assert_eq!(sessions(&ledger).len(), 4);
+
+    // The database gone.
+    std::fs::remove_file(&db).unwrap();
+    let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
+    let frames = backfill(&current, &cursors, &default_parser_factory());
+    assert_eq!(batch_items(&frames), Vec::<ImportSessionItem>::new());
+    assert_eq!(sessions(&ledger).len(), 4);
+}
+
+/// A Claude Code resumed file holding copies only, imported while their owner was not written
+/// yet, then deleted before its owner appears: nothing reads it whole again, and its session
+/// stays (the retract of item rule 15 needs the file's final content).
+#[test]
+fn a_copies_only_claude_file_that_is_gone_keeps_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("projects").join("-work-garden");
+    std::fs::create_dir_all(&proj).unwrap();
+    let chain =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-code/resumed-chain");
+    let owner = "aaaaaaaa-1111-4000-8000-00000000000a.jsonl";
+    let resumed = "cccccccc-3333-4000-8000-00000000000c.jsonl";
+    // The resumed file up to its last copy of the owner's lines (a summary and six copies).
+    let text = std::fs::read_to_string(chain.join(resumed)).unwrap();
+    let copies: String = text.split_inclusive('\n').take(7).collect();
+    std::fs::write(proj.join(resumed), copies).unwrap();
+    let options = WorkerOptions {
+        claude_dirs: vec![dir.path().join("projects")],
+        parse_threads: 1,
+        ..Default::default()
+    };
+    let ledger = dir.path().join("agents.db");
+    replay(&backfill(&options, &[], &default_parser_factory()), &ledger);
+    assert_eq!(sessions(&ledger), ["cccccccc-3333-4000-8000-00000000000c"]);
+
+    std::fs::remove_file(proj.join(resumed)).unwrap();
+    std::fs::copy(chain.join(owner), proj.join(owner)).unwrap();
+    let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
+    let frames = backfill(&options, &cursors, &default_parser_factory());
+    assert!(batch_items(&frames).iter().all(|i| !i.retract));
+    replay(&frames, &ledger);
+    assert_eq!(
+        sessions(&ledger),
+        [
+            "aaaaaaaa-1111-4000-8000-00000000000a",
+            "cccccccc-3333-4000-8000-00000000000c"
+        ]
+    );
+}
+
+/// The same file still on disk when its owner appears: the next backfill retracts its session
+/// (its final content is the owner's copies only), once.
+#[test]
+fn a_copies_only_claude_file_still_there_is_retracted_once_its_owner_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("projects").join("-work-garden");
+    std::fs::create_dir_all(&proj).unwrap();
+    let chain =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-code/resumed-chain");
+    let owner = "aaaaaaaa-1111-4000-8000-00000000000a.jsonl";
+    let resumed = "cccccccc-3333-4000-8000-00000000000c.jsonl";
+    let text = std::fs::read_to_string(chain.join(resumed)).unwrap();
+    let copies: String = text.split_inclusive('\n').take(7).collect();
+    std::fs::write(proj.join(resumed), copies).unwrap();
+    let options = WorkerOptions {
+        claude_dirs: vec![dir.path().join("projects")],
+        parse_threads: 1,
+        ..Default::default()
+    };
+    let ledger = dir.path().join("agents.db");
+    replay(&backfill(&options, &[], &default_parser_factory()), &ledger);
+    std::fs::copy(chain.join(owner), proj.join(owner)).unwrap();
+    let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
+    let frames = backfill(&options, &cursors, &default_parser_factory());
+    let retracts: Vec<String> = batch_items(&frames)
+        .into_iter()
+        .filter(|i| i.retract)
+        .map(|i| i.source_session_id)
+        .collect();
+    assert_eq!(retracts, ["cccccccc-3333-4000-8000-00000000000c"]);
+    let report = replay(&frames, &ledger);
+    assert_eq!(report["retracted"], 1, "{report}");
+    assert_eq!(sessions(&ledger), ["aaaaaaaa-1111-4000-8000-00000000000a"]);
+    for table in ["turns", "messages", "tool_calls"] {
+        let stale: i64 = open(&ledger)
+            .query_row(
+                &format!("SELECT count(*) FROM {table} WHERE session_label LIKE '%cccccccc%'"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(stale, 0, "{table}");
+    }
+    let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
+    let again = backfill(&options, &cursors, &default_parser_factory());
+    assert_eq!(batch_items(&again), Vec::<ImportSessionItem>::new());
+}
