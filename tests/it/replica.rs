@@ -836,3 +836,91 @@ fn assert_same_usage(got: &Value, want: &Value, what: &str) {
         other => panic!("{what}: cost {other:?}"),
     }
 }
+
+/// Item rule 15 reaches the replica as rule 13's removals do: a retract deletes the session's
+/// rows in the ledger, its triggers log each delete in `change_log`, and the next sync deletes
+/// them in PostgreSQL. A Claude Code resumed file imported while it held copies only (their
+/// owner not written yet) is retracted by the backfill after the owner appears: the replica
+/// then equals the ledger row for row and holds nothing of that session.
+#[test]
+fn a_retracted_session_disappears_from_the_replica() {
+    let Some(pg) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let claude = dir.path().join("claude");
+    let proj = claude.join("projects").join("-work-garden");
+    std::fs::create_dir_all(&proj).unwrap();
+    let chain =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-code/resumed-chain");
+    let owner = "aaaaaaaa-1111-4000-8000-00000000000a.jsonl";
+    let resumed = "cccccccc-3333-4000-8000-00000000000c.jsonl";
+    // The resumed file up to its last copy of the owner's lines (a summary and six copies).
+    let text = std::fs::read_to_string(chain.join(resumed)).unwrap();
+    let copies: String = text.split_inclusive('\n').take(7).collect();
+    std::fs::write(proj.join(resumed), copies).unwrap();
+    let home_dir = dir.path().join("home");
+    std::fs::create_dir_all(&home_dir).unwrap();
+    let m = Machine {
+        home: BenchHome::create(&home_dir, &claude, &bins()).unwrap(),
+        dir,
+        name: "retracting".into(),
+        seed: 0,
+        appended: 0,
+    };
+    m.configure(Some(&pg));
+    let rows_of = |table: &str| -> i64 {
+        pg.scalar(&format!(
+            "SELECT count(*) FROM nex.\"{table}\" WHERE machine = 'retracting' \
+             AND {} LIKE '%cccccccc-3333%'",
+            if table == "session_imports" {
+                "source_session_id"
+            } else {
+                "session_label"
+            }
+        ))
+        .unwrap()
+    };
+
+    m.backfill();
+    m.synced();
+    wait_equal(&pg, &m);
+    for table in ["turns", "messages", "session_imports"] {
+        assert!(
+            rows_of(table) > 0,
+            "{table}: the copies imported as C's own"
+        );
+    }
+
+    std::fs::copy(chain.join(owner), proj.join(owner)).unwrap();
+    let out = m.run(&["import", "backfill", "--wait", "--json"]);
+    assert!(out.status.success());
+    let job = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        job.contains("\"retracted\":1"),
+        "the job counts the retract: {job}"
+    );
+    let retracted: i64 = rusqlite::Connection::open_with_flags(
+        m.ledger(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap()
+    .query_row(
+        "SELECT count(*) FROM sessions WHERE origin_session_id LIKE 'cccccccc-3333%'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap();
+    assert_eq!(retracted, 0, "the ledger retracted C");
+    m.synced();
+    let rows = wait_equal(&pg, &m);
+    assert!(rows > 0);
+    for table in ["turns", "messages", "tool_calls", "session_imports"] {
+        assert_eq!(rows_of(table), 0, "{table}: C's rows left the replica");
+    }
+    let sessions = pg
+        .scalar(
+            "SELECT count(*) FROM nex.sessions WHERE machine = 'retracting' \
+             AND origin_session_id LIKE 'cccccccc-3333%'",
+        )
+        .unwrap();
+    assert_eq!(sessions, 0);
+}
