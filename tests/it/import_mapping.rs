@@ -329,3 +329,156 @@ fn a_ledger_of_schema_0001_is_attributed_by_the_migration_and_then_upgraded() {
     .unwrap();
     assert_eq!(canonical_dump(&conn), clean_new_ledger());
 }
+
+// ---- item rule 15: retract ------------------------------------------------------------------
+
+/// A parent session that spawned a subagent (its tool call names the child), the child, and an
+/// unrelated session.
+fn family() -> Vec<Value> {
+    let mut parent = json!({"sourceProvider": "codex", "sourceSessionId": "sess-p",
+        "sourceSessionFingerprint": "fp-p", "session": {"createdAtMs": T0},
+        "turns": [turn("P1", None, 1, 10), turn("P2", Some("P1"), 3, 10)],
+        "messages": [message("pm1", "P1", "user", 1), message("pm2", "P1", "assistant", 2),
+                     message("pm3", "P2", "user", 3)],
+        "toolCalls": [tool("spawn", "P1", "pm2", 2)]});
+    parent["messages"][0]["content"] = json!("zucchini parent prompt");
+    parent["toolCalls"][0]["spawnedSourceSessionId"] = json!("sess-k");
+    parent["toolCalls"][0]["resultSourceMessageId"] = json!("pm3");
+    let mut child = json!({"sourceProvider": "codex", "sourceSessionId": "sess-k",
+        "sourceSessionFingerprint": "fp-k",
+        "session": {"createdAtMs": T0, "isSubagent": true, "parentSourceSessionId": "sess-p",
+                    "spawnToolCallId": "spawn"},
+        "turns": [turn("K1", Some("P1"), 2, 5)],
+        "messages": [message("km1", "K1", "user", 1)]});
+    child["messages"][0]["content"] = json!("zucchini child prompt");
+    let other = json!({"sourceProvider": "codex", "sourceSessionId": "sess-o",
+        "sourceSessionFingerprint": "fp-o", "session": {"createdAtMs": T0},
+        "turns": [turn("O1", None, 1, 1)], "messages": [message("om1", "O1", "user", 1)]});
+    vec![parent, child, other]
+}
+
+fn retract(session: &str) -> Value {
+    json!({"sourceProvider": "codex", "sourceSessionId": session,
+           "sourceSessionFingerprint": format!("retract:{session}"), "retract": true,
+           "mappingVersion": 4, "wholeSession": true})
+}
+
+fn hits(conn: &Connection, word: &str) -> i64 {
+    conn.query_row(
+        "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?1",
+        [word],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Item rule 15: a retract deletes its session whole (session row, import mapping, history,
+/// turns, threads, messages, tool calls, search entries) in its savepoint, is counted as
+/// `retracted`, and leaves the other sessions as they were: the subagent it spawned keeps its
+/// rows and its parent label (as when a parent is not imported yet). Repeated, or for a
+/// session never imported, it is `skipped` (`session_absent`); the session can come back.
+#[test]
+fn a_retract_deletes_its_session_whole_and_repeated_is_skipped() {
+    let mut conn = ledger();
+    run_import(&mut conn, import_req("k1", "backfill", family())).unwrap();
+    assert_eq!(hits(&conn, "zucchini"), 2);
+    let child_before = nex::import::session_label("aix", "codex", "sess-k");
+    let child_rows = |conn: &Connection| -> Vec<String> {
+        ["turns", "messages"]
+            .iter()
+            .flat_map(|t| rows_of(conn, t, &child_before))
+            .collect()
+    };
+    let kept = child_rows(&conn);
+
+    let resp = run_import(
+        &mut conn,
+        import_req("k2", "backfill", vec![retract("sess-p")]),
+    )
+    .unwrap();
+    assert_eq!((resp.retracted, resp.skipped, resp.failed), (1, 0, 0));
+    assert_eq!(resp.items(), 1);
+    assert_eq!(
+        serde_json::to_value(&resp.results[0]).unwrap()["status"],
+        "retracted"
+    );
+    let parent = nex::import::session_label("aix", "codex", "sess-p");
+    for (table, column) in [
+        ("sessions", "label"),
+        ("session_imports", "session_label"),
+        ("session_history", "session_label"),
+        ("turns", "session_label"),
+        ("messages", "session_label"),
+        ("tool_calls", "session_label"),
+    ] {
+        let n: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM {table} WHERE {column} = ?1"),
+                [&parent],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+    assert_eq!(count(&conn, "sessions"), 2);
+    assert_eq!(count(&conn, "threads"), count(&conn, "turns"));
+    assert_eq!(hits(&conn, "zucchini"), 1, "the child's prompt only");
+    assert!(ledger::search_index::check(&conn).unwrap());
+    assert_eq!(child_rows(&conn), kept, "the subagent keeps its rows");
+    let (parent_label, child_parent_turn): (Option<String>, Option<String>) = conn
+        .query_row(
+            "SELECT parent_session_label, parent_turn_id FROM sessions WHERE label = ?1",
+            [&child_before],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(parent_label.as_deref(), Some(parent.as_str()));
+    assert_eq!(child_parent_turn, None, "the removed turn is no parent");
+    let fk: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(fk, 0);
+
+    // Again, and for a session never imported: skipped, nothing changes.
+    let before = canonical_dump(&conn);
+    let resp = run_import(
+        &mut conn,
+        import_req("k3", "tail", vec![retract("sess-p"), retract("sess-never")]),
+    )
+    .unwrap();
+    assert_eq!((resp.retracted, resp.skipped), (0, 2));
+    for r in &resp.results {
+        assert_eq!(r.reason.as_deref(), Some("session_absent"));
+    }
+    assert_eq!(canonical_dump(&conn), before);
+
+    // The session can come back whole.
+    let resp = run_import(
+        &mut conn,
+        import_req("k4", "backfill", vec![family()[0].clone()]),
+    )
+    .unwrap();
+    assert_eq!(resp.imported, 1);
+    assert_eq!(hits(&conn, "zucchini"), 2);
+}
+
+/// Every row of `table` whose session is `label`, every column as text.
+fn rows_of(conn: &Connection, table: &str, label: &str) -> Vec<String> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT * FROM {table} WHERE session_label = ?1 ORDER BY id"
+        ))
+        .unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([label], |r| {
+        Ok((0..n)
+            .map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()))
+            .collect::<Vec<_>>()
+            .join(" "))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
