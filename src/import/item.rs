@@ -17,6 +17,11 @@
 //! row's `tool_call_count` (`rows::write_turns`). Rows the item does not carry are left as they
 //! are (never removed nor rewritten). Without the field (an older worker's whole turns) the
 //! item's tool calls naming the turn are counted, as in rule 6.
+//!
+//! **Item rule 15 (extension, retract)**: an item with `retract` deletes its session whole
+//! (`replace::retract_session`) and is `retracted`, or `skipped` (reason `session_absent`) when
+//! the ledger does not hold the session; its fingerprint is not required and nothing else of it
+//! is read.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
