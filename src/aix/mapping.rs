@@ -7,9 +7,9 @@
 //! of everything that decides whether a session is read again:
 //! - **cursors**: a file cursor records the version it was taken under (`FileCursor::mapping`),
 //!   a store cursor carries it in its token (`m<version>:<token>`). At run start a cursor of
-//!   another version is dropped ([`current_file_cursors`], [`current_store_cursors`]), so the
-//!   next backfill (not only `--full`) and the next tail start read those files and sessions
-//!   whole;
+//!   another version is dropped ([`current_file_cursors`]; a store cursor keeps only its key,
+//!   [`current_store_cursors`], which says the session was imported), so the next backfill (not
+//!   only `--full`) and the next tail start read those files and sessions whole;
 //! - **fingerprints**: an item's fingerprint is the parser's, folded with the version
 //!   ([`versioned_fingerprint`]), so the service never skips the re-read as
 //!   `fingerprint_unchanged` and a new idempotency key is used;
@@ -235,6 +235,26 @@ mod tests {
         );
         assert_eq!(current_token(2, "5:9"), None);
         assert_eq!(current_token(3, &versioned_token(2, "5:9")), None);
+    }
+
+    #[test]
+    fn store_cursors_of_another_version_stay_known_with_a_stale_token() {
+        let cursor = |token: String| super::super::sources::StoreCursor {
+            v: 1,
+            token,
+            fingerprint: "f".into(),
+        };
+        let stored = std::collections::HashMap::from([
+            (
+                "cursor:/db#a".to_owned(),
+                cursor(versioned_token(CURSOR, "t")),
+            ),
+            ("cursor:/db#b".to_owned(), cursor(versioned_token(2, "u"))),
+        ]);
+        let now = current_store_cursors(&stored, &MappingVersions::CURRENT);
+        assert_eq!(now.len(), 2);
+        assert_eq!(now["cursor:/db#a"].token, "t");
+        assert_eq!(now["cursor:/db#b"].token, STALE_TOKEN);
     }
 
     #[test]
