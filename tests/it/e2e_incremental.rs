@@ -191,3 +191,62 @@ fn tail_in_random_cuts_equals_one_backfill_samples() {
     assert!(!files.is_empty());
     run_case(&files, 0xE2E2);
 }
+
+/// Item rule 15 through the built binaries: `aix worker --stdio` tailing a Claude Code project
+/// sees a resumed file holding copies only first (their owner not written yet) and imports it
+/// as its own session; then the owner appears, and the file, read again whole, gives nothing:
+/// the tail retracts its session, and the tail's ledger equals one backfill of the final files.
+#[test]
+fn tail_retracts_a_file_left_with_copies_only_when_their_owner_appears() {
+    let chain =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-code/resumed-chain");
+    let owner = "aaaaaaaa-1111-4000-8000-00000000000a.jsonl";
+    let resumed = "cccccccc-3333-4000-8000-00000000000c.jsonl";
+    let text = std::fs::read_to_string(chain.join(resumed)).unwrap();
+    let copies: String = text.split_inclusive('\n').take(7).collect();
+    let tree = Tree::new();
+    let proj = tree.path().join("claude/resumed-chain");
+    std::fs::create_dir_all(&proj).unwrap();
+    let ledger = tree.ledger("tail.db");
+    let mut pair = worker(&tree, &ledger, RunMode::Tail, Vec::new());
+    std::fs::write(proj.join(resumed), copies).unwrap();
+    let sessions = |ledger: &Path| -> Vec<String> {
+        if !ledger.exists() {
+            return Vec::new();
+        }
+        let conn = open(ledger);
+        let mut stmt = conn
+            .prepare("SELECT origin_session_id FROM sessions ORDER BY 1")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap_or_default()
+    };
+    let start = Instant::now();
+    while sessions(&ledger) != ["cccccccc-3333-4000-8000-00000000000c"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the tail never imported the copies-only file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::copy(chain.join(owner), proj.join(owner)).unwrap();
+
+    let reference_ledger = tree.ledger("full.db");
+    assert_clean(&backfill(&tree, &reference_ledger));
+    let expected = canonical(&open(&reference_ledger));
+    assert_eq!(
+        sessions(&reference_ledger),
+        ["aaaaaaaa-1111-4000-8000-00000000000a"]
+    );
+    let start = Instant::now();
+    let mut got = String::new();
+    while got != expected && start.elapsed() < Duration::from_secs(60) {
+        got = canonical(&open(&ledger));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pair.stop();
+    assert_clean(&pair.finish().unwrap());
+    assert!(got == expected, "{}", first_difference(&got, &expected));
+}
