@@ -387,7 +387,7 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
             })?;
             times.push((q.query.clone(), started.elapsed().as_secs_f64() * 1000.0));
             cpu.push(thread_cpu_ms() - cpu_started);
-            with_hits += usize::from(!hits.is_empty());
+            with_hits += usize::from(!hits.hits.is_empty());
         }
         tracing::debug!(pass, "search bench query pass");
     }

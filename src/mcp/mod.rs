@@ -181,6 +181,8 @@ pub struct NexMcp {
     max_bytes: usize,
     /// The price table with the user's `config.toml` overrides, as `nex usage` uses it.
     prices: PriceTable,
+    /// `search_sessions`' [`SearchFilter::rank_cap`], as `nex search` takes it.
+    rank_cap: Option<u32>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -191,12 +193,20 @@ impl NexMcp {
             ledger,
             max_bytes,
             prices,
+            rank_cap: Some(query::search::DEFAULT_RANK_CAP),
             tool_router: Self::tool_router(),
         }
     }
 
+    /// The server with `search_sessions` ranking at most `cap` matches of an index (`None`:
+    /// all).
+    pub fn with_rank_cap(mut self, cap: Option<u32>) -> Self {
+        self.rank_cap = cap;
+        self
+    }
+
     #[tool(
-        description = "Full-text search over every imported AI coding session (Claude Code, Codex, Cursor, OpenCode, Gemini CLI): message text, thinking, tool names, parameters and results. Ranked by relevance (bm25), newest first on ties. Each hit: label, session_id, provider, project, turn_id, message_id, role, at (RFC 3339), snippet (matches in **bold**), score.",
+        description = "Full-text search over every imported AI coding session (Claude Code, Codex, Cursor, OpenCode, Gemini CLI): message text, thinking, tool names, parameters and results. Ranked by relevance (bm25), newest first on ties; a query with very many matches ranks the most recently imported ones only, and then `capped` is {ranked, matches} (else null): narrow it with since/until/project/provider. Each hit: label, session_id, provider, project, turn_id, message_id, role, at (RFC 3339), snippet (matches in **bold**), score.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn search_sessions(
@@ -220,11 +230,13 @@ impl NexMcp {
             // One more than asked: whether a next page exists.
             limit: limit + 1,
             offset,
+            rank_cap: self.rank_cap,
         };
-        let hits = self
+        let results = self
             .read(move |conn, path| query::search::search(conn, path, &filter))
             .await?;
-        Ok(self.page("hits", hits, offset, limit, json!({})))
+        let extra = json!({ "capped": results.capped });
+        Ok(self.page("hits", results.hits, offset, limit, extra))
     }
 
     #[tool(
@@ -451,17 +463,11 @@ fn cut_strings(value: &mut serde_json::Value) {
     }
 }
 
-/// Serves the tools on stdin/stdout until the client closes them.
+/// Serves the tools of `server` on stdin/stdout until the client closes them.
 ///
 /// Errors: the transport's (stdin or stdout failed) or the handshake's.
-pub async fn serve_stdio(
-    ledger: PathBuf,
-    max_bytes: usize,
-    prices: PriceTable,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let service = NexMcp::new(ledger, max_bytes, prices)
-        .serve(rmcp::transport::stdio())
-        .await?;
+pub async fn serve_stdio(server: NexMcp) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let service = server.serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     Ok(())
 }

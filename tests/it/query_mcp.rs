@@ -108,7 +108,8 @@ async fn lists_the_four_read_only_tools_and_each_answers_as_the_library() {
             ..Default::default()
         },
     )
-    .unwrap();
+    .unwrap()
+    .hits;
     assert_eq!(want.len(), 3);
     assert_eq!(got["hits"], serde_json::to_value(&want).unwrap());
     assert_eq!(got["next_cursor"], Value::Null);
