@@ -41,8 +41,18 @@ pub fn run(args: McpArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server =
-        crate::mcp::NexMcp::new(path, args.max_result_bytes, prices).with_rank_cap(rank_cap);
+    // `[replica]` for get_usage's `replica` (the settings' other parts are the daemon's).
+    let control = super::control_ctx::ControlArgs {
+        home: args.ledger.home.clone(),
+        ..Default::default()
+    };
+    let replica = match control.settings(false) {
+        Ok(settings) => settings.replica,
+        Err(e) => return super::control_ctx::fail(&e),
+    };
+    let server = crate::mcp::NexMcp::new(path, args.max_result_bytes, prices)
+        .with_rank_cap(rank_cap)
+        .with_replica(replica);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

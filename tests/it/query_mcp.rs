@@ -18,9 +18,9 @@ use crate::query_search::fixture_items;
 
 const NEX: &str = env!("CARGO_BIN_EXE_nex");
 
-type Client = RunningService<RoleClient, ()>;
+pub(crate) type Client = RunningService<RoleClient, ()>;
 
-async fn client(dir: &Path, ledger: &Path, extra: &[&str]) -> Client {
+pub(crate) async fn client(dir: &Path, ledger: &Path, extra: &[&str]) -> Client {
     let transport = TokioChildProcess::new(tokio::process::Command::new(NEX).configure(|cmd| {
         cmd.arg("mcp")
             .arg("--ledger")
@@ -34,7 +34,7 @@ async fn client(dir: &Path, ledger: &Path, extra: &[&str]) -> Client {
     ().serve(transport).await.expect("MCP handshake")
 }
 
-async fn call(
+pub(crate) async fn call(
     client: &Client,
     tool: &'static str,
     args: Value,
@@ -45,7 +45,7 @@ async fn call(
         .await
 }
 
-async fn structured(client: &Client, tool: &'static str, args: Value) -> Value {
+pub(crate) async fn structured(client: &Client, tool: &'static str, args: Value) -> Value {
     let result = call(client, tool, args).await.expect(tool);
     assert_ne!(result.is_error, Some(true), "{tool}: {result:?}");
     result.structured_content.expect("structured content")
@@ -59,7 +59,7 @@ fn ledger_with_fixture(dir: &Path) -> (std::path::PathBuf, rusqlite::Connection)
 }
 
 /// The code a JSON-RPC error carries in `data`.
-fn mcp_error_code(result: Result<CallToolResult, ServiceError>) -> (ErrorCode, String) {
+pub(crate) fn mcp_error_code(result: Result<CallToolResult, ServiceError>) -> (ErrorCode, String) {
     match result {
         Err(ServiceError::McpError(e)) => {
             let code = e
@@ -361,6 +361,22 @@ async fn bad_arguments_get_mcp_errors_and_the_server_keeps_serving() {
     assert_eq!(
         mcp_error_code(bad),
         (ErrorCode::INVALID_PARAMS, "bad_request".into())
+    );
+    // The grouping by machine is the replica's; a replica where none is configured.
+    let bad = call(&client, "get_usage", json!({"by": "machine"})).await;
+    assert_eq!(
+        mcp_error_code(bad),
+        (ErrorCode::INVALID_PARAMS, "bad_request".into())
+    );
+    let bad = call(
+        &client,
+        "get_usage",
+        json!({"replica": true, "by": "machine"}),
+    )
+    .await;
+    assert_eq!(
+        mcp_error_code(bad),
+        (ErrorCode::INVALID_PARAMS, "replica_not_configured".into())
     );
     // Arguments of the wrong shape: refused by the SDK before the tool runs (a tool error
     // result or a JSON-RPC error, never a crash).
