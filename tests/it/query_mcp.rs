@@ -21,12 +21,24 @@ const NEX: &str = env!("CARGO_BIN_EXE_nex");
 pub(crate) type Client = RunningService<RoleClient, ()>;
 
 pub(crate) async fn client(dir: &Path, ledger: &Path, extra: &[&str]) -> Client {
+    client_with_env(dir, ledger, extra, &[]).await
+}
+
+/// [`client`] with `env` set for the server.
+pub(crate) async fn client_with_env(
+    dir: &Path,
+    ledger: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Client {
     let transport = TokioChildProcess::new(tokio::process::Command::new(NEX).configure(|cmd| {
         cmd.arg("mcp")
             .arg("--ledger")
             .arg(ledger)
             .args(extra)
             .env("NEX_HOME", dir)
+            .env_remove("NEX_SEARCH_RANK_CAP")
+            .envs(env.iter().copied())
             // Days of `since` / `until` are the server's local days.
             .env("TZ", "UTC");
     }))

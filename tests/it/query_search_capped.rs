@@ -338,3 +338,66 @@ fn the_cli_says_when_it_ranked_part_of_the_matches() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("[bad_request]"));
 }
+
+/// `search_sessions` of `nex mcp` (a real MCP client over stdio) ranks under the rank cap
+/// `NEX_SEARCH_RANK_CAP` sets, and says so in `capped`; `null` when the answer is exact.
+#[tokio::test]
+async fn search_sessions_says_when_it_ranked_part_of_the_matches() {
+    use crate::query_mcp::{client_with_env, structured};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agents.db");
+    let conn = ledger_at(&path);
+    let capped = client_with_env(dir.path(), &path, &[], &[("NEX_SEARCH_RANK_CAP", "12")]).await;
+    let got = structured(
+        &capped,
+        "search_sessions",
+        json!({"query": "common", "limit": 5}),
+    )
+    .await;
+    let (want, _) = find(&conn, &common(5, Some(12)));
+    same_hits(&got["hits"], &want);
+    assert_eq!(got["capped"], json!({"ranked": 12, "matches": 40}));
+    // The next page ranks the same window.
+    let next = structured(
+        &capped,
+        "search_sessions",
+        json!({"query": "common", "limit": 5, "cursor": got["next_cursor"]}),
+    )
+    .await;
+    let page = SearchFilter {
+        offset: 5,
+        ..common(5, Some(12))
+    };
+    same_hits(&next["hits"], &find(&conn, &page).0);
+    assert_eq!(next["capped"], json!({"ranked": 12, "matches": 40}));
+    capped.cancel().await.unwrap();
+
+    let exact = client_with_env(dir.path(), &path, &[], &[]).await;
+    let got = structured(
+        &exact,
+        "search_sessions",
+        json!({"query": "common", "limit": 5}),
+    )
+    .await;
+    assert_eq!(got["capped"], Value::Null);
+    same_hits(&got["hits"], &find(&conn, &common(5, None)).0);
+    exact.cancel().await.unwrap();
+}
+
+/// `got` (hits as JSON) are `want`: every field equal, scores to the precision JSON carries.
+fn same_hits(got: &Value, want: &[SearchHit]) {
+    let mut got = got.as_array().unwrap().clone();
+    let mut want = serde_json::to_value(want)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter_mut().zip(want.iter_mut()) {
+        let (gs, ws) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
+        assert!((gs - ws).abs() <= ws.abs() * 1e-12, "{gs} {ws}");
+        g["score"] = Value::Null;
+        w["score"] = Value::Null;
+    }
+    assert_eq!(got, want);
+}
