@@ -269,6 +269,12 @@ fn search_cmd(
         "queries  {} ({} with hits): p50 {:.2} ms · p99 {:.2} ms · max {:.2} ms (CPU p50 {:.2} ms · p99 {:.2} ms)",
         r.queries, r.queries_with_hits, r.p50_ms, r.p99_ms, r.max_ms, r.cpu_p50_ms, r.cpu_p99_ms
     )?;
+    writeln!(
+        out,
+        "         rank cap {}: {} queries ranked their most recently imported matches only",
+        r.rank_cap.map_or("none".to_owned(), |c| c.to_string()),
+        r.queries_capped
+    )?;
     for (q, ms) in &r.slowest {
         writeln!(out, "         {ms:8.2} ms  {q}")?;
     }

@@ -13,8 +13,10 @@
 //!   (after the closing checkpoint) of both, per run, alternating which goes first.
 //! - Speed: [`QUERIES`] fixed queries (words across the frequency range, two-word ANDs,
 //!   phrases, prefixes, OR/NOT, and filters by provider, project, time and role), each run
-//!   through `nex::query::search::search` with `limit` 20 (snippets included) on a read-only
-//!   connection; one warm-up pass, then the measured pass: p50, p99, max.
+//!   through `nex::query::search::search` with `limit` 20 (snippets included) and the rank cap
+//!   `nex search` takes (`NEX_SEARCH_RANK_CAP`, else the default) on a read-only connection;
+//!   one warm-up pass, then the measured pass: p50, p99, max, and how many queries ranked only
+//!   part of their matches.
 //! - Real histories (`--claude-dir`, `--codex-dir`): the backfill `aix emit | nex import replay`
 //!   (release binaries, two processes) into a ledger with the index and one created without it:
 //!   the index's cost to the whole backfill and to a real ledger's size.
@@ -87,6 +89,10 @@ pub struct SearchResult {
     pub queries: usize,
     /// Queries that found at least one hit.
     pub queries_with_hits: usize,
+    /// The rank cap of every query (`None`: every match ranked).
+    pub rank_cap: Option<u32>,
+    /// Queries that had more matches than the cap, so ranked the most recently imported only.
+    pub queries_capped: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -368,14 +374,21 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
         code: e.code(),
         message: e.to_string(),
     })?;
-    let set = queries(&prose);
+    let rank_cap = nex::query::search::rank_cap_from_env().map_err(|e| BenchError::Pipeline {
+        code: e.code(),
+        message: e.to_string(),
+    })?;
+    let mut set = queries(&prose);
+    for q in &mut set {
+        q.rank_cap = rank_cap;
+    }
     let mut times = Vec::new();
     let mut cpu = Vec::new();
-    let mut with_hits = 0;
+    let (mut with_hits, mut capped) = (0, 0);
     for pass in 0..2 {
         times.clear();
         cpu.clear();
-        with_hits = 0;
+        (with_hits, capped) = (0, 0);
         for q in &set {
             let cpu_started = thread_cpu_ms();
             let started = Instant::now();
@@ -387,7 +400,8 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
             })?;
             times.push((q.query.clone(), started.elapsed().as_secs_f64() * 1000.0));
             cpu.push(thread_cpu_ms() - cpu_started);
-            with_hits += usize::from(!hits.is_empty());
+            with_hits += usize::from(!hits.hits.is_empty());
+            capped += usize::from(hits.capped.is_some());
         }
         tracing::debug!(pass, "search bench query pass");
     }
@@ -412,6 +426,8 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
         size_ratio: with_bytes as f64 / without_bytes.max(1) as f64,
         queries: set.len(),
         queries_with_hits: with_hits,
+        rank_cap,
+        queries_capped: capped,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: ms[ms.len() - 1],

@@ -34,6 +34,25 @@ pub fn run(args: McpArgs) -> ExitCode {
         Ok(config) => PriceTable::with_overrides(&config.prices),
         Err(e) => return super::control_ctx::fail(&e),
     };
+    let rank_cap = match crate::query::search::rank_cap_from_env() {
+        Ok(cap) => cap,
+        Err(e) => {
+            errln!("nex: {e} [{}]", e.code());
+            return ExitCode::FAILURE;
+        }
+    };
+    // `[replica]` for get_usage's `replica` (the settings' other parts are the daemon's).
+    let control = super::control_ctx::ControlArgs {
+        home: args.ledger.home.clone(),
+        ..Default::default()
+    };
+    let replica = match control.settings(false) {
+        Ok(settings) => settings.replica,
+        Err(e) => return super::control_ctx::fail(&e),
+    };
+    let server = crate::mcp::NexMcp::new(path, args.max_result_bytes, prices)
+        .with_rank_cap(rank_cap)
+        .with_replica(replica);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -48,7 +67,7 @@ pub fn run(args: McpArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::mcp::serve_stdio(path, args.max_result_bytes, prices)) {
+    match runtime.block_on(crate::mcp::serve_stdio(server)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             errln!("nex: mcp: {e} [{}]", Code::IoFailed);

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::control_ctx::{ControlArgs, errln, outln, print_json};
 use super::sessions::NO_SESSIONS_YET;
-use crate::query::search::{RoleFilter, SearchFilter, SearchHit};
+use crate::query::search::{RoleFilter, SearchFilter, SearchResults};
 use crate::query::{self, QueryError, time};
 
 /// Where a read-only command finds the ledger.
@@ -76,15 +76,21 @@ pub struct SearchArgs {
     pub role: Option<RoleFilter>,
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
-    /// One JSON line per hit.
+    /// Rank at most this many matches of a query (the most recently imported), so that a
+    /// very frequent word answers fast; the output says when it did. 0 ranks every match.
+    /// Default: $NEX_SEARCH_RANK_CAP, else 10000.
+    #[arg(long, value_name = "N")]
+    pub rank_cap: Option<u32>,
+    /// One JSON line per hit (with `"capped": {"ranked": N, "matches": M}` on each line when
+    /// only the most recently imported N of M matches were ranked).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: SearchArgs) -> ExitCode {
     match search(&args) {
-        Ok(hits) => {
-            print_hits(&hits, args.json);
+        Ok(results) => {
+            print_hits(&results, args.json);
             ExitCode::SUCCESS
         }
         Err(SearchFailure::Query(QueryError::LedgerNotFound(_))) => {
@@ -114,7 +120,8 @@ impl From<QueryError> for SearchFailure {
 
 /// The filter of a command line: dates parsed, the project made absolute.
 ///
-/// Errors: `date_invalid` for a date that does not parse.
+/// Errors: `date_invalid` for a date that does not parse; `bad_request` for an invalid
+/// `NEX_SEARCH_RANK_CAP`.
 pub fn filter_of(args: &SearchArgs) -> Result<SearchFilter, QueryError> {
     let (since_ms, until_ms) = time::window(
         args.since.as_deref(),
@@ -130,20 +137,39 @@ pub fn filter_of(args: &SearchArgs) -> Result<SearchFilter, QueryError> {
         role: args.role,
         limit: args.limit,
         offset: 0,
+        rank_cap: match args.rank_cap {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => query::search::rank_cap_from_env()?,
+        },
     })
 }
 
-fn search(args: &SearchArgs) -> Result<Vec<SearchHit>, SearchFailure> {
+fn search(args: &SearchArgs) -> Result<SearchResults, SearchFailure> {
     let filter = filter_of(args)?;
     let path = args.ledger.path().map_err(SearchFailure::Control)?;
     let conn = query::open_existing(&path)?;
     Ok(query::search::search(&conn, &path, &filter)?)
 }
 
-fn print_hits(hits: &[SearchHit], json: bool) {
+/// The JSON line of a hit: the hit's fields, and `capped` after them when the search ranked
+/// only part of the matches (so a consumer of the exact contract reads the same fields).
+#[derive(serde::Serialize)]
+struct HitLine<'a> {
+    #[serde(flatten)]
+    hit: &'a crate::query::search::SearchHit,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capped: Option<crate::query::search::Capped>,
+}
+
+fn print_hits(results: &SearchResults, json: bool) {
+    let hits = &results.hits;
     if json {
         for hit in hits {
-            print_json(hit);
+            print_json(&HitLine {
+                hit,
+                capped: results.capped,
+            });
         }
         return;
     }
@@ -167,5 +193,13 @@ fn print_hits(hits: &[SearchHit], json: bool) {
             hit.project.as_deref().unwrap_or("-"),
         );
         outln!("    {}", hit.snippet.replace(['\n', '\r'], " "));
+    }
+    if let Some(c) = results.capped {
+        outln!(
+            "ranked the {} most recently imported of {} matches; narrow with --since, --until, \
+             --project, --provider or a rarer word, or rank every match with --rank-cap 0",
+            c.ranked,
+            c.matches
+        );
     }
 }

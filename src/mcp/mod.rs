@@ -9,7 +9,9 @@
 //!   (`nex sessions export --format json`), turns paged, the header bounded
 //!   ([`bound_header`]).
 //! - `get_usage`: [`query::usage::usage_report`] (`nex usage`), priced with the price table
-//!   and the `[prices]` of `config.toml`, as `nex usage` prices it.
+//!   and the `[prices]` of `config.toml`, as `nex usage` prices it; with `replica`,
+//!   [`crate::replica::reports::usage`] (`nex usage --replica`): every machine's turns in the
+//!   shared PostgreSQL of `[replica]`, and the grouping `by: "machine"`.
 //!
 //! # Bounds
 //!
@@ -48,8 +50,9 @@ use crate::query::search::{RoleFilter, SearchFilter};
 use crate::query::sessions::{
     ListFilter, list_labels, resolve_label, session_kind, session_overview, session_state,
 };
-use crate::query::usage::{GroupBy, usage_report};
+use crate::query::usage::{GroupBy, UsageReport, usage_report};
 use crate::query::{self, Filters, QueryError, SessionFacts, time};
+use crate::replica::{ReplicaError, ReplicaSettings};
 
 /// About how much JSON one tool result may hold.
 pub const MAX_RESULT_BYTES: usize = 64 * 1024;
@@ -128,6 +131,10 @@ pub struct UsageArgs {
     pub provider: Option<String>,
     /// Only sessions in this directory or under it.
     pub project: Option<String>,
+    /// The usage of every machine in the shared replica (`[replica]` in config.toml), as `nex
+    /// usage --replica`: sessions keyed `machine/label`, and `by` may be `machine` (one row
+    /// per machine). Default false: this machine's ledger.
+    pub replica: Option<bool>,
     /// Most rows to return (default 20, at most 200).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -181,6 +188,11 @@ pub struct NexMcp {
     max_bytes: usize,
     /// The price table with the user's `config.toml` overrides, as `nex usage` uses it.
     prices: PriceTable,
+    /// `search_sessions`' [`SearchFilter::rank_cap`], as `nex search` takes it.
+    rank_cap: Option<u32>,
+    /// `[replica]` of `config.toml`, for `get_usage` with `replica` (`None`: not configured,
+    /// such a call answers `replica_not_configured`).
+    replica: Option<ReplicaSettings>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -191,12 +203,27 @@ impl NexMcp {
             ledger,
             max_bytes,
             prices,
+            rank_cap: Some(query::search::DEFAULT_RANK_CAP),
+            replica: None,
             tool_router: Self::tool_router(),
         }
     }
 
+    /// The server with the replica `get_usage` reads under `replica`.
+    pub fn with_replica(mut self, replica: Option<ReplicaSettings>) -> Self {
+        self.replica = replica;
+        self
+    }
+
+    /// The server with `search_sessions` ranking at most `cap` matches of an index (`None`:
+    /// all).
+    pub fn with_rank_cap(mut self, cap: Option<u32>) -> Self {
+        self.rank_cap = cap;
+        self
+    }
+
     #[tool(
-        description = "Full-text search over every imported AI coding session (Claude Code, Codex, Cursor, OpenCode, Gemini CLI): message text, thinking, tool names, parameters and results. Ranked by relevance (bm25), newest first on ties. Each hit: label, session_id, provider, project, turn_id, message_id, role, at (RFC 3339), snippet (matches in **bold**), score.",
+        description = "Full-text search over every imported AI coding session (Claude Code, Codex, Cursor, OpenCode, Gemini CLI): message text, thinking, tool names, parameters and results. Ranked by relevance (bm25), newest first on ties; a query with very many matches ranks the most recently imported ones only, and then `capped` is {ranked, matches} (else null): narrow it with since/until/project/provider. Each hit: label, session_id, provider, project, turn_id, message_id, role, at (RFC 3339), snippet (matches in **bold**), score.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn search_sessions(
@@ -220,11 +247,13 @@ impl NexMcp {
             // One more than asked: whether a next page exists.
             limit: limit + 1,
             offset,
+            rank_cap: self.rank_cap,
         };
-        let hits = self
+        let results = self
             .read(move |conn, path| query::search::search(conn, path, &filter))
             .await?;
-        Ok(self.page("hits", hits, offset, limit, json!({})))
+        let extra = json!({ "capped": results.capped });
+        Ok(self.page("hits", results.hits, offset, limit, extra))
     }
 
     #[tool(
@@ -281,7 +310,7 @@ impl NexMcp {
     }
 
     #[tool(
-        description = "Token usage grouped by day, week, month, project, model, provider or session (subagents counted in the session that spawned them), as `nex usage`: each row's key and sessions, turns, input, output, cache read, cache write, reasoning and total tokens, cost_usd (null when unknown); the total; and the models without a price.",
+        description = "Token usage grouped by day, week, month, project, model, provider or session (subagents counted in the session that spawned them), as `nex usage`; with replica: true, over every machine of the shared replica (as `nex usage --replica`), where `by` may also be machine: each row's key and sessions, turns, input, output, cache read, cache write, reasoning and total tokens, cost_usd (null when unknown); the total; and the models without a price.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_usage(
@@ -294,7 +323,7 @@ impl NexMcp {
             None => GroupBy::default(),
             Some(text) => <GroupBy as clap::ValueEnum>::from_str(text, true).map_err(|_| {
                 mcp_error(QueryError::BadArgument(format!(
-                    "unknown grouping {text:?} (one of day, week, month, project, model, provider, session)"
+                    "unknown grouping {text:?} (one of day, week, month, project, model, provider, session; machine with replica)"
                 )))
             })?,
         };
@@ -306,11 +335,14 @@ impl NexMcp {
             project: args.project.as_deref().map(query::project_filter),
         };
         let prices = self.prices.clone();
-        let report = self
-            .read(move |conn, _| {
+        let report = if args.replica.unwrap_or(false) {
+            self.replica_usage(&filters, by).await?
+        } else {
+            self.read(move |conn, _| {
                 usage_report(conn, &query::session_facts(conn)?, &filters, by, &prices)
             })
-            .await?;
+            .await?
+        };
         let rows: Vec<_> = report
             .rows
             .into_iter()
@@ -353,6 +385,22 @@ impl NexMcp {
         .await
         .map_err(internal)?
         .map_err(mcp_error)
+    }
+
+    /// `nex usage --replica`'s report: one connection to the replica for the call (reads
+    /// only).
+    async fn replica_usage(&self, filters: &Filters, by: GroupBy) -> Result<UsageReport, McpError> {
+        let replica = self
+            .replica
+            .as_ref()
+            .ok_or(ReplicaError::NotConfigured)
+            .map_err(replica_error)?;
+        let client = crate::replica::pg::connect(&replica.url)
+            .await
+            .map_err(replica_error)?;
+        crate::replica::reports::usage(&client, &replica.url, filters, by, &self.prices)
+            .await
+            .map_err(replica_error)
     }
 
     /// The page of `items` (fetched with one extra item) under the limit and the byte cap, as
@@ -451,17 +499,11 @@ fn cut_strings(value: &mut serde_json::Value) {
     }
 }
 
-/// Serves the tools on stdin/stdout until the client closes them.
+/// Serves the tools of `server` on stdin/stdout until the client closes them.
 ///
 /// Errors: the transport's (stdin or stdout failed) or the handshake's.
-pub async fn serve_stdio(
-    ledger: PathBuf,
-    max_bytes: usize,
-    prices: PriceTable,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let service = NexMcp::new(ledger, max_bytes, prices)
-        .serve(rmcp::transport::stdio())
-        .await?;
+pub async fn serve_stdio(server: NexMcp) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let service = server.serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     Ok(())
 }
@@ -505,6 +547,21 @@ fn mcp_error(e: QueryError) -> McpError {
         | QueryError::Ledger { .. } => {
             tracing::warn!(error_code = %e.code(), "mcp tool failed");
             McpError::internal_error(e.to_string(), data)
+        }
+    }
+}
+
+/// A replica's error as the JSON-RPC error the client gets (its messages never hold the
+/// URL's credentials: [`crate::replica`] redacts them).
+fn replica_error(e: ReplicaError) -> McpError {
+    match e {
+        ReplicaError::Query(e) => mcp_error(e),
+        ReplicaError::NotConfigured => {
+            McpError::invalid_params(e.to_string(), Some(json!({ "code": e.code().as_str() })))
+        }
+        e => {
+            tracing::warn!(error_code = %e.code(), "mcp tool failed");
+            McpError::internal_error(e.to_string(), Some(json!({ "code": e.code().as_str() })))
         }
     }
 }

@@ -22,6 +22,17 @@
 //! indexes are computed separately and compared as they are), then newest first, then by id
 //! (the order is total, so pages never overlap).
 //!
+//! # Bounded ranking of very frequent queries
+//!
+//! Ranking computes bm25 for every match, and a word in most messages has tens of thousands.
+//! So the matches of each index are ranked in windows of at most [`SearchFilter::rank_cap`],
+//! most recently imported first (descending rowid, the order FTS5 reads its doclists in
+//! anyway): a query with at most `rank_cap` matches in an index ranks them all, exactly as
+//! above. One with more ranks the newest window, and the next ones only while the windows so
+//! far hold fewer than `offset + limit` hits that pass the filters; the hits are then the best
+//! of the windows ranked, not of every match, and [`SearchResults::capped`] says so, with how
+//! many matches were ranked of how many ([`Capped`]). `rank_cap` `None` ranks every match.
+//!
 //! # Query syntax
 //!
 //! FTS5's: words (all must match), `"a phrase"`, `prefix*`, `AND` / `OR` / `NOT`, `( )`,
@@ -76,7 +87,7 @@ impl RoleFilter {
 }
 
 /// One search: the query and its filters.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SearchFilter {
     /// FTS5 query text.
     pub query: String,
@@ -91,6 +102,72 @@ pub struct SearchFilter {
     pub limit: u32,
     /// Hits to skip (the MCP tool's cursor).
     pub offset: u32,
+    /// The most matches of one index ranked at once (see the module doc), `None`: all of
+    /// them. [`DEFAULT_RANK_CAP`] by default.
+    pub rank_cap: Option<u32>,
+}
+
+impl Default for SearchFilter {
+    fn default() -> Self {
+        Self {
+            query: String::new(),
+            provider: None,
+            project: None,
+            since_ms: None,
+            until_ms: None,
+            role: None,
+            limit: 0,
+            offset: 0,
+            rank_cap: Some(DEFAULT_RANK_CAP),
+        }
+    }
+}
+
+/// Matches of one index ranked at once by default: bm25 of this many rows costs a few tens of
+/// milliseconds; fewer matches are ranked exactly.
+pub const DEFAULT_RANK_CAP: u32 = 10_000;
+
+/// The environment variable that sets the rank cap of `nex search` and `nex mcp` (`0`: rank
+/// every match).
+pub const RANK_CAP_ENV: &str = "NEX_SEARCH_RANK_CAP";
+
+/// The rank cap `NEX_SEARCH_RANK_CAP` sets, else [`DEFAULT_RANK_CAP`]; `0` is `None`.
+///
+/// Errors: `bad_request` for a value that is not a whole number.
+pub fn rank_cap_from_env() -> Result<Option<u32>, QueryError> {
+    match std::env::var(RANK_CAP_ENV) {
+        Err(_) => Ok(Some(DEFAULT_RANK_CAP)),
+        Ok(text) => parse_rank_cap(&text),
+    }
+}
+
+/// A rank cap as text (`0`: none).
+///
+/// Errors: `bad_request` for anything but a whole number.
+pub fn parse_rank_cap(text: &str) -> Result<Option<u32>, QueryError> {
+    match text.trim().parse::<u32>() {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(QueryError::BadArgument(format!(
+            "invalid rank cap {text:?} (a whole number; 0 ranks every match)"
+        ))),
+    }
+}
+
+/// What a search found: its hits and, when it ranked only part of the matches, how much.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
+    /// `None`: every match was ranked, the hits are exact.
+    pub capped: Option<Capped>,
+}
+
+/// A search that ranked the most recently imported `ranked` of its `matches` matches (both
+/// indexes together) and no others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Capped {
+    pub ranked: u64,
+    pub matches: u64,
 }
 
 /// One hit, as `nex search --json` prints it (fields in this order).
@@ -139,7 +216,8 @@ struct Ranked {
 }
 
 /// Runs `filter` over the ledger; at most `filter.limit` hits after `filter.offset`, in the
-/// order of the module doc.
+/// order of the module doc, ranked among every match or, past the rank cap, among the most
+/// recently imported (then `capped` says how many of how many).
 ///
 /// Errors: `search_query_invalid` (empty, or FTS5 cannot parse it), `ledger_schema_older` (the
 /// ledger predates migration 0007: no index, or the unbounded one), `ledger_read_failed`.
@@ -147,7 +225,7 @@ pub fn search(
     conn: &Connection,
     ledger: &std::path::Path,
     filter: &SearchFilter,
-) -> Result<Vec<SearchHit>, QueryError> {
+) -> Result<SearchResults, QueryError> {
     if filter.query.trim().is_empty() {
         return Err(QueryError::SearchQueryInvalid("the query is empty".into()));
     }
@@ -161,9 +239,20 @@ pub fn search(
     };
     let mut ranked = Vec::new();
     let mut unknown_column = None;
+    let (mut ranked_count, mut match_count, mut capped) = (0, 0, false);
     for &kind in kinds {
         match ranked_hits(conn, kind, filter, want) {
-            Ok(hits) => ranked.push(hits),
+            Ok(hits) => {
+                ranked_count += hits.ranked;
+                match hits.unranked_from {
+                    None => match_count += hits.ranked,
+                    Some(_) => {
+                        capped = true;
+                        match_count += matches(conn, kind, &filter.query)?;
+                    }
+                }
+                ranked.push(hits.kept);
+            }
             // A column filter names one index's columns only: the other index has no hit.
             Err(QueryError::SearchQueryInvalid(why)) if why.contains("no such column") => {
                 unknown_column = Some(why);
@@ -184,7 +273,7 @@ pub fn search(
             .then(a.kind.cmp(&b.kind))
             .then_with(|| a.id.cmp(&b.id))
     });
-    ranked
+    let hits = ranked
         .into_iter()
         .skip(filter.offset as usize)
         .take(filter.limit as usize)
@@ -192,34 +281,93 @@ pub fn search(
             let snippet = snippet(conn, r.kind, &filter.query, r.rowid)?;
             Ok(SearchHit { snippet, ..r.hit })
         })
-        .collect()
+        .collect::<Result<_, QueryError>>()?;
+    let capped = capped.then_some(Capped {
+        ranked: ranked_count,
+        matches: match_count,
+    });
+    Ok(SearchResults { hits, capped })
+}
+
+/// The hits of one index [`ranked_hits`] kept, and how far it ranked.
+struct IndexHits {
+    kept: Vec<Ranked>,
+    /// Matches ranked.
+    ranked: u64,
+    /// The highest rowid of the matches left unranked (`None`: every match was ranked).
+    unranked_from: Option<i64>,
 }
 
 /// The best `want` hits of one index under the filters, and every hit tied with the last of
-/// them (the caller's sort breaks ties by time and id, so the top N is the full ranking's).
+/// them (the caller's sort breaks ties by time and id, so the top N is the full ranking's),
+/// among its matches ranked in windows of `filter.rank_cap` (see the module doc): the newest
+/// window, then the next ones while fewer than `want` hits passed the filters.
 ///
 /// # Cost
 ///
-/// Ranking reads the index only: every hit's bm25 comes from one pass over FTS5's doclists and
-/// its `docsize` table ([`scores`]). The rows (and their joins and filters) are read for the
-/// best hits only, in score order, a chunk at a time ([`rows_of`]), until `want` hits passed
-/// the filters and the next score is below the last of them. Reading a row is the costly part:
-/// a hit's time sits after its text in the table, so reading it walks the text's overflow
-/// pages; joining every hit (as one SQL statement over the index did) read a gigabyte for a
-/// frequent word.
+/// Ranking reads the index only: every ranked hit's bm25 comes from one pass over FTS5's
+/// doclists and its `docsize` table ([`scores`]), and the rank cap bounds how many that is for
+/// a frequent word. The rows (and their joins and filters) are read for the best hits only,
+/// in score order, a chunk at a time ([`best_of`]). Reading a row is the costly part: a hit's
+/// time sits after its text in the table, so reading it walks the text's overflow pages;
+/// joining every hit (as one SQL statement over the index did) read a gigabyte for a frequent
+/// word.
 fn ranked_hits(
     conn: &Connection,
     kind: Kind,
     filter: &SearchFilter,
     want: u64,
-) -> Result<Vec<Ranked>, QueryError> {
+) -> Result<IndexHits, QueryError> {
     let want = usize::try_from(want).unwrap_or(usize::MAX);
+    let window = filter.rank_cap.map(|c| c.max(1) as usize);
+    let mut out = IndexHits {
+        kept: Vec::new(),
+        ranked: 0,
+        unranked_from: Some(i64::MAX),
+    };
     if want == 0 {
         // Still parse the query: a malformed one is an error whatever the limit.
-        scores(conn, kind, &filter.query)?;
-        return Ok(Vec::new());
+        scores(conn, kind, &filter.query, i64::MAX, Some(1))?;
+        out.unranked_from = None;
+        return Ok(out);
     }
-    let mut heap = std::collections::BinaryHeap::from(scores(conn, kind, &filter.query)?);
+    // Each window's hits that passed are either all of them (fewer than `want`: the window
+    // was read whole) or its best `want` and their ties; the best `want` of the windows so far
+    // are among them.
+    while let Some(below) = out.unranked_from {
+        if out.kept.len() >= want {
+            break;
+        }
+        let mut found = scores(conn, kind, &filter.query, below, window)?;
+        out.unranked_from = match window {
+            Some(w) if found.len() > w => {
+                found.truncate(w);
+                found.last().map(|h| h.rowid - 1)
+            }
+            _ => None,
+        };
+        out.ranked += found.len() as u64;
+        out.kept.extend(best_of(conn, kind, filter, found, want)?);
+    }
+    out.kept.sort_by(|a, b| b.hit.score.total_cmp(&a.hit.score));
+    if out.kept.len() > want {
+        let floor = out.kept[want - 1].hit.score;
+        out.kept.retain(|r| r.hit.score >= floor);
+    }
+    Ok(out)
+}
+
+/// The best `want` hits of `found` that pass the filters, and their ties; all that pass when
+/// fewer do. Rows are read in score order, a chunk at a time, until `want` passed and the
+/// next score is below the last of them.
+fn best_of(
+    conn: &Connection,
+    kind: Kind,
+    filter: &SearchFilter,
+    found: Vec<Scored>,
+    want: usize,
+) -> Result<Vec<Ranked>, QueryError> {
+    let mut heap = std::collections::BinaryHeap::from(found);
     let chunk = want.saturating_mul(2).clamp(64, 4096);
     let mut kept: Vec<Ranked> = Vec::new();
     // The score of the `want`-th kept hit, once there are that many (kept is sorted by score,
@@ -271,19 +419,31 @@ impl PartialOrd for Scored {
     }
 }
 
-/// Every hit of `query` in one index with its score, from the index alone.
+/// The hits of `query` in one index with rowid at most `below`, with their scores, from the
+/// index alone: every one, or with `window` the newest `window + 1` (the one more says
+/// whether any is left).
 ///
 /// Errors: `search_query_invalid` (FTS5 cannot parse the query, or it names a column of the
 /// other index), `ledger_read_failed`.
-fn scores(conn: &Connection, kind: Kind, query: &str) -> Result<Vec<Scored>, QueryError> {
+fn scores(
+    conn: &Connection,
+    kind: Kind,
+    query: &str,
+    below: i64,
+    window: Option<usize>,
+) -> Result<Vec<Scored>, QueryError> {
     let index = kind.index();
+    // FTS5 reads its doclists newest first under `ORDER BY rowid DESC` and stops at the
+    // LIMIT: bm25 is computed for the rows returned only (-1: no limit).
+    let limit = window.map_or(-1, |w| w as i64 + 1);
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT rowid, -bm25({index}) FROM {index} WHERE {index} MATCH ?1"
+            "SELECT rowid, -bm25({index}) FROM {index}
+             WHERE {index} MATCH ?1 AND rowid <= ?2 ORDER BY rowid DESC LIMIT ?3"
         ))
         .map_err(query_error)?;
     let rows = stmt
-        .query_map([query], |r| {
+        .query_map(params![query, below, limit], |r| {
             Ok(Scored {
                 rowid: r.get(0)?,
                 score: r.get(1)?,
@@ -291,6 +451,17 @@ fn scores(conn: &Connection, kind: Kind, query: &str) -> Result<Vec<Scored>, Que
         })
         .map_err(query_error)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
+}
+
+/// How many rows of one index match `query` (the index alone, no score).
+fn matches(conn: &Connection, kind: Kind, query: &str) -> Result<u64, QueryError> {
+    let index = kind.index();
+    conn.prepare_cached(&format!(
+        "SELECT count(*) FROM {index} WHERE {index} MATCH ?1"
+    ))
+    .and_then(|mut stmt| stmt.query_row([query], |r| r.get::<_, i64>(0)))
+    .map(|n| n as u64)
+    .map_err(query_error)
 }
 
 /// The rows of `batch` (hits of one index) that pass the filters, with what a hit shows, in

@@ -90,6 +90,7 @@ fn hits(conn: &Connection, query: &str) -> Vec<String> {
     };
     search(conn, std::path::Path::new(":memory:"), &filter)
         .unwrap()
+        .hits
         .into_iter()
         .map(|h| format!("{} {}", h.role, h.snippet))
         .collect()

@@ -39,6 +39,7 @@ mod pipeline_support; // fixtures shared by the pipeline_* modules
 mod query_cli; // nex usage, sessions list|show|export: sums = SQL sums, subagents once, prices, prefixes, redaction
 mod query_mcp; // nex mcp through a real MCP client over stdio: tools, answers = library, pages, errors
 mod query_search; // nex search's query: exact hits and order, snippets, filters, the index after appends, replacements, VACUUM
+mod query_search_capped; // nex search's rank cap: exact under it, the newest windows over it, said in the output
 mod replica; // issue 14: ledgers replicated into a real PostgreSQL: two machines row for row, faults, credentials
 mod sources; // source parsers and stores (all five providers): exact items, incremental = full, bad input
 mod verify_cli; // nex import verify: matches, gone sources, tampered rows, exit codes; samples and real corpora

@@ -18,15 +18,27 @@ use crate::query_search::fixture_items;
 
 const NEX: &str = env!("CARGO_BIN_EXE_nex");
 
-type Client = RunningService<RoleClient, ()>;
+pub(crate) type Client = RunningService<RoleClient, ()>;
 
-async fn client(dir: &Path, ledger: &Path, extra: &[&str]) -> Client {
+pub(crate) async fn client(dir: &Path, ledger: &Path, extra: &[&str]) -> Client {
+    client_with_env(dir, ledger, extra, &[]).await
+}
+
+/// [`client`] with `env` set for the server.
+pub(crate) async fn client_with_env(
+    dir: &Path,
+    ledger: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Client {
     let transport = TokioChildProcess::new(tokio::process::Command::new(NEX).configure(|cmd| {
         cmd.arg("mcp")
             .arg("--ledger")
             .arg(ledger)
             .args(extra)
             .env("NEX_HOME", dir)
+            .env_remove("NEX_SEARCH_RANK_CAP")
+            .envs(env.iter().copied())
             // Days of `since` / `until` are the server's local days.
             .env("TZ", "UTC");
     }))
@@ -34,7 +46,7 @@ async fn client(dir: &Path, ledger: &Path, extra: &[&str]) -> Client {
     ().serve(transport).await.expect("MCP handshake")
 }
 
-async fn call(
+pub(crate) async fn call(
     client: &Client,
     tool: &'static str,
     args: Value,
@@ -45,7 +57,7 @@ async fn call(
         .await
 }
 
-async fn structured(client: &Client, tool: &'static str, args: Value) -> Value {
+pub(crate) async fn structured(client: &Client, tool: &'static str, args: Value) -> Value {
     let result = call(client, tool, args).await.expect(tool);
     assert_ne!(result.is_error, Some(true), "{tool}: {result:?}");
     result.structured_content.expect("structured content")
@@ -59,7 +71,7 @@ fn ledger_with_fixture(dir: &Path) -> (std::path::PathBuf, rusqlite::Connection)
 }
 
 /// The code a JSON-RPC error carries in `data`.
-fn mcp_error_code(result: Result<CallToolResult, ServiceError>) -> (ErrorCode, String) {
+pub(crate) fn mcp_error_code(result: Result<CallToolResult, ServiceError>) -> (ErrorCode, String) {
     match result {
         Err(ServiceError::McpError(e)) => {
             let code = e
@@ -108,7 +120,8 @@ async fn lists_the_four_read_only_tools_and_each_answers_as_the_library() {
             ..Default::default()
         },
     )
-    .unwrap();
+    .unwrap()
+    .hits;
     assert_eq!(want.len(), 3);
     assert_eq!(got["hits"], serde_json::to_value(&want).unwrap());
     assert_eq!(got["next_cursor"], Value::Null);
@@ -360,6 +373,22 @@ async fn bad_arguments_get_mcp_errors_and_the_server_keeps_serving() {
     assert_eq!(
         mcp_error_code(bad),
         (ErrorCode::INVALID_PARAMS, "bad_request".into())
+    );
+    // The grouping by machine is the replica's; a replica where none is configured.
+    let bad = call(&client, "get_usage", json!({"by": "machine"})).await;
+    assert_eq!(
+        mcp_error_code(bad),
+        (ErrorCode::INVALID_PARAMS, "bad_request".into())
+    );
+    let bad = call(
+        &client,
+        "get_usage",
+        json!({"replica": true, "by": "machine"}),
+    )
+    .await;
+    assert_eq!(
+        mcp_error_code(bad),
+        (ErrorCode::INVALID_PARAMS, "replica_not_configured".into())
     );
     // Arguments of the wrong shape: refused by the SDK before the tool runs (a tool error
     // result or a JSON-RPC error, never a crash).

@@ -118,7 +118,9 @@ fn find(conn: &Connection, query: &str) -> Vec<SearchHit> {
 }
 
 fn find_with(conn: &Connection, filter: SearchFilter) -> Vec<SearchHit> {
-    search(conn, Path::new(":memory:"), &filter).expect("search")
+    search(conn, Path::new(":memory:"), &filter)
+        .expect("search")
+        .hits
 }
 
 fn filter() -> SearchFilter {
@@ -416,6 +418,7 @@ fn a_tail_append_is_searchable_once_committed_and_never_before() {
             },
         )
         .unwrap()
+        .hits
     };
 
     let mut append = session(

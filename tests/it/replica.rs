@@ -710,6 +710,59 @@ fn reports_cover_both_machines(a: &Machine, b: &Machine) {
         assert!(roots > 0 && roots <= sessions);
     }
     replica_usage_is_the_sum_of_the_local_reports(a, b);
+    mcp_get_usage_reads_the_replica(a);
+}
+
+/// `nex mcp`'s `get_usage` with `replica` answers what `nex usage --replica` prints (by
+/// machine, by session, and filtered), through a real MCP client over stdio; the password of
+/// the replica's URL is in no answer.
+fn mcp_get_usage_reads_the_replica(a: &Machine) {
+    use crate::query_mcp::{client, structured};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = client(&a.dir.path().join("home"), &a.ledger(), &[]).await;
+        let cases: [(&[&str], Value); 3] = [
+            (
+                &["--by", "machine"],
+                serde_json::json!({"replica": true, "by": "machine"}),
+            ),
+            (
+                &["--by", "session"],
+                serde_json::json!({"replica": true, "by": "session", "limit": 200}),
+            ),
+            (
+                &[
+                    "--by",
+                    "provider",
+                    "--provider",
+                    "claude-code",
+                    "--since",
+                    "2000-01-01",
+                ],
+                serde_json::json!({"replica": true, "by": "provider",
+                                   "provider": "claude-code", "since": "2000-01-01"}),
+            ),
+        ];
+        for (args, mcp_args) in cases {
+            let cli = a.json(&[&["usage", "--replica", "--json"][..], args].concat());
+            let got = structured(&client, "get_usage", mcp_args).await;
+            assert!(!got["rows"].as_array().unwrap().is_empty(), "{args:?}");
+            assert_eq!(got["rows"], cli["rows"], "{args:?}");
+            assert_eq!(got["unpriced_models"], cli["unpriced_models"], "{args:?}");
+            assert_eq!(got["next_cursor"], Value::Null, "{args:?}");
+            assert!(!got.to_string().contains(SECRET));
+        }
+        // Without `replica`: this machine's ledger, as `nex usage`.
+        let local = structured(&client, "get_usage", serde_json::json!({"by": "provider"})).await;
+        assert_eq!(
+            local["rows"],
+            a.json(&["usage", "--by", "provider", "--json"])["rows"]
+        );
+        client.cancel().await.unwrap();
+    });
 }
 
 /// `nex usage --replica` under every grouping (and with filters) equals the two machines'
