@@ -223,11 +223,13 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
                 outln!("no backfill jobs");
             }
         } else {
+            // Sessions deleted by retract items (item rule 15): a column only when some job has.
+            let retracted = jobs.iter().any(|j| j.stats.counters.retracted > 0);
             let rows: Vec<Vec<String>> = jobs
                 .iter()
                 .map(|j| {
                     let c = &j.stats.counters;
-                    vec![
+                    let mut row = vec![
                         j.id.chars().take(8).collect(),
                         j.status.to_string(),
                         when(Some(j.requested_at)),
@@ -243,28 +245,30 @@ pub fn jobs(args: JobsArgs) -> ExitCode {
                         c.replayed.to_string(),
                         failed_total(c).to_string(),
                         j.error_code.clone().unwrap_or_else(|| "-".to_owned()),
-                    ]
+                    ];
+                    if retracted {
+                        row.insert(row.len() - 1, c.retracted.to_string());
+                    }
+                    row
                 })
                 .collect();
-            outln!(
-                "{}",
-                table(
-                    &[
-                        "JOB",
-                        "STATUS",
-                        "REQUESTED",
-                        "TOOK",
-                        "RUNS",
-                        "IMPORTED",
-                        "UPSERTED",
-                        "SKIPPED",
-                        "REPLAYED",
-                        "FAILED",
-                        "ERROR"
-                    ],
-                    &rows
-                )
-            );
+            let mut header = vec![
+                "JOB",
+                "STATUS",
+                "REQUESTED",
+                "TOOK",
+                "RUNS",
+                "IMPORTED",
+                "UPSERTED",
+                "SKIPPED",
+                "REPLAYED",
+                "FAILED",
+                "ERROR",
+            ];
+            if retracted {
+                header.insert(header.len() - 1, "RETRACTED");
+            }
+            outln!("{}", table(&header, &rows));
             for j in &jobs {
                 let problems = source_problems(&j.stats.counters);
                 if !problems.is_empty() {

@@ -951,6 +951,22 @@ fn a_retracted_session_disappears_from_the_replica() {
         job.contains("\"retracted\":1"),
         "the job counts the retract: {job}"
     );
+    let out = m.run(&["import", "jobs"]);
+    assert!(out.status.success());
+    let jobs = String::from_utf8_lossy(&out.stdout);
+    // RETRACTED comes before ERROR, the last column (times hold spaces: count from the end).
+    let header = jobs.lines().next().unwrap_or_default();
+    assert_eq!(
+        header.split_whitespace().rev().nth(1),
+        Some("RETRACTED"),
+        "{jobs}"
+    );
+    let counts: Vec<&str> = jobs
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().rev().nth(1))
+        .collect();
+    assert!(counts.contains(&"1") && counts.contains(&"0"), "{jobs}");
     let retracted: i64 = rusqlite::Connection::open_with_flags(
         m.ledger(),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
