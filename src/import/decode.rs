@@ -62,7 +62,9 @@ where
     // serde_json's byte-at-a-time reader). A larger or failing stream is parsed by the reader
     // from what was inflated so far followed by the rest (or the error met), so the result and
     // its code are exactly those of streaming the whole payload, and memory stays bounded.
-    let mut prefix = Vec::new();
+    // Sized once: `read_to_end` doubling its way to `slice_max + 1` bytes would allocate twice
+    // `slice_max` (64 MiB held through the whole parse of a large item, measured in P3).
+    let mut prefix = Vec::with_capacity(usize::try_from(slice_max.saturating_add(1)).unwrap_or(0));
     let prefix_read = Read::take(&mut bounded, slice_max + 1).read_to_end(&mut prefix);
     let tail = match prefix_read {
         Ok(n) if (n as u64) <= slice_max => {
@@ -113,8 +115,11 @@ impl UploadDigest {
     }
 }
 
-/// Inflated uploads up to this size are parsed from memory.
-const SLICE_PARSE_MAX_BYTES: u64 = 32 << 20;
+/// Inflated uploads up to this size are parsed from memory. A larger one streams: its JSON
+/// is never held whole, only the item it becomes (P3, P8: one large item at a time, bounded
+/// buffers). 8 MiB keeps the slice parse for most uploads (items past the 4 MiB chunk
+/// threshold) while a 50 MB session no longer holds 32-64 MiB of text beside its item.
+const SLICE_PARSE_MAX_BYTES: u64 = 8 << 20;
 
 /// The inflated prefix, then the rest of the stream; the prefix is freed as soon as it has
 /// been read (a `Cursor` chain would hold its 32 MiB for the whole parse of a large item).

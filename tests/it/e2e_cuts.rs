@@ -1564,6 +1564,131 @@ fn a_long_open_turn_goes_as_deltas_and_survives_a_worker_restart_mid_turn() {
     }
 }
 
+/// A Gemini CLI log of our own text: the metadata record, a closed first turn, then an open turn
+/// of `calls` tool calls, each a gemini message written twice (the call executing, then the
+/// same message id again with its result: the CLI's upsert), one second apart.
+fn gemini_long_turn_lines(calls: usize) -> Vec<String> {
+    let time = |n: usize| format!("2026-05-01T10:{:02}:{:02}.000Z", n / 60, n % 60);
+    let mut lines = vec![
+        format!(
+            r#"{{"sessionId":"{SID}","projectHash":"ph-long","startTime":"{}"}}"#,
+            time(0)
+        ),
+        format!(
+            r#"{{"id":"p1","timestamp":"{}","type":"user","content":"List the crates."}}"#,
+            time(1)
+        ),
+        format!(
+            r#"{{"id":"a1","timestamp":"{}","type":"gemini","content":"Three crates.","model":"gemini-2.5-pro","tokens":{{"input":3,"output":4,"cached":0,"total":7}}}}"#,
+            time(2)
+        ),
+        format!(
+            r#"{{"id":"p2","timestamp":"{}","type":"user","content":[{{"text":"Run every test and fix what fails."}}]}}"#,
+            time(3)
+        ),
+    ];
+    for i in 0..calls {
+        let (at, done) = (time(4 + 2 * i), time(5 + 2 * i));
+        let call = |status: &str, ts: &str, result: &str| {
+            format!(
+                r#"{{"id":"m{i}","timestamp":"{at}","type":"gemini","content":"Testing crate{i}.","model":"gemini-2.5-pro","tokens":{{"input":2,"output":{i},"cached":0,"total":{}}},"toolCalls":[{{"id":"call_{i}","name":"run_shell_command","args":{{"command":"cargo test -p crate{i}"}},"status":"{status}","timestamp":"{ts}"{result}}}]}}"#,
+                2 + i
+            )
+        };
+        lines.push(call("executing", &at, ""));
+        lines.push(call(
+            "success",
+            &done,
+            &format!(r#","result":[{{"functionResponse":{{"id":"call_{i}","name":"run_shell_command","response":{{"output":"test result {i}: ok"}}}}}}]"#),
+        ));
+    }
+    lines
+}
+
+/// Issue 12: as [`a_long_open_turn_goes_as_deltas_and_survives_a_worker_restart_mid_turn`] for
+/// a Gemini CLI log: an append to a long open turn sends the turn's row and only the messages
+/// and tool calls the new lines wrote (a call's second line, its result, re-sends that call
+/// alone), with the turn's `tool_call_count` right after every append; a worker restarted
+/// mid-turn (it rebuilds its state from the cursor's offset silently) and one started after a
+/// backfill run send deltas from their first read; the ledger at the end equals one import of
+/// the final file.
+#[test]
+fn a_long_open_gemini_turn_goes_as_deltas_and_survives_a_worker_restart_mid_turn() {
+    let calls = 30;
+    let text: String = gemini_long_turn_lines(calls)
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let group = Group {
+        name: "gemini long turn".into(),
+        files: vec![CutFile::new(
+            PathBuf::from("gemini/tmp/ph-long/chats/session-2026-05-01T10-00-99999999.jsonl"),
+            text.into_bytes(),
+        )],
+    };
+    let expected = reference(&group);
+    let file = &group.files[0];
+    let ends = file.line_ends();
+    // Bytes of the file with the first turn, the prompt and `k` tool calls (two lines each);
+    // `half`: the last call's first line only (executing, no result yet).
+    let upto = |k: usize, half: bool| ends[3 + 2 * k - usize::from(half)];
+    let tree = Tree::new();
+    let ledger = Ledger::new(tree.dir.path().join("cut.db"));
+    let mut at = vec![0];
+    let mut done = 0;
+    for run in 0..3 {
+        if run == 2 {
+            done += 2;
+            apply_cuts(&tree, &group, &[(0, upto(done, false))], &mut at);
+            tree.backfill(&ledger, false, "backfill run mid-turn");
+            assert_eq!(open_turn_tool_calls(&ledger), done as i64);
+        }
+        let frames = Frames::default();
+        let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+        let mut follower = Follower::start(&sink, ledger.cursors());
+        for read in 0..7 {
+            let new = if read == 0 { 2 } else { 1 };
+            done += new;
+            // The new calls' first lines, then their results.
+            for half in [true, false] {
+                let changed = apply_cuts(&tree, &group, &[(0, upto(done, half))], &mut at);
+                follower.step(&tree, &changed);
+                let sent = frames.take();
+                let carried = carried(&sent);
+                ledger.apply(sent, &format!("run {run} read {read} {half}"));
+                assert_eq!(
+                    open_turn_tool_calls(&ledger),
+                    done as i64,
+                    "run {run} read {read} {half}"
+                );
+                if run == 0 && read == 0 && half {
+                    // The first read of the file: all of it.
+                    assert_eq!(carried, (2, 3 + done, done), "first read");
+                } else if half {
+                    // The new messages and calls; at a restart, the first read's only.
+                    assert_eq!(carried, (1, new, new), "run {run} read {read}: new lines");
+                } else {
+                    // The last call's result: that call alone (its message row is unchanged).
+                    assert_eq!(carried, (1, 0, 1), "run {run} read {read}: a result");
+                }
+            }
+        }
+    }
+    let frames = Frames::default();
+    let sink = FrameSink::new(Box::new(frames.clone()), uuid::Uuid::new_v4().to_string());
+    let mut follower = Follower::start(&sink, ledger.cursors());
+    let changed = apply_cuts(&tree, &group, &[(0, file.end())], &mut at);
+    follower.step(&tree, &changed);
+    ledger.apply(frames.take(), "the rest");
+    let got = ledger
+        .dump()
+        .replace(&tree.dir.path().display().to_string(), "<tree>");
+    assert!(expected.contains(&format!("tool_call_count={calls}")));
+    if got != expected {
+        panic!("{}", differences(&got, &expected));
+    }
+}
+
 // ---- lines several Claude Code files hold ---------------------------------------------------
 
 /// The `resumed-chain` fixture (A, B resumed from A, C resumed from B, each starting with a

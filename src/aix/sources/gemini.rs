@@ -70,15 +70,21 @@
 //!
 //! # Incremental reading
 //! The parser keeps the whole conversation in memory (see `conversation`): a rewrite may touch
-//! any earlier turn, and each touched turn is re-sent complete (a rewrite that changes nothing
-//! touches nothing). Items hold the header, every turn touched since the last take, and the
-//! turn the ledger will take as the session's head, so the last item sets the same head as a
-//! full import; when the header's model or creation time changes, the turns whose rows take
-//! those from the header (no model of their own, a message without a time) are re-sent too.
+//! any earlier turn (a rewrite that changes nothing touches nothing). Items hold the header,
+//! the row of every turn touched since the last take with its running aggregates (tokens,
+//! times, model, response message), and the turn the ledger will take as the session's head,
+//! so the last item sets the same head as a full import; of those turns' messages and tool
+//! calls, only the ones new or changed since the last take (SOURCES.md "Tail": a turn sent
+//! without some of its tool calls carries `toolCallCount`, item rule 14), so an append to a
+//! long open turn sends what the appended lines wrote, not the turn. When the header's model or
+//! creation time changes, the turns whose rows take those from the header (no model of their
+//! own, a message without a time) are re-sent whole. A legacy document is parsed afresh on
+//! every change, so all of it is new each time: its turns go out whole.
 //! With `emit = false` lines rebuild the full state, so `open_turn_offset` is the bytes
 //! consumed: a worker resuming from a cursor rebuilds `[0, offset)` silently (O(file) once)
 //! and emits only what follows, and the result is the same as a full import of the final log.
-//! An append costs the parse of its lines and the rows of the turns it touched.
+//! An append costs the parse of its lines, the rows it wrote, and one pass over the touched
+//! turns' messages in memory for their aggregates.
 //!
 //! Layout: `record` (one record read leniently), `conversation` (the upsert-log state: history,
 //! turns, what changed), `rows` (ledger rows of a turn, spawn links).
@@ -355,14 +361,15 @@ impl SessionParser for GeminiParser {
         let Some(session_id) = self.source_session_id() else {
             return Vec::new();
         };
-        let Some(ordinals) = self.conv.take_ordinals() else {
+        let Some(changes) = self.conv.take_changes() else {
             return Vec::new();
         };
         let (mut turns, mut messages, mut tool_calls) = (Vec::new(), Vec::new(), Vec::new());
-        for ordinal in ordinals {
+        for &ordinal in &changes.turns {
             rows::push_turn(
                 &self.conv,
                 ordinal,
+                &changes,
                 &mut turns,
                 &mut messages,
                 &mut tool_calls,

@@ -8,8 +8,8 @@
 //! - `take_items` returns the items for every turn touched since the last call (all turns of
 //!   the file on a full parse), plus the session header as of the lines seen so far. Each
 //!   touched turn is its row with its running aggregates, and either all its messages and tool
-//!   calls, or (line parsers built on `assembler`: Claude Code, Codex) only those new or changed
-//!   since the last call, the row then carrying `toolCallCount` (item rule 14). Importing the
+//!   calls, or (the line parsers: Claude Code and Codex built on `assembler`, Gemini CLI logs on
+//!   its conversation state) only those new or changed since the last call, the row then carrying `toolCallCount` (item rule 14). Importing the
 //!   sequence of partial items gives the same ledger rows as importing one item of the final
 //!   file, and an append costs O(appended lines), not O(open turn).
 //! - Lines fed with `emit = false` only rebuild state (used when a worker resumes from a cursor

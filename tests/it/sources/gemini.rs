@@ -422,10 +422,11 @@ fn gemini_rewind_and_history_replacement_keep_rows_and_branch_turns() {
     assert_eq!(skipped(p.as_ref()), vec![(s("message/invalid"), 1)]);
 }
 
-/// A rewrite of an old message re-sends its old turn complete, plus the head turn; tokens of
-/// the rewritten message count once.
+/// A rewrite of an old message re-sends its old turn's row (tokens of the rewritten message
+/// counted once) and that message alone, plus the head turn's row; each row sent without all
+/// its messages carries its tool call count (item rule 14, issue 12).
 #[test]
-fn gemini_rewrite_of_an_old_message_resends_its_turn_complete() {
+fn gemini_rewrite_of_an_old_message_resends_its_turn_row_and_that_message() {
     let file = &gemini_fixtures()[2];
     let bytes = std::fs::read(&file.path).unwrap();
     let mut p = parser_for(file);
@@ -454,11 +455,13 @@ fn gemini_rewrite_of_an_old_message_resends_its_turn_complete() {
         .iter()
         .map(|m| m.source_message_id.clone())
         .collect();
-    assert_eq!(msgs, vec![s("u1"), s("g1"), s("e1")]);
+    assert_eq!(msgs, vec![s("g1")]);
     assert_eq!(
-        item.messages[1].content.as_deref(),
+        item.messages[0].content.as_deref(),
         Some("First answer, edited")
     );
+    let counts: Vec<Option<i64>> = item.turns.iter().map(|t| t.tool_call_count).collect();
+    assert_eq!(counts, vec![Some(0), Some(0)]);
     assert!(p.take_items().is_empty());
 
     let mut off = bytes.len() as u64 + g1.len() as u64 + 1;

@@ -1,7 +1,7 @@
 //! The conversation a Gemini log describes, as the ledger keeps it: every message ever written
 //! (latest version by id, never dropped), the live history that rewinds and replacements act
 //! on, and the turn each message belongs to, fixed when its id is first seen. Items are built
-//! from this state (see `rows`), so a rewrite of any message can re-send its turn complete.
+//! from this state (see `rows`), so a rewrite of any message re-sends its current rows.
 //!
 //! Memory: the whole conversation (every message's text, tool arguments and results) while the
 //! parser lives; the tail drops idle files' parsers and rebuilds them from the cursor.
@@ -72,6 +72,11 @@ pub(super) struct Conversation {
     /// Subagent session id -> the tool call that ran it (the first to name it).
     pub spawns: BTreeMap<String, String>,
     touched: BTreeSet<usize>,
+    /// Messages whose rows are new or changed since the last take, by id: of a turn that is
+    /// not sent whole, a take sends only these (SOURCES.md "Tail": deltas).
+    changed_messages: HashSet<String>,
+    /// Tool calls whose rows are new or changed since the last take, by id.
+    changed_tools: HashSet<String>,
     /// Turns whose ledger rows take a value from the session header (a turn without a model
     /// takes the session's; a message without a time takes the session's creation time).
     header_dependent: BTreeSet<usize>,
@@ -121,6 +126,11 @@ impl Conversation {
         let turn = match self.messages.get_mut(&id) {
             Some(stored) if stored.rec == rec => None,
             Some(stored) => {
+                if message_row_changed(&stored.rec, &rec) {
+                    self.changed_messages.insert(id.clone());
+                }
+                self.changed_tools
+                    .extend(changed_calls(&stored.rec, &rec).map(str::to_owned));
                 stored.rec = rec;
                 Some(stored.turn)
             }
@@ -138,6 +148,9 @@ impl Conversation {
                 }
                 let seq = self.next_seq;
                 self.next_seq += 1;
+                self.changed_messages.insert(id.clone());
+                self.changed_tools
+                    .extend(rec.tool_calls.iter().map(|c| c.id.clone()));
                 self.messages.insert(id.clone(), Stored { rec, turn, seq });
                 Some(turn)
             }
@@ -339,19 +352,22 @@ impl Conversation {
         }
     }
 
-    /// Ordinals of the turns the next item holds: every turn touched since the last take, the
-    /// anchor (the turn the ledger takes as the session's head: latest completion-or-start
-    /// time, the earliest such turn on a tie), and, when the header's model or creation time
-    /// changed, every turn whose rows take those from the header; ascending. `None` when
-    /// nothing changed or there is no turn yet (the change waits for the first turn).
-    pub fn take_ordinals(&mut self) -> Option<Vec<usize>> {
+    /// What the next item holds: every turn touched since the last take, the anchor (the turn
+    /// the ledger takes as the session's head: latest completion-or-start time, the earliest
+    /// such turn on a tie), and, when the header's model or creation time changed, every turn
+    /// whose rows take those from the header (sent whole: each of its rows takes the new
+    /// value); ascending; with the messages and tool calls changed since the last take. `None`
+    /// when nothing changed or there is no turn yet (the change waits for the first turn).
+    pub fn take_changes(&mut self) -> Option<Changes> {
         if self.turns.is_empty() || (!self.header_dirty && self.touched.is_empty()) {
             return None;
         }
         self.refresh_touched();
         let mut ordinals = std::mem::take(&mut self.touched);
         let key = self.header_key();
+        let mut whole = BTreeSet::new();
         if self.emitted_header.as_ref() != Some(&key) {
+            whole.clone_from(&self.header_dependent);
             ordinals.extend(self.header_dependent.iter().copied());
             self.emitted_header = Some(key);
         }
@@ -359,17 +375,74 @@ impl Conversation {
             ordinals.insert(*anchor);
         }
         self.header_dirty = false;
-        Some(ordinals.into_iter().collect())
+        Some(Changes {
+            turns: ordinals.into_iter().collect(),
+            whole,
+            messages: std::mem::take(&mut self.changed_messages),
+            tools: std::mem::take(&mut self.changed_tools),
+        })
     }
 
     /// Forgets what changed (lines fed with `emit == false`), keeping the state.
     pub fn discard_changes(&mut self) {
         self.refresh_touched();
         self.touched.clear();
+        self.changed_messages.clear();
+        self.changed_tools.clear();
         self.header_dirty = false;
         // What the ledger holds was emitted with the header of these lines.
         self.emitted_header = Some(self.header_key());
     }
+}
+
+/// What one take sends (see [`Conversation::take_changes`]).
+#[derive(Debug)]
+pub(super) struct Changes {
+    /// Ordinals of the turns whose rows go out, ascending.
+    pub turns: Vec<usize>,
+    /// Those sent whole (every message and tool call); the others carry only the changed ones
+    /// below, with their `toolCallCount` (item rule 14).
+    pub whole: BTreeSet<usize>,
+    pub messages: HashSet<String>,
+    pub tools: HashSet<String>,
+}
+
+impl Changes {
+    /// Whether the item sends the row of message `id` of turn `ordinal`.
+    pub fn sends_message(&self, ordinal: usize, id: &str) -> bool {
+        self.whole.contains(&ordinal) || self.messages.contains(id)
+    }
+
+    /// Whether the item sends the row of tool call `id` of turn `ordinal`.
+    pub fn sends_tool(&self, ordinal: usize, id: &str) -> bool {
+        self.whole.contains(&ordinal) || self.tools.contains(id)
+    }
+}
+
+/// Whether a rewrite of a message changes its own row (`rows::message`: its kind, type, time,
+/// text, display text, thinking, model; tokens and tool calls are other rows').
+fn message_row_changed(old: &MessageRecord, new: &MessageRecord) -> bool {
+    old.kind != new.kind
+        || old.raw_type != new.raw_type
+        || old.ts != new.ts
+        || old.content != new.content
+        || old.display != new.display
+        || old.thinking != new.thinking
+        || old.model != new.model
+}
+
+/// The tool calls of `new` whose rows a rewrite of their message changes: new or changed calls,
+/// or all of them when the message's kind or time changed (each call's row takes its message's
+/// time). A message holds a few calls: the scan of `old` per call stays cheap.
+fn changed_calls<'a>(
+    old: &'a MessageRecord,
+    new: &'a MessageRecord,
+) -> impl Iterator<Item = &'a str> + 'a {
+    let all = old.kind != new.kind || old.ts != new.ts;
+    new.tool_calls
+        .iter()
+        .filter(move |c| all || !old.tool_calls.iter().any(|o| o == *c))
+        .map(|c| c.id.as_str())
 }
 
 #[cfg(test)]

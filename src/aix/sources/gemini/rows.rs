@@ -1,10 +1,10 @@
-//! Ledger rows of a Gemini conversation: one turn complete (its row, every message, every
-//! tool call), and the spawn link of a subagent's tool call. Pure functions of the
+//! Ledger rows of a Gemini conversation: one turn (its row, and its messages and tool calls a
+//! take sends), and the spawn link of a subagent's tool call. Pure functions of the
 //! conversation state, so a turn re-sent after any rewrite carries its current values.
 
 use serde_json::{Map, Value, json};
 
-use super::conversation::{Conversation, Stored};
+use super::conversation::{Changes, Conversation, Stored};
 use super::record::{Kind, Tokens, ToolCallRecord};
 use crate::aix::sources::SpawnLink;
 use crate::aix::sources::assembler::{STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
@@ -12,10 +12,15 @@ use crate::protocol::{Message, ToolCall, Turn};
 
 const STATUS_RUNNING: &str = "running";
 
-/// The rows of one turn, appended to `turns`, `messages` and `tools`.
+/// The rows of one turn, appended to `turns`, `messages` and `tools`: the turn's row with its
+/// running aggregates (over all its messages), and of its messages and tool calls those
+/// `changes` sends. A turn sent without some of them carries `toolCallCount`, the count of all
+/// its tool calls (item rule 14); a turn sent whole carries none, as it always has (the count
+/// is its tool calls in the item), so a full import's items are those of earlier versions.
 pub(super) fn push_turn(
     conv: &Conversation,
     ordinal: usize,
+    changes: &Changes,
     turns: &mut Vec<Turn>,
     messages: &mut Vec<Message>,
     tools: &mut Vec<ToolCall>,
@@ -32,6 +37,7 @@ pub(super) fn push_turn(
         ..Turn::default()
     };
     let mut tokens: Option<Tokens> = None;
+    let (mut calls, mut partial) = (0i64, false);
     for s in conv.members(ordinal) {
         let rec = &s.rec;
         if s.rec.id == slot.id && rec.kind == Kind::Prompt {
@@ -48,12 +54,25 @@ pub(super) fn push_turn(
                 turn.response_message_source_id = Some(rec.id.clone());
             }
             for call in &rec.tool_calls {
-                if conv.tool_owner.get(&call.id) == Some(&rec.id) {
+                if conv.tool_owner.get(&call.id) != Some(&rec.id) {
+                    continue;
+                }
+                calls += 1;
+                if changes.sends_tool(ordinal, &call.id) {
                     tools.push(tool_call(conv, s, &slot.id, call));
+                } else {
+                    partial = true;
                 }
             }
         }
-        messages.push(message(s, &slot.id));
+        if changes.sends_message(ordinal, &rec.id) {
+            messages.push(message(s, &slot.id));
+        } else {
+            partial = true;
+        }
+    }
+    if partial {
+        turn.tool_call_count = Some(calls);
     }
     if let Some(t) = tokens {
         // Gemini's `input` (the prompt count) includes `cached`: the ledger's input is the
