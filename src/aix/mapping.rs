@@ -53,7 +53,9 @@ pub const CODEX: u32 = 4;
 /// its input box (a last user bubble without text) is not a prompt.
 pub const CURSOR: u32 = 3;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
-pub const OPENCODE: u32 = 2;
+/// 3 = a user message whose only text is synthetic (a `!command` run from the prompt box) takes
+/// that text as its prompt text instead of none.
+pub const OPENCODE: u32 = 3;
 /// Gemini CLI: 2 = subagent chats, every user message a prompt, tokens per message id once.
 /// 3 = `input_tokens` without the cache reads (Gemini's input includes them). 4 = a later chat
 /// file carrying the `sessionId` of an earlier one is its own session.
@@ -237,7 +239,7 @@ mod tests {
             (Provider::ClaudeCode, 6),
             (Provider::Codex, 4),
             (Provider::Cursor, 3),
-            (Provider::OpenCode, 2),
+            (Provider::OpenCode, 3),
             (Provider::GeminiCli, 4),
         ];
         assert_eq!(expected.len(), Provider::ALL.len());
