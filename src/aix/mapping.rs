@@ -42,7 +42,9 @@ pub const BEFORE_VERSIONS: u32 = 1;
 /// (`aix::claude_copies`): the copies leave the other items. 6 = subagent files take part in
 /// that rule too (a 2.1.x `aside_question` agent's copy of its parent's conversation leaves the
 /// agent's item), and a file that lost every line it held to another file drops their rows.
-pub const CLAUDE_CODE: u32 = 6;
+/// 7 = a prompt queued while the agent worked (`attachment` `queued_command`, 2.1.x) is a prompt
+/// opening its turn, not a skipped attachment.
+pub const CLAUDE_CODE: u32 = 7;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
 /// without the cache reads (Codex's input includes them). 4 = a `/review` rollout names the
@@ -236,7 +238,7 @@ mod tests {
     #[test]
     fn every_provider_is_at_its_current_version() {
         let expected = [
-            (Provider::ClaudeCode, 6),
+            (Provider::ClaudeCode, 7),
             (Provider::Codex, 4),
             (Provider::Cursor, 3),
             (Provider::OpenCode, 3),
