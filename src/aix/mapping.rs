@@ -42,7 +42,9 @@ pub const BEFORE_VERSIONS: u32 = 1;
 /// (`aix::claude_copies`): the copies leave the other items. 6 = subagent files take part in
 /// that rule too (a 2.1.x `aside_question` agent's copy of its parent's conversation leaves the
 /// agent's item), and a file that lost every line it held to another file drops their rows.
-pub const CLAUDE_CODE: u32 = 6;
+/// 7 = a prompt queued while the agent worked (`attachment` `queued_command`, 2.1.x) is a prompt
+/// opening its turn, not a skipped attachment.
+pub const CLAUDE_CODE: u32 = 7;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
 /// without the cache reads (Codex's input includes them). 4 = a `/review` rollout names the
@@ -53,7 +55,9 @@ pub const CODEX: u32 = 4;
 /// its input box (a last user bubble without text) is not a prompt.
 pub const CURSOR: u32 = 3;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
-pub const OPENCODE: u32 = 2;
+/// 3 = a user message whose only text is synthetic (a `!command` run from the prompt box) takes
+/// that text as its prompt text instead of none.
+pub const OPENCODE: u32 = 3;
 /// Gemini CLI: 2 = subagent chats, every user message a prompt, tokens per message id once.
 /// 3 = `input_tokens` without the cache reads (Gemini's input includes them). 4 = a later chat
 /// file carrying the `sessionId` of an earlier one is its own session.
@@ -260,10 +264,10 @@ mod tests {
     #[test]
     fn every_provider_is_at_its_current_version() {
         let expected = [
-            (Provider::ClaudeCode, 6),
+            (Provider::ClaudeCode, 7),
             (Provider::Codex, 4),
             (Provider::Cursor, 3),
-            (Provider::OpenCode, 2),
+            (Provider::OpenCode, 3),
             (Provider::GeminiCli, 4),
         ];
         assert_eq!(expected.len(), Provider::ALL.len());

@@ -22,7 +22,10 @@
 //!   `step-finish` parts repeat per-step usage and are not counted.
 //! - **Messages**: one per message row, ordered by creation time then id; `content` = its
 //!   `text` parts joined by `\n` (text parts marked `synthetic` or `ignored` are OpenCode's own
-//!   injections and are left out, counted as `part:text_synthetic`), `thinking` = its
+//!   injections and are left out, counted as `part:text_synthetic`; a user message holding no
+//!   other text, such as a `!command` run from the prompt box, whose only text is OpenCode's
+//!   synthetic "The following tool was executed by the user", takes its synthetic parts as its
+//!   text: it is the prompt of its turn all the same), `thinking` = its
 //!   `reasoning` parts; `metadataJson` = `{agent, mode, modelID, providerID, cost, finish,
 //!   parentID}` where present.
 //! - **Tool calls**: one per `tool` part: id = `callID` (the part id when absent), `toolName` =

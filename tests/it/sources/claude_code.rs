@@ -864,3 +864,122 @@ fn claude_resumed_chain_counts_each_line_in_one_session_only() {
     assert_eq!(alone[0].messages.len(), 11);
     assert!(!alone[0].copies_elsewhere);
 }
+
+/// 2.1.x: a prompt typed while the agent worked is handed to it mid-turn as an `attachment`
+/// `queued_command` (`commandMode: "prompt"`): a prompt opening its turn, read as the user line
+/// it stands for (text, or blocks with an image), marked `queued`. The same kind of line in
+/// `task-notification` mode (a background task's notice), the other attachments, the
+/// `queue-operation`, `mode` and `last-prompt` records are not prompts.
+#[test]
+fn claude_a_prompt_queued_while_the_agent_worked_opens_its_turn() {
+    const QS: &str = "ffffffff-0000-4000-8000-000000000071";
+    const Q0: i64 = 1_780_718_160_000; // 2026-06-06T03:56:00Z
+    let q = |sec: i64, ms: i64| Q0 + sec * 1000 + ms;
+    let file = source(
+        Provider::ClaudeCode,
+        &format!("claude-code/queued/{QS}.jsonl"),
+        FileRole::Main,
+    );
+    let (items, p) = parse_all(&file);
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(item.source_session_id, QS);
+    let opus = o("claude-opus-4-7");
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("q1"),
+                None,
+                q(39, 500),
+                Some(q(43, 0)),
+                opus.clone(),
+                [Some(6), Some(40), Some(1000), Some(200), None, Some(1246)],
+                None,
+                vec![s("q1")]
+            ),
+            (
+                s("qc1"),
+                o("q1"),
+                q(45, 0),
+                Some(q(50, 0)),
+                opus.clone(),
+                [Some(3), Some(25), Some(1200), Some(50), None, Some(1278)],
+                o("a2"),
+                vec![s("qc1")]
+            ),
+            (
+                s("qc3"),
+                o("qc1"),
+                q(70, 0),
+                Some(q(72, 0)),
+                opus.clone(),
+                [Some(2), Some(10), Some(1300), Some(0), None, Some(1312)],
+                o("a3"),
+                vec![s("qc3")]
+            ),
+        ]
+    );
+    assert_eq!(
+        messages(item)
+            .into_iter()
+            .map(|m| (m.0, m.1, m.2, m.3))
+            .collect::<Vec<_>>(),
+        vec![
+            (s("q1"), s("q1"), s("user"), o("Rename the shop module.")),
+            (s("a1"), s("q1"), s("assistant"), None),
+            (s("r1"), s("q1"), s("tool"), None),
+            (
+                s("qc1"),
+                s("qc1"),
+                s("user"),
+                o("Keep the old name as an alias.")
+            ),
+            (
+                s("a2"),
+                s("qc1"),
+                s("assistant"),
+                o("Renamed; the old name stays as an alias.")
+            ),
+            (s("qc3"), s("qc3"), s("user"), o("Also this screen:")),
+            (
+                s("a3"),
+                s("qc3"),
+                s("assistant"),
+                o("The screen shows the new name.")
+            ),
+        ]
+    );
+    let queued: Vec<&str> = item
+        .messages
+        .iter()
+        .filter(|m| {
+            m.metadata_json
+                .as_ref()
+                .is_some_and(|v| v["queued"] == serde_json::json!(true))
+        })
+        .map(|m| m.source_message_id.as_str())
+        .collect();
+    assert_eq!(queued, ["qc1", "qc3"]);
+    assert_eq!(
+        tools(item),
+        vec![(
+            s("toolu_q1"),
+            s("q1"),
+            o("a1"),
+            s("Bash"),
+            s("completed"),
+            Some(q(43, 0)),
+            None
+        )]
+    );
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("attachment"), 2),
+            (s("last-prompt"), 1),
+            (s("mode"), 2),
+            (s("queue-operation"), 3)
+        ]
+    );
+}

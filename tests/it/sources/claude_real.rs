@@ -115,7 +115,8 @@ fn flag(v: &Value, k: &str) -> bool {
 
 /// A human prompt, by the rules: a `user` line that is no tool result, no meta/injected or
 /// transcript-only record, no compaction summary, no shell-mode or local command output and no
-/// interrupt marker; slash commands and image-only messages are prompts.
+/// interrupt marker; slash commands and image-only messages are prompts, and so is a prompt
+/// queued while the agent worked (an `attachment` `queued_command` in `prompt` mode).
 fn is_prompt(v: &Value) -> bool {
     if v.get("type").and_then(Value::as_str) != Some("user")
         || flag(v, "isMeta")
@@ -235,6 +236,24 @@ fn independent_figures(file: &SourceFile, bytes: &[u8]) -> BTreeMap<String, Figu
             own.clone()
         };
         let t = tallies.entry(key).or_default();
+        // A prompt the user queued while the agent worked, handed to it mid-turn: counted as the
+        // user line it stands for (a background task's notice, another mode, is not).
+        let queued = (kind == "attachment"
+            && v.pointer("/attachment/type").and_then(Value::as_str) == Some("queued_command")
+            && v.pointer("/attachment/commandMode")
+                .and_then(Value::as_str)
+                .is_none_or(|m| m == "prompt"))
+        .then(|| v.pointer("/attachment/prompt"))
+        .flatten()
+        .filter(|p| p.is_string() || p.is_array())
+        .map(|p| {
+            let mut user = v.clone();
+            user["type"] = Value::from("user");
+            user["message"] = serde_json::json!({"role": "user", "content": p});
+            user
+        });
+        let v = queued.as_ref().unwrap_or(v);
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
         let compact = kind == "system"
             && v.get("subtype").and_then(Value::as_str) == Some("compact_boundary");
         if !matches!(kind, "user" | "assistant") && !compact {

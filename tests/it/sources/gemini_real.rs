@@ -6,8 +6,9 @@
 //! `FileState` into a real ledger, equals one full read of the final file.
 //!
 //! The independent count follows SOURCES.md "Real-world variants": every `type: "user"`
-//! message is a prompt (a `user` record made only of `functionResponse` parts is a tool result
-//! written back by a history rewrite, not typed by anyone), a message id counts once with its
+//! message is a prompt (a `user` record made only of `functionResponse` parts, with the
+//! `inlineData`/`fileData` a tool returned beside them, is a tool result written back by the
+//! CLI, not typed by anyone), a message id counts once with its
 //! last version, and a
 //! session is its `sessionId` (Code Assist's shared `a2a-server` id excepted: each of its files
 //! is a session of its own; so is a later chat file of a directory carrying the `sessionId` of
@@ -105,8 +106,12 @@ impl FileCount {
                 Some("user") => {
                     let only_tool_results = m.get("content").is_some_and(|c| {
                         c.as_array().is_some_and(|parts| {
-                            !parts.is_empty()
-                                && parts.iter().all(|p| p.get("functionResponse").is_some())
+                            parts.iter().any(|p| p.get("functionResponse").is_some())
+                                && parts.iter().all(|p| {
+                                    ["functionResponse", "inlineData", "fileData"]
+                                        .iter()
+                                        .any(|k| p.get(*k).is_some())
+                                })
                         })
                     });
                     if !only_tool_results {

@@ -371,3 +371,73 @@ fn gemini_variant_logs_tailed_mid_line_equal_one_full_read() {
         assert_eq!(tailed, full, "{rel}: {}", first_difference(&tailed, &full));
     }
 }
+
+/// A tool that read an image hands its bytes back in a `user` message of its own: the
+/// `functionResponse` and the `inlineData` it returned (a real 2026-03 chat). That message is a
+/// tool result, not a prompt: it stays in the turn of the prompt that led to it.
+#[test]
+fn gemini_a_tool_result_with_inline_data_is_not_a_prompt() {
+    const MAR_30: i64 = 1_774_828_800_000; // 2026-03-30T00:00:00Z
+    let file = gemini_main("proj-g/chats/session-2026-03-30T03-06-9999000a.json");
+    let (items, _) = parse_all(&file);
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(
+        item.source_session_id,
+        "9999000a-0000-4000-8000-00000000000a"
+    );
+    type Row = (String, i64, Vec<String>, Option<i64>, Option<i64>);
+    let turn_rows: Vec<Row> = item
+        .turns
+        .iter()
+        .map(|t| {
+            (
+                t.source_turn_id.clone(),
+                t.started_at_ms,
+                t.query_message_source_ids.clone(),
+                t.output_tokens,
+                t.total_tokens,
+            )
+        })
+        .collect();
+    assert_eq!(
+        turn_rows,
+        vec![
+            (
+                s("g-u1"),
+                at(MAR_30, 3, 6, 1, 0),
+                vec![s("g-u1")],
+                Some(60),
+                Some(4370)
+            ),
+            (
+                s("g-u2"),
+                at(MAR_30, 3, 7, 0, 0),
+                vec![s("g-u2")],
+                Some(5),
+                Some(2405)
+            ),
+        ]
+    );
+    assert_eq!(
+        messages(item)
+            .into_iter()
+            .map(|m| (m.0, m.1, m.2))
+            .collect::<Vec<_>>(),
+        vec![
+            (s("g-u1"), s("g-u1"), s("user")),
+            (s("g-g1"), s("g-u1"), s("assistant")),
+            (s("g-r1"), s("g-u1"), s("tool")),
+            (s("g-g2"), s("g-u1"), s("assistant")),
+            (s("g-u2"), s("g-u2"), s("user")),
+            (s("g-g3"), s("g-u2"), s("assistant")),
+        ]
+    );
+    assert_eq!(
+        tools(item)
+            .into_iter()
+            .map(|t| (t.0, t.1, t.3, t.4))
+            .collect::<Vec<_>>(),
+        vec![(s("read_file-1"), s("g-u1"), s("read_file"), s("completed"))]
+    );
+}

@@ -301,6 +301,9 @@ impl ItemState {
         if let Some(id) = r.agent_id.as_deref() {
             meta.insert("agentId".into(), json!(id));
         }
+        if r.queued {
+            meta.insert("queued".into(), json!(true));
+        }
         let has_text = kind == "assistant" && content.is_some();
         let msg = Message {
             source_message_id: message_id.clone(),

@@ -18,7 +18,11 @@
 //! line that is no tool result, no `isMeta`/`isVisibleInTranscriptOnly`/`isCompactSummary`
 //! record, and does not start with shell-mode (`<bash-input>`, `<bash-stdout>`,
 //! `<bash-stderr>`), local command output, an interrupt marker, a `<task-notification>` or the
-//! 1.0.x compaction text; slash commands and image-only messages are prompts. The other lines
+//! 1.0.x compaction text; slash commands and image-only messages are prompts. So is a prompt the
+//! user typed while the agent worked, handed to it mid-turn (2.1.x): an `attachment` line
+//! `queued_command` in `prompt` mode (or without a mode) is read as the `user` line it stands for,
+//! its `prompt` the content (metadata `queued: true`); a background task's notice
+//! (`task-notification` mode) stays a skipped attachment. The other lines
 //! stay messages of the current turn. A line whose uuid the item already holds is a copy and
 //! changes nothing (a 2.1.x subagent sent a follow-up writes its earlier transcript to its file
 //! again, same uuids, before the new prompt): the first line stands.
@@ -201,13 +205,16 @@ impl ClaudeCodeParser {
         if line.bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let r: Record<'_> = match serde_json::from_slice(line.bytes) {
+        let mut r: Record<'_> = match serde_json::from_slice(line.bytes) {
             Ok(r) => r,
             Err(_) => {
                 self.stats.malformed_lines += 1;
                 return;
             }
         };
+        if r.kind() == "attachment" {
+            r.take_queued_prompt();
+        }
         if self.stats.format_version.is_none() {
             self.stats.format_version = r.version.as_deref().map(|v| format!("version {v}"));
         }

@@ -65,6 +65,26 @@ pub(super) struct Record<'a> {
     pub tool_use_result: Option<Value>,
     #[serde(borrow)]
     pub data: Obj<ProgressData<'a>>,
+    /// `attachment` lines' body (2.1.x).
+    #[serde(borrow)]
+    pub attachment: Obj<Attachment<'a>>,
+    /// Set by the parser, never read: the line is a queued prompt taken as a `user` line.
+    #[serde(skip)]
+    pub queued: bool,
+}
+
+/// An `attachment` line's body. `queued_command`: what the user typed while the agent worked,
+/// handed to it mid-turn (`prompt`; `commandMode` `prompt`, or `task-notification` for a
+/// background task's notice).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Attachment<'a> {
+    #[serde(rename = "type", borrow, deserialize_with = "lenient::str")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub prompt: TextOrList<Block<'a>>,
+    #[serde(rename = "commandMode", borrow, deserialize_with = "lenient::str")]
+    pub command_mode: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +150,29 @@ fn owned_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D
 impl Record<'_> {
     pub fn kind(&self) -> &str {
         self.kind.as_deref().unwrap_or("")
+    }
+
+    /// An `attachment` line holding a prompt the user queued while the agent worked
+    /// (`queued_command` in `prompt` mode, or without a mode) becomes the `user` line it stands
+    /// for: its prompt is the message content. Returns whether it did.
+    pub fn take_queued_prompt(&mut self) -> bool {
+        let Some(a) = self.attachment.0.as_mut() else {
+            return false;
+        };
+        if a.kind.as_deref() != Some("queued_command")
+            || a.command_mode.as_deref().is_some_and(|m| m != "prompt")
+            || matches!(a.prompt, TextOrList::Absent)
+        {
+            return false;
+        }
+        let content = std::mem::take(&mut a.prompt);
+        self.kind = Some(Cow::Borrowed("user"));
+        self.message = Obj(Some(MessageBody {
+            content,
+            ..MessageBody::default()
+        }));
+        self.queued = true;
+        true
     }
 }
 

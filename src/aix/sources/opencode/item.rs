@@ -320,6 +320,7 @@ impl Builder {
         };
         let turn_id = self.turns[turn_idx].turn.source_turn_id.clone();
         let mut texts = Vec::new();
+        let mut injected = Vec::new();
         let mut thinking = Vec::new();
         let mut ends = vec![
             Some(created),
@@ -327,7 +328,11 @@ impl Builder {
         ];
         for (part, pd) in parts {
             match pd.kind.as_deref() {
-                Some("text") if pd.synthetic == Some(true) || pd.ignored == Some(true) => {
+                Some("text") if pd.synthetic == Some(true) && pd.ignored != Some(true) => {
+                    count_skip(stats, "part:text_synthetic");
+                    injected.extend(pd.text.clone());
+                }
+                Some("text") if pd.ignored == Some(true) => {
                     count_skip(stats, "part:text_synthetic");
                 }
                 Some("text") => texts.extend(pd.text.clone()),
@@ -340,7 +345,11 @@ impl Builder {
                 None => count_skip(stats, "part:unknown"),
             }
         }
-        let content = join_nonempty(texts);
+        // A user message with no text of the user's own (a `!command` run from the prompt box,
+        // the continuation OpenCode sends after compacting) is still the prompt of its turn:
+        // its text is what OpenCode injected.
+        let content =
+            join_nonempty(texts).or_else(|| is_user.then(|| join_nonempty(injected)).flatten());
         let thinking = join_nonempty(thinking);
 
         let acc = &mut self.turns[turn_idx];

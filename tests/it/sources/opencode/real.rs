@@ -6,7 +6,10 @@
 //! OpenCode's precedence (`opencode.db`, `opencode-*.db` by name, `storage/`, then
 //! `project/<name>/storage/` by name): prompts are `user` messages, tool calls `tool` parts,
 //! tokens the assistant messages' `tokens` (input + output + reasoning + cache read + cache
-//! write), never the `step-finish` parts that repeat them. The directory is copied first: the
+//! write), never the `step-finish` parts that repeat them; prompt characters those of each
+//! user message's text: its non-empty `text` parts joined by a newline, leaving out parts
+//! marked `synthetic` or `ignored`, or, when none is left, its `synthetic` ones (a `!command`
+//! run from the prompt box holds only OpenCode's synthetic text). The directory is copied first: the
 //! agent's files are not touched.
 
 use std::collections::BTreeMap;
@@ -21,15 +24,40 @@ use nex::aix::sources::OpenCodeStore;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Figures {
     prompts: u64,
+    prompt_chars: u64,
     tool_calls: u64,
     output_tokens: i64,
     total_tokens: i64,
 }
 
 impl Figures {
-    fn message(&mut self, data: &Value) {
+    /// A message with its parts.
+    fn message(&mut self, data: &Value, parts: &[Value]) {
+        for p in parts {
+            self.part(p);
+        }
         match data.get("role").and_then(Value::as_str) {
-            Some("user") => self.prompts += 1,
+            Some("user") => {
+                self.prompts += 1;
+                let flag = |p: &Value, k: &str| p.get(k).and_then(Value::as_bool) == Some(true);
+                let texts = |synthetic: bool| -> Vec<&str> {
+                    parts
+                        .iter()
+                        .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+                        .filter(|p| !flag(p, "ignored") && flag(p, "synthetic") == synthetic)
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .filter(|t| !t.is_empty())
+                        .collect()
+                };
+                let mut own = texts(false);
+                if own.is_empty() {
+                    own = texts(true);
+                }
+                if !own.is_empty() {
+                    let chars: usize = own.iter().map(|t| t.chars().count()).sum();
+                    self.prompt_chars += (chars + own.len() - 1) as u64;
+                }
+            }
             Some("assistant") => {
                 let n = |path: &[&str]| {
                     let mut v = data.get("tokens");
@@ -95,19 +123,26 @@ fn independent(dir: &Path) -> BTreeMap<String, Figures> {
                 continue;
             }
             let mut f = Figures::default();
-            let rows = |sql: &str| -> Vec<String> {
+            let pairs = |sql: &str| -> Vec<(String, String)> {
                 conn.prepare(sql)
                     .unwrap()
-                    .query_map([&id], |r| r.get(0))
+                    .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .unwrap()
                     .flatten()
                     .collect()
             };
-            for m in rows("SELECT data FROM message WHERE session_id = ?1") {
-                f.message(&serde_json::from_str(&m).unwrap_or(Value::Null));
+            let mut parts: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for (m, p) in pairs("SELECT message_id, data FROM part WHERE session_id = ?1") {
+                let part = serde_json::from_str(&p).unwrap_or(Value::Null);
+                parts.entry(m).or_default().push(part);
             }
-            for p in rows("SELECT data FROM part WHERE session_id = ?1") {
-                f.part(&serde_json::from_str(&p).unwrap_or(Value::Null));
+            for (id, m) in pairs("SELECT id, data FROM message WHERE session_id = ?1") {
+                let own = parts.remove(&id).unwrap_or_default();
+                f.message(&serde_json::from_str(&m).unwrap_or(Value::Null), &own);
+            }
+            // Parts of no message of the session still count as tool calls.
+            for p in parts.values().flatten() {
+                f.part(p);
             }
             out.insert(id, f);
         }
@@ -125,11 +160,12 @@ fn independent(dir: &Path) -> BTreeMap<String, Figures> {
             }
             let mut f = Figures::default();
             for msg in sorted_entries(&storage.join("message").join(&id)) {
-                f.message(&json_file(&msg).unwrap_or(Value::Null));
                 let stem = msg.file_stem().unwrap();
-                for part in sorted_entries(&storage.join("part").join(stem)) {
-                    f.part(&json_file(&part).unwrap_or(Value::Null));
-                }
+                let parts: Vec<Value> = sorted_entries(&storage.join("part").join(stem))
+                    .iter()
+                    .map(|p| json_file(p).unwrap_or(Value::Null))
+                    .collect();
+                f.message(&json_file(&msg).unwrap_or(Value::Null), &parts);
             }
             out.insert(id, f);
         }
@@ -148,11 +184,12 @@ fn independent(dir: &Path) -> BTreeMap<String, Figures> {
             }
             let mut f = Figures::default();
             for msg in sorted_entries(&session.join("message").join(&id)) {
-                f.message(&json_file(&msg).unwrap_or(Value::Null));
                 let stem = msg.file_stem().unwrap();
-                for part in sorted_entries(&session.join("part").join(&id).join(stem)) {
-                    f.part(&json_file(&part).unwrap_or(Value::Null));
-                }
+                let parts: Vec<Value> = sorted_entries(&session.join("part").join(&id).join(stem))
+                    .iter()
+                    .map(|p| json_file(p).unwrap_or(Value::Null))
+                    .collect();
+                f.message(&json_file(&msg).unwrap_or(Value::Null), &parts);
             }
             out.insert(id, f);
         }
@@ -171,8 +208,13 @@ fn parsed(dir: &Path) -> BTreeMap<String, Figures> {
         .iter()
         .flat_map(|u| &u.items)
         .map(|item| {
+            let users = item.messages.iter().filter(|m| m.role == "user");
             let mut f = Figures {
-                prompts: item.messages.iter().filter(|m| m.role == "user").count() as u64,
+                prompts: users.clone().count() as u64,
+                prompt_chars: users
+                    .filter_map(|m| m.content.as_deref())
+                    .map(|c| c.chars().count() as u64)
+                    .sum(),
                 tool_calls: item.tool_calls.len() as u64,
                 ..Figures::default()
             };

@@ -414,3 +414,136 @@ fn opencode_polls_after_several_writes_equal_one_poll_of_the_final_directory() {
     import(&mut full, "full", &updates);
     assert_eq!(canonical(&tailed), canonical(&full));
 }
+
+/// A `!command` run from OpenCode's prompt box, as 1.17 writes it: a user message whose only
+/// part is the synthetic text "The following tool was executed by the user", and an assistant
+/// message without tokens holding the `bash` call. The message is still the prompt of its own
+/// turn (the user did it, and the call and its output belong to it), its text the synthetic one;
+/// a synthetic part beside text of the user's own stays out of the text. Polled as OpenCode
+/// writes it (the user message before its part), the ledger equals one poll of the end.
+#[test]
+fn opencode_a_shell_command_prompt_takes_its_synthetic_text() {
+    const SHELL: &str = "The following tool was executed by the user";
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = OpenCodeStore::new(dir.path().to_path_buf());
+    let mut cursors = Cursors::new();
+    let mut tailed = ledger();
+    let mut step = |store: &mut OpenCodeStore, key: &str| {
+        let (updates, _) = poll(store, &cursors);
+        if !updates.is_empty() {
+            import(&mut tailed, key, &updates);
+        }
+        remember(&mut cursors, &updates);
+        updates.len()
+    };
+    let main = Writer::create(&dir.path().join("opencode.db"), SCHEMA);
+    let user = |at| super::fixture::user(at, "build", "opencode", "kimi-k2");
+    main.session("ses_sh", None, None, "Shell", t(0), t(0));
+    main.message("ses_sh", "msg_1", t(1), &user(t(1)));
+    main.part(
+        "ses_sh",
+        "msg_1",
+        "prt_1a",
+        t(1),
+        &text_part("Look around."),
+    );
+    main.part(
+        "ses_sh",
+        "msg_1",
+        "prt_1b",
+        t(1),
+        &json!({"type": "text", "text": "Called the Read tool with: notes", "synthetic": true}),
+    );
+    let mut reply = assistant(t(2), Some(t(3)), [30, 4, 0, 0, 0]);
+    reply["parentID"] = json!("msg_1");
+    main.message("ses_sh", "msg_2", t(2), &reply);
+    main.part(
+        "ses_sh",
+        "msg_2",
+        "prt_2a",
+        t(3),
+        &text_part("Nothing here."),
+    );
+    // `!ls`: the user message first, its synthetic part in a later write.
+    main.message("ses_sh", "msg_3", t(10), &user(t(10)));
+    assert_eq!(step(&mut store, "before"), 1);
+    main.part(
+        "ses_sh",
+        "msg_3",
+        "prt_3a",
+        t(10),
+        &json!({"type": "text", "text": SHELL, "synthetic": true}),
+    );
+    let mut ran = assistant(t(10), Some(t(11)), [0; 5]);
+    ran["parentID"] = json!("msg_3");
+    main.message("ses_sh", "msg_4", t(10), &ran);
+    main.part(
+        "ses_sh",
+        "msg_4",
+        "prt_4a",
+        t(10),
+        &bash_part("call_ls", t(10), t(11)),
+    );
+    assert_eq!(step(&mut store, "after"), 1);
+    assert_eq!(step(&mut store, "idle"), 0);
+
+    let mut fresh = OpenCodeStore::new(dir.path().to_path_buf());
+    let (updates, _) = poll(&mut fresh, &Cursors::new());
+    let item = by_id(&updates, "ses_sh");
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("msg_1"),
+                None,
+                t(1),
+                Some(t(3)),
+                o("claude-sonnet-4"),
+                [Some(30), Some(4), Some(0), Some(0), Some(0), Some(34)],
+                o("msg_2"),
+                vec![s("msg_1")]
+            ),
+            (
+                s("msg_3"),
+                o("msg_1"),
+                t(10),
+                Some(t(11)),
+                o("claude-sonnet-4"),
+                [Some(0), Some(0), Some(0), Some(0), Some(0), Some(0)],
+                None,
+                vec![s("msg_3")]
+            ),
+        ]
+    );
+    assert_eq!(
+        item.messages
+            .iter()
+            .map(|m| (
+                m.source_message_id.as_str(),
+                m.role.as_str(),
+                m.content.as_deref()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("msg_1", "user", Some("Look around.")),
+            ("msg_2", "assistant", Some("Nothing here.")),
+            ("msg_3", "user", Some(SHELL)),
+            ("msg_4", "assistant", None),
+        ]
+    );
+    assert_eq!(
+        tools(item),
+        vec![(
+            s("call_ls"),
+            s("msg_3"),
+            o("msg_4"),
+            s("bash"),
+            s("completed"),
+            Some(t(11)),
+            None
+        )]
+    );
+    let mut full = ledger();
+    import(&mut full, "full", &updates);
+    assert_eq!(canonical(&tailed), canonical(&full));
+}
