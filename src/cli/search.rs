@@ -78,7 +78,7 @@ pub struct SearchArgs {
     pub limit: u32,
     /// Rank at most this many matches of a query (the most recently imported), so that a
     /// very frequent word answers fast; the output says when it did. 0 ranks every match.
-    /// Default: $NEX_SEARCH_RANK_CAP, else 10000.
+    /// Default: $NEX_SEARCH_RANK_CAP, else 2000.
     #[arg(long, value_name = "N")]
     pub rank_cap: Option<u32>,
     /// One JSON line per hit (with `"capped": {"ranked": N, "matches": M}` on each line when

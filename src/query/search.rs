@@ -123,9 +123,9 @@ impl Default for SearchFilter {
     }
 }
 
-/// Matches of one index ranked at once by default: bm25 of this many rows costs a few tens of
-/// milliseconds; fewer matches are ranked exactly.
-pub const DEFAULT_RANK_CAP: u32 = 10_000;
+/// Matches of one index ranked at once by default: bm25 costs 3-4 µs a row (the standard corpus
+/// of `nex-bench search`), so about 10 ms for this many; fewer matches are ranked exactly.
+pub const DEFAULT_RANK_CAP: u32 = 2_000;
 
 /// The environment variable that sets the rank cap of `nex search` and `nex mcp` (`0`: rank
 /// every match).
