@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::Spread;
 use super::procs::{Binaries, Pair, PairOutcome, root_args};
-use super::raw::insert_rows;
+use super::raw::{ToolBodies, insert_rows};
 use super::replay::BenchError;
 use nex::aix::{RootOverrides, WorkerOptions, default_parser_factory};
 use nex::ledger;
@@ -184,6 +184,7 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
     let empty = dir.join("empty-root");
     std::fs::create_dir_all(&empty)?;
     let items = corpus_items(&bench.claude_dirs, &bench.codex_dirs)?;
+    let bodies = ToolBodies::of(&items);
     let sessions = items.len() as u64;
     let corpus_bytes = bench
         .claude_dirs
@@ -212,7 +213,7 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
             remove_ledger(&raw_path);
             let mut conn = ledger::open_agents(&raw_path)?;
             let (t, cpu) = (Instant::now(), cpu_secs(UsageWho::RUSAGE_THREAD));
-            insert_rows(&mut conn, &items)?;
+            insert_rows(&mut conn, &items, &bodies)?;
             let secs = t.elapsed().as_secs_f64();
             let cpu = cpu_secs(UsageWho::RUSAGE_THREAD) - cpu;
             drop(conn);

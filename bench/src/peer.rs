@@ -103,7 +103,7 @@ pub struct PeerResult {
     pub backfill: Spread,
     /// `aix emit --mode backfill | nex import replay -`.
     pub pipe: Spread,
-    /// peer / backfill per run (P2: ≥ 10).
+    /// peer / backfill per run (P2: ≥ 3, TARGETS.md).
     pub ratio: Spread,
     /// peer / pipe per run.
     pub pipe_ratio: Spread,

@@ -251,9 +251,9 @@ fn print_peer(r: &PeerResult) {
         }
     );
     println!(
-        "ratio    peer/backfill {} (P2: ≥ 10: {}) · peer/pipe {}",
+        "ratio    peer/backfill {} (P2: ≥ 3: {}) · peer/pipe {}",
         s(&r.ratio),
-        if r.ratio.median >= 10.0 {
+        if r.ratio.median >= 3.0 {
             "ok"
         } else {
             "MISSED"

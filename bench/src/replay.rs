@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Spread;
 use super::corpus::{CorpusSpec, CorpusStats, generate};
-use super::raw::insert_rows;
+use super::raw::{ToolBodies, insert_rows};
 use nex::ledger;
 use nex::pipeline::writer::{LedgerWriter, WriterConfig};
 use nex::pipeline::{PipelineConfig, RunReport, run_pipeline};
@@ -99,8 +99,9 @@ fn time_raw(
     items: &[nex::protocol::ImportSessionItem],
 ) -> Result<f64, BenchError> {
     let (path, mut conn) = fresh_ledger(dir, &format!("raw-{run}.db"))?;
+    let bodies = ToolBodies::of(items);
     let started = Instant::now();
-    insert_rows(&mut conn, items)?;
+    insert_rows(&mut conn, items, &bodies)?;
     // Closing checkpoints what is left in the WAL: timed, as the replay times its writer's
     // close (`writer.join()`), so that neither side defers work past its clock.
     drop(conn);

@@ -44,7 +44,7 @@ use self::tail::run_tail;
 pub use self::tail::{Latency, TailFigures};
 use super::Spread;
 use super::procs::{Binaries, Pair, PairOutcome};
-use super::raw::insert_rows;
+use super::raw::{ToolBodies, insert_rows};
 use super::replay::BenchError;
 use nex::aix::{RootOverrides, WorkerOptions, default_parser_factory};
 use nex::ledger;
@@ -292,6 +292,7 @@ pub fn run(b: &StoresBench) -> Result<StoresResult, StoresError> {
     let mut opencode = OpenCodeDir::create(&opencode_dir, b.sessions, b.bubbles, b.seed)?;
 
     let items = store_items(&db, &opencode_dir, &empty)?;
+    let bodies = ToolBodies::of(&items);
     let sessions = items.len() as u64;
     let messages: u64 = items.iter().map(|i| i.messages.len() as u64).sum();
     let tool_calls: u64 = items.iter().map(|i| i.tool_calls.len() as u64).sum();
@@ -333,7 +334,7 @@ pub fn run(b: &StoresBench) -> Result<StoresResult, StoresError> {
             remove_db(&raw_path);
             let mut conn = ledger::open_agents(&raw_path)?;
             let t = Instant::now();
-            insert_rows(&mut conn, &items).map_err(BenchError::Raw)?;
+            insert_rows(&mut conn, &items, &bodies).map_err(BenchError::Raw)?;
             let secs = t.elapsed().as_secs_f64();
             drop(conn);
             remove_db(&raw_path);

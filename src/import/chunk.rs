@@ -116,10 +116,20 @@ pub(super) fn chunk_checked(
             persona,
             run_id,
             now,
+            opts.item_savepoints,
         )?,
         None => {
             let item = decode_staged(conn, source, upload_id, &encoding, opts.max_inflated_bytes)?;
-            import_upload(conn, req, &item, None, persona, run_id, now)?
+            import_upload(
+                conn,
+                req,
+                &item,
+                None,
+                persona,
+                run_id,
+                now,
+                opts.item_savepoints,
+            )?
         }
     };
     conn.prepare_cached(sql::COMPLETE_PARTS)?
@@ -130,7 +140,9 @@ pub(super) fn chunk_checked(
 /// Imports the decoded item of a complete upload under the completing part's key, run id,
 /// persona and cursors (chunk algorithm 7-8). `precomputed`, when given, must be
 /// ([`upload_hash`]`(req, item)`, [`ItemJson::of`]`(item)`), both taken before any
-/// [`ItemJson::take`] emptied the item's tool JSON.
+/// [`ItemJson::take`] emptied the item's tool JSON. `item_savepoints`: as
+/// [`ImportOptions::item_savepoints`].
+#[allow(clippy::too_many_arguments)]
 pub(super) fn import_upload(
     conn: &Connection,
     req: &ChunkRequest,
@@ -139,6 +151,7 @@ pub(super) fn import_upload(
     persona: &str,
     run_id: &str,
     now: i64,
+    item_savepoints: bool,
 ) -> Result<ImportResponse, ImportError> {
     check_item_against_chunk(item, req)?;
     let hash = match precomputed {
@@ -153,6 +166,7 @@ pub(super) fn import_upload(
         items: std::slice::from_ref(item),
         cursors: &req.cursors,
         json: precomputed.map(|(_, json)| std::slice::from_ref(json)),
+        item_savepoints,
     };
     import_view(conn, &view, &hash, persona, now)
 }

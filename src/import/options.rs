@@ -19,6 +19,11 @@ pub struct ImportOptions {
     pub chunk_ttl_ms: i64,
     /// Source of "now" in epoch milliseconds (fixed in tests).
     pub clock: fn() -> i64,
+    /// Each item runs in its own savepoint (rule 5; the default). Off, a failed item may leave
+    /// part of its rows in the transaction: only for a caller that rolls the whole
+    /// transaction back when any item fails (the ledger writer's first attempt at a batch,
+    /// `pipeline::apply`, which then applies it again with savepoints).
+    pub item_savepoints: bool,
 }
 
 impl Default for ImportOptions {
@@ -28,6 +33,7 @@ impl Default for ImportOptions {
             max_inflated_bytes: DEFAULT_MAX_INFLATED_BYTES,
             chunk_ttl_ms: DEFAULT_CHUNK_TTL_MS,
             clock: system_now_ms,
+            item_savepoints: true,
         }
     }
 }

@@ -15,7 +15,7 @@ use super::ImportError;
 use super::ids::ROOT_TURN_ENTITY;
 use super::item::{ItemContext, Refs, Times, mapped_label, non_blank, positive};
 use super::sql;
-use crate::ledger::text::StoredText;
+use crate::ledger::text::PackedBody;
 use crate::protocol::{ImportSessionItem, Message, ToolCall, Turn};
 
 /// Writes one kind of row: a plain INSERT for a fresh session, falling back to the upsert on a
@@ -278,7 +278,7 @@ pub(super) fn write_messages(
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ItemJson {
     /// Per tool call of the item, in order: `(params_json, result_json)`.
-    tool_calls: Vec<(StoredText, Option<StoredText>)>,
+    tool_calls: Vec<(PackedBody, Option<PackedBody>)>,
 }
 
 impl ItemJson {
@@ -312,18 +312,18 @@ impl ItemJson {
     }
 }
 
-fn params_text(call: &ToolCall) -> StoredText {
-    StoredText::of(
+fn params_text(call: &ToolCall) -> PackedBody {
+    PackedBody::of(
         call.params_json
             .as_ref()
             .map_or_else(|| "{}".to_owned(), Value::to_string),
     )
 }
 
-fn result_text(call: &ToolCall) -> Option<StoredText> {
+fn result_text(call: &ToolCall) -> Option<PackedBody> {
     call.result_json
         .as_ref()
-        .map(|v| StoredText::of(v.to_string()))
+        .map(|v| PackedBody::of(v.to_string()))
 }
 
 /// `json`, when given, must be [`ItemJson::of`]`(item)` (it is ignored if its length differs).
@@ -372,6 +372,11 @@ pub(super) fn write_tool_calls(
             Some(spawned) => Some(mapped_label(ctx, refs.provider, spawned)?),
             None => None,
         };
+        // The batch's search index reads them at its flush, on this thread.
+        params_json.remember();
+        if let Some(result) = &result_json {
+            result.remember();
+        }
         rows.write(params![
             tool_ids[src],
             turn,
@@ -379,8 +384,8 @@ pub(super) fn write_tool_calls(
             // Blank stays NULL so the NOT NULL constraint fails the item, as in the baseline.
             non_blank(Some(call.tool_name.as_str())),
             call.tool_number,
-            params_json,
-            result_json,
+            params_json.stored,
+            result_json.as_ref().map(|r| &r.stored),
             non_blank(call.error.as_deref()),
             normalize_tool_status(call, completed.is_some()),
             spawned,

@@ -22,7 +22,8 @@ pub const REASON_SESSION_ABSENT: &str = "session_absent";
 /// Guarantees: the request-level and idempotency errors are decided before anything is
 /// written, so they leave `tx` untouched; a replay of a known key with the same content returns
 /// the stored response unchanged and writes nothing but the request's cursors; each item runs
-/// in its own savepoint, so one item's failure never affects the others; `req.cursors` are
+/// in its own savepoint, so one item's failure never affects the others (unless
+/// `opts.item_savepoints` is off: then the caller rolls back a request with a failed item); `req.cursors` are
 /// stored in the same transaction whenever the request succeeds. Nothing is durable before the
 /// caller commits `tx`.
 ///
@@ -71,6 +72,7 @@ pub fn import_prehashed(
         items: &req.items,
         cursors: &req.cursors,
         json,
+        item_savepoints: opts.item_savepoints,
     };
     import_view(tx, &view, hash, &persona, opts.now_ms())
 }
@@ -91,6 +93,7 @@ pub(crate) fn import_unchecked(
         items: &req.items,
         cursors: &req.cursors,
         json: None,
+        item_savepoints: true,
     };
     import_view(conn, &view, hash, persona, now)
 }
@@ -106,6 +109,8 @@ pub(crate) struct RequestView<'a> {
     pub cursors: &'a [Cursor],
     /// Tool call JSON of `items` computed ahead, one per item.
     pub json: Option<&'a [ItemJson]>,
+    /// [`ImportOptions::item_savepoints`].
+    pub item_savepoints: bool,
 }
 
 /// [`import_unchecked`] over a [`RequestView`].
@@ -127,8 +132,16 @@ pub(crate) fn import_view(
                 .map(str::trim)
                 .filter(|r| !r.is_empty())
                 .map_or_else(new_run_id, str::to_owned);
-            let response =
-                import_items_with(conn, source, persona, &run_id, req.items, req.json, now)?;
+            let response = import_items_with(
+                conn,
+                source,
+                persona,
+                &run_id,
+                req.items,
+                req.json,
+                req.item_savepoints,
+                now,
+            )?;
             store_request(conn, key, source, mode, hash, &response, now)?;
             response
         }
@@ -150,11 +163,14 @@ pub fn import_items(
     items: &[ImportSessionItem],
     now_ms: i64,
 ) -> Result<ImportResponse, ImportError> {
-    import_items_with(conn, source, persona, run_id, items, None, now_ms)
+    import_items_with(conn, source, persona, run_id, items, None, true, now_ms)
 }
 
 /// [`import_items`] with each item's tool call JSON computed ahead (`json[i]` is
-/// [`ItemJson::of`]`(&items[i])`; ignored unless there is one per item).
+/// [`ItemJson::of`]`(&items[i])`; ignored unless there is one per item). Without
+/// `savepoints`, a failed item is still counted and reported, but its partial rows stay in the
+/// transaction, which the caller must then roll back ([`ImportOptions::item_savepoints`]).
+#[allow(clippy::too_many_arguments)]
 fn import_items_with(
     conn: &Connection,
     source: &str,
@@ -162,6 +178,7 @@ fn import_items_with(
     run_id: &str,
     items: &[ImportSessionItem],
     json: Option<&[ItemJson]>,
+    savepoints: bool,
     now_ms: i64,
 ) -> Result<ImportResponse, ImportError> {
     let json = json.filter(|j| j.len() == items.len());
@@ -184,13 +201,17 @@ fn import_items_with(
         replayed: false,
     };
     for (position, item) in items.iter().enumerate() {
-        conn.prepare_cached("SAVEPOINT nex_import_item")?
-            .execute([])?;
+        if savepoints {
+            conn.prepare_cached("SAVEPOINT nex_import_item")?
+                .execute([])?;
+        }
         let outcome = import_item(&ctx, item, json.map(|j| &j[position]));
         let result = match outcome {
             Ok(outcome) => {
-                conn.prepare_cached("RELEASE nex_import_item")?
-                    .execute([])?;
+                if savepoints {
+                    conn.prepare_cached("RELEASE nex_import_item")?
+                        .execute([])?;
+                }
                 match outcome.status {
                     ItemStatus::Imported => response.imported += 1,
                     ItemStatus::Upserted => response.upserted += 1,
@@ -213,10 +234,12 @@ fn import_items_with(
                 }
             }
             Err(err) => {
-                conn.prepare_cached("ROLLBACK TO nex_import_item")?
-                    .execute([])?;
-                conn.prepare_cached("RELEASE nex_import_item")?
-                    .execute([])?;
+                if savepoints {
+                    conn.prepare_cached("ROLLBACK TO nex_import_item")?
+                        .execute([])?;
+                    conn.prepare_cached("RELEASE nex_import_item")?
+                        .execute([])?;
+                }
                 if err.is_retryable() {
                     return Err(err);
                 }

@@ -242,6 +242,7 @@ fn stage<'b>(
             persona,
             run_id,
             now,
+            opts.item_savepoints,
         )?,
         None => {
             let encoding = parts
@@ -253,7 +254,16 @@ fn stage<'b>(
                 encoding,
                 opts.max_inflated_bytes,
             )?;
-            import_upload(conn, req, &item, None, persona, run_id, now)?
+            import_upload(
+                conn,
+                req,
+                &item,
+                None,
+                persona,
+                run_id,
+                now,
+                opts.item_savepoints,
+            )?
         }
     };
     let parts = staging.uploads.remove(&key).unwrap_or_default();

@@ -62,7 +62,10 @@ pub fn flush(conn: &Connection) -> rusqlite::Result<()> {
          -- Nothing new: no write at all (a replayed request changes nothing).
          WHERE messages_mark IS NOT (SELECT coalesce(max(rowid), 0) FROM messages)
             OR tool_calls_mark IS NOT (SELECT coalesce(max(rowid), 0) FROM tool_calls);",
-    )
+    )?;
+    // The search texts the writer remembered for these rows have been read.
+    super::text::forget_search_texts();
+    Ok(())
 }
 
 /// Rebuilds both indexes from their tables, in one transaction (readers see the old or the new

@@ -37,7 +37,8 @@ pub const PACK_FUNCTION: &str = "nex_pack";
 /// [`SEARCH_HEAD_CHARS`], ` … ` and its last [`SEARCH_TAIL_CHARS`]; then the JSON escapes of
 /// backslash, line feed, carriage return and tab read as spaces. Exactly the SQL of migration
 /// 0007 (`length`, `substr` and `replace` count characters), inflating a body once instead of
-/// three times.
+/// three times, and not at all when this thread wrote it and remembers its text
+/// ([`PackedBody::remember`]: the ledger writer does, for the batch it indexes).
 pub const SEARCH_TEXT_FUNCTION: &str = "nex_search_text";
 pub const SEARCH_WHOLE_CHARS: usize = 1536;
 pub const SEARCH_HEAD_CHARS: usize = 1024;
@@ -73,6 +74,81 @@ impl ToSql for StoredText {
             StoredText::Compressed(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
         })
     }
+}
+
+/// A tool body in its stored form, with the search index's text of it when it is compressed
+/// ([`search_text`], computed while the text is at hand: the writer's [`remember`] lets the
+/// index read it instead of inflating the body again, see [`SEARCH_TEXT_FUNCTION`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedBody {
+    pub stored: StoredText,
+    search: Option<String>,
+}
+
+impl PackedBody {
+    pub fn of(text: String) -> PackedBody {
+        let search = (text.len() > COMPRESS_OVER_BYTES).then(|| search_text(&text));
+        PackedBody {
+            stored: StoredText::of(text),
+            search,
+        }
+    }
+
+    /// The bytes [`remember`](Self::remember) holds for this body (0 when it has nothing to
+    /// remember: a body stored as text).
+    pub fn remembered_size(&self) -> usize {
+        match (&self.stored, &self.search) {
+            (StoredText::Compressed(bytes), Some(search)) => bytes.len() + search.len(),
+            _ => 0,
+        }
+    }
+
+    /// Lets `nex_search_text` of this thread answer for this body without inflating it, until
+    /// [`forget_search_texts`]. Call it where the body is written (the search index reads it
+    /// on the same thread, at the batch's flush). Past [`REMEMBERED_MAX_BYTES`] nothing more
+    /// is remembered: those bodies are inflated as before.
+    pub fn remember(&self) {
+        let (StoredText::Compressed(bytes), Some(search)) = (&self.stored, &self.search) else {
+            return;
+        };
+        REMEMBERED.with_borrow_mut(|r| {
+            let size = self.remembered_size();
+            if r.bytes + size > REMEMBERED_MAX_BYTES || r.texts.contains_key(bytes.as_slice()) {
+                return;
+            }
+            r.bytes += size;
+            r.texts.insert(bytes.clone().into(), search.clone().into());
+        });
+    }
+}
+
+/// Bound of what one thread remembers (stored bodies plus their search texts).
+pub const REMEMBERED_MAX_BYTES: usize = 16 << 20;
+
+/// Search texts of compressed bodies by their exact stored bytes ([`PackedBody::remember`]).
+/// A stored form belongs to one text only (zlib is lossless), so an entry is right for every
+/// row holding those bytes, in any transaction: a stale entry costs memory, never a wrong text.
+#[derive(Default)]
+struct Remembered {
+    texts: std::collections::HashMap<Box<[u8]>, Box<str>>,
+    bytes: usize,
+}
+
+thread_local! {
+    static REMEMBERED: std::cell::RefCell<Remembered> = std::cell::RefCell::default();
+}
+
+/// Drops what this thread remembers (`search_index::flush` calls it once it has read them).
+pub fn forget_search_texts() {
+    REMEMBERED.with_borrow_mut(|r| {
+        if r.bytes > 0 {
+            *r = Remembered::default();
+        }
+    });
+}
+
+fn remembered_search_text(bytes: &[u8]) -> Option<String> {
+    REMEMBERED.with_borrow(|r| r.texts.get(bytes).map(|t| t.to_string()))
 }
 
 /// Level 1 (fast): level 6 saves about 2 % more of the ledger for several times the CPU.
@@ -115,6 +191,11 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn search_text_of(ctx: &mut Context<'_>) -> rusqlite::Result<Option<String>> {
+    if let ValueRef::Blob(bytes) = ctx.get_raw(0)
+        && let Some(text) = remembered_search_text(bytes)
+    {
+        return Ok(Some(text));
+    }
     Ok(text_of(ctx)?.map(|text| search_text(&text)))
 }
 
@@ -207,6 +288,36 @@ mod tests {
             assert_eq!(by_fn, by_sql, "{} chars", text.chars().count());
             assert_eq!(search_text(&text), by_sql);
         }
+    }
+
+    #[test]
+    fn search_text_of_a_remembered_body_is_read_without_inflating_until_forgotten() {
+        let conn = Connection::open_in_memory().unwrap();
+        register(&conn).unwrap();
+        let long = format!("{{\"content\":\"{}\"}}", "build output\\n".repeat(200));
+        let body = PackedBody::of(long.clone());
+        assert_eq!(body.search.as_deref(), Some(search_text(&long).as_str()));
+        let StoredText::Compressed(bytes) = body.stored.clone() else {
+            panic!("a long body is compressed");
+        };
+        let search = |bytes: &[u8]| -> String {
+            conn.query_row("SELECT nex_search_text(?1)", [bytes], |r| r.get(0))
+                .unwrap()
+        };
+        // A marker instead of the true text shows which path answered.
+        let marked = PackedBody {
+            search: Some("remembered".into()),
+            ..body.clone()
+        };
+        marked.remember();
+        assert_eq!(search(&bytes), "remembered");
+        forget_search_texts();
+        assert_eq!(search(&bytes), search_text(&long));
+        // A short body has nothing to remember; a remembered one answers with its own text.
+        PackedBody::of("{}".into()).remember();
+        body.remember();
+        assert_eq!(search(&bytes), search_text(&long));
+        forget_search_texts();
     }
 
     #[test]

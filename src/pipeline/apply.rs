@@ -12,6 +12,19 @@
 //! mismatch) rolls back to the frame's savepoint only: that frame is rejected, its cursors are
 //! not stored, and the other frames of the batch commit. A ledger failure rolls back the whole
 //! batch (busy: the writer retries it; otherwise the run fails).
+//!
+//! # Savepoints only when something fails
+//!
+//! A savepoint costs more than its two statements: while one is open, SQLite copies every page
+//! that existed before it and that a statement changes into a statement journal (past 64 KiB a
+//! temporary file), once per savepoint. With one per frame and one per item, most pages of the
+//! ledger's random-key indexes were copied again for every item: about a third of the writer's
+//! time (README "Benchmarks"). So each batch is first applied with no savepoint at all; almost
+//! always nothing fails and that attempt commits. If any frame is rejected or any item fails,
+//! the attempt is rolled back whole and the batch applied again from the same ledger state as
+//! described above, with the savepoints: results, rows and cursors are exactly those of
+//! applying it with savepoints from the start (a replayed response is only read, so a stored
+//! failure in it does not count).
 
 use std::collections::{HashMap, HashSet};
 
@@ -64,6 +77,57 @@ pub(crate) fn apply_batch(
     batch: &WriteBatch,
     before_commit: Option<&BeforeCommit>,
 ) -> Result<Vec<WriteResult>, LedgerError> {
+    match apply_without_savepoints(conn, batch, before_commit)? {
+        Some(results) => Ok(results),
+        None => apply_with_savepoints(conn, batch, before_commit),
+    }
+}
+
+/// The first attempt (module doc): no savepoint. `None` when a frame was rejected or an item
+/// failed: the transaction was rolled back and nothing of the attempt remains.
+fn apply_without_savepoints(
+    conn: &mut Connection,
+    batch: &WriteBatch,
+    before_commit: Option<&BeforeCommit>,
+) -> Result<Option<Vec<WriteResult>>, LedgerError> {
+    let options = ImportOptions {
+        item_savepoints: false,
+        ..ImportOptions::clone(&batch.options)
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(ledger_error)?;
+    let mut results = Vec::with_capacity(batch.ops.len());
+    let completes_here = uploads_completing_from(&batch.ops);
+    let mut staging = ChunkStaging::new();
+    for (op, completes_here) in batch.ops.iter().zip(completes_here) {
+        match apply_op(&tx, op, &options, &mut staging, completes_here) {
+            Ok(result) if all_items_succeeded(&result) => results.push(result),
+            // Dropping `tx` rolls the attempt back.
+            Ok(_) | Err(OpError::Request(_)) => return Ok(None),
+            Err(OpError::Ledger(e)) => return Err(e),
+        }
+    }
+    commit(tx, staging, batch, before_commit)?;
+    Ok(Some(results))
+}
+
+/// Whether the import a result reports wrote every item (a replayed response wrote none).
+fn all_items_succeeded(result: &WriteResult) -> bool {
+    let import = match result {
+        WriteResult::Import { response, .. } => Some(response),
+        WriteResult::Chunk { response, .. } => response.import.as_ref(),
+        WriteResult::Rejected(_) => return false,
+    };
+    import.is_none_or(|r| r.replayed || r.failed == 0)
+}
+
+/// The batch with a savepoint per frame (and the service's per item).
+fn apply_with_savepoints(
+    conn: &mut Connection,
+    batch: &WriteBatch,
+    before_commit: Option<&BeforeCommit>,
+) -> Result<Vec<WriteResult>, LedgerError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(ledger_error)?;
@@ -91,6 +155,17 @@ pub(crate) fn apply_batch(
             Err(OpError::Ledger(e)) => return Err(e),
         }
     }
+    commit(tx, staging, batch, before_commit)?;
+    Ok(results)
+}
+
+/// The end of a batch's transaction: staged parts, search index, the test hook, COMMIT.
+fn commit(
+    tx: Transaction<'_>,
+    staging: ChunkStaging<'_>,
+    batch: &WriteBatch,
+    before_commit: Option<&BeforeCommit>,
+) -> Result<(), LedgerError> {
     // Parts of uploads that did not complete in this batch become staged rows.
     staging.spill(&tx).map_err(ledger_error)?;
     // Last: index the batch's new rows (a savepoint after it would cut FTS5's pending terms
@@ -102,8 +177,7 @@ pub(crate) fn apply_batch(
             ops: batch.ops.len(),
         });
     }
-    tx.commit().map_err(ledger_error)?;
-    Ok(results)
+    tx.commit().map_err(ledger_error)
 }
 
 /// Per op: whether it is a chunk part whose upload's parts, from this op to the end of the

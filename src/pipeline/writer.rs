@@ -204,8 +204,10 @@ impl LedgerWriter {
     /// migrated: `ledger::open_agents`).
     ///
     /// # Errors
-    /// The OS refused to start a thread.
+    /// The OS refused to start a thread, or the connection its writer settings
+    /// (`ledger::configure_writer`).
     pub fn spawn(conn: Connection, config: WriterConfig) -> std::io::Result<Self> {
+        crate::ledger::configure_writer(&conn).map_err(std::io::Error::other)?;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let thread = std::thread::Builder::new()
             .name("nex-ledger-writer".into())

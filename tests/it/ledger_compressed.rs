@@ -229,6 +229,8 @@ fn a_fresh_ledger_stores_only_bodies_over_the_threshold_compressed() {
     let json: Value = serde_json::from_str(&text::inflate(&blob).unwrap()).unwrap();
     assert_eq!(json["content"], long_log("tailword\n"));
     assert_eq!(hits(&conn, "tailword").len(), 1);
+    // Indexed from the texts the writer remembered; the check inflates every body again.
+    assert!(search_index::check(&conn).unwrap());
 }
 
 #[test]

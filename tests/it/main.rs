@@ -35,6 +35,7 @@ mod pipeline_flow; // commit visibility, backpressure, cancellation, read errors
 mod pipeline_fuzz; // R3 bad-input harness at test size: every outcome as expected
 mod pipeline_rejects; // every reject code of a mixed stream, commits, cursors, events
 mod pipeline_replay_cli; // `nex import replay` vs `nex import apply` row for row; report, exit codes
+mod pipeline_savepoints; // a batch with a failed item or a rejected frame commits what savepoints gave
 mod pipeline_support; // fixtures shared by the pipeline_* modules
 mod query_cli; // nex usage, sessions list|show|export: sums = SQL sums, subagents once, prices, prefixes, redaction
 mod query_mcp; // nex mcp through a real MCP client over stdio: tools, answers = library, pages, errors

@@ -37,10 +37,7 @@ impl LineCursor {
     pub fn feed(&mut self, bytes: &[u8], offset: u64, mut f: impl FnMut(Line<'_>)) {
         let mut start = 0usize;
         while start < bytes.len() {
-            let end = bytes[start..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(bytes.len(), |p| start + p);
+            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |p| start + p);
             let line_offset = offset + start as u64;
             let next = (end + 1).min(bytes.len());
             let next_offset = offset + next as u64;
@@ -87,7 +84,12 @@ impl LineCursor {
 /// tab, CR and LF there, and anything else makes the line malformed as it would be anyway.
 pub(crate) fn repair_line(line: &[u8]) -> Option<Vec<u8>> {
     let utf8 = std::str::from_utf8(line).is_ok();
-    if utf8 && !line.iter().any(|&b| b < 0x20) {
+    // By blocks without an early exit inside one, so the compiler vectorises the scan (a
+    // plain `any` went byte by byte: 7.5 % of aix's CPU in a backfill).
+    let control = line
+        .chunks(64)
+        .any(|block| block.iter().fold(false, |seen, &b| seen | (b < 0x20)));
+    if utf8 && !control {
         return None;
     }
     let text = String::from_utf8_lossy(line);
