@@ -394,6 +394,16 @@ fn upsert(ledger: &mut Ledger, items: Vec<ImportSessionItem>) {
             if t.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
                 t.model.clone_from(&session_model);
             }
+            // Item rule 14: a turn without `toolCallCount` gets the count of the item's tool
+            // calls that name it (an item carrying the turn whole), as the import writes it.
+            if t.tool_call_count.is_none() {
+                let named = item
+                    .tool_calls
+                    .iter()
+                    .filter(|c| c.source_turn_id.as_deref() == Some(t.source_turn_id.as_str()))
+                    .count();
+                t.tool_call_count = Some(named as i64);
+            }
             rows.turns.insert(t.source_turn_id.clone(), t);
         }
         for m in item.messages {
