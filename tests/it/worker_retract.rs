@@ -322,33 +322,58 @@ fn a_chat_tab_or_database_that_is_gone_is_never_retracted() {
     assert_eq!(sessions(&ledger).len(), 4);
 }
 
+/// The resumed file of the `resumed-chain` fixture holding only its copies of the owner's lines
+/// (a summary and six copies), in a project folder of `root`, imported by one backfill before
+/// its owner file exists.
+struct CopiesOnly {
+    proj: PathBuf,
+    chain: PathBuf,
+    options: WorkerOptions,
+    ledger: PathBuf,
+}
+
+const CHAIN_OWNER: &str = "aaaaaaaa-1111-4000-8000-00000000000a.jsonl";
+const CHAIN_RESUMED: &str = "cccccccc-3333-4000-8000-00000000000c.jsonl";
+
+fn copies_only_imported(root: &Path) -> CopiesOnly {
+    let proj = root.join("projects").join("-work-garden");
+    std::fs::create_dir_all(&proj).unwrap();
+    let chain =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-code/resumed-chain");
+    let text = std::fs::read_to_string(chain.join(CHAIN_RESUMED)).unwrap();
+    let copies: String = text.split_inclusive('\n').take(7).collect();
+    std::fs::write(proj.join(CHAIN_RESUMED), copies).unwrap();
+    let options = WorkerOptions {
+        claude_dirs: vec![root.join("projects")],
+        parse_threads: 1,
+        ..Default::default()
+    };
+    let ledger = root.join("agents.db");
+    replay(&backfill(&options, &[], &default_parser_factory()), &ledger);
+    CopiesOnly {
+        proj,
+        chain,
+        options,
+        ledger,
+    }
+}
+
 /// A Claude Code resumed file holding copies only, imported while their owner was not written
 /// yet, then deleted before its owner appears: nothing reads it whole again, and its session
 /// stays (the retract of item rule 15 needs the file's final content).
 #[test]
 fn a_copies_only_claude_file_that_is_gone_keeps_its_session() {
     let dir = tempfile::tempdir().unwrap();
-    let proj = dir.path().join("projects").join("-work-garden");
-    std::fs::create_dir_all(&proj).unwrap();
-    let chain =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-code/resumed-chain");
-    let owner = "aaaaaaaa-1111-4000-8000-00000000000a.jsonl";
-    let resumed = "cccccccc-3333-4000-8000-00000000000c.jsonl";
-    // The resumed file up to its last copy of the owner's lines (a summary and six copies).
-    let text = std::fs::read_to_string(chain.join(resumed)).unwrap();
-    let copies: String = text.split_inclusive('\n').take(7).collect();
-    std::fs::write(proj.join(resumed), copies).unwrap();
-    let options = WorkerOptions {
-        claude_dirs: vec![dir.path().join("projects")],
-        parse_threads: 1,
-        ..Default::default()
-    };
-    let ledger = dir.path().join("agents.db");
-    replay(&backfill(&options, &[], &default_parser_factory()), &ledger);
+    let CopiesOnly {
+        proj,
+        chain,
+        options,
+        ledger,
+    } = copies_only_imported(dir.path());
     assert_eq!(sessions(&ledger), ["cccccccc-3333-4000-8000-00000000000c"]);
 
-    std::fs::remove_file(proj.join(resumed)).unwrap();
-    std::fs::copy(chain.join(owner), proj.join(owner)).unwrap();
+    std::fs::remove_file(proj.join(CHAIN_RESUMED)).unwrap();
+    std::fs::copy(chain.join(CHAIN_OWNER), proj.join(CHAIN_OWNER)).unwrap();
     let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
     let frames = backfill(&options, &cursors, &default_parser_factory());
     assert!(batch_items(&frames).iter().all(|i| !i.retract));
@@ -367,23 +392,13 @@ fn a_copies_only_claude_file_that_is_gone_keeps_its_session() {
 #[test]
 fn a_copies_only_claude_file_still_there_is_retracted_once_its_owner_appears() {
     let dir = tempfile::tempdir().unwrap();
-    let proj = dir.path().join("projects").join("-work-garden");
-    std::fs::create_dir_all(&proj).unwrap();
-    let chain =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude-code/resumed-chain");
-    let owner = "aaaaaaaa-1111-4000-8000-00000000000a.jsonl";
-    let resumed = "cccccccc-3333-4000-8000-00000000000c.jsonl";
-    let text = std::fs::read_to_string(chain.join(resumed)).unwrap();
-    let copies: String = text.split_inclusive('\n').take(7).collect();
-    std::fs::write(proj.join(resumed), copies).unwrap();
-    let options = WorkerOptions {
-        claude_dirs: vec![dir.path().join("projects")],
-        parse_threads: 1,
-        ..Default::default()
-    };
-    let ledger = dir.path().join("agents.db");
-    replay(&backfill(&options, &[], &default_parser_factory()), &ledger);
-    std::fs::copy(chain.join(owner), proj.join(owner)).unwrap();
+    let CopiesOnly {
+        proj,
+        chain,
+        options,
+        ledger,
+    } = copies_only_imported(dir.path());
+    std::fs::copy(chain.join(CHAIN_OWNER), proj.join(CHAIN_OWNER)).unwrap();
     let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
     let frames = backfill(&options, &cursors, &default_parser_factory());
     let retracts: Vec<String> = batch_items(&frames)
