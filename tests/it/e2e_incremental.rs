@@ -208,20 +208,24 @@ fn tail_retracts_a_file_left_with_copies_only_when_their_owner_appears() {
     let proj = tree.path().join("claude/resumed-chain");
     std::fs::create_dir_all(&proj).unwrap();
     let ledger = tree.ledger("tail.db");
-    let mut pair = worker(&tree, &ledger, RunMode::Tail, Vec::new());
+    // Written before the worker starts: `--claude-dir` must hold a session file when `aix`
+    // checks it (a folder holding only an empty project folder not named `-…` is not a Claude
+    // Code projects folder).
     std::fs::write(proj.join(resumed), copies).unwrap();
+    let mut pair = worker(&tree, &ledger, RunMode::Tail, Vec::new());
+    // Read-only, as another process may be creating or writing the ledger: empty while it is
+    // missing or not migrated yet (opening it read-write would race nex's own migration).
     let sessions = |ledger: &Path| -> Vec<String> {
-        if !ledger.exists() {
-            return Vec::new();
-        }
-        let conn = open(ledger);
-        let mut stmt = conn
-            .prepare("SELECT origin_session_id FROM sessions ORDER BY 1")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap_or_default()
+        let read = || -> rusqlite::Result<Vec<String>> {
+            let conn = rusqlite::Connection::open_with_flags(
+                ledger,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            conn.busy_timeout(Duration::from_secs(2))?;
+            let mut stmt = conn.prepare("SELECT origin_session_id FROM sessions ORDER BY 1")?;
+            stmt.query_map([], |r| r.get(0))?.collect()
+        };
+        read().unwrap_or_default()
     };
     let start = Instant::now();
     while sessions(&ledger) != ["cccccccc-3333-4000-8000-00000000000c"] {
