@@ -102,8 +102,8 @@ fn old_versions() -> MappingVersions {
     MappingVersions::CURRENT.with(Provider::ClaudeCode, 1)
 }
 
-/// `nex import replay --ledger L -` of `frames`; the ledger's cursors afterwards.
-fn replay(frames: &[Envelope<WorkerFrame>], ledger: &Path) -> Vec<Cursor> {
+/// `nex import replay --ledger L -` of `frames`: its JSON report (every item committed).
+pub(crate) fn replay_report(frames: &[Envelope<WorkerFrame>], ledger: &Path) -> serde_json::Value {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nex"))
         .args(["import", "replay", "--ledger"])
         .arg(ledger)
@@ -122,6 +122,12 @@ fn replay(frames: &[Envelope<WorkerFrame>], ledger: &Path) -> Vec<Cursor> {
     assert!(out.status.success(), "replay failed");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["failed"], 0, "{report}");
+    report
+}
+
+/// [`replay_report`] of `frames`; the ledger's cursors afterwards.
+fn replay(frames: &[Envelope<WorkerFrame>], ledger: &Path) -> Vec<Cursor> {
+    replay_report(frames, ledger);
     nex::ledger::load_cursors(&open(ledger), "aix").unwrap()
 }
 

@@ -3,9 +3,8 @@
 //! and only then. Real processes: the built `nex import replay` and `nex import verify`, the
 //! real worker runtime and stores.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use nex::aix::mapping::{self, MappingVersions};
 use nex::aix::sources::Provider;
@@ -18,35 +17,13 @@ use serde_json::{Value, json};
 use crate::e2e_support::{canonical, first_difference, open};
 use crate::worker_backfill::backfill;
 use crate::worker_fake::batch_items;
+use crate::worker_mapping::replay_report as replay;
 
 /// 2025-03-01T00:00:00Z.
 const T0: i64 = 1_740_787_200_000;
 
 /// The legacy chat tabs never used: each holds only its input box (a user bubble without text).
 const EMPTY_TABS: [&str; 3] = ["tab-blank-1", "tab-blank-2", "tab-blank-3"];
-
-/// `nex import replay --ledger L -` of `frames`: its JSON report (every item committed).
-fn replay(frames: &[Envelope<WorkerFrame>], ledger: &Path) -> Value {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nex"))
-        .args(["import", "replay", "--ledger"])
-        .arg(ledger)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for f in frames {
-        let line = f.body.encode(&f.run_id, f.seq.unwrap_or(0)) + "\n";
-        stdin.write_all(line.as_bytes()).unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "replay failed");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["failed"], 0, "{report}");
-    report
-}
 
 /// A Cursor workspace database as a 2024 Cursor leaves it (`ItemTable` chat data, our text):
 /// one tab used (a question, its answer and the input box after them) and three never used.
