@@ -464,14 +464,8 @@ fn own_session(
     let yields = items.iter().any(|i| i.source_session_id == own);
     let retract = whole && !yields && *sent && parser.copies_digest().is_some();
     if retract {
-        items.push(ImportSessionItem {
-            source_provider: provider.to_owned(),
-            source_session_id: own,
-            // Keys the request only: the file's content that made the session go.
-            source_session_fingerprint: format!("retract:{}", parser.fingerprint()),
-            retract: true,
-            ..ImportSessionItem::default()
-        });
+        let fingerprint = parser.fingerprint();
+        items.push(ImportSessionItem::retraction(provider, own, &fingerprint));
     }
     // What the ledger holds: a whole read that neither yields nor retracts leaves the rows.
     *sent = yields || (*sent && !retract);

@@ -227,14 +227,11 @@ impl StoreRun {
             token: mapping::versioned_token(version, &cursor.token),
             ..cursor.clone()
         };
-        let mut items = vec![ImportSessionItem {
-            source_provider: provider.as_str().to_owned(),
-            source_session_id: session_id.to_owned(),
-            // Keys the request only: what the store held when the session went.
-            source_session_fingerprint: format!("retract:{}", cursor.token),
-            retract: true,
-            ..ImportSessionItem::default()
-        }];
+        let mut items = vec![ImportSessionItem::retraction(
+            provider.as_str(),
+            session_id.to_owned(),
+            &cursor.token,
+        )];
         mapping::stamp_items(&mut items, provider, version, true);
         let key = store_cursor_key(provider, self.store.location(), session_id);
         emitter.push_file(

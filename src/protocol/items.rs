@@ -56,6 +56,20 @@ pub struct ImportSessionItem {
     pub retract: bool,
 }
 
+impl ImportSessionItem {
+    /// The `retract` item (rule 15) of `session_id`; `fingerprint` only keys the request (what
+    /// the source held when the session went).
+    pub fn retraction(provider: &str, session_id: String, fingerprint: &str) -> Self {
+        Self {
+            source_provider: provider.to_owned(),
+            source_session_id: session_id,
+            source_session_fingerprint: format!("retract:{fingerprint}"),
+            retract: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// The session header of an item.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", from = "RawSession")]
