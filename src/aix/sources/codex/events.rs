@@ -1,0 +1,112 @@
+//! The events of a rollout that add to the open turn: a human prompt, assistant text, reasoning,
+//! token usage and a compaction summary (the rules are in `mod.rs`'s module doc).
+
+use super::CodexParser;
+use super::content::{content_texts, line_id, message, push_message};
+use super::record::Payload;
+use super::turns::TokenEvent;
+use crate::aix::sources::common::{Line, count_skip, join_nonempty, later};
+
+impl CodexParser {
+    /// A human prompt: opens its turn, named by the Codex turn id announced for it if any.
+    pub(super) fn prompt(&mut self, line: &Line<'_>, text: Option<String>, ts: Option<i64>) {
+        let id = line_id(line);
+        let native = self
+            .pending_native_id
+            .take()
+            .filter(|n| !self.used_turn_ids.contains(n));
+        let turn_id = native.clone().unwrap_or_else(|| id.clone());
+        self.open_turn(line, turn_id, native, ts);
+        let msg = message(line, &id, "user", text, None, ts);
+        if let Some(t) = self.asm.open_mut() {
+            t.turn.query_message_source_ids.push(id);
+            push_message(t, msg, ts);
+        }
+    }
+
+    pub(super) fn assistant_text(
+        &mut self,
+        line: &Line<'_>,
+        text: Option<String>,
+        from_event: bool,
+        ts: Option<i64>,
+    ) {
+        let Some(text) = text else {
+            count_skip(
+                &mut self.stats,
+                if from_event {
+                    "event_msg/agent_message"
+                } else {
+                    "response_item/message:assistant"
+                },
+            );
+            return;
+        };
+        self.ensure_turn(line, ts);
+        let id = line_id(line);
+        let Some(t) = self.asm.open_mut() else {
+            return;
+        };
+        if t.extra.take_pair(from_event, &text) {
+            // The other half of a visible pair already gave this message.
+            count_skip(&mut self.stats, "visible_pair_duplicate");
+            return;
+        }
+        t.extra.has_output = true;
+        t.turn.response_message_source_id = Some(id.clone());
+        let msg = message(line, &id, "assistant", Some(text), None, ts);
+        push_message(t, msg, ts);
+    }
+
+    pub(super) fn reasoning(&mut self, line: &Line<'_>, p: &mut Payload<'_>, ts: Option<i64>) {
+        let mut parts: Vec<String> = std::mem::take(&mut p.summary.0)
+            .into_iter()
+            .filter_map(|b| b.text)
+            .collect();
+        parts.extend(content_texts(p));
+        let Some(thinking) = join_nonempty(parts) else {
+            count_skip(&mut self.stats, "response_item/reasoning");
+            return;
+        };
+        self.ensure_turn(line, ts);
+        let id = line_id(line);
+        if let Some(t) = self.asm.open_mut() {
+            t.extra.has_output = true;
+            let msg = message(line, &id, "assistant", None, Some(thinking), ts);
+            push_message(t, msg, ts);
+        }
+    }
+
+    /// Counts an API call's usage once: a (total, last) pair seen before adds nothing.
+    pub(super) fn token_count(&mut self, line: &Line<'_>, p: &Payload<'_>, ts: Option<i64>) {
+        let Some(event) = TokenEvent::of(p) else {
+            return;
+        };
+        let previous = self.last_total.replace(event.total);
+        if !self.token_events.insert(event) {
+            return;
+        }
+        let usage = event
+            .last
+            .unwrap_or_else(|| event.total.delta_from(previous));
+        if usage.is_zero() {
+            return;
+        }
+        self.ensure_turn(line, ts);
+        if let Some(t) = self.asm.open_mut() {
+            t.extra.has_output = true;
+            t.extra.tokens = t.extra.tokens.plus(usage);
+            t.extra.tokens.write_to(&mut t.turn);
+            later(&mut t.turn.completed_at_ms, ts);
+        }
+    }
+
+    pub(super) fn compacted(&mut self, line: &Line<'_>, text: Option<String>, ts: Option<i64>) {
+        self.ensure_turn(line, ts);
+        let id = line_id(line);
+        let msg = message(line, &id, "system", text, None, ts);
+        if let Some(t) = self.asm.open_mut() {
+            push_message(t, msg, ts);
+        }
+    }
+}
