@@ -82,7 +82,8 @@ pub struct SearchArgs {
     #[arg(long, value_name = "N")]
     pub rank_cap: Option<u32>,
     /// One JSON line per hit (with `"capped": {"ranked": N, "matches": M}` on each line when
-    /// only the most recently imported N of M matches were ranked).
+    /// only the most recently imported N of M matches were ranked; `"at_least": true` added
+    /// when M is a lower bound).
     #[arg(long)]
     pub json: bool,
 }
@@ -196,9 +197,10 @@ fn print_hits(results: &SearchResults, json: bool) {
     }
     if let Some(c) = results.capped {
         outln!(
-            "ranked the {} most recently imported of {} matches; narrow with --since, --until, \
+            "ranked the {} most recently imported of {}{} matches; narrow with --since, --until, \
              --project, --provider or a rarer word, or rank every match with --rank-cap 0",
             c.ranked,
+            if c.at_least { "at least " } else { "" },
             c.matches
         );
     }

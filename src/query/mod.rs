@@ -142,9 +142,18 @@ pub fn open_existing(path: &Path) -> Result<Connection, QueryError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Reads map the file instead of copying each page through SQLite's 2 MB cache: a search
+    // reads the overflow pages of the rows it shows and filters (a hit's time sits after its
+    // text), about 2-3 x less CPU for those reads at the standard size (the WAL is still read
+    // through the cache; a reader changes nothing in the file).
+    conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
     crate::ledger::text::register(&conn)?;
     Ok(conn)
 }
+
+/// The most of the ledger file a reader of [`open_existing`] maps (address space, not memory:
+/// the pages read are the OS's page cache, shared).
+const READER_MMAP_BYTES: i64 = 1 << 30;
 
 /// Whether the ledger holds `table` (a read-only reader of an older ledger cannot create it).
 pub fn has_table(conn: &Connection, table: &str) -> Result<bool, QueryError> {

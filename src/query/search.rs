@@ -164,11 +164,24 @@ pub struct SearchResults {
 
 /// A search that ranked the most recently imported `ranked` of its `matches` matches (both
 /// indexes together) and no others.
+///
+/// The matches past the ranked ones are counted up to [`MATCH_COUNT_BUDGET`] times the rank
+/// cap per index (counting is a pass over the index, and a phrase's pass checks the positions
+/// of every row holding its words); past that budget `matches` is how many were counted, and
+/// `at_least` says there are more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Capped {
     pub ranked: u64,
     pub matches: u64,
+    /// `matches` is a lower bound: counting stopped at the budget (absent from JSON when
+    /// `matches` is exact).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub at_least: bool,
 }
+
+/// Matches counted past the ranked ones, per index, at most this many times the rank cap
+/// (see [`Capped`]).
+pub const MATCH_COUNT_BUDGET: u64 = 4;
 
 /// One hit, as `nex search --json` prints it (fields in this order).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -240,16 +253,19 @@ pub fn search(
     let mut ranked = Vec::new();
     let mut unknown_column = None;
     let (mut ranked_count, mut match_count, mut capped) = (0, 0, false);
+    let mut at_least = false;
     for &kind in kinds {
         match ranked_hits(conn, kind, filter, want) {
             Ok(hits) => {
                 ranked_count += hits.ranked;
-                match hits.unranked_from {
-                    None => match_count += hits.ranked,
-                    Some(_) => {
-                        capped = true;
-                        match_count += matches(conn, kind, &filter.query)?;
-                    }
+                match_count += hits.ranked;
+                if let Some(below) = hits.unranked_from {
+                    capped = true;
+                    let budget = u64::from(filter.rank_cap.unwrap_or(u32::MAX).max(1))
+                        .saturating_mul(MATCH_COUNT_BUDGET);
+                    let (more, whole) = matches_below(conn, kind, &filter.query, below, budget)?;
+                    match_count += more;
+                    at_least |= !whole;
                 }
                 ranked.push(hits.kept);
             }
@@ -285,6 +301,7 @@ pub fn search(
     let capped = capped.then_some(Capped {
         ranked: ranked_count,
         matches: match_count,
+        at_least,
     });
     Ok(SearchResults { hits, capped })
 }
@@ -294,7 +311,7 @@ struct IndexHits {
     kept: Vec<Ranked>,
     /// Matches ranked.
     ranked: u64,
-    /// The highest rowid of the matches left unranked (`None`: every match was ranked).
+    /// The rowid of the newest match left unranked (`None`: every match was ranked).
     unranked_from: Option<i64>,
 }
 
@@ -305,9 +322,10 @@ struct IndexHits {
 ///
 /// # Cost
 ///
-/// Ranking reads the index only: every ranked hit's bm25 comes from one pass over FTS5's
-/// doclists and its `docsize` table ([`scores`]), and the rank cap bounds how many that is for
-/// a frequent word. The rows (and their joins and filters) are read for the best hits only,
+/// Ranking reads the index only: every ranked hit's bm25 comes from one statement stepping
+/// through FTS5's doclists and its `docsize` table newest first, and the rank cap bounds how
+/// many rows it steps through for a frequent word (bm25's per-phrase statistics are one pass
+/// over the index whatever the cap: FTS5 computes them before the first row). The rows (and their joins and filters) are read for the best hits only,
 /// in score order, a chunk at a time ([`best_of`]). Reading a row is the costly part: a hit's
 /// time sits after its text in the table, so reading it walks the text's overflow pages;
 /// joining every hit (as one SQL statement over the index did) read a gigabyte for a frequent
@@ -323,32 +341,54 @@ fn ranked_hits(
     let mut out = IndexHits {
         kept: Vec::new(),
         ranked: 0,
-        unranked_from: Some(i64::MAX),
+        unranked_from: None,
     };
+    // One statement for every window: FTS5 reads its doclists newest first under `ORDER BY
+    // rowid DESC` and computes bm25 for the rows stepped to only, so a window is the next
+    // `window` rows of it. bm25's statistics (each phrase's rows over the whole index: a
+    // phrase's positions checked in every row holding its words) are computed once per
+    // statement, not once per window.
+    let index = kind.index();
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT rowid, -bm25({index}) FROM {index}
+             WHERE {index} MATCH ?1 ORDER BY rowid DESC"
+        ))
+        .map_err(query_error)?;
+    let mut rows = stmt.query([&filter.query]).map_err(query_error)?;
+    let mut next = || -> Result<Option<Scored>, QueryError> {
+        match rows.next().map_err(query_error)? {
+            Some(r) => Ok(Some(Scored {
+                rowid: r.get(0).map_err(query_error)?,
+                score: r.get(1).map_err(query_error)?,
+            })),
+            None => Ok(None),
+        }
+    };
+    // The first match (stepping parses the query: a malformed one is an error whatever the
+    // limit).
+    let mut pending = next()?;
     if want == 0 {
-        // Still parse the query: a malformed one is an error whatever the limit.
-        scores(conn, kind, &filter.query, i64::MAX, Some(1))?;
-        out.unranked_from = None;
         return Ok(out);
     }
     // Each window's hits that passed are either all of them (fewer than `want`: the window
     // was read whole) or its best `want` and their ties; the best `want` of the windows so far
     // are among them.
-    while let Some(below) = out.unranked_from {
-        if out.kept.len() >= want {
-            break;
-        }
-        let mut found = scores(conn, kind, &filter.query, below, window)?;
-        out.unranked_from = match window {
-            Some(w) if found.len() > w => {
-                found.truncate(w);
-                found.last().map(|h| h.rowid - 1)
+    while out.kept.len() < want {
+        let Some(first) = pending.take() else { break };
+        let mut found = vec![first];
+        while window.is_none_or(|w| found.len() < w) {
+            match next()? {
+                Some(h) => found.push(h),
+                None => break,
             }
-            _ => None,
-        };
+        }
+        // One more says whether any is left.
+        pending = next()?;
         out.ranked += found.len() as u64;
         out.kept.extend(best_of(conn, kind, filter, found, want)?);
     }
+    out.unranked_from = pending.map(|h| h.rowid);
     out.kept.sort_by(|a, b| b.hit.score.total_cmp(&a.hit.score));
     if out.kept.len() > want {
         let floor = out.kept[want - 1].hit.score;
@@ -419,49 +459,31 @@ impl PartialOrd for Scored {
     }
 }
 
-/// The hits of `query` in one index with rowid at most `below`, with their scores, from the
-/// index alone: every one, or with `window` the newest `window + 1` (the one more says
-/// whether any is left).
-///
-/// Errors: `search_query_invalid` (FTS5 cannot parse the query, or it names a column of the
-/// other index), `ledger_read_failed`.
-fn scores(
+/// How many rows of one index with rowid at most `below` match `query` (the index alone, no
+/// score), counting newest first and at most `budget`: the count, and whether it is all of
+/// them (else there are more).
+fn matches_below(
     conn: &Connection,
     kind: Kind,
     query: &str,
     below: i64,
-    window: Option<usize>,
-) -> Result<Vec<Scored>, QueryError> {
+    budget: u64,
+) -> Result<(u64, bool), QueryError> {
     let index = kind.index();
-    // FTS5 reads its doclists newest first under `ORDER BY rowid DESC` and stops at the
-    // LIMIT: bm25 is computed for the rows returned only (-1: no limit).
-    let limit = window.map_or(-1, |w| w as i64 + 1);
-    let mut stmt = conn
+    // One more than the budget says whether any is left; FTS5 stops at the LIMIT.
+    let limit = i64::try_from(budget.saturating_add(1)).unwrap_or(i64::MAX);
+    let n = conn
         .prepare_cached(&format!(
-            "SELECT rowid, -bm25({index}) FROM {index}
-             WHERE {index} MATCH ?1 AND rowid <= ?2 ORDER BY rowid DESC LIMIT ?3"
+            "SELECT count(*) FROM (SELECT rowid FROM {index}
+             WHERE {index} MATCH ?1 AND rowid <= ?2 ORDER BY rowid DESC LIMIT ?3)"
         ))
-        .map_err(query_error)?;
-    let rows = stmt
-        .query_map(params![query, below, limit], |r| {
-            Ok(Scored {
-                rowid: r.get(0)?,
-                score: r.get(1)?,
-            })
-        })
-        .map_err(query_error)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
-}
-
-/// How many rows of one index match `query` (the index alone, no score).
-fn matches(conn: &Connection, kind: Kind, query: &str) -> Result<u64, QueryError> {
-    let index = kind.index();
-    conn.prepare_cached(&format!(
-        "SELECT count(*) FROM {index} WHERE {index} MATCH ?1"
-    ))
-    .and_then(|mut stmt| stmt.query_row([query], |r| r.get::<_, i64>(0)))
-    .map(|n| n as u64)
-    .map_err(query_error)
+        .and_then(|mut stmt| stmt.query_row(params![query, below, limit], |r| r.get::<_, i64>(0)))
+        .map_err(query_error)? as u64;
+    Ok(if n > budget {
+        (budget, false)
+    } else {
+        (n, true)
+    })
 }
 
 /// The rows of `batch` (hits of one index) that pass the filters, with what a hit shows, in

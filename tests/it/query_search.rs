@@ -408,6 +408,12 @@ fn a_tail_append_is_searchable_once_committed_and_never_before() {
     let mut writer = ledger::open_agents(&path).unwrap();
     run_import(&mut writer, import_req("k1", "backfill", fixture_items())).unwrap();
     let reader = open_existing(&path).unwrap();
+    // The reader maps the file (its reads of a committed append below go through the map and
+    // the WAL).
+    let mapped: i64 = reader
+        .pragma_query_value(None, "mmap_size", |r| r.get(0))
+        .unwrap();
+    assert!(mapped > 0, "mmap_size {mapped}");
     let zeppelin = || {
         search(
             &reader,

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use nex::ledger;
-use nex::query::search::{Capped, SearchFilter, SearchHit, search};
+use nex::query::search::{Capped, MATCH_COUNT_BUDGET, SearchFilter, SearchHit, search};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -135,7 +135,8 @@ fn over_the_cap_the_newest_window_is_ranked_and_the_result_says_so() {
         capped,
         Some(Capped {
             ranked: 12,
-            matches: 40
+            matches: 40,
+            at_least: false
         })
     );
     assert_eq!(hits, exact_among(&conn, &common(5, None), &newest[..12], 5));
@@ -151,13 +152,16 @@ fn over_the_cap_the_newest_window_is_ranked_and_the_result_says_so() {
         exact_among(&conn, &common(5, None), &newest[..12], 10)[5..].to_vec()
     );
     // A cap of one: the newest match alone... then the next windows, one match each, until
-    // `limit` hits.
+    // `limit` hits. The 37 matches left are counted up to the budget only (the budget times
+    // the cap): `matches` is then a lower bound, and says so.
     let (hits, capped) = find(&conn, &common(3, Some(1)));
+    const { assert!(3 + MATCH_COUNT_BUDGET < 40) };
     assert_eq!(
         capped,
         Some(Capped {
             ranked: 3,
-            matches: 40
+            matches: 3 + MATCH_COUNT_BUDGET,
+            at_least: true
         })
     );
     assert_eq!(hits, exact_among(&conn, &common(3, None), &newest[..3], 3));
@@ -179,7 +183,8 @@ fn a_filter_the_newest_windows_miss_reaches_older_windows() {
         capped,
         Some(Capped {
             ranked: 35,
-            matches: 40
+            matches: 40,
+            at_least: false
         })
     );
     assert_eq!(hits, exact_among(&conn, &codex, &newest[..35], 3));
@@ -333,6 +338,27 @@ fn the_cli_says_when_it_ranked_part_of_the_matches() {
     );
     let text = nex(&path, &["common", "--limit", "4"], None);
     assert!(!String::from_utf8_lossy(&text.stdout).contains("ranked the"));
+
+    // Past the counting budget (the cap times MATCH_COUNT_BUDGET): a lower bound, said so.
+    let counted = 4 + 2 * MATCH_COUNT_BUDGET;
+    const { assert!(4 + 2 * MATCH_COUNT_BUDGET < 40) };
+    let raw = nex(
+        &path,
+        &["common", "--limit", "4", "--json", "--rank-cap", "2"],
+        None,
+    );
+    let tail = format!(r#","capped":{{"ranked":4,"matches":{counted},"at_least":true}}}}"#);
+    for line in String::from_utf8_lossy(&raw.stdout).lines() {
+        assert!(line.ends_with(&tail), "{line}");
+    }
+    let text = nex(&path, &["common", "--limit", "4", "--rank-cap", "2"], None);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "ranked the 4 most recently imported of at least {counted} matches"
+        )),
+        "{text}"
+    );
 
     let bad = nex(&path, &["common"], Some("many"));
     assert_eq!(bad.status.code(), Some(1));
