@@ -27,6 +27,7 @@
 //!   the control socket.
 //! - [`replica`]: replication of the ledger into a shared PostgreSQL (many machines, one
 //!   archive): change log reader, schema, batches, the replicator, status and reports.
+//! - [`memory`]: the allocator settings `nex` and `aix` apply at start (peak RSS).
 //!
 //! The `nex-bench` harness is not part of the library: it is the workspace member `bench/`
 //! (crate `nex_bench`), which depends on this one.
@@ -37,6 +38,7 @@ pub mod control;
 pub mod import;
 pub mod ledger;
 pub mod mcp;
+pub mod memory;
 pub mod pipeline;
 pub mod protocol;
 pub mod query;

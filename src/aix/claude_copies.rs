@@ -33,9 +33,12 @@
 //! Uuids are compared within a project only (a uuid is unique in real histories, but test
 //! trees reuse short ids across projects).
 //!
-//! Memory: one entry per uuid (an 8-byte key and its best claim) and one per (file, uuid).
+//! Memory: one entry of 24 bytes per uuid of the projects read (its 8-byte key and its best
+//! claim, in its project's table), and 8 bytes per line that is a copy (a claim that lost). A
+//! claim's owner is its best claim, so the claims a file won are not listed again by file.
 //! Claims are only added: a file that shrinks keeps its old claims until the next run.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -72,10 +75,12 @@ struct Inner {
     ids: HashMap<PathBuf, FileId>,
     /// Each file's project (an index into `projects`): uuids are compared within a project.
     project_of: Vec<u32>,
-    /// The best claim on each uuid (by project and the uuid's 64-bit key).
-    best: HashMap<(u32, u64), Claim>,
-    /// The uuids each file has claimed.
-    claimed: HashMap<FileId, HashSet<u64>>,
+    /// The best claim on each uuid, by project (an index into `projects`) and the uuid's 64-bit
+    /// key: the uuids a file has claimed and owns are those whose best claim is the file's.
+    best: Vec<HashMap<u64, Claim>>,
+    /// The uuids each file has claimed and does not own (a best claim, once beaten, never wins
+    /// again, so a uuid only ever moves into this set).
+    lost: HashMap<FileId, HashSet<u64>>,
     /// Project directories, in the order first met; those whose files were read for their
     /// claims are in `read`.
     projects: Vec<PathBuf>,
@@ -90,11 +95,11 @@ struct Inner {
 #[serde(default)]
 struct ClaimFields<'a> {
     #[serde(borrow, deserialize_with = "lenient::str")]
-    uuid: Option<std::borrow::Cow<'a, str>>,
+    uuid: Option<Cow<'a, str>>,
     #[serde(rename = "sessionId", borrow, deserialize_with = "lenient::str")]
-    session_id: Option<std::borrow::Cow<'a, str>>,
+    session_id: Option<Cow<'a, str>>,
     #[serde(borrow, deserialize_with = "lenient::str")]
-    timestamp: Option<std::borrow::Cow<'a, str>>,
+    timestamp: Option<Cow<'a, str>>,
 }
 
 /// The 64-bit key of a uuid (the first 8 bytes of its SHA-256: stable across builds, since
@@ -146,6 +151,7 @@ impl Inner {
             Some(i) => i as u32,
             None => {
                 self.projects.push(dir);
+                self.best.push(HashMap::new());
                 (self.projects.len() - 1) as u32
             }
         };
@@ -156,8 +162,9 @@ impl Inner {
         id
     }
 
-    fn best_key(&self, file: FileId, key: u64) -> (u32, u64) {
-        (self.project_of[file as usize], key)
+    /// The best claims of `file`'s project.
+    fn best_of(&self, file: FileId) -> &HashMap<u64, Claim> {
+        &self.best[self.project_of[file as usize] as usize]
     }
 
     /// `a` beats `b`: earlier, then named by its session id, then the smaller path.
@@ -168,9 +175,13 @@ impl Inner {
 
     fn claim(&mut self, file: FileId, uuid: &str, at: Option<i64>, session: Option<&str>) -> bool {
         let key = key_of(uuid);
-        let best_key = self.best_key(file, key);
-        if !self.claimed.entry(file).or_default().insert(key) {
-            return self.best.get(&best_key).is_none_or(|b| b.file == file);
+        let best = self.best_of(file).get(&key).copied();
+        // Only a file's first line with a uuid claims it.
+        if best.is_some_and(|b| b.file == file) {
+            return true;
+        }
+        if self.lost.get(&file).is_some_and(|l| l.contains(&key)) {
+            return false;
         }
         let stem = self.paths[file as usize]
             .file_stem()
@@ -181,13 +192,18 @@ impl Inner {
             named: session.is_some_and(|s| s.trim() == stem),
             file,
         };
-        match self.best.get(&best_key).copied() {
-            Some(best) if !self.beats(&claim, &best) => best.file == file,
+        match best {
+            Some(best) if !self.beats(&claim, &best) => {
+                self.lost.entry(file).or_default().insert(key);
+                false
+            }
             previous => {
                 if let Some(previous) = previous {
                     self.displaced.insert(previous.file);
+                    self.lost.entry(previous.file).or_default().insert(key);
                 }
-                self.best.insert(best_key, claim);
+                let project = self.project_of[file as usize] as usize;
+                self.best[project].insert(key, claim);
                 true
             }
         }
@@ -217,16 +233,17 @@ impl Inner {
     }
 }
 
-/// The claim a line makes: its uuid, timestamp (epoch ms) and session id.
-type LineClaim = (String, Option<i64>, Option<String>);
+/// The claim a line makes: its uuid, timestamp (epoch ms) and session id (borrowed from the
+/// line unless escaped).
+type LineClaim<'a> = (Cow<'a, str>, Option<i64>, Option<Cow<'a, str>>);
 
-fn claim_of(line: &[u8]) -> Option<LineClaim> {
+fn claim_of(line: &[u8]) -> Option<LineClaim<'_>> {
     let f: ClaimFields<'_> = serde_json::from_slice(line).ok()?;
     let uuid = f.uuid.filter(|u| !u.trim().is_empty())?;
     Some((
-        uuid.into_owned(),
+        uuid,
         f.timestamp.as_deref().and_then(parse_rfc3339_ms),
-        f.session_id.map(|s| s.into_owned()),
+        f.session_id,
     ))
 }
 
@@ -255,18 +272,7 @@ impl CopyIndex {
     /// it owns all of them.
     pub fn digest(&self, file: FileId) -> Option<String> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut keys: Vec<u64> = inner
-            .claimed
-            .get(&file)?
-            .iter()
-            .copied()
-            .filter(|&k| {
-                inner
-                    .best
-                    .get(&inner.best_key(file, k))
-                    .is_some_and(|b| b.file != file)
-            })
-            .collect();
+        let mut keys: Vec<u64> = inner.lost.get(&file)?.iter().copied().collect();
         if keys.is_empty() {
             return None;
         }
@@ -348,6 +354,33 @@ mod tests {
         // A's later, earlier-stamped line with the same uuid is a copy within A: no new claim.
         assert!(!index.claim(ids[0], "u1", Some(50), Some(A_SID)));
         assert!(index.take_displaced().is_empty());
+    }
+
+    /// A resume chain claimed newest first: each older file takes the uuid from the owner
+    /// before it, which is displaced and holds it as a copy from then on (its digest changes);
+    /// its own repeated line neither claims nor wins it back.
+    #[test]
+    fn a_beaten_owner_holds_the_uuid_as_a_copy_for_good() {
+        const C: &str = "/p/proj/cccccccc-0000-0000-0000-000000000003.jsonl";
+        let (index, ids) = index(&[A, B, C]);
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
+        assert!(index.claim(c, "u1", Some(300), None));
+        assert!(index.claim(c, "u2", Some(301), None));
+        assert_eq!(index.digest(c), None);
+        assert!(index.claim(b, "u1", Some(200), None));
+        assert_eq!(index.take_displaced(), vec![PathBuf::from(C)]);
+        let c_after_b = index.digest(c);
+        assert!(c_after_b.is_some());
+        assert!(index.claim(a, "u1", Some(100), None));
+        assert_eq!(index.take_displaced(), vec![PathBuf::from(B)]);
+        // C's copies did not change (u1 was already another file's); B now holds one.
+        assert_eq!(index.digest(c), c_after_b);
+        assert_eq!(index.digest(b), c_after_b);
+        assert!(!index.claim(c, "u1", Some(1), None));
+        assert!(!index.claim(b, "u1", Some(1), None));
+        assert!(index.claim(c, "u2", Some(1), None));
+        assert!(index.take_displaced().is_empty());
+        assert_eq!(index.digest(a), None);
     }
 
     /// A 2.1.x `aside_question` agent starts with a copy of its parent's lines (same uuid,

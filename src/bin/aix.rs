@@ -88,6 +88,7 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
+    nex::memory::tune_allocator();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // Plain lines for users and for nex's log: no colours, no Rust module paths.

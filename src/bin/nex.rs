@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    nex::memory::tune_allocator();
     let cli = nex::cli::Cli::parse();
     match cli.command {
         nex::cli::Command::Daemon(_) => nex::cli::init_tracing_with_default("info"),
