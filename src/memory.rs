@@ -1,5 +1,5 @@
 //! Process-wide allocator settings of the `nex` and `aix` binaries (glibc on Linux only; a
-//! no-op elsewhere). Called once at the start of `main`, before any thread exists.
+//! no-op elsewhere). Applied once at the start of `main`, before any thread exists.
 //!
 //! Why: with glibc's defaults, peak RSS ran far above the live heap (issue 12: nex held a
 //! 182 MiB heap in 318 MiB of RSS).
@@ -12,60 +12,81 @@
 //!   [`MMAP_THRESHOLD`] returns every large transient buffer (an item, a frame, a file read
 //!   whole) to the kernel when it is freed; a fixed [`TRIM_THRESHOLD`] keeps trimming too.
 //!
-//! A user's own `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_`
-//! wins: the setting it names is left as glibc read it.
+//! How, without `unsafe` (STYLE.md): glibc reads its `MALLOC_*` environment variables
+//! (mallopt(3)) when the process starts, so [`tune_allocator`] re-executes the binary once,
+//! same arguments and process id, with them set. The variables stay in the environment, so
+//! the `aix` workers `nex` starts inherit them and start tuned.
+//!
+//! A user who sets any of the three variables keeps glibc's reading of their environment as it
+//! is: nothing is added and nothing re-executed. When the re-execution cannot happen (the
+//! binary was replaced on disk, `exec` refused), the process goes on with glibc's defaults.
 
 /// Arenas shared by all threads.
-pub const ARENA_MAX: i32 = 2;
+pub const ARENA_MAX: usize = 2;
 /// Bytes from which a block gets its own mapping (returned to the kernel on free).
-pub const MMAP_THRESHOLD: i32 = 4 << 20;
+pub const MMAP_THRESHOLD: usize = 4 << 20;
 /// Free bytes at the top of the heap above which glibc gives them back.
-pub const TRIM_THRESHOLD: i32 = 8 << 20;
+pub const TRIM_THRESHOLD: usize = 8 << 20;
 
-/// Applies the settings above; returns how many took effect (0 off glibc).
-pub fn tune_allocator() -> usize {
+/// The environment variables glibc reads for the settings above, with their values.
+pub fn settings() -> [(&'static str, String); 3] {
+    [
+        ("MALLOC_ARENA_MAX", ARENA_MAX.to_string()),
+        ("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD.to_string()),
+        ("MALLOC_TRIM_THRESHOLD_", TRIM_THRESHOLD.to_string()),
+    ]
+}
+
+/// Whether this process should re-execute itself to apply [`settings`]: on glibc, when none of
+/// their variables is in the environment.
+pub fn needs_tuning() -> bool {
+    cfg!(all(target_os = "linux", target_env = "gnu"))
+        && settings()
+            .iter()
+            .all(|(var, _)| std::env::var_os(var).is_none())
+}
+
+/// Applies [`settings`] (see the module doc): re-executes the running binary with them when
+/// [`needs_tuning`]; returns only when no re-execution was needed, or it failed (logged at
+/// debug once tracing is up: the caller has none yet, so the reason is dropped).
+pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let settings = [
-            ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, ARENA_MAX),
-            (
-                "MALLOC_MMAP_THRESHOLD_",
-                libc::M_MMAP_THRESHOLD,
-                MMAP_THRESHOLD,
-            ),
-            (
-                "MALLOC_TRIM_THRESHOLD_",
-                libc::M_TRIM_THRESHOLD,
-                TRIM_THRESHOLD,
-            ),
-        ];
-        settings
-            .into_iter()
-            .filter(|(var, _, _)| std::env::var_os(var).is_none())
-            // SAFETY: `mallopt` only sets allocator parameters; it takes plain integers, touches
-            // no memory of ours, and glibc serialises it with its own lock.
-            .filter(|&(_, param, value)| unsafe { libc::mallopt(param, value) } == 1)
-            .count()
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        0
+        use std::os::unix::process::CommandExt;
+
+        if !needs_tuning() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            command.arg0(arg0);
+        }
+        command.args(args).envs(settings());
+        // `exec` returns only on failure; the process then runs untuned.
+        let _failed = command.exec();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fn glibc_accepts_every_setting() {
-        let unset = [
-            "MALLOC_ARENA_MAX",
-            "MALLOC_MMAP_THRESHOLD_",
-            "MALLOC_TRIM_THRESHOLD_",
-        ]
-        .iter()
-        .filter(|v| std::env::var_os(v).is_none())
-        .count();
-        assert_eq!(super::tune_allocator(), unset);
+    fn the_settings_are_glibc_variables_with_decimal_values() {
+        let names: Vec<&str> = settings().iter().map(|(v, _)| *v).collect();
+        assert_eq!(
+            names,
+            [
+                "MALLOC_ARENA_MAX",
+                "MALLOC_MMAP_THRESHOLD_",
+                "MALLOC_TRIM_THRESHOLD_"
+            ]
+        );
+        let values: Vec<String> = settings().into_iter().map(|(_, v)| v).collect();
+        assert_eq!(values, ["2", "4194304", "8388608"]);
     }
 }

@@ -29,6 +29,7 @@ mod import_service; // sessions.import: baseline scenarios, label hints, request
 mod import_support; // helpers shared by the import_* modules
 mod ledger_columns; // migration 0003's query columns (backfill, tail, rule 13, old ledgers), one token meaning, the README's queries
 mod ledger_compressed; // migration 0009: long tool bodies compressed; text, search, export, re-import and nex sql unchanged
+mod memory_env; // the built nex: allocator settings through glibc's MALLOC_* variables, inherited by its workers; a user's own kept
 mod pipeline_audit; // inserted stages: audit row in nexus.db, a custom outcome tap
 mod pipeline_chunks; // chunked uploads cut mid-stream and completed by a later run
 mod pipeline_flow; // commit visibility, backpressure, cancellation, read errors, busy ledger
