@@ -257,6 +257,19 @@ fn search_cmd(
         r.import_ratio.max,
         r.import_with_index_secs.len()
     )?;
+    let median = |v: &[f64]| nex_bench::Spread::of(v).map_or(f64::NAN, |s| s.median);
+    writeln!(
+        out,
+        "         wall {:.2} s / {:.2} s, of which flush {:.2} s; CPU {:.2} s / {:.2} s = {:.3} (min {:.3}, max {:.3}) (medians)",
+        median(&r.import_with_index_secs),
+        median(&r.import_without_index_secs),
+        median(&r.flush_secs),
+        median(&r.import_with_index_cpu_secs),
+        median(&r.import_without_index_cpu_secs),
+        r.import_cpu_ratio.median,
+        r.import_cpu_ratio.min,
+        r.import_cpu_ratio.max
+    )?;
     writeln!(
         out,
         "size     {:.1} MB / {:.1} MB = {:.3}",

@@ -10,7 +10,10 @@
 //! - Cost: the same items imported through the import service (`nex::import::import`, one
 //!   transaction per [`BATCH`] sessions, as the writer does) into a ledger with the index and
 //!   the same ledger with the index and its triggers dropped; wall time and file size
-//!   (after the closing checkpoint) of both, per run, alternating which goes first.
+//!   (after the closing checkpoint) of both, per run, alternating which goes first; the
+//!   importing thread's CPU time of both, and the wall time spent in `search_index::flush`.
+//!   `NEX_BENCH_FTS_SQL`: SQL run on the ledger with the index before its import (to measure
+//!   an index setting without a new build).
 //! - Speed: [`QUERIES`] fixed queries (words across the frequency range, two-word ANDs,
 //!   phrases, prefixes, OR/NOT, and filters by provider, project, time and role), each run
 //!   through `nex::query::search::search` with `limit` 20 (snippets included) and the rank cap
@@ -83,6 +86,12 @@ pub struct SearchResult {
     pub import_without_index_secs: Vec<f64>,
     /// with / without, per run (1.25 = the index adds 25 %).
     pub import_ratio: Spread,
+    /// CPU time of the importing thread, with and without the index, and their ratio per run.
+    pub import_with_index_cpu_secs: Vec<f64>,
+    pub import_without_index_cpu_secs: Vec<f64>,
+    pub import_cpu_ratio: Spread,
+    /// Wall time of the import with the index spent in `search_index::flush`, per run.
+    pub flush_secs: Vec<f64>,
     pub ledger_with_index_bytes: u64,
     pub ledger_without_index_bytes: u64,
     pub size_ratio: f64,
@@ -204,6 +213,11 @@ fn fresh(path: &Path, with_index: bool) -> Result<rusqlite::Connection, BenchErr
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     let conn = ledger::open_agents(path)?;
+    // An experiment's settings of the index (`NEX_BENCH_FTS_SQL`, for example an FTS5
+    // `automerge`), run on the ledger with the index before the import.
+    if with_index && let Ok(sql) = std::env::var("NEX_BENCH_FTS_SQL") {
+        conn.execute_batch(&sql)?;
+    }
     if !with_index {
         // The same file, pragmas and schema, without the index and its triggers.
         conn.execute_batch(
@@ -218,14 +232,26 @@ fn fresh(path: &Path, with_index: bool) -> Result<rusqlite::Connection, BenchErr
     Ok(conn)
 }
 
+/// One timed import.
+struct Timed {
+    secs: f64,
+    bytes: u64,
+    /// CPU time of the importing thread (user + system).
+    cpu_secs: f64,
+    /// Wall time in `search_index::flush` (nothing to do without the index).
+    flush_secs: f64,
+}
+
 /// Seconds to import `items` into a fresh ledger (close and checkpoint included), and its size.
 fn time_import(
     path: &Path,
     with_index: bool,
     items: &[ImportSessionItem],
-) -> Result<(f64, u64), BenchError> {
+) -> Result<Timed, BenchError> {
     let mut conn = fresh(path, with_index)?;
     let opts = nex::import::ImportOptions::default();
+    let mut flush_secs = 0.0;
+    let cpu_started = thread_cpu_ms();
     let started = Instant::now();
     for (b, batch) in items.chunks(BATCH).enumerate() {
         let tx = conn.transaction()?;
@@ -243,13 +269,19 @@ fn time_import(
             })?;
         }
         // As nex's writer: the batch's rows are indexed last, before COMMIT.
+        let flush_started = Instant::now();
         nex::ledger::search_index::flush(&tx)?;
+        flush_secs += flush_started.elapsed().as_secs_f64();
         tx.commit()?;
     }
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     drop(conn);
-    let secs = started.elapsed().as_secs_f64();
-    Ok((secs, std::fs::metadata(path)?.len()))
+    Ok(Timed {
+        secs: started.elapsed().as_secs_f64(),
+        bytes: std::fs::metadata(path)?.len(),
+        cpu_secs: (thread_cpu_ms() - cpu_started) / 1000.0,
+        flush_secs,
+    })
 }
 
 /// The fixed query set, from the vocabulary's ranks (so the same seed gives the same set).
@@ -334,6 +366,7 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
     let items = corpus(bench.seed, bench.sessions, &prose);
     let (with_path, without_path) = (dir.join("with.db"), dir.join("without.db"));
     let (mut with_secs, mut without_secs) = (Vec::new(), Vec::new());
+    let (mut with_cpu, mut without_cpu, mut flush_secs) = (Vec::new(), Vec::new(), Vec::new());
     let (mut with_bytes, mut without_bytes) = (0, 0);
     let runs = if bench.queries_only {
         0
@@ -343,19 +376,25 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
     for run in 0..runs {
         for first in [run % 2 == 0, run % 2 != 0] {
             if first {
-                let (s, b) = time_import(&with_path, true, &items)?;
-                with_secs.push(s);
-                with_bytes = b;
+                let t = time_import(&with_path, true, &items)?;
+                with_secs.push(t.secs);
+                with_cpu.push(t.cpu_secs);
+                flush_secs.push(t.flush_secs);
+                with_bytes = t.bytes;
             } else {
-                let (s, b) = time_import(&without_path, false, &items)?;
-                without_secs.push(s);
-                without_bytes = b;
+                let t = time_import(&without_path, false, &items)?;
+                without_secs.push(t.secs);
+                without_cpu.push(t.cpu_secs);
+                without_bytes = t.bytes;
             }
         }
         tracing::info!(
             run,
             with = with_secs[run],
             without = without_secs[run],
+            with_cpu = with_cpu[run],
+            without_cpu = without_cpu[run],
+            flush = flush_secs[run],
             "search bench import"
         );
     }
@@ -413,6 +452,7 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
     cpu.sort_by(f64::total_cmp);
     times.sort_by(|a, b| b.1.total_cmp(&a.1));
     let ratios = super::ratios(&with_secs, &without_secs);
+    let cpu_ratios = super::ratios(&with_cpu, &without_cpu);
     Ok(SearchResult {
         sessions: items.len(),
         messages: items.iter().map(|i| i.messages.len()).sum(),
@@ -421,6 +461,10 @@ pub fn run(bench: &SearchBench) -> Result<SearchResult, BenchError> {
         import_ratio: Spread::of_or_nan(&ratios),
         import_with_index_secs: with_secs,
         import_without_index_secs: without_secs,
+        import_cpu_ratio: Spread::of_or_nan(&cpu_ratios),
+        import_with_index_cpu_secs: with_cpu,
+        import_without_index_cpu_secs: without_cpu,
+        flush_secs,
         ledger_with_index_bytes: with_bytes,
         ledger_without_index_bytes: without_bytes,
         size_ratio: with_bytes as f64 / without_bytes.max(1) as f64,

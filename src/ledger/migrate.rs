@@ -55,6 +55,10 @@ pub const AGENTS: &[Migration] = &[
         name: "agents/0010_search_segments.sql",
         sql: include_str!("../../migrations/agents/0010_search_segments.sql"),
     },
+    Migration {
+        name: "agents/0013_search_automerge.sql",
+        sql: include_str!("../../migrations/agents/0013_search_automerge.sql"),
+    },
 ];
 
 /// Migrations of `nexus.db`, in order.

@@ -984,3 +984,78 @@ fn migration_0010_on_a_0009_ledger_keeps_search_results() {
     assert_eq!(find(&conn, "ta*").len(), 2);
     assert!(search_index::check(&conn).unwrap());
 }
+
+/// Segments of `index` holding data: one `_idx` row names each leaf range of a segment.
+fn segments(conn: &Connection, index: &str) -> i64 {
+    conn.query_row(
+        &format!("SELECT count(DISTINCT segid) FROM {index}_idx"),
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Six more imports of one session each (one flush, so one new segment per index, each),
+/// every one searchable at once; the segments of `messages_fts` added, net of merges. Each
+/// message holds 30,000 distinct words, so each segment has over 64 leaf pages: FTS5 merges
+/// only once that many pages have been written since its last merge.
+fn six_flushes(conn: &mut Connection) -> i64 {
+    let first = segments(conn, "messages_fts");
+    for n in 1..=6 {
+        let text: String = (0..30_000).map(|i| format!("w{n}x{i} ")).collect();
+        let item = session(
+            "codex",
+            &format!("big{n}"),
+            "/home/u/big",
+            json!([turn("t", 0)]),
+            json!([msg("m", "t", "user", &format!("{text} bigword"), 0, 0)]),
+        );
+        run_import(conn, import_req(&format!("big{n}"), "backfill", vec![item])).unwrap();
+        assert_eq!(find(conn, "bigword").len(), n);
+        assert_eq!(find(conn, &format!("w{n}x29999")).len(), 1);
+    }
+    assert!(search_index::check(conn).unwrap());
+    segments(conn, "messages_fts") - first
+}
+
+#[test]
+fn migration_0013_merges_segments_sixteen_at_a_time_and_keeps_search_results() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    let before = migrations_before("0013_search_automerge");
+    assert!(before.len() >= 10, "0013 comes after 0010");
+    ledger::migrate(&mut conn, &before).unwrap();
+    let mut items = fixture_items();
+    items.push(long_result_item());
+    run_import(&mut conn, import_req("k1", "backfill", items)).unwrap();
+    let words = [
+        "parser crash",
+        "tokenizer_empty",
+        "headword",
+        "tailword",
+        "pars*",
+        "\"fix the parser\"",
+    ];
+    let results: Vec<_> = words.iter().map(|w| find(&conn, w)).collect();
+    // Before 0013 (automerge 4), a level of four segments is merged.
+    let mut old = Connection::open_in_memory().unwrap();
+    ledger::migrate(&mut old, &before).unwrap();
+    let merged = six_flushes(&mut old);
+    assert!(merged < 6, "{merged}");
+
+    ledger::migrate(&mut conn, ledger::migrate::AGENTS).unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    let after: Vec<_> = words.iter().map(|w| find(&conn, w)).collect();
+    assert_eq!(after, results);
+    for index in search_index::INDEXES {
+        let automerge: i64 = conn
+            .query_row(
+                &format!("SELECT v FROM {index}_config WHERE k = 'automerge'"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(automerge, 16, "{index}");
+    }
+    // With 16, six more segments stay apart.
+    assert_eq!(six_flushes(&mut conn), 6);
+}
