@@ -31,6 +31,11 @@ pub const COMPRESS_OVER_BYTES: usize = 1024;
 pub const TEXT_FUNCTION: &str = "nex_text";
 /// `nex_pack(x)`: the form a text is stored in (the migration of existing rows uses it).
 pub const PACK_FUNCTION: &str = "nex_pack";
+/// `nex_same_text(a, b)`: 1 when two stored bodies are both compressed and hold the same text
+/// (their bytes may differ: another compressor or level wrote one of them), else 0. The
+/// tool-call upsert asks it only of bytes that differ, so an existing ledger keeps its bytes
+/// when the same text comes again; an unreadable body compares as different (and is rewritten).
+pub const SAME_TEXT_FUNCTION: &str = "nex_same_text";
 
 /// `nex_search_text(x)`: what the search index sees of a body (the view `tool_calls_search`):
 /// its text when at most [`SEARCH_WHOLE_CHARS`] characters, else its first
@@ -179,15 +184,23 @@ pub fn inflate(bytes: &[u8]) -> Result<String, UnpackError> {
     String::from_utf8(out).map_err(|_| UnpackError::NotUtf8)
 }
 
-/// Registers `nex_text` and `nex_pack` on `conn`. Both are deterministic and innocuous, so
-/// views, triggers and the FTS5 content view may call them.
+/// Registers `nex_text`, `nex_search_text`, `nex_pack` and `nex_same_text` on `conn`. All are
+/// deterministic and innocuous, so views, triggers and the FTS5 content view may call them.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8
         | FunctionFlags::SQLITE_DETERMINISTIC
         | FunctionFlags::SQLITE_INNOCUOUS;
     conn.create_scalar_function(TEXT_FUNCTION, 1, flags, text_of)?;
     conn.create_scalar_function(SEARCH_TEXT_FUNCTION, 1, flags, search_text_of)?;
-    conn.create_scalar_function(PACK_FUNCTION, 1, flags, pack)
+    conn.create_scalar_function(PACK_FUNCTION, 1, flags, pack)?;
+    conn.create_scalar_function(SAME_TEXT_FUNCTION, 2, flags, same_text)
+}
+
+fn same_text(ctx: &mut Context<'_>) -> rusqlite::Result<bool> {
+    let (ValueRef::Blob(a), ValueRef::Blob(b)) = (ctx.get_raw(0), ctx.get_raw(1)) else {
+        return Ok(false);
+    };
+    Ok(a == b || matches!((inflate(a), inflate(b)), (Ok(x), Ok(y)) if x == y))
 }
 
 fn search_text_of(ctx: &mut Context<'_>) -> rusqlite::Result<Option<String>> {
