@@ -213,9 +213,11 @@ fn search_text_of(ctx: &mut Context<'_>) -> rusqlite::Result<Option<String>> {
 }
 
 /// See [`SEARCH_TEXT_FUNCTION`].
+///
+/// Reads only the text's first and last characters (not the whole body: a body may be MBs).
 pub fn search_text(text: &str) -> String {
-    let chars = text.chars().count();
-    let bounded = if chars <= SEARCH_WHOLE_CHARS {
+    // More than SEARCH_WHOLE_CHARS characters; then head and tail do not overlap.
+    let bounded = if text.chars().nth(SEARCH_WHOLE_CHARS).is_none() {
         std::borrow::Cow::Borrowed(text)
     } else {
         let head_end = text
@@ -224,8 +226,8 @@ pub fn search_text(text: &str) -> String {
             .map_or(text.len(), |(i, _)| i);
         let tail_start = text
             .char_indices()
-            .nth(chars - SEARCH_TAIL_CHARS)
-            .map_or(text.len(), |(i, _)| i);
+            .nth_back(SEARCH_TAIL_CHARS - 1)
+            .map_or(0, |(i, _)| i);
         std::borrow::Cow::Owned(format!("{} … {}", &text[..head_end], &text[tail_start..]))
     };
     bounded
@@ -293,6 +295,9 @@ mod tests {
             "é".repeat(1536),
             format!("{}\\n{}", "é€".repeat(700), "ab\\t".repeat(300)),
             "a\\".repeat(600),
+            "é".repeat(1537),
+            "x".repeat(1536) + "€",
+            format!("{}{}", "a".repeat(5000), "€".repeat(600)),
         ];
         for text in cases {
             let (by_sql, by_fn): (String, String) = conn
