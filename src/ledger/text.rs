@@ -159,7 +159,7 @@ fn remembered_search_text(bytes: &[u8]) -> Option<String> {
 /// Level 1 (fast): level 6 saves about 2 % more of the ledger for several times the CPU.
 /// flate2's zlib-rs backend was measured instead (replay of the 200-session bench corpus):
 /// its level 1 spends about a third less CPU here but grows the ledger from 0.47 to 0.58 x
-/// the corpus; its levels 2 to 4 keep the size (0.46 x) and spend 10 to 50 % more than this.
+/// the corpus; its levels 2 to 4 keep the size (0.46 x) and spend 10 to 60 % more than this.
 fn compress(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = ZlibEncoder::new(Vec::with_capacity(bytes.len() / 3), Compression::fast());
     // Writing to a Vec cannot fail.
