@@ -316,14 +316,21 @@ fn params_text(call: &ToolCall) -> PackedBody {
     PackedBody::of(
         call.params_json
             .as_ref()
-            .map_or_else(|| "{}".to_owned(), Value::to_string),
+            .map_or_else(|| "{}".to_owned(), json_text),
     )
 }
 
 fn result_text(call: &ToolCall) -> Option<PackedBody> {
     call.result_json
         .as_ref()
-        .map(|v| PackedBody::of(v.to_string()))
+        .map(|v| PackedBody::of(json_text(v)))
+}
+
+/// `value.to_string()`, written straight into a buffer rather than through `fmt` (the same
+/// text, in less CPU: tool bodies are most of what an import serialises).
+fn json_text(value: &Value) -> String {
+    // A `Value` always serialises: its keys are strings.
+    serde_json::to_string(value).expect("a Value serialises")
 }
 
 /// `json`, when given, must be [`ItemJson::of`]`(item)` (it is ignored if its length differs).

@@ -122,6 +122,8 @@ pub(crate) const UPSERT_MESSAGE: &str = "INSERT INTO messages (
         OR messages.metadata_json IS NOT excluded.metadata_json
         OR messages.session_label IS NOT excluded.session_label";
 
+/// A body whose stored bytes differ but whose text is the same (`nex_same_text`: a row written
+/// by a build whose compressor encodes differently) is not rewritten: the row keeps its bytes.
 pub(crate) const UPSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         id, turn_id, message_id, tool_name, tool_number, params_json, result_json, error,
         status, spawned_session_label, started_at, completed_at, sequence, session_label, result_message_id)
@@ -145,8 +147,10 @@ pub(crate) const UPSERT_TOOL_CALL: &str = "INSERT INTO tool_calls (
         OR tool_calls.message_id IS NOT excluded.message_id
         OR tool_calls.tool_name IS NOT excluded.tool_name
         OR tool_calls.tool_number IS NOT excluded.tool_number
-        OR tool_calls.params_json IS NOT excluded.params_json
-        OR tool_calls.result_json IS NOT excluded.result_json
+        OR (tool_calls.params_json IS NOT excluded.params_json
+            AND NOT nex_same_text(tool_calls.params_json, excluded.params_json))
+        OR (tool_calls.result_json IS NOT excluded.result_json
+            AND NOT nex_same_text(tool_calls.result_json, excluded.result_json))
         OR tool_calls.error IS NOT excluded.error
         OR tool_calls.status IS NOT excluded.status
         OR tool_calls.spawned_session_label IS NOT excluded.spawned_session_label

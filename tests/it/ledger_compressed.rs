@@ -233,6 +233,68 @@ fn a_fresh_ledger_stores_only_bodies_over_the_threshold_compressed() {
     assert!(search_index::check(&conn).unwrap());
 }
 
+/// Regression: a build whose compressor encodes differently (another backend or level) must
+/// not rewrite, re-index and replicate every long body of an existing ledger when the same
+/// text comes again; the row keeps the bytes it has.
+#[test]
+fn the_same_text_compressed_differently_keeps_the_stored_bytes() {
+    use std::io::Write;
+    let mut conn = ledger::open_agents_in_memory().unwrap();
+    run_import(
+        &mut conn,
+        import_req("k1", "backfill", vec![item("fp1", "tailword\n")]),
+    )
+    .unwrap();
+    // What an older build stored: the same texts, deflated at another level.
+    let recompress = |bytes: Vec<u8>| -> Vec<u8> {
+        let text = text::inflate(&bytes).unwrap();
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let (params, result): (Vec<u8>, Vec<u8>) = conn
+        .query_row(
+            "SELECT params_json, result_json FROM tool_calls WHERE tool_name = 'Bash'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let older = (recompress(params.clone()), recompress(result.clone()));
+    assert_ne!((&older.0, &older.1), (&params, &result));
+    conn.execute(
+        "UPDATE tool_calls SET params_json = ?1, result_json = ?2 WHERE tool_name = 'Bash'",
+        (&older.0, &older.1),
+    )
+    .unwrap();
+    let changes = tool_call_changes(&conn);
+
+    let resp = run_import(
+        &mut conn,
+        import_req("k2", "backfill", vec![item("fp2", "tailword\n")]),
+    )
+    .unwrap();
+    assert_eq!(resp.upserted, 1);
+    let stored: (Vec<u8>, Vec<u8>) = conn
+        .query_row(
+            "SELECT params_json, result_json FROM tool_calls WHERE tool_name = 'Bash'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(stored, older, "the older bytes are kept");
+    assert_eq!(tool_call_changes(&conn), changes, "nothing to replicate");
+
+    // A changed text is still written, in this build's encoding.
+    run_import(
+        &mut conn,
+        import_req("k3", "backfill", vec![item("fp3", "finalword\n")]),
+    )
+    .unwrap();
+    assert_eq!(tool_call_changes(&conn), changes + 1);
+    assert_eq!(hits(&conn, "finalword").len(), 1);
+    assert!(search_index::check(&conn).unwrap());
+}
+
 #[test]
 fn nex_sql_reads_compressed_bodies_as_text_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
