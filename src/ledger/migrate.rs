@@ -56,8 +56,8 @@ pub const AGENTS: &[Migration] = &[
         sql: include_str!("../../migrations/agents/0010_search_segments.sql"),
     },
     Migration {
-        name: "agents/0013_search_automerge.sql",
-        sql: include_str!("../../migrations/agents/0013_search_automerge.sql"),
+        name: "agents/0011_search_automerge.sql",
+        sql: include_str!("../../migrations/agents/0011_search_automerge.sql"),
     },
 ];
 

@@ -1019,10 +1019,10 @@ fn six_flushes(conn: &mut Connection) -> i64 {
 }
 
 #[test]
-fn migration_0013_merges_segments_sixteen_at_a_time_and_keeps_search_results() {
+fn migration_0011_merges_segments_sixteen_at_a_time_and_keeps_search_results() {
     let mut conn = Connection::open_in_memory().unwrap();
-    let before = migrations_before("0013_search_automerge");
-    assert!(before.len() >= 10, "0013 comes after 0010");
+    let before = migrations_before("0011_search_automerge");
+    assert!(before.len() >= 10, "0011 comes after 0010");
     ledger::migrate(&mut conn, &before).unwrap();
     let mut items = fixture_items();
     items.push(long_result_item());
@@ -1036,7 +1036,7 @@ fn migration_0013_merges_segments_sixteen_at_a_time_and_keeps_search_results() {
         "\"fix the parser\"",
     ];
     let results: Vec<_> = words.iter().map(|w| find(&conn, w)).collect();
-    // Before 0013 (automerge 4), a level of four segments is merged.
+    // Before 0011 (automerge 4), a level of four segments is merged.
     let mut old = Connection::open_in_memory().unwrap();
     ledger::migrate(&mut old, &before).unwrap();
     let merged = six_flushes(&mut old);

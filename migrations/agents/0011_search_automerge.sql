@@ -1,4 +1,4 @@
--- agents.db 0013: FTS5 merges segments 16 at a time instead of 4 (issue 13: the index's cost
+-- agents.db 0011: FTS5 merges segments 16 at a time instead of 4 (issue 13: the index's cost
 -- to the backfill).
 --
 -- Each flush of the writer (`search_index::flush`, one per batch) adds a segment to level 0 of
