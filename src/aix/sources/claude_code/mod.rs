@@ -63,6 +63,7 @@
 
 mod item;
 mod record;
+mod tool_result;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
