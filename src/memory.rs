@@ -54,8 +54,8 @@ pub fn needs_tuning() -> bool {
 }
 
 /// Applies [`settings`] (see the module doc): re-executes the running binary with them when
-/// [`needs_tuning`]; returns only when no re-execution was needed, or it failed (logged at
-/// debug once tracing is up: the caller has none yet, so the reason is dropped).
+/// [`needs_tuning`]; returns only when no re-execution was needed, or it failed (its reason is
+/// not reported: tracing is not set up yet, and the process runs untuned as before).
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
