@@ -23,7 +23,7 @@ use crate::import::{
 };
 use crate::pipeline::writer::WriteOp;
 use crate::pipeline::{Flowing, FrameMeta};
-use crate::protocol::ChunkRequest;
+use crate::protocol::{ChunkRequest, ImportRequest};
 
 use super::{Op, Outcome, ValidOp};
 
@@ -78,52 +78,48 @@ impl Preparer {
         }
     }
 
+    /// [`admit`](Self::admit) then [`Job::finish`], on this thread.
     pub fn prepare(&mut self, flowing: Flowing<ValidOp>) -> Prepared {
+        self.admit(flowing).finish()
+    }
+
+    /// The part of a frame's preparation that depends on the frames before it (part ids, the
+    /// uploads in progress): call it in input order. The rest of the work, [`Job::finish`],
+    /// depends on the frame alone, so several frames' jobs can run at once, on any thread.
+    pub fn admit(&mut self, flowing: Flowing<ValidOp>) -> Job {
         let valid = match flowing {
-            Flowing::Reject(r) => return Prepared::Ready(r.meta, Outcome::Rejected(r.code)),
+            Flowing::Reject(r) => {
+                return Job(Work::Ready(Prepared::Ready(
+                    r.meta,
+                    Outcome::Rejected(r.code),
+                )));
+            }
             Flowing::Item(valid) => valid,
         };
         let frame = valid.into_inner();
-        match frame.op {
-            Op::Import(mut request) => {
-                let request_hash = request_hash(&request);
-                // After the hash: the tool JSON leaves the items, which are not held twice.
-                let item_json = request.items.iter_mut().map(ItemJson::take).collect();
-                let mut meta = frame.meta;
-                // The newest source event this frame carries, for the run's lag once committed.
-                meta.newest_event_at_ms = request
-                    .items
-                    .iter()
-                    .filter_map(|i| i.session.updated_at_ms)
-                    .max();
-                Prepared::Write(
-                    meta,
-                    WriteOp::Import {
-                        request,
-                        request_hash,
-                        item_json,
-                    },
-                )
-            }
+        let work = match frame.op {
+            Op::Import(request) => Work::Import(frame.meta, request),
             Op::Chunk(request) => {
                 let part = self.next_part;
                 self.next_part += 1;
-                let decoded = self.track(&request, part);
-                Prepared::Write(
-                    frame.meta,
-                    WriteOp::Chunk {
-                        request,
-                        part,
-                        decoded,
-                    },
-                )
+                let completed = self.track(&request, part);
+                Work::Chunk {
+                    meta: frame.meta,
+                    request,
+                    part,
+                    completed,
+                    max_inflated_bytes: self.max_inflated_bytes,
+                }
             }
-            Op::Report(report) => Prepared::Ready(frame.meta, Outcome::Reported(report)),
-        }
+            Op::Report(report) => {
+                Work::Ready(Prepared::Ready(frame.meta, Outcome::Reported(report)))
+            }
+        };
+        Job(work)
     }
 
-    /// Records the part; when it completes its upload, decodes the upload.
-    fn track(&mut self, req: &ChunkRequest, part: u64) -> Option<Box<DecodedUpload>> {
+    /// Records the part; when it completes its upload, returns the upload's parts in order.
+    fn track(&mut self, req: &ChunkRequest, part: u64) -> Option<Completed> {
         let (index, total) = chunk_bounds(req);
         let key = (
             req.source.trim().to_owned(),
@@ -156,24 +152,109 @@ impl Preparer {
         }
         let tracked = self.uploads.remove(&key)?;
         self.held_bytes -= tracked.bytes;
-        let encoding = tracked.parts.values().next().map(|(_, _, e)| e.clone())?;
-        let payloads = || tracked.parts.values().map(|(_, d, _)| d.trim());
-        let item = decode_chunked_item(payloads(), &encoding, self.max_inflated_bytes).ok()?;
-        let digest = upload_digest(payloads(), &encoding);
-        let mut item = item;
-        let hash = upload_hash(req, &item);
-        let json = ItemJson::take(&mut item);
-        Some(Box::new(DecodedUpload {
-            parts: tracked.parts.values().map(|(id, _, _)| *id).collect(),
-            item,
-            hash,
-            json,
-            digest,
-        }))
+        Some(Completed(tracked.parts))
     }
 
     /// Payload bytes held for uploads in progress.
     pub fn held_bytes(&self) -> usize {
         self.held_bytes
+    }
+}
+
+/// A frame admitted by [`Preparer::admit`], with the work left to do on it alone.
+pub struct Job(Work);
+
+enum Work {
+    Ready(Prepared),
+    Import(FrameMeta, ImportRequest),
+    Chunk {
+        meta: FrameMeta,
+        request: ChunkRequest,
+        part: u64,
+        completed: Option<Completed>,
+        max_inflated_bytes: u64,
+    },
+}
+
+/// The parts of an upload that this frame completed: index -> (part id, payload, encoding).
+struct Completed(BTreeMap<i64, (u64, Arc<str>, String)>);
+
+impl Job {
+    /// Bytes of work left: the frame's size, or the payload of the upload it completes.
+    pub fn bytes(&self) -> usize {
+        match &self.0 {
+            Work::Ready(_) => 0,
+            Work::Import(meta, _) => meta.bytes,
+            Work::Chunk {
+                meta, completed, ..
+            } => completed.as_ref().map_or(meta.bytes, |c| {
+                c.0.values().map(|(_, d, _)| d.len()).sum::<usize>()
+            }),
+        }
+    }
+
+    /// The frame's pure work: an import request's hash and the JSON text of its tool calls
+    /// (moved out of the items), or the decode of the upload a chunk part completes.
+    pub fn finish(self) -> Prepared {
+        match self.0 {
+            Work::Ready(prepared) => prepared,
+            Work::Import(mut meta, mut request) => {
+                let request_hash = request_hash(&request);
+                // After the hash: the tool JSON leaves the items, which are not held twice.
+                let item_json = request.items.iter_mut().map(ItemJson::take).collect();
+                // The newest source event this frame carries, for the run's lag once committed.
+                meta.newest_event_at_ms = request
+                    .items
+                    .iter()
+                    .filter_map(|i| i.session.updated_at_ms)
+                    .max();
+                Prepared::Write(
+                    meta,
+                    WriteOp::Import {
+                        request,
+                        request_hash,
+                        item_json,
+                    },
+                )
+            }
+            Work::Chunk {
+                meta,
+                request,
+                part,
+                completed,
+                max_inflated_bytes,
+            } => {
+                let decoded = completed.and_then(|c| c.decode(&request, max_inflated_bytes));
+                Prepared::Write(
+                    meta,
+                    WriteOp::Chunk {
+                        request,
+                        part,
+                        decoded,
+                    },
+                )
+            }
+        }
+    }
+}
+
+impl Completed {
+    /// Decodes the upload; `None` when it fails (the writer then decodes it and reports the
+    /// code).
+    fn decode(self, last: &ChunkRequest, max_inflated_bytes: u64) -> Option<Box<DecodedUpload>> {
+        let parts = self.0;
+        let encoding = parts.values().next().map(|(_, _, e)| e.clone())?;
+        let payloads = || parts.values().map(|(_, d, _)| d.trim());
+        let mut item = decode_chunked_item(payloads(), &encoding, max_inflated_bytes).ok()?;
+        let digest = upload_digest(payloads(), &encoding);
+        let hash = upload_hash(last, &item);
+        let json = ItemJson::take(&mut item);
+        Some(Box::new(DecodedUpload {
+            parts: parts.values().map(|(id, _, _)| *id).collect(),
+            item,
+            hash,
+            json,
+            digest,
+        }))
     }
 }

@@ -9,11 +9,11 @@
 //!
 //! # Backpressure
 //! At most `in_flight` batches are submitted and not yet committed; while that many wait, the
-//! sink pulls nothing. So at most `in_flight × max_ops` frames are past the validator and not
-//! yet reported: a ledger that does not commit stops the source after that many frames.
+//! sink pulls nothing. So at most `in_flight × max_ops + PREPARE_AHEAD` frames are past the
+//! validator and not yet reported (the batches, and the frames being prepared): a ledger that does not commit stops the source after that many frames.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
@@ -142,28 +142,27 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
             in_flight,
         } = *self;
         let mut number = 0u64;
-        let preparer = Preparer::new(options.max_inflated_bytes);
-        let preparer = Arc::new(Mutex::new(preparer));
-        // Frames of more than `INLINE_PREPARE_BYTES` are prepared on a blocking thread, so that
-        // hashing or decoding them does not hold up this task: meanwhile it still cuts and
-        // submits the batch in hand as soon as the writer is free.
+        let mut preparer = Preparer::new(options.max_inflated_bytes);
+        // Each frame is admitted in order (part ids, uploads in progress); the rest of its
+        // preparation depends on it alone and runs while the frames after it are read and
+        // admitted: up to `PREPARE_AHEAD` frames at once, in order. Frames of more than
+        // `INLINE_PREPARE_BYTES` are prepared on blocking threads, so that two large frames
+        // are prepared on two cores and this task still cuts and submits the batch in hand as
+        // soon as the writer is free.
         let prepared = input
-            .then(move |flowing| {
-                let preparer = preparer.clone();
+            .map(move |flowing| {
+                let job = flowing.map(|flowing| preparer.admit(flowing));
                 async move {
-                    let flowing = flowing?;
-                    let bytes = match &flowing {
-                        Flowing::Item(valid) => valid.get().meta.bytes,
-                        Flowing::Reject(_) => 0,
-                    };
-                    if bytes <= INLINE_PREPARE_BYTES {
-                        return prepare_locked(&preparer, flowing);
+                    let job = job?;
+                    if job.bytes() <= INLINE_PREPARE_BYTES {
+                        return Ok(job.finish());
                     }
-                    tokio::task::spawn_blocking(move || prepare_locked(&preparer, flowing))
+                    tokio::task::spawn_blocking(move || job.finish())
                         .await
-                        .map_err(|e| stage_error(e.to_string()))?
+                        .map_err(|e| stage_error(e.to_string()))
                 }
             })
+            .buffered(PREPARE_AHEAD)
             .boxed();
         // A chunk part that is not its upload's last holds the batch open (within bounds) for
         // the rest of the upload, so that the writer can stage the upload in memory.
@@ -256,16 +255,10 @@ impl StreamStage<ValidOp, FrameOutcome> for LedgerSink {
 /// Frames up to this size are prepared inline, larger ones on a blocking thread.
 const INLINE_PREPARE_BYTES: usize = 256 * 1024;
 
-fn prepare_locked(
-    preparer: &Mutex<Preparer>,
-    flowing: Flowing<ValidOp>,
-) -> Result<Prepared, PipelineError> {
-    // Only a panic inside `prepare` poisons the lock; that panic already failed the run.
-    let mut preparer = preparer
-        .lock()
-        .map_err(|_| stage_error("preparation state poisoned".into()))?;
-    Ok(preparer.prepare(flowing))
-}
+/// Frames being prepared at once, besides the one the sink's batching waits on: the cores a
+/// backfill's frames can use before the writer (P1). Each holds one frame (or the upload it
+/// completes) while it is prepared.
+pub const PREPARE_AHEAD: usize = 2;
 
 fn stage_error(message: String) -> PipelineError {
     PipelineError::Stage {
