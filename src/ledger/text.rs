@@ -13,6 +13,8 @@
 //! function for their own queries; a client without it sees a BLOB (`typeof(result_json) =
 //! 'blob'`), which JSON functions refuse rather than misread.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 
 use flate2::Compression;
@@ -133,10 +135,52 @@ pub const REMEMBERED_MAX_BYTES: usize = 16 << 20;
 /// Search texts of compressed bodies by their exact stored bytes ([`PackedBody::remember`]).
 /// A stored form belongs to one text only (zlib is lossless), so an entry is right for every
 /// row holding those bytes, in any transaction: a stale entry costs memory, never a wrong text.
+/// Hashed by [`BodyHasher`] (a bounded fingerprint), compared in full: bodies that share a
+/// fingerprint are told apart by their bytes.
 #[derive(Default)]
 struct Remembered {
-    texts: std::collections::HashMap<Box<[u8]>, Box<str>>,
+    texts: HashMap<Box<[u8]>, Box<str>, BuildHasherDefault<BodyHasher>>,
     bytes: usize,
+}
+
+/// Hashes a stored body by its length and at most its first and last [`BodyHasher::EDGE`]
+/// bytes, not all of it: the writer hashes every compressed body it remembers and the index's
+/// flush every one it reads, and hashing whole bodies (SipHash) was about 5 % of the writer's
+/// CPU in a backfill (issue 13). A zlib stream's last four bytes are the Adler-32 checksum of
+/// its text, so two bodies of one batch rarely share a fingerprint; when they do, the map
+/// compares them in full (a lookup is right either way, only slower). Not keyed: the bodies
+/// come from the user's own histories.
+#[derive(Default)]
+struct BodyHasher(u64);
+
+impl BodyHasher {
+    const EDGE: usize = 32;
+    const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(Self::MULTIPLIER);
+    }
+}
+
+impl Hasher for BodyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let head = &bytes[..bytes.len().min(Self::EDGE)];
+        let tail = &bytes[bytes.len().saturating_sub(Self::EDGE).max(head.len())..];
+        for part in [head, tail] {
+            for chunk in part.chunks(8) {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                self.mix(u64::from_le_bytes(word));
+            }
+        }
+        self.mix(bytes.len() as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The high bits pick a bucket's control byte: fold them with the low ones.
+        let x = self.0;
+        (x ^ (x >> 29)).wrapping_mul(Self::MULTIPLIER) ^ (x >> 32)
+    }
 }
 
 thread_local! {
@@ -338,6 +382,51 @@ mod tests {
         PackedBody::of("{}".into()).remember();
         body.remember();
         assert_eq!(search(&bytes), search_text(&long));
+        forget_search_texts();
+    }
+
+    #[test]
+    fn remembered_bodies_that_share_a_fingerprint_keep_their_own_texts() {
+        use std::hash::BuildHasher;
+        let conn = Connection::open_in_memory().unwrap();
+        register(&conn).unwrap();
+        // Same length, same first and last bytes: only the middle tells them apart.
+        let body = |middle: u8, search: &str| {
+            let mut bytes = vec![7u8; 300];
+            bytes[150] = middle;
+            PackedBody {
+                stored: StoredText::Compressed(bytes),
+                search: Some(search.into()),
+            }
+        };
+        let (a, b) = (body(1, "first"), body(2, "second"));
+        let (StoredText::Compressed(a_bytes), StoredText::Compressed(b_bytes)) =
+            (&a.stored, &b.stored)
+        else {
+            panic!("compressed bodies");
+        };
+        let hasher = BuildHasherDefault::<BodyHasher>::default();
+        assert_eq!(
+            hasher.hash_one(a_bytes.as_slice()),
+            hasher.hash_one(b_bytes.as_slice())
+        );
+        a.remember();
+        b.remember();
+        let search = |bytes: &[u8]| -> String {
+            conn.query_row("SELECT nex_search_text(?1)", [bytes], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(search(a_bytes), "first");
+        assert_eq!(search(b_bytes), "second");
+        // A third body of that fingerprint, not remembered, is inflated (and is no zlib).
+        let mut c_bytes = a_bytes.clone();
+        c_bytes[150] = 3;
+        let err = conn
+            .query_row("SELECT nex_search_text(?1)", [&c_bytes], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("zlib"), "{err}");
         forget_search_texts();
     }
 
