@@ -146,9 +146,9 @@ pub fn session(seed: u64, index: usize, large_turns: Option<u64>) -> ImportSessi
                 source_message_id: Some(last_assistant.clone()),
                 tool_name: ["Read", "Bash", "Edit", "Grep"][rng.range(0, 4) as usize].into(),
                 params_json: Some(
-                    json!({"path": format!("/work/src/file_{}.rs", rng.range(0, 500))}),
+                    json!({"path": format!("/work/src/file_{}.rs", rng.range(0, 500))}).into(),
                 ),
-                result_json: Some(Value::String(text(&mut rng, 5_000, 50_000))),
+                result_json: Some(Value::String(text(&mut rng, 5_000, 50_000)).into()),
                 status: Some("completed".into()),
                 started_at_ms: start,
                 completed_at_ms: Some(t_ms),
@@ -352,10 +352,12 @@ mod tests {
             .items
             .iter()
             .flat_map(|i| &i.tool_calls)
-            .map(|c| match &c.result_json {
-                Some(Value::String(s)) => s.len(),
-                _ => 0,
-            })
+            .map(
+                |c| match c.result_json.as_ref().and_then(|j| j.as_value()) {
+                    Some(Value::String(s)) => s.len(),
+                    _ => 0,
+                },
+            )
             .collect();
         assert!(results.iter().all(|n| (5_000..50_100).contains(n)));
         assert_ne!(generate(CorpusSpec { seed: 4, ..spec }).frames, a.frames);

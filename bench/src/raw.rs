@@ -51,8 +51,9 @@ pub struct RawCounts {
     pub tool_calls: u64,
 }
 
-fn json(v: &Option<serde_json::Value>) -> Option<String> {
-    v.as_ref().map(serde_json::Value::to_string)
+/// The compact text of a tool body (`Value::to_string`'s, whichever form the body is held in).
+fn json(v: &Option<nex::protocol::ToolJson>) -> Option<String> {
+    v.as_ref().map(nex::protocol::ToolJson::text)
 }
 
 /// Inserts every item's rows and commits.

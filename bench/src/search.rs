@@ -185,8 +185,8 @@ fn corpus(seed: u64, sessions: usize, prose: &Prose) -> Vec<ImportSessionItem> {
                 }
             }
             for c in &mut item.tool_calls {
-                let len = c.result_json.as_ref().map_or(0, |v| v.to_string().len());
-                c.result_json = Some(Value::String(prose.text(&mut rng, len)));
+                let len = c.result_json.as_ref().map_or(0, |v| v.text().len());
+                c.result_json = Some(Value::String(prose.text(&mut rng, len)).into());
             }
             item
         })
@@ -201,7 +201,7 @@ fn text_bytes(items: &[ImportSessionItem]) -> u64 {
             n += m.thinking.as_ref().map_or(0, String::len);
         }
         for c in &item.tool_calls {
-            n += c.result_json.as_ref().map_or(0, |v| v.to_string().len());
+            n += c.result_json.as_ref().map_or(0, |v| v.text().len());
         }
     }
     n as u64

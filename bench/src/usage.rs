@@ -184,7 +184,7 @@ fn shorten(item: &mut ImportSessionItem) {
         }
     }
     for c in &mut item.tool_calls {
-        c.result_json = Some(serde_json::Value::String("ok".into()));
+        c.result_json = Some(serde_json::Value::String("ok".into()).into());
     }
 }
 

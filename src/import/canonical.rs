@@ -14,6 +14,8 @@ use serde::ser::{self, Impossible};
 use serde_json::Error;
 use sha2::{Digest, Sha256};
 
+use crate::protocol::tool_json::CANONICAL_TEXT;
+
 /// The canonical JSON bytes of `value`.
 #[cfg(test)]
 pub(crate) fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
@@ -263,9 +265,14 @@ impl<'a> ser::Serializer for &'a mut Canonical {
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _name: &'static str,
+        name: &'static str,
         value: &T,
     ) -> Result<(), Error> {
+        if name == CANONICAL_TEXT {
+            // Tool JSON text already proven canonical (`protocol::tool_json`): serde_json
+            // writes it verbatim.
+            return serde_json::to_writer(&mut self.buf, value);
+        }
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(

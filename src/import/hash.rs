@@ -61,6 +61,7 @@ fn json_string(s: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ToolJson;
 
     fn req(json: &str) -> ImportRequest {
         serde_json::from_str(json).unwrap()
@@ -96,6 +97,43 @@ mod tests {
             request_hash(&a),
             format!("{:x}", Sha256::digest(&canonical))
         );
+    }
+
+    /// Tool JSON kept as the text that came (`protocol::ToolJson::Text`) hashes as the same
+    /// JSON parsed: the stored hashes of earlier imports stay valid.
+    #[test]
+    fn tool_json_text_hashes_as_its_value() {
+        let body = |params: &str, result: &str| {
+            format!(
+                r#"{{"source":"aix","mode":"backfill","idempotencyKey":"k","items":[
+                {{"sourceProvider":"p","sourceSessionId":"s","sourceSessionFingerprint":"f",
+                 "session":{{}},"turns":[],"messages":[],"toolCalls":[{{"sourceToolCallId":"c",
+                 "toolName":"Bash","startedAtMs":1,"sequence":0,
+                 "paramsJson":{params},"resultJson":{result}}}]}}]}}"#
+            )
+        };
+        let text = req(&body(
+            r#"{"command":"ls \"a\"","n":[1,-2,2.5]}"#,
+            r#""line\nline\u0001""#,
+        ));
+        let call = &text.items[0].tool_calls[0];
+        assert!(matches!(call.params_json, Some(ToolJson::Text(_))));
+        assert!(matches!(call.result_json, Some(ToolJson::Text(_))));
+        let mut parsed = text.clone();
+        for call in &mut parsed.items[0].tool_calls {
+            call.params_json = call.params_json.take().map(|j| ToolJson::Value(j.into()));
+            call.result_json = call.result_json.take().map(|j| ToolJson::Value(j.into()));
+        }
+        let reordered = req(&body(
+            r#"{ "n": [1, -2, 2.50], "command": "ls \u0022a\u0022" }"#,
+            r#""line\u000aline\u0001""#,
+        ));
+        assert!(matches!(
+            reordered.items[0].tool_calls[0].params_json,
+            Some(ToolJson::Value(_))
+        ));
+        assert_eq!(request_hash(&text), request_hash(&parsed));
+        assert_eq!(request_hash(&text), request_hash(&reordered));
     }
 
     #[test]

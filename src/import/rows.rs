@@ -16,7 +16,7 @@ use super::ids::ROOT_TURN_ENTITY;
 use super::item::{ItemContext, Refs, Times, mapped_label, non_blank, positive};
 use super::sql;
 use crate::ledger::text::PackedBody;
-use crate::protocol::{ImportSessionItem, Message, ToolCall, Turn};
+use crate::protocol::{ImportSessionItem, Message, ToolCall, ToolJson, Turn};
 
 /// Writes one kind of row: a plain INSERT for a fresh session, falling back to the upsert on a
 /// key conflict (a row that exists after all); the upsert otherwise. Statements are prepared
@@ -302,10 +302,13 @@ impl ItemJson {
                 .tool_calls
                 .iter_mut()
                 .map(|call| {
-                    let texts = (params_text(call), result_text(call));
-                    call.params_json = None;
-                    call.result_json = None;
-                    texts
+                    // Moved out, not copied: text that crossed the pipe is stored as it is.
+                    let params = call
+                        .params_json
+                        .take()
+                        .map_or_else(|| "{}".to_owned(), ToolJson::into_text);
+                    let result = call.result_json.take().map(ToolJson::into_text);
+                    (PackedBody::of(params), result.map(PackedBody::of))
                 })
                 .collect(),
         }
@@ -316,21 +319,12 @@ fn params_text(call: &ToolCall) -> PackedBody {
     PackedBody::of(
         call.params_json
             .as_ref()
-            .map_or_else(|| "{}".to_owned(), json_text),
+            .map_or_else(|| "{}".to_owned(), ToolJson::text),
     )
 }
 
 fn result_text(call: &ToolCall) -> Option<PackedBody> {
-    call.result_json
-        .as_ref()
-        .map(|v| PackedBody::of(json_text(v)))
-}
-
-/// `value.to_string()`, written straight into a buffer rather than through `fmt` (the same
-/// text, in less CPU: tool bodies are most of what an import serialises).
-fn json_text(value: &Value) -> String {
-    // A `Value` always serialises: its keys are strings.
-    serde_json::to_string(value).expect("a Value serialises")
+    call.result_json.as_ref().map(|v| PackedBody::of(v.text()))
 }
 
 /// `json`, when given, must be [`ItemJson::of`]`(item)` (it is ignored if its length differs).

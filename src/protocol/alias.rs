@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use super::tool_json::ToolJson;
+
 /// Optional string: `None` when both spellings are absent or blank.
 pub(crate) fn pick_str(camel: Option<String>, snake: Option<String>) -> Option<String> {
     [camel, snake]
@@ -45,6 +47,13 @@ pub(crate) fn pick_vec<T>(camel: Option<Vec<T>>, snake: Option<Vec<T>>) -> Vec<T
 
 /// Arbitrary JSON: JSON `null` counts as absent.
 pub(crate) fn pick_value(camel: Option<Value>, snake: Option<Value>) -> Option<Value> {
+    camel
+        .filter(|v| !v.is_null())
+        .or(snake.filter(|v| !v.is_null()))
+}
+
+/// Tool JSON, as [`pick_value`].
+pub(crate) fn pick_json(camel: Option<ToolJson>, snake: Option<ToolJson>) -> Option<ToolJson> {
     camel
         .filter(|v| !v.is_null())
         .or(snake.filter(|v| !v.is_null()))

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::alias::{
-    pick_bool, pick_int, pick_opt_int, pick_str, pick_string, pick_value, pick_vec,
+    pick_bool, pick_int, pick_json, pick_opt_int, pick_str, pick_string, pick_value, pick_vec,
 };
+use super::tool_json::ToolJson;
 
 /// One source session graph: the session header plus its turns, messages and tool calls.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -179,9 +180,9 @@ pub struct ToolCall {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_number: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub params_json: Option<Value>,
+    pub params_json: Option<ToolJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result_json: Option<Value>,
+    pub result_json: Option<ToolJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -501,13 +502,13 @@ struct RawToolCall {
     #[serde(rename = "tool_number")]
     tool_number_s: Option<i64>,
     #[serde(rename = "paramsJson")]
-    params_json: Option<Value>,
+    params_json: Option<ToolJson>,
     #[serde(rename = "params_json")]
-    params_json_s: Option<Value>,
+    params_json_s: Option<ToolJson>,
     #[serde(rename = "resultJson")]
-    result_json: Option<Value>,
+    result_json: Option<ToolJson>,
     #[serde(rename = "result_json")]
-    result_json_s: Option<Value>,
+    result_json_s: Option<ToolJson>,
     status: Option<String>,
     #[serde(rename = "spawnedSourceSessionId")]
     spawned_source_session_id: Option<String>,
@@ -537,8 +538,8 @@ impl From<RawToolCall> for ToolCall {
             source_message_id: pick_str(r.source_message_id, r.source_message_id_s),
             tool_name: pick_string(r.tool_name, r.tool_name_s),
             tool_number: pick_opt_int(r.tool_number, r.tool_number_s),
-            params_json: pick_value(r.params_json, r.params_json_s),
-            result_json: pick_value(r.result_json, r.result_json_s),
+            params_json: pick_json(r.params_json, r.params_json_s),
+            result_json: pick_json(r.result_json, r.result_json_s),
             status: pick_str(r.status, None),
             spawned_source_session_id: pick_str(
                 r.spawned_source_session_id,

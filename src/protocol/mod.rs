@@ -9,6 +9,7 @@
 //! - `codes`: [`Code`], the one set of error codes (transport, pipeline, import service,
 //!   worker, control plane, commands).
 //! - `jobs`: the states of a backfill job.
+//! - `tool_json`: a tool call's JSON, carried as the text that crossed the pipe when canonical.
 //! - `alias`: folding of the baseline's snake_case aliases into the camelCase fields.
 
 mod alias;
@@ -17,6 +18,7 @@ pub mod frames;
 pub mod items;
 pub mod jobs;
 pub mod requests;
+pub mod tool_json;
 
 pub use codes::Code;
 pub use frames::{
@@ -30,3 +32,4 @@ pub use requests::{
     ChunkRequest, ChunkResponse, ChunkStatus, Cursor, ENCODING_GZIP_BASE64, ImportRequest,
     ImportResponse, ItemResult, ItemStatus, SOURCE_AIX,
 };
+pub use tool_json::ToolJson;

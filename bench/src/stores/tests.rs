@@ -84,7 +84,9 @@ fn generated_stores_read_as_written() {
             (500..3_100).contains(&n)
         }));
         assert!(item.tool_calls.iter().all(|c| {
-            c.params_json.as_ref().is_some_and(|v| v.is_object())
+            c.params_json
+                .as_ref()
+                .is_some_and(|v| v.to_value().is_object())
                 && c.result_json.is_some()
                 && c.status.as_deref() == Some("completed")
         }));

@@ -231,11 +231,11 @@ fn claude_main_session_maps_every_rule() {
     );
     let read2 = &item.tool_calls[1];
     assert_eq!(
-        read2.params_json,
+        read2.params_json.clone().map(serde_json::Value::from),
         Some(serde_json::json!({"file_path": "/work/demo/b.rs"}))
     );
     assert_eq!(
-        read2.result_json,
+        read2.result_json.clone().map(serde_json::Value::from),
         Some(serde_json::json!({"content": "fn b() {}",
             "toolUseResult": {"type": "text", "file": {"filePath": "/work/demo/b.rs", "numLines": 1}}}))
     );
@@ -248,7 +248,7 @@ fn claude_main_session_maps_every_rule() {
         .collect();
     assert_eq!(carriers, [Some("r1"), Some("r2"), Some("r3"), None]);
     assert_eq!(
-        item.tool_calls[2].result_json.as_ref().unwrap()["content"],
+        item.tool_calls[2].result_json.as_ref().unwrap().to_value()["content"],
         serde_json::json!([{"type": "text", "text": "Found 3 tests."}, {"type": "text", "text": "agentId: c0ffee1"}])
     );
     assert_eq!(p.stats().lines, 28);
@@ -475,7 +475,10 @@ fn claude_fields_of_unexpected_types_are_ignored_not_fatal() {
         )]
     );
     assert_eq!(
-        item.tool_calls[0].params_json,
+        item.tool_calls[0]
+            .params_json
+            .clone()
+            .map(serde_json::Value::from),
         Some(serde_json::json!("raw"))
     );
     assert_eq!(item.session.created_at_ms, Some(1_767_225_601_000));

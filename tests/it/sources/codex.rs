@@ -158,7 +158,7 @@ fn codex_session_turns_messages_tools_and_tokens() {
     let params: Vec<_> = item
         .tool_calls
         .iter()
-        .map(|c| c.params_json.clone())
+        .map(|c| c.params_json.clone().map(serde_json::Value::from))
         .collect();
     assert_eq!(params[0], Some(serde_json::json!({"cmd": "rg parse"})));
     assert_eq!(params[1], Some(serde_json::json!({"path": "src/lib.rs"})));
@@ -173,11 +173,17 @@ fn codex_session_turns_messages_tools_and_tokens() {
         Some(serde_json::json!({"type": "exec", "command": ["cargo", "test"]}))
     );
     assert_eq!(
-        item.tool_calls[0].result_json,
+        item.tool_calls[0]
+            .result_json
+            .clone()
+            .map(serde_json::Value::from),
         Some(serde_json::json!("src/lib.rs:1"))
     );
     assert_eq!(
-        item.tool_calls[3].result_json,
+        item.tool_calls[3]
+            .result_json
+            .clone()
+            .map(serde_json::Value::from),
         Some(serde_json::json!({"output": "1 passed", "metadata": {"exit_code": 0}}))
     );
     assert_eq!((p.stats().lines, p.stats().malformed_lines), (33, 1));
@@ -448,7 +454,10 @@ fn codex_edge_orders_adopt_steer_and_late_output() {
         ]
     );
     assert_eq!(
-        item.tool_calls[0].params_json,
+        item.tool_calls[0]
+            .params_json
+            .clone()
+            .map(serde_json::Value::from),
         Some(serde_json::json!("not json {"))
     );
     assert_eq!(skipped(p.as_ref()), vec![(s("session_meta"), 1)]);

@@ -147,7 +147,10 @@ fn codex_old_pre_envelope_rollout() {
         ]
     );
     assert_eq!(
-        item.tool_calls[0].params_json,
+        item.tool_calls[0]
+            .params_json
+            .clone()
+            .map(serde_json::Value::from),
         Some(serde_json::json!({"command": ["ls"]}))
     );
     assert_eq!((p.stats().lines, p.stats().malformed_lines), (16, 0));
@@ -276,7 +279,10 @@ fn codex_per_request_contexts_duplicate_tokens_and_resume() {
         ]
     );
     assert_eq!(
-        item.tool_calls[2].params_json,
+        item.tool_calls[2]
+            .params_json
+            .clone()
+            .map(serde_json::Value::from),
         Some(serde_json::json!({"type": "search", "query": "crate api docs"}))
     );
     assert_eq!(

@@ -189,9 +189,12 @@ fn gemini_log_session_turns_messages_tools_and_tokens() {
         ]
     );
     let read = &item.tool_calls[0];
-    assert_eq!(read.params_json, Some(json!({"file_path": "main.go"})));
     assert_eq!(
-        read.result_json,
+        read.params_json.clone().map(serde_json::Value::from),
+        Some(json!({"file_path": "main.go"}))
+    );
+    assert_eq!(
+        read.result_json.clone().map(serde_json::Value::from),
         Some(
             json!([{"functionResponse": {"id": "call-read-1", "name": "read_file",
                                           "response": {"output": "package main"}}}])

@@ -15,7 +15,7 @@ use crate::aix::sources::common::{
     FingerprintChain, Line, join_nonempty, later, parse_rfc3339_ms, str_at,
 };
 use crate::aix::sources::lenient::TextOrList;
-use crate::protocol::{Message, ToolCall, Turn};
+use crate::protocol::{Message, ToolCall, ToolJson, Turn};
 
 /// Model name Claude Code writes on locally generated (non-API) assistant lines.
 const SYNTHETIC_MODEL: &str = "<synthetic>";
@@ -397,7 +397,7 @@ impl ItemState {
                 source_turn_id: turn_id.clone(),
                 source_message_id: Some(message_id.clone()),
                 tool_name: block.name.as_deref().unwrap_or("unknown").to_owned(),
-                params_json: block.input.take(),
+                params_json: block.input.take().map(ToolJson::from),
                 status: Some(STATUS_PENDING.to_owned()),
                 started_at_ms: ts.unwrap_or(0),
                 sequence: line.index as i64,
@@ -440,7 +440,8 @@ impl ItemState {
             let content = block.content.take().unwrap_or(Value::Null);
             // Only a line with a single result has one: it can be moved.
             let tur = tool_use_result.take();
-            call.result_json = Some(result_json(content, tur, call.params_json.as_ref()));
+            let params = call.params_json.as_ref().and_then(ToolJson::as_value);
+            call.result_json = Some(result_json(content, tur, params).into());
             call.result_source_message_id = Some(message_id.clone());
             call.status = Some(
                 if failed {
@@ -520,6 +521,7 @@ impl ItemState {
         self.asm
             .tool_ref(tool_use_id)
             .and_then(|c| c.params_json.as_ref())
+            .and_then(ToolJson::as_value)
             .and_then(|p| str_at(p, "description"))
             .map(str::to_owned)
     }

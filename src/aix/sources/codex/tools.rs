@@ -9,7 +9,7 @@ use super::content::{json_or_string, line_id};
 use super::record::Payload;
 use crate::aix::sources::assembler::{STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
 use crate::aix::sources::common::{Line, count_skip, later};
-use crate::protocol::ToolCall;
+use crate::protocol::{ToolCall, ToolJson};
 
 /// Call kinds whose result arrives as a separate `*_output` item; other kinds carry their own
 /// `status` (a web search is done when it is written).
@@ -52,7 +52,7 @@ impl CodexParser {
             source_tool_call_id: call_id,
             source_turn_id: turn_id,
             tool_name: name,
-            params_json: params.map(json_or_string),
+            params_json: params.map(json_or_string).map(ToolJson::from),
             status: Some(status.to_owned()),
             started_at_ms: ts.unwrap_or(0),
             completed_at_ms: (status != STATUS_PENDING).then_some(ts).flatten(),
@@ -78,7 +78,7 @@ impl CodexParser {
         let Some(call) = self.asm.tool_mut(call_id) else {
             return;
         };
-        call.result_json = Some(output);
+        call.result_json = Some(output.into());
         call.status = Some(
             if failed {
                 STATUS_FAILED

@@ -12,7 +12,7 @@ use crate::aix::sources::ParseStats;
 use crate::aix::sources::Provider;
 use crate::aix::sources::assembler::{STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
 use crate::aix::sources::common::count_skip;
-use crate::protocol::{ImportSessionItem, Message, SessionInfo, ToolCall, Turn};
+use crate::protocol::{ImportSessionItem, Message, SessionInfo, ToolCall, ToolJson, Turn};
 
 /// Prefix of a subagent session's id: `task-<toolCallId>`.
 pub(super) const TASK_PREFIX: &str = "task-";
@@ -305,8 +305,8 @@ fn tool_call(
         source_message_id: Some(bubble_id.to_owned()),
         tool_name: name.to_owned(),
         tool_number: tf.tool,
-        params_json: tf.params_json(),
-        result_json: tf.result_json(),
+        params_json: tf.params_json().map(ToolJson::from),
+        result_json: tf.result_json().map(ToolJson::from),
         status: tf.status().map(tool_status),
         spawned_source_session_id: spawned,
         started_at_ms: at,

@@ -8,7 +8,7 @@ use super::conversation::{Changes, Conversation, Stored};
 use super::record::{Kind, Tokens, ToolCallRecord};
 use crate::aix::sources::SpawnLink;
 use crate::aix::sources::assembler::{STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
-use crate::protocol::{Message, ToolCall, Turn};
+use crate::protocol::{Message, ToolCall, ToolJson, Turn};
 
 const STATUS_RUNNING: &str = "running";
 
@@ -123,8 +123,8 @@ fn tool_call(conv: &Conversation, s: &Stored, turn_id: &str, call: &ToolCallReco
         source_turn_id: Some(turn_id.to_owned()),
         source_message_id: Some(s.rec.id.clone()),
         tool_name: call.name.clone().unwrap_or_else(|| "unknown".to_owned()),
-        params_json: call.args.clone(),
-        result_json: call.result.clone(),
+        params_json: call.args.clone().map(ToolJson::from),
+        result_json: call.result.clone().map(ToolJson::from),
         status: Some(status.to_owned()),
         spawned_source_session_id: call.agent_id.clone(),
         // The model asked for the call in its message; the call's own timestamp moves with its

@@ -10,7 +10,7 @@ use super::{Head, MessageRow, PartRow, Rows};
 use crate::aix::sources::common::{count_skip, join_nonempty, later};
 use crate::aix::sources::store::fingerprint_parts;
 use crate::aix::sources::{ParseStats, Provider};
-use crate::protocol::{ImportSessionItem, Message, SessionInfo, ToolCall, Turn};
+use crate::protocol::{ImportSessionItem, Message, SessionInfo, ToolCall, ToolJson, Turn};
 
 /// What a parent's `task` tool part says about the child session it spawned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,8 +449,8 @@ impl Builder {
             source_message_id: Some(message_id.to_owned()),
             tool_name: pd.tool.clone().unwrap_or_else(|| "unknown".to_owned()),
             tool_number: None,
-            params_json: state.and_then(|s| s.input.clone()),
-            result_json: state.and_then(|s| s.output.clone()),
+            params_json: state.and_then(|s| s.input.clone()).map(ToolJson::from),
+            result_json: state.and_then(|s| s.output.clone()).map(ToolJson::from),
             status: Some(tool_status(state.and_then(|s| s.status.as_deref())).to_owned()),
             spawned_source_session_id: pd
                 .spawned_session()
