@@ -33,13 +33,18 @@
 //! Uuids are compared within a project only (a uuid is unique in real histories, but test
 //! trees reuse short ids across projects).
 //!
-//! Memory: one entry of 24 bytes per uuid of the projects read (its 8-byte key and its best
-//! claim, in its project's table), and 8 bytes per line that is a copy (a claim that lost). A
-//! claim's owner is its best claim, so the claims a file won are not listed again by file.
-//! Claims are only added: a file that shrinks keeps its old claims until the next run.
+//! Memory: 20 bytes per uuid of the projects read (its 8-byte key and its best claim, packed in
+//! its project's [`Table`], sorted arrays of exactly that size once the project is read), and 8
+//! bytes per line that is a copy (a claim that lost). A claim's owner is its best claim, so the
+//! claims a file won are not listed again by file. Claims made after a project was read (lines
+//! written since) go to a small hash table beside the arrays. A project's files are read for
+//! their claims by blocks of [`READ_BLOCK`] bytes, so reading a project holds one line at a time,
+//! not its largest file. Claims are only added: a file that shrinks keeps its old claims until
+//! the next run.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -63,6 +68,85 @@ struct Claim {
     file: FileId,
 }
 
+/// The best claims of one project's uuids, by the uuid's 64-bit key.
+///
+/// The claims read with the project are frozen into three parallel arrays sorted by key (20
+/// bytes a uuid, against 28 to 57 for the same entries in a hash table at its load factor);
+/// later claims, and later winners over frozen ones, go to `recent`, which is looked up first.
+#[derive(Default)]
+struct Table {
+    keys: Vec<u64>,
+    ats: Vec<i64>,
+    /// The claiming file, with [`NAMED`] set when the line's session id is the file's stem.
+    files: Vec<u32>,
+    recent: HashMap<u64, Claim>,
+}
+
+/// The bit of [`Table::files`] that holds [`Claim::named`] (file ids stay far below it: one a
+/// file of the run).
+const NAMED: u32 = 1 << 31;
+
+/// Bytes read at once when a project's files are read for their claims.
+const READ_BLOCK: usize = 1 << 20;
+
+impl Table {
+    fn get(&self, key: u64) -> Option<Claim> {
+        if let Some(c) = self.recent.get(&key) {
+            return Some(*c);
+        }
+        let i = self.keys.binary_search(&key).ok()?;
+        Some(Claim {
+            at: self.ats[i],
+            named: self.files[i] & NAMED != 0,
+            file: self.files[i] & !NAMED,
+        })
+    }
+
+    fn insert(&mut self, key: u64, claim: Claim) {
+        self.recent.insert(key, claim);
+    }
+
+    /// Moves the recent claims into the sorted arrays, sized exactly.
+    fn freeze(&mut self) {
+        if self.recent.is_empty() {
+            return;
+        }
+        let mut recent: Vec<(u64, Claim)> = self.recent.drain().collect();
+        self.recent.shrink_to_fit();
+        recent.sort_unstable_by_key(|(k, _)| *k);
+        let len = self.keys.len() + recent.len();
+        let (mut keys, mut ats, mut files) = (
+            Vec::with_capacity(len),
+            Vec::with_capacity(len),
+            Vec::with_capacity(len),
+        );
+        let mut frozen = 0;
+        for (key, claim) in recent {
+            while frozen < self.keys.len() && self.keys[frozen] < key {
+                keys.push(self.keys[frozen]);
+                ats.push(self.ats[frozen]);
+                files.push(self.files[frozen]);
+                frozen += 1;
+            }
+            // A recent claim replaces the frozen one on the same uuid.
+            if frozen < self.keys.len() && self.keys[frozen] == key {
+                frozen += 1;
+            }
+            debug_assert!(claim.file < NAMED);
+            keys.push(key);
+            ats.push(claim.at);
+            files.push(claim.file | if claim.named { NAMED } else { 0 });
+        }
+        keys.extend_from_slice(&self.keys[frozen..]);
+        ats.extend_from_slice(&self.ats[frozen..]);
+        files.extend_from_slice(&self.files[frozen..]);
+        keys.shrink_to_fit();
+        ats.shrink_to_fit();
+        files.shrink_to_fit();
+        (self.keys, self.ats, self.files) = (keys, ats, files);
+    }
+}
+
 /// The ownership index of every Claude Code file a run (or a scan) touches, by project.
 #[derive(Default)]
 pub struct CopyIndex {
@@ -77,7 +161,7 @@ struct Inner {
     project_of: Vec<u32>,
     /// The best claim on each uuid, by project (an index into `projects`) and the uuid's 64-bit
     /// key: the uuids a file has claimed and owns are those whose best claim is the file's.
-    best: Vec<HashMap<u64, Claim>>,
+    best: Vec<Table>,
     /// The uuids each file has claimed and does not own (a best claim, once beaten, never wins
     /// again, so a uuid only ever moves into this set).
     lost: HashMap<FileId, HashSet<u64>>,
@@ -151,7 +235,7 @@ impl Inner {
             Some(i) => i as u32,
             None => {
                 self.projects.push(dir);
-                self.best.push(HashMap::new());
+                self.best.push(Table::default());
                 (self.projects.len() - 1) as u32
             }
         };
@@ -163,7 +247,7 @@ impl Inner {
     }
 
     /// The best claims of `file`'s project.
-    fn best_of(&self, file: FileId) -> &HashMap<u64, Claim> {
+    fn best_of(&self, file: FileId) -> &Table {
         &self.best[self.project_of[file as usize] as usize]
     }
 
@@ -175,7 +259,7 @@ impl Inner {
 
     fn claim(&mut self, file: FileId, uuid: &str, at: Option<i64>, session: Option<&str>) -> bool {
         let key = key_of(uuid);
-        let best = self.best_of(file).get(&key).copied();
+        let best = self.best_of(file).get(key);
         // Only a file's first line with a uuid claims it.
         if best.is_some_and(|b| b.file == file) {
             return true;
@@ -209,27 +293,60 @@ impl Inner {
         }
     }
 
-    /// Reads the claims of every file of `dir` (complete lines only).
+    /// Reads the claims of every file of `dir` (complete lines only), then freezes the
+    /// project's table.
     fn read_project(&mut self, dir: &Path) {
         let mut files = Vec::new();
         project_files(dir, 4, &mut files);
         // Reading a project is not a change of ownership (none of its files was parsed yet).
         let displaced = std::mem::take(&mut self.displaced);
+        let mut project = None;
         for path in files {
-            let Ok(bytes) = std::fs::read(&path) else {
+            let Ok(reader) = std::fs::File::open(&path) else {
                 continue;
             };
-            // Only complete lines: a partial last line is claimed when its parser reads it.
-            let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
             let file = self.id(&path);
-            let mut cursor = LineCursor::default();
-            cursor.feed(&bytes[..end], 0, |line| {
-                if let Some((uuid, at, session)) = claim_of(line.bytes) {
+            project = Some(self.project_of[file as usize]);
+            // An unreadable rest of the file claims nothing (its parser meets the error too).
+            let _ = complete_lines(reader, |line| {
+                if let Some((uuid, at, session)) = claim_of(line) {
                     self.claim(file, &uuid, at, session.as_deref());
                 }
             });
         }
+        if let Some(project) = project {
+            self.best[project as usize].freeze();
+        }
         self.displaced = displaced;
+    }
+}
+
+/// Calls `f` with each complete line of `reader` (a last line without its `\n` is left to its
+/// parser), read by blocks of [`READ_BLOCK`] bytes: what is held is one block and the line
+/// that straddles it.
+fn complete_lines(mut reader: impl Read, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut cursor = LineCursor::default();
+    let mut pending: Vec<u8> = Vec::with_capacity(READ_BLOCK);
+    let mut offset = 0u64;
+    loop {
+        let start = pending.len();
+        pending.resize(start + READ_BLOCK, 0);
+        let n = loop {
+            match reader.read(&mut pending[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        pending.truncate(start + n);
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(last) = memchr::memrchr(b'\n', &pending[start..]).map(|p| start + p) {
+            cursor.feed(&pending[..=last], offset, |line| f(line.bytes));
+            offset += (last + 1) as u64;
+            pending.drain(..=last);
+        }
     }
 }
 
@@ -423,6 +540,45 @@ mod tests {
             // Reading the project (the claims of files not parsed yet) displaces nobody.
             assert!(index.take_displaced().is_empty());
         }
+    }
+
+    /// Regression: the frozen arrays and the recent claims answer as one table: a recent claim
+    /// on a frozen uuid replaces it, and freezing again keeps every uuid once, sorted.
+    #[test]
+    fn a_frozen_table_answers_like_the_claims_it_was_built_from() {
+        let claim = |at, named, file| Claim { at, named, file };
+        let mut t = Table::default();
+        for k in [9u64, 3, 7, 1] {
+            t.insert(k, claim(k as i64, k == 3, k as u32));
+        }
+        t.freeze();
+        assert!(t.recent.is_empty());
+        assert_eq!(t.keys, vec![1, 3, 7, 9]);
+        assert_eq!(t.get(3), Some(claim(3, true, 3)));
+        assert_eq!(t.get(4), None);
+        t.insert(7, claim(-5, false, 2));
+        t.insert(5, claim(5, true, 1));
+        t.insert(10, claim(10, false, 0));
+        assert_eq!(t.get(7), Some(claim(-5, false, 2)));
+        t.freeze();
+        assert_eq!(t.keys, vec![1, 3, 5, 7, 9, 10]);
+        assert_eq!(t.get(7), Some(claim(-5, false, 2)));
+        assert_eq!(t.get(5), Some(claim(5, true, 1)));
+        assert_eq!(t.get(9), Some(claim(9, false, 9)));
+        assert_eq!(t.get(10), Some(claim(10, false, 0)));
+    }
+
+    /// Regression: a project's files are read by blocks; a line across two blocks is one line,
+    /// and a last line without its newline (being written) is not read.
+    #[test]
+    fn complete_lines_by_block_cut_no_line_and_leave_the_partial_last_one() {
+        let long = "x".repeat(READ_BLOCK + 10);
+        let text = format!("a\n{long}\r\n\nb\npartial");
+        let mut lines = Vec::new();
+        complete_lines(text.as_bytes(), |l| lines.push(l.to_vec())).unwrap();
+        let expected: Vec<Vec<u8>> =
+            vec![b"a".to_vec(), long.into_bytes(), Vec::new(), b"b".to_vec()];
+        assert_eq!(lines, expected);
     }
 
     #[test]
