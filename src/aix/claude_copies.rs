@@ -106,6 +106,26 @@ impl Table {
         self.recent.insert(key, claim);
     }
 
+    /// Keeps the frozen claims whose key `keep` accepts, sized exactly (call after
+    /// [`Table::freeze`]).
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.keys.len() {
+            if keep(self.keys[i]) {
+                self.keys[kept] = self.keys[i];
+                self.ats[kept] = self.ats[i];
+                self.files[kept] = self.files[i];
+                kept += 1;
+            }
+        }
+        self.keys.truncate(kept);
+        self.keys.shrink_to_fit();
+        self.ats.truncate(kept);
+        self.ats.shrink_to_fit();
+        self.files.truncate(kept);
+        self.files.shrink_to_fit();
+    }
+
     /// Moves the recent claims into the sorted arrays, sized exactly.
     fn freeze(&mut self) {
         if self.recent.is_empty() {
@@ -169,6 +189,12 @@ struct Inner {
     /// claims are in `read`.
     projects: Vec<PathBuf>,
     read: HashSet<u32>,
+    /// Projects read and compact: their tables keep only the contested uuids (those a file
+    /// holds as a copy); the rest of the claims read are known by [`Inner::read_until`] only.
+    compact: HashSet<u32>,
+    /// Each file's bytes read with its project (up to the end of its last complete line then):
+    /// a line before this offset claimed its uuid when the project was read.
+    read_until: Vec<u64>,
     /// Files that lost a uuid since the last [`CopyIndex::take_displaced`].
     displaced: BTreeSet<FileId>,
 }
@@ -242,6 +268,7 @@ impl Inner {
         let id = self.paths.len() as FileId;
         self.paths.push(path.to_path_buf());
         self.project_of.push(project);
+        self.read_until.push(0);
         self.ids.insert(path.to_path_buf(), id);
         id
     }
@@ -257,8 +284,25 @@ impl Inner {
             < (b.at, !b.named, &self.paths[b.file as usize])
     }
 
-    fn claim(&mut self, file: FileId, uuid: &str, at: Option<i64>, session: Option<&str>) -> bool {
+    fn claim(
+        &mut self,
+        file: FileId,
+        uuid: &str,
+        at: Option<i64>,
+        session: Option<&str>,
+        offset: u64,
+    ) -> bool {
         let key = key_of(uuid);
+        let project = self.project_of[file as usize];
+        if self.compact.contains(&project) && self.best[project as usize].get(key).is_none() {
+            if offset < self.read_until[file as usize] {
+                // Claimed when the project was read, and held by no other file (a contested
+                // uuid keeps its best claim): the file's own.
+                return true;
+            }
+            // A line written since: its uuid may be one no longer listed.
+            self.expand(project);
+        }
         let best = self.best_of(file).get(key);
         // Only a file's first line with a uuid claims it.
         if best.is_some_and(|b| b.file == file) {
@@ -293,8 +337,8 @@ impl Inner {
         }
     }
 
-    /// Reads the claims of every file of `dir` (complete lines only), then freezes the
-    /// project's table.
+    /// Reads the claims of every file of `dir` (complete lines only), then keeps only the
+    /// contested ones: the project is compact until a line not read now makes a claim.
     fn read_project(&mut self, dir: &Path) {
         let mut files = Vec::new();
         project_files(dir, 4, &mut files);
@@ -307,24 +351,63 @@ impl Inner {
             };
             let file = self.id(&path);
             project = Some(self.project_of[file as usize]);
-            // An unreadable rest of the file claims nothing (its parser meets the error too).
-            let _ = complete_lines(reader, |line| {
+            let until = complete_lines(reader, |line, offset| {
                 if let Some((uuid, at, session)) = claim_of(line) {
-                    self.claim(file, &uuid, at, session.as_deref());
+                    self.claim(file, &uuid, at, session.as_deref(), offset);
+                }
+            });
+            self.read_until[file as usize] = until;
+        }
+        if let Some(project) = project {
+            self.compact_project(project);
+        }
+        self.displaced = displaced;
+    }
+
+    /// Drops the best claims no file contests (a uuid whose only claims are one file's) and
+    /// marks the project compact.
+    fn compact_project(&mut self, project: u32) {
+        let contested: HashSet<u64> = self
+            .lost
+            .iter()
+            .filter(|(file, _)| self.project_of[**file as usize] == project)
+            .flat_map(|(_, keys)| keys.iter().copied())
+            .collect();
+        let table = &mut self.best[project as usize];
+        table.freeze();
+        table.retain(|key| contested.contains(&key));
+        self.compact.insert(project);
+    }
+
+    /// Makes a compact project whole again: its files are read again up to where they were
+    /// read (so no claim made since is replayed, and nobody is displaced), their claims kept.
+    fn expand(&mut self, project: u32) {
+        self.compact.remove(&project);
+        let displaced = std::mem::take(&mut self.displaced);
+        let files: Vec<FileId> = (0..self.paths.len() as FileId)
+            .filter(|f| self.project_of[*f as usize] == project && self.read_until[*f as usize] > 0)
+            .collect();
+        for file in files {
+            let until = self.read_until[file as usize];
+            let Ok(reader) = std::fs::File::open(&self.paths[file as usize]) else {
+                continue;
+            };
+            complete_lines(reader.take(until), |line, offset| {
+                if let Some((uuid, at, session)) = claim_of(line) {
+                    self.claim(file, &uuid, at, session.as_deref(), offset);
                 }
             });
         }
-        if let Some(project) = project {
-            self.best[project as usize].freeze();
-        }
+        self.best[project as usize].freeze();
         self.displaced = displaced;
     }
 }
 
-/// Calls `f` with each complete line of `reader` (a last line without its `\n` is left to its
-/// parser), read by blocks of [`READ_BLOCK`] bytes: what is held is one block and the line
-/// that straddles it.
-fn complete_lines(mut reader: impl Read, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
+/// Calls `f` with each complete line of `reader` and its offset (a last line without its `\n`
+/// is left to its parser), read by blocks of [`READ_BLOCK`] bytes: what is held is one block and
+/// the line that straddles it. Returns the offset after the last complete line; a read error
+/// ends the lines there (the file's parser meets the error too).
+fn complete_lines(mut reader: impl Read, mut f: impl FnMut(&[u8], u64)) -> u64 {
     let mut cursor = LineCursor::default();
     let mut pending: Vec<u8> = Vec::with_capacity(READ_BLOCK);
     let mut offset = 0u64;
@@ -335,15 +418,15 @@ fn complete_lines(mut reader: impl Read, mut f: impl FnMut(&[u8])) -> std::io::R
             match reader.read(&mut pending[start..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(_) => break 0,
             }
         };
         pending.truncate(start + n);
         if n == 0 {
-            return Ok(());
+            return offset;
         }
         if let Some(last) = memchr::memrchr(b'\n', &pending[start..]).map(|p| start + p) {
-            cursor.feed(&pending[..=last], offset, |line| f(line.bytes));
+            cursor.feed(&pending[..=last], offset, |line| f(line.bytes, line.offset));
             offset += (last + 1) as u64;
             pending.drain(..=last);
         }
@@ -378,11 +461,19 @@ impl CopyIndex {
         id
     }
 
-    /// Records `file`'s claim on `uuid` (its first line with it counts) and says whether `file`
-    /// owns the uuid now. A claim that takes the uuid from another file displaces that file.
-    pub fn claim(&self, file: FileId, uuid: &str, at: Option<i64>, session: Option<&str>) -> bool {
+    /// Records `file`'s claim on `uuid` (its first line with it counts), made by its line at
+    /// byte `offset`, and says whether `file` owns the uuid now. A claim that takes the uuid
+    /// from another file displaces that file.
+    pub fn claim(
+        &self,
+        file: FileId,
+        uuid: &str,
+        at: Option<i64>,
+        session: Option<&str>,
+        offset: u64,
+    ) -> bool {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.claim(file, uuid, at, session)
+        inner.claim(file, uuid, at, session, offset)
     }
 
     /// Hex SHA-256 of the (sorted) keys of the uuids `file` holds and does not own; `None` when
@@ -435,12 +526,12 @@ mod tests {
             let (index, ids) = index(&[A, B]);
             let (a, b) = (ids[0], ids[1]);
             if a_first {
-                assert!(index.claim(a, "u1", Some(100), Some(A_SID)));
-                assert!(!index.claim(b, "u1", Some(200), Some(B_SID)));
+                assert!(index.claim(a, "u1", Some(100), Some(A_SID), 0));
+                assert!(!index.claim(b, "u1", Some(200), Some(B_SID), 0));
                 assert!(index.take_displaced().is_empty());
             } else {
-                assert!(index.claim(b, "u1", Some(200), Some(B_SID)));
-                assert!(index.claim(a, "u1", Some(100), Some(A_SID)));
+                assert!(index.claim(b, "u1", Some(200), Some(B_SID), 0));
+                assert!(index.claim(a, "u1", Some(100), Some(A_SID), 0));
                 assert_eq!(index.take_displaced(), vec![PathBuf::from(B)]);
             }
             assert_eq!(index.digest(a), None);
@@ -452,24 +543,24 @@ mod tests {
     fn a_tie_goes_to_the_file_named_by_the_line_session_then_the_smaller_path() {
         let (index, ids) = index(&[B, A]);
         // Same time, the line names A's session: A owns it although B claimed first.
-        assert!(index.claim(ids[0], "u1", Some(100), Some(A_SID)));
-        assert!(index.claim(ids[1], "u1", Some(100), Some(A_SID)));
-        assert!(!index.claim(ids[0], "u1", Some(100), Some(A_SID)));
+        assert!(index.claim(ids[0], "u1", Some(100), Some(A_SID), 0));
+        assert!(index.claim(ids[1], "u1", Some(100), Some(A_SID), 0));
+        assert!(!index.claim(ids[0], "u1", Some(100), Some(A_SID), 0));
         // Same time, a session neither file is named by: the smaller path (A).
-        assert!(index.claim(ids[0], "u2", Some(100), Some("other")));
-        assert!(index.claim(ids[1], "u2", Some(100), Some("other")));
+        assert!(index.claim(ids[0], "u2", Some(100), Some("other"), 0));
+        assert!(index.claim(ids[1], "u2", Some(100), Some("other"), 0));
         // A missing timestamp loses to any timestamp.
-        assert!(index.claim(ids[1], "u3", None, Some(A_SID)));
-        assert!(index.claim(ids[0], "u3", Some(5), None));
+        assert!(index.claim(ids[1], "u3", None, Some(A_SID), 0));
+        assert!(index.claim(ids[0], "u3", Some(5), None, 0));
     }
 
     #[test]
     fn only_a_file_first_line_with_a_uuid_claims_it() {
         let (index, ids) = index(&[A, B]);
-        assert!(index.claim(ids[1], "u1", Some(100), Some(B_SID)));
-        assert!(!index.claim(ids[0], "u1", Some(200), Some(A_SID)));
+        assert!(index.claim(ids[1], "u1", Some(100), Some(B_SID), 0));
+        assert!(!index.claim(ids[0], "u1", Some(200), Some(A_SID), 0));
         // A's later, earlier-stamped line with the same uuid is a copy within A: no new claim.
-        assert!(!index.claim(ids[0], "u1", Some(50), Some(A_SID)));
+        assert!(!index.claim(ids[0], "u1", Some(50), Some(A_SID), 0));
         assert!(index.take_displaced().is_empty());
     }
 
@@ -481,21 +572,21 @@ mod tests {
         const C: &str = "/p/proj/cccccccc-0000-0000-0000-000000000003.jsonl";
         let (index, ids) = index(&[A, B, C]);
         let (a, b, c) = (ids[0], ids[1], ids[2]);
-        assert!(index.claim(c, "u1", Some(300), None));
-        assert!(index.claim(c, "u2", Some(301), None));
+        assert!(index.claim(c, "u1", Some(300), None, 0));
+        assert!(index.claim(c, "u2", Some(301), None, 0));
         assert_eq!(index.digest(c), None);
-        assert!(index.claim(b, "u1", Some(200), None));
+        assert!(index.claim(b, "u1", Some(200), None, 0));
         assert_eq!(index.take_displaced(), vec![PathBuf::from(C)]);
         let c_after_b = index.digest(c);
         assert!(c_after_b.is_some());
-        assert!(index.claim(a, "u1", Some(100), None));
+        assert!(index.claim(a, "u1", Some(100), None, 0));
         assert_eq!(index.take_displaced(), vec![PathBuf::from(B)]);
         // C's copies did not change (u1 was already another file's); B now holds one.
         assert_eq!(index.digest(c), c_after_b);
         assert_eq!(index.digest(b), c_after_b);
-        assert!(!index.claim(c, "u1", Some(1), None));
-        assert!(!index.claim(b, "u1", Some(1), None));
-        assert!(index.claim(c, "u2", Some(1), None));
+        assert!(!index.claim(c, "u1", Some(1), None, 0));
+        assert!(!index.claim(b, "u1", Some(1), None, 0));
+        assert!(index.claim(c, "u2", Some(1), None, 0));
         assert!(index.take_displaced().is_empty());
         assert_eq!(index.digest(a), None);
     }
@@ -521,7 +612,11 @@ mod tests {
         };
         std::fs::write(&parent, line("p1", 0) + &line("p2", 1) + &line("p3", 9)).unwrap();
         std::fs::write(&agent, line("p1", 0) + &line("p2", 1) + &line("s1", 5)).unwrap();
-        for agent_first in [true, false] {
+        let len = line("p1", 0).len() as u64;
+        // The parsers' claims are those of lines read with the project (the compact table
+        // answers), or, past them, of lines as if written since (the project is read whole
+        // again first): the same answers.
+        for (agent_first, read_before) in [(true, true), (false, true), (true, false)] {
             let index = CopyIndex::default();
             let (a, p) = if agent_first {
                 let a = index.file(&agent);
@@ -530,16 +625,53 @@ mod tests {
                 let p = index.file(&parent);
                 (index.file(&agent), p)
             };
+            let off = |i: u64| if read_before { i * len } else { 10 * len + i };
             let at = |s: u32| Some(1_777_294_800_000 + i64::from(s) * 1000);
-            assert!(!index.claim(a, "p1", at(0), Some(sid)));
-            assert!(!index.claim(a, "p2", at(1), Some(sid)));
-            assert!(index.claim(a, "s1", at(5), Some(sid)));
-            assert!(index.claim(p, "p1", at(0), Some(sid)));
+            assert!(!index.claim(a, "p1", at(0), Some(sid), off(0)));
+            assert!(!index.claim(a, "p2", at(1), Some(sid), off(1)));
+            assert!(index.claim(a, "s1", at(5), Some(sid), off(2)));
+            assert!(index.claim(p, "p1", at(0), Some(sid), off(0)));
+            assert!(index.claim(p, "p3", at(9), Some(sid), off(2)));
             assert!(index.digest(a).is_some());
             assert_eq!(index.digest(p), None);
             // Reading the project (the claims of files not parsed yet) displaces nobody.
             assert!(index.take_displaced().is_empty());
+            let inner = index.inner.lock().unwrap();
+            // Compact: only the two uuids both files hold are listed.
+            assert_eq!(inner.best[0].keys.len(), if read_before { 2 } else { 4 });
         }
+    }
+
+    /// Regression: a compact project (only its contested uuids listed) still sees a file
+    /// written after it was read take a uuid that only one file held: the earlier owner is
+    /// displaced, as when every claim was listed.
+    #[test]
+    fn a_file_written_after_its_project_was_read_takes_an_unlisted_uuid() {
+        let dir = tempfile::tempdir().unwrap();
+        let proj = dir.path().join("projects").join("-w");
+        std::fs::create_dir_all(&proj).unwrap();
+        let (old, new) = (proj.join("b-old.jsonl"), proj.join("a-new.jsonl"));
+        let line = |uuid: &str, second: u32| {
+            format!("{{\"uuid\":\"{uuid}\",\"timestamp\":\"2026-04-27T13:00:{second:02}.000Z\"}}\n")
+        };
+        std::fs::write(&old, line("u1", 5) + &line("u2", 6)).unwrap();
+        let index = CopyIndex::default();
+        let o = index.file(&old);
+        assert_eq!(index.inner.lock().unwrap().best[0].keys.len(), 0);
+        let at = |s: u32| Some(1_777_294_800_000 + i64::from(s) * 1000);
+        let len = line("u1", 5).len() as u64;
+        assert!(index.claim(o, "u1", at(5), None, 0));
+        assert!(index.claim(o, "u2", at(6), None, len));
+        assert!(index.take_displaced().is_empty());
+        // Written since: a copy of u1 with the same time and a smaller path wins it.
+        std::fs::write(&new, line("u1", 5)).unwrap();
+        let n = index.file(&new);
+        assert!(index.claim(n, "u1", at(5), None, 0));
+        assert_eq!(index.take_displaced(), vec![old.clone()]);
+        assert!(index.digest(o).is_some());
+        assert!(!index.claim(o, "u1", at(5), None, 0));
+        assert!(index.claim(o, "u2", at(6), None, len));
+        assert_eq!(index.inner.lock().unwrap().best[0].keys.len(), 2);
     }
 
     /// Regression: the frozen arrays and the recent claims answer as one table: a recent claim
@@ -575,7 +707,8 @@ mod tests {
         let long = "x".repeat(READ_BLOCK + 10);
         let text = format!("a\n{long}\r\n\nb\npartial");
         let mut lines = Vec::new();
-        complete_lines(text.as_bytes(), |l| lines.push(l.to_vec())).unwrap();
+        let until = complete_lines(text.as_bytes(), |l, _| lines.push(l.to_vec()));
+        assert_eq!(until, (text.len() - "partial".len()) as u64);
         let expected: Vec<Vec<u8>> =
             vec![b"a".to_vec(), long.into_bytes(), Vec::new(), b"b".to_vec()];
         assert_eq!(lines, expected);
