@@ -33,13 +33,18 @@
 //! Uuids are compared within a project only (a uuid is unique in real histories, but test
 //! trees reuse short ids across projects).
 //!
-//! Memory: one entry of 24 bytes per uuid of the projects read (its 8-byte key and its best
-//! claim, in its project's table), and 8 bytes per line that is a copy (a claim that lost). A
-//! claim's owner is its best claim, so the claims a file won are not listed again by file.
-//! Claims are only added: a file that shrinks keeps its old claims until the next run.
+//! Memory: 20 bytes per uuid of the projects read (its 8-byte key and its best claim, packed in
+//! its project's [`Table`], sorted arrays of exactly that size once the project is read), and 8
+//! bytes per line that is a copy (a claim that lost). A claim's owner is its best claim, so the
+//! claims a file won are not listed again by file. Claims made after a project was read (lines
+//! written since) go to a small hash table beside the arrays. A project's files are read for
+//! their claims by blocks of [`READ_BLOCK`] bytes, so reading a project holds one line at a time,
+//! not its largest file. Claims are only added: a file that shrinks keeps its old claims until
+//! the next run.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -63,6 +68,105 @@ struct Claim {
     file: FileId,
 }
 
+/// The best claims of one project's uuids, by the uuid's 64-bit key.
+///
+/// The claims read with the project are frozen into three parallel arrays sorted by key (20
+/// bytes a uuid, against 28 to 57 for the same entries in a hash table at its load factor);
+/// later claims, and later winners over frozen ones, go to `recent`, which is looked up first.
+#[derive(Default)]
+struct Table {
+    keys: Vec<u64>,
+    ats: Vec<i64>,
+    /// The claiming file, with [`NAMED`] set when the line's session id is the file's stem.
+    files: Vec<u32>,
+    recent: HashMap<u64, Claim>,
+}
+
+/// The bit of [`Table::files`] that holds [`Claim::named`] (file ids stay far below it: one a
+/// file of the run).
+const NAMED: u32 = 1 << 31;
+
+/// Bytes read at once when a project's files are read for their claims.
+const READ_BLOCK: usize = 1 << 20;
+
+impl Table {
+    fn get(&self, key: u64) -> Option<Claim> {
+        if let Some(c) = self.recent.get(&key) {
+            return Some(*c);
+        }
+        let i = self.keys.binary_search(&key).ok()?;
+        Some(Claim {
+            at: self.ats[i],
+            named: self.files[i] & NAMED != 0,
+            file: self.files[i] & !NAMED,
+        })
+    }
+
+    fn insert(&mut self, key: u64, claim: Claim) {
+        self.recent.insert(key, claim);
+    }
+
+    /// Keeps the frozen claims whose key `keep` accepts, sized exactly (call after
+    /// [`Table::freeze`]).
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.keys.len() {
+            if keep(self.keys[i]) {
+                self.keys[kept] = self.keys[i];
+                self.ats[kept] = self.ats[i];
+                self.files[kept] = self.files[i];
+                kept += 1;
+            }
+        }
+        self.keys.truncate(kept);
+        self.keys.shrink_to_fit();
+        self.ats.truncate(kept);
+        self.ats.shrink_to_fit();
+        self.files.truncate(kept);
+        self.files.shrink_to_fit();
+    }
+
+    /// Moves the recent claims into the sorted arrays, sized exactly.
+    fn freeze(&mut self) {
+        if self.recent.is_empty() {
+            return;
+        }
+        let mut recent: Vec<(u64, Claim)> = self.recent.drain().collect();
+        self.recent.shrink_to_fit();
+        recent.sort_unstable_by_key(|(k, _)| *k);
+        let len = self.keys.len() + recent.len();
+        let (mut keys, mut ats, mut files) = (
+            Vec::with_capacity(len),
+            Vec::with_capacity(len),
+            Vec::with_capacity(len),
+        );
+        let mut frozen = 0;
+        for (key, claim) in recent {
+            while frozen < self.keys.len() && self.keys[frozen] < key {
+                keys.push(self.keys[frozen]);
+                ats.push(self.ats[frozen]);
+                files.push(self.files[frozen]);
+                frozen += 1;
+            }
+            // A recent claim replaces the frozen one on the same uuid.
+            if frozen < self.keys.len() && self.keys[frozen] == key {
+                frozen += 1;
+            }
+            debug_assert!(claim.file < NAMED);
+            keys.push(key);
+            ats.push(claim.at);
+            files.push(claim.file | if claim.named { NAMED } else { 0 });
+        }
+        keys.extend_from_slice(&self.keys[frozen..]);
+        ats.extend_from_slice(&self.ats[frozen..]);
+        files.extend_from_slice(&self.files[frozen..]);
+        keys.shrink_to_fit();
+        ats.shrink_to_fit();
+        files.shrink_to_fit();
+        (self.keys, self.ats, self.files) = (keys, ats, files);
+    }
+}
+
 /// The ownership index of every Claude Code file a run (or a scan) touches, by project.
 #[derive(Default)]
 pub struct CopyIndex {
@@ -77,7 +181,7 @@ struct Inner {
     project_of: Vec<u32>,
     /// The best claim on each uuid, by project (an index into `projects`) and the uuid's 64-bit
     /// key: the uuids a file has claimed and owns are those whose best claim is the file's.
-    best: Vec<HashMap<u64, Claim>>,
+    best: Vec<Table>,
     /// The uuids each file has claimed and does not own (a best claim, once beaten, never wins
     /// again, so a uuid only ever moves into this set).
     lost: HashMap<FileId, HashSet<u64>>,
@@ -85,6 +189,12 @@ struct Inner {
     /// claims are in `read`.
     projects: Vec<PathBuf>,
     read: HashSet<u32>,
+    /// Projects read and compact: their tables keep only the contested uuids (those a file
+    /// holds as a copy); the rest of the claims read are known by [`Inner::read_until`] only.
+    compact: HashSet<u32>,
+    /// Each file's bytes read with its project (up to the end of its last complete line then):
+    /// a line before this offset claimed its uuid when the project was read.
+    read_until: Vec<u64>,
     /// Files that lost a uuid since the last [`CopyIndex::take_displaced`].
     displaced: BTreeSet<FileId>,
 }
@@ -151,19 +261,20 @@ impl Inner {
             Some(i) => i as u32,
             None => {
                 self.projects.push(dir);
-                self.best.push(HashMap::new());
+                self.best.push(Table::default());
                 (self.projects.len() - 1) as u32
             }
         };
         let id = self.paths.len() as FileId;
         self.paths.push(path.to_path_buf());
         self.project_of.push(project);
+        self.read_until.push(0);
         self.ids.insert(path.to_path_buf(), id);
         id
     }
 
     /// The best claims of `file`'s project.
-    fn best_of(&self, file: FileId) -> &HashMap<u64, Claim> {
+    fn best_of(&self, file: FileId) -> &Table {
         &self.best[self.project_of[file as usize] as usize]
     }
 
@@ -173,9 +284,26 @@ impl Inner {
             < (b.at, !b.named, &self.paths[b.file as usize])
     }
 
-    fn claim(&mut self, file: FileId, uuid: &str, at: Option<i64>, session: Option<&str>) -> bool {
+    fn claim(
+        &mut self,
+        file: FileId,
+        uuid: &str,
+        at: Option<i64>,
+        session: Option<&str>,
+        offset: u64,
+    ) -> bool {
         let key = key_of(uuid);
-        let best = self.best_of(file).get(&key).copied();
+        let project = self.project_of[file as usize];
+        if self.compact.contains(&project) && self.best[project as usize].get(key).is_none() {
+            if offset < self.read_until[file as usize] {
+                // Claimed when the project was read, and held by no other file (a contested
+                // uuid keeps its best claim): the file's own.
+                return true;
+            }
+            // A line written since: its uuid may be one no longer listed.
+            self.expand(project);
+        }
+        let best = self.best_of(file).get(key);
         // Only a file's first line with a uuid claims it.
         if best.is_some_and(|b| b.file == file) {
             return true;
@@ -209,27 +337,99 @@ impl Inner {
         }
     }
 
-    /// Reads the claims of every file of `dir` (complete lines only).
+    /// Reads the claims of every file of `dir` (complete lines only), then keeps only the
+    /// contested ones: the project is compact until a line not read now makes a claim.
     fn read_project(&mut self, dir: &Path) {
         let mut files = Vec::new();
         project_files(dir, 4, &mut files);
         // Reading a project is not a change of ownership (none of its files was parsed yet).
         let displaced = std::mem::take(&mut self.displaced);
+        let mut project = None;
         for path in files {
-            let Ok(bytes) = std::fs::read(&path) else {
+            let Ok(reader) = std::fs::File::open(&path) else {
                 continue;
             };
-            // Only complete lines: a partial last line is claimed when its parser reads it.
-            let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
             let file = self.id(&path);
-            let mut cursor = LineCursor::default();
-            cursor.feed(&bytes[..end], 0, |line| {
-                if let Some((uuid, at, session)) = claim_of(line.bytes) {
-                    self.claim(file, &uuid, at, session.as_deref());
+            project = Some(self.project_of[file as usize]);
+            let until = complete_lines(reader, |line, offset| {
+                if let Some((uuid, at, session)) = claim_of(line) {
+                    self.claim(file, &uuid, at, session.as_deref(), offset);
+                }
+            });
+            self.read_until[file as usize] = until;
+        }
+        if let Some(project) = project {
+            self.compact_project(project);
+        }
+        self.displaced = displaced;
+    }
+
+    /// Drops the best claims no file contests (a uuid whose only claims are one file's) and
+    /// marks the project compact.
+    fn compact_project(&mut self, project: u32) {
+        let contested: HashSet<u64> = self
+            .lost
+            .iter()
+            .filter(|(file, _)| self.project_of[**file as usize] == project)
+            .flat_map(|(_, keys)| keys.iter().copied())
+            .collect();
+        let table = &mut self.best[project as usize];
+        table.freeze();
+        table.retain(|key| contested.contains(&key));
+        self.compact.insert(project);
+    }
+
+    /// Makes a compact project whole again: its files are read again up to where they were
+    /// read (so no claim made since is replayed, and nobody is displaced), their claims kept.
+    fn expand(&mut self, project: u32) {
+        self.compact.remove(&project);
+        let displaced = std::mem::take(&mut self.displaced);
+        let files: Vec<FileId> = (0..self.paths.len() as FileId)
+            .filter(|f| self.project_of[*f as usize] == project && self.read_until[*f as usize] > 0)
+            .collect();
+        for file in files {
+            let until = self.read_until[file as usize];
+            let Ok(reader) = std::fs::File::open(&self.paths[file as usize]) else {
+                continue;
+            };
+            complete_lines(reader.take(until), |line, offset| {
+                if let Some((uuid, at, session)) = claim_of(line) {
+                    self.claim(file, &uuid, at, session.as_deref(), offset);
                 }
             });
         }
+        self.best[project as usize].freeze();
         self.displaced = displaced;
+    }
+}
+
+/// Calls `f` with each complete line of `reader` and its offset (a last line without its `\n`
+/// is left to its parser), read by blocks of [`READ_BLOCK`] bytes: what is held is one block and
+/// the line that straddles it. Returns the offset after the last complete line; a read error
+/// ends the lines there (the file's parser meets the error too).
+fn complete_lines(mut reader: impl Read, mut f: impl FnMut(&[u8], u64)) -> u64 {
+    let mut cursor = LineCursor::default();
+    let mut pending: Vec<u8> = Vec::with_capacity(READ_BLOCK);
+    let mut offset = 0u64;
+    loop {
+        let start = pending.len();
+        pending.resize(start + READ_BLOCK, 0);
+        let n = loop {
+            match reader.read(&mut pending[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break 0,
+            }
+        };
+        pending.truncate(start + n);
+        if n == 0 {
+            return offset;
+        }
+        if let Some(last) = memchr::memrchr(b'\n', &pending[start..]).map(|p| start + p) {
+            cursor.feed(&pending[..=last], offset, |line| f(line.bytes, line.offset));
+            offset += (last + 1) as u64;
+            pending.drain(..=last);
+        }
     }
 }
 
@@ -261,11 +461,19 @@ impl CopyIndex {
         id
     }
 
-    /// Records `file`'s claim on `uuid` (its first line with it counts) and says whether `file`
-    /// owns the uuid now. A claim that takes the uuid from another file displaces that file.
-    pub fn claim(&self, file: FileId, uuid: &str, at: Option<i64>, session: Option<&str>) -> bool {
+    /// Records `file`'s claim on `uuid` (its first line with it counts), made by its line at
+    /// byte `offset`, and says whether `file` owns the uuid now. A claim that takes the uuid
+    /// from another file displaces that file.
+    pub fn claim(
+        &self,
+        file: FileId,
+        uuid: &str,
+        at: Option<i64>,
+        session: Option<&str>,
+        offset: u64,
+    ) -> bool {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.claim(file, uuid, at, session)
+        inner.claim(file, uuid, at, session, offset)
     }
 
     /// Hex SHA-256 of the (sorted) keys of the uuids `file` holds and does not own; `None` when
@@ -318,12 +526,12 @@ mod tests {
             let (index, ids) = index(&[A, B]);
             let (a, b) = (ids[0], ids[1]);
             if a_first {
-                assert!(index.claim(a, "u1", Some(100), Some(A_SID)));
-                assert!(!index.claim(b, "u1", Some(200), Some(B_SID)));
+                assert!(index.claim(a, "u1", Some(100), Some(A_SID), 0));
+                assert!(!index.claim(b, "u1", Some(200), Some(B_SID), 0));
                 assert!(index.take_displaced().is_empty());
             } else {
-                assert!(index.claim(b, "u1", Some(200), Some(B_SID)));
-                assert!(index.claim(a, "u1", Some(100), Some(A_SID)));
+                assert!(index.claim(b, "u1", Some(200), Some(B_SID), 0));
+                assert!(index.claim(a, "u1", Some(100), Some(A_SID), 0));
                 assert_eq!(index.take_displaced(), vec![PathBuf::from(B)]);
             }
             assert_eq!(index.digest(a), None);
@@ -335,24 +543,24 @@ mod tests {
     fn a_tie_goes_to_the_file_named_by_the_line_session_then_the_smaller_path() {
         let (index, ids) = index(&[B, A]);
         // Same time, the line names A's session: A owns it although B claimed first.
-        assert!(index.claim(ids[0], "u1", Some(100), Some(A_SID)));
-        assert!(index.claim(ids[1], "u1", Some(100), Some(A_SID)));
-        assert!(!index.claim(ids[0], "u1", Some(100), Some(A_SID)));
+        assert!(index.claim(ids[0], "u1", Some(100), Some(A_SID), 0));
+        assert!(index.claim(ids[1], "u1", Some(100), Some(A_SID), 0));
+        assert!(!index.claim(ids[0], "u1", Some(100), Some(A_SID), 0));
         // Same time, a session neither file is named by: the smaller path (A).
-        assert!(index.claim(ids[0], "u2", Some(100), Some("other")));
-        assert!(index.claim(ids[1], "u2", Some(100), Some("other")));
+        assert!(index.claim(ids[0], "u2", Some(100), Some("other"), 0));
+        assert!(index.claim(ids[1], "u2", Some(100), Some("other"), 0));
         // A missing timestamp loses to any timestamp.
-        assert!(index.claim(ids[1], "u3", None, Some(A_SID)));
-        assert!(index.claim(ids[0], "u3", Some(5), None));
+        assert!(index.claim(ids[1], "u3", None, Some(A_SID), 0));
+        assert!(index.claim(ids[0], "u3", Some(5), None, 0));
     }
 
     #[test]
     fn only_a_file_first_line_with_a_uuid_claims_it() {
         let (index, ids) = index(&[A, B]);
-        assert!(index.claim(ids[1], "u1", Some(100), Some(B_SID)));
-        assert!(!index.claim(ids[0], "u1", Some(200), Some(A_SID)));
+        assert!(index.claim(ids[1], "u1", Some(100), Some(B_SID), 0));
+        assert!(!index.claim(ids[0], "u1", Some(200), Some(A_SID), 0));
         // A's later, earlier-stamped line with the same uuid is a copy within A: no new claim.
-        assert!(!index.claim(ids[0], "u1", Some(50), Some(A_SID)));
+        assert!(!index.claim(ids[0], "u1", Some(50), Some(A_SID), 0));
         assert!(index.take_displaced().is_empty());
     }
 
@@ -364,21 +572,21 @@ mod tests {
         const C: &str = "/p/proj/cccccccc-0000-0000-0000-000000000003.jsonl";
         let (index, ids) = index(&[A, B, C]);
         let (a, b, c) = (ids[0], ids[1], ids[2]);
-        assert!(index.claim(c, "u1", Some(300), None));
-        assert!(index.claim(c, "u2", Some(301), None));
+        assert!(index.claim(c, "u1", Some(300), None, 0));
+        assert!(index.claim(c, "u2", Some(301), None, 0));
         assert_eq!(index.digest(c), None);
-        assert!(index.claim(b, "u1", Some(200), None));
+        assert!(index.claim(b, "u1", Some(200), None, 0));
         assert_eq!(index.take_displaced(), vec![PathBuf::from(C)]);
         let c_after_b = index.digest(c);
         assert!(c_after_b.is_some());
-        assert!(index.claim(a, "u1", Some(100), None));
+        assert!(index.claim(a, "u1", Some(100), None, 0));
         assert_eq!(index.take_displaced(), vec![PathBuf::from(B)]);
         // C's copies did not change (u1 was already another file's); B now holds one.
         assert_eq!(index.digest(c), c_after_b);
         assert_eq!(index.digest(b), c_after_b);
-        assert!(!index.claim(c, "u1", Some(1), None));
-        assert!(!index.claim(b, "u1", Some(1), None));
-        assert!(index.claim(c, "u2", Some(1), None));
+        assert!(!index.claim(c, "u1", Some(1), None, 0));
+        assert!(!index.claim(b, "u1", Some(1), None, 0));
+        assert!(index.claim(c, "u2", Some(1), None, 0));
         assert!(index.take_displaced().is_empty());
         assert_eq!(index.digest(a), None);
     }
@@ -404,7 +612,11 @@ mod tests {
         };
         std::fs::write(&parent, line("p1", 0) + &line("p2", 1) + &line("p3", 9)).unwrap();
         std::fs::write(&agent, line("p1", 0) + &line("p2", 1) + &line("s1", 5)).unwrap();
-        for agent_first in [true, false] {
+        let len = line("p1", 0).len() as u64;
+        // The parsers' claims are those of lines read with the project (the compact table
+        // answers), or, past them, of lines as if written since (the project is read whole
+        // again first): the same answers.
+        for (agent_first, read_before) in [(true, true), (false, true), (true, false)] {
             let index = CopyIndex::default();
             let (a, p) = if agent_first {
                 let a = index.file(&agent);
@@ -413,16 +625,93 @@ mod tests {
                 let p = index.file(&parent);
                 (index.file(&agent), p)
             };
+            let off = |i: u64| if read_before { i * len } else { 10 * len + i };
             let at = |s: u32| Some(1_777_294_800_000 + i64::from(s) * 1000);
-            assert!(!index.claim(a, "p1", at(0), Some(sid)));
-            assert!(!index.claim(a, "p2", at(1), Some(sid)));
-            assert!(index.claim(a, "s1", at(5), Some(sid)));
-            assert!(index.claim(p, "p1", at(0), Some(sid)));
+            assert!(!index.claim(a, "p1", at(0), Some(sid), off(0)));
+            assert!(!index.claim(a, "p2", at(1), Some(sid), off(1)));
+            assert!(index.claim(a, "s1", at(5), Some(sid), off(2)));
+            assert!(index.claim(p, "p1", at(0), Some(sid), off(0)));
+            assert!(index.claim(p, "p3", at(9), Some(sid), off(2)));
             assert!(index.digest(a).is_some());
             assert_eq!(index.digest(p), None);
             // Reading the project (the claims of files not parsed yet) displaces nobody.
             assert!(index.take_displaced().is_empty());
+            let inner = index.inner.lock().unwrap();
+            // Compact: only the two uuids both files hold are listed.
+            assert_eq!(inner.best[0].keys.len(), if read_before { 2 } else { 4 });
         }
+    }
+
+    /// Regression: a compact project (only its contested uuids listed) still sees a file
+    /// written after it was read take a uuid that only one file held: the earlier owner is
+    /// displaced, as when every claim was listed.
+    #[test]
+    fn a_file_written_after_its_project_was_read_takes_an_unlisted_uuid() {
+        let dir = tempfile::tempdir().unwrap();
+        let proj = dir.path().join("projects").join("-w");
+        std::fs::create_dir_all(&proj).unwrap();
+        let (old, new) = (proj.join("b-old.jsonl"), proj.join("a-new.jsonl"));
+        let line = |uuid: &str, second: u32| {
+            format!("{{\"uuid\":\"{uuid}\",\"timestamp\":\"2026-04-27T13:00:{second:02}.000Z\"}}\n")
+        };
+        std::fs::write(&old, line("u1", 5) + &line("u2", 6)).unwrap();
+        let index = CopyIndex::default();
+        let o = index.file(&old);
+        assert_eq!(index.inner.lock().unwrap().best[0].keys.len(), 0);
+        let at = |s: u32| Some(1_777_294_800_000 + i64::from(s) * 1000);
+        let len = line("u1", 5).len() as u64;
+        assert!(index.claim(o, "u1", at(5), None, 0));
+        assert!(index.claim(o, "u2", at(6), None, len));
+        assert!(index.take_displaced().is_empty());
+        // Written since: a copy of u1 with the same time and a smaller path wins it.
+        std::fs::write(&new, line("u1", 5)).unwrap();
+        let n = index.file(&new);
+        assert!(index.claim(n, "u1", at(5), None, 0));
+        assert_eq!(index.take_displaced(), vec![old.clone()]);
+        assert!(index.digest(o).is_some());
+        assert!(!index.claim(o, "u1", at(5), None, 0));
+        assert!(index.claim(o, "u2", at(6), None, len));
+        assert_eq!(index.inner.lock().unwrap().best[0].keys.len(), 2);
+    }
+
+    /// Regression: the frozen arrays and the recent claims answer as one table: a recent claim
+    /// on a frozen uuid replaces it, and freezing again keeps every uuid once, sorted.
+    #[test]
+    fn a_frozen_table_answers_like_the_claims_it_was_built_from() {
+        let claim = |at, named, file| Claim { at, named, file };
+        let mut t = Table::default();
+        for k in [9u64, 3, 7, 1] {
+            t.insert(k, claim(k as i64, k == 3, k as u32));
+        }
+        t.freeze();
+        assert!(t.recent.is_empty());
+        assert_eq!(t.keys, vec![1, 3, 7, 9]);
+        assert_eq!(t.get(3), Some(claim(3, true, 3)));
+        assert_eq!(t.get(4), None);
+        t.insert(7, claim(-5, false, 2));
+        t.insert(5, claim(5, true, 1));
+        t.insert(10, claim(10, false, 0));
+        assert_eq!(t.get(7), Some(claim(-5, false, 2)));
+        t.freeze();
+        assert_eq!(t.keys, vec![1, 3, 5, 7, 9, 10]);
+        assert_eq!(t.get(7), Some(claim(-5, false, 2)));
+        assert_eq!(t.get(5), Some(claim(5, true, 1)));
+        assert_eq!(t.get(9), Some(claim(9, false, 9)));
+        assert_eq!(t.get(10), Some(claim(10, false, 0)));
+    }
+
+    /// Regression: a project's files are read by blocks; a line across two blocks is one line,
+    /// and a last line without its newline (being written) is not read.
+    #[test]
+    fn complete_lines_by_block_cut_no_line_and_leave_the_partial_last_one() {
+        let long = "x".repeat(READ_BLOCK + 10);
+        let text = format!("a\n{long}\r\n\nb\npartial");
+        let mut lines = Vec::new();
+        let until = complete_lines(text.as_bytes(), |l, _| lines.push(l.to_vec()));
+        assert_eq!(until, (text.len() - "partial".len()) as u64);
+        let expected: Vec<Vec<u8>> =
+            vec![b"a".to_vec(), long.into_bytes(), Vec::new(), b"b".to_vec()];
+        assert_eq!(lines, expected);
     }
 
     #[test]

@@ -139,8 +139,9 @@ impl ClaudeCodeParser {
         }
     }
 
-    /// Whether the line is a copy of a line another file owns (it is then skipped whole).
-    fn is_copy_elsewhere(&mut self, r: &Record<'_>) -> bool {
+    /// Whether the line (at byte `offset`) is a copy of a line another file owns (it is then
+    /// skipped whole).
+    fn is_copy_elsewhere(&mut self, r: &Record<'_>, offset: u64) -> bool {
         let (Some((index, file)), Some(uuid)) = (&self.copies, r.uuid.as_deref()) else {
             return false;
         };
@@ -148,7 +149,7 @@ impl ClaudeCodeParser {
             return false;
         }
         let at = r.timestamp.as_deref().and_then(parse_rfc3339_ms);
-        if index.claim(*file, uuid, at, r.session_id.as_deref()) {
+        if index.claim(*file, uuid, at, r.session_id.as_deref(), offset) {
             return false;
         }
         self.copies_chain
@@ -230,7 +231,7 @@ impl ClaudeCodeParser {
                 self.own.set_resumed_from(&sid);
             }
         }
-        if self.is_copy_elsewhere(&r) {
+        if self.is_copy_elsewhere(&r, line.offset) {
             count_skip(&mut self.stats, "copy");
             return;
         }
