@@ -188,6 +188,8 @@ struct Inner {
     /// Project directories, in the order first met; those whose files were read for their
     /// claims are in `read`.
     projects: Vec<PathBuf>,
+    /// The index of each directory in `projects`.
+    project_ids: HashMap<PathBuf, u32>,
     read: HashSet<u32>,
     /// Projects read and compact: their tables keep only the contested uuids (those a file
     /// holds as a copy); the rest of the claims read are known by [`Inner::read_until`] only.
@@ -257,12 +259,14 @@ impl Inner {
             return id;
         }
         let dir = project_dir(path).unwrap_or_default();
-        let project = match self.projects.iter().position(|p| *p == dir) {
-            Some(i) => i as u32,
+        let project = match self.project_ids.get(&dir) {
+            Some(&i) => i,
             None => {
+                let i = self.projects.len() as u32;
+                self.project_ids.insert(dir.clone(), i);
                 self.projects.push(dir);
                 self.best.push(Table::default());
-                (self.projects.len() - 1) as u32
+                i
             }
         };
         let id = self.paths.len() as FileId;
