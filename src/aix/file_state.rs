@@ -554,10 +554,11 @@ fn feed(
     let mut seen = from;
     let mut scanned = 0usize;
     loop {
-        let len = buf.len();
-        buf.resize(len + READ_BLOCK, 0);
-        let n = reader.read(&mut buf[len..])?;
-        buf.truncate(len + n);
+        // Appends up to a block without zeroing it first (1 MiB per read, twice per file, was
+        // 3 % of aix's samples).
+        let n = (&mut reader)
+            .take(READ_BLOCK as u64)
+            .read_to_end(&mut buf)?;
         if n == 0 {
             break;
         }

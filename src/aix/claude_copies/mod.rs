@@ -417,15 +417,13 @@ fn complete_lines(mut reader: impl Read, mut f: impl FnMut(&[u8], u64)) -> u64 {
     let mut offset = 0u64;
     loop {
         let start = pending.len();
-        pending.resize(start + READ_BLOCK, 0);
-        let n = loop {
-            match reader.read(&mut pending[start..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break 0,
-            }
+        // Appends up to a block without zeroing it first (`read_to_end` retries `Interrupted`).
+        let Ok(n) = (&mut reader)
+            .take(READ_BLOCK as u64)
+            .read_to_end(&mut pending)
+        else {
+            return offset;
         };
-        pending.truncate(start + n);
         if n == 0 {
             return offset;
         }
