@@ -17,10 +17,16 @@ fn item(session: &str, fp: &str, text_len: usize) -> ImportSessionItem {
         messages: vec![Message {
             source_message_id: "m1".into(),
             role: "user".into(),
-            // Incompressible-ish text so chunk counts are predictable.
+            // Incompressible-ish text (letters of a xorshift sequence, no repeats a deflater
+            // could find) so chunk counts are predictable.
             content: Some(
                 (0..text_len)
-                    .map(|i| char::from(b'a' + ((i * 7919 + i / 3) % 26) as u8))
+                    .scan(0x9e37_79b9_7f4a_7c15_u64, |x, _| {
+                        *x ^= *x << 13;
+                        *x ^= *x >> 7;
+                        *x ^= *x << 17;
+                        Some(char::from(b'a' + (*x % 26) as u8))
+                    })
                     .collect(),
             ),
             sequence: 0,
@@ -194,7 +200,7 @@ fn large_item_is_chunked_and_decodes_back() {
         .decode(data)
         .unwrap();
     let mut json = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
+    flate2::read::MultiGzDecoder::new(&gz[..])
         .read_to_string(&mut json)
         .unwrap();
     let mut expected = big.clone();
