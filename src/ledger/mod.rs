@@ -140,12 +140,12 @@ pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_SIZE_KIB)
 }
 
-/// Page cache of the ledger writer, in KiB: a backfill of the standard corpus (2,000 sessions)
-/// peaked at 151.9 MiB of RSS in nex with 8 MiB against 183.1 with 32, for the same CPU (32.2
-/// against 31.1 s in all, raw loop 13.1 against 12.8 s: within the noise of that loaded run).
-/// A batch (16 MiB of frames at most) with more dirty pages than this spills some into the WAL
-/// before its commit; that cost nothing measurable there.
-pub const WRITER_CACHE_SIZE_KIB: i64 = 8 * 1024;
+/// Page cache of the ledger writer, in KiB. A batch (16 MiB of frames at most) with more dirty
+/// pages than this spills some into the WAL before its commit (`pagerStress`, 6 % of nex's
+/// samples with 8 MiB) and reads them back. Measured on the standard corpus (2,000 sessions,
+/// `nex import replay` of the same frames, three runs of each alternated): 8 MiB 18.9 s of CPU
+/// at 117 MiB of RSS, 16 MiB 17.9 s at 124 MiB, 32 MiB 18.7 s at 145 MiB.
+pub const WRITER_CACHE_SIZE_KIB: i64 = 16 * 1024;
 
 /// `$NEX_HOME/nexus.db` (else `~/.nex/nexus.db`).
 pub fn default_nexus_path() -> PathBuf {
