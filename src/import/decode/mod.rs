@@ -13,6 +13,10 @@ use sha2::{Digest, Sha256};
 use super::ImportError;
 use crate::protocol::{ENCODING_GZIP_BASE64, ImportSessionItem};
 
+mod span;
+mod stream;
+mod transient;
+
 /// Decodes the concatenation of `parts` (each the `data` of one chunk, in index order) into one
 /// item, its aliases folded.
 ///
@@ -42,6 +46,31 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<[u8]>,
 {
+    decode_with(
+        parts,
+        encoding,
+        max_inflated_bytes,
+        slice_max,
+        |prefix, rest, limit| parse_streamed(prefix, rest, limit, stream::READ_BLOCK),
+    )
+}
+
+/// What parses an inflated payload past the slice maximum: its prefix, the rest, the limit.
+type LargeParse = fn(Vec<u8>, &mut dyn Read, u64) -> Result<ImportSessionItem, ImportError>;
+
+/// [`decode_with_slice_max`] with the parse of large payloads given (the tests compare the
+/// streaming parse with serde_json's reader through the whole decoder).
+fn decode_with<I, S>(
+    parts: I,
+    encoding: &str,
+    max_inflated_bytes: u64,
+    slice_max: u64,
+    large: LargeParse,
+) -> Result<ImportSessionItem, ImportError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<[u8]>,
+{
     let encoding = encoding.trim();
     if encoding != ENCODING_GZIP_BASE64 {
         let shown = if encoding.is_empty() {
@@ -58,15 +87,15 @@ where
         inner: inflated,
         remaining: max_inflated_bytes,
     };
-    // Most uploads inflate to a few MB: parse those from a slice (several times faster than
-    // serde_json's byte-at-a-time reader). A larger or failing stream is parsed by the reader
-    // from what was inflated so far followed by the rest (or the error met), so the result and
-    // its code are exactly those of streaming the whole payload, and memory stays bounded.
+    // Most uploads inflate to a few MB: parse those from a slice. A larger or failing stream is
+    // parsed from what was inflated so far followed by the rest (or the error met), so the
+    // result and its code are exactly those of streaming the whole payload, and memory stays
+    // bounded.
     // Sized once: `read_to_end` doubling its way to `slice_max + 1` bytes would allocate twice
     // `slice_max` (64 MiB held through the whole parse of a large item, measured in P3).
     let mut prefix = Vec::with_capacity(usize::try_from(slice_max.saturating_add(1)).unwrap_or(0));
     let prefix_read = Read::take(&mut bounded, slice_max + 1).read_to_end(&mut prefix);
-    let tail = match prefix_read {
+    let mut tail = match prefix_read {
         Ok(n) if (n as u64) <= slice_max => {
             return serde_json::from_slice(&prefix)
                 .map_err(|_| ImportError::ChunkPayloadJsonInvalid);
@@ -74,8 +103,39 @@ where
         Ok(_) => Tail::Live(bounded),
         Err(err) => Tail::Failed(Some(err)),
     };
-    let stream = BufReader::with_capacity(64 * 1024, Prefixed::new(prefix, tail));
-    serde_json::from_reader(stream).map_err(|err| classify(err, max_inflated_bytes))
+    large(prefix, &mut tail, max_inflated_bytes)
+}
+
+/// The item whose JSON is `prefix` followed by what `rest` yields, parsed without holding it
+/// whole; the result and its code are exactly those of `serde_json::from_reader` over the whole
+/// stream. An object (every item) is parsed member by member from slices of a bounded window
+/// ([`stream`]), read `block` bytes at a time; anything else fails early and goes to serde_json's
+/// reader.
+fn parse_streamed<R: Read>(
+    prefix: Vec<u8>,
+    rest: R,
+    limit: u64,
+    block: usize,
+) -> Result<ImportSessionItem, ImportError> {
+    let first = prefix
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\n' | b'\t' | b'\r'));
+    if first == Some(&b'{') {
+        return stream::parse_item(prefix, rest, block)
+            .map_err(|failure| failure.into_import_error(limit));
+    }
+    parse_by_reader(prefix, rest, limit)
+}
+
+/// serde_json's reader over the prefix and then the rest (byte at a time, several times slower
+/// than a slice; the prefix is freed once read).
+fn parse_by_reader<R: Read>(
+    prefix: Vec<u8>,
+    rest: R,
+    limit: u64,
+) -> Result<ImportSessionItem, ImportError> {
+    let stream = BufReader::with_capacity(stream::READ_BLOCK, Prefixed::new(prefix, rest));
+    serde_json::from_reader(stream).map_err(|err| stream::Failure::of(err).into_import_error(limit))
 }
 
 /// A digest of what [`decode_chunked_item`] decodes: `encoding` (trimmed) and each part (as
@@ -174,20 +234,24 @@ impl<R: Read> Read for Tail<R> {
     }
 }
 
-/// Maps a parse failure to its code: our limit marker -> too large; any other I/O failure
-/// comes from base64 or gzip -> decode failed; everything else is the JSON's fault.
-fn classify(err: serde_json::Error, limit: u64) -> ImportError {
-    if !err.is_io() {
-        return ImportError::ChunkPayloadJsonInvalid;
-    }
-    let io_err: io::Error = err.into();
-    if io_err
-        .get_ref()
-        .is_some_and(|inner| inner.is::<InflateLimitReached>())
-    {
-        ImportError::ChunkPayloadTooLarge { limit }
-    } else {
-        ImportError::ChunkPayloadDecodeFailed
+/// How the inflated stream failed: the inflate limit, or bad base64 or gzip under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    TooLarge,
+    DecodeFailed,
+}
+
+impl Fault {
+    /// Our limit marker is the limit; any other read failure comes from base64 or gzip.
+    fn of_io(err: &io::Error) -> Self {
+        if err
+            .get_ref()
+            .is_some_and(|inner| inner.is::<InflateLimitReached>())
+        {
+            Fault::TooLarge
+        } else {
+            Fault::DecodeFailed
+        }
     }
 }
 
@@ -277,102 +341,4 @@ impl<R: Read> Read for LimitReader<R> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use base64::Engine;
-    use flate2::{Compression, write::GzEncoder};
-
-    use super::*;
-
-    fn encode(json: &[u8]) -> String {
-        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-        gz.write_all(json).unwrap();
-        STANDARD.encode(gz.finish().unwrap())
-    }
-
-    #[test]
-    fn decodes_split_parts() {
-        let data = encode(br#"{"sourceProvider":"p","source_session_id":"s","turns":[]}"#);
-        let (a, b) = data.split_at(7);
-        let item = decode_chunked_item([a, b], "gzip+base64", 1 << 20).unwrap();
-        assert_eq!(item.source_provider, "p");
-        assert_eq!(item.source_session_id, "s");
-    }
-
-    #[test]
-    fn error_codes() {
-        let code = |parts: &[&str], enc: &str, max| {
-            decode_chunked_item(parts.iter().copied(), enc, max)
-                .unwrap_err()
-                .written_code()
-                .into_owned()
-        };
-        assert_eq!(code(&["x"], "raw", 10), "chunk_encoding_unsupported:raw");
-        assert_eq!(code(&["x"], " ", 10), "chunk_encoding_unsupported:unknown");
-        assert_eq!(
-            code(&["!!!!"], "gzip+base64", 10),
-            "chunk_payload_decode_failed"
-        );
-        assert_eq!(
-            code(&[&STANDARD.encode(b"plain")], "gzip+base64", 10),
-            "chunk_payload_decode_failed"
-        );
-        assert_eq!(
-            code(&[&encode(b"[1,2]")], "gzip+base64", 100),
-            "chunk_payload_json_invalid"
-        );
-        assert_eq!(
-            code(&[&encode(b"{} {}")], "gzip+base64", 100),
-            "chunk_payload_json_invalid"
-        );
-        assert_eq!(
-            code(&[&encode(&[b' '; 4096])], "gzip+base64", 100),
-            "chunk_payload_too_large"
-        );
-    }
-
-    /// Past the in-memory size the reader path gives the same items and codes.
-    #[test]
-    fn large_payloads_stream_with_the_same_results() {
-        const SMALL: u64 = 1024;
-        let decode = |data: &str, max| decode_with_slice_max([data], "gzip+base64", max, SMALL);
-        let code = |json: &[u8], max| {
-            decode(&encode(json), max)
-                .unwrap_err()
-                .written_code()
-                .into_owned()
-        };
-        let mut json = br#"{"sourceProvider":"p","sourceSessionId":"s","messages":[{"sourceMessageId":"m","content":""#.to_vec();
-        json.extend(std::iter::repeat_n(b'a', SMALL as usize + 10));
-        json.extend_from_slice(br#""}]}"#);
-        let item = decode(&encode(&json), 1 << 20).unwrap();
-        assert_eq!(item.messages.len(), 1);
-        assert_eq!(
-            code(&json, json.len() as u64 - 1),
-            "chunk_payload_too_large"
-        );
-        assert_eq!(code(&json, SMALL / 2), "chunk_payload_too_large");
-        let mut bad = json.clone();
-        bad.truncate(bad.len() - 1);
-        assert_eq!(code(&bad, 1 << 20), "chunk_payload_json_invalid");
-        // Invalid JSON met before the limit is invalid JSON, as when streaming.
-        let mut early = b"]".to_vec();
-        early.extend(std::iter::repeat_n(b' ', SMALL as usize * 4));
-        assert_eq!(code(&early, SMALL * 2), "chunk_payload_json_invalid");
-        // A gzip stream cut after a valid start: decode failure.
-        let mut cut = STANDARD.decode(encode(&json)).unwrap();
-        cut.truncate(cut.len() - 12);
-        let err = decode(&STANDARD.encode(&cut), 1 << 20).unwrap_err();
-        assert_eq!(err.code(), "chunk_payload_decode_failed");
-    }
-
-    #[test]
-    fn limit_exactly_at_size_is_accepted() {
-        let json = br#"{"sourceProvider":"p"}"#;
-        let data = encode(json);
-        assert!(decode_chunked_item([&data], "gzip+base64", json.len() as u64).is_ok());
-        let err = decode_chunked_item([&data], "gzip+base64", json.len() as u64 - 1).unwrap_err();
-        assert_eq!(err.code(), "chunk_payload_too_large");
-    }
-}
+mod tests;
