@@ -15,7 +15,8 @@
 //! - `replace`: rule 13, the rows a newer mapping version no longer produces, removed.
 //! - `chunk`: the chunk algorithm (staging, upload checks, assembly).
 //! - `staging`: in-memory staging of uploads that complete inside one transaction.
-//! - `decode`: the streaming, bounded base64 -> gzip -> JSON decoder of an upload.
+//! - `decode`: the streaming, bounded base64 -> gzip -> JSON decoder of an upload (a large item
+//!   parsed member by member from slices, never held whole).
 //! - `sql`: the statements, each an upsert that skips unchanged rows.
 
 mod canonical;

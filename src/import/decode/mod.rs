@@ -2,6 +2,10 @@
 //! parts in index order -> base64 -> gunzip -> one item JSON, without ever holding the
 //! inflated payload: memory stays bounded by the parsed item, and inflation stops at
 //! `max_inflated_bytes` (gzip bombs are refused with `chunk_payload_too_large`).
+//!
+//! Layout: `stream` parses an item past the slice maximum member by member, from slices of a
+//! bounded window; `span` finds where each of its values ends; `transient` lends serde_json's
+//! slice deserializer to the item's visitor; `tests` holds it to serde_json's reader.
 
 use std::io::{self, BufReader, Read};
 

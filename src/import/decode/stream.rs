@@ -184,7 +184,11 @@ impl<R: Read> Window<R> {
         }
         let wanted = self.buf.len() + self.block;
         if self.buf.capacity() > 4 * wanted && self.buf.capacity() > 1 << 20 {
-            self.buf.shrink_to(2 * wanted);
+            // A fresh buffer and a `free` of the large one (the inflated prefix, mostly), as
+            // the reader path freed its prefix, rather than a shrink in place.
+            let mut smaller = Vec::with_capacity(2 * wanted);
+            smaller.extend_from_slice(&self.buf);
+            self.buf = smaller;
         }
     }
 

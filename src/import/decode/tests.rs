@@ -255,6 +255,10 @@ fn tricky_payloads_match_the_reader_everywhere() {
         br#"{"turns":[{"sourceTurnId":"\uD800\uDC00"}]}"#,
         // Structure errors inside and between elements.
         br#"{"turns":[1,]}"#,
+        br#"{"turns":[{},]}"#,
+        br#"{"turns":[{}],}"#,
+        br#"{"turns":[{}]"#,
+        br#"{"sourceProvider":"p",}"#,
         br#"{"turns":[,1]}"#,
         br#"{"turns":[{}{}]}"#,
         br#"{"turns":[{} , {} ]}"#,
@@ -269,6 +273,14 @@ fn tricky_payloads_match_the_reader_everywhere() {
         br#"{"a" 1}"#,
         br#"{"a":1,}"#,
         br#"{"a":1 "b":2}"#,
+        br#"{1}"#,
+        br#"{"a":1,2:3}"#,
+        br#"{"a"}"#,
+        br#"{"a":}"#,
+        br#"{"a":1}}"#,
+        br#"{"turns":[1 2]}"#,
+        br#"{"turns":[1,,2]}"#,
+        br#"{"session":{"metadata":[1,2"#,
         // A tool call's bodies (raw JSON kept as text when canonical).
         br#"{"toolCalls":[{"sourceToolCallId":"c","paramsJson":{"a":[1,2.5,"x"]},"resultJson":"t\"x"}]}"#,
         br#"{"toolCalls":[{"paramsJson":{"b":1, "a":2},"resultJson":[ ]}]}"#,
@@ -583,8 +595,69 @@ impl Draw {
     }
 }
 
+/// Top-level tokens and fragments, for objects that are mostly structure.
+const TOKENS: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    " ",
+    "\"a\"",
+    "\"turns\"",
+    "\"session\"",
+    "\"sourceProvider\"",
+    "\"toolCalls\"",
+    "\"tu\\u0072ns\"",
+    "1",
+    "-2.5",
+    "true",
+    "nul",
+    "null",
+    "\"x\"",
+    "\"\\u1\"",
+    "\"\\",
+    "{\"sourceTurnId\":\"t\"}",
+    "{}",
+    "[]",
+    "x",
+    "\"turns\":[",
+    "\"messages\":[{}",
+    "],",
+    "\"a\":1",
+    ",{}",
+    "\"session\":{}",
+    "}",
+];
+
 proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config { cases: 512, ..Default::default() })]
+
+    /// Objects made of structure tokens, good and bad, at every failure position: the
+    /// streaming parse reads the item object's members and array elements as serde_json does.
+    #[test]
+    fn token_soup_matches_the_reader(
+        picks in proptest::collection::vec(0..TOKENS.len(), 0..14),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let mut json = b"{".to_vec();
+        for pick in picks {
+            json.extend_from_slice(TOKENS[pick].as_bytes());
+        }
+        let mut draw = Draw(seed | 1);
+        let d = Delivery {
+            prefix: draw.below(json.len() + 1),
+            piece: 1 + draw.below(8),
+            block: 1 + draw.below(8),
+            fault: None,
+        };
+        let _ = assert_same(&json, d);
+        for at in 0..=json.len() {
+            let fault = if draw.chance(2) { Fault::TooLarge } else { Fault::DecodeFailed };
+            let _ = assert_same(&json, Delivery { fault: Some((at, fault)), ..d });
+        }
+    }
 
     /// Real-shaped items, whole or damaged, delivered in any pieces and failing anywhere: the
     /// streaming parse gives the reader's item or code.
@@ -653,5 +726,52 @@ proptest::proptest! {
             parse_streamed(prefix, rest, limit, stream::READ_BLOCK)
         });
         proptest::prop_assert_eq!(streaming, reader);
+    }
+}
+
+/// A payload of many read blocks, through the whole decoder, cut, garbled and limited at
+/// places spread over it: base64 and gzip see the reads they saw under the reader path, so
+/// they fail at the same byte and the codes agree.
+#[test]
+fn large_garbled_uploads_match_the_reader() {
+    let mut draw = Draw(0x5eed);
+    let mut item = draw.item();
+    item.messages = (0..120)
+        .map(|i| crate::protocol::Message {
+            source_message_id: format!("m{i}"),
+            role: "user".into(),
+            content: Some(format!("{i} {}", "é\"\\x".repeat(800 + i))),
+            ..Default::default()
+        })
+        .collect();
+    let json = serde_json::to_vec(&item).unwrap();
+    assert!(json.len() > 8 * stream::READ_BLOCK, "{}", json.len());
+    let gz = STANDARD.decode(encode(&json)).unwrap();
+    let decode = |data: &str, limit: u64, large: LargeParse| {
+        outcome(decode_with([data], "gzip+base64", limit, 1000, large))
+    };
+    let compare = |data: &str, limit: u64| {
+        let reader = decode(data, limit, |prefix, rest, limit| {
+            parse_by_reader(prefix, rest, limit)
+        });
+        let streaming = decode(data, limit, |prefix, rest, limit| {
+            parse_streamed(prefix, rest, limit, stream::READ_BLOCK)
+        });
+        assert_eq!(streaming, reader);
+        streaming
+    };
+    // (The item comes back trimmed and folded, so only its success is checked here.)
+    assert!(compare(&STANDARD.encode(&gz), LIMIT).is_ok());
+    for step in 1..16 {
+        let at = gz.len() * step / 16;
+        compare(&STANDARD.encode(&gz[..at]), LIMIT).unwrap_err();
+        let mut flipped = gz.clone();
+        flipped[at] ^= 0x10;
+        let _ = compare(&STANDARD.encode(&flipped), LIMIT);
+        let mut data = STANDARD.encode(&gz);
+        data.insert(data.len() * step / 16, '!');
+        compare(&data, LIMIT).unwrap_err();
+        let limit = (json.len() * step / 16) as u64;
+        compare(&STANDARD.encode(&gz), limit).unwrap_err();
     }
 }
