@@ -288,9 +288,10 @@ const GZIP_BLOCK: usize = 1 << 20;
 
 /// A gzip stream of one member per [`GZIP_BLOCK`] bytes of input (RFC 1952 allows several
 /// members; the decoder reads them all, `import::decode`), each compressed whole by libdeflate
-/// at level 1: about 2.5 x as fast as a streaming level-1 deflate and no larger. Members start
-/// at fixed offsets of the input, so the output depends on the bytes written, never on how
-/// they were split into writes.
+/// at level 1. Against flate2's streaming level 1, the compressor before: on the shared real
+/// Claude Code histories 1.3 x as fast and 25 % smaller, on the benchmark corpus's text as fast
+/// and 5 % smaller. Members start at fixed offsets of the input, so the output depends on the
+/// bytes written, never on how they were split into writes.
 struct BlockGzip<W: Write> {
     block: Vec<u8>,
     out: Vec<u8>,
