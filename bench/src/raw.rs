@@ -2,7 +2,8 @@
 //! messages, tool calls, import mappings) inserted by a minimal loop of prepared statements in
 //! ONE transaction with one SAVEPOINT per session, into a ledger opened with the same pragmas
 //! and schema (`ledger::open_agents`), the search index written before COMMIT as nex's writer
-//! does (`search_index::flush`). No idempotency, no hashing, no JSON decoding of frames: the
+//! does (`search_index::flush`), and a change-log row per row as nex's writer logs them
+//! (`ledger::change_log`). No idempotency, no hashing, no JSON decoding of frames: the
 //! floor that the pipeline is measured against.
 //!
 //! Tool bodies are stored as nex stores them (over 1 KiB zlib-compressed, `ledger::text`), so
@@ -14,8 +15,10 @@
 
 use rusqlite::{Connection, params};
 
+use nex::ledger::change_log::{self, log_insert};
 use nex::ledger::text::{PackedBody, REMEMBERED_MAX_BYTES};
 use nex::protocol::ImportSessionItem;
+use nex::replica::tables::KEY_SEPARATOR;
 
 /// The stored form of every tool call's `(params_json, result_json)`, per item, in order.
 pub struct ToolBodies(Vec<Vec<(PackedBody, Option<PackedBody>)>>);
@@ -99,6 +102,7 @@ pub fn insert_rows(
             let tid = |t: &str| format!("t:{sid}:{t}");
             let mid = |m: &str| format!("m:{sid}:{m}");
             for t in &item.turns {
+                let turn_id = tid(&t.source_turn_id);
                 let query = serde_json::to_string(
                     &t.query_message_source_ids
                         .iter()
@@ -107,7 +111,7 @@ pub fn insert_rows(
                 )
                 .ok();
                 turn.execute(params![
-                    tid(&t.source_turn_id),
+                    turn_id,
                     t.parent_source_turn_id.as_deref().map(tid),
                     t.started_at_ms,
                     t.completed_at_ms,
@@ -120,14 +124,17 @@ pub fn insert_rows(
                     t.source_turn_id,
                     item.session.workspace_path,
                 ])?;
-                thread.execute(params![tid(&t.source_turn_id), t.total_tokens])?;
+                log_insert(&tx, change_log::TURNS, &turn_id)?;
+                thread.execute(params![turn_id, t.total_tokens])?;
+                log_insert(&tx, change_log::THREADS, &turn_id)?;
                 counts.turns += 1;
             }
             let first_turn = item.turns.first().map(|t| tid(&t.source_turn_id));
             for m in &item.messages {
                 let metadata = serde_json::json!({"import_source": "aix", "source_message_id": m.source_message_id}).to_string();
+                let message_id = mid(&m.source_message_id);
                 message.execute(params![
-                    mid(&m.source_message_id),
+                    message_id,
                     m.source_turn_id
                         .as_deref()
                         .map(tid)
@@ -138,6 +145,7 @@ pub fn insert_rows(
                     m.created_at_ms,
                     metadata,
                 ])?;
+                log_insert(&tx, change_log::MESSAGES, &message_id)?;
                 counts.messages += 1;
             }
             for (c, (params_json, result_json)) in item.tool_calls.iter().zip(bodies) {
@@ -147,8 +155,9 @@ pub fn insert_rows(
                     result.remember();
                     remembered += result.remembered_size();
                 }
+                let call_id = format!("c:{sid}:{}", c.source_tool_call_id);
                 tool.execute(params![
-                    format!("c:{sid}:{}", c.source_tool_call_id),
+                    call_id,
                     c.source_turn_id
                         .as_deref()
                         .map(tid)
@@ -162,6 +171,7 @@ pub fn insert_rows(
                     c.completed_at_ms,
                     c.sequence,
                 ])?;
+                log_insert(&tx, change_log::TOOL_CALLS, &call_id)?;
                 counts.tool_calls += 1;
             }
             let created = item.session.created_at_ms.unwrap_or(item.imported_at_ms);
@@ -173,6 +183,7 @@ pub fn insert_rows(
                 created,
                 item.session.updated_at_ms.unwrap_or(created),
             ])?;
+            log_insert(&tx, change_log::SESSIONS, &label)?;
             mapping.execute(params![
                 item.source_provider,
                 sid,
@@ -180,6 +191,9 @@ pub fn insert_rows(
                 label,
                 item.imported_at_ms,
             ])?;
+            let sep = KEY_SEPARATOR;
+            let key = format!("aix{sep}{}{sep}{sid}", item.source_provider);
+            log_insert(&tx, change_log::SESSION_IMPORTS, &key)?;
             counts.sessions += 1;
             tx.execute_batch("RELEASE raw_session")?;
             // Index the rows before their search texts pass what a thread remembers (nex's

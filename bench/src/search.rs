@@ -221,10 +221,9 @@ fn fresh(path: &Path, with_index: bool) -> Result<rusqlite::Connection, BenchErr
     if !with_index {
         // The same file, pragmas and schema, without the index and its triggers.
         conn.execute_batch(
-            "DROP TRIGGER messages_fts_insert; DROP TRIGGER messages_fts_delete;
-             DROP TRIGGER messages_fts_update; DROP TRIGGER tool_calls_fts_insert;
-             DROP TRIGGER tool_calls_fts_delete; DROP TRIGGER tool_calls_fts_update_old;
-             DROP TRIGGER tool_calls_fts_update_new;
+            "DROP TRIGGER messages_fts_delete; DROP TRIGGER messages_fts_update;
+             DROP TRIGGER tool_calls_fts_delete; DROP TRIGGER tool_calls_mark_delete;
+             DROP TRIGGER tool_calls_fts_update_old; DROP TRIGGER tool_calls_fts_update_new;
              DROP TABLE messages_fts; DROP TABLE tool_calls_fts; DROP VIEW tool_calls_search;
              DROP VIEW messages_search; DROP TABLE search_mark;",
         )?;

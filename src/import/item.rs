@@ -33,7 +33,9 @@ use super::ids::{IdKind, ROOT_TURN_ENTITY, scoped_id, session_label};
 use super::replace;
 use super::rows::{ItemJson, write_messages, write_tool_calls, write_turns};
 use super::sql;
+use crate::ledger::change_log;
 use crate::protocol::{ImportSessionItem, ItemStatus, Turn};
+use crate::replica::tables::KEY_SEPARATOR;
 
 /// What an item import needs besides the item.
 pub(crate) struct ItemContext<'a> {
@@ -42,6 +44,8 @@ pub(crate) struct ItemContext<'a> {
     pub persona: &'a str,
     pub run_id: &'a str,
     pub now_ms: i64,
+    /// Whether the rows it inserts are logged by it (`ledger::change_log::logged_by_writer`).
+    pub log_inserts: bool,
 }
 
 /// A successful item: imported, upserted or skipped (reason `fingerprint_unchanged`).
@@ -320,6 +324,8 @@ pub(crate) fn import_item(
         .or(session.project.as_deref())
         .map(str::trim)
         .filter(|s| !s.is_empty());
+    // Inserts are logged here, updates by their trigger (`ledger::change_log`).
+    let session_existed = conn.prepare_cached(sql::SESSION_EXISTS)?.exists([&label])?;
     conn.prepare_cached(sql::UPSERT_SESSION)?.execute(params![
         label,
         head_turn,
@@ -337,6 +343,9 @@ pub(crate) fn import_item(
         provider,
         non_blank(session.workspace_path.as_deref()),
     ])?;
+    if ctx.log_inserts && !session_existed {
+        change_log::log_insert(conn, change_log::SESSIONS, &label)?;
+    }
 
     // 13. A replacement holds the whole session: its creation time is the item's (the kept
     // one may be a removed row's, e.g. a copied line's older time).
@@ -356,6 +365,10 @@ pub(crate) fn import_item(
             head_turn,
             times.imported_at.max(times.updated)
         ])?;
+        if ctx.log_inserts {
+            let id = conn.last_insert_rowid().to_string();
+            change_log::log_insert(conn, change_log::SESSION_HISTORY, &id)?;
+        }
     }
 
     // 13. Rows of the session that an older mapping produced and this item does not hold.
@@ -388,6 +401,10 @@ pub(crate) fn import_item(
         ctx.run_id,
         record_version,
     ])?;
+    if ctx.log_inserts && existing.is_none() {
+        let key = [ctx.source, provider, session_id].join(&KEY_SEPARATOR.to_string());
+        change_log::log_insert(conn, change_log::SESSION_IMPORTS, &key)?;
+    }
 
     Ok(ItemOutcome {
         status: if existing.is_some() {

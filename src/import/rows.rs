@@ -15,61 +15,111 @@ use super::ImportError;
 use super::ids::ROOT_TURN_ENTITY;
 use super::item::{ItemContext, Refs, Times, mapped_label, non_blank, positive};
 use super::sql;
+use crate::ledger::change_log;
 use crate::ledger::text::PackedBody;
 use crate::protocol::{ImportSessionItem, Message, ToolCall, ToolJson, Turn};
 
 /// Writes one kind of row: a plain INSERT for a fresh session, falling back to the upsert on a
 /// key conflict (a row that exists after all); the upsert otherwise. Statements are prepared
-/// once per item.
+/// once per item. Each row it inserts (not one it updates) is logged in the change log
+/// (`ledger::change_log`: no insert trigger does it since migration 0012).
 struct RowWriter<'c> {
     conn: &'c Connection,
     fresh: bool,
-    insert_sql: &'static str,
-    upsert_sql: &'static str,
-    /// The upsert binds the first `upsert_arity` parameters of the insert.
-    upsert_arity: usize,
+    /// `ItemContext::log_inserts`.
+    log_inserts: bool,
+    kind: RowKind,
     insert: Option<CachedStatement<'c>>,
     upsert: Option<CachedStatement<'c>>,
 }
 
+/// The statements of one kind of row.
+struct RowKind {
+    insert_sql: &'static str,
+    upsert_sql: &'static str,
+    /// The upsert binds the first `upsert_arity` parameters of the insert.
+    upsert_arity: usize,
+    /// `SELECT 1` of the row with key `?1`.
+    exists_sql: &'static str,
+    /// Its `change_log.tbl`.
+    table: i64,
+}
+
+const TURN_ROWS: RowKind = RowKind {
+    insert_sql: sql::INSERT_TURN,
+    upsert_sql: sql::UPSERT_TURN,
+    upsert_arity: 20,
+    exists_sql: sql::TURN_EXISTS,
+    table: change_log::TURNS,
+};
+const THREAD_ROWS: RowKind = RowKind {
+    insert_sql: sql::INSERT_THREAD,
+    upsert_sql: sql::UPSERT_THREAD,
+    upsert_arity: 3,
+    exists_sql: sql::THREAD_EXISTS,
+    table: change_log::THREADS,
+};
+const MESSAGE_ROWS: RowKind = RowKind {
+    insert_sql: sql::INSERT_MESSAGE,
+    upsert_sql: sql::UPSERT_MESSAGE,
+    upsert_arity: 11,
+    exists_sql: sql::MESSAGE_EXISTS,
+    table: change_log::MESSAGES,
+};
+const TOOL_CALL_ROWS: RowKind = RowKind {
+    insert_sql: sql::INSERT_TOOL_CALL,
+    upsert_sql: sql::UPSERT_TOOL_CALL,
+    upsert_arity: 15,
+    exists_sql: sql::TOOL_CALL_EXISTS,
+    table: change_log::TOOL_CALLS,
+};
+
 impl<'c> RowWriter<'c> {
-    fn new(
-        conn: &'c Connection,
-        fresh: bool,
-        insert_sql: &'static str,
-        upsert_sql: &'static str,
-        upsert_arity: usize,
-    ) -> Self {
+    fn new(ctx: &ItemContext<'c>, fresh: bool, kind: RowKind) -> Self {
         Self {
-            conn,
+            conn: ctx.conn,
             fresh,
-            insert_sql,
-            upsert_sql,
-            upsert_arity,
+            log_inserts: ctx.log_inserts,
+            kind,
             insert: None,
             upsert: None,
         }
     }
 
-    /// Returns true when the row went through the upsert (it may have existed).
-    fn write(&mut self, params: &[&dyn ToSql]) -> Result<bool, ImportError> {
+    /// Writes the row whose key (the first parameter) is `key`. Returns true when the row went
+    /// through the upsert (it may have existed).
+    fn write(&mut self, key: &str, params: &[&dyn ToSql]) -> Result<bool, ImportError> {
         if self.fresh {
             if self.insert.is_none() {
-                self.insert = Some(self.conn.prepare_cached(self.insert_sql)?);
+                self.insert = Some(self.conn.prepare_cached(self.kind.insert_sql)?);
             }
             if let Some(insert) = self.insert.as_mut() {
                 match insert.execute(params) {
-                    Ok(_) => return Ok(false),
+                    Ok(_) => {
+                        if self.log_inserts {
+                            change_log::log_insert(self.conn, self.kind.table, key)?;
+                        }
+                        return Ok(false);
+                    }
                     Err(err) if is_key_conflict(&err) => {}
                     Err(err) => return Err(err.into()),
                 }
             }
         }
+        // Whether the upsert inserts or updates: an update is logged by its trigger.
+        let existed = self.log_inserts
+            && self
+                .conn
+                .prepare_cached(self.kind.exists_sql)?
+                .exists([key])?;
         if self.upsert.is_none() {
-            self.upsert = Some(self.conn.prepare_cached(self.upsert_sql)?);
+            self.upsert = Some(self.conn.prepare_cached(self.kind.upsert_sql)?);
         }
         if let Some(upsert) = self.upsert.as_mut() {
-            upsert.execute(&params[..self.upsert_arity])?;
+            upsert.execute(&params[..self.kind.upsert_arity])?;
+        }
+        if self.log_inserts && !existed {
+            change_log::log_insert(self.conn, self.kind.table, key)?;
         }
         Ok(true)
     }
@@ -98,37 +148,39 @@ pub(super) fn write_turns(
 ) -> Result<Vec<String>, ImportError> {
     let session = &item.session;
     let workspace = non_blank(session.workspace_path.as_deref());
-    let mut turn_rows = RowWriter::new(ctx.conn, fresh, sql::INSERT_TURN, sql::UPSERT_TURN, 20);
-    let mut thread_rows =
-        RowWriter::new(ctx.conn, fresh, sql::INSERT_THREAD, sql::UPSERT_THREAD, 3);
+    let mut turn_rows = RowWriter::new(ctx, fresh, TURN_ROWS);
+    let mut thread_rows = RowWriter::new(ctx, fresh, THREAD_ROWS);
     let mut refresh: Vec<String> = Vec::new();
 
     if let Some(root) = root_id {
         let config = session.metadata.as_ref().map(Value::to_string);
-        let upserted = turn_rows.write(params![
+        let upserted = turn_rows.write(
             root,
-            None::<String>,
-            "completed",
-            times.created.min(times.updated),
-            times.updated,
-            non_blank(session.model.as_deref()),
-            non_blank(session.provider.as_deref()),
-            config,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<i64>,
-            None::<String>,
-            None::<String>,
-            item.tool_calls.len() as i64,
-            ROOT_TURN_ENTITY,
-            workspace,
-            refs.label,
-            0i64,
-        ])?;
-        thread_rows.write(params![root, None::<i64>, ctx.persona])?;
+            params![
+                root,
+                None::<String>,
+                "completed",
+                times.created.min(times.updated),
+                times.updated,
+                non_blank(session.model.as_deref()),
+                non_blank(session.provider.as_deref()),
+                config,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
+                None::<String>,
+                None::<String>,
+                item.tool_calls.len() as i64,
+                ROOT_TURN_ENTITY,
+                workspace,
+                refs.label,
+                0i64,
+            ],
+        )?;
+        thread_rows.write(root, params![root, None::<i64>, ctx.persona])?;
         if upserted {
             refresh.push(root.to_owned());
         }
@@ -171,30 +223,33 @@ pub(super) fn write_turns(
         let response = refs.message(turn.response_message_source_id.as_deref())?;
         let clamp = |v: Option<i64>| v.map(|n| n.max(0));
         let total_tokens = clamp(turn.total_tokens);
-        let upserted = turn_rows.write(params![
+        let upserted = turn_rows.write(
             id,
-            parent,
-            status,
-            started,
-            completed,
-            non_blank(turn.model.as_deref()).or(non_blank(session.model.as_deref())),
-            non_blank(turn.provider.as_deref()).or(non_blank(session.provider.as_deref())),
-            turn.metadata.as_ref().map(Value::to_string),
-            clamp(turn.input_tokens),
-            clamp(turn.output_tokens),
-            clamp(turn.cached_input_tokens),
-            clamp(turn.cache_write_tokens),
-            clamp(turn.reasoning_tokens),
-            total_tokens,
-            query_json,
-            response,
-            tool_call_count(turn, &tool_counts),
-            src,
-            workspace,
-            refs.label,
-            i64::from(parents_in_item.contains(src)),
-        ])?;
-        thread_rows.write(params![id, total_tokens, ctx.persona])?;
+            params![
+                id,
+                parent,
+                status,
+                started,
+                completed,
+                non_blank(turn.model.as_deref()).or(non_blank(session.model.as_deref())),
+                non_blank(turn.provider.as_deref()).or(non_blank(session.provider.as_deref())),
+                turn.metadata.as_ref().map(Value::to_string),
+                clamp(turn.input_tokens),
+                clamp(turn.output_tokens),
+                clamp(turn.cached_input_tokens),
+                clamp(turn.cache_write_tokens),
+                clamp(turn.reasoning_tokens),
+                total_tokens,
+                query_json,
+                response,
+                tool_call_count(turn, &tool_counts),
+                src,
+                workspace,
+                refs.label,
+                i64::from(parents_in_item.contains(src)),
+            ],
+        )?;
+        thread_rows.write(id, params![id, total_tokens, ctx.persona])?;
         if upserted {
             refresh.push(id.clone());
         }
@@ -240,13 +295,7 @@ pub(super) fn write_messages(
     }
     let provider = refs.provider;
     let origin = format!("aix:{provider}");
-    let mut rows = RowWriter::new(
-        ctx.conn,
-        fresh,
-        sql::INSERT_MESSAGE,
-        sql::UPSERT_MESSAGE,
-        11,
-    );
+    let mut rows = RowWriter::new(ctx, fresh, MESSAGE_ROWS);
     for message in &item.messages {
         let src = message.source_message_id.trim();
         if src.is_empty() {
@@ -255,19 +304,22 @@ pub(super) fn write_messages(
         let turn = refs
             .turn(message.source_turn_id.as_deref())?
             .unwrap_or_else(|| fallback_turn.to_owned());
-        rows.write(params![
-            refs.messages[src],
-            turn,
-            normalize_role(&message.role),
-            non_blank(message.content.as_deref()),
-            origin,
-            message.sequence.max(0),
-            positive(message.created_at_ms).unwrap_or(times.created),
-            non_blank(message.thinking.as_deref()),
-            context_json(message),
-            message_metadata(ctx.source, refs, src, message),
-            refs.label,
-        ])?;
+        rows.write(
+            &refs.messages[src],
+            params![
+                refs.messages[src],
+                turn,
+                normalize_role(&message.role),
+                non_blank(message.content.as_deref()),
+                origin,
+                message.sequence.max(0),
+                positive(message.created_at_ms).unwrap_or(times.created),
+                non_blank(message.thinking.as_deref()),
+                context_json(message),
+                message_metadata(ctx.source, refs, src, message),
+                refs.label,
+            ],
+        )?;
     }
     Ok(())
 }
@@ -342,13 +394,7 @@ pub(super) fn write_tool_calls(
     if item.tool_calls.is_empty() {
         return Ok(());
     }
-    let mut rows = RowWriter::new(
-        ctx.conn,
-        fresh,
-        sql::INSERT_TOOL_CALL,
-        sql::UPSERT_TOOL_CALL,
-        15,
-    );
+    let mut rows = RowWriter::new(ctx, fresh, TOOL_CALL_ROWS);
     let json = json.filter(|j| j.tool_calls.len() == item.tool_calls.len());
     for (position, call) in item.tool_calls.iter().enumerate() {
         let src = call.source_tool_call_id.trim();
@@ -378,24 +424,27 @@ pub(super) fn write_tool_calls(
         if let Some(result) = &result_json {
             result.remember();
         }
-        rows.write(params![
-            tool_ids[src],
-            turn,
-            message,
-            // Blank stays NULL so the NOT NULL constraint fails the item, as in the baseline.
-            non_blank(Some(call.tool_name.as_str())),
-            call.tool_number,
-            params_json.stored,
-            result_json.as_ref().map(|r| &r.stored),
-            non_blank(call.error.as_deref()),
-            normalize_tool_status(call, completed.is_some()),
-            spawned,
-            started,
-            completed,
-            call.sequence,
-            refs.label,
-            result_message,
-        ])?;
+        rows.write(
+            &tool_ids[src],
+            params![
+                tool_ids[src],
+                turn,
+                message,
+                // Blank stays NULL so the NOT NULL constraint fails the item, as in the baseline.
+                non_blank(Some(call.tool_name.as_str())),
+                call.tool_number,
+                params_json.stored,
+                result_json.as_ref().map(|r| &r.stored),
+                non_blank(call.error.as_deref()),
+                normalize_tool_status(call, completed.is_some()),
+                spawned,
+                started,
+                completed,
+                call.sequence,
+                refs.label,
+                result_message,
+            ],
+        )?;
     }
     Ok(())
 }

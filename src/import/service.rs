@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::item::{ItemContext, import_item};
 use super::rows::ItemJson;
 use super::{ImportError, ImportOptions, check_import_request, request_hash, sql};
-use crate::ledger::store_cursors;
+use crate::ledger::{change_log, store_cursors};
 use crate::protocol::{
     Cursor, ImportRequest, ImportResponse, ImportSessionItem, ItemResult, ItemStatus,
 };
@@ -188,6 +188,7 @@ fn import_items_with(
         persona,
         run_id,
         now_ms,
+        log_inserts: change_log::logged_by_writer(conn)?,
     };
     let mut response = ImportResponse {
         ok: true,

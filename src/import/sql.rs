@@ -25,6 +25,9 @@ pub(crate) const TURN_HEAD_TIME: &str =
 
 pub(crate) const TURN_EXISTS: &str = "SELECT 1 FROM turns WHERE id = ?1";
 pub(crate) const MESSAGE_EXISTS: &str = "SELECT 1 FROM messages WHERE id = ?1";
+pub(crate) const THREAD_EXISTS: &str = "SELECT 1 FROM threads WHERE turn_id = ?1";
+pub(crate) const TOOL_CALL_EXISTS: &str = "SELECT 1 FROM tool_calls WHERE id = ?1";
+pub(crate) const SESSION_EXISTS: &str = "SELECT 1 FROM sessions WHERE label = ?1";
 
 pub(crate) const UPSERT_TURN: &str = "INSERT INTO turns (
         id, parent_turn_id, turn_type, status, started_at, completed_at, model, provider, role,
@@ -315,10 +318,11 @@ pub(crate) const DELETE_UPLOAD: &str =
 
 // ---- plain inserts of a new session's rows ----
 //
-// An upsert (`ON CONFLICT DO UPDATE`) on a table with foreign keys runs under a statement
-// journal: every page it touches is copied to the sub-journal first. A plain single-row INSERT
-// needs none. Rows of a session without an import mapping are new, so they go through these
-// and fall back to the upserts only on a key conflict.
+// An upsert (`ON CONFLICT DO UPDATE`) on a table with foreign keys and update triggers runs
+// under a statement journal: every page it touches is copied to the sub-journal first. A plain
+// single-row INSERT needs none, as long as no trigger fires on it (migration 0012). Rows of a
+// session without an import mapping are new, so they go through these and fall back to the
+// upserts only on a key conflict.
 
 pub(crate) const INSERT_TURN: &str = "INSERT INTO turns (
         id, parent_turn_id, turn_type, status, started_at, completed_at, model, provider, role,

@@ -59,6 +59,10 @@ pub const AGENTS: &[Migration] = &[
         name: "agents/0011_search_automerge.sql",
         sql: include_str!("../../migrations/agents/0011_search_automerge.sql"),
     },
+    Migration {
+        name: "agents/0012_inserts_logged_by_writer.sql",
+        sql: include_str!("../../migrations/agents/0012_inserts_logged_by_writer.sql"),
+    },
 ];
 
 /// Migrations of `nexus.db`, in order.

@@ -7,9 +7,11 @@
 //! - `migrate`: the embedded forward-only migrations, tracked by `PRAGMA user_version`.
 //! - `cursors`: the resume cursors of the workers (`session_import_cursors`).
 //! - `runs`: the audit trail of import runs (`nexus.db.import_runs`).
+//! - `change_log`: the writer's log of the rows it inserts, which the replica follows.
 //! - `search_index`: the full-text indexes over messages and tool calls (rebuild, VACUUM).
 //! - `text`: large tool-call bodies stored compressed, and the SQL function that reads them.
 
+pub mod change_log;
 mod cursors;
 pub mod migrate;
 pub mod runs;

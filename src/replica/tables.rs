@@ -3,9 +3,12 @@
 //!
 //! Columns are read from the ledger at run time, so a column another migration adds is
 //! replicated without a change here (the replica's table gains it, see `schema`). A new
-//! *table* needs a code here and its triggers in a ledger migration.
+//! *table* needs a code here (`ledger::change_log`), its update and delete triggers in a ledger
+//! migration, and its writer logging each insert (`ledger::change_log::log_insert`).
 
 use rusqlite::Connection;
+
+use crate::ledger::change_log;
 
 use super::error::ReplicaError;
 
@@ -23,37 +26,37 @@ pub struct Table {
 /// importer's working state, not the record, and FTS indexes are derived: neither is here.
 pub const TABLES: &[Table] = &[
     Table {
-        code: 1,
+        code: change_log::TURNS,
         name: "turns",
         key: &["id"],
     },
     Table {
-        code: 2,
+        code: change_log::THREADS,
         name: "threads",
         key: &["turn_id"],
     },
     Table {
-        code: 3,
+        code: change_log::SESSIONS,
         name: "sessions",
         key: &["label"],
     },
     Table {
-        code: 4,
+        code: change_log::MESSAGES,
         name: "messages",
         key: &["id"],
     },
     Table {
-        code: 5,
+        code: change_log::TOOL_CALLS,
         name: "tool_calls",
         key: &["id"],
     },
     Table {
-        code: 6,
+        code: change_log::SESSION_HISTORY,
         name: "session_history",
         key: &["id"],
     },
     Table {
-        code: 7,
+        code: change_log::SESSION_IMPORTS,
         name: "session_imports",
         key: &["source", "source_provider", "source_session_id"],
     },
@@ -182,23 +185,38 @@ mod tests {
         assert_eq!(keys, ["source", "source_provider", "source_session_id"]);
         let history = shapes.iter().find(|s| s.table.code == 6).unwrap();
         assert_eq!(history.key_columns()[0].pg, PgType::BigInt);
-        // Every replicated table has its three triggers, and nothing else is logged.
-        let triggers: Vec<String> = conn
-            .prepare("SELECT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'change_log_%'")
+        // Every replicated table has its update and delete triggers, and nothing else is
+        // logged by a trigger; inserts are logged by the writer (`ledger::change_log`).
+        let triggers: Vec<(String, String)> = conn
+            .prepare("SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'change_log_%'")
             .unwrap()
-            .query_map([], |r| r.get(0))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .map(Result::unwrap)
             .collect();
         for t in TABLES {
-            assert_eq!(
-                triggers.iter().filter(|n| *n == t.name).count(),
-                3,
-                "{}",
-                t.name
-            );
+            let mut names: Vec<&str> = triggers
+                .iter()
+                .filter(|(table, _)| table == t.name)
+                .map(|(_, name)| name.as_str())
+                .collect();
+            names.sort_unstable();
+            let update = format!("change_log_{}_update", t.name);
+            let delete = format!("change_log_{}_delete", t.name);
+            assert_eq!(names, [delete.as_str(), update.as_str()], "{}", t.name);
         }
-        assert_eq!(triggers.len(), 3 * TABLES.len());
+        assert_eq!(triggers.len(), 2 * TABLES.len());
+        let on_insert: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%INSERT ON%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            on_insert, 0,
+            "a trigger on INSERT puts every insert under a statement journal"
+        );
     }
 
     #[test]

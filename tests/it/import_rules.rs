@@ -438,3 +438,90 @@ fn rows_left_without_a_mapping_are_upserted_not_duplicated() {
     assert_eq!((resp.imported, resp.failed), (1, 0), "{resp:?}");
     assert_eq!(canonical_dump(&conn), before);
 }
+
+/// The rows of each replicated table (as `change_log.tbl`, key SQL, table) whose key the change
+/// log lacks, and the log's rows per table.
+const REPLICATED: &[(i64, &str, &str)] = &[
+    (1, "id", "turns"),
+    (2, "turn_id", "threads"),
+    (3, "label", "sessions"),
+    (4, "id", "messages"),
+    (5, "id", "tool_calls"),
+    (6, "CAST(id AS TEXT)", "session_history"),
+    (
+        7,
+        "source || char(31) || source_provider || char(31) || source_session_id",
+        "session_imports",
+    ),
+];
+
+fn unlogged_rows(conn: &rusqlite::Connection) -> i64 {
+    REPLICATED
+        .iter()
+        .map(|(tbl, key, table)| {
+            one::<i64>(
+                conn,
+                &format!(
+                    "SELECT count(*) FROM {table}
+                     WHERE {key} NOT IN (SELECT row_key FROM change_log WHERE tbl = {tbl})"
+                ),
+            )
+        })
+        .sum()
+}
+
+fn logged(conn: &rusqlite::Connection, tbl: i64) -> i64 {
+    one(
+        conn,
+        &format!("SELECT count(*) FROM change_log WHERE tbl = {tbl}"),
+    )
+}
+
+#[test]
+fn every_inserted_row_is_logged_once_by_the_writer_and_no_unchanged_row_again() {
+    let mut conn = ledger();
+    let mut child = item("anthropic", "child-1", "fp-c1");
+    child["session"] = json!({ "parentSourceSessionId": "session-full-1", "isSubagent": true });
+    run_import(
+        &mut conn,
+        import_req("k-1", "backfill", vec![full_item(), child]),
+    )
+    .unwrap();
+    assert_eq!(unlogged_rows(&conn), 0);
+    // A fresh session's rows go through plain INSERTs: each logged once.
+    for (tbl, _, table) in REPLICATED {
+        if *table != "turns" {
+            assert_eq!(logged(&conn, *tbl), count(&conn, table), "{table}");
+        }
+    }
+
+    // The same session again with one more message and tool call: its rows go through the
+    // upserts; the new ones are inserted and logged, unchanged ones are not written at all.
+    let mut v2 = full_item();
+    v2["sourceSessionFingerprint"] = json!("fp-next");
+    let mut message = v2["messages"][1].clone();
+    message["sourceMessageId"] = json!("msg-src-3");
+    message["sequence"] = json!(2);
+    v2["messages"].as_array_mut().unwrap().push(message);
+    let mut call = v2["toolCalls"][0].clone();
+    call["sourceToolCallId"] = json!("tool-src-2");
+    call["sequence"] = json!(1);
+    v2["toolCalls"].as_array_mut().unwrap().push(call);
+    let before: Vec<i64> = REPLICATED
+        .iter()
+        .map(|(t, _, _)| logged(&conn, *t))
+        .collect();
+    let resp = run_import(&mut conn, import_req("k-2", "backfill", vec![v2])).unwrap();
+    assert_eq!(resp.upserted, 1);
+    assert_eq!(unlogged_rows(&conn), 0);
+    let added: Vec<i64> = REPLICATED
+        .iter()
+        .zip(&before)
+        .map(|((t, _, _), b)| logged(&conn, *t) - b)
+        .collect();
+    // One message and one call inserted, the mapping updated (its trigger), the turn's tool
+    // count updated (its trigger); threads, sessions and history unchanged.
+    assert_eq!(added, [1, 0, 0, 1, 1, 0, 1]);
+    // The writer logs on this schema, no insert trigger does (migration 0012).
+    assert!(nex::ledger::change_log::logged_by_writer(&conn).unwrap());
+}

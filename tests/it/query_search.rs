@@ -705,44 +705,132 @@ fn max_rowid(conn: &Connection, table: &str) -> i64 {
         .unwrap()
 }
 
+/// The marks of the flush (`search_mark`): the highest rowids the indexes cover.
+fn marks(conn: &Connection) -> (i64, i64) {
+    conn.query_row(
+        "SELECT messages_mark, tool_calls_mark FROM search_mark",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+/// A second session like [`long_result_item`] whose one message holds `text`.
+fn long_result_item_saying(id: &str, text: &str) -> Value {
+    let mut next = long_result_item();
+    next["sourceSessionId"] = json!(id);
+    next["sourceSessionFingerprint"] = json!(format!("fp-{id}"));
+    next["messages"] = json!([msg("l1", "t1", "user", text, 0, 20_000)]);
+    next
+}
+
 #[test]
 fn a_reused_rowid_after_deleting_the_highest_row_is_indexed_and_the_index_stays_exact() {
     let mut conn = ledger();
     let mut items = fixture_items();
     items.push(long_result_item());
     run_import(&mut conn, import_req("k1", "backfill", items)).unwrap();
-    // The highest rows, already indexed (at the mark), deleted: the triggers take them out.
+    // The highest rows, already indexed (at the mark), deleted: the triggers take them out
+    // and bring the marks down to the highest rows left (migration 0012).
     let (message_top, call_top) = (max_rowid(&conn, "messages"), max_rowid(&conn, "tool_calls"));
+    assert_eq!(marks(&conn), (message_top, call_top));
     conn.execute("DELETE FROM tool_calls WHERE rowid = ?1", [call_top])
         .unwrap();
     conn.execute("DELETE FROM messages WHERE rowid = ?1", [message_top])
         .unwrap();
+    assert_eq!(
+        marks(&conn),
+        (max_rowid(&conn, "messages"), max_rowid(&conn, "tool_calls"))
+    );
+    assert!(marks(&conn).0 < message_top && marks(&conn).1 < call_top);
     assert!(search_index::check(&conn).unwrap());
     assert!(find(&conn, "headword").is_empty());
-    // New rows reuse those rowids, at or below the mark: indexed by the triggers at once.
-    let mut next = long_result_item();
-    next["sourceSessionId"] = json!("long2");
-    next["sourceSessionFingerprint"] = json!("fp-long2");
-    next["messages"] = json!([msg(
-        "l1",
-        "t1",
-        "user",
-        "run the reusedword build",
-        0,
-        20_000
-    )]);
+    // New rows reuse those rowids, above the marks now: the flush indexes them, as any new row.
+    let next = long_result_item_saying("long2", "run the reusedword build");
     let tx = conn.transaction().unwrap();
     let req: nex::protocol::ImportRequest =
         serde_json::from_value(import_req("k2", "backfill", vec![next])).unwrap();
     nex::import::import(&tx, &req, &crate::import_support::opts()).unwrap();
     assert_eq!(max_rowid(&tx, "messages"), message_top);
     assert_eq!(max_rowid(&tx, "tool_calls"), call_top);
-    assert!(
-        search_index::check(&tx).unwrap(),
-        "indexed before any flush"
-    );
     search_index::flush(&tx).unwrap();
     tx.commit().unwrap();
+    assert_eq!(marks(&conn), (message_top, call_top));
+    assert!(search_index::check(&conn).unwrap());
+    assert_eq!(find(&conn, "reusedword").len(), 1);
+    assert_eq!(find(&conn, "headword").len(), 1);
+}
+
+#[test]
+fn deleting_indexed_and_unflushed_rows_together_leaves_no_reused_rowid_behind_the_mark() {
+    let mut conn = ledger();
+    run_import(&mut conn, import_req("k1", "backfill", fixture_items())).unwrap();
+    let indexed_top = max_rowid(&conn, "messages");
+    let tx = conn.transaction().unwrap();
+    let import = |tx: &rusqlite::Transaction<'_>, key: &str, item: Value| {
+        let req: nex::protocol::ImportRequest =
+            serde_json::from_value(import_req(key, "backfill", vec![item])).unwrap();
+        nex::import::import(tx, &req, &crate::import_support::opts()).unwrap();
+    };
+    // Rows above the mark, not indexed yet, then the top indexed row and all of those deleted,
+    // the indexed one first: only the deletes of the unindexed rows leave the mark too high.
+    import(
+        &tx,
+        "k2",
+        long_result_item_saying("pending", "a pendingword row"),
+    );
+    assert!(max_rowid(&tx, "messages") > indexed_top);
+    tx.execute(
+        "DELETE FROM tool_calls WHERE message_id IN (SELECT id FROM messages WHERE rowid >= ?1)
+            OR result_message_id IN (SELECT id FROM messages WHERE rowid >= ?1)",
+        [indexed_top],
+    )
+    .unwrap();
+    tx.execute("DELETE FROM messages WHERE rowid = ?1", [indexed_top])
+        .unwrap();
+    tx.execute("DELETE FROM messages WHERE rowid > ?1", [indexed_top])
+        .unwrap();
+    assert_eq!(marks(&tx).0, max_rowid(&tx, "messages"));
+    // A new row takes the rowid of the deleted indexed one.
+    import(
+        &tx,
+        "k3",
+        long_result_item_saying("later", "a laterword row"),
+    );
+    assert_eq!(max_rowid(&tx, "messages"), indexed_top);
+    search_index::flush(&tx).unwrap();
+    tx.commit().unwrap();
+    assert!(search_index::check(&conn).unwrap());
+    assert_eq!(find(&conn, "laterword").len(), 1);
+    assert!(find(&conn, "pendingword").is_empty());
+}
+
+#[test]
+fn migration_0012_brings_a_mark_left_above_the_highest_row_down() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    let before = migrations_before("0012_");
+    assert!(before.len() >= 11, "0012 comes after 0011");
+    ledger::migrate(&mut conn, &before).unwrap();
+    let mut items = fixture_items();
+    items.push(long_result_item());
+    run_import(&mut conn, import_req("k1", "backfill", items)).unwrap();
+    let (message_top, call_top) = (max_rowid(&conn, "messages"), max_rowid(&conn, "tool_calls"));
+    // 0008's triggers leave the marks where they were.
+    conn.execute("DELETE FROM tool_calls WHERE rowid = ?1", [call_top])
+        .unwrap();
+    conn.execute("DELETE FROM messages WHERE rowid = ?1", [message_top])
+        .unwrap();
+    assert_eq!(marks(&conn), (message_top, call_top));
+
+    ledger::migrate(&mut conn, ledger::migrate::AGENTS).unwrap();
+    assert_eq!(
+        marks(&conn),
+        (max_rowid(&conn, "messages"), max_rowid(&conn, "tool_calls"))
+    );
+    assert!(search_index::check(&conn).unwrap());
+    let next = long_result_item_saying("long2", "run the reusedword build");
+    run_import(&mut conn, import_req("k2", "backfill", vec![next])).unwrap();
+    assert_eq!(max_rowid(&conn, "messages"), message_top);
     assert!(search_index::check(&conn).unwrap());
     assert_eq!(find(&conn, "reusedword").len(), 1);
     assert_eq!(find(&conn, "headword").len(), 1);
