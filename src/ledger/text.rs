@@ -282,24 +282,46 @@ fn search_text_of(ctx: &mut Context<'_>) -> rusqlite::Result<Option<String>> {
 /// Reads only the text's first and last characters (not the whole body: a body may be MBs).
 pub fn search_text(text: &str) -> String {
     // More than SEARCH_WHOLE_CHARS characters; then head and tail do not overlap.
-    let bounded = if text.chars().nth(SEARCH_WHOLE_CHARS).is_none() {
-        std::borrow::Cow::Borrowed(text)
-    } else {
-        let head_end = text
-            .char_indices()
-            .nth(SEARCH_HEAD_CHARS)
-            .map_or(text.len(), |(i, _)| i);
-        let tail_start = text
-            .char_indices()
-            .nth_back(SEARCH_TAIL_CHARS - 1)
-            .map_or(0, |(i, _)| i);
-        std::borrow::Cow::Owned(format!("{} … {}", &text[..head_end], &text[tail_start..]))
-    };
-    bounded
-        .replace("\\\\", " ")
-        .replace("\\n", " ")
-        .replace("\\r", " ")
-        .replace("\\t", " ")
+    if text.chars().nth(SEARCH_WHOLE_CHARS).is_none() {
+        let mut out = String::with_capacity(text.len());
+        push_spaced(&mut out, text);
+        return out;
+    }
+    let head_end = text
+        .char_indices()
+        .nth(SEARCH_HEAD_CHARS)
+        .map_or(text.len(), |(i, _)| i);
+    let tail_start = text
+        .char_indices()
+        .nth_back(SEARCH_TAIL_CHARS - 1)
+        .map_or(0, |(i, _)| i);
+    let mut joined = String::with_capacity(head_end + 5 + text.len() - tail_start);
+    joined.push_str(&text[..head_end]);
+    joined.push_str(" … ");
+    joined.push_str(&text[tail_start..]);
+    let mut out = String::with_capacity(joined.len());
+    push_spaced(&mut out, &joined);
+    out
+}
+
+/// Appends `text` with the JSON escapes `\\`, `\n`, `\r` and `\t` as one space each, in one
+/// pass: the same as SQL's `replace` of each in turn (0007), since pairs of backslashes are
+/// taken first and left to right in both, and a space never makes a new escape.
+fn push_spaced(out: &mut String, text: &str) {
+    let bytes = text.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(at) = memchr::memchr(b'\\', &bytes[i..]).map(|p| i + p) {
+        if matches!(bytes.get(at + 1), Some(b'\\' | b'n' | b'r' | b't')) {
+            out.push_str(&text[copied..at]);
+            out.push(' ');
+            copied = at + 2;
+            i = at + 2;
+        } else {
+            i = at + 1;
+        }
+    }
+    out.push_str(&text[copied..]);
 }
 
 fn text_of(ctx: &mut Context<'_>) -> rusqlite::Result<Option<String>> {
@@ -345,6 +367,32 @@ mod tests {
         assert_eq!(inflate(&bytes).unwrap(), long);
         assert_eq!(StoredText::of(long.clone()), StoredText::of(long));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Escapes, lone and paired backslashes, multi-byte characters, around the lengths
+        /// where the text is cut.
+        #[test]
+        fn search_text_is_the_sql_of_0007_for_any_text(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec!["\\", "\\\\", "n", "r", "t", "x", "é", "€", " ", "\\n"]),
+                0..2200,
+            )
+        ) {
+            let text: String = parts.concat();
+            let conn = Connection::open_in_memory().unwrap();
+            let by_sql: String = conn
+                .query_row(SEARCH_TEXT_SQL, [&text], |r| r.get(0))
+                .unwrap();
+            proptest::prop_assert_eq!(search_text(&text), by_sql);
+        }
+    }
+
+    /// Migration 0007's expression of what the index sees of a text.
+    const SEARCH_TEXT_SQL: &str = r"SELECT replace(replace(replace(replace(
+        CASE WHEN length(?1) <= 1536 THEN ?1
+             ELSE substr(?1, 1, 1024) || ' … ' || substr(?1, -512) END,
+        '\\', ' '), '\n', ' '), '\r', ' '), '\t', ' ')";
 
     #[test]
     fn search_text_is_the_sql_of_0007() {
