@@ -325,7 +325,8 @@ pub(crate) fn import_item(
         .map(str::trim)
         .filter(|s| !s.is_empty());
     // Inserts are logged here, updates by their trigger (`ledger::change_log`).
-    let session_existed = conn.prepare_cached(sql::SESSION_EXISTS)?.exists([&label])?;
+    let session_existed =
+        ctx.log_inserts && conn.prepare_cached(sql::SESSION_EXISTS)?.exists([&label])?;
     conn.prepare_cached(sql::UPSERT_SESSION)?.execute(params![
         label,
         head_turn,
