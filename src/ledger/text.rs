@@ -295,12 +295,12 @@ pub fn search_text(text: &str) -> String {
         .char_indices()
         .nth_back(SEARCH_TAIL_CHARS - 1)
         .map_or(0, |(i, _)| i);
-    let mut joined = String::with_capacity(head_end + 5 + text.len() - tail_start);
-    joined.push_str(&text[..head_end]);
-    joined.push_str(" … ");
-    joined.push_str(&text[tail_start..]);
-    let mut out = String::with_capacity(joined.len());
-    push_spaced(&mut out, &joined);
+    // Each part on its own: the ` … ` between them holds no backslash and begins and ends with
+    // a space, so no escape spans a join.
+    let mut out = String::with_capacity(head_end + 5 + text.len() - tail_start);
+    push_spaced(&mut out, &text[..head_end]);
+    out.push_str(" … ");
+    push_spaced(&mut out, &text[tail_start..]);
     out
 }
 
