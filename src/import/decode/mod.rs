@@ -257,6 +257,15 @@ impl Fault {
             Fault::DecodeFailed
         }
     }
+
+    /// The error serde_json's reader meets for this failure (classified back by
+    /// [`Fault::of_io`]).
+    fn into_io(self) -> io::Error {
+        match self {
+            Fault::TooLarge => io::Error::other(InflateLimitReached),
+            Fault::DecodeFailed => io::Error::other("payload stream failed"),
+        }
+    }
 }
 
 /// Reads the parts one after the other as one byte stream.

@@ -34,7 +34,7 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Seq
 
 use super::span::{Scan, SpanScan};
 use super::transient::Transient;
-use super::{Fault, ImportError, InflateLimitReached};
+use super::{Fault, ImportError};
 use crate::protocol::ImportSessionItem;
 
 /// One read of the inflated stream (the size of the reader path's `BufReader`).
@@ -243,9 +243,7 @@ impl<R: Read> Window<R> {
                 },
             }
         };
-        self.make_head();
-        let start = self.pos - depth;
-        self.buf[start..self.pos].fill(b'[');
+        let start = self.open_brackets(depth);
         self.pos += len;
         let mut json = serde_json::Deserializer::from_slice(&self.buf[start..self.pos]);
         parse_nested(&mut json, depth, seed)
@@ -256,10 +254,7 @@ impl<R: Read> Window<R> {
     /// parse (it is cut by a failure, or holds an irregular escape), so only its error is
     /// returned.
     fn replay<'de, T: DeserializeSeed<'de>>(&mut self, depth: usize, seed: T) -> Failure {
-        self.make_head();
-        let start = self.pos - depth;
-        self.buf[start..self.pos].fill(b'[');
-        self.pos = start;
+        self.pos = self.open_brackets(depth);
         let replay = Replay {
             window: self,
             at: 0,
@@ -271,14 +266,18 @@ impl<R: Read> Window<R> {
         }
     }
 
-    /// Makes room for [`HEAD`] bytes before `pos` (already there unless the stream starts
-    /// with the value, which no item does).
-    fn make_head(&mut self) {
+    /// Writes `depth` `[` just before the value at `pos` and returns where they start. Makes
+    /// room for [`HEAD`] bytes first (already there unless the stream starts with the value,
+    /// which no item does).
+    fn open_brackets(&mut self, depth: usize) -> usize {
         if self.pos < HEAD {
             let missing = HEAD - self.pos;
             self.buf.splice(0..0, std::iter::repeat_n(b' ', missing));
             self.pos = HEAD;
         }
+        let start = self.pos - depth;
+        self.buf[start..self.pos].fill(b'[');
+        start
     }
 }
 
@@ -636,16 +635,5 @@ impl<'de, R: Read> SeqAccess<'de> for Elements<'_, R> {
             Some(_) => return Err(Failure::Json),
         }
         self.window.value(2, seed).map(Some)
-    }
-}
-
-impl Fault {
-    /// The error serde_json's reader meets for this failure (classified back by
-    /// [`Fault::of_io`]).
-    pub(super) fn into_io(self) -> io::Error {
-        match self {
-            Fault::TooLarge => io::Error::other(InflateLimitReached),
-            Fault::DecodeFailed => io::Error::other("payload stream failed"),
-        }
     }
 }
