@@ -18,7 +18,6 @@ use rusqlite::{Connection, params};
 use nex::ledger::change_log::{self, log_insert};
 use nex::ledger::text::{PackedBody, REMEMBERED_MAX_BYTES};
 use nex::protocol::ImportSessionItem;
-use nex::replica::tables::KEY_SEPARATOR;
 
 /// The stored form of every tool call's `(params_json, result_json)`, per item, in order.
 pub struct ToolBodies(Vec<Vec<(PackedBody, Option<PackedBody>)>>);
@@ -191,8 +190,7 @@ pub fn insert_rows(
                 label,
                 item.imported_at_ms,
             ])?;
-            let sep = KEY_SEPARATOR;
-            let key = format!("aix{sep}{}{sep}{sid}", item.source_provider);
+            let key = change_log::mapping_key("aix", &item.source_provider, sid);
             log_insert(&tx, change_log::SESSION_IMPORTS, &key)?;
             counts.sessions += 1;
             tx.execute_batch("RELEASE raw_session")?;

@@ -35,7 +35,6 @@ use super::rows::{ItemJson, write_messages, write_tool_calls, write_turns};
 use super::sql;
 use crate::ledger::change_log;
 use crate::protocol::{ImportSessionItem, ItemStatus, Turn};
-use crate::replica::tables::KEY_SEPARATOR;
 
 /// What an item import needs besides the item.
 pub(crate) struct ItemContext<'a> {
@@ -403,7 +402,7 @@ pub(crate) fn import_item(
         record_version,
     ])?;
     if ctx.log_inserts && existing.is_none() {
-        let key = [ctx.source, provider, session_id].join(&KEY_SEPARATOR.to_string());
+        let key = change_log::mapping_key(ctx.source, provider, session_id);
         change_log::log_insert(conn, change_log::SESSION_IMPORTS, &key)?;
     }
 

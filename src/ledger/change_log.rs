@@ -23,6 +23,15 @@ pub const TOOL_CALLS: i64 = 5;
 pub const SESSION_HISTORY: i64 = 6;
 pub const SESSION_IMPORTS: i64 = 7;
 
+/// Separator of a composite key's parts in `change_log.row_key` (`char(31)`).
+pub const KEY_SEPARATOR: char = '\u{1f}';
+
+/// The `change_log.row_key` of a `session_imports` row: its key's parts joined as 0006's
+/// triggers join them.
+pub fn mapping_key(source: &str, provider: &str, session_id: &str) -> String {
+    [source, provider, session_id].join(&KEY_SEPARATOR.to_string())
+}
+
 /// The row 0006's insert triggers appended, with the same `at` (wall-clock milliseconds).
 const LOG_INSERT: &str = "INSERT INTO change_log (tbl, row_key, at)
      VALUES (?1, ?2, CAST(unixepoch('subsec') * 1000 AS INTEGER))";

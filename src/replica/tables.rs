@@ -62,8 +62,7 @@ pub const TABLES: &[Table] = &[
     },
 ];
 
-/// Separator of a composite key's parts in `change_log.row_key` (`char(31)`).
-pub const KEY_SEPARATOR: char = '\u{1f}';
+pub use crate::ledger::change_log::KEY_SEPARATOR;
 
 pub fn by_code(code: i64) -> Option<&'static Table> {
     TABLES.iter().find(|t| t.code == code)
