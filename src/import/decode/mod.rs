@@ -37,33 +37,30 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<[u8]>,
 {
-    decode_with_slice_max(parts, encoding, max_inflated_bytes, SLICE_PARSE_MAX_BYTES)
-}
-
-fn decode_with_slice_max<I, S>(
-    parts: I,
-    encoding: &str,
-    max_inflated_bytes: u64,
-    slice_max: u64,
-) -> Result<ImportSessionItem, ImportError>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<[u8]>,
-{
     decode_with(
         parts,
         encoding,
         max_inflated_bytes,
-        slice_max,
-        |prefix, rest, limit| parse_streamed(prefix, rest, limit, stream::READ_BLOCK),
+        SLICE_PARSE_MAX_BYTES,
+        parse_large,
     )
+}
+
+/// The parse of a payload past the slice maximum: [`parse_streamed`] in the reader path's
+/// blocks.
+fn parse_large(
+    prefix: Vec<u8>,
+    rest: &mut dyn Read,
+    limit: u64,
+) -> Result<ImportSessionItem, ImportError> {
+    parse_streamed(prefix, rest, limit, stream::READ_BLOCK)
 }
 
 /// What parses an inflated payload past the slice maximum: its prefix, the rest, the limit.
 type LargeParse = fn(Vec<u8>, &mut dyn Read, u64) -> Result<ImportSessionItem, ImportError>;
 
-/// [`decode_with_slice_max`] with the parse of large payloads given (the tests compare the
-/// streaming parse with serde_json's reader through the whole decoder).
+/// [`decode_chunked_item`] with the slice maximum and the parse of large payloads given (the
+/// tests compare the streaming parse with serde_json's reader through the whole decoder).
 fn decode_with<I, S>(
     parts: I,
     encoding: &str,

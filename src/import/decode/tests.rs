@@ -58,7 +58,7 @@ fn error_codes() {
 #[test]
 fn large_payloads_stream_with_the_same_results() {
     const SMALL: u64 = 1024;
-    let decode = |data: &str, max| decode_with_slice_max([data], "gzip+base64", max, SMALL);
+    let decode = |data: &str, max| decode_with([data], "gzip+base64", max, SMALL, parse_large);
     let code = |json: &[u8], max| {
         decode(&encode(json), max)
             .unwrap_err()
@@ -722,9 +722,7 @@ proptest::proptest! {
             outcome(decode_with([a, b], "gzip+base64", limit, slice_max, large))
         };
         let reader = decode(|prefix, rest, limit| parse_by_reader(prefix, rest, limit));
-        let streaming = decode(|prefix, rest, limit| {
-            parse_streamed(prefix, rest, limit, stream::READ_BLOCK)
-        });
+        let streaming = decode(parse_large);
         proptest::prop_assert_eq!(streaming, reader);
     }
 }
@@ -754,9 +752,7 @@ fn large_garbled_uploads_match_the_reader() {
         let reader = decode(data, limit, |prefix, rest, limit| {
             parse_by_reader(prefix, rest, limit)
         });
-        let streaming = decode(data, limit, |prefix, rest, limit| {
-            parse_streamed(prefix, rest, limit, stream::READ_BLOCK)
-        });
+        let streaming = decode(data, limit, parse_large);
         assert_eq!(streaming, reader);
         streaming
     };
