@@ -15,6 +15,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::Spread;
+use super::floor::{self, FloorCpu};
 use super::procs::{Binaries, Pair, PairOutcome, root_args};
 use super::raw::{ToolBodies, insert_rows};
 use super::replay::BenchError;
@@ -59,6 +60,12 @@ pub struct BackfillResult {
     pub raw_cpu_secs: Vec<f64>,
     /// backfill CPU / raw CPU per run.
     pub cpu_ratio: Spread,
+    /// The least CPU an import spends besides the raw loop's ([`floor`]), per run, measured
+    /// after that run's raw loop.
+    pub floor_cpu: Vec<FloorCpu>,
+    /// (raw CPU + floor) / raw CPU per run: the lowest `cpu_ratio` any importer of this corpus
+    /// can reach (P1's CPU target is 1.5).
+    pub floor_cpu_ratio: Spread,
     /// Bytes of the ledger a backfill leaves (database + WAL, after `nex` exited), of the raw
     /// loop's, and the backfill's per corpus byte.
     pub ledger_bytes: u64,
@@ -141,6 +148,11 @@ fn search_index_bytes(path: &Path) -> rusqlite::Result<u64> {
     Ok(bytes.max(0) as u64)
 }
 
+/// CPU seconds (user + system) of the calling thread so far.
+pub fn thread_cpu_secs() -> f64 {
+    cpu_secs(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+}
+
 /// CPU seconds (user + system) of `who` so far.
 fn cpu_secs(who: nix::sys::resource::UsageWho) -> f64 {
     let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
@@ -200,6 +212,13 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
 
     let (mut backfill_secs, mut raw_secs, mut re_secs) = (Vec::new(), Vec::new(), Vec::new());
     let (mut backfill_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
+    let mut floor_cpu = Vec::new();
+    let corpus_roots: Vec<PathBuf> = bench
+        .claude_dirs
+        .iter()
+        .chain(&bench.codex_dirs)
+        .cloned()
+        .collect();
     let (mut ledger_size, mut raw_size, mut index_size) = (0, 0, 0);
     let (mut aix_rss, mut nex_rss) = (0u64, 0u64);
     let (mut re_frames, mut re_imported) = (0, 0);
@@ -226,6 +245,7 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
             raw_secs.push(secs);
             raw_cpu.push(cpu);
             raw_size = bytes;
+            floor_cpu.push(floor::measure(&corpus_roots, &items)?);
             Ok(())
         };
         if raw_first {
@@ -285,6 +305,14 @@ pub fn run(bench: &BackfillBench) -> Result<BackfillResult, BenchError> {
         aix_peak_rss_mib: aix_rss as f64 / 1024.0,
         nex_peak_rss_mib: nex_rss as f64 / 1024.0,
         cpu_ratio: spread(&super::ratios(&backfill_cpu, &raw_cpu)),
+        floor_cpu_ratio: spread(
+            &floor_cpu
+                .iter()
+                .zip(&raw_cpu)
+                .map(|(f, raw)| (raw + f.total_secs()) / raw)
+                .collect::<Vec<_>>(),
+        ),
+        floor_cpu,
         backfill_cpu_secs: backfill_cpu,
         raw_cpu_secs: raw_cpu,
         ledger_bytes: ledger_size,

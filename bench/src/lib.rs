@@ -37,6 +37,7 @@ pub mod big;
 pub mod codex_files;
 pub mod corpus;
 pub mod files;
+pub mod floor;
 pub mod fuzz;
 pub mod home;
 pub mod idle;

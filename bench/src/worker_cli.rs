@@ -10,6 +10,7 @@ use super::backfill::{self, BackfillBench, BackfillResult};
 use super::big::{self, BigSessionBench};
 use super::codex_files::{codex_sessions_dir, write_codex};
 use super::files::{FileCorpusSpec, projects_dir, write_corpus};
+use super::floor::FloorCpu;
 use super::procs::Binaries;
 use super::tail::{self, TailLatencyBench, TailScalingBench};
 use super::tail_turn::{self, TailLongTurnBench};
@@ -331,6 +332,21 @@ fn backfill_cmd(a: &BackfillArgs, re: bool) -> Res {
             s(&super::Spread::of_or_nan(&r.backfill_cpu_secs)),
             s(&super::Spread::of_or_nan(&r.raw_cpu_secs)),
             s(&r.cpu_ratio)
+        );
+        let part = |f: fn(&FloorCpu) -> f64| {
+            s(&super::Spread::of_or_nan(
+                &r.floor_cpu.iter().map(f).collect::<Vec<_>>(),
+            ))
+        };
+        println!(
+            "floor    outside SQLite, at least: parse {} s · sha-256 {} s · compress {} s",
+            part(|f| f.parse_secs),
+            part(|f| f.digest_secs),
+            part(|f| f.compress_secs)
+        );
+        println!(
+            "         (raw + floor) / raw CPU {} (the least any importer can reach)",
+            s(&r.floor_cpu_ratio)
         );
         println!(
             "ledger   {:.1} MB ({:.2} x the corpus) · raw {:.1} MB ({:.2} x)",
