@@ -66,8 +66,10 @@ pub fn roots(options: &WorkerOptions) -> Vec<(Provider, PathBuf)> {
     for d in &options.gemini_dirs {
         roots.push((Provider::GeminiCli, d.clone()));
     }
+    // One folder given to two providers is walked by each (a file both would read is read once:
+    // `discover` keeps a path's first finding).
     let mut seen = std::collections::HashSet::new();
-    roots.retain(|(_, d)| seen.insert(d.clone()));
+    roots.retain(|(p, d)| seen.insert((*p, d.clone())));
     roots
 }
 
@@ -423,4 +425,28 @@ fn gemini_parent_key(source: &SourceFile) -> Option<(PathBuf, String)> {
     };
     let chats = source.path.parent()?.parent()?.to_path_buf();
     Some((chats, parent.chars().take(8).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_given_to_two_providers_is_a_root_of_each_and_a_repeated_one_is_one_root() {
+        let shared = PathBuf::from("/h/shared");
+        let options = WorkerOptions {
+            claude_dirs: vec![shared.clone(), shared.clone()],
+            codex_dirs: vec![shared.clone()],
+            gemini_dirs: vec![shared.clone()],
+            ..Default::default()
+        };
+        assert_eq!(
+            roots(&options),
+            vec![
+                (Provider::ClaudeCode, shared.clone()),
+                (Provider::Codex, shared.clone()),
+                (Provider::GeminiCli, shared),
+            ]
+        );
+    }
 }
