@@ -43,13 +43,16 @@ pub const BEFORE_VERSIONS: u32 = 1;
 /// that rule too (a 2.1.x `aside_question` agent's copy of its parent's conversation leaves the
 /// agent's item), and a file that lost every line it held to another file drops their rows.
 /// 7 = a prompt queued while the agent worked (`attachment` `queued_command`, 2.1.x) is a prompt
-/// opening its turn, not a skipped attachment.
-pub const CLAUDE_CODE: u32 = 7;
+/// opening its turn, not a skipped attachment. 8 = the lines before a session's first prompt
+/// (a 2.x session begun by a slash command opens with its `isMeta` caveat) are that prompt's
+/// turn, not a turn of their own without a prompt.
+pub const CLAUDE_CODE: u32 = 8;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
 /// without the cache reads (Codex's input includes them). 4 = a `/review` rollout names the
-/// session that started it (`aix::codex_reviews`).
-pub const CODEX: u32 = 4;
+/// session that started it (`aix::codex_reviews`). 5 = a command whose output reports an exit
+/// code other than 0 is a failed call (`status` `failed`), as Claude Code's are.
+pub const CODEX: u32 = 5;
 /// Cursor: 2 = workspace databases and the `ItemTable` formats. 3 = a legacy chat tab's
 /// follow-up prompt read from its editor state (`initText`) when `text` and `rawText` are empty;
 /// its input box (a last user bubble without text) is not a prompt.
@@ -60,8 +63,10 @@ pub const CURSOR: u32 = 3;
 pub const OPENCODE: u32 = 3;
 /// Gemini CLI: 2 = subagent chats, every user message a prompt, tokens per message id once.
 /// 3 = `input_tokens` without the cache reads (Gemini's input includes them). 4 = a later chat
-/// file carrying the `sessionId` of an earlier one is its own session.
-pub const GEMINI_CLI: u32 = 4;
+/// file carrying the `sessionId` of an earlier one is its own session. 5 = a log whose metadata
+/// record is written more than once (Code Assist resuming a chat) was created at the earliest
+/// `startTime`, not the last.
+pub const GEMINI_CLI: u32 = 5;
 
 /// The mapping version of each provider a run works under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,11 +269,11 @@ mod tests {
     #[test]
     fn every_provider_is_at_its_current_version() {
         let expected = [
-            (Provider::ClaudeCode, 7),
-            (Provider::Codex, 4),
+            (Provider::ClaudeCode, 8),
+            (Provider::Codex, 5),
             (Provider::Cursor, 3),
             (Provider::OpenCode, 3),
-            (Provider::GeminiCli, 4),
+            (Provider::GeminiCli, 5),
         ];
         assert_eq!(expected.len(), Provider::ALL.len());
         for (p, v) in expected {

@@ -22,7 +22,8 @@
 //!   `session-<time>-<id8>` files of one directory carrying one `sessionId` (2025 builds wrote
 //!   a subagent's chat, and the conversation after `/clear`, to a new file under the same id),
 //!   the first by name (its creation minute) is the session `sessionId`, each later one the
-//!   session `sessionId/<file stem>`: one file, one conversation, named from the file names. `createdAtMs` = `startTime`, else the
+//!   session `sessionId/<file stem>`: one file, one conversation, named from the file names. `createdAtMs` = the earliest `startTime` (Code Assist writes the metadata record again
+//!   each time it resumes a chat), else the
 //!   earliest message time; `updatedAtMs` = the later of `lastUpdated` and the latest message
 //!   time; `model` = that of the latest message naming one (by first appearance: rewriting an
 //!   older message does not move it back); `provider` = `google`; `project` = the

@@ -232,11 +232,12 @@ fn codex_per_request_contexts_duplicate_tokens_and_resume() {
         tools(item),
         vec![
             (
+                // `cargo test` exited 101: the command failed.
                 s("call_pr1"),
                 s("L4"),
                 None,
                 s("shell"),
-                s("completed"),
+                s("failed"),
                 Some(t("0:04.000")),
                 None
             ),

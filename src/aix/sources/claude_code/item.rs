@@ -119,6 +119,10 @@ pub(super) struct ItemState {
     /// replay earlier lines) must not start the call a second time once the first was resolved
     /// and let go.
     tools_seen: HashSet<Box<str>>,
+    /// The open turn has neither a prompt nor a reply yet: it holds only lines written before
+    /// the first prompt (a 2.x session begun by a slash command starts with its `isMeta`
+    /// caveat, timed after the command). The next prompt is that turn's prompt.
+    open_turn_awaits_prompt: bool,
     pub header: Header,
     /// Own chain for items that are a subset of a file's lines (inline sidechains).
     pub chain: Option<FingerprintChain>,
@@ -231,7 +235,20 @@ impl ItemState {
         };
 
         // Turn boundary.
-        if human || self.asm.open_ordinal().is_none() {
+        if human && self.open_turn_awaits_prompt {
+            self.open_turn_awaits_prompt = false;
+            let id = uuid.clone().unwrap_or_else(line_id);
+            if let Some(held) = self.asm.open_mut() {
+                let turn = &mut held.turn;
+                turn.query_message_source_ids.push(id);
+                if let Some(ts) = ts
+                    && (turn.started_at_ms == 0 || ts < turn.started_at_ms)
+                {
+                    turn.started_at_ms = ts;
+                }
+            }
+        } else if human || self.asm.open_ordinal().is_none() {
+            self.open_turn_awaits_prompt = !human && kind != "assistant";
             let id = uuid.clone().unwrap_or_else(line_id);
             let parent = self.turn_id_of(r.parent_uuid.as_deref());
             // Until its own reply names one, a turn runs on the model in effect before it.
@@ -254,6 +271,9 @@ impl ItemState {
         let Some(ordinal) = self.asm.open_ordinal() else {
             return Vec::new();
         };
+        if matches!(role, "assistant" | "tool") {
+            self.open_turn_awaits_prompt = false;
+        }
         let message_id = uuid.clone().unwrap_or_else(line_id);
         self.uuid_turn
             .insert(message_id.as_str().into(), ordinal as u32);

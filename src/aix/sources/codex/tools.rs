@@ -1,6 +1,9 @@
 //! Tool calls of a Codex rollout: every `*_call` response item (`function_call`,
 //! `custom_tool_call`, `local_shell_call`, `web_search_call`, MCP and future kinds) joined to its
 //! `*_call_output` by `call_id`; `collab_tool_call`'s `new_thread_id` names a spawned session.
+//!
+//! A joined call failed when its output says so: `success: false`, or a command's exit code
+//! other than 0 ([`exit_code`]), as a Claude Code command that exits non-zero is an error result.
 
 use serde_json::Value;
 
@@ -74,7 +77,8 @@ impl CodexParser {
             return;
         };
         let output = p.output.take().unwrap_or(Value::Null);
-        let failed = output.get("success").and_then(Value::as_bool) == Some(false);
+        let failed = output.get("success").and_then(Value::as_bool) == Some(false)
+            || exit_code(&output).is_some_and(|code| code != 0);
         let Some(call) = self.asm.tool_mut(call_id) else {
             return;
         };
@@ -104,6 +108,81 @@ impl CodexParser {
             && let Some(call) = self.asm.tool_mut(call_id)
         {
             call.spawned_source_session_id = thread;
+        }
+    }
+}
+
+/// The exit code a command's output reports, in the three forms Codex writes it: a JSON text
+/// `{"output", "metadata": {"exit_code", "duration_seconds"}}` (0.3x-0.5x), or a text whose
+/// header, the lines before `Output:`, holds `Exit code: N` (the shell tool, 0.8x on) or
+/// `Process exited with code N` (`exec_command`, after `Chunk ID` and `Wall time`).
+fn exit_code(output: &Value) -> Option<i64> {
+    let text = output.as_str()?;
+    if text.starts_with('{') {
+        #[derive(serde::Deserialize)]
+        struct Reported {
+            metadata: Option<Metadata>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            exit_code: Option<i64>,
+        }
+        let reported: Reported = serde_json::from_str(text).ok()?;
+        return reported.metadata?.exit_code;
+    }
+    text.lines()
+        .take(HEADER_LINES)
+        .take_while(|line| *line != "Output:")
+        .find_map(|line| {
+            line.strip_prefix("Exit code: ")
+                .or_else(|| line.strip_prefix("Process exited with code "))
+        })
+        .and_then(|code| code.trim().parse().ok())
+}
+
+/// The most lines a command output's header has (`Chunk ID`, `Wall time`, `Process exited with
+/// code`, `Original token count`, then `Output:`).
+const HEADER_LINES: usize = 6;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_exit_code_of_each_output_form_and_none_where_there_is_none() {
+        let cases = [
+            (
+                json!(r#"{"output":"x","metadata":{"exit_code":1,"duration_seconds":0.1}}"#),
+                Some(1),
+            ),
+            (
+                json!(r#"{"output":"x","metadata":{"exit_code":0}}"#),
+                Some(0),
+            ),
+            (json!(r#"{"output":"x"}"#), None),
+            (json!(r#"{"not json"#), None),
+            (
+                json!("Exit code: 2\nWall time: 1.1 seconds\nOutput:\nboom"),
+                Some(2),
+            ),
+            (
+                json!(
+                    "Chunk ID: 1a2b3c\nWall time: 28.9 seconds\nProcess exited with code 255\nOriginal token count: 842\nOutput:\nx"
+                ),
+                Some(255),
+            ),
+            (
+                json!("Chunk ID: 1a2b3c\nWall time: 0.5 seconds\nOutput:\nExit code: 3"),
+                None,
+            ),
+            (json!("Plan updated"), None),
+            (json!("Exit code: many"), None),
+            (json!({"content": "x", "success": true}), None),
+            (Value::Null, None),
+        ];
+        for (output, code) in cases {
+            assert_eq!(exit_code(&output), code, "{output}");
         }
     }
 }

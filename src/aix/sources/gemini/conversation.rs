@@ -235,13 +235,13 @@ impl Conversation {
                 *slot = value;
             }
         }
-        for (slot, value) in [
-            (&mut m.start_time, p.start_time),
-            (&mut m.last_updated, p.last_updated),
-        ] {
-            if value.is_some() {
-                *slot = value;
-            }
+        // A log whose metadata record is written again (Code Assist's `a2a-server` writes one
+        // each time it resumes the chat, each with a new `startTime`) began at the earliest.
+        if let Some(start) = p.start_time {
+            m.start_time = Some(m.start_time.map_or(start, |t| t.min(start)));
+        }
+        if p.last_updated.is_some() {
+            m.last_updated = p.last_updated;
         }
         if p.directories.is_some() {
             m.directories = p.directories;
@@ -316,7 +316,7 @@ impl Conversation {
         (started, completed)
     }
 
-    /// The session's creation time: `startTime`, else the earliest message time.
+    /// The session's creation time: the earliest `startTime`, else the earliest message time.
     pub fn created(&self) -> Option<i64> {
         self.meta.start_time.or(self.min_ts)
     }
@@ -481,6 +481,27 @@ mod tests {
         assert_eq!(turn_of(&c, "g3"), "u3");
         assert_eq!(turn_of(&c, "g2"), "u2", "the rewound branch keeps its rows");
         assert_eq!(c.history, vec!["u1", "g1", "u3", "g3"]);
+    }
+
+    #[test]
+    fn a_log_whose_metadata_record_is_written_again_keeps_its_earliest_start() {
+        let header = |start: &str| {
+            json!({"sessionId": "a2a-server", "projectHash": "p", "startTime": start,
+                   "lastUpdated": start, "kind": "main"})
+        };
+        let mut c = Conversation::default();
+        feed(
+            &mut c,
+            &[
+                header("2026-08-06T18:10:18.922Z"),
+                json!({"id": "u1", "type": "user", "timestamp": "2026-08-06T18:10:19.000Z",
+                       "content": "a"}),
+                header("2026-08-06T18:10:34.019Z"),
+                header("2026-08-06T18:10:50.014Z"),
+            ],
+        );
+        assert_eq!(c.created(), Some(1_786_039_818_922));
+        assert_eq!(c.meta.last_updated, Some(1_786_039_850_014));
     }
 
     #[test]
