@@ -19,7 +19,10 @@ use sha2::{Digest, Sha256};
 
 use super::cursor::FileCursor;
 use super::file_state::{FileState, ParserFactory};
-use super::sources::{FileRole, SessionParser, SourceFile, SpawnLink, fill_spawn_link};
+use super::sources::{
+    FileRole, PROMPT_LINK_PREFIX, Provider, SessionParser, SourceFile, SpawnLink, fill_spawn_link,
+    first_prompt, prompt_link_key,
+};
 use crate::protocol::ImportSessionItem;
 
 /// A child file whose items went out without their spawn link.
@@ -45,6 +48,9 @@ pub struct Lineage {
     known: HashSet<String>,
     /// Files scanned for their links.
     scanned: HashSet<PathBuf>,
+    /// The key of each Claude Code subagent file's first prompt, read once per run from the
+    /// file's head when a link by agent id is missing (`None`: it has none).
+    prompt_keys: HashMap<PathBuf, Option<String>>,
 }
 
 impl Lineage {
@@ -98,8 +104,13 @@ impl Lineage {
         }
         // Children that went out (in this run, or in an earlier one: not sent yet in this run)
         // with another link than the one the parent now gives.
-        for (agent_id, link) in &links {
-            for child in self.children.get(agent_id).into_iter().flatten() {
+        for (key, link) in &links {
+            let children: Vec<SourceFile> = if key.starts_with(PROMPT_LINK_PREFIX) {
+                self.children_by_prompt(key, &parents, source)
+            } else {
+                self.children.get(key).cloned().unwrap_or_default()
+            };
+            for child in &children {
                 let FileRole::Subagent {
                     parent_session_id, ..
                 } = &child.role
@@ -206,6 +217,53 @@ impl Lineage {
         resend
     }
 
+    /// The key of a Claude Code subagent file's first prompt (read from its head once per run).
+    fn prompt_key_of(&mut self, child: &SourceFile) -> Option<String> {
+        if child.provider != Provider::ClaudeCode
+            || !matches!(child.role, FileRole::Subagent { .. })
+        {
+            return None;
+        }
+        self.prompt_keys
+            .entry(child.path.clone())
+            .or_insert_with(|| first_prompt(&child.path).map(|p| prompt_link_key(&p)))
+            .clone()
+    }
+
+    /// The subagent files of one of `parents` (by their layout) that no link by agent id names
+    /// and whose first prompt has the key `key`.
+    fn children_by_prompt(
+        &mut self,
+        key: &str,
+        parents: &[String],
+        source: &SourceFile,
+    ) -> Vec<SourceFile> {
+        let candidates: Vec<SourceFile> = self
+            .children
+            .iter()
+            .flat_map(|(agent_id, files)| files.iter().map(move |f| (agent_id, f)))
+            .filter(|(agent_id, child)| {
+                let FileRole::Subagent {
+                    parent_session_id: Some(parent),
+                    ..
+                } = &child.role
+                else {
+                    return false;
+                };
+                child.provider == source.provider
+                    && parents.contains(parent)
+                    && !parents
+                        .iter()
+                        .any(|p| self.links.contains_key(&(p.clone(), (*agent_id).clone())))
+            })
+            .map(|(_, child)| child.clone())
+            .collect();
+        candidates
+            .into_iter()
+            .filter(|child| self.prompt_key_of(child).as_deref() == Some(key))
+            .collect()
+    }
+
     /// Fills `spawnToolCallId`, `taskDescription`, `taskStatus` of a subagent file's items from
     /// its meta file or a known parent, where the item lacks them, and remembers a child still
     /// lacking its spawn tool call id (with `cursor`, the file's cursor after these items).
@@ -250,16 +308,34 @@ impl Lineage {
                     parents.push(p.clone());
                 }
             }
-            let link = parents
+            let by_agent = parents
                 .iter()
-                .find_map(|p| self.links.get(&(p.clone(), agent_id.clone())));
-            if let Some(link) = link {
+                .find_map(|p| self.links.get(&(p.clone(), agent_id.clone())))
+                .cloned();
+            // Else the call that sent its first prompt (one interrupted before its result named
+            // the agent).
+            let prompt_key = match by_agent {
+                Some(_) => None,
+                None => self.prompt_key_of(source),
+            };
+            let link = by_agent.or_else(|| {
+                let key = prompt_key.as_ref()?;
+                parents
+                    .iter()
+                    .find_map(|p| self.links.get(&(p.clone(), key.clone())))
+                    .cloned()
+            });
+            if let Some(link) = &link {
                 fill_spawn_link(s, link);
             }
-            self.sent.insert(source.path.clone(), link.cloned());
+            self.sent.insert(source.path.clone(), link);
             self.cursors.insert(source.path.clone(), cursor.clone());
             if s.spawn_tool_call_id.is_none() {
                 for p in parents {
+                    if let Some(key) = &prompt_key {
+                        self.unlinked
+                            .insert((p.clone(), key.clone()), (source.clone(), cursor.clone()));
+                    }
                     self.unlinked
                         .insert((p, agent_id.clone()), (source.clone(), cursor.clone()));
                 }

@@ -45,7 +45,8 @@ pub const BEFORE_VERSIONS: u32 = 1;
 /// 7 = a prompt queued while the agent worked (`attachment` `queued_command`, 2.1.x) is a prompt
 /// opening its turn, not a skipped attachment. 8 = the lines before a session's first prompt
 /// (a 2.x session begun by a slash command opens with its `isMeta` caveat) are that prompt's
-/// turn, not a turn of their own without a prompt.
+/// turn, not a turn of their own without a prompt; a subagent whose call's result never named it
+/// (an interrupted `Task`) is linked to the call that sent its first prompt.
 pub const CLAUDE_CODE: u32 = 8;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`

@@ -265,7 +265,20 @@ fn claude_main_session_maps_every_rule() {
         ]
     );
     let links = p.spawn_links();
-    assert_eq!(links.len(), 1);
+    // By agent id, and the same call by its prompt (with what its `tool_use` line says).
+    assert_eq!(links.len(), 2);
+    let by_prompt: Vec<_> = links
+        .iter()
+        .filter(|(k, _)| k.starts_with(nex::aix::sources::PROMPT_LINK_PREFIX))
+        .map(|(_, l)| {
+            (
+                l.tool_use_id.as_str(),
+                l.description.as_deref(),
+                l.status.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(by_prompt, [("toolu_task", Some("List tests"), None)]);
     assert_eq!(
         links["c0ffee1"],
         nex::aix::sources::SpawnLink {

@@ -299,3 +299,157 @@ fn claude_subagents_of_a_deleted_main_file_are_imported_with_their_lineage() {
         )]
     );
 }
+
+/// A subagent whose `Task` call was interrupted before its result named the agent (real 2.1.x
+/// files: `is_error` result "[Request interrupted by user for tool use]", `toolUseResult` a
+/// plain string) is linked by its first prompt to the first call that sent that prompt; an
+/// agent whose call's result names it keeps that call, whatever the prompts.
+#[test]
+fn claude_subagent_of_an_interrupted_task_is_linked_by_its_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = "dddddddd-0000-4000-8000-00000000000d";
+    let project = dir.path().join("-work-shop");
+    let agents = project.join(sid).join("subagents");
+    std::fs::create_dir_all(&agents).unwrap();
+    let line = |v: serde_json::Value| serde_json::to_string(&v).unwrap();
+    let user = |uuid: &str, ts: &str, content: serde_json::Value, extra: serde_json::Value| {
+        let mut v = serde_json::json!({"type": "user", "uuid": uuid, "sessionId": sid,
+            "timestamp": ts, "message": {"role": "user", "content": content}});
+        if let serde_json::Value::Object(m) = extra {
+            v.as_object_mut().unwrap().extend(m);
+        }
+        line(v)
+    };
+    let task = |uuid: &str, id: &str, msg: &str, prompt: &str, ts: &str| {
+        line(
+            serde_json::json!({"type": "assistant", "uuid": uuid, "sessionId": sid,
+            "timestamp": ts, "message": {"id": msg, "model": "claude-opus-4-6",
+            "role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Task",
+            "input": {"description": "Survey", "prompt": prompt,
+                      "subagent_type": "general-purpose"}}]}}),
+        )
+    };
+    let interrupted = serde_json::json!([{"type": "tool_result", "tool_use_id": "toolu_a",
+        "is_error": true, "content": "[Request interrupted by user for tool use]"}]);
+    let answered = serde_json::json!([{"type": "tool_result", "tool_use_id": "toolu_b",
+        "content": "done"}]);
+    let main = [
+        user(
+            "p1",
+            "2026-01-01T00:00:00Z",
+            serde_json::json!("Survey the repo."),
+            serde_json::json!({}),
+        ),
+        task(
+            "t1",
+            "toolu_a",
+            "m1",
+            "Survey the repository.",
+            "2026-01-01T00:00:01Z",
+        ),
+        user(
+            "r1",
+            "2026-01-01T00:00:05Z",
+            interrupted,
+            serde_json::json!({
+            "toolUseResult": "Error: [Request interrupted by user for tool use]"}),
+        ),
+        user(
+            "p2",
+            "2026-01-01T00:01:00Z",
+            serde_json::json!("Go on."),
+            serde_json::json!({}),
+        ),
+        task(
+            "t2",
+            "toolu_b",
+            "m2",
+            "Survey the repository.",
+            "2026-01-01T00:01:01Z",
+        ),
+        user(
+            "r2",
+            "2026-01-01T00:02:00Z",
+            answered,
+            serde_json::json!({
+            "toolUseResult": {"status": "completed", "agentId": "b000002"}}),
+        ),
+    ]
+    .join("\n")
+        + "\n";
+    let child = |agent: &str, prompt: &str| {
+        [
+            line(
+                serde_json::json!({"type": "user", "uuid": format!("{agent}-1"),
+                "sessionId": sid, "agentId": agent, "isSidechain": true,
+                "timestamp": "2026-01-01T00:00:02Z",
+                "message": {"role": "user", "content": prompt}}),
+            ),
+            line(
+                serde_json::json!({"type": "assistant", "uuid": format!("{agent}-2"),
+                "sessionId": sid, "agentId": agent, "isSidechain": true,
+                "timestamp": "2026-01-01T00:00:03Z", "message": {"id": format!("{agent}-m"),
+                "model": "claude-haiku-4-5", "role": "assistant",
+                "content": [{"type": "text", "text": "Looking."}]}}),
+            ),
+        ]
+        .join("\n")
+            + "\n"
+    };
+    // Each child is written before its parent's file says anything about it.
+    std::fs::write(
+        agents.join("agent-a000001.jsonl"),
+        child("a000001", "Survey the repository."),
+    )
+    .unwrap();
+    std::fs::write(
+        agents.join("agent-b000002.jsonl"),
+        child("b000002", "Survey the repository."),
+    )
+    .unwrap();
+    std::fs::write(
+        agents.join("agent-c000003.jsonl"),
+        child("c000003", "Something else."),
+    )
+    .unwrap();
+    let links = || -> Vec<(String, Option<String>)> {
+        let options = nex::aix::WorkerOptions {
+            claude_dirs: vec![dir.path().to_path_buf()],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        nex::aix::scan(
+            &options,
+            &nex::aix::default_parser_factory(),
+            Some(&mut out),
+        )
+        .unwrap();
+        let mut last = std::collections::BTreeMap::new();
+        for l in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let item: ImportSessionItem = serde_json::from_slice(l).unwrap();
+            if item.session.is_subagent {
+                last.insert(item.source_session_id, item.session.spawn_tool_call_id);
+            }
+        }
+        last.into_iter().collect()
+    };
+    let agent = |a: &str| format!("{sid}/agent-{a}");
+    // No parent file yet: nobody is linked.
+    assert_eq!(
+        links(),
+        vec![
+            (agent("a000001"), None),
+            (agent("b000002"), None),
+            (agent("c000003"), None)
+        ]
+    );
+    std::fs::write(project.join(format!("{sid}.jsonl")), main).unwrap();
+    assert_eq!(
+        links(),
+        vec![
+            (agent("a000001"), o("toolu_a")),
+            (agent("b000002"), o("toolu_b")),
+            (agent("c000003"), None)
+        ]
+    );
+}

@@ -15,6 +15,7 @@ use crate::aix::sources::common::{
     FingerprintChain, Line, join_nonempty, later, parse_rfc3339_ms, str_at,
 };
 use crate::aix::sources::lenient::TextOrList;
+use crate::aix::sources::{SpawnLink, prompt_link_key};
 use crate::protocol::{Message, ToolCall, ToolJson, Turn};
 
 /// Model name Claude Code writes on locally generated (non-API) assistant lines.
@@ -123,6 +124,9 @@ pub(super) struct ItemState {
     /// the first prompt (a 2.x session begun by a slash command starts with its `isMeta`
     /// caveat, timed after the command). The next prompt is that turn's prompt.
     open_turn_awaits_prompt: bool,
+    /// Spawning calls met since the parser last took them, by the key of their prompt
+    /// ([`crate::aix::sources::prompt_link_key`]).
+    prompt_links: Vec<(String, SpawnLink)>,
     pub header: Header,
     /// Own chain for items that are a subset of a file's lines (inline sidechains).
     pub chain: Option<FingerprintChain>,
@@ -412,6 +416,9 @@ impl ItemState {
             if !self.tools_seen.insert(id.into()) {
                 continue;
             }
+            if let Some(link) = prompt_link(&block, id) {
+                self.prompt_links.push(link);
+            }
             self.asm.add_tool(ToolCall {
                 source_tool_call_id: id.to_owned(),
                 source_turn_id: turn_id.clone(),
@@ -546,9 +553,33 @@ impl ItemState {
             .map(str::to_owned)
     }
 
+    /// The spawning calls met since the last call, by the key of their prompt.
+    pub fn take_prompt_links(&mut self) -> Vec<(String, SpawnLink)> {
+        std::mem::take(&mut self.prompt_links)
+    }
+
     pub fn take(&mut self) -> Option<Taken> {
         self.asm.take()
     }
+}
+
+/// A spawning call (`Task`, or `Agent` as 2.1.x names it) by the key of its prompt: a subagent
+/// file's first prompt is its call's `input.prompt`, which links a subagent whose call never got
+/// the result naming its agent (interrupted, or still running when the file ends).
+fn prompt_link(block: &Block<'_>, id: &str) -> Option<(String, SpawnLink)> {
+    if !matches!(block.name.as_deref(), Some("Task" | "Agent")) {
+        return None;
+    }
+    let input = block.input.as_ref()?;
+    let prompt = str_at(input, "prompt").filter(|p| !p.trim().is_empty())?;
+    Some((
+        prompt_link_key(prompt),
+        SpawnLink {
+            tool_use_id: id.to_owned(),
+            description: str_at(input, "description").map(str::to_owned),
+            status: None,
+        },
+    ))
 }
 
 /// Text a content block contributes to a message: `text` blocks, and the text of a

@@ -56,7 +56,12 @@
 //! id to the call, its `description` and the result's `status`. A subagent file's item takes
 //! `spawnToolCallId`/`taskDescription` from `FileRole::Subagent.meta`; what is still blank is
 //! filled by the runtime from the parent's links (`fill_spawn_link`). Inline agents get theirs
-//! from the same file.
+//! from the same file. A call whose result never names its agent (interrupted: `is_error`,
+//! `toolUseResult` a plain string) is also known by its prompt: `spawn_links()` holds, beside
+//! the agent ids, `prompt:<digest>` of every spawning call's `input.prompt` (the first call to
+//! send a prompt keeps it), and the runtime links a subagent no agent id names to the call that
+//! sent its first prompt (`aix::lineage`). That call carries no `spawnedSourceSessionId`: the
+//! link is the child's.
 //!
 //! Reading: each line is read typed, with only the fields the mapping uses and every leaf
 //! lenient (`record`), so progress payloads are skipped without being built.
@@ -298,6 +303,14 @@ impl ClaudeCodeParser {
             }
         }
 
+        // A spawning call is also known by its prompt; the first call to send a prompt keeps it.
+        let item = match inline_key.as_deref() {
+            Some(k) => self.inline.get_mut(k),
+            None => Some(&mut self.own),
+        };
+        for (key, link) in item.map(ItemState::take_prompt_links).unwrap_or_default() {
+            self.links.entry(key).or_insert(link);
+        }
         for spawn in spawns {
             let description = self.describe(inline_key.as_deref(), &spawn.tool_use_id);
             let link = self.links.entry(spawn.agent_id.clone()).or_default();
