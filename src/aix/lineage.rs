@@ -38,6 +38,9 @@ pub struct Lineage {
     unlinked: HashMap<(String, String), Unlinked>,
     /// Subagent files known to the run, by agent id: the children a link may name.
     children: HashMap<String, Vec<SourceFile>>,
+    /// The same files by the parent session id their layout names (a link by prompt looks
+    /// among its parent's children only).
+    by_parent: HashMap<String, Vec<SourceFile>>,
     /// Main files known to the run: where a child's parent is looked for.
     mains: Vec<SourceFile>,
     /// The cursor of each known file as last committed or emitted (what a re-send starts from).
@@ -103,35 +106,46 @@ impl Lineage {
             }
         }
         // Children that went out (in this run, or in an earlier one: not sent yet in this run)
-        // with another link than the one the parent now gives.
-        for (key, link) in &links {
-            let children: Vec<SourceFile> = if key.starts_with(PROMPT_LINK_PREFIX) {
-                self.children_by_prompt(key, &parents, source)
-            } else {
-                self.children.get(key).cloned().unwrap_or_default()
+        // with another link than the one the parent now gives: those its links name by agent id,
+        // and those of its children no agent id links whose first prompt one of its calls sent.
+        let mut named: Vec<(SourceFile, SpawnLink)> = Vec::new();
+        for (key, link) in links
+            .iter()
+            .filter(|(k, _)| !k.starts_with(PROMPT_LINK_PREFIX))
+        {
+            for child in self.children.get(key).into_iter().flatten() {
+                named.push((child.clone(), link.clone()));
+            }
+        }
+        for child in self.children_by_prompt(&parents, source) {
+            let link = self
+                .prompt_key_of(&child)
+                .and_then(|key| links.get(&key).cloned());
+            if let Some(link) = link {
+                named.push((child, link));
+            }
+        }
+        for (child, link) in &named {
+            let FileRole::Subagent {
+                parent_session_id, ..
+            } = &child.role
+            else {
+                continue;
             };
-            for child in &children {
-                let FileRole::Subagent {
-                    parent_session_id, ..
-                } = &child.role
-                else {
-                    continue;
-                };
-                let parent_matches = parent_session_id
-                    .as_ref()
-                    .is_none_or(|p| parents.contains(p));
-                let stale = match self.sent.get(&child.path) {
-                    Some(sent) => sent.as_ref() != Some(link),
-                    None => true,
-                };
-                if parent_matches
-                    && stale
-                    && child.provider == source.provider
-                    && !resend.iter().any(|(s, _)| s.path == child.path)
-                    && let Some(cursor) = self.cursors.get(&child.path)
-                {
-                    resend.push((child.clone(), cursor.clone()));
-                }
+            let parent_matches = parent_session_id
+                .as_ref()
+                .is_none_or(|p| parents.contains(p));
+            let stale = match self.sent.get(&child.path) {
+                Some(sent) => sent.as_ref() != Some(link),
+                None => true,
+            };
+            if parent_matches
+                && stale
+                && child.provider == source.provider
+                && !resend.iter().any(|(s, _)| s.path == child.path)
+                && let Some(cursor) = self.cursors.get(&child.path)
+            {
+                resend.push((child.clone(), cursor.clone()));
             }
         }
         // A child found under one key is linked under all of them.
@@ -146,10 +160,20 @@ impl Lineage {
     pub fn know(&mut self, source: &SourceFile, cursor: Option<&FileCursor>) {
         match &source.role {
             FileRole::Main => self.mains.push(source.clone()),
-            FileRole::Subagent { agent_id, .. } => {
+            FileRole::Subagent {
+                agent_id,
+                parent_session_id,
+                ..
+            } => {
                 let files = self.children.entry(agent_id.clone()).or_default();
                 if !files.iter().any(|f| f.path == source.path) {
                     files.push(source.clone());
+                }
+                if let Some(parent) = parent_session_id {
+                    let files = self.by_parent.entry(parent.clone()).or_default();
+                    if !files.iter().any(|f| f.path == source.path) {
+                        files.push(source.clone());
+                    }
                 }
             }
         }
@@ -230,37 +254,25 @@ impl Lineage {
             .clone()
     }
 
-    /// The subagent files of one of `parents` (by their layout) that no link by agent id names
-    /// and whose first prompt has the key `key`.
-    fn children_by_prompt(
-        &mut self,
-        key: &str,
-        parents: &[String],
-        source: &SourceFile,
-    ) -> Vec<SourceFile> {
-        let candidates: Vec<SourceFile> = self
-            .children
+    /// The Claude Code subagent files of one of `parents` (by their layout) that no link by
+    /// agent id names: those a link by prompt may name.
+    fn children_by_prompt(&self, parents: &[String], source: &SourceFile) -> Vec<SourceFile> {
+        if source.provider != Provider::ClaudeCode {
+            return Vec::new();
+        }
+        parents
             .iter()
-            .flat_map(|(agent_id, files)| files.iter().map(move |f| (agent_id, f)))
-            .filter(|(agent_id, child)| {
-                let FileRole::Subagent {
-                    parent_session_id: Some(parent),
-                    ..
-                } = &child.role
-                else {
+            .flat_map(|parent| self.by_parent.get(parent).into_iter().flatten())
+            .filter(|child| {
+                let FileRole::Subagent { agent_id, .. } = &child.role else {
                     return false;
                 };
                 child.provider == source.provider
-                    && parents.contains(parent)
                     && !parents
                         .iter()
-                        .any(|p| self.links.contains_key(&(p.clone(), (*agent_id).clone())))
+                        .any(|p| self.links.contains_key(&(p.clone(), agent_id.clone())))
             })
-            .map(|(_, child)| child.clone())
-            .collect();
-        candidates
-            .into_iter()
-            .filter(|child| self.prompt_key_of(child).as_deref() == Some(key))
+            .cloned()
             .collect()
     }
 
