@@ -23,7 +23,10 @@
 //! `queued_command` in `prompt` mode (or without a mode) is read as the `user` line it stands for,
 //! its `prompt` the content (metadata `queued: true`); a background task's notice
 //! (`task-notification` mode) stays a skipped attachment. The other lines
-//! stay messages of the current turn. A line whose uuid the item already holds is a copy and
+//! stay messages of the current turn; those before the item's first prompt open a turn without
+//! one, which that prompt then takes as its own (a 2.x session begun by a slash command starts
+//! with the command's `isMeta` caveat, written after it), unless a reply came first. A line
+//! whose uuid the item already holds is a copy and
 //! changes nothing (a 2.1.x subagent sent a follow-up writes its earlier transcript to its file
 //! again, same uuids, before the new prompt): the first line stands.
 //!
