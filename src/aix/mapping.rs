@@ -52,7 +52,9 @@ pub const CLAUDE_CODE: u32 = 8;
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
 /// without the cache reads (Codex's input includes them). 4 = a `/review` rollout names the
 /// session that started it (`aix::codex_reviews`). 5 = a command whose output reports an exit
-/// code other than 0 is a failed call (`status` `failed`), as Claude Code's are.
+/// code other than 0 is a failed call (`status` `failed`), as Claude Code's are; a prompt
+/// written as an `item_completed` `UserMessage` (0.15x, which writes no `user_message`) opens
+/// its turn.
 pub const CODEX: u32 = 5;
 /// Cursor: 2 = workspace databases and the `ItemTable` formats. 3 = a legacy chat tab's
 /// follow-up prompt read from its editor state (`initText`) when `text` and `rawText` are empty;

@@ -557,3 +557,106 @@ fn codex_review_rollout_links_to_the_session_that_started_it() {
         assert_eq!(*parent_digest, None);
     }
 }
+
+/// 0.15x rollouts write no `user_message`: a prompt is an `item_completed` event of a
+/// `UserMessage` item (after its `response_item` model-input copy), and `world_state` and
+/// `thread_settings_applied` records carry nothing the mapping reads.
+#[test]
+fn codex_prompts_written_as_completed_user_message_items() {
+    let (items, p) =
+        codex("items/rollout-2026-09-02T09-59-58-01a06421-0000-7000-8000-000000000152.jsonl");
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    let (t1, t2) = (
+        "01a06421-0001-7000-8000-000000000001",
+        "01a06421-0002-7000-8000-000000000002",
+    );
+    let t = |s: &str| at(&format!("2026-09-02T10:{s}Z"));
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s(t1),
+                None,
+                t("00:00.700"),
+                Some(t("00:10.300")),
+                o("gpt-5.5-codex"),
+                tokens(2000, 40, 3000, 8, 5040),
+                o("L12"),
+                vec![s("L8")]
+            ),
+            (
+                s(t2),
+                o(t1),
+                t("01:00.300"),
+                Some(t("01:05.200")),
+                o("gpt-5.5-codex"),
+                // 200 of its input were cache writes (`cache_write_input_tokens`, 0.15x).
+                [
+                    Some(300),
+                    Some(10),
+                    Some(1500),
+                    Some(200),
+                    Some(0),
+                    Some(2010)
+                ],
+                o("L19"),
+                vec![s("L18")]
+            ),
+        ]
+    );
+    let roles: Vec<(String, String, Option<String>)> = messages(item)
+        .into_iter()
+        .map(|m| (m.0, m.2, m.3))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            (s("L8"), s("user"), o("Run the unit tests.")),
+            (s("L12"), s("assistant"), o("Two tests fail.")),
+            (s("L18"), s("user"), o("Fix them.")),
+            (s("L19"), s("assistant"), o("Fixed.")),
+        ]
+    );
+    // `exec_command` exited 101.
+    let calls: Vec<_> = item
+        .tool_calls
+        .iter()
+        .map(|c| (c.source_tool_call_id.as_str(), c.status.as_deref()))
+        .collect();
+    assert_eq!(calls, [("call_i1", Some("failed"))]);
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("event_msg/item_completed"), 1),
+            (s("event_msg/thread_settings_applied"), 1),
+            (s("response_item/message:developer"), 1),
+            (s("response_item/message:user"), 3),
+            (s("world_state"), 1),
+        ]
+    );
+}
+
+/// A build writing a prompt both ways, `user_message` then `item_completed` on the very next
+/// record (or the other way round), has one prompt: the second is counted as repeated.
+#[test]
+fn codex_a_prompt_written_as_both_events_is_one_prompt() {
+    let meta = r#"{"timestamp":"2026-09-02T10:00:00.000Z","type":"session_meta","payload":{"id":"01a06421-0000-7000-8000-0000000001b0","cwd":"/w","cli_version":"0.140.0"}}"#;
+    let said = r#"{"timestamp":"2026-09-02T10:00:01.000Z","type":"event_msg","payload":{"type":"user_message","message":"Go."}}"#;
+    let item = r#"{"timestamp":"2026-09-02T10:00:01.001Z","type":"event_msg","payload":{"type":"item_completed","item":{"type":"UserMessage","content":[{"type":"text","text":"Go."}]}}}"#;
+    let reply = r#"{"timestamp":"2026-09-02T10:00:02.000Z","type":"response_item","payload":{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Done."}]}}"#;
+    for order in [[said, item], [item, said]] {
+        let bytes = [meta, order[0], order[1], reply].join("\n") + "\n";
+        let file = source(Provider::Codex, "rollout.jsonl", FileRole::Main);
+        let mut p = parser_for(&file);
+        p.push_lines(bytes.as_bytes(), 0, true);
+        let items = p.take_items();
+        let prompts: Vec<_> = items[0]
+            .turns
+            .iter()
+            .map(|t| t.query_message_source_ids.clone())
+            .collect();
+        assert_eq!(prompts, vec![vec![s("L2")]]);
+        assert_eq!(skipped(p.as_ref()), vec![(s("repeated_prompt"), 1)]);
+    }
+}

@@ -15,9 +15,11 @@
 //!   after a second `session_meta` with another id (0.118+ subagents), everything up to the
 //!   first `task_started` whose `turn_id` is not older than the child's id. A second
 //!   `session_meta` with the session's own id (a resume) is skipped and counted.
-//! - Turns: each human prompt opens a turn: `event_msg user_message`, or in the old format a
-//!   user `message` that is not injected context (`<environment_context>`, AGENTS.md, …). The
-//!   same `user_message` written again on the very next record (`/review` does) is one prompt.
+//! - Turns: each human prompt opens a turn: `event_msg user_message`, or `event_msg
+//!   item_completed` of a `UserMessage` item (0.15x writes prompts so, and no `user_message`),
+//!   or in the old format a user `message` that is not injected context (`<environment_context>`,
+//!   AGENTS.md, …). The same prompt written again on the very next record (`/review` does; a
+//!   build writing both events would too) is one prompt.
 //!   `turn_context` never opens a turn (some versions write one per model request); it gives
 //!   the model. A turn is named by the Codex turn id announced (`task_started`, `turn_context`)
 //!   since the previous prompt and not yet used, else `L<n>` (1-based line of the prompt);
@@ -36,7 +38,9 @@
 //!   `input_tokens` includes `cached_input_tokens`: the turn's `inputTokens` is the uncached
 //!   input (input - cached, clamped at 0), `cachedInputTokens` the cache reads,
 //!   `reasoningTokens` = `reasoning_output_tokens` (part of the output), `totalTokens` Codex's
-//!   `total_tokens`; Codex reports no cache writes.
+//!   `total_tokens`; cache writes (`cache_write_input_tokens`, 0.15x, also inside
+//!   `input_tokens`) are `cacheWriteTokens` and come off `inputTokens` too (none reported:
+//!   NULL).
 //!
 //! Layout: this file reads lines and opens turns; `events` adds prompts, assistant text,
 //! reasoning, token usage and compactions to them; `session` the header, lineage and replay;
@@ -277,8 +281,13 @@ impl CodexParser {
                 Some(id) => self.native_id(id),
                 None => count_skip(&mut self.stats, &format!("event_msg/{sub}")),
             },
-            ("event_msg", "user_message") => {
-                let text = payload.message.take();
+            ("event_msg", "user_message" | "item_completed")
+                if sub == "user_message" || user_item_completed(&payload) =>
+            {
+                let text = match sub {
+                    "user_message" => payload.message.take(),
+                    _ => completed_item_text(&mut payload),
+                };
                 if text.is_some() && text == previous_prompt {
                     count_skip(&mut self.stats, "repeated_prompt");
                 } else {
@@ -532,4 +541,21 @@ impl SessionParser for CodexParser {
             .map(|(index, _)| index.take_displaced())
             .unwrap_or_default()
     }
+}
+
+/// Whether an `item_completed` event completes a prompt (`item.type` `UserMessage`).
+fn user_item_completed(p: &Payload<'_>) -> bool {
+    p.item.0.as_ref().and_then(|i| i.kind.as_deref()) == Some("UserMessage")
+}
+
+/// The text of a completed item: its `text` blocks, joined as a message's are.
+fn completed_item_text(p: &mut Payload<'_>) -> Option<String> {
+    let item = p.item.0.take()?;
+    join_nonempty(
+        item.content
+            .0
+            .into_iter()
+            .filter(|b| b.kind.as_deref() == Some("text"))
+            .filter_map(|b| b.text),
+    )
 }

@@ -58,6 +58,9 @@ pub(super) struct Payload<'a> {
     // event_msg: user_message, agent_message; compacted
     #[serde(deserialize_with = "owned_str")]
     pub message: Option<String>,
+    // event_msg: item_completed (0.15x writes a prompt as a completed `UserMessage` item)
+    #[serde(borrow)]
+    pub item: Obj<CompletedItem<'a>>,
     #[serde(borrow, deserialize_with = "lenient::str")]
     pub thread_name: Option<Cow<'a, str>>,
     #[serde(borrow, deserialize_with = "lenient::str")]
@@ -80,6 +83,16 @@ pub(super) struct Payload<'a> {
     pub output: Option<Value>,
     #[serde(borrow, deserialize_with = "lenient::str")]
     pub status: Option<Cow<'a, str>>,
+}
+
+/// `item_completed`'s item: its type (`UserMessage`, `AgentMessage`, …) and content blocks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct CompletedItem<'a> {
+    #[serde(rename = "type", borrow, deserialize_with = "lenient::str")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub content: List<TextBlock<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +198,8 @@ pub(super) struct TokenUsage {
     pub input_tokens: Option<i64>,
     #[serde(deserialize_with = "lenient::count")]
     pub cached_input_tokens: Option<i64>,
+    #[serde(deserialize_with = "lenient::count")]
+    pub cache_write_input_tokens: Option<i64>,
     #[serde(deserialize_with = "lenient::count")]
     pub output_tokens: Option<i64>,
     #[serde(deserialize_with = "lenient::count")]

@@ -9,6 +9,9 @@ use crate::protocol::Turn;
 pub(super) struct Totals {
     input: i64,
     cached: i64,
+    /// Cache writes (`cache_write_input_tokens`, 0.15x; part of `input_tokens` as the cache
+    /// reads are).
+    cache_write: i64,
     output: i64,
     reasoning: i64,
     total: i64,
@@ -40,6 +43,7 @@ impl Totals {
         Self {
             input: u.input_tokens.unwrap_or(0),
             cached: u.cached_input_tokens.unwrap_or(0),
+            cache_write: u.cache_write_input_tokens.unwrap_or(0),
             output: u.output_tokens.unwrap_or(0),
             reasoning: u.reasoning_output_tokens.unwrap_or(0),
             total: u.total_tokens.unwrap_or(0),
@@ -55,13 +59,21 @@ impl Totals {
         let d = Self {
             input: self.input - p.input,
             cached: self.cached - p.cached,
+            cache_write: self.cache_write - p.cache_write,
             output: self.output - p.output,
             reasoning: self.reasoning - p.reasoning,
             total: self.total - p.total,
         };
-        if [d.input, d.cached, d.output, d.reasoning, d.total]
-            .iter()
-            .any(|x| *x < 0)
+        if [
+            d.input,
+            d.cached,
+            d.cache_write,
+            d.output,
+            d.reasoning,
+            d.total,
+        ]
+        .iter()
+        .any(|x| *x < 0)
         {
             self
         } else {
@@ -77,6 +89,7 @@ impl Totals {
         Self {
             input: self.input.saturating_add(o.input),
             cached: self.cached.saturating_add(o.cached),
+            cache_write: self.cache_write.saturating_add(o.cache_write),
             output: self.output.saturating_add(o.output),
             reasoning: self.reasoning.saturating_add(o.reasoning),
             total: self.total.saturating_add(o.total),
@@ -87,10 +100,18 @@ impl Totals {
     /// (`cached_input_tokens`); the ledger's `input_tokens` is the uncached input, so the
     /// turn's cached sum is subtracted from its input sum (clamped at 0: a file whose cached
     /// count exceeds its input, never seen in real files, gives 0 rather than a negative).
-    /// `total_tokens` is Codex's own (input + output, cache reads included).
+    /// `total_tokens` is Codex's own (input + output, cache reads included). Cache writes
+    /// (reported from 0.15x on) are in `input_tokens` too: they come off the uncached input as
+    /// well and are the turn's `cache_write_tokens` (NULL when none were reported).
     pub fn write_to(self, t: &mut Turn) {
-        t.input_tokens = Some(self.input.saturating_sub(self.cached).max(0));
+        t.input_tokens = Some(
+            self.input
+                .saturating_sub(self.cached)
+                .saturating_sub(self.cache_write)
+                .max(0),
+        );
         t.cached_input_tokens = Some(self.cached);
+        t.cache_write_tokens = (self.cache_write > 0).then_some(self.cache_write);
         t.output_tokens = Some(self.output);
         t.reasoning_tokens = Some(self.reasoning);
         t.total_tokens = Some(self.total);
