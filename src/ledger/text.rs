@@ -382,14 +382,14 @@ mod tests {
             let text: String = parts.concat();
             let conn = Connection::open_in_memory().unwrap();
             let by_sql: String = conn
-                .query_row(SEARCH_TEXT_SQL, [&text], |r| r.get(0))
+                .query_row(&format!("SELECT {SEARCH_TEXT_EXPR}"), [&text], |r| r.get(0))
                 .unwrap();
             proptest::prop_assert_eq!(search_text(&text), by_sql);
         }
     }
 
-    /// Migration 0007's expression of what the index sees of a text.
-    const SEARCH_TEXT_SQL: &str = r"SELECT replace(replace(replace(replace(
+    /// Migration 0007's expression of what the index sees of the text `?1`.
+    const SEARCH_TEXT_EXPR: &str = r"replace(replace(replace(replace(
         CASE WHEN length(?1) <= 1536 THEN ?1
              ELSE substr(?1, 1, 1024) || ' … ' || substr(?1, -512) END,
         '\\', ' '), '\n', ' '), '\r', ' '), '\t', ' ')";
@@ -398,10 +398,7 @@ mod tests {
     fn search_text_is_the_sql_of_0007() {
         let conn = Connection::open_in_memory().unwrap();
         register(&conn).unwrap();
-        let sql = r"SELECT replace(replace(replace(replace(
-            CASE WHEN length(?1) <= 1536 THEN ?1
-                 ELSE substr(?1, 1, 1024) || ' … ' || substr(?1, -512) END,
-            '\\', ' '), '\n', ' '), '\r', ' '), '\t', ' '), nex_search_text(nex_pack(?1))";
+        let sql = format!("SELECT {SEARCH_TEXT_EXPR}, nex_search_text(nex_pack(?1))");
         let cases = [
             String::new(),
             "{\"a\":\"x\\ny\\\\z\\tw\\r\"}".to_owned(),
@@ -414,7 +411,7 @@ mod tests {
         ];
         for text in cases {
             let (by_sql, by_fn): (String, String) = conn
-                .query_row(sql, [&text], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(&sql, [&text], |r| Ok((r.get(0)?, r.get(1)?)))
                 .unwrap();
             assert_eq!(by_fn, by_sql, "{} chars", text.chars().count());
             assert_eq!(search_text(&text), by_sql);
