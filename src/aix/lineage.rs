@@ -165,15 +165,9 @@ impl Lineage {
                 parent_session_id,
                 ..
             } => {
-                let files = self.children.entry(agent_id.clone()).or_default();
-                if !files.iter().any(|f| f.path == source.path) {
-                    files.push(source.clone());
-                }
+                add_once(&mut self.children, agent_id, source);
                 if let Some(parent) = parent_session_id {
-                    let files = self.by_parent.entry(parent.clone()).or_default();
-                    if !files.iter().any(|f| f.path == source.path) {
-                        files.push(source.clone());
-                    }
+                    add_once(&mut self.by_parent, parent, source);
                 }
             }
         }
@@ -370,6 +364,14 @@ impl Lineage {
             h.update([0x1f]);
         }
         format!("{:x}", h.finalize())[..16].to_owned()
+    }
+}
+
+/// Files known under `key`, each path once.
+fn add_once(map: &mut HashMap<String, Vec<SourceFile>>, key: &str, source: &SourceFile) {
+    let files = map.entry(key.to_owned()).or_default();
+    if !files.iter().any(|f| f.path == source.path) {
+        files.push(source.clone());
     }
 }
 
