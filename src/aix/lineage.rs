@@ -19,9 +19,10 @@ use sha2::{Digest, Sha256};
 
 use super::cursor::FileCursor;
 use super::file_state::{FileState, ParserFactory};
+use super::sources::claude_code::first_prompt;
 use super::sources::{
     FileRole, PROMPT_LINK_PREFIX, Provider, SessionParser, SourceFile, SpawnLink, fill_spawn_link,
-    first_prompt, prompt_link_key,
+    prompt_link_key,
 };
 use crate::protocol::ImportSessionItem;
 

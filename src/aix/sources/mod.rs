@@ -133,7 +133,7 @@ pub fn fill_spawn_link(session: &mut SessionInfo, link: &SpawnLink) {
 /// The key under which a spawning call's link is known by its prompt (beside the agent ids of
 /// [`SessionParser::spawn_links`]): `prompt:` and the first 32 hex digits of the SHA-256 of the
 /// prompt's text. A subagent whose agent id no link names is linked by the key of its first
-/// prompt ([`first_prompt`]) to the first call of its parent that sent that prompt.
+/// prompt ([`claude_code::first_prompt`]) to the first call of its parent that sent that prompt.
 pub fn prompt_link_key(prompt: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(prompt.as_bytes());
@@ -143,41 +143,6 @@ pub fn prompt_link_key(prompt: &str) -> String {
 
 /// The prefix of [`prompt_link_key`]'s keys (agent ids never hold a `:`).
 pub const PROMPT_LINK_PREFIX: &str = "prompt:";
-
-/// The text of a Claude Code subagent file's first prompt: its first `user` line that is not
-/// `isMeta`, whose `message.content` is a string or starts with a text block. Reads at most
-/// [`FIRST_PROMPT_SCAN_BYTES`]; `None` when there is no such line there, or the file cannot be
-/// read (the subagent then stays unlinked, as before).
-pub fn first_prompt(path: &std::path::Path) -> Option<String> {
-    use std::io::{BufRead, BufReader, Read};
-    let file = std::fs::File::open(path).ok()?;
-    let reader = BufReader::new(file.take(FIRST_PROMPT_SCAN_BYTES));
-    for line in reader.split(b'\n') {
-        let line = line.ok()?;
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if value.get("type").and_then(serde_json::Value::as_str) != Some("user")
-            || value.get("isMeta").and_then(serde_json::Value::as_bool) == Some(true)
-        {
-            continue;
-        }
-        let content = value.get("message")?.get("content")?;
-        return match content {
-            serde_json::Value::String(text) => Some(text.clone()),
-            serde_json::Value::Array(blocks) => blocks
-                .first()
-                .filter(|b| b.get("type").and_then(serde_json::Value::as_str) == Some("text"))
-                .and_then(|b| b.get("text")?.as_str())
-                .map(str::to_owned),
-            _ => None,
-        };
-    }
-    None
-}
-
-/// How far [`first_prompt`] reads into a file.
-pub const FIRST_PROMPT_SCAN_BYTES: u64 = 1 << 20;
 
 /// The agents we read. `as_str` is the item's `sourceProvider`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
+use super::prompt::{is_prompt, prompt_link};
 use super::record::{Block, Record};
 use super::tool_result::result_json;
+use crate::aix::sources::SpawnLink;
 use crate::aix::sources::assembler::{
     Assembler, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING, Taken,
 };
@@ -15,7 +17,6 @@ use crate::aix::sources::common::{
     FingerprintChain, Line, join_nonempty, later, parse_rfc3339_ms, str_at,
 };
 use crate::aix::sources::lenient::TextOrList;
-use crate::aix::sources::{SpawnLink, prompt_link_key};
 use crate::protocol::{Message, ToolCall, ToolJson, Turn};
 
 /// Model name Claude Code writes on locally generated (non-API) assistant lines.
@@ -37,21 +38,6 @@ struct Usage {
 pub(super) struct TurnUsage {
     by_response: BTreeMap<String, Usage>,
 }
-
-/// Text a `user` line starts with when nobody typed it as a prompt (SOURCES.md "Real-world
-/// variants"): shell-mode input and output, local command output, interrupt markers, background
-/// task notices (injected context), and the compaction summary that 1.0.x wrote without
-/// `isCompactSummary`.
-const NOT_PROMPT_PREFIXES: [&str; 8] = [
-    "<bash-input>",
-    "<bash-stdout>",
-    "<bash-stderr>",
-    "<local-command-stdout>",
-    "<local-command-stderr>",
-    "[Request interrupted by user",
-    "<task-notification>",
-    "This session is being continued from a previous conversation",
-];
 
 /// Session header facts, folded over the item's lines.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -563,25 +549,6 @@ impl ItemState {
     }
 }
 
-/// A spawning call (`Task`, or `Agent` as 2.1.x names it) by the key of its prompt: a subagent
-/// file's first prompt is its call's `input.prompt`, which links a subagent whose call never got
-/// the result naming its agent (interrupted, or still running when the file ends).
-fn prompt_link(block: &Block<'_>, id: &str) -> Option<(String, SpawnLink)> {
-    if !matches!(block.name.as_deref(), Some("Task" | "Agent")) {
-        return None;
-    }
-    let input = block.input.as_ref()?;
-    let prompt = str_at(input, "prompt").filter(|p| !p.trim().is_empty())?;
-    Some((
-        prompt_link_key(prompt),
-        SpawnLink {
-            tool_use_id: id.to_owned(),
-            description: str_at(input, "description").map(str::to_owned),
-            status: None,
-        },
-    ))
-}
-
 /// Text a content block contributes to a message: `text` blocks, and the text of a
 /// `tool_result`'s content (a string or text blocks).
 fn block_texts(b: &Block<'_>) -> Vec<String> {
@@ -597,27 +564,5 @@ fn block_texts(b: &Block<'_>) -> Vec<String> {
             _ => Vec::new(),
         },
         _ => Vec::new(),
-    }
-}
-
-/// Whether a `user` line that is not a tool result opens a turn: a prompt someone typed. Not
-/// prompts: `isMeta` caveats and injected context, `isVisibleInTranscriptOnly` records, and the
-/// lines whose text starts with a `NOT_PROMPT_PREFIXES` marker. Slash commands are prompts, and
-/// so is a message holding only an image; a line with neither text nor image is not.
-fn is_prompt(r: &Record<'_>, plain: Option<&str>, blocks: &[Block<'_>]) -> bool {
-    if r.is_meta == Some(true) || r.is_visible_in_transcript_only == Some(true) {
-        return false;
-    }
-    let first_text = match plain {
-        Some(t) => Some(t.trim_start()).filter(|t| !t.is_empty()),
-        None => blocks
-            .iter()
-            .filter(|b| b.kind() == "text")
-            .filter_map(|b| b.text.as_deref().map(str::trim_start))
-            .find(|t| !t.is_empty()),
-    };
-    match first_text {
-        Some(t) => !NOT_PROMPT_PREFIXES.iter().any(|p| t.starts_with(p)),
-        None => blocks.iter().any(|b| b.kind() == "image"),
     }
 }

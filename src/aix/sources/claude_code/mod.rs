@@ -70,6 +70,7 @@
 //! lenient (`record`), so progress payloads are skipped without being built.
 
 mod item;
+mod prompt;
 mod record;
 mod tool_result;
 
@@ -77,6 +78,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use self::item::ItemState;
+pub use self::prompt::first_prompt;
 use self::record::Record;
 use super::assembler::Taken;
 use super::common::{FingerprintChain, Line, LineCursor, count_skip, parse_rfc3339_ms};
