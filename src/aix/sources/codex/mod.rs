@@ -281,19 +281,13 @@ impl CodexParser {
                 Some(id) => self.native_id(id),
                 None => count_skip(&mut self.stats, &format!("event_msg/{sub}")),
             },
-            ("event_msg", "user_message" | "item_completed")
-                if sub == "user_message" || user_item_completed(&payload) =>
-            {
-                let text = match sub {
-                    "user_message" => payload.message.take(),
-                    _ => completed_item_text(&mut payload),
-                };
-                if text.is_some() && text == previous_prompt {
-                    count_skip(&mut self.stats, "repeated_prompt");
-                } else {
-                    self.previous_prompt.clone_from(&text);
-                    self.prompt(&line, text, ts);
-                }
+            ("event_msg", "user_message") => {
+                let text = payload.message.take();
+                self.prompt_unless_repeated(&line, text, previous_prompt, ts);
+            }
+            ("event_msg", "item_completed") if user_item_completed(&payload) => {
+                let text = completed_item_text(&mut payload);
+                self.prompt_unless_repeated(&line, text, previous_prompt, ts);
             }
             ("event_msg", "agent_message") => {
                 self.assistant_text(&line, payload.message.take(), true, ts);
@@ -325,6 +319,23 @@ impl CodexParser {
             ("event_msg", _) => count_skip(&mut self.stats, &format!("{kind}/{sub}")),
             ("", _) => count_skip(&mut self.stats, "unknown"),
             (other, _) => count_skip(&mut self.stats, other),
+        }
+    }
+
+    /// A prompt event: the same text as the prompt of the record just before is one prompt
+    /// (counted as repeated), else a prompt that opens its turn.
+    fn prompt_unless_repeated(
+        &mut self,
+        line: &Line<'_>,
+        text: Option<String>,
+        previous: Option<String>,
+        ts: Option<i64>,
+    ) {
+        if text.is_some() && text == previous {
+            count_skip(&mut self.stats, "repeated_prompt");
+        } else {
+            self.previous_prompt.clone_from(&text);
+            self.prompt(line, text, ts);
         }
     }
 
