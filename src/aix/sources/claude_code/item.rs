@@ -238,7 +238,8 @@ impl ItemState {
                 }
             }
         } else if human || self.asm.open_ordinal().is_none() {
-            self.open_turn_awaits_prompt = !human && kind != "assistant";
+            // A reply or tool result joining it below clears this again.
+            self.open_turn_awaits_prompt = !human;
             let id = uuid.clone().unwrap_or_else(line_id);
             let parent = self.turn_id_of(r.parent_uuid.as_deref());
             // Until its own reply names one, a turn runs on the model in effect before it.
