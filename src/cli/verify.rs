@@ -75,6 +75,21 @@ pub struct ProviderReport {
     pub only_in_ledger: Vec<LedgerOnly>,
     /// Sessions of the provider in the ledger.
     pub ledger_sessions: u64,
+    /// Lineage columns of the provider's sessions that name nothing the ledger holds: a parent
+    /// session the source no longer has either (an agent deleted it, or only ever kept a
+    /// snapshot of it), or a spawning tool call missing from its parent. Listed, not counted
+    /// as mismatches: the ledger holds what the sources hold.
+    pub dangling_lineage: Vec<DanglingLineage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DanglingLineage {
+    pub label: String,
+    pub source_session_id: String,
+    /// `parent_session_label` or `spawn_tool_call_id`.
+    pub field: String,
+    /// The label or id that names nothing.
+    pub names: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -309,6 +324,8 @@ struct LedgerSession {
 /// The ledger's sessions by (provider, source session id).
 struct LedgerFigures {
     sessions: BTreeMap<(String, String), LedgerSession>,
+    /// Lineage links naming nothing, by provider.
+    dangling: BTreeMap<String, Vec<DanglingLineage>>,
 }
 
 impl LedgerFigures {
@@ -379,7 +396,56 @@ impl LedgerFigures {
                 Ok(())
             },
         )?;
-        Ok(Self { sessions })
+        let dangling = Self::read_dangling(conn)?;
+        Ok(Self { sessions, dangling })
+    }
+
+    /// Each imported session's parent label with no session row, and spawning call id with no
+    /// tool call row.
+    fn read_dangling(
+        conn: &Connection,
+    ) -> Result<BTreeMap<String, Vec<DanglingLineage>>, VerifyError> {
+        let mut stmt = conn.prepare(
+            "SELECT si.source_provider, si.source_session_id, s.label, s.parent_session_label,
+                    s.spawn_tool_call_id,
+                    s.parent_session_label IS NOT NULL
+                        AND NOT EXISTS (SELECT 1 FROM sessions p WHERE p.label = s.parent_session_label),
+                    s.spawn_tool_call_id IS NOT NULL
+                        AND NOT EXISTS (SELECT 1 FROM tool_calls t WHERE t.id = s.spawn_tool_call_id)
+             FROM session_imports si JOIN sessions s ON s.label = si.session_label
+             WHERE si.source = ?1
+               AND (s.parent_session_label IS NOT NULL OR s.spawn_tool_call_id IS NOT NULL)
+             ORDER BY s.label",
+        )?;
+        let mut rows = stmt.query(params![SOURCE])?;
+        let mut out: BTreeMap<String, Vec<DanglingLineage>> = BTreeMap::new();
+        while let Some(r) = rows.next()? {
+            let provider: String = r.get(0)?;
+            for (field, value, missing) in [
+                (
+                    "parent_session_label",
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, bool>(5)?,
+                ),
+                (
+                    "spawn_tool_call_id",
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, bool>(6)?,
+                ),
+            ] {
+                if let (true, Some(names)) = (missing, value) {
+                    out.entry(provider.clone())
+                        .or_default()
+                        .push(DanglingLineage {
+                            label: r.get(2)?,
+                            source_session_id: r.get(1)?,
+                            field: field.to_owned(),
+                            names,
+                        });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The label a session has or would get (its import's, else the deterministic one).
@@ -409,6 +475,7 @@ fn compare(
             mismatched: Vec::new(),
             only_in_ledger: Vec::new(),
             ledger_sessions: 0,
+            dangling_lineage: ledger.dangling.get(name).cloned().unwrap_or_default(),
         };
         let mut seen = std::collections::HashSet::new();
         for f in source.iter().filter(|f| f.provider == name) {
@@ -580,6 +647,30 @@ fn render(report: &VerifyReport) -> String {
             only.len()
         ));
         out.push_str(&table(&["PROVIDER", "SESSION"], &only));
+    }
+    let dangling: Vec<Vec<String>> = report
+        .providers
+        .iter()
+        .flat_map(|p| {
+            p.dangling_lineage.iter().map(|d| {
+                vec![
+                    p.provider.clone(),
+                    d.label.clone(),
+                    d.field.clone(),
+                    d.names.clone(),
+                ]
+            })
+        })
+        .collect();
+    if !dangling.is_empty() {
+        out.push_str(&format!(
+            "\n\n{} lineage links name nothing the ledger holds:\n",
+            dangling.len()
+        ));
+        out.push_str(&table(
+            &["PROVIDER", "SESSION", "FIELD", "NAMES"],
+            &dangling,
+        ));
     }
     out
 }

@@ -86,6 +86,31 @@ fn verify_matches_a_backfill_lists_gone_sources_and_reports_tampered_rows() {
         assert_eq!(p["ledger_sessions"], p["sessions"]);
         assert_eq!(p["only_in_ledger"], serde_json::json!([]));
     }
+    // The fixtures' orphans: a Codex thread spawned by a rollout the fixtures lack names a
+    // parent the ledger does not hold; a Claude Code subagent whose parent history is gone
+    // names a parent session and a spawning call.
+    let codex_dangling = codex["dangling_lineage"].as_array().unwrap();
+    assert_eq!(codex_dangling.len(), 1, "{report}");
+    assert_eq!(codex_dangling[0]["field"], "parent_session_label");
+    assert_eq!(
+        codex_dangling[0]["source_session_id"],
+        "019d0005-0000-7000-8000-000000000040"
+    );
+    let orphan = "12121212-0000-4000-8000-00000000000c/agent-a0f1e2d3c4b5a6978";
+    let dangling = claude["dangling_lineage"].as_array().unwrap();
+    let fields: Vec<&str> = dangling
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["parent_session_label", "spawn_tool_call_id"],
+        "{report}"
+    );
+    assert!(
+        dangling.iter().all(|d| d["source_session_id"] == orphan),
+        "{report}"
+    );
     assert_eq!(report["providers"].as_array().unwrap().len(), 5);
 
     // The agent deleted a history: the ledger kept it, which is no mismatch.
@@ -212,6 +237,50 @@ fn verify_matches_a_backfill_lists_gone_sources_and_reports_tampered_rows() {
     let out = verify(tree.path(), &ledger, &roots, &["--provider", "claude"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("[provider_unknown]"));
+
+    // A subagent whose parent label names no session: a mismatch against the source, and a
+    // dangling lineage link.
+    let conn = open(&ledger);
+    let child: String = conn
+        .query_row(
+            "SELECT label FROM sessions WHERE is_subagent = 1
+               AND label LIKE 'import:claude-code:%'
+               AND parent_session_label IN (SELECT label FROM sessions)
+             ORDER BY label LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute(
+        "UPDATE sessions SET parent_session_label = 'import:claude-code:gone' WHERE label = ?1",
+        [&child],
+    )
+    .unwrap();
+    drop(conn);
+    let (code, report) = verify_json(tree.path(), &ledger, &roots);
+    assert_eq!(code, 1, "{report}");
+    let claude = provider(&report, "claude-code");
+    let dangling = claude["dangling_lineage"].as_array().unwrap();
+    assert_eq!(dangling.len(), 3, "{report}");
+    let gone = dangling
+        .iter()
+        .find(|d| d["names"] == "import:claude-code:gone")
+        .expect("the tampered parent is listed");
+    assert_eq!(gone["label"], child.as_str());
+    assert_eq!(gone["field"], "parent_session_label");
+    assert!(
+        mismatches(&report)
+            .iter()
+            .any(|m| m["label"] == child.as_str() && m["field"] == "parent_session_label"),
+        "{report}"
+    );
+    let out = verify(tree.path(), &ledger, &roots, &[]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("4 lineage links name nothing the ledger holds:"),
+        "{text}"
+    );
+    assert!(text.contains("import:claude-code:gone"), "{text}");
 }
 
 #[test]
@@ -368,13 +437,17 @@ fn conformance(name: &str, dir: &Path) -> Vec<String> {
         .collect();
     for p in report["providers"].as_array().unwrap() {
         eprintln!(
-            "verify_cli conformance {name}: {} sessions {} matched {} mismatches {} only in ledger {}",
+            "verify_cli conformance {name}: {} sessions {} matched {} mismatches {} only in ledger {} dangling lineage {}",
             p["provider"].as_str().unwrap(),
             p["sessions"],
             p["matched"],
             p["mismatched"].as_array().unwrap().len(),
-            p["only_in_ledger"].as_array().unwrap().len()
+            p["only_in_ledger"].as_array().unwrap().len(),
+            p["dangling_lineage"].as_array().unwrap().len()
         );
+        for d in p["dangling_lineage"].as_array().unwrap() {
+            eprintln!("verify_cli conformance {name}: dangling {d}");
+        }
     }
     assert_eq!(code == 0, found.is_empty(), "exit code {code} vs {found:?}");
     found
