@@ -18,8 +18,7 @@ use super::discover::discover;
 use super::emit::Emitter;
 use super::file_state::{FileState, FileUpdate, ParserFactory, ReadKind};
 use super::lineage::{Lineage, Unlinked, seal_lineage};
-use super::mapping::{self, MappingVersions};
-use super::sources::StoreCursor;
+use super::mapping::{self, MappingVersions, StartCursors};
 use super::status::{StopSignal, WorkerStatus};
 use super::stores::{OutputFailed, StoreRun, open_stores};
 use crate::protocol::{FileError, MAX_FILE_ERRORS, RunProgress, StoreFigures};
@@ -267,13 +266,13 @@ type JobResult = (FileState, std::io::Result<Option<FileUpdate>>);
 /// skipped.
 pub fn run_backfill(
     options: &WorkerOptions,
-    cursors: &HashMap<String, FileCursor>,
-    store_cursors: &HashMap<String, StoreCursor>,
+    start: &StartCursors,
     factory: &ParserFactory,
     emitter: &mut Emitter<'_>,
     stop: &StopSignal,
     status: &WorkerStatus,
 ) -> std::io::Result<RunCounters> {
+    let (cursors, upgraded) = (&start.files, &start.upgraded_files);
     let started = Instant::now();
     let mut counters = RunCounters::default();
     let found = discover(options);
@@ -304,7 +303,10 @@ pub fn run_backfill(
         // A file of a quiet project matched its cursor's stat a moment ago: nothing to read.
         let in_quiet_project = d.source.provider == super::sources::Provider::ClaudeCode
             && claude_project(&d.source.path).is_some_and(|p| quiet.contains(&p));
-        let state = FileState::new(d.source, cursors.get(&key).cloned());
+        let mut state = FileState::new(d.source, cursors.get(&key).cloned());
+        if upgraded.contains(&key) {
+            state.mark_upgraded();
+        }
         let needs_read = if in_quiet_project {
             Ok(false)
         } else {
@@ -434,7 +436,7 @@ pub fn run_backfill(
         if stop.is_stopped() {
             break;
         }
-        let mut run = StoreRun::new(store, store_cursors);
+        let mut run = StoreRun::new(store, &start.stores);
         run.poll(
             options.full,
             false,

@@ -74,6 +74,9 @@ pub struct FileState {
     /// Whether items of the file's own session went out (with the cursor, or read from it):
     /// a whole read that no longer yields the session retracts it.
     sent_own: bool,
+    /// The file was imported under another mapping version (its cursor was dropped): its
+    /// first whole read retracts the sessions that version named otherwise.
+    upgraded: bool,
 }
 
 /// The session header fields the import service copies into turn rows (IMPORT_SEMANTICS.md item
@@ -115,10 +118,18 @@ impl FileState {
         Self {
             source,
             sent_own: cursor.as_ref().is_some_and(|c| c.sent_own.unwrap_or(true)),
+            upgraded: false,
             cursor,
             parser: None,
             derived: HashMap::new(),
         }
+    }
+
+    /// Marks the file as imported under another mapping version (`mapping::upgraded_file_keys`):
+    /// the first whole read that yields a session the old version named otherwise
+    /// (`SessionParser::renamed_sessions`) retracts the old name (item rule 15).
+    pub fn mark_upgraded(&mut self) {
+        self.upgraded = true;
     }
 
     /// Treats the file's own session as sent although no cursor says so: for a file read
@@ -343,6 +354,9 @@ impl FileState {
             kind == ReadKind::Whole,
             &mut items,
         );
+        if kind == ReadKind::Whole && std::mem::take(&mut self.upgraded) {
+            retract_renamed(parser.as_ref(), self.source.provider.as_str(), &mut items);
+        }
         let (head_len, head) = match (&self.cursor, kind) {
             (Some(c), ReadKind::Appended | ReadKind::Resumed) if c.head_len > 0 => {
                 (c.head_len, c.head.clone())
@@ -470,6 +484,32 @@ fn own_session(
     // What the ledger holds: a whole read that neither yields nor retracts leaves the rows.
     *sent = yields || (*sent && !retract);
     Some(*sent)
+}
+
+/// Item rule 15 after an upgrade: appends the `retract` item of each session the file's former
+/// mapping named otherwise (`SessionParser::renamed_sessions`) whose current session `items`
+/// hold. A file that yields nothing now retracts nothing: rows outlive a source that lost its
+/// content.
+fn retract_renamed(parser: &dyn SessionParser, provider: &str, items: &mut Vec<ImportSessionItem>) {
+    let renamed = parser.renamed_sessions();
+    if renamed.is_empty() {
+        return;
+    }
+    let fingerprint = parser.fingerprint();
+    for (former, current) in renamed {
+        let yields = |id: &str| {
+            items
+                .iter()
+                .any(|i| i.source_session_id == id && !i.retract)
+        };
+        if yields(&current) && !yields(&former) {
+            items.push(ImportSessionItem::retraction(
+                provider,
+                former,
+                &fingerprint,
+            ));
+        }
+    }
 }
 
 /// Whether partial `items` would leave turn rows sent earlier derived from a header that

@@ -68,8 +68,10 @@ pub const OPENCODE: u32 = 3;
 /// 3 = `input_tokens` without the cache reads (Gemini's input includes them). 4 = a later chat
 /// file carrying the `sessionId` of an earlier one is its own session. 5 = a log whose metadata
 /// record is written more than once (Code Assist resuming a chat) was created at the earliest
-/// `startTime`, not the last.
-pub const GEMINI_CLI: u32 = 5;
+/// `startTime`, not the last. 6 = a Code Assist log is the session
+/// `a2a-server/<project>/<file stem>`, no longer `a2a-server/<file stem>` (two projects' chats
+/// begun in the same minute were one session); the former name is retracted.
+pub const GEMINI_CLI: u32 = 6;
 
 /// The mapping version of each provider a run works under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +177,45 @@ pub fn current_file_cursors(
         .iter()
         .filter(|(key, c)| provider_of_key(key).is_some_and(|p| c.mapping == versions.of(p)))
         .map(|(k, c)| (k.clone(), c.clone()))
+        .collect()
+}
+
+/// The cursors of `run.start` as a run under `versions` takes them.
+#[derive(Debug, Default)]
+pub struct StartCursors {
+    /// The file cursors taken under the run's versions ([`current_file_cursors`]).
+    pub files: std::collections::HashMap<String, super::FileCursor>,
+    /// The keys of the others ([`upgraded_file_keys`]).
+    pub upgraded_files: std::collections::HashSet<String>,
+    /// The store cursors, tokens as the stores know them ([`current_store_cursors`]).
+    pub stores: std::collections::HashMap<String, super::sources::StoreCursor>,
+}
+
+impl StartCursors {
+    pub fn of(
+        files: &std::collections::HashMap<String, super::FileCursor>,
+        stores: &std::collections::HashMap<String, super::sources::StoreCursor>,
+        versions: &MappingVersions,
+    ) -> Self {
+        Self {
+            files: current_file_cursors(files, versions),
+            upgraded_files: upgraded_file_keys(files, versions),
+            stores: current_store_cursors(stores, versions),
+        }
+    }
+}
+
+/// The keys of the file cursors of `run.start` that [`current_file_cursors`] drops: files
+/// imported under another mapping version, whose first whole read may retract the sessions
+/// that version named otherwise (`SessionParser::renamed_sessions`).
+pub fn upgraded_file_keys(
+    cursors: &std::collections::HashMap<String, super::FileCursor>,
+    versions: &MappingVersions,
+) -> std::collections::HashSet<String> {
+    cursors
+        .iter()
+        .filter(|(key, c)| provider_of_key(key).is_some_and(|p| c.mapping != versions.of(p)))
+        .map(|(k, _)| k.clone())
         .collect()
 }
 

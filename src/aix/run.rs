@@ -59,39 +59,26 @@ pub fn run_mode(
     );
     // Cursors taken under another mapping version are dropped: their files and sessions are
     // read whole and re-imported under this one (`aix::mapping`).
-    let cursors = mapping::current_file_cursors(&spec.cursors, &spec.options.mappings);
-    let store_cursors = mapping::current_store_cursors(&spec.store_cursors, &spec.options.mappings);
-    let stale_sessions = store_cursors
+    let cursors =
+        mapping::StartCursors::of(&spec.cursors, &spec.store_cursors, &spec.options.mappings);
+    let stale_sessions = cursors
+        .stores
         .values()
         .filter(|c| c.token == mapping::STALE_TOKEN)
         .count();
-    if cursors.len() < spec.cursors.len() || stale_sessions > 0 {
+    if !cursors.upgraded_files.is_empty() || stale_sessions > 0 {
         tracing::info!(
-            files = spec.cursors.len() - cursors.len(),
+            files = cursors.upgraded_files.len(),
             store_sessions = stale_sessions,
             "cursors of another mapping version: read whole again"
         );
     }
     let counters = match spec.mode {
-        RunMode::Backfill => run_backfill(
-            &spec.options,
-            &cursors,
-            &store_cursors,
-            factory,
-            &mut emitter,
-            stop,
-            status,
-        )
-        .map_err(WorkerError::Output)?,
-        RunMode::Tail => run_tail(
-            &spec.options,
-            &cursors,
-            &store_cursors,
-            factory,
-            &mut emitter,
-            stop,
-            status,
-        )?,
+        RunMode::Backfill => {
+            run_backfill(&spec.options, &cursors, factory, &mut emitter, stop, status)
+                .map_err(WorkerError::Output)?
+        }
+        RunMode::Tail => run_tail(&spec.options, &cursors, factory, &mut emitter, stop, status)?,
     };
     if emitter.pending_cursors() > 0 {
         tracing::debug!(

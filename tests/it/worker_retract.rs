@@ -5,18 +5,24 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
+use nex::aix::cursor::cursor_map;
 use nex::aix::mapping::{self, MappingVersions};
 use nex::aix::sources::Provider;
 use nex::aix::sources::store::store_cursor_key;
-use nex::aix::{WorkerOptions, default_parser_factory};
-use nex::protocol::{Cursor, Envelope, ImportRequest, ImportSessionItem, WorkerFrame};
+use nex::aix::sources::{ParseStats, SessionParser, SourceFile};
+use nex::aix::{
+    FrameSink, ParserFactory, RunSpec, StopSignal, WorkerOptions, WorkerStatus,
+    default_parser_factory, run_mode,
+};
+use nex::protocol::{Cursor, Envelope, ImportRequest, ImportSessionItem, RunMode, WorkerFrame};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use crate::e2e_support::{canonical, first_difference, open};
 use crate::worker_backfill::backfill;
-use crate::worker_fake::batch_items;
+use crate::worker_fake::{Capture, batch_items};
 use crate::worker_mapping::replay_report as replay;
 
 /// 2025-03-01T00:00:00Z.
@@ -400,4 +406,162 @@ fn a_copies_only_claude_file_still_there_is_retracted_once_its_owner_appears() {
     let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
     let again = backfill(&options, &cursors, &default_parser_factory());
     assert_eq!(batch_items(&again), Vec::<ImportSessionItem>::new());
+}
+
+/// Gemini CLI mapping 5's name of a Code Assist log, `a2a-server/<file stem>`, from mapping 6's
+/// `a2a-server/<project>/<file stem>`: the parser of the old mapping.
+struct ProjectlessCodeAssist(Box<dyn SessionParser>);
+
+impl SessionParser for ProjectlessCodeAssist {
+    fn push_lines(&mut self, bytes: &[u8], offset: u64, emit: bool) {
+        self.0.push_lines(bytes, offset, emit);
+    }
+    fn take_items(&mut self) -> Vec<ImportSessionItem> {
+        let mut items = self.0.take_items();
+        for item in &mut items {
+            let parts: Vec<&str> = item.source_session_id.split('/').collect();
+            if let ["a2a-server", _project, stem] = parts[..] {
+                item.source_session_id = format!("a2a-server/{stem}");
+            }
+        }
+        items
+    }
+    fn open_turn_offset(&self) -> u64 {
+        self.0.open_turn_offset()
+    }
+    fn fingerprint(&self) -> String {
+        self.0.fingerprint()
+    }
+    fn stats(&self) -> &ParseStats {
+        self.0.stats()
+    }
+}
+
+const CODE_ASSIST_LOGS: [&str; 2] = [
+    "session-2026-05-27T11-44-a2a-serv.jsonl",
+    "session-2026-05-27T12-15-a2a-serv.jsonl",
+];
+
+/// Two Code Assist logs of project `proj-e` imported by mapping 5; the options of a run under
+/// `gemini` (the Gemini CLI mapping version).
+fn code_assist_imported(root: &Path, ledger: &Path) -> (PathBuf, MappingVersions) {
+    let chats = root.join("tmp/proj-e/chats");
+    std::fs::create_dir_all(&chats).unwrap();
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemini/tmp/proj-e/chats");
+    for name in CODE_ASSIST_LOGS {
+        std::fs::copy(fixtures.join(name), chats.join(name)).unwrap();
+    }
+    let old = MappingVersions::CURRENT.with(Provider::GeminiCli, 5);
+    let inner = default_parser_factory();
+    let v5: ParserFactory = Arc::new(move |f: &SourceFile| {
+        Box::new(ProjectlessCodeAssist(inner(f))) as Box<dyn SessionParser>
+    });
+    replay(&backfill(&gemini_options(root, old), &[], &v5), ledger);
+    assert_eq!(
+        sessions(ledger),
+        [
+            "a2a-server/2026-05-27T11-44-a2a-serv",
+            "a2a-server/2026-05-27T12-15-a2a-serv"
+        ]
+    );
+    (root.join("tmp"), old)
+}
+
+fn gemini_options(root: &Path, mappings: MappingVersions) -> WorkerOptions {
+    WorkerOptions {
+        gemini_dirs: vec![root.join("tmp")],
+        mappings,
+        parse_threads: 1,
+        ..Default::default()
+    }
+}
+
+const RENAMED: [&str; 2] = [
+    "a2a-server/proj-e/2026-05-27T11-44-a2a-serv",
+    "a2a-server/proj-e/2026-05-27T12-15-a2a-serv",
+];
+
+/// What an upgrade's frames must hold and leave: each log again under its new name, each old
+/// name retracted, and a ledger equal to a clean import of mapping 6.
+fn assert_renamed(frames: &[Envelope<WorkerFrame>], ledger: &Path, root: &Path) {
+    let items = batch_items(frames);
+    let mut sent: Vec<(&str, bool)> = items
+        .iter()
+        .map(|i| (i.source_session_id.as_str(), i.retract))
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(
+        sent,
+        [
+            ("a2a-server/2026-05-27T11-44-a2a-serv", true),
+            ("a2a-server/2026-05-27T12-15-a2a-serv", true),
+            (RENAMED[0], false),
+            (RENAMED[1], false),
+        ]
+    );
+    let report = replay(frames, ledger);
+    assert_eq!(report["retracted"], 2, "{report}");
+    assert_eq!(sessions(ledger), RENAMED);
+    let clean = root.join("clean.db");
+    replay(
+        &backfill(
+            &gemini_options(root, MappingVersions::CURRENT),
+            &[],
+            &default_parser_factory(),
+        ),
+        &clean,
+    );
+    let (got, want) = (canonical(&open(ledger)), canonical(&open(&clean)));
+    assert!(got == want, "{}", first_difference(&got, &want));
+}
+
+#[test]
+fn the_next_backfill_renames_code_assist_sessions_and_retracts_their_old_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("agents.db");
+    code_assist_imported(dir.path(), &ledger);
+    let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
+    let options = gemini_options(dir.path(), MappingVersions::CURRENT);
+    let frames = backfill(&options, &cursors, &default_parser_factory());
+    assert_renamed(&frames, &ledger, dir.path());
+    // Once upgraded, nothing is sent again: the retracts are not repeated.
+    let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
+    let again = backfill(&options, &cursors, &default_parser_factory());
+    assert_eq!(batch_items(&again), Vec::<ImportSessionItem>::new());
+}
+
+#[test]
+fn the_next_tail_start_renames_code_assist_sessions_and_retracts_their_old_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("agents.db");
+    code_assist_imported(dir.path(), &ledger);
+    let cursors = nex::ledger::load_cursors(&open(&ledger), "aix").unwrap();
+    let cap = Capture::default();
+    let stop = Arc::new(StopSignal::default());
+    let (sink_cap, s) = (cap.clone(), stop.clone());
+    let options = gemini_options(dir.path(), MappingVersions::CURRENT);
+    let handle = std::thread::spawn(move || {
+        let sink = FrameSink::new(Box::new(sink_cap), "tail-run".into());
+        let spec = RunSpec {
+            mode: RunMode::Tail,
+            persona_id: None,
+            cursors: cursor_map(&cursors),
+            store_cursors: nex::aix::stores::store_cursor_map(&cursors),
+            options,
+        };
+        let counters = run_mode(
+            &spec,
+            &default_parser_factory(),
+            &sink,
+            &s,
+            &WorkerStatus::default(),
+        )?;
+        sink.complete(&counters.progress(false))
+            .map_err(nex::aix::WorkerError::Output)
+    });
+    cap.wait_for("4 items", |f| batch_items(f).len() >= 4);
+    stop.stop();
+    handle.join().unwrap().unwrap();
+    assert_renamed(&cap.frames(), &ledger, dir.path());
 }

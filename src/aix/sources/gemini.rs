@@ -18,7 +18,9 @@
 //!
 //! # Mapping
 //! - **Session**: `sessionId` (the first one seen); Code Assist's logs all carry the same
-//!   `a2a-server`, so each of them is the session `a2a-server/<file stem>`. Of several
+//!   `a2a-server`, so each of them is the session `a2a-server/<project>/<file stem>` (mapping
+//!   5 named it `a2a-server/<file stem>`, which two projects' chats begun in the same minute
+//!   shared; the first whole read under 6 retracts that name). Of several
 //!   `session-<time>-<id8>` files of one directory carrying one `sessionId` (2025 builds wrote
 //!   a subagent's chat, and the conversation after `/clear`, to a new file under the same id),
 //!   the first by name (its creation minute) is the session `sessionId`, each later one the
@@ -110,7 +112,7 @@ pub const MODEL_PROVIDER: &str = "google";
 
 /// The `sessionId` that Code Assist (the CLI's `a2a-server`, run by the IDE extensions and
 /// Cloud Shell) writes into every one of its logs: each such file is a session of its own,
-/// named `a2a-server/<file stem>` (see [`GeminiParser::source_session_id`]).
+/// named `a2a-server/<project>/<file stem>` (see [`GeminiParser::source_session_id`]).
 pub const CODE_ASSIST_SESSION_ID: &str = "a2a-server";
 
 /// Whether `file` is read whole on every change (a legacy `.json` document rewritten in
@@ -276,7 +278,8 @@ impl GeminiParser {
 
     /// The item's session id: the file's `sessionId`, except Code Assist's shared one, which
     /// names no conversation (every Code Assist log carries it, and they even share their first
-    /// message's id): there the file is the session, `a2a-server/<file stem>`.
+    /// message's id): there the file is the session, `a2a-server/<project>/<file stem>` (the
+    /// file's name alone is the minute the chat began, which another project's chat may share).
     ///
     /// A session id is the first file's of those that carry it: a later chat file of the same
     /// directory with the same id (a subagent's chat, or the conversation after `/clear`,
@@ -288,10 +291,12 @@ impl GeminiParser {
         let sid = self.conv.meta.session_id.as_deref()?;
         let later_file = self.layout.earlier_sibling
             && self.layout.id8().is_some_and(|id8| sid.starts_with(id8));
-        Some(if sid == CODE_ASSIST_SESSION_ID || later_file {
-            format!("{sid}/{}", self.layout.stem)
-        } else {
-            sid.to_owned()
+        let stem = &self.layout.stem;
+        Some(match (&self.layout.project, sid) {
+            (Some(project), CODE_ASSIST_SESSION_ID) => format!("{sid}/{project}/{stem}"),
+            (None, CODE_ASSIST_SESSION_ID) => format!("{sid}/{stem}"),
+            _ if later_file => format!("{sid}/{stem}"),
+            _ => sid.to_owned(),
         })
     }
 
@@ -417,5 +422,19 @@ impl SessionParser for GeminiParser {
 
     fn resend_header(&mut self) {
         self.conv.header_dirty = true;
+    }
+
+    /// A Code Assist log's session as mapping 5 named it, without its project.
+    fn renamed_sessions(&self) -> Vec<(String, String)> {
+        let Some(current) = self.source_session_id() else {
+            return Vec::new();
+        };
+        let former = format!("{CODE_ASSIST_SESSION_ID}/{}", self.layout.stem);
+        let code_assist = self.conv.meta.session_id.as_deref() == Some(CODE_ASSIST_SESSION_ID);
+        if code_assist && former != current {
+            vec![(former, current)]
+        } else {
+            Vec::new()
+        }
     }
 }

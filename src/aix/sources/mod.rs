@@ -340,6 +340,14 @@ pub trait SessionParser: Send {
         None
     }
 
+    /// Sessions of this file that an earlier mapping named otherwise, as `(former id, current
+    /// id)`: the first whole read after an upgrade that yields the current session retracts
+    /// the former one (item rule 15, `file_state`), so the ledger does not keep the session
+    /// twice under two names. Empty elsewhere.
+    fn renamed_sessions(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Makes the next `take_items` re-send the file's own item (header and open turn) although
     /// no line came: for a child whose lineage the runtime learnt later from its parent's
     /// `spawn_links()` (apply `fill_spawn_link` to the re-sent item). No effect before the item

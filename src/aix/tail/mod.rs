@@ -39,6 +39,7 @@ use super::emit::{Emitter, now_ms};
 use super::error::WorkerError;
 use super::file_state::{FileState, ParserFactory};
 use super::lineage::{Lineage, Unlinked};
+use super::mapping::StartCursors;
 use super::sources::StoreCursor;
 use super::status::{StopSignal, WorkerStatus};
 
@@ -65,6 +66,8 @@ struct Tracked {
 struct Tail<'a, 'e> {
     options: &'a WorkerOptions,
     cursors: &'a HashMap<String, FileCursor>,
+    /// Keys of files imported under another mapping version (`mapping::upgraded_file_keys`).
+    upgraded: &'a HashSet<String>,
     store_cursors: &'a HashMap<String, StoreCursor>,
     stores: Vec<TrackedStore>,
     factory: &'a ParserFactory,
@@ -92,8 +95,7 @@ struct Tail<'a, 'e> {
 /// Errors: the watcher cannot be created (`watch_failed`) or the frame output failed.
 pub fn run_tail(
     options: &WorkerOptions,
-    cursors: &HashMap<String, FileCursor>,
-    store_cursors: &HashMap<String, StoreCursor>,
+    start: &StartCursors,
     factory: &ParserFactory,
     emitter: &mut Emitter<'_>,
     stop: &StopSignal,
@@ -119,8 +121,9 @@ pub fn run_tail(
 
     let mut tail = Tail {
         options,
-        cursors,
-        store_cursors,
+        cursors: &start.files,
+        upgraded: &start.upgraded_files,
+        store_cursors: &start.stores,
         stores: Vec::new(),
         factory,
         emitter,
@@ -411,15 +414,18 @@ impl Tail<'_, '_> {
             }
             // A file removed during this run that comes back is new: the start cursor was for
             // the old one.
-            let cursor = if self.removed.remove(&d.source.path) {
+            let key = cursor_key(d.source.provider, &d.source.path);
+            let returned = self.removed.remove(&d.source.path);
+            let cursor = if returned {
                 None
             } else {
-                self.cursors
-                    .get(&cursor_key(d.source.provider, &d.source.path))
-                    .cloned()
+                self.cursors.get(&key).cloned()
             };
             self.lineage.know(&d.source, cursor.as_ref());
-            let state = FileState::new(d.source, cursor);
+            let mut state = FileState::new(d.source, cursor);
+            if !returned && self.upgraded.contains(&key) {
+                state.mark_upgraded();
+            }
             let path = state.source.path.clone();
             let needs = state.needs_read_with(false, self.factory).unwrap_or(true);
             self.files.insert(

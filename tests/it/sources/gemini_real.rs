@@ -159,7 +159,15 @@ fn session_key(sid: &str, path: &Path, earlier: &mut HashSet<String>) -> String 
     let stem = path.file_stem().unwrap().to_string_lossy();
     let top = stem.starts_with("session-") && path.parent().is_some_and(|p| p.ends_with("chats"));
     let stem = stem.strip_prefix("session-").unwrap_or(&stem);
-    if sid == "a2a-server" || (top && !earlier.insert(sid.to_owned())) {
+    if sid == "a2a-server" {
+        // `<project>/chats/<file>`: the project names the chat too.
+        let project = path
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name);
+        let project = project.unwrap().to_string_lossy();
+        format!("{sid}/{project}/{stem}")
+    } else if top && !earlier.insert(sid.to_owned()) {
         format!("{sid}/{stem}")
     } else {
         sid.to_owned()

@@ -105,6 +105,51 @@ fn gemini_subagent_document_with_a_short_id_is_found_and_linked_without_its_pare
 }
 
 #[test]
+fn gemini_code_assist_chats_of_two_projects_begun_in_the_same_minute_are_two_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::path::Path::new(CA_1).file_name().unwrap();
+    for project in ["proj-x", "proj-y"] {
+        let chats = dir.path().join("tmp").join(project).join("chats");
+        std::fs::create_dir_all(&chats).unwrap();
+        std::fs::copy(&gemini_main(CA_1).path, chats.join(name)).unwrap();
+    }
+    let options = WorkerOptions {
+        gemini_dirs: vec![dir.path().join("tmp")],
+        ..Default::default()
+    };
+    let mut found: Vec<SourceFile> = discover(&options).into_iter().map(|d| d.source).collect();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    let named: Vec<(String, Vec<(String, String)>)> = found
+        .iter()
+        .map(|f| {
+            let (items, p) = parse_all(f);
+            assert_eq!(items.len(), 1);
+            (items[0].source_session_id.clone(), p.renamed_sessions())
+        })
+        .collect();
+    let former = s("a2a-server/2026-05-27T11-44-a2a-serv");
+    assert_eq!(
+        named,
+        vec![
+            (
+                s("a2a-server/proj-x/2026-05-27T11-44-a2a-serv"),
+                vec![(
+                    former.clone(),
+                    s("a2a-server/proj-x/2026-05-27T11-44-a2a-serv")
+                )]
+            ),
+            (
+                s("a2a-server/proj-y/2026-05-27T11-44-a2a-serv"),
+                vec![(former, s("a2a-server/proj-y/2026-05-27T11-44-a2a-serv"))]
+            ),
+        ]
+    );
+    // A chat of the CLI itself was never named otherwise.
+    let (_, p) = parse_all(&gemini_main(CMDS));
+    assert_eq!(p.renamed_sessions(), Vec::<(String, String)>::new());
+}
+
+#[test]
 fn gemini_code_assist_logs_are_a_session_each_and_import_what_they_hold() {
     let (first, _) = parse_all(&gemini_main(CA_1));
     let (second, _) = parse_all(&gemini_main(CA_2));
@@ -113,8 +158,14 @@ fn gemini_code_assist_logs_are_a_session_each_and_import_what_they_hold() {
     assert_eq!(p.stats().lines, 1);
     let (a, b) = (&first[0], &second[0]);
     assert_eq!((first.len(), second.len()), (1, 1));
-    assert_eq!(a.source_session_id, "a2a-server/2026-05-27T11-44-a2a-serv");
-    assert_eq!(b.source_session_id, "a2a-server/2026-05-27T12-15-a2a-serv");
+    assert_eq!(
+        a.source_session_id,
+        "a2a-server/proj-e/2026-05-27T11-44-a2a-serv"
+    );
+    assert_eq!(
+        b.source_session_id,
+        "a2a-server/proj-e/2026-05-27T12-15-a2a-serv"
+    );
     assert_eq!(a.session.created_at_ms, Some(at(MAY_27, 11, 44, 30, 0)));
     assert_eq!(a.session.updated_at_ms, Some(at(MAY_27, 11, 45, 10, 0)));
     // Every `user` message is a prompt, the injected session context included; the reply
