@@ -70,7 +70,9 @@ pub const OPENCODE: u32 = 3;
 /// record is written more than once (Code Assist resuming a chat) was created at the earliest
 /// `startTime`, not the last. 6 = a Code Assist log is the session
 /// `a2a-server/<project>/<file stem>`, no longer `a2a-server/<file stem>` (two projects' chats
-/// begun in the same minute were one session); the former name is retracted.
+/// begun in the same minute were one session); the former name is retracted. Messages before
+/// the first prompt (an `info` notice a chat opens with) are that prompt's turn, not a turn
+/// of their own without a prompt.
 pub const GEMINI_CLI: u32 = 6;
 
 /// The mapping version of each provider a run works under.

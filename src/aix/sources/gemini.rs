@@ -40,8 +40,10 @@
 //!   `messages`) replaces the live history with that array, each element upserted in order.
 //! - **Turns**: a `user` message with text opens a turn named by its id; every other message
 //!   joins the turn of the last message of the live history when it is first seen (a message
-//!   with no such turn, e.g. a notice before the first prompt, opens its own turn). A message
-//!   keeps that turn for good. `parentSourceTurnId` = the live history's head turn when the
+//!   with no such turn, e.g. an `info` notice before the first prompt, opens a turn that the
+//!   next prompt joins: what comes before a prompt is its turn, named by its first message;
+//!   before mapping 6 the notice's turn had no prompt and the prompt opened one more). A
+//!   message keeps that turn for good. `parentSourceTurnId` = the live history's head turn when the
 //!   turn opened. `startedAtMs` = its first message's time, `completedAtMs` = the latest time
 //!   of its messages and tool calls. Tokens: the sum over the turn's gemini messages (`input`
 //!   minus `cached` -> `inputTokens`, since Gemini's input count includes the cache reads,

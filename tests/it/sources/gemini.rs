@@ -88,6 +88,7 @@ fn gemini_log_session_turns_messages_tools_and_tokens() {
         })
     );
     // g1 was written twice (tool pending, then result and tokens): its tokens count once.
+    // The notice before the first prompt is that prompt's turn, named by the notice.
     assert_eq!(
         turns(item),
         vec![
@@ -95,16 +96,6 @@ fn gemini_log_session_turns_messages_tools_and_tokens() {
                 s("i0"),
                 None,
                 ga(0, 1),
-                Some(ga(0, 1)),
-                None,
-                [None; 6],
-                None,
-                vec![]
-            ),
-            (
-                s("u1"),
-                o("i0"),
-                ga(0, 5),
                 Some(ga(0, 10)),
                 o("gemini-2.5-pro"),
                 [Some(1000), Some(70), Some(1100), None, Some(30), Some(2405)],
@@ -113,7 +104,7 @@ fn gemini_log_session_turns_messages_tools_and_tokens() {
             ),
             (
                 s("u2"),
-                o("u1"),
+                o("i0"),
                 ga(1, 0),
                 Some(ga(2, 2)),
                 o("gemini-2.5-flash"),
@@ -127,10 +118,10 @@ fn gemini_log_session_turns_messages_tools_and_tokens() {
         messages(item),
         vec![
             (s("i0"), s("i0"), s("system"), o("Signed in."), None, 0),
-            (s("u1"), s("u1"), s("user"), o("Read main.go"), None, 1),
+            (s("u1"), s("i0"), s("user"), o("Read main.go"), None, 1),
             (
                 s("g1"),
-                s("u1"),
+                s("i0"),
                 s("assistant"),
                 o("Reading it."),
                 o("Plan\nRead the file."),
@@ -138,7 +129,7 @@ fn gemini_log_session_turns_messages_tools_and_tokens() {
             ),
             (
                 s("g2"),
-                s("u1"),
+                s("i0"),
                 s("assistant"),
                 o("It is a main package."),
                 None,
@@ -170,7 +161,7 @@ fn gemini_log_session_turns_messages_tools_and_tokens() {
         vec![
             (
                 s("call-read-1"),
-                s("u1"),
+                s("i0"),
                 o("g1"),
                 s("read_file"),
                 s("completed"),

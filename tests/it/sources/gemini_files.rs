@@ -286,8 +286,7 @@ fn gemini_appends_after_restarts_and_subagent_order_converge() {
         turns,
         vec![
             (s("i0"), None),
-            (s("u1"), o("i0")),
-            (s("u2"), o("u1")),
+            (s("u2"), o("i0")),
             (s("u3"), o("u2")),
             (s("u4"), o("u2")),
         ]

@@ -40,6 +40,9 @@ pub(super) fn real_gemini_roots() -> Vec<PathBuf> {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Figures {
     prompts: u64,
+    /// One per prompt; a chat with messages but no prompt is one turn (what comes before a
+    /// prompt is its turn).
+    turns: u64,
     tool_calls: u64,
     /// Uncached input: Gemini's `input` includes `cached`.
     input_tokens: i64,
@@ -148,6 +151,14 @@ impl FileCount {
             }
         }
         f.tool_calls = calls.len() as u64;
+        let imported = |m: &Value| {
+            ["user", "gemini", "info", "warning", "error"]
+                .contains(&m.get("type").and_then(Value::as_str).unwrap_or_default())
+        };
+        f.turns = match f.prompts {
+            0 => u64::from(self.messages.values().any(imported)),
+            n => n,
+        };
         f
     }
 }
@@ -192,6 +203,7 @@ fn parsed(roots: &[PathBuf]) -> (BTreeMap<String, Figures>, Vec<SourceFile>) {
         .map(|((_, sid), rows)| {
             let mut f = Figures {
                 prompts: rows.messages.values().filter(|m| m.role == "user").count() as u64,
+                turns: rows.turns.len() as u64,
                 tool_calls: rows.tools.len() as u64,
                 ..Figures::default()
             };

@@ -255,7 +255,8 @@ fn gemini_shell_and_slash_commands_are_prompts_and_notices_are_not() {
         item.source_session_id,
         "ffff0006-0000-4000-8000-000000000006"
     );
-    // f-g1 was appended three times as it updated: the last version's tokens count once.
+    // f-g1 was appended three times as it updated: the last version's tokens count once. The
+    // notice before the first prompt is that prompt's turn, named by the notice.
     assert_eq!(
         turns(item),
         vec![
@@ -263,16 +264,6 @@ fn gemini_shell_and_slash_commands_are_prompts_and_notices_are_not() {
                 s("f-i1"),
                 None,
                 at(JUN_16, 17, 1, 10, 0),
-                Some(at(JUN_16, 17, 1, 10, 0)),
-                None,
-                [None; 6],
-                None,
-                vec![]
-            ),
-            (
-                s("f-u1"),
-                o("f-i1"),
-                at(JUN_16, 17, 2, 0, 0),
                 Some(at(JUN_16, 17, 2, 0, 0)),
                 None,
                 [None; 6],
@@ -281,7 +272,7 @@ fn gemini_shell_and_slash_commands_are_prompts_and_notices_are_not() {
             ),
             (
                 s("f-u2"),
-                o("f-u1"),
+                o("f-i1"),
                 at(JUN_16, 17, 2, 30, 0),
                 Some(at(JUN_16, 17, 2, 31, 0)),
                 None,

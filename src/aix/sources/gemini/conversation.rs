@@ -30,6 +30,9 @@ pub(super) struct TurnSlot {
     pub id: String,
     pub parent: Option<String>,
     pub members: Vec<String>,
+    /// Opened by a message that is no prompt (a notice before the first prompt, or after a
+    /// rewind that cleared the history) and joined by no prompt yet: the next prompt joins it.
+    awaits_prompt: bool,
     /// The ledger's head-rule time (completion, else start) as of the last refresh.
     time: i64,
 }
@@ -107,7 +110,9 @@ impl Conversation {
     /// turn is touched only when the content differs: a `$set.messages` rewriting a long
     /// history costs a re-send of what changed); a new id joins the history's head turn, or
     /// opens a turn when it is a prompt (parent: the head turn) or when there is no head turn.
-    /// Either way it (re)enters the live history.
+    /// A prompt joins the head turn instead when that turn awaits its prompt (it holds only
+    /// what came before the first prompt: the lines before a prompt are its turn). Either way
+    /// it (re)enters the live history.
     fn message(&mut self, rec: MessageRecord, stats: &mut ParseStats) {
         if rec.kind == Kind::Other {
             // Kept in the history so that a rewind to it finds it; never imported (and a known
@@ -136,15 +141,18 @@ impl Conversation {
             }
             None => {
                 let head = self.head_turn();
-                let turn = match (rec.kind == Kind::Prompt, head) {
-                    (false, Some(t)) => t,
-                    (true, _) | (false, None) => {
+                let prompt = rec.kind == Kind::Prompt;
+                let awaiting = head.filter(|&t| self.turns.get(t).is_some_and(|s| s.awaits_prompt));
+                let turn = match (prompt, head, awaiting) {
+                    (false, Some(t), _) | (true, _, Some(t)) => t,
+                    (true, _, None) | (false, None, _) => {
                         let parent = head.and_then(|t| self.turns.get(t)).map(|t| t.id.clone());
-                        self.open_turn(id.clone(), parent)
+                        self.open_turn(id.clone(), parent, !prompt)
                     }
                 };
                 if let Some(slot) = self.turns.get_mut(turn) {
                     slot.members.push(id.clone());
+                    slot.awaits_prompt &= !prompt;
                 }
                 let seq = self.next_seq;
                 self.next_seq += 1;
@@ -278,12 +286,13 @@ impl Conversation {
             .or(self.replacing_head)
     }
 
-    fn open_turn(&mut self, id: String, parent: Option<String>) -> usize {
+    fn open_turn(&mut self, id: String, parent: Option<String>, awaits_prompt: bool) -> usize {
         let ordinal = self.turns.len();
         self.turns.push(TurnSlot {
             id,
             parent,
             members: Vec::new(),
+            awaits_prompt,
             time: 0,
         });
         self.by_time.insert((0, Reverse(ordinal)));

@@ -40,7 +40,9 @@ pub(super) fn push_turn(
     let (mut calls, mut partial) = (0i64, false);
     for s in conv.members(ordinal) {
         let rec = &s.rec;
-        if s.rec.id == slot.id && rec.kind == Kind::Prompt {
+        // The turn's prompt: the message that opened it, or the first prompt to join a turn
+        // opened by what came before it.
+        if rec.kind == Kind::Prompt && turn.query_message_source_ids.is_empty() {
             turn.query_message_source_ids.push(rec.id.clone());
         }
         if rec.kind == Kind::Gemini {
