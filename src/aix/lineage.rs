@@ -237,10 +237,15 @@ impl Lineage {
     }
 
     /// The key of a Claude Code subagent file's first prompt (read from its head once per run).
+    /// None for an agent Claude Code runs itself (`agent-<kind>-<id>`: `acompact` compacting a
+    /// conversation, `aside_question`, `aprompt_suggestion`), which no tool call spawns: its
+    /// first line is a copy of the conversation it works on, which may be a prompt some call
+    /// sent another agent.
     fn prompt_key_of(&mut self, child: &SourceFile) -> Option<String> {
-        if child.provider != Provider::ClaudeCode
-            || !matches!(child.role, FileRole::Subagent { .. })
-        {
+        let FileRole::Subagent { agent_id, .. } = &child.role else {
+            return None;
+        };
+        if child.provider != Provider::ClaudeCode || agent_id.contains('-') {
             return None;
         }
         self.prompt_keys

@@ -412,6 +412,13 @@ fn claude_subagent_of_an_interrupted_task_is_linked_by_its_prompt() {
         child("c000003", "Something else."),
     )
     .unwrap();
+    // An agent Claude Code runs itself (a compaction: `agent-acompact-<id>`) opens with a copy
+    // of the conversation it compacts, here the same prompt: no call spawned it.
+    std::fs::write(
+        agents.join("agent-acompact-d000004.jsonl"),
+        child("acompact-d000004", "Survey the repository."),
+    )
+    .unwrap();
     let links = || -> Vec<(String, Option<String>)> {
         let options = nex::aix::WorkerOptions {
             claude_dirs: vec![dir.path().to_path_buf()],
@@ -439,6 +446,7 @@ fn claude_subagent_of_an_interrupted_task_is_linked_by_its_prompt() {
         links(),
         vec![
             (agent("a000001"), None),
+            (agent("acompact-d000004"), None),
             (agent("b000002"), None),
             (agent("c000003"), None)
         ]
@@ -448,6 +456,7 @@ fn claude_subagent_of_an_interrupted_task_is_linked_by_its_prompt() {
         links(),
         vec![
             (agent("a000001"), o("toolu_a")),
+            (agent("acompact-d000004"), None),
             (agent("b000002"), o("toolu_b")),
             (agent("c000003"), None)
         ]
