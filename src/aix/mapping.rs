@@ -46,8 +46,11 @@ pub const BEFORE_VERSIONS: u32 = 1;
 /// opening its turn, not a skipped attachment. 8 = the lines before a session's first prompt
 /// (a 2.x session begun by a slash command opens with its `isMeta` caveat) are that prompt's
 /// turn, not a turn of their own without a prompt; a subagent whose call's result never named it
-/// (an interrupted `Task`) is linked to the call that sent its first prompt.
-pub const CLAUDE_CODE: u32 = 8;
+/// (an interrupted `Task`) is linked to the call that sent its first prompt. 9 = a prompt the
+/// user typed while the agent worked that only the input queue logs (`queue-operation`
+/// `remove`, 2.1.81-2.1.87) is a prompt opening its turn (`claude_code::queue`); an agent
+/// Claude Code runs itself (`agent-acompact-…`) is never linked by its first prompt.
+pub const CLAUDE_CODE: u32 = 9;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`
 /// without the cache reads (Codex's input includes them). 4 = a `/review` rollout names the

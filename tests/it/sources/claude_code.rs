@@ -1060,3 +1060,119 @@ fn claude_a_prompt_queued_while_the_agent_worked_opens_its_turn() {
         ]
     );
 }
+
+/// 2.1.81-2.1.87: a prompt typed while the agent worked is logged only by the input queue's
+/// `queue-operation` lines: `remove` hands the first queued prompt to the agent mid-turn (a
+/// background task's notice stays queued until a `dequeue`, which the `user` line of the notice
+/// follows), `popAll` takes queued prompts back to be edited (never sent). The `remove` stands
+/// for the prompt's `user` line, `queue-<hash>`, opening its turn. 2.1.97 also writes the
+/// `queued_command` attachment after the `remove`: the same prompt, one turn.
+#[test]
+fn claude_a_prompt_logged_only_by_the_input_queue_opens_its_turn() {
+    const QS: &str = "ffffffff-0000-4000-8000-000000000081";
+    const T0: i64 = 1_775_697_600_000; // 2026-04-09T01:20:00Z
+    let t = |sec: i64, ms: i64| T0 + sec * 1000 + ms;
+    let file = source(
+        Provider::ClaudeCode,
+        &format!("claude-code/queue-ops/{QS}.jsonl"),
+        FileRole::Main,
+    );
+    let (items, p) = parse_all(&file);
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    let (alias, crate_only) = (
+        s("queue-29de4a24c1a0a64152fad1591b932e7e"),
+        s("queue-a136110bb12b3a05ef2feb2660c54d74"),
+    );
+    let opus = o("claude-opus-4-6");
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s("k1"),
+                None,
+                t(0, 20),
+                Some(t(9, 0)),
+                opus.clone(),
+                [Some(5), Some(20), Some(100), Some(0), None, Some(125)],
+                None,
+                vec![s("k1")]
+            ),
+            (
+                alias.clone(),
+                o("k1"),
+                t(9, 50),
+                Some(t(18, 0)),
+                opus.clone(),
+                [Some(5), Some(23), Some(200), Some(0), None, Some(228)],
+                o("k6"),
+                vec![alias.clone()]
+            ),
+            (
+                s("k7"),
+                Some(alias.clone()),
+                t(60, 0),
+                Some(t(65, 0)),
+                opus.clone(),
+                [Some(4), Some(12), Some(100), Some(0), None, Some(116)],
+                None,
+                vec![s("k7")]
+            ),
+            (
+                crate_only.clone(),
+                o("k7"),
+                t(65, 100),
+                Some(t(68, 0)),
+                opus.clone(),
+                [Some(3), Some(9), Some(100), Some(0), None, Some(112)],
+                o("k11"),
+                vec![crate_only.clone()]
+            ),
+        ]
+    );
+    assert_eq!(
+        messages(item)
+            .into_iter()
+            .map(|m| (m.0, m.1, m.2))
+            .collect::<Vec<_>>(),
+        [
+            ("k1", "k1", "user"),
+            ("k2", "k1", "assistant"),
+            ("k3", "k1", "tool"),
+            (alias.as_str(), alias.as_str(), "user"),
+            ("k4", alias.as_str(), "assistant"),
+            ("k5", alias.as_str(), "user"),
+            ("k6", alias.as_str(), "assistant"),
+            ("k7", "k7", "user"),
+            ("k8", "k7", "assistant"),
+            ("k9", "k7", "tool"),
+            (crate_only.as_str(), crate_only.as_str(), "user"),
+            ("k11", crate_only.as_str(), "assistant"),
+        ]
+        .map(|(a, b, c)| (s(a), s(b), s(c)))
+    );
+    let queued: Vec<(&str, Option<&str>)> = item
+        .messages
+        .iter()
+        .filter(|m| {
+            m.metadata_json
+                .as_ref()
+                .is_some_and(|v| v["queued"] == serde_json::json!(true))
+        })
+        .map(|m| (m.source_message_id.as_str(), m.content.as_deref()))
+        .collect();
+    assert_eq!(
+        queued,
+        [
+            (alias.as_str(), Some("Keep the old name as an alias.")),
+            (crate_only.as_str(), Some("Only the shop crate.")),
+        ]
+    );
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("attachment/queued_command_delivered"), 1),
+            (s("queue-operation"), 8)
+        ]
+    );
+}

@@ -302,6 +302,10 @@ fn all_fixtures() -> Vec<SourceFile> {
             FileRole::Main,
         ),
         cc(
+            "queue-ops/ffffffff-0000-4000-8000-000000000081.jsonl",
+            FileRole::Main,
+        ),
+        cc(
             "resumed-1.0/eeeeeeee-0000-4000-8000-00000000000e.jsonl",
             FileRole::Main,
         ),

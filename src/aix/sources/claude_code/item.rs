@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Map, Value, json};
 
 use super::prompt::{is_prompt, prompt_link};
+use super::queue::PromptQueue;
 use super::record::{Block, Record};
 use super::tool_result::result_json;
 use crate::aix::sources::SpawnLink;
@@ -113,6 +114,8 @@ pub(super) struct ItemState {
     /// Spawning calls met since the parser last took them, by the key of their prompt
     /// ([`crate::aix::sources::prompt_link_key`]).
     prompt_links: Vec<(String, SpawnLink)>,
+    /// Prompts typed while the agent worked (`queue-operation` lines).
+    pub queue: PromptQueue,
     pub header: Header,
     /// Own chain for items that are a subset of a file's lines (inline sidechains).
     pub chain: Option<FingerprintChain>,
@@ -149,6 +152,12 @@ impl ItemState {
 
     /// Remembers which turn holds a non-message record that has a uuid (DAG parents may point
     /// at progress, system or attachment lines).
+    /// The id of the open turn.
+    pub fn open_turn_id(&self) -> Option<String> {
+        let ordinal = self.asm.open_ordinal()?;
+        self.turn_ids.get(ordinal as usize).map(|s| s.to_string())
+    }
+
     pub fn note_uuid(&mut self, r: &Record<'_>) {
         if let (Some(uuid), Some(ordinal)) = (r.uuid.as_deref(), self.asm.open_ordinal()) {
             self.uuid_turn.insert(uuid.into(), ordinal as u32);

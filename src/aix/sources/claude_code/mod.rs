@@ -22,7 +22,9 @@
 //! user typed while the agent worked, handed to it mid-turn (2.1.x): an `attachment` line
 //! `queued_command` in `prompt` mode (or without a mode) is read as the `user` line it stands for,
 //! its `prompt` the content (metadata `queued: true`); a background task's notice
-//! (`task-notification` mode) stays a skipped attachment. The other lines
+//! (`task-notification` mode) stays a skipped attachment. 2.1.81-2.1.87 log such a prompt only in
+//! the input queue (`queue-operation` lines): the `remove` that hands it to the agent stands for
+//! its `user` line (`queue`). The other lines
 //! stay messages of the current turn; those before the item's first prompt open a turn without
 //! one, which that prompt then takes as its own (a 2.x session begun by a slash command starts
 //! with the command's `isMeta` caveat, written after it), unless a reply came first. A line
@@ -71,6 +73,7 @@
 
 mod item;
 mod prompt;
+mod queue;
 mod record;
 mod tool_result;
 
@@ -270,9 +273,28 @@ impl ClaudeCodeParser {
 
         let mut spawns = Vec::new();
         match (r.kind(), r.subtype.as_deref()) {
+            ("user", _)
+                if queue::queued_text(&r).is_some_and(|t| {
+                    item.queue.is_delivered(item.open_turn_id().as_deref(), t)
+                }) =>
+            {
+                // The attachment of a prompt its queue's `remove` delivered (`queue`).
+                item.note_uuid(&r);
+                count_skip(&mut self.stats, "attachment/queued_command_delivered");
+            }
             ("user" | "assistant", _) | ("system", Some("compact_boundary")) => {
                 spawns = item.content_line(&line, r, spawned_prefix.as_deref());
             }
+            ("queue-operation", _) => match item.queue.apply(&r) {
+                Some(text) => {
+                    let r = queue::prompt_line(r, text.clone(), item.open_turn_id());
+                    spawns = item.content_line(&line, r, spawned_prefix.as_deref());
+                    if let Some(turn) = item.open_turn_id() {
+                        item.queue.deliver(turn, text);
+                    }
+                }
+                _ => count_skip(&mut self.stats, "queue-operation"),
+            },
             ("summary" | "ai-title" | "custom-title", _) => item.set_title(&r),
             ("progress", _) => {
                 item.note_uuid(&r);

@@ -42,9 +42,16 @@ pub(super) fn is_prompt(r: &Record<'_>, plain: Option<&str>, blocks: &[Block<'_>
             .find(|t| !t.is_empty()),
     };
     match first_text {
-        Some(t) => !NOT_PROMPT_PREFIXES.iter().any(|p| t.starts_with(p)),
+        Some(t) => is_prompt_text(t),
         None => blocks.iter().any(|b| b.kind() == "image"),
     }
+}
+
+/// Whether a text someone sent is a prompt: it has text and starts with no
+/// `NOT_PROMPT_PREFIXES` marker.
+pub(super) fn is_prompt_text(text: &str) -> bool {
+    let t = text.trim_start();
+    !t.is_empty() && !NOT_PROMPT_PREFIXES.iter().any(|p| t.starts_with(p))
 }
 
 /// A spawning call (`Task`, or `Agent` as 2.1.x names it) by the key of its prompt: a subagent

@@ -38,9 +38,13 @@ pub(super) struct Record<'a> {
     pub request_id: Option<Cow<'a, str>>,
     #[serde(rename = "parentToolUseID", borrow, deserialize_with = "lenient::str")]
     pub parent_tool_use_id: Option<Cow<'a, str>>,
-    /// `system` lines' text (`compact_boundary`: "Conversation compacted").
+    /// `system` lines' text (`compact_boundary`: "Conversation compacted"); a
+    /// `queue-operation` line's queued text.
     #[serde(borrow, deserialize_with = "lenient::str")]
     pub content: Option<Cow<'a, str>>,
+    /// `queue-operation` lines: `enqueue`, `dequeue`, `remove`, `popAll` (`queue`).
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub operation: Option<Cow<'a, str>>,
     #[serde(rename = "aiTitle", borrow, deserialize_with = "lenient::str")]
     pub ai_title: Option<Cow<'a, str>>,
     #[serde(rename = "customTitle", borrow, deserialize_with = "lenient::str")]
