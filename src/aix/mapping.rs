@@ -61,8 +61,13 @@ pub const CLAUDE_CODE: u32 = 9;
 pub const CODEX: u32 = 5;
 /// Cursor: 2 = workspace databases and the `ItemTable` formats. 3 = a legacy chat tab's
 /// follow-up prompt read from its editor state (`initText`) when `text` and `rawText` are empty;
-/// its input box (a last user bubble without text) is not a prompt.
-pub const CURSOR: u32 = 3;
+/// its input box (a last user bubble without text) is not a prompt. 4 = that input box is a
+/// last user bubble without `text` and `rawText` whatever its `initText` holds (a draft never
+/// sent: a tab holding only one is no session); a composer's own `workspaceIdentifier` gives
+/// `workspacePath` when no workspace lists it; a turn whose replies name no model takes its
+/// prompt's `modelInfo`; token counts that are all zero are unknown (NULL), not 0; bubbles
+/// without `createdAt` take their times from `timingInfo`.
+pub const CURSOR: u32 = 4;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
 /// 3 = a user message whose only text is synthetic (a `!command` run from the prompt box) takes
 /// that text as its prompt text instead of none.
@@ -320,7 +325,7 @@ mod tests {
         let expected = [
             (Provider::ClaudeCode, 8),
             (Provider::Codex, 5),
-            (Provider::Cursor, 3),
+            (Provider::Cursor, 4),
             (Provider::OpenCode, 3),
             (Provider::GeminiCli, 5),
         ];

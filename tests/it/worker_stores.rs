@@ -336,26 +336,26 @@ fn tail_polls_a_store_on_a_notification_its_stamp_does_not_see() {
     handle.join().unwrap().unwrap();
 }
 
-/// Cursor mapping 3 (follow-up prompts of legacy chat tabs read from their editor state): the
-/// store cursors a mapping 2 run committed are not current, so the next backfill reads every
-/// Cursor session again, whole and stamped with mapping 3 (the service then replaces the rows
-/// mapping 2 wrote, item rule 13); a run on the new cursors reads nothing.
+/// Cursor mapping 4 (a draft-only legacy tab is no session, zero counts unknown, `timingInfo`
+/// times, …): the store cursors a mapping 3 run committed are not current, so the next backfill
+/// reads every Cursor session again, whole and stamped with mapping 4 (the service then
+/// replaces the rows mapping 3 wrote, item rule 13); a run on the new cursors reads nothing.
 #[test]
-fn cursor_sessions_a_mapping_2_run_imported_are_read_again_under_mapping_3() {
+fn cursor_sessions_a_mapping_3_run_imported_are_read_again_under_mapping_4() {
     use nex::aix::mapping::{self, MappingVersions};
     use nex::aix::sources::Provider;
     let db = LiveCursorDb::new();
     db.composer("c1", T0, &[("b1", 1, "hello"), ("b2", 2, "hi")]);
     db.composer("c2", T0 + 60_000, &[("b1", 1, "again"), ("b2", 2, "sure")]);
     let old = WorkerOptions {
-        mappings: MappingVersions::CURRENT.with(Provider::Cursor, 2),
+        mappings: MappingVersions::CURRENT.with(Provider::Cursor, 3),
         ..options(&db.path)
     };
     let first = run(RunMode::Backfill, old, &[]);
     assert!(
         batch_items(&first)
             .iter()
-            .all(|i| i.mapping_version == Some(2))
+            .all(|i| i.mapping_version == Some(3))
     );
     let (again, counters) = run_counted(RunMode::Backfill, options(&db.path), &cursors(&first));
     let items = batch_items(&again);
@@ -363,11 +363,11 @@ fn cursor_sessions_a_mapping_2_run_imported_are_read_again_under_mapping_3() {
         sessions(&items),
         vec![("c1".to_owned(), 2), ("c2".to_owned(), 2)]
     );
-    assert_eq!(mapping::CURSOR, 3);
+    assert_eq!(mapping::CURSOR, 4);
     assert!(
         items
             .iter()
-            .all(|i| i.mapping_version == Some(3) && i.whole_session)
+            .all(|i| i.mapping_version == Some(4) && i.whole_session)
     );
     assert_eq!(counters.skipped_files, 0);
     let (none, counters) = run_counted(RunMode::Backfill, options(&db.path), &cursors(&again));

@@ -17,8 +17,10 @@
 //!   turn's); `metadata` = `{title: name, unifiedMode}` where present. `provider` is not
 //!   stored and stays empty; `workspacePath` = the folder of the workspace whose database holds
 //!   the session (from its `workspace.json`); for a session of the global database, the
-//!   folder of the first workspace whose composer list names it (see `folders`), else empty.
-//!   The folder is part of the session's change token and fingerprint.
+//!   folder of the first workspace whose composer list names it (see `folders`), else the
+//!   composer's own `workspaceIdentifier.uri.fsPath` (else `.path`; Cursor 3.x lists its
+//!   composers in no workspace database), else empty. The folder is part of the session's
+//!   change token and fingerprint (the composer's own, through its value).
 //! - A session in both a workspace database and the global one (the same composer id: Cursor
 //!   moved its chats to the global database) is read from the global one only: a workspace
 //!   store skips the legacy entries whose id is a `composerData:<id>` key of its global
@@ -28,18 +30,26 @@
 //! - Messages: one per bubble of `type` 1 (user) or 2 (assistant) (legacy `"user"`/`"ai"`);
 //!   id = bubble id; `content` = `text`, else `rawText`; `thinking` = `thinking` (a string or
 //!   its `text`); `sequence` = position in the conversation order; `createdAtMs` = `createdAt`
-//!   (an ISO string or epoch ms; missing before late 2025: then the turn's start). Other types
-//!   are skipped and counted (`bubble_unknown_type`).
+//!   (an ISO string or epoch ms); missing before late 2025: then `timingInfo`'s
+//!   `clientRpcSendTime`, else `clientStartTime` (epoch values only: `clientStartTime` is often
+//!   an offset from the window's load), else the turn's start. Other types are skipped and
+//!   counted (`bubble_unknown_type`).
 //! - Turns: each user bubble opens one, named by its bubble id, holding the bubbles up to the
 //!   next user bubble (assistant bubbles before any user bubble open one named by the first of
-//!   them); parent = the previous turn; `startedAtMs` / `completedAtMs` = first / last known
-//!   time (completed only once an assistant bubble exists); tokens = `tokenCount`
-//!   (`inputTokens`, `outputTokens`, total = their sum) of the turn's last assistant bubble
-//!   whose counts are not zero (Cursor fills only the bubble that closes a request), so each
-//!   request is counted once; a turn whose bubbles carry counts that are all zero records 0
-//!   (never an estimate), one without any count records none; `model` = the last
-//!   `modelInfo.modelName`; `response` = the last
-//!   assistant bubble with text; `query` = the user bubble.
+//!   them); parent = the previous turn; `startedAtMs` = the first time of its bubbles (a turn
+//!   with none: the session's start, but never after the next bubble's time);
+//!   `completedAtMs` = the last time of its bubbles and, for bubbles without `createdAt`, of
+//!   their `timingInfo` `clientEndTime` / `clientSettleTime` (completed only once an assistant
+//!   bubble exists); tokens = `tokenCount` (`inputTokens`, `outputTokens`, total = their sum)
+//!   of the turn's last assistant bubble whose counts are not zero (Cursor fills only the
+//!   bubble that closes a request), so each request is counted once; a turn whose counts are
+//!   all zero (versions that fill none) or absent records none (unknown, never 0 nor an
+//!   estimate); `model` = the last assistant `modelInfo.modelName`, else the prompt bubble's
+//!   (Cursor 3.x names the model on the prompt only); `response` = the last assistant bubble
+//!   with text; `query` = the user bubble.
+//! - A row whose value is SQL NULL is a deleted composer or bubble: skipped and counted once
+//!   (`deleted_row`; a deleted composer whose bubbles make no message is not also an
+//!   `empty_session`, a deleted bubble the headers list is not also a `missing_bubble`).
 //! - Tool calls: one per bubble with `toolFormerData.name`: id = `toolCallId` (kept exact:
 //!   OpenAI ids hold a newline), else the bubble id; `paramsJson` = `rawArgs`, else `params`;
 //!   `resultJson` = `result` (strings holding JSON are parsed); `status` in the ledger's words

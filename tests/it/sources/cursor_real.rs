@@ -14,7 +14,8 @@
 //! - in `ItemTable`, each `composer.composerData` entry with an inline `conversation` and no
 //!   headers, and each `workbench.panel.aichat.view.aichat.chatdata` tab, is a chat, unless its
 //!   id is a composer key of its own or of the global database (the copy of record); a tab's
-//!   last bubble is its input box, not a message, when it is a user bubble without text;
+//!   last bubble is its input box, not a message, when it is a user bubble without `text` and
+//!   `rawText` (whatever its `initText` holds);
 //! - prompts = user bubbles (`type` 1 / `"user"`), messages = user and assistant bubbles
 //!   (`2` / `"ai"`), tool calls = distinct ids of bubbles whose `toolFormerData` has a name,
 //!   tokens = per turn (a user bubble and what follows it) the last assistant bubble whose
@@ -411,10 +412,16 @@ fn independent(user: &Path) -> BTreeMap<String, Counts> {
                         )
                     })
                     .collect();
-                // The input box: a last user bubble with no text is not a message.
+                // The input box: a last user bubble with no `text` nor `rawText` is not a
+                // message (its `initText` may hold a draft never sent).
+                let typed = |b: &Value| {
+                    ["text", "rawText"]
+                        .iter()
+                        .any(|k| b[*k].as_str().is_some_and(|t| !t.trim().is_empty()))
+                };
                 if conv
                     .last()
-                    .is_some_and(|(_, b)| role(b) == Some(true) && prompt_text(b).is_empty())
+                    .is_some_and(|(_, b)| role(b) == Some(true) && !typed(b))
                 {
                     conv.pop();
                 }

@@ -1,9 +1,9 @@
 //! Cursor's `User` folder as a whole: the global database and every workspace database (older
 //! versions' `ItemTable` chats: `composer.composerData` with inline conversations and the
 //! `aichat` chat tabs), found from any form of `--cursor-db`; exact items of each variant (NULL
-//! values, zero token counts, `workspacePath` from `workspace.json`, also for the global
-//! sessions a workspace lists); a chat in both a
-//! workspace and the global database imported once; each database polled with its own
+//! values, zero token counts read as unknown, `workspacePath` from `workspace.json`, also for
+//! the global sessions a workspace lists); a chat in both a workspace and the global database
+//! imported once; each database polled with its own
 //! cursors converges on one poll of the final databases; `aix scan` lists every database read.
 //! Fixtures are written here: Cursor's structure, our own text.
 
@@ -27,13 +27,13 @@ const WS2: &str = "7d21be";
 const ITEM_SECRET: &str = "cursorAuth/refreshToken";
 
 /// A Cursor `User` folder: `globalStorage/` and two workspaces, no database yet.
-struct UserTree {
+pub(super) struct UserTree {
     _dir: tempfile::TempDir,
     user: PathBuf,
 }
 
 impl UserTree {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let user = dir.path().join("Cursor/User");
         for d in ["globalStorage", "workspaceStorage"] {
@@ -42,11 +42,11 @@ impl UserTree {
         Self { _dir: dir, user }
     }
 
-    fn global(&self) -> PathBuf {
+    pub(super) fn global(&self) -> PathBuf {
         self.user.join("globalStorage/state.vscdb")
     }
 
-    fn ws(&self, id: &str) -> PathBuf {
+    pub(super) fn ws(&self, id: &str) -> PathBuf {
         self.user
             .join("workspaceStorage")
             .join(id)
@@ -55,7 +55,7 @@ impl UserTree {
 
     /// A database with Cursor's tables (`cursorDiskKV` only when `kv`: the oldest workspace
     /// databases have `ItemTable` alone).
-    fn db(&self, path: &Path, kv: bool) -> Connection {
+    pub(super) fn db(&self, path: &Path, kv: bool) -> Connection {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let conn = Connection::open(path).unwrap();
         conn.execute_batch("CREATE TABLE IF NOT EXISTS ItemTable (key TEXT UNIQUE ON CONFLICT REPLACE, value BLOB);")
@@ -71,7 +71,7 @@ impl UserTree {
 }
 
 /// Sets an `ItemTable` value (`None`: SQL NULL), as Cursor does (replacing the row).
-fn put_item(conn: &Connection, key: &str, value: Option<&Value>) {
+pub(super) fn put_item(conn: &Connection, key: &str, value: Option<&Value>) {
     conn.execute(
         "INSERT INTO ItemTable (key, value) VALUES (?1, ?2)",
         rusqlite::params![key, value.map(Value::to_string)],
@@ -79,7 +79,7 @@ fn put_item(conn: &Connection, key: &str, value: Option<&Value>) {
     .unwrap();
 }
 
-fn put_null(conn: &Connection, key: &str) {
+pub(super) fn put_null(conn: &Connection, key: &str) {
     conn.execute(
         "INSERT OR REPLACE INTO cursorDiskKV (key, value) VALUES (?1, NULL)",
         [key],
@@ -235,7 +235,7 @@ fn write_nulls(tree: &UserTree) {
 }
 
 /// Every database of the tree, as `cursor_dbs` finds them, polled whole.
-fn stores(tree: &UserTree) -> Vec<(PathBuf, CursorStore)> {
+pub(super) fn stores(tree: &UserTree) -> Vec<(PathBuf, CursorStore)> {
     cursor_dbs(std::slice::from_ref(&tree.user))
         .into_iter()
         .map(|d| (d.path.clone(), cursor_store(d)))
@@ -330,9 +330,8 @@ fn cursor_user_folder_reads_every_database_with_exact_items_each_chat_once() {
                     "model": "gpt-4.1", "workspacePath": "/home/dev/my app",
                     "metadata": {"title": "Moved chat"}},
         "turns": [
-            // Cursor wrote zero counts: recorded as zero.
+            // Cursor wrote zero counts: unknown, not 0.
             {"sourceTurnId": "m1", "startedAtMs": T0 + 11_000, "completedAtMs": T0 + 12_000,
-             "inputTokens": 0, "outputTokens": 0, "totalTokens": 0,
              "responseMessageSourceId": "m2", "queryMessageSourceIds": ["m1"]},
             {"sourceTurnId": "m3", "parentSourceTurnId": "m1", "startedAtMs": T0 + 150_000,
              "completedAtMs": T0 + 151_000, "inputTokens": 4000, "outputTokens": 120,
@@ -351,8 +350,8 @@ fn cursor_user_folder_reads_every_database_with_exact_items_each_chat_once() {
              "startedAtMs": T0 + 151_000, "sequence": 3}
         ]
     });
-    // The NULL composer reads as absent: the session is its bubbles by time; the NULL bubble
-    // and the NULL fields are skipped; no count written, none recorded.
+    // The NULL (deleted) composer reads as absent: the session is its bubbles by time; the
+    // NULL bubble and the NULL fields are skipped; no count written, none recorded.
     let nulls = json!({
         "sourceProvider": "cursor", "sourceSessionId": "c-nulls",
         "session": {"createdAtMs": T0 + 30_000, "updatedAtMs": T0 + 31_000},
@@ -388,7 +387,6 @@ fn cursor_user_folder_reads_every_database_with_exact_items_each_chat_once() {
                                  "unifiedMode": "chat"}},
         "turns": [
             {"sourceTurnId": "i1", "startedAtMs": T0 + 20_000, "completedAtMs": T0 + 20_000,
-             "inputTokens": 0, "outputTokens": 0, "totalTokens": 0,
              "responseMessageSourceId": "i2", "queryMessageSourceIds": ["i1"]},
             {"sourceTurnId": "i3", "parentSourceTurnId": "i1", "startedAtMs": T0 + 20_000,
              "completedAtMs": T0 + 20_000, "inputTokens": 900, "outputTokens": 30,
@@ -413,7 +411,7 @@ fn cursor_user_folder_reads_every_database_with_exact_items_each_chat_once() {
     assert_eq!(
         skipped,
         [
-            s(&[("bubble_not_text", 1), ("composer_not_text", 1)]),
+            s(&[("deleted_row", 2)]),
             s(&[
                 ("empty_session", 1),
                 ("legacy_composer_header", 2),
@@ -608,7 +606,7 @@ fn cursor_scan_lists_every_database_it_read() {
 
 /// A Lexical editor state as a legacy chat tab stores a user bubble's `initText`: one paragraph
 /// per line given.
-fn editor_state(lines: &[&str]) -> String {
+pub(super) fn editor_state(lines: &[&str]) -> String {
     let paragraphs: Vec<Value> = lines
         .iter()
         .map(|l| {

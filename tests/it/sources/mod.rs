@@ -15,6 +15,9 @@
 //! - `cursor_workspaces`: a whole Cursor `User` folder (global and workspace databases, the
 //!   older `ItemTable` chats, NULL values, a chat in two databases), `--cursor-db` forms, polls
 //!   per database = one poll of the final state, `aix scan` listing.
+//! - `cursor_variants`: the Cursor real-world variants of mapping 4 (a legacy tab holding only
+//!   a draft, Cursor 3.x composers listed by no workspace with zero counts and the model on the
+//!   prompt, bubbles timed only by `timingInfo`, NULL rows), exact items and skip counts.
 //! - `cursor_real`: real `User` folders (`NEX_REAL_SAMPLES_DIR`, `NEX_CORPUS_DIR`) against an
 //!   independent count of their chats.
 //! - `incremental`: random cuts and restarts give the rows of one full parse.
@@ -40,6 +43,7 @@ mod cursor_bad_input;
 pub(crate) mod cursor_fixture;
 mod cursor_incremental;
 mod cursor_real;
+mod cursor_variants;
 mod cursor_workspaces;
 mod gemini;
 mod gemini_document;

@@ -112,12 +112,16 @@ impl Spawn {
 struct TurnAcc {
     id: String,
     query: Vec<String>,
+    /// The bubbles' own times (see `Bubble::at`), in conversation order.
     times: Vec<i64>,
+    /// When the bubbles' requests ended (see `Bubble::ended`).
+    ends: Vec<i64>,
     has_assistant: bool,
     tokens: Option<(i64, i64)>,
-    /// An assistant bubble of the turn carries counts (all zero when `tokens` is `None`).
-    counted: bool,
+    /// The last model an assistant bubble names.
     model: Option<String>,
+    /// The model the prompt bubble names (`modelInfo`), for a turn whose replies name none.
+    prompt_model: Option<String>,
     response: Option<String>,
     /// Indexes into the entries.
     members: Vec<usize>,
@@ -129,13 +133,18 @@ impl TurnAcc {
             id: id.to_owned(),
             query: Vec::new(),
             times: Vec::new(),
+            ends: Vec::new(),
             has_assistant: false,
             tokens: None,
-            counted: false,
             model: None,
+            prompt_model: None,
             response: None,
             members: Vec::new(),
         }
+    }
+
+    fn model(&self) -> Option<String> {
+        self.model.clone().or_else(|| self.prompt_model.clone())
     }
 }
 
@@ -159,12 +168,17 @@ pub(super) fn build_item(
         }
         let Some(t) = turns.last_mut() else { continue };
         t.members.push(i);
-        t.times.extend(e.bubble.created_at);
+        t.times.extend(e.bubble.at());
+        t.ends.extend(e.bubble.ended());
         match role {
-            Role::User => t.query.push(e.id.clone()),
+            Role::User => {
+                t.query.push(e.id.clone());
+                if let Some(m) = e.bubble.info_model() {
+                    t.prompt_model.get_or_insert_with(|| m.to_owned());
+                }
+            }
             Role::Assistant => {
                 t.has_assistant = true;
-                t.counted |= e.bubble.has_token_count();
                 if let Some(tokens) = e.bubble.tokens() {
                     t.tokens = Some(tokens);
                 }
@@ -181,18 +195,38 @@ pub(super) fn build_item(
         return None;
     }
     let all_times = turns.iter().flat_map(|t| t.times.iter().copied());
+    let all_ends = turns.iter().flat_map(|t| t.ends.iter().copied());
     let created = head.created.or_else(|| all_times.clone().min());
-    let updated = head.updated.or_else(|| all_times.max()).or(created);
+    let updated = head
+        .updated
+        .or_else(|| all_times.chain(all_ends).max())
+        .or(created);
+    // The first own time after each turn, for the turns that have none.
+    let mut next_time = vec![None; turns.len()];
+    let mut after = None;
+    for (n, t) in turns.iter().enumerate().rev() {
+        next_time[n] = after;
+        after = t.times.first().copied().or(after);
+    }
     let mut out_turns = Vec::with_capacity(turns.len());
     let mut messages = Vec::new();
     let mut tools: Vec<ToolCall> = Vec::new();
     let mut tool_ids = HashSet::new();
     let mut parent: Option<String> = None;
-    for t in &turns {
-        let started = t.times.iter().copied().min().or(created).unwrap_or(0);
+    for (t, next) in turns.iter().zip(next_time) {
+        // A turn without a time of its own starts with the session, but never after the
+        // bubble that follows it.
+        let started = t
+            .times
+            .iter()
+            .copied()
+            .min()
+            .or_else(|| created.map(|c| next.map_or(c, |n| c.min(n))))
+            .unwrap_or(0);
         let completed = t.has_assistant.then(|| {
             t.times
                 .iter()
+                .chain(&t.ends)
                 .copied()
                 .max()
                 .unwrap_or(started)
@@ -201,7 +235,7 @@ pub(super) fn build_item(
         for &i in &t.members {
             let Some(e) = entries.get(i) else { continue };
             let b = &e.bubble;
-            let at = b.created_at.unwrap_or(started);
+            let at = b.at().unwrap_or(started);
             let role = match b.role() {
                 Some(Role::User) => "user",
                 _ => "assistant",
@@ -235,8 +269,8 @@ pub(super) fn build_item(
                 }
             }
         }
-        // Counts Cursor wrote as zero are recorded as zero; none written, none recorded.
-        let tokens = t.tokens.or(t.counted.then_some((0, 0)));
+        // Counts that are all zero are not counts (versions that do not fill them): unknown.
+        let tokens = t.tokens;
         let (input, output) = match tokens {
             Some((i, o)) => (Some(i), Some(o)),
             None => (None, None),
@@ -246,7 +280,7 @@ pub(super) fn build_item(
             parent_source_turn_id: parent.replace(t.id.clone()),
             started_at_ms: started,
             completed_at_ms: completed,
-            model: t.model.clone(),
+            model: t.model(),
             input_tokens: input,
             output_tokens: output,
             total_tokens: tokens.map(|(i, o)| i.saturating_add(o)),
@@ -258,7 +292,7 @@ pub(super) fn build_item(
     let model = head
         .model
         .clone()
-        .or_else(|| turns.iter().rev().find_map(|t| t.model.clone()));
+        .or_else(|| turns.iter().rev().find_map(TurnAcc::model));
     let lineage = head.lineage.as_ref();
     Some(ImportSessionItem {
         source_provider: Provider::Cursor.as_str().to_owned(),
@@ -390,6 +424,49 @@ mod tests {
         let seqs: Vec<i64> = item.messages.iter().map(|m| m.sequence).collect();
         assert_eq!(seqs, vec![0, 1, 3, 4]);
         assert_eq!(stats.skipped_records.get("bubble_unknown_type"), Some(&1));
+    }
+
+    /// Versions without `createdAt`: a turn with no time of its own starts with the session,
+    /// but not after the next bubble's time (here the composer claims a later creation).
+    #[test]
+    fn a_turn_without_times_starts_no_later_than_the_next_bubble() {
+        let entries = vec![
+            entry("u1", r#"{"type":1,"text":"q"}"#),
+            entry("a1", r#"{"type":2,"text":"r"}"#),
+            entry("u2", r#"{"type":1,"text":"q2"}"#),
+            entry(
+                "a2",
+                r#"{"type":2,"text":"r2","timingInfo":{"clientStartTime":812.5,
+                   "clientRpcSendTime":1700000040000,"clientEndTime":1700000045000}}"#,
+            ),
+        ];
+        let head = Head {
+            session_id: "s".into(),
+            created: Some(1_700_000_050_000),
+            ..Head::default()
+        };
+        let mut stats = ParseStats::default();
+        let item = build_item(&head, &entries, "fp".into(), &mut stats).unwrap();
+        let turns: Vec<(&str, i64, Option<i64>)> = item
+            .turns
+            .iter()
+            .map(|t| {
+                (
+                    t.source_turn_id.as_str(),
+                    t.started_at_ms,
+                    t.completed_at_ms,
+                )
+            })
+            .collect();
+        let t = 1_700_000_040_000;
+        assert_eq!(
+            turns,
+            vec![("u1", t, Some(t)), ("u2", t, Some(1_700_000_045_000))]
+        );
+        let times: Vec<i64> = item.messages.iter().map(|m| m.created_at_ms).collect();
+        assert_eq!(times, vec![t, t, t, t]);
+        assert_eq!(item.session.created_at_ms, Some(1_700_000_050_000));
+        assert_eq!(item.session.updated_at_ms, Some(1_700_000_045_000));
     }
 
     #[test]

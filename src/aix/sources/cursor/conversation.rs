@@ -28,23 +28,37 @@ pub(super) struct Keyed<'a> {
     pub bubble: Bubble<'a>,
 }
 
-/// Parses the bubble rows of a session: a malformed value is counted in `malformed_lines`, a
-/// value that is JSON but not an object is skipped and counted (`bubble_not_object`).
-pub(super) fn parse_rows<'a>(
-    rows: &'a [Row],
-    prefix: &str,
-    stats: &mut ParseStats,
-) -> Vec<Keyed<'a>> {
-    let mut out = Vec::with_capacity(rows.len());
+/// The bubble rows of a session, parsed.
+#[derive(Default)]
+pub(super) struct Parsed<'a> {
+    pub keyed: Vec<Keyed<'a>>,
+    /// Ids of the rows whose value is NULL (deleted bubbles), already counted.
+    pub deleted: HashSet<String>,
+}
+
+/// Parses the bubble rows of a session: a NULL value is a deleted bubble (`deleted_row`), a
+/// malformed value is counted in `malformed_lines`, a value that is not text (a number) or is
+/// JSON but not an object is skipped and counted (`bubble_not_text`, `bubble_not_object`).
+pub(super) fn parse_rows<'a>(rows: &'a [Row], prefix: &str, stats: &mut ParseStats) -> Parsed<'a> {
+    let mut out = Parsed {
+        keyed: Vec::with_capacity(rows.len()),
+        deleted: HashSet::new(),
+    };
     for r in rows {
         stats.lines += 1;
+        let id = || r.key.strip_prefix(prefix).unwrap_or(&r.key).to_owned();
+        if r.deleted {
+            count_skip(stats, "deleted_row");
+            out.deleted.insert(id());
+            continue;
+        }
         let Some(value) = r.value.as_deref() else {
             count_skip(stats, "bubble_not_text");
             continue;
         };
         match parse_object::<Bubble<'_>>(value) {
-            Ok(Some(bubble)) => out.push(Keyed {
-                id: r.key.strip_prefix(prefix).unwrap_or(&r.key).to_owned(),
+            Ok(Some(bubble)) => out.keyed.push(Keyed {
+                id: id(),
                 rowid: r.rowid,
                 bubble,
             }),
@@ -57,12 +71,15 @@ pub(super) fn parse_rows<'a>(
 
 /// Merges the listed bubbles (in order; `None` when the session has no listed order) with the
 /// keyed ones as the module docs say. Listed ids are deduplicated (first wins, counted
-/// `duplicate_bubble`); a keyed bubble whose id is listed is that listed bubble's body.
+/// `duplicate_bubble`); a keyed bubble whose id is listed is that listed bubble's body; a
+/// listed bubble without a body is counted `missing_bubble`, unless its row is one of
+/// `deleted` (counted when it was read).
 pub(super) fn order<'a>(
     listed: Option<Vec<Listed<'a>>>,
-    keyed: Vec<Keyed<'a>>,
+    parsed: Parsed<'a>,
     stats: &mut ParseStats,
 ) -> Vec<Entry<'a>> {
+    let Parsed { keyed, deleted } = parsed;
     let Some(listed) = listed else {
         let mut keyed = keyed;
         keyed.sort_by_key(|k| (k.bubble.created_at.is_none(), k.bubble.created_at, k.rowid));
@@ -91,6 +108,7 @@ pub(super) fn order<'a>(
         }
         match l.bubble.or(keyed.map(|k| k.bubble)) {
             Some(bubble) => out.push(Entry { id: l.id, bubble }),
+            None if deleted.contains(&l.id) => {}
             None => count_skip(stats, "missing_bubble"),
         }
     }
@@ -178,6 +196,13 @@ mod tests {
         }
     }
 
+    fn parsed(keyed: Vec<Keyed<'static>>) -> Parsed<'static> {
+        Parsed {
+            keyed,
+            deleted: HashSet::new(),
+        }
+    }
+
     fn listed(id: &str) -> Listed<'static> {
         Listed {
             id: id.to_owned(),
@@ -200,7 +225,7 @@ mod tests {
                 listed("a"),
                 listed("c"),
             ]),
-            vec![
+            parsed(vec![
                 keyed("c", 3, r#"{"type":2,"createdAt":30}"#),
                 keyed("a", 1, r#"{"type":1,"createdAt":10}"#),
                 keyed("b", 2, r#"{"type":2}"#),
@@ -209,7 +234,7 @@ mod tests {
                 keyed("z", 7, r#"{"type":2,"createdAt":5}"#),
                 keyed("w", 6, r#"{"type":2,"createdAt":99}"#),
                 keyed("n", 5, r#"{"type":2}"#),
-            ],
+            ]),
             &mut stats,
         );
         // `n` has no time: after `c`, the last listed bubble stored before it (row 3 < 5).
@@ -229,7 +254,7 @@ mod tests {
         let mut stats = ParseStats::default();
         let out = order(
             Some(vec![listed("u1"), listed("a1"), listed("u2"), listed("a2")]),
-            vec![
+            parsed(vec![
                 keyed("u1", 10, r#"{"type":1}"#),
                 keyed("t1", 11, r#"{"type":2}"#),
                 keyed("t2", 12, r#"{"type":2}"#),
@@ -238,10 +263,29 @@ mod tests {
                 keyed("a2", 16, r#"{"type":2}"#),
                 keyed("t3", 15, r#"{"type":2}"#),
                 keyed("t0", 2, r#"{"type":2}"#),
-            ],
+            ]),
             &mut stats,
         );
         assert_eq!(ids(&out), ["t0", "u1", "t1", "t2", "a1", "u2", "t3", "a2"]);
+        assert!(stats.skipped_records.is_empty());
+    }
+
+    /// A listed bubble whose row is NULL (deleted) was counted when read: not also missing.
+    #[test]
+    fn a_deleted_listed_bubble_is_not_missing() {
+        let mut stats = ParseStats::default();
+        let out = order(
+            Some(vec![listed("a"), listed("gone"), listed("b")]),
+            Parsed {
+                keyed: vec![
+                    keyed("a", 1, r#"{"type":1}"#),
+                    keyed("b", 3, r#"{"type":2}"#),
+                ],
+                deleted: HashSet::from(["gone".to_owned()]),
+            },
+            &mut stats,
+        );
+        assert_eq!(ids(&out), ["a", "b"]);
         assert!(stats.skipped_records.is_empty());
     }
 
@@ -250,12 +294,12 @@ mod tests {
         let mut stats = ParseStats::default();
         let out = order(
             None,
-            vec![
+            parsed(vec![
                 keyed("late", 1, r#"{"type":2,"createdAt":30}"#),
                 keyed("untimed2", 5, r#"{"type":2}"#),
                 keyed("untimed1", 4, r#"{"type":2}"#),
                 keyed("early", 9, r#"{"type":1,"createdAt":10}"#),
-            ],
+            ]),
             &mut stats,
         );
         assert_eq!(ids(&out), ["early", "late", "untimed1", "untimed2"]);

@@ -23,6 +23,8 @@ pub(super) struct Row {
     pub rowid: i64,
     /// The value's bytes (TEXT or BLOB); `None` for NULL or a number.
     pub value: Option<Vec<u8>>,
+    /// The value is SQL NULL: what Cursor leaves of a deleted composer or bubble.
+    pub deleted: bool,
     /// The value's length as [`Stamp`] measures it.
     pub len: i64,
 }
@@ -107,10 +109,12 @@ pub(super) fn row_of(conn: &Connection, key: &str) -> rusqlite::Result<Option<Ro
         "SELECT rowid, value, coalesce(octet_length(value), 0) FROM cursorDiskKV WHERE key = ?1",
     )?;
     stmt.query_row([key], |r| {
+        let value = r.get_ref(1)?;
         Ok(Row {
             key: key.to_owned(),
             rowid: r.get(0)?,
-            value: value_bytes(r.get_ref(1)?),
+            value: value_bytes(value),
+            deleted: value == ValueRef::Null,
             len: r.get(2)?,
         })
     })
@@ -124,10 +128,12 @@ pub(super) fn rows(conn: &Connection, prefix: &str) -> rusqlite::Result<Vec<Row>
          WHERE key >= ?1 AND key < ?2 ORDER BY key",
     )?;
     let rows = stmt.query_map(params![prefix, upper(prefix)], |r| {
+        let value = r.get_ref(2)?;
         Ok(Row {
             key: key_text(r.get_ref(0)?),
             rowid: r.get(1)?,
-            value: value_bytes(r.get_ref(2)?),
+            value: value_bytes(value),
+            deleted: value == ValueRef::Null,
             len: r.get(3)?,
         })
     })?;

@@ -2,7 +2,8 @@
 //! `workbench.panel.aichat.view.aichat.chatdata` (`{tabs: [{tabId, chatTitle, lastSendTime,
 //! bubbles: [{type: "user"|"ai", id, text|rawText, …}]}]}`), one session per tab keyed by its
 //! `tabId`; and `composer.composerData` (`{allComposers: [composer, …]}`), one session per
-//! composer holding an inline conversation, keyed by its `composerId`. An entry whose id is also
+//! composer holding an inline conversation, keyed by its `composerId` (a list without
+//! `allComposers`, which versions that keep the composers globally write, holds none). An entry whose id is also
 //! a `composerData:<id>` key is that session's stale copy and is skipped (`legacy_shadowed`), as
 //! is an entry that only points at such a key (`legacy_composer_header`).
 //!
@@ -21,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::build::{Head, build_item};
-use super::conversation::{Listed, order};
+use super::conversation::{Listed, Parsed, order};
 use super::db::{self, LEGACY_CHAT_KEY, LEGACY_COMPOSER_KEY};
 use super::record::{Bubble, Composer, Role, time};
 use super::session::{Age, MAPPING_VERSION, listed_of, with_folder};
@@ -164,7 +165,7 @@ fn fingerprint(key: &str, value: &Value, folder: Option<&str>) -> String {
 }
 
 fn finish(head: Head, listed: Vec<Listed<'_>>, fp: String, stats: &mut ParseStats) -> Built {
-    let entries = order(Some(listed), Vec::new(), stats);
+    let entries = order(Some(listed), Parsed::default(), stats);
     let item = build_item(&head, &entries, fp.clone(), stats);
     let created = item.as_ref().and_then(|i| i.session.created_at_ms);
     Built {
@@ -215,11 +216,13 @@ fn chat_tabs(
             }
         }
         // The tab's input box: Cursor keeps the message being typed as the last user bubble,
-        // without text until it is sent. It is not a prompt (a tab never used holds only it).
+        // without `text` nor `rawText` until it is sent (its `initText` holds a draft typed
+        // and never sent). It is not a prompt (a tab never used holds only it). A sent
+        // follow-up also has only `initText`, but it is never last: the input box follows it.
         if listed
             .last()
             .and_then(|l| l.bubble.as_ref())
-            .is_some_and(|b| b.role() == Some(Role::User) && b.content().is_none())
+            .is_some_and(|b| b.role() == Some(Role::User) && b.without_text())
         {
             listed.pop();
             count_skip(stats, "legacy_input_box");
@@ -257,9 +260,15 @@ fn composers(
     stats: &mut ParseStats,
     out: &mut Vec<Built>,
 ) {
-    let Some(all) = v.get("allComposers").and_then(Value::as_array) else {
-        count_skip(stats, "legacy_composer_shape");
-        return;
+    let all = match v.get("allComposers") {
+        Some(Value::Array(all)) => all,
+        // Only the selection (`selectedComposerIds`, `hasMigratedComposerData`, …): the
+        // composers live in the global database. Nothing to read, nothing skipped.
+        None | Some(Value::Null) if v.is_object() => return,
+        _ => {
+            count_skip(stats, "legacy_composer_shape");
+            return;
+        }
     };
     for entry in all {
         let Ok(mut c) = Composer::deserialize(entry) else {

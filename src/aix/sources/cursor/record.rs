@@ -5,15 +5,16 @@
 //! fields nobody maps (`codeBlockData`, `originalFileStates`, `context`, …) are skipped without
 //! being built.
 
+mod fields;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::aix::sources::common::parse_rfc3339_ms;
+pub(super) use self::fields::time;
+use self::fields::{headers, kind, thinking};
 use crate::aix::sources::lenient::{self, List, Obj};
 
 /// A session header: `composerData:<id>` (also a subagent's `composerData:task-<id>`, the
@@ -43,6 +44,9 @@ pub(super) struct Composer<'a> {
     /// Inline bubbles by id (some versions), looked up before the bubble keys.
     #[serde(borrow)]
     pub conversation_map: Obj<BTreeMap<Cow<'a, str>, Obj<Bubble<'a>>>>,
+    /// The workspace the composer was opened in (Cursor 3.x: `{id, uri: {fsPath, path, …}}`).
+    #[serde(borrow)]
+    pub workspace_identifier: Obj<WorkspaceIdentifier<'a>>,
 }
 
 impl Composer<'_> {
@@ -53,6 +57,31 @@ impl Composer<'_> {
             .and_then(|m| m.model_name.as_deref())
             .map(str::to_owned)
     }
+
+    /// The folder of the composer's own `workspaceIdentifier`: `uri.fsPath`, else `uri.path`.
+    pub fn workspace_path(&self) -> Option<String> {
+        let uri = self.workspace_identifier.0.as_ref()?.uri.0.as_ref()?;
+        uri.fs_path
+            .as_deref()
+            .or(uri.path.as_deref())
+            .map(str::to_owned)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(super) struct WorkspaceIdentifier<'a> {
+    #[serde(borrow)]
+    pub uri: Obj<WorkspaceUri<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(super) struct WorkspaceUri<'a> {
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub fs_path: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub path: Option<Cow<'a, str>>,
 }
 
 /// Only `createdAt` of a composer: what ordering the changed sessions needs before reading them.
@@ -99,6 +128,8 @@ pub(super) struct Bubble<'a> {
     pub init_text: Option<Cow<'a, str>>,
     #[serde(deserialize_with = "time")]
     pub created_at: Option<i64>,
+    /// When the bubble's request ran; the only times of versions that write no `createdAt`.
+    pub timing_info: Obj<TimingInfo>,
     pub token_count: Obj<TokenCount>,
     #[serde(borrow)]
     pub tool_former_data: Obj<ToolFormer<'a>>,
@@ -146,22 +177,49 @@ impl Bubble<'_> {
             .or_else(|| editor_text(self.init_text.as_deref()?))
     }
 
+    /// `modelInfo.modelName`, else a legacy chat tab bubble's `modelType`.
     pub fn model(&self) -> Option<String> {
-        self.model_info
-            .0
-            .as_ref()
-            .and_then(|m| m.model_name.as_deref())
+        self.info_model()
             .or(self.model_type.as_deref())
             .map(str::to_owned)
     }
 
-    /// Whether the bubble carries a `tokenCount` object (zeros included).
-    pub fn has_token_count(&self) -> bool {
-        self.token_count.0.is_some()
+    /// `modelInfo.modelName` alone.
+    pub fn info_model(&self) -> Option<&str> {
+        self.model_info
+            .0
+            .as_ref()
+            .and_then(|m| m.model_name.as_deref())
+    }
+
+    /// Whether the bubble holds no `text` nor `rawText` (whatever its `initText` holds).
+    pub fn without_text(&self) -> bool {
+        self.text.is_none() && self.raw_text.is_none()
+    }
+
+    /// The bubble's own time: `createdAt`; without one (versions before late 2025), its
+    /// request's send time from `timingInfo`: `clientRpcSendTime`, else `clientStartTime`,
+    /// each only when it is epoch milliseconds (`clientStartTime` is often an offset from the
+    /// window's load).
+    pub fn at(&self) -> Option<i64> {
+        self.created_at.or_else(|| {
+            let t = self.timing_info.0.as_ref()?;
+            epoch(t.client_rpc_send_time).or(epoch(t.client_start_time))
+        })
+    }
+
+    /// When the bubble's request ended, for a bubble without `createdAt`: the later of
+    /// `timingInfo.clientEndTime` and `clientSettleTime`, epoch milliseconds only.
+    pub fn ended(&self) -> Option<i64> {
+        if self.created_at.is_some() {
+            return None;
+        }
+        let t = self.timing_info.0.as_ref()?;
+        epoch(t.client_end_time).max(epoch(t.client_settle_time))
     }
 
     /// `(input, output)` when either is above zero (Cursor writes zeros on every bubble but the
-    /// one that closes a request).
+    /// one that closes a request, and on every bubble in versions that do not count).
     pub fn tokens(&self) -> Option<(i64, i64)> {
         let t = self.token_count.0.as_ref()?;
         let (i, o) = (t.input_tokens.unwrap_or(0), t.output_tokens.unwrap_or(0));
@@ -196,6 +254,28 @@ fn editor_text(state: &str) -> Option<String> {
         .collect::<Vec<_>>()
         .join("\n");
     (!text.trim().is_empty()).then_some(text)
+}
+
+/// Epoch milliseconds from 2001-09-09 on: the smallest value a `timingInfo` time is read as a
+/// date from (offsets from a window's load are far smaller).
+const EPOCH_MIN_MS: i64 = 1_000_000_000_000;
+
+fn epoch(t: Option<i64>) -> Option<i64> {
+    t.filter(|t| *t >= EPOCH_MIN_MS)
+}
+
+/// A bubble's `timingInfo` (client clock, epoch milliseconds or a page-relative offset).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(super) struct TimingInfo {
+    #[serde(deserialize_with = "time")]
+    pub client_start_time: Option<i64>,
+    #[serde(deserialize_with = "time")]
+    pub client_rpc_send_time: Option<i64>,
+    #[serde(deserialize_with = "time")]
+    pub client_settle_time: Option<i64>,
+    #[serde(deserialize_with = "time")]
+    pub client_end_time: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,162 +374,6 @@ pub(super) fn json_or_string(v: Value) -> Value {
     }
 }
 
-fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Header<'de>>>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<Vec<Header<'de>>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-            List::<Header<'de>>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
-                .map(|l| Some(l.0))
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    d.deserialize_any(V)
-}
-
-/// A bubble `type`: a number or a name; anything else reads as absent.
-fn kind<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Kind<'de>>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<Kind<'de>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(Kind::Number(v)))
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(i64::try_from(v).ok().map(Kind::Number))
-        }
-        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(Some(Kind::Name(Cow::Borrowed(v))))
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(Kind::Name(Cow::Owned(v.to_owned()))))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    d.deserialize_any(V)
-}
-
-/// A time: epoch milliseconds as a number (or a string of digits), or an RFC 3339 string.
-/// Zero, negative and anything else read as absent.
-pub(super) fn time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<i64>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok((v > 0).then_some(v))
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(i64::try_from(v).ok().filter(|v| *v > 0))
-        }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            // Saturating cast; the range check keeps only plausible epoch milliseconds.
-            Ok((1.0..9.0e15).contains(&v).then_some(v as i64))
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            let v = v.trim();
-            if !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_digit()) {
-                return Ok(v.parse::<i64>().ok().filter(|v| *v > 0));
-            }
-            Ok(parse_rfc3339_ms(v))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    d.deserialize_any(V)
-}
-
-/// `thinking`: a string, or an object with a `text` string; anything else reads as absent.
-fn thinking<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct Block<'a> {
-        #[serde(borrow, deserialize_with = "lenient::str")]
-        text: Option<Cow<'a, str>>,
-    }
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Thinking<'a> {
-        #[serde(borrow)]
-        Text(Cow<'a, str>),
-        #[serde(borrow)]
-        Block(Block<'a>),
-        Other(IgnoredAny),
-    }
-    Ok(match Thinking::deserialize(d)? {
-        Thinking::Text(t) => Some(t),
-        Thinking::Block(b) => b.text,
-        Thinking::Other(_) => None,
-    }
-    .filter(|t| !t.trim().is_empty()))
-}
-
 /// Parses `bytes` as `T` (an object): `Err` for malformed JSON, `Ok(None)` for valid JSON of
 /// another type.
 pub(super) fn parse_object<'a, T: Deserialize<'a>>(
@@ -491,6 +415,33 @@ mod tests {
         let b: Bubble<'_> = serde_json::from_str(r#"{"type":3,"createdAt":true}"#).unwrap();
         assert_eq!(b.role(), None);
         assert_eq!(b.created_at, None);
+    }
+
+    #[test]
+    fn timing_info_times_a_bubble_without_created_at() {
+        let b: Bubble<'_> = serde_json::from_str(
+            r#"{"type":2,"timingInfo":{"clientStartTime":10565.8,"clientRpcSendTime":"x",
+               "clientSettleTime":1700000002000,"clientEndTime":1700000001000}}"#,
+        )
+        .unwrap();
+        // `clientStartTime` is an offset from the window's load, not a date.
+        assert_eq!(b.at(), None);
+        assert_eq!(b.ended(), Some(1_700_000_002_000));
+        let b: Bubble<'_> = serde_json::from_str(
+            r#"{"type":2,"timingInfo":{"clientStartTime":1700000000500.25,"clientEndTime":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(b.at(), Some(1_700_000_000_500));
+        assert_eq!(b.ended(), None);
+        // `createdAt` wins, and its bubble takes no end from its timings.
+        let b: Bubble<'_> = serde_json::from_str(
+            r#"{"type":2,"createdAt":1700000000005,"timingInfo":{
+               "clientRpcSendTime":1700000000000,"clientEndTime":1700000009000}}"#,
+        )
+        .unwrap();
+        assert_eq!((b.at(), b.ended()), (Some(1_700_000_000_005), None));
+        let b: Bubble<'_> = serde_json::from_str(r#"{"type":1,"timingInfo":[1]}"#).unwrap();
+        assert_eq!((b.at(), b.ended()), (None, None));
     }
 
     #[test]
@@ -546,6 +497,16 @@ mod tests {
         assert_eq!(ids, vec![Some("b1"), None]);
         assert_eq!(c.created_at, Some(1_700_000_000_000));
         assert_eq!(c.model().as_deref(), Some("m"));
+        assert_eq!(c.workspace_path(), None);
+        for (ident, want) in [
+            (r#"{"uri":{"fsPath":"/a/b","path":"/x"}}"#, Some("/a/b")),
+            (r#"{"uri":{"fsPath":"","path":"/c:/w"}}"#, Some("/c:/w")),
+            (r#"{"id":"9f","uri":"file:///a"}"#, None),
+        ] {
+            let json = format!(r#"{{"workspaceIdentifier":{ident}}}"#);
+            let c: Composer<'_> = serde_json::from_str(&json).unwrap();
+            assert_eq!(c.workspace_path().as_deref(), want, "{ident}");
+        }
         let c: Composer<'_> = serde_json::from_str(
             r#"{"fullConversationHeadersOnly":{},"conversation":[{"type":1}]}"#,
         )

@@ -81,11 +81,15 @@ fn fingerprint_of(head: &[&[u8]], rows: &[Row]) -> String {
     fingerprint_parts(head.iter().copied().chain(tail))
 }
 
-/// Parses a composer value; a malformed or non-object one is counted and read as absent (the
-/// session is then ordered by its bubbles' times).
+/// Parses a composer value; a NULL (deleted, `deleted_row`), malformed or non-object one is
+/// counted and read as absent (the session is then ordered by its bubbles' times).
 fn parse_composer<'a>(row: Option<&'a Row>, stats: &mut ParseStats) -> Option<Composer<'a>> {
     let row = row?;
     stats.lines += 1;
+    if row.deleted {
+        count_skip(stats, "deleted_row");
+        return None;
+    }
     let Some(value) = row.value.as_deref() else {
         count_skip(stats, "composer_not_text");
         return None;
@@ -189,7 +193,8 @@ fn metadata(composer: Option<&Composer<'_>>) -> Map<String, Value> {
 /// Reads the top-level session `id` and the subagents it owns (see [`Claims`]); `None` when
 /// its composer row is gone. A subagent whose item has the fingerprint `previous` (the token
 /// of the session's committed cursor) recorded for it is read but not sent again. `folder` is
-/// the workspace of the session (every item's `workspacePath`, hashed into the fingerprints).
+/// the workspace of the session (every item's `workspacePath`, hashed into the fingerprints);
+/// when there is none, the composer's own `workspaceIdentifier` names it.
 ///
 /// Errors: a query failed (the caller counts the session failed and polls on).
 pub(super) fn read_tree(
@@ -231,12 +236,19 @@ pub(super) fn read_tree(
         metadata: metadata(composer.as_ref()),
         lineage: None,
     };
-    let keyed = parse_rows(&rows, &prefix, stats);
+    // The workspace's folder; else the composer's own (Cursor 3.x lists its composers in no
+    // workspace database).
+    let own_folder = composer.as_ref().and_then(Composer::workspace_path);
+    let folder = folder.or(own_folder.as_deref());
+    let parsed = parse_rows(&rows, &prefix, stats);
     let listed = listed_of(composer.as_mut(), stats);
-    let spawns = spawns_of(id, listed.as_deref(), &keyed);
-    let entries = order(listed, keyed, stats);
+    let spawns = spawns_of(id, listed.as_deref(), &parsed.keyed);
+    let entries = order(listed, parsed, stats);
     let Some(mut item) = build_item(&head, &entries, fingerprint.clone(), stats) else {
-        count_skip(stats, "empty_session");
+        // A deleted composer is counted once, as deleted.
+        if !crow.deleted {
+            count_skip(stats, "empty_session");
+        }
         return Ok(Some(Tree {
             items: Vec::new(),
             token,
@@ -308,9 +320,9 @@ fn read_child(
     );
     let value = crow.as_ref().and_then(|r| r.value.as_deref());
     let composer = parse_composer(crow.as_ref(), stats);
-    let keyed = parse_rows(&rows, &prefix, stats);
-    let spawns = spawns_of(id, None, &keyed);
-    let entries: Vec<Entry<'_>> = order(None, keyed, stats);
+    let parsed = parse_rows(&rows, &prefix, stats);
+    let spawns = spawns_of(id, None, &parsed.keyed);
+    let entries: Vec<Entry<'_>> = order(None, parsed, stats);
     let embedded = spawn.embedded.clone().unwrap_or_default();
     let first_time = entries.iter().filter_map(|e| e.bubble.created_at).min();
     let mut meta = metadata(composer.as_ref());
