@@ -65,7 +65,7 @@ pub const CODEX: u32 = 5;
 /// last user bubble without `text` and `rawText` whatever its `initText` holds (a draft never
 /// sent: a tab holding only one is no session); a composer's own `workspaceIdentifier` gives
 /// `workspacePath` when no workspace lists it; a turn whose replies name no model takes its
-/// prompt's `modelInfo`; token counts that are all zero are unknown (NULL), not 0; bubbles
+/// prompt's `modelInfo`; bubbles
 /// without `createdAt` take their times from `timingInfo`.
 pub const CURSOR: u32 = 4;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.

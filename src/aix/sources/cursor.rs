@@ -43,8 +43,8 @@
 //!   bubble exists); tokens = `tokenCount` (`inputTokens`, `outputTokens`, total = their sum)
 //!   of the turn's last assistant bubble whose counts are not zero (Cursor fills only the
 //!   bubble that closes a request), so each request is counted once; a turn whose counts are
-//!   all zero (versions that fill none) or absent records none (unknown, never 0 nor an
-//!   estimate); `model` = the last assistant `modelInfo.modelName`, else the prompt bubble's
+//!   all zero records zero (SOURCES.md: record them as 0, never invent them; 3.x fills none),
+//!   one with none records none; `model` = the last assistant `modelInfo.modelName`, else the prompt bubble's
 //!   (Cursor 3.x names the model on the prompt only); `response` = the last assistant bubble
 //!   with text; `query` = the user bubble.
 //! - A row whose value is SQL NULL is a deleted composer or bubble: skipped and counted once

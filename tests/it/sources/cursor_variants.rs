@@ -6,7 +6,7 @@
 //! - a 3.x composer (`_v` 16) that no workspace database lists (their `composer.composerData`
 //!   only keeps the selection after the migration, which is not a skip): `workspacePath` from
 //!   its own `workspaceIdentifier`; the model named on the prompt bubbles only; token counts
-//!   all zero (unknown, not 0); a tool result `"{}"` kept;
+//!   all zero (recorded as 0, as SOURCES.md says); a tool result `"{}"` kept;
 //! - 0.44 / 1.x bubbles without `createdAt`, timed by `timingInfo`;
 //! - NULL rows (deleted composers and bubbles) counted once as `deleted_row`.
 
@@ -215,7 +215,7 @@ fn write_3x(tree: &UserTree) {
 
 /// Cursor 3.7: the session's folder comes from the composer itself when no workspace lists it
 /// (a workspace that does keeps precedence), a turn whose replies name no model takes its
-/// prompt's, zero counts are unknown, the result `"{}"` is kept, and the workspace list that
+/// prompt's, zero counts are recorded as zero, the result `"{}"` is kept, and the workspace list that
 /// keeps only the selection is no skip.
 #[test]
 fn cursor_3x_composer_folder_model_and_zero_counts() {
@@ -228,9 +228,10 @@ fn cursor_3x_composer_folder_model_and_zero_counts() {
                     "model": "auto-model", "workspacePath": "/home/dev/shop/api",
                     "metadata": {"title": "Routes", "unifiedMode": "agent"}},
         "turns": [
-            // Every count is zero: no token figure at all.
+            // Every count is zero: recorded as zero.
             {"sourceTurnId": "u1", "startedAtMs": T0 + 2_000, "completedAtMs": T0 + 4_000,
-             "model": "fast-model", "responseMessageSourceId": "a2",
+             "model": "fast-model", "inputTokens": 0, "outputTokens": 0, "totalTokens": 0,
+             "responseMessageSourceId": "a2",
              "queryMessageSourceIds": ["u1"]},
             // A reply names its model: that one.
             {"sourceTurnId": "u2", "parentSourceTurnId": "u1", "startedAtMs": T0 + 5_000,

@@ -1,7 +1,7 @@
 //! Cursor's `User` folder as a whole: the global database and every workspace database (older
 //! versions' `ItemTable` chats: `composer.composerData` with inline conversations and the
 //! `aichat` chat tabs), found from any form of `--cursor-db`; exact items of each variant (NULL
-//! values, zero token counts read as unknown, `workspacePath` from `workspace.json`, also for
+//! values, zero token counts recorded as zero, `workspacePath` from `workspace.json`, also for
 //! the global sessions a workspace lists); a chat in both a workspace and the global database
 //! imported once; each database polled with its own
 //! cursors converges on one poll of the final databases; `aix scan` lists every database read.
@@ -330,8 +330,9 @@ fn cursor_user_folder_reads_every_database_with_exact_items_each_chat_once() {
                     "model": "gpt-4.1", "workspacePath": "/home/dev/my app",
                     "metadata": {"title": "Moved chat"}},
         "turns": [
-            // Cursor wrote zero counts: unknown, not 0.
+            // Cursor wrote zero counts: recorded as zero.
             {"sourceTurnId": "m1", "startedAtMs": T0 + 11_000, "completedAtMs": T0 + 12_000,
+             "inputTokens": 0, "outputTokens": 0, "totalTokens": 0,
              "responseMessageSourceId": "m2", "queryMessageSourceIds": ["m1"]},
             {"sourceTurnId": "m3", "parentSourceTurnId": "m1", "startedAtMs": T0 + 150_000,
              "completedAtMs": T0 + 151_000, "inputTokens": 4000, "outputTokens": 120,
@@ -387,6 +388,7 @@ fn cursor_user_folder_reads_every_database_with_exact_items_each_chat_once() {
                                  "unifiedMode": "chat"}},
         "turns": [
             {"sourceTurnId": "i1", "startedAtMs": T0 + 20_000, "completedAtMs": T0 + 20_000,
+             "inputTokens": 0, "outputTokens": 0, "totalTokens": 0,
              "responseMessageSourceId": "i2", "queryMessageSourceIds": ["i1"]},
             {"sourceTurnId": "i3", "parentSourceTurnId": "i1", "startedAtMs": T0 + 20_000,
              "completedAtMs": T0 + 20_000, "inputTokens": 900, "outputTokens": 30,

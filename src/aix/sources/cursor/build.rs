@@ -118,6 +118,8 @@ struct TurnAcc {
     ends: Vec<i64>,
     has_assistant: bool,
     tokens: Option<(i64, i64)>,
+    /// An assistant bubble of the turn carries counts (all zero when `tokens` is `None`).
+    counted: bool,
     /// The last model an assistant bubble names.
     model: Option<String>,
     /// The model the prompt bubble names (`modelInfo`), for a turn whose replies name none.
@@ -136,6 +138,7 @@ impl TurnAcc {
             ends: Vec::new(),
             has_assistant: false,
             tokens: None,
+            counted: false,
             model: None,
             prompt_model: None,
             response: None,
@@ -179,6 +182,7 @@ pub(super) fn build_item(
             }
             Role::Assistant => {
                 t.has_assistant = true;
+                t.counted |= e.bubble.has_token_count();
                 if let Some(tokens) = e.bubble.tokens() {
                     t.tokens = Some(tokens);
                 }
@@ -269,8 +273,9 @@ pub(super) fn build_item(
                 }
             }
         }
-        // Counts that are all zero are not counts (versions that do not fill them): unknown.
-        let tokens = t.tokens;
+        // Counts Cursor wrote as zero are recorded as zero (SOURCES.md: never invent them, even
+        // where a version fills none); none written, none recorded.
+        let tokens = t.tokens.or(t.counted.then_some((0, 0)));
         let (input, output) = match tokens {
             Some((i, o)) => (Some(i), Some(o)),
             None => (None, None),

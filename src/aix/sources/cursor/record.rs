@@ -192,6 +192,11 @@ impl Bubble<'_> {
             .and_then(|m| m.model_name.as_deref())
     }
 
+    /// Whether the bubble carries a `tokenCount` object (zeros included).
+    pub fn has_token_count(&self) -> bool {
+        self.token_count.0.is_some()
+    }
+
     /// Whether the bubble holds no `text` nor `rawText` (whatever its `initText` holds).
     pub fn without_text(&self) -> bool {
         self.text.is_none() && self.raw_text.is_none()
