@@ -22,8 +22,16 @@ use super::file_state::{FileState, ParserFactory};
 use super::sources::claude_code::first_prompt;
 use super::sources::{
     FileRole, PROMPT_LINK_PREFIX, Provider, SessionParser, SourceFile, SpawnLink, fill_spawn_link,
-    prompt_link_key,
+    prompt_link_key, workflow_link_key, workflow_run,
 };
+
+/// The link key of a Claude Code subagent file that belongs to a workflow run.
+fn workflow_key_of(source: &SourceFile) -> Option<String> {
+    if source.provider != Provider::ClaudeCode {
+        return None;
+    }
+    workflow_run(&source.path).map(|run| workflow_link_key(&run))
+}
 use crate::protocol::ImportSessionItem;
 
 /// A child file whose items went out without their spawn link.
@@ -167,6 +175,9 @@ impl Lineage {
                 ..
             } => {
                 add_once(&mut self.children, agent_id, source);
+                if let Some(key) = workflow_key_of(source) {
+                    add_once(&mut self.children, &key, source);
+                }
                 if let Some(parent) = parent_session_id {
                     add_once(&mut self.by_parent, parent, source);
                 }
@@ -267,10 +278,13 @@ impl Lineage {
                 let FileRole::Subagent { agent_id, .. } = &child.role else {
                     return false;
                 };
+                let keys = [Some(agent_id.clone()), workflow_key_of(child)];
                 child.provider == source.provider
-                    && !parents
-                        .iter()
-                        .any(|p| self.links.contains_key(&(p.clone(), agent_id.clone())))
+                    && !keys.iter().flatten().any(|key| {
+                        parents
+                            .iter()
+                            .any(|p| self.links.contains_key(&(p.clone(), key.clone())))
+                    })
             })
             .cloned()
             .collect()
@@ -320,9 +334,16 @@ impl Lineage {
                     parents.push(p.clone());
                 }
             }
-            let by_agent = parents
-                .iter()
-                .find_map(|p| self.links.get(&(p.clone(), agent_id.clone())))
+            // By its agent id, else (an agent of a workflow run) by its run's key.
+            let run_key = workflow_key_of(source);
+            let by_agent = [Some(agent_id), run_key.as_ref()]
+                .into_iter()
+                .flatten()
+                .find_map(|key| {
+                    parents
+                        .iter()
+                        .find_map(|p| self.links.get(&(p.clone(), key.clone())))
+                })
                 .cloned();
             // Else the call that sent its first prompt (one interrupted before its result named
             // the agent).

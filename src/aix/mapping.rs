@@ -49,7 +49,8 @@ pub const BEFORE_VERSIONS: u32 = 1;
 /// (an interrupted `Task`) is linked to the call that sent its first prompt. 9 = a prompt the
 /// user typed while the agent worked that only the input queue logs (`queue-operation`
 /// `remove`, 2.1.81-2.1.87) is a prompt opening its turn (`claude_code::queue`); an agent
-/// Claude Code runs itself (`agent-acompact-…`) is never linked by its first prompt.
+/// Claude Code runs itself (`agent-acompact-…`) is never linked by its first prompt; the agents
+/// of a `Workflow` run (2.1.16x) are linked to the call whose result names the run.
 pub const CLAUDE_CODE: u32 = 9;
 /// Codex: 2 = a turn per prompt (not per `turn_context`), each API call's tokens once, the old
 /// pre-envelope format, spawned subagents without their parent's replay. 3 = `input_tokens`

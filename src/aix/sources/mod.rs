@@ -144,6 +144,29 @@ pub fn prompt_link_key(prompt: &str) -> String {
 /// The prefix of [`prompt_link_key`]'s keys (agent ids never hold a `:`).
 pub const PROMPT_LINK_PREFIX: &str = "prompt:";
 
+/// The key under which a Claude Code `Workflow` call's link is known (beside the agent ids of
+/// [`SessionParser::spawn_links`]): `workflow:` and the run id its result names
+/// (`toolUseResult.runId`). Every agent of that run, `<session>/subagents/workflows/<runId>/
+/// agent-<id>.jsonl` ([`workflow_run`]), is linked by it to that call.
+pub fn workflow_link_key(run_id: &str) -> String {
+    format!("workflow:{run_id}")
+}
+
+/// The workflow run a Claude Code subagent file belongs to: `<runId>` of
+/// `<session>/subagents/workflows/<runId>/agent-<id>.jsonl`.
+pub fn workflow_run(path: &std::path::Path) -> Option<String> {
+    let dirs: Vec<&str> = path
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .filter_map(|d| d.file_name()?.to_str())
+        .collect();
+    match dirs.as_slice() {
+        [run, "workflows", "subagents"] if !run.is_empty() => Some((*run).to_owned()),
+        _ => None,
+    }
+}
+
 /// The agents we read. `as_str` is the item's `sourceProvider`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Provider {

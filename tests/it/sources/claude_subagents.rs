@@ -462,3 +462,125 @@ fn claude_subagent_of_an_interrupted_task_is_linked_by_its_prompt() {
         ]
     );
 }
+
+/// 2.1.16x `Workflow`: one call starts a run of agents, `<session>/subagents/workflows/<runId>/
+/// agent-<id>.jsonl`, and its result names the run (`toolUseResult.runId`), not the agents:
+/// every agent of the run is linked to that call (the call itself names no one session), in
+/// whichever order the files are read.
+#[test]
+fn claude_workflow_agents_are_linked_to_the_call_that_started_their_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = "eeeeeeee-0000-4000-8000-00000000000e";
+    let project = dir.path().join("-work-shop");
+    let line = |v: serde_json::Value| serde_json::to_string(&v).unwrap();
+    let base = |kind: &str, uuid: &str, ts: &str| {
+        serde_json::json!({"type": kind, "uuid": uuid, "sessionId": sid, "timestamp": ts,
+                           "version": "2.1.167"})
+    };
+    let with = |mut v: serde_json::Value, extra: serde_json::Value| {
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        line(v)
+    };
+    let workflow =
+        |n: u32, run: &str, t: u32| {
+            [
+            with(
+                base("assistant", &format!("w{n}"), &format!("2026-11-01T00:0{t}:00Z")),
+                serde_json::json!({"message": {"id": format!("m{n}"), "model": "claude-opus-4-7",
+                "role": "assistant", "content": [{"type": "tool_use", "id": format!("toolu_w{n}"),
+                "name": "Workflow", "input": {"script": "review.js"}}]}}),
+            ),
+            with(
+                base("user", &format!("r{n}"), &format!("2026-11-01T00:0{t}:01Z")),
+                serde_json::json!({"message": {"role": "user", "content": [{"type": "tool_result",
+                "tool_use_id": format!("toolu_w{n}"), "content": "launched"}]},
+                "toolUseResult": {"status": "async_launched", "taskType": "local_workflow",
+                "workflowName": "review", "runId": run}}),
+            ),
+        ]
+        .join("\n")
+        };
+    let main = [
+        with(
+            base("user", "p1", "2026-11-01T00:00:00Z"),
+            serde_json::json!({"message": {"role": "user", "content": "Review the shop."}}),
+        ),
+        workflow(1, "wf_one", 1),
+        workflow(2, "wf_two", 2),
+    ]
+    .join("\n")
+        + "\n";
+    let agent = |run: &str, id: &str| {
+        let d = project.join(sid).join("subagents/workflows").join(run);
+        std::fs::create_dir_all(&d).unwrap();
+        let text = [
+            with(
+                base("user", &format!("{id}-1"), "2026-11-01T00:01:02Z"),
+                serde_json::json!({"agentId": id, "isSidechain": true,
+                "message": {"role": "user", "content": "Check one file."}}),
+            ),
+            with(
+                base("assistant", &format!("{id}-2"), "2026-11-01T00:01:03Z"),
+                serde_json::json!({"agentId": id, "isSidechain": true,
+                "message": {"id": format!("{id}-m"), "model": "claude-haiku-4-5",
+                "role": "assistant", "content": [{"type": "text", "text": "Fine."}]}}),
+            ),
+        ]
+        .join("\n")
+            + "\n";
+        std::fs::write(d.join(format!("agent-{id}.jsonl")), text).unwrap();
+    };
+    agent("wf_one", "a01");
+    agent("wf_one", "a02");
+    agent("wf_two", "a03");
+    let scan = || -> Vec<(String, Option<String>, Option<String>)> {
+        let options = nex::aix::WorkerOptions {
+            claude_dirs: vec![dir.path().to_path_buf()],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        nex::aix::scan(
+            &options,
+            &nex::aix::default_parser_factory(),
+            Some(&mut out),
+        )
+        .unwrap();
+        let mut last = std::collections::BTreeMap::new();
+        for l in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let item: ImportSessionItem = serde_json::from_slice(l).unwrap();
+            if item.session.is_subagent {
+                last.insert(
+                    item.source_session_id,
+                    (item.session.spawn_tool_call_id, item.session.task_status),
+                );
+            } else {
+                for call in item.tool_calls {
+                    assert_eq!(call.spawned_source_session_id, None, "a run is no session");
+                }
+            }
+        }
+        last.into_iter().map(|(k, (a, b))| (k, a, b)).collect()
+    };
+    let id = |a: &str| format!("{sid}/agent-{a}");
+    // The agents' files are there before their parent's.
+    assert_eq!(
+        scan(),
+        vec![
+            (id("a01"), None, None),
+            (id("a02"), None, None),
+            (id("a03"), None, None)
+        ]
+    );
+    std::fs::write(project.join(format!("{sid}.jsonl")), main).unwrap();
+    let launched = o("async_launched");
+    assert_eq!(
+        scan(),
+        vec![
+            (id("a01"), o("toolu_w1"), launched.clone()),
+            (id("a02"), o("toolu_w1"), launched.clone()),
+            (id("a03"), o("toolu_w2"), launched.clone()),
+        ]
+    );
+}

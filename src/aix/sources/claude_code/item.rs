@@ -10,7 +10,6 @@ use super::prompt::{is_prompt, prompt_link};
 use super::queue::PromptQueue;
 use super::record::{Block, Record};
 use super::tool_result::result_json;
-use crate::aix::sources::SpawnLink;
 use crate::aix::sources::assembler::{
     Assembler, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING, Taken,
 };
@@ -18,6 +17,7 @@ use crate::aix::sources::common::{
     FingerprintChain, Line, join_nonempty, later, parse_rfc3339_ms, str_at,
 };
 use crate::aix::sources::lenient::TextOrList;
+use crate::aix::sources::{SpawnLink, workflow_link_key};
 use crate::protocol::{Message, ToolCall, ToolJson, Turn};
 
 /// Model name Claude Code writes on locally generated (non-API) assistant lines.
@@ -452,6 +452,13 @@ impl ItemState {
                 .as_ref()
                 .and_then(|t| str_at(t, "status"))
                 .map(str::to_owned);
+            // A `Workflow` call (2.1.16x) names the run its agents belong to.
+            let run = tool_use_result
+                .as_ref()
+                .filter(|_| agent.is_none())
+                .and_then(|t| str_at(t, "runId"))
+                .filter(|r| !r.trim().is_empty())
+                .map(workflow_link_key);
             // The first result wins: a replayed copy of a result line changes nothing, whether
             // its call is still held or was already sent and let go.
             if !lands {
@@ -482,6 +489,13 @@ impl ItemState {
                 spawns.push(SpawnSeen {
                     tool_use_id: id,
                     agent_id: agent,
+                    status,
+                });
+            } else if let Some(run) = run {
+                // Its agents are several sessions: the call names none of them.
+                spawns.push(SpawnSeen {
+                    tool_use_id: id,
+                    agent_id: run,
                     status,
                 });
             }

@@ -66,7 +66,10 @@
 //! the agent ids, `prompt:<digest>` of every spawning call's `input.prompt` (the first call to
 //! send a prompt keeps it), and the runtime links a subagent no agent id names to the call that
 //! sent its first prompt (`aix::lineage`). That call carries no `spawnedSourceSessionId`: the
-//! link is the child's.
+//! link is the child's. An agent Claude Code runs itself (`agent-acompact-…`) is never linked
+//! by prompt. A `Workflow` call (2.1.16x) starts a run of agents and its result names the run
+//! (`toolUseResult.runId`): `spawn_links()` holds `workflow:<runId>`, which links every agent
+//! of `<session>/subagents/workflows/<runId>/`; the call names none of them.
 //!
 //! Reading: each line is read typed, with only the fields the mapping uses and every leaf
 //! lenient (`record`), so progress payloads are skipped without being built.
