@@ -58,8 +58,13 @@ pub const CLAUDE_CODE: u32 = 9;
 /// session that started it (`aix::codex_reviews`). 5 = a command whose output reports an exit
 /// code other than 0 is a failed call (`status` `failed`), as Claude Code's are; a prompt
 /// written as an `item_completed` `UserMessage` (0.15x, which writes no `user_message`) opens
-/// its turn.
-pub const CODEX: u32 = 5;
+/// its turn. 6 = a reply citing memories is one message (the model's copy, with its
+/// `<oai-mem-citation>` block, pairs with the event; the entries go to the message's metadata);
+/// a spawning call names the session it spawned from a `spawn_agent` output's `agent_id` (0.104)
+/// and from `sub_agent_activity` (multi-agent v2); messages between agents (v2 `agent_message`
+/// items) are `user` messages, a task handed to the session its prompt; any `source.subagent`
+/// (a `guardian`) is a subagent; a `tool_search_output` is its call's result.
+pub const CODEX: u32 = 6;
 /// Cursor: 2 = workspace databases and the `ItemTable` formats. 3 = a legacy chat tab's
 /// follow-up prompt read from its editor state (`initText`) when `text` and `rawText` are empty;
 /// its input box (a last user bubble without text) is not a prompt. 4 = that input box is a
@@ -324,11 +329,11 @@ mod tests {
     #[test]
     fn every_provider_is_at_its_current_version() {
         let expected = [
-            (Provider::ClaudeCode, 8),
-            (Provider::Codex, 5),
+            (Provider::ClaudeCode, 9),
+            (Provider::Codex, 6),
             (Provider::Cursor, 4),
             (Provider::OpenCode, 3),
-            (Provider::GeminiCli, 5),
+            (Provider::GeminiCli, 6),
         ];
         assert_eq!(expected.len(), Provider::ALL.len());
         for (p, v) in expected {

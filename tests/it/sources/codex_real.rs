@@ -55,6 +55,7 @@ fn codex_file(path: &Path) -> SourceFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Figures {
     session_id: String,
+    /// `user` messages: the prompts, and the messages other agents sent (multi-agent v2).
     prompts: usize,
     turns: usize,
     tool_calls: usize,
@@ -127,6 +128,9 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
     let mut pairs = BTreeSet::new();
     let (mut input, mut cached, mut output, mut total) = (0i64, 0i64, 0i64, 0i64);
     let mut prev_prompt: Option<String> = None;
+    // A spawned agent's path (multi-agent v2): messages to it from others than its own
+    // subagents are its tasks, prompts that open a turn.
+    let mut own_path: Option<String> = None;
     // Between `entered_review_mode` and `exited_review_mode` the token counts are the review's
     // own: its rollout counts them.
     let mut in_review = false;
@@ -151,8 +155,16 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
                         &["source", "subagent", "thread_spawn", "parent_thread_id"],
                     );
                     let forked = p.get("forked_from_id").and_then(Value::as_str);
-                    let review = str_at(&p, &["source", "subagent"]) == Some("review");
-                    is_subagent = spawn.is_some() || review;
+                    // Any `source.subagent` but a blank string: a spawned thread, a review,
+                    // a guardian (`{other}`).
+                    is_subagent =
+                        p.get("source")
+                            .and_then(|s| s.get("subagent"))
+                            .is_some_and(|s| {
+                                s.is_object() || s.as_str().is_some_and(|k| !k.trim().is_empty())
+                            });
+                    own_path = str_at(&p, &["source", "subagent", "thread_spawn", "agent_path"])
+                        .map(str::to_owned);
                     parent = spawn.or(forked).map(str::to_owned);
                     replay_by_time = spawn.is_some() || forked.is_some();
                 }
@@ -179,12 +191,27 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
             replay_by_time = false;
         }
         match (kind, sub) {
-            ("event_msg", "user_message") => {
-                let text = p
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned();
+            ("event_msg", "user_message" | "item_completed") => {
+                // 0.15x writes a prompt as a completed `UserMessage` item (its `text` blocks).
+                let text = if sub == "user_message" {
+                    p.get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned()
+                } else if str_at(&p, &["item", "type"]) == Some("UserMessage") {
+                    p["item"]
+                        .get("content")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                        .filter_map(|b| b.get("text").and_then(Value::as_str))
+                        .filter(|t| !t.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                } else {
+                    continue;
+                };
                 // The same prompt written twice in a row (`/review`) is one prompt.
                 if last_prompt.as_deref() != Some(text.as_str()) {
                     prompts += 1;
@@ -229,6 +256,20 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
             }
             ("event_msg", "agent_message") => {
                 any_output |= turns == 0 && opened_before_prompt(&mut turns);
+            }
+            ("response_item", "agent_message") => {
+                let author = p.get("author").and_then(Value::as_str).unwrap_or("");
+                let recipient = p.get("recipient").and_then(Value::as_str);
+                let task = own_path.as_deref().is_some_and(|own| {
+                    recipient == Some(own) && !author.starts_with(&format!("{own}/"))
+                });
+                if task {
+                    prompts += 1;
+                    turns += 1;
+                } else if !text_of(p.get("content").unwrap_or(&Value::Null)).is_empty() {
+                    prompts += 1;
+                    any_output |= turns == 0 && opened_before_prompt(&mut turns);
+                }
             }
             _ => {}
         }

@@ -14,7 +14,7 @@ fn codex(rel: &str) -> (Vec<ImportSessionItem>, Box<dyn SessionParser>) {
 }
 
 /// Milliseconds of an RFC 3339 UTC timestamp, for readable expectations.
-fn at(ts: &str) -> i64 {
+pub(super) fn at(ts: &str) -> i64 {
     let t = ts.trim_end_matches('Z');
     let (date, time) = t.split_once('T').unwrap();
     let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();

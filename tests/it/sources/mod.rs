@@ -25,6 +25,8 @@
 //!   lineage, polls with cursors = one full poll, read-only.
 //! - `bad_input`: random and mutated lines never panic.
 //! - `codex_variants`: one Codex fixture per real-world variant, exact items.
+//! - `codex_agents`: Codex mapping 6 (memory citations, spawn links of 0.104 and multi-agent
+//!   v2, messages between agents, guardians, `tool_search` results), exact items.
 //! - `codex_real`: real Codex rollouts (`NEX_REAL_SAMPLES_DIR`, `NEX_CORPUS_DIR`) against an
 //!   independent count, and in random cuts = full.
 //! - `samples`: the real samples under `NEX_SAMPLES_DIR` (skipped when unset).
@@ -36,6 +38,7 @@ mod claude_code;
 mod claude_real;
 mod claude_subagents;
 mod codex;
+mod codex_agents;
 mod codex_real;
 mod codex_variants;
 mod cursor;
@@ -332,6 +335,7 @@ fn all_fixtures() -> Vec<SourceFile> {
         cx("spawned/rollout-2026-04-01T10-05-00-019d0005-0000-7000-8000-000000000040.jsonl"),
     ]
     .into_iter()
+    .chain(codex_agents::agent_fixtures())
     .chain(gemini::gemini_fixtures())
     .chain(gemini_variants::variant_fixtures())
     .collect()

@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::record::Payload;
 use super::turns::CodexTurn;
 use crate::aix::sources::assembler::HeldTurn;
-use crate::aix::sources::common::{Line, later};
+use crate::aix::sources::common::{Line, join_nonempty, later};
 use crate::aix::sources::lenient::TextOrList;
 use crate::protocol::Message;
 
@@ -58,6 +58,32 @@ pub(super) fn content_texts(p: &mut Payload<'_>) -> Vec<String> {
     }
 }
 
+/// A reply's text without the `<oai-mem-citation>…</oai-mem-citation>` blocks Codex appends to
+/// the model's copy of a reply that cites its memories (the `agent_message` event has the clean
+/// text and the entries as `memory_citation`). A block without its closing tag is kept.
+pub(super) fn without_memory_citation(text: String) -> String {
+    const OPEN: &str = "<oai-mem-citation>";
+    const CLOSE: &str = "</oai-mem-citation>";
+    if !text.contains(OPEN) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find(OPEN)
+        && let Some(len) = rest[start..].find(CLOSE)
+    {
+        out.push_str(&rest[..start]);
+        rest = &rest[start + len + CLOSE.len()..];
+    }
+    if rest.len() == text.len() {
+        return text;
+    }
+    out.push_str(rest);
+    // The blank lines that set the block apart from the reply go with it.
+    out.truncate(out.trim_end().len());
+    out
+}
+
 /// Tool arguments may be a JSON string or already an object: a string that parses as JSON is
 /// replaced by its value, any other value is kept as is.
 pub(super) fn json_or_string(v: Value) -> Value {
@@ -89,4 +115,46 @@ pub(super) fn cwd_of_environment(text: &str) -> Option<String> {
     let end = rest[start..].find("</cwd>")? + start;
     let cwd = rest[start..end].trim();
     (!cwd.is_empty()).then(|| cwd.to_owned())
+}
+
+/// Whether an `item_completed` event completes a prompt (`item.type` `UserMessage`).
+pub(super) fn user_item_completed(p: &Payload<'_>) -> bool {
+    p.item.0.as_ref().and_then(|i| i.kind.as_deref()) == Some("UserMessage")
+}
+
+/// The text of a completed item: its `text` blocks, joined as a message's are.
+pub(super) fn completed_item_text(p: &mut Payload<'_>) -> Option<String> {
+    let item = p.item.0.take()?;
+    join_nonempty(
+        item.content
+            .0
+            .into_iter()
+            .filter(|b| b.kind.as_deref() == Some("text"))
+            .filter_map(|b| b.text),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_citation_block_is_cut_and_anything_else_kept() {
+        let cases = [
+            (
+                "Done.\n\n<oai-mem-citation>\n<citation_entries>\nM.md:1-2|note=[x]\n</citation_entries>\n</oai-mem-citation>",
+                "Done.",
+            ),
+            ("A <oai-mem-citation>x</oai-mem-citation> B", "A  B"),
+            ("No block.\n\n", "No block.\n\n"),
+            (
+                "Unclosed <oai-mem-citation> stays.\n",
+                "Unclosed <oai-mem-citation> stays.\n",
+            ),
+            ("<oai-mem-citation></oai-mem-citation>", ""),
+        ];
+        for (text, want) in cases {
+            assert_eq!(without_memory_citation(text.to_owned()), want, "{text:?}");
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! token usage and a compaction summary (the rules are in `mod.rs`'s module doc).
 
 use super::CodexParser;
-use super::content::{content_texts, line_id, message, push_message};
+use serde_json::{Value, json};
+
+use super::content::{content_texts, line_id, message, push_message, without_memory_citation};
 use super::record::Payload;
 use super::turns::TokenEvent;
 use crate::aix::sources::common::{Line, count_skip, join_nonempty, later};
@@ -10,6 +12,17 @@ use crate::aix::sources::common::{Line, count_skip, join_nonempty, later};
 impl CodexParser {
     /// A human prompt: opens its turn, named by the Codex turn id announced for it if any.
     pub(super) fn prompt(&mut self, line: &Line<'_>, text: Option<String>, ts: Option<i64>) {
+        self.prompt_with(line, text, None, ts);
+    }
+
+    /// A prompt whose message carries `metadata` (a task another agent sent, `agents.rs`).
+    pub(super) fn prompt_with(
+        &mut self,
+        line: &Line<'_>,
+        text: Option<String>,
+        metadata: Option<Value>,
+        ts: Option<i64>,
+    ) {
         let id = line_id(line);
         let native = self
             .pending_native_id
@@ -17,20 +30,30 @@ impl CodexParser {
             .filter(|n| !self.used_turn_ids.contains(n));
         let turn_id = native.clone().unwrap_or_else(|| id.clone());
         self.open_turn(line, turn_id, native, ts);
-        let msg = message(line, &id, "user", text, None, ts);
+        let mut msg = message(line, &id, "user", text, None, ts);
+        msg.metadata_json = metadata;
         if let Some(t) = self.asm.open_mut() {
             t.turn.query_message_source_ids.push(id);
             push_message(t, msg, ts);
         }
     }
 
+    /// Assistant text: `from_event` for `event_msg agent_message` (with the `memory_citation`
+    /// it may carry), else a `response_item` message, whose appended citation block is no part
+    /// of the reply (the event gives the same entries as data).
     pub(super) fn assistant_text(
         &mut self,
         line: &Line<'_>,
         text: Option<String>,
         from_event: bool,
+        cited: Option<Value>,
         ts: Option<i64>,
     ) {
+        let text = if from_event {
+            text
+        } else {
+            text.map(without_memory_citation)
+        };
         let Some(text) = text else {
             count_skip(
                 &mut self.stats,
@@ -54,7 +77,10 @@ impl CodexParser {
         }
         t.extra.has_output = true;
         t.turn.response_message_source_id = Some(id.clone());
-        let msg = message(line, &id, "assistant", Some(text), None, ts);
+        let mut msg = message(line, &id, "assistant", Some(text), None, ts);
+        msg.metadata_json = cited
+            .filter(Value::is_object)
+            .map(|c| json!({ "memoryCitation": c }));
         push_message(t, msg, ts);
     }
 

@@ -6,7 +6,9 @@
 //!   records carry the session's timestamp). The first record decides.
 //! - Session: the first `session_meta` (id, cwd, versions, lineage). A fork names its origin in
 //!   `forked_from_id`; a spawned subagent in `source.subagent.thread_spawn` (`parent_thread_id`,
-//!   `spawn_call_id`); a `/review` rollout has `source.subagent: "review"` (a subagent whose
+//!   `spawn_call_id`, `agent_path`); any other form of `source.subagent` is a subagent too,
+//!   its parent unknown (`{other: "guardian"}`, 0.126); a `/review` rollout has
+//!   `source.subagent: "review"` (a subagent whose
 //!   parent its own file does not name: with the run's index, `aix::codex_reviews`, it is the
 //!   session whose file wrote `entered_review_mode` then a `task_started` with the review's
 //!   first turn id; the parent, learnt from another file, is folded into the fingerprint and
@@ -23,13 +25,20 @@
 //!   `turn_context` never opens a turn (some versions write one per model request); it gives
 //!   the model. A turn is named by the Codex turn id announced (`task_started`, `turn_context`)
 //!   since the previous prompt and not yet used, else `L<n>` (1-based line of the prompt);
-//!   output before any prompt opens an `L<n>` turn of its own. Turns chain linearly.
+//!   output before any prompt opens an `L<n>` turn of its own. Turns chain linearly. A prompt
+//!   written while a turn runs (steering) opens its own turn: one turn per prompt. A
+//!   `thread_rolled_back` is not applied (the history stays).
 //! - Messages: the prompt; `response_item` `user` items are its model-input copy or injected
 //!   context and are dropped, as are `developer`/`system` items. Assistant text comes from
 //!   `response_item message` and `event_msg agent_message`, which duplicate each other: within a
-//!   turn the first of a pair with equal text is kept. `reasoning` becomes an assistant message
-//!   with `thinking`. Message ids are `L<n>`, `sequence` the 0-based line index.
-//! - Tool calls: see `tools.rs`.
+//!   turn the first of a pair with equal text is kept. A reply citing memories (0.126+) is the
+//!   event (the text, and `memory_citation` `{entries, rolloutIds}`, kept as the message's
+//!   metadata `memoryCitation`) then the model's copy with an `<oai-mem-citation>` block
+//!   appended: the block is cut before the pair is compared. `reasoning` becomes an assistant
+//!   message with `thinking`. Message ids are `L<n>`, `sequence` the 0-based line index.
+//!   Messages between agents (multi-agent v2) are `user` messages, a task handed to the session
+//!   its prompt (`agents.rs`).
+//! - Tool calls: see `tools.rs`; which session a call spawned: `agents.rs`.
 //! - Tokens: each API call once: `last_token_usage` summed over unique (`total_token_usage`,
 //!   `last_token_usage`) pairs (events are written twice, re-emitted after a `/review`, and the
 //!   total restarts after a resume); `info: null` events carry only rate limits; counts
@@ -44,9 +53,11 @@
 //!
 //! Layout: this file reads lines and opens turns; `events` adds prompts, assistant text,
 //! reasoning, token usage and compactions to them; `session` the header, lineage and replay;
-//! `tools` the tool calls; `turns` per-turn bookkeeping and token arithmetic; `record` the typed
-//! view of a line; `content` message text and injected-context detection.
+//! `tools` the tool calls; `agents` messages between agents and spawn links; `turns` per-turn
+//! bookkeeping and token arithmetic; `record` the typed view of a line; `content` message text
+//! and injected-context detection.
 
+mod agents;
 mod content;
 mod events;
 mod record;
@@ -60,7 +71,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use self::content::{content_texts, cwd_of_environment, injected, line_id};
+use self::content::{
+    completed_item_text, content_texts, cwd_of_environment, injected, line_id, user_item_completed,
+};
 use self::record::{Payload, Record};
 use self::turns::{CodexTurn, TokenEvent, Totals};
 use super::assembler::Assembler;
@@ -167,6 +180,9 @@ pub struct CodexParser {
     /// Between `entered_review_mode` and `exited_review_mode`: the token counts written then
     /// are the review's own (its rollout has them), not this session's.
     in_review: bool,
+    /// This session's agent path (`thread_spawn.agent_path`, multi-agent v2): messages
+    /// addressed to it are its tasks (`agents.rs`).
+    agent_path: Option<String>,
 }
 
 impl CodexParser {
@@ -186,6 +202,7 @@ impl CodexParser {
             reviews: reviews.map(|r| (r, file.path.clone())),
             review_keys: ReviewKeys::default(),
             in_review: false,
+            agent_path: None,
             cursor: LineCursor::default(),
             chain: FingerprintChain::default(),
             stats: ParseStats::default(),
@@ -290,7 +307,9 @@ impl CodexParser {
                 self.prompt_unless_repeated(&line, text, previous_prompt, ts);
             }
             ("event_msg", "agent_message") => {
-                self.assistant_text(&line, payload.message.take(), true, ts);
+                let text = payload.message.take();
+                let cited = payload.memory_citation.take();
+                self.assistant_text(&line, text, true, cited, ts);
             }
             ("event_msg", "entered_review_mode" | "exited_review_mode") => {
                 self.in_review = sub == "entered_review_mode";
@@ -311,8 +330,9 @@ impl CodexParser {
                     self.set_meta("title", name);
                 }
             }
+            ("event_msg", "sub_agent_activity") => self.spawn_event(&payload, sub),
             ("event_msg", _) if payload.call_id.is_some() && payload.new_thread_id.is_some() => {
-                self.spawned(&payload);
+                self.spawn_event(&payload, sub);
             }
             ("response_item", _) => self.response_item(&line, &mut payload, sub, ts, false),
             ("compacted", _) => self.compacted(&line, payload.message.take(), ts),
@@ -352,7 +372,7 @@ impl CodexParser {
                 let role = p.role.as_deref().unwrap_or("unknown").to_owned();
                 let text = join_nonempty(content_texts(p));
                 match role.as_str() {
-                    "assistant" => self.assistant_text(line, text, false, ts),
+                    "assistant" => self.assistant_text(line, text, false, None, ts),
                     // In the old format the user item is the prompt itself.
                     "user" if bare && !text.as_deref().is_some_and(injected) => {
                         self.prompt(line, text, ts);
@@ -368,7 +388,8 @@ impl CodexParser {
                 }
             }
             "reasoning" => self.reasoning(line, p, ts),
-            k if k.ends_with("_call_output") => self.tool_output(p, ts),
+            "agent_message" => self.agent_message(line, p, ts),
+            k if k.ends_with("_output") => self.tool_output(p, ts),
             k if k.ends_with("_call") => self.tool_call(line, p, k, ts),
             other => count_skip(&mut self.stats, &format!("response_item/{other}")),
         }
@@ -552,21 +573,4 @@ impl SessionParser for CodexParser {
             .map(|(index, _)| index.take_displaced())
             .unwrap_or_default()
     }
-}
-
-/// Whether an `item_completed` event completes a prompt (`item.type` `UserMessage`).
-fn user_item_completed(p: &Payload<'_>) -> bool {
-    p.item.0.as_ref().and_then(|i| i.kind.as_deref()) == Some("UserMessage")
-}
-
-/// The text of a completed item: its `text` blocks, joined as a message's are.
-fn completed_item_text(p: &mut Payload<'_>) -> Option<String> {
-    let item = p.item.0.take()?;
-    join_nonempty(
-        item.content
-            .0
-            .into_iter()
-            .filter(|b| b.kind.as_deref() == Some("text"))
-            .filter_map(|b| b.text),
-    )
 }

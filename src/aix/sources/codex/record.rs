@@ -65,6 +65,16 @@ pub(super) struct Payload<'a> {
     pub thread_name: Option<Cow<'a, str>>,
     #[serde(borrow, deserialize_with = "lenient::str")]
     pub new_thread_id: Option<Cow<'a, str>>,
+    /// `agent_message`: the memory entries the reply cites (0.12x+), kept as written.
+    pub memory_citation: Option<Value>,
+    // event_msg: sub_agent_activity (multi-agent v2): the spawning call, the spawned thread.
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub event_id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub agent_thread_id: Option<Cow<'a, str>>,
+    /// `sub_agent_activity`'s `kind` (`started`, …), not the payload's `type`.
+    #[serde(rename = "kind", borrow, deserialize_with = "lenient::str")]
+    pub activity: Option<Cow<'a, str>>,
     pub info: Obj<Info>,
     // response_item
     #[serde(borrow, deserialize_with = "lenient::str")]
@@ -83,6 +93,13 @@ pub(super) struct Payload<'a> {
     pub output: Option<Value>,
     #[serde(borrow, deserialize_with = "lenient::str")]
     pub status: Option<Cow<'a, str>>,
+    /// `tool_search_output`: the tools found, its result.
+    pub tools: Option<Value>,
+    // response_item agent_message (multi-agent v2): the agent paths of sender and addressee.
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub author: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub recipient: Option<Cow<'a, str>>,
 }
 
 /// `item_completed`'s item: its type (`UserMessage`, `AgentMessage`, …) and content blocks.
@@ -103,7 +120,8 @@ pub(super) struct Git<'a> {
 }
 
 /// `source`: a string (`"cli"`, `"exec"`, …, read as absent) or `{subagent: …}`, where the
-/// subagent is `{thread_spawn: {…}}` (a spawned agent) or a string (`"review"`, `"compact"`).
+/// subagent is `{thread_spawn: {…}}` (a spawned agent), `{other: "guardian"}`, or a string
+/// (`"review"`, `"compact"`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct Source<'a> {
@@ -111,7 +129,8 @@ pub(super) struct Source<'a> {
     pub subagent: SubagentField<'a>,
 }
 
-/// `source.subagent`: an object (`{thread_spawn}`), a string naming the kind, or absent.
+/// `source.subagent`: an object (`{thread_spawn}`, `{other}`), a string naming the kind, or
+/// absent.
 #[derive(Debug, Default)]
 pub(super) enum SubagentField<'a> {
     #[default]
@@ -173,6 +192,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for SubagentField<'a> {
 pub(super) struct Subagent<'a> {
     #[serde(borrow)]
     pub thread_spawn: Obj<ThreadSpawn<'a>>,
+    /// The kind of a subagent that is no spawned thread (`guardian`, 0.126).
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub other: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +204,10 @@ pub(super) struct ThreadSpawn<'a> {
     pub parent_thread_id: Option<Cow<'a, str>>,
     #[serde(borrow, deserialize_with = "lenient::str")]
     pub spawn_call_id: Option<Cow<'a, str>>,
+    /// The agent's path in its tree (multi-agent v2: `/root/<task name>`), the `recipient` of
+    /// the messages addressed to it.
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub agent_path: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,5 +266,24 @@ impl Payload<'_> {
             SubagentField::Kind(k) if !k.trim().is_empty() => Some(k),
             _ => None,
         }
+    }
+
+    /// Whether `source.subagent` is given in any form (a spawned thread, `{other}`, a kind).
+    pub fn is_subagent(&self) -> bool {
+        match self.source.0.as_ref().map(|s| &s.subagent) {
+            Some(SubagentField::Object(_)) => true,
+            Some(SubagentField::Kind(k)) => !k.trim().is_empty(),
+            Some(SubagentField::Absent) | None => false,
+        }
+    }
+
+    /// The kind a subagent names itself, for the session's metadata: the string form, or
+    /// `{other: …}`'s value.
+    pub fn subagent_label(&self) -> Option<&str> {
+        self.subagent_kind()
+            .or_else(|| match &self.source.0.as_ref()?.subagent {
+                SubagentField::Object(s) => s.other.as_deref().filter(|k| !k.trim().is_empty()),
+                _ => None,
+            })
     }
 }

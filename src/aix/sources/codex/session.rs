@@ -98,16 +98,19 @@ impl CodexParser {
         let h = &mut self.header;
         h.created = meta_ts;
         h.cwd = p.cwd.as_deref().map(str::to_owned);
+        // Any form of `source.subagent` is a subagent, also one that names no parent
+        // (`{other: "guardian"}`, `"review"`: the run's review index may learn its parent).
+        h.is_subagent = p.is_subagent();
         let spawn = p.thread_spawn();
         if let Some(spawn) = spawn {
-            h.is_subagent = true;
             h.parent = spawn.parent_thread_id.as_deref().map(str::to_owned);
             h.spawn_call_id = spawn.spawn_call_id.as_deref().map(str::to_owned);
         }
-        let kind = p.subagent_kind();
-        if kind == Some("review") {
-            h.is_subagent = true;
-        }
+        let agent_path = spawn
+            .and_then(|s| s.agent_path.as_deref())
+            .filter(|a| !a.trim().is_empty());
+        self.agent_path = agent_path.map(str::to_owned);
+        let kind = p.subagent_label();
         let forked = p.forked_from_id.as_deref().map(str::to_owned);
         if h.parent.is_none() {
             h.parent = forked.clone();
@@ -123,6 +126,7 @@ impl CodexParser {
             ("forkedFromId", forked.as_deref()),
             ("agentNickname", p.agent_nickname.as_deref()),
             ("agentRole", p.agent_role.as_deref()),
+            ("agentPath", agent_path),
             ("subagent", kind),
         ] {
             if let Some(val) = val {

@@ -1,9 +1,11 @@
 //! Tool calls of a Codex rollout: every `*_call` response item (`function_call`,
 //! `custom_tool_call`, `local_shell_call`, `web_search_call`, MCP and future kinds) joined to its
-//! `*_call_output` by `call_id`; `collab_tool_call`'s `new_thread_id` names a spawned session.
+//! output item by `call_id` (`*_call_output`, and `tool_search_output` for `tool_search_call`,
+//! whose result is the `tools` it found); the calls that spawn agents are linked in `agents.rs`.
 //!
-//! A joined call failed when its output says so: `success: false`, or a command's exit code
-//! other than 0 ([`exit_code`]), as a Claude Code command that exits non-zero is an error result.
+//! A joined call failed when its output says so: `success: false`, `status: "failed"`, or a
+//! command's exit code other than 0 ([`exit_code`]), as a Claude Code command that exits non-zero
+//! is an error result.
 
 use serde_json::Value;
 
@@ -72,13 +74,17 @@ impl CodexParser {
         }
     }
 
+    /// A `*_output` item: the result of the call its `call_id` names (`output`, or the
+    /// `tools` a `tool_search_output` found).
     pub(super) fn tool_output(&mut self, p: &mut Payload<'_>, ts: Option<i64>) {
         let Some(call_id) = p.call_id.as_deref() else {
             return;
         };
-        let output = p.output.take().unwrap_or(Value::Null);
+        let output = p.output.take().or(p.tools.take()).unwrap_or(Value::Null);
         let failed = output.get("success").and_then(Value::as_bool) == Some(false)
+            || p.status.as_deref() == Some("failed")
             || exit_code(&output).is_some_and(|code| code != 0);
+        self.spawn_output(call_id, &output);
         let Some(call) = self.asm.tool_mut(call_id) else {
             return;
         };
@@ -93,22 +99,6 @@ impl CodexParser {
         );
         call.completed_at_ms = ts;
         self.touch_completion(ts);
-    }
-
-    pub(super) fn spawned(&mut self, p: &Payload<'_>) {
-        let (Some(call_id), Some(thread)) = (p.call_id.as_deref(), p.new_thread_id.as_deref())
-        else {
-            return;
-        };
-        let thread = Some(thread.to_owned());
-        if self
-            .asm
-            .tool_ref(call_id)
-            .is_some_and(|c| c.spawned_source_session_id != thread)
-            && let Some(call) = self.asm.tool_mut(call_id)
-        {
-            call.spawned_source_session_id = thread;
-        }
     }
 }
 
