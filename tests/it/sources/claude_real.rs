@@ -163,6 +163,17 @@ struct Tally {
     seen: bool,
     /// Uuids of the content lines counted.
     uuids: HashSet<String>,
+    /// The input queue (`queue-operation` lines): texts waiting.
+    queue: std::collections::VecDeque<String>,
+    /// The text a `remove` handed over, until the next prompt: 2.1.97 writes the same prompt
+    /// again as a `queued_command` attachment, which is then no second prompt.
+    delivered: Option<String>,
+}
+
+/// A queued text that is a prompt (not a background task's notice).
+fn is_prompt_text(t: &str) -> bool {
+    let t = t.trim_start();
+    !t.is_empty() && !NOT_PROMPT_PREFIXES.iter().any(|p| t.starts_with(p))
 }
 
 fn int(v: &Value, k: &str) -> i64 {
@@ -236,6 +247,25 @@ fn independent_figures(file: &SourceFile, bytes: &[u8]) -> BTreeMap<String, Figu
             own.clone()
         };
         let t = tallies.entry(key).or_default();
+        // The input queue: `remove` hands the first queued prompt to the agent mid-turn, and is
+        // that prompt when no other line holds it (2.1.81-2.1.87).
+        if kind == "queue-operation" {
+            let text = v.get("content").and_then(Value::as_str);
+            match v.get("operation").and_then(Value::as_str) {
+                Some("enqueue") => t.queue.extend(text.map(str::to_owned)),
+                Some("dequeue") => drop(t.queue.pop_front()),
+                Some("popAll") => t.queue.retain(|q| !is_prompt_text(q)),
+                Some("remove") => {
+                    if let Some(i) = t.queue.iter().position(|q| is_prompt_text(q)) {
+                        t.delivered = t.queue.remove(i);
+                        t.prompts += 1;
+                        t.seen = true;
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
         // A prompt the user queued while the agent worked, handed to it mid-turn: counted as the
         // user line it stands for (a background task's notice, another mode, is not).
         let queued = (kind == "attachment"
@@ -268,7 +298,13 @@ fn independent_figures(file: &SourceFile, bytes: &[u8]) -> BTreeMap<String, Figu
             continue;
         }
         if is_prompt(v) {
-            t.prompts += 1;
+            let again = queued.is_some()
+                && t.delivered.is_some()
+                && v.pointer("/message/content").and_then(Value::as_str) == t.delivered.as_deref();
+            t.delivered = None;
+            if !again {
+                t.prompts += 1;
+            }
         }
         if kind != "assistant" {
             continue;
