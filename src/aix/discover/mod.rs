@@ -85,8 +85,11 @@ pub fn discover(options: &WorkerOptions) -> Vec<Discovered> {
             Provider::Cursor | Provider::OpenCode => {}
         }
     }
+    // One file reached by several paths (a linked folder) is read once, under the smallest path,
+    // so that every run keys it the same.
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     let mut seen = std::collections::HashSet::new();
-    files.retain(|f| seen.insert(f.path.clone()));
+    files.retain(|f| seen.insert(fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone())));
     order(files)
 }
 
@@ -163,9 +166,16 @@ fn is_file(t: &fs::FileType, path: &Path) -> bool {
     t.is_file() || (t.is_symlink() && path.is_file())
 }
 
+/// A directory, or a link to one (a project folder moved elsewhere and linked back): followed.
+/// Every walk has a bounded depth, so a link loop ends; a file reached by two paths is kept
+/// once ([`discover`]).
+fn is_dir(t: &fs::FileType, path: &Path) -> bool {
+    t.is_dir() || (t.is_symlink() && path.is_dir())
+}
+
 fn claude_root(root: &Path, out: &mut Vec<SourceFile>) {
     for (project, t) in read_dir(root) {
-        if t.is_dir() {
+        if is_dir(&t, &project) {
             claude_project(&project, out);
         }
     }
@@ -173,7 +183,7 @@ fn claude_root(root: &Path, out: &mut Vec<SourceFile>) {
 
 fn claude_project(project: &Path, out: &mut Vec<SourceFile>) {
     for (path, t) in read_dir(project) {
-        if t.is_dir() {
+        if is_dir(&t, &path) {
             let Some(session) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
@@ -194,7 +204,7 @@ fn claude_subagents(dir: &Path, session: &str, depth: usize, out: &mut Vec<Sourc
         return;
     }
     for (path, t) in read_dir(dir) {
-        if t.is_dir() {
+        if is_dir(&t, &path) {
             claude_subagents(&path, session, depth + 1, out);
         } else if is_file(&t, &path)
             && let Some(f) = claude_file(&path, Some(session))
@@ -238,7 +248,7 @@ fn codex_dir(dir: &Path, depth: usize, out: &mut Vec<SourceFile>) {
         return;
     }
     for (path, t) in read_dir(dir) {
-        if t.is_dir() {
+        if is_dir(&t, &path) {
             codex_dir(&path, depth + 1, out);
         } else if is_file(&t, &path)
             && let Some(f) = codex_file(&path)
@@ -262,7 +272,7 @@ pub fn codex_file(path: &Path) -> Option<SourceFile> {
 fn gemini_root(root: &Path, out: &mut Vec<SourceFile>) {
     let mut registry: Option<HashMap<String, String>> = None;
     for (project, t) in read_dir(root) {
-        if !t.is_dir() {
+        if !is_dir(&t, &project) {
             continue;
         }
         let from = out.len();
@@ -331,7 +341,7 @@ fn gemini_workspace(project: &Path, registry: &HashMap<String, String>) -> Optio
 
 fn gemini_chats(chats: &Path, out: &mut Vec<SourceFile>) {
     for (path, t) in gemini_chat_files(chats) {
-        if t.is_dir() {
+        if is_dir(&t, &path) {
             for (child, _) in gemini_chat_files(&path) {
                 if let Some(f) = gemini_file(&child)
                     && matches!(f.role, FileRole::Subagent { .. })
@@ -357,7 +367,7 @@ fn gemini_chat_files(dir: &Path) -> Vec<(PathBuf, fs::FileType)> {
     entries
         .into_iter()
         .filter(|(path, t)| {
-            if t.is_dir() {
+            if is_dir(&t, &path) {
                 return true;
             }
             let migrated = path.extension().is_some_and(|e| e == "json")
@@ -446,6 +456,70 @@ mod tests {
                 (Provider::ClaudeCode, shared.clone()),
                 (Provider::Codex, shared.clone()),
                 (Provider::GeminiCli, shared),
+            ]
+        );
+    }
+
+    /// A project folder, a Codex day folder and a Gemini project linked in from elsewhere are
+    /// walked; a file reachable both directly and through a link is found once, under its
+    /// smallest path.
+    #[cfg(unix)]
+    #[test]
+    fn linked_folders_are_followed_and_a_file_reached_twice_is_found_once() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        let claude = dir.path().join("projects");
+        let moved = elsewhere.join("-work-shop");
+        std::fs::create_dir_all(&moved).unwrap();
+        std::fs::create_dir_all(&claude).unwrap();
+        std::fs::write(
+            moved.join("aaaaaaaa-0000-4000-8000-00000000000a.jsonl"),
+            "{}\n",
+        )
+        .unwrap();
+        symlink(&moved, claude.join("-work-shop")).unwrap();
+        // The same project reached twice: through a second link beside the first.
+        symlink(&moved, claude.join("-work-shop-again")).unwrap();
+        let codex = dir.path().join("sessions");
+        let day = elsewhere.join("02");
+        std::fs::create_dir_all(&day).unwrap();
+        std::fs::create_dir_all(codex.join("2026/03")).unwrap();
+        std::fs::write(
+            day.join("rollout-2026-03-02T10-00-00-0199aaaa-0000-7000-8000-000000000001.jsonl"),
+            "{}\n",
+        )
+        .unwrap();
+        symlink(&day, codex.join("2026/03/02")).unwrap();
+        let gemini = dir.path().join("tmp");
+        let chats = elsewhere.join("proj-g/chats");
+        std::fs::create_dir_all(&chats).unwrap();
+        std::fs::create_dir_all(&gemini).unwrap();
+        std::fs::write(
+            chats.join("session-2026-03-02T10-00-aaaa0001.jsonl"),
+            "{}\n",
+        )
+        .unwrap();
+        symlink(elsewhere.join("proj-g"), gemini.join("proj-g")).unwrap();
+        let options = WorkerOptions {
+            claude_dirs: vec![claude.clone()],
+            codex_dirs: vec![codex.clone()],
+            gemini_dirs: vec![gemini.clone()],
+            ..Default::default()
+        };
+        let mut found: Vec<PathBuf> = discover(&options)
+            .into_iter()
+            .map(|d| d.source.path)
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                claude.join("-work-shop/aaaaaaaa-0000-4000-8000-00000000000a.jsonl"),
+                codex.join(
+                    "2026/03/02/rollout-2026-03-02T10-00-00-0199aaaa-0000-7000-8000-000000000001.jsonl"
+                ),
+                gemini.join("proj-g/chats/session-2026-03-02T10-00-aaaa0001.jsonl"),
             ]
         );
     }
