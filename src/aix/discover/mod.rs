@@ -367,7 +367,7 @@ fn gemini_chat_files(dir: &Path) -> Vec<(PathBuf, fs::FileType)> {
     entries
         .into_iter()
         .filter(|(path, t)| {
-            if is_dir(&t, &path) {
+            if is_dir(t, path) {
                 return true;
             }
             let migrated = path.extension().is_some_and(|e| e == "json")
