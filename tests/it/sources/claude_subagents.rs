@@ -420,25 +420,11 @@ fn claude_subagent_of_an_interrupted_task_is_linked_by_its_prompt() {
     )
     .unwrap();
     let links = || -> Vec<(String, Option<String>)> {
-        let options = nex::aix::WorkerOptions {
-            claude_dirs: vec![dir.path().to_path_buf()],
-            ..Default::default()
-        };
-        let mut out = Vec::new();
-        nex::aix::scan(
-            &options,
-            &nex::aix::default_parser_factory(),
-            Some(&mut out),
-        )
-        .unwrap();
-        let mut last = std::collections::BTreeMap::new();
-        for l in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let item: ImportSessionItem = serde_json::from_slice(l).unwrap();
-            if item.session.is_subagent {
-                last.insert(item.source_session_id, item.session.spawn_tool_call_id);
-            }
-        }
-        last.into_iter().collect()
+        scanned(dir.path())
+            .into_iter()
+            .filter(|i| i.session.is_subagent)
+            .map(|i| (i.source_session_id, i.session.spawn_tool_call_id))
+            .collect()
     };
     let agent = |a: &str| format!("{sid}/agent-{a}");
     // No parent file yet: nobody is linked.
@@ -536,32 +522,18 @@ fn claude_workflow_agents_are_linked_to_the_call_that_started_their_run() {
     agent("wf_one", "a02");
     agent("wf_two", "a03");
     let scan = || -> Vec<(String, Option<String>, Option<String>)> {
-        let options = nex::aix::WorkerOptions {
-            claude_dirs: vec![dir.path().to_path_buf()],
-            ..Default::default()
-        };
-        let mut out = Vec::new();
-        nex::aix::scan(
-            &options,
-            &nex::aix::default_parser_factory(),
-            Some(&mut out),
-        )
-        .unwrap();
-        let mut last = std::collections::BTreeMap::new();
-        for l in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let item: ImportSessionItem = serde_json::from_slice(l).unwrap();
-            if item.session.is_subagent {
-                last.insert(
-                    item.source_session_id,
-                    (item.session.spawn_tool_call_id, item.session.task_status),
-                );
-            } else {
-                for call in item.tool_calls {
-                    assert_eq!(call.spawned_source_session_id, None, "a run is no session");
-                }
-            }
+        let items = scanned(dir.path());
+        for call in items.iter().flat_map(|i| &i.tool_calls) {
+            assert_eq!(call.spawned_source_session_id, None, "a run is no session");
         }
-        last.into_iter().map(|(k, (a, b))| (k, a, b)).collect()
+        items
+            .into_iter()
+            .filter(|i| i.session.is_subagent)
+            .map(|i| {
+                let s = i.session;
+                (i.source_session_id, s.spawn_tool_call_id, s.task_status)
+            })
+            .collect()
     };
     let id = |a: &str| format!("{sid}/agent-{a}");
     // The agents' files are there before their parent's.
@@ -583,4 +555,25 @@ fn claude_workflow_agents_are_linked_to_the_call_that_started_their_run() {
             (id("a03"), o("toolu_w2"), launched.clone()),
         ]
     );
+}
+
+/// `aix scan --json` over the Claude Code folder `dir`: each session's last item, by session id.
+fn scanned(dir: &std::path::Path) -> Vec<ImportSessionItem> {
+    let options = nex::aix::WorkerOptions {
+        claude_dirs: vec![dir.to_path_buf()],
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    nex::aix::scan(
+        &options,
+        &nex::aix::default_parser_factory(),
+        Some(&mut out),
+    )
+    .unwrap();
+    let mut last = std::collections::BTreeMap::new();
+    for l in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let item: ImportSessionItem = serde_json::from_slice(l).unwrap();
+        last.insert(item.source_session_id.clone(), item);
+    }
+    last.into_values().collect()
 }
