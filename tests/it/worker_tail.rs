@@ -426,3 +426,38 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A project folder linked in from elsewhere is tailed: an append to its file (written through
+/// the folder's real path) and a new file in it become items.
+#[cfg(unix)]
+#[test]
+fn a_linked_project_folder_is_tailed() {
+    let dir = tempfile::tempdir().unwrap();
+    let claude = dir.path().join("projects");
+    let real = dir.path().join("elsewhere/-p");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::create_dir_all(&claude).unwrap();
+    std::os::unix::fs::symlink(&real, claude.join("-p")).unwrap();
+    let path = real.join("s.jsonl");
+    std::fs::write(
+        &path,
+        format!("{}{}", turn("s", "t1", "hello"), reply("hi")),
+    )
+    .unwrap();
+    let run = start(tail_options(&claude), vec![]);
+    let items = run.items(1);
+    assert_eq!(items[0].source_session_id, "s");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, turn("s", "t2", "again").as_bytes()).unwrap();
+    drop(f);
+    let items = run.items(2);
+    // The open turn, closed by the new one, and the new one.
+    assert_eq!(turn_ids(&items[1]), ["t1", "t2"]);
+    std::fs::write(real.join("fresh.jsonl"), turn("fresh", "f1", "new")).unwrap();
+    let items = run.items(3);
+    assert_eq!(items[2].source_session_id, "fresh");
+    run.finish();
+}
