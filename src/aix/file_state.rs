@@ -125,7 +125,7 @@ impl FileState {
         }
     }
 
-    /// Marks the file as imported under another mapping version (`mapping::upgraded_file_keys`):
+    /// Marks the file as imported under another mapping version (`mapping::StartCursors`):
     /// the first whole read that yields a session the old version named otherwise
     /// (`SessionParser::renamed_sessions`) retracts the old name (item rule 15).
     pub fn mark_upgraded(&mut self) {

@@ -25,13 +25,6 @@ use super::sources::{
     prompt_link_key, workflow_link_key, workflow_run,
 };
 
-/// The link key of a Claude Code subagent file that belongs to a workflow run.
-fn workflow_key_of(source: &SourceFile) -> Option<String> {
-    if source.provider != Provider::ClaudeCode {
-        return None;
-    }
-    workflow_run(&source.path).map(|run| workflow_link_key(&run))
-}
 use crate::protocol::ImportSessionItem;
 
 /// A child file whose items went out without their spawn link.
@@ -392,6 +385,14 @@ impl Lineage {
         }
         format!("{:x}", h.finalize())[..16].to_owned()
     }
+}
+
+/// The link key of a Claude Code subagent file that belongs to a workflow run.
+fn workflow_key_of(source: &SourceFile) -> Option<String> {
+    if source.provider != Provider::ClaudeCode {
+        return None;
+    }
+    workflow_run(&source.path).map(|run| workflow_link_key(&run))
 }
 
 /// Files known under `key`, each path once.

@@ -7,7 +7,7 @@
 //! of everything that decides whether a session is read again:
 //! - **cursors**: a file cursor records the version it was taken under (`FileCursor::mapping`),
 //!   a store cursor carries it in its token (`m<version>:<token>`). At run start a cursor of
-//!   another version is dropped ([`current_file_cursors`]; a store cursor keeps only its key,
+//!   another version is dropped ([`StartCursors`]; a store cursor keeps only its key,
 //!   [`current_store_cursors`], which says the session was imported), so the next backfill (not
 //!   only `--full`) and the next tail start read those files and sessions whole;
 //! - **fingerprints**: an item's fingerprint is the parser's, folded with the version
@@ -71,8 +71,7 @@ pub const CODEX: u32 = 6;
 /// last user bubble without `text` and `rawText` whatever its `initText` holds (a draft never
 /// sent: a tab holding only one is no session); a composer's own `workspaceIdentifier` gives
 /// `workspacePath` when no workspace lists it; a turn whose replies name no model takes its
-/// prompt's `modelInfo`; bubbles
-/// without `createdAt` take their times from `timingInfo`.
+/// prompt's `modelInfo`; bubbles without `createdAt` take their times from `timingInfo`.
 pub const CURSOR: u32 = 4;
 /// OpenCode: 2 = the per-project JSON tree, channel databases, tokens from messages only.
 /// 3 = a user message whose only text is synthetic (a `!command` run from the prompt box) takes
@@ -183,25 +182,15 @@ pub fn provider_of_key(key: &str) -> Option<Provider> {
     Provider::ALL.into_iter().find(|p| p.as_str() == name)
 }
 
-/// The file cursors of `run.start` that were taken under the run's versions; the others are
-/// dropped, so their files are read whole.
-pub fn current_file_cursors(
-    cursors: &std::collections::HashMap<String, super::FileCursor>,
-    versions: &MappingVersions,
-) -> std::collections::HashMap<String, super::FileCursor> {
-    cursors
-        .iter()
-        .filter(|(key, c)| provider_of_key(key).is_some_and(|p| c.mapping == versions.of(p)))
-        .map(|(k, c)| (k.clone(), c.clone()))
-        .collect()
-}
-
 /// The cursors of `run.start` as a run under `versions` takes them.
 #[derive(Debug, Default)]
 pub struct StartCursors {
-    /// The file cursors taken under the run's versions ([`current_file_cursors`]).
+    /// The file cursors taken under the run's versions. The others are dropped, so their
+    /// files are read whole.
     pub files: std::collections::HashMap<String, super::FileCursor>,
-    /// The keys of the others ([`upgraded_file_keys`]).
+    /// The keys of the dropped ones: files imported under another mapping version, whose first
+    /// whole read may retract the sessions that version named otherwise
+    /// (`SessionParser::renamed_sessions`).
     pub upgraded_files: std::collections::HashSet<String>,
     /// The store cursors, tokens as the stores know them ([`current_store_cursors`]).
     pub stores: std::collections::HashMap<String, super::sources::StoreCursor>,
@@ -213,26 +202,23 @@ impl StartCursors {
         stores: &std::collections::HashMap<String, super::sources::StoreCursor>,
         versions: &MappingVersions,
     ) -> Self {
-        Self {
-            files: current_file_cursors(files, versions),
-            upgraded_files: upgraded_file_keys(files, versions),
+        let mut start = Self {
             stores: current_store_cursors(stores, versions),
+            ..Self::default()
+        };
+        for (key, c) in files {
+            match provider_of_key(key).map(|p| c.mapping == versions.of(p)) {
+                Some(true) => {
+                    start.files.insert(key.clone(), c.clone());
+                }
+                Some(false) => {
+                    start.upgraded_files.insert(key.clone());
+                }
+                None => {}
+            }
         }
+        start
     }
-}
-
-/// The keys of the file cursors of `run.start` that [`current_file_cursors`] drops: files
-/// imported under another mapping version, whose first whole read may retract the sessions
-/// that version named otherwise (`SessionParser::renamed_sessions`).
-pub fn upgraded_file_keys(
-    cursors: &std::collections::HashMap<String, super::FileCursor>,
-    versions: &MappingVersions,
-) -> std::collections::HashSet<String> {
-    cursors
-        .iter()
-        .filter(|(key, c)| provider_of_key(key).is_some_and(|p| c.mapping != versions.of(p)))
-        .map(|(k, _)| k.clone())
-        .collect()
 }
 
 /// The token [`current_store_cursors`] gives a cursor stored under another version: no store

@@ -144,6 +144,11 @@ impl FingerprintChain {
     }
 }
 
+/// The first 16 bytes of a digest as hex (32 digits): short ids and keys.
+pub(crate) fn hex32(digest: &[u8]) -> String {
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Counts one skipped record under `kind`.
 pub(crate) fn count_skip(stats: &mut ParseStats, kind: &str) {
     *stats.skipped_records.entry(kind.to_owned()).or_insert(0) += 1;

@@ -136,8 +136,7 @@ pub fn fill_spawn_link(session: &mut SessionInfo, link: &SpawnLink) {
 /// prompt ([`claude_code::first_prompt`]) to the first call of its parent that sent that prompt.
 pub fn prompt_link_key(prompt: &str) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(prompt.as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = common::hex32(&Sha256::digest(prompt.as_bytes()));
     format!("{PROMPT_LINK_PREFIX}{hex}")
 }
 

@@ -73,7 +73,7 @@ use self::db::Db;
 use self::item::{LinkMap, links_hash};
 use self::legacy::{Layout, Legacy};
 use self::plan::{Known, Token, parents_first};
-use super::common::count_skip;
+use super::common::{count_skip, hex32};
 use super::store::{FileStamp, with_suffix};
 use super::store::{
     STORE_CURSOR_VERSION, SessionStore, SessionUpdate, StoreCursor, StorePoll, UpdateSink,
@@ -369,7 +369,7 @@ impl SessionStore for OpenCodeStore {
                 add(&d);
             }
         }
-        Ok(db::hex32(&<sha2::Sha256 as sha2::Digest>::digest(
+        Ok(hex32(&<sha2::Sha256 as sha2::Digest>::digest(
             out.as_bytes(),
         )))
     }

@@ -66,7 +66,7 @@ struct Tracked {
 struct Tail<'a, 'e> {
     options: &'a WorkerOptions,
     cursors: &'a HashMap<String, FileCursor>,
-    /// Keys of files imported under another mapping version (`mapping::upgraded_file_keys`).
+    /// Keys of files imported under another mapping version (`mapping::StartCursors`).
     upgraded: &'a HashSet<String>,
     store_cursors: &'a HashMap<String, StoreCursor>,
     stores: Vec<TrackedStore>,

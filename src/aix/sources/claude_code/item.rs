@@ -150,14 +150,14 @@ impl ItemState {
         }
     }
 
-    /// Remembers which turn holds a non-message record that has a uuid (DAG parents may point
-    /// at progress, system or attachment lines).
     /// The id of the open turn.
     pub fn open_turn_id(&self) -> Option<String> {
         let ordinal = self.asm.open_ordinal()?;
         self.turn_ids.get(ordinal as usize).map(|s| s.to_string())
     }
 
+    /// Remembers which turn holds a non-message record that has a uuid (DAG parents may point
+    /// at progress, system or attachment lines).
     pub fn note_uuid(&mut self, r: &Record<'_>) {
         if let (Some(uuid), Some(ordinal)) = (r.uuid.as_deref(), self.asm.open_ordinal()) {
             self.uuid_turn.insert(uuid.into(), ordinal as u32);
@@ -455,7 +455,6 @@ impl ItemState {
             // A `Workflow` call (2.1.16x) names the run its agents belong to.
             let run = tool_use_result
                 .as_ref()
-                .filter(|_| agent.is_none())
                 .and_then(|t| str_at(t, "runId"))
                 .filter(|r| !r.trim().is_empty())
                 .map(workflow_link_key);

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::prompt::is_prompt_text;
 use super::record::{MessageBody, Record};
+use crate::aix::sources::common::hex32;
 use crate::aix::sources::lenient::{Obj, TextOrList};
 
 /// The input queue of one item, rebuilt from its lines (every cut of a file replays them).
@@ -101,8 +102,7 @@ pub(super) fn prompt_line<'a>(
         h.update(part.as_bytes());
         h.update([0x1f]);
     }
-    let digest = h.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex32(&h.finalize());
     r.kind = Some(Cow::Borrowed("user"));
     r.uuid = Some(Cow::Owned(format!("queue-{hex}")));
     r.parent_uuid = parent.map(Cow::Owned);

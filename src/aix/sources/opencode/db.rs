@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::record::SessionData;
 use super::{Head, MessageRow, Origin, PartRow, Rows};
 use crate::aix::sources::ParseStats;
-use crate::aix::sources::common::count_skip;
+use crate::aix::sources::common::{count_skip, hex32};
 use crate::aix::sources::store::{ReadOnlyDb, open_readonly};
 
 /// One database of the data directory, opened read-only, with its probed schema.
@@ -491,9 +491,4 @@ fn value_token(v: ValueRef<'_>) -> String {
         ValueRef::Real(f) => f.to_string(),
         ValueRef::Text(t) | ValueRef::Blob(t) => format!("{}", t.len()),
     }
-}
-
-/// The first 16 bytes of a digest as hex.
-pub(super) fn hex32(digest: &[u8]) -> String {
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

@@ -20,10 +20,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::super::store::FileStamp;
-use super::db::hex32;
 use super::record::{SessionData, Times};
 use super::{Head, MessageRow, Origin, PartRow, Rows};
 use crate::aix::sources::ParseStats;
+use crate::aix::sources::common::hex32;
 use crate::aix::sources::lenient::Obj;
 
 /// Where a tree keeps sessions, messages and parts (see the module docs).
