@@ -16,19 +16,20 @@
 //! nothing differs, 1 on a mismatch (and on an error, with its code).
 
 use crate::protocol::Code;
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
 use clap::Args;
-use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 use serde_json::Value;
 
+use self::ledger::{LedgerFigures, open_ledger};
 use super::control_ctx::{ControlArgs, SourceArgs, WorkerArgs, errln, outln, print_json, table};
 use crate::aix::figures::SessionFigures;
 use crate::aix::sources::Provider;
-use crate::import::{IdKind, scoped_id, session_label};
+use crate::import::{IdKind, scoped_id};
+
+mod ledger;
 
 /// The import source every worker item carries.
 const SOURCE: &str = "aix";
@@ -214,27 +215,6 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, VerifyError> {
     Ok(compare(&providers, &source, &ledger))
 }
 
-fn open_ledger(path: &std::path::Path) -> Result<Connection, VerifyError> {
-    if !path.exists() {
-        return Err(VerifyError::LedgerNotFound(path.to_path_buf()));
-    }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    crate::ledger::text::register(&conn)?;
-    let has_label: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'session_label'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_label {
-        return Err(VerifyError::LedgerSchemaOlder(path.to_path_buf()));
-    }
-    Ok(conn)
-}
-
 /// `<worker program> scan --sessions` with the locations an import's worker would get.
 fn scan_sources(
     settings: &crate::control::config::ControlSettings,
@@ -305,158 +285,6 @@ fn scan_sources(
         figures.push(f);
     }
     Ok(figures)
-}
-
-/// What the ledger holds for one imported session.
-#[derive(Debug, Clone, Default)]
-struct LedgerSession {
-    label: String,
-    is_subagent: bool,
-    parent_session_label: Option<String>,
-    spawn_tool_call_id: Option<String>,
-    turns: u64,
-    messages: u64,
-    tool_calls: u64,
-    spawn_links: u64,
-    tokens: [i64; 6],
-}
-
-/// The ledger's sessions by (provider, source session id).
-struct LedgerFigures {
-    sessions: BTreeMap<(String, String), LedgerSession>,
-    /// Lineage links naming nothing, by provider.
-    dangling: BTreeMap<String, Vec<DanglingLineage>>,
-}
-
-impl LedgerFigures {
-    fn read(conn: &Connection) -> Result<Self, VerifyError> {
-        let mut sessions = BTreeMap::new();
-        let mut by_label: HashMap<String, (String, String)> = HashMap::new();
-        let mut stmt = conn.prepare(
-            "SELECT si.source_provider, si.source_session_id, si.session_label,
-                    COALESCE(s.is_subagent, 0), s.parent_session_label, s.spawn_tool_call_id
-             FROM session_imports si LEFT JOIN sessions s ON s.label = si.session_label
-             WHERE si.source = ?1",
-        )?;
-        let mut rows = stmt.query(params![SOURCE])?;
-        while let Some(r) = rows.next()? {
-            let key: (String, String) = (r.get(0)?, r.get(1)?);
-            let s = LedgerSession {
-                label: r.get(2)?,
-                is_subagent: r.get::<_, i64>(3)? != 0,
-                parent_session_label: r.get(4)?,
-                spawn_tool_call_id: r.get(5)?,
-                ..LedgerSession::default()
-            };
-            by_label.insert(s.label.clone(), key.clone());
-            sessions.insert(key, s);
-        }
-        let mut with =
-            |sql: &str,
-             apply: &dyn Fn(&mut LedgerSession, &rusqlite::Row<'_>) -> rusqlite::Result<()>|
-             -> Result<(), VerifyError> {
-                let mut stmt = conn.prepare(sql)?;
-                let mut rows = stmt.query([])?;
-                while let Some(r) = rows.next()? {
-                    let label: String = r.get(0)?;
-                    if let Some(s) = by_label.get(&label).and_then(|k| sessions.get_mut(k)) {
-                        apply(s, r)?;
-                    }
-                }
-                Ok(())
-            };
-        with(
-            "SELECT session_label, COUNT(*), SUM(COALESCE(input_tokens, 0)),
-                SUM(COALESCE(output_tokens, 0)), SUM(COALESCE(cached_input_tokens, 0)),
-                SUM(COALESCE(cache_write_tokens, 0)), SUM(COALESCE(reasoning_tokens, 0)),
-                SUM(COALESCE(total_tokens, 0))
-             FROM turns WHERE session_label IS NOT NULL GROUP BY session_label",
-            &|s, r| {
-                s.turns = r.get::<_, i64>(1)? as u64;
-                for i in 0..6 {
-                    s.tokens[i] = r.get(2 + i)?;
-                }
-                Ok(())
-            },
-        )?;
-        with(
-            "SELECT session_label, COUNT(*) FROM messages
-             WHERE session_label IS NOT NULL GROUP BY session_label",
-            &|s, r| {
-                s.messages = r.get::<_, i64>(1)? as u64;
-                Ok(())
-            },
-        )?;
-        with(
-            "SELECT session_label, COUNT(*), SUM(spawned_session_label IS NOT NULL)
-             FROM tool_calls WHERE session_label IS NOT NULL GROUP BY session_label",
-            &|s, r| {
-                s.tool_calls = r.get::<_, i64>(1)? as u64;
-                s.spawn_links = r.get::<_, i64>(2)? as u64;
-                Ok(())
-            },
-        )?;
-        let dangling = Self::read_dangling(conn)?;
-        Ok(Self { sessions, dangling })
-    }
-
-    /// Each imported session's parent label with no session row, and spawning call id with no
-    /// tool call row.
-    fn read_dangling(
-        conn: &Connection,
-    ) -> Result<BTreeMap<String, Vec<DanglingLineage>>, VerifyError> {
-        let mut stmt = conn.prepare(
-            "SELECT si.source_provider, si.source_session_id, s.label, s.parent_session_label,
-                    s.spawn_tool_call_id,
-                    s.parent_session_label IS NOT NULL
-                        AND NOT EXISTS (SELECT 1 FROM sessions p WHERE p.label = s.parent_session_label),
-                    s.spawn_tool_call_id IS NOT NULL
-                        AND NOT EXISTS (SELECT 1 FROM tool_calls t WHERE t.id = s.spawn_tool_call_id)
-             FROM session_imports si JOIN sessions s ON s.label = si.session_label
-             WHERE si.source = ?1
-               AND (s.parent_session_label IS NOT NULL OR s.spawn_tool_call_id IS NOT NULL)
-             ORDER BY s.label",
-        )?;
-        let mut rows = stmt.query(params![SOURCE])?;
-        let mut out: BTreeMap<String, Vec<DanglingLineage>> = BTreeMap::new();
-        while let Some(r) = rows.next()? {
-            let provider: String = r.get(0)?;
-            for (field, value, missing) in [
-                (
-                    "parent_session_label",
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, bool>(5)?,
-                ),
-                (
-                    "spawn_tool_call_id",
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, bool>(6)?,
-                ),
-            ] {
-                if let (true, Some(names)) = (missing, value) {
-                    out.entry(provider.clone())
-                        .or_default()
-                        .push(DanglingLineage {
-                            label: r.get(2)?,
-                            source_session_id: r.get(1)?,
-                            field: field.to_owned(),
-                            names,
-                        });
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The label a session has or would get (its import's, else the deterministic one).
-    fn label_of(&self, provider: &str, session_id: &str) -> String {
-        self.sessions
-            .get(&(provider.to_owned(), session_id.to_owned()))
-            .map_or_else(
-                || session_label(SOURCE, provider, session_id),
-                |s| s.label.clone(),
-            )
-    }
 }
 
 /// The report of `providers`: each source session's figures against its ledger row.
