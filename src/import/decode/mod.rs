@@ -4,8 +4,9 @@
 //! `max_inflated_bytes` (gzip bombs are refused with `chunk_payload_too_large`).
 //!
 //! Layout: `stream` parses an item past the slice maximum member by member, from slices of a
-//! bounded window; `span` finds where each of its values ends; `transient` lends serde_json's
-//! slice deserializer to the item's visitor; `tests` holds it to serde_json's reader.
+//! bounded window (`window`: its bytes and the parse of one value); `span` finds where each of
+//! its values ends; `transient` lends serde_json's slice deserializer to the item's visitor;
+//! `tests` holds it to serde_json's reader.
 
 use std::io::{self, BufReader, Read};
 
@@ -20,6 +21,7 @@ use crate::protocol::{ENCODING_GZIP_BASE64, ImportSessionItem};
 mod span;
 mod stream;
 mod transient;
+mod window;
 
 /// Decodes the concatenation of `parts` (each the `data` of one chunk, in index order) into one
 /// item, its aliases folded.
