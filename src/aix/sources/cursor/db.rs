@@ -2,7 +2,9 @@
 //! chat keys only, each named exactly or by a key range under its own prefix: the database
 //! also holds auth tokens and other state whose values are never selected. Change detection
 //! reads keys, row ids and value lengths alone (from the key index and the record headers: no
-//! value is loaded).
+//! value is loaded). Not read, by decision (README, "Cursor, unchanged by decision"):
+//! `agentKv:blob:*` (the model's copy of a composer's bubbles) and `aiService.prompts` /
+//! `aiService.generations` (the input box's recall history: no chat, time or reply).
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
