@@ -63,8 +63,12 @@ pub const CLAUDE_CODE: u32 = 9;
 /// a spawning call names the session it spawned from a `spawn_agent` output's `agent_id` (0.104)
 /// and from `sub_agent_activity` (multi-agent v2); messages between agents (v2 `agent_message`
 /// items) are `user` messages, a task handed to the session its prompt; any `source.subagent`
-/// (a `guardian`) is a subagent; a `tool_search_output` is its call's result.
-pub const CODEX: u32 = 6;
+/// (a `guardian`) is a subagent; a `tool_search_output` is its call's result. 7 = paginated
+/// rollouts (`history_mode: "paginated"`, 0.15x+): a completed `AgentMessage` item is the
+/// reply as `agent_message` is (the first of the pair, with its `memory_citation`), a completed
+/// `SubAgentActivity` item names the spawned session as `sub_agent_activity` does, and the
+/// records before a subagent's `subagent_history_start_ordinal` are its parent's replay.
+pub const CODEX: u32 = 7;
 /// Cursor: 2 = workspace databases and the `ItemTable` formats. 3 = a legacy chat tab's
 /// follow-up prompt read from its editor state (`initText`) when `text` and `rawText` are empty;
 /// its input box (a last user bubble without text) is not a prompt. 4 = that input box is a
@@ -316,7 +320,7 @@ mod tests {
     fn every_provider_is_at_its_current_version() {
         let expected = [
             (Provider::ClaudeCode, 9),
-            (Provider::Codex, 6),
+            (Provider::Codex, 7),
             (Provider::Cursor, 4),
             (Provider::OpenCode, 3),
             (Provider::GeminiCli, 6),

@@ -134,12 +134,21 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
     // Between `entered_review_mode` and `exited_review_mode` the token counts are the review's
     // own: its rollout counts them.
     let mut in_review = false;
+    // A paginated subagent's first own ordinal: the records before it replay its parent.
+    let mut own_from: Option<i64> = None;
     for (n, r) in records.iter().enumerate() {
         let kind = r.get("type").and_then(Value::as_str).unwrap_or("");
         let p = r.get("payload").cloned().unwrap_or(Value::Null);
         let sub = p.get("type").and_then(Value::as_str).unwrap_or("");
         let ts = r.get("timestamp").and_then(Value::as_str).unwrap_or("");
         let last_prompt = prev_prompt.take();
+        if id.is_some()
+            && let (Some(start), Some(ordinal)) =
+                (own_from, r.get("ordinal").and_then(Value::as_i64))
+            && ordinal < start
+        {
+            continue;
+        }
         if kind == "session_meta" {
             let pid = p.get("id").and_then(Value::as_str).map(str::to_owned);
             match &id {
@@ -166,7 +175,10 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
                     own_path = str_at(&p, &["source", "subagent", "thread_spawn", "agent_path"])
                         .map(str::to_owned);
                     parent = spawn.or(forked).map(str::to_owned);
-                    replay_by_time = spawn.is_some() || forked.is_some();
+                    own_from = p
+                        .get("subagent_history_start_ordinal")
+                        .and_then(Value::as_i64);
+                    replay_by_time = own_from.is_none() && (spawn.is_some() || forked.is_some());
                 }
                 Some(own) if pid.as_deref() != Some(own.as_str()) && pid.is_some() => {
                     replay_until_task = true;
@@ -210,6 +222,10 @@ pub(super) fn expected(bytes: &[u8]) -> Option<Figures> {
                         .collect::<Vec<_>>()
                         .join("\n")
                 } else {
+                    // A paginated reply (`AgentMessage`) is output, as `agent_message` is.
+                    if str_at(&p, &["item", "type"]) == Some("AgentMessage") {
+                        any_output |= turns == 0 && opened_before_prompt(&mut turns);
+                    }
                     continue;
                 };
                 // The same prompt written twice in a row (`/review`) is one prompt.

@@ -559,7 +559,8 @@ fn codex_review_rollout_links_to_the_session_that_started_it() {
 }
 
 /// 0.15x rollouts write no `user_message`: a prompt is an `item_completed` event of a
-/// `UserMessage` item (after its `response_item` model-input copy), and `world_state` and
+/// `UserMessage` item (after its `response_item` model-input copy), a reply the completed
+/// `AgentMessage` item (before the model's copy, its pair), and `world_state` and
 /// `thread_settings_applied` records carry nothing the mapping reads.
 #[test]
 fn codex_prompts_written_as_completed_user_message_items() {
@@ -582,7 +583,7 @@ fn codex_prompts_written_as_completed_user_message_items() {
                 Some(t("00:10.300")),
                 o("gpt-5.5-codex"),
                 tokens(2000, 40, 3000, 8, 5040),
-                o("L12"),
+                o("L11"),
                 vec![s("L8")]
             ),
             (
@@ -613,7 +614,7 @@ fn codex_prompts_written_as_completed_user_message_items() {
         roles,
         vec![
             (s("L8"), s("user"), o("Run the unit tests.")),
-            (s("L12"), s("assistant"), o("Two tests fail.")),
+            (s("L11"), s("assistant"), o("Two tests fail.")),
             (s("L18"), s("user"), o("Fix them.")),
             (s("L19"), s("assistant"), o("Fixed.")),
         ]
@@ -628,10 +629,10 @@ fn codex_prompts_written_as_completed_user_message_items() {
     assert_eq!(
         skipped(p.as_ref()),
         vec![
-            (s("event_msg/item_completed"), 1),
             (s("event_msg/thread_settings_applied"), 1),
             (s("response_item/message:developer"), 1),
             (s("response_item/message:user"), 3),
+            (s("visible_pair_duplicate"), 1),
             (s("world_state"), 1),
         ]
     );
@@ -659,4 +660,184 @@ fn codex_a_prompt_written_as_both_events_is_one_prompt() {
         assert_eq!(prompts, vec![vec![s("L2")]]);
         assert_eq!(skipped(p.as_ref()), vec![(s("repeated_prompt"), 1)]);
     }
+}
+
+const PAGED_ROOT: &str = "01a1b000-0000-7000-8000-000000000160";
+const PAGED_SUB: &str = "01a1b001-0000-7000-8000-000000000161";
+
+/// A paginated 0.160 rollout (`history_mode: "paginated"`, an `ordinal` on every record):
+/// prompts and replies are completed `UserMessage` and `AgentMessage` items (the reply keeps
+/// its `memory_citation`; the model's copy is its pair), a v2 spawn is a completed
+/// `SubAgentActivity` item, every other completed item repeats a `response_item` and the new
+/// records (`token_usage_record`, `retained_context`, …) are counted, never read twice.
+#[test]
+fn codex_paginated_rollout() {
+    let (items, p) = codex(&format!(
+        "paginated/rollout-2026-10-05T09-00-00-{PAGED_ROOT}.jsonl"
+    ));
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    let (t1, t2) = (
+        "01a1b000-0001-7000-8000-000000000001",
+        "01a1b000-0002-7000-8000-000000000002",
+    );
+    let t = |x: &str| at(&format!("2026-10-05T09:{x}Z"));
+    assert_eq!(
+        turns(item),
+        vec![
+            (
+                s(t1),
+                None,
+                t("00:00.700"),
+                Some(t("00:20.400")),
+                o("gpt-6-codex"),
+                tokens(2000, 50, 1000, 10, 3050),
+                o("L17"),
+                vec![s("L8")]
+            ),
+            (
+                s(t2),
+                o(t1),
+                t("01:00.300"),
+                Some(t("01:10.400")),
+                o("gpt-6-codex"),
+                tokens(1500, 30, 500, 0, 2030),
+                o("L41"),
+                vec![s("L26")]
+            ),
+        ]
+    );
+    let rows: Vec<_> = messages(item)
+        .into_iter()
+        .map(|m| (m.0, m.2, m.3, m.4))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (s("L8"), s("user"), o("Check the parser."), None),
+            (
+                s("L9"),
+                s("assistant"),
+                None,
+                o("Reading the parser first.")
+            ),
+            (
+                s("L17"),
+                s("assistant"),
+                o("The parser passes; the tokenizer is being checked."),
+                None
+            ),
+            (
+                s("L26"),
+                s("user"),
+                o("Look up the spec and patch it."),
+                None
+            ),
+            (
+                s("L36"),
+                s("system"),
+                o("Checked the parser, patched the spec reader."),
+                None
+            ),
+            (s("L41"), s("assistant"), o("Patched."), None),
+        ]
+    );
+    assert_eq!(
+        item.messages[2].metadata_json,
+        Some(serde_json::json!({"memoryCitation": {
+            "entries": [{"path": "MEMORY.md", "lineStart": 2, "lineEnd": 2,
+                         "note": "parser lives in src/parse"}],
+            "rolloutIds": ["01a1a000-0000-7000-8000-000000000150"],
+        }}))
+    );
+    let calls: Vec<_> = tools(item)
+        .into_iter()
+        .map(|c| (c.0, c.3, c.4, c.6))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            (s("call_p1"), s("exec_command"), s("completed"), None),
+            (s("call_p2"), s("spawn_agent"), s("completed"), o(PAGED_SUB)),
+            (s("ws_1"), s("web_search"), s("completed"), None),
+            (s("call_p3"), s("docs__lookup"), s("completed"), None),
+            (s("call_p4"), s("apply_patch"), s("completed"), None),
+        ]
+    );
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("event_msg/item_completed:CommandExecution"), 1),
+            (s("event_msg/item_completed:ContextCompaction"), 1),
+            (s("event_msg/item_completed:FileChange"), 1),
+            (s("event_msg/item_completed:McpToolCall"), 1),
+            (s("event_msg/item_completed:Reasoning"), 1),
+            (s("event_msg/item_completed:WebSearch"), 1),
+            (s("event_msg/thread_settings_applied"), 1),
+            (s("inter_agent_communication"), 1),
+            (s("realtime_item"), 1),
+            (s("response_item/message:developer"), 1),
+            (s("response_item/message:user"), 3),
+            (s("retained_context"), 1),
+            (s("security_risk_score"), 1),
+            (s("token_usage_record"), 2),
+            (s("visible_pair_duplicate"), 2),
+            (s("world_state"), 1),
+        ]
+    );
+}
+
+/// A paginated subagent names its first own record (`subagent_history_start_ordinal`): the
+/// records before it are its parent's history, written with fresh timestamps (so the
+/// timestamp rule would keep them), and are skipped as `replayed`.
+#[test]
+fn codex_paginated_subagent_skips_the_records_before_its_start_ordinal() {
+    let (items, p) = codex(&format!(
+        "paginated/rollout-2026-10-05T09-00-10-{PAGED_SUB}.jsonl"
+    ));
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert!(item.session.is_subagent);
+    assert_eq!(
+        item.session.parent_source_session_id.as_deref(),
+        Some(PAGED_ROOT)
+    );
+    let ts = "01a1b001-0001-7000-8000-000000000003";
+    assert_eq!(
+        turns(item),
+        vec![(
+            s(ts),
+            None,
+            at("2026-10-05T09:00:10.330Z"),
+            Some(at("2026-10-05T09:00:18.400Z")),
+            o("gpt-6-codex-mini"),
+            tokens(1000, 40, 3000, 5, 4040),
+            o("L12"),
+            vec![s("L9")]
+        )]
+    );
+    let rows: Vec<_> = messages(item)
+        .into_iter()
+        .map(|m| (m.0, m.2, m.3))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (s("L9"), s("user"), o("Check the tokenizer.")),
+            (s("L12"), s("assistant"), o("Tokenizer checked.")),
+        ]
+    );
+    assert_eq!(
+        tools(item).into_iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![s("call_c1")]
+    );
+    assert_eq!(
+        skipped(p.as_ref()),
+        vec![
+            (s("inter_agent_communication_metadata"), 1),
+            (s("replayed"), 4),
+            (s("token_usage_record"), 1),
+            (s("visible_pair_duplicate"), 1),
+        ]
+    );
 }

@@ -333,6 +333,8 @@ fn all_fixtures() -> Vec<SourceFile> {
         cx("review/rollout-2026-02-19T15-00-00-019c7400-0000-7000-8000-000000000050.jsonl"),
         cx("review/rollout-2026-02-19T15-53-21-019c74ac-b57f-7000-8000-000000000051.jsonl"),
         cx("spawned/rollout-2026-04-01T10-05-00-019d0005-0000-7000-8000-000000000040.jsonl"),
+        cx("paginated/rollout-2026-10-05T09-00-00-01a1b000-0000-7000-8000-000000000160.jsonl"),
+        cx("paginated/rollout-2026-10-05T09-00-10-01a1b001-0000-7000-8000-000000000161.jsonl"),
     ]
     .into_iter()
     .chain(codex_agents::agent_fixtures())

@@ -83,6 +83,20 @@ impl CodexParser {
         }
     }
 
+    /// A completed `SubAgentActivity` item (paginated rollouts): `{id, kind, agentThreadId}`,
+    /// `sub_agent_activity`'s `{event_id, kind, agent_thread_id}` under other names.
+    pub(super) fn spawn_item(&mut self, p: &Payload<'_>) {
+        let item = p.item.0.as_ref();
+        let link = item
+            .filter(|i| i.activity.as_deref() == Some("started"))
+            .and_then(|i| i.id.as_deref().zip(i.agent_thread_id.as_deref()))
+            .map(|(call, thread)| (call.to_owned(), thread.to_owned()));
+        match link {
+            Some((call_id, thread)) => self.link_spawned(&call_id, &thread),
+            None => count_skip(&mut self.stats, "event_msg/item_completed:SubAgentActivity"),
+        }
+    }
+
     /// A `spawn_agent` output `{agent_id}` (a JSON text or object) names the spawned session.
     pub(super) fn spawn_output(&mut self, call_id: &str, output: &Value) {
         if self.asm.tool_ref(call_id).map(|c| c.tool_name.as_str()) != Some(SPAWN_TOOL) {

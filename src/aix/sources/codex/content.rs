@@ -117,19 +117,15 @@ pub(super) fn cwd_of_environment(text: &str) -> Option<String> {
     (!cwd.is_empty()).then(|| cwd.to_owned())
 }
 
-/// Whether an `item_completed` event completes a prompt (`item.type` `UserMessage`).
-pub(super) fn user_item_completed(p: &Payload<'_>) -> bool {
-    p.item.0.as_ref().and_then(|i| i.kind.as_deref()) == Some("UserMessage")
-}
-
-/// The text of a completed item: its `text` blocks, joined as a message's are.
-pub(super) fn completed_item_text(p: &mut Payload<'_>) -> Option<String> {
+/// The text of a completed item: its blocks of type `block` (`text` in a `UserMessage`, `Text`
+/// in an `AgentMessage`), joined as a message's are.
+pub(super) fn completed_item_text(p: &mut Payload<'_>, block: &str) -> Option<String> {
     let item = p.item.0.take()?;
     join_nonempty(
         item.content
             .0
             .into_iter()
-            .filter(|b| b.kind.as_deref() == Some("text"))
+            .filter(|b| b.kind.as_deref() == Some(block))
             .filter_map(|b| b.text),
     )
 }

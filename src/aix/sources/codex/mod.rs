@@ -17,6 +17,12 @@
 //!   after a second `session_meta` with another id (0.118+ subagents), everything up to the
 //!   first `task_started` whose `turn_id` is not older than the child's id. A second
 //!   `session_meta` with the session's own id (a resume) is skipped and counted.
+//! - Paginated rollouts (`history_mode: "paginated"`, 0.152+): every record has an `ordinal`;
+//!   prompts, replies and v2 spawn links are `item_completed` events (`UserMessage`,
+//!   `AgentMessage`, `SubAgentActivity` items), not `user_message`, `agent_message`,
+//!   `sub_agent_activity`; the other completed items repeat `response_item`s and are counted.
+//!   A subagent's `subagent_history_start_ordinal` is its first own record: the records before
+//!   it replay the parent (counted as `replayed`; the timestamp rule is then not used).
 //! - Turns: each human prompt opens a turn: `event_msg user_message`, or `event_msg
 //!   item_completed` of a `UserMessage` item (0.15x writes prompts so, and no `user_message`),
 //!   or in the old format a user `message` that is not injected context (`<environment_context>`,
@@ -71,9 +77,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use self::content::{
-    completed_item_text, content_texts, cwd_of_environment, injected, line_id, user_item_completed,
-};
+use self::content::{completed_item_text, content_texts, cwd_of_environment, injected, line_id};
 use self::record::{Payload, Record};
 use self::turns::{CodexTurn, TokenEvent, Totals};
 use super::assembler::Assembler;
@@ -183,6 +187,9 @@ pub struct CodexParser {
     /// This session's agent path (`thread_spawn.agent_path`, multi-agent v2): messages
     /// addressed to it are its tasks (`agents.rs`).
     agent_path: Option<String>,
+    /// A paginated subagent's `subagent_history_start_ordinal`: records with a smaller
+    /// `ordinal` replay its parent.
+    own_from_ordinal: Option<i64>,
 }
 
 impl CodexParser {
@@ -203,6 +210,7 @@ impl CodexParser {
             review_keys: ReviewKeys::default(),
             in_review: false,
             agent_path: None,
+            own_from_ordinal: None,
             cursor: LineCursor::default(),
             chain: FingerprintChain::default(),
             stats: ParseStats::default(),
@@ -263,6 +271,13 @@ impl CodexParser {
             ("event_msg", "entered_review_mode") => self.review_keys.record(&fields),
             _ => {}
         }
+        if self.session_id.is_some()
+            && let (Some(start), Some(ordinal)) = (self.own_from_ordinal, record.ordinal)
+            && ordinal < start
+        {
+            count_skip(&mut self.stats, "replayed");
+            return;
+        }
         if kind == "session_meta" {
             if self.stats.format_version.is_none() {
                 self.stats.format_version = payload
@@ -302,9 +317,8 @@ impl CodexParser {
                 let text = payload.message.take();
                 self.prompt_unless_repeated(&line, text, previous_prompt, ts);
             }
-            ("event_msg", "item_completed") if user_item_completed(&payload) => {
-                let text = completed_item_text(&mut payload);
-                self.prompt_unless_repeated(&line, text, previous_prompt, ts);
+            ("event_msg", "item_completed") => {
+                self.item_completed(&line, &mut payload, previous_prompt, ts);
             }
             ("event_msg", "agent_message") => {
                 let text = payload.message.take();
@@ -356,6 +370,37 @@ impl CodexParser {
         } else {
             self.previous_prompt.clone_from(&text);
             self.prompt(line, text, ts);
+        }
+    }
+
+    /// A completed turn item (`event_msg item_completed`; paginated rollouts write these instead
+    /// of `user_message`, `agent_message` and `sub_agent_activity`): a `UserMessage` is a prompt,
+    /// an `AgentMessage` assistant text as its event is, a `SubAgentActivity` a spawn link.
+    /// Any other item repeats a `response_item` (reasoning, tool calls and their outputs) or
+    /// carries nothing the mapping reads: counted under its type.
+    fn item_completed(
+        &mut self,
+        line: &Line<'_>,
+        p: &mut Payload<'_>,
+        previous_prompt: Option<String>,
+        ts: Option<i64>,
+    ) {
+        let kind = p.item.0.as_ref().and_then(|i| i.kind.as_deref());
+        match kind {
+            Some("UserMessage") => {
+                let text = completed_item_text(p, "text");
+                self.prompt_unless_repeated(line, text, previous_prompt, ts);
+            }
+            Some("AgentMessage") => {
+                let cited = p.item.0.as_mut().and_then(|i| i.memory_citation.take());
+                let text = completed_item_text(p, "Text");
+                self.assistant_text(line, text, true, cited, ts);
+            }
+            Some("SubAgentActivity") => self.spawn_item(p),
+            other => {
+                let reason = format!("event_msg/item_completed:{}", other.unwrap_or("unknown"));
+                count_skip(&mut self.stats, &reason);
+            }
         }
     }
 

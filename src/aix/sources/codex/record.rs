@@ -17,6 +17,9 @@ pub(super) struct Record<'a> {
     pub timestamp: Option<Cow<'a, str>>,
     #[serde(rename = "type", borrow, deserialize_with = "lenient::str")]
     pub kind: Option<Cow<'a, str>>,
+    /// The record's 0-based position in its file (`history_mode: "paginated"`, 0.15x+).
+    #[serde(deserialize_with = "lenient::count")]
+    pub ordinal: Option<i64>,
     #[serde(borrow)]
     pub payload: Obj<Box<Payload<'a>>>,
 }
@@ -50,6 +53,9 @@ pub(super) struct Payload<'a> {
     pub git: Obj<Git<'a>>,
     #[serde(borrow)]
     pub source: Obj<Source<'a>>,
+    /// A paginated subagent's first own `ordinal`: the records before it replay its parent.
+    #[serde(deserialize_with = "lenient::count")]
+    pub subagent_history_start_ordinal: Option<i64>,
     // turn_context, task_started
     #[serde(borrow, deserialize_with = "lenient::str")]
     pub turn_id: Option<Cow<'a, str>>,
@@ -110,6 +116,16 @@ pub(super) struct CompletedItem<'a> {
     pub kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub content: List<TextBlock<'a>>,
+    /// `AgentMessage`: the memory entries the reply cites, as `agent_message` carries them.
+    pub memory_citation: Option<Value>,
+    /// `SubAgentActivity` (paginated multi-agent v2): the spawning call, the spawned thread and
+    /// the activity (`started`, …), as `sub_agent_activity` carries them.
+    #[serde(borrow, deserialize_with = "lenient::str")]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(rename = "agentThreadId", borrow, deserialize_with = "lenient::str")]
+    pub agent_thread_id: Option<Cow<'a, str>>,
+    #[serde(rename = "kind", borrow, deserialize_with = "lenient::str")]
+    pub activity: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -133,7 +133,8 @@ impl CodexParser {
                 h.metadata.insert(k.to_owned(), json!(val));
             }
         }
-        if spawn.is_some() || forked.is_some() {
+        self.own_from_ordinal = p.subagent_history_start_ordinal;
+        if self.own_from_ordinal.is_none() && (spawn.is_some() || forked.is_some()) {
             self.replay = Replay::OlderThanMeta;
         }
         self.asm.header_dirty = true;
