@@ -662,6 +662,40 @@ fn codex_a_prompt_written_as_both_events_is_one_prompt() {
     }
 }
 
+/// A build writing a reply both ways, `agent_message` then a completed `AgentMessage` item on
+/// the very next record (or the other way round), has one reply: the second is counted as
+/// repeated, and the model's copy after them is the pair of the first.
+#[test]
+fn codex_a_reply_written_as_both_events_is_one_reply() {
+    let meta = r#"{"timestamp":"2026-09-02T10:00:00.000Z","type":"session_meta","payload":{"id":"01a06421-0000-7000-8000-0000000001b1","cwd":"/w","cli_version":"0.140.0"}}"#;
+    let prompt = r#"{"timestamp":"2026-09-02T10:00:01.000Z","type":"event_msg","payload":{"type":"user_message","message":"Go."}}"#;
+    let said = r#"{"timestamp":"2026-09-02T10:00:02.000Z","type":"event_msg","payload":{"type":"agent_message","message":"Done."}}"#;
+    let item = r#"{"timestamp":"2026-09-02T10:00:02.001Z","type":"event_msg","payload":{"type":"item_completed","item":{"type":"AgentMessage","content":[{"type":"Text","text":"Done."}]}}}"#;
+    let copy = r#"{"timestamp":"2026-09-02T10:00:02.002Z","type":"response_item","payload":{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Done."}]}}"#;
+    for order in [[said, item], [item, said]] {
+        let bytes = [meta, prompt, order[0], order[1], copy].join("\n") + "\n";
+        let file = source(Provider::Codex, "rollout.jsonl", FileRole::Main);
+        let mut p = parser_for(&file);
+        p.push_lines(bytes.as_bytes(), 0, true);
+        let items = p.take_items();
+        let rows: Vec<_> = messages(&items[0])
+            .into_iter()
+            .map(|m| (m.0, m.2, m.3))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (s("L2"), s("user"), o("Go.")),
+                (s("L3"), s("assistant"), o("Done.")),
+            ]
+        );
+        assert_eq!(
+            skipped(p.as_ref()),
+            vec![(s("repeated_reply"), 1), (s("visible_pair_duplicate"), 1)]
+        );
+    }
+}
+
 const PAGED_ROOT: &str = "01a1b000-0000-7000-8000-000000000160";
 const PAGED_SUB: &str = "01a1b001-0000-7000-8000-000000000161";
 

@@ -36,8 +36,9 @@
 //!   `thread_rolled_back` is not applied (the history stays).
 //! - Messages: the prompt; `response_item` `user` items are its model-input copy or injected
 //!   context and are dropped, as are `developer`/`system` items. Assistant text comes from
-//!   `response_item message` and `event_msg agent_message`, which duplicate each other: within a
-//!   turn the first of a pair with equal text is kept. A reply citing memories (0.126+) is the
+//!   `response_item message` and `event_msg agent_message` (or a completed `AgentMessage`
+//!   item), which duplicate each other: within a turn the first of a pair with equal text is
+//!   kept; the two event forms of one reply on consecutive records are one. A reply citing memories (0.126+) is the
 //!   event (the text, and `memory_citation` `{entries, rolloutIds}`, kept as the message's
 //!   metadata `memoryCitation`) then the model's copy with an `<oai-mem-citation>` block
 //!   appended: the block is cut before the pair is compared. `reasoning` becomes an assistant
@@ -172,6 +173,9 @@ pub struct CodexParser {
     pending_native_id: Option<String>,
     /// The text of the prompt on the previous record, if that record was one.
     previous_prompt: Option<String>,
+    /// The text of the reply event (`agent_message`, or a completed `AgentMessage` item) on the
+    /// previous record, if that record was one.
+    previous_reply: Option<String>,
     current_model: Option<String>,
     /// Every (total, last) token pair counted (each API call once).
     token_events: HashSet<TokenEvent>,
@@ -190,6 +194,12 @@ pub struct CodexParser {
     /// A paginated subagent's `subagent_history_start_ordinal`: records with a smaller
     /// `ordinal` replay its parent.
     own_from_ordinal: Option<i64>,
+}
+
+/// The prompt and reply event texts of the record before the one being read.
+struct Previous {
+    prompt: Option<String>,
+    reply: Option<String>,
 }
 
 impl CodexParser {
@@ -224,6 +234,7 @@ impl CodexParser {
             used_turn_ids: HashSet::new(),
             pending_native_id: None,
             previous_prompt: None,
+            previous_reply: None,
             current_model: None,
             token_events: HashSet::new(),
             last_total: None,
@@ -251,6 +262,7 @@ impl CodexParser {
             }
         };
         let previous_prompt = self.previous_prompt.take();
+        let previous_reply = self.previous_reply.take();
         if self.format == Format::Unknown {
             if record.kind.is_none() && record.payload.0.is_none() {
                 return self.bare_header(&line);
@@ -318,12 +330,16 @@ impl CodexParser {
                 self.prompt_unless_repeated(&line, text, previous_prompt, ts);
             }
             ("event_msg", "item_completed") => {
-                self.item_completed(&line, &mut payload, previous_prompt, ts);
+                let previous = Previous {
+                    prompt: previous_prompt,
+                    reply: previous_reply,
+                };
+                self.item_completed(&line, &mut payload, previous, ts);
             }
             ("event_msg", "agent_message") => {
                 let text = payload.message.take();
                 let cited = payload.memory_citation.take();
-                self.assistant_text(&line, text, true, cited, ts);
+                self.reply_unless_repeated(&line, text, cited, previous_reply, ts);
             }
             ("event_msg", "entered_review_mode" | "exited_review_mode") => {
                 self.in_review = sub == "entered_review_mode";
@@ -373,6 +389,25 @@ impl CodexParser {
         }
     }
 
+    /// A reply event (`agent_message`, or a completed `AgentMessage` item): the same text as
+    /// the reply event of the record just before is one reply (a build writing both; counted
+    /// as repeated), else the event half of a visible pair.
+    fn reply_unless_repeated(
+        &mut self,
+        line: &Line<'_>,
+        text: Option<String>,
+        cited: Option<Value>,
+        previous: Option<String>,
+        ts: Option<i64>,
+    ) {
+        if text.is_some() && text == previous {
+            count_skip(&mut self.stats, "repeated_reply");
+        } else {
+            self.previous_reply.clone_from(&text);
+            self.assistant_text(line, text, true, cited, ts);
+        }
+    }
+
     /// A completed turn item (`event_msg item_completed`; paginated rollouts write these instead
     /// of `user_message`, `agent_message` and `sub_agent_activity`): a `UserMessage` is a prompt,
     /// an `AgentMessage` assistant text as its event is, a `SubAgentActivity` a spawn link.
@@ -382,19 +417,19 @@ impl CodexParser {
         &mut self,
         line: &Line<'_>,
         p: &mut Payload<'_>,
-        previous_prompt: Option<String>,
+        previous: Previous,
         ts: Option<i64>,
     ) {
         let kind = p.item.0.as_ref().and_then(|i| i.kind.as_deref());
         match kind {
             Some("UserMessage") => {
                 let text = completed_item_text(p, "text");
-                self.prompt_unless_repeated(line, text, previous_prompt, ts);
+                self.prompt_unless_repeated(line, text, previous.prompt, ts);
             }
             Some("AgentMessage") => {
                 let cited = p.item.0.as_mut().and_then(|i| i.memory_citation.take());
                 let text = completed_item_text(p, "Text");
-                self.assistant_text(line, text, true, cited, ts);
+                self.reply_unless_repeated(line, text, cited, previous.reply, ts);
             }
             Some("SubAgentActivity") => self.spawn_item(p),
             other => {
