@@ -59,6 +59,9 @@ pub struct ReplayReport {
     pub skipped: u64,
     pub failed: u64,
     pub cursors_stored: u64,
+    /// Source files the worker could not read (omitted from the report when none).
+    #[serde(default)]
+    pub failed_files: u64,
 }
 
 /// How a pair of processes ended.

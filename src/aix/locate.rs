@@ -136,12 +136,13 @@ fn claude_projects(dir: &Path) -> bool {
     })
 }
 
-/// A sessions folder: `rollout-*.jsonl` files at any depth up to `YYYY/MM/DD`.
+/// A sessions folder: `rollout-*.jsonl` (or compressed, `.jsonl.zst`) files at any depth up to
+/// `YYYY/MM/DD`.
 fn codex_sessions(dir: &Path) -> bool {
     fn walk(dir: &Path, depth: u8) -> bool {
         entries(dir).iter().any(|e| {
             let name = e.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            (name.starts_with("rollout-") && has_ext(e, "jsonl"))
+            (name.starts_with("rollout-") && (has_ext(e, "jsonl") || name.ends_with(".jsonl.zst")))
                 || (depth < 3 && e.is_dir() && walk(e, depth + 1))
         })
     }
@@ -218,6 +219,12 @@ mod tests {
         assert_eq!(
             locate(Provider::Codex, &h.join(".codex")),
             Ok(h.join(".codex/sessions"))
+        );
+        // A home whose rollouts are all stored compressed is one too.
+        touch(&h.join("zst/.codex/sessions/2025/01/02/rollout-y.jsonl.zst"));
+        assert_eq!(
+            locate(Provider::Codex, &h.join("zst/.codex")),
+            Ok(h.join("zst/.codex/sessions"))
         );
         assert_eq!(
             locate(Provider::GeminiCli, &h.join(".gemini")),

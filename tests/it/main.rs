@@ -10,6 +10,7 @@ mod control_restarts; // tail restarts: backoff (also in paused time), error sta
 mod control_runs; // supervised runs with the fake worker: jobs, cancel, kill -9, shutdown, health
 mod control_socket; // the control socket: permissions, requests, watch, stale sockets
 mod control_support; // shared harness: temp NEX_HOME, fake worker, counting pipeline
+mod e2e_compressed; // Codex rollouts stored zstd-compressed: the ledger of their plain files, twins, damage
 mod e2e_conformance; // every sample (Claude Code, Codex, Gemini) through aix | nex import replay: counts = aix scan, lineage
 mod e2e_crash; // kill -9 of aix mid-backfill, resume from the ledger's cursors = one clean import
 mod e2e_cuts; // the ledger after any cuts of the files (tail steps, restarts) = one import of the final files

@@ -8,7 +8,8 @@
 //!   optional sibling `agent-<id>.meta.json` (`toolUseId`, `description`).
 //!
 //! Codex (`<root>` = a `sessions` dir): `<root>/**/rollout-*.jsonl`, and the same under the
-//! sibling `archived_sessions` when the root is named `sessions`.
+//! sibling `archived_sessions` when the root is named `sessions`; a rollout stored compressed
+//! (`rollout-*.jsonl.zst`) is one too, unless its plain `.jsonl` is beside it (read instead).
 //!
 //! Gemini CLI (`<root>` = a `tmp` dir):
 //! - `<root>/<project>/chats/session-*.jsonl`: main session (append-only log);
@@ -247,10 +248,16 @@ fn codex_dir(dir: &Path, depth: usize, out: &mut Vec<SourceFile>) {
     if depth > MAX_DEPTH {
         return;
     }
-    for (path, t) in read_dir(dir) {
+    let entries = read_dir(dir);
+    let names: std::collections::HashSet<std::ffi::OsString> = entries
+        .iter()
+        .filter_map(|(p, _)| p.file_name().map(ToOwned::to_owned))
+        .collect();
+    for (path, t) in entries {
         if is_dir(&t, &path) {
             codex_dir(&path, depth + 1, out);
         } else if is_file(&t, &path)
+            && !plain_twin_exists(&path, &names)
             && let Some(f) = codex_file(&path)
         {
             out.push(f);
@@ -258,10 +265,21 @@ fn codex_dir(dir: &Path, depth: usize, out: &mut Vec<SourceFile>) {
     }
 }
 
-/// Classifies one Codex path: `rollout-*.jsonl` is a session.
+/// Whether `path` is a compressed rollout (`X.jsonl.zst`) whose plain `X.jsonl` is in the same
+/// directory (`names`): Codex reads the plain one then, and so does discovery.
+fn plain_twin_exists(path: &Path, names: &std::collections::HashSet<std::ffi::OsString>) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".zst"))
+        .is_some_and(|plain| names.contains(std::ffi::OsStr::new(plain)))
+}
+
+/// Classifies one Codex path: `rollout-*.jsonl` is a session, and so is its compressed form
+/// `rollout-*.jsonl.zst`.
 pub fn codex_file(path: &Path) -> Option<SourceFile> {
     let name = path.file_name()?.to_str()?;
-    (name.starts_with("rollout-") && name.ends_with(".jsonl")).then(|| SourceFile {
+    let rollout = name.ends_with(".jsonl") || name.ends_with(".jsonl.zst");
+    (name.starts_with("rollout-") && rollout).then(|| SourceFile {
         provider: Provider::Codex,
         path: path.to_path_buf(),
         workspace: None,

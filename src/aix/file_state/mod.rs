@@ -13,10 +13,11 @@
 //! its lines, and an unreadable file never do.
 //!
 //! Whole-file documents (`sources::gemini::is_document`: Gemini CLI legacy `.json` sessions,
-//! rewritten in place, whose last line may have no newline) are read differently: any stat
-//! change reads all bytes, unterminated last line included, into a fresh parser in one push;
-//! the cursor's offset is the file's size; an unchanged stat skips the file. Memory then
-//! follows the document, which the parser must hold whole anyway.
+//! rewritten in place, whose last line may have no newline; and compressed Codex rollouts,
+//! `compressed`) are read differently: any stat change reads all bytes (inflated, for a
+//! compressed rollout), unterminated last line included, into a fresh parser in one push; the
+//! cursor's offset is the file's size; an unchanged stat skips the file. Memory then follows
+//! the document, which the parser must hold whole anyway.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -30,6 +31,7 @@ use super::mapping;
 use super::sources::{SessionParser, SourceFile, gemini};
 use crate::protocol::{ImportSessionItem, SessionInfo};
 
+mod compressed;
 mod retract;
 
 /// Builds the parser of a file (the real one is `sources::parser_for`; tests inject fakes).
@@ -157,9 +159,10 @@ impl FileState {
         self.derived.clear();
     }
 
-    /// Whether the file is a whole-file document (read whole on any change), not a line log.
+    /// Whether the file is a whole-file document (read whole on any change), not a line log: a
+    /// Gemini CLI legacy `.json`, or a compressed Codex rollout.
     pub fn is_document(&self) -> bool {
-        gemini::is_document(&self.source)
+        gemini::is_document(&self.source) || compressed::is_compressed(&self.source)
     }
 
     /// Whether the file needs reading, judged by stat (and, when the stat differs from the
@@ -403,6 +406,8 @@ impl FileState {
         full: bool,
     ) -> io::Result<Option<FileUpdate>> {
         let stat = FileIdentity::stat(&self.source.path)?;
+        // A compressed Codex review rollout whose parent moved is read again, as a plain one is.
+        let full = full || self.copies_moved(factory);
         if !full && self.cursor.as_ref().is_some_and(|c| c.identity() == stat) {
             return Ok(None);
         }
@@ -510,13 +515,17 @@ fn stale_turns(
 
 /// All bytes of a document with the identity they were read under: the stat taken before the
 /// read, with the size of what was read (a write racing the read leaves a newer mtime on disk,
-/// so the next stat differs and the file is read again).
+/// so the next stat differs and the file is read again). A compressed rollout's bytes are its
+/// inflated lines; its identity is the file's.
 fn read_document(source: &SourceFile) -> io::Result<(FileIdentity, Vec<u8>)> {
     let mut file = File::open(&source.path)?;
     let mut now = FileIdentity::of(&file.metadata()?);
     let mut bytes = Vec::with_capacity(usize::try_from(now.size).unwrap_or(0));
     file.read_to_end(&mut bytes)?;
     now.size = bytes.len() as u64;
+    if compressed::is_compressed(source) {
+        bytes = compressed::inflate(&bytes)?;
+    }
     Ok((now, bytes))
 }
 
