@@ -18,6 +18,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::file_state::compressed;
 use super::sources::codex::{ReviewFields, review_fields};
 use super::sources::common::LineCursor;
 
@@ -63,11 +64,9 @@ fn rollouts(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
             if depth > 0 {
                 rollouts(&p, depth - 1, out);
             }
-        } else if p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("rollout-") && n.ends_with(".jsonl"))
-        {
+        } else if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            n.starts_with("rollout-") && (n.ends_with(".jsonl") || n.ends_with(".jsonl.zst"))
+        }) {
             out.push(p);
         }
     }
@@ -149,6 +148,15 @@ impl Inner {
         for path in files {
             let Ok(bytes) = std::fs::read(&path) else {
                 continue;
+            };
+            // A compressed rollout (`.jsonl.zst`) is read inflated; a damaged one has no keys.
+            let bytes = if path.extension().is_some_and(|e| e == "zst") {
+                match compressed::inflate(&bytes) {
+                    Ok(lines) => lines,
+                    Err(_) => continue,
+                }
+            } else {
+                bytes
             };
             if !contains(&bytes, b"entered_review_mode") && !contains(&bytes, b"\"review\"") {
                 continue;

@@ -2,7 +2,8 @@
 //! (`aix emit | nex import replay`): every Codex fixture compressed gives the ledger its plain
 //! file gives; a compressed rollout with its plain `.jsonl` beside it is not read (Codex reads
 //! the plain one); a damaged one is a failed file the run counts and goes past; a second run
-//! leaves the ledger as it was, and a compressed rollout whose bytes change updates its session only.
+//! leaves the ledger as it was, and a compressed rollout whose bytes change updates its
+//! session. The `/review` index reads compressed rollouts too.
 
 use std::path::{Path, PathBuf};
 
@@ -108,4 +109,40 @@ fn compressed_codex_rollouts_give_the_ledger_their_plain_files_give() {
     // The rewritten rollout's session changes; any other read finds its session unchanged.
     assert_eq!(shorter.report.imported, 0, "{:?}", shorter.report);
     assert!(shorter.report.upserted >= 1, "{:?}", shorter.report);
+}
+
+/// The `/review` index reads compressed rollouts too: a review read before its parent, whose
+/// rollout is stored compressed, is linked to it (the index finds the parent's key in the
+/// inflated lines when it reads the `sessions` directory).
+#[test]
+fn a_review_is_linked_to_a_parent_whose_rollout_is_compressed() {
+    use nex::aix::sources::{FileRole, Provider, SourceFile, parser_with_indexes};
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/codex/review");
+    let parent_id = "019c7400-0000-7000-8000-000000000050";
+    let parent_name = format!("rollout-2026-02-19T15-00-00-{parent_id}.jsonl");
+    let child_name = "rollout-2026-02-19T15-53-21-019c74ac-b57f-7000-8000-000000000051.jsonl";
+    let dir = tempfile::tempdir().unwrap();
+    let day = dir.path().join("sessions/2026/02/19");
+    std::fs::create_dir_all(&day).unwrap();
+    let parent_bytes = std::fs::read(fixtures.join(&parent_name)).unwrap();
+    std::fs::write(
+        day.join(format!("{parent_name}.zst")),
+        compressed(&parent_bytes),
+    )
+    .unwrap();
+    std::fs::copy(fixtures.join(child_name), day.join(child_name)).unwrap();
+    let child = SourceFile {
+        provider: Provider::Codex,
+        path: day.join(child_name),
+        role: FileRole::Main,
+        workspace: None,
+    };
+    let index = std::sync::Arc::new(nex::aix::codex_reviews::ReviewIndex::default());
+    let mut p = parser_with_indexes(&child, None, Some(index));
+    p.push_lines(&std::fs::read(&child.path).unwrap(), 0, true);
+    let items = p.take_items();
+    assert_eq!(
+        items[0].session.parent_source_session_id.as_deref(),
+        Some(parent_id)
+    );
 }

@@ -31,7 +31,7 @@ use super::mapping;
 use super::sources::{SessionParser, SourceFile, gemini};
 use crate::protocol::{ImportSessionItem, SessionInfo};
 
-mod compressed;
+pub(crate) mod compressed;
 mod retract;
 
 /// Builds the parser of a file (the real one is `sources::parser_for`; tests inject fakes).
