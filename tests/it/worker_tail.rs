@@ -461,3 +461,35 @@ fn a_linked_project_folder_is_tailed() {
     assert_eq!(items[2].source_session_id, "fresh");
     run.finish();
 }
+
+/// A Codex rollout that is compressed while the tail watches it (`X.jsonl.zst` written, the
+/// plain `X.jsonl` removed) is a file the tail reads: whole and inflated, its items carry
+/// what the compressed bytes hold.
+#[test]
+fn a_rollout_compressed_while_tailed_is_read_inflated() {
+    use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+    let dir = tempfile::tempdir().unwrap();
+    let codex = dir.path().join("sessions");
+    let day = codex.join("2026/10/05");
+    std::fs::create_dir_all(&day).unwrap();
+    let plain = day.join("rollout-2026-10-05T09-00-00-a.jsonl");
+    let first = format!("{}{}", turn("s", "t1", "hello"), reply("hi"));
+    std::fs::write(&plain, &first).unwrap();
+    let options = WorkerOptions {
+        codex_dirs: vec![codex.clone()],
+        ..Default::default()
+    };
+    let run = start(options, vec![]);
+    assert_eq!(turn_ids(&run.items(1)[0]), ["t1"]);
+    let whole = format!("{first}{}", turn("s", "t2", "later"));
+    std::fs::write(
+        plain.with_extension("jsonl.zst"),
+        compress_to_vec(whole.as_bytes(), CompressionLevel::Fastest),
+    )
+    .unwrap();
+    std::fs::remove_file(&plain).unwrap();
+    let items = run.items(2);
+    assert_eq!(items[1].source_session_id, "s");
+    assert_eq!(turn_ids(&items[1]), ["t1", "t2"]);
+    run.finish();
+}

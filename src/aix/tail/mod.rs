@@ -276,7 +276,7 @@ impl Tail<'_, '_> {
             } else if !self.not_sessions.contains(&path)
                 && (path
                     .extension()
-                    .is_some_and(|e| e == "jsonl" || e == "json")
+                    .is_some_and(|e| e == "jsonl" || e == "json" || e == "zst")
                     || path.is_dir())
             {
                 self.rediscover_at
