@@ -18,6 +18,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::discover::codex_file;
 use super::file_state::compressed;
 use super::sources::codex::{ReviewFields, review_fields};
 use super::sources::common::LineCursor;
@@ -64,9 +65,7 @@ fn rollouts(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
             if depth > 0 {
                 rollouts(&p, depth - 1, out);
             }
-        } else if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-            n.starts_with("rollout-") && (n.ends_with(".jsonl") || n.ends_with(".jsonl.zst"))
-        }) {
+        } else if codex_file(&p).is_some() {
             out.push(p);
         }
     }

@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::discover::codex_file;
 use super::sources::Provider;
 
 /// Why a given location cannot be used.
@@ -141,8 +142,7 @@ fn claude_projects(dir: &Path) -> bool {
 fn codex_sessions(dir: &Path) -> bool {
     fn walk(dir: &Path, depth: u8) -> bool {
         entries(dir).iter().any(|e| {
-            let name = e.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            (name.starts_with("rollout-") && (has_ext(e, "jsonl") || name.ends_with(".jsonl.zst")))
+            (!e.is_dir() && codex_file(e).is_some())
                 || (depth < 3 && e.is_dir() && walk(e, depth + 1))
         })
     }
