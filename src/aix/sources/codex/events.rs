@@ -1,13 +1,23 @@
 //! The events of a rollout that add to the open turn: a human prompt, assistant text, reasoning,
-//! token usage and a compaction summary (the rules are in `mod.rs`'s module doc).
+//! token usage and a compaction summary, each prompt or reply written twice in a row (two event
+//! forms of one) counted once, and the completed items of paginated rollouts (the rules are in
+//! `mod.rs`'s module doc).
 
 use super::CodexParser;
 use serde_json::{Value, json};
 
-use super::content::{content_texts, line_id, message, push_message, without_memory_citation};
+use super::content::{
+    completed_item_text, content_texts, line_id, message, push_message, without_memory_citation,
+};
 use super::record::Payload;
 use super::turns::TokenEvent;
 use crate::aix::sources::common::{Line, count_skip, join_nonempty, later};
+
+/// The prompt and reply event texts of the record before the one being read.
+pub(super) struct Previous {
+    pub prompt: Option<String>,
+    pub reply: Option<String>,
+}
 
 impl CodexParser {
     /// A human prompt: opens its turn, named by the Codex turn id announced for it if any.
@@ -134,5 +144,78 @@ impl CodexParser {
         if let Some(t) = self.asm.open_mut() {
             push_message(t, msg, ts);
         }
+    }
+
+    /// A prompt event: the same text as the prompt of the record just before is one prompt
+    /// (counted as repeated), else a prompt that opens its turn.
+    pub(super) fn prompt_unless_repeated(
+        &mut self,
+        line: &Line<'_>,
+        text: Option<String>,
+        previous: Option<String>,
+        ts: Option<i64>,
+    ) {
+        if !self.repeated(&text, &previous, "repeated_prompt") {
+            self.previous_prompt.clone_from(&text);
+            self.prompt(line, text, ts);
+        }
+    }
+
+    /// A reply event (`agent_message`, or a completed `AgentMessage` item): the same text as
+    /// the reply event of the record just before is one reply (a build writing both; counted
+    /// as repeated), else the event half of a visible pair.
+    pub(super) fn reply_unless_repeated(
+        &mut self,
+        line: &Line<'_>,
+        text: Option<String>,
+        cited: Option<Value>,
+        previous: Option<String>,
+        ts: Option<i64>,
+    ) {
+        if !self.repeated(&text, &previous, "repeated_reply") {
+            self.previous_reply.clone_from(&text);
+            self.assistant_text(line, text, true, cited, ts);
+        }
+    }
+
+    /// A completed turn item (`event_msg item_completed`; paginated rollouts write these instead
+    /// of `user_message`, `agent_message` and `sub_agent_activity`): a `UserMessage` is a prompt,
+    /// an `AgentMessage` assistant text as its event is, a `SubAgentActivity` a spawn link.
+    /// Any other item repeats a `response_item` (reasoning, tool calls and their outputs) or
+    /// carries nothing the mapping reads: counted under its type.
+    pub(super) fn item_completed(
+        &mut self,
+        line: &Line<'_>,
+        p: &mut Payload<'_>,
+        previous: Previous,
+        ts: Option<i64>,
+    ) {
+        let kind = p.item.0.as_ref().and_then(|i| i.kind.as_deref());
+        match kind {
+            Some("UserMessage") => {
+                let text = completed_item_text(p, "text");
+                self.prompt_unless_repeated(line, text, previous.prompt, ts);
+            }
+            Some("AgentMessage") => {
+                let cited = p.item.0.as_mut().and_then(|i| i.memory_citation.take());
+                let text = completed_item_text(p, "Text");
+                self.reply_unless_repeated(line, text, cited, previous.reply, ts);
+            }
+            Some("SubAgentActivity") => self.spawn_item(p),
+            other => {
+                let reason = format!("event_msg/item_completed:{}", other.unwrap_or("unknown"));
+                count_skip(&mut self.stats, &reason);
+            }
+        }
+    }
+
+    /// Whether `text` repeats the same event's text on the record just before (`previous`):
+    /// then it is counted under `reason` and goes no further.
+    fn repeated(&mut self, text: &Option<String>, previous: &Option<String>, reason: &str) -> bool {
+        let repeated = text.is_some() && text == previous;
+        if repeated {
+            count_skip(&mut self.stats, reason);
+        }
+        repeated
     }
 }

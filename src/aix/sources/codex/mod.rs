@@ -78,7 +78,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use self::content::{completed_item_text, content_texts, cwd_of_environment, injected, line_id};
+use self::content::{content_texts, cwd_of_environment, injected, line_id};
+use self::events::Previous;
 use self::record::{Payload, Record};
 use self::turns::{CodexTurn, TokenEvent, Totals};
 use super::assembler::Assembler;
@@ -194,12 +195,6 @@ pub struct CodexParser {
     /// A paginated subagent's `subagent_history_start_ordinal`: records with a smaller
     /// `ordinal` replay its parent.
     own_from_ordinal: Option<i64>,
-}
-
-/// The prompt and reply event texts of the record before the one being read.
-struct Previous {
-    prompt: Option<String>,
-    reply: Option<String>,
 }
 
 impl CodexParser {
@@ -369,73 +364,6 @@ impl CodexParser {
             ("event_msg", _) => count_skip(&mut self.stats, &format!("{kind}/{sub}")),
             ("", _) => count_skip(&mut self.stats, "unknown"),
             (other, _) => count_skip(&mut self.stats, other),
-        }
-    }
-
-    /// A prompt event: the same text as the prompt of the record just before is one prompt
-    /// (counted as repeated), else a prompt that opens its turn.
-    fn prompt_unless_repeated(
-        &mut self,
-        line: &Line<'_>,
-        text: Option<String>,
-        previous: Option<String>,
-        ts: Option<i64>,
-    ) {
-        if text.is_some() && text == previous {
-            count_skip(&mut self.stats, "repeated_prompt");
-        } else {
-            self.previous_prompt.clone_from(&text);
-            self.prompt(line, text, ts);
-        }
-    }
-
-    /// A reply event (`agent_message`, or a completed `AgentMessage` item): the same text as
-    /// the reply event of the record just before is one reply (a build writing both; counted
-    /// as repeated), else the event half of a visible pair.
-    fn reply_unless_repeated(
-        &mut self,
-        line: &Line<'_>,
-        text: Option<String>,
-        cited: Option<Value>,
-        previous: Option<String>,
-        ts: Option<i64>,
-    ) {
-        if text.is_some() && text == previous {
-            count_skip(&mut self.stats, "repeated_reply");
-        } else {
-            self.previous_reply.clone_from(&text);
-            self.assistant_text(line, text, true, cited, ts);
-        }
-    }
-
-    /// A completed turn item (`event_msg item_completed`; paginated rollouts write these instead
-    /// of `user_message`, `agent_message` and `sub_agent_activity`): a `UserMessage` is a prompt,
-    /// an `AgentMessage` assistant text as its event is, a `SubAgentActivity` a spawn link.
-    /// Any other item repeats a `response_item` (reasoning, tool calls and their outputs) or
-    /// carries nothing the mapping reads: counted under its type.
-    fn item_completed(
-        &mut self,
-        line: &Line<'_>,
-        p: &mut Payload<'_>,
-        previous: Previous,
-        ts: Option<i64>,
-    ) {
-        let kind = p.item.0.as_ref().and_then(|i| i.kind.as_deref());
-        match kind {
-            Some("UserMessage") => {
-                let text = completed_item_text(p, "text");
-                self.prompt_unless_repeated(line, text, previous.prompt, ts);
-            }
-            Some("AgentMessage") => {
-                let cited = p.item.0.as_mut().and_then(|i| i.memory_citation.take());
-                let text = completed_item_text(p, "Text");
-                self.reply_unless_repeated(line, text, cited, previous.reply, ts);
-            }
-            Some("SubAgentActivity") => self.spawn_item(p),
-            other => {
-                let reason = format!("event_msg/item_completed:{}", other.unwrap_or("unknown"));
-                count_skip(&mut self.stats, &reason);
-            }
         }
     }
 
