@@ -145,17 +145,10 @@ impl Inner {
         files.sort();
         let displaced = std::mem::take(&mut self.displaced);
         for path in files {
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
             // A compressed rollout (`.jsonl.zst`) is read inflated; a damaged one has no keys.
-            let bytes = if path.extension().is_some_and(|e| e == "zst") {
-                match compressed::inflate(&bytes) {
-                    Ok(lines) => lines,
-                    Err(_) => continue,
-                }
-            } else {
-                bytes
+            let read = std::fs::read(&path).and_then(|b| compressed::rollout_lines(&path, b));
+            let Ok(bytes) = read else {
+                continue;
             };
             if !contains(&bytes, b"entered_review_mode") && !contains(&bytes, b"\"review\"") {
                 continue;

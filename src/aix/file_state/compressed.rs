@@ -3,6 +3,7 @@
 //! closed: it is read as a whole-file document, decompressed in memory, on any stat change.
 
 use std::io::{self, Read};
+use std::path::Path;
 
 use ruzstd::decoding::StreamingDecoder;
 use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
@@ -15,7 +16,23 @@ pub const MAX_INFLATED_BYTES: u64 = 2 << 30;
 
 /// Whether `file` is a compressed Codex rollout.
 pub fn is_compressed(file: &SourceFile) -> bool {
-    file.provider == Provider::Codex && file.path.extension().is_some_and(|e| e == "zst")
+    file.provider == Provider::Codex && is_zst(&file.path)
+}
+
+fn is_zst(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "zst")
+}
+
+/// The lines of a rollout read from `path` as `bytes`: [`inflate`]d when it is a compressed
+/// one (`.zst`), else the bytes as read.
+///
+/// Errors: those of [`inflate`].
+pub fn rollout_lines(path: &Path, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
+    if is_zst(path) {
+        inflate(&bytes)
+    } else {
+        Ok(bytes)
+    }
 }
 
 /// The lines of a compressed rollout: every zstd frame of `input` in order (skippable frames

@@ -523,10 +523,7 @@ fn read_document(source: &SourceFile) -> io::Result<(FileIdentity, Vec<u8>)> {
     let mut bytes = Vec::with_capacity(usize::try_from(now.size).unwrap_or(0));
     file.read_to_end(&mut bytes)?;
     now.size = bytes.len() as u64;
-    if compressed::is_compressed(source) {
-        bytes = compressed::inflate(&bytes)?;
-    }
-    Ok((now, bytes))
+    Ok((now, compressed::rollout_lines(&source.path, bytes)?))
 }
 
 struct FeedEnd {
